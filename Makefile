@@ -1,0 +1,183 @@
+# Tether - top-level Makefile.
+#   make            build tetherd, tether, libtether (release, into build/release)
+#   make test       install what tests need, build with ASan+UBSan, run every test
+#   make demo       build, start a relay and an agent exposing a sample page, print its URL
+#   make install PREFIX=/usr/local [DESTDIR=...]
+#   make sanitize   build with -fsanitize=address,undefined into build/sanitize
+#   make core-check build src/core alone with the strict flags and check it needs only libc
+#   make fuzz       build the libFuzzer targets with clang and run each for a bounded time
+#   make bench      run bench/ (never part of make test)
+#   make format / format-check
+# The build directory follows MODE (release or sanitize); binaries land in $(B)/bin.
+
+MODE ?= release
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+
+B := build/$(MODE)
+
+CSTD := -std=c17
+WARN := -Wall -Wextra -Werror
+CORE_WARN := $(WARN) -Wconversion -Wsign-conversion -pedantic
+CPPFLAGS_ALL := -Iinclude -Isrc -D_GNU_SOURCE
+OPT_release := -O2 -g
+OPT_sanitize := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT := $(OPT_$(MODE))
+LDSAN_sanitize := -fsanitize=address,undefined
+LDSAN := $(LDSAN_$(MODE))
+CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -fPIC $(CFLAGS)
+LIBS := -luv -lwslay -lssl -lcrypto -lhttp_parser -ljansson -lsqlite3 -lhiredis -lm -lpthread
+
+CORE_SRC := $(wildcard src/core/*.c)
+COMMON_SRC := $(wildcard src/common/*.c)
+RELAY_SRC := $(wildcard src/relay/*.c)
+AGENT_SRC := $(wildcard src/agent/*.c)
+CLI_SRC := $(wildcard src/cli/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_SUPPORT := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+CORE_OBJ := $(call obj,$(CORE_SRC))
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
+RELAY_OBJ := $(call obj,$(RELAY_SRC))
+AGENT_OBJ := $(call obj,$(AGENT_SRC))
+CLI_OBJ := $(call obj,$(CLI_SRC))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+UNIT_SUPPORT_OBJ := $(call obj,$(UNIT_SUPPORT))
+
+TETHERD := $(B)/bin/tetherd
+TETHER := $(B)/bin/tether
+LIBTETHER_A := $(B)/lib/libtether.a
+LIBTETHER_SO := $(B)/lib/libtether.so
+INTERNAL_A := $(B)/lib/libtt_internal.a
+
+.PHONY: all build deps test unit unit-bin e2e sanitize demo install clean core-check fuzz fuzz-replay-bin \
+	bench format format-check
+
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(TETHERD) $(TETHER) $(LIBTETHER_A) $(LIBTETHER_SO)
+
+deps:
+	@scripts/deps.sh build
+
+$(B)/obj/src/core/%.o: src/core/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(CORE_WARN) $(OPT) -fPIC $(CFLAGS) -Iinclude -MMD -MP -c $< -o $@
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CPPFLAGS_ALL) -MMD -MP -c $< -o $@
+
+# Everything but main() files, for unit tests.
+$(INTERNAL_A): $(CORE_OBJ) $(COMMON_OBJ) $(filter-out %/main.o,$(RELAY_OBJ) $(AGENT_OBJ))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBTETHER_A): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBTETHER_SO): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDSAN) -o $@ $^ $(LIBS)
+
+$(TETHERD): $(RELAY_OBJ) $(COMMON_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDSAN) -o $@ $^ $(LIBS)
+
+$(TETHER): $(CLI_OBJ) $(LIBTETHER_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDSAN) -o $@ $(CLI_OBJ) $(LIBTETHER_A) $(LIBS)
+
+$(B)/tests/%: tests/unit/%.c $(UNIT_SUPPORT_OBJ) $(INTERNAL_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CPPFLAGS_ALL) -Wno-unused-parameter -o $@ $< $(UNIT_SUPPORT_OBJ) \
+		$(INTERNAL_A) $(LDSAN) $(LIBS) -lcmocka
+
+unit-bin: $(UNIT_BIN)
+
+sanitize: deps
+	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin
+
+# The whole suite runs on the sanitizer build.
+test:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin fuzz-replay-bin
+	@$(MAKE) --no-print-directory core-check
+	@MODE=sanitize tests/run-all.sh
+
+unit:
+	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin
+	@MODE=sanitize tests/run-all.sh unit
+
+e2e:
+	@$(MAKE) --no-print-directory MODE=sanitize build
+	@MODE=sanitize tests/run-all.sh e2e
+
+demo: all
+	@scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 build/release/bin/tetherd build/release/bin/tether $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 build/release/lib/libtether.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 build/release/lib/libtether.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/tether.h include/tether_err.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 docs/man/tether.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 docs/man/tetherd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+
+# src/core alone, strict flags, and nothing but libc underneath.
+core-check:
+	@mkdir -p build/core-check
+	@for f in $(CORE_SRC); do \
+		$(CC) $(CSTD) $(CORE_WARN) -O2 -ffreestanding -fno-builtin -Iinclude -c $$f \
+			-o build/core-check/$$(basename $$f .c).o || exit 1; done
+	@undef=$$(nm -u build/core-check/*.o | awk 'NF==2{print $$2}' | sort -u | \
+		grep -v -x -E 'memcpy|memmove|memset|memcmp|strlen|__stack_chk_fail' || true); \
+	if [ -n "$$undef" ]; then echo "core-check: src/core needs more than libc: $$undef"; exit 1; fi; \
+	echo "core-check: src/core builds alone and needs only libc memory/string functions"
+
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%-replay,$(FUZZ_SRC))
+
+$(B)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay_main.c $(INTERNAL_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CPPFLAGS_ALL) -o $@ $< tests/fuzz/replay_main.c $(INTERNAL_A) \
+		$(LDSAN) $(LIBS)
+
+fuzz-replay-bin: $(FUZZ_REPLAY)
+
+FUZZ_RUNS ?= 200000
+fuzz:
+	@scripts/deps.sh fuzz
+	@mkdir -p build/fuzz
+	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+		clang -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS_ALL) \
+			-o build/fuzz/$$n $$f $(CORE_SRC) $(COMMON_SRC) \
+			$(filter-out %/main.c,$(RELAY_SRC)) $(LIBS); \
+		mkdir -p build/fuzz/$$n-new; \
+		build/fuzz/$$n -runs=$(FUZZ_RUNS) -max_total_time=120 -artifact_prefix=tests/fuzz/crashes/$$n- \
+			build/fuzz/$$n-new tests/fuzz/corpus/$$n; done
+
+bench: all
+	@scripts/deps.sh bench
+	@bench/run.sh
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^third_party/')
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,77 @@
+/* pipe.h - joins one TCP socket to one stream of a wsconn, both ways: socket input goes
+ * upstream as DATA within the stream's send window (reading stops while the window or the
+ * wsconn's output queue is full, so a slow peer holds back only this stream); DATA from the
+ * peer is written to the socket and credited back (tt_wsconn_consume) only once written, so a
+ * slow socket holds at most one window. EOF on the socket becomes FIN; the peer's FIN becomes
+ * a write shutdown (half-close). Errors become RESET / socket close.
+ *
+ * Used by the agent (local service sockets), the relay's TCP ports, and the relay's HTTP
+ * proxying (with a filter that rewrites request heads).
+ *
+ * Owns: the uv_tcp_t it is given (closed and freed by it), its read chunk and write queue.
+ * A pipe frees itself once both its socket is closed and its stream has ended; on_done is the
+ * last callback. Socket writes are batched and flushed once per loop iteration. */
+#ifndef TT_PIPE_H
+#define TT_PIPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include "wsconn.h"
+
+struct tt_pipe;
+
+struct tt_pipe_hooks {
+    /* Optional. Socket input goes through here instead of straight upstream (the relay's HTTP
+     * head rewriting). The hook passes on what it wants with tt_pipe_send(), which always
+     * takes everything. eof: the socket has no more input (len is then 0). Return 0, or a
+     * negative tether_err to reset the stream and close the socket after flushing anything
+     * written with tt_pipe_write(). */
+    int (*filter)(struct tt_pipe *p, const uint8_t *in, size_t len, bool eof, void *ud);
+    /* Optional. The stream ended (RESET from the peer, the session went away, or the connect
+     * failed) before a single byte came from it; code is the TT_RESET_* code (or -1 when the
+     * session went away). Return true after writing an answer with tt_pipe_write() (the
+     * relay's 502 page): the pipe flushes it and closes the socket. */
+    bool (*on_fail)(struct tt_pipe *p, int code, void *ud);
+    /* Optional. The pipe is over and about to be freed. up: bytes read from the socket; down:
+     * bytes written to the socket. */
+    void (*on_done)(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud);
+};
+
+/* Creates a pipe between sock (malloc'd uv_tcp_t, taken over: the pipe sets sock->data and
+ * frees it after uv_close) and stream id of c, and sets the stream's user pointer to the pipe.
+ * If connecting is true the socket's connect is still under way: call tt_pipe_connected()
+ * from its callback; DATA arriving meanwhile is queued (the window bounds it). Otherwise the
+ * pipe starts reading now. pre[0..prelen) are bytes already read from the socket; they go
+ * through the filter (or upstream) first. hooks and ud must outlive the pipe. Returns 0 and *out,
+ * or TETHER_ERR_NOMEM / _NO_STREAM (then sock is still the caller's). */
+int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, uv_tcp_t *sock, bool connecting,
+                struct tt_wsconn *c, uint32_t id, const uint8_t *pre, size_t prelen,
+                const struct tt_pipe_hooks *hooks, void *ud);
+
+/* The socket's connect finished with status (a libuv code: 0 or negative). On failure the
+ * stream is reset with TT_RESET_REFUSED and the pipe ends. */
+void tt_pipe_connected(struct tt_pipe *p, int status);
+
+/* From a filter: sends len bytes upstream (copied; queued until the window allows). Returns 0
+ * or TETHER_ERR_NOMEM. */
+int tt_pipe_send(struct tt_pipe *p, const uint8_t *data, size_t len);
+
+/* Writes len bytes to the socket (copied). Returns 0 or TETHER_ERR_NOMEM. */
+int tt_pipe_write(struct tt_pipe *p, const uint8_t *data, size_t len);
+
+/* Ends the pipe now: resets the stream (code) if it is still open, flushes what was written
+ * with tt_pipe_write, and closes the socket. */
+void tt_pipe_abort(struct tt_pipe *p, uint16_t code);
+
+/* The pipe's user data (ud given to tt_pipe_new) and stream id. */
+void *tt_pipe_ud(const struct tt_pipe *p);
+uint32_t tt_pipe_stream_id(const struct tt_pipe *p);
+
+/* Fills the stream callbacks of cb (on_data, on_fin, on_reset, on_window, on_stream_close) with
+ * the pipe's handlers, which find the pipe in st->user (a NULL user: data is consumed and
+ * dropped). The application sets the others (on_hello or on_welcome, on_open, on_goaway...). */
+void tt_pipe_session_callbacks(struct tt_session_callbacks *cb);
+
+#endif

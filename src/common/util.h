@@ -1,0 +1,50 @@
+/* util.h - small parsers shared by relay, agent and CLI: durations ("30s", "5m", "2h", "7d"),
+ * "HOST:PORT" addresses (IPv6 in brackets), port ranges "LOW-HIGH", and ws/wss/http URLs.
+ * Pure functions over caller buffers; each fills a one-line message in err[TT_ERRLEN] on failure. */
+#ifndef TT_UTIL_H
+#define TT_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TT_ERRLEN 256
+#define TT_HOSTLEN 256
+
+/* "30s", "5m", "2h", "7d", "1500ms", or a bare number of seconds. Returns 0 and *ms, or -1. */
+int tt_parse_duration(const char *s, uint64_t *ms, char err[TT_ERRLEN]);
+
+/* "HOST:PORT", "[V6]:PORT". host gets the host without brackets. Port 0..65535 (0 only if
+ * allow_zero). Returns 0 or -1. */
+int tt_parse_hostport(const char *s, char host[TT_HOSTLEN], uint16_t *port, bool allow_zero,
+                      char err[TT_ERRLEN]);
+
+/* "LOW-HIGH", 1 <= LOW <= HIGH <= 65535. Returns 0 or -1. */
+int tt_parse_port_range(const char *s, uint16_t *low, uint16_t *high, char err[TT_ERRLEN]);
+
+struct tt_url {
+    char scheme[8]; /* "ws", "wss", "http", "https" (lowercased) */
+    char user[128]; /* userinfo, percent-decoded; empty if none */
+    char pass[128];
+    char host[TT_HOSTLEN]; /* without brackets */
+    uint16_t port;          /* explicit or the scheme's default (80/443) */
+    bool port_explicit;
+    char path[1024]; /* path and query, "/" if empty */
+};
+
+/* Parses an absolute URL with one of the schemes in allowed (a NULL-terminated list). Uses
+ * http-parser's URL parser underneath. Returns 0 or -1. */
+int tt_parse_url(const char *s, const char *const *allowed, struct tt_url *u, char err[TT_ERRLEN]);
+
+/* Fills buf with n random bytes from OpenSSL's CSPRNG. Returns 0 or -1. */
+int tt_random_bytes(void *buf, size_t n);
+
+/* Writes a random DNS label of len characters (lowercase letters and digits, first a letter)
+ * and a NUL into out[len+1]. Returns 0 or -1. */
+int tt_random_label(char *out, size_t len);
+
+/* Constant-time comparison of two byte strings (lengths compared too, without early exit on
+ * content). */
+bool tt_consttime_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+#endif

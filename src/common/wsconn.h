@@ -1,0 +1,101 @@
+/* wsconn.h - one device connection: a WebSocket (wslay's frame layer) over a libuv TCP stream,
+ * carrying a Tether session (src/core/session.h). Relay side (server) or agent side (client);
+ * the opening handshake is done before (wshs.h) and any bytes read past it are handed in.
+ *
+ * Owns: the uv_tcp_t it is given (closed and freed by it), the wslay context, the tt_session
+ * and its stream table, the output queue, the ping timer and a uv_prepare handle that flushes
+ * the output queue once per loop iteration, before the loop polls: many frames, one write.
+ *
+ * Flow: bytes read -> wslay_frame_recv (unmasking) -> tt_session_recv -> session callbacks
+ * (the application's, given in the config; their user data is the wsconn's ud). Text frames
+ * and fragmented binary messages are accepted; a binary message over max_message closes with
+ * 1009, a WebSocket protocol error with 1002, a Tether session error with a GOAWAY and 1002.
+ * Pings are answered; if ping_interval_ms is set we ping and close with TETHER_ERR_TIMEOUT when
+ * nothing at all has been received for ping_timeout_ms. */
+#ifndef TT_WSCONN_H
+#define TT_WSCONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include "../core/session.h"
+
+struct tt_wsconn;
+
+struct tt_wsconn_config {
+    bool client;                                  /* agent: mask our frames */
+    struct tt_session_config session;             /* role, window, max_streams */
+    const struct tt_session_callbacks *session_cb; /* their ud is the wsconn's ud */
+    uint32_t ping_interval_ms;                    /* 0: never ping */
+    uint32_t ping_timeout_ms;                     /* 0: never time out */
+    size_t out_high;     /* output queue above this: not writable (0: 1 MiB) */
+    size_t max_message;  /* largest WebSocket message accepted (0: 1 MiB) */
+};
+
+struct tt_wsconn_callbacks {
+    /* The connection is over: peer close frame, EOF, read/write error, ping timeout, protocol
+     * error, or tt_wsconn_close(). err is 0 for an orderly close, else a tether_err.
+     * Every open stream has had on_stream_close before this is called. The wsconn is freed
+     * when this returns (its handles close afterwards): do not use c again. */
+    void (*on_close)(struct tt_wsconn *c, int err, const char *reason, void *ud);
+};
+
+/* A pipe (or anything) waiting for the output queue to drain. */
+struct tt_wsconn_waiter {
+    struct tt_wsconn_waiter *next, *prev; /* owned by the wsconn while queued */
+    void (*cb)(struct tt_wsconn_waiter *w); /* called once; the waiter is unqueued first */
+};
+
+/* Creates a wsconn over tcp, which must be a malloc'd, connected uv_tcp_t that is not reading
+ * (call uv_read_stop first); the wsconn takes it over (sets tcp->data, frees it after
+ * uv_close). pre[0..prelen) are bytes already read after the handshake; they are copied. The
+ * session's stream table starts small and grows up to cfg->session.max_streams. Returns 0 and
+ * *out, or TETHER_ERR_NOMEM / _INVAL (then tcp is still the caller's). */
+int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, uv_tcp_t *tcp, const uint8_t *pre,
+                  size_t prelen, const struct tt_wsconn_config *cfg,
+                  const struct tt_wsconn_callbacks *cb, void *ud);
+
+/* The session inside c (to call tt_session_open, _hello, _accept... with a scratch buffer, then
+ * tt_wsconn_send_frame). */
+struct tt_session *tt_wsconn_session(struct tt_wsconn *c);
+
+/* Queues one complete Tether frame (or several concatenated) as one binary WebSocket message.
+ * Copies it. Returns 0, TETHER_ERR_NOMEM or _CLOSED. */
+int tt_wsconn_send_frame(struct tt_wsconn *c, const uint8_t *frame, size_t len);
+
+/* Sends up to len bytes of data on stream id as DATA frames (each at most 65535 bytes, within
+ * the stream's send window); FIN rides on the last frame when fin is true and all of len fits
+ * (len may be 0 with fin). Copies the bytes into the output queue. Returns the number of bytes
+ * taken (0..len; fewer when the window shuts), or TETHER_ERR_NO_STREAM, _CLOSED, _NOMEM. */
+tt_ssize tt_wsconn_send_data(struct tt_wsconn *c, uint32_t id, const uint8_t *data, size_t len,
+                             bool fin);
+
+/* Resets stream id (frees its slot without on_stream_close) and queues the RESET. */
+void tt_wsconn_reset_stream(struct tt_wsconn *c, uint32_t id, uint16_t code);
+
+/* The application has written n bytes received on id: credit them back (tt_session_consume)
+ * and schedule a flush. */
+void tt_wsconn_consume(struct tt_wsconn *c, uint32_t id, size_t n);
+
+/* True while the output queue is below out_high. */
+bool tt_wsconn_writable(const struct tt_wsconn *c);
+/* Calls w->cb once when the queue has drained below out_high/2 (at once, on the next flush, if
+ * it already has). */
+void tt_wsconn_wait_writable(struct tt_wsconn *c, struct tt_wsconn_waiter *w);
+/* Takes w off the wait list if it is on it. */
+void tt_wsconn_cancel_wait(struct tt_wsconn *c, struct tt_wsconn_waiter *w);
+
+/* Sends a GOAWAY (code, reason) if the session is open, then a WebSocket close frame
+ * (ws_code), flushes, and closes: on_close follows (asynchronously) with err. Safe to call more
+ * than once. */
+void tt_wsconn_close(struct tt_wsconn *c, uint16_t goaway_code, uint16_t ws_code, int err,
+                     const char *reason);
+
+/* Peer address "IP:PORT" (empty if unknown). */
+const char *tt_wsconn_peer(const struct tt_wsconn *c);
+/* Bytes of Tether payload received and sent (for stats). */
+uint64_t tt_wsconn_bytes_in(const struct tt_wsconn *c);
+uint64_t tt_wsconn_bytes_out(const struct tt_wsconn *c);
+
+#endif

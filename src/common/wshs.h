@@ -1,0 +1,46 @@
+/* wshs.h - the WebSocket opening handshake (RFC 6455 section 4) for both sides: the client's
+ * request, the server's 101 answer, and the checks. Sec-WebSocket-Accept is SHA-1 + base64
+ * from OpenSSL. Heads are parsed with http-parser. No I/O. */
+#ifndef TT_WSHS_H
+#define TT_WSHS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Sec-WebSocket-Key / -Accept are 24 and 28 characters of base64. */
+#define TT_WS_KEYLEN 24
+#define TT_WS_ACCEPTLEN 28
+
+/* Makes a random key (base64 of 16 random bytes) into key[TT_WS_KEYLEN+1]. Returns 0 or -1. */
+int tt_wshs_make_key(char key[TT_WS_KEYLEN + 1]);
+
+/* accept[TT_WS_ACCEPTLEN+1] = base64(SHA-1(key + GUID)). Returns 0 or -1. */
+int tt_wshs_accept(const char *key, size_t keylen, char accept[TT_WS_ACCEPTLEN + 1]);
+
+/* Writes the client's request into out: "GET path HTTP/1.1", Host (host, with ":port" unless
+ * default_port), Upgrade, Connection, Sec-WebSocket-Key, Sec-WebSocket-Version: 13,
+ * Sec-WebSocket-Protocol: tether.v1, User-Agent. Returns its length, or -1 if out is too small. */
+int tt_wshs_client_request(char *out, size_t outlen, const char *host, uint16_t port,
+                           bool default_port, const char *path, const char *key);
+
+/* The result of parsing a server's answer to our request. */
+struct tt_wshs_response {
+    int status;          /* HTTP status */
+    bool accepted;       /* 101 with the right Upgrade, Connection and Accept */
+    char location[1024]; /* Location header of a 3xx, "" otherwise */
+    size_t head_len;     /* bytes of the head; what follows is WebSocket data */
+};
+
+/* Parses the head of the server's answer in in[0..len). Returns 1 when the head is complete
+ * (r filled), 0 if more bytes are needed, -1 if it is malformed or longer than 16 KiB. key is
+ * the Sec-WebSocket-Key we sent. */
+int tt_wshs_parse_response(const uint8_t *in, size_t len, const char *key,
+                           struct tt_wshs_response *r);
+
+/* Writes the server's "101 Switching Protocols" answer for key (echoing the tether.v1
+ * subprotocol when subprotocol is true). Returns its length, or -1 if out is too small. */
+int tt_wshs_server_response(char *out, size_t outlen, const char *key, size_t keylen,
+                            bool subprotocol);
+
+#endif

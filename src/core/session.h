@@ -1,0 +1,208 @@
+/* session.h - the sans-I/O Tether session (docs/PROTOCOL.md), shared by relay and device.
+ * Bytes in (tt_session_recv), events out (callbacks), frames out into caller buffers.
+ * No sockets, clocks, randomness, globals or malloc: the caller owns the session struct and the
+ * stream table, and grows the table through a callback if it wants to.
+ *
+ * Output rules. Frames the application decides to send (HELLO, WELCOME, REFUSE, OPEN, DATA
+ * header, RESET, GOAWAY) are written at once into the buffer given to that call. Frames the
+ * session decides to send by itself (WINDOW credit, RESET of a stream that broke the rules) are
+ * queued and come out of tt_session_send(); call it after each tt_session_recv() and after
+ * tt_session_consume(), whenever tt_session_want_write() is true.
+ *
+ * Stream lifetime. Streams are named by id in every call: slots in the table move, so a
+ * struct tt_stream pointer is valid only during the callback that hands it out. A stream ends
+ * (its slot is freed, on_stream_close is called) when the peer's RESET arrives, when the session
+ * resets it for a rule broken by the peer, or when both directions have carried FIN and the
+ * last FIN came from the peer. When the application's own call ends the stream (its FIN after
+ * the peer's, or tt_session_reset), the slot is freed inside that call and on_stream_close is
+ * NOT called: the application already knows. */
+#ifndef TT_SESSION_H
+#define TT_SESSION_H
+
+#include "frame.h"
+
+enum tt_role {
+    TT_ROLE_RELAY = 1,
+    TT_ROLE_DEVICE = 2,
+};
+
+enum tt_session_state {
+    TT_SESSION_HANDSHAKE = 0, /* relay: waiting for HELLO; device: HELLO sent, waiting */
+    TT_SESSION_OPEN = 1,      /* registered: streams may flow */
+    TT_SESSION_CLOSED = 2,    /* GOAWAY/REFUSE sent or received, or failed: nothing more */
+};
+
+/* Stream flags. */
+#define TT_STREAM_LOCAL_FIN 0x01   /* we sent FIN */
+#define TT_STREAM_REMOTE_FIN 0x02  /* the peer sent FIN */
+#define TT_STREAM_WINDOW_DUE 0x04  /* a WINDOW frame is queued for tt_session_send */
+
+struct tt_stream {
+    uint32_t id; /* 0: free slot */
+    uint8_t service;
+    uint8_t flags;
+    uint32_t send_window;  /* DATA bytes we may still send */
+    uint32_t recv_window;  /* DATA bytes the peer may still send */
+    uint32_t recv_unacked; /* bytes consumed by the application, not yet credited back */
+    void *user;            /* the application's; the core never touches it */
+};
+
+struct tt_session;
+
+/* Every callback gets the session's user_data. A callback returning a negative tether_err makes
+ * tt_session_recv() stop and return it (the session is then failed). */
+struct tt_session_callbacks {
+    /* Relay: a valid HELLO arrived. Answer with tt_session_accept() or tt_session_refuse(),
+     * now or later. */
+    int (*on_hello)(struct tt_session *s, const struct tt_hello *m, void *ud);
+    /* Device: registration accepted / refused. After on_refuse the session is closed. */
+    int (*on_welcome)(struct tt_session *s, const struct tt_welcome *m, void *ud);
+    int (*on_refuse)(struct tt_session *s, const struct tt_coded *m, void *ud);
+    /* Device: the relay opened stream st to service m->service (already checked against the
+     * HELLO's service list). Set st->user. Return 0 to accept, or a positive TT_RESET_* code to
+     * refuse it (the session queues the RESET and frees the slot; no on_stream_close). */
+    int (*on_open)(struct tt_session *s, struct tt_stream *st, const struct tt_open *m, void *ud);
+    /* Bytes for st, a view into the input valid during the call. The application calls
+     * tt_session_consume() when it has disposed of them, now or later. */
+    int (*on_data)(struct tt_session *s, struct tt_stream *st, const uint8_t *data, size_t len,
+                   void *ud);
+    /* The peer will send no more data on st. */
+    int (*on_fin)(struct tt_session *s, struct tt_stream *st, void *ud);
+    /* The peer reset st; on_stream_close follows. */
+    int (*on_reset)(struct tt_session *s, struct tt_stream *st, const struct tt_coded *m,
+                    void *ud);
+    /* st->send_window grew (it was 0 or the application may have been waiting). */
+    int (*on_window)(struct tt_session *s, struct tt_stream *st, void *ud);
+    /* The peer is going away; the session is closed. */
+    int (*on_goaway)(struct tt_session *s, const struct tt_coded *m, void *ud);
+    /* st's slot is about to be freed (see "Stream lifetime" above). */
+    void (*on_stream_close)(struct tt_session *s, struct tt_stream *st, void *ud);
+    /* Optional: give the session a bigger stream table. Return a zeroed array of newcap
+     * entries (a power of two), or NULL to refuse; the session moves the streams over and
+     * hands the old table back through release_table. */
+    struct tt_stream *(*alloc_table)(struct tt_session *s, uint32_t newcap, void *ud);
+    void (*release_table)(struct tt_session *s, struct tt_stream *old, void *ud);
+    /* Optional trace output, one line without newline. */
+    void (*log)(void *ud, const char *msg);
+};
+
+struct tt_session_config {
+    enum tt_role role;
+    uint32_t window;      /* our initial receive credit per stream (sent in HELLO/WELCOME) */
+    uint16_t max_streams; /* most concurrent streams we accept (device) or open (relay) */
+};
+
+/* Pending session-generated RESETs (rare: a peer that breaks flow control). */
+#define TT_PENDING_RESETS 8
+
+/* The session. Fields are private; read them through the functions below. */
+struct tt_session {
+    struct tt_session_config cfg;
+    const struct tt_session_callbacks *cb;
+    void *ud;
+    uint8_t state; /* enum tt_session_state */
+    int err;       /* first fatal error, kept until tt_session_init */
+    /* stream table: open addressing, linear probing, cap a power of two */
+    struct tt_stream *streams;
+    uint32_t cap;
+    uint32_t nstreams;
+    uint32_t next_id;   /* relay: next stream id to try */
+    uint32_t ndue;      /* streams with TT_STREAM_WINDOW_DUE */
+    /* what the peer told us (HELLO on the relay, WELCOME on the device) */
+    uint32_t peer_window;
+    uint16_t peer_max_streams;
+    uint8_t nservices; /* relay: from HELLO; device: from its own HELLO */
+    uint8_t pending_resets;
+    struct {
+        uint32_t stream;
+        uint16_t code;
+    } resets[TT_PENDING_RESETS];
+    /* decoder */
+    uint8_t hdrbuf[TT_FRAME_HEADER_LEN];
+    uint8_t hdrlen;   /* bytes of the current header held in hdrbuf */
+    struct tt_frame_header cur;
+    uint32_t got;     /* payload bytes of the current frame seen so far */
+    uint8_t ctrl[TT_CTRL_MAX];
+};
+
+/* Prepares s. table must hold cap zeroed entries, cap a power of two >= 2; the caller owns it
+ * (and s) and frees it after the session is done. cb and ud must outlive s. Returns 0 or
+ * TETHER_ERR_INVAL. */
+int tt_session_init(struct tt_session *s, const struct tt_session_config *cfg,
+                    const struct tt_session_callbacks *cb, void *ud, struct tt_stream *table,
+                    uint32_t cap);
+
+/* Feeds inlen bytes received from the peer (the concatenated payloads of WebSocket binary
+ * messages; any split is fine). Fires callbacks. Returns inlen, or a negative fatal error
+ * (TETHER_ERR_PROTO, _FRAME_SIZE, _VERSION, _STATE, or a callback's), which the session keeps:
+ * send a GOAWAY and close the connection. */
+tt_ssize tt_session_recv(struct tt_session *s, const uint8_t *in, size_t inlen);
+
+/* True when tt_session_send() has frames to write. */
+bool tt_session_want_write(const struct tt_session *s);
+
+/* Writes queued WINDOW and RESET frames into out[0..outlen). Returns the bytes written (0 if
+ * none or if out cannot hold the next frame: TT_FRAME_HEADER_LEN + 4 bytes is always enough
+ * for one). */
+tt_ssize tt_session_send(struct tt_session *s, uint8_t *out, size_t outlen);
+
+/* Device: writes the HELLO for m (version, window and max_streams are taken from the config,
+ * the rest from m). Returns its length, TETHER_ERR_AGAIN (out too small), _INVAL or _STATE. */
+tt_ssize tt_session_hello(struct tt_session *s, const struct tt_hello *m, uint8_t *out,
+                          size_t outlen);
+
+/* Relay: accept the HELLO with m (version, window, max_streams from the config) / refuse it.
+ * Returns the frame length, TETHER_ERR_AGAIN, _INVAL or _STATE. After refuse the session is
+ * closed. */
+tt_ssize tt_session_accept(struct tt_session *s, const struct tt_welcome *m, uint8_t *out,
+                           size_t outlen);
+tt_ssize tt_session_refuse(struct tt_session *s, uint16_t code, const char *reason,
+                           uint8_t *out, size_t outlen);
+
+/* Relay: opens a stream to service (index into the HELLO's list), with origin (may be NULL) for
+ * the device's logs. Stores the new id in *id and user in the stream. Returns the OPEN frame's
+ * length, or TETHER_ERR_STATE (not registered), _NO_SERVICE, _STREAM_LIMIT (peer's max_streams
+ * reached or the table is full and cannot grow), _AGAIN (out too small). */
+tt_ssize tt_session_open(struct tt_session *s, uint8_t service, const char *origin, void *user,
+                         uint32_t *id, uint8_t *out, size_t outlen);
+
+/* How many DATA bytes may be sent on id now (0 when the window is shut, the stream is gone or
+ * our FIN was sent). */
+uint32_t tt_session_send_window(const struct tt_session *s, uint32_t id);
+
+/* Writes the 8-byte header of a DATA frame carrying len bytes (len <= min(65535, send window))
+ * and fin, and debits the window. The caller sends the payload right after it. Returns 8, or
+ * TETHER_ERR_NO_STREAM, _FLOW (len over the window), _STATE (FIN already sent), _INVAL. When fin
+ * completes the stream (the peer's FIN came first) the slot is freed here. */
+tt_ssize tt_session_data_header(struct tt_session *s, uint32_t id, size_t len, bool fin,
+                                uint8_t out[TT_FRAME_HEADER_LEN]);
+
+/* The application has disposed of n bytes received on id: they are credited back to the peer
+ * (a WINDOW frame is queued once enough has built up). Unknown ids are ignored. */
+void tt_session_consume(struct tt_session *s, uint32_t id, size_t n);
+
+/* Resets stream id with code and frees its slot; writes the RESET frame into out. Returns its
+ * length, TETHER_ERR_NO_STREAM or _AGAIN (out too small; nothing changed). */
+tt_ssize tt_session_reset(struct tt_session *s, uint32_t id, uint16_t code, uint8_t *out,
+                          size_t outlen);
+
+/* Writes a GOAWAY and closes the session (every stream is freed with on_stream_close). Returns
+ * its length or TETHER_ERR_AGAIN. */
+tt_ssize tt_session_goaway(struct tt_session *s, uint16_t code, const char *reason, uint8_t *out,
+                           size_t outlen);
+
+/* Ends the session without writing anything (the connection is gone): every open stream is
+ * freed with on_stream_close, and the state becomes TT_SESSION_CLOSED. Cannot fail. */
+void tt_session_shutdown(struct tt_session *s);
+
+/* Accessors. */
+enum tt_session_state tt_session_state(const struct tt_session *s);
+int tt_session_error(const struct tt_session *s); /* 0 or the first fatal error */
+uint32_t tt_session_nstreams(const struct tt_session *s);
+uint32_t tt_session_peer_window(const struct tt_session *s);
+/* The stream's user pointer, or NULL if id is not open. */
+void *tt_session_stream_user(const struct tt_session *s, uint32_t id);
+/* Sets the stream's user pointer. Returns 0 or TETHER_ERR_NO_STREAM. */
+int tt_session_set_user(struct tt_session *s, uint32_t id, void *user);
+
+#endif
