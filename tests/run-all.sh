@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# run-all.sh - runs Tether's whole test suite against one build: the cmocka unit tests, the fuzz
+# corpus and crash replays, and the end-to-end suite (real tetherd, tether and local services).
+# Usage: MODE=sanitize tests/run-all.sh [unit|e2e]   (default: everything; MODE defaults to
+# sanitize). Prints every test program's output, then one closing line "N passed, M failed",
+# counting cmocka tests one by one, each fuzz replay as one test and each e2e test as one.
+# Exits 1 if anything failed or nothing ran. Builds nothing: `make test` builds first.
+set -u
+
+cd "$(dirname "$0")/.."
+MODE=${MODE:-sanitize}
+B=build/$MODE
+WHAT=${1:-all}
+case "$WHAT" in
+all | unit | e2e) ;;
+*)
+    echo "run-all.sh: unknown argument '$WHAT' (unit, e2e, or nothing for all)" >&2
+    exit 2
+    ;;
+esac
+
+if [ "$MODE" = sanitize ]; then
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:disable_coredump=1:strict_string_checks=1}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+    export LSAN_OPTIONS=${LSAN_OPTIONS:-print_suppressions=0}
+fi
+
+passed=0
+failed=0
+failures=()
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+fail() { # name reason
+    failed=$((failed + 1))
+    failures+=("$1: $2")
+}
+
+# One cmocka program. cmocka prints "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s),
+# listed below:" once per group; a program that dies before its summary (a sanitizer abort)
+# counts its "[       OK ]" lines as passed and one failure for the crash.
+run_cmocka() {
+    local bin=$1 name rc p f ok
+    name=$(basename "$bin")
+    echo "== unit: $name"
+    "$bin" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test(s)\..*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test(s).*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
+    if ! grep -q '^\[  PASSED  \] [0-9]* test(s)\.' "$log" && ! grep -q '^\[  FAILED  \] [0-9]* test(s)' "$log"; then
+        ok=$(grep -c '^\[       OK \]' "$log")
+        passed=$((passed + ok))
+        fail "$name" "exited with status $rc before its summary"
+        return
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    [ "$f" -gt 0 ] && failures+=("$name: $f cmocka test(s) failed")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        fail "$name" "exited with status $rc after its tests passed (leak or sanitizer report?)"
+    fi
+}
+
+# One fuzz replay binary over a list of inputs: one test.
+run_replay() {
+    local bin=$1 label=$2 rc
+    shift 2
+    [ $# -gt 0 ] || return 0
+    echo "== fuzz replay: $label ($# inputs)"
+    "$bin" "$@" >"$log" 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        passed=$((passed + 1))
+        echo "PASS $label"
+    else
+        tail -n 40 "$log"
+        fail "$label" "replay exited with status $rc"
+        echo "FAIL $label: exited with status $rc"
+    fi
+}
+
+run_unit() {
+    local found=0 bin name files
+    if [ -d "$B/tests" ]; then
+        for bin in "$B"/tests/*; do
+            [ -f "$bin" ] && [ -x "$bin" ] || continue
+            found=1
+            run_cmocka "$bin"
+        done
+    fi
+    [ "$found" = 1 ] || fail "unit" "no unit test binaries in $B/tests (run make MODE=$MODE unit-bin)"
+    if [ -d "$B/fuzz" ]; then
+        for bin in "$B"/fuzz/*-replay; do
+            [ -f "$bin" ] && [ -x "$bin" ] || continue
+            name=$(basename "$bin" -replay)
+            files=()
+            if [ -d "tests/fuzz/corpus/$name" ]; then
+                while IFS= read -r -d '' f; do files+=("$f"); done \
+                    < <(find "tests/fuzz/corpus/$name" -type f -print0 | sort -z)
+            fi
+            run_replay "$bin" "$name corpus" "${files[@]}"
+            files=()
+            if [ -d tests/fuzz/crashes ]; then
+                while IFS= read -r -d '' f; do files+=("$f"); done \
+                    < <(find tests/fuzz/crashes -type f -name "$name-*" ! -name '*.tmp' -print0 | sort -z)
+            fi
+            run_replay "$bin" "$name crashes" "${files[@]}"
+        done
+    fi
+}
+
+run_e2e() {
+    local rc p f
+    echo "== e2e"
+    TETHERD=${TETHERD:-$B/bin/tetherd} TETHER=${TETHER:-$B/bin/tether} \
+        python3 tests/e2e/run.py 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    p=$(grep -c '^PASS ' "$log")
+    f=$(grep -c '^FAIL ' "$log")
+    passed=$((passed + p))
+    failed=$((failed + f))
+    while IFS= read -r l; do failures+=("e2e ${l#FAIL }"); done < <(grep '^FAIL ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        fail "e2e" "run.py exited with status $rc"
+    elif [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+        fail "e2e" "no e2e test ran"
+    fi
+}
+
+case "$WHAT" in
+all)
+    run_unit
+    run_e2e
+    ;;
+unit) run_unit ;;
+e2e) run_e2e ;;
+esac
+
+if [ "${#failures[@]}" -gt 0 ]; then
+    echo
+    echo "Failures:"
+    for l in "${failures[@]}"; do echo "  $l"; done
+fi
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
