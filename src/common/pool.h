@@ -1,11 +1,14 @@
 /* pool.h - fixed-size byte chunks from a free list, for socket reads and write queues, so that
  * the steady state allocates nothing. The free list is per thread and capped (extra chunks go
- * back to malloc's free). A chunk carries its own uv_write_t-sized headroom for queues. */
+ * back to malloc's free). tt_chunkq is a FIFO byte queue made of such chunks, with the uv_buf_t
+ * view that one uv_write needs. */
 #ifndef TT_POOL_H
 #define TT_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #define TT_CHUNK_SIZE 65536u /* payload bytes per chunk */
 
@@ -23,5 +26,28 @@ struct tt_chunk *tt_chunk_get(void);
 void tt_chunk_put(struct tt_chunk *c);
 /* Frees every chunk on this thread's free list (at exit, so that LSan stays quiet). */
 void tt_chunk_pool_drain(void);
+/* Chunks on this thread's free list now (for tests and stats). */
+size_t tt_chunk_pool_free_count(void);
+
+/* A FIFO of bytes in pooled chunks. The queue owns its chunks. Bytes handed to a uv_write (see
+ * tt_chunkq_bufs) stay valid until tt_chunkq_consume() drops them: appends only ever write past
+ * the end of the tail chunk. The caller bounds its size (tt_chunkq.bytes). */
+struct tt_chunkq {
+    struct tt_chunk *head, *tail;
+    size_t bytes; /* queued bytes, including any handed to a write not yet consumed */
+};
+
+/* Empties q (no allocation; cannot fail). */
+void tt_chunkq_init(struct tt_chunkq *q);
+/* Copies data[0..len) to the end of q. Returns 0, or TETHER_ERR_NOMEM (then only a prefix may
+ * have been appended: treat the queue's stream as broken). */
+int tt_chunkq_append(struct tt_chunkq *q, const uint8_t *data, size_t len);
+/* Points bufs[0..n) at the first bytes of q, one per chunk, n <= max. Returns n (0 if empty) and
+ * the bytes covered in *nbytes. The memory stays q's; valid until consumed or cleared. */
+unsigned tt_chunkq_bufs(const struct tt_chunkq *q, uv_buf_t *bufs, unsigned max, size_t *nbytes);
+/* Drops the first n bytes (n <= q->bytes), giving emptied chunks back to the pool. */
+void tt_chunkq_consume(struct tt_chunkq *q, size_t n);
+/* Drops everything. */
+void tt_chunkq_clear(struct tt_chunkq *q);
 
 #endif

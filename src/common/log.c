@@ -1,0 +1,87 @@
+/* log.c - writes one stderr line per event: "<UTC timestamp> <program> <LEVEL> <message>".
+ * Each line goes out in one write so that lines from several threads do not interleave;
+ * control characters in the message are replaced so that peer input cannot forge lines. */
+#include "common/log.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+int tt_log_level = TT_LOG_INFO;
+
+static const char *log_program = "tether";
+
+static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+
+int tt_log_parse_level(const char *s)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    if (s == NULL)
+        return -1;
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(s, names[i]) == 0)
+            return i;
+    if (strcasecmp(s, "warning") == 0)
+        return TT_LOG_WARN;
+    return -1;
+}
+
+void tt_log_set_program(const char *s)
+{
+    if (s != NULL)
+        log_program = s;
+}
+
+void tt_log_write(int level, const char *fmt, ...)
+{
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    size_t n;
+    int r;
+
+    if (level < TT_LOG_ERROR)
+        level = TT_LOG_ERROR;
+    if (level > TT_LOG_DEBUG)
+        level = TT_LOG_DEBUG;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+    r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s ", ts.tv_nsec / 1000000L, log_program,
+                 level_names[level]);
+    if (r < 0 || (size_t)r >= sizeof(line) - n)
+        return;
+    n += (size_t)r;
+
+    size_t start = n;
+    va_list ap;
+    va_start(ap, fmt);
+    r = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    va_end(ap);
+    if (r < 0)
+        r = 0;
+    if ((size_t)r >= sizeof(line) - n - 1) {
+        n = sizeof(line) - 2;
+        memcpy(line + n - 3, "...", 3);
+    } else {
+        n += (size_t)r;
+    }
+    /* One event, one line: no embedded newlines or escape sequences from peer input. */
+    for (size_t i = start; i < n; i++) {
+        unsigned char ch = (unsigned char)line[i];
+        if (ch < 0x20 || ch == 0x7f)
+            line[i] = (ch == '\t') ? ' ' : '?';
+    }
+    line[n++] = '\n';
+
+    const char *p = line;
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w <= 0)
+            break;
+        p += w;
+        n -= (size_t)w;
+    }
+}

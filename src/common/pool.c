@@ -1,0 +1,138 @@
+/* pool.c - a per-thread, capped free list of 64 KiB chunks, and tt_chunkq, a byte FIFO built on
+ * them for socket write queues. Only chunks beyond the cap go back to free(); nothing here
+ * touches a socket. */
+#include "common/pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tether_err.h"
+
+/* Chunks kept for reuse per thread: 64 x 64 KiB = 4 MiB at most. */
+#define POOL_MAX_FREE 64
+
+static _Thread_local struct tt_chunk *free_list;
+static _Thread_local size_t free_count;
+
+struct tt_chunk *tt_chunk_get(void)
+{
+    struct tt_chunk *c = free_list;
+    if (c != NULL) {
+        free_list = c->next;
+        free_count--;
+    } else {
+        c = malloc(sizeof(*c));
+        if (c == NULL)
+            return NULL;
+    }
+    c->next = NULL;
+    c->off = 0;
+    c->len = 0;
+    return c;
+}
+
+void tt_chunk_put(struct tt_chunk *c)
+{
+    if (c == NULL)
+        return;
+    if (free_count >= POOL_MAX_FREE) {
+        free(c);
+        return;
+    }
+    c->next = free_list;
+    free_list = c;
+    free_count++;
+}
+
+void tt_chunk_pool_drain(void)
+{
+    while (free_list != NULL) {
+        struct tt_chunk *c = free_list;
+        free_list = c->next;
+        free(c);
+    }
+    free_count = 0;
+}
+
+size_t tt_chunk_pool_free_count(void)
+{
+    return free_count;
+}
+
+void tt_chunkq_init(struct tt_chunkq *q)
+{
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+}
+
+int tt_chunkq_append(struct tt_chunkq *q, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        struct tt_chunk *t = q->tail;
+        if (t == NULL || t->len == TT_CHUNK_SIZE) {
+            t = tt_chunk_get();
+            if (t == NULL)
+                return TETHER_ERR_NOMEM;
+            if (q->tail != NULL)
+                q->tail->next = t;
+            else
+                q->head = t;
+            q->tail = t;
+        }
+        size_t n = TT_CHUNK_SIZE - t->len;
+        if (n > len)
+            n = len;
+        memcpy(t->data + t->len, data, n);
+        t->len += n;
+        q->bytes += n;
+        data += n;
+        len -= n;
+    }
+    return 0;
+}
+
+unsigned tt_chunkq_bufs(const struct tt_chunkq *q, uv_buf_t *bufs, unsigned max, size_t *nbytes)
+{
+    unsigned n = 0;
+    size_t total = 0;
+    for (struct tt_chunk *c = q->head; c != NULL && n < max; c = c->next) {
+        if (c->len == c->off)
+            continue;
+        bufs[n] = uv_buf_init((char *)c->data + c->off, (unsigned)(c->len - c->off));
+        total += c->len - c->off;
+        n++;
+    }
+    if (nbytes != NULL)
+        *nbytes = total;
+    return n;
+}
+
+void tt_chunkq_consume(struct tt_chunkq *q, size_t n)
+{
+    while (n > 0 && q->head != NULL) {
+        struct tt_chunk *c = q->head;
+        size_t avail = c->len - c->off;
+        size_t k = n < avail ? n : avail;
+        c->off += k;
+        q->bytes -= k;
+        n -= k;
+        if (c->off == c->len) {
+            /* A drained tail is dropped too: nothing past it can be in flight. */
+            q->head = c->next;
+            if (q->head == NULL)
+                q->tail = NULL;
+            tt_chunk_put(c);
+        }
+    }
+}
+
+void tt_chunkq_clear(struct tt_chunkq *q)
+{
+    while (q->head != NULL) {
+        struct tt_chunk *c = q->head;
+        q->head = c->next;
+        tt_chunk_put(c);
+    }
+    q->tail = NULL;
+    q->bytes = 0;
+}

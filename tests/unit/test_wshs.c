@@ -1,0 +1,187 @@
+/* test_wshs.c - unit tests for src/common/wshs.c: RFC 6455 section 1.3 accept vector, request and
+ * response writers, and the response parser fed whole, byte by byte and against a guard page. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/wshs.h"
+
+static void test_accept_rfc(void **state)
+{
+    char acc[TT_WS_ACCEPTLEN + 1];
+    (void)state;
+    assert_int_equal(tt_wshs_accept("dGhlIHNhbXBsZSBub25jZQ==", 24, acc), 0);
+    assert_string_equal(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+
+static void test_make_key(void **state)
+{
+    char a[TT_WS_KEYLEN + 1], b[TT_WS_KEYLEN + 1];
+    (void)state;
+    assert_int_equal(tt_wshs_make_key(a), 0);
+    assert_int_equal(tt_wshs_make_key(b), 0);
+    assert_int_equal(strlen(a), 24);
+    assert_string_not_equal(a, b);
+    assert_int_equal(a[22], '=');
+    assert_int_equal(a[23], '=');
+}
+
+static void test_client_request(void **state)
+{
+    char out[1024];
+    (void)state;
+    int n = tt_wshs_client_request(out, sizeof(out), "relay.example", 8080, false, "/ws",
+                                   "dGhlIHNhbXBsZSBub25jZQ==");
+    assert_true(n > 0);
+    assert_int_equal((size_t)n, strlen(out));
+    assert_true(strncmp(out, "GET /ws HTTP/1.1\r\n", 18) == 0);
+    assert_non_null(strstr(out, "\r\nHost: relay.example:8080\r\n"));
+    assert_non_null(strstr(out, "\r\nUpgrade: websocket\r\n"));
+    assert_non_null(strstr(out, "\r\nConnection: Upgrade\r\n"));
+    assert_non_null(strstr(out, "\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"));
+    assert_non_null(strstr(out, "\r\nSec-WebSocket-Version: 13\r\n"));
+    assert_non_null(strstr(out, "\r\nSec-WebSocket-Protocol: tether.v1\r\n"));
+    assert_true(strcmp(out + n - 4, "\r\n\r\n") == 0);
+
+    n = tt_wshs_client_request(out, sizeof(out), "::1", 443, true, "", "k");
+    assert_true(n > 0);
+    assert_true(strncmp(out, "GET / HTTP/1.1\r\n", 16) == 0);
+    assert_non_null(strstr(out, "\r\nHost: [::1]\r\n"));
+    assert_int_equal(tt_wshs_client_request(out, 50, "h", 80, true, "/", "k"), -1);
+}
+
+static const char ok_resp[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                              "Upgrade: WebSocket\r\n"
+                              "Connection: keep-alive, Upgrade\r\n"
+                              "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                              "Sec-WebSocket-Protocol: tether.v1\r\n"
+                              "\r\n";
+#define KEY "dGhlIHNhbXBsZSBub25jZQ=="
+
+/* Copies s right before a PROT_NONE page and parses it there: any over-read crashes. */
+static int parse_guarded(const char *s, size_t len, struct tt_wshs_response *r)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t span = ((len + (size_t)pg - 1) / (size_t)pg + 1) * (size_t)pg;
+    uint8_t *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    uint8_t *guard = m + span - (size_t)pg;
+    assert_int_equal(mprotect(guard, (size_t)pg, PROT_NONE), 0);
+    memcpy(guard - len, s, len);
+    int rc = tt_wshs_parse_response(guard - len, len, KEY, r);
+    munmap(m, span);
+    return rc;
+}
+
+static void test_parse_ok(void **state)
+{
+    struct tt_wshs_response r;
+    char buf[1024];
+    size_t hl = strlen(ok_resp);
+    (void)state;
+    /* With WebSocket bytes after the head. */
+    memcpy(buf, ok_resp, hl);
+    memcpy(buf + hl, "\x82\x00", 2);
+    assert_int_equal(parse_guarded(buf, hl + 2, &r), 1);
+    assert_int_equal(r.status, 101);
+    assert_true(r.accepted);
+    assert_int_equal(r.head_len, hl);
+    /* Every prefix is incomplete. */
+    for (size_t i = 0; i < hl; i++)
+        assert_int_equal(parse_guarded(ok_resp, i, &r), 0);
+    assert_int_equal(parse_guarded(ok_resp, hl, &r), 1);
+    assert_true(r.accepted);
+}
+
+static void test_parse_rejects(void **state)
+{
+    struct tt_wshs_response r;
+    (void)state;
+    const char *wrong_accept = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                               "Connection: Upgrade\r\n"
+                               "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n";
+    assert_int_equal(parse_guarded(wrong_accept, strlen(wrong_accept), &r), 1);
+    assert_int_equal(r.status, 101);
+    assert_false(r.accepted);
+    const char *no_upgrade = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                             "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    assert_int_equal(parse_guarded(no_upgrade, strlen(no_upgrade), &r), 1);
+    assert_false(r.accepted);
+    const char *no_conn = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                          "Connection: keep-alive\r\n"
+                          "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    assert_int_equal(parse_guarded(no_conn, strlen(no_conn), &r), 1);
+    assert_false(r.accepted);
+    const char *bad_proto = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                            "Connection: Upgrade\r\nSec-WebSocket-Protocol: other\r\n"
+                            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    assert_int_equal(parse_guarded(bad_proto, strlen(bad_proto), &r), 1);
+    assert_false(r.accepted);
+    const char *redirect = "HTTP/1.1 307 Temporary Redirect\r\n"
+                           "Location: ws://node2.example:8080/ws\r\nContent-Length: 0\r\n\r\n";
+    assert_int_equal(parse_guarded(redirect, strlen(redirect), &r), 1);
+    assert_int_equal(r.status, 307);
+    assert_false(r.accepted);
+    assert_string_equal(r.location, "ws://node2.example:8080/ws");
+    const char *refused = "HTTP/1.1 401 Unauthorized\r\nLocation: x\r\n\r\nbody";
+    assert_int_equal(parse_guarded(refused, strlen(refused), &r), 1);
+    assert_int_equal(r.status, 401);
+    assert_string_equal(r.location, "");
+    const char *garbage = "SSH-2.0-OpenSSH\r\n\r\n";
+    assert_int_equal(parse_guarded(garbage, strlen(garbage), &r), -1);
+    const char *lf_only = "HTTP/1.1 101 OK\nUpgrade: websocket\nConnection: upgrade\n"
+                          "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\n\n";
+    assert_int_equal(parse_guarded(lf_only, strlen(lf_only), &r), 1);
+    assert_true(r.accepted);
+    assert_int_equal(r.head_len, strlen(lf_only));
+}
+
+static void test_parse_too_long(void **state)
+{
+    static char big[20000];
+    struct tt_wshs_response r;
+    (void)state;
+    memcpy(big, "HTTP/1.1 200 OK\r\n", 17);
+    for (size_t i = 17; i < sizeof(big); i += 10)
+        memcpy(big + i, "X-A: b\r\n\0\0", i + 10 <= sizeof(big) ? 10 : sizeof(big) - i);
+    for (size_t i = 0; i < sizeof(big); i++)
+        if (big[i] == '\0')
+            big[i] = 'y';
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)big, sizeof(big), KEY, &r), -1);
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)big, 1000, KEY, &r), 0);
+}
+
+static void test_server_response(void **state)
+{
+    char out[512];
+    struct tt_wshs_response r;
+    (void)state;
+    int n = tt_wshs_server_response(out, sizeof(out), KEY, strlen(KEY), true);
+    assert_true(n > 0);
+    assert_non_null(strstr(out, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    assert_non_null(strstr(out, "Sec-WebSocket-Protocol: tether.v1\r\n"));
+    /* What the server writes, the client accepts. */
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)out, (size_t)n, KEY, &r), 1);
+    assert_true(r.accepted);
+    assert_int_equal(r.head_len, (size_t)n);
+    n = tt_wshs_server_response(out, sizeof(out), KEY, strlen(KEY), false);
+    assert_null(strstr(out, "Sec-WebSocket-Protocol"));
+    assert_int_equal(tt_wshs_server_response(out, 40, KEY, strlen(KEY), true), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_accept_rfc),      cmocka_unit_test(test_make_key),
+        cmocka_unit_test(test_client_request),  cmocka_unit_test(test_parse_ok),
+        cmocka_unit_test(test_parse_rejects),   cmocka_unit_test(test_parse_too_long),
+        cmocka_unit_test(test_server_response),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
