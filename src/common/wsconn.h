@@ -3,15 +3,20 @@
  * the opening handshake is done before (wshs.h) and any bytes read past it are handed in.
  *
  * Owns: the uv_tcp_t it is given (closed and freed by it), the wslay context, the tt_session
- * and its stream table, the output queue, the ping timer and a uv_prepare handle that flushes
+ * and its stream table, the output queue, the ping timer and a uv_idle handle that flushes
  * the output queue once per loop iteration, before the loop polls: many frames, one write.
+ * (An idle rather than a prepare handle: one started from another handle's prepare callback
+ * would only run after the poll, and an active idle handle keeps the poll from blocking.)
  *
  * Flow: bytes read -> wslay_frame_recv (unmasking) -> tt_session_recv -> session callbacks
- * (the application's, given in the config; their user data is the wsconn's ud). Text frames
- * and fragmented binary messages are accepted; a binary message over max_message closes with
- * 1009, a WebSocket protocol error with 1002, a Tether session error with a GOAWAY and 1002.
- * Pings are answered; if ping_interval_ms is set we ping and close with TETHER_ERR_TIMEOUT when
- * nothing at all has been received for ping_timeout_ms. */
+ * (the application's, given in the config; their user data is the wsconn's ud). Fragmented
+ * binary messages are accepted; a text frame closes with 1003, a binary message over
+ * max_message with 1009, a WebSocket protocol error (including a frame masked the wrong way)
+ * with 1002, a Tether session error with a GOAWAY (on the relay, a REFUSE when the handshake
+ * failed) and 1002. Pings are answered; if ping_interval_ms is set we ping, and if
+ * ping_timeout_ms is set we close with TETHER_ERR_TIMEOUT when nothing at all has been received
+ * for that long. A close flushes, shuts down writing and waits (at most 3 s) for the peer's EOF
+ * before the socket is closed; on_close comes before that wait. */
 #ifndef TT_WSCONN_H
 #define TT_WSCONN_H
 
@@ -24,13 +29,13 @@
 struct tt_wsconn;
 
 struct tt_wsconn_config {
-    bool client;                                  /* agent: mask our frames */
-    struct tt_session_config session;             /* role, window, max_streams */
+    bool client;                                   /* agent: mask our frames */
+    struct tt_session_config session;              /* role, window, max_streams */
     const struct tt_session_callbacks *session_cb; /* their ud is the wsconn's ud */
-    uint32_t ping_interval_ms;                    /* 0: never ping */
-    uint32_t ping_timeout_ms;                     /* 0: never time out */
-    size_t out_high;     /* output queue above this: not writable (0: 1 MiB) */
-    size_t max_message;  /* largest WebSocket message accepted (0: 1 MiB) */
+    uint32_t ping_interval_ms;                     /* 0: never ping */
+    uint32_t ping_timeout_ms;                      /* 0: never time out */
+    size_t out_high;    /* output queue above this: not writable (0: 1 MiB) */
+    size_t max_message; /* largest WebSocket message accepted (0: 1 MiB) */
 };
 
 struct tt_wsconn_callbacks {
@@ -43,7 +48,7 @@ struct tt_wsconn_callbacks {
 
 /* A pipe (or anything) waiting for the output queue to drain. */
 struct tt_wsconn_waiter {
-    struct tt_wsconn_waiter *next, *prev; /* owned by the wsconn while queued */
+    struct tt_wsconn_waiter *next, *prev;   /* owned by the wsconn while queued */
     void (*cb)(struct tt_wsconn_waiter *w); /* called once; the waiter is unqueued first */
 };
 
@@ -59,6 +64,11 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, uv_tcp_t *tcp, const 
 /* The session inside c (to call tt_session_open, _hello, _accept... with a scratch buffer, then
  * tt_wsconn_send_frame). */
 struct tt_session *tt_wsconn_session(struct tt_wsconn *c);
+/* The wsconn whose session s is (s must come from tt_wsconn_session or a session callback of a
+ * wsconn). Cannot fail. */
+struct tt_wsconn *tt_wsconn_from_session(struct tt_session *s);
+/* The ud given to tt_wsconn_new. */
+void *tt_wsconn_ud(const struct tt_wsconn *c);
 
 /* Queues one complete Tether frame (or several concatenated) as one binary WebSocket message.
  * Copies it. Returns 0, TETHER_ERR_NOMEM or _CLOSED. */
@@ -78,10 +88,13 @@ void tt_wsconn_reset_stream(struct tt_wsconn *c, uint32_t id, uint16_t code);
  * and schedule a flush. */
 void tt_wsconn_consume(struct tt_wsconn *c, uint32_t id, size_t n);
 
-/* True while the output queue is below out_high. */
+/* True while the output queue is below out_high (false once closing). */
 bool tt_wsconn_writable(const struct tt_wsconn *c);
+/* Bytes in the output queue, including those being written. */
+size_t tt_wsconn_queued(const struct tt_wsconn *c);
 /* Calls w->cb once when the queue has drained below out_high/2 (at once, on the next flush, if
- * it already has). */
+ * it already has). w must start zeroed (w->next == NULL means "not queued"); queuing a waiter
+ * that is already queued does nothing. Waiters are dropped without a call once c is closing. */
 void tt_wsconn_wait_writable(struct tt_wsconn *c, struct tt_wsconn_waiter *w);
 /* Takes w off the wait list if it is on it. */
 void tt_wsconn_cancel_wait(struct tt_wsconn *c, struct tt_wsconn_waiter *w);
