@@ -1,0 +1,176 @@
+/* tether.h - libtether, the Tether device agent as a C library: it dials out to a relay over
+ * WebSocket, registers the device and its services, and forwards the streams the relay opens to
+ * the local targets it was given (and to nothing else). One agent runs one event loop of its own
+ * on the thread that calls tether_agent_run(). Opaque types only: no libuv or OpenSSL type leaks.
+ *
+ * Rules that hold for the whole API:
+ * - Functions returning int return 0 (TETHER_OK) or a negative code from tether_err.h.
+ * - A NULL pointer where an object is required is TETHER_ERR_INVAL (never a crash).
+ * - Strings given to the library are copied; the caller keeps ownership of its own.
+ * - Strings handed out in an event are valid only during the callback that receives them. */
+#ifndef TETHER_H
+#define TETHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "tether_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TETHER_VERSION "0.1.0"
+
+#define TETHER_MAX_SERVERS 16      /* --server URLs */
+#define TETHER_MAX_SERVICES 8      /* services per device */
+#define TETHER_MAX_SERVICE_NAME 32 /* service names: [a-z0-9-], 1..32 characters */
+#define TETHER_MAX_DEVICE_NAME 64  /* device names: 1..64 printable bytes, no spaces */
+#define TETHER_MAX_TOKEN 128       /* tokens: 1..128 printable bytes, no spaces */
+
+/* Returns TETHER_VERSION (the library's, which may differ from the header's). Static string. */
+const char *tether_version(void);
+
+/* Log levels of the library's stderr log (process-wide; default TETHER_LOG_INFO). */
+enum tether_log_level {
+    TETHER_LOG_ERROR = 0,
+    TETHER_LOG_WARN = 1,
+    TETHER_LOG_INFO = 2,
+    TETHER_LOG_DEBUG = 3,
+};
+
+/* Sets the level of the library's log lines on stderr. Values outside the enum are clamped.
+ * Not thread-safe with a running agent's logging (set it before tether_agent_run). */
+void tether_set_log_level(int level);
+
+enum tether_service_kind {
+    TETHER_SERVICE_HTTP = 1, /* exposed as http://LABEL.DOMAIN (or a sibling name) */
+    TETHER_SERVICE_TCP = 2,  /* exposed on a public TCP port of the relay */
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Configuration. Built with the functions below, then handed to tether_agent_new(), which copies
+ * what it needs: the config may be changed or freed afterwards without affecting the agent.
+ * A config is not thread-safe. When a function fails, the config is unchanged and
+ * tether_config_error() tells why in one line. */
+typedef struct tether_config tether_config;
+
+/* Creates an empty config into *out (the caller frees it with tether_config_free()).
+ * Returns 0, TETHER_ERR_INVAL (out is NULL) or TETHER_ERR_NOMEM. */
+int tether_config_new(tether_config **out);
+
+/* Frees cfg and every string it holds. NULL is ignored. */
+void tether_config_free(tether_config *cfg);
+
+/* Adds a relay URL, "ws://HOST[:PORT][/PATH]" (default port 80, path "/"). The agent tries the
+ * servers in the order added, rotating on each failure. Returns 0, or TETHER_ERR_CONFIG (not a
+ * ws:// URL, more than TETHER_MAX_SERVERS, or wss:// which is not supported yet),
+ * TETHER_ERR_INVAL, TETHER_ERR_NOMEM. */
+int tether_config_add_server(tether_config *cfg, const char *url);
+
+/* Sets the device's name (its stable identity: a serial number, say) and its token. Replaces a
+ * previous value. Returns 0, TETHER_ERR_CONFIG (empty, too long, space or control character),
+ * TETHER_ERR_INVAL or TETHER_ERR_NOMEM. */
+int tether_config_set_name(tether_config *cfg, const char *name);
+int tether_config_set_token(tether_config *cfg, const char *token);
+
+/* Adds a service. name: [a-z0-9-], 1..TETHER_MAX_SERVICE_NAME characters, unique among the
+ * device's services; for tether_config_add_http() NULL picks the first free name of "http",
+ * "http-2", "http-3"... target: "HOST:PORT" ("[V6]:PORT" for an IPv6 literal), the only address
+ * the agent ever connects to for this service; it is reported back verbatim in events. The first
+ * HTTP service (or the one named "http") gets the device's main URL. Returns 0, or
+ * TETHER_ERR_CONFIG (bad or duplicate name, bad target, more than TETHER_MAX_SERVICES),
+ * TETHER_ERR_INVAL, TETHER_ERR_NOMEM. */
+int tether_config_add_http(tether_config *cfg, const char *name, const char *target);
+int tether_config_add_tcp(tether_config *cfg, const char *name, const char *target);
+
+/* Reaching the relay through an HTTP proxy, and TLS options. Not supported yet:
+ * tether_config_set_proxy() returns TETHER_ERR_CONFIG for any URL; the CA file and the insecure
+ * flag are recorded (they will matter with wss://). Return 0, TETHER_ERR_CONFIG, _INVAL, _NOMEM. */
+int tether_config_set_proxy(tether_config *cfg, const char *url);
+int tether_config_set_ca_file(tether_config *cfg, const char *path);
+int tether_config_set_insecure(tether_config *cfg, bool insecure);
+
+/* Checks that cfg is complete: at least one server, a name, a token and a service. Returns 0 or
+ * TETHER_ERR_CONFIG (with tether_config_error() naming what is missing) or TETHER_ERR_INVAL. */
+int tether_config_check(tether_config *cfg);
+
+/* The one-line message of the last failed call on cfg, "" if none. Valid until the next call on
+ * cfg. Never NULL (a NULL cfg gives ""). */
+const char *tether_config_error(const tether_config *cfg);
+
+/* ---------------------------------------------------------------------------------------------
+ * Events. */
+enum tether_event_kind {
+    TETHER_EVENT_READY = 1,        /* registered (first time and after each reconnect) */
+    TETHER_EVENT_DISCONNECTED = 2, /* a registered connection ended; the agent reconnects */
+    TETHER_EVENT_ERROR = 3,        /* an attempt failed or was refused; the agent retries */
+};
+
+/* One service as the relay published it. */
+struct tether_service_info {
+    const char *name;              /* as configured */
+    enum tether_service_kind kind;
+    const char *url;               /* HTTP: the public URL ("http://k3j9x2mq.localhost:8080");
+                                      TCP: NULL */
+    const char *host;              /* TCP: the host name clients connect to; HTTP: NULL */
+    uint16_t port;                 /* TCP: the public port; HTTP: 0 */
+    const char *target;            /* the configured "HOST:PORT", verbatim */
+};
+
+struct tether_event {
+    enum tether_event_kind kind;
+    const char *server;   /* the relay URL the event is about (a redirect's target, maybe);
+                             never NULL */
+    /* READY */
+    const char *label;    /* the device's DNS label */
+    const struct tether_service_info *services;
+    size_t nservices;     /* same order as configured */
+    /* DISCONNECTED: why, in words ("relay is shutting down", "ping timeout"...). */
+    const char *reason;
+    /* ERROR: what failed, in one line ("relay refused registration: invalid token (...)"). */
+    const char *message;
+    int err;              /* DISCONNECTED and ERROR: the tether_err code; 0 for READY */
+    uint32_t retry_ms;    /* DISCONNECTED and ERROR: the next attempt starts in about this long */
+};
+
+typedef struct tether_agent tether_agent;
+
+struct tether_callbacks {
+    /* Called on the agent's thread, from inside tether_agent_run(). Every pointer in ev is
+     * valid during the call only. The callback may call tether_agent_stop(), nothing else on a.
+     * May be NULL (events are then only logged). */
+    void (*on_event)(tether_agent *a, const struct tether_event *ev, void *user_data);
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * The agent. */
+
+/* Creates an agent from cfg (checked as by tether_config_check() and copied: cfg may be freed
+ * at once), with callbacks cb (copied; may be NULL) and user_data (handed to each callback,
+ * never touched). Returns 0 and *out (freed with tether_agent_free()), or TETHER_ERR_CONFIG
+ * (see tether_config_error(cfg)), TETHER_ERR_INVAL, TETHER_ERR_NOMEM, TETHER_ERR_IO (the event
+ * loop could not be created). */
+int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void *user_data,
+                     tether_agent **out);
+
+/* Runs the agent on the calling thread until tether_agent_stop(): connects, registers, forwards
+ * streams, reconnects forever with exponential back-off. Call it once per agent. Returns 0 after
+ * a stop, TETHER_ERR_INVAL (NULL, or called a second time) or TETHER_ERR_IO (event loop
+ * failure). */
+int tether_agent_run(tether_agent *a);
+
+/* Asks the agent to stop: it says GOAWAY to the relay, closes every connection, and
+ * tether_agent_run() returns. Thread-safe and async-signal-safe (it may be called from a signal
+ * handler); may be called before tether_agent_run() (which then returns at once) and more than
+ * once. */
+void tether_agent_stop(tether_agent *a);
+
+/* Frees a. Must not be called while tether_agent_run() is running on another thread. NULL is
+ * ignored. */
+void tether_agent_free(tether_agent *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

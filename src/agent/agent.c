@@ -1,0 +1,632 @@
+/* agent.c - libtether's agent (tether.h): owns the event loop, rotates through the relay URLs,
+ * dials (dial.c), runs one WebSocket connection at a time (common/wsconn.h), registers with HELLO,
+ * turns WELCOME / REFUSE / GOAWAY and connection loss into events, and reconnects forever with
+ * back-off (backoff.c). Streams opened by the relay go to services.c. Everything here runs on
+ * the thread inside tether_agent_run(), except tether_agent_stop(), which only flags and wakes. */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "tether.h"
+#include "agent/backoff.h"
+#include "agent/config.h"
+#include "agent/dial.h"
+#include "agent/services.h"
+#include "common/log.h"
+#include "common/pipe.h"
+#include "common/pool.h"
+#include "common/wsconn.h"
+
+#define AGENT_WINDOW (256u * 1024u)
+#define AGENT_MAX_STREAMS 1024u
+#define AGENT_PING_INTERVAL_MS 10000u
+#define AGENT_PING_TIMEOUT_MS 30000u
+/* A registration that lasted this long was a success: the back-off starts over after it. */
+#define AGENT_STABLE_MS 10000u
+/* After GOAWAY(SHUTDOWN) the relay is going away on purpose: come back (elsewhere) soon. */
+#define AGENT_SHUTDOWN_RETRY_MS 1000u
+#define URL_MAX 2048
+
+struct tether_agent {
+    uv_loop_t loop;
+    uv_async_t async;  /* wakes the loop for tether_agent_stop() */
+    uv_timer_t timer;  /* the next attempt; also defers closes out of session callbacks */
+    tether_config *cfg; /* our own copy */
+    struct tether_callbacks cb;
+    void *ud;
+    struct tt_session_callbacks scb;
+    struct tt_backoff backoff;
+    size_t next_server;
+    struct tt_dial *dial;   /* the attempt under way, or NULL */
+    struct tt_wsconn *conn; /* the connection, or NULL */
+    char url[URL_MAX];      /* the URL of the current or last connection */
+    atomic_int stop_requested;
+    bool stopping;
+    bool ran;
+    bool closed; /* async and timer closed */
+    /* Per connection; reset by reset_conn_state(). */
+    bool registered;
+    uint64_t registered_at;
+    bool refused;
+    char refuse_msg[TT_ERRLEN];
+    bool got_goaway;
+    uint16_t goaway_code;
+    char goaway_reason[TT_MAX_REASON + 1];
+    char label[TT_MAX_LABEL + 1];
+    char addr[TETHER_MAX_SERVICES][TT_MAX_ADDR + 1];
+    struct tether_service_info info[TETHER_MAX_SERVICES];
+};
+
+const char *tether_version(void)
+{
+    return TETHER_VERSION;
+}
+
+void tether_set_log_level(int level)
+{
+    if (level < TETHER_LOG_ERROR)
+        level = TETHER_LOG_ERROR;
+    if (level > TETHER_LOG_DEBUG)
+        level = TETHER_LOG_DEBUG;
+    tt_log_level = level;
+}
+
+static void connect_next(struct tether_agent *a);
+
+/* snprintf through va_list: a long message is cut, not warned about. */
+static void fmt(char *out, size_t outlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
+
+static void fmt(char *out, size_t outlen, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(out, outlen, f, ap);
+    va_end(ap);
+}
+
+/* Copies a string view into out[outlen], NUL-terminated, cut if need be. */
+static void copy_view(char *out, size_t outlen, struct tt_str s)
+{
+    size_t n = s.len < outlen - 1 ? s.len : outlen - 1;
+    if (n)
+        memcpy(out, s.p, n);
+    out[n] = '\0';
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+static void emit(struct tether_agent *a, const struct tether_event *ev)
+{
+    if (a->cb.on_event) {
+        a->cb.on_event(a, ev, a->ud);
+        return;
+    }
+    /* No callback: the log is all the embedding application gets. */
+    switch (ev->kind) {
+    case TETHER_EVENT_READY:
+        TT_LOG(TT_LOG_INFO, "ready server=%s label=%s", ev->server, ev->label);
+        break;
+    case TETHER_EVENT_DISCONNECTED:
+        TT_LOG(TT_LOG_WARN, "disconnected server=%s reason=\"%s\"", ev->server, ev->reason);
+        break;
+    case TETHER_EVENT_ERROR:
+        TT_LOG(TT_LOG_WARN, "error server=%s: %s", ev->server, ev->message);
+        break;
+    }
+}
+
+static void emit_error(struct tether_agent *a, const char *server, int err, const char *message,
+                       uint32_t retry_ms)
+{
+    struct tether_event ev = {0};
+
+    ev.kind = TETHER_EVENT_ERROR;
+    ev.server = server;
+    ev.message = message;
+    ev.err = err;
+    ev.retry_ms = retry_ms;
+    TT_LOG(TT_LOG_DEBUG, "event=error server=%s err=%s retry_ms=%u: %s", server,
+           tether_err_name(err), (unsigned)retry_ms, message);
+    emit(a, &ev);
+}
+
+/* ---- retries ------------------------------------------------------------------------------ */
+
+static void on_retry(uv_timer_t *t)
+{
+    connect_next(t->data);
+}
+
+static void schedule(struct tether_agent *a, uint32_t delay_ms)
+{
+    if (a->stopping)
+        return;
+    TT_LOG(TT_LOG_INFO, "reconnecting in=%u.%us server=%s", (unsigned)(delay_ms / 1000),
+           (unsigned)(delay_ms % 1000 / 100), a->cfg->servers[a->next_server]);
+    uv_timer_start(&a->timer, on_retry, delay_ms, 0);
+}
+
+/* ---- stopping ----------------------------------------------------------------------------- */
+
+static void close_handles(struct tether_agent *a)
+{
+    if (a->closed)
+        return;
+    a->closed = true;
+    uv_timer_stop(&a->timer);
+    uv_close((uv_handle_t *)&a->timer, NULL);
+    uv_close((uv_handle_t *)&a->async, NULL);
+}
+
+static void begin_stop(struct tether_agent *a)
+{
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    TT_LOG(TT_LOG_INFO, "stopping");
+    uv_timer_stop(&a->timer);
+    if (a->dial) {
+        tt_dial_cancel(a->dial);
+        a->dial = NULL;
+    }
+    if (a->conn) {
+        /* on_conn_close closes our handles once the connection is gone. */
+        tt_wsconn_close(a->conn, TT_GOAWAY_NORMAL, 1000, 0, "agent stopping");
+        return;
+    }
+    close_handles(a);
+}
+
+static void on_async(uv_async_t *h)
+{
+    struct tether_agent *a = h->data;
+
+    if (atomic_load(&a->stop_requested))
+        begin_stop(a);
+}
+
+/* ---- the connection ----------------------------------------------------------------------- */
+
+static void reset_conn_state(struct tether_agent *a)
+{
+    a->registered = false;
+    a->registered_at = 0;
+    a->refused = false;
+    a->refuse_msg[0] = '\0';
+    a->got_goaway = false;
+    a->goaway_code = 0;
+    a->goaway_reason[0] = '\0';
+    a->label[0] = '\0';
+}
+
+static void on_close_now(uv_timer_t *t)
+{
+    struct tether_agent *a = t->data;
+
+    if (a->conn)
+        tt_wsconn_close(a->conn, TT_GOAWAY_NORMAL, 1000, a->refused ? TETHER_ERR_AUTH : 0,
+                        a->refused ? "registration refused" : "relay going away");
+}
+
+/* Closes the connection from outside the session callback we are in. */
+static void close_soon(struct tether_agent *a)
+{
+    uv_timer_start(&a->timer, on_close_now, 0, 0);
+}
+
+static int on_welcome(struct tt_session *s, const struct tt_welcome *m, void *ud)
+{
+    struct tether_agent *a = ud;
+    const tether_config *cfg = a->cfg;
+    struct tether_event ev = {0};
+    (void)s;
+
+    a->registered = true;
+    a->registered_at = uv_now(&a->loop);
+    copy_view(a->label, sizeof a->label, m->label);
+    if (m->nservices != cfg->nservices)
+        TT_LOG(TT_LOG_WARN, "relay answered with services=%u, we offered %u",
+               (unsigned)m->nservices, (unsigned)cfg->nservices);
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        struct tether_service_info *si = &a->info[i];
+        const struct tt_service *svc = &cfg->services[i];
+
+        memset(si, 0, sizeof *si);
+        si->name = svc->name;
+        si->kind = svc->kind;
+        si->target = svc->target;
+        a->addr[i][0] = '\0';
+        if (i < m->nservices) {
+            copy_view(a->addr[i], sizeof a->addr[i], m->services[i].address);
+            si->port = svc->kind == TETHER_SERVICE_TCP ? m->services[i].port : 0;
+        }
+        if (svc->kind == TETHER_SERVICE_HTTP)
+            si->url = a->addr[i];
+        else
+            si->host = a->addr[i];
+    }
+    TT_LOG(TT_LOG_INFO, "registered server=%s label=%s services=%u", a->url, a->label,
+           (unsigned)cfg->nservices);
+    ev.kind = TETHER_EVENT_READY;
+    ev.server = a->url;
+    ev.label = a->label;
+    ev.services = a->info;
+    ev.nservices = cfg->nservices;
+    emit(a, &ev);
+    return 0;
+}
+
+static const char *refuse_text(uint16_t code)
+{
+    switch (code) {
+    case TT_REFUSE_AUTH:
+        return "invalid token";
+    case TT_REFUSE_VERSION:
+        return "unsupported protocol version";
+    case TT_REFUSE_INVALID:
+        return "invalid registration (name or services)";
+    case TT_REFUSE_CAPACITY:
+        return "the relay has no label or TCP port left";
+    case TT_REFUSE_INTERNAL:
+        return "relay-side failure";
+    default:
+        return "unknown reason";
+    }
+}
+
+static int on_refuse(struct tt_session *s, const struct tt_coded *m, void *ud)
+{
+    struct tether_agent *a = ud;
+    char reason[TT_MAX_REASON + 1];
+    (void)s;
+
+    copy_view(reason, sizeof reason, m->reason);
+    a->refused = true;
+    if (reason[0])
+        snprintf(a->refuse_msg, sizeof a->refuse_msg, "relay refused registration: %s (%s)",
+                 refuse_text(m->code), reason);
+    else
+        snprintf(a->refuse_msg, sizeof a->refuse_msg, "relay refused registration: %s",
+                 refuse_text(m->code));
+    close_soon(a);
+    return 0;
+}
+
+static int on_goaway(struct tt_session *s, const struct tt_coded *m, void *ud)
+{
+    struct tether_agent *a = ud;
+    (void)s;
+
+    a->got_goaway = true;
+    a->goaway_code = m->code;
+    copy_view(a->goaway_reason, sizeof a->goaway_reason, m->reason);
+    if (m->code == TT_GOAWAY_TAKEOVER)
+        TT_LOG(TT_LOG_WARN,
+               "another connection with the same name took over device=%s (is a second agent "
+               "running with this --name?)",
+               a->cfg->name);
+    else
+        TT_LOG(TT_LOG_INFO, "relay going away code=%u reason=\"%s\"", (unsigned)m->code,
+               a->goaway_reason);
+    close_soon(a);
+    return 0;
+}
+
+static int on_open(struct tt_session *s, struct tt_stream *st, const struct tt_open *m, void *ud)
+{
+    struct tether_agent *a = ud;
+    (void)s;
+
+    if (a->conn == NULL || a->stopping || m->service >= a->cfg->nservices)
+        return TT_RESET_NO_SERVICE;
+    return tt_services_open(&a->loop, a->conn, st->id, &a->cfg->services[m->service],
+                            m->origin.p, m->origin.len);
+}
+
+static void core_log(void *ud, const char *msg)
+{
+    (void)ud;
+    TT_LOG(TT_LOG_DEBUG, "core: %s", msg);
+}
+
+/* Why a registered connection ended, in words, from what we know. */
+static void describe_loss(struct tether_agent *a, int err, const char *why, char *out,
+                          size_t outlen)
+{
+    const char *r = a->goaway_reason;
+
+    if (a->got_goaway) {
+        switch (a->goaway_code) {
+        case TT_GOAWAY_SHUTDOWN:
+            snprintf(out, outlen, "relay is shutting down%s%s%s", r[0] ? " (" : "", r,
+                     r[0] ? ")" : "");
+            return;
+        case TT_GOAWAY_TAKEOVER:
+            snprintf(out, outlen, "another connection with the same name took over");
+            return;
+        case TT_GOAWAY_DELETED:
+            snprintf(out, outlen, "device deleted on the relay");
+            return;
+        case TT_GOAWAY_PROTOCOL:
+            snprintf(out, outlen, "protocol error reported by the relay%s%s%s",
+                     r[0] ? " (" : "", r, r[0] ? ")" : "");
+            return;
+        default:
+            snprintf(out, outlen, "relay closed the connection%s%s%s", r[0] ? " (" : "", r,
+                     r[0] ? ")" : "");
+            return;
+        }
+    }
+    if (err == TETHER_ERR_TIMEOUT)
+        snprintf(out, outlen, "no answer from the relay (ping timeout)");
+    else if (err == 0 || err == TETHER_ERR_CLOSED)
+        snprintf(out, outlen, "connection closed by the relay");
+    else
+        snprintf(out, outlen, "connection lost: %s", why && why[0] ? why : tether_strerror(err));
+}
+
+static void on_conn_close(struct tt_wsconn *c, int err, const char *reason, void *ud)
+{
+    struct tether_agent *a = ud;
+    char why[TT_ERRLEN];
+    uint32_t delay;
+    bool takeover;
+    (void)c;
+
+    a->conn = NULL;
+    uv_timer_stop(&a->timer); /* a pending close_soon() */
+    TT_LOG(TT_LOG_DEBUG, "connection closed server=%s err=%s reason=\"%s\"", a->url,
+           tether_err_name(err), reason ? reason : "");
+    if (a->stopping) {
+        close_handles(a);
+        return;
+    }
+    if (a->refused) {
+        delay = tt_backoff_next(&a->backoff);
+        emit_error(a, a->url, TETHER_ERR_AUTH, a->refuse_msg, delay);
+        schedule(a, delay);
+        return;
+    }
+    describe_loss(a, err, reason, why, sizeof why);
+    takeover = a->got_goaway && a->goaway_code == TT_GOAWAY_TAKEOVER;
+    if (a->got_goaway && a->goaway_code == TT_GOAWAY_SHUTDOWN) {
+        tt_backoff_reset(&a->backoff);
+        delay = tt_backoff_soon(&a->backoff, AGENT_SHUTDOWN_RETRY_MS);
+    } else {
+        if (a->registered && !takeover &&
+            uv_now(&a->loop) - a->registered_at >= AGENT_STABLE_MS)
+            tt_backoff_reset(&a->backoff);
+        delay = tt_backoff_next(&a->backoff);
+    }
+    if (a->registered) {
+        struct tether_event ev = {0};
+        ev.kind = TETHER_EVENT_DISCONNECTED;
+        ev.server = a->url;
+        ev.reason = why;
+        ev.err = err ? err : TETHER_ERR_CLOSED;
+        ev.retry_ms = delay;
+        TT_LOG(TT_LOG_DEBUG, "event=disconnected server=%s reason=\"%s\"", a->url, why);
+        emit(a, &ev);
+    } else {
+        char msg[TT_ERRLEN + 64];
+        fmt(msg, sizeof msg, "connection to %s ended before registration: %s", a->url, why);
+        emit_error(a, a->url, err ? err : TETHER_ERR_CLOSED, msg, delay);
+    }
+    schedule(a, delay);
+}
+
+static const struct tt_wsconn_callbacks conn_cb = {
+    .on_close = on_conn_close,
+};
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Registers: the HELLO with our name, token and services. */
+static int send_hello(struct tether_agent *a)
+{
+    uint8_t buf[TT_FRAME_HEADER_LEN + TT_CTRL_MAX];
+    struct tt_hello h;
+    const tether_config *cfg = a->cfg;
+    tt_ssize n;
+
+    memset(&h, 0, sizeof h);
+    h.name.p = (const uint8_t *)cfg->name;
+    h.name.len = strlen(cfg->name);
+    h.token.p = (const uint8_t *)cfg->token;
+    h.token.len = strlen(cfg->token);
+    h.nservices = (uint8_t)cfg->nservices;
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        h.services[i].kind =
+            cfg->services[i].kind == TETHER_SERVICE_HTTP ? TT_SERVICE_HTTP : TT_SERVICE_TCP;
+        h.services[i].name.p = (const uint8_t *)cfg->services[i].name;
+        h.services[i].name.len = strlen(cfg->services[i].name);
+    }
+    n = tt_session_hello(tt_wsconn_session(a->conn), &h, buf, sizeof buf);
+    if (n < 0)
+        return (int)n;
+    return tt_wsconn_send_frame(a->conn, buf, (size_t)n);
+}
+
+static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *ud)
+{
+    struct tether_agent *a = ud;
+    struct tt_wsconn_config wc;
+    uint32_t delay;
+    int rc;
+    (void)d;
+
+    a->dial = NULL;
+    if (a->stopping) {
+        if (r->tcp)
+            uv_close((uv_handle_t *)r->tcp, on_tcp_closed);
+        return;
+    }
+    snprintf(a->url, sizeof a->url, "%s", r->url);
+    if (r->err != 0) {
+        delay = tt_backoff_next(&a->backoff);
+        emit_error(a, r->url, r->err, r->message, delay);
+        schedule(a, delay);
+        return;
+    }
+    memset(&wc, 0, sizeof wc);
+    wc.client = true;
+    wc.session.role = TT_ROLE_DEVICE;
+    wc.session.window = AGENT_WINDOW;
+    wc.session.max_streams = AGENT_MAX_STREAMS;
+    wc.session_cb = &a->scb;
+    wc.ping_interval_ms = AGENT_PING_INTERVAL_MS;
+    wc.ping_timeout_ms = AGENT_PING_TIMEOUT_MS;
+    reset_conn_state(a);
+    rc = tt_wsconn_new(&a->conn, &a->loop, r->tcp, r->pre, r->prelen, &wc, &conn_cb, a);
+    if (rc != 0) {
+        a->conn = NULL;
+        uv_close((uv_handle_t *)r->tcp, on_tcp_closed);
+        delay = tt_backoff_next(&a->backoff);
+        emit_error(a, r->url, rc, "cannot set up the connection (out of memory)", delay);
+        schedule(a, delay);
+        return;
+    }
+    TT_LOG(TT_LOG_DEBUG, "connected server=%s, registering device=%s", a->url, a->cfg->name);
+    rc = send_hello(a);
+    if (rc != 0) {
+        TT_LOG(TT_LOG_ERROR, "cannot send HELLO err=%s", tether_err_name(rc));
+        tt_wsconn_close(a->conn, TT_GOAWAY_PROTOCOL, 1011, rc, "cannot send HELLO");
+    }
+}
+
+static void connect_next(struct tether_agent *a)
+{
+    const char *url;
+    char err[TT_ERRLEN];
+    uint32_t delay;
+    int rc;
+
+    if (a->stopping || a->dial || a->conn)
+        return;
+    url = a->cfg->servers[a->next_server];
+    a->next_server = (a->next_server + 1) % a->cfg->nservers;
+    TT_LOG(TT_LOG_DEBUG, "connecting server=%s", url);
+    rc = tt_dial_start(&a->dial, &a->loop, url, NULL, on_dialed, a, err);
+    if (rc != 0) {
+        a->dial = NULL;
+        delay = tt_backoff_next(&a->backoff);
+        emit_error(a, url, rc, err, delay);
+        schedule(a, delay);
+    }
+}
+
+/* ---- public API --------------------------------------------------------------------------- */
+
+int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void *user_data,
+                     tether_agent **out)
+{
+    struct tether_agent *a;
+    int rc;
+
+    if (cfg == NULL || out == NULL)
+        return TETHER_ERR_INVAL;
+    rc = tether_config_check(cfg);
+    if (rc != 0)
+        return rc;
+    a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return TETHER_ERR_NOMEM;
+    rc = tt_config_dup(cfg, &a->cfg);
+    if (rc != 0) {
+        free(a);
+        return rc;
+    }
+    if (uv_loop_init(&a->loop) != 0) {
+        tether_config_free(a->cfg);
+        free(a);
+        return TETHER_ERR_IO;
+    }
+    uv_async_init(&a->loop, &a->async, on_async);
+    a->async.data = a;
+    uv_timer_init(&a->loop, &a->timer);
+    a->timer.data = a;
+    if (cb)
+        a->cb = *cb;
+    a->ud = user_data;
+    atomic_init(&a->stop_requested, 0);
+    tt_pipe_session_callbacks(&a->scb);
+    a->scb.on_welcome = on_welcome;
+    a->scb.on_refuse = on_refuse;
+    a->scb.on_open = on_open;
+    a->scb.on_goaway = on_goaway;
+    a->scb.log = core_log;
+    tt_backoff_init(&a->backoff, TT_BACKOFF_BASE_MS, TT_BACKOFF_CAP_MS, NULL, NULL);
+    snprintf(a->url, sizeof a->url, "%s", a->cfg->servers[0]);
+    *out = a;
+    return 0;
+}
+
+int tether_agent_run(tether_agent *a)
+{
+    int rc;
+
+    if (a == NULL || a->ran)
+        return TETHER_ERR_INVAL;
+    a->ran = true;
+#ifndef _WIN32
+    {
+        /* A peer closing a socket we write to must not kill the process. */
+        struct sigaction old;
+        if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+            signal(SIGPIPE, SIG_IGN);
+    }
+#endif
+    if (atomic_load(&a->stop_requested))
+        begin_stop(a);
+    else
+        connect_next(a);
+    rc = uv_run(&a->loop, UV_RUN_DEFAULT);
+    tt_chunk_pool_drain();
+    if (rc != 0 && !a->closed)
+        return TETHER_ERR_IO;
+    return 0;
+}
+
+void tether_agent_stop(tether_agent *a)
+{
+    if (a == NULL)
+        return;
+    atomic_store(&a->stop_requested, 1);
+    uv_async_send(&a->async);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void tether_agent_free(tether_agent *a)
+{
+    if (a == NULL)
+        return;
+    if (!a->closed) {
+        /* Never ran (or ran and was not stopped): close our own handles. */
+        a->closed = true;
+        uv_close((uv_handle_t *)&a->timer, NULL);
+        uv_close((uv_handle_t *)&a->async, NULL);
+        uv_run(&a->loop, UV_RUN_DEFAULT);
+    }
+    if (uv_loop_close(&a->loop) != 0) {
+        /* Should not happen; close whatever is left rather than leak the loop. */
+        TT_LOG(TT_LOG_WARN, "event loop still had handles at free");
+        uv_walk(&a->loop, walk_close, NULL);
+        uv_run(&a->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&a->loop);
+    }
+    tether_config_free(a->cfg);
+    free(a);
+}

@@ -1,0 +1,615 @@
+/* dial.c - one attempt to reach a relay (dial.h): getaddrinfo, a TCP connect to each address in
+ * turn, then the connection filters, bottom to top, each consuming the bytes meant for it and
+ * passing what is left to the one above. Today the stack is just the WebSocket handshake; an
+ * HTTP proxy CONNECT filter and a TLS filter go below it (issue 5). Redirects restart the
+ * attempt at the new URL. This file owns the socket until it hands it over on success; it never
+ * speaks the Tether protocol itself. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "agent/dial.h"
+#include "common/log.h"
+#include "common/wshs.h"
+#include "tether_err.h"
+
+#define URL_MAX 2048
+#define RBUF_LEN (17 * 1024) /* holds a 16 KiB head (wshs's limit) plus what follows it */
+#define DIAL_REDIRECT 2      /* filter input: follow d->location */
+
+/* A connection filter: a layer of the dial path above the TCP socket. start() runs once the
+ * layers below are connected (it may write its opening bytes); input() gets the bytes that came
+ * up from below, says how many it used, and returns 1 when this layer is connected, 0 for more
+ * bytes, DIAL_REDIRECT, or a negative tether_err with d->msg set. */
+struct dial_filter {
+    const char *name;
+    int (*start)(struct tt_dial *d);
+    int (*input)(struct tt_dial *d, const uint8_t *in, size_t len, size_t *used);
+};
+
+#define MAX_FILTERS 3 /* proxy CONNECT, TLS, WebSocket */
+
+struct tt_dial {
+    uv_loop_t *loop;
+    tt_dial_cb cb;
+    void *ud;
+    struct tt_dial_options opt;
+    char url[URL_MAX]; /* the current hop */
+    struct tt_url u;
+    unsigned redirects;
+    bool done;      /* the callback ran (or was cancelled): only cleanup remains */
+    bool cancelled; /* never call the callback */
+    int pending;    /* libuv callbacks still to come; d is freed when done and 0 */
+    uv_timer_t timer;
+    uv_getaddrinfo_t gai;
+    bool gai_busy;
+    struct addrinfo *ai_list, *ai_next;
+    uv_tcp_t *tcp; /* the current socket; NULL once closed or handed over */
+    const struct dial_filter *stack[MAX_FILTERS];
+    size_t nfilters, cur;
+    uint8_t rbuf[RBUF_LEN];
+    size_t rlen;
+    int last_err;        /* of the last failed connect, for the final message */
+    char msg[TT_ERRLEN]; /* a filter's failure */
+    /* WebSocket filter state */
+    char key[TT_WS_KEYLEN + 1];
+    char location[1024];
+    int status;
+};
+
+struct connect_req {
+    uv_connect_t req;
+    struct tt_dial *d;
+};
+
+struct write_req {
+    uv_write_t req;
+    struct tt_dial *d;
+    size_t len;
+    char buf[]; /* len bytes */
+};
+
+static void start_hop(struct tt_dial *d);
+
+static void set_msg(struct tt_dial *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void set_msg(struct tt_dial *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->msg, sizeof d->msg, fmt, ap);
+    va_end(ap);
+}
+
+static void errf(char err[TT_ERRLEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void errf(char err[TT_ERRLEN], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, TT_ERRLEN, fmt, ap);
+    va_end(ap);
+}
+
+static void maybe_free(struct tt_dial *d)
+{
+    if (d->done && d->pending == 0)
+        free(d);
+}
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    struct tt_dial *d = h->data;
+    free(h);
+    d->pending--;
+    maybe_free(d);
+}
+
+static void close_tcp(struct tt_dial *d)
+{
+    if (d->tcp == NULL)
+        return;
+    d->pending++;
+    uv_close((uv_handle_t *)d->tcp, on_tcp_closed);
+    d->tcp = NULL;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct tt_dial *d = h->data;
+    d->pending--;
+    maybe_free(d);
+}
+
+/* Everything after the outcome: close what is open, free d once the last callback is in. */
+static void cleanup(struct tt_dial *d)
+{
+    d->done = true;
+    uv_timer_stop(&d->timer);
+    d->pending++;
+    uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+    close_tcp(d);
+    if (d->gai_busy)
+        uv_cancel((uv_req_t *)&d->gai); /* on_resolved still runs and frees the result */
+    if (d->ai_list) {
+        uv_freeaddrinfo(d->ai_list);
+        d->ai_list = d->ai_next = NULL;
+    }
+    maybe_free(d);
+}
+
+static void fail(struct tt_dial *d, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void fail(struct tt_dial *d, int err, const char *fmt, ...)
+{
+    struct tt_dial_result r = {0};
+    char msg[TT_ERRLEN];
+    va_list ap;
+
+    if (d->done)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    d->done = true;
+    r.err = err;
+    r.message = msg;
+    r.url = d->url;
+    TT_LOG(TT_LOG_DEBUG, "dial failed url=%s err=%s: %s", d->url, tether_err_name(err), msg);
+    if (!d->cancelled)
+        d->cb(d, &r, d->ud);
+    cleanup(d);
+}
+
+static void succeed(struct tt_dial *d)
+{
+    struct tt_dial_result r = {0};
+
+    uv_read_stop((uv_stream_t *)d->tcp);
+    d->done = true;
+    r.err = 0;
+    r.message = "";
+    r.url = d->url;
+    r.tcp = d->tcp;
+    r.pre = d->rbuf;
+    r.prelen = d->rlen;
+    d->tcp = NULL; /* the callback's now */
+    TT_LOG(TT_LOG_DEBUG, "dial connected url=%s", d->url);
+    d->cb(d, &r, d->ud);
+    cleanup(d);
+}
+
+static int map_uv_err(int uverr)
+{
+    switch (uverr) {
+    case UV_ECONNREFUSED:
+        return TETHER_ERR_REFUSED;
+    case UV_ETIMEDOUT:
+        return TETHER_ERR_TIMEOUT;
+    case UV_ENOMEM:
+        return TETHER_ERR_NOMEM;
+    default:
+        return TETHER_ERR_IO;
+    }
+}
+
+/* ---- writing (straight to the socket until a TLS filter sits below the caller) ---------- */
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct write_req *w = (struct write_req *)req;
+    struct tt_dial *d = w->d;
+    bool current = !d->done && (uv_tcp_t *)req->handle == d->tcp;
+
+    free(w);
+    d->pending--;
+    if (current && status < 0)
+        fail(d, map_uv_err(status), "cannot send to %s: %s", d->url, uv_strerror(status));
+    maybe_free(d);
+}
+
+static int dial_write(struct tt_dial *d, const void *data, size_t len)
+{
+    struct write_req *w = malloc(sizeof *w + len);
+    uv_buf_t b;
+    int rc;
+
+    if (w == NULL) {
+        set_msg(d, "out of memory");
+        return TETHER_ERR_NOMEM;
+    }
+    w->d = d;
+    w->len = len;
+    memcpy(w->buf, data, len);
+    b = uv_buf_init(w->buf, (unsigned)len);
+    rc = uv_write(&w->req, (uv_stream_t *)d->tcp, &b, 1, on_written);
+    if (rc < 0) {
+        free(w);
+        set_msg(d, "cannot send to %s: %s", d->url, uv_strerror(rc));
+        return map_uv_err(rc);
+    }
+    d->pending++;
+    return 0;
+}
+
+/* ---- the WebSocket handshake filter -------------------------------------------------------- */
+
+static int ws_start(struct tt_dial *d)
+{
+    char req[4096];
+    char host[TT_HOSTLEN + 2];
+    bool default_port = d->u.port == 80;
+    int n;
+
+    if (tt_wshs_make_key(d->key) != 0) {
+        set_msg(d, "cannot make a WebSocket key (no randomness)");
+        return TETHER_ERR_IO;
+    }
+    if (strchr(d->u.host, ':'))
+        snprintf(host, sizeof host, "[%s]", d->u.host);
+    else
+        snprintf(host, sizeof host, "%s", d->u.host);
+    n = tt_wshs_client_request(req, sizeof req, host, d->u.port, default_port, d->u.path, d->key);
+    if (n < 0) {
+        set_msg(d, "WebSocket request for %s is too long", d->url);
+        return TETHER_ERR_TOO_LARGE;
+    }
+    return dial_write(d, req, (size_t)n);
+}
+
+static int ws_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *used)
+{
+    struct tt_wshs_response r;
+    int rc = tt_wshs_parse_response(in, len, d->key, &r);
+
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        set_msg(d, "bad HTTP answer from %s during the WebSocket handshake", d->url);
+        return TETHER_ERR_HTTP;
+    }
+    d->status = r.status;
+    if (r.accepted) {
+        *used = r.head_len;
+        return 1;
+    }
+    if ((r.status == 301 || r.status == 302 || r.status == 307 || r.status == 308) &&
+        r.location[0] != '\0') {
+        snprintf(d->location, sizeof d->location, "%s", r.location);
+        return DIAL_REDIRECT;
+    }
+    if (r.status == 101)
+        set_msg(d, "WebSocket handshake with %s failed: bad upgrade answer", d->url);
+    else
+        set_msg(d, "WebSocket handshake with %s failed: HTTP %d", d->url, r.status);
+    return TETHER_ERR_HANDSHAKE;
+}
+
+static const struct dial_filter ws_filter = {"websocket", ws_start, ws_input};
+
+/* The stack for the current hop, bottom to top. An HTTP proxy CONNECT filter (when a proxy is
+ * configured) and a TLS filter (for wss://) will be pushed here before the WebSocket one. */
+static void build_stack(struct tt_dial *d)
+{
+    d->nfilters = 0;
+    d->stack[d->nfilters++] = &ws_filter;
+    d->cur = 0;
+}
+
+/* ---- reading and feeding the filters ------------------------------------------------------- */
+
+static void redirect(struct tt_dial *d)
+{
+    char next[URL_MAX];
+    char err[TT_ERRLEN];
+
+    if (tt_dial_redirect_url(d->url, d->location, next, sizeof next, err) != 0) {
+        fail(d, TETHER_ERR_HANDSHAKE, "%s redirected (HTTP %d) to an unusable location: %s",
+             d->url, d->status, err);
+        return;
+    }
+    if (++d->redirects > d->opt.max_redirects) {
+        fail(d, TETHER_ERR_HANDSHAKE, "too many redirects (more than %u) from %s",
+             d->opt.max_redirects, d->url);
+        return;
+    }
+    TT_LOG(TT_LOG_INFO, "redirected from=%s to=%s status=%d", d->url, next, d->status);
+    close_tcp(d);
+    snprintf(d->url, sizeof d->url, "%s", next);
+    start_hop(d);
+}
+
+static void feed(struct tt_dial *d)
+{
+    while (!d->done) {
+        size_t used = 0;
+        int rc = d->stack[d->cur]->input(d, d->rbuf, d->rlen, &used);
+
+        if (rc == 0) {
+            if (d->rlen == sizeof d->rbuf)
+                fail(d, TETHER_ERR_TOO_LARGE, "answer from %s is too large", d->url);
+            return;
+        }
+        if (rc == DIAL_REDIRECT) {
+            redirect(d);
+            return;
+        }
+        if (rc < 0) {
+            fail(d, rc, "%s", d->msg);
+            return;
+        }
+        memmove(d->rbuf, d->rbuf + used, d->rlen - used);
+        d->rlen -= used;
+        if (++d->cur == d->nfilters) {
+            succeed(d);
+            return;
+        }
+        rc = d->stack[d->cur]->start(d);
+        if (rc < 0) {
+            fail(d, rc, "%s", d->msg);
+            return;
+        }
+        if (d->rlen == 0)
+            return;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct tt_dial *d = h->data;
+    (void)suggested;
+    *buf = uv_buf_init((char *)d->rbuf + d->rlen, (unsigned)(sizeof d->rbuf - d->rlen));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tt_dial *d = s->data;
+    (void)buf;
+
+    if (d->done || (uv_tcp_t *)s != d->tcp)
+        return;
+    if (nread == UV_EOF) {
+        fail(d, TETHER_ERR_CLOSED, "%s closed the connection during the handshake", d->url);
+        return;
+    }
+    if (nread == UV_ENOBUFS) {
+        fail(d, TETHER_ERR_TOO_LARGE, "answer from %s is too large", d->url);
+        return;
+    }
+    if (nread < 0) {
+        fail(d, map_uv_err((int)nread), "cannot read from %s: %s", d->url,
+             uv_strerror((int)nread));
+        return;
+    }
+    d->rlen += (size_t)nread;
+    if (nread > 0)
+        feed(d);
+}
+
+/* ---- connecting ---------------------------------------------------------------------------- */
+
+static void try_next_addr(struct tt_dial *d);
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct connect_req *cr = (struct connect_req *)req;
+    struct tt_dial *d = cr->d;
+    bool current = !d->done && (uv_tcp_t *)req->handle == d->tcp;
+    int rc;
+
+    free(cr);
+    d->pending--;
+    if (!current) {
+        maybe_free(d);
+        return;
+    }
+    if (status < 0) {
+        d->last_err = status;
+        TT_LOG(TT_LOG_DEBUG, "connect failed url=%s err=%s", d->url, uv_err_name(status));
+        close_tcp(d);
+        d->ai_next = d->ai_next->ai_next;
+        try_next_addr(d);
+        return;
+    }
+    uv_freeaddrinfo(d->ai_list);
+    d->ai_list = d->ai_next = NULL;
+    uv_tcp_nodelay(d->tcp, 1);
+    rc = uv_read_start((uv_stream_t *)d->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        fail(d, map_uv_err(rc), "cannot read from %s: %s", d->url, uv_strerror(rc));
+        return;
+    }
+    rc = d->stack[d->cur]->start(d);
+    if (rc < 0)
+        fail(d, rc, "%s", d->msg);
+}
+
+static void try_next_addr(struct tt_dial *d)
+{
+    while (d->ai_next != NULL) {
+        struct connect_req *cr;
+        int rc;
+
+        d->tcp = malloc(sizeof *d->tcp);
+        cr = malloc(sizeof *cr);
+        if (d->tcp == NULL || cr == NULL) {
+            free(d->tcp);
+            free(cr);
+            d->tcp = NULL;
+            fail(d, TETHER_ERR_NOMEM, "out of memory");
+            return;
+        }
+        uv_tcp_init(d->loop, d->tcp);
+        d->tcp->data = d;
+        cr->d = d;
+        rc = uv_tcp_connect(&cr->req, d->tcp, d->ai_next->ai_addr, on_connect);
+        if (rc == 0) {
+            d->pending++;
+            return;
+        }
+        free(cr);
+        d->last_err = rc;
+        close_tcp(d);
+        d->ai_next = d->ai_next->ai_next;
+    }
+    fail(d, map_uv_err(d->last_err), "cannot connect to %s: %s", d->url,
+         d->last_err ? uv_strerror(d->last_err) : "no address");
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct tt_dial *d = req->data;
+
+    d->gai_busy = false;
+    d->pending--;
+    if (d->done) {
+        if (res)
+            uv_freeaddrinfo(res);
+        maybe_free(d);
+        return;
+    }
+    if (status < 0) {
+        fail(d, TETHER_ERR_NOT_FOUND, "cannot resolve %s: %s", d->u.host, uv_strerror(status));
+        return;
+    }
+    d->ai_list = d->ai_next = res;
+    d->last_err = 0;
+    try_next_addr(d);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct tt_dial *d = t->data;
+    fail(d, TETHER_ERR_TIMEOUT, "timed out connecting to %s", d->url);
+}
+
+/* Starts (or restarts, after a redirect) the attempt at d->url. */
+static void start_hop(struct tt_dial *d)
+{
+    static const char *const schemes[] = {"ws", "wss", NULL};
+    struct addrinfo hints;
+    char perr[TT_ERRLEN];
+    char port[8];
+    int rc;
+
+    if (tt_parse_url(d->url, schemes, &d->u, perr) != 0) {
+        fail(d, TETHER_ERR_CONFIG, "bad server URL %s: %s", d->url, perr);
+        return;
+    }
+    if (strcmp(d->u.scheme, "wss") == 0) {
+        fail(d, TETHER_ERR_CONFIG, "%s: wss:// (TLS) is not supported yet", d->url);
+        return;
+    }
+    d->rlen = 0;
+    build_stack(d);
+    uv_timer_start(&d->timer, on_timeout, d->opt.timeout_ms, 0);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(port, sizeof port, "%u", (unsigned)d->u.port);
+    d->gai.data = d;
+    rc = uv_getaddrinfo(d->loop, &d->gai, on_resolved, d->u.host, port, &hints);
+    if (rc < 0) {
+        fail(d, TETHER_ERR_NOT_FOUND, "cannot resolve %s: %s", d->u.host, uv_strerror(rc));
+        return;
+    }
+    d->gai_busy = true;
+    d->pending++;
+}
+
+static void on_first_hop(uv_timer_t *t)
+{
+    start_hop(t->data);
+}
+
+int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
+                  const struct tt_dial_options *opt, tt_dial_cb cb, void *ud,
+                  char err[TT_ERRLEN])
+{
+    static const char *const schemes[] = {"ws", NULL};
+    struct tt_dial *d;
+    struct tt_url u;
+    char perr[TT_ERRLEN];
+
+    if (strlen(url) >= URL_MAX || tt_parse_url(url, schemes, &u, perr) != 0) {
+        errf(err, "bad server URL %s (only ws:// is supported for now)", url);
+        return TETHER_ERR_CONFIG;
+    }
+    d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        errf(err, "out of memory");
+        return TETHER_ERR_NOMEM;
+    }
+    d->loop = loop;
+    d->cb = cb;
+    d->ud = ud;
+    d->opt.timeout_ms = opt && opt->timeout_ms ? opt->timeout_ms : TT_DIAL_TIMEOUT_MS;
+    d->opt.max_redirects = opt && opt->max_redirects ? opt->max_redirects : TT_DIAL_MAX_REDIRECTS;
+    snprintf(d->url, sizeof d->url, "%s", url);
+    uv_timer_init(loop, &d->timer);
+    d->timer.data = d;
+    *out = d;
+    /* Failures from here on are reported through cb, asynchronously: defer the first hop to
+     * the timer so that cb never runs inside tt_dial_start(). */
+    uv_timer_start(&d->timer, on_first_hop, 0, 0);
+    return 0;
+}
+
+void tt_dial_cancel(struct tt_dial *d)
+{
+    if (d == NULL || d->done)
+        return;
+    d->cancelled = true;
+    d->done = true;
+    cleanup(d);
+}
+
+static bool has_prefix_ci(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int tt_dial_redirect_url(const char *base, const char *location, char *out, size_t outlen,
+                         char err[TT_ERRLEN])
+{
+    static const char *const any[] = {"ws", "wss", "http", "https", NULL};
+    struct tt_url u;
+    char perr[TT_ERRLEN];
+    int n;
+
+    if (location[0] == '/' && location[1] != '/') {
+        if (tt_parse_url(base, any, &u, perr) != 0) {
+            errf(err, "bad base URL %s", base);
+            return -1;
+        }
+        if (strchr(u.host, ':'))
+            n = snprintf(out, outlen, "%s://[%s]:%u%s", u.scheme, u.host, (unsigned)u.port,
+                         location);
+        else
+            n = snprintf(out, outlen, "%s://%s:%u%s", u.scheme, u.host, (unsigned)u.port,
+                         location);
+    } else if (has_prefix_ci(location, "http://")) {
+        n = snprintf(out, outlen, "ws://%s", location + 7);
+    } else if (has_prefix_ci(location, "https://")) {
+        n = snprintf(out, outlen, "wss://%s", location + 8);
+    } else if (has_prefix_ci(location, "ws://")) {
+        n = snprintf(out, outlen, "ws://%s", location + 5);
+    } else if (has_prefix_ci(location, "wss://")) {
+        n = snprintf(out, outlen, "wss://%s", location + 6);
+    } else {
+        errf(err, "unsupported Location '%s' (need an absolute ws:// or http:// URL)", location);
+        return -1;
+    }
+    if (n < 0 || (size_t)n >= outlen) {
+        errf(err, "Location is too long");
+        return -1;
+    }
+    if (tt_parse_url(out, any, &u, perr) != 0) {
+        errf(err, "bad Location '%s': %s", location, perr);
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,61 @@
+/* dial.h - one attempt to reach a relay: resolve its host, TCP-connect to each address in turn,
+ * then run a stack of connection filters over the socket, bottom to top: [HTTP proxy CONNECT]
+ * -> [TLS] -> WebSocket opening handshake (only the last exists for now; the others slot in
+ * with issue 5). HTTP redirects (301/302/307/308) met in the handshake are followed, up to a
+ * limit. On success the connected socket and any bytes read past the handshake are handed over,
+ * ready for tt_wsconn_new(). */
+#ifndef TT_AGENT_DIAL_H
+#define TT_AGENT_DIAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include "common/util.h"
+
+#define TT_DIAL_TIMEOUT_MS 15000u  /* per hop: resolve + connect + handshake */
+#define TT_DIAL_MAX_REDIRECTS 5u   /* in a row, within one attempt */
+
+struct tt_dial;
+
+struct tt_dial_result {
+    int err;             /* 0 or a tether_err (REFUSED, TIMEOUT, NOT_FOUND, HANDSHAKE, ...) */
+    const char *message; /* failure: one line naming the URL and the cause; success: "" */
+    const char *url;     /* the URL of the last hop (differs from the start after a redirect) */
+    /* Success only. tcp is malloc'd, connected, not reading; the callback owns it from now on
+     * (it must close it with uv_close and free it in the close callback, or hand it to
+     * tt_wsconn_new). pre[0..prelen) are bytes read past the handshake, valid during the
+     * callback only. */
+    uv_tcp_t *tcp;
+    const uint8_t *pre;
+    size_t prelen;
+};
+
+/* Called exactly once per tt_dial_start() that returned 0, unless tt_dial_cancel() came first.
+ * d must not be used once this returns (it frees itself). Every string in r is valid during
+ * the call only. */
+typedef void (*tt_dial_cb)(struct tt_dial *d, const struct tt_dial_result *r, void *ud);
+
+struct tt_dial_options {
+    uint32_t timeout_ms;     /* 0: TT_DIAL_TIMEOUT_MS */
+    unsigned max_redirects;  /* 0: TT_DIAL_MAX_REDIRECTS */
+};
+
+/* Starts dialing url (ws://; checked again here) on loop. opt may be NULL. Returns 0 and *out
+ * (cb follows, asynchronously), or TETHER_ERR_NOMEM / TETHER_ERR_CONFIG (bad URL; err says why)
+ * and cb is never called. */
+int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
+                  const struct tt_dial_options *opt, tt_dial_cb cb, void *ud,
+                  char err[TT_ERRLEN]);
+
+/* Abandons d: the callback will not be called; handles close and d frees itself
+ * asynchronously. Must not be called after the callback has run. */
+void tt_dial_cancel(struct tt_dial *d);
+
+/* Maps a redirect target to the URL to dial next: absolute ws:// and wss:// are kept, http://
+ * becomes ws:// and https:// wss://; a Location starting with '/' keeps base's scheme, host
+ * and port. Writes the result into out[outlen]. Returns 0, or -1 with err set (unsupported or
+ * malformed location, or out too small). Pure. */
+int tt_dial_redirect_url(const char *base, const char *location, char *out, size_t outlen,
+                         char err[TT_ERRLEN]);
+
+#endif

@@ -1,0 +1,309 @@
+/* services.c - connects a stream the relay opened to the service's local target (services.h).
+ * The pipe is created with its socket not yet connected; the connect itself runs on a separate
+ * "probe" socket per address, so that a refused first address (::1 for "localhost") can fall
+ * back to the next one, and the winning socket's descriptor moves into the pipe's handle. This
+ * file never reads or writes stream data: the pipe does. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/services.h"
+#include "common/log.h"
+#include "common/pipe.h"
+
+struct probe {
+    uv_tcp_t tcp;
+    uv_connect_t req;
+    struct local *l;
+};
+
+/* One local connection, from the stream's OPEN to the pipe's on_done. */
+struct local {
+    uv_loop_t *loop;
+    const struct tt_service *svc;
+    uint32_t id;
+    struct tt_pipe *pipe; /* NULL once the pipe is done */
+    uv_tcp_t *sock;       /* the pipe's socket (the pipe owns it); NULL once the pipe is done */
+    bool finished;        /* the connect's outcome went to the pipe */
+    bool torn_down;       /* the pipe is done: closing what is left */
+    int pending;          /* callbacks to come before l may be freed */
+    int last_err;
+    uv_timer_t timer;
+    uv_getaddrinfo_t gai;
+    bool gai_busy;
+    struct addrinfo *ai_list, *ai_next;
+    struct sockaddr_storage literal;
+    bool is_literal;
+    struct probe *probe; /* the attempt under way, NULL if none */
+};
+
+static void try_next(struct local *l);
+
+static void maybe_free(struct local *l)
+{
+    if (l->torn_down && l->pending == 0)
+        free(l);
+}
+
+static void on_probe_closed(uv_handle_t *h)
+{
+    struct probe *pr = (struct probe *)h;
+    struct local *l = pr->l;
+
+    free(pr);
+    l->pending--;
+    maybe_free(l);
+}
+
+static void close_probe(struct local *l)
+{
+    if (l->probe == NULL)
+        return;
+    l->pending++;
+    uv_close((uv_handle_t *)&l->probe->tcp, on_probe_closed);
+    l->probe = NULL;
+}
+
+static void free_addrs(struct local *l)
+{
+    if (l->ai_list)
+        uv_freeaddrinfo(l->ai_list);
+    l->ai_list = l->ai_next = NULL;
+}
+
+/* Hands the outcome to the pipe. Must be the caller's last use of l: the pipe may end (and l
+ * start tearing down) inside tt_pipe_connected(). */
+static void finish(struct local *l, int status)
+{
+    struct tt_pipe *p = l->pipe;
+
+    l->finished = true;
+    uv_timer_stop(&l->timer);
+    free_addrs(l);
+    if (status < 0)
+        TT_LOG(TT_LOG_INFO, "local connect failed stream=%u service=%s target=%s err=%s",
+               (unsigned)l->id, l->svc->name, l->svc->target, uv_err_name(status));
+    tt_pipe_connected(p, status);
+}
+
+/* The probe connected: move its descriptor into the pipe's socket. */
+static int adopt(struct local *l)
+{
+    uv_os_fd_t fd;
+    int nfd, rc;
+
+    rc = uv_fileno((uv_handle_t *)&l->probe->tcp, &fd);
+    if (rc < 0)
+        return rc;
+    nfd = dup(fd);
+    if (nfd < 0)
+        return UV_EMFILE;
+    close_probe(l);
+    rc = uv_tcp_open(l->sock, nfd);
+    if (rc < 0) {
+        close(nfd);
+        return rc;
+    }
+    uv_tcp_nodelay(l->sock, 1);
+    return 0;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct probe *pr = (struct probe *)((char *)req - offsetof(struct probe, req));
+    struct local *l = pr->l;
+
+    l->pending--;
+    if (l->torn_down || l->finished || l->probe != pr) {
+        maybe_free(l);
+        return;
+    }
+    if (status < 0) {
+        l->last_err = status;
+        close_probe(l);
+        if (l->ai_next)
+            l->ai_next = l->ai_next->ai_next;
+        try_next(l);
+        return;
+    }
+    status = adopt(l);
+    if (status < 0)
+        close_probe(l);
+    finish(l, status);
+}
+
+/* Connects a probe to the next address, or reports the last failure when none is left. */
+static void try_next(struct local *l)
+{
+    for (;;) {
+        const struct sockaddr *sa;
+        struct probe *pr;
+        int rc;
+
+        if (l->is_literal)
+            sa = l->last_err == 0 ? (const struct sockaddr *)&l->literal : NULL;
+        else
+            sa = l->ai_next ? l->ai_next->ai_addr : NULL;
+        if (sa == NULL) {
+            finish(l, l->last_err ? l->last_err : UV_ECONNREFUSED);
+            return;
+        }
+        pr = malloc(sizeof *pr);
+        if (pr == NULL) {
+            finish(l, UV_ENOMEM);
+            return;
+        }
+        pr->l = l;
+        uv_tcp_init(l->loop, &pr->tcp);
+        l->probe = pr;
+        rc = uv_tcp_connect(&pr->req, &pr->tcp, sa, on_connect);
+        if (rc == 0) {
+            l->pending++;
+            return;
+        }
+        l->last_err = rc;
+        close_probe(l);
+        if (l->is_literal)
+            continue; /* sa is NULL next time round */
+        l->ai_next = l->ai_next->ai_next;
+    }
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct local *l = req->data;
+
+    l->gai_busy = false;
+    l->pending--;
+    if (l->torn_down || l->finished) {
+        if (res)
+            uv_freeaddrinfo(res);
+        maybe_free(l);
+        return;
+    }
+    if (status < 0) {
+        TT_LOG(TT_LOG_WARN, "cannot resolve target service=%s target=%s err=%s", l->svc->name,
+               l->svc->target, uv_err_name(status));
+        finish(l, status);
+        return;
+    }
+    l->ai_list = l->ai_next = res;
+    try_next(l);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct local *l = t->data;
+
+    if (l->finished || l->torn_down)
+        return;
+    close_probe(l);
+    finish(l, UV_ETIMEDOUT);
+}
+
+/* Resolves the target (unless it is an IP literal) and connects to its first address. */
+static void on_begin(uv_timer_t *t)
+{
+    struct local *l = t->data;
+    const struct tt_service *svc = l->svc;
+    struct addrinfo hints;
+    char port[8];
+    int rc;
+
+    if (l->finished || l->torn_down)
+        return;
+    uv_timer_start(&l->timer, on_timeout, TT_SERVICES_CONNECT_TIMEOUT_MS, 0);
+    if (uv_ip4_addr(svc->host, svc->port, (struct sockaddr_in *)&l->literal) == 0 ||
+        uv_ip6_addr(svc->host, svc->port, (struct sockaddr_in6 *)&l->literal) == 0) {
+        l->is_literal = true;
+        try_next(l);
+        return;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(port, sizeof port, "%u", (unsigned)svc->port);
+    l->gai.data = l;
+    rc = uv_getaddrinfo(l->loop, &l->gai, on_resolved, svc->host, port, &hints);
+    if (rc < 0) {
+        finish(l, rc);
+        return;
+    }
+    l->gai_busy = true;
+    l->pending++;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct local *l = h->data;
+    l->pending--;
+    maybe_free(l);
+}
+
+static void on_pipe_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud)
+{
+    struct local *l = ud;
+    (void)p;
+
+    TT_LOG(TT_LOG_DEBUG, "stream done stream=%u service=%s up=%llu down=%llu", (unsigned)l->id,
+           l->svc->name, (unsigned long long)up, (unsigned long long)down);
+    l->pipe = NULL;
+    l->sock = NULL;
+    l->torn_down = true;
+    uv_timer_stop(&l->timer);
+    close_probe(l);
+    if (l->gai_busy)
+        uv_cancel((uv_req_t *)&l->gai);
+    free_addrs(l);
+    l->pending++;
+    uv_close((uv_handle_t *)&l->timer, on_timer_closed);
+}
+
+static const struct tt_pipe_hooks hooks = {
+    .filter = NULL,
+    .on_fail = NULL,
+    .on_done = on_pipe_done,
+};
+
+static void on_sock_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+int tt_services_open(uv_loop_t *loop, struct tt_wsconn *c, uint32_t id,
+                     const struct tt_service *svc, const uint8_t *origin, size_t originlen)
+{
+    struct local *l;
+    uv_tcp_t *sock;
+    int rc;
+
+    TT_LOG(TT_LOG_DEBUG, "stream open stream=%u service=%s target=%s origin=%.*s", (unsigned)id,
+           svc->name, svc->target, (int)(origin ? originlen : 0),
+           origin ? (const char *)origin : "");
+    l = calloc(1, sizeof *l);
+    sock = malloc(sizeof *sock);
+    if (l == NULL || sock == NULL) {
+        free(l);
+        free(sock);
+        return TT_RESET_LIMIT;
+    }
+    l->loop = loop;
+    l->svc = svc;
+    l->id = id;
+    l->sock = sock;
+    uv_tcp_init(loop, sock);
+    rc = tt_pipe_new(&l->pipe, loop, sock, true, c, id, NULL, 0, &hooks, l);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)sock, on_sock_closed);
+        free(l);
+        return TT_RESET_LIMIT;
+    }
+    uv_timer_init(loop, &l->timer);
+    l->timer.data = l;
+    /* Start on the next loop iteration, not inside the session's on_open: a connect that
+     * fails at once must not reset the stream before the session has finished opening it. */
+    uv_timer_start(&l->timer, on_begin, 0, 0);
+    return 0;
+}

@@ -1,0 +1,293 @@
+/* args.c - parses tether's flags (args.h) and turns them into a tether_config through the
+ * public API only. Pure: no output, no exit; main.c prints the one-line message and exits 2. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "common/log.h"
+
+static int errf(char err[TT_ERRLEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int errf(char err[TT_ERRLEN], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, TT_ERRLEN, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *tt_args_usage(void)
+{
+    return "Usage: tether --server URL [--server URL]... --name NAME --token TOKEN\n"
+           "              [--http [NAME=]HOST:PORT]... [--tcp NAME=HOST:PORT]...\n"
+           "              [--proxy URL] [--ca-file FILE] [--insecure] [--json]\n"
+           "              [--log-level LEVEL] [--help] [--version]\n"
+           "\n"
+           "Makes this device's local services reachable through a Tether relay. The agent\n"
+           "dials out to the relay over WebSocket; nothing listens on the device.\n"
+           "\n"
+           "  --server URL        relay URL, ws://HOST[:PORT][/PATH]; repeat to give several,\n"
+           "                      tried in turn (wss:// is not supported yet)\n"
+           "  --name NAME         the device's stable name (its serial number, say)\n"
+           "  --token TOKEN       the device's token, as configured on the relay\n"
+           "  --http [NAME=]HOST:PORT\n"
+           "                      expose a local HTTP service; the first one (or the one named\n"
+           "                      \"http\") gets http://LABEL.DOMAIN; unnamed ones are called\n"
+           "                      http, http-2, ...\n"
+           "  --tcp NAME=HOST:PORT expose a local TCP service on a public port of the relay\n"
+           "  --proxy URL         reach the relay through an HTTP proxy (not supported yet)\n"
+           "  --ca-file FILE      CA certificates for wss:// (not used yet)\n"
+           "  --insecure          do not verify the relay's certificate (not used yet)\n"
+           "  --json              print one JSON object per event on stdout\n"
+           "  --log-level LEVEL   error, warn, info (default) or debug; logs go to stderr\n"
+           "  --help              print this help and exit\n"
+           "  --version           print the version and exit\n"
+           "\n"
+           "Service names use a-z, 0-9 and '-' (1 to 32 characters). Each time the device is\n"
+           "registered, a line per service is printed on stdout:\n"
+           "  ready http http://k3j9x2mq.localhost:8080 -> 127.0.0.1:8000\n"
+           "  ready tcp ssh localhost:20001 -> 127.0.0.1:22\n"
+           "The agent reconnects forever, with back-off, until SIGINT or SIGTERM.\n";
+}
+
+enum opt_id {
+    OPT_SERVER,
+    OPT_NAME,
+    OPT_TOKEN,
+    OPT_HTTP,
+    OPT_TCP,
+    OPT_PROXY,
+    OPT_CA_FILE,
+    OPT_INSECURE,
+    OPT_JSON,
+    OPT_LOG_LEVEL,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+static const struct {
+    const char *name;
+    enum opt_id id;
+    bool has_value;
+} opts[] = {
+    {"server", OPT_SERVER, true},       {"name", OPT_NAME, true},
+    {"token", OPT_TOKEN, true},         {"http", OPT_HTTP, true},
+    {"tcp", OPT_TCP, true},             {"proxy", OPT_PROXY, true},
+    {"ca-file", OPT_CA_FILE, true},     {"insecure", OPT_INSECURE, false},
+    {"json", OPT_JSON, false},          {"log-level", OPT_LOG_LEVEL, true},
+    {"help", OPT_HELP, false},          {"version", OPT_VERSION, false},
+};
+
+static bool valid_name(const char *s, size_t n)
+{
+    if (n < 1 || n > TETHER_MAX_SERVICE_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static int add_service(struct tt_args *a, enum tether_service_kind kind, const char *value,
+                       char err[TT_ERRLEN])
+{
+    const char *flag = kind == TETHER_SERVICE_HTTP ? "--http" : "--tcp";
+    const char *eq = strchr(value, '=');
+    struct tt_args_service *s;
+
+    if (a->nservices == TETHER_MAX_SERVICES)
+        return errf(err, "too many services (at most %d)", TETHER_MAX_SERVICES);
+    s = &a->services[a->nservices];
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->value = value;
+    if (eq) {
+        size_t n = (size_t)(eq - value);
+        if (!valid_name(value, n))
+            return errf(err, "%s %s: bad service name '%.*s' (use 1 to %d of a-z, 0-9 and '-')",
+                        flag, value, (int)(n > 64 ? 64 : n), value, TETHER_MAX_SERVICE_NAME);
+        memcpy(s->name, value, n);
+        s->name[n] = '\0';
+        s->named = true;
+        s->target = eq + 1;
+    } else if (kind == TETHER_SERVICE_TCP) {
+        return errf(err, "--tcp %s: expected NAME=HOST:PORT", value);
+    } else {
+        s->target = value;
+    }
+    if (s->target[0] == '\0')
+        return errf(err, "%s %s: expected %sHOST:PORT", flag, value,
+                    kind == TETHER_SERVICE_HTTP ? "[NAME=]" : "NAME=");
+    a->nservices++;
+    return 0;
+}
+
+static bool name_used(const struct tt_args *a, const char *name)
+{
+    for (size_t i = 0; i < a->nservices; i++)
+        if (a->services[i].name[0] && strcmp(a->services[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Unnamed --http services: "http", "http-2", ... skipping every name already taken. */
+static void name_unnamed(struct tt_args *a)
+{
+    for (size_t i = 0; i < a->nservices; i++) {
+        struct tt_args_service *s = &a->services[i];
+        char cand[TETHER_MAX_SERVICE_NAME + 1];
+
+        if (s->named)
+            continue;
+        snprintf(cand, sizeof cand, "http");
+        for (int k = 2; name_used(a, cand); k++)
+            snprintf(cand, sizeof cand, "http-%d", k);
+        memcpy(s->name, cand, sizeof cand);
+    }
+}
+
+static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char *v,
+                 char err[TT_ERRLEN])
+{
+    switch (id) {
+    case OPT_SERVER:
+        if (a->nservers == TETHER_MAX_SERVERS)
+            return errf(err, "too many --server (at most %d)", TETHER_MAX_SERVERS);
+        if (v[0] == '\0')
+            return errf(err, "--server: empty URL");
+        a->servers[a->nservers++] = v;
+        return 0;
+    case OPT_NAME:
+        if (a->name)
+            return errf(err, "--name given twice");
+        a->name = v;
+        return 0;
+    case OPT_TOKEN:
+        if (a->token)
+            return errf(err, "--token given twice");
+        a->token = v;
+        return 0;
+    case OPT_HTTP:
+        return add_service(a, TETHER_SERVICE_HTTP, v, err);
+    case OPT_TCP:
+        return add_service(a, TETHER_SERVICE_TCP, v, err);
+    case OPT_PROXY:
+        a->proxy = v;
+        return 0;
+    case OPT_CA_FILE:
+        a->ca_file = v;
+        return 0;
+    case OPT_INSECURE:
+        a->insecure = true;
+        return 0;
+    case OPT_JSON:
+        a->json = true;
+        return 0;
+    case OPT_LOG_LEVEL:
+        a->log_level = tt_log_parse_level(v);
+        if (a->log_level < 0)
+            return errf(err, "bad --log-level '%s' (error, warn, info or debug)", v);
+        return 0;
+    case OPT_HELP:
+        a->help = true;
+        return 0;
+    case OPT_VERSION:
+        a->version = true;
+        return 0;
+    }
+    return errf(err, "unknown option '%s'", flag);
+}
+
+int tt_args_parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
+{
+    memset(a, 0, sizeof *a);
+    a->log_level = -1;
+    err[0] = '\0';
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *eq, *value = NULL;
+        size_t namelen, k, nopts = sizeof opts / sizeof opts[0];
+
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+            return errf(err, "unexpected argument '%s' (see --help)", arg);
+        eq = strchr(arg, '=');
+        namelen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        for (k = 0; k < nopts; k++)
+            if (strlen(opts[k].name) == namelen && strncmp(opts[k].name, arg + 2, namelen) == 0)
+                break;
+        if (k == nopts)
+            return errf(err, "unknown option '%.*s' (see --help)", (int)(namelen + 2), arg);
+        if (opts[k].has_value) {
+            if (eq)
+                value = eq + 1;
+            else if (i + 1 < argc)
+                value = argv[++i];
+            else
+                return errf(err, "--%s needs a value", opts[k].name);
+        } else if (eq) {
+            return errf(err, "--%s takes no value", opts[k].name);
+        }
+        if (apply(a, opts[k].id, arg, value, err) != 0)
+            return -1;
+    }
+    if (a->help || a->version)
+        return 0;
+    if (a->nservers == 0)
+        return errf(err, "missing --server URL (the relay, ws://HOST:PORT)");
+    if (a->name == NULL)
+        return errf(err, "missing --name NAME");
+    if (a->token == NULL)
+        return errf(err, "missing --token TOKEN");
+    if (a->nservices == 0)
+        return errf(err, "no service to expose: give --http [NAME=]HOST:PORT or --tcp "
+                         "NAME=HOST:PORT");
+    name_unnamed(a);
+    return 0;
+}
+
+int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_ERRLEN])
+{
+    tether_config *cfg;
+    int rc = 0;
+
+    if (tether_config_new(&cfg) != 0)
+        return errf(err, "out of memory");
+    for (size_t i = 0; i < a->nservers && rc == 0; i++) {
+        rc = tether_config_add_server(cfg, a->servers[i]);
+        if (rc != 0)
+            errf(err, "--server: %s", tether_config_error(cfg));
+    }
+    if (rc == 0 && (rc = tether_config_set_name(cfg, a->name)) != 0)
+        errf(err, "--name: %s", tether_config_error(cfg));
+    if (rc == 0 && (rc = tether_config_set_token(cfg, a->token)) != 0)
+        errf(err, "--token: %s", tether_config_error(cfg));
+    for (size_t i = 0; i < a->nservices && rc == 0; i++) {
+        const struct tt_args_service *s = &a->services[i];
+        bool http = s->kind == TETHER_SERVICE_HTTP;
+
+        rc = http ? tether_config_add_http(cfg, s->name, s->target)
+                  : tether_config_add_tcp(cfg, s->name, s->target);
+        if (rc != 0)
+            errf(err, "%s %s: %s", http ? "--http" : "--tcp", s->value,
+                 tether_config_error(cfg));
+    }
+    if (rc == 0 && a->proxy && (rc = tether_config_set_proxy(cfg, a->proxy)) != 0)
+        errf(err, "--proxy: %s", tether_config_error(cfg));
+    if (rc == 0 && a->ca_file && (rc = tether_config_set_ca_file(cfg, a->ca_file)) != 0)
+        errf(err, "--ca-file: %s", tether_config_error(cfg));
+    if (rc == 0 && a->insecure)
+        rc = tether_config_set_insecure(cfg, true);
+    if (rc == 0 && (rc = tether_config_check(cfg)) != 0)
+        errf(err, "%s", tether_config_error(cfg));
+    if (rc != 0) {
+        tether_config_free(cfg);
+        return -1;
+    }
+    *out = cfg;
+    return 0;
+}

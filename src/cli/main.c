@@ -1,0 +1,142 @@
+/* main.c - the tether program: flags (args.c) into a tether_config, one agent run until SIGINT or
+ * SIGTERM, and each event printed (output.c): ready lines or --json objects on stdout, flushed
+ * line by line; errors and logs on stderr. Built on tether.h and src/common only, never on
+ * libtether's internals. Exit status: 0 after a signal, 2 for a usage error, 1 at runtime. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tether.h"
+#include "cli/args.h"
+#include "cli/output.h"
+#include "common/log.h"
+
+static tether_agent *volatile g_agent; /* for the signal handler */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    /* tether_agent_stop() is async-signal-safe. */
+    if (g_agent)
+        tether_agent_stop(g_agent);
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+struct cli {
+    bool json;
+};
+
+static void on_event(tether_agent *a, const struct tether_event *ev, void *ud)
+{
+    struct cli *cli = ud;
+    (void)a;
+
+    if (cli->json) {
+        char *line = tt_output_json(ev);
+        if (line) {
+            fputs(line, stdout);
+            fputc('\n', stdout);
+            fflush(stdout);
+            free(line);
+        }
+        return;
+    }
+    switch (ev->kind) {
+    case TETHER_EVENT_READY: {
+        char buf[TETHER_MAX_SERVICES * 1024];
+        if (tt_output_ready_text(ev, buf, sizeof buf) > 0) {
+            fputs(buf, stdout);
+            fflush(stdout);
+        }
+        break;
+    }
+    case TETHER_EVENT_DISCONNECTED:
+        fprintf(stderr, "disconnected: %s (reconnecting in %.1f s)\n", ev->reason,
+                ev->retry_ms / 1000.0);
+        break;
+    case TETHER_EVENT_ERROR:
+        fprintf(stderr, "error: %s (retrying in %.1f s)\n", ev->message, ev->retry_ms / 1000.0);
+        break;
+    }
+}
+
+/* The proxy variables are for a later version; say so rather than ignore them silently. */
+static void note_proxy_env(void)
+{
+    static const char *const vars[] = {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"};
+
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && v[0]) {
+            TT_LOG(TT_LOG_INFO, "%s is set but proxies are not supported yet: connecting directly",
+                   vars[i]);
+            return;
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct tt_args args;
+    struct tether_callbacks cb = {on_event};
+    struct cli cli = {false};
+    tether_config *cfg = NULL;
+    tether_agent *agent = NULL;
+    char err[TT_ERRLEN];
+    int rc;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    tt_log_set_program("tether");
+    if (tt_args_parse(&args, argc, argv, err) != 0) {
+        fprintf(stderr, "tether: %s\n", err);
+        return 2;
+    }
+    if (args.help) {
+        fputs(tt_args_usage(), stdout);
+        return 0;
+    }
+    if (args.version) {
+        printf("tether %s\n", tether_version());
+        return 0;
+    }
+    if (args.log_level >= 0)
+        tt_log_level = args.log_level;
+    if (tt_args_to_config(&args, &cfg, err) != 0) {
+        fprintf(stderr, "tether: %s\n", err);
+        return 2;
+    }
+    cli.json = args.json;
+    rc = tether_agent_new(cfg, &cb, &cli, &agent);
+    if (rc != 0) {
+        fprintf(stderr, "tether: cannot start the agent: %s\n",
+                rc == TETHER_ERR_CONFIG ? tether_config_error(cfg) : tether_strerror(rc));
+        tether_config_free(cfg);
+        return rc == TETHER_ERR_CONFIG ? 2 : 1;
+    }
+    tether_config_free(cfg);
+    if (args.proxy == NULL)
+        note_proxy_env();
+    g_agent = agent;
+    install_signals();
+    rc = tether_agent_run(agent);
+    g_agent = NULL;
+    tether_agent_free(agent);
+    if (rc != 0) {
+        fprintf(stderr, "tether: %s\n", tether_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,23 @@
+/* output.h - what tether prints for each agent event: "ready" lines (one per service) and the
+ * --json objects (one line each, keys in a fixed order). Pure formatting; main.c writes. */
+#ifndef TT_CLI_OUTPUT_H
+#define TT_CLI_OUTPUT_H
+
+#include <stddef.h>
+#include "tether.h"
+
+/* Writes the ready lines of a READY event into out[outlen], each ending in '\n':
+ *   ready http URL -> TARGET
+ *   ready tcp NAME HOST:PORT -> TARGET
+ * Returns the length written (0 for another kind of event), or -1 if out is too small. */
+int tt_output_ready_text(const struct tether_event *ev, char *out, size_t outlen);
+
+/* Returns ev as one compact JSON object without a newline:
+ *   {"event":"ready","services":[{"name","kind","url","target"} or
+ *                                {"name","kind","host","port","target"}...]}
+ *   {"event":"disconnected","reason":"..."}
+ *   {"event":"error","message":"..."}
+ * The string is malloc'd: the caller frees it with free(). NULL when out of memory. */
+char *tt_output_json(const struct tether_event *ev);
+
+#endif
