@@ -1,0 +1,613 @@
+/* pipe.c - joins one TCP socket to one stream of a wsconn. Upstream, socket reads land in a
+ * pooled chunk and go out as DATA straight from it (or through the filter hook and a bounded
+ * queue); reading stops while the window or the wsconn's output is full. Downstream, DATA is
+ * copied into a write queue flushed by a uv_idle handle before the loop polls, and credited
+ * back only once written. Stream end and socket close are tracked separately; the pipe frees
+ * itself when both are over, after on_done. */
+#include "common/pipe.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/pool.h"
+
+#define PIPE_MAX_BUFS 64
+/* Filter output held back before the socket stops being read. */
+#define PIPE_UPQ_HIGH (64u * 1024u)
+
+struct tt_pipe {
+    uv_loop_t *loop;
+    uv_tcp_t *sock;
+    uv_idle_t idle;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    struct tt_wsconn *c; /* NULL once the stream has ended */
+    uint32_t id;
+    const struct tt_pipe_hooks *hooks;
+    void *ud;
+
+    /* upstream: socket -> peer */
+    struct tt_chunk *rchunk; /* an unfiltered read; [off, len) not sent yet */
+    struct tt_chunkq upq;    /* filter output and pre bytes not sent yet */
+    struct tt_wsconn_waiter waiter;
+    uint8_t *pre;
+    size_t prelen;
+    bool reading;
+    bool sock_eof; /* the socket's EOF was read (and given to the filter) */
+    bool fin_sent;
+
+    /* downstream: peer -> socket */
+    struct tt_chunkq wq;
+    size_t inflight;     /* bytes of wq in the uv_write under way (0: none) */
+    size_t peer_pending; /* bytes of the peer's DATA in wq, not credited yet */
+    uv_buf_t bufs[PIPE_MAX_BUFS];
+    bool peer_fin;  /* the peer's FIN arrived */
+    bool got_peer;  /* any DATA or FIN came from the peer */
+    bool was_reset; /* the peer's RESET arrived */
+    uint16_t reset_code;
+    bool shut, shut_done;
+
+    /* lifecycle */
+    bool connecting;
+    bool started;
+    bool ending;  /* the stream ended badly: flush wq, then close the socket */
+    bool closing; /* the handles are being closed */
+    int nhandles;
+    int pending_abort; /* >= 0: abort with this code from the idle handle */
+    uint64_t up, down;
+};
+
+static void on_idle(uv_idle_t *h);
+static void update_read(struct tt_pipe *p);
+static void read_start(struct tt_pipe *p);
+
+static void schedule(struct tt_pipe *p)
+{
+    if (!p->closing && !uv_is_active((uv_handle_t *)&p->idle))
+        uv_idle_start(&p->idle, on_idle);
+}
+
+/* ---- ending ----------------------------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct tt_pipe *p = h->data;
+    if (h == (uv_handle_t *)p->sock)
+        free(h);
+    if (--p->nhandles > 0)
+        return;
+    if (p->hooks != NULL && p->hooks->on_done != NULL)
+        p->hooks->on_done(p, p->up, p->down, p->ud);
+    tt_chunk_put(p->rchunk);
+    tt_chunkq_clear(&p->upq);
+    tt_chunkq_clear(&p->wq);
+    free(p->pre);
+    free(p);
+}
+
+/* Closes the socket and the idle handle; the pipe goes in the last close callback. The stream
+ * must have ended already. */
+static void close_socket(struct tt_pipe *p)
+{
+    if (p->closing)
+        return;
+    p->closing = true;
+    p->nhandles = 2;
+    uv_close((uv_handle_t *)p->sock, on_handle_closed);
+    uv_close((uv_handle_t *)&p->idle, on_handle_closed);
+}
+
+/* Forgets the stream (it ended, or we reset it). */
+static void detach(struct tt_pipe *p)
+{
+    if (p->c == NULL)
+        return;
+    tt_wsconn_cancel_wait(p->c, &p->waiter);
+    p->c = NULL;
+    if (p->reading) {
+        uv_read_stop((uv_stream_t *)p->sock);
+        p->reading = false;
+    }
+}
+
+/* Resets the stream if it is still open, then flushes the socket's queue and closes it. */
+static void end_with_reset(struct tt_pipe *p, uint16_t code, bool flush_first)
+{
+    if (p->c != NULL) {
+        tt_wsconn_reset_stream(p->c, p->id, code);
+        detach(p);
+    }
+    if (flush_first) {
+        p->ending = true;
+        schedule(p);
+    } else {
+        close_socket(p);
+    }
+}
+
+/* A socket error: RESET the stream (TT_RESET_IO) and close at once. */
+static void socket_failed(struct tt_pipe *p, const char *what, int err)
+{
+    TT_LOG(TT_LOG_DEBUG, "pipe: socket %s failed stream=%u err=%s", what, (unsigned)p->id,
+           uv_err_name(err));
+    end_with_reset(p, TT_RESET_IO, false);
+}
+
+/* The stream is over from the session's side (on_stream_close). */
+static void stream_closed(struct tt_pipe *p)
+{
+    bool normal = p->fin_sent && p->peer_fin && !p->was_reset;
+    detach(p);
+    if (normal) {
+        schedule(p); /* finish the writes, shut down, close */
+        return;
+    }
+    if (!p->got_peer && p->hooks != NULL && p->hooks->on_fail != NULL &&
+        p->hooks->on_fail(p, p->was_reset ? (int)p->reset_code : -1, p->ud)) {
+        p->ending = true;
+        schedule(p);
+        return;
+    }
+    close_socket(p);
+}
+
+/* ---- upstream --------------------------------------------------------------------------- */
+
+static void on_writable(struct tt_wsconn_waiter *w)
+{
+    struct tt_pipe *p = (struct tt_pipe *)(void *)((char *)w - offsetof(struct tt_pipe, waiter));
+    schedule(p);
+}
+
+/* Sends what the window allows. Returns false if the pipe was ended meanwhile. */
+static bool send_up(struct tt_pipe *p, const uint8_t *data, size_t len, size_t *sent)
+{
+    tt_ssize r = tt_wsconn_send_data(p->c, p->id, data, len, false);
+    *sent = 0;
+    if (r == TETHER_ERR_NOMEM) {
+        end_with_reset(p, TT_RESET_CANCEL, false);
+        return false;
+    }
+    if (r < 0)
+        return true; /* closing or gone: on_stream_close is on its way */
+    *sent = (size_t)r;
+    return true;
+}
+
+static void pump_up(struct tt_pipe *p)
+{
+    size_t sent;
+
+    if (p->c == NULL || p->fin_sent || p->connecting || !p->started)
+        return;
+    while (p->upq.bytes > 0) {
+        if (!tt_wsconn_writable(p->c))
+            goto blocked;
+        struct tt_chunk *h = p->upq.head;
+        size_t n = h->len - h->off;
+        if (!send_up(p, h->data + h->off, n, &sent))
+            return;
+        tt_chunkq_consume(&p->upq, sent);
+        if (sent < n)
+            goto out;
+    }
+    if (p->rchunk != NULL) {
+        if (!tt_wsconn_writable(p->c))
+            goto blocked;
+        size_t n = p->rchunk->len - p->rchunk->off;
+        if (!send_up(p, p->rchunk->data + p->rchunk->off, n, &sent))
+            return;
+        p->rchunk->off += sent;
+        if (p->rchunk->off < p->rchunk->len)
+            goto out;
+        tt_chunk_put(p->rchunk);
+        p->rchunk = NULL;
+    }
+    if (p->sock_eof && p->c != NULL) {
+        tt_ssize r = tt_wsconn_send_data(p->c, p->id, NULL, 0, true);
+        if (r >= 0) {
+            p->fin_sent = true;
+            if (p->peer_fin) {
+                /* Our FIN completed the stream: the slot is gone, no on_stream_close. */
+                detach(p);
+                schedule(p);
+            }
+        }
+    }
+out:
+    update_read(p);
+    return;
+blocked:
+    tt_wsconn_wait_writable(p->c, &p->waiter);
+    update_read(p);
+}
+
+static void run_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bool eof)
+{
+    int r = p->hooks->filter(p, in, len, eof, p->ud);
+    if (r < 0 && !p->closing)
+        end_with_reset(p, TT_RESET_CANCEL, true);
+}
+
+static bool filtered(const struct tt_pipe *p)
+{
+    return p->hooks != NULL && p->hooks->filter != NULL;
+}
+
+static void update_read(struct tt_pipe *p)
+{
+    bool want = p->started && !p->connecting && !p->sock_eof && !p->closing && !p->ending &&
+                p->c != NULL && !p->fin_sent;
+    if (want) {
+        if (!tt_wsconn_writable(p->c)) {
+            want = false;
+            tt_wsconn_wait_writable(p->c, &p->waiter);
+        } else if (filtered(p)) {
+            want = p->upq.bytes < PIPE_UPQ_HIGH;
+        } else {
+            want = p->rchunk == NULL && p->upq.bytes == 0 &&
+                   tt_session_send_window(tt_wsconn_session(p->c), p->id) > 0;
+        }
+    }
+    if (want && !p->reading) {
+        read_start(p);
+    } else if (!want && p->reading) {
+        uv_read_stop((uv_stream_t *)p->sock);
+        p->reading = false;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct tt_chunk *ch = tt_chunk_get();
+    (void)h;
+    (void)suggested;
+    if (ch == NULL) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    *buf = uv_buf_init((char *)ch->data, TT_CHUNK_SIZE);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tt_pipe *p = s->data;
+    struct tt_chunk *ch = NULL;
+
+    if (buf != NULL && buf->base != NULL)
+        ch = (struct tt_chunk *)(void *)(buf->base - offsetof(struct tt_chunk, data));
+    if (nread > 0 && p->c != NULL && !p->closing && !p->ending) {
+        p->up += (uint64_t)nread;
+        if (filtered(p)) {
+            run_filter(p, ch->data, (size_t)nread, false);
+        } else if (p->rchunk == NULL && p->upq.bytes == 0) {
+            /* The common case: send straight from the read chunk. */
+            ch->off = 0;
+            ch->len = (size_t)nread;
+            p->rchunk = ch;
+            ch = NULL;
+        } else {
+            /* Reading should have stopped; keep the order anyway. */
+            struct tt_chunk *r = p->rchunk;
+            p->rchunk = NULL;
+            if ((r != NULL && tt_chunkq_append(&p->upq, r->data + r->off, r->len - r->off) != 0) ||
+                tt_chunkq_append(&p->upq, ch->data, (size_t)nread) != 0)
+                end_with_reset(p, TT_RESET_CANCEL, false);
+            tt_chunk_put(r);
+        }
+        if (!p->closing)
+            pump_up(p);
+    } else if (nread == UV_EOF) {
+        uv_read_stop(s);
+        p->reading = false;
+        if (!p->sock_eof) {
+            p->sock_eof = true;
+            if (filtered(p) && p->c != NULL)
+                run_filter(p, NULL, 0, true);
+            pump_up(p);
+        }
+    } else if (nread < 0) {
+        socket_failed(p, "read", (int)nread);
+    }
+    tt_chunk_put(ch);
+}
+
+static void read_start(struct tt_pipe *p)
+{
+    int r = uv_read_start((uv_stream_t *)p->sock, on_alloc, on_read);
+    if (r < 0) {
+        socket_failed(p, "read", r);
+        return;
+    }
+    p->reading = true;
+}
+
+/* ---- downstream ------------------------------------------------------------------------- */
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct tt_pipe *p = req->data;
+    if (p->closing)
+        return;
+    p->shut_done = true;
+    if (status < 0) {
+        socket_failed(p, "shutdown", status);
+        return;
+    }
+    schedule(p);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct tt_pipe *p = req->data;
+    size_t n = p->inflight;
+    tt_chunkq_consume(&p->wq, n);
+    p->inflight = 0;
+    if (p->closing)
+        return;
+    if (status < 0) {
+        socket_failed(p, "write", status);
+        return;
+    }
+    p->down += n;
+    size_t credit = n < p->peer_pending ? n : p->peer_pending;
+    p->peer_pending -= credit;
+    if (credit > 0 && p->c != NULL)
+        tt_wsconn_consume(p->c, p->id, credit);
+    schedule(p);
+}
+
+static void flush(struct tt_pipe *p)
+{
+    size_t nbytes;
+    unsigned n;
+    int r;
+
+    if (p->closing || p->connecting || p->inflight > 0)
+        return;
+    n = tt_chunkq_bufs(&p->wq, p->bufs, PIPE_MAX_BUFS, &nbytes);
+    if (n == 0)
+        return;
+    p->wreq.data = p;
+    r = uv_write(&p->wreq, (uv_stream_t *)p->sock, p->bufs, n, on_write);
+    if (r < 0) {
+        socket_failed(p, "write", r);
+        return;
+    }
+    p->inflight = nbytes;
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct tt_pipe *p = h->data;
+
+    uv_idle_stop(h);
+    if (p->closing)
+        return;
+    if (!p->started) {
+        p->started = true;
+        if (p->prelen > 0 && p->c != NULL) {
+            p->up += p->prelen;
+            if (filtered(p)) {
+                run_filter(p, p->pre, p->prelen, false);
+            } else if (tt_chunkq_append(&p->upq, p->pre, p->prelen) != 0) {
+                end_with_reset(p, TT_RESET_CANCEL, false);
+            }
+        }
+        free(p->pre);
+        p->pre = NULL;
+        p->prelen = 0;
+        if (p->closing)
+            return;
+    }
+    if (p->pending_abort >= 0) {
+        uint16_t code = (uint16_t)p->pending_abort;
+        p->pending_abort = -1;
+        end_with_reset(p, code, true);
+    }
+    pump_up(p);
+    if (p->closing)
+        return;
+    flush(p);
+    if (p->closing || p->connecting || p->inflight > 0 || p->wq.bytes > 0)
+        return;
+    /* Everything written. */
+    if (p->ending) {
+        close_socket(p);
+    } else if (p->peer_fin && !p->shut) {
+        p->shut = true;
+        p->sreq.data = p;
+        int r = uv_shutdown(&p->sreq, (uv_stream_t *)p->sock, on_shutdown);
+        if (r < 0)
+            socket_failed(p, "shutdown", r);
+    } else if (p->shut_done && p->fin_sent && p->c == NULL) {
+        close_socket(p); /* both directions finished */
+    }
+}
+
+/* ---- session callbacks ------------------------------------------------------------------ */
+
+static int pipe_on_data(struct tt_session *s, struct tt_stream *st, const uint8_t *data, size_t len,
+                        void *ud)
+{
+    struct tt_pipe *p = st->user;
+    (void)ud;
+    if (p == NULL || p->closing || p->ending || p->c == NULL) {
+        tt_session_consume(s, st->id, len); /* nobody to give it to: drop and credit */
+        return 0;
+    }
+    p->got_peer = true;
+    if (tt_chunkq_append(&p->wq, data, len) != 0) {
+        tt_session_consume(s, st->id, len);
+        p->pending_abort = TT_RESET_CANCEL;
+    } else {
+        p->peer_pending += len;
+    }
+    schedule(p);
+    return 0;
+}
+
+static int pipe_on_fin(struct tt_session *s, struct tt_stream *st, void *ud)
+{
+    struct tt_pipe *p = st->user;
+    (void)s;
+    (void)ud;
+    if (p != NULL) {
+        p->got_peer = true;
+        p->peer_fin = true;
+        schedule(p);
+    }
+    return 0;
+}
+
+static int pipe_on_reset(struct tt_session *s, struct tt_stream *st, const struct tt_coded *m,
+                         void *ud)
+{
+    struct tt_pipe *p = st->user;
+    (void)s;
+    (void)ud;
+    if (p != NULL) {
+        p->was_reset = true;
+        p->reset_code = m->code;
+    }
+    return 0;
+}
+
+static int pipe_on_window(struct tt_session *s, struct tt_stream *st, void *ud)
+{
+    struct tt_pipe *p = st->user;
+    (void)s;
+    (void)ud;
+    /* Deferred: sending from here could end the stream inside the session's callback. */
+    if (p != NULL)
+        schedule(p);
+    return 0;
+}
+
+static void pipe_on_stream_close(struct tt_session *s, struct tt_stream *st, void *ud)
+{
+    struct tt_pipe *p = st->user;
+    (void)s;
+    (void)ud;
+    if (p == NULL)
+        return;
+    st->user = NULL;
+    if (p->c != NULL)
+        stream_closed(p);
+}
+
+void tt_pipe_session_callbacks(struct tt_session_callbacks *cb)
+{
+    cb->on_data = pipe_on_data;
+    cb->on_fin = pipe_on_fin;
+    cb->on_reset = pipe_on_reset;
+    cb->on_window = pipe_on_window;
+    cb->on_stream_close = pipe_on_stream_close;
+}
+
+/* ---- public ----------------------------------------------------------------------------- */
+
+int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, uv_tcp_t *sock, bool connecting,
+                struct tt_wsconn *c, uint32_t id, const uint8_t *pre, size_t prelen,
+                const struct tt_pipe_hooks *hooks, void *ud)
+{
+    struct tt_pipe *p;
+
+    if (out == NULL || loop == NULL || sock == NULL || c == NULL || (prelen > 0 && pre == NULL))
+        return TETHER_ERR_INVAL;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return TETHER_ERR_NOMEM;
+    if (prelen > 0) {
+        p->pre = malloc(prelen);
+        if (p->pre == NULL) {
+            free(p);
+            return TETHER_ERR_NOMEM;
+        }
+        memcpy(p->pre, pre, prelen);
+        p->prelen = prelen;
+    }
+    if (tt_session_set_user(tt_wsconn_session(c), id, p) != 0) {
+        free(p->pre);
+        free(p);
+        return TETHER_ERR_NO_STREAM;
+    }
+    p->loop = loop;
+    p->sock = sock;
+    p->c = c;
+    p->id = id;
+    p->hooks = hooks;
+    p->ud = ud;
+    p->connecting = connecting;
+    p->pending_abort = -1;
+    p->waiter.cb = on_writable;
+    tt_chunkq_init(&p->upq);
+    tt_chunkq_init(&p->wq);
+    uv_idle_init(loop, &p->idle);
+    p->idle.data = p;
+    sock->data = p;
+    if (!connecting)
+        (void)uv_tcp_nodelay(sock, 1);
+    schedule(p); /* pre bytes and reading start from the idle handle */
+    *out = p;
+    return 0;
+}
+
+void tt_pipe_connected(struct tt_pipe *p, int status)
+{
+    if (p->closing || !p->connecting)
+        return;
+    p->connecting = false;
+    if (status < 0) {
+        TT_LOG(TT_LOG_DEBUG, "pipe: connect failed stream=%u err=%s", (unsigned)p->id,
+               uv_err_name(status));
+        if (p->c != NULL) {
+            tt_wsconn_reset_stream(p->c, p->id, TT_RESET_REFUSED);
+            detach(p);
+        }
+        if (p->hooks != NULL && p->hooks->on_fail != NULL)
+            (void)p->hooks->on_fail(p, TT_RESET_REFUSED, p->ud);
+        close_socket(p);
+        return;
+    }
+    (void)uv_tcp_nodelay(p->sock, 1);
+    schedule(p);
+}
+
+int tt_pipe_send(struct tt_pipe *p, const uint8_t *data, size_t len)
+{
+    if (p->c == NULL || p->closing || p->fin_sent || len == 0)
+        return 0;
+    if (tt_chunkq_append(&p->upq, data, len) != 0)
+        return TETHER_ERR_NOMEM;
+    schedule(p);
+    return 0;
+}
+
+int tt_pipe_write(struct tt_pipe *p, const uint8_t *data, size_t len)
+{
+    if (p->closing || len == 0)
+        return 0;
+    if (tt_chunkq_append(&p->wq, data, len) != 0)
+        return TETHER_ERR_NOMEM;
+    schedule(p);
+    return 0;
+}
+
+void tt_pipe_abort(struct tt_pipe *p, uint16_t code)
+{
+    if (p->closing)
+        return;
+    end_with_reset(p, code, true);
+}
+
+void *tt_pipe_ud(const struct tt_pipe *p)
+{
+    return p->ud;
+}
+
+uint32_t tt_pipe_stream_id(const struct tt_pipe *p)
+{
+    return p->id;
+}
