@@ -30,8 +30,7 @@ static uint16_t dec16be(const uint8_t *p)
 
 static uint32_t dec32be(const uint8_t *p)
 {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
-           (uint32_t)p[3];
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
 }
 
 void tt_frame_header_encode(uint8_t out[TT_FRAME_HEADER_LEN], const struct tt_frame_header *h)
@@ -226,8 +225,7 @@ tt_ssize tt_frame_encode_reset(uint8_t *out, size_t outlen, uint32_t stream,
     return encode_coded(out, outlen, TT_FRAME_RESET, stream, m);
 }
 
-tt_ssize tt_frame_encode_open(uint8_t *out, size_t outlen, uint32_t stream,
-                              const struct tt_open *m)
+tt_ssize tt_frame_encode_open(uint8_t *out, size_t outlen, uint32_t stream, const struct tt_open *m)
 {
     struct writer w;
     tt_ssize rv;
@@ -256,8 +254,8 @@ tt_ssize tt_frame_encode_window(uint8_t *out, size_t outlen, uint32_t stream, ui
     return (tt_ssize)w.len;
 }
 
-tt_ssize tt_frame_encode_data_header(uint8_t out[TT_FRAME_HEADER_LEN], uint32_t stream,
-                                     size_t len, bool fin)
+tt_ssize tt_frame_encode_data_header(uint8_t out[TT_FRAME_HEADER_LEN], uint32_t stream, size_t len,
+                                     bool fin)
 {
     struct tt_frame_header h;
 

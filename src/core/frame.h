@@ -59,14 +59,14 @@ enum tt_refuse_code {
 
 /* RESET codes. */
 enum tt_reset_code {
-    TT_RESET_CANCEL = 0,      /* the sender no longer wants the stream */
-    TT_RESET_REFUSED = 1,     /* device: the local service refused or failed to connect */
-    TT_RESET_NO_SERVICE = 2,  /* device: service index unknown */
-    TT_RESET_PROTOCOL = 3,    /* a frame on this stream broke the rules */
-    TT_RESET_FLOW = 4,        /* the peer sent more than its window */
-    TT_RESET_LIMIT = 5,       /* too many concurrent streams */
-    TT_RESET_IO = 6,          /* the local connection failed after it was made */
-    TT_RESET_TIMEOUT = 7,     /* connect or idle timeout */
+    TT_RESET_CANCEL = 0,     /* the sender no longer wants the stream */
+    TT_RESET_REFUSED = 1,    /* device: the local service refused or failed to connect */
+    TT_RESET_NO_SERVICE = 2, /* device: service index unknown */
+    TT_RESET_PROTOCOL = 3,   /* a frame on this stream broke the rules */
+    TT_RESET_FLOW = 4,       /* the peer sent more than its window */
+    TT_RESET_LIMIT = 5,      /* too many concurrent streams */
+    TT_RESET_IO = 6,         /* the local connection failed after it was made */
+    TT_RESET_TIMEOUT = 7,    /* connect or idle timeout */
 };
 
 /* GOAWAY codes. */
@@ -149,8 +149,8 @@ tt_ssize tt_frame_encode_reset(uint8_t *out, size_t outlen, uint32_t stream,
 tt_ssize tt_frame_encode_goaway(uint8_t *out, size_t outlen, const struct tt_coded *m);
 /* Writes only the 8-byte header of a DATA frame of len payload bytes (len <= 65535); the caller
  * puts the payload right after it. Returns 8 or TETHER_ERR_INVAL. */
-tt_ssize tt_frame_encode_data_header(uint8_t out[TT_FRAME_HEADER_LEN], uint32_t stream,
-                                     size_t len, bool fin);
+tt_ssize tt_frame_encode_data_header(uint8_t out[TT_FRAME_HEADER_LEN], uint32_t stream, size_t len,
+                                     bool fin);
 
 /* Decoders: parse a payload of the given type (the header already read). Strings in m point
  * into payload. Return 0, or TETHER_ERR_PROTO for a malformed payload (short, trailing bytes

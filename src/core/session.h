@@ -15,7 +15,14 @@
  * resets it for a rule broken by the peer, or when both directions have carried FIN and the
  * last FIN came from the peer. When the application's own call ends the stream (its FIN after
  * the peer's, or tt_session_reset), the slot is freed inside that call and on_stream_close is
- * NOT called: the application already knows. */
+ * NOT called: the application already knows. Calls that add or remove a stream (tt_session_open,
+ * _data_header with fin, _reset) may move other slots, so a struct tt_stream pointer must not be
+ * used after such a call, even inside the callback that handed it out.
+ *
+ * Errors. A fatal error (from the peer's bytes or a callback) is kept in the session, which then
+ * reads as TT_SESSION_CLOSED and ignores further input: answer with tt_session_goaway() (or, on
+ * the relay before any WELCOME, tt_session_refuse(): TETHER_ERR_VERSION means "send REFUSE
+ * TT_REFUSE_VERSION"), which also frees the streams, or call tt_session_shutdown(). */
 #ifndef TT_SESSION_H
 #define TT_SESSION_H
 
@@ -33,9 +40,9 @@ enum tt_session_state {
 };
 
 /* Stream flags. */
-#define TT_STREAM_LOCAL_FIN 0x01   /* we sent FIN */
-#define TT_STREAM_REMOTE_FIN 0x02  /* the peer sent FIN */
-#define TT_STREAM_WINDOW_DUE 0x04  /* a WINDOW frame is queued for tt_session_send */
+#define TT_STREAM_LOCAL_FIN 0x01  /* we sent FIN */
+#define TT_STREAM_REMOTE_FIN 0x02 /* the peer sent FIN */
+#define TT_STREAM_WINDOW_DUE 0x04 /* a WINDOW frame is queued for tt_session_send */
 
 struct tt_stream {
     uint32_t id; /* 0: free slot */
@@ -60,17 +67,17 @@ struct tt_session_callbacks {
     int (*on_refuse)(struct tt_session *s, const struct tt_coded *m, void *ud);
     /* Device: the relay opened stream st to service m->service (already checked against the
      * HELLO's service list). Set st->user. Return 0 to accept, or a positive TT_RESET_* code to
-     * refuse it (the session queues the RESET and frees the slot; no on_stream_close). */
+     * refuse it (the session queues the RESET and frees the slot; no on_stream_close). When
+     * on_open is NULL every OPEN is refused with TT_RESET_REFUSED. */
     int (*on_open)(struct tt_session *s, struct tt_stream *st, const struct tt_open *m, void *ud);
     /* Bytes for st, a view into the input valid during the call. The application calls
      * tt_session_consume() when it has disposed of them, now or later. */
     int (*on_data)(struct tt_session *s, struct tt_stream *st, const uint8_t *data, size_t len,
                    void *ud);
-    /* The peer will send no more data on st. */
+    /* The peer will send no more data on st (no WINDOW credit is sent for it any more). */
     int (*on_fin)(struct tt_session *s, struct tt_stream *st, void *ud);
     /* The peer reset st; on_stream_close follows. */
-    int (*on_reset)(struct tt_session *s, struct tt_stream *st, const struct tt_coded *m,
-                    void *ud);
+    int (*on_reset)(struct tt_session *s, struct tt_stream *st, const struct tt_coded *m, void *ud);
     /* st->send_window grew (it was 0 or the application may have been waiting). */
     int (*on_window)(struct tt_session *s, struct tt_stream *st, void *ud);
     /* The peer is going away; the session is closed. */
@@ -101,13 +108,15 @@ struct tt_session {
     const struct tt_session_callbacks *cb;
     void *ud;
     uint8_t state; /* enum tt_session_state */
+    uint8_t hs;    /* handshake progress bits (session.c) */
     int err;       /* first fatal error, kept until tt_session_init */
     /* stream table: open addressing, linear probing, cap a power of two */
     struct tt_stream *streams;
     uint32_t cap;
+    uint8_t capbits; /* log2(cap) */
     uint32_t nstreams;
-    uint32_t next_id;   /* relay: next stream id to try */
-    uint32_t ndue;      /* streams with TT_STREAM_WINDOW_DUE */
+    uint32_t next_id; /* relay: next stream id to try */
+    uint32_t ndue;    /* streams with TT_STREAM_WINDOW_DUE */
     /* what the peer told us (HELLO on the relay, WELCOME on the device) */
     uint32_t peer_window;
     uint16_t peer_max_streams;
@@ -119,15 +128,17 @@ struct tt_session {
     } resets[TT_PENDING_RESETS];
     /* decoder */
     uint8_t hdrbuf[TT_FRAME_HEADER_LEN];
-    uint8_t hdrlen;   /* bytes of the current header held in hdrbuf */
+    uint8_t hdrlen; /* bytes of the current header held in hdrbuf */
     struct tt_frame_header cur;
-    uint32_t got;     /* payload bytes of the current frame seen so far */
+    uint32_t got; /* payload bytes of the current frame seen so far */
+    uint8_t skip; /* drop the rest of the current DATA payload (stream gone or reset) */
     uint8_t ctrl[TT_CTRL_MAX];
 };
 
 /* Prepares s. table must hold cap zeroed entries, cap a power of two >= 2; the caller owns it
- * (and s) and frees it after the session is done. cb and ud must outlive s. Returns 0 or
- * TETHER_ERR_INVAL. */
+ * (and s) and frees it after the session is done (or after release_table handed it back, when
+ * the table grew). cb and ud must outlive s. cfg->window must be 1..2^31-1 and
+ * cfg->max_streams at least 1. Returns 0 or TETHER_ERR_INVAL. */
 int tt_session_init(struct tt_session *s, const struct tt_session_config *cfg,
                     const struct tt_session_callbacks *cb, void *ud, struct tt_stream *table,
                     uint32_t cap);
@@ -135,7 +146,11 @@ int tt_session_init(struct tt_session *s, const struct tt_session_config *cfg,
 /* Feeds inlen bytes received from the peer (the concatenated payloads of WebSocket binary
  * messages; any split is fine). Fires callbacks. Returns inlen, or a negative fatal error
  * (TETHER_ERR_PROTO, _FRAME_SIZE, _VERSION, _STATE, or a callback's), which the session keeps:
- * send a GOAWAY and close the connection. */
+ * send a GOAWAY and close the connection (see "Errors" above). Once the session is closed
+ * (GOAWAY or REFUSE sent or received, or shutdown) the input is ignored and inlen returned;
+ * on a failed session the error is returned again. TETHER_ERR_INVAL: in is NULL with inlen > 0.
+ * Before registration (relay: the HELLO; device: the WELCOME) only the handshake frames are
+ * accepted and unknown frame types are an error; afterwards unknown types are skipped. */
 tt_ssize tt_session_recv(struct tt_session *s, const uint8_t *in, size_t inlen);
 
 /* True when tt_session_send() has frames to write. */
@@ -153,16 +168,21 @@ tt_ssize tt_session_hello(struct tt_session *s, const struct tt_hello *m, uint8_
 
 /* Relay: accept the HELLO with m (version, window, max_streams from the config) / refuse it.
  * Returns the frame length, TETHER_ERR_AGAIN, _INVAL or _STATE. After refuse the session is
- * closed. */
+ * closed. tt_session_refuse is allowed once, before any WELCOME: after a valid HELLO, or after
+ * the session failed during the handshake (TETHER_ERR_VERSION: refuse with TT_REFUSE_VERSION;
+ * a malformed HELLO: TT_REFUSE_INVALID). reason (may be NULL) is cut to TT_MAX_REASON bytes on
+ * a UTF-8 boundary. */
 tt_ssize tt_session_accept(struct tt_session *s, const struct tt_welcome *m, uint8_t *out,
                            size_t outlen);
-tt_ssize tt_session_refuse(struct tt_session *s, uint16_t code, const char *reason,
-                           uint8_t *out, size_t outlen);
+tt_ssize tt_session_refuse(struct tt_session *s, uint16_t code, const char *reason, uint8_t *out,
+                           size_t outlen);
 
-/* Relay: opens a stream to service (index into the HELLO's list), with origin (may be NULL) for
- * the device's logs. Stores the new id in *id and user in the stream. Returns the OPEN frame's
- * length, or TETHER_ERR_STATE (not registered), _NO_SERVICE, _STREAM_LIMIT (peer's max_streams
- * reached or the table is full and cannot grow), _AGAIN (out too small). */
+/* Relay: opens a stream to service (index into the HELLO's list), with origin (may be NULL; cut
+ * to TT_MAX_ADDR bytes) for the device's logs. Stores the new id in *id (if id is not NULL) and
+ * user in the stream. Ids count up from 1 (31 bits) and skip ids in use. Returns the OPEN
+ * frame's length, or TETHER_ERR_STATE (not registered), _NO_SERVICE, _STREAM_LIMIT (peer's or
+ * our max_streams reached, or the table is full and cannot grow), _AGAIN (out too small;
+ * nothing changed). */
 tt_ssize tt_session_open(struct tt_session *s, uint8_t service, const char *origin, void *user,
                          uint32_t *id, uint8_t *out, size_t outlen);
 
@@ -172,22 +192,27 @@ uint32_t tt_session_send_window(const struct tt_session *s, uint32_t id);
 
 /* Writes the 8-byte header of a DATA frame carrying len bytes (len <= min(65535, send window))
  * and fin, and debits the window. The caller sends the payload right after it. Returns 8, or
- * TETHER_ERR_NO_STREAM, _FLOW (len over the window), _STATE (FIN already sent), _INVAL. When fin
- * completes the stream (the peer's FIN came first) the slot is freed here. */
+ * TETHER_ERR_NO_STREAM, _FLOW (len over the window), _STATE (FIN already sent, or the session
+ * failed), _INVAL (len over 65535, out NULL). When fin completes the stream (the peer's FIN came
+ * first) the slot is freed here. */
 tt_ssize tt_session_data_header(struct tt_session *s, uint32_t id, size_t len, bool fin,
                                 uint8_t out[TT_FRAME_HEADER_LEN]);
 
 /* The application has disposed of n bytes received on id: they are credited back to the peer
- * (a WINDOW frame is queued once enough has built up). Unknown ids are ignored. */
+ * (a WINDOW frame is queued once the uncredited bytes reach half of cfg.window, or the peer's
+ * remaining credit falls under half of it). Unknown ids are ignored; n is capped at the bytes
+ * received and not yet credited; nothing is credited after the peer's FIN. */
 void tt_session_consume(struct tt_session *s, uint32_t id, size_t n);
 
 /* Resets stream id with code and frees its slot; writes the RESET frame into out. Returns its
- * length, TETHER_ERR_NO_STREAM or _AGAIN (out too small; nothing changed). */
+ * length, TETHER_ERR_NO_STREAM (also once the session is closed or failed) or _AGAIN (out too
+ * small; nothing changed). */
 tt_ssize tt_session_reset(struct tt_session *s, uint32_t id, uint16_t code, uint8_t *out,
                           size_t outlen);
 
-/* Writes a GOAWAY and closes the session (every stream is freed with on_stream_close). Returns
- * its length or TETHER_ERR_AGAIN. */
+/* Writes a GOAWAY and closes the session (every stream is freed with on_stream_close). Works in
+ * any state, a failed session included; reason (may be NULL) is cut to TT_MAX_REASON bytes on a
+ * UTF-8 boundary. Returns its length or TETHER_ERR_AGAIN (nothing changed). */
 tt_ssize tt_session_goaway(struct tt_session *s, uint16_t code, const char *reason, uint8_t *out,
                            size_t outlen);
 
@@ -200,6 +225,7 @@ enum tt_session_state tt_session_state(const struct tt_session *s);
 int tt_session_error(const struct tt_session *s); /* 0 or the first fatal error */
 uint32_t tt_session_nstreams(const struct tt_session *s);
 uint32_t tt_session_peer_window(const struct tt_session *s);
+uint16_t tt_session_peer_max_streams(const struct tt_session *s);
 /* The stream's user pointer, or NULL if id is not open. */
 void *tt_session_stream_user(const struct tt_session *s, uint32_t id);
 /* Sets the stream's user pointer. Returns 0 or TETHER_ERR_NO_STREAM. */

@@ -13,7 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "frame.h"
+#include "core/frame.h"
 #include "tt_vectors.h"
 
 static struct tv_set *vectors;
@@ -43,8 +43,8 @@ static const uint8_t *guarded(const uint8_t *p, size_t len)
 
     if (guard_base == NULL) {
         guard_page = (size_t)sysconf(_SC_PAGESIZE);
-        guard_base = mmap(NULL, 3 * guard_page, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        guard_base =
+            mmap(NULL, 3 * guard_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         assert_true(guard_base != MAP_FAILED);
         assert_int_equal(mprotect(guard_base + 2 * guard_page, guard_page, PROT_NONE), 0);
     }
@@ -57,15 +57,15 @@ static const uint8_t *guarded(const uint8_t *p, size_t len)
 
 /* ---- field helpers ---- */
 
-static struct tt_str S(const char *s)
-{
+static struct tt_str S(const char *s) {
     struct tt_str t;
     t.p = (const uint8_t *)s;
     t.len = strlen(s);
     return t;
 }
 
-static void assert_str(struct tt_str got, const char *want, const char *vname)
+static void
+assert_str(struct tt_str got, const char *want, const char *vname)
 {
     if (got.len != strlen(want) || (got.len > 0 && memcmp(got.p, want, got.len) != 0))
         fail_msg("%s: string '%.*s' != '%s'", vname, (int)got.len, (const char *)got.p, want);
@@ -271,9 +271,10 @@ static void vec_coded(const struct tv_vector *v, uint8_t type, uint32_t stream, 
         return;
     a.m = &e;
     a.stream = stream;
-    check_encode(v, type == TT_FRAME_REFUSE  ? enc_refuse
-                    : type == TT_FRAME_RESET ? enc_reset
-                                             : enc_goaway,
+    check_encode(v,
+                 type == TT_FRAME_REFUSE  ? enc_refuse
+                 : type == TT_FRAME_RESET ? enc_reset
+                                          : enc_goaway,
                  &a);
 }
 
@@ -316,8 +317,8 @@ static void vec_window(const struct tv_vector *v, uint32_t stream, const uint8_t
     check_encode(v, enc_window, &a);
 }
 
-static void vec_data(const struct tv_vector *v, const struct tt_frame_header *h,
-                     const uint8_t *pl, size_t plen)
+static void vec_data(const struct tv_vector *v, const struct tt_frame_header *h, const uint8_t *pl,
+                     size_t plen)
 {
     uint8_t want[TV_MAX_BYTES], buf[TV_MAX_BYTES + 8];
     size_t wlen = 0;
@@ -331,8 +332,9 @@ static void vec_data(const struct tv_vector *v, const struct tt_frame_header *h,
         assert_memory_equal(want, pl, plen);
     if (v->encode_no)
         return;
-    assert_int_equal(tt_frame_encode_data_header(buf, h->stream, plen, (h->flags & TT_FLAG_FIN) != 0),
-                     TT_FRAME_HEADER_LEN);
+    assert_int_equal(
+        tt_frame_encode_data_header(buf, h->stream, plen, (h->flags & TT_FLAG_FIN) != 0),
+        TT_FRAME_HEADER_LEN);
     if (plen > 0)
         memcpy(buf + TT_FRAME_HEADER_LEN, pl, plen);
     assert_encoded(v, buf, (tt_ssize)(plen + TT_FRAME_HEADER_LEN));
@@ -641,10 +643,10 @@ static void test_vectors_in_doc(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors),          cmocka_unit_test(test_vector_names_unique),
-        cmocka_unit_test(test_prefixes),         cmocka_unit_test(test_header_roundtrip),
-        cmocka_unit_test(test_encode_inval),     cmocka_unit_test(test_decode_null),
-        cmocka_unit_test(test_err_names),        cmocka_unit_test(test_vectors_in_doc),
+        cmocka_unit_test(test_vectors),      cmocka_unit_test(test_vector_names_unique),
+        cmocka_unit_test(test_prefixes),     cmocka_unit_test(test_header_roundtrip),
+        cmocka_unit_test(test_encode_inval), cmocka_unit_test(test_decode_null),
+        cmocka_unit_test(test_err_names),    cmocka_unit_test(test_vectors_in_doc),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -77,6 +77,16 @@ static inline bool tv_hex(const char *s, uint8_t *out, size_t cap, size_t *len)
     return hi < 0;
 }
 
+/* Copies src into dst[0..cap), cut if needed; always NUL-terminated. */
+static inline void tv_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static inline void tv_chomp(char *line)
 {
     size_t n = strlen(line);
@@ -116,8 +126,8 @@ static inline bool tv_load_file(struct tv_set *set, const char *dir, const char 
             }
             v = &set->v[set->n++];
             memset(v, 0, sizeof(*v));
-            snprintf(v->file, sizeof(v->file), "%s", fname);
-            snprintf(v->name, sizeof(v->name), "%s", line + 6);
+            tv_copy(v->file, sizeof(v->file), fname);
+            tv_copy(v->name, sizeof(v->name), line + 6);
             continue;
         }
         if (v == NULL) {
@@ -127,17 +137,17 @@ static inline bool tv_load_file(struct tv_set *set, const char *dir, const char 
         if (strncmp(line, "hex: ", 5) == 0) {
             ok = tv_hex(line + 5, v->bytes, sizeof(v->bytes), &v->len);
         } else if (strncmp(line, "decode: ", 8) == 0) {
-            snprintf(v->decode, sizeof(v->decode), "%s", line + 8);
+            tv_copy(v->decode, sizeof(v->decode), line + 8);
         } else if (strcmp(line, "encode: no") == 0) {
             v->encode_no = true;
         } else if (strncmp(line, "events: ", 8) == 0) {
-            snprintf(v->events, sizeof(v->events), "%s", line + 8);
+            tv_copy(v->events, sizeof(v->events), line + 8);
             v->has_events = true;
         } else if ((eq = strchr(line, '=')) != NULL && v->nfields < TV_MAX_FIELDS &&
                    (size_t)(eq - line) < sizeof(v->key[0])) {
             memcpy(v->key[v->nfields], line, (size_t)(eq - line));
             v->key[v->nfields][eq - line] = '\0';
-            snprintf(v->val[v->nfields], sizeof(v->val[0]), "%s", eq + 1);
+            tv_copy(v->val[v->nfields], sizeof(v->val[0]), eq + 1);
             v->nfields++;
         } else {
             ok = false;
