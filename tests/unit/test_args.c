@@ -1,0 +1,196 @@
+/* test_args.c - unit tests for src/cli/args.c: tether's flags, the names given to unnamed
+ * --http services, and the one-line errors. src/cli is not part of the internal library (it is
+ * a program, not a module), so its source is compiled in here. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cli/args.c"
+
+#define ARGV(...) ((char *[]){"tether", __VA_ARGS__, NULL})
+#define ARGC(...) ((int)(sizeof((char *[]){"tether", __VA_ARGS__}) / sizeof(char *)))
+#define PARSE(a, err, ...) tt_args_parse((a), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (err))
+
+#define REQ "--server", "ws://127.0.0.1:8080", "--name", "d1", "--token", "t"
+
+static void test_full_command_line(void **state)
+{
+    struct tt_args a;
+    char err[TT_ERRLEN];
+    (void)state;
+
+    assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--server=ws://b:2", "--name", "d1",
+                           "--token=secret", "--http", "127.0.0.1:8000", "--tcp",
+                           "ssh=127.0.0.1:22", "--http", "api=[::1]:9000", "--json",
+                           "--log-level", "debug", "--ca-file", "ca.pem", "--insecure"),
+                     0);
+    assert_int_equal(a.nservers, 2);
+    assert_string_equal(a.servers[1], "ws://b:2");
+    assert_string_equal(a.name, "d1");
+    assert_string_equal(a.token, "secret");
+    assert_true(a.json);
+    assert_true(a.insecure);
+    assert_int_equal(a.log_level, 3);
+    assert_string_equal(a.ca_file, "ca.pem");
+    assert_int_equal(a.nservices, 3);
+    assert_string_equal(a.services[0].name, "http");
+    assert_string_equal(a.services[0].target, "127.0.0.1:8000");
+    assert_int_equal(a.services[1].kind, TETHER_SERVICE_TCP);
+    assert_string_equal(a.services[1].name, "ssh");
+    assert_string_equal(a.services[1].target, "127.0.0.1:22");
+    assert_string_equal(a.services[2].name, "api");
+    assert_string_equal(a.services[2].target, "[::1]:9000");
+}
+
+static void test_unnamed_http_names(void **state)
+{
+    struct tt_args a;
+    char err[TT_ERRLEN];
+    (void)state;
+
+    assert_int_equal(PARSE(&a, err, REQ, "--http", "127.0.0.1:1", "--http", "http=127.0.0.1:2",
+                           "--http", "127.0.0.1:3", "--http", "http-3=127.0.0.1:4", "--http",
+                           "127.0.0.1:5"),
+                     0);
+    assert_string_equal(a.services[0].name, "http-2");
+    assert_string_equal(a.services[1].name, "http");
+    assert_string_equal(a.services[2].name, "http-4");
+    assert_string_equal(a.services[3].name, "http-3");
+    assert_string_equal(a.services[4].name, "http-5");
+}
+
+static void test_help_and_version_need_nothing_else(void **state)
+{
+    struct tt_args a;
+    char err[TT_ERRLEN];
+    (void)state;
+
+    assert_int_equal(PARSE(&a, err, "--help"), 0);
+    assert_true(a.help);
+    assert_int_equal(PARSE(&a, err, "--version"), 0);
+    assert_true(a.version);
+    assert_non_null(strstr(tt_args_usage(), "--server URL"));
+}
+
+struct bad_case {
+    int argc;
+    char **argv;
+    const char *mention;
+};
+
+static void test_errors_name_the_problem(void **state)
+{
+    struct tt_args a;
+    char err[TT_ERRLEN];
+    const struct bad_case cases[] = {
+        {ARGC(REQ, "--http", "127.0.0.1:80", "--no-such-flag"),
+         ARGV(REQ, "--http", "127.0.0.1:80", "--no-such-flag"), "--no-such-flag"},
+        {ARGC(REQ, "--http"), ARGV(REQ, "--http"), "--http needs a value"},
+        {ARGC(REQ, "--json=yes", "--http", "h:1"), ARGV(REQ, "--json=yes", "--http", "h:1"),
+         "--json takes no value"},
+        {ARGC(REQ, "--tcp", "127.0.0.1:22"), ARGV(REQ, "--tcp", "127.0.0.1:22"), "NAME=HOST:PORT"},
+        {ARGC(REQ, "--tcp", "SSH=127.0.0.1:22"), ARGV(REQ, "--tcp", "SSH=127.0.0.1:22"), "'SSH'"},
+        {ARGC(REQ, "--tcp", "=127.0.0.1:22"), ARGV(REQ, "--tcp", "=127.0.0.1:22"), "name"},
+        {ARGC(REQ, "--tcp", "ssh="), ARGV(REQ, "--tcp", "ssh="), "--tcp ssh="},
+        {ARGC(REQ, "--http", "h:1", "--log-level", "loud"),
+         ARGV(REQ, "--http", "h:1", "--log-level", "loud"), "loud"},
+        {ARGC(REQ, "--http", "h:1", "stray"), ARGV(REQ, "--http", "h:1", "stray"), "stray"},
+        {ARGC(REQ, "--http", "h:1", "--name", "d2"), ARGV(REQ, "--http", "h:1", "--name", "d2"),
+         "--name"},
+        {ARGC("--name", "d", "--token", "t", "--http", "h:1"),
+         ARGV("--name", "d", "--token", "t", "--http", "h:1"), "--server"},
+        {ARGC("--server", "ws://a:1", "--token", "t", "--http", "h:1"),
+         ARGV("--server", "ws://a:1", "--token", "t", "--http", "h:1"), "--name"},
+        {ARGC("--server", "ws://a:1", "--name", "d", "--http", "h:1"),
+         ARGV("--server", "ws://a:1", "--name", "d", "--http", "h:1"), "--token"},
+        {ARGC(REQ), ARGV(REQ), "--http"},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(tt_args_parse(&a, cases[i].argc, cases[i].argv, err), -1);
+        if (strstr(err, cases[i].mention) == NULL)
+            fail_msg("case %zu: '%s' does not mention '%s'", i, err, cases[i].mention);
+        assert_null(strchr(err, '\n'));
+    }
+}
+
+static void test_too_many_services(void **state)
+{
+    struct tt_args a;
+    char err[TT_ERRLEN];
+    char *argv[64] = {"tether"};
+    int argc = 1;
+    (void)state;
+
+    for (int i = 0; i <= TETHER_MAX_SERVICES; i++) {
+        argv[argc++] = "--http";
+        argv[argc++] = "127.0.0.1:80";
+    }
+    assert_int_equal(tt_args_parse(&a, argc, argv, err), -1);
+    assert_non_null(strstr(err, "too many services"));
+}
+
+static void test_to_config(void **state)
+{
+    struct tt_args a;
+    char err[TT_ERRLEN];
+    tether_config *cfg = NULL;
+    (void)state;
+
+    assert_int_equal(PARSE(&a, err, REQ, "--http", "127.0.0.1:8000", "--tcp", "ssh=h:22"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), 0);
+    assert_int_equal(tether_config_check(cfg), 0);
+    tether_config_free(cfg);
+
+    /* Values that only libtether checks come back with the flag in front. */
+    assert_int_equal(PARSE(&a, err, "--server", "ftp://127.0.0.1:1", "--name", "d", "--token",
+                           "t", "--http", "127.0.0.1:80"),
+                     0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "--server"));
+    assert_non_null(strstr(err, "ftp"));
+
+    assert_int_equal(PARSE(&a, err, "--server", "wss://r:443", "--name", "d", "--token", "t",
+                           "--http", "127.0.0.1:80"),
+                     0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "not supported yet"));
+
+    assert_int_equal(PARSE(&a, err, REQ, "--http", "127.0.0.1:notaport"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "--http"));
+    assert_non_null(strstr(err, "notaport"));
+
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--tcp", "x=h:2"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "duplicate service name 'x'"));
+
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--proxy", "http://p:3128"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "--proxy"));
+    assert_non_null(strstr(err, "not supported yet"));
+
+    assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--name", "has space", "--token",
+                           "t", "--tcp", "x=h:1"),
+                     0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "--name"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_command_line),
+        cmocka_unit_test(test_unnamed_http_names),
+        cmocka_unit_test(test_help_and_version_need_nothing_else),
+        cmocka_unit_test(test_errors_name_the_problem),
+        cmocka_unit_test(test_too_many_services),
+        cmocka_unit_test(test_to_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,134 @@
+/* test_backoff.c - unit tests for src/agent/backoff.c: the reconnection schedule (about 1 s,
+ * doubling, capped at 60 s, jitter within [0.8, 1.2) of the step), reset, and "soon", with the
+ * random source pinned. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "agent/backoff.h"
+
+static uint32_t rand_zero(void *ud)
+{
+    (void)ud;
+    return 0;
+}
+
+static uint32_t rand_max(void *ud)
+{
+    (void)ud;
+    return UINT32_MAX;
+}
+
+static uint32_t rand_counter(void *ud)
+{
+    uint32_t *n = ud;
+    return (*n)++ * 2654435761u;
+}
+
+static void test_lower_bound_doubles_to_cap(void **state)
+{
+    struct tt_backoff b;
+    const uint32_t want[] = {800, 1600, 3200, 6400, 12800, 25600, 48000, 48000, 48000};
+    (void)state;
+
+    tt_backoff_init(&b, 1000, 60000, rand_zero, NULL);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        assert_int_equal(tt_backoff_next(&b), want[i]);
+}
+
+static void test_upper_bound_never_over_cap(void **state)
+{
+    struct tt_backoff b;
+    (void)state;
+
+    tt_backoff_init(&b, 1000, 60000, rand_max, NULL);
+    uint32_t first = tt_backoff_next(&b);
+    assert_true(first >= 800 && first < 1200);
+    for (int i = 0; i < 100; i++)
+        assert_true(tt_backoff_next(&b) <= 60000);
+    assert_true(tt_backoff_next(&b) >= 48000);
+}
+
+static void test_jitter_stays_in_band(void **state)
+{
+    struct tt_backoff b;
+    uint32_t n = 1;
+    (void)state;
+
+    tt_backoff_init(&b, 1000, 60000, rand_counter, &n);
+    for (int round = 0; round < 50; round++) {
+        uint64_t step = 1000;
+        tt_backoff_reset(&b);
+        for (int i = 0; i < 10; i++) {
+            uint32_t d = tt_backoff_next(&b);
+            uint64_t s = step > 60000 ? 60000 : step;
+            assert_true(d >= s * 4 / 5);
+            assert_true(d < s * 6 / 5 || d == 60000);
+            assert_true(d <= 60000);
+            step *= 2;
+        }
+    }
+}
+
+static void test_reset_starts_over(void **state)
+{
+    struct tt_backoff b;
+    (void)state;
+
+    tt_backoff_init(&b, 1000, 60000, rand_zero, NULL);
+    for (int i = 0; i < 20; i++)
+        tt_backoff_next(&b);
+    assert_int_equal(tt_backoff_next(&b), 48000);
+    tt_backoff_reset(&b);
+    assert_int_equal(tt_backoff_next(&b), 800);
+    assert_int_equal(tt_backoff_next(&b), 1600);
+}
+
+static void test_soon_does_not_count(void **state)
+{
+    struct tt_backoff b;
+    (void)state;
+
+    tt_backoff_init(&b, 1000, 60000, rand_zero, NULL);
+    assert_int_equal(tt_backoff_soon(&b, 1000), 800);
+    assert_int_equal(tt_backoff_soon(&b, 1000), 800);
+    assert_int_equal(tt_backoff_next(&b), 800);
+}
+
+static void test_default_random_source(void **state)
+{
+    struct tt_backoff b;
+    (void)state;
+
+    tt_backoff_init(&b, 1000, 60000, NULL, NULL);
+    uint32_t d = tt_backoff_next(&b);
+    assert_true(d >= 800 && d < 1200);
+}
+
+static void test_degenerate_parameters(void **state)
+{
+    struct tt_backoff b;
+    (void)state;
+
+    tt_backoff_init(&b, 0, 0, rand_max, NULL); /* base 0 becomes 1, cap follows base */
+    assert_true(tt_backoff_next(&b) <= 1);
+    tt_backoff_init(&b, 5000, 1000, rand_zero, NULL); /* cap under base: cap = base */
+    assert_int_equal(tt_backoff_next(&b), 4000);
+    assert_int_equal(tt_backoff_next(&b), 4000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lower_bound_doubles_to_cap),
+        cmocka_unit_test(test_upper_bound_never_over_cap),
+        cmocka_unit_test(test_jitter_stays_in_band),
+        cmocka_unit_test(test_reset_starts_over),
+        cmocka_unit_test(test_soon_does_not_count),
+        cmocka_unit_test(test_default_random_source),
+        cmocka_unit_test(test_degenerate_parameters),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
