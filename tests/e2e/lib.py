@@ -930,14 +930,17 @@ class Sshd:
             raise TestFailure("sshd exited at start: %s" % self.proc.stderr_tail(10))
         return port_open(self.port)
 
-    def ssh(self, port, command, input_bytes=None, timeout=60):
-        """Runs command over ssh to 127.0.0.1:port with the throw-away key."""
-        argv = ["ssh", "-F", "/dev/null", "-i", os.path.join(self.dir, "client_key"),
+    def ssh_argv(self, port, *args):
+        """The ssh command line to 127.0.0.1:port with the throw-away key, then args."""
+        return ["ssh", "-F", "/dev/null", "-i", os.path.join(self.dir, "client_key"),
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                 "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20",
-                "-p", str(port), "%s@127.0.0.1" % self.user, command]
-        return subprocess.run(argv, input=input_bytes, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout)
+                "-p", str(port)] + list(args) + ["%s@127.0.0.1" % self.user]
+
+    def ssh(self, port, command, input_bytes=None, timeout=60):
+        """Runs command over ssh to 127.0.0.1:port with the throw-away key."""
+        return subprocess.run(self.ssh_argv(port) + [command], input=input_bytes,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
 
 
 def _current_user():
