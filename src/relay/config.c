@@ -1,0 +1,303 @@
+/* config.c - parses tetherd's flags into struct tt_config (config.h). Every check that can be
+ * made without touching the system is made here, so that a bad command line exits 2 before
+ * anything is bound or created. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+#include "config.h"
+#include "common/log.h"
+
+/* Flags accepted now but built by later issues: they are checked for a value, then refused. */
+static const char *const later_flags[] = {
+    "--tls-listen", "--tls-cert",     "--tls-key",     "--redis",
+    "--node-id",    "--advertise",    "--admin-token", "--config",
+};
+
+void tt_config_usage(FILE *f)
+{
+    fputs("usage: tetherd [--listen ADDR:PORT]... [--domain DOMAIN] [--public-url URL]\n"
+          "               [--tcp-ports LOW-HIGH] [--tcp-bind ADDR] [--grace DURATION]\n"
+          "               [--data-dir DIR] [--token TOKEN | --tokens-file FILE]\n"
+          "               [--admin-listen ADDR:PORT] [--log-level LEVEL]\n"
+          "\n"
+          "The Tether relay: devices dial in over WebSocket; browsers and TCP clients reach them\n"
+          "through it.\n"
+          "\n"
+          "  --listen ADDR:PORT     devices and browsers (repeatable; default 127.0.0.1:8080)\n"
+          "  --domain DOMAIN        device URLs are http://LABEL.DOMAIN[:PORT] (default localhost)\n"
+          "  --public-url URL       base of device URLs (default http://DOMAIN:PORT of the first\n"
+          "                         --listen; the port is left out when it is 80)\n"
+          "  --tcp-ports LOW-HIGH   public ports for raw TCP services (default 20000-20999)\n"
+          "  --tcp-bind ADDR        address the TCP ports bind (default: the first --listen's)\n"
+          "  --grace DURATION       how long an offline device keeps its label and ports\n"
+          "                         (30s, 5m, 2h, 7d; default 1h)\n"
+          "  --data-dir DIR         relay data (default ./tether-data)\n"
+          "  --token TOKEN          the token every device presents\n"
+          "  --tokens-file FILE     one 'NAME TOKEN' pair per line; reloaded on SIGHUP\n"
+          "  --admin-listen ADDR:PORT  admin listener, GET /healthz (default 127.0.0.1:9090)\n"
+          "  --log-level LEVEL      error, warn, info or debug (default info)\n"
+          "  --help, --version\n"
+          "\n"
+          "Without --token or --tokens-file, a token is created in DATA_DIR/token on first start\n"
+          "and printed once. --tls-listen, --tls-cert, --tls-key, --redis, --node-id,\n"
+          "--advertise, --admin-token and --config are not supported yet.\n",
+          f);
+}
+
+/* "localhost" or an IPv4/IPv6 literal; host is rewritten to the literal. */
+static int check_ip(char host[TT_HOSTLEN], const char *flag, char err[TT_ERRLEN])
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (strcasecmp(host, "localhost") == 0) {
+        strcpy(host, "127.0.0.1");
+        return 0;
+    }
+    if (uv_inet_pton(AF_INET, host, buf) == 0 || uv_inet_pton(AF_INET6, host, buf) == 0)
+        return 0;
+    snprintf(err, TT_ERRLEN, "%s: '%s' is not an IP address", flag, host);
+    return -1;
+}
+
+static int parse_addr(const char *v, struct tt_config_addr *a, const char *flag,
+                      char err[TT_ERRLEN])
+{
+    char e[TT_ERRLEN];
+    if (tt_parse_hostport(v, a->host, &a->port, false, e) != 0) {
+        snprintf(err, TT_ERRLEN, "%s: %.200s", flag, e);
+        return -1;
+    }
+    return check_ip(a->host, flag, err);
+}
+
+static int parse_domain(const char *v, char out[TT_HOSTLEN], char err[TT_ERRLEN])
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > TT_CONFIG_MAX_DOMAIN || v[0] == '.' || v[0] == '-' || v[n - 1] == '.') {
+        snprintf(err, TT_ERRLEN, "--domain: '%.100s' is not a valid domain", v);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = (char)tolower((unsigned char)v[i]);
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.';
+        if (!ok || (ch == '.' && v[i + 1] == '.')) {
+            snprintf(err, TT_ERRLEN, "--domain: '%.100s' is not a valid domain", v);
+            return -1;
+        }
+        out[i] = ch;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+static int parse_public_url(struct tt_config *c, const char *v, char err[TT_ERRLEN])
+{
+    static const char *const schemes[] = {"http", "https", NULL};
+    struct tt_url u;
+    char e[TT_ERRLEN];
+    if (tt_parse_url(v, schemes, &u, e) != 0) {
+        snprintf(err, TT_ERRLEN, "--public-url: %.200s", e);
+        return -1;
+    }
+    if (u.user[0] || u.pass[0] || strlen(u.host) > TT_CONFIG_MAX_DOMAIN) {
+        snprintf(err, TT_ERRLEN, "--public-url: '%.100s' is not a valid base URL", v);
+        return -1;
+    }
+    snprintf(c->url_scheme, sizeof(c->url_scheme), "%s", u.scheme);
+    snprintf(c->url_host, sizeof(c->url_host), "%s", u.host);
+    for (char *p = c->url_host; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    bool dflt = (strcmp(u.scheme, "http") == 0 && u.port == 80) ||
+                (strcmp(u.scheme, "https") == 0 && u.port == 443);
+    c->url_port = dflt ? 0 : u.port;
+    return 0;
+}
+
+static int copy_value(char *dst, size_t dstlen, const char *v, const char *flag,
+                      char err[TT_ERRLEN])
+{
+    if (v[0] == '\0') {
+        snprintf(err, TT_ERRLEN, "%s: empty value", flag);
+        return -1;
+    }
+    if (strlen(v) >= dstlen) {
+        snprintf(err, TT_ERRLEN, "%s: value too long", flag);
+        return -1;
+    }
+    strcpy(dst, v);
+    return 0;
+}
+
+/* Applies one flag and its value. Returns 0 or -1 with err. */
+static int apply(struct tt_config *c, const char *flag, const char *v, bool *listen_given,
+                 bool *url_given, bool *bind_given, char err[TT_ERRLEN])
+{
+    char e[TT_ERRLEN];
+    if (strcmp(flag, "--listen") == 0) {
+        if (!*listen_given)
+            c->nlisten = 0;
+        *listen_given = true;
+        if (c->nlisten == TT_CONFIG_MAX_LISTEN) {
+            snprintf(err, TT_ERRLEN, "--listen: at most %d listeners", TT_CONFIG_MAX_LISTEN);
+            return -1;
+        }
+        return parse_addr(v, &c->listen[c->nlisten++], flag, err);
+    }
+    if (strcmp(flag, "--domain") == 0)
+        return parse_domain(v, c->domain, err);
+    if (strcmp(flag, "--public-url") == 0) {
+        *url_given = true;
+        return parse_public_url(c, v, err);
+    }
+    if (strcmp(flag, "--tcp-ports") == 0) {
+        if (tt_parse_port_range(v, &c->tcp_low, &c->tcp_high, e) != 0) {
+            snprintf(err, TT_ERRLEN, "--tcp-ports: %.200s", e);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(flag, "--tcp-bind") == 0) {
+        *bind_given = true;
+        if (copy_value(c->tcp_bind, sizeof(c->tcp_bind), v, flag, err) != 0)
+            return -1;
+        return check_ip(c->tcp_bind, flag, err);
+    }
+    if (strcmp(flag, "--grace") == 0) {
+        if (tt_parse_duration(v, &c->grace_ms, e) != 0) {
+            snprintf(err, TT_ERRLEN, "--grace: %.200s", e);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(flag, "--data-dir") == 0)
+        return copy_value(c->data_dir, sizeof(c->data_dir), v, flag, err);
+    if (strcmp(flag, "--token") == 0) {
+        if (copy_value(c->token, sizeof(c->token), v, flag, err) != 0)
+            return -1;
+        for (const char *p = v; *p; p++) {
+            if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+                snprintf(err, TT_ERRLEN, "--token: spaces and control characters not allowed");
+                return -1;
+            }
+        }
+        return 0;
+    }
+    if (strcmp(flag, "--tokens-file") == 0)
+        return copy_value(c->tokens_file, sizeof(c->tokens_file), v, flag, err);
+    if (strcmp(flag, "--admin-listen") == 0)
+        return parse_addr(v, &c->admin, flag, err);
+    if (strcmp(flag, "--log-level") == 0) {
+        int lvl = tt_log_parse_level(v);
+        if (lvl < 0) {
+            snprintf(err, TT_ERRLEN,
+                     "--log-level: '%.100s' is not one of error, warn, info, debug", v);
+            return -1;
+        }
+        c->log_level = lvl;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(later_flags) / sizeof(later_flags[0]); i++) {
+        if (strcmp(flag, later_flags[i]) == 0) {
+            snprintf(err, TT_ERRLEN, "%s is not supported yet", flag);
+            return -1;
+        }
+    }
+    snprintf(err, TT_ERRLEN, "unknown option %.100s (try --help)", flag);
+    return -1;
+}
+
+static bool takes_value(const char *flag)
+{
+    static const char *const with_value[] = {
+        "--listen",   "--domain",        "--public-url",   "--tcp-ports", "--tcp-bind",
+        "--grace",    "--data-dir",      "--token",        "--tokens-file", "--admin-listen",
+        "--log-level", "--tls-listen",   "--tls-cert",     "--tls-key",   "--redis",
+        "--node-id",  "--advertise",     "--admin-token",  "--config",
+    };
+    for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
+        if (strcmp(flag, with_value[i]) == 0)
+            return true;
+    return false;
+}
+
+static void set_defaults(struct tt_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    strcpy(c->listen[0].host, "127.0.0.1");
+    c->listen[0].port = 8080;
+    c->nlisten = 1;
+    strcpy(c->domain, "localhost");
+    c->tcp_low = 20000;
+    c->tcp_high = 20999;
+    c->grace_ms = 3600ull * 1000;
+    strcpy(c->data_dir, "./tether-data");
+    strcpy(c->admin.host, "127.0.0.1");
+    c->admin.port = 9090;
+    c->log_level = TT_LOG_INFO;
+}
+
+int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRLEN])
+{
+    bool listen_given = false, url_given = false, bind_given = false;
+    set_defaults(c);
+    err[0] = '\0';
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+            return TT_CONFIG_HELP;
+        if (strcmp(arg, "--version") == 0)
+            return TT_CONFIG_VERSION;
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, TT_ERRLEN, "unexpected argument '%.100s' (try --help)", arg);
+            return -1;
+        }
+        char flag[64];
+        const char *eq = strchr(arg, '=');
+        const char *value = NULL;
+        size_t flen = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (flen >= sizeof(flag)) {
+            snprintf(err, TT_ERRLEN, "unknown option %.60s (try --help)", arg);
+            return -1;
+        }
+        memcpy(flag, arg, flen);
+        flag[flen] = '\0';
+        if (!takes_value(flag)) {
+            snprintf(err, TT_ERRLEN, "unknown option %.60s (try --help)", flag);
+            return -1;
+        }
+        if (eq) {
+            value = eq + 1;
+        } else {
+            if (i + 1 >= argc) {
+                snprintf(err, TT_ERRLEN, "%s needs a value", flag);
+                return -1;
+            }
+            value = argv[++i];
+        }
+        if (apply(c, flag, value, &listen_given, &url_given, &bind_given, err) != 0)
+            return -1;
+    }
+    if (c->token[0] && c->tokens_file[0]) {
+        snprintf(err, TT_ERRLEN, "--token and --tokens-file cannot be used together");
+        return -1;
+    }
+    if (!bind_given)
+        strcpy(c->tcp_bind, c->listen[0].host);
+    if (!url_given) {
+        strcpy(c->url_scheme, "http");
+        strcpy(c->url_host, c->domain);
+        c->url_port = c->listen[0].port == 80 ? 0 : c->listen[0].port;
+    }
+    return TT_CONFIG_RUN;
+}
+
+int tt_config_device_url(const struct tt_config *c, const char *prefix, char *out, size_t outlen)
+{
+    int n;
+    if (c->url_port)
+        n = snprintf(out, outlen, "%s://%s.%s:%u", c->url_scheme, prefix, c->url_host,
+                     (unsigned)c->url_port);
+    else
+        n = snprintf(out, outlen, "%s://%s.%s", c->url_scheme, prefix, c->url_host);
+    return n < 0 || (size_t)n >= outlen ? -1 : n;
+}

@@ -1,0 +1,63 @@
+/* config.h - tetherd's command line: flags parsed into struct tt_config, with a one-line
+ * message in err[TT_ERRLEN] for the first problem found (main prints it and exits 2).
+ * Pure: no I/O beyond printing the usage text when asked. */
+#ifndef TT_CONFIG_H
+#define TT_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "common/util.h"
+#include "core/frame.h"
+
+#define TT_CONFIG_MAX_LISTEN 8
+#define TT_CONFIG_PATHLEN 1024
+/* Longest --domain (and --public-url host): device URLs must fit in TT_MAX_ADDR bytes. */
+#define TT_CONFIG_MAX_DOMAIN 60
+#define TT_RELAY_VERSION "0.1.0"
+
+struct tt_config_addr {
+    char host[TT_HOSTLEN]; /* an IP literal */
+    uint16_t port;
+};
+
+struct tt_config {
+    struct tt_config_addr listen[TT_CONFIG_MAX_LISTEN];
+    size_t nlisten;
+    char domain[TT_HOSTLEN]; /* lowercase */
+    /* Device URLs are URL_SCHEME://LABEL.URL_HOST[:URL_PORT] (port omitted when 0). Built from
+     * --public-url, else from --domain and the first --listen port. */
+    char url_scheme[8];
+    char url_host[TT_HOSTLEN];
+    uint16_t url_port;
+    uint16_t tcp_low, tcp_high;
+    char tcp_bind[TT_HOSTLEN];
+    uint64_t grace_ms;
+    char data_dir[TT_CONFIG_PATHLEN];
+    char token[TT_MAX_TOKEN + 1]; /* --token, "" if not given */
+    char tokens_file[TT_CONFIG_PATHLEN];
+    struct tt_config_addr admin;
+    int log_level;
+};
+
+/* What tt_config_parse() found to do. */
+enum tt_config_action {
+    TT_CONFIG_RUN = 0,
+    TT_CONFIG_HELP = 1,    /* --help: print tt_config_usage() and exit 0 */
+    TT_CONFIG_VERSION = 2, /* --version: print the version and exit 0 */
+};
+
+/* Fills c from argv[1..argc) (defaults first). Flags take their value as the next argument or
+ * after '='. Returns an enum tt_config_action, or -1 with a one-line message in err for an
+ * unknown flag, a missing or bad value, a stray argument, or a flag not supported yet. */
+int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRLEN]);
+
+/* Writes the usage text to f. */
+void tt_config_usage(FILE *f);
+
+/* Writes the URL of the device host prefix ("k3j9x2mq" or "api--k3j9x2mq") into out, e.g.
+ * "http://k3j9x2mq.localhost:8080". Returns its length, or -1 if out is too small. */
+int tt_config_device_url(const struct tt_config *c, const char *prefix, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,511 @@
+/* device.c - device connections and devices at run time (device.h): HELLO handling (name,
+ * services and token checks, takeover, label and port assignment, WELCOME), the offline state
+ * within the grace period, and expiry. Streams are opened by proxy.c; their bytes are moved by
+ * pipe.c, whose stream callbacks are installed next to ours. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "tether_err.h"
+#include "common/log.h"
+#include "common/pipe.h"
+#include "common/util.h"
+#include "device.h"
+#include "forward.h"
+#include "respond.h"
+
+int64_t tt_relay_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool tt_device_online(const struct tt_device *d)
+{
+    return d->conn && d->conn->ws &&
+           tt_session_state(tt_wsconn_session(d->conn->ws)) == TT_SESSION_OPEN;
+}
+
+static void send_frame(struct tt_devconn *dc, const uint8_t *f, tt_ssize n)
+{
+    if (n > 0 && dc->ws)
+        tt_wsconn_send_frame(dc->ws, f, (size_t)n);
+}
+
+/* Records the device in the registry (errors are logged: the session goes on). */
+static void save(struct tt_device *d)
+{
+    struct tt_reg_device rd;
+    memset(&rd, 0, sizeof(rd));
+    snprintf(rd.name, sizeof(rd.name), "%s", d->name);
+    snprintf(rd.label, sizeof(rd.label), "%s", d->label);
+    rd.offline_since = d->conn ? 0 : d->offline_since / 1000;
+    for (uint8_t i = 0; i < d->nsvc; i++) {
+        if (d->svc[i].kind != TT_SERVICE_TCP || !d->svc[i].portno)
+            continue;
+        snprintf(rd.ports[rd.nports].service, sizeof(rd.ports[0].service), "%s",
+                 d->svc[i].name);
+        rd.ports[rd.nports++].port = d->svc[i].portno;
+    }
+    int rc = tt_registry_put(d->relay->reg, &rd);
+    if (rc)
+        TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", d->name,
+               tether_err_name(rc));
+}
+
+static void close_ports(struct tt_device *d)
+{
+    for (uint8_t i = 0; i < d->nsvc; i++) {
+        if (d->svc[i].port)
+            tt_tcpport_close(d->svc[i].port);
+        d->svc[i].port = NULL;
+    }
+}
+
+/* Forgets d: label and ports are released. d is freed. */
+static void expire(struct tt_device *d)
+{
+    struct tt_relay *r = d->relay;
+    TT_LOG(TT_LOG_INFO, "device expired device=%s label=%s", d->name, d->label);
+    close_ports(d);
+    tt_strmap_del(&r->by_name, d->name);
+    tt_strmap_del(&r->by_label, d->label);
+    tt_registry_del(r->reg, d->name);
+    free(d);
+}
+
+static bool expired(const struct tt_device *d, int64_t now)
+{
+    return !d->conn && now - d->offline_since >= (int64_t)d->relay->cfg.grace_ms;
+}
+
+struct tt_device *tt_device_by_label(struct tt_relay *r, const char *label)
+{
+    struct tt_device *d = tt_strmap_get(&r->by_label, label);
+    if (d && expired(d, tt_relay_now_ms())) {
+        expire(d);
+        return NULL;
+    }
+    return d;
+}
+
+int tt_device_http_service(const struct tt_device *d, const char *svc)
+{
+    for (uint8_t i = 0; i < d->nsvc; i++)
+        if (d->svc[i].kind == TT_SERVICE_HTTP && strcmp(d->svc[i].dnsname, svc) == 0)
+            return i;
+    return -1;
+}
+
+static void on_port_accept(struct tt_tcpport *p, uv_tcp_t *client, void *ud)
+{
+    struct tt_device *d = ud;
+    for (uint8_t i = 0; i < d->nsvc; i++) {
+        if (d->svc[i].port == p && tt_device_online(d)) {
+            tt_forward_tcp(d, i, client);
+            return;
+        }
+    }
+    tt_respond_drop(client); /* offline: closed at once */
+}
+
+static bool label_free(struct tt_relay *r, const char *label)
+{
+    struct tt_reg_device rd;
+    return !tt_strmap_get(&r->by_label, label) &&
+           tt_registry_find_label(r->reg, label, &rd) == TETHER_ERR_NOT_FOUND;
+}
+
+/* A new runtime device for name, with its remembered label and ports when the registry still
+ * holds them, else a fresh label. Returns NULL when out of memory or labels. */
+static struct tt_device *device_create(struct tt_relay *r, const char *name)
+{
+    struct tt_device *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->relay = r;
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    struct tt_reg_device rd;
+    if (tt_registry_get(r->reg, name, &rd) == 0) {
+        int64_t now_s = tt_relay_now_ms() / 1000;
+        if (rd.offline_since == 0 ||
+            (now_s - rd.offline_since) * 1000 < (int64_t)r->cfg.grace_ms) {
+            snprintf(d->label, sizeof(d->label), "%s", rd.label);
+            for (uint8_t i = 0; i < rd.nports && i < TT_MAX_SERVICES; i++) {
+                d->svc[i].kind = TT_SERVICE_TCP;
+                snprintf(d->svc[i].name, sizeof(d->svc[i].name), "%s", rd.ports[i].service);
+                d->svc[i].portno = rd.ports[i].port;
+            }
+            d->nsvc = rd.nports;
+        } else {
+            tt_registry_del(r->reg, name);
+        }
+    }
+    for (int tries = 0; !d->label[0] && tries < 100; tries++) {
+        char label[TT_DEVICE_LABEL_LEN + 1];
+        if (tt_random_label(label, TT_DEVICE_LABEL_LEN) == 0 && label_free(r, label))
+            snprintf(d->label, sizeof(d->label), "%s", label);
+    }
+    if (!d->label[0] || tt_strmap_put(&r->by_name, d->name, d) != 0) {
+        free(d);
+        return NULL;
+    }
+    if (tt_strmap_put(&r->by_label, d->label, d) != 0) {
+        tt_strmap_del(&r->by_name, d->name);
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* The main HTTP service: the one named "http", else the first HTTP one; -1 if none. */
+static int main_http(const struct tt_hello *m)
+{
+    int first = -1;
+    for (int i = 0; i < m->nservices; i++) {
+        if (m->services[i].kind != TT_SERVICE_HTTP)
+            continue;
+        if (m->services[i].name.len == 4 && memcmp(m->services[i].name.p, "http", 4) == 0)
+            return i;
+        if (first < 0)
+            first = i;
+    }
+    return first;
+}
+
+/* Sets d's services from the HELLO: URLs for HTTP services, ports for TCP ones (kept per
+ * service name). Returns 0 or TETHER_ERR_CAPACITY / _NOMEM (d unchanged). */
+static int configure_services(struct tt_device *d, const struct tt_hello *m)
+{
+    struct tt_relay *r = d->relay;
+    struct tt_device_svc ns[TT_MAX_SERVICES];
+    int carried[TT_MAX_SERVICES]; /* index in d->svc whose listener ns[i] keeps, or -1 */
+    int mh = main_http(m);
+    memset(ns, 0, sizeof(ns));
+    for (int i = 0; i < m->nservices; i++) {
+        struct tt_device_svc *s = &ns[i];
+        carried[i] = -1;
+        s->kind = m->services[i].kind;
+        memcpy(s->name, m->services[i].name.p, m->services[i].name.len);
+        if (s->kind == TT_SERVICE_HTTP) {
+            char prefix[TT_ROUTE_SVCLEN + 2 + TT_MAX_LABEL + 1];
+            if (i != mh) {
+                tt_route_service_dnsname(m->services[i].name.p, m->services[i].name.len,
+                                         s->dnsname);
+                for (int j = 0; j < i; j++)
+                    if (ns[j].kind == TT_SERVICE_HTTP && strcmp(ns[j].dnsname, s->dnsname) == 0)
+                        snprintf(s->dnsname, sizeof(s->dnsname), "s%d", i);
+                snprintf(prefix, sizeof(prefix), "%s--%s", s->dnsname, d->label);
+            } else {
+                snprintf(prefix, sizeof(prefix), "%s", d->label);
+            }
+            if (tt_config_device_url(&r->cfg, prefix, s->address, sizeof(s->address)) < 0)
+                return TETHER_ERR_NOMEM;
+            continue;
+        }
+        snprintf(s->address, sizeof(s->address), "%.128s", r->cfg.domain);
+        for (int j = 0; j < d->nsvc; j++) {
+            if (d->svc[j].kind == TT_SERVICE_TCP && strcmp(d->svc[j].name, s->name) == 0) {
+                if (d->svc[j].port)
+                    carried[i] = j;
+                s->portno = d->svc[j].portno;
+            }
+        }
+    }
+    for (int i = 0; i < m->nservices; i++) {
+        if (ns[i].kind != TT_SERVICE_TCP || carried[i] >= 0)
+            continue;
+        int rc = tt_tcpports_open(&r->ports, ns[i].portno, on_port_accept, d, &ns[i].port);
+        if (rc) {
+            for (int j = 0; j < i; j++)
+                if (ns[j].port && carried[j] < 0)
+                    tt_tcpport_close(ns[j].port);
+            return rc;
+        }
+        ns[i].portno = tt_tcpport_port(ns[i].port);
+    }
+    for (int i = 0; i < m->nservices; i++) {
+        if (carried[i] >= 0) {
+            ns[i].port = d->svc[carried[i]].port;
+            ns[i].portno = d->svc[carried[i]].portno;
+            d->svc[carried[i]].port = NULL;
+        }
+    }
+    close_ports(d);
+    memcpy(d->svc, ns, sizeof(ns));
+    d->nsvc = m->nservices;
+    return 0;
+}
+
+static bool printable(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] <= 0x20 || p[i] >= 0x7f)
+            return false;
+    return n > 0;
+}
+
+/* Checks the name and the service list; NULL if fine, else the reason. */
+static const char *check_hello(const struct tt_hello *m, char name[TT_MAX_NAME + 1])
+{
+    if (m->name.len > TT_MAX_NAME || !printable(m->name.p, m->name.len))
+        return "invalid device name";
+    memcpy(name, m->name.p, m->name.len);
+    name[m->name.len] = '\0';
+    for (int i = 0; i < m->nservices; i++) {
+        const struct tt_str *a = &m->services[i].name;
+        if (a->len > TT_MAX_NAME || !printable(a->p, a->len))
+            return "invalid service name";
+        for (int j = 0; j < i; j++) {
+            const struct tt_str *b = &m->services[j].name;
+            if (a->len == b->len && memcmp(a->p, b->p, a->len) == 0)
+                return "service name given twice";
+        }
+    }
+    return NULL;
+}
+
+static int refuse(struct tt_devconn *dc, struct tt_session *s, uint16_t code, const char *why)
+{
+    uint8_t buf[512];
+    send_frame(dc, buf, tt_session_refuse(s, code, why, buf, sizeof(buf)));
+    if (dc->ws)
+        tt_wsconn_close(dc->ws, TT_GOAWAY_NORMAL, code == TT_REFUSE_AUTH ? 1008 : 1000,
+                        code == TT_REFUSE_AUTH ? TETHER_ERR_AUTH : TETHER_ERR_REFUSED, why);
+    return 0;
+}
+
+/* The device's current connection leaves in favour of a new one. */
+static void takeover(struct tt_device *d)
+{
+    struct tt_devconn *old = d->conn;
+    d->bytes_in += tt_wsconn_bytes_in(old->ws);
+    d->bytes_out += tt_wsconn_bytes_out(old->ws);
+    old->dev = NULL;
+    d->conn = NULL;
+    TT_LOG(TT_LOG_INFO, "device taken over device=%s label=%s peer=%s", d->name, d->label,
+           old->peer);
+    tt_wsconn_close(old->ws, TT_GOAWAY_TAKEOVER, 1000, 0, "another connection took over");
+}
+
+static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
+{
+    struct tt_devconn *dc = ud;
+    struct tt_relay *r = dc->relay;
+    char name[TT_MAX_NAME + 1];
+    char why[TT_MAX_REASON];
+    const char *bad = check_hello(m, name);
+    if (bad) {
+        TT_LOG(TT_LOG_INFO, "device refused peer=%s reason=\"%s\"", dc->peer, bad);
+        return refuse(dc, s, TT_REFUSE_INVALID, bad);
+    }
+    if (r->stopping)
+        return refuse(dc, s, TT_REFUSE_INTERNAL, "relay shutting down");
+    if (!tt_tokens_check(&r->tokens, m->name.p, m->name.len, m->token.p, m->token.len)) {
+        TT_LOG(TT_LOG_INFO, "device refused device=%s peer=%s reason=token", name, dc->peer);
+        snprintf(why, sizeof(why), "invalid token for device %s", name);
+        return refuse(dc, s, TT_REFUSE_AUTH, why);
+    }
+    int64_t now = tt_relay_now_ms();
+    struct tt_device *d = tt_strmap_get(&r->by_name, name);
+    if (d && expired(d, now)) {
+        expire(d);
+        d = NULL;
+    }
+    bool fresh = !d;
+    if (fresh && !(d = device_create(r, name)))
+        return refuse(dc, s, TT_REFUSE_CAPACITY, "no label available");
+    if (d->conn)
+        takeover(d);
+    int rc = configure_services(d, m);
+    if (rc) {
+        TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"no TCP port left\"",
+               name, dc->peer);
+        if (fresh) {
+            expire(d);
+        } else if (!d->offline_since) {
+            d->offline_since = now;
+        }
+        return refuse(dc, s, TT_REFUSE_CAPACITY,
+                      rc == TETHER_ERR_CAPACITY ? "no TCP port left" : "out of memory");
+    }
+    struct tt_welcome w;
+    memset(&w, 0, sizeof(w));
+    w.label = (struct tt_str){(const uint8_t *)d->label, strlen(d->label)};
+    w.nservices = d->nsvc;
+    for (uint8_t i = 0; i < d->nsvc; i++) {
+        const struct tt_device_svc *sv = &d->svc[i];
+        w.services[i].kind = sv->kind;
+        w.services[i].name = (struct tt_str){(const uint8_t *)sv->name, strlen(sv->name)};
+        w.services[i].port = sv->kind == TT_SERVICE_TCP ? sv->portno : 0;
+        w.services[i].address =
+            (struct tt_str){(const uint8_t *)sv->address, strlen(sv->address)};
+    }
+    uint8_t buf[4096];
+    tt_ssize n = tt_session_accept(s, &w, buf, sizeof(buf));
+    if (n < 0) {
+        TT_LOG(TT_LOG_ERROR, "cannot accept device device=%s err=%s", name, tether_err_name((int)n));
+        if (!d->offline_since)
+            d->offline_since = now;
+        return refuse(dc, s, TT_REFUSE_INTERNAL, "relay failure");
+    }
+    send_frame(dc, buf, n);
+    d->conn = dc;
+    dc->dev = d;
+    d->connected_since = d->last_seen = now;
+    d->offline_since = 0;
+    d->connects++;
+    snprintf(d->remote_addr, sizeof(d->remote_addr), "%s", dc->peer);
+    save(d);
+    TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u", d->name,
+           d->label, dc->peer, (unsigned)d->nsvc);
+    return 0;
+}
+
+static int on_goaway(struct tt_session *s, const struct tt_coded *m, void *ud)
+{
+    struct tt_devconn *dc = ud;
+    (void)s;
+    TT_LOG(TT_LOG_DEBUG, "device going away peer=%s code=%u", dc->peer, (unsigned)m->code);
+    if (dc->ws)
+        tt_wsconn_close(dc->ws, TT_GOAWAY_NORMAL, 1000, 0, "device going away");
+    return 0;
+}
+
+static const struct tt_session_callbacks *callbacks(void)
+{
+    static struct tt_session_callbacks cb;
+    static bool ready;
+    if (!ready) {
+        memset(&cb, 0, sizeof(cb));
+        tt_pipe_session_callbacks(&cb);
+        cb.on_hello = on_hello;
+        cb.on_goaway = on_goaway;
+        ready = true;
+    }
+    return &cb;
+}
+
+static void unlink_conn(struct tt_devconn *dc)
+{
+    struct tt_relay *r = dc->relay;
+    if (dc->prev)
+        dc->prev->next = dc->next;
+    else if (r->conns == dc)
+        r->conns = dc->next;
+    if (dc->next)
+        dc->next->prev = dc->prev;
+    dc->prev = dc->next = NULL;
+}
+
+static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *ud)
+{
+    struct tt_devconn *dc = ud;
+    struct tt_device *d = dc->dev;
+    const char *why = reason && reason[0] ? reason : err ? tether_strerror(err) : "closed";
+    if (d && d->conn == dc) {
+        d->bytes_in += tt_wsconn_bytes_in(c);
+        d->bytes_out += tt_wsconn_bytes_out(c);
+        d->conn = NULL;
+        d->offline_since = d->last_seen = tt_relay_now_ms();
+        save(d);
+        TT_LOG(TT_LOG_INFO, "device disconnected device=%s label=%s peer=%s reason=\"%s\"",
+               d->name, d->label, dc->peer, why);
+    } else {
+        TT_LOG(TT_LOG_DEBUG, "device connection closed peer=%s reason=\"%s\"", dc->peer, why);
+    }
+    unlink_conn(dc);
+    free(dc);
+}
+
+void tt_device_accept(struct tt_relay *r, uv_tcp_t *tcp, const uint8_t *pre, size_t prelen)
+{
+    static const struct tt_wsconn_callbacks wcb = {.on_close = on_ws_close};
+    struct tt_wsconn_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.client = false;
+    cfg.session.role = TT_ROLE_RELAY;
+    cfg.session.window = TT_DEVICE_WINDOW;
+    cfg.session.max_streams = TT_DEVICE_MAX_STREAMS;
+    cfg.session_cb = callbacks();
+    cfg.ping_interval_ms = TT_DEVICE_PING_MS;
+    cfg.ping_timeout_ms = TT_DEVICE_TIMEOUT_MS;
+    struct tt_devconn *dc = calloc(1, sizeof(*dc));
+    if (!dc || r->stopping) {
+        free(dc);
+        tt_respond_drop(tcp);
+        return;
+    }
+    dc->relay = r;
+    dc->next = r->conns;
+    if (r->conns)
+        r->conns->prev = dc;
+    r->conns = dc;
+    int rc = tt_wsconn_new(&dc->ws, r->loop, tcp, pre, prelen, &cfg, &wcb, dc);
+    if (rc) {
+        TT_LOG(TT_LOG_WARN, "cannot start device connection err=%s", tether_err_name(rc));
+        unlink_conn(dc);
+        free(dc);
+        tt_respond_drop(tcp);
+        return;
+    }
+    snprintf(dc->peer, sizeof(dc->peer), "%s", tt_wsconn_peer(dc->ws));
+    TT_LOG(TT_LOG_DEBUG, "device connection peer=%s", dc->peer);
+}
+
+static int sweep_one(const char *key, void *val, void *ud)
+{
+    struct tt_device *d = val;
+    (void)key;
+    if (expired(d, *(int64_t *)ud))
+        expire(d);
+    return 0;
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    struct tt_relay *r = t->data;
+    int64_t now = tt_relay_now_ms();
+    tt_strmap_foreach(&r->by_name, sweep_one, &now);
+}
+
+int tt_device_start(struct tt_relay *r)
+{
+    uint64_t every = r->cfg.grace_ms / 4;
+    if (every < 100)
+        every = 100;
+    if (every > 1000)
+        every = 1000;
+    int rc = uv_timer_init(r->loop, &r->sweep);
+    if (rc)
+        return rc;
+    r->sweep.data = r;
+    uv_timer_start(&r->sweep, on_sweep, every, every);
+    uv_unref((uv_handle_t *)&r->sweep);
+    return 0;
+}
+
+static int free_one(const char *key, void *val, void *ud)
+{
+    struct tt_device *d = val;
+    (void)key;
+    (void)ud;
+    if (d->conn)
+        d->conn->dev = NULL;
+    close_ports(d);
+    free(d);
+    return 0;
+}
+
+void tt_device_shutdown(struct tt_relay *r)
+{
+    if (!uv_is_closing((uv_handle_t *)&r->sweep))
+        uv_close((uv_handle_t *)&r->sweep, NULL);
+    for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
+        if (dc->ws)
+            tt_wsconn_close(dc->ws, TT_GOAWAY_SHUTDOWN, 1001, 0, "relay shutting down");
+    tt_strmap_foreach(&r->by_name, free_one, NULL);
+    tt_strmap_reset(&r->by_name);
+    tt_strmap_reset(&r->by_label);
+}

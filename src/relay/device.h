@@ -1,0 +1,79 @@
+/* device.h - devices at run time: the WebSocket connection of each device (registration,
+ * token check, takeover), its services and their public addresses, its TCP port listeners,
+ * its counters, and its expiry once offline past the grace period. The registry keeps the
+ * label and ports of each name; this module keeps everything that lives only in this
+ * process. */
+#ifndef TT_DEVICE_H
+#define TT_DEVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+#include "common/wsconn.h"
+#include "core/frame.h"
+#include "relay.h"
+#include "route.h"
+#include "tcpports.h"
+
+/* WebSocket/session settings of device connections. */
+#define TT_DEVICE_WINDOW (256u * 1024)
+#define TT_DEVICE_MAX_STREAMS 1024
+#define TT_DEVICE_PING_MS 30000
+#define TT_DEVICE_TIMEOUT_MS 90000
+#define TT_DEVICE_LABEL_LEN 10
+
+struct tt_device_svc {
+    uint8_t kind; /* enum tt_service_kind */
+    char name[TT_MAX_NAME + 1];
+    char dnsname[TT_ROUTE_SVCLEN + 1]; /* http: "" for the main service, else SERVICE part */
+    char address[TT_MAX_ADDR + 1];     /* http: the URL; tcp: the host clients use */
+    struct tt_tcpport *port;           /* tcp: the listener (owned) */
+    uint16_t portno;                   /* tcp: its number (or the one remembered) */
+};
+
+/* One device connection (before and after registration). */
+struct tt_devconn {
+    struct tt_relay *relay;
+    struct tt_wsconn *ws;
+    struct tt_device *dev; /* set once registered; NULL again after a takeover */
+    struct tt_devconn *prev, *next;
+    char peer[64];
+};
+
+struct tt_device {
+    struct tt_relay *relay;
+    char name[TT_MAX_NAME + 1];
+    char label[TT_MAX_LABEL + 1];
+    uint8_t nsvc;
+    struct tt_device_svc svc[TT_MAX_SERVICES];
+    struct tt_devconn *conn; /* NULL while offline */
+    /* counters (for the admin API); times are unix milliseconds */
+    int64_t connected_since, last_seen, offline_since;
+    char remote_addr[64];
+    uint64_t bytes_in, bytes_out; /* of the sessions that ended; add the current one's */
+    uint64_t streams;             /* streams opened to the device, in total */
+    uint64_t connects;
+};
+
+/* Takes over tcp (malloc'd, handshake answered, reading stopped) as a device connection;
+ * pre[0..prelen) are bytes read after the handshake (copied). On failure tcp is closed. */
+void tt_device_accept(struct tt_relay *r, uv_tcp_t *tcp, const uint8_t *pre, size_t prelen);
+
+/* The device holding label, or NULL (unknown, or its grace period just ran out). */
+struct tt_device *tt_device_by_label(struct tt_relay *r, const char *label);
+
+/* Index of the HTTP service addressed by svc ("" for the main one), or -1. */
+int tt_device_http_service(const struct tt_device *d, const char *svc);
+
+/* True while the device has a registered session that can carry streams. */
+bool tt_device_online(const struct tt_device *d);
+
+/* Starts the sweep timer that expires devices offline past the grace period. Returns 0 or a
+ * libuv error. */
+int tt_device_start(struct tt_relay *r);
+
+/* Relay shutdown: tells every device to go away (GOAWAY shutdown), closes every device
+ * connection and TCP port, frees every device and stops the sweep. */
+void tt_device_shutdown(struct tt_relay *r);
+
+#endif

@@ -1,0 +1,155 @@
+/* forward.c - opening device streams for browser and TCP clients (forward.h). Each HTTP client
+ * gets a small state (the request filter) that lives as long as its pipe. */
+#include <stdio.h>
+#include <stdlib.h>
+#include "tether_err.h"
+#include "common/log.h"
+#include "common/pipe.h"
+#include "httpproxy.h"
+#include "pages.h"
+#include "forward.h"
+#include "respond.h"
+
+struct http_client {
+    struct tt_httpproxy hx;
+    char origin[TT_MAX_ADDR];
+};
+
+static int emit(void *ud, const uint8_t *data, size_t len)
+{
+    return tt_pipe_send(ud, data, len);
+}
+
+static int http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bool eof, void *ud)
+{
+    struct http_client *hc = ud;
+    if (eof || len == 0)
+        return 0;
+    int rc = tt_httpproxy_feed(&hc->hx, in, len, emit, p);
+    if (rc < 0)
+        TT_LOG(TT_LOG_DEBUG, "request refused peer=%s stream=%u err=%s", hc->origin,
+               (unsigned)tt_pipe_stream_id(p), tether_err_name(rc));
+    return rc;
+}
+
+static bool http_on_fail(struct tt_pipe *p, int code, void *ud)
+{
+    struct http_client *hc = ud;
+    char page[TT_PAGE_MAX];
+    enum tt_page which = code == TT_RESET_LIMIT ? TT_PAGE_BUSY
+                         : code < 0             ? TT_PAGE_UNAVAILABLE
+                                                : TT_PAGE_BAD_GATEWAY;
+    int n = tt_pages_render(page, sizeof(page), which);
+    TT_LOG(TT_LOG_DEBUG, "device stream failed peer=%s stream=%u code=%d status=%d", hc->origin,
+           (unsigned)tt_pipe_stream_id(p), code, tt_pages_status(which));
+    if (n > 0)
+        tt_pipe_write(p, (const uint8_t *)page, (size_t)n);
+    return n > 0;
+}
+
+static void http_on_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud)
+{
+    struct http_client *hc = ud;
+    TT_LOG(TT_LOG_DEBUG, "http stream done peer=%s stream=%u requests=%llu up=%llu down=%llu",
+           hc->origin, (unsigned)tt_pipe_stream_id(p), (unsigned long long)hc->hx.requests,
+           (unsigned long long)up, (unsigned long long)down);
+    tt_httpproxy_reset(&hc->hx);
+    free(hc);
+}
+
+static const struct tt_pipe_hooks http_hooks = {
+    .filter = http_filter,
+    .on_fail = http_on_fail,
+    .on_done = http_on_done,
+};
+
+static const struct tt_pipe_hooks tcp_hooks = {0};
+
+static void respond_page(uv_tcp_t *client, enum tt_page page)
+{
+    char out[TT_PAGE_MAX];
+    int n = tt_pages_render(out, sizeof(out), page);
+    tt_respond_close(client, out, n > 0 ? (size_t)n : 0);
+}
+
+/* Opens a stream to service svc of d; returns its id (> 0) or a negative tether_err. */
+static int64_t open_stream(struct tt_device *d, int svc, const char *origin)
+{
+    struct tt_wsconn *ws = d->conn->ws;
+    uint8_t buf[TT_FRAME_HEADER_LEN + 8 + TT_MAX_ADDR];
+    uint32_t id;
+    tt_ssize n = tt_session_open(tt_wsconn_session(ws), (uint8_t)svc, origin, NULL, &id, buf,
+                                 sizeof(buf));
+    if (n < 0)
+        return n;
+    int rc = tt_wsconn_send_frame(ws, buf, (size_t)n);
+    if (rc < 0) {
+        tt_wsconn_reset_stream(ws, id, TT_RESET_CANCEL);
+        return rc;
+    }
+    d->streams++;
+    d->last_seen = tt_relay_now_ms();
+    return id;
+}
+
+void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8_t *pre,
+                   size_t prelen, const char *host, const char *client_ip, uint16_t client_port)
+{
+    struct http_client *hc = malloc(sizeof(*hc));
+    if (!hc) {
+        respond_page(client, TT_PAGE_UNAVAILABLE);
+        return;
+    }
+    snprintf(hc->origin, sizeof(hc->origin), "%s:%u", client_ip, (unsigned)client_port);
+    int64_t id = open_stream(d, svc, hc->origin);
+    if (id < 0) {
+        TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", d->name,
+               hc->origin, tether_err_name((int)id));
+        free(hc);
+        respond_page(client,
+                     id == TETHER_ERR_STREAM_LIMIT ? TT_PAGE_BUSY : TT_PAGE_UNAVAILABLE);
+        return;
+    }
+    tt_httpproxy_init(&hc->hx, host, client_ip);
+    struct tt_pipe *p;
+    int rc = tt_pipe_new(&p, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, pre,
+                         prelen, &http_hooks, hc);
+    if (rc) {
+        tt_wsconn_reset_stream(d->conn->ws, (uint32_t)id, TT_RESET_CANCEL);
+        tt_httpproxy_reset(&hc->hx);
+        free(hc);
+        respond_page(client, TT_PAGE_UNAVAILABLE);
+    }
+}
+
+void tt_forward_tcp(struct tt_device *d, int svc, uv_tcp_t *client)
+{
+    char origin[TT_MAX_ADDR] = "";
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(client, (struct sockaddr *)&ss, &len) == 0) {
+        char ip[64] = "";
+        uint16_t port = 0;
+        if (ss.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+        snprintf(origin, sizeof(origin), "%s:%u", ip, (unsigned)port);
+    }
+    int64_t id = open_stream(d, svc, origin);
+    if (id < 0) {
+        TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", d->name, origin,
+               tether_err_name((int)id));
+        tt_respond_drop(client);
+        return;
+    }
+    struct tt_pipe *p;
+    if (tt_pipe_new(&p, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, NULL, 0,
+                    &tcp_hooks, NULL) != 0) {
+        tt_wsconn_reset_stream(d->conn->ws, (uint32_t)id, TT_RESET_CANCEL);
+        tt_respond_drop(client);
+    }
+}

@@ -1,0 +1,190 @@
+/* headconn.c - reading request heads on accepted connections (headconn.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tether_err.h"
+#include "common/log.h"
+#include "headconn.h"
+#include "pages.h"
+#include "respond.h"
+
+static void unlink_hc(struct tt_headconn *hc)
+{
+    struct tt_headconn_set *set = hc->set;
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else if (set->list == hc)
+        set->list = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    hc->prev = hc->next = NULL;
+}
+
+void tt_headconn_free(struct tt_headconn *hc)
+{
+    unlink_hc(hc);
+    if (hc->tcp)
+        tt_respond_drop(hc->tcp);
+    tt_chunk_put(hc->buf);
+    free(hc);
+}
+
+uv_tcp_t *tt_headconn_take(struct tt_headconn *hc)
+{
+    uv_tcp_t *tcp = hc->tcp;
+    uv_read_stop((uv_stream_t *)tcp);
+    tcp->data = NULL;
+    hc->tcp = NULL;
+    return tcp;
+}
+
+void tt_headconn_respond(struct tt_headconn *hc, const void *data, size_t len)
+{
+    tt_respond_close(tt_headconn_take(hc), data, len);
+    tt_headconn_free(hc);
+}
+
+static void respond_page(struct tt_headconn *hc, enum tt_page page)
+{
+    char out[TT_PAGE_MAX];
+    int n = tt_pages_render(out, sizeof(out), page);
+    TT_LOG(TT_LOG_DEBUG, "bad request peer=%s:%u status=%d", hc->peer_ip, hc->peer_port,
+           tt_pages_status(page));
+    tt_headconn_respond(hc, out, n > 0 ? (size_t)n : 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    struct tt_headconn *hc = h->data;
+    (void)size;
+    if (!hc->buf) {
+        hc->buf = tt_chunk_get();
+        if (!hc->buf) {
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+        hc->data = hc->buf->data;
+        tt_headparse_begin(&hc->hp, hc->buf->data);
+    }
+    *buf = uv_buf_init((char *)hc->buf->data + hc->len, (unsigned)(TT_HEAD_MAX - hc->len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tt_headconn *hc = s->data;
+    (void)buf;
+    if (nread == UV_ENOBUFS || nread < 0) {
+        tt_headconn_free(hc);
+        return;
+    }
+    if (nread == 0)
+        return;
+    enum tt_headparse_event ev;
+    size_t r = tt_headparse_execute(&hc->hp, hc->buf->data + hc->len, (size_t)nread, &ev);
+    if (ev == TT_HEADPARSE_HEAD) {
+        hc->headlen = hc->len + r;
+        hc->len += (size_t)nread;
+        hc->set->on_head(hc, hc->set->ud);
+        return;
+    }
+    hc->len += (size_t)nread;
+    if (ev == TT_HEADPARSE_ERROR)
+        respond_page(hc, hc->hp.err == TETHER_ERR_TOO_LARGE ? TT_PAGE_TOO_LARGE
+                                                            : TT_PAGE_BAD_REQUEST);
+    else if (hc->len >= TT_HEAD_MAX)
+        respond_page(hc, TT_PAGE_TOO_LARGE);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct tt_headconn_set *set = t->data;
+    uint64_t now = uv_now(t->loop);
+    struct tt_headconn *hc = set->list;
+    while (hc) {
+        struct tt_headconn *next = hc->next;
+        if (now - hc->started >= TT_HEADCONN_TIMEOUT_MS) {
+            TT_LOG(TT_LOG_DEBUG, "request head timeout peer=%s:%u", hc->peer_ip,
+                   hc->peer_port);
+            tt_headconn_free(hc);
+        }
+        hc = next;
+    }
+}
+
+int tt_headconn_set_init(struct tt_headconn_set *set, uv_loop_t *loop, tt_headconn_cb on_head,
+                         void *ud)
+{
+    memset(set, 0, sizeof(*set));
+    set->on_head = on_head;
+    set->ud = ud;
+    int rc = uv_timer_init(loop, &set->timer);
+    if (rc)
+        return rc;
+    set->timer.data = set;
+    uv_timer_start(&set->timer, on_timer, 1000, 1000);
+    uv_unref((uv_handle_t *)&set->timer);
+    return 0;
+}
+
+void tt_headconn_set_close(struct tt_headconn_set *set)
+{
+    if (set->closed)
+        return;
+    set->closed = true;
+    while (set->list)
+        tt_headconn_free(set->list);
+    uv_close((uv_handle_t *)&set->timer, NULL);
+}
+
+static void peer_name(uv_tcp_t *tcp, char ip[64], uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    ip[0] = '\0';
+    *port = 0;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        uv_ip4_name(in, ip, 64);
+        *port = ntohs(in->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        uv_ip6_name(in6, ip, 64);
+        *port = ntohs(in6->sin6_port);
+    }
+}
+
+int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server)
+{
+    uv_tcp_t *tcp = malloc(sizeof(*tcp));
+    if (!tcp)
+        return TETHER_ERR_NOMEM;
+    uv_tcp_init(server->loop, tcp);
+    if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
+        tt_respond_drop(tcp);
+        return TETHER_ERR_IO;
+    }
+    struct tt_headconn *hc = calloc(1, sizeof(*hc));
+    if (!hc || set->closed) {
+        free(hc);
+        tt_respond_drop(tcp);
+        return TETHER_ERR_NOMEM;
+    }
+    uv_tcp_nodelay(tcp, 1);
+    hc->set = set;
+    hc->tcp = tcp;
+    tcp->data = hc;
+    hc->started = uv_now(server->loop);
+    peer_name(tcp, hc->peer_ip, &hc->peer_port);
+    tt_headparse_init(&hc->hp);
+    hc->next = set->list;
+    if (set->list)
+        set->list->prev = hc;
+    set->list = hc;
+    if (uv_read_start((uv_stream_t *)tcp, on_alloc, on_read) != 0) {
+        tt_headconn_free(hc);
+        return TETHER_ERR_IO;
+    }
+    return 0;
+}

@@ -1,0 +1,67 @@
+/* headconn.h - a freshly accepted HTTP connection whose request head is being read, for the
+ * relay's main and admin listeners. The head is read into a pool chunk (at most TT_HEAD_MAX
+ * bytes) and parsed as it arrives; a malformed head is answered 400, one too large 431, one
+ * too slow (TT_HEADCONN_TIMEOUT_MS) is dropped, all without the owner hearing of it. Once the
+ * head is complete the owner's on_head decides: it takes the socket (tt_headconn_take) or
+ * answers (tt_headconn_respond). */
+#ifndef TT_HEADCONN_H
+#define TT_HEADCONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include "common/pool.h"
+#include "headparse.h"
+
+#define TT_HEADCONN_TIMEOUT_MS 30000
+
+struct tt_headconn;
+
+/* The head is complete: hc->hp holds its headers, hc->data[0..hc->headlen) is the head and
+ * hc->data[0..hc->len) everything read so far. The callee must end with tt_headconn_take +
+ * tt_headconn_free, or tt_headconn_respond. */
+typedef void (*tt_headconn_cb)(struct tt_headconn *hc, void *ud);
+
+/* The live connections of one listener, and the timer that drops slow ones. */
+struct tt_headconn_set {
+    uv_timer_t timer;
+    struct tt_headconn *list;
+    tt_headconn_cb on_head;
+    void *ud;
+    bool closed;
+};
+
+struct tt_headconn {
+    struct tt_headconn_set *set;
+    struct tt_headconn *prev, *next;
+    uv_tcp_t *tcp;
+    struct tt_chunk *buf;
+    const uint8_t *data; /* buf->data */
+    size_t len, headlen;
+    uint64_t started; /* uv_now at accept */
+    char peer_ip[64];
+    uint16_t peer_port;
+    struct tt_headparse hp;
+};
+
+/* Prepares set (its timer starts). Returns 0 or a libuv error. */
+int tt_headconn_set_init(struct tt_headconn_set *set, uv_loop_t *loop, tt_headconn_cb on_head,
+                         void *ud);
+/* Drops every connection of set and closes its timer; set must stay allocated until the loop
+ * has run once more (the timer's close). */
+void tt_headconn_set_close(struct tt_headconn_set *set);
+
+/* Accepts one connection from server into set and starts reading its head. On failure the
+ * pending connection is accepted and dropped. Returns 0 or a negative tether_err. */
+int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server);
+
+/* Takes the socket out of hc (reading stopped; tcp->data is the caller's). hc->data stays
+ * valid until tt_headconn_free. */
+uv_tcp_t *tt_headconn_take(struct tt_headconn *hc);
+/* Frees hc (and its socket unless taken). */
+void tt_headconn_free(struct tt_headconn *hc);
+/* Answers data[0..len) (copied) on hc's socket, closes it and frees hc. */
+void tt_headconn_respond(struct tt_headconn *hc, const void *data, size_t len);
+
+#endif

@@ -1,0 +1,99 @@
+/* main.c - tetherd: parses the command line, starts the relay and runs its loop until
+ * SIGTERM/SIGINT (graceful stop, exit 0 within a couple of seconds); SIGHUP reloads the tokens
+ * file. Usage errors exit 2, runtime failures 1, each with one line on stderr. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "common/log.h"
+#include "common/pool.h"
+#include "config.h"
+#include "relay.h"
+
+#define STOP_DEADLINE_MS 2000
+
+static struct tt_relay relay;
+static uv_signal_t sig_term, sig_int, sig_hup;
+static uv_timer_t deadline;
+
+static void on_deadline(uv_timer_t *t)
+{
+    (void)t;
+    TT_LOG(TT_LOG_WARN, "shutdown deadline reached; exiting");
+    exit(0);
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    if (relay.stopping)
+        return;
+    TT_LOG(TT_LOG_INFO, "shutting down signal=%s", signum == SIGTERM ? "TERM" : "INT");
+    tt_relay_stop(&relay);
+    uv_unref((uv_handle_t *)&sig_term);
+    uv_unref((uv_handle_t *)&sig_int);
+    uv_unref((uv_handle_t *)&sig_hup);
+    uv_timer_init(relay.loop, &deadline);
+    uv_timer_start(&deadline, on_deadline, STOP_DEADLINE_MS, 0);
+    uv_unref((uv_handle_t *)&deadline);
+}
+
+static void on_hup(uv_signal_t *s, int signum)
+{
+    char err[TT_ERRLEN];
+    (void)s;
+    (void)signum;
+    if (tt_relay_reload_tokens(&relay, err) != 0)
+        TT_LOG(TT_LOG_ERROR, "tokens reload failed, keeping the old tokens: %s", err);
+    else if (relay.cfg.tokens_file[0])
+        TT_LOG(TT_LOG_INFO, "tokens reloaded file=%s devices=%zu", relay.cfg.tokens_file,
+               relay.tokens.n);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    struct tt_config cfg;
+    char err[TT_ERRLEN];
+    tt_log_set_program("tetherd");
+    int action = tt_config_parse(&cfg, argc, argv, err);
+    if (action < 0) {
+        fprintf(stderr, "tetherd: %s\n", err);
+        return 2;
+    }
+    if (action == TT_CONFIG_HELP) {
+        tt_config_usage(stdout);
+        return 0;
+    }
+    if (action == TT_CONFIG_VERSION) {
+        printf("tetherd %s\n", TT_RELAY_VERSION);
+        return 0;
+    }
+    tt_log_level = cfg.log_level;
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_t *loop = uv_default_loop();
+    if (tt_relay_init(&relay, loop, &cfg, err) != 0 || tt_relay_listen(&relay, err) != 0) {
+        fprintf(stderr, "tetherd: %s\n", err);
+        return 1;
+    }
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
+    uv_run(loop, UV_RUN_DEFAULT);
+    /* only unreferenced handles are left (signals, the deadline) */
+    uv_walk(loop, close_walk, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    tt_relay_free(&relay);
+    tt_chunk_pool_drain();
+    uv_loop_close(loop);
+    TT_LOG(TT_LOG_INFO, "stopped");
+    return 0;
+}

@@ -1,0 +1,178 @@
+/* relay.c - tetherd's life cycle (relay.h): set-up from the configuration, listeners, token
+ * reload and graceful stop. main.c drives it; the modules do the work. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "tether_err.h"
+#include "common/log.h"
+#include "admin.h"
+#include "device.h"
+#include "relay.h"
+#include "respond.h"
+#include "server.h"
+
+/* mkdir -p: creates dir and its missing parents (mode 0700). Returns 0 or -1 with err. */
+static int make_dirs(const char *dir, char err[TT_ERRLEN])
+{
+    char path[TT_CONFIG_PATHLEN];
+    snprintf(path, sizeof(path), "%s", dir);
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, TT_ERRLEN, "cannot create data dir %.200s: %s", dir, strerror(errno));
+            return -1;
+        }
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, TT_ERRLEN, "data dir %.200s is not a directory", dir);
+        return -1;
+    }
+    return 0;
+}
+
+static int setup_tokens(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    tt_tokens_init(&r->tokens);
+    if (r->cfg.token[0]) {
+        tt_tokens_set_fleet(&r->tokens, r->cfg.token, strlen(r->cfg.token));
+        return 0;
+    }
+    if (r->cfg.tokens_file[0])
+        return tt_tokens_load_file(&r->tokens, r->cfg.tokens_file, err);
+    char token[TT_MAX_TOKEN + 1];
+    bool created;
+    if (tt_tokens_datadir(r->cfg.data_dir, token, &created, err) != 0)
+        return -1;
+    tt_tokens_set_fleet(&r->tokens, token, strlen(token));
+    if (created) {
+        printf("tetherd: device token: %s\n", token);
+        fflush(stdout);
+    }
+    memset(token, 0, sizeof(token));
+    return 0;
+}
+
+int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *cfg,
+                  char err[TT_ERRLEN])
+{
+    memset(r, 0, sizeof(*r));
+    r->loop = loop;
+    r->cfg = *cfg;
+    tt_strmap_init(&r->by_name);
+    tt_strmap_init(&r->by_label);
+    if (make_dirs(cfg->data_dir, err) != 0 || setup_tokens(r, err) != 0)
+        return -1;
+    r->reg = tt_registry_mem_new();
+    if (!r->reg || tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low,
+                                    cfg->tcp_high) != 0) {
+        snprintf(err, TT_ERRLEN, "out of memory");
+        return -1;
+    }
+    if (tt_headconn_set_init(&r->web, loop, tt_server_on_head, r) != 0 ||
+        tt_headconn_set_init(&r->admin, loop, tt_admin_on_head, r) != 0 ||
+        tt_device_start(r) != 0) {
+        snprintf(err, TT_ERRLEN, "cannot start timers");
+        return -1;
+    }
+    return 0;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    if (status < 0) {
+        TT_LOG(TT_LOG_WARN, "accept failed err=%s", uv_err_name(status));
+        return;
+    }
+    tt_headconn_accept(server->data, server);
+}
+
+static void on_listener_close(uv_handle_t *h)
+{
+    free(h);
+}
+
+static int listen_on(struct tt_relay *r, const struct tt_config_addr *a,
+                     struct tt_headconn_set *set, char err[TT_ERRLEN])
+{
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)&ss) != 0) {
+        snprintf(err, TT_ERRLEN, "cannot listen on %.100s:%u: not an IP address", a->host,
+                 (unsigned)a->port);
+        return -1;
+    }
+    uv_tcp_t *h = malloc(sizeof(*h));
+    if (!h) {
+        snprintf(err, TT_ERRLEN, "out of memory");
+        return -1;
+    }
+    uv_tcp_init(r->loop, h);
+    h->data = set;
+    r->listeners[r->nlisteners++] = h;
+    int rc = uv_tcp_bind(h, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)h, 511, on_connection);
+    if (rc != 0) {
+        bool v6 = strchr(a->host, ':') != NULL;
+        snprintf(err, TT_ERRLEN, "cannot listen on %s%.100s%s:%u: %s", v6 ? "[" : "", a->host,
+                 v6 ? "]" : "", (unsigned)a->port, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    for (size_t i = 0; i < r->cfg.nlisten; i++) {
+        const struct tt_config_addr *a = &r->cfg.listen[i];
+        if (listen_on(r, a, &r->web, err) != 0)
+            return -1;
+        TT_LOG(TT_LOG_INFO, "listening addr=%s:%u for=devices,browsers domain=%s", a->host,
+               (unsigned)a->port, r->cfg.domain);
+    }
+    if (listen_on(r, &r->cfg.admin, &r->admin, err) != 0)
+        return -1;
+    TT_LOG(TT_LOG_INFO, "listening addr=%s:%u for=admin", r->cfg.admin.host,
+           (unsigned)r->cfg.admin.port);
+    return 0;
+}
+
+int tt_relay_reload_tokens(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    if (!r->cfg.tokens_file[0])
+        return 0;
+    return tt_tokens_load_file(&r->tokens, r->cfg.tokens_file, err);
+}
+
+void tt_relay_stop(struct tt_relay *r)
+{
+    if (r->stopping)
+        return;
+    r->stopping = true;
+    for (size_t i = 0; i < r->nlisteners; i++)
+        uv_close((uv_handle_t *)r->listeners[i], on_listener_close);
+    r->nlisteners = 0;
+    tt_headconn_set_close(&r->web);
+    tt_headconn_set_close(&r->admin);
+    tt_respond_close_all();
+    tt_device_shutdown(r);
+    tt_tcpports_reset(&r->ports);
+}
+
+void tt_relay_free(struct tt_relay *r)
+{
+    tt_registry_free(r->reg);
+    r->reg = NULL;
+    tt_tokens_reset(&r->tokens);
+    tt_strmap_reset(&r->by_name);
+    tt_strmap_reset(&r->by_label);
+}

@@ -1,0 +1,61 @@
+/* relay.h - the state of one tetherd process, shared by its modules: configuration,
+ * credentials, registry, the runtime device tables, the TCP port pool and the listeners.
+ * One libuv loop on one thread; nothing here is locked. */
+#ifndef TT_RELAY_H
+#define TT_RELAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+#include "config.h"
+#include "headconn.h"
+#include "registry.h"
+#include "strmap.h"
+#include "tcpports.h"
+#include "tokens.h"
+
+struct tt_devconn;
+
+struct tt_relay {
+    uv_loop_t *loop;
+    struct tt_config cfg;
+    struct tt_tokens tokens;
+    struct tt_registry *reg;
+    struct tt_strmap by_name;    /* device name -> struct tt_device * (owned) */
+    struct tt_strmap by_label;   /* label -> the same device */
+    struct tt_devconn *conns;    /* every device connection (registered or not) */
+    struct tt_tcpports ports;
+    struct tt_headconn_set web;  /* connections on the --listen ports */
+    struct tt_headconn_set admin;
+    uv_tcp_t *listeners[TT_CONFIG_MAX_LISTEN + 1]; /* the --listen ports, then admin */
+    size_t nlisteners;
+    uv_timer_t sweep; /* expires devices past their grace period */
+    bool stopping;
+};
+
+/* Wall-clock time in milliseconds since the epoch. */
+int64_t tt_relay_now_ms(void);
+
+/* Prepares r from cfg (copied): credentials (--token, --tokens-file, or DATA_DIR/token, created
+ * and printed on stdout the first time), the registry, the TCP port pool, the expiry sweep.
+ * The data dir is created if missing. Returns 0, or -1 with a one-line message in err (a
+ * runtime failure: exit 1). */
+int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *cfg,
+                  char err[TT_ERRLEN]);
+
+/* Binds the --listen ports and the admin port and logs one line per listener. Returns 0, or
+ * -1 with err ("cannot listen on ADDR:PORT: address already in use"). */
+int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN]);
+
+/* Re-reads --tokens-file (SIGHUP). On error the old tokens stay and err says why. Returns 0
+ * (also when there is no tokens file) or -1. */
+int tt_relay_reload_tokens(struct tt_relay *r, char err[TT_ERRLEN]);
+
+/* Graceful stop: devices get GOAWAY (shutdown), listeners, waiting connections and TCP ports
+ * close. The loop ends once the device connections have closed. Safe to call twice. */
+void tt_relay_stop(struct tt_relay *r);
+
+/* Frees what tt_relay_init allocated; call after the loop has ended. */
+void tt_relay_free(struct tt_relay *r);
+
+#endif

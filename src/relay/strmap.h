@@ -1,0 +1,34 @@
+/* strmap.h - a small chained hash table from NUL-terminated string keys to pointers, used by the
+ * relay's device tables and the in-memory registry. Keys are copied; values are the caller's.
+ * Not thread-safe; no iteration order. */
+#ifndef TT_STRMAP_H
+#define TT_STRMAP_H
+
+#include <stddef.h>
+
+struct tt_strmap_ent;
+
+struct tt_strmap {
+    struct tt_strmap_ent **b; /* buckets, nb of them (a power of two) */
+    size_t nb;
+    size_t n;
+};
+
+/* Prepares an empty map. Cannot fail (buckets are allocated on the first put). */
+void tt_strmap_init(struct tt_strmap *m);
+/* Frees the map's entries and buckets (not the values). The map is empty afterwards. */
+void tt_strmap_reset(struct tt_strmap *m);
+/* Maps key to val, replacing any earlier value. Returns 0 or TETHER_ERR_NOMEM. */
+int tt_strmap_put(struct tt_strmap *m, const char *key, void *val);
+/* Returns key's value or NULL. */
+void *tt_strmap_get(const struct tt_strmap *m, const char *key);
+/* Removes key; returns its value or NULL when absent. */
+void *tt_strmap_del(struct tt_strmap *m, const char *key);
+/* Calls cb for every entry; cb may delete the entry it is given (and no other). Stops early
+ * and returns cb's value when cb returns non-zero; else 0. */
+int tt_strmap_foreach(struct tt_strmap *m, int (*cb)(const char *key, void *val, void *ud),
+                      void *ud);
+/* Number of entries. */
+size_t tt_strmap_count(const struct tt_strmap *m);
+
+#endif

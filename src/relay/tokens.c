@@ -1,0 +1,218 @@
+/* tokens.c - device credentials (tokens.h): tokens-file parsing, the data dir's generated
+ * token, and constant-time checks over SHA-256 hashes. Plain files only; no libuv. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/sha.h>
+#include "tokens.h"
+
+static void hash_token(const uint8_t *tok, size_t len, uint8_t out[32])
+{
+    SHA256(tok, len, out);
+}
+
+void tt_tokens_init(struct tt_tokens *t)
+{
+    memset(t, 0, sizeof(*t));
+}
+
+void tt_tokens_reset(struct tt_tokens *t)
+{
+    free(t->v);
+    tt_tokens_init(t);
+}
+
+void tt_tokens_set_fleet(struct tt_tokens *t, const char *token, size_t len)
+{
+    hash_token((const uint8_t *)token, len, t->fleet);
+    t->have_fleet = true;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* Splits one line into at most 3 fields; returns the count. */
+static int split(const char *line, size_t len, const char *f[3], size_t flen[3])
+{
+    int n = 0;
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && is_space(line[i]))
+            i++;
+        if (i == len)
+            break;
+        size_t start = i;
+        while (i < len && !is_space(line[i]))
+            i++;
+        if (n == 3)
+            return 4;
+        f[n] = line + start;
+        flen[n] = i - start;
+        n++;
+    }
+    return n;
+}
+
+int tt_tokens_parse(struct tt_tokens *t, const char *text, size_t len, const char *what,
+                    char err[TT_ERRLEN])
+{
+    struct tt_token_entry *v = NULL;
+    size_t n = 0, cap = 0;
+    unsigned lineno = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        const char *line = text + pos;
+        const char *nl = memchr(line, '\n', len - pos);
+        size_t llen = nl ? (size_t)(nl - line) : len - pos;
+        pos += llen + (nl ? 1 : 0);
+        lineno++;
+        const char *f[3];
+        size_t flen[3];
+        int nf = split(line, llen, f, flen);
+        if (nf == 0 || f[0][0] == '#')
+            continue;
+        const char *problem = NULL;
+        if (nf != 2)
+            problem = "expected 'NAME TOKEN'";
+        else if (flen[0] > TT_MAX_NAME)
+            problem = "device name too long";
+        else if (flen[1] > TT_MAX_TOKEN)
+            problem = "token too long";
+        else if (memchr(line, '\0', llen))
+            problem = "NUL byte";
+        for (size_t i = 0; !problem && i < n; i++)
+            if (strlen(v[i].name) == flen[0] && memcmp(v[i].name, f[0], flen[0]) == 0)
+                problem = "device name given twice";
+        if (problem) {
+            snprintf(err, TT_ERRLEN, "%.150s:%u: %s", what, lineno, problem);
+            free(v);
+            return -1;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct tt_token_entry *nv = realloc(v, ncap * sizeof(*v));
+            if (!nv) {
+                snprintf(err, TT_ERRLEN, "%.150s: out of memory", what);
+                free(v);
+                return -1;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        memcpy(v[n].name, f[0], flen[0]);
+        v[n].name[flen[0]] = '\0';
+        hash_token((const uint8_t *)f[1], flen[1], v[n].hash);
+        n++;
+    }
+    free(t->v);
+    t->v = v;
+    t->n = n;
+    return 0;
+}
+
+/* Reads a whole small file into a malloc'd, NUL-terminated buffer. */
+static char *read_small_file(const char *path, size_t max, size_t *len, char err[TT_ERRLEN])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, TT_ERRLEN, "cannot read %.150s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    if (!buf) {
+        fclose(f);
+        snprintf(err, TT_ERRLEN, "cannot read %.150s: out of memory", path);
+        return NULL;
+    }
+    size_t n = fread(buf, 1, max + 1, f);
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad || n > max) {
+        free(buf);
+        snprintf(err, TT_ERRLEN, "cannot read %.150s: %s", path,
+                 bad ? "read error" : "file too large");
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+int tt_tokens_load_file(struct tt_tokens *t, const char *path, char err[TT_ERRLEN])
+{
+    size_t len;
+    char *text = read_small_file(path, TT_TOKENS_MAX_FILE, &len, err);
+    if (!text)
+        return -1;
+    int rc = tt_tokens_parse(t, text, len, path, err);
+    free(text);
+    return rc;
+}
+
+bool tt_tokens_check(const struct tt_tokens *t, const uint8_t *name, size_t namelen,
+                     const uint8_t *token, size_t tokenlen)
+{
+    uint8_t h[32];
+    hash_token(token, tokenlen, h);
+    for (size_t i = 0; i < t->n; i++) {
+        if (strlen(t->v[i].name) == namelen && memcmp(t->v[i].name, name, namelen) == 0)
+            return tt_consttime_equal(h, sizeof(h), t->v[i].hash, sizeof(h));
+    }
+    if (!t->have_fleet)
+        return false;
+    return tt_consttime_equal(h, sizeof(h), t->fleet, sizeof(h));
+}
+
+int tt_tokens_datadir(const char *dir, char out[TT_MAX_TOKEN + 1], bool *created,
+                      char err[TT_ERRLEN])
+{
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/token", dir);
+    *created = false;
+    if (access(path, F_OK) == 0) {
+        size_t len;
+        char *text = read_small_file(path, 4096, &len, err);
+        if (!text)
+            return -1;
+        while (len > 0 && (text[len - 1] == '\n' || is_space(text[len - 1])))
+            len--;
+        if (len == 0 || len > TT_MAX_TOKEN || strlen(text) < len) {
+            snprintf(err, TT_ERRLEN, "%.150s: not a valid token", path);
+            free(text);
+            return -1;
+        }
+        memcpy(out, text, len);
+        out[len] = '\0';
+        free(text);
+        return 0;
+    }
+    uint8_t raw[TT_TOKEN_HEXLEN / 2];
+    if (tt_random_bytes(raw, sizeof(raw)) != 0) {
+        snprintf(err, TT_ERRLEN, "cannot create a token: no random bytes");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, TT_ERRLEN, "cannot create %.150s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[TT_TOKEN_HEXLEN + 2];
+    int n = snprintf(line, sizeof(line), "%s\n", out);
+    bool ok = write(fd, line, (size_t)n) == n;
+    ok = close(fd) == 0 && ok;
+    if (!ok) {
+        snprintf(err, TT_ERRLEN, "cannot write %.150s: %s", path, strerror(errno));
+        unlink(path);
+        return -1;
+    }
+    *created = true;
+    return 0;
+}
