@@ -24,7 +24,7 @@ void tt_log_set_program(const char *s);
 /* Writes one line: "<timestamp> <program> <LEVEL> <message>\n" to stderr. */
 void tt_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define TT_LOG(level, ...)                                                                          \
+#define TT_LOG(level, ...)                                                                         \
     do {                                                                                           \
         if ((level) <= tt_log_level)                                                               \
             tt_log_write((level), __VA_ARGS__);                                                    \

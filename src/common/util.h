@@ -1,6 +1,7 @@
 /* util.h - small parsers shared by relay, agent and CLI: durations ("30s", "5m", "2h", "7d"),
  * "HOST:PORT" addresses (IPv6 in brackets), port ranges "LOW-HIGH", and ws/wss/http URLs.
- * Pure functions over caller buffers; each fills a one-line message in err[TT_ERRLEN] on failure. */
+ * Pure functions over caller buffers; each fills a one-line message in err[TT_ERRLEN] on failure.
+ */
 #ifndef TT_UTIL_H
 #define TT_UTIL_H
 
@@ -27,7 +28,7 @@ struct tt_url {
     char user[128]; /* userinfo, percent-decoded; empty if none */
     char pass[128];
     char host[TT_HOSTLEN]; /* without brackets */
-    uint16_t port;          /* explicit or the scheme's default (80/443) */
+    uint16_t port;         /* explicit or the scheme's default (80/443) */
     bool port_explicit;
     char path[1024]; /* path and query, "/" if empty */
 };

@@ -1,0 +1,781 @@
+/* test_wsconn.c - src/common/wsconn.c and pipe.c on a real libuv loop over loopback TCP: a relay
+ * wsconn and a device wsconn register (HELLO/WELCOME), open streams and carry bytes through
+ * pipes to a local echo server; raw peers check the WebSocket error paths and the ping timeout.
+ * Every test ends by closing every handle and checking uv_loop_close() == 0. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/pipe.h"
+#include "common/pool.h"
+#include "common/wsconn.h"
+
+/* ---- loopback helpers ------------------------------------------------------------------- */
+
+struct pair_ctx {
+    uv_tcp_t *accepted;
+    int connected;
+};
+
+static void pair_on_conn(uv_stream_t *server, int status)
+{
+    struct pair_ctx *pc = server->data;
+    assert_int_equal(status, 0);
+    pc->accepted = malloc(sizeof(uv_tcp_t));
+    uv_tcp_init(server->loop, pc->accepted);
+    assert_int_equal(uv_accept(server, (uv_stream_t *)pc->accepted), 0);
+}
+
+static void pair_on_connect(uv_connect_t *req, int status)
+{
+    struct pair_ctx *pc = req->data;
+    assert_int_equal(status, 0);
+    pc->connected = 1;
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Makes a connected TCP pair on 127.0.0.1: *a is the connecting side, *b the accepted one. */
+static void make_pair(uv_loop_t *loop, uv_tcp_t **a, uv_tcp_t **b)
+{
+    uv_tcp_t lst;
+    struct sockaddr_in addr;
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    struct pair_ctx pc = {0};
+    uv_connect_t req;
+
+    uv_tcp_init(loop, &lst);
+    uv_ip4_addr("127.0.0.1", 0, &addr);
+    assert_int_equal(uv_tcp_bind(&lst, (struct sockaddr *)&addr, 0), 0);
+    assert_int_equal(uv_tcp_getsockname(&lst, (struct sockaddr *)&bound, &len), 0);
+    lst.data = &pc;
+    assert_int_equal(uv_listen((uv_stream_t *)&lst, 8, pair_on_conn), 0);
+    *a = malloc(sizeof(uv_tcp_t));
+    uv_tcp_init(loop, *a);
+    req.data = &pc;
+    assert_int_equal(uv_tcp_connect(&req, *a, (struct sockaddr *)&bound, pair_on_connect), 0);
+    while (!pc.connected || pc.accepted == NULL)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&lst, free_handle);
+    uv_run(loop, UV_RUN_NOWAIT);
+    *b = pc.accepted;
+}
+
+static void hang_guard_cb(uv_timer_t *t)
+{
+    (void)t;
+    fail_msg("test hung");
+}
+
+static void start_guard(uv_loop_t *loop, uv_timer_t *t)
+{
+    uv_timer_init(loop, t);
+    uv_timer_start(t, hang_guard_cb, 20000, 0);
+    uv_unref((uv_handle_t *)t);
+}
+
+static void finish_loop(uv_loop_t *loop, uv_timer_t *guard)
+{
+    uv_close((uv_handle_t *)guard, free_handle);
+    uv_run(loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(loop), 0);
+    tt_chunk_pool_drain();
+}
+
+/* ---- echo server ------------------------------------------------------------------------ */
+
+struct echo_conn {
+    uv_tcp_t tcp;
+    uv_shutdown_t sreq;
+    int writes;
+    bool eof;
+};
+
+struct echo_write {
+    uv_write_t req;
+    struct echo_conn *ec;
+    char data[];
+};
+
+static void echo_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void echo_maybe_end(struct echo_conn *ec);
+
+static void echo_on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct echo_conn *ec = req->data;
+    (void)status;
+    uv_close((uv_handle_t *)&ec->tcp, echo_closed);
+}
+
+static void echo_maybe_end(struct echo_conn *ec)
+{
+    if (ec->eof && ec->writes == 0) {
+        ec->sreq.data = ec;
+        if (uv_shutdown(&ec->sreq, (uv_stream_t *)&ec->tcp, echo_on_shutdown) != 0)
+            uv_close((uv_handle_t *)&ec->tcp, echo_closed);
+    }
+}
+
+static void echo_on_write(uv_write_t *req, int status)
+{
+    struct echo_write *w = (struct echo_write *)req;
+    (void)status;
+    w->ec->writes--;
+    echo_maybe_end(w->ec);
+    free(w);
+}
+
+static void echo_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = malloc(sz);
+    buf->len = sz;
+}
+
+static void echo_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct echo_conn *ec = s->data;
+    if (nread > 0) {
+        struct echo_write *w = malloc(sizeof(*w) + (size_t)nread);
+        memcpy(w->data, buf->base, (size_t)nread);
+        w->ec = ec;
+        uv_buf_t b = uv_buf_init(w->data, (unsigned)nread);
+        ec->writes++;
+        assert_int_equal(uv_write(&w->req, s, &b, 1, echo_on_write), 0);
+    } else if (nread < 0) {
+        uv_read_stop(s);
+        ec->eof = true;
+        echo_maybe_end(ec);
+    }
+    free(buf->base);
+}
+
+static void echo_on_conn(uv_stream_t *server, int status)
+{
+    struct echo_conn *ec = calloc(1, sizeof(*ec));
+    assert_int_equal(status, 0);
+    uv_tcp_init(server->loop, &ec->tcp);
+    ec->tcp.data = ec;
+    assert_int_equal(uv_accept(server, (uv_stream_t *)&ec->tcp), 0);
+    uv_read_start((uv_stream_t *)&ec->tcp, echo_alloc, echo_on_read);
+}
+
+static void echo_listen(uv_loop_t *loop, uv_tcp_t *lst, struct sockaddr_storage *addr)
+{
+    struct sockaddr_in a;
+    int len = sizeof(*addr);
+    uv_tcp_init(loop, lst);
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    assert_int_equal(uv_tcp_bind(lst, (struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_tcp_getsockname(lst, (struct sockaddr *)addr, &len), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)lst, 64, echo_on_conn), 0);
+}
+
+/* ---- a relay and a device --------------------------------------------------------------- */
+
+#define NCLIENTS_MAX 32
+
+struct client {
+    struct world *w;
+    uv_tcp_t *tcp;
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+    uint8_t *out;
+    size_t outlen;
+    uint8_t *in;
+    size_t inlen;
+    bool eof, closed;
+};
+
+struct world {
+    uv_loop_t loop;
+    uv_timer_t guard;
+    struct tt_wsconn *relay, *device;
+    struct tt_session_callbacks relay_cb, device_cb;
+    uv_tcp_t echo;
+    struct sockaddr_storage echo_addr;
+    bool welcomed;
+    int relay_closed, device_closed;
+    int relay_err, device_err;
+    char device_reason[256];
+    int pipes_done;
+    uint32_t window;
+    uint16_t max_streams;
+    size_t nclients, clients_done;
+    size_t payload;
+    struct client clients[NCLIENTS_MAX];
+    bool refuse_open; /* device: every connect goes to a closed port */
+    int fails;
+    int last_fail_code;
+};
+
+static void pipe_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud)
+{
+    struct world *w = ud;
+    (void)p;
+    (void)up;
+    (void)down;
+    w->pipes_done++;
+}
+
+static bool pipe_fail(struct tt_pipe *p, int code, void *ud)
+{
+    struct world *w = ud;
+    static const char page[] = "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
+    w->fails++;
+    w->last_fail_code = code;
+    assert_int_equal(tt_pipe_write(p, (const uint8_t *)page, sizeof(page) - 1), 0);
+    return true;
+}
+
+static const struct tt_pipe_hooks relay_hooks = {NULL, pipe_fail, pipe_done};
+static const struct tt_pipe_hooks device_hooks = {NULL, NULL, pipe_done};
+
+static int relay_on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
+{
+    struct world *w = ud;
+    struct tt_welcome wel;
+    uint8_t buf[1024];
+    memset(&wel, 0, sizeof(wel));
+    wel.label.p = (const uint8_t *)"abcdefgh";
+    wel.label.len = 8;
+    wel.nservices = m->nservices;
+    for (uint8_t i = 0; i < m->nservices; i++) {
+        wel.services[i].kind = m->services[i].kind;
+        wel.services[i].name = m->services[i].name;
+        wel.services[i].port = 20000;
+        wel.services[i].address.p = (const uint8_t *)"localhost";
+        wel.services[i].address.len = 9;
+    }
+    tt_ssize n = tt_session_accept(s, &wel, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal(tt_wsconn_send_frame(w->relay, buf, (size_t)n), 0);
+    return 0;
+}
+
+static void relay_on_close(struct tt_wsconn *c, int err, const char *reason, void *ud)
+{
+    struct world *w = ud;
+    (void)c;
+    (void)reason;
+    w->relay_closed++;
+    w->relay_err = err;
+    w->relay = NULL;
+}
+
+static int device_on_welcome(struct tt_session *s, const struct tt_welcome *m, void *ud)
+{
+    struct world *w = ud;
+    (void)s;
+    assert_int_equal(m->label.len, 8);
+    w->welcomed = true;
+    return 0;
+}
+
+static void device_connected(uv_connect_t *req, int status)
+{
+    struct tt_pipe *p = req->data;
+    free(req);
+    tt_pipe_connected(p, status);
+}
+
+static int device_on_open(struct tt_session *s, struct tt_stream *st, const struct tt_open *m,
+                          void *ud)
+{
+    struct world *w = ud;
+    struct tt_pipe *p;
+    uv_tcp_t *sock = malloc(sizeof(*sock));
+    uv_connect_t *req = malloc(sizeof(*req));
+    struct sockaddr_storage addr = w->echo_addr;
+    (void)m;
+    if (w->refuse_open)
+        ((struct sockaddr_in *)&addr)->sin_port = htons(1); /* nothing listens on port 1 */
+    uv_tcp_init(&w->loop, sock);
+    assert_int_equal(tt_pipe_new(&p, &w->loop, sock, true, tt_wsconn_from_session(s), st->id, NULL,
+                                 0, &device_hooks, w),
+                     0);
+    assert_ptr_equal(st->user, p);
+    req->data = p;
+    assert_int_equal(uv_tcp_connect(req, sock, (struct sockaddr *)&addr, device_connected), 0);
+    return 0;
+}
+
+static void device_on_close(struct tt_wsconn *c, int err, const char *reason, void *ud)
+{
+    struct world *w = ud;
+    (void)c;
+    w->device_closed++;
+    w->device_err = err;
+    snprintf(w->device_reason, sizeof(w->device_reason), "%s", reason);
+    w->device = NULL;
+}
+
+static void world_init(struct world *w, uint32_t window, uint16_t max_streams)
+{
+    memset(w, 0, sizeof(*w));
+    w->window = window;
+    w->max_streams = max_streams;
+    assert_int_equal(uv_loop_init(&w->loop), 0);
+    start_guard(&w->loop, &w->guard);
+    echo_listen(&w->loop, &w->echo, &w->echo_addr);
+    tt_pipe_session_callbacks(&w->relay_cb);
+    w->relay_cb.on_hello = relay_on_hello;
+    tt_pipe_session_callbacks(&w->device_cb);
+    w->device_cb.on_welcome = device_on_welcome;
+    w->device_cb.on_open = device_on_open;
+}
+
+/* Connects a relay wsconn and a device wsconn and runs until the device is welcomed. */
+static void world_connect(struct world *w)
+{
+    uv_tcp_t *a, *b;
+    struct tt_wsconn_config rc = {0}, dc = {0};
+    static const struct tt_wsconn_callbacks rcb = {relay_on_close};
+    static const struct tt_wsconn_callbacks dcb = {device_on_close};
+    struct tt_hello h;
+    uint8_t buf[512];
+
+    make_pair(&w->loop, &a, &b);
+    rc.client = false;
+    rc.session.role = TT_ROLE_RELAY;
+    rc.session.window = w->window;
+    rc.session.max_streams = w->max_streams;
+    rc.session_cb = &w->relay_cb;
+    rc.ping_interval_ms = 1000;
+    rc.ping_timeout_ms = 5000;
+    dc = rc;
+    dc.client = true;
+    dc.session.role = TT_ROLE_DEVICE;
+    dc.session_cb = &w->device_cb;
+    assert_int_equal(tt_wsconn_new(&w->relay, &w->loop, b, NULL, 0, &rc, &rcb, w), 0);
+    assert_int_equal(tt_wsconn_new(&w->device, &w->loop, a, NULL, 0, &dc, &dcb, w), 0);
+    assert_ptr_equal(tt_wsconn_from_session(tt_wsconn_session(w->relay)), w->relay);
+    assert_string_not_equal(tt_wsconn_peer(w->relay), "");
+
+    memset(&h, 0, sizeof(h));
+    h.name.p = (const uint8_t *)"dev1";
+    h.name.len = 4;
+    h.token.p = (const uint8_t *)"secret";
+    h.token.len = 6;
+    h.nservices = 1;
+    h.services[0].kind = TT_SERVICE_TCP;
+    h.services[0].name.p = (const uint8_t *)"echo";
+    h.services[0].name.len = 4;
+    tt_ssize n = tt_session_hello(tt_wsconn_session(w->device), &h, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal(tt_wsconn_send_frame(w->device, buf, (size_t)n), 0);
+    while (!w->welcomed)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    assert_int_equal(tt_session_state(tt_wsconn_session(w->relay)), TT_SESSION_OPEN);
+}
+
+static void client_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void client_check_done(struct client *cl)
+{
+    struct world *w = cl->w;
+    if (!cl->eof || cl->closed)
+        return;
+    cl->closed = true;
+    uv_close((uv_handle_t *)cl->tcp, client_closed);
+    w->clients_done++;
+}
+
+static void client_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
+{
+    struct client *cl = h->data;
+    (void)sz;
+    size_t room = cl->outlen + 4096 - cl->inlen;
+    buf->base = (char *)cl->in + cl->inlen;
+    buf->len = room;
+}
+
+static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct client *cl = s->data;
+    (void)buf;
+    if (nread > 0) {
+        cl->inlen += (size_t)nread;
+        assert_true(cl->inlen <= cl->outlen + 4096);
+    } else if (nread < 0) {
+        uv_read_stop(s);
+        cl->eof = true;
+        client_check_done(cl);
+    }
+}
+
+static void client_on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
+static void client_on_write(uv_write_t *req, int status)
+{
+    struct client *cl = req->data;
+    if (status == 0) {
+        cl->sreq.data = cl;
+        uv_shutdown(&cl->sreq, (uv_stream_t *)cl->tcp, client_on_shutdown);
+    }
+}
+
+/* A public client: a TCP pair whose far end the relay pipes to a new stream. */
+static void client_start(struct world *w, struct client *cl, size_t len, uint8_t seed)
+{
+    uv_tcp_t *pub;
+    uint8_t buf[256];
+    uint32_t id = 0;
+    struct tt_pipe *p;
+
+    cl->w = w;
+    make_pair(&w->loop, &cl->tcp, &pub);
+    cl->out = malloc(len ? len : 1);
+    cl->outlen = len;
+    cl->in = malloc(len + 4096);
+    for (size_t i = 0; i < len; i++)
+        cl->out[i] = (uint8_t)(seed + i * 31 + (i >> 9));
+    cl->tcp->data = cl;
+    tt_ssize n = tt_session_open(tt_wsconn_session(w->relay), 0, "127.0.0.1:1234", NULL, &id, buf,
+                                 sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal(tt_wsconn_send_frame(w->relay, buf, (size_t)n), 0);
+    assert_int_equal(tt_pipe_new(&p, &w->loop, pub, false, w->relay, id, NULL, 0, &relay_hooks, w),
+                     0);
+    assert_int_equal(tt_pipe_stream_id(p), id);
+    assert_ptr_equal(tt_pipe_ud(p), w);
+    uv_read_start((uv_stream_t *)cl->tcp, client_alloc, client_on_read);
+    if (len > 0) {
+        uv_buf_t b = uv_buf_init((char *)cl->out, (unsigned)len);
+        cl->wreq.data = cl;
+        assert_int_equal(uv_write(&cl->wreq, (uv_stream_t *)cl->tcp, &b, 1, client_on_write), 0);
+    } else {
+        cl->sreq.data = cl;
+        uv_shutdown(&cl->sreq, (uv_stream_t *)cl->tcp, client_on_shutdown);
+    }
+}
+
+static void world_close(struct world *w)
+{
+    if (w->relay != NULL)
+        tt_wsconn_close(w->relay, TT_GOAWAY_SHUTDOWN, 1001, 0, "test over");
+    uv_close((uv_handle_t *)&w->echo, free_handle);
+    while (w->relay_closed == 0 || w->device_closed == 0)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    for (size_t i = 0; i < w->nclients; i++) {
+        free(w->clients[i].out);
+        free(w->clients[i].in);
+    }
+    finish_loop(&w->loop, &w->guard);
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void run_echo(size_t nclients, size_t len, uint32_t window, uint16_t max_streams)
+{
+    struct world *w = malloc(sizeof(*w));
+    world_init(w, window, max_streams);
+    world_connect(w);
+    w->nclients = nclients;
+    for (size_t i = 0; i < nclients; i++)
+        client_start(w, &w->clients[i], len, (uint8_t)i);
+    while (w->clients_done < nclients)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    for (size_t i = 0; i < nclients; i++) {
+        assert_int_equal(w->clients[i].inlen, len);
+        assert_memory_equal(w->clients[i].in, w->clients[i].out, len);
+    }
+    /* Each stream ends on both sides. */
+    while (w->pipes_done < (int)(2 * nclients))
+        uv_run(&w->loop, UV_RUN_ONCE);
+    assert_int_equal(tt_session_nstreams(tt_wsconn_session(w->relay)), 0);
+    assert_true(tt_wsconn_bytes_out(w->relay) >= len * nclients);
+    assert_true(tt_wsconn_bytes_in(w->relay) >= len * nclients);
+    world_close(w);
+    assert_int_equal(w->relay_err, 0);
+    assert_int_equal(w->device_closed, 1);
+    assert_int_equal(w->device_err, 0);
+    assert_int_equal(w->fails, 0);
+    free(w);
+}
+
+static void test_echo_small(void **state)
+{
+    (void)state;
+    run_echo(1, 1000, 65536, 16);
+}
+
+static void test_echo_flow_control(void **state)
+{
+    (void)state;
+    /* 3 MiB through a 16 KiB window: reading stops and resumes many times. */
+    run_echo(1, 3u << 20, 16384, 16);
+}
+
+static void test_echo_many_streams(void **state)
+{
+    (void)state;
+    /* More streams than the first table holds: the table grows. */
+    run_echo(20, 200000, 65536, 32);
+}
+
+static void test_empty_stream(void **state)
+{
+    (void)state;
+    run_echo(2, 0, 65536, 16);
+}
+
+static void test_connect_refused(void **state)
+{
+    struct world *w = malloc(sizeof(*w));
+    (void)state;
+    world_init(w, 65536, 16);
+    w->refuse_open = true;
+    world_connect(w);
+    w->nclients = 1;
+    client_start(w, &w->clients[0], 100, 1);
+    while (w->clients_done < 1)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    /* The relay's on_fail wrote a 502 answer and closed. */
+    assert_int_equal(w->fails, 1);
+    assert_int_equal(w->last_fail_code, TT_RESET_REFUSED);
+    assert_true(w->clients[0].inlen > 12);
+    assert_memory_equal(w->clients[0].in, "HTTP/1.1 502", 12);
+    while (w->pipes_done < 2)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    world_close(w);
+    free(w);
+}
+
+static void test_close_with_open_streams(void **state)
+{
+    struct world *w = malloc(sizeof(*w));
+    (void)state;
+    world_init(w, 65536, 16);
+    world_connect(w);
+    w->nclients = 1;
+    /* A client that never finishes: the wsconn closes under it. */
+    client_start(w, &w->clients[0], 100000, 3);
+    while (w->clients[0].inlen < 100000)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    tt_wsconn_close(w->device, TT_GOAWAY_NORMAL, 1000, 0, "device leaving");
+    while (w->clients_done < 1)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    while (w->pipes_done < 2)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    assert_int_equal(w->device_closed, 1);
+    while (w->relay_closed == 0)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    /* The relay heard the device's GOAWAY and close frame. */
+    world_close(w);
+    free(w);
+}
+
+/* ---- raw peers -------------------------------------------------------------------------- */
+
+struct raw {
+    uv_tcp_t *tcp;
+    uv_write_t wreq;
+    uint8_t in[4096];
+    size_t inlen;
+    bool eof;
+    int closed;
+    int err;
+    char reason[256];
+};
+
+static void raw_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
+{
+    struct raw *r = h->data;
+    (void)sz;
+    buf->base = (char *)r->in + r->inlen;
+    buf->len = sizeof(r->in) - r->inlen;
+}
+
+static void raw_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct raw *r = s->data;
+    (void)buf;
+    if (nread > 0)
+        r->inlen += (size_t)nread;
+    else if (nread < 0) {
+        r->eof = true;
+        uv_read_stop(s);
+    }
+}
+
+static void raw_on_close(struct tt_wsconn *c, int err, const char *reason, void *ud)
+{
+    struct raw *r = ud;
+    (void)c;
+    r->closed++;
+    r->err = err;
+    snprintf(r->reason, sizeof(r->reason), "%s", reason);
+}
+
+static bool seen_pong;
+
+/* A wsconn (server side unless client) facing a raw socket; feeds raw bytes, returns the close
+ * code the wsconn sent back. */
+static void raw_case(bool client, const uint8_t *bytes, size_t len, uint32_t ping_interval,
+                     uint32_t ping_timeout, uint16_t want_code, int want_err, size_t max_message)
+{
+    uv_loop_t loop;
+    uv_timer_t guard;
+    uv_tcp_t *a, *b;
+    struct raw r;
+    struct tt_wsconn *c;
+    struct tt_session_callbacks scb;
+    struct tt_wsconn_config cfg = {0};
+    static const struct tt_wsconn_callbacks cb = {raw_on_close};
+
+    memset(&r, 0, sizeof(r));
+    memset(&scb, 0, sizeof(scb));
+    tt_pipe_session_callbacks(&scb);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    start_guard(&loop, &guard);
+    make_pair(&loop, &a, &b);
+    cfg.client = client;
+    cfg.session.role = client ? TT_ROLE_DEVICE : TT_ROLE_RELAY;
+    cfg.session.window = 65536;
+    cfg.session.max_streams = 4;
+    cfg.session_cb = &scb;
+    cfg.ping_interval_ms = ping_interval;
+    cfg.ping_timeout_ms = ping_timeout;
+    cfg.max_message = max_message;
+    r.tcp = a;
+    a->data = &r;
+    uv_read_start((uv_stream_t *)a, raw_alloc, raw_on_read);
+    assert_int_equal(tt_wsconn_new(&c, &loop, b, bytes, len, &cfg, &cb, &r), 0);
+    while (!r.closed)
+        uv_run(&loop, UV_RUN_ONCE);
+    /* Answer the close like a peer would: EOF. */
+    uv_shutdown_t sreq;
+    while (!r.eof)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(uv_shutdown(&sreq, (uv_stream_t *)a, NULL), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(r.err, want_err);
+    /* The last frame from the wsconn is a close frame with want_code. */
+    size_t off = 0;
+    uint16_t code = 0;
+    bool seen_close = false;
+    seen_pong = false;
+    while (off + 2 <= r.inlen) {
+        uint8_t op = r.in[off] & 0x0f;
+        bool masked = r.in[off + 1] & 0x80;
+        size_t plen = r.in[off + 1] & 0x7f, hl = 2;
+        assert_true(plen < 126);
+        assert_int_equal(masked, client);
+        if (masked)
+            hl += 4;
+        assert_true(off + hl + plen <= r.inlen);
+        if (op == 0xa)
+            seen_pong = plen == 2 && !seen_close;
+        if (op == 0x8) {
+            uint8_t p0 = r.in[off + hl], p1 = r.in[off + hl + 1];
+            if (masked) {
+                p0 ^= r.in[off + 2];
+                p1 ^= r.in[off + 3];
+            }
+            code = (uint16_t)(p0 << 8 | p1);
+            seen_close = true;
+        }
+        off += hl + plen;
+    }
+    assert_true(seen_close);
+    assert_int_equal(code, want_code);
+    uv_close((uv_handle_t *)a, client_closed);
+    finish_loop(&loop, &guard);
+}
+
+static void test_text_frame(void **state)
+{
+    /* Masked text frame "hi" from a client. */
+    static const uint8_t f[] = {0x81, 0x82, 1, 2, 3, 4, 'h' ^ 1, 'i' ^ 2};
+    (void)state;
+    raw_case(false, f, sizeof(f), 0, 0, 1003, TETHER_ERR_PROTO, 0);
+}
+
+static void test_unmasked_from_client(void **state)
+{
+    static const uint8_t f[] = {0x82, 0x01, 0x00};
+    (void)state;
+    raw_case(false, f, sizeof(f), 0, 0, 1002, TETHER_ERR_PROTO, 0);
+}
+
+static void test_masked_from_server(void **state)
+{
+    static const uint8_t f[] = {0x82, 0x81, 1, 2, 3, 4, 0};
+    (void)state;
+    raw_case(true, f, sizeof(f), 0, 0, 1002, TETHER_ERR_PROTO, 0);
+}
+
+static void test_too_large(void **state)
+{
+    /* A masked binary frame announcing 2000 bytes against max_message 1000. */
+    static const uint8_t f[] = {0x82, 0xfe, 0x07, 0xd0, 0, 0, 0, 0, 0};
+    (void)state;
+    raw_case(false, f, sizeof(f), 0, 0, 1009, TETHER_ERR_TOO_LARGE, 1000);
+}
+
+static void test_peer_close(void **state)
+{
+    /* Masked close 1000 "bye": orderly. */
+    static const uint8_t f[] = {0x88, 0x85, 0, 0, 0, 0, 0x03, 0xe8, 'b', 'y', 'e'};
+    (void)state;
+    raw_case(false, f, sizeof(f), 0, 0, 1000, 0, 0);
+}
+
+static void test_ping_timeout(void **state)
+{
+    (void)state;
+    /* The raw peer never answers pings. */
+    raw_case(true, NULL, 0, 50, 200, 1001, TETHER_ERR_TIMEOUT, 0);
+}
+
+static void test_ping_pong(void **state)
+{
+    /* A ping (masked, "ab") then a close: the pong must come back before the close. */
+    static const uint8_t f[] = {0x89, 0x82, 0, 0, 0, 0, 'a',  'b',
+                                0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9};
+    (void)state;
+    raw_case(false, f, sizeof(f), 0, 0, 1001, 0, 0);
+    assert_true(seen_pong);
+}
+
+static void test_bad_session_bytes(void **state)
+{
+    /* A masked binary frame whose payload is a DATA frame before any HELLO: session error. */
+    static const uint8_t f[] = {0x82, 0x88, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 1};
+    (void)state;
+    raw_case(false, f, sizeof(f), 0, 0, 1002, TETHER_ERR_PROTO, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_echo_small),         cmocka_unit_test(test_echo_flow_control),
+        cmocka_unit_test(test_echo_many_streams),  cmocka_unit_test(test_empty_stream),
+        cmocka_unit_test(test_connect_refused),    cmocka_unit_test(test_close_with_open_streams),
+        cmocka_unit_test(test_text_frame),         cmocka_unit_test(test_unmasked_from_client),
+        cmocka_unit_test(test_masked_from_server), cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_peer_close),         cmocka_unit_test(test_ping_timeout),
+        cmocka_unit_test(test_ping_pong),          cmocka_unit_test(test_bad_session_bytes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
