@@ -13,7 +13,7 @@
 
 #include "tether.h"
 #include "agent/backoff.h"
-#include "agent/config.h"
+#include "agent/agentconf.h"
 #include "agent/dial.h"
 #include "agent/services.h"
 #include "common/log.h"
@@ -111,10 +111,12 @@ static void emit(struct tether_agent *a, const struct tether_event *ev)
         TT_LOG(TT_LOG_INFO, "ready server=%s label=%s", ev->server, ev->label);
         break;
     case TETHER_EVENT_DISCONNECTED:
-        TT_LOG(TT_LOG_WARN, "disconnected server=%s reason=\"%s\"", ev->server, ev->reason);
+        TT_LOG(TT_LOG_WARN, "disconnected server=%s reason=\"%s\" retry_in=%.1fs", ev->server,
+               ev->reason, ev->retry_ms / 1000.0);
         break;
     case TETHER_EVENT_ERROR:
-        TT_LOG(TT_LOG_WARN, "error server=%s: %s", ev->server, ev->message);
+        TT_LOG(TT_LOG_WARN, "error server=%s retry_in=%.1fs: %s", ev->server,
+               ev->retry_ms / 1000.0, ev->message);
         break;
     }
 }
@@ -145,8 +147,8 @@ static void schedule(struct tether_agent *a, uint32_t delay_ms)
 {
     if (a->stopping)
         return;
-    TT_LOG(TT_LOG_INFO, "reconnecting in=%u.%us server=%s", (unsigned)(delay_ms / 1000),
-           (unsigned)(delay_ms % 1000 / 100), a->cfg->servers[a->next_server]);
+    TT_LOG(TT_LOG_DEBUG, "reconnecting in=%.1fs server=%s", delay_ms / 1000.0,
+           a->cfg->servers[a->next_server]);
     uv_timer_start(&a->timer, on_retry, delay_ms, 0);
 }
 
@@ -538,7 +540,7 @@ int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void
     a = calloc(1, sizeof *a);
     if (a == NULL)
         return TETHER_ERR_NOMEM;
-    rc = tt_config_dup(cfg, &a->cfg);
+    rc = tt_agentconf_dup(cfg, &a->cfg);
     if (rc != 0) {
         free(a);
         return rc;
