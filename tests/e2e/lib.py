@@ -480,6 +480,7 @@ class _ThreadingServer(http.server.ThreadingHTTPServer):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are separate writes
     service = None
 
     def log_message(self, fmt, *args):
