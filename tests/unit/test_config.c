@@ -1,0 +1,152 @@
+/* test_config.c - unit tests for src/relay/config.c: defaults, every flag in both spellings,
+ * derived values (device URLs, --tcp-bind), and one-line errors for bad command lines. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/log.h"
+#include "relay/config.h"
+
+static struct tt_config cfg;
+static char err[TT_ERRLEN];
+
+#define PARSE(...)                                                                                 \
+    ({                                                                                             \
+        char *argv_[] = {"tetherd", __VA_ARGS__};                                                  \
+        tt_config_parse(&cfg, (int)(sizeof(argv_) / sizeof(argv_[0])), argv_, err);               \
+    })
+
+static void test_defaults(void **state)
+{
+    char *argv[] = {"tetherd"};
+    char url[256];
+    (void)state;
+    assert_int_equal(tt_config_parse(&cfg, 1, argv, err), TT_CONFIG_RUN);
+    assert_int_equal(cfg.nlisten, 1);
+    assert_string_equal(cfg.listen[0].host, "127.0.0.1");
+    assert_int_equal(cfg.listen[0].port, 8080);
+    assert_string_equal(cfg.domain, "localhost");
+    assert_int_equal(cfg.tcp_low, 20000);
+    assert_int_equal(cfg.tcp_high, 20999);
+    assert_string_equal(cfg.tcp_bind, "127.0.0.1");
+    assert_int_equal(cfg.grace_ms, 3600000);
+    assert_string_equal(cfg.data_dir, "./tether-data");
+    assert_string_equal(cfg.token, "");
+    assert_string_equal(cfg.tokens_file, "");
+    assert_string_equal(cfg.admin.host, "127.0.0.1");
+    assert_int_equal(cfg.admin.port, 9090);
+    assert_int_equal(cfg.log_level, TT_LOG_INFO);
+    assert_true(tt_config_device_url(&cfg, "k3j9x2mq", url, sizeof(url)) > 0);
+    assert_string_equal(url, "http://k3j9x2mq.localhost:8080");
+}
+
+static void test_all_flags(void **state)
+{
+    char url[256];
+    (void)state;
+    assert_int_equal(PARSE("--listen", "0.0.0.0:80", "--listen=[::1]:8081", "--domain",
+                           "Relay.Example.COM", "--tcp-ports=30000-30010", "--grace", "5m",
+                           "--data-dir", "/tmp/x", "--token=abc", "--admin-listen",
+                           "127.0.0.1:9999", "--log-level", "debug"),
+                     TT_CONFIG_RUN);
+    assert_int_equal(cfg.nlisten, 2);
+    assert_string_equal(cfg.listen[0].host, "0.0.0.0");
+    assert_int_equal(cfg.listen[0].port, 80);
+    assert_string_equal(cfg.listen[1].host, "::1");
+    assert_int_equal(cfg.listen[1].port, 8081);
+    assert_string_equal(cfg.domain, "relay.example.com");
+    assert_int_equal(cfg.tcp_low, 30000);
+    assert_int_equal(cfg.tcp_high, 30010);
+    assert_string_equal(cfg.tcp_bind, "0.0.0.0");
+    assert_int_equal(cfg.grace_ms, 300000);
+    assert_string_equal(cfg.data_dir, "/tmp/x");
+    assert_string_equal(cfg.token, "abc");
+    assert_int_equal(cfg.admin.port, 9999);
+    assert_int_equal(cfg.log_level, TT_LOG_DEBUG);
+    assert_true(tt_config_device_url(&cfg, "lab", url, sizeof(url)) > 0);
+    assert_string_equal(url, "http://lab.relay.example.com"); /* port 80 left out */
+}
+
+static void test_public_url_and_bind(void **state)
+{
+    char url[256];
+    (void)state;
+    assert_int_equal(PARSE("--public-url", "https://Tether.Example.org", "--tcp-bind",
+                           "localhost", "--tokens-file", "/etc/t"),
+                     TT_CONFIG_RUN);
+    assert_true(tt_config_device_url(&cfg, "api--lab", url, sizeof(url)) > 0);
+    assert_string_equal(url, "https://api--lab.tether.example.org");
+    assert_string_equal(cfg.tcp_bind, "127.0.0.1");
+    assert_string_equal(cfg.tokens_file, "/etc/t");
+    assert_int_equal(PARSE("--public-url", "http://example.org:8000/"), TT_CONFIG_RUN);
+    assert_true(tt_config_device_url(&cfg, "lab", url, sizeof(url)) > 0);
+    assert_string_equal(url, "http://lab.example.org:8000");
+    assert_int_equal(tt_config_device_url(&cfg, "lab", url, 10), -1);
+}
+
+static void test_help_version(void **state)
+{
+    (void)state;
+    assert_int_equal(PARSE("--help"), TT_CONFIG_HELP);
+    assert_int_equal(PARSE("--version"), TT_CONFIG_VERSION);
+}
+
+static void expect_error(int rc, const char *needle)
+{
+    assert_int_equal(rc, -1);
+    if (!strstr(err, needle)) {
+        fprintf(stderr, "error '%s' lacks '%s'\n", err, needle);
+        fail();
+    }
+    assert_null(strchr(err, '\n'));
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    expect_error(PARSE("--bogus"), "--bogus");
+    expect_error(PARSE("stray"), "stray");
+    expect_error(PARSE("--listen"), "--listen needs a value");
+    expect_error(PARSE("--listen", "nohost"), "--listen");
+    expect_error(PARSE("--listen", "example.com:80"), "not an IP address");
+    expect_error(PARSE("--listen", "127.0.0.1:99999"), "--listen");
+    expect_error(PARSE("--domain", "bad_domain"), "--domain");
+    expect_error(PARSE("--domain", "a..b"), "--domain");
+    expect_error(PARSE("--tcp-ports", "20-10"), "--tcp-ports");
+    expect_error(PARSE("--tcp-bind", "x"), "--tcp-bind");
+    expect_error(PARSE("--grace", "soon"), "--grace");
+    expect_error(PARSE("--public-url", "ftp://x"), "--public-url");
+    expect_error(PARSE("--log-level", "loud"), "--log-level");
+    expect_error(PARSE("--token", ""), "--token");
+    expect_error(PARSE("--token", "a b"), "--token");
+    expect_error(PARSE("--token", "a", "--tokens-file", "f"), "cannot be used together");
+    expect_error(PARSE("--redis", "redis://x"), "--redis is not supported yet");
+    expect_error(PARSE("--tls-listen", "0.0.0.0:443"), "--tls-listen is not supported yet");
+    expect_error(PARSE("--admin-token", "t"), "--admin-token is not supported yet");
+    expect_error(PARSE("--config"), "--config needs a value");
+    expect_error(PARSE("--help=x"), "--help");
+}
+
+static void test_listen_limit(void **state)
+{
+    (void)state;
+    expect_error(PARSE("--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2", "--listen",
+                       "127.0.0.1:3", "--listen", "127.0.0.1:4", "--listen", "127.0.0.1:5",
+                       "--listen", "127.0.0.1:6", "--listen", "127.0.0.1:7", "--listen",
+                       "127.0.0.1:8", "--listen", "127.0.0.1:9"),
+                 "at most");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_all_flags),
+        cmocka_unit_test(test_public_url_and_bind), cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_errors),      cmocka_unit_test(test_listen_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

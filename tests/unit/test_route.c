@@ -1,0 +1,90 @@
+/* test_route.c - unit tests for src/relay/route.c: Host normalization, device-address
+ * classification (LABEL.DOMAIN, SERVICE--LABEL.DOMAIN, everything else) and service DNS names. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "relay/route.h"
+
+static int norm(const char *in, char out[TT_HOSTLEN])
+{
+    return tt_route_host_normalize((const uint8_t *)in, strlen(in), out);
+}
+
+static void test_normalize(void **state)
+{
+    char h[TT_HOSTLEN];
+    (void)state;
+    assert_int_equal(norm("ABC.LocalHost:8080", h), 0);
+    assert_string_equal(h, "abc.localhost");
+    assert_int_equal(norm("abc.localhost.", h), 0);
+    assert_string_equal(h, "abc.localhost");
+    assert_int_equal(norm("[::1]:8080", h), 0);
+    assert_string_equal(h, "[::1]");
+    assert_int_equal(norm("127.0.0.1", h), 0);
+    assert_string_equal(h, "127.0.0.1");
+    assert_int_equal(norm("", h), -1);
+    assert_int_equal(norm(":80", h), -1);
+    assert_int_equal(norm("a b", h), -1);
+    assert_int_equal(norm("a:", h), -1);
+    assert_int_equal(norm("a:80x", h), -1);
+    assert_int_equal(norm("a:123456", h), -1);
+    assert_int_equal(norm("[::1", h), -1);
+    assert_int_equal(norm("a/b", h), -1);
+}
+
+static void test_classify(void **state)
+{
+    char label[TT_MAX_LABEL + 1], svc[TT_ROUTE_SVCLEN + 1];
+    (void)state;
+    assert_int_equal(tt_route_classify("k3j9x2mq.localhost", "localhost", label, svc),
+                     TT_ROUTE_DEVICE);
+    assert_string_equal(label, "k3j9x2mq");
+    assert_string_equal(svc, "");
+    assert_int_equal(tt_route_classify("my-api--k3j9x2mq.localhost", "localhost", label, svc),
+                     TT_ROUTE_DEVICE);
+    assert_string_equal(label, "k3j9x2mq");
+    assert_string_equal(svc, "my-api");
+    assert_int_equal(tt_route_classify("localhost", "localhost", label, svc), TT_ROUTE_OTHER);
+    assert_int_equal(tt_route_classify("a.b.localhost", "localhost", label, svc),
+                     TT_ROUTE_OTHER);
+    assert_int_equal(tt_route_classify("127.0.0.1", "localhost", label, svc), TT_ROUTE_OTHER);
+    assert_int_equal(tt_route_classify("xlocalhost", "localhost", label, svc), TT_ROUTE_OTHER);
+    assert_int_equal(tt_route_classify("ab-c.localhost", "localhost", label, svc),
+                     TT_ROUTE_OTHER);
+    assert_int_equal(tt_route_classify("--abc.localhost", "localhost", label, svc),
+                     TT_ROUTE_OTHER);
+    assert_int_equal(tt_route_classify("abc.relay.example.com", "relay.example.com", label, svc),
+                     TT_ROUTE_DEVICE);
+    assert_string_equal(label, "abc");
+}
+
+static void test_service_dnsname(void **state)
+{
+    char out[TT_ROUTE_SVCLEN + 1];
+    (void)state;
+    tt_route_service_dnsname((const uint8_t *)"API", 3, out);
+    assert_string_equal(out, "api");
+    tt_route_service_dnsname((const uint8_t *)"my__web.ui-", 11, out);
+    assert_string_equal(out, "my-web-ui");
+    tt_route_service_dnsname((const uint8_t *)"___", 3, out);
+    assert_string_equal(out, "svc");
+    char longname[100];
+    memset(longname, 'x', sizeof(longname));
+    tt_route_service_dnsname((const uint8_t *)longname, sizeof(longname), out);
+    assert_int_equal(strlen(out), TT_ROUTE_SVCLEN);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_service_dnsname),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

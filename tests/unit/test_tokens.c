@@ -1,0 +1,131 @@
+/* test_tokens.c - unit tests for src/relay/tokens.c: tokens-file parsing (comments, blanks,
+ * errors with line numbers), per-name and fleet checks, and the data dir's generated token. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "relay/tokens.h"
+
+static bool check(const struct tt_tokens *t, const char *name, const char *tok)
+{
+    return tt_tokens_check(t, (const uint8_t *)name, strlen(name), (const uint8_t *)tok,
+                           strlen(tok));
+}
+
+static void test_parse_and_check(void **state)
+{
+    struct tt_tokens t;
+    char err[TT_ERRLEN];
+    static const char text[] = "# devices\n\n  dev1   tok-one  \r\n"
+                               "dev2\ttok-two\n   # indented comment\n"
+                               "dev3 tok-three"; /* no final newline */
+    (void)state;
+    tt_tokens_init(&t);
+    assert_false(check(&t, "dev1", "tok-one"));
+    assert_int_equal(tt_tokens_parse(&t, text, sizeof(text) - 1, "f", err), 0);
+    assert_int_equal(t.n, 3);
+    assert_true(check(&t, "dev1", "tok-one"));
+    assert_true(check(&t, "dev2", "tok-two"));
+    assert_true(check(&t, "dev3", "tok-three"));
+    assert_false(check(&t, "dev1", "tok-two"));
+    assert_false(check(&t, "dev1", "tok-on"));
+    assert_false(check(&t, "dev4", "tok-one"));
+    /* a fleet token serves names without their own */
+    tt_tokens_set_fleet(&t, "fleet", 5);
+    assert_true(check(&t, "dev4", "fleet"));
+    assert_false(check(&t, "dev1", "fleet"));
+    tt_tokens_reset(&t);
+}
+
+static void expect_bad(const char *text, const char *needle)
+{
+    struct tt_tokens t;
+    char err[TT_ERRLEN];
+    tt_tokens_init(&t);
+    static const char good[] = "keep me\n";
+    assert_int_equal(tt_tokens_parse(&t, good, sizeof(good) - 1, "f", err), 0);
+    assert_int_equal(tt_tokens_parse(&t, text, strlen(text), "tokens.txt", err), -1);
+    if (!strstr(err, needle)) {
+        fprintf(stderr, "error '%s' lacks '%s'\n", err, needle);
+        fail();
+    }
+    assert_true(check(&t, "keep", "me")); /* unchanged on failure */
+    tt_tokens_reset(&t);
+}
+
+static void test_parse_errors(void **state)
+{
+    (void)state;
+    expect_bad("dev1\n", "tokens.txt:1: expected 'NAME TOKEN'");
+    expect_bad("a b\n\nc d e\n", "tokens.txt:3:");
+    expect_bad("a b\na c\n", "given twice");
+    char longname[200];
+    memset(longname, 'n', 100);
+    strcpy(longname + 100, " tok\n");
+    expect_bad(longname, "name too long");
+}
+
+static void test_load_file(void **state)
+{
+    char dir[] = "/tmp/test_tokens_XXXXXX";
+    char path[256], err[TT_ERRLEN];
+    struct tt_tokens t;
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/tokens", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("dev1 secret\n", f);
+    fclose(f);
+    tt_tokens_init(&t);
+    assert_int_equal(tt_tokens_load_file(&t, path, err), 0);
+    assert_true(check(&t, "dev1", "secret"));
+    unlink(path);
+    assert_int_equal(tt_tokens_load_file(&t, path, err), -1);
+    assert_non_null(strstr(err, "cannot read"));
+    assert_true(check(&t, "dev1", "secret"));
+    tt_tokens_reset(&t);
+    rmdir(dir);
+}
+
+static void test_datadir_token(void **state)
+{
+    char dir[] = "/tmp/test_tokens_XXXXXX";
+    char path[256], err[TT_ERRLEN];
+    char a[TT_MAX_TOKEN + 1], b[TT_MAX_TOKEN + 1];
+    bool created;
+    struct stat st;
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tt_tokens_datadir(dir, a, &created, err), 0);
+    assert_true(created);
+    assert_int_equal(strlen(a), TT_TOKEN_HEXLEN);
+    snprintf(path, sizeof(path), "%s/token", dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(tt_tokens_datadir(dir, b, &created, err), 0);
+    assert_false(created);
+    assert_string_equal(a, b);
+    unlink(path);
+    rmdir(dir);
+    assert_int_equal(tt_tokens_datadir("/nonexistent/dir", a, &created, err), -1);
+    assert_non_null(strstr(err, "cannot create"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_and_check),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_datadir_token),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
