@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""seeds.py - rebuilds the seed corpus of tests/fuzz/corpus/ from tests/vectors/*.txt.
+
+Each seed file is named by the SHA-256 of its content. fuzz_frame seeds are a decoder selector
+byte (0 HELLO, 1 WELCOME, 2 REFUSE/RESET/GOAWAY, 3 OPEN, 4 WINDOW) and a vector's payload;
+fuzz_session seeds are a knob byte (see fuzz_session.c) and a vector's bytes, fed to a session
+in the vector file's context, plus a few whole conversations. Run from the repository root:
+    python3 tests/fuzz/seeds.py
+"""
+import hashlib
+import os
+import struct
+
+VEC = "tests/vectors"
+OUT = "tests/fuzz/corpus"
+SELECT = {1: 0, 2: 1, 3: 2, 7: 2, 8: 2, 4: 3, 6: 4}
+CONTEXT = {"hello.txt": 0x00, "welcome.txt": 0x01, "refuse.txt": 0x01}  # others: 0x03 (D1)
+
+
+def vectors():
+    out = []
+    for fname in sorted(os.listdir(VEC)):
+        if not fname.endswith(".txt"):
+            continue
+        cur = None
+        for line in open(os.path.join(VEC, fname), encoding="utf-8"):
+            line = line.rstrip("\n")
+            if line.startswith("name: "):
+                cur = {"file": fname, "hex": ""}
+                out.append(cur)
+            elif line.startswith("hex: ") and cur is not None:
+                cur["hex"] += line[5:].replace(" ", "")
+    return out
+
+
+def write(target, data):
+    d = os.path.join(OUT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, hashlib.sha256(data).hexdigest()), "wb") as fp:
+        fp.write(data)
+
+
+def frame(typ, payload, flags=0, stream=0):
+    return struct.pack(">HBBI", len(payload), typ, flags, stream) + payload
+
+
+def s8(b):
+    return bytes([len(b)]) + b
+
+
+def main():
+    for v in vectors():
+        b = bytes.fromhex(v["hex"])
+        typ = b[2]
+        if typ in SELECT and len(b) >= 8:
+            write("fuzz_frame", bytes([SELECT[typ]]) + b[8:])
+        knob = CONTEXT.get(v["file"], 0x03)
+        write("fuzz_session", bytes([knob]) + b)
+        write("fuzz_session", bytes([knob | 0x10]) + b)  # one byte at a time
+    hello = frame(1, struct.pack(">BHI", 1, 8, 64) + s8(b"sensor-1") + s8(b"tok") + b"\x03"
+                  + b"\x01" + s8(b"http") + b"\x02" + s8(b"ssh") + b"\x02" + s8(b"db"))
+    relay = (hello + frame(5, b"GET / HTTP/1.1\r\n\r\n", stream=1) + frame(6, b"\x00\x00\x01\x00", stream=2)
+             + frame(5, b"F-bye", flags=1, stream=2) + frame(7, b"\x00\x06io", stream=3)
+             + frame(5, b"R!reset", stream=1) + frame(0x33, b"ext") + frame(8, b"\x00\x00"))
+    for knob in (0x00, 0x08, 0x18, 0x28, 0x80, 0x04):
+        write("fuzz_session", bytes([knob]) + relay)
+    welcome = frame(2, struct.pack(">BHI", 1, 100, 1000) + s8(b"k3j9x2mq") + b"\x02" + b"\x01"
+                    + s8(b"http") + b"\x00\x00" + s8(b"http://k3j9x2mq.localhost:8080") + b"\x02"
+                    + s8(b"ssh") + b"\x4e\x21" + s8(b"localhost"))
+    device = (welcome + frame(4, b"\x00203.0.113.7:51234", stream=1) + frame(4, b"\x01", stream=3)
+              + frame(5, b"hello", stream=1) + frame(5, b"F-0123456789", flags=1, stream=3)
+              + frame(6, b"\x00\x00\x10\x00", stream=1) + frame(4, b"\x09", stream=5)
+              + frame(5, b"0123456789abcdefX", stream=1) + frame(8, b"\x00\x01bye"))
+    for knob in (0x01, 0x09, 0x19, 0x39, 0x81, 0x05):
+        write("fuzz_session", bytes([knob]) + device)
+
+
+if __name__ == "__main__":
+    main()
