@@ -344,8 +344,11 @@ static void describe_loss(struct tether_agent *a, int err, const char *why, char
     if (a->got_goaway) {
         switch (a->goaway_code) {
         case TT_GOAWAY_SHUTDOWN:
-            snprintf(out, outlen, "relay is shutting down%s%s%s", r[0] ? " (" : "", r,
-                     r[0] ? ")" : "");
+            /* The relay's own words usually say the same thing again: keep them only if not. */
+            if (r[0] && strstr(r, "shutting down") == NULL)
+                snprintf(out, outlen, "relay is shutting down (%s)", r);
+            else
+                snprintf(out, outlen, "relay is shutting down");
             return;
         case TT_GOAWAY_TAKEOVER:
             snprintf(out, outlen, "another connection with the same name took over");
