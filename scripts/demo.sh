@@ -26,10 +26,11 @@ if ! command -v python3 >/dev/null; then
     $sudo apt-get install -y -q --no-install-recommends python3 >/dev/null || die "could not install python3"
 fi
 
-port_free() { # PORT: true if nothing holds 127.0.0.1:PORT
+port_free() { # PORT: true if nothing listens on 127.0.0.1:PORT (TIME_WAIT leftovers are fine)
     python3 -c 'import socket,sys
 s=socket.socket()
-try: s.bind(("127.0.0.1",int(sys.argv[1])))
+s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+try: s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(1)
 except OSError: sys.exit(1)' "$1"
 }
 port_free "$LISTEN_PORT" || die "port $LISTEN_PORT is already in use (another tetherd or web server?); stop it and run 'make demo' again"
@@ -99,8 +100,14 @@ say "  Device:  tether exposing a sample page served on 127.0.0.1:$page_port"
 say "  Agent:   $(head -n 1 "$tmp/tether.out")"
 say ""
 say "  Your device is reachable at $url — open it in a browser or curl it; Ctrl-C stops the demo."
-if command -v curl >/dev/null && curl -s --noproxy '*' --max-time 10 "$url" | grep -q "Hello from a Tether device"; then
-    say "  (checked: curl $url answers with the sample page)"
+if command -v curl >/dev/null; then
+    for _ in 1 2 3 4 5; do
+        if curl -s --noproxy '*' --max-time 10 "$url" | grep -q "Hello from a Tether device"; then
+            say "  (checked: curl $url answers with the sample page)"
+            break
+        fi
+        sleep 1
+    done
 fi
 say ""
 
