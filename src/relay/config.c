@@ -10,39 +10,40 @@
 
 /* Flags accepted now but built by later issues: they are checked for a value, then refused. */
 static const char *const later_flags[] = {
-    "--tls-listen", "--tls-cert",     "--tls-key",     "--redis",
-    "--node-id",    "--advertise",    "--admin-token", "--config",
+    "--tls-listen", "--tls-cert",  "--tls-key",     "--redis",
+    "--node-id",    "--advertise", "--admin-token", "--config",
 };
 
 void tt_config_usage(FILE *f)
 {
-    fputs("usage: tetherd [--listen ADDR:PORT]... [--domain DOMAIN] [--public-url URL]\n"
-          "               [--tcp-ports LOW-HIGH] [--tcp-bind ADDR] [--grace DURATION]\n"
-          "               [--data-dir DIR] [--token TOKEN | --tokens-file FILE]\n"
-          "               [--admin-listen ADDR:PORT] [--log-level LEVEL]\n"
-          "\n"
-          "The Tether relay: devices dial in over WebSocket; browsers and TCP clients reach them\n"
-          "through it.\n"
-          "\n"
-          "  --listen ADDR:PORT     devices and browsers (repeatable; default 127.0.0.1:8080)\n"
-          "  --domain DOMAIN        device URLs are http://LABEL.DOMAIN[:PORT] (default localhost)\n"
-          "  --public-url URL       base of device URLs (default http://DOMAIN:PORT of the first\n"
-          "                         --listen; the port is left out when it is 80)\n"
-          "  --tcp-ports LOW-HIGH   public ports for raw TCP services (default 20000-20999)\n"
-          "  --tcp-bind ADDR        address the TCP ports bind (default: the first --listen's)\n"
-          "  --grace DURATION       how long an offline device keeps its label and ports\n"
-          "                         (30s, 5m, 2h, 7d; default 1h)\n"
-          "  --data-dir DIR         relay data (default ./tether-data)\n"
-          "  --token TOKEN          the token every device presents\n"
-          "  --tokens-file FILE     one 'NAME TOKEN' pair per line; reloaded on SIGHUP\n"
-          "  --admin-listen ADDR:PORT  admin listener, GET /healthz (default 127.0.0.1:9090)\n"
-          "  --log-level LEVEL      error, warn, info or debug (default info)\n"
-          "  --help, --version\n"
-          "\n"
-          "Without --token or --tokens-file, a token is created in DATA_DIR/token on first start\n"
-          "and printed once. --tls-listen, --tls-cert, --tls-key, --redis, --node-id,\n"
-          "--advertise, --admin-token and --config are not supported yet.\n",
-          f);
+    fputs(
+        "usage: tetherd [--listen ADDR:PORT]... [--domain DOMAIN] [--public-url URL]\n"
+        "               [--tcp-ports LOW-HIGH] [--tcp-bind ADDR] [--grace DURATION]\n"
+        "               [--data-dir DIR] [--token TOKEN | --tokens-file FILE]\n"
+        "               [--admin-listen ADDR:PORT] [--log-level LEVEL]\n"
+        "\n"
+        "The Tether relay: devices dial in over WebSocket; browsers and TCP clients reach them\n"
+        "through it.\n"
+        "\n"
+        "  --listen ADDR:PORT     devices and browsers (repeatable; default 127.0.0.1:8080)\n"
+        "  --domain DOMAIN        device URLs are http://LABEL.DOMAIN[:PORT] (default localhost)\n"
+        "  --public-url URL       base of device URLs (default http://DOMAIN:PORT of the first\n"
+        "                         --listen; the port is left out when it is 80)\n"
+        "  --tcp-ports LOW-HIGH   public ports for raw TCP services (default 20000-20999)\n"
+        "  --tcp-bind ADDR        address the TCP ports bind (default: the first --listen's)\n"
+        "  --grace DURATION       how long an offline device keeps its label and ports\n"
+        "                         (30s, 5m, 2h, 7d; default 1h)\n"
+        "  --data-dir DIR         relay data (default ./tether-data)\n"
+        "  --token TOKEN          the token every device presents\n"
+        "  --tokens-file FILE     one 'NAME TOKEN' pair per line; reloaded on SIGHUP\n"
+        "  --admin-listen ADDR:PORT  admin listener, GET /healthz (default 127.0.0.1:9090)\n"
+        "  --log-level LEVEL      error, warn, info or debug (default info)\n"
+        "  --help, --version\n"
+        "\n"
+        "Without --token or --tokens-file, a token is created in DATA_DIR/token on first start\n"
+        "and printed once. --tls-listen, --tls-cert, --tls-key, --redis, --node-id,\n"
+        "--advertise, --admin-token and --config are not supported yet.\n",
+        f);
 }
 
 /* "localhost" or an IPv4/IPv6 literal; host is rewritten to the literal. */
@@ -189,8 +190,8 @@ static int apply(struct tt_config *c, const char *flag, const char *v, bool *lis
     if (strcmp(flag, "--log-level") == 0) {
         int lvl = tt_log_parse_level(v);
         if (lvl < 0) {
-            snprintf(err, TT_ERRLEN,
-                     "--log-level: '%.100s' is not one of error, warn, info, debug", v);
+            snprintf(err, TT_ERRLEN, "--log-level: '%.100s' is not one of error, warn, info, debug",
+                     v);
             return -1;
         }
         c->log_level = lvl;
@@ -209,10 +210,10 @@ static int apply(struct tt_config *c, const char *flag, const char *v, bool *lis
 static bool takes_value(const char *flag)
 {
     static const char *const with_value[] = {
-        "--listen",   "--domain",        "--public-url",   "--tcp-ports", "--tcp-bind",
-        "--grace",    "--data-dir",      "--token",        "--tokens-file", "--admin-listen",
-        "--log-level", "--tls-listen",   "--tls-cert",     "--tls-key",   "--redis",
-        "--node-id",  "--advertise",     "--admin-token",  "--config",
+        "--listen",    "--domain",     "--public-url",  "--tcp-ports",   "--tcp-bind",
+        "--grace",     "--data-dir",   "--token",       "--tokens-file", "--admin-listen",
+        "--log-level", "--tls-listen", "--tls-cert",    "--tls-key",     "--redis",
+        "--node-id",   "--advertise",  "--admin-token", "--config",
     };
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)

@@ -44,8 +44,7 @@ static void save(struct tt_device *d)
     for (uint8_t i = 0; i < d->nsvc; i++) {
         if (d->svc[i].kind != TT_SERVICE_TCP || !d->svc[i].portno)
             continue;
-        snprintf(rd.ports[rd.nports].service, sizeof(rd.ports[0].service), "%s",
-                 d->svc[i].name);
+        snprintf(rd.ports[rd.nports].service, sizeof(rd.ports[0].service), "%s", d->svc[i].name);
         rd.ports[rd.nports++].port = d->svc[i].portno;
     }
     int rc = tt_registry_put(d->relay->reg, &rd);
@@ -129,8 +128,7 @@ static struct tt_device *device_create(struct tt_relay *r, const char *name)
     struct tt_reg_device rd;
     if (tt_registry_get(r->reg, name, &rd) == 0) {
         int64_t now_s = tt_relay_now_ms() / 1000;
-        if (rd.offline_since == 0 ||
-            (now_s - rd.offline_since) * 1000 < (int64_t)r->cfg.grace_ms) {
+        if (rd.offline_since == 0 || (now_s - rd.offline_since) * 1000 < (int64_t)r->cfg.grace_ms) {
             snprintf(d->label, sizeof(d->label), "%s", rd.label);
             for (uint8_t i = 0; i < rd.nports && i < TT_MAX_SERVICES; i++) {
                 d->svc[i].kind = TT_SERVICE_TCP;
@@ -320,8 +318,8 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         takeover(d);
     int rc = configure_services(d, m);
     if (rc) {
-        TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"no TCP port left\"",
-               name, dc->peer);
+        TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"no TCP port left\"", name,
+               dc->peer);
         if (fresh) {
             expire(d);
         } else if (!d->offline_since) {
@@ -339,13 +337,13 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         w.services[i].kind = sv->kind;
         w.services[i].name = (struct tt_str){(const uint8_t *)sv->name, strlen(sv->name)};
         w.services[i].port = sv->kind == TT_SERVICE_TCP ? sv->portno : 0;
-        w.services[i].address =
-            (struct tt_str){(const uint8_t *)sv->address, strlen(sv->address)};
+        w.services[i].address = (struct tt_str){(const uint8_t *)sv->address, strlen(sv->address)};
     }
     uint8_t buf[4096];
     tt_ssize n = tt_session_accept(s, &w, buf, sizeof(buf));
     if (n < 0) {
-        TT_LOG(TT_LOG_ERROR, "cannot accept device device=%s err=%s", name, tether_err_name((int)n));
+        TT_LOG(TT_LOG_ERROR, "cannot accept device device=%s err=%s", name,
+               tether_err_name((int)n));
         if (!d->offline_since)
             d->offline_since = now;
         return refuse(dc, s, TT_REFUSE_INTERNAL, "relay failure");
@@ -410,8 +408,8 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
         d->conn = NULL;
         d->offline_since = d->last_seen = tt_relay_now_ms();
         save(d);
-        TT_LOG(TT_LOG_INFO, "device disconnected device=%s label=%s peer=%s reason=\"%s\"",
-               d->name, d->label, dc->peer, why);
+        TT_LOG(TT_LOG_INFO, "device disconnected device=%s label=%s peer=%s reason=\"%s\"", d->name,
+               d->label, dc->peer, why);
     } else {
         TT_LOG(TT_LOG_DEBUG, "device connection closed peer=%s reason=\"%s\"", dc->peer, why);
     }

@@ -78,8 +78,8 @@ static int64_t open_stream(struct tt_device *d, int svc, const char *origin)
     struct tt_wsconn *ws = d->conn->ws;
     uint8_t buf[TT_FRAME_HEADER_LEN + 8 + TT_MAX_ADDR];
     uint32_t id;
-    tt_ssize n = tt_session_open(tt_wsconn_session(ws), (uint8_t)svc, origin, NULL, &id, buf,
-                                 sizeof(buf));
+    tt_ssize n =
+        tt_session_open(tt_wsconn_session(ws), (uint8_t)svc, origin, NULL, &id, buf, sizeof(buf));
     if (n < 0)
         return n;
     int rc = tt_wsconn_send_frame(ws, buf, (size_t)n);
@@ -93,7 +93,7 @@ static int64_t open_stream(struct tt_device *d, int svc, const char *origin)
 }
 
 void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8_t *pre,
-                   size_t prelen, const char *host, const char *client_ip, uint16_t client_port)
+                     size_t prelen, const char *host, const char *client_ip, uint16_t client_port)
 {
     struct http_client *hc = malloc(sizeof(*hc));
     if (!hc) {
@@ -103,17 +103,16 @@ void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8
     snprintf(hc->origin, sizeof(hc->origin), "%s:%u", client_ip, (unsigned)client_port);
     int64_t id = open_stream(d, svc, hc->origin);
     if (id < 0) {
-        TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", d->name,
-               hc->origin, tether_err_name((int)id));
+        TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", d->name, hc->origin,
+               tether_err_name((int)id));
         free(hc);
-        respond_page(client,
-                     id == TETHER_ERR_STREAM_LIMIT ? TT_PAGE_BUSY : TT_PAGE_UNAVAILABLE);
+        respond_page(client, id == TETHER_ERR_STREAM_LIMIT ? TT_PAGE_BUSY : TT_PAGE_UNAVAILABLE);
         return;
     }
     tt_httpproxy_init(&hc->hx, host, client_ip);
     struct tt_pipe *p;
-    int rc = tt_pipe_new(&p, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, pre,
-                         prelen, &http_hooks, hc);
+    int rc = tt_pipe_new(&p, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, pre, prelen,
+                         &http_hooks, hc);
     if (rc) {
         tt_wsconn_reset_stream(d->conn->ws, (uint32_t)id, TT_RESET_CANCEL);
         tt_httpproxy_reset(&hc->hx);

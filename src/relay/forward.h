@@ -16,7 +16,7 @@
  * client_ip and client_port name the browser. When no stream can be opened the client gets
  * a 503 (device busy or unreachable) or 502 page. */
 void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8_t *pre,
-                   size_t prelen, const char *host, const char *client_ip, uint16_t client_port);
+                     size_t prelen, const char *host, const char *client_ip, uint16_t client_port);
 
 /* Joins the TCP client (malloc'd, taken over) to TCP service svc of the online device d; the
  * client is closed when no stream can be opened. */

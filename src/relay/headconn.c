@@ -89,8 +89,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     hc->len += (size_t)nread;
     if (ev == TT_HEADPARSE_ERROR)
-        respond_page(hc, hc->hp.err == TETHER_ERR_TOO_LARGE ? TT_PAGE_TOO_LARGE
-                                                            : TT_PAGE_BAD_REQUEST);
+        respond_page(hc,
+                     hc->hp.err == TETHER_ERR_TOO_LARGE ? TT_PAGE_TOO_LARGE : TT_PAGE_BAD_REQUEST);
     else if (hc->len >= TT_HEAD_MAX)
         respond_page(hc, TT_PAGE_TOO_LARGE);
 }
@@ -103,8 +103,7 @@ static void on_timer(uv_timer_t *t)
     while (hc) {
         struct tt_headconn *next = hc->next;
         if (now - hc->started >= TT_HEADCONN_TIMEOUT_MS) {
-            TT_LOG(TT_LOG_DEBUG, "request head timeout peer=%s:%u", hc->peer_ip,
-                   hc->peer_port);
+            TT_LOG(TT_LOG_DEBUG, "request head timeout peer=%s:%u", hc->peer_ip, hc->peer_port);
             tt_headconn_free(hc);
         }
         hc = next;

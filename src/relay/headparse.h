@@ -12,8 +12,8 @@
 #include <stdint.h>
 #include <http_parser.h>
 
-#define TT_HEAD_MAX (16u * 1024)   /* largest request head accepted (431 beyond) */
-#define TT_HEAD_MAX_HEADERS 128    /* more header lines than this: 431 */
+#define TT_HEAD_MAX (16u * 1024) /* largest request head accepted (431 beyond) */
+#define TT_HEAD_MAX_HEADERS 128  /* more header lines than this: 431 */
 
 struct tt_head_hdr {
     uint32_t foff, flen; /* name: base[foff .. foff+flen) */

@@ -115,8 +115,8 @@ static int finish_head(struct tt_httpproxy *x, size_t headlen, tt_httpproxy_emit
     struct tt_chunk *o = tt_chunk_get();
     if (!o)
         return TETHER_ERR_NOMEM;
-    tt_ssize n = tt_httpproxy_rewrite(x->head->data, headlen, &x->hp, x->client_ip, o->data,
-                                      TT_CHUNK_SIZE);
+    tt_ssize n =
+        tt_httpproxy_rewrite(x->head->data, headlen, &x->hp, x->client_ip, o->data, TT_CHUNK_SIZE);
     int rc = n < 0 ? TETHER_ERR_TOO_LARGE : emit(ud, o->data, (size_t)n);
     tt_chunk_put(o);
     tt_httpproxy_reset(x);
@@ -177,8 +177,8 @@ static tt_ssize feed_body(struct tt_httpproxy *x, const uint8_t *in, size_t len,
     return (tt_ssize)r;
 }
 
-int tt_httpproxy_feed(struct tt_httpproxy *x, const uint8_t *in, size_t len,
-                      tt_httpproxy_emit emit, void *ud)
+int tt_httpproxy_feed(struct tt_httpproxy *x, const uint8_t *in, size_t len, tt_httpproxy_emit emit,
+                      void *ud)
 {
     while (len > 0) {
         tt_ssize r;

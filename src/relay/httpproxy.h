@@ -27,12 +27,12 @@ enum tt_httpproxy_mode {
 
 struct tt_httpproxy {
     struct tt_headparse hp;
-    uint8_t mode;              /* enum tt_httpproxy_mode */
-    char host[TT_HOSTLEN];     /* normalized Host every request must carry */
-    char client_ip[64];        /* appended to X-Forwarded-For */
-    struct tt_chunk *head;     /* the head being read (pool chunk), only while it holds bytes */
+    uint8_t mode;          /* enum tt_httpproxy_mode */
+    char host[TT_HOSTLEN]; /* normalized Host every request must carry */
+    char client_ip[64];    /* appended to X-Forwarded-For */
+    struct tt_chunk *head; /* the head being read (pool chunk), only while it holds bytes */
     size_t hlen;
-    uint64_t requests;         /* heads rewritten so far */
+    uint64_t requests; /* heads rewritten so far */
 };
 
 /* Prepares x for a connection whose requests must carry Host host (normalized form, see
@@ -46,8 +46,8 @@ void tt_httpproxy_reset(struct tt_httpproxy *x);
  * split). Returns 0, or TETHER_ERR_HTTP (malformed request, or a Host missing), _TOO_LARGE
  * (head over TT_HEAD_MAX or too many headers), _NOT_FOUND (a later request names another
  * Host), _NOMEM, or emit's error. After an error x only accepts tt_httpproxy_reset. */
-int tt_httpproxy_feed(struct tt_httpproxy *x, const uint8_t *in, size_t len,
-                      tt_httpproxy_emit emit, void *ud);
+int tt_httpproxy_feed(struct tt_httpproxy *x, const uint8_t *in, size_t len, tt_httpproxy_emit emit,
+                      void *ud);
 
 /* Writes the rewritten form of one head (head[0..headlen), parsed into hp) into out.
  * Returns its length, or TETHER_ERR_AGAIN when outlen is too small (headlen + the Host

@@ -75,10 +75,9 @@ static inline int tt_registry_del(struct tt_registry *r, const char *name)
 }
 
 static inline int tt_registry_foreach(struct tt_registry *r,
-                                      int (*cb)(const struct tt_reg_device *d, void *ud),
-                                      void *ud)
+                                      int (*cb)(const struct tt_reg_device *d, void *ud), void *ud)
 {
-    return r->ops->foreach(r, cb, ud);
+    return r->ops->foreach (r, cb, ud);
 }
 
 static inline void tt_registry_free(struct tt_registry *r)

@@ -72,8 +72,8 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     if (make_dirs(cfg->data_dir, err) != 0 || setup_tokens(r, err) != 0)
         return -1;
     r->reg = tt_registry_mem_new();
-    if (!r->reg || tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low,
-                                    cfg->tcp_high) != 0) {
+    if (!r->reg ||
+        tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low, cfg->tcp_high) != 0) {
         snprintf(err, TT_ERRLEN, "out of memory");
         return -1;
     }

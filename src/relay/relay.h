@@ -21,11 +21,11 @@ struct tt_relay {
     struct tt_config cfg;
     struct tt_tokens tokens;
     struct tt_registry *reg;
-    struct tt_strmap by_name;    /* device name -> struct tt_device * (owned) */
-    struct tt_strmap by_label;   /* label -> the same device */
-    struct tt_devconn *conns;    /* every device connection (registered or not) */
+    struct tt_strmap by_name;  /* device name -> struct tt_device * (owned) */
+    struct tt_strmap by_label; /* label -> the same device */
+    struct tt_devconn *conns;  /* every device connection (registered or not) */
     struct tt_tcpports ports;
-    struct tt_headconn_set web;  /* connections on the --listen ports */
+    struct tt_headconn_set web; /* connections on the --listen ports */
     struct tt_headconn_set admin;
     uv_tcp_t *listeners[TT_CONFIG_MAX_LISTEN + 1]; /* the --listen ports, then admin */
     size_t nlisteners;

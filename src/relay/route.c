@@ -59,8 +59,7 @@ static bool label_ok(const char *s, size_t n)
 }
 
 enum tt_route_kind tt_route_classify(const char *host, const char *domain,
-                                     char label[TT_MAX_LABEL + 1],
-                                     char svc[TT_ROUTE_SVCLEN + 1])
+                                     char label[TT_MAX_LABEL + 1], char svc[TT_ROUTE_SVCLEN + 1])
 {
     size_t hl = strlen(host), dl = strlen(domain);
     label[0] = svc[0] = '\0';

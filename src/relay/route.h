@@ -26,8 +26,7 @@ int tt_route_host_normalize(const uint8_t *v, size_t len, char out[TT_HOSTLEN]);
 /* Classifies the normalized host under domain. For TT_ROUTE_DEVICE, label gets the device
  * label and svc the service part ("" for the plain LABEL.DOMAIN). */
 enum tt_route_kind tt_route_classify(const char *host, const char *domain,
-                                     char label[TT_MAX_LABEL + 1],
-                                     char svc[TT_ROUTE_SVCLEN + 1]);
+                                     char label[TT_MAX_LABEL + 1], char svc[TT_ROUTE_SVCLEN + 1]);
 
 /* The DNS-safe form of a service name for SERVICE--LABEL hosts: lowercase letters, digits and
  * single '-', at most TT_ROUTE_SVCLEN characters, never empty ("svc" if nothing is left). */

@@ -42,8 +42,8 @@ static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
     size_t keylen, verlen, protolen;
     if (hc->hp.p.method != HTTP_GET ||
         tt_headparse_find(&hc->hp, "sec-websocket-key", &key, &keylen) != 1 ||
-        tt_headparse_find(&hc->hp, "sec-websocket-version", &ver, &verlen) != 1 ||
-        verlen != 2 || memcmp(ver, "13", 2) != 0) {
+        tt_headparse_find(&hc->hp, "sec-websocket-version", &ver, &verlen) != 1 || verlen != 2 ||
+        memcmp(ver, "13", 2) != 0) {
         respond_page(hc, TT_PAGE_BAD_REQUEST);
         return;
     }
@@ -88,8 +88,8 @@ static void to_device(struct tt_relay *r, struct tt_headconn *hc, struct tt_devi
 {
     if (!d->conn) {
         char out[TT_PAGE_MAX];
-        int n = tt_pages_offline(out, sizeof(out), d->offline_since / 1000,
-                                 tt_relay_now_ms() / 1000);
+        int n =
+            tt_pages_offline(out, sizeof(out), d->offline_since / 1000, tt_relay_now_ms() / 1000);
         TT_LOG(TT_LOG_DEBUG, "answered peer=%s:%u status=503 device=%s offline", hc->peer_ip,
                hc->peer_port, d->name);
         tt_headconn_respond(hc, out, n > 0 ? (size_t)n : 0);

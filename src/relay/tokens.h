@@ -11,7 +11,7 @@
 #include "core/frame.h"
 
 #define TT_TOKENS_MAX_FILE (1u << 20) /* tokens files over 1 MiB are refused */
-#define TT_TOKEN_HEXLEN 64             /* generated tokens: 32 random bytes in hex */
+#define TT_TOKEN_HEXLEN 64            /* generated tokens: 32 random bytes in hex */
 
 struct tt_token_entry {
     char name[TT_MAX_NAME + 1];

@@ -17,7 +17,7 @@ static char err[TT_ERRLEN];
 #define PARSE(...)                                                                                 \
     ({                                                                                             \
         char *argv_[] = {"tetherd", __VA_ARGS__};                                                  \
-        tt_config_parse(&cfg, (int)(sizeof(argv_) / sizeof(argv_[0])), argv_, err);               \
+        tt_config_parse(&cfg, (int)(sizeof(argv_) / sizeof(argv_[0])), argv_, err);                \
     })
 
 static void test_defaults(void **state)
@@ -75,8 +75,8 @@ static void test_public_url_and_bind(void **state)
 {
     char url[256];
     (void)state;
-    assert_int_equal(PARSE("--public-url", "https://Tether.Example.org", "--tcp-bind",
-                           "localhost", "--tokens-file", "/etc/t"),
+    assert_int_equal(PARSE("--public-url", "https://Tether.Example.org", "--tcp-bind", "localhost",
+                           "--tokens-file", "/etc/t"),
                      TT_CONFIG_RUN);
     assert_true(tt_config_device_url(&cfg, "api--lab", url, sizeof(url)) > 0);
     assert_string_equal(url, "https://api--lab.tether.example.org");
@@ -144,9 +144,12 @@ static void test_listen_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),    cmocka_unit_test(test_all_flags),
-        cmocka_unit_test(test_public_url_and_bind), cmocka_unit_test(test_help_version),
-        cmocka_unit_test(test_errors),      cmocka_unit_test(test_listen_limit),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_all_flags),
+        cmocka_unit_test(test_public_url_and_bind),
+        cmocka_unit_test(test_help_version),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_listen_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

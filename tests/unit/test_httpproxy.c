@@ -32,8 +32,8 @@ static int collect(void *ud, const uint8_t *data, size_t len)
 
 /* Feeds in[0..len) in pieces of at most step bytes (the first piece split at first, if > 0);
  * returns the first error or 0. */
-static int feed_split(struct tt_httpproxy *x, const char *in, size_t len, size_t first,
-                      size_t step, struct sink *s)
+static int feed_split(struct tt_httpproxy *x, const char *in, size_t len, size_t first, size_t step,
+                      struct sink *s)
 {
     size_t off = 0;
     if (first > 0 && first < len) {
@@ -82,8 +82,7 @@ static void check_all_splits(const char *host, const char *in, size_t len, const
 static void test_simple_get(void **state)
 {
     (void)state;
-    CHECK("abc.localhost",
-          "GET /x?y=1 HTTP/1.1\r\nHost: abc.localhost:8080\r\nAccept: */*\r\n\r\n",
+    CHECK("abc.localhost", "GET /x?y=1 HTTP/1.1\r\nHost: abc.localhost:8080\r\nAccept: */*\r\n\r\n",
           "GET /x?y=1 HTTP/1.1\r\nHost: abc.localhost:8080\r\nAccept: */*\r\n"
           "X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
           "X-Forwarded-Host: abc.localhost:8080\r\n\r\n");
@@ -131,7 +130,8 @@ static void test_upgrade_goes_raw(void **state)
           "Connection: Upgrade\r\n\r\n\x81\x05hello GET / HTTP/1.1\r\nHost: other\r\n\r\n",
           "GET /ws HTTP/1.1\r\nHost: abc.localhost\r\nUpgrade: websocket\r\n"
           "Connection: Upgrade\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
-          "X-Forwarded-Host: abc.localhost\r\n\r\n\x81\x05hello GET / HTTP/1.1\r\nHost: other\r\n\r\n");
+          "X-Forwarded-Host: abc.localhost\r\n\r\n\x81\x05hello GET / HTTP/1.1\r\nHost: "
+          "other\r\n\r\n");
 }
 
 static int feed_whole(const char *host, const char *in, size_t len)
@@ -150,13 +150,11 @@ static void test_errors(void **state)
     (void)state;
     static const char other[] = "GET / HTTP/1.1\r\nHost: abc.localhost\r\n\r\n"
                                 "GET / HTTP/1.1\r\nHost: xyz.localhost\r\n\r\n";
-    assert_int_equal(feed_whole("abc.localhost", other, sizeof(other) - 1),
-                     TETHER_ERR_NOT_FOUND);
+    assert_int_equal(feed_whole("abc.localhost", other, sizeof(other) - 1), TETHER_ERR_NOT_FOUND);
     static const char nohost[] = "GET / HTTP/1.1\r\nAccept: x\r\n\r\n";
     assert_int_equal(feed_whole("abc.localhost", nohost, sizeof(nohost) - 1), TETHER_ERR_HTTP);
     static const char twohosts[] = "GET / HTTP/1.1\r\nHost: abc.localhost\r\nHost: a\r\n\r\n";
-    assert_int_equal(feed_whole("abc.localhost", twohosts, sizeof(twohosts) - 1),
-                     TETHER_ERR_HTTP);
+    assert_int_equal(feed_whole("abc.localhost", twohosts, sizeof(twohosts) - 1), TETHER_ERR_HTTP);
     static const char bad[] = "NOT HTTP AT ALL\r\n\r\n";
     assert_int_equal(feed_whole("abc.localhost", bad, sizeof(bad) - 1), TETHER_ERR_HTTP);
     static const char badlen[] = "GET / HTTP/1.1\r\nHost: abc.localhost\r\n"
@@ -164,8 +162,7 @@ static void test_errors(void **state)
     assert_int_equal(feed_whole("abc.localhost", badlen, sizeof(badlen) - 1), TETHER_ERR_HTTP);
     static const char badchunk[] = "POST / HTTP/1.1\r\nHost: abc.localhost\r\n"
                                    "Transfer-Encoding: chunked\r\n\r\nzz\r\n";
-    assert_int_equal(feed_whole("abc.localhost", badchunk, sizeof(badchunk) - 1),
-                     TETHER_ERR_HTTP);
+    assert_int_equal(feed_whole("abc.localhost", badchunk, sizeof(badchunk) - 1), TETHER_ERR_HTTP);
 }
 
 static void test_head_too_large(void **state)
@@ -190,10 +187,11 @@ static void test_head_too_large(void **state)
 static void test_guard_page(void **state)
 {
     (void)state;
-    static const char req[] = "GET / HTTP/1.1\r\nHost: abc.localhost\r\nContent-Length: 2\r\n\r\nok";
+    static const char req[] =
+        "GET / HTTP/1.1\r\nHost: abc.localhost\r\nContent-Length: 2\r\n\r\nok";
     long pg = sysconf(_SC_PAGESIZE);
-    uint8_t *mem = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                        -1, 0);
+    uint8_t *mem =
+        mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(mem != MAP_FAILED);
     assert_int_equal(mprotect(mem + pg, (size_t)pg, PROT_NONE), 0);
     uint8_t *in = mem + pg - (sizeof(req) - 1);
@@ -246,14 +244,10 @@ static void test_has_token(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simple_get),
-        cmocka_unit_test(test_client_forwarded_headers),
-        cmocka_unit_test(test_keepalive_bodies),
-        cmocka_unit_test(test_upgrade_goes_raw),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_head_too_large),
-        cmocka_unit_test(test_guard_page),
-        cmocka_unit_test(test_rewrite_small_buffer),
+        cmocka_unit_test(test_simple_get),       cmocka_unit_test(test_client_forwarded_headers),
+        cmocka_unit_test(test_keepalive_bodies), cmocka_unit_test(test_upgrade_goes_raw),
+        cmocka_unit_test(test_errors),           cmocka_unit_test(test_head_too_large),
+        cmocka_unit_test(test_guard_page),       cmocka_unit_test(test_rewrite_small_buffer),
         cmocka_unit_test(test_has_token),
     };
     tt_chunk_pool_drain();

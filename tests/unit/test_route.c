@@ -50,14 +50,11 @@ static void test_classify(void **state)
     assert_string_equal(label, "k3j9x2mq");
     assert_string_equal(svc, "my-api");
     assert_int_equal(tt_route_classify("localhost", "localhost", label, svc), TT_ROUTE_OTHER);
-    assert_int_equal(tt_route_classify("a.b.localhost", "localhost", label, svc),
-                     TT_ROUTE_OTHER);
+    assert_int_equal(tt_route_classify("a.b.localhost", "localhost", label, svc), TT_ROUTE_OTHER);
     assert_int_equal(tt_route_classify("127.0.0.1", "localhost", label, svc), TT_ROUTE_OTHER);
     assert_int_equal(tt_route_classify("xlocalhost", "localhost", label, svc), TT_ROUTE_OTHER);
-    assert_int_equal(tt_route_classify("ab-c.localhost", "localhost", label, svc),
-                     TT_ROUTE_OTHER);
-    assert_int_equal(tt_route_classify("--abc.localhost", "localhost", label, svc),
-                     TT_ROUTE_OTHER);
+    assert_int_equal(tt_route_classify("ab-c.localhost", "localhost", label, svc), TT_ROUTE_OTHER);
+    assert_int_equal(tt_route_classify("--abc.localhost", "localhost", label, svc), TT_ROUTE_OTHER);
     assert_int_equal(tt_route_classify("abc.relay.example.com", "relay.example.com", label, svc),
                      TT_ROUTE_DEVICE);
     assert_string_equal(label, "abc");
