@@ -104,6 +104,9 @@ static void detach(struct tt_pipe *p)
     if (p->c == NULL)
         return;
     tt_wsconn_cancel_wait(p->c, &p->waiter);
+    /* The slot may outlive us (a RESET the closing wsconn did not send, a failed session):
+     * make sure no later on_stream_close finds this pipe there. */
+    (void)tt_session_set_user(tt_wsconn_session(p->c), p->id, NULL);
     p->c = NULL;
     if (p->reading) {
         uv_read_stop((uv_stream_t *)p->sock);

@@ -854,10 +854,10 @@ void tt_wsconn_reset_stream(struct tt_wsconn *c, uint32_t id, uint16_t code)
 {
     uint8_t buf[TT_FRAME_HEADER_LEN + 4 + TT_MAX_REASON];
     tt_ssize n;
-    if (c->closing)
-        return;
+    /* Even while closing the slot is freed (the frame is then dropped): the caller is done
+     * with the stream and must not hear on_stream_close for it. */
     n = tt_session_reset(&c->sess, id, code, buf, sizeof(buf));
-    if (n > 0 && ws_send(c, WSLAY_BINARY_FRAME, buf, (size_t)n, NULL, 0) == 0)
+    if (n > 0 && !c->closing && ws_send(c, WSLAY_BINARY_FRAME, buf, (size_t)n, NULL, 0) == 0)
         c->bytes_out += (uint64_t)n;
 }
 

@@ -81,7 +81,8 @@ int tt_wsconn_send_frame(struct tt_wsconn *c, const uint8_t *frame, size_t len);
 tt_ssize tt_wsconn_send_data(struct tt_wsconn *c, uint32_t id, const uint8_t *data, size_t len,
                              bool fin);
 
-/* Resets stream id (frees its slot without on_stream_close) and queues the RESET. */
+/* Resets stream id (frees its slot without on_stream_close) and queues the RESET. Once c is
+ * closing the slot is still freed but no frame is sent. */
 void tt_wsconn_reset_stream(struct tt_wsconn *c, uint32_t id, uint16_t code);
 
 /* The application has written n bytes received on id: credit them back (tt_session_consume)

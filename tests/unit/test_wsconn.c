@@ -434,6 +434,9 @@ static void client_on_write(uv_write_t *req, int status)
     }
 }
 
+/* The relay's pipe of the last client started. */
+static struct tt_pipe *last_relay_pipe;
+
 /* A public client: a TCP pair whose far end the relay pipes to a new stream. */
 static void client_start(struct world *w, struct client *cl, size_t len, uint8_t seed)
 {
@@ -457,6 +460,7 @@ static void client_start(struct world *w, struct client *cl, size_t len, uint8_t
     assert_int_equal(tt_pipe_new(&p, &w->loop, pub, false, w->relay, id, NULL, 0, &relay_hooks, w),
                      0);
     assert_int_equal(tt_pipe_stream_id(p), id);
+    last_relay_pipe = p;
     assert_ptr_equal(tt_pipe_ud(p), w);
     uv_read_start((uv_stream_t *)cl->tcp, client_alloc, client_on_read);
     if (len > 0) {
@@ -628,6 +632,17 @@ static void raw_on_close(struct tt_wsconn *c, int err, const char *reason, void 
 }
 
 static bool seen_pong;
+static int raw_hellos;
+
+static int raw_on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
+{
+    (void)ud;
+    assert_int_equal(m->name.len, 4);
+    assert_memory_equal(m->name.p, "dev1", 4);
+    raw_hellos++;
+    tt_wsconn_close(tt_wsconn_from_session(s), TT_GOAWAY_NORMAL, 1000, 0, "seen");
+    return 0;
+}
 
 /* A wsconn (server side unless client) facing a raw socket; feeds raw bytes, returns the close
  * code the wsconn sent back. */
@@ -646,6 +661,8 @@ static void raw_case(bool client, const uint8_t *bytes, size_t len, uint32_t pin
     memset(&r, 0, sizeof(r));
     memset(&scb, 0, sizeof(scb));
     tt_pipe_session_callbacks(&scb);
+    scb.on_hello = raw_on_hello;
+    raw_hellos = 0;
     assert_int_equal(uv_loop_init(&loop), 0);
     start_guard(&loop, &guard);
     make_pair(&loop, &a, &b);
@@ -660,7 +677,12 @@ static void raw_case(bool client, const uint8_t *bytes, size_t len, uint32_t pin
     r.tcp = a;
     a->data = &r;
     uv_read_start((uv_stream_t *)a, raw_alloc, raw_on_read);
-    assert_int_equal(tt_wsconn_new(&c, &loop, b, bytes, len, &cfg, &cb, &r), 0);
+    /* Half the bytes come as "already read after the handshake", half over the socket. */
+    assert_int_equal(tt_wsconn_new(&c, &loop, b, bytes, len / 2, &cfg, &cb, &r), 0);
+    if (len - len / 2 > 0) {
+        uv_buf_t wb = uv_buf_init((char *)bytes + len / 2, (unsigned)(len - len / 2));
+        assert_int_equal(uv_try_write((uv_stream_t *)a, &wb, 1), (int)(len - len / 2));
+    }
     while (!r.closed)
         uv_run(&loop, UV_RUN_ONCE);
     /* Answer the close like a peer would: EOF. */
@@ -766,16 +788,123 @@ static void test_bad_session_bytes(void **state)
     raw_case(false, f, sizeof(f), 0, 0, 1002, TETHER_ERR_PROTO, 0);
 }
 
+/* Appends a masked WebSocket frame (payload < 126) to out. */
+static size_t put_frame(uint8_t *out, uint8_t b0, const uint8_t *payload, size_t len)
+{
+    static const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+    out[0] = b0;
+    out[1] = (uint8_t)(0x80 | len);
+    memcpy(out + 2, key, 4);
+    for (size_t i = 0; i < len; i++)
+        out[6 + i] = payload[i] ^ key[i % 4];
+    return 6 + len;
+}
+
+static void test_fragmented_hello(void **state)
+{
+    uint8_t hello[256], wire[512];
+    struct tt_hello h;
+    size_t off = 0;
+    (void)state;
+    memset(&h, 0, sizeof(h));
+    h.version = TT_PROTO_VERSION;
+    h.max_streams = 4;
+    h.window = 65536;
+    h.name.p = (const uint8_t *)"dev1";
+    h.name.len = 4;
+    h.token.p = (const uint8_t *)"tok";
+    h.token.len = 3;
+    tt_ssize n = tt_frame_encode_hello(hello, sizeof(hello), &h);
+    assert_true(n > 12);
+    /* binary (no FIN) | ping | continuation (no FIN) | continuation (FIN) */
+    off += put_frame(wire + off, 0x02, hello, 5);
+    off += put_frame(wire + off, 0x89, (const uint8_t *)"ab", 2);
+    off += put_frame(wire + off, 0x00, hello + 5, 4);
+    off += put_frame(wire + off, 0x80, hello + 9, (size_t)n - 9);
+    raw_case(false, wire, off, 0, 0, 1000, 0, 0);
+    assert_int_equal(raw_hellos, 1);
+    assert_true(seen_pong);
+}
+
+static void test_continuation_without_message(void **state)
+{
+    uint8_t wire[64];
+    size_t off = put_frame(wire, 0x80, (const uint8_t *)"x", 1);
+    (void)state;
+    raw_case(false, wire, off, 0, 0, 1002, TETHER_ERR_PROTO, 0);
+}
+
+static void test_reserved_bits(void **state)
+{
+    uint8_t wire[64];
+    size_t off = put_frame(wire, 0xc2, (const uint8_t *)"x", 1);
+    (void)state;
+    raw_case(false, wire, off, 0, 0, 1002, TETHER_ERR_PROTO, 0);
+}
+
+static void test_fragments_over_max_message(void **state)
+{
+    uint8_t wire[512], junk[100];
+    size_t off = 0;
+    (void)state;
+    /* A HELLO header announcing 2000 payload bytes: the session just waits for more. */
+    memset(junk, 0, sizeof(junk));
+    junk[0] = 0x07;
+    junk[1] = 0xd0;
+    junk[2] = TT_FRAME_HELLO;
+    off += put_frame(wire + off, 0x02, junk, 100);
+    off += put_frame(wire + off, 0x00, junk, 100);
+    off += put_frame(wire + off, 0x80, junk, 100);
+    raw_case(false, wire, off, 0, 0, 1009, TETHER_ERR_TOO_LARGE, 250);
+}
+
+static void test_abort_while_closing(void **state)
+{
+    struct world *w = malloc(sizeof(*w));
+    (void)state;
+    world_init(w, 65536, 16);
+    world_connect(w);
+    w->nclients = 2;
+    client_start(w, &w->clients[0], 50000, 1);
+    client_start(w, &w->clients[1], 50000, 2);
+    while (w->clients[0].inlen < 50000 || w->clients[1].inlen < 50000)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    /* Close the relay, and before its close runs, abort one pipe: the stream's slot must not
+     * point at the pipe once it is gone. */
+    tt_wsconn_close(w->relay, TT_GOAWAY_SHUTDOWN, 1001, 0, "bye");
+    tt_pipe_abort(last_relay_pipe, TT_RESET_CANCEL);
+    while (w->clients_done < 2)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    while (w->pipes_done < 4)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    world_close(w);
+    assert_int_equal(w->relay_closed, 1);
+    assert_int_equal(w->device_closed, 1);
+    free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_echo_small),         cmocka_unit_test(test_echo_flow_control),
-        cmocka_unit_test(test_echo_many_streams),  cmocka_unit_test(test_empty_stream),
-        cmocka_unit_test(test_connect_refused),    cmocka_unit_test(test_close_with_open_streams),
-        cmocka_unit_test(test_text_frame),         cmocka_unit_test(test_unmasked_from_client),
-        cmocka_unit_test(test_masked_from_server), cmocka_unit_test(test_too_large),
-        cmocka_unit_test(test_peer_close),         cmocka_unit_test(test_ping_timeout),
-        cmocka_unit_test(test_ping_pong),          cmocka_unit_test(test_bad_session_bytes),
+        cmocka_unit_test(test_echo_small),
+        cmocka_unit_test(test_echo_flow_control),
+        cmocka_unit_test(test_echo_many_streams),
+        cmocka_unit_test(test_empty_stream),
+        cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_close_with_open_streams),
+        cmocka_unit_test(test_text_frame),
+        cmocka_unit_test(test_unmasked_from_client),
+        cmocka_unit_test(test_masked_from_server),
+        cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_peer_close),
+        cmocka_unit_test(test_ping_timeout),
+        cmocka_unit_test(test_ping_pong),
+        cmocka_unit_test(test_bad_session_bytes),
+        cmocka_unit_test(test_fragmented_hello),
+        cmocka_unit_test(test_continuation_without_message),
+        cmocka_unit_test(test_reserved_bits),
+        cmocka_unit_test(test_fragments_over_max_message),
+        cmocka_unit_test(test_abort_while_closing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
