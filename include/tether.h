@@ -109,29 +109,29 @@ enum tether_event_kind {
 
 /* One service as the relay published it. */
 struct tether_service_info {
-    const char *name;              /* as configured */
+    const char *name; /* as configured */
     enum tether_service_kind kind;
-    const char *url;               /* HTTP: the public URL ("http://k3j9x2mq.localhost:8080");
-                                      TCP: NULL */
-    const char *host;              /* TCP: the host name clients connect to; HTTP: NULL */
-    uint16_t port;                 /* TCP: the public port; HTTP: 0 */
-    const char *target;            /* the configured "HOST:PORT", verbatim */
+    const char *url;    /* HTTP: the public URL ("http://k3j9x2mq.localhost:8080");
+                           TCP: NULL */
+    const char *host;   /* TCP: the host name clients connect to; HTTP: NULL */
+    uint16_t port;      /* TCP: the public port; HTTP: 0 */
+    const char *target; /* the configured "HOST:PORT", verbatim */
 };
 
 struct tether_event {
     enum tether_event_kind kind;
-    const char *server;   /* the relay URL the event is about (a redirect's target, maybe);
-                             never NULL */
+    const char *server; /* the relay URL the event is about (a redirect's target, maybe);
+                           never NULL */
     /* READY */
-    const char *label;    /* the device's DNS label */
+    const char *label; /* the device's DNS label */
     const struct tether_service_info *services;
-    size_t nservices;     /* same order as configured */
+    size_t nservices; /* same order as configured */
     /* DISCONNECTED: why, in words ("relay is shutting down", "ping timeout"...). */
     const char *reason;
     /* ERROR: what failed, in one line ("relay refused registration: invalid token (...)"). */
     const char *message;
-    int err;              /* DISCONNECTED and ERROR: the tether_err code; 0 for READY */
-    uint32_t retry_ms;    /* DISCONNECTED and ERROR: the next attempt starts in about this long */
+    int err;           /* DISCONNECTED and ERROR: the tether_err code; 0 for READY */
+    uint32_t retry_ms; /* DISCONNECTED and ERROR: the next attempt starts in about this long */
 };
 
 typedef struct tether_agent tether_agent;

@@ -33,8 +33,8 @@
 
 struct tether_agent {
     uv_loop_t loop;
-    uv_async_t async;  /* wakes the loop for tether_agent_stop() */
-    uv_timer_t timer;  /* the next attempt; also defers closes out of session callbacks */
+    uv_async_t async;   /* wakes the loop for tether_agent_stop() */
+    uv_timer_t timer;   /* the next attempt; also defers closes out of session callbacks */
     tether_config *cfg; /* our own copy */
     struct tether_callbacks cb;
     void *ud;
@@ -115,8 +115,8 @@ static void emit(struct tether_agent *a, const struct tether_event *ev)
                ev->reason, ev->retry_ms / 1000.0);
         break;
     case TETHER_EVENT_ERROR:
-        TT_LOG(TT_LOG_WARN, "error server=%s retry_in=%.1fs: %s", ev->server,
-               ev->retry_ms / 1000.0, ev->message);
+        TT_LOG(TT_LOG_WARN, "error server=%s retry_in=%.1fs: %s", ev->server, ev->retry_ms / 1000.0,
+               ev->message);
         break;
     }
 }
@@ -325,8 +325,8 @@ static int on_open(struct tt_session *s, struct tt_stream *st, const struct tt_o
 
     if (a->conn == NULL || a->stopping || m->service >= a->cfg->nservices)
         return TT_RESET_NO_SERVICE;
-    return tt_services_open(&a->loop, a->conn, st->id, &a->cfg->services[m->service],
-                            m->origin.p, m->origin.len);
+    return tt_services_open(&a->loop, a->conn, st->id, &a->cfg->services[m->service], m->origin.p,
+                            m->origin.len);
 }
 
 static void core_log(void *ud, const char *msg)
@@ -357,8 +357,8 @@ static void describe_loss(struct tether_agent *a, int err, const char *why, char
             snprintf(out, outlen, "device deleted on the relay");
             return;
         case TT_GOAWAY_PROTOCOL:
-            snprintf(out, outlen, "protocol error reported by the relay%s%s%s",
-                     r[0] ? " (" : "", r, r[0] ? ")" : "");
+            snprintf(out, outlen, "protocol error reported by the relay%s%s%s", r[0] ? " (" : "", r,
+                     r[0] ? ")" : "");
             return;
         default:
             snprintf(out, outlen, "relay closed the connection%s%s%s", r[0] ? " (" : "", r,
@@ -402,8 +402,7 @@ static void on_conn_close(struct tt_wsconn *c, int err, const char *reason, void
         tt_backoff_reset(&a->backoff);
         delay = tt_backoff_soon(&a->backoff, AGENT_SHUTDOWN_RETRY_MS);
     } else {
-        if (a->registered && !takeover &&
-            uv_now(&a->loop) - a->registered_at >= AGENT_STABLE_MS)
+        if (a->registered && !takeover && uv_now(&a->loop) - a->registered_at >= AGENT_STABLE_MS)
             tt_backoff_reset(&a->backoff);
         delay = tt_backoff_next(&a->backoff);
     }

@@ -1,4 +1,4 @@
-/* config.c - the public tether_config_* functions: collects relay URLs, the device's name and
+/* agentconf.c - the public tether_config_* functions: collects relay URLs, the device's name and
  * token and its services, and checks each value as it comes in so that a bad one is reported in
  * one line naming the problem. Pure data; no I/O, no libuv. */
 #include <stdarg.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/config.h"
+#include "agent/agentconf.h"
 
 static int fail(tether_config *cfg, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -68,7 +68,7 @@ const char *tether_config_error(const tether_config *cfg)
     return cfg ? cfg->err : "";
 }
 
-int tt_config_parse_server(const char *url, struct tt_url *u, char err[TT_ERRLEN])
+int tt_agentconf_parse_server(const char *url, struct tt_url *u, char err[TT_ERRLEN])
 {
     static const char *const schemes[] = {"ws", "wss", NULL};
     char perr[TT_ERRLEN];
@@ -96,7 +96,7 @@ int tether_config_add_server(tether_config *cfg, const char *url)
 
     if (cfg == NULL || url == NULL)
         return TETHER_ERR_INVAL;
-    rc = tt_config_parse_server(url, &u, cfg->err);
+    rc = tt_agentconf_parse_server(url, &u, cfg->err);
     if (rc != 0)
         return rc;
     if (cfg->nservers == TETHER_MAX_SERVERS)
@@ -133,8 +133,8 @@ static int set_word(tether_config *cfg, char **slot, const char *value, const ch
         return fail(cfg, TETHER_ERR_CONFIG, "%s is too long (%zu bytes, at most %zu)", what, len,
                     max);
     if (!printable_word(value))
-        return fail(cfg, TETHER_ERR_CONFIG,
-                    "%s contains a space or a non-printable character", what);
+        return fail(cfg, TETHER_ERR_CONFIG, "%s contains a space or a non-printable character",
+                    what);
     copy = strdup(value);
     if (copy == NULL)
         return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
@@ -154,7 +154,7 @@ int tether_config_set_token(tether_config *cfg, const char *token)
     return set_word(cfg, cfg ? &cfg->token : NULL, token, "token", TETHER_MAX_TOKEN);
 }
 
-bool tt_config_valid_service_name(const char *s)
+bool tt_agentconf_valid_service_name(const char *s)
 {
     size_t n = 0;
 
@@ -174,7 +174,7 @@ static bool name_taken(const tether_config *cfg, const char *name)
     return false;
 }
 
-void tt_config_auto_http_name(const tether_config *cfg, char out[TETHER_MAX_SERVICE_NAME + 1])
+void tt_agentconf_auto_http_name(const tether_config *cfg, char out[TETHER_MAX_SERVICE_NAME + 1])
 {
     snprintf(out, TETHER_MAX_SERVICE_NAME + 1, "http");
     for (int i = 2; name_taken(cfg, out); i++)
@@ -192,18 +192,17 @@ static int add_service(tether_config *cfg, enum tether_service_kind kind, const 
     if (cfg == NULL || target == NULL || (name == NULL && kind == TETHER_SERVICE_TCP))
         return TETHER_ERR_INVAL;
     if (name == NULL) {
-        tt_config_auto_http_name(cfg, auto_name);
+        tt_agentconf_auto_http_name(cfg, auto_name);
         name = auto_name;
     }
-    if (!tt_config_valid_service_name(name))
+    if (!tt_agentconf_valid_service_name(name))
         return fail(cfg, TETHER_ERR_CONFIG,
                     "bad %s service name '%s' (use 1 to %d of a-z, 0-9 and '-')", flag, name,
                     TETHER_MAX_SERVICE_NAME);
     if (name_taken(cfg, name))
         return fail(cfg, TETHER_ERR_CONFIG, "duplicate service name '%s'", name);
     if (cfg->nservices == TETHER_MAX_SERVICES)
-        return fail(cfg, TETHER_ERR_CONFIG, "too many services (at most %d)",
-                    TETHER_MAX_SERVICES);
+        return fail(cfg, TETHER_ERR_CONFIG, "too many services (at most %d)", TETHER_MAX_SERVICES);
     svc = &cfg->services[cfg->nservices];
     if (strlen(target) >= sizeof svc->target)
         return fail(cfg, TETHER_ERR_CONFIG, "%s service '%s': target is too long", flag, name);
@@ -211,8 +210,8 @@ static int add_service(tether_config *cfg, enum tether_service_kind kind, const 
         return fail(cfg, TETHER_ERR_CONFIG, "%s service '%s': bad target '%s': %s", flag, name,
                     target, perr);
     if (svc->host[0] == '\0')
-        return fail(cfg, TETHER_ERR_CONFIG, "%s service '%s': bad target '%s': no host", flag,
-                    name, target);
+        return fail(cfg, TETHER_ERR_CONFIG, "%s service '%s': bad target '%s': no host", flag, name,
+                    target);
     snprintf(svc->name, sizeof svc->name, "%s", name);
     snprintf(svc->target, sizeof svc->target, "%s", target);
     svc->kind = kind;
@@ -291,7 +290,7 @@ static int dup_str(char **dst, const char *src)
     return *dst ? 0 : TETHER_ERR_NOMEM;
 }
 
-int tt_config_dup(const tether_config *src, tether_config **out)
+int tt_agentconf_dup(const tether_config *src, tether_config **out)
 {
     tether_config *c = calloc(1, sizeof *c);
     int rc = 0;

@@ -1,8 +1,8 @@
-/* config.h - libtether's configuration object (struct tether_config, behind the opaque type of
+/* agentconf.h - libtether's configuration object (struct tether_config, behind the opaque type of
  * tether.h) and its checks: relay URLs, device name and token, services and their targets.
- * Pure data and validation; no I/O. The agent keeps its own deep copy (tt_config_dup). */
-#ifndef TT_AGENT_CONFIG_H
-#define TT_AGENT_CONFIG_H
+ * Pure data and validation; no I/O. The agent keeps its own deep copy (tt_agentconf_dup). */
+#ifndef TT_AGENT_AGENTCONF_H
+#define TT_AGENT_AGENTCONF_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,18 +32,18 @@ struct tether_config {
 };
 
 /* True when s is a valid service name: [a-z0-9-], 1..TETHER_MAX_SERVICE_NAME characters. */
-bool tt_config_valid_service_name(const char *s);
+bool tt_agentconf_valid_service_name(const char *s);
 
 /* Writes into out the first of "http", "http-2", "http-3"... that no service of cfg uses.
  * Cannot fail (there are at most TETHER_MAX_SERVICES services). */
-void tt_config_auto_http_name(const tether_config *cfg, char out[TETHER_MAX_SERVICE_NAME + 1]);
+void tt_agentconf_auto_http_name(const tether_config *cfg, char out[TETHER_MAX_SERVICE_NAME + 1]);
 
 /* Parses a relay URL: ws:// (accepted) or wss:// (TETHER_ERR_CONFIG: not supported yet) into u.
  * Returns 0 or TETHER_ERR_CONFIG with a one-line message in err. */
-int tt_config_parse_server(const char *url, struct tt_url *u, char err[TT_ERRLEN]);
+int tt_agentconf_parse_server(const char *url, struct tt_url *u, char err[TT_ERRLEN]);
 
 /* Deep copy of src into a new config (*out, freed with tether_config_free). Returns 0 or
  * TETHER_ERR_NOMEM. */
-int tt_config_dup(const tether_config *src, tether_config **out);
+int tt_agentconf_dup(const tether_config *src, tether_config **out);
 
 #endif

@@ -140,7 +140,8 @@ static void cleanup(struct tt_dial *d)
     maybe_free(d);
 }
 
-static void fail(struct tt_dial *d, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(struct tt_dial *d, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void fail(struct tt_dial *d, int err, const char *fmt, ...)
 {
@@ -306,8 +307,8 @@ static void redirect(struct tt_dial *d)
     char err[TT_ERRLEN];
 
     if (tt_dial_redirect_url(d->url, d->location, next, sizeof next, err) != 0) {
-        fail(d, TETHER_ERR_HANDSHAKE, "%s redirected (HTTP %d) to an unusable location: %s",
-             d->url, d->status, err);
+        fail(d, TETHER_ERR_HANDSHAKE, "%s redirected (HTTP %d) to an unusable location: %s", d->url,
+             d->status, err);
         return;
     }
     if (++d->redirects > d->opt.max_redirects) {
@@ -379,8 +380,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        fail(d, map_uv_err((int)nread), "cannot read from %s: %s", d->url,
-             uv_strerror((int)nread));
+        fail(d, map_uv_err((int)nread), "cannot read from %s: %s", d->url, uv_strerror((int)nread));
         return;
     }
     d->rlen += (size_t)nread;
@@ -526,8 +526,7 @@ static void on_first_hop(uv_timer_t *t)
 }
 
 int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
-                  const struct tt_dial_options *opt, tt_dial_cb cb, void *ud,
-                  char err[TT_ERRLEN])
+                  const struct tt_dial_options *opt, tt_dial_cb cb, void *ud, char err[TT_ERRLEN])
 {
     static const char *const schemes[] = {"ws", NULL};
     struct tt_dial *d;
@@ -589,8 +588,7 @@ int tt_dial_redirect_url(const char *base, const char *location, char *out, size
             n = snprintf(out, outlen, "%s://[%s]:%u%s", u.scheme, u.host, (unsigned)u.port,
                          location);
         else
-            n = snprintf(out, outlen, "%s://%s:%u%s", u.scheme, u.host, (unsigned)u.port,
-                         location);
+            n = snprintf(out, outlen, "%s://%s:%u%s", u.scheme, u.host, (unsigned)u.port, location);
     } else if (has_prefix_ci(location, "http://")) {
         n = snprintf(out, outlen, "ws://%s", location + 7);
     } else if (has_prefix_ci(location, "https://")) {

@@ -12,8 +12,8 @@
 #include <uv.h>
 #include "common/util.h"
 
-#define TT_DIAL_TIMEOUT_MS 15000u  /* per hop: resolve + connect + handshake */
-#define TT_DIAL_MAX_REDIRECTS 5u   /* in a row, within one attempt */
+#define TT_DIAL_TIMEOUT_MS 15000u /* per hop: resolve + connect + handshake */
+#define TT_DIAL_MAX_REDIRECTS 5u  /* in a row, within one attempt */
 
 struct tt_dial;
 
@@ -36,16 +36,15 @@ struct tt_dial_result {
 typedef void (*tt_dial_cb)(struct tt_dial *d, const struct tt_dial_result *r, void *ud);
 
 struct tt_dial_options {
-    uint32_t timeout_ms;     /* 0: TT_DIAL_TIMEOUT_MS */
-    unsigned max_redirects;  /* 0: TT_DIAL_MAX_REDIRECTS */
+    uint32_t timeout_ms;    /* 0: TT_DIAL_TIMEOUT_MS */
+    unsigned max_redirects; /* 0: TT_DIAL_MAX_REDIRECTS */
 };
 
 /* Starts dialing url (ws://; checked again here) on loop. opt may be NULL. Returns 0 and *out
  * (cb follows, asynchronously), or TETHER_ERR_NOMEM / TETHER_ERR_CONFIG (bad URL; err says why)
  * and cb is never called. */
 int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
-                  const struct tt_dial_options *opt, tt_dial_cb cb, void *ud,
-                  char err[TT_ERRLEN]);
+                  const struct tt_dial_options *opt, tt_dial_cb cb, void *ud, char err[TT_ERRLEN]);
 
 /* Abandons d: the callback will not be called; handles close and d frees itself
  * asynchronously. Must not be called after the callback has run. */

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 #include <uv.h>
-#include "agent/config.h"
+#include "agent/agentconf.h"
 #include "common/wsconn.h"
 
 #define TT_SERVICES_CONNECT_TIMEOUT_MS 10000u

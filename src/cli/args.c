@@ -73,12 +73,12 @@ static const struct {
     enum opt_id id;
     bool has_value;
 } opts[] = {
-    {"server", OPT_SERVER, true},       {"name", OPT_NAME, true},
-    {"token", OPT_TOKEN, true},         {"http", OPT_HTTP, true},
-    {"tcp", OPT_TCP, true},             {"proxy", OPT_PROXY, true},
-    {"ca-file", OPT_CA_FILE, true},     {"insecure", OPT_INSECURE, false},
-    {"json", OPT_JSON, false},          {"log-level", OPT_LOG_LEVEL, true},
-    {"help", OPT_HELP, false},          {"version", OPT_VERSION, false},
+    {"server", OPT_SERVER, true},   {"name", OPT_NAME, true},
+    {"token", OPT_TOKEN, true},     {"http", OPT_HTTP, true},
+    {"tcp", OPT_TCP, true},         {"proxy", OPT_PROXY, true},
+    {"ca-file", OPT_CA_FILE, true}, {"insecure", OPT_INSECURE, false},
+    {"json", OPT_JSON, false},      {"log-level", OPT_LOG_LEVEL, true},
+    {"help", OPT_HELP, false},      {"version", OPT_VERSION, false},
 };
 
 static bool valid_name(const char *s, size_t n)
@@ -273,8 +273,7 @@ int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_
         rc = http ? tether_config_add_http(cfg, s->name, s->target)
                   : tether_config_add_tcp(cfg, s->name, s->target);
         if (rc != 0)
-            errf(err, "%s %s: %s", http ? "--http" : "--tcp", s->value,
-                 tether_config_error(cfg));
+            errf(err, "%s %s: %s", http ? "--http" : "--tcp", s->value, tether_config_error(cfg));
     }
     if (rc == 0 && a->proxy && (rc = tether_config_set_proxy(cfg, a->proxy)) != 0)
         errf(err, "--proxy: %s", tether_config_error(cfg));

@@ -24,8 +24,8 @@ static void test_full_command_line(void **state)
 
     assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--server=ws://b:2", "--name", "d1",
                            "--token=secret", "--http", "127.0.0.1:8000", "--tcp",
-                           "ssh=127.0.0.1:22", "--http", "api=[::1]:9000", "--json",
-                           "--log-level", "debug", "--ca-file", "ca.pem", "--insecure"),
+                           "ssh=127.0.0.1:22", "--http", "api=[::1]:9000", "--json", "--log-level",
+                           "debug", "--ca-file", "ca.pem", "--insecure"),
                      0);
     assert_int_equal(a.nservers, 2);
     assert_string_equal(a.servers[1], "ws://b:2");
@@ -148,8 +148,8 @@ static void test_to_config(void **state)
     tether_config_free(cfg);
 
     /* Values that only libtether checks come back with the flag in front. */
-    assert_int_equal(PARSE(&a, err, "--server", "ftp://127.0.0.1:1", "--name", "d", "--token",
-                           "t", "--http", "127.0.0.1:80"),
+    assert_int_equal(PARSE(&a, err, "--server", "ftp://127.0.0.1:1", "--name", "d", "--token", "t",
+                           "--http", "127.0.0.1:80"),
                      0);
     assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
     assert_non_null(strstr(err, "--server"));
@@ -175,8 +175,8 @@ static void test_to_config(void **state)
     assert_non_null(strstr(err, "--proxy"));
     assert_non_null(strstr(err, "not supported yet"));
 
-    assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--name", "has space", "--token",
-                           "t", "--tcp", "x=h:1"),
+    assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--name", "has space", "--token", "t",
+                           "--tcp", "x=h:1"),
                      0);
     assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
     assert_non_null(strstr(err, "--name"));

@@ -21,7 +21,8 @@ static void test_redirect_url(void **state)
     char out[256], err[TT_ERRLEN];
     (void)state;
 
-    assert_int_equal(tt_dial_redirect_url("ws://a:1/", "http://b:2/x?y=1", out, sizeof out, err), 0);
+    assert_int_equal(tt_dial_redirect_url("ws://a:1/", "http://b:2/x?y=1", out, sizeof out, err),
+                     0);
     assert_string_equal(out, "ws://b:2/x?y=1");
     assert_int_equal(tt_dial_redirect_url("ws://a:1/", "HTTP://b/", out, sizeof out, err), 0);
     assert_string_equal(out, "ws://b/");
@@ -132,8 +133,8 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
                           c->srv->location);
         break;
     case SRV_404:
-        outlen = snprintf(c->out, sizeof c->out,
-                          "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        outlen =
+            snprintf(c->out, sizeof c->out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
         break;
     case SRV_SILENT:
         return;
@@ -346,12 +347,9 @@ static void test_timeout_and_cancel(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_redirect_url),
-        cmocka_unit_test(test_redirect_then_accept),
-        cmocka_unit_test(test_http_error),
-        cmocka_unit_test(test_redirect_loop_is_cut),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_timeout_and_cancel),
+        cmocka_unit_test(test_redirect_url), cmocka_unit_test(test_redirect_then_accept),
+        cmocka_unit_test(test_http_error),   cmocka_unit_test(test_redirect_loop_is_cut),
+        cmocka_unit_test(test_refused),      cmocka_unit_test(test_timeout_and_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
