@@ -450,11 +450,22 @@ static struct rec *ctx_for(const struct tv_vector *v)
 
 /* ---- vectors through sessions ---- */
 
+/* Frames written from inside callbacks by the whole-input run of run_script. */
+static uint8_t script_out[8192];
+static size_t script_outlen;
+
 static void expect_events(const struct rec *r, const char *want, const char *what, size_t cut)
 {
     const char *w = strcmp(want, "none") == 0 ? "" : want;
     if (strcmp(r->ev, w) != 0)
         fail_msg("%s (cut %zu): events '%s', want '%s'", what, cut, r->ev, w);
+}
+
+/* The frames callbacks wrote must not depend on how the input was cut either. */
+static void expect_out(const struct rec *r, const char *what, size_t cut)
+{
+    if (r->outlen != script_outlen || memcmp(r->out, script_out, r->outlen) != 0)
+        fail_msg("%s (cut %zu): callbacks wrote different frames", what, cut);
 }
 
 static void test_vectors_session(void **state)
@@ -505,6 +516,8 @@ static void run_script(struct rec *(*mk)(void), const struct buf *b, const char 
     feed(r, b->b, b->len);
     if (strcmp(r->ev, want) != 0)
         fail_msg("whole: events\n  '%s', want\n  '%s'", r->ev, want);
+    memcpy(script_out, r->out, r->outlen);
+    script_outlen = r->outlen;
     rec_free(r);
 
     for (k = 0; k + 1 < b->len; k++)
@@ -512,12 +525,14 @@ static void run_script(struct rec *(*mk)(void), const struct buf *b, const char 
     r = mk();
     feed_cuts(r, b->b, b->len, cuts, b->len - 1);
     expect_events(r, want, "bytewise", 1);
+    expect_out(r, "bytewise", 1);
     rec_free(r);
 
     for (k = 1; k < b->len; k++) {
         r = mk();
         feed_cuts(r, b->b, b->len, &k, 1);
         expect_events(r, want, "split", k);
+        expect_out(r, "split", k);
         rec_free(r);
     }
     for (k = 1; k < b->len; k += 7) {
@@ -526,6 +541,7 @@ static void run_script(struct rec *(*mk)(void), const struct buf *b, const char 
             r = mk();
             feed_cuts(r, b->b, b->len, two, 2);
             expect_events(r, want, "split2", k * 100000 + j);
+            expect_out(r, "split2", k * 100000 + j);
             rec_free(r);
         }
     }
@@ -602,6 +618,10 @@ static void test_relay_conversation(void **state)
     run_script(mk_relay, &b,
                "hello(sensor-1) data(1,17) window(2,15) data(2,3) fin(2) reset(3,1) close(3) "
                "fin(1)");
+    /* WELCOME (8 + 17 bytes) and three OPENs (8 + 1 + 18 each) went out from on_hello */
+    assert_int_equal(script_outlen, 25 + 3 * 27);
+    assert_int_equal(script_out[2], TT_FRAME_WELCOME);
+    assert_int_equal(script_out[25 + 2], TT_FRAME_OPEN);
 }
 
 /* ---- relay and device talking to each other ---- */
