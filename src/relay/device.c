@@ -267,6 +267,7 @@ static const char *check_hello(const struct tt_hello *m, char name[TT_MAX_NAME +
 static int refuse(struct tt_devconn *dc, struct tt_session *s, uint16_t code, const char *why)
 {
     uint8_t buf[512];
+    dc->registered = true; /* answered: the HELLO deadline no longer applies */
     send_frame(dc, buf, tt_session_refuse(s, code, why, buf, sizeof(buf)));
     if (dc->ws)
         tt_wsconn_close(dc->ws, TT_GOAWAY_NORMAL, code == TT_REFUSE_AUTH ? 1008 : 1000,
@@ -324,6 +325,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
             expire(d);
         } else if (!d->offline_since) {
             d->offline_since = now;
+            save(d);
         }
         return refuse(dc, s, TT_REFUSE_CAPACITY,
                       rc == TETHER_ERR_CAPACITY ? "no TCP port left" : "out of memory");
@@ -344,11 +346,14 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     if (n < 0) {
         TT_LOG(TT_LOG_ERROR, "cannot accept device device=%s err=%s", name,
                tether_err_name((int)n));
-        if (!d->offline_since)
+        if (!d->offline_since) {
             d->offline_since = now;
+            save(d);
+        }
         return refuse(dc, s, TT_REFUSE_INTERNAL, "relay failure");
     }
     send_frame(dc, buf, n);
+    dc->registered = true;
     d->conn = dc;
     dc->dev = d;
     d->connected_since = d->last_seen = now;
@@ -436,6 +441,7 @@ void tt_device_accept(struct tt_relay *r, uv_tcp_t *tcp, const uint8_t *pre, siz
         return;
     }
     dc->relay = r;
+    dc->started = tt_relay_now_ms();
     dc->next = r->conns;
     if (r->conns)
         r->conns->prev = dc;
@@ -466,6 +472,14 @@ static void on_sweep(uv_timer_t *t)
     struct tt_relay *r = t->data;
     int64_t now = tt_relay_now_ms();
     tt_strmap_foreach(&r->by_name, sweep_one, &now);
+    for (struct tt_devconn *dc = r->conns; dc; dc = dc->next) {
+        if (!dc->registered && dc->ws && now - dc->started >= TT_DEVICE_HELLO_MS) {
+            dc->registered = true; /* close once */
+            TT_LOG(TT_LOG_INFO, "device connection without registration closed peer=%s", dc->peer);
+            tt_wsconn_close(dc->ws, TT_GOAWAY_PROTOCOL, 1008, TETHER_ERR_TIMEOUT,
+                            "no registration in time");
+        }
+    }
 }
 
 int tt_device_start(struct tt_relay *r)

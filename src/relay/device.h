@@ -21,6 +21,8 @@
 #define TT_DEVICE_PING_MS 30000
 #define TT_DEVICE_TIMEOUT_MS 90000
 #define TT_DEVICE_LABEL_LEN 10
+/* A connection that has not registered (HELLO answered) by then is closed. */
+#define TT_DEVICE_HELLO_MS 30000
 
 struct tt_device_svc {
     uint8_t kind; /* enum tt_service_kind */
@@ -37,6 +39,8 @@ struct tt_devconn {
     struct tt_wsconn *ws;
     struct tt_device *dev; /* set once registered; NULL again after a takeover */
     struct tt_devconn *prev, *next;
+    int64_t started; /* unix ms */
+    bool registered; /* WELCOME sent (or refused: closing anyway) */
     char peer[64];
 };
 

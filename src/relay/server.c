@@ -20,13 +20,23 @@ struct hs_write {
     char data[512];
 };
 
+/* Answers with a rendered page; a HEAD request gets its head only. */
+static void respond_raw(struct tt_headconn *hc, const char *out, int n)
+{
+    size_t len = n > 0 ? (size_t)n : 0;
+    const char *end = n > 0 ? strstr(out, "\r\n\r\n") : NULL;
+    if (end && hc->hp.p.method == HTTP_HEAD)
+        len = (size_t)(end - out) + 4;
+    tt_headconn_respond(hc, out, len);
+}
+
 static void respond_page(struct tt_headconn *hc, enum tt_page page)
 {
     char out[TT_PAGE_MAX];
     int n = tt_pages_render(out, sizeof(out), page);
     TT_LOG(TT_LOG_DEBUG, "answered peer=%s:%u status=%d", hc->peer_ip, hc->peer_port,
            tt_pages_status(page));
-    tt_headconn_respond(hc, out, n > 0 ? (size_t)n : 0);
+    respond_raw(hc, out, n);
 }
 
 static void on_hs_written(uv_write_t *req, int status)
@@ -92,7 +102,7 @@ static void to_device(struct tt_relay *r, struct tt_headconn *hc, struct tt_devi
             tt_pages_offline(out, sizeof(out), d->offline_since / 1000, tt_relay_now_ms() / 1000);
         TT_LOG(TT_LOG_DEBUG, "answered peer=%s:%u status=503 device=%s offline", hc->peer_ip,
                hc->peer_port, d->name);
-        tt_headconn_respond(hc, out, n > 0 ? (size_t)n : 0);
+        respond_raw(hc, out, n);
         return;
     }
     if (!tt_device_online(d)) {
