@@ -140,7 +140,8 @@ core-check:
 	@for f in $(CORE_SRC); do \
 		$(CC) $(CSTD) $(CORE_WARN) -O2 -ffreestanding -fno-builtin -Iinclude -c $$f \
 			-o build/core-check/$$(basename $$f .c).o || exit 1; done
-	@undef=$$(nm -u build/core-check/*.o | awk 'NF==2{print $$2}' | sort -u | \
+	@rm -f build/core-check/all.ro && ld -r -o build/core-check/all.ro build/core-check/*.o
+	@undef=$$(nm -u build/core-check/all.ro | awk 'NF==2{print $$2}' | sort -u | \
 		grep -v -x -E 'memcpy|memmove|memset|memcmp|strlen|__stack_chk_fail' || true); \
 	if [ -n "$$undef" ]; then echo "core-check: src/core needs more than libc: $$undef"; exit 1; fi; \
 	echo "core-check: src/core builds alone and needs only libc memory/string functions"
