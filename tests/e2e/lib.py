@@ -276,8 +276,8 @@ class Agent:
         self.json_mode = json_mode
         argv = [TETHER, "--server", server or relay.url, "--name", self.name,
                 "--token", token if token is not None else relay.token]
-        if http:
-            argv += ["--http", http if isinstance(http, str) else "127.0.0.1:%d" % http]
+        for h in (http if isinstance(http, (list, tuple)) else [http] if http else []):
+            argv += ["--http", h if isinstance(h, str) else "127.0.0.1:%d" % h]
         for n, p in self.tcp.items():
             argv += ["--tcp", "%s=127.0.0.1:%d" % (n, p)]
         if json_mode:
@@ -291,7 +291,8 @@ class Agent:
             self.wait_ready()
 
     def nservices(self):
-        return (1 if self.http else 0) + len(self.tcp)
+        h = self.http
+        return (len(h) if isinstance(h, (list, tuple)) else 1 if h else 0) + len(self.tcp)
 
     def wait_ready(self, timeout=30):
         """Waits for the next registration's ready lines (or --json ready event) and returns
@@ -317,7 +318,7 @@ class Agent:
                 services.update(parse_ready(line))
         self.services = services
         for s in services.values():
-            if s.get("kind") == "http" and s.get("label"):
+            if s.get("kind") == "http" and s.get("label") and not s.get("sub"):
                 self.label = s["label"]
         return services
 
@@ -338,16 +339,19 @@ def _json_event(line):
     return v.get("event") if isinstance(v, dict) else None
 
 
-READY_HTTP_RE = re.compile(r"^ready http (http://([a-z0-9]+)\.([^:/\s]+)(?::(\d+))?) -> (\S+)$")
+READY_HTTP_RE = re.compile(r"^ready http (http://(?:([a-z0-9-]+)--)?([a-z0-9]+)\.([^:/\s]+)(?::(\d+))?)"
+                           r" -> (\S+)$")
 READY_TCP_RE = re.compile(r"^ready tcp (\S+) (\S+):(\d+) -> (\S+)$")
 
 
 def parse_ready(line):
     m = READY_HTTP_RE.match(line)
     if m:
-        return {"http": {"kind": "http", "url": m.group(1), "label": m.group(2),
-                         "domain": m.group(3), "port": m.group(4), "target": m.group(5),
-                         "line": line}}
+        # The main HTTP service is LABEL.DOMAIN; the others SERVICE--LABEL.DOMAIN (the relay's
+        # naming, keyed here by SERVICE since the line does not carry the service name).
+        return {m.group(2) or "http": {"kind": "http", "url": m.group(1), "label": m.group(3),
+                                       "sub": m.group(2), "domain": m.group(4),
+                                       "port": m.group(5), "target": m.group(6), "line": line}}
     m = READY_TCP_RE.match(line)
     if m:
         return {m.group(1): {"kind": "tcp", "host": m.group(2), "port": int(m.group(3)),

@@ -219,3 +219,36 @@ def test_two_devices_get_distinct_labels_and_their_own_traffic(t):
     for ag, want in ((a, b"device-a"), (b, b"device-b"), (a, b"device-a")):
         status, _, body = relay.request("GET", "/whoami", label=ag.label)
         eq((status, body), (200, want), "answer for %s" % ag.label)
+
+
+def test_upload_with_curl_expect_100_continue(t):
+    relay, svc, agent = device(t, big_size=1024)
+    body = os.urandom(8 * MiB)
+    src = t.path("upload.bin")
+    with open(src, "wb") as f:
+        f.write(body)
+    url = "http://%s.localhost:%d/upload" % (agent.label, relay.port)
+    # curl sends "Expect: 100-continue" for a body this large and waits for the interim
+    # "100 Continue" that the device's server sends back through the relay.
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", "60",
+                        "-H", "Expect: 100-continue", "--data-binary", "@" + src, url],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=70)
+    eq(r.returncode, 0, "curl exit status (stderr: %s)" % r.stderr.decode(errors="replace"))
+    got = json.loads(r.stdout)
+    eq(got["length"], len(body), "bytes the device received")
+    eq(got["sha256"], hashlib.sha256(body).hexdigest(), "SHA-256 the device received")
+
+
+def test_several_http_services_on_one_device(t):
+    relay = t.relay()
+    main = t.http_service(big_size=1024, ident="main-site")
+    api = t.http_service(big_size=1024, ident="api-site")
+    agent = t.agent(relay, http=[main.port, "api=127.0.0.1:%d" % api.port])
+    eq(sorted(agent.services), ["api", "http"], "services in the ready lines")
+    eq(agent.services["http"]["target"], "127.0.0.1:%d" % main.port, "main service target")
+    eq(agent.services["api"]["label"], agent.label, "the api URL is under the device's label")
+    status, _, body = relay.request("GET", "/whoami", label=agent.label)
+    eq((status, body), (200, b"main-site"), "answer on LABEL.localhost")
+    api_host = agent.services["api"]["url"][len("http://"):]
+    status, _, body = relay.request("GET", "/whoami", host=api_host)
+    eq((status, body), (200, b"api-site"), "answer on %s" % api_host)
