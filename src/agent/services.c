@@ -127,6 +127,12 @@ static void on_connect(uv_connect_t *req, int status)
         try_next(l);
         return;
     }
+    if (uv_is_closing((uv_handle_t *)l->sock)) {
+        /* The stream ended while we connected: the pipe is closing its socket; on_done
+         * follows. */
+        close_probe(l);
+        return;
+    }
     status = adopt(l);
     if (status < 0)
         close_probe(l);
