@@ -7,7 +7,29 @@
  * - Functions returning int return 0 (TETHER_OK) or a negative code from tether_err.h.
  * - A NULL pointer where an object is required is TETHER_ERR_INVAL (never a crash).
  * - Strings given to the library are copied; the caller keeps ownership of its own.
- * - Strings handed out in an event are valid only during the callback that receives them. */
+ * - Strings handed out in an event are valid only during the callback that receives them.
+ * - tether_agent_run() ignores SIGPIPE if its disposition is the default (a peer closing a socket
+ *   must not kill the process); it changes no other signal.
+ *
+ * Use (error checks left out):
+ *
+ *     static void on_event(tether_agent *a, const struct tether_event *ev, void *ud) {
+ *         if (ev->kind == TETHER_EVENT_READY)
+ *             printf("reachable at %s\n", ev->services[0].url);
+ *     }
+ *     tether_config *cfg;
+ *     tether_agent *agent;
+ *     struct tether_callbacks cb = {on_event};
+ *     tether_config_new(&cfg);
+ *     tether_config_add_server(cfg, "ws://relay.example.com");
+ *     tether_config_set_name(cfg, "SN-0042");
+ *     tether_config_set_token(cfg, token);
+ *     tether_config_add_http(cfg, NULL, "127.0.0.1:8000");
+ *     tether_agent_new(cfg, &cb, NULL, &agent);    // fails with tether_config_error(cfg)
+ *     tether_config_free(cfg);
+ *     tether_agent_run(agent);                     // until tether_agent_stop() from anywhere
+ *     tether_agent_free(agent);
+ */
 #ifndef TETHER_H
 #define TETHER_H
 
