@@ -968,3 +968,36 @@ def device(env, tcp=None, http=True, json_mode=False, grace="30s", big_size=6 * 
     if svc:
         check(agent.label, "the agent reported no http service: %r" % agent.services)
     return relay, svc, agent
+
+
+class RedirectServer:
+    """An HTTP server that answers every request with status and Location: location (a relay
+    moved elsewhere); counts the requests it got."""
+
+    def __init__(self, env, location, status=307):
+        outer = self
+        self.hits = 0
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                outer.hits += 1
+                self.send_response(status)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+
+        self.server = _ThreadingServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        env.on_cleanup(self.close)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -6,7 +6,7 @@ import json
 import re
 import signal
 
-from lib import Relay, check, device, eq, wait_for
+from lib import Relay, RedirectServer, check, device, eq, free_port, wait_for
 
 LABEL_RE = r"[a-z0-9]{8,}"
 
@@ -100,3 +100,51 @@ def test_agent_reconnects_after_relay_restart(t):
     agent.wait_ready(timeout=75)  # back-off is at most about 60 s
     eq(relay2.request("GET", "/whoami", label=agent.label)[:3:2], (200, b"device"),
        "answer through the new relay")
+
+
+def test_agent_follows_redirect_in_handshake(t):
+    relay = t.relay()
+    svc = t.http_service(big_size=1024)
+    for status in (301, 302, 307, 308):
+        redirect = RedirectServer(t, "ws://127.0.0.1:%d/" % relay.port, status)
+        agent = t.agent(relay, name="redirected-%d" % status, http=svc.port,
+                        server="ws://127.0.0.1:%d/" % redirect.port)
+        check(redirect.hits >= 1, "the agent never asked the redirecting server")
+        eq(relay.request("GET", "/whoami", label=agent.label)[:3:2], (200, b"device"),
+           "answer after a %d redirect" % status)
+        agent.stop()
+
+
+def test_agent_tries_its_servers_in_turn(t):
+    relay = t.relay()
+    svc = t.http_service(big_size=1024)
+    dead = "ws://127.0.0.1:%d" % free_port()  # nothing listens there
+    agent = t.agent(relay, http=svc.port, extra=["--server", relay.url], server=dead)
+    eq(relay.request("GET", "/whoami", label=agent.label)[:3:2], (200, b"device"),
+       "answer through the second server")
+
+
+def test_agent_moves_to_next_relay_when_one_shuts_down(t):
+    first, second = t.relay(), t.relay()
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(first, http=svc.port, extra=["--server", second.url])
+    eq(first.request("GET", "/whoami", label=agent.label)[:3:2], (200, b"device"),
+       "answer through the first relay")
+    first.stop()
+    agent.relay = second
+    agent.wait_ready(timeout=75)
+    eq(second.request("GET", "/whoami", label=agent.label)[:3:2], (200, b"device"),
+       "answer through the second relay")
+
+
+def test_agent_notices_a_dead_link(t):
+    relay = t.relay()
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(relay, http=svc.port, json_mode=True)
+    # The relay freezes with the connection open: only pings can tell.
+    relay.proc.send_signal(signal.SIGSTOP)
+    try:
+        agent.proc.wait_line(lambda l: '"disconnected"' in l, 75, agent.seen,
+                             'a {"event":"disconnected"} line (the contract: about 30 s)')
+    finally:
+        relay.proc.send_signal(signal.SIGCONT)
