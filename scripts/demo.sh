@@ -3,12 +3,13 @@
 # sample web page on a free loopback port (the "device's" web server) and an agent (tether)
 # exposing it, then prints the device's URL and waits. Ctrl-C stops everything it started, by
 # PID. Uses the release build (BIN=build/release/bin unless set); state goes to a temp dir.
+# DEMO_PORT and DEMO_ADMIN_PORT move the two ports (the e2e test of this script uses them).
 set -u
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-build/release/bin}
-LISTEN_PORT=8080
-ADMIN_PORT=9090
+LISTEN_PORT=${DEMO_PORT:-8080}
+ADMIN_PORT=${DEMO_ADMIN_PORT:-9090}
 
 say() { printf '%s\n' "$*"; }
 die() {
