@@ -65,26 +65,40 @@ void tt_chunkq_init(struct tt_chunkq *q)
     q->bytes = 0;
 }
 
+uint8_t *tt_chunkq_reserve(struct tt_chunkq *q, size_t *room)
+{
+    struct tt_chunk *t = q->tail;
+    if (t == NULL || t->len == TT_CHUNK_SIZE) {
+        t = tt_chunk_get();
+        if (t == NULL)
+            return NULL;
+        if (q->tail != NULL)
+            q->tail->next = t;
+        else
+            q->head = t;
+        q->tail = t;
+    }
+    *room = TT_CHUNK_SIZE - t->len;
+    return t->data + t->len;
+}
+
+void tt_chunkq_commit(struct tt_chunkq *q, size_t n)
+{
+    q->tail->len += n;
+    q->bytes += n;
+}
+
 int tt_chunkq_append(struct tt_chunkq *q, const uint8_t *data, size_t len)
 {
     while (len > 0) {
-        struct tt_chunk *t = q->tail;
-        if (t == NULL || t->len == TT_CHUNK_SIZE) {
-            t = tt_chunk_get();
-            if (t == NULL)
-                return TETHER_ERR_NOMEM;
-            if (q->tail != NULL)
-                q->tail->next = t;
-            else
-                q->head = t;
-            q->tail = t;
-        }
-        size_t n = TT_CHUNK_SIZE - t->len;
+        size_t n;
+        uint8_t *dst = tt_chunkq_reserve(q, &n);
+        if (dst == NULL)
+            return TETHER_ERR_NOMEM;
         if (n > len)
             n = len;
-        memcpy(t->data + t->len, data, n);
-        t->len += n;
-        q->bytes += n;
+        memcpy(dst, data, n);
+        tt_chunkq_commit(q, n);
         data += n;
         len -= n;
     }

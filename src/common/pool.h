@@ -42,6 +42,12 @@ void tt_chunkq_init(struct tt_chunkq *q);
 /* Copies data[0..len) to the end of q. Returns 0, or TETHER_ERR_NOMEM (then only a prefix may
  * have been appended: treat the queue's stream as broken). */
 int tt_chunkq_append(struct tt_chunkq *q, const uint8_t *data, size_t len);
+/* Zero-copy append: returns a pointer to free space at the end of q (in a new chunk if the tail
+ * is full) and its size in *room (>= 1), or NULL when out of memory. Write there, then call
+ * tt_chunkq_commit with how many bytes were written; the space stays q's. */
+uint8_t *tt_chunkq_reserve(struct tt_chunkq *q, size_t *room);
+/* Adds n (<= the room last reserved) written bytes to the end of q. */
+void tt_chunkq_commit(struct tt_chunkq *q, size_t n);
 /* Points bufs[0..n) at the first bytes of q, one per chunk, n <= max. Returns n (0 if empty) and
  * the bytes covered in *nbytes. The memory stays q's; valid until consumed or cleared. */
 unsigned tt_chunkq_bufs(const struct tt_chunkq *q, uv_buf_t *bufs, unsigned max, size_t *nbytes);

@@ -1,7 +1,8 @@
-/* wsconn.c - one device connection: wslay's frame layer over a libuv TCP stream, carrying a
- * Tether session. Reads go through pooled chunks into wslay and on to tt_session_recv; output
- * (WebSocket frames built by wslay_frame_send) is copied once into a queue of pooled chunks and
- * flushed by a uv_idle handle, one uv_write per loop iteration, before the loop polls.
+/* wsconn.c - one device connection: WebSocket framing (wsframe.h) over a libuv TCP stream,
+ * carrying a Tether session. Reads land in pooled chunks, are unmasked in place and go on to
+ * tt_session_recv; output frames are built (and masked, on the client side) straight into a
+ * queue of pooled chunks, one copy per byte, flushed by a uv_idle handle, one uv_write per loop
+ * iteration, before the loop polls.
  * Application callbacks are never called from inside tt_wsconn_* calls; on_close always comes
  * from the idle handle, and the struct is freed only after its last handle's close callback. */
 #include "common/wsconn.h"
@@ -9,11 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <wslay/wslay.h>
-
 #include "common/log.h"
 #include "common/pool.h"
 #include "common/util.h"
+#include "common/wsframe.h"
 
 #define WSCONN_DEFAULT_HIGH (1024u * 1024u)
 #define WSCONN_DEFAULT_MAX_MESSAGE (1024u * 1024u)
@@ -31,7 +31,6 @@ struct tt_wsconn {
     uv_idle_t idle;   /* flushes before the loop polls; delivers on_close */
     uv_write_t wreq;
     uv_shutdown_t sreq;
-    wslay_frame_context_ptr ws;
 
     struct tt_session sess;
     struct tt_session_callbacks scb; /* the application's, with our table callbacks */
@@ -50,14 +49,18 @@ struct tt_wsconn {
     size_t maskpos;
 
     /* input */
-    const uint8_t *in;
-    size_t inlen, inoff;
     uint8_t *pre;
     size_t prelen;
+    uint8_t hdrbuf[TT_WSFRAME_MAX_HEADER]; /* a frame header split across reads */
+    size_t hdrlen;
     bool in_frame;     /* a frame's payload is under way */
-    uint8_t fr_opcode; /* its opcode */
-    uint64_t fr_left;  /* its payload bytes still to come */
-    bool in_msg;       /* a fragmented binary message is under way */
+    uint8_t fr_opcode; /* its opcode, FIN bit, mask */
+    bool fr_fin;
+    bool fr_masked;
+    uint8_t fr_key[4];
+    uint64_t fr_off;  /* its payload bytes seen so far */
+    uint64_t fr_left; /* its payload bytes still to come */
+    bool in_msg;      /* a fragmented binary message is under way */
     uint64_t msg_len;
     uint8_t ctrl[125];
     size_t ctrl_len;
@@ -115,8 +118,6 @@ static void on_handle_closed(uv_handle_t *h)
     if (--c->nhandles > 0)
         return;
     tt_chunkq_clear(&c->out);
-    if (c->ws != NULL)
-        wslay_frame_context_free(c->ws);
     free(c->table);
     free(c->pre);
     free(c);
@@ -146,44 +147,39 @@ static void finish(struct tt_wsconn *c)
 
 /* ---- output ----------------------------------------------------------------------------- */
 
-static ssize_t ws_send_cb(const uint8_t *data, size_t len, int flags, void *user_data)
+/* The next 4-byte mask key, from a pool refilled 256 bytes at a time. Returns 0 or -1. */
+static int next_mask(struct tt_wsconn *c, uint8_t key[4])
 {
-    struct tt_wsconn *c = user_data;
-    (void)flags;
-    if (tt_chunkq_append(&c->out, data, len) != 0) {
-        c->broken = true;
-        return -1;
-    }
-    return (ssize_t)len;
-}
-
-static int ws_genmask_cb(uint8_t *buf, size_t len, void *user_data)
-{
-    struct tt_wsconn *c = user_data;
-    if (len > sizeof(c->maskpool))
-        return tt_random_bytes(buf, len);
-    if (c->maskpos + len > sizeof(c->maskpool)) {
+    if (c->maskpos + 4 > sizeof(c->maskpool)) {
         if (tt_random_bytes(c->maskpool, sizeof(c->maskpool)) != 0)
             return -1;
         c->maskpos = 0;
     }
-    memcpy(buf, c->maskpool + c->maskpos, len);
-    c->maskpos += len;
+    memcpy(key, c->maskpool + c->maskpos, 4);
+    c->maskpos += 4;
     return 0;
 }
 
-static ssize_t ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user_data)
+/* Appends payload bytes (masked with key from payload offset off on the client side). */
+static int put_payload(struct tt_wsconn *c, const uint8_t *src, size_t len, const uint8_t key[4],
+                       uint64_t off)
 {
-    struct tt_wsconn *c = user_data;
-    size_t n = c->inlen - c->inoff;
-    (void)flags;
-    if (n == 0)
-        return 0; /* wslay_frame_recv then returns WSLAY_ERR_WANT_READ */
-    if (n > len)
-        n = len;
-    memcpy(buf, c->in + c->inoff, n);
-    c->inoff += n;
-    return (ssize_t)n;
+    if (!c->cfg.client)
+        return tt_chunkq_append(&c->out, src, len);
+    while (len > 0) {
+        size_t room;
+        uint8_t *dst = tt_chunkq_reserve(&c->out, &room);
+        if (dst == NULL)
+            return TETHER_ERR_NOMEM;
+        if (room > len)
+            room = len;
+        tt_wsframe_mask(dst, src, room, key, off);
+        tt_chunkq_commit(&c->out, room);
+        src += room;
+        len -= room;
+        off += room;
+    }
+    return 0;
 }
 
 /* Queues one WebSocket frame (FIN set) whose payload is hdr[0..hlen) + data[0..len). Returns 0 or
@@ -191,32 +187,17 @@ static ssize_t ws_recv_cb(uint8_t *buf, size_t len, int flags, void *user_data)
 static int ws_send(struct tt_wsconn *c, uint8_t opcode, const uint8_t *hdr, size_t hlen,
                    const uint8_t *data, size_t len)
 {
-    struct wslay_frame_iocb io;
-    const uint8_t *piece[2] = {hdr, data};
-    size_t plen[2] = {hlen, len};
+    uint8_t head[TT_WSFRAME_MAX_HEADER], key[4];
+    size_t n;
 
     if (c->broken)
         return TETHER_ERR_NOMEM;
-    memset(&io, 0, sizeof(io));
-    io.fin = 1;
-    io.opcode = opcode;
-    io.mask = c->cfg.client ? 1 : 0;
-    io.payload_length = hlen + len;
-    if (hlen + len == 0) {
-        if (wslay_frame_send(c->ws, &io) < 0)
-            goto broken;
-    }
-    for (int i = 0; i < 2; i++) {
-        io.data = piece[i];
-        io.data_length = plen[i];
-        while (io.data_length > 0) {
-            ssize_t r = wslay_frame_send(c->ws, &io);
-            if (r <= 0)
-                goto broken;
-            io.data += r;
-            io.data_length -= (size_t)r;
-        }
-    }
+    if (c->cfg.client && next_mask(c, key) != 0)
+        goto broken;
+    n = tt_wsframe_encode(head, true, opcode, c->cfg.client ? key : NULL, hlen + len);
+    if (tt_chunkq_append(&c->out, head, n) != 0 || put_payload(c, hdr, hlen, key, 0) != 0 ||
+        put_payload(c, data, len, key, hlen) != 0)
+        goto broken;
     schedule(c);
     return 0;
 broken:
@@ -237,7 +218,7 @@ static void ws_send_close(struct tt_wsconn *c, uint16_t code, const char *reason
     p[1] = (uint8_t)code;
     if (n > 0)
         memcpy(p + 2, reason, n);
-    (void)ws_send(c, WSLAY_CONNECTION_CLOSE, p, 2 + n, NULL, 0);
+    (void)ws_send(c, TT_WS_CLOSE, p, 2 + n, NULL, 0);
 }
 
 /* Moves the session's own frames (WINDOW, RESET) into the output queue. */
@@ -248,7 +229,7 @@ static void pump_session(struct tt_wsconn *c)
         tt_ssize n = tt_session_send(&c->sess, buf, sizeof(buf));
         if (n <= 0)
             break;
-        if (ws_send(c, WSLAY_BINARY_FRAME, buf, (size_t)n, NULL, 0) != 0)
+        if (ws_send(c, TT_WS_BINARY, buf, (size_t)n, NULL, 0) != 0)
             break;
         c->bytes_out += (uint64_t)n;
     }
@@ -371,7 +352,7 @@ static void deliver_close(struct tt_wsconn *c)
         if (n <= 0 && !c->no_goaway &&
             (tt_session_state(&c->sess) == TT_SESSION_OPEN || c->force_goaway))
             n = tt_session_goaway(&c->sess, c->goaway_code, c->reason, buf, sizeof(buf));
-        if (n > 0 && ws_send(c, WSLAY_BINARY_FRAME, buf, (size_t)n, NULL, 0) == 0)
+        if (n > 0 && ws_send(c, TT_WS_BINARY, buf, (size_t)n, NULL, 0) == 0)
             c->bytes_out += (uint64_t)n;
         if (!c->broken)
             ws_send_close(c, c->ws_code, c->close_err == 0 ? "" : tether_err_name(c->close_err));
@@ -396,12 +377,12 @@ static void protocol_error(struct tt_wsconn *c, uint16_t ws_code, int err, const
 static void handle_control(struct tt_wsconn *c)
 {
     switch (c->fr_opcode) {
-    case WSLAY_PING:
-        (void)ws_send(c, WSLAY_PONG, c->ctrl, c->ctrl_len, NULL, 0);
+    case TT_WS_PING:
+        (void)ws_send(c, TT_WS_PONG, c->ctrl, c->ctrl_len, NULL, 0);
         break;
-    case WSLAY_PONG:
+    case TT_WS_PONG:
         break;
-    case WSLAY_CONNECTION_CLOSE: {
+    case TT_WS_CLOSE: {
         uint16_t code = 1005;
         char why[TT_MAX_REASON + 1];
         size_t tlen = 0;
@@ -429,64 +410,70 @@ static void handle_control(struct tt_wsconn *c)
     }
 }
 
-/* Starts a frame: the checks wslay leaves to us. Returns false when the connection is closing. */
-static bool frame_start(struct tt_wsconn *c, const struct wslay_frame_iocb *io)
+/* Starts a frame: the checks the header decoder leaves to us. Returns false when the connection
+ * is closing. */
+static bool frame_start(struct tt_wsconn *c, const struct tt_wsframe_hdr *h)
 {
     c->in_frame = true;
-    c->fr_opcode = io->opcode;
-    c->fr_left = io->payload_length;
-    if (io->rsv != 0) {
+    c->fr_opcode = h->opcode;
+    c->fr_fin = h->fin;
+    c->fr_masked = h->masked;
+    memcpy(c->fr_key, h->key, 4);
+    c->fr_off = 0;
+    c->fr_left = h->len;
+    if (h->rsv != 0) {
         protocol_error(c, 1002, TETHER_ERR_PROTO, "reserved bits set");
         return false;
     }
-    if (c->cfg.client ? io->mask : !io->mask) {
+    if (c->cfg.client ? h->masked : !h->masked) {
         protocol_error(c, 1002, TETHER_ERR_PROTO,
                        c->cfg.client ? "masked frame from server" : "unmasked frame from client");
         return false;
     }
-    switch (io->opcode) {
-    case WSLAY_CONTINUATION_FRAME:
+    switch (h->opcode) {
+    case TT_WS_CONTINUATION:
         if (!c->in_msg) {
             protocol_error(c, 1002, TETHER_ERR_PROTO, "continuation without a message");
             return false;
         }
         break;
-    case WSLAY_BINARY_FRAME:
+    case TT_WS_BINARY:
         if (c->in_msg) {
             protocol_error(c, 1002, TETHER_ERR_PROTO, "new message inside a fragmented one");
             return false;
         }
         c->msg_len = 0;
         break;
-    case WSLAY_TEXT_FRAME:
+    case TT_WS_TEXT:
         protocol_error(c, 1003, TETHER_ERR_PROTO, "text frames are not accepted");
         return false;
-    case WSLAY_CONNECTION_CLOSE:
-    case WSLAY_PING:
-    case WSLAY_PONG:
+    case TT_WS_CLOSE:
+    case TT_WS_PING:
+    case TT_WS_PONG:
         c->ctrl_len = 0;
         return true;
     default:
         protocol_error(c, 1002, TETHER_ERR_PROTO, "unknown opcode");
         return false;
     }
-    if (io->payload_length > c->cfg.max_message - c->msg_len) {
+    if (h->len > c->cfg.max_message - c->msg_len) {
         protocol_error(c, 1009, TETHER_ERR_TOO_LARGE, "message too large");
         return false;
     }
     return true;
 }
 
-static void frame_piece(struct tt_wsconn *c, const struct wslay_frame_iocb *io, size_t n)
+/* n payload bytes of the current frame, in data (ours: unmasked in place). */
+static void frame_piece(struct tt_wsconn *c, uint8_t *data, size_t n)
 {
-    if (!c->in_frame && !frame_start(c, io))
-        return;
+    if (c->fr_masked && n > 0)
+        tt_wsframe_mask(data, data, n, c->fr_key, c->fr_off);
+    c->fr_off += n;
     c->fr_left -= n;
-    if (wslay_is_ctrl_frame(c->fr_opcode)) {
-        if (n > 0 && c->ctrl_len + n <= sizeof(c->ctrl)) {
-            memcpy(c->ctrl + c->ctrl_len, io->data, n);
-            c->ctrl_len += n;
-        }
+    if (tt_wsframe_is_control(c->fr_opcode)) {
+        /* The decoder caps control payloads at 125 bytes, the size of ctrl. */
+        memcpy(c->ctrl + c->ctrl_len, data, n);
+        c->ctrl_len += n;
         if (c->fr_left == 0) {
             c->in_frame = false;
             handle_control(c);
@@ -497,11 +484,11 @@ static void frame_piece(struct tt_wsconn *c, const struct wslay_frame_iocb *io, 
     c->bytes_in += n;
     if (c->fr_left == 0) {
         c->in_frame = false;
-        c->in_msg = !io->fin;
+        c->in_msg = !c->fr_fin;
     }
     if (n > 0) {
         bool handshake = tt_session_state(&c->sess) == TT_SESSION_HANDSHAKE;
-        tt_ssize r = tt_session_recv(&c->sess, io->data, n);
+        tt_ssize r = tt_session_recv(&c->sess, data, n);
         if (r < 0 && !c->closing) {
             TT_LOG(TT_LOG_DEBUG, "wsconn: session error peer=%s err=%s", c->peer,
                    tether_err_name((int)r));
@@ -512,25 +499,39 @@ static void frame_piece(struct tt_wsconn *c, const struct wslay_frame_iocb *io, 
     }
 }
 
-static void feed(struct tt_wsconn *c, const uint8_t *data, size_t len)
+/* Parses len received bytes (a buffer we own: payloads are unmasked in place). */
+static void feed(struct tt_wsconn *c, uint8_t *data, size_t len)
 {
-    c->in = data;
-    c->inlen = len;
-    c->inoff = 0;
-    while (!c->closing) {
-        struct wslay_frame_iocb io;
-        memset(&io, 0, sizeof(io));
-        ssize_t r = wslay_frame_recv(c->ws, &io);
-        if (r == WSLAY_ERR_WANT_READ)
-            break;
+    while (!c->closing && len > 0) {
+        if (c->in_frame) {
+            size_t n = len < c->fr_left ? len : (size_t)c->fr_left;
+            frame_piece(c, data, n);
+            data += n;
+            len -= n;
+            continue;
+        }
+        struct tt_wsframe_hdr h;
+        size_t old = c->hdrlen, take = TT_WSFRAME_MAX_HEADER - old;
+        if (take > len)
+            take = len;
+        memcpy(c->hdrbuf + old, data, take);
+        int r = tt_wsframe_decode(&h, c->hdrbuf, old + take);
         if (r < 0) {
-            protocol_error(c, 1002, TETHER_ERR_PROTO, "websocket protocol error");
+            protocol_error(c, 1002, TETHER_ERR_PROTO, "bad frame header");
             break;
         }
-        frame_piece(c, &io, (size_t)r);
+        if (r == 0) {
+            c->hdrlen = old + take; /* all of data was taken */
+            break;
+        }
+        data += (size_t)r - old;
+        len -= (size_t)r - old;
+        c->hdrlen = 0;
+        if (!frame_start(c, &h))
+            break;
+        if (c->fr_left == 0)
+            frame_piece(c, data, 0);
     }
-    c->in = NULL;
-    c->inlen = c->inoff = 0;
     pump_session(c);
 }
 
@@ -556,7 +557,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         c->last_rx = uv_now(c->loop);
         if (!c->closing)
-            feed(c, (const uint8_t *)buf->base, (size_t)nread);
+            feed(c, (uint8_t *)buf->base, (size_t)nread);
     } else if (nread == UV_EOF) {
         c->eof = true;
         uv_read_stop(s);
@@ -595,7 +596,7 @@ static void on_timer(uv_timer_t *t)
         uint8_t p[8];
         for (int i = 0; i < 8; i++)
             p[i] = (uint8_t)(now >> (56 - 8 * i));
-        (void)ws_send(c, WSLAY_PING, p, sizeof(p), NULL, 0);
+        (void)ws_send(c, TT_WS_PING, p, sizeof(p), NULL, 0);
     }
 }
 
@@ -700,7 +701,6 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, uv_tcp_t *tcp, const 
                   size_t prelen, const struct tt_wsconn_config *cfg,
                   const struct tt_wsconn_callbacks *cb, void *ud)
 {
-    static const struct wslay_frame_callbacks wcb = {ws_send_cb, ws_recv_cb, ws_genmask_cb};
     struct tt_wsconn *c;
     int r;
 
@@ -741,15 +741,9 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, uv_tcp_t *tcp, const 
         free(c);
         return r;
     }
-    if (wslay_frame_context_init(&c->ws, &wcb, c) != 0) {
-        free(c->table);
-        free(c);
-        return TETHER_ERR_NOMEM;
-    }
     if (prelen > 0) {
         c->pre = malloc(prelen);
         if (c->pre == NULL) {
-            wslay_frame_context_free(c->ws);
             free(c->table);
             free(c);
             return TETHER_ERR_NOMEM;
@@ -800,7 +794,7 @@ int tt_wsconn_send_frame(struct tt_wsconn *c, const uint8_t *frame, size_t len)
     int r;
     if (c->closing)
         return TETHER_ERR_CLOSED;
-    r = ws_send(c, WSLAY_BINARY_FRAME, frame, len, NULL, 0);
+    r = ws_send(c, TT_WS_BINARY, frame, len, NULL, 0);
     if (r == 0)
         c->bytes_out += len;
     return r;
@@ -839,7 +833,7 @@ tt_ssize tt_wsconn_send_data(struct tt_wsconn *c, uint32_t id, const uint8_t *da
                 break;
             return r == TETHER_ERR_NO_STREAM ? TETHER_ERR_NO_STREAM : r;
         }
-        r = ws_send(c, WSLAY_BINARY_FRAME, hdr, TT_FRAME_HEADER_LEN, data + taken, n);
+        r = ws_send(c, TT_WS_BINARY, hdr, TT_FRAME_HEADER_LEN, data + taken, n);
         if (r != 0)
             return r;
         c->bytes_out += TT_FRAME_HEADER_LEN + n;
@@ -857,7 +851,7 @@ void tt_wsconn_reset_stream(struct tt_wsconn *c, uint32_t id, uint16_t code)
     /* Even while closing the slot is freed (the frame is then dropped): the caller is done
      * with the stream and must not hear on_stream_close for it. */
     n = tt_session_reset(&c->sess, id, code, buf, sizeof(buf));
-    if (n > 0 && !c->closing && ws_send(c, WSLAY_BINARY_FRAME, buf, (size_t)n, NULL, 0) == 0)
+    if (n > 0 && !c->closing && ws_send(c, TT_WS_BINARY, buf, (size_t)n, NULL, 0) == 0)
         c->bytes_out += (uint64_t)n;
 }
 

@@ -1,14 +1,14 @@
-/* wsconn.h - one device connection: a WebSocket (wslay's frame layer) over a libuv TCP stream,
+/* wsconn.h - one device connection: a WebSocket (wsframe.h framing) over a libuv TCP stream,
  * carrying a Tether session (src/core/session.h). Relay side (server) or agent side (client);
  * the opening handshake is done before (wshs.h) and any bytes read past it are handed in.
  *
- * Owns: the uv_tcp_t it is given (closed and freed by it), the wslay context, the tt_session
+ * Owns: the uv_tcp_t it is given (closed and freed by it), the tt_session
  * and its stream table, the output queue, the ping timer and a uv_idle handle that flushes
  * the output queue once per loop iteration, before the loop polls: many frames, one write.
  * (An idle rather than a prepare handle: one started from another handle's prepare callback
  * would only run after the poll, and an active idle handle keeps the poll from blocking.)
  *
- * Flow: bytes read -> wslay_frame_recv (unmasking) -> tt_session_recv -> session callbacks
+ * Flow: bytes read -> frame parsing and unmasking in place -> tt_session_recv -> callbacks
  * (the application's, given in the config; their user data is the wsconn's ud). Fragmented
  * binary messages are accepted; a text frame closes with 1003, a binary message over
  * max_message with 1009, a WebSocket protocol error (including a frame masked the wrong way)

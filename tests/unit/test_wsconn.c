@@ -10,6 +10,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <wslay/wslay.h>
+
 #include "common/pipe.h"
 #include "common/pool.h"
 #include "common/wsconn.h"
@@ -883,6 +885,194 @@ static void test_abort_while_closing(void **state)
     free(w);
 }
 
+/* ---- interop with wslay (the reference) ------------------------------------------------ */
+
+struct sink {
+    uint8_t *buf;
+    size_t len, cap, off;
+    bool eof;
+};
+
+static void sink_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
+{
+    struct sink *k = h->data;
+    (void)sz;
+    buf->base = (char *)k->buf + k->len;
+    buf->len = k->cap - k->len;
+}
+
+static void sink_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sink *k = s->data;
+    (void)buf;
+    if (nread > 0)
+        k->len += (size_t)nread;
+    else if (nread < 0) {
+        k->eof = true;
+        uv_read_stop(s);
+    }
+}
+
+static ssize_t wslay_recv_from_sink(uint8_t *buf, size_t len, int flags, void *ud)
+{
+    struct sink *k = ud;
+    size_t n = k->len - k->off;
+    (void)flags;
+    if (n > len)
+        n = len;
+    memcpy(buf, k->buf + k->off, n);
+    k->off += n;
+    return (ssize_t)n;
+}
+
+static ssize_t wslay_send_to_sink(const uint8_t *data, size_t len, int flags, void *ud)
+{
+    struct sink *k = ud;
+    (void)flags;
+    assert_true(k->len + len <= k->cap);
+    memcpy(k->buf + k->len, data, len);
+    k->len += len;
+    return (ssize_t)len;
+}
+
+static int wslay_mask(uint8_t *buf, size_t len, void *ud)
+{
+    (void)ud;
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)(0xa5 + 7 * i);
+    return 0;
+}
+
+static void test_interop_wslay(void **state)
+{
+    uv_loop_t loop;
+    uv_timer_t guard;
+    uv_tcp_t *a, *b;
+    struct raw r;
+    struct tt_wsconn *c;
+    struct tt_session_callbacks scb;
+    struct tt_wsconn_config cfg = {0};
+    static const struct tt_wsconn_callbacks cb = {raw_on_close};
+    static const size_t sizes[] = {0, 1, 125, 126, 65535, 65536, 200000};
+    struct sink k = {0};
+    (void)state;
+
+    /* Our client frames (masked, every length encoding) parsed by wslay. */
+    memset(&r, 0, sizeof(r));
+    memset(&scb, 0, sizeof(scb));
+    tt_pipe_session_callbacks(&scb);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    start_guard(&loop, &guard);
+    make_pair(&loop, &a, &b);
+    cfg.client = true;
+    cfg.session.role = TT_ROLE_DEVICE;
+    cfg.session.window = 65536;
+    cfg.session.max_streams = 4;
+    cfg.session_cb = &scb;
+    k.cap = 1 << 20;
+    k.buf = malloc(k.cap);
+    a->data = &k;
+    uv_read_start((uv_stream_t *)a, sink_alloc, sink_read);
+    assert_int_equal(tt_wsconn_new(&c, &loop, b, NULL, 0, &cfg, &cb, &r), 0);
+    uint8_t *pat = malloc(200000);
+    for (size_t i = 0; i < 200000; i++)
+        pat[i] = (uint8_t)(i * 13 + (i >> 8));
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+        assert_int_equal(tt_wsconn_send_frame(c, pat, sizes[i]), 0);
+    tt_wsconn_close(c, TT_GOAWAY_NORMAL, 1000, 0, "done");
+    while (!k.eof)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)a, client_closed);
+    while (!r.closed)
+        uv_run(&loop, UV_RUN_ONCE);
+    finish_loop(&loop, &guard);
+
+    struct wslay_frame_callbacks wcb = {wslay_send_to_sink, wslay_recv_from_sink, wslay_mask};
+    wslay_frame_context_ptr ws;
+    assert_int_equal(wslay_frame_context_init(&ws, &wcb, &k), 0);
+    size_t frame = 0, got = 0;
+    uint8_t *msg = malloc(200000);
+    bool closed = false;
+    while (!closed) {
+        struct wslay_frame_iocb io;
+        memset(&io, 0, sizeof(io));
+        ssize_t n = wslay_frame_recv(ws, &io);
+        assert_true(n >= 0);
+        assert_true(io.mask);
+        assert_int_equal(io.rsv, 0);
+        if (io.opcode == WSLAY_CONNECTION_CLOSE) {
+            closed = io.payload_length == (uint64_t)got + (uint64_t)n;
+            got += (size_t)n;
+            if (closed)
+                assert_int_equal(frame, sizeof(sizes) / sizeof(sizes[0]));
+            continue;
+        }
+        assert_int_equal(io.opcode, WSLAY_BINARY_FRAME);
+        assert_int_equal(io.payload_length, sizes[frame]);
+        memcpy(msg + got, io.data, (size_t)n);
+        got += (size_t)n;
+        if (got == sizes[frame]) {
+            assert_memory_equal(msg, pat, got);
+            frame++;
+            got = 0;
+        }
+    }
+    wslay_frame_context_free(ws);
+
+    /* wslay's masked frames (a fragmented HELLO, 16-bit length, a ping between) into our
+     * server side, split into single bytes over the socket. */
+    uint8_t hello[1024];
+    struct tt_hello h;
+    memset(&h, 0, sizeof(h));
+    h.version = TT_PROTO_VERSION;
+    h.max_streams = 4;
+    h.window = 65536;
+    h.name.p = (const uint8_t *)"dev1";
+    h.name.len = 4;
+    memset(msg, 't', 128);
+    h.token.p = msg;
+    h.token.len = 128;
+    tt_ssize hn = tt_frame_encode_hello(hello, sizeof(hello), &h);
+    assert_true(hn > 126);
+    k.len = k.off = 0;
+    assert_int_equal(wslay_frame_context_init(&ws, &wcb, &k), 0);
+    struct wslay_frame_iocb parts[] = {
+        {0, 0, WSLAY_BINARY_FRAME, 3, 1, hello, 3},
+        {1, 0, WSLAY_PING, 2, 1, (const uint8_t *)"pp", 2},
+        {1, 0, WSLAY_CONTINUATION_FRAME, (uint64_t)hn - 3, 1, hello + 3, (size_t)hn - 3},
+    };
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(wslay_frame_send(ws, &parts[i]), (ssize_t)parts[i].data_length);
+    wslay_frame_context_free(ws);
+
+    memset(&r, 0, sizeof(r));
+    scb.on_hello = raw_on_hello;
+    raw_hellos = 0;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    start_guard(&loop, &guard);
+    make_pair(&loop, &a, &b);
+    cfg.client = false;
+    cfg.session.role = TT_ROLE_RELAY;
+    r.tcp = a;
+    a->data = &r;
+    uv_read_start((uv_stream_t *)a, raw_alloc, raw_on_read);
+    assert_int_equal(tt_wsconn_new(&c, &loop, b, NULL, 0, &cfg, &cb, &r), 0);
+    for (size_t i = 0; i < k.len && !r.closed; i++) {
+        uv_buf_t wb = uv_buf_init((char *)k.buf + i, 1);
+        assert_int_equal(uv_try_write((uv_stream_t *)a, &wb, 1), 1);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    while (!r.eof)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(raw_hellos, 1);
+    assert_int_equal(r.err, 0);
+    uv_close((uv_handle_t *)a, client_closed);
+    finish_loop(&loop, &guard);
+    free(pat);
+    free(msg);
+    free(k.buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -905,6 +1095,7 @@ int main(void)
         cmocka_unit_test(test_reserved_bits),
         cmocka_unit_test(test_fragments_over_max_message),
         cmocka_unit_test(test_abort_while_closing),
+        cmocka_unit_test(test_interop_wslay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
