@@ -17,7 +17,6 @@ import re
 import shutil
 import signal
 import socket
-import socketserver
 import struct
 import subprocess
 import tempfile

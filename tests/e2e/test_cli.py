@@ -3,7 +3,7 @@ problem and exit status 2; a port in use is a runtime failure (exit 1)."""
 
 import socket
 
-from lib import TETHER, TETHERD, check, eq, free_port, run_cli, TestFailure
+from lib import TETHER, TETHERD, check, eq, free_port, run_cli
 
 
 def _one_line_error(argv, status, mentions):

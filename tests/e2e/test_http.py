@@ -10,7 +10,7 @@ import socket
 import subprocess
 import threading
 
-from lib import WsClient, check, device, eq, free_port, ws_accept, TestFailure, wait_for
+from lib import WsClient, check, device, eq, free_port, TestFailure
 
 MiB = 1024 * 1024
 

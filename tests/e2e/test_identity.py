@@ -2,10 +2,8 @@
 the same name (takeover with a valid token, refusal with a wrong one), per-device tokens from
 --tokens-file reloaded on SIGHUP, and the token tetherd makes when it is given none."""
 
-import json
 import re
 import signal
-import time
 
 from lib import Relay, check, eq, wait_for
 
