@@ -164,10 +164,25 @@ static void echo_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     free(buf->base);
 }
 
+/* Set by a test: the "echo" server accepts and never reads (a stuck local service). */
+static uv_tcp_t *sinks[8];
+static size_t nsinks;
+static bool sink_mode;
+
 static void echo_on_conn(uv_stream_t *server, int status)
 {
-    struct echo_conn *ec = calloc(1, sizeof(*ec));
     assert_int_equal(status, 0);
+    if (sink_mode) {
+        int small = 16384;
+        uv_tcp_t *t = malloc(sizeof(*t));
+        uv_tcp_init(server->loop, t);
+        assert_int_equal(uv_accept(server, (uv_stream_t *)t), 0);
+        assert_int_equal(uv_recv_buffer_size((uv_handle_t *)t, &small), 0);
+        assert_true(nsinks < 8);
+        sinks[nsinks++] = t;
+        return;
+    }
+    struct echo_conn *ec = calloc(1, sizeof(*ec));
     uv_tcp_init(server->loop, &ec->tcp);
     ec->tcp.data = ec;
     assert_int_equal(uv_accept(server, (uv_stream_t *)&ec->tcp), 0);
@@ -289,6 +304,10 @@ static int device_on_welcome(struct tt_session *s, const struct tt_welcome *m, v
 static void device_connected(uv_connect_t *req, int status)
 {
     struct tt_pipe *p = req->data;
+    if (sink_mode && status == 0) {
+        int small = 16384;
+        assert_int_equal(uv_send_buffer_size((uv_handle_t *)req->handle, &small), 0);
+    }
     free(req);
     tt_pipe_connected(p, status);
 }
@@ -449,6 +468,11 @@ static void client_start(struct world *w, struct client *cl, size_t len, uint8_t
 
     cl->w = w;
     make_pair(&w->loop, &cl->tcp, &pub);
+    if (sink_mode) {
+        int small = 16384;
+        assert_int_equal(uv_send_buffer_size((uv_handle_t *)cl->tcp, &small), 0);
+        assert_int_equal(uv_recv_buffer_size((uv_handle_t *)pub, &small), 0);
+    }
     cl->out = malloc(len ? len : 1);
     cl->outlen = len;
     cl->in = malloc(len + 4096);
@@ -885,6 +909,46 @@ static void test_abort_while_closing(void **state)
     free(w);
 }
 
+static void stop_loop(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+static void test_stuck_service_backpressure(void **state)
+{
+    struct world *w = malloc(sizeof(*w));
+    uv_timer_t t;
+    (void)state;
+    sink_mode = true;
+    nsinks = 0;
+    world_init(w, 65536, 16);
+    world_connect(w);
+    w->nclients = 1;
+    client_start(w, &w->clients[0], 8u << 20, 9);
+    uv_timer_init(&w->loop, &t);
+    uv_timer_start(&t, stop_loop, 500, 0);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* Half a second later: the upload is stuck at the client, the relay stopped reading (the
+     * stream's window is spent), and neither side queued more than a window. */
+    assert_int_equal(nsinks, 1);
+    assert_int_equal(w->clients_done, 0);
+    assert_true(uv_stream_get_write_queue_size((uv_stream_t *)w->clients[0].tcp) > (4u << 20));
+    assert_true(tt_wsconn_queued(w->relay) < 2 * 65536);
+    assert_true(tt_wsconn_queued(w->device) < 65536);
+    assert_int_equal(tt_session_send_window(tt_wsconn_session(w->relay), 1), 0);
+    assert_true(tt_wsconn_writable(w->relay));
+    /* The service goes away: the stream fails and the client is cut off. */
+    uv_close((uv_handle_t *)sinks[0], client_closed);
+    uv_close((uv_handle_t *)&t, free_handle);
+    while (w->clients_done < 1)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    while (w->pipes_done < 2)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    sink_mode = false;
+    world_close(w);
+    free(w);
+}
+
 /* ---- interop with wslay (the reference) ------------------------------------------------ */
 
 struct sink {
@@ -1096,6 +1160,7 @@ int main(void)
         cmocka_unit_test(test_fragments_over_max_message),
         cmocka_unit_test(test_abort_while_closing),
         cmocka_unit_test(test_interop_wslay),
+        cmocka_unit_test(test_stuck_service_backpressure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
