@@ -41,10 +41,9 @@ struct tt_pipe {
     struct tt_chunkq wq;
     size_t inflight;     /* bytes of wq in the uv_write under way (0: none) */
     size_t peer_pending; /* bytes of the peer's DATA in wq, not credited yet */
-    uv_buf_t bufs[PIPE_MAX_BUFS];
-    bool peer_fin;  /* the peer's FIN arrived */
-    bool got_peer;  /* any DATA or FIN came from the peer */
-    bool was_reset; /* the peer's RESET arrived */
+    bool peer_fin;       /* the peer's FIN arrived */
+    bool got_peer;       /* any DATA or FIN came from the peer */
+    bool was_reset;      /* the peer's RESET arrived */
     uint16_t reset_code;
     bool shut, shut_done;
 
@@ -363,17 +362,18 @@ static void on_write(uv_write_t *req, int status)
 
 static void flush(struct tt_pipe *p)
 {
+    uv_buf_t bufs[PIPE_MAX_BUFS]; /* uv_write copies the array */
     size_t nbytes;
     unsigned n;
     int r;
 
     if (p->closing || p->connecting || p->inflight > 0)
         return;
-    n = tt_chunkq_bufs(&p->wq, p->bufs, PIPE_MAX_BUFS, &nbytes);
+    n = tt_chunkq_bufs(&p->wq, bufs, PIPE_MAX_BUFS, &nbytes);
     if (n == 0)
         return;
     p->wreq.data = p;
-    r = uv_write(&p->wreq, (uv_stream_t *)p->sock, p->bufs, n, on_write);
+    r = uv_write(&p->wreq, (uv_stream_t *)p->sock, bufs, n, on_write);
     if (r < 0) {
         socket_failed(p, "write", r);
         return;

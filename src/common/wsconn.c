@@ -42,8 +42,7 @@ struct tt_wsconn {
 
     /* output */
     struct tt_chunkq out;
-    size_t inflight; /* bytes of out in the uv_write under way (0: none) */
-    uv_buf_t bufs[WSCONN_MAX_BUFS];
+    size_t inflight;                 /* bytes of out in the uv_write under way (0: none) */
     struct tt_wsconn_waiter waiters; /* list sentinel */
     uint8_t maskpool[256];
     size_t maskpos;
@@ -253,17 +252,18 @@ static void on_write(uv_write_t *req, int status)
 
 static void flush(struct tt_wsconn *c)
 {
+    uv_buf_t bufs[WSCONN_MAX_BUFS]; /* uv_write copies the array */
     size_t nbytes;
     unsigned n;
     int r;
 
     if (c->dead || c->hclosing || c->inflight > 0)
         return;
-    n = tt_chunkq_bufs(&c->out, c->bufs, WSCONN_MAX_BUFS, &nbytes);
+    n = tt_chunkq_bufs(&c->out, bufs, WSCONN_MAX_BUFS, &nbytes);
     if (n == 0)
         return;
     c->wreq.data = c;
-    r = uv_write(&c->wreq, (uv_stream_t *)c->tcp, c->bufs, n, on_write);
+    r = uv_write(&c->wreq, (uv_stream_t *)c->tcp, bufs, n, on_write);
     if (r < 0) {
         TT_LOG(TT_LOG_DEBUG, "wsconn: write failed peer=%s err=%s", c->peer, uv_err_name(r));
         close_with(c, TT_GOAWAY_NORMAL, 1006, TETHER_ERR_IO, "write failed");
