@@ -30,7 +30,7 @@ OPT := $(OPT_$(MODE))
 LDSAN_sanitize := -fsanitize=address,undefined
 LDSAN := $(LDSAN_$(MODE))
 CFLAGS_ALL := $(CSTD) $(WARN) $(OPT) -fPIC $(CFLAGS)
-LIBS := -luv -lwslay -lssl -lcrypto -lhttp_parser -ljansson -lsqlite3 -lhiredis -lm -lpthread
+LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lsqlite3 -lhiredis -lm -lpthread
 
 CORE_SRC := $(wildcard src/core/*.c)
 COMMON_SRC := $(wildcard src/common/*.c)
@@ -99,7 +99,7 @@ $(TETHER): $(CLI_OBJ) $(LIBTETHER_A)
 $(B)/tests/%: tests/unit/%.c $(UNIT_SUPPORT_OBJ) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CPPFLAGS_ALL) -Wno-unused-parameter -o $@ $< $(UNIT_SUPPORT_OBJ) \
-		$(INTERNAL_A) $(LDSAN) $(LIBS) -lcmocka
+		$(INTERNAL_A) $(LDSAN) $(LIBS) -lwslay -lcmocka
 
 unit-bin: $(UNIT_BIN)
 
@@ -109,6 +109,7 @@ sanitize: deps
 # The whole suite runs on the sanitizer build.
 test:
 	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory MODE=release build
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin fuzz-replay-bin
 	@$(MAKE) --no-print-directory core-check
 	@MODE=sanitize tests/run-all.sh

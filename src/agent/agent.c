@@ -52,7 +52,7 @@ struct tether_agent {
     bool registered;
     uint64_t registered_at;
     bool refused;
-    char refuse_msg[TT_ERRLEN];
+    char refuse_msg[TT_MAX_REASON + 96]; /* text + reason: never truncated */
     bool got_goaway;
     uint16_t goaway_code;
     char goaway_reason[TT_MAX_REASON + 1];
