@@ -9,6 +9,7 @@
 #   make bench      run bench/ (never part of make test)
 #   make format / format-check
 # The build directory follows MODE (release or sanitize); binaries land in $(B)/bin.
+# B=DIR overrides it (parallel work trees: make MODE=sanitize B=build/mine unit-bin).
 
 MODE ?= release
 PREFIX ?= /usr/local
@@ -18,7 +19,7 @@ ifeq ($(CC),cc)
 CC := gcc
 endif
 
-B := build/$(MODE)
+B ?= build/$(MODE)
 
 CSTD := -std=c17
 WARN := -Wall -Wextra -Werror

@@ -9,7 +9,7 @@ set -u
 
 cd "$(dirname "$0")/.."
 MODE=${MODE:-sanitize}
-B=build/$MODE
+B=${B:-build/$MODE}
 WHAT=${1:-all}
 case "$WHAT" in
 all | unit | e2e) ;;
