@@ -13,7 +13,8 @@ one JSON line to bench/results.jsonl. Bounded in time (about 2 minutes); reports
 passes or fails on them. Reuses the e2e toolbox (tests/e2e/lib.py) for processes and sshd.
 
 Environment: BIN (default build/release/bin), BENCH_SECONDS (per measurement, default 5),
-BENCH_CONNECTIONS (wrk connections for the requests/s run, default 32).
+BENCH_CONNECTIONS (wrk connections for the requests/s run, default 32). `bench.py --report-only`
+rewrites docs/BENCHMARKS.md from the last line of bench/results.jsonl.
 """
 
 import datetime
@@ -332,8 +333,13 @@ def write_report(rec):
             elif higher:
                 cells.append("%.2f× (%.0f%%)" % (r, 100 * r))
             else:
-                cells.append("%.2f× (+%.0f µs)" % (r, res[p][key] - d[key]))
+                cells.append("%.2f× (%+.0f µs)" % (r, res[p][key] - d[key]))
         out.append("| %s | %s |" % (title, " | ".join(cells)))
+    out += ["", "Notes: each figure comes from one run of a few seconds, so the p99 latencies in",
+            "particular move from run to run; compare runs on the same machine (every run is in",
+            "`bench/results.jsonl`). The client, relay, agent and service share the machine's",
+            "cores, so on a 2-core machine the Tether and ssh -R figures include the CPU that",
+            "the relay and the agent (or sshd and ssh) take from the client and the service."]
     errs = [(p, e) for p in PATHS for e in rec["errors"].get(p, [])]
     if errs:
         out += ["", "## Problems during this run", ""]
@@ -344,6 +350,10 @@ def write_report(rec):
 
 
 def main():
+    if sys.argv[1:] == ["--report-only"]:  # rewrite docs/BENCHMARKS.md from the last run
+        with open(os.path.join(ROOT, "bench", "results.jsonl")) as f:
+            write_report(json.loads(f.read().splitlines()[-1]))
+        return 0
     for exe in (os.environ["TETHERD"], os.environ["TETHER"]):
         if not os.access(exe, os.X_OK):
             log("%s is missing: run `make` first" % exe)
