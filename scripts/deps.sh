@@ -4,10 +4,10 @@
 # Runs apt-get update once before installing. Needs root (or sudo).
 set -eu
 build="gcc make pkg-config libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libhiredis-dev"
-test="$build libcmocka-dev python3 curl openssl redis-server openssh-server openssh-client procps"
-bench="$test wrk iperf3 hyperfine"
+test="$build libcmocka-dev python3 curl openssl redis-server openssh-server openssh-client procps chromium"
+bench="$test wrk iperf3 hyperfine nginx"
 fuzz="$build clang libclang-rt-14-dev"
-demo="$build curl"
+demo="$build curl python3"
 case "${1:-build}" in
   build) want="$build" ;;
   test) want="$test" ;;
@@ -29,5 +29,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q >/dev/null
-# policy-rc.d keeps the packages' own services (redis, sshd) from starting: tests start theirs.
+# The tests start their own redis-server and sshd on free loopback ports; whatever the packages
+# start by themselves is left alone.
 $sudo apt-get install -y -q --no-install-recommends $missing >/dev/null

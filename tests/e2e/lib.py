@@ -475,6 +475,23 @@ class HttpService:
         self.server.server_close()
 
 
+# A page for the browser test: its script fetches /whoami and echoes a message over a WebSocket
+# to /ws, both through the same origin (the device URL), and writes what it got into the DOM.
+APP_PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Tether browser check</title></head>
+<body><p id="fetch">fetch: pending</p><p id="ws">ws: pending</p>
+<script>
+fetch("/whoami").then(r => r.text()).then(t => {
+  document.getElementById("fetch").textContent = "fetch: " + t;
+}).catch(e => { document.getElementById("fetch").textContent = "fetch failed: " + e; });
+const ws = new WebSocket("ws://" + location.host + "/ws");
+ws.onopen = () => ws.send("ping-from-browser");
+ws.onmessage = ev => { document.getElementById("ws").textContent = "ws: " + ev.data; ws.close(); };
+ws.onerror = () => { document.getElementById("ws").textContent = "ws failed"; };
+</script></body></html>
+"""
+
+
 class _ThreadingServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -538,6 +555,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._websocket()
         elif path == "/whoami":
             self._send(200, svc.ident.encode(), "text/plain")
+        elif path == "/app":
+            self._send(200, APP_PAGE, "text/html; charset=utf-8")
         elif path == "/":
             self._send(200, b"<html><body>Hello from a Tether device</body></html>\n",
                        "text/html")
