@@ -55,6 +55,7 @@ struct tt_pipe {
     int nhandles;
     int pending_abort; /* >= 0: abort with this code from the idle handle */
     uint64_t up, down;
+    uint64_t last_io; /* uv_now of the last socket read or write (tt_pipe_last_io) */
 };
 
 static void on_idle(uv_idle_t *h);
@@ -279,6 +280,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
     if (buf != NULL && buf->base != NULL)
         ch = (struct tt_chunk *)(void *)(buf->base - offsetof(struct tt_chunk, data));
+    if (nread > 0)
+        p->last_io = uv_now(p->loop);
     if (nread > 0 && p->c != NULL && !p->closing && !p->ending) {
         p->up += (uint64_t)nread;
         if (filtered(p)) {
@@ -353,6 +356,7 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     p->down += n;
+    p->last_io = uv_now(p->loop);
     size_t credit = n < p->peer_pending ? n : p->peer_pending;
     p->peer_pending -= credit;
     if (credit > 0 && p->c != NULL)
@@ -544,6 +548,7 @@ int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, uv_tcp_t *sock, bool conn
     p->ud = ud;
     p->connecting = connecting;
     p->pending_abort = -1;
+    p->last_io = uv_now(loop);
     p->waiter.cb = on_writable;
     tt_chunkq_init(&p->upq);
     tt_chunkq_init(&p->wq);
@@ -603,6 +608,18 @@ void tt_pipe_abort(struct tt_pipe *p, uint16_t code)
     if (p->closing)
         return;
     end_with_reset(p, code, true);
+}
+
+void tt_pipe_kill(struct tt_pipe *p, uint16_t code)
+{
+    if (p->closing)
+        return;
+    end_with_reset(p, code, false);
+}
+
+uint64_t tt_pipe_last_io(const struct tt_pipe *p)
+{
+    return p->last_io;
 }
 
 void *tt_pipe_ud(const struct tt_pipe *p)

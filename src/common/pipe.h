@@ -65,6 +65,14 @@ int tt_pipe_write(struct tt_pipe *p, const uint8_t *data, size_t len);
  * with tt_pipe_write, and closes the socket. */
 void tt_pipe_abort(struct tt_pipe *p, uint16_t code);
 
+/* Ends the pipe now without flushing: resets the stream (code) if it is still open and closes
+ * the socket, dropping whatever the socket has not taken (a client that stopped reading). */
+void tt_pipe_kill(struct tt_pipe *p, uint16_t code);
+
+/* Loop time (uv_now) of the last bytes read from or written to the socket; the pipe's
+ * creation until then. For idle timeouts. */
+uint64_t tt_pipe_last_io(const struct tt_pipe *p);
+
 /* The pipe's user data (ud given to tt_pipe_new) and stream id. */
 void *tt_pipe_ud(const struct tt_pipe *p);
 uint32_t tt_pipe_stream_id(const struct tt_pipe *p);

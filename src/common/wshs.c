@@ -253,6 +253,37 @@ int tt_wshs_parse_response(const uint8_t *in, size_t len, const char *key,
     return 1;
 }
 
+/* True if in[0..len) is the base64 of 16 bytes: 22 base64 characters, then "==". */
+static bool key_ok(const uint8_t *in, size_t len)
+{
+    if (len != TT_WS_KEYLEN || in[22] != '=' || in[23] != '=')
+        return false;
+    for (size_t i = 0; i < 22; i++) {
+        uint8_t c = in[i];
+        bool b64 = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                   c == '+' || c == '/';
+        if (!b64)
+            return false;
+    }
+    return true;
+}
+
+int tt_wshs_check_request(const struct tt_wshs_request *rq)
+{
+    if (!rq->get || !rq->http11 || !rq->connection_upgrade || rq->nkeys != 1 ||
+        !key_ok(rq->key, rq->keylen) || rq->nversions != 1)
+        return 400;
+    const uint8_t *v = rq->version;
+    size_t n = rq->versionlen;
+    while (n > 0 && (v[0] == ' ' || v[0] == '\t'))
+        v++, n--;
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n != 2 || memcmp(v, "13", 2) != 0)
+        return 426;
+    return 0;
+}
+
 int tt_wshs_server_response(char *out, size_t outlen, const char *key, size_t keylen,
                             bool subprotocol)
 {

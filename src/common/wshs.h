@@ -38,6 +38,26 @@ struct tt_wshs_response {
 int tt_wshs_parse_response(const uint8_t *in, size_t len, const char *key,
                            struct tt_wshs_response *r);
 
+/* What a server saw of a client's upgrade request (the fields of RFC 6455 section 4.2.1). */
+struct tt_wshs_request {
+    bool get;                  /* the method is GET */
+    bool http11;               /* HTTP/1.1 or later */
+    bool connection_upgrade;   /* Connection holds the token "upgrade" */
+    const uint8_t *key;        /* the first Sec-WebSocket-Key value */
+    size_t keylen;
+    unsigned nkeys;            /* how many Sec-WebSocket-Key headers */
+    const uint8_t *version;    /* the first Sec-WebSocket-Version value */
+    size_t versionlen;
+    unsigned nversions;        /* how many Sec-WebSocket-Version headers */
+};
+
+/* Checks an upgrade request that asked for "Upgrade: websocket". Returns 0 when it is a valid
+ * opening handshake for version 13; 400 when it is malformed (not GET, older than HTTP/1.1, no
+ * "Connection: upgrade", a key missing, repeated or not the base64 of 16 bytes, the version
+ * missing or repeated); 426 when it asks for another version (answer with
+ * "Sec-WebSocket-Version: 13"). Pure; never reads outside the given values. */
+int tt_wshs_check_request(const struct tt_wshs_request *rq);
+
 /* Writes the server's "101 Switching Protocols" answer for key (echoing the tether.v1
  * subprotocol when subprotocol is true). Returns its length, or -1 if out is too small. */
 int tt_wshs_server_response(char *out, size_t outlen, const char *key, size_t keylen,

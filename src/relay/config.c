@@ -3,6 +3,7 @@
  * anything is bound or created. */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 #include "config.h"
@@ -21,6 +22,7 @@ void tt_config_usage(FILE *f)
         "               [--tcp-ports LOW-HIGH] [--tcp-bind ADDR] [--grace DURATION]\n"
         "               [--data-dir DIR] [--token TOKEN | --tokens-file FILE]\n"
         "               [--admin-listen ADDR:PORT] [--log-level LEVEL]\n"
+        "               [--max-streams N] [--head-timeout DURATION] [--idle-timeout DURATION]\n"
         "\n"
         "The Tether relay: devices dial in over WebSocket; browsers and TCP clients reach them\n"
         "through it.\n"
@@ -38,6 +40,10 @@ void tt_config_usage(FILE *f)
         "  --tokens-file FILE     one 'NAME TOKEN' pair per line; reloaded on SIGHUP\n"
         "  --admin-listen ADDR:PORT  admin listener, GET /healthz (default 127.0.0.1:9090)\n"
         "  --log-level LEVEL      error, warn, info or debug (default info)\n"
+        "  --max-streams N        concurrent streams per device, 1-65535 (default 1024)\n"
+        "  --head-timeout DURATION  a request head must arrive whole within this (default 30s)\n"
+        "  --idle-timeout DURATION  close a browser connection silent both ways this long\n"
+        "                         (default 60s; 0s: never)\n"
         "  --help, --version\n"
         "\n"
         "Without --token or --tokens-file, a token is created in DATA_DIR/token on first start\n"
@@ -187,6 +193,34 @@ static int apply(struct tt_config *c, const char *flag, const char *v, bool *lis
         return copy_value(c->tokens_file, sizeof(c->tokens_file), v, flag, err);
     if (strcmp(flag, "--admin-listen") == 0)
         return parse_addr(v, &c->admin, flag, err);
+    if (strcmp(flag, "--max-streams") == 0) {
+        char *end;
+        unsigned long n = strtoul(v, &end, 10);
+        if (v[0] < '0' || v[0] > '9' || *end != '\0' || n < 1 || n > 65535) {
+            snprintf(err, TT_ERRLEN, "--max-streams: '%.100s' is not a number from 1 to 65535", v);
+            return -1;
+        }
+        c->max_streams = (uint16_t)n;
+        return 0;
+    }
+    if (strcmp(flag, "--head-timeout") == 0 || strcmp(flag, "--idle-timeout") == 0) {
+        bool head = flag[2] == 'h';
+        uint64_t ms;
+        if (tt_parse_duration(v, &ms, e) != 0) {
+            snprintf(err, TT_ERRLEN, "%s: %.180s", flag, e);
+            return -1;
+        }
+        if (head && (ms < 100 || ms > 3600000)) {
+            snprintf(err, TT_ERRLEN, "--head-timeout: must be from 100ms to 1h");
+            return -1;
+        }
+        if (!head && ms > 7ull * 86400000) {
+            snprintf(err, TT_ERRLEN, "--idle-timeout: must be at most 7d");
+            return -1;
+        }
+        *(head ? &c->head_timeout_ms : &c->idle_timeout_ms) = ms;
+        return 0;
+    }
     if (strcmp(flag, "--log-level") == 0) {
         int lvl = tt_log_parse_level(v);
         if (lvl < 0) {
@@ -213,7 +247,8 @@ static bool takes_value(const char *flag)
         "--listen",    "--domain",     "--public-url",  "--tcp-ports",   "--tcp-bind",
         "--grace",     "--data-dir",   "--token",       "--tokens-file", "--admin-listen",
         "--log-level", "--tls-listen", "--tls-cert",    "--tls-key",     "--redis",
-        "--node-id",   "--advertise",  "--admin-token", "--config",
+        "--node-id",   "--advertise",  "--admin-token", "--config",      "--max-streams",
+        "--head-timeout", "--idle-timeout",
     };
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)
@@ -235,6 +270,9 @@ static void set_defaults(struct tt_config *c)
     strcpy(c->admin.host, "127.0.0.1");
     c->admin.port = 9090;
     c->log_level = TT_LOG_INFO;
+    c->max_streams = TT_CONFIG_MAX_STREAMS;
+    c->head_timeout_ms = TT_CONFIG_HEAD_TIMEOUT_MS;
+    c->idle_timeout_ms = TT_CONFIG_IDLE_TIMEOUT_MS;
 }
 
 int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRLEN])

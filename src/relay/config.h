@@ -16,6 +16,10 @@
 /* Longest --domain (and --public-url host): device URLs must fit in TT_MAX_ADDR bytes. */
 #define TT_CONFIG_MAX_DOMAIN 60
 #define TT_RELAY_VERSION "0.1.0"
+/* Defaults of the limits above. */
+#define TT_CONFIG_MAX_STREAMS 1024
+#define TT_CONFIG_HEAD_TIMEOUT_MS 30000
+#define TT_CONFIG_IDLE_TIMEOUT_MS 60000
 
 struct tt_config_addr {
     char host[TT_HOSTLEN]; /* an IP literal */
@@ -39,6 +43,11 @@ struct tt_config {
     char tokens_file[TT_CONFIG_PATHLEN];
     struct tt_config_addr admin;
     int log_level;
+    /* Limits (docs/operators-guide.md, "Limits"). */
+    uint16_t max_streams;     /* concurrent streams per device (--max-streams) */
+    uint64_t head_timeout_ms; /* a request head must be complete this long after it began */
+    uint64_t idle_timeout_ms; /* a proxied HTTP connection silent both ways this long closes
+                                 (0: never) */
 };
 
 /* What tt_config_parse() found to do. */

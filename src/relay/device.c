@@ -430,7 +430,7 @@ void tt_device_accept(struct tt_relay *r, uv_tcp_t *tcp, const uint8_t *pre, siz
     cfg.client = false;
     cfg.session.role = TT_ROLE_RELAY;
     cfg.session.window = TT_DEVICE_WINDOW;
-    cfg.session.max_streams = TT_DEVICE_MAX_STREAMS;
+    cfg.session.max_streams = r->cfg.max_streams;
     cfg.session_cb = callbacks();
     cfg.ping_interval_ms = TT_DEVICE_PING_MS;
     cfg.ping_timeout_ms = TT_DEVICE_TIMEOUT_MS;

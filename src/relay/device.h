@@ -17,7 +17,6 @@
 
 /* WebSocket/session settings of device connections. */
 #define TT_DEVICE_WINDOW (256u * 1024)
-#define TT_DEVICE_MAX_STREAMS 1024
 #define TT_DEVICE_PING_MS 30000
 #define TT_DEVICE_TIMEOUT_MS 90000
 #define TT_DEVICE_LABEL_LEN 10

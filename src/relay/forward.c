@@ -1,5 +1,7 @@
 /* forward.c - opening device streams for browser and TCP clients (forward.h). Each HTTP client
- * gets a small state (the request filter) that lives as long as its pipe. */
+ * gets a small state (the request filter) that lives as long as its pipe, on a process-wide
+ * list that one timer sweeps for the idle and head timeouts (the relay runs one loop on one
+ * thread). */
 #include <stdio.h>
 #include <stdlib.h>
 #include "tether_err.h"
@@ -13,7 +15,45 @@
 struct http_client {
     struct tt_httpproxy hx;
     char origin[TT_MAX_ADDR];
+    struct tt_pipe *pipe;
+    struct http_client *prev, *next; /* the clients list, once the pipe exists */
+    uint64_t head_since;             /* loop time a later request head began; 0: none pending */
+    uint64_t head_req;               /* hx.requests when it began */
+    bool timed_out;
 };
+
+/* Every HTTP client with a pipe, and the timer that enforces their timeouts. */
+static struct {
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    bool started;
+    uint64_t idle_ms, head_ms;
+    struct http_client *list;
+} clients;
+
+static void unlink_client(struct http_client *hc)
+{
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else if (clients.list == hc)
+        clients.list = hc->next;
+    if (hc->next)
+        hc->next->prev = hc->prev;
+    hc->prev = hc->next = NULL;
+}
+
+/* The answer to a later request on a keep-alive connection that the filter refused. */
+static enum tt_page refusal_page(const struct http_client *hc, int err)
+{
+    switch (err) {
+    case TETHER_ERR_TOO_LARGE:
+        return hc->hx.hp.uri_too_long ? TT_PAGE_URI_TOO_LONG : TT_PAGE_TOO_LARGE;
+    case TETHER_ERR_NOMEM:
+        return TT_PAGE_UNAVAILABLE;
+    default:
+        return TT_PAGE_BAD_REQUEST; /* malformed, no Host, or a Host naming another address */
+    }
+}
 
 static int emit(void *ud, const uint8_t *data, size_t len)
 {
@@ -26,10 +66,29 @@ static int http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bool eo
     if (eof || len == 0)
         return 0;
     int rc = tt_httpproxy_feed(&hc->hx, in, len, emit, p);
-    if (rc < 0)
-        TT_LOG(TT_LOG_DEBUG, "request refused peer=%s stream=%u err=%s", hc->origin,
-               (unsigned)tt_pipe_stream_id(p), tether_err_name(rc));
-    return rc;
+    if (rc < 0) {
+        /* Answered as the listener answers a first request; the stream is reset and the
+         * connection closed after the page. */
+        char page[TT_PAGE_MAX];
+        enum tt_page which = refusal_page(hc, rc);
+        int n = tt_pages_render(page, sizeof(page), which);
+        TT_LOG(TT_LOG_DEBUG, "request refused peer=%s stream=%u err=%s status=%d", hc->origin,
+               (unsigned)tt_pipe_stream_id(p), tether_err_name(rc), tt_pages_status(which));
+        if (n > 0)
+            tt_pipe_write(p, (const uint8_t *)page, (size_t)n);
+        return rc;
+    }
+    /* A later head that is not whole yet starts the head clock (a total deadline, as on the
+     * listener: trickling bytes does not extend it). */
+    if (hc->hx.mode == TT_HTTPPROXY_HEAD && hc->hx.head != NULL && hc->hx.hlen > 0) {
+        if (hc->head_since == 0 || hc->head_req != hc->hx.requests) {
+            hc->head_since = uv_now(clients.loop);
+            hc->head_req = hc->hx.requests;
+        }
+    } else {
+        hc->head_since = 0;
+    }
+    return 0;
 }
 
 static bool http_on_fail(struct tt_pipe *p, int code, void *ud)
@@ -53,6 +112,7 @@ static void http_on_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud
     TT_LOG(TT_LOG_DEBUG, "http stream done peer=%s stream=%u requests=%llu up=%llu down=%llu",
            hc->origin, (unsigned)tt_pipe_stream_id(p), (unsigned long long)hc->hx.requests,
            (unsigned long long)up, (unsigned long long)down);
+    unlink_client(hc);
     tt_httpproxy_reset(&hc->hx);
     free(hc);
 }
@@ -95,7 +155,7 @@ static int64_t open_stream(struct tt_device *d, int svc, const char *origin)
 void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8_t *pre,
                      size_t prelen, const char *host, const char *client_ip, uint16_t client_port)
 {
-    struct http_client *hc = malloc(sizeof(*hc));
+    struct http_client *hc = calloc(1, sizeof(*hc));
     if (!hc) {
         respond_page(client, TT_PAGE_UNAVAILABLE);
         return;
@@ -118,7 +178,13 @@ void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8
         tt_httpproxy_reset(&hc->hx);
         free(hc);
         respond_page(client, TT_PAGE_UNAVAILABLE);
+        return;
     }
+    hc->pipe = p;
+    hc->next = clients.list;
+    if (clients.list)
+        clients.list->prev = hc;
+    clients.list = hc;
 }
 
 void tt_forward_tcp(struct tt_device *d, int svc, uv_tcp_t *client)
@@ -151,4 +217,56 @@ void tt_forward_tcp(struct tt_device *d, int svc, uv_tcp_t *client)
         tt_wsconn_reset_stream(d->conn->ws, (uint32_t)id, TT_RESET_CANCEL);
         tt_respond_drop(client);
     }
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    uint64_t now = uv_now(t->loop);
+    for (struct http_client *hc = clients.list; hc; hc = hc->next) {
+        if (hc->timed_out)
+            continue;
+        const char *why = NULL;
+        if (clients.idle_ms && now - tt_pipe_last_io(hc->pipe) >= clients.idle_ms)
+            why = "idle";
+        else if (hc->head_since && now - hc->head_since >= clients.head_ms)
+            why = "request head";
+        if (!why)
+            continue;
+        hc->timed_out = true;
+        TT_LOG(TT_LOG_DEBUG, "http client timed out peer=%s stream=%u what=\"%s\"", hc->origin,
+               (unsigned)tt_pipe_stream_id(hc->pipe), why);
+        /* Nothing is flushed (the client may have stopped reading). The pipe is freed from its
+         * close callbacks, later: the list stays intact here. */
+        tt_pipe_kill(hc->pipe, TT_RESET_CANCEL);
+    }
+}
+
+int tt_forward_start(uv_loop_t *loop, uint64_t idle_ms, uint64_t head_ms)
+{
+    uint64_t every = head_ms;
+    if (idle_ms && idle_ms < every)
+        every = idle_ms;
+    every /= 4;
+    if (every < 50)
+        every = 50;
+    if (every > 1000)
+        every = 1000;
+    int rc = uv_timer_init(loop, &clients.timer);
+    if (rc)
+        return rc;
+    clients.loop = loop;
+    clients.idle_ms = idle_ms;
+    clients.head_ms = head_ms;
+    clients.started = true;
+    uv_timer_start(&clients.timer, on_sweep, every, every);
+    uv_unref((uv_handle_t *)&clients.timer);
+    return 0;
+}
+
+void tt_forward_stop(void)
+{
+    if (!clients.started)
+        return;
+    clients.started = false;
+    uv_close((uv_handle_t *)&clients.timer, NULL);
 }

@@ -1,7 +1,9 @@
 /* forward.h - joins public clients to device services: opens a stream on the device's session
  * and hands the client socket to a pipe (common/pipe.h). HTTP clients go through the request
  * filter (httpproxy.h) and get an HTML page when the device cannot serve them; raw TCP clients
- * are joined byte for byte. */
+ * are joined byte for byte. HTTP clients are also timed: one silent both ways for the idle
+ * timeout, or slower than the head timeout over a later request head of a keep-alive
+ * connection, is closed (raw TCP clients never are: SSH and the like stay idle for hours). */
 #ifndef TT_FORWARD_H
 #define TT_FORWARD_H
 
@@ -21,5 +23,13 @@ void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8
 /* Joins the TCP client (malloc'd, taken over) to TCP service svc of the online device d; the
  * client is closed when no stream can be opened. */
 void tt_forward_tcp(struct tt_device *d, int svc, uv_tcp_t *client);
+
+/* Starts the timer behind the HTTP clients' timeouts on loop: idle_ms without a byte either
+ * way closes a client (0: never), and so does a request head still incomplete head_ms after
+ * its first byte. The timer does not keep the loop alive. Returns 0 or a libuv error. */
+int tt_forward_start(uv_loop_t *loop, uint64_t idle_ms, uint64_t head_ms);
+
+/* Stops and closes that timer (relay shutdown); the clients end with their device streams. */
+void tt_forward_stop(void);
 
 #endif

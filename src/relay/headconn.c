@@ -89,8 +89,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     hc->len += (size_t)nread;
     if (ev == TT_HEADPARSE_ERROR)
-        respond_page(hc,
-                     hc->hp.err == TETHER_ERR_TOO_LARGE ? TT_PAGE_TOO_LARGE : TT_PAGE_BAD_REQUEST);
+        respond_page(hc, hc->hp.err != TETHER_ERR_TOO_LARGE ? TT_PAGE_BAD_REQUEST
+                         : hc->hp.uri_too_long             ? TT_PAGE_URI_TOO_LONG
+                                                           : TT_PAGE_TOO_LARGE);
     else if (hc->len >= TT_HEAD_MAX)
         respond_page(hc, TT_PAGE_TOO_LARGE);
 }
@@ -102,7 +103,7 @@ static void on_timer(uv_timer_t *t)
     struct tt_headconn *hc = set->list;
     while (hc) {
         struct tt_headconn *next = hc->next;
-        if (now - hc->started >= TT_HEADCONN_TIMEOUT_MS) {
+        if (now - hc->started >= set->timeout_ms) {
             TT_LOG(TT_LOG_DEBUG, "request head timeout peer=%s:%u", hc->peer_ip, hc->peer_port);
             tt_headconn_free(hc);
         }
@@ -116,6 +117,7 @@ int tt_headconn_set_init(struct tt_headconn_set *set, uv_loop_t *loop, tt_headco
     memset(set, 0, sizeof(*set));
     set->on_head = on_head;
     set->ud = ud;
+    set->timeout_ms = TT_HEADCONN_TIMEOUT_MS;
     int rc = uv_timer_init(loop, &set->timer);
     if (rc)
         return rc;

@@ -1,7 +1,9 @@
 /* headconn.h - a freshly accepted HTTP connection whose request head is being read, for the
  * relay's main and admin listeners. The head is read into a pool chunk (at most TT_HEAD_MAX
- * bytes) and parsed as it arrives; a malformed head is answered 400, one too large 431, one
- * too slow (TT_HEADCONN_TIMEOUT_MS) is dropped, all without the owner hearing of it. Once the
+ * bytes) and parsed as it arrives; a malformed head is answered 400, one too large 431, a
+ * request target over TT_URI_MAX 414, and a head not complete within the set's timeout_ms of
+ * the accept (a total deadline: trickling bytes does not extend it) is dropped, all without
+ * the owner hearing of it. Once the
  * head is complete the owner's on_head decides: it takes the socket (tt_headconn_take) or
  * answers (tt_headconn_respond). */
 #ifndef TT_HEADCONN_H
@@ -29,6 +31,7 @@ struct tt_headconn_set {
     struct tt_headconn *list;
     tt_headconn_cb on_head;
     void *ud;
+    uint64_t timeout_ms; /* TT_HEADCONN_TIMEOUT_MS after init; the owner may change it */
     bool closed;
 };
 

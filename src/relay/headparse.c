@@ -16,6 +16,12 @@ static int on_url(http_parser *p, const char *at, size_t len)
         return 0;
     if (h->url_len == 0)
         h->url_off = (uint32_t)((const uint8_t *)at - h->base);
+    if (len > TT_URI_MAX - h->url_len) {
+        /* Checked piece by piece, so a long target is refused before the head is whole. */
+        h->err = TETHER_ERR_TOO_LARGE;
+        h->uri_too_long = true;
+        return -1;
+    }
     h->url_len += (uint32_t)len;
     return 0;
 }

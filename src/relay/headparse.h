@@ -14,6 +14,7 @@
 
 #define TT_HEAD_MAX (16u * 1024) /* largest request head accepted (431 beyond) */
 #define TT_HEAD_MAX_HEADERS 128  /* more header lines than this: 431 */
+#define TT_URI_MAX (8u * 1024)   /* longest request target accepted (414 beyond) */
 
 struct tt_head_hdr {
     uint32_t foff, flen; /* name: base[foff .. foff+flen) */
@@ -34,6 +35,7 @@ struct tt_headparse {
     bool head_done, msg_done, need_lf;
     uint8_t last; /* 0 none, 1 a name, 2 a value was the last callback */
     int err;      /* after TT_HEADPARSE_ERROR: TETHER_ERR_HTTP or TETHER_ERR_TOO_LARGE */
+    bool uri_too_long; /* with TETHER_ERR_TOO_LARGE: the request target is over TT_URI_MAX */
     uint32_t url_off, url_len;
     uint32_t nhdr;
     struct tt_head_hdr hdr[TT_HEAD_MAX_HEADERS];

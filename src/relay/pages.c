@@ -9,6 +9,7 @@ struct page_text {
     const char *reason;
     const char *title;
     const char *sentence;
+    const char *header; /* an extra header line with its CRLF, or NULL */
 };
 
 static const struct page_text texts[] = {
@@ -31,10 +32,16 @@ static const struct page_text texts[] = {
     [TT_PAGE_UNAVAILABLE] = {503, "Service Unavailable", "Device unreachable",
                              "The relay could not reach the device just now; try again "
                              "shortly."},
+    [TT_PAGE_URI_TOO_LONG] = {414, "URI Too Long", "Address too long",
+                              "The requested address is longer than the 8 KiB the relay "
+                              "accepts."},
+    [TT_PAGE_UPGRADE_REQUIRED] = {426, "Upgrade Required", "Unsupported WebSocket version",
+                                  "The relay speaks WebSocket version 13 only.",
+                                  "Sec-WebSocket-Version: 13\r\n"},
 };
 
 static int render(char *out, size_t outlen, int status, const char *reason, const char *title,
-                  const char *sentence)
+                  const char *sentence, const char *header)
 {
     char body[1536];
     int blen = snprintf(body, sizeof(body),
@@ -51,8 +58,9 @@ static int render(char *out, size_t outlen, int status, const char *reason, cons
                      "Content-Length: %d\r\n"
                      "Cache-Control: no-store\r\n"
                      "Connection: close\r\n"
+                     "%s"
                      "\r\n%s",
-                     status, reason, blen, body);
+                     status, reason, blen, header ? header : "", body);
     return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
@@ -61,7 +69,7 @@ int tt_pages_render(char *out, size_t outlen, enum tt_page page)
     if ((size_t)page >= sizeof(texts) / sizeof(texts[0]))
         page = TT_PAGE_BAD_REQUEST;
     const struct page_text *t = &texts[page];
-    return render(out, outlen, t->status, t->reason, t->title, t->sentence);
+    return render(out, outlen, t->status, t->reason, t->title, t->sentence, t->header);
 }
 
 int tt_pages_offline(char *out, size_t outlen, int64_t since, int64_t now)
@@ -76,7 +84,7 @@ int tt_pages_offline(char *out, size_t outlen, int64_t since, int64_t now)
     snprintf(sentence, sizeof(sentence),
              "This device is offline: it has been offline since %s (%lld minute%s ago).", iso,
              (long long)mins, mins == 1 ? "" : "s");
-    return render(out, outlen, 503, "Service Unavailable", "Device offline", sentence);
+    return render(out, outlen, 503, "Service Unavailable", "Device offline", sentence, NULL);
 }
 
 int tt_pages_status(enum tt_page page)

@@ -18,6 +18,9 @@ enum tt_page {
     TT_PAGE_NO_SERVICE,      /* 502: the device offers no web service under this name */
     TT_PAGE_BUSY,            /* 503: the device has as many open streams as it accepts */
     TT_PAGE_UNAVAILABLE,     /* 503: the relay could not reach the device (shutting down...) */
+    TT_PAGE_URI_TOO_LONG,    /* 414: request target over 8 KiB */
+    TT_PAGE_UPGRADE_REQUIRED, /* 426: a WebSocket version other than 13 (with
+                                 Sec-WebSocket-Version: 13) */
 };
 
 /* Writes the whole response for page into out. Returns its length, or -1 if outlen is too

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "admin.h"
 #include "device.h"
+#include "forward.h"
 #include "relay.h"
 #include "respond.h"
 #include "server.h"
@@ -80,6 +81,11 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     if (tt_headconn_set_init(&r->web, loop, tt_server_on_head, r) != 0 ||
         tt_headconn_set_init(&r->admin, loop, tt_admin_on_head, r) != 0 ||
         tt_device_start(r) != 0) {
+        snprintf(err, TT_ERRLEN, "cannot start timers");
+        return -1;
+    }
+    r->web.timeout_ms = r->admin.timeout_ms = cfg->head_timeout_ms;
+    if (tt_forward_start(loop, cfg->idle_timeout_ms, cfg->head_timeout_ms) != 0) {
         snprintf(err, TT_ERRLEN, "cannot start timers");
         return -1;
     }
@@ -164,6 +170,7 @@ void tt_relay_stop(struct tt_relay *r)
     tt_headconn_set_close(&r->web);
     tt_headconn_set_close(&r->admin);
     tt_respond_close_all();
+    tt_forward_stop();
     tt_device_shutdown(r);
     tt_tcpports_reset(&r->ports);
 }

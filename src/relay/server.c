@@ -45,18 +45,40 @@ static void on_hs_written(uv_write_t *req, int status)
     free(req->data);
 }
 
-/* A WebSocket upgrade that is not for a device address: the device endpoint. */
+/* The first value of header name, without trailing blanks (http-parser keeps them). Returns
+ * how many such headers there are. */
+static unsigned find_trimmed(const struct tt_headparse *hp, const char *name, const uint8_t **v,
+                             size_t *n)
+{
+    *v = NULL;
+    *n = 0;
+    unsigned count = tt_headparse_find(hp, name, v, n);
+    while (*n > 0 && ((*v)[*n - 1] == ' ' || (*v)[*n - 1] == '\t'))
+        (*n)--;
+    return count;
+}
+
+/* A WebSocket upgrade that is not for a device address: the device endpoint. The request is
+ * checked as RFC 6455 asks (400, or 426 for another version) before anything is allocated. */
 static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
 {
-    const uint8_t *key, *ver, *proto;
-    size_t keylen, verlen, protolen;
-    if (hc->hp.p.method != HTTP_GET ||
-        tt_headparse_find(&hc->hp, "sec-websocket-key", &key, &keylen) != 1 ||
-        tt_headparse_find(&hc->hp, "sec-websocket-version", &ver, &verlen) != 1 || verlen != 2 ||
-        memcmp(ver, "13", 2) != 0) {
-        respond_page(hc, TT_PAGE_BAD_REQUEST);
+    const uint8_t *key, *proto;
+    size_t keylen, protolen;
+    struct tt_wshs_request rq;
+    memset(&rq, 0, sizeof(rq));
+    rq.get = hc->hp.p.method == HTTP_GET;
+    rq.http11 = hc->hp.p.http_major > 1 || (hc->hp.p.http_major == 1 && hc->hp.p.http_minor >= 1);
+    /* http-parser's upgrade flag: an Upgrade header and "upgrade" in some Connection header */
+    rq.connection_upgrade = tt_headparse_upgrade(&hc->hp);
+    rq.nkeys = find_trimmed(&hc->hp, "sec-websocket-key", &rq.key, &rq.keylen);
+    rq.nversions = find_trimmed(&hc->hp, "sec-websocket-version", &rq.version, &rq.versionlen);
+    int verdict = tt_wshs_check_request(&rq);
+    if (verdict != 0) {
+        respond_page(hc, verdict == 426 ? TT_PAGE_UPGRADE_REQUIRED : TT_PAGE_BAD_REQUEST);
         return;
     }
+    key = rq.key;
+    keylen = rq.keylen;
     bool sub = false;
     if (tt_headparse_find(&hc->hp, "sec-websocket-protocol", &proto, &protolen) > 0)
         sub = tt_headparse_has_token(proto, protolen, TT_WS_SUBPROTOCOL);

@@ -42,6 +42,8 @@ static void test_pages(void **state)
         {TT_PAGE_NO_SERVICE, "HTTP/1.1 502 Bad Gateway\r\n"},
         {TT_PAGE_BUSY, "HTTP/1.1 503 Service Unavailable\r\n"},
         {TT_PAGE_UNAVAILABLE, "HTTP/1.1 503 Service Unavailable\r\n"},
+        {TT_PAGE_URI_TOO_LONG, "HTTP/1.1 414 URI Too Long\r\n"},
+        {TT_PAGE_UPGRADE_REQUIRED, "HTTP/1.1 426 Upgrade Required\r\n"},
     };
     char out[TT_PAGE_MAX];
     (void)state;
@@ -51,6 +53,9 @@ static void test_pages(void **state)
         assert_int_equal(tt_pages_status(cases[i].page), atoi(cases[i].line + 9));
         assert_int_equal(tt_pages_render(out, (size_t)n, cases[i].page), -1);
     }
+    int n = tt_pages_render(out, sizeof(out), TT_PAGE_UPGRADE_REQUIRED);
+    assert_true(n > 0);
+    assert_non_null(strstr(out, "\r\nSec-WebSocket-Version: 13\r\n"));
 }
 
 static void test_offline(void **state)
