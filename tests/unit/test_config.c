@@ -131,6 +131,30 @@ static void test_errors(void **state)
     expect_error(PARSE("--help=x"), "--help");
 }
 
+static void test_limits(void **state)
+{
+    (void)state;
+    assert_int_equal(PARSE("--log-level", "info"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.max_streams, 1024);
+    assert_int_equal(cfg.head_timeout_ms, 30000);
+    assert_int_equal(cfg.idle_timeout_ms, 60000);
+    assert_int_equal(PARSE("--max-streams", "4", "--head-timeout=2s", "--idle-timeout", "0s"),
+                     TT_CONFIG_RUN);
+    assert_int_equal(cfg.max_streams, 4);
+    assert_int_equal(cfg.head_timeout_ms, 2000);
+    assert_int_equal(cfg.idle_timeout_ms, 0);
+    assert_int_equal(PARSE("--max-streams=65535", "--idle-timeout", "2m"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.max_streams, 65535);
+    assert_int_equal(cfg.idle_timeout_ms, 120000);
+    expect_error(PARSE("--max-streams", "0"), "--max-streams");
+    expect_error(PARSE("--max-streams", "65536"), "--max-streams");
+    expect_error(PARSE("--max-streams", "-1"), "--max-streams");
+    expect_error(PARSE("--max-streams", "12x"), "--max-streams");
+    expect_error(PARSE("--head-timeout", "0s"), "--head-timeout");
+    expect_error(PARSE("--head-timeout", "soon"), "--head-timeout");
+    expect_error(PARSE("--idle-timeout", "8d"), "--idle-timeout");
+}
+
 static void test_listen_limit(void **state)
 {
     (void)state;
@@ -150,6 +174,7 @@ int main(void)
         cmocka_unit_test(test_help_version),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_listen_limit),
+        cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -183,6 +183,33 @@ static void test_head_too_large(void **state)
     free(big);
 }
 
+/* A request target over TT_URI_MAX is refused as it arrives (414), whatever the split; one at
+ * the limit passes. */
+static void test_uri_too_long(void **state)
+{
+    static struct tt_httpproxy x;
+    static struct sink s;
+    (void)state;
+    size_t cap = TT_URI_MAX + 256;
+    char *req = malloc(cap);
+    assert_non_null(req);
+    for (size_t over = 0; over < 2; over++) {
+        size_t n = (size_t)snprintf(req, cap, "GET /");
+        memset(req + n, 'u', TT_URI_MAX - 1 + over);
+        n += TT_URI_MAX - 1 + over;
+        n += (size_t)snprintf(req + n, cap - n, " HTTP/1.1\r\nHost: abc.localhost\r\n\r\n");
+        for (size_t step = 1; step <= 4096; step *= 8) {
+            tt_httpproxy_init(&x, "abc.localhost", "10.0.0.1");
+            s.len = 0;
+            int rc = feed_split(&x, req, over ? TT_URI_MAX + 8 : n, 0, step, &s);
+            assert_int_equal(rc, over ? TETHER_ERR_TOO_LARGE : 0);
+            assert_int_equal(x.hp.uri_too_long, over != 0);
+            tt_httpproxy_reset(&x);
+        }
+    }
+    free(req);
+}
+
 /* The head parser reads nothing past its input: the request ends on a PROT_NONE page. */
 static void test_guard_page(void **state)
 {
@@ -248,7 +275,7 @@ int main(void)
         cmocka_unit_test(test_keepalive_bodies), cmocka_unit_test(test_upgrade_goes_raw),
         cmocka_unit_test(test_errors),           cmocka_unit_test(test_head_too_large),
         cmocka_unit_test(test_guard_page),       cmocka_unit_test(test_rewrite_small_buffer),
-        cmocka_unit_test(test_has_token),
+        cmocka_unit_test(test_has_token),        cmocka_unit_test(test_uri_too_long),
     };
     tt_chunk_pool_drain();
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -175,9 +175,75 @@ static void test_server_response(void **state)
     assert_int_equal(tt_wshs_server_response(out, 40, KEY, strlen(KEY), true), -1);
 }
 
+static struct tt_wshs_request good_request(void)
+{
+    struct tt_wshs_request rq;
+    memset(&rq, 0, sizeof(rq));
+    rq.get = rq.http11 = rq.connection_upgrade = true;
+    rq.key = (const uint8_t *)KEY;
+    rq.keylen = strlen(KEY);
+    rq.nkeys = 1;
+    rq.version = (const uint8_t *)"13";
+    rq.versionlen = 2;
+    rq.nversions = 1;
+    return rq;
+}
+
+static void test_check_request(void **state)
+{
+    struct tt_wshs_request rq = good_request();
+    (void)state;
+    assert_int_equal(tt_wshs_check_request(&rq), 0);
+    rq.version = (const uint8_t *)" 13\t";
+    rq.versionlen = 4;
+    assert_int_equal(tt_wshs_check_request(&rq), 0);
+    /* another version: 426 */
+    static const char *const versions[] = {"8", "14", "", "130", "1 3"};
+    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+        rq = good_request();
+        rq.version = (const uint8_t *)versions[i];
+        rq.versionlen = strlen(versions[i]);
+        assert_int_equal(tt_wshs_check_request(&rq), 426);
+    }
+    /* malformed: 400 */
+    rq = good_request();
+    rq.get = false;
+    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    rq = good_request();
+    rq.http11 = false;
+    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    rq = good_request();
+    rq.connection_upgrade = false;
+    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    rq = good_request();
+    rq.nkeys = 0;
+    rq.key = NULL;
+    rq.keylen = 0;
+    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    rq = good_request();
+    rq.nkeys = 2;
+    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    rq = good_request();
+    rq.nversions = 0;
+    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    rq = good_request();
+    rq.nversions = 2;
+    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    static const char *const keys[] = {"", "short", "dGhlIHNhbXBsZSBub25jZQ=",
+                                       "dGhlIHNhbXBsZSBub25jZQ==x", "dGhlIHNhbXBsZSBub25j*Q==",
+                                       "dGhlIHNhbXBsZSBub25jZ===", "dGhlIHNhbXBsZSBub25jZQ=A"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        rq = good_request();
+        rq.key = (const uint8_t *)keys[i];
+        rq.keylen = strlen(keys[i]);
+        assert_int_equal(tt_wshs_check_request(&rq), 400);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_check_request),
         cmocka_unit_test(test_accept_rfc),      cmocka_unit_test(test_make_key),
         cmocka_unit_test(test_client_request),  cmocka_unit_test(test_parse_ok),
         cmocka_unit_test(test_parse_rejects),   cmocka_unit_test(test_parse_too_long),
