@@ -6,7 +6,8 @@
 #   make sanitize   build with -fsanitize=address,undefined into build/sanitize
 #   make core-check build src/core alone with the strict flags and check it needs only libc
 #   make fuzz       build the libFuzzer targets with clang and run each for a bounded time
-#   make bench      run bench/ (never part of make test)
+#   make bench      run bench/ (never part of make test); BENCH_ARGS=--quick for a short run
+#   make bench-bin  build bench/loadgen (many idle devices) into $(B)/bin
 #   make format / format-check
 # The build directory follows MODE (release or sanitize); binaries land in $(B)/bin.
 # B=DIR overrides it (parallel work trees: make MODE=sanitize B=build/mine unit-bin).
@@ -58,7 +59,7 @@ LIBTETHER_SO := $(B)/lib/libtether.so
 INTERNAL_A := $(B)/lib/libtt_internal.a
 
 .PHONY: all build deps test unit unit-bin e2e sanitize demo install clean core-check fuzz fuzz-replay-bin \
-	bench format format-check
+	bench bench-bin format format-check
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -170,9 +171,18 @@ fuzz:
 		build/fuzz/$$n -runs=$(FUZZ_RUNS) -max_total_time=120 -artifact_prefix=tests/fuzz/crashes/$$n- \
 			build/fuzz/$$n-new tests/fuzz/corpus/$$n; done
 
+LOADGEN := $(B)/bin/loadgen
+
+$(LOADGEN): bench/loadgen.c $(INTERNAL_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CPPFLAGS_ALL) -o $@ $< $(INTERNAL_A) $(LDSAN) $(LIBS)
+
+bench-bin: $(LOADGEN)
+
 bench: all
+	@$(MAKE) --no-print-directory MODE=release bench-bin
 	@scripts/deps.sh bench
-	@bench/run.sh
+	@bench/run.sh $(BENCH_ARGS)
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^third_party/')
 format:

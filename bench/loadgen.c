@@ -1,0 +1,829 @@
+/* loadgen.c - many idle devices for the relay benchmarks (bench/bench.py; never part of make
+ * test). Opens N device connections to one relay from many loopback source addresses
+ * (127.0.0.0/8: each socket is bound to 127.A.B.C before connect, so the 64k ports of one
+ * source address are no limit), does the WebSocket handshake, registers each device (HELLO,
+ * WELCOME), answers pings, pings like the agent does, and reconnects like the agent does
+ * (back-off with jitter; about 1 s after a GOAWAY(SHUTDOWN)). It reports on stdout, one JSON
+ * object per line: a status line every --status-ms, and an "all_registered" event each time
+ * every device is registered again (with how many kept the label they had first).
+ *
+ * Mode "tether" speaks the Tether protocol with the project's own core (frame.c) and framing
+ * (wsframe.c, wshs.c). Mode "wstunnel" holds node-reverse-wstunnel control connections
+ * (GET /?dst=127.0.0.1:PORT, subprotocol tunnel-protocol), one public port per device, for the
+ * same memory figure on that relay.
+ *
+ * Bounded: it exits by itself after --duration-s seconds (default 120), or on SIGTERM/SIGINT,
+ * and only ever connects to the loopback address given in --url. Single thread, one libuv loop;
+ * one uv_tcp_t and one uv_timer_t per device. */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "core/frame.h"
+#include "common/util.h"
+#include "common/wsframe.h"
+#include "common/wshs.h"
+
+#define LG_HEAD_MAX 4096   /* the relay's 101 answer */
+#define LG_PEND_MAX 70000  /* a partial WebSocket frame kept between reads */
+#define LG_BACKOFF_BASE 1000u
+#define LG_BACKOFF_CAP 60000u
+#define LG_SHUTDOWN_RETRY 1000u
+#define LG_STABLE_MS 10000u
+
+enum mode { MODE_TETHER, MODE_WSTUNNEL };
+
+enum dev_state {
+    ST_IDLE,       /* waiting for its timer (first start or reconnect) */
+    ST_CONNECTING, /* TCP connect under way */
+    ST_HANDSHAKE,  /* request sent, reading the 101 */
+    ST_HELLO,      /* HELLO sent, waiting for WELCOME */
+    ST_READY,      /* registered (tether) / control connection up (wstunnel) */
+    ST_CLOSING,    /* uv_close under way */
+};
+
+struct dev {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t creq;
+    uint32_t idx;
+    uint8_t state;
+    bool goaway_shutdown;  /* GOAWAY(SHUTDOWN) seen on this connection */
+    bool counted_conn;     /* counted in g.connected */
+    uint8_t attempt;       /* back-off step */
+    uint8_t *pend;         /* bytes kept between reads (head or partial frame) */
+    uint32_t pendlen;
+    uint64_t reg_at;       /* loop ms of the last registration */
+    uint64_t next_ping;    /* loop ms */
+    char key[TT_WS_KEYLEN + 1];
+    char label[TT_MAX_LABEL + 1]; /* label of the first registration */
+};
+
+static struct {
+    uv_loop_t *loop;
+    enum mode mode;
+    char host[64];
+    uint16_t port;
+    char path[256];
+    char token[TT_MAX_TOKEN + 1];
+    char prefix[32];
+    uint32_t n;
+    uint32_t src_base; /* host order, first source address */
+    uint32_t per_src;
+    uint32_t max_pending;
+    uint32_t rate;     /* new first connections per second (0: as fast as max_pending allows) */
+    uint32_t ping_ms;
+    uint32_t duration_s;
+    uint32_t status_ms;
+    uint32_t wst_port_base;
+    struct dev *devs;
+    uv_timer_t tick, stop;
+    uv_signal_t sigterm, sigint;
+    uint64_t t0;
+    uint32_t next_start; /* devices started so far (first connection) */
+    /* counters */
+    uint32_t pending;   /* connects + handshakes + hellos under way */
+    uint32_t connected; /* TCP connected now */
+    uint32_t ready;     /* registered now */
+    uint64_t regs, same, changed, conn_fail, refused, lost, pings_in, pongs_in, errors;
+    uint32_t round;
+    bool all_before;     /* ready == n at some point since the last round started */
+    uint64_t round_start; /* loop ms of the first loss after all were ready */
+    uint64_t first_all_ms;
+    bool stopping;
+    uint32_t rng;
+} g;
+
+static uint8_t rbuf[1 << 16];
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static uint32_t rnd(void)
+{
+    uint32_t x = g.rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    g.rng = x;
+    return x;
+}
+
+/* d jittered to [0.8 d, 1.2 d), as the agent's back-off does. */
+static uint32_t jitter(uint32_t d)
+{
+    uint32_t span = d * 2 / 5;
+    return d * 4 / 5 + (span ? rnd() % span : 0);
+}
+
+static uint32_t backoff_next(struct dev *d)
+{
+    uint64_t ms = LG_BACKOFF_BASE;
+    for (unsigned i = 0; i < d->attempt && ms < LG_BACKOFF_CAP; i++)
+        ms *= 2;
+    if (ms > LG_BACKOFF_CAP)
+        ms = LG_BACKOFF_CAP;
+    if (d->attempt < 32)
+        d->attempt++;
+    uint32_t out = jitter((uint32_t)ms);
+    return out > LG_BACKOFF_CAP ? LG_BACKOFF_CAP : out;
+}
+
+static double since_start(void)
+{
+    return (double)(uv_now(g.loop) - g.t0) / 1000.0;
+}
+
+static void emit(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+static void status_line(const char *event)
+{
+    emit("{\"event\":\"%s\",\"t\":%.3f,\"n\":%u,\"started\":%u,\"pending\":%u,"
+         "\"connected\":%u,\"ready\":%u,\"regs\":%" PRIu64 ",\"same\":%" PRIu64
+         ",\"changed\":%" PRIu64 ",\"conn_fail\":%" PRIu64 ",\"refused\":%" PRIu64
+         ",\"lost\":%" PRIu64 ",\"pings_in\":%" PRIu64 ",\"pongs_in\":%" PRIu64
+         ",\"errors\":%" PRIu64 ",\"round\":%u}",
+         event, since_start(), g.n, g.next_start, g.pending, g.connected, g.ready, g.regs, g.same,
+         g.changed, g.conn_fail, g.refused, g.lost, g.pings_in, g.pongs_in, g.errors, g.round);
+}
+
+/* ---- sending ---------------------------------------------------------------------------- */
+
+struct wreq {
+    uv_write_t req;
+    uint8_t data[];
+};
+
+static void on_written(uv_write_t *req, int status)
+{
+    (void)status; /* a failed write shows up as a read error */
+    free(req);
+}
+
+/* Writes data (copied when it cannot go out at once). Returns 0 or -1. */
+static int send_bytes(struct dev *d, const uint8_t *data, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int r = uv_try_write((uv_stream_t *)&d->tcp, &b, 1);
+    if (r == (int)len)
+        return 0;
+    if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS)
+        return -1;
+    if (r < 0)
+        r = 0;
+    struct wreq *w = malloc(sizeof(*w) + len - (size_t)r);
+    if (w == NULL)
+        return -1;
+    memcpy(w->data, data + r, len - (size_t)r);
+    b = uv_buf_init((char *)w->data, (unsigned)(len - (size_t)r));
+    if (uv_write(&w->req, (uv_stream_t *)&d->tcp, &b, 1, on_written) != 0) {
+        free(w);
+        return -1;
+    }
+    return 0;
+}
+
+/* One masked client frame. */
+static int send_ws(struct dev *d, uint8_t opcode, const uint8_t *payload, size_t len)
+{
+    uint8_t buf[TT_WSFRAME_MAX_HEADER + TT_FRAME_HEADER_LEN + TT_CTRL_MAX];
+    uint8_t key[4];
+    uint32_t k = rnd();
+    memcpy(key, &k, 4);
+    if (len > sizeof(buf) - TT_WSFRAME_MAX_HEADER)
+        return -1;
+    size_t h = tt_wsframe_encode(buf, true, opcode, key, len);
+    tt_wsframe_mask(buf + h, payload, len, key, 0);
+    return send_bytes(d, buf, h + len);
+}
+
+static int send_hello(struct dev *d)
+{
+    uint8_t out[TT_FRAME_HEADER_LEN + TT_CTRL_MAX];
+    char name[64];
+    struct tt_hello h;
+    memset(&h, 0, sizeof(h));
+    snprintf(name, sizeof(name), "%s-%u", g.prefix, d->idx);
+    h.version = TT_PROTO_VERSION;
+    h.max_streams = 1024;
+    h.window = 256u * 1024u;
+    h.name = (struct tt_str){(const uint8_t *)name, strlen(name)};
+    h.token = (struct tt_str){(const uint8_t *)g.token, strlen(g.token)};
+    h.nservices = 1;
+    h.services[0].kind = TT_SERVICE_HTTP;
+    h.services[0].name = (struct tt_str){(const uint8_t *)"http", 4};
+    tt_ssize n = tt_frame_encode_hello(out, sizeof(out), &h);
+    if (n < 0)
+        return -1;
+    return send_ws(d, TT_WS_BINARY, out, (size_t)n);
+}
+
+/* ---- connection life cycle -------------------------------------------------------------- */
+
+static void start_connect(struct dev *d);
+static void dev_timer(uv_timer_t *t);
+
+static void pend_clear(struct dev *d)
+{
+    free(d->pend);
+    d->pend = NULL;
+    d->pendlen = 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct dev *d = h->data;
+    uint32_t delay;
+    d->state = ST_IDLE;
+    if (g.stopping)
+        return;
+    if (d->goaway_shutdown) {
+        d->attempt = 0;
+        delay = jitter(LG_SHUTDOWN_RETRY);
+    } else {
+        if (d->reg_at && uv_now(g.loop) - d->reg_at >= LG_STABLE_MS)
+            d->attempt = 0;
+        delay = backoff_next(d);
+    }
+    d->reg_at = 0;
+    uv_timer_start(&d->timer, dev_timer, delay, 0);
+}
+
+/* Ends the current connection (any state but idle/closing) and schedules the next one. */
+static void drop(struct dev *d, bool failed_connect)
+{
+    if (d->state == ST_IDLE || d->state == ST_CLOSING)
+        return;
+    if (d->state == ST_READY) {
+        g.ready--;
+        g.lost++;
+        if (g.all_before && g.round_start == 0)
+            g.round_start = uv_now(g.loop);
+    } else {
+        g.pending--;
+    }
+    if (d->counted_conn) {
+        g.connected--;
+        d->counted_conn = false;
+    }
+    if (failed_connect)
+        g.conn_fail++;
+    pend_clear(d);
+    d->state = ST_CLOSING;
+    uv_timer_stop(&d->timer);
+    uv_close((uv_handle_t *)&d->tcp, on_closed);
+}
+
+static void became_ready(struct dev *d, const char *label, size_t len)
+{
+    g.pending--;
+    g.ready++;
+    g.regs++;
+    d->state = ST_READY;
+    d->reg_at = uv_now(g.loop);
+    if (label != NULL) {
+        if (d->label[0] == '\0') {
+            if (len > TT_MAX_LABEL)
+                len = TT_MAX_LABEL;
+            memcpy(d->label, label, len);
+            d->label[len] = '\0';
+        } else if (strlen(d->label) == len && memcmp(d->label, label, len) == 0) {
+            g.same++;
+        } else {
+            g.changed++;
+        }
+    }
+    /* first ping at a random point of the interval, as devices started at different times */
+    if (g.ping_ms > 0)
+        uv_timer_start(&d->timer, dev_timer, 1 + rnd() % g.ping_ms, 0);
+    if (g.ready == g.n) {
+        uint64_t now = uv_now(g.loop);
+        if (!g.all_before) {
+            g.first_all_ms = now - g.t0;
+            emit("{\"event\":\"all_registered\",\"round\":%u,\"t\":%.3f,\"elapsed\":%.3f,"
+                 "\"rate\":%.1f,\"same\":%" PRIu64 ",\"changed\":%" PRIu64 "}",
+                 g.round, since_start(), since_start(),
+                 g.first_all_ms ? (double)g.n * 1000.0 / (double)g.first_all_ms : 0.0, g.same,
+                 g.changed);
+        } else if (g.round_start) {
+            emit("{\"event\":\"all_registered\",\"round\":%u,\"t\":%.3f,\"elapsed\":%.3f,"
+                 "\"same\":%" PRIu64 ",\"changed\":%" PRIu64 "}",
+                 g.round, since_start(), (double)(now - g.round_start) / 1000.0, g.same,
+                 g.changed);
+        }
+        g.all_before = true;
+        g.round++;
+        g.round_start = 0;
+    }
+}
+
+/* One Tether frame (whole) from the relay. Returns -1 to drop the connection. */
+static int on_tether_frame(struct dev *d, const uint8_t *p, size_t len)
+{
+    struct tt_frame_header h;
+    if (len < TT_FRAME_HEADER_LEN)
+        return -1;
+    tt_frame_header_decode(&h, p);
+    if ((size_t)h.length + TT_FRAME_HEADER_LEN > len)
+        return -1;
+    p += TT_FRAME_HEADER_LEN;
+    switch (h.type) {
+    case TT_FRAME_WELCOME: {
+        struct tt_welcome w;
+        if (d->state != ST_HELLO || tt_frame_decode_welcome(&w, p, h.length) != 0)
+            return -1;
+        became_ready(d, (const char *)w.label.p, w.label.len);
+        return 0;
+    }
+    case TT_FRAME_REFUSE: {
+        struct tt_coded c;
+        g.refused++;
+        if (tt_frame_decode_coded(&c, p, h.length) == 0 && g.refused <= 5)
+            emit("{\"event\":\"refused\",\"device\":%u,\"code\":%u,\"reason\":\"%.*s\"}", d->idx,
+                 (unsigned)c.code, (int)c.reason.len, (const char *)c.reason.p);
+        return -1;
+    }
+    case TT_FRAME_GOAWAY: {
+        struct tt_coded c;
+        if (tt_frame_decode_coded(&c, p, h.length) == 0 && c.code == TT_GOAWAY_SHUTDOWN)
+            d->goaway_shutdown = true;
+        return 0; /* the close frame follows */
+    }
+    case TT_FRAME_OPEN: {
+        /* Nobody should open streams to these devices: refuse (RESET). */
+        uint8_t out[64];
+        struct tt_coded c = {TT_RESET_REFUSED, {NULL, 0}};
+        tt_ssize n = tt_frame_encode_reset(out, sizeof(out), h.stream, &c);
+        return n > 0 ? send_ws(d, TT_WS_BINARY, out, (size_t)n) : -1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* One whole WebSocket frame from the server. Returns -1 to drop the connection. */
+static int on_ws_frame(struct dev *d, const struct tt_wsframe_hdr *h, const uint8_t *p)
+{
+    size_t len = (size_t)h->len;
+    switch (h->opcode) {
+    case TT_WS_PING:
+        g.pings_in++;
+        return send_ws(d, TT_WS_PONG, p, len);
+    case TT_WS_PONG:
+        g.pongs_in++;
+        return 0;
+    case TT_WS_CLOSE:
+        (void)send_ws(d, TT_WS_CLOSE, p, len >= 2 ? 2 : 0);
+        return -1;
+    case TT_WS_BINARY:
+        if (g.mode != MODE_TETHER)
+            return 0;
+        while (len >= TT_FRAME_HEADER_LEN) {
+            size_t fl = TT_FRAME_HEADER_LEN + ((size_t)p[0] << 8 | p[1]);
+            if (fl > len || on_tether_frame(d, p, fl) != 0)
+                return -1;
+            p += fl;
+            len -= fl;
+        }
+        return len == 0 ? 0 : -1;
+    case TT_WS_TEXT: /* wstunnel: "NC:id" new-connection requests; nobody connects here */
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* Parses frames from data[0..len); keeps a partial one. Returns -1 to drop. */
+static int parse_ws(struct dev *d, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        struct tt_wsframe_hdr h;
+        int hl = tt_wsframe_decode(&h, data, len);
+        if (hl < 0 || h.masked)
+            return -1;
+        if (hl == 0 || h.len > LG_PEND_MAX || (size_t)hl + h.len > len) {
+            if (len > LG_PEND_MAX)
+                return -1;
+            uint8_t *p = malloc(len);
+            if (p == NULL)
+                return -1;
+            memmove(p, data, len);
+            free(d->pend);
+            d->pend = p;
+            d->pendlen = (uint32_t)len;
+            return 0;
+        }
+        if (on_ws_frame(d, &h, data + hl) != 0)
+            return -1;
+        data += (size_t)hl + h.len;
+        len -= (size_t)hl + h.len;
+    }
+    return 0;
+}
+
+/* The handshake answer (in data[0..len)); the rest goes to parse_ws. */
+static int parse_head(struct dev *d, const uint8_t *data, size_t len)
+{
+    size_t headlen;
+    if (g.mode == MODE_TETHER) {
+        struct tt_wshs_response r;
+        int rc = tt_wshs_parse_response(data, len, d->key, &r);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            goto partial;
+        if (!r.accepted)
+            return -1;
+        headlen = r.head_len;
+    } else {
+        const uint8_t *end = NULL;
+        for (size_t i = 3; i < len; i++)
+            if (data[i] == '\n' && data[i - 1] == '\r' && data[i - 2] == '\n' &&
+                data[i - 3] == '\r') {
+                end = data + i + 1;
+                break;
+            }
+        if (end == NULL)
+            goto partial;
+        if (len < 12 || memcmp(data, "HTTP/1.1 101", 12) != 0)
+            return -1;
+        headlen = (size_t)(end - data);
+    }
+    pend_clear(d);
+    if (g.mode == MODE_TETHER) {
+        d->state = ST_HELLO;
+        if (send_hello(d) != 0)
+            return -1;
+    } else {
+        became_ready(d, NULL, 0);
+    }
+    return parse_ws(d, data + headlen, len - headlen);
+partial:
+    if (len > LG_HEAD_MAX)
+        return -1;
+    if (d->pend != data) {
+        uint8_t *p = malloc(LG_HEAD_MAX);
+        if (p == NULL)
+            return -1;
+        memcpy(p, data, len);
+        free(d->pend);
+        d->pend = p;
+    }
+    d->pendlen = (uint32_t)len;
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init((char *)rbuf, sizeof(rbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct dev *d = s->data;
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        drop(d, false);
+        return;
+    }
+    const uint8_t *data = rbuf;
+    size_t len = (size_t)nread;
+    uint8_t *joined = NULL;
+    if (d->pendlen > 0) {
+        joined = malloc(d->pendlen + len);
+        if (joined == NULL) {
+            drop(d, false);
+            return;
+        }
+        memcpy(joined, d->pend, d->pendlen);
+        memcpy(joined + d->pendlen, rbuf, len);
+        len += d->pendlen;
+        data = joined;
+        pend_clear(d);
+    }
+    int rc = d->state == ST_HANDSHAKE ? parse_head(d, data, len) : parse_ws(d, data, len);
+    free(joined);
+    if (rc != 0) {
+        if (d->state != ST_READY)
+            g.errors++;
+        drop(d, false);
+    }
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct dev *d = req->data;
+    char reqbuf[1024];
+    int n;
+    if (d->state != ST_CONNECTING)
+        return;
+    if (status < 0) {
+        drop(d, true);
+        return;
+    }
+    g.connected++;
+    d->counted_conn = true;
+    d->state = ST_HANDSHAKE;
+    if (g.mode == MODE_TETHER) {
+        if (tt_wshs_make_key(d->key) != 0) {
+            drop(d, false);
+            return;
+        }
+        n = tt_wshs_client_request(reqbuf, sizeof(reqbuf), g.host, g.port, false, g.path, d->key);
+    } else {
+        snprintf(d->key, sizeof(d->key), "dGhlIHNhbXBsZSBub25jZQ==");
+        n = snprintf(reqbuf, sizeof(reqbuf),
+                     "GET /?dst=127.0.0.1:%u HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tunnel-protocol\r\n\r\n",
+                     (unsigned)(g.wst_port_base + d->idx), g.host, (unsigned)g.port, d->key);
+    }
+    if (n <= 0 || send_bytes(d, (const uint8_t *)reqbuf, (size_t)n) != 0 ||
+        uv_read_start((uv_stream_t *)&d->tcp, on_alloc, on_read) != 0)
+        drop(d, false);
+}
+
+static void start_connect(struct dev *d)
+{
+    struct sockaddr_in src, dst;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+
+    d->goaway_shutdown = false;
+    if (fd < 0) {
+        g.conn_fail++;
+        uv_timer_start(&d->timer, dev_timer, backoff_next(d), 0);
+        return;
+    }
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#endif
+    (void)setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof(one));
+    memset(&src, 0, sizeof(src));
+    src.sin_family = AF_INET;
+    src.sin_addr.s_addr = htonl(g.src_base + d->idx / g.per_src);
+    if (bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
+        close(fd);
+        g.conn_fail++;
+        uv_timer_start(&d->timer, dev_timer, backoff_next(d), 0);
+        return;
+    }
+    uv_tcp_init(g.loop, &d->tcp);
+    d->tcp.data = d;
+    if (uv_tcp_open(&d->tcp, fd) != 0) {
+        close(fd);
+        d->state = ST_CONNECTING;
+        g.pending++;
+        drop(d, true);
+        return;
+    }
+    uv_ip4_addr(g.host, g.port, &dst);
+    d->state = ST_CONNECTING;
+    g.pending++;
+    d->creq.data = d;
+    if (uv_tcp_connect(&d->creq, &d->tcp, (struct sockaddr *)&dst, on_connect) != 0)
+        drop(d, true);
+}
+
+static void dev_timer(uv_timer_t *t)
+{
+    struct dev *d = t->data;
+    if (g.stopping)
+        return;
+    if (d->state == ST_IDLE) {
+        start_connect(d);
+        return;
+    }
+    if (d->state == ST_READY && g.ping_ms > 0) {
+        uint64_t now = uv_now(g.loop);
+        uint8_t p[8];
+        for (int i = 0; i < 8; i++)
+            p[i] = (uint8_t)(now >> (56 - 8 * i));
+        if (send_ws(d, TT_WS_PING, p, sizeof(p)) != 0) {
+            drop(d, false);
+            return;
+        }
+        uv_timer_start(&d->timer, dev_timer, g.ping_ms, 0);
+    }
+}
+
+/* ---- the run ---------------------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    static uint64_t last_status;
+    uint64_t now = uv_now(g.loop);
+    (void)t;
+    /* first connections: within max_pending, and at most rate per second */
+    uint32_t budget = g.n;
+    if (g.rate > 0) {
+        uint64_t due = (now - g.t0) * g.rate / 1000 + 1;
+        budget = due > g.next_start ? (uint32_t)(due - g.next_start) : 0;
+    }
+    while (g.next_start < g.n && budget > 0 && g.pending < g.max_pending) {
+        start_connect(&g.devs[g.next_start++]);
+        budget--;
+    }
+    if (now - last_status >= g.status_ms) {
+        last_status = now;
+        status_line("status");
+    }
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void stop_all(void)
+{
+    if (g.stopping)
+        return;
+    status_line("final");
+    g.stopping = true;
+    uv_walk(g.loop, close_walk, NULL);
+}
+
+static void on_stop(uv_timer_t *t)
+{
+    (void)t;
+    stop_all();
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    stop_all();
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: loadgen --url ws://127.0.0.1:PORT[/PATH] -n N [--token TOKEN]\n"
+            "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 20000]\n"
+            "       [--max-pending 512] [--rate PER_S] [--ping-ms 10000] [--prefix lg]\n"
+            "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n");
+    exit(2);
+}
+
+static int parse_url(const char *url)
+{
+    const char *p = url;
+    if (strncmp(p, "ws://", 5) != 0)
+        return -1;
+    p += 5;
+    const char *colon = strchr(p, ':');
+    if (colon == NULL || (size_t)(colon - p) >= sizeof(g.host))
+        return -1;
+    memcpy(g.host, p, (size_t)(colon - p));
+    g.host[colon - p] = '\0';
+    char *end;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (port == 0 || port > 65535)
+        return -1;
+    g.port = (uint16_t)port;
+    snprintf(g.path, sizeof(g.path), "%s", *end ? end : "/");
+    struct in_addr a;
+    if (inet_pton(AF_INET, g.host, &a) != 1 || (ntohl(a.s_addr) >> 24) != 127)
+        return -1; /* loopback only */
+    return 0;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *src = "127.1.0.1";
+    g.mode = MODE_TETHER;
+    g.per_src = 20000;
+    g.max_pending = 512;
+    g.ping_ms = 10000;
+    g.duration_s = 120;
+    g.status_ms = 1000;
+    g.wst_port_base = 40000;
+    snprintf(g.prefix, sizeof(g.prefix), "lg");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL)
+            usage();
+        i++;
+        if (strcmp(a, "--url") == 0) {
+            if (parse_url(v) != 0) {
+                fprintf(stderr, "loadgen: --url must be ws://127.x.y.z:PORT[/PATH]\n");
+                return 2;
+            }
+        } else if (strcmp(a, "-n") == 0) {
+            g.n = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--token") == 0) {
+            snprintf(g.token, sizeof(g.token), "%s", v);
+        } else if (strcmp(a, "--mode") == 0) {
+            if (strcmp(v, "tether") == 0)
+                g.mode = MODE_TETHER;
+            else if (strcmp(v, "wstunnel") == 0)
+                g.mode = MODE_WSTUNNEL;
+            else
+                usage();
+        } else if (strcmp(a, "--src") == 0) {
+            src = v;
+        } else if (strcmp(a, "--per-src") == 0) {
+            g.per_src = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--max-pending") == 0) {
+            g.max_pending = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--rate") == 0) {
+            g.rate = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--ping-ms") == 0) {
+            g.ping_ms = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--prefix") == 0) {
+            snprintf(g.prefix, sizeof(g.prefix), "%s", v);
+        } else if (strcmp(a, "--duration-s") == 0) {
+            g.duration_s = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--status-ms") == 0) {
+            g.status_ms = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--wst-port-base") == 0) {
+            g.wst_port_base = (uint32_t)strtoul(v, NULL, 10);
+        } else {
+            usage();
+        }
+    }
+    struct in_addr sa;
+    if (g.port == 0 || g.n == 0 || g.per_src == 0 || g.max_pending == 0 || g.duration_s == 0 ||
+        inet_pton(AF_INET, src, &sa) != 1 || (ntohl(sa.s_addr) >> 24) != 127)
+        usage();
+    g.src_base = ntohl(sa.s_addr);
+    if (((g.src_base & 0xffffff) + (g.n - 1) / g.per_src) > 0xfffffe) {
+        fprintf(stderr, "loadgen: not enough loopback source addresses\n");
+        return 2;
+    }
+    if (g.mode == MODE_WSTUNNEL && g.wst_port_base + g.n > 65536) {
+        fprintf(stderr, "loadgen: --wst-port-base + n is past port 65535\n");
+        return 2;
+    }
+    if (g.status_ms == 0)
+        g.status_ms = 1000;
+    raise_nofile();
+    signal(SIGPIPE, SIG_IGN);
+    if (tt_random_bytes(&g.rng, sizeof(g.rng)) != 0 || g.rng == 0)
+        g.rng = 0x9e3779b9u;
+
+    g.loop = uv_default_loop();
+    g.devs = calloc(g.n, sizeof(struct dev));
+    if (g.devs == NULL) {
+        fprintf(stderr, "loadgen: out of memory\n");
+        return 1;
+    }
+    for (uint32_t i = 0; i < g.n; i++) {
+        g.devs[i].idx = i;
+        uv_timer_init(g.loop, &g.devs[i].timer);
+        g.devs[i].timer.data = &g.devs[i];
+    }
+    g.t0 = uv_now(g.loop);
+    uv_timer_init(g.loop, &g.tick);
+    uv_timer_start(&g.tick, on_tick, 0, 10);
+    uv_timer_init(g.loop, &g.stop);
+    uv_timer_start(&g.stop, on_stop, (uint64_t)g.duration_s * 1000, 0);
+    uv_signal_init(g.loop, &g.sigterm);
+    uv_signal_init(g.loop, &g.sigint);
+    uv_signal_start(&g.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&g.sigint, on_signal, SIGINT);
+    emit("{\"event\":\"start\",\"n\":%u,\"mode\":\"%s\",\"url\":\"ws://%s:%u%s\",\"pid\":%d}", g.n,
+         g.mode == MODE_TETHER ? "tether" : "wstunnel", g.host, (unsigned)g.port, g.path,
+         (int)getpid());
+    uv_run(g.loop, UV_RUN_DEFAULT);
+    for (uint32_t i = 0; i < g.n; i++)
+        free(g.devs[i].pend);
+    free(g.devs);
+    uv_loop_close(g.loop);
+    return 0;
+}
