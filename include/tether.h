@@ -106,10 +106,24 @@ int tether_config_set_token(tether_config *cfg, const char *token);
 int tether_config_add_http(tether_config *cfg, const char *name, const char *target);
 int tether_config_add_tcp(tether_config *cfg, const char *name, const char *target);
 
-/* Reaching the relay through an HTTP proxy, and TLS options. Not supported yet:
- * tether_config_set_proxy() returns TETHER_ERR_CONFIG for any URL; the CA file and the insecure
- * flag are recorded (they will matter with wss://). Return 0, TETHER_ERR_CONFIG, _INVAL, _NOMEM. */
+/* Reaching the relay through an HTTP proxy (CONNECT). By default the agent reads the proxy
+ * variables as curl does, once, in tether_agent_new(): for ws:// servers ws_proxy, WS_PROXY,
+ * http_proxy (never HTTP_PROXY), then all_proxy, ALL_PROXY; for wss:// servers wss_proxy,
+ * WSS_PROXY, https_proxy, HTTPS_PROXY, then all_proxy, ALL_PROXY; and skips the proxy for hosts
+ * in no_proxy (or NO_PROXY): comma-separated host names matching themselves and their
+ * subdomains, IP addresses or CIDR ranges, or "*" for every host.
+ * tether_config_set_proxy(): "http://[USER[:PASS]@]HOST[:PORT]" (no scheme means http://; the
+ * default port is 1080; USER and PASS are percent-decoded and sent as Basic credentials) is used
+ * instead of the variables; "" means no proxy at all. TETHER_ERR_CONFIG for https:// and socks
+ * proxies, another scheme or a bad URL (the message never shows the password).
+ * tether_config_set_no_proxy(): the no-proxy list to use instead of no_proxy/NO_PROXY (same
+ * syntax; "" proxies every host). It applies to a proxy set here too, as curl's does.
+ * Return 0, TETHER_ERR_CONFIG, _INVAL, _NOMEM. */
 int tether_config_set_proxy(tether_config *cfg, const char *url);
+int tether_config_set_no_proxy(tether_config *cfg, const char *list);
+
+/* TLS options: the CA file and the insecure flag are recorded (they will matter with wss://).
+ * Return 0, TETHER_ERR_CONFIG, _INVAL, _NOMEM. */
 int tether_config_set_ca_file(tether_config *cfg, const char *path);
 int tether_config_set_insecure(tether_config *cfg, bool insecure);
 

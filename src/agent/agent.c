@@ -15,6 +15,7 @@
 #include "agent/backoff.h"
 #include "agent/agentconf.h"
 #include "agent/dial.h"
+#include "agent/proxy.h"
 #include "agent/services.h"
 #include "common/log.h"
 #include "common/pipe.h"
@@ -36,6 +37,9 @@ struct tether_agent {
     uv_async_t async;   /* wakes the loop for tether_agent_stop() */
     uv_timer_t timer;   /* the next attempt; also defers closes out of session callbacks */
     tether_config *cfg; /* our own copy */
+    struct tt_proxy_env proxy_env;   /* the proxy variables, read once in tether_agent_new */
+    struct tt_proxy_conf proxy_conf; /* points into cfg and proxy_env */
+    struct tt_dial_options dial_opt;
     struct tether_callbacks cb;
     void *ud;
     struct tt_session_callbacks scb;
@@ -517,13 +521,49 @@ static void connect_next(struct tether_agent *a)
     url = a->cfg->servers[a->next_server];
     a->next_server = (a->next_server + 1) % a->cfg->nservers;
     TT_LOG(TT_LOG_DEBUG, "connecting server=%s", url);
-    rc = tt_dial_start(&a->dial, &a->loop, url, NULL, on_dialed, a, err);
+    rc = tt_dial_start(&a->dial, &a->loop, url, &a->dial_opt, on_dialed, a, err);
     if (rc != 0) {
         a->dial = NULL;
         delay = tt_backoff_next(&a->backoff);
         emit_error(a, url, rc, err, delay);
         schedule(a, delay);
     }
+}
+
+/* Says once, at start, which proxy each server will go through (the same choice as each dial
+ * makes), so that an operator sees the effect of --proxy and the environment; and that
+ * HTTP_PROXY is ignored, since curl users may expect it to work. Never shows a password. */
+static void log_proxies(struct tether_agent *a)
+{
+    const struct tt_proxy_env *env = &a->proxy_env;
+    bool any = a->cfg->proxy != NULL;
+
+    for (int i = 0; i < TT_PV_COUNT; i++)
+        any = any || (env->value[i] != NULL && i != TT_PV_NO_PROXY && i != TT_PV_NO_PROXY_UC);
+    if (!any)
+        return;
+    for (size_t i = 0; i < a->cfg->nservers; i++) {
+        struct tt_proxy p;
+        struct tt_url u;
+        char err[TT_ERRLEN];
+        int rc;
+
+        if (tt_agentconf_parse_server(a->cfg->servers[i], &u, err) != 0)
+            continue;
+        rc = tt_proxy_select(&a->proxy_conf, u.scheme, u.host, &p, err);
+        if (rc == 1)
+            TT_LOG(TT_LOG_INFO, "server=%s proxy=%s from=%s%s", a->cfg->servers[i], p.display,
+                   p.source, p.auth ? " auth=basic" : "");
+        else if (rc == 0)
+            TT_LOG(TT_LOG_INFO, "server=%s proxy=none", a->cfg->servers[i]);
+        else
+            TT_LOG(TT_LOG_WARN, "server=%s bad proxy setting: %s", a->cfg->servers[i], err);
+        memset(&p, 0, sizeof p);
+    }
+    if (a->cfg->proxy == NULL && env->value[TT_PV_HTTP_PROXY_UC] != NULL &&
+        env->value[TT_PV_HTTP_PROXY] == NULL)
+        TT_LOG(TT_LOG_INFO, "HTTP_PROXY is ignored, as curl ignores it: set http_proxy (ws:// "
+                            "servers) or https_proxy (wss://), or give --proxy");
 }
 
 /* ---- public API --------------------------------------------------------------------------- */
@@ -547,11 +587,22 @@ int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void
         free(a);
         return rc;
     }
+    if (tt_proxy_env_load(&a->proxy_env) != 0) {
+        tether_config_free(a->cfg);
+        free(a);
+        return TETHER_ERR_NOMEM;
+    }
     if (uv_loop_init(&a->loop) != 0) {
+        tt_proxy_env_free(&a->proxy_env);
         tether_config_free(a->cfg);
         free(a);
         return TETHER_ERR_IO;
     }
+    a->proxy_conf.proxy = a->cfg->proxy;
+    a->proxy_conf.no_proxy = a->cfg->no_proxy;
+    a->proxy_conf.env = &a->proxy_env;
+    a->dial_opt.proxy = &a->proxy_conf;
+    log_proxies(a);
     uv_async_init(&a->loop, &a->async, on_async);
     a->async.data = a;
     uv_timer_init(&a->loop, &a->timer);
@@ -631,6 +682,7 @@ void tether_agent_free(tether_agent *a)
         uv_run(&a->loop, UV_RUN_DEFAULT);
         uv_loop_close(&a->loop);
     }
+    tt_proxy_env_free(&a->proxy_env);
     tether_config_free(a->cfg);
     free(a);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "agent/agentconf.h"
+#include "agent/proxy.h"
 
 static int fail(tether_config *cfg, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -36,6 +37,16 @@ static void ok(tether_config *cfg)
     cfg->err[0] = '\0';
 }
 
+/* Frees a string that may hold a secret, overwriting it first. */
+static void wipe_free(char *s)
+{
+    if (s == NULL)
+        return;
+    for (volatile char *p = s; *p; p++)
+        *p = '\0';
+    free(s);
+}
+
 int tether_config_new(tether_config **out)
 {
     if (out == NULL)
@@ -58,7 +69,8 @@ void tether_config_free(tether_config *cfg)
             *p++ = '\0';
         free(cfg->token);
     }
-    free(cfg->proxy);
+    wipe_free(cfg->proxy); /* it may hold the proxy's password */
+    free(cfg->no_proxy);
     free(cfg->ca_file);
     free(cfg);
 }
@@ -232,9 +244,40 @@ int tether_config_add_tcp(tether_config *cfg, const char *name, const char *targ
 
 int tether_config_set_proxy(tether_config *cfg, const char *url)
 {
+    struct tt_proxy p;
+    char *copy;
+    int rc;
+
     if (cfg == NULL || url == NULL)
         return TETHER_ERR_INVAL;
-    return fail(cfg, TETHER_ERR_CONFIG, "proxy '%s': HTTP proxies are not supported yet", url);
+    if (url[0] != '\0') {
+        rc = tt_proxy_parse(url, &p, cfg->err); /* its message never shows the password */
+        memset(&p, 0, sizeof p);
+        if (rc != 0)
+            return rc;
+    }
+    copy = strdup(url);
+    if (copy == NULL)
+        return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
+    wipe_free(cfg->proxy);
+    cfg->proxy = copy;
+    ok(cfg);
+    return 0;
+}
+
+int tether_config_set_no_proxy(tether_config *cfg, const char *list)
+{
+    char *copy;
+
+    if (cfg == NULL || list == NULL)
+        return TETHER_ERR_INVAL;
+    copy = strdup(list);
+    if (copy == NULL)
+        return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
+    free(cfg->no_proxy);
+    cfg->no_proxy = copy;
+    ok(cfg);
+    return 0;
 }
 
 int tether_config_set_ca_file(tether_config *cfg, const char *path)
@@ -308,6 +351,8 @@ int tt_agentconf_dup(const tether_config *src, tether_config **out)
         rc = dup_str(&c->token, src->token);
     if (rc == 0)
         rc = dup_str(&c->proxy, src->proxy);
+    if (rc == 0)
+        rc = dup_str(&c->no_proxy, src->no_proxy);
     if (rc == 0)
         rc = dup_str(&c->ca_file, src->ca_file);
     if (rc != 0) {

@@ -21,9 +21,10 @@ struct tt_service {
 struct tether_config {
     char *servers[TETHER_MAX_SERVERS]; /* malloc'd, owned */
     size_t nservers;
-    char *name;  /* malloc'd, owned; NULL until set */
-    char *token; /* malloc'd, owned; NULL until set; never logged */
-    char *proxy; /* never set for now (not supported yet) */
+    char *name;     /* malloc'd, owned; NULL until set */
+    char *token;    /* malloc'd, owned; NULL until set; never logged */
+    char *proxy;    /* malloc'd, owned; NULL: from the environment; "": never (proxy.h) */
+    char *no_proxy; /* malloc'd, owned; NULL: from the environment */
     char *ca_file;
     bool insecure;
     struct tt_service services[TETHER_MAX_SERVICES];

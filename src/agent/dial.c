@@ -1,16 +1,19 @@
 /* dial.c - one attempt to reach a relay (dial.h): getaddrinfo, a TCP connect to each address in
  * turn, then the connection filters, bottom to top, each consuming the bytes meant for it and
- * passing what is left to the one above. Today the stack is just the WebSocket handshake; an
- * HTTP proxy CONNECT filter and a TLS filter go below it (issue 5). Redirects restart the
- * attempt at the new URL. This file owns the socket until it hands it over on success; it never
- * speaks the Tether protocol itself. */
+ * passing what is left to the one above: the HTTP proxy CONNECT filter (when a proxy applies to
+ * the hop: the TCP connect then goes to the proxy), a TLS filter, the WebSocket handshake.
+ * Redirects restart the attempt at the new URL. This file owns the socket until it hands it over on
+ * success; it never speaks the Tether protocol itself. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "agent/dial.h"
+#include "agent/proxy.h"
 #include "common/log.h"
 #include "common/wshs.h"
 #include "tether_err.h"
@@ -53,6 +56,10 @@ struct tt_dial {
     size_t rlen;
     int last_err;        /* of the last failed connect, for the final message */
     char msg[TT_ERRLEN]; /* a filter's failure */
+    /* HTTP proxy of the current hop (tt_proxy_select); the TCP connect goes to it */
+    bool via_proxy;
+    bool tcp_up; /* the current socket is connected: the filters are running */
+    struct tt_proxy proxy;
     /* WebSocket filter state */
     char key[TT_WS_KEYLEN + 1];
     char location[1024];
@@ -95,8 +102,10 @@ static void errf(char err[TT_ERRLEN], const char *fmt, ...)
 
 static void maybe_free(struct tt_dial *d)
 {
-    if (d->done && d->pending == 0)
+    if (d->done && d->pending == 0) {
+        OPENSSL_cleanse(&d->proxy, sizeof d->proxy); /* the proxy's credentials */
         free(d);
+    }
 }
 
 static void on_tcp_closed(uv_handle_t *h)
@@ -204,6 +213,7 @@ static void on_written(uv_write_t *req, int status)
     struct tt_dial *d = w->d;
     bool current = !d->done && (uv_tcp_t *)req->handle == d->tcp;
 
+    OPENSSL_cleanse(w->buf, w->len); /* a CONNECT carries the proxy's credentials */
     free(w);
     d->pending--;
     if (current && status < 0)
@@ -227,6 +237,7 @@ static int dial_write(struct tt_dial *d, const void *data, size_t len)
     b = uv_buf_init(w->buf, (unsigned)len);
     rc = uv_write(&w->req, (uv_stream_t *)d->tcp, &b, 1, on_written);
     if (rc < 0) {
+        OPENSSL_cleanse(w->buf, w->len);
         free(w);
         set_msg(d, "cannot send to %s: %s", d->url, uv_strerror(rc));
         return map_uv_err(rc);
@@ -290,13 +301,77 @@ static int ws_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *us
 
 static const struct dial_filter ws_filter = {"websocket", ws_start, ws_input};
 
-/* The stack for the current hop, bottom to top. An HTTP proxy CONNECT filter (when a proxy is
- * configured) and a TLS filter (for wss://) will be pushed here before the WebSocket one. */
+/* ---- the HTTP proxy CONNECT filter (proxy.h) ---------------------------------------------- */
+
+static int proxy_start(struct tt_dial *d)
+{
+    char req[TT_PROXY_REQUEST_MAX];
+    int n = tt_proxy_connect_request(req, sizeof req, &d->proxy, d->u.host, d->u.port);
+    int rc;
+
+    if (n < 0) {
+        set_msg(d, "CONNECT request to proxy %s is too long", d->proxy.display);
+        return TETHER_ERR_TOO_LARGE;
+    }
+    TT_LOG(TT_LOG_DEBUG, "proxy CONNECT proxy=%s from=%s target=%s:%u auth=%s", d->proxy.display,
+           d->proxy.source, d->u.host, (unsigned)d->u.port, d->proxy.auth ? "basic" : "none");
+    rc = dial_write(d, req, (size_t)n);
+    OPENSSL_cleanse(req, sizeof req);
+    return rc;
+}
+
+static int proxy_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *used)
+{
+    struct tt_proxy_response r;
+    int rc = tt_proxy_parse_response(in, len, &r);
+
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        set_msg(d, "bad answer from proxy %s to CONNECT %s:%u%s", d->proxy.display, d->u.host,
+                (unsigned)d->u.port, len >= TT_PROXY_MAX_HEAD ? " (head too large)" : "");
+        return len >= TT_PROXY_MAX_HEAD ? TETHER_ERR_TOO_LARGE : TETHER_ERR_HTTP;
+    }
+    if (r.status >= 200 && r.status < 300) {
+        TT_LOG(TT_LOG_DEBUG, "proxy tunnel open proxy=%s status=%d", d->proxy.display, r.status);
+        *used = r.head_len;
+        return 1;
+    }
+    if (r.status == 407 || r.status == 401) {
+        /* The words matter: with credentials they were wrong, without they are missing. 407 is
+         * the standard answer; some proxies (tinyproxy 1.11, for wrong credentials) say 401. */
+        set_msg(d, "%s (proxy %s from %s answered %d %s to CONNECT %s:%u)",
+                d->proxy.auth ? "proxy authentication failed" : "proxy requires authentication",
+                d->proxy.display, d->proxy.source, r.status, r.reason, d->u.host,
+                (unsigned)d->u.port);
+        return TETHER_ERR_AUTH;
+    }
+    set_msg(d, "proxy refused CONNECT: %d %s (proxy %s from %s, target %s:%u)", r.status, r.reason,
+            d->proxy.display, d->proxy.source, d->u.host, (unsigned)d->u.port);
+    return TETHER_ERR_REFUSED;
+}
+
+static const struct dial_filter proxy_filter = {"proxy", proxy_start, proxy_input};
+
+/* The stack for the current hop, bottom to top: the proxy's CONNECT when the hop goes through
+ * one, [TLS for wss://], the WebSocket handshake. */
 static void build_stack(struct tt_dial *d)
 {
     d->nfilters = 0;
+    if (d->via_proxy)
+        d->stack[d->nfilters++] = &proxy_filter;
     d->stack[d->nfilters++] = &ws_filter;
     d->cur = 0;
+}
+
+/* What the TCP connect goes to, for messages: the relay's URL, or the proxy and why. */
+static void describe_peer(const struct tt_dial *d, char *out, size_t outlen)
+{
+    if (d->via_proxy)
+        snprintf(out, outlen, "proxy %s (from %s) for %s", d->proxy.display, d->proxy.source,
+                 d->url);
+    else
+        snprintf(out, outlen, "%s", d->url);
 }
 
 /* ---- reading and feeding the filters ------------------------------------------------------- */
@@ -372,7 +447,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (d->done || (uv_tcp_t *)s != d->tcp)
         return;
     if (nread == UV_EOF) {
-        fail(d, TETHER_ERR_CLOSED, "%s closed the connection during the handshake", d->url);
+        if (d->stack[d->cur] == &proxy_filter)
+            fail(d, TETHER_ERR_CLOSED, "proxy %s closed the connection before answering CONNECT",
+                 d->proxy.display);
+        else
+            fail(d, TETHER_ERR_CLOSED, "%s closed the connection during the handshake", d->url);
         return;
     }
     if (nread == UV_ENOBUFS) {
@@ -415,6 +494,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     uv_freeaddrinfo(d->ai_list);
     d->ai_list = d->ai_next = NULL;
+    d->tcp_up = true;
     uv_tcp_nodelay(d->tcp, 1);
     rc = uv_read_start((uv_stream_t *)d->tcp, on_alloc, on_read);
     if (rc < 0) {
@@ -454,8 +534,12 @@ static void try_next_addr(struct tt_dial *d)
         close_tcp(d);
         d->ai_next = d->ai_next->ai_next;
     }
-    fail(d, map_uv_err(d->last_err), "cannot connect to %s: %s", d->url,
-         d->last_err ? uv_strerror(d->last_err) : "no address");
+    {
+        char peer[TT_ERRLEN];
+        describe_peer(d, peer, sizeof peer);
+        fail(d, map_uv_err(d->last_err), "cannot connect to %s: %s", peer,
+             d->last_err ? uv_strerror(d->last_err) : "no address");
+    }
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -471,7 +555,11 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     if (status < 0) {
-        fail(d, TETHER_ERR_NOT_FOUND, "cannot resolve %s: %s", d->u.host, uv_strerror(status));
+        if (d->via_proxy)
+            fail(d, TETHER_ERR_NOT_FOUND, "cannot resolve proxy %s (from %s): %s",
+                 d->proxy.url.host, d->proxy.source, uv_strerror(status));
+        else
+            fail(d, TETHER_ERR_NOT_FOUND, "cannot resolve %s: %s", d->u.host, uv_strerror(status));
         return;
     }
     d->ai_list = d->ai_next = res;
@@ -482,7 +570,15 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 static void on_timeout(uv_timer_t *t)
 {
     struct tt_dial *d = t->data;
-    fail(d, TETHER_ERR_TIMEOUT, "timed out connecting to %s", d->url);
+
+    if (d->via_proxy && d->tcp_up && d->stack[d->cur] == &proxy_filter)
+        fail(d, TETHER_ERR_TIMEOUT, "timed out waiting for proxy %s to answer CONNECT %s:%u",
+             d->proxy.display, d->u.host, (unsigned)d->u.port);
+    else {
+        char peer[TT_ERRLEN];
+        describe_peer(d, peer, sizeof peer);
+        fail(d, TETHER_ERR_TIMEOUT, "timed out connecting to %s", peer);
+    }
 }
 
 /* Starts (or restarts, after a redirect) the attempt at d->url. */
@@ -503,17 +599,29 @@ static void start_hop(struct tt_dial *d)
         return;
     }
     d->rlen = 0;
+    d->tcp_up = false;
+    rc = tt_proxy_select(d->opt.proxy, d->u.scheme, d->u.host, &d->proxy, perr);
+    if (rc < 0) {
+        fail(d, rc, "bad proxy setting for %s: %s", d->url, perr);
+        return;
+    }
+    d->via_proxy = rc == 1;
+    if (d->via_proxy)
+        TT_LOG(TT_LOG_DEBUG, "dialing url=%s via proxy=%s from=%s", d->url, d->proxy.display,
+               d->proxy.source);
     build_stack(d);
     uv_timer_start(&d->timer, on_timeout, d->opt.timeout_ms, 0);
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    snprintf(port, sizeof port, "%u", (unsigned)d->u.port);
+    snprintf(port, sizeof port, "%u", (unsigned)(d->via_proxy ? d->proxy.url.port : d->u.port));
     d->gai.data = d;
-    rc = uv_getaddrinfo(d->loop, &d->gai, on_resolved, d->u.host, port, &hints);
+    rc = uv_getaddrinfo(d->loop, &d->gai, on_resolved, d->via_proxy ? d->proxy.url.host : d->u.host,
+                        port, &hints);
     if (rc < 0) {
-        fail(d, TETHER_ERR_NOT_FOUND, "cannot resolve %s: %s", d->u.host, uv_strerror(rc));
+        fail(d, TETHER_ERR_NOT_FOUND, "cannot resolve %s: %s",
+             d->via_proxy ? d->proxy.url.host : d->u.host, uv_strerror(rc));
         return;
     }
     d->gai_busy = true;
@@ -547,6 +655,7 @@ int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
     d->ud = ud;
     d->opt.timeout_ms = opt && opt->timeout_ms ? opt->timeout_ms : TT_DIAL_TIMEOUT_MS;
     d->opt.max_redirects = opt && opt->max_redirects ? opt->max_redirects : TT_DIAL_MAX_REDIRECTS;
+    d->opt.proxy = opt ? opt->proxy : NULL;
     snprintf(d->url, sizeof d->url, "%s", url);
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;

@@ -1,15 +1,16 @@
-/* dial.h - one attempt to reach a relay: resolve its host, TCP-connect to each address in turn,
- * then run a stack of connection filters over the socket, bottom to top: [HTTP proxy CONNECT]
- * -> [TLS] -> WebSocket opening handshake (only the last exists for now; the others slot in
- * with issue 5). HTTP redirects (301/302/307/308) met in the handshake are followed, up to a
- * limit. On success the connected socket and any bytes read past the handshake are handed over,
- * ready for tt_wsconn_new(). */
+/* dial.h - one attempt to reach a relay: resolve its host (or its HTTP proxy's), TCP-connect to
+ * each address in turn, then run a stack of connection filters over the socket, bottom to top:
+ * [HTTP proxy CONNECT (proxy.h), when one applies to the URL] -> [TLS] -> WebSocket opening
+ * handshake. HTTP redirects (301/302/307/308) met in the handshake are followed, up to a limit,
+ * each new hop choosing its proxy afresh (a new CONNECT). On success the connected socket and
+ * any bytes read past the handshake are handed over, ready for tt_wsconn_new(). */
 #ifndef TT_AGENT_DIAL_H
 #define TT_AGENT_DIAL_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include "agent/proxy.h"
 #include "common/util.h"
 
 #define TT_DIAL_TIMEOUT_MS 15000u /* per hop: resolve + connect + handshake */
@@ -38,6 +39,10 @@ typedef void (*tt_dial_cb)(struct tt_dial *d, const struct tt_dial_result *r, vo
 struct tt_dial_options {
     uint32_t timeout_ms;    /* 0: TT_DIAL_TIMEOUT_MS */
     unsigned max_redirects; /* 0: TT_DIAL_MAX_REDIRECTS */
+    /* Proxy settings, consulted at each hop (tt_proxy_select). NULL: always direct. Not copied:
+     * it must outlive the dial. A proxy that does not parse fails the hop (TETHER_ERR_CONFIG);
+     * a proxy's refusal is TETHER_ERR_AUTH (407) or TETHER_ERR_REFUSED (any other non-2xx). */
+    const struct tt_proxy_conf *proxy;
 };
 
 /* Starts dialing url (ws://; checked again here) on loop. opt may be NULL. Returns 0 and *out

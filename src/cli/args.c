@@ -23,8 +23,8 @@ const char *tt_args_usage(void)
 {
     return "Usage: tether --server URL [--server URL]... --name NAME --token TOKEN\n"
            "              [--http [NAME=]HOST:PORT]... [--tcp NAME=HOST:PORT]...\n"
-           "              [--proxy URL] [--ca-file FILE] [--insecure] [--json]\n"
-           "              [--log-level LEVEL] [--help] [--version]\n"
+           "              [--proxy URL] [--noproxy LIST] [--ca-file FILE] [--insecure]\n"
+           "              [--json] [--log-level LEVEL] [--help] [--version]\n"
            "\n"
            "Makes this device's local services reachable through a Tether relay. The agent\n"
            "dials out to the relay over WebSocket; nothing listens on the device.\n"
@@ -38,7 +38,12 @@ const char *tt_args_usage(void)
            "                      \"http\") gets http://LABEL.DOMAIN; unnamed ones are called\n"
            "                      http, http-2, ...\n"
            "  --tcp NAME=HOST:PORT expose a local TCP service on a public port of the relay\n"
-           "  --proxy URL         reach the relay through an HTTP proxy (not supported yet)\n"
+           "  --proxy URL         reach the relay through an HTTP proxy (CONNECT),\n"
+           "                      http://[USER:PASS@]HOST:PORT; overrides the proxy variables;\n"
+           "                      --proxy '' connects directly\n"
+           "  --noproxy LIST      hosts to reach without a proxy (comma-separated names, which\n"
+           "                      match their subdomains too, IP addresses or CIDR ranges; '*'\n"
+           "                      for all); overrides no_proxy/NO_PROXY\n"
            "  --ca-file FILE      CA certificates for wss:// (not used yet)\n"
            "  --insecure          do not verify the relay's certificate (not used yet)\n"
            "  --json              print one JSON object per event on stdout\n"
@@ -50,7 +55,12 @@ const char *tt_args_usage(void)
            "registered, a line per service is printed on stdout:\n"
            "  ready http http://k3j9x2mq.localhost:8080 -> 127.0.0.1:8000\n"
            "  ready tcp ssh localhost:20001 -> 127.0.0.1:22\n"
-           "The agent reconnects forever, with back-off, until SIGINT or SIGTERM.\n";
+           "The agent reconnects forever, with back-off, until SIGINT or SIGTERM.\n"
+           "\n"
+           "Without --proxy, the proxy comes from the environment as curl reads it: for ws://\n"
+           "servers http_proxy (HTTP_PROXY is ignored, as curl ignores it), for wss:// servers\n"
+           "https_proxy or HTTPS_PROXY, then all_proxy or ALL_PROXY; hosts in no_proxy or\n"
+           "NO_PROXY (or --noproxy) are reached directly.\n";
 }
 
 enum opt_id {
@@ -60,6 +70,7 @@ enum opt_id {
     OPT_HTTP,
     OPT_TCP,
     OPT_PROXY,
+    OPT_NOPROXY,
     OPT_CA_FILE,
     OPT_INSECURE,
     OPT_JSON,
@@ -79,6 +90,7 @@ static const struct {
     {"ca-file", OPT_CA_FILE, true}, {"insecure", OPT_INSECURE, false},
     {"json", OPT_JSON, false},      {"log-level", OPT_LOG_LEVEL, true},
     {"help", OPT_HELP, false},      {"version", OPT_VERSION, false},
+    {"noproxy", OPT_NOPROXY, true},
 };
 
 static bool valid_name(const char *s, size_t n)
@@ -177,7 +189,14 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
     case OPT_TCP:
         return add_service(a, TETHER_SERVICE_TCP, v, err);
     case OPT_PROXY:
+        if (a->proxy)
+            return errf(err, "--proxy given twice");
         a->proxy = v;
+        return 0;
+    case OPT_NOPROXY:
+        if (a->noproxy)
+            return errf(err, "--noproxy given twice");
+        a->noproxy = v;
         return 0;
     case OPT_CA_FILE:
         a->ca_file = v;
@@ -277,6 +296,8 @@ int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_
     }
     if (rc == 0 && a->proxy && (rc = tether_config_set_proxy(cfg, a->proxy)) != 0)
         errf(err, "--proxy: %s", tether_config_error(cfg));
+    if (rc == 0 && a->noproxy && (rc = tether_config_set_no_proxy(cfg, a->noproxy)) != 0)
+        errf(err, "--noproxy: %s", tether_config_error(cfg));
     if (rc == 0 && a->ca_file && (rc = tether_config_set_ca_file(cfg, a->ca_file)) != 0)
         errf(err, "--ca-file: %s", tether_config_error(cfg));
     if (rc == 0 && a->insecure)

@@ -22,7 +22,8 @@ struct tt_args {
     size_t nservers;
     const char *name;
     const char *token;
-    const char *proxy;
+    const char *proxy;   /* --proxy: NULL if not given ("" is given: no proxy) */
+    const char *noproxy; /* --noproxy: NULL if not given */
     const char *ca_file;
     bool insecure;
     bool json;
@@ -41,8 +42,8 @@ struct tt_args {
 int tt_args_parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN]);
 
 /* Builds a config from a (every value is checked again by libtether). Returns 0 and *out (free
- * it with tether_config_free), or -1 with err (bad URL, wss:// or --proxy not supported yet,
- * bad or duplicate service name, bad target, out of memory). */
+ * it with tether_config_free), or -1 with err (bad URL, wss:// not supported yet, a --proxy that
+ * is not http:// or does not parse, bad or duplicate service name, bad target, out of memory). */
 int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_ERRLEN]);
 
 /* The --help text. Static. */

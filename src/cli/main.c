@@ -73,21 +73,6 @@ static void on_event(tether_agent *a, const struct tether_event *ev, void *ud)
     }
 }
 
-/* The proxy variables are for a later version; say so rather than ignore them silently. */
-static void note_proxy_env(void)
-{
-    static const char *const vars[] = {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"};
-
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && v[0]) {
-            TT_LOG(TT_LOG_INFO, "%s is set but proxies are not supported yet: connecting directly",
-                   vars[i]);
-            return;
-        }
-    }
-}
-
 int main(int argc, char **argv)
 {
     struct tt_args args;
@@ -127,8 +112,6 @@ int main(int argc, char **argv)
         return rc == TETHER_ERR_CONFIG ? 2 : 1;
     }
     tether_config_free(cfg);
-    if (args.proxy == NULL)
-        note_proxy_env();
     g_agent = agent;
     install_signals();
     rc = tether_agent_run(agent);

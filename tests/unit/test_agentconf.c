@@ -146,8 +146,20 @@ static void test_proxy_tls_and_check(void **state)
     tether_config *copy = NULL;
     (void)state;
 
-    assert_int_equal(tether_config_set_proxy(cfg, "http://proxy:3128"), TETHER_ERR_CONFIG);
-    assert_non_null(strstr(tether_config_error(cfg), "not supported yet"));
+    assert_int_equal(tether_config_set_proxy(cfg, "https://proxy:3128"), TETHER_ERR_CONFIG);
+    assert_non_null(strstr(tether_config_error(cfg), "HTTPS proxies are not supported"));
+    assert_null(cfg->proxy);
+    assert_int_equal(tether_config_set_proxy(cfg, "http://u:secret@proxy:3128"), 0);
+    assert_string_equal(cfg->proxy, "http://u:secret@proxy:3128");
+    assert_int_equal(tether_config_set_proxy(cfg, "ftp://u:secret@proxy"), TETHER_ERR_CONFIG);
+    assert_null(strstr(tether_config_error(cfg), "secret"));
+    assert_string_equal(cfg->proxy, "http://u:secret@proxy:3128"); /* unchanged on failure */
+    assert_int_equal(tether_config_set_proxy(cfg, ""), 0);
+    assert_string_equal(cfg->proxy, "");
+    assert_int_equal(tether_config_set_proxy(cfg, "proxy:3128"), 0);
+    assert_int_equal(tether_config_set_no_proxy(cfg, "localhost,.lan"), 0);
+    assert_int_equal(tether_config_set_no_proxy(NULL, "x"), TETHER_ERR_INVAL);
+    assert_int_equal(tether_config_set_proxy(cfg, NULL), TETHER_ERR_INVAL);
     assert_int_equal(tether_config_set_ca_file(cfg, "/etc/ssl/ca.pem"), 0);
     assert_int_equal(tether_config_set_insecure(cfg, true), 0);
 
@@ -172,6 +184,8 @@ static void test_proxy_tls_and_check(void **state)
     assert_string_equal(copy->name, "d1");
     assert_string_equal(copy->token, "t");
     assert_string_equal(copy->ca_file, "/etc/ssl/ca.pem");
+    assert_string_equal(copy->proxy, "proxy:3128");
+    assert_string_equal(copy->no_proxy, "localhost,.lan");
     assert_true(copy->insecure);
     assert_string_equal(copy->services[0].name, "http");
     assert_int_equal(tether_config_check(copy), 0);

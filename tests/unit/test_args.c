@@ -170,10 +170,32 @@ static void test_to_config(void **state)
     assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
     assert_non_null(strstr(err, "duplicate service name 'x'"));
 
-    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--proxy", "http://p:3128"), 0);
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--proxy", "http://u:pw@p:3128",
+                           "--noproxy", "localhost,.lan"),
+                     0);
+    assert_string_equal(a.proxy, "http://u:pw@p:3128");
+    assert_string_equal(a.noproxy, "localhost,.lan");
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), 0);
+    tether_config_free(cfg);
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--proxy", ""), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), 0);
+    tether_config_free(cfg);
+    assert_int_equal(PARSE(&a, err, REQ, "--proxy", "http://p:1", "--proxy", "http://p:2"), -1);
+    assert_non_null(strstr(err, "--proxy given twice"));
+
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--proxy", "https://u:pw@p:3128"), 0);
     assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
     assert_non_null(strstr(err, "--proxy"));
-    assert_non_null(strstr(err, "not supported yet"));
+    assert_non_null(strstr(err, "HTTPS proxies are not supported"));
+    assert_null(strstr(err, "pw")); /* never the password */
+    assert_null(strchr(err, '\n'));
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--proxy", "socks5://p:1080"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "SOCKS proxies are not supported"));
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--proxy", "http://u:pw@:3128"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "bad proxy URL"));
+    assert_null(strstr(err, "pw"));
 
     assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--name", "has space", "--token", "t",
                            "--tcp", "x=h:1"),
