@@ -4,7 +4,7 @@
 # Runs apt-get update once before installing. Needs root (or sudo).
 set -eu
 build="gcc make pkg-config libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libhiredis-dev"
-test="$build libcmocka-dev python3 curl openssl redis-server openssh-server openssh-client procps chromium"
+test="$build libcmocka-dev python3 curl openssl redis-server openssh-server openssh-client procps chromium tinyproxy"
 bench="$test wrk iperf3 hyperfine nginx"
 fuzz="$build clang libclang-rt-14-dev"
 demo="$build curl python3"

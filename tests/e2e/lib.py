@@ -34,6 +34,10 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
                      "AddressSanitizer:DEADLYSIGNAL", "UndefinedBehaviorSanitizer")
 
 
+# Variables that make tether (or curl) use a proxy, compared in lowercase.
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ws_proxy", "wss_proxy")
+
+
 class TestFailure(AssertionError):
     pass
 
@@ -118,7 +122,9 @@ class Proc:
         self.argv = argv
         self.stderr_path = env.path("%s.%d.stderr" % (name, len(env.procs)))
         self._err = open(self.stderr_path, "wb")
-        e = dict(os.environ)
+        # Proxy variables of the machine running the tests are not the tests': tether honours them
+        # (as curl does). A test that wants them passes them in env_vars.
+        e = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS}
         if env_vars:
             e.update(env_vars)
         self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -266,7 +272,7 @@ class Agent:
     ({name: port}) services. With wait=True, waits for the first registration."""
 
     def __init__(self, env, relay, name=None, http=None, tcp=None, json_mode=False, token=None,
-                 wait=True, extra=(), server=None):
+                 wait=True, extra=(), server=None, env_vars=None):
         self.env = env
         self.relay = relay
         self.name = name or "dev-" + os.urandom(4).hex()
@@ -282,7 +288,7 @@ class Agent:
         if json_mode:
             argv += ["--json"]
         argv += list(extra)
-        self.proc = Proc(env, "tether", argv)
+        self.proc = Proc(env, "tether", argv, env_vars=env_vars)
         self.seen = 0  # stdout lines already consumed by wait_ready
         self.label = None
         self.services = {}
