@@ -33,14 +33,16 @@ static void send_frame(struct tt_devconn *dc, const uint8_t *f, tt_ssize n)
         tt_wsconn_send_frame(dc->ws, f, (size_t)n);
 }
 
-/* Records the device in the registry (errors are logged: the session goes on). */
-static void save(struct tt_device *d)
+/* Records the device in the registry, durably: its label, its TCP ports, since when it is
+ * offline (0: online) and when it was last seen. Returns 0 or the registry's error (logged). */
+static int save(struct tt_device *d)
 {
     struct tt_reg_device rd;
     memset(&rd, 0, sizeof(rd));
     snprintf(rd.name, sizeof(rd.name), "%s", d->name);
     snprintf(rd.label, sizeof(rd.label), "%s", d->label);
-    rd.offline_since = d->conn ? 0 : d->offline_since / 1000;
+    rd.offline_since = d->offline_since;
+    rd.last_seen = d->last_seen;
     for (uint8_t i = 0; i < d->nsvc; i++) {
         if (d->svc[i].kind != TT_SERVICE_TCP || !d->svc[i].portno)
             continue;
@@ -51,6 +53,7 @@ static void save(struct tt_device *d)
     if (rc)
         TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", d->name,
                tether_err_name(rc));
+    return rc;
 }
 
 static void close_ports(struct tt_device *d)
@@ -70,7 +73,10 @@ static void expire(struct tt_device *d)
     close_ports(d);
     tt_strmap_del(&r->by_name, d->name);
     tt_strmap_del(&r->by_label, d->label);
-    tt_registry_del(r->reg, d->name);
+    int rc = tt_registry_del(r->reg, d->name);
+    if (rc && rc != TETHER_ERR_NOT_FOUND)
+        TT_LOG(TT_LOG_ERROR, "registry delete failed device=%s err=%s", d->name,
+               tether_err_name(rc));
     free(d);
 }
 
@@ -127,8 +133,8 @@ static struct tt_device *device_create(struct tt_relay *r, const char *name)
     snprintf(d->name, sizeof(d->name), "%s", name);
     struct tt_reg_device rd;
     if (tt_registry_get(r->reg, name, &rd) == 0) {
-        int64_t now_s = tt_relay_now_ms() / 1000;
-        if (rd.offline_since == 0 || (now_s - rd.offline_since) * 1000 < (int64_t)r->cfg.grace_ms) {
+        int64_t now = tt_relay_now_ms();
+        if (rd.offline_since == 0 || now - rd.offline_since < (int64_t)r->cfg.grace_ms) {
             snprintf(d->label, sizeof(d->label), "%s", rd.label);
             for (uint8_t i = 0; i < rd.nports && i < TT_MAX_SERVICES; i++) {
                 d->svc[i].kind = TT_SERVICE_TCP;
@@ -330,6 +336,19 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         return refuse(dc, s, TT_REFUSE_CAPACITY,
                       rc == TETHER_ERR_CAPACITY ? "no TCP port left" : "out of memory");
     }
+    /* Durable before it is acknowledged: a WELCOME the device saw is never forgotten. */
+    d->offline_since = 0;
+    d->last_seen = now;
+    if (save(d) != 0) {
+        TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry failure\"", name,
+               dc->peer);
+        if (fresh) {
+            expire(d);
+        } else {
+            d->offline_since = now;
+        }
+        return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry failure");
+    }
     struct tt_welcome w;
     memset(&w, 0, sizeof(w));
     w.label = (struct tt_str){(const uint8_t *)d->label, strlen(d->label)};
@@ -346,21 +365,17 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     if (n < 0) {
         TT_LOG(TT_LOG_ERROR, "cannot accept device device=%s err=%s", name,
                tether_err_name((int)n));
-        if (!d->offline_since) {
-            d->offline_since = now;
-            save(d);
-        }
+        d->offline_since = now;
+        save(d);
         return refuse(dc, s, TT_REFUSE_INTERNAL, "relay failure");
     }
     send_frame(dc, buf, n);
     dc->registered = true;
     d->conn = dc;
     dc->dev = d;
-    d->connected_since = d->last_seen = now;
-    d->offline_since = 0;
+    d->connected_since = now;
     d->connects++;
     snprintf(d->remote_addr, sizeof(d->remote_addr), "%s", dc->peer);
-    save(d);
     TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u", d->name,
            d->label, dc->peer, (unsigned)d->nsvc);
     return 0;
@@ -467,11 +482,24 @@ static int sweep_one(const char *key, void *val, void *ud)
     return 0;
 }
 
+/* Records the relay's heartbeat: after a crash, the devices that were online count as offline
+ * since then. */
+static void heartbeat(struct tt_relay *r, int64_t now)
+{
+    int64_t prev;
+    int rc = tt_registry_heartbeat(r->reg, now, &prev);
+    if (rc)
+        TT_LOG(TT_LOG_ERROR, "registry heartbeat failed err=%s", tether_err_name(rc));
+    r->heartbeat_at = now;
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     struct tt_relay *r = t->data;
     int64_t now = tt_relay_now_ms();
     tt_strmap_foreach(&r->by_name, sweep_one, &now);
+    if (now - r->heartbeat_at >= TT_DEVICE_HEARTBEAT_MS || now < r->heartbeat_at)
+        heartbeat(r, now);
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next) {
         if (!dc->registered && dc->ws && now - dc->started >= TT_DEVICE_HELLO_MS) {
             dc->registered = true; /* close once */
@@ -482,16 +510,108 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
-int tt_device_start(struct tt_relay *r)
+struct load_ctx {
+    struct tt_relay *r;
+    int64_t now;
+    unsigned loaded;
+    int err;
+};
+
+/* Makes the runtime device of one remembered record: offline, its label routed to the 503
+ * page, its TCP ports held (clients are closed at once) unless its grace period is over (the
+ * sweep then forgets it). */
+static int load_one(const struct tt_reg_device *rd, void *ud)
 {
+    struct load_ctx *lc = ud;
+    struct tt_relay *r = lc->r;
+    struct tt_device *d = calloc(1, sizeof(*d));
+    if (!d) {
+        lc->err = TETHER_ERR_NOMEM;
+        return 1;
+    }
+    d->relay = r;
+    snprintf(d->name, sizeof(d->name), "%s", rd->name);
+    snprintf(d->label, sizeof(d->label), "%s", rd->label);
+    d->offline_since = rd->offline_since ? rd->offline_since : lc->now;
+    d->last_seen = rd->last_seen;
+    bool live = !expired(d, lc->now);
+    for (uint8_t i = 0; i < rd->nports && i < TT_MAX_SERVICES; i++) {
+        struct tt_device_svc *sv = &d->svc[d->nsvc];
+        sv->kind = TT_SERVICE_TCP;
+        snprintf(sv->name, sizeof(sv->name), "%s", rd->ports[i].service);
+        snprintf(sv->address, sizeof(sv->address), "%.128s", r->cfg.domain);
+        sv->portno = rd->ports[i].port;
+        if (live && tt_tcpports_open_exact(&r->ports, sv->portno, on_port_accept, d, &sv->port)) {
+            TT_LOG(TT_LOG_WARN,
+                   "remembered tcp port unavailable, the device will get another device=%s "
+                   "service=%s port=%u",
+                   d->name, sv->name, (unsigned)sv->portno);
+            continue;
+        }
+        d->nsvc++;
+    }
+    if (tt_strmap_put(&r->by_name, d->name, d) != 0 ||
+        tt_strmap_put(&r->by_label, d->label, d) != 0) {
+        tt_strmap_del(&r->by_name, d->name);
+        close_ports(d);
+        free(d);
+        lc->err = TETHER_ERR_NOMEM;
+        return 1;
+    }
+    lc->loaded++;
+    return 0;
+}
+
+/* Re-saves the devices that lost a port while loading (fewer ports than remembered). */
+static int resave_one(const char *key, void *val, void *ud)
+{
+    struct tt_device *d = val;
+    struct tt_reg_device rd;
+    (void)key;
+    if (!expired(d, *(int64_t *)ud) && tt_registry_get(d->relay->reg, d->name, &rd) == 0 &&
+        rd.nports != d->nsvc)
+        save(d);
+    return 0;
+}
+
+/* Restores the devices the registry remembers (see tt_device_start). */
+static int load_registry(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    struct load_ctx lc = {r, tt_relay_now_ms(), 0, 0};
+    int64_t prev = 0;
+    int rc = tt_registry_heartbeat(r->reg, lc.now, &prev);
+    if (!rc)
+        rc = tt_registry_mark_offline(r->reg, prev);
+    if (!rc)
+        rc = tt_registry_foreach(r->reg, load_one, &lc);
+    if (rc || lc.err) {
+        snprintf(err, TT_ERRLEN, "cannot load the registry: %s",
+                 tether_strerror(lc.err ? lc.err : rc));
+        return -1;
+    }
+    r->heartbeat_at = lc.now;
+    tt_strmap_foreach(&r->by_name, resave_one, &lc.now);
+    size_t before = tt_strmap_count(&r->by_name);
+    tt_strmap_foreach(&r->by_name, sweep_one, &lc.now);
+    TT_LOG(TT_LOG_INFO, "registry loaded devices=%u kept=%zu expired=%zu", lc.loaded,
+           tt_strmap_count(&r->by_name), before - tt_strmap_count(&r->by_name));
+    return 0;
+}
+
+int tt_device_start(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    if (load_registry(r, err) != 0)
+        return -1;
     uint64_t every = r->cfg.grace_ms / 4;
     if (every < 100)
         every = 100;
     if (every > 1000)
         every = 1000;
     int rc = uv_timer_init(r->loop, &r->sweep);
-    if (rc)
-        return rc;
+    if (rc) {
+        snprintf(err, TT_ERRLEN, "cannot start timers: %s", uv_strerror(rc));
+        return -1;
+    }
     r->sweep.data = r;
     uv_timer_start(&r->sweep, on_sweep, every, every);
     uv_unref((uv_handle_t *)&r->sweep);
@@ -512,8 +632,14 @@ static int free_one(const char *key, void *val, void *ud)
 
 void tt_device_shutdown(struct tt_relay *r)
 {
+    int64_t now = tt_relay_now_ms();
     if (!uv_is_closing((uv_handle_t *)&r->sweep))
         uv_close((uv_handle_t *)&r->sweep, NULL);
+    /* The devices are told to go away: offline from now on, in one write. */
+    int rc = tt_registry_mark_offline(r->reg, now);
+    if (rc)
+        TT_LOG(TT_LOG_ERROR, "registry update at shutdown failed err=%s", tether_err_name(rc));
+    heartbeat(r, now);
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
         if (dc->ws)
             tt_wsconn_close(dc->ws, TT_GOAWAY_SHUTDOWN, 1001, 0, "relay shutting down");

@@ -22,6 +22,10 @@
 #define TT_DEVICE_LABEL_LEN 10
 /* A connection that has not registered (HELLO answered) by then is closed. */
 #define TT_DEVICE_HELLO_MS 30000
+/* How often the relay's heartbeat is written to the registry: after a crash, the devices that
+ * were online count as offline since the last one (so at most this much of their grace period
+ * is lost). */
+#define TT_DEVICE_HEARTBEAT_MS 30000
 
 struct tt_device_svc {
     uint8_t kind; /* enum tt_service_kind */
@@ -71,11 +75,18 @@ int tt_device_http_service(const struct tt_device *d, const char *svc);
 /* True while the device has a registered session that can carry streams. */
 bool tt_device_online(const struct tt_device *d);
 
-/* Starts the sweep timer that expires devices offline past the grace period. Returns 0 or a
- * libuv error. */
-int tt_device_start(struct tt_relay *r);
+/* Restores the devices the registry remembers and starts the sweep timer. The registry's
+ * devices still marked online (the relay died without a shutdown) become offline since the
+ * relay's last heartbeat (or their own last_seen, if later); every device is then loaded
+ * offline: its label answers the 503 page and its TCP ports are held (a port that cannot be
+ * bound again is given up and the record re-saved). Devices past their grace period are
+ * forgotten at once. The sweep then expires devices, closes connections that do not register
+ * in time and writes the heartbeat every TT_DEVICE_HEARTBEAT_MS. Returns 0, or -1 with err
+ * (registry failure, out of memory, timer). */
+int tt_device_start(struct tt_relay *r, char err[TT_ERRLEN]);
 
-/* Relay shutdown: tells every device to go away (GOAWAY shutdown), closes every device
+/* Relay shutdown: records every online device as offline since now (one registry write) and
+ * the heartbeat, tells every device to go away (GOAWAY shutdown), closes every device
  * connection and TCP port, frees every device and stops the sweep. */
 void tt_device_shutdown(struct tt_relay *r);
 

@@ -1,19 +1,27 @@
-/* registry.h - what the relay remembers about each device name between connections: its label,
- * the TCP port of each TCP service, and since when it is offline. One interface, several
- * backends: in memory now (registry_mem.c); SQLite in the data dir and Redis come later.
+/* registry.h - what the relay remembers about each device name between connections and across
+ * restarts: its label, the TCP port of each TCP service, when it was last seen and since when
+ * it is offline; plus the credentials the relay made itself (the generated fleet token, kept
+ * only as a SHA-256 hash) and the relay's own heartbeat. One interface, several backends:
+ * SQLite in the data dir now (registry_sqlite.c; also in memory for unit tests), Redis later.
  * Records are copied in and out: no pointer into a backend outlives a call. The runtime state
- * (sessions, listeners, counters) is not here; it lives in device.c. */
+ * (sessions, listeners, counters) is not here; it lives in device.c.
+ *
+ * Durability: a backend returns from put() only once the record is durable (it survives a
+ * kill -9 of the relay and, for the SQLite backend, a power loss), so that a registration the
+ * relay acknowledges (WELCOME) after put() returned is never lost. */
 #ifndef TT_REGISTRY_H
 #define TT_REGISTRY_H
 
 #include <stdint.h>
+#include "common/util.h"
 #include "core/frame.h"
 
-/* One remembered device. */
+/* One remembered device. Times are unix milliseconds. */
 struct tt_reg_device {
     char name[TT_MAX_NAME + 1];
     char label[TT_MAX_LABEL + 1];
-    int64_t offline_since; /* unix seconds; 0 while online */
+    int64_t offline_since; /* 0 while online */
+    int64_t last_seen;     /* last registration, disconnection or traffic recorded */
     uint8_t nports;
     struct {
         char service[TT_MAX_NAME + 1];
@@ -21,24 +29,40 @@ struct tt_reg_device {
     } ports[TT_MAX_SERVICES];
 };
 
+/* The credential name under which the generated fleet token's hash is kept (device names are
+ * never empty, so it cannot clash with one). */
+#define TT_REG_FLEET_CRED ""
+
 struct tt_registry;
 
 /* A backend. Every function returns 0 or a negative tether_err; none keeps the pointers it is
- * given. */
+ * given. TETHER_ERR_IO means the backend's storage failed (the operation did not happen). */
 struct tt_registry_ops {
     /* Copies the record of name into *out. TETHER_ERR_NOT_FOUND if there is none. */
     int (*get)(struct tt_registry *r, const char *name, struct tt_reg_device *out);
     /* Copies the record holding label into *out. TETHER_ERR_NOT_FOUND if there is none. */
     int (*find_label)(struct tt_registry *r, const char *label, struct tt_reg_device *out);
-    /* Inserts or replaces the record of d->name. TETHER_ERR_INVAL if d->label belongs to
-     * another name; TETHER_ERR_NOMEM; TETHER_ERR_IO (persistent backends). */
+    /* Inserts or replaces the record of d->name, durably. TETHER_ERR_INVAL if d->label or one
+     * of d's ports belongs to another name (or d names a port twice); TETHER_ERR_NOMEM;
+     * TETHER_ERR_IO. On error the stored record is unchanged. */
     int (*put)(struct tt_registry *r, const struct tt_reg_device *d);
-    /* Forgets name (its label becomes free). TETHER_ERR_NOT_FOUND if there is none. */
+    /* Forgets name (its label and ports become free). TETHER_ERR_NOT_FOUND if there is none. */
     int (*del)(struct tt_registry *r, const char *name);
     /* Calls cb with a copy of every record (order unspecified); stops at cb's first non-zero
      * return and returns it. cb must not change the registry. */
     int (*foreach)(struct tt_registry *r, int (*cb)(const struct tt_reg_device *d, void *ud),
                    void *ud);
+    /* Every record still marked online (offline_since 0) becomes offline since since_ms, or
+     * since its own last_seen when that is later. Used at start-up (since the last heartbeat
+     * of a relay that died) and at shutdown (since now). */
+    int (*mark_offline)(struct tt_registry *r, int64_t since_ms);
+    /* Records now_ms as the relay's last sign of life and puts the one recorded before into
+     * *prev_ms (0 if none). */
+    int (*heartbeat)(struct tt_registry *r, int64_t now_ms, int64_t *prev_ms);
+    /* Copies the hash stored under credential name into hash. TETHER_ERR_NOT_FOUND if none. */
+    int (*cred_get)(struct tt_registry *r, const char *name, uint8_t hash[32]);
+    /* Stores hash under credential name (replacing any), durably. */
+    int (*cred_put)(struct tt_registry *r, const char *name, const uint8_t hash[32]);
     /* Frees the backend and r. */
     void (*free)(struct tt_registry *r);
 };
@@ -48,9 +72,15 @@ struct tt_registry {
     const struct tt_registry_ops *ops;
 };
 
-/* Creates the in-memory backend (registry_mem.c). Returns NULL when out of memory. The caller
- * frees it with tt_registry_free(). */
-struct tt_registry *tt_registry_mem_new(void);
+/* The file of the SQLite registry inside the data dir. */
+#define TT_REGISTRY_FILE "registry.db"
+
+/* Opens (creating it if needed) the SQLite registry at path, or an in-memory one when path is
+ * ":memory:" (unit tests). Sets WAL mode and synchronous=FULL, creates or checks the schema
+ * (a newer schema version than this program knows is refused) and prepares its statements.
+ * Returns the registry (free it with tt_registry_free) or NULL with a one-line message in err
+ * (cannot open or create, not a database, locked, unknown schema version). */
+struct tt_registry *tt_registry_sqlite_open(const char *path, char err[TT_ERRLEN]);
 
 static inline int tt_registry_get(struct tt_registry *r, const char *name,
                                   struct tt_reg_device *out)
@@ -78,6 +108,27 @@ static inline int tt_registry_foreach(struct tt_registry *r,
                                       int (*cb)(const struct tt_reg_device *d, void *ud), void *ud)
 {
     return r->ops->foreach (r, cb, ud);
+}
+
+static inline int tt_registry_mark_offline(struct tt_registry *r, int64_t since_ms)
+{
+    return r->ops->mark_offline(r, since_ms);
+}
+
+static inline int tt_registry_heartbeat(struct tt_registry *r, int64_t now_ms, int64_t *prev_ms)
+{
+    return r->ops->heartbeat(r, now_ms, prev_ms);
+}
+
+static inline int tt_registry_cred_get(struct tt_registry *r, const char *name, uint8_t hash[32])
+{
+    return r->ops->cred_get(r, name, hash);
+}
+
+static inline int tt_registry_cred_put(struct tt_registry *r, const char *name,
+                                       const uint8_t hash[32])
+{
+    return r->ops->cred_put(r, name, hash);
 }
 
 static inline void tt_registry_free(struct tt_registry *r)

@@ -4,7 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "tether_err.h"
 #include "common/log.h"
 #include "admin.h"
@@ -40,6 +43,36 @@ static int make_dirs(const char *dir, char err[TT_ERRLEN])
     return 0;
 }
 
+/* Takes DATA_DIR/tetherd.lock (flock, held until exit: the kernel drops it even after a
+ * kill -9), so that two relays never share one registry. Returns 0 or -1 with err. */
+static int lock_data_dir(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    char path[TT_CONFIG_PATHLEN + 32];
+    snprintf(path, sizeof(path), "%s/tetherd.lock", r->cfg.data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, TT_ERRLEN, "cannot write in data dir %.200s: %s", r->cfg.data_dir,
+                 strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(err, TT_ERRLEN, "data dir %.200s is in use by another tetherd", r->cfg.data_dir);
+        close(fd);
+        return -1;
+    }
+    r->lock_fd = fd;
+    return 0;
+}
+
+/* Opens the registry in the data dir and makes the relay's devices from it. */
+static int setup_registry(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    char path[TT_CONFIG_PATHLEN + 32];
+    snprintf(path, sizeof(path), "%s/%s", r->cfg.data_dir, TT_REGISTRY_FILE);
+    r->reg = tt_registry_sqlite_open(path, err);
+    return r->reg ? 0 : -1;
+}
+
 static int setup_tokens(struct tt_relay *r, char err[TT_ERRLEN])
 {
     tt_tokens_init(&r->tokens);
@@ -51,9 +84,8 @@ static int setup_tokens(struct tt_relay *r, char err[TT_ERRLEN])
         return tt_tokens_load_file(&r->tokens, r->cfg.tokens_file, err);
     char token[TT_MAX_TOKEN + 1];
     bool created;
-    if (tt_tokens_datadir(r->cfg.data_dir, token, &created, err) != 0)
+    if (tt_tokens_generated(&r->tokens, r->reg, r->cfg.data_dir, token, &created, err) != 0)
         return -1;
-    tt_tokens_set_fleet(&r->tokens, token, strlen(token));
     if (created) {
         printf("tetherd: device token: %s\n", token);
         fflush(stdout);
@@ -66,22 +98,24 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
                   char err[TT_ERRLEN])
 {
     memset(r, 0, sizeof(*r));
+    err[0] = '\0';
     r->loop = loop;
     r->cfg = *cfg;
     tt_strmap_init(&r->by_name);
     tt_strmap_init(&r->by_label);
-    if (make_dirs(cfg->data_dir, err) != 0 || setup_tokens(r, err) != 0)
+    r->lock_fd = -1;
+    if (make_dirs(cfg->data_dir, err) != 0 || lock_data_dir(r, err) != 0 ||
+        setup_registry(r, err) != 0 || setup_tokens(r, err) != 0)
         return -1;
-    r->reg = tt_registry_mem_new();
-    if (!r->reg ||
-        tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low, cfg->tcp_high) != 0) {
+    if (tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low, cfg->tcp_high) != 0) {
         snprintf(err, TT_ERRLEN, "out of memory");
         return -1;
     }
     if (tt_headconn_set_init(&r->web, loop, tt_server_on_head, r) != 0 ||
         tt_headconn_set_init(&r->admin, loop, tt_admin_on_head, r) != 0 ||
-        tt_device_start(r) != 0) {
-        snprintf(err, TT_ERRLEN, "cannot start timers");
+        tt_device_start(r, err) != 0) {
+        if (!err[0])
+            snprintf(err, TT_ERRLEN, "cannot start timers");
         return -1;
     }
     r->web.timeout_ms = r->admin.timeout_ms = cfg->head_timeout_ms;
@@ -179,6 +213,9 @@ void tt_relay_free(struct tt_relay *r)
 {
     tt_registry_free(r->reg);
     r->reg = NULL;
+    if (r->lock_fd >= 0)
+        close(r->lock_fd);
+    r->lock_fd = -1;
     tt_tokens_reset(&r->tokens);
     tt_strmap_reset(&r->by_name);
     tt_strmap_reset(&r->by_label);

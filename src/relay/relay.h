@@ -30,16 +30,19 @@ struct tt_relay {
     uv_tcp_t *listeners[TT_CONFIG_MAX_LISTEN + 1]; /* the --listen ports, then admin */
     size_t nlisteners;
     uv_timer_t sweep; /* expires devices past their grace period */
+    int64_t heartbeat_at; /* when the registry's heartbeat was last written (unix ms) */
+    int lock_fd;          /* DATA_DIR/tetherd.lock, held while the relay runs */
     bool stopping;
 };
 
 /* Wall-clock time in milliseconds since the epoch. */
 int64_t tt_relay_now_ms(void);
 
-/* Prepares r from cfg (copied): credentials (--token, --tokens-file, or DATA_DIR/token, created
- * and printed on stdout the first time), the registry, the TCP port pool, the expiry sweep.
- * The data dir is created if missing. Returns 0, or -1 with a one-line message in err (a
- * runtime failure: exit 1). */
+/* Prepares r from cfg (copied): the data dir (created if missing, and locked against a second
+ * tetherd), the registry in it (DATA_DIR/registry.db), credentials (--token, --tokens-file, or
+ * the generated token, kept hashed in the registry and printed on stdout the first time), the
+ * TCP port pool, the devices remembered by the registry (offline, their ports held) and the
+ * expiry sweep. Returns 0, or -1 with a one-line message in err (a runtime failure: exit 1). */
 int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *cfg,
                   char err[TT_ERRLEN]);
 

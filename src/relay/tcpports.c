@@ -108,6 +108,22 @@ static struct tt_tcpport *try_port(struct tt_tcpports *pp, uint16_t port)
     return p;
 }
 
+/* Hands the new listener p to its owner and marks its port used. */
+static int adopt(struct tt_tcpports *pp, struct tt_tcpport *p, tt_tcpport_accept_cb cb, void *ud,
+                 struct tt_tcpport **out)
+{
+    p->pool = pp;
+    p->cb = cb;
+    p->ud = ud;
+    pp->used[p->port - pp->low] = 1;
+    p->next = pp->list;
+    if (pp->list)
+        pp->list->prev = p;
+    pp->list = p;
+    *out = p;
+    return 0;
+}
+
 int tt_tcpports_open(struct tt_tcpports *pp, uint16_t want, tt_tcpport_accept_cb cb, void *ud,
                      struct tt_tcpport **out)
 {
@@ -125,14 +141,16 @@ int tt_tcpports_open(struct tt_tcpports *pp, uint16_t want, tt_tcpport_accept_cb
     }
     if (!p)
         return TETHER_ERR_CAPACITY;
-    p->pool = pp;
-    p->cb = cb;
-    p->ud = ud;
-    pp->used[p->port - pp->low] = 1;
-    p->next = pp->list;
-    if (pp->list)
-        pp->list->prev = p;
-    pp->list = p;
-    *out = p;
-    return 0;
+    return adopt(pp, p, cb, ud, out);
+}
+
+int tt_tcpports_open_exact(struct tt_tcpports *pp, uint16_t port, tt_tcpport_accept_cb cb,
+                           void *ud, struct tt_tcpport **out)
+{
+    struct tt_tcpport *p = NULL;
+    if (port >= pp->low && port <= pp->high && !pp->used[port - pp->low])
+        p = try_port(pp, port);
+    if (!p)
+        return TETHER_ERR_CAPACITY;
+    return adopt(pp, p, cb, ud, out);
 }

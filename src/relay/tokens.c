@@ -1,13 +1,13 @@
-/* tokens.c - device credentials (tokens.h): tokens-file parsing, the data dir's generated
- * token, and constant-time checks over SHA-256 hashes. Plain files only; no libuv. */
+/* tokens.c - device credentials (tokens.h): tokens-file parsing, the generated fleet token
+ * (kept hashed in the registry), and constant-time checks over SHA-256 hashes. No libuv. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/sha.h>
+#include "tether_err.h"
 #include "tokens.h"
 
 static void hash_token(const uint8_t *tok, size_t len, uint8_t out[32])
@@ -169,49 +169,80 @@ bool tt_tokens_check(const struct tt_tokens *t, const uint8_t *name, size_t name
     return tt_consttime_equal(h, sizeof(h), t->fleet, sizeof(h));
 }
 
-int tt_tokens_datadir(const char *dir, char out[TT_MAX_TOKEN + 1], bool *created,
-                      char err[TT_ERRLEN])
+void tt_tokens_set_fleet_hash(struct tt_tokens *t, const uint8_t hash[32])
 {
-    char path[1100];
-    snprintf(path, sizeof(path), "%s/token", dir);
-    *created = false;
-    if (access(path, F_OK) == 0) {
-        size_t len;
-        char *text = read_small_file(path, 4096, &len, err);
-        if (!text)
-            return -1;
-        while (len > 0 && (text[len - 1] == '\n' || is_space(text[len - 1])))
-            len--;
-        if (len == 0 || len > TT_MAX_TOKEN || strlen(text) < len) {
-            snprintf(err, TT_ERRLEN, "%.150s: not a valid token", path);
-            free(text);
-            return -1;
-        }
-        memcpy(out, text, len);
-        out[len] = '\0';
+    memcpy(t->fleet, hash, 32);
+    t->have_fleet = true;
+}
+
+/* Reads a DIR/token file written by an earlier tetherd into out. Returns 1 if there is one, 0
+ * if not, -1 with err. */
+static int read_legacy_token(const char *path, char out[TT_MAX_TOKEN + 1], char err[TT_ERRLEN])
+{
+    if (access(path, F_OK) != 0)
+        return 0;
+    size_t len;
+    char *text = read_small_file(path, 4096, &len, err);
+    if (!text)
+        return -1;
+    while (len > 0 && (text[len - 1] == '\n' || is_space(text[len - 1])))
+        len--;
+    if (len == 0 || len > TT_MAX_TOKEN || strlen(text) < len) {
+        snprintf(err, TT_ERRLEN, "%.150s: not a valid token", path);
         free(text);
+        return -1;
+    }
+    memcpy(out, text, len);
+    out[len] = '\0';
+    memset(text, 0, len);
+    free(text);
+    return 1;
+}
+
+int tt_tokens_generated(struct tt_tokens *t, struct tt_registry *reg, const char *dir,
+                        char out[TT_MAX_TOKEN + 1], bool *created, char err[TT_ERRLEN])
+{
+    uint8_t hash[32];
+    char legacy[1100];
+    *created = false;
+    out[0] = '\0';
+    int rc = tt_registry_cred_get(reg, TT_REG_FLEET_CRED, hash);
+    if (rc == 0) {
+        tt_tokens_set_fleet_hash(t, hash);
         return 0;
     }
-    uint8_t raw[TT_TOKEN_HEXLEN / 2];
-    if (tt_random_bytes(raw, sizeof(raw)) != 0) {
-        snprintf(err, TT_ERRLEN, "cannot create a token: no random bytes");
+    if (rc != TETHER_ERR_NOT_FOUND) {
+        snprintf(err, TT_ERRLEN, "cannot read the fleet token from the registry: %s",
+                 tether_strerror(rc));
         return -1;
     }
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, TT_ERRLEN, "cannot create %.150s: %s", path, strerror(errno));
+    snprintf(legacy, sizeof(legacy), "%s/token", dir);
+    int found = read_legacy_token(legacy, out, err);
+    if (found < 0)
+        return -1;
+    if (!found) {
+        uint8_t raw[TT_TOKEN_HEXLEN / 2];
+        if (tt_random_bytes(raw, sizeof(raw)) != 0) {
+            snprintf(err, TT_ERRLEN, "cannot create a token: no random bytes");
+            return -1;
+        }
+        for (size_t i = 0; i < sizeof(raw); i++)
+            snprintf(out + 2 * i, 3, "%02x", raw[i]);
+        memset(raw, 0, sizeof(raw));
+    }
+    hash_token((const uint8_t *)out, strlen(out), hash);
+    rc = tt_registry_cred_put(reg, TT_REG_FLEET_CRED, hash);
+    if (rc) {
+        snprintf(err, TT_ERRLEN, "cannot store the fleet token in the registry: %s",
+                 tether_strerror(rc));
+        memset(out, 0, TT_MAX_TOKEN + 1);
         return -1;
     }
-    char line[TT_TOKEN_HEXLEN + 2];
-    int n = snprintf(line, sizeof(line), "%s\n", out);
-    bool ok = write(fd, line, (size_t)n) == n;
-    ok = close(fd) == 0 && ok;
-    if (!ok) {
-        snprintf(err, TT_ERRLEN, "cannot write %.150s: %s", path, strerror(errno));
-        unlink(path);
-        return -1;
+    tt_tokens_set_fleet_hash(t, hash);
+    if (found) {
+        unlink(legacy); /* its hash is in the registry now: no plain copy stays on disk */
+        memset(out, 0, TT_MAX_TOKEN + 1);
+        return 0;
     }
     *created = true;
     return 0;

@@ -1,5 +1,5 @@
-/* tokens.h - device credentials: the fleet token (--token, or the one kept in DATA_DIR/token)
- * and per-name tokens (--tokens-file). Only SHA-256 hashes are kept in memory; checks compare
+/* tokens.h - device credentials: the fleet token (--token, or the one generated on first start
+ * and kept hashed in the registry) and per-name tokens (--tokens-file). Only SHA-256 hashes are kept in memory; checks compare
  * hashes in constant time. Never log a token. */
 #ifndef TT_TOKENS_H
 #define TT_TOKENS_H
@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include "common/util.h"
 #include "core/frame.h"
+#include "registry.h"
 
 #define TT_TOKENS_MAX_FILE (1u << 20) /* tokens files over 1 MiB are refused */
 #define TT_TOKEN_HEXLEN 64            /* generated tokens: 32 random bytes in hex */
@@ -45,10 +46,16 @@ int tt_tokens_load_file(struct tt_tokens *t, const char *path, char err[TT_ERRLE
 bool tt_tokens_check(const struct tt_tokens *t, const uint8_t *name, size_t namelen,
                      const uint8_t *token, size_t tokenlen);
 
-/* The fleet token kept in DIR/token: read when the file exists, else created (32 random bytes
- * in hex, mode 0600) with *created set. out gets the token and a NUL. Returns 0, or -1 with err
- * (unreadable, empty, cannot create). */
-int tt_tokens_datadir(const char *dir, char out[TT_MAX_TOKEN + 1], bool *created,
-                      char err[TT_ERRLEN]);
+/* Sets t's fleet token from its SHA-256 hash. */
+void tt_tokens_set_fleet_hash(struct tt_tokens *t, const uint8_t hash[32]);
+
+/* The generated fleet token, kept in the registry as a hash only (credential
+ * TT_REG_FLEET_CRED). When the registry holds one, t's fleet token is set from it. Else a
+ * token is created (32 random bytes in hex), its hash stored durably and set in t, the token
+ * itself copied into out (for the caller to print once) and *created set. A DIR/token file
+ * left by an earlier tetherd is imported (its hash stored) and removed. Returns 0, or -1 with
+ * err (registry failure, unreadable or bad legacy file, no random bytes). */
+int tt_tokens_generated(struct tt_tokens *t, struct tt_registry *reg, const char *dir,
+                        char out[TT_MAX_TOKEN + 1], bool *created, char err[TT_ERRLEN]);
 
 #endif

@@ -1,16 +1,49 @@
-/* test_registry_mem.c - unit tests for src/relay/registry_mem.c (and strmap.c beneath it):
- * put/get/find_label/del, label ownership, updates that change the label, and foreach. */
+/* test_registry_sqlite.c - unit tests for src/relay/registry_sqlite.c: put/get/find_label/del,
+ * label and port ownership (UNIQUE in the schema), updates that change the label or the ports,
+ * foreach, mark_offline, the heartbeat and credentials, in memory and in a file; persistence
+ * across a close and across a kill -9 of the writer; refusal of a newer schema and of a file
+ * that is not a database. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "tether_err.h"
 #include "relay/registry.h"
-#include "relay/strmap.h"
+
+static char dir[64];
+static char path[128];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/test_registry_XXXXXX");
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(path, sizeof(path), "%s/%s", dir, TT_REGISTRY_FILE);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char p[160];
+    (void)state;
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+    return 0;
+}
 
 static struct tt_reg_device rec(const char *name, const char *label)
 {
@@ -21,6 +54,12 @@ static struct tt_reg_device rec(const char *name, const char *label)
     return d;
 }
 
+static void add_port(struct tt_reg_device *d, const char *service, uint16_t port)
+{
+    snprintf(d->ports[d->nports].service, sizeof(d->ports[0].service), "%s", service);
+    d->ports[d->nports++].port = port;
+}
+
 static int count_cb(const struct tt_reg_device *d, void *ud)
 {
     (void)d;
@@ -28,79 +67,241 @@ static int count_cb(const struct tt_reg_device *d, void *ud)
     return 0;
 }
 
-static void test_registry(void **state)
+static struct tt_registry *open_or_fail(const char *p)
 {
-    struct tt_registry *r = tt_registry_mem_new();
+    char err[TT_ERRLEN];
+    struct tt_registry *r = tt_registry_sqlite_open(p, err);
+    if (!r)
+        fail_msg("open %s: %s", p, err);
+    return r;
+}
+
+/* The behaviour every backend must have. */
+static void conformance(struct tt_registry *r)
+{
     struct tt_reg_device d = rec("dev1", "label1"), out;
-    (void)state;
-    assert_non_null(r);
-    d.nports = 1;
-    snprintf(d.ports[0].service, sizeof(d.ports[0].service), "ssh");
-    d.ports[0].port = 20001;
+    add_port(&d, "ssh", 20001);
+    d.last_seen = 1700000000123;
     assert_int_equal(tt_registry_put(r, &d), 0);
     assert_int_equal(tt_registry_get(r, "dev1", &out), 0);
+    assert_string_equal(out.name, "dev1");
     assert_string_equal(out.label, "label1");
+    assert_int_equal(out.offline_since, 0);
+    assert_int_equal(out.last_seen, 1700000000123);
+    assert_int_equal(out.nports, 1);
+    assert_string_equal(out.ports[0].service, "ssh");
     assert_int_equal(out.ports[0].port, 20001);
     assert_int_equal(tt_registry_find_label(r, "label1", &out), 0);
     assert_string_equal(out.name, "dev1");
     assert_int_equal(tt_registry_get(r, "dev2", &out), TETHER_ERR_NOT_FOUND);
-    /* another name cannot take label1 */
+    assert_int_equal(tt_registry_find_label(r, "nolabel", &out), TETHER_ERR_NOT_FOUND);
+
+    /* another name can take neither label1 nor port 20001; the failed put changes nothing */
     struct tt_reg_device e = rec("dev2", "label1");
     assert_int_equal(tt_registry_put(r, &e), TETHER_ERR_INVAL);
     e = rec("dev2", "label2");
+    add_port(&e, "mqtt", 20001);
+    assert_int_equal(tt_registry_put(r, &e), TETHER_ERR_INVAL);
+    assert_int_equal(tt_registry_get(r, "dev2", &out), TETHER_ERR_NOT_FOUND);
+    e = rec("dev2", "label2");
+    add_port(&e, "mqtt", 20002);
+    add_port(&e, "db", 20002); /* one port twice */
+    assert_int_equal(tt_registry_put(r, &e), TETHER_ERR_INVAL);
+    e.nports = 1;
     assert_int_equal(tt_registry_put(r, &e), 0);
-    /* dev1 moves to label3: label1 becomes free */
+
+    /* dev1 moves to label3 with other ports: label1 and 20001 become free */
     d = rec("dev1", "label3");
-    d.offline_since = 12345;
+    d.offline_since = 1700000012345;
+    add_port(&d, "ssh", 20003);
+    add_port(&d, "web", 20004);
     assert_int_equal(tt_registry_put(r, &d), 0);
     assert_int_equal(tt_registry_find_label(r, "label1", &out), TETHER_ERR_NOT_FOUND);
     assert_int_equal(tt_registry_find_label(r, "label3", &out), 0);
-    assert_int_equal(out.offline_since, 12345);
+    assert_int_equal(out.offline_since, 1700000012345);
+    assert_int_equal(out.nports, 2);
+    e = rec("dev3", "label1");
+    add_port(&e, "x", 20001);
+    assert_int_equal(tt_registry_put(r, &e), 0);
+
     int n = 0;
     assert_int_equal(tt_registry_foreach(r, count_cb, &n), 0);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
+
+    /* mark_offline: online records become offline since the later of since and last_seen */
+    assert_int_equal(tt_registry_get(r, "dev2", &out), 0);
+    assert_int_equal(out.offline_since, 0);
+    e = rec("dev2", "label2");
+    e.last_seen = 5000;
+    assert_int_equal(tt_registry_put(r, &e), 0);
+    e = rec("dev3", "label1");
+    e.last_seen = 9000;
+    assert_int_equal(tt_registry_put(r, &e), 0);
+    assert_int_equal(tt_registry_mark_offline(r, 7000), 0);
+    assert_int_equal(tt_registry_get(r, "dev2", &out), 0);
+    assert_int_equal(out.offline_since, 7000);
+    assert_int_equal(tt_registry_get(r, "dev3", &out), 0);
+    assert_int_equal(out.offline_since, 9000);
+    assert_int_equal(out.nports, 0);
+    assert_int_equal(tt_registry_get(r, "dev1", &out), 0);
+    assert_int_equal(out.offline_since, 1700000012345); /* already offline: untouched */
+
+    /* heartbeat */
+    int64_t prev = -1;
+    assert_int_equal(tt_registry_heartbeat(r, 111, &prev), 0);
+    assert_int_equal(prev, 0);
+    assert_int_equal(tt_registry_heartbeat(r, 222, &prev), 0);
+    assert_int_equal(prev, 111);
+
+    /* credentials */
+    uint8_t h[32], h2[32];
+    memset(h, 0xab, sizeof(h));
+    assert_int_equal(tt_registry_cred_get(r, TT_REG_FLEET_CRED, h2), TETHER_ERR_NOT_FOUND);
+    assert_int_equal(tt_registry_cred_put(r, TT_REG_FLEET_CRED, h), 0);
+    assert_int_equal(tt_registry_cred_get(r, TT_REG_FLEET_CRED, h2), 0);
+    assert_memory_equal(h, h2, 32);
+    h[0] = 1;
+    assert_int_equal(tt_registry_cred_put(r, TT_REG_FLEET_CRED, h), 0);
+    assert_int_equal(tt_registry_cred_get(r, TT_REG_FLEET_CRED, h2), 0);
+    assert_int_equal(h2[0], 1);
+
+    /* del */
     assert_int_equal(tt_registry_del(r, "dev1"), 0);
     assert_int_equal(tt_registry_del(r, "dev1"), TETHER_ERR_NOT_FOUND);
     assert_int_equal(tt_registry_find_label(r, "label3", &out), TETHER_ERR_NOT_FOUND);
+    e = rec("dev4", "label3");
+    add_port(&e, "ssh", 20003); /* dev1's port is free again */
+    assert_int_equal(tt_registry_put(r, &e), 0);
+}
+
+static void test_memory(void **state)
+{
+    (void)state;
+    struct tt_registry *r = open_or_fail(":memory:");
+    conformance(r);
     tt_registry_free(r);
 }
 
-static int del_cb(const char *key, void *val, void *ud)
+static void test_file_and_reopen(void **state)
 {
-    (void)val;
-    tt_strmap_del(ud, key);
-    return 0;
+    (void)state;
+    struct tt_registry *r = open_or_fail(path);
+    conformance(r);
+    tt_registry_free(r);
+    r = open_or_fail(path);
+    struct tt_reg_device out;
+    assert_int_equal(tt_registry_get(r, "dev4", &out), 0);
+    assert_string_equal(out.label, "label3");
+    assert_int_equal(out.ports[0].port, 20003);
+    assert_int_equal(tt_registry_get(r, "dev1", &out), TETHER_ERR_NOT_FOUND);
+    int64_t prev;
+    assert_int_equal(tt_registry_heartbeat(r, 333, &prev), 0);
+    assert_int_equal(prev, 222);
+    tt_registry_free(r);
 }
 
-static void test_strmap_grow_and_delete(void **state)
+static int stop_cb(const struct tt_reg_device *d, void *ud)
 {
-    struct tt_strmap m;
-    char key[32];
+    (void)d;
+    return ++*(int *)ud == 2 ? 42 : 0;
+}
+
+static void test_foreach_stops(void **state)
+{
     (void)state;
-    tt_strmap_init(&m);
-    for (long i = 0; i < 1000; i++) {
-        snprintf(key, sizeof(key), "k%ld", i);
-        assert_int_equal(tt_strmap_put(&m, key, (void *)(i + 1)), 0);
+    struct tt_registry *r = open_or_fail(":memory:");
+    char name[16], label[16];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof(name), "d%d", i);
+        snprintf(label, sizeof(label), "l%d", i);
+        struct tt_reg_device d = rec(name, label);
+        add_port(&d, "a", (uint16_t)(30000 + 2 * i));
+        add_port(&d, "b", (uint16_t)(30001 + 2 * i));
+        assert_int_equal(tt_registry_put(r, &d), 0);
     }
-    assert_int_equal(tt_strmap_count(&m), 1000);
-    for (long i = 0; i < 1000; i++) {
-        snprintf(key, sizeof(key), "k%ld", i);
-        assert_ptr_equal(tt_strmap_get(&m, key), (void *)(i + 1));
+    int n = 0;
+    assert_int_equal(tt_registry_foreach(r, stop_cb, &n), 42);
+    assert_int_equal(n, 2);
+    tt_registry_free(r);
+}
+
+/* A writer killed with SIGKILL right after put() returned: the record is there afterwards
+ * (the WAL was never checkpointed nor closed). */
+static void test_survives_kill(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[TT_ERRLEN];
+        struct tt_registry *r = tt_registry_sqlite_open(path, err);
+        struct tt_reg_device d = rec("killed", "klabel");
+        add_port(&d, "ssh", 20500);
+        char ok = r && tt_registry_put(r, &d) == 0 ? 'y' : 'n';
+        if (write(fds[1], &ok, 1) != 1)
+            _exit(1);
+        for (;;)
+            pause(); /* the parent kills us with the database open */
     }
-    assert_int_equal(tt_strmap_put(&m, "k5", (void *)7), 0);
-    assert_ptr_equal(tt_strmap_get(&m, "k5"), (void *)7);
-    assert_int_equal(tt_strmap_count(&m), 1000);
-    assert_int_equal(tt_strmap_foreach(&m, del_cb, &m), 0);
-    assert_int_equal(tt_strmap_count(&m), 0);
-    assert_null(tt_strmap_get(&m, "k1"));
-    tt_strmap_reset(&m);
+    char ok = 0;
+    assert_int_equal(read(fds[0], &ok, 1), 1);
+    assert_int_equal(ok, 'y');
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(fds[0]);
+    close(fds[1]);
+    char wal[160];
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    assert_int_equal(access(wal, F_OK), 0); /* the record is in the WAL only */
+    struct tt_registry *r = open_or_fail(path);
+    struct tt_reg_device out;
+    assert_int_equal(tt_registry_get(r, "killed", &out), 0);
+    assert_string_equal(out.label, "klabel");
+    assert_int_equal(out.ports[0].port, 20500);
+    tt_registry_free(r);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    (void)state;
+    char err[TT_ERRLEN];
+    struct tt_registry *r = open_or_fail(path);
+    tt_registry_free(r);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE schema_version SET version = 99", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_null(tt_registry_sqlite_open(path, err));
+    assert_non_null(strstr(err, "schema version 99"));
+}
+
+static void test_not_a_database(void **state)
+{
+    (void)state;
+    char err[TT_ERRLEN];
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 200; i++)
+        fputs("this is not an SQLite database\n", f);
+    fclose(f);
+    assert_null(tt_registry_sqlite_open(path, err));
+    assert_non_null(strstr(err, path));
+    assert_null(tt_registry_sqlite_open("/nonexistent-dir/x/registry.db", err));
+    assert_non_null(strstr(err, "cannot open"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_registry),
-        cmocka_unit_test(test_strmap_grow_and_delete),
+        cmocka_unit_test(test_memory),
+        cmocka_unit_test_setup_teardown(test_file_and_reopen, setup, teardown),
+        cmocka_unit_test(test_foreach_stops),
+        cmocka_unit_test_setup_teardown(test_survives_kill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* test_tokens.c - unit tests for src/relay/tokens.c: tokens-file parsing (comments, blanks,
- * errors with line numbers), per-name and fleet checks, and the data dir's generated token. */
+ * errors with line numbers), per-name and fleet checks, and the generated fleet token (kept
+ * hashed in the registry; a legacy DATA_DIR/token imported). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,28 +96,51 @@ static void test_load_file(void **state)
     rmdir(dir);
 }
 
-static void test_datadir_token(void **state)
+static void test_generated_token(void **state)
 {
     char dir[] = "/tmp/test_tokens_XXXXXX";
     char path[256], err[TT_ERRLEN];
     char a[TT_MAX_TOKEN + 1], b[TT_MAX_TOKEN + 1];
     bool created;
-    struct stat st;
+    struct tt_tokens t;
     (void)state;
     assert_non_null(mkdtemp(dir));
-    assert_int_equal(tt_tokens_datadir(dir, a, &created, err), 0);
+    struct tt_registry *reg = tt_registry_sqlite_open(":memory:", err);
+    assert_non_null(reg);
+    /* first start: created, hash stored, nothing written in the data dir */
+    tt_tokens_init(&t);
+    assert_int_equal(tt_tokens_generated(&t, reg, dir, a, &created, err), 0);
     assert_true(created);
     assert_int_equal(strlen(a), TT_TOKEN_HEXLEN);
+    assert_true(check(&t, "any-device", a));
+    assert_false(check(&t, "any-device", "not-it"));
     snprintf(path, sizeof(path), "%s/token", dir);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0600);
-    assert_int_equal(tt_tokens_datadir(dir, b, &created, err), 0);
+    assert_int_not_equal(access(path, F_OK), 0);
+    /* next start: the same token is accepted, not created again, not known in plain */
+    tt_tokens_init(&t);
+    assert_int_equal(tt_tokens_generated(&t, reg, dir, b, &created, err), 0);
     assert_false(created);
-    assert_string_equal(a, b);
-    unlink(path);
+    assert_string_equal(b, "");
+    assert_true(check(&t, "any-device", a));
+    tt_registry_free(reg);
+
+    /* a DIR/token from an earlier tetherd is imported, then removed */
+    reg = tt_registry_sqlite_open(":memory:", err);
+    assert_non_null(reg);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("legacy-token-123\n", f);
+    fclose(f);
+    tt_tokens_init(&t);
+    assert_int_equal(tt_tokens_generated(&t, reg, dir, b, &created, err), 0);
+    assert_false(created);
+    assert_true(check(&t, "dev", "legacy-token-123"));
+    assert_int_not_equal(access(path, F_OK), 0);
+    tt_tokens_init(&t);
+    assert_int_equal(tt_tokens_generated(&t, reg, dir, b, &created, err), 0);
+    assert_true(check(&t, "dev", "legacy-token-123"));
+    tt_registry_free(reg);
     rmdir(dir);
-    assert_int_equal(tt_tokens_datadir("/nonexistent/dir", a, &created, err), -1);
-    assert_non_null(strstr(err, "cannot create"));
 }
 
 int main(void)
@@ -125,7 +149,7 @@ int main(void)
         cmocka_unit_test(test_parse_and_check),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_datadir_token),
+        cmocka_unit_test(test_generated_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
