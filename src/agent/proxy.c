@@ -2,8 +2,6 @@
  * makes it from its options and the environment; the CONNECT request (Basic credentials
  * base64-encoded by OpenSSL); the proxy's answer, parsed with http-parser. Pure apart from
  * tt_proxy_env_load(). No I/O, no logging; no message ever holds a password. */
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +11,7 @@
 #include <http_parser.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <uv.h> /* uv_inet_pton: Windows too */
 
 #include "tether.h"
 #include "agent/proxy.h"
@@ -184,7 +183,7 @@ static bool cidr_match(int af, const char *ip, const char *net, unsigned bits)
         bits = (unsigned)total;
     if (bits > total)
         return false;
-    if (inet_pton(af, ip, a) != 1 || inet_pton(af, net, b) != 1)
+    if (uv_inet_pton(af, ip, a) != 0 || uv_inet_pton(af, net, b) != 0)
         return false;
     if (bits / 8 && memcmp(a, b, bits / 8) != 0)
         return false;
@@ -238,9 +237,9 @@ bool tt_proxy_no_proxy_match(const char *host, const char *list)
     if (strcmp(list, "*") == 0)
         return true;
     namelen = strlen(host);
-    if (inet_pton(AF_INET, host, addr) == 1)
+    if (uv_inet_pton(AF_INET, host, addr) == 0)
         af = AF_INET;
-    else if (inet_pton(AF_INET6, host, addr) == 1)
+    else if (uv_inet_pton(AF_INET6, host, addr) == 0)
         af = AF_INET6;
     else if (host[namelen - 1] == '.')
         namelen--;
