@@ -6,6 +6,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "tether_err.h"
@@ -112,10 +113,8 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
         return -1;
     }
     if (tt_headconn_set_init(&r->web, loop, tt_server_on_head, r) != 0 ||
-        tt_headconn_set_init(&r->admin, loop, tt_admin_on_head, r) != 0 ||
-        tt_device_start(r, err) != 0) {
-        if (!err[0])
-            snprintf(err, TT_ERRLEN, "cannot start timers");
+        tt_headconn_set_init(&r->admin, loop, tt_admin_on_head, r) != 0) {
+        snprintf(err, TT_ERRLEN, "cannot start timers");
         return -1;
     }
     r->web.timeout_ms = r->admin.timeout_ms = cfg->head_timeout_ms;
@@ -170,17 +169,46 @@ static int listen_on(struct tt_relay *r, const struct tt_config_addr *a,
     return 0;
 }
 
+/* Checks that --tcp-bind is an address of this machine (binding port 0 on it), so that a typo
+ * fails at start rather than at each device's first TCP service. */
+static int check_tcp_bind(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (uv_ip4_addr(r->cfg.tcp_bind, 0, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(r->cfg.tcp_bind, 0, (struct sockaddr_in6 *)&ss) != 0) {
+        snprintf(err, TT_ERRLEN, "--tcp-bind %.100s: not an IP address", r->cfg.tcp_bind);
+        return -1;
+    }
+    socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                             : sizeof(struct sockaddr_in);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = fd < 0 || bind(fd, (struct sockaddr *)&ss, len) != 0 ? errno : 0;
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        snprintf(err, TT_ERRLEN, "cannot bind TCP ports on %.100s (--tcp-bind): %s",
+                 r->cfg.tcp_bind, strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
 {
+    /* Everything that can fail comes before the first log line: a failed start prints one
+     * line (main's) and nothing else. */
+    for (size_t i = 0; i < r->cfg.nlisten; i++)
+        if (listen_on(r, &r->cfg.listen[i], &r->web, err) != 0)
+            return -1;
+    if (listen_on(r, &r->cfg.admin, &r->admin, err) != 0 || check_tcp_bind(r, err) != 0 ||
+        tt_device_start(r, err) != 0)
+        return -1;
     for (size_t i = 0; i < r->cfg.nlisten; i++) {
         const struct tt_config_addr *a = &r->cfg.listen[i];
-        if (listen_on(r, a, &r->web, err) != 0)
-            return -1;
         TT_LOG(TT_LOG_INFO, "listening addr=%s:%u for=devices,browsers domain=%s", a->host,
                (unsigned)a->port, r->cfg.domain);
     }
-    if (listen_on(r, &r->cfg.admin, &r->admin, err) != 0)
-        return -1;
     TT_LOG(TT_LOG_INFO, "listening addr=%s:%u for=admin", r->cfg.admin.host,
            (unsigned)r->cfg.admin.port);
     return 0;

@@ -40,14 +40,16 @@ int64_t tt_relay_now_ms(void);
 
 /* Prepares r from cfg (copied): the data dir (created if missing, and locked against a second
  * tetherd), the registry in it (DATA_DIR/registry.db), credentials (--token, --tokens-file, or
- * the generated token, kept hashed in the registry and printed on stdout the first time), the
- * TCP port pool, the devices remembered by the registry (offline, their ports held) and the
- * expiry sweep. Returns 0, or -1 with a one-line message in err (a runtime failure: exit 1). */
+ * the generated token, kept hashed in the registry and printed on stdout the first time) and
+ * the TCP port pool. Logs nothing. Returns 0, or -1 with a one-line message in err (a runtime
+ * failure: exit 1). */
 int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *cfg,
                   char err[TT_ERRLEN]);
 
-/* Binds the --listen ports and the admin port and logs one line per listener. Returns 0, or
- * -1 with err ("cannot listen on ADDR:PORT: address already in use"). */
+/* Binds the --listen ports and the admin port, checks --tcp-bind, restores the devices the
+ * registry remembers (offline, their TCP ports held) and starts the expiry sweep
+ * (tt_device_start), then logs one line per listener. Returns 0, or -1 with err ("cannot
+ * listen on ADDR:PORT: address already in use") and nothing logged. */
 int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN]);
 
 /* Re-reads --tokens-file (SIGHUP). On error the old tokens stay and err says why. Returns 0
