@@ -31,6 +31,10 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     struct tt_headparse *h = p->data;
     if (!h->collecting)
         return 0; /* chunked trailers: not recorded */
+    /* http-parser's lenient build takes blanks inside a name ("Transfer-Encoding : chunked"),
+     * which servers read differently (RFC 9112 5.1: reject). */
+    if (memchr(at, ' ', len) != NULL || memchr(at, '\t', len) != NULL)
+        return -1;
     if (h->last != LAST_FIELD) {
         if (h->nhdr == TT_HEAD_MAX_HEADERS) {
             h->err = TETHER_ERR_TOO_LARGE;
@@ -104,6 +108,52 @@ void tt_headparse_begin(struct tt_headparse *h, const uint8_t *base)
     h->last = LAST_NONE;
     h->nhdr = 0;
     h->url_off = h->url_len = 0;
+    h->line_off = h->line_len = 0;
+}
+
+static bool is_digit(uint8_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Checks the request line of the head base[0..end) that http-parser accepted, and records it
+ * in line_off/line_len. http-parser's lenient build does not check the letters of "HTTP/" (it
+ * takes "GET / Ha\r\nH1.1" as HTTP/1.1), so the line is read again here. */
+static bool request_line_ok(struct tt_headparse *h, size_t end)
+{
+    const uint8_t *b = h->base;
+    size_t i = 0;
+    while (i < end && (b[i] == '\r' || b[i] == '\n'))
+        i++;
+    size_t start = i;
+    const char *m = http_method_str((enum http_method)h->p.method);
+    size_t mlen = strlen(m);
+    if (end - i < mlen || memcmp(b + i, m, mlen) != 0)
+        return false;
+    i += mlen;
+    if (i >= end || b[i] != ' ')
+        return false;
+    while (i < end && b[i] == ' ')
+        i++;
+    if (i != h->url_off || h->url_len == 0 || end - i < h->url_len)
+        return false;
+    i += h->url_len;
+    if (i >= end || b[i] != ' ')
+        return false;
+    while (i < end && b[i] == ' ')
+        i++;
+    if (end - i < 9 || memcmp(b + i, "HTTP/", 5) != 0 || !is_digit(b[i + 5]) || b[i + 6] != '.' ||
+        !is_digit(b[i + 7]))
+        return false;
+    i += 8;
+    size_t stop = i;
+    if (b[i] == '\r')
+        i++;
+    if (i >= end || b[i] != '\n')
+        return false;
+    h->line_off = (uint32_t)start;
+    h->line_len = (uint32_t)(stop - start);
+    return true;
 }
 
 /* Runs the parser; returns consumed bytes and the event. */
@@ -117,6 +167,11 @@ static size_t run(struct tt_headparse *h, const uint8_t *data, size_t len,
         if (h->head_done) {
             h->head_done = false;
             h->need_lf = true;
+            if (!request_line_ok(h, (size_t)(data - h->base) + r + 1)) {
+                h->err = TETHER_ERR_HTTP;
+                *ev = TT_HEADPARSE_ERROR;
+                return r;
+            }
             *ev = TT_HEADPARSE_HEAD;
             return r + 1; /* the LF is part of the head; it is fed again later */
         }

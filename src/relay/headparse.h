@@ -37,6 +37,7 @@ struct tt_headparse {
     int err;      /* after TT_HEADPARSE_ERROR: TETHER_ERR_HTTP or TETHER_ERR_TOO_LARGE */
     bool uri_too_long; /* with TETHER_ERR_TOO_LARGE: the request target is over TT_URI_MAX */
     uint32_t url_off, url_len;
+    uint32_t line_off, line_len; /* after TT_HEADPARSE_HEAD: the request line, without CRLF */
     uint32_t nhdr;
     struct tt_head_hdr hdr[TT_HEAD_MAX_HEADERS];
 };
@@ -45,12 +46,17 @@ struct tt_headparse {
  * Cannot fail. */
 void tt_headparse_init(struct tt_headparse *h);
 
-/* Starts recording a new head whose bytes will all be fed from inside base[0..TT_HEAD_MAX). */
+/* Starts recording a new head whose bytes will all be fed from base[0] on, within
+ * base[0..TT_HEAD_MAX). */
 void tt_headparse_begin(struct tt_headparse *h, const uint8_t *base);
 
 /* Feeds data[0..len): inside base while a head is read, anywhere while a body is. Returns the
  * bytes consumed and sets *ev to what stopped it. After TT_HEADPARSE_HEAD the head is
- * data[..ret) plus what came before; its headers are in h->hdr. After TT_HEADPARSE_MESSAGE
+ * data[..ret) plus what came before; its headers are in h->hdr. Heads are checked more
+ * strictly than http-parser's lenient build does, so that what the relay forwards is what it
+ * understood: the request line must be METHOD SP target SP HTTP/D.D (after any empty lines;
+ * runs of SP allowed) and header names may not hold blanks (TETHER_ERR_HTTP otherwise).
+ * After TT_HEADPARSE_MESSAGE
  * call tt_headparse_begin before feeding the next head. Feeding 0 bytes is allowed (it may
  * complete a body-less request: TT_HEADPARSE_MESSAGE with 0 consumed). */
 size_t tt_headparse_execute(struct tt_headparse *h, const uint8_t *data, size_t len,

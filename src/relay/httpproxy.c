@@ -55,13 +55,10 @@ tt_ssize tt_httpproxy_rewrite(const uint8_t *head, size_t headlen, const struct 
                               const char *client_ip, uint8_t *out, size_t outlen)
 {
     struct out o = {out, 0, outlen, false};
-    const uint8_t *nl = memchr(head, '\n', headlen);
-    if (!nl)
+    if (hp->line_len == 0 || (size_t)hp->line_off + hp->line_len > headlen)
         return TETHER_ERR_INVAL;
-    size_t rl = (size_t)(nl - head);
-    if (rl > 0 && head[rl - 1] == '\r')
-        rl--;
-    put(&o, head, rl); /* the request line, as sent */
+    put(&o, head + hp->line_off, hp->line_len); /* the request line, as sent (empty lines
+                                                   before it dropped) */
     puts_(&o, "\r\n");
     int last_xff = -1;
     for (uint32_t i = 0; i < hp->nhdr; i++)

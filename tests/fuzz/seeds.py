@@ -4,7 +4,10 @@
 Each seed file is named by the SHA-256 of its content. fuzz_frame seeds are a decoder selector
 byte (0 HELLO, 1 WELCOME, 2 REFUSE/RESET/GOAWAY, 3 OPEN, 4 WINDOW) and a vector's payload;
 fuzz_session seeds are a knob byte (see fuzz_session.c) and a vector's bytes, fed to a session
-in the vector file's context, plus a few whole conversations. Run from the repository root:
+in the vector file's context, plus a few whole conversations. fuzz_headparse and fuzz_httpproxy
+seeds are a split byte and what a browser sends (first heads, keep-alive sequences with bodies,
+upgrades, bad and oversized heads); fuzz_wshs gets the upgrade requests too (its server side).
+Run from the repository root:
     python3 tests/fuzz/seeds.py
 """
 import hashlib
@@ -75,5 +78,60 @@ def main():
         write("fuzz_session", bytes([knob]) + device)
 
 
+HOST = b"k3j9x2mq.localhost:8080"
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def requests():
+    """What browsers and devices send the relay, good and bad (fuzz_headparse, _httpproxy)."""
+    h = b"Host: " + HOST + b"\r\n"
+    up = (b"GET /ws HTTP/1.1\r\n" + h + b"Upgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+          b"Sec-WebSocket-Key: " + KEY + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    out = [
+        b"GET / HTTP/1.1\r\n" + h + b"\r\n",
+        b"GET /index.html?q=1&r=2 HTTP/1.1\r\n" + h + b"User-Agent: curl/7.88\r\nAccept: */*\r\n\r\n",
+        b"HEAD / HTTP/1.0\r\n" + h + b"\r\n",
+        b"POST /upload HTTP/1.1\r\n" + h + b"Content-Length: 11\r\n\r\nhello world"
+        + b"GET /next HTTP/1.1\r\n" + h + b"\r\n",
+        b"PUT /c HTTP/1.1\r\n" + h + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        b"6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n" + b"DELETE /d HTTP/1.1\r\n" + h + b"\r\n",
+        b"POST /e HTTP/1.1\r\n" + h + b"Expect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+        b"GET / HTTP/1.1\r\n" + h + b"X-Forwarded-For: 10.1.1.1\r\nX-Forwarded-Proto: https\r\n"
+        b"X-Forwarded-Host: evil\r\nX-Forwarded-For: 10.2.2.2\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + h + b"X-Folded: a\r\n  b\r\n\r\n",
+        b"GET / HTTP/1.1\n" + h.replace(b"\r\n", b"\n") + b"\n",
+        up,
+        up + b"\x82\x85abcd" + b"hello",
+        up.replace(b"13\r\n", b"8\r\n"),
+        up.replace(b"Sec-WebSocket-Key: " + KEY + b"\r\n", b""),
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + KEY + b" \r\nSec-WebSocket-Version: 13\t\r\n"
+        b"Sec-WebSocket-Protocol: tether.v1\r\n\r\n",
+        b"CONNECT k3j9x2mq.localhost:443 HTTP/1.1\r\n" + h + b"\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: api--k3j9x2mq.localhost\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + h + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + h + b"Content-Length: banana\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + h + b"\r\n" + b"GET / HTTP/1.1\r\nHost: other.localhost\r\n\r\n",
+        b"THIS IS NOT HTTP\r\n\r\n",
+        b"GET /" + b"u" * 8200 + b" HTTP/1.1\r\n" + h + b"\r\n",
+        b"GET / HTTP/1.1\r\n" + h + b"".join(b"X-%d: v\r\n" % i for i in range(130)) + b"\r\n",
+        b"GET / HTTP/1.1\r\n" + h + b"X-Big: " + b"b" * 16400 + b"\r\n\r\n",
+    ]
+    return out
+
+
+def http_seeds():
+    for req in requests():
+        for split in (0, 1, 77):
+            write("fuzz_headparse", bytes([split]) + req)
+            write("fuzz_httpproxy", bytes([split]) + req)
+        if b"Upgrade: websocket" in req or req.startswith(b"HTTP/"):
+            write("fuzz_wshs", req)
+
+
 if __name__ == "__main__":
     main()
+    http_seeds()

@@ -183,6 +183,33 @@ static void test_head_too_large(void **state)
     free(big);
 }
 
+/* What http-parser's lenient build lets through but the relay must not forward as it was
+ * understood: a version that is not "HTTP/D.D" (even spanning a line break), blanks in header
+ * names. Empty lines before a request line are dropped from what is forwarded. */
+static void test_strict_heads(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "GET / Ha\r\nH1.1\r\nHost: abc.localhost\r\n\r\n",
+        "GET / XTTP/1.1\r\nHost: abc.localhost\r\n\r\n",
+        "GET / HTTP/1.10\r\nHost: abc.localhost\r\n\r\n",
+        "GET /\r\nHost: abc.localhost\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: abc.localhost\r\nTransfer-Encoding : chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: abc.localhost\r\nX Y: z\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: abc.localhost\r\n\r\nGET / HTTPS1.1\r\nHost: abc.localhost\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (feed_whole("abc.localhost", bad[i], strlen(bad[i])) != TETHER_ERR_HTTP) {
+            fprintf(stderr, "accepted: %s\n", bad[i]);
+            fail();
+        }
+    }
+    static const char lead[] = "\r\nGET  /x  HTTP/1.1\r\nHost: abc.localhost\r\n\r\n";
+    CHECK("abc.localhost", lead,
+          "GET  /x  HTTP/1.1\r\nHost: abc.localhost\r\nX-Forwarded-For: 10.0.0.1\r\n"
+          "X-Forwarded-Proto: http\r\nX-Forwarded-Host: abc.localhost\r\n\r\n");
+}
+
 /* A request target over TT_URI_MAX is refused as it arrives (414), whatever the split; one at
  * the limit passes. */
 static void test_uri_too_long(void **state)
@@ -276,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_errors),           cmocka_unit_test(test_head_too_large),
         cmocka_unit_test(test_guard_page),       cmocka_unit_test(test_rewrite_small_buffer),
         cmocka_unit_test(test_has_token),        cmocka_unit_test(test_uri_too_long),
+        cmocka_unit_test(test_strict_heads),
     };
     tt_chunk_pool_drain();
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
