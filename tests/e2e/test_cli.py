@@ -1,65 +1,272 @@
-"""test_cli.py - command-line errors: a bad flag or value gives one line on stderr naming the
-problem and exit status 2; a port in use is a runtime failure (exit 1)."""
+"""test_cli.py - the command lines of tetherd and tether: --help (usage on stdout, exit 0),
+--version, and every flag with a bad value, a missing value or a value where none is taken: one
+line on stderr naming the problem, nothing on stdout, exit status 2. Missing required flags of
+tether: exit 2. Runtime failures of tetherd at start (a port in use, an address that is not
+this machine's, an unreadable tokens file, a data dir that cannot be created or written, a
+registry that is not a database): one line, exit 1."""
 
+import os
+import re
+import shutil
 import socket
+import subprocess
+import tempfile
 
-from lib import TETHER, TETHERD, check, eq, free_port, run_cli
+from lib import TETHER, TETHERD, TestFailure, check, eq, free_port, run_cli, which
+
+# Flags that take no value (everything else named in --help takes one).
+NO_VALUE = {"--help", "--version", "--insecure", "--json"}
+
+# tetherd: flag -> values that are wrong whatever else is on the command line. Values are
+# chosen to be wrong both while a flag is "not supported yet" and once it is built.
+TETHERD_BAD = {
+    "--listen": ["nonsense", "127.0.0.1", "127.0.0.1:99999", "1.2.3.4.5:80", "127.0.0.1:0",
+                 "example.com:80", ""],
+    "--domain": ["bad domain", "-x.example", "a..b", ".example", ""],
+    "--public-url": ["ftp://example.com", "http://", "not a url", ""],
+    "--tcp-ports": ["30000-20000", "banana", "0-10", "100-70000", "20000-", ""],
+    "--tcp-bind": ["example.com", "300.1.1.1", ""],
+    "--grace": ["soon", "-5s", "5x", "1.5h", "99999999999999999999d", ""],
+    "--data-dir": [""],
+    "--token": ["", "two words", "x" * 300],
+    "--tokens-file": [""],
+    "--admin-listen": ["foo", "127.0.0.1:99999", "127.0.0.1", ""],
+    "--log-level": ["loud", "INFO2", ""],
+    "--max-streams": ["0", "abc", "70000", "-1", ""],
+    "--head-timeout": ["soon", "5x", ""],
+    "--idle-timeout": ["forever", "5x", ""],
+    "--tls-listen": ["nonsense", "127.0.0.1:99999", ""],
+    "--tls-cert": [""],
+    "--tls-key": [""],
+    "--redis": ["", "nope"],
+    "--node-id": [""],
+    "--advertise": ["", "not a url"],
+    "--admin-token": [""],
+    "--config": [""],
+}
+
+# tether: flag -> bad values (the rest of the command line is valid).
+TETHER_BAD = {
+    "--server": ["", "ftp://127.0.0.1:1", "ws://", "nonsense", "ws://127.0.0.1:99999"],
+    "--name": ["", "two words", "x" * 300],
+    "--token": ["", "two words", "x" * 300],
+    "--http": ["127.0.0.1:notaport", "BAD=127.0.0.1:80", "x=", "", "web=127.0.0.1:99999"],
+    "--tcp": ["127.0.0.1:22", "ssh=127.0.0.1:99999", "ssh=", "SSH=127.0.0.1:22", ""],
+    "--proxy": ["ftp://127.0.0.1:3128", "http://", "not a url"],
+    "--log-level": ["loud", ""],
+}
+
+# Flags of the contract (SPEC.md) that the tables above must cover.
+TETHERD_CONTRACT = ["--listen", "--domain", "--public-url", "--tcp-ports", "--tcp-bind",
+                    "--grace", "--data-dir", "--token", "--tokens-file", "--tls-listen",
+                    "--tls-cert", "--tls-key", "--redis", "--node-id", "--advertise",
+                    "--admin-listen", "--admin-token", "--config", "--log-level"]
+TETHER_CONTRACT = ["--server", "--name", "--token", "--http", "--tcp", "--proxy", "--ca-file",
+                   "--insecure", "--json", "--log-level"]
 
 
 def _one_line_error(argv, status, mentions):
-    r = run_cli(argv)
-    where = " ".join(argv[1:])
+    """Runs argv and checks: exit status, exactly one non-empty stderr line mentioning one of
+    mentions, nothing on stdout. Returns the line."""
+    where = " ".join(repr(a) if (not a or " " in a) else a for a in argv[1:])
+    if len(where) > 300:
+        where = where[:300] + "..."
+    try:
+        r = run_cli(argv, timeout=15)
+    except subprocess.TimeoutExpired:
+        raise TestFailure("`%s` was accepted (still running after 15 s)" % where)
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     eq(r.returncode, status, "exit status of `%s` (stderr: %r)" % (where, r.stderr[:500]))
     eq(len(lines), 1, "stderr lines of `%s` (%r)" % (where, r.stderr[:500]))
     check(any(m in lines[0] for m in mentions),
           "the error for `%s` names none of %r: %r" % (where, mentions, lines[0]))
     eq(r.stdout, "", "stdout of `%s`" % where)
+    return lines[0]
 
 
-def test_tetherd_usage_errors_exit_2_with_one_line(t):
-    d = t.mkdtemp("data")
-    base = [TETHERD, "--data-dir", d, "--token", "x" * 20, "--listen",
-            "127.0.0.1:%d" % free_port(), "--admin-listen", "127.0.0.1:%d" % free_port()]
+def _names(flag, value):
+    """What an error about flag=value must mention: the flag, or the value itself."""
+    return [flag] + ([value] if value and len(value) < 60 else [])
+
+
+def _help_flags(exe):
+    r = run_cli([exe, "--help"])
+    eq(r.returncode, 0, "exit status of %s --help" % os.path.basename(exe))
+    eq(r.stderr, "", "stderr of %s --help" % os.path.basename(exe))
+    check("usage" in r.stdout.lower(), "no usage text on stdout: %r" % r.stdout[:200])
+    return r.stdout, sorted(set(re.findall(r"(--[a-z][a-z-]*)", r.stdout)))
+
+
+def _tetherd_base(t):
+    return [TETHERD, "--data-dir", t.mkdtemp("data"), "--listen", "127.0.0.1:%d" % free_port(),
+            "--admin-listen", "127.0.0.1:%d" % free_port()]
+
+
+def test_help_and_version(t):
+    for exe, name in ((TETHERD, "tetherd"), (TETHER, "tether")):
+        text, flags = _help_flags(exe)
+        check(len(text.splitlines()) >= 10, "%s --help is too short: %r" % (name, text))
+        for f in (TETHERD_CONTRACT if exe == TETHERD else TETHER_CONTRACT):
+            check(f in flags, "%s --help does not mention %s" % (name, f))
+        # --help wins over the other flags, even required ones missing
+        r = run_cli([exe, "--log-level", "debug", "--help"])
+        eq((r.returncode, r.stdout), (0, text), "%s --log-level debug --help" % name)
+        r = run_cli([exe, "--version"])
+        eq(r.returncode, 0, "exit status of %s --version" % name)
+        check(re.match(r"^%s \d+\.\d+" % name, r.stdout), "%s --version: %r" % (name, r.stdout))
+
+
+def test_tetherd_every_flag_with_bad_values_exits_2(t):
+    _, flags = _help_flags(TETHERD)
+    for f in TETHERD_CONTRACT:
+        check(f in TETHERD_BAD, "test table lacks bad values for %s" % f)
+    base = _tetherd_base(t)
+    for flag, values in TETHERD_BAD.items():
+        for v in values:
+            _one_line_error(base + ["--token", "x" * 20, flag, v] if flag not in
+                            ("--token", "--tokens-file") else base + [flag, v], 2,
+                            _names(flag, v))
+            # the --flag=VALUE form too
+            _one_line_error(base + [flag + "=" + v], 2, _names(flag, v))
+    # every flag that takes a value, given without one (last on the line)
+    for flag in flags:
+        if flag in NO_VALUE:
+            continue
+        _one_line_error(base + [flag], 2, [flag])
+    for flag in ("--help", "--version"):
+        _one_line_error(base + [flag + "=yes"], 2, [flag])
+
+
+def test_tetherd_other_usage_errors_exit_2(t):
+    base = _tetherd_base(t)
     cases = [
         (["--no-such-flag"], ["--no-such-flag"]),
-        (["--grace", "soon"], ["soon", "--grace", "grace"]),
-        (["--tcp-ports", "30000-20000"], ["30000-20000", "--tcp-ports", "tcp-ports"]),
-        (["--tcp-ports", "banana"], ["banana", "--tcp-ports", "tcp-ports"]),
-        (["--listen", "nonsense"], ["nonsense", "--listen", "listen"]),
-        (["--admin-listen", "127.0.0.1:99999"], ["99999", "--admin-listen", "admin-listen"]),
-        (["--grace"], ["--grace", "grace"]),
+        (["--no-such-flag=1"], ["--no-such-flag"]),
+        (["stray"], ["stray"]),
+        (["-x"], ["-x"]),
+        (["--token", "x" * 20, "--tokens-file", t.path("tokens")], ["--token", "--tokens-file"]),
+        (["--tls-listen", "127.0.0.1:%d" % free_port()], ["--tls"]),  # needs cert and key
+        (sum([["--listen", "127.0.0.1:%d" % (1 + i)] for i in range(20)], []), ["--listen"]),
     ]
     for extra, mentions in cases:
         _one_line_error(base + extra, 2, mentions)
 
 
-def test_tether_usage_errors_exit_2_with_one_line(t):
-    ok = ["--name", "dev1", "--token", "tok"]
+def test_tether_every_flag_with_bad_values_exits_2(t):
+    _, flags = _help_flags(TETHER)
+    for f in TETHER_CONTRACT:
+        check(f in TETHER_BAD or f in NO_VALUE or f == "--ca-file",
+              "test table lacks bad values for %s" % f)
+    ok = {"--server": "ws://127.0.0.1:1", "--name": "dev1", "--token": "tok",
+          "--http": "127.0.0.1:80"}
+
+    def argv(flag, v):
+        a = [TETHER]
+        for k, val in ok.items():
+            if k != flag:
+                a += [k, val]
+        return a + [flag, v]
+
+    for flag, values in TETHER_BAD.items():
+        for v in values:
+            _one_line_error(argv(flag, v), 2, _names(flag, v))
+    base = argv("--json", "")[:-2]
+    for flag in flags:
+        if flag in NO_VALUE:
+            _one_line_error(base + [flag + "=yes"], 2, [flag])
+        else:
+            _one_line_error(base + [flag], 2, [flag])
+
+
+def test_tether_missing_or_repeated_flags_exit_2(t):
+    s, n, k, h = (["--server", "ws://127.0.0.1:1"], ["--name", "dev1"], ["--token", "tok"],
+                  ["--http", "127.0.0.1:80"])
     cases = [
-        ([TETHER, "--no-such-flag"] + ok, ["--no-such-flag"]),
-        ([TETHER, "--server", "ftp://127.0.0.1:1"] + ok + ["--http", "127.0.0.1:80"],
-         ["ftp", "--server", "server"]),
-        ([TETHER, "--server", "ws://127.0.0.1:1"] + ok + ["--http", "127.0.0.1:notaport"],
-         ["notaport", "--http", "http"]),
-        ([TETHER, "--server", "ws://127.0.0.1:1"] + ok + ["--tcp", "127.0.0.1:22"],
-         ["--tcp", "tcp", "NAME", "name"]),
-        ([TETHER, "--name", "dev1", "--token", "tok", "--http", "127.0.0.1:80"],
-         ["--server", "server"]),
+        ([], ["--server"]),
+        (n + k + h, ["--server"]),
+        (s + k + h, ["--name"]),
+        (s + n + h, ["--token"]),
+        (s + n + k, ["--http", "--tcp", "service"]),
+        (s + n + k + h + ["--no-such-flag"], ["--no-such-flag"]),
+        (s + n + k + h + ["stray"], ["stray"]),
+        (s + n + k + h + n, ["--name"]),
+        (s + n + k + h + k, ["--token"]),
+        (s + n + k + h + ["--tcp", "a=127.0.0.1:1", "--tcp", "a=127.0.0.1:2"], ["a"]),
+        (s + n + k + sum([["--http", "127.0.0.1:%d" % (80 + i)] for i in range(9)], []),
+         ["service", "--http"]),
+        (n + k + h + sum([["--server", "ws://127.0.0.1:%d" % (i + 1)] for i in range(40)], []),
+         ["--server"]),
     ]
-    for argv, mentions in cases:
-        _one_line_error(argv, 2, mentions)
+    for extra, mentions in cases:
+        _one_line_error([TETHER] + extra, 2, mentions)
 
 
 def test_tetherd_port_in_use_exits_1(t):
-    busy = socket.socket()
-    busy.bind(("127.0.0.1", 0))
-    busy.listen(1)
-    port = busy.getsockname()[1]
-    try:
-        _one_line_error([TETHERD, "--listen", "127.0.0.1:%d" % port, "--data-dir",
-                         t.mkdtemp("data"), "--token", "x" * 20, "--admin-listen",
-                         "127.0.0.1:%d" % free_port()], 1,
-                        [str(port), "in use", "address"])
-    finally:
-        busy.close()
+    for which_flag in ("--listen", "--admin-listen"):
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        try:
+            argv = [TETHERD, "--data-dir", t.mkdtemp("data"), "--token", "x" * 20,
+                    "--listen", "127.0.0.1:%d" % free_port(),
+                    "--admin-listen", "127.0.0.1:%d" % free_port()]
+            argv += [which_flag, "127.0.0.1:%d" % port]
+            _one_line_error(argv, 1, [str(port)])
+        finally:
+            busy.close()
+
+
+def _tetherd_runtime(t, extra, mentions, data_dir=None, prefix=()):
+    argv = list(prefix) + [TETHERD, "--listen", "127.0.0.1:%d" % free_port(),
+                           "--admin-listen", "127.0.0.1:%d" % free_port()]
+    if data_dir is not False:
+        argv += ["--data-dir", data_dir or t.mkdtemp("data")]
+    return _one_line_error(argv + extra, 1, mentions)
+
+
+def test_tetherd_runtime_failures_at_start_exit_1(t):
+    tok = ["--token", "x" * 20]
+    # addresses that are not this machine's (192.0.2.0/24 is TEST-NET-1)
+    _tetherd_runtime(t, tok + ["--listen", "192.0.2.1:%d" % free_port()], ["192.0.2.1"])
+    _tetherd_runtime(t, tok + ["--tcp-bind", "192.0.2.1"], ["192.0.2.1"])
+    # tokens file: missing, a directory, a line that does not parse
+    missing = t.path("no-such-tokens")
+    _tetherd_runtime(t, ["--tokens-file", missing], [missing])
+    _tetherd_runtime(t, ["--tokens-file", t.mkdtemp("tokdir")], ["tokdir"])
+    bad = t.path("bad-tokens")
+    with open(bad, "w") as f:
+        f.write("dev-a token-a\nthis line has three fields\n")
+    _tetherd_runtime(t, ["--tokens-file", bad], [bad])
+    # data dir: a file in the way, under a file, not a database inside
+    afile = t.path("a-file")
+    with open(afile, "w") as f:
+        f.write("x")
+    _tetherd_runtime(t, tok, [afile], data_dir=afile)
+    _tetherd_runtime(t, tok, [afile], data_dir=os.path.join(afile, "sub"))
+    garbage = t.mkdtemp("garbage")
+    with open(os.path.join(garbage, "registry.db"), "wb") as f:
+        f.write(b"this is not an SQLite database\n" * 200)
+    _tetherd_runtime(t, tok, ["registry"], data_dir=garbage)
+
+
+def test_tetherd_unwritable_data_dir_exits_1(t):
+    # A data dir the relay's user cannot write: as root, run tetherd as nobody.
+    top = tempfile.mkdtemp(prefix="tether-e2e-ro-")
+    t.on_cleanup(lambda: shutil.rmtree(top, ignore_errors=True))
+    os.chmod(top, 0o755)
+    ro = os.path.join(top, "data")
+    os.mkdir(ro)
+    prefix = ()
+    if os.geteuid() == 0:
+        setpriv = which("setpriv")
+        check(setpriv, "setpriv is needed to run this test as root")
+        check(os.access(TETHERD, os.X_OK), "tetherd")
+        prefix = (setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--")
+        os.chmod(ro, 0o755)  # root's, not writable by nobody
+    else:
+        os.chmod(ro, 0o500)
+    _tetherd_runtime(t, ["--token", "x" * 20], [ro], data_dir=ro, prefix=prefix)
+    # a data dir that would have to be created inside it
+    _tetherd_runtime(t, ["--token", "x" * 20], [ro], data_dir=os.path.join(ro, "sub"),
+                     prefix=prefix)
