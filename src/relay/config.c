@@ -35,7 +35,8 @@ void tt_config_usage(FILE *f)
         "  --tcp-bind ADDR        address the TCP ports bind (default: the first --listen's)\n"
         "  --grace DURATION       how long an offline device keeps its label and ports\n"
         "                         (30s, 5m, 2h, 7d; default 1h)\n"
-        "  --data-dir DIR         relay data (default ./tether-data)\n"
+        "  --data-dir DIR         the registry (labels, ports, credentials): kept across\n"
+        "                         restarts and kill -9 (default ./tether-data)\n"
         "  --token TOKEN          the token every device presents\n"
         "  --tokens-file FILE     one 'NAME TOKEN' pair per line; reloaded on SIGHUP\n"
         "  --admin-listen ADDR:PORT  admin listener, GET /healthz (default 127.0.0.1:9090)\n"
@@ -46,7 +47,8 @@ void tt_config_usage(FILE *f)
         "                         (default 60s; 0s: never)\n"
         "  --help, --version\n"
         "\n"
-        "Without --token or --tokens-file, a token is created in DATA_DIR/token on first start\n"
+        "Without --token or --tokens-file, a token is created on first start, kept (hashed) in\n"
+        "the registry in DATA_DIR "
         "and printed once. --tls-listen, --tls-cert, --tls-key, --redis, --node-id,\n"
         "--advertise, --admin-token and --config are not supported yet.\n",
         f);
