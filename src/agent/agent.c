@@ -431,11 +431,6 @@ static const struct tt_wsconn_callbacks conn_cb = {
     .on_close = on_conn_close,
 };
 
-static void on_tcp_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 /* Registers: the HELLO with our name, token and services. */
 static int send_hello(struct tether_agent *a)
 {
@@ -472,8 +467,8 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
 
     a->dial = NULL;
     if (a->stopping) {
-        if (r->tcp)
-            uv_close((uv_handle_t *)r->tcp, on_tcp_closed);
+        if (r->conn)
+            tt_conn_close(r->conn, NULL);
         return;
     }
     snprintf(a->url, sizeof a->url, "%s", r->url);
@@ -492,10 +487,10 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
     wc.ping_interval_ms = AGENT_PING_INTERVAL_MS;
     wc.ping_timeout_ms = AGENT_PING_TIMEOUT_MS;
     reset_conn_state(a);
-    rc = tt_wsconn_new(&a->conn, &a->loop, r->tcp, r->pre, r->prelen, &wc, &conn_cb, a);
+    rc = tt_wsconn_new(&a->conn, &a->loop, r->conn, r->pre, r->prelen, &wc, &conn_cb, a);
     if (rc != 0) {
         a->conn = NULL;
-        uv_close((uv_handle_t *)r->tcp, on_tcp_closed);
+        tt_conn_close(r->conn, NULL);
         delay = tt_backoff_next(&a->backoff);
         emit_error(a, r->url, rc, "cannot set up the connection (out of memory)", delay);
         schedule(a, delay);

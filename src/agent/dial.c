@@ -49,7 +49,7 @@ struct tt_dial {
     uv_getaddrinfo_t gai;
     bool gai_busy;
     struct addrinfo *ai_list, *ai_next;
-    uv_tcp_t *tcp; /* the current socket; NULL once closed or handed over */
+    struct tt_conn *conn; /* the current socket; NULL once closed or handed over */
     const struct dial_filter *stack[MAX_FILTERS];
     size_t nfilters, cur;
     uint8_t rbuf[RBUF_LEN];
@@ -111,18 +111,23 @@ static void maybe_free(struct tt_dial *d)
 static void on_tcp_closed(uv_handle_t *h)
 {
     struct tt_dial *d = h->data;
-    free(h);
     d->pending--;
     maybe_free(d);
 }
 
 static void close_tcp(struct tt_dial *d)
 {
-    if (d->tcp == NULL)
+    if (d->conn == NULL)
         return;
     d->pending++;
-    uv_close((uv_handle_t *)d->tcp, on_tcp_closed);
-    d->tcp = NULL;
+    tt_conn_close(d->conn, on_tcp_closed);
+    d->conn = NULL;
+}
+
+/* True when h is the current socket's handle (a callback of an older one is stale). */
+static bool is_current(const struct tt_dial *d, const void *h)
+{
+    return !d->done && d->conn != NULL && h == (const void *)&d->conn->tcp;
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -177,15 +182,15 @@ static void succeed(struct tt_dial *d)
 {
     struct tt_dial_result r = {0};
 
-    uv_read_stop((uv_stream_t *)d->tcp);
+    tt_conn_read_stop(d->conn);
     d->done = true;
     r.err = 0;
     r.message = "";
     r.url = d->url;
-    r.tcp = d->tcp;
+    r.conn = d->conn;
     r.pre = d->rbuf;
     r.prelen = d->rlen;
-    d->tcp = NULL; /* the callback's now */
+    d->conn = NULL; /* the callback's now */
     TT_LOG(TT_LOG_DEBUG, "dial connected url=%s", d->url);
     d->cb(d, &r, d->ud);
     cleanup(d);
@@ -211,7 +216,7 @@ static void on_written(uv_write_t *req, int status)
 {
     struct write_req *w = (struct write_req *)req;
     struct tt_dial *d = w->d;
-    bool current = !d->done && (uv_tcp_t *)req->handle == d->tcp;
+    bool current = is_current(d, req->handle);
 
     OPENSSL_cleanse(w->buf, w->len); /* a CONNECT carries the proxy's credentials */
     free(w);
@@ -235,7 +240,7 @@ static int dial_write(struct tt_dial *d, const void *data, size_t len)
     w->len = len;
     memcpy(w->buf, data, len);
     b = uv_buf_init(w->buf, (unsigned)len);
-    rc = uv_write(&w->req, (uv_stream_t *)d->tcp, &b, 1, on_written);
+    rc = tt_conn_write(d->conn, &w->req, &b, 1, on_written);
     if (rc < 0) {
         OPENSSL_cleanse(w->buf, w->len);
         free(w);
@@ -444,7 +449,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct tt_dial *d = s->data;
     (void)buf;
 
-    if (d->done || (uv_tcp_t *)s != d->tcp)
+    if (!is_current(d, s))
         return;
     if (nread == UV_EOF) {
         if (d->stack[d->cur] == &proxy_filter)
@@ -475,7 +480,7 @@ static void on_connect(uv_connect_t *req, int status)
 {
     struct connect_req *cr = (struct connect_req *)req;
     struct tt_dial *d = cr->d;
-    bool current = !d->done && (uv_tcp_t *)req->handle == d->tcp;
+    bool current = is_current(d, req->handle);
     int rc;
 
     free(cr);
@@ -495,8 +500,8 @@ static void on_connect(uv_connect_t *req, int status)
     uv_freeaddrinfo(d->ai_list);
     d->ai_list = d->ai_next = NULL;
     d->tcp_up = true;
-    uv_tcp_nodelay(d->tcp, 1);
-    rc = uv_read_start((uv_stream_t *)d->tcp, on_alloc, on_read);
+    uv_tcp_nodelay(&d->conn->tcp, 1);
+    rc = tt_conn_read_start(d->conn, on_alloc, on_read);
     if (rc < 0) {
         fail(d, map_uv_err(rc), "cannot read from %s: %s", d->url, uv_strerror(rc));
         return;
@@ -512,19 +517,16 @@ static void try_next_addr(struct tt_dial *d)
         struct connect_req *cr;
         int rc;
 
-        d->tcp = malloc(sizeof *d->tcp);
         cr = malloc(sizeof *cr);
-        if (d->tcp == NULL || cr == NULL) {
-            free(d->tcp);
+        d->conn = cr ? tt_conn_new(d->loop) : NULL;
+        if (d->conn == NULL) {
             free(cr);
-            d->tcp = NULL;
             fail(d, TETHER_ERR_NOMEM, "out of memory");
             return;
         }
-        uv_tcp_init(d->loop, d->tcp);
-        d->tcp->data = d;
+        d->conn->tcp.data = d;
         cr->d = d;
-        rc = uv_tcp_connect(&cr->req, d->tcp, d->ai_next->ai_addr, on_connect);
+        rc = uv_tcp_connect(&cr->req, &d->conn->tcp, d->ai_next->ai_addr, on_connect);
         if (rc == 0) {
             d->pending++;
             return;

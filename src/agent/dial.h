@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "agent/proxy.h"
+#include "common/conn.h"
 #include "common/util.h"
 
 #define TT_DIAL_TIMEOUT_MS 15000u /* per hop: resolve + connect + handshake */
@@ -22,11 +23,10 @@ struct tt_dial_result {
     int err;             /* 0 or a tether_err (REFUSED, TIMEOUT, NOT_FOUND, HANDSHAKE, ...) */
     const char *message; /* failure: one line naming the URL and the cause; success: "" */
     const char *url;     /* the URL of the last hop (differs from the start after a redirect) */
-    /* Success only. tcp is malloc'd, connected, not reading; the callback owns it from now on
-     * (it must close it with uv_close and free it in the close callback, or hand it to
-     * tt_wsconn_new). pre[0..prelen) are bytes read past the handshake, valid during the
-     * callback only. */
-    uv_tcp_t *tcp;
+    /* Success only. conn is connected (over TLS for wss://), not reading; the callback owns
+     * it from now on (it must close it with tt_conn_close, or hand it to tt_wsconn_new).
+     * pre[0..prelen) are bytes read past the handshake, valid during the callback only. */
+    struct tt_conn *conn;
     const uint8_t *pre;
     size_t prelen;
 };

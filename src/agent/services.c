@@ -24,7 +24,7 @@ struct local {
     const struct tt_service *svc;
     uint32_t id;
     struct tt_pipe *pipe; /* NULL once the pipe is done */
-    uv_tcp_t *sock;       /* the pipe's socket (the pipe owns it); NULL once the pipe is done */
+    struct tt_conn *sock; /* the pipe's socket (the pipe owns it); NULL once the pipe is done */
     bool finished;        /* the connect's outcome went to the pipe */
     bool torn_down;       /* the pipe is done: closing what is left */
     int pending;          /* callbacks to come before l may be freed */
@@ -100,12 +100,12 @@ static int adopt(struct local *l)
     if (nfd < 0)
         return UV_EMFILE;
     close_probe(l);
-    rc = uv_tcp_open(l->sock, nfd);
+    rc = uv_tcp_open(&l->sock->tcp, nfd);
     if (rc < 0) {
         close(nfd);
         return rc;
     }
-    uv_tcp_nodelay(l->sock, 1);
+    uv_tcp_nodelay(&l->sock->tcp, 1);
     return 0;
 }
 
@@ -127,7 +127,7 @@ static void on_connect(uv_connect_t *req, int status)
         try_next(l);
         return;
     }
-    if (uv_is_closing((uv_handle_t *)l->sock)) {
+    if (tt_conn_is_closing(l->sock)) {
         /* The stream ended while we connected: the pipe is closing its socket; on_done
          * follows. */
         close_probe(l);
@@ -273,36 +273,29 @@ static const struct tt_pipe_hooks hooks = {
     .on_done = on_pipe_done,
 };
 
-static void on_sock_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 int tt_services_open(uv_loop_t *loop, struct tt_wsconn *c, uint32_t id,
                      const struct tt_service *svc, const uint8_t *origin, size_t originlen)
 {
     struct local *l;
-    uv_tcp_t *sock;
+    struct tt_conn *sock;
     int rc;
 
     TT_LOG(TT_LOG_DEBUG, "stream open stream=%u service=%s target=%s origin=%.*s", (unsigned)id,
            svc->name, svc->target, (int)(origin ? originlen : 0),
            origin ? (const char *)origin : "");
     l = calloc(1, sizeof *l);
-    sock = malloc(sizeof *sock);
-    if (l == NULL || sock == NULL) {
+    sock = l ? tt_conn_new(loop) : NULL;
+    if (sock == NULL) {
         free(l);
-        free(sock);
         return TT_RESET_LIMIT;
     }
     l->loop = loop;
     l->svc = svc;
     l->id = id;
     l->sock = sock;
-    uv_tcp_init(loop, sock);
     rc = tt_pipe_new(&l->pipe, loop, sock, true, c, id, NULL, 0, &hooks, l);
     if (rc != 0) {
-        uv_close((uv_handle_t *)sock, on_sock_closed);
+        tt_conn_close(sock, NULL);
         free(l);
         return TT_RESET_LIMIT;
     }

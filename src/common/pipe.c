@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/conn.h"
 #include "common/log.h"
 #include "common/pool.h"
 
@@ -18,7 +19,7 @@
 
 struct tt_pipe {
     uv_loop_t *loop;
-    uv_tcp_t *sock;
+    struct tt_conn *sock;
     uv_idle_t idle;
     uv_write_t wreq;
     uv_shutdown_t sreq;
@@ -73,8 +74,6 @@ static void schedule(struct tt_pipe *p)
 static void on_handle_closed(uv_handle_t *h)
 {
     struct tt_pipe *p = h->data;
-    if (h == (uv_handle_t *)p->sock)
-        free(h);
     if (--p->nhandles > 0)
         return;
     if (p->hooks != NULL && p->hooks->on_done != NULL)
@@ -94,7 +93,7 @@ static void close_socket(struct tt_pipe *p)
         return;
     p->closing = true;
     p->nhandles = 2;
-    uv_close((uv_handle_t *)p->sock, on_handle_closed);
+    tt_conn_close(p->sock, on_handle_closed);
     uv_close((uv_handle_t *)&p->idle, on_handle_closed);
 }
 
@@ -109,7 +108,7 @@ static void detach(struct tt_pipe *p)
     (void)tt_session_set_user(tt_wsconn_session(p->c), p->id, NULL);
     p->c = NULL;
     if (p->reading) {
-        uv_read_stop((uv_stream_t *)p->sock);
+        tt_conn_read_stop(p->sock);
         p->reading = false;
     }
 }
@@ -256,7 +255,7 @@ static void update_read(struct tt_pipe *p)
     if (want && !p->reading) {
         read_start(p);
     } else if (!want && p->reading) {
-        uv_read_stop((uv_stream_t *)p->sock);
+        tt_conn_read_stop(p->sock);
         p->reading = false;
     }
 }
@@ -304,7 +303,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (!p->closing)
             pump_up(p);
     } else if (nread == UV_EOF) {
-        uv_read_stop(s);
+        tt_conn_read_stop(p->sock);
         p->reading = false;
         if (!p->sock_eof) {
             p->sock_eof = true;
@@ -320,7 +319,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void read_start(struct tt_pipe *p)
 {
-    int r = uv_read_start((uv_stream_t *)p->sock, on_alloc, on_read);
+    int r = tt_conn_read_start(p->sock, on_alloc, on_read);
     if (r < 0) {
         socket_failed(p, "read", r);
         return;
@@ -377,7 +376,7 @@ static void flush(struct tt_pipe *p)
     if (n == 0)
         return;
     p->wreq.data = p;
-    r = uv_write(&p->wreq, (uv_stream_t *)p->sock, bufs, n, on_write);
+    r = tt_conn_write(p->sock, &p->wreq, bufs, n, on_write);
     if (r < 0) {
         socket_failed(p, "write", r);
         return;
@@ -425,7 +424,7 @@ static void on_idle(uv_idle_t *h)
     } else if (p->peer_fin && !p->shut) {
         p->shut = true;
         p->sreq.data = p;
-        int r = uv_shutdown(&p->sreq, (uv_stream_t *)p->sock, on_shutdown);
+        int r = tt_conn_shutdown(p->sock, &p->sreq, on_shutdown);
         if (r < 0)
             socket_failed(p, "shutdown", r);
     } else if (p->shut_done && p->fin_sent && p->c == NULL) {
@@ -515,7 +514,7 @@ void tt_pipe_session_callbacks(struct tt_session_callbacks *cb)
 
 /* ---- public ----------------------------------------------------------------------------- */
 
-int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, uv_tcp_t *sock, bool connecting,
+int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, struct tt_conn *sock, bool connecting,
                 struct tt_wsconn *c, uint32_t id, const uint8_t *pre, size_t prelen,
                 const struct tt_pipe_hooks *hooks, void *ud)
 {
@@ -554,9 +553,9 @@ int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, uv_tcp_t *sock, bool conn
     tt_chunkq_init(&p->wq);
     uv_idle_init(loop, &p->idle);
     p->idle.data = p;
-    sock->data = p;
+    sock->tcp.data = p;
     if (!connecting)
-        (void)uv_tcp_nodelay(sock, 1);
+        (void)uv_tcp_nodelay(&sock->tcp, 1);
     schedule(p); /* pre bytes and reading start from the idle handle */
     *out = p;
     return 0;
@@ -579,7 +578,7 @@ void tt_pipe_connected(struct tt_pipe *p, int status)
         close_socket(p);
         return;
     }
-    (void)uv_tcp_nodelay(p->sock, 1);
+    (void)uv_tcp_nodelay(&p->sock->tcp, 1);
     schedule(p);
 }
 

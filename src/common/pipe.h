@@ -1,14 +1,15 @@
-/* pipe.h - joins one TCP socket to one stream of a wsconn, both ways: socket input goes
- * upstream as DATA within the stream's send window (reading stops while the window or the
- * wsconn's output queue is full, so a slow peer holds back only this stream); DATA from the
- * peer is written to the socket and credited back (tt_wsconn_consume) only once written, so a
- * slow socket holds at most one window. EOF on the socket becomes FIN; the peer's FIN becomes
- * a write shutdown (half-close). Errors become RESET / socket close.
+/* pipe.h - joins one socket (a conn, conn.h: TCP, or TLS on the relay's https listener) to one
+ * stream of a wsconn, both ways: socket input goes upstream as DATA within the stream's send
+ * window (reading stops while the window or the wsconn's output queue is full, so a slow peer
+ * holds back only this stream); DATA from the peer is written to the socket and credited back
+ * (tt_wsconn_consume) only once written, so a slow socket holds at most one window. EOF on the
+ * socket becomes FIN; the peer's FIN becomes a write shutdown (half-close). Errors become RESET
+ * / socket close.
  *
  * Used by the agent (local service sockets), the relay's TCP ports, and the relay's HTTP
  * proxying (with a filter that rewrites request heads).
  *
- * Owns: the uv_tcp_t it is given (closed and freed by it), its read chunk and write queue.
+ * Owns: the conn it is given (closed by it), its read chunk and write queue.
  * A pipe frees itself once both its socket is closed and its stream has ended; on_done is the
  * last callback. Socket writes are batched and flushed once per loop iteration. */
 #ifndef TT_PIPE_H
@@ -39,14 +40,14 @@ struct tt_pipe_hooks {
     void (*on_done)(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud);
 };
 
-/* Creates a pipe between sock (malloc'd uv_tcp_t, taken over: the pipe sets sock->data and
- * frees it after uv_close) and stream id of c, and sets the stream's user pointer to the pipe.
+/* Creates a pipe between sock (a conn, not reading, taken over: the pipe sets sock->tcp.data
+ * and closes it) and stream id of c, and sets the stream's user pointer to the pipe.
  * If connecting is true the socket's connect is still under way: call tt_pipe_connected()
  * from its callback; DATA arriving meanwhile is queued (the window bounds it). Otherwise the
  * pipe starts reading now. pre[0..prelen) are bytes already read from the socket; they go
  * through the filter (or upstream) first. hooks and ud must outlive the pipe. Returns 0 and *out,
  * or TETHER_ERR_NOMEM / _NO_STREAM (then sock is still the caller's). */
-int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, uv_tcp_t *sock, bool connecting,
+int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, struct tt_conn *sock, bool connecting,
                 struct tt_wsconn *c, uint32_t id, const uint8_t *pre, size_t prelen,
                 const struct tt_pipe_hooks *hooks, void *ud);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/conn.h"
 #include "common/log.h"
 #include "common/pool.h"
 #include "common/util.h"
@@ -26,7 +27,7 @@
 
 struct tt_wsconn {
     uv_loop_t *loop;
-    uv_tcp_t *tcp;
+    struct tt_conn *conn;
     uv_timer_t timer; /* pings and ping timeout; the close deadline once closing */
     uv_idle_t idle;   /* flushes before the loop polls; delivers on_close */
     uv_write_t wreq;
@@ -112,8 +113,6 @@ static void set_reason(struct tt_wsconn *c, const char *reason)
 static void on_handle_closed(uv_handle_t *h)
 {
     struct tt_wsconn *c = h->data;
-    if ((uv_handle_t *)c->tcp == h)
-        free(h);
     if (--c->nhandles > 0)
         return;
     tt_chunkq_clear(&c->out);
@@ -129,7 +128,7 @@ static void close_handles(struct tt_wsconn *c)
         return;
     c->hclosing = true;
     c->nhandles = 3;
-    uv_close((uv_handle_t *)c->tcp, on_handle_closed);
+    tt_conn_close(c->conn, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->idle, on_handle_closed);
 }
@@ -263,7 +262,7 @@ static void flush(struct tt_wsconn *c)
     if (n == 0)
         return;
     c->wreq.data = c;
-    r = uv_write(&c->wreq, (uv_stream_t *)c->tcp, bufs, n, on_write);
+    r = tt_conn_write(c->conn, &c->wreq, bufs, n, on_write);
     if (r < 0) {
         TT_LOG(TT_LOG_DEBUG, "wsconn: write failed peer=%s err=%s", c->peer, uv_err_name(r));
         close_with(c, TT_GOAWAY_NORMAL, 1006, TETHER_ERR_IO, "write failed");
@@ -560,7 +559,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             feed(c, (uint8_t *)buf->base, (size_t)nread);
     } else if (nread == UV_EOF) {
         c->eof = true;
-        uv_read_stop(s);
+        tt_conn_read_stop(c->conn);
         if (c->closing) {
             if (c->shut || c->dead)
                 finish(c);
@@ -569,7 +568,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
     } else if (nread < 0) {
         TT_LOG(TT_LOG_DEBUG, "wsconn: read failed peer=%s err=%s", c->peer, uv_err_name(nread));
-        uv_read_stop(s);
+        tt_conn_read_stop(c->conn);
         close_with(c, TT_GOAWAY_NORMAL, 1006, TETHER_ERR_IO, "read failed");
         finish(c);
     }
@@ -617,7 +616,7 @@ static void on_idle(uv_idle_t *h)
         c->pre = NULL;
         c->prelen = 0;
         if (!c->dead) {
-            int r = uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
+            int r = tt_conn_read_start(c->conn, on_alloc, on_read);
             if (r < 0) {
                 close_with(c, TT_GOAWAY_NORMAL, 1006, TETHER_ERR_IO, "read failed");
                 c->dead = true;
@@ -643,7 +642,7 @@ static void on_idle(uv_idle_t *h)
     if (c->closing && c->out.bytes == 0 && c->inflight == 0 && !c->shut && !c->dead) {
         c->shut = true;
         c->sreq.data = c;
-        if (uv_shutdown(&c->sreq, (uv_stream_t *)c->tcp, on_shutdown) < 0)
+        if (tt_conn_shutdown(c->conn, &c->sreq, on_shutdown) < 0)
             finish(c);
     }
 }
@@ -677,41 +676,21 @@ static void table_release(struct tt_session *s, struct tt_stream *old, void *ud)
 
 /* ---- public ----------------------------------------------------------------------------- */
 
-static void peer_name(struct tt_wsconn *c)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    char ip[INET6_ADDRSTRLEN];
-
-    c->peer[0] = '\0';
-    if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) != 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        if (uv_ip4_name(a, ip, sizeof(ip)) == 0)
-            snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, (unsigned)ntohs(a->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        if (uv_ip6_name(a, ip, sizeof(ip)) == 0)
-            snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
-    }
-}
-
-int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, uv_tcp_t *tcp, const uint8_t *pre,
+int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, struct tt_conn *conn, const uint8_t *pre,
                   size_t prelen, const struct tt_wsconn_config *cfg,
                   const struct tt_wsconn_callbacks *cb, void *ud)
 {
     struct tt_wsconn *c;
     int r;
 
-    if (out == NULL || loop == NULL || tcp == NULL || cfg == NULL || cb == NULL ||
+    if (out == NULL || loop == NULL || conn == NULL || cfg == NULL || cb == NULL ||
         cfg->session_cb == NULL || (prelen > 0 && pre == NULL))
         return TETHER_ERR_INVAL;
     c = calloc(1, sizeof(*c));
     if (c == NULL)
         return TETHER_ERR_NOMEM;
     c->loop = loop;
-    c->tcp = tcp;
+    c->conn = conn;
     c->cfg = *cfg;
     if (c->cfg.out_high == 0)
         c->cfg.out_high = WSCONN_DEFAULT_HIGH;
@@ -757,9 +736,9 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, uv_tcp_t *tcp, const 
     uv_idle_init(loop, &c->idle);
     c->timer.data = c;
     c->idle.data = c;
-    tcp->data = c;
-    (void)uv_tcp_nodelay(tcp, 1);
-    peer_name(c);
+    conn->tcp.data = c;
+    (void)uv_tcp_nodelay(&conn->tcp, 1);
+    tt_conn_peer(conn, c->peer, sizeof(c->peer));
     c->last_rx = uv_now(loop);
     if (c->cfg.ping_interval_ms > 0) {
         uv_timer_start(&c->timer, on_timer, c->cfg.ping_interval_ms, c->cfg.ping_interval_ms);

@@ -1,8 +1,9 @@
-/* wsconn.h - one device connection: a WebSocket (wsframe.h framing) over a libuv TCP stream,
- * carrying a Tether session (src/core/session.h). Relay side (server) or agent side (client);
- * the opening handshake is done before (wshs.h) and any bytes read past it are handed in.
+/* wsconn.h - one device connection: a WebSocket (wsframe.h framing) over a conn (conn.h: TCP,
+ * plain or TLS), carrying a Tether session (src/core/session.h). Relay side (server) or agent
+ * side (client); the opening handshake is done before (wshs.h) and any bytes read past it are
+ * handed in.
  *
- * Owns: the uv_tcp_t it is given (closed and freed by it), the tt_session
+ * Owns: the conn it is given (closed by it), the tt_session
  * and its stream table, the output queue, the ping timer and a uv_idle handle that flushes
  * the output queue once per loop iteration, before the loop polls: many frames, one write.
  * (An idle rather than a prepare handle: one started from another handle's prepare callback
@@ -25,6 +26,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "../core/session.h"
+#include "conn.h"
 
 struct tt_wsconn;
 
@@ -52,12 +54,12 @@ struct tt_wsconn_waiter {
     void (*cb)(struct tt_wsconn_waiter *w); /* called once; the waiter is unqueued first */
 };
 
-/* Creates a wsconn over tcp, which must be a malloc'd, connected uv_tcp_t that is not reading
- * (call uv_read_stop first); the wsconn takes it over (sets tcp->data, frees it after
- * uv_close). pre[0..prelen) are bytes already read after the handshake; they are copied. The
+/* Creates a wsconn over conn, which must be connected (any TLS handshake done) and not reading
+ * (call tt_conn_read_stop first); the wsconn takes it over (sets conn->tcp.data, closes it).
+ * pre[0..prelen) are bytes already read after the handshake; they are copied. The
  * session's stream table starts small and grows up to cfg->session.max_streams. Returns 0 and
- * *out, or TETHER_ERR_NOMEM / _INVAL (then tcp is still the caller's). */
-int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, uv_tcp_t *tcp, const uint8_t *pre,
+ * *out, or TETHER_ERR_NOMEM / _INVAL (then conn is still the caller's). */
+int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, struct tt_conn *conn, const uint8_t *pre,
                   size_t prelen, const struct tt_wsconn_config *cfg,
                   const struct tt_wsconn_callbacks *cb, void *ud);
 

@@ -103,7 +103,7 @@ int tt_device_http_service(const struct tt_device *d, const char *svc)
     return -1;
 }
 
-static void on_port_accept(struct tt_tcpport *p, uv_tcp_t *client, void *ud)
+static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
 {
     struct tt_device *d = ud;
     for (uint8_t i = 0; i < d->nsvc; i++) {
@@ -437,7 +437,7 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
     free(dc);
 }
 
-void tt_device_accept(struct tt_relay *r, uv_tcp_t *tcp, const uint8_t *pre, size_t prelen)
+void tt_device_accept(struct tt_relay *r, struct tt_conn *tcp, const uint8_t *pre, size_t prelen)
 {
     static const struct tt_wsconn_callbacks wcb = {.on_close = on_ws_close};
     struct tt_wsconn_config cfg;

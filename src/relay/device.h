@@ -62,9 +62,9 @@ struct tt_device {
     uint64_t connects;
 };
 
-/* Takes over tcp (malloc'd, handshake answered, reading stopped) as a device connection;
+/* Takes over tcp (handshake answered, reading stopped; plain or TLS) as a device connection;
  * pre[0..prelen) are bytes read after the handshake (copied). On failure tcp is closed. */
-void tt_device_accept(struct tt_relay *r, uv_tcp_t *tcp, const uint8_t *pre, size_t prelen);
+void tt_device_accept(struct tt_relay *r, struct tt_conn *tcp, const uint8_t *pre, size_t prelen);
 
 /* The device holding label, or NULL (unknown, or its grace period just ran out). */
 struct tt_device *tt_device_by_label(struct tt_relay *r, const char *label);

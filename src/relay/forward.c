@@ -125,7 +125,7 @@ static const struct tt_pipe_hooks http_hooks = {
 
 static const struct tt_pipe_hooks tcp_hooks = {0};
 
-static void respond_page(uv_tcp_t *client, enum tt_page page)
+static void respond_page(struct tt_conn *client, enum tt_page page)
 {
     char out[TT_PAGE_MAX];
     int n = tt_pages_render(out, sizeof(out), page);
@@ -152,7 +152,7 @@ static int64_t open_stream(struct tt_device *d, int svc, const char *origin)
     return id;
 }
 
-void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8_t *pre,
+void tt_forward_http(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
                      size_t prelen, const char *host, const char *client_ip, uint16_t client_port)
 {
     struct http_client *hc = calloc(1, sizeof(*hc));
@@ -170,6 +170,7 @@ void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8
         return;
     }
     tt_httpproxy_init(&hc->hx, host, client_ip);
+    hc->hx.https = client->tls != NULL;
     struct tt_pipe *p;
     int rc = tt_pipe_new(&p, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, pre, prelen,
                          &http_hooks, hc);
@@ -187,23 +188,10 @@ void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8
     clients.list = hc;
 }
 
-void tt_forward_tcp(struct tt_device *d, int svc, uv_tcp_t *client)
+void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client)
 {
-    char origin[TT_MAX_ADDR] = "";
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (uv_tcp_getpeername(client, (struct sockaddr *)&ss, &len) == 0) {
-        char ip[64] = "";
-        uint16_t port = 0;
-        if (ss.ss_family == AF_INET) {
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        } else {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        }
-        snprintf(origin, sizeof(origin), "%s:%u", ip, (unsigned)port);
-    }
+    char origin[TT_MAX_ADDR];
+    tt_conn_peer(client, origin, sizeof(origin));
     int64_t id = open_stream(d, svc, origin);
     if (id < 0) {
         TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", d->name, origin,

@@ -10,19 +10,20 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include "common/conn.h"
 #include "device.h"
 
-/* Proxies the browser connection client (malloc'd, reading stopped; taken over) to HTTP
- * service svc of the online device d. pre[0..prelen) holds what was read so far (the first
- * request head and maybe more); host is the normalized Host every request must keep;
- * client_ip and client_port name the browser. When no stream can be opened the client gets
- * a 503 (device busy or unreachable) or 502 page. */
-void tt_forward_http(struct tt_device *d, int svc, uv_tcp_t *client, const uint8_t *pre,
+/* Proxies the browser connection client (reading stopped; taken over) to HTTP service svc of
+ * the online device d. pre[0..prelen) holds what was read so far (the first request head and
+ * maybe more); host is the normalized Host every request must keep; client_ip and client_port
+ * name the browser; a client over TLS gets X-Forwarded-Proto: https. When no stream can be
+ * opened the client gets a 503 (device busy or unreachable) or 502 page. */
+void tt_forward_http(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
                      size_t prelen, const char *host, const char *client_ip, uint16_t client_port);
 
-/* Joins the TCP client (malloc'd, taken over) to TCP service svc of the online device d; the
- * client is closed when no stream can be opened. */
-void tt_forward_tcp(struct tt_device *d, int svc, uv_tcp_t *client);
+/* Joins the TCP client (taken over) to TCP service svc of the online device d; the client is
+ * closed when no stream can be opened. */
+void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client);
 
 /* Starts the timer behind the HTTP clients' timeouts on loop: idle_ms without a byte either
  * way closes a client (0: never), and so does a request head still incomplete head_ms after

@@ -23,19 +23,19 @@ static void unlink_hc(struct tt_headconn *hc)
 void tt_headconn_free(struct tt_headconn *hc)
 {
     unlink_hc(hc);
-    if (hc->tcp)
-        tt_respond_drop(hc->tcp);
+    if (hc->conn)
+        tt_respond_drop(hc->conn);
     tt_chunk_put(hc->buf);
     free(hc);
 }
 
-uv_tcp_t *tt_headconn_take(struct tt_headconn *hc)
+struct tt_conn *tt_headconn_take(struct tt_headconn *hc)
 {
-    uv_tcp_t *tcp = hc->tcp;
-    uv_read_stop((uv_stream_t *)tcp);
-    tcp->data = NULL;
-    hc->tcp = NULL;
-    return tcp;
+    struct tt_conn *conn = hc->conn;
+    tt_conn_read_stop(conn);
+    conn->tcp.data = NULL;
+    hc->conn = NULL;
+    return conn;
 }
 
 void tt_headconn_respond(struct tt_headconn *hc, const void *data, size_t len)
@@ -74,6 +74,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct tt_headconn *hc = s->data;
     (void)buf;
     if (nread == UV_ENOBUFS || nread < 0) {
+        if (nread == UV_EPROTO && hc->conn->tls)
+            TT_LOG(TT_LOG_DEBUG, "tls: dropped peer=%s:%u: %s", hc->peer_ip, hc->peer_port,
+                   tt_tls_error(hc->conn));
         tt_headconn_free(hc);
         return;
     }
@@ -158,32 +161,31 @@ static void peer_name(uv_tcp_t *tcp, char ip[64], uint16_t *port)
 
 int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server)
 {
-    uv_tcp_t *tcp = malloc(sizeof(*tcp));
-    if (!tcp)
+    struct tt_conn *conn = tt_conn_new(server->loop);
+    if (!conn)
         return TETHER_ERR_NOMEM;
-    uv_tcp_init(server->loop, tcp);
-    if (uv_accept(server, (uv_stream_t *)tcp) != 0) {
-        tt_respond_drop(tcp);
+    if (uv_accept(server, (uv_stream_t *)&conn->tcp) != 0) {
+        tt_respond_drop(conn);
         return TETHER_ERR_IO;
     }
     struct tt_headconn *hc = calloc(1, sizeof(*hc));
-    if (!hc || set->closed) {
+    if (!hc || set->closed || (set->tls && tt_tls_accept(conn, set->tls) != 0)) {
         free(hc);
-        tt_respond_drop(tcp);
+        tt_respond_drop(conn);
         return TETHER_ERR_NOMEM;
     }
-    uv_tcp_nodelay(tcp, 1);
+    uv_tcp_nodelay(&conn->tcp, 1);
     hc->set = set;
-    hc->tcp = tcp;
-    tcp->data = hc;
+    hc->conn = conn;
+    conn->tcp.data = hc;
     hc->started = uv_now(server->loop);
-    peer_name(tcp, hc->peer_ip, &hc->peer_port);
+    peer_name(&conn->tcp, hc->peer_ip, &hc->peer_port);
     tt_headparse_init(&hc->hp);
     hc->next = set->list;
     if (set->list)
         set->list->prev = hc;
     set->list = hc;
-    if (uv_read_start((uv_stream_t *)tcp, on_alloc, on_read) != 0) {
+    if (tt_conn_read_start(conn, on_alloc, on_read) != 0) {
         tt_headconn_free(hc);
         return TETHER_ERR_IO;
     }

@@ -5,7 +5,9 @@
  * the accept (a total deadline: trickling bytes does not extend it) is dropped, all without
  * the owner hearing of it. Once the
  * head is complete the owner's on_head decides: it takes the socket (tt_headconn_take) or
- * answers (tt_headconn_respond). */
+ * answers (tt_headconn_respond). On a TLS listener (the set has a context) each connection gets
+ * a TLS session first, and its head is read through it: the handshake counts in the timeout;
+ * a failed one drops the connection; the socket handed on carries the session. */
 #ifndef TT_HEADCONN_H
 #define TT_HEADCONN_H
 
@@ -13,7 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+#include "common/conn.h"
 #include "common/pool.h"
+#include "common/tls.h"
 #include "headparse.h"
 
 #define TT_HEADCONN_TIMEOUT_MS 30000
@@ -31,14 +35,16 @@ struct tt_headconn_set {
     struct tt_headconn *list;
     tt_headconn_cb on_head;
     void *ud;
-    uint64_t timeout_ms; /* TT_HEADCONN_TIMEOUT_MS after init; the owner may change it */
+    uint64_t timeout_ms;    /* TT_HEADCONN_TIMEOUT_MS after init; the owner may change it */
+    struct tt_tls_ctx *tls; /* NULL: plain TCP; else the server context new connections get
+                               (the owner's; it may replace it at any time: SIGHUP) */
     bool closed;
 };
 
 struct tt_headconn {
     struct tt_headconn_set *set;
     struct tt_headconn *prev, *next;
-    uv_tcp_t *tcp;
+    struct tt_conn *conn; /* NULL once taken */
     struct tt_chunk *buf;
     const uint8_t *data; /* buf->data */
     size_t len, headlen;
@@ -59,9 +65,9 @@ void tt_headconn_set_close(struct tt_headconn_set *set);
  * pending connection is accepted and dropped. Returns 0 or a negative tether_err. */
 int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server);
 
-/* Takes the socket out of hc (reading stopped; tcp->data is the caller's). hc->data stays
+/* Takes the socket out of hc (reading stopped; conn->tcp.data is the caller's). hc->data stays
  * valid until tt_headconn_free. */
-uv_tcp_t *tt_headconn_take(struct tt_headconn *hc);
+struct tt_conn *tt_headconn_take(struct tt_headconn *hc);
 /* Frees hc (and its socket unless taken). */
 void tt_headconn_free(struct tt_headconn *hc);
 /* Answers data[0..len) (copied) on hc's socket, closes it and frees hc. */

@@ -52,7 +52,7 @@ static bool name_is(const uint8_t *base, const struct tt_head_hdr *h, const char
 }
 
 tt_ssize tt_httpproxy_rewrite(const uint8_t *head, size_t headlen, const struct tt_headparse *hp,
-                              const char *client_ip, uint8_t *out, size_t outlen)
+                              const char *client_ip, bool https, uint8_t *out, size_t outlen)
 {
     struct out o = {out, 0, outlen, false};
     if (hp->line_len == 0 || (size_t)hp->line_off + hp->line_len > headlen)
@@ -88,7 +88,7 @@ tt_ssize tt_httpproxy_rewrite(const uint8_t *head, size_t headlen, const struct 
         puts_(&o, client_ip);
         puts_(&o, "\r\n");
     }
-    puts_(&o, "X-Forwarded-Proto: http\r\n");
+    puts_(&o, https ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
     if (hostv) {
         puts_(&o, "X-Forwarded-Host: ");
         put(&o, hostv, hostlen);
@@ -112,8 +112,8 @@ static int finish_head(struct tt_httpproxy *x, size_t headlen, tt_httpproxy_emit
     struct tt_chunk *o = tt_chunk_get();
     if (!o)
         return TETHER_ERR_NOMEM;
-    tt_ssize n =
-        tt_httpproxy_rewrite(x->head->data, headlen, &x->hp, x->client_ip, o->data, TT_CHUNK_SIZE);
+    tt_ssize n = tt_httpproxy_rewrite(x->head->data, headlen, &x->hp, x->client_ip, x->https,
+                                      o->data, TT_CHUNK_SIZE);
     int rc = n < 0 ? TETHER_ERR_TOO_LARGE : emit(ud, o->data, (size_t)n);
     tt_chunk_put(o);
     tt_httpproxy_reset(x);

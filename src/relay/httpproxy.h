@@ -1,10 +1,10 @@
 /* httpproxy.h - the relay's request filter for one browser connection proxied to a device:
  * it finds each request head on the keep-alive connection, checks that its Host still names
  * the same device address, and rewrites it (Host kept; client X-Forwarded-Proto/-Host
- * dropped; the client IP appended to X-Forwarded-For; X-Forwarded-Proto: http and
- * X-Forwarded-Host added). Bodies (Content-Length or chunked, framing included) pass as they
- * are, and after an Upgrade request everything does. Responses are never parsed.
- * No I/O: output goes to an emit callback (the pipe's tt_pipe_send). */
+ * dropped; the client IP appended to X-Forwarded-For; X-Forwarded-Proto: http (https when the
+ * browser came over TLS) and X-Forwarded-Host added). Bodies (Content-Length or chunked, framing
+ * included) pass as they are, and after an Upgrade request everything does. Responses are never
+ * parsed. No I/O: output goes to an emit callback (the pipe's tt_pipe_send). */
 #ifndef TT_HTTPPROXY_H
 #define TT_HTTPPROXY_H
 
@@ -30,13 +30,15 @@ struct tt_httpproxy {
     uint8_t mode;          /* enum tt_httpproxy_mode */
     char host[TT_HOSTLEN]; /* normalized Host every request must carry */
     char client_ip[64];    /* appended to X-Forwarded-For */
+    bool https;            /* the browser came over TLS: X-Forwarded-Proto: https */
     struct tt_chunk *head; /* the head being read (pool chunk), only while it holds bytes */
     size_t hlen;
     uint64_t requests; /* heads rewritten so far */
 };
 
 /* Prepares x for a connection whose requests must carry Host host (normalized form, see
- * route.h) from client_ip. x must not move afterwards. Cannot fail. */
+ * route.h) from client_ip, over plain HTTP (set x->https afterwards for TLS). x must not move
+ * afterwards. Cannot fail. */
 void tt_httpproxy_init(struct tt_httpproxy *x, const char *host, const char *client_ip);
 
 /* Gives back x's buffer. x is unusable afterwards until tt_httpproxy_init. */
@@ -49,10 +51,11 @@ void tt_httpproxy_reset(struct tt_httpproxy *x);
 int tt_httpproxy_feed(struct tt_httpproxy *x, const uint8_t *in, size_t len, tt_httpproxy_emit emit,
                       void *ud);
 
-/* Writes the rewritten form of one head (head[0..headlen), parsed into hp) into out.
+/* Writes the rewritten form of one head (head[0..headlen), parsed into hp) into out, with
+ * X-Forwarded-Proto https if https, else http.
  * Returns its length, or TETHER_ERR_AGAIN when outlen is too small (headlen + the Host
  * value's length + 256 is always enough). */
 tt_ssize tt_httpproxy_rewrite(const uint8_t *head, size_t headlen, const struct tt_headparse *hp,
-                              const char *client_ip, uint8_t *out, size_t outlen);
+                              const char *client_ip, bool https, uint8_t *out, size_t outlen);
 
 #endif

@@ -7,7 +7,7 @@
 #include "respond.h"
 
 struct answer {
-    uv_tcp_t *tcp;
+    struct tt_conn *conn;
     uv_timer_t timer;
     uv_write_t wr;
     uv_shutdown_t sh;
@@ -20,22 +20,15 @@ struct answer {
 
 static struct answer *answers;
 
-static void on_drop_close(uv_handle_t *h)
+void tt_respond_drop(struct tt_conn *conn)
 {
-    free(h);
-}
-
-void tt_respond_drop(uv_tcp_t *tcp)
-{
-    if (!uv_is_closing((uv_handle_t *)tcp))
-        uv_close((uv_handle_t *)tcp, on_drop_close);
+    if (!tt_conn_is_closing(conn))
+        tt_conn_close(conn, NULL);
 }
 
 static void on_handle_close(uv_handle_t *h)
 {
     struct answer *a = h->data;
-    if (h != (uv_handle_t *)&a->timer)
-        free(h);
     if (--a->open_handles == 0)
         free(a);
 }
@@ -51,7 +44,7 @@ static void finish(struct answer *a)
         answers = a->next;
     if (a->next)
         a->next->prev = a->prev;
-    uv_close((uv_handle_t *)a->tcp, on_handle_close);
+    tt_conn_close(a->conn, on_handle_close);
     uv_close((uv_handle_t *)&a->timer, on_handle_close);
 }
 
@@ -80,7 +73,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     struct answer *a = req->data;
     if (a->closing)
         return;
-    if (status < 0 || uv_read_start((uv_stream_t *)a->tcp, discard_alloc, on_discard) != 0)
+    if (status < 0 || tt_conn_read_start(a->conn, discard_alloc, on_discard) != 0)
         finish(a);
 }
 
@@ -90,24 +83,24 @@ static void on_write(uv_write_t *req, int status)
     if (a->closing)
         return;
     a->sh.data = a;
-    if (status < 0 || uv_shutdown(&a->sh, (uv_stream_t *)a->tcp, on_shutdown) != 0)
+    if (status < 0 || tt_conn_shutdown(a->conn, &a->sh, on_shutdown) != 0)
         finish(a);
 }
 
-void tt_respond_close(uv_tcp_t *tcp, const void *data, size_t len)
+void tt_respond_close(struct tt_conn *conn, const void *data, size_t len)
 {
-    uv_read_stop((uv_stream_t *)tcp);
+    tt_conn_read_stop(conn);
     struct answer *a = malloc(sizeof(*a) + len);
     if (!a) {
-        tt_respond_drop(tcp);
+        tt_respond_drop(conn);
         return;
     }
     memset(a, 0, sizeof(*a));
-    a->tcp = tcp;
+    a->conn = conn;
     a->len = len;
     memcpy(a->data, data, len);
-    tcp->data = a;
-    uv_timer_init(tcp->loop, &a->timer);
+    conn->tcp.data = a;
+    uv_timer_init(conn->tcp.loop, &a->timer);
     a->timer.data = a;
     a->open_handles = 2;
     a->next = answers;
@@ -117,7 +110,7 @@ void tt_respond_close(uv_tcp_t *tcp, const void *data, size_t len)
     uv_timer_start(&a->timer, on_timer, TT_RESPOND_LINGER_MS, 0);
     uv_buf_t b = uv_buf_init(a->data, (unsigned)len);
     a->wr.data = a;
-    if (uv_write(&a->wr, (uv_stream_t *)tcp, &b, 1, on_write) != 0)
+    if (tt_conn_write(conn, &a->wr, &b, 1, on_write) != 0)
         finish(a);
 }
 

@@ -6,18 +6,19 @@
 
 #include <stddef.h>
 #include <uv.h>
+#include "common/conn.h"
 
 #define TT_RESPOND_LINGER_MS 2000
 
-/* Takes over tcp (a malloc'd, connected uv_tcp_t; reading is stopped; tcp->data is ours; it is
- * freed after uv_close), writes data[0..len) (copied) and closes it. Cannot fail: when out of
- * memory the socket is just closed. */
-void tt_respond_close(uv_tcp_t *tcp, const void *data, size_t len);
+/* Takes over conn (connected; reading is stopped; conn->tcp.data is ours), writes data[0..len)
+ * (copied) and closes it (over TLS: with close_notify). Cannot fail: when out of memory the
+ * socket is just closed. */
+void tt_respond_close(struct tt_conn *conn, const void *data, size_t len);
 
 /* Closes at once every socket still lingering (relay shutdown). */
 void tt_respond_close_all(void);
 
-/* Closes tcp (malloc'd) without a word and frees it after its close callback. */
-void tt_respond_drop(uv_tcp_t *tcp);
+/* Closes conn without a word. */
+void tt_respond_drop(struct tt_conn *conn);
 
 #endif

@@ -98,16 +98,16 @@ static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
         respond_page(hc, TT_PAGE_BAD_REQUEST);
         return;
     }
-    uv_tcp_t *tcp = tt_headconn_take(hc);
+    struct tt_conn *conn = tt_headconn_take(hc);
     uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
     w->req.data = w;
-    if (uv_write(&w->req, (uv_stream_t *)tcp, &b, 1, on_hs_written) != 0) {
+    if (tt_conn_write(conn, &w->req, &b, 1, on_hs_written) != 0) {
         free(w);
-        tt_respond_drop(tcp);
+        tt_respond_drop(conn);
         tt_headconn_free(hc);
         return;
     }
-    tt_device_accept(r, tcp, hc->data + hc->headlen, hc->len - hc->headlen);
+    tt_device_accept(r, conn, hc->data + hc->headlen, hc->len - hc->headlen);
     tt_headconn_free(hc);
 }
 
@@ -141,8 +141,8 @@ static void to_device(struct tt_relay *r, struct tt_headconn *hc, struct tt_devi
         respond_page(hc, svc[0] ? TT_PAGE_NOT_FOUND : TT_PAGE_NO_SERVICE);
         return;
     }
-    uv_tcp_t *tcp = tt_headconn_take(hc);
-    tt_forward_http(d, idx, tcp, hc->data, hc->len, host, hc->peer_ip, hc->peer_port);
+    struct tt_conn *conn = tt_headconn_take(hc);
+    tt_forward_http(d, idx, conn, hc->data, hc->len, host, hc->peer_ip, hc->peer_port);
     (void)r;
     tt_headconn_free(hc);
 }

@@ -71,15 +71,14 @@ static void on_connection(uv_stream_t *server, int status)
     struct tt_tcpport *p = server->data;
     if (status < 0)
         return;
-    uv_tcp_t *c = malloc(sizeof(*c));
+    struct tt_conn *c = tt_conn_new(server->loop);
     if (!c)
         return;
-    uv_tcp_init(server->loop, c);
-    if (uv_accept(server, (uv_stream_t *)c) != 0) {
-        uv_close((uv_handle_t *)c, on_close);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        tt_conn_close(c, NULL);
         return;
     }
-    uv_tcp_nodelay(c, 1);
+    uv_tcp_nodelay(&c->tcp, 1);
     p->cb(p, c, p->ud);
 }
 

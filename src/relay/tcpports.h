@@ -7,13 +7,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
+#include "common/conn.h"
 #include "common/util.h"
 
 struct tt_tcpport;
 
-/* A client connected to p: client is a malloc'd, connected uv_tcp_t now owned by the callee
- * (free it after uv_close). */
-typedef void (*tt_tcpport_accept_cb)(struct tt_tcpport *p, uv_tcp_t *client, void *ud);
+/* A client connected to p: client is a connected (plain) conn now owned by the callee (who
+ * closes it with tt_conn_close). */
+typedef void (*tt_tcpport_accept_cb)(struct tt_tcpport *p, struct tt_conn *client, void *ud);
 
 struct tt_tcpports {
     uv_loop_t *loop;

@@ -187,11 +187,6 @@ struct outcome {
     struct srv *stop[2];
 };
 
-static void tcp_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *ud)
 {
     struct outcome *o = ud;
@@ -202,13 +197,13 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
     snprintf(o->message, sizeof o->message, "%s", r->message);
     snprintf(o->url, sizeof o->url, "%s", r->url);
     if (r->err == 0) {
-        assert_non_null(r->tcp);
+        assert_non_null(r->conn);
         assert_true(r->prelen < sizeof o->pre);
         memcpy(o->pre, r->pre, r->prelen);
         o->pre[r->prelen] = '\0';
-        uv_close((uv_handle_t *)r->tcp, tcp_closed);
+        tt_conn_close(r->conn, NULL);
     } else {
-        assert_null(r->tcp);
+        assert_null(r->conn);
     }
     for (int i = 0; i < 2; i++)
         if (o->stop[i])

@@ -276,13 +276,35 @@ static void test_rewrite_small_buffer(void **state)
     assert_int_equal(ev, TT_HEADPARSE_HEAD);
     assert_int_equal(n, sizeof(req) - 1);
     uint8_t out[64];
-    assert_int_equal(tt_httpproxy_rewrite((const uint8_t *)req, n, &hp, "1.2.3.4", out, 20),
+    assert_int_equal(tt_httpproxy_rewrite((const uint8_t *)req, n, &hp, "1.2.3.4", false, out, 20),
                      TETHER_ERR_AGAIN);
-    assert_true(tt_httpproxy_rewrite((const uint8_t *)req, n, &hp, "1.2.3.4", out,
+    assert_true(tt_httpproxy_rewrite((const uint8_t *)req, n, &hp, "1.2.3.4", false, out,
                                      sizeof(out) + 0) == TETHER_ERR_AGAIN);
     uint8_t big[512];
-    assert_true(tt_httpproxy_rewrite((const uint8_t *)req, n, &hp, "1.2.3.4", big, sizeof(big)) >
-                0);
+    assert_true(
+        tt_httpproxy_rewrite((const uint8_t *)req, n, &hp, "1.2.3.4", false, big, sizeof(big)) > 0);
+}
+
+/* A browser that came through the TLS listener: X-Forwarded-Proto says https. */
+static void test_rewrite_https(void **state)
+{
+    (void)state;
+    static const char req[] =
+        "GET / HTTP/1.1\r\nHost: abc.localhost\r\nX-Forwarded-Proto: http\r\n\r\n";
+    static const char want[] = "GET / HTTP/1.1\r\nHost: abc.localhost\r\n"
+                               "X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\n"
+                               "X-Forwarded-Host: abc.localhost\r\n\r\n";
+    static struct tt_headparse hp;
+    enum tt_headparse_event ev;
+    tt_headparse_init(&hp);
+    tt_headparse_begin(&hp, (const uint8_t *)req);
+    size_t n = tt_headparse_execute(&hp, (const uint8_t *)req, sizeof(req) - 1, &ev);
+    assert_int_equal(ev, TT_HEADPARSE_HEAD);
+    uint8_t out[512];
+    tt_ssize r =
+        tt_httpproxy_rewrite((const uint8_t *)req, n, &hp, "1.2.3.4", true, out, sizeof(out));
+    assert_int_equal(r, sizeof(want) - 1);
+    assert_memory_equal(out, want, sizeof(want) - 1);
 }
 
 static void test_has_token(void **state)
@@ -302,7 +324,8 @@ int main(void)
         cmocka_unit_test(test_keepalive_bodies), cmocka_unit_test(test_upgrade_goes_raw),
         cmocka_unit_test(test_errors),           cmocka_unit_test(test_head_too_large),
         cmocka_unit_test(test_guard_page),       cmocka_unit_test(test_rewrite_small_buffer),
-        cmocka_unit_test(test_has_token),        cmocka_unit_test(test_uri_too_long),
+        cmocka_unit_test(test_rewrite_https),    cmocka_unit_test(test_has_token),
+        cmocka_unit_test(test_uri_too_long),
         cmocka_unit_test(test_strict_heads),
     };
     tt_chunk_pool_drain();

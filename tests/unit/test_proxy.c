@@ -623,11 +623,6 @@ struct outcome {
     struct px *px;
 };
 
-static void tcp_freed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *ud)
 {
     struct outcome *o = ud;
@@ -639,7 +634,7 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
     snprintf(o->url, sizeof o->url, "%s", r->url);
     if (r->err == 0) {
         snprintf(o->pre, sizeof o->pre, "%.*s", (int)r->prelen, (const char *)r->pre);
-        uv_close((uv_handle_t *)r->tcp, tcp_freed);
+        tt_conn_close(r->conn, NULL);
     }
     uv_close((uv_handle_t *)&o->px->listener, NULL);
 }

@@ -12,14 +12,21 @@
 
 #include <wslay/wslay.h>
 
+#include "common/conn.h"
 #include "common/pipe.h"
 #include "common/pool.h"
 #include "common/wsconn.h"
 
 /* ---- loopback helpers ------------------------------------------------------------------- */
 
+/* The uv stream of a conn, for the raw (test) side of a pair. */
+static uv_stream_t *S(struct tt_conn *c)
+{
+    return (uv_stream_t *)&c->tcp;
+}
+
 struct pair_ctx {
-    uv_tcp_t *accepted;
+    struct tt_conn *accepted;
     int connected;
 };
 
@@ -27,9 +34,8 @@ static void pair_on_conn(uv_stream_t *server, int status)
 {
     struct pair_ctx *pc = server->data;
     assert_int_equal(status, 0);
-    pc->accepted = malloc(sizeof(uv_tcp_t));
-    uv_tcp_init(server->loop, pc->accepted);
-    assert_int_equal(uv_accept(server, (uv_stream_t *)pc->accepted), 0);
+    pc->accepted = tt_conn_new(server->loop);
+    assert_int_equal(uv_accept(server, S(pc->accepted)), 0);
 }
 
 static void pair_on_connect(uv_connect_t *req, int status)
@@ -45,7 +51,7 @@ static void free_handle(uv_handle_t *h)
 }
 
 /* Makes a connected TCP pair on 127.0.0.1: *a is the connecting side, *b the accepted one. */
-static void make_pair(uv_loop_t *loop, uv_tcp_t **a, uv_tcp_t **b)
+static void make_pair(uv_loop_t *loop, struct tt_conn **a, struct tt_conn **b)
 {
     uv_tcp_t lst;
     struct sockaddr_in addr;
@@ -60,10 +66,10 @@ static void make_pair(uv_loop_t *loop, uv_tcp_t **a, uv_tcp_t **b)
     assert_int_equal(uv_tcp_getsockname(&lst, (struct sockaddr *)&bound, &len), 0);
     lst.data = &pc;
     assert_int_equal(uv_listen((uv_stream_t *)&lst, 8, pair_on_conn), 0);
-    *a = malloc(sizeof(uv_tcp_t));
-    uv_tcp_init(loop, *a);
+    *a = tt_conn_new(loop);
     req.data = &pc;
-    assert_int_equal(uv_tcp_connect(&req, *a, (struct sockaddr *)&bound, pair_on_connect), 0);
+    assert_int_equal(uv_tcp_connect(&req, &(*a)->tcp, (struct sockaddr *)&bound, pair_on_connect),
+                     0);
     while (!pc.connected || pc.accepted == NULL)
         uv_run(loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&lst, free_handle);
@@ -206,7 +212,7 @@ static void echo_listen(uv_loop_t *loop, uv_tcp_t *lst, struct sockaddr_storage 
 
 struct client {
     struct world *w;
-    uv_tcp_t *tcp;
+    struct tt_conn *tcp;
     uv_write_t wreq;
     uv_shutdown_t sreq;
     uint8_t *out;
@@ -317,19 +323,19 @@ static int device_on_open(struct tt_session *s, struct tt_stream *st, const stru
 {
     struct world *w = ud;
     struct tt_pipe *p;
-    uv_tcp_t *sock = malloc(sizeof(*sock));
+    struct tt_conn *sock = tt_conn_new(&w->loop);
     uv_connect_t *req = malloc(sizeof(*req));
     struct sockaddr_storage addr = w->echo_addr;
     (void)m;
     if (w->refuse_open)
         ((struct sockaddr_in *)&addr)->sin_port = htons(1); /* nothing listens on port 1 */
-    uv_tcp_init(&w->loop, sock);
     assert_int_equal(tt_pipe_new(&p, &w->loop, sock, true, tt_wsconn_from_session(s), st->id, NULL,
                                  0, &device_hooks, w),
                      0);
     assert_ptr_equal(st->user, p);
     req->data = p;
-    assert_int_equal(uv_tcp_connect(req, sock, (struct sockaddr *)&addr, device_connected), 0);
+    assert_int_equal(uv_tcp_connect(req, &sock->tcp, (struct sockaddr *)&addr, device_connected),
+                     0);
     return 0;
 }
 
@@ -361,7 +367,7 @@ static void world_init(struct world *w, uint32_t window, uint16_t max_streams)
 /* Connects a relay wsconn and a device wsconn and runs until the device is welcomed. */
 static void world_connect(struct world *w)
 {
-    uv_tcp_t *a, *b;
+    struct tt_conn *a, *b;
     struct tt_wsconn_config rc = {0}, dc = {0};
     static const struct tt_wsconn_callbacks rcb = {relay_on_close};
     static const struct tt_wsconn_callbacks dcb = {device_on_close};
@@ -413,7 +419,7 @@ static void client_check_done(struct client *cl)
     if (!cl->eof || cl->closed)
         return;
     cl->closed = true;
-    uv_close((uv_handle_t *)cl->tcp, client_closed);
+    tt_conn_close(cl->tcp, NULL);
     w->clients_done++;
 }
 
@@ -451,7 +457,7 @@ static void client_on_write(uv_write_t *req, int status)
     struct client *cl = req->data;
     if (status == 0) {
         cl->sreq.data = cl;
-        uv_shutdown(&cl->sreq, (uv_stream_t *)cl->tcp, client_on_shutdown);
+        uv_shutdown(&cl->sreq, S(cl->tcp), client_on_shutdown);
     }
 }
 
@@ -461,7 +467,7 @@ static struct tt_pipe *last_relay_pipe;
 /* A public client: a TCP pair whose far end the relay pipes to a new stream. */
 static void client_start(struct world *w, struct client *cl, size_t len, uint8_t seed)
 {
-    uv_tcp_t *pub;
+    struct tt_conn *pub;
     uint8_t buf[256];
     uint32_t id = 0;
     struct tt_pipe *p;
@@ -470,15 +476,15 @@ static void client_start(struct world *w, struct client *cl, size_t len, uint8_t
     make_pair(&w->loop, &cl->tcp, &pub);
     if (sink_mode) {
         int small = 16384;
-        assert_int_equal(uv_send_buffer_size((uv_handle_t *)cl->tcp, &small), 0);
-        assert_int_equal(uv_recv_buffer_size((uv_handle_t *)pub, &small), 0);
+        assert_int_equal(uv_send_buffer_size((uv_handle_t *)S(cl->tcp), &small), 0);
+        assert_int_equal(uv_recv_buffer_size((uv_handle_t *)S(pub), &small), 0);
     }
     cl->out = malloc(len ? len : 1);
     cl->outlen = len;
     cl->in = malloc(len + 4096);
     for (size_t i = 0; i < len; i++)
         cl->out[i] = (uint8_t)(seed + i * 31 + (i >> 9));
-    cl->tcp->data = cl;
+    cl->tcp->tcp.data = cl;
     tt_ssize n = tt_session_open(tt_wsconn_session(w->relay), 0, "127.0.0.1:1234", NULL, &id, buf,
                                  sizeof(buf));
     assert_true(n > 0);
@@ -488,14 +494,14 @@ static void client_start(struct world *w, struct client *cl, size_t len, uint8_t
     assert_int_equal(tt_pipe_stream_id(p), id);
     last_relay_pipe = p;
     assert_ptr_equal(tt_pipe_ud(p), w);
-    uv_read_start((uv_stream_t *)cl->tcp, client_alloc, client_on_read);
+    uv_read_start(S(cl->tcp), client_alloc, client_on_read);
     if (len > 0) {
         uv_buf_t b = uv_buf_init((char *)cl->out, (unsigned)len);
         cl->wreq.data = cl;
-        assert_int_equal(uv_write(&cl->wreq, (uv_stream_t *)cl->tcp, &b, 1, client_on_write), 0);
+        assert_int_equal(uv_write(&cl->wreq, S(cl->tcp), &b, 1, client_on_write), 0);
     } else {
         cl->sreq.data = cl;
-        uv_shutdown(&cl->sreq, (uv_stream_t *)cl->tcp, client_on_shutdown);
+        uv_shutdown(&cl->sreq, S(cl->tcp), client_on_shutdown);
     }
 }
 
@@ -618,7 +624,7 @@ static void test_close_with_open_streams(void **state)
 /* ---- raw peers -------------------------------------------------------------------------- */
 
 struct raw {
-    uv_tcp_t *tcp;
+    struct tt_conn *tcp;
     uv_write_t wreq;
     uint8_t in[4096];
     size_t inlen;
@@ -677,7 +683,7 @@ static void raw_case(bool client, const uint8_t *bytes, size_t len, uint32_t pin
 {
     uv_loop_t loop;
     uv_timer_t guard;
-    uv_tcp_t *a, *b;
+    struct tt_conn *a, *b;
     struct raw r;
     struct tt_wsconn *c;
     struct tt_session_callbacks scb;
@@ -701,13 +707,13 @@ static void raw_case(bool client, const uint8_t *bytes, size_t len, uint32_t pin
     cfg.ping_timeout_ms = ping_timeout;
     cfg.max_message = max_message;
     r.tcp = a;
-    a->data = &r;
-    uv_read_start((uv_stream_t *)a, raw_alloc, raw_on_read);
+    a->tcp.data = &r;
+    uv_read_start(S(a), raw_alloc, raw_on_read);
     /* Half the bytes come as "already read after the handshake", half over the socket. */
     assert_int_equal(tt_wsconn_new(&c, &loop, b, bytes, len / 2, &cfg, &cb, &r), 0);
     if (len - len / 2 > 0) {
         uv_buf_t wb = uv_buf_init((char *)bytes + len / 2, (unsigned)(len - len / 2));
-        assert_int_equal(uv_try_write((uv_stream_t *)a, &wb, 1), (int)(len - len / 2));
+        assert_int_equal(uv_try_write(S(a), &wb, 1), (int)(len - len / 2));
     }
     while (!r.closed)
         uv_run(&loop, UV_RUN_ONCE);
@@ -715,7 +721,7 @@ static void raw_case(bool client, const uint8_t *bytes, size_t len, uint32_t pin
     uv_shutdown_t sreq;
     while (!r.eof)
         uv_run(&loop, UV_RUN_ONCE);
-    assert_int_equal(uv_shutdown(&sreq, (uv_stream_t *)a, NULL), 0);
+    assert_int_equal(uv_shutdown(&sreq, S(a), NULL), 0);
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(r.err, want_err);
     /* The last frame from the wsconn is a close frame with want_code. */
@@ -747,7 +753,7 @@ static void raw_case(bool client, const uint8_t *bytes, size_t len, uint32_t pin
     }
     assert_true(seen_close);
     assert_int_equal(code, want_code);
-    uv_close((uv_handle_t *)a, client_closed);
+    tt_conn_close(a, NULL);
     finish_loop(&loop, &guard);
 }
 
@@ -932,7 +938,7 @@ static void test_stuck_service_backpressure(void **state)
      * stream's window is spent), and neither side queued more than a window. */
     assert_int_equal(nsinks, 1);
     assert_int_equal(w->clients_done, 0);
-    assert_true(uv_stream_get_write_queue_size((uv_stream_t *)w->clients[0].tcp) > (4u << 20));
+    assert_true(uv_stream_get_write_queue_size(S(w->clients[0].tcp)) > (4u << 20));
     assert_true(tt_wsconn_queued(w->relay) < 2 * 65536);
     assert_true(tt_wsconn_queued(w->device) < 65536);
     assert_int_equal(tt_session_send_window(tt_wsconn_session(w->relay), 1), 0);
@@ -1011,7 +1017,7 @@ static void test_interop_wslay(void **state)
 {
     uv_loop_t loop;
     uv_timer_t guard;
-    uv_tcp_t *a, *b;
+    struct tt_conn *a, *b;
     struct raw r;
     struct tt_wsconn *c;
     struct tt_session_callbacks scb;
@@ -1035,8 +1041,8 @@ static void test_interop_wslay(void **state)
     cfg.session_cb = &scb;
     k.cap = 1 << 20;
     k.buf = malloc(k.cap);
-    a->data = &k;
-    uv_read_start((uv_stream_t *)a, sink_alloc, sink_read);
+    a->tcp.data = &k;
+    uv_read_start(S(a), sink_alloc, sink_read);
     assert_int_equal(tt_wsconn_new(&c, &loop, b, NULL, 0, &cfg, &cb, &r), 0);
     uint8_t *pat = malloc(200000);
     for (size_t i = 0; i < 200000; i++)
@@ -1046,7 +1052,7 @@ static void test_interop_wslay(void **state)
     tt_wsconn_close(c, TT_GOAWAY_NORMAL, 1000, 0, "done");
     while (!k.eof)
         uv_run(&loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)a, client_closed);
+    tt_conn_close(a, NULL);
     while (!r.closed)
         uv_run(&loop, UV_RUN_ONCE);
     finish_loop(&loop, &guard);
@@ -1118,19 +1124,19 @@ static void test_interop_wslay(void **state)
     cfg.client = false;
     cfg.session.role = TT_ROLE_RELAY;
     r.tcp = a;
-    a->data = &r;
-    uv_read_start((uv_stream_t *)a, raw_alloc, raw_on_read);
+    a->tcp.data = &r;
+    uv_read_start(S(a), raw_alloc, raw_on_read);
     assert_int_equal(tt_wsconn_new(&c, &loop, b, NULL, 0, &cfg, &cb, &r), 0);
     for (size_t i = 0; i < k.len && !r.closed; i++) {
         uv_buf_t wb = uv_buf_init((char *)k.buf + i, 1);
-        assert_int_equal(uv_try_write((uv_stream_t *)a, &wb, 1), 1);
+        assert_int_equal(uv_try_write(S(a), &wb, 1), 1);
         uv_run(&loop, UV_RUN_NOWAIT);
     }
     while (!r.eof)
         uv_run(&loop, UV_RUN_ONCE);
     assert_int_equal(raw_hellos, 1);
     assert_int_equal(r.err, 0);
-    uv_close((uv_handle_t *)a, client_closed);
+    tt_conn_close(a, NULL);
     finish_loop(&loop, &guard);
     free(pat);
     free(msg);

@@ -1,0 +1,101 @@
+/* conn.c - the transport of one connection (conn.h): plain TCP goes straight to libuv's calls;
+ * a conn with a TLS session goes to tls.c. Nothing here copies or buffers bytes. */
+#include "common/conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/tls.h"
+
+struct tt_conn *tt_conn_new(uv_loop_t *loop)
+{
+    struct tt_conn *c = malloc(sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    uv_tcp_init(loop, &c->tcp);
+    c->tcp.data = NULL;
+    c->tls = NULL;
+    c->close_cb = NULL;
+    return c;
+}
+
+struct tt_conn *tt_conn_of(uv_handle_t *h)
+{
+    return (struct tt_conn *)(void *)((char *)h - offsetof(struct tt_conn, tcp));
+}
+
+int tt_conn_read_start(struct tt_conn *c, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
+{
+    if (c->tls != NULL)
+        return tt_tls_read_start(c, alloc_cb, read_cb);
+    return uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+}
+
+int tt_conn_read_stop(struct tt_conn *c)
+{
+    if (c->tls != NULL)
+        return tt_tls_read_stop(c);
+    return uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+int tt_conn_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsigned nbufs,
+                  uv_write_cb cb)
+{
+    if (c->tls != NULL)
+        return tt_tls_write(c, req, bufs, nbufs, cb);
+    return uv_write(req, (uv_stream_t *)&c->tcp, bufs, nbufs, cb);
+}
+
+int tt_conn_shutdown(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb)
+{
+    if (c->tls != NULL)
+        return tt_tls_shutdown(c, req, cb);
+    return uv_shutdown(req, (uv_stream_t *)&c->tcp, cb);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct tt_conn *c = tt_conn_of(h);
+    if (c->close_cb != NULL)
+        c->close_cb(h);
+    free(c);
+}
+
+void tt_conn_close(struct tt_conn *c, uv_close_cb cb)
+{
+    if (uv_is_closing((uv_handle_t *)&c->tcp))
+        return;
+    c->close_cb = cb;
+    if (c->tls != NULL) {
+        tt_tls_close(c); /* calls on_closed's work itself once its handles are closed */
+        return;
+    }
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+bool tt_conn_is_closing(const struct tt_conn *c)
+{
+    return uv_is_closing((const uv_handle_t *)&c->tcp) != 0;
+}
+
+void tt_conn_peer(const struct tt_conn *c, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN];
+
+    if (outlen == 0)
+        return;
+    out[0] = '\0';
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        if (uv_ip4_name(a, ip, sizeof(ip)) == 0)
+            snprintf(out, outlen, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        if (uv_ip6_name(a, ip, sizeof(ip)) == 0)
+            snprintf(out, outlen, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+    }
+}

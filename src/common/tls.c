@@ -1,0 +1,889 @@
+/* tls.c - TLS sessions on tt_conn (tls.h). OpenSSL reads and writes through a BIO of ours:
+ * reading takes ciphertext from the pooled chunk the socket was read into (in), writing appends
+ * records to a chunk queue (out) that one uv_write at a time sends. SSL_read decrypts straight
+ * into the owner's buffer. The socket is read only while the handshake runs or the owner reads
+ * and OpenSSL has taken everything read so far, so a reader that stops holds back the peer
+ * through TCP, as on a plain conn. Owner callbacks are never called from inside the owner's
+ * own calls: what is due then (data left over at a read start, a failed write) is delivered
+ * from a uv_idle handle. */
+#include "common/tls.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "common/log.h"
+#include "common/pool.h"
+#include "tether_err.h"
+
+#define TLS_MAX_BUFS 64
+/* What a read asks the owner's alloc callback for (a pool chunk, as libuv would suggest). */
+#define TLS_READ_SIZE 65536
+
+struct tt_tls_ctx {
+    SSL_CTX *ssl;
+    bool server;
+};
+
+struct pending_write {
+    uv_write_t *req; /* the owner's */
+    uint64_t mark;   /* done once this many ciphertext bytes are written */
+};
+
+struct tt_tls {
+    struct tt_conn *conn;
+    SSL *ssl;       /* owns the BIO */
+    uv_idle_t idle; /* deferred deliveries */
+    bool server;
+    bool handshaking; /* until the handshake is over (done or failed) */
+    bool failed;      /* the session broke (err says why): no more records either way */
+    bool closing;     /* tt_conn_close was called */
+    bool reading;     /* the owner reads */
+    bool tcp_reading; /* the socket is being read */
+    bool tcp_eof;     /* the socket's EOF was read */
+    int tcp_err;      /* a socket read error (libuv code), 0 if none */
+    int end;          /* how the plaintext input ends once drained: UV_EOF or an error */
+    bool end_told;    /* the owner has had it */
+    uv_alloc_cb alloc_cb;
+    uv_read_cb read_cb;
+    tt_tls_handshake_cb hs_cb;
+    void *hs_ud;
+
+    struct tt_chunk *in; /* ciphertext read; [off, len) not yet taken by OpenSSL */
+
+    struct tt_chunkq out; /* ciphertext to send */
+    size_t inflight;      /* bytes of out in the uv_write under way (0: none) */
+    uint64_t queued;      /* ciphertext bytes queued in total */
+    uint64_t written;     /* and written */
+    int write_err;        /* the socket failed a write: every write now fails with it */
+    uv_write_t wreq;
+    struct pending_write w[TT_TLS_MAX_WRITES]; /* a ring, oldest at whead */
+    unsigned whead, wn;
+    uv_shutdown_t *shut_req; /* the owner's, until its callback */
+    int shut_err;            /* a shutdown that failed to start: told from the idle handle */
+    bool shut_started;       /* uv_shutdown issued */
+    uv_shutdown_t sreq;
+    int nhandles;
+
+    char err[TT_ERRLEN];
+};
+
+static void pump(struct tt_tls *t);
+static void flush_out(struct tt_tls *t);
+static void on_idle(uv_idle_t *h);
+
+/* ---- the BIO ---------------------------------------------------------------------------- */
+
+static bool input_left(const struct tt_tls *t)
+{
+    return t->in != NULL && t->in->off < t->in->len;
+}
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+    struct tt_tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (tt_chunkq_append(&t->out, (const uint8_t *)data, (size_t)len) != 0)
+        return -1; /* out of memory: OpenSSL fails the record, and so the session */
+    t->queued += (uint64_t)len;
+    return len;
+}
+
+static int bio_read(BIO *b, char *out, int len)
+{
+    struct tt_tls *t = BIO_get_data(b);
+    size_t n;
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (!input_left(t)) {
+        if (t->tcp_eof || t->tcp_err != 0)
+            return 0; /* the end of the socket's input */
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    n = t->in->len - t->in->off;
+    if (n > (size_t)len)
+        n = (size_t)len;
+    memcpy(out, t->in->data + t->in->off, n);
+    t->in->off += n;
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *bio_method;
+static uv_once_t bio_once = UV_ONCE_INIT;
+
+static void make_bio_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tether");
+    if (m == NULL)
+        return;
+    BIO_meth_set_write(m, bio_write);
+    BIO_meth_set_read(m, bio_read);
+    BIO_meth_set_ctrl(m, bio_ctrl);
+    BIO_meth_set_create(m, bio_create);
+    bio_method = m;
+}
+
+/* ---- contexts --------------------------------------------------------------------------- */
+
+/* The reason of OpenSSL's last queued error, or fallback. Empties the queue. */
+static const char *ssl_reason(const char *fallback)
+{
+    unsigned long e, last = 0;
+    while ((e = ERR_get_error()) != 0)
+        last = e;
+    const char *r = last ? ERR_reason_error_string(last) : NULL;
+    return r ? r : fallback;
+}
+
+static void errf(char err[TT_ERRLEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void errf(char err[TT_ERRLEN], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, TT_ERRLEN, fmt, ap);
+    va_end(ap);
+}
+
+/* Checks that path can be opened for reading (OpenSSL's own message for a missing file is
+ * "system lib"). */
+static int readable(const char *path, const char *what, char err[TT_ERRLEN])
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        errf(err, "cannot read %s %.200s: %s", what, path, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    /* HTTP/1.1 only (WebSocket upgrades and the proxied requests need it). */
+    for (unsigned i = 0; i < inlen;) {
+        unsigned n = in[i];
+        if (i + 1 + n > inlen)
+            break;
+        if (n == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = (unsigned char)n;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + n;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+static SSL_CTX *new_ssl_ctx(bool server)
+{
+    SSL_CTX *s = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (s == NULL)
+        return NULL;
+    if (SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION) != 1) {
+        SSL_CTX_free(s);
+        return NULL;
+    }
+    uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION;
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+    opts |= SSL_OP_IGNORE_UNEXPECTED_EOF; /* a TCP EOF without close_notify is just EOF */
+#endif
+    if (server)
+        opts |= SSL_OP_CIPHER_SERVER_PREFERENCE;
+    SSL_CTX_set_options(s, opts);
+    /* Idle connections give their record buffers back. */
+    SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
+    return s;
+}
+
+int tt_tls_ctx_server(struct tt_tls_ctx **out, const char *cert_file, const char *key_file,
+                      char err[TT_ERRLEN])
+{
+    struct tt_tls_ctx *ctx;
+
+    if (readable(cert_file, "TLS certificate", err) != 0 || readable(key_file, "TLS key", err) != 0)
+        return TETHER_ERR_CONFIG;
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL || (ctx->ssl = new_ssl_ctx(true)) == NULL) {
+        free(ctx);
+        errf(err, "cannot set up TLS: %s", ssl_reason("out of memory"));
+        return TETHER_ERR_NOMEM;
+    }
+    ctx->server = true;
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(ctx->ssl, cert_file) != 1) {
+        errf(err, "cannot load TLS certificate %.200s: %s", cert_file,
+             ssl_reason("not a PEM certificate"));
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx->ssl, key_file, SSL_FILETYPE_PEM) != 1) {
+        errf(err, "cannot load TLS key %.200s: %s", key_file, ssl_reason("not a PEM private key"));
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx->ssl) != 1) {
+        ERR_clear_error();
+        errf(err, "TLS key %.200s does not match certificate %.200s", key_file, cert_file);
+        goto fail;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx->ssl, alpn_select, NULL);
+    *out = ctx;
+    return 0;
+fail:
+    tt_tls_ctx_free(ctx);
+    return TETHER_ERR_CONFIG;
+}
+
+int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecure,
+                      char err[TT_ERRLEN])
+{
+    static const unsigned char alpn[] = "\x08http/1.1";
+    struct tt_tls_ctx *ctx;
+
+    if (ca_file != NULL && readable(ca_file, "CA file", err) != 0)
+        return TETHER_ERR_CONFIG;
+    ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL || (ctx->ssl = new_ssl_ctx(false)) == NULL) {
+        free(ctx);
+        errf(err, "cannot set up TLS: %s", ssl_reason("out of memory"));
+        return TETHER_ERR_NOMEM;
+    }
+    ERR_clear_error();
+    if (insecure) {
+        SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_NONE, NULL);
+    } else {
+        SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, NULL);
+        /* No system store is not an error by itself: the CA file may be all there is. */
+        if (SSL_CTX_set_default_verify_paths(ctx->ssl) != 1)
+            ERR_clear_error();
+        if (ca_file != NULL && SSL_CTX_load_verify_locations(ctx->ssl, ca_file, NULL) != 1) {
+            errf(err, "cannot load CA file %.200s: %s", ca_file,
+                 ssl_reason("no PEM certificate in it"));
+            tt_tls_ctx_free(ctx);
+            return TETHER_ERR_CONFIG;
+        }
+    }
+    SSL_CTX_set_alpn_protos(ctx->ssl, alpn, sizeof(alpn) - 1);
+    *out = ctx;
+    return 0;
+}
+
+void tt_tls_ctx_free(struct tt_tls_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    SSL_CTX_free(ctx->ssl);
+    free(ctx);
+}
+
+void tt_tls_ctx_describe(const struct tt_tls_ctx *ctx, char *out, size_t outlen)
+{
+    X509 *x;
+    char subject[160] = "", serial[80] = "", after[40] = "";
+
+    if (outlen == 0)
+        return;
+    out[0] = '\0';
+    if (ctx == NULL || !ctx->server || (x = SSL_CTX_get0_certificate(ctx->ssl)) == NULL)
+        return;
+    X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    if (bn != NULL) {
+        char *hex = BN_bn2hex(bn);
+        if (hex != NULL)
+            snprintf(serial, sizeof(serial), "%s", hex);
+        OPENSSL_free(hex);
+        BN_free(bn);
+    }
+    BIO *mem = BIO_new(BIO_s_mem());
+    if (mem != NULL) {
+        if (ASN1_TIME_print(mem, X509_get0_notAfter(x)) == 1) {
+            int n = BIO_read(mem, after, (int)sizeof(after) - 1);
+            after[n > 0 ? n : 0] = '\0';
+        }
+        BIO_free(mem);
+    }
+    ERR_clear_error();
+    snprintf(out, outlen, "subject=\"%s\" serial=%s not_after=\"%s\"", subject, serial, after);
+}
+
+/* ---- sessions: helpers ------------------------------------------------------------------ */
+
+static uv_stream_t *stream_of(struct tt_tls *t)
+{
+    return (uv_stream_t *)&t->conn->tcp;
+}
+
+static void schedule(struct tt_tls *t)
+{
+    if (!t->closing && !uv_is_active((uv_handle_t *)&t->idle))
+        uv_idle_start(&t->idle, on_idle);
+}
+
+static void on_tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Reads the socket exactly when something needs its bytes and OpenSSL took all read so far. */
+static void update_tcp_read(struct tt_tls *t)
+{
+    bool want = !t->closing && !t->failed && !t->tcp_eof && t->tcp_err == 0 && t->end == 0 &&
+                !input_left(t) && (t->handshaking || t->reading);
+    if (want && !t->tcp_reading) {
+        int r = uv_read_start(stream_of(t), on_tcp_alloc, on_tcp_read);
+        if (r < 0) {
+            t->tcp_err = r;
+            schedule(t);
+            return;
+        }
+        t->tcp_reading = true;
+    } else if (!want && t->tcp_reading) {
+        uv_read_stop(stream_of(t));
+        t->tcp_reading = false;
+    }
+}
+
+/* Gives the input chunk back once OpenSSL has taken all of it (idle connections hold none). */
+static void release_input(struct tt_tls *t)
+{
+    if (t->in != NULL && !input_left(t)) {
+        tt_chunk_put(t->in);
+        t->in = NULL;
+    }
+}
+
+/* Records why the session failed, from OpenSSL's state and error queue. */
+static void describe_failure(struct tt_tls *t, const char *doing)
+{
+    long vr = t->server ? X509_V_OK : SSL_get_verify_result(t->ssl);
+    if (vr != X509_V_OK) {
+        ERR_clear_error();
+        errf(t->err, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
+    } else if (t->tcp_err != 0) {
+        ERR_clear_error();
+        errf(t->err, "connection failed during %s: %s", doing, uv_strerror(t->tcp_err));
+    } else if (t->tcp_eof && ERR_peek_error() == 0) {
+        errf(t->err, "connection closed during %s", doing);
+    } else {
+        errf(t->err, "%s failed: %s", doing, ssl_reason("unknown TLS error"));
+    }
+}
+
+/* ---- sessions: output ------------------------------------------------------------------- */
+
+/* Completes the owner's writes whose ciphertext is out (or all of them, once writing failed or
+ * the conn is closing). */
+static void complete_writes(struct tt_tls *t)
+{
+    while (t->wn > 0) {
+        struct pending_write *pw = &t->w[t->whead];
+        int status;
+        if (t->closing)
+            status = UV_ECANCELED;
+        else if (t->write_err != 0)
+            status = t->write_err;
+        else if (pw->mark <= t->written)
+            status = 0;
+        else
+            break;
+        uv_write_t *req = pw->req;
+        t->whead = (t->whead + 1) % TT_TLS_MAX_WRITES;
+        t->wn--;
+        req->cb(req, status);
+    }
+}
+
+static void on_tcp_shutdown(uv_shutdown_t *req, int status)
+{
+    struct tt_tls *t = req->data;
+    uv_shutdown_t *own = t->shut_req;
+    t->shut_req = NULL;
+    if (own != NULL)
+        own->cb(own, t->closing ? UV_ECANCELED : status);
+}
+
+/* Once all ciphertext is out, the owner's shutdown becomes the socket's. */
+static void maybe_shutdown(struct tt_tls *t)
+{
+    if (t->shut_req == NULL || t->shut_started || t->closing || t->inflight > 0 || t->out.bytes > 0)
+        return;
+    if (t->write_err != 0) {
+        t->shut_err = t->write_err;
+        schedule(t);
+        return;
+    }
+    t->shut_started = true;
+    t->sreq.data = t;
+    int r = uv_shutdown(&t->sreq, stream_of(t), on_tcp_shutdown);
+    if (r < 0) {
+        t->shut_err = r;
+        schedule(t);
+    }
+}
+
+static void on_tcp_write(uv_write_t *req, int status)
+{
+    struct tt_tls *t = req->data;
+    tt_chunkq_consume(&t->out, t->inflight);
+    t->written += t->inflight;
+    t->inflight = 0;
+    if (status < 0 && t->write_err == 0)
+        t->write_err = status;
+    complete_writes(t);
+    flush_out(t);
+}
+
+static void flush_out(struct tt_tls *t)
+{
+    uv_buf_t bufs[TLS_MAX_BUFS]; /* uv_write copies the array */
+    size_t nbytes;
+    unsigned n;
+
+    if (t->closing || t->inflight > 0 || t->write_err != 0) {
+        maybe_shutdown(t);
+        return;
+    }
+    n = tt_chunkq_bufs(&t->out, bufs, TLS_MAX_BUFS, &nbytes);
+    if (n == 0) {
+        maybe_shutdown(t);
+        return;
+    }
+    t->wreq.data = t;
+    int r = uv_write(&t->wreq, stream_of(t), bufs, n, on_tcp_write);
+    if (r < 0) {
+        t->write_err = r;
+        schedule(t); /* the owner's writes fail from the idle handle */
+        return;
+    }
+    t->inflight = nbytes;
+}
+
+/* ---- sessions: input -------------------------------------------------------------------- */
+
+/* Runs the handshake as far as the input allows. */
+static void handshake(struct tt_tls *t)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(t->ssl);
+    int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
+    flush_out(t); /* our flight, or the alert that ends a failed handshake */
+    if (r != 1 && e == SSL_ERROR_WANT_READ && !t->tcp_eof && t->tcp_err == 0)
+        return;
+    t->handshaking = false;
+    if (r == 1) {
+        char d[96];
+        tt_tls_describe(t->conn, d, sizeof(d));
+        TT_LOG(TT_LOG_DEBUG, "tls: handshake done %s", d);
+    } else {
+        describe_failure(t, "the TLS handshake");
+        t->failed = true;
+        t->end = UV_EPROTO;
+    }
+    if (t->hs_cb != NULL) {
+        tt_tls_handshake_cb cb = t->hs_cb;
+        t->hs_cb = NULL;
+        cb(t->conn, r == 1 ? 0 : TETHER_ERR_TLS, r == 1 ? "" : t->err, t->hs_ud);
+    }
+}
+
+/* Tells the owner how its input ended. */
+static void tell_end(struct tt_tls *t, uv_buf_t *buf)
+{
+    uv_buf_t none = uv_buf_init(NULL, 0);
+    t->end_told = true;
+    t->reading = false; /* as libuv stops reading at EOF */
+    t->read_cb(stream_of(t), t->end, buf ? buf : &none);
+}
+
+/* Decrypts into the owner's buffers while it reads and there is input. */
+static void deliver(struct tt_tls *t)
+{
+    while (t->reading && !t->closing && !t->end_told) {
+        if (t->end != 0) {
+            tell_end(t, NULL);
+            return;
+        }
+        if (!input_left(t) && !SSL_has_pending(t->ssl) && !t->tcp_eof && t->tcp_err == 0)
+            return; /* wait for the socket */
+        uv_buf_t buf = uv_buf_init(NULL, 0);
+        t->alloc_cb((uv_handle_t *)stream_of(t), TLS_READ_SIZE, &buf);
+        if (buf.base == NULL || buf.len == 0) {
+            t->read_cb(stream_of(t), UV_ENOBUFS, &buf);
+            return;
+        }
+        size_t n = 0;
+        bool more = true;
+        while (n < buf.len) {
+            size_t want = buf.len - n > INT_MAX ? INT_MAX : buf.len - n;
+            ERR_clear_error();
+            int r = SSL_read(t->ssl, buf.base + n, (int)want);
+            if (r > 0) {
+                n += (size_t)r;
+                continue;
+            }
+            int e = SSL_get_error(t->ssl, r);
+            if (e == SSL_ERROR_WANT_READ) {
+                more = false;
+            } else if (t->tcp_err != 0 && !input_left(t)) {
+                t->end = t->tcp_err; /* the socket failed */
+            } else if (e == SSL_ERROR_ZERO_RETURN || t->tcp_eof) {
+                t->end = UV_EOF; /* close_notify, or the socket's EOF */
+            } else {
+                describe_failure(t, "TLS");
+                TT_LOG(TT_LOG_DEBUG, "tls: %s", t->err);
+                t->failed = true;
+                t->end = UV_EPROTO;
+            }
+            break;
+        }
+        flush_out(t); /* reading may answer (a key update, an alert) */
+        if (n > 0 || t->end == 0) {
+            t->read_cb(stream_of(t), (ssize_t)n, &buf); /* n == 0 gives the buffer back */
+            if (!more)
+                return;
+            continue;
+        }
+        tell_end(t, &buf);
+        return;
+    }
+}
+
+static void pump(struct tt_tls *t)
+{
+    if (t->handshaking && !t->closing)
+        handshake(t);
+    if (!t->handshaking && !t->closing)
+        deliver(t);
+    if (!t->closing) {
+        release_input(t);
+        update_tcp_read(t);
+    }
+}
+
+static void on_tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct tt_tls *t = tt_conn_of(h)->tls;
+    (void)suggested;
+    if (t->in == NULL)
+        t->in = tt_chunk_get();
+    if (t->in == NULL) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    /* Only read when all earlier input was taken: the whole chunk is free. */
+    t->in->off = t->in->len = 0;
+    *buf = uv_buf_init((char *)t->in->data, TT_CHUNK_SIZE);
+}
+
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tt_tls *t = tt_conn_of((uv_handle_t *)s)->tls;
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread > 0)
+        t->in->len = (size_t)nread;
+    else if (nread == UV_EOF)
+        t->tcp_eof = true;
+    else
+        t->tcp_err = (int)nread;
+    if (nread < 0) {
+        uv_read_stop(s);
+        t->tcp_reading = false;
+    }
+    pump(t);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct tt_tls *t = h->data;
+    uv_idle_stop(h);
+    if (t->closing)
+        return;
+    complete_writes(t);
+    if (t->shut_err != 0 && t->shut_req != NULL && !t->shut_started) {
+        uv_shutdown_t *own = t->shut_req;
+        int err = t->shut_err;
+        t->shut_req = NULL;
+        own->cb(own, err);
+    }
+    if (!t->closing)
+        pump(t);
+}
+
+/* ---- sessions: life cycle --------------------------------------------------------------- */
+
+static struct tt_tls *tls_new(struct tt_conn *c, struct tt_tls_ctx *ctx)
+{
+    struct tt_tls *t;
+    BIO *b;
+
+    uv_once(&bio_once, make_bio_method);
+    if (bio_method == NULL)
+        return NULL;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        return NULL;
+    t->conn = c;
+    t->server = ctx->server;
+    tt_chunkq_init(&t->out);
+    t->ssl = SSL_new(ctx->ssl);
+    b = BIO_new(bio_method);
+    if (t->ssl == NULL || b == NULL) {
+        BIO_free(b);
+        SSL_free(t->ssl);
+        free(t);
+        ERR_clear_error();
+        return NULL;
+    }
+    BIO_set_data(b, t);
+    SSL_set_bio(t->ssl, b, b);
+    uv_idle_init(c->tcp.loop, &t->idle);
+    t->idle.data = t;
+    return t;
+}
+
+/* Frees a session whose handle was never used (set-up failed before any I/O). */
+static void on_early_idle_closed(uv_handle_t *h)
+{
+    struct tt_tls *t = h->data;
+    tt_chunk_put(t->in);
+    tt_chunkq_clear(&t->out);
+    SSL_free(t->ssl);
+    free(t);
+}
+
+int tt_tls_accept(struct tt_conn *c, struct tt_tls_ctx *ctx)
+{
+    struct tt_tls *t;
+    if (c->tls != NULL || ctx == NULL || !ctx->server)
+        return c->tls != NULL ? TETHER_ERR_STATE : TETHER_ERR_INVAL;
+    t = tls_new(c, ctx);
+    if (t == NULL)
+        return TETHER_ERR_NOMEM;
+    SSL_set_accept_state(t->ssl);
+    t->handshaking = true;
+    c->tls = t;
+    return 0;
+}
+
+static bool ip_literal(const char *host)
+{
+    unsigned char buf[16];
+    return uv_inet_pton(AF_INET, host, buf) == 0 || uv_inet_pton(AF_INET6, host, buf) == 0;
+}
+
+int tt_tls_connect(struct tt_conn *c, struct tt_tls_ctx *ctx, const char *host, const uint8_t *pre,
+                   size_t prelen, tt_tls_handshake_cb cb, void *ud)
+{
+    struct tt_tls *t;
+    int ok;
+
+    if (c->tls != NULL)
+        return TETHER_ERR_STATE;
+    if (ctx == NULL || ctx->server || host == NULL || cb == NULL || prelen > TT_CHUNK_SIZE ||
+        (prelen > 0 && pre == NULL))
+        return TETHER_ERR_INVAL;
+    t = tls_new(c, ctx);
+    if (t == NULL)
+        return TETHER_ERR_NOMEM;
+    SSL_set_connect_state(t->ssl);
+    if (ip_literal(host)) {
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host);
+    } else {
+        ok = SSL_set_tlsext_host_name(t->ssl, host) == 1 && SSL_set1_host(t->ssl, host) == 1;
+    }
+    if (ok != 1)
+        goto fail;
+    if (prelen > 0) {
+        t->in = tt_chunk_get();
+        if (t->in == NULL)
+            goto fail;
+        memcpy(t->in->data, pre, prelen);
+        t->in->len = prelen;
+    }
+    t->handshaking = true;
+    t->hs_cb = cb;
+    t->hs_ud = ud;
+    c->tls = t;
+    /* The ClientHello goes out now; the callback only ever comes from a later read. */
+    ERR_clear_error();
+    int r = SSL_do_handshake(t->ssl);
+    if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
+        c->tls = NULL;
+        goto fail;
+    }
+    flush_out(t);
+    release_input(t);
+    update_tcp_read(t);
+    return 0;
+fail:
+    ERR_clear_error();
+    uv_close((uv_handle_t *)&t->idle, on_early_idle_closed);
+    return TETHER_ERR_TLS;
+}
+
+const char *tt_tls_error(const struct tt_conn *c)
+{
+    return c->tls != NULL ? c->tls->err : "";
+}
+
+void tt_tls_describe(const struct tt_conn *c, char *out, size_t outlen)
+{
+    if (outlen == 0)
+        return;
+    out[0] = '\0';
+    if (c->tls == NULL || c->tls->handshaking || c->tls->failed)
+        return;
+    snprintf(out, outlen, "%s %s", SSL_get_version(c->tls->ssl),
+             SSL_CIPHER_get_name(SSL_get_current_cipher(c->tls->ssl)));
+}
+
+int tt_tls_read_start(struct tt_conn *c, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
+{
+    struct tt_tls *t = c->tls;
+    if (t->closing)
+        return UV_EINVAL;
+    t->alloc_cb = alloc_cb;
+    t->read_cb = read_cb;
+    t->reading = true;
+    /* What is already here (left by an earlier owner, or an end) comes on the next turn. */
+    if (!t->handshaking &&
+        (input_left(t) || SSL_has_pending(t->ssl) || t->end != 0 || t->tcp_eof || t->tcp_err != 0))
+        schedule(t);
+    update_tcp_read(t);
+    return 0;
+}
+
+int tt_tls_read_stop(struct tt_conn *c)
+{
+    struct tt_tls *t = c->tls;
+    t->reading = false;
+    if (!t->closing)
+        update_tcp_read(t);
+    return 0;
+}
+
+int tt_tls_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsigned nbufs,
+                 uv_write_cb cb)
+{
+    struct tt_tls *t = c->tls;
+
+    if (t->closing || t->shut_req != NULL || t->shut_started)
+        return UV_EPIPE;
+    if (t->handshaking)
+        return UV_ENOTCONN;
+    if (t->failed)
+        return UV_EPROTO;
+    if (t->write_err != 0)
+        return t->write_err;
+    if (t->wn == TT_TLS_MAX_WRITES)
+        return UV_ENOBUFS;
+    for (unsigned i = 0; i < nbufs; i++) {
+        const char *p = bufs[i].base;
+        size_t len = bufs[i].len;
+        while (len > 0) {
+            int k = len > INT_MAX ? INT_MAX : (int)len;
+            ERR_clear_error();
+            int r = SSL_write(t->ssl, p, k);
+            if (r <= 0) {
+                /* Records may be half queued: the stream is broken. */
+                describe_failure(t, "TLS write");
+                t->failed = true;
+                t->end = UV_EPROTO;
+                return UV_EPROTO;
+            }
+            p += r;
+            len -= (size_t)r;
+        }
+    }
+    req->handle = stream_of(t);
+    req->cb = cb;
+    struct pending_write *pw = &t->w[(t->whead + t->wn) % TT_TLS_MAX_WRITES];
+    pw->req = req;
+    pw->mark = t->queued;
+    t->wn++;
+    if (t->inflight == 0 && t->out.bytes == 0)
+        schedule(t); /* nothing to send (empty write): complete it on the next turn */
+    flush_out(t);
+    return 0;
+}
+
+int tt_tls_shutdown(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb)
+{
+    struct tt_tls *t = c->tls;
+
+    if (t->closing)
+        return UV_ENOTCONN;
+    if (t->shut_req != NULL || t->shut_started)
+        return UV_EALREADY;
+    req->handle = stream_of(t);
+    req->cb = cb;
+    t->shut_req = req;
+    if (!t->handshaking && !t->failed) {
+        ERR_clear_error();
+        (void)SSL_shutdown(t->ssl); /* queues our close_notify; we do not wait for theirs */
+        ERR_clear_error();
+    }
+    flush_out(t);
+    return 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct tt_tls *t = h->type == UV_IDLE ? h->data : tt_conn_of(h)->tls;
+    struct tt_conn *c = t->conn;
+
+    if (--t->nhandles > 0)
+        return;
+    complete_writes(t); /* UV_ECANCELED for any left */
+    if (t->shut_req != NULL) {
+        uv_shutdown_t *own = t->shut_req;
+        t->shut_req = NULL;
+        own->cb(own, UV_ECANCELED);
+    }
+    if (c->close_cb != NULL)
+        c->close_cb((uv_handle_t *)&c->tcp);
+    tt_chunk_put(t->in);
+    tt_chunkq_clear(&t->out);
+    SSL_free(t->ssl);
+    free(t);
+    free(c);
+}
+
+void tt_tls_close(struct tt_conn *c)
+{
+    struct tt_tls *t = c->tls;
+    t->closing = true;
+    t->reading = false;
+    t->nhandles = 2;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    uv_close((uv_handle_t *)&t->idle, on_closed);
+}

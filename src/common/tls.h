@@ -1,0 +1,85 @@
+/* tls.h - TLS for tt_conn (conn.h), with OpenSSL: the contexts (the relay's certificate and key,
+ * reloadable; the agent's trust: system CAs, an extra CA file, or no verification at all) and
+ * the TLS session a conn carries. OpenSSL works over our own memory BIO: ciphertext read from
+ * the socket lands in a pooled chunk that OpenSSL reads from, plaintext is decrypted straight
+ * into the reader's buffer, and records are written into a queue of pooled chunks that one
+ * uv_write at a time sends. TLS 1.2 is the minimum on both sides; renegotiation is off.
+ *
+ * No OpenSSL type appears here: relay and agent code hold a struct tt_tls_ctx. */
+#ifndef TT_TLS_H
+#define TT_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/conn.h"
+#include "common/util.h"
+
+/* Writes a TLS conn accepts at once (tt_conn_write): more is UV_ENOBUFS. */
+#define TT_TLS_MAX_WRITES 16
+
+/* An OpenSSL SSL_CTX and its settings. Sessions made from a context hold their own reference
+ * to it: freeing (or replacing) a context never disturbs connections made with it. */
+struct tt_tls_ctx;
+
+/* A server context from PEM files: cert_file holds the certificate (the wildcard *.DOMAIN one)
+ * followed by its chain, key_file the private key. Returns 0 and *out (tt_tls_ctx_free), or
+ * TETHER_ERR_CONFIG (unreadable or malformed file, key not matching the certificate),
+ * TETHER_ERR_NOMEM, with a one-line message naming the file and the cause in err. */
+int tt_tls_ctx_server(struct tt_tls_ctx **out, const char *cert_file, const char *key_file,
+                      char err[TT_ERRLEN]);
+
+/* A client context: the relay's certificate is verified against the system's CAs plus those of
+ * ca_file (PEM; NULL for none), and its name against the host dialed, unless insecure (then
+ * nothing is verified). Returns 0 and *out, or TETHER_ERR_CONFIG (ca_file unreadable or holds
+ * no certificate), TETHER_ERR_NOMEM, with a one-line message in err. */
+int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecure,
+                      char err[TT_ERRLEN]);
+
+/* Drops the caller's reference. NULL is ignored. */
+void tt_tls_ctx_free(struct tt_tls_ctx *ctx);
+
+/* Writes "subject=... serial=... not_after=..." of a server context's certificate into out
+ * (for logs); "" for a client context. */
+void tt_tls_ctx_describe(const struct tt_tls_ctx *ctx, char *out, size_t outlen);
+
+/* Server side: puts a TLS session from ctx (a server context) on c, a connected plain conn
+ * that has read nothing yet. The handshake runs as soon as the owner starts reading; a failed
+ * one ends the input with UV_EPROTO (tt_tls_error() says why). Returns 0, TETHER_ERR_NOMEM,
+ * TETHER_ERR_TLS (OpenSSL failed) or TETHER_ERR_STATE (c already has TLS). */
+int tt_tls_accept(struct tt_conn *c, struct tt_tls_ctx *ctx);
+
+/* The outcome of a client handshake: err is 0, or TETHER_ERR_TLS with msg saying why in one
+ * line ("certificate verify failed: unable to get local issuer certificate", "tlsv1 alert
+ * protocol version"...). msg is valid during the call only. The callback may close c. */
+typedef void (*tt_tls_handshake_cb)(struct tt_conn *c, int err, const char *msg, void *ud);
+
+/* Client side: puts a TLS session from ctx (a client context) on c, a connected plain conn
+ * that is not reading, and starts the handshake, with host (a name or an IP literal, without
+ * brackets) for SNI and for the certificate's name check. pre[0..prelen) are bytes already
+ * read from the socket (they belong to the handshake). c reads on its own until the handshake
+ * is over; cb follows exactly once, never from inside this call, unless c is closed first.
+ * The owner's reads see plaintext only, from then on. Returns 0, TETHER_ERR_NOMEM,
+ * TETHER_ERR_TLS, TETHER_ERR_STATE or TETHER_ERR_INVAL (prelen over one chunk). */
+int tt_tls_connect(struct tt_conn *c, struct tt_tls_ctx *ctx, const char *host, const uint8_t *pre,
+                   size_t prelen, tt_tls_handshake_cb cb, void *ud);
+
+/* Why c's TLS session failed ("" if it did not, or c is plain). Valid until c is closed. */
+const char *tt_tls_error(const struct tt_conn *c);
+
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384" for an established session, "" otherwise. */
+void tt_tls_describe(const struct tt_conn *c, char *out, size_t outlen);
+
+/* The TLS side of conn.h's calls, for conn.c only (c->tls is not NULL). tt_tls_close closes
+ * the socket and the session's own handle, then does tt_conn_close's ending (c->close_cb,
+ * free). */
+int tt_tls_read_start(struct tt_conn *c, uv_alloc_cb alloc_cb, uv_read_cb read_cb);
+int tt_tls_read_stop(struct tt_conn *c);
+int tt_tls_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsigned nbufs,
+                 uv_write_cb cb);
+int tt_tls_shutdown(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb);
+void tt_tls_close(struct tt_conn *c);
+
+#endif
