@@ -166,7 +166,7 @@ fuzz:
 	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 		clang -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS_ALL) \
 			-o build/fuzz/$$n $$f $(CORE_SRC) $(COMMON_SRC) \
-			$(filter-out %/main.c,$(RELAY_SRC)) $(LIBS); \
+			$(filter-out %/main.c,$(RELAY_SRC)) src/agent/proxy.c $(LIBS); \
 		mkdir -p build/fuzz/$$n-new; \
 		build/fuzz/$$n -runs=$(FUZZ_RUNS) -max_total_time=120 -artifact_prefix=tests/fuzz/crashes/$$n- \
 			build/fuzz/$$n-new tests/fuzz/corpus/$$n; done

@@ -86,22 +86,20 @@ void tt_proxy_env_free(struct tt_proxy_env *env)
 /* ---- proxy URLs ----------------------------------------------------------------------------- */
 
 /* Copies s into out[outlen] with any userinfo replaced by "***", so that a URL we could not
- * parse can still be named in a message. */
+ * parse can still be named in a message. Everything before the last "@" goes but a leading
+ * "SCHEME://", even past a "/", "?" or "#": a password typed without percent-encoding may hold
+ * those. */
 static void redact(const char *s, char *out, size_t outlen)
 {
-    const char *auth = strstr(s, "://");
-    const char *end, *at;
+    const char *sep = strstr(s, "://");
+    const char *at = strrchr(s, '@');
 
-    auth = auth ? auth + 3 : s;
-    end = auth + strcspn(auth, "/?#");
-    at = NULL;
-    for (const char *c = auth; c < end; c++)
-        if (*c == '@')
-            at = c;
     if (at == NULL)
         bfmt(out, outlen, "%s", s);
+    else if (sep != NULL && sep < at)
+        bfmt(out, outlen, "%.*s***%s", (int)(sep + 3 - s), s, at);
     else
-        bfmt(out, outlen, "%.*s***%s", (int)(auth - s), s, at);
+        bfmt(out, outlen, "***%s", at);
 }
 
 static bool scheme_is(const char *s, size_t len, const char *name)
@@ -440,6 +438,11 @@ int tt_proxy_parse_response(const uint8_t *in, size_t len, struct tt_proxy_respo
     (void)http_parser_execute(&hp, &settings, (const char *)in, head);
     if (!st.complete ||
         (HTTP_PARSER_ERRNO(&hp) != HPE_OK && HTTP_PARSER_ERRNO(&hp) != HPE_PAUSED)) {
+        memset(r, 0, sizeof *r);
+        return -1;
+    }
+    /* http-parser takes "HTTP/1.1 2 OK"; RFC 9112 wants three digits. */
+    if (hp.status_code < 100 || hp.status_code > 999) {
         memset(r, 0, sizeof *r);
         return -1;
     }

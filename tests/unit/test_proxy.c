@@ -72,6 +72,9 @@ static void test_parse(void **state)
     assert_null(strstr(err, "hunter2"));
     assert_int_equal(tt_proxy_parse("http://u:hunter2@p:99999", &p, err), TETHER_ERR_CONFIG);
     assert_null(strstr(err, "hunter2"));
+    /* A password typed without percent-encoding is hidden all the same. */
+    assert_int_equal(tt_proxy_parse("http://u:pa/ss?w#rd@p:3128", &p, err), TETHER_ERR_CONFIG);
+    assert_null(strstr(err, "ss?w#rd"));
     assert_int_equal(tt_proxy_parse("", &p, err), TETHER_ERR_CONFIG);
     assert_null(strchr(err, '\n'));
 }
@@ -374,6 +377,8 @@ static void test_parse_response(void **state)
     /* Not HTTP, or a bad status line. */
     assert_int_equal(parse_guarded("SSH-2.0-OpenSSH\r\n\r\n", 19, &r), -1);
     assert_int_equal(parse_guarded("HTTP/1.1 2000 OK\r\n\r\n", 20, &r), -1);
+    assert_int_equal(parse_guarded("HTTP/1.1 2 OK\r\n\r\n", 17, &r), -1); /* found by fuzzing */
+    assert_int_equal(parse_guarded("HTTP/1.1 099 OK\r\n\r\n", 19, &r), -1);
     assert_int_equal(parse_guarded("HTTP/1.1 200 OK\r\nBad Header\r\n\r\n", 31, &r), -1);
 
     /* Reason phrases are cut and kept printable. */
