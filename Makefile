@@ -6,6 +6,9 @@
 #   make sanitize   build with -fsanitize=address,undefined into build/sanitize
 #   make core-check build src/core alone with the strict flags and check it needs only libc
 #   make fuzz       build the libFuzzer targets with clang and run each for a bounded time
+#                   (at most FUZZ_TIME seconds, default 120, and FUZZ_RUNS inputs; FUZZ_ONLY=
+#                   "fuzz_x ..." picks targets); crashes land in tests/fuzz/crashes/, which
+#                   make test replays
 #   make bench      run bench/ (never part of make test); BENCH_ARGS=--quick for a short run
 #   make bench-bin  build bench/loadgen (many idle devices) into $(B)/bin
 #   make format / format-check
@@ -160,15 +163,18 @@ $(B)/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay_main.c $(INTERNAL_A)
 fuzz-replay-bin: $(FUZZ_REPLAY)
 
 FUZZ_RUNS ?= 200000
+FUZZ_TIME ?= 120
+FUZZ_ONLY ?=
+FUZZ_RUN_SRC := $(if $(FUZZ_ONLY),$(patsubst %,tests/fuzz/%.c,$(FUZZ_ONLY)),$(FUZZ_SRC))
 fuzz:
 	@scripts/deps.sh fuzz
 	@mkdir -p build/fuzz
-	@set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	@set -e; for f in $(FUZZ_RUN_SRC); do n=$$(basename $$f .c); \
 		clang -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS_ALL) \
 			-o build/fuzz/$$n $$f $(CORE_SRC) $(COMMON_SRC) \
 			$(filter-out %/main.c,$(RELAY_SRC)) src/agent/proxy.c $(LIBS); \
 		mkdir -p build/fuzz/$$n-new; \
-		build/fuzz/$$n -runs=$(FUZZ_RUNS) -max_total_time=120 -artifact_prefix=tests/fuzz/crashes/$$n- \
+		build/fuzz/$$n -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) -artifact_prefix=tests/fuzz/crashes/$$n- \
 			build/fuzz/$$n-new tests/fuzz/corpus/$$n; done
 
 LOADGEN := $(B)/bin/loadgen
