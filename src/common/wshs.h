@@ -40,15 +40,15 @@ int tt_wshs_parse_response(const uint8_t *in, size_t len, const char *key,
 
 /* What a server saw of a client's upgrade request (the fields of RFC 6455 section 4.2.1). */
 struct tt_wshs_request {
-    bool get;                  /* the method is GET */
-    bool http11;               /* HTTP/1.1 or later */
-    bool connection_upgrade;   /* Connection holds the token "upgrade" */
-    const uint8_t *key;        /* the first Sec-WebSocket-Key value */
+    bool get;                /* the method is GET */
+    bool http11;             /* HTTP/1.1 or later */
+    bool connection_upgrade; /* Connection holds the token "upgrade" */
+    const uint8_t *key;      /* the first Sec-WebSocket-Key value */
     size_t keylen;
-    unsigned nkeys;            /* how many Sec-WebSocket-Key headers */
-    const uint8_t *version;    /* the first Sec-WebSocket-Version value */
+    unsigned nkeys;         /* how many Sec-WebSocket-Key headers */
+    const uint8_t *version; /* the first Sec-WebSocket-Version value */
     size_t versionlen;
-    unsigned nversions;        /* how many Sec-WebSocket-Version headers */
+    unsigned nversions; /* how many Sec-WebSocket-Version headers */
 };
 
 /* Checks an upgrade request that asked for "Upgrade: websocket". Returns 0 when it is a valid

@@ -246,10 +246,10 @@ static int apply(struct tt_config *c, const char *flag, const char *v, bool *lis
 static bool takes_value(const char *flag)
 {
     static const char *const with_value[] = {
-        "--listen",    "--domain",     "--public-url",  "--tcp-ports",   "--tcp-bind",
-        "--grace",     "--data-dir",   "--token",       "--tokens-file", "--admin-listen",
-        "--log-level", "--tls-listen", "--tls-cert",    "--tls-key",     "--redis",
-        "--node-id",   "--advertise",  "--admin-token", "--config",      "--max-streams",
+        "--listen",       "--domain",       "--public-url",  "--tcp-ports",   "--tcp-bind",
+        "--grace",        "--data-dir",     "--token",       "--tokens-file", "--admin-listen",
+        "--log-level",    "--tls-listen",   "--tls-cert",    "--tls-key",     "--redis",
+        "--node-id",      "--advertise",    "--admin-token", "--config",      "--max-streams",
         "--head-timeout", "--idle-timeout",
     };
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)

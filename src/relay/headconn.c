@@ -93,8 +93,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     hc->len += (size_t)nread;
     if (ev == TT_HEADPARSE_ERROR)
         respond_page(hc, hc->hp.err != TETHER_ERR_TOO_LARGE ? TT_PAGE_BAD_REQUEST
-                         : hc->hp.uri_too_long             ? TT_PAGE_URI_TOO_LONG
-                                                           : TT_PAGE_TOO_LARGE);
+                         : hc->hp.uri_too_long              ? TT_PAGE_URI_TOO_LONG
+                                                            : TT_PAGE_TOO_LARGE);
     else if (hc->len >= TT_HEAD_MAX)
         respond_page(hc, TT_PAGE_TOO_LARGE);
 }

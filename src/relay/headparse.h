@@ -33,8 +33,8 @@ struct tt_headparse {
     const uint8_t *base; /* the buffer the current head is read into */
     bool collecting;     /* between tt_headparse_begin and the end of the head */
     bool head_done, msg_done, need_lf;
-    uint8_t last; /* 0 none, 1 a name, 2 a value was the last callback */
-    int err;      /* after TT_HEADPARSE_ERROR: TETHER_ERR_HTTP or TETHER_ERR_TOO_LARGE */
+    uint8_t last;      /* 0 none, 1 a name, 2 a value was the last callback */
+    int err;           /* after TT_HEADPARSE_ERROR: TETHER_ERR_HTTP or TETHER_ERR_TOO_LARGE */
     bool uri_too_long; /* with TETHER_ERR_TOO_LARGE: the request target is over TT_URI_MAX */
     uint32_t url_off, url_len;
     uint32_t line_off, line_len; /* after TT_HEADPARSE_HEAD: the request line, without CRLF */

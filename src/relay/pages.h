@@ -11,14 +11,14 @@
 #define TT_PAGE_MAX 2048
 
 enum tt_page {
-    TT_PAGE_BAD_REQUEST = 0, /* 400: malformed request or Host */
-    TT_PAGE_NOT_FOUND,       /* 404: no device has this address (unknown or expired label) */
-    TT_PAGE_TOO_LARGE,       /* 431: request head over 16 KiB */
-    TT_PAGE_BAD_GATEWAY,     /* 502: the device's local service refused or failed */
-    TT_PAGE_NO_SERVICE,      /* 502: the device offers no web service under this name */
-    TT_PAGE_BUSY,            /* 503: the device has as many open streams as it accepts */
-    TT_PAGE_UNAVAILABLE,     /* 503: the relay could not reach the device (shutting down...) */
-    TT_PAGE_URI_TOO_LONG,    /* 414: request target over 8 KiB */
+    TT_PAGE_BAD_REQUEST = 0,  /* 400: malformed request or Host */
+    TT_PAGE_NOT_FOUND,        /* 404: no device has this address (unknown or expired label) */
+    TT_PAGE_TOO_LARGE,        /* 431: request head over 16 KiB */
+    TT_PAGE_BAD_GATEWAY,      /* 502: the device's local service refused or failed */
+    TT_PAGE_NO_SERVICE,       /* 502: the device offers no web service under this name */
+    TT_PAGE_BUSY,             /* 503: the device has as many open streams as it accepts */
+    TT_PAGE_UNAVAILABLE,      /* 503: the relay could not reach the device (shutting down...) */
+    TT_PAGE_URI_TOO_LONG,     /* 414: request target over 8 KiB */
     TT_PAGE_UPGRADE_REQUIRED, /* 426: a WebSocket version other than 13 (with
                                  Sec-WebSocket-Version: 13) */
 };

@@ -196,7 +196,8 @@ static void test_strict_heads(void **state)
         "GET /\r\nHost: abc.localhost\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: abc.localhost\r\nTransfer-Encoding : chunked\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: abc.localhost\r\nX Y: z\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost: abc.localhost\r\n\r\nGET / HTTPS1.1\r\nHost: abc.localhost\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: abc.localhost\r\n\r\nGET / HTTPS1.1\r\nHost: "
+        "abc.localhost\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (feed_whole("abc.localhost", bad[i], strlen(bad[i])) != TETHER_ERR_HTTP) {
@@ -325,8 +326,7 @@ int main(void)
         cmocka_unit_test(test_errors),           cmocka_unit_test(test_head_too_large),
         cmocka_unit_test(test_guard_page),       cmocka_unit_test(test_rewrite_small_buffer),
         cmocka_unit_test(test_rewrite_https),    cmocka_unit_test(test_has_token),
-        cmocka_unit_test(test_uri_too_long),
-        cmocka_unit_test(test_strict_heads),
+        cmocka_unit_test(test_uri_too_long),     cmocka_unit_test(test_strict_heads),
     };
     tt_chunk_pool_drain();
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

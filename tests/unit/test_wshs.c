@@ -229,9 +229,13 @@ static void test_check_request(void **state)
     rq = good_request();
     rq.nversions = 2;
     assert_int_equal(tt_wshs_check_request(&rq), 400);
-    static const char *const keys[] = {"", "short", "dGhlIHNhbXBsZSBub25jZQ=",
-                                       "dGhlIHNhbXBsZSBub25jZQ==x", "dGhlIHNhbXBsZSBub25j*Q==",
-                                       "dGhlIHNhbXBsZSBub25jZ===", "dGhlIHNhbXBsZSBub25jZQ=A"};
+    static const char *const keys[] = {"",
+                                       "short",
+                                       "dGhlIHNhbXBsZSBub25jZQ=",
+                                       "dGhlIHNhbXBsZSBub25jZQ==x",
+                                       "dGhlIHNhbXBsZSBub25j*Q==",
+                                       "dGhlIHNhbXBsZSBub25jZ===",
+                                       "dGhlIHNhbXBsZSBub25jZQ=A"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         rq = good_request();
         rq.key = (const uint8_t *)keys[i];
@@ -243,11 +247,10 @@ static void test_check_request(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_check_request),
-        cmocka_unit_test(test_accept_rfc),      cmocka_unit_test(test_make_key),
-        cmocka_unit_test(test_client_request),  cmocka_unit_test(test_parse_ok),
-        cmocka_unit_test(test_parse_rejects),   cmocka_unit_test(test_parse_too_long),
-        cmocka_unit_test(test_server_response),
+        cmocka_unit_test(test_check_request),  cmocka_unit_test(test_accept_rfc),
+        cmocka_unit_test(test_make_key),       cmocka_unit_test(test_client_request),
+        cmocka_unit_test(test_parse_ok),       cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_parse_too_long), cmocka_unit_test(test_server_response),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
