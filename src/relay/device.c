@@ -294,6 +294,13 @@ static void takeover(struct tt_device *d)
     tt_wsconn_close(old->ws, TT_GOAWAY_TAKEOVER, 1000, 0, "another connection took over");
 }
 
+static void welcome(struct tt_devconn *dc);
+static void fail_registration(struct tt_devconn *dc, const char *why);
+/* Queues dc's WELCOME until a registry sync that starts after now has ended (starting one if
+ * none is running). Returns 1 (queued), 0 (the registry needs no sync: send it now) or
+ * TETHER_ERR_IO. */
+static int wait_sync(struct tt_relay *r, struct tt_devconn *dc);
+
 static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
 {
     struct tt_devconn *dc = ud;
@@ -336,7 +343,8 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         return refuse(dc, s, TT_REFUSE_CAPACITY,
                       rc == TETHER_ERR_CAPACITY ? "no TCP port left" : "out of memory");
     }
-    /* Durable before it is acknowledged: a WELCOME the device saw is never forgotten. */
+    /* Durable before it is acknowledged: a WELCOME the device saw is never forgotten. The
+     * record is committed now and the WELCOME goes once the registry has synced it. */
     d->offline_since = 0;
     d->last_seen = now;
     if (save(d) != 0) {
@@ -349,6 +357,30 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         }
         return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry failure");
     }
+    d->conn = dc;
+    dc->dev = d;
+    dc->registered = true;
+    int waiting = wait_sync(r, dc);
+    if (waiting > 0)
+        return 0;
+    if (waiting < 0) {
+        fail_registration(dc, "relay registry failure");
+        return 0;
+    }
+    welcome(dc);
+    return 0;
+}
+
+/* Sends dc's WELCOME (its device's label and services) now that the registration is durable,
+ * or refuses it when that cannot be encoded. dc may have been taken over meanwhile: then
+ * nothing is sent. */
+static void welcome(struct tt_devconn *dc)
+{
+    struct tt_device *d = dc->dev;
+    if (!d || d->conn != dc || !dc->ws)
+        return;
+    struct tt_session *s = tt_wsconn_session(dc->ws);
+    int64_t now = tt_relay_now_ms();
     struct tt_welcome w;
     memset(&w, 0, sizeof(w));
     w.label = (struct tt_str){(const uint8_t *)d->label, strlen(d->label)};
@@ -363,22 +395,134 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     uint8_t buf[4096];
     tt_ssize n = tt_session_accept(s, &w, buf, sizeof(buf));
     if (n < 0) {
-        TT_LOG(TT_LOG_ERROR, "cannot accept device device=%s err=%s", name,
+        TT_LOG(TT_LOG_ERROR, "cannot accept device device=%s err=%s", d->name,
                tether_err_name((int)n));
-        d->offline_since = now;
-        save(d);
-        return refuse(dc, s, TT_REFUSE_INTERNAL, "relay failure");
+        fail_registration(dc, "relay failure");
+        return;
     }
     send_frame(dc, buf, n);
-    dc->registered = true;
-    d->conn = dc;
-    dc->dev = d;
     d->connected_since = now;
     d->connects++;
     snprintf(d->remote_addr, sizeof(d->remote_addr), "%s", dc->peer);
     TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u", d->name,
            d->label, dc->peer, (unsigned)d->nsvc);
-    return 0;
+}
+
+/* A registration that was committed but cannot be acknowledged: the device is offline again
+ * (its label and ports kept for the grace period) and dc is refused. */
+static void fail_registration(struct tt_devconn *dc, const char *why)
+{
+    struct tt_device *d = dc->dev;
+    if (d && d->conn == dc) {
+        d->conn = NULL;
+        d->offline_since = tt_relay_now_ms();
+        save(d);
+    }
+    dc->dev = NULL;
+    TT_LOG(TT_LOG_WARN, "device refused peer=%s reason=\"%s\"", dc->peer, why);
+    if (dc->ws)
+        refuse(dc, tt_wsconn_session(dc->ws), TT_REFUSE_INTERNAL, why);
+}
+
+/* Takes dc off the queue of registrations waiting for a sync. */
+static void sync_unqueue(struct tt_devconn *dc)
+{
+    struct tt_devconn **pp = &dc->relay->sync_q;
+    while (*pp && *pp != dc)
+        pp = &(*pp)->sync_next;
+    if (*pp)
+        *pp = dc->sync_next;
+    dc->sync_next = NULL;
+    dc->sync_waiting = false;
+}
+
+static void sync_start(struct tt_relay *r);
+
+/* A sync of generation r->sync_gen ended with res (0 or a libuv error): the registrations it
+ * covers are acknowledged (or refused if it failed), and the next sync starts if anything
+ * waits for one. */
+static void synced(struct tt_relay *r, int res)
+{
+    uint64_t done = r->sync_gen;
+    struct tt_devconn *ready = NULL, **tail = &ready, **pp = &r->sync_q;
+    r->sync_busy = false;
+    if (res < 0)
+        TT_LOG(TT_LOG_ERROR, "registry sync failed err=%s", uv_err_name(res));
+    while (*pp) {
+        struct tt_devconn *dc = *pp;
+        if (dc->sync_need > done) {
+            pp = &dc->sync_next;
+            continue;
+        }
+        *pp = dc->sync_next; /* in arrival order onto ready */
+        dc->sync_next = NULL;
+        dc->sync_waiting = false;
+        *tail = dc;
+        tail = &dc->sync_next;
+    }
+    while (ready) {
+        struct tt_devconn *dc = ready;
+        ready = dc->sync_next; /* dc may be freed below */
+        dc->sync_next = NULL;
+        if (res < 0)
+            fail_registration(dc, "relay registry failure");
+        else
+            welcome(dc);
+    }
+    if (r->sync_q || r->sync_again)
+        sync_start(r);
+}
+
+static void on_synced(uv_fs_t *req)
+{
+    struct tt_relay *r = req->data;
+    int res = (int)req->result;
+    uv_fs_req_cleanup(req);
+    synced(r, res);
+}
+
+/* Starts a sync of the registry in the thread pool (a new generation). */
+static void sync_start(struct tt_relay *r)
+{
+    int fd = -1;
+    r->sync_again = false;
+    r->sync_gen++;
+    r->sync_busy = true;
+    r->sync_req.data = r;
+    int rc = tt_registry_sync_fd(r->reg, &fd) ? UV_EIO : 0;
+    if (rc == 0 && fd >= 0)
+        rc = uv_fs_fdatasync(r->loop, &r->sync_req, fd, on_synced);
+    if (rc != 0 || fd < 0)
+        synced(r, rc);
+}
+
+/* Asks for a sync (the heartbeat's): now, or after the one running. */
+static void sync_request(struct tt_relay *r)
+{
+    if (r->sync_busy)
+        r->sync_again = true;
+    else
+        sync_start(r);
+}
+
+static int wait_sync(struct tt_relay *r, struct tt_devconn *dc)
+{
+    int fd;
+    if (tt_registry_sync_fd(r->reg, &fd) != 0)
+        return TETHER_ERR_IO;
+    if (fd < 0)
+        return 0;
+    /* committed now, so only a sync that starts from now on covers it */
+    dc->sync_need = r->sync_gen + 1;
+    dc->sync_waiting = true;
+    dc->sync_next = NULL;
+    struct tt_devconn **pp = &r->sync_q;
+    while (*pp)
+        pp = &(*pp)->sync_next;
+    *pp = dc;
+    if (!r->sync_busy)
+        sync_start(r);
+    return 1;
 }
 
 static int on_goaway(struct tt_session *s, const struct tt_coded *m, void *ud)
@@ -422,6 +566,8 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
     struct tt_devconn *dc = ud;
     struct tt_device *d = dc->dev;
     const char *why = reason && reason[0] ? reason : err ? tether_strerror(err) : "closed";
+    if (dc->sync_waiting)
+        sync_unqueue(dc);
     if (d && d->conn == dc) {
         d->bytes_in += tt_wsconn_bytes_in(c);
         d->bytes_out += tt_wsconn_bytes_out(c);
@@ -490,6 +636,8 @@ static void heartbeat(struct tt_relay *r, int64_t now)
     int rc = tt_registry_heartbeat(r->reg, now, &prev);
     if (rc)
         TT_LOG(TT_LOG_ERROR, "registry heartbeat failed err=%s", tether_err_name(rc));
+    else
+        sync_request(r);
     r->heartbeat_at = now;
 }
 

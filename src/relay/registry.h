@@ -6,13 +6,18 @@
  * Records are copied in and out: no pointer into a backend outlives a call. The runtime state
  * (sessions, listeners, counters) is not here; it lives in device.c.
  *
- * Durability: a backend returns from put() only once the record is durable (it survives a
- * kill -9 of the relay and, for the SQLite backend, a power loss), so that a registration the
- * relay acknowledges (WELCOME) after put() returned is never lost. */
+ * Durability: a write is atomic, and once it returns it survives a kill -9 of the relay (it is
+ * in the operating system's hands). To survive an OS crash or a power loss too, it must then be
+ * synced: fdatasync() on the file descriptor sync_fd() gives makes every write that returned
+ * before the call durable. The relay does that (in libuv's thread pool, one sync for every
+ * registration waiting) before it acknowledges a registration (WELCOME), so that an
+ * acknowledged registration is never lost. */
 #ifndef TT_REGISTRY_H
 #define TT_REGISTRY_H
 
 #include <stdint.h>
+#include <unistd.h>
+#include "tether_err.h"
 #include "common/util.h"
 #include "core/frame.h"
 
@@ -42,7 +47,7 @@ struct tt_registry_ops {
     int (*get)(struct tt_registry *r, const char *name, struct tt_reg_device *out);
     /* Copies the record holding label into *out. TETHER_ERR_NOT_FOUND if there is none. */
     int (*find_label)(struct tt_registry *r, const char *label, struct tt_reg_device *out);
-    /* Inserts or replaces the record of d->name, durably. TETHER_ERR_INVAL if d->label or one
+    /* Inserts or replaces the record of d->name. TETHER_ERR_INVAL if d->label or one
      * of d's ports belongs to another name (or d names a port twice); TETHER_ERR_NOMEM;
      * TETHER_ERR_IO. On error the stored record is unchanged. */
     int (*put)(struct tt_registry *r, const struct tt_reg_device *d);
@@ -61,8 +66,12 @@ struct tt_registry_ops {
     int (*heartbeat)(struct tt_registry *r, int64_t now_ms, int64_t *prev_ms);
     /* Copies the hash stored under credential name into hash. TETHER_ERR_NOT_FOUND if none. */
     int (*cred_get)(struct tt_registry *r, const char *name, uint8_t hash[32]);
-    /* Stores hash under credential name (replacing any), durably. */
+    /* Stores hash under credential name (replacing any). */
     int (*cred_put)(struct tt_registry *r, const char *name, const uint8_t hash[32]);
+    /* Sets *fd to a file descriptor whose fdatasync() makes every earlier write durable
+     * (owned by the backend: do not close it), or to -1 when writes are durable when they
+     * return (in memory). TETHER_ERR_IO if the file cannot be opened (logged). */
+    int (*sync_fd)(struct tt_registry *r, int *fd);
     /* Frees the backend and r. */
     void (*free)(struct tt_registry *r);
 };
@@ -76,8 +85,9 @@ struct tt_registry {
 #define TT_REGISTRY_FILE "registry.db"
 
 /* Opens (creating it if needed) the SQLite registry at path, or an in-memory one when path is
- * ":memory:" (unit tests). Sets WAL mode and synchronous=FULL, creates or checks the schema
- * (a newer schema version than this program knows is refused) and prepares its statements.
+ * ":memory:" (unit tests). Sets WAL mode and synchronous=NORMAL (durability comes from
+ * sync_fd), creates or checks the schema (a newer schema version than this program knows is
+ * refused), prepares its statements and syncs the file and its directory.
  * Returns the registry (free it with tt_registry_free) or NULL with a one-line message in err
  * (cannot open or create, not a database, locked, unknown schema version). */
 struct tt_registry *tt_registry_sqlite_open(const char *path, char err[TT_ERRLEN]);
@@ -129,6 +139,21 @@ static inline int tt_registry_cred_put(struct tt_registry *r, const char *name,
                                        const uint8_t hash[32])
 {
     return r->ops->cred_put(r, name, hash);
+}
+
+static inline int tt_registry_sync_fd(struct tt_registry *r, int *fd)
+{
+    return r->ops->sync_fd(r, fd);
+}
+
+/* Makes every earlier write durable now, blocking (start-up and tests; the relay's loop syncs
+ * sync_fd in the thread pool instead). Returns 0 or TETHER_ERR_IO. */
+static inline int tt_registry_sync(struct tt_registry *r)
+{
+    int fd, rc = tt_registry_sync_fd(r, &fd);
+    if (rc == 0 && fd >= 0 && fdatasync(fd) != 0)
+        rc = TETHER_ERR_IO;
+    return rc;
 }
 
 static inline void tt_registry_free(struct tt_registry *r)

@@ -1,10 +1,12 @@
 /* registry_sqlite.c - the registry (registry.h) in an SQLite file in the data dir: devices
  * (name, label, offline since, last seen), their TCP ports, generated credentials (hashes only)
- * and the relay's heartbeat. WAL journal with synchronous=FULL: every write transaction is on
- * disk (WAL fsync'ed) when put() returns, so an acknowledged registration survives a kill -9
- * and a power loss. Labels and ports are UNIQUE in the schema, so two names can never share
- * one even if the caller has a bug. Statements are prepared once and reused. Single-threaded:
- * the relay's loop thread is the only user. */
+ * and the relay's heartbeat. WAL journal with synchronous=NORMAL: a committed write is in the
+ * WAL file (it survives a kill -9) and checkpoints are synced by SQLite; to survive a power
+ * loss too, the caller fdatasync()s the WAL file (sync_fd) before it acknowledges anything,
+ * off the loop thread and once for every write committed before it, instead of SQLite doing
+ * it inside every COMMIT (synchronous=FULL) on the loop thread. Labels and ports are UNIQUE
+ * in the schema, so two names can never share one even if the caller has a bug. Statements
+ * are prepared once and reused. Single-threaded: the relay's loop thread is the only user. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -89,6 +91,8 @@ struct registry_sqlite {
     struct tt_registry base;
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
+    char path[1100]; /* "" in memory */
+    int sync_fd;     /* the WAL file (or the database file), opened on first use; -1 */
 };
 
 static struct registry_sqlite *to_sq(struct tt_registry *r)
@@ -360,12 +364,38 @@ static int sq_cred_put(struct tt_registry *r, const char *name, const uint8_t ha
     return run(q, s, "cred put");
 }
 
+/* The WAL file holds every commit not yet checkpointed (checkpointed ones are in the database
+ * file, which SQLite syncs after each checkpoint even with synchronous=NORMAL): fdatasync on
+ * it is what synchronous=FULL does at each COMMIT. SQLite keeps the WAL file (the same inode)
+ * while its connection is open. */
+static int sq_sync_fd(struct tt_registry *r, int *fd)
+{
+    struct registry_sqlite *q = to_sq(r);
+    *fd = q->sync_fd;
+    if (q->sync_fd >= 0 || !q->path[0])
+        return 0;
+    char wal[sizeof(q->path) + 8];
+    snprintf(wal, sizeof(wal), "%s-wal", q->path);
+    q->sync_fd = open(wal, O_RDWR | O_CLOEXEC);
+    if (q->sync_fd < 0)
+        q->sync_fd = open(q->path, O_RDWR | O_CLOEXEC);
+    if (q->sync_fd < 0) {
+        TT_LOG(TT_LOG_ERROR, "registry: cannot open the WAL file to sync it err=\"%s\"",
+               strerror(errno));
+        return TETHER_ERR_IO;
+    }
+    *fd = q->sync_fd;
+    return 0;
+}
+
 static void sq_free(struct tt_registry *r)
 {
     struct registry_sqlite *q = to_sq(r);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(q->st[i]);
     sqlite3_close(q->db);
+    if (q->sync_fd >= 0)
+        close(q->sync_fd);
     free(q);
 }
 
@@ -379,6 +409,7 @@ static const struct tt_registry_ops sqlite_ops = {
     .heartbeat = sq_heartbeat,
     .cred_get = sq_cred_get,
     .cred_put = sq_cred_put,
+    .sync_fd = sq_sync_fd,
     .free = sq_free,
 };
 
@@ -469,6 +500,9 @@ struct tt_registry *tt_registry_sqlite_open(const char *path, char err[TT_ERRLEN
         return NULL;
     }
     q->base.ops = &sqlite_ops;
+    q->sync_fd = -1;
+    if (!mem)
+        snprintf(q->path, sizeof(q->path), "%s", path);
     int rc = sqlite3_open_v2(path, &q->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                              NULL);
@@ -490,7 +524,7 @@ struct tt_registry *tt_registry_sqlite_open(const char *path, char err[TT_ERRLEN
                  mode);
         goto fail;
     }
-    if (exec1(q->db, "PRAGMA synchronous=FULL", NULL, 0) != SQLITE_OK ||
+    if (exec1(q->db, "PRAGMA synchronous=NORMAL", NULL, 0) != SQLITE_OK ||
         exec1(q->db, "PRAGMA foreign_keys=ON", NULL, 0) != SQLITE_OK) {
         snprintf(err, TT_ERRLEN, "registry %.150s: %s", path, sqlite3_errmsg(q->db));
         goto fail;
@@ -505,10 +539,16 @@ struct tt_registry *tt_registry_sqlite_open(const char *path, char err[TT_ERRLEN
             goto fail;
         }
     }
-    if (!mem)
+    if (!mem) {
         sync_parent_dir(path);
+        if (tt_registry_sync(&q->base) != 0) {
+            snprintf(err, TT_ERRLEN, "registry %.150s: cannot sync: %s", path, strerror(errno));
+            goto fail;
+        }
+    }
     return &q->base;
 fail:
     sq_free(&q->base);
     return NULL;
 }
+

@@ -32,6 +32,12 @@ struct tt_relay {
     uv_timer_t sweep; /* expires devices past their grace period */
     int64_t heartbeat_at; /* when the registry's heartbeat was last written (unix ms) */
     int lock_fd;          /* DATA_DIR/tetherd.lock, held while the relay runs */
+    /* Registry syncs (fdatasync in libuv's thread pool, one at a time) and the registrations
+     * waiting for one before their WELCOME (device.c). */
+    uv_fs_t sync_req;
+    uint64_t sync_gen; /* syncs started */
+    bool sync_busy, sync_again;
+    struct tt_devconn *sync_q;
     bool stopping;
 };
 

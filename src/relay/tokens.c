@@ -232,6 +232,8 @@ int tt_tokens_generated(struct tt_tokens *t, struct tt_registry *reg, const char
     }
     hash_token((const uint8_t *)out, strlen(out), hash);
     rc = tt_registry_cred_put(reg, TT_REG_FLEET_CRED, hash);
+    if (!rc)
+        rc = tt_registry_sync(reg); /* on disk before it is printed */
     if (rc) {
         snprintf(err, TT_ERRLEN, "cannot store the fleet token in the registry: %s",
                  tether_strerror(rc));

@@ -179,6 +179,10 @@ static void test_memory(void **state)
     (void)state;
     struct tt_registry *r = open_or_fail(":memory:");
     conformance(r);
+    int fd = 0;
+    assert_int_equal(tt_registry_sync_fd(r, &fd), 0);
+    assert_int_equal(fd, -1); /* nothing to sync */
+    assert_int_equal(tt_registry_sync(r), 0);
     tt_registry_free(r);
 }
 
@@ -187,6 +191,20 @@ static void test_file_and_reopen(void **state)
     (void)state;
     struct tt_registry *r = open_or_fail(path);
     conformance(r);
+    /* the sync descriptor is the WAL file, the same one every time */
+    int fd = -1, fd2 = -1;
+    char wal[160], link[64], target[200];
+    assert_int_equal(tt_registry_sync_fd(r, &fd), 0);
+    assert_true(fd >= 0);
+    assert_int_equal(tt_registry_sync_fd(r, &fd2), 0);
+    assert_int_equal(fd, fd2);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof(target) - 1);
+    assert_true(n > 0);
+    target[n] = '\0';
+    assert_string_equal(target, wal);
+    assert_int_equal(tt_registry_sync(r), 0);
     tt_registry_free(r);
     r = open_or_fail(path);
     struct tt_reg_device out;
