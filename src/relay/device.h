@@ -42,11 +42,11 @@ struct tt_devconn {
     struct tt_wsconn *ws;
     struct tt_device *dev; /* set once registered; NULL again after a takeover */
     struct tt_devconn *prev, *next;
-    int64_t started; /* unix ms */
-    bool registered; /* WELCOME sent or on its way (or refused: closing anyway) */
-    bool sync_waiting;             /* on relay->sync_q: WELCOME once the registry synced */
-    uint64_t sync_need;            /* ... the sync of that generation */
-    struct tt_devconn *sync_next;  /* relay->sync_q */
+    int64_t started;              /* unix ms */
+    bool registered;              /* WELCOME sent or on its way (or refused: closing anyway) */
+    bool sync_waiting;            /* on relay->sync_q: WELCOME once the registry synced */
+    uint64_t sync_need;           /* ... the sync of that generation */
+    struct tt_devconn *sync_next; /* relay->sync_q */
     char peer[64];
 };
 

@@ -436,8 +436,9 @@ static int migrate(sqlite3 *db, const char *path, char err[TT_ERRLEN])
     char v[32];
     int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-                          NULL, NULL, NULL);
+        rc =
+            sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+                         NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = exec1(db, "SELECT max(version) FROM schema_version", v, sizeof(v));
     if (rc != SQLITE_OK) {
@@ -448,8 +449,8 @@ static int migrate(sqlite3 *db, const char *path, char err[TT_ERRLEN])
     long version = v[0] ? strtol(v, NULL, 10) : 0;
     if (version > SCHEMA_VERSION) {
         snprintf(err, TT_ERRLEN,
-                 "registry %.150s: schema version %ld is newer than this tetherd knows (%d)",
-                 path, version, SCHEMA_VERSION);
+                 "registry %.150s: schema version %ld is newer than this tetherd knows (%d)", path,
+                 version, SCHEMA_VERSION);
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
@@ -503,9 +504,8 @@ struct tt_registry *tt_registry_sqlite_open(const char *path, char err[TT_ERRLEN
     q->sync_fd = -1;
     if (!mem)
         snprintf(q->path, sizeof(q->path), "%s", path);
-    int rc = sqlite3_open_v2(path, &q->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, TT_ERRLEN, "cannot open registry %.150s: %s", path,
                  q->db ? sqlite3_errmsg(q->db) : "out of memory");
@@ -532,8 +532,7 @@ struct tt_registry *tt_registry_sqlite_open(const char *path, char err[TT_ERRLEN
     if (migrate(q->db, path, err) != 0)
         goto fail;
     for (int i = 0; i < S_COUNT; i++) {
-        rc = sqlite3_prepare_v3(q->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i],
-                                NULL);
+        rc = sqlite3_prepare_v3(q->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL);
         if (rc != SQLITE_OK) {
             snprintf(err, TT_ERRLEN, "registry %.150s: %s", path, sqlite3_errmsg(q->db));
             goto fail;
@@ -551,4 +550,3 @@ fail:
     sq_free(&q->base);
     return NULL;
 }
-

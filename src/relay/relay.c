@@ -180,8 +180,8 @@ static int check_tcp_bind(struct tt_relay *r, char err[TT_ERRLEN])
         snprintf(err, TT_ERRLEN, "--tcp-bind %.100s: not an IP address", r->cfg.tcp_bind);
         return -1;
     }
-    socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                             : sizeof(struct sockaddr_in);
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int rc = fd < 0 || bind(fd, (struct sockaddr *)&ss, len) != 0 ? errno : 0;
     if (fd >= 0)

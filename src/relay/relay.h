@@ -29,7 +29,7 @@ struct tt_relay {
     struct tt_headconn_set admin;
     uv_tcp_t *listeners[TT_CONFIG_MAX_LISTEN + 1]; /* the --listen ports, then admin */
     size_t nlisteners;
-    uv_timer_t sweep; /* expires devices past their grace period */
+    uv_timer_t sweep;     /* expires devices past their grace period */
     int64_t heartbeat_at; /* when the registry's heartbeat was last written (unix ms) */
     int lock_fd;          /* DATA_DIR/tetherd.lock, held while the relay runs */
     /* Registry syncs (fdatasync in libuv's thread pool, one at a time) and the registrations

@@ -143,8 +143,8 @@ int tt_tcpports_open(struct tt_tcpports *pp, uint16_t want, tt_tcpport_accept_cb
     return adopt(pp, p, cb, ud, out);
 }
 
-int tt_tcpports_open_exact(struct tt_tcpports *pp, uint16_t port, tt_tcpport_accept_cb cb,
-                           void *ud, struct tt_tcpport **out)
+int tt_tcpports_open_exact(struct tt_tcpports *pp, uint16_t port, tt_tcpport_accept_cb cb, void *ud,
+                           struct tt_tcpport **out)
 {
     struct tt_tcpport *p = NULL;
     if (port >= pp->low && port <= pp->high && !pp->used[port - pp->low])

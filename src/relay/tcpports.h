@@ -41,8 +41,8 @@ int tt_tcpports_open(struct tt_tcpports *pp, uint16_t want, tt_tcpport_accept_cb
 /* Like tt_tcpports_open() but for exactly port (a device remembered by the registry after a
  * restart): TETHER_ERR_CAPACITY when it is outside the range, already ours, or cannot be bound
  * (another program holds it). */
-int tt_tcpports_open_exact(struct tt_tcpports *pp, uint16_t port, tt_tcpport_accept_cb cb,
-                           void *ud, struct tt_tcpport **out);
+int tt_tcpports_open_exact(struct tt_tcpports *pp, uint16_t port, tt_tcpport_accept_cb cb, void *ud,
+                           struct tt_tcpport **out);
 
 /* Closes p's listener and gives the port back; p is freed after the close callback. */
 void tt_tcpport_close(struct tt_tcpport *p);

@@ -1,6 +1,6 @@
 /* tokens.h - device credentials: the fleet token (--token, or the one generated on first start
- * and kept hashed in the registry) and per-name tokens (--tokens-file). Only SHA-256 hashes are kept in memory; checks compare
- * hashes in constant time. Never log a token. */
+ * and kept hashed in the registry) and per-name tokens (--tokens-file). Only SHA-256 hashes are
+ * kept in memory; checks compare hashes in constant time. Never log a token. */
 #ifndef TT_TOKENS_H
 #define TT_TOKENS_H
 
