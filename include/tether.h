@@ -84,10 +84,10 @@ int tether_config_new(tether_config **out);
 /* Frees cfg and every string it holds. NULL is ignored. */
 void tether_config_free(tether_config *cfg);
 
-/* Adds a relay URL, "ws://HOST[:PORT][/PATH]" (default port 80, path "/"). The agent tries the
- * servers in the order added, rotating on each failure. Returns 0, or TETHER_ERR_CONFIG (not a
- * ws:// URL, more than TETHER_MAX_SERVERS, or wss:// which is not supported yet),
- * TETHER_ERR_INVAL, TETHER_ERR_NOMEM. */
+/* Adds a relay URL, "ws://HOST[:PORT][/PATH]" (default port 80, path "/") or
+ * "wss://HOST[:PORT][/PATH]" (TLS, default port 443). The agent tries the servers in the order
+ * added, rotating on each failure. Returns 0, or TETHER_ERR_CONFIG (not a ws:// or wss:// URL,
+ * credentials in it, more than TETHER_MAX_SERVERS), TETHER_ERR_INVAL, TETHER_ERR_NOMEM. */
 int tether_config_add_server(tether_config *cfg, const char *url);
 
 /* Sets the device's name (its stable identity: a serial number, say) and its token. Replaces a
@@ -122,8 +122,14 @@ int tether_config_add_tcp(tether_config *cfg, const char *name, const char *targ
 int tether_config_set_proxy(tether_config *cfg, const char *url);
 int tether_config_set_no_proxy(tether_config *cfg, const char *list);
 
-/* TLS options: the CA file and the insecure flag are recorded (they will matter with wss://).
- * Return 0, TETHER_ERR_CONFIG, _INVAL, _NOMEM. */
+/* TLS options for wss:// (TLS 1.2 at least). By default the relay's certificate is verified
+ * against the system's CAs and its name against the URL's host (SNI is sent for names); a
+ * failed verification is an ERROR event whose message names the reason ("TLS handshake with
+ * wss://... failed: certificate verify failed: unable to get local issuer certificate"), and
+ * the agent retries with back-off. set_ca_file: a PEM file of CAs trusted in addition to the
+ * system's (a private CA); tether_agent_new() fails with TETHER_ERR_CONFIG if it cannot be
+ * read or holds no certificate. set_insecure(true): no verification at all (testing only; the
+ * agent logs a warning when it starts). Return 0, TETHER_ERR_CONFIG, _INVAL, _NOMEM. */
 int tether_config_set_ca_file(tether_config *cfg, const char *path);
 int tether_config_set_insecure(tether_config *cfg, bool insecure);
 

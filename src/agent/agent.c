@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/pipe.h"
 #include "common/pool.h"
+#include "common/tls.h"
 #include "common/wsconn.h"
 
 #define AGENT_WINDOW (256u * 1024u)
@@ -40,6 +41,7 @@ struct tether_agent {
     struct tt_proxy_env proxy_env;   /* the proxy variables, read once in tether_agent_new */
     struct tt_proxy_conf proxy_conf; /* points into cfg and proxy_env */
     struct tt_dial_options dial_opt;
+    struct tt_tls_ctx *tls; /* for wss:// (NULL when no server needs it) */
     struct tether_callbacks cb;
     void *ud;
     struct tt_session_callbacks scb;
@@ -561,6 +563,29 @@ static void log_proxies(struct tether_agent *a)
                             "servers) or https_proxy (wss://), or give --proxy");
 }
 
+/* The TLS context for wss://, when a server needs it or TLS options were given: the system's
+ * CAs plus --ca-file, or no verification at all. A CA file that cannot be used fails here, at
+ * start, rather than at each connection. Returns 0 or a tether_err with cfg's message set. */
+static int setup_tls(struct tether_agent *a, tether_config *cfg)
+{
+    bool wss = a->cfg->ca_file != NULL || a->cfg->insecure;
+    int rc;
+
+    for (size_t i = 0; i < a->cfg->nservers; i++)
+        wss = wss || strncmp(a->cfg->servers[i], "wss:", 4) == 0;
+    if (!wss)
+        return 0; /* a redirect to wss:// gets a default context in dial.c */
+    rc = tt_tls_ctx_client(&a->tls, a->cfg->ca_file, a->cfg->insecure, cfg->err);
+    if (rc != 0)
+        return rc;
+    a->dial_opt.tls = a->tls;
+    if (a->cfg->insecure)
+        TT_LOG(TT_LOG_WARN, "TLS certificate verification is off (--insecure): any certificate "
+                            "is accepted for wss:// relays; the link is encrypted but the relay "
+                            "is not authenticated");
+    return 0;
+}
+
 /* ---- public API --------------------------------------------------------------------------- */
 
 int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void *user_data,
@@ -582,12 +607,20 @@ int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void
         free(a);
         return rc;
     }
+    rc = setup_tls(a, cfg);
+    if (rc != 0) {
+        tether_config_free(a->cfg);
+        free(a);
+        return rc;
+    }
     if (tt_proxy_env_load(&a->proxy_env) != 0) {
+        tt_tls_ctx_free(a->tls);
         tether_config_free(a->cfg);
         free(a);
         return TETHER_ERR_NOMEM;
     }
     if (uv_loop_init(&a->loop) != 0) {
+        tt_tls_ctx_free(a->tls);
         tt_proxy_env_free(&a->proxy_env);
         tether_config_free(a->cfg);
         free(a);
@@ -678,6 +711,7 @@ void tether_agent_free(tether_agent *a)
         uv_loop_close(&a->loop);
     }
     tt_proxy_env_free(&a->proxy_env);
+    tt_tls_ctx_free(a->tls);
     tether_config_free(a->cfg);
     free(a);
 }

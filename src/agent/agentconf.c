@@ -89,10 +89,6 @@ int tt_agentconf_parse_server(const char *url, struct tt_url *u, char err[TT_ERR
         errf(err, "bad server URL '%s': %s (expected ws://HOST[:PORT][/PATH])", url, perr);
         return TETHER_ERR_CONFIG;
     }
-    if (strcmp(u->scheme, "wss") == 0) {
-        errf(err, "server URL '%s': wss:// (TLS) is not supported yet", url);
-        return TETHER_ERR_CONFIG;
-    }
     if (u->user[0] != '\0') {
         errf(err, "server URL '%s': credentials in the URL are not supported", url);
         return TETHER_ERR_CONFIG;

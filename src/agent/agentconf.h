@@ -39,7 +39,7 @@ bool tt_agentconf_valid_service_name(const char *s);
  * Cannot fail (there are at most TETHER_MAX_SERVICES services). */
 void tt_agentconf_auto_http_name(const tether_config *cfg, char out[TETHER_MAX_SERVICE_NAME + 1]);
 
-/* Parses a relay URL: ws:// (accepted) or wss:// (TETHER_ERR_CONFIG: not supported yet) into u.
+/* Parses a relay URL, ws:// or wss://, into u.
  * Returns 0 or TETHER_ERR_CONFIG with a one-line message in err. */
 int tt_agentconf_parse_server(const char *url, struct tt_url *u, char err[TT_ERRLEN]);
 

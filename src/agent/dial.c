@@ -15,6 +15,7 @@
 #include "agent/dial.h"
 #include "agent/proxy.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/wshs.h"
 #include "tether_err.h"
 
@@ -58,7 +59,8 @@ struct tt_dial {
     char msg[TT_ERRLEN]; /* a filter's failure */
     /* HTTP proxy of the current hop (tt_proxy_select); the TCP connect goes to it */
     bool via_proxy;
-    bool tcp_up; /* the current socket is connected: the filters are running */
+    bool tcp_up;                /* the current socket is connected: the filters are running */
+    struct tt_tls_ctx *own_tls; /* made on demand when opt.tls is NULL (a redirect to wss://) */
     struct tt_proxy proxy;
     /* WebSocket filter state */
     char key[TT_WS_KEYLEN + 1];
@@ -79,6 +81,8 @@ struct write_req {
 };
 
 static void start_hop(struct tt_dial *d);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void set_msg(struct tt_dial *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -104,6 +108,7 @@ static void maybe_free(struct tt_dial *d)
 {
     if (d->done && d->pending == 0) {
         OPENSSL_cleanse(&d->proxy, sizeof d->proxy); /* the proxy's credentials */
+        tt_tls_ctx_free(d->own_tls);
         free(d);
     }
 }
@@ -257,7 +262,7 @@ static int ws_start(struct tt_dial *d)
 {
     char req[4096];
     char host[TT_HOSTLEN + 2];
-    bool default_port = d->u.port == 80;
+    bool default_port = d->u.port == (strcmp(d->u.scheme, "wss") == 0 ? 443 : 80);
     int n;
 
     if (tt_wshs_make_key(d->key) != 0) {
@@ -358,13 +363,77 @@ static int proxy_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t 
 
 static const struct dial_filter proxy_filter = {"proxy", proxy_start, proxy_input};
 
+/* ---- the TLS filter (wss://) --------------------------------------------------------------- */
+
+static void next_filter(struct tt_dial *d);
+
+/* The handshake is over (the TLS session reads the socket on its own until then, so input()
+ * never sees its bytes). */
+static void on_tls_handshake(struct tt_conn *c, int err, const char *msg, void *ud)
+{
+    struct tt_dial *d = ud;
+    char desc[96];
+
+    if (d->done)
+        return;
+    if (err != 0) {
+        fail(d, err, "TLS handshake with %s failed: %s", d->url, msg);
+        return;
+    }
+    tt_tls_describe(c, desc, sizeof desc);
+    TT_LOG(TT_LOG_DEBUG, "tls connected url=%s %s", d->url, desc);
+    next_filter(d);
+}
+
+/* Puts a TLS session on the socket, the bytes left below (none, normally: the server speaks
+ * second) as its first input, and starts the handshake: the relay's certificate is checked
+ * against the context's CAs and against the URL's host, which also goes out as SNI. */
+static int tls_start(struct tt_dial *d)
+{
+    struct tt_tls_ctx *ctx = d->opt.tls;
+    int rc;
+
+    if (ctx == NULL) {
+        if (d->own_tls == NULL && (rc = tt_tls_ctx_client(&d->own_tls, NULL, false, d->msg)) != 0)
+            return rc;
+        ctx = d->own_tls;
+    }
+    tt_conn_read_stop(d->conn);
+    rc = tt_tls_connect(d->conn, ctx, d->u.host, d->rbuf, d->rlen, on_tls_handshake, d);
+    d->rlen = 0;
+    if (rc != 0) {
+        set_msg(d, "cannot start TLS with %s: %s", d->url, tether_strerror(rc));
+        return rc;
+    }
+    /* From here on the socket's reads come as plaintext. */
+    rc = tt_conn_read_start(d->conn, on_alloc, on_read);
+    if (rc < 0) {
+        set_msg(d, "cannot read from %s: %s", d->url, uv_strerror(rc));
+        return map_uv_err(rc);
+    }
+    return 0;
+}
+
+static int tls_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *used)
+{
+    (void)d;
+    (void)in;
+    (void)len;
+    (void)used;
+    return 0; /* plaintext only comes after the handshake, and on_tls_handshake moves on */
+}
+
+static const struct dial_filter tls_filter = {"tls", tls_start, tls_input};
+
 /* The stack for the current hop, bottom to top: the proxy's CONNECT when the hop goes through
- * one, [TLS for wss://], the WebSocket handshake. */
+ * one, TLS for wss://, the WebSocket handshake. */
 static void build_stack(struct tt_dial *d)
 {
     d->nfilters = 0;
     if (d->via_proxy)
         d->stack[d->nfilters++] = &proxy_filter;
+    if (strcmp(d->u.scheme, "wss") == 0)
+        d->stack[d->nfilters++] = &tls_filter;
     d->stack[d->nfilters++] = &ws_filter;
     d->cur = 0;
 }
@@ -402,6 +471,20 @@ static void redirect(struct tt_dial *d)
     start_hop(d);
 }
 
+/* The current filter is connected: start the next one, or hand the socket over. */
+static void next_filter(struct tt_dial *d)
+{
+    int rc;
+
+    if (++d->cur == d->nfilters) {
+        succeed(d);
+        return;
+    }
+    rc = d->stack[d->cur]->start(d);
+    if (rc < 0)
+        fail(d, rc, "%s", d->msg);
+}
+
 static void feed(struct tt_dial *d)
 {
     while (!d->done) {
@@ -423,15 +506,7 @@ static void feed(struct tt_dial *d)
         }
         memmove(d->rbuf, d->rbuf + used, d->rlen - used);
         d->rlen -= used;
-        if (++d->cur == d->nfilters) {
-            succeed(d);
-            return;
-        }
-        rc = d->stack[d->cur]->start(d);
-        if (rc < 0) {
-            fail(d, rc, "%s", d->msg);
-            return;
-        }
+        next_filter(d);
         if (d->rlen == 0)
             return;
     }
@@ -596,10 +671,6 @@ static void start_hop(struct tt_dial *d)
         fail(d, TETHER_ERR_CONFIG, "bad server URL %s: %s", d->url, perr);
         return;
     }
-    if (strcmp(d->u.scheme, "wss") == 0) {
-        fail(d, TETHER_ERR_CONFIG, "%s: wss:// (TLS) is not supported yet", d->url);
-        return;
-    }
     d->rlen = 0;
     d->tcp_up = false;
     rc = tt_proxy_select(d->opt.proxy, d->u.scheme, d->u.host, &d->proxy, perr);
@@ -638,13 +709,13 @@ static void on_first_hop(uv_timer_t *t)
 int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
                   const struct tt_dial_options *opt, tt_dial_cb cb, void *ud, char err[TT_ERRLEN])
 {
-    static const char *const schemes[] = {"ws", NULL};
+    static const char *const schemes[] = {"ws", "wss", NULL};
     struct tt_dial *d;
     struct tt_url u;
     char perr[TT_ERRLEN];
 
     if (strlen(url) >= URL_MAX || tt_parse_url(url, schemes, &u, perr) != 0) {
-        errf(err, "bad server URL %s (only ws:// is supported for now)", url);
+        errf(err, "bad server URL %s (expected ws:// or wss://)", url);
         return TETHER_ERR_CONFIG;
     }
     d = calloc(1, sizeof *d);
@@ -658,6 +729,7 @@ int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
     d->opt.timeout_ms = opt && opt->timeout_ms ? opt->timeout_ms : TT_DIAL_TIMEOUT_MS;
     d->opt.max_redirects = opt && opt->max_redirects ? opt->max_redirects : TT_DIAL_MAX_REDIRECTS;
     d->opt.proxy = opt ? opt->proxy : NULL;
+    d->opt.tls = opt ? opt->tls : NULL;
     snprintf(d->url, sizeof d->url, "%s", url);
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;

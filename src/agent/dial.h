@@ -12,6 +12,7 @@
 #include <uv.h>
 #include "agent/proxy.h"
 #include "common/conn.h"
+#include "common/tls.h"
 #include "common/util.h"
 
 #define TT_DIAL_TIMEOUT_MS 15000u /* per hop: resolve + connect + handshake */
@@ -43,11 +44,16 @@ struct tt_dial_options {
      * it must outlive the dial. A proxy that does not parse fails the hop (TETHER_ERR_CONFIG);
      * a proxy's refusal is TETHER_ERR_AUTH (407) or TETHER_ERR_REFUSED (any other non-2xx). */
     const struct tt_proxy_conf *proxy;
+    /* The TLS client context for wss:// hops (tls.h: trusted CAs, or no verification). NULL:
+     * a default one (the system's CAs) is made when a hop needs it. Not copied: it must
+     * outlive the dial. A failed handshake, certificate verification included, fails the hop
+     * with TETHER_ERR_TLS and a message naming the reason. */
+    struct tt_tls_ctx *tls;
 };
 
-/* Starts dialing url (ws://; checked again here) on loop. opt may be NULL. Returns 0 and *out
- * (cb follows, asynchronously), or TETHER_ERR_NOMEM / TETHER_ERR_CONFIG (bad URL; err says why)
- * and cb is never called. */
+/* Starts dialing url (ws:// or wss://; checked again here) on loop. opt may be NULL. Returns 0 and
+ * *out (cb follows, asynchronously), or TETHER_ERR_NOMEM / TETHER_ERR_CONFIG (bad URL; err says
+ * why) and cb is never called. */
 int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
                   const struct tt_dial_options *opt, tt_dial_cb cb, void *ud, char err[TT_ERRLEN]);
 

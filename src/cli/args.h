@@ -42,7 +42,7 @@ struct tt_args {
 int tt_args_parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN]);
 
 /* Builds a config from a (every value is checked again by libtether). Returns 0 and *out (free
- * it with tether_config_free), or -1 with err (bad URL, wss:// not supported yet, a --proxy that
+ * it with tether_config_free), or -1 with err (bad URL, a --proxy that
  * is not http:// or does not parse, bad or duplicate service name, bad target, out of memory). */
 int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_ERRLEN]);
 

@@ -241,12 +241,18 @@ int tt_tls_ctx_server(struct tt_tls_ctx **out, const char *cert_file, const char
     ctx->server = true;
     ERR_clear_error();
     if (SSL_CTX_use_certificate_chain_file(ctx->ssl, cert_file) != 1) {
-        errf(err, "cannot load TLS certificate %.200s: %s", cert_file,
-             ssl_reason("not a PEM certificate"));
+        errf(err, "cannot load TLS certificate %.200s: not a PEM certificate chain (%s)", cert_file,
+             ssl_reason("unknown error"));
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx->ssl, key_file, SSL_FILETYPE_PEM) != 1) {
-        errf(err, "cannot load TLS key %.200s: %s", key_file, ssl_reason("not a PEM private key"));
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            errf(err, "TLS key %.200s does not match certificate %.200s", key_file, cert_file);
+        } else {
+            errf(err, "cannot load TLS key %.200s: not a PEM private key (%s)", key_file,
+                 ssl_reason("unknown error"));
+        }
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx->ssl) != 1) {
@@ -285,8 +291,8 @@ int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecur
         if (SSL_CTX_set_default_verify_paths(ctx->ssl) != 1)
             ERR_clear_error();
         if (ca_file != NULL && SSL_CTX_load_verify_locations(ctx->ssl, ca_file, NULL) != 1) {
-            errf(err, "cannot load CA file %.200s: %s", ca_file,
-                 ssl_reason("no PEM certificate in it"));
+            errf(err, "cannot load CA file %.200s: no PEM certificate in it (%s)", ca_file,
+                 ssl_reason("unknown error"));
             tt_tls_ctx_free(ctx);
             return TETHER_ERR_CONFIG;
         }

@@ -11,8 +11,7 @@
 
 /* Flags accepted now but built by later issues: they are checked for a value, then refused. */
 static const char *const later_flags[] = {
-    "--tls-listen", "--tls-cert",  "--tls-key",     "--redis",
-    "--node-id",    "--advertise", "--admin-token", "--config",
+    "--redis", "--node-id", "--advertise", "--admin-token", "--config",
 };
 
 void tt_config_usage(FILE *f)
@@ -21,6 +20,7 @@ void tt_config_usage(FILE *f)
         "usage: tetherd [--listen ADDR:PORT]... [--domain DOMAIN] [--public-url URL]\n"
         "               [--tcp-ports LOW-HIGH] [--tcp-bind ADDR] [--grace DURATION]\n"
         "               [--data-dir DIR] [--token TOKEN | --tokens-file FILE]\n"
+        "               [--tls-listen ADDR:PORT --tls-cert FILE --tls-key FILE]\n"
         "               [--admin-listen ADDR:PORT] [--log-level LEVEL]\n"
         "               [--max-streams N] [--head-timeout DURATION] [--idle-timeout DURATION]\n"
         "\n"
@@ -30,7 +30,11 @@ void tt_config_usage(FILE *f)
         "  --listen ADDR:PORT     devices and browsers (repeatable; default 127.0.0.1:8080)\n"
         "  --domain DOMAIN        device URLs are http://LABEL.DOMAIN[:PORT] (default localhost)\n"
         "  --public-url URL       base of device URLs (default http://DOMAIN:PORT of the first\n"
-        "                         --listen; the port is left out when it is 80)\n"
+        "                         --listen; the port is left out when it is 80); with\n"
+        "                         https://HOST they are https://LABEL.HOST\n"
+        "  --tls-listen ADDR:PORT devices (wss://) and browsers (https://) over TLS (repeatable)\n"
+        "  --tls-cert FILE        PEM certificate for *.DOMAIN and its chain (SIGHUP re-reads)\n"
+        "  --tls-key FILE         its PEM private key (SIGHUP re-reads it)\n"
         "  --tcp-ports LOW-HIGH   public ports for raw TCP services (default 20000-20999)\n"
         "  --tcp-bind ADDR        address the TCP ports bind (default: the first --listen's)\n"
         "  --grace DURATION       how long an offline device keeps its label and ports\n"
@@ -49,8 +53,8 @@ void tt_config_usage(FILE *f)
         "\n"
         "Without --token or --tokens-file, a token is created on first start, kept (hashed) in\n"
         "the registry in DATA_DIR "
-        "and printed once. --tls-listen, --tls-cert, --tls-key, --redis, --node-id,\n"
-        "--advertise, --admin-token and --config are not supported yet.\n",
+        "and printed once. --redis, --node-id, --advertise, --admin-token and --config are\n"
+        "not supported yet.\n",
         f);
 }
 
@@ -152,6 +156,17 @@ static int apply(struct tt_config *c, const char *flag, const char *v, bool *lis
         }
         return parse_addr(v, &c->listen[c->nlisten++], flag, err);
     }
+    if (strcmp(flag, "--tls-listen") == 0) {
+        if (c->ntls_listen == TT_CONFIG_MAX_LISTEN) {
+            snprintf(err, TT_ERRLEN, "--tls-listen: at most %d listeners", TT_CONFIG_MAX_LISTEN);
+            return -1;
+        }
+        return parse_addr(v, &c->tls_listen[c->ntls_listen++], flag, err);
+    }
+    if (strcmp(flag, "--tls-cert") == 0)
+        return copy_value(c->tls_cert, sizeof(c->tls_cert), v, flag, err);
+    if (strcmp(flag, "--tls-key") == 0)
+        return copy_value(c->tls_key, sizeof(c->tls_key), v, flag, err);
     if (strcmp(flag, "--domain") == 0)
         return parse_domain(v, c->domain, err);
     if (strcmp(flag, "--public-url") == 0) {
@@ -323,6 +338,15 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
     }
     if (c->token[0] && c->tokens_file[0]) {
         snprintf(err, TT_ERRLEN, "--token and --tokens-file cannot be used together");
+        return -1;
+    }
+    if (c->ntls_listen > 0 && (!c->tls_cert[0] || !c->tls_key[0])) {
+        snprintf(err, TT_ERRLEN, "--tls-listen needs --tls-cert FILE and --tls-key FILE");
+        return -1;
+    }
+    if (c->ntls_listen == 0 && (c->tls_cert[0] || c->tls_key[0])) {
+        snprintf(err, TT_ERRLEN, "%s without --tls-listen ADDR:PORT",
+                 c->tls_cert[0] ? "--tls-cert" : "--tls-key");
         return -1;
     }
     if (!bind_given)

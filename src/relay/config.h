@@ -29,9 +29,16 @@ struct tt_config_addr {
 struct tt_config {
     struct tt_config_addr listen[TT_CONFIG_MAX_LISTEN];
     size_t nlisten;
+    /* --tls-listen: the same service as --listen, over TLS, with the certificate and key read
+     * from these PEM files (at start and on SIGHUP). ntls_listen > 0 implies both files. */
+    struct tt_config_addr tls_listen[TT_CONFIG_MAX_LISTEN];
+    size_t ntls_listen;
+    char tls_cert[TT_CONFIG_PATHLEN];
+    char tls_key[TT_CONFIG_PATHLEN];
     char domain[TT_HOSTLEN]; /* lowercase */
     /* Device URLs are URL_SCHEME://LABEL.URL_HOST[:URL_PORT] (port omitted when 0). Built from
-     * --public-url, else from --domain and the first --listen port. */
+     * --public-url, else from --domain and the first --listen port (http, even when there is a
+     * TLS listener: an https base needs --public-url https://...). */
     char url_scheme[8];
     char url_host[TT_HOSTLEN];
     uint16_t url_port;

@@ -1,6 +1,7 @@
 /* main.c - tetherd: parses the command line, starts the relay and runs its loop until
  * SIGTERM/SIGINT (graceful stop, exit 0 within a couple of seconds); SIGHUP reloads the tokens
- * file. Usage errors exit 2, runtime failures 1, each with one line on stderr. */
+ * file and the TLS certificate and key. Usage errors exit 2, runtime failures 1, each with one line
+ * on stderr. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,14 @@ static void on_hup(uv_signal_t *s, int signum)
     else if (relay.cfg.tokens_file[0])
         TT_LOG(TT_LOG_INFO, "tokens reloaded file=%s devices=%zu", relay.cfg.tokens_file,
                relay.tokens.n);
+    int rc = tt_relay_reload_tls(&relay, err);
+    if (rc < 0) {
+        TT_LOG(TT_LOG_ERROR, "tls reload failed, keeping the old certificate: %s", err);
+    } else if (rc > 0) {
+        char cert[TT_ERRLEN];
+        tt_tls_ctx_describe(relay.tls, cert, sizeof(cert));
+        TT_LOG(TT_LOG_INFO, "tls certificate reloaded file=%s %s", relay.cfg.tls_cert, cert);
+    }
 }
 
 static void close_walk(uv_handle_t *h, void *arg)

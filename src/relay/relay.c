@@ -112,12 +112,17 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
         snprintf(err, TT_ERRLEN, "out of memory");
         return -1;
     }
+    if (cfg->ntls_listen > 0 && tt_tls_ctx_server(&r->tls, cfg->tls_cert, cfg->tls_key, err) != 0)
+        return -1;
     if (tt_headconn_set_init(&r->web, loop, tt_server_on_head, r) != 0 ||
+        tt_headconn_set_init(&r->web_tls, loop, tt_server_on_head, r) != 0 ||
         tt_headconn_set_init(&r->admin, loop, tt_admin_on_head, r) != 0) {
         snprintf(err, TT_ERRLEN, "cannot start timers");
         return -1;
     }
     r->web.timeout_ms = r->admin.timeout_ms = cfg->head_timeout_ms;
+    r->web_tls.timeout_ms = cfg->head_timeout_ms;
+    r->web_tls.tls = r->tls;
     if (tt_forward_start(loop, cfg->idle_timeout_ms, cfg->head_timeout_ms) != 0) {
         snprintf(err, TT_ERRLEN, "cannot start timers");
         return -1;
@@ -201,6 +206,9 @@ int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
     for (size_t i = 0; i < r->cfg.nlisten; i++)
         if (listen_on(r, &r->cfg.listen[i], &r->web, err) != 0)
             return -1;
+    for (size_t i = 0; i < r->cfg.ntls_listen; i++)
+        if (listen_on(r, &r->cfg.tls_listen[i], &r->web_tls, err) != 0)
+            return -1;
     if (listen_on(r, &r->cfg.admin, &r->admin, err) != 0 || check_tcp_bind(r, err) != 0 ||
         tt_device_start(r, err) != 0)
         return -1;
@@ -209,9 +217,34 @@ int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
         TT_LOG(TT_LOG_INFO, "listening addr=%s:%u for=devices,browsers domain=%s", a->host,
                (unsigned)a->port, r->cfg.domain);
     }
+    if (r->cfg.ntls_listen > 0) {
+        char cert[TT_ERRLEN];
+        tt_tls_ctx_describe(r->tls, cert, sizeof(cert));
+        for (size_t i = 0; i < r->cfg.ntls_listen; i++) {
+            const struct tt_config_addr *a = &r->cfg.tls_listen[i];
+            bool v6 = strchr(a->host, ':') != NULL;
+            TT_LOG(TT_LOG_INFO, "listening addr=%s%s%s:%u for=devices,browsers tls=on domain=%s",
+                   v6 ? "[" : "", a->host, v6 ? "]" : "", (unsigned)a->port, r->cfg.domain);
+        }
+        TT_LOG(TT_LOG_INFO, "tls certificate file=%s %s", r->cfg.tls_cert, cert);
+    }
     TT_LOG(TT_LOG_INFO, "listening addr=%s:%u for=admin", r->cfg.admin.host,
            (unsigned)r->cfg.admin.port);
     return 0;
+}
+
+int tt_relay_reload_tls(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    struct tt_tls_ctx *ctx;
+    if (r->cfg.ntls_listen == 0)
+        return 0;
+    if (tt_tls_ctx_server(&ctx, r->cfg.tls_cert, r->cfg.tls_key, err) != 0)
+        return -1;
+    /* Sessions made with the old context hold their own reference to it. */
+    tt_tls_ctx_free(r->tls);
+    r->tls = ctx;
+    r->web_tls.tls = ctx;
+    return 1;
 }
 
 int tt_relay_reload_tokens(struct tt_relay *r, char err[TT_ERRLEN])
@@ -230,6 +263,7 @@ void tt_relay_stop(struct tt_relay *r)
         uv_close((uv_handle_t *)r->listeners[i], on_listener_close);
     r->nlisteners = 0;
     tt_headconn_set_close(&r->web);
+    tt_headconn_set_close(&r->web_tls);
     tt_headconn_set_close(&r->admin);
     tt_respond_close_all();
     tt_forward_stop();
@@ -245,6 +279,8 @@ void tt_relay_free(struct tt_relay *r)
         close(r->lock_fd);
     r->lock_fd = -1;
     tt_tokens_reset(&r->tokens);
+    tt_tls_ctx_free(r->tls);
+    r->tls = NULL;
     tt_strmap_reset(&r->by_name);
     tt_strmap_reset(&r->by_label);
 }

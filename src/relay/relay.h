@@ -25,9 +25,12 @@ struct tt_relay {
     struct tt_strmap by_label; /* label -> the same device */
     struct tt_devconn *conns;  /* every device connection (registered or not) */
     struct tt_tcpports ports;
-    struct tt_headconn_set web; /* connections on the --listen ports */
+    struct tt_headconn_set web;     /* connections on the --listen ports */
+    struct tt_headconn_set web_tls; /* and on the --tls-listen ports (TLS first) */
     struct tt_headconn_set admin;
-    uv_tcp_t *listeners[TT_CONFIG_MAX_LISTEN + 1]; /* the --listen ports, then admin */
+    struct tt_tls_ctx *tls; /* the certificate new TLS connections get (NULL: no TLS) */
+    /* the --listen ports, the --tls-listen ports, then admin */
+    uv_tcp_t *listeners[2 * TT_CONFIG_MAX_LISTEN + 1];
     size_t nlisteners;
     uv_timer_t sweep;     /* expires devices past their grace period */
     int64_t heartbeat_at; /* when the registry's heartbeat was last written (unix ms) */
@@ -46,21 +49,27 @@ int64_t tt_relay_now_ms(void);
 
 /* Prepares r from cfg (copied): the data dir (created if missing, and locked against a second
  * tetherd), the registry in it (DATA_DIR/registry.db), credentials (--token, --tokens-file, or
- * the generated token, kept hashed in the registry and printed on stdout the first time) and
- * the TCP port pool. Logs nothing. Returns 0, or -1 with a one-line message in err (a runtime
- * failure: exit 1). */
+ * the generated token, kept hashed in the registry and printed on stdout the first time), the
+ * TLS certificate and key (--tls-cert, --tls-key) and the TCP port pool. Logs nothing. Returns
+ * 0, or -1 with a one-line message in err (a runtime failure: exit 1). */
 int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *cfg,
                   char err[TT_ERRLEN]);
 
-/* Binds the --listen ports and the admin port, checks --tcp-bind, restores the devices the
- * registry remembers (offline, their TCP ports held) and starts the expiry sweep
- * (tt_device_start), then logs one line per listener. Returns 0, or -1 with err ("cannot
- * listen on ADDR:PORT: address already in use") and nothing logged. */
+/* Binds the --listen ports, the --tls-listen ports and the admin port, checks --tcp-bind,
+ * restores the devices the registry remembers (offline, their TCP ports held) and starts the
+ * expiry sweep (tt_device_start), then logs one line per listener (and the certificate's). Returns
+ * 0, or -1 with err ("cannot listen on ADDR:PORT: address already in use") and nothing logged. */
 int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN]);
 
 /* Re-reads --tokens-file (SIGHUP). On error the old tokens stay and err says why. Returns 0
  * (also when there is no tokens file) or -1. */
 int tt_relay_reload_tokens(struct tt_relay *r, char err[TT_ERRLEN]);
+
+/* Re-reads --tls-cert and --tls-key (SIGHUP): connections accepted from now on get the new
+ * certificate; those already open keep theirs (each TLS session holds its own reference to
+ * the context it was made with). On error the old certificate stays and err says why.
+ * Returns 1 (reloaded), 0 (no TLS listener) or -1. */
+int tt_relay_reload_tls(struct tt_relay *r, char err[TT_ERRLEN]);
 
 /* Graceful stop: devices get GOAWAY (shutdown), listeners, waiting connections and TCP ports
  * close. The loop ends once the device connections have closed. Safe to call twice. */

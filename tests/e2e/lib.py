@@ -311,7 +311,7 @@ class Agent:
             for s in ev.get("services", []):
                 services[s.get("name")] = dict(s)
                 if s.get("kind") == "http" and isinstance(s.get("url"), str):
-                    m = re.match(r"^http://([^.]+)\.", s["url"])
+                    m = re.match(r"^https?://([^.]+)\.", s["url"])
                     if m:
                         services[s["name"]]["label"] = m.group(1)
         else:
@@ -344,7 +344,7 @@ def _json_event(line):
     return v.get("event") if isinstance(v, dict) else None
 
 
-READY_HTTP_RE = re.compile(r"^ready http (http://(?:([a-z0-9-]+)--)?([a-z0-9]+)\.([^:/\s]+)(?::(\d+))?)"
+READY_HTTP_RE = re.compile(r"^ready http (https?://(?:([a-z0-9-]+)--)?([a-z0-9]+)\.([^:/\s]+)(?::(\d+))?)"
                            r" -> (\S+)$")
 READY_TCP_RE = re.compile(r"^ready tcp (\S+) (\S+):(\d+) -> (\S+)$")
 

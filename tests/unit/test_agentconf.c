@@ -29,17 +29,17 @@ static void test_servers(void **state)
     assert_int_equal(cfg->nservers, 3);
     assert_string_equal(cfg->servers[1], "ws://relay.example.com/tether");
 
-    assert_int_equal(tether_config_add_server(cfg, "wss://relay.example.com"), TETHER_ERR_CONFIG);
-    assert_non_null(strstr(tether_config_error(cfg), "not supported yet"));
+    assert_int_equal(tether_config_add_server(cfg, "wss://relay.example.com"), 0);
+    assert_string_equal(cfg->servers[3], "wss://relay.example.com");
     assert_int_equal(tether_config_add_server(cfg, "ftp://x:1"), TETHER_ERR_CONFIG);
     assert_non_null(strstr(tether_config_error(cfg), "ftp://x:1"));
     assert_int_equal(tether_config_add_server(cfg, "nonsense"), TETHER_ERR_CONFIG);
     assert_int_equal(tether_config_add_server(cfg, "ws://u:p@h:1"), TETHER_ERR_CONFIG);
-    assert_int_equal(cfg->nservers, 3);
+    assert_int_equal(cfg->nservers, 4);
     assert_int_equal(tether_config_add_server(cfg, NULL), TETHER_ERR_INVAL);
     assert_int_equal(tether_config_add_server(NULL, "ws://a:1"), TETHER_ERR_INVAL);
 
-    for (int i = 3; i < TETHER_MAX_SERVERS; i++)
+    for (int i = 4; i < TETHER_MAX_SERVERS; i++)
         assert_int_equal(tether_config_add_server(cfg, "ws://127.0.0.1:1"), 0);
     assert_int_equal(tether_config_add_server(cfg, "ws://127.0.0.1:1"), TETHER_ERR_CONFIG);
     assert_non_null(strstr(tether_config_error(cfg), "too many"));

@@ -156,10 +156,12 @@ static void test_to_config(void **state)
     assert_non_null(strstr(err, "ftp"));
 
     assert_int_equal(PARSE(&a, err, "--server", "wss://r:443", "--name", "d", "--token", "t",
-                           "--http", "127.0.0.1:80"),
+                           "--http", "127.0.0.1:80", "--ca-file", "ca.pem", "--insecure"),
                      0);
-    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
-    assert_non_null(strstr(err, "not supported yet"));
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), 0);
+    assert_int_equal(tether_config_check(cfg), 0);
+    tether_config_free(cfg);
+    cfg = NULL;
 
     assert_int_equal(PARSE(&a, err, REQ, "--http", "127.0.0.1:notaport"), 0);
     assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);

@@ -125,7 +125,6 @@ static void test_errors(void **state)
     expect_error(PARSE("--token", "a b"), "--token");
     expect_error(PARSE("--token", "a", "--tokens-file", "f"), "cannot be used together");
     expect_error(PARSE("--redis", "redis://x"), "--redis is not supported yet");
-    expect_error(PARSE("--tls-listen", "0.0.0.0:443"), "--tls-listen is not supported yet");
     expect_error(PARSE("--admin-token", "t"), "--admin-token is not supported yet");
     expect_error(PARSE("--config"), "--config needs a value");
     expect_error(PARSE("--help=x"), "--help");
@@ -155,6 +154,36 @@ static void test_limits(void **state)
     expect_error(PARSE("--idle-timeout", "8d"), "--idle-timeout");
 }
 
+/* --tls-listen with its files; device URLs stay http unless --public-url says https. */
+static void test_tls(void **state)
+{
+    char url[256];
+    (void)state;
+    assert_int_equal(PARSE("--tls-listen", "0.0.0.0:8443", "--tls-cert", "c.pem", "--tls-key=k.pem",
+                           "--tls-listen", "[::1]:443"),
+                     TT_CONFIG_RUN);
+    assert_int_equal(cfg.ntls_listen, 2);
+    assert_string_equal(cfg.tls_listen[0].host, "0.0.0.0");
+    assert_int_equal(cfg.tls_listen[0].port, 8443);
+    assert_string_equal(cfg.tls_listen[1].host, "::1");
+    assert_string_equal(cfg.tls_cert, "c.pem");
+    assert_string_equal(cfg.tls_key, "k.pem");
+    assert_int_equal(cfg.nlisten, 1);
+    assert_true(tt_config_device_url(&cfg, "abc", url, sizeof(url)) > 0);
+    assert_string_equal(url, "http://abc.localhost:8080");
+    assert_int_equal(PARSE("--tls-listen", "0.0.0.0:443", "--tls-cert", "c", "--tls-key", "k",
+                           "--public-url", "https://relay.example.com"),
+                     TT_CONFIG_RUN);
+    assert_true(tt_config_device_url(&cfg, "abc", url, sizeof(url)) > 0);
+    assert_string_equal(url, "https://abc.relay.example.com");
+    expect_error(PARSE("--tls-listen", "0.0.0.0:443"), "--tls-listen needs --tls-cert");
+    expect_error(PARSE("--tls-listen", "0.0.0.0:443", "--tls-cert", "c"), "--tls-key");
+    expect_error(PARSE("--tls-cert", "c", "--tls-key", "k"), "without --tls-listen");
+    expect_error(PARSE("--tls-listen", "example.com:443", "--tls-cert", "c", "--tls-key", "k"),
+                 "not an IP address");
+    expect_error(PARSE("--tls-cert", ""), "--tls-cert");
+}
+
 static void test_listen_limit(void **state)
 {
     (void)state;
@@ -173,6 +202,7 @@ int main(void)
         cmocka_unit_test(test_public_url_and_bind),
         cmocka_unit_test(test_help_version),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_listen_limit),
         cmocka_unit_test(test_limits),
     };

@@ -335,7 +335,7 @@ static void test_timeout_and_cancel(void **state)
     run_and_close(&loop);
     assert_int_equal(o.calls, 0);
 
-    assert_int_equal(tt_dial_start(&d, &loop, "wss://127.0.0.1:9/", NULL, on_dialed, &o, err),
+    assert_int_equal(tt_dial_start(&d, &loop, "http://127.0.0.1:9/", NULL, on_dialed, &o, err),
                      TETHER_ERR_CONFIG);
 }
 
