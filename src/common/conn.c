@@ -46,6 +46,15 @@ int tt_conn_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], uns
     return uv_write(req, (uv_stream_t *)&c->tcp, bufs, nbufs, cb);
 }
 
+int tt_conn_try_write(struct tt_conn *c, const uv_buf_t bufs[], unsigned nbufs)
+{
+    int r;
+    if (c->tls != NULL)
+        return UV_EAGAIN;
+    r = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+    return r == 0 ? UV_EAGAIN : r;
+}
+
 int tt_conn_shutdown(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb)
 {
     if (c->tls != NULL)

@@ -53,6 +53,12 @@ int tt_conn_read_stop(struct tt_conn *c);
 int tt_conn_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsigned nbufs,
                   uv_write_cb cb);
 
+/* uv_try_write on c: writes what the socket takes at once, with no request and no callback.
+ * Returns the bytes written (> 0), or UV_EAGAIN when none could go (then use tt_conn_write), or
+ * another libuv error. A TLS conn always answers UV_EAGAIN: its writes go through
+ * tt_conn_write. */
+int tt_conn_try_write(struct tt_conn *c, const uv_buf_t bufs[], unsigned nbufs);
+
 /* uv_shutdown on c: after the writes under way, ends our direction (with TLS: close_notify,
  * then the TCP write shutdown). Returns 0 (cb follows) or a libuv error (no cb). */
 int tt_conn_shutdown(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb);

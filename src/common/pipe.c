@@ -342,6 +342,17 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     schedule(p);
 }
 
+/* n bytes of wq (already consumed) are on the socket: count them and credit the peer. */
+static void written(struct tt_pipe *p, size_t n)
+{
+    p->down += n;
+    p->last_io = uv_now(p->loop);
+    size_t credit = n < p->peer_pending ? n : p->peer_pending;
+    p->peer_pending -= credit;
+    if (credit > 0 && p->c != NULL)
+        tt_wsconn_consume(p->c, p->id, credit);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct tt_pipe *p = req->data;
@@ -354,12 +365,7 @@ static void on_write(uv_write_t *req, int status)
         socket_failed(p, "write", status);
         return;
     }
-    p->down += n;
-    p->last_io = uv_now(p->loop);
-    size_t credit = n < p->peer_pending ? n : p->peer_pending;
-    p->peer_pending -= credit;
-    if (credit > 0 && p->c != NULL)
-        tt_wsconn_consume(p->c, p->id, credit);
+    written(p, n);
     schedule(p);
 }
 
@@ -375,6 +381,21 @@ static void flush(struct tt_pipe *p)
     n = tt_chunkq_bufs(&p->wq, bufs, PIPE_MAX_BUFS, &nbytes);
     if (n == 0)
         return;
+    /* What the socket takes at once needs no request, no callback and no extra loop turn. */
+    r = tt_conn_try_write(p->sock, bufs, n);
+    if (r > 0) {
+        tt_chunkq_consume(&p->wq, (size_t)r);
+        written(p, (size_t)r);
+        if ((size_t)r == nbytes) {
+            if (p->wq.bytes > 0)
+                schedule(p); /* more than PIPE_MAX_BUFS chunks were queued */
+            return;
+        }
+        n = tt_chunkq_bufs(&p->wq, bufs, PIPE_MAX_BUFS, &nbytes);
+    } else if (r != UV_EAGAIN) {
+        socket_failed(p, "write", r);
+        return;
+    }
     p->wreq.data = p;
     r = tt_conn_write(p->sock, &p->wreq, bufs, n, on_write);
     if (r < 0) {

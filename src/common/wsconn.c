@@ -261,6 +261,23 @@ static void flush(struct tt_wsconn *c)
     n = tt_chunkq_bufs(&c->out, bufs, WSCONN_MAX_BUFS, &nbytes);
     if (n == 0)
         return;
+    /* What the socket takes at once needs no request, no callback and no extra loop turn. */
+    r = tt_conn_try_write(c->conn, bufs, n);
+    if (r > 0) {
+        tt_chunkq_consume(&c->out, (size_t)r);
+        if ((size_t)r == nbytes) {
+            /* more than WSCONN_MAX_BUFS chunks were queued, or waiters may go on now */
+            if (c->out.bytes > 0 || c->waiters.next != &c->waiters)
+                schedule(c);
+            return;
+        }
+        n = tt_chunkq_bufs(&c->out, bufs, WSCONN_MAX_BUFS, &nbytes);
+    } else if (r != UV_EAGAIN) {
+        TT_LOG(TT_LOG_DEBUG, "wsconn: write failed peer=%s err=%s", c->peer, uv_err_name(r));
+        close_with(c, TT_GOAWAY_NORMAL, 1006, TETHER_ERR_IO, "write failed");
+        finish(c);
+        return;
+    }
     c->wreq.data = c;
     r = tt_conn_write(c->conn, &c->wreq, bufs, n, on_write);
     if (r < 0) {
