@@ -4,13 +4,15 @@ Basic authentication (credentials percent-decoded from --proxy), wrong or missin
 (an error event naming authentication, retried), a proxy that refuses the CONNECT (ConnectPort,
 Deny: a clear error, retried with growing delays), the environment variables as curl reads them
 (http_proxy for ws://, HTTP_PROXY and HTTPS_PROXY not, all_proxy as a fallback, NO_PROXY and
-no_proxy bypassing, --proxy overriding them), a redirect followed through the proxy with a new
+no_proxy bypassing, --proxy overriding them; for a wss:// relay, HTTPS_PROXY and https_proxy,
+with TLS end to end through the tunnel), a redirect followed through the proxy with a new
 CONNECT, and --proxy usage errors. That traffic went through the proxy is read in tinyproxy's log
 (its CONNECT lines); that it did not, from the same log staying free of them."""
 
 import json
 import os
 import re
+import subprocess
 
 from lib import (TETHER, Proc, RedirectServer, check, eq, free_port, port_open, run_cli, wait_for,
                  which)
@@ -251,3 +253,53 @@ def test_proxy_usage_errors(t):
         check("--proxy" in lines[0] and mention in lines[0],
               "error for --proxy %s: %r (want %r)" % (proxy, lines[0], mention))
         check("hunter2" not in r.stderr, "the password was printed: %r" % r.stderr)
+
+
+def _throwaway_tls(env):
+    """A CA and a certificate for 127.0.0.1 and *.localhost signed by it, made with the openssl
+    command in the test's temp dir. Returns (ca, cert, key) paths."""
+    d = env.mkdtemp("tls")
+    p = lambda n: os.path.join(d, n)
+
+    def run(*argv):
+        subprocess.run(["openssl"] + list(argv), check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=e2e CA",
+        "-keyout", p("ca.key"), "-out", p("ca.pem"))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", p("srv.key"),
+        "-out", p("srv.csr"))
+    with open(p("ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:*.localhost\n")
+    run("x509", "-req", "-days", "2", "-in", p("srv.csr"), "-CA", p("ca.pem"), "-CAkey",
+        p("ca.key"), "-CAcreateserial", "-extfile", p("ext"), "-out", p("srv.pem"))
+    return p("ca.pem"), p("srv.pem"), p("srv.key")
+
+
+def test_wss_relay_through_https_proxy(t):
+    ca, cert, key = _throwaway_tls(t)
+    tls_port = free_port()
+    relay = t.relay(extra=["--tls-listen", "127.0.0.1:%d" % tls_port, "--tls-cert", cert,
+                           "--tls-key", key])
+    wait_for(lambda: port_open(tls_port), 30, "tetherd to listen on its TLS port")
+    proxy = TinyProxy(t, connect_ports=[tls_port])
+    svc = t.http_service(big_size=1024)
+    server = "wss://127.0.0.1:%d" % tls_port
+    dead = "http://127.0.0.1:%d" % free_port()
+    # wss:// is curl's https://: HTTPS_PROXY is read (http_proxy is not, for wss://).
+    agent = t.agent(relay, http=svc.port, server=server, extra=["--ca-file", ca],
+                    env_vars={"HTTPS_PROXY": proxy.url(), "http_proxy": dead})
+    _page_through_relay(relay, agent)
+    eq(proxy.connects(), ["127.0.0.1:%d" % tls_port], "CONNECTs after HTTPS_PROXY")
+    agent.stop()
+    # https_proxy comes before HTTPS_PROXY; TLS runs end to end inside the tunnel.
+    agent = t.agent(relay, http=svc.port, server=server, extra=["--ca-file", ca],
+                    env_vars={"https_proxy": proxy.url(), "HTTPS_PROXY": dead})
+    _page_through_relay(relay, agent)
+    eq(len(proxy.connects()), 2, "CONNECTs after https_proxy")
+    agent.stop()
+    # NO_PROXY applies to wss:// relays too.
+    agent = t.agent(relay, http=svc.port, server=server, extra=["--ca-file", ca],
+                    env_vars={"HTTPS_PROXY": dead, "NO_PROXY": "127.0.0.1"})
+    _page_through_relay(relay, agent)
+    eq(len(proxy.connects()), 2, "CONNECTs with the relay in NO_PROXY")
