@@ -1,10 +1,13 @@
 /* wsconn.c - one device connection: WebSocket framing (wsframe.h) over a libuv TCP stream,
  * carrying a Tether session. Reads land in pooled chunks, are unmasked in place and go on to
  * tt_session_recv; output frames are built (and masked, on the client side) straight into a
- * queue of pooled chunks, one copy per byte, flushed by a uv_idle handle, one uv_write per loop
+ * queue of pooled chunks, one copy per byte, flushed from an idle handle, one write per loop
  * iteration, before the loop polls.
+ * The wsconns of one loop share that idle handle and one timer (struct wsloop), so that an idle
+ * connection costs a few list links rather than libuv handles of its own: a relay holds 100,000
+ * of them.
  * Application callbacks are never called from inside tt_wsconn_* calls; on_close always comes
- * from the idle handle, and the struct is freed only after its last handle's close callback. */
+ * from the idle handle, and the struct is freed only after its socket's close callback. */
 #include "common/wsconn.h"
 
 #include <stdlib.h>
@@ -19,19 +22,56 @@
 #define WSCONN_DEFAULT_HIGH (1024u * 1024u)
 #define WSCONN_DEFAULT_MAX_MESSAGE (1024u * 1024u)
 #define WSCONN_MAX_BUFS 64
-#define WSCONN_FIRST_TABLE 8
+/* Streams are rare on most connections: the table starts with room for one and doubles. */
+#define WSCONN_FIRST_TABLE 2
+#define WSCONN_MIN_MAXCAP 8
+/* Write requests kept for reuse per loop (the rest go back to free()). */
+#define WSLOOP_SPARE_WREQS 64
 /* How long a closing connection may take to flush its close frame and see the peer's EOF. */
 #define WSCONN_CLOSE_TIMEOUT_MS 3000
 /* Session frames (WINDOW, RESET) are pumped out through this much stack. */
 #define WSCONN_PUMP_BUF 1024
 
+/* A link in one of a loop's lists: circular, with a sentinel; a detached link points to
+ * itself. */
+struct wslink {
+    struct wslink *next, *prev;
+};
+
+/* What the wsconns of one loop share: one idle handle that runs the connections that have
+ * something to do before the loop polls (flush, start, close), and one timer for their
+ * deadlines (pings, ping timeouts, close deadlines). A connection's next deadline is always
+ * "now + one of its periods", so the deadlines of each period sit in a FIFO, oldest first, and
+ * the timer is set for the earliest head. The handles close with the loop's last wsconn. */
+struct wsloop {
+    uv_loop_t *loop;
+    struct wsloop *next; /* this thread's loops */
+    uv_idle_t idle;
+    uv_timer_t timer;
+    unsigned refs;     /* wsconns on this loop */
+    int nclosing;      /* handles not closed yet, once refs fell to 0 */
+    struct wslink run; /* wsconns to run in the next idle turn */
+    struct wsqueue {
+        uint32_t period;   /* ms */
+        struct wslink due; /* wsconns due at (when armed) + period, oldest first */
+    } * q;
+    unsigned nq;
+    uint64_t timer_due; /* loop time the timer is set for (UINT64_MAX: not set) */
+    uv_write_t *spare;  /* write requests for reuse, linked through ->data */
+    unsigned nspare;
+};
+
+static _Thread_local struct wsloop *wsloops;
+
 struct tt_wsconn {
     uv_loop_t *loop;
     struct tt_conn *conn;
-    uv_timer_t timer; /* pings and ping timeout; the close deadline once closing */
-    uv_idle_t idle;   /* flushes before the loop polls; delivers on_close */
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
+    struct wsloop *L;
+    struct wslink runlink; /* in L->run while scheduled */
+    struct wslink tlink;   /* in a deadline queue while a deadline is set */
+    uint64_t due;          /* that deadline (loop time) */
+    uint8_t q_tick;        /* queue of the ping period (or the timeout check) */
+    uint8_t q_close;       /* queue of the close deadline */
 
     struct tt_session sess;
     struct tt_session_callbacks scb; /* the application's, with our table callbacks */
@@ -45,8 +85,6 @@ struct tt_wsconn {
     struct tt_chunkq out;
     size_t inflight;                 /* bytes of out in the uv_write under way (0: none) */
     struct tt_wsconn_waiter waiters; /* list sentinel */
-    uint8_t maskpool[256];
-    size_t maskpos;
 
     /* input */
     uint8_t *pre;
@@ -81,23 +119,239 @@ struct tt_wsconn {
     bool no_goaway;    /* the peer closed the WebSocket: no GOAWAY */
     bool force_goaway; /* session error: GOAWAY even though the session reads as closed */
     bool try_refuse;   /* relay, handshake failed: REFUSE rather than GOAWAY */
-    int nhandles;
     int close_err;
     uint16_t goaway_code;
     uint16_t ws_code;
-    char reason[TT_MAX_REASON + 1];
+    char *reason; /* malloc'd when closing; NULL reads as "" */
 };
 
-static void on_idle(uv_idle_t *h);
+static void run(struct tt_wsconn *c);
+static void on_due(struct tt_wsconn *c);
 static void close_with(struct tt_wsconn *c, uint16_t goaway_code, uint16_t ws_code, int err,
                        const char *reason);
+
+/* ---- the loop's shared handles ---------------------------------------------------------- */
+
+static void link_init(struct wslink *l)
+{
+    l->next = l->prev = l;
+}
+
+static bool link_linked(const struct wslink *l)
+{
+    return l->next != l;
+}
+
+static void link_remove(struct wslink *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    link_init(l);
+}
+
+static void link_append(struct wslink *head, struct wslink *l)
+{
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
+}
+
+static struct tt_wsconn *of_runlink(struct wslink *l)
+{
+    return (struct tt_wsconn *)(void *)((char *)l - offsetof(struct tt_wsconn, runlink));
+}
+
+static struct tt_wsconn *of_tlink(struct wslink *l)
+{
+    return (struct tt_wsconn *)(void *)((char *)l - offsetof(struct tt_wsconn, tlink));
+}
+
+/* One idle turn: runs the connections scheduled before it; those scheduled meanwhile wait for
+ * the next turn (as libuv runs idle handles started from an idle callback). */
+static void on_loop_idle(uv_idle_t *h)
+{
+    struct wsloop *L = h->data;
+    struct wslink turn;
+
+    if (!link_linked(&L->run)) {
+        uv_idle_stop(h);
+        return;
+    }
+    turn.next = L->run.next;
+    turn.prev = L->run.prev;
+    turn.next->prev = &turn;
+    turn.prev->next = &turn;
+    link_init(&L->run);
+    while (link_linked(&turn)) {
+        struct tt_wsconn *c = of_runlink(turn.next);
+        link_remove(&c->runlink);
+        run(c);
+    }
+    if (!link_linked(&L->run))
+        uv_idle_stop(h);
+}
+
+static void set_timer(struct wsloop *L, uint64_t due);
+
+static void on_loop_timer(uv_timer_t *t)
+{
+    struct wsloop *L = t->data;
+    uint64_t now = uv_now(L->loop), next = UINT64_MAX;
+
+    L->timer_due = UINT64_MAX;
+    for (unsigned i = 0; i < L->nq; i++) {
+        struct wslink *head = &L->q[i].due;
+        while (link_linked(head)) {
+            struct tt_wsconn *c = of_tlink(head->next);
+            if (c->due > now)
+                break;
+            link_remove(&c->tlink);
+            on_due(c); /* may set c's next deadline: at a queue's tail, later than now */
+        }
+    }
+    for (unsigned i = 0; i < L->nq; i++) {
+        struct wslink *head = &L->q[i].due;
+        if (link_linked(head) && of_tlink(head->next)->due < next)
+            next = of_tlink(head->next)->due;
+    }
+    if (next != UINT64_MAX)
+        set_timer(L, next);
+}
+
+/* Makes the timer fire by due at the latest. */
+static void set_timer(struct wsloop *L, uint64_t due)
+{
+    uint64_t now = uv_now(L->loop);
+    if (due >= L->timer_due)
+        return;
+    L->timer_due = due;
+    uv_timer_start(&L->timer, on_loop_timer, due > now ? due - now : 0, 0);
+}
+
+/* The loop's shared state, made with its first wsconn. Returns NULL when out of memory. */
+static struct wsloop *wsloop_get(uv_loop_t *loop)
+{
+    struct wsloop *L;
+    for (L = wsloops; L != NULL; L = L->next)
+        if (L->loop == loop)
+            return L;
+    L = calloc(1, sizeof(*L));
+    if (L == NULL)
+        return NULL;
+    L->loop = loop;
+    link_init(&L->run);
+    L->timer_due = UINT64_MAX;
+    uv_idle_init(loop, &L->idle);
+    uv_timer_init(loop, &L->timer);
+    L->idle.data = L;
+    L->timer.data = L;
+    L->next = wsloops;
+    wsloops = L;
+    return L;
+}
+
+static void wsloop_closed(uv_handle_t *h)
+{
+    struct wsloop *L = h->data;
+    if (--L->nclosing > 0)
+        return;
+    while (L->spare != NULL) {
+        uv_write_t *w = L->spare;
+        L->spare = w->data;
+        free(w);
+    }
+    free(L->q);
+    free(L);
+}
+
+/* A wsconn of L is gone; the last one closes L's handles. */
+static void wsloop_put(struct wsloop *L)
+{
+    if (--L->refs > 0)
+        return;
+    for (struct wsloop **p = &wsloops; *p != NULL; p = &(*p)->next) {
+        if (*p == L) {
+            *p = L->next;
+            break;
+        }
+    }
+    L->nclosing = 2;
+    uv_close((uv_handle_t *)&L->idle, wsloop_closed);
+    uv_close((uv_handle_t *)&L->timer, wsloop_closed);
+}
+
+/* Index of L's deadline queue for period (added if new). Returns -1 when out of memory. */
+static int wsloop_queue(struct wsloop *L, uint32_t period)
+{
+    struct wsqueue *q;
+    unsigned i;
+    for (i = 0; i < L->nq; i++)
+        if (L->q[i].period == period)
+            return (int)i;
+    if (L->nq == UINT8_MAX)
+        return -1;
+    q = malloc((L->nq + 1) * sizeof(*q));
+    if (q == NULL)
+        return -1;
+    /* The sentinels move: the lists' ends point at the new places. */
+    for (i = 0; i < L->nq; i++) {
+        q[i].period = L->q[i].period;
+        if (link_linked(&L->q[i].due)) {
+            q[i].due = L->q[i].due;
+            q[i].due.next->prev = &q[i].due;
+            q[i].due.prev->next = &q[i].due;
+        } else {
+            link_init(&q[i].due);
+        }
+    }
+    free(L->q);
+    L->q = q;
+    q[L->nq].period = period;
+    link_init(&q[L->nq].due);
+    return (int)L->nq++;
+}
+
+static uv_write_t *wreq_get(struct wsloop *L)
+{
+    uv_write_t *w = L->spare;
+    if (w == NULL)
+        return malloc(sizeof(*w));
+    L->spare = w->data;
+    L->nspare--;
+    return w;
+}
+
+static void wreq_put(struct wsloop *L, uv_write_t *w)
+{
+    if (L->nspare >= WSLOOP_SPARE_WREQS) {
+        free(w);
+        return;
+    }
+    w->data = L->spare;
+    L->spare = w;
+    L->nspare++;
+}
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
 static void schedule(struct tt_wsconn *c)
 {
-    if (!c->hclosing && !uv_is_active((uv_handle_t *)&c->idle))
-        uv_idle_start(&c->idle, on_idle);
+    if (c->hclosing || link_linked(&c->runlink))
+        return;
+    link_append(&c->L->run, &c->runlink);
+    if (!uv_is_active((uv_handle_t *)&c->L->idle))
+        uv_idle_start(&c->L->idle, on_loop_idle);
+}
+
+/* Sets c's deadline to now + the period of queue qi, replacing any earlier one. */
+static void arm(struct tt_wsconn *c, uint8_t qi)
+{
+    struct wsloop *L = c->L;
+    link_remove(&c->tlink);
+    c->due = uv_now(c->loop) + L->q[qi].period;
+    link_append(&L->q[qi].due, &c->tlink);
+    set_timer(L, c->due);
 }
 
 static void set_reason(struct tt_wsconn *c, const char *reason)
@@ -105,32 +359,41 @@ static void set_reason(struct tt_wsconn *c, const char *reason)
     size_t n = reason ? strlen(reason) : 0;
     if (n > TT_MAX_REASON)
         n = TT_MAX_REASON;
+    free(c->reason);
+    c->reason = malloc(n + 1); /* NULL (out of memory) reads as "" */
+    if (c->reason == NULL)
+        return;
     if (n > 0)
         memcpy(c->reason, reason, n);
     c->reason[n] = '\0';
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static const char *reason_of(const struct tt_wsconn *c)
+{
+    return c->reason != NULL ? c->reason : "";
+}
+
+static void on_conn_closed(uv_handle_t *h)
 {
     struct tt_wsconn *c = h->data;
-    if (--c->nhandles > 0)
-        return;
+    struct wsloop *L = c->L;
     tt_chunkq_clear(&c->out);
     free(c->table);
     free(c->pre);
+    free(c->reason);
     free(c);
+    wsloop_put(L);
 }
 
-/* Closes every handle; the struct goes in the last close callback. Only after on_close. */
+/* Closes the socket; the struct goes in its close callback. Only after on_close. */
 static void close_handles(struct tt_wsconn *c)
 {
     if (c->hclosing)
         return;
     c->hclosing = true;
-    c->nhandles = 3;
-    tt_conn_close(c->conn, on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&c->idle, on_handle_closed);
+    link_remove(&c->runlink);
+    link_remove(&c->tlink);
+    tt_conn_close(c->conn, on_conn_closed);
 }
 
 /* The socket is done with: close it now (after on_close if that is still due). */
@@ -145,16 +408,20 @@ static void finish(struct tt_wsconn *c)
 
 /* ---- output ----------------------------------------------------------------------------- */
 
-/* The next 4-byte mask key, from a pool refilled 256 bytes at a time. Returns 0 or -1. */
-static int next_mask(struct tt_wsconn *c, uint8_t key[4])
+/* This thread's mask keys: CSPRNG bytes drawn 256 at a time, shared by its connections. */
+static _Thread_local uint8_t maskpool[256];
+static _Thread_local size_t maskpos = sizeof(maskpool);
+
+/* The next 4-byte mask key. Returns 0 or -1. */
+static int next_mask(uint8_t key[4])
 {
-    if (c->maskpos + 4 > sizeof(c->maskpool)) {
-        if (tt_random_bytes(c->maskpool, sizeof(c->maskpool)) != 0)
+    if (maskpos + 4 > sizeof(maskpool)) {
+        if (tt_random_bytes(maskpool, sizeof(maskpool)) != 0)
             return -1;
-        c->maskpos = 0;
+        maskpos = 0;
     }
-    memcpy(key, c->maskpool + c->maskpos, 4);
-    c->maskpos += 4;
+    memcpy(key, maskpool + maskpos, 4);
+    maskpos += 4;
     return 0;
 }
 
@@ -190,7 +457,7 @@ static int ws_send(struct tt_wsconn *c, uint8_t opcode, const uint8_t *hdr, size
 
     if (c->broken)
         return TETHER_ERR_NOMEM;
-    if (c->cfg.client && next_mask(c, key) != 0)
+    if (c->cfg.client && next_mask(key) != 0)
         goto broken;
     n = tt_wsframe_encode(head, true, opcode, c->cfg.client ? key : NULL, hlen + len);
     if (tt_chunkq_append(&c->out, head, n) != 0 || put_payload(c, hdr, hlen, key, 0) != 0 ||
@@ -236,6 +503,7 @@ static void pump_session(struct tt_wsconn *c)
 static void on_write(uv_write_t *req, int status)
 {
     struct tt_wsconn *c = req->data;
+    wreq_put(c->L, req);
     tt_chunkq_consume(&c->out, c->inflight);
     c->inflight = 0;
     if (c->hclosing)
@@ -278,8 +546,14 @@ static void flush(struct tt_wsconn *c)
         finish(c);
         return;
     }
-    c->wreq.data = c;
-    r = tt_conn_write(c->conn, &c->wreq, bufs, n, on_write);
+    uv_write_t *req = wreq_get(c->L);
+    r = UV_ENOMEM;
+    if (req != NULL) {
+        req->data = c;
+        r = tt_conn_write(c->conn, req, bufs, n, on_write);
+        if (r < 0)
+            wreq_put(c->L, req);
+    }
     if (r < 0) {
         TT_LOG(TT_LOG_DEBUG, "wsconn: write failed peer=%s err=%s", c->peer, uv_err_name(r));
         close_with(c, TT_GOAWAY_NORMAL, 1006, TETHER_ERR_IO, "write failed");
@@ -292,6 +566,7 @@ static void flush(struct tt_wsconn *c)
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     struct tt_wsconn *c = req->data;
+    free(req);
     if (c->hclosing)
         return;
     /* Our side is done; wait for the peer's EOF (bounded by the close deadline). */
@@ -346,9 +621,8 @@ static void close_with(struct tt_wsconn *c, uint16_t goaway_code, uint16_t ws_co
     c->ws_code = ws_code;
     c->close_err = err;
     set_reason(c, reason);
-    /* No more pings; the idle handle arms the close deadline once the close frame is queued. */
-    if (!c->hclosing)
-        uv_timer_stop(&c->timer);
+    /* No more pings; the idle turn sets the close deadline once the close frame is queued. */
+    link_remove(&c->tlink);
     schedule(c);
 }
 
@@ -364,10 +638,10 @@ static void deliver_close(struct tt_wsconn *c)
                                   tt_session_error(&c->sess) == TETHER_ERR_VERSION
                                       ? TT_REFUSE_VERSION
                                       : TT_REFUSE_INVALID,
-                                  c->reason, buf, sizeof(buf));
+                                  reason_of(c), buf, sizeof(buf));
         if (n <= 0 && !c->no_goaway &&
             (tt_session_state(&c->sess) == TT_SESSION_OPEN || c->force_goaway))
-            n = tt_session_goaway(&c->sess, c->goaway_code, c->reason, buf, sizeof(buf));
+            n = tt_session_goaway(&c->sess, c->goaway_code, reason_of(c), buf, sizeof(buf));
         if (n > 0 && ws_send(c, TT_WS_BINARY, buf, (size_t)n, NULL, 0) == 0)
             c->bytes_out += (uint64_t)n;
         if (!c->broken)
@@ -377,7 +651,7 @@ static void deliver_close(struct tt_wsconn *c)
     drop_waiters(c);
     c->notified = true;
     if (c->cb.on_close != NULL)
-        c->cb.on_close(c, c->close_err, c->reason, c->ud);
+        c->cb.on_close(c, c->close_err, reason_of(c), c->ud);
 }
 
 /* ---- input ------------------------------------------------------------------------------ */
@@ -592,11 +866,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     tt_chunk_put(ch);
 }
 
-/* ---- timer ------------------------------------------------------------------------------ */
+/* ---- deadlines -------------------------------------------------------------------------- */
 
-static void on_timer(uv_timer_t *t)
+/* c's deadline came: the close deadline, or the tick of its ping period (or timeout check). */
+static void on_due(struct tt_wsconn *c)
 {
-    struct tt_wsconn *c = t->data;
     if (c->closing) {
         /* The close deadline: the peer did not take our close in time. */
         finish(c);
@@ -608,21 +882,21 @@ static void on_timer(uv_timer_t *t)
         close_with(c, TT_GOAWAY_NORMAL, 1001, TETHER_ERR_TIMEOUT, "ping timeout");
         return;
     }
-    if (c->cfg.ping_interval_ms > 0) {
+    /* A ping only on a quiet link: a peer that pings (or talks) often enough saves us ours, and
+     * its traffic already proves the link alive. */
+    if (c->cfg.ping_interval_ms > 0 && now - c->last_rx >= c->cfg.ping_interval_ms / 2) {
         uint8_t p[8];
         for (int i = 0; i < 8; i++)
             p[i] = (uint8_t)(now >> (56 - 8 * i));
         (void)ws_send(c, TT_WS_PING, p, sizeof(p), NULL, 0);
     }
+    arm(c, c->q_tick);
 }
 
-/* ---- idle: start, flush, close ---------------------------------------------------------- */
+/* ---- the idle turn: start, flush, close -------------------------------------------------- */
 
-static void on_idle(uv_idle_t *h)
+static void run(struct tt_wsconn *c)
 {
-    struct tt_wsconn *c = h->data;
-
-    uv_idle_stop(h);
     if (c->hclosing)
         return;
     if (!c->started) {
@@ -642,10 +916,8 @@ static void on_idle(uv_idle_t *h)
     }
     if (c->closing && !c->notified) {
         deliver_close(c);
-        if (!c->dead) {
-            uv_timer_stop(&c->timer);
-            uv_timer_start(&c->timer, on_timer, WSCONN_CLOSE_TIMEOUT_MS, 0);
-        }
+        if (!c->dead)
+            arm(c, c->q_close);
     }
     if (!c->closing) {
         pump_session(c);
@@ -657,10 +929,17 @@ static void on_idle(uv_idle_t *h)
     }
     flush(c);
     if (c->closing && c->out.bytes == 0 && c->inflight == 0 && !c->shut && !c->dead) {
+        uv_shutdown_t *req = malloc(sizeof(*req));
         c->shut = true;
-        c->sreq.data = c;
-        if (tt_conn_shutdown(c->conn, &c->sreq, on_shutdown) < 0)
+        if (req == NULL) {
             finish(c);
+            return;
+        }
+        req->data = c;
+        if (tt_conn_shutdown(c->conn, req, on_shutdown) < 0) {
+            free(req);
+            finish(c);
+        }
     }
 }
 
@@ -719,52 +998,54 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, struct tt_conn *conn,
     c->scb.alloc_table = table_alloc;
     c->scb.release_table = table_release;
     c->cfg.session_cb = &c->scb;
-    c->maxcap = WSCONN_FIRST_TABLE;
+    c->maxcap = WSCONN_MIN_MAXCAP;
     while (c->maxcap < 2u * (uint32_t)cfg->session.max_streams)
         c->maxcap *= 2;
     c->waiters.next = c->waiters.prev = &c->waiters;
-    c->maskpos = sizeof(c->maskpool);
+    link_init(&c->runlink);
+    link_init(&c->tlink);
     tt_chunkq_init(&c->out);
 
-    c->table = calloc(WSCONN_FIRST_TABLE, sizeof(struct tt_stream));
-    if (c->table == NULL) {
-        free(c);
-        return TETHER_ERR_NOMEM;
+    uint32_t tick = c->cfg.ping_interval_ms;
+    if (tick == 0 && c->cfg.ping_timeout_ms > 0)
+        tick = c->cfg.ping_timeout_ms / 4 < 50 ? 50 : c->cfg.ping_timeout_ms / 4;
+    int q_tick = -1, q_close = -1;
+    c->L = wsloop_get(loop);
+    if (c->L != NULL) {
+        c->L->refs++;
+        q_tick = tick > 0 ? wsloop_queue(c->L, tick) : 0;
+        q_close = wsloop_queue(c->L, WSCONN_CLOSE_TIMEOUT_MS);
     }
-    r = tt_session_init(&c->sess, &cfg->session, &c->scb, ud, c->table, WSCONN_FIRST_TABLE);
+    c->table = calloc(WSCONN_FIRST_TABLE, sizeof(struct tt_stream));
+    r = TETHER_ERR_NOMEM;
+    if (q_tick >= 0 && q_close >= 0 && c->table != NULL)
+        r = tt_session_init(&c->sess, &cfg->session, &c->scb, ud, c->table, WSCONN_FIRST_TABLE);
+    if (r == 0 && prelen > 0) {
+        c->pre = malloc(prelen);
+        if (c->pre == NULL)
+            r = TETHER_ERR_NOMEM;
+        else
+            memcpy(c->pre, pre, prelen);
+        c->prelen = prelen;
+    }
     if (r != 0) {
+        if (c->L != NULL)
+            wsloop_put(c->L);
+        free(c->pre);
         free(c->table);
         free(c);
         return r;
     }
-    if (prelen > 0) {
-        c->pre = malloc(prelen);
-        if (c->pre == NULL) {
-            free(c->table);
-            free(c);
-            return TETHER_ERR_NOMEM;
-        }
-        memcpy(c->pre, pre, prelen);
-        c->prelen = prelen;
-    }
+    c->q_tick = (uint8_t)q_tick;
+    c->q_close = (uint8_t)q_close;
 
-    /* Nothing below fails: from here on the handles are ours. */
-    uv_timer_init(loop, &c->timer);
-    uv_idle_init(loop, &c->idle);
-    c->timer.data = c;
-    c->idle.data = c;
+    /* Nothing below fails: from here on the conn is ours. */
     conn->tcp.data = c;
     (void)uv_tcp_nodelay(&conn->tcp, 1);
     tt_conn_peer(conn, c->peer, sizeof(c->peer));
     c->last_rx = uv_now(loop);
-    if (c->cfg.ping_interval_ms > 0) {
-        uv_timer_start(&c->timer, on_timer, c->cfg.ping_interval_ms, c->cfg.ping_interval_ms);
-    } else if (c->cfg.ping_timeout_ms > 0) {
-        uint64_t every = c->cfg.ping_timeout_ms / 4;
-        if (every < 50)
-            every = 50;
-        uv_timer_start(&c->timer, on_timer, every, every);
-    }
+    if (tick > 0)
+        arm(c, c->q_tick);
     schedule(c);
     *out = c;
     return 0;

@@ -3,21 +3,24 @@
  * side (client); the opening handshake is done before (wshs.h) and any bytes read past it are
  * handed in.
  *
- * Owns: the conn it is given (closed by it), the tt_session
- * and its stream table, the output queue, the ping timer and a uv_idle handle that flushes
- * the output queue once per loop iteration, before the loop polls: many frames, one write.
- * (An idle rather than a prepare handle: one started from another handle's prepare callback
- * would only run after the poll, and an active idle handle keeps the poll from blocking.)
+ * Owns: the conn it is given (closed by it), the tt_session and its stream table and the output
+ * queue. The wsconns of one loop share one uv_idle handle, which flushes each output queue once
+ * per loop iteration, before the loop polls (many frames, one write), and one uv_timer for
+ * pings, ping timeouts and close deadlines; both close with the loop's last wsconn. (An idle
+ * rather than a prepare handle: one started from another handle's prepare callback would only
+ * run after the poll, and an active idle handle keeps the poll from blocking.)
  *
  * Flow: bytes read -> frame parsing and unmasking in place -> tt_session_recv -> callbacks
  * (the application's, given in the config; their user data is the wsconn's ud). Fragmented
  * binary messages are accepted; a text frame closes with 1003, a binary message over
  * max_message with 1009, a WebSocket protocol error (including a frame masked the wrong way)
  * with 1002, a Tether session error with a GOAWAY (on the relay, a REFUSE when the handshake
- * failed) and 1002. Pings are answered; if ping_interval_ms is set we ping, and if
- * ping_timeout_ms is set we close with TETHER_ERR_TIMEOUT when nothing at all has been received
- * for that long. A close flushes, shuts down writing and waits (at most 3 s) for the peer's EOF
- * before the socket is closed; on_close comes before that wait. */
+ * failed) and 1002. Pings are answered; if ping_interval_ms is set we ping every
+ * ping_interval_ms when nothing has been received for half of it (a peer that pings or talks
+ * often enough saves us ours), and if ping_timeout_ms is set we close with TETHER_ERR_TIMEOUT
+ * when nothing at all has been received for that long. A close flushes, shuts down writing and
+ * waits (at most 3 s) for the peer's EOF before the socket is closed; on_close comes before that
+ * wait. */
 #ifndef TT_WSCONN_H
 #define TT_WSCONN_H
 
