@@ -385,8 +385,11 @@ static void release_input(struct tt_tls *t)
     }
 }
 
-/* Records why the session failed, from OpenSSL's state and error queue. */
-static void describe_failure(struct tt_tls *t, const char *doing)
+/* Records why the session failed (during what: "the handshake"...), from OpenSSL's state and
+ * error queue, in words that follow "TLS handshake failed: " well: "certificate verify failed:
+ * unable to get local issuer certificate", "wrong version number", "connection closed during
+ * the handshake". */
+static void describe_failure(struct tt_tls *t, const char *during)
 {
     long vr = t->server ? X509_V_OK : SSL_get_verify_result(t->ssl);
     if (vr != X509_V_OK) {
@@ -394,11 +397,11 @@ static void describe_failure(struct tt_tls *t, const char *doing)
         errf(t->err, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
     } else if (t->tcp_err != 0) {
         ERR_clear_error();
-        errf(t->err, "connection failed during %s: %s", doing, uv_strerror(t->tcp_err));
+        errf(t->err, "connection failed during %s: %s", during, uv_strerror(t->tcp_err));
     } else if (t->tcp_eof && ERR_peek_error() == 0) {
-        errf(t->err, "connection closed during %s", doing);
+        errf(t->err, "connection closed during %s", during);
     } else {
-        errf(t->err, "%s failed: %s", doing, ssl_reason("unknown TLS error"));
+        errf(t->err, "%s", ssl_reason("unknown TLS error"));
     }
 }
 
@@ -508,7 +511,7 @@ static void handshake(struct tt_tls *t)
         tt_tls_describe(t->conn, d, sizeof(d));
         TT_LOG(TT_LOG_DEBUG, "tls: handshake done %s", d);
     } else {
-        describe_failure(t, "the TLS handshake");
+        describe_failure(t, "the handshake");
         t->failed = true;
         t->end = UV_EPROTO;
     }
@@ -562,8 +565,8 @@ static void deliver(struct tt_tls *t)
             } else if (e == SSL_ERROR_ZERO_RETURN || t->tcp_eof) {
                 t->end = UV_EOF; /* close_notify, or the socket's EOF */
             } else {
-                describe_failure(t, "TLS");
-                TT_LOG(TT_LOG_DEBUG, "tls: %s", t->err);
+                describe_failure(t, "a read");
+                TT_LOG(TT_LOG_DEBUG, "tls: record failed: %s", t->err);
                 t->failed = true;
                 t->end = UV_EPROTO;
             }
@@ -821,7 +824,7 @@ int tt_tls_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsi
             int r = SSL_write(t->ssl, p, k);
             if (r <= 0) {
                 /* Records may be half queued: the stream is broken. */
-                describe_failure(t, "TLS write");
+                describe_failure(t, "a write");
                 t->failed = true;
                 t->end = UV_EPROTO;
                 return UV_EPROTO;

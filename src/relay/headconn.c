@@ -75,7 +75,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (nread == UV_ENOBUFS || nread < 0) {
         if (nread == UV_EPROTO && hc->conn->tls)
-            TT_LOG(TT_LOG_DEBUG, "tls: dropped peer=%s:%u: %s", hc->peer_ip, hc->peer_port,
+            TT_LOG(TT_LOG_DEBUG, "tls handshake failed peer=%s:%u: %s", hc->peer_ip, hc->peer_port,
                    tt_tls_error(hc->conn));
         tt_headconn_free(hc);
         return;
