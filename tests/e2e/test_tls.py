@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import http.client
 
-from lib import (TETHERD, check, eq, free_port, recv_all, run_cli, tcp_connect, wait_for,
+from lib import (TETHER, TETHERD, check, eq, free_port, recv_all, run_cli, tcp_connect, wait_for,
                  ws_frame, ws_read_frame, TestFailure)
 
 DOMAIN = "tls.localhost"
@@ -357,3 +357,19 @@ def test_bad_certificate_files_and_missing_ones(t):
         eq(r.returncode, status, "exit status of tetherd %s" % " ".join(extra))
         eq(len(lines), 1, "stderr lines of tetherd %s (%r)" % (" ".join(extra), r.stderr))
         check(needle in lines[0], "%r does not name %r" % (lines[0], needle))
+
+
+def test_agent_with_unusable_ca_file_exits_2(t):
+    pki = Pki(t)
+    junk = pki.path("junk.pem")
+    with open(junk, "w") as f:
+        f.write("no certificate here\n")
+    base = [TETHER, "--server", "wss://localhost:%d" % free_port(), "--name", "d1", "--token",
+            "t" * 20, "--http", "127.0.0.1:%d" % free_port()]
+    for ca, needle in ((pki.path("missing.pem"), "missing.pem"), (junk, "junk.pem")):
+        r = run_cli(base + ["--ca-file", ca])
+        lines = r.stderr.strip().splitlines()
+        eq(r.returncode, 2, "exit status of tether --ca-file %s" % ca)
+        eq(len(lines), 1, "stderr lines (%r)" % r.stderr)
+        check(needle in lines[0] and "CA file" in lines[0],
+              "%r does not name the CA file" % lines[0])
