@@ -108,7 +108,7 @@ int tether_config_add_tcp(tether_config *cfg, const char *name, const char *targ
 
 /* Reaching the relay through an HTTP proxy (CONNECT). By default the agent reads the proxy
  * variables as curl does, once, in tether_agent_new(): for ws:// servers ws_proxy, WS_PROXY,
- * http_proxy (never HTTP_PROXY), then all_proxy, ALL_PROXY; for wss:// servers wss_proxy,
+ * http_proxy, HTTP_PROXY, then all_proxy, ALL_PROXY; for wss:// servers wss_proxy,
  * WSS_PROXY, https_proxy, HTTPS_PROXY, then all_proxy, ALL_PROXY; and skips the proxy for hosts
  * in no_proxy (or NO_PROXY): comma-separated host names matching themselves and their
  * subdomains, IP addresses or CIDR ranges, or "*" for every host.

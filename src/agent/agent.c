@@ -528,8 +528,8 @@ static void connect_next(struct tether_agent *a)
 }
 
 /* Says once, at start, which proxy each server will go through (the same choice as each dial
- * makes), so that an operator sees the effect of --proxy and the environment; and that
- * HTTP_PROXY is ignored, since curl users may expect it to work. Never shows a password. */
+ * makes), so that an operator sees the effect of --proxy and the environment. Never shows a
+ * password. */
 static void log_proxies(struct tether_agent *a)
 {
     const struct tt_proxy_env *env = &a->proxy_env;
@@ -557,10 +557,6 @@ static void log_proxies(struct tether_agent *a)
             TT_LOG(TT_LOG_WARN, "server=%s bad proxy setting: %s", a->cfg->servers[i], err);
         memset(&p, 0, sizeof p);
     }
-    if (a->cfg->proxy == NULL && env->value[TT_PV_HTTP_PROXY_UC] != NULL &&
-        env->value[TT_PV_HTTP_PROXY] == NULL)
-        TT_LOG(TT_LOG_INFO, "HTTP_PROXY is ignored, as curl ignores it: set http_proxy (ws:// "
-                            "servers) or https_proxy (wss://), or give --proxy");
 }
 
 /* The TLS context for wss://, when a server needs it or TLS options were given: the system's

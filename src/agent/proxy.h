@@ -9,9 +9,9 @@
  *    If HOST matches it, the connection is direct, whatever proxy is configured (curl applies
  *    NO_PROXY to -x too).
  * 2. Else a configured proxy (--proxy) is used; "" means direct, and the environment is ignored.
- * 3. Else the first non-empty variable of, for ws://: ws_proxy, WS_PROXY, http_proxy (never
- *    HTTP_PROXY: curl ignores it, since CGI puts a request's "Proxy:" header there), all_proxy,
- *    ALL_PROXY; for wss://: wss_proxy, WSS_PROXY, https_proxy, HTTPS_PROXY, all_proxy,
+ * 3. Else the first non-empty variable of, for ws://: ws_proxy, WS_PROXY, http_proxy,
+ *    HTTP_PROXY (SPEC.md names it; curl skips it only because CGI puts a request's "Proxy:"
+ *    header there, which cannot happen to the agent), all_proxy, ALL_PROXY; for wss://: wss_proxy, WSS_PROXY, https_proxy, HTTPS_PROXY, all_proxy,
  *    ALL_PROXY. None: direct.
  * A proxy is "[http://][USER[:PASS]@]HOST[:PORT][/...]": no scheme means http, the default port
  * is 1080 (curl's), USER and PASS are percent-decoded, a path is ignored. https:// and socks
@@ -42,7 +42,7 @@ enum tt_proxy_var {
     TT_PV_WSS_PROXY,
     TT_PV_WSS_PROXY_UC,
     TT_PV_HTTP_PROXY,
-    TT_PV_HTTP_PROXY_UC, /* read only to say that it is ignored */
+    TT_PV_HTTP_PROXY_UC, /* HTTP_PROXY: read after http_proxy (SPEC; curl skips it for CGI's sake) */
     TT_PV_HTTPS_PROXY,
     TT_PV_HTTPS_PROXY_UC,
     TT_PV_ALL_PROXY,

@@ -59,7 +59,7 @@ const char *tt_args_usage(void)
            "The agent reconnects forever, with back-off, until SIGINT or SIGTERM.\n"
            "\n"
            "Without --proxy, the proxy comes from the environment, as curl reads it: for\n"
-           "ws:// servers http_proxy (never HTTP_PROXY, as in curl), for wss:// servers\n"
+           "ws:// servers http_proxy or HTTP_PROXY, for wss:// servers\n"
            "https_proxy or HTTPS_PROXY; then all_proxy or ALL_PROXY. Hosts in no_proxy or\n"
            "NO_PROXY (or --noproxy) are reached directly.\n";
 }

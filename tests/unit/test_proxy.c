@@ -186,17 +186,20 @@ static void test_select_env(void **state)
     struct tt_proxy_env e;
     (void)state;
 
-    /* ws:// reads http_proxy, never HTTP_PROXY; wss:// reads https_proxy, then HTTPS_PROXY. */
+    /* ws:// reads http_proxy, then HTTP_PROXY; wss:// reads https_proxy, then HTTPS_PROXY. */
     env_of(&e, "http_proxy=h:1", "HTTPS_PROXY=S:2", NULL);
     assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "http_proxy h:1");
     assert_string_equal(choose(NULL, NULL, &e, "wss", "relay"), "HTTPS_PROXY S:2");
     tt_proxy_env_free(&e);
     env_of(&e, "HTTP_PROXY=H:1", "https_proxy=s:2", "HTTPS_PROXY=S:2", NULL);
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "direct");
+    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "HTTP_PROXY H:1");
     assert_string_equal(choose(NULL, NULL, &e, "wss", "relay"), "https_proxy s:2");
     tt_proxy_env_free(&e);
     env_of(&e, "https_proxy=s:2", NULL);
     assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "direct");
+    tt_proxy_env_free(&e);
+    env_of(&e, "http_proxy=h:1", "HTTP_PROXY=H:1", NULL);
+    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "http_proxy h:1");
     tt_proxy_env_free(&e);
 
     /* ws_proxy/WS_PROXY and wss_proxy/WSS_PROXY come first (curl's WebSocket schemes). */
