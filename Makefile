@@ -65,7 +65,7 @@ LIBTETHER_A := $(B)/lib/libtether.a
 LIBTETHER_SO := $(B)/lib/libtether.so
 INTERNAL_A := $(B)/lib/libtt_internal.a
 
-.PHONY: all build deps test unit unit-bin e2e sanitize demo install clean core-check fuzz fuzz-replay-bin \
+.PHONY: all build deps test unit unit-bin e2e sanitize demo install clean core-check fuzz fuzz-deps fuzz-replay-bin \
 	bench bench-bin format format-check
 
 all: deps
@@ -170,16 +170,37 @@ FUZZ_RUNS ?= 200000
 FUZZ_TIME ?= 120
 FUZZ_ONLY ?=
 FUZZ_RUN_SRC := $(if $(FUZZ_ONLY),$(patsubst %,tests/fuzz/%.c,$(FUZZ_ONLY)),$(FUZZ_SRC))
-fuzz:
+# The code under test is compiled once with clang's coverage instrumentation
+# (-fsanitize=fuzzer-no-link) into one archive; each target links against it.
+FUZZ_LIB_SRC := $(CORE_SRC) $(COMMON_SRC) $(filter-out %/main.c,$(RELAY_SRC)) src/agent/proxy.c
+FUZZ_LIB_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_LIB_SRC))
+FUZZ_CFLAGS := -std=c17 -g -O1 -fsanitize=address,undefined $(CPPFLAGS_ALL)
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build/fuzz/libfuzzed.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@ && ar rcs $@ $^
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libfuzzed.a
+	@clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libfuzzed.a $(LIBS)
+
+fuzz-deps:
 	@scripts/deps.sh fuzz
-	@mkdir -p build/fuzz
+
+# Runs each target for at most FUZZ_RUNS runs or FUZZ_TIME seconds over its corpus (new inputs
+# go to build/fuzz/NAME-new, crashes to tests/fuzz/crashes/); one summary line per target.
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_RUN_SRC))
 	@set -e; for f in $(FUZZ_RUN_SRC); do n=$$(basename $$f .c); \
-		clang -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS_ALL) \
-			-o build/fuzz/$$n $$f $(CORE_SRC) $(COMMON_SRC) \
-			$(filter-out %/main.c,$(RELAY_SRC)) src/agent/proxy.c $(LIBS); \
 		mkdir -p build/fuzz/$$n-new; \
-		build/fuzz/$$n -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) -artifact_prefix=tests/fuzz/crashes/$$n- \
-			build/fuzz/$$n-new tests/fuzz/corpus/$$n; done
+		if build/fuzz/$$n -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) \
+			-artifact_prefix=tests/fuzz/crashes/$$n- build/fuzz/$$n-new tests/fuzz/corpus/$$n \
+			> build/fuzz/$$n.log 2>&1; then \
+			echo "fuzz: $$n: $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' build/fuzz/$$n.log), no crash"; \
+		else tail -n 40 build/fuzz/$$n.log; echo "fuzz: $$n: FAILED (see build/fuzz/$$n.log)"; exit 1; fi; \
+	done
 
 LOADGEN := $(B)/bin/loadgen
 
