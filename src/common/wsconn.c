@@ -43,6 +43,18 @@ struct wslink {
  * deadlines (pings, ping timeouts, close deadlines). A connection's next deadline is always
  * "now + one of its periods", so the deadlines of each period sit in a FIFO, oldest first, and
  * the timer is set for the earliest head. The handles close with the loop's last wsconn. */
+struct wsqueue {
+    uint32_t period;   /* ms */
+    struct wslink due; /* wsconns due at (when armed) + period, oldest first */
+};
+
+/* An application's session callbacks with the wsconn's table callbacks in: one copy per loop
+ * and set of callbacks (usually one), shared by the wsconns that use it. */
+struct wscallbacks {
+    struct wscallbacks *next;
+    struct tt_session_callbacks cb;
+};
+
 struct wsloop {
     uv_loop_t *loop;
     struct wsloop *next; /* this thread's loops */
@@ -51,14 +63,12 @@ struct wsloop {
     unsigned refs;     /* wsconns on this loop */
     int nclosing;      /* handles not closed yet, once refs fell to 0 */
     struct wslink run; /* wsconns to run in the next idle turn */
-    struct wsqueue {
-        uint32_t period;   /* ms */
-        struct wslink due; /* wsconns due at (when armed) + period, oldest first */
-    } * q;
+    struct wsqueue *q; /* deadline queues, one per period */
     unsigned nq;
     uint64_t timer_due; /* loop time the timer is set for (UINT64_MAX: not set) */
     uv_write_t *spare;  /* write requests for reuse, linked through ->data */
     unsigned nspare;
+    struct wscallbacks *cbs; /* the session callbacks its wsconns use */
 };
 
 static _Thread_local struct wsloop *wsloops;
@@ -74,8 +84,8 @@ struct tt_wsconn {
     uint8_t q_close;       /* queue of the close deadline */
 
     struct tt_session sess;
-    struct tt_session_callbacks scb; /* the application's, with our table callbacks */
-    struct tt_stream *table;         /* the session's current table (we allocated it) */
+    const struct tt_session_callbacks *scb; /* the application's, with our table callbacks */
+    struct tt_stream *table;                /* the session's current table (we allocated it) */
     uint32_t maxcap;
     struct tt_wsconn_config cfg;
     struct tt_wsconn_callbacks cb;
@@ -100,8 +110,8 @@ struct tt_wsconn {
     uint64_t fr_left; /* its payload bytes still to come */
     bool in_msg;      /* a fragmented binary message is under way */
     uint64_t msg_len;
-    uint8_t ctrl[125];
-    size_t ctrl_len;
+    uint8_t *ctrl; /* a control frame split across reads (malloc'd, 125 bytes at most) */
+    uint8_t ctrl_len;
     uint64_t last_rx; /* loop time of the last bytes received */
 
     uint64_t bytes_in, bytes_out;
@@ -261,6 +271,11 @@ static void wsloop_closed(uv_handle_t *h)
         L->spare = w->data;
         free(w);
     }
+    while (L->cbs != NULL) {
+        struct wscallbacks *k = L->cbs;
+        L->cbs = k->next;
+        free(k);
+    }
     free(L->q);
     free(L);
 }
@@ -310,6 +325,30 @@ static int wsloop_queue(struct wsloop *L, uint32_t period)
     q[L->nq].period = period;
     link_init(&q[L->nq].due);
     return (int)L->nq++;
+}
+
+static struct tt_stream *table_alloc(struct tt_session *s, uint32_t newcap, void *ud);
+static void table_release(struct tt_session *s, struct tt_stream *old, void *ud);
+
+/* L's copy of cb with our table callbacks in, made on first use and kept while L lives.
+ * Returns NULL when out of memory. */
+static const struct tt_session_callbacks *wsloop_callbacks(struct wsloop *L,
+                                                           const struct tt_session_callbacks *cb)
+{
+    struct tt_session_callbacks want = *cb;
+    struct wscallbacks *k;
+    want.alloc_table = table_alloc;
+    want.release_table = table_release;
+    for (k = L->cbs; k != NULL; k = k->next)
+        if (memcmp(&k->cb, &want, sizeof(want)) == 0)
+            return &k->cb;
+    k = malloc(sizeof(*k));
+    if (k == NULL)
+        return NULL;
+    k->cb = want;
+    k->next = L->cbs;
+    L->cbs = k;
+    return &k->cb;
 }
 
 static uv_write_t *wreq_get(struct wsloop *L)
@@ -381,6 +420,7 @@ static void on_conn_closed(uv_handle_t *h)
     free(c->table);
     free(c->pre);
     free(c->reason);
+    free(c->ctrl);
     free(c);
     wsloop_put(L);
 }
@@ -664,11 +704,12 @@ static void protocol_error(struct tt_wsconn *c, uint16_t ws_code, int err, const
     c->force_goaway = tt_session_state(&c->sess) != TT_SESSION_CLOSED;
 }
 
-static void handle_control(struct tt_wsconn *c)
+/* A whole control frame's payload p[0..len), len <= 125. */
+static void handle_control(struct tt_wsconn *c, const uint8_t *p, size_t len)
 {
     switch (c->fr_opcode) {
     case TT_WS_PING:
-        (void)ws_send(c, TT_WS_PONG, c->ctrl, c->ctrl_len, NULL, 0);
+        (void)ws_send(c, TT_WS_PONG, p, len, NULL, 0);
         break;
     case TT_WS_PONG:
         break;
@@ -676,16 +717,16 @@ static void handle_control(struct tt_wsconn *c)
         uint16_t code = 1005;
         char why[TT_MAX_REASON + 1];
         size_t tlen = 0;
-        if (c->ctrl_len == 1) {
+        if (len == 1) {
             protocol_error(c, 1002, TETHER_ERR_PROTO, "bad close frame");
             return;
         }
-        if (c->ctrl_len >= 2) {
-            code = (uint16_t)(c->ctrl[0] << 8 | c->ctrl[1]);
-            tlen = c->ctrl_len - 2;
+        if (len >= 2) {
+            code = (uint16_t)(p[0] << 8 | p[1]);
+            tlen = len - 2;
         }
         int n = snprintf(why, sizeof(why), "peer closed the websocket (%u%s%.*s)", (unsigned)code,
-                         tlen ? ": " : "", (int)tlen, (const char *)c->ctrl + 2);
+                         tlen ? ": " : "", (int)tlen, tlen ? (const char *)p + 2 : "");
         (void)n;
         bool orderly = code == 1000 || code == 1001 || code == 1005;
         uint16_t reply =
@@ -761,12 +802,26 @@ static void frame_piece(struct tt_wsconn *c, uint8_t *data, size_t n)
     c->fr_off += n;
     c->fr_left -= n;
     if (tt_wsframe_is_control(c->fr_opcode)) {
-        /* The decoder caps control payloads at 125 bytes, the size of ctrl. */
+        if (c->fr_left == 0 && c->ctrl_len == 0) {
+            /* Whole in this read (the usual case): no copy. */
+            c->in_frame = false;
+            handle_control(c, data, n);
+            return;
+        }
+        /* The decoder caps control payloads at 125 bytes. */
+        if (c->ctrl == NULL && (c->ctrl = malloc(125)) == NULL) {
+            TT_LOG(TT_LOG_WARN, "wsconn: out of memory peer=%s", c->peer);
+            close_with(c, TT_GOAWAY_NORMAL, 1011, TETHER_ERR_NOMEM, "out of memory");
+            return;
+        }
         memcpy(c->ctrl + c->ctrl_len, data, n);
-        c->ctrl_len += n;
+        c->ctrl_len = (uint8_t)(c->ctrl_len + n);
         if (c->fr_left == 0) {
             c->in_frame = false;
-            handle_control(c);
+            handle_control(c, c->ctrl, c->ctrl_len);
+            free(c->ctrl);
+            c->ctrl = NULL;
+            c->ctrl_len = 0;
         }
         return;
     }
@@ -994,10 +1049,6 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, struct tt_conn *conn,
         c->cfg.max_message = WSCONN_DEFAULT_MAX_MESSAGE;
     c->cb = *cb;
     c->ud = ud;
-    c->scb = *cfg->session_cb;
-    c->scb.alloc_table = table_alloc;
-    c->scb.release_table = table_release;
-    c->cfg.session_cb = &c->scb;
     c->maxcap = WSCONN_MIN_MAXCAP;
     while (c->maxcap < 2u * (uint32_t)cfg->session.max_streams)
         c->maxcap *= 2;
@@ -1015,11 +1066,13 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, struct tt_conn *conn,
         c->L->refs++;
         q_tick = tick > 0 ? wsloop_queue(c->L, tick) : 0;
         q_close = wsloop_queue(c->L, WSCONN_CLOSE_TIMEOUT_MS);
+        c->scb = wsloop_callbacks(c->L, cfg->session_cb);
+        c->cfg.session_cb = c->scb;
     }
     c->table = calloc(WSCONN_FIRST_TABLE, sizeof(struct tt_stream));
     r = TETHER_ERR_NOMEM;
-    if (q_tick >= 0 && q_close >= 0 && c->table != NULL)
-        r = tt_session_init(&c->sess, &cfg->session, &c->scb, ud, c->table, WSCONN_FIRST_TABLE);
+    if (q_tick >= 0 && q_close >= 0 && c->scb != NULL && c->table != NULL)
+        r = tt_session_init(&c->sess, &cfg->session, c->scb, ud, c->table, WSCONN_FIRST_TABLE);
     if (r == 0 && prelen > 0) {
         c->pre = malloc(prelen);
         if (c->pre == NULL)
