@@ -56,6 +56,43 @@ static int save(struct tt_device *d)
     return rc;
 }
 
+/* The peer's "IP:PORT" for logs. */
+static const char *peer(const struct tt_devconn *dc)
+{
+    return dc->ws ? tt_wsconn_peer(dc->ws) : "";
+}
+
+/* Where clients reach service s of d (WELCOME): the URL of an HTTP service (LABEL.DOMAIN for the
+ * main one, SERVICE--LABEL.DOMAIN for the others), the host of a TCP one. Returns 0, or -1 when
+ * it does not fit. */
+static int svc_address(const struct tt_device *d, const struct tt_device_svc *s,
+                       char out[TT_MAX_ADDR + 1])
+{
+    const struct tt_config *cfg = &d->relay->cfg;
+    char prefix[TT_ROUTE_SVCLEN + 2 + TT_MAX_LABEL + 1];
+    if (s->kind != TT_SERVICE_HTTP) {
+        snprintf(out, TT_MAX_ADDR + 1, "%.128s", cfg->domain);
+        return 0;
+    }
+    if (s->dnsname[0])
+        snprintf(prefix, sizeof(prefix), "%s--%s", s->dnsname, d->label);
+    else
+        snprintf(prefix, sizeof(prefix), "%s", d->label);
+    return tt_config_device_url(cfg, prefix, out, TT_MAX_ADDR + 1) < 0 ? -1 : 0;
+}
+
+/* Room for n services (at least one slot, so that NULL means out of memory). */
+static struct tt_device_svc *svcs_new(size_t n)
+{
+    return calloc(n ? n : 1, sizeof(struct tt_device_svc));
+}
+
+static void device_free(struct tt_device *d)
+{
+    free(d->svc);
+    free(d);
+}
+
 static void close_ports(struct tt_device *d)
 {
     for (uint8_t i = 0; i < d->nsvc; i++) {
@@ -77,7 +114,7 @@ static void expire(struct tt_device *d)
     if (rc && rc != TETHER_ERR_NOT_FOUND)
         TT_LOG(TT_LOG_ERROR, "registry delete failed device=%s err=%s", d->name,
                tether_err_name(rc));
-    free(d);
+    device_free(d);
 }
 
 static bool expired(const struct tt_device *d, int64_t now)
@@ -135,6 +172,11 @@ static struct tt_device *device_create(struct tt_relay *r, const char *name)
     if (tt_registry_get(r->reg, name, &rd) == 0) {
         int64_t now = tt_relay_now_ms();
         if (rd.offline_since == 0 || now - rd.offline_since < (int64_t)r->cfg.grace_ms) {
+            d->svc = svcs_new(rd.nports);
+            if (!d->svc) {
+                free(d);
+                return NULL;
+            }
             snprintf(d->label, sizeof(d->label), "%s", rd.label);
             for (uint8_t i = 0; i < rd.nports && i < TT_MAX_SERVICES; i++) {
                 d->svc[i].kind = TT_SERVICE_TCP;
@@ -152,12 +194,12 @@ static struct tt_device *device_create(struct tt_relay *r, const char *name)
             snprintf(d->label, sizeof(d->label), "%s", label);
     }
     if (!d->label[0] || tt_strmap_put(&r->by_name, d->name, d) != 0) {
-        free(d);
+        device_free(d);
         return NULL;
     }
     if (tt_strmap_put(&r->by_label, d->label, d) != 0) {
         tt_strmap_del(&r->by_name, d->name);
-        free(d);
+        device_free(d);
         return NULL;
     }
     return d;
@@ -193,22 +235,19 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
         s->kind = m->services[i].kind;
         memcpy(s->name, m->services[i].name.p, m->services[i].name.len);
         if (s->kind == TT_SERVICE_HTTP) {
-            char prefix[TT_ROUTE_SVCLEN + 2 + TT_MAX_LABEL + 1];
+            char url[TT_MAX_ADDR + 1];
             if (i != mh) {
                 tt_route_service_dnsname(m->services[i].name.p, m->services[i].name.len,
                                          s->dnsname);
                 for (int j = 0; j < i; j++)
                     if (ns[j].kind == TT_SERVICE_HTTP && strcmp(ns[j].dnsname, s->dnsname) == 0)
                         snprintf(s->dnsname, sizeof(s->dnsname), "s%d", i);
-                snprintf(prefix, sizeof(prefix), "%s--%s", s->dnsname, d->label);
-            } else {
-                snprintf(prefix, sizeof(prefix), "%s", d->label);
             }
-            if (tt_config_device_url(&r->cfg, prefix, s->address, sizeof(s->address)) < 0)
+            /* made again for the WELCOME; here only checked */
+            if (svc_address(d, s, url) != 0)
                 return TETHER_ERR_NOMEM;
             continue;
         }
-        snprintf(s->address, sizeof(s->address), "%.128s", r->cfg.domain);
         for (int j = 0; j < d->nsvc; j++) {
             if (d->svc[j].kind == TT_SERVICE_TCP && strcmp(d->svc[j].name, s->name) == 0) {
                 if (d->svc[j].port)
@@ -217,6 +256,9 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
             }
         }
     }
+    struct tt_device_svc *nsv = svcs_new(m->nservices);
+    if (!nsv)
+        return TETHER_ERR_NOMEM;
     for (int i = 0; i < m->nservices; i++) {
         if (ns[i].kind != TT_SERVICE_TCP || carried[i] >= 0)
             continue;
@@ -225,6 +267,7 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
             for (int j = 0; j < i; j++)
                 if (ns[j].port && carried[j] < 0)
                     tt_tcpport_close(ns[j].port);
+            free(nsv);
             return rc;
         }
         ns[i].portno = tt_tcpport_port(ns[i].port);
@@ -237,7 +280,9 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
         }
     }
     close_ports(d);
-    memcpy(d->svc, ns, sizeof(ns));
+    memcpy(nsv, ns, m->nservices * sizeof(ns[0]));
+    free(d->svc);
+    d->svc = nsv;
     d->nsvc = m->nservices;
     return 0;
 }
@@ -290,7 +335,7 @@ static void takeover(struct tt_device *d)
     old->dev = NULL;
     d->conn = NULL;
     TT_LOG(TT_LOG_INFO, "device taken over device=%s label=%s peer=%s", d->name, d->label,
-           old->peer);
+           peer(old));
     tt_wsconn_close(old->ws, TT_GOAWAY_TAKEOVER, 1000, 0, "another connection took over");
 }
 
@@ -309,13 +354,13 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     char why[TT_MAX_REASON];
     const char *bad = check_hello(m, name);
     if (bad) {
-        TT_LOG(TT_LOG_INFO, "device refused peer=%s reason=\"%s\"", dc->peer, bad);
+        TT_LOG(TT_LOG_INFO, "device refused peer=%s reason=\"%s\"", peer(dc), bad);
         return refuse(dc, s, TT_REFUSE_INVALID, bad);
     }
     if (r->stopping)
         return refuse(dc, s, TT_REFUSE_INTERNAL, "relay shutting down");
     if (!tt_tokens_check(&r->tokens, m->name.p, m->name.len, m->token.p, m->token.len)) {
-        TT_LOG(TT_LOG_INFO, "device refused device=%s peer=%s reason=token", name, dc->peer);
+        TT_LOG(TT_LOG_INFO, "device refused device=%s peer=%s reason=token", name, peer(dc));
         snprintf(why, sizeof(why), "invalid token for device %s", name);
         return refuse(dc, s, TT_REFUSE_AUTH, why);
     }
@@ -333,7 +378,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     int rc = configure_services(d, m);
     if (rc) {
         TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"no TCP port left\"", name,
-               dc->peer);
+               peer(dc));
         if (fresh) {
             expire(d);
         } else if (!d->offline_since) {
@@ -349,7 +394,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     d->last_seen = now;
     if (save(d) != 0) {
         TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry failure\"", name,
-               dc->peer);
+               peer(dc));
         if (fresh) {
             expire(d);
         } else {
@@ -385,12 +430,15 @@ static void welcome(struct tt_devconn *dc)
     memset(&w, 0, sizeof(w));
     w.label = (struct tt_str){(const uint8_t *)d->label, strlen(d->label)};
     w.nservices = d->nsvc;
+    char addr[TT_MAX_SERVICES][TT_MAX_ADDR + 1];
     for (uint8_t i = 0; i < d->nsvc; i++) {
         const struct tt_device_svc *sv = &d->svc[i];
         w.services[i].kind = sv->kind;
         w.services[i].name = (struct tt_str){(const uint8_t *)sv->name, strlen(sv->name)};
         w.services[i].port = sv->kind == TT_SERVICE_TCP ? sv->portno : 0;
-        w.services[i].address = (struct tt_str){(const uint8_t *)sv->address, strlen(sv->address)};
+        if (svc_address(d, sv, addr[i]) != 0)
+            addr[i][0] = '\0'; /* cannot happen: checked when the services were set */
+        w.services[i].address = (struct tt_str){(const uint8_t *)addr[i], strlen(addr[i])};
     }
     uint8_t buf[4096];
     tt_ssize n = tt_session_accept(s, &w, buf, sizeof(buf));
@@ -403,9 +451,9 @@ static void welcome(struct tt_devconn *dc)
     send_frame(dc, buf, n);
     d->connected_since = now;
     d->connects++;
-    snprintf(d->remote_addr, sizeof(d->remote_addr), "%s", dc->peer);
+    snprintf(d->remote_addr, sizeof(d->remote_addr), "%s", peer(dc));
     TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u", d->name,
-           d->label, dc->peer, (unsigned)d->nsvc);
+           d->label, peer(dc), (unsigned)d->nsvc);
 }
 
 /* A registration that was committed but cannot be acknowledged: the device is offline again
@@ -419,7 +467,7 @@ static void fail_registration(struct tt_devconn *dc, const char *why)
         save(d);
     }
     dc->dev = NULL;
-    TT_LOG(TT_LOG_WARN, "device refused peer=%s reason=\"%s\"", dc->peer, why);
+    TT_LOG(TT_LOG_WARN, "device refused peer=%s reason=\"%s\"", peer(dc), why);
     if (dc->ws)
         refuse(dc, tt_wsconn_session(dc->ws), TT_REFUSE_INTERNAL, why);
 }
@@ -529,7 +577,7 @@ static int on_goaway(struct tt_session *s, const struct tt_coded *m, void *ud)
 {
     struct tt_devconn *dc = ud;
     (void)s;
-    TT_LOG(TT_LOG_DEBUG, "device going away peer=%s code=%u", dc->peer, (unsigned)m->code);
+    TT_LOG(TT_LOG_DEBUG, "device going away peer=%s code=%u", peer(dc), (unsigned)m->code);
     if (dc->ws)
         tt_wsconn_close(dc->ws, TT_GOAWAY_NORMAL, 1000, 0, "device going away");
     return 0;
@@ -575,9 +623,9 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
         d->offline_since = d->last_seen = tt_relay_now_ms();
         save(d);
         TT_LOG(TT_LOG_INFO, "device disconnected device=%s label=%s peer=%s reason=\"%s\"", d->name,
-               d->label, dc->peer, why);
+               d->label, peer(dc), why);
     } else {
-        TT_LOG(TT_LOG_DEBUG, "device connection closed peer=%s reason=\"%s\"", dc->peer, why);
+        TT_LOG(TT_LOG_DEBUG, "device connection closed peer=%s reason=\"%s\"", peer(dc), why);
     }
     unlink_conn(dc);
     free(dc);
@@ -615,8 +663,7 @@ void tt_device_accept(struct tt_relay *r, struct tt_conn *tcp, const uint8_t *pr
         tt_respond_drop(tcp);
         return;
     }
-    snprintf(dc->peer, sizeof(dc->peer), "%s", tt_wsconn_peer(dc->ws));
-    TT_LOG(TT_LOG_DEBUG, "device connection peer=%s", dc->peer);
+    TT_LOG(TT_LOG_DEBUG, "device connection peer=%s", peer(dc));
 }
 
 static int sweep_one(const char *key, void *val, void *ud)
@@ -651,7 +698,7 @@ static void on_sweep(uv_timer_t *t)
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next) {
         if (!dc->registered && dc->ws && now - dc->started >= TT_DEVICE_HELLO_MS) {
             dc->registered = true; /* close once */
-            TT_LOG(TT_LOG_INFO, "device connection without registration closed peer=%s", dc->peer);
+            TT_LOG(TT_LOG_INFO, "device connection without registration closed peer=%s", peer(dc));
             tt_wsconn_close(dc->ws, TT_GOAWAY_PROTOCOL, 1008, TETHER_ERR_TIMEOUT,
                             "no registration in time");
         }
@@ -682,12 +729,17 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
     snprintf(d->label, sizeof(d->label), "%s", rd->label);
     d->offline_since = rd->offline_since ? rd->offline_since : lc->now;
     d->last_seen = rd->last_seen;
+    d->svc = svcs_new(rd->nports);
+    if (!d->svc) {
+        free(d);
+        lc->err = TETHER_ERR_NOMEM;
+        return 1;
+    }
     bool live = !expired(d, lc->now);
     for (uint8_t i = 0; i < rd->nports && i < TT_MAX_SERVICES; i++) {
         struct tt_device_svc *sv = &d->svc[d->nsvc];
         sv->kind = TT_SERVICE_TCP;
         snprintf(sv->name, sizeof(sv->name), "%s", rd->ports[i].service);
-        snprintf(sv->address, sizeof(sv->address), "%.128s", r->cfg.domain);
         sv->portno = rd->ports[i].port;
         if (live && tt_tcpports_open_exact(&r->ports, sv->portno, on_port_accept, d, &sv->port)) {
             TT_LOG(TT_LOG_WARN,
@@ -702,7 +754,7 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
         tt_strmap_put(&r->by_label, d->label, d) != 0) {
         tt_strmap_del(&r->by_name, d->name);
         close_ports(d);
-        free(d);
+        device_free(d);
         lc->err = TETHER_ERR_NOMEM;
         return 1;
     }
@@ -774,7 +826,7 @@ static int free_one(const char *key, void *val, void *ud)
     if (d->conn)
         d->conn->dev = NULL;
     close_ports(d);
-    free(d);
+    device_free(d);
     return 0;
 }
 

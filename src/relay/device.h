@@ -31,7 +31,6 @@ struct tt_device_svc {
     uint8_t kind; /* enum tt_service_kind */
     char name[TT_MAX_NAME + 1];
     char dnsname[TT_ROUTE_SVCLEN + 1]; /* http: "" for the main service, else SERVICE part */
-    char address[TT_MAX_ADDR + 1];     /* http: the URL; tcp: the host clients use */
     struct tt_tcpport *port;           /* tcp: the listener (owned) */
     uint16_t portno;                   /* tcp: its number (or the one remembered) */
 };
@@ -47,7 +46,6 @@ struct tt_devconn {
     bool sync_waiting;            /* on relay->sync_q: WELCOME once the registry synced */
     uint64_t sync_need;           /* ... the sync of that generation */
     struct tt_devconn *sync_next; /* relay->sync_q */
-    char peer[64];
 };
 
 struct tt_device {
@@ -55,8 +53,8 @@ struct tt_device {
     char name[TT_MAX_NAME + 1];
     char label[TT_MAX_LABEL + 1];
     uint8_t nsvc;
-    struct tt_device_svc svc[TT_MAX_SERVICES];
-    struct tt_devconn *conn; /* NULL while offline */
+    struct tt_device_svc *svc; /* nsvc of them (malloc'd, owned; most devices have one or two) */
+    struct tt_devconn *conn;   /* NULL while offline */
     /* counters (for the admin API); times are unix milliseconds */
     int64_t connected_since, last_seen, offline_since;
     char remote_addr[64];
