@@ -16,6 +16,8 @@
 #include "common/wshs.h"
 #include "tether_err.h"
 
+#include "support_loop.h"
+
 static void test_redirect_url(void **state)
 {
     char out[256], err[TT_ERRLEN];
@@ -161,19 +163,9 @@ static void on_conn(uv_stream_t *l, int status)
 
 static void srv_start(uv_loop_t *loop, struct srv *srv, enum srv_mode mode)
 {
-    struct sockaddr_in sa;
-    struct sockaddr_storage got;
-    int len = sizeof got;
-
     memset(srv, 0, sizeof *srv);
     srv->mode = mode;
-    uv_tcp_init(loop, &srv->listener);
-    srv->listener.data = srv;
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    assert_int_equal(uv_tcp_bind(&srv->listener, (struct sockaddr *)&sa, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&srv->listener, 16, on_conn), 0);
-    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&got, &len);
-    srv->port = ntohs(((struct sockaddr_in *)&got)->sin_port);
+    srv->port = ut_listen(loop, &srv->listener, srv, on_conn);
 }
 
 /* ---- dialing ------------------------------------------------------------------------------ */
@@ -216,26 +208,35 @@ static void run_and_close(uv_loop_t *loop)
     assert_int_equal(uv_loop_close(loop), 0);
 }
 
+/* Dials ws://127.0.0.1:port/ (with options opt, NULL for the defaults) on loop, runs the loop
+ * until every handle is closed, and checks that on_dialed was called once, with error want. */
+static void dial_port(uv_loop_t *loop, int port, const struct tt_dial_options *opt,
+                      struct outcome *o, int want)
+{
+    struct tt_dial *d;
+    char url[128], err[TT_ERRLEN];
+
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
+    assert_int_equal(tt_dial_start(&d, loop, url, opt, on_dialed, o, err), 0);
+    run_and_close(loop);
+    assert_int_equal(o->calls, 1);
+    assert_int_equal(o->err, want);
+}
+
 static void test_redirect_then_accept(void **state)
 {
     uv_loop_t loop;
     struct srv a, b;
     struct outcome o = {0};
-    struct tt_dial *d;
-    char url[128], err[TT_ERRLEN];
     (void)state;
 
     uv_loop_init(&loop);
     srv_start(&loop, &a, SRV_REDIRECT);
     srv_start(&loop, &b, SRV_ACCEPT);
     snprintf(a.location, sizeof a.location, "http://127.0.0.1:%d/tether", b.port);
-    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", a.port);
     o.stop[0] = &a;
     o.stop[1] = &b;
-    assert_int_equal(tt_dial_start(&d, &loop, url, NULL, on_dialed, &o, err), 0);
-    run_and_close(&loop);
-    assert_int_equal(o.calls, 1);
-    assert_int_equal(o.err, 0);
+    dial_port(&loop, a.port, NULL, &o, 0);
     assert_string_equal(o.pre, "PRE!");
     assert_non_null(strstr(o.url, "ws://127.0.0.1:"));
     assert_non_null(strstr(o.url, "/tether"));
@@ -248,18 +249,12 @@ static void test_http_error(void **state)
     uv_loop_t loop;
     struct srv a;
     struct outcome o = {0};
-    struct tt_dial *d;
-    char url[128], err[TT_ERRLEN];
     (void)state;
 
     uv_loop_init(&loop);
     srv_start(&loop, &a, SRV_404);
-    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", a.port);
     o.stop[0] = &a;
-    assert_int_equal(tt_dial_start(&d, &loop, url, NULL, on_dialed, &o, err), 0);
-    run_and_close(&loop);
-    assert_int_equal(o.calls, 1);
-    assert_int_equal(o.err, TETHER_ERR_HANDSHAKE);
+    dial_port(&loop, a.port, NULL, &o, TETHER_ERR_HANDSHAKE);
     assert_non_null(strstr(o.message, "HTTP 404"));
 }
 
@@ -268,19 +263,13 @@ static void test_redirect_loop_is_cut(void **state)
     uv_loop_t loop;
     struct srv a;
     struct outcome o = {0};
-    struct tt_dial *d;
-    char url[128], err[TT_ERRLEN];
     (void)state;
 
     uv_loop_init(&loop);
     srv_start(&loop, &a, SRV_LOOP);
     snprintf(a.location, sizeof a.location, "ws://127.0.0.1:%d/again", a.port);
-    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", a.port);
     o.stop[0] = &a;
-    assert_int_equal(tt_dial_start(&d, &loop, url, NULL, on_dialed, &o, err), 0);
-    run_and_close(&loop);
-    assert_int_equal(o.calls, 1);
-    assert_int_equal(o.err, TETHER_ERR_HANDSHAKE);
+    dial_port(&loop, a.port, NULL, &o, TETHER_ERR_HANDSHAKE);
     assert_non_null(strstr(o.message, "too many redirects"));
     assert_int_equal(a.requests, 1 + TT_DIAL_MAX_REDIRECTS);
 }
@@ -290,21 +279,13 @@ static void test_refused(void **state)
     uv_loop_t loop;
     struct srv a;
     struct outcome o = {0};
-    struct tt_dial *d;
-    char url[128], err[TT_ERRLEN];
-    int port;
     (void)state;
 
     uv_loop_init(&loop);
     srv_start(&loop, &a, SRV_404); /* take a free port, then give it back */
-    port = a.port;
     uv_close((uv_handle_t *)&a.listener, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
-    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
-    assert_int_equal(tt_dial_start(&d, &loop, url, NULL, on_dialed, &o, err), 0);
-    run_and_close(&loop);
-    assert_int_equal(o.calls, 1);
-    assert_int_equal(o.err, TETHER_ERR_REFUSED);
+    dial_port(&loop, a.port, NULL, &o, TETHER_ERR_REFUSED);
     assert_non_null(strstr(o.message, "connection refused"));
 }
 
@@ -315,17 +296,13 @@ static void test_timeout_and_cancel(void **state)
     struct outcome o = {0};
     struct tt_dial *d;
     struct tt_dial_options opt = {.timeout_ms = 100};
-    char url[128], err[TT_ERRLEN];
+    char err[TT_ERRLEN];
     (void)state;
 
     uv_loop_init(&loop);
     srv_start(&loop, &a, SRV_SILENT);
-    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", a.port);
     o.stop[0] = &a;
-    assert_int_equal(tt_dial_start(&d, &loop, url, &opt, on_dialed, &o, err), 0);
-    run_and_close(&loop);
-    assert_int_equal(o.calls, 1);
-    assert_int_equal(o.err, TETHER_ERR_TIMEOUT);
+    dial_port(&loop, a.port, &opt, &o, TETHER_ERR_TIMEOUT);
 
     /* Cancelled at once: no callback, nothing left open. */
     uv_loop_init(&loop);

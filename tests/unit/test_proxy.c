@@ -22,6 +22,8 @@
 #include "agent/proxy.h"
 #include "common/wshs.h"
 
+#include "support_loop.h"
+
 /* ---- proxy URLs ---------------------------------------------------------------------------- */
 
 static void test_parse(void **state)
@@ -138,28 +140,23 @@ static void test_no_proxy(void **state)
 /* ---- the choice --------------------------------------------------------------------------------
  */
 
-/* Sets "NAME=value" pairs (NULL-terminated) in a fresh env. */
-static void env_of(struct tt_proxy_env *env, ...)
+/* Sets the "NAME=value" pairs of kv (NULL-terminated) in a fresh env. */
+static void env_of(struct tt_proxy_env *env, const char *const *kv)
 {
-    va_list ap;
-    const char *kv;
-
     memset(env, 0, sizeof *env);
-    va_start(ap, env);
-    while ((kv = va_arg(ap, const char *)) != NULL) {
-        const char *eq = strchr(kv, '=');
+    for (; *kv != NULL; kv++) {
+        const char *eq = strchr(*kv, '=');
         bool found = false;
         assert_non_null(eq);
         for (int i = 0; i < TT_PV_COUNT; i++) {
-            if (strlen(tt_proxy_var_names[i]) == (size_t)(eq - kv) &&
-                strncmp(tt_proxy_var_names[i], kv, (size_t)(eq - kv)) == 0) {
+            if (strlen(tt_proxy_var_names[i]) == (size_t)(eq - *kv) &&
+                strncmp(tt_proxy_var_names[i], *kv, (size_t)(eq - *kv)) == 0) {
                 assert_int_equal(tt_proxy_env_set(env, (enum tt_proxy_var)i, eq + 1), 0);
                 found = true;
             }
         }
         assert_true(found);
     }
-    va_end(ap);
 }
 
 /* The proxy chosen for scheme://host as "source host:port", or "direct". */
@@ -183,58 +180,55 @@ static const char *choose(const char *proxy, const char *no_proxy, const struct 
 
 static void test_select_env(void **state)
 {
+    /* With the variables env set and nothing configured, scheme://host goes to want (a NULL
+     * scheme ends an env's choices). */
+    static const struct {
+        const char *env[5];
+        struct {
+            const char *scheme, *host, *want;
+        } choice[2];
+    } cases[] = {
+        /* ws:// reads http_proxy, then HTTP_PROXY; wss:// reads https_proxy, then HTTPS_PROXY. */
+        {{"http_proxy=h:1", "HTTPS_PROXY=S:2"},
+         {{"ws", "relay", "http_proxy h:1"}, {"wss", "relay", "HTTPS_PROXY S:2"}}},
+        {{"HTTP_PROXY=H:1", "https_proxy=s:2", "HTTPS_PROXY=S:2"},
+         {{"ws", "relay", "HTTP_PROXY H:1"}, {"wss", "relay", "https_proxy s:2"}}},
+        {{"https_proxy=s:2"}, {{"ws", "relay", "direct"}}},
+        {{"http_proxy=h:1", "HTTP_PROXY=H:1"}, {{"ws", "relay", "http_proxy h:1"}}},
+        /* ws_proxy/WS_PROXY and wss_proxy/WSS_PROXY come first (curl's WebSocket schemes). */
+        {{"WS_PROXY=W:3", "http_proxy=h:1", "wss_proxy=x:4", "https_proxy=s:2"},
+         {{"ws", "relay", "WS_PROXY W:3"}, {"wss", "relay", "wss_proxy x:4"}}},
+        /* all_proxy, then ALL_PROXY, when the scheme has none. */
+        {{"ALL_PROXY=A:5", "all_proxy=a:5", "https_proxy=s:2"},
+         {{"ws", "relay", "all_proxy a:5"}, {"wss", "relay", "https_proxy s:2"}}},
+        {{"ALL_PROXY=A:5"}, {{"wss", "relay", "ALL_PROXY A:5"}}},
+        /* no_proxy, else NO_PROXY. */
+        {{"http_proxy=h:1", "NO_PROXY=relay"},
+         {{"ws", "relay", "direct"}, {"ws", "other", "http_proxy h:1"}}},
+        {{"http_proxy=h:1", "no_proxy=other", "NO_PROXY=relay"},
+         {{"ws", "relay", "http_proxy h:1"}, {"ws", "other", "direct"}}},
+    };
     struct tt_proxy_env e;
     (void)state;
 
-    /* ws:// reads http_proxy, then HTTP_PROXY; wss:// reads https_proxy, then HTTPS_PROXY. */
-    env_of(&e, "http_proxy=h:1", "HTTPS_PROXY=S:2", NULL);
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "http_proxy h:1");
-    assert_string_equal(choose(NULL, NULL, &e, "wss", "relay"), "HTTPS_PROXY S:2");
-    tt_proxy_env_free(&e);
-    env_of(&e, "HTTP_PROXY=H:1", "https_proxy=s:2", "HTTPS_PROXY=S:2", NULL);
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "HTTP_PROXY H:1");
-    assert_string_equal(choose(NULL, NULL, &e, "wss", "relay"), "https_proxy s:2");
-    tt_proxy_env_free(&e);
-    env_of(&e, "https_proxy=s:2", NULL);
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "direct");
-    tt_proxy_env_free(&e);
-    env_of(&e, "http_proxy=h:1", "HTTP_PROXY=H:1", NULL);
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "http_proxy h:1");
-    tt_proxy_env_free(&e);
-
-    /* ws_proxy/WS_PROXY and wss_proxy/WSS_PROXY come first (curl's WebSocket schemes). */
-    env_of(&e, "WS_PROXY=W:3", "http_proxy=h:1", "wss_proxy=x:4", "https_proxy=s:2", NULL);
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "WS_PROXY W:3");
-    assert_string_equal(choose(NULL, NULL, &e, "wss", "relay"), "wss_proxy x:4");
-    tt_proxy_env_free(&e);
-
-    /* all_proxy, then ALL_PROXY, when the scheme has none. */
-    env_of(&e, "ALL_PROXY=A:5", "all_proxy=a:5", "https_proxy=s:2", NULL);
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "all_proxy a:5");
-    assert_string_equal(choose(NULL, NULL, &e, "wss", "relay"), "https_proxy s:2");
-    tt_proxy_env_free(&e);
-    env_of(&e, "ALL_PROXY=A:5", NULL);
-    assert_string_equal(choose(NULL, NULL, &e, "wss", "relay"), "ALL_PROXY A:5");
-    tt_proxy_env_free(&e);
-
-    /* no_proxy, else NO_PROXY. */
-    env_of(&e, "http_proxy=h:1", "NO_PROXY=relay", NULL);
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "direct");
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "other"), "http_proxy h:1");
-    tt_proxy_env_free(&e);
-    env_of(&e, "http_proxy=h:1", "no_proxy=other", "NO_PROXY=relay", NULL);
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "http_proxy h:1");
-    assert_string_equal(choose(NULL, NULL, &e, "ws", "other"), "direct");
-    tt_proxy_env_free(&e);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        env_of(&e, cases[i].env);
+        for (size_t j = 0; j < 2 && cases[i].choice[j].scheme != NULL; j++)
+            assert_string_equal(
+                choose(NULL, NULL, &e, cases[i].choice[j].scheme, cases[i].choice[j].host),
+                cases[i].choice[j].want);
+        tt_proxy_env_free(&e);
+    }
 
     /* Empty variables count as unset (curl's curl_getenv). */
-    env_of(&e, "http_proxy=", "all_proxy=a:5", NULL);
+    env_of(&e, (const char *const[]){"http_proxy=", "all_proxy=a:5", NULL});
     assert_null(e.value[TT_PV_HTTP_PROXY]);
     assert_string_equal(choose(NULL, NULL, &e, "ws", "relay"), "all_proxy a:5");
     tt_proxy_env_free(&e);
 
     /* A bad variable is an error naming it, never showing its password. */
-    env_of(&e, "https_proxy=https://u:hunter2@p", "http_proxy=socks5://p", NULL);
+    env_of(&e,
+           (const char *const[]){"https_proxy=https://u:hunter2@p", "http_proxy=socks5://p", NULL});
     assert_non_null(strstr(choose(NULL, NULL, &e, "wss", "relay"), "error: https_proxy: HTTPS"));
     assert_null(strstr(choose(NULL, NULL, &e, "wss", "relay"), "hunter2"));
     assert_non_null(strstr(choose(NULL, NULL, &e, "ws", "relay"), "error: http_proxy: SOCKS"));
@@ -253,7 +247,7 @@ static void test_select_configured(void **state)
     struct tt_proxy_env e;
     (void)state;
 
-    env_of(&e, "http_proxy=h:1", "https_proxy=s:2", "all_proxy=a:5", NULL);
+    env_of(&e, (const char *const[]){"http_proxy=h:1", "https_proxy=s:2", "all_proxy=a:5", NULL});
     /* --proxy wins over the variables, for both schemes. */
     assert_string_equal(choose("http://c:9", NULL, &e, "ws", "relay"), "--proxy c:9");
     assert_string_equal(choose("c:9", NULL, &e, "wss", "relay"), "--proxy c:9");
@@ -267,7 +261,7 @@ static void test_select_configured(void **state)
     tt_proxy_env_free(&e);
 
     /* NO_PROXY applies to --proxy too, as curl applies it to -x; --noproxy "" lifts it. */
-    env_of(&e, "NO_PROXY=relay,127.0.0.1", NULL);
+    env_of(&e, (const char *const[]){"NO_PROXY=relay,127.0.0.1", NULL});
     assert_string_equal(choose("c:9", NULL, &e, "ws", "relay"), "direct");
     assert_string_equal(choose("c:9", NULL, &e, "ws", "127.0.0.1"), "direct");
     assert_string_equal(choose("c:9", NULL, &e, "ws", "elsewhere"), "--proxy c:9");
@@ -607,19 +601,9 @@ static void px_accept(uv_stream_t *l, int status)
 
 static void px_start(uv_loop_t *loop, struct px *px, enum px_mode mode)
 {
-    struct sockaddr_in sa;
-    struct sockaddr_storage name;
-    int namelen = sizeof name;
-
     memset(px, 0, sizeof *px);
     px->mode = mode;
-    uv_tcp_init(loop, &px->listener);
-    px->listener.data = px;
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    assert_int_equal(uv_tcp_bind(&px->listener, (const struct sockaddr *)&sa, 0), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)&px->listener, 16, px_accept), 0);
-    uv_tcp_getsockname(&px->listener, (struct sockaddr *)&name, &namelen);
-    px->port = ntohs(((struct sockaddr_in *)&name)->sin_port);
+    px->port = ut_listen(loop, &px->listener, px, px_accept);
 }
 
 struct outcome {
@@ -714,42 +698,38 @@ static void test_dial_redirect_reconnects(void **state)
 
 static void test_dial_refusals(void **state)
 {
+    /* Each refusal: the proxy's mode and URL (its port for %d), the timeout (0: the default),
+     * then the error and a piece of its message, which never shows the password. */
+    static const struct {
+        enum px_mode mode;
+        const char *proxy;
+        uint32_t timeout_ms;
+        int err;
+        const char *message;
+    } cases[] = {
+        {PX_407, "http://127.0.0.1:%d", 0, TETHER_ERR_AUTH, "proxy requires authentication"},
+        {PX_407, "http://u:hunter2@127.0.0.1:%d", 0, TETHER_ERR_AUTH,
+         "proxy authentication failed"},
+        {PX_403, "http://u:hunter2@127.0.0.1:%d", 0, TETHER_ERR_REFUSED,
+         "proxy refused CONNECT: 403 Forbidden"},
+        {PX_GARBAGE, "http://127.0.0.1:%d", 0, TETHER_ERR_HTTP, "bad answer from proxy"},
+        {PX_CLOSE, "http://127.0.0.1:%d", 0, TETHER_ERR_CLOSED, "before answering CONNECT"},
+        {PX_SILENT, "http://127.0.0.1:%d", 300, TETHER_ERR_TIMEOUT, "timed out waiting for proxy"},
+        /* Nothing listens on port 1: the message names the proxy and where it came from. */
+        {PX_TUNNEL, "http://127.0.0.1:1", 0, TETHER_ERR_REFUSED,
+         "cannot connect to proxy http://127.0.0.1:1 (from --proxy)"},
+    };
     struct px px;
     struct outcome o;
     (void)state;
 
-    dial_through(PX_407, "ws://relay.invalid:80/", "http://127.0.0.1:%d", NULL, 0, &px, &o);
-    assert_int_equal(o.err, TETHER_ERR_AUTH);
-    assert_non_null(strstr(o.message, "proxy requires authentication"));
-
-    dial_through(PX_407, "ws://relay.invalid:80/", "http://u:hunter2@127.0.0.1:%d", NULL, 0, &px,
-                 &o);
-    assert_int_equal(o.err, TETHER_ERR_AUTH);
-    assert_non_null(strstr(o.message, "proxy authentication failed"));
-    assert_null(strstr(o.message, "hunter2"));
-
-    dial_through(PX_403, "ws://relay.invalid:80/", "http://u:hunter2@127.0.0.1:%d", NULL, 0, &px,
-                 &o);
-    assert_int_equal(o.err, TETHER_ERR_REFUSED);
-    assert_non_null(strstr(o.message, "proxy refused CONNECT: 403 Forbidden"));
-    assert_null(strstr(o.message, "hunter2"));
-
-    dial_through(PX_GARBAGE, "ws://relay.invalid:80/", "http://127.0.0.1:%d", NULL, 0, &px, &o);
-    assert_int_equal(o.err, TETHER_ERR_HTTP);
-    assert_non_null(strstr(o.message, "bad answer from proxy"));
-
-    dial_through(PX_CLOSE, "ws://relay.invalid:80/", "http://127.0.0.1:%d", NULL, 0, &px, &o);
-    assert_int_equal(o.err, TETHER_ERR_CLOSED);
-    assert_non_null(strstr(o.message, "before answering CONNECT"));
-
-    dial_through(PX_SILENT, "ws://relay.invalid:80/", "http://127.0.0.1:%d", NULL, 300, &px, &o);
-    assert_int_equal(o.err, TETHER_ERR_TIMEOUT);
-    assert_non_null(strstr(o.message, "timed out waiting for proxy"));
-
-    /* Nothing listens on port 1: the message names the proxy and where it came from. */
-    dial_through(PX_TUNNEL, "ws://relay.invalid:80/", "http://127.0.0.1:1", NULL, 0, &px, &o);
-    assert_int_equal(o.err, TETHER_ERR_REFUSED);
-    assert_non_null(strstr(o.message, "cannot connect to proxy http://127.0.0.1:1 (from --proxy)"));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dial_through(cases[i].mode, "ws://relay.invalid:80/", cases[i].proxy, NULL,
+                     cases[i].timeout_ms, &px, &o);
+        assert_int_equal(o.err, cases[i].err);
+        assert_non_null(strstr(o.message, cases[i].message));
+        assert_null(strstr(o.message, "hunter2"));
+    }
 }
 
 static void test_dial_no_proxy_bypass(void **state)

@@ -27,6 +27,8 @@
 #include "common/wsconn.h"
 #include "tether_err.h"
 
+#include "support_loop.h"
+
 /* ---- certificates ----------------------------------------------------------------------- */
 
 static char cert_path[64], key_path[64], other_cert_path[64];
@@ -98,80 +100,7 @@ static int teardown_certs(void **state)
     return 0;
 }
 
-/* ---- loopback helpers ------------------------------------------------------------------- */
-
-struct pair_ctx {
-    struct tt_conn *accepted;
-    int connected;
-};
-
-static void pair_on_conn(uv_stream_t *server, int status)
-{
-    struct pair_ctx *pc = server->data;
-    assert_int_equal(status, 0);
-    pc->accepted = tt_conn_new(server->loop);
-    assert_int_equal(uv_accept(server, (uv_stream_t *)&pc->accepted->tcp), 0);
-}
-
-static void pair_on_connect(uv_connect_t *req, int status)
-{
-    struct pair_ctx *pc = req->data;
-    assert_int_equal(status, 0);
-    pc->connected = 1;
-}
-
-static void nothing(uv_handle_t *h)
-{
-    (void)h;
-}
-
-/* A connected pair on 127.0.0.1: *a connected, *b accepted (both plain so far). */
-static void make_pair(uv_loop_t *loop, struct tt_conn **a, struct tt_conn **b)
-{
-    uv_tcp_t lst;
-    struct sockaddr_in addr;
-    struct sockaddr_storage bound;
-    int len = sizeof(bound);
-    struct pair_ctx pc = {0};
-    uv_connect_t req;
-
-    uv_tcp_init(loop, &lst);
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    assert_int_equal(uv_tcp_bind(&lst, (struct sockaddr *)&addr, 0), 0);
-    assert_int_equal(uv_tcp_getsockname(&lst, (struct sockaddr *)&bound, &len), 0);
-    lst.data = &pc;
-    assert_int_equal(uv_listen((uv_stream_t *)&lst, 8, pair_on_conn), 0);
-    *a = tt_conn_new(loop);
-    req.data = &pc;
-    assert_int_equal(uv_tcp_connect(&req, &(*a)->tcp, (struct sockaddr *)&bound, pair_on_connect),
-                     0);
-    while (!pc.connected || pc.accepted == NULL)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&lst, nothing);
-    uv_run(loop, UV_RUN_NOWAIT);
-    *b = pc.accepted;
-}
-
-static void hang_guard_cb(uv_timer_t *t)
-{
-    (void)t;
-    fail_msg("test hung");
-}
-
-static void start_guard(uv_loop_t *loop, uv_timer_t *t)
-{
-    uv_timer_init(loop, t);
-    uv_timer_start(t, hang_guard_cb, 20000, 0);
-    uv_unref((uv_handle_t *)t);
-}
-
-static void finish_loop(uv_loop_t *loop, uv_timer_t *guard)
-{
-    uv_close((uv_handle_t *)guard, nothing);
-    uv_run(loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(loop), 0);
-    tt_chunk_pool_drain();
-}
+/* ---- TLS contexts ----------------------------------------------------------------------- */
 
 static struct tt_tls_ctx *server_ctx(void)
 {
@@ -326,7 +255,7 @@ static void tls_pair(uv_loop_t *loop, struct peer *cl, struct peer *sv, struct t
     struct tt_tls_ctx *sctx = server_ctx();
     struct tt_conn *a, *b;
 
-    make_pair(loop, &a, &b);
+    ut_make_pair(loop, &a, &b);
     cl->c = a;
     sv->c = b;
     a->tcp.data = cl;
@@ -358,7 +287,7 @@ static void test_echo(void **state)
     for (size_t i = 0; i < total; i++)
         data[i] = (uint8_t)(i * 7 + (i >> 11));
     assert_int_equal(uv_loop_init(&loop), 0);
-    start_guard(&loop, &guard);
+    ut_start_guard(&loop, &guard);
     sv.echo = true;
     tls_pair(&loop, &cl, &sv, cctx, "localhost");
     tt_tls_ctx_free(cctx);
@@ -394,7 +323,7 @@ static void test_echo(void **state)
     assert_int_equal(peer_write(&cl, data, 1), UV_EPIPE);
     peer_close(&loop, &cl);
     peer_close(&loop, &sv);
-    finish_loop(&loop, &guard);
+    ut_finish_loop(&loop, &guard);
     free(data);
 }
 
@@ -406,7 +335,7 @@ static void expect_verify_failure(const char *ca, const char *host, const char *
     struct tt_tls_ctx *cctx = client_ctx(ca, false);
 
     assert_int_equal(uv_loop_init(&loop), 0);
-    start_guard(&loop, &guard);
+    ut_start_guard(&loop, &guard);
     tls_pair(&loop, &cl, &sv, cctx, host);
     tt_tls_ctx_free(cctx);
     assert_int_equal(cl.hs_err, TETHER_ERR_TLS);
@@ -419,7 +348,7 @@ static void expect_verify_failure(const char *ca, const char *host, const char *
     assert_int_equal(sv.inlen, 0);
     peer_close(&loop, &cl);
     peer_close(&loop, &sv);
-    finish_loop(&loop, &guard);
+    ut_finish_loop(&loop, &guard);
 }
 
 static void test_verify_failures(void **state)
@@ -443,26 +372,26 @@ static void test_insecure_and_ip(void **state)
 
     /* No verification at all: an unknown certificate and a name it does not carry. */
     assert_int_equal(uv_loop_init(&loop), 0);
-    start_guard(&loop, &guard);
+    ut_start_guard(&loop, &guard);
     tls_pair(&loop, &cl, &sv, cctx, "anything.example");
     tt_tls_ctx_free(cctx);
     assert_int_equal(cl.hs_err, 0);
     peer_close(&loop, &cl);
     peer_close(&loop, &sv);
-    finish_loop(&loop, &guard);
+    ut_finish_loop(&loop, &guard);
 
     /* Verified against an IP address in the certificate. */
     memset(&cl, 0, sizeof(cl));
     memset(&sv, 0, sizeof(sv));
     cctx = client_ctx(cert_path, false);
     assert_int_equal(uv_loop_init(&loop), 0);
-    start_guard(&loop, &guard);
+    ut_start_guard(&loop, &guard);
     tls_pair(&loop, &cl, &sv, cctx, "127.0.0.1");
     tt_tls_ctx_free(cctx);
     assert_int_equal(cl.hs_err, 0);
     peer_close(&loop, &cl);
     peer_close(&loop, &sv);
-    finish_loop(&loop, &guard);
+    ut_finish_loop(&loop, &guard);
 }
 
 /* A reader takes a few bytes and stops (as the relay's head reader does); the rest, already
@@ -480,7 +409,7 @@ static void test_handover_keeps_pending_bytes(void **state)
     for (size_t i = 0; i < total; i++)
         data[i] = (uint8_t)(i % 251);
     assert_int_equal(uv_loop_init(&loop), 0);
-    start_guard(&loop, &guard);
+    ut_start_guard(&loop, &guard);
     sv.small = 100;
     sv.stop_after = 100;
     tls_pair(&loop, &cl, &sv, cctx, "localhost");
@@ -507,7 +436,7 @@ static void test_handover_keeps_pending_bytes(void **state)
     sv.in = NULL;
     peer_close(&loop, &cl);
     peer_close(&loop, &next);
-    finish_loop(&loop, &guard);
+    ut_finish_loop(&loop, &guard);
     free(data);
 }
 
@@ -523,7 +452,7 @@ static void test_close_cancels_writes(void **state)
     (void)state;
 
     assert_int_equal(uv_loop_init(&loop), 0);
-    start_guard(&loop, &guard);
+    ut_start_guard(&loop, &guard);
     tls_pair(&loop, &cl, &sv, cctx, "localhost");
     tt_tls_ctx_free(cctx);
     tt_conn_read_stop(sv.c); /* nobody drains: the writes stay under way */
@@ -538,7 +467,7 @@ static void test_close_cancels_writes(void **state)
     assert_int_equal(cl.last_write_err, UV_ECANCELED);
     free(cl.in);
     peer_close(&loop, &sv);
-    finish_loop(&loop, &guard);
+    ut_finish_loop(&loop, &guard);
     free(data);
 }
 
@@ -623,7 +552,7 @@ static void test_wsconn_over_tls(void **state)
     (void)state;
 
     assert_int_equal(uv_loop_init(&loop), 0);
-    start_guard(&loop, &guard);
+    ut_start_guard(&loop, &guard);
     tls_pair(&loop, &cl, &sv, cctx, "localhost");
     tt_tls_ctx_free(cctx);
     assert_int_equal(cl.hs_err, 0);
@@ -661,7 +590,7 @@ static void test_wsconn_over_tls(void **state)
         uv_run(&loop, UV_RUN_ONCE);
     free(cl.in);
     free(sv.in);
-    finish_loop(&loop, &guard);
+    ut_finish_loop(&loop, &guard);
 }
 
 int main(void)

@@ -17,85 +17,14 @@
 #include "common/pool.h"
 #include "common/wsconn.h"
 
+#include "support_loop.h"
+
 /* ---- loopback helpers ------------------------------------------------------------------- */
 
 /* The uv stream of a conn, for the raw (test) side of a pair. */
 static uv_stream_t *S(struct tt_conn *c)
 {
     return (uv_stream_t *)&c->tcp;
-}
-
-struct pair_ctx {
-    struct tt_conn *accepted;
-    int connected;
-};
-
-static void pair_on_conn(uv_stream_t *server, int status)
-{
-    struct pair_ctx *pc = server->data;
-    assert_int_equal(status, 0);
-    pc->accepted = tt_conn_new(server->loop);
-    assert_int_equal(uv_accept(server, S(pc->accepted)), 0);
-}
-
-static void pair_on_connect(uv_connect_t *req, int status)
-{
-    struct pair_ctx *pc = req->data;
-    assert_int_equal(status, 0);
-    pc->connected = 1;
-}
-
-static void free_handle(uv_handle_t *h)
-{
-    (void)h;
-}
-
-/* Makes a connected TCP pair on 127.0.0.1: *a is the connecting side, *b the accepted one. */
-static void make_pair(uv_loop_t *loop, struct tt_conn **a, struct tt_conn **b)
-{
-    uv_tcp_t lst;
-    struct sockaddr_in addr;
-    struct sockaddr_storage bound;
-    int len = sizeof(bound);
-    struct pair_ctx pc = {0};
-    uv_connect_t req;
-
-    uv_tcp_init(loop, &lst);
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    assert_int_equal(uv_tcp_bind(&lst, (struct sockaddr *)&addr, 0), 0);
-    assert_int_equal(uv_tcp_getsockname(&lst, (struct sockaddr *)&bound, &len), 0);
-    lst.data = &pc;
-    assert_int_equal(uv_listen((uv_stream_t *)&lst, 8, pair_on_conn), 0);
-    *a = tt_conn_new(loop);
-    req.data = &pc;
-    assert_int_equal(uv_tcp_connect(&req, &(*a)->tcp, (struct sockaddr *)&bound, pair_on_connect),
-                     0);
-    while (!pc.connected || pc.accepted == NULL)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&lst, free_handle);
-    uv_run(loop, UV_RUN_NOWAIT);
-    *b = pc.accepted;
-}
-
-static void hang_guard_cb(uv_timer_t *t)
-{
-    (void)t;
-    fail_msg("test hung");
-}
-
-static void start_guard(uv_loop_t *loop, uv_timer_t *t)
-{
-    uv_timer_init(loop, t);
-    uv_timer_start(t, hang_guard_cb, 20000, 0);
-    uv_unref((uv_handle_t *)t);
-}
-
-static void finish_loop(uv_loop_t *loop, uv_timer_t *guard)
-{
-    uv_close((uv_handle_t *)guard, free_handle);
-    uv_run(loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(loop), 0);
-    tt_chunk_pool_drain();
 }
 
 /* ---- echo server ------------------------------------------------------------------------ */
@@ -197,13 +126,8 @@ static void echo_on_conn(uv_stream_t *server, int status)
 
 static void echo_listen(uv_loop_t *loop, uv_tcp_t *lst, struct sockaddr_storage *addr)
 {
-    struct sockaddr_in a;
-    int len = sizeof(*addr);
-    uv_tcp_init(loop, lst);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    assert_int_equal(uv_tcp_bind(lst, (struct sockaddr *)&a, 0), 0);
-    assert_int_equal(uv_tcp_getsockname(lst, (struct sockaddr *)addr, &len), 0);
-    assert_int_equal(uv_listen((uv_stream_t *)lst, 64, echo_on_conn), 0);
+    memset(addr, 0, sizeof(*addr));
+    uv_ip4_addr("127.0.0.1", ut_listen(loop, lst, NULL, echo_on_conn), (struct sockaddr_in *)addr);
 }
 
 /* ---- a relay and a device --------------------------------------------------------------- */
@@ -355,7 +279,7 @@ static void world_init(struct world *w, uint32_t window, uint16_t max_streams)
     w->window = window;
     w->max_streams = max_streams;
     assert_int_equal(uv_loop_init(&w->loop), 0);
-    start_guard(&w->loop, &w->guard);
+    ut_start_guard(&w->loop, &w->guard);
     echo_listen(&w->loop, &w->echo, &w->echo_addr);
     tt_pipe_session_callbacks(&w->relay_cb);
     w->relay_cb.on_hello = relay_on_hello;
@@ -374,7 +298,7 @@ static void world_connect(struct world *w)
     struct tt_hello h;
     uint8_t buf[512];
 
-    make_pair(&w->loop, &a, &b);
+    ut_make_pair(&w->loop, &a, &b);
     rc.client = false;
     rc.session.role = TT_ROLE_RELAY;
     rc.session.window = w->window;
@@ -473,7 +397,7 @@ static void client_start(struct world *w, struct client *cl, size_t len, uint8_t
     struct tt_pipe *p;
 
     cl->w = w;
-    make_pair(&w->loop, &cl->tcp, &pub);
+    ut_make_pair(&w->loop, &cl->tcp, &pub);
     if (sink_mode) {
         int small = 16384;
         assert_int_equal(uv_send_buffer_size((uv_handle_t *)S(cl->tcp), &small), 0);
@@ -509,35 +433,50 @@ static void world_close(struct world *w)
 {
     if (w->relay != NULL)
         tt_wsconn_close(w->relay, TT_GOAWAY_SHUTDOWN, 1001, 0, "test over");
-    uv_close((uv_handle_t *)&w->echo, free_handle);
+    uv_close((uv_handle_t *)&w->echo, ut_close_nothing);
     while (w->relay_closed == 0 || w->device_closed == 0)
         uv_run(&w->loop, UV_RUN_ONCE);
     for (size_t i = 0; i < w->nclients; i++) {
         free(w->clients[i].out);
         free(w->clients[i].in);
     }
-    finish_loop(&w->loop, &w->guard);
+    ut_finish_loop(&w->loop, &w->guard);
+}
+
+/* A world on the heap (free() it after world_close()), its relay and device connected, with
+ * nclients clients to come. */
+static struct world *world_open(uint32_t window, uint16_t max_streams, size_t nclients)
+{
+    struct world *w = malloc(sizeof(*w));
+    world_init(w, window, max_streams);
+    world_connect(w);
+    w->nclients = nclients;
+    return w;
+}
+
+/* Runs the loop until clients clients are done, then until pipes pipes have ended. */
+static void run_until_done(struct world *w, size_t clients, int pipes)
+{
+    while (w->clients_done < clients)
+        uv_run(&w->loop, UV_RUN_ONCE);
+    while (w->pipes_done < pipes)
+        uv_run(&w->loop, UV_RUN_ONCE);
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
 
 static void run_echo(size_t nclients, size_t len, uint32_t window, uint16_t max_streams)
 {
-    struct world *w = malloc(sizeof(*w));
-    world_init(w, window, max_streams);
-    world_connect(w);
-    w->nclients = nclients;
+    struct world *w = world_open(window, max_streams, nclients);
     for (size_t i = 0; i < nclients; i++)
         client_start(w, &w->clients[i], len, (uint8_t)i);
-    while (w->clients_done < nclients)
-        uv_run(&w->loop, UV_RUN_ONCE);
+    run_until_done(w, nclients, 0);
     for (size_t i = 0; i < nclients; i++) {
         assert_int_equal(w->clients[i].inlen, len);
         assert_memory_equal(w->clients[i].in, w->clients[i].out, len);
     }
     /* Each stream ends on both sides. */
-    while (w->pipes_done < (int)(2 * nclients))
-        uv_run(&w->loop, UV_RUN_ONCE);
+    run_until_done(w, nclients, (int)(2 * nclients));
     assert_int_equal(tt_session_nstreams(tt_wsconn_session(w->relay)), 0);
     assert_true(tt_wsconn_bytes_out(w->relay) >= len * nclients);
     assert_true(tt_wsconn_bytes_in(w->relay) >= len * nclients);
@@ -577,42 +516,31 @@ static void test_empty_stream(void **state)
 
 static void test_connect_refused(void **state)
 {
-    struct world *w = malloc(sizeof(*w));
+    struct world *w = world_open(65536, 16, 1);
     (void)state;
-    world_init(w, 65536, 16);
     w->refuse_open = true;
-    world_connect(w);
-    w->nclients = 1;
     client_start(w, &w->clients[0], 100, 1);
-    while (w->clients_done < 1)
-        uv_run(&w->loop, UV_RUN_ONCE);
+    run_until_done(w, 1, 0);
     /* The relay's on_fail wrote a 502 answer and closed. */
     assert_int_equal(w->fails, 1);
     assert_int_equal(w->last_fail_code, TT_RESET_REFUSED);
     assert_true(w->clients[0].inlen > 12);
     assert_memory_equal(w->clients[0].in, "HTTP/1.1 502", 12);
-    while (w->pipes_done < 2)
-        uv_run(&w->loop, UV_RUN_ONCE);
+    run_until_done(w, 1, 2);
     world_close(w);
     free(w);
 }
 
 static void test_close_with_open_streams(void **state)
 {
-    struct world *w = malloc(sizeof(*w));
+    struct world *w = world_open(65536, 16, 1);
     (void)state;
-    world_init(w, 65536, 16);
-    world_connect(w);
-    w->nclients = 1;
     /* A client that never finishes: the wsconn closes under it. */
     client_start(w, &w->clients[0], 100000, 3);
     while (w->clients[0].inlen < 100000)
         uv_run(&w->loop, UV_RUN_ONCE);
     tt_wsconn_close(w->device, TT_GOAWAY_NORMAL, 1000, 0, "device leaving");
-    while (w->clients_done < 1)
-        uv_run(&w->loop, UV_RUN_ONCE);
-    while (w->pipes_done < 2)
-        uv_run(&w->loop, UV_RUN_ONCE);
+    run_until_done(w, 1, 2);
     assert_int_equal(w->device_closed, 1);
     while (w->relay_closed == 0)
         uv_run(&w->loop, UV_RUN_ONCE);
@@ -696,8 +624,8 @@ static void raw_case(bool client, const uint8_t *bytes, size_t len, uint32_t pin
     scb.on_hello = raw_on_hello;
     raw_hellos = 0;
     assert_int_equal(uv_loop_init(&loop), 0);
-    start_guard(&loop, &guard);
-    make_pair(&loop, &a, &b);
+    ut_start_guard(&loop, &guard);
+    ut_make_pair(&loop, &a, &b);
     cfg.client = client;
     cfg.session.role = client ? TT_ROLE_DEVICE : TT_ROLE_RELAY;
     cfg.session.window = 65536;
@@ -754,7 +682,7 @@ static void raw_case(bool client, const uint8_t *bytes, size_t len, uint32_t pin
     assert_true(seen_close);
     assert_int_equal(code, want_code);
     tt_conn_close(a, NULL);
-    finish_loop(&loop, &guard);
+    ut_finish_loop(&loop, &guard);
 }
 
 static void test_text_frame(void **state)
@@ -892,11 +820,8 @@ static void test_fragments_over_max_message(void **state)
 
 static void test_abort_while_closing(void **state)
 {
-    struct world *w = malloc(sizeof(*w));
+    struct world *w = world_open(65536, 16, 2);
     (void)state;
-    world_init(w, 65536, 16);
-    world_connect(w);
-    w->nclients = 2;
     client_start(w, &w->clients[0], 50000, 1);
     client_start(w, &w->clients[1], 50000, 2);
     while (w->clients[0].inlen < 50000 || w->clients[1].inlen < 50000)
@@ -905,10 +830,7 @@ static void test_abort_while_closing(void **state)
      * point at the pipe once it is gone. */
     tt_wsconn_close(w->relay, TT_GOAWAY_SHUTDOWN, 1001, 0, "bye");
     tt_pipe_abort(last_relay_pipe, TT_RESET_CANCEL);
-    while (w->clients_done < 2)
-        uv_run(&w->loop, UV_RUN_ONCE);
-    while (w->pipes_done < 4)
-        uv_run(&w->loop, UV_RUN_ONCE);
+    run_until_done(w, 2, 4);
     world_close(w);
     assert_int_equal(w->relay_closed, 1);
     assert_int_equal(w->device_closed, 1);
@@ -922,14 +844,12 @@ static void stop_loop(uv_timer_t *t)
 
 static void test_stuck_service_backpressure(void **state)
 {
-    struct world *w = malloc(sizeof(*w));
+    struct world *w;
     uv_timer_t t;
     (void)state;
     sink_mode = true;
     nsinks = 0;
-    world_init(w, 65536, 16);
-    world_connect(w);
-    w->nclients = 1;
+    w = world_open(65536, 16, 1);
     client_start(w, &w->clients[0], 8u << 20, 9);
     uv_timer_init(&w->loop, &t);
     uv_timer_start(&t, stop_loop, 500, 0);
@@ -945,11 +865,8 @@ static void test_stuck_service_backpressure(void **state)
     assert_true(tt_wsconn_writable(w->relay));
     /* The service goes away: the stream fails and the client is cut off. */
     uv_close((uv_handle_t *)sinks[0], client_closed);
-    uv_close((uv_handle_t *)&t, free_handle);
-    while (w->clients_done < 1)
-        uv_run(&w->loop, UV_RUN_ONCE);
-    while (w->pipes_done < 2)
-        uv_run(&w->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, ut_close_nothing);
+    run_until_done(w, 1, 2);
     sink_mode = false;
     world_close(w);
     free(w);
@@ -1032,8 +949,8 @@ static void test_interop_wslay(void **state)
     memset(&scb, 0, sizeof(scb));
     tt_pipe_session_callbacks(&scb);
     assert_int_equal(uv_loop_init(&loop), 0);
-    start_guard(&loop, &guard);
-    make_pair(&loop, &a, &b);
+    ut_start_guard(&loop, &guard);
+    ut_make_pair(&loop, &a, &b);
     cfg.client = true;
     cfg.session.role = TT_ROLE_DEVICE;
     cfg.session.window = 65536;
@@ -1055,7 +972,7 @@ static void test_interop_wslay(void **state)
     tt_conn_close(a, NULL);
     while (!r.closed)
         uv_run(&loop, UV_RUN_ONCE);
-    finish_loop(&loop, &guard);
+    ut_finish_loop(&loop, &guard);
 
     struct wslay_frame_callbacks wcb = {wslay_send_to_sink, wslay_recv_from_sink, wslay_mask};
     wslay_frame_context_ptr ws;
@@ -1119,8 +1036,8 @@ static void test_interop_wslay(void **state)
     scb.on_hello = raw_on_hello;
     raw_hellos = 0;
     assert_int_equal(uv_loop_init(&loop), 0);
-    start_guard(&loop, &guard);
-    make_pair(&loop, &a, &b);
+    ut_start_guard(&loop, &guard);
+    ut_make_pair(&loop, &a, &b);
     cfg.client = false;
     cfg.session.role = TT_ROLE_RELAY;
     r.tcp = a;
@@ -1137,7 +1054,7 @@ static void test_interop_wslay(void **state)
     assert_int_equal(raw_hellos, 1);
     assert_int_equal(r.err, 0);
     tt_conn_close(a, NULL);
-    finish_loop(&loop, &guard);
+    ut_finish_loop(&loop, &guard);
     free(pat);
     free(msg);
     free(k.buf);
