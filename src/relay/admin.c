@@ -1,30 +1,532 @@
-/* admin.c - answers on the admin listener (admin.h). Every answer closes the connection. */
+/* admin.c - answers on the admin listener (admin.h): the dashboard, the device API, metrics and
+ * the health check. Every answer closes the connection. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include "tether_err.h"
+#include "common/log.h"
 #include "admin.h"
+#include "device.h"
 #include "relay.h"
 
-static const char healthz[] = "HTTP/1.1 200 OK\r\n"
-                              "Content-Type: text/plain; charset=utf-8\r\n"
-                              "Content-Length: 3\r\n"
-                              "Cache-Control: no-store\r\n"
-                              "Connection: close\r\n"
-                              "\r\n"
-                              "ok\n";
+/* A growable answer body, capped at TT_ADMIN_BODY_MAX (beyond: ok = false). */
+#define TT_ADMIN_BODY_MAX (64u * 1024 * 1024)
 
-static const char not_found[] = "HTTP/1.1 404 Not Found\r\n"
-                                "Content-Type: text/plain; charset=utf-8\r\n"
-                                "Content-Length: 10\r\n"
-                                "Connection: close\r\n"
-                                "\r\n"
-                                "not found\n";
+struct buf {
+    char *p;
+    size_t len, cap;
+    bool ok;
+};
 
-static const char not_allowed[] = "HTTP/1.1 405 Method Not Allowed\r\n"
-                                  "Allow: GET, HEAD\r\n"
-                                  "Content-Type: text/plain; charset=utf-8\r\n"
-                                  "Content-Length: 19\r\n"
-                                  "Connection: close\r\n"
-                                  "\r\n"
-                                  "method not allowed\n";
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+    if (!b->ok)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = cap <= TT_ADMIN_BODY_MAX ? realloc(b->p, cap) : NULL;
+        if (!p) {
+            b->ok = false;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+    buf_add(b, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static void buf_fmt(struct buf *b, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        b->ok = false;
+    else
+        buf_add(b, tmp, (size_t)n);
+}
+
+static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                          "Connection: close\r\n\r\n";
+
+/* Sends status with body[0..len) (left out for HEAD) and closes. extra: more header lines,
+ * each ending in CRLF, or NULL. */
+static void answer(struct tt_headconn *hc, const char *status, const char *ctype, const char *extra,
+                   const char *body, size_t len)
+{
+    struct buf b = {.ok = true};
+    buf_fmt(&b,
+            "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+            "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+            status, ctype, len, extra ? extra : "");
+    if (hc->hp.p.method != HTTP_HEAD)
+        buf_add(&b, body, len);
+    if (b.ok)
+        tt_headconn_respond(hc, b.p, b.len);
+    else
+        tt_headconn_respond(hc, oom, sizeof(oom) - 1);
+    free(b.p);
+}
+
+static void answer_json(struct tt_headconn *hc, const char *status, const char *extra, json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) {
+        answer(hc, "500 Internal Server Error", "application/json", NULL,
+               "{\"error\":\"out of memory\"}\n", 26);
+        return;
+    }
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (t) {
+        s = t;
+        s[n++] = '\n';
+        s[n] = '\0';
+    }
+    answer(hc, status, "application/json", extra, s, n);
+    free(s);
+}
+
+static void answer_error(struct tt_headconn *hc, const char *status, const char *extra,
+                         const char *msg)
+{
+    answer_json(hc, status, extra, json_pack("{s:s}", "error", msg));
+}
+
+/* ---- device views ---- */
+
+static bool gone(const struct tt_device *d, int64_t now)
+{
+    return !d->conn && now - d->offline_since >= (int64_t)d->relay->cfg.grace_ms;
+}
+
+struct devlist {
+    struct tt_device **v;
+    size_t n, cap;
+    int64_t now;
+    bool ok;
+};
+
+static int collect_one(const char *key, void *val, void *ud)
+{
+    (void)key;
+    struct devlist *l = ud;
+    struct tt_device *d = val;
+    if (gone(d, l->now))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        struct tt_device **v = realloc(l->v, cap * sizeof(*v));
+        if (!v) {
+            l->ok = false;
+            return 1;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = d;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(struct tt_device *const *)a)->name, (*(struct tt_device *const *)b)->name);
+}
+
+/* The devices the registry knows (online, or offline within the grace period), by name.
+ * Returns false when out of memory. Free l->v. */
+static bool collect(struct tt_relay *r, struct devlist *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->ok = true;
+    l->now = tt_relay_now_ms();
+    tt_strmap_foreach(&r->by_name, collect_one, l);
+    if (l->ok && l->n)
+        qsort(l->v, l->n, sizeof(l->v[0]), by_name);
+    return l->ok;
+}
+
+/* ISO-8601 UTC ("2026-11-25T03:20:00Z") of unix milliseconds ms, "" for 0. */
+static void iso_time(int64_t ms, char out[32])
+{
+    out[0] = '\0';
+    if (ms <= 0)
+        return;
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&t, &tm))
+        strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* What the admin API shows of d, at now. */
+struct view {
+    bool online;
+    char url[TT_MAX_ADDR + 1];
+    char since[32], seen[32];
+    const char *remote; /* "" if never connected */
+    uint64_t in, out;
+};
+
+static void view_of(const struct tt_device *d, int64_t now, struct view *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->online = tt_device_online(d);
+    if (tt_config_device_url(&d->relay->cfg, d->label, v->url, sizeof(v->url)) < 0)
+        v->url[0] = '\0';
+    iso_time(v->online ? d->connected_since : 0, v->since);
+    iso_time(v->online ? now : d->last_seen, v->seen);
+    v->remote = d->remote_addr;
+    v->in = d->bytes_in;
+    v->out = d->bytes_out;
+    if (d->conn && d->conn->ws) {
+        v->in += tt_wsconn_bytes_in(d->conn->ws);
+        v->out += tt_wsconn_bytes_out(d->conn->ws);
+    }
+}
+
+/* The public address of service s of d: its URL (http) or "" (tcp: the host is the domain). */
+static void svc_url(const struct tt_device *d, const struct tt_device_svc *s,
+                    char out[TT_MAX_ADDR + 1])
+{
+    char prefix[TT_ROUTE_SVCLEN + 2 + TT_MAX_LABEL + 1];
+    if (s->dnsname[0])
+        snprintf(prefix, sizeof(prefix), "%s--%s", s->dnsname, d->label);
+    else
+        snprintf(prefix, sizeof(prefix), "%s", d->label);
+    if (tt_config_device_url(&d->relay->cfg, prefix, out, TT_MAX_ADDR + 1) < 0)
+        out[0] = '\0';
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s && s[0] ? json_string(s) : json_null();
+}
+
+static json_t *device_json(const struct tt_device *d, int64_t now)
+{
+    struct view v;
+    view_of(d, now, &v);
+    json_t *svcs = json_array();
+    for (uint8_t i = 0; svcs && i < d->nsvc; i++) {
+        const struct tt_device_svc *s = &d->svc[i];
+        json_t *o;
+        if (s->kind == TT_SERVICE_HTTP) {
+            char url[TT_MAX_ADDR + 1];
+            svc_url(d, s, url);
+            o = json_pack("{s:s, s:s, s:s}", "name", s->name, "kind", "http", "url", url);
+        } else {
+            o = json_pack("{s:s, s:s, s:s, s:i}", "name", s->name, "kind", "tcp", "host",
+                          d->relay->cfg.domain, "port", (json_int_t)s->portno);
+        }
+        if (json_array_append_new(svcs, o) != 0) {
+            json_decref(svcs);
+            svcs = NULL;
+        }
+    }
+    if (!svcs)
+        return NULL;
+    return json_pack("{s:s, s:b, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "name", d->name,
+                     "online", v.online, "label", d->label, "url", v.url, "services", svcs,
+                     "connected_since", str_or_null(v.since), "last_seen", str_or_null(v.seen),
+                     "remote_addr", str_or_null(v.remote), "bytes_in", (json_int_t)v.in,
+                     "bytes_out", (json_int_t)v.out, "streams", (json_int_t)d->streams);
+}
+
+static void api_devices(struct tt_headconn *hc, struct tt_relay *r)
+{
+    struct devlist l;
+    json_t *arr = collect(r, &l) ? json_array() : NULL;
+    for (size_t i = 0; arr && i < l.n; i++) {
+        if (json_array_append_new(arr, device_json(l.v[i], l.now)) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    free(l.v);
+    answer_json(hc, "200 OK", NULL, arr ? json_pack("{s:o}", "devices", arr) : NULL);
+}
+
+/* The device named name, unless unknown or past its grace period. */
+static struct tt_device *find_device(struct tt_relay *r, const char *name)
+{
+    struct tt_device *d = tt_strmap_get(&r->by_name, name);
+    return d && !gone(d, tt_relay_now_ms()) ? d : NULL;
+}
+
+static void api_device(struct tt_headconn *hc, struct tt_relay *r, const char *name)
+{
+    struct tt_device *d = find_device(r, name);
+    if (!d) {
+        answer_error(hc, "404 Not Found", NULL, "no such device");
+        return;
+    }
+    answer_json(hc, "200 OK", NULL, device_json(d, tt_relay_now_ms()));
+}
+
+static void api_delete(struct tt_headconn *hc, struct tt_relay *r, const char *name)
+{
+    if (!find_device(r, name) || tt_device_delete(r, name) != 0) {
+        answer_error(hc, "404 Not Found", NULL, "no such device");
+        return;
+    }
+    answer_json(hc, "200 OK", NULL, json_pack("{s:s}", "deleted", name));
+}
+
+/* ---- metrics ---- */
+
+/* Writes s as a Prometheus label value (backslash, double quote and newline escaped). */
+static void prom_label(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            buf_str(b, "\\\\");
+        else if (*s == '"')
+            buf_str(b, "\\\"");
+        else if (*s == '\n')
+            buf_str(b, "\\n");
+        else
+            buf_add(b, s, 1);
+    }
+}
+
+static void metrics(struct tt_headconn *hc, struct tt_relay *r)
+{
+    struct devlist l;
+    struct buf b = {.ok = true};
+    if (!collect(r, &l)) {
+        free(l.v);
+        answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL,
+               "out of memory\n", 14);
+        return;
+    }
+    uint64_t online = 0, in = r->gone_bytes_in, out = r->gone_bytes_out;
+    uint64_t streams = r->gone_streams, connects = r->gone_connects;
+    struct view *vs = l.n ? calloc(l.n, sizeof(*vs)) : NULL;
+    if (l.n && !vs)
+        b.ok = false;
+    for (size_t i = 0; vs && i < l.n; i++) {
+        view_of(l.v[i], l.now, &vs[i]);
+        online += vs[i].online;
+        in += vs[i].in;
+        out += vs[i].out;
+        streams += l.v[i]->streams;
+        connects += l.v[i]->connects;
+    }
+    /* devices past their grace period but not yet swept still count in the totals */
+    buf_fmt(&b,
+            "# HELP tether_devices_online Devices connected now.\n"
+            "# TYPE tether_devices_online gauge\n"
+            "tether_devices_online %llu\n"
+            "# HELP tether_devices_known Devices online or offline within the grace period.\n"
+            "# TYPE tether_devices_known gauge\n"
+            "tether_devices_known %zu\n",
+            (unsigned long long)online, l.n);
+    buf_fmt(&b,
+            "# HELP tether_relay_bytes_total Bytes relayed from (in) and to (out) devices.\n"
+            "# TYPE tether_relay_bytes_total counter\n"
+            "tether_relay_bytes_total{direction=\"in\"} %llu\n"
+            "tether_relay_bytes_total{direction=\"out\"} %llu\n",
+            (unsigned long long)in, (unsigned long long)out);
+    buf_str(&b, "# HELP tether_device_bytes_total Bytes relayed from (in) and to (out) each "
+                "known device.\n"
+                "# TYPE tether_device_bytes_total counter\n");
+    for (size_t i = 0; vs && i < l.n; i++) {
+        for (int dir = 0; dir < 2; dir++) {
+            buf_str(&b, "tether_device_bytes_total{device=\"");
+            prom_label(&b, l.v[i]->name);
+            buf_fmt(&b, "\",direction=\"%s\"} %llu\n", dir ? "out" : "in",
+                    (unsigned long long)(dir ? vs[i].out : vs[i].in));
+        }
+    }
+    buf_fmt(&b,
+            "# HELP tether_streams_total Streams opened to devices.\n"
+            "# TYPE tether_streams_total counter\n"
+            "tether_streams_total %llu\n"
+            "# HELP tether_device_connects_total Device registrations accepted.\n"
+            "# TYPE tether_device_connects_total counter\n"
+            "tether_device_connects_total %llu\n",
+            (unsigned long long)streams, (unsigned long long)connects);
+    free(vs);
+    free(l.v);
+    if (b.ok)
+        answer(hc, "200 OK", "text/plain; version=0.0.4", NULL, b.p, b.len);
+    else
+        answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL,
+               "out of memory\n", 14);
+    free(b.p);
+}
+
+/* ---- dashboard ---- */
+
+static void html(struct buf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&':
+            buf_str(b, "&amp;");
+            break;
+        case '<':
+            buf_str(b, "&lt;");
+            break;
+        case '>':
+            buf_str(b, "&gt;");
+            break;
+        case '"':
+            buf_str(b, "&quot;");
+            break;
+        case '\'':
+            buf_str(b, "&#39;");
+            break;
+        default:
+            buf_add(b, s, 1);
+        }
+    }
+}
+
+static void html_fmt(struct buf *b, const char *fmt, const char *s)
+{
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), fmt, s);
+    html(b, tmp);
+}
+
+static void dashboard(struct tt_headconn *hc, struct tt_relay *r)
+{
+    struct devlist l;
+    struct buf b = {.ok = true};
+    bool ok = collect(r, &l);
+    buf_str(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                "<title>tetherd</title><style>body{font-family:sans-serif;margin:2em}"
+                "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;"
+                "text-align:left;vertical-align:top}.online{color:#070}.offline{color:#a00}"
+                "</style></head><body>\n<h1>tetherd: devices</h1>\n");
+    buf_fmt(&b, "<p>%zu known</p>\n", l.n);
+    buf_str(&b, "<table>\n<tr><th>name</th><th>state</th><th>URLs</th><th>ports</th>"
+                "<th>bytes in</th><th>bytes out</th><th>connected since</th><th>last seen</th>"
+                "</tr>\n");
+    for (size_t i = 0; ok && i < l.n; i++) {
+        const struct tt_device *d = l.v[i];
+        struct view v;
+        view_of(d, l.now, &v);
+        const char *state = v.online ? "online" : "offline";
+        buf_str(&b, "<tr><td>");
+        html(&b, d->name);
+        buf_fmt(&b, "</td><td class=\"%s\">%s</td><td>", state, state);
+        for (uint8_t k = 0; k < d->nsvc; k++) {
+            if (d->svc[k].kind != TT_SERVICE_HTTP)
+                continue;
+            char url[TT_MAX_ADDR + 1];
+            svc_url(d, &d->svc[k], url);
+            buf_str(&b, "<a href=\"");
+            html(&b, url);
+            buf_str(&b, "\">");
+            html(&b, url);
+            buf_str(&b, "</a><br>");
+        }
+        buf_str(&b, "</td><td>");
+        for (uint8_t k = 0; k < d->nsvc; k++) {
+            if (d->svc[k].kind != TT_SERVICE_TCP)
+                continue;
+            html(&b, d->svc[k].name);
+            buf_fmt(&b, " %u<br>", (unsigned)d->svc[k].portno);
+        }
+        buf_fmt(&b, "</td><td>%llu</td><td>%llu</td><td>", (unsigned long long)v.in,
+                (unsigned long long)v.out);
+        html_fmt(&b, "%s", v.since[0] ? v.since : "-");
+        buf_str(&b, "</td><td>");
+        html_fmt(&b, "%s", v.seen[0] ? v.seen : "-");
+        buf_str(&b, "</td></tr>\n");
+    }
+    buf_str(&b, "</table>\n</body></html>\n");
+    free(l.v);
+    if (ok && b.ok)
+        answer(hc, "200 OK", "text/html; charset=utf-8", NULL, b.p, b.len);
+    else
+        answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL,
+               "out of memory\n", 14);
+    free(b.p);
+}
+
+/* ---- routing ---- */
+
+/* True when the request carries "Authorization: Bearer TOKEN" with the --admin-token (compared
+ * in constant time), or when there is no admin token. */
+static bool authorized(struct tt_headconn *hc, const char *token)
+{
+    if (!token[0])
+        return true;
+    const uint8_t *val;
+    size_t vlen;
+    if (tt_headparse_find(&hc->hp, "authorization", &val, &vlen) != 1)
+        return false;
+    while (vlen && (val[vlen - 1] == ' ' || val[vlen - 1] == '\t'))
+        vlen--;
+    if (vlen < 7 || strncasecmp((const char *)val, "Bearer ", 7) != 0)
+        return false;
+    val += 7;
+    vlen -= 7;
+    while (vlen && *val == ' ') {
+        val++;
+        vlen--;
+    }
+    size_t tlen = strlen(token);
+    /* compare as many bytes as the token has whatever the length given */
+    bool same_len = vlen == tlen;
+    int diff = CRYPTO_memcmp(same_len ? val : (const uint8_t *)token, token, tlen);
+    return same_len && diff == 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes %XX escapes of s[0..n) into out (NUL-terminated). Returns false if it does not fit
+ * or holds a bad escape or a NUL. */
+static bool unescape(const char *s, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+            if (lo < 0)
+                return false;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c == 0 || o + 1 >= outlen)
+            return false;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+static const char allow_get[] = "Allow: GET, HEAD\r\n";
 
 void tt_admin_on_head(struct tt_headconn *hc, void *ud)
 {
@@ -34,13 +536,66 @@ void tt_admin_on_head(struct tt_headconn *hc, void *ud)
     const char *q = memchr(path, '?', plen);
     if (q)
         plen = (size_t)(q - path);
-    bool get = hc->hp.p.method == HTTP_GET, head = hc->hp.p.method == HTTP_HEAD;
+    enum http_method m = hc->hp.p.method;
+    bool get = m == HTTP_GET || m == HTTP_HEAD;
     if (plen == 8 && memcmp(path, "/healthz", 8) == 0 && !r->stopping) {
-        if (!get && !head)
-            tt_headconn_respond(hc, not_allowed, sizeof(not_allowed) - 1);
+        if (!get)
+            answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8", allow_get,
+                   "method not allowed\n", 19);
         else
-            tt_headconn_respond(hc, healthz, sizeof(healthz) - 1 - (head ? 3 : 0));
+            answer(hc, "200 OK", "text/plain; charset=utf-8", NULL, "ok\n", 3);
         return;
     }
-    tt_headconn_respond(hc, not_found, sizeof(not_found) - 1);
+    if (!authorized(hc, r->cfg.admin_token)) {
+        answer_error(hc, "401 Unauthorized", "WWW-Authenticate: Bearer realm=\"tetherd\"\r\n",
+                     "a valid Authorization: Bearer token is required");
+        return;
+    }
+    static const char dev_prefix[] = "/api/devices/";
+    size_t dplen = sizeof(dev_prefix) - 1;
+    if (plen > dplen && memcmp(path, dev_prefix, dplen) == 0) {
+        char name[TT_MAX_NAME * 3 + 1];
+        if (!unescape(path + dplen, plen - dplen, name, sizeof(name))) {
+            answer_error(hc, "404 Not Found", NULL, "no such device");
+            return;
+        }
+        if (get)
+            api_device(hc, r, name);
+        else if (m == HTTP_DELETE)
+            api_delete(hc, r, name);
+        else
+            answer_error(hc, "405 Method Not Allowed", "Allow: GET, HEAD, DELETE\r\n",
+                         "method not allowed");
+        return;
+    }
+    enum { NONE, ROOT, DEVICES, METRICS } which = NONE;
+    if (plen == 1 && path[0] == '/')
+        which = ROOT;
+    else if ((plen == 12 && memcmp(path, "/api/devices", 12) == 0) ||
+             (plen == 13 && memcmp(path, "/api/devices/", 13) == 0))
+        which = DEVICES;
+    else if (plen == 8 && memcmp(path, "/metrics", 8) == 0)
+        which = METRICS;
+    if (which == NONE) {
+        bool api = plen >= 4 && memcmp(path, "/api", 4) == 0;
+        if (api)
+            answer_error(hc, "404 Not Found", NULL, "not found");
+        else
+            answer(hc, "404 Not Found", "text/plain; charset=utf-8", NULL, "not found\n", 10);
+        return;
+    }
+    if (!get) {
+        if (which == DEVICES)
+            answer_error(hc, "405 Method Not Allowed", allow_get, "method not allowed");
+        else
+            answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8", allow_get,
+                   "method not allowed\n", 19);
+        return;
+    }
+    if (which == ROOT)
+        dashboard(hc, r);
+    else if (which == DEVICES)
+        api_devices(hc, r);
+    else
+        metrics(hc, r);
 }

@@ -1,5 +1,6 @@
-/* admin.h - the admin listener (--admin-listen). For now it serves GET /healthz ("ok"); the
- * device API, dashboard and metrics come with a later issue. */
+/* admin.h - the admin listener (--admin-listen): the dashboard (GET /), the device API
+ * (/api/devices), Prometheus metrics (/metrics) and the health check (/healthz), behind
+ * --admin-token when it is set. docs/operators-guide.md, "Admin API". */
 #ifndef TT_ADMIN_H
 #define TT_ADMIN_H
 

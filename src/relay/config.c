@@ -11,7 +11,10 @@
 
 /* Flags accepted now but built by later issues: they are checked for a value, then refused. */
 static const char *const later_flags[] = {
-    "--redis", "--node-id", "--advertise", "--admin-token", "--config",
+    "--redis",
+    "--node-id",
+    "--advertise",
+    "--config",
 };
 
 void tt_config_usage(FILE *f)
@@ -21,7 +24,7 @@ void tt_config_usage(FILE *f)
         "               [--tcp-ports LOW-HIGH] [--tcp-bind ADDR] [--grace DURATION]\n"
         "               [--data-dir DIR] [--token TOKEN | --tokens-file FILE]\n"
         "               [--tls-listen ADDR:PORT --tls-cert FILE --tls-key FILE]\n"
-        "               [--admin-listen ADDR:PORT] [--log-level LEVEL]\n"
+        "               [--admin-listen ADDR:PORT [--admin-token TOKEN]] [--log-level LEVEL]\n"
         "               [--max-streams N] [--head-timeout DURATION] [--idle-timeout DURATION]\n"
         "\n"
         "The Tether relay: devices dial in over WebSocket; browsers and TCP clients reach them\n"
@@ -43,7 +46,9 @@ void tt_config_usage(FILE *f)
         "                         restarts and kill -9 (default ./tether-data)\n"
         "  --token TOKEN          the token every device presents\n"
         "  --tokens-file FILE     one 'NAME TOKEN' pair per line; reloaded on SIGHUP\n"
-        "  --admin-listen ADDR:PORT  admin listener, GET /healthz (default 127.0.0.1:9090)\n"
+        "  --admin-listen ADDR:PORT  admin API, dashboard and metrics (default 127.0.0.1:9090)\n"
+        "  --admin-token TOKEN    Bearer token the admin listener asks for (but on /healthz);\n"
+        "                         needed to listen on an address that is not loopback\n"
         "  --log-level LEVEL      error, warn, info or debug (default info)\n"
         "  --max-streams N        concurrent streams per device, 1-65535 (default 1024)\n"
         "  --head-timeout DURATION  a request head must arrive whole within this (default 30s)\n"
@@ -53,7 +58,7 @@ void tt_config_usage(FILE *f)
         "\n"
         "Without --token or --tokens-file, a token is created on first start, kept (hashed) in\n"
         "the registry in DATA_DIR "
-        "and printed once. --redis, --node-id, --advertise, --admin-token and --config are\n"
+        "and printed once. --redis, --node-id, --advertise and --config are\n"
         "not supported yet.\n",
         f);
 }
@@ -195,12 +200,13 @@ static int apply(struct tt_config *c, const char *flag, const char *v, bool *lis
     }
     if (strcmp(flag, "--data-dir") == 0)
         return copy_value(c->data_dir, sizeof(c->data_dir), v, flag, err);
-    if (strcmp(flag, "--token") == 0) {
-        if (copy_value(c->token, sizeof(c->token), v, flag, err) != 0)
+    if (strcmp(flag, "--token") == 0 || strcmp(flag, "--admin-token") == 0) {
+        char *dst = flag[2] == 't' ? c->token : c->admin_token;
+        if (copy_value(dst, TT_MAX_TOKEN + 1, v, flag, err) != 0)
             return -1;
         for (const char *p = v; *p; p++) {
             if ((unsigned char)*p <= ' ' || *p == 0x7f) {
-                snprintf(err, TT_ERRLEN, "--token: spaces and control characters not allowed");
+                snprintf(err, TT_ERRLEN, "%s: spaces and control characters not allowed", flag);
                 return -1;
             }
         }
@@ -256,6 +262,16 @@ static int apply(struct tt_config *c, const char *flag, const char *v, bool *lis
     }
     snprintf(err, TT_ERRLEN, "unknown option %.100s (try --help)", flag);
     return -1;
+}
+
+/* True for an IP literal of the loopback interface (127.0.0.0/8, ::1). */
+static bool loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (uv_inet_pton(AF_INET, host, &a4) == 0)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return uv_inet_pton(AF_INET6, host, &a6) == 0 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 static bool takes_value(const char *flag)
@@ -347,6 +363,12 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
     if (c->ntls_listen == 0 && (c->tls_cert[0] || c->tls_key[0])) {
         snprintf(err, TT_ERRLEN, "%s without --tls-listen ADDR:PORT",
                  c->tls_cert[0] ? "--tls-cert" : "--tls-key");
+        return -1;
+    }
+    if (!c->admin_token[0] && !loopback(c->admin.host)) {
+        snprintf(err, TT_ERRLEN,
+                 "--admin-listen %.64s is not a loopback address: it needs --admin-token TOKEN",
+                 c->admin.host);
         return -1;
     }
     if (!bind_given)

@@ -49,6 +49,7 @@ struct tt_config {
     char token[TT_MAX_TOKEN + 1]; /* --token, "" if not given */
     char tokens_file[TT_CONFIG_PATHLEN];
     struct tt_config_addr admin;
+    char admin_token[TT_MAX_TOKEN + 1]; /* --admin-token, "" if not given */
     int log_level;
     /* Limits (docs/operators-guide.md, "Limits"). */
     uint16_t max_streams;     /* concurrent streams per device (--max-streams) */

@@ -102,11 +102,14 @@ static void close_ports(struct tt_device *d)
     }
 }
 
-/* Forgets d: label and ports are released. d is freed. */
-static void expire(struct tt_device *d)
+/* Forgets d: label and ports are released, its counters go to the relay's. d is freed. */
+static void forget(struct tt_device *d)
 {
     struct tt_relay *r = d->relay;
-    TT_LOG(TT_LOG_INFO, "device expired device=%s label=%s", d->name, d->label);
+    r->gone_bytes_in += d->bytes_in;
+    r->gone_bytes_out += d->bytes_out;
+    r->gone_streams += d->streams;
+    r->gone_connects += d->connects;
     close_ports(d);
     tt_strmap_del(&r->by_name, d->name);
     tt_strmap_del(&r->by_label, d->label);
@@ -115,6 +118,34 @@ static void expire(struct tt_device *d)
         TT_LOG(TT_LOG_ERROR, "registry delete failed device=%s err=%s", d->name,
                tether_err_name(rc));
     device_free(d);
+}
+
+static void expire(struct tt_device *d)
+{
+    TT_LOG(TT_LOG_INFO, "device expired device=%s label=%s", d->name, d->label);
+    forget(d);
+}
+
+int tt_device_delete(struct tt_relay *r, const char *name)
+{
+    struct tt_device *d = tt_strmap_get(&r->by_name, name);
+    if (!d)
+        return TETHER_ERR_NOT_FOUND;
+    struct tt_devconn *dc = d->conn;
+    TT_LOG(TT_LOG_INFO, "device deleted device=%s label=%s peer=%s", d->name, d->label,
+           dc ? peer(dc) : "");
+    if (dc) {
+        if (dc->ws) {
+            d->bytes_in += tt_wsconn_bytes_in(dc->ws);
+            d->bytes_out += tt_wsconn_bytes_out(dc->ws);
+        }
+        dc->dev = NULL;
+        d->conn = NULL;
+        if (dc->ws)
+            tt_wsconn_close(dc->ws, TT_GOAWAY_DELETED, 1000, 0, "device deleted by the operator");
+    }
+    forget(d);
+    return 0;
 }
 
 static bool expired(const struct tt_device *d, int64_t now)

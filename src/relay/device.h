@@ -76,6 +76,11 @@ int tt_device_http_service(const struct tt_device *d, const char *svc);
 /* True while the device has a registered session that can carry streams. */
 bool tt_device_online(const struct tt_device *d);
 
+/* Forgets device name at the operator's request (admin API): its connection, if any, gets
+ * GOAWAY (deleted) and is closed; its label and TCP ports are released and its registry record
+ * deleted; the device is freed. Returns 0 or TETHER_ERR_NOT_FOUND. */
+int tt_device_delete(struct tt_relay *r, const char *name);
+
 /* Restores the devices the registry remembers and starts the sweep timer. The registry's
  * devices still marked online (the relay died without a shutdown) become offline since the
  * relay's last heartbeat (or their own last_seen, if later); every device is then loaded

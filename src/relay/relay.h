@@ -41,6 +41,9 @@ struct tt_relay {
     uint64_t sync_gen; /* syncs started */
     bool sync_busy, sync_again;
     struct tt_devconn *sync_q;
+    /* What the devices forgotten so far (expired or deleted) had counted, so that the admin
+     * API's totals never go down. */
+    uint64_t gone_bytes_in, gone_bytes_out, gone_streams, gone_connects;
     bool stopping;
 };
 

@@ -125,9 +125,23 @@ static void test_errors(void **state)
     expect_error(PARSE("--token", "a b"), "--token");
     expect_error(PARSE("--token", "a", "--tokens-file", "f"), "cannot be used together");
     expect_error(PARSE("--redis", "redis://x"), "--redis is not supported yet");
-    expect_error(PARSE("--admin-token", "t"), "--admin-token is not supported yet");
+    expect_error(PARSE("--admin-token", ""), "--admin-token");
+    expect_error(PARSE("--admin-token", "a b"), "--admin-token");
+    expect_error(PARSE("--admin-listen", "0.0.0.0:9090"), "needs --admin-token");
+    expect_error(PARSE("--admin-listen", "[::]:9090"), "needs --admin-token");
     expect_error(PARSE("--config"), "--config needs a value");
     expect_error(PARSE("--help=x"), "--help");
+}
+
+static void test_admin_token(void **state)
+{
+    (void)state;
+    assert_int_equal(PARSE("--admin-listen", "0.0.0.0:9091", "--admin-token", "t0k"),
+                     TT_CONFIG_RUN);
+    assert_string_equal(cfg.admin_token, "t0k");
+    assert_int_equal(PARSE("--admin-listen", "127.0.0.2:9091"), TT_CONFIG_RUN);
+    assert_int_equal(PARSE("--admin-listen", "[::1]:9091"), TT_CONFIG_RUN);
+    assert_string_equal(cfg.admin_token, "");
 }
 
 static void test_limits(void **state)
@@ -205,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_listen_limit),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_admin_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
