@@ -5,7 +5,7 @@ import http.client
 import json
 import re
 
-from lib import TETHERD, check, eq, free_port, run_cli, wait_for
+from lib import TETHERD, check, eq, free_port, port_open, run_cli, wait_for
 
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 FIELDS = ["name", "online", "label", "url", "services", "connected_since", "last_seen",
@@ -81,15 +81,21 @@ def test_devices_online_offline_one_and_unknown(t):
     check(isinstance(err.get("error"), str), "error field: %r" % err)
 
 
-def test_delete_releases_label(t):
+def test_delete_releases_label_and_port(t):
     relay = t.relay()
     svc = t.http_service()
-    a = t.agent(relay, http=svc.port)
+    echo = t.tcp_echo()
+    a = t.agent(relay, http=svc.port, tcp={"echo": echo.port})
+    port = a.tcp_port("echo")
     eq(relay.request("GET", "/", label=a.label)[0], 200, "status before the delete")
+    check(port_open(port), "the device's TCP port is closed before the delete")
     eq(admin_json(relay, "DELETE", "/api/devices/" + a.name), {"deleted": a.name},
        "DELETE answer")
     check(a.name not in devices(relay), "the deleted device is still listed")
     eq(relay.request("GET", "/", label=a.label)[0], 404, "status of the deleted label")
+    wait_for(lambda: not port_open(port), 10, "the deleted device's TCP port to close")
+    wait_for(lambda: "device deleted on the relay" in a.proc.stderr_text(), 10,
+             "the agent to report the deletion")
     admin_json(relay, "GET", "/api/devices/" + a.name, status=404)
     admin_json(relay, "DELETE", "/api/devices/" + a.name, status=404)
 
