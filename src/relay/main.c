@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include "common/log.h"
 #include "common/pool.h"
@@ -60,6 +61,19 @@ static void on_hup(uv_signal_t *s, int signum)
     }
 }
 
+/* One descriptor per device connection, browser connection and TCP port: the soft open-file
+ * limit (often 1024) goes up to the hard one. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        TT_LOG(TT_LOG_WARN, "cannot raise the open-file limit to %llu",
+               (unsigned long long)rl.rlim_max);
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -87,6 +101,7 @@ int main(int argc, char **argv)
     }
     tt_log_level = cfg.log_level;
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
     uv_loop_t *loop = uv_default_loop();
     if (tt_relay_init(&relay, loop, &cfg, err) != 0 || tt_relay_listen(&relay, err) != 0) {
         fprintf(stderr, "tetherd: %s\n", err);

@@ -164,7 +164,9 @@ static int listen_on(struct tt_relay *r, const struct tt_config_addr *a,
     r->listeners[r->nlisteners++] = h;
     int rc = uv_tcp_bind(h, (struct sockaddr *)&ss, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)h, 511, on_connection);
+        /* A deep accept queue (the kernel caps it at net.core.somaxconn): after a restart every
+         * device reconnects within a second or two. */
+        rc = uv_listen((uv_stream_t *)h, 4096, on_connection);
     if (rc != 0) {
         bool v6 = strchr(a->host, ':') != NULL;
         snprintf(err, TT_ERRLEN, "cannot listen on %s%.100s%s:%u: %s", v6 ? "[" : "", a->host,
