@@ -1,7 +1,8 @@
 /* loadgen.c - many idle devices for the relay benchmarks (bench/bench.py; never part of make
  * test). Opens N device connections to one relay from many loopback source addresses
- * (127.0.0.0/8: each socket is bound to 127.A.B.C before connect, so the 64k ports of one
- * source address are no limit), does the WebSocket handshake, registers each device (HELLO,
+ * (127.0.0.0/8: each socket is bound to 127.A.B.C before connect, --per-src devices per address,
+ * so that neither the 64k ports of one source address nor the kernel's search for a free one -
+ * slow with tens of thousands of sockets on one address - limits the run), does the WebSocket handshake, registers each device (HELLO,
  * WELCOME), answers pings, pings like the agent does, and reconnects like the agent does
  * (back-off with jitter; about 1 s after a GOAWAY(SHUTDOWN)). It reports on stdout, one JSON
  * object per line: a status line every --status-ms, and an "all_registered" event each time
@@ -684,7 +685,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: loadgen --url ws://127.0.0.1:PORT[/PATH] -n N [--token TOKEN]\n"
-            "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 20000]\n"
+            "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 1000]\n"
             "       [--max-pending 512] [--rate PER_S] [--ping-ms 10000] [--prefix lg]\n"
             "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n");
     exit(2);
@@ -726,7 +727,7 @@ int main(int argc, char **argv)
 {
     const char *src = "127.1.0.1";
     g.mode = MODE_TETHER;
-    g.per_src = 20000;
+    g.per_src = 1000;
     g.max_pending = 512;
     g.ping_ms = 10000;
     g.duration_s = 120;
