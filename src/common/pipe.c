@@ -16,6 +16,12 @@
 #define PIPE_MAX_BUFS 64
 /* Filter output held back before the socket stops being read. */
 #define PIPE_UPQ_HIGH (64u * 1024u)
+/* Receive-window growth (tt_session_grow_window) of one stream whose socket keeps up, and of all
+ * the pipes of a thread: what a stalled reader can hold beyond the initial windows. */
+#define PIPE_EXTRA_MAX (4u * 1024u * 1024u)
+#define PIPE_EXTRA_BUDGET (64u * 1024u * 1024u)
+
+static _Thread_local size_t extra_in_use; /* sum of the live pipes' extra */
 
 struct tt_pipe {
     uv_loop_t *loop;
@@ -56,6 +62,7 @@ struct tt_pipe {
     int nhandles;
     int pending_abort; /* >= 0: abort with this code from the idle handle */
     uint64_t up, down;
+    uint32_t extra;   /* receive-window growth granted to this stream */
     uint64_t last_io; /* uv_now of the last socket read or write (tt_pipe_last_io) */
 };
 
@@ -82,6 +89,7 @@ static void on_handle_closed(uv_handle_t *h)
     tt_chunkq_clear(&p->upq);
     tt_chunkq_clear(&p->wq);
     free(p->pre);
+    extra_in_use -= p->extra;
     free(p);
 }
 
@@ -369,6 +377,21 @@ static void on_write(uv_write_t *req, int status)
     schedule(p);
 }
 
+/* The socket took everything at once: if the stream's window is what holds the peer back, it
+ * grows (doubling, at most PIPE_EXTRA_MAX more), within the thread's PIPE_EXTRA_BUDGET. A single
+ * stream then is not capped at a window per round trip; a slow reader never gets here. */
+static void grow_window(struct tt_pipe *p)
+{
+    size_t want = PIPE_EXTRA_MAX - p->extra;
+    if (p->c == NULL || p->extra >= PIPE_EXTRA_MAX || extra_in_use >= PIPE_EXTRA_BUDGET)
+        return;
+    if (want > PIPE_EXTRA_BUDGET - extra_in_use)
+        want = PIPE_EXTRA_BUDGET - extra_in_use;
+    uint32_t got = tt_wsconn_grow_window(p->c, p->id, (uint32_t)want);
+    p->extra += got;
+    extra_in_use += got;
+}
+
 static void flush(struct tt_pipe *p)
 {
     uv_buf_t bufs[PIPE_MAX_BUFS]; /* uv_write copies the array */
@@ -389,6 +412,8 @@ static void flush(struct tt_pipe *p)
         if ((size_t)r == nbytes) {
             if (p->wq.bytes > 0)
                 schedule(p); /* more than PIPE_MAX_BUFS chunks were queued */
+            else
+                grow_window(p);
             return;
         }
         n = tt_chunkq_bufs(&p->wq, bufs, PIPE_MAX_BUFS, &nbytes);

@@ -2,9 +2,11 @@
  * stream of a wsconn, both ways: socket input goes upstream as DATA within the stream's send
  * window (reading stops while the window or the wsconn's output queue is full, so a slow peer
  * holds back only this stream); DATA from the peer is written to the socket and credited back
- * (tt_wsconn_consume) only once written, so a slow socket holds at most one window. EOF on the
- * socket becomes FIN; the peer's FIN becomes a write shutdown (half-close). Errors become RESET
- * / socket close.
+ * (tt_wsconn_consume) only once written, so a slow socket holds at most one window. A stream
+ * whose socket takes everything at once while the peer is window-limited gets its window grown
+ * (tt_wsconn_grow_window: doubling, at most 4 MiB more per stream and 64 MiB for all the pipes
+ * of a thread), so that the window does not cap a fast stream. EOF on the socket becomes FIN;
+ * the peer's FIN becomes a write shutdown (half-close). Errors become RESET / socket close.
  *
  * Used by the agent (local service sockets), the relay's TCP ports, and the relay's HTTP
  * proxying (with a filter that rewrites request heads).

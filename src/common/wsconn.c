@@ -1194,6 +1194,17 @@ void tt_wsconn_consume(struct tt_wsconn *c, uint32_t id, size_t n)
         schedule(c);
 }
 
+uint32_t tt_wsconn_grow_window(struct tt_wsconn *c, uint32_t id, uint32_t extra)
+{
+    uint32_t n;
+    if (c->closing)
+        return 0;
+    n = tt_session_grow_window(&c->sess, id, extra);
+    if (n > 0)
+        schedule(c);
+    return n;
+}
+
 bool tt_wsconn_writable(const struct tt_wsconn *c)
 {
     return !c->closing && c->out.bytes < c->cfg.out_high;

@@ -94,6 +94,10 @@ void tt_wsconn_reset_stream(struct tt_wsconn *c, uint32_t id, uint16_t code);
  * and schedule a flush. */
 void tt_wsconn_consume(struct tt_wsconn *c, uint32_t id, size_t n);
 
+/* tt_session_grow_window on stream id (the WINDOW frame goes out with the next flush).
+ * Returns the bytes the window grew by (0: not grown). */
+uint32_t tt_wsconn_grow_window(struct tt_wsconn *c, uint32_t id, uint32_t extra);
+
 /* True while the output queue is below out_high (false once closing). */
 bool tt_wsconn_writable(const struct tt_wsconn *c);
 /* Bytes in the output queue, including those being written. */

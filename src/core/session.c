@@ -151,6 +151,7 @@ static struct tt_stream *insert(struct tt_session *s, uint32_t id, uint8_t servi
     st.service = service;
     st.send_window = s->peer_window;
     st.recv_window = s->cfg.window;
+    st.window = s->cfg.window;
     st.user = user;
     s->nstreams++;
     return place(s->streams, s->cap, s->capbits, &st);
@@ -789,12 +790,13 @@ tt_ssize tt_session_data_header(struct tt_session *s, uint32_t id, size_t len, b
 void tt_session_consume(struct tt_session *s, uint32_t id, size_t n)
 {
     struct tt_stream *st = find(s, id);
-    uint32_t half = s->cfg.window / 2, held;
+    uint32_t half, held;
 
     if (st == NULL || n == 0)
         return;
+    half = st->window / 2;
     /* Never credit more than the peer has sent and we have not yet credited back. */
-    held = s->cfg.window - st->recv_window - st->recv_unacked;
+    held = st->window - st->recv_window - st->recv_unacked;
     if (n > held)
         n = held;
     st->recv_unacked += (uint32_t)n;
@@ -804,6 +806,29 @@ void tt_session_consume(struct tt_session *s, uint32_t id, size_t n)
         st->flags |= TT_STREAM_WINDOW_DUE;
         s->ndue++;
     }
+}
+
+uint32_t tt_session_grow_window(struct tt_session *s, uint32_t id, uint32_t extra)
+{
+    struct tt_stream *st;
+
+    if (s->state != TT_SESSION_OPEN)
+        return 0;
+    st = find(s, id);
+    if (st == NULL || (st->flags & TT_STREAM_REMOTE_FIN) || st->recv_window >= st->window / 4)
+        return 0;
+    if (extra > st->window)
+        extra = st->window;
+    if ((uint64_t)st->window + extra > MAX_WINDOW ||
+        (uint64_t)st->recv_window + st->recv_unacked + extra > MAX_WINDOW)
+        return 0;
+    st->window += extra;
+    st->recv_unacked += extra;
+    if (extra > 0 && !(st->flags & TT_STREAM_WINDOW_DUE)) {
+        st->flags |= TT_STREAM_WINDOW_DUE;
+        s->ndue++;
+    }
+    return extra;
 }
 
 tt_ssize tt_session_reset(struct tt_session *s, uint32_t id, uint16_t code, uint8_t *out,

@@ -51,6 +51,7 @@ struct tt_stream {
     uint32_t send_window;  /* DATA bytes we may still send */
     uint32_t recv_window;  /* DATA bytes the peer may still send */
     uint32_t recv_unacked; /* bytes consumed by the application, not yet credited back */
+    uint32_t window;       /* our receive window: cfg.window, plus any tt_session_grow_window */
     void *user;            /* the application's; the core never touches it */
 };
 
@@ -199,10 +200,19 @@ tt_ssize tt_session_data_header(struct tt_session *s, uint32_t id, size_t len, b
                                 uint8_t out[TT_FRAME_HEADER_LEN]);
 
 /* The application has disposed of n bytes received on id: they are credited back to the peer
- * (a WINDOW frame is queued once the uncredited bytes reach half of cfg.window, or the peer's
- * remaining credit falls under half of it). Unknown ids are ignored; n is capped at the bytes
- * received and not yet credited; nothing is credited after the peer's FIN. */
+ * (a WINDOW frame is queued once the uncredited bytes reach half of the stream's window, or the
+ * peer's remaining credit falls under half of it). Unknown ids are ignored; n is capped at the
+ * bytes received and not yet credited; nothing is credited after the peer's FIN. */
 void tt_session_consume(struct tt_session *s, uint32_t id, size_t n);
+
+/* Receive-window growth, for a stream whose data the application disposes of as fast as it
+ * comes (its socket took everything at once): when the peer has used more than three quarters
+ * of the stream's window (it is sending as fast as the window lets it), the window grows by
+ * min(extra, its size) bytes, credited at once (a WINDOW frame is queued). The application bounds
+ * what it grants in all (it holds up to a window of data per stream when its reader stalls).
+ * Returns the bytes added: 0 when the peer is not window-limited, id is not open, the peer's FIN
+ * came, or the window would pass 2^31-1. */
+uint32_t tt_session_grow_window(struct tt_session *s, uint32_t id, uint32_t extra);
 
 /* Resets stream id with code and frees its slot; writes the RESET frame into out. Returns its
  * length, TETHER_ERR_NO_STREAM (also once the session is closed or failed) or _AGAIN (out too

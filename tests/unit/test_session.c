@@ -785,6 +785,41 @@ static void test_consume_window(void **state)
     rec_free(r);
 }
 
+/* tt_session_grow_window: only while the peer is window-limited; at most doubling; credited at
+ * once; the grown window is what the peer may then send. */
+static void test_grow_window(void **state)
+{
+    struct rec *r = ctx_d1(8, false); /* device window 16 */
+    static struct buf b;
+
+    (void)state;
+    b.len = 0;
+    add_data(&b, 1, "12345", 5, false);
+    feed(r, b.b, b.len);
+    assert_int_equal(tt_session_grow_window(&r->s, 1, 100), 0); /* 11 of 16 left: not limited */
+    assert_int_equal(tt_session_grow_window(&r->s, 9, 100), 0); /* no such stream */
+    b.len = 0;
+    add_data(&b, 1, "12345678", 8, false);
+    feed(r, b.b, b.len); /* 3 left < 16 / 4 */
+    tt_session_consume(&r->s, 1, 13);
+    assert_int_equal(tt_session_grow_window(&r->s, 1, 100), 16); /* doubles, no more */
+    rec_clear(r);
+    drain(r);
+    assert_string_equal(r->ev, "send:WINDOW(1,29)");
+    /* the peer may now send the whole grown window */
+    rec_clear(r);
+    b.len = 0;
+    add_data(&b, 1, "0123456789abcdef0123456789abcdef", 32, false);
+    feed(r, b.b, b.len);
+    assert_string_equal(r->ev, "data(1,32)");
+    /* after the peer's FIN it does not grow */
+    b.len = 0;
+    add_data(&b, 1, "", 0, true);
+    feed(r, b.b, b.len);
+    assert_int_equal(tt_session_grow_window(&r->s, 1, 100), 0);
+    rec_free(r);
+}
+
 static void test_consume_on_data_flow(void **state)
 {
     /* A device that consumes as it receives never runs out of window. */
@@ -1618,6 +1653,7 @@ int main(void)
         cmocka_unit_test(test_relay_conversation),
         cmocka_unit_test(test_relay_device_pair),
         cmocka_unit_test(test_consume_window),
+        cmocka_unit_test(test_grow_window),
         cmocka_unit_test(test_consume_on_data_flow),
         cmocka_unit_test(test_peer_window_updates),
         cmocka_unit_test(test_end_rules),
