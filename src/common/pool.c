@@ -1,18 +1,45 @@
 /* pool.c - a per-thread, capped free list of 64 KiB chunks, and tt_chunkq, a byte FIFO built on
- * them for socket write queues. Only chunks beyond the cap go back to free(); nothing here
- * touches a socket. */
+ * them for socket write queues. Only chunks beyond the cap go back to free() (and, with glibc,
+ * the heap is trimmed after a burst of those); nothing here touches a socket. */
 #include "common/pool.h"
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "tether_err.h"
 
 /* Chunks kept for reuse per thread: 64 x 64 KiB = 4 MiB at most. */
 #define POOL_MAX_FREE 64
+/* A burst (thousands of device connections reading their request heads at once after a relay
+ * restart) leaves chunks freed in the middle of the heap with their first pages still resident:
+ * once this many went back to free(), the heap is trimmed, at most once a second. */
+#define POOL_TRIM_AFTER 64
+#define POOL_TRIM_EVERY_NS 1000000000u
 
 static _Thread_local struct tt_chunk *free_list;
 static _Thread_local size_t free_count;
+static _Thread_local size_t freed_since_trim;
+static _Thread_local uint64_t last_trim;
+
+/* Gives the pages of free heap memory back to the system after a burst (glibc's free() keeps
+ * them unless they are at the top of the heap). */
+static void maybe_trim(void)
+{
+#if defined(__GLIBC__)
+    uint64_t now;
+    if (freed_since_trim < POOL_TRIM_AFTER)
+        return;
+    now = uv_hrtime();
+    if (now - last_trim < POOL_TRIM_EVERY_NS)
+        return;
+    last_trim = now;
+    freed_since_trim = 0;
+    malloc_trim(0);
+#endif
+}
 
 struct tt_chunk *tt_chunk_get(void)
 {
@@ -37,11 +64,14 @@ void tt_chunk_put(struct tt_chunk *c)
         return;
     if (free_count >= POOL_MAX_FREE) {
         free(c);
+        freed_since_trim++;
+        maybe_trim();
         return;
     }
     c->next = free_list;
     free_list = c;
     free_count++;
+    maybe_trim();
 }
 
 void tt_chunk_pool_drain(void)
