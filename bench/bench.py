@@ -38,7 +38,8 @@ when it is installed.
 Usage: bench.py [--quick] [--only paths,devices,storm] [--report-only]
 Environment: BIN (default build/release/bin: tetherd, tether, loadgen), BENCH_DEVICES
 (e.g. "1000,10000"), BENCH_STORM ("10000"), BENCH_SECONDS (wrk seconds per run),
-BENCH_COMMIT (the label recorded for the binaries, when BIN is not this tree's build).
+BENCH_COMMIT (the label recorded for the binaries, when BIN is not this tree's build; a label
+starting with "before-" marks a baseline run, drawn beside later runs in the memory plot).
 """
 
 import datetime
@@ -863,33 +864,55 @@ def targets(rec):
     return out
 
 
+def baseline_record():
+    """The latest run labelled BENCH_COMMIT=before-..., which the plot compares against."""
+    try:
+        with open(RESULTS) as f:
+            recs = [json.loads(l) for l in f if l.strip()]
+    except OSError:
+        return None
+    recs = [r for r in recs if r.get("schema") == SCHEMA and str(r.get("commit")).startswith(
+        "before")]
+    return recs[-1] if recs else None
+
+
 def plot(rec):
-    """docs/bench-memory.png: relay memory against the number of idle devices."""
+    """docs/bench-memory.png: relay memory against the number of idle devices, with the 4 KiB
+    per device target and, when there is one, the baseline run (BENCH_COMMIT=before-...)."""
     if not lib.which("gnuplot"):
         return False
     dev = rec["results"].get("devices", {})
     series = []
     tmp = os.path.join(ROOT, "build", "bench-plot")
     os.makedirs(tmp, exist_ok=True)
-    for key, title in (("tether", "Tether (tetherd RSS)"),
-                       ("wstunnel", "node-reverse-wstunnel (node RSS)"),
-                       ("ssh", "ssh -R (sum of sshd PSS)")):
-        pts = [(r["n"], r["rss_kib"] / 1024.0) for r in dev.get(key, []) if "rss_kib" in r]
+    base = baseline_record() if not str(rec.get("commit")).startswith("before") else None
+    sets = [(dev, "tether", "Tether (tetherd RSS)"),
+            (dev, "wstunnel", "node-reverse-wstunnel (node RSS)"),
+            (dev, "ssh", "ssh -R (sum of sshd PSS)")]
+    if base:
+        sets.insert(1, (base["results"].get("devices", {}), "tether",
+                        "Tether before, %s (tetherd RSS)" % base["commit"][len("before-"):]))
+    for i, (d, key, title) in enumerate(sets):
+        pts = [(r["n"], r["rss_kib"] / 1024.0) for r in d.get(key, []) if "rss_kib" in r]
         if not pts:
             continue
-        f = os.path.join(tmp, key + ".dat")
+        f = os.path.join(tmp, "%d-%s.dat" % (i, key))
         with open(f, "w") as fh:
             for n, mib in sorted(pts):
                 fh.write("%d %.2f\n" % (n, mib))
         series.append("'%s' using 1:2 with linespoints lw 2 pt 7 title '%s'" % (f, title))
     if not series:
         return False
+    base_kib = max([r.get("base_rss_kib", 0) for r in dev.get("tether", [])] or [0])
+    series.append("%.2f + x * 4 / 1024.0 with lines dt 2 lc rgb 'gray40' title 'target: "
+                  "tetherd at start + 4 KiB per device'" % (base_kib / 1024.0))
     script = """set terminal pngcairo size 900,560 font 'sans,11'
 set output '%s'
 set title 'Relay memory with idle devices (%s)'
 set xlabel 'idle devices connected'
 set ylabel 'relay memory (MiB)'
 set logscale xy
+set xrange [100:100000]
 set grid
 set key top left
 plot %s
