@@ -1,12 +1,13 @@
 /* loadgen.c - many idle devices for the relay benchmarks (bench/bench.py; never part of make
  * test). Opens N device connections to one relay from many loopback source addresses
- * (127.0.0.0/8: each socket is bound to 127.A.B.C before connect, --per-src devices per address,
- * so that neither the 64k ports of one source address nor the kernel's search for a free one -
- * slow with tens of thousands of sockets on one address - limits the run), does the WebSocket handshake, registers each device (HELLO,
- * WELCOME), answers pings, pings like the agent does, and reconnects like the agent does
- * (back-off with jitter; about 1 s after a GOAWAY(SHUTDOWN)). It reports on stdout, one JSON
- * object per line: a status line every --status-ms, and an "all_registered" event each time
- * every device is registered again (with how many kept the label they had first).
+ * (127.0.0.0/8: each socket is bound to 127.A.B.C before connect, --per-src devices per
+ * address, so that neither the 64k ports of one source address nor the kernel's search for a
+ * free one - slow with tens of thousands of sockets on one address - limits the run), does the
+ * WebSocket handshake, registers each device (HELLO, WELCOME), answers pings, pings like the
+ * agent does, and reconnects like the agent does (back-off with jitter; about 1 s after a
+ * GOAWAY(SHUTDOWN)). It reports on stdout, one JSON object per line: a status line every
+ * --status-ms, and an "all_registered" event each time every device is registered again (with
+ * how many kept the label they had first).
  *
  * Mode "tether" speaks the Tether protocol with the project's own core (frame.c) and framing
  * (wsframe.c, wshs.c). Mode "wstunnel" holds node-reverse-wstunnel control connections
@@ -35,8 +36,8 @@
 #include "common/wsframe.h"
 #include "common/wshs.h"
 
-#define LG_HEAD_MAX 4096   /* the relay's 101 answer */
-#define LG_PEND_MAX 70000  /* a partial WebSocket frame kept between reads */
+#define LG_HEAD_MAX 4096  /* the relay's 101 answer */
+#define LG_PEND_MAX 70000 /* a partial WebSocket frame kept between reads */
 #define LG_BACKOFF_BASE 1000u
 #define LG_BACKOFF_CAP 60000u
 #define LG_SHUTDOWN_RETRY 1000u
@@ -59,13 +60,13 @@ struct dev {
     uv_connect_t creq;
     uint32_t idx;
     uint8_t state;
-    bool goaway_shutdown;  /* GOAWAY(SHUTDOWN) seen on this connection */
-    bool counted_conn;     /* counted in g.connected */
-    uint8_t attempt;       /* back-off step */
-    uint8_t *pend;         /* bytes kept between reads (head or partial frame) */
+    bool goaway_shutdown; /* GOAWAY(SHUTDOWN) seen on this connection */
+    bool counted_conn;    /* counted in g.connected */
+    uint8_t attempt;      /* back-off step */
+    uint8_t *pend;        /* bytes kept between reads (head or partial frame) */
     uint32_t pendlen;
-    uint64_t reg_at;       /* loop ms of the last registration */
-    uint64_t next_ping;    /* loop ms */
+    uint64_t reg_at;    /* loop ms of the last registration */
+    uint64_t next_ping; /* loop ms */
     char key[TT_WS_KEYLEN + 1];
     char label[TT_MAX_LABEL + 1]; /* label of the first registration */
 };
@@ -82,7 +83,7 @@ static struct {
     uint32_t src_base; /* host order, first source address */
     uint32_t per_src;
     uint32_t max_pending;
-    uint32_t rate;     /* new first connections per second (0: as fast as max_pending allows) */
+    uint32_t rate; /* new first connections per second (0: as fast as max_pending allows) */
     uint32_t ping_ms;
     uint32_t duration_s;
     uint32_t status_ms;
@@ -98,7 +99,7 @@ static struct {
     uint32_t ready;     /* registered now */
     uint64_t regs, same, changed, conn_fail, refused, lost, pings_in, pongs_in, errors;
     uint32_t round;
-    bool all_before;     /* ready == n at some point since the last round started */
+    bool all_before;      /* ready == n at some point since the last round started */
     uint64_t round_start; /* loop ms of the first loss after all were ready */
     uint64_t first_all_ms;
     bool stopping;
@@ -326,8 +327,7 @@ static void became_ready(struct dev *d, const char *label, size_t len)
         } else if (g.round_start) {
             emit("{\"event\":\"all_registered\",\"round\":%u,\"t\":%.3f,\"elapsed\":%.3f,"
                  "\"same\":%" PRIu64 ",\"changed\":%" PRIu64 "}",
-                 g.round, since_start(), (double)(now - g.round_start) / 1000.0, g.same,
-                 g.changed);
+                 g.round, since_start(), (double)(now - g.round_start) / 1000.0, g.same, g.changed);
         }
         g.all_before = true;
         g.round++;
@@ -683,11 +683,10 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: loadgen --url ws://127.0.0.1:PORT[/PATH] -n N [--token TOKEN]\n"
-            "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 1000]\n"
-            "       [--max-pending 512] [--rate PER_S] [--ping-ms 10000] [--prefix lg]\n"
-            "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n");
+    fprintf(stderr, "usage: loadgen --url ws://127.0.0.1:PORT[/PATH] -n N [--token TOKEN]\n"
+                    "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 1000]\n"
+                    "       [--max-pending 512] [--rate PER_S] [--ping-ms 10000] [--prefix lg]\n"
+                    "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n");
     exit(2);
 }
 
