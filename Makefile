@@ -6,7 +6,8 @@
 #   make sanitize   build with -fsanitize=address,undefined into build/sanitize
 #   make core-check build src/core alone with the strict flags and check it needs only libc
 #   make fuzz       build the libFuzzer targets with clang and run each for a bounded time
-#                   (at most FUZZ_TIME seconds, default 120, and FUZZ_RUNS inputs; FUZZ_ONLY=
+#                   (at most FUZZ_TIME seconds, default 120, and FUZZ_RUNS inputs; FUZZ_SEED=N
+#                   repeats a run; FUZZ_ONLY=
 #                   "fuzz_x ..." picks targets); crashes land in tests/fuzz/crashes/, which
 #                   make test replays
 #   make bench      run bench/ (never part of make test); BENCH_ARGS=--quick for a short run
@@ -168,6 +169,8 @@ fuzz-replay-bin: $(FUZZ_REPLAY)
 
 FUZZ_RUNS ?= 200000
 FUZZ_TIME ?= 120
+# 0: a new random seed each run; CI passes a fixed one so that its run is repeatable
+FUZZ_SEED ?= 0
 FUZZ_ONLY ?=
 FUZZ_RUN_SRC := $(if $(FUZZ_ONLY),$(patsubst %,tests/fuzz/%.c,$(FUZZ_ONLY)),$(FUZZ_SRC))
 # The code under test is compiled once with clang's coverage instrumentation
@@ -195,7 +198,7 @@ fuzz: fuzz-deps
 	@$(MAKE) --no-print-directory $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_RUN_SRC))
 	@set -e; for f in $(FUZZ_RUN_SRC); do n=$$(basename $$f .c); \
 		mkdir -p build/fuzz/$$n-new; \
-		if build/fuzz/$$n -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) \
+		if build/fuzz/$$n -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) -seed=$(FUZZ_SEED) \
 			-artifact_prefix=tests/fuzz/crashes/$$n- build/fuzz/$$n-new tests/fuzz/corpus/$$n \
 			> build/fuzz/$$n.log 2>&1; then \
 			echo "fuzz: $$n: $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' build/fuzz/$$n.log), no crash"; \

@@ -87,11 +87,12 @@ void tt_proxy_env_free(struct tt_proxy_env *env)
 
 /* Copies s into out[outlen] with any userinfo replaced by "***", so that a URL we could not
  * parse can still be named in a message. Everything before the last "@" goes but a leading
- * "SCHEME://", even past a "/", "?" or "#": a password typed without percent-encoding may hold
- * those. */
+ * "SCHEME://" (only at the very start: a "://" further on may sit inside a password), even past
+ * a "/", "?" or "#": a password typed without percent-encoding may hold those. */
 static void redact(const char *s, char *out, size_t outlen)
 {
-    const char *sep = strstr(s, "://");
+    size_t scheme = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+    const char *sep = scheme > 0 && strncmp(s + scheme, "://", 3) == 0 ? s + scheme : NULL;
     const char *at = strrchr(s, '@');
 
     if (at == NULL)
