@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 #include "config.h"
+#include "configfile.h"
 #include "common/log.h"
 
 /* Flags accepted now but built by later issues: they are checked for a value, then refused. */
@@ -14,7 +15,6 @@ static const char *const later_flags[] = {
     "--redis",
     "--node-id",
     "--advertise",
-    "--config",
 };
 
 void tt_config_usage(FILE *f)
@@ -26,6 +26,7 @@ void tt_config_usage(FILE *f)
         "               [--tls-listen ADDR:PORT --tls-cert FILE --tls-key FILE]\n"
         "               [--admin-listen ADDR:PORT [--admin-token TOKEN]] [--log-level LEVEL]\n"
         "               [--max-streams N] [--head-timeout DURATION] [--idle-timeout DURATION]\n"
+        "               [--config FILE]\n"
         "\n"
         "The Tether relay: devices dial in over WebSocket; browsers and TCP clients reach them\n"
         "through it.\n"
@@ -54,12 +55,14 @@ void tt_config_usage(FILE *f)
         "  --head-timeout DURATION  a request head must arrive whole within this (default 30s)\n"
         "  --idle-timeout DURATION  close a browser connection silent both ways this long\n"
         "                         (default 60s; 0s: never)\n"
+        "  --config FILE          settings, one per line: a flag's name and its value\n"
+        "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
+        "                         command line win\n"
         "  --help, --version\n"
         "\n"
         "Without --token or --tokens-file, a token is created on first start, kept (hashed) in\n"
         "the registry in DATA_DIR "
-        "and printed once. --redis, --node-id, --advertise and --config are\n"
-        "not supported yet.\n",
+        "and printed once. --redis, --node-id and --advertise are not supported yet.\n",
         f);
 }
 
@@ -147,14 +150,20 @@ static int copy_value(char *dst, size_t dstlen, const char *v, const char *flag,
 }
 
 /* Applies one flag and its value. Returns 0 or -1 with err. */
-static int apply(struct tt_config *c, const char *flag, const char *v, bool *listen_given,
-                 bool *url_given, bool *bind_given, char err[TT_ERRLEN])
+/* What was given so far: url and bind across the file and the command line; listen_given is
+ * per source, so that --listen on the command line replaces the file's listeners. */
+struct given {
+    bool listen, tls_listen, url, bind;
+};
+
+static int apply(struct tt_config *c, const char *flag, const char *v, struct given *g,
+                 char err[TT_ERRLEN])
 {
     char e[TT_ERRLEN];
     if (strcmp(flag, "--listen") == 0) {
-        if (!*listen_given)
+        if (!g->listen)
             c->nlisten = 0;
-        *listen_given = true;
+        g->listen = true;
         if (c->nlisten == TT_CONFIG_MAX_LISTEN) {
             snprintf(err, TT_ERRLEN, "--listen: at most %d listeners", TT_CONFIG_MAX_LISTEN);
             return -1;
@@ -162,6 +171,9 @@ static int apply(struct tt_config *c, const char *flag, const char *v, bool *lis
         return parse_addr(v, &c->listen[c->nlisten++], flag, err);
     }
     if (strcmp(flag, "--tls-listen") == 0) {
+        if (!g->tls_listen)
+            c->ntls_listen = 0;
+        g->tls_listen = true;
         if (c->ntls_listen == TT_CONFIG_MAX_LISTEN) {
             snprintf(err, TT_ERRLEN, "--tls-listen: at most %d listeners", TT_CONFIG_MAX_LISTEN);
             return -1;
@@ -175,7 +187,7 @@ static int apply(struct tt_config *c, const char *flag, const char *v, bool *lis
     if (strcmp(flag, "--domain") == 0)
         return parse_domain(v, c->domain, err);
     if (strcmp(flag, "--public-url") == 0) {
-        *url_given = true;
+        g->url = true;
         return parse_public_url(c, v, err);
     }
     if (strcmp(flag, "--tcp-ports") == 0) {
@@ -186,7 +198,7 @@ static int apply(struct tt_config *c, const char *flag, const char *v, bool *lis
         return 0;
     }
     if (strcmp(flag, "--tcp-bind") == 0) {
-        *bind_given = true;
+        g->bind = true;
         if (copy_value(c->tcp_bind, sizeof(c->tcp_bind), v, flag, err) != 0)
             return -1;
         return check_ip(c->tcp_bind, flag, err);
@@ -308,11 +320,75 @@ static void set_defaults(struct tt_config *c)
     c->idle_timeout_ms = TT_CONFIG_IDLE_TIMEOUT_MS;
 }
 
+/* Applies the settings of --config FILE (path) to c. Returns 0, -1 (usage) or -2 (runtime). */
+static int apply_file(struct tt_config *c, const char *path, struct given *g, char err[TT_ERRLEN])
+{
+    struct tt_configfile f;
+    char e[TT_ERRLEN];
+    int rc = tt_configfile_read(path, &f, err);
+    if (rc != 0)
+        return rc == TT_CONFIGFILE_IO ? TT_CONFIG_ERR_RUNTIME : -1;
+    for (size_t i = 0; i < f.n && rc == 0; i++) {
+        const struct tt_configfile_item *it = &f.items[i];
+        if (strcmp(it->flag, "--config") == 0 || !takes_value(it->flag)) {
+            snprintf(err, TT_ERRLEN, "%.200s:%u: unknown setting '%s'", path, it->line,
+                     it->flag + 2);
+            rc = -1;
+        } else if (apply(c, it->flag, it->value, g, e) != 0) {
+            snprintf(err, TT_ERRLEN, "%.120s:%u: %s", path, it->line, e);
+            rc = -1;
+        }
+    }
+    tt_configfile_free(&f);
+    return rc;
+}
+
+/* Finds --config in argv: 0 with *path NULL (none) or set, -1 with a message. */
+static int find_config(int argc, char **argv, const char **path, char err[TT_ERRLEN])
+{
+    *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                snprintf(err, TT_ERRLEN, "--config needs a value");
+                return -1;
+            }
+            v = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            v = argv[i] + 9;
+        } else {
+            if (strncmp(argv[i], "--", 2) == 0 && !strchr(argv[i], '=') && takes_value(argv[i]))
+                i++; /* skip the value of another flag */
+            continue;
+        }
+        if (*path != NULL) {
+            snprintf(err, TT_ERRLEN, "--config: given twice");
+            return -1;
+        }
+        if (v[0] == '\0') {
+            snprintf(err, TT_ERRLEN, "--config: empty file name");
+            return -1;
+        }
+        *path = v;
+    }
+    return 0;
+}
+
 int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRLEN])
 {
-    bool listen_given = false, url_given = false, bind_given = false;
+    struct given g = {0};
+    const char *path;
     set_defaults(c);
     err[0] = '\0';
+    if (find_config(argc, argv, &path, err) != 0)
+        return -1;
+    if (path != NULL) {
+        int rc = apply_file(c, path, &g, err);
+        if (rc != 0)
+            return rc;
+        g.listen = g.tls_listen = false; /* the command line's replace the file's */
+    }
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
@@ -349,7 +425,9 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
             }
             value = argv[++i];
         }
-        if (apply(c, flag, value, &listen_given, &url_given, &bind_given, err) != 0)
+        if (strcmp(flag, "--config") == 0)
+            continue; /* read first, by find_config */
+        if (apply(c, flag, value, &g, err) != 0)
             return -1;
     }
     if (c->token[0] && c->tokens_file[0]) {
@@ -371,9 +449,9 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
                  c->admin.host);
         return -1;
     }
-    if (!bind_given)
+    if (!g.bind)
         strcpy(c->tcp_bind, c->listen[0].host);
-    if (!url_given) {
+    if (!g.url) {
         strcpy(c->url_scheme, "http");
         strcpy(c->url_host, c->domain);
         c->url_port = c->listen[0].port == 80 ? 0 : c->listen[0].port;

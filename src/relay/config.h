@@ -65,9 +65,15 @@ enum tt_config_action {
     TT_CONFIG_VERSION = 2, /* --version: print the version and exit 0 */
 };
 
-/* Fills c from argv[1..argc) (defaults first). Flags take their value as the next argument or
- * after '='. Returns an enum tt_config_action, or -1 with a one-line message in err for an
- * unknown flag, a missing or bad value, a stray argument, or a flag not supported yet. */
+/* tt_config_parse's answer when --config FILE cannot be opened or read (exit status 1). */
+#define TT_CONFIG_ERR_RUNTIME (-2)
+
+/* Fills c from argv[1..argc) (defaults first, then the settings of --config FILE, then the
+ * other flags, so that the command line wins; a --listen or --tls-listen on the command line
+ * replaces the file's list). Flags take their value as the next argument or after '='.
+ * Returns an enum tt_config_action, -1 with a one-line message in err for an unknown flag, a
+ * missing or bad value, a stray argument, a flag not supported yet or a bad line in the
+ * config file, or TT_CONFIG_ERR_RUNTIME when the config file cannot be read. */
 int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRLEN]);
 
 /* Writes the usage text to f. */

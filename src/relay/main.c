@@ -89,7 +89,7 @@ int main(int argc, char **argv)
     int action = tt_config_parse(&cfg, argc, argv, err);
     if (action < 0) {
         fprintf(stderr, "tetherd: %s\n", err);
-        return 2;
+        return action == TT_CONFIG_ERR_RUNTIME ? 1 : 2;
     }
     if (action == TT_CONFIG_HELP) {
         tt_config_usage(stdout);

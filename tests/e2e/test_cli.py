@@ -270,3 +270,68 @@ def test_tetherd_unwritable_data_dir_exits_1(t):
     # a data dir that would have to be created inside it
     _tetherd_runtime(t, ["--token", "x" * 20], [ro], data_dir=os.path.join(ro, "sub"),
                      prefix=prefix)
+
+
+def _write(t, name, text):
+    p = t.path(name)
+    with open(p, "w") as f:
+        f.write(text)
+    return p
+
+
+def test_tetherd_config_file_bad_lines_and_missing_file(t):
+    base = [TETHERD, "--listen", "127.0.0.1:%d" % free_port(),
+            "--admin-listen", "127.0.0.1:%d" % free_port(), "--data-dir", t.mkdtemp("data")]
+    for text, mention in [("bogus-setting 1\n", "bogus-setting"),
+                          ("grace = forever\n", "grace"),
+                          ("domain 'unterminated\n", "quote"),
+                          ("listen\n", "listen"),
+                          ("config other.conf\n", "config")]:
+        p = _write(t, "bad.conf", "# a comment\n\n" + text)
+        line = _one_line_error(base + ["--config", p], 2, [mention])
+        check(p in line and ":3:" in line, "the error names the file and line 3: %r" % line)
+    missing = t.path("no-such.conf")
+    _one_line_error(base + ["--config", missing], 1, [missing])
+    _one_line_error(base + ["--config", t.mkdtemp("confdir")], 1, ["confdir"])
+
+
+def test_tetherd_runs_from_config_file_and_flags_win(t):
+    from lib import Agent, Proc, port_open, wait_for
+
+    svc = t.http_service()
+    file_port, flag_port, admin = free_port(), free_port(), free_port()
+    low = free_port()
+    conf = _write(t, "tetherd.conf", "\n".join([
+        "# written by the e2e test",
+        "listen 127.0.0.1:%d" % file_port,
+        "domain = localhost",
+        "--grace 2h",
+        'token: "%s"' % ("c" * 24),
+        "data_dir %s" % t.mkdtemp("data"),
+        "admin-listen 127.0.0.1:%d" % admin,
+        "tcp-bind 127.0.0.1",
+        "", ]))
+    # --listen on the command line replaces the file's listener; the rest comes from the file.
+    proc = Proc(t, "tetherd", [TETHERD, "--config", conf, "--listen", "127.0.0.1:%d" % flag_port])
+    wait_for(lambda: port_open(flag_port) or not proc.alive(), 30, "tetherd to listen")
+    check(proc.alive(), "tetherd exited: %s" % proc.stderr_tail(10))
+    check(not port_open(file_port), "the config file's --listen is replaced by the flag's")
+    check(port_open(admin), "admin-listen from the config file")
+
+    class R:
+        url = "ws://127.0.0.1:%d" % flag_port
+        token = "c" * 24
+    a = Agent(t, R, http=svc.port)
+    url = a.services["http"]["url"]
+    eq(url, "http://%s.localhost:%d" % (a.label, flag_port), "device URL")
+    c = socket.create_connection(("127.0.0.1", flag_port), timeout=10)
+    c.sendall(b"GET /whoami HTTP/1.1\r\nHost: %s.localhost:%d\r\nConnection: close\r\n\r\n"
+              % (a.label.encode(), flag_port))
+    data = b""
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        data += b
+    c.close()
+    check(data.startswith(b"HTTP/1.1 200"), "a page through the relay: %r" % data[:100])

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "relay/config.h"
@@ -19,6 +21,74 @@ static char err[TT_ERRLEN];
         char *argv_[] = {"tetherd", __VA_ARGS__};                                                  \
         tt_config_parse(&cfg, (int)(sizeof(argv_) / sizeof(argv_[0])), argv_, err);                \
     })
+
+/* Writes text to a fresh temporary file and returns its path (static buffer). */
+static const char *conf_file(const char *text)
+{
+    static char path[64];
+    strcpy(path, "/tmp/tt-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_config_file(void **state)
+{
+    (void)state;
+    const char *p = conf_file("# comment\n"
+                              "  \n"
+                              "listen 127.0.0.1:1111\n"
+                              "listen=127.0.0.1:1112\n"
+                              "--domain: relay.example.com\n"
+                              "tcp_ports \"21000-21010\"   # trailing comment\n"
+                              "grace\t2h\r\n"
+                              "token 'abc def'\n");
+    /* a token with a space is refused like the flag: the quotes keep it whole */
+    assert_int_equal(PARSE("--config", (char *)p), -1);
+    assert_non_null(strstr(err, ":8: --token"));
+    unlink(p);
+
+    p = conf_file("listen 127.0.0.1:1111\nlisten=127.0.0.1:1112\n--domain: relay.example.com\n"
+                  "tcp_ports \"21000-21010\"\ngrace\t2h\r\ntls-listen 127.0.0.1:1443\n");
+    assert_int_equal(PARSE("--config", (char *)p, "--tls-cert", "c", "--tls-key", "k"),
+                     TT_CONFIG_RUN);
+    assert_int_equal(cfg.nlisten, 2);
+    assert_int_equal(cfg.listen[1].port, 1112);
+    assert_string_equal(cfg.domain, "relay.example.com");
+    assert_int_equal(cfg.tcp_low, 21000);
+    assert_int_equal(cfg.tcp_high, 21010);
+    assert_int_equal(cfg.grace_ms, 2 * 3600000);
+    assert_int_equal(cfg.ntls_listen, 1);
+    /* flags win; a --listen flag replaces the file's list; --config=FILE works too */
+    char arg[80];
+    snprintf(arg, sizeof arg, "--config=%s", p);
+    assert_int_equal(PARSE("--grace", "5m", arg, "--listen", "127.0.0.1:2222", "--tls-cert", "c",
+                           "--tls-key", "k"),
+                     TT_CONFIG_RUN);
+    assert_int_equal(cfg.grace_ms, 5 * 60000);
+    assert_int_equal(cfg.nlisten, 1);
+    assert_int_equal(cfg.listen[0].port, 2222);
+    assert_string_equal(cfg.tcp_bind, "127.0.0.1");
+    assert_int_equal(PARSE("--config", (char *)p, "--config", (char *)p), -1);
+    assert_non_null(strstr(err, "twice"));
+    unlink(p);
+
+    assert_int_equal(PARSE("--config", "/nonexistent/tetherd.conf"), TT_CONFIG_ERR_RUNTIME);
+    assert_non_null(strstr(err, "/nonexistent/tetherd.conf"));
+    assert_int_equal(PARSE("--config", ""), -1);
+    assert_int_equal(PARSE("--config"), -1);
+
+    static const char *const bad[] = {"nosuch 1\n",       "domain 'x\n", "config x\n", "help x\n",
+                                      "grace \"2h\" x\n", "=x\n",        "verbose\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = conf_file(bad[i]);
+        assert_int_equal(PARSE("--config", (char *)p), -1);
+        assert_non_null(strstr(err, ":1: "));
+        unlink(p);
+    }
+}
 
 static void test_defaults(void **state)
 {
@@ -220,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_listen_limit),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_admin_token),
+        cmocka_unit_test(test_config_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

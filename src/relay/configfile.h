@@ -1,0 +1,33 @@
+/* configfile.h - tetherd's --config FILE: settings read from a file, applied like flags (the
+ * format is described in configfile.c and docs/operators-guide.md). */
+#ifndef TT_CONFIGFILE_H
+#define TT_CONFIGFILE_H
+
+#include "common/util.h"
+
+#define TT_CONFIGFILE_MAX_BYTES (64 * 1024)
+#define TT_CONFIGFILE_MAX_ITEMS 256
+
+/* Return codes of tt_configfile_read besides 0. */
+#define TT_CONFIGFILE_SYNTAX (-1) /* a line that does not parse: a usage error */
+#define TT_CONFIGFILE_IO (-2)     /* the file cannot be opened or read: a runtime failure */
+
+struct tt_configfile_item {
+    char flag[40];     /* "--listen" */
+    const char *value; /* inside text */
+    unsigned line;     /* 1-based, for messages */
+};
+
+struct tt_configfile {
+    char *text; /* the file's bytes, cut into values in place */
+    size_t n;
+    struct tt_configfile_item items[TT_CONFIGFILE_MAX_ITEMS];
+};
+
+/* Reads path into f. Returns 0, or TT_CONFIGFILE_SYNTAX / TT_CONFIGFILE_IO with a one-line
+ * message naming the file (and the line) in err; f needs tt_configfile_free only after 0. */
+int tt_configfile_read(const char *path, struct tt_configfile *f, char err[TT_ERRLEN]);
+
+void tt_configfile_free(struct tt_configfile *f);
+
+#endif
