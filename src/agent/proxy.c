@@ -289,9 +289,9 @@ static const char *env_value(const struct tt_proxy_env *env, enum tt_proxy_var v
 int tt_proxy_select(const struct tt_proxy_conf *c, const char *scheme, const char *host,
                     struct tt_proxy *p, char err[TT_ERRLEN])
 {
-    static const enum tt_proxy_var ws_order[] = {
-        TT_PV_WS_PROXY,      TT_PV_WS_PROXY_UC, TT_PV_HTTP_PROXY,
-        TT_PV_HTTP_PROXY_UC, TT_PV_ALL_PROXY,   TT_PV_ALL_PROXY_UC};
+    static const enum tt_proxy_var ws_order[] = {TT_PV_WS_PROXY,   TT_PV_WS_PROXY_UC,
+                                                 TT_PV_HTTP_PROXY, TT_PV_HTTP_PROXY_UC,
+                                                 TT_PV_ALL_PROXY,  TT_PV_ALL_PROXY_UC};
     static const enum tt_proxy_var wss_order[] = {TT_PV_WSS_PROXY,   TT_PV_WSS_PROXY_UC,
                                                   TT_PV_HTTPS_PROXY, TT_PV_HTTPS_PROXY_UC,
                                                   TT_PV_ALL_PROXY,   TT_PV_ALL_PROXY_UC};

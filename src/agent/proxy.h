@@ -11,16 +11,15 @@
  * 2. Else a configured proxy (--proxy) is used; "" means direct, and the environment is ignored.
  * 3. Else the first non-empty variable of, for ws://: ws_proxy, WS_PROXY, http_proxy,
  *    HTTP_PROXY (SPEC.md names it; curl skips it only because CGI puts a request's "Proxy:"
- *    header there, which cannot happen to the agent), all_proxy, ALL_PROXY; for wss://: wss_proxy, WSS_PROXY, https_proxy, HTTPS_PROXY, all_proxy,
- *    ALL_PROXY. None: direct.
- * A proxy is "[http://][USER[:PASS]@]HOST[:PORT][/...]": no scheme means http, the default port
- * is 1080 (curl's), USER and PASS are percent-decoded, a path is ignored. https:// and socks
- * proxies are not supported (TETHER_ERR_CONFIG).
- * No-proxy list (curl's Curl_check_noproxy): "*" alone matches every host; otherwise entries
- * are separated by commas (blanks around them are skipped). A host name matches an entry equal
- * to it or to one of its parent domains (case-insensitive; a leading dot of the entry and a
- * trailing dot of either are ignored: "example.com" and ".example.com" both match
- * "www.example.com", not "notexample.com"). An IP literal matches an equal address, or a CIDR
+ *    header there, which cannot happen to the agent), all_proxy, ALL_PROXY; for wss://: wss_proxy,
+ * WSS_PROXY, https_proxy, HTTPS_PROXY, all_proxy, ALL_PROXY. None: direct. A proxy is
+ * "[http://][USER[:PASS]@]HOST[:PORT][/...]": no scheme means http, the default port is 1080
+ * (curl's), USER and PASS are percent-decoded, a path is ignored. https:// and socks proxies are
+ * not supported (TETHER_ERR_CONFIG). No-proxy list (curl's Curl_check_noproxy): "*" alone matches
+ * every host; otherwise entries are separated by commas (blanks around them are skipped). A host
+ * name matches an entry equal to it or to one of its parent domains (case-insensitive; a leading
+ * dot of the entry and a trailing dot of either are ignored: "example.com" and ".example.com" both
+ * match "www.example.com", not "notexample.com"). An IP literal matches an equal address, or a CIDR
  * entry ("10.0.0.0/8", "fd00::/8"). Entries carry no port. */
 #ifndef TT_AGENT_PROXY_H
 #define TT_AGENT_PROXY_H
@@ -42,7 +41,8 @@ enum tt_proxy_var {
     TT_PV_WSS_PROXY,
     TT_PV_WSS_PROXY_UC,
     TT_PV_HTTP_PROXY,
-    TT_PV_HTTP_PROXY_UC, /* HTTP_PROXY: read after http_proxy (SPEC; curl skips it for CGI's sake) */
+    TT_PV_HTTP_PROXY_UC, /* HTTP_PROXY: read after http_proxy (SPEC; curl skips it for CGI's sake)
+                          */
     TT_PV_HTTPS_PROXY,
     TT_PV_HTTPS_PROXY_UC,
     TT_PV_ALL_PROXY,

@@ -171,8 +171,7 @@ static int hexval(int c)
     return -1;
 }
 
-/* Percent-decodes in[0..len) into out[outsize]. Returns false if malformed or too long. */
-static bool pct_decode(const char *in, size_t len, char *out, size_t outsize)
+bool tt_pct_decode(const char *in, size_t len, char *out, size_t outsize)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
@@ -258,9 +257,9 @@ int tt_parse_url(const char *s, const char *const *allowed, struct tt_url *u, ch
         size_t uilen = pu.field_data[UF_USERINFO].len;
         const char *colon = memchr(ui, ':', uilen);
         size_t ulen = colon ? (size_t)(colon - ui) : uilen;
-        if (!pct_decode(ui, ulen, u->user, sizeof(u->user)))
+        if (!tt_pct_decode(ui, ulen, u->user, sizeof(u->user)))
             return fail(err, "bad URL: bad user name");
-        if (colon != NULL && !pct_decode(colon + 1, uilen - ulen - 1, u->pass, sizeof(u->pass)))
+        if (colon != NULL && !tt_pct_decode(colon + 1, uilen - ulen - 1, u->pass, sizeof(u->pass)))
             return fail(err, "bad URL: bad password");
     }
 

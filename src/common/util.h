@@ -48,4 +48,8 @@ int tt_random_label(char *out, size_t len);
  * content). */
 bool tt_consttime_equal(const void *a, size_t alen, const void *b, size_t blen);
 
+/* Percent-decodes in[0..len) into out[outsize] (NUL-terminated). Returns false for a bad or cut
+ * escape, an escaped NUL, or a result that does not fit. */
+bool tt_pct_decode(const char *in, size_t len, char *out, size_t outsize);
+
 #endif

@@ -493,39 +493,6 @@ static bool authorized(struct tt_headconn *hc, const char *token)
     return same_len && diff == 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes %XX escapes of s[0..n) into out (NUL-terminated). Returns false if it does not fit
- * or holds a bad escape or a NUL. */
-static bool unescape(const char *s, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = hi >= 0 ? hexval(s[i + 2]) : -1;
-            if (lo < 0)
-                return false;
-            c = hi * 16 + lo;
-            i += 2;
-        }
-        if (c == 0 || o + 1 >= outlen)
-            return false;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return true;
-}
-
 static const char allow_get[] = "Allow: GET, HEAD\r\n";
 
 void tt_admin_on_head(struct tt_headconn *hc, void *ud)
@@ -555,7 +522,7 @@ void tt_admin_on_head(struct tt_headconn *hc, void *ud)
     size_t dplen = sizeof(dev_prefix) - 1;
     if (plen > dplen && memcmp(path, dev_prefix, dplen) == 0) {
         char name[TT_MAX_NAME * 3 + 1];
-        if (!unescape(path + dplen, plen - dplen, name, sizeof(name))) {
+        if (!tt_pct_decode(path + dplen, plen - dplen, name, sizeof(name))) {
             answer_error(hc, "404 Not Found", NULL, "no such device");
             return;
         }
