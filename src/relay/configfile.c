@@ -118,6 +118,12 @@ int tt_configfile_read(const char *path, struct tt_configfile *f, char err[TT_ER
         tt_configfile_free(f);
         return TT_CONFIGFILE_SYNTAX;
     }
+    return tt_configfile_parse(f, len, path, err);
+}
+
+int tt_configfile_parse(struct tt_configfile *f, size_t len, const char *path, char err[TT_ERRLEN])
+{
+    f->n = 0;
     if (memchr(f->text, '\0', len) != NULL) {
         snprintf(err, TT_ERRLEN, "--config %.200s: not a text file", path);
         tt_configfile_free(f);

@@ -28,6 +28,11 @@ struct tt_configfile {
  * message naming the file (and the line) in err; f needs tt_configfile_free only after 0. */
 int tt_configfile_read(const char *path, struct tt_configfile *f, char err[TT_ERRLEN]);
 
+/* Parses f->text[0..len) (malloc'd, len + 1 bytes, owned by f from now on) into f's items.
+ * Returns 0 or TT_CONFIGFILE_SYNTAX with a message naming path and the line; on error f is
+ * freed. tt_configfile_read ends with it; the fuzz target calls it directly. */
+int tt_configfile_parse(struct tt_configfile *f, size_t len, const char *path, char err[TT_ERRLEN]);
+
 void tt_configfile_free(struct tt_configfile *f);
 
 #endif
