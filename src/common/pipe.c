@@ -1,9 +1,11 @@
 /* pipe.c - joins one TCP socket to one stream of a wsconn. Upstream, socket reads land in a
  * pooled chunk and go out as DATA straight from it (or through the filter hook and a bounded
- * queue); reading stops while the window or the wsconn's output is full. Downstream, DATA is
- * copied into a write queue flushed by a uv_idle handle before the loop polls, and credited
- * back only once written. Stream end and socket close are tracked separately; the pipe frees
- * itself when both are over, after on_done. */
+ * queue); reading stops while the window or the wsconn's output is full. Downstream, DATA
+ * payloads are kept as pointers into the wsconn's receive buffer until the end of that read
+ * (tt_wsconn_after_input), then written to the socket from there in one writev; only what the
+ * socket does not take is copied into a write queue, flushed by a uv_idle handle before the
+ * loop polls. Bytes are credited back only once written. Stream end and socket close are
+ * tracked separately; the pipe frees itself when both are over, after on_done. */
 #include "common/pipe.h"
 
 #include <stdlib.h>
@@ -14,6 +16,8 @@
 #include "common/pool.h"
 
 #define PIPE_MAX_BUFS 64
+/* DATA payloads of one read kept by pointer (more are copied into the write queue). */
+#define PIPE_MAX_HELD 8
 /* Filter output held back before the socket stops being read. */
 #define PIPE_UPQ_HIGH (64u * 1024u)
 /* Receive-window growth (tt_session_grow_window) of one stream whose socket keeps up, and of all
@@ -46,6 +50,9 @@ struct tt_pipe {
 
     /* downstream: peer -> socket */
     struct tt_chunkq wq;
+    uv_buf_t held[PIPE_MAX_HELD]; /* DATA after wq, still in the wsconn's receive buffer */
+    unsigned nheld;
+    struct tt_wsconn_waiter input_done; /* end of the read that held[] points into */
     size_t inflight;     /* bytes of wq in the uv_write under way (0: none) */
     size_t peer_pending; /* bytes of the peer's DATA in wq, not credited yet */
     bool peer_fin;       /* the peer's FIN arrived */
@@ -69,6 +76,7 @@ struct tt_pipe {
 static void on_idle(uv_idle_t *h);
 static void update_read(struct tt_pipe *p);
 static void read_start(struct tt_pipe *p);
+static void keep_held(struct tt_pipe *p);
 
 static void schedule(struct tt_pipe *p)
 {
@@ -110,7 +118,9 @@ static void detach(struct tt_pipe *p)
 {
     if (p->c == NULL)
         return;
+    keep_held(p);
     tt_wsconn_cancel_wait(p->c, &p->waiter);
+    tt_wsconn_cancel_wait(p->c, &p->input_done);
     /* The slot may outlive us (a RESET the closing wsconn did not send, a failed session):
      * make sure no later on_stream_close finds this pipe there. */
     (void)tt_session_set_user(tt_wsconn_session(p->c), p->id, NULL);
@@ -478,6 +488,83 @@ static void on_idle(uv_idle_t *h)
     }
 }
 
+/* Copies the held DATA into wq (its bytes stay uncredited until written). */
+static void keep_held(struct tt_pipe *p)
+{
+    unsigned i;
+    for (i = 0; i < p->nheld; i++) {
+        if (tt_chunkq_append(&p->wq, (const uint8_t *)p->held[i].base, p->held[i].len) != 0) {
+            size_t lost = 0;
+            for (; i < p->nheld; i++)
+                lost += p->held[i].len;
+            /* A prefix may be in wq: the stream is broken anyway. */
+            p->peer_pending -= lost < p->peer_pending ? lost : p->peer_pending;
+            if (p->c != NULL)
+                tt_session_consume(tt_wsconn_session(p->c), p->id, lost);
+            p->pending_abort = TT_RESET_CANCEL;
+            break;
+        }
+    }
+    p->nheld = 0;
+    schedule(p);
+}
+
+/* The end of the read that delivered held[]: the socket gets wq and held[] in one writev when
+ * nothing is in flight; what it does not take is copied. */
+static void on_input_done(struct tt_wsconn_waiter *w)
+{
+    struct tt_pipe *p =
+        (struct tt_pipe *)(void *)((char *)w - offsetof(struct tt_pipe, input_done));
+    uv_buf_t bufs[PIPE_MAX_BUFS];
+    unsigned n = 0, i;
+    size_t nbytes = 0, r;
+    int wr;
+
+    if (p->nheld == 0)
+        return;
+    if (p->closing || p->connecting || p->inflight > 0 || p->ending) {
+        keep_held(p);
+        return;
+    }
+    n = tt_chunkq_bufs(&p->wq, bufs, PIPE_MAX_BUFS - PIPE_MAX_HELD, &nbytes);
+    if (nbytes < p->wq.bytes) {
+        keep_held(p); /* wq is longer than one writev: keep the order */
+        return;
+    }
+    for (i = 0; i < p->nheld; i++) {
+        bufs[n++] = p->held[i];
+        nbytes += p->held[i].len;
+    }
+    wr = tt_conn_try_write(p->sock, bufs, n);
+    if (wr < 0 && wr != UV_EAGAIN) {
+        p->nheld = 0;
+        socket_failed(p, "write", wr);
+        return;
+    }
+    r = wr > 0 ? (size_t)wr : 0;
+    if (r > 0) {
+        size_t fromq = r < p->wq.bytes ? r : p->wq.bytes;
+        tt_chunkq_consume(&p->wq, fromq);
+        r -= fromq;
+        /* Drop the written part of held[]. */
+        for (i = 0; i < p->nheld && r > 0; i++) {
+            size_t k = r < p->held[i].len ? r : p->held[i].len;
+            p->held[i].base += k;
+            p->held[i].len -= k;
+            r -= k;
+        }
+        written(p, (size_t)wr);
+        if ((size_t)wr == nbytes) {
+            p->nheld = 0;
+            grow_window(p);
+            if (p->peer_fin)
+                schedule(p);
+            return;
+        }
+    }
+    keep_held(p); /* copies the rest (empty entries copy nothing) and schedules the flush */
+}
+
 /* ---- session callbacks ------------------------------------------------------------------ */
 
 static int pipe_on_data(struct tt_session *s, struct tt_stream *st, const uint8_t *data, size_t len,
@@ -490,13 +577,14 @@ static int pipe_on_data(struct tt_session *s, struct tt_stream *st, const uint8_
         return 0;
     }
     p->got_peer = true;
-    if (tt_chunkq_append(&p->wq, data, len) != 0) {
-        tt_session_consume(s, st->id, len);
-        p->pending_abort = TT_RESET_CANCEL;
-    } else {
-        p->peer_pending += len;
+    p->peer_pending += len;
+    if (p->nheld == PIPE_MAX_HELD)
+        keep_held(p);
+    if (p->nheld < PIPE_MAX_HELD) {
+        /* Written (or copied) at the end of this read, from the wsconn's buffer. */
+        p->held[p->nheld++] = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
+        tt_wsconn_after_input(p->c, &p->input_done);
     }
-    schedule(p);
     return 0;
 }
 
@@ -595,6 +683,7 @@ int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, struct tt_conn *sock, boo
     p->pending_abort = -1;
     p->last_io = uv_now(loop);
     p->waiter.cb = on_writable;
+    p->input_done.cb = on_input_done;
     tt_chunkq_init(&p->upq);
     tt_chunkq_init(&p->wq);
     uv_idle_init(loop, &p->idle);
@@ -642,6 +731,8 @@ int tt_pipe_write(struct tt_pipe *p, const uint8_t *data, size_t len)
 {
     if (p->closing || len == 0)
         return 0;
+    if (p->nheld > 0)
+        keep_held(p); /* after the DATA already received */
     if (tt_chunkq_append(&p->wq, data, len) != 0)
         return TETHER_ERR_NOMEM;
     schedule(p);

@@ -95,6 +95,7 @@ struct tt_wsconn {
     struct tt_chunkq out;
     size_t inflight;                 /* bytes of out in the uv_write under way (0: none) */
     struct tt_wsconn_waiter waiters; /* list sentinel */
+    struct tt_wsconn_waiter readers; /* tt_wsconn_after_input list sentinel */
 
     /* input */
     uint8_t *pre;
@@ -643,6 +644,24 @@ static void call_waiters(struct tt_wsconn *c)
     }
 }
 
+/* The end of feed(): the input handed to on_data is still valid. */
+static void call_readers(struct tt_wsconn *c)
+{
+    struct tt_wsconn_waiter local;
+    if (c->readers.next == &c->readers)
+        return;
+    local.next = c->readers.next;
+    local.prev = c->readers.prev;
+    local.next->prev = &local;
+    local.prev->next = &local;
+    c->readers.next = c->readers.prev = &c->readers;
+    while (local.next != &local) {
+        struct tt_wsconn_waiter *w = local.next;
+        waiter_unlink(w);
+        w->cb(w);
+    }
+}
+
 static void drop_waiters(struct tt_wsconn *c)
 {
     while (c->waiters.next != &c->waiters)
@@ -878,6 +897,7 @@ static void feed(struct tt_wsconn *c, uint8_t *data, size_t len)
             frame_piece(c, data, 0);
     }
     pump_session(c);
+    call_readers(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -1053,6 +1073,7 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, struct tt_conn *conn,
     while (c->maxcap < 2u * (uint32_t)cfg->session.max_streams)
         c->maxcap *= 2;
     c->waiters.next = c->waiters.prev = &c->waiters;
+    c->readers.next = c->readers.prev = &c->readers;
     link_init(&c->runlink);
     link_init(&c->tlink);
     tt_chunkq_init(&c->out);
@@ -1231,6 +1252,16 @@ void tt_wsconn_cancel_wait(struct tt_wsconn *c, struct tt_wsconn_waiter *w)
     (void)c;
     if (w->next != NULL)
         waiter_unlink(w);
+}
+
+void tt_wsconn_after_input(struct tt_wsconn *c, struct tt_wsconn_waiter *w)
+{
+    if (w->next != NULL)
+        return;
+    w->prev = c->readers.prev;
+    w->next = &c->readers;
+    c->readers.prev->next = w;
+    c->readers.prev = w;
 }
 
 void tt_wsconn_close(struct tt_wsconn *c, uint16_t goaway_code, uint16_t ws_code, int err,

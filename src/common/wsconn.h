@@ -106,8 +106,14 @@ size_t tt_wsconn_queued(const struct tt_wsconn *c);
  * it already has). w must start zeroed (w->next == NULL means "not queued"); queuing a waiter
  * that is already queued does nothing. Waiters are dropped without a call once c is closing. */
 void tt_wsconn_wait_writable(struct tt_wsconn *c, struct tt_wsconn_waiter *w);
-/* Takes w off the wait list if it is on it. */
+/* Takes w off the wait list (or the read-end list) if it is on it. */
 void tt_wsconn_cancel_wait(struct tt_wsconn *c, struct tt_wsconn_waiter *w);
+/* From a session callback (on_data): calls w->cb once the session has taken all of the input
+ * under way. The bytes on_data gave stay valid until then (they are in the wsconn's receive
+ * buffer), so that w->cb may write them out without a copy; they are not afterwards. w must
+ * start zeroed; queuing a queued waiter does nothing. Called even when c started closing
+ * during that input. */
+void tt_wsconn_after_input(struct tt_wsconn *c, struct tt_wsconn_waiter *w);
 
 /* Sends a GOAWAY (code, reason) if the session is open, then a WebSocket close frame
  * (ws_code), flushes, and closes: on_close follows (asynchronously) with err. Safe to call more

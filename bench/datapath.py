@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""datapath.py - the data-path part of the bench only, Tether against direct, in interleaved
+rounds, to iterate on the data path and to compare builds in one run (medians of ratios to
+direct measured in the same round). Writes nothing; prints a table.
+
+  python3 bench/datapath.py [--rounds N] [--mib M] [--seconds S] [--parts tcp,seq,http]
+                            [NAME=BINDIR ...]
+
+Each NAME=BINDIR (a directory holding tetherd and tether) gets its own relay and agent in front
+of the same nginx and iperf3; without any, build/release/bin is measured as "tether".
+Parts: tcp (iperf3 both ways, M MiB), seq (wrk -c1 -t1, 1 KiB keep-alive: p50 and p99),
+http (wrk -c32 -t2, 1 KiB keep-alive requests/s)."""
+import os
+import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench  # noqa: E402
+import lib  # noqa: E402  (bench put tests/e2e on the path)
+
+
+def main(argv):
+    rounds, mib, seconds, parts, variants = 5, 1024, 3, ["tcp", "seq"], []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--rounds":
+            rounds = int(argv[i + 1]); i += 2
+        elif a == "--mib":
+            mib = int(argv[i + 1]); i += 2
+        elif a == "--seconds":
+            seconds = int(argv[i + 1]); i += 2
+        elif a == "--parts":
+            parts = argv[i + 1].split(","); i += 2
+        elif "=" in a:
+            name, d = a.split("=", 1)
+            variants.append((name, os.path.abspath(d))); i += 1
+        else:
+            print(__doc__)
+            return 2
+    if not variants:
+        variants = [("tether", bench.BIN)]
+    env = lib.Env("bench-datapath")
+    targets = {}
+    try:
+        web = bench.start_nginx(env)
+        iperf_port = bench.start_iperf(env)
+        targets["direct"] = (iperf_port, web, None)
+        for name, d in variants:
+            lib.TETHERD = os.path.join(d, "tetherd")
+            lib.TETHER = os.path.join(d, "tether")
+            relay = env.relay(grace="1m")
+            agent = env.agent(relay, http=web, tcp={"iperf": iperf_port})
+            targets[name] = (agent.tcp_port("iperf"), relay.port, relay.host(agent.label))
+        names = ["direct"] + [n for n, _ in variants]
+        res = {n: {} for n in names}
+
+        def add(n, k, v):
+            res[n].setdefault(k, []).append(v)
+
+        for r in range(rounds):
+            order = names if r % 2 == 0 else list(reversed(names))
+            for n in order:
+                tcp, port, host = targets[n]
+                if "tcp" in parts:
+                    add(n, "up", bench.iperf(tcp, False, mib << 20))
+                    add(n, "down", bench.iperf(tcp, True, mib << 20))
+                if "seq" in parts:
+                    w = bench.wrk("http://127.0.0.1:%d/1k" % port, host, 1, 1, seconds)
+                    add(n, "p50", w["p50_us"])
+                    add(n, "p99", w["p99_us"])
+                if "http" in parts:
+                    w = bench.wrk("http://127.0.0.1:%d/1k" % port, host, 2, 32, seconds)
+                    add(n, "rps", w["rps"])
+            print("round %d: %s" % (r + 1, "  ".join(
+                "%s %s" % (n, " ".join("%s=%.4g" % (k, v[-1]) for k, v in res[n].items()))
+                for n in names)), flush=True)
+        print("\nmedians over %d rounds (ratios: median of the per-round ratio to direct)" % rounds)
+        for k, higher in (("up", True), ("down", True), ("rps", True), ("p50", False),
+                          ("p99", False)):
+            if k not in res["direct"]:
+                continue
+            row = ["%-5s direct %.4g" % (k, statistics.median(res["direct"][k]))]
+            for n in names[1:]:
+                v = res[n][k]
+                d = res["direct"][k]
+                if higher:
+                    rat = statistics.median(a / b for a, b in zip(v, d))
+                    row.append("%s %.4g (%.0f%%)" % (n, statistics.median(v), 100 * rat))
+                else:
+                    add_us = statistics.median(a - b for a, b in zip(v, d))
+                    row.append("%s %.4g (+%.0f us)" % (n, statistics.median(v), add_us))
+            print("  ".join(row))
+    finally:
+        for prob in env.cleanup():
+            print("warning: " + prob.split("\n")[0])
+        env.remove()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
