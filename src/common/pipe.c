@@ -53,11 +53,11 @@ struct tt_pipe {
     uv_buf_t held[PIPE_MAX_HELD]; /* DATA after wq, still in the wsconn's receive buffer */
     unsigned nheld;
     struct tt_wsconn_waiter input_done; /* end of the read that held[] points into */
-    size_t inflight;     /* bytes of wq in the uv_write under way (0: none) */
-    size_t peer_pending; /* bytes of the peer's DATA in wq, not credited yet */
-    bool peer_fin;       /* the peer's FIN arrived */
-    bool got_peer;       /* any DATA or FIN came from the peer */
-    bool was_reset;      /* the peer's RESET arrived */
+    size_t inflight;                    /* bytes of wq in the uv_write under way (0: none) */
+    size_t peer_pending;                /* bytes of the peer's DATA in wq, not credited yet */
+    bool peer_fin;                      /* the peer's FIN arrived */
+    bool got_peer;                      /* any DATA or FIN came from the peer */
+    bool was_reset;                     /* the peer's RESET arrived */
     uint16_t reset_code;
     bool shut, shut_done;
 
