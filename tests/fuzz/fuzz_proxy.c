@@ -27,6 +27,16 @@ static bool alnum(const char *s)
     return true;
 }
 
+/* Occurrences of needle (not empty) in hay[0..n), overlapping ones included. */
+static size_t count(const char *hay, size_t n, const char *needle)
+{
+    size_t k = 0, m = strlen(needle);
+    for (size_t i = 0; i + m <= n; i++)
+        if (memcmp(hay + i, needle, m) == 0)
+            k++;
+    return k;
+}
+
 static void answer(const uint8_t *in, size_t len)
 {
     struct tt_proxy_response r;
@@ -65,11 +75,13 @@ static void url(const char *s)
             abort(); /* any parsed proxy and host fit */
     } else {
         terminated(err, sizeof err);
-        /* A password (from the authority's first ":" to the last "@") must never be echoed.
-         * Checked for passwords of 13+ letters and digits: shorter or other ones may occur in
-         * the message's own words or straddle the host part shown and the text after it. */
-        const char *sep = strstr(s, "://");
-        const char *auth = sep ? sep + 3 : s;
+        /* A password (from the authority's first ":" to the last "@") must never be echoed:
+         * err may hold it only as often as the parts of s that are shown (a leading SCHEME://
+         * and what follows the last "@") do. Checked for passwords of 13+ letters and digits:
+         * shorter or other ones may occur in the message's own words. */
+        size_t scheme =
+            strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+        const char *auth = scheme > 0 && strncmp(s + scheme, "://", 3) == 0 ? s + scheme + 3 : s;
         const char *at = strrchr(s, '@');
         const char *colon = strchr(auth, ':');
         if (at && at > auth && colon && colon < at && at - colon > 12) {
@@ -78,7 +90,8 @@ static void url(const char *s)
                                                                   : sizeof pass - 1;
             memcpy(pass, colon + 1, n);
             pass[n] = '\0';
-            if (alnum(pass) && strstr(at, pass) == NULL && strstr(err, pass))
+            if (alnum(pass) && count(err, strlen(err), pass) >
+                                   count(s, (size_t)(auth - s), pass) + count(at, strlen(at), pass))
                 abort();
         }
     }
