@@ -47,31 +47,48 @@ def main(argv):
         web = bench.start_nginx(env)
         iperf_port = bench.start_iperf(env)
         targets["direct"] = (iperf_port, web, None)
+        pids = {"direct": []}
         for name, d in variants:
             lib.TETHERD = os.path.join(d, "tetherd")
             lib.TETHER = os.path.join(d, "tether")
             relay = env.relay(grace="1m")
             agent = env.agent(relay, http=web, tcp={"iperf": iperf_port})
             targets[name] = (agent.tcp_port("iperf"), relay.port, relay.host(agent.label))
+            pids[name] = [relay.proc.p.pid, agent.proc.p.pid]
         names = ["direct"] + [n for n, _ in variants]
         res = {n: {} for n in names}
 
         def add(n, k, v):
             res[n].setdefault(k, []).append(v)
 
+        def cpu(n):
+            return sum(bench.cpu_ns(pid) for pid in pids[n])
+
+        def timed(n, k, per, fn):
+            """fn's result; relay + agent CPU (ns) per `per(result)` unit goes to k."""
+            c0 = cpu(n)
+            v = fn()
+            if pids[n]:
+                add(n, k, (cpu(n) - c0) / per(v))
+            return v
+
         for r in range(rounds):
             order = names if r % 2 == 0 else list(reversed(names))
             for n in order:
                 tcp, port, host = targets[n]
+                gib = lambda v: mib / 1024.0 * 1e9  # ns per GiB -> s per GiB
                 if "tcp" in parts:
-                    add(n, "up", bench.iperf(tcp, False, mib << 20))
-                    add(n, "down", bench.iperf(tcp, True, mib << 20))
+                    add(n, "up", timed(n, "cpu_up", gib, lambda: bench.iperf(tcp, False, mib << 20)))
+                    add(n, "down", timed(n, "cpu_down", gib,
+                                         lambda: bench.iperf(tcp, True, mib << 20)))
+                url = "http://127.0.0.1:%d/1k" % port
+                reqs = lambda w: w["rps"] * seconds * 1e3  # ns -> us per request
                 if "seq" in parts:
-                    w = bench.wrk("http://127.0.0.1:%d/1k" % port, host, 1, 1, seconds)
+                    w = timed(n, "cpu_seq", reqs, lambda: bench.wrk(url, host, 1, 1, seconds))
                     add(n, "p50", w["p50_us"])
                     add(n, "p99", w["p99_us"])
                 if "http" in parts:
-                    w = bench.wrk("http://127.0.0.1:%d/1k" % port, host, 2, 32, seconds)
+                    w = timed(n, "cpu_rps", reqs, lambda: bench.wrk(url, host, 2, 32, seconds))
                     add(n, "rps", w["rps"])
             print("round %d: %s" % (r + 1, "  ".join(
                 "%s %s" % (n, " ".join("%s=%.4g" % (k, v[-1]) for k, v in res[n].items()))
@@ -92,6 +109,12 @@ def main(argv):
                     add_us = statistics.median(a - b for a, b in zip(v, d))
                     row.append("%s %.4g (+%.0f us)" % (n, statistics.median(v), add_us))
             print("  ".join(row))
+        print("relay + agent CPU (median): s per GiB up / down, us per request sequential / "
+              "32 connections")
+        for n in names[1:]:
+            print("  %s: %s" % (n, "  ".join("%s %.3g" % (k, statistics.median(res[n][k]))
+                                             for k in ("cpu_up", "cpu_down", "cpu_seq", "cpu_rps")
+                                             if k in res[n])))
     finally:
         for prob in env.cleanup():
             print("warning: " + prob.split("\n")[0])

@@ -215,13 +215,20 @@ static void pump_up(struct tt_pipe *p)
     if (p->rchunk != NULL) {
         if (!tt_wsconn_writable(p->c))
             goto blocked;
-        size_t n = p->rchunk->len - p->rchunk->off;
-        if (!send_up(p, p->rchunk->data + p->rchunk->off, n, &sent))
-            return;
-        p->rchunk->off += sent;
-        if (p->rchunk->off < p->rchunk->len)
-            goto out;
-        tt_chunk_put(p->rchunk);
+        /* The whole read as one frame, the chunk itself queued: no copy. */
+        int taken = tt_wsconn_send_chunk(p->c, p->id, p->rchunk);
+        if (taken < 0)
+            goto out; /* closing or gone: on_stream_close is on its way */
+        if (taken == 0) {
+            /* Not all of it fits the window: what does is copied. */
+            size_t n = p->rchunk->len - p->rchunk->off;
+            if (!send_up(p, p->rchunk->data + p->rchunk->off, n, &sent))
+                return;
+            p->rchunk->off += sent;
+            if (p->rchunk->off < p->rchunk->len)
+                goto out;
+            tt_chunk_put(p->rchunk);
+        }
         p->rchunk = NULL;
     }
     if (p->sock_eof && p->c != NULL) {
@@ -287,7 +294,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(NULL, 0);
         return;
     }
-    *buf = uv_buf_init((char *)ch->data, TT_CHUNK_SIZE);
+    /* Headroom for the frame headers that tt_wsconn_send_chunk writes in front. */
+    *buf = uv_buf_init((char *)ch->data + TT_CHUNK_HEADROOM, TT_CHUNK_SIZE - TT_CHUNK_HEADROOM);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -296,17 +304,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct tt_chunk *ch = NULL;
 
     if (buf != NULL && buf->base != NULL)
-        ch = (struct tt_chunk *)(void *)(buf->base - offsetof(struct tt_chunk, data));
+        ch = (struct tt_chunk *)(void *)(buf->base - TT_CHUNK_HEADROOM -
+                                         offsetof(struct tt_chunk, data));
     if (nread > 0)
         p->last_io = uv_now(p->loop);
     if (nread > 0 && p->c != NULL && !p->closing && !p->ending) {
         p->up += (uint64_t)nread;
         if (filtered(p)) {
-            run_filter(p, ch->data, (size_t)nread, false);
+            run_filter(p, (const uint8_t *)buf->base, (size_t)nread, false);
         } else if (p->rchunk == NULL && p->upq.bytes == 0) {
             /* The common case: send straight from the read chunk. */
-            ch->off = 0;
-            ch->len = (size_t)nread;
+            ch->off = TT_CHUNK_HEADROOM;
+            ch->len = TT_CHUNK_HEADROOM + (size_t)nread;
             p->rchunk = ch;
             ch = NULL;
         } else {
@@ -314,7 +323,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             struct tt_chunk *r = p->rchunk;
             p->rchunk = NULL;
             if ((r != NULL && tt_chunkq_append(&p->upq, r->data + r->off, r->len - r->off) != 0) ||
-                tt_chunkq_append(&p->upq, ch->data, (size_t)nread) != 0)
+                tt_chunkq_append(&p->upq, (const uint8_t *)buf->base, (size_t)nread) != 0)
                 end_with_reset(p, TT_RESET_CANCEL, false);
             tt_chunk_put(r);
         }

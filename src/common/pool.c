@@ -135,6 +135,17 @@ int tt_chunkq_append(struct tt_chunkq *q, const uint8_t *data, size_t len)
     return 0;
 }
 
+void tt_chunkq_push(struct tt_chunkq *q, struct tt_chunk *c)
+{
+    c->next = NULL;
+    if (q->tail != NULL)
+        q->tail->next = c;
+    else
+        q->head = c;
+    q->tail = c;
+    q->bytes += c->len - c->off;
+}
+
 unsigned tt_chunkq_bufs(const struct tt_chunkq *q, uv_buf_t *bufs, unsigned max, size_t *nbytes)
 {
     unsigned n = 0;

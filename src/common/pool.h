@@ -11,6 +11,9 @@
 #include <uv.h>
 
 #define TT_CHUNK_SIZE 65536u /* payload bytes per chunk */
+/* Room a reader may leave at the start of a chunk for headers written in front of its bytes
+ * later (wsconn's frame headers: tt_wsconn_send_chunk). */
+#define TT_CHUNK_HEADROOM 32u
 
 struct tt_chunk {
     struct tt_chunk *next; /* free-list or queue link, owned by whoever holds the chunk */
@@ -48,6 +51,9 @@ int tt_chunkq_append(struct tt_chunkq *q, const uint8_t *data, size_t len);
 uint8_t *tt_chunkq_reserve(struct tt_chunkq *q, size_t *room);
 /* Adds n (<= the room last reserved) written bytes to the end of q. */
 void tt_chunkq_commit(struct tt_chunkq *q, size_t n);
+/* Appends the whole chunk c (its bytes [off, len)) to the end of q, which takes it over. Later
+ * appends may fill the chunk's room past len. */
+void tt_chunkq_push(struct tt_chunkq *q, struct tt_chunk *c);
 /* Points bufs[0..n) at the first bytes of q, one per chunk, n <= max. Returns n (0 if empty) and
  * the bytes covered in *nbytes. The memory stays q's; valid until consumed or cleared. */
 unsigned tt_chunkq_bufs(const struct tt_chunkq *q, uv_buf_t *bufs, unsigned max, size_t *nbytes);

@@ -1,8 +1,10 @@
 /* wsconn.c - one device connection: WebSocket framing (wsframe.h) over a libuv TCP stream,
  * carrying a Tether session. Reads land in pooled chunks, are unmasked in place and go on to
- * tt_session_recv; output frames are built (and masked, on the client side) straight into a
- * queue of pooled chunks, one copy per byte, flushed from an idle handle, one write per loop
- * iteration, before the loop polls.
+ * tt_session_recv (readers of DATA may write it out from there until the read is over:
+ * tt_wsconn_after_input); output frames are built (and masked, on the client side) straight into
+ * a queue of pooled chunks, one copy per byte, or framed in place in a pipe's read chunk that
+ * then joins the queue (tt_wsconn_send_chunk), and flushed from an idle handle, one write per
+ * loop iteration, before the loop polls.
  * The wsconns of one loop share that idle handle and one timer (struct wsloop), so that an idle
  * connection costs a few list links rather than libuv handles of its own: a relay holds 100,000
  * of them.
@@ -1193,6 +1195,36 @@ tt_ssize tt_wsconn_send_data(struct tt_wsconn *c, uint32_t id, const uint8_t *da
             break;
     }
     return (tt_ssize)taken;
+}
+
+int tt_wsconn_send_chunk(struct tt_wsconn *c, uint32_t id, struct tt_chunk *ch)
+{
+    uint8_t head[TT_WSFRAME_MAX_HEADER], key[4], *t;
+    size_t n = ch->len - ch->off, hn;
+    tt_ssize r;
+
+    if (c->closing)
+        return TETHER_ERR_CLOSED;
+    if (c->broken || n == 0 || n > TT_FRAME_MAX_PAYLOAD ||
+        ch->off < TT_WSFRAME_MAX_HEADER + TT_FRAME_HEADER_LEN ||
+        n > tt_session_send_window(&c->sess, id))
+        return 0;
+    if (c->cfg.client && next_mask(key) != 0)
+        return 0; /* the copying path reports it */
+    t = ch->data + ch->off - TT_FRAME_HEADER_LEN;
+    r = tt_session_data_header(&c->sess, id, n, false, t);
+    if (r < 0)
+        return (int)r;
+    hn = tt_wsframe_encode(head, true, TT_WS_BINARY, c->cfg.client ? key : NULL,
+                           TT_FRAME_HEADER_LEN + n);
+    if (c->cfg.client)
+        tt_wsframe_mask(t, t, TT_FRAME_HEADER_LEN + n, key, 0);
+    memcpy(t - hn, head, hn);
+    ch->off -= TT_FRAME_HEADER_LEN + hn;
+    tt_chunkq_push(&c->out, ch);
+    c->bytes_out += TT_FRAME_HEADER_LEN + n;
+    schedule(c);
+    return 1;
 }
 
 void tt_wsconn_reset_stream(struct tt_wsconn *c, uint32_t id, uint16_t code)

@@ -32,6 +32,7 @@
 #include "conn.h"
 
 struct tt_wsconn;
+struct tt_chunk; /* pool.h */
 
 struct tt_wsconn_config {
     bool client;                                   /* agent: mask our frames */
@@ -85,6 +86,14 @@ int tt_wsconn_send_frame(struct tt_wsconn *c, const uint8_t *frame, size_t len);
  * taken (0..len; fewer when the window shuts), or TETHER_ERR_NO_STREAM, _CLOSED, _NOMEM. */
 tt_ssize tt_wsconn_send_data(struct tt_wsconn *c, uint32_t id, const uint8_t *data, size_t len,
                              bool fin);
+
+/* Sends ch's bytes [off, len) on stream id as one DATA frame without copying them: the frame
+ * headers are written into the chunk just before off (which must leave TT_CHUNK_HEADROOM), the
+ * payload is masked in place on the client side, and the chunk joins the output queue. Returns
+ * 1 when it was taken (c owns ch now), 0 when not (it does not fit the window or one frame, or
+ * ch has no headroom: ch is still the caller's and unchanged; send it with
+ * tt_wsconn_send_data), or TETHER_ERR_NO_STREAM, _CLOSED. */
+int tt_wsconn_send_chunk(struct tt_wsconn *c, uint32_t id, struct tt_chunk *ch);
 
 /* Resets stream id (frees its slot without on_stream_close) and queues the RESET. Once c is
  * closing the slot is still freed but no frame is sent. */

@@ -101,12 +101,46 @@ static void test_chunkq(void **state)
     tt_chunk_pool_drain();
 }
 
+/* A whole chunk joins a queue without a copy, between appended bytes, in order. */
+static void test_chunkq_push(void **state)
+{
+    struct tt_chunkq q;
+    struct tt_chunk *c = tt_chunk_get();
+    uv_buf_t bufs[8];
+    size_t nbytes;
+    (void)state;
+    assert_non_null(c);
+    tt_chunkq_init(&q);
+    assert_int_equal(tt_chunkq_append(&q, (const uint8_t *)"ab", 2), 0);
+    memcpy(c->data + TT_CHUNK_HEADROOM, "cdef", 4);
+    c->off = TT_CHUNK_HEADROOM;
+    c->len = TT_CHUNK_HEADROOM + 4;
+    tt_chunkq_push(&q, c);
+    assert_int_equal(q.bytes, 6);
+    assert_ptr_equal(q.tail, c);
+    /* Later appends go on in the pushed chunk's room. */
+    assert_int_equal(tt_chunkq_append(&q, (const uint8_t *)"gh", 2), 0);
+    assert_ptr_equal(q.tail, c);
+    assert_int_equal(tt_chunkq_bufs(&q, bufs, 8, &nbytes), 2);
+    assert_int_equal(nbytes, 8);
+    assert_memory_equal(bufs[0].base, "ab", 2);
+    assert_ptr_equal(bufs[1].base, (char *)c->data + TT_CHUNK_HEADROOM);
+    assert_memory_equal(bufs[1].base, "cdefgh", 6);
+    tt_chunkq_consume(&q, 7);
+    assert_int_equal(q.bytes, 1);
+    assert_ptr_equal(q.head, c);
+    tt_chunkq_consume(&q, 1);
+    assert_null(q.head);
+    assert_null(q.tail);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunk_reuse),
         cmocka_unit_test(test_chunk_cap),
         cmocka_unit_test(test_chunkq),
+        cmocka_unit_test(test_chunkq_push),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
