@@ -5,17 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 #include "config.h"
 #include "configfile.h"
 #include "common/log.h"
 
-/* Flags accepted now but built by later issues: they are checked for a value, then refused. */
-static const char *const later_flags[] = {
-    "--redis",
-    "--node-id",
-    "--advertise",
-};
 
 void tt_config_usage(FILE *f)
 {
@@ -27,6 +22,7 @@ void tt_config_usage(FILE *f)
         "               [--admin-listen ADDR:PORT [--admin-token TOKEN]] [--log-level LEVEL]\n"
         "               [--max-streams N] [--head-timeout DURATION] [--idle-timeout DURATION]\n"
         "               [--config FILE]\n"
+        "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
         "\n"
         "The Tether relay: devices dial in over WebSocket; browsers and TCP clients reach them\n"
         "through it.\n"
@@ -58,11 +54,17 @@ void tt_config_usage(FILE *f)
         "  --config FILE          settings, one per line: a flag's name and its value\n"
         "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
         "                         command line win\n"
+        "  --redis URL            cluster mode: the registry is kept in Redis and shared by\n"
+        "                         every node (redis://[:PASSWORD@]HOST[:PORT][/DB])\n"
+        "  --node-id ID           this node's name in the cluster (letters, digits, '.-_')\n"
+        "  --advertise URL        ws:// or wss:// URL devices use to reach this node (where\n"
+        "                         other nodes redirect devices to)\n"
+        "  --cluster-addr ADDR:PORT  where the other nodes reach this node's --listen service\n"
+        "                         (default: the first --listen; needed if that is 0.0.0.0/::)\n"
         "  --help, --version\n"
         "\n"
         "Without --token or --tokens-file, a token is created on first start, kept (hashed) in\n"
-        "the registry in DATA_DIR "
-        "and printed once. --redis, --node-id and --advertise are not supported yet.\n",
+        "the registry (DATA_DIR, or Redis with --redis) and printed once.\n",
         f);
 }
 
@@ -131,6 +133,103 @@ static int parse_public_url(struct tt_config *c, const char *v, char err[TT_ERRL
     bool dflt = (strcmp(u.scheme, "http") == 0 && u.port == 80) ||
                 (strcmp(u.scheme, "https") == 0 && u.port == 443);
     c->url_port = dflt ? 0 : u.port;
+    return 0;
+}
+
+int tt_config_parse_redis_url(const char *s, struct tt_redis_url *out, char err[TT_ERRLEN])
+{
+    static const char scheme[] = "redis://";
+    char hp[TT_HOSTLEN + 8];
+    char e[TT_ERRLEN];
+    memset(out, 0, sizeof(*out));
+    out->port = 6379;
+    if (strncasecmp(s, scheme, sizeof(scheme) - 1) != 0) {
+        snprintf(err, TT_ERRLEN,
+                 "--redis: '%.100s' is not a redis://[:PASSWORD@]HOST:PORT[/DB] URL", s);
+        return -1;
+    }
+    const char *rest = s + sizeof(scheme) - 1;
+    const char *at = strrchr(rest, '@');
+    if (at) {
+        if (rest[0] != ':' || at == rest + 1) {
+            snprintf(err, TT_ERRLEN, "--redis: give the password as redis://:PASSWORD@HOST:PORT");
+            return -1;
+        }
+        size_t n = (size_t)(at - rest - 1);
+        if (n >= sizeof(out->password)) {
+            snprintf(err, TT_ERRLEN, "--redis: password too long");
+            return -1;
+        }
+        memcpy(out->password, rest + 1, n);
+        out->password[n] = '\0';
+        rest = at + 1;
+    }
+    const char *slash = strchr(rest, '/');
+    size_t hlen = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (hlen == 0 || hlen >= sizeof(hp) - 8) {
+        snprintf(err, TT_ERRLEN, "--redis: '%.100s' has no host", s);
+        return -1;
+    }
+    memcpy(hp, rest, hlen);
+    hp[hlen] = '\0';
+    /* HOST alone: the default port */
+    bool has_port = hp[0] == '[' ? strstr(hp, "]:") != NULL : strchr(hp, ':') != NULL;
+    if (!has_port)
+        snprintf(hp + hlen, sizeof(hp) - hlen, ":6379");
+    if (tt_parse_hostport(hp, out->host, &out->port, false, e) != 0) {
+        snprintf(err, TT_ERRLEN, "--redis: %.200s", e);
+        return -1;
+    }
+    if (slash && slash[1] != '\0') {
+        char *end;
+        unsigned long db = strtoul(slash + 1, &end, 10);
+        if (slash[1] < '0' || slash[1] > '9' || *end != '\0' || db > 15) {
+            snprintf(err, TT_ERRLEN, "--redis: database '%.20s' is not a number from 0 to 15",
+                     slash + 1);
+            return -1;
+        }
+        out->db = (unsigned)db;
+    }
+    return 0;
+}
+
+static int parse_node_id(const char *v, char out[TT_NODE_ID_MAX + 1], char err[TT_ERRLEN])
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > TT_NODE_ID_MAX) {
+        snprintf(err, TT_ERRLEN, "--node-id: must be 1 to %d characters", TT_NODE_ID_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (!isalnum(ch) && ch != '-' && ch != '_' && ch != '.') {
+            snprintf(err, TT_ERRLEN,
+                     "--node-id: '%.64s' may hold only letters, digits, '-', '_' and '.'", v);
+            return -1;
+        }
+    }
+    memcpy(out, v, n + 1);
+    return 0;
+}
+
+static int parse_advertise(const char *v, char out[TT_ADVERTISE_MAX + 1], char err[TT_ERRLEN])
+{
+    static const char *const schemes[] = {"ws", "wss", NULL};
+    struct tt_url u;
+    char e[TT_ERRLEN];
+    if (strlen(v) > TT_ADVERTISE_MAX) {
+        snprintf(err, TT_ERRLEN, "--advertise: URL too long (at most %d bytes)", TT_ADVERTISE_MAX);
+        return -1;
+    }
+    if (tt_parse_url(v, schemes, &u, e) != 0 || u.user[0] || u.pass[0] || strchr(v, '?') ||
+        strchr(v, '#')) {
+        snprintf(err, TT_ERRLEN,
+                 "--advertise: '%.100s' is not a ws://HOST[:PORT][/PATH] or "
+                 "wss://... URL",
+                 v);
+        return -1;
+    }
+    strcpy(out, v);
     return 0;
 }
 
@@ -256,6 +355,23 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         *(head ? &c->head_timeout_ms : &c->idle_timeout_ms) = ms;
         return 0;
     }
+    if (strcmp(flag, "--redis") == 0) {
+        c->cluster = true;
+        return tt_config_parse_redis_url(v, &c->redis, err);
+    }
+    if (strcmp(flag, "--node-id") == 0)
+        return parse_node_id(v, c->node_id, err);
+    if (strcmp(flag, "--advertise") == 0)
+        return parse_advertise(v, c->advertise, err);
+    if (strcmp(flag, "--cluster-addr") == 0) {
+        if (parse_addr(v, &c->cluster_addr, flag, err) != 0)
+            return -1;
+        if (c->cluster_addr.port == 0) {
+            snprintf(err, TT_ERRLEN, "--cluster-addr: port 0 not allowed");
+            return -1;
+        }
+        return 0;
+    }
     if (strcmp(flag, "--log-level") == 0) {
         int lvl = tt_log_parse_level(v);
         if (lvl < 0) {
@@ -265,12 +381,6 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         }
         c->log_level = lvl;
         return 0;
-    }
-    for (size_t i = 0; i < sizeof(later_flags) / sizeof(later_flags[0]); i++) {
-        if (strcmp(flag, later_flags[i]) == 0) {
-            snprintf(err, TT_ERRLEN, "%s is not supported yet", flag);
-            return -1;
-        }
     }
     snprintf(err, TT_ERRLEN, "unknown option %.100s (try --help)", flag);
     return -1;
@@ -286,14 +396,51 @@ static bool loopback(const char *host)
     return uv_inet_pton(AF_INET6, host, &a6) == 0 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
+/* --redis, --node-id and --advertise go together; --cluster-addr defaults to the first
+ * --listen, which must then be an address other nodes can reach. */
+static int check_cluster(struct tt_config *c, char err[TT_ERRLEN])
+{
+    if (!c->cluster) {
+        const char *stray = c->node_id[0]          ? "--node-id"
+                            : c->advertise[0]      ? "--advertise"
+                            : c->cluster_addr.port ? "--cluster-addr"
+                                                   : NULL;
+        if (stray) {
+            snprintf(err, TT_ERRLEN, "%s needs --redis URL (cluster mode)", stray);
+            return -1;
+        }
+        return 0;
+    }
+    if (!c->node_id[0] || !c->advertise[0]) {
+        snprintf(err, TT_ERRLEN, "--redis needs --node-id ID and --advertise URL");
+        return -1;
+    }
+    if (!c->cluster_addr.port) {
+        unsigned char any[sizeof(struct in6_addr)];
+        memset(any, 0, sizeof(any));
+        unsigned char a[sizeof(struct in6_addr)];
+        memset(a, 0xff, sizeof(a));
+        bool v4 = uv_inet_pton(AF_INET, c->listen[0].host, a) == 0;
+        bool v6 = !v4 && uv_inet_pton(AF_INET6, c->listen[0].host, a) == 0;
+        if ((v4 && memcmp(a, any, 4) == 0) || (v6 && memcmp(a, any, 16) == 0)) {
+            snprintf(err, TT_ERRLEN,
+                     "--listen %.64s is a wildcard address: give --cluster-addr ADDR:PORT",
+                     c->listen[0].host);
+            return -1;
+        }
+        c->cluster_addr = c->listen[0];
+    }
+    return 0;
+}
+
 static bool takes_value(const char *flag)
 {
     static const char *const with_value[] = {
-        "--listen",       "--domain",       "--public-url",  "--tcp-ports",   "--tcp-bind",
-        "--grace",        "--data-dir",     "--token",       "--tokens-file", "--admin-listen",
-        "--log-level",    "--tls-listen",   "--tls-cert",    "--tls-key",     "--redis",
-        "--node-id",      "--advertise",    "--admin-token", "--config",      "--max-streams",
-        "--head-timeout", "--idle-timeout",
+        "--listen",       "--domain",       "--public-url",   "--tcp-ports",   "--tcp-bind",
+        "--grace",        "--data-dir",     "--token",        "--tokens-file", "--admin-listen",
+        "--log-level",    "--tls-listen",   "--tls-cert",     "--tls-key",     "--redis",
+        "--node-id",      "--advertise",    "--admin-token",  "--config",      "--max-streams",
+        "--head-timeout", "--idle-timeout", "--cluster-addr",
     };
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)
@@ -449,6 +596,8 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
                  c->admin.host);
         return -1;
     }
+    if (check_cluster(c, err) != 0)
+        return -1;
     if (!g.bind)
         strcpy(c->tcp_bind, c->listen[0].host);
     if (!g.url) {

@@ -26,6 +26,19 @@ struct tt_config_addr {
     uint16_t port;
 };
 
+/* --redis redis://[:PASSWORD@]HOST:PORT[/DB] */
+struct tt_redis_url {
+    char host[TT_HOSTLEN];
+    uint16_t port;      /* default 6379 */
+    char password[128]; /* "" for none */
+    unsigned db;        /* SELECT db (default 0) */
+};
+
+/* Longest --node-id. */
+#define TT_NODE_ID_MAX 64
+/* Longest --advertise URL. */
+#define TT_ADVERTISE_MAX 200
+
 struct tt_config {
     struct tt_config_addr listen[TT_CONFIG_MAX_LISTEN];
     size_t nlisten;
@@ -56,6 +69,15 @@ struct tt_config {
     uint64_t head_timeout_ms; /* a request head must be complete this long after it began */
     uint64_t idle_timeout_ms; /* a proxied HTTP connection silent both ways this long closes
                                  (0: never) */
+    /* Cluster mode (--redis; the three flags go together): the registry is in Redis and shared
+     * by the nodes; cluster.h. */
+    bool cluster;
+    struct tt_redis_url redis;
+    char node_id[TT_NODE_ID_MAX + 1];
+    char advertise[TT_ADVERTISE_MAX + 1]; /* ws:// or wss:// URL devices use to reach this node */
+    struct tt_config_addr cluster_addr;   /* where other nodes reach this node's --listen
+                                             service (--cluster-addr; default the first
+                                             --listen) */
 };
 
 /* What tt_config_parse() found to do. */
@@ -75,6 +97,11 @@ enum tt_config_action {
  * missing or bad value, a stray argument, a flag not supported yet or a bad line in the
  * config file, or TT_CONFIG_ERR_RUNTIME when the config file cannot be read. */
 int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRLEN]);
+
+/* Parses a --redis value "redis://[:PASSWORD@]HOST[:PORT][/DB]" (HOST a name, an IPv4 or a
+ * bracketed IPv6 address; PORT default 6379; DB 0-15 default 0; "user:password@" is refused:
+ * Redis 5 has no users). Returns 0, or -1 with a one-line message in err. */
+int tt_config_parse_redis_url(const char *s, struct tt_redis_url *out, char err[TT_ERRLEN]);
 
 /* Writes the usage text to f. */
 void tt_config_usage(FILE *f);

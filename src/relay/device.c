@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/pipe.h"
 #include "common/util.h"
+#include "cluster.h"
 #include "device.h"
 #include "forward.h"
 #include "respond.h"
@@ -37,6 +38,8 @@ static void send_frame(struct tt_devconn *dc, const uint8_t *f, tt_ssize n)
  * offline (0: online) and when it was last seen. Returns 0 or the registry's error (logged). */
 static int save(struct tt_device *d)
 {
+    if (d->relay->cluster && !d->label[0])
+        return 0;
     struct tt_reg_device rd;
     memset(&rd, 0, sizeof(rd));
     snprintf(rd.name, sizeof(rd.name), "%s", d->name);
@@ -118,6 +121,42 @@ static void forget(struct tt_device *d)
         TT_LOG(TT_LOG_ERROR, "registry delete failed device=%s err=%s", d->name,
                tether_err_name(rc));
     device_free(d);
+}
+
+/* Cluster mode: d leaves this node only (it went offline, or another node holds it now); its
+ * record stays in the shared registry and its ports with the cluster's listeners. d is freed. */
+static void drop_local(struct tt_device *d)
+{
+    struct tt_relay *r = d->relay;
+    r->gone_bytes_in += d->bytes_in;
+    r->gone_bytes_out += d->bytes_out;
+    r->gone_streams += d->streams;
+    r->gone_connects += d->connects;
+    close_ports(d);
+    tt_strmap_del(&r->by_name, d->name);
+    tt_strmap_del(&r->by_label, d->label);
+    device_free(d);
+}
+
+int tt_device_save(struct tt_device *d)
+{
+    return save(d);
+}
+
+static int count_online(const char *key, void *val, void *ud)
+{
+    struct tt_device *d = val;
+    (void)key;
+    if (d->conn && d->offline_since == 0)
+        (*(size_t *)ud)++;
+    return 0;
+}
+
+size_t tt_device_online_count(struct tt_relay *r)
+{
+    size_t n = 0;
+    tt_strmap_foreach(&r->by_name, count_online, &n);
+    return n;
 }
 
 static void expire(struct tt_device *d)
@@ -290,7 +329,17 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
     struct tt_device_svc *nsv = svcs_new(m->nservices);
     if (!nsv)
         return TETHER_ERR_NOMEM;
-    for (int i = 0; i < m->nservices; i++) {
+    for (int i = 0; i < m->nservices && r->cluster; i++) {
+        /* cluster mode: the cluster's listeners serve every port (cluster.c) */
+        if (ns[i].kind != TT_SERVICE_TCP)
+            continue;
+        int rc = tt_cluster_port_claim(r->cluster, d->name, ns[i].portno, &ns[i].portno);
+        if (rc) {
+            free(nsv);
+            return rc;
+        }
+    }
+    for (int i = 0; i < m->nservices && !r->cluster; i++) {
         if (ns[i].kind != TT_SERVICE_TCP || carried[i] >= 0)
             continue;
         int rc = tt_tcpports_open(&r->ports, ns[i].portno, on_port_accept, d, &ns[i].port);
@@ -406,11 +455,34 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         return refuse(dc, s, TT_REFUSE_CAPACITY, "no label available");
     if (d->conn)
         takeover(d);
-    int rc = configure_services(d, m);
+    int rc, saved = 0;
+    for (int tries = 0;; tries++) {
+        rc = configure_services(d, m);
+        if (rc)
+            break;
+        /* Durable before it is acknowledged: a WELCOME the device saw is never forgotten. The
+         * record is committed now and the WELCOME goes once the registry has synced it. */
+        d->offline_since = 0;
+        d->last_seen = now;
+        saved = save(d);
+        /* cluster mode: another node claimed that port a moment ago; learn the cluster's
+         * ports again and take another */
+        if (saved == TETHER_ERR_INVAL && r->cluster && tries < 3) {
+            tt_cluster_refresh_ports(r->cluster);
+            continue;
+        }
+        break;
+    }
     if (rc) {
         TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"no TCP port left\"", name,
                peer(dc));
-        if (fresh) {
+        if (r->cluster) {
+            if (!fresh && !d->offline_since) {
+                d->offline_since = now;
+                save(d);
+            }
+            drop_local(d);
+        } else if (fresh) {
             expire(d);
         } else if (!d->offline_since) {
             d->offline_since = now;
@@ -419,14 +491,12 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         return refuse(dc, s, TT_REFUSE_CAPACITY,
                       rc == TETHER_ERR_CAPACITY ? "no TCP port left" : "out of memory");
     }
-    /* Durable before it is acknowledged: a WELCOME the device saw is never forgotten. The
-     * record is committed now and the WELCOME goes once the registry has synced it. */
-    d->offline_since = 0;
-    d->last_seen = now;
-    if (save(d) != 0) {
+    if (saved != 0) {
         TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry failure\"", name,
                peer(dc));
-        if (fresh) {
+        if (r->cluster) {
+            drop_local(d); /* the shared record is untouched */
+        } else if (fresh) {
             expire(d);
         } else {
             d->offline_since = now;
@@ -496,6 +566,8 @@ static void fail_registration(struct tt_devconn *dc, const char *why)
         d->conn = NULL;
         d->offline_since = tt_relay_now_ms();
         save(d);
+        if (d->relay->cluster)
+            drop_local(d);
     }
     dc->dev = NULL;
     TT_LOG(TT_LOG_WARN, "device refused peer=%s reason=\"%s\"", peer(dc), why);
@@ -655,6 +727,8 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
         save(d);
         TT_LOG(TT_LOG_INFO, "device disconnected device=%s label=%s peer=%s reason=\"%s\"", d->name,
                d->label, peer(dc), why);
+        if (d->relay->cluster)
+            drop_local(d); /* the shared registry remembers it; any node answers for it */
     } else {
         TT_LOG(TT_LOG_DEBUG, "device connection closed peer=%s reason=\"%s\"", peer(dc), why);
     }
@@ -829,9 +903,21 @@ static int load_registry(struct tt_relay *r, char err[TT_ERRLEN])
     return 0;
 }
 
+int tt_device_evict(struct tt_relay *r, const char *name)
+{
+    struct tt_device *d = tt_strmap_get(&r->by_name, name);
+    if (!d)
+        return TETHER_ERR_NOT_FOUND;
+    if (d->conn)
+        takeover(d); /* its connection closes without writing the registry */
+    drop_local(d);
+    return 0;
+}
+
 int tt_device_start(struct tt_relay *r, char err[TT_ERRLEN])
 {
-    if (load_registry(r, err) != 0)
+    /* cluster mode: the registry is the cluster's; only live devices are kept here */
+    if (r->cluster ? tt_cluster_start(r, err) != 0 : load_registry(r, err) != 0)
         return -1;
     uint64_t every = r->cfg.grace_ms / 4;
     if (every < 100)
@@ -871,6 +957,7 @@ void tt_device_shutdown(struct tt_relay *r)
     if (rc)
         TT_LOG(TT_LOG_ERROR, "registry update at shutdown failed err=%s", tether_err_name(rc));
     heartbeat(r, now);
+    tt_cluster_stop(r);
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
         if (dc->ws)
             tt_wsconn_close(dc->ws, TT_GOAWAY_SHUTDOWN, 1001, 0, "relay shutting down");

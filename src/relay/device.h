@@ -81,6 +81,18 @@ bool tt_device_online(const struct tt_device *d);
  * deleted; the device is freed. Returns 0 or TETHER_ERR_NOT_FOUND. */
 int tt_device_delete(struct tt_relay *r, const char *name);
 
+/* Cluster mode: another node holds device name now. Its local session, if any, is closed
+ * (GOAWAY takeover) without a registry write and the device is dropped from this node.
+ * Returns 0 or TETHER_ERR_NOT_FOUND. */
+int tt_device_evict(struct tt_relay *r, const char *name);
+
+/* Writes d's record to the registry again (label, ports, online state). Returns 0 or the
+ * registry's error (logged). */
+int tt_device_save(struct tt_device *d);
+
+/* Devices with a registered session on this node. */
+size_t tt_device_online_count(struct tt_relay *r);
+
 /* Restores the devices the registry remembers and starts the sweep timer. The registry's
  * devices still marked online (the relay died without a shutdown) become offline since the
  * relay's last heartbeat (or their own last_seen, if later); every device is then loaded
@@ -90,6 +102,8 @@ int tt_device_delete(struct tt_relay *r, const char *name);
  * in time and writes the heartbeat every TT_DEVICE_HEARTBEAT_MS. Returns 0, or -1 with err
  * (registry failure, out of memory, timer). */
 int tt_device_start(struct tt_relay *r, char err[TT_ERRLEN]);
+/* (In cluster mode nothing is loaded: tt_cluster_start runs instead, and devices that
+ * disconnect leave this node's tables; the shared registry keeps them for the grace period.) */
 
 /* Relay shutdown: records every online device as offline since now (one registry write) and
  * the heartbeat, tells every device to go away (GOAWAY shutdown), closes every device

@@ -155,6 +155,14 @@ static int64_t open_stream(struct tt_device *d, int svc, const char *origin)
 void tt_forward_http(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
                      size_t prelen, const char *host, const char *client_ip, uint16_t client_port)
 {
+    tt_forward_http_as(d, svc, client, pre, prelen, host, client_ip, client_port,
+                       client->tls != NULL);
+}
+
+void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
+                        size_t prelen, const char *host, const char *client_ip,
+                        uint16_t client_port, bool https)
+{
     struct http_client *hc = calloc(1, sizeof(*hc));
     if (!hc) {
         respond_page(client, TT_PAGE_UNAVAILABLE);
@@ -170,7 +178,7 @@ void tt_forward_http(struct tt_device *d, int svc, struct tt_conn *client, const
         return;
     }
     tt_httpproxy_init(&hc->hx, host, client_ip);
-    hc->hx.https = client->tls != NULL;
+    hc->hx.https = https;
     struct tt_pipe *p;
     int rc = tt_pipe_new(&p, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, pre, prelen,
                          &http_hooks, hc);
@@ -190,6 +198,12 @@ void tt_forward_http(struct tt_device *d, int svc, struct tt_conn *client, const
 
 void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client)
 {
+    tt_forward_tcp_pre(d, svc, client, NULL, 0);
+}
+
+void tt_forward_tcp_pre(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
+                        size_t prelen)
+{
     char origin[TT_MAX_ADDR];
     tt_conn_peer(client, origin, sizeof(origin));
     int64_t id = open_stream(d, svc, origin);
@@ -200,7 +214,7 @@ void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client)
         return;
     }
     struct tt_pipe *p;
-    if (tt_pipe_new(&p, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, NULL, 0,
+    if (tt_pipe_new(&p, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, pre, prelen,
                     &tcp_hooks, NULL) != 0) {
         tt_wsconn_reset_stream(d->conn->ws, (uint32_t)id, TT_RESET_CANCEL);
         tt_respond_drop(client);

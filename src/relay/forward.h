@@ -7,6 +7,7 @@
 #ifndef TT_FORWARD_H
 #define TT_FORWARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -21,9 +22,20 @@
 void tt_forward_http(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
                      size_t prelen, const char *host, const char *client_ip, uint16_t client_port);
 
+/* The same as tt_forward_http for a browser whose address and protocol another cluster node
+ * vouched for: client_ip is the browser's, https says whether it came over TLS. */
+void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
+                        size_t prelen, const char *host, const char *client_ip,
+                        uint16_t client_port, bool https);
+
 /* Joins the TCP client (taken over) to TCP service svc of the online device d; the client is
  * closed when no stream can be opened. */
 void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client);
+
+/* The same, with pre[0..prelen) (copied) already read from the client (a tunnel from another
+ * cluster node). */
+void tt_forward_tcp_pre(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
+                        size_t prelen);
 
 /* Starts the timer behind the HTTP clients' timeouts on loop: idle_ms without a byte either
  * way closes a client (0: never), and so does a request head still incomplete head_ms after

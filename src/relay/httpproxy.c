@@ -70,6 +70,10 @@ tt_ssize tt_httpproxy_rewrite(const uint8_t *head, size_t headlen, const struct 
         const struct tt_head_hdr *h = &hp->hdr[i];
         if (name_is(head, h, "x-forwarded-proto") || name_is(head, h, "x-forwarded-host"))
             continue;
+        /* a cluster's internal headers (cluster.h) never reach a device */
+        if (name_is(head, h, "x-tether-cluster") || name_is(head, h, "x-tether-client") ||
+            name_is(head, h, "x-tether-proto"))
+            continue;
         if (!hostv && name_is(head, h, "host")) {
             hostv = head + h->voff;
             hostlen = h->vlen;

@@ -1,10 +1,11 @@
 /* httpproxy.h - the relay's request filter for one browser connection proxied to a device:
  * it finds each request head on the keep-alive connection, checks that its Host still names
- * the same device address, and rewrites it (Host kept; client X-Forwarded-Proto/-Host
- * dropped; the client IP appended to X-Forwarded-For; X-Forwarded-Proto: http (https when the
- * browser came over TLS) and X-Forwarded-Host added). Bodies (Content-Length or chunked, framing
- * included) pass as they are, and after an Upgrade request everything does. Responses are never
- * parsed. No I/O: output goes to an emit callback (the pipe's tt_pipe_send). */
+ * the same device address, and rewrites it (Host kept; client X-Forwarded-Proto/-Host and the
+ * cluster's internal X-Tether-Cluster/-Client/-Proto dropped; the client IP appended to
+ * X-Forwarded-For; X-Forwarded-Proto: http (https when the browser came over TLS) and
+ * X-Forwarded-Host added). Bodies (Content-Length or chunked, framing included) pass as they are,
+ * and after an Upgrade request everything does. Responses are never parsed. No I/O: output goes to
+ * an emit callback (the pipe's tt_pipe_send). */
 #ifndef TT_HTTPPROXY_H
 #define TT_HTTPPROXY_H
 

@@ -2,7 +2,8 @@
  * restarts: its label, the TCP port of each TCP service, when it was last seen and since when
  * it is offline; plus the credentials the relay made itself (the generated fleet token, kept
  * only as a SHA-256 hash) and the relay's own heartbeat. One interface, several backends:
- * SQLite in the data dir now (registry_sqlite.c; also in memory for unit tests), Redis later.
+ * SQLite in the data dir (registry_sqlite.c; also in memory for unit tests) and Redis, shared by
+ * the nodes of a cluster (registry_redis.c).
  * Records are copied in and out: no pointer into a backend outlives a call. The runtime state
  * (sessions, listeners, counters) is not here; it lives in device.c.
  *
@@ -27,6 +28,7 @@ struct tt_reg_device {
     char label[TT_MAX_LABEL + 1];
     int64_t offline_since; /* 0 while online */
     int64_t last_seen;     /* last registration, disconnection or traffic recorded */
+    char node[64 + 1];     /* Redis: the node holding the device while online; else "" */
     uint8_t nports;
     struct {
         char service[TT_MAX_NAME + 1];
@@ -83,6 +85,15 @@ struct tt_registry {
 
 /* The file of the SQLite registry inside the data dir. */
 #define TT_REGISTRY_FILE "registry.db"
+
+struct tt_redisconn;
+
+/* The registry in Redis, over rc (the caller's; it must outlive the registry), for node
+ * node_id: put() records an online device as held by this node (taking it from another) and
+ * ignores an offline record for a device another node holds now; mark_offline() and heartbeat()
+ * concern this node's devices only. Labels and ports are claimed atomically (Lua scripts).
+ * Writes are durable when Redis says so (sync_fd gives -1). Returns NULL when out of memory. */
+struct tt_registry *tt_registry_redis_new(struct tt_redisconn *rc, const char *node_id);
 
 /* Opens (creating it if needed) the SQLite registry at path, or an in-memory one when path is
  * ":memory:" (unit tests). Sets WAL mode and synchronous=NORMAL (durability comes from

@@ -12,6 +12,7 @@
 #include "tether_err.h"
 #include "common/log.h"
 #include "admin.h"
+#include "cluster.h"
 #include "device.h"
 #include "forward.h"
 #include "relay.h"
@@ -68,6 +69,8 @@ static int lock_data_dir(struct tt_relay *r, char err[TT_ERRLEN])
 /* Opens the registry in the data dir and makes the relay's devices from it. */
 static int setup_registry(struct tt_relay *r, char err[TT_ERRLEN])
 {
+    if (r->cfg.cluster)
+        return tt_cluster_init(r, err);
     char path[TT_CONFIG_PATHLEN + 32];
     snprintf(path, sizeof(path), "%s/%s", r->cfg.data_dir, TT_REGISTRY_FILE);
     r->reg = tt_registry_sqlite_open(path, err);
@@ -112,6 +115,8 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
         snprintf(err, TT_ERRLEN, "out of memory");
         return -1;
     }
+    /* cluster nodes on one address all listen on every port of the cluster */
+    r->ports.reuseport = cfg->cluster;
     if (cfg->ntls_listen > 0 && tt_tls_ctx_server(&r->tls, cfg->tls_cert, cfg->tls_key, err) != 0)
         return -1;
     if (tt_headconn_set_init(&r->web, loop, tt_server_on_head, r) != 0 ||
@@ -277,6 +282,7 @@ void tt_relay_free(struct tt_relay *r)
 {
     tt_registry_free(r->reg);
     r->reg = NULL;
+    tt_cluster_free(r);
     if (r->lock_fd >= 0)
         close(r->lock_fd);
     r->lock_fd = -1;

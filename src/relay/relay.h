@@ -15,15 +15,17 @@
 #include "tokens.h"
 
 struct tt_devconn;
+struct tt_cluster;
 
 struct tt_relay {
     uv_loop_t *loop;
     struct tt_config cfg;
     struct tt_tokens tokens;
     struct tt_registry *reg;
-    struct tt_strmap by_name;  /* device name -> struct tt_device * (owned) */
-    struct tt_strmap by_label; /* label -> the same device */
-    struct tt_devconn *conns;  /* every device connection (registered or not) */
+    struct tt_cluster *cluster; /* cluster mode (--redis): cluster.h; NULL otherwise */
+    struct tt_strmap by_name;   /* device name -> struct tt_device * (owned) */
+    struct tt_strmap by_label;  /* label -> the same device */
+    struct tt_devconn *conns;   /* every device connection (registered or not) */
     struct tt_tcpports ports;
     struct tt_headconn_set web;     /* connections on the --listen ports */
     struct tt_headconn_set web_tls; /* and on the --tls-listen ports (TLS first) */

@@ -7,6 +7,7 @@
 #include "tether_err.h"
 #include "common/log.h"
 #include "common/wshs.h"
+#include "cluster.h"
 #include "device.h"
 #include "pages.h"
 #include "forward.h"
@@ -82,6 +83,20 @@ static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
         respond_page(hc, verdict == 426 ? TT_PAGE_UPGRADE_REQUIRED : TT_PAGE_BAD_REQUEST);
         return;
     }
+    char loc[TT_ADVERTISE_MAX + 1100];
+    if (r->cluster && !tt_cluster_trusted(r->cluster, &hc->hp) &&
+        tt_cluster_redirect(r->cluster, (const char *)hc->data + hc->hp.url_off, hc->hp.url_len,
+                            loc, sizeof(loc))) {
+        char out[sizeof(loc) + 200];
+        int n = snprintf(out, sizeof(out),
+                         "HTTP/1.1 307 Temporary Redirect\r\nLocation: %s\r\n"
+                         "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                         loc);
+        TT_LOG(TT_LOG_INFO, "device redirected peer=%s:%u location=%s", hc->peer_ip, hc->peer_port,
+               loc);
+        tt_headconn_respond(hc, out, n > 0 && (size_t)n < sizeof(out) ? (size_t)n : 0);
+        return;
+    }
     key = rq.key;
     keylen = rq.keylen;
     bool sub = false;
@@ -119,9 +134,35 @@ static bool is_websocket(struct tt_headconn *hc)
            tt_headparse_has_token(v, vlen, "websocket");
 }
 
+/* Who the browser is: the peer, or, for a request another cluster node forwarded (trusted),
+ * the browser's address and protocol that node vouches for. */
+struct origin {
+    char ip[64];
+    uint16_t port;
+    bool https;
+};
+
+static void find_origin(struct tt_relay *r, struct tt_headconn *hc, bool trusted, struct origin *o)
+{
+    snprintf(o->ip, sizeof(o->ip), "%s", hc->peer_ip);
+    o->port = hc->peer_port;
+    o->https = hc->conn->tls != NULL;
+    const uint8_t *v;
+    size_t n;
+    if (!r->cluster || !trusted)
+        return;
+    if (find_trimmed(&hc->hp, TT_CLUSTER_HDR_CLIENT, &v, &n) == 1 && n > 0 && n < sizeof(o->ip)) {
+        memcpy(o->ip, v, n);
+        o->ip[n] = '\0';
+        o->port = 0;
+    }
+    if (find_trimmed(&hc->hp, TT_CLUSTER_HDR_PROTO, &v, &n) == 1)
+        o->https = n == 5 && memcmp(v, "https", 5) == 0;
+}
+
 /* Host names a device label: proxy, or say why not. */
 static void to_device(struct tt_relay *r, struct tt_headconn *hc, struct tt_device *d,
-                      const char *svc, const char *host)
+                      const char *svc, const char *host, const struct origin *o)
 {
     if (!d->conn) {
         char out[TT_PAGE_MAX];
@@ -142,9 +183,39 @@ static void to_device(struct tt_relay *r, struct tt_headconn *hc, struct tt_devi
         return;
     }
     struct tt_conn *conn = tt_headconn_take(hc);
-    tt_forward_http(d, idx, conn, hc->data, hc->len, host, hc->peer_ip, hc->peer_port);
+    tt_forward_http_as(d, idx, conn, hc->data, hc->len, host, o->ip, o->port, o->https);
     (void)r;
     tt_headconn_free(hc);
+}
+
+/* Cluster mode: label is not served by a device connected here. Forwards the request to the
+ * node holding it, or answers. Returns false when the label is unknown (the caller goes on). */
+static bool to_cluster(struct tt_relay *r, struct tt_headconn *hc, const char *label, bool trusted)
+{
+    char host[TT_HOSTLEN];
+    uint16_t port = 0;
+    int64_t since = 0;
+    if (trusted) {
+        /* another node sent it here: never forwarded again */
+        respond_page(hc, TT_PAGE_UNAVAILABLE);
+        return true;
+    }
+    switch (tt_cluster_locate_label(r->cluster, label, &since, host, &port)) {
+    case TT_CLUSTER_REMOTE:
+        tt_cluster_forward_http(r->cluster, hc, host, port);
+        return true;
+    case TT_CLUSTER_OFFLINE: {
+        char out[TT_PAGE_MAX];
+        int n = tt_pages_offline(out, sizeof(out), since / 1000, tt_relay_now_ms() / 1000);
+        respond_raw(hc, out, n);
+        return true;
+    }
+    case TT_CLUSTER_BUSY:
+        respond_page(hc, TT_PAGE_UNAVAILABLE);
+        return true;
+    default:
+        return false;
+    }
 }
 
 void tt_server_on_head(struct tt_headconn *hc, void *ud)
@@ -153,6 +224,11 @@ void tt_server_on_head(struct tt_headconn *hc, void *ud)
     const uint8_t *hv;
     size_t hvlen;
     char host[TT_HOSTLEN];
+    bool trusted = r->cluster && tt_cluster_trusted(r->cluster, &hc->hp);
+    if (trusted && hc->hp.p.method == HTTP_CONNECT) {
+        tt_cluster_on_tunnel(r->cluster, hc); /* a TCP client of another node */
+        return;
+    }
     if (tt_headparse_find(&hc->hp, "host", &hv, &hvlen) != 1 ||
         tt_route_host_normalize(hv, hvlen, host) != 0) {
         respond_page(hc, TT_PAGE_BAD_REQUEST);
@@ -162,10 +238,15 @@ void tt_server_on_head(struct tt_headconn *hc, void *ud)
     enum tt_route_kind kind = tt_route_classify(host, r->cfg.domain, label, svc);
     if (kind == TT_ROUTE_DEVICE) {
         struct tt_device *d = tt_device_by_label(r, label);
-        if (d) {
-            to_device(r, hc, d, svc, host);
+        struct origin o;
+        find_origin(r, hc, trusted, &o);
+        /* in cluster mode only devices online here are in the table */
+        if (d && (!r->cluster || d->conn)) {
+            to_device(r, hc, d, svc, host, &o);
             return;
         }
+        if (r->cluster && to_cluster(r, hc, label, trusted))
+            return;
     }
     if (is_websocket(hc)) {
         device_endpoint(r, hc);

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include "tether_err.h"
 #include "common/log.h"
 #include "tcpports.h"
@@ -92,9 +93,18 @@ static struct tt_tcpport *try_port(struct tt_tcpports *pp, uint16_t port)
     struct tt_tcpport *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
-    uv_tcp_init(pp->loop, &p->h);
+    int rc = uv_tcp_init_ex(pp->loop, &p->h, ss.ss_family);
+    if (rc != 0) {
+        free(p);
+        return NULL;
+    }
     p->h.data = p;
-    int rc = uv_tcp_bind(&p->h, (struct sockaddr *)&ss, 0);
+    uv_os_fd_t fd;
+    int one = 1;
+    if (pp->reuseport && uv_fileno((uv_handle_t *)&p->h, &fd) == 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+        TT_LOG(TT_LOG_DEBUG, "SO_REUSEPORT failed port=%u", (unsigned)port);
+    rc = uv_tcp_bind(&p->h, (struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&p->h, 128, on_connection);
     if (rc != 0) {

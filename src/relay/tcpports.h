@@ -20,8 +20,9 @@ struct tt_tcpports {
     uv_loop_t *loop;
     char bind[TT_HOSTLEN];
     uint16_t low, high;
-    uint32_t next; /* offset from low of the next port to try */
-    uint8_t *used; /* one byte per port of the range: held by a listener of ours */
+    uint32_t next;  /* offset from low of the next port to try */
+    uint8_t *used;  /* one byte per port of the range: held by a listener of ours */
+    bool reuseport; /* listeners set SO_REUSEPORT (cluster nodes sharing an address) */
     struct tt_tcpport *list;
 };
 

@@ -876,10 +876,13 @@ def which(name, extra_dirs=("/usr/sbin", "/sbin")):
 
 
 class RedisServer:
-    def __init__(self, env):
+    """redis-server on a free loopback port (or port: a restart on the same one), no
+    persistence."""
+
+    def __init__(self, env, port=None):
         exe = which("redis-server")
         check(exe, "redis-server is not installed (scripts/deps.sh test installs it)")
-        self.port = free_port()
+        self.port = port or free_port()
         d = env.mkdtemp("redis")
         self.proc = Proc(env, "redis-server",
                          [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",

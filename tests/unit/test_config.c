@@ -194,13 +194,79 @@ static void test_errors(void **state)
     expect_error(PARSE("--token", ""), "--token");
     expect_error(PARSE("--token", "a b"), "--token");
     expect_error(PARSE("--token", "a", "--tokens-file", "f"), "cannot be used together");
-    expect_error(PARSE("--redis", "redis://x"), "--redis is not supported yet");
+    expect_error(PARSE("--redis", "redis://x"), "--redis needs --node-id ID and --advertise URL");
+    expect_error(PARSE("--redis", "redis://x", "--node-id", "a"), "--advertise");
+    expect_error(PARSE("--node-id", "a"), "--node-id needs --redis");
+    expect_error(PARSE("--advertise", "ws://x:1"), "--advertise needs --redis");
+    expect_error(PARSE("--cluster-addr", "127.0.0.1:1"), "--cluster-addr needs --redis");
+    expect_error(PARSE("--redis", "http://x"), "--redis");
+    expect_error(PARSE("--redis", "redis://"), "no host");
+    expect_error(PARSE("--redis", "redis://x:99999"), "--redis");
+    expect_error(PARSE("--redis", "redis://x:1/16"), "database");
+    expect_error(PARSE("--redis", "redis://x:1/a"), "database");
+    expect_error(PARSE("--redis", "redis://user:pw@x:1"), "PASSWORD");
+    expect_error(PARSE("--node-id", "a b"), "--node-id");
+    expect_error(PARSE("--node-id", ""), "--node-id");
+    expect_error(PARSE("--advertise", "http://x"), "--advertise");
+    expect_error(PARSE("--advertise", "ws://x/?q"), "--advertise");
+    expect_error(PARSE("--redis", "redis://x", "--node-id", "a", "--advertise", "ws://x",
+                       "--listen", "0.0.0.0:80"),
+                 "--cluster-addr");
     expect_error(PARSE("--admin-token", ""), "--admin-token");
     expect_error(PARSE("--admin-token", "a b"), "--admin-token");
     expect_error(PARSE("--admin-listen", "0.0.0.0:9090"), "needs --admin-token");
     expect_error(PARSE("--admin-listen", "[::]:9090"), "needs --admin-token");
     expect_error(PARSE("--config"), "--config needs a value");
     expect_error(PARSE("--help=x"), "--help");
+}
+
+static void test_redis_url(void **state)
+{
+    (void)state;
+    struct tt_redis_url u;
+    char err[TT_ERRLEN];
+    assert_int_equal(tt_config_parse_redis_url("redis://127.0.0.1:6380", &u, err), 0);
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_int_equal(u.port, 6380);
+    assert_string_equal(u.password, "");
+    assert_int_equal(u.db, 0);
+    assert_int_equal(tt_config_parse_redis_url("redis://:s3cr:et@redis.example:7000/3", &u, err),
+                     0);
+    assert_string_equal(u.host, "redis.example");
+    assert_int_equal(u.port, 7000);
+    assert_string_equal(u.password, "s3cr:et");
+    assert_int_equal(u.db, 3);
+    assert_int_equal(tt_config_parse_redis_url("REDIS://localhost", &u, err), 0);
+    assert_string_equal(u.host, "localhost");
+    assert_int_equal(u.port, 6379);
+    assert_int_equal(tt_config_parse_redis_url("redis://[::1]:6379/", &u, err), 0);
+    assert_string_equal(u.host, "::1");
+    assert_int_equal(tt_config_parse_redis_url("redis://[::1]", &u, err), 0);
+    assert_int_equal(u.port, 6379);
+    assert_int_equal(tt_config_parse_redis_url("redis://::1:6379", &u, err), -1);
+    assert_int_equal(tt_config_parse_redis_url("redis://x:0", &u, err), -1);
+    assert_int_equal(tt_config_parse_redis_url("redis://:@x", &u, err), -1);
+}
+
+static void test_cluster_flags(void **state)
+{
+    (void)state;
+    assert_int_equal(PARSE("--redis", "redis://127.0.0.1:6379/2", "--node-id", "n-1.a_b",
+                           "--advertise", "wss://relay1.example.com", "--listen", "127.0.0.1:8081"),
+                     TT_CONFIG_RUN);
+    assert_true(cfg.cluster);
+    assert_int_equal(cfg.redis.db, 2);
+    assert_string_equal(cfg.node_id, "n-1.a_b");
+    assert_string_equal(cfg.advertise, "wss://relay1.example.com");
+    assert_string_equal(cfg.cluster_addr.host, "127.0.0.1");
+    assert_int_equal(cfg.cluster_addr.port, 8081);
+    assert_int_equal(PARSE("--redis", "redis://r", "--node-id", "a", "--advertise",
+                           "ws://a.example/tether", "--listen", "0.0.0.0:80", "--cluster-addr",
+                           "10.0.0.5:80", "--tcp-bind", "10.0.0.5"),
+                     TT_CONFIG_RUN);
+    assert_string_equal(cfg.cluster_addr.host, "10.0.0.5");
+    assert_int_equal(PARSE(), TT_CONFIG_RUN);
+    assert_false(cfg.cluster);
 }
 
 static void test_admin_token(void **state)
@@ -291,6 +357,8 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_admin_token),
         cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_redis_url),
+        cmocka_unit_test(test_cluster_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,6 +98,18 @@ static void test_client_forwarded_headers(void **state)
           "X-Forwarded-Proto: http\r\nX-Forwarded-Host: ABC.localhost\r\n\r\n");
 }
 
+/* A cluster's internal headers (secret, client, protocol) never reach a device. */
+static void test_cluster_headers_dropped(void **state)
+{
+    (void)state;
+    CHECK("abc.localhost",
+          "GET / HTTP/1.1\r\nHost: abc.localhost\r\nX-Tether-Cluster: s3cret\r\n"
+          "x-tether-client: 6.6.6.6\r\nX-TETHER-PROTO: https\r\nX-Tether-Other: kept\r\n\r\n",
+          "GET / HTTP/1.1\r\nHost: abc.localhost\r\nX-Tether-Other: kept\r\n"
+          "X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+          "X-Forwarded-Host: abc.localhost\r\n\r\n");
+}
+
 static void test_keepalive_bodies(void **state)
 {
     (void)state;
@@ -321,12 +333,19 @@ static void test_has_token(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simple_get),       cmocka_unit_test(test_client_forwarded_headers),
-        cmocka_unit_test(test_keepalive_bodies), cmocka_unit_test(test_upgrade_goes_raw),
-        cmocka_unit_test(test_errors),           cmocka_unit_test(test_head_too_large),
-        cmocka_unit_test(test_guard_page),       cmocka_unit_test(test_rewrite_small_buffer),
-        cmocka_unit_test(test_rewrite_https),    cmocka_unit_test(test_has_token),
-        cmocka_unit_test(test_uri_too_long),     cmocka_unit_test(test_strict_heads),
+        cmocka_unit_test(test_simple_get),
+        cmocka_unit_test(test_client_forwarded_headers),
+        cmocka_unit_test(test_keepalive_bodies),
+        cmocka_unit_test(test_upgrade_goes_raw),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_head_too_large),
+        cmocka_unit_test(test_guard_page),
+        cmocka_unit_test(test_rewrite_small_buffer),
+        cmocka_unit_test(test_rewrite_https),
+        cmocka_unit_test(test_has_token),
+        cmocka_unit_test(test_uri_too_long),
+        cmocka_unit_test(test_strict_heads),
+        cmocka_unit_test(test_cluster_headers_dropped),
     };
     tt_chunk_pool_drain();
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

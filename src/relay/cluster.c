@@ -1,0 +1,786 @@
+/* cluster.c - a node of a tetherd cluster (cluster.h): the beat (node record, live nodes, dead
+ * nodes' devices marked offline, the secret), the devices taken over by other nodes, the TCP
+ * port listeners of the whole cluster, grace expiry in Redis, redirects and forwarding. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "tether_err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "cluster.h"
+#include "device.h"
+#include "forward.h"
+#include "peerlink.h"
+#include "relay.h"
+#include "respond.h"
+
+#define P TT_REDIS_PREFIX
+/* Devices expired per beat at most (the rest go at the next ones). */
+#define EXPIRE_BATCH 200
+/* Names checked per Redis call for takeovers. */
+#define CHECK_BATCH 256
+
+/* ARGV: prefix, me, advertise, addr, devices, now, ttl, secret[, fleet hash]. Publishes this
+ * node, marks the devices of nodes whose record expired offline since their last heartbeat,
+ * and returns {secret, then id, advertise, addr, devices of every other live node}. */
+static const char beat_lua[] =
+    "local P,me=ARGV[1],ARGV[2]\n"
+    "redis.call('HMSET',P..'node:'..me,'advertise',ARGV[3],'addr',ARGV[4],'devices',ARGV[5],"
+    "'hb',ARGV[6])\n"
+    "redis.call('PEXPIRE',P..'node:'..me,tonumber(ARGV[7]))\n"
+    "redis.call('SADD',P..'nodes',me)\n"
+    "redis.call('SET',P..'hb:'..me,ARGV[6])\n"
+    "redis.call('SET',P..'secret',ARGV[8],'NX')\n"
+    "if ARGV[9] then redis.call('SET',P..'cred:',ARGV[9],'NX') end\n"
+    "local out={redis.call('GET',P..'secret')}\n"
+    "for _,id in ipairs(redis.call('SMEMBERS',P..'nodes')) do\n"
+    "  local h=redis.call('HMGET',P..'node:'..id,'advertise','addr','devices')\n"
+    "  if h[1] then\n"
+    "    if id~=me then\n"
+    "      out[#out+1]=id out[#out+1]=h[1] out[#out+1]=h[2] or '' out[#out+1]=h[3] or '0'\n"
+    "    end\n"
+    "  else\n"
+    "    local hb=tonumber(redis.call('GET',P..'hb:'..id) or '0')\n"
+    "    for _,name in ipairs(redis.call('SMEMBERS',P..'nodedevs:'..id)) do\n"
+    "      local dk=P..'dev:'..name\n"
+    "      local d=redis.call('HMGET',dk,'node','seen')\n"
+    "      if d[1]==id then\n"
+    "        local off=math.max(hb,tonumber(d[2] or '0'),1)\n"
+    "        redis.call('HMSET',dk,'off',string.format('%d',off),'node','')\n"
+    "        redis.call('ZADD',P..'offline',off,name)\n"
+    "      end\n"
+    "    end\n"
+    "    redis.call('DEL',P..'nodedevs:'..id)\n"
+    "    redis.call('SREM',P..'nodes',id)\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* ARGV: prefix, names... Returns the node field of each ("" when offline or unknown). */
+static const char owners_lua[] =
+    "local out={}\n"
+    "for i=2,#ARGV do\n"
+    "  out[#out+1]=redis.call('HGET',ARGV[1]..'dev:'..ARGV[i],'node') or ''\n"
+    "end\n"
+    "return out\n";
+
+/* ARGV: prefix. Returns {port, name, node} for every assigned port. */
+static const char ports_lua[] =
+    "local P=ARGV[1]\n"
+    "local out={}\n"
+    "local all=redis.call('HGETALL',P..'ports')\n"
+    "for i=1,#all,2 do\n"
+    "  out[#out+1]=all[i] out[#out+1]=all[i+1]\n"
+    "  out[#out+1]=redis.call('HGET',P..'dev:'..all[i+1],'node') or ''\n"
+    "end\n"
+    "return out\n";
+
+/* ARGV: prefix, cutoff, limit. Forgets devices offline since cutoff or earlier (labels, ports
+ * and record). Returns the names forgotten. */
+static const char expire_lua[] =
+    "local P,cut=ARGV[1],tonumber(ARGV[2])\n"
+    "local gone={}\n"
+    "for _,name in ipairs(redis.call('ZRANGEBYSCORE',P..'offline','-inf',ARGV[2],'LIMIT',0,"
+    "tonumber(ARGV[3]))) do\n"
+    "  local dk=P..'dev:'..name\n"
+    "  local h=redis.call('HMGET',dk,'node','off')\n"
+    "  local off=tonumber(h[2] or '0')\n"
+    "  if (not h[1] or h[1]=='') and off>0 and off<=cut then\n"
+    "    local old=redis.call('HGETALL',dk)\n"
+    "    for i=1,#old,2 do\n"
+    "      local f,v=old[i],old[i+1]\n"
+    "      if f=='label' and redis.call('HGET',P..'labels',v)==name then\n"
+    "        redis.call('HDEL',P..'labels',v) end\n"
+    "      if string.sub(f,1,2)=='p:' and redis.call('HGET',P..'ports',v)==name then\n"
+    "        redis.call('HDEL',P..'ports',v) end\n"
+    "    end\n"
+    "    redis.call('DEL',dk)\n"
+    "    redis.call('SREM',P..'devices',name)\n"
+    "    gone[#gone+1]=name\n"
+    "  end\n"
+    "  redis.call('ZREM',P..'offline',name)\n"
+    "end\n"
+    "return gone\n";
+
+static redisReply *eval(struct tt_cluster *c, const char *script, int argc, const char **argv)
+{
+    const char *a[3 + CHECK_BATCH + 1];
+    size_t l[3 + CHECK_BATCH + 1];
+    if (argc > CHECK_BATCH + 1)
+        return NULL;
+    a[0] = "EVAL";
+    a[1] = script;
+    a[2] = "0";
+    for (int i = 0; i < argc; i++)
+        a[3 + i] = argv[i];
+    for (int i = 0; i < argc + 3; i++)
+        l[i] = i == 3 + 8 && argc > 8 ? 32 : strlen(a[i]); /* the fleet hash is binary */
+    return tt_redisconn_argv(&c->rc, argc + 3, a, l);
+}
+
+static bool is_array(const redisReply *rep)
+{
+    return rep && rep->type == REDIS_REPLY_ARRAY;
+}
+
+static const char *str_at(const redisReply *rep, size_t i)
+{
+    const redisReply *e = rep->element[i];
+    return e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS ? e->str : "";
+}
+
+/* ---------------------------------------------------------------- the beat */
+
+static void set_nodes(struct tt_cluster *c, const redisReply *rep)
+{
+    size_t n = (rep->elements - 1) / 4;
+    struct tt_cluster_node *v = calloc(n ? n : 1, sizeof(*v));
+    if (!v)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct tt_cluster_node *nd = &v[k];
+        char e[TT_ERRLEN];
+        snprintf(nd->id, sizeof(nd->id), "%s", str_at(rep, 1 + 4 * i));
+        snprintf(nd->advertise, sizeof(nd->advertise), "%s", str_at(rep, 2 + 4 * i));
+        if (tt_parse_hostport(str_at(rep, 3 + 4 * i), nd->host, &nd->port, false, e) != 0)
+            continue;
+        nd->devices = strtoll(str_at(rep, 4 + 4 * i), NULL, 10);
+        k++;
+    }
+    free(c->nodes);
+    c->nodes = v;
+    c->nnodes = k;
+}
+
+static const struct tt_cluster_node *find_node(struct tt_cluster *c, const char *id)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (strcmp(c->nodes[i].id, id) == 0)
+            return &c->nodes[i];
+    if (strcmp(id, c->r->cfg.node_id) == 0)
+        return NULL;
+    /* A node that joined since the last beat: read its record now. */
+    redisReply *rep = tt_redisconn_cmd(&c->rc, "HMGET " P "node:%s advertise addr devices", id);
+    struct tt_cluster_node nd;
+    memset(&nd, 0, sizeof(nd));
+    char e[TT_ERRLEN];
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+              rep->element[0]->type == REDIS_REPLY_STRING &&
+              rep->element[1]->type == REDIS_REPLY_STRING &&
+              tt_parse_hostport(rep->element[1]->str, nd.host, &nd.port, false, e) == 0;
+    if (ok) {
+        snprintf(nd.id, sizeof(nd.id), "%s", id);
+        snprintf(nd.advertise, sizeof(nd.advertise), "%s", rep->element[0]->str);
+        nd.devices = rep->element[2]->type == REDIS_REPLY_STRING
+                         ? strtoll(rep->element[2]->str, NULL, 10)
+                         : 0;
+    }
+    if (rep)
+        freeReplyObject(rep);
+    if (!ok)
+        return NULL;
+    struct tt_cluster_node *v = realloc(c->nodes, (c->nnodes + 1) * sizeof(*v));
+    if (!v)
+        return NULL;
+    c->nodes = v;
+    c->nodes[c->nnodes] = nd;
+    return &c->nodes[c->nnodes++];
+}
+
+static void beat(struct tt_cluster *c, int64_t now)
+{
+    struct tt_relay *r = c->r;
+    char addr[TT_HOSTLEN + 16], devices[24], nowb[24], ttl[24];
+    bool v6 = strchr(r->cfg.cluster_addr.host, ':') != NULL;
+    snprintf(addr, sizeof(addr), "%s%s%s:%u", v6 ? "[" : "", r->cfg.cluster_addr.host,
+             v6 ? "]" : "", (unsigned)r->cfg.cluster_addr.port);
+    snprintf(devices, sizeof(devices), "%zu", tt_device_online_count(r));
+    snprintf(nowb, sizeof(nowb), "%lld", (long long)now);
+    snprintf(ttl, sizeof(ttl), "%d", TT_CLUSTER_NODE_TTL_MS);
+    const char *argv[9] = {P,   r->cfg.node_id, r->cfg.advertise,           addr, devices, nowb,
+                           ttl, c->secret,      (const char *)c->fleet_hash};
+    redisReply *rep = eval(c, beat_lua, c->fleet_generated ? 9 : 8, argv);
+    if (is_array(rep) && rep->elements >= 1) {
+        const char *s = str_at(rep, 0);
+        if (strlen(s) == TT_CLUSTER_SECRET_LEN && strcmp(s, c->secret) != 0) {
+            TT_LOG(TT_LOG_INFO, "cluster secret changed in redis; using it");
+            snprintf(c->secret, sizeof(c->secret), "%s", s);
+        }
+        set_nodes(c, rep);
+    }
+    if (rep)
+        freeReplyObject(rep);
+}
+
+/* ---------------------------------------------------------------- takeovers */
+
+struct names {
+    const char *v[CHECK_BATCH + 1];
+    int n;
+};
+
+static void check_batch(struct tt_cluster *c, struct names *nm)
+{
+    if (nm->n <= 1)
+        return;
+    redisReply *rep = eval(c, owners_lua, nm->n, nm->v);
+    if (is_array(rep) && (int)rep->elements == nm->n - 1) {
+        /* copy the names first: eviction frees the devices they point into */
+        char(*names)[TT_MAX_NAME + 1] = calloc((size_t)nm->n, TT_MAX_NAME + 1);
+        for (int i = 1; names && i < nm->n; i++)
+            snprintf(names[i], TT_MAX_NAME + 1, "%s", nm->v[i]);
+        for (int i = 1; names && i < nm->n; i++) {
+            const char *owner = str_at(rep, (size_t)i - 1);
+            if (strcmp(owner, c->r->cfg.node_id) == 0)
+                continue;
+            if (owner[0]) {
+                TT_LOG(TT_LOG_INFO, "device taken over by another node device=%s node=%s", names[i],
+                       owner);
+                c->evicted++;
+                tt_device_evict(c->r, names[i]);
+            } else {
+                /* Redis lost it (restarted) or took us for dead: it is ours, say so again */
+                struct tt_device *d = tt_strmap_get(&c->r->by_name, names[i]);
+                if (d && d->conn && d->offline_since == 0)
+                    tt_device_save(d);
+            }
+        }
+        free(names);
+    }
+    if (rep)
+        freeReplyObject(rep);
+    nm->n = 1;
+}
+
+static int check_one(const char *key, void *val, void *ud)
+{
+    struct tt_device *d = val;
+    struct names *nm = ud;
+    (void)key;
+    if (d->conn && d->offline_since == 0 && d->conn->registered && nm->n <= CHECK_BATCH)
+        nm->v[nm->n++] = d->name;
+    return 0;
+}
+
+/* Closes the local sessions of devices that another node now holds (the device reconnected
+ * there: ours is a half-open leftover), and records again the ones Redis forgot. */
+static void check_takeovers(struct tt_cluster *c)
+{
+    struct names nm;
+    nm.v[0] = P;
+    nm.n = 1;
+    /* at most CHECK_BATCH per beat; devices are rarely taken over */
+    tt_strmap_foreach(&c->r->by_name, check_one, &nm);
+    check_batch(c, &nm);
+}
+
+/* ---------------------------------------------------------------- TCP ports */
+
+static struct tt_cluster_port *port_entry(struct tt_cluster *c, uint16_t port)
+{
+    struct tt_relay *r = c->r;
+    if (port < r->cfg.tcp_low || port > r->cfg.tcp_high)
+        return NULL;
+    return &c->ports[port - r->cfg.tcp_low];
+}
+
+static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud);
+
+/* Opens our listener on port (shared with nodes on the same address: SO_REUSEPORT). */
+static int open_port(struct tt_cluster *c, struct tt_cluster_port *e, uint16_t port)
+{
+    if (e->l)
+        return 0;
+    return tt_tcpports_open_exact(&c->r->ports, port, on_port_accept, c, &e->l);
+}
+
+static void sync_ports(struct tt_cluster *c)
+{
+    struct tt_relay *r = c->r;
+    const char *argv[1] = {P};
+    redisReply *rep = eval(c, ports_lua, 1, argv);
+    if (!is_array(rep) || rep->elements % 3 != 0) {
+        if (rep)
+            freeReplyObject(rep);
+        return; /* keep what we have */
+    }
+    size_t n = (size_t)(r->cfg.tcp_high - r->cfg.tcp_low) + 1;
+    uint8_t *want = calloc(n, 1);
+    for (size_t i = 0; want && i < rep->elements; i += 3) {
+        long port = strtol(str_at(rep, i), NULL, 10);
+        struct tt_cluster_port *e = port_entry(c, (uint16_t)(port > 0 && port < 65536 ? port : 0));
+        if (!e)
+            continue;
+        want[e - c->ports] = 1;
+        snprintf(e->name, sizeof(e->name), "%s", str_at(rep, i + 1));
+        snprintf(e->node, sizeof(e->node), "%s", str_at(rep, i + 2));
+        if (!e->l && open_port(c, e, (uint16_t)port) != 0)
+            TT_LOG(TT_LOG_DEBUG, "cluster tcp port unavailable here port=%ld", port);
+    }
+    for (size_t i = 0; want && i < n; i++) {
+        struct tt_cluster_port *e = &c->ports[i];
+        if (!want[i] && e->l) {
+            tt_tcpport_close(e->l);
+            e->l = NULL;
+            e->name[0] = e->node[0] = '\0';
+        }
+    }
+    free(want);
+    freeReplyObject(rep);
+}
+
+void tt_cluster_refresh_ports(struct tt_cluster *c)
+{
+    sync_ports(c);
+}
+
+/* The local device holding port, online, and its service index; NULL if none. */
+static struct tt_device *local_port(struct tt_cluster *c, const char *name, uint16_t port, int *svc)
+{
+    struct tt_device *d = name[0] ? tt_strmap_get(&c->r->by_name, name) : NULL;
+    if (!d || !tt_device_online(d))
+        return NULL;
+    for (uint8_t i = 0; i < d->nsvc; i++) {
+        if (d->svc[i].kind == TT_SERVICE_TCP && d->svc[i].portno == port) {
+            *svc = i;
+            return d;
+        }
+    }
+    return NULL;
+}
+
+static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
+{
+    struct tt_cluster *c = ud;
+    uint16_t port = tt_tcpport_port(p);
+    struct tt_cluster_port *e = port_entry(c, port);
+    int svc;
+    struct tt_device *d = e ? local_port(c, e->name, port, &svc) : NULL;
+    if (d) {
+        tt_forward_tcp(d, svc, client);
+        return;
+    }
+    if (!e) {
+        tt_respond_drop(client);
+        return;
+    }
+    /* Not ours: ask Redis who holds it now (the last snapshot if Redis is away). */
+    char name[TT_MAX_NAME + 1], node[TT_NODE_ID_MAX + 1];
+    snprintf(name, sizeof(name), "%s", e->name);
+    snprintf(node, sizeof(node), "%s", e->node);
+    redisReply *rep = tt_redisconn_cmd(&c->rc, "HGET " P "ports %u", (unsigned)port);
+    if (rep && rep->type == REDIS_REPLY_STRING) {
+        struct tt_reg_device rd;
+        snprintf(name, sizeof(name), "%s", rep->str);
+        node[0] = '\0';
+        if (tt_registry_get(c->r->reg, name, &rd) == 0)
+            snprintf(node, sizeof(node), "%s", rd.node);
+    } else if (rep && rep->type == REDIS_REPLY_NIL) {
+        name[0] = node[0] = '\0';
+    }
+    if (rep)
+        freeReplyObject(rep);
+    d = local_port(c, name, port, &svc);
+    if (d) {
+        tt_forward_tcp(d, svc, client);
+        return;
+    }
+    const struct tt_cluster_node *nd = node[0] ? find_node(c, node) : NULL;
+    if (!nd) {
+        tt_respond_drop(client); /* offline, unknown, or its node is gone */
+        return;
+    }
+    char peer[TT_MAX_ADDR], head[512];
+    tt_conn_peer(client, peer, sizeof(peer));
+    int n = snprintf(head, sizeof(head),
+                     "CONNECT tether-port:%u HTTP/1.1\r\nHost: tether-port:%u\r\n%s: %s\r\n"
+                     "%s: %s\r\n\r\n",
+                     (unsigned)port, (unsigned)port, TT_CLUSTER_HDR_SECRET, c->secret,
+                     TT_CLUSTER_HDR_CLIENT, peer);
+    uint8_t *first = n > 0 && (size_t)n < sizeof(head) ? malloc((size_t)n) : NULL;
+    if (!first) {
+        tt_respond_drop(client);
+        return;
+    }
+    memcpy(first, head, (size_t)n);
+    c->forwarded_tcp++;
+    TT_LOG(TT_LOG_DEBUG, "tcp client forwarded port=%u device=%s node=%s", (unsigned)port, name,
+           node);
+    tt_peerlink_start(c->r->loop, client, nd->host, nd->port, first, (size_t)n, false);
+}
+
+int tt_cluster_port_claim(struct tt_cluster *c, const char *name, uint16_t want, uint16_t *got)
+{
+    struct tt_cluster_port *e = port_entry(c, want);
+    if (e && (!e->name[0] || strcmp(e->name, name) == 0) && open_port(c, e, want) == 0) {
+        snprintf(e->name, sizeof(e->name), "%s", name);
+        snprintf(e->node, sizeof(e->node), "%s", c->r->cfg.node_id);
+        *got = want;
+        return 0;
+    }
+    /* A fresh port: the pool skips every port we listen on (all the cluster's we know of). */
+    for (int tries = 0; tries < 64; tries++) {
+        struct tt_tcpport *p;
+        int rc = tt_tcpports_open(&c->r->ports, 0, on_port_accept, c, &p);
+        if (rc)
+            return rc;
+        e = port_entry(c, tt_tcpport_port(p));
+        if (!e || e->l) { /* cannot happen: the pool knows our listeners */
+            tt_tcpport_close(p);
+            continue;
+        }
+        e->l = p;
+        snprintf(e->name, sizeof(e->name), "%s", name);
+        snprintf(e->node, sizeof(e->node), "%s", c->r->cfg.node_id);
+        *got = tt_tcpport_port(p);
+        return 0;
+    }
+    return TETHER_ERR_CAPACITY;
+}
+
+/* ---------------------------------------------------------------- expiry */
+
+static void expire(struct tt_cluster *c, int64_t now)
+{
+    char cut[24], lim[16];
+    snprintf(cut, sizeof(cut), "%lld", (long long)(now - (int64_t)c->r->cfg.grace_ms));
+    snprintf(lim, sizeof(lim), "%d", EXPIRE_BATCH);
+    const char *argv[3] = {P, cut, lim};
+    redisReply *rep = eval(c, expire_lua, 3, argv);
+    for (size_t i = 0; is_array(rep) && i < rep->elements; i++)
+        TT_LOG(TT_LOG_INFO, "device expired device=%s", str_at(rep, i));
+    if (rep)
+        freeReplyObject(rep);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct tt_cluster *c = t->data;
+    int64_t now = tt_relay_now_ms();
+    beat(c, now);
+    check_takeovers(c);
+    sync_ports(c);
+    expire(c, now);
+}
+
+/* ---------------------------------------------------------------- set-up */
+
+static int load_secret(struct tt_cluster *c, char err[TT_ERRLEN])
+{
+    uint8_t raw[TT_CLUSTER_SECRET_LEN / 2];
+    char mine[TT_CLUSTER_SECRET_LEN + 1];
+    if (tt_random_bytes(raw, sizeof(raw)) != 0) {
+        snprintf(err, TT_ERRLEN, "cannot create the cluster secret: no random bytes");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(mine + 2 * i, 3, "%02x", raw[i]);
+    redisReply *rep = tt_redisconn_cmd(&c->rc, "SET " P "secret %s NX", mine);
+    if (rep)
+        freeReplyObject(rep);
+    rep = tt_redisconn_cmd(&c->rc, "GET " P "secret");
+    if (!rep || rep->type != REDIS_REPLY_STRING || rep->len != TT_CLUSTER_SECRET_LEN) {
+        snprintf(err, TT_ERRLEN, "cannot read the cluster secret from Redis at %s:%u",
+                 c->r->cfg.redis.host, (unsigned)c->r->cfg.redis.port);
+        if (rep)
+            freeReplyObject(rep);
+        return -1;
+    }
+    snprintf(c->secret, sizeof(c->secret), "%s", rep->str);
+    freeReplyObject(rep);
+    return 0;
+}
+
+int tt_cluster_init(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    struct tt_cluster *c = calloc(1, sizeof(*c));
+    size_t n = (size_t)(r->cfg.tcp_high - r->cfg.tcp_low) + 1;
+    if (!c || !(c->ports = calloc(n, sizeof(*c->ports)))) {
+        free(c);
+        snprintf(err, TT_ERRLEN, "out of memory");
+        return -1;
+    }
+    r->cluster = c;
+    c->r = r;
+    tt_strmap_init(&c->labels);
+    if (tt_redisconn_open(&c->rc, &r->cfg.redis, err) != 0 || load_secret(c, err) != 0)
+        return -1;
+    r->reg = tt_registry_redis_new(&c->rc, r->cfg.node_id);
+    if (!r->reg) {
+        snprintf(err, TT_ERRLEN, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
+{
+    struct tt_cluster *c = r->cluster;
+    int64_t now = tt_relay_now_ms(), prev = 0;
+    /* This node's devices left online by a run that died count as offline since its last
+     * heartbeat. */
+    int rc = tt_registry_heartbeat(r->reg, now, &prev);
+    if (!rc)
+        rc = tt_registry_mark_offline(r->reg, prev ? prev : now);
+    if (rc) {
+        snprintf(err, TT_ERRLEN, "cannot update the registry in Redis: %s", tether_strerror(rc));
+        return -1;
+    }
+    uint8_t hash[32];
+    if (!r->cfg.token[0] && !r->cfg.tokens_file[0] &&
+        tt_registry_cred_get(r->reg, TT_REG_FLEET_CRED, hash) == 0) {
+        memcpy(c->fleet_hash, hash, 32);
+        c->fleet_generated = true;
+    }
+    beat(c, now);
+    sync_ports(c);
+    if ((rc = uv_timer_init(r->loop, &c->timer)) != 0) {
+        snprintf(err, TT_ERRLEN, "cannot start timers: %s", uv_strerror(rc));
+        return -1;
+    }
+    c->timer.data = c;
+    c->timer_on = true;
+    uv_timer_start(&c->timer, on_timer, TT_CLUSTER_BEAT_MS, TT_CLUSTER_BEAT_MS);
+    uv_unref((uv_handle_t *)&c->timer);
+    TT_LOG(TT_LOG_INFO, "cluster node=%s advertise=%s redis=%s:%u nodes=%zu", r->cfg.node_id,
+           r->cfg.advertise, r->cfg.redis.host, (unsigned)r->cfg.redis.port, c->nnodes + 1);
+    return 0;
+}
+
+void tt_cluster_stop(struct tt_relay *r)
+{
+    struct tt_cluster *c = r->cluster;
+    if (!c)
+        return;
+    if (c->timer_on)
+        uv_close((uv_handle_t *)&c->timer, NULL);
+    c->timer_on = false;
+    size_t n = (size_t)(r->cfg.tcp_high - r->cfg.tcp_low) + 1;
+    for (size_t i = 0; i < n; i++)
+        c->ports[i].l = NULL; /* closed with the pool (tt_tcpports_reset) */
+    redisReply *rep = tt_redisconn_cmd(&c->rc, "DEL " P "node:%s", r->cfg.node_id);
+    if (rep)
+        freeReplyObject(rep);
+    TT_LOG(TT_LOG_INFO,
+           "cluster redis calls=%llu avg_us=%llu max_us=%llu failures=%llu "
+           "redirects=%llu forwarded_http=%llu forwarded_tcp=%llu",
+           (unsigned long long)c->rc.calls,
+           (unsigned long long)(c->rc.calls ? c->rc.total_us / c->rc.calls : 0),
+           (unsigned long long)c->rc.max_us, (unsigned long long)c->rc.failures,
+           (unsigned long long)c->redirects, (unsigned long long)c->forwarded_http,
+           (unsigned long long)c->forwarded_tcp);
+}
+
+static int free_label(const char *key, void *val, void *ud)
+{
+    (void)key;
+    (void)ud;
+    free(val);
+    return 0;
+}
+
+void tt_cluster_free(struct tt_relay *r)
+{
+    struct tt_cluster *c = r->cluster;
+    if (!c)
+        return;
+    tt_redisconn_close(&c->rc);
+    tt_strmap_foreach(&c->labels, free_label, NULL);
+    tt_strmap_reset(&c->labels);
+    free(c->nodes);
+    free(c->ports);
+    free(c);
+    r->cluster = NULL;
+}
+
+/* ---------------------------------------------------------------- requests */
+
+bool tt_cluster_trusted(const struct tt_cluster *c, const struct tt_headparse *hp)
+{
+    const uint8_t *v;
+    size_t n;
+    if (tt_headparse_find(hp, TT_CLUSTER_HDR_SECRET, &v, &n) != 1)
+        return false;
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    return tt_consttime_equal(v, n, c->secret, strlen(c->secret));
+}
+
+/* Remembers (or forgets, node NULL) the node holding label, for when Redis is away. */
+static void cache_label(struct tt_cluster *c, const char *label, const char *node)
+{
+    char *old = tt_strmap_get(&c->labels, label);
+    if (old && node && strcmp(old, node) == 0)
+        return;
+    if (old) {
+        tt_strmap_del(&c->labels, label);
+        free(old);
+    }
+    if (!node)
+        return;
+    char *v = strdup(node);
+    if (v && tt_strmap_put(&c->labels, label, v) != 0)
+        free(v);
+}
+
+enum tt_cluster_where tt_cluster_locate_label(struct tt_cluster *c, const char *label,
+                                              int64_t *since, char host[TT_HOSTLEN], uint16_t *port)
+{
+    struct tt_reg_device rd;
+    char node[TT_NODE_ID_MAX + 1];
+    int rc = tt_registry_find_label(c->r->reg, label, &rd);
+    if (rc == TETHER_ERR_NOT_FOUND) {
+        cache_label(c, label, NULL);
+        return TT_CLUSTER_UNKNOWN;
+    }
+    if (rc) {
+        const char *cached = tt_strmap_get(&c->labels, label);
+        if (!cached)
+            return TT_CLUSTER_UNKNOWN;
+        snprintf(node, sizeof(node), "%s", cached);
+    } else {
+        if (!rd.node[0]) {
+            cache_label(c, label, NULL);
+            if (tt_relay_now_ms() - rd.offline_since >= (int64_t)c->r->cfg.grace_ms)
+                return TT_CLUSTER_UNKNOWN;
+            *since = rd.offline_since;
+            return TT_CLUSTER_OFFLINE;
+        }
+        snprintf(node, sizeof(node), "%s", rd.node);
+        cache_label(c, label, node);
+    }
+    const struct tt_cluster_node *nd = find_node(c, node);
+    if (!nd)
+        return TT_CLUSTER_BUSY; /* this node (a session just ending) or a dead one */
+    snprintf(host, TT_HOSTLEN, "%s", nd->host);
+    *port = nd->port;
+    return TT_CLUSTER_REMOTE;
+}
+
+static bool internal_header(const uint8_t *base, const struct tt_head_hdr *h)
+{
+    static const char *const names[] = {TT_CLUSTER_HDR_SECRET, TT_CLUSTER_HDR_CLIENT,
+                                        TT_CLUSTER_HDR_PROTO};
+    for (size_t i = 0; i < 3; i++)
+        if (h->flen == strlen(names[i]) &&
+            strncasecmp((const char *)base + h->foff, names[i], h->flen) == 0)
+            return true;
+    return false;
+}
+
+void tt_cluster_forward_http(struct tt_cluster *c, struct tt_headconn *hc, const char *host,
+                             uint16_t port)
+{
+    const struct tt_headparse *hp = &hc->hp;
+    size_t rest = hc->len - hc->headlen;
+    size_t cap = hc->headlen + rest + 256 + TT_CLUSTER_SECRET_LEN;
+    uint8_t *out = malloc(cap);
+    if (!out || hp->line_len == 0) {
+        free(out);
+        tt_headconn_free(hc);
+        return;
+    }
+    size_t n = 0;
+#define PUT(p, len)                                                                                \
+    do {                                                                                           \
+        memcpy(out + n, (p), (len));                                                               \
+        n += (len);                                                                                \
+    } while (0)
+    PUT(hc->data + hp->line_off, hp->line_len);
+    PUT("\r\n", 2);
+    for (uint32_t i = 0; i < hp->nhdr; i++) {
+        const struct tt_head_hdr *h = &hp->hdr[i];
+        if (internal_header(hc->data, h))
+            continue;
+        PUT(hc->data + h->foff, h->flen);
+        PUT(": ", 2);
+        PUT(hc->data + h->voff, h->vlen);
+        PUT("\r\n", 2);
+    }
+    char extra[TT_CLUSTER_SECRET_LEN + 200];
+    int en = snprintf(extra, sizeof(extra), "%s: %s\r\n%s: %s\r\n%s: %s\r\n\r\n",
+                      TT_CLUSTER_HDR_SECRET, c->secret, TT_CLUSTER_HDR_CLIENT, hc->peer_ip,
+                      TT_CLUSTER_HDR_PROTO, hc->conn->tls ? "https" : "http");
+    PUT(extra, (size_t)en);
+    PUT(hc->data + hc->headlen, rest);
+#undef PUT
+    c->forwarded_http++;
+    TT_LOG(TT_LOG_DEBUG, "http request forwarded peer=%s:%u to=%s:%u", hc->peer_ip,
+           (unsigned)hc->peer_port, host, (unsigned)port);
+    struct tt_conn *conn = tt_headconn_take(hc);
+    tt_headconn_free(hc);
+    tt_peerlink_start(c->r->loop, conn, host, port, out, n, true);
+}
+
+int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetlen, char *loc,
+                        size_t loclen)
+{
+    if (memmem(target, targetlen, TT_CLUSTER_REDIRECTED, strlen(TT_CLUSTER_REDIRECTED)))
+        return 0;
+    int64_t mine = (int64_t)tt_device_online_count(c->r);
+    struct tt_cluster_node *best = NULL;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        struct tt_cluster_node *nd = &c->nodes[i];
+        if (!best || nd->devices < best->devices ||
+            (nd->devices == best->devices && strcmp(nd->id, best->id) < 0))
+            best = nd;
+    }
+    if (!best || best->devices >= mine)
+        return 0;
+    /* the advertise URL's path if it has one, else the request's */
+    static const char *const schemes[] = {"ws", "wss", NULL};
+    struct tt_url u;
+    char e[TT_ERRLEN];
+    if (tt_parse_url(best->advertise, schemes, &u, e) != 0)
+        return 0;
+    const char *adv = best->advertise;
+    const char *after_scheme = strstr(adv, "://");
+    bool has_path = after_scheme && strchr(after_scheme + 3, '/') != NULL;
+    int n;
+    if (has_path) {
+        n = snprintf(loc, loclen, "%s?%s", adv, TT_CLUSTER_REDIRECTED);
+    } else {
+        char path[1024];
+        size_t tl = targetlen < sizeof(path) - 1 ? targetlen : sizeof(path) - 1;
+        memcpy(path, target, tl);
+        path[tl] = '\0';
+        if (path[0] != '/')
+            snprintf(path, sizeof(path), "/");
+        n = snprintf(loc, loclen, "%s%s%s%s", adv, path, strchr(path, '?') ? "&" : "?",
+                     TT_CLUSTER_REDIRECTED);
+    }
+    if (n < 0 || (size_t)n >= loclen)
+        return 0;
+    best->devices++; /* until the next beat tells: spreads a burst of arrivals */
+    c->redirects++;
+    TT_LOG(TT_LOG_DEBUG, "device redirected to node=%s devices=%lld mine=%lld", best->id,
+           (long long)best->devices, (long long)mine);
+    return 1;
+}
+
+void tt_cluster_on_tunnel(struct tt_cluster *c, struct tt_headconn *hc)
+{
+    const struct tt_headparse *hp = &hc->hp;
+    char target[64];
+    size_t tl = hp->url_len < sizeof(target) - 1 ? hp->url_len : sizeof(target) - 1;
+    memcpy(target, hc->data + hp->url_off, tl);
+    target[tl] = '\0';
+    unsigned port = 0;
+    int svc;
+    struct tt_device *d = NULL;
+    if (sscanf(target, "tether-port:%5u", &port) == 1 && port > 0 && port < 65536) {
+        struct tt_cluster_port *e = port_entry(c, (uint16_t)port);
+        if (e)
+            d = local_port(c, e->name, (uint16_t)port, &svc);
+    }
+    if (!d) {
+        TT_LOG(TT_LOG_DEBUG, "cluster tunnel refused port=%u: no such device here", port);
+        tt_headconn_free(hc);
+        return;
+    }
+    struct tt_conn *conn = tt_headconn_take(hc);
+    tt_forward_tcp_pre(d, svc, conn, hc->data + hc->headlen, hc->len - hc->headlen);
+    tt_headconn_free(hc);
+}

@@ -1,0 +1,121 @@
+/* cluster.h - cluster mode (--redis): several tetherd nodes share one registry in Redis and act
+ * as one relay. This module owns what a node does for the others: its node record (advertise
+ * URL, cluster address, device count; refreshed every TT_CLUSTER_BEAT_MS with an expiry of
+ * TT_CLUSTER_NODE_TTL_MS), the view of the other live nodes (for redirects and forwarding),
+ * the shared secret that lets nodes trust each other's internal requests, the listeners of
+ * every TCP port assigned in the cluster, the takeover of devices that reconnected elsewhere,
+ * the offline marking of dead nodes' devices and the expiry of devices past their grace.
+ * Everything runs on the loop thread with synchronous Redis calls (redisconn.h). */
+#ifndef TT_CLUSTER_H
+#define TT_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "common/conn.h"
+#include "headconn.h"
+#include "redisconn.h"
+#include "strmap.h"
+#include "tcpports.h"
+
+#define TT_CLUSTER_BEAT_MS 1000
+#define TT_CLUSTER_NODE_TTL_MS 3500
+#define TT_CLUSTER_SECRET_LEN 64 /* hex characters */
+/* Internal request headers (stripped from everything a device sees). */
+#define TT_CLUSTER_HDR_SECRET "x-tether-cluster"
+#define TT_CLUSTER_HDR_CLIENT "x-tether-client"
+#define TT_CLUSTER_HDR_PROTO "x-tether-proto"
+/* The query marker of a redirected device handshake: accepted wherever it lands. */
+#define TT_CLUSTER_REDIRECTED "tether-redirected=1"
+
+struct tt_relay;
+struct tt_tcpport;
+
+struct tt_cluster_node {
+    char id[TT_NODE_ID_MAX + 1];
+    char advertise[TT_ADVERTISE_MAX + 1];
+    char host[TT_HOSTLEN];
+    uint16_t port;
+    int64_t devices; /* as published, plus the devices we redirected there since */
+};
+
+/* The cluster's view of one TCP port of the range. */
+struct tt_cluster_port {
+    struct tt_tcpport *l;       /* our listener on it, or NULL */
+    char name[TT_MAX_NAME + 1]; /* the device it is assigned to ("" unknown) */
+    char node[TT_NODE_ID_MAX + 1];
+};
+
+struct tt_cluster {
+    struct tt_relay *r;
+    struct tt_redisconn rc;
+    char secret[TT_CLUSTER_SECRET_LEN + 1];
+    uv_timer_t timer;
+    bool timer_on;
+    struct tt_cluster_node *nodes; /* the other live nodes, from the last beat (owned) */
+    size_t nnodes;
+    struct tt_cluster_port *ports; /* one per port of --tcp-ports (owned) */
+    struct tt_strmap labels;       /* label -> node id (malloc'd): last known holder */
+    bool fleet_generated;          /* the fleet token hash is ours to restore in Redis */
+    uint8_t fleet_hash[32];
+    uint64_t redirects, forwarded_http, forwarded_tcp, evicted;
+};
+
+/* Result of tt_cluster_locate_label(). */
+enum tt_cluster_where {
+    TT_CLUSTER_UNKNOWN = 0, /* no such label (or Redis unreachable and never seen) */
+    TT_CLUSTER_OFFLINE = 1, /* remembered, offline within its grace: *since set */
+    TT_CLUSTER_BUSY = 2,    /* online, but its node cannot be reached now */
+    TT_CLUSTER_REMOTE = 3,  /* online at another node: host, port set */
+};
+
+/* Connects to Redis (cfg->redis), makes r->reg the Redis registry and reads (or creates) the
+ * cluster secret. Returns 0 or -1 with err ("cannot connect to Redis at ...": exit 1). */
+int tt_cluster_init(struct tt_relay *r, char err[TT_ERRLEN]);
+
+/* Start of service: this node's devices left online by an earlier run become offline since
+ * its last heartbeat, the node record is published and the beat timer starts. Returns 0 or -1
+ * with err. */
+int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN]);
+
+/* Shutdown: stops the timer, closes the port listeners and removes the node record (its
+ * devices are marked offline by tt_device_shutdown). */
+void tt_cluster_stop(struct tt_relay *r);
+
+/* Frees what init allocated (after the loop ended). */
+void tt_cluster_free(struct tt_relay *r);
+
+/* True when hc carries the cluster secret: the request comes from another node. */
+bool tt_cluster_trusted(const struct tt_cluster *c, const struct tt_headparse *hp);
+
+/* Where the device holding label is, for a request this node cannot serve itself. */
+enum tt_cluster_where tt_cluster_locate_label(struct tt_cluster *c, const char *label,
+                                              int64_t *since, char host[TT_HOSTLEN],
+                                              uint16_t *port);
+
+/* Forwards the request read by hc (its head and what followed) to the node at host:port, with
+ * the internal headers (secret, client address, protocol); hc is consumed. */
+void tt_cluster_forward_http(struct tt_cluster *c, struct tt_headconn *hc, const char *host,
+                             uint16_t port);
+
+/* For a device handshake (not a redirected one, see TT_CLUSTER_REDIRECTED): when another live
+ * node holds strictly fewer devices than this one, writes that node's Location (its advertise
+ * URL, with the request's path when the URL has none, and the marker) into loc and returns 1;
+ * else 0 (accept here). */
+int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetlen, char *loc,
+                        size_t loclen);
+
+/* An internal CONNECT (from another node, already trusted) for a TCP port of a device of
+ * ours: joins it to the device or drops it. hc is consumed. */
+void tt_cluster_on_tunnel(struct tt_cluster *c, struct tt_headconn *hc);
+
+/* Reads the cluster's port assignments from Redis now (they are otherwise read every beat),
+ * opening listeners for new ones and closing those of ports no longer assigned. */
+void tt_cluster_refresh_ports(struct tt_cluster *c);
+
+/* A TCP port for service of device name: want when it is free or already the device's (a
+ * listener is opened when needed), else the next free one. Returns 0 and *got, or
+ * TETHER_ERR_CAPACITY. */
+int tt_cluster_port_claim(struct tt_cluster *c, const char *name, uint16_t want, uint16_t *got);
+
+#endif

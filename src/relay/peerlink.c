@@ -1,0 +1,257 @@
+/* peerlink.c - byte copying between a client and a peer node (peerlink.h). Read memory comes
+ * from the chunk pool; a chunk goes to the other side's write and back to the pool in its
+ * callback. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "common/log.h"
+#include "common/pool.h"
+#include "pages.h"
+#include "peerlink.h"
+#include "respond.h"
+
+/* Stop reading a side while the other has this much queued; resume below the low mark. */
+#define HIGH_WATER (1024u * 1024)
+#define LOW_WATER (256u * 1024)
+
+struct link;
+
+struct side {
+    struct tt_conn *c;
+    struct link *l;
+    size_t queued; /* bytes written to this side and not yet confirmed */
+    bool reading;  /* reads started on this side */
+    bool eof;      /* this side's input ended */
+    bool shut;     /* our output to this side was shut down */
+    bool closed;   /* its close callback ran */
+    uv_shutdown_t sreq;
+};
+
+struct link {
+    struct side s[2]; /* 0: the client, 1: the peer */
+    uv_connect_t creq;
+    uint8_t *first;
+    size_t firstlen;
+    bool http;
+    bool dying;
+    int open; /* sides not yet closed */
+};
+
+struct wreq {
+    uv_write_t req;
+    struct side *to;
+    struct tt_chunk *chunk; /* NULL: the first bytes (link->first) */
+    size_t len;
+};
+
+static size_t nlinks;
+
+size_t tt_peerlink_count(void)
+{
+    return nlinks;
+}
+
+static void on_side_close(uv_handle_t *h)
+{
+    struct side *s = h->data;
+    struct link *l = s->l;
+    s->closed = true;
+    if (--l->open == 0) {
+        free(l->first);
+        free(l);
+        nlinks--;
+    }
+}
+
+static void kill_link(struct link *l)
+{
+    if (l->dying)
+        return;
+    l->dying = true;
+    for (int i = 0; i < 2; i++)
+        if (l->s[i].c && !tt_conn_is_closing(l->s[i].c))
+            tt_conn_close(l->s[i].c, on_side_close);
+}
+
+static void start_reading(struct side *s);
+
+/* Both directions ended and were passed on: the link is done. */
+static void maybe_done(struct link *l)
+{
+    if (l->s[0].eof && l->s[1].eof && l->s[0].shut && l->s[1].shut && !l->s[0].queued &&
+        !l->s[1].queued)
+        kill_link(l);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct side *s = req->data;
+    (void)status;
+    if (!s->l->dying)
+        maybe_done(s->l);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct wreq *w = req->data;
+    struct side *to = w->to;
+    struct link *l = to->l;
+    to->queued -= w->len;
+    tt_chunk_put(w->chunk);
+    free(w);
+    if (l->dying)
+        return;
+    if (status < 0) {
+        kill_link(l);
+        return;
+    }
+    struct side *from = &l->s[to == &l->s[0] ? 1 : 0];
+    if (!from->reading && !from->eof && to->queued < LOW_WATER)
+        start_reading(from);
+    maybe_done(l);
+}
+
+/* Writes len bytes (chunk, or the first bytes when chunk is NULL) to side to. */
+static int send_to(struct side *to, struct tt_chunk *chunk, const uint8_t *data, size_t len)
+{
+    struct wreq *w = malloc(sizeof(*w));
+    if (!w) {
+        tt_chunk_put(chunk);
+        return -1;
+    }
+    w->req.data = w;
+    w->to = to;
+    w->chunk = chunk;
+    w->len = len;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    if (tt_conn_write(to->c, &w->req, &b, 1, on_write) != 0) {
+        tt_chunk_put(chunk);
+        free(w);
+        return -1;
+    }
+    to->queued += len;
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    (void)h;
+    (void)size;
+    struct tt_chunk *c = tt_chunk_get();
+    *buf = c ? uv_buf_init((char *)c->data, TT_CHUNK_SIZE) : uv_buf_init(NULL, 0);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct side *from = st->data;
+    struct link *l = from->l;
+    struct side *to = &l->s[from == &l->s[0] ? 1 : 0];
+    struct tt_chunk *c =
+        buf->base ? (struct tt_chunk *)(buf->base - offsetof(struct tt_chunk, data)) : NULL;
+    if (nread == 0 || l->dying) {
+        tt_chunk_put(c);
+        return;
+    }
+    if (nread < 0) {
+        tt_chunk_put(c);
+        if (nread != UV_EOF) {
+            kill_link(l);
+            return;
+        }
+        from->eof = true;
+        from->reading = false;
+        tt_conn_read_stop(from->c);
+        to->sreq.data = to;
+        if (tt_conn_shutdown(to->c, &to->sreq, on_shutdown) != 0) {
+            kill_link(l);
+            return;
+        }
+        to->shut = true;
+        return;
+    }
+    if (send_to(to, c, (uint8_t *)buf->base, (size_t)nread) != 0) {
+        kill_link(l);
+        return;
+    }
+    if (to->queued >= HIGH_WATER) {
+        from->reading = false;
+        tt_conn_read_stop(from->c);
+    }
+}
+
+static void start_reading(struct side *s)
+{
+    s->c->tcp.data = s;
+    if (tt_conn_read_start(s->c, on_alloc, on_read) != 0) {
+        kill_link(s->l);
+        return;
+    }
+    s->reading = true;
+}
+
+static void fail_client(struct link *l, const char *why)
+{
+    TT_LOG(TT_LOG_INFO, "cluster peer unreachable err=%s", why);
+    struct tt_conn *client = l->s[0].c;
+    l->s[0].c = NULL;
+    if (l->http) {
+        char page[TT_PAGE_MAX];
+        int n = tt_pages_render(page, sizeof(page), TT_PAGE_BAD_GATEWAY);
+        tt_respond_close(client, page, n > 0 ? (size_t)n : 0);
+    } else {
+        tt_respond_drop(client);
+    }
+    l->open--; /* the client side is gone */
+    kill_link(l);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct link *l = req->data;
+    if (l->dying)
+        return;
+    if (status < 0) {
+        fail_client(l, uv_err_name(status));
+        return;
+    }
+    uv_tcp_nodelay(&l->s[1].c->tcp, 1);
+    if (l->firstlen && send_to(&l->s[1], NULL, l->first, l->firstlen) != 0) {
+        kill_link(l);
+        return;
+    }
+    start_reading(&l->s[0]);
+    if (!l->dying)
+        start_reading(&l->s[1]);
+}
+
+void tt_peerlink_start(uv_loop_t *loop, struct tt_conn *client, const char *host, uint16_t port,
+                       uint8_t *first, size_t firstlen, bool http)
+{
+    struct sockaddr_storage ss;
+    struct link *l = calloc(1, sizeof(*l));
+    struct tt_conn *peer = l ? tt_conn_new(loop) : NULL;
+    if (!peer || (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+                  uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
+        if (peer)
+            tt_conn_close(peer, NULL);
+        free(l);
+        free(first);
+        tt_respond_drop(client);
+        return;
+    }
+    nlinks++;
+    l->first = first;
+    l->firstlen = firstlen;
+    l->http = http;
+    l->open = 2;
+    for (int i = 0; i < 2; i++)
+        l->s[i].l = l;
+    l->s[0].c = client;
+    l->s[1].c = peer;
+    client->tcp.data = &l->s[0];
+    peer->tcp.data = &l->s[1];
+    l->creq.data = l;
+    int rc = uv_tcp_connect(&l->creq, &peer->tcp, (struct sockaddr *)&ss, on_connect);
+    if (rc != 0)
+        fail_client(l, uv_err_name(rc));
+}

@@ -1,0 +1,26 @@
+/* peerlink.h - cluster mode: joins a client connection that reached this node to the node that
+ * holds its device. A plain TCP connection is opened to the peer's cluster address, the given
+ * first bytes (an internal request head and whatever the client had sent after its own head)
+ * are written, then bytes are copied both ways as they come, with back-pressure (a side whose
+ * writes queue up past a bound stops the other side's reads) and half-closes passed on. The
+ * peer does all HTTP work (filtering, timeouts, pages); this side never parses. */
+#ifndef TT_PEERLINK_H
+#define TT_PEERLINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include "common/conn.h"
+
+/* Connects to host:port (an IP literal) and joins client (taken over, reading stopped) to it
+ * after sending first[0..firstlen) (malloc'd; taken over and freed here). When the peer
+ * cannot be reached the client gets a 502 page (http) or is closed. Returns nothing: every
+ * failure is handled here. */
+void tt_peerlink_start(uv_loop_t *loop, struct tt_conn *client, const char *host, uint16_t port,
+                       uint8_t *first, size_t firstlen, bool http);
+
+/* Links open now (metrics, tests). */
+size_t tt_peerlink_count(void);
+
+#endif

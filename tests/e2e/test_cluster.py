@@ -1,0 +1,263 @@
+"""test_cluster.py - several tetherd nodes sharing a registry in a real redis-server (started here
+on a free loopback port, no persistence): labels and ports unique across the nodes, a device on
+one node reached over HTTP and TCP through another, the 307 redirect of a device handshake to
+the least-loaded node (raw handshake and a real agent), a node killed with kill -9 (its device
+comes back on another node with the same label and port), Redis stopped and started again
+(online devices keep serving), and the cluster flags' usage errors."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from lib import (RedisServer, Relay, check, eq, free_port, run_cli, tcp_connect, wait_for,
+                 TETHERD, TestFailure)
+
+
+def _node(t, redis, name, tcp_bind, tcp_ports, grace="60s", port=None):
+    port = port or free_port()
+    url = "ws://127.0.0.1:%d" % port
+    n = Relay(t, port=port, tcp_ports=tcp_ports, grace=grace,
+              extra=["--redis", "redis://127.0.0.1:%d" % redis.port, "--node-id", name,
+                     "--advertise", url, "--tcp-bind", tcp_bind, "--log-level", "debug"])
+    n.name = name
+    n.tcp_bind = tcp_bind
+    return n
+
+
+def _cluster(t, n=2, grace="60s"):
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    nodes = [_node(t, redis, "node-%c" % (ord("a") + i), "127.0.0.%d" % (2 + i), (low, high),
+                   grace=grace) for i in range(n)]
+    return redis, nodes
+
+
+def _free_range_all(t, n=8):
+    """n consecutive ports free on 127.0.0.2-127.0.0.4 (the nodes' --tcp-bind addresses)."""
+    rnd = int.from_bytes(os.urandom(4), "big")
+    for i in range(200):
+        low = 21000 + (rnd + i * 97) % 11000
+        ok = True
+        for p in range(low, low + n):
+            for a in ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.1"):
+                with socket.socket() as s:
+                    try:
+                        s.bind((a, p))
+                    except OSError:
+                        ok = False
+                        break
+            if not ok:
+                break
+        if ok:
+            return low, low + n - 1
+    raise TestFailure("no free port range")
+
+
+def _get(node, label, path="/whoami", timeout=10):
+    return node.request("GET", path, label=label, timeout=timeout)
+
+
+def _echo_ok(host, port, payload=b"ping through the cluster\n"):
+    s = socket.create_connection((host, port), timeout=20)
+    with s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+    return got == payload
+
+
+def _admin(node, path):
+    c = http.client.HTTPConnection("127.0.0.1", node.admin_port, timeout=10)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def _holds(node, name):
+    st, body = _admin(node, "/api/devices/" + name)
+    return st == 200 and json.loads(body).get("online")
+
+
+def _raw_handshake(port, path="/tether"):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with s:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n" % (path, port)).encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+    head = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1])
+    hdrs = {}
+    for line in head[1:]:
+        k, _, v = line.partition(":")
+        hdrs[k.strip().lower()] = v.strip()
+    return status, hdrs
+
+
+def test_cluster_usage_errors(t):
+    for argv, want in (
+            (["--redis", "nope", "--node-id", "a", "--advertise", "ws://127.0.0.1:1"], "--redis"),
+            (["--redis", "redis://127.0.0.1:99999", "--node-id", "a", "--advertise",
+              "ws://127.0.0.1:1"], "--redis"),
+            (["--redis", "redis://127.0.0.1:6379/99", "--node-id", "a", "--advertise",
+              "ws://127.0.0.1:1"], "--redis"),
+            (["--redis", "redis://127.0.0.1:6379"], "--node-id"),
+            (["--node-id", "a"], "--redis"),
+            (["--redis", "redis://127.0.0.1:6379", "--node-id", "a b", "--advertise",
+              "ws://127.0.0.1:1"], "--node-id"),
+            (["--redis", "redis://127.0.0.1:6379", "--node-id", "a", "--advertise",
+              "ftp://x"], "--advertise")):
+        r = run_cli([TETHERD] + argv, timeout=15)
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        eq(r.returncode, 2, "exit status for %r (stderr %r)" % (argv, r.stderr))
+        eq(len(lines), 1, "stderr lines for %r" % (argv,))
+        check(want in lines[0], "%r does not name %s" % (lines[0], want))
+    # Redis unreachable at start: a runtime failure, exit 1, one line.
+    dead = free_port()
+    r = run_cli([TETHERD, "--listen", "127.0.0.1:%d" % free_port(), "--admin-listen",
+                 "127.0.0.1:%d" % free_port(), "--data-dir", t.mkdtemp("d"), "--token", "x",
+                 "--redis", "redis://127.0.0.1:%d" % dead, "--node-id", "a", "--advertise",
+                 "ws://127.0.0.1:1"], timeout=15)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    eq(r.returncode, 1, "exit status with Redis unreachable (stderr %r)" % r.stderr)
+    eq(len(lines), 1, "stderr lines with Redis unreachable (%r)" % r.stderr)
+    check("redis" in lines[0].lower(), "the error does not name Redis: %r" % lines[0])
+
+
+def test_cluster_cross_node_http_and_tcp(t):
+    redis, (a, b) = _cluster(t)
+    echo = t.tcp_echo()
+    svc = t.http_service(big_size=64 * 1024, ident="dev-on-a")
+    agent = t.agent(a, http=svc.port, tcp={"echo": echo.port})
+    port = agent.tcp_port("echo")
+    # a second device on node b: label and port unique across the cluster
+    svc2 = t.http_service(big_size=1024, ident="dev-on-b")
+    echo2 = t.tcp_echo()
+    agent2 = t.agent(b, http=svc2.port, tcp={"echo": echo2.port},
+                     server=b.url + "/?tether-redirected=1")
+    check(agent2.label != agent.label, "two devices got one label")
+    check(agent2.tcp_port("echo") != port, "two devices got one TCP port")
+    check(_holds(a, agent.name) and _holds(b, agent2.name), "devices not where they connected")
+    # HTTP: each device through both nodes
+    for node in (a, b):
+        eq(_get(node, agent.label)[::2], (200, b"dev-on-a"), "device a via %s" % node.name)
+        eq(_get(node, agent2.label)[::2], (200, b"dev-on-b"), "device b via %s" % node.name)
+    # big download and an upload through the other node
+    st, _, body = _get(b, agent.label, "/big")
+    eq((st, len(body)), (200, len(svc.big)), "download through node b")
+    check(body == svc.big, "download through node b differs")
+    payload = os.urandom(300 * 1024)
+    st, _, body = b.request("POST", "/upload", label=agent.label, body=payload)
+    eq(st, 200, "upload through node b")
+    eq(json.loads(body)["length"], len(payload), "upload length through node b")
+    # the device sees the browser's address, never the cluster's internal headers
+    st, _, body = b.request("GET", "/headers", label=agent.label,
+                            headers={"X-Tether-Cluster": "guess", "X-Tether-Client": "6.6.6.6"})
+    eq(st, 200, "headers through node b")
+    hdrs = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    check(not any(k.startswith("x-tether-") for k in hdrs), "internal headers leaked: %r" % hdrs)
+    eq(hdrs.get("x-forwarded-for"), "127.0.0.1", "X-Forwarded-For through node b")
+    eq(hdrs.get("x-forwarded-proto"), "http", "X-Forwarded-Proto through node b")
+    # keep-alive: several requests on one connection through node b
+    c = http.client.HTTPConnection("127.0.0.1", b.port, timeout=10)
+    for i in range(3):
+        c.request("GET", "/small?i=%d" % i, headers={"Host": b.host(agent.label)})
+        r = c.getresponse()
+        eq((r.status, r.read()), (200, b"small %d\n" % i), "keep-alive request %d via b" % i)
+    c.close()
+    # TCP: each node listens on every port of the cluster and reaches the device
+    wait_for(lambda: _echo_ok(b.tcp_bind, port), 15, "echo via node b's port")
+    check(_echo_ok(a.tcp_bind, port), "echo via node a's port")
+    wait_for(lambda: _echo_ok(a.tcp_bind, agent2.tcp_port("echo")), 15,
+             "echo of device b via node a")
+    # unknown label: 404 on every node
+    eq(_get(b, "nosuchlabel9")[0], 404, "unknown label via node b")
+    # offline device: 503 on the other node too
+    agent.stop()
+    wait_for(lambda: _get(b, agent.label)[0] == 503, 15, "503 via node b once device a is gone")
+
+
+def test_cluster_redirect_to_least_loaded(t):
+    redis, (a, b) = _cluster(t)
+    svc = t.http_service(big_size=1024)
+    first = t.agent(a, http=svc.port)
+    check(_holds(a, first.name), "the first device is not on node a")
+    # node a (1 device) sends a new device to node b (0 devices) once it knows b's count
+    def redirected():
+        st, hdrs = _raw_handshake(a.port, "/tether")
+        return (st, hdrs) if st == 307 else None
+    st, hdrs = wait_for(redirected, 15, "a 307 from node a")
+    loc = hdrs.get("location", "")
+    check(loc.startswith(b.url + "/tether"), "Location %r is not node b's advertise URL + path" %
+          loc)
+    # node b does not send it back (b has fewer devices)
+    eq(_raw_handshake(b.port)[0], 101, "handshake on node b")
+    # a redirected handshake is accepted wherever it lands
+    eq(_raw_handshake(a.port, "/tether?tether-redirected=1")[0], 101, "redirected handshake")
+    time.sleep(2.5)  # node a counts each redirect against b until b's next count arrives
+    second = t.agent(a, http=svc.port)
+    wait_for(lambda: _holds(b, second.name), 15, "the second device on node b")
+    check(not _holds(a, second.name), "the second device is on node a too")
+    eq(_get(a, second.label)[0], 200, "second device via node a")
+
+
+def test_cluster_node_killed(t):
+    redis, (a, b) = _cluster(t, grace="60s")
+    echo = t.tcp_echo()
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(a, http=svc.port, tcp={"echo": echo.port},
+                    extra=["--server", b.url])
+    label, port = agent.label, agent.tcp_port("echo")
+    check(_holds(a, agent.name), "device not on node a")
+    a.proc.stop(signal.SIGKILL)
+    agent.relay = b
+    agent.wait_ready(timeout=60)
+    eq(agent.label, label, "label after node a died")
+    eq(agent.tcp_port("echo"), port, "tcp port after node a died")
+    wait_for(lambda: _holds(b, agent.name), 15, "device on node b")
+    eq(_get(b, label)[0], 200, "device via node b")
+    wait_for(lambda: _echo_ok(b.tcp_bind, port), 15, "echo via node b after node a died")
+
+
+def test_cluster_redis_outage(t):
+    redis, (a, b) = _cluster(t)
+    echo = t.tcp_echo()
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(a, http=svc.port, tcp={"echo": echo.port})
+    label, port = agent.label, agent.tcp_port("echo")
+    eq(_get(b, label)[0], 200, "via node b before the outage")
+    wait_for(lambda: _echo_ok(b.tcp_bind, port), 15, "echo via node b before the outage")
+    redis.proc.stop(signal.SIGKILL)
+    for i in range(5):
+        eq(_get(a, label)[0], 200, "via node a while Redis is down (%d)" % i)
+        check(_echo_ok(a.tcp_bind, port), "echo via node a while Redis is down")
+        eq(_get(b, label)[0], 200, "via node b while Redis is down (%d)" % i)
+        time.sleep(0.5)
+    # Redis back, empty (no persistence): the nodes record their devices again
+    redis2 = RedisServer(t, port=redis.port)
+    wait_for(lambda: _get(b, label)[0] == 200, 30, "via node b after Redis came back")
+    wait_for(lambda: _echo_ok(b.tcp_bind, port), 30, "echo via node b after Redis came back")
+    # the registry is whole again: a new device on node b gets a label of its own
+    svc2 = t.http_service(big_size=1024, ident="second")
+    agent2 = t.agent(b, http=svc2.port, server=b.url + "/?tether-redirected=1")
+    check(agent2.label != label, "label reused after Redis came back")
+    eq(_get(a, agent2.label)[::2], (200, b"second"), "new device on b via node a")
+    check(a.proc.alive() and b.proc.alive(), "a node died")
+    del redis2
