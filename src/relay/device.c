@@ -451,8 +451,14 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         d = NULL;
     }
     bool fresh = !d;
-    if (fresh && !(d = device_create(r, name)))
+    if (fresh && !(d = device_create(r, name))) {
+        if (r->cluster && !tt_redisconn_up(&r->cluster->rc)) {
+            TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry unreachable\"",
+                   name, peer(dc));
+            return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry unreachable");
+        }
         return refuse(dc, s, TT_REFUSE_CAPACITY, "no label available");
+    }
     if (d->conn)
         takeover(d);
     int rc, saved = 0;

@@ -244,6 +244,17 @@ def test_cluster_redis_outage(t):
     label, port = agent.label, agent.tcp_port("echo")
     eq(_get(b, label)[0], 200, "via node b before the outage")
     wait_for(lambda: _echo_ok(b.tcp_bind, port), 15, "echo via node b before the outage")
+    # Redis hangs (stopped): calls time out, devices keep serving
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        for i in range(4):
+            eq(_get(a, label)[0], 200, "via node a while Redis hangs (%d)" % i)
+            eq(_get(b, label)[0], 200, "via node b while Redis hangs (%d)" % i)
+            check(_echo_ok(b.tcp_bind, port), "echo via node b while Redis hangs")
+            time.sleep(0.5)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    # Redis gone
     redis.proc.stop(signal.SIGKILL)
     for i in range(5):
         eq(_get(a, label)[0], 200, "via node a while Redis is down (%d)" % i)
@@ -258,6 +269,51 @@ def test_cluster_redis_outage(t):
     svc2 = t.http_service(big_size=1024, ident="second")
     agent2 = t.agent(b, http=svc2.port, server=b.url + "/?tether-redirected=1")
     check(agent2.label != label, "label reused after Redis came back")
-    eq(_get(a, agent2.label)[::2], (200, b"second"), "new device on b via node a")
+    # node a reconnects to Redis within its back-off (at most 5 s) and learns of it
+    wait_for(lambda: _get(a, agent2.label)[::2] == (200, b"second"), 20,
+             "new device on b via node a")
     check(a.proc.alive() and b.proc.alive(), "a node died")
     del redis2
+
+
+def test_cluster_takeover_across_nodes(t):
+    redis, (a, b) = _cluster(t)
+    svc1 = t.http_service(big_size=1024, ident="first")
+    svc2 = t.http_service(big_size=1024, ident="second")
+    first = t.agent(a, http=svc1.port)
+    label = first.label
+    # the first agent hangs (a half-open leftover); the device comes back through node b
+    first.proc.send_signal(signal.SIGSTOP)
+    try:
+        second = t.agent(b, name=first.name, http=svc2.port,
+                         server=b.url + "/?tether-redirected=1")
+        eq(second.label, label, "label after the takeover on another node")
+        eq(_get(b, label)[::2], (200, b"second"), "via node b after the takeover")
+        # node a notices within its beat (about a second) and drops its old session
+        wait_for(lambda: not _holds(a, first.name), 10, "node a to drop the old session")
+        eq(_get(a, label)[::2], (200, b"second"), "via node a after the takeover")
+        check(_holds(b, first.name), "node b lost the device")
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+        first.proc.stop(signal.SIGKILL)
+
+
+def test_cluster_grace_expiry(t):
+    redis, (a, b) = _cluster(t, grace="3s")
+    echo = t.tcp_echo()
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(a, http=svc.port, tcp={"echo": echo.port})
+    label, port = agent.label, agent.tcp_port("echo")
+    wait_for(lambda: _echo_ok(b.tcp_bind, port), 15, "echo via node b")
+    agent.stop()
+    eq(_get(b, label)[0], 503, "via node b right after the device left")
+    wait_for(lambda: _get(b, label)[0] == 404 and _get(a, label)[0] == 404, 20,
+             "404 on both nodes once the grace period is over")
+    # the port is released everywhere: nobody listens on it any more
+    def closed(host):
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            return False
+        except ConnectionRefusedError:
+            return True
+    wait_for(lambda: closed(a.tcp_bind) and closed(b.tcp_bind), 10, "the port released")
