@@ -196,7 +196,9 @@ static void beat(struct tt_cluster *c, int64_t now)
     bool v6 = strchr(r->cfg.cluster_addr.host, ':') != NULL;
     snprintf(addr, sizeof(addr), "%s%s%s:%u", v6 ? "[" : "", r->cfg.cluster_addr.host,
              v6 ? "]" : "", (unsigned)r->cfg.cluster_addr.port);
-    snprintf(devices, sizeof(devices), "%zu", tt_device_online_count(r));
+    c->online = (int64_t)tt_device_online_count(r);
+    c->accepted = 0;
+    snprintf(devices, sizeof(devices), "%lld", (long long)c->online);
     snprintf(nowb, sizeof(nowb), "%lld", (long long)now);
     snprintf(ttl, sizeof(ttl), "%d", TT_CLUSTER_NODE_TTL_MS);
     const char *argv[9] = {P,   r->cfg.node_id, r->cfg.advertise,           addr, devices, nowb,
@@ -254,26 +256,39 @@ static void check_batch(struct tt_cluster *c, struct names *nm)
     nm->n = 1;
 }
 
-static int check_one(const char *key, void *val, void *ud)
+struct online_names {
+    char (*v)[TT_MAX_NAME + 1];
+    size_t n, cap;
+};
+
+static int collect_one(const char *key, void *val, void *ud)
 {
     struct tt_device *d = val;
-    struct names *nm = ud;
+    struct online_names *on = ud;
     (void)key;
-    if (d->conn && d->offline_since == 0 && d->conn->registered && nm->n <= CHECK_BATCH)
-        nm->v[nm->n++] = d->name;
+    if (d->conn && d->offline_since == 0 && d->conn->registered && on->n < on->cap)
+        snprintf(on->v[on->n++], TT_MAX_NAME + 1, "%s", d->name);
     return 0;
 }
 
 /* Closes the local sessions of devices that another node now holds (the device reconnected
- * there: ours is a half-open leftover), and records again the ones Redis forgot. */
+ * there: ours is a half-open leftover), and records again the ones Redis forgot. Every online
+ * device is checked, CHECK_BATCH names per Redis call. */
 static void check_takeovers(struct tt_cluster *c)
 {
+    struct online_names on = {NULL, 0, tt_strmap_count(&c->r->by_name)};
+    if (on.cap == 0 || !(on.v = calloc(on.cap, TT_MAX_NAME + 1)))
+        return;
+    tt_strmap_foreach(&c->r->by_name, collect_one, &on);
     struct names nm;
     nm.v[0] = P;
     nm.n = 1;
-    /* at most CHECK_BATCH per beat; devices are rarely taken over */
-    tt_strmap_foreach(&c->r->by_name, check_one, &nm);
-    check_batch(c, &nm);
+    for (size_t i = 0; i < on.n; i++) {
+        nm.v[nm.n++] = on.v[i];
+        if (nm.n == CHECK_BATCH + 1 || i + 1 == on.n)
+            check_batch(c, &nm);
+    }
+    free(on.v);
 }
 
 /* ---------------------------------------------------------------- TCP ports */
@@ -670,56 +685,75 @@ static bool internal_header(const uint8_t *base, const struct tt_head_hdr *h)
     return false;
 }
 
+/* A bounded output buffer: puts past cap are dropped and remembered. */
+struct obuf {
+    uint8_t *p;
+    size_t n, cap;
+    bool full;
+};
+
+static void put(struct obuf *o, const void *data, size_t len)
+{
+    if (o->full || len > o->cap - o->n) {
+        o->full = true;
+        return;
+    }
+    memcpy(o->p + o->n, data, len);
+    o->n += len;
+}
+
 void tt_cluster_forward_http(struct tt_cluster *c, struct tt_headconn *hc, const char *host,
                              uint16_t port)
 {
     const struct tt_headparse *hp = &hc->hp;
     size_t rest = hc->len - hc->headlen;
-    size_t cap = hc->headlen + rest + 256 + TT_CLUSTER_SECRET_LEN;
-    uint8_t *out = malloc(cap);
-    if (!out || hp->line_len == 0) {
-        free(out);
+    /* each header line may grow by its ": " and CRLF (a bare "name:value\n" in the original),
+     * the request line by its CRLF; then our three headers */
+    struct obuf o = {NULL, 0, hc->len + 4 * ((size_t)hp->nhdr + 1) + TT_CLUSTER_SECRET_LEN + 256,
+                     false};
+    o.p = hp->line_len ? malloc(o.cap) : NULL;
+    if (!o.p) {
         tt_headconn_free(hc);
         return;
     }
-    size_t n = 0;
-#define PUT(p, len)                                                                                \
-    do {                                                                                           \
-        memcpy(out + n, (p), (len));                                                               \
-        n += (len);                                                                                \
-    } while (0)
-    PUT(hc->data + hp->line_off, hp->line_len);
-    PUT("\r\n", 2);
+    put(&o, hc->data + hp->line_off, hp->line_len);
+    put(&o, "\r\n", 2);
     for (uint32_t i = 0; i < hp->nhdr; i++) {
         const struct tt_head_hdr *h = &hp->hdr[i];
         if (internal_header(hc->data, h))
             continue;
-        PUT(hc->data + h->foff, h->flen);
-        PUT(": ", 2);
-        PUT(hc->data + h->voff, h->vlen);
-        PUT("\r\n", 2);
+        put(&o, hc->data + h->foff, h->flen);
+        put(&o, ": ", 2);
+        put(&o, hc->data + h->voff, h->vlen);
+        put(&o, "\r\n", 2);
     }
     char extra[TT_CLUSTER_SECRET_LEN + 200];
     int en = snprintf(extra, sizeof(extra), "%s: %s\r\n%s: %s\r\n%s: %s\r\n\r\n",
                       TT_CLUSTER_HDR_SECRET, c->secret, TT_CLUSTER_HDR_CLIENT, hc->peer_ip,
                       TT_CLUSTER_HDR_PROTO, hc->conn->tls ? "https" : "http");
-    PUT(extra, (size_t)en);
-    PUT(hc->data + hc->headlen, rest);
-#undef PUT
+    put(&o, extra, en > 0 && (size_t)en < sizeof(extra) ? (size_t)en : sizeof(extra));
+    put(&o, hc->data + hc->headlen, rest);
+    if (o.full) { /* cannot happen: cap covers the worst case */
+        free(o.p);
+        tt_headconn_free(hc);
+        return;
+    }
     c->forwarded_http++;
     TT_LOG(TT_LOG_DEBUG, "http request forwarded peer=%s:%u to=%s:%u", hc->peer_ip,
            (unsigned)hc->peer_port, host, (unsigned)port);
     struct tt_conn *conn = tt_headconn_take(hc);
     tt_headconn_free(hc);
-    tt_peerlink_start(c->r->loop, conn, host, port, out, n, true);
+    tt_peerlink_start(c->r->loop, conn, host, port, o.p, o.n, true);
 }
 
 int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetlen, char *loc,
                         size_t loclen)
 {
-    if (memmem(target, targetlen, TT_CLUSTER_REDIRECTED, strlen(TT_CLUSTER_REDIRECTED)))
+    if (memmem(target, targetlen, TT_CLUSTER_REDIRECTED, strlen(TT_CLUSTER_REDIRECTED))) {
+        c->accepted++;
         return 0;
-    int64_t mine = (int64_t)tt_device_online_count(c->r);
+    }
+    int64_t mine = c->online + c->accepted; /* as of the last beat, plus arrivals since */
     struct tt_cluster_node *best = NULL;
     for (size_t i = 0; i < c->nnodes; i++) {
         struct tt_cluster_node *nd = &c->nodes[i];
@@ -727,8 +761,10 @@ int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetl
             (nd->devices == best->devices && strcmp(nd->id, best->id) < 0))
             best = nd;
     }
-    if (!best || best->devices >= mine)
+    if (!best || best->devices >= mine) {
+        c->accepted++;
         return 0;
+    }
     /* the advertise URL's path if it has one, else the request's */
     static const char *const schemes[] = {"ws", "wss", NULL};
     struct tt_url u;

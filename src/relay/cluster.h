@@ -58,6 +58,8 @@ struct tt_cluster {
     struct tt_strmap labels;       /* label -> node id (malloc'd): last known holder */
     bool fleet_generated;          /* the fleet token hash is ours to restore in Redis */
     uint8_t fleet_hash[32];
+    int64_t online;   /* this node's online devices at the last beat */
+    int64_t accepted; /* device handshakes accepted here since */
     uint64_t redirects, forwarded_http, forwarded_tcp, evicted;
 };
 
@@ -101,7 +103,8 @@ void tt_cluster_forward_http(struct tt_cluster *c, struct tt_headconn *hc, const
 /* For a device handshake (not a redirected one, see TT_CLUSTER_REDIRECTED): when another live
  * node holds strictly fewer devices than this one, writes that node's Location (its advertise
  * URL, with the request's path when the URL has none, and the marker) into loc and returns 1;
- * else 0 (accept here). */
+ * else 0 (accept here). Counts are those of the last beat plus the handshakes accepted here and
+ * redirected to each node since, so that a burst of arrivals spreads over the nodes. */
 int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetlen, char *loc,
                         size_t loclen);
 

@@ -219,6 +219,14 @@ def test_cluster_redirect_to_least_loaded(t):
 
 
 def test_cluster_node_killed(t):
+    _node_goes_away(t, signal.SIGKILL)
+
+
+def test_cluster_node_stopped(t):
+    _node_goes_away(t, signal.SIGTERM)
+
+
+def _node_goes_away(t, sig):
     redis, (a, b) = _cluster(t, grace="60s")
     echo = t.tcp_echo()
     svc = t.http_service(big_size=1024)
@@ -226,7 +234,7 @@ def test_cluster_node_killed(t):
                     extra=["--server", b.url])
     label, port = agent.label, agent.tcp_port("echo")
     check(_holds(a, agent.name), "device not on node a")
-    a.proc.stop(signal.SIGKILL)
+    a.proc.stop(sig)
     agent.relay = b
     agent.wait_ready(timeout=60)
     eq(agent.label, label, "label after node a died")
