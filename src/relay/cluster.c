@@ -76,6 +76,12 @@ static const char ports_lua[] =
     "end\n"
     "return out\n";
 
+/* ARGV: prefix, port. Returns {name, node} of the device holding port, or nil. */
+static const char port_owner_lua[] =
+    "local n=redis.call('HGET',ARGV[1]..'ports',ARGV[2])\n"
+    "if not n then return false end\n"
+    "return {n,redis.call('HGET',ARGV[1]..'dev:'..n,'node') or ''}\n";
+
 /* ARGV: prefix, cutoff, limit. Forgets devices offline since cutoff or earlier (labels, ports
  * and record). Returns the names forgotten. */
 static const char expire_lua[] =
@@ -385,13 +391,13 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
     char name[TT_MAX_NAME + 1], node[TT_NODE_ID_MAX + 1];
     snprintf(name, sizeof(name), "%s", e->name);
     snprintf(node, sizeof(node), "%s", e->node);
-    redisReply *rep = tt_redisconn_cmd(&c->rc, "HGET " P "ports %u", (unsigned)port);
-    if (rep && rep->type == REDIS_REPLY_STRING) {
-        struct tt_reg_device rd;
-        snprintf(name, sizeof(name), "%s", rep->str);
-        node[0] = '\0';
-        if (tt_registry_get(c->r->reg, name, &rd) == 0)
-            snprintf(node, sizeof(node), "%s", rd.node);
+    char portb[8];
+    snprintf(portb, sizeof(portb), "%u", (unsigned)port);
+    const char *argv[2] = {P, portb};
+    redisReply *rep = eval(c, port_owner_lua, 2, argv);
+    if (is_array(rep) && rep->elements == 2) {
+        snprintf(name, sizeof(name), "%s", str_at(rep, 0));
+        snprintf(node, sizeof(node), "%s", str_at(rep, 1));
     } else if (rep && rep->type == REDIS_REPLY_NIL) {
         name[0] = node[0] = '\0';
     }

@@ -186,18 +186,25 @@ static int rr_get(struct tt_registry *r, const char *name, struct tt_reg_device 
     return rc;
 }
 
+/* ARGV: prefix, label. Returns {name, HGETALL of its record} or nil: one round trip for the
+ * lookup every forwarded request makes. */
+static const char find_label_lua[] = "local n=redis.call('HGET',ARGV[1]..'labels',ARGV[2])\n"
+                                     "if not n then return false end\n"
+                                     "return {n,redis.call('HGETALL',ARGV[1]..'dev:'..n)}\n";
+
 static int rr_find_label(struct tt_registry *r, const char *label, struct tt_reg_device *out)
 {
-    redisReply *rep = tt_redisconn_cmd(to_rr(r)->rc, "HGET " P "labels %s", label);
+    const char *argv[2] = {P, label};
+    redisReply *rep = eval(to_rr(r), find_label_lua, 2, argv, NULL);
     int rc = bad(rep);
-    if (!rc && rep->type != REDIS_REPLY_STRING)
+    if (!rc && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+                rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len > TT_MAX_NAME))
         rc = TETHER_ERR_NOT_FOUND;
-    char name[TT_MAX_NAME + 1];
     if (!rc)
-        snprintf(name, sizeof(name), "%s", rep->str);
+        rc = parse_dev(rep->element[0]->str, rep->element[1], out);
     if (rep)
         freeReplyObject(rep);
-    return rc ? rc : rr_get(r, name, out);
+    return rc;
 }
 
 static int rr_put(struct tt_registry *r, const struct tt_reg_device *d)

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 
-from lib import (RedisServer, Relay, check, eq, free_port, run_cli, tcp_connect, wait_for,
+from lib import (RedisServer, Relay, check, eq, free_port, resp_command, run_cli, wait_for,
                  TETHERD, TestFailure)
 
 
@@ -325,3 +325,30 @@ def test_cluster_grace_expiry(t):
         except ConnectionRefusedError:
             return True
     wait_for(lambda: closed(a.tcp_bind) and closed(b.tcp_bind), 10, "the port released")
+
+
+def test_cluster_generated_token_shared(t):
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    a = Relay(t, tcp_ports=(low, high), token=None,
+              extra=["--redis", "redis://127.0.0.1:%d/3" % redis.port, "--node-id", "a",
+                     "--advertise", "ws://127.0.0.1:1"])
+    _, line = a.proc.wait_line(lambda l: l.startswith("tetherd: device token: "), 15,
+                               what="the generated token")
+    token = line.split(": ")[-1].strip()
+    b = Relay(t, tcp_ports=(low, high), token=None,
+              extra=["--tcp-bind", "127.0.0.3", "--redis", "redis://127.0.0.1:%d/3" % redis.port, "--node-id", "b",
+                     "--advertise", "ws://127.0.0.1:2"])
+    time.sleep(0.5)
+    check(not any("device token" in l for l in b.proc.lines), "node b printed a token too")
+    a.token = b.token = token
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(b, http=svc.port, server=b.url + "/?tether-redirected=1")
+    eq(_get(a, agent.label)[0], 200, "device on b (generated token) via a")
+    # only a hash is in Redis, in the database the URL names
+    s = socket.create_connection(("127.0.0.1", redis.port), timeout=10)
+    with s:
+        eq(resp_command(s, "SELECT", "3"), "+OK", "SELECT")
+        stored = resp_command(s, "GET", "tether:cred:")
+    check(stored and len(stored) == 32 and token.encode() not in stored, "fleet token stored as %r"
+          % stored)
