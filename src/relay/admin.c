@@ -11,6 +11,7 @@
 #include "tether_err.h"
 #include "common/log.h"
 #include "admin.h"
+#include "cluster.h"
 #include "device.h"
 #include "relay.h"
 
@@ -363,6 +364,27 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             "# TYPE tether_device_connects_total counter\n"
             "tether_device_connects_total %llu\n",
             (unsigned long long)streams, (unsigned long long)connects);
+    if (r->cluster) {
+        const struct tt_cluster *c = r->cluster;
+        buf_fmt(&b,
+                "# HELP tether_cluster_nodes Live nodes of the cluster, this one included.\n"
+                "# TYPE tether_cluster_nodes gauge\n"
+                "tether_cluster_nodes %zu\n"
+                "# HELP tether_cluster_redis_up 1 while this node reaches Redis.\n"
+                "# TYPE tether_cluster_redis_up gauge\n"
+                "tether_cluster_redis_up %d\n"
+                "# HELP tether_cluster_redirects_total Device handshakes sent to another node.\n"
+                "# TYPE tether_cluster_redirects_total counter\n"
+                "tether_cluster_redirects_total %llu\n",
+                c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects);
+        buf_fmt(&b,
+                "# HELP tether_cluster_forwarded_total Clients passed to the node holding "
+                "their device.\n"
+                "# TYPE tether_cluster_forwarded_total counter\n"
+                "tether_cluster_forwarded_total{kind=\"http\"} %llu\n"
+                "tether_cluster_forwarded_total{kind=\"tcp\"} %llu\n",
+                (unsigned long long)c->forwarded_http, (unsigned long long)c->forwarded_tcp);
+    }
     free(vs);
     free(l.v);
     if (b.ok)

@@ -8,13 +8,14 @@ comes back on another node with the same label and port), Redis stopped and star
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 
-from lib import (RedisServer, Relay, check, eq, free_port, resp_command, run_cli, wait_for,
-                 TETHERD, TestFailure)
+from lib import (RedisServer, Relay, WsClient, check, eq, free_port, resp_command, run_cli,
+                 wait_for, TETHERD, TestFailure)
 
 
 def _node(t, redis, name, tcp_bind, tcp_ports, grace="60s", port=None):
@@ -144,7 +145,7 @@ def test_cluster_usage_errors(t):
 def test_cluster_cross_node_http_and_tcp(t):
     redis, (a, b) = _cluster(t)
     echo = t.tcp_echo()
-    svc = t.http_service(big_size=64 * 1024, ident="dev-on-a")
+    svc = t.http_service(big_size=4 * 1024 * 1024, ident="dev-on-a")
     agent = t.agent(a, http=svc.port, tcp={"echo": echo.port})
     port = agent.tcp_port("echo")
     # a second device on node b: label and port unique across the cluster
@@ -175,6 +176,12 @@ def test_cluster_cross_node_http_and_tcp(t):
     check(not any(k.startswith("x-tether-") for k in hdrs), "internal headers leaked: %r" % hdrs)
     eq(hdrs.get("x-forwarded-for"), "127.0.0.1", "X-Forwarded-For through node b")
     eq(hdrs.get("x-forwarded-proto"), "http", "X-Forwarded-Proto through node b")
+    # a WebSocket through node b
+    ws = WsClient(b.port, b.host(agent.label), "/ws")
+    eq(ws.status, 101, "WebSocket upgrade through node b")
+    ws.send(0x1, b"hello through the cluster")
+    eq(ws.recv(), (0x1, b"hello through the cluster"), "WebSocket echo through node b")
+    ws.close()
     # keep-alive: several requests on one connection through node b
     c = http.client.HTTPConnection("127.0.0.1", b.port, timeout=10)
     for i in range(3):
@@ -187,6 +194,13 @@ def test_cluster_cross_node_http_and_tcp(t):
     check(_echo_ok(a.tcp_bind, port), "echo via node a's port")
     wait_for(lambda: _echo_ok(a.tcp_bind, agent2.tcp_port("echo")), 15,
              "echo of device b via node a")
+    # the nodes' metrics count what they forwarded
+    st, body = _admin(b, "/metrics")
+    text = body.decode()
+    check('tether_cluster_nodes 2' in text and 'tether_cluster_redis_up 1' in text,
+          "cluster metrics of node b: %r" % text[-800:])
+    m = re.search(r'tether_cluster_forwarded_total\{kind="http"\} (\d+)', text)
+    check(m and int(m.group(1)) > 0, "no forwarded HTTP counted on node b")
     # unknown label: 404 on every node
     eq(_get(b, "nosuchlabel9")[0], 404, "unknown label via node b")
     # offline device: 503 on the other node too
