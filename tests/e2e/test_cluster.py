@@ -18,12 +18,13 @@ from lib import (RedisServer, Relay, WsClient, check, eq, free_port, resp_comman
                  wait_for, TETHERD, TestFailure)
 
 
-def _node(t, redis, name, tcp_bind, tcp_ports, grace="60s", port=None):
+def _node(t, redis, name, tcp_bind, tcp_ports, grace="60s", port=None, extra=()):
     port = port or free_port()
     url = "ws://127.0.0.1:%d" % port
     n = Relay(t, port=port, tcp_ports=tcp_ports, grace=grace,
               extra=["--redis", "redis://127.0.0.1:%d" % redis.port, "--node-id", name,
-                     "--advertise", url, "--tcp-bind", tcp_bind, "--log-level", "debug"])
+                     "--advertise", url, "--tcp-bind", tcp_bind, "--log-level", "debug"] +
+              list(extra))
     n.name = name
     n.tcp_bind = tcp_bind
     return n
@@ -366,3 +367,30 @@ def test_cluster_generated_token_shared(t):
         stored = resp_command(s, "GET", "tether:cred:")
     check(stored and len(stored) == 32 and token.encode() not in stored, "fleet token stored as %r"
           % stored)
+
+
+def test_cluster_https_browser_through_other_node(t):
+    from test_tls import DOMAIN, Pki, _LoopbackHTTPS, _client_ctx
+    pki = Pki(t)
+    crt, key, _ = pki.server()
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    a = _node(t, redis, "node-a", "127.0.0.2", (low, high), extra=["--domain", DOMAIN])
+    tls_port = free_port()
+    b = _node(t, redis, "node-b", "127.0.0.3", (low, high),
+              extra=["--domain", DOMAIN, "--tls-listen", "127.0.0.1:%d" % tls_port,
+                     "--tls-cert", crt, "--tls-key", key])
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(a, http=svc.port)
+    host = "%s.%s" % (agent.label, DOMAIN)
+    conn = _LoopbackHTTPS(host, tls_port, _client_ctx(pki))
+    conn.request("GET", "/headers", headers={"Host": "%s:%d" % (host, tls_port),
+                                             "X-Forwarded-Proto": "http"})
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    eq(r.status, 200, "HTTPS request at node b for a device on node a")
+    hdrs = {k.lower(): v for k, v in json.loads(body)["headers"]}
+    eq(hdrs.get("x-forwarded-proto"), "https", "X-Forwarded-Proto of a browser over TLS at b")
+    eq(hdrs.get("x-forwarded-for"), "127.0.0.1", "X-Forwarded-For")
+    check(not any(k.startswith("x-tether-") for k in hdrs), "internal headers leaked: %r" % hdrs)
