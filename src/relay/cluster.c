@@ -20,6 +20,8 @@
 #define EXPIRE_BATCH 200
 /* Names checked per Redis call for takeovers. */
 #define CHECK_BATCH 256
+/* Labels whose holder is remembered for when Redis is away. */
+#define LABEL_CACHE_MAX 100000
 
 /* ARGV: prefix, me, advertise, addr, devices, now, ttl, secret[, fleet hash]. Publishes this
  * node, marks the devices of nodes whose record expired offline since their last heartbeat,
@@ -641,6 +643,12 @@ static void cache_label(struct tt_cluster *c, const char *label, const char *nod
     }
     if (!node)
         return;
+    if (tt_strmap_count(&c->labels) >= LABEL_CACHE_MAX) {
+        /* churn (expired labels are only forgotten when asked for): start over */
+        tt_strmap_foreach(&c->labels, free_label, NULL);
+        tt_strmap_reset(&c->labels);
+        tt_strmap_init(&c->labels);
+    }
     char *v = strdup(node);
     if (v && tt_strmap_put(&c->labels, label, v) != 0)
         free(v);
