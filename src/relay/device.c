@@ -192,6 +192,15 @@ static bool expired(const struct tt_device *d, int64_t now)
     return !d->conn && now - d->offline_since >= (int64_t)d->relay->cfg.grace_ms;
 }
 
+/* d is offline since t: the sweep must look again by the end of its grace period. */
+static void set_offline(struct tt_device *d, int64_t t)
+{
+    struct tt_relay *r = d->relay;
+    d->offline_since = t;
+    if (t + (int64_t)r->cfg.grace_ms < r->sweep_expiry_at)
+        r->sweep_expiry_at = t + (int64_t)r->cfg.grace_ms;
+}
+
 struct tt_device *tt_device_by_label(struct tt_relay *r, const char *label)
 {
     struct tt_device *d = tt_strmap_get(&r->by_label, label);
@@ -491,7 +500,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         } else if (fresh) {
             expire(d);
         } else if (!d->offline_since) {
-            d->offline_since = now;
+            set_offline(d, now);
             save(d);
         }
         return refuse(dc, s, TT_REFUSE_CAPACITY,
@@ -505,7 +514,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         } else if (fresh) {
             expire(d);
         } else {
-            d->offline_since = now;
+            set_offline(d, now);
         }
         return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry failure");
     }
@@ -570,7 +579,7 @@ static void fail_registration(struct tt_devconn *dc, const char *why)
     struct tt_device *d = dc->dev;
     if (d && d->conn == dc) {
         d->conn = NULL;
-        d->offline_since = tt_relay_now_ms();
+        set_offline(d, tt_relay_now_ms());
         save(d);
         if (d->relay->cluster)
             drop_local(d);
@@ -729,7 +738,8 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
         d->bytes_in += tt_wsconn_bytes_in(c);
         d->bytes_out += tt_wsconn_bytes_out(c);
         d->conn = NULL;
-        d->offline_since = d->last_seen = tt_relay_now_ms();
+        d->last_seen = tt_relay_now_ms();
+        set_offline(d, d->last_seen);
         save(d);
         TT_LOG(TT_LOG_INFO, "device disconnected device=%s label=%s peer=%s reason=\"%s\"", d->name,
                d->label, peer(dc), why);
@@ -780,10 +790,47 @@ void tt_device_accept(struct tt_relay *r, struct tt_conn *tcp, const uint8_t *pr
 static int sweep_one(const char *key, void *val, void *ud)
 {
     struct tt_device *d = val;
+    struct tt_relay *r = d->relay;
+    int64_t now = *(int64_t *)ud;
     (void)key;
-    if (expired(d, *(int64_t *)ud))
+    if (expired(d, now))
         expire(d);
+    else if (!d->conn && d->offline_since + (int64_t)r->cfg.grace_ms < r->sweep_expiry_at)
+        r->sweep_expiry_at = d->offline_since + (int64_t)r->cfg.grace_ms;
     return 0;
+}
+
+/* Expires the devices past their grace period: a walk over every device only when one may be
+ * due (the earliest end of a grace period, kept by set_offline), when the clock went back, or
+ * every TT_DEVICE_FULL_SWEEP_MS; otherwise the sweep costs nothing per device, which matters
+ * with 100,000 of them online. */
+static void sweep_devices(struct tt_relay *r, int64_t now)
+{
+    if (now < r->sweep_expiry_at && now >= r->sweep_full_at - TT_DEVICE_FULL_SWEEP_MS &&
+        now < r->sweep_full_at)
+        return;
+    r->sweep_expiry_at = INT64_MAX;
+    r->sweep_full_at = now + TT_DEVICE_FULL_SWEEP_MS;
+    tt_strmap_foreach(&r->by_name, sweep_one, &now);
+}
+
+/* Closes the connections that did not register within TT_DEVICE_HELLO_MS. r->conns is newest
+ * first: only its head can have reached the deadline since the last sweep (the sweep runs at
+ * least every second), so the walk stops at connections old enough to have been checked
+ * before, except on a full sweep. */
+static void sweep_hello(struct tt_relay *r, int64_t now, bool full)
+{
+    for (struct tt_devconn *dc = r->conns; dc; dc = dc->next) {
+        int64_t age = now - dc->started;
+        if (!full && age > TT_DEVICE_HELLO_MS + TT_DEVICE_FULL_SWEEP_MS / 4)
+            break;
+        if (!dc->registered && dc->ws && age >= TT_DEVICE_HELLO_MS) {
+            dc->registered = true; /* close once */
+            TT_LOG(TT_LOG_INFO, "device connection without registration closed peer=%s", peer(dc));
+            tt_wsconn_close(dc->ws, TT_GOAWAY_PROTOCOL, 1008, TETHER_ERR_TIMEOUT,
+                            "no registration in time");
+        }
+    }
 }
 
 /* Records the relay's heartbeat: after a crash, the devices that were online count as offline
@@ -803,17 +850,11 @@ static void on_sweep(uv_timer_t *t)
 {
     struct tt_relay *r = t->data;
     int64_t now = tt_relay_now_ms();
-    tt_strmap_foreach(&r->by_name, sweep_one, &now);
+    bool full = now >= r->sweep_full_at || now < r->sweep_full_at - TT_DEVICE_FULL_SWEEP_MS;
+    sweep_devices(r, now);
     if (now - r->heartbeat_at >= TT_DEVICE_HEARTBEAT_MS || now < r->heartbeat_at)
         heartbeat(r, now);
-    for (struct tt_devconn *dc = r->conns; dc; dc = dc->next) {
-        if (!dc->registered && dc->ws && now - dc->started >= TT_DEVICE_HELLO_MS) {
-            dc->registered = true; /* close once */
-            TT_LOG(TT_LOG_INFO, "device connection without registration closed peer=%s", peer(dc));
-            tt_wsconn_close(dc->ws, TT_GOAWAY_PROTOCOL, 1008, TETHER_ERR_TIMEOUT,
-                            "no registration in time");
-        }
-    }
+    sweep_hello(r, now, full);
 }
 
 struct load_ctx {
@@ -838,7 +879,7 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
     d->relay = r;
     snprintf(d->name, sizeof(d->name), "%s", rd->name);
     snprintf(d->label, sizeof(d->label), "%s", rd->label);
-    d->offline_since = rd->offline_since ? rd->offline_since : lc->now;
+    set_offline(d, rd->offline_since ? rd->offline_since : lc->now);
     d->last_seen = rd->last_seen;
     d->svc = svcs_new(rd->nports);
     if (!d->svc) {
@@ -901,6 +942,7 @@ static int load_registry(struct tt_relay *r, char err[TT_ERRLEN])
         return -1;
     }
     r->heartbeat_at = lc.now;
+    r->sweep_full_at = 0; /* the first sweep walks everything */
     tt_strmap_foreach(&r->by_name, resave_one, &lc.now);
     size_t before = tt_strmap_count(&r->by_name);
     tt_strmap_foreach(&r->by_name, sweep_one, &lc.now);

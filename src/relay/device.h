@@ -26,6 +26,9 @@
  * were online count as offline since the last one (so at most this much of their grace period
  * is lost). */
 #define TT_DEVICE_HEARTBEAT_MS 30000
+/* The sweep walks every device at least this often (else only when a grace period may be
+ * over). */
+#define TT_DEVICE_FULL_SWEEP_MS 60000
 
 struct tt_device_svc {
     uint8_t kind; /* enum tt_service_kind */

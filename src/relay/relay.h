@@ -34,9 +34,11 @@ struct tt_relay {
     /* the --listen ports, the --tls-listen ports, then admin */
     uv_tcp_t *listeners[2 * TT_CONFIG_MAX_LISTEN + 1];
     size_t nlisteners;
-    uv_timer_t sweep;     /* expires devices past their grace period */
-    int64_t heartbeat_at; /* when the registry's heartbeat was last written (unix ms) */
-    int lock_fd;          /* DATA_DIR/tetherd.lock, held while the relay runs */
+    uv_timer_t sweep;        /* expires devices past their grace period */
+    int64_t sweep_expiry_at; /* no grace period ends before this (unix ms; device.c) */
+    int64_t sweep_full_at;   /* the sweep's next walk over every device */
+    int64_t heartbeat_at;    /* when the registry's heartbeat was last written (unix ms) */
+    int lock_fd;             /* DATA_DIR/tetherd.lock, held while the relay runs */
     /* Registry syncs (fdatasync in libuv's thread pool, one at a time) and the registrations
      * waiting for one before their WELCOME (device.c). */
     uv_fs_t sync_req;
