@@ -516,6 +516,49 @@ broken:
     return TETHER_ERR_NOMEM;
 }
 
+static void flush_failed(struct tt_wsconn *c, int r);
+
+/* Sends a ping or pong (payload p[0..len), len <= 125) at once when nothing is queued before
+ * it: one write from the stack, no pooled chunk held until the idle turn (a relay sends the
+ * pings of hundreds of connections in one timer turn and answers pings as it reads them).
+ * Whatever the socket does not take at once (or a TLS connection) goes through the queue. */
+static void send_control(struct tt_wsconn *c, uint8_t opcode, const uint8_t *p, size_t len)
+{
+    uint8_t frame[TT_WSFRAME_MAX_HEADER + 125], key[4];
+    size_t n;
+    int r;
+
+    if (c->out.bytes > 0 || c->inflight > 0 || c->dead || c->hclosing || c->broken || len > 125 ||
+        (c->cfg.client && next_mask(key) != 0)) {
+        (void)ws_send(c, opcode, p, len, NULL, 0);
+        return;
+    }
+    n = tt_wsframe_encode(frame, true, opcode, c->cfg.client ? key : NULL, len);
+    if (c->cfg.client)
+        tt_wsframe_mask(frame + n, p, len, key, 0);
+    else if (len > 0)
+        memcpy(frame + n, p, len);
+    n += len;
+    uv_buf_t buf = uv_buf_init((char *)frame, (unsigned)n);
+    r = tt_conn_try_write(c->conn, &buf, 1);
+    if (r == UV_EAGAIN)
+        r = 0;
+    else if (r < 0) {
+        flush_failed(c, r);
+        return;
+    }
+    if ((size_t)r < n) {
+        if (tt_chunkq_append(&c->out, frame + r, n - (size_t)r) != 0) {
+            c->broken = true;
+            TT_LOG(TT_LOG_WARN, "wsconn: output failed (out of memory) peer=%s", c->peer);
+            close_with(c, TT_GOAWAY_NORMAL, 1011, TETHER_ERR_NOMEM, "out of memory");
+            c->dead = true;
+            return;
+        }
+        schedule(c);
+    }
+}
+
 static void ws_send_close(struct tt_wsconn *c, uint16_t code, const char *reason)
 {
     uint8_t p[125];
@@ -560,6 +603,14 @@ static void on_write(uv_write_t *req, int status)
     schedule(c);
 }
 
+/* A write failed with r: the connection is over. */
+static void flush_failed(struct tt_wsconn *c, int r)
+{
+    TT_LOG(TT_LOG_DEBUG, "wsconn: write failed peer=%s err=%s", c->peer, uv_err_name(r));
+    close_with(c, TT_GOAWAY_NORMAL, 1006, TETHER_ERR_IO, "write failed");
+    finish(c);
+}
+
 static void flush(struct tt_wsconn *c)
 {
     uv_buf_t bufs[WSCONN_MAX_BUFS]; /* uv_write copies the array */
@@ -584,9 +635,7 @@ static void flush(struct tt_wsconn *c)
         }
         n = tt_chunkq_bufs(&c->out, bufs, WSCONN_MAX_BUFS, &nbytes);
     } else if (r != UV_EAGAIN) {
-        TT_LOG(TT_LOG_DEBUG, "wsconn: write failed peer=%s err=%s", c->peer, uv_err_name(r));
-        close_with(c, TT_GOAWAY_NORMAL, 1006, TETHER_ERR_IO, "write failed");
-        finish(c);
+        flush_failed(c, r);
         return;
     }
     uv_write_t *req = wreq_get(c->L);
@@ -730,7 +779,7 @@ static void handle_control(struct tt_wsconn *c, const uint8_t *p, size_t len)
 {
     switch (c->fr_opcode) {
     case TT_WS_PING:
-        (void)ws_send(c, TT_WS_PONG, p, len, NULL, 0);
+        send_control(c, TT_WS_PONG, p, len);
         break;
     case TT_WS_PONG:
         break;
@@ -965,7 +1014,7 @@ static void on_due(struct tt_wsconn *c)
         uint8_t p[8];
         for (int i = 0; i < 8; i++)
             p[i] = (uint8_t)(now >> (56 - 8 * i));
-        (void)ws_send(c, TT_WS_PING, p, sizeof(p), NULL, 0);
+        send_control(c, TT_WS_PING, p, sizeof(p));
     }
     arm(c, c->q_tick);
 }
