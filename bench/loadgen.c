@@ -4,10 +4,11 @@
  * address, so that neither the 64k ports of one source address nor the kernel's search for a
  * free one - slow with tens of thousands of sockets on one address - limits the run), does the
  * WebSocket handshake, registers each device (HELLO, WELCOME), answers pings, pings like the
- * agent does, and reconnects like the agent does (back-off with jitter; about 1 s after a
- * GOAWAY(SHUTDOWN)). It reports on stdout, one JSON object per line: a status line every
- * --status-ms, and an "all_registered" event each time every device is registered again (with
- * how many kept the label they had first).
+ * agent does (only after --ping-ms of hearing nothing: the relay's own pings every 15 s make
+ * that never happen with a current relay), and reconnects like the agent does (back-off with
+ * jitter; about 1 s after a GOAWAY(SHUTDOWN)). It reports on stdout, one JSON object per line:
+ * a status line every --status-ms, and an "all_registered" event each time every device is
+ * registered again (with how many kept the label they had first).
  *
  * Mode "tether" speaks the Tether protocol with the project's own core (frame.c) and framing
  * (wsframe.c, wshs.c). Mode "wstunnel" holds node-reverse-wstunnel control connections
@@ -65,8 +66,8 @@ struct dev {
     uint8_t attempt;      /* back-off step */
     uint8_t *pend;        /* bytes kept between reads (head or partial frame) */
     uint32_t pendlen;
-    uint64_t reg_at;    /* loop ms of the last registration */
-    uint64_t next_ping; /* loop ms */
+    uint64_t reg_at;  /* loop ms of the last registration */
+    uint64_t last_rx; /* loop ms of the last bytes read */
     char key[TT_WS_KEYLEN + 1];
     char label[TT_MAX_LABEL + 1]; /* label of the first registration */
 };
@@ -312,9 +313,10 @@ static void became_ready(struct dev *d, const char *label, size_t len)
             g.changed++;
         }
     }
-    /* first ping at a random point of the interval, as devices started at different times */
+    /* the agent's rule: a ping once nothing has been heard for ping_ms */
+    d->last_rx = uv_now(g.loop);
     if (g.ping_ms > 0)
-        uv_timer_start(&d->timer, dev_timer, 1 + rnd() % g.ping_ms, 0);
+        uv_timer_start(&d->timer, dev_timer, g.ping_ms, 0);
     if (g.ready == g.n) {
         uint64_t now = uv_now(g.loop);
         if (!g.all_before) {
@@ -508,6 +510,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         drop(d, false);
         return;
     }
+    d->last_rx = uv_now(g.loop);
     const uint8_t *data = rbuf;
     size_t len = (size_t)nread;
     uint8_t *joined = NULL;
@@ -619,6 +622,11 @@ static void dev_timer(uv_timer_t *t)
     if (d->state == ST_READY && g.ping_ms > 0) {
         uint64_t now = uv_now(g.loop);
         uint8_t p[8];
+        if (now - d->last_rx < g.ping_ms) {
+            /* heard from the relay since: look again ping_ms after that */
+            uv_timer_start(&d->timer, dev_timer, d->last_rx + g.ping_ms - now, 0);
+            return;
+        }
         for (int i = 0; i < 8; i++)
             p[i] = (uint8_t)(now >> (56 - 8 * i));
         if (send_ws(d, TT_WS_PING, p, sizeof(p)) != 0) {
@@ -685,7 +693,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: loadgen --url ws://127.0.0.1:PORT[/PATH] -n N [--token TOKEN]\n"
                     "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 1000]\n"
-                    "       [--max-pending 512] [--rate PER_S] [--ping-ms 10000] [--prefix lg]\n"
+                    "       [--max-pending 512] [--rate PER_S] [--ping-ms 20000] [--prefix lg]\n"
                     "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n");
     exit(2);
 }
@@ -728,7 +736,7 @@ int main(int argc, char **argv)
     g.mode = MODE_TETHER;
     g.per_src = 1000;
     g.max_pending = 512;
-    g.ping_ms = 10000;
+    g.ping_ms = 20000; /* src/agent/agent.c AGENT_PING_QUIET_MS */
     g.duration_s = 120;
     g.status_ms = 1000;
     g.wst_port_base = 40000;

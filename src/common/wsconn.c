@@ -47,6 +47,7 @@ struct wslink {
  * the timer is set for the earliest head. The handles close with the loop's last wsconn. */
 struct wsqueue {
     uint32_t period;   /* ms */
+    uint32_t slack;    /* ms the timer may be late for them: deadlines are served in batches */
     struct wslink due; /* wsconns due at (when armed) + period, oldest first */
 };
 
@@ -205,6 +206,15 @@ static void on_loop_idle(uv_idle_t *h)
         uv_idle_stop(h);
 }
 
+/* When the deadline due of queue q is served: rounded up to a multiple of the queue's slack,
+ * so that the deadlines of many connections come due together, one wakeup for all of them. */
+static uint64_t served_at(const struct wsqueue *q, uint64_t due)
+{
+    if (q->slack <= 1)
+        return due;
+    return (due + q->slack - 1) / q->slack * q->slack;
+}
+
 static void set_timer(struct wsloop *L, uint64_t due);
 
 static void on_loop_timer(uv_timer_t *t)
@@ -225,8 +235,8 @@ static void on_loop_timer(uv_timer_t *t)
     }
     for (unsigned i = 0; i < L->nq; i++) {
         struct wslink *head = &L->q[i].due;
-        if (link_linked(head) && of_tlink(head->next)->due < next)
-            next = of_tlink(head->next)->due;
+        if (link_linked(head) && served_at(&L->q[i], of_tlink(head->next)->due) < next)
+            next = served_at(&L->q[i], of_tlink(head->next)->due);
     }
     if (next != UINT64_MAX)
         set_timer(L, next);
@@ -315,6 +325,7 @@ static int wsloop_queue(struct wsloop *L, uint32_t period)
     /* The sentinels move: the lists' ends point at the new places. */
     for (i = 0; i < L->nq; i++) {
         q[i].period = L->q[i].period;
+        q[i].slack = L->q[i].slack;
         if (link_linked(&L->q[i].due)) {
             q[i].due = L->q[i].due;
             q[i].due.next->prev = &q[i].due;
@@ -326,6 +337,7 @@ static int wsloop_queue(struct wsloop *L, uint32_t period)
     free(L->q);
     L->q = q;
     q[L->nq].period = period;
+    q[L->nq].slack = period / 32 < 100 ? period / 32 : 100;
     link_init(&q[L->nq].due);
     return (int)L->nq++;
 }
@@ -393,7 +405,7 @@ static void arm(struct tt_wsconn *c, uint8_t qi)
     link_remove(&c->tlink);
     c->due = uv_now(c->loop) + L->q[qi].period;
     link_append(&L->q[qi].due, &c->tlink);
-    set_timer(L, c->due);
+    set_timer(L, served_at(&L->q[qi], c->due));
 }
 
 static void set_reason(struct tt_wsconn *c, const char *reason)
@@ -1010,7 +1022,7 @@ static void on_due(struct tt_wsconn *c)
     }
     /* A ping only on a quiet link: a peer that pings (or talks) often enough saves us ours, and
      * its traffic already proves the link alive. */
-    if (c->cfg.ping_interval_ms > 0 && now - c->last_rx >= c->cfg.ping_interval_ms / 2) {
+    if (c->cfg.ping_interval_ms > 0 && now - c->last_rx >= c->cfg.ping_quiet_ms) {
         uint8_t p[8];
         for (int i = 0; i < 8; i++)
             p[i] = (uint8_t)(now >> (56 - 8 * i));
@@ -1118,6 +1130,8 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, struct tt_conn *conn,
         c->cfg.out_high = WSCONN_DEFAULT_HIGH;
     if (c->cfg.max_message == 0)
         c->cfg.max_message = WSCONN_DEFAULT_MAX_MESSAGE;
+    if (c->cfg.ping_quiet_ms == 0)
+        c->cfg.ping_quiet_ms = c->cfg.ping_interval_ms / 2;
     c->cb = *cb;
     c->ud = ud;
     c->maxcap = WSCONN_MIN_MAXCAP;

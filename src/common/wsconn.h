@@ -15,10 +15,14 @@
  * binary messages are accepted; a text frame closes with 1003, a binary message over
  * max_message with 1009, a WebSocket protocol error (including a frame masked the wrong way)
  * with 1002, a Tether session error with a GOAWAY (on the relay, a REFUSE when the handshake
- * failed) and 1002. Pings are answered; if ping_interval_ms is set we ping every
- * ping_interval_ms when nothing has been received for half of it (a peer that pings or talks
- * often enough saves us ours), and if ping_timeout_ms is set we close with TETHER_ERR_TIMEOUT
- * when nothing at all has been received for that long. A close flushes, shuts down writing and
+ * failed) and 1002. Pings are answered. If ping_interval_ms is set, the link is checked that
+ * often: a ping goes out when nothing has been received for ping_quiet_ms (default: half the
+ * interval, so a quiet link is pinged every interval and a peer that pings or talks often
+ * enough saves us ours), and if ping_timeout_ms is set we close with TETHER_ERR_TIMEOUT when
+ * nothing at all has been received for that long (noticed at the first check after it). Checks
+ * are served in batches: a connection's check may come up to 1/32 of its interval (at most
+ * 100 ms) late, so that a relay wakes a few times a second for the pings of all its
+ * connections rather than once per connection. A close flushes, shuts down writing and
  * waits (at most 3 s) for the peer's EOF before the socket is closed; on_close comes before that
  * wait. */
 #ifndef TT_WSCONN_H
@@ -38,7 +42,8 @@ struct tt_wsconn_config {
     bool client;                                   /* agent: mask our frames */
     struct tt_session_config session;              /* role, window, max_streams */
     const struct tt_session_callbacks *session_cb; /* their ud is the wsconn's ud */
-    uint32_t ping_interval_ms;                     /* 0: never ping */
+    uint32_t ping_interval_ms;                     /* link check period; 0: never ping */
+    uint32_t ping_quiet_ms;                        /* ping after this much silence (0: half) */
     uint32_t ping_timeout_ms;                      /* 0: never time out */
     size_t out_high;    /* output queue above this: not writable (0: 1 MiB) */
     size_t max_message; /* largest WebSocket message accepted (0: 1 MiB) */

@@ -17,7 +17,12 @@
 
 /* WebSocket/session settings of device connections. */
 #define TT_DEVICE_WINDOW (256u * 1024)
-#define TT_DEVICE_PING_MS 30000
+/* The relay keeps the heartbeat: it checks each device connection every TT_DEVICE_PING_MS and
+ * pings it when it has heard nothing for half of that, so a quiet device hears from it every
+ * 15 s (the agent's own pings, after 20 s of silence, are then never needed; see
+ * docs/PROTOCOL.md 2.3). Pinging from the relay lets its timer send the pings of many devices
+ * in one wakeup, and their pongs come back together. */
+#define TT_DEVICE_PING_MS 15000
 #define TT_DEVICE_TIMEOUT_MS 90000
 #define TT_DEVICE_LABEL_LEN 10
 /* A connection that has not registered (HELLO answered) by then is closed. */
