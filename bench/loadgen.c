@@ -313,10 +313,13 @@ static void became_ready(struct dev *d, const char *label, size_t len)
             g.changed++;
         }
     }
-    /* the agent's rule: a ping once nothing has been heard for ping_ms */
-    d->last_rx = uv_now(g.loop);
-    if (g.ping_ms > 0)
-        uv_timer_start(&d->timer, dev_timer, g.ping_ms, 0);
+    /* the agent's rule: a ping once nothing has been heard for ping_ms; the first one at a
+     * random point of that interval, as for devices started at different times */
+    if (g.ping_ms > 0) {
+        uint64_t ago = rnd() % g.ping_ms;
+        d->last_rx = uv_now(g.loop) - ago;
+        uv_timer_start(&d->timer, dev_timer, g.ping_ms - ago, 0);
+    }
     if (g.ready == g.n) {
         uint64_t now = uv_now(g.loop);
         if (!g.all_before) {
