@@ -4,7 +4,8 @@
 #   make demo       build, start a relay and an agent exposing a sample page, print its URL
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make sanitize   build with -fsanitize=address,undefined into build/sanitize
-#   make core-check build src/core alone with the strict flags and check it needs only libc
+#   make core-check build src/core alone with the strict flags and check it needs only libc,
+#                   for this machine and for a Cortex-M0+ (arm-none-eabi-gcc, if installed)
 #   make fuzz       build the libFuzzer targets with clang and run each for a bounded time
 #                   (at most FUZZ_TIME seconds, default 120, and FUZZ_RUNS inputs; FUZZ_SEED=N
 #                   repeats a run; FUZZ_ONLY=
@@ -13,6 +14,14 @@
 #   make bench      run bench/ (never part of make test); BENCH_ARGS=--quick for a short run
 #   make bench-bin  build bench/loadgen (many idle devices) into $(B)/bin
 #   make format / format-check
+#   make cross ARCH=arm64|armhf|mipsel
+#                   cross-build the agent (tether, libtether.a/.so; not the relay) with Debian's
+#                   cross gcc against Debian's ARCH builds of its libraries (scripts/cross-sysroot.sh)
+#                   into build/cross-ARCH, plus bin/tether-qemu, which runs it under qemu-user
+#   make cross-test [CROSS_ARCHS="arm64 armhf mipsel"] [CROSS_E2E="http/ tcp/"]
+#                   cross-build each and run the e2e suite (default all of it) with the
+#                   cross-built tether under qemu-user against the native tetherd (make test
+#                   runs the agent's part of it for arm64, TEST_CROSS_ARCHS)
 # The build directory follows MODE (release or sanitize); binaries land in $(B)/bin.
 # B=DIR overrides it (parallel work trees: make MODE=sanitize B=build/mine unit-bin).
 
@@ -33,14 +42,19 @@ WARN := -Wall -Wextra -Werror
 # and they differ between -O1 and -O2 builds.
 APP_WARN := $(WARN) -Wno-format-truncation
 CORE_WARN := $(WARN) -Wconversion -Wsign-conversion -pedantic
-CPPFLAGS_ALL := -Iinclude -Isrc -D_GNU_SOURCE
+CPPFLAGS_ALL = -Iinclude -Isrc -D_GNU_SOURCE $(XCPPFLAGS)
 OPT_release := -O2 -g
 OPT_sanitize := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 OPT := $(OPT_$(MODE))
 LDSAN_sanitize := -fsanitize=address,undefined
 LDSAN := $(LDSAN_$(MODE))
 CFLAGS_ALL := $(CSTD) $(APP_WARN) $(OPT) -fPIC $(CFLAGS)
-LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lsqlite3 -lhiredis -lm -lpthread
+# The agent (tether, libtether) needs no SQLite or hiredis: those are the relay's.
+AGENT_LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lm -lpthread
+LIBS := $(AGENT_LIBS) -lsqlite3 -lhiredis
+# Set by `make cross`: the target's headers and libraries (a sysroot of Debian packages).
+XCPPFLAGS ?=
+XLDFLAGS ?=
 
 CORE_SRC := $(wildcard src/core/*.c)
 COMMON_SRC := $(wildcard src/common/*.c)
@@ -66,13 +80,15 @@ LIBTETHER_A := $(B)/lib/libtether.a
 LIBTETHER_SO := $(B)/lib/libtether.so
 INTERNAL_A := $(B)/lib/libtt_internal.a
 
-.PHONY: all build deps test unit unit-bin e2e sanitize demo install clean core-check fuzz fuzz-deps fuzz-replay-bin \
+.PHONY: core-check-cortex-m all build agent cross cross-test cross-deps deps test unit unit-bin e2e sanitize demo install clean core-check fuzz fuzz-deps fuzz-replay-bin \
 	bench bench-bin format format-check
 
 all: deps
 	@$(MAKE) --no-print-directory build
 
 build: $(TETHERD) $(TETHER) $(LIBTETHER_A) $(LIBTETHER_SO)
+
+agent: $(TETHER) $(LIBTETHER_A) $(LIBTETHER_SO)
 
 deps:
 	@scripts/deps.sh build
@@ -96,7 +112,7 @@ $(LIBTETHER_A): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
 
 $(LIBTETHER_SO): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDSAN) -o $@ $^ $(LIBS)
+	$(CC) -shared $(LDSAN) $(XLDFLAGS) -o $@ $^ $(AGENT_LIBS)
 
 $(TETHERD): $(RELAY_OBJ) $(COMMON_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
@@ -104,7 +120,7 @@ $(TETHERD): $(RELAY_OBJ) $(COMMON_OBJ) $(CORE_OBJ)
 
 $(TETHER): $(CLI_OBJ) $(LIBTETHER_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) -o $@ $(CLI_OBJ) $(LIBTETHER_A) $(LIBS)
+	$(CC) $(LDSAN) $(XLDFLAGS) -o $@ $(CLI_OBJ) $(LIBTETHER_A) $(AGENT_LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(UNIT_SUPPORT_OBJ) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
@@ -116,13 +132,16 @@ unit-bin: $(UNIT_BIN)
 sanitize: deps
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin
 
-# The whole suite runs on the sanitizer build.
+# The whole suite runs on the sanitizer build; then the agent cross-built for each of
+# TEST_CROSS_ARCHS runs the cross e2e set under qemu-user (tests/run-all.sh, CROSS_E2E).
+TEST_CROSS_ARCHS ?= arm64
 test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory MODE=release build
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin fuzz-replay-bin
-	@$(MAKE) --no-print-directory core-check
-	@MODE=sanitize tests/run-all.sh
+	@set -e; for a in $(TEST_CROSS_ARCHS); do $(MAKE) --no-print-directory cross ARCH=$$a; done
+	@$(MAKE) --no-print-directory core-check CORTEX_M=require
+	@MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" tests/run-all.sh
 
 unit:
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin
@@ -156,6 +175,67 @@ core-check:
 		grep -v -x -E 'memcpy|memmove|memset|memcmp|strlen|__stack_chk_fail' || true); \
 	if [ -n "$$undef" ]; then echo "core-check: src/core needs more than libc: $$undef"; exit 1; fi; \
 	echo "core-check: src/core builds alone and needs only libc memory/string functions"
+	@$(MAKE) --no-print-directory core-check-cortex-m
+
+# The same for a Cortex-M0+ microcontroller (Thumb-1, no FPU, no OS, no heap): Debian's
+# arm-none-eabi-gcc with newlib's headers only; the object may need memcpy/memmove/memset/memcmp/
+# strlen and libgcc's helpers, nothing else (no malloc). Skipped with a note when the compiler is
+# missing, unless CORTEX_M=require (make test installs it: scripts/deps.sh test).
+CORTEX_M ?= optional
+CORTEX_M_FLAGS := -mcpu=cortex-m0plus -mthumb -Os -ffreestanding -fno-builtin -isystem /usr/include/newlib
+core-check-cortex-m:
+	@if ! command -v arm-none-eabi-gcc >/dev/null 2>&1 || [ ! -f /usr/include/newlib/string.h ]; then \
+		echo "core-check: no arm-none-eabi-gcc or newlib headers (scripts/deps.sh cortex-m): Cortex-M build skipped"; \
+		[ "$(CORTEX_M)" != require ] || exit 1; exit 0; fi; \
+	mkdir -p build/core-check/cortex-m; \
+	for f in $(CORE_SRC); do \
+		arm-none-eabi-gcc $(CSTD) $(CORE_WARN) $(CORTEX_M_FLAGS) -Iinclude -c $$f \
+			-o build/core-check/cortex-m/$$(basename $$f .c).o || exit 1; done; \
+	rm -f build/core-check/cortex-m/all.ro; \
+	arm-none-eabi-ld -r -o build/core-check/cortex-m/all.ro build/core-check/cortex-m/*.o || exit 1; \
+	undef=$$(arm-none-eabi-nm -u build/core-check/cortex-m/all.ro | awk 'NF==2{print $$2}' | sort -u | \
+		grep -v -x -E 'memcpy|memmove|memset|memcmp|strlen|__aeabi_[a-z0-9_]*|__gnu_thumb1_case_[a-z0-9]*' || true); \
+	if [ -n "$$undef" ]; then echo "core-check: src/core for Cortex-M needs more than libc: $$undef"; exit 1; fi; \
+	arm-none-eabi-size build/core-check/cortex-m/all.ro | awk 'NR==2{printf "core-check: src/core builds for Cortex-M0+ (Thumb): %d bytes of code, %d of data, %d of bss; no heap\n", $$1, $$2, $$3}'
+
+# Cross-building the agent for another Linux CPU: Debian's cross gcc (a Debian package, with its
+# C library in /usr/TRIPLET) and Debian's own builds of libuv, OpenSSL, jansson and http-parser
+# for ARCH, unpacked into build/cross-ARCH/sysroot (no dpkg multiarch; see the script).
+ARCH ?= arm64
+CROSS_ARCHS ?= arm64 armhf mipsel
+TRIPLET_arm64 := aarch64-linux-gnu
+TRIPLET_armhf := arm-linux-gnueabihf
+TRIPLET_mipsel := mipsel-linux-gnu
+QEMU_arm64 := qemu-aarch64
+QEMU_armhf := qemu-arm
+QEMU_mipsel := qemu-mipsel
+XTRIPLET = $(TRIPLET_$(ARCH))
+XB := build/cross-$(ARCH)
+XSYSROOT = $(CURDIR)/$(XB)/sysroot
+
+cross-deps:
+	@test -n "$(XTRIPLET)" || { echo "make cross: ARCH must be one of: $(CROSS_ARCHS)"; exit 2; }
+	@scripts/deps.sh cross-$(ARCH)
+	@scripts/cross-sysroot.sh $(ARCH) $(XB)/sysroot
+
+cross: cross-deps
+	@$(MAKE) --no-print-directory MODE=release B=$(XB) CC=$(XTRIPLET)-gcc \
+		XCPPFLAGS="-I$(XSYSROOT)/usr/include -I$(XSYSROOT)/usr/include/$(XTRIPLET)" \
+		XLDFLAGS="-L$(XSYSROOT)/usr/lib/$(XTRIPLET) -Wl,-rpath-link,$(XSYSROOT)/usr/lib/$(XTRIPLET)" \
+		agent
+	@printf '%s\n' '#!/bin/sh' \
+		'# Runs the $(ARCH) tether under qemu-user: its C library from Debian'"'"'s cross package,' \
+		'# its other libraries from the sysroot that make cross unpacked.' \
+		'exec $(QEMU_$(ARCH)) -L /usr/$(XTRIPLET) -E LD_LIBRARY_PATH=$(XSYSROOT)/usr/lib/$(XTRIPLET) "$$(dirname "$$0")/tether" "$$@"' \
+		> $(XB)/bin/tether-qemu && chmod 755 $(XB)/bin/tether-qemu
+	@echo "cross: $(ARCH): $$(file -b $(XB)/bin/tether | cut -d, -f1-2)"
+
+# The native relay (release build) and each cross-built agent under qemu-user.
+cross-test:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory MODE=release build
+	@set -e; for a in $(CROSS_ARCHS); do $(MAKE) --no-print-directory cross ARCH=$$a; done
+	@MODE=release CROSS_ARCHS="$(CROSS_ARCHS)" CROSS_E2E="$(or $(CROSS_E2E),all)" tests/run-all.sh cross
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%-replay,$(FUZZ_SRC))

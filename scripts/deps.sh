@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # deps.sh - installs the Debian packages a make target needs, only those missing.
-# Usage: scripts/deps.sh build|test|bench|fuzz|demo
+# Usage: scripts/deps.sh build|test|bench|fuzz|demo|cortex-m|cross-arm64|cross-armhf|cross-mipsel
 # Runs apt-get update once before installing. Needs root (or sudo).
+# The cross sets are Debian's cross gcc and C library for that CPU (no dpkg multiarch: the
+# agent's other libraries come from scripts/cross-sysroot.sh) and qemu-user to run the result.
 set -eu
 build="gcc make pkg-config libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libhiredis-dev"
-test="$build libcmocka-dev python3 curl openssl redis-server openssh-server openssh-client procps chromium tinyproxy"
+cross() { echo "$build file python3 qemu-user gcc-$1 libc6-dev-$2-cross"; }
+# make test also cross-builds the agent for arm64 and runs it under qemu-user.
+test="$build $(cross aarch64-linux-gnu arm64) gcc-arm-none-eabi libnewlib-dev libcmocka-dev python3 curl openssl redis-server openssh-server openssh-client procps chromium tinyproxy"
 bench="$test wrk iperf3 hyperfine nginx"
 fuzz="$build clang libclang-rt-14-dev"
 demo="$build curl python3"
+# make core-check's Cortex-M build: the bare-metal cross gcc and newlib's headers (not its library).
+cortexm="gcc-arm-none-eabi libnewlib-dev"
 case "${1:-build}" in
   build) want="$build" ;;
   test) want="$test" ;;
   bench) want="$bench" ;;
   fuzz) want="$fuzz" ;;
   demo) want="$demo" ;;
-  *) echo "deps.sh: unknown set '$1' (build, test, bench, fuzz, demo)" >&2; exit 2 ;;
+  cortex-m) want="$cortexm" ;;
+  cross-arm64) want="$(cross aarch64-linux-gnu arm64)" ;;
+  cross-armhf) want="$(cross arm-linux-gnueabihf armhf)" ;;
+  cross-mipsel) want="$(cross mipsel-linux-gnu mipsel)" ;;
+  *) echo "deps.sh: unknown set '$1' (build, test, bench, fuzz, demo, cortex-m, cross-arm64, cross-armhf, cross-mipsel)" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do
@@ -28,7 +38,9 @@ if [ "$(id -u)" != 0 ]; then
   sudo=sudo
 fi
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -q >/dev/null
+# A list that fails to download (a mirror mid-sync, a foreign architecture someone added) is not
+# fatal here: the install below fails if a package really cannot be had.
+$sudo apt-get update -q >/dev/null || echo "deps.sh: warning: apt-get update failed (above); installing from the lists there are" >&2
 # The tests start their own redis-server and sshd on free loopback ports; whatever the packages
 # start by themselves is left alone.
 $sudo apt-get install -y -q --no-install-recommends $missing >/dev/null

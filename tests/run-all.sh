@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # run-all.sh - runs Tether's whole test suite against one build: the cmocka unit tests, the fuzz
 # corpus and crash replays, and the end-to-end suite (real tetherd, tether and local services).
-# Usage: MODE=sanitize tests/run-all.sh [unit|e2e]   (default: everything; MODE defaults to
+# Usage: MODE=sanitize tests/run-all.sh [unit|e2e|cross]   (default: everything; MODE defaults to
 # sanitize). Prints every test program's output, then one closing line "N passed, M failed",
 # counting cmocka tests one by one, each fuzz replay as one test and each e2e test as one.
+# CROSS_ARCHS="arm64 ..." adds, for each, the cross e2e tests: CROSS_E2E (a set of the e2e
+# tests) with the agent cross-built for that CPU (build/cross-ARCH, `make cross`) run under
+# qemu-user against this build's tetherd. `cross` runs only those.
 # Exits 1 if anything failed or nothing ran. Builds nothing: `make test` builds first.
 set -u
 
@@ -12,9 +15,9 @@ MODE=${MODE:-sanitize}
 B=${B:-build/$MODE}
 WHAT=${1:-all}
 case "$WHAT" in
-all | unit | e2e) ;;
+all | unit | e2e | cross) ;;
 *)
-    echo "run-all.sh: unknown argument '$WHAT' (unit, e2e, or nothing for all)" >&2
+    echo "run-all.sh: unknown argument '$WHAT' (unit, e2e, cross, or nothing for all)" >&2
     exit 2
     ;;
 esac
@@ -127,13 +130,48 @@ run_e2e() {
     fi
 }
 
+# The cross e2e set (name prefixes for run.py -k, or "all"): by default the tests of what the
+# agent does itself, registration and its ready lines, HTTP (bodies both ways, streaming,
+# WebSocket), TCP forwarding, wss:// with certificate checks, proxies, reconnecting and failing
+# over, and its command line; each test exactly as in the native run.
+CROSS_E2E=${CROSS_E2E:-agent/ http/ tcp/ tls/ proxy/ cli/}
+
+run_cross() { # ARCH
+    local arch=$1 xb=build/cross-$1 rc p f k args=()
+    echo "== cross e2e: $arch (tether from $xb under qemu-user, tetherd from $B)"
+    if [ ! -x "$xb/bin/tether-qemu" ]; then
+        fail "cross $arch" "no $xb/bin/tether-qemu (run make cross ARCH=$arch)"
+        return
+    fi
+    echo "$arch tether: $(file -b "$xb/bin/tether" | cut -d, -f1-2); $("$xb/bin/tether-qemu" --version 2>&1)"
+    [ "$CROSS_E2E" = all ] || for k in $CROSS_E2E; do args+=(-k "$k"); done
+    TETHERD=${TETHERD:-$B/bin/tetherd} TETHER=$xb/bin/tether-qemu \
+        python3 tests/e2e/run.py "${args[@]}" 2>&1 | sed "s/^\(PASS\|FAIL\) /\1 $arch:/" | tee "$log"
+    rc=${PIPESTATUS[0]}
+    p=$(grep -c '^PASS ' "$log")
+    f=$(grep -c '^FAIL ' "$log")
+    passed=$((passed + p))
+    failed=$((failed + f))
+    while IFS= read -r l; do failures+=("cross ${l#FAIL }"); done < <(grep '^FAIL ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        fail "cross $arch" "run.py exited with status $rc"
+    elif [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+        fail "cross $arch" "no cross e2e test ran"
+    fi
+}
+
 case "$WHAT" in
 all)
     run_unit
     run_e2e
+    for a in ${CROSS_ARCHS:-}; do run_cross "$a"; done
     ;;
 unit) run_unit ;;
 e2e) run_e2e ;;
+cross)
+    [ -n "${CROSS_ARCHS:-}" ] || fail "cross" "CROSS_ARCHS is empty"
+    for a in ${CROSS_ARCHS:-}; do run_cross "$a"; done
+    ;;
 esac
 
 if [ "${#failures[@]}" -gt 0 ]; then
