@@ -40,7 +40,10 @@ port_free "$ADMIN_PORT" || die "port $ADMIN_PORT (the relay's admin port) is alr
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tether-demo.XXXXXX")
 pids=()
 cleanup() {
-    trap - INT TERM EXIT
+    # A second Ctrl-C (or the SIGTERM after it) while stopping must not kill this shell before
+    # its children are gone and it has exited 0: ignore both from here on.
+    trap '' INT TERM
+    trap - EXIT
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
     rm -rf "$tmp"
