@@ -1,6 +1,7 @@
 # Tether - top-level Makefile.
 #   make            build tetherd, tether, libtether (release, into build/release)
-#   make test       install what tests need, build with ASan+UBSan, run every test
+#   make test       install what tests need, build with ASan+UBSan, run every test; then the
+#                   agent cross-built for arm64 runs the agent's e2e tests under qemu-user
 #   make demo       build, start a relay and an agent exposing a sample page, print its URL
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make sanitize   build with -fsanitize=address,undefined into build/sanitize

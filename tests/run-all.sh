@@ -146,7 +146,7 @@ run_cross() { # ARCH
     echo "$arch tether: $(file -b "$xb/bin/tether" | cut -d, -f1-2); $("$xb/bin/tether-qemu" --version 2>&1)"
     [ "$CROSS_E2E" = all ] || for k in $CROSS_E2E; do args+=(-k "$k"); done
     TETHERD=${TETHERD:-$B/bin/tetherd} TETHER=$xb/bin/tether-qemu \
-        python3 tests/e2e/run.py "${args[@]}" 2>&1 | sed "s/^\(PASS\|FAIL\) /\1 $arch:/" | tee "$log"
+        python3 tests/e2e/run.py "${args[@]}" 2>&1 | sed -u "s/^\(PASS\|FAIL\) /\1 $arch:/" | tee "$log"
     rc=${PIPESTATUS[0]}
     p=$(grep -c '^PASS ' "$log")
     f=$(grep -c '^FAIL ' "$log")
