@@ -4,15 +4,20 @@ rounds, to iterate on the data path and to compare builds in one run (medians of
 direct measured in the same round). Writes nothing; prints a table.
 
   python3 bench/datapath.py [--rounds N] [--mib M] [--seconds S] [--parts tcp,seq,http]
-                            [NAME=BINDIR ...]
+                            [--floor] [NAME=BINDIR ...]
 
 Each NAME=BINDIR (a directory holding tetherd and tether) gets its own relay and agent in front
 of the same nginx and iperf3; without any, build/release/bin is measured as "tether".
 Parts: tcp (iperf3 both ways, M MiB), seq (wrk -c1 -t1, 1 KiB keep-alive: p50 and p99),
-http (wrk -c32 -t2, 1 KiB keep-alive requests/s)."""
+http (wrk -c32 -t2, 1 KiB keep-alive requests/s). --floor adds "2fwd": two bare forwarder
+processes (bench/fwd.c, built with cc into build/) chained in front of the same services, the
+floor of any relay made of two more processes (HTTP parts only: iperf3 fails through it). Also prints relay + agent CPU per GiB and per
+request (/proc/PID/schedstat)."""
 import os
 import statistics
+import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -20,8 +25,20 @@ import bench  # noqa: E402
 import lib  # noqa: E402  (bench put tests/e2e on the path)
 
 
+def iperf(port, reverse, nbytes):
+    """bench.iperf, retried while iperf3 -s still winds down the previous test (it may be a
+    moment late through the forwarders)."""
+    for attempt in range(5):
+        try:
+            return bench.iperf(port, reverse, nbytes)
+        except RuntimeError as e:
+            if ("busy" not in str(e) and "closed unexpectedly" not in str(e)) or attempt == 4:
+                raise
+            time.sleep(0.5)
+
+
 def main(argv):
-    rounds, mib, seconds, parts, variants = 5, 1024, 3, ["tcp", "seq"], []
+    rounds, mib, seconds, parts, variants, floor = 5, 1024, 3, ["tcp", "seq"], [], False
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -33,6 +50,8 @@ def main(argv):
             seconds = int(argv[i + 1]); i += 2
         elif a == "--parts":
             parts = argv[i + 1].split(","); i += 2
+        elif a == "--floor":
+            floor = True; i += 1
         elif "=" in a:
             name, d = a.split("=", 1)
             variants.append((name, os.path.abspath(d))); i += 1
@@ -56,6 +75,23 @@ def main(argv):
             targets[name] = (agent.tcp_port("iperf"), relay.port, relay.host(agent.label))
             pids[name] = [relay.proc.p.pid, agent.proc.p.pid]
         names = ["direct"] + [n for n, _ in variants]
+        if floor:
+            exe = os.path.join(bench.ROOT, "build", "bench-fwd")
+            subprocess.run(["cc", "-O2", "-o", exe, os.path.join(HERE, "fwd.c")], check=True)
+            ports, fpids = [], []
+            for target in (iperf_port, web):
+                outer, inner = lib.free_port(), lib.free_port()
+                procs = [lib.Proc(env, "fwd", [exe, str(inner), str(target)]),
+                         lib.Proc(env, "fwd", [exe, str(outer), str(inner)])]
+                ports.append(outer)
+                fpids.append([q.p.pid for q in procs])
+            # Not probed by connecting: iperf3 -s takes any connection for a test's.
+            time.sleep(0.5)
+            if not all(p.alive() for p in procs):
+                raise RuntimeError("bench/fwd did not start")
+            targets["2fwd"] = (ports[0], ports[1], None)
+            pids["2fwd"] = fpids[1]  # the HTTP chain: its CPU per request
+            names.append("2fwd")
         res = {n: {} for n in names}
 
         def add(n, k, v):
@@ -67,7 +103,10 @@ def main(argv):
         def timed(n, k, per, fn):
             """fn's result; relay + agent CPU (ns) per `per(result)` unit goes to k."""
             c0 = cpu(n)
-            v = fn()
+            try:
+                v = fn()
+            except Exception as e:
+                raise RuntimeError("%s, %s: %s" % (n, k, e))
             if pids[n]:
                 add(n, k, (cpu(n) - c0) / per(v))
             return v
@@ -77,10 +116,10 @@ def main(argv):
             for n in order:
                 tcp, port, host = targets[n]
                 gib = lambda v: mib / 1024.0 * 1e9  # ns per GiB -> s per GiB
-                if "tcp" in parts:
-                    add(n, "up", timed(n, "cpu_up", gib, lambda: bench.iperf(tcp, False, mib << 20)))
+                if "tcp" in parts and n != "2fwd":  # iperf3 fails through bench/fwd here
+                    add(n, "up", timed(n, "cpu_up", gib, lambda: iperf(tcp, False, mib << 20)))
                     add(n, "down", timed(n, "cpu_down", gib,
-                                         lambda: bench.iperf(tcp, True, mib << 20)))
+                                         lambda: iperf(tcp, True, mib << 20)))
                 url = "http://127.0.0.1:%d/1k" % port
                 reqs = lambda w: w["rps"] * seconds * 1e3  # ns -> us per request
                 if "seq" in parts:
@@ -100,6 +139,8 @@ def main(argv):
                 continue
             row = ["%-5s direct %.4g" % (k, statistics.median(res["direct"][k]))]
             for n in names[1:]:
+                if k not in res[n]:
+                    continue
                 v = res[n][k]
                 d = res["direct"][k]
                 if higher:

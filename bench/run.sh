@@ -5,7 +5,8 @@
 # docs/bench-memory.png and appends to bench/results.jsonl. Never part of `make test`. Needs
 # iperf3, wrk, sshd/ssh (scripts/deps.sh bench), nginx (installed here when missing and we may:
 # root or sudo), node and npm for node-reverse-wstunnel (installed into build/bench-wstunnel) and
-# gnuplot for the plot (skipped without it).
+# gnuplot for the plot (skipped without it). To iterate on the data path: bench/datapath.py
+# (direct against one or more Tether builds, and two bare forwarders, in interleaved rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
