@@ -1268,7 +1268,9 @@ int tt_wsconn_send_chunk(struct tt_wsconn *c, uint32_t id, struct tt_chunk *ch)
 
     if (c->closing)
         return TETHER_ERR_CLOSED;
-    if (c->broken || n == 0 || n > TT_FRAME_MAX_PAYLOAD ||
+    /* A small read is copied: a queue of mostly empty chunks would hold far more memory than
+     * the bytes out_high counts. */
+    if (c->broken || n < TT_CHUNK_SIZE / 2 || n > TT_FRAME_MAX_PAYLOAD ||
         ch->off < TT_WSFRAME_MAX_HEADER + TT_FRAME_HEADER_LEN ||
         n > tt_session_send_window(&c->sess, id))
         return 0;

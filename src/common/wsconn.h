@@ -94,10 +94,11 @@ tt_ssize tt_wsconn_send_data(struct tt_wsconn *c, uint32_t id, const uint8_t *da
 
 /* Sends ch's bytes [off, len) on stream id as one DATA frame without copying them: the frame
  * headers are written into the chunk just before off (which must leave TT_CHUNK_HEADROOM), the
- * payload is masked in place on the client side, and the chunk joins the output queue. Returns
- * 1 when it was taken (c owns ch now), 0 when not (it does not fit the window or one frame, or
- * ch has no headroom: ch is still the caller's and unchanged; send it with
- * tt_wsconn_send_data), or TETHER_ERR_NO_STREAM, _CLOSED. */
+ * payload is masked in place on the client side, and the chunk joins the output queue. Only
+ * for at least half a chunk of bytes, so that the queue's memory stays within twice the bytes
+ * it counts. Returns 1 when it was taken (c owns ch now), 0 when not (fewer bytes than that,
+ * more than the window or one frame take, or no headroom: ch is still the caller's and
+ * unchanged; send it with tt_wsconn_send_data), or TETHER_ERR_NO_STREAM, _CLOSED. */
 int tt_wsconn_send_chunk(struct tt_wsconn *c, uint32_t id, struct tt_chunk *ch);
 
 /* Resets stream id (frees its slot without on_stream_close) and queues the RESET. Once c is
