@@ -394,3 +394,23 @@ def test_cluster_https_browser_through_other_node(t):
     eq(hdrs.get("x-forwarded-proto"), "https", "X-Forwarded-Proto of a browser over TLS at b")
     eq(hdrs.get("x-forwarded-for"), "127.0.0.1", "X-Forwarded-For")
     check(not any(k.startswith("x-tether-") for k in hdrs), "internal headers leaked: %r" % hdrs)
+
+
+def test_cluster_three_nodes_least_loaded(t):
+    redis, (a, b, c) = _cluster(t, n=3)
+    svc = t.http_service(big_size=1024)
+    marker = "/?tether-redirected=1"
+    # a holds 2 devices, b 1, c none
+    for node in (a, a, b):
+        t.agent(node, http=svc.port, server=node.url + marker)
+
+    def redirected_to_c():
+        st, hdrs = _raw_handshake(a.port, "/")
+        return st == 307 and hdrs.get("location", "").startswith(c.url + "/")
+    wait_for(redirected_to_c, 15, "node a to send a device to node c (the least loaded)")
+    time.sleep(2.5)  # let the counts settle (each redirect counts against c until its beat)
+    # a real device arriving at b (1 device) goes to c (0), and every node serves it
+    d = t.agent(b, http=svc.port)
+    wait_for(lambda: _holds(c, d.name), 15, "the new device on node c")
+    for node in (a, b, c):
+        eq(_get(node, d.label)[0], 200, "device on c via %s" % node.name)
