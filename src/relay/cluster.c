@@ -538,10 +538,32 @@ int tt_cluster_init(struct tt_relay *r, char err[TT_ERRLEN])
     return 0;
 }
 
+/* True (with err) when a live node with another cluster address has our --node-id: two nodes
+ * with one id would take each other's devices for their own. A record with our own address is
+ * this node's previous run (restarted within the record's expiry). */
+static bool node_id_taken(struct tt_cluster *c, char err[TT_ERRLEN])
+{
+    const struct tt_config *cfg = &c->r->cfg;
+    redisReply *rep = tt_redisconn_cmd(&c->rc, "HGET " P "node:%s addr", cfg->node_id);
+    char addr[TT_HOSTLEN + 16];
+    bool v6 = strchr(cfg->cluster_addr.host, ':') != NULL;
+    snprintf(addr, sizeof(addr), "%s%s%s:%u", v6 ? "[" : "", cfg->cluster_addr.host, v6 ? "]" : "",
+             (unsigned)cfg->cluster_addr.port);
+    bool taken = rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, addr) != 0;
+    if (taken)
+        snprintf(err, TT_ERRLEN, "--node-id %s is in use by a live node at %.100s", cfg->node_id,
+                 rep->str);
+    if (rep)
+        freeReplyObject(rep);
+    return taken;
+}
+
 int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
 {
     struct tt_cluster *c = r->cluster;
     int64_t now = tt_relay_now_ms(), prev = 0;
+    if (node_id_taken(c, err))
+        return -1;
     /* This node's devices left online by a run that died count as offline since its last
      * heartbeat. */
     int rc = tt_registry_heartbeat(r->reg, now, &prev);

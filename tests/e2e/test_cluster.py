@@ -143,6 +143,19 @@ def test_cluster_usage_errors(t):
     check("redis" in lines[0].lower(), "the error does not name Redis: %r" % lines[0])
 
 
+def test_cluster_node_id_in_use(t):
+    redis, (a,) = _cluster(t, n=1)
+    r = run_cli([TETHERD, "--listen", "127.0.0.1:%d" % free_port(), "--admin-listen",
+                 "127.0.0.1:%d" % free_port(), "--data-dir", t.mkdtemp("d"), "--token", "x",
+                 "--tcp-ports", "%d-%d" % (a.tcp_low, a.tcp_high),
+                 "--redis", "redis://127.0.0.1:%d" % redis.port, "--node-id", a.name,
+                 "--advertise", "ws://127.0.0.1:1"], timeout=15)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    eq(r.returncode, 1, "exit status of a second node-a (stderr %r)" % r.stderr)
+    eq(len(lines), 1, "stderr lines of a second node-a")
+    check("in use" in lines[0], "the error does not say the id is in use: %r" % lines[0])
+
+
 def test_cluster_cross_node_http_and_tcp(t):
     redis, (a, b) = _cluster(t)
     echo = t.tcp_echo()
