@@ -427,3 +427,26 @@ def test_cluster_three_nodes_least_loaded(t):
     wait_for(lambda: _holds(c, d.name), 15, "the new device on node c")
     for node in (a, b, c):
         eq(_get(node, d.label)[0], 200, "device on c via %s" % node.name)
+
+
+def test_cluster_nodes_sharing_one_address(t):
+    """Two nodes with the same --tcp-bind: both listen on every device port (SO_REUSEPORT), the
+    kernel spreads clients over them, and every client reaches the device."""
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    a = _node(t, redis, "node-a", "127.0.0.1", (low, high))
+    b = _node(t, redis, "node-b", "127.0.0.1", (low, high))
+    echo = t.tcp_echo()
+    echo2 = t.tcp_echo()
+    d1 = t.agent(a, tcp={"echo": echo.port}, http=None)
+    d2 = t.agent(b, tcp={"echo": echo2.port}, http=None, server=b.url + "/?tether-redirected=1")
+    p1, p2 = d1.tcp_port("echo"), d2.tcp_port("echo")
+    check(p1 != p2, "two devices on one address got one port")
+    time.sleep(2.5)  # both nodes listen on both ports once they have read the port map
+    for i in range(20):
+        for p in (p1, p2):
+            check(_echo_ok("127.0.0.1", p, b"client %d\n" % i), "echo %d on port %d" % (i, p))
+    st_a, st_b = _admin(a, "/metrics")[1].decode(), _admin(b, "/metrics")[1].decode()
+    fwd = [int(re.search(r'tether_cluster_forwarded_total\{kind="tcp"\} (\d+)', x).group(1))
+           for x in (st_a, st_b)]
+    check(sum(fwd) > 0, "no TCP client went through the other node (SO_REUSEPORT unused?)")
