@@ -11,7 +11,6 @@
 #include "configfile.h"
 #include "common/log.h"
 
-
 void tt_config_usage(FILE *f)
 {
     fputs(
