@@ -88,7 +88,7 @@ void tether_set_log_level(int level)
 static void connect_next(struct tether_agent *a);
 
 /* snprintf through va_list: a long message is cut, not warned about. */
-static void fmt(char *out, size_t outlen, const char *f, ...) __attribute__((format(printf, 3, 4)));
+static void fmt(char *out, size_t outlen, const char *f, ...) TT_PRINTF(3, 4);
 
 static void fmt(char *out, size_t outlen, const char *f, ...)
 {

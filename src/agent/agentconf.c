@@ -8,9 +8,9 @@
 
 #include "agent/agentconf.h"
 #include "agent/proxy.h"
+#include "common/compat.h"
 
-static int fail(tether_config *cfg, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int fail(tether_config *cfg, int code, const char *fmt, ...) TT_PRINTF(3, 4);
 
 static int fail(tether_config *cfg, int code, const char *fmt, ...)
 {
@@ -22,7 +22,7 @@ static int fail(tether_config *cfg, int code, const char *fmt, ...)
 }
 
 /* Like snprintf into err, but through va_list so that a long message is cut, not warned about. */
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
 
 static void errf(char err[TT_ERRLEN], const char *fmt, ...)
 {

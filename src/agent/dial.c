@@ -84,7 +84,7 @@ static void start_hop(struct tt_dial *d);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void set_msg(struct tt_dial *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_msg(struct tt_dial *d, const char *fmt, ...) TT_PRINTF(2, 3);
 
 static void set_msg(struct tt_dial *d, const char *fmt, ...)
 {
@@ -94,7 +94,7 @@ static void set_msg(struct tt_dial *d, const char *fmt, ...)
     va_end(ap);
 }
 
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
 
 static void errf(char err[TT_ERRLEN], const char *fmt, ...)
 {
@@ -159,8 +159,7 @@ static void cleanup(struct tt_dial *d)
     maybe_free(d);
 }
 
-static void fail(struct tt_dial *d, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void fail(struct tt_dial *d, int err, const char *fmt, ...) TT_PRINTF(3, 4);
 
 static void fail(struct tt_dial *d, int err, const char *fmt, ...)
 {

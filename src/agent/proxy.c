@@ -15,6 +15,7 @@
 
 #include "tether.h"
 #include "agent/proxy.h"
+#include "common/compat.h"
 
 const char *const tt_proxy_var_names[TT_PV_COUNT] = {
     [TT_PV_WS_PROXY] = "ws_proxy",       [TT_PV_WS_PROXY_UC] = "WS_PROXY",
@@ -26,8 +27,7 @@ const char *const tt_proxy_var_names[TT_PV_COUNT] = {
 };
 
 /* snprintf through va_list: a long message is cut, not warned about. */
-static void bfmt(char *out, size_t outlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void bfmt(char *out, size_t outlen, const char *fmt, ...) TT_PRINTF(3, 4);
 
 static void bfmt(char *out, size_t outlen, const char *fmt, ...)
 {

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if !defined(_WIN32)
 #include <unistd.h>
+#endif
 
 #include "agent/services.h"
 #include "common/log.h"
@@ -87,22 +89,63 @@ static void finish(struct local *l, int status)
     tt_pipe_connected(p, status);
 }
 
+#if defined(_WIN32)
+/* A SOCKET cannot be dup()ed: WSADuplicateSocketW and WSASocketW give this process a second
+ * descriptor of the same socket. The first is tied to the loop's completion port already;
+ * uv_tcp_open() imports such a socket with emulated completion (UV_HANDLE_EMULATE_IOCP). */
+static int dup_socket(uv_os_fd_t fd, uv_os_sock_t *out)
+{
+    WSAPROTOCOL_INFOW info;
+    SOCKET s;
+
+    if (WSADuplicateSocketW((SOCKET)fd, GetCurrentProcessId(), &info) != 0)
+        return UV_EMFILE;
+    s = WSASocketW(FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, FROM_PROTOCOL_INFO, &info, 0,
+                   WSA_FLAG_OVERLAPPED);
+    if (s == INVALID_SOCKET)
+        return UV_EMFILE;
+    *out = s;
+    return 0;
+}
+
+static void close_socket(uv_os_sock_t s)
+{
+    closesocket(s);
+}
+#else
+static int dup_socket(uv_os_fd_t fd, uv_os_sock_t *out)
+{
+    int nfd = dup(fd);
+
+    if (nfd < 0)
+        return UV_EMFILE;
+    *out = nfd;
+    return 0;
+}
+
+static void close_socket(uv_os_sock_t s)
+{
+    close(s);
+}
+#endif
+
 /* The probe connected: move its descriptor into the pipe's socket. */
 static int adopt(struct local *l)
 {
     uv_os_fd_t fd;
-    int nfd, rc;
+    uv_os_sock_t nfd;
+    int rc;
 
     rc = uv_fileno((uv_handle_t *)&l->probe->tcp, &fd);
     if (rc < 0)
         return rc;
-    nfd = dup(fd);
-    if (nfd < 0)
-        return UV_EMFILE;
+    rc = dup_socket(fd, &nfd);
+    if (rc < 0)
+        return rc;
     close_probe(l);
     rc = uv_tcp_open(&l->sock->tcp, nfd);
     if (rc < 0) {
-        close(nfd);
+        close_socket(nfd);
         return rc;
     }
     uv_tcp_nodelay(&l->sock->tcp, 1);

@@ -8,7 +8,7 @@
 #include "cli/args.h"
 #include "common/log.h"
 
-static int errf(char err[TT_ERRLEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
 
 static int errf(char err[TT_ERRLEN], const char *fmt, ...)
 {

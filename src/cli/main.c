@@ -24,6 +24,13 @@ static void on_signal(int sig)
 
 static void install_signals(void)
 {
+#if defined(_WIN32)
+    /* The C runtime calls these from its console-control thread (Ctrl-C, Ctrl-Break); Windows
+     * has no SIGPIPE (a write to a closed socket fails with an error instead). */
+    signal(SIGINT, on_signal);
+    signal(SIGBREAK, on_signal);
+    signal(SIGTERM, on_signal);
+#else
     struct sigaction sa;
 
     memset(&sa, 0, sizeof sa);
@@ -33,6 +40,7 @@ static void install_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+#endif
 }
 
 struct cli {

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 int tt_log_level = TT_LOG_INFO;
 
 static const char *log_program = "tether";
@@ -37,7 +39,8 @@ void tt_log_set_program(const char *s)
 void tt_log_write(int level, const char *fmt, ...)
 {
     char line[2048];
-    struct timespec ts;
+    uv_timeval64_t tv; /* libuv's wall clock: clock_gettime() is not in Windows' C library */
+    time_t secs;
     struct tm tm;
     size_t n;
     int r;
@@ -46,10 +49,13 @@ void tt_log_write(int level, const char *fmt, ...)
         level = TT_LOG_ERROR;
     if (level > TT_LOG_DEBUG)
         level = TT_LOG_DEBUG;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    if (uv_gettimeofday(&tv) != 0)
+        tv.tv_sec = tv.tv_usec = 0;
+    secs = (time_t)tv.tv_sec;
+    if (tt_gmtime(&secs, &tm) == NULL)
+        memset(&tm, 0, sizeof tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s ", ts.tv_nsec / 1000000L, log_program,
+    r = snprintf(line + n, sizeof(line) - n, ".%03dZ %s %s ", (int)(tv.tv_usec / 1000), log_program,
                  level_names[level]);
     if (r < 0 || (size_t)r >= sizeof(line) - n)
         return;

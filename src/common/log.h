@@ -6,6 +6,8 @@
 
 #include <stdarg.h>
 
+#include "common/compat.h"
+
 enum tt_log_level {
     TT_LOG_ERROR = 0,
     TT_LOG_WARN = 1,
@@ -22,7 +24,7 @@ int tt_log_parse_level(const char *s);
 void tt_log_set_program(const char *s);
 
 /* Writes one line: "<timestamp> <program> <LEVEL> <message>\n" to stderr. */
-void tt_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tt_log_write(int level, const char *fmt, ...) TT_PRINTF(2, 3);
 
 #define TT_LOG(level, ...)                                                                         \
     do {                                                                                           \

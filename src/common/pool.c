@@ -22,7 +22,9 @@
 static _Thread_local struct tt_chunk *free_list;
 static _Thread_local size_t free_count;
 static _Thread_local size_t freed_since_trim;
-static _Thread_local uint64_t last_trim;
+#if defined(__GLIBC__)
+static _Thread_local uint64_t last_trim; /* uv_hrtime() of the last trim */
+#endif
 
 /* Gives the pages of free heap memory back to the system after a burst (glibc's free() keeps
  * them unless they are at the top of the heap). */

@@ -15,6 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(_WIN32)
+/* Before OpenSSL's headers, which undefine wincrypt.h's X509_NAME and friends. */
+#include <windows.h>
+#include <wincrypt.h>
+#endif
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -161,7 +167,7 @@ static const char *ssl_reason(const char *fallback)
     return r ? r : fallback;
 }
 
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
 
 static void errf(char err[TT_ERRLEN], const char *fmt, ...)
 {
@@ -268,6 +274,33 @@ fail:
     return TETHER_ERR_CONFIG;
 }
 
+#if defined(_WIN32)
+/* OpenSSL does not read Windows' certificate store (its default paths are a directory fixed at
+ * build time): the certificates of the system's "ROOT" store are copied into the context's. */
+static void add_windows_roots(SSL_CTX *ssl)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ssl);
+    HCERTSTORE sys = CertOpenSystemStoreW(0, L"ROOT");
+    PCCERT_CONTEXT c = NULL;
+    int n = 0;
+
+    if (sys == NULL) {
+        TT_LOG(TT_LOG_WARN, "cannot open the Windows ROOT certificate store");
+        return;
+    }
+    while ((c = CertEnumCertificatesInStore(sys, c)) != NULL) {
+        const unsigned char *p = c->pbCertEncoded;
+        X509 *x = d2i_X509(NULL, &p, (long)c->cbCertEncoded);
+        if (x != NULL && X509_STORE_add_cert(store, x) == 1)
+            n++;
+        X509_free(x);
+    }
+    ERR_clear_error(); /* a certificate already there, or one OpenSSL cannot parse */
+    CertCloseStore(sys, 0);
+    TT_LOG(TT_LOG_DEBUG, "tls: %d certificates from the Windows ROOT store", n);
+}
+#endif
+
 int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecure,
                       char err[TT_ERRLEN])
 {
@@ -290,6 +323,9 @@ int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecur
         /* No system store is not an error by itself: the CA file may be all there is. */
         if (SSL_CTX_set_default_verify_paths(ctx->ssl) != 1)
             ERR_clear_error();
+#if defined(_WIN32)
+        add_windows_roots(ctx->ssl);
+#endif
         if (ca_file != NULL && SSL_CTX_load_verify_locations(ctx->ssl, ca_file, NULL) != 1) {
             errf(err, "cannot load CA file %.200s: no PEM certificate in it (%s)", ca_file,
                  ssl_reason("unknown error"));

@@ -13,7 +13,9 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-static int fail(char err[TT_ERRLEN], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include "common/compat.h"
+
+static int fail(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
 
 static int fail(char err[TT_ERRLEN], const char *fmt, ...)
 {

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# cross-sysroot-win.sh - builds the libraries the agent links (libuv, OpenSSL, jansson,
+# http-parser) for Windows x86_64 with mingw-w64, from Debian's own sources (with Debian's
+# patches), as static libraries into DIR (DIR/include, DIR/lib): the sysroot of
+# `make cross ARCH=win64`. Debian packages none of them for mingw-w64.
+# Usage: scripts/cross-sysroot-win.sh DIR
+#
+# The sources come through apt with a private state under DIR/apt (its own deb-src list, lists
+# and cache): the machine's apt configuration is left alone. They are taken from the main suite
+# (MIRROR, default http://deb.debian.org/debian, suite bookworm), whose source packages are
+# complete. Idempotent: does nothing when DIR/.done names the same versions of the script.
+# Takes a few minutes, most of it OpenSSL. Needs mingw-w64, cmake, perl and dpkg-dev
+# (scripts/deps.sh cross-win64), network access to the mirror, not root.
+set -eu
+[ $# -eq 1 ] || { echo "usage: $0 DIR" >&2; exit 2; }
+dir=$1
+mirror=${MIRROR:-http://deb.debian.org/debian}
+suite=${SUITE:-bookworm}
+host=x86_64-w64-mingw32
+srcs="libuv1 jansson http-parser openssl"
+stamp="win64 4: $srcs from $suite"
+if [ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" = "$stamp" ]; then
+  exit 0
+fi
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+a="$dir/apt"
+rm -rf "$a" "$dir/include" "$dir/lib" "$dir/src"
+mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/parts" "$dir/src" "$dir/include" "$dir/lib"
+: >"$a/status"
+echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" >"$a/sources.list"
+opts=(-q -o "Dir::Etc::SourceList=$a/sources.list" -o "Dir::Etc::SourceParts=$a/parts"
+  -o "Dir::State::Lists=$a/lists" -o "Dir::State::status=$a/status" -o "Dir::Cache=$a/cache"
+  -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+log="$dir/build.log"
+: >"$log"
+step() { # what, command...
+  local what=$1
+  shift
+  if ! "$@" >>"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "cross-sysroot-win: $what failed (whole log: $log)" >&2
+    exit 1
+  fi
+}
+echo "cross-sysroot-win: fetching Debian's sources of $srcs ($suite)" >&2
+step "apt-get update (deb-src)" apt-get "${opts[@]}" update
+# apt-get source unpacks each with dpkg-source, Debian's patches applied.
+(cd "$dir/src" && step "apt-get source" apt-get "${opts[@]}" source $srcs)
+src() { find "$dir/src" -maxdepth 1 -mindepth 1 -type d -name "$1-*" | head -n 1; }
+cc=$host-gcc
+jobs=${JOBS:-1}
+
+echo "cross-sysroot-win: building libuv, jansson, http-parser and OpenSSL with $cc" >&2
+s=$(src libuv1)
+step "libuv cmake" cmake -S "$s" -B "$s/build-win" -DCMAKE_SYSTEM_NAME=Windows -DCMAKE_C_COMPILER=$cc \
+  -DCMAKE_BUILD_TYPE=Release -DLIBUV_BUILD_TESTS=OFF -DLIBUV_BUILD_BENCH=OFF
+step "libuv build" cmake --build "$s/build-win" --target uv_a -j "$jobs"
+cp "$s/build-win/libuv_a.a" "$dir/lib/libuv.a"
+cp -r "$s/include/uv.h" "$s/include/uv" "$dir/include/"
+
+s=$(src jansson)
+step "jansson cmake" cmake -S "$s" -B "$s/build-win" -DCMAKE_SYSTEM_NAME=Windows -DCMAKE_C_COMPILER=$cc \
+  -DCMAKE_BUILD_TYPE=Release -DJANSSON_BUILD_DOCS=OFF -DJANSSON_WITHOUT_TESTS=ON -DJANSSON_EXAMPLES=OFF \
+  -DJANSSON_BUILD_SHARED_LIBS=OFF -DCMAKE_INSTALL_PREFIX="$s/inst"
+step "jansson build" cmake --build "$s/build-win" --target install -j "$jobs"
+cp "$s/inst/lib/libjansson.a" "$dir/lib/"
+cp "$s/inst/include/jansson.h" "$s/inst/include/jansson_config.h" "$dir/include/"
+
+s=$(src http-parser)
+step "http-parser build" $cc -O2 -c "$s/http_parser.c" -o "$s/http_parser.o"
+step "http-parser archive" $host-ar rcs "$dir/lib/libhttp_parser.a" "$s/http_parser.o"
+cp "$s/http_parser.h" "$dir/include/"
+
+s=$(src openssl)
+(cd "$s" && step "OpenSSL Configure" ./Configure mingw64 no-shared no-tests no-engine \
+  --cross-compile-prefix=$host- --prefix="$s/inst" --libdir=lib)
+(cd "$s" && step "OpenSSL build" make -j "$jobs" build_libs && step "OpenSSL install" make install_dev)
+cp "$s/inst/lib/libssl.a" "$s/inst/lib/libcrypto.a" "$dir/lib/"
+cp -r "$s/inst/include/openssl" "$dir/include/"
+
+# What was built, for the record (docs and the report quote these versions).
+for d in "$dir"/src/*.dsc; do sed -n 's/^Source: //p; s/^Version: //p' "$d" | paste -sd' '; done >"$dir/versions.txt"
+rm -rf "$a/lists" "$a/cache" "$dir/src"
+echo "$stamp" >"$dir/.done"
