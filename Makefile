@@ -15,11 +15,13 @@
 #   make bench      run bench/ (never part of make test); BENCH_ARGS=--quick for a short run
 #   make bench-bin  build bench/loadgen (many idle devices) into $(B)/bin
 #   make format / format-check
-#   make cross ARCH=arm64|armhf|mipsel
+#   make cross ARCH=arm64|armhf|mipsel|win64
 #                   cross-build the agent (tether, libtether.a/.so; not the relay) with Debian's
 #                   cross gcc against Debian's ARCH builds of its libraries (scripts/cross-sysroot.sh)
-#                   into build/cross-ARCH, plus bin/tether-qemu, which runs it under qemu-user
-#   make cross-test [CROSS_ARCHS="arm64 armhf mipsel"] [CROSS_E2E="http/ tcp/"]
+#                   into build/cross-ARCH, plus bin/tether-qemu, which runs it under qemu-user;
+#                   win64: mingw-w64, the libraries built from Debian's sources
+#                   (scripts/cross-sysroot-win.sh, a few minutes), tether.exe and bin/tether-wine
+#   make cross-test [CROSS_ARCHS="arm64 armhf mipsel win64"] [CROSS_E2E="http/ tcp/"]
 #                   cross-build each and run the e2e suite (default all of it) with the
 #                   cross-built tether under qemu-user against the native tetherd (make test
 #                   runs the agent's part of it for arm64, TEST_CROSS_ARCHS)
@@ -76,7 +78,9 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 UNIT_SUPPORT_OBJ := $(call obj,$(UNIT_SUPPORT))
 
 TETHERD := $(B)/bin/tetherd
-TETHER := $(B)/bin/tether
+# .exe for Windows (make cross ARCH=win64)
+EXE ?=
+TETHER := $(B)/bin/tether$(EXE)
 LIBTETHER_A := $(B)/lib/libtether.a
 LIBTETHER_SO := $(B)/lib/libtether.so
 INTERNAL_A := $(B)/lib/libtt_internal.a
@@ -89,7 +93,8 @@ all: deps
 
 build: $(TETHERD) $(TETHER) $(LIBTETHER_A) $(LIBTETHER_SO)
 
-agent: $(TETHER) $(LIBTETHER_A) $(LIBTETHER_SO)
+# The agent alone; no libtether.so for Windows (EXE=.exe): libtether.a only.
+agent: $(TETHER) $(LIBTETHER_A) $(if $(EXE),,$(LIBTETHER_SO))
 
 deps:
 	@scripts/deps.sh build
@@ -203,10 +208,11 @@ core-check-cortex-m:
 # C library in /usr/TRIPLET) and Debian's own builds of libuv, OpenSSL, jansson and http-parser
 # for ARCH, unpacked into build/cross-ARCH/sysroot (no dpkg multiarch; see the script).
 ARCH ?= arm64
-CROSS_ARCHS ?= arm64 armhf mipsel
+CROSS_ARCHS ?= arm64 armhf mipsel win64
 TRIPLET_arm64 := aarch64-linux-gnu
 TRIPLET_armhf := arm-linux-gnueabihf
 TRIPLET_mipsel := mipsel-linux-gnu
+TRIPLET_win64 := x86_64-w64-mingw32
 QEMU_arm64 := qemu-aarch64
 QEMU_armhf := qemu-arm
 QEMU_mipsel := qemu-mipsel
@@ -215,11 +221,26 @@ XB := build/cross-$(ARCH)
 XSYSROOT = $(CURDIR)/$(XB)/sysroot
 
 cross-deps:
-	@test -n "$(XTRIPLET)" || { echo "make cross: ARCH must be one of: $(CROSS_ARCHS)"; exit 2; }
+	@test -n "$(XTRIPLET)" || { echo "make cross: ARCH must be one of: $(CROSS_ARCHS) win64"; exit 2; }
 	@scripts/deps.sh cross-$(ARCH)
-	@scripts/cross-sysroot.sh $(ARCH) $(XB)/sysroot
+	@if [ "$(ARCH)" = win64 ]; then scripts/cross-sysroot-win.sh $(XB)/sysroot; \
+	else scripts/cross-sysroot.sh $(ARCH) $(XB)/sysroot; fi
+
+# Windows x86_64 (mingw-w64): static libraries built from Debian's sources
+# (scripts/cross-sysroot-win.sh), one static tether.exe, libtether.a; bin/tether-wine runs it.
+WIN_LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lws2_32 -liphlpapi -luserenv -ldbghelp \
+	-lole32 -lshell32 -luser32 -ladvapi32 -lcrypt32 -lbcrypt -lgdi32
 
 cross: cross-deps
+ifeq ($(ARCH),win64)
+	@$(MAKE) --no-print-directory MODE=release B=$(XB) CC=$(XTRIPLET)-gcc EXE=.exe \
+		XCPPFLAGS="-I$(XSYSROOT)/include -D__USE_MINGW_ANSI_STDIO=1 -D_WIN32_WINNT=0x0602" \
+		XLDFLAGS="-L$(XSYSROOT)/lib -static" AGENT_LIBS="$(WIN_LIBS)" agent
+	@printf '%s\n' '#!/bin/sh' '# Runs the Windows tether.exe here under Wine.' \
+		'exec wine "$$(dirname "$$0")/tether.exe" "$$@"' \
+		> $(XB)/bin/tether-wine && chmod 755 $(XB)/bin/tether-wine
+	@echo "cross: $(ARCH): $$(file -b $(XB)/bin/tether.exe | cut -d, -f1)"
+else
 	@$(MAKE) --no-print-directory MODE=release B=$(XB) CC=$(XTRIPLET)-gcc \
 		XCPPFLAGS="-I$(XSYSROOT)/usr/include -I$(XSYSROOT)/usr/include/$(XTRIPLET)" \
 		XLDFLAGS="-L$(XSYSROOT)/usr/lib/$(XTRIPLET) -Wl,-rpath-link,$(XSYSROOT)/usr/lib/$(XTRIPLET)" \
@@ -230,6 +251,7 @@ cross: cross-deps
 		'exec $(QEMU_$(ARCH)) -L /usr/$(XTRIPLET) -E LD_LIBRARY_PATH=$(XSYSROOT)/usr/lib/$(XTRIPLET) "$$(dirname "$$0")/tether" "$$@"' \
 		> $(XB)/bin/tether-qemu && chmod 755 $(XB)/bin/tether-qemu
 	@echo "cross: $(ARCH): $$(file -b $(XB)/bin/tether | cut -d, -f1-2)"
+endif
 
 # The native relay (release build) and each cross-built agent under qemu-user.
 cross-test:

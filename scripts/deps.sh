@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # deps.sh - installs the Debian packages a make target needs, only those missing.
-# Usage: scripts/deps.sh build|test|bench|fuzz|demo|cortex-m|cross-arm64|cross-armhf|cross-mipsel
+# Usage: scripts/deps.sh build|test|bench|fuzz|demo|cortex-m|cross-arm64|cross-armhf|cross-mipsel|cross-win64
 # Runs apt-get update once before installing. Needs root (or sudo).
 # The cross sets are Debian's cross gcc and C library for that CPU (no dpkg multiarch: the
 # agent's other libraries come from scripts/cross-sysroot.sh) and qemu-user to run the result.
@@ -24,7 +24,10 @@ case "${1:-build}" in
   cross-arm64) want="$(cross aarch64-linux-gnu arm64)" ;;
   cross-armhf) want="$(cross arm-linux-gnueabihf armhf)" ;;
   cross-mipsel) want="$(cross mipsel-linux-gnu mipsel)" ;;
-  *) echo "deps.sh: unknown set '$1' (build, test, bench, fuzz, demo, cortex-m, cross-arm64, cross-armhf, cross-mipsel)" >&2; exit 2 ;;
+  # mingw-w64, what scripts/cross-sysroot-win.sh needs to build the libraries from source, and
+  # Wine to run tether.exe.
+  cross-win64) want="$build file python3 gcc-mingw-w64-x86-64 cmake perl dpkg-dev wine wine64" ;;
+  *) echo "deps.sh: unknown set '$1' (build, test, bench, fuzz, demo, cortex-m, cross-arm64, cross-armhf, cross-mipsel, cross-win64)" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do

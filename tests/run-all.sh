@@ -6,7 +6,7 @@
 # counting cmocka tests one by one, each fuzz replay as one test and each e2e test as one.
 # CROSS_ARCHS="arm64 ..." adds, for each, the cross e2e tests: CROSS_E2E (a set of the e2e
 # tests) with the agent cross-built for that CPU (build/cross-ARCH, `make cross`) run under
-# qemu-user against this build's tetherd. `cross` runs only those.
+# qemu-user (win64: tether.exe under Wine) against this build's tetherd. `cross` runs only those.
 # Exits 1 if anything failed or nothing ran. Builds nothing: `make test` builds first.
 set -u
 
@@ -137,15 +137,27 @@ run_e2e() {
 CROSS_E2E=${CROSS_E2E:-agent/ http/ tcp/ tls/ proxy/ cli/}
 
 run_cross() { # ARCH
-    local arch=$1 xb=build/cross-$1 rc p f k args=()
-    echo "== cross e2e: $arch (tether from $xb under qemu-user, tetherd from $B)"
-    if [ ! -x "$xb/bin/tether-qemu" ]; then
-        fail "cross $arch" "no $xb/bin/tether-qemu (run make cross ARCH=$arch)"
+    local arch=$1 xb=build/cross-$1 rc p f k run exe args=()
+    if [ "$arch" = win64 ]; then
+        # tether.exe under Wine, with a Wine prefix of its own. Windows' environment is
+        # case-insensitive, so the test that sets https_proxy and HTTPS_PROXY to different
+        # proxies cannot pass there (curl on Windows reads them the same way).
+        run=$xb/bin/tether-wine exe=$xb/bin/tether.exe
+        export WINEPREFIX=${WINEPREFIX:-$PWD/$xb/wineprefix} WINEDEBUG=${WINEDEBUG:--all}
+        args+=(-x proxy/wss_relay_through_https_proxy)
+    else
+        run=$xb/bin/tether-qemu exe=$xb/bin/tether
+    fi
+    echo "== cross e2e: $arch (tether from $xb under ${run##*-}, tetherd from $B)"
+    if [ ! -x "$run" ]; then
+        fail "cross $arch" "no $run (run make cross ARCH=$arch)"
         return
     fi
-    echo "$arch tether: $(file -b "$xb/bin/tether" | cut -d, -f1-2); $("$xb/bin/tether-qemu" --version 2>&1)"
+    echo "$arch tether: $(file -b "$exe" | cut -d, -f1-2); $("$run" --version 2>/dev/null | tr -d '\r')"
+    [ "$arch" != win64 ] ||
+        echo "win64: skipping proxy/wss_relay_through_https_proxy (Windows environment names are case-insensitive)"
     [ "$CROSS_E2E" = all ] || for k in $CROSS_E2E; do args+=(-k "$k"); done
-    TETHERD=${TETHERD:-$B/bin/tetherd} TETHER=$xb/bin/tether-qemu \
+    TETHERD=${TETHERD:-$B/bin/tetherd} TETHER=$run \
         python3 tests/e2e/run.py "${args[@]}" 2>&1 | sed -u "s/^\(PASS\|FAIL\) /\1 $arch:/" | tee "$log"
     rc=${PIPESTATUS[0]}
     p=$(grep -c '^PASS ' "$log")

@@ -4,7 +4,7 @@ in its own process group with a hang guard, so that a stuck test is killed toget
 process it started. Prints "PASS name" or "FAIL name: reason" per test (details indented below
 a failure) and a closing "e2e: N passed, M failed". Exits 1 if any test failed.
 
-Usage: tests/e2e/run.py [-k SUBSTRING]... [--list] [--timeout SECONDS] [--keep]
+Usage: tests/e2e/run.py [-k SUBSTRING]... [-x SUBSTRING]... [--list] [--timeout SECONDS] [--keep]
 Environment: TETHERD, TETHER (default build/sanitize/bin/...), E2E_TIMEOUT (default 90 s).
 """
 
@@ -134,6 +134,7 @@ def run_one(name, modname, funcname, timeout, keep):
 def main():
     ap = argparse.ArgumentParser(description="Tether end-to-end tests")
     ap.add_argument("-k", action="append", default=[], help="run tests whose name contains this")
+    ap.add_argument("-x", action="append", default=[], help="skip tests whose name contains this")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--timeout", type=int, default=int(os.environ.get("E2E_TIMEOUT", "90")))
     ap.add_argument("--keep", action="store_true", help="keep each test's temp dir")
@@ -148,6 +149,8 @@ def main():
     tests = discover()
     if args.k:
         tests = [t for t in tests if any(k in t[0] for k in args.k)]
+    if args.x:
+        tests = [t for t in tests if not any(x in t[0] for x in args.x)]
     if args.list:
         for t in tests:
             print(t[0])
