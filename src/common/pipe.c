@@ -531,7 +531,11 @@ static void on_input_done(struct tt_wsconn_waiter *w)
 
     if (p->nheld == 0)
         return;
-    if (p->closing || p->connecting || p->inflight > 0 || p->ending) {
+    /* A full read means more follows in this loop turn (bulk): then the bytes are copied and
+     * written together at the idle turn, one writev for many reads, as fewer, larger writes
+     * cost the kernel less than the copy costs us. */
+    if (p->closing || p->connecting || p->inflight > 0 || p->ending || p->c == NULL ||
+        tt_wsconn_input_full(p->c)) {
         keep_held(p);
         return;
     }

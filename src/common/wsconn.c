@@ -128,6 +128,7 @@ struct tt_wsconn {
     bool dead;         /* the socket is unusable or we gave up on it: close it now */
     bool broken;       /* output stream broken (allocation failed mid-frame) */
     bool eof;          /* the peer's EOF was read */
+    bool input_full;   /* the read being fed filled its chunk: more input is waiting */
     bool shut;         /* uv_shutdown issued */
     bool hclosing;     /* handles are being closed */
     bool no_goaway;    /* the peer closed the WebSocket: no GOAWAY */
@@ -984,8 +985,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         ch = (struct tt_chunk *)(void *)(buf->base - offsetof(struct tt_chunk, data));
     if (nread > 0) {
         c->last_rx = uv_now(c->loop);
-        if (!c->closing)
+        if (!c->closing) {
+            c->input_full = (size_t)nread == TT_CHUNK_SIZE;
             feed(c, (uint8_t *)buf->base, (size_t)nread);
+            c->input_full = false;
+        }
     } else if (nread == UV_EOF) {
         c->eof = true;
         tt_conn_read_stop(c->conn);
@@ -1349,6 +1353,11 @@ void tt_wsconn_cancel_wait(struct tt_wsconn *c, struct tt_wsconn_waiter *w)
     (void)c;
     if (w->next != NULL)
         waiter_unlink(w);
+}
+
+bool tt_wsconn_input_full(const struct tt_wsconn *c)
+{
+    return c->input_full;
 }
 
 void tt_wsconn_after_input(struct tt_wsconn *c, struct tt_wsconn_waiter *w)

@@ -129,6 +129,9 @@ void tt_wsconn_cancel_wait(struct tt_wsconn *c, struct tt_wsconn_waiter *w);
  * start zeroed; queuing a queued waiter does nothing. Called even when c started closing
  * during that input. */
 void tt_wsconn_after_input(struct tt_wsconn *c, struct tt_wsconn_waiter *w);
+/* During a session callback or an after-input call: true when the read being fed filled its
+ * buffer, so more input is most likely waiting and will be read in this same loop turn. */
+bool tt_wsconn_input_full(const struct tt_wsconn *c);
 
 /* Sends a GOAWAY (code, reason) if the session is open, then a WebSocket close frame
  * (ws_code), flushes, and closes: on_close follows (asynchronously) with err. Safe to call more
