@@ -192,6 +192,15 @@ static bool expired(const struct tt_device *d, int64_t now)
     return !d->conn && now - d->offline_since >= (int64_t)d->relay->cfg.grace_ms;
 }
 
+/* dc has been answered (or is being closed for want of a HELLO): the HELLO deadline no longer
+ * applies to it. */
+static void set_registered(struct tt_devconn *dc)
+{
+    if (!dc->registered && dc->relay->unregistered > 0)
+        dc->relay->unregistered--;
+    dc->registered = true;
+}
+
 /* d is offline since t: the sweep must look again by the end of its grace period. */
 static void set_offline(struct tt_device *d, int64_t t)
 {
@@ -407,7 +416,7 @@ static const char *check_hello(const struct tt_hello *m, char name[TT_MAX_NAME +
 static int refuse(struct tt_devconn *dc, struct tt_session *s, uint16_t code, const char *why)
 {
     uint8_t buf[512];
-    dc->registered = true; /* answered: the HELLO deadline no longer applies */
+    set_registered(dc); /* answered: the HELLO deadline no longer applies */
     send_frame(dc, buf, tt_session_refuse(s, code, why, buf, sizeof(buf)));
     if (dc->ws)
         tt_wsconn_close(dc->ws, TT_GOAWAY_NORMAL, code == TT_REFUSE_AUTH ? 1008 : 1000,
@@ -520,7 +529,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     }
     d->conn = dc;
     dc->dev = d;
-    dc->registered = true;
+    set_registered(dc);
     int waiting = wait_sync(r, dc);
     if (waiting > 0)
         return 0;
@@ -718,6 +727,7 @@ static const struct tt_session_callbacks *callbacks(void)
 static void unlink_conn(struct tt_devconn *dc)
 {
     struct tt_relay *r = dc->relay;
+    set_registered(dc); /* no longer counted as waiting for its HELLO */
     if (dc->prev)
         dc->prev->next = dc->next;
     else if (r->conns == dc)
@@ -772,6 +782,7 @@ void tt_device_accept(struct tt_relay *r, struct tt_conn *tcp, const uint8_t *pr
     }
     dc->relay = r;
     dc->started = tt_relay_now_ms();
+    r->unregistered++;
     dc->next = r->conns;
     if (r->conns)
         r->conns->prev = dc;
@@ -814,18 +825,21 @@ static void sweep_devices(struct tt_relay *r, int64_t now)
     tt_strmap_foreach(&r->by_name, sweep_one, &now);
 }
 
-/* Closes the connections that did not register within TT_DEVICE_HELLO_MS. r->conns is newest
- * first: only its head can have reached the deadline since the last sweep (the sweep runs at
- * least every second), so the walk stops at connections old enough to have been checked
- * before, except on a full sweep. */
+/* Closes the connections that did not register within TT_DEVICE_HELLO_MS. Nothing to do while
+ * every connection is registered (the usual case: no walk over 100,000 of them every second).
+ * r->conns is newest first: only its head can have reached the deadline since the last sweep
+ * (the sweep runs at least every second), so the walk stops at connections old enough to have
+ * been checked before, except on a full sweep. */
 static void sweep_hello(struct tt_relay *r, int64_t now, bool full)
 {
+    if (r->unregistered == 0 && !full)
+        return;
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next) {
         int64_t age = now - dc->started;
         if (!full && age > TT_DEVICE_HELLO_MS + TT_DEVICE_FULL_SWEEP_MS / 4)
             break;
         if (!dc->registered && dc->ws && age >= TT_DEVICE_HELLO_MS) {
-            dc->registered = true; /* close once */
+            set_registered(dc); /* close once */
             TT_LOG(TT_LOG_INFO, "device connection without registration closed peer=%s", peer(dc));
             tt_wsconn_close(dc->ws, TT_GOAWAY_PROTOCOL, 1008, TETHER_ERR_TIMEOUT,
                             "no registration in time");

@@ -26,6 +26,7 @@ struct tt_relay {
     struct tt_strmap by_name;   /* device name -> struct tt_device * (owned) */
     struct tt_strmap by_label;  /* label -> the same device */
     struct tt_devconn *conns;   /* every device connection (registered or not) */
+    size_t unregistered;        /* of them, those not answered yet (HELLO deadline) */
     struct tt_tcpports ports;
     struct tt_headconn_set web;     /* connections on the --listen ports */
     struct tt_headconn_set web_tls; /* and on the --tls-listen ports (TLS first) */
