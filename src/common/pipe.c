@@ -2,10 +2,11 @@
  * pooled chunk and go out as DATA straight from it (or through the filter hook and a bounded
  * queue); reading stops while the window or the wsconn's output is full. Downstream, DATA
  * payloads are kept as pointers into the wsconn's receive buffer until the end of that read
- * (tt_wsconn_after_input), then written to the socket from there in one writev; only what the
- * socket does not take is copied into a write queue, flushed by a uv_idle handle before the
- * loop polls. Bytes are credited back only once written. Stream end and socket close are
- * tracked separately; the pipe frees itself when both are over, after on_done. */
+ * (tt_wsconn_after_input), then written to the socket from there in one writev when it was
+ * the last read of the loop turn; otherwise (bulk), and for what the socket does not take, they
+ * are copied into a write queue, flushed by a uv_idle handle before the loop polls. Bytes are
+ * credited back only once written. Stream end and socket close are tracked separately; the
+ * pipe frees itself when both are over, after on_done. */
 #include "common/pipe.h"
 
 #include <stdlib.h>

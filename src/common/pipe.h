@@ -14,8 +14,9 @@
  * Owns: the conn it is given (closed by it), its read chunk and write queue.
  * A pipe frees itself once both its socket is closed and its stream has ended; on_done is the
  * last callback. DATA is written to the socket at the end of the wsconn read that brought it,
- * from the wsconn's receive buffer (one writev per read); what the socket does not take is
- * copied and flushed once per loop iteration. */
+ * from the wsconn's receive buffer (one writev), when that read is the last of the loop turn;
+ * otherwise (bulk), and for what the socket does not take, it is copied and flushed once per
+ * loop iteration. */
 #ifndef TT_PIPE_H
 #define TT_PIPE_H
 
