@@ -220,10 +220,9 @@ static json_t *str_or_null(const char *s)
     return s && s[0] ? json_string(s) : json_null();
 }
 
-static json_t *device_json(const struct tt_device *d, int64_t now)
+/* The services of d as the API shows them (a new array), or NULL when out of memory. */
+static json_t *services_json(const struct tt_device *d)
 {
-    struct view v;
-    view_of(d, now, &v);
     json_t *svcs = json_array();
     for (uint8_t i = 0; svcs && i < d->nsvc; i++) {
         const struct tt_device_svc *s = &d->svc[i];
@@ -241,27 +240,276 @@ static json_t *device_json(const struct tt_device *d, int64_t now)
             svcs = NULL;
         }
     }
+    return svcs;
+}
+
+char *tt_admin_services_dump(const struct tt_device *d)
+{
+    json_t *j = json_array();
+    for (uint8_t i = 0; j && i < d->nsvc; i++) {
+        const struct tt_device_svc *s = &d->svc[i];
+        json_t *o = s->kind == TT_SERVICE_HTTP
+                        ? json_pack("{s:s, s:s, s:s}", "name", s->name, "kind", "http", "sub",
+                                    s->dnsname)
+                        : json_pack("{s:s, s:s, s:i}", "name", s->name, "kind", "tcp", "port",
+                                    (json_int_t)s->portno);
+        if (json_array_append_new(j, o) != 0) {
+            json_decref(j);
+            j = NULL;
+        }
+    }
+    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return out;
+}
+
+/* One device as the API and the dashboard show it: a device of this node, or (cluster mode) a
+ * record of the shared registry. */
+struct row {
+    char name[TT_MAX_NAME + 1];
+    char label[TT_MAX_LABEL + 1];
+    char node[TT_NODE_ID_MAX + 1]; /* cluster mode: the holder while online, else "" */
+    struct view v;
+    char remote[64];
+    uint64_t streams;
+    json_t *svcs; /* owned; NULL when out of memory */
+};
+
+static void row_local(const struct tt_device *d, int64_t now, struct row *w)
+{
+    memset(w, 0, sizeof(*w));
+    snprintf(w->name, sizeof(w->name), "%s", d->name);
+    snprintf(w->label, sizeof(w->label), "%s", d->label);
+    view_of(d, now, &w->v);
+    snprintf(w->remote, sizeof(w->remote), "%s", d->remote_addr);
+    w->v.remote = w->remote;
+    w->streams = d->streams;
+    w->svcs = services_json(d);
+    if (d->relay->cluster && w->v.online)
+        snprintf(w->node, sizeof(w->node), "%s", d->relay->cfg.node_id);
+}
+
+/* One service of a record held elsewhere, from what its holder published (tt_admin_services_dump),
+ * with the URL this node gives it; NULL when malformed. */
+static json_t *remote_service(const struct tt_relay *r, const char *label, json_t *p)
+{
+    const char *name = json_string_value(json_object_get(p, "name"));
+    const char *kind = json_string_value(json_object_get(p, "kind"));
+    if (!name || !kind)
+        return NULL;
+    if (strcmp(kind, "tcp") == 0) {
+        json_t *port = json_object_get(p, "port");
+        if (!json_is_integer(port))
+            return NULL;
+        return json_pack("{s:s, s:s, s:s, s:I}", "name", name, "kind", "tcp", "host",
+                         r->cfg.domain, "port", json_integer_value(port));
+    }
+    const char *sub = json_string_value(json_object_get(p, "sub"));
+    char prefix[TT_ROUTE_SVCLEN + 2 + TT_MAX_LABEL + 1], url[TT_MAX_ADDR + 1];
+    if (sub && sub[0])
+        snprintf(prefix, sizeof(prefix), "%.*s--%s", TT_ROUTE_SVCLEN, sub, label);
+    else
+        snprintf(prefix, sizeof(prefix), "%s", label);
+    if (tt_config_device_url(&r->cfg, prefix, url, sizeof(url)) < 0)
+        url[0] = '\0';
+    return json_pack("{s:s, s:s, s:s}", "name", name, "kind", "http", "url", url);
+}
+
+/* The services of a record held elsewhere: those its holder published, else its TCP ports. */
+static json_t *remote_services(const struct tt_relay *r, const struct tt_cluster_dev *cd)
+{
+    json_t *pub = cd->svc ? json_loads(cd->svc, 0, NULL) : NULL;
+    json_t *j = json_array();
+    if (json_is_array(pub)) {
+        size_t i;
+        json_t *p;
+        json_array_foreach(pub, i, p)
+        {
+            json_t *o = remote_service(r, cd->label, p);
+            if (o && json_array_append_new(j, o) != 0) {
+                json_decref(j);
+                j = NULL;
+                break;
+            }
+        }
+        json_decref(pub);
+        return j;
+    }
+    json_decref(pub);
+    for (uint8_t i = 0; j && i < cd->nports; i++) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "name", cd->ports[i].service, "kind", "tcp",
+                              "host", r->cfg.domain, "port", (json_int_t)cd->ports[i].port);
+        if (json_array_append_new(j, o) != 0) {
+            json_decref(j);
+            j = NULL;
+        }
+    }
+    return j;
+}
+
+static void row_remote(const struct tt_relay *r, const struct tt_cluster_dev *cd, int64_t now,
+                       struct row *w)
+{
+    memset(w, 0, sizeof(*w));
+    snprintf(w->name, sizeof(w->name), "%s", cd->name);
+    snprintf(w->label, sizeof(w->label), "%s", cd->label);
+    /* a record naming this node without a local session is a session just ending */
+    w->v.online = cd->node_alive && strcmp(cd->node, r->cfg.node_id) != 0;
+    if (w->v.online)
+        snprintf(w->node, sizeof(w->node), "%s", cd->node);
+    if (tt_config_device_url(&r->cfg, cd->label, w->v.url, sizeof(w->v.url)) < 0)
+        w->v.url[0] = '\0';
+    iso_time(w->v.online && cd->has_live ? cd->connected_since : 0, w->v.since);
+    iso_time(w->v.online ? now : cd->last_seen, w->v.seen);
+    snprintf(w->remote, sizeof(w->remote), "%s", cd->remote);
+    w->v.remote = w->remote;
+    w->v.in = cd->in;
+    w->v.out = cd->out;
+    w->streams = cd->streams;
+    w->svcs = remote_services(r, cd);
+}
+
+static json_t *row_json(const struct tt_relay *r, struct row *w)
+{
+    json_t *svcs = w->svcs;
+    w->svcs = NULL;
     if (!svcs)
         return NULL;
-    return json_pack("{s:s, s:b, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "name", d->name,
-                     "online", v.online, "label", d->label, "url", v.url, "services", svcs,
-                     "connected_since", str_or_null(v.since), "last_seen", str_or_null(v.seen),
-                     "remote_addr", str_or_null(v.remote), "bytes_in", (json_int_t)v.in,
-                     "bytes_out", (json_int_t)v.out, "streams", (json_int_t)d->streams);
+    json_t *j = json_pack("{s:s, s:b, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "name",
+                          w->name, "online", w->v.online, "label", w->label, "url", w->v.url,
+                          "services", svcs, "connected_since", str_or_null(w->v.since),
+                          "last_seen", str_or_null(w->v.seen), "remote_addr",
+                          str_or_null(w->v.remote), "bytes_in", (json_int_t)w->v.in, "bytes_out",
+                          (json_int_t)w->v.out, "streams", (json_int_t)w->streams);
+    if (j && r->cluster && json_object_set_new(j, "node", str_or_null(w->node)) != 0) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+/* The devices to show, by name: this node's, or in cluster mode every device of the shared
+ * registry (this node's own from memory, the others' as their holders published them; this
+ * node's alone when Redis cannot be reached). name: that device only. Returns false when out
+ * of memory. Free with rows_free. */
+struct rows {
+    struct row *v;
+    size_t n;
+    int64_t now;
+};
+
+static void rows_free(struct rows *rs)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        json_decref(rs->v[i].svcs);
+    free(rs->v);
+    rs->v = NULL;
+    rs->n = 0;
+}
+
+/* Cluster mode: whether cd is shown (known: online, or offline within the grace period). */
+static bool record_known(const struct tt_relay *r, const struct tt_cluster_dev *cd, int64_t now)
+{
+    if (cd->node[0])
+        return true;
+    return cd->offline_since <= 0 || now - cd->offline_since < (int64_t)r->cfg.grace_ms;
+}
+
+static bool rows_cluster(struct tt_relay *r, const char *name, struct rows *rs, bool *done)
+{
+    struct tt_cluster_dev *cds;
+    size_t n;
+    *done = false;
+    int rc = tt_cluster_devs(r->cluster, name, &cds, &n);
+    if (rc == TETHER_ERR_IO)
+        return true; /* Redis unreachable: this node's devices only */
+    if (rc)
+        return false;
+    rs->v = n ? calloc(n, sizeof(*rs->v)) : NULL;
+    if (n && !rs->v) {
+        tt_cluster_devs_free(cds, n);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct tt_cluster_dev *cd = &cds[i];
+        if (!record_known(r, cd, rs->now))
+            continue;
+        struct tt_device *d = tt_strmap_get(&r->by_name, cd->name);
+        if (d && !gone(d, rs->now))
+            row_local(d, rs->now, &rs->v[rs->n]);
+        else
+            row_remote(r, cd, rs->now, &rs->v[rs->n]);
+        rs->n++;
+    }
+    tt_cluster_devs_free(cds, n);
+    *done = true;
+    return true;
+}
+
+static bool rows_get(struct tt_relay *r, const char *name, struct rows *rs)
+{
+    memset(rs, 0, sizeof(*rs));
+    rs->now = tt_relay_now_ms();
+    if (r->cluster) {
+        bool done;
+        if (!rows_cluster(r, name, rs, &done))
+            return false;
+        if (done)
+            return true;
+    }
+    if (name) {
+        struct tt_device *d = tt_strmap_get(&r->by_name, name);
+        if (!d || gone(d, rs->now))
+            return true;
+        if (!(rs->v = calloc(1, sizeof(*rs->v))))
+            return false;
+        row_local(d, rs->now, &rs->v[0]);
+        rs->n = 1;
+        return true;
+    }
+    struct devlist l;
+    if (!collect(r, &l)) {
+        free(l.v);
+        return false;
+    }
+    rs->v = l.n ? calloc(l.n, sizeof(*rs->v)) : NULL;
+    if (l.n && !rs->v) {
+        free(l.v);
+        return false;
+    }
+    for (size_t i = 0; i < l.n; i++)
+        row_local(l.v[i], rs->now, &rs->v[rs->n++]);
+    free(l.v);
+    return true;
 }
 
 static void api_devices(struct tt_headconn *hc, struct tt_relay *r)
 {
-    struct devlist l;
-    json_t *arr = collect(r, &l) ? json_array() : NULL;
-    for (size_t i = 0; arr && i < l.n; i++) {
-        if (json_array_append_new(arr, device_json(l.v[i], l.now)) != 0) {
+    struct rows rs;
+    json_t *arr = rows_get(r, NULL, &rs) ? json_array() : NULL;
+    for (size_t i = 0; arr && i < rs.n; i++) {
+        if (json_array_append_new(arr, row_json(r, &rs.v[i])) != 0) {
             json_decref(arr);
             arr = NULL;
         }
     }
-    free(l.v);
+    rows_free(&rs);
     answer_json(hc, "200 OK", NULL, arr ? json_pack("{s:o}", "devices", arr) : NULL);
+}
+
+static void api_device(struct tt_headconn *hc, struct tt_relay *r, const char *name)
+{
+    struct rows rs;
+    if (!rows_get(r, name, &rs)) {
+        rows_free(&rs);
+        answer_error(hc, "500 Internal Server Error", NULL, "out of memory");
+        return;
+    }
+    if (rs.n == 0)
+        answer_error(hc, "404 Not Found", NULL, "no such device");
+    else
+        answer_json(hc, "200 OK", NULL, row_json(r, &rs.v[0]));
+    rows_free(&rs);
 }
 
 /* The device named name, unless unknown or past its grace period. */
@@ -271,19 +519,34 @@ static struct tt_device *find_device(struct tt_relay *r, const char *name)
     return d && !gone(d, tt_relay_now_ms()) ? d : NULL;
 }
 
-static void api_device(struct tt_headconn *hc, struct tt_relay *r, const char *name)
+/* Deletes name: here when this node has it, else (cluster mode) in the shared registry, where
+ * its label and ports are released at once and its holder, if any, closes its session at its
+ * next beat. Returns 0 or TETHER_ERR_NOT_FOUND (or the registry's error). */
+static int delete_device(struct tt_relay *r, const char *name)
 {
-    struct tt_device *d = find_device(r, name);
-    if (!d) {
-        answer_error(hc, "404 Not Found", NULL, "no such device");
-        return;
-    }
-    answer_json(hc, "200 OK", NULL, device_json(d, tt_relay_now_ms()));
+    if (find_device(r, name))
+        return tt_device_delete(r, name);
+    if (!r->cluster)
+        return TETHER_ERR_NOT_FOUND;
+    struct rows rs;
+    bool known = rows_get(r, name, &rs) && rs.n == 1;
+    rows_free(&rs);
+    if (!known)
+        return TETHER_ERR_NOT_FOUND;
+    int rc = tt_registry_del(r->reg, name);
+    if (rc == 0)
+        TT_LOG(TT_LOG_INFO, "device deleted device=%s (held elsewhere or offline)", name);
+    return rc;
 }
 
 static void api_delete(struct tt_headconn *hc, struct tt_relay *r, const char *name)
 {
-    if (!find_device(r, name) || tt_device_delete(r, name) != 0) {
+    int rc = delete_device(r, name);
+    if (rc == TETHER_ERR_IO) {
+        answer_error(hc, "503 Service Unavailable", NULL, "the registry cannot be reached");
+        return;
+    }
+    if (rc != 0) {
         answer_error(hc, "404 Not Found", NULL, "no such device");
         return;
     }
@@ -375,8 +638,13 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
                 "tether_cluster_redis_up %d\n"
                 "# HELP tether_cluster_redirects_total Device handshakes sent to another node.\n"
                 "# TYPE tether_cluster_redirects_total counter\n"
-                "tether_cluster_redirects_total %llu\n",
-                c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects);
+                "tether_cluster_redirects_total %llu\n"
+                "# HELP tether_cluster_devices_online Devices online on every live node, as "
+                "the nodes published them at this node's last beat.\n"
+                "# TYPE tether_cluster_devices_online gauge\n"
+                "tether_cluster_devices_online %lld\n",
+                c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects,
+                (long long)c->fleet_online);
         buf_fmt(&b,
                 "# HELP tether_cluster_forwarded_total Clients passed to the node holding "
                 "their device.\n"
@@ -431,31 +699,45 @@ static void html_fmt(struct buf *b, const char *fmt, const char *s)
 
 static void dashboard(struct tt_headconn *hc, struct tt_relay *r)
 {
-    struct devlist l;
+    struct rows rs;
     struct buf b = {.ok = true};
-    bool ok = collect(r, &l);
+    bool ok = rows_get(r, NULL, &rs);
+    bool cluster = r->cluster != NULL;
     buf_str(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 "<title>tetherd</title><style>body{font-family:sans-serif;margin:2em}"
                 "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;"
                 "text-align:left;vertical-align:top}.online{color:#070}.offline{color:#a00}"
                 "</style></head><body>\n<h1>tetherd: devices</h1>\n");
-    buf_fmt(&b, "<p>%zu known</p>\n", l.n);
-    buf_str(&b, "<table>\n<tr><th>name</th><th>state</th><th>URLs</th><th>ports</th>"
-                "<th>bytes in</th><th>bytes out</th><th>connected since</th><th>last seen</th>"
-                "</tr>\n");
-    for (size_t i = 0; ok && i < l.n; i++) {
-        const struct tt_device *d = l.v[i];
-        struct view v;
-        view_of(d, l.now, &v);
-        const char *state = v.online ? "online" : "offline";
+    if (cluster) {
+        buf_str(&b, "<p>cluster node ");
+        html(&b, r->cfg.node_id);
+        buf_fmt(&b, ", %zu live nodes; %zu known</p>\n", r->cluster->nnodes + 1, rs.n);
+    } else {
+        buf_fmt(&b, "<p>%zu known</p>\n", rs.n);
+    }
+    buf_fmt(&b,
+            "<table>\n<tr><th>name</th><th>state</th>%s<th>URLs</th><th>ports</th>"
+            "<th>bytes in</th><th>bytes out</th><th>connected since</th><th>last seen</th>"
+            "</tr>\n",
+            cluster ? "<th>node</th>" : "");
+    for (size_t i = 0; ok && i < rs.n; i++) {
+        const struct row *w = &rs.v[i];
+        const char *state = w->v.online ? "online" : "offline";
         buf_str(&b, "<tr><td>");
-        html(&b, d->name);
+        html(&b, w->name);
         buf_fmt(&b, "</td><td class=\"%s\">%s</td><td>", state, state);
-        for (uint8_t k = 0; k < d->nsvc; k++) {
-            if (d->svc[k].kind != TT_SERVICE_HTTP)
+        if (cluster) {
+            html(&b, w->node[0] ? w->node : "-");
+            buf_str(&b, "</td><td>");
+        }
+        size_t k;
+        json_t *o;
+        json_array_foreach(w->svcs, k, o)
+        {
+            const char *url = json_string_value(json_object_get(o, "url"));
+            const char *kind = json_string_value(json_object_get(o, "kind"));
+            if (!url || !kind || strcmp(kind, "http") != 0)
                 continue;
-            char url[TT_MAX_ADDR + 1];
-            svc_url(d, &d->svc[k], url);
             buf_str(&b, "<a href=\"");
             html(&b, url);
             buf_str(&b, "\">");
@@ -463,21 +745,24 @@ static void dashboard(struct tt_headconn *hc, struct tt_relay *r)
             buf_str(&b, "</a><br>");
         }
         buf_str(&b, "</td><td>");
-        for (uint8_t k = 0; k < d->nsvc; k++) {
-            if (d->svc[k].kind != TT_SERVICE_TCP)
+        json_array_foreach(w->svcs, k, o)
+        {
+            const char *name = json_string_value(json_object_get(o, "name"));
+            json_t *port = json_object_get(o, "port");
+            if (!name || !json_is_integer(port))
                 continue;
-            html(&b, d->svc[k].name);
-            buf_fmt(&b, " %u<br>", (unsigned)d->svc[k].portno);
+            html(&b, name);
+            buf_fmt(&b, " %lld<br>", (long long)json_integer_value(port));
         }
-        buf_fmt(&b, "</td><td>%llu</td><td>%llu</td><td>", (unsigned long long)v.in,
-                (unsigned long long)v.out);
-        html_fmt(&b, "%s", v.since[0] ? v.since : "-");
+        buf_fmt(&b, "</td><td>%llu</td><td>%llu</td><td>", (unsigned long long)w->v.in,
+                (unsigned long long)w->v.out);
+        html_fmt(&b, "%s", w->v.since[0] ? w->v.since : "-");
         buf_str(&b, "</td><td>");
-        html_fmt(&b, "%s", v.seen[0] ? v.seen : "-");
+        html_fmt(&b, "%s", w->v.seen[0] ? w->v.seen : "-");
         buf_str(&b, "</td></tr>\n");
     }
     buf_str(&b, "</table>\n</body></html>\n");
-    free(l.v);
+    rows_free(&rs);
     if (ok && b.ok)
         answer(hc, "200 OK", "text/html; charset=utf-8", NULL, b.p, b.len);
     else

@@ -10,6 +10,7 @@
 #include "common/util.h"
 #include "cluster.h"
 #include "device.h"
+#include "admin.h"
 #include "forward.h"
 #include "peerlink.h"
 #include "relay.h"
@@ -59,11 +60,23 @@ static const char beat_lua[] =
     "end\n"
     "return out\n";
 
-/* ARGV: prefix, names... Returns the node field of each ("" when offline or unknown). */
+/* ARGV: prefix, me, then name, live, svc for each device this node holds. Writes live and svc
+ * (when not "") into the records still held by me, and returns the node field of each: "" when
+ * offline or unknown, "!" when the record was deleted by the operator (on any node) while held
+ * by me (the key deleted:NAME, written by the registry's delete, says so). */
 static const char owners_lua[] =
+    "local P,me=ARGV[1],ARGV[2]\n"
     "local out={}\n"
-    "for i=2,#ARGV do\n"
-    "  out[#out+1]=redis.call('HGET',ARGV[1]..'dev:'..ARGV[i],'node') or ''\n"
+    "for i=3,#ARGV-2,3 do\n"
+    "  local dk=P..'dev:'..ARGV[i]\n"
+    "  local node=redis.call('HGET',dk,'node')\n"
+    "  if node==me then\n"
+    "    if ARGV[i+1]~='' then redis.call('HSET',dk,'live',ARGV[i+1]) end\n"
+    "    if ARGV[i+2]~='' then redis.call('HSET',dk,'svc',ARGV[i+2]) end\n"
+    "  elseif not node and redis.call('GET',P..'deleted:'..ARGV[i])==me then\n"
+    "    node='!'\n"
+    "  end\n"
+    "  out[#out+1]=node or ''\n"
     "end\n"
     "return out\n";
 
@@ -160,6 +173,9 @@ static void set_nodes(struct tt_cluster *c, const redisReply *rep)
     free(c->nodes);
     c->nodes = v;
     c->nnodes = k;
+    c->fleet_online = c->online;
+    for (size_t i = 0; i < k; i++)
+        c->fleet_online += v[i].devices;
 }
 
 static const struct tt_cluster_node *find_node(struct tt_cluster *c, const char *id)
@@ -226,42 +242,95 @@ static void beat(struct tt_cluster *c, int64_t now)
 
 /* ---------------------------------------------------------------- takeovers */
 
-struct names {
-    const char *v[CHECK_BATCH + 1];
+/* Longest live field (cluster.h): four 20-digit numbers, an address and the spaces. */
+#define LIVE_MAX (4 * 21 + 64)
+
+/* One batch of the takeover check: the names, and what is published for each. */
+struct batch {
+    const char *argv[5 + 3 * CHECK_BATCH]; /* EVAL script 0 prefix me, then 3 per name */
+    size_t lens[5 + 3 * CHECK_BATCH];
+    char names[CHECK_BATCH][TT_MAX_NAME + 1];
+    char live[CHECK_BATCH][LIVE_MAX];
+    char *svc[CHECK_BATCH]; /* malloc'd or NULL */
+    int64_t since[CHECK_BATCH];
+    uint64_t in[CHECK_BATCH], out[CHECK_BATCH], streams[CHECK_BATCH];
     int n;
 };
 
-static void check_batch(struct tt_cluster *c, struct names *nm)
+/* Adds d to the batch with its live field when it changed since the last publication, and its
+ * services when its session did. */
+static void batch_add(struct batch *b, struct tt_device *d)
 {
-    if (nm->n <= 1)
+    int i = b->n++;
+    snprintf(b->names[i], TT_MAX_NAME + 1, "%s", d->name);
+    b->since[i] = d->connected_since;
+    b->in[i] = d->bytes_in;
+    b->out[i] = d->bytes_out;
+    if (d->conn && d->conn->ws) {
+        b->in[i] += tt_wsconn_bytes_in(d->conn->ws);
+        b->out[i] += tt_wsconn_bytes_out(d->conn->ws);
+    }
+    b->streams[i] = d->streams;
+    b->live[i][0] = '\0';
+    b->svc[i] = NULL;
+    bool fresh = d->pub_since != d->connected_since;
+    if (fresh || b->in[i] != d->pub_in || b->out[i] != d->pub_out || b->streams[i] != d->pub_streams)
+        tt_cluster_live_format(b->since[i], b->in[i], b->out[i], b->streams[i], d->remote_addr,
+                               b->live[i], LIVE_MAX);
+    if (fresh)
+        b->svc[i] = tt_admin_services_dump(d);
+}
+
+static void batch_run(struct tt_cluster *c, struct batch *b)
+{
+    if (b->n == 0)
         return;
-    redisReply *rep = eval(c, owners_lua, nm->n, nm->v);
-    if (is_array(rep) && (int)rep->elements == nm->n - 1) {
-        /* copy the names first: eviction frees the devices they point into */
-        char(*names)[TT_MAX_NAME + 1] = calloc((size_t)nm->n, TT_MAX_NAME + 1);
-        for (int i = 1; names && i < nm->n; i++)
-            snprintf(names[i], TT_MAX_NAME + 1, "%s", nm->v[i]);
-        for (int i = 1; names && i < nm->n; i++) {
-            const char *owner = str_at(rep, (size_t)i - 1);
-            if (strcmp(owner, c->r->cfg.node_id) == 0)
-                continue;
-            if (owner[0]) {
-                TT_LOG(TT_LOG_INFO, "device taken over by another node device=%s node=%s", names[i],
-                       owner);
-                c->evicted++;
-                tt_device_evict(c->r, names[i]);
-            } else {
-                /* Redis lost it (restarted) or took us for dead: it is ours, say so again */
-                struct tt_device *d = tt_strmap_get(&c->r->by_name, names[i]);
-                if (d && d->conn && d->offline_since == 0)
-                    tt_device_save(d);
+    const char **argv = b->argv;
+    size_t *lens = b->lens;
+    int argc = 0;
+    argv[argc++] = "EVAL";
+    argv[argc++] = owners_lua;
+    argv[argc++] = "0";
+    argv[argc++] = P;
+    argv[argc++] = c->r->cfg.node_id;
+    for (int i = 0; i < b->n; i++) {
+        argv[argc++] = b->names[i];
+        argv[argc++] = b->live[i];
+        argv[argc++] = b->svc[i] ? b->svc[i] : "";
+    }
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *rep = tt_redisconn_argv(&c->rc, argc, argv, lens);
+    for (int i = 0; is_array(rep) && (int)rep->elements == b->n && i < b->n; i++) {
+        const char *owner = str_at(rep, (size_t)i);
+        const char *name = b->names[i];
+        struct tt_device *d = tt_strmap_get(&c->r->by_name, name);
+        if (strcmp(owner, c->r->cfg.node_id) == 0) {
+            if (d) { /* published */
+                d->pub_since = b->since[i];
+                d->pub_in = b->in[i];
+                d->pub_out = b->out[i];
+                d->pub_streams = b->streams[i];
             }
+        } else if (strcmp(owner, "!") == 0) {
+            TT_LOG(TT_LOG_INFO, "device deleted on another node device=%s", name);
+            tt_device_delete(c->r, name);
+        } else if (owner[0]) {
+            TT_LOG(TT_LOG_INFO, "device taken over by another node device=%s node=%s", name,
+                   owner);
+            c->evicted++;
+            tt_device_evict(c->r, name);
+        } else if (d && d->conn && d->offline_since == 0) {
+            /* Redis lost it (restarted) or took us for dead: it is ours, say so again */
+            tt_device_save(d);
+            d->pub_since = 0; /* and publish its live fields again */
         }
-        free(names);
     }
     if (rep)
         freeReplyObject(rep);
-    nm->n = 1;
+    for (int i = 0; i < b->n; i++)
+        free(b->svc[i]);
+    b->n = 0;
 }
 
 struct online_names {
@@ -280,22 +349,25 @@ static int collect_one(const char *key, void *val, void *ud)
 }
 
 /* Closes the local sessions of devices that another node now holds (the device reconnected
- * there: ours is a half-open leftover), and records again the ones Redis forgot. Every online
- * device is checked, CHECK_BATCH names per Redis call. */
+ * there: ours is a half-open leftover) or that the operator deleted on another node, records
+ * again the ones Redis forgot, and publishes the live fields that changed. Every online device
+ * is checked, CHECK_BATCH names per Redis call. */
 static void check_takeovers(struct tt_cluster *c)
 {
     struct online_names on = {NULL, 0, tt_strmap_count(&c->r->by_name)};
     if (on.cap == 0 || !(on.v = calloc(on.cap, TT_MAX_NAME + 1)))
         return;
     tt_strmap_foreach(&c->r->by_name, collect_one, &on);
-    struct names nm;
-    nm.v[0] = P;
-    nm.n = 1;
-    for (size_t i = 0; i < on.n; i++) {
-        nm.v[nm.n++] = on.v[i];
-        if (nm.n == CHECK_BATCH + 1 || i + 1 == on.n)
-            check_batch(c, &nm);
+    struct batch *b = calloc(1, sizeof(*b));
+    for (size_t i = 0; b && i < on.n; i++) {
+        /* a device evicted or deleted by an earlier batch is gone from the map */
+        struct tt_device *d = tt_strmap_get(&c->r->by_name, on.v[i]);
+        if (d)
+            batch_add(b, d);
+        if (b->n == CHECK_BATCH || i + 1 == on.n)
+            batch_run(c, b);
     }
+    free(b);
     free(on.v);
 }
 

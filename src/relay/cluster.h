@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "common/conn.h"
+#include "core/frame.h"
 #include "headconn.h"
 #include "redisconn.h"
 #include "strmap.h"
@@ -59,6 +60,7 @@ struct tt_cluster {
     bool fleet_generated;          /* the fleet token hash is ours to restore in Redis */
     uint8_t fleet_hash[32];
     int64_t online;   /* this node's online devices at the last beat */
+    int64_t fleet_online; /* the online devices of every live node at the last beat */
     int64_t accepted; /* device handshakes accepted here since */
     uint64_t redirects, forwarded_http, forwarded_tcp, evicted;
 };
@@ -120,5 +122,42 @@ void tt_cluster_refresh_ports(struct tt_cluster *c);
  * listener is opened when needed), else the next free one. Returns 0 and *got, or
  * TETHER_ERR_CAPACITY. */
 int tt_cluster_port_claim(struct tt_cluster *c, const char *name, uint16_t want, uint16_t *got);
+
+/* ---- the admin API's view of the cluster (cluster_admin.c) ----
+ * Every node publishes, on its beat, the live fields of its online devices that changed since
+ * it last did (field "live" of dev:NAME: "SINCE_MS BYTES_IN BYTES_OUT STREAMS REMOTE_ADDR") and,
+ * once per session, their services as the admin API shows them (field "svc", a JSON array);
+ * this happens in the takeover check's Redis call, so it costs no extra round trip. */
+
+/* One device of the shared registry, as Redis has it. */
+struct tt_cluster_dev {
+    char name[TT_MAX_NAME + 1];
+    char label[TT_MAX_LABEL + 1];
+    char node[TT_NODE_ID_MAX + 1]; /* the holder while online, "" offline */
+    bool node_alive;               /* the holder's node record is alive */
+    int64_t offline_since, last_seen;
+    bool has_live;           /* the holder published the fields below */
+    int64_t connected_since; /* of the holder's session */
+    char remote[64];
+    uint64_t in, out, streams;
+    char *svc; /* the holder's services (JSON array, malloc'd) or NULL */
+    uint8_t nports;
+    struct {
+        char service[TT_MAX_NAME + 1];
+        uint16_t port;
+    } ports[TT_MAX_SERVICES];
+};
+
+/* Reads every device of the shared registry (name NULL), or the one named name, in one Redis
+ * call. Sets *out (sorted by name; free with tt_cluster_devs_free) and *n. Returns 0,
+ * TETHER_ERR_IO (Redis unreachable) or TETHER_ERR_NOMEM. */
+int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_dev **out,
+                    size_t *n);
+
+void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n);
+
+/* The live field of a device ("SINCE IN OUT STREAMS ADDR") into out. */
+void tt_cluster_live_format(int64_t since, uint64_t in, uint64_t out, uint64_t streams,
+                            const char *addr, char *buf, size_t len);
 
 #endif

@@ -69,6 +69,10 @@ struct tt_device {
     uint64_t bytes_in, bytes_out; /* of the sessions that ended; add the current one's */
     uint64_t streams;             /* streams opened to the device, in total */
     uint64_t connects;
+    /* cluster mode: the session start and counters the beat last published to Redis (so that
+     * only changed devices are written; cluster.c) */
+    int64_t pub_since;
+    uint64_t pub_in, pub_out, pub_streams;
 };
 
 /* Takes over tcp (handshake answered, reading stopped; plain or TLS) as a device connection;

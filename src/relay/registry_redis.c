@@ -6,6 +6,9 @@
  *   devices           set of names;  offline: zset name -> offline since (for expiry)
  *   nodedevs:NODE     set of the names a node holds online
  *   hb:NODE           the node's last heartbeat (ms); cred:NAME the credential hashes
+ *   deleted:NAME      the node that held NAME when the operator deleted it (60 s): that node
+ *                     closes its session at its next beat (cluster.c)
+ * dev:NAME also holds "live" and "svc", published by the holder's beat (cluster.h).
  * Writes that touch several keys are Lua scripts, so that Redis runs them atomically: two nodes
  * can never claim one label or one port, and a node's late "offline" write cannot undo another
  * node's takeover. Every call is synchronous with a short timeout (redisconn.h): a failure is
@@ -58,6 +61,7 @@ static const char put_lua[] =
     "end\n"
     "local node=''\n"
     "if off==0 then node=me end\n"
+    "if off==0 and cur~=me then redis.call('HDEL',dk,'live','svc') end\n"
     "redis.call('HSET',P..'labels',label,name)\n"
     "redis.call('HMSET',dk,'label',label,'off',ARGV[4],'seen',seen,'node',node)\n"
     "for i=0,n-1 do\n"
@@ -86,7 +90,10 @@ static const char del_lua[] =
     "    redis.call('HDEL',P..'labels',v) end\n"
     "  if string.sub(f,1,2)=='p:' and redis.call('HGET',P..'ports',v)==name then\n"
     "    redis.call('HDEL',P..'ports',v) end\n"
-    "  if f=='node' and v~='' then redis.call('SREM',P..'nodedevs:'..v,name) end\n"
+    "  if f=='node' and v~='' then\n"
+    "    redis.call('SREM',P..'nodedevs:'..v,name)\n"
+    "    redis.call('SET',P..'deleted:'..name,v,'PX',60000)\n"
+    "  end\n"
     "end\n"
     "redis.call('DEL',dk)\n"
     "redis.call('SREM',P..'devices',name)\n"

@@ -1,6 +1,7 @@
 """test_cluster.py - several tetherd nodes sharing a registry in a real redis-server (started here
 on a free loopback port, no persistence): labels and ports unique across the nodes, a device on
-one node reached over HTTP and TCP through another, the 307 redirect of a device handshake to
+one node reached over HTTP and TCP through another, the admin API of any node showing and
+deleting every device of the cluster, the 307 redirect of a device handshake to
 the least-loaded node (raw handshake and a real agent), a node killed with kill -9 (its device
 comes back on another node with the same label and port), Redis stopped and started again
 (online devices keep serving), and the cluster flags' usage errors."""
@@ -88,8 +89,29 @@ def _admin(node, path):
 
 
 def _holds(node, name):
+    """True when node holds device name online (every node lists every device: the node field
+    names the holder)."""
     st, body = _admin(node, "/api/devices/" + name)
-    return st == 200 and json.loads(body).get("online")
+    if st != 200:
+        return False
+    d = json.loads(body)
+    return d.get("online") is True and d.get("node") == node.name
+
+
+def _devices(node):
+    st, body = _admin(node, "/api/devices")
+    eq(st, 200, "GET /api/devices on %s" % node.name)
+    return {d["name"]: d for d in json.loads(body)["devices"]}
+
+
+def _admin_call(node, method, path):
+    c = http.client.HTTPConnection("127.0.0.1", node.admin_port, timeout=10)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
 
 
 def _raw_handshake(port, path="/tether"):
@@ -450,3 +472,78 @@ def test_cluster_nodes_sharing_one_address(t):
     fwd = [int(re.search(r'tether_cluster_forwarded_total\{kind="tcp"\} (\d+)', x).group(1))
            for x in (st_a, st_b)]
     check(sum(fwd) > 0, "no TCP client went through the other node (SO_REUSEPORT unused?)")
+
+
+def test_cluster_admin_lists_the_whole_fleet(t):
+    redis, (a, b) = _cluster(t)
+    echo = t.tcp_echo()
+    svc = t.http_service(big_size=256 * 1024, ident="dev-on-a")
+    agent = t.agent(a, http=svc.port, tcp={"echo": echo.port})
+    svc2 = t.http_service(big_size=1024, ident="dev-on-b")
+    agent2 = t.agent(b, http=svc2.port, server=b.url + "/?tether-redirected=1")
+    # every node lists both devices, online, with the node holding each
+    for node in (a, b):
+        devs = _devices(node)
+        for ag, holder in ((agent, a), (agent2, b)):
+            check(ag.name in devs, "%s not listed by %s: %r" % (ag.name, node.name, devs))
+            d = devs[ag.name]
+            eq((d["online"], d["node"], d["label"]), (True, holder.name, ag.label),
+               "%s as %s lists it" % (ag.name, node.name))
+    # node b shows device a's live fields as node a does, once a's beat published them
+    def same_view():
+        da, db = json.loads(_admin(a, "/api/devices/" + agent.name)[1]), \
+            json.loads(_admin(b, "/api/devices/" + agent.name)[1])
+        keys = ("label", "connected_since", "remote_addr", "node", "online")
+        # URLs name the node answering (the test's nodes listen on different ports)
+        svcs = [[(s["name"], s["kind"], s.get("port"), "url" in s) for s in d["services"]]
+                for d in (da, db)]
+        return (all(da[k] == db[k] for k in keys) and svcs[0] == svcs[1] and
+                db["connected_since"] and db["remote_addr"] and
+                db["url"].startswith("http://%s.localhost:" % agent.label))
+    wait_for(same_view, 10, "node b to show device a's fields as node a does")
+    d = json.loads(_admin(b, "/api/devices/" + agent.name)[1])
+    kinds = sorted(s["kind"] for s in d["services"])
+    eq(kinds, ["http", "tcp"], "services of device a as node b lists them")
+    # traffic through node a shows up in node b's counters within a few seconds
+    before = d["bytes_in"]
+    st, _, body = _get(a, agent.label, "/big")
+    eq((st, len(body)), (200, len(svc.big)), "download through node a")
+    wait_for(lambda: _devices(b)[agent.name]["bytes_in"] >= before + len(svc.big), 10,
+             "node b to count the download's bytes of device a")
+    # the dashboard of node b shows both devices and their node; metrics count the fleet
+    st, body = _admin(b, "/")
+    eq(st, 200, "dashboard of node b")
+    page = body.decode()
+    for needle in (agent.name, agent2.name, "node-a", "node-b", agent.label):
+        check(needle in page, "%r not on node b's dashboard" % needle)
+    wait_for(lambda: "tether_cluster_devices_online 2\n" in _admin(a, "/metrics")[1].decode(),
+             10, "node a's metrics to count both devices")
+    # unknown devices: 404 on every node, for GET and DELETE
+    for node in (a, b):
+        eq(_admin_call(node, "GET", "/api/devices/nosuchdevice")[0], 404, "GET unknown")
+        eq(_admin_call(node, "DELETE", "/api/devices/nosuchdevice")[0], 404, "DELETE unknown")
+
+
+def test_cluster_admin_delete_on_another_node(t):
+    redis, (a, b) = _cluster(t)
+    echo = t.tcp_echo()
+    svc = t.http_service(big_size=1024, ident="dev-on-a")
+    agent = t.agent(a, http=svc.port, tcp={"echo": echo.port})
+    label = agent.label
+    check(_holds(a, agent.name), "device not on node a")
+    eq(_get(b, label)[::2], (200, b"dev-on-a"), "via node b before the delete")
+    # deleted through node b: node a closes the session, the label is released everywhere
+    st, body = _admin_call(b, "DELETE", "/api/devices/" + agent.name)
+    eq((st, json.loads(body)), (200, {"deleted": agent.name}), "DELETE through node b")
+    wait_for(lambda: "device deleted on the relay" in agent.proc.stderr_text(), 10,
+             "the agent to report the deletion")
+    # the agent comes back as a new registration: a new label, since the old one was released
+    agent.wait_ready(timeout=30)
+    check(agent.label != label, "the device got its deleted label %s back" % label)
+    for node in (a, b):
+        eq(_get(node, label)[0], 404, "the deleted label via %s" % node.name)
+        eq(_get(node, agent.label)[::2], (200, b"dev-on-a"), "new label via %s" % node.name)
+        d = _devices(node).get(agent.name)
+        check(d and d["online"] and d["label"] == agent.label,
+              "%s lists the device again with its new label: %r" % (node.name, d))
+    wait_for(lambda: _echo_ok(b.tcp_bind, agent.tcp_port("echo")), 15, "echo via node b")
