@@ -248,11 +248,11 @@ char *tt_admin_services_dump(const struct tt_device *d)
     json_t *j = json_array();
     for (uint8_t i = 0; j && i < d->nsvc; i++) {
         const struct tt_device_svc *s = &d->svc[i];
-        json_t *o = s->kind == TT_SERVICE_HTTP
-                        ? json_pack("{s:s, s:s, s:s}", "name", s->name, "kind", "http", "sub",
-                                    s->dnsname)
-                        : json_pack("{s:s, s:s, s:i}", "name", s->name, "kind", "tcp", "port",
-                                    (json_int_t)s->portno);
+        json_t *o =
+            s->kind == TT_SERVICE_HTTP
+                ? json_pack("{s:s, s:s, s:s}", "name", s->name, "kind", "http", "sub", s->dnsname)
+                : json_pack("{s:s, s:s, s:i}", "name", s->name, "kind", "tcp", "port",
+                            (json_int_t)s->portno);
         if (json_array_append_new(j, o) != 0) {
             json_decref(j);
             j = NULL;
@@ -301,8 +301,8 @@ static json_t *remote_service(const struct tt_relay *r, const char *label, json_
         json_t *port = json_object_get(p, "port");
         if (!json_is_integer(port))
             return NULL;
-        return json_pack("{s:s, s:s, s:s, s:I}", "name", name, "kind", "tcp", "host",
-                         r->cfg.domain, "port", json_integer_value(port));
+        return json_pack("{s:s, s:s, s:s, s:I}", "name", name, "kind", "tcp", "host", r->cfg.domain,
+                         "port", json_integer_value(port));
     }
     const char *sub = json_string_value(json_object_get(p, "sub"));
     char prefix[TT_ROUTE_SVCLEN + 2 + TT_MAX_LABEL + 1], url[TT_MAX_ADDR + 1];
@@ -375,12 +375,12 @@ static json_t *row_json(const struct tt_relay *r, struct row *w)
     w->svcs = NULL;
     if (!svcs)
         return NULL;
-    json_t *j = json_pack("{s:s, s:b, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "name",
-                          w->name, "online", w->v.online, "label", w->label, "url", w->v.url,
-                          "services", svcs, "connected_since", str_or_null(w->v.since),
-                          "last_seen", str_or_null(w->v.seen), "remote_addr",
-                          str_or_null(w->v.remote), "bytes_in", (json_int_t)w->v.in, "bytes_out",
-                          (json_int_t)w->v.out, "streams", (json_int_t)w->streams);
+    json_t *j =
+        json_pack("{s:s, s:b, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "name", w->name,
+                  "online", w->v.online, "label", w->label, "url", w->v.url, "services", svcs,
+                  "connected_since", str_or_null(w->v.since), "last_seen", str_or_null(w->v.seen),
+                  "remote_addr", str_or_null(w->v.remote), "bytes_in", (json_int_t)w->v.in,
+                  "bytes_out", (json_int_t)w->v.out, "streams", (json_int_t)w->streams);
     if (j && r->cluster && json_object_set_new(j, "node", str_or_null(w->node)) != 0) {
         json_decref(j);
         j = NULL;

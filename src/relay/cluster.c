@@ -274,7 +274,8 @@ static void batch_add(struct batch *b, struct tt_device *d)
     b->live[i][0] = '\0';
     b->svc[i] = NULL;
     bool fresh = d->pub_since != d->connected_since;
-    if (fresh || b->in[i] != d->pub_in || b->out[i] != d->pub_out || b->streams[i] != d->pub_streams)
+    if (fresh || b->in[i] != d->pub_in || b->out[i] != d->pub_out ||
+        b->streams[i] != d->pub_streams)
         tt_cluster_live_format(b->since[i], b->in[i], b->out[i], b->streams[i], d->remote_addr,
                                b->live[i], LIVE_MAX);
     if (fresh)
@@ -316,8 +317,7 @@ static void batch_run(struct tt_cluster *c, struct batch *b)
             TT_LOG(TT_LOG_INFO, "device deleted on another node device=%s", name);
             tt_device_delete(c->r, name);
         } else if (owner[0]) {
-            TT_LOG(TT_LOG_INFO, "device taken over by another node device=%s node=%s", name,
-                   owner);
+            TT_LOG(TT_LOG_INFO, "device taken over by another node device=%s node=%s", name, owner);
             c->evicted++;
             tt_device_evict(c->r, name);
         } else if (d && d->conn && d->offline_since == 0) {

@@ -59,9 +59,9 @@ struct tt_cluster {
     struct tt_strmap labels;       /* label -> node id (malloc'd): last known holder */
     bool fleet_generated;          /* the fleet token hash is ours to restore in Redis */
     uint8_t fleet_hash[32];
-    int64_t online;   /* this node's online devices at the last beat */
+    int64_t online;       /* this node's online devices at the last beat */
     int64_t fleet_online; /* the online devices of every live node at the last beat */
-    int64_t accepted; /* device handshakes accepted here since */
+    int64_t accepted;     /* device handshakes accepted here since */
     uint64_t redirects, forwarded_http, forwarded_tcp, evicted;
 };
 
@@ -151,8 +151,7 @@ struct tt_cluster_dev {
 /* Reads every device of the shared registry (name NULL), or the one named name, in one Redis
  * call. Sets *out (sorted by name; free with tt_cluster_devs_free) and *n. Returns 0,
  * TETHER_ERR_IO (Redis unreachable) or TETHER_ERR_NOMEM. */
-int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_dev **out,
-                    size_t *n);
+int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_dev **out, size_t *n);
 
 void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n);
 

@@ -91,7 +91,8 @@ static bool parse(struct tt_cluster_dev *d, const char *name, const redisReply *
 
 static int by_name(const void *a, const void *b)
 {
-    return strcmp(((const struct tt_cluster_dev *)a)->name, ((const struct tt_cluster_dev *)b)->name);
+    return strcmp(((const struct tt_cluster_dev *)a)->name,
+                  ((const struct tt_cluster_dev *)b)->name);
 }
 
 int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_dev **out, size_t *n)
@@ -139,4 +140,3 @@ void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n)
         free(v[i].svc);
     free(v);
 }
-
