@@ -652,6 +652,18 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
                 "tether_cluster_forwarded_total{kind=\"http\"} %llu\n"
                 "tether_cluster_forwarded_total{kind=\"tcp\"} %llu\n",
                 (unsigned long long)c->forwarded_http, (unsigned long long)c->forwarded_tcp);
+        buf_fmt(&b,
+                "# HELP tether_cluster_beat_seconds Duration of this node's last beat (Redis "
+                "calls included), and of its device check (takeovers, deletions, live fields).\n"
+                "# TYPE tether_cluster_beat_seconds gauge\n"
+                "tether_cluster_beat_seconds{part=\"all\"} %.6f\n"
+                "tether_cluster_beat_seconds{part=\"devices\"} %.6f\n"
+                "# HELP tether_cluster_live_published_total Devices whose live fields (bytes, "
+                "streams) this node wrote to Redis because they changed.\n"
+                "# TYPE tether_cluster_live_published_total counter\n"
+                "tether_cluster_live_published_total %llu\n",
+                (double)c->beat_us / 1e6, (double)c->check_us / 1e6,
+                (unsigned long long)c->published);
     }
     free(vs);
     free(l.v);

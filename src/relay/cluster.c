@@ -307,7 +307,9 @@ static void batch_run(struct tt_cluster *c, struct batch *b)
         const char *name = b->names[i];
         struct tt_device *d = tt_strmap_get(&c->r->by_name, name);
         if (strcmp(owner, c->r->cfg.node_id) == 0) {
-            if (d) { /* published */
+            if (d && b->live[i][0])
+                c->published++;
+            if (d) {
                 d->pub_since = b->since[i];
                 d->pub_in = b->in[i];
                 d->pub_out = b->out[i];
@@ -554,10 +556,15 @@ static void on_timer(uv_timer_t *t)
 {
     struct tt_cluster *c = t->data;
     int64_t now = tt_relay_now_ms();
+    uint64_t t0 = uv_hrtime();
     beat(c, now);
+    uint64_t t1 = uv_hrtime();
     check_takeovers(c);
+    uint64_t t2 = uv_hrtime();
     sync_ports(c);
     expire(c, now);
+    c->beat_us = (uv_hrtime() - t0) / 1000;
+    c->check_us = (t2 - t1) / 1000;
 }
 
 /* ---------------------------------------------------------------- set-up */

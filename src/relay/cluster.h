@@ -63,6 +63,8 @@ struct tt_cluster {
     int64_t fleet_online; /* the online devices of every live node at the last beat */
     int64_t accepted;     /* device handshakes accepted here since */
     uint64_t redirects, forwarded_http, forwarded_tcp, evicted;
+    uint64_t published;         /* live fields of devices written to Redis, in total */
+    uint64_t beat_us, check_us; /* the last beat's duration, and its takeover check's */
 };
 
 /* Result of tt_cluster_locate_label(). */
