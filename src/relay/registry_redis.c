@@ -36,13 +36,16 @@ static struct registry_redis *to_rr(struct tt_registry *r)
 
 /* ARGV: prefix, name, label, off, seen, node, nports, then service, port pairs. Returns "ok",
  * "conflict" (label or a port held by another name) or "moved" (an offline record for a device
- * that another node holds now: ignored). */
+ * that another node holds now, or that the operator deleted on another node while this one
+ * held it: ignored). */
 static const char put_lua[] =
     "local P,name,label,off,seen,me=ARGV[1],ARGV[2],ARGV[3],tonumber(ARGV[4]),ARGV[5],ARGV[6]\n"
     "local n=tonumber(ARGV[7])\n"
     "local dk=P..'dev:'..name\n"
     "local cur=redis.call('HGET',dk,'node')\n"
     "if off~=0 and cur and cur~='' and cur~=me then return 'moved' end\n"
+    "if off~=0 and not cur and redis.call('GET',P..'deleted:'..name)==me then\n"
+    "  return 'moved' end\n"
     "local o=redis.call('HGET',P..'labels',label)\n"
     "if o and o~=name then return 'conflict' end\n"
     "for i=0,n-1 do\n"
