@@ -528,12 +528,16 @@ static int delete_device(struct tt_relay *r, const char *name)
         return tt_device_delete(r, name);
     if (!r->cluster)
         return TETHER_ERR_NOT_FOUND;
-    struct rows rs;
-    bool known = rows_get(r, name, &rs) && rs.n == 1;
-    rows_free(&rs);
+    struct tt_cluster_dev *cd;
+    size_t n;
+    int rc = tt_cluster_devs(r->cluster, name, &cd, &n);
+    bool known = rc == 0 && n == 1 && record_known(r, &cd[0], tt_relay_now_ms());
+    tt_cluster_devs_free(cd, n);
+    if (rc)
+        return rc;
     if (!known)
         return TETHER_ERR_NOT_FOUND;
-    int rc = tt_registry_del(r->reg, name);
+    rc = tt_registry_del(r->reg, name);
     if (rc == 0)
         TT_LOG(TT_LOG_INFO, "device deleted device=%s (held elsewhere or offline)", name);
     return rc;
@@ -544,6 +548,10 @@ static void api_delete(struct tt_headconn *hc, struct tt_relay *r, const char *n
     int rc = delete_device(r, name);
     if (rc == TETHER_ERR_IO) {
         answer_error(hc, "503 Service Unavailable", NULL, "the registry cannot be reached");
+        return;
+    }
+    if (rc == TETHER_ERR_NOMEM) {
+        answer_error(hc, "500 Internal Server Error", NULL, "out of memory");
         return;
     }
     if (rc != 0) {

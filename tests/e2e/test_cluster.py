@@ -319,6 +319,11 @@ def test_cluster_redis_outage(t):
         check(_echo_ok(a.tcp_bind, port), "echo via node a while Redis is down")
         eq(_get(b, label)[0], 200, "via node b while Redis is down (%d)" % i)
         time.sleep(0.5)
+    # the admin API without Redis: a node lists its own devices; a delete elsewhere cannot happen
+    d = _devices(a).get(agent.name)
+    check(d and d["online"] and d["node"] == "node-a", "node a's own device while Redis is down")
+    eq(_admin_call(b, "DELETE", "/api/devices/" + agent.name)[0], 503,
+       "DELETE on node b while Redis is down")
     # Redis back, empty (no persistence): the nodes record their devices again
     redis2 = RedisServer(t, port=redis.port)
     wait_for(lambda: _get(b, label)[0] == 200, 30, "via node b after Redis came back")
@@ -330,6 +335,9 @@ def test_cluster_redis_outage(t):
     # node a reconnects to Redis within its back-off (at most 5 s) and learns of it
     wait_for(lambda: _get(a, agent2.label)[::2] == (200, b"second"), 20,
              "new device on b via node a")
+    # node b lists node a's device again, with the counters a published after writing it back
+    wait_for(lambda: (_devices(b).get(agent.name) or {}).get("remote_addr"), 20,
+             "node a's device, with its live fields, on node b's list")
     check(a.proc.alive() and b.proc.alive(), "a node died")
     del redis2
 
