@@ -3,10 +3,11 @@
  * queue); reading stops while the window or the wsconn's output is full. Downstream, DATA
  * payloads are kept as pointers into the wsconn's receive buffer until the end of that read
  * (tt_wsconn_after_input), then written to the socket from there in one writev when it was
- * the last read of the loop turn; otherwise (bulk), and for what the socket does not take, they
- * are copied into a write queue, flushed by a uv_idle handle before the loop polls. Bytes are
- * credited back only once written. Stream end and socket close are tracked separately; the
- * pipe frees itself when both are over, after on_done. */
+ * the last read of the loop turn; otherwise (bulk: the read chunk itself when this pipe had it
+ * alone), and for what the socket does not take, they go into a write queue (copied), flushed
+ * by a uv_idle handle before the loop polls. Bytes are credited back only once written. Stream
+ * end and socket close are tracked separately; the pipe frees itself when both are over, after
+ * on_done. */
 #include "common/pipe.h"
 
 #include <stdlib.h>
@@ -519,6 +520,47 @@ static void keep_held(struct tt_pipe *p)
     schedule(p);
 }
 
+/* Queues the wsconn's read chunk itself in wq, held[] made contiguous in it, when this pipe
+ * was its only reader and held[] is one or two pieces of at least half a chunk in all (so
+ * that wq's memory stays within twice its bytes). The smaller piece moves over the frame
+ * header between them. Returns false when it could not (held[] untouched). */
+static bool queue_input_chunk(struct tt_pipe *p)
+{
+    struct tt_chunk *ch;
+    uint8_t *start;
+    size_t n = p->held[0].len;
+
+    if (p->nheld == 2)
+        n += p->held[1].len;
+    if (p->nheld > 2 || n < TT_CHUNK_SIZE / 2)
+        return false;
+    ch = tt_wsconn_take_input(p->c);
+    if (ch == NULL)
+        return false;
+    start = (uint8_t *)p->held[0].base;
+    if (start < ch->data || (uint8_t *)p->held[p->nheld - 1].base + p->held[p->nheld - 1].len >
+                                ch->data + TT_CHUNK_SIZE) {
+        keep_held(p); /* not in that chunk after all: copy, then let it go */
+        tt_chunk_put(ch);
+        return true;
+    }
+    if (p->nheld == 2) {
+        uv_buf_t *a = &p->held[0], *b = &p->held[1];
+        if (a->len <= b->len) {
+            start = (uint8_t *)b->base - a->len;
+            memmove(start, a->base, a->len);
+        } else {
+            memmove(a->base + a->len, b->base, b->len);
+        }
+    }
+    ch->off = (size_t)(start - ch->data);
+    ch->len = ch->off + n;
+    tt_chunkq_push(&p->wq, ch);
+    p->nheld = 0;
+    schedule(p);
+    return true;
+}
+
 /* The end of the read that delivered held[]: the socket gets wq and held[] in one writev when
  * nothing is in flight; what it does not take is copied. */
 static void on_input_done(struct tt_wsconn_waiter *w)
@@ -532,12 +574,17 @@ static void on_input_done(struct tt_wsconn_waiter *w)
 
     if (p->nheld == 0)
         return;
-    /* A full read means more follows in this loop turn (bulk): then the bytes are copied and
-     * written together at the idle turn, one writev for many reads, as fewer, larger writes
-     * cost the kernel less than the copy costs us. */
-    if (p->closing || p->connecting || p->inflight > 0 || p->ending || p->c == NULL ||
-        tt_wsconn_input_full(p->c)) {
+    if (p->closing || p->ending || p->c == NULL) {
         keep_held(p);
+        return;
+    }
+    /* A full read means more follows in this loop turn (bulk): then the bytes are queued and
+     * written together at the idle turn, one writev for many reads, as fewer, larger writes
+     * cost the kernel less than a copy costs us; the read chunk itself is queued when it can
+     * be. */
+    if (p->connecting || p->inflight > 0 || tt_wsconn_input_full(p->c)) {
+        if (!queue_input_chunk(p))
+            keep_held(p);
         return;
     }
     n = tt_chunkq_bufs(&p->wq, bufs, PIPE_MAX_BUFS - PIPE_MAX_HELD, &nbytes);

@@ -15,8 +15,8 @@
  * A pipe frees itself once both its socket is closed and its stream has ended; on_done is the
  * last callback. DATA is written to the socket at the end of the wsconn read that brought it,
  * from the wsconn's receive buffer (one writev), when that read is the last of the loop turn;
- * otherwise (bulk), and for what the socket does not take, it is copied and flushed once per
- * loop iteration. */
+ * otherwise (bulk: the read chunk itself is queued when this pipe had it alone), and for what
+ * the socket does not take, it is queued and flushed once per loop iteration. */
 #ifndef TT_PIPE_H
 #define TT_PIPE_H
 

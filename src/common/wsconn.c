@@ -122,16 +122,18 @@ struct tt_wsconn {
     char peer[64];
 
     /* state */
-    bool started;      /* reading has begun and pre was fed */
-    bool closing;      /* close requested: no more input processed or output accepted */
-    bool notified;     /* on_close delivered */
-    bool dead;         /* the socket is unusable or we gave up on it: close it now */
-    bool broken;       /* output stream broken (allocation failed mid-frame) */
-    bool eof;          /* the peer's EOF was read */
-    bool input_full;   /* the read being fed filled its chunk: more input is waiting */
-    bool shut;         /* uv_shutdown issued */
-    bool hclosing;     /* handles are being closed */
-    bool no_goaway;    /* the peer closed the WebSocket: no GOAWAY */
+    bool started;                 /* reading has begun and pre was fed */
+    bool closing;                 /* close requested: no more input processed or output accepted */
+    bool notified;                /* on_close delivered */
+    bool dead;                    /* the socket is unusable or we gave up on it: close it now */
+    bool broken;                  /* output stream broken (allocation failed mid-frame) */
+    bool eof;                     /* the peer's EOF was read */
+    bool input_full;              /* the read being fed filled its chunk: more input is waiting */
+    unsigned input_readers;       /* tt_wsconn_after_input calls during that read */
+    struct tt_chunk *input_chunk; /* its chunk (NULL: none, or taken) */
+    bool shut;                    /* uv_shutdown issued */
+    bool hclosing;                /* handles are being closed */
+    bool no_goaway;               /* the peer closed the WebSocket: no GOAWAY */
     bool force_goaway; /* session error: GOAWAY even though the session reads as closed */
     bool try_refuse;   /* relay, handshake failed: REFUSE rather than GOAWAY */
     int close_err;
@@ -987,7 +989,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->last_rx = uv_now(c->loop);
         if (!c->closing) {
             c->input_full = (size_t)nread == TT_CHUNK_SIZE;
+            c->input_readers = 0;
+            c->input_chunk = ch;
             feed(c, (uint8_t *)buf->base, (size_t)nread);
+            ch = c->input_chunk; /* NULL if a reader took it */
+            c->input_chunk = NULL;
             c->input_full = false;
         }
     } else if (nread == UV_EOF) {
@@ -1360,10 +1366,20 @@ bool tt_wsconn_input_full(const struct tt_wsconn *c)
     return c->input_full;
 }
 
+struct tt_chunk *tt_wsconn_take_input(struct tt_wsconn *c)
+{
+    struct tt_chunk *ch = c->input_chunk;
+    if (c->input_readers != 1)
+        return NULL;
+    c->input_chunk = NULL;
+    return ch;
+}
+
 void tt_wsconn_after_input(struct tt_wsconn *c, struct tt_wsconn_waiter *w)
 {
     if (w->next != NULL)
         return;
+    c->input_readers++;
     w->prev = c->readers.prev;
     w->next = &c->readers;
     c->readers.prev->next = w;

@@ -132,6 +132,12 @@ void tt_wsconn_after_input(struct tt_wsconn *c, struct tt_wsconn_waiter *w);
 /* During a session callback or an after-input call: true when the read being fed filled its
  * buffer, so more input is most likely waiting and will be read in this same loop turn. */
 bool tt_wsconn_input_full(const struct tt_wsconn *c);
+/* From the after-input call of the only reader of the read just fed: takes that read's chunk
+ * (the caller owns it now: tt_chunk_put, or keep it), so that the bytes on_data gave it can
+ * stay where they are; its bytes outside them (frame headers, other frames) are the caller's
+ * to overwrite. Returns NULL when there were other readers, the input was not a socket read,
+ * or the chunk was taken already. */
+struct tt_chunk *tt_wsconn_take_input(struct tt_wsconn *c);
 
 /* Sends a GOAWAY (code, reason) if the session is open, then a WebSocket close frame
  * (ws_code), flushes, and closes: on_close follows (asynchronously) with err. Safe to call more
