@@ -105,26 +105,9 @@ static void close_ports(struct tt_device *d)
     }
 }
 
-/* Forgets d: label and ports are released, its counters go to the relay's. d is freed. */
-static void forget(struct tt_device *d)
-{
-    struct tt_relay *r = d->relay;
-    r->gone_bytes_in += d->bytes_in;
-    r->gone_bytes_out += d->bytes_out;
-    r->gone_streams += d->streams;
-    r->gone_connects += d->connects;
-    close_ports(d);
-    tt_strmap_del(&r->by_name, d->name);
-    tt_strmap_del(&r->by_label, d->label);
-    int rc = tt_registry_del(r->reg, d->name);
-    if (rc && rc != TETHER_ERR_NOT_FOUND)
-        TT_LOG(TT_LOG_ERROR, "registry delete failed device=%s err=%s", d->name,
-               tether_err_name(rc));
-    device_free(d);
-}
-
-/* Cluster mode: d leaves this node only (it went offline, or another node holds it now); its
- * record stays in the shared registry and its ports with the cluster's listeners. d is freed. */
+/* d leaves this node: its listeners and map entries go, its counters go to the relay's, d is
+ * freed; its registry record is left alone (cluster mode: it went offline, or another node
+ * holds it now, and its ports stay with the cluster's listeners). */
 static void drop_local(struct tt_device *d)
 {
     struct tt_relay *r = d->relay;
@@ -136,6 +119,16 @@ static void drop_local(struct tt_device *d)
     tt_strmap_del(&r->by_name, d->name);
     tt_strmap_del(&r->by_label, d->label);
     device_free(d);
+}
+
+/* Forgets d: label and ports are released, its counters go to the relay's. d is freed. */
+static void forget(struct tt_device *d)
+{
+    int rc = tt_registry_del(d->relay->reg, d->name);
+    if (rc && rc != TETHER_ERR_NOT_FOUND)
+        TT_LOG(TT_LOG_ERROR, "registry delete failed device=%s err=%s", d->name,
+               tether_err_name(rc));
+    drop_local(d);
 }
 
 int tt_device_save(struct tt_device *d)

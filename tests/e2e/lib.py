@@ -839,13 +839,7 @@ class TcpBanner(_TcpServer):
     def _serve(self, c):
         c.sendall(self.banner)
         c.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            data += b
-        self.received.append(data)
+        self.received.append(recv_all(c))
         self.done.set()
 
 

@@ -296,7 +296,7 @@ def test_tetherd_config_file_bad_lines_and_missing_file(t):
 
 
 def test_tetherd_runs_from_config_file_and_flags_win(t):
-    from lib import Agent, Proc, port_open, wait_for
+    from lib import Agent, Proc, port_open, recv_all, wait_for
 
     svc = t.http_service()
     file_port, flag_port, admin = free_port(), free_port(), free_port()
@@ -327,11 +327,6 @@ def test_tetherd_runs_from_config_file_and_flags_win(t):
     c = socket.create_connection(("127.0.0.1", flag_port), timeout=10)
     c.sendall(b"GET /whoami HTTP/1.1\r\nHost: %s.localhost:%d\r\nConnection: close\r\n\r\n"
               % (a.label.encode(), flag_port))
-    data = b""
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        data += b
+    data = recv_all(c)
     c.close()
     check(data.startswith(b"HTTP/1.1 200"), "a page through the relay: %r" % data[:100])

@@ -13,7 +13,7 @@ import socket
 import struct
 import threading
 
-from lib import TOKEN, check, eq, free_port, tcp_connect, TestFailure
+from lib import TOKEN, check, eq, free_port, recv_all, tcp_connect, TestFailure
 from rawdev import (DATA, GOAWAY, OPEN, REFUSE, WELCOME, RawWs, hello, parse_tframes,
                     tframe, ws_frame, ws_header)
 from test_relay import _raw_exchange, _status_of
@@ -45,12 +45,7 @@ class Victim:
         try:
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)
-            got = b""
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                got += b
+            got = recv_all(s)
         finally:
             s.close()
         eq(hashlib.sha256(got).hexdigest(), hashlib.sha256(data).hexdigest(),
