@@ -21,6 +21,13 @@
 #define EXPIRE_BATCH 200
 /* Names checked per Redis call for takeovers. */
 #define CHECK_BATCH 256
+/* The device check's bounds per beat, whatever the number of devices: names drained from this
+ * node's kick list, devices walked by the safety-net check (two Redis calls), devices looked at
+ * in memory for changed live fields, and changed devices published at most (one call). */
+#define KICK_MAX 1024
+#define SCAN_SLICE (2 * CHECK_BATCH)
+#define PUBLISH_WALK 8192
+#define PUBLISH_MAX CHECK_BATCH
 /* Labels whose holder is remembered for when Redis is away. */
 #define LABEL_CACHE_MAX 100000
 
@@ -77,6 +84,23 @@ static const char owners_lua[] =
     "    node='!'\n"
     "  end\n"
     "  out[#out+1]=node or ''\n"
+    "end\n"
+    "return out\n";
+
+/* ARGV: prefix, me, max. Takes up to max names from this node's kick list (the devices another
+ * node took over, or the operator deleted, while this node held them: registry_redis.c pushes
+ * them) and returns {name, node} for each: node as owners_lua returns it. */
+static const char kicks_lua[] =
+    "local P,me=ARGV[1],ARGV[2]\n"
+    "local k=P..'kick:'..me\n"
+    "local names=redis.call('LRANGE',k,0,tonumber(ARGV[3])-1)\n"
+    "if #names==0 then return {} end\n"
+    "redis.call('LTRIM',k,#names,-1)\n"
+    "local out={}\n"
+    "for _,name in ipairs(names) do\n"
+    "  local node=redis.call('HGET',P..'dev:'..name,'node')\n"
+    "  if not node and redis.call('GET',P..'deleted:'..name)==me then node='!' end\n"
+    "  out[#out+1]=name out[#out+1]=node or ''\n"
     "end\n"
     "return out\n";
 
@@ -257,6 +281,27 @@ struct batch {
     int n;
 };
 
+/* d's byte and stream counters now. */
+static void counters(const struct tt_device *d, uint64_t *in, uint64_t *out, uint64_t *streams)
+{
+    *in = d->bytes_in;
+    *out = d->bytes_out;
+    if (d->conn && d->conn->ws) {
+        *in += tt_wsconn_bytes_in(d->conn->ws);
+        *out += tt_wsconn_bytes_out(d->conn->ws);
+    }
+    *streams = d->streams;
+}
+
+/* True when d's live fields differ from what this node last published for it. */
+static bool live_changed(const struct tt_device *d)
+{
+    uint64_t in, out, streams;
+    counters(d, &in, &out, &streams);
+    return d->pub_since != d->connected_since || in != d->pub_in || out != d->pub_out ||
+           streams != d->pub_streams;
+}
+
 /* Adds d to the batch with its live field when it changed since the last publication, and its
  * services when its session did. */
 static void batch_add(struct batch *b, struct tt_device *d)
@@ -264,13 +309,7 @@ static void batch_add(struct batch *b, struct tt_device *d)
     int i = b->n++;
     snprintf(b->names[i], TT_MAX_NAME + 1, "%s", d->name);
     b->since[i] = d->connected_since;
-    b->in[i] = d->bytes_in;
-    b->out[i] = d->bytes_out;
-    if (d->conn && d->conn->ws) {
-        b->in[i] += tt_wsconn_bytes_in(d->conn->ws);
-        b->out[i] += tt_wsconn_bytes_out(d->conn->ws);
-    }
-    b->streams[i] = d->streams;
+    counters(d, &b->in[i], &b->out[i], &b->streams[i]);
     b->live[i][0] = '\0';
     b->svc[i] = NULL;
     bool fresh = d->pub_since != d->connected_since;
@@ -280,6 +319,24 @@ static void batch_add(struct batch *b, struct tt_device *d)
                                b->live[i], LIVE_MAX);
     if (fresh)
         b->svc[i] = tt_admin_services_dump(d);
+}
+
+/* Acts on what Redis says of name, which this node holds online: owner is its record's node
+ * field ("!" deleted by the operator while held here). Closes the session when another node
+ * holds it or it was deleted; returns true when the record names this node. */
+static bool apply_owner(struct tt_cluster *c, const char *name, const char *owner)
+{
+    if (strcmp(owner, c->r->cfg.node_id) == 0)
+        return true;
+    if (strcmp(owner, "!") == 0) {
+        TT_LOG(TT_LOG_INFO, "device deleted on another node device=%s", name);
+        tt_device_delete(c->r, name);
+    } else if (owner[0]) {
+        TT_LOG(TT_LOG_INFO, "device taken over by another node device=%s node=%s", name, owner);
+        c->evicted++;
+        tt_device_evict(c->r, name);
+    }
+    return false;
 }
 
 static void batch_run(struct tt_cluster *c, struct batch *b)
@@ -306,26 +363,19 @@ static void batch_run(struct tt_cluster *c, struct batch *b)
         const char *owner = str_at(rep, (size_t)i);
         const char *name = b->names[i];
         struct tt_device *d = tt_strmap_get(&c->r->by_name, name);
-        if (strcmp(owner, c->r->cfg.node_id) == 0) {
-            if (d && b->live[i][0])
-                c->published++;
-            if (d) {
-                d->pub_since = b->since[i];
-                d->pub_in = b->in[i];
-                d->pub_out = b->out[i];
-                d->pub_streams = b->streams[i];
+        if (!owner[0]) {
+            if (d && d->conn && d->offline_since == 0) {
+                /* Redis lost it (restarted) or took us for dead: it is ours, say so again */
+                tt_device_save(d);
+                d->pub_since = 0; /* and publish its live fields again */
             }
-        } else if (strcmp(owner, "!") == 0) {
-            TT_LOG(TT_LOG_INFO, "device deleted on another node device=%s", name);
-            tt_device_delete(c->r, name);
-        } else if (owner[0]) {
-            TT_LOG(TT_LOG_INFO, "device taken over by another node device=%s node=%s", name, owner);
-            c->evicted++;
-            tt_device_evict(c->r, name);
-        } else if (d && d->conn && d->offline_since == 0) {
-            /* Redis lost it (restarted) or took us for dead: it is ours, say so again */
-            tt_device_save(d);
-            d->pub_since = 0; /* and publish its live fields again */
+        } else if (apply_owner(c, name, owner) && d) {
+            if (b->live[i][0])
+                c->published++;
+            d->pub_since = b->since[i];
+            d->pub_in = b->in[i];
+            d->pub_out = b->out[i];
+            d->pub_streams = b->streams[i];
         }
     }
     if (rep)
@@ -335,42 +385,94 @@ static void batch_run(struct tt_cluster *c, struct batch *b)
     b->n = 0;
 }
 
+/* Names collected from a walk of the device map (a device may go away while they are acted
+ * on, so that they are looked up again one by one). */
 struct online_names {
     char (*v)[TT_MAX_NAME + 1];
     size_t n, cap;
+    size_t want;       /* the walk stops (at the end of a bucket) once it has this many */
+    bool changed_only; /* only those whose live fields changed */
 };
+
+static bool held_online(const struct tt_device *d)
+{
+    return d->conn && d->offline_since == 0 && d->conn->registered;
+}
 
 static int collect_one(const char *key, void *val, void *ud)
 {
     struct tt_device *d = val;
     struct online_names *on = ud;
     (void)key;
-    if (d->conn && d->offline_since == 0 && d->conn->registered && on->n < on->cap)
+    if (held_online(d) && on->n < on->cap && (!on->changed_only || live_changed(d)))
         snprintf(on->v[on->n++], TT_MAX_NAME + 1, "%s", d->name);
-    return 0;
+    return on->n >= on->want;
 }
 
-/* Closes the local sessions of devices that another node now holds (the device reconnected
- * there: ours is a half-open leftover) or that the operator deleted on another node, records
- * again the ones Redis forgot, and publishes the live fields that changed. Every online device
- * is checked, CHECK_BATCH names per Redis call. */
-static void check_takeovers(struct tt_cluster *c)
+/* Checks (and publishes, when changed) the devices named in on, CHECK_BATCH per Redis call. */
+static void check_names(struct tt_cluster *c, const struct online_names *on)
 {
-    struct online_names on = {NULL, 0, tt_strmap_count(&c->r->by_name)};
-    if (on.cap == 0 || !(on.v = calloc(on.cap, TT_MAX_NAME + 1)))
-        return;
-    tt_strmap_foreach(&c->r->by_name, collect_one, &on);
-    struct batch *b = calloc(1, sizeof(*b));
-    for (size_t i = 0; b && i < on.n; i++) {
+    struct batch *b = on->n ? calloc(1, sizeof(*b)) : NULL;
+    for (size_t i = 0; b && i < on->n; i++) {
         /* a device evicted or deleted by an earlier batch is gone from the map */
-        struct tt_device *d = tt_strmap_get(&c->r->by_name, on.v[i]);
-        if (d)
+        struct tt_device *d = tt_strmap_get(&c->r->by_name, on->v[i]);
+        if (d && held_online(d))
             batch_add(b, d);
-        if (b->n == CHECK_BATCH || i + 1 == on.n)
+        if (b->n == CHECK_BATCH || i + 1 == on->n)
             batch_run(c, b);
     }
     free(b);
+}
+
+/* Closes the sessions of the devices named in this node's kick list: each was taken over by
+ * another node or deleted by the operator while held here (the script that changed its record
+ * pushed the name), after checking that its record still says so (it may have come back). */
+static void drain_kicks(struct tt_cluster *c)
+{
+    char max[16];
+    snprintf(max, sizeof(max), "%d", KICK_MAX);
+    const char *argv[3] = {P, c->r->cfg.node_id, max};
+    redisReply *rep = eval(c, kicks_lua, 3, argv);
+    for (size_t i = 0; is_array(rep) && i + 1 < rep->elements; i += 2) {
+        char name[TT_MAX_NAME + 1];
+        const char *s = str_at(rep, i);
+        if (strlen(s) > TT_MAX_NAME)
+            continue;
+        snprintf(name, sizeof(name), "%s", s);
+        struct tt_device *d = tt_strmap_get(&c->r->by_name, name);
+        if (d && held_online(d))
+            apply_owner(c, name, str_at(rep, i + 1));
+    }
+    if (rep)
+        freeReplyObject(rep);
+}
+
+/* Walks up to walk devices of the map from *pos on, collecting up to max of them (online;
+ * changed_only: whose live fields changed), then checks those. */
+static void check_slice(struct tt_cluster *c, size_t *pos, size_t walk, size_t max,
+                        bool changed_only)
+{
+    /* whole buckets are walked: room for a few more than asked for */
+    struct online_names on = {NULL, 0, max + 64, max, changed_only};
+    if (tt_strmap_count(&c->r->by_name) == 0 || !(on.v = calloc(on.cap, TT_MAX_NAME + 1)))
+        return;
+    tt_strmap_walk(&c->r->by_name, pos, walk, collect_one, &on);
+    check_names(c, &on);
     free(on.v);
+}
+
+/* The device check of a beat, bounded whatever the number of devices: closes the local
+ * sessions of devices that another node now holds (the device reconnected there: ours is a
+ * half-open leftover) or that the operator deleted on another node, as told by this node's kick
+ * list; then, as a safety net for anything the list missed, checks the next SCAN_SLICE devices
+ * of the map (a full round takes devices / SCAN_SLICE beats), recording again the ones Redis
+ * forgot; then publishes the live fields of up to PUBLISH_MAX devices that changed, among the
+ * next PUBLISH_WALK devices (looked at in memory). */
+static void check_takeovers(struct tt_cluster *c)
+{
+    drain_kicks(c);
+    check_slice(c, &c->scan_pos, SCAN_SLICE, SCAN_SLICE, false);
+    check_slice(c, &c->pub_pos, PUBLISH_WALK, PUBLISH_MAX, true);
 }
 
 /* ---------------------------------------------------------------- TCP ports */

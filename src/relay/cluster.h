@@ -65,6 +65,7 @@ struct tt_cluster {
     uint64_t redirects, forwarded_http, forwarded_tcp, evicted;
     uint64_t published;         /* live fields of devices written to Redis, in total */
     uint64_t beat_us, check_us; /* the last beat's duration, and its takeover check's */
+    size_t scan_pos, pub_pos;   /* where the beat's walks of the device map resume */
 };
 
 /* Result of tt_cluster_locate_label(). */

@@ -6,8 +6,11 @@
  *   devices           set of names;  offline: zset name -> offline since (for expiry)
  *   nodedevs:NODE     set of the names a node holds online
  *   hb:NODE           the node's last heartbeat (ms); cred:NAME the credential hashes
- *   deleted:NAME      the node that held NAME when the operator deleted it (60 s): that node
- *                     closes its session at its next beat (cluster.c)
+ *   deleted:NAME      the node that held NAME when the operator deleted it (60 s)
+ *   kick:NODE         list of the names a node held online and lost: taken over by another node
+ *                     (put) or deleted by the operator (del), pushed in the same script; the
+ *                     node drains it at its next beat and closes those sessions (cluster.c).
+ *                     Expires 60 s after the last push (a dead node's list goes away)
  * dev:NAME also holds "live" and "svc", published by the holder's beat (cluster.h).
  * Writes that touch several keys are Lua scripts, so that Redis runs them atomically: two nodes
  * can never claim one label or one port, and a node's late "offline" write cannot undo another
@@ -73,6 +76,10 @@ static const char put_lua[] =
     "end\n"
     "redis.call('SADD',P..'devices',name)\n"
     "if cur and cur~='' and cur~=node then redis.call('SREM',P..'nodedevs:'..cur,name) end\n"
+    "if off==0 and cur and cur~='' and cur~=me then\n"
+    "  redis.call('RPUSH',P..'kick:'..cur,name)\n"
+    "  redis.call('PEXPIRE',P..'kick:'..cur,60000)\n"
+    "end\n"
     "if off==0 then\n"
     "  redis.call('SADD',P..'nodedevs:'..me,name)\n"
     "  redis.call('ZREM',P..'offline',name)\n"
@@ -96,6 +103,8 @@ static const char del_lua[] =
     "  if f=='node' and v~='' then\n"
     "    redis.call('SREM',P..'nodedevs:'..v,name)\n"
     "    redis.call('SET',P..'deleted:'..name,v,'PX',60000)\n"
+    "    redis.call('RPUSH',P..'kick:'..v,name)\n"
+    "    redis.call('PEXPIRE',P..'kick:'..v,60000)\n"
     "  end\n"
     "end\n"
     "redis.call('DEL',dk)\n"

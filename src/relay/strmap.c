@@ -132,6 +132,25 @@ int tt_strmap_foreach(struct tt_strmap *m, int (*cb)(const char *key, void *val,
     return 0;
 }
 
+size_t tt_strmap_walk(struct tt_strmap *m, size_t *pos, size_t max,
+                      int (*cb)(const char *key, void *val, void *ud), void *ud)
+{
+    size_t seen = 0, i = m->nb ? *pos & (m->nb - 1) : 0;
+    int stop = 0;
+    for (size_t k = 0; k < m->nb && seen < max && !stop; k++) {
+        struct tt_strmap_ent *e = m->b[i];
+        while (e) {
+            struct tt_strmap_ent *next = e->next;
+            stop |= cb(e->key, e->val, ud);
+            seen++;
+            e = next;
+        }
+        i = (i + 1) & (m->nb - 1);
+    }
+    *pos = i;
+    return seen;
+}
+
 size_t tt_strmap_count(const struct tt_strmap *m)
 {
     return m->n;

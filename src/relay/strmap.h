@@ -28,6 +28,14 @@ void *tt_strmap_del(struct tt_strmap *m, const char *key);
  * and returns cb's value when cb returns non-zero; else 0. */
 int tt_strmap_foreach(struct tt_strmap *m, int (*cb)(const char *key, void *val, void *ud),
                       void *ud);
+/* Calls cb for the entries of whole buckets from bucket *pos on, until at least max entries
+ * were visited, cb returned non-zero (the bucket is finished) or every bucket was visited once,
+ * and sets *pos where the next call resumes (it wraps), so
+ * that repeated calls walk the map a slice at a time. cb may delete the entry it is given (and
+ * no other). An entry put or removed between calls, or a growth of the table, may make one
+ * round visit an entry twice or miss it; the next round sees it. Returns the entries visited. */
+size_t tt_strmap_walk(struct tt_strmap *m, size_t *pos, size_t max,
+                      int (*cb)(const char *key, void *val, void *ud), void *ud);
 /* Number of entries. */
 size_t tt_strmap_count(const struct tt_strmap *m);
 
