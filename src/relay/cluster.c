@@ -323,17 +323,20 @@ static void batch_add(struct batch *b, struct tt_device *d)
 
 /* Acts on what Redis says of name, which this node holds online: owner is its record's node
  * field ("!" deleted by the operator while held here). Closes the session when another node
- * holds it or it was deleted; returns true when the record names this node. */
-static bool apply_owner(struct tt_cluster *c, const char *name, const char *owner)
+ * holds it or it was deleted (counted in *closed); returns true when the record names this
+ * node. */
+static bool apply_owner(struct tt_cluster *c, const char *name, const char *owner,
+                        uint64_t *closed)
 {
     if (strcmp(owner, c->r->cfg.node_id) == 0)
         return true;
     if (strcmp(owner, "!") == 0) {
         TT_LOG(TT_LOG_INFO, "device deleted on another node device=%s", name);
+        (*closed)++;
         tt_device_delete(c->r, name);
     } else if (owner[0]) {
         TT_LOG(TT_LOG_INFO, "device taken over by another node device=%s node=%s", name, owner);
-        c->evicted++;
+        (*closed)++;
         tt_device_evict(c->r, name);
     }
     return false;
@@ -369,7 +372,7 @@ static void batch_run(struct tt_cluster *c, struct batch *b)
                 tt_device_save(d);
                 d->pub_since = 0; /* and publish its live fields again */
             }
-        } else if (apply_owner(c, name, owner) && d) {
+        } else if (apply_owner(c, name, owner, &c->closed_scan) && d) {
             if (b->live[i][0])
                 c->published++;
             d->pub_since = b->since[i];
@@ -441,7 +444,7 @@ static void drain_kicks(struct tt_cluster *c)
         snprintf(name, sizeof(name), "%s", s);
         struct tt_device *d = tt_strmap_get(&c->r->by_name, name);
         if (d && held_online(d))
-            apply_owner(c, name, str_at(rep, i + 1));
+            apply_owner(c, name, str_at(rep, i + 1), &c->closed_pushed);
     }
     if (rep)
         freeReplyObject(rep);

@@ -62,7 +62,10 @@ struct tt_cluster {
     int64_t online;       /* this node's online devices at the last beat */
     int64_t fleet_online; /* the online devices of every live node at the last beat */
     int64_t accepted;     /* device handshakes accepted here since */
-    uint64_t redirects, forwarded_http, forwarded_tcp, evicted;
+    uint64_t redirects, forwarded_http, forwarded_tcp;
+    /* sessions closed because another node took the device over or the operator deleted it
+     * elsewhere, as told by this node's kick list, or found by the beat's safety-net check */
+    uint64_t closed_pushed, closed_scan;
     uint64_t published;         /* live fields of devices written to Redis, in total */
     uint64_t beat_us, check_us; /* the last beat's duration, and its takeover check's */
     size_t scan_pos, pub_pos;   /* where the beat's walks of the device map resume */

@@ -114,6 +114,13 @@ def _admin_call(node, method, path):
         c.close()
 
 
+def _closed(node):
+    """Node's sessions closed for a takeover or a delete elsewhere: {"pushed": n, "scan": n}."""
+    text = _admin(node, "/metrics")[1].decode()
+    return {m.group(1): int(m.group(2)) for m in
+            re.finditer(r'tether_cluster_sessions_closed_total\{how="(\w+)"\} (\d+)', text)}
+
+
 def _raw_handshake(port, path="/tether"):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     with s:
@@ -359,6 +366,11 @@ def test_cluster_takeover_across_nodes(t):
         wait_for(lambda: not _holds(a, first.name), 10, "node a to drop the old session")
         eq(_get(a, label)[::2], (200, b"second"), "via node a after the takeover")
         check(_holds(b, first.name), "node b lost the device")
+        # closed once, told by node b's takeover (kick list) or, rarely, when the takeover
+        # landed within node a's beat, by its check of the devices
+        closed = _closed(a)
+        eq(closed.get("pushed", 0) + closed.get("scan", 0), 1, "sessions closed on node a: %r"
+           % closed)
     finally:
         first.proc.send_signal(signal.SIGCONT)
         first.proc.stop(signal.SIGKILL)
@@ -540,11 +552,22 @@ def test_cluster_admin_delete_on_another_node(t):
     label = agent.label
     check(_holds(a, agent.name), "device not on node a")
     eq(_get(b, label)[::2], (200, b"dev-on-a"), "via node b before the delete")
-    # deleted through node b: node a closes the session, the label is released everywhere
-    st, body = _admin_call(b, "DELETE", "/api/devices/" + agent.name)
+    # deleted through node b while node a's loop stands still (well within its record's
+    # expiry): the delete pushes the name onto node a's kick list in Redis, and node a closes
+    # the session when it drains the list at its next beat, before its check of the devices
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        st, body = _admin_call(b, "DELETE", "/api/devices/" + agent.name)
+        s = socket.create_connection(("127.0.0.1", redis.port), timeout=10)
+        with s:
+            kicks = resp_command(s, "LRANGE", "tether:kick:node-a", "0", "-1")
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
     eq((st, json.loads(body)), (200, {"deleted": agent.name}), "DELETE through node b")
+    eq(kicks, [agent.name.encode()], "node a's kick list after the delete")
     wait_for(lambda: "device deleted on the relay" in agent.proc.stderr_text(), 10,
              "the agent to report the deletion")
+    eq(_closed(a), {"pushed": 1, "scan": 0}, "sessions closed on node a")
     # the agent comes back as a new registration: a new label, since the old one was released
     agent.wait_ready(timeout=30)
     check(agent.label != label, "the device got its deleted label %s back" % label)
