@@ -578,3 +578,24 @@ def test_cluster_admin_delete_on_another_node(t):
         check(d and d["online"] and d["label"] == agent.label,
               "%s lists the device again with its new label: %r" % (node.name, d))
     wait_for(lambda: _echo_ok(b.tcp_bind, agent.tcp_port("echo")), 15, "echo via node b")
+
+
+def test_cluster_check_catches_a_lost_kick(t):
+    # a delete's entry on the holder's kick list is lost (here: removed from Redis while node a
+    # stands still): node a's beat still finds the deleted record in its check of the devices
+    redis, (a, b) = _cluster(t)
+    svc = t.http_service(big_size=1024, ident="dev-on-a")
+    agent = t.agent(a, http=svc.port)
+    check(_holds(a, agent.name), "device not on node a")
+    a.proc.send_signal(signal.SIGSTOP)
+    try:
+        st, body = _admin_call(b, "DELETE", "/api/devices/" + agent.name)
+        s = socket.create_connection(("127.0.0.1", redis.port), timeout=10)
+        with s:
+            eq(resp_command(s, "DEL", "tether:kick:node-a"), 1, "node a's kick list removed")
+    finally:
+        a.proc.send_signal(signal.SIGCONT)
+    eq((st, json.loads(body)), (200, {"deleted": agent.name}), "DELETE through node b")
+    wait_for(lambda: "device deleted on the relay" in agent.proc.stderr_text(), 10,
+             "the agent to report the deletion")
+    eq(_closed(a), {"pushed": 0, "scan": 1}, "sessions closed on node a")
