@@ -132,8 +132,9 @@ int tt_cluster_port_claim(struct tt_cluster *c, const char *name, uint16_t want,
 /* ---- the admin API's view of the cluster (cluster_admin.c) ----
  * Every node publishes, on its beat, the live fields of its online devices that changed since
  * it last did (field "live" of dev:NAME: "SINCE_MS BYTES_IN BYTES_OUT STREAMS REMOTE_ADDR") and,
- * once per session, their services as the admin API shows them (field "svc", a JSON array);
- * this happens in the takeover check's Redis call, so it costs no extra round trip. */
+ * once per session, their services as the admin API shows them (field "svc", a JSON array):
+ * up to 256 changed devices per beat (the rest at the next ones), in the script that checks who
+ * holds them. */
 
 /* One device of the shared registry, as Redis has it. */
 struct tt_cluster_dev {
