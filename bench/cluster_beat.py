@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """cluster_beat.py - what the cluster-wide admin API costs: a node's beat (node record, device
-check with the live fields it publishes, ports, expiry) with N idle devices held by bench/loadgen,
+check: kick list, a slice of the devices, live fields of changed ones; ports, expiry) with N idle devices held by bench/loadgen,
 read from the node's /metrics (tether_cluster_beat_seconds, tether_cluster_live_published_total)
 once a second, and the time GET /api/devices takes on the other node, which reads all N records
 from Redis. Two nodes and a real redis-server on loopback; prints numbers, never passes or fails.
@@ -72,6 +72,8 @@ def main():
         print("node a device check:   %s" % q(checks))
         print("live fields published: median %.0f devices/s, max %.0f" %
               (statistics.median(pubs), max(pubs)))
+        print("beats that checked every device (redis listed fewer): %s" %
+              metric(text, "tether_cluster_full_checks_total"))
         lists = []
         for _ in range(5):
             st, body, dt = admin(b, "/api/devices")

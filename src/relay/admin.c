@@ -669,16 +669,23 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
                 "# HELP tether_cluster_live_published_total Devices whose live fields (bytes, "
                 "streams) this node wrote to Redis because they changed.\n"
                 "# TYPE tether_cluster_live_published_total counter\n"
-                "tether_cluster_live_published_total %llu\n"
+                "tether_cluster_live_published_total %llu\n",
+                (double)c->beat_us / 1e6, (double)c->check_us / 1e6,
+                (unsigned long long)c->published);
+        buf_fmt(&b,
                 "# HELP tether_cluster_sessions_closed_total Sessions this node closed because "
                 "another node took their device over or the operator deleted it on another "
                 "node: told by the other node (pushed) or found by the beat's check (scan).\n"
                 "# TYPE tether_cluster_sessions_closed_total counter\n"
                 "tether_cluster_sessions_closed_total{how=\"pushed\"} %llu\n"
-                "tether_cluster_sessions_closed_total{how=\"scan\"} %llu\n",
-                (double)c->beat_us / 1e6, (double)c->check_us / 1e6,
-                (unsigned long long)c->published, (unsigned long long)c->closed_pushed,
-                (unsigned long long)c->closed_scan);
+                "tether_cluster_sessions_closed_total{how=\"scan\"} %llu\n"
+                "# HELP tether_cluster_full_checks_total Beats that checked every device of this "
+                "node because Redis listed fewer of them than it holds (Redis restarted, or took "
+                "the node for dead).\n"
+                "# TYPE tether_cluster_full_checks_total counter\n"
+                "tether_cluster_full_checks_total %llu\n",
+                (unsigned long long)c->closed_pushed, (unsigned long long)c->closed_scan,
+                (unsigned long long)c->full_checks);
     }
     free(vs);
     free(l.v);

@@ -33,7 +33,8 @@
 
 /* ARGV: prefix, me, advertise, addr, devices, now, ttl, secret[, fleet hash]. Publishes this
  * node, marks the devices of nodes whose record expired offline since their last heartbeat,
- * and returns {secret, then id, advertise, addr, devices of every other live node}. */
+ * and returns {secret, how many devices Redis says this node holds, then id, advertise, addr,
+ * devices of every other live node}. */
 static const char beat_lua[] =
     "local P,me=ARGV[1],ARGV[2]\n"
     "redis.call('HMSET',P..'node:'..me,'advertise',ARGV[3],'addr',ARGV[4],'devices',ARGV[5],"
@@ -43,7 +44,7 @@ static const char beat_lua[] =
     "redis.call('SET',P..'hb:'..me,ARGV[6])\n"
     "redis.call('SET',P..'secret',ARGV[8],'NX')\n"
     "if ARGV[9] then redis.call('SET',P..'cred:',ARGV[9],'NX') end\n"
-    "local out={redis.call('GET',P..'secret')}\n"
+    "local out={redis.call('GET',P..'secret'),redis.call('SCARD',P..'nodedevs:'..me)}\n"
     "for _,id in ipairs(redis.call('SMEMBERS',P..'nodes')) do\n"
     "  local h=redis.call('HMGET',P..'node:'..id,'advertise','addr','devices')\n"
     "  if h[1] then\n"
@@ -179,7 +180,7 @@ static const char *str_at(const redisReply *rep, size_t i)
 
 static void set_nodes(struct tt_cluster *c, const redisReply *rep)
 {
-    size_t n = (rep->elements - 1) / 4;
+    size_t n = (rep->elements - 2) / 4;
     struct tt_cluster_node *v = calloc(n ? n : 1, sizeof(*v));
     if (!v)
         return;
@@ -187,11 +188,11 @@ static void set_nodes(struct tt_cluster *c, const redisReply *rep)
     for (size_t i = 0; i < n; i++) {
         struct tt_cluster_node *nd = &v[k];
         char e[TT_ERRLEN];
-        snprintf(nd->id, sizeof(nd->id), "%s", str_at(rep, 1 + 4 * i));
-        snprintf(nd->advertise, sizeof(nd->advertise), "%s", str_at(rep, 2 + 4 * i));
-        if (tt_parse_hostport(str_at(rep, 3 + 4 * i), nd->host, &nd->port, false, e) != 0)
+        snprintf(nd->id, sizeof(nd->id), "%s", str_at(rep, 2 + 4 * i));
+        snprintf(nd->advertise, sizeof(nd->advertise), "%s", str_at(rep, 3 + 4 * i));
+        if (tt_parse_hostport(str_at(rep, 4 + 4 * i), nd->host, &nd->port, false, e) != 0)
             continue;
-        nd->devices = strtoll(str_at(rep, 4 + 4 * i), NULL, 10);
+        nd->devices = strtoll(str_at(rep, 5 + 4 * i), NULL, 10);
         k++;
     }
     free(c->nodes);
@@ -252,8 +253,11 @@ static void beat(struct tt_cluster *c, int64_t now)
     const char *argv[9] = {P,   r->cfg.node_id, r->cfg.advertise,           addr, devices, nowb,
                            ttl, c->secret,      (const char *)c->fleet_hash};
     redisReply *rep = eval(c, beat_lua, c->fleet_generated ? 9 : 8, argv);
-    if (is_array(rep) && rep->elements >= 1) {
+    c->redis_held = -1;
+    if (is_array(rep) && rep->elements >= 2) {
         const char *s = str_at(rep, 0);
+        if (rep->element[1]->type == REDIS_REPLY_INTEGER)
+            c->redis_held = rep->element[1]->integer;
         if (strlen(s) == TT_CLUSTER_SECRET_LEN && strcmp(s, c->secret) != 0) {
             TT_LOG(TT_LOG_INFO, "cluster secret changed in redis; using it");
             snprintf(c->secret, sizeof(c->secret), "%s", s);
@@ -325,8 +329,7 @@ static void batch_add(struct batch *b, struct tt_device *d)
  * field ("!" deleted by the operator while held here). Closes the session when another node
  * holds it or it was deleted (counted in *closed); returns true when the record names this
  * node. */
-static bool apply_owner(struct tt_cluster *c, const char *name, const char *owner,
-                        uint64_t *closed)
+static bool apply_owner(struct tt_cluster *c, const char *name, const char *owner, uint64_t *closed)
 {
     if (strcmp(owner, c->r->cfg.node_id) == 0)
         return true;
@@ -470,11 +473,24 @@ static void check_slice(struct tt_cluster *c, size_t *pos, size_t walk, size_t m
  * list; then, as a safety net for anything the list missed, checks the next SCAN_SLICE devices
  * of the map (a full round takes devices / SCAN_SLICE beats), recording again the ones Redis
  * forgot; then publishes the live fields of up to PUBLISH_MAX devices that changed, among the
- * next PUBLISH_WALK devices (looked at in memory). */
+ * next PUBLISH_WALK devices (looked at in memory). When Redis lists fewer devices held by this
+ * node than it holds (Redis restarted empty, or took this node for dead after a stall: the beat
+ * compares the counts), the check walks every device at once instead of a slice. */
 static void check_takeovers(struct tt_cluster *c)
 {
+    uint64_t closed = c->closed_pushed;
     drain_kicks(c);
-    check_slice(c, &c->scan_pos, SCAN_SLICE, SCAN_SLICE, false);
+    size_t all = tt_strmap_count(&c->r->by_name);
+    if (c->redis_held >= 0 && c->redis_held < c->online - (int64_t)(c->closed_pushed - closed)) {
+        /* Redis holds fewer of our devices than we do (it restarted, or took us for dead):
+         * check them all now, so that their records are back within a second, as before */
+        TT_LOG(TT_LOG_DEBUG, "cluster: redis lists %lld of our %lld devices, checking all",
+               (long long)c->redis_held, (long long)c->online);
+        c->full_checks++;
+        check_slice(c, &c->scan_pos, all, all, false);
+    } else {
+        check_slice(c, &c->scan_pos, SCAN_SLICE, SCAN_SLICE, false);
+    }
     check_slice(c, &c->pub_pos, PUBLISH_WALK, PUBLISH_MAX, true);
 }
 

@@ -69,6 +69,8 @@ struct tt_cluster {
     uint64_t published;         /* live fields of devices written to Redis, in total */
     uint64_t beat_us, check_us; /* the last beat's duration, and its takeover check's */
     size_t scan_pos, pub_pos;   /* where the beat's walks of the device map resume */
+    int64_t redis_held;         /* devices Redis says we hold, at the last beat (-1 unknown) */
+    uint64_t full_checks;       /* beats that checked every device (redis_held too low) */
 };
 
 /* Result of tt_cluster_locate_label(). */
