@@ -85,6 +85,23 @@ static void answer(struct tt_headconn *hc, const char *status, const char *ctype
     free(b.p);
 }
 
+static void answer_oom(struct tt_headconn *hc)
+{
+    answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL, "out of memory\n",
+           14);
+}
+
+/* Answers 200 with the page built in b (of type ctype), or 500 if building it ran out of
+ * memory (ok false or b->ok false); frees b's bytes either way. */
+static void answer_built(struct tt_headconn *hc, bool ok, const char *ctype, struct buf *b)
+{
+    if (ok && b->ok)
+        answer(hc, "200 OK", ctype, NULL, b->p, b->len);
+    else
+        answer_oom(hc);
+    free(b->p);
+}
+
 static void answer_json(struct tt_headconn *hc, const char *status, const char *extra, json_t *j)
 {
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -584,8 +601,7 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
     struct buf b = {.ok = true};
     if (!collect(r, &l)) {
         free(l.v);
-        answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL,
-               "out of memory\n", 14);
+        answer_oom(hc);
         return;
     }
     uint64_t online = 0, in = r->gone_bytes_in, out = r->gone_bytes_out;
@@ -689,12 +705,7 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
     }
     free(vs);
     free(l.v);
-    if (b.ok)
-        answer(hc, "200 OK", "text/plain; version=0.0.4", NULL, b.p, b.len);
-    else
-        answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL,
-               "out of memory\n", 14);
-    free(b.p);
+    answer_built(hc, true, "text/plain; version=0.0.4", &b);
 }
 
 /* ---- dashboard ---- */
@@ -797,12 +808,7 @@ static void dashboard(struct tt_headconn *hc, struct tt_relay *r)
     }
     buf_str(&b, "</table>\n</body></html>\n");
     rows_free(&rs);
-    if (ok && b.ok)
-        answer(hc, "200 OK", "text/html; charset=utf-8", NULL, b.p, b.len);
-    else
-        answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL,
-               "out of memory\n", 14);
-    free(b.p);
+    answer_built(hc, ok, "text/html; charset=utf-8", &b);
 }
 
 /* ---- routing ---- */
