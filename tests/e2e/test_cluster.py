@@ -342,11 +342,11 @@ def test_cluster_redis_outage(t):
     # node a reconnects to Redis within its back-off (at most 5 s) and learns of it
     wait_for(lambda: _get(a, agent2.label)[::2] == (200, b"second"), 20,
              "new device on b via node a")
-    # back on Redis, node a saw it list none of its devices and checked them all at once
-    wait_for(lambda: re.search(r"^tether_cluster_full_checks_total [1-9]",
-                               _admin(a, "/metrics")[1].decode(), re.M), 10,
-             "node a to check all its devices after Redis came back")
-    # node b lists node a's device again, with the counters a published after writing it back
+    # Back on Redis, node a writes its device's record again: by the beat's full check when Redis
+    # lists fewer of its devices than it holds, or earlier when the device's own traffic saves
+    # the record first (then the counts agree and no full check is needed). Which one wins is a
+    # race, so only the outcome is checked: node b lists node a's device again, with the
+    # counters a published after writing it back.
     wait_for(lambda: (_devices(b).get(agent.name) or {}).get("remote_addr"), 20,
              "node a's device, with its live fields, on node b's list")
     check(a.proc.alive() and b.proc.alive(), "a node died")
