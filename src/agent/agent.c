@@ -118,15 +118,15 @@ static void emit(struct tether_agent *a, const struct tether_event *ev)
     /* No callback: the log is all the embedding application gets. */
     switch (ev->kind) {
     case TETHER_EVENT_READY:
-        TT_LOG(TT_LOG_INFO, "ready server=%s label=%s", ev->server, ev->label);
+        TT_LOG(TT_LOG_INFO, "ready server=%s label=%s", TT_LOG_V(ev->server), TT_LOG_V(ev->label));
         break;
     case TETHER_EVENT_DISCONNECTED:
-        TT_LOG(TT_LOG_WARN, "disconnected server=%s reason=\"%s\" retry_in=%.1fs", ev->server,
-               ev->reason, ev->retry_ms / 1000.0);
+        TT_LOG(TT_LOG_WARN, "disconnected server=%s reason=\"%s\" retry_in=%.1fs",
+               TT_LOG_V(ev->server), TT_LOG_E(ev->reason), ev->retry_ms / 1000.0);
         break;
     case TETHER_EVENT_ERROR:
-        TT_LOG(TT_LOG_WARN, "error server=%s retry_in=%.1fs: %s", ev->server, ev->retry_ms / 1000.0,
-               ev->message);
+        TT_LOG(TT_LOG_WARN, "error server=%s retry_in=%.1fs: %s", TT_LOG_V(ev->server),
+               ev->retry_ms / 1000.0, TT_LOG_E(ev->message));
         break;
     }
 }
@@ -141,8 +141,8 @@ static void emit_error(struct tether_agent *a, const char *server, int err, cons
     ev.message = message;
     ev.err = err;
     ev.retry_ms = retry_ms;
-    TT_LOG(TT_LOG_DEBUG, "event=error server=%s err=%s retry_ms=%u: %s", server,
-           tether_err_name(err), (unsigned)retry_ms, message);
+    TT_LOG(TT_LOG_DEBUG, "event=error server=%s err=%s retry_ms=%u: %s", TT_LOG_V(server),
+           tether_err_name(err), (unsigned)retry_ms, TT_LOG_E(message));
     emit(a, &ev);
 }
 
@@ -261,8 +261,8 @@ static int on_welcome(struct tt_session *s, const struct tt_welcome *m, void *ud
         else
             si->host = a->addr[i];
     }
-    TT_LOG(TT_LOG_INFO, "registered server=%s label=%s services=%u", a->url, a->label,
-           (unsigned)cfg->nservices);
+    TT_LOG(TT_LOG_INFO, "registered server=%s label=%s services=%u", TT_LOG_V(a->url),
+           TT_LOG_V(a->label), (unsigned)cfg->nservices);
     ev.kind = TETHER_EVENT_READY;
     ev.server = a->url;
     ev.label = a->label;
@@ -323,7 +323,7 @@ static int on_goaway(struct tt_session *s, const struct tt_coded *m, void *ud)
                a->cfg->name);
     else
         TT_LOG(TT_LOG_INFO, "relay going away code=%u reason=\"%s\"", (unsigned)m->code,
-               a->goaway_reason);
+               TT_LOG_E(a->goaway_reason));
     close_soon(a);
     return 0;
 }
@@ -394,8 +394,8 @@ static void on_conn_close(struct tt_wsconn *c, int err, const char *reason, void
 
     a->conn = NULL;
     uv_timer_stop(&a->timer); /* a pending close_soon() */
-    TT_LOG(TT_LOG_DEBUG, "connection closed server=%s err=%s reason=\"%s\"", a->url,
-           tether_err_name(err), reason ? reason : "");
+    TT_LOG(TT_LOG_DEBUG, "connection closed server=%s err=%s reason=\"%s\"", TT_LOG_V(a->url),
+           tether_err_name(err), TT_LOG_E(reason));
     if (a->stopping) {
         close_handles(a);
         return;
@@ -423,7 +423,8 @@ static void on_conn_close(struct tt_wsconn *c, int err, const char *reason, void
         ev.reason = why;
         ev.err = err ? err : TETHER_ERR_CLOSED;
         ev.retry_ms = delay;
-        TT_LOG(TT_LOG_DEBUG, "event=disconnected server=%s reason=\"%s\"", a->url, why);
+        TT_LOG(TT_LOG_DEBUG, "event=disconnected server=%s reason=\"%s\"", TT_LOG_V(a->url),
+               TT_LOG_E(why));
         emit(a, &ev);
     } else {
         char msg[TT_ERRLEN + 64];
@@ -503,7 +504,8 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
         schedule(a, delay);
         return;
     }
-    TT_LOG(TT_LOG_DEBUG, "connected server=%s, registering device=%s", a->url, a->cfg->name);
+    TT_LOG(TT_LOG_DEBUG, "connected server=%s, registering device=%s", TT_LOG_V(a->url),
+           a->cfg->name);
     rc = send_hello(a);
     if (rc != 0) {
         TT_LOG(TT_LOG_ERROR, "cannot send HELLO err=%s", tether_err_name(rc));

@@ -176,7 +176,8 @@ static void fail(struct tt_dial *d, int err, const char *fmt, ...)
     r.err = err;
     r.message = msg;
     r.url = d->url;
-    TT_LOG(TT_LOG_DEBUG, "dial failed url=%s err=%s: %s", d->url, tether_err_name(err), msg);
+    TT_LOG(TT_LOG_DEBUG, "dial failed url=%s err=%s: %s", TT_LOG_V(d->url), tether_err_name(err),
+           TT_LOG_E(msg));
     if (!d->cancelled)
         d->cb(d, &r, d->ud);
     cleanup(d);
@@ -195,7 +196,7 @@ static void succeed(struct tt_dial *d)
     r.pre = d->rbuf;
     r.prelen = d->rlen;
     d->conn = NULL; /* the callback's now */
-    TT_LOG(TT_LOG_DEBUG, "dial connected url=%s", d->url);
+    TT_LOG(TT_LOG_DEBUG, "dial connected url=%s", TT_LOG_V(d->url));
     d->cb(d, &r, d->ud);
     cleanup(d);
 }
@@ -323,7 +324,8 @@ static int proxy_start(struct tt_dial *d)
         return TETHER_ERR_TOO_LARGE;
     }
     TT_LOG(TT_LOG_DEBUG, "proxy CONNECT proxy=%s from=%s target=%s:%u auth=%s", d->proxy.display,
-           d->proxy.source, d->u.host, (unsigned)d->u.port, d->proxy.auth ? "basic" : "none");
+           d->proxy.source, TT_LOG_V(d->u.host), (unsigned)d->u.port,
+           d->proxy.auth ? "basic" : "none");
     rc = dial_write(d, req, (size_t)n);
     OPENSSL_cleanse(req, sizeof req);
     return rc;
@@ -380,7 +382,7 @@ static void on_tls_handshake(struct tt_conn *c, int err, const char *msg, void *
         return;
     }
     tt_tls_describe(c, desc, sizeof desc);
-    TT_LOG(TT_LOG_DEBUG, "tls connected url=%s %s", d->url, desc);
+    TT_LOG(TT_LOG_DEBUG, "tls connected url=%s %s", TT_LOG_V(d->url), desc);
     next_filter(d);
 }
 
@@ -464,7 +466,8 @@ static void redirect(struct tt_dial *d)
              d->opt.max_redirects, d->url);
         return;
     }
-    TT_LOG(TT_LOG_INFO, "redirected from=%s to=%s status=%d", d->url, next, d->status);
+    TT_LOG(TT_LOG_INFO, "redirected from=%s to=%s status=%d", TT_LOG_V(d->url), TT_LOG_V(next),
+           d->status);
     close_tcp(d);
     snprintf(d->url, sizeof d->url, "%s", next);
     start_hop(d);
@@ -565,7 +568,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     if (status < 0) {
         d->last_err = status;
-        TT_LOG(TT_LOG_DEBUG, "connect failed url=%s err=%s", d->url, uv_err_name(status));
+        TT_LOG(TT_LOG_DEBUG, "connect failed url=%s err=%s", TT_LOG_V(d->url), uv_err_name(status));
         close_tcp(d);
         d->ai_next = d->ai_next->ai_next;
         try_next_addr(d);
@@ -679,8 +682,8 @@ static void start_hop(struct tt_dial *d)
     }
     d->via_proxy = rc == 1;
     if (d->via_proxy)
-        TT_LOG(TT_LOG_DEBUG, "dialing url=%s via proxy=%s from=%s", d->url, d->proxy.display,
-               d->proxy.source);
+        TT_LOG(TT_LOG_DEBUG, "dialing url=%s via proxy=%s from=%s", TT_LOG_V(d->url),
+               d->proxy.display, d->proxy.source);
     build_stack(d);
     uv_timer_start(&d->timer, on_timeout, d->opt.timeout_ms, 0);
     memset(&hints, 0, sizeof hints);

@@ -556,7 +556,7 @@ static int delete_device(struct tt_relay *r, const char *name)
         return TETHER_ERR_NOT_FOUND;
     rc = tt_registry_del(r->reg, name);
     if (rc == 0)
-        TT_LOG(TT_LOG_INFO, "device deleted device=%s (held elsewhere or offline)", name);
+        TT_LOG(TT_LOG_INFO, "device deleted device=%s (held elsewhere or offline)", TT_LOG_V(name));
     return rc;
 }
 
