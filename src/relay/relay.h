@@ -49,6 +49,9 @@ struct tt_relay {
     /* What the devices forgotten so far (expired or deleted) had counted, so that the admin
      * API's totals never go down. */
     uint64_t gone_bytes_in, gone_bytes_out, gone_streams, gone_connects;
+    /* Admin requests refused: a Host not naming the listener (421), a state-changing request
+     * from another site's Origin (403) (admin.c, adminhost.h). */
+    uint64_t admin_refused_host, admin_refused_origin;
     bool stopping;
 };
 

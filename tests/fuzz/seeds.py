@@ -132,6 +132,23 @@ def http_seeds():
             write("fuzz_wshs", req)
 
 
+def adminhost_seeds():
+    """fuzz_adminhost: a split byte, a Host value, an Origin value."""
+    pairs = [
+        (b"127.0.0.1:9090", b"http://127.0.0.1:9090"),
+        (b"localhost:9090", b"http://localhost:9090"),
+        (b"[::1]:9090", b"http://[::1]:9090"),
+        (b"evil.example:9090", b"http://evil.example:9090"),
+        (b"127.0.0.1:9090", b"null"),
+        (b"192.0.2.7", b"https://192.0.2.7"),
+        (b" localhost ", b"http://localhost:80/"),
+        (b"[::ffff:127.0.0.1]:1", b'x" device=forged\n\x1b[31m'),
+    ]
+    for h, o in pairs:
+        write("fuzz_adminhost", bytes([len(h)]) + h + o)
+
+
 if __name__ == "__main__":
     main()
     http_seeds()
+    adminhost_seeds()
