@@ -103,8 +103,7 @@ static bool parse_host(const char *v, size_t n, struct host *h)
 
 static bool same(const struct host *x, const struct host *y)
 {
-    return x->family == y->family &&
-           memcmp(x->addr, y->addr, x->family == AF_INET ? 4 : 16) == 0;
+    return x->family == y->family && memcmp(x->addr, y->addr, x->family == AF_INET ? 4 : 16) == 0;
 }
 
 static bool is_loopback(const struct host *h)

@@ -25,8 +25,8 @@ static bool origin_ok(const char *listen, const char *origin, const char *host)
 static void test_loopback_listener(void **state)
 {
     (void)state;
-    const char *ok[] = {"127.0.0.1:9090", "127.0.0.1", "localhost", "localhost:9090",
-                        "LocalHost:1",    "[::1]:9090", "[::1]",    " 127.0.0.1:9090 "};
+    const char *ok[] = {"127.0.0.1:9090", "127.0.0.1",  "localhost", "localhost:9090",
+                        "LocalHost:1",    "[::1]:9090", "[::1]",     " 127.0.0.1:9090 "};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         assert_true(host_ok("127.0.0.1", "127.0.0.1", ok[i]));
     const char *bad[] = {"evil.example",
