@@ -1,6 +1,6 @@
 /* test_log.c - unit tests for src/common/log.c: the escaping of peer-chosen text in log fields
  * (tt_log_value, tt_log_escape, TT_LOG_V/TT_LOG_E), so that a device name or close reason cannot
- * add a key=value field or a line of its own; and level parsing. */
+ * add a key=value field or a line of its own (level parsing is in test_util.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -104,15 +104,6 @@ static void test_macros(void **state)
     assert_string_equal(line, "device=\"a b\" reason=\"\\\" x=y\"");
 }
 
-static void test_levels(void **state)
-{
-    (void)state;
-    assert_int_equal(tt_log_parse_level("debug"), TT_LOG_DEBUG);
-    assert_int_equal(tt_log_parse_level("WARNING"), TT_LOG_WARN);
-    assert_int_equal(tt_log_parse_level("nope"), -1);
-    assert_int_equal(tt_log_parse_level(NULL), -1);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -121,7 +112,6 @@ int main(void)
         cmocka_unit_test(test_forged_fields_are_escaped),
         cmocka_unit_test(test_long_text_is_cut_whole),
         cmocka_unit_test(test_macros),
-        cmocka_unit_test(test_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
