@@ -14,6 +14,7 @@
 
 #include "agent/dial.h"
 #include "agent/proxy.h"
+#include "agent/relaytext.h"
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/wshs.h"
@@ -299,7 +300,8 @@ static int ws_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *us
     }
     if ((r.status == 301 || r.status == 302 || r.status == 307 || r.status == 308) &&
         r.location[0] != '\0') {
-        snprintf(d->location, sizeof d->location, "%s", r.location);
+        /* the relay's text, in our messages and logs from now on */
+        tt_relaytext_clean(d->location, sizeof d->location, r.location, strlen(r.location));
         return DIAL_REDIRECT;
     }
     if (r.status == 101)
@@ -792,6 +794,15 @@ int tt_dial_redirect_url(const char *base, const char *location, char *out, size
     }
     if (tt_parse_url(out, any, &u, perr) != 0) {
         errf(err, "bad Location '%s': %s", location, perr);
+        return -1;
+    }
+    /* no way down from TLS: the next hop would get the device's name and token in clear */
+    if ((has_prefix_ci(base, "wss://") || has_prefix_ci(base, "https://")) &&
+        strcmp(u.scheme, "ws") == 0) {
+        errf(err,
+             "refused: %s would leave TLS for cleartext ws:// (a redirect never downgrades "
+             "wss://, so the device's token is not sent unencrypted)",
+             out);
         return -1;
     }
     return 0;

@@ -73,12 +73,12 @@ static void on_event(tether_agent *a, const struct tether_event *ev, void *ud)
         break;
     }
     case TETHER_EVENT_DISCONNECTED:
-        fprintf(stderr, "disconnected: %s (reconnecting in %.1f s)\n", ev->reason,
-                ev->retry_ms / 1000.0);
+    case TETHER_EVENT_ERROR: {
+        char buf[1200];
+        if (tt_output_event_text(ev, buf, sizeof buf) > 0)
+            fputs(buf, stderr);
         break;
-    case TETHER_EVENT_ERROR:
-        fprintf(stderr, "error: %s (retrying in %.1f s)\n", ev->message, ev->retry_ms / 1000.0);
-        break;
+    }
     }
 }
 
