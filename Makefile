@@ -278,7 +278,8 @@ FUZZ_ONLY ?=
 FUZZ_RUN_SRC := $(if $(FUZZ_ONLY),$(patsubst %,tests/fuzz/%.c,$(FUZZ_ONLY)),$(FUZZ_SRC))
 # The code under test is compiled once with clang's coverage instrumentation
 # (-fsanitize=fuzzer-no-link) into one archive; each target links against it.
-FUZZ_LIB_SRC := $(CORE_SRC) $(COMMON_SRC) $(filter-out %/main.c,$(RELAY_SRC)) src/agent/proxy.c
+FUZZ_LIB_SRC := $(CORE_SRC) $(COMMON_SRC) $(filter-out %/main.c,$(RELAY_SRC)) src/agent/proxy.c \
+	src/agent/relaytext.c
 FUZZ_LIB_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_LIB_SRC))
 FUZZ_CFLAGS := -std=c17 -g -O1 -fsanitize=address,undefined $(CPPFLAGS_ALL)
 

@@ -16,6 +16,7 @@
 #include "agent/agentconf.h"
 #include "agent/dial.h"
 #include "agent/proxy.h"
+#include "agent/relaytext.h"
 #include "agent/services.h"
 #include "common/log.h"
 #include "common/pipe.h"
@@ -62,6 +63,7 @@ struct tether_agent {
     bool registered;
     uint64_t registered_at;
     bool refused;
+    int refuse_err;                      /* AUTH (REFUSE) or PROTO (a WELCOME we cannot use) */
     char refuse_msg[TT_MAX_REASON + 96]; /* text + reason: never truncated */
     bool got_goaway;
     uint16_t goaway_code;
@@ -118,15 +120,15 @@ static void emit(struct tether_agent *a, const struct tether_event *ev)
     /* No callback: the log is all the embedding application gets. */
     switch (ev->kind) {
     case TETHER_EVENT_READY:
-        TT_LOG(TT_LOG_INFO, "ready server=%s label=%s", ev->server, ev->label);
+        TT_LOG(TT_LOG_INFO, "ready server=%s label=%s", TT_LOG_V(ev->server), TT_LOG_V(ev->label));
         break;
     case TETHER_EVENT_DISCONNECTED:
-        TT_LOG(TT_LOG_WARN, "disconnected server=%s reason=\"%s\" retry_in=%.1fs", ev->server,
-               ev->reason, ev->retry_ms / 1000.0);
+        TT_LOG(TT_LOG_WARN, "disconnected server=%s reason=\"%s\" retry_in=%.1fs",
+               TT_LOG_V(ev->server), TT_LOG_E(ev->reason), ev->retry_ms / 1000.0);
         break;
     case TETHER_EVENT_ERROR:
-        TT_LOG(TT_LOG_WARN, "error server=%s retry_in=%.1fs: %s", ev->server, ev->retry_ms / 1000.0,
-               ev->message);
+        TT_LOG(TT_LOG_WARN, "error server=%s retry_in=%.1fs: %s", TT_LOG_V(ev->server),
+               ev->retry_ms / 1000.0, TT_LOG_E(ev->message));
         break;
     }
 }
@@ -141,8 +143,8 @@ static void emit_error(struct tether_agent *a, const char *server, int err, cons
     ev.message = message;
     ev.err = err;
     ev.retry_ms = retry_ms;
-    TT_LOG(TT_LOG_DEBUG, "event=error server=%s err=%s retry_ms=%u: %s", server,
-           tether_err_name(err), (unsigned)retry_ms, message);
+    TT_LOG(TT_LOG_DEBUG, "event=error server=%s err=%s retry_ms=%u: %s", TT_LOG_V(server),
+           tether_err_name(err), (unsigned)retry_ms, TT_LOG_E(message));
     emit(a, &ev);
 }
 
@@ -220,7 +222,7 @@ static void on_close_now(uv_timer_t *t)
     struct tether_agent *a = t->data;
 
     if (a->conn)
-        tt_wsconn_close(a->conn, TT_GOAWAY_NORMAL, 1000, a->refused ? TETHER_ERR_AUTH : 0,
+        tt_wsconn_close(a->conn, TT_GOAWAY_NORMAL, 1000, a->refused ? a->refuse_err : 0,
                         a->refused ? "registration refused" : "relay going away");
 }
 
@@ -235,8 +237,17 @@ static int on_welcome(struct tt_session *s, const struct tt_welcome *m, void *ud
     struct tether_agent *a = ud;
     const tether_config *cfg = a->cfg;
     struct tether_event ev = {0};
+    char why[128];
     (void)s;
 
+    /* its text goes to our stdout: a WELCOME we cannot print safely fails the attempt */
+    if (tt_relaytext_check_welcome(m, why, sizeof why) != 0) {
+        a->refused = true;
+        a->refuse_err = TETHER_ERR_PROTO;
+        snprintf(a->refuse_msg, sizeof a->refuse_msg, "relay sent an unusable WELCOME: %s", why);
+        close_soon(a);
+        return 0;
+    }
     a->registered = true;
     a->registered_at = uv_now(&a->loop);
     copy_view(a->label, sizeof a->label, m->label);
@@ -261,8 +272,8 @@ static int on_welcome(struct tt_session *s, const struct tt_welcome *m, void *ud
         else
             si->host = a->addr[i];
     }
-    TT_LOG(TT_LOG_INFO, "registered server=%s label=%s services=%u", a->url, a->label,
-           (unsigned)cfg->nservices);
+    TT_LOG(TT_LOG_INFO, "registered server=%s label=%s services=%u", TT_LOG_V(a->url),
+           TT_LOG_V(a->label), (unsigned)cfg->nservices);
     ev.kind = TETHER_EVENT_READY;
     ev.server = a->url;
     ev.label = a->label;
@@ -296,8 +307,9 @@ static int on_refuse(struct tt_session *s, const struct tt_coded *m, void *ud)
     char reason[TT_MAX_REASON + 1];
     (void)s;
 
-    copy_view(reason, sizeof reason, m->reason);
+    tt_relaytext_clean(reason, sizeof reason, m->reason.p, m->reason.len);
     a->refused = true;
+    a->refuse_err = TETHER_ERR_AUTH;
     if (reason[0])
         snprintf(a->refuse_msg, sizeof a->refuse_msg, "relay refused registration: %s (%s)",
                  refuse_text(m->code), reason);
@@ -315,7 +327,7 @@ static int on_goaway(struct tt_session *s, const struct tt_coded *m, void *ud)
 
     a->got_goaway = true;
     a->goaway_code = m->code;
-    copy_view(a->goaway_reason, sizeof a->goaway_reason, m->reason);
+    tt_relaytext_clean(a->goaway_reason, sizeof a->goaway_reason, m->reason.p, m->reason.len);
     if (m->code == TT_GOAWAY_TAKEOVER)
         TT_LOG(TT_LOG_WARN,
                "another connection with the same name took over device=%s (is a second agent "
@@ -323,7 +335,7 @@ static int on_goaway(struct tt_session *s, const struct tt_coded *m, void *ud)
                a->cfg->name);
     else
         TT_LOG(TT_LOG_INFO, "relay going away code=%u reason=\"%s\"", (unsigned)m->code,
-               a->goaway_reason);
+               TT_LOG_E(a->goaway_reason));
     close_soon(a);
     return 0;
 }
@@ -387,26 +399,28 @@ static void describe_loss(struct tether_agent *a, int err, const char *why, char
 static void on_conn_close(struct tt_wsconn *c, int err, const char *reason, void *ud)
 {
     struct tether_agent *a = ud;
-    char why[TT_ERRLEN];
+    char why[TT_ERRLEN], clean[TT_ERRLEN];
     uint32_t delay;
     bool takeover;
     (void)c;
 
     a->conn = NULL;
     uv_timer_stop(&a->timer); /* a pending close_soon() */
-    TT_LOG(TT_LOG_DEBUG, "connection closed server=%s err=%s reason=\"%s\"", a->url,
-           tether_err_name(err), reason ? reason : "");
+    TT_LOG(TT_LOG_DEBUG, "connection closed server=%s err=%s reason=\"%s\"", TT_LOG_V(a->url),
+           tether_err_name(err), TT_LOG_E(reason));
     if (a->stopping) {
         close_handles(a);
         return;
     }
     if (a->refused) {
         delay = tt_backoff_next(&a->backoff);
-        emit_error(a, a->url, TETHER_ERR_AUTH, a->refuse_msg, delay);
+        emit_error(a, a->url, a->refuse_err, a->refuse_msg, delay);
         schedule(a, delay);
         return;
     }
-    describe_loss(a, err, reason, why, sizeof why);
+    /* reason may quote the relay's close frame */
+    tt_relaytext_clean(clean, sizeof clean, reason, reason ? strlen(reason) : 0);
+    describe_loss(a, err, clean, why, sizeof why);
     takeover = a->got_goaway && a->goaway_code == TT_GOAWAY_TAKEOVER;
     if (a->got_goaway && a->goaway_code == TT_GOAWAY_SHUTDOWN) {
         tt_backoff_reset(&a->backoff);
@@ -423,7 +437,8 @@ static void on_conn_close(struct tt_wsconn *c, int err, const char *reason, void
         ev.reason = why;
         ev.err = err ? err : TETHER_ERR_CLOSED;
         ev.retry_ms = delay;
-        TT_LOG(TT_LOG_DEBUG, "event=disconnected server=%s reason=\"%s\"", a->url, why);
+        TT_LOG(TT_LOG_DEBUG, "event=disconnected server=%s reason=\"%s\"", TT_LOG_V(a->url),
+               TT_LOG_E(why));
         emit(a, &ev);
     } else {
         char msg[TT_ERRLEN + 64];
@@ -503,7 +518,8 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
         schedule(a, delay);
         return;
     }
-    TT_LOG(TT_LOG_DEBUG, "connected server=%s, registering device=%s", a->url, a->cfg->name);
+    TT_LOG(TT_LOG_DEBUG, "connected server=%s, registering device=%s", TT_LOG_V(a->url),
+           a->cfg->name);
     rc = send_hello(a);
     if (rc != 0) {
         TT_LOG(TT_LOG_ERROR, "cannot send HELLO err=%s", tether_err_name(rc));

@@ -311,7 +311,8 @@ int tether_config_check(tether_config *cfg)
     if (cfg->name == NULL)
         return fail(cfg, TETHER_ERR_CONFIG, "no device name given (--name NAME)");
     if (cfg->token == NULL)
-        return fail(cfg, TETHER_ERR_CONFIG, "no token given (--token TOKEN)");
+        return fail(cfg, TETHER_ERR_CONFIG,
+                    "no token given (--token TOKEN, --token-file FILE or TETHER_TOKEN)");
     if (cfg->nservices == 0)
         return fail(cfg, TETHER_ERR_CONFIG,
                     "no service given (--http [NAME=]HOST:PORT or --tcp NAME=HOST:PORT)");

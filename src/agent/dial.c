@@ -14,6 +14,7 @@
 
 #include "agent/dial.h"
 #include "agent/proxy.h"
+#include "agent/relaytext.h"
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/wshs.h"
@@ -176,7 +177,8 @@ static void fail(struct tt_dial *d, int err, const char *fmt, ...)
     r.err = err;
     r.message = msg;
     r.url = d->url;
-    TT_LOG(TT_LOG_DEBUG, "dial failed url=%s err=%s: %s", d->url, tether_err_name(err), msg);
+    TT_LOG(TT_LOG_DEBUG, "dial failed url=%s err=%s: %s", TT_LOG_V(d->url), tether_err_name(err),
+           TT_LOG_E(msg));
     if (!d->cancelled)
         d->cb(d, &r, d->ud);
     cleanup(d);
@@ -195,7 +197,7 @@ static void succeed(struct tt_dial *d)
     r.pre = d->rbuf;
     r.prelen = d->rlen;
     d->conn = NULL; /* the callback's now */
-    TT_LOG(TT_LOG_DEBUG, "dial connected url=%s", d->url);
+    TT_LOG(TT_LOG_DEBUG, "dial connected url=%s", TT_LOG_V(d->url));
     d->cb(d, &r, d->ud);
     cleanup(d);
 }
@@ -298,7 +300,8 @@ static int ws_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *us
     }
     if ((r.status == 301 || r.status == 302 || r.status == 307 || r.status == 308) &&
         r.location[0] != '\0') {
-        snprintf(d->location, sizeof d->location, "%s", r.location);
+        /* the relay's text, in our messages and logs from now on */
+        tt_relaytext_clean(d->location, sizeof d->location, r.location, strlen(r.location));
         return DIAL_REDIRECT;
     }
     if (r.status == 101)
@@ -323,7 +326,8 @@ static int proxy_start(struct tt_dial *d)
         return TETHER_ERR_TOO_LARGE;
     }
     TT_LOG(TT_LOG_DEBUG, "proxy CONNECT proxy=%s from=%s target=%s:%u auth=%s", d->proxy.display,
-           d->proxy.source, d->u.host, (unsigned)d->u.port, d->proxy.auth ? "basic" : "none");
+           d->proxy.source, TT_LOG_V(d->u.host), (unsigned)d->u.port,
+           d->proxy.auth ? "basic" : "none");
     rc = dial_write(d, req, (size_t)n);
     OPENSSL_cleanse(req, sizeof req);
     return rc;
@@ -380,7 +384,7 @@ static void on_tls_handshake(struct tt_conn *c, int err, const char *msg, void *
         return;
     }
     tt_tls_describe(c, desc, sizeof desc);
-    TT_LOG(TT_LOG_DEBUG, "tls connected url=%s %s", d->url, desc);
+    TT_LOG(TT_LOG_DEBUG, "tls connected url=%s %s", TT_LOG_V(d->url), desc);
     next_filter(d);
 }
 
@@ -464,7 +468,8 @@ static void redirect(struct tt_dial *d)
              d->opt.max_redirects, d->url);
         return;
     }
-    TT_LOG(TT_LOG_INFO, "redirected from=%s to=%s status=%d", d->url, next, d->status);
+    TT_LOG(TT_LOG_INFO, "redirected from=%s to=%s status=%d", TT_LOG_V(d->url), TT_LOG_V(next),
+           d->status);
     close_tcp(d);
     snprintf(d->url, sizeof d->url, "%s", next);
     start_hop(d);
@@ -565,7 +570,7 @@ static void on_connect(uv_connect_t *req, int status)
     }
     if (status < 0) {
         d->last_err = status;
-        TT_LOG(TT_LOG_DEBUG, "connect failed url=%s err=%s", d->url, uv_err_name(status));
+        TT_LOG(TT_LOG_DEBUG, "connect failed url=%s err=%s", TT_LOG_V(d->url), uv_err_name(status));
         close_tcp(d);
         d->ai_next = d->ai_next->ai_next;
         try_next_addr(d);
@@ -679,8 +684,8 @@ static void start_hop(struct tt_dial *d)
     }
     d->via_proxy = rc == 1;
     if (d->via_proxy)
-        TT_LOG(TT_LOG_DEBUG, "dialing url=%s via proxy=%s from=%s", d->url, d->proxy.display,
-               d->proxy.source);
+        TT_LOG(TT_LOG_DEBUG, "dialing url=%s via proxy=%s from=%s", TT_LOG_V(d->url),
+               d->proxy.display, d->proxy.source);
     build_stack(d);
     uv_timer_start(&d->timer, on_timeout, d->opt.timeout_ms, 0);
     memset(&hints, 0, sizeof hints);
@@ -789,6 +794,15 @@ int tt_dial_redirect_url(const char *base, const char *location, char *out, size
     }
     if (tt_parse_url(out, any, &u, perr) != 0) {
         errf(err, "bad Location '%s': %s", location, perr);
+        return -1;
+    }
+    /* no way down from TLS: the next hop would get the device's name and token in clear */
+    if ((has_prefix_ci(base, "wss://") || has_prefix_ci(base, "https://")) &&
+        strcmp(u.scheme, "ws") == 0) {
+        errf(err,
+             "refused: %s would leave TLS for cleartext ws:// (a redirect never downgrades "
+             "wss://, so the device's token is not sent unencrypted)",
+             out);
         return -1;
     }
     return 0;

@@ -63,8 +63,9 @@ void tt_dial_cancel(struct tt_dial *d);
 
 /* Maps a redirect target to the URL to dial next: absolute ws:// and wss:// are kept, http://
  * becomes ws:// and https:// wss://; a Location starting with '/' keeps base's scheme, host
- * and port. Writes the result into out[outlen]. Returns 0, or -1 with err set (unsupported or
- * malformed location, or out too small). Pure. */
+ * and port. Writes the result into out[outlen]. Returns 0, or -1 with err set (unsupported
+ * scheme or malformed location, out too small, or a downgrade: from a wss:// or https:// base
+ * to a ws:// URL, on any host, is refused). Pure. */
 int tt_dial_redirect_url(const char *base, const char *location, char *out, size_t outlen,
                          char err[TT_ERRLEN]);
 

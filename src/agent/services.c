@@ -323,9 +323,8 @@ int tt_services_open(uv_loop_t *loop, struct tt_wsconn *c, uint32_t id,
     struct tt_conn *sock;
     int rc;
 
-    TT_LOG(TT_LOG_DEBUG, "stream open stream=%u service=%s target=%s origin=%.*s", (unsigned)id,
-           svc->name, svc->target, (int)(origin ? originlen : 0),
-           origin ? (const char *)origin : "");
+    TT_LOG(TT_LOG_DEBUG, "stream open stream=%u service=%s target=%s origin=%s", (unsigned)id,
+           svc->name, svc->target, TT_LOG_VN((const char *)origin, origin ? originlen : 0));
     l = calloc(1, sizeof *l);
     sock = l ? tt_conn_new(loop) : NULL;
     if (sock == NULL) {

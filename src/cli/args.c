@@ -1,5 +1,6 @@
 /* args.c - parses tether's flags (args.h) and turns them into a tether_config through the
- * public API only. Pure: no output, no exit; main.c prints the one-line message and exits 2. */
+ * public API only. Pure: no output, no exit, no file read (main.c reads --token-file); the only
+ * outside input is the TETHER_TOKEN variable. main.c prints the one-line message and exits 2. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,8 @@ static int errf(char err[TT_ERRLEN], const char *fmt, ...)
 
 const char *tt_args_usage(void)
 {
-    return "Usage: tether --server URL [--server URL]... --name NAME --token TOKEN\n"
+    return "Usage: tether --server URL [--server URL]... --name NAME\n"
+           "              (--token TOKEN | --token-file FILE)\n"
            "              [--http [NAME=]HOST:PORT]... [--tcp NAME=HOST:PORT]...\n"
            "              [--proxy URL] [--noproxy LIST] [--ca-file FILE] [--insecure]\n"
            "              [--json] [--log-level LEVEL] [--help] [--version]\n"
@@ -32,7 +34,10 @@ const char *tt_args_usage(void)
            "  --server URL        relay URL, ws://HOST[:PORT][/PATH] or wss://... (TLS);\n"
            "                      repeat to give several, tried in turn\n"
            "  --name NAME         the device's stable name (its serial number, say)\n"
-           "  --token TOKEN       the device's token, as configured on the relay\n"
+           "  --token TOKEN       the device's token, as configured on the relay (visible in\n"
+           "                      the process list: prefer --token-file or TETHER_TOKEN)\n"
+           "  --token-file FILE   read the token from the first line of FILE; without\n"
+           "                      either flag, the token comes from the TETHER_TOKEN variable\n"
            "  --http [NAME=]HOST:PORT\n"
            "                      expose a local HTTP service; the first one (or the one named\n"
            "                      \"http\") gets http://LABEL.DOMAIN; unnamed ones are called\n"
@@ -68,6 +73,7 @@ enum opt_id {
     OPT_SERVER,
     OPT_NAME,
     OPT_TOKEN,
+    OPT_TOKEN_FILE,
     OPT_HTTP,
     OPT_TCP,
     OPT_PROXY,
@@ -91,7 +97,7 @@ static const struct {
     {"ca-file", OPT_CA_FILE, true}, {"insecure", OPT_INSECURE, false},
     {"json", OPT_JSON, false},      {"log-level", OPT_LOG_LEVEL, true},
     {"help", OPT_HELP, false},      {"version", OPT_VERSION, false},
-    {"noproxy", OPT_NOPROXY, true},
+    {"noproxy", OPT_NOPROXY, true}, {"token-file", OPT_TOKEN_FILE, true},
 };
 
 static bool valid_name(const char *s, size_t n)
@@ -185,6 +191,13 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
             return errf(err, "--token given twice");
         a->token = v;
         return 0;
+    case OPT_TOKEN_FILE:
+        if (a->token_file)
+            return errf(err, "--token-file given twice");
+        if (v[0] == '\0')
+            return errf(err, "--token-file: empty file name");
+        a->token_file = v;
+        return 0;
     case OPT_HTTP:
         return add_service(a, TETHER_SERVICE_HTTP, v, err);
     case OPT_TCP:
@@ -261,8 +274,16 @@ int tt_args_parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
         return errf(err, "missing --server URL (the relay, ws://HOST:PORT)");
     if (a->name == NULL)
         return errf(err, "missing --name NAME");
-    if (a->token == NULL)
-        return errf(err, "missing --token TOKEN");
+    if (a->token && a->token_file)
+        return errf(err, "--token and --token-file cannot be used together");
+    if (a->token == NULL && a->token_file == NULL) {
+        const char *env = getenv("TETHER_TOKEN");
+        if (env == NULL || env[0] == '\0')
+            return errf(err, "missing --token TOKEN (or --token-file FILE, or TETHER_TOKEN in the "
+                             "environment)");
+        a->token = env;
+        a->token_from_env = true;
+    }
     if (a->nservices == 0)
         return errf(err, "no service to expose: give --http [NAME=]HOST:PORT or --tcp "
                          "NAME=HOST:PORT");
@@ -285,7 +306,11 @@ int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_
     if (rc == 0 && (rc = tether_config_set_name(cfg, a->name)) != 0)
         errf(err, "--name: %s", tether_config_error(cfg));
     if (rc == 0 && (rc = tether_config_set_token(cfg, a->token)) != 0)
-        errf(err, "--token: %s", tether_config_error(cfg));
+        errf(err, "%s: %s",
+             a->token_file       ? "--token-file"
+             : a->token_from_env ? "TETHER_TOKEN"
+                                 : "--token",
+             tether_config_error(cfg));
     for (size_t i = 0; i < a->nservices && rc == 0; i++) {
         const struct tt_args_service *s = &a->services[i];
         bool http = s->kind == TETHER_SERVICE_HTTP;

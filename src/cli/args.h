@@ -16,14 +16,16 @@ struct tt_args_service {
     const char *value;                      /* the whole flag value, for messages */
 };
 
-/* Every pointer points into argv: the struct is valid as long as argv is. */
+/* Every pointer points into argv (or the environment): the struct is valid as long as argv is. */
 struct tt_args {
     const char *servers[TETHER_MAX_SERVERS];
     size_t nservers;
     const char *name;
-    const char *token;
-    const char *proxy;   /* --proxy: NULL if not given ("" is given: no proxy) */
-    const char *noproxy; /* --noproxy: NULL if not given */
+    const char *token;      /* --token, TETHER_TOKEN, or (main.c) what --token-file holds */
+    const char *token_file; /* --token-file: NULL if not given; main.c reads it */
+    bool token_from_env;    /* token is TETHER_TOKEN's value */
+    const char *proxy;      /* --proxy: NULL if not given ("" is given: no proxy) */
+    const char *noproxy;    /* --noproxy: NULL if not given */
     const char *ca_file;
     bool insecure;
     bool json;
@@ -36,9 +38,11 @@ struct tt_args {
 
 /* Parses argv[1..argc). Accepts "--flag VALUE" and "--flag=VALUE". Unnamed --http services get
  * "http", "http-2", "http-3"... skipping names given explicitly. Unless --help or --version is
- * present, --server, --name, --token and one service are required. Returns 0, or -1 with err
- * naming the problem (unknown flag, missing or bad value, repeated --name/--token, too many
- * servers or services, a required flag missing). */
+ * present, --server, --name, a token and one service are required; the token is --token, or
+ * --token-file (the caller reads the file into token), or else the TETHER_TOKEN variable.
+ * Returns 0, or -1 with err naming the problem (unknown flag, missing or bad value, repeated
+ * --name/--token/--token-file, --token with --token-file, too many servers or services, a
+ * required flag missing). */
 int tt_args_parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN]);
 
 /* Builds a config from a (every value is checked again by libtether). Returns 0 and *out (free

@@ -11,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/output.h"
 #include "common/log.h"
+#include "common/util.h"
 
 static tether_agent *volatile g_agent; /* for the signal handler */
 
@@ -72,12 +73,12 @@ static void on_event(tether_agent *a, const struct tether_event *ev, void *ud)
         break;
     }
     case TETHER_EVENT_DISCONNECTED:
-        fprintf(stderr, "disconnected: %s (reconnecting in %.1f s)\n", ev->reason,
-                ev->retry_ms / 1000.0);
+    case TETHER_EVENT_ERROR: {
+        char buf[1200];
+        if (tt_output_event_text(ev, buf, sizeof buf) > 0)
+            fputs(buf, stderr);
         break;
-    case TETHER_EVENT_ERROR:
-        fprintf(stderr, "error: %s (retrying in %.1f s)\n", ev->message, ev->retry_ms / 1000.0);
-        break;
+    }
     }
 }
 
@@ -89,6 +90,7 @@ int main(int argc, char **argv)
     tether_config *cfg = NULL;
     tether_agent *agent = NULL;
     char err[TT_ERRLEN];
+    char token[TETHER_MAX_TOKEN + 1]; /* --token-file's */
     int rc;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -107,7 +109,17 @@ int main(int argc, char **argv)
     }
     if (args.log_level >= 0)
         tt_log_level = args.log_level;
-    if (tt_args_to_config(&args, &cfg, err) != 0) {
+    if (args.token_file) {
+        rc = tt_read_secret_file(args.token_file, token, sizeof token, err);
+        if (rc != 0) {
+            fprintf(stderr, "tether: --token-file: %s\n", err);
+            return rc == TT_SECRET_IO ? 1 : 2;
+        }
+        args.token = token;
+    }
+    rc = tt_args_to_config(&args, &cfg, err);
+    tt_secret_wipe(token, sizeof token); /* cfg has its own copy */
+    if (rc != 0) {
         fprintf(stderr, "tether: %s\n", err);
         return 2;
     }

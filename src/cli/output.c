@@ -1,13 +1,33 @@
 /* output.c - formats tether's stdout (output.h): the "ready" lines and the --json event objects
- * (jansson, compact, keys in insertion order). Pure: returns strings, writes nothing. */
+ * (jansson, compact, keys in insertion order), and the event lines on stderr. Text from the relay
+ * (URLs, hosts, reasons) never brings a control byte along: libtether checks and cleans it, and
+ * this file masks whatever would still break a line (jansson escapes the JSON). Pure: returns
+ * strings, writes nothing. */
 #include <stdio.h>
 #include <string.h>
 #include <jansson.h>
 
 #include "cli/output.h"
 
+/* s as one field of a line: each byte that is not printable ASCII (or is a space, when
+ * word) written as '?', into buf[len] (cut to fit). Returns buf. */
+static const char *field(const char *s, bool word, char *buf, size_t len)
+{
+    size_t i;
+    if (s == NULL)
+        s = "";
+    for (i = 0; s[i] && i < len - 1; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = (c < 0x20 || c >= 0x7f || (word && c == ' ')) ? '?' : (char)c;
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
 int tt_output_ready_text(const struct tether_event *ev, char *out, size_t outlen)
 {
+    char a[1024], b[256];
+
     size_t len = 0;
 
     if (ev->kind != TETHER_EVENT_READY) {
@@ -22,16 +42,33 @@ int tt_output_ready_text(const struct tether_event *ev, char *out, size_t outlen
         int n;
 
         if (s->kind == TETHER_SERVICE_HTTP)
-            n = snprintf(out + len, outlen - len, "ready http %s -> %s\n", s->url ? s->url : "",
-                         s->target);
+            n = snprintf(out + len, outlen - len, "ready http %s -> %s\n",
+                         field(s->url, true, a, sizeof a), field(s->target, true, b, sizeof b));
         else
-            n = snprintf(out + len, outlen - len, "ready tcp %s %s%s%s:%u -> %s\n", s->name,
-                         v6 ? "[" : "", host, v6 ? "]" : "", (unsigned)s->port, s->target);
+            n = snprintf(out + len, outlen - len, "ready tcp %s %s%s%s:%u -> %s\n",
+                         field(s->name, true, b, sizeof b), v6 ? "[" : "",
+                         field(host, true, a, sizeof a), v6 ? "]" : "", (unsigned)s->port,
+                         s->target);
         if (n < 0 || (size_t)n >= outlen - len)
             return -1;
         len += (size_t)n;
     }
     return (int)len;
+}
+
+int tt_output_event_text(const struct tether_event *ev, char *out, size_t outlen)
+{
+    char text[1024];
+    int n;
+    if (ev->kind == TETHER_EVENT_DISCONNECTED)
+        n = snprintf(out, outlen, "disconnected: %s (reconnecting in %.1f s)\n",
+                     field(ev->reason, false, text, sizeof text), ev->retry_ms / 1000.0);
+    else if (ev->kind == TETHER_EVENT_ERROR)
+        n = snprintf(out, outlen, "error: %s (retrying in %.1f s)\n",
+                     field(ev->message, false, text, sizeof text), ev->retry_ms / 1000.0);
+    else
+        n = snprintf(out, outlen, "%s", "");
+    return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
 /* json_string() refuses invalid UTF-8 (a relay's reason, a host name): keep the line, mask the

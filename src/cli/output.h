@@ -9,8 +9,16 @@
 /* Writes the ready lines of a READY event into out[outlen], each ending in '\n':
  *   ready http URL -> TARGET
  *   ready tcp NAME HOST:PORT -> TARGET
+ * (a space, control or non-ASCII byte in URL, NAME, HOST or TARGET written as '?')
  * Returns the length written (0 for another kind of event), or -1 if out is too small. */
 int tt_output_ready_text(const struct tether_event *ev, char *out, size_t outlen);
+
+/* Writes the stderr line of a DISCONNECTED or ERROR event into out[outlen], ending in '\n':
+ *   disconnected: REASON (reconnecting in 1.0 s)
+ *   error: MESSAGE (retrying in 1.0 s)
+ * with every control or non-ASCII byte of REASON/MESSAGE as '?' (0 bytes for a READY event).
+ * Returns the length, or -1 if out is too small. */
+int tt_output_event_text(const struct tether_event *ev, char *out, size_t outlen);
 
 /* Returns ev as one compact JSON object without a newline:
  *   {"event":"ready","services":[{"name","kind","url","target"} or

@@ -3,6 +3,7 @@
  * control characters in the message are replaced so that peer input cannot forge lines. */
 #include "common/log.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -34,6 +35,95 @@ void tt_log_set_program(const char *s)
 {
     if (s != NULL)
         log_program = s;
+}
+
+/* The escape of byte ch in out (at most 4 bytes); returns its length (1 when ch stays as is). */
+static size_t escape_byte(unsigned char ch, char out[4])
+{
+    static const char hex[] = "0123456789abcdef";
+    if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
+        out[0] = (char)ch;
+        return 1;
+    }
+    out[0] = '\\';
+    switch (ch) {
+    case '"':
+    case '\\':
+        out[1] = (char)ch;
+        return 2;
+    case '\n':
+        out[1] = 'n';
+        return 2;
+    case '\r':
+        out[1] = 'r';
+        return 2;
+    case '\t':
+        out[1] = 't';
+        return 2;
+    default:
+        out[1] = 'x';
+        out[2] = hex[ch >> 4];
+        out[3] = hex[ch & 15];
+        return 4;
+    }
+}
+
+static const char *quote(char *out, size_t outlen, const char *s, size_t n, bool may_quote)
+{
+    char e[4];
+    size_t need = 0, len = 0;
+    bool q = false;
+
+    if (outlen < 8) {
+        if (outlen)
+            out[0] = '\0';
+        return out;
+    }
+    if (s == NULL)
+        n = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        need += escape_byte(ch, e);
+        q = q || ch == ' ' || ch == '=' || need > i + 1;
+    }
+    q = may_quote && (q || n == 0);
+    /* the bytes that fit between the quotes; "..." marks a cut */
+    size_t room = outlen - 1 - (q ? 2 : 0);
+    bool cut = need > room;
+    if (cut)
+        room -= 3;
+    if (q)
+        out[len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        size_t k = escape_byte((unsigned char)s[i], e);
+        if (len - (q ? 1 : 0) + k > room)
+            break;
+        memcpy(out + len, e, k);
+        len += k;
+    }
+    if (cut) {
+        memcpy(out + len, "...", 3);
+        len += 3;
+    }
+    if (q)
+        out[len++] = '"';
+    out[len] = '\0';
+    return out;
+}
+
+const char *tt_log_value(char *out, size_t outlen, const char *s)
+{
+    return quote(out, outlen, s, s ? strlen(s) : 0, true);
+}
+
+const char *tt_log_valuen(char *out, size_t outlen, const char *s, size_t n)
+{
+    return quote(out, outlen, s, n, true);
+}
+
+const char *tt_log_escape(char *out, size_t outlen, const char *s)
+{
+    return quote(out, outlen, s, s ? strlen(s) : 0, false);
 }
 
 void tt_log_write(int level, const char *fmt, ...)

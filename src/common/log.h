@@ -5,6 +5,7 @@
 #define TT_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #include "common/compat.h"
 
@@ -25,6 +26,30 @@ void tt_log_set_program(const char *s);
 
 /* Writes one line: "<timestamp> <program> <LEVEL> <message>\n" to stderr. */
 void tt_log_write(int level, const char *fmt, ...) TT_PRINTF(2, 3);
+
+/* Text a peer chose (a device's name or close reason, a relay's URL or label, a Host header...)
+ * goes into a line only through these, so that it cannot add fields or lines of its own.
+ * Bytes below 0x20, 0x7f and above are written \xHH (\n, \r and \t as such); '"' and '\\' get
+ * a backslash. Longer text is cut and ends in "...". */
+#define TT_LOG_VALUE_MAX 256 /* bytes a value takes at most in a line, quotes and NUL included */
+
+/* Writes s (NULL reads as "") into out[outlen] escaped as above and, when the result is empty or
+ * holds a space, '=', '"' or '\\', wrapped in double quotes, so that "key=%s" reads back as one
+ * field. Returns out. Cannot fail; outlen below 8 yields "". */
+const char *tt_log_value(char *out, size_t outlen, const char *s);
+/* The same for the n bytes at s (a NUL byte among them is written \x00). */
+const char *tt_log_valuen(char *out, size_t outlen, const char *s, size_t n);
+/* Escapes s as above without ever adding quotes: for text inside quotes the format string
+ * writes itself ("reason=\"%s\""). Returns out. */
+const char *tt_log_escape(char *out, size_t outlen, const char *s);
+
+/* TT_LOG_V(s), TT_LOG_VN(s, n) and TT_LOG_E(s): tt_log_value, _valuen and tt_log_escape into a
+ * buffer that lives until the end of the statement, for use among TT_LOG's arguments (evaluated
+ * only when the line is written): TT_LOG(TT_LOG_INFO, "device gone device=%s reason=\"%s\"",
+ * TT_LOG_V(name), TT_LOG_E(why)). */
+#define TT_LOG_V(s) tt_log_value((char[TT_LOG_VALUE_MAX]){0}, TT_LOG_VALUE_MAX, (s))
+#define TT_LOG_E(s) tt_log_escape((char[TT_LOG_VALUE_MAX]){0}, TT_LOG_VALUE_MAX, (s))
+#define TT_LOG_VN(s, n) tt_log_valuen((char[TT_LOG_VALUE_MAX]){0}, TT_LOG_VALUE_MAX, (s), (n))
 
 #define TT_LOG(level, ...)                                                                         \
     do {                                                                                           \

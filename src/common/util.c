@@ -4,6 +4,7 @@
 #include "common/util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -284,6 +285,72 @@ int tt_parse_url(const char *s, const char *const *allowed, struct tt_url *u, ch
     }
     u->path[plen] = '\0';
     return 0;
+}
+
+void tt_secret_wipe(void *p, size_t n)
+{
+    OPENSSL_cleanse(p, n);
+}
+
+int tt_check_secret(const char *s, size_t maxlen, const char *what, char err[TT_ERRLEN])
+{
+    size_t n = strlen(s);
+    if (n == 0)
+        return fail(err, "%s is empty", what);
+    if (n > maxlen)
+        return fail(err, "%s is too long (at most %zu bytes)", what, maxlen);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+            return fail(err, "%s may not hold spaces or control characters", what);
+    return 0;
+}
+
+int tt_read_secret_file(const char *path, char *out, size_t outlen, char err[TT_ERRLEN])
+{
+    char what[64 + 16];
+    size_t n = 0, len = 0; /* bytes kept, bytes in the line */
+    bool nul = false;
+    int c = EOF, last = EOF, rc;
+    FILE *f;
+    if (outlen == 0)
+        return fail(err, "no room for a secret");
+    out[0] = '\0';
+    if ((f = fopen(path, "rb")) == NULL) {
+        snprintf(err, TT_ERRLEN, "cannot read %.200s: %s", path, strerror(errno));
+        return TT_SECRET_IO;
+    }
+    /* byte by byte, so that no stdio buffer holds more than the first line */
+    setvbuf(f, NULL, _IONBF, 0);
+    while ((c = getc(f)) != EOF && c != '\n') {
+        nul = nul || c == 0;
+        if (n + 1 < outlen)
+            out[n++] = (char)c;
+        len++;
+        last = c;
+    }
+    if (c == EOF && ferror(f)) {
+        snprintf(err, TT_ERRLEN, "cannot read %.200s: %s", path, strerror(errno));
+        fclose(f);
+        OPENSSL_cleanse(out, outlen);
+        return TT_SECRET_IO;
+    }
+    fclose(f);
+    if (last == '\r') {
+        len--;
+        if (n > len)
+            n = len;
+    }
+    out[n] = '\0';
+    snprintf(what, sizeof(what), "the first line of %.60s", path);
+    if (len > outlen - 1)
+        rc = fail(err, "%s is too long (at most %zu bytes)", what, outlen - 1);
+    else if (nul)
+        rc = fail(err, "%s may not hold spaces or control characters", what);
+    else
+        rc = tt_check_secret(out, outlen - 1, what, err);
+    if (rc != 0)
+        OPENSSL_cleanse(out, outlen);
+    return rc;
 }
 
 int tt_random_bytes(void *buf, size_t n)

@@ -1,5 +1,6 @@
 /* util.h - small parsers shared by relay, agent and CLI: durations ("30s", "5m", "2h", "7d"),
- * "HOST:PORT" addresses (IPv6 in brackets), port ranges "LOW-HIGH", and ws/wss/http URLs.
+ * "HOST:PORT" addresses (IPv6 in brackets), port ranges "LOW-HIGH", ws/wss/http URLs, and
+ * secrets read from a file (--token-file).
  * Pure functions over caller buffers; each fills a one-line message in err[TT_ERRLEN] on failure.
  */
 #ifndef TT_UTIL_H
@@ -36,6 +37,24 @@ struct tt_url {
 /* Parses an absolute URL with one of the schemes in allowed (a NULL-terminated list). Uses
  * http-parser's URL parser underneath. Returns 0 or -1. */
 int tt_parse_url(const char *s, const char *const *allowed, struct tt_url *u, char err[TT_ERRLEN]);
+
+/* tt_read_secret_file's answer when the file cannot be opened or read (a runtime failure). */
+#define TT_SECRET_IO (-2)
+
+/* Reads a secret (a token) from the first line of the file at path into out[outlen]: the line
+ * without its LF or CRLF; anything after the first line is ignored. The secret must be 1 to
+ * outlen - 1 bytes of printable ASCII without spaces. Returns 0; -1 (a usage error) for an
+ * empty first line, a longer one, a space or a control character in it; TT_SECRET_IO when the
+ * file cannot be opened or read. err names what and the path, never the content; out is wiped
+ * unless 0 is returned, and no copy of the secret is left behind. */
+int tt_read_secret_file(const char *path, char *out, size_t outlen, char err[TT_ERRLEN]);
+
+/* Overwrites p[0..n) with zeros in a way the compiler keeps (OPENSSL_cleanse). */
+void tt_secret_wipe(void *p, size_t n);
+
+/* Checks a secret taken from elsewhere (a flag, an environment variable): 1 to maxlen bytes of
+ * printable ASCII without spaces. Returns 0, or -1 with err naming what ("TETHER_TOKEN"). */
+int tt_check_secret(const char *s, size_t maxlen, const char *what, char err[TT_ERRLEN]);
 
 /* Fills buf with n random bytes from OpenSSL's CSPRNG. Returns 0 or -1. */
 int tt_random_bytes(void *buf, size_t n);

@@ -11,6 +11,7 @@
 #include "tether_err.h"
 #include "common/log.h"
 #include "admin.h"
+#include "adminhost.h"
 #include "cluster.h"
 #include "device.h"
 #include "relay.h"
@@ -556,7 +557,7 @@ static int delete_device(struct tt_relay *r, const char *name)
         return TETHER_ERR_NOT_FOUND;
     rc = tt_registry_del(r->reg, name);
     if (rc == 0)
-        TT_LOG(TT_LOG_INFO, "device deleted device=%s (held elsewhere or offline)", name);
+        TT_LOG(TT_LOG_INFO, "device deleted device=%s (held elsewhere or offline)", TT_LOG_V(name));
     return rc;
 }
 
@@ -651,6 +652,14 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             "# TYPE tether_device_connects_total counter\n"
             "tether_device_connects_total %llu\n",
             (unsigned long long)streams, (unsigned long long)connects);
+    buf_fmt(&b,
+            "# HELP tether_admin_refused_total Admin requests refused: a Host that is not the "
+            "admin listener's own (421, DNS rebinding), a state-changing request from another "
+            "site's Origin (403).\n"
+            "# TYPE tether_admin_refused_total counter\n"
+            "tether_admin_refused_total{reason=\"host\"} %llu\n"
+            "tether_admin_refused_total{reason=\"origin\"} %llu\n",
+            (unsigned long long)r->admin_refused_host, (unsigned long long)r->admin_refused_origin);
     if (r->cluster) {
         const struct tt_cluster *c = r->cluster;
         buf_fmt(&b,
@@ -842,6 +851,66 @@ static bool authorized(struct tt_headconn *hc, const char *token)
 
 static const char allow_get[] = "Allow: GET, HEAD\r\n";
 
+/* The address hc arrived at, as an IP literal, into out ("" when unknown). */
+static void local_ip(struct tt_headconn *hc, char out[64])
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    out[0] = '\0';
+    if (!hc->conn || uv_tcp_getsockname(&hc->conn->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)&ss, out, 64);
+    else if (ss.ss_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)&ss, out, 64);
+}
+
+/* DNS rebinding and cross-site requests (adminhost.h): answers 400 (HTTP/1.1 without Host, or
+ * several Host headers), 421 (a Host that does not name this listener) or 403 (a request that
+ * changes something, from another site's Origin) and returns false; true when hc may go on. */
+static bool request_allowed(struct tt_headconn *hc, struct tt_relay *r)
+{
+    char ip[64];
+    const uint8_t *host = NULL, *origin;
+    size_t hlen = 0, olen;
+    unsigned nhost = tt_headparse_find(&hc->hp, "host", &host, &hlen);
+    bool http11 = hc->hp.p.http_major > 1 || (hc->hp.p.http_major == 1 && hc->hp.p.http_minor >= 1);
+    if (nhost > 1 || (nhost == 0 && http11)) {
+        answer_error(hc, "400 Bad Request", NULL,
+                     nhost ? "more than one Host header"
+                           : "an HTTP/1.1 request needs a Host header");
+        return false;
+    }
+    local_ip(hc, ip);
+    struct tt_adminhost a = {.listen_ip = r->cfg.admin.host, .local_ip = ip};
+    if (nhost == 1 && !tt_adminhost_host_ok(&a, (const char *)host, hlen)) {
+        r->admin_refused_host++;
+        TT_LOG(TT_LOG_DEBUG, "admin request refused peer=%s:%u reason=host host=%s", hc->peer_ip,
+               (unsigned)hc->peer_port, TT_LOG_VN((const char *)host, hlen));
+        answer_error(hc, "421 Misdirected Request", NULL,
+                     "this is the admin listener: the Host header must be its own address or "
+                     "localhost (DNS rebinding protection)");
+        return false;
+    }
+    enum http_method m = hc->hp.p.method;
+    if (m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS)
+        return true;
+    unsigned norigin = tt_headparse_find(&hc->hp, "origin", &origin, &olen);
+    if (norigin == 0)
+        return true;
+    if (norigin > 1 || !host ||
+        !tt_adminhost_origin_ok(&a, (const char *)origin, olen, (const char *)host, hlen)) {
+        r->admin_refused_origin++;
+        TT_LOG(TT_LOG_DEBUG, "admin request refused peer=%s:%u reason=origin origin=%s",
+               hc->peer_ip, (unsigned)hc->peer_port,
+               TT_LOG_VN((const char *)origin, norigin ? olen : 0));
+        answer_error(hc, "403 Forbidden", NULL,
+                     "cross-site request refused: the Origin is not this admin listener");
+        return false;
+    }
+    return true;
+}
+
 void tt_admin_on_head(struct tt_headconn *hc, void *ud)
 {
     struct tt_relay *r = ud;
@@ -852,6 +921,8 @@ void tt_admin_on_head(struct tt_headconn *hc, void *ud)
         plen = (size_t)(q - path);
     enum http_method m = hc->hp.p.method;
     bool get = m == HTTP_GET || m == HTTP_HEAD;
+    if (!request_allowed(hc, r))
+        return;
     if (plen == 8 && memcmp(path, "/healthz", 8) == 0 && !r->stopping) {
         if (!get)
             answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8", allow_get,

@@ -334,11 +334,12 @@ static bool apply_owner(struct tt_cluster *c, const char *name, const char *owne
     if (strcmp(owner, c->r->cfg.node_id) == 0)
         return true;
     if (strcmp(owner, "!") == 0) {
-        TT_LOG(TT_LOG_INFO, "device deleted on another node device=%s", name);
+        TT_LOG(TT_LOG_INFO, "device deleted on another node device=%s", TT_LOG_V(name));
         (*closed)++;
         tt_device_delete(c->r, name);
     } else if (owner[0]) {
-        TT_LOG(TT_LOG_INFO, "device taken over by another node device=%s node=%s", name, owner);
+        TT_LOG(TT_LOG_INFO, "device taken over by another node device=%s node=%s", TT_LOG_V(name),
+               TT_LOG_V(owner));
         (*closed)++;
         tt_device_evict(c->r, name);
     }
@@ -624,8 +625,8 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
     }
     memcpy(first, head, (size_t)n);
     c->forwarded_tcp++;
-    TT_LOG(TT_LOG_DEBUG, "tcp client forwarded port=%u device=%s node=%s", (unsigned)port, name,
-           node);
+    TT_LOG(TT_LOG_DEBUG, "tcp client forwarded port=%u device=%s node=%s", (unsigned)port,
+           TT_LOG_V(name), TT_LOG_V(node));
     tt_peerlink_start(c->r->loop, client, nd->host, nd->port, first, (size_t)n, false);
 }
 
@@ -668,7 +669,7 @@ static void expire(struct tt_cluster *c, int64_t now)
     const char *argv[3] = {P, cut, lim};
     redisReply *rep = eval(c, expire_lua, 3, argv);
     for (size_t i = 0; is_array(rep) && i < rep->elements; i++)
-        TT_LOG(TT_LOG_INFO, "device expired device=%s", str_at(rep, i));
+        TT_LOG(TT_LOG_INFO, "device expired device=%s", TT_LOG_V(str_at(rep, i)));
     if (rep)
         freeReplyObject(rep);
 }
@@ -1027,7 +1028,7 @@ int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetl
         return 0;
     best->devices++; /* until the next beat tells: spreads a burst of arrivals */
     c->redirects++;
-    TT_LOG(TT_LOG_DEBUG, "device redirected to node=%s devices=%lld mine=%lld", best->id,
+    TT_LOG(TT_LOG_DEBUG, "device redirected to node=%s devices=%lld mine=%lld", TT_LOG_V(best->id),
            (long long)best->devices, (long long)mine);
     return 1;
 }

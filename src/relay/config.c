@@ -16,9 +16,12 @@ void tt_config_usage(FILE *f)
     fputs(
         "usage: tetherd [--listen ADDR:PORT]... [--domain DOMAIN] [--public-url URL]\n"
         "               [--tcp-ports LOW-HIGH] [--tcp-bind ADDR] [--grace DURATION]\n"
-        "               [--data-dir DIR] [--token TOKEN | --tokens-file FILE]\n"
+        "               [--data-dir DIR]\n"
+        "               [--token TOKEN | --token-file FILE | --tokens-file FILE]\n"
         "               [--tls-listen ADDR:PORT --tls-cert FILE --tls-key FILE]\n"
-        "               [--admin-listen ADDR:PORT [--admin-token TOKEN]] [--log-level LEVEL]\n"
+        "               [--admin-listen ADDR:PORT [--admin-token TOKEN | --admin-token-file "
+        "FILE]]\n"
+        "               [--log-level LEVEL]\n"
         "               [--max-streams N] [--head-timeout DURATION] [--idle-timeout DURATION]\n"
         "               [--config FILE]\n"
         "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
@@ -40,11 +43,14 @@ void tt_config_usage(FILE *f)
         "                         (30s, 5m, 2h, 7d; default 1h)\n"
         "  --data-dir DIR         the registry (labels, ports, credentials): kept across\n"
         "                         restarts and kill -9 (default ./tether-data)\n"
-        "  --token TOKEN          the token every device presents\n"
+        "  --token TOKEN          the token every device presents (visible in the process\n"
+        "                         list: prefer --token-file or TETHER_TOKEN)\n"
+        "  --token-file FILE      read that token from the first line of FILE\n"
         "  --tokens-file FILE     one 'NAME TOKEN' pair per line; reloaded on SIGHUP\n"
         "  --admin-listen ADDR:PORT  admin API, dashboard and metrics (default 127.0.0.1:9090)\n"
         "  --admin-token TOKEN    Bearer token the admin listener asks for (but on /healthz);\n"
         "                         needed to listen on an address that is not loopback\n"
+        "  --admin-token-file FILE  read the admin token from the first line of FILE\n"
         "  --log-level LEVEL      error, warn, info or debug (default info)\n"
         "  --max-streams N        concurrent streams per device, 1-65535 (default 1024)\n"
         "  --head-timeout DURATION  a request head must arrive whole within this (default 30s)\n"
@@ -62,8 +68,10 @@ void tt_config_usage(FILE *f)
         "                         (default: the first --listen; needed if that is 0.0.0.0/::)\n"
         "  --help, --version\n"
         "\n"
-        "Without --token or --tokens-file, a token is created on first start, kept (hashed) in\n"
-        "the registry (DATA_DIR, or Redis with --redis) and printed once.\n",
+        "Without --token, --token-file or --tokens-file, the token comes from the environment\n"
+        "variable TETHER_TOKEN; without that either, a token is created on first start, kept\n"
+        "(hashed) in the registry (DATA_DIR, or Redis with --redis) and printed once. Without\n"
+        "--admin-token or --admin-token-file, the admin token comes from TETHER_ADMIN_TOKEN.\n",
         f);
 }
 
@@ -324,6 +332,9 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
     }
     if (strcmp(flag, "--tokens-file") == 0)
         return copy_value(c->tokens_file, sizeof(c->tokens_file), v, flag, err);
+    if (strcmp(flag, "--token-file") == 0 || strcmp(flag, "--admin-token-file") == 0)
+        return copy_value(flag[2] == 't' ? c->token_file : c->admin_token_file, TT_CONFIG_PATHLEN,
+                          v, flag, err);
     if (strcmp(flag, "--admin-listen") == 0)
         return parse_addr(v, &c->admin, flag, err);
     if (strcmp(flag, "--max-streams") == 0) {
@@ -385,6 +396,32 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
     return -1;
 }
 
+/* A token (dst: --token's or --admin-token's, flag names it) from the flag, else from the first
+ * line of file (FLAG-file), else from the environment variable env (NULL: none). Returns 0, -1
+ * (usage) or TT_CONFIG_ERR_RUNTIME (the file cannot be read). */
+static int load_token(char dst[TT_MAX_TOKEN + 1], const char *file, const char *flag,
+                      const char *env, char err[TT_ERRLEN])
+{
+    char e[TT_ERRLEN];
+    const char *v = env ? getenv(env) : NULL;
+    if (dst[0] && file[0]) {
+        snprintf(err, TT_ERRLEN, "%s and %s-file cannot be used together", flag, flag);
+        return -1;
+    }
+    if (file[0]) {
+        int rc = tt_read_secret_file(file, dst, TT_MAX_TOKEN + 1, e);
+        if (rc != 0)
+            snprintf(err, TT_ERRLEN, "%s-file: %.200s", flag, e);
+        return rc == TT_SECRET_IO ? TT_CONFIG_ERR_RUNTIME : rc;
+    }
+    if (dst[0] || !v || !v[0])
+        return 0;
+    if (tt_check_secret(v, TT_MAX_TOKEN, env, err) != 0)
+        return -1;
+    strcpy(dst, v);
+    return 0;
+}
+
 /* True for an IP literal of the loopback interface (127.0.0.0/8, ::1). */
 static bool loopback(const char *host)
 {
@@ -439,7 +476,7 @@ static bool takes_value(const char *flag)
         "--grace",        "--data-dir",     "--token",        "--tokens-file", "--admin-listen",
         "--log-level",    "--tls-listen",   "--tls-cert",     "--tls-key",     "--redis",
         "--node-id",      "--advertise",    "--admin-token",  "--config",      "--max-streams",
-        "--head-timeout", "--idle-timeout", "--cluster-addr",
+        "--head-timeout", "--idle-timeout", "--cluster-addr", "--token-file",  "--admin-token-file",
     };
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)
@@ -576,8 +613,16 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
         if (apply(c, flag, value, &g, err) != 0)
             return -1;
     }
-    if (c->token[0] && c->tokens_file[0]) {
-        snprintf(err, TT_ERRLEN, "--token and --tokens-file cannot be used together");
+    int rc = load_token(c->token, c->token_file, "--token",
+                        !c->tokens_file[0] ? "TETHER_TOKEN" : NULL, err);
+    if (rc == 0)
+        rc = load_token(c->admin_token, c->admin_token_file, "--admin-token", "TETHER_ADMIN_TOKEN",
+                        err);
+    if (rc != 0)
+        return rc;
+    if ((c->token[0] || c->token_file[0]) && c->tokens_file[0]) {
+        snprintf(err, TT_ERRLEN, "%s and --tokens-file cannot be used together",
+                 c->token_file[0] ? "--token-file" : "--token");
         return -1;
     }
     if (c->ntls_listen > 0 && (!c->tls_cert[0] || !c->tls_key[0])) {

@@ -1,6 +1,7 @@
 /* config.h - tetherd's command line: flags parsed into struct tt_config, with a one-line
  * message in err[TT_ERRLEN] for the first problem found (main prints it and exits 2).
- * Pure: no I/O beyond printing the usage text when asked. */
+ * No I/O beyond reading --config FILE and the token files, the TETHER_TOKEN and
+ * TETHER_ADMIN_TOKEN variables, and printing the usage text when asked. */
 #ifndef TT_CONFIG_H
 #define TT_CONFIG_H
 
@@ -63,6 +64,11 @@ struct tt_config {
     char tokens_file[TT_CONFIG_PATHLEN];
     struct tt_config_addr admin;
     char admin_token[TT_MAX_TOKEN + 1]; /* --admin-token, "" if not given */
+    /* --token-file, --admin-token-file: read into token / admin_token by tt_config_parse, as
+     * are TETHER_TOKEN / TETHER_ADMIN_TOKEN when no flag gives that token (out of the process
+     * list); kept for messages */
+    char token_file[TT_CONFIG_PATHLEN];
+    char admin_token_file[TT_CONFIG_PATHLEN];
     int log_level;
     /* Limits (docs/operators-guide.md, "Limits"). */
     uint16_t max_streams;     /* concurrent streams per device (--max-streams) */
@@ -87,15 +93,19 @@ enum tt_config_action {
     TT_CONFIG_VERSION = 2, /* --version: print the version and exit 0 */
 };
 
-/* tt_config_parse's answer when --config FILE cannot be opened or read (exit status 1). */
+/* tt_config_parse's answer when --config FILE, --token-file FILE or --admin-token-file FILE
+ * cannot be opened or read (exit status 1). */
 #define TT_CONFIG_ERR_RUNTIME (-2)
 
 /* Fills c from argv[1..argc) (defaults first, then the settings of --config FILE, then the
  * other flags, so that the command line wins; a --listen or --tls-listen on the command line
  * replaces the file's list). Flags take their value as the next argument or after '='.
  * Returns an enum tt_config_action, -1 with a one-line message in err for an unknown flag, a
- * missing or bad value, a stray argument, a flag not supported yet or a bad line in the
- * config file, or TT_CONFIG_ERR_RUNTIME when the config file cannot be read. */
+ * missing or bad value, a stray argument, a flag not supported yet, a bad line in the
+ * config file or an empty or bad token file, or TT_CONFIG_ERR_RUNTIME when the config file or a
+ * token file cannot be read. Tokens come from --token/--admin-token, else from the first line of
+ * --token-file/--admin-token-file, else from the environment (TETHER_TOKEN, unless
+ * --tokens-file is given; TETHER_ADMIN_TOKEN); a flag and its file flag together is an error. */
 int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRLEN]);
 
 /* Parses a --redis value "redis://[:PASSWORD@]HOST[:PORT][/DB]" (HOST a name, an IPv4 or a

@@ -54,7 +54,7 @@ static int save(struct tt_device *d)
     }
     int rc = tt_registry_put(d->relay->reg, &rd);
     if (rc)
-        TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", d->name,
+        TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", TT_LOG_V(d->name),
                tether_err_name(rc));
     return rc;
 }
@@ -126,7 +126,7 @@ static void forget(struct tt_device *d)
 {
     int rc = tt_registry_del(d->relay->reg, d->name);
     if (rc && rc != TETHER_ERR_NOT_FOUND)
-        TT_LOG(TT_LOG_ERROR, "registry delete failed device=%s err=%s", d->name,
+        TT_LOG(TT_LOG_ERROR, "registry delete failed device=%s err=%s", TT_LOG_V(d->name),
                tether_err_name(rc));
     drop_local(d);
 }
@@ -154,7 +154,7 @@ size_t tt_device_online_count(struct tt_relay *r)
 
 static void expire(struct tt_device *d)
 {
-    TT_LOG(TT_LOG_INFO, "device expired device=%s label=%s", d->name, d->label);
+    TT_LOG(TT_LOG_INFO, "device expired device=%s label=%s", TT_LOG_V(d->name), d->label);
     forget(d);
 }
 
@@ -164,7 +164,7 @@ int tt_device_delete(struct tt_relay *r, const char *name)
     if (!d)
         return TETHER_ERR_NOT_FOUND;
     struct tt_devconn *dc = d->conn;
-    TT_LOG(TT_LOG_INFO, "device deleted device=%s label=%s peer=%s", d->name, d->label,
+    TT_LOG(TT_LOG_INFO, "device deleted device=%s label=%s peer=%s", TT_LOG_V(d->name), d->label,
            dc ? peer(dc) : "");
     if (dc) {
         if (dc->ws) {
@@ -425,7 +425,7 @@ static void takeover(struct tt_device *d)
     d->bytes_out += tt_wsconn_bytes_out(old->ws);
     old->dev = NULL;
     d->conn = NULL;
-    TT_LOG(TT_LOG_INFO, "device taken over device=%s label=%s peer=%s", d->name, d->label,
+    TT_LOG(TT_LOG_INFO, "device taken over device=%s label=%s peer=%s", TT_LOG_V(d->name), d->label,
            peer(old));
     tt_wsconn_close(old->ws, TT_GOAWAY_TAKEOVER, 1000, 0, "another connection took over");
 }
@@ -451,7 +451,8 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     if (r->stopping)
         return refuse(dc, s, TT_REFUSE_INTERNAL, "relay shutting down");
     if (!tt_tokens_check(&r->tokens, m->name.p, m->name.len, m->token.p, m->token.len)) {
-        TT_LOG(TT_LOG_INFO, "device refused device=%s peer=%s reason=token", name, peer(dc));
+        TT_LOG(TT_LOG_INFO, "device refused device=%s peer=%s reason=token", TT_LOG_V(name),
+               peer(dc));
         snprintf(why, sizeof(why), "invalid token for device %s", name);
         return refuse(dc, s, TT_REFUSE_AUTH, why);
     }
@@ -465,7 +466,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     if (fresh && !(d = device_create(r, name))) {
         if (r->cluster && !tt_redisconn_up(&r->cluster->rc)) {
             TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry unreachable\"",
-                   name, peer(dc));
+                   TT_LOG_V(name), peer(dc));
             return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry unreachable");
         }
         return refuse(dc, s, TT_REFUSE_CAPACITY, "no label available");
@@ -491,8 +492,8 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         break;
     }
     if (rc) {
-        TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"no TCP port left\"", name,
-               peer(dc));
+        TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"no TCP port left\"",
+               TT_LOG_V(name), peer(dc));
         if (r->cluster) {
             if (!fresh && !d->offline_since) {
                 d->offline_since = now;
@@ -509,8 +510,8 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
                       rc == TETHER_ERR_CAPACITY ? "no TCP port left" : "out of memory");
     }
     if (saved != 0) {
-        TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry failure\"", name,
-               peer(dc));
+        TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry failure\"",
+               TT_LOG_V(name), peer(dc));
         if (r->cluster) {
             drop_local(d); /* the shared record is untouched */
         } else if (fresh) {
@@ -561,7 +562,7 @@ static void welcome(struct tt_devconn *dc)
     uint8_t buf[4096];
     tt_ssize n = tt_session_accept(s, &w, buf, sizeof(buf));
     if (n < 0) {
-        TT_LOG(TT_LOG_ERROR, "cannot accept device device=%s err=%s", d->name,
+        TT_LOG(TT_LOG_ERROR, "cannot accept device device=%s err=%s", TT_LOG_V(d->name),
                tether_err_name((int)n));
         fail_registration(dc, "relay failure");
         return;
@@ -570,8 +571,8 @@ static void welcome(struct tt_devconn *dc)
     d->connected_since = now;
     d->connects++;
     snprintf(d->remote_addr, sizeof(d->remote_addr), "%s", peer(dc));
-    TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u", d->name,
-           d->label, peer(dc), (unsigned)d->nsvc);
+    TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u",
+           TT_LOG_V(d->name), d->label, peer(dc), (unsigned)d->nsvc);
 }
 
 /* A registration that was committed but cannot be acknowledged: the device is offline again
@@ -587,7 +588,7 @@ static void fail_registration(struct tt_devconn *dc, const char *why)
             drop_local(d);
     }
     dc->dev = NULL;
-    TT_LOG(TT_LOG_WARN, "device refused peer=%s reason=\"%s\"", peer(dc), why);
+    TT_LOG(TT_LOG_WARN, "device refused peer=%s reason=\"%s\"", peer(dc), TT_LOG_E(why));
     if (dc->ws)
         refuse(dc, tt_wsconn_session(dc->ws), TT_REFUSE_INTERNAL, why);
 }
@@ -744,12 +745,13 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
         d->last_seen = tt_relay_now_ms();
         set_offline(d, d->last_seen);
         save(d);
-        TT_LOG(TT_LOG_INFO, "device disconnected device=%s label=%s peer=%s reason=\"%s\"", d->name,
-               d->label, peer(dc), why);
+        TT_LOG(TT_LOG_INFO, "device disconnected device=%s label=%s peer=%s reason=\"%s\"",
+               TT_LOG_V(d->name), d->label, peer(dc), TT_LOG_E(why));
         if (d->relay->cluster)
             drop_local(d); /* the shared registry remembers it; any node answers for it */
     } else {
-        TT_LOG(TT_LOG_DEBUG, "device connection closed peer=%s reason=\"%s\"", peer(dc), why);
+        TT_LOG(TT_LOG_DEBUG, "device connection closed peer=%s reason=\"%s\"", peer(dc),
+               TT_LOG_E(why));
     }
     unlink_conn(dc);
     free(dc);
@@ -904,7 +906,7 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
             TT_LOG(TT_LOG_WARN,
                    "remembered tcp port unavailable, the device will get another device=%s "
                    "service=%s port=%u",
-                   d->name, sv->name, (unsigned)sv->portno);
+                   TT_LOG_V(d->name), TT_LOG_V(sv->name), (unsigned)sv->portno);
             continue;
         }
         d->nsvc++;

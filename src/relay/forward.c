@@ -171,8 +171,8 @@ void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, co
     snprintf(hc->origin, sizeof(hc->origin), "%s:%u", client_ip, (unsigned)client_port);
     int64_t id = open_stream(d, svc, hc->origin);
     if (id < 0) {
-        TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", d->name, hc->origin,
-               tether_err_name((int)id));
+        TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", TT_LOG_V(d->name),
+               hc->origin, tether_err_name((int)id));
         free(hc);
         respond_page(client, id == TETHER_ERR_STREAM_LIMIT ? TT_PAGE_BUSY : TT_PAGE_UNAVAILABLE);
         return;
@@ -208,8 +208,8 @@ void tt_forward_tcp_pre(struct tt_device *d, int svc, struct tt_conn *client, co
     tt_conn_peer(client, origin, sizeof(origin));
     int64_t id = open_stream(d, svc, origin);
     if (id < 0) {
-        TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", d->name, origin,
-               tether_err_name((int)id));
+        TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", TT_LOG_V(d->name),
+               origin, tether_err_name((int)id));
         tt_respond_drop(client);
         return;
     }

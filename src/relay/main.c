@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "common/log.h"
 #include "common/pool.h"
@@ -100,6 +101,8 @@ int main(int argc, char **argv)
         return 0;
     }
     tt_log_level = cfg.log_level;
+    /* the registry holds device credentials: every file and dir tetherd makes is its own */
+    umask(077);
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
     uv_loop_t *loop = uv_default_loop();

@@ -256,13 +256,13 @@ static int rr_put(struct tt_registry *r, const struct tt_reg_device *d)
     if (!rc && (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_STATUS))
         rc = TETHER_ERR_IO;
     if (!rc && strcmp(rep->str, "conflict") == 0) {
-        TT_LOG(TT_LOG_DEBUG, "registry conflict device=%s label=%s", d->name, d->label);
+        TT_LOG(TT_LOG_DEBUG, "registry conflict device=%s label=%s", TT_LOG_V(d->name), d->label);
         rc = TETHER_ERR_INVAL;
     } else if (!rc && strcmp(rep->str, "moved") == 0) {
         TT_LOG(TT_LOG_DEBUG,
                "registry: device held by another node now, offline record "
                "ignored device=%s",
-               d->name);
+               TT_LOG_V(d->name));
     }
     if (rep)
         freeReplyObject(rep);

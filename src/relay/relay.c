@@ -66,6 +66,27 @@ static int lock_data_dir(struct tt_relay *r, char err[TT_ERRLEN])
     return 0;
 }
 
+/* The registry holds device credentials: its files are for tetherd's user alone. main.c sets
+ * umask 077, so new files are 0600 and new dirs 0700; files an older tetherd (or a looser
+ * umask) left 0644 are set to 0600 here, before SQLite opens the database (it gives a new -wal
+ * and -shm file the database's own mode). The data dir's mode is kept for the warning that
+ * tt_relay_listen logs when group or others may enter it. */
+static void tighten_data_dir(struct tt_relay *r)
+{
+    static const char *const files[] = {TT_REGISTRY_FILE, TT_REGISTRY_FILE "-wal",
+                                        TT_REGISTRY_FILE "-shm", "tetherd.lock", "token"};
+    char path[TT_CONFIG_PATHLEN + 32];
+    struct stat st;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", r->cfg.data_dir, files[i]);
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) &&
+            chmod(path, st.st_mode & 0700) != 0)
+            r->data_dir_chmod_failed = true;
+    }
+    if (stat(r->cfg.data_dir, &st) == 0)
+        r->data_dir_mode = (unsigned)(st.st_mode & 07777);
+}
+
 /* Opens the registry in the data dir and makes the relay's devices from it. */
 static int setup_registry(struct tt_relay *r, char err[TT_ERRLEN])
 {
@@ -108,8 +129,10 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     tt_strmap_init(&r->by_name);
     tt_strmap_init(&r->by_label);
     r->lock_fd = -1;
-    if (make_dirs(cfg->data_dir, err) != 0 || lock_data_dir(r, err) != 0 ||
-        setup_registry(r, err) != 0 || setup_tokens(r, err) != 0)
+    if (make_dirs(cfg->data_dir, err) != 0 || lock_data_dir(r, err) != 0)
+        return -1;
+    tighten_data_dir(r);
+    if (setup_registry(r, err) != 0 || setup_tokens(r, err) != 0)
         return -1;
     if (tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low, cfg->tcp_high) != 0) {
         snprintf(err, TT_ERRLEN, "out of memory");
@@ -237,6 +260,15 @@ int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
     }
     TT_LOG(TT_LOG_INFO, "listening addr=%s:%u for=admin", r->cfg.admin.host,
            (unsigned)r->cfg.admin.port);
+    if (r->data_dir_mode & 077)
+        TT_LOG(TT_LOG_WARN,
+               "data dir open to %s dir=%s mode=%04o (it holds the device credentials: chmod "
+               "700 it)",
+               (r->data_dir_mode & 007) ? "every user" : "its group", TT_LOG_V(r->cfg.data_dir),
+               r->data_dir_mode);
+    if (r->data_dir_chmod_failed)
+        TT_LOG(TT_LOG_WARN, "cannot make every registry file private (chmod 600) dir=%s",
+               TT_LOG_V(r->cfg.data_dir));
     return 0;
 }
 

@@ -35,11 +35,13 @@ struct tt_relay {
     /* the --listen ports, the --tls-listen ports, then admin */
     uv_tcp_t *listeners[2 * TT_CONFIG_MAX_LISTEN + 1];
     size_t nlisteners;
-    uv_timer_t sweep;        /* expires devices past their grace period */
-    int64_t sweep_expiry_at; /* no grace period ends before this (unix ms; device.c) */
-    int64_t sweep_full_at;   /* the sweep's next walk over every device */
-    int64_t heartbeat_at;    /* when the registry's heartbeat was last written (unix ms) */
-    int lock_fd;             /* DATA_DIR/tetherd.lock, held while the relay runs */
+    uv_timer_t sweep;           /* expires devices past their grace period */
+    int64_t sweep_expiry_at;    /* no grace period ends before this (unix ms; device.c) */
+    int64_t sweep_full_at;      /* the sweep's next walk over every device */
+    int64_t heartbeat_at;       /* when the registry's heartbeat was last written (unix ms) */
+    int lock_fd;                /* DATA_DIR/tetherd.lock, held while the relay runs */
+    unsigned data_dir_mode;     /* its permission bits at start (a warning when & 077) */
+    bool data_dir_chmod_failed; /* a registry file could not be made 0600 */
     /* Registry syncs (fdatasync in libuv's thread pool, one at a time) and the registrations
      * waiting for one before their WELCOME (device.c). */
     uv_fs_t sync_req;
@@ -49,6 +51,9 @@ struct tt_relay {
     /* What the devices forgotten so far (expired or deleted) had counted, so that the admin
      * API's totals never go down. */
     uint64_t gone_bytes_in, gone_bytes_out, gone_streams, gone_connects;
+    /* Admin requests refused: a Host not naming the listener (421), a state-changing request
+     * from another site's Origin (403) (admin.c, adminhost.h). */
+    uint64_t admin_refused_host, admin_refused_origin;
     bool stopping;
 };
 
@@ -56,16 +61,18 @@ struct tt_relay {
 int64_t tt_relay_now_ms(void);
 
 /* Prepares r from cfg (copied): the data dir (created if missing, and locked against a second
- * tetherd), the registry in it (DATA_DIR/registry.db), credentials (--token, --tokens-file, or
- * the generated token, kept hashed in the registry and printed on stdout the first time), the
- * TLS certificate and key (--tls-cert, --tls-key) and the TCP port pool. Logs nothing. Returns
- * 0, or -1 with a one-line message in err (a runtime failure: exit 1). */
+ * tetherd; its registry files made 0600), the registry in it (DATA_DIR/registry.db), credentials
+ * (--token, --tokens-file, or the generated token, kept hashed in the registry and printed on
+ * stdout the first time), the TLS certificate and key (--tls-cert, --tls-key) and the TCP port
+ * pool. Logs nothing. Returns 0, or -1 with a one-line message in err (a runtime failure: exit 1).
+ */
 int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *cfg,
                   char err[TT_ERRLEN]);
 
 /* Binds the --listen ports, the --tls-listen ports and the admin port, checks --tcp-bind,
  * restores the devices the registry remembers (offline, their TCP ports held) and starts the
- * expiry sweep (tt_device_start), then logs one line per listener (and the certificate's). Returns
+ * expiry sweep (tt_device_start), then logs one line per listener (and the certificate's), and
+ * a warning when the data dir is open to other users. Returns
  * 0, or -1 with err ("cannot listen on ADDR:PORT: address already in use") and nothing logged. */
 int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN]);
 

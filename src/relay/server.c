@@ -169,7 +169,7 @@ static void to_device(struct tt_relay *r, struct tt_headconn *hc, struct tt_devi
         int n =
             tt_pages_offline(out, sizeof(out), d->offline_since / 1000, tt_relay_now_ms() / 1000);
         TT_LOG(TT_LOG_DEBUG, "answered peer=%s:%u status=503 device=%s offline", hc->peer_ip,
-               hc->peer_port, d->name);
+               hc->peer_port, TT_LOG_V(d->name));
         respond_raw(hc, out, n);
         return;
     }

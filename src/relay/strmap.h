@@ -1,5 +1,7 @@
 /* strmap.h - a small chained hash table from NUL-terminated string keys to pointers, used by the
  * relay's device tables and the in-memory registry. Keys are copied; values are the caller's.
+ * Keys are chosen by peers (device names, labels), so they are hashed with SipHash-2-4 under a
+ * random key of each table's own: nobody can pick names that share a bucket.
  * Not thread-safe; no iteration order. */
 #ifndef TT_STRMAP_H
 #define TT_STRMAP_H
@@ -7,18 +9,23 @@
 #include <stddef.h>
 
 struct tt_strmap_ent;
+struct tt_strmap_hasher; /* the keyed hash (strmap.c) */
 
 struct tt_strmap {
     struct tt_strmap_ent **b; /* buckets, nb of them (a power of two) */
     size_t nb;
     size_t n;
+    struct tt_strmap_hasher *h; /* made with the buckets, at the first put */
 };
 
-/* Prepares an empty map. Cannot fail (buckets are allocated on the first put). */
+/* Prepares an empty map. Cannot fail (the buckets and the hash key, 16 bytes from OpenSSL's
+ * CSPRNG, are made on the first put). */
 void tt_strmap_init(struct tt_strmap *m);
-/* Frees the map's entries and buckets (not the values). The map is empty afterwards. */
+/* Frees the map's entries, buckets and hash key (not the values). The map is empty afterwards;
+ * a later put draws a new key. */
 void tt_strmap_reset(struct tt_strmap *m);
-/* Maps key to val, replacing any earlier value. Returns 0 or TETHER_ERR_NOMEM. */
+/* Maps key to val, replacing any earlier value. Returns 0 or TETHER_ERR_NOMEM (also when the
+ * keyed hash cannot be set up at the first put: no randomness, no SipHash in OpenSSL). */
 int tt_strmap_put(struct tt_strmap *m, const char *key, void *val);
 /* Returns key's value or NULL. */
 void *tt_strmap_get(const struct tt_strmap *m, const char *key);

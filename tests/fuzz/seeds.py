@@ -132,6 +132,40 @@ def http_seeds():
             write("fuzz_wshs", req)
 
 
+def adminhost_seeds():
+    """fuzz_adminhost: a split byte, a Host value, an Origin value."""
+    pairs = [
+        (b"127.0.0.1:9090", b"http://127.0.0.1:9090"),
+        (b"localhost:9090", b"http://localhost:9090"),
+        (b"[::1]:9090", b"http://[::1]:9090"),
+        (b"evil.example:9090", b"http://evil.example:9090"),
+        (b"127.0.0.1:9090", b"null"),
+        (b"192.0.2.7", b"https://192.0.2.7"),
+        (b" localhost ", b"http://localhost:80/"),
+        (b"[::ffff:127.0.0.1]:1", b'x" device=forged\n\x1b[31m'),
+    ]
+    for h, o in pairs:
+        write("fuzz_adminhost", bytes([len(h)]) + h + o)
+
+
+def relaytext_seeds():
+    """fuzz_relaytext: WELCOME payloads, good and forged (a newline in the label or a URL)."""
+    def welcome(label, svcs):
+        p = struct.pack(">BHI", 1, 100, 1000) + s8(label) + bytes([len(svcs)])
+        for kind, name, port, addr in svcs:
+            p += bytes([kind]) + s8(name) + struct.pack(">H", port) + s8(addr)
+        return p
+    good = [(1, b"http", 0, b"http://k3j9x2mq.localhost:8080"), (2, b"ssh", 20001, b"localhost")]
+    for label, svcs in [(b"k3j9x2mq", good),
+                        (b"k3j9\nready http http://evil -> x", good),
+                        (b"k3j9x2mq", [(1, b"http", 0, b"http://x\nready http http://evil -> x")]),
+                        (b"k3j9x2mq", [(2, b"ssh", 1, b"evil\r\x1b[2K")]),
+                        (b"k3j9x2mq", [(1, b"http", 0, b"javascript:x")])]:
+        write("fuzz_relaytext", welcome(label, svcs))
+
+
 if __name__ == "__main__":
     main()
     http_seeds()
+    adminhost_seeds()
+    relaytext_seeds()

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -206,6 +207,52 @@ static void test_to_config(void **state)
     assert_non_null(strstr(err, "--name"));
 }
 
+/* The token from --token-file (read by main.c) or TETHER_TOKEN, never two sources at once. */
+static void test_token_sources(void **state)
+{
+    struct tt_args a;
+    char err[TT_ERRLEN];
+    (void)state;
+
+    unsetenv("TETHER_TOKEN");
+    assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--name", "d", "--token-file",
+                           "/etc/tether/token", "--http", "h:1"),
+                     0);
+    assert_string_equal(a.token_file, "/etc/tether/token");
+    assert_null(a.token);
+    assert_int_equal(PARSE(&a, err, REQ, "--token-file", "f", "--http", "h:1"), -1);
+    assert_non_null(strstr(err, "cannot be used together"));
+    assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--name", "d", "--token-file", "f",
+                           "--token-file", "g", "--http", "h:1"),
+                     -1);
+    assert_non_null(strstr(err, "--token-file"));
+    assert_int_equal(
+        PARSE(&a, err, "--server", "ws://a:1", "--name", "d", "--token-file=", "--http", "h:1"),
+        -1);
+    setenv("TETHER_TOKEN", "from-env", 1);
+    assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--name", "d", "--http", "h:1"), 0);
+    assert_string_equal(a.token, "from-env");
+    assert_true(a.token_from_env);
+    /* a flag wins over the environment */
+    assert_int_equal(PARSE(&a, err, REQ, "--http", "h:1"), 0);
+    assert_string_equal(a.token, "t");
+    assert_false(a.token_from_env);
+    assert_int_equal(
+        PARSE(&a, err, "--server", "ws://a:1", "--name", "d", "--token-file", "f", "--http", "h:1"),
+        0);
+    assert_null(a.token);
+    /* a bad one is reported under the variable's name */
+    setenv("TETHER_TOKEN", "two words", 1);
+    tether_config *cfg = NULL;
+    assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--name", "d", "--http", "h:1"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "TETHER_TOKEN"));
+    setenv("TETHER_TOKEN", "", 1);
+    assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--name", "d", "--http", "h:1"), -1);
+    assert_non_null(strstr(err, "--token"));
+    unsetenv("TETHER_TOKEN");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_errors_name_the_problem),
         cmocka_unit_test(test_too_many_services),
         cmocka_unit_test(test_to_config),
+        cmocka_unit_test(test_token_sources),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -280,6 +280,65 @@ static void test_admin_token(void **state)
     assert_string_equal(cfg.admin_token, "");
 }
 
+/* --token-file / --admin-token-file and TETHER_TOKEN / TETHER_ADMIN_TOKEN: the tokens stay out
+ * of the process list; a flag wins over the environment. */
+static void test_token_sources(void **state)
+{
+    (void)state;
+    char path[64], apath[64];
+    unsetenv("TETHER_TOKEN");
+    unsetenv("TETHER_ADMIN_TOKEN");
+    snprintf(path, sizeof(path), "%s", conf_file("fleet-secret\r\nignored\n"));
+    snprintf(apath, sizeof(apath), "%s", conf_file("admin-secret\n"));
+    assert_int_equal(PARSE("--token-file", path,
+                           "--admin-token-file="
+                           "x"),
+                     TT_CONFIG_ERR_RUNTIME);
+    assert_non_null(strstr(err, "--admin-token-file"));
+    assert_int_equal(
+        PARSE("--token-file", path, "--admin-token-file", apath, "--admin-listen", "0.0.0.0:9091"),
+        TT_CONFIG_RUN);
+    assert_string_equal(cfg.token, "fleet-secret");
+    assert_string_equal(cfg.admin_token, "admin-secret");
+    assert_string_equal(cfg.token_file, path);
+    expect_error(PARSE("--token", "a", "--token-file", path), "cannot be used together");
+    expect_error(PARSE("--admin-token", "a", "--admin-token-file", apath),
+                 "cannot be used together");
+    expect_error(PARSE("--token-file", path, "--tokens-file", "f"), "cannot be used together");
+    assert_int_equal(PARSE("--token-file", "/nonexistent/tok"), TT_CONFIG_ERR_RUNTIME);
+    assert_non_null(strstr(err, "/nonexistent/tok"));
+    expect_error(PARSE("--token-file", (char *)conf_file("\n")), "--token-file");
+    expect_error(PARSE("--token-file", (char *)conf_file("a b\n")), "--token-file");
+    expect_error(PARSE("--token-file", ""), "--token-file");
+    /* the environment, when no flag gives the token */
+    setenv("TETHER_TOKEN", "env-fleet", 1);
+    setenv("TETHER_ADMIN_TOKEN", "env-admin", 1);
+    assert_int_equal(PARSE("--admin-listen", "0.0.0.0:9091"), TT_CONFIG_RUN);
+    assert_string_equal(cfg.token, "env-fleet");
+    assert_string_equal(cfg.admin_token, "env-admin");
+    assert_int_equal(PARSE("--token", "flag", "--admin-token-file", apath), TT_CONFIG_RUN);
+    assert_string_equal(cfg.token, "flag");
+    assert_string_equal(cfg.admin_token, "admin-secret");
+    assert_int_equal(PARSE("--token-file", path), TT_CONFIG_RUN);
+    assert_string_equal(cfg.token, "fleet-secret");
+    assert_int_equal(PARSE("--tokens-file", "f"), TT_CONFIG_RUN); /* per-device tokens: no env */
+    assert_string_equal(cfg.token, "");
+    setenv("TETHER_TOKEN", "bad token", 1);
+    expect_error(PARSE(), "TETHER_TOKEN");
+    setenv("TETHER_TOKEN", "", 1);
+    assert_int_equal(PARSE(), TT_CONFIG_RUN);
+    assert_string_equal(cfg.token, "");
+    unsetenv("TETHER_TOKEN");
+    unsetenv("TETHER_ADMIN_TOKEN");
+    /* and from the config file */
+    char text[160];
+    snprintf(text, sizeof(text), "token-file %s\n", path);
+    assert_int_equal(PARSE("--config", (char *)conf_file(text)), TT_CONFIG_RUN);
+    assert_string_equal(cfg.token, "fleet-secret");
+    unlink(path);
+    unlink(apath);
+}
+
 static void test_limits(void **state)
 {
     (void)state;
@@ -356,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_listen_limit),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_admin_token),
+        cmocka_unit_test(test_token_sources),
         cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_cluster_flags),

@@ -45,6 +45,20 @@ static void test_redirect_url(void **state)
     assert_int_equal(tt_dial_redirect_url("ws://a:1/", "//b/x", out, sizeof out, err), -1);
     assert_int_equal(tt_dial_redirect_url("ws://a:1/", "http://", out, sizeof out, err), -1);
     assert_int_equal(tt_dial_redirect_url("ws://a:1/", "http://b:2/x", out, 8, err), -1);
+
+    /* never down from TLS, on any host; up is fine */
+    assert_int_equal(tt_dial_redirect_url("wss://a:1/", "ws://evil:80/", out, sizeof out, err), -1);
+    assert_non_null(strstr(err, "cleartext ws://"));
+    assert_int_equal(tt_dial_redirect_url("wss://a:1/", "http://a:1/", out, sizeof out, err), -1);
+    assert_int_equal(tt_dial_redirect_url("WSS://a:1/", "ws://a:1/", out, sizeof out, err), -1);
+    assert_int_equal(tt_dial_redirect_url("wss://a:1/", "wss://b:2/", out, sizeof out, err), 0);
+    assert_string_equal(out, "wss://b:2/");
+    assert_int_equal(tt_dial_redirect_url("wss://a:1/", "https://b/", out, sizeof out, err), 0);
+    assert_string_equal(out, "wss://b/");
+    assert_int_equal(tt_dial_redirect_url("wss://a:1/x", "/y", out, sizeof out, err), 0);
+    assert_string_equal(out, "wss://a:1/y");
+    assert_int_equal(tt_dial_redirect_url("ws://a:1/", "wss://b:2/", out, sizeof out, err), 0);
+    assert_int_equal(tt_dial_redirect_url("wss://a:1/", "ftp://b/", out, sizeof out, err), -1);
 }
 
 /* ---- a tiny loopback HTTP server ---------------------------------------------------------- */

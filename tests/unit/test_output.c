@@ -101,6 +101,37 @@ static void test_json_disconnected_and_error(void **state)
     free(s);
 }
 
+/* Text from the relay never breaks a line: control bytes and spaces in what a ready line holds
+ * come out as '?', and so do control bytes in an event line on stderr. */
+static void test_relay_text_is_masked(void **state)
+{
+    static const struct tether_service_info forged[] = {
+        {"http", TETHER_SERVICE_HTTP, "http://x\nready http http://evil -> x", NULL, 0,
+         "127.0.0.1:8000"},
+        {"ssh", TETHER_SERVICE_TCP, NULL, "evil\r\x1b[2K", 20001, "127.0.0.1:22"},
+    };
+    struct tether_event ev = ready();
+    char buf[512];
+    (void)state;
+
+    ev.services = forged;
+    assert_true(tt_output_ready_text(&ev, buf, sizeof buf) > 0);
+    assert_string_equal(buf, "ready http http://x?ready?http?http://evil?->?x -> 127.0.0.1:8000\n"
+                             "ready tcp ssh evil??[2K:20001 -> 127.0.0.1:22\n");
+    memset(&ev, 0, sizeof ev);
+    ev.kind = TETHER_EVENT_ERROR;
+    ev.message = "relay refused registration: x\nready http http://evil -> x";
+    ev.retry_ms = 1500;
+    assert_true(tt_output_event_text(&ev, buf, sizeof buf) > 0);
+    assert_string_equal(buf, "error: relay refused registration: x?ready http http://evil -> x "
+                             "(retrying in 1.5 s)\n");
+    ev.kind = TETHER_EVENT_DISCONNECTED;
+    ev.reason = "closed\x1b]0;title\x07";
+    assert_true(tt_output_event_text(&ev, buf, sizeof buf) > 0);
+    assert_string_equal(buf, "disconnected: closed?]0;title? (reconnecting in 1.5 s)\n");
+    assert_int_equal(tt_output_event_text(&ev, buf, 10), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -108,6 +139,7 @@ int main(void)
         cmocka_unit_test(test_ready_ipv6_host),
         cmocka_unit_test(test_json_ready),
         cmocka_unit_test(test_json_disconnected_and_error),
+        cmocka_unit_test(test_relay_text_is_masked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* test_strmap.c - unit tests for src/relay/strmap.c: growth, replacement, deleting the
- * current entry from foreach, and the walk a slice at a time. */
+ * current entry from foreach, the walk a slice at a time, and the keyed hash (two tables put
+ * the same keys in different buckets; a reset table draws a new key). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,11 +92,71 @@ static void test_strmap_grow_and_delete(void **state)
     tt_strmap_reset(&m);
 }
 
+struct order {
+    char keys[200][8];
+    size_t n;
+};
+
+static int order_cb(const char *key, void *val, void *ud)
+{
+    struct order *o = ud;
+    (void)val;
+    if (o->n < 200)
+        snprintf(o->keys[o->n++], sizeof(o->keys[0]), "%s", key);
+    return 0;
+}
+
+/* The order foreach visits 200 keys in: the order of their buckets, so of their hashes. */
+static void fill_and_order(struct tt_strmap *m, struct order *o)
+{
+    char key[8];
+    for (long i = 0; i < 200; i++) {
+        snprintf(key, sizeof(key), "d%ld", i);
+        assert_int_equal(tt_strmap_put(m, key, (void *)(i + 1)), 0);
+    }
+    memset(o, 0, sizeof(*o));
+    assert_int_equal(tt_strmap_foreach(m, order_cb, o), 0);
+    assert_int_equal(o->n, 200);
+}
+
+/* With an unkeyed hash (FNV-1a before) every table puts a name in the same bucket, so names
+ * that collide once collide everywhere; a keyed hash spreads them differently per table. The
+ * odds that 200 keys fall in the same order by chance are nil. */
+static void test_strmap_tables_hash_differently(void **state)
+{
+    struct tt_strmap a, b;
+    static struct order oa, ob, oc;
+    (void)state;
+    tt_strmap_init(&a);
+    tt_strmap_init(&b);
+    assert_null(tt_strmap_get(&a, "nothing yet")); /* no key needed before the first put */
+    assert_null(tt_strmap_del(&a, "nothing yet"));
+    fill_and_order(&a, &oa);
+    fill_and_order(&b, &ob);
+    assert_int_not_equal(memcmp(&oa, &ob, sizeof(oa)), 0);
+    /* each table still finds its own */
+    for (long i = 0; i < 200; i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "d%ld", i);
+        assert_ptr_equal(tt_strmap_get(&a, key), (void *)(i + 1));
+        assert_ptr_equal(tt_strmap_get(&b, key), (void *)(i + 1));
+    }
+    assert_null(tt_strmap_get(&a, "d200"));
+    /* a reset table gets a new key */
+    tt_strmap_reset(&a);
+    assert_int_equal(tt_strmap_count(&a), 0);
+    fill_and_order(&a, &oc);
+    assert_int_not_equal(memcmp(&oa, &oc, sizeof(oa)), 0);
+    tt_strmap_reset(&a);
+    tt_strmap_reset(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strmap_grow_and_delete),
         cmocka_unit_test(test_strmap_walk_slices),
+        cmocka_unit_test(test_strmap_tables_hash_differently),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

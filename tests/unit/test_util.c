@@ -1,10 +1,13 @@
 /* test_util.c - unit tests for src/common/util.c and log.c: durations, HOST:PORT, port ranges,
- * URLs, random labels, constant-time compare, log level names. */
+ * URLs, random labels, constant-time compare, secrets read from a file, log level names. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "common/log.h"
@@ -189,13 +192,74 @@ static void test_log_level(void **state)
     tt_log_write(TT_LOG_INFO, "unit test line with a newline\nin it key=%d", 42);
 }
 
+/* Writes n bytes of data to a new temp file; returns its path (static buffer). */
+static const char *secret_file(const char *data, size_t n)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/tt-secret-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, n), (ssize_t)n);
+    close(fd);
+    return path;
+}
+
+static void test_secret_file(void **state)
+{
+    char tok[9], err[TT_ERRLEN];
+    const char *p;
+    (void)state;
+    static const struct {
+        const char *data;
+        size_t n;
+        int rc;
+        const char *want;
+    } cases[] = {
+        {"s3cret\n", 7, 0, "s3cret"},
+        {"s3cret", 6, 0, "s3cret"},
+        {"s3cret\r\nsecond line\n", 21, 0, "s3cret"},
+        {"12345678\r\n", 10, 0, "12345678"}, /* exactly the room, CRLF */
+        {"123456789\n", 10, -1, ""},         /* one byte too long */
+        {"\n", 1, -1, ""},
+        {"", 0, -1, ""},
+        {"\r\n", 2, -1, ""},
+        {"a b\n", 4, -1, ""},
+        {"a\tb\n", 4, -1, ""},
+        {"ab\x7f\n", 4, -1, ""},
+        {"a\0b\n", 4, -1, ""},
+        {" ab\n", 4, -1, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        p = secret_file(cases[i].data, cases[i].n);
+        memset(tok, 'x', sizeof(tok));
+        int rc = tt_read_secret_file(p, tok, sizeof(tok), err);
+        unlink(p);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: rc %d, want %d (%s)", i, rc, cases[i].rc, err);
+        assert_string_equal(tok, cases[i].want);
+        if (rc != 0) {
+            assert_non_null(strstr(err, p));    /* names the file... */
+            assert_null(strstr(err, "s3cret")); /* ...never the content */
+        }
+    }
+    assert_int_equal(tt_read_secret_file("/nonexistent/tt-token", tok, sizeof(tok), err),
+                     TT_SECRET_IO);
+    assert_non_null(strstr(err, "/nonexistent/tt-token"));
+    assert_int_equal(tt_read_secret_file("/tmp", tok, sizeof(tok), err), TT_SECRET_IO);
+    assert_int_equal(tt_check_secret("ok-token", 8, "TETHER_TOKEN", err), 0);
+    assert_int_equal(tt_check_secret("", 8, "TETHER_TOKEN", err), -1);
+    assert_non_null(strstr(err, "TETHER_TOKEN"));
+    assert_int_equal(tt_check_secret("a b", 8, "TETHER_TOKEN", err), -1);
+    assert_int_equal(tt_check_secret("123456789", 8, "TETHER_TOKEN", err), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_duration),     cmocka_unit_test(test_hostport),
         cmocka_unit_test(test_port_range),   cmocka_unit_test(test_url),
         cmocka_unit_test(test_random_label), cmocka_unit_test(test_consttime),
-        cmocka_unit_test(test_log_level),
+        cmocka_unit_test(test_log_level),    cmocka_unit_test(test_secret_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
