@@ -288,11 +288,6 @@ void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, co
 
 void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client)
 {
-    /* A new socket: it must leave the descriptor reserve alone (limits.h). */
-    if (!tt_limits_fd_room(&d->relay->limits, &client->tcp)) {
-        tt_respond_drop(client);
-        return;
-    }
     tt_forward_tcp_pre(d, svc, client, NULL, 0, NULL);
 }
 
@@ -434,7 +429,7 @@ int tt_forward_start(uv_loop_t *loop, const struct tt_config *cfg, struct tt_lim
     every = quarter(every, 1000);
     /* idle TCP clients are looked at less often: an hour's timeout needs no precision */
     clients.tcp_every = quarter(cfg->tcp_idle_timeout_ms, 10000);
-    if (clients.tcp_every < every)
+    if (cfg->tcp_idle_timeout_ms && clients.tcp_every < every)
         every = clients.tcp_every;
     int rc = uv_timer_init(loop, &clients.timer);
     if (rc)

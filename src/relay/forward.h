@@ -33,9 +33,8 @@ void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, co
                         size_t prelen, const char *host, const char *client_ip,
                         uint16_t client_port, bool https);
 
-/* Joins the TCP client (just accepted on a device port; taken over) to TCP service svc of the
- * online device d; the client is closed when no stream can be opened, or when descriptors are
- * short (tt_limits_fd_room). */
+/* Joins the TCP client (taken over) to TCP service svc of the online device d; the client is
+ * closed when no stream can be opened. */
 void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client);
 
 /* The same, with pre[0..prelen) (copied) already read from the client, for a tunnel from

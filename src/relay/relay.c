@@ -159,9 +159,9 @@ static void on_connection(uv_stream_t *server, int status)
 {
     struct tt_headconn_set *set = server->data;
     if (status < 0) {
-        /* EMFILE: libuv has accepted and closed what waited (its reserved descriptor); shed
-         * some waiting connections so that the next ones get a descriptor. Logged at most
-         * every TT_LIMITS_LOG_EVERY_MS. */
+        /* Counted, and logged at most every TT_LIMITS_LOG_EVERY_MS. For want of descriptors
+         * (EMFILE that libuv's reserved-descriptor trick could not absorb, ENFILE) a batch of
+         * the oldest unauthenticated connections is shed so that the next accepts succeed. */
         if (set->limits)
             tt_limits_accept_failed(set->limits, status);
         return;

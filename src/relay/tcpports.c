@@ -82,6 +82,11 @@ static void on_connection(uv_stream_t *server, int status)
         tt_conn_close(c, NULL);
         return;
     }
+    /* A new descriptor: it must leave the reserve alone (limits.h). */
+    if (p->pool && p->pool->limits && !tt_limits_fd_room(p->pool->limits, &c->tcp)) {
+        tt_conn_close(c, NULL);
+        return;
+    }
     uv_tcp_nodelay(&c->tcp, 1);
     p->cb(p, c, p->ud);
 }

@@ -11,7 +11,8 @@ and 3), each performed against the real tetherd and tether with bounded loops:
 - 1,030 POSTs whose bodies never finish, from one address: the device's URL answers another
   address; bodies trickled below --body-min-rate are cut at their deadline with a 408, while an
   upload above the rate passes however long it takes;
-- a device with HTTP and TCP services: its TCP clients cannot take the streams its web UI needs.
+- a device with HTTP and TCP services: its TCP clients cannot take the streams its web UI needs;
+- the new flags are in --help and their bad values are usage errors.
 Every socket is on loopback; every loop is bounded in count and time.
 """
 
@@ -24,8 +25,8 @@ import threading
 import time
 
 import rawdev
-from lib import (TestFailure, check, eq, raise_own_nofile, relay_with_nofile, tcp_connect,
-                 wait_for)
+from lib import (TETHERD, TestFailure, check, eq, raise_own_nofile, relay_with_nofile, run_cli,
+                 tcp_connect, wait_for)
 
 OTHER = "127.0.0.2"  # the address that must still be served
 FLOOD_HEAD = b"GET / HTTP/1.1\r\nHost: flood.localhost\r\nX-Slow: "
@@ -467,3 +468,19 @@ def test_trickled_bodies_are_cut_at_the_body_deadline(t):
     m = metrics_from(relay, "127.0.0.1")
     check(m.get('tether_timeouts_total{kind="body"}', 0) >= len(slow),
           "body timeouts counted: %r" % m.get('tether_timeouts_total{kind="body"}'))
+
+
+def test_limit_flags_in_help_and_checked(t):
+    r = run_cli([TETHERD, "--help"])
+    eq(r.returncode, 0, "exit status of tetherd --help")
+    for flag in ("--max-pending", "--max-pending-per-addr", "--max-streams-per-client",
+                 "--body-timeout", "--body-min-rate", "--tcp-idle-timeout"):
+        check(flag + " " in r.stdout, "tetherd --help does not describe %s" % flag)
+    for flag, bad in (("--max-pending", "0"), ("--max-pending-per-addr", "-1"),
+                      ("--max-streams-per-client", "65536"), ("--body-timeout", "2h"),
+                      ("--body-min-rate", "fast"), ("--tcp-idle-timeout", "8d")):
+        r = run_cli([TETHERD, flag, bad])
+        eq(r.returncode, 2, "exit status of tetherd %s %s" % (flag, bad))
+        lines = r.stderr.strip().splitlines()
+        check(len(lines) == 1 and flag in lines[0] and "unknown option" not in lines[0],
+              "tetherd %s %s: want one line naming the flag, got %r" % (flag, bad, r.stderr))
