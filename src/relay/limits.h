@@ -24,7 +24,7 @@
 /* Descriptors kept out of reach of unauthenticated connections: max(this, limit / 20). */
 #define TT_LIMITS_FD_RESERVE_MIN 64
 /* Default total cap on unauthenticated connections: half the descriptor limit, at most this
- * (each one may hold a 64 KiB read chunk while its head arrives). */
+ * (each one may hold a read chunk with up to 16 KiB of request head while it arrives). */
 #define TT_LIMITS_PENDING_MAX_DEFAULT 16384
 /* Default cap per client address (--max-pending-per-addr). */
 #define TT_LIMITS_PENDING_PER_ADDR_DEFAULT 128
