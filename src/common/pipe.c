@@ -819,6 +819,16 @@ uint64_t tt_pipe_last_io(const struct tt_pipe *p)
     return p->last_io;
 }
 
+bool tt_pipe_reading(const struct tt_pipe *p)
+{
+    return p->reading;
+}
+
+uint64_t tt_pipe_peer_bytes(const struct tt_pipe *p)
+{
+    return p->down + p->peer_pending;
+}
+
 void *tt_pipe_ud(const struct tt_pipe *p)
 {
     return p->ud;

@@ -79,6 +79,15 @@ void tt_pipe_kill(struct tt_pipe *p, uint16_t code);
  * creation until then. For idle timeouts. */
 uint64_t tt_pipe_last_io(const struct tt_pipe *p);
 
+/* True while the pipe reads its socket; false while it holds it back (the stream's window, the
+ * wsconn's output queue or the filter's queue is full; or the socket's input has ended). For
+ * timeouts that must not count the time the relay itself stopped reading. */
+bool tt_pipe_reading(const struct tt_pipe *p);
+
+/* Bytes of the peer's DATA so far: written to the socket or waiting to be (plus anything
+ * written with tt_pipe_write). Unchanged over a time span: nothing came from the peer. */
+uint64_t tt_pipe_peer_bytes(const struct tt_pipe *p);
+
 /* The pipe's user data (ud given to tt_pipe_new) and stream id. */
 void *tt_pipe_ud(const struct tt_pipe *p);
 uint32_t tt_pipe_stream_id(const struct tt_pipe *p);

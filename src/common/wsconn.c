@@ -1392,6 +1392,18 @@ void tt_wsconn_close(struct tt_wsconn *c, uint16_t goaway_code, uint16_t ws_code
     close_with(c, goaway_code, ws_code, err, reason);
 }
 
+void tt_wsconn_abort(struct tt_wsconn *c, int err, const char *reason)
+{
+    if (c->hclosing)
+        return;
+    close_with(c, TT_GOAWAY_NORMAL, 1006, err, reason);
+    c->dead = true;
+    /* what the idle turn would do, now: the descriptor is free when this returns */
+    if (!c->notified)
+        deliver_close(c);
+    close_handles(c);
+}
+
 const char *tt_wsconn_peer(const struct tt_wsconn *c)
 {
     return c->peer;

@@ -145,6 +145,12 @@ struct tt_chunk *tt_wsconn_take_input(struct tt_wsconn *c);
 void tt_wsconn_close(struct tt_wsconn *c, uint16_t goaway_code, uint16_t ws_code, int err,
                      const char *reason);
 
+/* Closes c now, without GOAWAY, close frame or waiting for the peer (a connection shed to make
+ * room for others): on_close is called (with err and reason) and the socket closed before this
+ * returns, so its descriptor is free; c's memory goes after the close callback. Not from one of
+ * c's own callbacks. Does nothing once c's socket is closing. */
+void tt_wsconn_abort(struct tt_wsconn *c, int err, const char *reason);
+
 /* Peer address "IP:PORT" (empty if unknown). */
 const char *tt_wsconn_peer(const struct tt_wsconn *c);
 /* Bytes of Tether payload received and sent (for stats). */

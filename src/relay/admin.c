@@ -596,6 +596,64 @@ static void prom_label(struct buf *b, const char *s)
     }
 }
 
+/* The abuse limits' block (limits.h): unauthenticated connections and what was shed, streams
+ * refused per reason, timeouts per kind. */
+static void limits_metrics(struct buf *b, const struct tt_limits *l)
+{
+    buf_fmt(b,
+            "# HELP tether_pending_connections Connections without a whole request head or "
+            "device HELLO yet (unauthenticated).\n"
+            "# TYPE tether_pending_connections gauge\n"
+            "tether_pending_connections %zu\n"
+            "# HELP tether_pending_connections_max Cap on them (--max-pending).\n"
+            "# TYPE tether_pending_connections_max gauge\n"
+            "tether_pending_connections_max %zu\n"
+            "# HELP tether_open_files_limit The descriptor limit; the last fd_reserve of it are "
+            "kept from unauthenticated connections.\n"
+            "# TYPE tether_open_files_limit gauge\n"
+            "tether_open_files_limit %llu\n",
+            l->npending, l->max_pending, (unsigned long long)l->fd_limit);
+    buf_fmt(b,
+            "# HELP tether_connections_shed_total Unauthenticated connections closed to make "
+            "room: the oldest over --max-pending (total) or near the descriptor limit (fds), a "
+            "new one over --max-pending-per-addr (per_addr).\n"
+            "# TYPE tether_connections_shed_total counter\n"
+            "tether_connections_shed_total{reason=\"total\"} %llu\n"
+            "tether_connections_shed_total{reason=\"per_addr\"} %llu\n"
+            "tether_connections_shed_total{reason=\"fds\"} %llu\n"
+            "# HELP tether_accept_errors_total Failed accepts (EMFILE: out of descriptors).\n"
+            "# TYPE tether_accept_errors_total counter\n"
+            "tether_accept_errors_total %llu\n",
+            (unsigned long long)l->shed[TT_LIMITS_SHED_TOTAL],
+            (unsigned long long)l->shed[TT_LIMITS_SHED_PER_ADDR],
+            (unsigned long long)l->shed[TT_LIMITS_SHED_FDS], (unsigned long long)l->accept_errors);
+    buf_fmt(b,
+            "# HELP tether_streams_refused_total Streams refused: the device's session full "
+            "(device), its HTTP or TCP share used (kind), the client address's share used "
+            "(client).\n"
+            "# TYPE tether_streams_refused_total counter\n"
+            "tether_streams_refused_total{reason=\"device\"} %llu\n"
+            "tether_streams_refused_total{reason=\"kind\"} %llu\n"
+            "tether_streams_refused_total{reason=\"client\"} %llu\n",
+            (unsigned long long)l->refused[TT_LIMITS_REFUSED_DEVICE],
+            (unsigned long long)l->refused[TT_LIMITS_REFUSED_KIND],
+            (unsigned long long)l->refused[TT_LIMITS_REFUSED_CLIENT]);
+    buf_fmt(b,
+            "# HELP tether_timeouts_total Connections closed for slowness: request head, request "
+            "body, idle browser connection, idle TCP client, device without HELLO.\n"
+            "# TYPE tether_timeouts_total counter\n"
+            "tether_timeouts_total{kind=\"head\"} %llu\n"
+            "tether_timeouts_total{kind=\"body\"} %llu\n"
+            "tether_timeouts_total{kind=\"idle\"} %llu\n"
+            "tether_timeouts_total{kind=\"tcp_idle\"} %llu\n"
+            "tether_timeouts_total{kind=\"hello\"} %llu\n",
+            (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_HEAD],
+            (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_BODY],
+            (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_IDLE],
+            (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_TCP_IDLE],
+            (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_HELLO]);
+}
+
 static void metrics(struct tt_headconn *hc, struct tt_relay *r)
 {
     struct devlist l;
@@ -660,6 +718,7 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             "tether_admin_refused_total{reason=\"host\"} %llu\n"
             "tether_admin_refused_total{reason=\"origin\"} %llu\n",
             (unsigned long long)r->admin_refused_host, (unsigned long long)r->admin_refused_origin);
+    limits_metrics(&b, &r->limits);
     if (r->cluster) {
         const struct tt_cluster *c = r->cluster;
         buf_fmt(&b,

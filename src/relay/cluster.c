@@ -1053,7 +1053,16 @@ void tt_cluster_on_tunnel(struct tt_cluster *c, struct tt_headconn *hc)
         tt_headconn_free(hc);
         return;
     }
+    /* the TCP client's address, as the forwarding node saw it: its stream counts under it */
+    char client[TT_MAX_ADDR];
+    const uint8_t *v;
+    size_t n;
+    client[0] = '\0';
+    if (tt_headparse_find(hp, TT_CLUSTER_HDR_CLIENT, &v, &n) == 1 && n < sizeof(client)) {
+        memcpy(client, v, n);
+        client[n] = '\0';
+    }
     struct tt_conn *conn = tt_headconn_take(hc);
-    tt_forward_tcp_pre(d, svc, conn, hc->data + hc->headlen, hc->len - hc->headlen);
+    tt_forward_tcp_pre(d, svc, conn, hc->data + hc->headlen, hc->len - hc->headlen, client);
     tt_headconn_free(hc);
 }

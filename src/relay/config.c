@@ -23,6 +23,9 @@ void tt_config_usage(FILE *f)
         "FILE]]\n"
         "               [--log-level LEVEL]\n"
         "               [--max-streams N] [--head-timeout DURATION] [--idle-timeout DURATION]\n"
+        "               [--max-pending N] [--max-pending-per-addr N]\n"
+        "               [--max-streams-per-client N] [--body-timeout DURATION]\n"
+        "               [--body-min-rate BYTES] [--tcp-idle-timeout DURATION]\n"
         "               [--config FILE]\n"
         "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
         "\n"
@@ -56,6 +59,18 @@ void tt_config_usage(FILE *f)
         "  --head-timeout DURATION  a request head must arrive whole within this (default 30s)\n"
         "  --idle-timeout DURATION  close a browser connection silent both ways this long\n"
         "                         (default 60s; 0s: never)\n"
+        "  --max-pending N        connections without a whole request head or device HELLO\n"
+        "                         yet; beyond, the oldest is shed (default: half the open-file\n"
+        "                         limit, at most 16384)\n"
+        "  --max-pending-per-addr N  the same per client address (IPv6: per /64); beyond, a\n"
+        "                         new one is closed (default 128; 0: no cap)\n"
+        "  --max-streams-per-client N  a device's streams per client address (default\n"
+        "                         max-streams/8, at least 16 or max-streams; 0: no cap)\n"
+        "  --body-timeout DURATION  a request body must arrive whole within this (default\n"
+        "                         30s; 0s: never)...\n"
+        "  --body-min-rate BYTES  ...plus one second per BYTES received (default 500)\n"
+        "  --tcp-idle-timeout DURATION  close a TCP client silent both ways this long\n"
+        "                         (default 1h; 0s: never)\n"
         "  --config FILE          settings, one per line: a flag's name and its value\n"
         "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
         "                         command line win\n"
@@ -259,8 +274,53 @@ static int copy_value(char *dst, size_t dstlen, const char *v, const char *flag,
 /* What was given so far: url and bind across the file and the command line; listen_given is
  * per source, so that --listen on the command line replaces the file's listeners. */
 struct given {
-    bool listen, tls_listen, url, bind;
+    bool listen, tls_listen, url, bind, per_client;
 };
+
+/* The abuse limits' flags (limits.h): a number or a duration, and its range. */
+static const struct {
+    const char *flag;
+    bool duration;
+    uint64_t min, max;
+    size_t off;
+} limit_flags[] = {
+    {"--max-pending", false, 1, 10000000, offsetof(struct tt_config, max_pending)},
+    {"--max-pending-per-addr", false, 0, 10000000,
+     offsetof(struct tt_config, max_pending_per_addr)},
+    {"--max-streams-per-client", false, 0, 65535,
+     offsetof(struct tt_config, max_streams_per_client)},
+    {"--body-timeout", true, 0, 3600000, offsetof(struct tt_config, body_timeout_ms)},
+    {"--body-min-rate", false, 0, 1000000000, offsetof(struct tt_config, body_min_rate)},
+    {"--tcp-idle-timeout", true, 0, 7ull * 86400000,
+     offsetof(struct tt_config, tcp_idle_timeout_ms)},
+};
+
+/* One of limit_flags into c. Returns 1 (set), 0 (not one of them) or -1 with err. */
+static int apply_limit(struct tt_config *c, const char *flag, const char *v, char err[TT_ERRLEN])
+{
+    for (size_t i = 0; i < sizeof(limit_flags) / sizeof(limit_flags[0]); i++) {
+        if (strcmp(flag, limit_flags[i].flag) != 0)
+            continue;
+        char e[TT_ERRLEN], *end;
+        uint64_t n = 0;
+        bool ok = limit_flags[i].duration
+                      ? tt_parse_duration(v, &n, e) == 0
+                      : v[0] >= '0' && v[0] <= '9' && (n = strtoull(v, &end, 10), *end == '\0');
+        if (!ok || n < limit_flags[i].min || n > limit_flags[i].max) {
+            if (limit_flags[i].duration)
+                snprintf(err, TT_ERRLEN, "%s: '%.100s' is not a duration up to %llus", flag, v,
+                         (unsigned long long)(limit_flags[i].max / 1000));
+            else
+                snprintf(err, TT_ERRLEN, "%s: '%.100s' is not a number from %llu to %llu", flag, v,
+                         (unsigned long long)limit_flags[i].min,
+                         (unsigned long long)limit_flags[i].max);
+            return -1;
+        }
+        memcpy((char *)c + limit_flags[i].off, &n, sizeof(n));
+        return 1;
+    }
+    return 0;
+}
 
 static int apply(struct tt_config *c, const char *flag, const char *v, struct given *g,
                  char err[TT_ERRLEN])
@@ -364,6 +424,11 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         }
         *(head ? &c->head_timeout_ms : &c->idle_timeout_ms) = ms;
         return 0;
+    }
+    int lim = apply_limit(c, flag, v, err);
+    if (lim != 0) {
+        g->per_client |= lim > 0 && strcmp(flag, "--max-streams-per-client") == 0;
+        return lim > 0 ? 0 : -1;
     }
     if (strcmp(flag, "--redis") == 0) {
         c->cluster = true;
@@ -481,6 +546,9 @@ static bool takes_value(const char *flag)
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)
             return true;
+    for (size_t i = 0; i < sizeof(limit_flags) / sizeof(limit_flags[0]); i++)
+        if (strcmp(flag, limit_flags[i].flag) == 0)
+            return true;
     return false;
 }
 
@@ -501,6 +569,10 @@ static void set_defaults(struct tt_config *c)
     c->max_streams = TT_CONFIG_MAX_STREAMS;
     c->head_timeout_ms = TT_CONFIG_HEAD_TIMEOUT_MS;
     c->idle_timeout_ms = TT_CONFIG_IDLE_TIMEOUT_MS;
+    c->max_pending_per_addr = TT_CONFIG_MAX_PENDING_PER_ADDR;
+    c->body_timeout_ms = TT_CONFIG_BODY_TIMEOUT_MS;
+    c->body_min_rate = TT_CONFIG_BODY_MIN_RATE;
+    c->tcp_idle_timeout_ms = TT_CONFIG_TCP_IDLE_TIMEOUT_MS;
 }
 
 /* Applies the settings of --config FILE (path) to c. Returns 0, -1 (usage) or -2 (runtime). */
@@ -642,6 +714,10 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
     }
     if (check_cluster(c, err) != 0)
         return -1;
+    if (!g.per_client) {
+        uint64_t floor = c->max_streams < 16 ? c->max_streams : 16;
+        c->max_streams_per_client = c->max_streams / 8 > floor ? c->max_streams / 8 : floor;
+    }
     if (!g.bind)
         strcpy(c->tcp_bind, c->listen[0].host);
     if (!g.url) {

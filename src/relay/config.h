@@ -21,6 +21,11 @@
 #define TT_CONFIG_MAX_STREAMS 1024
 #define TT_CONFIG_HEAD_TIMEOUT_MS 30000
 #define TT_CONFIG_IDLE_TIMEOUT_MS 60000
+/* Defaults of the abuse limits (limits.h; docs/operators-guide.md, "Limits and abuse"). */
+#define TT_CONFIG_MAX_PENDING_PER_ADDR 128
+#define TT_CONFIG_BODY_TIMEOUT_MS 30000
+#define TT_CONFIG_BODY_MIN_RATE 500
+#define TT_CONFIG_TCP_IDLE_TIMEOUT_MS 3600000
 
 struct tt_config_addr {
     char host[TT_HOSTLEN]; /* an IP literal */
@@ -75,6 +80,15 @@ struct tt_config {
     uint64_t head_timeout_ms; /* a request head must be complete this long after it began */
     uint64_t idle_timeout_ms; /* a proxied HTTP connection silent both ways this long closes
                                  (0: never) */
+    /* Abuse limits (limits.h; docs/operators-guide.md, "Limits and abuse"). */
+    uint64_t max_pending;            /* unauthenticated connections in all (0: from the
+                                        descriptor limit, at start) */
+    uint64_t max_pending_per_addr;   /* ... per client address (0: no cap) */
+    uint64_t max_streams_per_client; /* a device's streams per client address (0: no cap;
+                                        default max(max_streams / 8, min(max_streams, 16))) */
+    uint64_t body_timeout_ms;        /* a request body must be whole within this (0: never)... */
+    uint64_t body_min_rate;          /* ... plus 1 s per this many bytes received (0: none) */
+    uint64_t tcp_idle_timeout_ms;    /* a raw TCP client silent both ways this long (0: never) */
     /* Cluster mode (--redis; the three flags go together): the registry is in Redis and shared
      * by the nodes; cluster.h. */
     bool cluster;

@@ -192,6 +192,7 @@ static void set_registered(struct tt_devconn *dc)
     if (!dc->registered && dc->relay->unregistered > 0)
         dc->relay->unregistered--;
     dc->registered = true;
+    tt_limits_leave(&dc->relay->limits, &dc->lim);
 }
 
 /* d is offline since t: the sweep must look again by the end of its grace period. */
@@ -757,6 +758,16 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
     free(dc);
 }
 
+/* Shed to make room for newer connections (limits.h): the socket closes now, no GOAWAY. */
+static void shed(struct tt_limits_conn *c)
+{
+    struct tt_devconn *dc =
+        (struct tt_devconn *)(void *)((char *)c - offsetof(struct tt_devconn, lim));
+    set_registered(dc); /* closing: the HELLO deadline no longer applies */
+    if (dc->ws)
+        tt_wsconn_abort(dc->ws, TETHER_ERR_CAPACITY, "shed: too many unauthenticated connections");
+}
+
 void tt_device_accept(struct tt_relay *r, struct tt_conn *tcp, const uint8_t *pre, size_t prelen)
 {
     static const struct tt_wsconn_callbacks wcb = {.on_close = on_ws_close};
@@ -776,6 +787,13 @@ void tt_device_accept(struct tt_relay *r, struct tt_conn *tcp, const uint8_t *pr
         return;
     }
     dc->relay = r;
+    dc->lim.shed = shed;
+    /* The listener counted it until its head was complete; its descriptor was checked then. */
+    if (tt_limits_admit(&r->limits, &dc->lim, &tcp->tcp, false) != 0) {
+        free(dc);
+        tt_respond_drop(tcp);
+        return;
+    }
     dc->started = tt_relay_now_ms();
     r->unregistered++;
     dc->next = r->conns;
@@ -835,6 +853,7 @@ static void sweep_hello(struct tt_relay *r, int64_t now, bool full)
             break;
         if (!dc->registered && dc->ws && age >= TT_DEVICE_HELLO_MS) {
             set_registered(dc); /* close once */
+            r->limits.timeouts[TT_LIMITS_TIMEOUT_HELLO]++;
             TT_LOG(TT_LOG_INFO, "device connection without registration closed peer=%s", peer(dc));
             tt_wsconn_close(dc->ws, TT_GOAWAY_PROTOCOL, 1008, TETHER_ERR_TIMEOUT,
                             "no registration in time");

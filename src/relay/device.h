@@ -11,6 +11,7 @@
 #include <uv.h>
 #include "common/wsconn.h"
 #include "core/frame.h"
+#include "limits.h"
 #include "relay.h"
 #include "route.h"
 #include "tcpports.h"
@@ -51,6 +52,7 @@ struct tt_devconn {
     struct tt_devconn *prev, *next;
     int64_t started;              /* unix ms */
     bool registered;              /* WELCOME sent or on its way (or refused: closing anyway) */
+    struct tt_limits_conn lim;    /* on relay->limits until registered (unauthenticated) */
     bool sync_waiting;            /* on relay->sync_q: WELCOME once the registry synced */
     uint64_t sync_need;           /* ... the sync of that generation */
     struct tt_devconn *sync_next; /* relay->sync_q */
@@ -76,7 +78,9 @@ struct tt_device {
 };
 
 /* Takes over tcp (handshake answered, reading stopped; plain or TLS) as a device connection;
- * pre[0..prelen) are bytes read after the handshake (copied). On failure tcp is closed. */
+ * pre[0..prelen) are bytes read after the handshake (copied). Until its HELLO is answered it
+ * counts as unauthenticated (relay->limits): refused there, or shed later, it is closed at
+ * once. On failure tcp is closed. */
 void tt_device_accept(struct tt_relay *r, struct tt_conn *tcp, const uint8_t *pre, size_t prelen);
 
 /* The device holding label, or NULL (unknown, or its grace period just ran out). */

@@ -1,7 +1,9 @@
 /* forward.c - opening device streams for browser and TCP clients (forward.h). Each HTTP client
  * gets a small state (the request filter) that lives as long as its pipe, on a process-wide
- * list that one timer sweeps for the idle and head timeouts (the relay runs one loop on one
- * thread). */
+ * list that one timer sweeps for the idle, head and body timeouts; each TCP client a smaller
+ * one on another list, swept for the TCP idle timeout (the relay runs one loop on one thread).
+ * Every stream is counted against its device's shares (limits.h) from its opening until its
+ * pipe is over. */
 #include <stdio.h>
 #include <stdlib.h>
 #include "tether_err.h"
@@ -19,16 +21,34 @@ struct http_client {
     struct http_client *prev, *next; /* the clients list, once the pipe exists */
     uint64_t head_since;             /* loop time a later request head began; 0: none pending */
     uint64_t head_req;               /* hx.requests when it began */
+    /* The request body being read (body_since 0: none): since when, of which request, the
+     * bytes received, the time the relay itself held the socket back (not counted against the
+     * client), and the peer's bytes when it began (for the 408: nothing answered yet). */
+    uint64_t body_since, body_req, body_bytes, body_held_ms, body_mark;
+    uint64_t timed_out_at; /* loop time it was cut off (0: not) */
+    struct tt_limits_stream ls;
+};
+
+/* A raw TCP client with a pipe (for its idle timeout and its stream count). */
+struct tcp_client {
+    struct tt_pipe *pipe;
+    struct tcp_client *prev, *next;
+    struct tt_limits_stream ls;
     bool timed_out;
 };
 
-/* Every HTTP client with a pipe, and the timer that enforces their timeouts. */
+/* Every HTTP and TCP client with a pipe, and the timer that enforces their timeouts. */
 static struct {
     uv_loop_t *loop;
     uv_timer_t timer;
     bool started;
-    uint64_t idle_ms, head_ms;
+    uint64_t idle_ms, head_ms, body_ms, body_rate, tcp_idle_ms;
+    uint64_t last_sweep;   /* loop time of the last sweep */
+    uint64_t tcp_every;    /* the TCP list is walked this often... */
+    uint64_t tcp_next;     /* ...next at this loop time */
+    struct tt_limits *lim; /* the relay's */
     struct http_client *list;
+    struct tcp_client *tcp;
 } clients;
 
 static void unlink_client(struct http_client *hc)
@@ -60,6 +80,27 @@ static int emit(void *ud, const uint8_t *data, size_t len)
     return tt_pipe_send(ud, data, len);
 }
 
+/* After the filter took len bytes: starts, or advances, the clock of a request body (a total
+ * deadline extended by the bytes received, as Apache's mod_reqtimeout does). Only the filter's
+ * mode is read. */
+static void track_body(struct http_client *hc, size_t len)
+{
+    if (hc->hx.mode != TT_HTTPPROXY_BODY) {
+        hc->body_since = 0;
+        return;
+    }
+    if (hc->body_since != 0 && hc->body_req == hc->hx.requests) {
+        hc->body_bytes += len;
+        return;
+    }
+    /* a new body: what came with its head is not counted */
+    hc->body_since = uv_now(clients.loop);
+    hc->body_req = hc->hx.requests;
+    hc->body_bytes = 0;
+    hc->body_held_ms = 0;
+    hc->body_mark = tt_pipe_peer_bytes(hc->pipe);
+}
+
 static int http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bool eof, void *ud)
 {
     struct http_client *hc = ud;
@@ -88,6 +129,7 @@ static int http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bool eo
     } else {
         hc->head_since = 0;
     }
+    track_body(hc, len);
     return 0;
 }
 
@@ -98,6 +140,8 @@ static bool http_on_fail(struct tt_pipe *p, int code, void *ud)
     enum tt_page which = code == TT_RESET_LIMIT ? TT_PAGE_BUSY
                          : code < 0             ? TT_PAGE_UNAVAILABLE
                                                 : TT_PAGE_BAD_GATEWAY;
+    if (code == TT_RESET_LIMIT)
+        clients.lim->refused[TT_LIMITS_REFUSED_DEVICE]++; /* the device's own limit */
     int n = tt_pages_render(page, sizeof(page), which);
     TT_LOG(TT_LOG_DEBUG, "device stream failed peer=%s stream=%u code=%d status=%d", hc->origin,
            (unsigned)tt_pipe_stream_id(p), code, tt_pages_status(which));
@@ -113,6 +157,7 @@ static void http_on_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud
            hc->origin, (unsigned)tt_pipe_stream_id(p), (unsigned long long)hc->hx.requests,
            (unsigned long long)up, (unsigned long long)down);
     unlink_client(hc);
+    tt_limits_stream_give(clients.lim, &hc->ls);
     tt_httpproxy_reset(&hc->hx);
     free(hc);
 }
@@ -123,7 +168,23 @@ static const struct tt_pipe_hooks http_hooks = {
     .on_done = http_on_done,
 };
 
-static const struct tt_pipe_hooks tcp_hooks = {0};
+static void tcp_on_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud)
+{
+    struct tcp_client *tc = ud;
+    (void)p;
+    (void)up;
+    (void)down;
+    if (tc->prev)
+        tc->prev->next = tc->next;
+    else if (clients.tcp == tc)
+        clients.tcp = tc->next;
+    if (tc->next)
+        tc->next->prev = tc->prev;
+    tt_limits_stream_give(clients.lim, &tc->ls);
+    free(tc);
+}
+
+static const struct tt_pipe_hooks tcp_hooks = {.on_done = tcp_on_done};
 
 static void respond_page(struct tt_conn *client, enum tt_page page)
 {
@@ -132,18 +193,46 @@ static void respond_page(struct tt_conn *client, enum tt_page page)
     tt_respond_close(client, out, n > 0 ? (size_t)n : 0);
 }
 
-/* Opens a stream to service svc of d; returns its id (> 0) or a negative tether_err. */
-static int64_t open_stream(struct tt_device *d, int svc, const char *origin)
+/* True when d has services of both kinds (each kind then has its share of the streams). */
+static bool both_kinds(const struct tt_device *d)
 {
+    bool http = false, tcp = false;
+    for (uint8_t i = 0; i < d->nsvc; i++) {
+        http |= d->svc[i].kind == TT_SERVICE_HTTP;
+        tcp |= d->svc[i].kind == TT_SERVICE_TCP;
+    }
+    return http && tcp;
+}
+
+/* Opens a stream to service svc of d for the client at client (its address: limits.h), counted
+ * in ls. Returns its id (> 0), or a negative tether_err: TETHER_ERR_STREAM_LIMIT when a share
+ * (the device's, its kind's or the client's) is used up. */
+static int64_t open_stream(struct tt_device *d, int svc, const char *origin, const char *client,
+                           struct tt_limits_stream *ls)
+{
+    struct tt_limits *lim = &d->relay->limits;
     struct tt_wsconn *ws = d->conn->ws;
     uint8_t buf[TT_FRAME_HEADER_LEN + 8 + TT_MAX_ADDR];
     uint32_t id;
+    int why = tt_limits_stream_take(lim, ls, d->name, d->svc[svc].kind, both_kinds(d), client);
+    if (why != TT_LIMITS_OK) {
+        TT_LOG(TT_LOG_DEBUG, "stream refused device=%s peer=%s reason=%s", d->name, origin,
+               why == TT_LIMITS_REFUSED_KIND     ? "kind"
+               : why == TT_LIMITS_REFUSED_CLIENT ? "client"
+                                                 : "device");
+        return TETHER_ERR_STREAM_LIMIT;
+    }
     tt_ssize n =
         tt_session_open(tt_wsconn_session(ws), (uint8_t)svc, origin, NULL, &id, buf, sizeof(buf));
-    if (n < 0)
+    if (n < 0) {
+        tt_limits_stream_give(lim, ls);
+        if (n == TETHER_ERR_STREAM_LIMIT)
+            lim->refused[TT_LIMITS_REFUSED_DEVICE]++;
         return n;
+    }
     int rc = tt_wsconn_send_frame(ws, buf, (size_t)n);
     if (rc < 0) {
+        tt_limits_stream_give(lim, ls);
         tt_wsconn_reset_stream(ws, id, TT_RESET_CANCEL);
         return rc;
     }
@@ -169,7 +258,7 @@ void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, co
         return;
     }
     snprintf(hc->origin, sizeof(hc->origin), "%s:%u", client_ip, (unsigned)client_port);
-    int64_t id = open_stream(d, svc, hc->origin);
+    int64_t id = open_stream(d, svc, hc->origin, client_ip, &hc->ls);
     if (id < 0) {
         TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", TT_LOG_V(d->name),
                hc->origin, tether_err_name((int)id));
@@ -184,6 +273,7 @@ void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, co
                          &http_hooks, hc);
     if (rc) {
         tt_wsconn_reset_stream(d->conn->ws, (uint32_t)id, TT_RESET_CANCEL);
+        tt_limits_stream_give(&d->relay->limits, &hc->ls);
         tt_httpproxy_reset(&hc->hx);
         free(hc);
         respond_page(client, TT_PAGE_UNAVAILABLE);
@@ -198,43 +288,96 @@ void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, co
 
 void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client)
 {
-    tt_forward_tcp_pre(d, svc, client, NULL, 0);
+    tt_forward_tcp_pre(d, svc, client, NULL, 0, NULL);
 }
 
 void tt_forward_tcp_pre(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
-                        size_t prelen)
+                        size_t prelen, const char *client_addr)
 {
     char origin[TT_MAX_ADDR];
-    tt_conn_peer(client, origin, sizeof(origin));
-    int64_t id = open_stream(d, svc, origin);
+    if (client_addr && client_addr[0])
+        snprintf(origin, sizeof(origin), "%s", client_addr);
+    else
+        tt_conn_peer(client, origin, sizeof(origin));
+    struct tcp_client *tc = calloc(1, sizeof(*tc));
+    int64_t id = tc ? open_stream(d, svc, origin, origin, &tc->ls) : TETHER_ERR_NOMEM;
     if (id < 0) {
         TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", TT_LOG_V(d->name),
                origin, tether_err_name((int)id));
+        free(tc);
         tt_respond_drop(client);
         return;
     }
-    struct tt_pipe *p;
-    if (tt_pipe_new(&p, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, pre, prelen,
-                    &tcp_hooks, NULL) != 0) {
+    if (tt_pipe_new(&tc->pipe, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, pre,
+                    prelen, &tcp_hooks, tc) != 0) {
         tt_wsconn_reset_stream(d->conn->ws, (uint32_t)id, TT_RESET_CANCEL);
+        tt_limits_stream_give(&d->relay->limits, &tc->ls);
+        free(tc);
         tt_respond_drop(client);
+        return;
     }
+    tc->next = clients.tcp;
+    if (clients.tcp)
+        clients.tcp->prev = tc;
+    clients.tcp = tc;
 }
 
-static void on_sweep(uv_timer_t *t)
+/* The body of hc is past its deadline: --body-timeout from its start, plus a second per
+ * --body-min-rate bytes received, plus the time the relay held the socket back. */
+static bool body_late(const struct http_client *hc, uint64_t now)
 {
-    uint64_t now = uv_now(t->loop);
+    if (!clients.body_ms || !hc->body_since)
+        return false;
+    uint64_t allowed = clients.body_ms + hc->body_held_ms;
+    if (clients.body_rate)
+        allowed += hc->body_bytes * 1000 / clients.body_rate;
+    return now - hc->body_since >= allowed;
+}
+
+/* Cuts hc off: with a 408 page when nothing of this request's answer came from the device yet
+ * (the page is flushed, the socket closed; tt_pipe_abort), else without a word. */
+static void body_timeout(struct http_client *hc)
+{
+    char page[TT_PAGE_MAX];
+    int n = -1;
+    if (tt_pipe_peer_bytes(hc->pipe) == hc->body_mark)
+        n = tt_pages_render(page, sizeof(page), TT_PAGE_REQUEST_TIMEOUT);
+    TT_LOG(TT_LOG_DEBUG,
+           "http client timed out peer=%s stream=%u what=\"request body\" bytes=%llu status=%d",
+           hc->origin, (unsigned)tt_pipe_stream_id(hc->pipe), (unsigned long long)hc->body_bytes,
+           n > 0 ? 408 : 0);
+    if (n > 0 && tt_pipe_write(hc->pipe, (const uint8_t *)page, (size_t)n) == 0)
+        tt_pipe_abort(hc->pipe, TT_RESET_TIMEOUT);
+    else
+        tt_pipe_kill(hc->pipe, TT_RESET_TIMEOUT);
+}
+
+static void sweep_http(uint64_t now, uint64_t step)
+{
     for (struct http_client *hc = clients.list; hc; hc = hc->next) {
-        if (hc->timed_out)
+        if (hc->timed_out_at) {
+            /* a 408 the client does not read: give up on it */
+            if (now - hc->timed_out_at >= TT_RESPOND_LINGER_MS)
+                tt_pipe_kill(hc->pipe, TT_RESET_TIMEOUT);
             continue;
+        }
+        if (hc->body_since && !tt_pipe_reading(hc->pipe))
+            hc->body_held_ms += step; /* sampled: the relay holds the body back, not the client */
         const char *why = NULL;
         if (clients.idle_ms && now - tt_pipe_last_io(hc->pipe) >= clients.idle_ms)
             why = "idle";
         else if (hc->head_since && now - hc->head_since >= clients.head_ms)
             why = "request head";
+        if (!why && body_late(hc, now)) {
+            hc->timed_out_at = now ? now : 1;
+            clients.lim->timeouts[TT_LIMITS_TIMEOUT_BODY]++;
+            body_timeout(hc);
+            continue;
+        }
         if (!why)
             continue;
-        hc->timed_out = true;
+        hc->timed_out_at = now ? now : 1;
+        clients.lim->timeouts[why[0] == 'i' ? TT_LIMITS_TIMEOUT_IDLE : TT_LIMITS_TIMEOUT_HEAD]++;
         TT_LOG(TT_LOG_DEBUG, "http client timed out peer=%s stream=%u what=\"%s\"", hc->origin,
                (unsigned)tt_pipe_stream_id(hc->pipe), why);
         /* Nothing is flushed (the client may have stopped reading). The pipe is freed from its
@@ -243,22 +386,63 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
-int tt_forward_start(uv_loop_t *loop, uint64_t idle_ms, uint64_t head_ms)
+static void sweep_tcp(uint64_t now)
 {
-    uint64_t every = head_ms;
-    if (idle_ms && idle_ms < every)
-        every = idle_ms;
-    every /= 4;
-    if (every < 50)
-        every = 50;
-    if (every > 1000)
-        every = 1000;
+    if (!clients.tcp_idle_ms || now < clients.tcp_next)
+        return;
+    clients.tcp_next = now + clients.tcp_every;
+    for (struct tcp_client *tc = clients.tcp; tc; tc = tc->next) {
+        if (tc->timed_out || now - tt_pipe_last_io(tc->pipe) < clients.tcp_idle_ms)
+            continue;
+        tc->timed_out = true;
+        clients.lim->timeouts[TT_LIMITS_TIMEOUT_TCP_IDLE]++;
+        TT_LOG(TT_LOG_DEBUG, "tcp client timed out device=%s stream=%u what=idle", tc->ls.dev,
+               (unsigned)tt_pipe_stream_id(tc->pipe));
+        /* the device hears RESET TIMEOUT; freed from the close callbacks, later */
+        tt_pipe_kill(tc->pipe, TT_RESET_TIMEOUT);
+    }
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    uint64_t now = uv_now(t->loop);
+    uint64_t step = now - clients.last_sweep;
+    clients.last_sweep = now;
+    sweep_http(now, step);
+    sweep_tcp(now);
+}
+
+/* A quarter of ms, within [50 ms, cap]. */
+static uint64_t quarter(uint64_t ms, uint64_t cap)
+{
+    ms /= 4;
+    return ms < 50 ? 50 : ms > cap ? cap : ms;
+}
+
+int tt_forward_start(uv_loop_t *loop, const struct tt_config *cfg, struct tt_limits *lim)
+{
+    uint64_t every = cfg->head_timeout_ms;
+    if (cfg->idle_timeout_ms && cfg->idle_timeout_ms < every)
+        every = cfg->idle_timeout_ms;
+    if (cfg->body_timeout_ms && cfg->body_timeout_ms < every)
+        every = cfg->body_timeout_ms;
+    every = quarter(every, 1000);
+    /* idle TCP clients are looked at less often: an hour's timeout needs no precision */
+    clients.tcp_every = quarter(cfg->tcp_idle_timeout_ms, 10000);
+    if (cfg->tcp_idle_timeout_ms && clients.tcp_every < every)
+        every = clients.tcp_every;
     int rc = uv_timer_init(loop, &clients.timer);
     if (rc)
         return rc;
     clients.loop = loop;
-    clients.idle_ms = idle_ms;
-    clients.head_ms = head_ms;
+    clients.lim = lim;
+    clients.idle_ms = cfg->idle_timeout_ms;
+    clients.head_ms = cfg->head_timeout_ms;
+    clients.body_ms = cfg->body_timeout_ms;
+    clients.body_rate = cfg->body_min_rate;
+    clients.tcp_idle_ms = cfg->tcp_idle_timeout_ms;
+    clients.last_sweep = uv_now(loop);
+    clients.tcp_next = 0;
     clients.started = true;
     uv_timer_start(&clients.timer, on_sweep, every, every);
     uv_unref((uv_handle_t *)&clients.timer);

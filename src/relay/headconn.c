@@ -23,6 +23,8 @@ static void unlink_hc(struct tt_headconn *hc)
 void tt_headconn_free(struct tt_headconn *hc)
 {
     unlink_hc(hc);
+    if (hc->set->limits)
+        tt_limits_leave(hc->set->limits, &hc->lim);
     if (hc->conn)
         tt_respond_drop(hc->conn);
     tt_chunk_put(hc->buf);
@@ -32,6 +34,8 @@ void tt_headconn_free(struct tt_headconn *hc)
 struct tt_conn *tt_headconn_take(struct tt_headconn *hc)
 {
     struct tt_conn *conn = hc->conn;
+    if (hc->set->limits)
+        tt_limits_leave(hc->set->limits, &hc->lim);
     tt_conn_read_stop(conn);
     conn->tcp.data = NULL;
     hc->conn = NULL;
@@ -108,6 +112,8 @@ static void on_timer(uv_timer_t *t)
         struct tt_headconn *next = hc->next;
         if (now - hc->started >= set->timeout_ms) {
             TT_LOG(TT_LOG_DEBUG, "request head timeout peer=%s:%u", hc->peer_ip, hc->peer_port);
+            if (set->limits)
+                set->limits->timeouts[TT_LIMITS_TIMEOUT_HEAD]++;
             tt_headconn_free(hc);
         }
         hc = next;
@@ -159,6 +165,14 @@ static void peer_name(uv_tcp_t *tcp, char ip[64], uint16_t *port)
     }
 }
 
+/* Shed to make room for newer connections (limits.h): closed without a word. */
+static void shed(struct tt_limits_conn *c)
+{
+    struct tt_headconn *hc =
+        (struct tt_headconn *)(void *)((char *)c - offsetof(struct tt_headconn, lim));
+    tt_headconn_free(hc);
+}
+
 int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server)
 {
     struct tt_conn *conn = tt_conn_new(server->loop);
@@ -169,13 +183,27 @@ int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server)
         return TETHER_ERR_IO;
     }
     struct tt_headconn *hc = calloc(1, sizeof(*hc));
-    if (!hc || set->closed || (set->tls && tt_tls_accept(conn, set->tls) != 0)) {
+    if (!hc || set->closed) {
+        free(hc);
+        tt_respond_drop(conn);
+        return TETHER_ERR_NOMEM;
+    }
+    hc->set = set;
+    hc->lim.shed = shed;
+    /* Counted before anything else is spent on it: a refused one costs an accept and a close. */
+    if (set->limits && tt_limits_admit(set->limits, &hc->lim, &conn->tcp, true) != 0) {
+        free(hc);
+        tt_respond_drop(conn);
+        return TETHER_ERR_CAPACITY;
+    }
+    if (set->tls && tt_tls_accept(conn, set->tls) != 0) {
+        if (set->limits)
+            tt_limits_leave(set->limits, &hc->lim);
         free(hc);
         tt_respond_drop(conn);
         return TETHER_ERR_NOMEM;
     }
     uv_tcp_nodelay(&conn->tcp, 1);
-    hc->set = set;
     hc->conn = conn;
     conn->tcp.data = hc;
     hc->started = uv_now(server->loop);

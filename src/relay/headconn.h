@@ -19,6 +19,7 @@
 #include "common/pool.h"
 #include "common/tls.h"
 #include "headparse.h"
+#include "limits.h"
 
 #define TT_HEADCONN_TIMEOUT_MS 30000
 
@@ -38,6 +39,9 @@ struct tt_headconn_set {
     uint64_t timeout_ms;    /* TT_HEADCONN_TIMEOUT_MS after init; the owner may change it */
     struct tt_tls_ctx *tls; /* NULL: plain TCP; else the server context new connections get
                                (the owner's; it may replace it at any time: SIGHUP) */
+    /* NULL, or where connections are counted as unauthenticated until their head is complete
+     * (taken or answered): a connection refused there is closed at once, one shed is freed */
+    struct tt_limits *limits;
     bool closed;
 };
 
@@ -51,6 +55,7 @@ struct tt_headconn {
     uint64_t started; /* uv_now at accept */
     char peer_ip[64];
     uint16_t peer_port;
+    struct tt_limits_conn lim; /* on set->limits until taken or freed */
     struct tt_headparse hp;
 };
 
@@ -62,11 +67,12 @@ int tt_headconn_set_init(struct tt_headconn_set *set, uv_loop_t *loop, tt_headco
 void tt_headconn_set_close(struct tt_headconn_set *set);
 
 /* Accepts one connection from server into set and starts reading its head. On failure the
- * pending connection is accepted and dropped. Returns 0 or a negative tether_err. */
+ * pending connection is accepted and dropped. Returns 0 or a negative tether_err
+ * (TETHER_ERR_CAPACITY: refused by set->limits, tt_limits_admit). */
 int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server);
 
-/* Takes the socket out of hc (reading stopped; conn->tcp.data is the caller's). hc->data stays
- * valid until tt_headconn_free. */
+/* Takes the socket out of hc (reading stopped; conn->tcp.data is the caller's); the connection
+ * no longer counts as unauthenticated. hc->data stays valid until tt_headconn_free. */
 struct tt_conn *tt_headconn_take(struct tt_headconn *hc);
 /* Frees hc (and its socket unless taken). */
 void tt_headconn_free(struct tt_headconn *hc);

@@ -38,6 +38,8 @@ static const struct page_text texts[] = {
     [TT_PAGE_UPGRADE_REQUIRED] = {426, "Upgrade Required", "Unsupported WebSocket version",
                                   "The relay speaks WebSocket version 13 only.",
                                   "Sec-WebSocket-Version: 13\r\n"},
+    [TT_PAGE_REQUEST_TIMEOUT] = {408, "Request Timeout", "Request too slow",
+                                 "The request did not arrive in time: it was sent too slowly."},
 };
 
 static int render(char *out, size_t outlen, int status, const char *reason, const char *title,

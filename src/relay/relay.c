@@ -119,6 +119,19 @@ static int setup_tokens(struct tt_relay *r, char err[TT_ERRLEN])
     return 0;
 }
 
+/* Cluster nodes forward browsers' requests and TCP clients from their own address: they are
+ * not held to the per-address cap on unauthenticated connections (their connections carry a
+ * whole head at once, and the browsers behind them are counted where they arrived). */
+static bool cluster_peer(const char *key, void *ud)
+{
+    struct tt_relay *r = ud;
+    char k[TT_ADDRKEY_LEN];
+    for (size_t i = 0; r->cluster && i < r->cluster->nnodes; i++)
+        if (tt_addrkey_from_ip(r->cluster->nodes[i].host, k) == 0 && strcmp(k, key) == 0)
+            return true;
+    return false;
+}
+
 int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *cfg,
                   char err[TT_ERRLEN])
 {
@@ -129,6 +142,11 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     tt_strmap_init(&r->by_name);
     tt_strmap_init(&r->by_label);
     r->lock_fd = -1;
+    tt_limits_init(&r->limits, loop, tt_limits_nofile(), (size_t)cfg->max_pending,
+                   (size_t)cfg->max_pending_per_addr, cfg->max_streams,
+                   (unsigned)cfg->max_streams_per_client);
+    r->limits.exempt = cluster_peer;
+    r->limits.exempt_ud = r;
     if (make_dirs(cfg->data_dir, err) != 0 || lock_data_dir(r, err) != 0)
         return -1;
     tighten_data_dir(r);
@@ -140,6 +158,7 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     }
     /* cluster nodes on one address all listen on every port of the cluster */
     r->ports.reuseport = cfg->cluster;
+    r->ports.limits = &r->limits;
     if (cfg->ntls_listen > 0 && tt_tls_ctx_server(&r->tls, cfg->tls_cert, cfg->tls_key, err) != 0)
         return -1;
     if (tt_headconn_set_init(&r->web, loop, tt_server_on_head, r) != 0 ||
@@ -151,7 +170,8 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     r->web.timeout_ms = r->admin.timeout_ms = cfg->head_timeout_ms;
     r->web_tls.timeout_ms = cfg->head_timeout_ms;
     r->web_tls.tls = r->tls;
-    if (tt_forward_start(loop, cfg->idle_timeout_ms, cfg->head_timeout_ms) != 0) {
+    r->web.limits = r->web_tls.limits = r->admin.limits = &r->limits;
+    if (tt_forward_start(loop, cfg, &r->limits) != 0) {
         snprintf(err, TT_ERRLEN, "cannot start timers");
         return -1;
     }
@@ -160,11 +180,16 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
 
 static void on_connection(uv_stream_t *server, int status)
 {
+    struct tt_headconn_set *set = server->data;
     if (status < 0) {
-        TT_LOG(TT_LOG_WARN, "accept failed err=%s", uv_err_name(status));
+        /* Counted, and logged at most every TT_LIMITS_LOG_EVERY_MS. For want of descriptors
+         * (EMFILE that libuv's reserved-descriptor trick could not absorb, ENFILE) a batch of
+         * the oldest unauthenticated connections is shed so that the next accepts succeed. */
+        if (set->limits)
+            tt_limits_accept_failed(set->limits, status);
         return;
     }
-    tt_headconn_accept(server->data, server);
+    tt_headconn_accept(set, server);
 }
 
 static void on_listener_close(uv_handle_t *h)
@@ -269,6 +294,12 @@ int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
     if (r->data_dir_chmod_failed)
         TT_LOG(TT_LOG_WARN, "cannot make every registry file private (chmod 600) dir=%s",
                TT_LOG_V(r->cfg.data_dir));
+    const struct tt_limits *l = &r->limits;
+    TT_LOG(TT_LOG_INFO,
+           "limits open_files=%llu fd_reserve=%llu max_pending=%zu max_pending_per_addr=%zu "
+           "max_streams=%u per_kind=%u max_streams_per_client=%u",
+           (unsigned long long)l->fd_limit, (unsigned long long)l->fd_reserve, l->max_pending,
+           l->max_per_addr, l->max_streams, tt_limits_kind_cap(l, true), l->per_client);
     return 0;
 }
 
@@ -323,4 +354,5 @@ void tt_relay_free(struct tt_relay *r)
     r->tls = NULL;
     tt_strmap_reset(&r->by_name);
     tt_strmap_reset(&r->by_label);
+    tt_limits_reset(&r->limits);
 }

@@ -9,6 +9,7 @@
 #include <uv.h>
 #include "config.h"
 #include "headconn.h"
+#include "limits.h"
 #include "registry.h"
 #include "strmap.h"
 #include "tcpports.h"
@@ -31,6 +32,9 @@ struct tt_relay {
     struct tt_headconn_set web;     /* connections on the --listen ports */
     struct tt_headconn_set web_tls; /* and on the --tls-listen ports (TLS first) */
     struct tt_headconn_set admin;
+    /* unauthenticated connections (the three sets above, unregistered device connections),
+     * device stream shares and their counters */
+    struct tt_limits limits;
     struct tt_tls_ctx *tls; /* the certificate new TLS connections get (NULL: no TLS) */
     /* the --listen ports, the --tls-listen ports, then admin */
     uv_tcp_t *listeners[2 * TT_CONFIG_MAX_LISTEN + 1];

@@ -70,12 +70,20 @@ uint16_t tt_tcpport_port(const struct tt_tcpport *p)
 static void on_connection(uv_stream_t *server, int status)
 {
     struct tt_tcpport *p = server->data;
-    if (status < 0)
+    if (status < 0) {
+        if (p->pool && p->pool->limits)
+            tt_limits_accept_failed(p->pool->limits, status);
         return;
+    }
     struct tt_conn *c = tt_conn_new(server->loop);
     if (!c)
         return;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        tt_conn_close(c, NULL);
+        return;
+    }
+    /* A new descriptor: it must leave the reserve alone (limits.h). */
+    if (p->pool && p->pool->limits && !tt_limits_fd_room(p->pool->limits, &c->tcp)) {
         tt_conn_close(c, NULL);
         return;
     }

@@ -9,6 +9,7 @@
 #include <uv.h>
 #include "common/conn.h"
 #include "common/util.h"
+#include "limits.h"
 
 struct tt_tcpport;
 
@@ -20,9 +21,12 @@ struct tt_tcpports {
     uv_loop_t *loop;
     char bind[TT_HOSTLEN];
     uint16_t low, high;
-    uint32_t next;  /* offset from low of the next port to try */
-    uint8_t *used;  /* one byte per port of the range: held by a listener of ours */
-    bool reuseport; /* listeners set SO_REUSEPORT (cluster nodes sharing an address) */
+    uint32_t next;            /* offset from low of the next port to try */
+    uint8_t *used;            /* one byte per port of the range: held by a listener of ours */
+    bool reuseport;           /* listeners set SO_REUSEPORT (cluster nodes sharing an address) */
+    struct tt_limits *limits; /* NULL, or where accepted clients are checked against the
+                                 descriptor reserve and failed accepts told (tt_limits_fd_room,
+                                 tt_limits_accept_failed): a client refused there is closed */
     struct tt_tcpport *list;
 };
 

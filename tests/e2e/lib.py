@@ -1022,3 +1022,32 @@ class RedirectServer:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+# ---------------------------------------------------------------- descriptor limits
+
+def relay_with_nofile(env, nofile, **kw):
+    """env.relay(**kw) whose tetherd runs with RLIMIT_NOFILE (soft and hard) set to nofile: a
+    small sh wrapper sets the limit and execs tetherd, so the PID is tetherd's own."""
+    global TETHERD
+    real = TETHERD
+    wrapper = env.path("tetherd-nofile-%d.sh" % nofile)
+    with open(wrapper, "w") as f:
+        f.write('#!/bin/sh\nulimit -n %d || exit 1\nexec "%s" "$@"\n' % (nofile, real))
+    os.chmod(wrapper, 0o755)
+    TETHERD = wrapper
+    try:
+        return env.relay(**kw)
+    finally:
+        TETHERD = real
+
+
+def raise_own_nofile(want):
+    """Raises this process's soft RLIMIT_NOFILE to its hard limit; fails the test when that is
+    below want (the attack needs that many sockets)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    check(hard == resource.RLIM_INFINITY or hard >= want,
+          "this test needs %d open files; the hard limit is %d" % (want, hard))

@@ -129,7 +129,10 @@ def test_300_concurrent_http_streams_through_one_device(t):
 
     def one(i):
         try:
-            s = socket.create_connection(("127.0.0.1", relay.port), timeout=120)
+            # three client addresses: one address holds at most --max-streams-per-client
+            # (128 by default) of a device's streams
+            s = socket.create_connection(("127.0.0.1", relay.port), timeout=120,
+                                         source_address=("127.0.0.%d" % (1 + i % 3), 0))
             try:
                 size = 20000 + 37 * i
                 s.sendall(b"GET /blob?n=%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (size, host))
@@ -164,7 +167,10 @@ def test_300_concurrent_tcp_streams_through_one_device(t):
 
     def one(i):
         try:
-            s = tcp_connect(port, timeout=120)
+            # three client addresses: one address holds at most --max-streams-per-client
+            # (128 by default) of a device's streams
+            s = socket.create_connection(("127.0.0.1", port), timeout=120,
+                                         source_address=("127.0.0.%d" % (1 + i % 3), 0))
             try:
                 data = hashlib.sha256(b"%d" % i).digest() * (1000 + i)  # 32-41 KB, unique
                 barrier.wait()  # 300 connections open at once
@@ -198,11 +204,17 @@ def test_max_streams_caps_concurrent_streams_per_device(t):
     agent = t.agent(relay, http=svc.port, tcp={"echo": echo.port})
     port = agent.tcp_port("echo")
     held = []
-    for i in range(4):
+    # A device with both kinds of service gives each kind at most 3/4 of its streams (so that
+    # TCP clients cannot take the web UI's): 3 TCP clients and one browser connection fill 4.
+    for i in range(3):
         s = tcp_connect(port)
         s.sendall(b"hold %d" % i)
         eq(recv_exact(s, len(b"hold %d" % i)), b"hold %d" % i, "echo on held stream %d" % i)
         held.append(s)
+    s = socket.create_connection(("127.0.0.1", relay.port), timeout=30)
+    s.sendall(b"GET /small?i=4 HTTP/1.1\r\nHost: %s\r\n\r\n" % relay.host(agent.label).encode())
+    eq(_read_response(s), (200, b"small 4\n"), "answer on the held browser connection")
+    held.append(s)
     status, hdrs, body = relay.request("GET", "/", label=agent.label)
     eq(status, 503, "status of an HTTP request over the device's stream limit")
     check(b"busy" in body.lower(), "the 503 page does not say the device is busy: %r" % body[:300])

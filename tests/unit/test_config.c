@@ -363,6 +363,56 @@ static void test_limits(void **state)
     expect_error(PARSE("--idle-timeout", "8d"), "--idle-timeout");
 }
 
+/* The abuse limits (limits.h): defaults, the per-client share derived from --max-streams
+ * unless given, 0 meaning "no cap" where allowed, ranges, and the config file. */
+static void test_abuse_limits(void **state)
+{
+    (void)state;
+    assert_int_equal(PARSE("--log-level", "info"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.max_pending, 0); /* from the descriptor limit, at start */
+    assert_int_equal(cfg.max_pending_per_addr, 128);
+    assert_int_equal(cfg.max_streams_per_client, 128); /* 1024 / 8 */
+    assert_int_equal(cfg.body_timeout_ms, 30000);
+    assert_int_equal(cfg.body_min_rate, 500);
+    assert_int_equal(cfg.tcp_idle_timeout_ms, 3600000);
+    assert_int_equal(PARSE("--max-streams", "64"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.max_streams_per_client, 16); /* at least 16 */
+    assert_int_equal(PARSE("--max-streams", "4"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.max_streams_per_client, 4); /* never more than --max-streams */
+    assert_int_equal(PARSE("--max-pending", "5000", "--max-pending-per-addr=0",
+                           "--max-streams-per-client", "0", "--body-timeout", "0s",
+                           "--body-min-rate=0", "--tcp-idle-timeout", "0s"),
+                     TT_CONFIG_RUN);
+    assert_int_equal(cfg.max_pending, 5000);
+    assert_int_equal(cfg.max_pending_per_addr, 0);
+    assert_int_equal(cfg.max_streams_per_client, 0);
+    assert_int_equal(cfg.body_timeout_ms, 0);
+    assert_int_equal(cfg.body_min_rate, 0);
+    assert_int_equal(cfg.tcp_idle_timeout_ms, 0);
+    assert_int_equal(PARSE("--body-timeout", "1h", "--tcp-idle-timeout", "7d",
+                           "--max-streams-per-client", "65535"),
+                     TT_CONFIG_RUN);
+    assert_int_equal(cfg.body_timeout_ms, 3600000);
+    assert_int_equal(cfg.tcp_idle_timeout_ms, 7ull * 86400000);
+    expect_error(PARSE("--max-pending", "0"), "--max-pending");
+    expect_error(PARSE("--max-pending", "10000001"), "--max-pending");
+    expect_error(PARSE("--max-pending-per-addr", "-1"), "--max-pending-per-addr");
+    expect_error(PARSE("--max-streams-per-client", "65536"), "--max-streams-per-client");
+    expect_error(PARSE("--max-streams-per-client", " 5"), "--max-streams-per-client");
+    expect_error(PARSE("--body-timeout", "61m"), "--body-timeout");
+    expect_error(PARSE("--body-min-rate", "fast"), "--body-min-rate");
+    expect_error(PARSE("--body-min-rate", "18446744073709551616"), "--body-min-rate");
+    expect_error(PARSE("--tcp-idle-timeout", "8d"), "--tcp-idle-timeout");
+    expect_error(PARSE("--tcp-idle-timeout", ""), "--tcp-idle-timeout");
+    const char *path = conf_file("max-pending-per-addr 32\nmax_streams_per_client = 7\n"
+                                 "tcp-idle-timeout: 5m\n");
+    assert_int_equal(PARSE("--config", (char *)path), TT_CONFIG_RUN);
+    unlink(path);
+    assert_int_equal(cfg.max_pending_per_addr, 32);
+    assert_int_equal(cfg.max_streams_per_client, 7);
+    assert_int_equal(cfg.tcp_idle_timeout_ms, 300000);
+}
+
 /* --tls-listen with its files; device URLs stay http unless --public-url says https. */
 static void test_tls(void **state)
 {
@@ -414,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_listen_limit),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_abuse_limits),
         cmocka_unit_test(test_admin_token),
         cmocka_unit_test(test_token_sources),
         cmocka_unit_test(test_config_file),
