@@ -22,6 +22,13 @@
 #define PIPE_MAX_HELD 8
 /* Filter output held back before the socket stops being read. */
 #define PIPE_UPQ_HIGH (64u * 1024u)
+/* The upstream queue's cap: PIPE_UPQ_HIGH plus what the filter makes of one read (a 64 KiB read
+ * of the smallest pipelined requests, each head rewritten with the relay's headers, is well
+ * under this). A filter that emits more gets TETHER_ERR_AGAIN and fails the stream. */
+#define PIPE_UPQ_MAX (4u * 1024u * 1024u)
+/* Room in the write queue beyond the stream's receive window, for the relay's answer pages
+ * (tt_pipe_write: a few KiB each, one or two per stream). */
+#define PIPE_WQ_EXTRA (64u * 1024u)
 /* Receive-window growth (tt_session_grow_window) of one stream whose socket keeps up, and of all
  * the pipes of a thread: what a stalled reader can hold beyond the initial windows. */
 #define PIPE_EXTRA_MAX (4u * 1024u * 1024u)
@@ -532,7 +539,7 @@ static bool queue_input_chunk(struct tt_pipe *p)
 
     if (p->nheld == 2)
         n += p->held[1].len;
-    if (p->nheld > 2 || n < TT_CHUNK_SIZE / 2)
+    if (p->nheld > 2 || n < TT_CHUNK_SIZE / 2 || n > tt_chunkq_room(&p->wq))
         return false;
     ch = tt_wsconn_take_input(p->c);
     if (ch == NULL)
@@ -555,7 +562,7 @@ static bool queue_input_chunk(struct tt_pipe *p)
     }
     ch->off = (size_t)(start - ch->data);
     ch->len = ch->off + n;
-    tt_chunkq_push(&p->wq, ch);
+    (void)tt_chunkq_push(&p->wq, ch); /* cannot fail: the room was checked before */
     p->nheld = 0;
     schedule(p);
     return true;
@@ -745,8 +752,10 @@ int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, struct tt_conn *sock, boo
     p->last_io = uv_now(loop);
     p->waiter.cb = on_writable;
     p->input_done.cb = on_input_done;
-    tt_chunkq_init(&p->upq);
-    tt_chunkq_init(&p->wq);
+    tt_chunkq_init(&p->upq, PIPE_UPQ_MAX);
+    /* The peer's DATA in wq is never more than the stream's window (the session fails a peer
+     * that sends more), grown by at most PIPE_EXTRA_MAX. */
+    tt_chunkq_init(&p->wq, (size_t)tt_wsconn_window(c) + PIPE_EXTRA_MAX + PIPE_WQ_EXTRA);
     uv_idle_init(loop, &p->idle);
     p->idle.data = p;
     sock->tcp.data = p;
@@ -780,22 +789,26 @@ void tt_pipe_connected(struct tt_pipe *p, int status)
 
 int tt_pipe_send(struct tt_pipe *p, const uint8_t *data, size_t len)
 {
+    int r;
     if (p->c == NULL || p->closing || p->fin_sent || len == 0)
         return 0;
-    if (tt_chunkq_append(&p->upq, data, len) != 0)
-        return TETHER_ERR_NOMEM;
+    r = tt_chunkq_append(&p->upq, data, len);
+    if (r != 0)
+        return r;
     schedule(p);
     return 0;
 }
 
 int tt_pipe_write(struct tt_pipe *p, const uint8_t *data, size_t len)
 {
+    int r;
     if (p->closing || len == 0)
         return 0;
     if (p->nheld > 0)
         keep_held(p); /* after the DATA already received */
-    if (tt_chunkq_append(&p->wq, data, len) != 0)
-        return TETHER_ERR_NOMEM;
+    r = tt_chunkq_append(&p->wq, data, len);
+    if (r != 0)
+        return r;
     schedule(p);
     return 0;
 }

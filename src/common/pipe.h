@@ -11,7 +11,14 @@
  * Used by the agent (local service sockets), the relay's TCP ports, and the relay's HTTP
  * proxying (with a filter that rewrites request heads).
  *
- * Owns: the conn it is given (closed by it), its read chunk and write queue.
+ * Owns: the conn it is given (closed by it), its read chunk and two queues, each capped:
+ * - the upstream queue (filter output and pre bytes not yet sent): the socket stops being read
+ *   once it holds 64 KiB, and it takes at most 4 MiB (what the filter makes of one read beyond
+ *   that mark); tt_pipe_send answers TETHER_ERR_AGAIN past the cap;
+ * - the write queue (the peer's DATA not yet written to the socket, and the answers written
+ *   with tt_pipe_write): the peer's part is at most the stream's receive window (the session
+ *   fails a peer that sends more) plus the growth granted (at most 4 MiB); its cap is that plus
+ *   64 KiB for answer pages. Past it the stream is reset (TT_RESET_CANCEL).
  * A pipe frees itself once both its socket is closed and its stream has ended; on_done is the
  * last callback. DATA is written to the socket at the end of the wsconn read that brought it,
  * from the wsconn's receive buffer (one writev), when that read is the last of the loop turn;
@@ -60,11 +67,13 @@ int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, struct tt_conn *sock, boo
  * stream is reset with TT_RESET_REFUSED and the pipe ends. */
 void tt_pipe_connected(struct tt_pipe *p, int status);
 
-/* From a filter: sends len bytes upstream (copied; queued until the window allows). Returns 0
- * or TETHER_ERR_NOMEM. */
+/* From a filter: sends len bytes upstream (copied; queued until the window allows). Returns 0,
+ * TETHER_ERR_AGAIN (the upstream queue's cap, 4 MiB, would be passed: nothing taken; fail the
+ * stream) or TETHER_ERR_NOMEM. */
 int tt_pipe_send(struct tt_pipe *p, const uint8_t *data, size_t len);
 
-/* Writes len bytes to the socket (copied). Returns 0 or TETHER_ERR_NOMEM. */
+/* Writes len bytes to the socket (copied). Returns 0, TETHER_ERR_AGAIN (the write queue's cap
+ * would be passed: nothing taken) or TETHER_ERR_NOMEM. */
 int tt_pipe_write(struct tt_pipe *p, const uint8_t *data, size_t len);
 
 /* Ends the pipe now: resets the stream (code) if it is still open, flushes what was written

@@ -1,6 +1,7 @@
 /* pool.c - a per-thread, capped free list of 64 KiB chunks, and tt_chunkq, a byte FIFO built on
- * them for socket write queues. Only chunks beyond the cap go back to free() (and, with glibc,
- * the heap is trimmed after a burst of those); nothing here touches a socket. */
+ * them for socket write queues, each with a cap on its bytes. Only chunks beyond the cap go back to
+ * free() (and, with glibc, the heap is trimmed after a burst of those); nothing here touches a
+ * socket. */
 #include "common/pool.h"
 
 #include <stdlib.h>
@@ -91,15 +92,26 @@ size_t tt_chunk_pool_free_count(void)
     return free_count;
 }
 
-void tt_chunkq_init(struct tt_chunkq *q)
+void tt_chunkq_init(struct tt_chunkq *q, size_t max)
 {
     q->head = q->tail = NULL;
     q->bytes = 0;
+    q->max = max;
+}
+
+size_t tt_chunkq_room(const struct tt_chunkq *q)
+{
+    return q->bytes < q->max ? q->max - q->bytes : 0;
 }
 
 uint8_t *tt_chunkq_reserve(struct tt_chunkq *q, size_t *room)
 {
     struct tt_chunk *t = q->tail;
+    size_t left = tt_chunkq_room(q);
+    if (left == 0) {
+        *room = 0;
+        return NULL;
+    }
     if (t == NULL || t->len == TT_CHUNK_SIZE) {
         t = tt_chunk_get();
         if (t == NULL)
@@ -111,6 +123,8 @@ uint8_t *tt_chunkq_reserve(struct tt_chunkq *q, size_t *room)
         q->tail = t;
     }
     *room = TT_CHUNK_SIZE - t->len;
+    if (*room > left)
+        *room = left;
     return t->data + t->len;
 }
 
@@ -122,6 +136,8 @@ void tt_chunkq_commit(struct tt_chunkq *q, size_t n)
 
 int tt_chunkq_append(struct tt_chunkq *q, const uint8_t *data, size_t len)
 {
+    if (len > tt_chunkq_room(q))
+        return TETHER_ERR_AGAIN;
     while (len > 0) {
         size_t n;
         uint8_t *dst = tt_chunkq_reserve(q, &n);
@@ -137,8 +153,10 @@ int tt_chunkq_append(struct tt_chunkq *q, const uint8_t *data, size_t len)
     return 0;
 }
 
-void tt_chunkq_push(struct tt_chunkq *q, struct tt_chunk *c)
+int tt_chunkq_push(struct tt_chunkq *q, struct tt_chunk *c)
 {
+    if (c->len - c->off > tt_chunkq_room(q))
+        return TETHER_ERR_AGAIN;
     c->next = NULL;
     if (q->tail != NULL)
         q->tail->next = c;
@@ -146,6 +164,7 @@ void tt_chunkq_push(struct tt_chunkq *q, struct tt_chunk *c)
         q->head = c;
     q->tail = c;
     q->bytes += c->len - c->off;
+    return 0;
 }
 
 unsigned tt_chunkq_bufs(const struct tt_chunkq *q, uv_buf_t *bufs, unsigned max, size_t *nbytes)

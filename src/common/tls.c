@@ -31,6 +31,11 @@
 #include "tether_err.h"
 
 #define TLS_MAX_BUFS 64
+/* Cap on the ciphertext queue. It holds the records of the owner's writes under way (at most
+ * TT_TLS_MAX_WRITES; wsconn and pipe have one at a time, of at most 64 pooled chunks: 4 MiB) and
+ * the few records OpenSSL writes by itself (handshake flight, tickets, a key update answer,
+ * alerts). Past it (four times that) a record fails, and with it the session. */
+#define TLS_OUT_MAX (16u * 1024u * 1024u)
 /* What a read asks the owner's alloc callback for (a pool chunk, as libuv would suggest). */
 #define TLS_READ_SIZE 65536
 
@@ -100,7 +105,7 @@ static int bio_write(BIO *b, const char *data, int len)
     if (len <= 0)
         return 0;
     if (tt_chunkq_append(&t->out, (const uint8_t *)data, (size_t)len) != 0)
-        return -1; /* out of memory: OpenSSL fails the record, and so the session */
+        return -1; /* out of memory or over the cap: OpenSSL fails the record and the session */
     t->queued += (uint64_t)len;
     return len;
 }
@@ -702,7 +707,7 @@ static struct tt_tls *tls_new(struct tt_conn *c, struct tt_tls_ctx *ctx)
         return NULL;
     t->conn = c;
     t->server = ctx->server;
-    tt_chunkq_init(&t->out);
+    tt_chunkq_init(&t->out, TLS_OUT_MAX);
     t->ssl = SSL_new(ctx->ssl);
     b = BIO_new(bio_method);
     if (t->ssl == NULL || b == NULL) {

@@ -3,7 +3,11 @@
  * the TLS session a conn carries. OpenSSL works over our own memory BIO: ciphertext read from
  * the socket lands in a pooled chunk that OpenSSL reads from, plaintext is decrypted straight
  * into the reader's buffer, and records are written into a queue of pooled chunks that one
- * uv_write at a time sends. TLS 1.2 is the minimum on both sides; renegotiation is off.
+ * uv_write at a time sends. That queue holds the ciphertext of the owner's writes under way
+ * (at most TT_TLS_MAX_WRITES of them, each bounded by its owner) and the few records OpenSSL
+ * sends by itself; it is capped at 16 MiB, past which the session fails (UV_EPROTO). A read
+ * holds one pooled chunk of ciphertext at most. TLS 1.2 is the minimum on both sides;
+ * renegotiation is off.
  *
  * No OpenSSL type appears here: relay and agent code hold a struct tt_tls_ctx. */
 #ifndef TT_TLS_H

@@ -9,9 +9,13 @@
  * connection costs a few list links rather than libuv handles of its own: a relay holds 100,000
  * of them.
  * Application callbacks are never called from inside tt_wsconn_* calls; on_close always comes
- * from the idle handle, and the struct is freed only after its socket's close callback. */
+ * from the idle handle, and the struct is freed only after its socket's close callback.
+ * The output queue is capped (wsconn.h, "Bounded output"): every frame, pongs and close frames
+ * included, goes through ws_send's or send_control's room check, and a ping flood costs one
+ * queued pong and one 125-byte buffer. */
 #include "common/wsconn.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +26,16 @@
 #include "common/wsframe.h"
 
 #define WSCONN_DEFAULT_HIGH (1024u * 1024u)
+/* Default hard cap on the output queue: this many times out_high. */
+#define WSCONN_DEFAULT_MAX_FACTOR 4u
+/* Reading the peer stops when the queue passes out_high by this much: more than the data path
+ * ever queues past out_high (one DATA frame, at most 65,543 bytes plus its WebSocket header,
+ * and a few small control frames). */
+#define WSCONN_STOP_ABOVE (128u * 1024u)
+/* Queued output that has not moved for this long: the peer does not read. */
+#define WSCONN_DEFAULT_STALL_MS 30000u
+/* Largest control frame payload (RFC 6455 5.5). */
+#define WSCONN_CTRL_MAX 125u
 #define WSCONN_DEFAULT_MAX_MESSAGE (1024u * 1024u)
 #define WSCONN_MAX_BUFS 64
 /* Streams are rare on most connections: the table starts with room for one and doubles. */
@@ -76,6 +90,15 @@ struct wsloop {
 
 static _Thread_local struct wsloop *wsloops;
 
+/* tt_wsconn_get_stats's counters: process-wide, as /metrics reports them. */
+static _Atomic uint64_t stat_overflow_cap, stat_overflow_stall, stat_read_paused,
+    stat_pings_answered, stat_pings_coalesced;
+
+static void count(_Atomic uint64_t *n)
+{
+    atomic_fetch_add_explicit(n, 1, memory_order_relaxed);
+}
+
 struct tt_wsconn {
     uv_loop_t *loop;
     struct tt_conn *conn;
@@ -95,8 +118,16 @@ struct tt_wsconn {
     void *ud;
 
     /* output */
-    struct tt_chunkq out;
-    size_t inflight;                 /* bytes of out in the uv_write under way (0: none) */
+    struct tt_chunkq out; /* capped at cfg.out_max */
+    size_t out_stop;      /* above this, the peer is not read (read_paused) */
+    size_t inflight;      /* bytes of out in the uv_write under way (0: none) */
+    size_t pong_ahead;    /* bytes of out up to the end of the pong queued there (0: none) */
+    uint8_t *pong;        /* the latest ping's payload, waiting for that pong to be written */
+    uint8_t pong_len;     /* (malloc'd WSCONN_CTRL_MAX bytes on first need, kept until freed) */
+    bool pong_due;        /* pong[] holds a payload to answer */
+    bool read_paused;     /* reading stopped: the queue passed out_stop */
+    uint64_t last_tx;     /* loop time the queue was last empty or some of it was written */
+    size_t stall_wqs;     /* the socket's write queue size at the last link check */
     struct tt_wsconn_waiter waiters; /* list sentinel */
     struct tt_wsconn_waiter readers; /* tt_wsconn_after_input list sentinel */
 
@@ -439,6 +470,7 @@ static void on_conn_closed(uv_handle_t *h)
     free(c->pre);
     free(c->reason);
     free(c->ctrl);
+    free(c->pong);
     free(c);
     wsloop_put(L);
 }
@@ -483,7 +515,8 @@ static int next_mask(uint8_t key[4])
     return 0;
 }
 
-/* Appends payload bytes (masked with key from payload offset off on the client side). */
+/* Appends payload bytes (masked with key from payload offset off on the client side). The
+ * caller checked the room: only running out of memory fails. */
 static int put_payload(struct tt_wsconn *c, const uint8_t *src, size_t len, const uint8_t key[4],
                        uint64_t off)
 {
@@ -505,8 +538,77 @@ static int put_payload(struct tt_wsconn *c, const uint8_t *src, size_t len, cons
     return 0;
 }
 
-/* Queues one WebSocket frame (FIN set) whose payload is hdr[0..hlen) + data[0..len). Returns 0 or
- * TETHER_ERR_NOMEM (the output is then broken and the connection is being closed). */
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static bool send_control(struct tt_wsconn *c, uint8_t opcode, const uint8_t *p, size_t len);
+
+/* The peer does not read what it is sent (the queue is full, or has not moved for stall_ms):
+ * the connection closes at once, without a close frame, which it would not read either. */
+static void overflow(struct tt_wsconn *c, bool stall)
+{
+    if (c->dead || c->hclosing)
+        return;
+    count(stall ? &stat_overflow_stall : &stat_overflow_cap);
+    TT_LOG(TT_LOG_INFO, "wsconn: peer does not read, closing peer=%s queued=%zu cause=%s", c->peer,
+           c->out.bytes, stall ? "stalled" : "full");
+    close_with(c, TT_GOAWAY_NORMAL, 1008, TETHER_ERR_IO,
+               stall ? "peer does not read (output stalled)" : "peer does not read (output full)");
+    c->dead = true;
+    schedule(c);
+}
+
+/* Bytes are about to join the queue: an empty queue starts its stall clock now. */
+static void out_starting(struct tt_wsconn *c)
+{
+    if (c->out.bytes == 0) {
+        c->last_tx = uv_now(c->loop);
+        c->stall_wqs = 0;
+    }
+}
+
+/* Bytes joined the queue. Past out_stop only frames the peer provokes without reading can have
+ * taken it: its input is not read until the queue is back under out_high. */
+static void out_grew(struct tt_wsconn *c)
+{
+    if (c->read_paused || c->out.bytes <= c->out_stop || c->dead || c->hclosing)
+        return;
+    c->read_paused = true;
+    count(&stat_read_paused);
+    TT_LOG(TT_LOG_DEBUG, "wsconn: output over %zu bytes, not reading peer=%s", c->out_stop,
+           c->peer);
+    tt_conn_read_stop(c->conn);
+}
+
+/* n bytes of the queue were written (and consumed): the queued pong may be out (then the
+ * waiting payload is answered), and a paused peer is read again once the queue is back under
+ * out_high. */
+static void out_moved(struct tt_wsconn *c, size_t n)
+{
+    c->last_tx = uv_now(c->loop);
+    if (c->pong_ahead > 0) {
+        c->pong_ahead = n < c->pong_ahead ? c->pong_ahead - n : 0;
+        if (c->pong_ahead == 0 && c->pong_due && !c->closing) {
+            c->pong_due = false;
+            count(&stat_pings_answered);
+            if (send_control(c, TT_WS_PONG, c->pong, c->pong_len))
+                c->pong_ahead = c->out.bytes;
+        }
+    }
+    if (c->read_paused && c->out.bytes <= c->cfg.out_high && c->started && !c->eof && !c->dead &&
+        !c->hclosing) {
+        c->read_paused = false;
+        if (tt_conn_read_start(c->conn, on_alloc, on_read) < 0) {
+            close_with(c, TT_GOAWAY_NORMAL, 1006, TETHER_ERR_IO, "read failed");
+            c->dead = true;
+            schedule(c);
+        }
+    }
+}
+
+/* Queues one WebSocket frame (FIN set) whose payload is hdr[0..hlen) + data[0..len). Returns 0,
+ * TETHER_ERR_NOMEM (the output is then broken and the connection is being closed), or
+ * TETHER_ERR_CLOSED (the connection is dead, or the frame does not fit under out_max: then it
+ * is closed as a peer that does not read). Nothing is queued when it fails. */
 static int ws_send(struct tt_wsconn *c, uint8_t opcode, const uint8_t *hdr, size_t hlen,
                    const uint8_t *data, size_t len)
 {
@@ -515,12 +617,20 @@ static int ws_send(struct tt_wsconn *c, uint8_t opcode, const uint8_t *hdr, size
 
     if (c->broken)
         return TETHER_ERR_NOMEM;
+    if (c->dead)
+        return TETHER_ERR_CLOSED;
     if (c->cfg.client && next_mask(key) != 0)
         goto broken;
     n = tt_wsframe_encode(head, true, opcode, c->cfg.client ? key : NULL, hlen + len);
+    if (n + hlen + len > tt_chunkq_room(&c->out)) {
+        overflow(c, false);
+        return TETHER_ERR_CLOSED;
+    }
+    out_starting(c);
     if (tt_chunkq_append(&c->out, head, n) != 0 || put_payload(c, hdr, hlen, key, 0) != 0 ||
         put_payload(c, data, len, key, hlen) != 0)
         goto broken;
+    out_grew(c);
     schedule(c);
     return 0;
 broken:
@@ -536,18 +646,18 @@ static void flush_failed(struct tt_wsconn *c, int r);
 /* Sends a ping or pong (payload p[0..len), len <= 125) at once when nothing is queued before
  * it: one write from the stack, no pooled chunk held until the idle turn (a relay sends the
  * pings of hundreds of connections in one timer turn and answers pings as it reads them).
- * Whatever the socket does not take at once (or a TLS connection) goes through the queue. */
-static void send_control(struct tt_wsconn *c, uint8_t opcode, const uint8_t *p, size_t len)
+ * Whatever the socket does not take at once (or a TLS connection) goes through the queue, under
+ * its cap. Returns true when (the rest of) the frame was queued, false when it went out whole or
+ * could not be sent (the connection is then closing). */
+static bool send_control(struct tt_wsconn *c, uint8_t opcode, const uint8_t *p, size_t len)
 {
-    uint8_t frame[TT_WSFRAME_MAX_HEADER + 125], key[4];
+    uint8_t frame[TT_WSFRAME_MAX_HEADER + WSCONN_CTRL_MAX], key[4];
     size_t n;
     int r;
 
-    if (c->out.bytes > 0 || c->inflight > 0 || c->dead || c->hclosing || c->broken || len > 125 ||
-        (c->cfg.client && next_mask(key) != 0)) {
-        (void)ws_send(c, opcode, p, len, NULL, 0);
-        return;
-    }
+    if (c->out.bytes > 0 || c->inflight > 0 || c->dead || c->hclosing || c->broken ||
+        len > WSCONN_CTRL_MAX || (c->cfg.client && next_mask(key) != 0))
+        return ws_send(c, opcode, p, len, NULL, 0) == 0;
     n = tt_wsframe_encode(frame, true, opcode, c->cfg.client ? key : NULL, len);
     if (c->cfg.client)
         tt_wsframe_mask(frame + n, p, len, key, 0);
@@ -560,18 +670,50 @@ static void send_control(struct tt_wsconn *c, uint8_t opcode, const uint8_t *p, 
         r = 0;
     else if (r < 0) {
         flush_failed(c, r);
-        return;
+        return false;
     }
-    if ((size_t)r < n) {
-        if (tt_chunkq_append(&c->out, frame + r, n - (size_t)r) != 0) {
-            c->broken = true;
-            TT_LOG(TT_LOG_WARN, "wsconn: output failed (out of memory) peer=%s", c->peer);
-            close_with(c, TT_GOAWAY_NORMAL, 1011, TETHER_ERR_NOMEM, "out of memory");
-            c->dead = true;
+    if ((size_t)r == n)
+        return false;
+    out_starting(c);
+    r = tt_chunkq_append(&c->out, frame + r, n - (size_t)r);
+    if (r == TETHER_ERR_AGAIN) {
+        overflow(c, false);
+        return false;
+    }
+    if (r != 0) {
+        c->broken = true;
+        TT_LOG(TT_LOG_WARN, "wsconn: output failed (out of memory) peer=%s", c->peer);
+        close_with(c, TT_GOAWAY_NORMAL, 1011, TETHER_ERR_NOMEM, "out of memory");
+        c->dead = true;
+        return false;
+    }
+    out_grew(c);
+    schedule(c);
+    return true;
+}
+
+/* A ping came with payload p[0..len). Answered at once unless a pong is still queued: then its
+ * payload waits in c->pong, replacing any earlier one (RFC 6455 5.5.3 lets us answer only the
+ * latest), and is answered once that pong is written (out_moved). So a peer that pings and
+ * never reads costs one queued pong and one buffer, however much it sends. */
+static void answer_ping(struct tt_wsconn *c, const uint8_t *p, size_t len)
+{
+    if (c->pong_ahead > 0) {
+        if (c->pong == NULL && (c->pong = malloc(WSCONN_CTRL_MAX)) == NULL) {
+            count(&stat_pings_coalesced); /* out of memory: this one goes unanswered */
             return;
         }
-        schedule(c);
+        if (c->pong_due)
+            count(&stat_pings_coalesced);
+        if (len > 0)
+            memcpy(c->pong, p, len);
+        c->pong_len = (uint8_t)len;
+        c->pong_due = true;
+        return;
     }
+    count(&stat_pings_answered);
+    if (send_control(c, TT_WS_PONG, p, len))
+        c->pong_ahead = c->out.bytes;
 }
 
 static void ws_send_close(struct tt_wsconn *c, uint16_t code, const char *reason)
@@ -604,8 +746,9 @@ static void pump_session(struct tt_wsconn *c)
 static void on_write(uv_write_t *req, int status)
 {
     struct tt_wsconn *c = req->data;
+    size_t n = c->inflight;
     wreq_put(c->L, req);
-    tt_chunkq_consume(&c->out, c->inflight);
+    tt_chunkq_consume(&c->out, n);
     c->inflight = 0;
     if (c->hclosing)
         return;
@@ -615,6 +758,7 @@ static void on_write(uv_write_t *req, int status)
         finish(c);
         return;
     }
+    out_moved(c, n);
     schedule(c);
 }
 
@@ -642,8 +786,12 @@ static void flush(struct tt_wsconn *c)
     r = tt_conn_try_write(c->conn, bufs, n);
     if (r > 0) {
         tt_chunkq_consume(&c->out, (size_t)r);
+        out_moved(c, (size_t)r);
+        if (c->dead)
+            return;
         if ((size_t)r == nbytes) {
-            /* more than WSCONN_MAX_BUFS chunks were queued, or waiters may go on now */
+            /* more than WSCONN_MAX_BUFS chunks were queued, a pong joined, or waiters may go
+             * on now */
             if (c->out.bytes > 0 || c->waiters.next != &c->waiters)
                 schedule(c);
             return;
@@ -794,7 +942,7 @@ static void handle_control(struct tt_wsconn *c, const uint8_t *p, size_t len)
 {
     switch (c->fr_opcode) {
     case TT_WS_PING:
-        send_control(c, TT_WS_PONG, p, len);
+        answer_ping(c, p, len);
         break;
     case TT_WS_PONG:
         break;
@@ -1016,6 +1164,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- deadlines -------------------------------------------------------------------------- */
 
+/* At a link check: true (and the connection closing) when queued output has not moved for
+ * stall_ms. It moves when a write completes, or when the socket's own write queue shrinks (a
+ * large write under way is taken bit by bit by a slow reader). */
+static bool stalled(struct tt_wsconn *c, uint64_t now)
+{
+    size_t wqs;
+    if (c->out.bytes == 0)
+        return false;
+    wqs = uv_stream_get_write_queue_size((const uv_stream_t *)&c->conn->tcp);
+    if (wqs < c->stall_wqs)
+        c->last_tx = now;
+    c->stall_wqs = wqs;
+    if (now - c->last_tx < c->cfg.stall_ms)
+        return false;
+    overflow(c, true);
+    return true;
+}
+
 /* c's deadline came: the close deadline, or the tick of its ping period (or timeout check). */
 static void on_due(struct tt_wsconn *c)
 {
@@ -1030,13 +1196,15 @@ static void on_due(struct tt_wsconn *c)
         close_with(c, TT_GOAWAY_NORMAL, 1001, TETHER_ERR_TIMEOUT, "ping timeout");
         return;
     }
+    if (stalled(c, now))
+        return;
     /* A ping only on a quiet link: a peer that pings (or talks) often enough saves us ours, and
      * its traffic already proves the link alive. */
     if (c->cfg.ping_interval_ms > 0 && now - c->last_rx >= c->cfg.ping_quiet_ms) {
         uint8_t p[8];
         for (int i = 0; i < 8; i++)
             p[i] = (uint8_t)(now >> (56 - 8 * i));
-        send_control(c, TT_WS_PING, p, sizeof(p));
+        (void)send_control(c, TT_WS_PING, p, sizeof(p));
     }
     arm(c, c->q_tick);
 }
@@ -1054,7 +1222,7 @@ static void run(struct tt_wsconn *c)
         free(c->pre);
         c->pre = NULL;
         c->prelen = 0;
-        if (!c->dead) {
+        if (!c->dead && !c->read_paused) {
             int r = tt_conn_read_start(c->conn, on_alloc, on_read);
             if (r < 0) {
                 close_with(c, TT_GOAWAY_NORMAL, 1006, TETHER_ERR_IO, "read failed");
@@ -1138,6 +1306,15 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, struct tt_conn *conn,
     c->cfg = *cfg;
     if (c->cfg.out_high == 0)
         c->cfg.out_high = WSCONN_DEFAULT_HIGH;
+    if (c->cfg.out_max == 0)
+        c->cfg.out_max = WSCONN_DEFAULT_MAX_FACTOR * c->cfg.out_high;
+    if (c->cfg.out_max < c->cfg.out_high)
+        c->cfg.out_max = c->cfg.out_high;
+    c->out_stop = c->cfg.out_high + WSCONN_STOP_ABOVE;
+    if (c->out_stop > c->cfg.out_max)
+        c->out_stop = c->cfg.out_max;
+    if (c->cfg.stall_ms == 0)
+        c->cfg.stall_ms = WSCONN_DEFAULT_STALL_MS;
     if (c->cfg.max_message == 0)
         c->cfg.max_message = WSCONN_DEFAULT_MAX_MESSAGE;
     if (c->cfg.ping_quiet_ms == 0)
@@ -1151,11 +1328,15 @@ int tt_wsconn_new(struct tt_wsconn **out, uv_loop_t *loop, struct tt_conn *conn,
     c->readers.next = c->readers.prev = &c->readers;
     link_init(&c->runlink);
     link_init(&c->tlink);
-    tt_chunkq_init(&c->out);
+    tt_chunkq_init(&c->out, c->cfg.out_max);
 
+    /* The link check: every ping interval, else often enough for the ping timeout, else for
+     * the stall check. */
     uint32_t tick = c->cfg.ping_interval_ms;
     if (tick == 0 && c->cfg.ping_timeout_ms > 0)
         tick = c->cfg.ping_timeout_ms / 4 < 50 ? 50 : c->cfg.ping_timeout_ms / 4;
+    if (tick == 0)
+        tick = c->cfg.stall_ms / 4 < 50 ? 50 : c->cfg.stall_ms / 4;
     int q_tick = -1, q_close = -1;
     c->L = wsloop_get(loop);
     if (c->L != NULL) {
@@ -1280,8 +1461,9 @@ int tt_wsconn_send_chunk(struct tt_wsconn *c, uint32_t id, struct tt_chunk *ch)
         return TETHER_ERR_CLOSED;
     /* A small read is copied: a queue of mostly empty chunks would hold far more memory than
      * the bytes out_high counts. */
-    if (c->broken || n < TT_CHUNK_SIZE / 2 || n > TT_FRAME_MAX_PAYLOAD ||
+    if (c->broken || c->dead || n < TT_CHUNK_SIZE / 2 || n > TT_FRAME_MAX_PAYLOAD ||
         ch->off < TT_WSFRAME_MAX_HEADER + TT_FRAME_HEADER_LEN ||
+        TT_WSFRAME_MAX_HEADER + TT_FRAME_HEADER_LEN + n > tt_chunkq_room(&c->out) ||
         n > tt_session_send_window(&c->sess, id))
         return 0;
     if (c->cfg.client && next_mask(key) != 0)
@@ -1296,8 +1478,10 @@ int tt_wsconn_send_chunk(struct tt_wsconn *c, uint32_t id, struct tt_chunk *ch)
         tt_wsframe_mask(t, t, TT_FRAME_HEADER_LEN + n, key, 0);
     memcpy(t - hn, head, hn);
     ch->off -= TT_FRAME_HEADER_LEN + hn;
-    tt_chunkq_push(&c->out, ch);
+    out_starting(c);
+    (void)tt_chunkq_push(&c->out, ch); /* cannot fail: the room was checked above */
     c->bytes_out += TT_FRAME_HEADER_LEN + n;
+    out_grew(c);
     schedule(c);
     return 1;
 }
@@ -1409,6 +1593,11 @@ const char *tt_wsconn_peer(const struct tt_wsconn *c)
     return c->peer;
 }
 
+uint32_t tt_wsconn_window(const struct tt_wsconn *c)
+{
+    return c->cfg.session.window;
+}
+
 uint64_t tt_wsconn_bytes_in(const struct tt_wsconn *c)
 {
     return c->bytes_in;
@@ -1417,4 +1606,13 @@ uint64_t tt_wsconn_bytes_in(const struct tt_wsconn *c)
 uint64_t tt_wsconn_bytes_out(const struct tt_wsconn *c)
 {
     return c->bytes_out;
+}
+
+void tt_wsconn_get_stats(struct tt_wsconn_stats *out)
+{
+    out->overflow_cap = atomic_load_explicit(&stat_overflow_cap, memory_order_relaxed);
+    out->overflow_stall = atomic_load_explicit(&stat_overflow_stall, memory_order_relaxed);
+    out->read_paused = atomic_load_explicit(&stat_read_paused, memory_order_relaxed);
+    out->pings_answered = atomic_load_explicit(&stat_pings_answered, memory_order_relaxed);
+    out->pings_coalesced = atomic_load_explicit(&stat_pings_coalesced, memory_order_relaxed);
 }

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include "tether_err.h"
 #include "common/log.h"
+#include "common/wsconn.h"
 #include "admin.h"
 #include "adminhost.h"
 #include "cluster.h"
@@ -654,6 +655,36 @@ static void limits_metrics(struct buf *b, const struct tt_limits *l)
             (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_HELLO]);
 }
 
+/* The device connections' output queues and pings (common/wsconn.c): connections closed because
+ * their peer did not read what it was sent, times reading stopped for it, pings answered and
+ * pings left unanswered because a later one came first. */
+static void metrics_wsconn(struct buf *b)
+{
+    struct tt_wsconn_stats w;
+    tt_wsconn_get_stats(&w);
+    buf_fmt(b,
+            "# HELP tether_ws_output_overflow_total Connections closed because the peer did not "
+            "read: a frame did not fit under the output queue's cap (cap), or queued output did "
+            "not move for 30 s (stall).\n"
+            "# TYPE tether_ws_output_overflow_total counter\n"
+            "tether_ws_output_overflow_total{reason=\"cap\"} %llu\n"
+            "tether_ws_output_overflow_total{reason=\"stall\"} %llu\n",
+            (unsigned long long)w.overflow_cap, (unsigned long long)w.overflow_stall);
+    buf_fmt(b,
+            "# HELP tether_ws_read_paused_total Times a connection stopped being read because "
+            "its output queue passed the stop mark (its peer provoked output it did not read).\n"
+            "# TYPE tether_ws_read_paused_total counter\n"
+            "tether_ws_read_paused_total %llu\n"
+            "# HELP tether_ws_pings_answered_total WebSocket pings answered with a pong.\n"
+            "# TYPE tether_ws_pings_answered_total counter\n"
+            "tether_ws_pings_answered_total %llu\n"
+            "# HELP tether_ws_pings_coalesced_total WebSocket pings left unanswered because a "
+            "later ping came before their pong could be written (only the latest is answered).\n"
+            "# TYPE tether_ws_pings_coalesced_total counter\n"
+            "tether_ws_pings_coalesced_total %llu\n",
+            (unsigned long long)w.read_paused, (unsigned long long)w.pings_answered,
+            (unsigned long long)w.pings_coalesced);
+}
 static void metrics(struct tt_headconn *hc, struct tt_relay *r)
 {
     struct devlist l;
@@ -719,6 +750,7 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             "tether_admin_refused_total{reason=\"origin\"} %llu\n",
             (unsigned long long)r->admin_refused_host, (unsigned long long)r->admin_refused_origin);
     limits_metrics(&b, &r->limits);
+    metrics_wsconn(&b);
     if (r->cluster) {
         const struct tt_cluster *c = r->cluster;
         buf_fmt(&b,

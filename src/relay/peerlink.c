@@ -1,29 +1,37 @@
 /* peerlink.c - byte copying between a client and a peer node (peerlink.h). Read memory comes
  * from the chunk pool; a chunk goes to the other side's write and back to the pool in its
- * callback. */
+ * callback. What a side has queued is bounded by the byte and write marks below. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "common/log.h"
 #include "common/pool.h"
+#include "common/tls.h"
 #include "pages.h"
 #include "peerlink.h"
 #include "respond.h"
 
-/* Stop reading a side while the other has this much queued; resume below the low mark. */
+/* Stop reading a side while the other has this much queued; resume below the low mark. So a side
+ * holds at most HIGH_WATER plus one read (a 64 KiB chunk) of the other's bytes. */
 #define HIGH_WATER (1024u * 1024)
 #define LOW_WATER (256u * 1024)
+/* The same in writes under way (one per read): a TLS client takes at most TT_TLS_MAX_WRITES at
+ * once (one more fails with UV_ENOBUFS, which cut the link), and small reads would pass that
+ * long before HIGH_WATER. */
+#define HIGH_WRITES TT_TLS_MAX_WRITES
+#define LOW_WRITES (TT_TLS_MAX_WRITES / 2)
 
 struct link;
 
 struct side {
     struct tt_conn *c;
     struct link *l;
-    size_t queued; /* bytes written to this side and not yet confirmed */
-    bool reading;  /* reads started on this side */
-    bool eof;      /* this side's input ended */
-    bool shut;     /* our output to this side was shut down */
-    bool closed;   /* its close callback ran */
+    size_t queued;   /* bytes written to this side and not yet confirmed */
+    unsigned writes; /* writes to this side under way */
+    bool reading;    /* reads started on this side */
+    bool eof;        /* this side's input ended */
+    bool shut;       /* our output to this side was shut down */
+    bool closed;     /* its close callback ran */
     uv_shutdown_t sreq;
 };
 
@@ -97,6 +105,7 @@ static void on_write(uv_write_t *req, int status)
     struct side *to = w->to;
     struct link *l = to->l;
     to->queued -= w->len;
+    to->writes--;
     tt_chunk_put(w->chunk);
     free(w);
     if (l->dying)
@@ -106,7 +115,7 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     struct side *from = &l->s[to == &l->s[0] ? 1 : 0];
-    if (!from->reading && !from->eof && to->queued < LOW_WATER)
+    if (!from->reading && !from->eof && to->queued < LOW_WATER && to->writes <= LOW_WRITES)
         start_reading(from);
     maybe_done(l);
 }
@@ -130,6 +139,7 @@ static int send_to(struct side *to, struct tt_chunk *chunk, const uint8_t *data,
         return -1;
     }
     to->queued += len;
+    to->writes++;
     return 0;
 }
 
@@ -173,7 +183,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         kill_link(l);
         return;
     }
-    if (to->queued >= HIGH_WATER) {
+    if (to->queued >= HIGH_WATER || to->writes >= HIGH_WRITES) {
         from->reading = false;
         tt_conn_read_stop(from->c);
     }

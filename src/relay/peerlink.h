@@ -2,7 +2,9 @@
  * holds its device. A plain TCP connection is opened to the peer's cluster address, the given
  * first bytes (an internal request head and whatever the client had sent after its own head)
  * are written, then bytes are copied both ways as they come, with back-pressure (a side whose
- * writes queue up past a bound stops the other side's reads) and half-closes passed on. The
+ * writes queue up to 1 MiB, or to the 16 writes a TLS conn takes at once, stops the other
+ * side's reads until they are under 256 KiB and 8 writes; so each side holds at most 1 MiB plus
+ * one 64 KiB read of the other's bytes) and half-closes passed on. The
  * peer does all HTTP work (filtering, timeouts, pages); this side never parses. */
 #ifndef TT_PEERLINK_H
 #define TT_PEERLINK_H

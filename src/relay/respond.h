@@ -1,6 +1,10 @@
 /* respond.h - answers a socket with a fixed HTTP response and closes it politely: write,
  * half-close, then discard input until the client closes (at most TT_RESPOND_LINGER_MS), so
- * that unread request bytes do not turn the close into a reset that loses the answer. */
+ * that unread request bytes do not turn the close into a reset that loses the answer.
+ * Bounds: each answer holds one copy of its bytes (a rendered page, at most TT_PAGE_MAX; an
+ * admin answer, as large as its listing) and no other buffer (input is read into one static
+ * sink and dropped), for at most TT_RESPOND_LINGER_MS counted from the start, the write
+ * included: a client that does not read its answer loses it then, and the socket is closed. */
 #ifndef TT_RESPOND_H
 #define TT_RESPOND_H
 

@@ -209,3 +209,108 @@ class RawWs:
             self.sock.close()
         except OSError:
             pass
+
+
+# ---------------------------------------------------------------- floods (test_abuse_queues.py)
+
+def ping_block(count, payload_len=125, mask=True):
+    """count WebSocket pings (opcode 9) of payload_len bytes each, concatenated: a client's
+    (masked) or a server's (unmasked). One frame is built and repeated."""
+    payload = bytes((i * 7) & 0xFF for i in range(payload_len))
+    return ws_frame(0x9, payload, mask=mask) * count
+
+
+def flood(sock, block, total, seconds):
+    """Sends block over and over until total bytes went out, seconds passed, or the socket
+    failed (the peer closed, or stopped reading for 5 s). Never reads. Returns the bytes sent."""
+    sent = 0
+    deadline = time.monotonic() + seconds
+    sock.settimeout(5)
+    try:
+        while sent < total and time.monotonic() < deadline:
+            sock.sendall(block)
+            sent += len(block)
+    except OSError:
+        pass
+    return sent
+
+
+def ws_upgrade(port, rcvbuf=None, host="127.0.0.1", timeout=30):
+    """A socket to the relay's device endpoint after a successful WebSocket upgrade (nothing
+    else sent). rcvbuf: SO_RCVBUF set before connecting, so that the kernel buffers little of
+    what the relay sends to a client that never reads."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    s.connect((host, port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET / HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+               % (host, port, key)).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = s.recv(1)  # byte by byte: nothing past the head is taken off the socket
+        if not b:
+            raise TestFailure("connection closed during the handshake: %r" % buf)
+        buf += b
+    if not buf.startswith(b"HTTP/1.1 101"):
+        raise TestFailure("the upgrade was not accepted: %r" % buf[:200])
+    return s
+
+
+def ws_accept_client(sock, timeout=30):
+    """Server side of the opening handshake on an accepted socket: reads the request head byte
+    by byte (nothing past it), answers 101 with the right Sec-WebSocket-Accept. Returns the
+    request head."""
+    sock.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = sock.recv(1)
+        if not b:
+            raise TestFailure("the client closed during the handshake: %r" % buf)
+        buf += b
+        if len(buf) > 16384:
+            raise TestFailure("request head too long: %r" % buf[:200])
+    key = None
+    for line in buf.decode("latin-1").split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        if k.strip().lower() == "sec-websocket-key":
+            key = v.strip()
+    if key is None:
+        raise TestFailure("no Sec-WebSocket-Key in %r" % buf)
+    sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                  % ws_accept(key)).encode())
+    return buf
+
+
+class RssPeak:
+    """Samples the VmRSS of pid every interval seconds in a thread until stop(); peak is the
+    largest figure seen (KiB)."""
+
+    def __init__(self, pid, interval=0.02):
+        import threading
+        self.pid = pid
+        self.peak = rss_kib(pid)
+        self._stop = threading.Event()
+        self._interval = interval
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_kib(self.pid))
+            except (OSError, TestFailure):
+                return
+            self._stop.wait(self._interval)
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(10)
+        try:
+            self.peak = max(self.peak, rss_kib(self.pid))
+        except (OSError, TestFailure):
+            pass
+        return self.peak

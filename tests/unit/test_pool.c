@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "common/pool.h"
+#include "tether_err.h"
 
 static void test_chunk_reuse(void **state)
 {
@@ -55,7 +56,7 @@ static void test_chunkq(void **state)
     (void)state;
     for (size_t i = 0; i < total; i++)
         src[i] = (uint8_t)(i * 7 + i / 251);
-    tt_chunkq_init(&q);
+    tt_chunkq_init(&q, SIZE_MAX);
     assert_int_equal(tt_chunkq_bufs(&q, bufs, 8, &nbytes), 0);
     assert_int_equal(nbytes, 0);
     /* Append in odd pieces. */
@@ -110,7 +111,7 @@ static void test_chunkq_push(void **state)
     size_t nbytes;
     (void)state;
     assert_non_null(c);
-    tt_chunkq_init(&q);
+    tt_chunkq_init(&q, SIZE_MAX);
     assert_int_equal(tt_chunkq_append(&q, (const uint8_t *)"ab", 2), 0);
     memcpy(c->data + TT_CHUNK_HEADROOM, "cdef", 4);
     c->off = TT_CHUNK_HEADROOM;
@@ -134,13 +135,69 @@ static void test_chunkq_push(void **state)
     assert_null(q.tail);
 }
 
+/* The cap: appends and pushes past it take nothing and answer TETHER_ERR_AGAIN; reserve never
+ * offers room past it; room comes back as the queue drains. */
+static void test_chunkq_cap(void **state)
+{
+    struct tt_chunkq q;
+    uint8_t src[1000];
+    size_t room;
+    uint8_t *p;
+    struct tt_chunk *c = tt_chunk_get();
+    (void)state;
+    assert_non_null(c);
+    memset(src, 'x', sizeof(src));
+    tt_chunkq_init(&q, 2500);
+    assert_int_equal(tt_chunkq_room(&q), 2500);
+    assert_int_equal(tt_chunkq_append(&q, src, 1000), 0);
+    assert_int_equal(tt_chunkq_append(&q, src, 1000), 0);
+    assert_int_equal(tt_chunkq_room(&q), 500);
+    /* All or nothing. */
+    assert_int_equal(tt_chunkq_append(&q, src, 501), TETHER_ERR_AGAIN);
+    assert_int_equal(q.bytes, 2000);
+    /* Reserve offers the room left, not the chunk's. */
+    p = tt_chunkq_reserve(&q, &room);
+    assert_non_null(p);
+    assert_int_equal(room, 500);
+    memset(p, 'y', room);
+    tt_chunkq_commit(&q, room);
+    assert_int_equal(tt_chunkq_room(&q), 0);
+    room = 99;
+    assert_null(tt_chunkq_reserve(&q, &room));
+    assert_int_equal(room, 0);
+    assert_int_equal(tt_chunkq_append(&q, src, 1), TETHER_ERR_AGAIN);
+    assert_int_equal(tt_chunkq_append(&q, src, 0), 0);
+    /* A push that does not fit leaves the chunk with its owner, unchanged. */
+    c->off = TT_CHUNK_HEADROOM;
+    c->len = TT_CHUNK_HEADROOM + 10;
+    assert_int_equal(tt_chunkq_push(&q, c), TETHER_ERR_AGAIN);
+    assert_int_equal(c->off, TT_CHUNK_HEADROOM);
+    assert_int_equal(c->len, TT_CHUNK_HEADROOM + 10);
+    assert_int_equal(q.bytes, 2500);
+    /* Draining gives the room back. */
+    tt_chunkq_consume(&q, 10);
+    assert_int_equal(tt_chunkq_room(&q), 10);
+    assert_int_equal(tt_chunkq_push(&q, c), 0);
+    assert_ptr_equal(q.tail, c);
+    assert_int_equal(q.bytes, 2500);
+    /* Never over the cap, whatever the pieces. */
+    tt_chunkq_clear(&q);
+    assert_int_equal(q.max, 2500);
+    for (int i = 0; i < 100; i++) {
+        int r = tt_chunkq_append(&q, src, (size_t)(37 * i % 300));
+        assert_true(r == 0 || r == TETHER_ERR_AGAIN);
+        assert_true(q.bytes <= 2500);
+    }
+    tt_chunkq_clear(&q);
+    tt_chunk_pool_drain();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chunk_reuse),
-        cmocka_unit_test(test_chunk_cap),
-        cmocka_unit_test(test_chunkq),
-        cmocka_unit_test(test_chunkq_push),
+        cmocka_unit_test(test_chunk_reuse), cmocka_unit_test(test_chunk_cap),
+        cmocka_unit_test(test_chunkq),      cmocka_unit_test(test_chunkq_push),
+        cmocka_unit_test(test_chunkq_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

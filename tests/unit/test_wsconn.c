@@ -16,6 +16,7 @@
 #include "common/pipe.h"
 #include "common/pool.h"
 #include "common/wsconn.h"
+#include "common/wsframe.h"
 
 #include "support_loop.h"
 
@@ -872,6 +873,396 @@ static void test_stuck_service_backpressure(void **state)
     free(w);
 }
 
+/* ---- a peer that does not read: pongs, the output cap, the read pause, the stall ---------- */
+
+struct deaf {
+    struct tt_conn *raw; /* the test's side of the pair */
+    struct tt_conn *ws;  /* the other side, the wsconn's (valid while d->c is) */
+    struct tt_wsconn *c; /* the wsconn under test, facing it */
+    uint8_t *in;         /* what raw read, once it reads */
+    size_t inlen, cap;
+    bool eof, written;
+    int closed, err;
+    char reason[128];
+    uv_write_t wreq;
+    uv_shutdown_t sreq;
+};
+
+static void deaf_on_close(struct tt_wsconn *c, int err, const char *reason, void *ud)
+{
+    struct deaf *d = ud;
+    (void)c;
+    d->closed++;
+    d->err = err;
+    snprintf(d->reason, sizeof(d->reason), "%s", reason);
+    d->c = NULL;
+}
+
+static void deaf_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
+{
+    struct deaf *d = h->data;
+    (void)sz;
+    buf->base = (char *)d->in + d->inlen;
+    buf->len = d->cap - d->inlen;
+}
+
+static void deaf_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct deaf *d = s->data;
+    (void)buf;
+    if (nread > 0) {
+        d->inlen += (size_t)nread;
+        assert_true(d->inlen < d->cap);
+    } else if (nread < 0) {
+        d->eof = true;
+        uv_read_stop(s);
+        /* Answer the close as a peer does: our EOF, so that the wsconn does not wait for it. */
+        if (uv_shutdown(&d->sreq, s, NULL) != 0)
+            d->sreq.handle = NULL;
+    }
+}
+
+static void deaf_written(uv_write_t *req, int status)
+{
+    struct deaf *d = req->data;
+    assert_int_equal(status, 0);
+    d->written = true;
+}
+
+/* A wsconn (the agent's side if client, else the relay's) facing a raw socket that reads nothing
+ * until told to, with a small send buffer; cfg's queue and stall settings apply. */
+static void deaf_open(uv_loop_t *loop, struct deaf *d, bool client, struct tt_wsconn_config *cfg)
+{
+    static struct tt_session_callbacks scb;
+    static const struct tt_wsconn_callbacks cb = {deaf_on_close};
+    struct tt_conn *a, *b;
+    int small = 4096;
+
+    memset(d, 0, sizeof(*d));
+    memset(&scb, 0, sizeof(scb));
+    tt_pipe_session_callbacks(&scb);
+    d->cap = 4u << 20;
+    d->in = malloc(d->cap);
+    ut_make_pair(loop, &a, &b);
+    /* (Not the raw side's receive buffer: shrunk after the connect, it stays clamped and
+     * loopback crawls at 8 KiB per 200 ms once it reads.) */
+    assert_int_equal(uv_send_buffer_size((uv_handle_t *)&b->tcp, &small), 0);
+    d->raw = a;
+    d->ws = b;
+    a->tcp.data = d;
+    cfg->client = client;
+    cfg->session.role = client ? TT_ROLE_DEVICE : TT_ROLE_RELAY;
+    cfg->session.window = 65536;
+    cfg->session.max_streams = 4;
+    cfg->session_cb = &scb;
+    assert_int_equal(tt_wsconn_new(&d->c, loop, b, NULL, 0, cfg, &cb, d), 0);
+}
+
+/* Reads until the wsconn is gone, then closes the raw side and the loop. */
+static void deaf_finish(uv_loop_t *loop, uv_timer_t *guard, struct deaf *d)
+{
+    if (d->c != NULL)
+        tt_wsconn_close(d->c, TT_GOAWAY_NORMAL, 1000, 0, "done");
+    if (!d->eof)
+        uv_read_start(S(d->raw), deaf_alloc, deaf_read);
+    while (!d->eof || !d->closed)
+        uv_run(loop, UV_RUN_ONCE);
+    tt_conn_close(d->raw, NULL);
+    ut_finish_loop(loop, guard);
+}
+
+/* The WebSocket frames in d->in: calls fn for each whole one with its unmasked payload. */
+static void deaf_frames(struct deaf *d, void (*fn)(uint8_t op, const uint8_t *p, size_t n, void *),
+                        void *arg)
+{
+    size_t off = 0;
+    uint8_t payload[200000];
+    while (off + 2 <= d->inlen) {
+        uint8_t op = d->in[off] & 0x0f, key[4] = {0};
+        bool masked = d->in[off + 1] & 0x80;
+        uint64_t n = d->in[off + 1] & 0x7f;
+        size_t hl = 2;
+        if (n == 126) {
+            n = (uint64_t)d->in[off + 2] << 8 | d->in[off + 3];
+            hl = 4;
+        } else if (n == 127) {
+            n = 0;
+            for (int i = 0; i < 8; i++)
+                n = n << 8 | d->in[off + 2 + (size_t)i];
+            hl = 10;
+        }
+        if (masked) {
+            memcpy(key, d->in + off + hl, 4);
+            hl += 4;
+        }
+        if (off + hl + n > d->inlen)
+            break;
+        assert_true(n <= sizeof(payload));
+        for (size_t i = 0; i < n; i++)
+            payload[i] = d->in[off + hl + i] ^ key[i % 4];
+        fn(op, payload, (size_t)n, arg);
+        off += hl + (size_t)n;
+    }
+}
+
+struct pongs {
+    size_t n;
+    int64_t last; /* counter in the last pong (-1: none) */
+    bool ordered;
+    bool seen_hi;
+};
+
+static void count_pongs(uint8_t op, const uint8_t *p, size_t n, void *arg)
+{
+    struct pongs *k = arg;
+    if (op != 0xa)
+        return;
+    if (n == 2 && memcmp(p, "hi", 2) == 0) {
+        k->seen_hi = true;
+        return;
+    }
+    assert_int_equal(n, 125);
+    int64_t v = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+    if (v <= k->last)
+        k->ordered = false;
+    k->last = v;
+    k->n++;
+}
+
+/* A WebSocket frame from the peer (masked unless it plays the relay). */
+static size_t peer_frame(uint8_t *out, bool masked, uint8_t op, const uint8_t *p, size_t n)
+{
+    static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
+    size_t hl = 2;
+    out[0] = (uint8_t)(0x80 | op);
+    assert_true(n < 126);
+    out[1] = (uint8_t)((masked ? 0x80 : 0) | n);
+    if (masked) {
+        memcpy(out + 2, key, 4);
+        hl += 4;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[hl + i] = masked ? p[i] ^ key[i % 4] : p[i];
+    return hl + n;
+}
+
+/* 20,000 pings from a peer that does not read: the wsconn keeps at most one pong in its queue
+ * (the rest coalesce into the latest payload), and once the peer reads, the pongs it gets are in
+ * order and the last one answers the last ping. */
+static void ping_flood(bool client)
+{
+    enum { N = 20000 };
+    uv_loop_t loop;
+    uv_timer_t guard;
+    struct deaf d;
+    struct tt_wsconn_config cfg = {0};
+    struct tt_wsconn_stats before, after;
+    struct pongs k = {0, -1, true, false};
+    uint8_t *wire = malloc((size_t)N * 131), p[125];
+    size_t len = 0, most = 0;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    ut_start_guard(&loop, &guard);
+    deaf_open(&loop, &d, client, &cfg);
+    memset(p, 'p', sizeof(p));
+    for (uint32_t i = 0; i < N; i++) {
+        p[0] = (uint8_t)(i >> 24);
+        p[1] = (uint8_t)(i >> 16);
+        p[2] = (uint8_t)(i >> 8);
+        p[3] = (uint8_t)i;
+        len += peer_frame(wire + len, !client, 0x9, p, sizeof(p));
+    }
+    tt_wsconn_get_stats(&before);
+    uv_buf_t b = uv_buf_init((char *)wire, (unsigned)len);
+    d.wreq.data = &d;
+    assert_int_equal(uv_write(&d.wreq, S(d.raw), &b, 1, deaf_written), 0);
+    for (;;) {
+        uv_run(&loop, UV_RUN_ONCE);
+        if (d.c != NULL && tt_wsconn_queued(d.c) > most)
+            most = tt_wsconn_queued(d.c);
+        tt_wsconn_get_stats(&after);
+        if (after.pings_answered + after.pings_coalesced -
+                (before.pings_answered + before.pings_coalesced) >=
+            N - 1)
+            break;
+    }
+    assert_non_null(d.c);
+    assert_true(d.written);
+    /* At most one pong frame queued, ever: the payloads waited in the pong buffer. */
+    assert_true(most <= TT_WSFRAME_MAX_HEADER + 125);
+    assert_true(after.pings_coalesced - before.pings_coalesced > N / 2);
+    /* The peer reads now: the waiting pong comes, with the last ping's payload. */
+    uv_read_start(S(d.raw), deaf_alloc, deaf_read);
+    for (;;) {
+        uv_run(&loop, UV_RUN_ONCE);
+        tt_wsconn_get_stats(&after);
+        if (after.pings_answered + after.pings_coalesced -
+                (before.pings_answered + before.pings_coalesced) ==
+            N)
+            break;
+    }
+    while (tt_wsconn_queued(d.c) > 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    deaf_finish(&loop, &guard, &d);
+    assert_int_equal(d.err, 0);
+    deaf_frames(&d, count_pongs, &k);
+    assert_true(k.ordered);
+    assert_int_equal(k.last, N - 1);
+    assert_int_equal(k.n, after.pings_answered - before.pings_answered);
+    assert_true(k.n < N / 2);
+    free(d.in);
+    free(wire);
+}
+
+static void test_ping_flood_relay_side(void **state)
+{
+    (void)state;
+    ping_flood(false);
+}
+
+static void test_ping_flood_agent_side(void **state)
+{
+    (void)state;
+    ping_flood(true);
+}
+
+/* Frames queued for a peer that does not read: never more than out_max queued; the frame that
+ * does not fit is refused and the connection closes at once as a peer that does not read. */
+static void test_output_cap(void **state)
+{
+    uv_loop_t loop;
+    uv_timer_t guard;
+    struct deaf d;
+    struct tt_wsconn_config cfg = {0};
+    struct tt_wsconn_stats before, after;
+    uint8_t *big = calloc(1, 60000);
+    int r, k = 0;
+    (void)state;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    ut_start_guard(&loop, &guard);
+    cfg.out_high = 64u << 10;
+    cfg.out_max = 256u << 10;
+    deaf_open(&loop, &d, false, &cfg);
+    tt_wsconn_get_stats(&before);
+    while ((r = tt_wsconn_send_frame(d.c, big, 60000)) == 0) {
+        assert_true(tt_wsconn_queued(d.c) <= cfg.out_max);
+        assert_true(++k < 10);
+    }
+    /* 4 x (60000 + 4) fit in 256 KiB; the fifth does not. */
+    assert_int_equal(r, TETHER_ERR_CLOSED);
+    assert_int_equal(k, 4);
+    assert_true(tt_wsconn_queued(d.c) <= cfg.out_max);
+    assert_int_equal(tt_wsconn_send_frame(d.c, big, 10), TETHER_ERR_CLOSED);
+    while (!d.closed)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(d.err, TETHER_ERR_IO);
+    assert_non_null(strstr(d.reason, "does not read"));
+    tt_wsconn_get_stats(&after);
+    assert_int_equal(after.overflow_cap - before.overflow_cap, 1);
+    /* Past out_high + 128 KiB (192 KiB) it had stopped reading too. */
+    assert_int_equal(after.read_paused - before.read_paused, 1);
+    deaf_finish(&loop, &guard, &d);
+    free(d.in);
+    free(big);
+}
+
+struct counter {
+    size_t binary;
+};
+
+static void count_binary(uint8_t op, const uint8_t *p, size_t n, void *arg)
+{
+    struct counter *k = arg;
+    (void)p;
+    if (op == 0x2)
+        k->binary += n;
+}
+
+/* Past its stop mark the wsconn does not read the peer (a ping then goes unanswered); once the
+ * peer reads and the queue is back under out_high, reading resumes and the ping is answered. */
+static void test_read_pause_and_resume(void **state)
+{
+    uv_loop_t loop;
+    uv_timer_t guard;
+    struct deaf d;
+    struct tt_wsconn_config cfg = {0};
+    struct tt_wsconn_stats before, after;
+    struct pongs k = {0, -1, true, false};
+    struct counter bin = {0};
+    uint8_t *big = calloc(1, 200000), ping[16];
+    (void)state;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    ut_start_guard(&loop, &guard);
+    cfg.out_high = 256u << 10;
+    cfg.out_max = 2u << 20;
+    deaf_open(&loop, &d, false, &cfg);
+    for (int i = 0; i < 10; i++)
+        uv_run(&loop, UV_RUN_NOWAIT); /* reading has started */
+    tt_wsconn_get_stats(&before);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(tt_wsconn_send_frame(d.c, big, 200000), 0);
+    tt_wsconn_get_stats(&after);
+    assert_int_equal(after.read_paused - before.read_paused, 1);
+    /* A ping now is not read while the queue stays over out_high (the peer does not read). */
+    size_t n = peer_frame(ping, true, 0x9, (const uint8_t *)"hi", 2);
+    uv_buf_t b = uv_buf_init((char *)ping, (unsigned)n);
+    assert_int_equal(uv_try_write(S(d.raw), &b, 1), (int)n);
+    for (int i = 0; i < 50; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_true(tt_wsconn_queued(d.c) > cfg.out_high);
+    tt_wsconn_get_stats(&after);
+    assert_int_equal(after.pings_answered, before.pings_answered);
+    /* The peer reads (the wsconn's send buffer grown back, so that loopback does not crawl):
+     * the queue drains, reading resumes, the ping is answered. */
+    int roomy = 1 << 20;
+    assert_int_equal(uv_send_buffer_size((uv_handle_t *)&d.ws->tcp, &roomy), 0);
+    uv_read_start(S(d.raw), deaf_alloc, deaf_read);
+    do {
+        uv_run(&loop, UV_RUN_ONCE);
+        tt_wsconn_get_stats(&after);
+    } while (after.pings_answered == before.pings_answered);
+    assert_non_null(d.c);
+    deaf_finish(&loop, &guard, &d);
+    assert_int_equal(d.err, 0);
+    deaf_frames(&d, count_pongs, &k);
+    deaf_frames(&d, count_binary, &bin);
+    assert_true(k.seen_hi);
+    assert_int_equal(bin.binary, 4 * 200000);
+    free(d.in);
+    free(big);
+}
+
+/* Output that does not move for stall_ms (a peer that never reads, below the cap): closed. */
+static void test_output_stall(void **state)
+{
+    uv_loop_t loop;
+    uv_timer_t guard;
+    struct deaf d;
+    struct tt_wsconn_config cfg = {0};
+    struct tt_wsconn_stats before, after;
+    uint8_t *big = calloc(1, 1u << 20);
+    (void)state;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    ut_start_guard(&loop, &guard);
+    cfg.stall_ms = 300;
+    deaf_open(&loop, &d, true, &cfg);
+    tt_wsconn_get_stats(&before);
+    assert_int_equal(tt_wsconn_send_frame(d.c, big, 1u << 20), 0);
+    while (!d.closed)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(d.err, TETHER_ERR_IO);
+    assert_non_null(strstr(d.reason, "stalled"));
+    tt_wsconn_get_stats(&after);
+    assert_int_equal(after.overflow_stall - before.overflow_stall, 1);
+    assert_int_equal(after.overflow_cap, before.overflow_cap);
+    deaf_finish(&loop, &guard, &d);
+    free(d.in);
+    free(big);
+}
+
 /* ---- interop with wslay (the reference) ------------------------------------------------ */
 
 struct sink {
@@ -1084,6 +1475,11 @@ int main(void)
         cmocka_unit_test(test_abort_while_closing),
         cmocka_unit_test(test_interop_wslay),
         cmocka_unit_test(test_stuck_service_backpressure),
+        cmocka_unit_test(test_ping_flood_relay_side),
+        cmocka_unit_test(test_ping_flood_agent_side),
+        cmocka_unit_test(test_output_cap),
+        cmocka_unit_test(test_read_pause_and_resume),
+        cmocka_unit_test(test_output_stall),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
