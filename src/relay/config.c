@@ -20,6 +20,7 @@ void tt_config_usage(FILE *f)
         "               [--tls-listen ADDR:PORT --tls-cert FILE --tls-key FILE]\n"
         "               [--admin-listen ADDR:PORT [--admin-token TOKEN]] [--log-level LEVEL]\n"
         "               [--max-streams N] [--head-timeout DURATION] [--idle-timeout DURATION]\n"
+        "               [--max-names-per-token N] [--max-ports-per-token N]\n"
         "               [--config FILE]\n"
         "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
         "\n"
@@ -50,6 +51,10 @@ void tt_config_usage(FILE *f)
         "  --head-timeout DURATION  a request head must arrive whole within this (default 30s)\n"
         "  --idle-timeout DURATION  close a browser connection silent both ways this long\n"
         "                         (default 60s; 0s: never)\n"
+        "  --max-names-per-token N  names the fleet token may hold (each gets a device key at\n"
+        "                         its first registration; default 100000)\n"
+        "  --max-ports-per-token N  TCP ports those names may hold (default: half of\n"
+        "                         --tcp-ports; the rest stays for --tokens-file devices)\n"
         "  --config FILE          settings, one per line: a flag's name and its value\n"
         "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
         "                         command line win\n"
@@ -336,6 +341,18 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         c->max_streams = (uint16_t)n;
         return 0;
     }
+    if (strcmp(flag, "--max-names-per-token") == 0 || strcmp(flag, "--max-ports-per-token") == 0) {
+        bool names = flag[6] == 'n';
+        unsigned long long max = names ? 1000000000ull : 65535ull;
+        char *end;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (v[0] < '0' || v[0] > '9' || *end != '\0' || n < 1 || n > max) {
+            snprintf(err, TT_ERRLEN, "%s: '%.60s' is not a number from 1 to %llu", flag, v, max);
+            return -1;
+        }
+        *(names ? &c->max_names_per_token : &c->max_ports_per_token) = n;
+        return 0;
+    }
     if (strcmp(flag, "--head-timeout") == 0 || strcmp(flag, "--idle-timeout") == 0) {
         bool head = flag[2] == 'h';
         uint64_t ms;
@@ -435,11 +452,31 @@ static int check_cluster(struct tt_config *c, char err[TT_ERRLEN])
 static bool takes_value(const char *flag)
 {
     static const char *const with_value[] = {
-        "--listen",       "--domain",       "--public-url",   "--tcp-ports",   "--tcp-bind",
-        "--grace",        "--data-dir",     "--token",        "--tokens-file", "--admin-listen",
-        "--log-level",    "--tls-listen",   "--tls-cert",     "--tls-key",     "--redis",
-        "--node-id",      "--advertise",    "--admin-token",  "--config",      "--max-streams",
-        "--head-timeout", "--idle-timeout", "--cluster-addr",
+        "--listen",
+        "--domain",
+        "--public-url",
+        "--tcp-ports",
+        "--tcp-bind",
+        "--grace",
+        "--data-dir",
+        "--token",
+        "--tokens-file",
+        "--admin-listen",
+        "--log-level",
+        "--tls-listen",
+        "--tls-cert",
+        "--tls-key",
+        "--redis",
+        "--node-id",
+        "--advertise",
+        "--admin-token",
+        "--config",
+        "--max-streams",
+        "--head-timeout",
+        "--idle-timeout",
+        "--cluster-addr",
+        "--max-names-per-token",
+        "--max-ports-per-token",
     };
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)
@@ -464,6 +501,7 @@ static void set_defaults(struct tt_config *c)
     c->max_streams = TT_CONFIG_MAX_STREAMS;
     c->head_timeout_ms = TT_CONFIG_HEAD_TIMEOUT_MS;
     c->idle_timeout_ms = TT_CONFIG_IDLE_TIMEOUT_MS;
+    c->max_names_per_token = TT_CONFIG_MAX_NAMES_PER_TOKEN;
 }
 
 /* Applies the settings of --config FILE (path) to c. Returns 0, -1 (usage) or -2 (runtime). */
@@ -597,6 +635,11 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
     }
     if (check_cluster(c, err) != 0)
         return -1;
+    if (!c->max_ports_per_token) {
+        c->max_ports_per_token = ((uint64_t)c->tcp_high - c->tcp_low + 1) / 2;
+        if (c->max_ports_per_token < 1)
+            c->max_ports_per_token = 1;
+    }
     if (!g.bind)
         strcpy(c->tcp_bind, c->listen[0].host);
     if (!g.url) {

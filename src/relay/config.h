@@ -20,6 +20,7 @@
 #define TT_CONFIG_MAX_STREAMS 1024
 #define TT_CONFIG_HEAD_TIMEOUT_MS 30000
 #define TT_CONFIG_IDLE_TIMEOUT_MS 60000
+#define TT_CONFIG_MAX_NAMES_PER_TOKEN 100000
 
 struct tt_config_addr {
     char host[TT_HOSTLEN]; /* an IP literal */
@@ -69,6 +70,10 @@ struct tt_config {
     uint64_t head_timeout_ms; /* a request head must be complete this long after it began */
     uint64_t idle_timeout_ms; /* a proxied HTTP connection silent both ways this long closes
                                  (0: never) */
+    /* The fleet token's caps (devauth.h): names it holds through device keys, and the TCP ports
+     * those names hold (default: half of the --tcp-ports range, at least 1). */
+    uint64_t max_names_per_token;
+    uint64_t max_ports_per_token;
     /* Cluster mode (--redis; the three flags go together): the registry is in Redis and shared
      * by the nodes; cluster.h. */
     bool cluster;

@@ -107,6 +107,8 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     r->cfg = *cfg;
     tt_strmap_init(&r->by_name);
     tt_strmap_init(&r->by_label);
+    tt_devauth_init(&r->auth, cfg->max_names_per_token, cfg->max_ports_per_token,
+                    (int64_t)uv_now(loop));
     r->lock_fd = -1;
     if (make_dirs(cfg->data_dir, err) != 0 || lock_data_dir(r, err) != 0 ||
         setup_registry(r, err) != 0 || setup_tokens(r, err) != 0)
@@ -287,6 +289,7 @@ void tt_relay_free(struct tt_relay *r)
         close(r->lock_fd);
     r->lock_fd = -1;
     tt_tokens_reset(&r->tokens);
+    tt_devauth_reset(&r->auth);
     tt_tls_ctx_free(r->tls);
     r->tls = NULL;
     tt_strmap_reset(&r->by_name);

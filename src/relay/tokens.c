@@ -169,6 +169,21 @@ bool tt_tokens_check(const struct tt_tokens *t, const uint8_t *name, size_t name
     return tt_consttime_equal(h, sizeof(h), t->fleet, sizeof(h));
 }
 
+bool tt_tokens_has_own(const struct tt_tokens *t, const uint8_t *name, size_t namelen)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strlen(t->v[i].name) == namelen && memcmp(t->v[i].name, name, namelen) == 0)
+            return true;
+    return false;
+}
+
+bool tt_tokens_check_fleet(const struct tt_tokens *t, const uint8_t *token, size_t tokenlen)
+{
+    uint8_t h[32];
+    hash_token(token, tokenlen, h);
+    return t->have_fleet && tt_consttime_equal(h, sizeof(h), t->fleet, sizeof(h));
+}
+
 void tt_tokens_set_fleet_hash(struct tt_tokens *t, const uint8_t hash[32])
 {
     memcpy(t->fleet, hash, 32);

@@ -46,6 +46,12 @@ int tt_tokens_load_file(struct tt_tokens *t, const char *path, char err[TT_ERRLE
 bool tt_tokens_check(const struct tt_tokens *t, const uint8_t *name, size_t namelen,
                      const uint8_t *token, size_t tokenlen);
 
+/* True when name has a token of its own (a --tokens-file line): it is held by that token. */
+bool tt_tokens_has_own(const struct tt_tokens *t, const uint8_t *name, size_t namelen);
+
+/* True when token is the fleet token (false when there is none). Constant time. */
+bool tt_tokens_check_fleet(const struct tt_tokens *t, const uint8_t *token, size_t tokenlen);
+
 /* Sets t's fleet token from its SHA-256 hash. */
 void tt_tokens_set_fleet_hash(struct tt_tokens *t, const uint8_t hash[32]);
 
