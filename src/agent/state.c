@@ -171,8 +171,8 @@ int tt_state_read_key(uv_loop_t *loop, const char *dir, const char *name,
         errf(err, "cannot read the device key in %s: too large or unreadable", path);
         return TETHER_ERR_IO;
     }
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-                     buf[n - 1] == '\t'))
+    while (n > 0 &&
+           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
         n--;
     while (start < n && (buf[start] == ' ' || buf[start] == '\t'))
         start++;

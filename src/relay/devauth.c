@@ -298,8 +298,8 @@ static int ports_over(struct tt_devauth *a, struct tt_registry *reg, const char 
 #define R_OTHER(code, fmt) refuse(a, akey, false, name, peer, now, v, code, fmt)
 
 int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct tt_tokens *tok,
-                     const char *name, const struct tt_hello *m, uint8_t version,
-                     const char *peer, int64_t now, struct tt_devauth_verdict *v)
+                     const char *name, const struct tt_hello *m, uint8_t version, const char *peer,
+                     int64_t now, struct tt_devauth_verdict *v)
 {
     char akey[TT_ADDRKEY_LEN];
     uint8_t stored[32], got[32];
@@ -423,40 +423,40 @@ int tt_devauth_metrics(const struct tt_devauth *a, struct tt_registry *reg, char
                        size_t outlen, size_t *len)
 {
     uint64_t names = 0, ports = 0;
-    int rc = add(
-        out, outlen, len,
-        "# HELP tether_auth_failures_total Device registrations refused for a wrong token or a "
-        "wrong or missing device key.\n"
-        "# TYPE tether_auth_failures_total counter\n"
-        "tether_auth_failures_total %llu\n"
-        "# HELP tether_auth_throttled_total Device registrations refused unchecked: too many "
-        "failed attempts from their address.\n"
-        "# TYPE tether_auth_throttled_total counter\n"
-        "tether_auth_throttled_total %llu\n"
-        "# HELP tether_auth_throttle_addresses Client addresses whose failed attempts are "
-        "counted now (at most %d).\n"
-        "# TYPE tether_auth_throttle_addresses gauge\n"
-        "tether_auth_throttle_addresses %zu\n"
-        "# HELP tether_auth_throttle_evicted_total Addresses forgotten early to make room.\n"
-        "# TYPE tether_auth_throttle_evicted_total counter\n"
-        "tether_auth_throttle_evicted_total %llu\n"
-        "# HELP tether_device_keys_total Device keys stored with a registration: issued by "
-        "the relay, or adopted from the agent (a key it got from another relay).\n"
-        "# TYPE tether_device_keys_total counter\n"
-        "tether_device_keys_total{how=\"issued\"} %llu\n"
-        "tether_device_keys_total{how=\"adopted\"} %llu\n"
-        "# HELP tether_token_refused_total Registrations with the fleet token refused by one "
-        "of its caps.\n"
-        "# TYPE tether_token_refused_total counter\n"
-        "tether_token_refused_total{cap=\"names\"} %llu\n"
-        "tether_token_refused_total{cap=\"ports\"} %llu\n"
-        "tether_token_refused_total{cap=\"rate\"} %llu\n",
-        (unsigned long long)a->failures, (unsigned long long)a->throttled, TT_DEVAUTH_MAX_ADDRS,
-        tt_devauth_addresses(a), (unsigned long long)a->evicted,
-        (unsigned long long)a->keys_issued, (unsigned long long)a->keys_adopted,
-        (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_NAMES],
-        (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_PORTS],
-        (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_RATE]);
+    int rc =
+        add(out, outlen, len,
+            "# HELP tether_auth_failures_total Device registrations refused for a wrong token or a "
+            "wrong or missing device key.\n"
+            "# TYPE tether_auth_failures_total counter\n"
+            "tether_auth_failures_total %llu\n"
+            "# HELP tether_auth_throttled_total Device registrations refused unchecked: too many "
+            "failed attempts from their address.\n"
+            "# TYPE tether_auth_throttled_total counter\n"
+            "tether_auth_throttled_total %llu\n"
+            "# HELP tether_auth_throttle_addresses Client addresses whose failed attempts are "
+            "counted now (at most %d).\n"
+            "# TYPE tether_auth_throttle_addresses gauge\n"
+            "tether_auth_throttle_addresses %zu\n"
+            "# HELP tether_auth_throttle_evicted_total Addresses forgotten early to make room.\n"
+            "# TYPE tether_auth_throttle_evicted_total counter\n"
+            "tether_auth_throttle_evicted_total %llu\n"
+            "# HELP tether_device_keys_total Device keys stored with a registration: issued by "
+            "the relay, or adopted from the agent (a key it got from another relay).\n"
+            "# TYPE tether_device_keys_total counter\n"
+            "tether_device_keys_total{how=\"issued\"} %llu\n"
+            "tether_device_keys_total{how=\"adopted\"} %llu\n"
+            "# HELP tether_token_refused_total Registrations with the fleet token refused by one "
+            "of its caps.\n"
+            "# TYPE tether_token_refused_total counter\n"
+            "tether_token_refused_total{cap=\"names\"} %llu\n"
+            "tether_token_refused_total{cap=\"ports\"} %llu\n"
+            "tether_token_refused_total{cap=\"rate\"} %llu\n",
+            (unsigned long long)a->failures, (unsigned long long)a->throttled, TT_DEVAUTH_MAX_ADDRS,
+            tt_devauth_addresses(a), (unsigned long long)a->evicted,
+            (unsigned long long)a->keys_issued, (unsigned long long)a->keys_adopted,
+            (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_NAMES],
+            (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_PORTS],
+            (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_RATE]);
     if (rc == 0 && reg && tt_registry_key_counts(reg, &names, &ports) == 0)
         rc = add(out, outlen, len,
                  "# HELP tether_token_names Device names held through a device key (created "

@@ -60,8 +60,8 @@ struct tt_devauth {
     uint64_t max_names; /* --max-names-per-token */
     uint64_t max_ports; /* --max-ports-per-token */
     struct tt_devauth_bucket new_names;
-    struct tt_strmap addrs;                     /* addrkey -> struct tt_devauth_addr (owned) */
-    struct tt_devauth_addr *newest, *oldest;    /* the same, by last activity */
+    struct tt_strmap addrs;                  /* addrkey -> struct tt_devauth_addr (owned) */
+    struct tt_devauth_addr *newest, *oldest; /* the same, by last activity */
     /* counters (/metrics) */
     uint64_t failures;                          /* failed credential checks */
     uint64_t throttled;                         /* HELLOs refused unchecked */
@@ -72,12 +72,13 @@ struct tt_devauth {
 
 /* What tt_devauth_hello() decided. */
 struct tt_devauth_verdict {
-    uint16_t refuse;                  /* 0: go on with the registration; else a TT_REFUSE_ code */
-    char reason[TT_MAX_REASON + 1];   /* the REFUSE reason (no secret in it) */
-    bool set_key;                     /* store key_hash with the registration (put's set_key) */
-    uint8_t key_hash[32];             /* SHA-256 of the key's 64 characters */
-    bool issued;                      /* a new key: send it in the WELCOME */
-    char key[TT_DEVAUTH_KEY_HEXLEN + 1]; /* the issued key ("" if none); secret: wipe it after use */
+    uint16_t refuse;                /* 0: go on with the registration; else a TT_REFUSE_ code */
+    char reason[TT_MAX_REASON + 1]; /* the REFUSE reason (no secret in it) */
+    bool set_key;                   /* store key_hash with the registration (put's set_key) */
+    uint8_t key_hash[32];           /* SHA-256 of the key's 64 characters */
+    bool issued;                    /* a new key: send it in the WELCOME */
+    char
+        key[TT_DEVAUTH_KEY_HEXLEN + 1]; /* the issued key ("" if none); secret: wipe it after use */
 };
 
 /* Prepares a with the caps (max_names, max_ports: at least 1). Cannot fail. */
@@ -100,8 +101,8 @@ void tt_devauth_reset(struct tt_devauth *a);
  * most once per address per TT_DEVAUTH_LOG_MS (with a summary of the others). Fills v; returns
  * 0 (v->refuse says whether to go on). */
 int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct tt_tokens *tok,
-                     const char *name, const struct tt_hello *m, uint8_t version,
-                     const char *peer, int64_t now, struct tt_devauth_verdict *v);
+                     const char *name, const struct tt_hello *m, uint8_t version, const char *peer,
+                     int64_t now, struct tt_devauth_verdict *v);
 
 /* Forgets addresses idle for TT_DEVAUTH_IDLE_MS (at most a few hundred per call, logging their
  * last summary). Call it every second or so. */
