@@ -113,7 +113,7 @@ int tt_state_key_path(const char *dir, const char *name, char *out, size_t outle
         unsigned char c = (unsigned char)name[i];
         bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                      c == '-' || c == '_' || (c == '.' && i > 0);
-        if (n + 5 + 3 >= outlen) /* room for %XX, ".key" and the NUL */
+        if (n + (plain ? 1 : 3) + 5 > outlen) /* room for it, ".key" and the NUL */
             return TETHER_ERR_CONFIG;
         if (plain) {
             out[n++] = (char)c;
@@ -166,7 +166,7 @@ int tt_state_read_key(uv_loop_t *loop, const char *dir, const char *name,
     }
     uv_fs_close(loop, &req, fd, NULL);
     uv_fs_req_cleanup(&req);
-    if (n >= sizeof(buf)) {
+    if (n >= sizeof(buf) - 1) { /* a key file is about 65 bytes: this one is something else */
         OPENSSL_cleanse(buf, sizeof(buf));
         errf(err, "cannot read the device key in %s: too large or unreadable", path);
         return TETHER_ERR_IO;

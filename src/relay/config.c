@@ -21,6 +21,7 @@ void tt_config_usage(FILE *f)
         "               [--admin-listen ADDR:PORT [--admin-token TOKEN]] [--log-level LEVEL]\n"
         "               [--max-streams N] [--head-timeout DURATION] [--idle-timeout DURATION]\n"
         "               [--max-names-per-token N] [--max-ports-per-token N]\n"
+        "               [--new-names-per-second N]\n"
         "               [--config FILE]\n"
         "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
         "\n"
@@ -54,7 +55,9 @@ void tt_config_usage(FILE *f)
         "  --max-names-per-token N  names the fleet token may hold (each gets a device key at\n"
         "                         its first registration; default 100000)\n"
         "  --max-ports-per-token N  TCP ports those names may hold (default: half of\n"
-        "                         --tcp-ports; the rest stays for --tokens-file devices)\n"
+        "                         --tcp-ports)\n"
+        "  --new-names-per-second N  names the fleet token may create a second, with ten\n"
+        "                         seconds' worth at once (default 100)\n"
         "  --config FILE          settings, one per line: a flag's name and its value\n"
         "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
         "                         command line win\n"
@@ -341,16 +344,21 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         c->max_streams = (uint16_t)n;
         return 0;
     }
-    if (strcmp(flag, "--max-names-per-token") == 0 || strcmp(flag, "--max-ports-per-token") == 0) {
-        bool names = flag[6] == 'n';
-        unsigned long long max = names ? 1000000000ull : 65535ull;
+    if (strcmp(flag, "--max-names-per-token") == 0 || strcmp(flag, "--max-ports-per-token") == 0 ||
+        strcmp(flag, "--new-names-per-second") == 0) {
+        uint64_t *dst = flag[2] == 'n'   ? &c->new_names_per_sec
+                        : flag[6] == 'n' ? &c->max_names_per_token
+                                         : &c->max_ports_per_token;
+        unsigned long long max = dst == &c->max_ports_per_token ? 65535ull
+                                 : dst == &c->new_names_per_sec ? 1000000ull
+                                                                : 1000000000ull;
         char *end;
         unsigned long long n = strtoull(v, &end, 10);
         if (v[0] < '0' || v[0] > '9' || *end != '\0' || n < 1 || n > max) {
             snprintf(err, TT_ERRLEN, "%s: '%.60s' is not a number from 1 to %llu", flag, v, max);
             return -1;
         }
-        *(names ? &c->max_names_per_token : &c->max_ports_per_token) = n;
+        *dst = n;
         return 0;
     }
     if (strcmp(flag, "--head-timeout") == 0 || strcmp(flag, "--idle-timeout") == 0) {
@@ -452,34 +460,20 @@ static int check_cluster(struct tt_config *c, char err[TT_ERRLEN])
 static bool takes_value(const char *flag)
 {
     static const char *const with_value[] = {
-        "--listen",
-        "--domain",
-        "--public-url",
-        "--tcp-ports",
-        "--tcp-bind",
-        "--grace",
-        "--data-dir",
-        "--token",
-        "--tokens-file",
-        "--admin-listen",
-        "--log-level",
-        "--tls-listen",
-        "--tls-cert",
-        "--tls-key",
-        "--redis",
-        "--node-id",
-        "--advertise",
-        "--admin-token",
-        "--config",
-        "--max-streams",
-        "--head-timeout",
-        "--idle-timeout",
-        "--cluster-addr",
-        "--max-names-per-token",
-        "--max-ports-per-token",
+        "--listen",       "--domain",       "--public-url",   "--tcp-ports",   "--tcp-bind",
+        "--grace",        "--data-dir",     "--token",        "--tokens-file", "--admin-listen",
+        "--log-level",    "--tls-listen",   "--tls-cert",     "--tls-key",     "--redis",
+        "--node-id",      "--advertise",    "--admin-token",  "--config",      "--max-streams",
+        "--head-timeout", "--idle-timeout", "--cluster-addr",
     };
+    /* the fleet token's caps (devauth.h) */
+    static const char *const caps[] = {"--max-names-per-token", "--max-ports-per-token",
+                                       "--new-names-per-second"};
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)
+            return true;
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+        if (strcmp(flag, caps[i]) == 0)
             return true;
     return false;
 }
@@ -502,6 +496,7 @@ static void set_defaults(struct tt_config *c)
     c->head_timeout_ms = TT_CONFIG_HEAD_TIMEOUT_MS;
     c->idle_timeout_ms = TT_CONFIG_IDLE_TIMEOUT_MS;
     c->max_names_per_token = TT_CONFIG_MAX_NAMES_PER_TOKEN;
+    c->new_names_per_sec = TT_CONFIG_NEW_NAMES_PER_SEC;
 }
 
 /* Applies the settings of --config FILE (path) to c. Returns 0, -1 (usage) or -2 (runtime). */

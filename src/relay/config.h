@@ -21,6 +21,7 @@
 #define TT_CONFIG_HEAD_TIMEOUT_MS 30000
 #define TT_CONFIG_IDLE_TIMEOUT_MS 60000
 #define TT_CONFIG_MAX_NAMES_PER_TOKEN 100000
+#define TT_CONFIG_NEW_NAMES_PER_SEC 100
 
 struct tt_config_addr {
     char host[TT_HOSTLEN]; /* an IP literal */
@@ -74,6 +75,7 @@ struct tt_config {
      * those names hold (default: half of the --tcp-ports range, at least 1). */
     uint64_t max_names_per_token;
     uint64_t max_ports_per_token;
+    uint64_t new_names_per_sec; /* --new-names-per-second: the rate of new names */
     /* Cluster mode (--redis; the three flags go together): the registry is in Redis and shared
      * by the nodes; cluster.h. */
     bool cluster;

@@ -59,13 +59,20 @@ static void bucket_take(struct tt_devauth_bucket *b)
 
 /* ---- the address table ---- */
 
-void tt_devauth_init(struct tt_devauth *a, uint64_t max_names, uint64_t max_ports, int64_t now)
+static int64_t new_burst(const struct tt_devauth *a)
+{
+    return (int64_t)a->new_per_sec * TT_DEVAUTH_NEW_BURST_SECS;
+}
+
+void tt_devauth_init(struct tt_devauth *a, uint64_t max_names, uint64_t max_ports,
+                     uint64_t new_per_sec, int64_t now)
 {
     memset(a, 0, sizeof(*a));
     a->max_names = max_names ? max_names : 1;
     a->max_ports = max_ports ? max_ports : 1;
+    a->new_per_sec = new_per_sec ? new_per_sec : 1;
     tt_strmap_init(&a->addrs);
-    bucket_fill(&a->new_names, TT_DEVAUTH_NEW_BURST, now);
+    bucket_fill(&a->new_names, new_burst(a), now);
 }
 
 static void unlink_addr(struct tt_devauth *a, struct tt_devauth_addr *e)
@@ -359,7 +366,7 @@ int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct
         if (fresh) {
             /* A new name (not one registered before device keys): the caps on names. */
             uint64_t names = 0, held = 0;
-            bucket_refill(&a->new_names, TT_DEVAUTH_NEW_BURST, TT_DEVAUTH_NEW_PER_SEC, now);
+            bucket_refill(&a->new_names, new_burst(a), (int64_t)a->new_per_sec, now);
             if (!bucket_has(&a->new_names)) {
                 a->cap_refused[TT_DEVAUTH_CAP_RATE]++;
                 return R_OTHER(TT_REFUSE_CAPACITY,

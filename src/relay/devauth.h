@@ -33,10 +33,10 @@
 #define TT_DEVAUTH_MAX_ADDRS 65536
 #define TT_DEVAUTH_IDLE_MS 60000
 #define TT_DEVAUTH_LOG_MS 60000
-/* New names created with the fleet credential: a token bucket of TT_DEVAUTH_NEW_BURST names,
- * refilled at TT_DEVAUTH_NEW_PER_SEC (per relay node). */
-#define TT_DEVAUTH_NEW_BURST 100
-#define TT_DEVAUTH_NEW_PER_SEC 10
+/* New names created with the fleet credential: a token bucket refilled at --new-names-per-second
+ * (default TT_DEVAUTH_NEW_PER_SEC) that holds ten seconds' worth (per relay node). */
+#define TT_DEVAUTH_NEW_PER_SEC 100
+#define TT_DEVAUTH_NEW_BURST_SECS 10
 /* Defaults of --max-names-per-token; --max-ports-per-token defaults to half the --tcp-ports
  * range (at least 1), so that per-device tokens always have ports left. */
 #define TT_DEVAUTH_MAX_NAMES 100000
@@ -57,8 +57,9 @@ struct tt_devauth_bucket {
 struct tt_devauth_addr;
 
 struct tt_devauth {
-    uint64_t max_names; /* --max-names-per-token */
-    uint64_t max_ports; /* --max-ports-per-token */
+    uint64_t max_names;   /* --max-names-per-token */
+    uint64_t max_ports;   /* --max-ports-per-token */
+    uint64_t new_per_sec; /* --new-names-per-second */
     struct tt_devauth_bucket new_names;
     struct tt_strmap addrs;                  /* addrkey -> struct tt_devauth_addr (owned) */
     struct tt_devauth_addr *newest, *oldest; /* the same, by last activity */
@@ -81,8 +82,9 @@ struct tt_devauth_verdict {
         key[TT_DEVAUTH_KEY_HEXLEN + 1]; /* the issued key ("" if none); secret: wipe it after use */
 };
 
-/* Prepares a with the caps (max_names, max_ports: at least 1). Cannot fail. */
-void tt_devauth_init(struct tt_devauth *a, uint64_t max_names, uint64_t max_ports, int64_t now);
+/* Prepares a with the caps (max_names, max_ports, new_per_sec: at least 1). Cannot fail. */
+void tt_devauth_init(struct tt_devauth *a, uint64_t max_names, uint64_t max_ports,
+                     uint64_t new_per_sec, int64_t now);
 
 /* Frees the address table. */
 void tt_devauth_reset(struct tt_devauth *a);
@@ -92,7 +94,7 @@ void tt_devauth_reset(struct tt_devauth *a);
  * a throttled address is refused (AUTH) unchecked; a name in tok's per-name list needs its own
  * token; a name with a key in reg needs that key (the token is then not looked at); any other
  * name needs the fleet token and protocol 2 (a version-1 HELLO is refused with VERSION), may be
- * refused by the fleet caps (CAPACITY: new names per second and --max-names-per-token, not
+ * refused by the fleet caps (CAPACITY: --new-names-per-second and --max-names-per-token, not
  * applied to a name that still has a record from before device keys), and gets the HELLO's key
  * (which must then be 64 lowercase hex digits: INVALID) or a new one (v->issued). A name held
  * through a key (old or new) may also be refused when its HELLO asks for more TCP ports than it

@@ -108,7 +108,7 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     tt_strmap_init(&r->by_name);
     tt_strmap_init(&r->by_label);
     tt_devauth_init(&r->auth, cfg->max_names_per_token, cfg->max_ports_per_token,
-                    (int64_t)uv_now(loop));
+                    cfg->new_names_per_sec, (int64_t)uv_now(loop));
     r->lock_fd = -1;
     if (make_dirs(cfg->data_dir, err) != 0 || lock_data_dir(r, err) != 0 ||
         setup_registry(r, err) != 0 || setup_tokens(r, err) != 0)

@@ -30,7 +30,7 @@ static int setup(void **state)
         return -1;
     tt_tokens_init(&tok);
     tt_tokens_set_fleet(&tok, FLEET, strlen(FLEET));
-    tt_devauth_init(&auth, 100000, 32, 1000);
+    tt_devauth_init(&auth, 100000, 32, TT_DEVAUTH_NEW_PER_SEC, 1000);
     return 0;
 }
 
@@ -43,14 +43,14 @@ static int teardown(void **state)
     return 0;
 }
 
-static struct tt_str S(const char *s)
-{
+static struct tt_str S(const char *s) {
     struct tt_str t = {(const uint8_t *)s, strlen(s)};
     return t;
 }
 
 /* A HELLO for name with token and key (NULL: none) and ntcp TCP services. */
-static struct tt_hello hello(const char *name, const char *token, const char *key, int ntcp)
+static struct tt_hello
+hello(const char *name, const char *token, const char *key, int ntcp)
 {
     static const char *const svc[] = {"s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"};
     struct tt_hello m;
@@ -200,8 +200,8 @@ static void test_key_adopted(void **state)
     assert_memory_equal(h, v.key_hash, 32);
     v = check("roamer", FLEET, "ABCDEF", 0);
     assert_int_equal(v.refuse, TT_REFUSE_INVALID);
-    v = check("roamer", FLEET,
-              "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", 0);
+    v = check("roamer", FLEET, "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08",
+              0);
     assert_int_equal(v.refuse, TT_REFUSE_INVALID);
 }
 
@@ -209,7 +209,7 @@ static void test_names_cap_and_rate(void **state)
 {
     (void)state;
     tt_devauth_reset(&auth);
-    tt_devauth_init(&auth, 3, 32, now);
+    tt_devauth_init(&auth, 3, 32, TT_DEVAUTH_NEW_PER_SEC, now);
     for (int i = 0; i < 3; i++) {
         char name[16];
         snprintf(name, sizeof(name), "n%d", i);
@@ -236,11 +236,11 @@ static void test_names_cap_and_rate(void **state)
     v = check("n3", FLEET, NULL, 0);
     assert_int_equal(v.refuse, 0);
 
-    /* the rate: a burst of TT_DEVAUTH_NEW_BURST new names, then TT_DEVAUTH_NEW_PER_SEC */
+    /* the rate (10 a second here): ten seconds' worth at once, then 10 a second */
     tt_devauth_reset(&auth);
-    tt_devauth_init(&auth, 100000, 32, now);
+    tt_devauth_init(&auth, 100000, 32, 10, now);
     int ok = 0;
-    for (int i = 0; i < TT_DEVAUTH_NEW_BURST + 20; i++) {
+    for (int i = 0; i < 10 * TT_DEVAUTH_NEW_BURST_SECS + 20; i++) {
         char name[16];
         snprintf(name, sizeof(name), "r%d", i);
         v = check(name, FLEET, NULL, 0);
@@ -249,9 +249,9 @@ static void test_names_cap_and_rate(void **state)
         else
             assert_int_equal(v.refuse, TT_REFUSE_CAPACITY);
     }
-    assert_int_equal(ok, TT_DEVAUTH_NEW_BURST);
+    assert_int_equal(ok, 10 * TT_DEVAUTH_NEW_BURST_SECS);
     assert_int_equal(auth.cap_refused[TT_DEVAUTH_CAP_RATE], 20);
-    now += 1000 / TT_DEVAUTH_NEW_PER_SEC;
+    now += 1000 / 10;
     assert_int_equal(check("later", FLEET, NULL, 0).refuse, 0);
     assert_int_equal(check("later-2", FLEET, NULL, 0).refuse, TT_REFUSE_CAPACITY);
 }
@@ -260,7 +260,7 @@ static void test_ports_cap(void **state)
 {
     (void)state;
     tt_devauth_reset(&auth);
-    tt_devauth_init(&auth, 100000, 5, now);
+    tt_devauth_init(&auth, 100000, 5, TT_DEVAUTH_NEW_PER_SEC, now);
     struct tt_devauth_verdict v = check("p1", FLEET, NULL, 3);
     assert_int_equal(v.refuse, 0);
     char key1[TT_DEVAUTH_KEY_HEXLEN + 1];
@@ -291,7 +291,7 @@ static void test_throttle(void **state)
 {
     (void)state;
     tt_devauth_reset(&auth);
-    tt_devauth_init(&auth, 100000, 32, now);
+    tt_devauth_init(&auth, 100000, 32, 10, now);
     for (int i = 0; i < TT_DEVAUTH_FAIL_BURST; i++)
         assert_int_equal(check("t", "guess", NULL, 0).refuse, TT_REFUSE_AUTH);
     assert_int_equal(auth.failures, TT_DEVAUTH_FAIL_BURST);
@@ -343,7 +343,7 @@ static void test_throttle_table_cap(void **state)
 {
     (void)state;
     tt_devauth_reset(&auth);
-    tt_devauth_init(&auth, 100000, 32, now);
+    tt_devauth_init(&auth, 100000, 32, 10, now);
     for (int i = 0; i <= TT_DEVAUTH_MAX_ADDRS; i++) {
         char peer[32];
         snprintf(peer, sizeof(peer), "10.%d.%d.%d:1", (i >> 16) & 255, (i >> 8) & 255, i & 255);
