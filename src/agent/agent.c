@@ -56,6 +56,9 @@ struct tether_agent {
     char state_err[TT_ERRLEN]; /* why there is no state dir, when the default has none */
     char key[TETHER_DEVICE_KEY_LEN + 1];
     bool key_warned; /* a key file problem was reported once */
+    /* A relay refused our version-2 HELLO with VERSION (a relay older than device keys): the
+     * next attempt, and only that one, speaks version 1 (without the key). */
+    bool try_v1;
     struct tt_session_callbacks scb;
     struct tt_backoff backoff;
     size_t next_server;
@@ -365,10 +368,16 @@ static int on_refuse(struct tt_session *s, const struct tt_coded *m, void *ud)
 {
     struct tether_agent *a = ud;
     char reason[TT_MAX_REASON + 1];
-    (void)s;
 
     copy_view(reason, sizeof reason, m->reason);
     a->refused = true;
+    if (m->code == TT_REFUSE_VERSION && tt_session_version(s) == 2) {
+        TT_LOG(TT_LOG_INFO,
+               "relay does not speak protocol 2, next attempt with protocol 1 "
+               "server=%s",
+               a->url);
+        a->try_v1 = true;
+    }
     if (reason[0])
         snprintf(a->refuse_msg, sizeof a->refuse_msg, "relay refused registration: %s (%s)",
                  refuse_text(m->code), reason);
@@ -522,8 +531,10 @@ static int send_hello(struct tether_agent *a)
     h.token.p = (const uint8_t *)cfg->token;
     h.token.len = strlen(cfg->token);
     load_key(a);
-    h.key.p = (const uint8_t *)a->key;
-    h.key.len = strlen(a->key);
+    if (tt_session_version(tt_wsconn_session(a->conn)) >= 2) { /* version 1 has no key */
+        h.key.p = (const uint8_t *)a->key;
+        h.key.len = strlen(a->key);
+    }
     h.nservices = (uint8_t)cfg->nservices;
     for (size_t i = 0; i < cfg->nservices; i++) {
         h.services[i].kind =
@@ -563,6 +574,8 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
     wc.session.role = TT_ROLE_DEVICE;
     wc.session.window = AGENT_WINDOW;
     wc.session.max_streams = AGENT_MAX_STREAMS;
+    wc.session.version = a->try_v1 ? 1 : TT_PROTO_VERSION;
+    a->try_v1 = false;
     wc.session_cb = &a->scb;
     wc.ping_interval_ms = AGENT_PING_CHECK_MS;
     wc.ping_quiet_ms = AGENT_PING_QUIET_MS;

@@ -102,8 +102,9 @@ static void test_write_and_read(void **state)
     assert_int_equal(tt_state_read_key(&loop, dir, "cam2", key, err), TETHER_ERR_NOT_FOUND);
     /* a malformed key is not written */
     assert_int_equal(tt_state_write_key(&loop, dir, "cam", "not-a-key", err), TETHER_ERR_IO);
-    assert_int_equal(tt_state_write_key(&loop, dir, "cam", "0123456789ABCDEF0123456789abcdef"
-                                                           "0123456789abcdef0123456789abcdef",
+    assert_int_equal(tt_state_write_key(&loop, dir, "cam",
+                                        "0123456789ABCDEF0123456789abcdef"
+                                        "0123456789abcdef0123456789abcdef",
                                         err),
                      TETHER_ERR_IO);
     assert_int_equal(tt_state_read_key(&loop, dir, "cam", key, err), 0);
