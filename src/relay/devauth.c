@@ -351,6 +351,10 @@ int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct
             return R_AUTH(key->len > 0
                               ? "wrong device key: the name %s belongs to another device"
                               : "device key required: the name %s belongs to another device");
+        /* With its key, the fleet token or one used before it: a rotation of the fleet token
+         * does not lock keyed devices out, and a wrong token is refused all the same. */
+        if (!tt_tokens_check_fleet_any(tok, m->token.p, m->token.len))
+            return R_AUTH("invalid token for device %s");
     } else {
         if (!fleet)
             return R_AUTH("invalid token for device %s");

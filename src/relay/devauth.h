@@ -1,7 +1,8 @@
 /* devauth.h - who may register a device name, decided at each HELLO (docs/operators-guide.md,
  * "Identity and device keys" and "Limits and abuse"): a name with its own --tokens-file line
  * is held by that token; a name with a device key (the SHA-256 of it kept in the registry) is
- * held by whoever presents that key; any other name may be created with the fleet credential
+ * held by whoever presents that key (and a fleet token); any other name may be created with the
+ * fleet credential
  * (--token or the generated token), which gives it a key. Also the fleet credential's caps (names
  * and TCP ports it holds, new names per second), and the throttle of failed credentials per
  * client address (addrkey.h) with its log summaries. Keys and tokens are never logged; a key
@@ -92,7 +93,8 @@ void tt_devauth_reset(struct tt_devauth *a);
 /* Decides the HELLO m (protocol version version) for name (its checked, NUL-terminated copy)
  * from the client at peer ("IP:PORT", for the address key and the log), at now. Rules, in order:
  * a throttled address is refused (AUTH) unchecked; a name in tok's per-name list needs its own
- * token; a name with a key in reg needs that key (the token is then not looked at); any other
+ * token; a name with a key in reg needs that key, with the fleet token or one of the fleet
+ * tokens used before it (tokens.h: a rotation does not lock keyed devices out); any other
  * name needs the fleet token and protocol 2 (a version-1 HELLO is refused with VERSION), may be
  * refused by the fleet caps (CAPACITY: --new-names-per-second and --max-names-per-token, not
  * applied to a name that still has a record from before device keys), and gets the HELLO's key

@@ -82,7 +82,7 @@ static int setup_tokens(struct tt_relay *r, char err[TT_ERRLEN])
     tt_tokens_init(&r->tokens);
     if (r->cfg.token[0]) {
         tt_tokens_set_fleet(&r->tokens, r->cfg.token, strlen(r->cfg.token));
-        return 0;
+        return tt_tokens_fleet_history(&r->tokens, r->reg, err);
     }
     if (r->cfg.tokens_file[0])
         return tt_tokens_load_file(&r->tokens, r->cfg.tokens_file, err);
@@ -95,7 +95,7 @@ static int setup_tokens(struct tt_relay *r, char err[TT_ERRLEN])
         fflush(stdout);
     }
     memset(token, 0, sizeof(token));
-    return 0;
+    return tt_tokens_fleet_history(&r->tokens, r->reg, err);
 }
 
 int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *cfg,

@@ -159,6 +159,34 @@ def test_delete_frees_the_name_for_a_new_device(t):
     eq(_admin(relay, "DELETE", "/api/devices/no-such-device")[0], 404, "DELETE of an unknown name")
 
 
+def test_fleet_token_rotation_keeps_keyed_devices(t):
+    data = t.mkdtemp("data")
+    port, admin = free_port(), free_port()
+    relay = Relay(t, token="fleet-token-one", data_dir=data, port=port, admin_port=admin)
+    svc = t.http_service(big_size=1024, ident="camera")
+    state = t.mkdtemp("camera-state")
+    camera = t.agent(relay, name="camera-6", http=svc.port, state_dir=state)
+    label = camera.label
+    camera.stop()
+    relay.stop()
+    # A new fleet token: the camera, with its key and the old token, is still itself...
+    relay = Relay(t, token="fleet-token-two", data_dir=data, port=port, admin_port=admin)
+    back = t.agent(relay, name="camera-6", http=svc.port, state_dir=state,
+                   token="fleet-token-one")
+    eq(back.label, label, "camera-6's label after the rotation")
+    # ... a new name needs the new token, and a wrong token is refused even with the key.
+    old = t.agent(relay, name="camera-7", http=svc.port, token="fleet-token-one",
+                  json_mode=True, wait=False)
+    old.proc.wait_line(lambda l: '"error"' in l, 30, 0, "a new name with the old token refused")
+    old.stop()
+    t.agent(relay, name="camera-7", http=svc.port, token="fleet-token-two")
+    back.stop()
+    wrong = t.agent(relay, name="camera-6", http=svc.port, state_dir=state, token="guess",
+                    json_mode=True, wait=False)
+    wrong.proc.wait_line(lambda l: '"error"' in l, 30, 0, "the key with a wrong token refused")
+    check(not any('"ready"' in l for l in wrong.proc.lines), "registered with a wrong token")
+
+
 # ---------------------------------------------------------------- raw registrations
 
 def _raw_register(port, name, token, services, source="127.0.0.1", version=2, timeout=20,

@@ -50,9 +50,8 @@ def test_second_connection_with_wrong_token_is_refused(t):
     svc = t.http_service(big_size=1024, ident="online")
     a = t.agent(relay, name="same-name", http=svc.port)
     intruder_svc = t.http_service(big_size=1024, ident="intruder")
-    # Another device (its own state dir: it does not have the online device's key).
     b = t.agent(relay, name="same-name", http=intruder_svc.port, token="wrong-token",
-                json_mode=True, wait=False, state_dir=t.mkdtemp("intruder-state"))
+                json_mode=True, wait=False)
     b.proc.wait_line(lambda l: '"error"' in l, 30, 0, 'an {"event":"error"} line')
     eq(_whoami(relay, a.label), (200, b"online"), "the online device's answer")
     check(a.proc.alive(), "the online agent exited")

@@ -140,17 +140,49 @@ static void test_key_issued_then_required(void **state)
     v = check("camera-1", "guess", NULL, 0);
     assert_int_equal(v.refuse, TT_REFUSE_AUTH);
     assert_string_equal(v.reason, "invalid token for device camera-1");
-    /* the key is enough, whatever the token (fleet tokens can be rotated) */
-    v = check("camera-1", "rotated-away", key, 0);
+    /* the key with the fleet token: the device itself, nothing issued */
+    v = check("camera-1", FLEET, key, 0);
     assert_int_equal(v.refuse, 0);
     assert_false(v.set_key || v.issued);
     assert_string_equal(v.key, "");
-    v = check("camera-1", FLEET, key, 0);
-    assert_int_equal(v.refuse, 0);
+    /* the key with a wrong token: refused (SPEC: a wrong token is refused) */
+    v = check("camera-1", "never-a-fleet-token", key, 0);
+    assert_int_equal(v.refuse, TT_REFUSE_AUTH);
+    assert_string_equal(v.reason, "invalid token for device camera-1");
     /* a version-1 HELLO cannot carry the key */
     v = check_v("camera-1", FLEET, NULL, 0, 1, PEER);
     assert_int_equal(v.refuse, TT_REFUSE_AUTH);
-    assert_int_equal(auth.failures, 4);
+    assert_int_equal(auth.failures, 5);
+
+    /* The fleet token is rotated: devices with their key keep working with the old token; a
+     * new name needs the new one. */
+    char err[TT_ERRLEN];
+    assert_int_equal(tt_tokens_fleet_history(&tok, reg, err), 0); /* first start: recorded */
+    assert_int_equal(tok.nold, 0);
+    tt_tokens_set_fleet(&tok, "new-fleet", 9);
+    assert_int_equal(tt_tokens_fleet_history(&tok, reg, err), 0);
+    assert_int_equal(tok.nold, 1);
+    assert_int_equal(tt_tokens_fleet_history(&tok, reg, err), 0); /* a restart: no change */
+    assert_int_equal(tok.nold, 1);
+    assert_int_equal(check("camera-1", FLEET, key, 0).refuse, 0);
+    assert_int_equal(check("camera-1", "new-fleet", key, 0).refuse, 0);
+    assert_int_equal(check("camera-1", FLEET, NULL, 0).refuse, TT_REFUSE_AUTH);
+    assert_int_equal(check("camera-9", FLEET, NULL, 0).refuse, TT_REFUSE_AUTH);
+    assert_int_equal(check("camera-9", "new-fleet", NULL, 0).refuse, 0);
+    /* more rotations: at most TT_TOKENS_OLD_FLEET old ones, newest first; back to an old one */
+    for (int i = 0; i < TT_TOKENS_OLD_FLEET + 2; i++) {
+        char t[16];
+        snprintf(t, sizeof(t), "fleet-%d", i);
+        tt_tokens_set_fleet(&tok, t, strlen(t));
+        assert_int_equal(tt_tokens_fleet_history(&tok, reg, err), 0);
+    }
+    assert_int_equal(tok.nold, TT_TOKENS_OLD_FLEET);
+    assert_true(tt_tokens_check_fleet_any(&tok, (const uint8_t *)"fleet-4", 7));
+    assert_false(tt_tokens_check_fleet_any(&tok, (const uint8_t *)FLEET, strlen(FLEET)));
+    tt_tokens_set_fleet(&tok, "fleet-4", 7);
+    assert_int_equal(tt_tokens_fleet_history(&tok, reg, err), 0);
+    assert_int_equal(tok.nold, TT_TOKENS_OLD_FLEET);
+    assert_true(tt_tokens_check_fleet_any(&tok, (const uint8_t *)"fleet-5", 7));
 }
 
 static void test_fleet_needs_protocol_2(void **state)
