@@ -70,6 +70,7 @@ struct dev {
     uint64_t last_rx; /* loop ms of the last bytes read */
     char key[TT_WS_KEYLEN + 1];
     char label[TT_MAX_LABEL + 1]; /* label of the first registration */
+    char devkey[TT_MAX_KEY + 1];  /* the device key the relay issued (presented from then on) */
 };
 
 static struct {
@@ -229,6 +230,7 @@ static int send_hello(struct dev *d)
     h.window = 256u * 1024u;
     h.name = (struct tt_str){(const uint8_t *)name, strlen(name)};
     h.token = (struct tt_str){(const uint8_t *)g.token, strlen(g.token)};
+    h.key = (struct tt_str){(const uint8_t *)d->devkey, strlen(d->devkey)};
     h.nservices = 1;
     h.services[0].kind = TT_SERVICE_HTTP;
     h.services[0].name = (struct tt_str){(const uint8_t *)"http", 4};
@@ -355,6 +357,10 @@ static int on_tether_frame(struct dev *d, const uint8_t *p, size_t len)
         struct tt_welcome w;
         if (d->state != ST_HELLO || tt_frame_decode_welcome(&w, p, h.length) != 0)
             return -1;
+        if (w.key.len > 0) {
+            memcpy(d->devkey, w.key.p, w.key.len);
+            d->devkey[w.key.len] = '\0';
+        }
         became_ready(d, (const char *)w.label.p, w.label.len);
         return 0;
     }

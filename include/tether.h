@@ -49,6 +49,7 @@ extern "C" {
 #define TETHER_MAX_SERVICE_NAME 32 /* service names: [a-z0-9-], 1..32 characters */
 #define TETHER_MAX_DEVICE_NAME 64  /* device names: 1..64 printable bytes, no spaces */
 #define TETHER_MAX_TOKEN 128       /* tokens: 1..128 printable bytes, no spaces */
+#define TETHER_DEVICE_KEY_LEN 64   /* device keys: 64 lowercase hex digits */
 
 /* Returns TETHER_VERSION (the library's, which may differ from the header's). Static string. */
 const char *tether_version(void);
@@ -133,6 +134,26 @@ int tether_config_set_no_proxy(tether_config *cfg, const char *list);
 int tether_config_set_ca_file(tether_config *cfg, const char *path);
 int tether_config_set_insecure(tether_config *cfg, bool insecure);
 
+/* The device key (docs/PROTOCOL.md 6.4). The first time a relay registers a name with the fleet
+ * token it issues a device key; from then on the name belongs to whoever presents that key, and
+ * an agent without it is refused. The agent keeps the key in its state directory, one file per
+ * device name (DIR/NAME.key, mode 0600, written atomically before the READY event; characters
+ * of NAME other than letters, digits, '-', '_' and '.' are written %XX), and presents it in
+ * every registration.
+ * tether_config_set_state_dir(): the directory (created, mode 0700, when missing). NULL (the
+ * default) means $XDG_STATE_HOME/tether or ~/.local/state/tether, or /var/lib/tether for root
+ * (%LOCALAPPDATA%\tether on Windows); "" means no files at all: for firmware without a file
+ * system, which keeps the key itself. A key file that cannot be read or written is reported
+ * with an ERROR event; the agent goes on (with the key in memory for as long as it runs).
+ * tether_config_set_device_key(): the key to present, instead of the state directory's (for
+ * an application that keeps it itself): 64 lowercase hex digits, or NULL for none.
+ * TETHER_EVENT_READY's device_key is the key a relay issued at that registration (NULL at every
+ * other): an application without a state directory stores it and gives it back on its next
+ * start. Keys are secrets: never log or print them.
+ * Return 0, TETHER_ERR_CONFIG (a malformed key), _INVAL, _NOMEM. */
+int tether_config_set_state_dir(tether_config *cfg, const char *dir);
+int tether_config_set_device_key(tether_config *cfg, const char *key);
+
 /* Checks that cfg is complete: at least one server, a name, a token and a service. Returns 0 or
  * TETHER_ERR_CONFIG (with tether_config_error() naming what is missing) or TETHER_ERR_INVAL. */
 int tether_config_check(tether_config *cfg);
@@ -174,6 +195,10 @@ struct tether_event {
     const char *message;
     int err;           /* DISCONNECTED and ERROR: the tether_err code; 0 for READY */
     uint32_t retry_ms; /* DISCONNECTED and ERROR: the next attempt starts in about this long */
+    /* READY: the device key the relay issued at this registration (TETHER_DEVICE_KEY_LEN hex
+     * digits), already saved in the state directory if there is one; NULL when none was issued
+     * (every registration but a name's first). A secret (tether_config_set_device_key). */
+    const char *device_key;
 };
 
 typedef struct tether_agent tether_agent;

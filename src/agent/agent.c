@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
+#include <openssl/crypto.h>
 
 #include "tether.h"
 #include "agent/backoff.h"
@@ -18,6 +19,7 @@
 #include "agent/proxy.h"
 #include "agent/relaytext.h"
 #include "agent/services.h"
+#include "agent/state.h"
 #include "common/log.h"
 #include "common/pipe.h"
 #include "common/pool.h"
@@ -49,6 +51,15 @@ struct tether_agent {
     struct tt_tls_ctx *tls; /* for wss:// (NULL when no server needs it) */
     struct tether_callbacks cb;
     void *ud;
+    /* The device key (state.h): where it is kept ("" nowhere), and the key itself once known
+     * (from the config, the key file or a relay's WELCOME; "" none yet). Never logged. */
+    char state_dir[TT_STATE_PATHLEN];
+    char state_err[TT_ERRLEN]; /* why there is no state dir, when the default has none */
+    char key[TETHER_DEVICE_KEY_LEN + 1];
+    bool key_warned; /* a key file problem was reported once */
+    /* A relay refused our version-2 HELLO with VERSION (a relay older than device keys): the
+     * next attempt, and only that one, speaks version 1 (without the key). */
+    bool try_v1;
     struct tt_session_callbacks scb;
     struct tt_backoff backoff;
     size_t next_server;
@@ -232,6 +243,68 @@ static void close_soon(struct tether_agent *a)
     uv_timer_start(&a->timer, on_close_now, 0, 0);
 }
 
+/* The relay issued a device key at this registration: it is ours from now on (in memory at
+ * once, for every later registration of this run), and saved in the state directory before
+ * the READY event; a key that cannot be saved is an ERROR event (the agent goes on). Returns
+ * true when the key was taken (a malformed one is not). */
+static bool keep_key(struct tether_agent *a, struct tt_str key)
+{
+    char err[TT_ERRLEN], msg[TT_ERRLEN + 128];
+    bool hex = key.len == TETHER_DEVICE_KEY_LEN;
+
+    for (size_t i = 0; hex && i < key.len; i++)
+        hex = (key.p[i] >= '0' && key.p[i] <= '9') || (key.p[i] >= 'a' && key.p[i] <= 'f');
+    if (!hex) {
+        TT_LOG(TT_LOG_WARN, "relay sent a malformed device key, ignored server=%s",
+               TT_LOG_V(a->url));
+        return false;
+    }
+    memcpy(a->key, key.p, key.len);
+    a->key[key.len] = '\0';
+    if (a->state_dir[0] == '\0') {
+        if (a->cfg->state_dir != NULL && a->cfg->state_dir[0] == '\0')
+            return true; /* no files on purpose: the application keeps it (READY's device_key) */
+        snprintf(msg, sizeof msg,
+                 "cannot keep the device key of %s: %s; after a restart the relay will refuse "
+                 "this name until an operator deletes it",
+                 a->cfg->name, a->state_err);
+        emit_error(a, a->url, TETHER_ERR_IO, msg, 0);
+        return true;
+    }
+    if (tt_state_write_key(&a->loop, a->state_dir, a->cfg->name, a->key, err) != 0) {
+        snprintf(msg, sizeof msg,
+                 "%s; the device keeps it until it stops, then the relay will refuse this name "
+                 "until an operator deletes it",
+                 err);
+        emit_error(a, a->url, TETHER_ERR_IO, msg, 0);
+        return true;
+    }
+    TT_LOG(TT_LOG_INFO, "device key saved device=%s dir=%s", a->cfg->name, a->state_dir);
+    return true;
+}
+
+/* The key to present: ours, else the one in the state directory (read at each attempt until
+ * there is one, so that a key file restored meanwhile is used). A key file that cannot be read
+ * is reported once as an ERROR event; the registration goes on without a key. */
+static void load_key(struct tether_agent *a)
+{
+    char err[TT_ERRLEN];
+    int rc;
+
+    if (a->key[0] != '\0' || a->state_dir[0] == '\0')
+        return;
+    rc = tt_state_read_key(&a->loop, a->state_dir, a->cfg->name, a->key, err);
+    if (rc == 0) {
+        TT_LOG(TT_LOG_DEBUG, "device key read device=%s dir=%s", a->cfg->name, a->state_dir);
+        return;
+    }
+    a->key[0] = '\0';
+    if (rc != TETHER_ERR_NOT_FOUND && !a->key_warned) {
+        a->key_warned = true;
+        emit_error(a, a->url, rc, err, 0);
+    }
+}
+
 static int on_welcome(struct tt_session *s, const struct tt_welcome *m, void *ud)
 {
     struct tether_agent *a = ud;
@@ -274,6 +347,8 @@ static int on_welcome(struct tt_session *s, const struct tt_welcome *m, void *ud
     }
     TT_LOG(TT_LOG_INFO, "registered server=%s label=%s services=%u", TT_LOG_V(a->url),
            TT_LOG_V(a->label), (unsigned)cfg->nservices);
+    if (m->key.len > 0 && keep_key(a, m->key))
+        ev.device_key = a->key;
     ev.kind = TETHER_EVENT_READY;
     ev.server = a->url;
     ev.label = a->label;
@@ -287,7 +362,7 @@ static const char *refuse_text(uint16_t code)
 {
     switch (code) {
     case TT_REFUSE_AUTH:
-        return "invalid token";
+        return "invalid token or device key";
     case TT_REFUSE_VERSION:
         return "unsupported protocol version";
     case TT_REFUSE_INVALID:
@@ -305,11 +380,17 @@ static int on_refuse(struct tt_session *s, const struct tt_coded *m, void *ud)
 {
     struct tether_agent *a = ud;
     char reason[TT_MAX_REASON + 1];
-    (void)s;
 
     tt_relaytext_clean(reason, sizeof reason, m->reason.p, m->reason.len);
     a->refused = true;
     a->refuse_err = TETHER_ERR_AUTH;
+    if (m->code == TT_REFUSE_VERSION && tt_session_version(s) == 2) {
+        TT_LOG(TT_LOG_INFO,
+               "relay does not speak protocol 2, next attempt with protocol 1 "
+               "server=%s",
+               TT_LOG_V(a->url));
+        a->try_v1 = true;
+    }
     if (reason[0])
         snprintf(a->refuse_msg, sizeof a->refuse_msg, "relay refused registration: %s (%s)",
                  refuse_text(m->code), reason);
@@ -465,6 +546,11 @@ static int send_hello(struct tether_agent *a)
     h.name.len = strlen(cfg->name);
     h.token.p = (const uint8_t *)cfg->token;
     h.token.len = strlen(cfg->token);
+    load_key(a);
+    if (tt_session_version(tt_wsconn_session(a->conn)) >= 2) { /* version 1 has no key */
+        h.key.p = (const uint8_t *)a->key;
+        h.key.len = strlen(a->key);
+    }
     h.nservices = (uint8_t)cfg->nservices;
     for (size_t i = 0; i < cfg->nservices; i++) {
         h.services[i].kind =
@@ -504,6 +590,8 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
     wc.session.role = TT_ROLE_DEVICE;
     wc.session.window = AGENT_WINDOW;
     wc.session.max_streams = AGENT_MAX_STREAMS;
+    wc.session.version = a->try_v1 ? 1 : TT_PROTO_VERSION;
+    a->try_v1 = false;
     wc.session_cb = &a->scb;
     wc.ping_interval_ms = AGENT_PING_CHECK_MS;
     wc.ping_quiet_ms = AGENT_PING_QUIET_MS;
@@ -643,6 +731,15 @@ int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void
         free(a);
         return TETHER_ERR_IO;
     }
+    if (a->cfg->device_key != NULL)
+        snprintf(a->key, sizeof a->key, "%s", a->cfg->device_key);
+    if (a->cfg->state_dir != NULL)
+        snprintf(a->state_dir, sizeof a->state_dir, "%s", a->cfg->state_dir);
+    else if (tt_state_default_dir(a->state_dir, a->state_err) != 0)
+        a->state_dir[0] = '\0';
+    if (a->state_dir[0] == '\0' && a->state_err[0] != '\0')
+        TT_LOG(TT_LOG_WARN, "%s: a device key the relay issues is kept in memory only",
+               a->state_err);
     a->proxy_conf.proxy = a->cfg->proxy;
     a->proxy_conf.no_proxy = a->cfg->no_proxy;
     a->proxy_conf.env = &a->proxy_env;
@@ -730,5 +827,6 @@ void tether_agent_free(tether_agent *a)
     tt_proxy_env_free(&a->proxy_env);
     tt_tls_ctx_free(a->tls);
     tether_config_free(a->cfg);
+    OPENSSL_cleanse(a->key, sizeof a->key);
     free(a);
 }

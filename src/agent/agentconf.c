@@ -72,6 +72,8 @@ void tether_config_free(tether_config *cfg)
     wipe_free(cfg->proxy); /* it may hold the proxy's password */
     free(cfg->no_proxy);
     free(cfg->ca_file);
+    free(cfg->state_dir);
+    wipe_free(cfg->device_key);
     free(cfg);
 }
 
@@ -293,6 +295,43 @@ int tether_config_set_ca_file(tether_config *cfg, const char *path)
     return 0;
 }
 
+int tether_config_set_state_dir(tether_config *cfg, const char *dir)
+{
+    char *copy = NULL;
+
+    if (cfg == NULL)
+        return TETHER_ERR_INVAL;
+    if (dir != NULL && (copy = strdup(dir)) == NULL)
+        return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
+    free(cfg->state_dir);
+    cfg->state_dir = copy;
+    ok(cfg);
+    return 0;
+}
+
+int tether_config_set_device_key(tether_config *cfg, const char *key)
+{
+    char *copy = NULL;
+
+    if (cfg == NULL)
+        return TETHER_ERR_INVAL;
+    if (key != NULL) {
+        size_t n = strlen(key);
+        bool hex = n == TETHER_DEVICE_KEY_LEN;
+        for (size_t i = 0; hex && i < n; i++)
+            hex = (key[i] >= '0' && key[i] <= '9') || (key[i] >= 'a' && key[i] <= 'f');
+        if (!hex) /* the message never shows the key */
+            return fail(cfg, TETHER_ERR_CONFIG, "device key is not %d lowercase hex digits",
+                        TETHER_DEVICE_KEY_LEN);
+        if ((copy = strdup(key)) == NULL)
+            return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
+    }
+    wipe_free(cfg->device_key);
+    cfg->device_key = copy;
+    ok(cfg);
+    return 0;
+}
+
 int tether_config_set_insecure(tether_config *cfg, bool insecure)
 {
     if (cfg == NULL)
@@ -352,6 +391,10 @@ int tt_agentconf_dup(const tether_config *src, tether_config **out)
         rc = dup_str(&c->no_proxy, src->no_proxy);
     if (rc == 0)
         rc = dup_str(&c->ca_file, src->ca_file);
+    if (rc == 0)
+        rc = dup_str(&c->state_dir, src->state_dir);
+    if (rc == 0)
+        rc = dup_str(&c->device_key, src->device_key);
     if (rc != 0) {
         tether_config_free(c);
         return rc;

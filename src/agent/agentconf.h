@@ -26,6 +26,8 @@ struct tether_config {
     char *proxy;    /* malloc'd, owned; NULL: from the environment; "": never (proxy.h) */
     char *no_proxy; /* malloc'd, owned; NULL: from the environment */
     char *ca_file;
+    char *state_dir;  /* malloc'd, owned; NULL: the default; "": no key files */
+    char *device_key; /* malloc'd, owned; NULL: from the state dir; never logged */
     bool insecure;
     struct tt_service services[TETHER_MAX_SERVICES];
     size_t nservices;

@@ -25,8 +25,8 @@ const char *tt_args_usage(void)
     return "Usage: tether --server URL [--server URL]... --name NAME\n"
            "              (--token TOKEN | --token-file FILE)\n"
            "              [--http [NAME=]HOST:PORT]... [--tcp NAME=HOST:PORT]...\n"
-           "              [--proxy URL] [--noproxy LIST] [--ca-file FILE] [--insecure]\n"
-           "              [--json] [--log-level LEVEL] [--help] [--version]\n"
+           "              [--state-dir DIR] [--proxy URL] [--noproxy LIST] [--ca-file FILE]\n"
+           "              [--insecure] [--json] [--log-level LEVEL] [--help] [--version]\n"
            "\n"
            "Makes this device's local services reachable through a Tether relay. The agent\n"
            "dials out to the relay over WebSocket; nothing listens on the device.\n"
@@ -43,6 +43,10 @@ const char *tt_args_usage(void)
            "                      \"http\") gets http://LABEL.DOMAIN; unnamed ones are called\n"
            "                      http, http-2, ...\n"
            "  --tcp NAME=HOST:PORT expose a local TCP service on a public port of the relay\n"
+           "  --state-dir DIR     where the device key is kept (DIR/NAME.key): the relay gives\n"
+           "                      it at the name's first registration and, from then on,\n"
+           "                      refuses this name without it (default /var/lib/tether as\n"
+           "                      root, else $XDG_STATE_HOME/tether or ~/.local/state/tether)\n"
            "  --proxy URL         reach the relay through an HTTP proxy (CONNECT):\n"
            "                      http://[USER:PASS@]HOST:PORT; overrides the proxy\n"
            "                      variables; --proxy '' connects directly\n"
@@ -79,6 +83,7 @@ enum opt_id {
     OPT_PROXY,
     OPT_NOPROXY,
     OPT_CA_FILE,
+    OPT_STATE_DIR,
     OPT_INSECURE,
     OPT_JSON,
     OPT_LOG_LEVEL,
@@ -91,13 +96,21 @@ static const struct {
     enum opt_id id;
     bool has_value;
 } opts[] = {
-    {"server", OPT_SERVER, true},   {"name", OPT_NAME, true},
-    {"token", OPT_TOKEN, true},     {"http", OPT_HTTP, true},
-    {"tcp", OPT_TCP, true},         {"proxy", OPT_PROXY, true},
-    {"ca-file", OPT_CA_FILE, true}, {"insecure", OPT_INSECURE, false},
-    {"json", OPT_JSON, false},      {"log-level", OPT_LOG_LEVEL, true},
-    {"help", OPT_HELP, false},      {"version", OPT_VERSION, false},
-    {"noproxy", OPT_NOPROXY, true}, {"token-file", OPT_TOKEN_FILE, true},
+    {"server", OPT_SERVER, true},
+    {"name", OPT_NAME, true},
+    {"token", OPT_TOKEN, true},
+    {"http", OPT_HTTP, true},
+    {"tcp", OPT_TCP, true},
+    {"proxy", OPT_PROXY, true},
+    {"ca-file", OPT_CA_FILE, true},
+    {"insecure", OPT_INSECURE, false},
+    {"json", OPT_JSON, false},
+    {"log-level", OPT_LOG_LEVEL, true},
+    {"help", OPT_HELP, false},
+    {"version", OPT_VERSION, false},
+    {"noproxy", OPT_NOPROXY, true},
+    {"token-file", OPT_TOKEN_FILE, true},
+    {"state-dir", OPT_STATE_DIR, true},
 };
 
 static bool valid_name(const char *s, size_t n)
@@ -215,6 +228,13 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
     case OPT_CA_FILE:
         a->ca_file = v;
         return 0;
+    case OPT_STATE_DIR:
+        if (a->state_dir)
+            return errf(err, "--state-dir given twice");
+        if (v[0] == '\0')
+            return errf(err, "--state-dir: empty directory name");
+        a->state_dir = v;
+        return 0;
     case OPT_INSECURE:
         a->insecure = true;
         return 0;
@@ -328,6 +348,8 @@ int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_
         errf(err, "--ca-file: %s", tether_config_error(cfg));
     if (rc == 0 && a->insecure)
         rc = tether_config_set_insecure(cfg, true);
+    if (rc == 0 && a->state_dir && (rc = tether_config_set_state_dir(cfg, a->state_dir)) != 0)
+        errf(err, "--state-dir: %s", tether_config_error(cfg));
     if (rc == 0 && (rc = tether_config_check(cfg)) != 0)
         errf(err, "%s", tether_config_error(cfg));
     if (rc != 0) {

@@ -27,6 +27,7 @@ struct tt_args {
     const char *proxy;      /* --proxy: NULL if not given ("" is given: no proxy) */
     const char *noproxy;    /* --noproxy: NULL if not given */
     const char *ca_file;
+    const char *state_dir; /* --state-dir: NULL if not given (libtether's default) */
     bool insecure;
     bool json;
     bool help;

@@ -99,6 +99,15 @@ static bool kind_ok(uint8_t kind)
     return kind == TT_SERVICE_HTTP || kind == TT_SERVICE_TCP;
 }
 
+/* The key field of a HELLO or WELCOME of this version: version 2 has one (0..TT_MAX_KEY bytes),
+ * version 1 none (its key must be empty); other versions are not encoded. */
+static bool version_key_ok(uint8_t version, const struct tt_str *key)
+{
+    if (version == 2)
+        return str_ok(key, 0, TT_MAX_KEY);
+    return version == 1 && key->len == 0;
+}
+
 /* Starts a frame of payload length plen: checks room, writes the header. */
 static tt_ssize begin(struct writer *w, uint8_t *out, size_t outlen, uint8_t type, uint8_t flags,
                       uint32_t stream, size_t plen)
@@ -127,9 +136,12 @@ tt_ssize tt_frame_encode_hello(uint8_t *out, size_t outlen, const struct tt_hell
     unsigned i;
 
     if (m->window > MAX_INCREMENT || !str_ok(&m->name, 1, TT_MAX_NAME) ||
-        !str_ok(&m->token, 0, TT_MAX_TOKEN) || m->nservices > TT_MAX_SERVICES)
+        !str_ok(&m->token, 0, TT_MAX_TOKEN) || m->nservices > TT_MAX_SERVICES ||
+        !version_key_ok(m->version, &m->key))
         return TETHER_ERR_INVAL;
     plen = 1 + 2 + 4 + 1 + m->name.len + 1 + m->token.len + 1;
+    if (m->version == 2)
+        plen += 1 + m->key.len;
     for (i = 0; i < m->nservices; i++) {
         if (!kind_ok(m->services[i].kind) || !str_ok(&m->services[i].name, 1, TT_MAX_NAME))
             return TETHER_ERR_INVAL;
@@ -143,6 +155,8 @@ tt_ssize tt_frame_encode_hello(uint8_t *out, size_t outlen, const struct tt_hell
     put32(&w, m->window);
     putstr8(&w, &m->name);
     putstr8(&w, &m->token);
+    if (m->version == 2)
+        putstr8(&w, &m->key);
     put8(&w, m->nservices);
     for (i = 0; i < m->nservices; i++) {
         put8(&w, m->services[i].kind);
@@ -159,9 +173,11 @@ tt_ssize tt_frame_encode_welcome(uint8_t *out, size_t outlen, const struct tt_we
     unsigned i;
 
     if (m->window > MAX_INCREMENT || !str_ok(&m->label, 1, TT_MAX_LABEL) ||
-        m->nservices > TT_MAX_SERVICES)
+        m->nservices > TT_MAX_SERVICES || !version_key_ok(m->version, &m->key))
         return TETHER_ERR_INVAL;
     plen = 1 + 2 + 4 + 1 + m->label.len + 1;
+    if (m->version == 2)
+        plen += 1 + m->key.len;
     for (i = 0; i < m->nservices; i++) {
         if (!kind_ok(m->services[i].kind) || !str_ok(&m->services[i].name, 1, TT_MAX_NAME) ||
             !str_ok(&m->services[i].address, 0, TT_MAX_ADDR))
@@ -182,6 +198,8 @@ tt_ssize tt_frame_encode_welcome(uint8_t *out, size_t outlen, const struct tt_we
         put16(&w, m->services[i].port);
         putstr8(&w, &m->services[i].address);
     }
+    if (m->version == 2)
+        putstr8(&w, &m->key);
     return (tt_ssize)w.len;
 }
 
@@ -345,9 +363,10 @@ int tt_frame_decode_hello(struct tt_hello *m, const uint8_t *payload, size_t len
 
     memset(m, 0, sizeof(*m));
     reader_init(&r, payload, len);
-    if (!get8(&r, &m->version) || !get16(&r, &m->max_streams) || !get32(&r, &m->window) ||
-        m->window > MAX_INCREMENT || !getstr8(&r, &m->name, 1, TT_MAX_NAME) ||
-        !getstr8(&r, &m->token, 0, TT_MAX_TOKEN) || !get8(&r, &m->nservices) ||
+    if (!get8(&r, &m->version) || (m->version != 1 && m->version != 2) ||
+        !get16(&r, &m->max_streams) || !get32(&r, &m->window) || m->window > MAX_INCREMENT ||
+        !getstr8(&r, &m->name, 1, TT_MAX_NAME) || !getstr8(&r, &m->token, 0, TT_MAX_TOKEN) ||
+        (m->version == 2 && !getstr8(&r, &m->key, 0, TT_MAX_KEY)) || !get8(&r, &m->nservices) ||
         m->nservices > TT_MAX_SERVICES)
         return TETHER_ERR_PROTO;
     for (i = 0; i < m->nservices; i++) {
@@ -365,9 +384,10 @@ int tt_frame_decode_welcome(struct tt_welcome *m, const uint8_t *payload, size_t
 
     memset(m, 0, sizeof(*m));
     reader_init(&r, payload, len);
-    if (!get8(&r, &m->version) || !get16(&r, &m->max_streams) || !get32(&r, &m->window) ||
-        m->window > MAX_INCREMENT || !getstr8(&r, &m->label, 1, TT_MAX_LABEL) ||
-        !get8(&r, &m->nservices) || m->nservices > TT_MAX_SERVICES)
+    if (!get8(&r, &m->version) || (m->version != 1 && m->version != 2) ||
+        !get16(&r, &m->max_streams) || !get32(&r, &m->window) || m->window > MAX_INCREMENT ||
+        !getstr8(&r, &m->label, 1, TT_MAX_LABEL) || !get8(&r, &m->nservices) ||
+        m->nservices > TT_MAX_SERVICES)
         return TETHER_ERR_PROTO;
     for (i = 0; i < m->nservices; i++) {
         if (!get8(&r, &m->services[i].kind) || !kind_ok(m->services[i].kind) ||
@@ -376,6 +396,8 @@ int tt_frame_decode_welcome(struct tt_welcome *m, const uint8_t *payload, size_t
             !getstr8(&r, &m->services[i].address, 0, TT_MAX_ADDR))
             return TETHER_ERR_PROTO;
     }
+    if (m->version == 2 && !getstr8(&r, &m->key, 0, TT_MAX_KEY))
+        return TETHER_ERR_PROTO;
     return r.off == r.len ? 0 : TETHER_ERR_PROTO;
 }
 

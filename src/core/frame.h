@@ -12,8 +12,14 @@
 /* Counts and lengths that may carry a negative tether_err. */
 typedef ptrdiff_t tt_ssize;
 
-#define TT_PROTO_VERSION 1
-/* WebSocket subprotocol name the agent offers and the relay echoes. */
+/* Protocol versions spoken (docs/PROTOCOL.md, section 10): 1, and 2, which adds the device key
+ * to HELLO (after the token) and to WELCOME (at the end). Every other frame is the same in both.
+ * The agent sends TT_PROTO_VERSION; the relay accepts TT_PROTO_VERSION_MIN..TT_PROTO_VERSION and
+ * answers in the version of the HELLO. */
+#define TT_PROTO_VERSION_MIN 1
+#define TT_PROTO_VERSION 2
+/* WebSocket subprotocol name the agent offers and the relay echoes (the same for every version:
+ * the version is negotiated by HELLO alone). */
 #define TT_WS_SUBPROTOCOL "tether.v1"
 
 /* Frame header: length u16 | type u8 | flags u8 | stream u32, big-endian. */
@@ -27,6 +33,7 @@ typedef ptrdiff_t tt_ssize;
 #define TT_MAX_LABEL 63  /* DNS label */
 #define TT_MAX_ADDR 128  /* service address in WELCOME (URL or host name), OPEN origin */
 #define TT_MAX_REASON 200
+#define TT_MAX_KEY 64 /* device key (version 2): 64 lowercase hex digits of 32 random bytes */
 /* Largest payload of any frame but DATA and unknown types; larger ones are a protocol error. */
 #define TT_CTRL_MAX 2048
 
@@ -97,6 +104,8 @@ struct tt_hello {
     uint32_t window;      /* initial credit for relay->device DATA on each stream */
     struct tt_str name;
     struct tt_str token;
+    struct tt_str key; /* version 2: the device key (0..TT_MAX_KEY bytes; empty: none); version
+                          1 has no key field (it must be empty to encode) */
     uint8_t nservices;
     struct {
         uint8_t kind; /* enum tt_service_kind */
@@ -116,6 +125,8 @@ struct tt_welcome {
         uint16_t port;         /* public TCP port (tcp), 0 for http */
         struct tt_str address; /* URL (http) or host name clients use (tcp) */
     } services[TT_MAX_SERVICES];
+    struct tt_str key; /* version 2: the device key issued at this registration (0..TT_MAX_KEY
+                          bytes; empty: none issued); version 1 has no key field */
 };
 
 /* REFUSE, RESET and GOAWAY share this shape: a code and an optional UTF-8 reason. */
@@ -137,7 +148,8 @@ void tt_frame_header_decode(struct tt_frame_header *h, const uint8_t in[TT_FRAME
 /* Encoders: each writes one whole frame (header + payload) into out[0..outlen) and returns its
  * length, TETHER_ERR_AGAIN if outlen is too small (nothing useful written), or
  * TETHER_ERR_INVAL if a field is out of range (string too long, too many services, stream 0 where
- * a stream is needed or the reverse, zero window increment). */
+ * a stream is needed or the reverse, zero window increment). HELLO and WELCOME are laid out by
+ * their version field: 1 or 2 (TETHER_ERR_INVAL for another, or for a key in version 1). */
 tt_ssize tt_frame_encode_hello(uint8_t *out, size_t outlen, const struct tt_hello *m);
 tt_ssize tt_frame_encode_welcome(uint8_t *out, size_t outlen, const struct tt_welcome *m);
 tt_ssize tt_frame_encode_refuse(uint8_t *out, size_t outlen, const struct tt_coded *m);
@@ -155,7 +167,9 @@ tt_ssize tt_frame_encode_data_header(uint8_t out[TT_FRAME_HEADER_LEN], uint32_t 
 /* Decoders: parse a payload of the given type (the header already read). Strings in m point
  * into payload. Return 0, or TETHER_ERR_PROTO for a malformed payload (short, trailing bytes
  * where none are allowed, a string over its limit, zero services count over TT_MAX_SERVICES,
- * unknown service kind, zero window increment). */
+ * unknown service kind, zero window increment). HELLO and WELCOME are read in the layout of
+ * their first byte, the version: 1 or 2; any other version is TETHER_ERR_PROTO here (a session
+ * reads the version byte first and reports TETHER_ERR_VERSION instead). */
 int tt_frame_decode_hello(struct tt_hello *m, const uint8_t *payload, size_t len);
 int tt_frame_decode_welcome(struct tt_welcome *m, const uint8_t *payload, size_t len);
 int tt_frame_decode_coded(struct tt_coded *m, const uint8_t *payload, size_t len);

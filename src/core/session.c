@@ -12,7 +12,7 @@
 
 /* s->hs bits: how far the handshake went, and re-entrancy guards. */
 #define HS_HELLO_SENT 0x01 /* device: tt_session_hello wrote our HELLO */
-#define HS_HELLO_RECV 0x02 /* relay: a valid version-1 HELLO arrived */
+#define HS_HELLO_RECV 0x02 /* relay: a valid HELLO of a version it speaks arrived */
 #define HS_ACCEPTED 0x04   /* relay: WELCOME written */
 #define HS_REFUSED 0x08    /* relay: REFUSE written */
 #define HS_CLOSING 0x10    /* close_all is calling on_stream_close */
@@ -281,7 +281,7 @@ static int on_header(struct tt_session *s)
 
     if (!is_known(h->type)) {
         /* Forward compatibility once registered; before that the peer is not speaking our
-         * protocol (a version-1 HELLO or WELCOME must come first). */
+         * protocol (a HELLO or WELCOME must come first). */
         if (s->state != TT_SESSION_OPEN)
             return fail(s, TETHER_ERR_PROTO, "unknown frame type during the handshake");
         return 0;
@@ -339,10 +339,11 @@ static int got_hello(struct tt_session *s)
     struct tt_hello m;
 
     /* Only the version byte is read first: another version may lay the rest out otherwise. */
-    if (s->cur.length >= 1 && s->ctrl[0] != TT_PROTO_VERSION)
+    if (s->cur.length >= 1 && (s->ctrl[0] < TT_PROTO_VERSION_MIN || s->ctrl[0] > s->version))
         return fail(s, TETHER_ERR_VERSION, "HELLO with an unsupported version");
     if (tt_frame_decode_hello(&m, s->ctrl, s->cur.length) != 0)
         return fail(s, TETHER_ERR_PROTO, "malformed HELLO");
+    s->version = m.version; /* the WELCOME answers in it */
     s->peer_window = m.window;
     s->peer_max_streams = m.max_streams;
     s->nservices = m.nservices;
@@ -354,8 +355,9 @@ static int got_welcome(struct tt_session *s)
 {
     struct tt_welcome m;
 
-    if (s->cur.length >= 1 && s->ctrl[0] != TT_PROTO_VERSION)
-        return fail(s, TETHER_ERR_VERSION, "WELCOME with an unsupported version");
+    /* The relay answers in the version of our HELLO. */
+    if (s->cur.length >= 1 && s->ctrl[0] != s->version)
+        return fail(s, TETHER_ERR_VERSION, "WELCOME of another version than our HELLO");
     if (tt_frame_decode_welcome(&m, s->ctrl, s->cur.length) != 0)
         return fail(s, TETHER_ERR_PROTO, "malformed WELCOME");
     s->peer_window = m.window;
@@ -577,10 +579,13 @@ int tt_session_init(struct tt_session *s, const struct tt_session_config *cfg,
         (cap & (cap - 1)) != 0)
         return TETHER_ERR_INVAL;
     if ((cfg->role != TT_ROLE_RELAY && cfg->role != TT_ROLE_DEVICE) || cfg->window == 0 ||
-        cfg->window > MAX_WINDOW || cfg->max_streams == 0)
+        cfg->window > MAX_WINDOW || cfg->max_streams == 0 ||
+        (cfg->version != 0 &&
+         (cfg->version < TT_PROTO_VERSION_MIN || cfg->version > TT_PROTO_VERSION)))
         return TETHER_ERR_INVAL;
     memset(s, 0, sizeof(*s));
     s->cfg = *cfg;
+    s->version = cfg->version != 0 ? cfg->version : TT_PROTO_VERSION;
     s->cb = cb;
     s->ud = ud;
     s->state = TT_SESSION_HANDSHAKE;
@@ -647,7 +652,7 @@ tt_ssize tt_session_hello(struct tt_session *s, const struct tt_hello *m, uint8_
     if (m == NULL)
         return TETHER_ERR_INVAL;
     h = *m;
-    h.version = TT_PROTO_VERSION;
+    h.version = s->version;
     h.window = s->cfg.window;
     h.max_streams = s->cfg.max_streams;
     rv = tt_frame_encode_hello(out, outlen, &h);
@@ -670,7 +675,7 @@ tt_ssize tt_session_accept(struct tt_session *s, const struct tt_welcome *m, uin
     if (m == NULL)
         return TETHER_ERR_INVAL;
     w = *m;
-    w.version = TT_PROTO_VERSION;
+    w.version = s->version;
     w.window = s->cfg.window;
     w.max_streams = s->cfg.max_streams;
     rv = tt_frame_encode_welcome(out, outlen, &w);
@@ -886,6 +891,11 @@ int tt_session_error(const struct tt_session *s)
 uint32_t tt_session_nstreams(const struct tt_session *s)
 {
     return s->nstreams;
+}
+
+uint8_t tt_session_version(const struct tt_session *s)
+{
+    return s->version;
 }
 
 uint32_t tt_session_peer_window(const struct tt_session *s)

@@ -98,6 +98,11 @@ struct tt_session_config {
     enum tt_role role;
     uint32_t window;      /* our initial receive credit per stream (sent in HELLO/WELCOME) */
     uint16_t max_streams; /* most concurrent streams we accept (device) or open (relay) */
+    /* Protocol version, TT_PROTO_VERSION_MIN..TT_PROTO_VERSION (0: TT_PROTO_VERSION). Device: the
+     * version of its HELLO; the WELCOME must be of the same version. Relay: the newest version
+     * it accepts; it accepts every version from TT_PROTO_VERSION_MIN up to it, and its WELCOME
+     * is of the HELLO's version (tt_session_version). */
+    uint8_t version;
 };
 
 /* Pending session-generated RESETs (rare: a peer that breaks flow control). */
@@ -108,9 +113,10 @@ struct tt_session {
     struct tt_session_config cfg;
     const struct tt_session_callbacks *cb;
     void *ud;
-    uint8_t state; /* enum tt_session_state */
-    uint8_t hs;    /* handshake progress bits (session.c) */
-    int err;       /* first fatal error, kept until tt_session_init */
+    uint8_t state;   /* enum tt_session_state */
+    uint8_t hs;      /* handshake progress bits (session.c) */
+    uint8_t version; /* device: of its HELLO; relay: newest accepted, then the HELLO's */
+    int err;         /* first fatal error, kept until tt_session_init */
     /* stream table: open addressing, linear probing, cap a power of two */
     struct tt_stream *streams;
     uint32_t cap;
@@ -163,11 +169,13 @@ bool tt_session_want_write(const struct tt_session *s);
 tt_ssize tt_session_send(struct tt_session *s, uint8_t *out, size_t outlen);
 
 /* Device: writes the HELLO for m (version, window and max_streams are taken from the config,
- * the rest from m). Returns its length, TETHER_ERR_AGAIN (out too small), _INVAL or _STATE. */
+ * the rest from m; m->key must be empty when the session speaks version 1). Returns its length,
+ * TETHER_ERR_AGAIN (out too small), _INVAL or _STATE. */
 tt_ssize tt_session_hello(struct tt_session *s, const struct tt_hello *m, uint8_t *out,
                           size_t outlen);
 
-/* Relay: accept the HELLO with m (version, window, max_streams from the config) / refuse it.
+/* Relay: accept the HELLO with m (window, max_streams from the config; the version of the HELLO,
+ * so m->key must be empty when that is 1) / refuse it.
  * Returns the frame length, TETHER_ERR_AGAIN, _INVAL or _STATE. After refuse the session is
  * closed. tt_session_refuse is allowed once, before any WELCOME: after a valid HELLO, or after
  * the session failed during the handshake (TETHER_ERR_VERSION: refuse with TT_REFUSE_VERSION;
@@ -234,6 +242,9 @@ void tt_session_shutdown(struct tt_session *s);
 enum tt_session_state tt_session_state(const struct tt_session *s);
 int tt_session_error(const struct tt_session *s); /* 0 or the first fatal error */
 uint32_t tt_session_nstreams(const struct tt_session *s);
+/* The protocol version of the session: device, that of its HELLO; relay, before a HELLO the
+ * newest it accepts, after it the HELLO's (the version of the WELCOME it writes). */
+uint8_t tt_session_version(const struct tt_session *s);
 uint32_t tt_session_peer_window(const struct tt_session *s);
 uint16_t tt_session_peer_max_streams(const struct tt_session *s);
 /* The stream's user pointer, or NULL if id is not open. */

@@ -541,7 +541,7 @@ static struct tt_device *find_device(struct tt_relay *r, const char *name)
 /* Deletes name: here when this node has it, else (cluster mode) in the shared registry, where
  * its label and ports are released at once and its holder, if any, closes its session at its
  * next beat. Returns 0 or TETHER_ERR_NOT_FOUND (or the registry's error). */
-static int delete_device(struct tt_relay *r, const char *name)
+static int delete_record(struct tt_relay *r, const char *name)
 {
     if (find_device(r, name))
         return tt_device_delete(r, name);
@@ -560,6 +560,21 @@ static int delete_device(struct tt_relay *r, const char *name)
     if (rc == 0)
         TT_LOG(TT_LOG_INFO, "device deleted device=%s (held elsewhere or offline)", TT_LOG_V(name));
     return rc;
+}
+
+/* Deletes name's device key first (the name is then free for a new device, even when its record
+ * expired long ago), then its record (delete_record). Returns 0 when either was there,
+ * TETHER_ERR_NOT_FOUND when neither, or the registry's error (nothing deleted when the key's
+ * deletion failed). */
+static int delete_device(struct tt_relay *r, const char *name)
+{
+    int krc = tt_registry_key_del(r->reg, name);
+    if (krc != 0 && krc != TETHER_ERR_NOT_FOUND)
+        return krc;
+    if (krc == 0)
+        TT_LOG(TT_LOG_INFO, "device key deleted, the name is free device=%s", name);
+    int rc = delete_record(r, name);
+    return rc == TETHER_ERR_NOT_FOUND && krc == 0 ? 0 : rc;
 }
 
 static void api_delete(struct tt_headconn *hc, struct tt_relay *r, const char *name)
@@ -803,6 +818,11 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
                 (unsigned long long)c->closed_pushed, (unsigned long long)c->closed_scan,
                 (unsigned long long)c->full_checks);
     }
+    char auth[4096];
+    size_t alen = 0;
+    auth[0] = '\0';
+    (void)tt_devauth_metrics(&r->auth, r->reg, auth, sizeof(auth), &alen);
+    buf_str(&b, auth);
     free(vs);
     free(l.v);
     answer_built(hc, true, "text/plain; version=0.0.4", &b);

@@ -123,7 +123,8 @@ static const char port_owner_lua[] =
     "return {n,redis.call('HGET',ARGV[1]..'dev:'..n,'node') or ''}\n";
 
 /* ARGV: prefix, cutoff, limit. Forgets devices offline since cutoff or earlier (labels, ports
- * and record). Returns the names forgotten. */
+ * and record; a device key stays, and the ports leave keyports: registry_redis.c). Returns the
+ * names forgotten. */
 static const char expire_lua[] =
     "local P,cut=ARGV[1],tonumber(ARGV[2])\n"
     "local gone={}\n"
@@ -134,12 +135,14 @@ static const char expire_lua[] =
     "  local off=tonumber(h[2] or '0')\n"
     "  if (not h[1] or h[1]=='') and off>0 and off<=cut then\n"
     "    local old=redis.call('HGETALL',dk)\n"
+    "    local keyed=redis.call('HEXISTS',P..'keys',name)==1\n"
     "    for i=1,#old,2 do\n"
     "      local f,v=old[i],old[i+1]\n"
     "      if f=='label' and redis.call('HGET',P..'labels',v)==name then\n"
     "        redis.call('HDEL',P..'labels',v) end\n"
     "      if string.sub(f,1,2)=='p:' and redis.call('HGET',P..'ports',v)==name then\n"
     "        redis.call('HDEL',P..'ports',v) end\n"
+    "      if string.sub(f,1,2)=='p:' and keyed then redis.call('DECRBY',P..'keyports',1) end\n"
     "    end\n"
     "    redis.call('DEL',dk)\n"
     "    redis.call('SREM',P..'devices',name)\n"

@@ -26,6 +26,8 @@ void tt_config_usage(FILE *f)
         "               [--max-pending N] [--max-pending-per-addr N]\n"
         "               [--max-streams-per-client N] [--body-timeout DURATION]\n"
         "               [--body-min-rate BYTES] [--tcp-idle-timeout DURATION]\n"
+        "               [--max-names-per-token N] [--max-ports-per-token N]\n"
+        "               [--new-names-per-second N]\n"
         "               [--config FILE]\n"
         "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
         "\n"
@@ -71,6 +73,12 @@ void tt_config_usage(FILE *f)
         "  --body-min-rate BYTES  ...plus one second per BYTES received (default 500)\n"
         "  --tcp-idle-timeout DURATION  close a TCP client silent both ways this long\n"
         "                         (default 1h; 0s: never)\n"
+        "  --max-names-per-token N  names the fleet token may hold (each gets a device key at\n"
+        "                         its first registration; default 100000)\n"
+        "  --max-ports-per-token N  TCP ports those names may hold (default: half of\n"
+        "                         --tcp-ports)\n"
+        "  --new-names-per-second N  names the fleet token may create a second, with ten\n"
+        "                         seconds' worth at once (default 100)\n"
         "  --config FILE          settings, one per line: a flag's name and its value\n"
         "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
         "                         command line win\n"
@@ -407,6 +415,23 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         c->max_streams = (uint16_t)n;
         return 0;
     }
+    if (strcmp(flag, "--max-names-per-token") == 0 || strcmp(flag, "--max-ports-per-token") == 0 ||
+        strcmp(flag, "--new-names-per-second") == 0) {
+        uint64_t *dst = flag[2] == 'n'   ? &c->new_names_per_sec
+                        : flag[6] == 'n' ? &c->max_names_per_token
+                                         : &c->max_ports_per_token;
+        unsigned long long max = dst == &c->max_ports_per_token ? 65535ull
+                                 : dst == &c->new_names_per_sec ? 1000000ull
+                                                                : 1000000000ull;
+        char *end;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (v[0] < '0' || v[0] > '9' || *end != '\0' || n < 1 || n > max) {
+            snprintf(err, TT_ERRLEN, "%s: '%.60s' is not a number from 1 to %llu", flag, v, max);
+            return -1;
+        }
+        *dst = n;
+        return 0;
+    }
     if (strcmp(flag, "--head-timeout") == 0 || strcmp(flag, "--idle-timeout") == 0) {
         bool head = flag[2] == 'h';
         uint64_t ms;
@@ -543,11 +568,17 @@ static bool takes_value(const char *flag)
         "--node-id",      "--advertise",    "--admin-token",  "--config",      "--max-streams",
         "--head-timeout", "--idle-timeout", "--cluster-addr", "--token-file",  "--admin-token-file",
     };
+    /* the fleet token's caps (devauth.h) */
+    static const char *const caps[] = {"--max-names-per-token", "--max-ports-per-token",
+                                       "--new-names-per-second"};
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)
             return true;
     for (size_t i = 0; i < sizeof(limit_flags) / sizeof(limit_flags[0]); i++)
         if (strcmp(flag, limit_flags[i].flag) == 0)
+            return true;
+    for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+        if (strcmp(flag, caps[i]) == 0)
             return true;
     return false;
 }
@@ -573,6 +604,8 @@ static void set_defaults(struct tt_config *c)
     c->body_timeout_ms = TT_CONFIG_BODY_TIMEOUT_MS;
     c->body_min_rate = TT_CONFIG_BODY_MIN_RATE;
     c->tcp_idle_timeout_ms = TT_CONFIG_TCP_IDLE_TIMEOUT_MS;
+    c->max_names_per_token = TT_CONFIG_MAX_NAMES_PER_TOKEN;
+    c->new_names_per_sec = TT_CONFIG_NEW_NAMES_PER_SEC;
 }
 
 /* Applies the settings of --config FILE (path) to c. Returns 0, -1 (usage) or -2 (runtime). */
@@ -717,6 +750,11 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
     if (!g.per_client) {
         uint64_t floor = c->max_streams < 16 ? c->max_streams : 16;
         c->max_streams_per_client = c->max_streams / 8 > floor ? c->max_streams / 8 : floor;
+    }
+    if (!c->max_ports_per_token) {
+        c->max_ports_per_token = ((uint64_t)c->tcp_high - c->tcp_low + 1) / 2;
+        if (c->max_ports_per_token < 1)
+            c->max_ports_per_token = 1;
     }
     if (!g.bind)
         strcpy(c->tcp_bind, c->listen[0].host);

@@ -26,6 +26,8 @@
 #define TT_CONFIG_BODY_TIMEOUT_MS 30000
 #define TT_CONFIG_BODY_MIN_RATE 500
 #define TT_CONFIG_TCP_IDLE_TIMEOUT_MS 3600000
+#define TT_CONFIG_MAX_NAMES_PER_TOKEN 100000
+#define TT_CONFIG_NEW_NAMES_PER_SEC 100
 
 struct tt_config_addr {
     char host[TT_HOSTLEN]; /* an IP literal */
@@ -89,6 +91,11 @@ struct tt_config {
     uint64_t body_timeout_ms;        /* a request body must be whole within this (0: never)... */
     uint64_t body_min_rate;          /* ... plus 1 s per this many bytes received (0: none) */
     uint64_t tcp_idle_timeout_ms;    /* a raw TCP client silent both ways this long (0: never) */
+    /* The fleet token's caps (devauth.h): names it holds through device keys, and the TCP ports
+     * those names hold (default: half of the --tcp-ports range, at least 1). */
+    uint64_t max_names_per_token;
+    uint64_t max_ports_per_token;
+    uint64_t new_names_per_sec; /* --new-names-per-second: the rate of new names */
     /* Cluster mode (--redis; the three flags go together): the registry is in Redis and shared
      * by the nodes; cluster.h. */
     bool cluster;

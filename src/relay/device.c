@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/crypto.h>
 #include "tether_err.h"
 #include "common/log.h"
 #include "common/pipe.h"
@@ -35,8 +36,10 @@ static void send_frame(struct tt_devconn *dc, const uint8_t *f, tt_ssize n)
 }
 
 /* Records the device in the registry, durably: its label, its TCP ports, since when it is
- * offline (0: online) and when it was last seen. Returns 0 or the registry's error (logged). */
-static int save(struct tt_device *d)
+ * offline (0: online) and when it was last seen; and, when key is given and has one to store,
+ * the device key of the registration under way (in the same write). Returns 0 or the registry's
+ * error (logged). */
+static int save_key(struct tt_device *d, const struct tt_devconn *key)
 {
     if (d->relay->cluster && !d->label[0])
         return 0;
@@ -52,11 +55,20 @@ static int save(struct tt_device *d)
         snprintf(rd.ports[rd.nports].service, sizeof(rd.ports[0].service), "%s", d->svc[i].name);
         rd.ports[rd.nports++].port = d->svc[i].portno;
     }
+    if (key && key->set_key) {
+        rd.set_key = true;
+        memcpy(rd.key_hash, key->key_hash, sizeof(rd.key_hash));
+    }
     int rc = tt_registry_put(d->relay->reg, &rd);
     if (rc)
         TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", TT_LOG_V(d->name),
                tether_err_name(rc));
     return rc;
+}
+
+static int save(struct tt_device *d)
+{
+    return save_key(d, NULL);
 }
 
 /* The peer's "IP:PORT" for logs. */
@@ -410,12 +422,32 @@ static const char *check_hello(const struct tt_hello *m, char name[TT_MAX_NAME +
 static int refuse(struct tt_devconn *dc, struct tt_session *s, uint16_t code, const char *why)
 {
     uint8_t buf[512];
+    dc->key_issued = dc->set_key = false; /* nothing stored: a refused HELLO writes no record */
+    OPENSSL_cleanse(dc->key, sizeof(dc->key));
     set_registered(dc); /* answered: the HELLO deadline no longer applies */
     send_frame(dc, buf, tt_session_refuse(s, code, why, buf, sizeof(buf)));
     if (dc->ws)
         tt_wsconn_close(dc->ws, TT_GOAWAY_NORMAL, code == TT_REFUSE_AUTH ? 1008 : 1000,
                         code == TT_REFUSE_AUTH ? TETHER_ERR_AUTH : TETHER_ERR_REFUSED, why);
     return 0;
+}
+
+/* dc's registration will not be acknowledged: a key the relay issued for it (and maybe stored
+ * with it) must not stay, or the name would belong to a key that nobody has. The stored hash is
+ * removed only while it is still that key's. The key itself is wiped. */
+static void drop_issued_key(struct tt_devconn *dc)
+{
+    struct tt_relay *r = dc->relay;
+    uint8_t cur[32];
+    if (dc->key_issued && tt_registry_key_get(r->reg, dc->key_name, cur) == 0 &&
+        CRYPTO_memcmp(cur, dc->key_hash, sizeof(cur)) == 0) {
+        int rc = tt_registry_key_del(r->reg, dc->key_name);
+        TT_LOG(rc ? TT_LOG_ERROR : TT_LOG_INFO,
+               "device key withdrawn, its registration was not acknowledged device=%s err=%s",
+               dc->key_name, tether_err_name(rc));
+    }
+    dc->key_issued = dc->set_key = false;
+    OPENSSL_cleanse(dc->key, sizeof(dc->key));
 }
 
 /* The device's current connection leaves in favour of a new one. */
@@ -443,7 +475,6 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     struct tt_devconn *dc = ud;
     struct tt_relay *r = dc->relay;
     char name[TT_MAX_NAME + 1];
-    char why[TT_MAX_REASON];
     const char *bad = check_hello(m, name);
     if (bad) {
         TT_LOG(TT_LOG_INFO, "device refused peer=%s reason=\"%s\"", peer(dc), bad);
@@ -451,12 +482,22 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     }
     if (r->stopping)
         return refuse(dc, s, TT_REFUSE_INTERNAL, "relay shutting down");
-    if (!tt_tokens_check(&r->tokens, m->name.p, m->name.len, m->token.p, m->token.len)) {
-        TT_LOG(TT_LOG_INFO, "device refused device=%s peer=%s reason=token", TT_LOG_V(name),
-               peer(dc));
-        snprintf(why, sizeof(why), "invalid token for device %s", name);
-        return refuse(dc, s, TT_REFUSE_AUTH, why);
+    /* Who may hold this name (devauth.h): its own token, its device key, or the fleet token for
+     * a name that has neither yet (within the fleet's caps). Refusals are logged there. */
+    struct tt_devauth_verdict v;
+    tt_devauth_hello(&r->auth, r->reg, &r->tokens, name, m, tt_session_version(s), peer(dc),
+                     (int64_t)uv_now(r->loop), &v);
+    if (v.refuse) {
+        if (r->cluster && v.refuse == TT_REFUSE_INTERNAL && !tt_redisconn_up(&r->cluster->rc))
+            return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry unreachable");
+        return refuse(dc, s, v.refuse, v.reason);
     }
+    dc->set_key = v.set_key;
+    dc->key_issued = v.issued;
+    memcpy(dc->key_hash, v.key_hash, sizeof(dc->key_hash));
+    memcpy(dc->key, v.key, sizeof(dc->key));
+    snprintf(dc->key_name, sizeof(dc->key_name), "%s", name);
+    OPENSSL_cleanse(v.key, sizeof(v.key));
     int64_t now = tt_relay_now_ms();
     struct tt_device *d = tt_strmap_get(&r->by_name, name);
     if (d && expired(d, now)) {
@@ -483,7 +524,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
          * record is committed now and the WELCOME goes once the registry has synced it. */
         d->offline_since = 0;
         d->last_seen = now;
-        saved = save(d);
+        saved = save_key(d, dc);
         /* cluster mode: another node claimed that port a moment ago; learn the cluster's
          * ports again and take another */
         if (saved == TETHER_ERR_INVAL && r->cluster && tries < 3) {
@@ -542,8 +583,10 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
 static void welcome(struct tt_devconn *dc)
 {
     struct tt_device *d = dc->dev;
-    if (!d || d->conn != dc || !dc->ws)
+    if (!d || d->conn != dc || !dc->ws) {
+        drop_issued_key(dc);
         return;
+    }
     struct tt_session *s = tt_wsconn_session(dc->ws);
     int64_t now = tt_relay_now_ms();
     struct tt_welcome w;
@@ -560,6 +603,8 @@ static void welcome(struct tt_devconn *dc)
             addr[i][0] = '\0'; /* cannot happen: checked when the services were set */
         w.services[i].address = (struct tt_str){(const uint8_t *)addr[i], strlen(addr[i])};
     }
+    if (dc->key_issued)
+        w.key = (struct tt_str){(const uint8_t *)dc->key, strlen(dc->key)};
     uint8_t buf[4096];
     tt_ssize n = tt_session_accept(s, &w, buf, sizeof(buf));
     if (n < 0) {
@@ -569,6 +614,18 @@ static void welcome(struct tt_devconn *dc)
         return;
     }
     send_frame(dc, buf, n);
+    OPENSSL_cleanse(buf, (size_t)n); /* it may hold the key */
+    if (dc->set_key) {
+        struct tt_devauth *a = &dc->relay->auth;
+        if (dc->key_issued)
+            a->keys_issued++;
+        else
+            a->keys_adopted++;
+        TT_LOG(TT_LOG_INFO, "device key %s device=%s", dc->key_issued ? "issued" : "adopted",
+               d->name);
+    }
+    dc->key_issued = dc->set_key = false;
+    OPENSSL_cleanse(dc->key, sizeof(dc->key));
     d->connected_since = now;
     d->connects++;
     snprintf(d->remote_addr, sizeof(d->remote_addr), "%s", peer(dc));
@@ -581,6 +638,7 @@ static void welcome(struct tt_devconn *dc)
 static void fail_registration(struct tt_devconn *dc, const char *why)
 {
     struct tt_device *d = dc->dev;
+    drop_issued_key(dc);
     if (d && d->conn == dc) {
         d->conn = NULL;
         set_offline(d, tt_relay_now_ms());
@@ -739,6 +797,7 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
     const char *why = reason && reason[0] ? reason : err ? tether_strerror(err) : "closed";
     if (dc->sync_waiting)
         sync_unqueue(dc);
+    drop_issued_key(dc); /* closed before its WELCOME went out */
     if (d && d->conn == dc) {
         d->bytes_in += tt_wsconn_bytes_in(c);
         d->bytes_out += tt_wsconn_bytes_out(c);
@@ -880,6 +939,7 @@ static void on_sweep(uv_timer_t *t)
     int64_t now = tt_relay_now_ms();
     bool full = now >= r->sweep_full_at || now < r->sweep_full_at - TT_DEVICE_FULL_SWEEP_MS;
     sweep_devices(r, now);
+    tt_devauth_sweep(&r->auth, (int64_t)uv_now(r->loop));
     if (now - r->heartbeat_at >= TT_DEVICE_HEARTBEAT_MS || now < r->heartbeat_at)
         heartbeat(r, now);
     sweep_hello(r, now, full);

@@ -56,6 +56,12 @@ struct tt_devconn {
     bool sync_waiting;            /* on relay->sync_q: WELCOME once the registry synced */
     uint64_t sync_need;           /* ... the sync of that generation */
     struct tt_devconn *sync_next; /* relay->sync_q */
+    /* The device key of the registration under way (devauth.h): stored with it (set_key), and
+     * when the relay issued it, the key itself until the WELCOME carries it (then wiped). */
+    bool set_key, key_issued;
+    uint8_t key_hash[32];
+    char key[TT_MAX_KEY + 1];
+    char key_name[TT_MAX_NAME + 1]; /* the name it was issued for */
 };
 
 struct tt_device {

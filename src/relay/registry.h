@@ -1,7 +1,9 @@
 /* registry.h - what the relay remembers about each device name between connections and across
  * restarts: its label, the TCP port of each TCP service, when it was last seen and since when
- * it is offline; plus the credentials the relay made itself (the generated fleet token, kept
- * only as a SHA-256 hash) and the relay's own heartbeat. One interface, several backends:
+ * it is offline; the SHA-256 of the device key of each name a fleet credential created (it
+ * outlives the record: the name stays its device's until an operator deletes it); plus the
+ * credentials the relay made itself (the generated fleet token, kept only as a SHA-256 hash) and
+ * the relay's own heartbeat. One interface, several backends:
  * SQLite in the data dir (registry_sqlite.c; also in memory for unit tests) and Redis, shared by
  * the nodes of a cluster (registry_redis.c).
  * Records are copied in and out: no pointer into a backend outlives a call. The runtime state
@@ -16,6 +18,7 @@
 #ifndef TT_REGISTRY_H
 #define TT_REGISTRY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
 #include "tether_err.h"
@@ -34,6 +37,11 @@ struct tt_reg_device {
         char service[TT_MAX_NAME + 1];
         uint16_t port;
     } ports[TT_MAX_SERVICES];
+    /* put() only: when set_key is true, key_hash (the SHA-256 of the name's device key) is
+     * stored in the same atomic write as the record, replacing any. When false the stored key
+     * hash is left alone. get() and foreach() leave both zero (key_get reads the hash). */
+    bool set_key;
+    uint8_t key_hash[32];
 };
 
 /* The credential name under which the generated fleet token's hash is kept (device names are
@@ -53,7 +61,8 @@ struct tt_registry_ops {
      * of d's ports belongs to another name (or d names a port twice); TETHER_ERR_NOMEM;
      * TETHER_ERR_IO. On error the stored record is unchanged. */
     int (*put)(struct tt_registry *r, const struct tt_reg_device *d);
-    /* Forgets name (its label and ports become free). TETHER_ERR_NOT_FOUND if there is none. */
+    /* Forgets name's record (its label and ports become free); its device key hash stays.
+     * TETHER_ERR_NOT_FOUND if there is no record. */
     int (*del)(struct tt_registry *r, const char *name);
     /* Calls cb with a copy of every record (order unspecified); stops at cb's first non-zero
      * return and returns it. cb must not change the registry. */
@@ -70,6 +79,16 @@ struct tt_registry_ops {
     int (*cred_get)(struct tt_registry *r, const char *name, uint8_t hash[32]);
     /* Stores hash under credential name (replacing any). */
     int (*cred_put)(struct tt_registry *r, const char *name, const uint8_t hash[32]);
+    /* Copies the SHA-256 of name's device key into hash. TETHER_ERR_NOT_FOUND when the name
+     * has none (a new name, one registered before device keys existed, one held through its
+     * own --tokens-file token, or one an operator freed). */
+    int (*key_get)(struct tt_registry *r, const char *name, uint8_t hash[32]);
+    /* Forgets name's device key hash: the name is free for a new device (the operator's
+     * DELETE). TETHER_ERR_NOT_FOUND if it had none. */
+    int (*key_del)(struct tt_registry *r, const char *name);
+    /* Counts the names holding a device key (*names) and the TCP ports that the records of
+     * those names hold (*ports): what the fleet credential holds, for its caps. */
+    int (*key_counts)(struct tt_registry *r, uint64_t *names, uint64_t *ports);
     /* Sets *fd to a file descriptor whose fdatasync() makes every earlier write durable
      * (owned by the backend: do not close it), or to -1 when writes are durable when they
      * return (in memory). TETHER_ERR_IO if the file cannot be opened (logged). */
@@ -150,6 +169,21 @@ static inline int tt_registry_cred_put(struct tt_registry *r, const char *name,
                                        const uint8_t hash[32])
 {
     return r->ops->cred_put(r, name, hash);
+}
+
+static inline int tt_registry_key_get(struct tt_registry *r, const char *name, uint8_t hash[32])
+{
+    return r->ops->key_get(r, name, hash);
+}
+
+static inline int tt_registry_key_del(struct tt_registry *r, const char *name)
+{
+    return r->ops->key_del(r, name);
+}
+
+static inline int tt_registry_key_counts(struct tt_registry *r, uint64_t *names, uint64_t *ports)
+{
+    return r->ops->key_counts(r, names, ports);
 }
 
 static inline int tt_registry_sync_fd(struct tt_registry *r, int *fd)

@@ -6,6 +6,11 @@
  *   devices           set of names;  offline: zset name -> offline since (for expiry)
  *   nodedevs:NODE     set of the names a node holds online
  *   hb:NODE           the node's last heartbeat (ms); cred:NAME the credential hashes
+ *   keys              hash name -> SHA-256 of its device key (32 bytes): outlives dev:NAME (the
+ *                     name stays its device's after expiry) until the operator deletes it
+ *   keyports          the number of p: fields of the dev:NAME records of the names in keys (the
+ *                     TCP ports the fleet credential holds), kept by every script that adds or
+ *                     removes ports or keys (put, del, key del, and cluster.c's expiry)
  *   deleted:NAME      the node that held NAME when the operator deleted it (60 s)
  *   kick:NODE         list of the names a node held online and lost: taken over by another node
  *                     (put) or deleted by the operator (del), pushed in the same script; the
@@ -37,10 +42,10 @@ static struct registry_redis *to_rr(struct tt_registry *r)
     return (struct registry_redis *)r;
 }
 
-/* ARGV: prefix, name, label, off, seen, node, nports, then service, port pairs. Returns "ok",
- * "conflict" (label or a port held by another name) or "moved" (an offline record for a device
- * that another node holds now, or that the operator deleted on another node while this one
- * held it: ignored). */
+/* ARGV: prefix, name, label, off, seen, node, nports, key hash ("" to leave it), then service,
+ * port pairs. Returns "ok", "conflict" (label or a port held by another name) or "moved" (an
+ * offline record for a device that another node holds now, or that the operator deleted on
+ * another node while this one held it: ignored). */
 static const char put_lua[] =
     "local P,name,label,off,seen,me=ARGV[1],ARGV[2],ARGV[3],tonumber(ARGV[4]),ARGV[5],ARGV[6]\n"
     "local n=tonumber(ARGV[7])\n"
@@ -52,9 +57,11 @@ static const char put_lua[] =
     "local o=redis.call('HGET',P..'labels',label)\n"
     "if o and o~=name then return 'conflict' end\n"
     "for i=0,n-1 do\n"
-    "  o=redis.call('HGET',P..'ports',ARGV[9+2*i])\n"
+    "  o=redis.call('HGET',P..'ports',ARGV[10+2*i])\n"
     "  if o and o~=name then return 'conflict' end\n"
     "end\n"
+    "local keyed=redis.call('HEXISTS',P..'keys',name)==1\n"
+    "local kp=0\n"
     "local old=redis.call('HGETALL',dk)\n"
     "for i=1,#old,2 do\n"
     "  local f,v=old[i],old[i+1]\n"
@@ -63,16 +70,23 @@ static const char put_lua[] =
     "  if string.sub(f,1,2)=='p:' then\n"
     "    if redis.call('HGET',P..'ports',v)==name then redis.call('HDEL',P..'ports',v) end\n"
     "    redis.call('HDEL',dk,f)\n"
+    "    if keyed then kp=kp-1 end\n"
     "  end\n"
     "end\n"
+    "if ARGV[8]~='' then\n"
+    "  redis.call('HSET',P..'keys',name,ARGV[8])\n"
+    "  keyed=true\n"
+    "end\n"
+    "if keyed then kp=kp+n end\n"
+    "if kp~=0 then redis.call('INCRBY',P..'keyports',kp) end\n"
     "local node=''\n"
     "if off==0 then node=me end\n"
     "if off==0 and cur~=me then redis.call('HDEL',dk,'live','svc') end\n"
     "redis.call('HSET',P..'labels',label,name)\n"
     "redis.call('HMSET',dk,'label',label,'off',ARGV[4],'seen',seen,'node',node)\n"
     "for i=0,n-1 do\n"
-    "  redis.call('HSET',P..'ports',ARGV[9+2*i],name)\n"
-    "  redis.call('HSET',dk,'p:'..ARGV[8+2*i],ARGV[9+2*i])\n"
+    "  redis.call('HSET',P..'ports',ARGV[10+2*i],name)\n"
+    "  redis.call('HSET',dk,'p:'..ARGV[9+2*i],ARGV[10+2*i])\n"
     "end\n"
     "redis.call('SADD',P..'devices',name)\n"
     "if cur and cur~='' and cur~=node then redis.call('SREM',P..'nodedevs:'..cur,name) end\n"
@@ -94,12 +108,14 @@ static const char del_lua[] =
     "local dk=P..'dev:'..name\n"
     "local old=redis.call('HGETALL',dk)\n"
     "if #old==0 then return 0 end\n"
+    "local keyed=redis.call('HEXISTS',P..'keys',name)==1\n"
     "for i=1,#old,2 do\n"
     "  local f,v=old[i],old[i+1]\n"
     "  if f=='label' and redis.call('HGET',P..'labels',v)==name then\n"
     "    redis.call('HDEL',P..'labels',v) end\n"
     "  if string.sub(f,1,2)=='p:' and redis.call('HGET',P..'ports',v)==name then\n"
     "    redis.call('HDEL',P..'ports',v) end\n"
+    "  if string.sub(f,1,2)=='p:' and keyed then redis.call('DECRBY',P..'keyports',1) end\n"
     "  if f=='node' and v~='' then\n"
     "    redis.call('SREM',P..'nodedevs:'..v,name)\n"
     "    redis.call('SET',P..'deleted:'..name,v,'PX',60000)\n"
@@ -111,6 +127,17 @@ static const char del_lua[] =
     "redis.call('SREM',P..'devices',name)\n"
     "redis.call('ZREM',P..'offline',name)\n"
     "return 1\n";
+
+/* ARGV: prefix, name. Forgets name's device key (and its ports leave keyports). Returns 1 or 0
+ * (it had none). */
+static const char key_del_lua[] = "local P,name=ARGV[1],ARGV[2]\n"
+                                  "if redis.call('HDEL',P..'keys',name)==0 then return 0 end\n"
+                                  "local n=0\n"
+                                  "for _,f in ipairs(redis.call('HKEYS',P..'dev:'..name)) do\n"
+                                  "  if string.sub(f,1,2)=='p:' then n=n+1 end\n"
+                                  "end\n"
+                                  "if n>0 then redis.call('DECRBY',P..'keyports',n) end\n"
+                                  "return 1\n";
 
 /* ARGV: prefix, node, since. This node's online devices become offline since max(since, their
  * last seen, 1). Returns how many. */
@@ -140,8 +167,8 @@ static int64_t to_i64(const char *s)
 static redisReply *eval(struct registry_redis *q, const char *script, int argc, const char **argv,
                         const size_t *lens)
 {
-    const char *a[8 + 2 * TT_MAX_SERVICES];
-    size_t l[8 + 2 * TT_MAX_SERVICES];
+    const char *a[12 + 2 * TT_MAX_SERVICES];
+    size_t l[12 + 2 * TT_MAX_SERVICES];
     if (argc + 3 > (int)(sizeof(a) / sizeof(a[0])))
         return NULL;
     a[0] = "EVAL";
@@ -229,7 +256,8 @@ static int rr_find_label(struct tt_registry *r, const char *label, struct tt_reg
 static int rr_put(struct tt_registry *r, const struct tt_reg_device *d)
 {
     struct registry_redis *q = to_rr(r);
-    const char *argv[7 + 2 * TT_MAX_SERVICES];
+    const char *argv[8 + 2 * TT_MAX_SERVICES];
+    size_t lens[8 + 2 * TT_MAX_SERVICES];
     char off[24], seen[24], n[8], ports[TT_MAX_SERVICES][8];
     for (uint8_t i = 0; i < d->nports; i++)
         for (uint8_t j = 0; j < i; j++)
@@ -246,12 +274,20 @@ static int rr_put(struct tt_registry *r, const struct tt_reg_device *d)
     argv[argc++] = seen;
     argv[argc++] = q->node;
     argv[argc++] = n;
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    argv[argc] = (const char *)d->key_hash; /* binary: its length is given */
+    lens[argc++] = d->set_key ? 32 : 0;
     for (uint8_t i = 0; i < d->nports && i < TT_MAX_SERVICES; i++) {
         snprintf(ports[i], sizeof(ports[i]), "%u", (unsigned)d->ports[i].port);
-        argv[argc++] = d->ports[i].service;
-        argv[argc++] = ports[i];
+        argv[argc] = d->ports[i].service;
+        lens[argc] = strlen(argv[argc]);
+        argc++;
+        argv[argc] = ports[i];
+        lens[argc] = strlen(argv[argc]);
+        argc++;
     }
-    redisReply *rep = eval(q, put_lua, argc, argv, NULL);
+    redisReply *rep = eval(q, put_lua, argc, argv, lens);
     int rc = bad(rep);
     if (!rc && (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_STATUS))
         rc = TETHER_ERR_IO;
@@ -349,6 +385,53 @@ static int rr_cred_put(struct tt_registry *r, const char *name, const uint8_t ha
     return rc;
 }
 
+static int rr_key_get(struct tt_registry *r, const char *name, uint8_t hash[32])
+{
+    redisReply *rep = tt_redisconn_cmd(to_rr(r)->rc, "HGET " P "keys %s", name);
+    int rc = bad(rep);
+    if (!rc && (rep->type != REDIS_REPLY_STRING || rep->len != 32))
+        rc = TETHER_ERR_NOT_FOUND;
+    if (!rc)
+        memcpy(hash, rep->str, 32);
+    if (rep)
+        freeReplyObject(rep);
+    return rc;
+}
+
+static int rr_key_del(struct tt_registry *r, const char *name)
+{
+    const char *argv[2] = {P, name};
+    redisReply *rep = eval(to_rr(r), key_del_lua, 2, argv, NULL);
+    int rc = bad(rep);
+    if (!rc && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+        rc = TETHER_ERR_NOT_FOUND;
+    if (rep)
+        freeReplyObject(rep);
+    return rc;
+}
+
+/* ARGV: prefix. Returns {names with a key, keyports}. */
+static const char key_counts_lua[] = "return {redis.call('HLEN',ARGV[1]..'keys'),"
+                                     "tonumber(redis.call('GET',ARGV[1]..'keyports') or '0')}\n";
+
+static int rr_key_counts(struct tt_registry *r, uint64_t *names, uint64_t *ports)
+{
+    const char *argv[1] = {P};
+    redisReply *rep = eval(to_rr(r), key_counts_lua, 1, argv, NULL);
+    int rc = bad(rep);
+    if (!rc && (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+                rep->element[0]->type != REDIS_REPLY_INTEGER ||
+                rep->element[1]->type != REDIS_REPLY_INTEGER))
+        rc = TETHER_ERR_IO;
+    if (!rc) {
+        *names = rep->element[0]->integer > 0 ? (uint64_t)rep->element[0]->integer : 0;
+        *ports = rep->element[1]->integer > 0 ? (uint64_t)rep->element[1]->integer : 0;
+    }
+    if (rep)
+        freeReplyObject(rep);
+    return rc;
+}
+
 static int rr_sync_fd(struct tt_registry *r, int *fd)
 {
     (void)r;
@@ -371,6 +454,9 @@ static const struct tt_registry_ops redis_ops = {
     .heartbeat = rr_heartbeat,
     .cred_get = rr_cred_get,
     .cred_put = rr_cred_put,
+    .key_get = rr_key_get,
+    .key_del = rr_key_del,
+    .key_counts = rr_key_counts,
     .sync_fd = rr_sync_fd,
     .free = rr_free,
 };

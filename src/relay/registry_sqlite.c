@@ -1,12 +1,13 @@
 /* registry_sqlite.c - the registry (registry.h) in an SQLite file in the data dir: devices
- * (name, label, offline since, last seen), their TCP ports, generated credentials (hashes only)
- * and the relay's heartbeat. WAL journal with synchronous=NORMAL: a committed write is in the
- * WAL file (it survives a kill -9) and checkpoints are synced by SQLite; to survive a power
- * loss too, the caller fdatasync()s the WAL file (sync_fd) before it acknowledges anything,
- * off the loop thread and once for every write committed before it, instead of SQLite doing
- * it inside every COMMIT (synchronous=FULL) on the loop thread. Labels and ports are UNIQUE
- * in the schema, so two names can never share one even if the caller has a bug. Statements
- * are prepared once and reused. Single-threaded: the relay's loop thread is the only user. */
+ * (name, label, offline since, last seen), their TCP ports, device key hashes, generated
+ * credentials (hashes only) and the relay's heartbeat. WAL journal with synchronous=NORMAL: a
+ * committed write is in the WAL file (it survives a kill -9) and checkpoints are synced by SQLite;
+ * to survive a power loss too, the caller fdatasync()s the WAL file (sync_fd) before it
+ * acknowledges anything, off the loop thread and once for every write committed before it, instead
+ * of SQLite doing it inside every COMMIT (synchronous=FULL) on the loop thread. Labels and ports
+ * are UNIQUE in the schema, so two names can never share one even if the caller has a bug.
+ * Statements are prepared once and reused. Single-threaded: the relay's loop thread is the only
+ * user. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,10 +19,11 @@
 #include "common/log.h"
 #include "registry.h"
 
-/* The schema this program writes. Version 1: devices, ports, credentials, relay_state. A file
- * with a newer version is refused rather than misread; older versions are upgraded in
- * migrate(). */
-#define SCHEMA_VERSION 1
+/* The schema this program writes. Version 1: devices, ports, credentials, relay_state.
+ * Version 2 adds device_keys (names registered before it get their key at their next
+ * registration). A file with a newer version is refused rather than misread; older versions are
+ * upgraded in migrate(). */
+#define SCHEMA_VERSION 2
 
 static const char schema_v1[] =
     "CREATE TABLE devices ("
@@ -40,6 +42,12 @@ static const char schema_v1[] =
     " created_ms INTEGER NOT NULL);"
     "CREATE TABLE relay_state (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);";
 
+/* Not tied to devices: the key of a name outlives its record (expiry), until key_del. */
+static const char schema_v2[] = "CREATE TABLE device_keys ("
+                                " name TEXT PRIMARY KEY NOT NULL,"
+                                " hash BLOB NOT NULL CHECK (length(hash) = 32),"
+                                " created_ms INTEGER NOT NULL);";
+
 enum stmt_id {
     S_BEGIN,
     S_COMMIT,
@@ -57,6 +65,11 @@ enum stmt_id {
     S_HB_PUT,
     S_CRED_GET,
     S_CRED_PUT,
+    S_KEY_GET,
+    S_KEY_PUT,
+    S_KEY_DEL,
+    S_KEY_NAMES,
+    S_KEY_PORTS,
     S_COUNT
 };
 
@@ -85,6 +98,13 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_CRED_PUT] = "INSERT INTO credentials (name, hash, created_ms) VALUES (?1, ?2,"
                    " CAST(strftime('%s','now') AS INTEGER) * 1000) ON CONFLICT (name) DO UPDATE"
                    " SET hash = excluded.hash, created_ms = excluded.created_ms",
+    [S_KEY_GET] = "SELECT hash FROM device_keys WHERE name = ?1",
+    [S_KEY_PUT] = "INSERT INTO device_keys (name, hash, created_ms) VALUES (?1, ?2,"
+                  " CAST(strftime('%s','now') AS INTEGER) * 1000) ON CONFLICT (name) DO UPDATE"
+                  " SET hash = excluded.hash, created_ms = excluded.created_ms",
+    [S_KEY_DEL] = "DELETE FROM device_keys WHERE name = ?1",
+    [S_KEY_NAMES] = "SELECT count(*) FROM device_keys",
+    [S_KEY_PORTS] = "SELECT count(*) FROM ports WHERE name IN (SELECT name FROM device_keys)",
 };
 
 struct registry_sqlite {
@@ -242,6 +262,12 @@ static int sq_put(struct tt_registry *r, const struct tt_reg_device *d)
         sqlite3_bind_int(s, 3, d->ports[i].port);
         rc = run(q, s, "put port");
     }
+    if (!rc && d->set_key) {
+        s = use(q, S_KEY_PUT);
+        bind_text(s, 1, d->name);
+        sqlite3_bind_blob(s, 2, d->key_hash, 32, SQLITE_STATIC);
+        rc = run(q, s, "put key");
+    }
     if (rc) {
         rollback(q);
         return rc;
@@ -364,6 +390,49 @@ static int sq_cred_put(struct tt_registry *r, const char *name, const uint8_t ha
     return run(q, s, "cred put");
 }
 
+static int sq_key_get(struct tt_registry *r, const char *name, uint8_t hash[32])
+{
+    struct registry_sqlite *q = to_sq(r);
+    sqlite3_stmt *s = use(q, S_KEY_GET);
+    bind_text(s, 1, name);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(s, 0) == 32) {
+        memcpy(hash, sqlite3_column_blob(s, 0), 32);
+        sqlite3_reset(s);
+        return 0;
+    }
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? TETHER_ERR_NOT_FOUND : fail(q, rc, "key get");
+}
+
+static int sq_key_del(struct tt_registry *r, const char *name)
+{
+    struct registry_sqlite *q = to_sq(r);
+    sqlite3_stmt *s = use(q, S_KEY_DEL);
+    bind_text(s, 1, name);
+    int rc = run(q, s, "key del");
+    if (!rc && sqlite3_changes(q->db) == 0)
+        rc = TETHER_ERR_NOT_FOUND;
+    return rc;
+}
+
+/* One count(*) into *out. */
+static int count1(struct registry_sqlite *q, enum stmt_id id, uint64_t *out)
+{
+    sqlite3_stmt *s = use(q, id);
+    int rc = sqlite3_step(s);
+    *out = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : fail(q, rc, "key counts");
+}
+
+static int sq_key_counts(struct tt_registry *r, uint64_t *names, uint64_t *ports)
+{
+    struct registry_sqlite *q = to_sq(r);
+    int rc = count1(q, S_KEY_NAMES, names);
+    return rc ? rc : count1(q, S_KEY_PORTS, ports);
+}
+
 /* The WAL file holds every commit not yet checkpointed (checkpointed ones are in the database
  * file, which SQLite syncs after each checkpoint even with synchronous=NORMAL): fdatasync on
  * it is what synchronous=FULL does at each COMMIT. SQLite keeps the WAL file (the same inode)
@@ -409,6 +478,9 @@ static const struct tt_registry_ops sqlite_ops = {
     .heartbeat = sq_heartbeat,
     .cred_get = sq_cred_get,
     .cred_put = sq_cred_put,
+    .key_get = sq_key_get,
+    .key_del = sq_key_del,
+    .key_counts = sq_key_counts,
     .sync_fd = sq_sync_fd,
     .free = sq_free,
 };
@@ -460,7 +532,12 @@ static int migrate(sqlite3 *db, const char *path, char err[TT_ERRLEN])
             rc = sqlite3_exec(db, "INSERT INTO schema_version (version) VALUES (1)", NULL, NULL,
                               NULL);
     }
-    /* Later versions: if (version < 2) { ALTER ...; UPDATE schema_version ... } */
+    if (rc == SQLITE_OK && version < 2) {
+        rc = sqlite3_exec(db, schema_v2, NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, "INSERT INTO schema_version (version) VALUES (2)", NULL, NULL,
+                              NULL);
+    }
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {

@@ -103,7 +103,7 @@ static int setup_tokens(struct tt_relay *r, char err[TT_ERRLEN])
     tt_tokens_init(&r->tokens);
     if (r->cfg.token[0]) {
         tt_tokens_set_fleet(&r->tokens, r->cfg.token, strlen(r->cfg.token));
-        return 0;
+        return tt_tokens_fleet_history(&r->tokens, r->reg, err);
     }
     if (r->cfg.tokens_file[0])
         return tt_tokens_load_file(&r->tokens, r->cfg.tokens_file, err);
@@ -116,7 +116,7 @@ static int setup_tokens(struct tt_relay *r, char err[TT_ERRLEN])
         fflush(stdout);
     }
     memset(token, 0, sizeof(token));
-    return 0;
+    return tt_tokens_fleet_history(&r->tokens, r->reg, err);
 }
 
 /* Cluster nodes forward browsers' requests and TCP clients from their own address: they are
@@ -141,6 +141,8 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     r->cfg = *cfg;
     tt_strmap_init(&r->by_name);
     tt_strmap_init(&r->by_label);
+    tt_devauth_init(&r->auth, cfg->max_names_per_token, cfg->max_ports_per_token,
+                    cfg->new_names_per_sec, (int64_t)uv_now(loop));
     r->lock_fd = -1;
     tt_limits_init(&r->limits, loop, tt_limits_nofile(), (size_t)cfg->max_pending,
                    (size_t)cfg->max_pending_per_addr, cfg->max_streams,
@@ -350,6 +352,7 @@ void tt_relay_free(struct tt_relay *r)
         close(r->lock_fd);
     r->lock_fd = -1;
     tt_tokens_reset(&r->tokens);
+    tt_devauth_reset(&r->auth);
     tt_tls_ctx_free(r->tls);
     r->tls = NULL;
     tt_strmap_reset(&r->by_name);

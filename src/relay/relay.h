@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "config.h"
+#include "devauth.h"
 #include "headconn.h"
 #include "limits.h"
 #include "registry.h"
@@ -22,6 +23,7 @@ struct tt_relay {
     uv_loop_t *loop;
     struct tt_config cfg;
     struct tt_tokens tokens;
+    struct tt_devauth auth; /* who may register a name: device keys, caps, throttle */
     struct tt_registry *reg;
     struct tt_cluster *cluster; /* cluster mode (--redis): cluster.h; NULL otherwise */
     struct tt_strmap by_name;   /* device name -> struct tt_device * (owned) */

@@ -169,6 +169,81 @@ bool tt_tokens_check(const struct tt_tokens *t, const uint8_t *name, size_t name
     return tt_consttime_equal(h, sizeof(h), t->fleet, sizeof(h));
 }
 
+bool tt_tokens_has_own(const struct tt_tokens *t, const uint8_t *name, size_t namelen)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strlen(t->v[i].name) == namelen && memcmp(t->v[i].name, name, namelen) == 0)
+            return true;
+    return false;
+}
+
+bool tt_tokens_check_fleet(const struct tt_tokens *t, const uint8_t *token, size_t tokenlen)
+{
+    uint8_t h[32];
+    hash_token(token, tokenlen, h);
+    return t->have_fleet && tt_consttime_equal(h, sizeof(h), t->fleet, sizeof(h));
+}
+
+bool tt_tokens_check_fleet_any(const struct tt_tokens *t, const uint8_t *token, size_t tokenlen)
+{
+    uint8_t h[32];
+    bool ok = false;
+    hash_token(token, tokenlen, h);
+    if (t->have_fleet)
+        ok = tt_consttime_equal(h, sizeof(h), t->fleet, sizeof(h));
+    for (size_t i = 0; i < t->nold; i++)
+        ok |= tt_consttime_equal(h, sizeof(h), t->old_fleet[i], sizeof(h));
+    return ok;
+}
+
+int tt_tokens_fleet_history(struct tt_tokens *t, struct tt_registry *reg, char err[TT_ERRLEN])
+{
+    uint8_t now[32];
+    char name[32];
+    int rc;
+    t->nold = 0;
+    if (!t->have_fleet)
+        return 0;
+    for (int i = 0; i < TT_TOKENS_OLD_FLEET; i++) {
+        snprintf(name, sizeof(name), "fleet-old-%d", i + 1);
+        rc = tt_registry_cred_get(reg, name, t->old_fleet[t->nold]);
+        if (rc == 0)
+            t->nold++;
+        else if (rc != TETHER_ERR_NOT_FOUND)
+            goto fail;
+    }
+    rc = tt_registry_cred_get(reg, "fleet", now);
+    if (rc != 0 && rc != TETHER_ERR_NOT_FOUND)
+        goto fail;
+    bool rotated = rc == 0 && memcmp(now, t->fleet, sizeof(now)) != 0;
+    if (rc == 0 && !rotated)
+        return 0;
+    if (rotated) {
+        /* the one in use until now joins the old ones; the current one is not an old one */
+        uint8_t keep[TT_TOKENS_OLD_FLEET][32];
+        size_t n = 0;
+        memcpy(keep[n++], now, 32);
+        for (size_t i = 0; i < t->nold && n < TT_TOKENS_OLD_FLEET; i++)
+            if (memcmp(t->old_fleet[i], t->fleet, 32) != 0 && memcmp(t->old_fleet[i], now, 32))
+                memcpy(keep[n++], t->old_fleet[i], 32);
+        memcpy(t->old_fleet, keep, n * 32);
+        t->nold = n;
+        for (size_t i = 0; i < n; i++) {
+            snprintf(name, sizeof(name), "fleet-old-%zu", i + 1);
+            if ((rc = tt_registry_cred_put(reg, name, t->old_fleet[i])) != 0)
+                goto fail;
+        }
+    }
+    rc = tt_registry_cred_put(reg, "fleet", t->fleet);
+    if (rc == 0)
+        return 0;
+fail:
+    snprintf(err, TT_ERRLEN, "cannot keep the fleet token's history in the registry: %s",
+             tether_strerror(rc));
+    t->nold = 0;
+    return -1;
+}
+
 void tt_tokens_set_fleet_hash(struct tt_tokens *t, const uint8_t hash[32])
 {
     memcpy(t->fleet, hash, 32);

@@ -13,6 +13,9 @@
 
 #define TT_TOKENS_MAX_FILE (1u << 20) /* tokens files over 1 MiB are refused */
 #define TT_TOKEN_HEXLEN 64            /* generated tokens: 32 random bytes in hex */
+/* Fleet tokens used before the current one that still go with a device key (after a rotation,
+ * devices that hold their key keep working with the token they have): at most this many. */
+#define TT_TOKENS_OLD_FLEET 4
 
 struct tt_token_entry {
     char name[TT_MAX_NAME + 1];
@@ -22,6 +25,8 @@ struct tt_token_entry {
 struct tt_tokens {
     bool have_fleet;
     uint8_t fleet[32];
+    uint8_t old_fleet[TT_TOKENS_OLD_FLEET][32]; /* earlier fleet tokens' hashes, newest first */
+    size_t nold;
     struct tt_token_entry *v; /* per-name tokens, owned */
     size_t n;
 };
@@ -45,6 +50,23 @@ int tt_tokens_load_file(struct tt_tokens *t, const char *path, char err[TT_ERRLE
  * token. */
 bool tt_tokens_check(const struct tt_tokens *t, const uint8_t *name, size_t namelen,
                      const uint8_t *token, size_t tokenlen);
+
+/* True when name has a token of its own (a --tokens-file line): it is held by that token. */
+bool tt_tokens_has_own(const struct tt_tokens *t, const uint8_t *name, size_t namelen);
+
+/* True when token is the fleet token (false when there is none). Constant time. */
+bool tt_tokens_check_fleet(const struct tt_tokens *t, const uint8_t *token, size_t tokenlen);
+
+/* True when token is the fleet token or one of the fleet tokens used before it (the old ones are
+ * good only together with a device key: devauth.c). Constant time per hash. */
+bool tt_tokens_check_fleet_any(const struct tt_tokens *t, const uint8_t *token, size_t tokenlen);
+
+/* Keeps the fleet token's history in the registry (credentials "fleet", the hash of the one in
+ * use at the last start, and "fleet-old-1".."fleet-old-4", the ones before it, newest first):
+ * when t's fleet token is not the one recorded, the recorded one joins the old ones (the oldest
+ * beyond TT_TOKENS_OLD_FLEET is forgotten) and t's is recorded. Loads the old ones into t. Does
+ * nothing without a fleet token. Returns 0, or -1 with err (registry failure). */
+int tt_tokens_fleet_history(struct tt_tokens *t, struct tt_registry *reg, char err[TT_ERRLEN]);
 
 /* Sets t's fleet token from its SHA-256 hash. */
 void tt_tokens_set_fleet_hash(struct tt_tokens *t, const uint8_t hash[32]);

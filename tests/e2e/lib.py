@@ -272,7 +272,7 @@ class Agent:
     ({name: port}) services. With wait=True, waits for the first registration."""
 
     def __init__(self, env, relay, name=None, http=None, tcp=None, json_mode=False, token=None,
-                 wait=True, extra=(), server=None, env_vars=None):
+                 wait=True, extra=(), server=None, env_vars=None, state_dir=None):
         self.env = env
         self.relay = relay
         self.name = name or "dev-" + os.urandom(4).hex()
@@ -281,6 +281,11 @@ class Agent:
         self.json_mode = json_mode
         argv = [TETHER, "--server", server or relay.url, "--name", self.name,
                 "--token", token if token is not None else relay.token]
+        # The device key's directory: one per test (agent_state_dir), so that an agent started
+        # again under the same name is the same device; a test passes its own for another one.
+        self.state_dir = state_dir or agent_state_dir(env)
+        if tether_has_state_dir():
+            argv += ["--state-dir", self.state_dir]
         for h in (http if isinstance(http, (list, tuple)) else [http] if http else []):
             argv += ["--http", h if isinstance(h, str) else "127.0.0.1:%d" % h]
         for n, p in self.tcp.items():
@@ -1051,3 +1056,25 @@ def raise_own_nofile(want):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     check(hard == resource.RLIM_INFINITY or hard >= want,
           "this test needs %d open files; the hard limit is %d" % (want, hard))
+
+
+# ---------------------------------------------------------------- device keys (--state-dir)
+
+_STATE_DIR_FLAG = []
+
+
+def tether_has_state_dir():
+    """True when TETHER knows --state-dir (the baseline binaries of older tests do not)."""
+    if not _STATE_DIR_FLAG:
+        try:
+            r = subprocess.run([TETHER, "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, timeout=20, text=True)
+            _STATE_DIR_FLAG.append("--state-dir" in r.stdout)
+        except (OSError, subprocess.SubprocessError):
+            _STATE_DIR_FLAG.append(False)
+    return _STATE_DIR_FLAG[0]
+
+
+def agent_state_dir(env):
+    """The test's shared agent state directory (device keys, one file per device name)."""
+    return env.path("agent-state")

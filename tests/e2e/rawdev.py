@@ -65,9 +65,13 @@ def s8(b):
     return bytes([len(b)]) + b
 
 
-def hello(name, token, services=((1, "http"),), version=1, max_streams=1024, window=262144):
-    """A HELLO frame; services are (kind, name) with kind 1 = http, 2 = tcp."""
+def hello(name, token, services=((1, "http"),), version=2, max_streams=1024, window=262144,
+          key=b""):
+    """A HELLO frame; services are (kind, name) with kind 1 = http, 2 = tcp. Version 2 (and
+    later) carries the device key after the token; version 1 has no key field."""
     p = struct.pack(">BHI", version, max_streams, window) + s8(name) + s8(token)
+    if version >= 2:
+        p += s8(key)
     p += bytes([len(services)])
     for kind, n in services:
         p += bytes([kind]) + s8(n)

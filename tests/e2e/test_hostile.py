@@ -196,7 +196,7 @@ def test_bad_protocol_messages_are_refused(t):
         ("a HELLO with a trailing byte", tframe(1, hello("dev-x", TOKEN)[8:] + b"\x00")),
         ("a HELLO with an unknown service kind", hello("dev-y", TOKEN, services=((9, "x"),))),
         ("a HELLO over the control payload limit", tframe(1, b"\x01" * 3000)),
-        ("a HELLO of version 2", hello("dev-z", TOKEN, version=2)),
+        ("a HELLO of version 3", hello("dev-z", TOKEN, version=3)),
     ]
     for what, data in before:
         ws = RawWs(relay.port)

@@ -39,7 +39,8 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     uint32_t id;
     int i;
 
-    if (m->version != TT_PROTO_VERSION || m->name.len == 0)
+    if (m->version < TT_PROTO_VERSION_MIN || m->version > TT_PROTO_VERSION || m->name.len == 0 ||
+        m->version != tt_session_version(s) || (m->version == 1 && m->key.len != 0))
         abort();
     if (f->knobs & KNOB_REFUSE) {
         sink(f, tt_session_refuse(s, TT_REFUSE_AUTH, "no", f->out, sizeof(f->out)));
@@ -217,7 +218,7 @@ static void device_start(struct fz *f)
         struct tt_open o;
         tt_ssize n, k;
         memset(&w, 0, sizeof(w));
-        w.version = TT_PROTO_VERSION;
+        w.version = tt_session_version(&f->s);
         w.max_streams = 100;
         w.window = 262144;
         w.label.p = (const uint8_t *)"k3j9x2mq";
@@ -259,9 +260,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nogrow.alloc_table = NULL;
     nogrow.release_table = NULL;
     f->first = calloc(4, sizeof(struct tt_stream));
+    memset(&cfg, 0, sizeof(cfg));
     cfg.role = (f->knobs & KNOB_DEVICE) ? TT_ROLE_DEVICE : TT_ROLE_RELAY;
     cfg.window = 16;
     cfg.max_streams = 4;
+    /* A device speaks version 2 when the relay's bytes start with a version-2 WELCOME (the
+     * seeds of welcome-v2.txt), else version 1 (contexts D0 and D1); a relay speaks both. */
+    if (cfg.role == TT_ROLE_DEVICE)
+        cfg.version = size > TT_FRAME_HEADER_LEN && data[2] == TT_FRAME_WELCOME &&
+                              data[TT_FRAME_HEADER_LEN] == 2
+                          ? 2
+                          : 1;
     if (f->first == NULL || tt_session_init(&f->s, &cfg, (f->knobs & KNOB_NOGROW) ? &nogrow : &cbs,
                                             f, f->first, 4) != 0)
         abort();

@@ -17,7 +17,8 @@ import struct
 VEC = "tests/vectors"
 OUT = "tests/fuzz/corpus"
 SELECT = {1: 0, 2: 1, 3: 2, 7: 2, 8: 2, 4: 3, 6: 4}
-CONTEXT = {"hello.txt": 0x00, "welcome.txt": 0x01, "refuse.txt": 0x01}  # others: 0x03 (D1)
+CONTEXT = {"hello.txt": 0x00, "hello-v2.txt": 0x00, "welcome.txt": 0x01, "welcome-v2.txt": 0x01,
+           "refuse.txt": 0x01}  # others: 0x03 (D1)
 
 
 def vectors():

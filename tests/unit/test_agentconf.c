@@ -162,6 +162,27 @@ static void test_proxy_tls_and_check(void **state)
     assert_int_equal(tether_config_set_proxy(cfg, NULL), TETHER_ERR_INVAL);
     assert_int_equal(tether_config_set_ca_file(cfg, "/etc/ssl/ca.pem"), 0);
     assert_int_equal(tether_config_set_insecure(cfg, true), 0);
+    /* the state dir and the device key */
+    assert_int_equal(tether_config_set_state_dir(cfg, "/var/lib/x"), 0);
+    assert_string_equal(cfg->state_dir, "/var/lib/x");
+    assert_int_equal(tether_config_set_state_dir(cfg, NULL), 0);
+    assert_null(cfg->state_dir);
+    assert_int_equal(tether_config_set_state_dir(cfg, ""), 0);
+    assert_string_equal(cfg->state_dir, "");
+    assert_int_equal(tether_config_set_state_dir(NULL, "x"), TETHER_ERR_INVAL);
+    assert_int_equal(tether_config_set_device_key(cfg, "SECRETKEY"), TETHER_ERR_CONFIG);
+    assert_null(strstr(tether_config_error(cfg), "SECRETKEY"));
+    assert_int_equal(tether_config_set_device_key(
+                         cfg, "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"),
+                     TETHER_ERR_CONFIG);
+    assert_int_equal(tether_config_set_device_key(
+                         cfg, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+                     0);
+    assert_int_equal(tether_config_set_device_key(cfg, NULL), 0);
+    assert_null(cfg->device_key);
+    assert_int_equal(tether_config_set_device_key(
+                         cfg, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+                     0);
 
     assert_int_equal(tether_config_check(cfg), TETHER_ERR_CONFIG);
     assert_non_null(strstr(tether_config_error(cfg), "server"));
@@ -183,6 +204,9 @@ static void test_proxy_tls_and_check(void **state)
     assert_string_equal(copy->servers[0], "ws://127.0.0.1:8080");
     assert_string_equal(copy->name, "d1");
     assert_string_equal(copy->token, "t");
+    assert_string_equal(copy->state_dir, "");
+    assert_string_equal(copy->device_key,
+                        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     assert_string_equal(copy->ca_file, "/etc/ssl/ca.pem");
     assert_string_equal(copy->proxy, "proxy:3128");
     assert_string_equal(copy->no_proxy, "localhost,.lan");

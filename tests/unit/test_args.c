@@ -26,8 +26,10 @@ static void test_full_command_line(void **state)
     assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--server=ws://b:2", "--name", "d1",
                            "--token=secret", "--http", "127.0.0.1:8000", "--tcp",
                            "ssh=127.0.0.1:22", "--http", "api=[::1]:9000", "--json", "--log-level",
-                           "debug", "--ca-file", "ca.pem", "--insecure"),
+                           "debug", "--ca-file", "ca.pem", "--insecure", "--state-dir",
+                           "/var/lib/tether-x"),
                      0);
+    assert_string_equal(a.state_dir, "/var/lib/tether-x");
     assert_int_equal(a.nservers, 2);
     assert_string_equal(a.servers[1], "ws://b:2");
     assert_string_equal(a.name, "d1");
@@ -157,12 +159,18 @@ static void test_to_config(void **state)
     assert_non_null(strstr(err, "ftp"));
 
     assert_int_equal(PARSE(&a, err, "--server", "wss://r:443", "--name", "d", "--token", "t",
-                           "--http", "127.0.0.1:80", "--ca-file", "ca.pem", "--insecure"),
+                           "--http", "127.0.0.1:80", "--ca-file", "ca.pem", "--insecure",
+                           "--state-dir", "/tmp/st"),
                      0);
     assert_int_equal(tt_args_to_config(&a, &cfg, err), 0);
     assert_int_equal(tether_config_check(cfg), 0);
     tether_config_free(cfg);
     cfg = NULL;
+    assert_int_equal(PARSE(&a, err, REQ, "--http", "127.0.0.1:80", "--state-dir", ""), -1);
+    assert_non_null(strstr(err, "--state-dir"));
+    assert_int_equal(
+        PARSE(&a, err, REQ, "--http", "127.0.0.1:80", "--state-dir", "a", "--state-dir", "b"), -1);
+    assert_non_null(strstr(err, "--state-dir"));
 
     assert_int_equal(PARSE(&a, err, REQ, "--http", "127.0.0.1:notaport"), 0);
     assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);

@@ -361,6 +361,25 @@ static void test_limits(void **state)
     expect_error(PARSE("--head-timeout", "0s"), "--head-timeout");
     expect_error(PARSE("--head-timeout", "soon"), "--head-timeout");
     expect_error(PARSE("--idle-timeout", "8d"), "--idle-timeout");
+    /* the fleet token's caps: names 100000, ports half of --tcp-ports (at least 1) */
+    assert_int_equal(PARSE("--tcp-ports", "20000-20063"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.max_names_per_token, 100000);
+    assert_int_equal(cfg.max_ports_per_token, 32);
+    assert_int_equal(PARSE("--tcp-ports", "20000-20000"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.max_ports_per_token, 1);
+    assert_int_equal(PARSE("--max-names-per-token", "7", "--max-ports-per-token=9"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.max_names_per_token, 7);
+    assert_int_equal(cfg.max_ports_per_token, 9);
+    expect_error(PARSE("--max-names-per-token", "0"), "--max-names-per-token");
+    expect_error(PARSE("--max-names-per-token", "1000000001"), "--max-names-per-token");
+    expect_error(PARSE("--max-ports-per-token", "65536"), "--max-ports-per-token");
+    expect_error(PARSE("--max-ports-per-token", "x"), "--max-ports-per-token");
+    assert_int_equal(PARSE("--log-level", "info"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.new_names_per_sec, 100);
+    assert_int_equal(PARSE("--new-names-per-second", "5000"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.new_names_per_sec, 5000);
+    expect_error(PARSE("--new-names-per-second", "0"), "--new-names-per-second");
+    expect_error(PARSE("--new-names-per-second", "1000001"), "--new-names-per-second");
 }
 
 /* The abuse limits (limits.h): defaults, the per-client share derived from --max-streams

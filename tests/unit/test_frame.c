@@ -193,6 +193,7 @@ static void vec_hello(const struct tv_vector *v, const uint8_t *pl, size_t plen,
     assert_int_equal(m.window, tv_num(v, "window", 0xffffffffu));
     assert_str(m.name, tv_get(v, "name", 0), v->name);
     assert_str(m.token, tv_get(v, "token", 0), v->name);
+    assert_str(m.key, tv_get(v, "key", 0) ? tv_get(v, "key", 0) : "", v->name);
     assert_int_equal(m.nservices, tv_num(v, "nservices", 999));
     assert_null(tv_get(v, "service", m.nservices));
     memset(&e, 0, sizeof(e));
@@ -201,6 +202,7 @@ static void vec_hello(const struct tv_vector *v, const uint8_t *pl, size_t plen,
     e.window = (uint32_t)tv_num(v, "window", 0);
     e.name = S(tv_get(v, "name", 0));
     e.token = S(tv_get(v, "token", 0));
+    e.key = S(tv_get(v, "key", 0) ? tv_get(v, "key", 0) : "");
     e.nservices = m.nservices;
     for (i = 0; i < m.nservices; i++) {
         parse_svc(tv_get(v, "service", i), &sv[i]);
@@ -229,6 +231,7 @@ static void vec_welcome(const struct tv_vector *v, const uint8_t *pl, size_t ple
     assert_int_equal(m.max_streams, tv_num(v, "max_streams", 999999));
     assert_int_equal(m.window, tv_num(v, "window", 0xffffffffu));
     assert_str(m.label, tv_get(v, "label", 0), v->name);
+    assert_str(m.key, tv_get(v, "key", 0) ? tv_get(v, "key", 0) : "", v->name);
     assert_int_equal(m.nservices, tv_num(v, "nservices", 999));
     assert_null(tv_get(v, "service", m.nservices));
     memset(&e, 0, sizeof(e));
@@ -236,6 +239,7 @@ static void vec_welcome(const struct tv_vector *v, const uint8_t *pl, size_t ple
     e.max_streams = (uint16_t)tv_num(v, "max_streams", 0);
     e.window = (uint32_t)tv_num(v, "window", 0);
     e.label = S(tv_get(v, "label", 0));
+    e.key = S(tv_get(v, "key", 0) ? tv_get(v, "key", 0) : "");
     e.nservices = m.nservices;
     for (i = 0; i < m.nservices; i++) {
         parse_svc(tv_get(v, "service", i), &sv[i]);
@@ -516,7 +520,25 @@ static void test_encode_inval(void **state)
     h.name.len = 3;
     assert_int_equal(tt_frame_encode_hello(buf, sizeof(buf), &h), TETHER_ERR_INVAL);
 
+    /* the key: none in version 1, 0..64 bytes in version 2, no other version */
+    h.name = S("dev");
+    h.version = 2;
+    h.key.p = (const uint8_t *)big;
+    h.key.len = TT_MAX_KEY;
+    assert_true(tt_frame_encode_hello(buf, sizeof(buf), &h) > 0);
+    h.key.len = TT_MAX_KEY + 1;
+    assert_int_equal(tt_frame_encode_hello(buf, sizeof(buf), &h), TETHER_ERR_INVAL);
+    h.key.len = 1;
+    h.version = 1;
+    assert_int_equal(tt_frame_encode_hello(buf, sizeof(buf), &h), TETHER_ERR_INVAL);
+    h.key.len = 0;
+    h.version = 3;
+    assert_int_equal(tt_frame_encode_hello(buf, sizeof(buf), &h), TETHER_ERR_INVAL);
+    h.version = 0;
+    assert_int_equal(tt_frame_encode_hello(buf, sizeof(buf), &h), TETHER_ERR_INVAL);
+
     memset(&w, 0, sizeof(w));
+    w.version = 1;
     w.label = S("abc");
     assert_true(tt_frame_encode_welcome(buf, sizeof(buf), &w) > 0);
     w.label.p = (const uint8_t *)big;
@@ -534,6 +556,18 @@ static void test_encode_inval(void **state)
     w.services[0].address.len = TT_MAX_ADDR;
     assert_true(tt_frame_encode_welcome(buf, sizeof(buf), &w) > 0);
     w.services[0].kind = 0;
+    assert_int_equal(tt_frame_encode_welcome(buf, sizeof(buf), &w), TETHER_ERR_INVAL);
+    w.services[0].kind = TT_SERVICE_HTTP;
+    w.key.p = (const uint8_t *)big;
+    w.key.len = 1;
+    assert_int_equal(tt_frame_encode_welcome(buf, sizeof(buf), &w), TETHER_ERR_INVAL);
+    w.version = 2;
+    w.key.len = TT_MAX_KEY;
+    assert_true(tt_frame_encode_welcome(buf, sizeof(buf), &w) > 0);
+    w.key.len = TT_MAX_KEY + 1;
+    assert_int_equal(tt_frame_encode_welcome(buf, sizeof(buf), &w), TETHER_ERR_INVAL);
+    w.key.len = 0;
+    w.version = 3;
     assert_int_equal(tt_frame_encode_welcome(buf, sizeof(buf), &w), TETHER_ERR_INVAL);
 
     c.code = 1;
@@ -663,7 +697,7 @@ static void test_vectors_in_doc(void **state)
     }
     closedir(d);
     free(doc);
-    assert_true(files >= 9);
+    assert_true(files >= 11);
 }
 
 int main(void)

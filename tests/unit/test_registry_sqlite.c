@@ -1,8 +1,9 @@
 /* test_registry_sqlite.c - unit tests for src/relay/registry_sqlite.c: put/get/find_label/del,
  * label and port ownership (UNIQUE in the schema), updates that change the label or the ports,
  * foreach, mark_offline, the heartbeat and credentials, in memory and in a file; persistence
- * across a close and across a kill -9 of the writer; refusal of a newer schema and of a file
- * that is not a database. */
+ * across a close and across a kill -9 of the writer; device key hashes (stored with a put,
+ * outliving the record, counted with their ports); the upgrade of a version-1 file; refusal of
+ * a newer schema and of a file that is not a database. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -281,6 +282,110 @@ static void test_survives_kill(void **state)
     tt_registry_free(r);
 }
 
+/* Device keys: stored in the put that sets them, left alone by puts that do not, kept when the
+ * record is deleted (expiry), removed by key_del; counted with the ports of their records. */
+static void test_device_keys(void **state)
+{
+    (void)state;
+    struct tt_registry *r = open_or_fail(":memory:");
+    uint8_t h[32], got[32];
+    uint64_t names = 9, ports = 9;
+    memset(h, 0x5a, sizeof(h));
+    assert_int_equal(tt_registry_key_get(r, "cam", got), TETHER_ERR_NOT_FOUND);
+    assert_int_equal(tt_registry_key_counts(r, &names, &ports), 0);
+    assert_true(names == 0 && ports == 0);
+    /* a record without a key: not counted */
+    struct tt_reg_device legacy = rec("legacy", "l0");
+    add_port(&legacy, "ssh", 20100);
+    assert_int_equal(tt_registry_put(r, &legacy), 0);
+    struct tt_reg_device d = rec("cam", "l1");
+    add_port(&d, "ssh", 20001);
+    add_port(&d, "db", 20002);
+    d.set_key = true;
+    memcpy(d.key_hash, h, sizeof(h));
+    assert_int_equal(tt_registry_put(r, &d), 0);
+    assert_int_equal(tt_registry_key_get(r, "cam", got), 0);
+    assert_memory_equal(got, h, 32);
+    assert_int_equal(tt_registry_key_counts(r, &names, &ports), 0);
+    assert_true(names == 1 && ports == 2);
+    /* a put without set_key leaves the key; fewer ports are counted */
+    struct tt_reg_device d2 = rec("cam", "l1");
+    add_port(&d2, "ssh", 20001);
+    assert_int_equal(tt_registry_put(r, &d2), 0);
+    assert_int_equal(tt_registry_key_get(r, "cam", got), 0);
+    assert_int_equal(tt_registry_key_counts(r, &names, &ports), 0);
+    assert_true(names == 1 && ports == 1);
+    /* a failed put (label of another name) stores no key */
+    struct tt_reg_device bad = rec("thief", "l0");
+    bad.set_key = true;
+    assert_int_equal(tt_registry_put(r, &bad), TETHER_ERR_INVAL);
+    assert_int_equal(tt_registry_key_get(r, "thief", got), TETHER_ERR_NOT_FOUND);
+    /* the record expires: the key stays (the name is still its device's) */
+    assert_int_equal(tt_registry_del(r, "cam"), 0);
+    assert_int_equal(tt_registry_key_get(r, "cam", got), 0);
+    assert_int_equal(tt_registry_key_counts(r, &names, &ports), 0);
+    assert_true(names == 1 && ports == 0);
+    /* the operator frees it */
+    assert_int_equal(tt_registry_key_del(r, "cam"), 0);
+    assert_int_equal(tt_registry_key_del(r, "cam"), TETHER_ERR_NOT_FOUND);
+    assert_int_equal(tt_registry_key_get(r, "cam", got), TETHER_ERR_NOT_FOUND);
+    assert_int_equal(tt_registry_key_counts(r, &names, &ports), 0);
+    assert_true(names == 0 && ports == 0);
+    tt_registry_free(r);
+}
+
+/* A registry written by the version-1 schema (before device keys) is upgraded in place: its
+ * records stay, and keys can be stored. */
+static void test_upgrade_from_v1(void **state)
+{
+    (void)state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                     "INSERT INTO schema_version (version) VALUES (1);"
+                     "CREATE TABLE devices (name TEXT PRIMARY KEY NOT NULL, label TEXT NOT NULL "
+                     "UNIQUE, offline_since_ms INTEGER NOT NULL DEFAULT 0, last_seen_ms INTEGER "
+                     "NOT NULL DEFAULT 0);"
+                     "CREATE TABLE ports (name TEXT NOT NULL REFERENCES devices(name) ON DELETE "
+                     "CASCADE, service TEXT NOT NULL, port INTEGER NOT NULL UNIQUE CHECK (port "
+                     "BETWEEN 1 AND 65535), PRIMARY KEY (name, service));"
+                     "CREATE TABLE credentials (name TEXT PRIMARY KEY NOT NULL, hash BLOB NOT "
+                     "NULL CHECK (length(hash) = 32), created_ms INTEGER NOT NULL);"
+                     "CREATE TABLE relay_state (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT "
+                     "NULL);"
+                     "INSERT INTO devices VALUES ('old', 'oldlabel', 5, 6);"
+                     "INSERT INTO ports VALUES ('old', 'ssh', 20400);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    struct tt_registry *r = open_or_fail(path);
+    struct tt_reg_device out;
+    assert_int_equal(tt_registry_get(r, "old", &out), 0);
+    assert_string_equal(out.label, "oldlabel");
+    assert_int_equal(out.ports[0].port, 20400);
+    uint8_t h[32];
+    assert_int_equal(tt_registry_key_get(r, "old", h), TETHER_ERR_NOT_FOUND);
+    out.set_key = true;
+    memset(out.key_hash, 7, sizeof(out.key_hash));
+    assert_int_equal(tt_registry_put(r, &out), 0);
+    tt_registry_free(r);
+    r = open_or_fail(path);
+    assert_int_equal(tt_registry_key_get(r, "old", h), 0);
+    assert_int_equal(h[31], 7);
+    tt_registry_free(r);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static void test_newer_schema_refused(void **state)
 {
     (void)state;
@@ -317,6 +422,8 @@ int main(void)
         cmocka_unit_test(test_memory),
         cmocka_unit_test_setup_teardown(test_file_and_reopen, setup, teardown),
         cmocka_unit_test(test_foreach_stops),
+        cmocka_unit_test(test_device_keys),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_survives_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),

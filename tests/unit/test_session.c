@@ -203,11 +203,19 @@ static void cb_release(struct tt_session *s, struct tt_stream *old, void *ud)
         free(old);
 }
 
+/* The protocol version of the next rec_new's session (0: the default, TT_PROTO_VERSION, for a
+ * relay; version 1 for a device, whose scripts below speak version 1 unless a test says so). */
+static uint8_t next_version;
+
 static struct rec *rec_new(enum tt_role role, uint32_t window, uint16_t max_streams, uint32_t cap,
                            bool growable)
 {
     struct rec *r = calloc(1, sizeof(*r));
     struct tt_session_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.version = next_version ? next_version : role == TT_ROLE_DEVICE ? 1 : 0;
+    next_version = 0;
 
     assert_non_null(r);
     r->cb.on_hello = cb_hello;
@@ -403,10 +411,14 @@ static void add_raw(struct buf *b, const void *p, size_t n)
 
 /* ---- contexts (see the vector files' header) ---- */
 
-/* D0: a device that sent HELLO (window 16, max_streams 4; services 0 = http, 1 = ssh). */
-static struct rec *ctx_d0(uint32_t cap, bool growable)
+/* D0: a device that sent a version-1 HELLO (window 16, max_streams 4; services 0 = http,
+ * 1 = ssh); D2: the same with a version-2 HELLO (version 2). */
+static struct rec *ctx_dv(uint32_t cap, bool growable, uint8_t version)
 {
-    struct rec *r = rec_new(TT_ROLE_DEVICE, 16, 4, cap, growable);
+    struct rec *r;
+
+    next_version = version;
+    r = rec_new(TT_ROLE_DEVICE, 16, 4, cap, growable);
     struct tt_hello h;
     uint8_t out[512];
 
@@ -419,8 +431,14 @@ static struct rec *ctx_d0(uint32_t cap, bool growable)
     h.services[1].kind = TT_SERVICE_TCP;
     h.services[1].name = S("ssh");
     assert_true(tt_session_hello(&r->s, &h, out, sizeof(out)) > 0);
+    assert_int_equal(out[TT_FRAME_HEADER_LEN], version);
     assert_int_equal(tt_session_hello(&r->s, &h, out, sizeof(out)), TETHER_ERR_STATE);
     return r;
+}
+
+static struct rec *ctx_d0(uint32_t cap, bool growable)
+{
+    return ctx_dv(cap, growable, 1);
 }
 
 /* D1: D0 after WELCOME (window 262144, max_streams 100) and OPEN of stream 1 to service 0. */
@@ -444,7 +462,7 @@ static struct rec *ctx_for(const struct tv_vector *v)
     if (t == TT_FRAME_HELLO)
         return rec_new(TT_ROLE_RELAY, 65536, 16, 8, false);
     if (t == TT_FRAME_WELCOME || t == TT_FRAME_REFUSE)
-        return ctx_d0(8, false);
+        return ctx_dv(8, false, tv_file_version(v));
     return ctx_d1(8, false);
 }
 
@@ -1020,6 +1038,73 @@ static void test_end_rules(void **state)
     rec_free(r);
 }
 
+/* ---- versions ---- */
+
+/* A relay that speaks versions 1 and 2 answers each HELLO in its version; a key needs
+ * version 2; a device takes only a WELCOME of its own version. */
+static void test_versions(void **state)
+{
+    static struct buf b;
+    uint8_t out[512];
+    struct tt_welcome w, got;
+    struct tt_session_config cfg;
+    struct tt_session s;
+    struct tt_stream table[2];
+    struct tt_session_callbacks cb;
+    struct rec *r;
+    uint8_t v;
+
+    (void)state;
+    memset(&w, 0, sizeof(w));
+    w.label = S("abc");
+    for (v = 1; v <= 2; v++) {
+        r = rec_new(TT_ROLE_RELAY, 100, 4, 4, false);
+        assert_int_equal(tt_session_version(&r->s), TT_PROTO_VERSION);
+        b.len = 0;
+        add_hello(&b, v, 100, 4, 1);
+        feed(r, b.b, b.len);
+        assert_string_equal(r->ev, "hello(sensor-1)");
+        assert_int_equal(tt_session_version(&r->s), v);
+        w.key = S("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+        assert_int_equal(tt_session_accept(&r->s, &w, out, sizeof(out)),
+                         v == 1 ? TETHER_ERR_INVAL : 8 + 7 + 4 + 1 + 65);
+        w.key = S("");
+        if (v == 1)
+            assert_true(tt_session_accept(&r->s, &w, out, sizeof(out)) > 0);
+        assert_int_equal(out[TT_FRAME_HEADER_LEN], v);
+        assert_int_equal(tt_frame_decode_welcome(&got, out + TT_FRAME_HEADER_LEN, (size_t)out[1]),
+                         0);
+        assert_int_equal(got.key.len, v == 1 ? 0 : 64);
+        rec_free(r);
+    }
+    /* a device of version 1 cannot send a key */
+    r = rec_new(TT_ROLE_DEVICE, 100, 4, 4, false);
+    {
+        struct tt_hello h;
+        memset(&h, 0, sizeof(h));
+        h.name = S("d");
+        h.key = S("k");
+        assert_int_equal(tt_session_hello(&r->s, &h, out, sizeof(out)), TETHER_ERR_INVAL);
+        next_version = 2;
+        rec_free(r);
+        r = rec_new(TT_ROLE_DEVICE, 100, 4, 4, false);
+        assert_int_equal(tt_session_hello(&r->s, &h, out, sizeof(out)), 8 + 7 + 2 + 1 + 2 + 1);
+        assert_int_equal(out[TT_FRAME_HEADER_LEN], 2);
+        rec_free(r);
+    }
+    /* the configured version must be one the session speaks */
+    memset(&cb, 0, sizeof(cb));
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.role = TT_ROLE_DEVICE;
+    cfg.window = 1;
+    cfg.max_streams = 1;
+    cfg.version = TT_PROTO_VERSION + 1;
+    assert_int_equal(tt_session_init(&s, &cfg, &cb, NULL, table, 2), TETHER_ERR_INVAL);
+    cfg.version = 0;
+    assert_int_equal(tt_session_init(&s, &cfg, &cb, NULL, table, 2), 0);
+    assert_int_equal(tt_session_version(&s), TT_PROTO_VERSION);
+}
+
 /* ---- handshake and state errors ---- */
 
 static void test_handshake(void **state)
@@ -1033,7 +1118,9 @@ static void test_handshake(void **state)
     memset(&w, 0, sizeof(w));
     w.label = S("abc");
 
-    /* relay: HELLO of another version fails the session, which may still refuse */
+    /* relay: HELLO of another version fails the session, which may still refuse (a relay that
+     * speaks version 1 only, given a version-2 HELLO) */
+    next_version = 1;
     r = rec_new(TT_ROLE_RELAY, 100, 4, 4, false);
     b.len = 0;
     add_hello(&b, 2, 100, 4, 1);
@@ -1176,7 +1263,7 @@ static void test_init_inval(void **state)
 {
     struct tt_session s;
     struct tt_session_callbacks cb;
-    struct tt_session_config cfg = {TT_ROLE_RELAY, 1000, 10};
+    struct tt_session_config cfg = {TT_ROLE_RELAY, 1000, 10, 0};
     struct tt_stream t[8];
 
     (void)state;
@@ -1203,7 +1290,7 @@ static void test_null_callbacks(void **state)
 {
     struct tt_session s;
     struct tt_session_callbacks cb;
-    struct tt_session_config cfg = {TT_ROLE_DEVICE, 16, 4};
+    struct tt_session_config cfg = {TT_ROLE_DEVICE, 16, 4, 1};
     struct tt_stream t[4];
     struct tt_hello h;
     static struct buf b;
@@ -1657,6 +1744,7 @@ int main(void)
         cmocka_unit_test(test_consume_on_data_flow),
         cmocka_unit_test(test_peer_window_updates),
         cmocka_unit_test(test_end_rules),
+        cmocka_unit_test(test_versions),
         cmocka_unit_test(test_handshake),
         cmocka_unit_test(test_init_inval),
         cmocka_unit_test(test_null_callbacks),

@@ -223,7 +223,7 @@ static inline unsigned long tv_num(const struct tv_vector *v, const char *key, u
     return s != NULL ? strtoul(s, NULL, 0) : def;
 }
 
-/* Frame type named by a file ("hello.txt" -> 1), 0 for unknown.txt. */
+/* Frame type named by a file ("hello.txt" and "hello-v2.txt" -> 1), 0 for unknown.txt. */
 static inline uint8_t tv_file_type(const struct tv_vector *v)
 {
     static const char *const names[] = {"",     "hello",  "welcome", "refuse", "open",
@@ -231,10 +231,18 @@ static inline uint8_t tv_file_type(const struct tv_vector *v)
     size_t i;
     for (i = 1; i < sizeof(names) / sizeof(names[0]); i++) {
         size_t n = strlen(names[i]);
-        if (strncmp(v->file, names[i], n) == 0 && strcmp(v->file + n, ".txt") == 0)
+        if (strncmp(v->file, names[i], n) == 0 &&
+            (strcmp(v->file + n, ".txt") == 0 || strcmp(v->file + n, "-v2.txt") == 0))
             return (uint8_t)i;
     }
     return 0;
+}
+
+/* The protocol version a file's vectors are for: 2 for "*-v2.txt", else 1. */
+static inline uint8_t tv_file_version(const struct tv_vector *v)
+{
+    size_t n = strlen(v->file);
+    return n >= 7 && strcmp(v->file + n - 7, "-v2.txt") == 0 ? 2 : 1;
 }
 
 #endif
