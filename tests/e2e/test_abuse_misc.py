@@ -191,6 +191,9 @@ class FakeRelay:
             self._record(payload)
             w = self.welcomes[min(i, len(self.welcomes) - 1)]
             if w is not None:
+                # answered in the HELLO's protocol version (2 carries a trailing key, empty here)
+                if len(payload) > 8 and payload[8] == 2:
+                    w = b"\x02" + w[1:] + b"\x00"
                 c.sendall(ws_frame(0x2, tframe(WELCOME, w), mask=False))
             deadline = time.monotonic() + self.hold
             while time.monotonic() < deadline:
@@ -214,7 +217,8 @@ class FakeRelay:
 
 
 def welcome(label, services):
-    """A WELCOME payload (docs/PROTOCOL.md): services are (kind, name, port, address)."""
+    """A version 1 WELCOME payload (docs/PROTOCOL.md): services are (kind, name, port, address).
+    FakeRelay turns it into version 2 (an empty key at the end) for a version 2 HELLO."""
     p = struct.pack(">BHI", 1, 64, 262144) + s8(label) + bytes([len(services)])
     for kind, name, port, addr in services:
         p += bytes([kind]) + s8(name) + struct.pack(">H", port) + s8(addr)
