@@ -45,6 +45,7 @@ def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 40
     env = lib.Env("cluster-beat")
+    lib.RELAY_EXTRA = ["--max-pending-per-addr", "0", "--new-names-per-second", "1000000"]
     try:
         redis, (a, b) = _cluster(env)
         lg = lib.Proc(env, "loadgen", [LOADGEN, "--url", a.url + "/?tether-redirected=1",
