@@ -38,6 +38,9 @@ static const struct page_text texts[] = {
     [TT_PAGE_UPGRADE_REQUIRED] = {426, "Upgrade Required", "Unsupported WebSocket version",
                                   "The relay speaks WebSocket version 13 only.",
                                   "Sec-WebSocket-Version: 13\r\n"},
+    [TT_PAGE_NOT_IMPLEMENTED] = {501, "Not Implemented", "Transfer coding not supported",
+                                 "The relay accepts request bodies sent as they are or in chunked "
+                                 "transfer coding only."},
 };
 
 static int render(char *out, size_t outlen, int status, const char *reason, const char *title,
