@@ -43,14 +43,12 @@ static void unlink_client(struct http_client *hc)
     hc->prev = hc->next = NULL;
 }
 
-/* The answer to a request on a proxied connection that the filter refused (counted). */
-static enum tt_page refusal_page(const struct http_client *hc, int err)
+/* The answer to a request on a proxied connection that the filter refused (counted): the
+ * refusal's page, or 503 for the relay's own failure (out of memory, a full queue). */
+static enum tt_page refusal_page(const struct http_client *hc)
 {
-    if (err == TETHER_ERR_NOMEM) {
-        tt_httpstats.refused[TT_REFUSAL_NONE]++;
-        return TT_PAGE_UNAVAILABLE;
-    }
-    return tt_httpstats_refuse((enum tt_http_refusal)hc->hx.reason);
+    enum tt_page page = tt_httpstats_refuse((enum tt_http_refusal)hc->hx.reason);
+    return hc->hx.reason == TT_REFUSAL_NONE ? TT_PAGE_UNAVAILABLE : page;
 }
 
 static int emit(void *ud, const uint8_t *data, size_t len)
@@ -93,7 +91,7 @@ static tt_ssize http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bo
         /* Answered as the listener answers a first request, after the responses to the
          * requests before it; the stream is reset and the connection closed after the page.
          * When the responses could not be followed, a page could land inside one: none. */
-        enum tt_page which = refusal_page(hc, (int)rc);
+        enum tt_page which = refusal_page(hc);
         TT_LOG(TT_LOG_DEBUG, "request refused peer=%s stream=%u err=%s reason=%s status=%d",
                hc->origin, (unsigned)tt_pipe_stream_id(p), tether_err_name((int)rc),
                tt_headparse_refusal_name((enum tt_http_refusal)hc->hx.reason),

@@ -290,8 +290,9 @@ static enum tt_http_refusal framing_check(const struct tt_headparse *h)
                 i++; /* the comma */
         } while (i < len);
     }
-    if (!any)
-        return (h->p.flags & F_CHUNKED) ? TT_REFUSAL_FRAMING : TT_REFUSAL_NONE;
+    if (!any) /* (http-parser also takes "Transfer-EncodingX" for one, and refuses later) */
+        return (h->p.flags & F_CHUNKED) || h->p.uses_transfer_encoding ? TT_REFUSAL_FRAMING
+                                                                       : TT_REFUSAL_NONE;
     if (h->p.http_major != 1 || h->p.http_minor == 0 || (h->p.flags & F_CONTENTLENGTH))
         return TT_REFUSAL_FRAMING;
     if (!last_chunked || chunked != 1)

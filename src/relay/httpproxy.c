@@ -35,6 +35,11 @@ void tt_httpproxy_init(struct tt_httpproxy *x, const char *host, const char *cli
     tt_headparse_init(&x->hp);
     tt_headparse_set_body(&x->hp, on_body_piece, x);
     http_parser_init(&x->rp, HTTP_RESPONSE);
+    /* Responses are only followed, never changed: read them as browsers do (both
+     * Transfer-Encoding: chunked and Content-Length: chunked wins; odd bytes in header values
+     * are the device's business), so that a sloppy server does not lose the tracking. */
+    x->rp.allow_chunked_length = 1;
+    x->rp.lenient_http_headers = 1;
     x->rp.data = x;
     snprintf(x->host, sizeof(x->host), "%s", host);
     snprintf(x->client_ip, sizeof(x->client_ip), "%s", client_ip);
@@ -338,12 +343,15 @@ static tt_ssize feed_head(struct tt_httpproxy *x, const uint8_t *in, size_t len)
  * now), else 0: the refusal waits for the responses owed before it. */
 static int refuse(struct tt_httpproxy *x, int err)
 {
-    if (x->reason == TT_REFUSAL_NONE && err != TETHER_ERR_NOMEM)
-        x->reason = err == TETHER_ERR_TOO_LARGE ? TT_REFUSAL_TOO_LARGE : TT_REFUSAL_SYNTAX;
+    if (x->reason == TT_REFUSAL_NONE && err == TETHER_ERR_HTTP)
+        x->reason = TT_REFUSAL_SYNTAX;
+    if (x->reason == TT_REFUSAL_NONE && err == TETHER_ERR_TOO_LARGE)
+        x->reason = TT_REFUSAL_TOO_LARGE;
     x->refused = err;
     /* A request cut inside its body is never answered: the device waits for the rest. */
     unsigned owed = x->npending - (x->mode == TT_HTTPPROXY_BODY ? 1u : 0u);
-    if (err == TETHER_ERR_NOMEM || owed == 0 || x->track != TT_HTTPPROXY_TRACKING)
+    /* (no reason: the relay's own failure, emit's; the stream is broken already) */
+    if (x->reason == TT_REFUSAL_NONE || owed == 0 || x->track != TT_HTTPPROXY_TRACKING)
         return err;
     x->owed = owed;
     return 0;

@@ -112,7 +112,8 @@ void tt_httpproxy_reset(struct tt_httpproxy *x);
  * reading the browser meanwhile, once an event says TT_HTTPPROXY_EV_RESUME. What it sends
  * does not depend on how the input is cut.
  * Returns a negative error when a request is refused and nothing more is owed to the browser
- * (answer with tt_httpstats_page(x->reason) unless tracking was lost, and close):
+ * (answer with tt_httpstats_page(x->reason), or 503 when x->reason is TT_REFUSAL_NONE: the
+ * relay's own failure; no page when tracking was lost; then close):
  * TETHER_ERR_HTTP (malformed, a Host missing, or a request naming another host),
  * _TOO_LARGE (head over TT_HEAD_MAX, too many headers, a target over TT_URI_MAX), _NOMEM, or
  * emit's error. After an error x only accepts tt_httpproxy_reset. */
