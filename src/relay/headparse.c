@@ -234,7 +234,20 @@ static bool target_ok(const struct tt_headparse *h)
 static bool header_bytes_ok(const struct tt_headparse *h, size_t lf, size_t end)
 {
     const uint8_t *b = h->base;
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     for (size_t i = lf; i < end; i++) {
+        /* Eight ordinary bytes at a time (no byte below 0x20, none 0x7f: the bit tricks of
+         * "Bit Twiddling Hacks", hasless and haszero), each odd byte on its own. */
+        while (end - i >= 8) {
+            uint64_t w;
+            memcpy(&w, b + i, 8);
+            uint64_t d = w ^ (0x7f * ones);
+            if ((((w - 0x20 * ones) & ~w) | ((d - ones) & ~d)) & highs)
+                break;
+            i += 8;
+        }
+        if (i >= end)
+            break;
         uint8_t c = b[i];
         if (c >= 0x20 && c != 0x7f)
             continue;

@@ -18,11 +18,18 @@
  * X-Forwarded-Proto/-Host, Forwarded and X-Real-IP replace them, and a device must never take
  * a client's word for them. X-Forwarded-For is kept and appended to (SPEC). The cluster's
  * internal headers (cluster.h) never reach a device either. */
-static const char *const dropped_headers[] = {
-    "x-forwarded-proto", "x-forwarded-host",   "x-forwarded-port",    "x-forwarded-scheme",
-    "x-forwarded-ssl",   "x-forwarded-server", "forwarded",           "x-real-ip",
-    "x-client-ip",       "true-client-ip",     "x-cluster-client-ip", "client-ip",
-    "x-tether-cluster",  "x-tether-client",    "x-tether-proto",
+/* clang-format off */
+#define NAME(s) {s, sizeof(s) - 1}
+/* clang-format on */
+static const struct {
+    const char *name;
+    size_t len;
+} dropped_headers[] = {
+    NAME("x-forwarded-proto"),  NAME("x-forwarded-host"),    NAME("x-forwarded-port"),
+    NAME("x-forwarded-scheme"), NAME("x-forwarded-ssl"),     NAME("x-forwarded-server"),
+    NAME("forwarded"),          NAME("x-real-ip"),           NAME("x-client-ip"),
+    NAME("true-client-ip"),     NAME("x-cluster-client-ip"), NAME("client-ip"),
+    NAME("x-tether-cluster"),   NAME("x-tether-client"),     NAME("x-tether-proto"),
 };
 
 static int on_body_piece(void *ud, enum tt_headparse_piece what, const uint8_t *data, size_t len,
@@ -77,28 +84,37 @@ static void puts_(struct out *o, const char *s)
     put(o, s, strlen(s));
 }
 
+/* s is a string literal */
+#define put_lit(o, s) put(o, s, sizeof(s) - 1)
+
 /* data[0..len) as an RFC 9110 quoted-string. */
 static void put_quoted(struct out *o, const uint8_t *data, size_t len)
 {
-    puts_(o, "\"");
+    put_lit(o, "\"");
     for (size_t i = 0; i < len; i++) {
         if (data[i] == '"' || data[i] == '\\')
-            puts_(o, "\\");
+            put_lit(o, "\\");
         put(o, data + i, 1);
     }
-    puts_(o, "\"");
+    put_lit(o, "\"");
 }
 
-static bool name_is(const uint8_t *base, const struct tt_head_hdr *h, const char *name)
+static bool name_is_n(const uint8_t *base, const struct tt_head_hdr *h, const char *name, size_t n)
 {
-    size_t n = strlen(name);
     return h->flen == n && strncasecmp((const char *)base + h->foff, name, n) == 0;
 }
 
+/* name is a string literal */
+#define name_is(base, h, name) name_is_n(base, h, name, sizeof(name) - 1)
+
 static bool dropped(const uint8_t *base, const struct tt_head_hdr *h)
 {
+    /* every name on the list has 9 letters or more and starts with x, f, t or c */
+    uint8_t c = h->flen ? (uint8_t)(base[h->foff] | 0x20) : 0;
+    if (h->flen < 9 || (c != 'x' && c != 'f' && c != 't' && c != 'c'))
+        return false;
     for (size_t i = 0; i < sizeof(dropped_headers) / sizeof(dropped_headers[0]); i++)
-        if (name_is(base, h, dropped_headers[i]))
+        if (name_is_n(base, h, dropped_headers[i].name, dropped_headers[i].len))
             return true;
     return false;
 }
@@ -108,7 +124,7 @@ static void put_framing(struct out *o, const struct tt_headparse *hp)
 {
     char line[64];
     if (hp->framing == TT_FRAMING_CHUNKED) {
-        puts_(o, "Transfer-Encoding: chunked\r\n");
+        put_lit(o, "Transfer-Encoding: chunked\r\n");
     } else if (hp->framing == TT_FRAMING_LENGTH) {
         snprintf(line, sizeof(line), "Content-Length: %llu\r\n",
                  (unsigned long long)hp->content_length);
@@ -121,18 +137,18 @@ static void put_framing(struct out *o, const struct tt_headparse *hp)
 static void put_forwarded(struct out *o, const char *client_ip, const uint8_t *hostv,
                           size_t hostlen, bool https)
 {
-    puts_(o, "Forwarded: for=");
+    put_lit(o, "Forwarded: for=");
     if (client_ip[0] == '\0') {
-        puts_(o, "unknown");
+        put_lit(o, "unknown");
     } else if (strchr(client_ip, ':') != NULL) {
-        puts_(o, "\"[");
+        put_lit(o, "\"[");
         puts_(o, client_ip);
-        puts_(o, "]\"");
+        put_lit(o, "]\"");
     } else {
         puts_(o, client_ip);
     }
     if (hostv) {
-        puts_(o, ";host=");
+        put_lit(o, ";host=");
         put_quoted(o, hostv, hostlen);
     }
     puts_(o, https ? ";proto=https\r\n" : ";proto=http\r\n");
@@ -146,7 +162,7 @@ tt_ssize tt_httpproxy_rewrite(const uint8_t *head, size_t headlen, const struct 
         return TETHER_ERR_INVAL;
     put(&o, head + hp->line_off, hp->line_len); /* the request line, as sent (empty lines
                                                    before it dropped) */
-    puts_(&o, "\r\n");
+    put_lit(&o, "\r\n");
     int last_xff = -1;
     for (uint32_t i = 0; i < hp->nhdr; i++)
         if (name_is(head, &hp->hdr[i], "x-forwarded-for"))
@@ -170,34 +186,34 @@ tt_ssize tt_httpproxy_rewrite(const uint8_t *head, size_t headlen, const struct 
             hostlen = h->vlen;
         }
         put(&o, head + h->foff, h->flen);
-        puts_(&o, ": ");
+        put_lit(&o, ": ");
         put(&o, head + h->voff, h->vlen);
         if ((int)i == last_xff) {
             puts_(&o, h->vlen ? ", " : "");
             puts_(&o, client_ip);
         }
-        puts_(&o, "\r\n");
+        put_lit(&o, "\r\n");
     }
     if (!framed)
         put_framing(&o, hp);
     if (last_xff < 0) {
-        puts_(&o, "X-Forwarded-For: ");
+        put_lit(&o, "X-Forwarded-For: ");
         puts_(&o, client_ip);
-        puts_(&o, "\r\n");
+        put_lit(&o, "\r\n");
     }
     puts_(&o, https ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
     if (hostv) {
-        puts_(&o, "X-Forwarded-Host: ");
+        put_lit(&o, "X-Forwarded-Host: ");
         put(&o, hostv, hostlen);
-        puts_(&o, "\r\n");
+        put_lit(&o, "\r\n");
     }
     put_forwarded(&o, client_ip, hostv, hostlen, https);
     if (client_ip[0] != '\0') {
-        puts_(&o, "X-Real-IP: ");
+        put_lit(&o, "X-Real-IP: ");
         puts_(&o, client_ip);
-        puts_(&o, "\r\n");
+        put_lit(&o, "\r\n");
     }
-    puts_(&o, "\r\n");
+    put_lit(&o, "\r\n");
     return o.full ? TETHER_ERR_AGAIN : (tt_ssize)o.len;
 }
 

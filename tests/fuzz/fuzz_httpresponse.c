@@ -56,8 +56,8 @@ static size_t requests(const uint8_t *kinds, size_t n, char *out, size_t cap)
     return len;
 }
 
-static void run(const char *req, size_t reqlen, const uint8_t *rsp, size_t rsplen,
-                uint32_t seed, struct outcome *o)
+static void run(const char *req, size_t reqlen, const uint8_t *rsp, size_t rsplen, uint32_t seed,
+                struct outcome *o)
 {
     static struct tt_httpproxy x;
     tt_httpproxy_init(&x, "k3j9x2mq.localhost", "198.51.100.7");

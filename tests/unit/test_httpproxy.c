@@ -389,6 +389,30 @@ static void test_strict_heads(void **state)
         "GET http://ABC.localhost:9/x HTTP/1.1\r\nHost: abc.localhost\r\n" ADDED("abc.localhost"));
 }
 
+/* Every byte of the header section is checked, wherever it falls in the words the check
+ * reads eight bytes at a time: a control byte or DEL anywhere is refused, bytes over 0x7f (obs-
+ * text) are not. */
+static void test_header_bytes_everywhere(void **state)
+{
+    (void)state;
+    static const uint8_t bad[] = {0x00, 0x01, 0x0b, 0x1f, 0x7f};
+    char req[256];
+    for (size_t pos = 0; pos < 40; pos++) {
+        for (size_t k = 0; k < sizeof(bad); k++) {
+            int n = snprintf(req, sizeof(req),
+                             "GET / HTTP/1.1\r\nHost: abc.localhost\r\nX-Long: "
+                             "0123456789abcdef0123456789abcdef0123456789\r\n\r\n");
+            size_t at = 45 + pos; /* inside the X-Long value */
+            req[at] = (char)bad[k];
+            uint8_t reason = 0;
+            assert_int_equal(feed_whole("abc.localhost", req, (size_t)n, &reason), TETHER_ERR_HTTP);
+            assert_true(reason == TT_REFUSAL_HEADER || reason == TT_REFUSAL_SYNTAX);
+            req[at] = (char)(0x80 + pos); /* obs-text passes */
+            assert_int_equal(feed_whole("abc.localhost", req, (size_t)n, NULL), 0);
+        }
+    }
+}
+
 /* A request target over TT_URI_MAX is refused as it arrives (414), whatever the split; one at
  * the limit passes. */
 static void test_uri_too_long(void **state)
@@ -824,6 +848,7 @@ int main(void)
         cmocka_unit_test(test_has_token),
         cmocka_unit_test(test_uri_too_long),
         cmocka_unit_test(test_strict_heads),
+        cmocka_unit_test(test_header_bytes_everywhere),
         cmocka_unit_test(test_cluster_headers_dropped),
         cmocka_unit_test(test_upgrade_declined),
         cmocka_unit_test(test_upgrade_accepted),
