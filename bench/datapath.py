@@ -9,7 +9,8 @@ direct measured in the same round). Writes nothing; prints a table.
 Each NAME=BINDIR (a directory holding tetherd and tether) gets its own relay and agent in front
 of the same nginx and iperf3; without any, build/release/bin is measured as "tether".
 Parts: tcp (iperf3 both ways, M MiB), seq (wrk -c1 -t1, 1 KiB keep-alive: p50 and p99),
-http (wrk -c32 -t2, 1 KiB keep-alive requests/s). --floor adds "2fwd": two bare forwarder
+http (wrk -c32 -t2, 1 KiB keep-alive requests/s), dl (wrk -c4 -t1, 1 MiB keep-alive downloads:
+MiB/s through the relay's HTTP filter and response tracking). --floor adds "2fwd": two bare forwarder
 processes (bench/fwd.c, built with cc into build/) chained in front of the same services, the
 floor of any relay made of two more processes (HTTP parts only: iperf3 fails through it). Also prints relay + agent CPU per GiB and per
 request (/proc/PID/schedstat)."""
@@ -129,12 +130,17 @@ def main(argv):
                 if "http" in parts:
                     w = timed(n, "cpu_rps", reqs, lambda: bench.wrk(url, host, 2, 32, seconds))
                     add(n, "rps", w["rps"])
+                if "dl" in parts:
+                    big = "http://127.0.0.1:%d/1m" % port
+                    mibs = lambda w: w["rps"] * seconds / 1024.0 * 1e9  # ns -> s per GiB
+                    w = timed(n, "cpu_dl", mibs, lambda: bench.wrk(big, host, 1, 4, seconds))
+                    add(n, "dl", w["rps"])  # 1 MiB responses/s = MiB/s
             print("round %d: %s" % (r + 1, "  ".join(
                 "%s %s" % (n, " ".join("%s=%.4g" % (k, v[-1]) for k, v in res[n].items()))
                 for n in names)), flush=True)
         print("\nmedians over %d rounds (ratios: median of the per-round ratio to direct)" % rounds)
-        for k, higher in (("up", True), ("down", True), ("rps", True), ("p50", False),
-                          ("p99", False)):
+        for k, higher in (("up", True), ("down", True), ("rps", True), ("dl", True),
+                          ("p50", False), ("p99", False)):
             if k not in res["direct"]:
                 continue
             row = ["%-5s direct %.4g" % (k, statistics.median(res["direct"][k]))]
@@ -151,10 +157,11 @@ def main(argv):
                     row.append("%s %.4g (+%.0f us)" % (n, statistics.median(v), add_us))
             print("  ".join(row))
         print("relay + agent CPU (median): s per GiB up / down, us per request sequential / "
-              "32 connections")
+              "32 connections, s per GiB of HTTP download")
         for n in names[1:]:
             print("  %s: %s" % (n, "  ".join("%s %.3g" % (k, statistics.median(res[n][k]))
-                                             for k in ("cpu_up", "cpu_down", "cpu_seq", "cpu_rps")
+                                             for k in ("cpu_up", "cpu_down", "cpu_seq", "cpu_rps",
+                                                       "cpu_dl")
                                              if k in res[n])))
     finally:
         for prob in env.cleanup():

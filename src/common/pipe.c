@@ -29,6 +29,9 @@
 /* Room in the write queue beyond the stream's receive window, for the relay's answer pages
  * (tt_pipe_write: a few KiB each, one or two per stream). */
 #define PIPE_WQ_EXTRA (64u * 1024u)
+/* Socket input the filter left (it stops reading the socket; one read, or the pre bytes, and
+ * whatever a TLS record still held). */
+#define PIPE_HELD_MAX (128u * 1024u)
 /* Receive-window growth (tt_session_grow_window) of one stream whose socket keeps up, and of all
  * the pipes of a thread: what a stalled reader can hold beyond the initial windows. */
 #define PIPE_EXTRA_MAX (4u * 1024u * 1024u)
@@ -50,6 +53,9 @@ struct tt_pipe {
     /* upstream: socket -> peer */
     struct tt_chunk *rchunk; /* an unfiltered read; [off, len) not sent yet */
     struct tt_chunkq upq;    /* filter output and pre bytes not sent yet */
+    struct tt_chunkq fheld;  /* socket input the filter did not take yet (copied) */
+    bool refeed;             /* offer fheld to the filter at the idle turn (tt_pipe_refeed) */
+    bool eof_unfiltered;     /* the socket's EOF came while fheld held bytes */
     struct tt_wsconn_waiter waiter;
     uint8_t *pre;
     size_t prelen;
@@ -104,6 +110,7 @@ static void on_handle_closed(uv_handle_t *h)
         p->hooks->on_done(p, p->up, p->down, p->ud);
     tt_chunk_put(p->rchunk);
     tt_chunkq_clear(&p->upq);
+    tt_chunkq_clear(&p->fheld);
     tt_chunkq_clear(&p->wq);
     free(p->pre);
     extra_in_use -= p->extra;
@@ -240,7 +247,7 @@ static void pump_up(struct tt_pipe *p)
         }
         p->rchunk = NULL;
     }
-    if (p->sock_eof && p->c != NULL) {
+    if (p->sock_eof && p->c != NULL && p->fheld.bytes == 0 && !p->eof_unfiltered) {
         tt_ssize r = tt_wsconn_send_data(p->c, p->id, NULL, 0, true);
         if (r >= 0) {
             p->fin_sent = true;
@@ -259,11 +266,66 @@ blocked:
     update_read(p);
 }
 
+/* Keeps in[0..len) for the filter, after what it holds already. Returns false when the pipe
+ * was ended (over PIPE_HELD_MAX, or out of memory). */
+static bool hold_input(struct tt_pipe *p, const uint8_t *in, size_t len)
+{
+    if (len > PIPE_HELD_MAX - p->fheld.bytes || tt_chunkq_append(&p->fheld, in, len) != 0) {
+        end_with_reset(p, TT_RESET_CANCEL, false);
+        return false;
+    }
+    return true;
+}
+
+/* Gives in[0..len) (or the EOF) to the filter, in order after any input it left before. */
 static void run_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bool eof)
 {
-    int r = p->hooks->filter(p, in, len, eof, p->ud);
-    if (r < 0 && !p->closing)
-        end_with_reset(p, TT_RESET_CANCEL, true);
+    if (p->fheld.bytes > 0) {
+        if (len > 0 && !hold_input(p, in, len))
+            return;
+        if (eof)
+            p->eof_unfiltered = true;
+        return;
+    }
+    tt_ssize r = p->hooks->filter(p, in, len, eof, p->ud);
+    if (r < 0) {
+        if (!p->closing)
+            end_with_reset(p, TT_RESET_CANCEL, true);
+        return;
+    }
+    if ((size_t)r < len)
+        (void)hold_input(p, in + r, len - (size_t)r);
+}
+
+/* tt_pipe_refeed's work, at the idle turn: the held input goes to the filter again, chunk by
+ * chunk, until it takes all of it (then the EOF, if it came meanwhile) or stops again. */
+static void refeed(struct tt_pipe *p)
+{
+    if (p->closing || p->ending || p->c == NULL)
+        return;
+    if (p->fheld.bytes == 0 && !p->eof_unfiltered) {
+        tt_ssize r = p->hooks->filter(p, NULL, 0, false, p->ud);
+        if (r < 0 && !p->closing)
+            end_with_reset(p, TT_RESET_CANCEL, true);
+        return;
+    }
+    while (p->fheld.bytes > 0) {
+        struct tt_chunk *h = p->fheld.head;
+        size_t n = h->len - h->off;
+        tt_ssize r = p->hooks->filter(p, h->data + h->off, n, false, p->ud);
+        if (r < 0) {
+            if (!p->closing)
+                end_with_reset(p, TT_RESET_CANCEL, true);
+            return;
+        }
+        tt_chunkq_consume(&p->fheld, (size_t)r);
+        if ((size_t)r < n)
+            return;
+    }
+    if (p->eof_unfiltered) {
+        p->eof_unfiltered = false;
+        run_filter(p, NULL, 0, true);
+    }
 }
 
 static bool filtered(const struct tt_pipe *p)
@@ -280,7 +342,7 @@ static void update_read(struct tt_pipe *p)
             want = false;
             tt_wsconn_wait_writable(p->c, &p->waiter);
         } else if (filtered(p)) {
-            want = p->upq.bytes < PIPE_UPQ_HIGH;
+            want = p->upq.bytes < PIPE_UPQ_HIGH && p->fheld.bytes == 0;
         } else {
             want = p->rchunk == NULL && p->upq.bytes == 0 &&
                    tt_session_send_window(tt_wsconn_session(p->c), p->id) > 0;
@@ -486,6 +548,12 @@ static void on_idle(uv_idle_t *h)
         p->pending_abort = -1;
         end_with_reset(p, code, true);
     }
+    if (p->refeed) {
+        p->refeed = false;
+        refeed(p);
+        if (p->closing)
+            return;
+    }
     pump_up(p);
     if (p->closing)
         return;
@@ -645,6 +713,15 @@ static int pipe_on_data(struct tt_session *s, struct tt_stream *st, const uint8_
         return 0;
     }
     p->got_peer = true;
+    if (p->hooks != NULL && p->hooks->downstream != NULL) {
+        size_t pass = p->hooks->downstream(p, data, len, p->ud);
+        if (pass < len) {
+            tt_session_consume(s, st->id, len - pass); /* dropped: credited at once */
+            len = pass;
+        }
+        if (len == 0)
+            return 0;
+    }
     p->peer_pending += len;
     if (p->nheld == PIPE_MAX_HELD)
         keep_held(p);
@@ -753,6 +830,7 @@ int tt_pipe_new(struct tt_pipe **out, uv_loop_t *loop, struct tt_conn *sock, boo
     p->waiter.cb = on_writable;
     p->input_done.cb = on_input_done;
     tt_chunkq_init(&p->upq, PIPE_UPQ_MAX);
+    tt_chunkq_init(&p->fheld, PIPE_HELD_MAX);
     /* The peer's DATA in wq is never more than the stream's window (the session fails a peer
      * that sends more), grown by at most PIPE_EXTRA_MAX. */
     tt_chunkq_init(&p->wq, (size_t)tt_wsconn_window(c) + PIPE_EXTRA_MAX + PIPE_WQ_EXTRA);
@@ -797,6 +875,14 @@ int tt_pipe_send(struct tt_pipe *p, const uint8_t *data, size_t len)
         return r;
     schedule(p);
     return 0;
+}
+
+void tt_pipe_refeed(struct tt_pipe *p)
+{
+    if (p->closing || !filtered(p))
+        return;
+    p->refeed = true;
+    schedule(p);
 }
 
 int tt_pipe_write(struct tt_pipe *p, const uint8_t *data, size_t len)

@@ -9,7 +9,8 @@
  * the peer's FIN becomes a write shutdown (half-close). Errors become RESET / socket close.
  *
  * Used by the agent (local service sockets), the relay's TCP ports, and the relay's HTTP
- * proxying (with a filter that rewrites request heads).
+ * proxying (with a filter that rewrites requests and may hold input back, and a downstream
+ * hook that reads the responses; the agent's pipes have neither).
  *
  * Owns: the conn it is given (closed by it), its read chunk and two queues, each capped:
  * - the upstream queue (filter output and pre bytes not yet sent): the socket stops being read
@@ -37,11 +38,14 @@ struct tt_pipe;
 
 struct tt_pipe_hooks {
     /* Optional. Socket input goes through here instead of straight upstream (the relay's HTTP
-     * head rewriting). The hook passes on what it wants with tt_pipe_send(), which always
-     * takes everything. eof: the socket has no more input (len is then 0). Return 0, or a
-     * negative tether_err to reset the stream and close the socket after flushing anything
-     * written with tt_pipe_write(). */
-    int (*filter)(struct tt_pipe *p, const uint8_t *in, size_t len, bool eof, void *ud);
+     * filter). The hook passes on what it wants with tt_pipe_send(), which always takes
+     * everything. eof: the socket has no more input (len is then 0; given once every byte
+     * before it was taken). Return how many bytes of in it took (0..len), or a negative
+     * tether_err to reset the stream and close the socket after flushing anything written with
+     * tt_pipe_write(). What it does not take is kept (copied; at most 128 KiB, beyond which the
+     * stream is reset) and the socket is not read, nor its EOF passed on, until tt_pipe_refeed()
+     * offers it again. */
+    tt_ssize (*filter)(struct tt_pipe *p, const uint8_t *in, size_t len, bool eof, void *ud);
     /* Optional. The stream ended (RESET from the peer, the session went away, or the connect
      * failed) before a single byte came from it; code is the TT_RESET_* code (or -1 when the
      * session went away). Return true after writing an answer with tt_pipe_write() (the
@@ -50,6 +54,11 @@ struct tt_pipe_hooks {
     /* Optional. The pipe is over and about to be freed. up: bytes read from the socket; down:
      * bytes written to the socket. */
     void (*on_done)(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud);
+    /* Optional. Sees each DATA payload from the peer, data[0..len), before it goes to the
+     * socket (the relay's HTTP response tracking), and returns how many of its first bytes go
+     * on (len, or fewer: the rest is dropped and credited back). Called from inside the
+     * session's callback: it must not end the pipe; it may call tt_pipe_refeed(). */
+    size_t (*downstream)(struct tt_pipe *p, const uint8_t *data, size_t len, void *ud);
 };
 
 /* Creates a pipe between sock (a conn, not reading, taken over: the pipe sets sock->tcp.data
@@ -71,6 +80,10 @@ void tt_pipe_connected(struct tt_pipe *p, int status);
  * TETHER_ERR_AGAIN (the upstream queue's cap, 4 MiB, would be passed: nothing taken; fail the
  * stream) or TETHER_ERR_NOMEM. */
 int tt_pipe_send(struct tt_pipe *p, const uint8_t *data, size_t len);
+
+/* Offers the socket input the filter left to it again, from the loop's next idle turn (with
+ * len 0 when none was left), then reads the socket again. Safe from any callback. */
+void tt_pipe_refeed(struct tt_pipe *p);
 
 /* Writes len bytes to the socket (copied). Returns 0, TETHER_ERR_AGAIN (the write queue's cap
  * would be passed: nothing taken) or TETHER_ERR_NOMEM. */

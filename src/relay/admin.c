@@ -15,6 +15,8 @@
 #include "adminhost.h"
 #include "cluster.h"
 #include "device.h"
+#include "httpproxy.h"
+#include "httpstats.h"
 #include "relay.h"
 
 /* A growable answer body, capped at TT_ADMIN_BODY_MAX (beyond: ok = false). */
@@ -700,6 +702,38 @@ static void metrics_wsconn(struct buf *b)
             (unsigned long long)w.read_paused, (unsigned long long)w.pings_answered,
             (unsigned long long)w.pings_coalesced);
 }
+
+/* The HTTP proxying counters (httpstats.h). */
+static void http_metrics(struct buf *b)
+{
+    buf_str(b, "# HELP tether_http_refused_total Requests the relay refused, by reason (400 "
+               "syntax, target, header, framing, host, other_host; 501 transfer_coding; 431 "
+               "too_large; 414 uri_too_long; none: the relay's own failure).\n"
+               "# TYPE tether_http_refused_total counter\n");
+    for (int i = 0; i < TT_REFUSAL_COUNT; i++)
+        buf_fmt(b, "tether_http_refused_total{reason=\"%s\"} %llu\n",
+                tt_headparse_refusal_name((enum tt_http_refusal)i),
+                (unsigned long long)tt_httpstats.refused[i]);
+    buf_fmt(b,
+            "# HELP tether_http_upgrades_declined_total Upgrade and CONNECT requests the device "
+            "answered with something else than 101 (2xx for CONNECT): the connection stayed "
+            "HTTP.\n"
+            "# TYPE tether_http_upgrades_declined_total counter\n"
+            "tether_http_upgrades_declined_total %llu\n",
+            (unsigned long long)tt_httpstats.upgrades_declined);
+    buf_fmt(b,
+            "# HELP tether_http_tracking_lost_total Proxied connections on which the relay could "
+            "not read a device's response: its bytes passed on, no further request taken.\n"
+            "# TYPE tether_http_tracking_lost_total counter\n"
+            "tether_http_tracking_lost_total %llu\n"
+            "# HELP tether_http_pipeline_full_total Times a browser's pipelined requests waited "
+            "because %d of them were unanswered.\n"
+            "# TYPE tether_http_pipeline_full_total counter\n"
+            "tether_http_pipeline_full_total %llu\n",
+            (unsigned long long)tt_httpstats.tracking_lost, TT_HTTPPROXY_MAX_PENDING,
+            (unsigned long long)tt_httpstats.pipeline_full);
+}
+
 static void metrics(struct tt_headconn *hc, struct tt_relay *r)
 {
     struct devlist l;
@@ -766,6 +800,7 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             (unsigned long long)r->admin_refused_host, (unsigned long long)r->admin_refused_origin);
     limits_metrics(&b, &r->limits);
     metrics_wsconn(&b);
+    http_metrics(&b);
     if (r->cluster) {
         const struct tt_cluster *c = r->cluster;
         buf_fmt(&b,

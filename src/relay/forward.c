@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/pipe.h"
 #include "httpproxy.h"
+#include "httpstats.h"
 #include "pages.h"
 #include "forward.h"
 #include "respond.h"
@@ -62,17 +63,12 @@ static void unlink_client(struct http_client *hc)
     hc->prev = hc->next = NULL;
 }
 
-/* The answer to a later request on a keep-alive connection that the filter refused. */
-static enum tt_page refusal_page(const struct http_client *hc, int err)
+/* The answer to a request on a proxied connection that the filter refused (counted): the
+ * refusal's page, or 503 for the relay's own failure (out of memory, a full queue). */
+static enum tt_page refusal_page(const struct http_client *hc)
 {
-    switch (err) {
-    case TETHER_ERR_TOO_LARGE:
-        return hc->hx.hp.uri_too_long ? TT_PAGE_URI_TOO_LONG : TT_PAGE_TOO_LARGE;
-    case TETHER_ERR_NOMEM:
-        return TT_PAGE_UNAVAILABLE;
-    default:
-        return TT_PAGE_BAD_REQUEST; /* malformed, no Host, or a Host naming another address */
-    }
+    enum tt_page page = tt_httpstats_refuse((enum tt_http_refusal)hc->hx.reason);
+    return hc->hx.reason == TT_REFUSAL_NONE ? TT_PAGE_UNAVAILABLE : page;
 }
 
 static int emit(void *ud, const uint8_t *data, size_t len)
@@ -101,22 +97,52 @@ static void track_body(struct http_client *hc, size_t len)
     hc->body_mark = tt_pipe_peer_bytes(hc->pipe);
 }
 
-static int http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bool eof, void *ud)
+/* Counts and logs what the filter reported (x->events), and lets the pipe offer the client's
+ * held bytes again when the filter can take them. */
+static void take_events(struct http_client *hc, struct tt_pipe *p)
+{
+    unsigned ev = hc->hx.events;
+    hc->hx.events = 0;
+    if (ev & TT_HTTPPROXY_EV_FULL)
+        tt_httpstats.pipeline_full++;
+    if (ev & TT_HTTPPROXY_EV_DECLINED) {
+        tt_httpstats.upgrades_declined++;
+        TT_LOG(TT_LOG_DEBUG, "upgrade declined by the device peer=%s stream=%u", hc->origin,
+               (unsigned)tt_pipe_stream_id(p));
+    }
+    if (ev & TT_HTTPPROXY_EV_LOST) {
+        tt_httpstats.tracking_lost++;
+        TT_LOG(TT_LOG_INFO,
+               "unreadable response from the device: no more requests on this connection "
+               "peer=%s stream=%u",
+               hc->origin, (unsigned)tt_pipe_stream_id(p));
+    }
+    if (ev & TT_HTTPPROXY_EV_RESUME)
+        tt_pipe_refeed(p);
+}
+
+static tt_ssize http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bool eof, void *ud)
 {
     struct http_client *hc = ud;
-    if (eof || len == 0)
+    if (eof)
         return 0;
-    int rc = tt_httpproxy_feed(&hc->hx, in, len, emit, p);
+    tt_ssize rc = tt_httpproxy_feed(&hc->hx, in, len, emit, p);
+    take_events(hc, p);
     if (rc < 0) {
-        /* Answered as the listener answers a first request; the stream is reset and the
-         * connection closed after the page. */
-        char page[TT_PAGE_MAX];
-        enum tt_page which = refusal_page(hc, rc);
-        int n = tt_pages_render(page, sizeof(page), which);
-        TT_LOG(TT_LOG_DEBUG, "request refused peer=%s stream=%u err=%s status=%d", hc->origin,
-               (unsigned)tt_pipe_stream_id(p), tether_err_name(rc), tt_pages_status(which));
-        if (n > 0)
-            tt_pipe_write(p, (const uint8_t *)page, (size_t)n);
+        /* Answered as the listener answers a first request, after the responses to the
+         * requests before it; the stream is reset and the connection closed after the page.
+         * When the responses could not be followed, a page could land inside one: none. */
+        enum tt_page which = refusal_page(hc);
+        TT_LOG(TT_LOG_DEBUG, "request refused peer=%s stream=%u err=%s reason=%s status=%d",
+               hc->origin, (unsigned)tt_pipe_stream_id(p), tether_err_name((int)rc),
+               tt_headparse_refusal_name((enum tt_http_refusal)hc->hx.reason),
+               tt_pages_status(which));
+        if (hc->hx.track != TT_HTTPPROXY_LOST) {
+            char page[TT_PAGE_MAX];
+            int n = tt_pages_render(page, sizeof(page), which);
+            if (n > 0)
+                tt_pipe_write(p, (const uint8_t *)page, (size_t)n);
+        }
         return rc;
     }
     /* A later head that is not whole yet starts the head clock (a total deadline, as on the
@@ -129,8 +155,18 @@ static int http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bool eo
     } else {
         hc->head_since = 0;
     }
-    track_body(hc, len);
-    return 0;
+    track_body(hc, (size_t)rc);
+    return rc;
+}
+
+/* The device's bytes: the filter follows the responses (and says where the ones owed before a
+ * refusal end); they pass unchanged. */
+static size_t http_downstream(struct tt_pipe *p, const uint8_t *data, size_t len, void *ud)
+{
+    struct http_client *hc = ud;
+    size_t pass = tt_httpproxy_response(&hc->hx, data, len);
+    take_events(hc, p);
+    return pass;
 }
 
 static bool http_on_fail(struct tt_pipe *p, int code, void *ud)
@@ -166,6 +202,7 @@ static const struct tt_pipe_hooks http_hooks = {
     .filter = http_filter,
     .on_fail = http_on_fail,
     .on_done = http_on_done,
+    .downstream = http_downstream,
 };
 
 static void tcp_on_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud)

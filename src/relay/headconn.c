@@ -5,6 +5,7 @@
 #include "tether_err.h"
 #include "common/log.h"
 #include "headconn.h"
+#include "httpstats.h"
 #include "pages.h"
 #include "respond.h"
 
@@ -95,12 +96,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     hc->len += (size_t)nread;
-    if (ev == TT_HEADPARSE_ERROR)
-        respond_page(hc, hc->hp.err != TETHER_ERR_TOO_LARGE ? TT_PAGE_BAD_REQUEST
-                         : hc->hp.uri_too_long              ? TT_PAGE_URI_TOO_LONG
-                                                            : TT_PAGE_TOO_LARGE);
-    else if (hc->len >= TT_HEAD_MAX)
-        respond_page(hc, TT_PAGE_TOO_LARGE);
+    if (ev == TT_HEADPARSE_ERROR) {
+        enum tt_http_refusal why = (enum tt_http_refusal)hc->hp.reason;
+        if (why == TT_REFUSAL_NONE)
+            why = hc->hp.err == TETHER_ERR_TOO_LARGE ? TT_REFUSAL_TOO_LARGE : TT_REFUSAL_SYNTAX;
+        respond_page(hc, tt_httpstats_refuse(why));
+    } else if (hc->len >= TT_HEAD_MAX) {
+        respond_page(hc, tt_httpstats_refuse(TT_REFUSAL_TOO_LARGE));
+    }
 }
 
 static void on_timer(uv_timer_t *t)

@@ -1,40 +1,99 @@
-/* httpproxy.h - the relay's request filter for one browser connection proxied to a device:
- * it finds each request head on the keep-alive connection, checks that its Host still names
- * the same device address, and rewrites it (Host kept; client X-Forwarded-Proto/-Host and the
- * cluster's internal X-Tether-Cluster/-Client/-Proto dropped; the client IP appended to
- * X-Forwarded-For; X-Forwarded-Proto: http (https when the browser came over TLS) and
- * X-Forwarded-Host added). Bodies (Content-Length or chunked, framing included) pass as they are,
- * and after an Upgrade request everything does. Responses are never parsed. No I/O: output goes to
- * an emit callback (the pipe's tt_pipe_send). */
+/* httpproxy.h - the relay's HTTP filter for one browser connection proxied to a device, both
+ * ways.
+ *
+ * Requests (browser -> device): it finds each request head on the keep-alive connection,
+ * checks it (headparse.h's strict rules; a Host naming the same device address; an
+ * absolute-form target naming that host too), and rewrites it: Host kept; the client's
+ * X-Forwarded-Proto/-Host, Forwarded, X-Real-IP and the other client-identity headers, and the
+ * cluster's internal X-Tether-Cluster/-Client/-Proto, dropped; the client IP appended to
+ * X-Forwarded-For; X-Forwarded-Proto: http (https when the browser came over TLS),
+ * X-Forwarded-Host, an RFC 7239 Forwarded (for, host, proto) and X-Real-IP added. Bodies are
+ * re-framed: the head carries exactly one framing header the relay wrote (Content-Length: N or
+ * Transfer-Encoding: chunked, every other Content-Length/Transfer-Encoding dropped);
+ * Content-Length bodies pass as they are; chunked bodies are decoded and sent again as clean
+ * chunks of the sizes the client declared (extensions and trailers dropped), so the device
+ * sees the relay's framing only.
+ *
+ * Responses (device -> browser) are parsed, never changed: a FIFO of the requests sent and not
+ * yet answered (at most TT_HTTPPROXY_MAX_PENDING; at the cap the filter takes no more client
+ * bytes until responses come back) says which response has no body (to HEAD; 1xx, 204, 304)
+ * and which may switch protocols. After a request with Upgrade (or a CONNECT) the filter holds
+ * the client's further bytes until that request's response head: 101 (2xx for CONNECT) turns
+ * the connection into a byte pipe both ways; anything else keeps it HTTP, request by request.
+ * A response the parser cannot read stops the tracking: the device's bytes pass as they come
+ * and the connection takes no new request (fail closed).
+ *
+ * Refusals: a request the filter refuses is answered only after the responses owed to the
+ * valid requests before it have passed (the page follows them, then the connection closes).
+ *
+ * No I/O: output to the device goes to an emit callback (the pipe's tt_pipe_send); the caller
+ * feeds the device's bytes to tt_httpproxy_response and passes on what it says. */
 #ifndef TT_HTTPPROXY_H
 #define TT_HTTPPROXY_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <http_parser.h>
 #include "common/util.h"
 #include "common/pool.h"
 #include "core/frame.h"
 #include "headparse.h"
 
+/* Requests sent to the device and not answered yet, on one connection. */
+#define TT_HTTPPROXY_MAX_PENDING 32
+
 /* Passes bytes on; returns 0 or a negative tether_err. */
 typedef int (*tt_httpproxy_emit)(void *ud, const uint8_t *data, size_t len);
 
 enum tt_httpproxy_mode {
-    TT_HTTPPROXY_HEAD = 0, /* reading a request head */
+    TT_HTTPPROXY_HEAD = 0, /* reading a request head (or between requests) */
     TT_HTTPPROXY_BODY = 1, /* passing a request body */
-    TT_HTTPPROXY_RAW = 2,  /* after an upgrade: everything passes */
+    TT_HTTPPROXY_RAW = 2,  /* after an accepted upgrade: everything passes */
+    TT_HTTPPROXY_WAIT = 3, /* an Upgrade or CONNECT request was sent: the client's bytes wait
+                              for the device's answer */
 };
+
+enum tt_httpproxy_track {
+    TT_HTTPPROXY_TRACKING = 0, /* responses are parsed */
+    TT_HTTPPROXY_SWITCHED = 1, /* the device switched protocols: nothing is parsed any more */
+    TT_HTTPPROXY_LOST = 2,     /* a response could not be read: bytes pass, no new request */
+};
+
+/* Events, in x->events (set by tt_httpproxy_feed and tt_httpproxy_response; the caller reads
+ * and clears them after each call). */
+#define TT_HTTPPROXY_EV_RESUME 1u   /* feed the client bytes the filter left again */
+#define TT_HTTPPROXY_EV_DECLINED 2u /* an Upgrade/CONNECT answered with something else */
+#define TT_HTTPPROXY_EV_LOST 4u     /* tracking lost (see above) */
+#define TT_HTTPPROXY_EV_FULL 8u     /* the filter stopped at TT_HTTPPROXY_MAX_PENDING */
+#define TT_HTTPPROXY_EV_SWITCHED 16u
 
 struct tt_httpproxy {
     struct tt_headparse hp;
     uint8_t mode;          /* enum tt_httpproxy_mode */
+    uint8_t track;         /* enum tt_httpproxy_track */
+    uint8_t reason;        /* enum tt_http_refusal of the refusal, once refused */
     char host[TT_HOSTLEN]; /* normalized Host every request must carry */
     char client_ip[64];    /* appended to X-Forwarded-For */
     bool https;            /* the browser came over TLS: X-Forwarded-Proto: https */
     struct tt_chunk *head; /* the head being read (pool chunk), only while it holds bytes */
     size_t hlen;
     uint64_t requests; /* heads rewritten so far */
+    unsigned events;   /* TT_HTTPPROXY_EV_* */
+
+    /* while feeding: where output goes (the body callback needs it) */
+    tt_httpproxy_emit emit;
+    void *ud;
+
+    /* responses */
+    http_parser rp;
+    uint8_t pending[TT_HTTPPROXY_MAX_PENDING]; /* what each unanswered request was, oldest
+                                                  first from pfirst (a ring) */
+    uint8_t pfirst, npending;
+    bool switching;      /* the response being read switches protocols once its head ends */
+    bool declined_early; /* the Upgrade/CONNECT request being sent was declined already */
+    int refused;         /* a refusal (tether_err) waiting for the responses owed before it */
+    unsigned owed;       /* responses still owed before the refusal page */
 };
 
 /* Prepares x for a connection whose requests must carry Host host (normalized form, see
@@ -45,17 +104,33 @@ void tt_httpproxy_init(struct tt_httpproxy *x, const char *host, const char *cli
 /* Gives back x's buffer. x is unusable afterwards until tt_httpproxy_init. */
 void tt_httpproxy_reset(struct tt_httpproxy *x);
 
-/* Feeds in[0..len) read from the browser; what goes to the device is passed to emit (any
- * split). Returns 0, or TETHER_ERR_HTTP (malformed request, or a Host missing), _TOO_LARGE
- * (head over TT_HEAD_MAX or too many headers), _NOT_FOUND (a later request names another
- * Host), _NOMEM, or emit's error. After an error x only accepts tt_httpproxy_reset. */
-int tt_httpproxy_feed(struct tt_httpproxy *x, const uint8_t *in, size_t len, tt_httpproxy_emit emit,
-                      void *ud);
+/* Feeds in[0..len) read from the browser (len may be 0: after TT_HTTPPROXY_EV_RESUME with
+ * nothing left over); what goes to the device is passed to emit. Returns the bytes taken
+ * (0..len): the filter stops early while it waits for the device (an Upgrade/CONNECT request
+ * unanswered, TT_HTTPPROXY_MAX_PENDING requests unanswered, a refusal waiting for the
+ * responses owed before it, tracking lost); the caller offers the rest again, and stops
+ * reading the browser meanwhile, once an event says TT_HTTPPROXY_EV_RESUME. What it sends
+ * does not depend on how the input is cut.
+ * Returns a negative error when a request is refused and nothing more is owed to the browser
+ * (answer with tt_httpstats_page(x->reason), or 503 when x->reason is TT_REFUSAL_NONE: the
+ * relay's own failure; no page when tracking was lost; then close):
+ * TETHER_ERR_HTTP (malformed, a Host missing, or a request naming another host),
+ * _TOO_LARGE (head over TT_HEAD_MAX, too many headers, a target over TT_URI_MAX), _NOMEM, or
+ * emit's error. After an error x only accepts tt_httpproxy_reset. */
+tt_ssize tt_httpproxy_feed(struct tt_httpproxy *x, const uint8_t *in, size_t len,
+                           tt_httpproxy_emit emit, void *ud);
+
+/* Feeds in[0..len) from the device (any split), which passes to the browser unchanged.
+ * Returns how many of those bytes go to the browser: len, except once a refusal waits and the
+ * last response owed before it has ended inside in (the bytes up to its end; 0 for every
+ * later call). Sets events in x->events. Cannot fail: what it cannot read loses the tracking
+ * (TT_HTTPPROXY_EV_LOST). */
+size_t tt_httpproxy_response(struct tt_httpproxy *x, const uint8_t *in, size_t len);
 
 /* Writes the rewritten form of one head (head[0..headlen), parsed into hp) into out, with
- * X-Forwarded-Proto https if https, else http.
- * Returns its length, or TETHER_ERR_AGAIN when outlen is too small (headlen + the Host
- * value's length + 256 is always enough). */
+ * X-Forwarded-Proto https if https, else http, and the body framing hp found.
+ * Returns its length, or TETHER_ERR_AGAIN when outlen is too small (headlen + 2 * TT_HOSTLEN
+ * + 1024 is always enough), TETHER_ERR_INVAL when hp holds no request line. */
 tt_ssize tt_httpproxy_rewrite(const uint8_t *head, size_t headlen, const struct tt_headparse *hp,
                               const char *client_ip, bool https, uint8_t *out, size_t outlen);
 

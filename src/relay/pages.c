@@ -40,6 +40,9 @@ static const struct page_text texts[] = {
                                   "Sec-WebSocket-Version: 13\r\n"},
     [TT_PAGE_REQUEST_TIMEOUT] = {408, "Request Timeout", "Request too slow",
                                  "The request did not arrive in time: it was sent too slowly."},
+    [TT_PAGE_NOT_IMPLEMENTED] = {501, "Not Implemented", "Transfer coding not supported",
+                                 "The relay accepts request bodies sent as they are or in chunked "
+                                 "transfer coding only."},
 };
 
 static int render(char *out, size_t outlen, int status, const char *reason, const char *title,

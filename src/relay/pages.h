@@ -22,6 +22,7 @@ enum tt_page {
     TT_PAGE_UPGRADE_REQUIRED, /* 426: a WebSocket version other than 13 (with
                                  Sec-WebSocket-Version: 13) */
     TT_PAGE_REQUEST_TIMEOUT,  /* 408: a request body not whole by its deadline */
+    TT_PAGE_NOT_IMPLEMENTED,  /* 501: a request body in a transfer coding other than chunked */
 };
 
 /* Writes the whole response for page into out. Returns its length, or -1 if outlen is too

@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <string.h>
+#include <http_parser.h>
 #include "route.h"
 
 static bool host_char(int c)
@@ -46,6 +47,38 @@ int tt_route_host_normalize(const uint8_t *v, size_t len, char out[TT_HOSTLEN])
         out[i] = (char)tolower(v[i]);
     out[end] = '\0';
     return 0;
+}
+
+int tt_route_target_matches(const uint8_t *target, size_t len, const char *host)
+{
+    /* origin-form and asterisk-form; an authority-form target (CONNECT) has no scheme */
+    if (len == 0 || target[0] == '/' || (len == 1 && target[0] == '*'))
+        return 1;
+    const uint8_t *colon = memchr(target, ':', len);
+    if (colon == NULL || (size_t)(target + len - colon) < 3 || colon[1] != '/' || colon[2] != '/')
+        return 1;
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url((const char *)target, len, 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_HOST)) || (u.field_set & (1 << UF_USERINFO)))
+        return 0;
+    /* the host as a Host value would carry it: an IPv6 literal in brackets */
+    uint8_t authority[TT_HOSTLEN + 2];
+    const uint8_t *h = target + u.field_data[UF_HOST].off;
+    size_t hlen = u.field_data[UF_HOST].len, n = 0;
+    if (hlen == 0 || hlen + 2 > sizeof(authority))
+        return 0;
+    bool v6 = memchr(h, ':', hlen) != NULL;
+    if (v6)
+        authority[n++] = '[';
+    memcpy(authority + n, h, hlen);
+    n += hlen;
+    if (v6)
+        authority[n++] = ']';
+    char norm[TT_HOSTLEN];
+    if (tt_route_host_normalize(authority, n, norm) != 0)
+        return 0;
+    return strcmp(norm, host) == 0;
 }
 
 static bool label_ok(const char *s, size_t n)

@@ -23,6 +23,13 @@ enum tt_route_kind {
  * character a host name cannot have. */
 int tt_route_host_normalize(const uint8_t *v, size_t len, char out[TT_HOSTLEN]);
 
+/* Checks a request target against the request's normalized Host (RFC 9112 3.2.2: a server
+ * takes the host of an absolute-form target over Host; the relay routes by Host, so the two
+ * must agree). Returns 1 when target is not in absolute form (origin-form "/...", "*", or a
+ * CONNECT's authority), or when it is and its host, normalized, is host (the ports may
+ * differ); 0 when it names another host, carries user information, or cannot be read. */
+int tt_route_target_matches(const uint8_t *target, size_t len, const char *host);
+
 /* Classifies the normalized host under domain. For TT_ROUTE_DEVICE, label gets the device
  * label and svc the service part ("" for the plain LABEL.DOMAIN). */
 enum tt_route_kind tt_route_classify(const char *host, const char *domain,

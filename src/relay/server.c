@@ -1,7 +1,7 @@
 /* server.c - what the relay does with a request head on its main port (server.h):
  *   Host LABEL.DOMAIN or SERVICE--LABEL.DOMAIN of a known device -> proxied (or 503 offline);
  *   otherwise a WebSocket upgrade -> the device endpoint (any path);
- *   otherwise -> 404. Bad Host -> 400. */
+ *   otherwise -> 404. Bad Host, or an absolute-form target naming another host -> 400. */
 #include <stdlib.h>
 #include <string.h>
 #include "tether_err.h"
@@ -11,6 +11,7 @@
 #include "device.h"
 #include "pages.h"
 #include "forward.h"
+#include "httpstats.h"
 #include "relay.h"
 #include "respond.h"
 #include "route.h"
@@ -231,7 +232,12 @@ void tt_server_on_head(struct tt_headconn *hc, void *ud)
     }
     if (tt_headparse_find(&hc->hp, "host", &hv, &hvlen) != 1 ||
         tt_route_host_normalize(hv, hvlen, host) != 0) {
-        respond_page(hc, TT_PAGE_BAD_REQUEST);
+        respond_page(hc, tt_httpstats_refuse(TT_REFUSAL_HOST));
+        return;
+    }
+    /* The relay routes by Host; a server behind it may route by an absolute-form target. */
+    if (!tt_route_target_matches(hc->data + hc->hp.url_off, hc->hp.url_len, host)) {
+        respond_page(hc, tt_httpstats_refuse(TT_REFUSAL_OTHER_HOST));
         return;
     }
     char label[TT_MAX_LABEL + 1], svc[TT_ROUTE_SVCLEN + 1];

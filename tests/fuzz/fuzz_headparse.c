@@ -4,7 +4,8 @@
  * TT_HEAD_MAX buffer read by read, as the listener does. On a complete head: every recorded
  * offset must lie inside the head; Host normalization and routing, the WebSocket handshake check
  * and the 101 answer run on it; and the head rewritten for the device (by the request filter)
- * must parse again as one complete head with the same method and target. */
+ * must parse again, strictly, as one complete head with the same method, target and body
+ * framing. Every refusal must say why. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,7 @@ static void serve(const struct tt_headparse *hp)
 }
 
 struct sink {
-    uint8_t buf[TT_HEAD_MAX + 2 * TT_HOSTLEN + 512];
+    uint8_t buf[TT_HEAD_MAX + 2 * TT_HOSTLEN + 1024];
     size_t len;
 };
 
@@ -89,16 +90,17 @@ static void rewrite(const uint8_t *head, size_t headlen, const struct tt_headpar
     size_t hvlen;
     char host[TT_HOSTLEN];
     if (tt_headparse_find(hp, "host", &hv, &hvlen) != 1 ||
-        tt_route_host_normalize(hv, hvlen, host) != 0)
+        tt_route_host_normalize(hv, hvlen, host) != 0 ||
+        !tt_route_target_matches(head + hp->url_off, hp->url_len, host))
         return; /* the relay answers 400 */
-    tt_httpproxy_init(&x, host, "192.0.2.1");
+    tt_httpproxy_init(&x, host, "2001:db8::1");
     out.len = 0;
-    int rc = tt_httpproxy_feed(&x, head, headlen, collect, &out);
+    tt_ssize rc = tt_httpproxy_feed(&x, head, headlen, collect, &out);
     tt_httpproxy_reset(&x);
-    if (rc != 0 || out.len == 0)
-        abort(); /* the listener accepted this head: the filter must too */
-    if (hp->nhdr + 3 > TT_HEAD_MAX_HEADERS)
-        return; /* the device may get up to 3 more lines than the relay itself accepts */
+    if (rc != (tt_ssize)headlen || out.len == 0)
+        abort(); /* the listener accepted this head: the filter must too, whole */
+    if (hp->nhdr + 5 > TT_HEAD_MAX_HEADERS)
+        return; /* the device may get up to 5 more lines than the relay itself accepts */
     tt_headparse_init(&again);
     tt_headparse_begin(&again, out.buf);
     enum tt_headparse_event ev;
@@ -107,7 +109,18 @@ static void rewrite(const uint8_t *head, size_t headlen, const struct tt_headpar
         abort();
     if (again.url_len != hp->url_len ||
         memcmp(out.buf + again.url_off, head + hp->url_off, hp->url_len) != 0 ||
-        again.p.method != hp->p.method)
+        again.p.method != hp->p.method || again.framing != hp->framing ||
+        again.content_length != hp->content_length)
+        abort();
+    /* one framing header at most, and none of the client's identity headers */
+    const uint8_t *v;
+    size_t vlen;
+    if (tt_headparse_find(&again, "content-length", &v, &vlen) +
+                tt_headparse_find(&again, "transfer-encoding", &v, &vlen) >
+            1 ||
+        tt_headparse_find(&again, "forwarded", &v, &vlen) != 1 ||
+        tt_headparse_find(&again, "x-real-ip", &v, &vlen) != 1 ||
+        tt_headparse_find(&again, "true-client-ip", &v, &vlen) != 0)
         abort();
 }
 
@@ -146,6 +159,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (ev == TT_HEADPARSE_ERROR) {
             if (hp.err != TETHER_ERR_HTTP && hp.err != TETHER_ERR_TOO_LARGE)
+                abort();
+            if (hp.reason == TT_REFUSAL_NONE || hp.reason >= TT_REFUSAL_COUNT)
                 abort();
             if (hp.uri_too_long && hp.err != TETHER_ERR_TOO_LARGE)
                 abort();

@@ -121,7 +121,65 @@ def requests():
         b"GET / HTTP/1.1\r\n" + h + b"".join(b"X-%d: v\r\n" % i for i in range(130)) + b"\r\n",
         b"GET / HTTP/1.1\r\n" + h + b"X-Big: " + b"b" * 16400 + b"\r\n\r\n",
     ]
-    return out
+    return out + smuggling(h, up)
+
+
+def smuggling(h, up):
+    """Issue 9's attacks on the HTTP filter: chunked framing read loosely, conflicting or
+    unknown framing, obs-fold, control bytes, absolute-form targets, identity headers, an
+    Upgrade followed by pipelined requests, a valid request before a bad one."""
+    inner = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    post = b"POST /p HTTP/1.1\r\n" + h
+    te = post + b"Transfer-Encoding: chunked\r\n\r\n"
+    return [
+        te + b"%x;x\n" % len(inner) + b"A" * len(inner) + b"\r\n" + inner + b"\r\n0\r\n\r\n",
+        te + b"1\r\nZYY%x\r\n" % len(inner) + inner + b"\r\n0\r\n\r\n",
+        te + b"5\nhello\n0\n\n" + b"GET / HTTP/1.1\r\n" + h + b"\r\n",
+        post + b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello",
+        post + b"Transfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        post + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        post + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n",
+        b"POST /p HTTP/1.0\r\n" + h + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + h + b"X-A: a\r\n Transfer-Encoding: chunked\r\n\r\n",
+        b"GET /a\tb HTTP/1.1\r\n" + h + b"\r\n",
+        b"GET / HTTP/1.1\r\n" + h + b"X-A: a\rb\r\nX-B: \x01\r\n\r\n",
+        b"GET http://k3j9x2mq.localhost:8080/x HTTP/1.1\r\n" + h + b"\r\n",
+        b"GET http://other.localhost/x HTTP/1.1\r\n" + h + b"\r\n",
+        b"GET / HTTP/1.1\r\n" + h + b"Forwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\n"
+        b"X-Forwarded-Port: 1\r\nX-Client-IP: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\n"
+        b"X-Forwarded-Scheme: https\r\n\r\n",
+        up + b"GET /admin HTTP/1.1\r\nHost: other.localhost\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+        up + b"GET /2 HTTP/1.1\r\n" + h + b"\r\n",
+        b"CONNECT k3j9x2mq.localhost:80 HTTP/1.1\r\n" + h + b"\r\nGET / HTTP/1.1\r\n" + h + b"\r\n",
+        b"GET /a HTTP/1.1\r\n" + h + b"\r\nHEAD /b HTTP/1.1\r\n" + h + b"\r\n"
+        b"GET /bad\tx HTTP/1.1\r\n" + h + b"\r\n",
+        b"".join(b"GET /%d HTTP/1.1\r\n" % i + h + b"\r\n" for i in range(40)),
+    ]
+
+
+def response_seeds():
+    """fuzz_httpresponse: a split byte, a count byte, request kinds (0 GET, 1 HEAD, 2 Upgrade,
+    3 CONNECT, 4 chunked POST, 5 refused), then the device's answer."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    cases = [
+        (b"\x00\x01\x02\x03\x04", ok + ok + b"HTTP/1.1 101 Switching Protocols\r\n"
+         b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi"),
+        (b"\x02\x00", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" + ok),
+        (b"\x03", b"HTTP/1.1 200 Connection established\r\n\r\nraw bytes"),
+        (b"\x01\x00\x05", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + chunked
+         + b"HTTP/1.1 500 not owed\r\n\r\n"),
+        (b"\x04\x00", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nLink: x\r\n\r\n"
+         + b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"
+         + b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"),
+        (b"\x00", b"HTTP/1.0 200 OK\r\n\r\nuntil the end"),
+        (b"\x00", b"garbage\r\n\r\n"),
+        (b"\x00", ok + ok),
+        (b"\x00" * 40, ok * 40),
+    ]
+    for kinds, rsp in cases:
+        for split in (0, 1, 77):
+            write("fuzz_httpresponse", bytes([split, len(kinds) - 1]) + kinds + rsp)
 
 
 def http_seeds():
@@ -170,3 +228,4 @@ if __name__ == "__main__":
     http_seeds()
     adminhost_seeds()
     relaytext_seeds()
+    response_seeds()

@@ -1,5 +1,6 @@
 /* test_route.c - unit tests for src/relay/route.c: Host normalization, device-address
- * classification (LABEL.DOMAIN, SERVICE--LABEL.DOMAIN, everything else) and service DNS names. */
+ * classification (LABEL.DOMAIN, SERVICE--LABEL.DOMAIN, everything else), service DNS names and
+ * absolute-form request targets checked against Host. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,6 +36,33 @@ static void test_normalize(void **state)
     assert_int_equal(norm("a:123456", h), -1);
     assert_int_equal(norm("[::1", h), -1);
     assert_int_equal(norm("a/b", h), -1);
+}
+
+static int target(const char *t, const char *host)
+{
+    return tt_route_target_matches((const uint8_t *)t, strlen(t), host);
+}
+
+static void test_target_matches(void **state)
+{
+    (void)state;
+    /* not absolute-form: nothing to compare */
+    assert_int_equal(target("/", "abc.localhost"), 1);
+    assert_int_equal(target("/http://evil/", "abc.localhost"), 1);
+    assert_int_equal(target("*", "abc.localhost"), 1);
+    assert_int_equal(target("evil.example:443", "abc.localhost"), 1);
+    /* absolute-form: the host must be Host's (any port, any case, a trailing dot) */
+    assert_int_equal(target("http://abc.localhost/x", "abc.localhost"), 1);
+    assert_int_equal(target("http://ABC.localhost.:9999/x?y", "abc.localhost"), 1);
+    assert_int_equal(target("https://abc.localhost", "abc.localhost"), 1);
+    assert_int_equal(target("http://[::1]:8080/", "[::1]"), 1);
+    assert_int_equal(target("http://other.localhost/", "abc.localhost"), 0);
+    assert_int_equal(target("http://abc.localhost.evil/", "abc.localhost"), 0);
+    assert_int_equal(target("http://abc.localhost@evil/", "abc.localhost"), 0);
+    assert_int_equal(target("http://evil@abc.localhost/", "abc.localhost"), 0);
+    assert_int_equal(target("http:///x", "abc.localhost"), 0);
+    assert_int_equal(target("http://", "abc.localhost"), 0);
+    assert_int_equal(target("http://[::2]/", "[::1]"), 0);
 }
 
 static void test_classify(void **state)
@@ -82,6 +110,7 @@ int main(void)
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_classify),
         cmocka_unit_test(test_service_dnsname),
+        cmocka_unit_test(test_target_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -188,8 +188,8 @@ static bool pipe_fail(struct tt_pipe *p, int code, void *ud)
     return true;
 }
 
-static const struct tt_pipe_hooks relay_hooks = {NULL, pipe_fail, pipe_done};
-static const struct tt_pipe_hooks device_hooks = {NULL, NULL, pipe_done};
+static const struct tt_pipe_hooks relay_hooks = {.on_fail = pipe_fail, .on_done = pipe_done};
+static const struct tt_pipe_hooks device_hooks = {.on_done = pipe_done};
 
 static int relay_on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
 {
