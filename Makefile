@@ -54,7 +54,7 @@ LDSAN := $(LDSAN_$(MODE))
 CFLAGS_ALL := $(CSTD) $(APP_WARN) $(OPT) -fPIC $(CFLAGS)
 # The agent (tether, libtether) needs no SQLite or hiredis: those are the relay's.
 AGENT_LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lm -lpthread
-LIBS := $(AGENT_LIBS) -lsqlite3 -lhiredis
+LIBS := $(AGENT_LIBS) -lsqlite3 -lhiredis -largon2
 # Set by `make cross`: the target's headers and libraries (a sysroot of Debian packages).
 XCPPFLAGS ?=
 XLDFLAGS ?=

@@ -5,7 +5,7 @@
 # The cross sets are Debian's cross gcc and C library for that CPU (no dpkg multiarch: the
 # agent's other libraries come from scripts/cross-sysroot.sh) and qemu-user to run the result.
 set -eu
-build="gcc make pkg-config libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libhiredis-dev"
+build="gcc make pkg-config libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libhiredis-dev libargon2-dev"
 cross() { echo "$build file python3 qemu-user gcc-$1 libc6-dev-$2-cross"; }
 # make test also cross-builds the agent for arm64 and runs it under qemu-user.
 test="$build $(cross aarch64-linux-gnu arm64) gcc-arm-none-eabi libnewlib-dev libcmocka-dev python3 curl openssl redis-server openssh-server openssh-client procps chromium tinyproxy"

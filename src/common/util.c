@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -407,4 +408,31 @@ bool tt_consttime_equal(const void *a, size_t alen, const void *b, size_t blen)
     if (alen == 0)
         return true;
     return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+char *tt_read_small_file(const char *path, size_t max, size_t *len, char err[TT_ERRLEN])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, TT_ERRLEN, "cannot read %.150s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    if (!buf) {
+        fclose(f);
+        snprintf(err, TT_ERRLEN, "cannot read %.150s: out of memory", path);
+        return NULL;
+    }
+    size_t n = fread(buf, 1, max + 1, f);
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad || n > max) {
+        free(buf);
+        snprintf(err, TT_ERRLEN, "cannot read %.150s: %s", path,
+                 bad ? "read error" : "file too large");
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }

@@ -49,6 +49,11 @@ int tt_parse_url(const char *s, const char *const *allowed, struct tt_url *u, ch
  * unless 0 is returned, and no copy of the secret is left behind. */
 int tt_read_secret_file(const char *path, char *out, size_t outlen, char err[TT_ERRLEN]);
 
+/* Reads the whole file at path (at most max bytes) into a malloc'd, NUL-terminated buffer that
+ * the caller frees, and its length into *len. Returns the buffer, or NULL with err naming the
+ * path and the problem (unreadable, a read error, over max bytes, out of memory). */
+char *tt_read_small_file(const char *path, size_t max, size_t *len, char err[TT_ERRLEN]);
+
 /* Overwrites p[0..n) with zeros in a way the compiler keeps (OPENSSL_cleanse). */
 void tt_secret_wipe(void *p, size_t n);
 

@@ -28,6 +28,9 @@ void tt_config_usage(FILE *f)
         "               [--body-min-rate BYTES] [--tcp-idle-timeout DURATION]\n"
         "               [--max-names-per-token N] [--max-ports-per-token N]\n"
         "               [--new-names-per-second N]\n"
+        "               [--access public|private] [--public DEVICE/SERVICE]...\n"
+        "               [--users-file FILE] [--tcp-allow CIDR]... [--audit-log FILE]\n"
+        "               [--session-ttl DURATION]\n"
         "               [--config FILE]\n"
         "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
         "\n"
@@ -79,6 +82,18 @@ void tt_config_usage(FILE *f)
         "                         --tcp-ports)\n"
         "  --new-names-per-second N  names the fleet token may create a second, with ten\n"
         "                         seconds' worth at once (default 100)\n"
+        "  --access public|private  public (default): every service is reachable by anyone;\n"
+        "                         private: only by users whose grant covers it\n"
+        "  --public DEVICE/SERVICE  with --access private, services matching this pattern stay\n"
+        "                         public ('*' and '?' globs; repeatable): '*/http'\n"
+        "  --users-file FILE      one 'USER SECRET GRANT...' per line (SECRET as is, or the\n"
+        "                         hash --hash-secret prints); reloaded on SIGHUP\n"
+        "  --tcp-allow CIDR       public TCP ports take clients from these networks only\n"
+        "                         (repeatable; default: any)\n"
+        "  --audit-log FILE       one JSON line per connection to a device service and per\n"
+        "                         sign-in (appended; reopened on SIGHUP)\n"
+        "  --session-ttl DURATION  browser sign-in sessions last this long (default 12h)\n"
+        "  --hash-secret          read a secret on stdin, print its hash for --users-file\n"
         "  --config FILE          settings, one per line: a flag's name and its value\n"
         "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
         "                         command line win\n"
@@ -330,6 +345,59 @@ static int apply_limit(struct tt_config *c, const char *flag, const char *v, cha
     return 0;
 }
 
+/* The access flags (access.h). Returns 1 (set), 0 (not one of them) or -1 with err. */
+static int apply_access(struct tt_config *c, const char *flag, const char *v, char err[TT_ERRLEN])
+{
+    char e[TT_ERRLEN];
+    if (strcmp(flag, "--access") == 0) {
+        if (strcmp(v, "public") != 0 && strcmp(v, "private") != 0) {
+            snprintf(err, TT_ERRLEN, "--access: '%.60s' is not public or private", v);
+            return -1;
+        }
+        c->access = v[1] == 'r' ? TT_ACCESS_PRIVATE : TT_ACCESS_PUBLIC;
+        return 1;
+    }
+    if (strcmp(flag, "--public") == 0) {
+        if (c->npublic == TT_CONFIG_MAX_PUBLIC) {
+            snprintf(err, TT_ERRLEN, "--public: at most %d patterns", TT_CONFIG_MAX_PUBLIC);
+            return -1;
+        }
+        if (tt_pattern_check(v, e) != 0) {
+            snprintf(err, TT_ERRLEN, "--public: %s", e);
+            return -1;
+        }
+        strcpy(c->public_patterns[c->npublic++], v);
+        return 1;
+    }
+    if (strcmp(flag, "--tcp-allow") == 0) {
+        if (c->ntcp_allow == TT_CONFIG_MAX_TCP_ALLOW) {
+            snprintf(err, TT_ERRLEN, "--tcp-allow: at most %d networks", TT_CONFIG_MAX_TCP_ALLOW);
+            return -1;
+        }
+        if (tt_cidr_parse(v, &c->tcp_allow[c->ntcp_allow], e) != 0) {
+            snprintf(err, TT_ERRLEN, "--tcp-allow: %s", e);
+            return -1;
+        }
+        c->ntcp_allow++;
+        return 1;
+    }
+    if (strcmp(flag, "--users-file") == 0 || strcmp(flag, "--audit-log") == 0)
+        return copy_value(flag[2] == 'u' ? c->users_file : c->audit_log, TT_CONFIG_PATHLEN, v, flag,
+                          err) == 0
+                   ? 1
+                   : -1;
+    if (strcmp(flag, "--session-ttl") == 0) {
+        uint64_t ms;
+        if (tt_parse_duration(v, &ms, e) != 0 || ms < 60000 || ms > 30ull * 86400000) {
+            snprintf(err, TT_ERRLEN, "--session-ttl: '%.60s' is not a duration from 1m to 30d", v);
+            return -1;
+        }
+        c->session_ttl_ms = ms;
+        return 1;
+    }
+    return 0;
+}
+
 static int apply(struct tt_config *c, const char *flag, const char *v, struct given *g,
                  char err[TT_ERRLEN])
 {
@@ -482,6 +550,9 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         c->log_level = lvl;
         return 0;
     }
+    int acc = apply_access(c, flag, v, err);
+    if (acc != 0)
+        return acc > 0 ? 0 : -1;
     snprintf(err, TT_ERRLEN, "unknown option %.100s (try --help)", flag);
     return -1;
 }
@@ -569,8 +640,15 @@ static bool takes_value(const char *flag)
         "--head-timeout", "--idle-timeout", "--cluster-addr", "--token-file",  "--admin-token-file",
     };
     /* the fleet token's caps (devauth.h) */
-    static const char *const caps[] = {"--max-names-per-token", "--max-ports-per-token",
-                                       "--new-names-per-second"};
+    static const char *const caps[] = {"--max-names-per-token",
+                                       "--max-ports-per-token",
+                                       "--new-names-per-second",
+                                       "--access",
+                                       "--public",
+                                       "--users-file",
+                                       "--tcp-allow",
+                                       "--audit-log",
+                                       "--session-ttl"};
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)
             return true;
@@ -605,6 +683,7 @@ static void set_defaults(struct tt_config *c)
     c->body_min_rate = TT_CONFIG_BODY_MIN_RATE;
     c->tcp_idle_timeout_ms = TT_CONFIG_TCP_IDLE_TIMEOUT_MS;
     c->max_names_per_token = TT_CONFIG_MAX_NAMES_PER_TOKEN;
+    c->session_ttl_ms = TT_CONFIG_SESSION_TTL_MS;
     c->new_names_per_sec = TT_CONFIG_NEW_NAMES_PER_SEC;
 }
 
@@ -683,6 +762,12 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
             return TT_CONFIG_HELP;
         if (strcmp(arg, "--version") == 0)
             return TT_CONFIG_VERSION;
+        if (strcmp(arg, "--hash-secret") == 0) {
+            if (argc == 2)
+                return TT_CONFIG_HASH_SECRET;
+            snprintf(err, TT_ERRLEN, "--hash-secret takes no other flag");
+            return -1;
+        }
         if (strncmp(arg, "--", 2) != 0) {
             snprintf(err, TT_ERRLEN, "unexpected argument '%.100s' (try --help)", arg);
             return -1;

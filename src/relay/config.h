@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include "common/util.h"
 #include "core/frame.h"
+#include "cidr.h"
+#include "pattern.h"
 
 #define TT_CONFIG_MAX_LISTEN 8
 #define TT_CONFIG_PATHLEN 1024
@@ -41,6 +43,15 @@ struct tt_redis_url {
     char password[128]; /* "" for none */
     unsigned db;        /* SELECT db (default 0) */
 };
+
+/* Who may reach a device (SPEC "Who may reach a device"; access.h). */
+enum tt_access_mode {
+    TT_ACCESS_PUBLIC = 0,  /* every service reachable by anyone who reaches the relay */
+    TT_ACCESS_PRIVATE = 1, /* only users whose grant covers it, unless a --public pattern does */
+};
+#define TT_CONFIG_MAX_PUBLIC 64    /* --public patterns */
+#define TT_CONFIG_MAX_TCP_ALLOW 64 /* --tcp-allow networks */
+#define TT_CONFIG_SESSION_TTL_MS (12ull * 3600000)
 
 /* Longest --node-id. */
 #define TT_NODE_ID_MAX 64
@@ -96,6 +107,16 @@ struct tt_config {
     uint64_t max_names_per_token;
     uint64_t max_ports_per_token;
     uint64_t new_names_per_sec; /* --new-names-per-second: the rate of new names */
+    /* Who may reach a device (access.h): --access, --public, --users-file, --tcp-allow,
+     * --audit-log, --session-ttl. */
+    uint8_t access; /* enum tt_access_mode */
+    char public_patterns[TT_CONFIG_MAX_PUBLIC][TT_PATTERN_MAX + 1];
+    size_t npublic;
+    char users_file[TT_CONFIG_PATHLEN];
+    struct tt_cidr tcp_allow[TT_CONFIG_MAX_TCP_ALLOW]; /* none: public TCP ports take anyone */
+    size_t ntcp_allow;
+    char audit_log[TT_CONFIG_PATHLEN];
+    uint64_t session_ttl_ms; /* browser sign-in sessions last this long */
     /* Cluster mode (--redis; the three flags go together): the registry is in Redis and shared
      * by the nodes; cluster.h. */
     bool cluster;
@@ -110,8 +131,9 @@ struct tt_config {
 /* What tt_config_parse() found to do. */
 enum tt_config_action {
     TT_CONFIG_RUN = 0,
-    TT_CONFIG_HELP = 1,    /* --help: print tt_config_usage() and exit 0 */
-    TT_CONFIG_VERSION = 2, /* --version: print the version and exit 0 */
+    TT_CONFIG_HELP = 1,        /* --help: print tt_config_usage() and exit 0 */
+    TT_CONFIG_VERSION = 2,     /* --version: print the version and exit 0 */
+    TT_CONFIG_HASH_SECRET = 3, /* --hash-secret: hash a secret read on stdin for --users-file */
 };
 
 /* tt_config_parse's answer when --config FILE, --token-file FILE or --admin-token-file FILE

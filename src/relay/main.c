@@ -6,12 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 #include "common/log.h"
 #include "common/pool.h"
 #include "config.h"
 #include "relay.h"
+#include "users.h"
 
 #define STOP_DEADLINE_MS 2000
 
@@ -52,6 +55,13 @@ static void on_hup(uv_signal_t *s, int signum)
     else if (relay.cfg.tokens_file[0])
         TT_LOG(TT_LOG_INFO, "tokens reloaded file=%s devices=%zu", relay.cfg.tokens_file,
                relay.tokens.n);
+    if (tt_access_reload(&relay.access, tt_relay_now_ms(), err) != 0)
+        TT_LOG(TT_LOG_ERROR, "users reload failed, keeping the old users: %s", err);
+    else if (relay.cfg.users_file[0])
+        TT_LOG(TT_LOG_INFO, "users reloaded file=%s users=%zu", TT_LOG_V(relay.cfg.users_file),
+               relay.access.users.n);
+    if (tt_audit_reopen(&relay.audit, err) != 0)
+        TT_LOG(TT_LOG_ERROR, "audit log reopen failed, writing to the old file: %s", err);
     int rc = tt_relay_reload_tls(&relay, err);
     if (rc < 0) {
         TT_LOG(TT_LOG_ERROR, "tls reload failed, keeping the old certificate: %s", err);
@@ -73,6 +83,53 @@ static void raise_nofile(void)
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
         TT_LOG(TT_LOG_WARN, "cannot raise the open-file limit to %llu",
                (unsigned long long)rl.rlim_max);
+}
+
+/* tetherd --hash-secret: the secret is the first line of stdin (not echoed when stdin is a
+ * terminal), its argon2id hash line goes to stdout. Exit 0, 2 for an empty or bad secret, 1 when
+ * hashing fails. */
+static int hash_secret(void)
+{
+    char line[TT_USERS_SECRET_MAX + 3], out[TT_USERS_HASH_MAX], err[TT_ERRLEN];
+    bool tty = isatty(STDIN_FILENO);
+    struct termios saved, quiet;
+    if (tty) {
+        fprintf(stderr, "secret: ");
+        fflush(stderr);
+        if (tcgetattr(STDIN_FILENO, &saved) == 0) {
+            quiet = saved;
+            quiet.c_lflag &= ~(tcflag_t)ECHO;
+            tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+        } else {
+            tty = false;
+        }
+    }
+    char *got = fgets(line, sizeof(line), stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+        fputc('\n', stderr);
+    }
+    size_t n = got ? strcspn(line, "\r\n") : 0;
+    if (got && line[n] == '\0' && n == sizeof(line) - 1)
+        n = sizeof(line); /* no end of line within the limit: too long */
+    line[n < sizeof(line) ? n : sizeof(line) - 1] = '\0';
+    if (n > TT_USERS_SECRET_MAX ||
+        tt_check_secret(line, TT_USERS_SECRET_MAX, "the secret", err) != 0) {
+        tt_secret_wipe(line, sizeof(line));
+        fprintf(stderr, "tetherd: --hash-secret: %s\n",
+                n > TT_USERS_SECRET_MAX ? "the secret is longer than 256 bytes"
+                : n == 0                ? "no secret on standard input"
+                                        : err);
+        return 2;
+    }
+    int rc = tt_users_hash_secret((const uint8_t *)line, strlen(line), out);
+    tt_secret_wipe(line, sizeof(line));
+    if (rc != 0) {
+        fprintf(stderr, "tetherd: --hash-secret: hashing failed\n");
+        return 1;
+    }
+    printf("%s\n", out);
+    return 0;
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -100,6 +157,8 @@ int main(int argc, char **argv)
         printf("tetherd %s\n", TT_RELAY_VERSION);
         return 0;
     }
+    if (action == TT_CONFIG_HASH_SECRET)
+        return hash_secret();
     tt_log_level = cfg.log_level;
     /* the registry holds device credentials: every file and dir tetherd makes is its own */
     umask(077);

@@ -154,6 +154,10 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     tighten_data_dir(r);
     if (setup_registry(r, err) != 0 || setup_tokens(r, err) != 0)
         return -1;
+    /* r->cfg, not cfg: the access rules read the --public patterns from it for good */
+    if (tt_access_init(&r->access, loop, &r->cfg, err) != 0 ||
+        tt_audit_open(&r->audit, cfg->audit_log, err) != 0)
+        return -1;
     if (tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low, cfg->tcp_high) != 0) {
         snprintf(err, TT_ERRLEN, "out of memory");
         return -1;
@@ -358,4 +362,6 @@ void tt_relay_free(struct tt_relay *r)
     tt_strmap_reset(&r->by_name);
     tt_strmap_reset(&r->by_label);
     tt_limits_reset(&r->limits);
+    tt_access_free(&r->access);
+    tt_audit_close(&r->audit);
 }

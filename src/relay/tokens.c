@@ -116,38 +116,10 @@ int tt_tokens_parse(struct tt_tokens *t, const char *text, size_t len, const cha
     return 0;
 }
 
-/* Reads a whole small file into a malloc'd, NUL-terminated buffer. */
-static char *read_small_file(const char *path, size_t max, size_t *len, char err[TT_ERRLEN])
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, TT_ERRLEN, "cannot read %.150s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(max + 1);
-    if (!buf) {
-        fclose(f);
-        snprintf(err, TT_ERRLEN, "cannot read %.150s: out of memory", path);
-        return NULL;
-    }
-    size_t n = fread(buf, 1, max + 1, f);
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad || n > max) {
-        free(buf);
-        snprintf(err, TT_ERRLEN, "cannot read %.150s: %s", path,
-                 bad ? "read error" : "file too large");
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 int tt_tokens_load_file(struct tt_tokens *t, const char *path, char err[TT_ERRLEN])
 {
     size_t len;
-    char *text = read_small_file(path, TT_TOKENS_MAX_FILE, &len, err);
+    char *text = tt_read_small_file(path, TT_TOKENS_MAX_FILE, &len, err);
     if (!text)
         return -1;
     int rc = tt_tokens_parse(t, text, len, path, err);
@@ -257,7 +229,7 @@ static int read_legacy_token(const char *path, char out[TT_MAX_TOKEN + 1], char 
     if (access(path, F_OK) != 0)
         return 0;
     size_t len;
-    char *text = read_small_file(path, 4096, &len, err);
+    char *text = tt_read_small_file(path, 4096, &len, err);
     if (!text)
         return -1;
     while (len > 0 && (text[len - 1] == '\n' || is_space(text[len - 1])))
