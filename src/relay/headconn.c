@@ -71,7 +71,8 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
         hc->data = hc->buf->data;
         tt_headparse_begin(&hc->hp, hc->buf->data);
     }
-    *buf = uv_buf_init((char *)hc->buf->data + hc->len, (unsigned)(TT_HEAD_MAX - hc->len));
+    size_t end = hc->on_body ? hc->want : TT_HEAD_MAX;
+    *buf = uv_buf_init((char *)hc->buf->data + hc->len, (unsigned)(end - hc->len));
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -87,6 +88,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    if (hc->on_body) {
+        hc->len += (size_t)nread;
+        if (hc->len >= hc->want) {
+            tt_conn_read_stop(hc->conn);
+            hc->on_body(hc, hc->set->ud);
+        }
+        return;
+    }
     enum tt_headparse_event ev;
     size_t r = tt_headparse_execute(&hc->hp, hc->buf->data + hc->len, (size_t)nread, &ev);
     if (ev == TT_HEADPARSE_HEAD) {
@@ -220,5 +229,24 @@ int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server)
         tt_headconn_free(hc);
         return TETHER_ERR_IO;
     }
+    return 0;
+}
+
+size_t tt_headconn_body_len(const struct tt_headconn *hc)
+{
+    return (hc->hp.p.flags & F_CONTENTLENGTH) ? (size_t)hc->hp.p.content_length : 0;
+}
+
+int tt_headconn_read_body(struct tt_headconn *hc, size_t max, tt_headconn_cb on_body)
+{
+    if (hc->hp.p.flags & F_CHUNKED)
+        return TETHER_ERR_HTTP;
+    if ((hc->hp.p.flags & F_CONTENTLENGTH) &&
+        (hc->hp.p.content_length > max || hc->hp.p.content_length > TT_HEADCONN_BODY_MAX))
+        return TETHER_ERR_TOO_LARGE;
+    hc->want = hc->headlen + tt_headconn_body_len(hc);
+    if (hc->len >= hc->want)
+        return 1;
+    hc->on_body = on_body;
     return 0;
 }

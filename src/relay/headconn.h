@@ -56,6 +56,8 @@ struct tt_headconn {
     char peer_ip[64];
     uint16_t peer_port;
     struct tt_limits_conn lim; /* on set->limits until taken or freed */
+    tt_headconn_cb on_body;    /* tt_headconn_read_body: called once len reaches want */
+    size_t want;
     struct tt_headparse hp;
 };
 
@@ -76,6 +78,22 @@ int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server);
 struct tt_conn *tt_headconn_take(struct tt_headconn *hc);
 /* Frees hc (and its socket unless taken). */
 void tt_headconn_free(struct tt_headconn *hc);
+/* Largest request body tt_headconn_read_body can gather (head and body share hc's chunk). */
+#define TT_HEADCONN_BODY_MAX (32u * 1024)
+
+/* From on_head: gathers the request's body (a form, a small JSON document) before the owner
+ * answers. The body must have a Content-Length of at most max (and TT_HEADCONN_BODY_MAX); it
+ * ends up in hc->data[hc->headlen .. hc->headlen + content length). The head's deadline keeps
+ * running and the connection stays unauthenticated meanwhile. Returns 1 when the body is there
+ * already (on_body is not called: go on), 0 when on_body will be called once it is (from the
+ * read callback; it must end as on_head does), TETHER_ERR_HTTP for a chunked body (answer 411)
+ * or TETHER_ERR_TOO_LARGE for a longer one (answer 413). The connection is answered and closed
+ * afterwards: bytes past the body are ignored. */
+int tt_headconn_read_body(struct tt_headconn *hc, size_t max, tt_headconn_cb on_body);
+
+/* The length of the body tt_headconn_read_body gathered (0 without a Content-Length). */
+size_t tt_headconn_body_len(const struct tt_headconn *hc);
+
 /* Answers data[0..len) (copied) on hc's socket, closes it and frees hc. */
 void tt_headconn_respond(struct tt_headconn *hc, const void *data, size_t len);
 
