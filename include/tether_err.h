@@ -37,7 +37,8 @@ extern "C" {
     X(NO_SERVICE, -22, "no such service")                                                          \
     X(TOO_LARGE, -23, "message or head too large")                                                 \
     X(CAPACITY, -24, "no capacity left (ports, labels or devices)")                                \
-    X(GOAWAY, -25, "peer is going away")
+    X(GOAWAY, -25, "peer is going away")                                                           \
+    X(THROTTLED, -26, "too many failed attempts: retry later")
 
 enum tether_err {
     TETHER_OK = 0,

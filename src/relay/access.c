@@ -198,8 +198,10 @@ static void start_next(struct tt_access *a)
 }
 
 int tt_access_verify(struct tt_access *a, const char *user, const uint8_t *secret, size_t len,
-                     tt_access_verify_cb cb, void *ud, struct tt_access_verify **handle)
+                     const char *client, tt_access_verify_cb cb, void *ud,
+                     struct tt_access_verify **handle)
 {
+    (void)client; /* the per-address throttle of failures is not built yet */
     if (handle)
         *handle = NULL;
     if (a->nwaiting >= TT_ACCESS_MAX_WAITING) {
@@ -244,9 +246,10 @@ void tt_access_verify_cancel(struct tt_access_verify *v)
         v->cb = NULL;
 }
 
-int tt_access_verify_token(const struct tt_access *a, const uint8_t *tok, size_t len, int64_t now,
-                           struct tt_principal *who)
+int tt_access_verify_token(struct tt_access *a, const uint8_t *tok, size_t len, const char *client,
+                           int64_t now, struct tt_principal *who)
 {
+    (void)client; /* the per-address throttle of failures is not built yet */
     memset(who, 0, sizeof(*who));
     if (a->grants == NULL ||
         tt_grants_check_token(a->grants, tok, len, now, who->grant, who->user) != 0) {

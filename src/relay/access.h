@@ -102,24 +102,27 @@ bool tt_access_allows(const struct tt_access *a, const struct tt_principal *who,
                       const char *service, int64_t now);
 
 /* The result of a check: rc is 0 (who is filled), TETHER_ERR_AUTH (no such user, or a wrong
- * secret: callers must not tell which) or TETHER_ERR_AGAIN (too many checks under way). */
+ * secret: callers must not tell which), TETHER_ERR_THROTTLED (the client's address failed too
+ * often: refused unchecked) or TETHER_ERR_AGAIN (too many checks under way). */
 typedef void (*tt_access_verify_cb)(void *ud, int rc, const struct tt_principal *who);
 
-/* Checks user and secret[0..len) (copied) against --users-file, and cb is called with the
- * answer from a later loop turn, never from inside this call. A hashed secret is checked in the
- * thread pool; an unknown user costs the same as a known one. *handle (may be NULL) lets the
- * caller cancel. Returns 0, or TETHER_ERR_AGAIN (too many checks waiting: cb is not called) or
+/* Checks user and secret[0..len) (copied) against --users-file for the client at client (its
+ * "IP" or "IP:PORT": failures count against its address), and cb is called with the answer from
+ * a later loop turn, never from inside this call. A hashed secret is checked in the thread pool;
+ * an unknown user costs the same as a known one. *handle (may be NULL) lets the caller cancel.
+ * Returns 0, or TETHER_ERR_AGAIN (too many checks waiting: cb is not called) or
  * TETHER_ERR_NOMEM. */
 int tt_access_verify(struct tt_access *a, const char *user, const uint8_t *secret, size_t len,
-                     tt_access_verify_cb cb, void *ud, struct tt_access_verify **handle);
+                     const char *client, tt_access_verify_cb cb, void *ud,
+                     struct tt_access_verify **handle);
 
 /* The check will not call its callback (it may still run to its end in a thread). */
 void tt_access_verify_cancel(struct tt_access_verify *v);
 
-/* Checks a grant token tok[0..len) at now (fast: its hash is looked up). Returns 0 with *who
- * (kind GRANT), or TETHER_ERR_AUTH. */
-int tt_access_verify_token(const struct tt_access *a, const uint8_t *tok, size_t len, int64_t now,
-                           struct tt_principal *who);
+/* Checks a grant token tok[0..len) from client at now (fast: its hash is looked up). Returns 0
+ * with *who (kind GRANT), TETHER_ERR_AUTH or TETHER_ERR_THROTTLED (as tt_access_verify). */
+int tt_access_verify_token(struct tt_access *a, const uint8_t *tok, size_t len, const char *client,
+                           int64_t now, struct tt_principal *who);
 
 /* Tracks c (filled by the caller) until tt_access_untrack. */
 void tt_access_track(struct tt_access *a, struct tt_access_conn *c);
