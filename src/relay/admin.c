@@ -333,7 +333,8 @@ static json_t *remote_service(const struct tt_relay *r, const char *device, cons
     if (!name || !kind)
         return NULL;
     json_t *pv = json_object_get(p, "private");
-    bool priv = json_is_boolean(pv) ? json_is_true(pv) : !tt_access_public(&r->access, device, name);
+    bool priv =
+        json_is_boolean(pv) ? json_is_true(pv) : !tt_access_public(&r->access, device, name);
     if (strcmp(kind, "tcp") == 0) {
         json_t *port = json_object_get(p, "port");
         if (!json_is_integer(port))

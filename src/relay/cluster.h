@@ -105,8 +105,8 @@ bool tt_cluster_trusted(const struct tt_cluster *c, const struct tt_headparse *h
 /* Where the device holding label is, for a request this node cannot serve itself; name (may be
  * NULL) gets the device's name when the registry told it ("" otherwise). */
 enum tt_cluster_where tt_cluster_locate_label(struct tt_cluster *c, const char *label,
-                                              int64_t *since, char host[TT_HOSTLEN],
-                                              uint16_t *port, char *name);
+                                              int64_t *since, char host[TT_HOSTLEN], uint16_t *port,
+                                              char *name);
 
 /* Forwards the request read by hc (its head and what followed) to the node at host:port, with
  * the internal headers (secret, client address, protocol); hc is consumed. */

@@ -341,10 +341,12 @@ static void release_dropped(struct tt_device *d, const struct tt_device_svc *ns,
         if (kept)
             continue;
         for (int i = 0; i < n; i++)
-            if (ns[i].kind == TT_SERVICE_TCP && ns[i].is_private && strcmp(ns[i].name, o->name) == 0)
-                TT_LOG(TT_LOG_INFO, "tcp port released, the service is private device=%s "
-                       "service=%s port=%u", TT_LOG_V(d->name), TT_LOG_V(o->name),
-                       (unsigned)o->portno);
+            if (ns[i].kind == TT_SERVICE_TCP && ns[i].is_private &&
+                strcmp(ns[i].name, o->name) == 0)
+                TT_LOG(TT_LOG_INFO,
+                       "tcp port released, the service is private device=%s "
+                       "service=%s port=%u",
+                       TT_LOG_V(d->name), TT_LOG_V(o->name), (unsigned)o->portno);
         if (d->relay->cluster)
             tt_cluster_port_release(d->relay->cluster, d->name, o->portno);
     }
@@ -398,8 +400,8 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
         /* cluster mode: the cluster's listeners serve every port (cluster.c) */
         if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private)
             continue;
-        int rc = tt_cluster_port_claim(r->cluster, d->name, ns[i].name, ns[i].portno,
-                                       &ns[i].portno);
+        int rc =
+            tt_cluster_port_claim(r->cluster, d->name, ns[i].name, ns[i].portno, &ns[i].portno);
         if (rc) {
             free(nsv);
             return rc;

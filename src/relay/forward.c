@@ -31,8 +31,8 @@ struct audit_rec {
 
 struct http_client {
     struct tt_httpproxy hx;
-    char origin[TT_MAX_ADDR];   /* the browser's "IP:PORT" (vouched for by a cluster node) */
-    struct tt_principal who;    /* whom it runs under (kind NONE: public access) */
+    char origin[TT_MAX_ADDR]; /* the browser's "IP:PORT" (vouched for by a cluster node) */
+    struct tt_principal who;  /* whom it runs under (kind NONE: public access) */
     struct audit_rec audit;
     struct tt_pipe *pipe;
     struct http_client *prev, *next; /* the clients list, once the pipe exists */
@@ -107,14 +107,16 @@ static void audit_end(const struct audit_rec *a, const char *kind, const struct 
         .bytes_in = in,
         .bytes_out = out,
         .duration_ms = now - a->started,
-        .outcome = a->outcome ? a->outcome : failed ? "error" : "ok",
+        .outcome = a->outcome ? a->outcome
+                   : failed   ? "error"
+                              : "ok",
     };
     tt_audit_connection(a->audit, &c, now);
 }
 
 void tt_forward_audit_refused(struct tt_relay *r, const char *device, const char *service,
-                              const char *kind, const struct tt_principal *who,
-                              const char *client, const char *outcome)
+                              const char *kind, const struct tt_principal *who, const char *client,
+                              const char *outcome)
 {
     if (!tt_audit_on(&r->audit))
         return;
@@ -473,8 +475,7 @@ void tt_forward_tcp_pre(struct tt_device *d, int svc, struct tt_conn *client, co
                     prelen, &tcp_hooks, tc) != 0) {
         tt_wsconn_reset_stream(d->conn->ws, (uint32_t)id, TT_RESET_CANCEL);
         tt_limits_stream_give(&d->relay->limits, &tc->ls);
-        tt_forward_audit_refused(d->relay, d->name, d->svc[svc].name, "tcp", NULL, origin,
-                                 "error");
+        tt_forward_audit_refused(d->relay, d->name, d->svc[svc].name, "tcp", NULL, origin, "error");
         free(tc);
         tt_respond_drop(client);
         return;

@@ -69,8 +69,8 @@ bool tt_forward_tcp_admit(struct tt_relay *r, struct tt_conn *client, const char
  * outcome "refused", "offline" or "error"; no bytes, no duration. Does nothing without an
  * audit log. */
 void tt_forward_audit_refused(struct tt_relay *r, const char *device, const char *service,
-                              const char *kind, const struct tt_principal *who,
-                              const char *client, const char *outcome);
+                              const char *kind, const struct tt_principal *who, const char *client,
+                              const char *outcome);
 
 /* Writes "IP:PORT" ("[IP]:PORT" for IPv6) into out[len]. Returns out. */
 char *tt_forward_client_addr(char *out, size_t len, const char *ip, uint16_t port);

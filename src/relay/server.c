@@ -183,7 +183,10 @@ static void audit_answered(struct tt_relay *r, const struct tt_device *d, const 
     int idx = d ? tt_device_http_service(d, svc) : -1;
     char client[TT_MAX_ADDR];
     tt_forward_client_addr(client, sizeof(client), o->ip, o->port);
-    tt_forward_audit_refused(r, device, idx >= 0 ? d->svc[idx].name : svc[0] ? svc : "http",
+    tt_forward_audit_refused(r, device,
+                             idx >= 0 ? d->svc[idx].name
+                             : svc[0] ? svc
+                                      : "http",
                              "http", NULL, client, outcome);
 }
 
