@@ -393,7 +393,8 @@ def test_private_audit_fail2ban_filter_matches_refusals(t):
 
     filt = _guide_block("# /etc/fail2ban/filter.d/tether-audit.conf")
     jail = _guide_block("# /etc/fail2ban/jail.d/tether.local")
-    check("filter = tether-audit" in jail and "logpath" in jail, "the jail snippet: %r" % jail)
+    check(re.search(r"^filter\s*=\s*tether-audit$", jail, re.M) and "logpath" in jail,
+          "the jail snippet: %r" % jail)
     regexes = _failregexes(filt)
     eq(len(regexes), 2, "failregex lines")
     # Python's reading of the filter: <ADDR> as an IPv4 or IPv6 address
