@@ -522,3 +522,10 @@ def test_private_cluster_no_port_on_any_node_vouched_clients_audited(t):
                 bytes_out=len(resp))
     eq([x for x in _audit_lines(b_node.audit) if x.get("kind") == "http"], [],
        "node b writes no line for what it forwarded")
+    # the nodes' internal headers (the browser's port among them) never reach the device, and
+    # a browser cannot forge them
+    _, _, resp = _http_get(b_node.port, "%s.localhost:%d" % (label, b_node.port),
+                           "/headers")
+    body = json.loads(resp.split(b"\r\n\r\n", 1)[1])
+    names = [k.lower() for k, _ in body["headers"]]
+    check(not [n for n in names if n.startswith("x-tether")], "headers the device saw: %r" % names)
