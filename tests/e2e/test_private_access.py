@@ -222,7 +222,9 @@ def test_private_tcp_has_no_port_http_public_admin_dashboard_audit(t):
 
 
 def test_private_relay_public_pattern_keeps_tcp_port(t):
-    relay = Relay(t, extra=["--access", "private", "--public", "*/http", "--public", "*/ssh"])
+    # the fleet token may hold one port: private services take none of it
+    relay = Relay(t, extra=["--access", "private", "--public", "*/http", "--public", "*/ssh",
+                            "--max-ports-per-token", "1"])
     echo = t.tcp_echo()
     a = Agent(t, relay, tcp={"ssh": echo.port, "db": echo.port}, json_mode=True, wait=False)
     ev, _ = _json_ready(a)
@@ -241,6 +243,12 @@ def test_private_relay_public_pattern_keeps_tcp_port(t):
     eq(svcs["ssh"], {"name": "ssh", "kind": "tcp", "host": "localhost", "port": ssh["port"],
                      "private": False}, "admin API: public ssh")
     eq(svcs["db"], {"name": "db", "kind": "tcp", "private": True}, "admin API: private db")
+    # another device with only private TCP services, the fleet's one port being held already
+    b = Agent(t, relay, tcp={"db": echo.port, "mqtt": echo.port}, json_mode=True, wait=False)
+    ev, _ = _json_ready(b)
+    eq([s["private"] for s in ev["services"]], [True, True], "the second device's services")
+    eq(_listening(range(relay.tcp_low, relay.tcp_high + 1)), [ssh["port"]],
+       "ports listening after the second device")
 
 
 def test_private_relay_restarted_from_public_releases_the_port(t):
