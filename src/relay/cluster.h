@@ -26,7 +26,7 @@
 #define TT_CLUSTER_HDR_SECRET "x-tether-cluster"
 #define TT_CLUSTER_HDR_CLIENT "x-tether-client"
 #define TT_CLUSTER_HDR_PROTO "x-tether-proto"
-#define TT_CLUSTER_HDR_CLIENT_PORT "x-tether-client-port" /* the browser's port (audit log) */
+#define TT_CLUSTER_HDR_CLIENT_PORT "x-tether-peer-port" /* the browser's port (audit log) */
 /* The query marker of a redirected device handshake: accepted wherever it lands. */
 #define TT_CLUSTER_REDIRECTED "tether-redirected=1"
 

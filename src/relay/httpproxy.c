@@ -25,14 +25,12 @@ static const struct {
     const char *name;
     size_t len;
 } dropped_headers[] = {
-    NAME("x-forwarded-proto"),   NAME("x-forwarded-host"),
-    NAME("x-forwarded-port"),    NAME("x-forwarded-scheme"),
-    NAME("x-forwarded-ssl"),     NAME("x-forwarded-server"),
-    NAME("forwarded"),           NAME("x-real-ip"),
-    NAME("x-client-ip"),         NAME("true-client-ip"),
-    NAME("x-cluster-client-ip"), NAME("client-ip"),
-    NAME("x-tether-cluster"),    NAME("x-tether-client"),
-    NAME("x-tether-proto"),      NAME("x-tether-client-port"),
+    NAME("x-forwarded-proto"),  NAME("x-forwarded-host"),    NAME("x-forwarded-port"),
+    NAME("x-forwarded-scheme"), NAME("x-forwarded-ssl"),     NAME("x-forwarded-server"),
+    NAME("forwarded"),          NAME("x-real-ip"),           NAME("x-client-ip"),
+    NAME("true-client-ip"),     NAME("x-cluster-client-ip"), NAME("client-ip"),
+    NAME("x-tether-cluster"),   NAME("x-tether-client"),     NAME("x-tether-proto"),
+    NAME("x-tether-peer-port"),
 };
 
 static int on_body_piece(void *ud, enum tt_headparse_piece what, const uint8_t *data, size_t len,
