@@ -182,6 +182,9 @@ def test_private_tcp_has_no_port_http_public_admin_dashboard_audit(t):
                    (relay.port, web.port), lines[0]), "the http line is unchanged: %r" % lines[0])
     eq(lines[1], "ready tcp ssh private -> 127.0.0.1:%d" % echo.port, "the private tcp line")
     label = re.match(r"^ready http http://([a-z0-9]+)\.", lines[0]).group(1)
+    # lib's Agent reads the private line too (for the tests of tether connect)
+    c = Agent(t, relay, tcp={"ssh": echo.port})
+    eq(c.services["ssh"]["private"], True, "lib.parse_ready of the private line")
 
     b = Agent(t, relay, http=web.port, tcp={"ssh": echo.port}, json_mode=True, wait=False)
     ev, _ = _json_ready(b)
