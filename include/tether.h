@@ -176,9 +176,14 @@ struct tether_service_info {
     enum tether_service_kind kind;
     const char *url;    /* HTTP: the public URL ("http://k3j9x2mq.localhost:8080");
                            TCP: NULL */
-    const char *host;   /* TCP: the host name clients connect to; HTTP: NULL */
-    uint16_t port;      /* TCP: the public port; HTTP: 0 */
+    const char *host;   /* TCP: the host name clients connect to (NULL when private); HTTP:
+                           NULL */
+    uint16_t port;      /* TCP: the public port (0 when private); HTTP: 0 */
     const char *target; /* the configured "HOST:PORT", verbatim */
+    /* The relay keeps the service private (its --access, not the device, decides): a private
+     * TCP service has no public port (host NULL, port 0) and is reached with `tether connect`;
+     * a private HTTP service keeps its URL, where the relay asks visitors to sign in. */
+    bool is_private;
 };
 
 struct tether_event {

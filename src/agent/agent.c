@@ -339,10 +339,14 @@ static int on_welcome(struct tt_session *s, const struct tt_welcome *m, void *ud
         if (i < m->nservices) {
             copy_view(a->addr[i], sizeof a->addr[i], m->services[i].address);
             si->port = svc->kind == TETHER_SERVICE_TCP ? m->services[i].port : 0;
+            /* TCP: no port (and no address, checked above); HTTP: the relay's flag */
+            si->is_private = svc->kind == TETHER_SERVICE_TCP
+                                 ? m->services[i].port == 0
+                                 : (m->services[i].port & TT_WELCOME_HTTP_PRIVATE) != 0;
         }
         if (svc->kind == TETHER_SERVICE_HTTP)
             si->url = a->addr[i];
-        else
+        else if (!si->is_private)
             si->host = a->addr[i];
     }
     TT_LOG(TT_LOG_INFO, "registered server=%s label=%s services=%u", TT_LOG_V(a->url),

@@ -49,6 +49,15 @@ int tt_relaytext_check_welcome(const struct tt_welcome *m, char *why, size_t why
                      i);
             return TETHER_ERR_PROTO;
         }
+        /* a TCP service has a public port and the host to reach it at, or neither: port 0
+         * and an empty address say that the relay keeps it private (docs/PROTOCOL.md 4.2) */
+        if (m->services[i].kind == TT_SERVICE_TCP &&
+            (m->services[i].port == 0) != (addr->len == 0)) {
+            snprintf(why, whylen,
+                     "TCP service %zu has %s: a port and an address, or neither (private)", i,
+                     addr->len == 0 ? "a port but no address" : "an address but no port");
+            return TETHER_ERR_PROTO;
+        }
         if (m->services[i].kind == TT_SERVICE_HTTP && addr->len > 0 &&
             !starts_ci(addr, "http://") && !starts_ci(addr, "https://")) {
             snprintf(why, whylen, "address of HTTP service %zu is not an http:// or https:// URL",

@@ -13,9 +13,11 @@
 #include "core/frame.h"
 
 /* Checks the text of a WELCOME: the label is 1 to TT_MAX_LABEL letters, digits and '-'; each
- * service name and address is printable ASCII (0x21-0x7e), and an HTTP service's address, when
- * not empty, starts with http:// or https://. Returns 0, or TETHER_ERR_PROTO with why[whylen]
- * naming the field at fault (its bytes are not repeated). */
+ * service name and address is printable ASCII (0x21-0x7e), an HTTP service's address, when
+ * not empty, starts with http:// or https://, and a TCP service has both a port and an address
+ * (public) or neither (port 0 and an empty address: private, reached with `tether connect`).
+ * Returns 0, or TETHER_ERR_PROTO with why[whylen] naming the field at fault (its bytes are not
+ * repeated). */
 int tt_relaytext_check_welcome(const struct tt_welcome *m, char *why, size_t whylen);
 
 /* Copies s[0..n) into out[outlen] (outlen > 0; cut to fit, NUL-terminated) with each byte

@@ -44,6 +44,9 @@ int tt_output_ready_text(const struct tether_event *ev, char *out, size_t outlen
         if (s->kind == TETHER_SERVICE_HTTP)
             n = snprintf(out + len, outlen - len, "ready http %s -> %s\n",
                          field(s->url, true, a, sizeof a), field(s->target, true, b, sizeof b));
+        else if (s->is_private) /* no public port: reached with tether connect */
+            n = snprintf(out + len, outlen - len, "ready tcp %s private -> %s\n",
+                         field(s->name, true, b, sizeof b), s->target);
         else
             n = snprintf(out + len, outlen - len, "ready tcp %s %s%s%s:%u -> %s\n",
                          field(s->name, true, b, sizeof b), v6 ? "[" : "",
@@ -102,10 +105,13 @@ static json_t *service_json(const struct tether_service_info *s)
         json_object_set_new(o, "url", str(s->url));
     } else {
         json_object_set_new(o, "kind", json_string("tcp"));
-        json_object_set_new(o, "host", str(s->host));
-        json_object_set_new(o, "port", json_integer(s->port));
+        if (!s->is_private) {
+            json_object_set_new(o, "host", str(s->host));
+            json_object_set_new(o, "port", json_integer(s->port));
+        }
     }
     json_object_set_new(o, "target", str(s->target));
+    json_object_set_new(o, "private", json_boolean(s->is_private));
     return o;
 }
 

@@ -80,6 +80,7 @@ struct tt_pipe {
     bool connecting;
     bool started;
     bool ending;  /* the stream ended badly: flush wq, then close the socket */
+    bool failed;  /* it did not end with a FIN each way (tt_pipe_failed) */
     bool closing; /* the handles are being closed */
     int nhandles;
     int pending_abort; /* >= 0: abort with this code from the idle handle */
@@ -150,6 +151,7 @@ static void detach(struct tt_pipe *p)
 /* Resets the stream if it is still open, then flushes the socket's queue and closes it. */
 static void end_with_reset(struct tt_pipe *p, uint16_t code, bool flush_first)
 {
+    p->failed = true;
     if (p->c != NULL) {
         tt_wsconn_reset_stream(p->c, p->id, code);
         detach(p);
@@ -175,6 +177,7 @@ static void stream_closed(struct tt_pipe *p)
 {
     bool normal = p->fin_sent && p->peer_fin && !p->was_reset;
     detach(p);
+    p->failed |= !normal;
     if (normal) {
         schedule(p); /* finish the writes, shut down, close */
         return;
@@ -856,6 +859,7 @@ void tt_pipe_connected(struct tt_pipe *p, int status)
             tt_wsconn_reset_stream(p->c, p->id, TT_RESET_REFUSED);
             detach(p);
         }
+        p->failed = true;
         if (p->hooks != NULL && p->hooks->on_fail != NULL)
             (void)p->hooks->on_fail(p, TT_RESET_REFUSED, p->ud);
         close_socket(p);
@@ -921,6 +925,11 @@ uint64_t tt_pipe_last_io(const struct tt_pipe *p)
 bool tt_pipe_reading(const struct tt_pipe *p)
 {
     return p->reading;
+}
+
+bool tt_pipe_failed(const struct tt_pipe *p)
+{
+    return p->failed;
 }
 
 uint64_t tt_pipe_peer_bytes(const struct tt_pipe *p)

@@ -110,6 +110,11 @@ bool tt_pipe_reading(const struct tt_pipe *p);
  * written with tt_pipe_write). Unchanged over a time span: nothing came from the peer. */
 uint64_t tt_pipe_peer_bytes(const struct tt_pipe *p);
 
+/* True once the pipe is known not to end well: its stream was reset (by either side), its
+ * session went away, or its socket failed; false while it may still end with a FIN each way
+ * (read it in on_done for how it ended). */
+bool tt_pipe_failed(const struct tt_pipe *p);
+
 /* The pipe's user data (ud given to tt_pipe_new) and stream id. */
 void *tt_pipe_ud(const struct tt_pipe *p);
 uint32_t tt_pipe_stream_id(const struct tt_pipe *p);

@@ -113,6 +113,12 @@ struct tt_hello {
     } services[TT_MAX_SERVICES];
 };
 
+/* WELCOME's port field of an HTTP service holds flags (docs/PROTOCOL.md 4.2): this one says
+ * that the relay keeps the service private (a visitor must sign in); the other bits are sent as
+ * 0 and ignored. A TCP service with port 0 and an empty address is private: it has no public
+ * port (it is reached with `tether connect`). */
+#define TT_WELCOME_HTTP_PRIVATE 0x0001u
+
 struct tt_welcome {
     uint8_t version;
     uint16_t max_streams; /* most concurrent streams the relay will open */
@@ -122,8 +128,8 @@ struct tt_welcome {
     struct {
         uint8_t kind;
         struct tt_str name;
-        uint16_t port;         /* public TCP port (tcp), 0 for http */
-        struct tt_str address; /* URL (http) or host name clients use (tcp) */
+        uint16_t port;         /* public TCP port (tcp; 0: private, no port), flags (http) */
+        struct tt_str address; /* URL (http) or host name clients use (tcp; "" when private) */
     } services[TT_MAX_SERVICES];
     struct tt_str key; /* version 2: the device key issued at this registration (0..TT_MAX_KEY
                           bytes; empty: none issued); version 1 has no key field */

@@ -241,20 +241,32 @@ static json_t *str_or_null(const char *s)
     return s && s[0] ? json_string(s) : json_null();
 }
 
-/* The services of d as the API shows them (a new array), or NULL when out of memory. */
+/* One TCP service as the API shows it: private, with no port or host (it has none); or its
+ * public port. */
+static json_t *tcp_json(const struct tt_relay *r, const char *name, bool priv, json_int_t port)
+{
+    if (priv)
+        return json_pack("{s:s, s:s, s:b}", "name", name, "kind", "tcp", "private", 1);
+    return json_pack("{s:s, s:s, s:s, s:I, s:b}", "name", name, "kind", "tcp", "host",
+                     r->cfg.domain, "port", port, "private", 0);
+}
+
+/* The services of d as the API shows them (a new array), or NULL when out of memory. Every
+ * service has "private"; a private TCP service has no "host" or "port". */
 static json_t *services_json(const struct tt_device *d)
 {
     json_t *svcs = json_array();
     for (uint8_t i = 0; svcs && i < d->nsvc; i++) {
         const struct tt_device_svc *s = &d->svc[i];
+        bool priv = s->is_private; /* decided at registration (device.c) */
         json_t *o;
         if (s->kind == TT_SERVICE_HTTP) {
             char url[TT_MAX_ADDR + 1];
             svc_url(d, s, url);
-            o = json_pack("{s:s, s:s, s:s}", "name", s->name, "kind", "http", "url", url);
+            o = json_pack("{s:s, s:s, s:s, s:b}", "name", s->name, "kind", "http", "url", url,
+                          "private", priv);
         } else {
-            o = json_pack("{s:s, s:s, s:s, s:i}", "name", s->name, "kind", "tcp", "host",
-                          d->relay->cfg.domain, "port", (json_int_t)s->portno);
+            o = tcp_json(d->relay, s->name, priv || !s->portno, (json_int_t)s->portno);
         }
         if (json_array_append_new(svcs, o) != 0) {
             json_decref(svcs);
@@ -269,11 +281,11 @@ char *tt_admin_services_dump(const struct tt_device *d)
     json_t *j = json_array();
     for (uint8_t i = 0; j && i < d->nsvc; i++) {
         const struct tt_device_svc *s = &d->svc[i];
-        json_t *o =
-            s->kind == TT_SERVICE_HTTP
-                ? json_pack("{s:s, s:s, s:s}", "name", s->name, "kind", "http", "sub", s->dnsname)
-                : json_pack("{s:s, s:s, s:i}", "name", s->name, "kind", "tcp", "port",
-                            (json_int_t)s->portno);
+        json_t *o = s->kind == TT_SERVICE_HTTP
+                        ? json_pack("{s:s, s:s, s:s, s:b}", "name", s->name, "kind", "http", "sub",
+                                    s->dnsname, "private", s->is_private)
+                        : json_pack("{s:s, s:s, s:i, s:b}", "name", s->name, "kind", "tcp", "port",
+                                    (json_int_t)s->portno, "private", s->is_private);
         if (json_array_append_new(j, o) != 0) {
             json_decref(j);
             j = NULL;
@@ -311,19 +323,23 @@ static void row_local(const struct tt_device *d, int64_t now, struct row *w)
 }
 
 /* One service of a record held elsewhere, from what its holder published (tt_admin_services_dump),
- * with the URL this node gives it; NULL when malformed. */
-static json_t *remote_service(const struct tt_relay *r, const char *label, json_t *p)
+ * with the URL this node gives it; NULL when malformed. Its "private" is the holder's decision
+ * (a holder of an older version publishes none: this node's rules decide then). */
+static json_t *remote_service(const struct tt_relay *r, const char *device, const char *label,
+                              json_t *p)
 {
     const char *name = json_string_value(json_object_get(p, "name"));
     const char *kind = json_string_value(json_object_get(p, "kind"));
     if (!name || !kind)
         return NULL;
+    json_t *pv = json_object_get(p, "private");
+    bool priv =
+        json_is_boolean(pv) ? json_is_true(pv) : !tt_access_public(&r->access, device, name);
     if (strcmp(kind, "tcp") == 0) {
         json_t *port = json_object_get(p, "port");
         if (!json_is_integer(port))
             return NULL;
-        return json_pack("{s:s, s:s, s:s, s:I}", "name", name, "kind", "tcp", "host", r->cfg.domain,
-                         "port", json_integer_value(port));
+        return tcp_json(r, name, priv || json_integer_value(port) == 0, json_integer_value(port));
     }
     const char *sub = json_string_value(json_object_get(p, "sub"));
     char prefix[TT_ROUTE_SVCLEN + 2 + TT_MAX_LABEL + 1], url[TT_MAX_ADDR + 1];
@@ -333,7 +349,8 @@ static json_t *remote_service(const struct tt_relay *r, const char *label, json_
         snprintf(prefix, sizeof(prefix), "%s", label);
     if (tt_config_device_url(&r->cfg, prefix, url, sizeof(url)) < 0)
         url[0] = '\0';
-    return json_pack("{s:s, s:s, s:s}", "name", name, "kind", "http", "url", url);
+    return json_pack("{s:s, s:s, s:s, s:b}", "name", name, "kind", "http", "url", url, "private",
+                     priv);
 }
 
 /* The services of a record held elsewhere: those its holder published, else its TCP ports. */
@@ -346,7 +363,7 @@ static json_t *remote_services(const struct tt_relay *r, const struct tt_cluster
         json_t *p;
         json_array_foreach(pub, i, p)
         {
-            json_t *o = remote_service(r, cd->label, p);
+            json_t *o = remote_service(r, cd->name, cd->label, p);
             if (o && json_array_append_new(j, o) != 0) {
                 json_decref(j);
                 j = NULL;
@@ -358,8 +375,7 @@ static json_t *remote_services(const struct tt_relay *r, const struct tt_cluster
     }
     json_decref(pub);
     for (uint8_t i = 0; j && i < cd->nports; i++) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "name", cd->ports[i].service, "kind", "tcp",
-                              "host", r->cfg.domain, "port", (json_int_t)cd->ports[i].port);
+        json_t *o = tcp_json(r, cd->ports[i].service, false, (json_int_t)cd->ports[i].port);
         if (json_array_append_new(j, o) != 0) {
             json_decref(j);
             j = NULL;
@@ -734,6 +750,24 @@ static void http_metrics(struct buf *b)
             (unsigned long long)tt_httpstats.pipeline_full);
 }
 
+/* --tcp-allow refusals and the audit log's lines (forward.h, audit.h). */
+static void audit_metrics(struct buf *b, const struct tt_relay *r)
+{
+    buf_fmt(b,
+            "# HELP tether_access_tcp_refused_total TCP clients closed at once on a public port "
+            "because their address is in no --tcp-allow network.\n"
+            "# TYPE tether_access_tcp_refused_total counter\n"
+            "tether_access_tcp_refused_total %llu\n"
+            "# HELP tether_audit_lines_total Lines written to the audit log (--audit-log).\n"
+            "# TYPE tether_audit_lines_total counter\n"
+            "tether_audit_lines_total %llu\n"
+            "# HELP tether_audit_errors_total Audit lines that could not be written (dropped).\n"
+            "# TYPE tether_audit_errors_total counter\n"
+            "tether_audit_errors_total %llu\n",
+            (unsigned long long)r->tcp_allow_refused, (unsigned long long)r->audit.lines,
+            (unsigned long long)r->audit.errors);
+}
+
 static void metrics(struct tt_headconn *hc, struct tt_relay *r)
 {
     struct devlist l;
@@ -801,6 +835,7 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
     limits_metrics(&b, &r->limits);
     metrics_wsconn(&b);
     http_metrics(&b);
+    audit_metrics(&b, r);
     if (r->cluster) {
         const struct tt_cluster *c = r->cluster;
         buf_fmt(&b,
@@ -897,6 +932,28 @@ static void html_fmt(struct buf *b, const char *fmt, const char *s)
     html(b, tmp);
 }
 
+/* How the dashboard marks a private service (access.h): a private HTTP service asks visitors
+ * to sign in; a private TCP service has no public port. */
+static const char private_tag[] =
+    " <span class=\"private\" title=\"reachable only by users with a grant\">private</span>";
+
+/* One line on the relay's access rules (--access, --public). */
+static void access_summary(struct buf *b, const struct tt_relay *r)
+{
+    if (r->cfg.access != TT_ACCESS_PRIVATE) {
+        buf_str(b, "<p>access: public (every service is reachable by anyone)</p>\n");
+        return;
+    }
+    buf_str(b, "<p>access: private (services reachable only with a grant)");
+    for (size_t i = 0; i < r->cfg.npublic; i++) {
+        buf_str(b, i == 0 ? "; public: " : ", ");
+        buf_str(b, "<code>");
+        html(b, r->cfg.public_patterns[i]);
+        buf_str(b, "</code>");
+    }
+    buf_str(b, "</p>\n");
+}
+
 static void dashboard(struct tt_headconn *hc, struct tt_relay *r)
 {
     struct rows rs;
@@ -907,7 +964,10 @@ static void dashboard(struct tt_headconn *hc, struct tt_relay *r)
                 "<title>tetherd</title><style>body{font-family:sans-serif;margin:2em}"
                 "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;"
                 "text-align:left;vertical-align:top}.online{color:#070}.offline{color:#a00}"
+                ".private{color:#555;font-size:.85em;border:1px solid #999;border-radius:3px;"
+                "padding:0 .3em;margin-left:.3em}"
                 "</style></head><body>\n<h1>tetherd: devices</h1>\n");
+    access_summary(&b, r);
     if (cluster) {
         buf_str(&b, "<p>cluster node ");
         html(&b, r->cfg.node_id);
@@ -942,17 +1002,25 @@ static void dashboard(struct tt_headconn *hc, struct tt_relay *r)
             html(&b, url);
             buf_str(&b, "\">");
             html(&b, url);
-            buf_str(&b, "</a><br>");
+            buf_str(&b, "</a>");
+            if (json_is_true(json_object_get(o, "private")))
+                buf_str(&b, private_tag);
+            buf_str(&b, "<br>");
         }
         buf_str(&b, "</td><td>");
         json_array_foreach(w->svcs, k, o)
         {
             const char *name = json_string_value(json_object_get(o, "name"));
+            const char *kind = json_string_value(json_object_get(o, "kind"));
             json_t *port = json_object_get(o, "port");
-            if (!name || !json_is_integer(port))
+            if (!name || !kind || strcmp(kind, "tcp") != 0)
                 continue;
             html(&b, name);
-            buf_fmt(&b, " %lld<br>", (long long)json_integer_value(port));
+            if (json_is_integer(port))
+                buf_fmt(&b, " %lld", (long long)json_integer_value(port));
+            if (json_is_true(json_object_get(o, "private")))
+                buf_str(&b, private_tag); /* no port: reached with tether connect */
+            buf_str(&b, "<br>");
         }
         buf_fmt(&b, "</td><td>%llu</td><td>%llu</td><td>", (unsigned long long)w->v.in,
                 (unsigned long long)w->v.out);

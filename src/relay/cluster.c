@@ -536,6 +536,8 @@ static void sync_ports(struct tt_cluster *c)
         if (!e)
             continue;
         want[e - c->ports] = 1;
+        if (strcmp(e->name, str_at(rep, i + 1)) != 0)
+            e->service[0] = '\0';
         snprintf(e->name, sizeof(e->name), "%s", str_at(rep, i + 1));
         snprintf(e->node, sizeof(e->node), "%s", str_at(rep, i + 2));
         if (!e->l && open_port(c, e, (uint16_t)port) != 0)
@@ -546,7 +548,7 @@ static void sync_ports(struct tt_cluster *c)
         if (!want[i] && e->l) {
             tt_tcpport_close(e->l);
             e->l = NULL;
-            e->name[0] = e->node[0] = '\0';
+            e->name[0] = e->node[0] = e->service[0] = '\0';
         }
     }
     free(want);
@@ -580,6 +582,11 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
     struct tt_cluster_port *e = port_entry(c, port);
     int svc;
     struct tt_device *d = e ? local_port(c, e->name, port, &svc) : NULL;
+    /* --tcp-allow is checked here, by the node that accepted the socket, before anything else
+     * (no Redis call, no forwarding); the holder trusts the node that forwards it. */
+    const char *sname = d ? d->svc[svc].name : e && e->service[0] ? e->service : NULL;
+    if (!tt_forward_tcp_admit(c->r, client, e && e->name[0] ? e->name : NULL, sname))
+        return;
     if (d) {
         tt_forward_tcp(d, svc, client);
         return;
@@ -611,6 +618,12 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
     }
     const struct tt_cluster_node *nd = node[0] ? find_node(c, node) : NULL;
     if (!nd) {
+        if (name[0] && tt_audit_on(&c->r->audit)) {
+            char peer[TT_MAX_ADDR];
+            tt_conn_peer(client, peer, sizeof(peer));
+            tt_forward_audit_refused(c->r, name, strcmp(name, e->name) == 0 ? sname : NULL, "tcp",
+                                     NULL, peer, "offline");
+        }
         tt_respond_drop(client); /* offline, unknown, or its node is gone */
         return;
     }
@@ -633,12 +646,14 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
     tt_peerlink_start(c->r->loop, client, nd->host, nd->port, first, (size_t)n, false);
 }
 
-int tt_cluster_port_claim(struct tt_cluster *c, const char *name, uint16_t want, uint16_t *got)
+int tt_cluster_port_claim(struct tt_cluster *c, const char *name, const char *service,
+                          uint16_t want, uint16_t *got)
 {
     struct tt_cluster_port *e = port_entry(c, want);
     if (e && (!e->name[0] || strcmp(e->name, name) == 0) && open_port(c, e, want) == 0) {
         snprintf(e->name, sizeof(e->name), "%s", name);
         snprintf(e->node, sizeof(e->node), "%s", c->r->cfg.node_id);
+        snprintf(e->service, sizeof(e->service), "%s", service);
         *got = want;
         return 0;
     }
@@ -656,10 +671,21 @@ int tt_cluster_port_claim(struct tt_cluster *c, const char *name, uint16_t want,
         e->l = p;
         snprintf(e->name, sizeof(e->name), "%s", name);
         snprintf(e->node, sizeof(e->node), "%s", c->r->cfg.node_id);
+        snprintf(e->service, sizeof(e->service), "%s", service);
         *got = tt_tcpport_port(p);
         return 0;
     }
     return TETHER_ERR_CAPACITY;
+}
+
+void tt_cluster_port_release(struct tt_cluster *c, const char *name, uint16_t port)
+{
+    struct tt_cluster_port *e = port_entry(c, port);
+    if (!e || !e->l || strcmp(e->name, name) != 0)
+        return;
+    tt_tcpport_close(e->l);
+    e->l = NULL;
+    e->name[0] = e->node[0] = e->service[0] = '\0';
 }
 
 /* ---------------------------------------------------------------- expiry */
@@ -881,11 +907,14 @@ static void cache_label(struct tt_cluster *c, const char *label, const char *nod
 }
 
 enum tt_cluster_where tt_cluster_locate_label(struct tt_cluster *c, const char *label,
-                                              int64_t *since, char host[TT_HOSTLEN], uint16_t *port)
+                                              int64_t *since, char host[TT_HOSTLEN], uint16_t *port,
+                                              char *name)
 {
     struct tt_reg_device rd;
     char node[TT_NODE_ID_MAX + 1];
     int rc = tt_registry_find_label(c->r->reg, label, &rd);
+    if (name)
+        snprintf(name, TT_MAX_NAME + 1, "%s", rc == 0 ? rd.name : "");
     if (rc == TETHER_ERR_NOT_FOUND) {
         cache_label(c, label, NULL);
         return TT_CLUSTER_UNKNOWN;
@@ -917,8 +946,8 @@ enum tt_cluster_where tt_cluster_locate_label(struct tt_cluster *c, const char *
 static bool internal_header(const uint8_t *base, const struct tt_head_hdr *h)
 {
     static const char *const names[] = {TT_CLUSTER_HDR_SECRET, TT_CLUSTER_HDR_CLIENT,
-                                        TT_CLUSTER_HDR_PROTO};
-    for (size_t i = 0; i < 3; i++)
+                                        TT_CLUSTER_HDR_PROTO, TT_CLUSTER_HDR_CLIENT_PORT};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (h->flen == strlen(names[i]) &&
             strncasecmp((const char *)base + h->foff, names[i], h->flen) == 0)
             return true;
@@ -967,10 +996,11 @@ void tt_cluster_forward_http(struct tt_cluster *c, struct tt_headconn *hc, const
         put(&o, hc->data + h->voff, h->vlen);
         put(&o, "\r\n", 2);
     }
-    char extra[TT_CLUSTER_SECRET_LEN + 200];
-    int en = snprintf(extra, sizeof(extra), "%s: %s\r\n%s: %s\r\n%s: %s\r\n\r\n",
+    char extra[TT_CLUSTER_SECRET_LEN + 250];
+    int en = snprintf(extra, sizeof(extra), "%s: %s\r\n%s: %s\r\n%s: %u\r\n%s: %s\r\n\r\n",
                       TT_CLUSTER_HDR_SECRET, c->secret, TT_CLUSTER_HDR_CLIENT, hc->peer_ip,
-                      TT_CLUSTER_HDR_PROTO, hc->conn->tls ? "https" : "http");
+                      TT_CLUSTER_HDR_CLIENT_PORT, (unsigned)hc->peer_port, TT_CLUSTER_HDR_PROTO,
+                      hc->conn->tls ? "https" : "http");
     put(&o, extra, en > 0 && (size_t)en < sizeof(extra) ? (size_t)en : sizeof(extra));
     put(&o, hc->data + hc->headlen, rest);
     if (o.full) { /* cannot happen: cap covers the worst case */

@@ -26,6 +26,7 @@
 #define TT_CLUSTER_HDR_SECRET "x-tether-cluster"
 #define TT_CLUSTER_HDR_CLIENT "x-tether-client"
 #define TT_CLUSTER_HDR_PROTO "x-tether-proto"
+#define TT_CLUSTER_HDR_CLIENT_PORT "x-tether-peer-port" /* the browser's port (audit log) */
 /* The query marker of a redirected device handshake: accepted wherever it lands. */
 #define TT_CLUSTER_REDIRECTED "tether-redirected=1"
 
@@ -45,6 +46,7 @@ struct tt_cluster_port {
     struct tt_tcpport *l;       /* our listener on it, or NULL */
     char name[TT_MAX_NAME + 1]; /* the device it is assigned to ("" unknown) */
     char node[TT_NODE_ID_MAX + 1];
+    char service[TT_MAX_NAME + 1]; /* its service, when this node claimed it ("" unknown) */
 };
 
 struct tt_cluster {
@@ -100,10 +102,11 @@ void tt_cluster_free(struct tt_relay *r);
 /* True when hc carries the cluster secret: the request comes from another node. */
 bool tt_cluster_trusted(const struct tt_cluster *c, const struct tt_headparse *hp);
 
-/* Where the device holding label is, for a request this node cannot serve itself. */
+/* Where the device holding label is, for a request this node cannot serve itself; name (may be
+ * NULL) gets the device's name when the registry told it ("" otherwise). */
 enum tt_cluster_where tt_cluster_locate_label(struct tt_cluster *c, const char *label,
-                                              int64_t *since, char host[TT_HOSTLEN],
-                                              uint16_t *port);
+                                              int64_t *since, char host[TT_HOSTLEN], uint16_t *port,
+                                              char *name);
 
 /* Forwards the request read by hc (its head and what followed) to the node at host:port, with
  * the internal headers (secret, client address, protocol); hc is consumed. */
@@ -129,7 +132,13 @@ void tt_cluster_refresh_ports(struct tt_cluster *c);
 /* A TCP port for service of device name: want when it is free or already the device's (a
  * listener is opened when needed), else the next free one. Returns 0 and *got, or
  * TETHER_ERR_CAPACITY. */
-int tt_cluster_port_claim(struct tt_cluster *c, const char *name, uint16_t want, uint16_t *got);
+int tt_cluster_port_claim(struct tt_cluster *c, const char *name, const char *service,
+                          uint16_t want, uint16_t *got);
+
+/* Device name no longer holds port (a service gone, or kept private now): this node's listener
+ * on it closes now, when it is name's (the registry write releases the port; the other nodes
+ * close theirs at their next beat). */
+void tt_cluster_port_release(struct tt_cluster *c, const char *name, uint16_t port);
 
 /* ---- the admin API's view of the cluster (cluster_admin.c) ----
  * Every node publishes, on its beat, the live fields of its online devices that changed since

@@ -12,6 +12,7 @@
 #include "tether_err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "access.h"
 #include "devauth.h"
 
 struct tt_devauth_addr {
@@ -283,8 +284,15 @@ static int ports_over(struct tt_devauth *a, struct tt_registry *reg, const char 
                       const struct tt_hello *m, bool keyed)
 {
     uint64_t want = 0, own = 0, names, held;
-    for (int i = 0; i < m->nservices; i++)
-        want += m->services[i].kind == TT_SERVICE_TCP;
+    for (int i = 0; i < m->nservices; i++) {
+        if (m->services[i].kind != TT_SERVICE_TCP)
+            continue;
+        char svc[TT_MAX_NAME + 1];
+        size_t n = m->services[i].name.len < TT_MAX_NAME ? m->services[i].name.len : TT_MAX_NAME;
+        memcpy(svc, m->services[i].name.p, n);
+        svc[n] = '\0';
+        want += a->access == NULL || tt_access_public(a->access, name, svc); /* private: none */
+    }
     if (want == 0)
         return 0;
     struct tt_reg_device rd;

@@ -57,9 +57,14 @@ struct tt_devauth_bucket {
 
 struct tt_devauth_addr;
 
+struct tt_access;
+
 struct tt_devauth {
-    uint64_t max_names;   /* --max-names-per-token */
-    uint64_t max_ports;   /* --max-ports-per-token */
+    uint64_t max_names; /* --max-names-per-token */
+    uint64_t max_ports; /* --max-ports-per-token: counts the TCP services that get a port */
+    /* who decides which services are private (access.h; NULL: every TCP service is public):
+     * a private TCP service gets no port, so it counts nothing against max_ports */
+    const struct tt_access *access;
     uint64_t new_per_sec; /* --new-names-per-second */
     struct tt_devauth_bucket new_names;
     struct tt_strmap addrs;                  /* addrkey -> struct tt_devauth_addr (owned) */

@@ -238,10 +238,21 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
 {
     struct tt_device *d = ud;
     for (uint8_t i = 0; i < d->nsvc; i++) {
-        if (d->svc[i].port == p && tt_device_online(d)) {
+        if (d->svc[i].port != p)
+            continue;
+        if (!tt_forward_tcp_admit(d->relay, client, d->name, d->svc[i].name))
+            return; /* --tcp-allow: closed, counted and audited */
+        if (tt_device_online(d)) {
             tt_forward_tcp(d, i, client);
             return;
         }
+        if (tt_audit_on(&d->relay->audit)) {
+            char peer[TT_MAX_ADDR];
+            tt_conn_peer(client, peer, sizeof(peer));
+            tt_forward_audit_refused(d->relay, d->name, d->svc[i].name, "tcp", NULL, peer,
+                                     "offline");
+        }
+        break;
     }
     tt_respond_drop(client); /* offline: closed at once */
 }
@@ -314,8 +325,36 @@ static int main_http(const struct tt_hello *m)
     return first;
 }
 
-/* Sets d's services from the HELLO: URLs for HTTP services, ports for TCP ones (kept per
- * service name). Returns 0 or TETHER_ERR_CAPACITY / _NOMEM (d unchanged). */
+/* The TCP ports d held that its new services ns[0..n) do not keep (a service gone, or now
+ * private): logged, and in cluster mode this node's listener closes now (the registry write
+ * releases the port; the other nodes close theirs at their next beat). Outside cluster mode
+ * close_ports() closes them. */
+static void release_dropped(struct tt_device *d, const struct tt_device_svc *ns, int n)
+{
+    for (uint8_t j = 0; j < d->nsvc; j++) {
+        const struct tt_device_svc *o = &d->svc[j];
+        bool kept = false;
+        if (o->kind != TT_SERVICE_TCP || !o->portno)
+            continue;
+        for (int i = 0; i < n && !kept; i++)
+            kept = ns[i].kind == TT_SERVICE_TCP && ns[i].portno == o->portno;
+        if (kept)
+            continue;
+        for (int i = 0; i < n; i++)
+            if (ns[i].kind == TT_SERVICE_TCP && ns[i].is_private &&
+                strcmp(ns[i].name, o->name) == 0)
+                TT_LOG(TT_LOG_INFO,
+                       "tcp port released, the service is private device=%s "
+                       "service=%s port=%u",
+                       TT_LOG_V(d->name), TT_LOG_V(o->name), (unsigned)o->portno);
+        if (d->relay->cluster)
+            tt_cluster_port_release(d->relay->cluster, d->name, o->portno);
+    }
+}
+
+/* Sets d's services from the HELLO: URLs for HTTP services, ports for public TCP ones (kept per
+ * service name), none for private TCP ones. Returns 0 or TETHER_ERR_CAPACITY / _NOMEM (d
+ * unchanged). */
 static int configure_services(struct tt_device *d, const struct tt_hello *m)
 {
     struct tt_relay *r = d->relay;
@@ -328,6 +367,8 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
         carried[i] = -1;
         s->kind = m->services[i].kind;
         memcpy(s->name, m->services[i].name.p, m->services[i].name.len);
+        /* the relay decides, not the device (access.h) */
+        s->is_private = !tt_access_public(&r->access, d->name, s->name);
         if (s->kind == TT_SERVICE_HTTP) {
             char url[TT_MAX_ADDR + 1];
             if (i != mh) {
@@ -342,6 +383,8 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
                 return TETHER_ERR_NOMEM;
             continue;
         }
+        if (s->is_private)
+            continue; /* no public port; one it held before is released below */
         for (int j = 0; j < d->nsvc; j++) {
             if (d->svc[j].kind == TT_SERVICE_TCP && strcmp(d->svc[j].name, s->name) == 0) {
                 if (d->svc[j].port)
@@ -355,16 +398,17 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
         return TETHER_ERR_NOMEM;
     for (int i = 0; i < m->nservices && r->cluster; i++) {
         /* cluster mode: the cluster's listeners serve every port (cluster.c) */
-        if (ns[i].kind != TT_SERVICE_TCP)
+        if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private)
             continue;
-        int rc = tt_cluster_port_claim(r->cluster, d->name, ns[i].portno, &ns[i].portno);
+        int rc =
+            tt_cluster_port_claim(r->cluster, d->name, ns[i].name, ns[i].portno, &ns[i].portno);
         if (rc) {
             free(nsv);
             return rc;
         }
     }
     for (int i = 0; i < m->nservices && !r->cluster; i++) {
-        if (ns[i].kind != TT_SERVICE_TCP || carried[i] >= 0)
+        if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private || carried[i] >= 0)
             continue;
         int rc = tt_tcpports_open(&r->ports, ns[i].portno, on_port_accept, d, &ns[i].port);
         if (rc) {
@@ -383,6 +427,7 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
             d->svc[carried[i]].port = NULL;
         }
     }
+    release_dropped(d, ns, m->nservices);
     close_ports(d);
     memcpy(nsv, ns, m->nservices * sizeof(ns[0]));
     free(d->svc);
@@ -598,9 +643,13 @@ static void welcome(struct tt_devconn *dc)
         const struct tt_device_svc *sv = &d->svc[i];
         w.services[i].kind = sv->kind;
         w.services[i].name = (struct tt_str){(const uint8_t *)sv->name, strlen(sv->name)};
-        w.services[i].port = sv->kind == TT_SERVICE_TCP ? sv->portno : 0;
-        if (svc_address(d, sv, addr[i]) != 0)
-            addr[i][0] = '\0'; /* cannot happen: checked when the services were set */
+        /* a private TCP service: port 0 and no address; a private HTTP one: its flag */
+        if (sv->kind == TT_SERVICE_TCP)
+            w.services[i].port = sv->is_private ? 0 : sv->portno;
+        else
+            w.services[i].port = sv->is_private ? TT_WELCOME_HTTP_PRIVATE : 0;
+        if ((sv->kind == TT_SERVICE_TCP && sv->is_private) || svc_address(d, sv, addr[i]) != 0)
+            addr[i][0] = '\0'; /* (svc_address cannot fail: checked when the services were set) */
         w.services[i].address = (struct tt_str){(const uint8_t *)addr[i], strlen(addr[i])};
     }
     if (dc->key_issued)
@@ -981,6 +1030,14 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
         sv->kind = TT_SERVICE_TCP;
         snprintf(sv->name, sizeof(sv->name), "%s", rd->ports[i].service);
         sv->portno = rd->ports[i].port;
+        if (!tt_access_public(&r->access, d->name, sv->name)) {
+            /* the relay went private since: the port is not held (and the record re-saved) */
+            TT_LOG(TT_LOG_INFO,
+                   "tcp port released, the service is private device=%s service=%s port=%u",
+                   TT_LOG_V(d->name), TT_LOG_V(sv->name), (unsigned)sv->portno);
+            memset(sv, 0, sizeof(*sv));
+            continue;
+        }
         if (live && tt_tcpports_open_exact(&r->ports, sv->portno, on_port_accept, d, &sv->port)) {
             TT_LOG(TT_LOG_WARN,
                    "remembered tcp port unavailable, the device will get another device=%s "
@@ -1002,7 +1059,8 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
     return 0;
 }
 
-/* Re-saves the devices that lost a port while loading (fewer ports than remembered). */
+/* Re-saves the devices that lost a port while loading (fewer ports than remembered: a port
+ * another program holds now, or a service the relay keeps private now). */
 static int resave_one(const char *key, void *val, void *ud)
 {
     struct tt_device *d = val;

@@ -41,7 +41,10 @@ struct tt_device_svc {
     char name[TT_MAX_NAME + 1];
     char dnsname[TT_ROUTE_SVCLEN + 1]; /* http: "" for the main service, else SERVICE part */
     struct tt_tcpport *port;           /* tcp: the listener (owned) */
-    uint16_t portno;                   /* tcp: its number (or the one remembered) */
+    uint16_t portno;                   /* tcp: its number (or the one remembered); 0: none */
+    /* The relay keeps the service private (access.h, decided at registration): a TCP one then
+     * has no public port at all (port NULL, portno 0), an HTTP one asks visitors to sign in. */
+    bool is_private;
 };
 
 /* One device connection (before and after registration). */

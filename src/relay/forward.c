@@ -3,21 +3,37 @@
  * list that one timer sweeps for the idle, head and body timeouts; each TCP client a smaller
  * one on another list, swept for the TCP idle timeout (the relay runs one loop on one thread).
  * Every stream is counted against its device's shares (limits.h) from its opening until its
- * pipe is over. */
+ * pipe is over, and writes its audit line (audit.h) when it is over. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include "tether_err.h"
 #include "common/log.h"
 #include "common/pipe.h"
+#include "access.h"
+#include "audit.h"
+#include "cidr.h"
 #include "httpproxy.h"
 #include "httpstats.h"
 #include "pages.h"
 #include "forward.h"
 #include "respond.h"
 
+/* What a connection's audit line needs, gathered only when there is an audit log. */
+struct audit_rec {
+    struct tt_audit *audit; /* NULL: no audit log (nothing else is set) */
+    int64_t started;        /* unix ms */
+    const char *outcome;    /* set where the relay decided it; NULL: from how the pipe ended */
+    char device[TT_MAX_NAME + 1];
+    char service[TT_MAX_NAME + 1];
+};
+
 struct http_client {
     struct tt_httpproxy hx;
-    char origin[TT_MAX_ADDR];
+    char origin[TT_MAX_ADDR]; /* the browser's "IP:PORT" (vouched for by a cluster node) */
+    struct tt_principal who;  /* whom it runs under (kind NONE: public access) */
+    struct audit_rec audit;
     struct tt_pipe *pipe;
     struct http_client *prev, *next; /* the clients list, once the pipe exists */
     uint64_t head_since;             /* loop time a later request head began; 0: none pending */
@@ -36,6 +52,8 @@ struct tcp_client {
     struct tcp_client *prev, *next;
     struct tt_limits_stream ls;
     bool timed_out;
+    struct audit_rec audit;
+    char origin[TT_MAX_ADDR]; /* the client's "IP:PORT" (kept for the audit line only) */
 };
 
 /* Every HTTP and TCP client with a pipe, and the timer that enforces their timeouts. */
@@ -51,6 +69,96 @@ static struct {
     struct http_client *list;
     struct tcp_client *tcp;
 } clients;
+
+/* ---- audit ---------------------------------------------------------------------------- */
+
+/* Starts a's record for a stream to service svc of d, when there is an audit log. */
+static void audit_begin(struct audit_rec *a, const struct tt_device *d, int svc)
+{
+    if (!tt_audit_on(&d->relay->audit))
+        return;
+    a->audit = &d->relay->audit;
+    a->started = tt_relay_now_ms();
+    snprintf(a->device, sizeof(a->device), "%s", d->name);
+    snprintf(a->service, sizeof(a->service), "%s", d->svc[svc].name);
+}
+
+/* The relay decided how the connection ends (the first decision stands). */
+static void audit_outcome(struct audit_rec *a, const char *outcome)
+{
+    if (a->audit && !a->outcome)
+        a->outcome = outcome;
+}
+
+/* Writes a's line: in bytes from the client, out bytes to it; failed: the pipe did not end
+ * well (the outcome when the relay decided none). */
+static void audit_end(const struct audit_rec *a, const char *kind, const struct tt_principal *who,
+                      const char *client, uint64_t in, uint64_t out, bool failed)
+{
+    if (!a->audit)
+        return;
+    int64_t now = tt_relay_now_ms();
+    struct tt_audit_conn c = {
+        .device = a->device,
+        .service = a->service,
+        .kind = kind,
+        .user = who && who->kind != TT_PRINCIPAL_NONE ? who->user : NULL,
+        .client = client,
+        .bytes_in = in,
+        .bytes_out = out,
+        .duration_ms = now - a->started,
+        .outcome = a->outcome ? a->outcome
+                   : failed   ? "error"
+                              : "ok",
+    };
+    tt_audit_connection(a->audit, &c, now);
+}
+
+void tt_forward_audit_refused(struct tt_relay *r, const char *device, const char *service,
+                              const char *kind, const struct tt_principal *who, const char *client,
+                              const char *outcome)
+{
+    if (!tt_audit_on(&r->audit))
+        return;
+    struct tt_audit_conn c = {
+        .device = device,
+        .service = service,
+        .kind = kind,
+        .user = who && who->kind != TT_PRINCIPAL_NONE ? who->user : NULL,
+        .client = client,
+        .outcome = outcome,
+    };
+    tt_audit_connection(&r->audit, &c, tt_relay_now_ms());
+}
+
+char *tt_forward_client_addr(char *out, size_t len, const char *ip, uint16_t port)
+{
+    bool v6 = strchr(ip, ':') != NULL;
+    snprintf(out, len, "%s%s%s:%u", v6 ? "[" : "", ip, v6 ? "]" : "", (unsigned)port);
+    return out;
+}
+
+bool tt_forward_tcp_admit(struct tt_relay *r, struct tt_conn *client, const char *device,
+                          const char *service)
+{
+    if (r->cfg.ntcp_allow == 0)
+        return true;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&client->tcp, (struct sockaddr *)&ss, &len) == 0 &&
+        tt_cidr_match_any(r->cfg.tcp_allow, r->cfg.ntcp_allow, (const struct sockaddr *)&ss))
+        return true;
+    r->tcp_allow_refused++;
+    char peer[TT_MAX_ADDR];
+    tt_conn_peer(client, peer, sizeof(peer));
+    TT_LOG(TT_LOG_DEBUG, "tcp client refused by --tcp-allow peer=%s device=%s service=%s", peer,
+           TT_LOG_V(device ? device : "-"), TT_LOG_V(service ? service : "-"));
+    tt_forward_audit_refused(r, device, service, "tcp", NULL, peer, "refused");
+    tt_respond_drop(client);
+    return false;
+}
+
+/* ---- clients ---------------------------------------------------------------------------- */
 
 static void unlink_client(struct http_client *hc)
 {
@@ -133,6 +241,7 @@ static tt_ssize http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bo
          * requests before it; the stream is reset and the connection closed after the page.
          * When the responses could not be followed, a page could land inside one: none. */
         enum tt_page which = refusal_page(hc);
+        audit_outcome(&hc->audit, "refused");
         TT_LOG(TT_LOG_DEBUG, "request refused peer=%s stream=%u err=%s reason=%s status=%d",
                hc->origin, (unsigned)tt_pipe_stream_id(p), tether_err_name((int)rc),
                tt_headparse_refusal_name((enum tt_http_refusal)hc->hx.reason),
@@ -178,6 +287,7 @@ static bool http_on_fail(struct tt_pipe *p, int code, void *ud)
                                                 : TT_PAGE_BAD_GATEWAY;
     if (code == TT_RESET_LIMIT)
         clients.lim->refused[TT_LIMITS_REFUSED_DEVICE]++; /* the device's own limit */
+    audit_outcome(&hc->audit, code == TT_RESET_LIMIT ? "refused" : code < 0 ? "offline" : "error");
     int n = tt_pages_render(page, sizeof(page), which);
     TT_LOG(TT_LOG_DEBUG, "device stream failed peer=%s stream=%u code=%d status=%d", hc->origin,
            (unsigned)tt_pipe_stream_id(p), code, tt_pages_status(which));
@@ -192,6 +302,7 @@ static void http_on_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud
     TT_LOG(TT_LOG_DEBUG, "http stream done peer=%s stream=%u requests=%llu up=%llu down=%llu",
            hc->origin, (unsigned)tt_pipe_stream_id(p), (unsigned long long)hc->hx.requests,
            (unsigned long long)up, (unsigned long long)down);
+    audit_end(&hc->audit, "http", &hc->who, hc->origin, up, down, tt_pipe_failed(p));
     unlink_client(hc);
     tt_limits_stream_give(clients.lim, &hc->ls);
     tt_httpproxy_reset(&hc->hx);
@@ -205,12 +316,18 @@ static const struct tt_pipe_hooks http_hooks = {
     .downstream = http_downstream,
 };
 
-static void tcp_on_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud)
+static bool tcp_on_fail(struct tt_pipe *p, int code, void *ud)
 {
     struct tcp_client *tc = ud;
     (void)p;
-    (void)up;
-    (void)down;
+    audit_outcome(&tc->audit, code == TT_RESET_LIMIT ? "refused" : code < 0 ? "offline" : "error");
+    return false; /* the client is closed */
+}
+
+static void tcp_on_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud)
+{
+    struct tcp_client *tc = ud;
+    audit_end(&tc->audit, "tcp", NULL, tc->origin, up, down, tt_pipe_failed(p));
     if (tc->prev)
         tc->prev->next = tc->next;
     else if (clients.tcp == tc)
@@ -221,7 +338,7 @@ static void tcp_on_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud)
     free(tc);
 }
 
-static const struct tt_pipe_hooks tcp_hooks = {.on_done = tcp_on_done};
+static const struct tt_pipe_hooks tcp_hooks = {.on_fail = tcp_on_fail, .on_done = tcp_on_done};
 
 static void respond_page(struct tt_conn *client, enum tt_page page)
 {
@@ -282,23 +399,27 @@ void tt_forward_http(struct tt_device *d, int svc, struct tt_conn *client, const
                      size_t prelen, const char *host, const char *client_ip, uint16_t client_port)
 {
     tt_forward_http_as(d, svc, client, pre, prelen, host, client_ip, client_port,
-                       client->tls != NULL);
+                       client->tls != NULL, NULL);
 }
 
 void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
                         size_t prelen, const char *host, const char *client_ip,
-                        uint16_t client_port, bool https)
+                        uint16_t client_port, bool https, const struct tt_principal *who)
 {
     struct http_client *hc = calloc(1, sizeof(*hc));
     if (!hc) {
         respond_page(client, TT_PAGE_UNAVAILABLE);
         return;
     }
-    snprintf(hc->origin, sizeof(hc->origin), "%s:%u", client_ip, (unsigned)client_port);
+    tt_forward_client_addr(hc->origin, sizeof(hc->origin), client_ip, client_port);
+    if (who)
+        hc->who = *who;
     int64_t id = open_stream(d, svc, hc->origin, client_ip, &hc->ls);
     if (id < 0) {
         TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", TT_LOG_V(d->name),
                hc->origin, tether_err_name((int)id));
+        tt_forward_audit_refused(d->relay, d->name, d->svc[svc].name, "http", who, hc->origin,
+                                 id == TETHER_ERR_STREAM_LIMIT ? "refused" : "error");
         free(hc);
         respond_page(client, id == TETHER_ERR_STREAM_LIMIT ? TT_PAGE_BUSY : TT_PAGE_UNAVAILABLE);
         return;
@@ -312,10 +433,13 @@ void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, co
         tt_wsconn_reset_stream(d->conn->ws, (uint32_t)id, TT_RESET_CANCEL);
         tt_limits_stream_give(&d->relay->limits, &hc->ls);
         tt_httpproxy_reset(&hc->hx);
+        tt_forward_audit_refused(d->relay, d->name, d->svc[svc].name, "http", who, hc->origin,
+                                 "error");
         free(hc);
         respond_page(client, TT_PAGE_UNAVAILABLE);
         return;
     }
+    audit_begin(&hc->audit, d, svc);
     hc->pipe = p;
     hc->next = clients.list;
     if (clients.list)
@@ -341,6 +465,8 @@ void tt_forward_tcp_pre(struct tt_device *d, int svc, struct tt_conn *client, co
     if (id < 0) {
         TT_LOG(TT_LOG_DEBUG, "cannot open stream device=%s peer=%s err=%s", TT_LOG_V(d->name),
                origin, tether_err_name((int)id));
+        tt_forward_audit_refused(d->relay, d->name, d->svc[svc].name, "tcp", NULL, origin,
+                                 id == TETHER_ERR_STREAM_LIMIT ? "refused" : "error");
         free(tc);
         tt_respond_drop(client);
         return;
@@ -349,10 +475,14 @@ void tt_forward_tcp_pre(struct tt_device *d, int svc, struct tt_conn *client, co
                     prelen, &tcp_hooks, tc) != 0) {
         tt_wsconn_reset_stream(d->conn->ws, (uint32_t)id, TT_RESET_CANCEL);
         tt_limits_stream_give(&d->relay->limits, &tc->ls);
+        tt_forward_audit_refused(d->relay, d->name, d->svc[svc].name, "tcp", NULL, origin, "error");
         free(tc);
         tt_respond_drop(client);
         return;
     }
+    audit_begin(&tc->audit, d, svc);
+    if (tc->audit.audit)
+        snprintf(tc->origin, sizeof(tc->origin), "%s", origin);
     tc->next = clients.tcp;
     if (clients.tcp)
         clients.tcp->prev = tc;
@@ -408,6 +538,7 @@ static void sweep_http(uint64_t now, uint64_t step)
         if (!why && body_late(hc, now)) {
             hc->timed_out_at = now ? now : 1;
             clients.lim->timeouts[TT_LIMITS_TIMEOUT_BODY]++;
+            audit_outcome(&hc->audit, "refused");
             body_timeout(hc);
             continue;
         }
@@ -415,6 +546,8 @@ static void sweep_http(uint64_t now, uint64_t step)
             continue;
         hc->timed_out_at = now ? now : 1;
         clients.lim->timeouts[why[0] == 'i' ? TT_LIMITS_TIMEOUT_IDLE : TT_LIMITS_TIMEOUT_HEAD]++;
+        /* an idle keep-alive connection ends normally; a head too slow is refused */
+        audit_outcome(&hc->audit, why[0] == 'i' ? "ok" : "refused");
         TT_LOG(TT_LOG_DEBUG, "http client timed out peer=%s stream=%u what=\"%s\"", hc->origin,
                (unsigned)tt_pipe_stream_id(hc->pipe), why);
         /* Nothing is flushed (the client may have stopped reading). The pipe is freed from its
@@ -433,6 +566,7 @@ static void sweep_tcp(uint64_t now)
             continue;
         tc->timed_out = true;
         clients.lim->timeouts[TT_LIMITS_TIMEOUT_TCP_IDLE]++;
+        audit_outcome(&tc->audit, "ok"); /* nobody used it: it ends normally */
         TT_LOG(TT_LOG_DEBUG, "tcp client timed out device=%s stream=%u what=idle", tc->ls.dev,
                (unsigned)tt_pipe_stream_id(tc->pipe));
         /* the device hears RESET TIMEOUT; freed from the close callbacks, later */

@@ -18,6 +18,8 @@
 #include "device.h"
 #include "limits.h"
 
+struct tt_principal;
+
 /* Proxies the browser connection client (reading stopped; taken over) to HTTP service svc of
  * the online device d. pre[0..prelen) holds what was read so far (the first request head and
  * maybe more); host is the normalized Host every request must keep; client_ip and client_port
@@ -28,10 +30,12 @@ void tt_forward_http(struct tt_device *d, int svc, struct tt_conn *client, const
                      size_t prelen, const char *host, const char *client_ip, uint16_t client_port);
 
 /* The same as tt_forward_http for a browser whose address and protocol another cluster node
- * vouched for: client_ip is the browser's, https says whether it came over TLS. */
+ * may have vouched for: client_ip is the browser's, https says whether it came over TLS; who is
+ * the principal the connection runs under (copied; NULL for public access): its user goes into
+ * the connection's audit line. */
 void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
                         size_t prelen, const char *host, const char *client_ip,
-                        uint16_t client_port, bool https);
+                        uint16_t client_port, bool https, const struct tt_principal *who);
 
 /* Joins the TCP client (taken over) to TCP service svc of the online device d; the client is
  * closed when no stream can be opened. */
@@ -39,9 +43,37 @@ void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client);
 
 /* The same, with pre[0..prelen) (copied) already read from the client, for a tunnel from
  * another cluster node: client_addr is the TCP client's "IP:PORT" that node vouches for (its
- * stream counts under it; NULL or "": the socket's peer). */
+ * stream counts under it, and the audit line names it; NULL or "": the socket's peer). */
 void tt_forward_tcp_pre(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
                         size_t prelen, const char *client_addr);
+
+/* Audit (audit.h): every browser connection and TCP client joined above writes one connection
+ * line when its pipe is over: bytes each way, duration, and an outcome: "ok" (it ended with a
+ * FIN each way, or sat idle past its idle timeout), "refused" (the relay refused it or one of
+ * its requests: a share of streams used up, the device's own stream limit, a malformed or
+ * oversized request, a request head or body too slow), "offline" (the device's session went
+ * away before the stream opened) or "error" (the device's service refused or failed, a stream
+ * reset, a socket error). Nothing is gathered when there is no audit log. */
+
+/* --tcp-allow: true when the TCP client just accepted on a public port (of service of device;
+ * either may be NULL when this node does not know it) may go on: there is no --tcp-allow, or
+ * its address lies in one of the networks. Otherwise the client is closed at once, counted
+ * (r->tcp_allow_refused: tether_access_tcp_refused_total) and audited (outcome "refused"), and
+ * false is returned. The check is made by the node that accepted the socket (in a cluster, the
+ * node that forwards the client to the device's holder; the holder trusts it). */
+bool tt_forward_tcp_admit(struct tt_relay *r, struct tt_conn *client, const char *device,
+                          const char *service);
+
+/* Writes the audit line of a client that got no stream (the relay answered it itself: the
+ * device offline, a 503): kind "http" or "tcp", who NULL for public access, client "IP:PORT",
+ * outcome "refused", "offline" or "error"; no bytes, no duration. Does nothing without an
+ * audit log. */
+void tt_forward_audit_refused(struct tt_relay *r, const char *device, const char *service,
+                              const char *kind, const struct tt_principal *who, const char *client,
+                              const char *outcome);
+
+/* Writes "IP:PORT" ("[IP]:PORT" for IPv6) into out[len]. Returns out. */
+char *tt_forward_client_addr(char *out, size_t len, const char *ip, uint16_t port);
 
 /* Starts the timer behind the clients' timeouts on loop, from cfg: --idle-timeout without a
  * byte either way closes an HTTP client (0: never), and so does a later request head still

@@ -30,6 +30,7 @@ static const struct {
     NAME("forwarded"),          NAME("x-real-ip"),           NAME("x-client-ip"),
     NAME("true-client-ip"),     NAME("x-cluster-client-ip"), NAME("client-ip"),
     NAME("x-tether-cluster"),   NAME("x-tether-client"),     NAME("x-tether-proto"),
+    NAME("x-tether-peer-port"),
 };
 
 static int on_body_piece(void *ud, enum tt_headparse_piece what, const uint8_t *data, size_t len,

@@ -156,9 +156,38 @@ static void find_origin(struct tt_relay *r, struct tt_headconn *hc, bool trusted
         memcpy(o->ip, v, n);
         o->ip[n] = '\0';
         o->port = 0;
+        /* the browser's port, for the audit log (a node of an older version sends none) */
+        char pb[8];
+        if (find_trimmed(&hc->hp, TT_CLUSTER_HDR_CLIENT_PORT, &v, &n) == 1 && n > 0 &&
+            n < sizeof(pb)) {
+            memcpy(pb, v, n);
+            pb[n] = '\0';
+            char *end;
+            unsigned long p = strtoul(pb, &end, 10);
+            if (*end == '\0' && pb[0] >= '0' && pb[0] <= '9' && p <= 65535)
+                o->port = (uint16_t)p;
+        }
     }
     if (find_trimmed(&hc->hp, TT_CLUSTER_HDR_PROTO, &v, &n) == 1)
         o->https = n == 5 && memcmp(v, "https", 5) == 0;
+}
+
+/* The audit line of a browser the relay answered itself (the device offline or out of
+ * reach): service is the name of the HTTP service Host names when the relay knows it (d may be
+ * NULL), else Host's service part ("http" for the main one). */
+static void audit_answered(struct tt_relay *r, const struct tt_device *d, const char *device,
+                           const char *svc, const struct origin *o, const char *outcome)
+{
+    if (!tt_audit_on(&r->audit) || !device || !device[0])
+        return;
+    int idx = d ? tt_device_http_service(d, svc) : -1;
+    char client[TT_MAX_ADDR];
+    tt_forward_client_addr(client, sizeof(client), o->ip, o->port);
+    tt_forward_audit_refused(r, device,
+                             idx >= 0 ? d->svc[idx].name
+                             : svc[0] ? svc
+                                      : "http",
+                             "http", NULL, client, outcome);
 }
 
 /* Host names a device label: proxy, or say why not. */
@@ -171,10 +200,12 @@ static void to_device(struct tt_relay *r, struct tt_headconn *hc, struct tt_devi
             tt_pages_offline(out, sizeof(out), d->offline_since / 1000, tt_relay_now_ms() / 1000);
         TT_LOG(TT_LOG_DEBUG, "answered peer=%s:%u status=503 device=%s offline", hc->peer_ip,
                hc->peer_port, TT_LOG_V(d->name));
+        audit_answered(r, d, d->name, svc, o, "offline");
         respond_raw(hc, out, n);
         return;
     }
     if (!tt_device_online(d)) {
+        audit_answered(r, d, d->name, svc, o, "offline");
         respond_page(hc, TT_PAGE_UNAVAILABLE);
         return;
     }
@@ -184,16 +215,17 @@ static void to_device(struct tt_relay *r, struct tt_headconn *hc, struct tt_devi
         return;
     }
     struct tt_conn *conn = tt_headconn_take(hc);
-    tt_forward_http_as(d, idx, conn, hc->data, hc->len, host, o->ip, o->port, o->https);
+    tt_forward_http_as(d, idx, conn, hc->data, hc->len, host, o->ip, o->port, o->https, NULL);
     (void)r;
     tt_headconn_free(hc);
 }
 
 /* Cluster mode: label is not served by a device connected here. Forwards the request to the
  * node holding it, or answers. Returns false when the label is unknown (the caller goes on). */
-static bool to_cluster(struct tt_relay *r, struct tt_headconn *hc, const char *label, bool trusted)
+static bool to_cluster(struct tt_relay *r, struct tt_headconn *hc, const char *label, bool trusted,
+                       const char *svc, const struct origin *o)
 {
-    char host[TT_HOSTLEN];
+    char host[TT_HOSTLEN], name[TT_MAX_NAME + 1];
     uint16_t port = 0;
     int64_t since = 0;
     if (trusted) {
@@ -201,17 +233,19 @@ static bool to_cluster(struct tt_relay *r, struct tt_headconn *hc, const char *l
         respond_page(hc, TT_PAGE_UNAVAILABLE);
         return true;
     }
-    switch (tt_cluster_locate_label(r->cluster, label, &since, host, &port)) {
+    switch (tt_cluster_locate_label(r->cluster, label, &since, host, &port, name)) {
     case TT_CLUSTER_REMOTE:
         tt_cluster_forward_http(r->cluster, hc, host, port);
         return true;
     case TT_CLUSTER_OFFLINE: {
         char out[TT_PAGE_MAX];
         int n = tt_pages_offline(out, sizeof(out), since / 1000, tt_relay_now_ms() / 1000);
+        audit_answered(r, NULL, name, svc, o, "offline");
         respond_raw(hc, out, n);
         return true;
     }
     case TT_CLUSTER_BUSY:
+        audit_answered(r, NULL, name, svc, o, "error");
         respond_page(hc, TT_PAGE_UNAVAILABLE);
         return true;
     default:
@@ -251,7 +285,7 @@ void tt_server_on_head(struct tt_headconn *hc, void *ud)
             to_device(r, hc, d, svc, host, &o);
             return;
         }
-        if (r->cluster && to_cluster(r, hc, label, trusted))
+        if (r->cluster && to_cluster(r, hc, label, trusted, svc, &o))
             return;
     }
     if (is_websocket(hc)) {

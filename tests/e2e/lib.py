@@ -1083,3 +1083,19 @@ def tether_has_state_dir():
 def agent_state_dir(env):
     """The test's shared agent state directory (device keys, one file per device name)."""
     return env.path("agent-state")
+
+
+# ---------------------------------------------------------------- private services (--access)
+
+READY_TCP_PRIVATE_RE = re.compile(r"^ready tcp (\S+) private -> (\S+)$")
+_parse_ready_public = parse_ready
+
+
+def parse_ready(line):  # noqa: F811 - extends the one above (Agent.wait_ready calls this one)
+    """parse_ready, and the line of a TCP service the relay keeps private (no public port):
+    "ready tcp NAME private -> TARGET" gives {NAME: {kind: tcp, private: True, target}}."""
+    m = READY_TCP_PRIVATE_RE.match(line)
+    if m:
+        return {m.group(1): {"kind": "tcp", "private": True, "target": m.group(2),
+                             "line": line}}
+    return _parse_ready_public(line)

@@ -1,7 +1,8 @@
 /* fuzz_relaytext.c - libFuzzer target for the agent's check of a WELCOME's text and its cleaning
  * of the relay's free text (src/agent/relaytext.c). The input is a WELCOME payload as a relay
  * would send it; when it decodes and passes the check, every label, name and address must be
- * printable ASCII without spaces, and a cleaned copy of any input must be printable. */
+ * printable ASCII without spaces, every TCP service must have a port and an address or neither
+ * (private), and a cleaned copy of any input must be printable. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < m.nservices && i < TT_MAX_SERVICES; i++) {
             word(&m.services[i].name);
             word(&m.services[i].address);
+            /* a TCP service is public (a port and an address) or private (neither) */
+            if (m.services[i].kind == TT_SERVICE_TCP &&
+                (m.services[i].port == 0) != (m.services[i].address.len == 0))
+                abort();
         }
     }
     tt_relaytext_clean(out, sizeof(out), data, size);

@@ -219,7 +219,12 @@ def relaytext_seeds():
                         (b"k3j9\nready http http://evil -> x", good),
                         (b"k3j9x2mq", [(1, b"http", 0, b"http://x\nready http http://evil -> x")]),
                         (b"k3j9x2mq", [(2, b"ssh", 1, b"evil\r\x1b[2K")]),
-                        (b"k3j9x2mq", [(1, b"http", 0, b"javascript:x")])]:
+                        (b"k3j9x2mq", [(1, b"http", 0, b"javascript:x")]),
+                        # private services (--access private): HTTP flag, TCP without a port;
+                        # and the malformed mixes (a port without an address, the reverse)
+                        (b"k3j9x2mq", [(1, b"http", 1, b"http://k3j9x2mq.localhost:8080"),
+                                       (2, b"ssh", 0, b"")]),
+                        (b"k3j9x2mq", [(2, b"ssh", 0, b"localhost"), (2, b"db", 5432, b"")])]:
         write("fuzz_relaytext", welcome(label, svcs))
 
 

@@ -153,7 +153,8 @@ static void test_cluster_headers_dropped(void **state)
     CHECK(
         "abc.localhost",
         "GET / HTTP/1.1\r\nHost: abc.localhost\r\nX-Tether-Cluster: s3cret\r\n"
-        "x-tether-client: 6.6.6.6\r\nX-TETHER-PROTO: https\r\nX-Tether-Other: kept\r\n\r\n",
+        "x-tether-client: 6.6.6.6\r\nX-TETHER-PROTO: https\r\nX-Tether-Peer-Port: 1\r\n"
+        "X-Tether-Other: kept\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: abc.localhost\r\nX-Tether-Other: kept\r\n" ADDED("abc.localhost"));
 }
 

@@ -12,8 +12,9 @@
 #include "cli/output.c"
 
 static const struct tether_service_info services[] = {
-    {"http", TETHER_SERVICE_HTTP, "http://k3j9x2mq.localhost:8080", NULL, 0, "127.0.0.1:8000"},
-    {"ssh", TETHER_SERVICE_TCP, NULL, "localhost", 20001, "127.0.0.1:22"},
+    {"http", TETHER_SERVICE_HTTP, "http://k3j9x2mq.localhost:8080", NULL, 0, "127.0.0.1:8000",
+     false},
+    {"ssh", TETHER_SERVICE_TCP, NULL, "localhost", 20001, "127.0.0.1:22", false},
 };
 
 static struct tether_event ready(void)
@@ -46,7 +47,7 @@ static void test_ready_lines(void **state)
 static void test_ready_ipv6_host(void **state)
 {
     const struct tether_service_info v6[] = {
-        {"db", TETHER_SERVICE_TCP, NULL, "::1", 20002, "[::1]:5432"},
+        {"db", TETHER_SERVICE_TCP, NULL, "::1", 20002, "[::1]:5432", false},
     };
     struct tether_event ev = ready();
     char buf[256];
@@ -68,10 +69,49 @@ static void test_json_ready(void **state)
     assert_non_null(s);
     assert_string_equal(s,
                         "{\"event\":\"ready\",\"services\":[{\"name\":\"http\",\"kind\":\"http\","
-                        "\"url\":\"http://k3j9x2mq.localhost:8080\",\"target\":\"127.0.0.1:8000\"},"
+                        "\"url\":\"http://k3j9x2mq.localhost:8080\",\"target\":\"127.0.0.1:8000\","
+                        "\"private\":false},"
                         "{\"name\":\"ssh\",\"kind\":\"tcp\",\"host\":\"localhost\",\"port\":20001,"
-                        "\"target\":\"127.0.0.1:22\"}]}");
+                        "\"target\":\"127.0.0.1:22\",\"private\":false}]}");
     free(s);
+}
+
+/* A relay with --access private: the TCP service has no port (SPEC: "ready tcp ssh private ->
+ * 127.0.0.1:22", JSON "private":true without host or port); the HTTP one keeps its URL and its
+ * line, and says "private":true in JSON only. */
+static void test_ready_private(void **state)
+{
+    static const struct tether_service_info priv[] = {
+        {"http", TETHER_SERVICE_HTTP, "http://k3j9x2mq.localhost:8080", NULL, 0, "127.0.0.1:8000",
+         true},
+        {"ssh", TETHER_SERVICE_TCP, NULL, NULL, 0, "127.0.0.1:22", true},
+    };
+    struct tether_event ev = ready();
+    char buf[512];
+    char *s;
+    (void)state;
+
+    ev.services = priv;
+    assert_true(tt_output_ready_text(&ev, buf, sizeof buf) > 0);
+    assert_string_equal(buf, "ready http http://k3j9x2mq.localhost:8080 -> 127.0.0.1:8000\n"
+                             "ready tcp ssh private -> 127.0.0.1:22\n");
+    s = tt_output_json(&ev);
+    assert_non_null(s);
+    assert_string_equal(s,
+                        "{\"event\":\"ready\",\"services\":[{\"name\":\"http\",\"kind\":\"http\","
+                        "\"url\":\"http://k3j9x2mq.localhost:8080\",\"target\":\"127.0.0.1:8000\","
+                        "\"private\":true},"
+                        "{\"name\":\"ssh\",\"kind\":\"tcp\",\"target\":\"127.0.0.1:22\","
+                        "\"private\":true}]}");
+    free(s);
+    /* a forged name still cannot add a line */
+    static const struct tether_service_info forged[] = {
+        {"ssh\nready tcp x", TETHER_SERVICE_TCP, NULL, NULL, 0, "127.0.0.1:22", true},
+    };
+    ev.services = forged;
+    ev.nservices = 1;
+    assert_true(tt_output_ready_text(&ev, buf, sizeof buf) > 0);
+    assert_string_equal(buf, "ready tcp ssh?ready?tcp?x private -> 127.0.0.1:22\n");
 }
 
 static void test_json_disconnected_and_error(void **state)
@@ -107,8 +147,8 @@ static void test_relay_text_is_masked(void **state)
 {
     static const struct tether_service_info forged[] = {
         {"http", TETHER_SERVICE_HTTP, "http://x\nready http http://evil -> x", NULL, 0,
-         "127.0.0.1:8000"},
-        {"ssh", TETHER_SERVICE_TCP, NULL, "evil\r\x1b[2K", 20001, "127.0.0.1:22"},
+         "127.0.0.1:8000", false},
+        {"ssh", TETHER_SERVICE_TCP, NULL, "evil\r\x1b[2K", 20001, "127.0.0.1:22", false},
     };
     struct tether_event ev = ready();
     char buf[512];
@@ -138,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_ready_lines),
         cmocka_unit_test(test_ready_ipv6_host),
         cmocka_unit_test(test_json_ready),
+        cmocka_unit_test(test_ready_private),
         cmocka_unit_test(test_json_disconnected_and_error),
         cmocka_unit_test(test_relay_text_is_masked),
     };

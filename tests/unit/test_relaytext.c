@@ -88,6 +88,31 @@ static void test_forged_welcome(void **state)
     }
 }
 
+/* --access private: a TCP service without a port has no address either, and an HTTP one
+ * carries the private flag in its port field; a TCP service with only one of the two is
+ * malformed (the agent would print "ready tcp ssh :20001" or a host with port 0). */
+static void test_private_services(void **state)
+{
+    char why[128];
+    (void)state;
+    struct tt_welcome m = good();
+    m.services[0].port = TT_WELCOME_HTTP_PRIVATE;
+    m.services[1].port = 0;
+    m.services[1].address = S("");
+    assert_int_equal(tt_relaytext_check_welcome(&m, why, sizeof why), 0);
+    m.services[0].port = 0xffff; /* unknown flag bits are ignored */
+    assert_int_equal(tt_relaytext_check_welcome(&m, why, sizeof why), 0);
+
+    m = good();
+    m.services[1].port = 0; /* an address without a port */
+    assert_int_equal(tt_relaytext_check_welcome(&m, why, sizeof why), TETHER_ERR_PROTO);
+    assert_non_null(strstr(why, "TCP service 1"));
+    m = good();
+    m.services[1].address = S(""); /* a port without an address */
+    assert_int_equal(tt_relaytext_check_welcome(&m, why, sizeof why), TETHER_ERR_PROTO);
+    assert_non_null(strstr(why, "no address"));
+}
+
 static void test_clean(void **state)
 {
     char out[16];
@@ -104,6 +129,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_welcome),
         cmocka_unit_test(test_forged_welcome),
+        cmocka_unit_test(test_private_services),
         cmocka_unit_test(test_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
