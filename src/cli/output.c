@@ -111,7 +111,9 @@ static json_t *service_json(const struct tether_service_info *s)
         }
     }
     json_object_set_new(o, "target", str(s->target));
-    json_object_set_new(o, "private", json_boolean(s->is_private));
+    /* only when private: a public service's object stays exactly as SPEC shows it */
+    if (s->is_private)
+        json_object_set_new(o, "private", json_true());
     return o;
 }
 

@@ -69,10 +69,9 @@ static void test_json_ready(void **state)
     assert_non_null(s);
     assert_string_equal(s,
                         "{\"event\":\"ready\",\"services\":[{\"name\":\"http\",\"kind\":\"http\","
-                        "\"url\":\"http://k3j9x2mq.localhost:8080\",\"target\":\"127.0.0.1:8000\","
-                        "\"private\":false},"
+                        "\"url\":\"http://k3j9x2mq.localhost:8080\",\"target\":\"127.0.0.1:8000\"},"
                         "{\"name\":\"ssh\",\"kind\":\"tcp\",\"host\":\"localhost\",\"port\":20001,"
-                        "\"target\":\"127.0.0.1:22\",\"private\":false}]}");
+                        "\"target\":\"127.0.0.1:22\"}]}");
     free(s);
 }
 
