@@ -434,8 +434,9 @@ size_t tt_access_recheck(struct tt_access *a, int64_t now)
         if (!tt_access_allows(a, &c->who, c->device, c->service, now)) {
             tt_access_untrack(a, c);
             n++;
-            TT_LOG(TT_LOG_INFO, "access revoked user=%s device=%s service=%s",
-                   TT_LOG_V(c->who.user), TT_LOG_V(c->device), TT_LOG_V(c->service));
+            TT_LOG(TT_LOG_INFO, "access revoked user=%s grant=%s device=%s service=%s",
+                   TT_LOG_V(c->who.user), c->who.kind == TT_PRINCIPAL_GRANT ? c->who.grant : "-",
+                   TT_LOG_V(c->device), TT_LOG_V(c->service));
             if (c->revoke)
                 c->revoke(c, c->ud);
             /* the callback may have untracked others (never freed them): start over from the

@@ -132,7 +132,8 @@ void tt_throttle_key(const char *client, char out[TT_ADDRKEY_LEN])
         return;
     if (client[0] == '[') {
         client++;
-        end = strchr(client, ']');
+        if (!(end = strchr(client, ']')))
+            return;
     } else if (tt_addrkey_from_ip(client, out) == 0) {
         return; /* a bare address (IPv6 ones hold colons) */
     } else {
