@@ -676,87 +676,26 @@ static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const c
     answer_json(hc, "200 OK", NULL, json_pack("{s:s}", "deleted", id));
 }
 
-/* The fields of a POST /api/grants body into user, p[0..*n) (pointers into j) and *ttl_ms.
- * Returns NULL, or what is wrong (a static message or err). */
-static const char *grant_request(json_t *j, const char **user, const char **p, size_t *n,
-                                 uint64_t *ttl_ms, char err[TT_ERRLEN])
-{
-    const char *key;
-    json_t *val;
-    *user = NULL;
-    *n = 0;
-    *ttl_ms = TT_GRANTS_TTL_DEFAULT_MS;
-    if (!json_is_object(j))
-        return "the body must be a JSON object {\"user\",\"grants\",\"ttl\"}";
-    json_object_foreach(j, key, val)
-    {
-        if (strcmp(key, "user") != 0 && strcmp(key, "grants") != 0 && strcmp(key, "ttl") != 0) {
-            snprintf(err, TT_ERRLEN, "unknown field \"%.64s\" (fields: user, grants, ttl)", key);
-            return err;
-        }
-    }
-    *user = json_string_value(json_object_get(j, "user"));
-    if (!*user)
-        return "user: a string is required";
-    if (tt_grants_check_user(*user, err) != 0)
-        return err;
-    json_t *arr = json_object_get(j, "grants");
-    if (!json_is_array(arr) || json_array_size(arr) == 0 ||
-        json_array_size(arr) > TT_GRANTS_MAX_PATTERNS) {
-        snprintf(err, TT_ERRLEN, "grants: an array of 1 to %d DEVICE/SERVICE patterns",
-                 TT_GRANTS_MAX_PATTERNS);
-        return err;
-    }
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        p[i] = json_string_value(json_array_get(arr, i));
-        if (!p[i] || tt_pattern_check(p[i], err) != 0)
-            return p[i] ? err : "grants: each pattern is a string (DEVICE/SERVICE)";
-    }
-    *n = json_array_size(arr);
-    json_t *ttl = json_object_get(j, "ttl");
-    if (json_is_string(ttl)) {
-        char e[TT_ERRLEN];
-        if (tt_parse_duration(json_string_value(ttl), ttl_ms, e) != 0) {
-            snprintf(err, TT_ERRLEN, "ttl: %s", e);
-            return err;
-        }
-    } else if (json_is_integer(ttl) && json_integer_value(ttl) > 0 &&
-               json_integer_value(ttl) <= (json_int_t)(TT_GRANTS_TTL_MAX_MS / 1000)) {
-        *ttl_ms = (uint64_t)json_integer_value(ttl) * 1000; /* seconds */
-    } else if (ttl) {
-        return "ttl: a duration (\"15m\", \"2h\", \"7d\") or a number of seconds";
-    }
-    if (tt_grants_check_ttl(*ttl_ms, err) != 0)
-        return err;
-    return NULL;
-}
-
 /* The body of POST /api/grants is here: make the grant and show its token, once. */
 static void grants_post_body(struct tt_headconn *hc, void *ud)
 {
     struct tt_relay *r = ud;
     char err[TT_ERRLEN], id[TT_GRANT_ID_LEN + 1], token[TT_GRANT_TOKEN_LEN + 1], exp[32];
-    const char *user, *p[TT_GRANTS_MAX_PATTERNS];
-    size_t n;
-    uint64_t ttl_ms;
     int64_t expires;
-    json_error_t je;
-    json_t *j = json_loadb((const char *)hc->data + hc->headlen, tt_headconn_body_len(hc),
-                           JSON_REJECT_DUPLICATES, &je);
-    if (!j) {
-        snprintf(err, sizeof(err), "the body is not JSON: %.150s", je.text);
+    struct tt_grants_request *rq = malloc(sizeof(*rq));
+    if (!rq) {
+        answer_error(hc, "500 Internal Server Error", NULL, "out of memory");
+        return;
+    }
+    if (tt_grants_parse_request((const char *)hc->data + hc->headlen, tt_headconn_body_len(hc), rq,
+                                err) != 0) {
+        free(rq);
         answer_error(hc, "400 Bad Request", NULL, err);
         return;
     }
-    const char *bad = grant_request(j, &user, p, &n, &ttl_ms, err);
-    if (bad) {
-        answer_error(hc, "400 Bad Request", NULL, bad);
-        json_decref(j);
-        return;
-    }
-    int rc = tt_grants_create(r->access.grants, user, p, n, ttl_ms, tt_relay_now_ms(), id, token,
-                              &expires, err);
-    json_decref(j);
+    int rc = tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                              tt_relay_now_ms(), id, token, &expires, err);
+    free(rq);
     if (rc != 0) {
         answer_error(hc,
                      rc == TETHER_ERR_INVAL   ? "400 Bad Request"

@@ -255,8 +255,7 @@ const struct tt_grant *tt_grants_find(const struct tt_grants *g, const char *id,
 
 /* ---- the JSON form kept in Redis ---- */
 
-/* The grant as Redis keeps it (malloc'd), or NULL. */
-static char *record(const struct tt_grant *gr)
+char *tt_grants_record(const struct tt_grant *gr)
 {
     char h[HASH_HEX + 1];
     hex(gr->hash, 32, h);
@@ -276,9 +275,7 @@ static char *record(const struct tt_grant *gr)
     return s;
 }
 
-/* The grant id with Redis's record text[0..len), checked as the API checks a request; NULL when
- * malformed or out of memory. */
-static struct tt_grant *parse_record(const char *id, const char *text, size_t len)
+struct tt_grant *tt_grants_record_parse(const char *id, const char *text, size_t len)
 {
     char err[TT_ERRLEN];
     const char *p[TT_GRANTS_MAX_PATTERNS];
@@ -306,6 +303,86 @@ static struct tt_grant *parse_record(const char *id, const char *text, size_t le
 out:
     json_decref(o);
     return gr;
+}
+
+/* ---- the API's request ---- */
+
+int tt_grants_parse_request(const char *body, size_t len, struct tt_grants_request *rq,
+                            char err[TT_ERRLEN])
+{
+    json_error_t je;
+    const char *key;
+    json_t *val;
+    memset(rq, 0, sizeof(*rq));
+    rq->ttl_ms = TT_GRANTS_TTL_DEFAULT_MS;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    int rc = -1;
+    if (!j) {
+        snprintf(err, TT_ERRLEN, "the body is not JSON: %.150s", je.text);
+        return -1;
+    }
+    if (!json_is_object(j)) {
+        snprintf(err, TT_ERRLEN, "the body must be a JSON object {\"user\",\"grants\",\"ttl\"}");
+        goto out;
+    }
+    json_object_foreach(j, key, val)
+    {
+        if (strcmp(key, "user") != 0 && strcmp(key, "grants") != 0 && strcmp(key, "ttl") != 0) {
+            char k[TT_LOG_VALUE_MAX];
+            snprintf(err, TT_ERRLEN, "unknown field %s (the fields: user, grants, ttl)",
+                     tt_log_value(k, 72, key));
+            goto out;
+        }
+    }
+    const char *user = json_string_value(json_object_get(j, "user"));
+    if (!user) {
+        snprintf(err, TT_ERRLEN, "user: a string is required");
+        goto out;
+    }
+    if (tt_grants_check_user(user, err) != 0)
+        goto out;
+    snprintf(rq->user, sizeof(rq->user), "%s", user);
+    json_t *arr = json_object_get(j, "grants");
+    size_t n = json_array_size(arr);
+    if (!json_is_array(arr) || n == 0 || n > TT_GRANTS_MAX_PATTERNS) {
+        snprintf(err, TT_ERRLEN, "grants: an array of 1 to %d DEVICE/SERVICE patterns",
+                 TT_GRANTS_MAX_PATTERNS);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *p = json_string_value(json_array_get(arr, i));
+        if (!p) {
+            snprintf(err, TT_ERRLEN, "grants: each pattern is a string (DEVICE/SERVICE)");
+            goto out;
+        }
+        if (tt_pattern_check(p, err) != 0)
+            goto out;
+        snprintf(rq->patterns[i], sizeof(rq->patterns[i]), "%s", p);
+        rq->p[i] = rq->patterns[i];
+    }
+    rq->n = n;
+    json_t *ttl = json_object_get(j, "ttl");
+    if (json_is_string(ttl)) {
+        char e[TT_ERRLEN];
+        if (tt_parse_duration(json_string_value(ttl), &rq->ttl_ms, e) != 0) {
+            snprintf(err, TT_ERRLEN, "ttl: %s", e);
+            goto out;
+        }
+    } else if (json_is_integer(ttl) && json_integer_value(ttl) > 0 &&
+               json_integer_value(ttl) <= (json_int_t)(TT_GRANTS_TTL_MAX_MS / 1000)) {
+        rq->ttl_ms = (uint64_t)json_integer_value(ttl) * 1000; /* seconds */
+    } else if (ttl) {
+        snprintf(err, TT_ERRLEN,
+                 "ttl: a duration (\"15m\", \"2h\", \"7d\") or a number of seconds "
+                 "(1s to 30d)");
+        goto out;
+    }
+    if (tt_grants_check_ttl(rq->ttl_ms, err) != 0)
+        goto out;
+    rc = 0;
+out:
+    json_decref(j);
+    return rc;
 }
 
 /* ---- Redis scripts ---- */
@@ -431,7 +508,7 @@ static void apply(struct tt_grants *g, const char *id, const redisReply *rec, bo
         have->mark = true;
         return; /* grants never change: only their presence does */
     }
-    struct tt_grant *gr = parse_record(id, rec->str, rec->len);
+    struct tt_grant *gr = tt_grants_record_parse(id, rec->str, rec->len);
     if (!gr) {
         TT_LOG(TT_LOG_WARN, "grant in redis malformed, ignored id=%s", TT_LOG_V(id));
         return;
@@ -601,7 +678,7 @@ int tt_grants_create(struct tt_grants *g, const char *user, const char *const *p
     }
     if (g->rc) {
         char max[16], expb[24];
-        char *rec = record(gr);
+        char *rec = tt_grants_record(gr);
         snprintf(max, sizeof(max), "%d", TT_GRANTS_MAX);
         snprintf(expb, sizeof(expb), "%lld", (long long)exp);
         const char *extra[4] = {max, id, rec, expb};

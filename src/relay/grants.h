@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include "common/util.h"
 #include "core/frame.h"
+#include "pattern.h"
 
 /* A grant id: 16 random bytes in lowercase hex. */
 #define TT_GRANT_ID_LEN 32
@@ -146,6 +147,32 @@ int tt_grants_check_token(struct tt_grants *g, const uint8_t *tok, size_t len, i
 /* True when tok[0..len) has a grant token's form (TT_GRANT_TOKEN_PREFIX and 43 base64url
  * characters): a caller given a secret may tell a token from a password with it. */
 bool tt_grants_is_token(const uint8_t *tok, size_t len);
+
+/* A POST /api/grants body, parsed and checked. */
+struct tt_grants_request {
+    char user[TT_MAX_NAME + 1];
+    char patterns[TT_GRANTS_MAX_PATTERNS][TT_PATTERN_MAX + 1];
+    const char *p[TT_GRANTS_MAX_PATTERNS]; /* p[i] = patterns[i], for tt_grants_create */
+    size_t n;
+    uint64_t ttl_ms;
+};
+
+/* Parses body[0..len) as {"user":"NAME","grants":["DEVICE/SERVICE",...],"ttl":"15m"} into rq:
+ * a JSON object (duplicate keys refused) with exactly these fields (ttl may be left out:
+ * TT_GRANTS_TTL_DEFAULT_MS; it is a duration string, or a number of seconds), a user and
+ * patterns that pass the checks above. Returns 0, or -1 with a one-line message in err naming
+ * the field that is wrong. */
+int tt_grants_parse_request(const char *body, size_t len, struct tt_grants_request *rq,
+                            char err[TT_ERRLEN]);
+
+/* The grant as Redis keeps it ({"user","grants","created","expires","hash"}, compact JSON;
+ * malloc'd), or NULL when out of memory. */
+char *tt_grants_record(const struct tt_grant *gr);
+
+/* The grant id with the record text[0..len) (as tt_grants_record writes it), checked as a
+ * request is (a bad id, user, pattern, time or hash: NULL); malloc'd, freed with free(). NULL
+ * also when out of memory. */
+struct tt_grant *tt_grants_record_parse(const char *id, const char *text, size_t len);
 
 /* g's counters. */
 void tt_grants_get_stats(const struct tt_grants *g, struct tt_grants_stats *s);

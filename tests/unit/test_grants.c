@@ -282,6 +282,101 @@ static void test_checks(void **state)
     tt_grants_free(NULL);
 }
 
+static void test_parse_request(void **state)
+{
+    (void)state;
+    char err[TT_ERRLEN];
+    struct tt_grants_request rq;
+    const char *ok = "{\"user\":\"tech-jane\",\"grants\":[\"plant-7-*/ssh\",\"cam-?/http\"],"
+                     "\"ttl\":\"15m\"}";
+    assert_int_equal(tt_grants_parse_request(ok, strlen(ok), &rq, err), 0);
+    assert_string_equal(rq.user, "tech-jane");
+    assert_int_equal(rq.n, 2);
+    assert_string_equal(rq.p[0], "plant-7-*/ssh");
+    assert_ptr_equal(rq.p[1], rq.patterns[1]);
+    assert_int_equal(rq.ttl_ms, 15 * 60 * 1000);
+    const char *dflt = "{\"grants\":[\"a/b\"],\"user\":\"u\"}";
+    assert_int_equal(tt_grants_parse_request(dflt, strlen(dflt), &rq, err), 0);
+    assert_int_equal(rq.ttl_ms, TT_GRANTS_TTL_DEFAULT_MS);
+    const char *secs = "{\"user\":\"u\",\"grants\":[\"a/b\"],\"ttl\":90}";
+    assert_int_equal(tt_grants_parse_request(secs, strlen(secs), &rq, err), 0);
+    assert_int_equal(rq.ttl_ms, 90000);
+    const struct {
+        const char *body, *want;
+    } bad[] = {
+        {"", "not JSON"},
+        {"{", "not JSON"},
+        {"[]", "JSON object"},
+        {"\"x\"", "not JSON"},
+        {"{\"user\":\"u\",\"user\":\"v\",\"grants\":[\"a/b\"]}", "not JSON"},
+        {"{\"grants\":[\"a/b\"]}", "user: a string"},
+        {"{\"user\":null,\"grants\":[\"a/b\"]}", "user: a string"},
+        {"{\"user\":\"a b\",\"grants\":[\"a/b\"]}", "user:"},
+        {"{\"user\":\"u\"}", "grants:"},
+        {"{\"user\":\"u\",\"grants\":{}}", "grants:"},
+        {"{\"user\":\"u\",\"grants\":[]}", "grants:"},
+        {"{\"user\":\"u\",\"grants\":[null]}", "each pattern is a string"},
+        {"{\"user\":\"u\",\"grants\":[\"ab\"]}", "ab"},
+        {"{\"user\":\"u\",\"grants\":[\"a/b\"],\"ttl\":\"\"}", "ttl:"},
+        {"{\"user\":\"u\",\"grants\":[\"a/b\"],\"ttl\":\"10x\"}", "ttl:"},
+        {"{\"user\":\"u\",\"grants\":[\"a/b\"],\"ttl\":0}", "ttl:"},
+        {"{\"user\":\"u\",\"grants\":[\"a/b\"],\"ttl\":2592001}", "ttl:"},
+        {"{\"user\":\"u\",\"grants\":[\"a/b\"],\"ttl\":1.5}", "ttl:"},
+        {"{\"user\":\"u\",\"grants\":[\"a/b\"],\"ttl\":\"500ms\"}", "ttl: from 1s"},
+        {"{\"user\":\"u\",\"grants\":[\"a/b\"],\"ttl\":\"31d\"}", "ttl: from 1s"},
+        {"{\"user\":\"u\",\"grants\":[\"a/b\"],\"extra\\n\":1}", "unknown field \"extra\\n\""},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(tt_grants_parse_request(bad[i].body, strlen(bad[i].body), &rq, err), -1);
+        if (!strstr(err, bad[i].want))
+            fail_msg("%s: error %s, want %s", bad[i].body, err, bad[i].want);
+    }
+    /* a body with a NUL in it is not JSON */
+    assert_int_equal(tt_grants_parse_request("{}\0{}", 5, &rq, err), -1);
+}
+
+static void test_record_round_trip(void **state)
+{
+    (void)state;
+    const char *p[] = {"plant-7-*/ssh", "cam-?/http"};
+    char id[TT_GRANT_ID_LEN + 1], tok[TT_GRANT_TOKEN_LEN + 1];
+    int64_t exp;
+    assert_int_equal(make("tech-jane", p, 2, 60000, T0, id, tok, &exp), 0);
+    const struct tt_grant *gr = tt_grants_find(g, id, T0);
+    char *rec = tt_grants_record(gr);
+    assert_non_null(rec);
+    assert_null(strstr(rec, tok));
+    assert_null(strstr(rec, tok + 4));
+    struct tt_grant *back = tt_grants_record_parse(id, rec, strlen(rec));
+    assert_non_null(back);
+    assert_string_equal(back->id, id);
+    assert_string_equal(back->user, "tech-jane");
+    assert_int_equal(back->created, T0);
+    assert_int_equal(back->expires, exp);
+    assert_memory_equal(back->hash, gr->hash, 32);
+    assert_int_equal(back->npatterns, 2);
+    assert_string_equal(back->patterns[1], "cam-?/http");
+    free(back);
+    /* a bad id, or a record cut short, is refused */
+    assert_null(tt_grants_record_parse("nope", rec, strlen(rec)));
+    assert_null(tt_grants_record_parse(id, rec, strlen(rec) - 1));
+    free(rec);
+    const char *bad[] = {
+        "{\"user\":\"u\",\"grants\":[\"a/b\"],\"created\":1,\"expires\":2,\"hash\":\"00\"}",
+        "{\"user\":\"u v\",\"grants\":[\"a/b\"],\"created\":1,\"expires\":2,\"hash\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"user\":\"u\",\"grants\":[],\"created\":1,\"expires\":2,\"hash\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"user\":\"u\",\"grants\":[\"a/b\"],\"created\":\"1\",\"expires\":2,\"hash\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+        "{\"user\":\"u\",\"grants\":[\"ab\"],\"created\":1,\"expires\":2,\"hash\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_null(tt_grants_record_parse(id, bad[i], strlen(bad[i])));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -291,6 +386,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap, setup, teardown),
         cmocka_unit_test(test_checks),
+        cmocka_unit_test(test_parse_request),
+        cmocka_unit_test_setup_teardown(test_record_round_trip, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
