@@ -5,7 +5,8 @@ kept); GET lists grants without tokens; DELETE revokes (404 after); every malfor
 400 with a JSON error; the admin token, Host (421) and Origin (403) rules hold for the grants
 routes (a cross-site POST makes no grant); grants expire; in a cluster (real redis-server) a grant
 made on one node is listed and revoked on the other, expires everywhere, the cluster-wide cap
-holds, and with Redis away a node keeps the grants it knows and refuses new ones (503).
+holds, and with Redis away a node keeps the grants it knows and refuses new ones (503). Also
+`tetherd admin` (devices, device, delete, grant, grants, revoke; exit 0/1/2).
 
 Using a grant token (tether connect, browser sign-in) and the revocation of open connections are
 exercised by the tests of those paths; here, unit tests (tests/unit/test_access.c) cover them."""
@@ -16,9 +17,10 @@ import json
 import os
 import re
 import socket
+import subprocess
 import time
 
-from lib import RedisServer, check, eq, resp_command, wait_for, TestFailure
+from lib import RedisServer, check, eq, resp_command, wait_for, TETHERD, TestFailure
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 ADMIN_TOKEN = "grants-admin-token-0123456789"
@@ -388,3 +390,95 @@ def test_cluster_grants_cap(t):
     # one deleted: room for one more
     eq(call(b.admin_port, "DELETE", "/api/grants/" + last["id"])[0], 200, "DELETE")
     create(b.admin_port, user="room-again")
+
+
+# ---------------------------------------------------------------- tetherd admin
+
+def _admin_cli(relay, *args, token=ADMIN_TOKEN, extra_env=None):
+    env = {k: v for k, v in os.environ.items() if k != "TETHER_ADMIN_TOKEN"}
+    if token is not None:
+        env["TETHER_ADMIN_TOKEN"] = token
+    env.update(extra_env or {})
+    return subprocess.run([TETHERD, "admin", "--admin-url",
+                           "http://127.0.0.1:%d" % relay.admin_port] + list(args),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+def test_tetherd_admin_cli(t):
+    relay = t.relay(extra=("--admin-token", ADMIN_TOKEN))
+    svc = t.http_service()
+    echo = t.tcp_echo()
+    agent = t.agent(relay, name="pi-kitchen", http=svc.port, tcp={"ssh": echo.port})
+    port = agent.tcp_port("ssh")
+
+    r = _admin_cli(relay, "devices")
+    eq(r.returncode, 0, "devices (stderr %r)" % r.stderr)
+    lines = r.stdout.splitlines()
+    check(lines[0].split()[:2] == ["NAME", "STATE"], "a table with a header: %r" % lines[:1])
+    row = [l for l in lines if l.startswith("pi-kitchen ")]
+    check(row and "online" in row[0] and "ssh:%d" % port in row[0] and agent.label in row[0],
+          "the device's row: %r" % lines)
+    r = _admin_cli(relay, "devices", "--json")
+    eq(r.returncode, 0, "devices --json")
+    api = json.loads(call(relay.admin_port, "GET", "/api/devices", token=ADMIN_TOKEN)[2])
+    got = json.loads(r.stdout)
+    eq([d["name"] for d in got["devices"]], [d["name"] for d in api["devices"]],
+       "devices --json is the API's JSON")
+    r = _admin_cli(relay, "device", "pi-kitchen")
+    eq(r.returncode, 0, "device NAME")
+    check("name:            pi-kitchen" in r.stdout and "state:           online" in r.stdout,
+          "device NAME: %r" % r.stdout)
+    r = _admin_cli(relay, "device", "pi-kitchen", "--json")
+    eq(json.loads(r.stdout)["label"], agent.label, "device NAME --json")
+
+    # grant prints the token alone on stdout; the API lists the grant
+    r = _admin_cli(relay, "grant", "tech-jane", "plant-7-*/ssh", "cam-*/http", "--ttl", "15m")
+    eq(r.returncode, 0, "grant (stderr %r)" % r.stderr)
+    tok = r.stdout.strip()
+    check(re.fullmatch(r"ttg_[A-Za-z0-9_-]{43}", tok), "grant prints the token: %r" % r.stdout)
+    grants = listing(relay.admin_port, ADMIN_TOKEN)[0]
+    eq([(g["user"], g["grants"]) for g in grants],
+       [("tech-jane", ["plant-7-*/ssh", "cam-*/http"])], "the grant made")
+    r = _admin_cli(relay, "grants")
+    check(r.returncode == 0 and grants[0]["id"] in r.stdout and tok not in r.stdout,
+          "grants lists it without its token: %r" % r.stdout)
+    r = _admin_cli(relay, "revoke", grants[0]["id"])
+    eq((r.returncode, r.stdout.strip()), (0, "revoked " + grants[0]["id"]), "revoke")
+    eq(listing(relay.admin_port, ADMIN_TOKEN)[0], [], "no grant left")
+
+    # refusals by the API: exit 1, one line on stderr
+    for args in (("device", "nope"), ("delete", "nope"), ("revoke", "0" * 32)):
+        r = _admin_cli(relay, *args)
+        eq(r.returncode, 1, "%s (stderr %r)" % (" ".join(args), r.stderr))
+        check("404" in r.stderr and len(r.stderr.strip().splitlines()) == 1,
+              "one line naming the refusal: %r" % r.stderr)
+    r = _admin_cli(relay, "devices", token=None)
+    eq(r.returncode, 1, "no admin token")
+    check("401" in r.stderr and "TETHER_ADMIN_TOKEN" in r.stderr, "401 explained: %r" % r.stderr)
+    eq(_admin_cli(relay, "devices", token="wrong-token").returncode, 1, "a wrong admin token")
+    # the token from a file
+    f = t.path("admin.tok")
+    with open(f, "w") as fh:
+        fh.write(ADMIN_TOKEN + "\n")
+    r = _admin_cli(relay, "--admin-token-file", f, "devices", token=None)
+    eq(r.returncode, 0, "--admin-token-file (stderr %r)" % r.stderr)
+    # usage errors: exit 2, nothing sent
+    for args in ((), ("frob",), ("devices", "extra"), ("device",), ("grant", "tech"),
+                 ("grant", "tech", "*/ssh"), ("grant", "tech", "nopattern", "--ttl", "5m"),
+                 ("grant", "two words", "*/ssh", "--ttl", "5m"),
+                 ("grant", "tech", "*/ssh", "--ttl", "31d"), ("delete", "x", "--json"),
+                 ("devices", "--bogus")):
+        r = _admin_cli(relay, *args)
+        eq(r.returncode, 2, "tetherd admin %s (stderr %r)" % (" ".join(args), r.stderr))
+        check(r.stderr.startswith("tetherd admin: ") and r.stdout == "",
+              "one line on stderr: %r" % r.stderr)
+    eq(listing(relay.admin_port, ADMIN_TOKEN)[0], [], "usage errors made no grant")
+    r = subprocess.run([TETHERD, "admin", "--admin-url", "http://127.0.0.1:1", "devices"],
+                       capture_output=True, text=True, timeout=60)
+    eq(r.returncode, 1, "an admin listener that cannot be reached")
+    # delete frees the device
+    r = _admin_cli(relay, "delete", "pi-kitchen")
+    eq((r.returncode, r.stdout.strip()), (0, "deleted pi-kitchen"), "delete NAME")
+    r = subprocess.run([TETHERD, "admin", "--help"], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0 and "grant USER PATTERN... --ttl DURATION" in r.stdout, "--help")
