@@ -20,7 +20,8 @@ import socket
 import subprocess
 import time
 
-from lib import RedisServer, check, eq, resp_command, wait_for, TETHERD, TestFailure
+from lib import (Proc, RedisServer, TETHER, TETHERD, TestFailure, check, eq, free_port,
+                 resp_command, wait_for)
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 ADMIN_TOKEN = "grants-admin-token-0123456789"
@@ -482,3 +483,181 @@ def test_tetherd_admin_cli(t):
     eq((r.returncode, r.stdout.strip()), (0, "deleted pi-kitchen"), "delete NAME")
     r = subprocess.run([TETHERD, "admin", "--help"], capture_output=True, text=True, timeout=60)
     check(r.returncode == 0 and "grant USER PATTERN... --ttl DURATION" in r.stdout, "--help")
+
+
+# ---------------------------------------------------------------- grants in use (tether connect)
+#
+# These need the visitor endpoint and `tether connect` (built beside the grant store): when the
+# tether under test has no `connect` command they return at once, saying so on stdout.
+
+def _connect_available():
+    r = subprocess.run([TETHER, "connect", "--help"], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0 or "--grant" not in r.stdout:
+        print("skipped: this tether has no `connect` command")
+        return False
+    return True
+
+
+class _Listener:
+    """tether connect --grant TOKEN DEVICE/SERVICE --listen PORT (waits for its line)."""
+
+    def __init__(self, t, server, target, token):
+        self.port = free_port()
+        self.proc = Proc(t, "tether", [TETHER, "connect", "--server", server, "--grant", token,
+                                       target, "--listen", "127.0.0.1:%d" % self.port])
+        self.proc.wait_line(lambda l: l.startswith("listening 127.0.0.1:%d -> %s" %
+                                                   (self.port, target)), 30, 0, "listening")
+
+
+def _echo_once(s, data):
+    s.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    return got
+
+
+def _closed(s, timeout=10):
+    """True when the peer closes s (EOF or reset) within timeout."""
+    s.settimeout(timeout)
+    try:
+        while True:
+            if not s.recv(65536):
+                return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def _echo_world(t, extra=(), relay=None):
+    echo = t.tcp_echo()
+    relay = relay or t.relay(extra=("--access", "private") + tuple(extra))
+    agent = t.agent(relay, name="plant-7-gw", tcp={"echo": echo.port})
+    return relay, agent, echo
+
+
+def test_grant_deleted_or_expired_closes_its_connections(t):
+    if not _connect_available():
+        return
+    relay, agent, _ = _echo_world(t)
+    port = relay.admin_port
+    g1, _, _ = create(port, user="tech-a", grants=("plant-7-*/echo",), ttl="15m")
+    g2, _, _ = create(port, user="tech-b", grants=("plant-7-gw/echo",), ttl="4s")
+    l1 = _Listener(t, relay.url, "plant-7-gw/echo", g1["token"])
+    l2 = _Listener(t, relay.url, "plant-7-gw/echo", g2["token"])
+    s1 = socket.create_connection(("127.0.0.1", l1.port), timeout=20)
+    s2 = socket.create_connection(("127.0.0.1", l2.port), timeout=20)
+    eq(_echo_once(s1, b"one"), b"one", "echo with grant 1")
+    eq(_echo_once(s2, b"two"), b"two", "echo with grant 2")
+    # DELETE closes grant 1's open connection at once; grant 2's stays
+    eq(call(port, "DELETE", "/api/grants/" + g1["id"])[0], 200, "DELETE grant 1")
+    check(_closed(s1), "the connection under the deleted grant stays open")
+    eq(_echo_once(s2, b"still"), b"still", "the other grant's connection still works")
+    eq(metric(port, "tether_access_revoked_total"), 1, "tether_access_revoked_total")
+    check("access revoked user=tech-a grant=%s" % g1["id"] in relay.proc.stderr_text(),
+          "the revocation is logged")
+    # a new connection with the deleted grant's token is refused (closed)
+    s3 = socket.create_connection(("127.0.0.1", l1.port), timeout=20)
+    check(_closed(s3, 20), "a new connection with a revoked token is closed")
+    # grant 2 expires: its connection is closed within about a second of its expiry
+    check(_closed(s2, 20), "the connection under the expired grant stays open")
+    eq(metric(port, "tether_access_revoked_total"), 2, "tether_access_revoked_total")
+    for s in (s1, s2, s3):
+        s.close()
+
+
+def _upgrade(port, device, service, auth, source="127.0.0.1", timeout=20):
+    """The visitor's WebSocket upgrade (raw), from source; returns the status code."""
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    try:
+        s.connect(("127.0.0.1", port))
+        s.sendall(("GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tether-connect.v1\r\n"
+                   "Tether-Device: %s\r\nTether-Service: %s\r\n%s\r\n" %
+                   (port, device, service,
+                    "Authorization: %s\r\n" % auth if auth else "")).encode())
+        data = b""
+        while b"\r\n" not in data:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
+    finally:
+        s.close()
+
+
+def test_guessing_grant_tokens_and_secrets_is_throttled(t):
+    """The attack: an address guesses grant tokens (and users' secrets) as fast as it can. Each
+    address gets 10 failures at once, then one a second; the rest are refused unchecked (429),
+    even the right token; other addresses are not affected."""
+    if not _connect_available():
+        return
+    users = t.path("users")
+    with open(users, "w") as f:
+        f.write("alice alice-s3cret plant-7-gw/*\n")
+    relay, agent, _ = _echo_world(t, extra=("--users-file", users))
+    g, _, _ = create(relay.admin_port, user="tech", grants=("plant-7-gw/echo",), ttl="15m")
+    import base64
+    for kind, source in (("token", "127.0.0.2"), ("secret", "127.0.0.3")):
+        counts = {}
+        start = time.monotonic()
+        for i in range(200):
+            if kind == "token":
+                auth = "Bearer ttg_" + base64.urlsafe_b64encode(os.urandom(32)).decode()[:43]
+            else:
+                auth = "Basic " + base64.b64encode(b"alice:guess-%d" % i).decode()
+            st = _upgrade(relay.port, "plant-7-gw", "echo", auth, source)
+            counts[st] = counts.get(st, 0) + 1
+        elapsed = time.monotonic() - start
+        checked = counts.get(401, 0)
+        eq(sorted(counts), [401, 429], "%s guesses answered 401 or 429: %r" % (kind, counts))
+        check(checked <= 10 + int(elapsed) + 2,
+              "%d of 200 %s guesses were checked in %.1fs (at most %d may be): %r" %
+              (checked, kind, elapsed, 10 + int(elapsed) + 2, counts))
+        print("%s guesses from %s: %r in %.1fs" % (kind, source, counts, elapsed))
+        # even the right credential is refused unchecked from that address...
+        right = ("Bearer " + g["token"] if kind == "token" else
+                 "Basic " + base64.b64encode(b"alice:alice-s3cret").decode())
+        eq(_upgrade(relay.port, "plant-7-gw", "echo", right, source), 429,
+           "the right %s from the guessing address" % kind)
+    # ...and accepted from another
+    eq(_upgrade(relay.port, "plant-7-gw", "echo", "Bearer " + g["token"], "127.0.0.1"), 101,
+       "the right token from another address")
+    throttled = metric(relay.admin_port, 'tether_access_checks_total{result="throttled"}')
+    check(throttled >= 2 * 200 - 2 * (10 + 30), "tether_access_checks_total throttled %d" %
+          throttled)
+    eq(metric(relay.admin_port, "tether_access_throttle_addresses"), 2, "addresses tracked")
+    log = [l for l in relay.proc.stderr_text().splitlines() if "127.0.0.2" in l]
+    check(len(log) <= 5, "%d log lines about the guesser:\n%s" % (len(log), "\n".join(log[:10])))
+
+
+def test_cluster_grant_used_and_revoked_on_another_node(t):
+    """A grant made on node A works at once through node B, and deleting it on either node
+    closes the connections made under it, wherever they are."""
+    if not _connect_available():
+        return
+    redis, (a, b) = _nodes(t)
+    echo = t.tcp_echo()
+    t.agent(a, name="plant-7-gw", tcp={"echo": echo.port}, server=a.url)
+    g, _, _ = create(a.admin_port, user="tech", grants=("plant-7-*/echo",), ttl="15m")
+    lb = _Listener(t, b.url, "plant-7-gw/echo", g["token"])  # made on A, used through B at once
+    la = _Listener(t, a.url, "plant-7-gw/echo", g["token"])
+    sb = socket.create_connection(("127.0.0.1", lb.port), timeout=20)
+    sa = socket.create_connection(("127.0.0.1", la.port), timeout=20)
+    eq(_echo_once(sb, b"via B"), b"via B", "echo through node B")
+    eq(_echo_once(sa, b"via A"), b"via A", "echo through node A")
+    eq(call(b.admin_port, "DELETE", "/api/grants/" + g["id"])[0], 200, "DELETE on node B")
+    check(_closed(sb, 10), "the connection through node B stays open")
+    check(_closed(sa, 10), "the connection through node A stays open")
+    revoked = sum(metric(n.admin_port, "tether_access_revoked_total") for n in (a, b))
+    check(revoked >= 2, "tether_access_revoked_total over the nodes: %d" % revoked)
+    sa.close()
+    sb.close()
