@@ -661,3 +661,34 @@ def test_cluster_grant_used_and_revoked_on_another_node(t):
     check(revoked >= 2, "tether_access_revoked_total over the nodes: %d" % revoked)
     sa.close()
     sb.close()
+
+
+def test_users_file_reload_closes_a_removed_users_connection(t):
+    """SIGHUP with a users file that no longer has alice (and takes bob's grant away): their open
+    connections close at once; carol's stays."""
+    if not _connect_available():
+        return
+    import signal
+    users = t.path("users")
+    with open(users, "w") as f:
+        f.write("alice alice-s3cret plant-7-gw/*\nbob bob-s3cret plant-7-*/echo\n"
+                "carol carol-s3cret */echo\n")
+    relay, agent, _ = _echo_world(t, extra=("--users-file", users))
+    socks = {}
+    for user in ("alice", "bob", "carol"):
+        port = free_port()
+        p = Proc(t, "tether", [TETHER, "connect", "--server", relay.url, "--user", user,
+                               "--secret", user + "-s3cret", "plant-7-gw/echo", "--listen",
+                               "127.0.0.1:%d" % port])
+        p.wait_line(lambda l: l.startswith("listening "), 30, 0, "listening")
+        socks[user] = socket.create_connection(("127.0.0.1", port), timeout=20)
+        eq(_echo_once(socks[user], user.encode()), user.encode(), "echo for %s" % user)
+    with open(users, "w") as f:
+        f.write("# alice left\nbob bob-s3cret plant-8-*/echo\ncarol carol-s3cret */echo\n")
+    relay.proc.send_signal(signal.SIGHUP)
+    check(_closed(socks["alice"], 10), "alice's connection stays open after the reload")
+    check(_closed(socks["bob"], 10), "bob's connection stays open after his grant went")
+    eq(_echo_once(socks["carol"], b"still here"), b"still here", "carol's connection")
+    eq(metric(relay.admin_port, "tether_access_revoked_total"), 2, "revoked connections")
+    for s in socks.values():
+        s.close()
