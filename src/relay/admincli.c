@@ -529,6 +529,70 @@ static int show(const struct target *t, const char *path, bool json,
     return rc;
 }
 
+static void pct(const char *s, char *out, size_t outlen);
+
+/* Every device: the API's answer as it is when it fits one page; when the API pages its answer
+ * ("next"), the pages are read in turn and printed as one {"devices":[...]}. */
+static int show_devices(const struct target *t, bool json)
+{
+    char err[TT_ERRLEN], path[64 + 3 * TT_MAX_NAME], enc[3 * TT_MAX_NAME + 1], next[256] = "";
+    json_t *all = json_array();
+    struct answer a = {0};
+    int rc = 0, pages = 0;
+    for (;;) {
+        pct(next, enc, sizeof(enc));
+        snprintf(path, sizeof(path), "/api/devices%s%s", next[0] ? "?after=" : "", enc);
+        if (request(t, "GET", path, NULL, &a, err) != 0) {
+            rc = fail(err);
+            break;
+        }
+        if (a.status != 200) {
+            rc = refused(&a);
+            break;
+        }
+        json_t *j = json_loadb(a.body ? a.body : "", a.len, 0, NULL);
+        json_t *devs = json_object_get(j, "devices");
+        const char *nx = json_string_value(json_object_get(j, "next"));
+        if (!json_is_array(devs) || !all || json_array_extend(all, devs) != 0) {
+            json_decref(j);
+            rc = fail("the admin API's answer is not what this version of tetherd expects");
+            break;
+        }
+        pages++;
+        bool more = nx && nx[0] && strlen(nx) < sizeof(next) && strcmp(nx, next) != 0 &&
+                    json_array_size(devs) > 0;
+        if (more)
+            snprintf(next, sizeof(next), "%s", nx);
+        json_decref(j);
+        if (!more)
+            break;
+        free(a.body);
+        a.body = NULL;
+    }
+    if (rc == 0) {
+        /* one page: the API's own bytes; several: one document made of them */
+        char *doc = NULL;
+        if (pages > 1) {
+            json_t *o = json_pack("{s:O}", "devices", all);
+            doc = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            json_decref(o);
+        }
+        const char *body = pages > 1 ? doc : a.body;
+        size_t len = pages > 1 ? (doc ? strlen(doc) : 0) : a.len;
+        if (!body && pages > 1)
+            rc = fail("out of memory");
+        else if (json)
+            printf("%.*s%s", (int)len, body ? body : "",
+                   len == 0 || body[len - 1] != '\n' ? "\n" : "");
+        else if (tt_admincli_print_devices(stdout, body ? body : "", len) != 0)
+            rc = fail("the admin API's answer is not what this version of tetherd expects");
+        free(doc);
+    }
+    free(a.body);
+    json_decref(all);
+    return rc;
+}
+
 static int do_delete(const struct target *t, const char *path, const char *what, const char *name)
 {
     char err[TT_ERRLEN], c[CELL];
@@ -722,7 +786,7 @@ int tt_admincli_main(int argc, char **argv)
         return rc;
     char path[TT_MAX_NAME * 3 + 64], enc[TT_MAX_NAME * 3 + 1];
     if (k == 0) {
-        rc = show(&t, "/api/devices", json, tt_admincli_print_devices);
+        rc = show_devices(&t, json);
     } else if (k == 1 || k == 2) {
         if (strlen(words[1]) > TT_MAX_NAME)
             return usage_error("a device name is at most 64 bytes");

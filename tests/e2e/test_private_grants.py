@@ -692,3 +692,55 @@ def test_users_file_reload_closes_a_removed_users_connection(t):
     eq(metric(relay.admin_port, "tether_access_revoked_total"), 2, "revoked connections")
     for s in socks.values():
         s.close()
+
+
+def test_tetherd_admin_follows_pages_and_sends_the_token(t):
+    """Against a stand-in admin API that pages its device list (SPEC: limit/after/next):
+    `tetherd admin devices` reads every page, sends the token and a Host naming the listener,
+    and prints one document; an answer that is not JSON is a failure (exit 1)."""
+    import http.server
+    import threading
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization"), self.headers.get("Host")))
+            if self.path == "/api/devices":
+                body = {"devices": [{"name": "a-1", "online": True}], "total": 2, "next": "a-1"}
+            elif self.path == "/api/devices?after=a-1":
+                body = {"devices": [{"name": "b 2", "online": False}], "total": 2, "next": None}
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", "5")
+                self.end_headers()
+                self.wfile.write(b"nope!")
+                return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    t.on_cleanup(srv.shutdown)
+    url = "http://127.0.0.1:%d" % srv.server_address[1]
+    env = dict(os.environ, TETHER_ADMIN_TOKEN="tok-123456")
+    r = subprocess.run([TETHERD, "admin", "--admin-url", url + "/", "devices", "--json"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    eq(r.returncode, 0, "devices --json over two pages (stderr %r)" % r.stderr)
+    eq([d["name"] for d in json.loads(r.stdout)["devices"]], ["a-1", "b 2"], "both pages")
+    eq(seen[0], ("/api/devices", "Bearer tok-123456", "127.0.0.1:%d" % srv.server_address[1]),
+       "the first request")
+    eq(seen[1][0], "/api/devices?after=a-1", "the second page asked for")
+    r = subprocess.run([TETHERD, "admin", "--admin-url", url, "devices"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    check(r.returncode == 0 and "a-1" in r.stdout and "b 2" in r.stdout, "the table: %r" %
+          r.stdout)
+    r = subprocess.run([TETHERD, "admin", "--admin-url", url, "grants"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    eq(r.returncode, 1, "an answer that is not the API's (stderr %r)" % r.stderr)
