@@ -17,13 +17,21 @@
 #include "core/frame.h"
 #include "config.h"
 #include "grants.h"
+#include "throttle.h"
 #include "users.h"
 
 /* Secret checks running in the thread pool at once (libuv's pool also syncs the registry: keep
  * threads for it), and waiting for a turn; beyond, a check is refused with TETHER_ERR_AGAIN
- * (the caller answers 503), counted in tether_access_checks_busy_total. */
+ * (the caller answers 503), counted in tether_access_checks_total{result="busy"}. Answers to
+ * throttled clients wait for the next loop turn in a list of the same cap. */
 #define TT_ACCESS_MAX_RUNNING 2
 #define TT_ACCESS_MAX_WAITING 256
+
+/* Failed secrets and grant tokens count per client address in the shared throttle (throttle.h):
+ * TT_THROTTLE_BURST failures at once, then TT_THROTTLE_PER_SEC; a throttled client's checks are
+ * answered TETHER_ERR_THROTTLED without being run. A secret check under way counts as a failure
+ * until it succeeds, so that one address never has more than TT_THROTTLE_BURST checks running or
+ * waiting. */
 
 enum tt_principal_kind {
     TT_PRINCIPAL_NONE = 0,  /* nobody: public access */
@@ -64,26 +72,32 @@ struct tt_access {
     char users_file[TT_CONFIG_PATHLEN]; /* "" when none */
     struct tt_users users;
     char *dummy_phc;          /* checked for unknown users, so that they take as long */
-    struct tt_grants *grants; /* the grant store (NULL: none yet) */
+    struct tt_grants *grants; /* the grant store (owned; grants.h) */
+    struct tt_throttle thr;   /* failed checks per client address */
     struct tt_access_conn *conns;
     size_t nconns;
     struct tt_access_verify *wait_head, *wait_tail; /* checks waiting for a thread */
     struct tt_access_verify *running_list;          /* checks in the thread pool */
     size_t nwaiting;
     unsigned running;
+    struct tt_access_verify *later; /* throttled checks answered at the next loop turn */
+    size_t nlater;
+    uv_timer_t later_timer; /* answers them (unreferenced) */
+    bool later_timer_on;
     /* counters (/metrics) */
-    uint64_t checks_ok, checks_failed, checks_busy, revoked;
+    uint64_t checks_ok, checks_failed, checks_busy, checks_throttled, revoked;
 };
 
-/* Prepares a from cfg (which must outlive a: the --public patterns are read from it) and reads
- * --users-file if given. Returns 0, or -1 with err (an unreadable or bad users file: a runtime
- * failure, exit 1). */
+/* Prepares a from cfg (which must outlive a: the --public patterns are read from it), makes its
+ * (empty) grant store and reads --users-file if given. Returns 0, or -1 with err (an unreadable
+ * or bad users file, out of memory: a runtime failure, exit 1). */
 int tt_access_init(struct tt_access *a, uv_loop_t *loop, const struct tt_config *cfg,
                    char err[TT_ERRLEN]);
 
 /* Frees a. Checks still running in the thread pool are detached: their callbacks are never
- * called (their memory goes when they finish). Tracked connections are forgotten, not
- * revoked. */
+ * called (their memory goes when they finish), nor are those of throttled checks not answered
+ * yet. Tracked connections are forgotten, not revoked. a's timer is closed unless it is closing
+ * already (uv_walk at the end of main): the loop must run once more before it ends. */
 void tt_access_free(struct tt_access *a);
 
 /* Re-reads --users-file (SIGHUP) at now (unix ms). On failure the old users stay and err says why
@@ -97,7 +111,8 @@ bool tt_access_public(const struct tt_access *a, const char *device, const char 
 
 /* True when who may reach device/service now: a public service always; a user through one of
  * their --users-file grants (a user no longer in the file reaches nothing); a grant through its
- * own patterns while it lives (its user's name is a label: it need not be in the users file). */
+ * own patterns while it lives (its user's name is a label: it need not be in the users file;
+ * cluster mode: a grant id unknown here makes the store read Redis's changes first, grants.h). */
 bool tt_access_allows(const struct tt_access *a, const struct tt_principal *who, const char *device,
                       const char *service, int64_t now);
 
@@ -120,7 +135,8 @@ int tt_access_verify(struct tt_access *a, const char *user, const uint8_t *secre
 void tt_access_verify_cancel(struct tt_access_verify *v);
 
 /* Checks a grant token tok[0..len) from client at now (fast: its hash is looked up). Returns 0
- * with *who (kind GRANT), TETHER_ERR_AUTH or TETHER_ERR_THROTTLED (as tt_access_verify). */
+ * with *who (kind GRANT), TETHER_ERR_AUTH (a failure, counted against client's address) or
+ * TETHER_ERR_THROTTLED (client's address failed too often: nothing was checked). */
 int tt_access_verify_token(struct tt_access *a, const uint8_t *tok, size_t len, const char *client,
                            int64_t now, struct tt_principal *who);
 
@@ -134,5 +150,15 @@ void tt_access_untrack(struct tt_access *a, struct tt_access_conn *c);
  * access away (a reload, a grant deleted, a grant's expiry, a notice from another node). Returns
  * how many were revoked. */
 size_t tt_access_recheck(struct tt_access *a, int64_t now);
+
+/* Every second or so (the relay's sweep): forgets idle addresses of the throttle, lets the grant
+ * store expire its grants and (cluster mode) read the other nodes' changes, and rechecks the
+ * tracked connections when grants went away. Returns how many connections were revoked. */
+size_t tt_access_tick(struct tt_access *a, int64_t now);
+
+/* Appends the Prometheus text of a's counters and gauges (checks, revocations, grants, the
+ * throttle) to out[0..outlen) after its first *len bytes, NUL-terminated; *len grows by what was
+ * written. Returns 0, or -1 when out is too small (out then holds what fitted). */
+int tt_access_metrics(const struct tt_access *a, char *out, size_t outlen, size_t *len);
 
 #endif

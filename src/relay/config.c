@@ -33,6 +33,8 @@ void tt_config_usage(FILE *f)
         "               [--session-ttl DURATION]\n"
         "               [--config FILE]\n"
         "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
+        "       tetherd --hash-secret\n"
+        "       tetherd admin [--admin-url URL] COMMAND...   (tetherd admin --help)\n"
         "\n"
         "The Tether relay: devices dial in over WebSocket; browsers and TCP clients reach them\n"
         "through it.\n"

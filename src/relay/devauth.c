@@ -1,8 +1,6 @@
 /* devauth.c - the HELLO's credential rules, device keys, the fleet credential's caps and the
- * per-address throttle of failed credentials (devauth.h). Key hashes are compared with
- * CRYPTO_memcmp; keys come from RAND_bytes; nothing secret is logged. The address table is a
- * strmap (bounded, TT_DEVAUTH_MAX_ADDRS) with an LRU list through its entries, so that both the
- * eviction at the cap and the expiry of idle entries cost O(1) per entry. */
+ * per-address throttle of failed credentials (devauth.h; the table is throttle.h's). Key hashes
+ * are compared with CRYPTO_memcmp; keys come from RAND_bytes; nothing secret is logged. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,50 +13,7 @@
 #include "access.h"
 #include "devauth.h"
 
-struct tt_devauth_addr {
-    char key[TT_ADDRKEY_LEN];
-    struct tt_devauth_bucket b;
-    int64_t last;     /* last refusal seen (LRU order) */
-    int64_t log_at;   /* start of the current log interval (0: none yet) */
-    uint64_t refused; /* refusals not logged, since log_at */
-    uint64_t throttled;
-    struct tt_devauth_addr *newer, *older;
-};
-
-/* ---- token buckets ---- */
-
-static void bucket_fill(struct tt_devauth_bucket *b, int64_t burst, int64_t now)
-{
-    b->milli = burst * 1000;
-    b->at = now;
-}
-
-/* Adds what accrued since the last refill (a clock that went back adds nothing). */
-static void bucket_refill(struct tt_devauth_bucket *b, int64_t burst, int64_t per_sec, int64_t now)
-{
-    if (now > b->at) {
-        int64_t dt = now - b->at;
-        /* per_sec tokens a second = per_sec thousandths a millisecond */
-        if (dt > burst * 1000)
-            dt = burst * 1000; /* no overflow: the bucket is full after that anyway */
-        b->milli += dt * per_sec;
-        if (b->milli > burst * 1000)
-            b->milli = burst * 1000;
-    }
-    b->at = now;
-}
-
-static bool bucket_has(const struct tt_devauth_bucket *b)
-{
-    return b->milli >= 1000;
-}
-
-static void bucket_take(struct tt_devauth_bucket *b)
-{
-    b->milli = b->milli >= 1000 ? b->milli - 1000 : 0;
-}
-
-/* ---- the address table ---- */
+/* ---- set-up and the address table ---- */
 
 static int64_t new_burst(const struct tt_devauth *a)
 {
@@ -72,150 +27,32 @@ void tt_devauth_init(struct tt_devauth *a, uint64_t max_names, uint64_t max_port
     a->max_names = max_names ? max_names : 1;
     a->max_ports = max_ports ? max_ports : 1;
     a->new_per_sec = new_per_sec ? new_per_sec : 1;
-    tt_strmap_init(&a->addrs);
-    bucket_fill(&a->new_names, new_burst(a), now);
-}
-
-static void unlink_addr(struct tt_devauth *a, struct tt_devauth_addr *e)
-{
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        a->newest = e->older;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        a->oldest = e->newer;
-    e->newer = e->older = NULL;
-}
-
-static void push_newest(struct tt_devauth *a, struct tt_devauth_addr *e)
-{
-    e->older = a->newest;
-    e->newer = NULL;
-    if (a->newest)
-        a->newest->newer = e;
-    a->newest = e;
-    if (!a->oldest)
-        a->oldest = e;
-}
-
-/* The last line about e: what it did since its last logged line. */
-static void log_summary(const struct tt_devauth_addr *e, int64_t now)
-{
-    if (e->refused == 0 && e->throttled == 0)
-        return;
-    TT_LOG(TT_LOG_WARN,
-           "device registrations refused peer=%s refused=%llu throttled=%llu seconds=%lld "
-           "(one line per address per %d s)",
-           e->key, (unsigned long long)e->refused, (unsigned long long)e->throttled,
-           (long long)((now - e->log_at) / 1000), TT_DEVAUTH_LOG_MS / 1000);
-}
-
-static void drop_addr(struct tt_devauth *a, struct tt_devauth_addr *e, int64_t now)
-{
-    log_summary(e, now);
-    unlink_addr(a, e);
-    tt_strmap_del(&a->addrs, e->key);
-    free(e);
+    tt_throttle_init(&a->thr, "device registrations");
+    tt_throttle_bucket_fill(&a->new_names, new_burst(a), now);
 }
 
 void tt_devauth_reset(struct tt_devauth *a)
 {
-    struct tt_devauth_addr *e = a->newest;
-    while (e) {
-        struct tt_devauth_addr *next = e->older;
-        free(e);
-        e = next;
-    }
-    tt_strmap_reset(&a->addrs);
-    a->newest = a->oldest = NULL;
+    tt_throttle_reset(&a->thr);
 }
 
 void tt_devauth_sweep(struct tt_devauth *a, int64_t now)
 {
-    for (int i = 0; i < 512 && a->oldest && now - a->oldest->last >= TT_DEVAUTH_IDLE_MS; i++)
-        drop_addr(a, a->oldest, now);
+    tt_throttle_sweep(&a->thr, now);
 }
 
 size_t tt_devauth_addresses(const struct tt_devauth *a)
 {
-    return tt_strmap_count(&a->addrs);
-}
-
-/* The entry of key, created (with a full bucket) when create is set; NULL when absent or out of
- * memory. At the cap the entry idle longest makes room. */
-static struct tt_devauth_addr *addr_get(struct tt_devauth *a, const char *key, bool create,
-                                        int64_t now)
-{
-    struct tt_devauth_addr *e = tt_strmap_get(&a->addrs, key);
-    if (e || !create)
-        return e;
-    tt_devauth_sweep(a, now);
-    if (tt_strmap_count(&a->addrs) >= TT_DEVAUTH_MAX_ADDRS && a->oldest) {
-        a->evicted++;
-        drop_addr(a, a->oldest, now);
-    }
-    e = calloc(1, sizeof(*e));
-    if (!e)
-        return NULL;
-    snprintf(e->key, sizeof(e->key), "%s", key);
-    bucket_fill(&e->b, TT_DEVAUTH_FAIL_BURST, now);
-    if (tt_strmap_put(&a->addrs, e->key, e) != 0) {
-        free(e);
-        return NULL;
-    }
-    push_newest(a, e);
-    return e;
-}
-
-/* e is active now: newest in the LRU order. */
-static void touch(struct tt_devauth *a, struct tt_devauth_addr *e, int64_t now)
-{
-    e->last = now;
-    if (a->newest != e) {
-        unlink_addr(a, e);
-        push_newest(a, e);
-    }
-}
-
-/* The address key of "IP:PORT" or "[IP]:PORT" into out ("" when it is not an IP address). */
-static void peer_key(const char *peer, char out[TT_ADDRKEY_LEN])
-{
-    char ip[64];
-    const char *end;
-    out[0] = '\0';
-    if (peer[0] == '[') {
-        peer++;
-        end = strchr(peer, ']');
-    } else {
-        end = strrchr(peer, ':');
-    }
-    size_t n = end ? (size_t)(end - peer) : strlen(peer);
-    if (n >= sizeof(ip))
-        return;
-    memcpy(ip, peer, n);
-    ip[n] = '\0';
-    (void)tt_addrkey_from_ip(ip, out);
+    return tt_throttle_addresses(&a->thr);
 }
 
 /* A refusal of name from e: logged when it opens a log interval (with the summary of the last
  * one), else counted for the next summary. */
-static void note(struct tt_devauth_addr *e, bool throttled, const char *name, const char *peer,
-                 const char *why, int64_t now)
+static void note(struct tt_devauth *a, struct tt_throttle_addr *e, bool throttled, const char *name,
+                 const char *peer, const char *why, int64_t now)
 {
-    if (e && e->log_at != 0 && now - e->log_at < TT_DEVAUTH_LOG_MS && now >= e->log_at) {
-        if (throttled)
-            e->throttled++;
-        else
-            e->refused++;
+    if (!tt_throttle_note(&a->thr, e, throttled, now))
         return;
-    }
-    if (e) {
-        log_summary(e, now);
-        e->log_at = now;
-        e->refused = e->throttled = 0;
-    }
     TT_LOG(TT_LOG_INFO, "device refused device=%s peer=%s reason=\"%s\"", TT_LOG_V(name), peer,
            TT_LOG_E(why));
 }
@@ -261,19 +98,17 @@ static int refuse(struct tt_devauth *a, const char *akey, bool auth, const char 
                   const char *peer, int64_t now, struct tt_devauth_verdict *v, uint16_t code,
                   const char *fmt)
 {
-    struct tt_devauth_addr *e = akey[0] ? addr_get(a, akey, true, now) : NULL;
+    struct tt_throttle_addr *e = tt_throttle_get(&a->thr, akey, true, now);
     OPENSSL_cleanse(v->key, sizeof(v->key));
     v->set_key = v->issued = false;
     v->refuse = code;
     snprintf(v->reason, sizeof(v->reason), fmt, name);
     if (auth) {
         a->failures++;
-        if (e)
-            bucket_take(&e->b);
+        tt_throttle_fail(e, now);
     }
-    if (e)
-        touch(a, e, now);
-    note(e, false, name, peer, v->reason, now);
+    tt_throttle_touch(&a->thr, e, now);
+    note(a, e, false, name, peer, v->reason, now);
     return 0;
 }
 
@@ -322,19 +157,16 @@ int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct
     const struct tt_str *key = &m->key;
 
     memset(v, 0, sizeof(*v));
-    peer_key(peer, akey);
-    struct tt_devauth_addr *e = akey[0] ? addr_get(a, akey, false, now) : NULL;
-    if (e) {
-        bucket_refill(&e->b, TT_DEVAUTH_FAIL_BURST, TT_DEVAUTH_FAIL_PER_SEC, now);
-        if (!bucket_has(&e->b)) {
-            /* not checked at all: a guess costs nothing more than this */
-            a->throttled++;
-            touch(a, e, now);
-            v->refuse = TT_REFUSE_AUTH;
-            snprintf(v->reason, sizeof(v->reason), "too many failed attempts, retry later");
-            note(e, true, name, peer, v->reason, now);
-            return 0;
-        }
+    tt_throttle_key(peer, akey);
+    struct tt_throttle_addr *e = tt_throttle_get(&a->thr, akey, false, now);
+    if (tt_throttle_blocked(e, now)) {
+        /* not checked at all: a guess costs nothing more than this */
+        a->throttled++;
+        tt_throttle_touch(&a->thr, e, now);
+        v->refuse = TT_REFUSE_AUTH;
+        snprintf(v->reason, sizeof(v->reason), "too many failed attempts, retry later");
+        note(a, e, true, name, peer, v->reason, now);
+        return 0;
     }
     if (tt_tokens_has_own(tok, m->name.p, m->name.len)) {
         if (!tt_tokens_check(tok, m->name.p, m->name.len, m->token.p, m->token.len))
@@ -379,8 +211,8 @@ int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct
         if (fresh) {
             /* A new name (not one registered before device keys): the caps on names. */
             uint64_t names = 0, held = 0;
-            bucket_refill(&a->new_names, new_burst(a), (int64_t)a->new_per_sec, now);
-            if (!bucket_has(&a->new_names)) {
+            tt_throttle_bucket_refill(&a->new_names, new_burst(a), (int64_t)a->new_per_sec, now);
+            if (!tt_throttle_bucket_has(&a->new_names)) {
                 a->cap_refused[TT_DEVAUTH_CAP_RATE]++;
                 return R_OTHER(TT_REFUSE_CAPACITY,
                                "too many new device names for the fleet token: retry later");
@@ -412,7 +244,8 @@ int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct
                                            "(--max-ports-per-token)");
     }
     if (fresh)
-        bucket_take(&a->new_names); /* only new names that get in count against the rate */
+        tt_throttle_bucket_take(
+            &a->new_names); /* only new names that get in count against the rate */
     return 0;
 }
 
@@ -472,7 +305,7 @@ int tt_devauth_metrics(const struct tt_devauth *a, struct tt_registry *reg, char
             "tether_token_refused_total{cap=\"ports\"} %llu\n"
             "tether_token_refused_total{cap=\"rate\"} %llu\n",
             (unsigned long long)a->failures, (unsigned long long)a->throttled, TT_DEVAUTH_MAX_ADDRS,
-            tt_devauth_addresses(a), (unsigned long long)a->evicted,
+            tt_devauth_addresses(a), (unsigned long long)a->thr.evicted,
             (unsigned long long)a->keys_issued, (unsigned long long)a->keys_adopted,
             (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_NAMES],
             (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_PORTS],

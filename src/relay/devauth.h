@@ -18,22 +18,22 @@
 #include "addrkey.h"
 #include "registry.h"
 #include "strmap.h"
+#include "throttle.h"
 #include "tokens.h"
 
 /* A device key: 32 random bytes as 64 lowercase hex digits (TT_MAX_KEY). */
 #define TT_DEVAUTH_KEY_HEXLEN 64
 
-/* Failed credentials per client address: a token bucket of TT_DEVAUTH_FAIL_BURST failures,
- * refilled at TT_DEVAUTH_FAIL_PER_SEC. An address with an empty bucket is throttled: its HELLOs
- * are refused (REFUSE AUTH) without a check until the bucket refills. At most
- * TT_DEVAUTH_MAX_ADDRS addresses are tracked (at the cap the one idle longest is dropped); one
- * idle for TT_DEVAUTH_IDLE_MS is forgotten. The log gets at most one line per address per
- * TT_DEVAUTH_LOG_MS, and a summary of what that line did not show. */
-#define TT_DEVAUTH_FAIL_BURST 10
-#define TT_DEVAUTH_FAIL_PER_SEC 1
-#define TT_DEVAUTH_MAX_ADDRS 65536
-#define TT_DEVAUTH_IDLE_MS 60000
-#define TT_DEVAUTH_LOG_MS 60000
+/* Failed credentials per client address: the shared throttle (throttle.h: TT_THROTTLE_BURST
+ * failures at once, refilled at TT_THROTTLE_PER_SEC, TT_THROTTLE_MAX_ADDRS addresses, idle ones
+ * forgotten after TT_THROTTLE_IDLE_MS, one log line per address per TT_THROTTLE_LOG_MS and a
+ * summary). An address with an empty bucket is throttled: its HELLOs are refused (REFUSE AUTH)
+ * without a check until the bucket refills. */
+#define TT_DEVAUTH_FAIL_BURST TT_THROTTLE_BURST
+#define TT_DEVAUTH_FAIL_PER_SEC TT_THROTTLE_PER_SEC
+#define TT_DEVAUTH_MAX_ADDRS TT_THROTTLE_MAX_ADDRS
+#define TT_DEVAUTH_IDLE_MS TT_THROTTLE_IDLE_MS
+#define TT_DEVAUTH_LOG_MS TT_THROTTLE_LOG_MS
 /* New names created with the fleet credential: a token bucket refilled at --new-names-per-second
  * (default TT_DEVAUTH_NEW_PER_SEC) that holds ten seconds' worth (per relay node). */
 #define TT_DEVAUTH_NEW_PER_SEC 100
@@ -50,13 +50,6 @@ enum tt_devauth_cap {
     TT_DEVAUTH_CAP_COUNT = 3,
 };
 
-struct tt_devauth_bucket {
-    int64_t milli; /* thousandths of a token */
-    int64_t at;    /* when it was last refilled (ms) */
-};
-
-struct tt_devauth_addr;
-
 struct tt_access;
 
 struct tt_devauth {
@@ -66,13 +59,11 @@ struct tt_devauth {
      * a private TCP service gets no port, so it counts nothing against max_ports */
     const struct tt_access *access;
     uint64_t new_per_sec; /* --new-names-per-second */
-    struct tt_devauth_bucket new_names;
-    struct tt_strmap addrs;                  /* addrkey -> struct tt_devauth_addr (owned) */
-    struct tt_devauth_addr *newest, *oldest; /* the same, by last activity */
+    struct tt_throttle_bucket new_names;
+    struct tt_throttle thr; /* failed credentials per address (its evicted: /metrics) */
     /* counters (/metrics) */
     uint64_t failures;                          /* failed credential checks */
     uint64_t throttled;                         /* HELLOs refused unchecked */
-    uint64_t evicted;                           /* addresses dropped at the cap */
     uint64_t keys_issued, keys_adopted;         /* device keys stored with a registration */
     uint64_t cap_refused[TT_DEVAUTH_CAP_COUNT]; /* registrations refused by a cap */
 };

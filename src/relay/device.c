@@ -989,6 +989,7 @@ static void on_sweep(uv_timer_t *t)
     bool full = now >= r->sweep_full_at || now < r->sweep_full_at - TT_DEVICE_FULL_SWEEP_MS;
     sweep_devices(r, now);
     tt_devauth_sweep(&r->auth, (int64_t)uv_now(r->loop));
+    tt_access_tick(&r->access, now); /* grants' expiry and cluster reads, then revocations */
     if (now - r->heartbeat_at >= TT_DEVICE_HEARTBEAT_MS || now < r->heartbeat_at)
         heartbeat(r, now);
     sweep_hello(r, now, full);

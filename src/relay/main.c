@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "common/log.h"
 #include "common/pool.h"
+#include "admincli.h"
 #include "config.h"
 #include "relay.h"
 #include "users.h"
@@ -144,6 +145,8 @@ int main(int argc, char **argv)
     struct tt_config cfg;
     char err[TT_ERRLEN];
     tt_log_set_program("tetherd");
+    if (argc > 1 && strcmp(argv[1], "admin") == 0)
+        return tt_admincli_main(argc - 1, argv + 1); /* the admin API's client (admincli.h) */
     int action = tt_config_parse(&cfg, argc, argv, err);
     if (action < 0) {
         fprintf(stderr, "tetherd: %s\n", err);

@@ -382,7 +382,7 @@ static void test_throttle_table_cap(void **state)
         check_v("cap", "guess", NULL, 0, 2, peer);
     }
     assert_int_equal(tt_devauth_addresses(&auth), TT_DEVAUTH_MAX_ADDRS);
-    assert_int_equal(auth.evicted, 1);
+    assert_int_equal(auth.thr.evicted, 1);
     tt_devauth_reset(&auth);
     assert_int_equal(tt_devauth_addresses(&auth), 0);
 }
