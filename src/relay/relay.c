@@ -159,7 +159,7 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
         tt_audit_open(&r->audit, cfg->audit_log, err) != 0)
         return -1;
     r->auth.access = &r->access; /* private TCP services take no port of the fleet's cap */
-    if (r->cluster) /* the grants live in Redis, shared by every node (grants.h) */
+    if (r->cluster)              /* the grants live in Redis, shared by every node (grants.h) */
         tt_grants_use_redis(r->access.grants, &r->cluster->rc);
     if (tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low, cfg->tcp_high) != 0) {
         snprintf(err, TT_ERRLEN, "out of memory");
