@@ -388,8 +388,8 @@ static int apply_access(struct tt_config *c, const char *flag, const char *v, ch
                    : -1;
     if (strcmp(flag, "--session-ttl") == 0) {
         uint64_t ms;
-        if (tt_parse_duration(v, &ms, e) != 0 || ms < 60000 || ms > 30ull * 86400000) {
-            snprintf(err, TT_ERRLEN, "--session-ttl: '%.60s' is not a duration from 1m to 30d", v);
+        if (tt_parse_duration(v, &ms, e) != 0 || ms < 1000 || ms > 30ull * 86400000) {
+            snprintf(err, TT_ERRLEN, "--session-ttl: '%.60s' is not a duration from 1s to 30d", v);
             return -1;
         }
         c->session_ttl_ms = ms;

@@ -18,6 +18,7 @@
 #include "relay.h"
 #include "respond.h"
 #include "server.h"
+#include "signin.h"
 
 /* mkdir -p: creates dir and its missing parents (mode 0700). Returns 0 or -1 with err. */
 static int make_dirs(const char *dir, char err[TT_ERRLEN])
@@ -158,6 +159,7 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     if (tt_access_init(&r->access, loop, &r->cfg, err) != 0 ||
         tt_audit_open(&r->audit, cfg->audit_log, err) != 0)
         return -1;
+    tt_sessions_init(&r->sessions, loop, cfg->session_ttl_ms, r->cluster ? &r->cluster->rc : NULL);
     if (tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low, cfg->tcp_high) != 0) {
         snprintf(err, TT_ERRLEN, "out of memory");
         return -1;
@@ -342,6 +344,8 @@ void tt_relay_stop(struct tt_relay *r)
     tt_headconn_set_close(&r->web_tls);
     tt_headconn_set_close(&r->admin);
     tt_respond_close_all();
+    tt_signin_stop(r);
+    tt_sessions_close(&r->sessions);
     tt_forward_stop();
     tt_device_shutdown(r);
     tt_tcpports_reset(&r->ports);
@@ -362,6 +366,7 @@ void tt_relay_free(struct tt_relay *r)
     tt_strmap_reset(&r->by_name);
     tt_strmap_reset(&r->by_label);
     tt_limits_reset(&r->limits);
+    tt_sessions_free(&r->sessions);
     tt_access_free(&r->access);
     tt_audit_close(&r->audit);
 }
