@@ -41,7 +41,7 @@ bool tt_cookie_next(const uint8_t *v, size_t len, size_t *pos, struct tt_cookie_
 }
 
 /* s is a string literal */
-#define IS(name, len, s)                                                                            \
+#define IS(name, len, s)                                                                           \
     ((len) == sizeof(s) - 1 && strncasecmp((const char *)(name), s, sizeof(s) - 1) == 0)
 
 bool tt_cookie_is_ours(const uint8_t *name, size_t len)

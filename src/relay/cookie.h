@@ -45,12 +45,12 @@ size_t tt_cookie_strip(const uint8_t *v, size_t len, uint8_t *out, bool *removed
  * is what precedes the first '=' (blanks trimmed); a value set without a name ("=NAME=...",
  * which browsers send back as "NAME=...") is read as a name too. */
 struct tt_cookie_scan {
-    uint8_t state;   /* internal */
-    uint8_t len;     /* bytes of name[] */
-    uint8_t blanks;  /* blanks seen after the last name byte, not stored yet */
-    bool restarted;  /* a nameless value is read again as NAME=... */
-    bool ours;       /* the verdict, once state is done */
-    char name[32];   /* the name so far (longer names cannot be ours) */
+    uint8_t state;  /* internal */
+    uint8_t len;    /* bytes of name[] */
+    uint8_t blanks; /* blanks seen after the last name byte, not stored yet */
+    bool restarted; /* a nameless value is read again as NAME=... */
+    bool ours;      /* the verdict, once state is done */
+    char name[32];  /* the name so far (longer names cannot be ours) */
 };
 
 void tt_cookie_scan_init(struct tt_cookie_scan *s);

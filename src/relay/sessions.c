@@ -297,8 +297,9 @@ static int decode(const char *text, size_t len, char host[TT_HOSTLEN], struct tt
     json_int_t e = 0;
     int rc = -1;
     memset(who, 0, sizeof(*who));
-    if (o && json_unpack(o, "{s:s,s:i,s:s,s:s,s:I}", "h", &h, "k", &kind, "u", &u, "g", &g, "e",
-                         &e) == 0 &&
+    if (o &&
+        json_unpack(o, "{s:s,s:i,s:s,s:s,s:I}", "h", &h, "k", &kind, "u", &u, "g", &g, "e", &e) ==
+            0 &&
         (kind == TT_PRINCIPAL_USER || kind == TT_PRINCIPAL_GRANT) && strlen(h) < TT_HOSTLEN &&
         strlen(u) <= TT_MAX_NAME && strlen(g) <= TT_GRANT_ID_LEN) {
         snprintf(host, TT_HOSTLEN, "%s", h);
@@ -326,8 +327,7 @@ static int redis_read(struct tt_sessions *s, const char *key, char host[TT_HOSTL
         return REDIS_DOWN;
     }
     int rc = REDIS_GONE;
-    if (rep->type == REDIS_REPLY_STRING &&
-        decode(rep->str, rep->len, host, who, expires) == 0)
+    if (rep->type == REDIS_REPLY_STRING && decode(rep->str, rep->len, host, who, expires) == 0)
         rc = REDIS_FOUND;
     freeReplyObject(rep);
     return rc;

@@ -39,12 +39,12 @@ struct tt_session;
 struct tt_sessions_owner;
 
 struct tt_sessions {
-    struct tt_strmap by_key; /* hex SHA-256 of the id -> struct tt_session * (owned) */
-    struct tt_strmap owners; /* principal key -> struct tt_sessions_owner * (owned) */
+    struct tt_strmap by_key;            /* hex SHA-256 of the id -> struct tt_session * (owned) */
+    struct tt_strmap owners;            /* principal key -> struct tt_sessions_owner * (owned) */
     struct tt_session *oldest, *newest; /* by the time they entered the table */
     size_t n;
     uint64_t ttl_ms;
-    size_t max, per_principal; /* TT_SESSIONS_MAX, TT_SESSIONS_PER_PRINCIPAL (tests lower them) */
+    size_t max, per_principal;  /* TT_SESSIONS_MAX, TT_SESSIONS_PER_PRINCIPAL (tests lower them) */
     struct tt_redisconn *redis; /* NULL: sessions are this node's alone */
     uv_timer_t timer;           /* drops expired sessions */
     bool timer_on;

@@ -41,8 +41,7 @@ static bool hname_is(const uint8_t *head, const struct tt_head_hdr *h, const cha
 
 /* The single header called name (trailing blanks trimmed): 1 and *v, *n; 0 when absent; 2 when
  * there are several (callers refuse). */
-static int one_header(const struct tt_signin_req *q, const char *name, const uint8_t **v,
-                      size_t *n)
+static int one_header(const struct tt_signin_req *q, const char *name, const uint8_t **v, size_t *n)
 {
     unsigned count = tt_headparse_find(q->hp, name, v, n);
     if (count == 0)
@@ -89,8 +88,7 @@ static bool is_signout(const struct tt_signin_req *q)
     target_path(q, &p, &n);
     const uint8_t *qm = memchr(p, '?', n);
     size_t pl = qm ? (size_t)(qm - p) : n;
-    return pl == sizeof(TT_SIGNIN_SIGNOUT_PATH) - 1 &&
-           memcmp(p, TT_SIGNIN_SIGNOUT_PATH, pl) == 0;
+    return pl == sizeof(TT_SIGNIN_SIGNOUT_PATH) - 1 && memcmp(p, TT_SIGNIN_SIGNOUT_PATH, pl) == 0;
 }
 
 /* The port of a Host value or of an Origin's authority, def when it names none; -1 when bad. */
@@ -263,8 +261,8 @@ enum tt_signin_verdict tt_signin_classify(struct tt_relay *r, const struct tt_si
 /* The session cookie (value "" and Max-Age 0: cleared). */
 static void make_cookie(char *out, size_t cap, bool https, const char *value, uint64_t max_age)
 {
-    snprintf(out, cap, "%s=%s; Path=/; Max-Age=%llu; HttpOnly; SameSite=Lax%s",
-             cookie_name(https), value, (unsigned long long)max_age, https ? "; Secure" : "");
+    snprintf(out, cap, "%s=%s; Path=/; Max-Age=%llu; HttpOnly; SameSite=Lax%s", cookie_name(https),
+             value, (unsigned long long)max_age, https ? "; Secure" : "");
 }
 
 /* A page for q into out (at most cap bytes). Returns its length or -1. */
@@ -303,8 +301,7 @@ static bool signout_one(const uint8_t *v, size_t n, void *ud)
     char key[TT_SESSION_KEY_LEN + 1];
     if (tt_sessions_find(&c->r->sessions, v, n, c->q->host, c->now, &who, key) != 0)
         return false;
-    TT_LOG(TT_LOG_INFO, "signed out user=%s device=%s", TT_LOG_V(who.user),
-           TT_LOG_V(c->q->device));
+    TT_LOG(TT_LOG_INFO, "signed out user=%s device=%s", TT_LOG_V(who.user), TT_LOG_V(c->q->device));
     tt_forward_close_session(key, c->except);
     tt_sessions_delete(&c->r->sessions, key);
     c->n++;
@@ -350,11 +347,11 @@ struct attempt {
     struct tt_conn *conn; /* once the body is read */
     struct tt_access_verify *verify;
     bool https, head_only;
-    char host[TT_HOSTLEN];       /* normalized */
-    char hostval[TT_HOSTLEN];    /* the Host header as sent (for Location) */
+    char host[TT_HOSTLEN];    /* normalized */
+    char hostval[TT_HOSTLEN]; /* the Host header as sent (for Location) */
     char device[TT_MAX_NAME + 1], service[TT_MAX_NAME + 1];
-    char client[TT_MAX_ADDR];    /* "IP:PORT" */
-    char user[TT_MAX_NAME + 1];  /* as typed (for the audit line) */
+    char client[TT_MAX_ADDR];   /* "IP:PORT" */
+    char user[TT_MAX_NAME + 1]; /* as typed (for the audit line) */
     size_t pathlen;
     char path[]; /* where to go back to */
 };
@@ -412,9 +409,9 @@ static void attempt_done(struct attempt *a, int rc, const struct tt_principal *w
             n = attempt_page(a, TT_SIGNINPAGE_BUSY, NULL, out, sizeof(out));
         } else {
             make_cookie(sc, sizeof(sc), a->https, cookie, r->cfg.session_ttl_ms / 1000);
-            n = tt_signinpage_redirect(out, sizeof(out), 303, a->https,
-                                       (const uint8_t *)a->hostval, strlen(a->hostval),
-                                       (const uint8_t *)a->path, a->pathlen, sc);
+            n = tt_signinpage_redirect(out, sizeof(out), 303, a->https, (const uint8_t *)a->hostval,
+                                       strlen(a->hostval), (const uint8_t *)a->path, a->pathlen,
+                                       sc);
             tt_secret_wipe(cookie, sizeof(cookie));
             tt_secret_wipe(sc, sizeof(sc));
             ok = n > 0;
@@ -492,8 +489,8 @@ static void attempt_body(struct tt_headconn *hc, struct attempt *a)
     }
     if (grant_token_form(secret, slen)) {
         struct tt_principal who;
-        int rc = tt_access_verify_token(&r->access, (const uint8_t *)secret, slen, a->client, now,
-                                        &who);
+        int rc =
+            tt_access_verify_token(&r->access, (const uint8_t *)secret, slen, a->client, now, &who);
         tt_secret_wipe(secret, sizeof(secret));
         /* the name typed, if any, must be the grant's user's */
         if (rc == 0 && ulen > 0 && strcmp(a->user, who.user) != 0)
@@ -718,13 +715,12 @@ void tt_signin_metrics(const struct tt_relay *r, char *out, size_t cap, size_t *
         tt_sessions_count(ss), ss->max, ss->per_principal, (unsigned long long)ss->created,
         (unsigned long long)ss->expired, (unsigned long long)ss->signed_out,
         (unsigned long long)ss->evicted_total, (unsigned long long)ss->evicted_principal,
-        (unsigned long long)s->ok, (unsigned long long)s->wrong,
-        (unsigned long long)s->forbidden, (unsigned long long)s->throttled,
-        (unsigned long long)s->busy, (unsigned long long)s->refused_origin,
-        (unsigned long long)s->pending, (unsigned long long)s->pending_max,
-        (unsigned long long)s->needed, (unsigned long long)s->cross_site,
-        (unsigned long long)s->signouts, (unsigned long long)s->signin_repeats,
-        (unsigned long long)ss->redis_errors);
+        (unsigned long long)s->ok, (unsigned long long)s->wrong, (unsigned long long)s->forbidden,
+        (unsigned long long)s->throttled, (unsigned long long)s->busy,
+        (unsigned long long)s->refused_origin, (unsigned long long)s->pending,
+        (unsigned long long)s->pending_max, (unsigned long long)s->needed,
+        (unsigned long long)s->cross_site, (unsigned long long)s->signouts,
+        (unsigned long long)s->signin_repeats, (unsigned long long)ss->redis_errors);
     if (n > 0)
         *len = (size_t)n < cap - *len ? *len + (size_t)n : cap - 1;
 }

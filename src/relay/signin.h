@@ -93,9 +93,9 @@ void tt_signin_metrics(const struct tt_relay *r, char *out, size_t cap, size_t *
 /* Counters (one set per process: the relay runs one loop). */
 struct tt_signin_stats {
     uint64_t ok, wrong, forbidden, throttled, busy, refused_origin; /* sign-in attempts */
-    uint64_t needed, cross_site;        /* requests answered 401 / refused 403 */
-    uint64_t signouts, signin_repeats;  /* sign-outs; sign-in forms sent while signed in */
-    uint64_t pending, pending_max;      /* attempts waiting for their check now, and most */
+    uint64_t needed, cross_site;       /* requests answered 401 / refused 403 */
+    uint64_t signouts, signin_repeats; /* sign-outs; sign-in forms sent while signed in */
+    uint64_t pending, pending_max;     /* attempts waiting for their check now, and most */
 };
 extern struct tt_signin_stats tt_signin_stats;
 

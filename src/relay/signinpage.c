@@ -77,8 +77,8 @@ static const struct text texts[TT_SIGNINPAGE_COUNT] = {
                             "moment.",
                             0},
     [TT_SIGNINPAGE_SIGNOUT] = {200, "OK", "Sign out", "Sign out of this device?", NULL, 2},
-    [TT_SIGNINPAGE_SIGNED_OUT] = {200, "OK", "Signed out",
-                                  "You are signed out of this device.", NULL, 3},
+    [TT_SIGNINPAGE_SIGNED_OUT] = {200, "OK", "Signed out", "You are signed out of this device.",
+                                  NULL, 3},
     [TT_SIGNINPAGE_BAD_FORM] = {400, "Bad Request", "Sign in", NULL,
                                 "The sign-in form could not be read. Try again.", 1},
 };
@@ -90,10 +90,10 @@ size_t tt_signinpage_escape(const char *s, size_t inlen, char *out, size_t outle
         return 0;
     for (size_t i = 0; s && i < inlen && s[i]; i++) {
         unsigned char c = (unsigned char)s[i];
-        const char *rep = c == '&'   ? "&amp;"
-                          : c == '<' ? "&lt;"
-                          : c == '>' ? "&gt;"
-                          : c == '"' ? "&quot;"
+        const char *rep = c == '&'    ? "&amp;"
+                          : c == '<'  ? "&lt;"
+                          : c == '>'  ? "&gt;"
+                          : c == '"'  ? "&quot;"
                           : c == '\'' ? "&#39;"
                                       : NULL;
         char one[2] = {c >= 0x20 && c < 0x7f ? (char)c : '?', '\0'};
@@ -130,8 +130,8 @@ int tt_signinpage_status(enum tt_signinpage_kind kind)
 
 int tt_signinpage_render(char *out, size_t outlen, const struct tt_signinpage *p)
 {
-    enum tt_signinpage_kind kind = (unsigned)p->kind < TT_SIGNINPAGE_COUNT ? p->kind
-                                                                             : TT_SIGNINPAGE_FORM;
+    enum tt_signinpage_kind kind =
+        (unsigned)p->kind < TT_SIGNINPAGE_COUNT ? p->kind : TT_SIGNINPAGE_FORM;
     const struct text *t = &texts[kind];
     char dev[6 * 64 + 1], svc[6 * 64 + 1], to[2 * sizeof(dev) + 64];
     tt_signinpage_escape(p->device, 64, dev, sizeof(dev));
@@ -212,8 +212,8 @@ int tt_signinpage_render(char *out, size_t outlen, const struct tt_signinpage *p
 
 static bool host_char(uint8_t c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == ':' || c == '[' || c == ']' || c == '_';
 }
 
 static bool path_ok(const uint8_t *path, size_t len)
