@@ -387,3 +387,484 @@ def test_private_signin_users_reload_closes(t):
        "alice's session after her removal")
     # removed, her secret signs in no more
     eq(_signin(relay, label, "alice", "alice-secret-1")[0], 401, "alice signs in after removal")
+
+
+def test_private_signin_public_services_unchanged(t):
+    # --public keeps a service public on a private relay: no sign-in, and the relay's cookie is
+    # still taken out of the requests
+    relay = _private_relay(t, extra=["--public", "*/http"])
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(relay, http=svc.port)
+    fake = "tether_session=" + "ab" * 32
+    st, _, body = _request(relay, "GET", "/headers", agent.label,
+                           [("Cookie", "x=1; %s; __Host-%s" % (fake, fake)),
+                            ("Cookie", fake)])
+    eq(st, 200, "a public service on a private relay")
+    got = [v for k, v in _device_headers(body) if k == "cookie"]
+    eq(got, ["x=1"], "the device's Cookie headers")
+    # the sign-out path of a public service is the device's own
+    eq(_request(relay, "GET", "/.tether/signout", agent.label)[0], 404,
+       "the device's answer for /.tether/signout on a public service")
+
+
+def test_private_signin_public_relay_strips_cookie(t):
+    # --access public (the default): every request passes, and still without the relay's cookie
+    relay = t.relay()
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(relay, http=svc.port)
+    value = "cd" * 32
+    st, _, body = _request(relay, "GET", "/headers", agent.label,
+                           [("Cookie", "tether_session=%s; keep=me" % value)])
+    eq(st, 200, "a public relay")
+    eq([v for k, v in _device_headers(body) if k == "cookie"], ["keep=me"],
+       "the device's Cookie headers")
+
+
+class _CookieDevice:
+    """A device web server whose answers try to set cookies: GET /set?c=HEADER-VALUE answers
+    200 with Set-Cookie: HEADER-VALUE (urldecoded), /raw?h=NAME&c=VALUE with any header name."""
+
+    def __init__(self, t):
+        import http.server
+        import threading
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                body = b"device body\n"
+                self.send_response(200)
+                self.send_header(q.get("h", ["Set-Cookie"])[0], q.get("c", ["a=b"])[0])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        t.on_cleanup(lambda: (self.server.shutdown(), self.server.server_close()))
+
+
+def _raw_get(relay, label, path, headers=()):
+    """Sends one GET and returns every byte the relay sends until it closes."""
+    s = socket.create_connection(("127.0.0.1", relay.port), timeout=20)
+    extra = "".join("%s: %s\r\n" % kv for kv in headers)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n" %
+               (path, relay.host(label), extra)).encode())
+    data = b""
+    while True:
+        try:
+            b = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not b:
+            break
+        data += b
+    s.close()
+    return data
+
+
+def _metric(relay, name):
+    c = http.client.HTTPConnection("127.0.0.1", relay.admin_port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def test_private_signin_device_cannot_set_relay_cookie(t):
+    # a device's page (public or private) must never set the relay's cookie, for its own host
+    # or for the whole domain (cookie tossing): such a response is cut before its head ends
+    for access in ("public", "private"):
+        relay = (_private_relay(t, extra=["--public", "*/http"]) if access == "private"
+                 else t.relay())
+        dev = _CookieDevice(t)
+        agent = t.agent(relay, http=dev.port)
+        attacks = [
+            "tether_session=%s; Domain=localhost; Path=/" % ("ee" * 32),
+            "__Host-tether_session=x; Secure; Path=/",
+            "TETHER_SESSION=x; Domain=.localhost",
+            "  tether_session =x",
+            "=tether_session=x; Domain=localhost",
+            "__Secure-tether_session=x; Secure",
+        ]
+        for a in attacks:
+            data = _raw_get(relay, agent.label, "/set?" + urllib.parse.urlencode({"c": a}))
+            check(b"\r\n\r\n" not in data, "%s relay: a response setting %r reached the "
+                  "browser whole: %r" % (access, a, data[:300]))
+            check(b"tether_session=" not in data.lower(),
+                  "%s relay: the cookie's value passed: %r" % (access, data[:300]))
+        data = _raw_get(relay, agent.label, "/set?" + urllib.parse.urlencode(
+            {"h": "set-cookie", "c": "tether_session=y"}))
+        check(b"\r\n\r\n" not in data, "lowercase set-cookie passed: %r" % data[:300])
+        # the device's own cookies pass, also one whose value names ours
+        for ok in ("theme=dark; Path=/", "prefs=tether_session; Path=/",
+                   "tether_session_old=1"):
+            data = _raw_get(relay, agent.label, "/set?" + urllib.parse.urlencode({"c": ok}))
+            check(data.startswith(b"HTTP/1.1 200") and
+                  ("Set-Cookie: " + ok).encode() in data and data.endswith(b"device body\n"),
+                  "%s relay: the device's own cookie %r: %r" % (access, ok, data[:300]))
+        eq(_metric(relay, "tether_http_device_cookie_refused_total"), len(attacks) + 1,
+           "responses cut (metric)")
+
+
+def test_private_signin_cross_site_requests(t):
+    relay, svc, agent = _world(t)
+    label = agent.label
+    host = relay.host(label)
+    pair = _signed_in(relay, label)
+    other = "http://evil.localhost:%d" % relay.port
+    refused = [
+        ("GET", [("Sec-Fetch-Site", "same-site"), ("Sec-Fetch-Mode", "cors"),
+                 ("Sec-Fetch-Dest", "empty")]),
+        ("GET", [("Sec-Fetch-Site", "same-site"), ("Sec-Fetch-Mode", "navigate"),
+                 ("Sec-Fetch-Dest", "iframe")]),
+        ("GET", [("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Mode", "no-cors"),
+                 ("Sec-Fetch-Dest", "image")]),
+        ("POST", [("Sec-Fetch-Site", "same-site"), ("Sec-Fetch-Mode", "navigate"),
+                  ("Sec-Fetch-Dest", "document"), ("Origin", other)]),
+        ("POST", [("Origin", other)]),
+        ("POST", [("Origin", "null")]),
+        ("GET", [("Origin", other)]),
+        ("GET", [("Sec-Fetch-Site", "same-origin"), ("Sec-Fetch-Site", "same-site")]),
+        ("GET", [("Sec-Fetch-Site", "who-knows")]),
+        ("POST", [("Origin", "https://" + host)]),  # another scheme
+        ("POST", [("Origin", "http://%s.localhost:%d" % (label, relay.port + 1))]),  # port
+    ]
+    for method, h in refused:
+        st, _, body = _request(relay, method, "/upload", label, [("Cookie", pair)] + h,
+                               b"x=1" if method == "POST" else b"")
+        eq(st, 403, "%s with %r" % (method, h))
+        check(b"another site" in body, "the 403 page: %s" % short(body))
+    eq(svc.requests, 0, "the device got a request made by another site")
+    passed = [
+        ("GET", "/small", [("Sec-Fetch-Site", "same-site"), ("Sec-Fetch-Mode", "navigate"),
+                           ("Sec-Fetch-Dest", "document")]),
+        ("GET", "/small", [("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Mode", "navigate"),
+                           ("Sec-Fetch-Dest", "document"), ("Sec-Fetch-User", "?1")]),
+        ("GET", "/small", [("Sec-Fetch-Site", "none")]),
+        ("POST", "/upload", [("Origin", "http://" + host)]),
+        ("POST", "/upload", [("Sec-Fetch-Site", "same-origin"), ("Origin", "null")]),
+        ("POST", "/upload", [("Sec-Fetch-Site", "same-origin"), ("Origin", "http://" + host)]),
+    ]
+    for method, path, h in passed:
+        st, _, _ = _request(relay, method, path, label, [("Cookie", pair)] + h,
+                            b"x=1" if method == "POST" else b"")
+        eq(st, 200, "%s %s with %r" % (method, path, h))
+    # a WebSocket opened by another site's page
+    for origin, want in ((other, 403), ("http://" + host, 101)):
+        c = Conn(relay.port, host)
+        c.send("GET", "/ws", [("Cookie", pair), ("Upgrade", "websocket"),
+                              ("Connection", "Upgrade"), ("Origin", origin),
+                              ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                              ("Sec-WebSocket-Version", "13")])
+        line = c.f.readline()
+        c.close()
+        check(line.startswith(b"HTTP/1.1 %d" % want), "WebSocket from %s: %r" % (origin, line))
+    # a sign-in posted by another site's page (login CSRF): refused unread, not audited
+    st, hdrs, _ = _signin(relay, label, "alice", "alice-secret-1",
+                          headers=[("Origin", other)])
+    eq(st, 403, "a sign-in from another site")
+    check(not _h(hdrs, "set-cookie"), "a cookie for a sign-in from another site")
+    eq(len([l for l in _audit(relay) if l.get("event") == "signin"]), 1,
+       "audit lines (alice's own sign-in only)")
+
+
+def test_private_signin_form_again_while_signed_in(t):
+    # A sign-in form posted by a browser that has a session already (a second tab): the relay
+    # answers it (303 back to the URL); the user's secret never reaches the device.
+    relay, svc, agent = _world(t)
+    label = agent.label
+    pair = _signed_in(relay, label)
+    form = _form("alice", "alice-secret-1")
+    # first request of a new connection
+    st, hdrs, _ = _request(relay, "POST", "/upload?z=1", label, [("Cookie", pair), FORM_CT],
+                           form)
+    eq(st, 303, "a sign-in form with a session")
+    eq(_one(hdrs, "location"), "http://%s/upload?z=1" % relay.host(label), "Location")
+    # a later request of a keep-alive connection
+    c = Conn(relay.port, relay.host(label))
+    eq(c.request("GET", "/small", [("Cookie", pair)])[0], 200, "first request")
+    st, _, _ = c.request("POST", "/upload", [("Cookie", pair), FORM_CT],
+                         _form("x", "y", [("more", "1")]))
+    eq(st, 303, "a sign-in form on a keep-alive connection")
+    check(c.closed(), "the connection stayed open")
+    c.close()
+    eq(svc.requests, 1, "the device got a sign-in form")
+    # the device's own forms pass: other fields, or a body too large to be the sign-in form
+    c = Conn(relay.port, relay.host(label))
+    body = urllib.parse.urlencode({"name": "x", "value": "y"}).encode()
+    st, _, got = c.request("POST", "/upload", [("Cookie", pair), FORM_CT], body)
+    eq((st, json.loads(got)["length"]), (200, len(body)), "the device's own small form")
+    big = urllib.parse.urlencode({"user": "u", "secret": "s", "pad": "p" * 5000}).encode()
+    st, _, got = c.request("POST", "/upload", [("Cookie", pair), FORM_CT], big)
+    eq((st, json.loads(got)["length"]), (200, len(big)), "a large form")
+    c.close()
+    # a form without a session on a keep-alive connection: 307, sent again on a new connection
+    c = Conn(relay.port, relay.host(label))
+    eq(c.request("GET", "/small", [("Cookie", pair)])[0], 200, "first request")
+    st, hdrs, _ = c.request("POST", "/upload", [FORM_CT], form)
+    eq(st, 307, "a sign-in form without a session on a connection made with one")
+    eq(_one(hdrs, "location"), "http://%s/upload" % relay.host(label), "Location of the 307")
+    c.close()
+
+
+def test_private_signin_bad_forms(t):
+    relay, svc, agent = _world(t)
+    label = agent.label
+
+    def post(body, ct="application/x-www-form-urlencoded", extra=()):
+        return _request(relay, "POST", "/", label, [("Content-Type", ct)] + list(extra), body)
+
+    # not a sign-in at all: the page, nothing audited
+    for body, ct in ((b"a=1&b=2", "application/x-www-form-urlencoded"),
+                     (b"user=alice&secret=alice-secret-1", "text/plain"),
+                     (b"user=alice&secret=alice-secret-1", "application/json"),
+                     (b"user=alice&secret=alice-secret-1&" + b"p" * 5000,
+                      "application/x-www-form-urlencoded")):
+        st, hdrs, page = post(body, ct)
+        eq(st, 401, "POST %r (%s)" % (body[:40], ct))
+        check(not _h(hdrs, "set-cookie"), "a cookie")
+        _signin_page_ok(page, agent.name)
+    eq(len(_audit(relay)), 0, "audit lines for posts that are no sign-in")
+    # chunked: not read
+    c = Conn(relay.port, relay.host(label))
+    c.sock.sendall(("POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/"
+                    "x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "5\r\nuser=\r\n0\r\n\r\n" % relay.host(label)).encode())
+    eq(c.response("POST")[0], 401, "a chunked form")
+    c.close()
+    # sign-ins that cannot be read: wrong, audited with what could be read
+    for body in (b"user=%zz&secret=alice-secret-1", b"user=alice&secret=alice%00secret",
+                 b"user=alice&user=alice&secret=alice-secret-1",
+                 b"user=" + b"a" * 65 + b"&secret=alice-secret-1",
+                 b"user=alice&secret=" + b"s" * 300, b"user=alice&secret=",
+                 b"user=alice&secret=alice-secret-1%"):
+        st, hdrs, page = post(body)
+        eq(st, 401, "sign-in %r" % body[:60])
+        check(b"not right" in page and not _h(hdrs, "set-cookie"), "page for %r" % body[:60])
+    outcomes = [l["outcome"] for l in _audit(relay)]
+    eq(outcomes, ["refused"] * 7, "audit of unreadable sign-ins")
+    # and an odd but valid encoding signs in
+    st, _, _ = post(b"secret=alice%2Dsecret%2d1&user=%61lice&x=%")
+    eq(st, 303, "an encoded sign-in")
+    eq(svc.requests, 0, "the device got a sign-in")
+
+
+def test_private_signin_https(t):
+    from test_tls import DOMAIN, Pki, _client_ctx
+    pki = Pki(t)
+    crt, key, _ = pki.server()
+    tls_port = free_port()
+    relay = _private_relay(t, extra=["--domain", DOMAIN, "--tls-listen", "127.0.0.1:%d" % tls_port,
+                                     "--tls-cert", crt, "--tls-key", key])
+    wait_for(lambda: _tls_up(tls_port), 30, "the TLS listener")
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(relay, http=svc.port)
+    name = "%s.%s" % (agent.label, DOMAIN)
+    host = "%s:%d" % (name, tls_port)
+
+    def tls_conn():
+        raw = socket.create_connection(("127.0.0.1", tls_port), timeout=20)
+        return Conn(tls_port, host, sock=_client_ctx(pki).wrap_socket(raw, server_hostname=name))
+
+    c = tls_conn()
+    st, _, body = c.request("GET", "/headers")
+    c.close()
+    eq(st, 401, "https without a session")
+    c = tls_conn()
+    st, hdrs, _ = c.request("POST", "/headers?q=2", [FORM_CT], _form("alice", "alice-secret-1"))
+    c.close()
+    eq(st, 303, "sign-in over https")
+    eq(_one(hdrs, "location"), "https://%s/headers?q=2" % host, "Location over https")
+    pair, attrs, parts = _cookie_of(hdrs)
+    m = COOKIE_RE.match(pair)
+    check(m and m.group(1) == "__Host-tether_session", "the cookie over https: %r" % pair)
+    eq(sorted(attrs), ["httponly", "max-age", "path", "samesite", "secure"],
+       "cookie attributes over https (Secure, no Domain)")
+    eq((attrs["path"], attrs["samesite"]), ("/", "Lax"), "Path and SameSite")
+    c = tls_conn()
+    st, _, body = c.request("GET", "/headers", [("Cookie", "a=1; " + pair)])
+    c.close()
+    eq(st, 200, "https with the session")
+    dh = _device_headers(body)
+    eq([v for k, v in dh if k == "cookie"], ["a=1"], "the device's Cookie over https")
+    eq([v for k, v in dh if k == "x-forwarded-proto"], ["https"], "X-Forwarded-Proto")
+    # the session under the plain-http name is not read over https (a sibling page could plant
+    # one); the https cookie is not read over plain http either
+    c = tls_conn()
+    eq(c.request("GET", "/headers", [("Cookie", "tether_session=" + m.group(2))])[0], 401,
+       "the session under the http name, over https")
+    c.close()
+    st, _, _ = _request(relay, "GET", "/headers", None, [("Cookie", pair)],
+                        host="%s:%d" % (name, relay.port))
+    eq(st, 401, "the https cookie over plain http")
+
+
+def _tls_up(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_private_signin_cluster(t):
+    # two nodes sharing Redis: a session made on one node works on the other, and a sign-out on
+    # one ends it on the other
+    from test_cluster import _free_range_all, _node
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    users = _users_file(t)
+    extra = ["--access", "private", "--users-file", users]
+    a = _node(t, redis, "node-a", "127.0.0.2", (low, high), extra=extra)
+    b = _node(t, redis, "node-b", "127.0.0.3", (low, high), extra=extra)
+    svc = t.http_service(big_size=1024, ident="the-device")
+    agent = t.agent(a, http=svc.port, server=a.url + "/?tether-redirected=1")
+    label = agent.label
+    # sign in through node b (forwarded to a, which holds the device), then use it on both
+    st, hdrs, _ = _signin(b, label, "alice", "alice-secret-1", "/whoami",
+                          host=b.host(label))
+    eq(st, 303, "sign-in through node b")
+    pair, _, _ = _cookie_of(hdrs)
+    for node in (a, b):
+        eq(_request(node, "GET", "/whoami", label, [("Cookie", pair)])[::2], (200, b"the-device"),
+           "the session through %s" % node.name)
+    # the device moves to node b: node b reads the session node a made from Redis
+    agent.stop()
+    agent2 = t.agent(b, http=svc.port, name=agent.name, server=b.url + "/?tether-redirected=1")
+    eq(agent2.label, label, "the label after the move")
+    wait_for(lambda: _request(b, "GET", "/whoami", label, [("Cookie", pair)])[0] == 200, 20,
+             "the session on node b, which holds the device now")
+    # an open connection at node b made under it, then a sign-out at node b
+    c = Conn(b.port, b.host(label))
+    eq(c.request("GET", "/whoami", [("Cookie", pair)])[0], 200, "keep-alive at b")
+    st, _, _ = _request(b, "POST", "/.tether/signout", label,
+                        [("Cookie", pair), ("Origin", "http://" + b.host(label))])
+    eq(st, 200, "sign-out at node b")
+    check(c.closed(), "the connection made under the session stayed open")
+    c.close()
+    # back to node a, whose table still had the session: it asks Redis again, which says gone
+    agent2.stop()
+    agent3 = t.agent(a, http=svc.port, name=agent.name, server=a.url + "/?tether-redirected=1")
+    eq(agent3.label, label, "the label after moving back")
+    wait_for(lambda: _request(a, "GET", "/whoami", label)[0] == 401, 20, "the device at node a")
+    # (a node trusts what it read from Redis for at most a second)
+    wait_for(lambda: _request(a, "GET", "/whoami", label, [("Cookie", pair)])[0] == 401, 5,
+             "the session signed out on node b to end at node a")
+    eq(_metric(a, "tether_access_session_redis_errors_total"), 0, "Redis errors at node a")
+    eq(_metric(b, "tether_access_session_redis_errors_total"), 0, "Redis errors at node b")
+
+
+# ---------------------------------------------------------------- headless Chromium
+
+class _Chromium:
+    """Headless Chromium driven over the DevTools protocol (a WebSocket on a loopback port, the
+    page's target), like a user: it loads pages, types into fields and clicks."""
+
+    def __init__(self, t):
+        from lib import Proc, WsClient
+        from test_browser import CHROMIUM_FLAGS, _chromium
+        exe = _chromium()
+        check(exe, "chromium is not installed (scripts/deps.sh test installs it)")
+        profile = t.mkdtemp("chromium")
+        self.port = free_port()
+        self.proc = Proc(t, "chromium", [exe] + CHROMIUM_FLAGS + [
+            "--user-data-dir=" + profile, "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=%d" % self.port, "about:blank"],
+            env_vars={"HOME": profile})
+        t.on_cleanup(lambda: self.proc.stop())
+        targets = wait_for(self._page_targets, 60, "chromium's DevTools endpoint")
+        path = urllib.parse.urlsplit(targets[0]["webSocketDebuggerUrl"]).path
+        self.ws = WsClient(self.port, "127.0.0.1:%d" % self.port, path, timeout=60)
+        check(self.ws.status == 101, "DevTools WebSocket: %s" % self.ws.status_line)
+        self.n = 0
+
+    def _page_targets(self):
+        if not self.proc.alive():
+            raise TestFailure("chromium exited: %s" % self.proc.stderr_tail(10))
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            c.request("GET", "/json/list")
+            pages = [x for x in json.loads(c.getresponse().read()) if x.get("type") == "page"]
+            return pages or None
+        finally:
+            c.close()
+
+    def call(self, method, **params):
+        self.n += 1
+        self.ws.send(0x1, json.dumps({"id": self.n, "method": method,
+                                      "params": params}).encode())
+        while True:
+            op, payload = self.ws.recv()
+            msg = json.loads(payload)
+            if msg.get("id") == self.n:
+                check("error" not in msg, "DevTools %s: %r" % (method, msg.get("error")))
+                return msg.get("result", {})
+
+    def js(self, expr):
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
+        return r.get("result", {}).get("value")
+
+    def state(self):
+        return self.js("JSON.stringify({url: location.href, title: document.title, "
+                       "ready: document.readyState, cookie: document.cookie, "
+                       "text: document.body ? document.body.innerText : ''})")
+
+    def wait(self, pred, what, timeout=30):
+        last = {}
+
+        def ok():
+            nonlocal last
+            s = self.state()
+            last = json.loads(s) if s else {}
+            return last if last.get("ready") == "complete" and pred(last) else None
+        try:
+            return wait_for(ok, timeout, what, interval=0.2)
+        except TestFailure as e:
+            raise TestFailure("%s; the page: %r" % (e, last))
+
+    def type_into(self, selector, text):
+        self.js("document.querySelector(%s).focus()" % json.dumps(selector))
+        self.call("Input.insertText", text=text)
+
+
+def test_private_signin_chromium(t):
+    relay, svc, agent = _world(t)
+    url = "http://%s.localhost:%d/app" % (agent.label, relay.port)
+    b = _Chromium(t)
+    b.call("Page.enable")
+    b.call("Page.navigate", url=url)
+    s = b.wait(lambda s: s["title"].startswith("Sign in"), "the sign-in page")
+    check(agent.name in s["text"], "the device's name on the page: %r" % s["text"])
+    # a wrong secret first
+    b.type_into("#user", "alice")
+    b.type_into("#secret", "wrong-secret")
+    b.js("document.querySelector('button[type=submit]').click()")
+    b.wait(lambda s: "not right" in s["text"], "the page saying the secret is wrong")
+    b.type_into("#user", "alice")
+    b.type_into("#secret", "alice-secret-1")
+    b.js("document.querySelector('button[type=submit]').click()")
+    # back at the URL first asked for: the device's page, whose fetch() and WebSocket go
+    # through the relay with the session
+    s = b.wait(lambda s: s["title"] == "Tether browser check" and "pending" not in s["text"],
+               "the device's page after signing in", timeout=45)
+    eq(s["url"], url, "the URL after signing in")
+    check("fetch: device" in s["text"], "the page's fetch(): %r" % s["text"])
+    check("ws: ping-from-browser" in s["text"], "the page's WebSocket: %r" % s["text"])
+    eq(s["cookie"], "", "document.cookie on the device's page (the session is HttpOnly)")
+    # sign out through the relay's page
+    b.call("Page.navigate", url=url.replace("/app", "/.tether/signout"))
+    b.wait(lambda s: s["title"].startswith("Sign out"), "the sign-out page")
+    b.js("document.querySelector('button[type=submit]').click()")
+    b.wait(lambda s: s["title"].startswith("Signed out"), "the signed-out page")
+    b.call("Page.navigate", url=url)
+    b.wait(lambda s: s["title"].startswith("Sign in"), "the sign-in page after signing out")
+    lines = [(l["user"], l["outcome"]) for l in _audit(relay) if l.get("event") == "signin"]
+    eq(lines, [("alice", "refused"), ("alice", "ok")], "audit lines of the browser's sign-ins")
