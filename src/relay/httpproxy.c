@@ -529,7 +529,10 @@ static int rsp_header_field(http_parser *p, const char *at, size_t len)
         x->field_ok = true;
     }
     for (size_t i = 0; i < len && x->field_ok; i++) {
-        if (x->field_pos >= sizeof(sc) - 1 || ((uint8_t)at[i] | 0x20) != (uint8_t)sc[x->field_pos])
+        uint8_t c = (uint8_t)at[i];
+        if (c >= 'A' && c <= 'Z')
+            c |= 0x20;
+        if (x->field_pos >= sizeof(sc) - 1 || c != (uint8_t)sc[x->field_pos])
             x->field_ok = false;
         else
             x->field_pos++;
@@ -565,7 +568,7 @@ static size_t scan_untracked(struct tt_httpproxy *x, const uint8_t *in, size_t l
     static const char word[] = "tether_session";
     const uint8_t wl = sizeof(word) - 1;
     for (size_t i = 0; i < len; i++) {
-        uint8_t c = (uint8_t)(in[i] | 0x20);
+        uint8_t c = in[i] >= 'A' && in[i] <= 'Z' ? (uint8_t)(in[i] | 0x20) : in[i];
         while (x->lost_match > 0 && c != (uint8_t)word[x->lost_match])
             x->lost_match = x->lost_match == 3 ? 1 : 0; /* after "tet" the last "t" may begin it */
         if (c == (uint8_t)word[x->lost_match])
