@@ -682,8 +682,13 @@ size_t tt_httpproxy_response(struct tt_httpproxy *x, const uint8_t *in, size_t l
             continue;
         }
         if (e != HPE_OK || (n == 0 && x->track == TT_HTTPPROXY_TRACKING)) {
+            /* untracked from the byte the parser stopped at (the same whatever the cuts) */
             lose(x);
-            return len;
+            off = off > len ? len : off;
+            size_t pass = off + scan_untracked(x, in + off, len - off);
+            if (x->cut)
+                x->events |= TT_HTTPPROXY_EV_RESUME;
+            return pass;
         }
     }
     return len;

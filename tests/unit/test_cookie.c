@@ -35,8 +35,8 @@ static void test_pairs(void **state)
     (void)state;
     static const char v[] = " a=1;b = 2 ;;c; =d;e=\"q;";
     const uint8_t *g = guarded(v, sizeof(v) - 1);
-    static const char *const want[][2] = {{"a", "1"}, {"b", "2"}, {"", ""}, {"", "c"},
-                                          {"", "d"},  {"e", "\"q"}};
+    static const char *const want[][2] = {{"a", "1"}, {"b", "2"}, {"", ""},
+                                          {"", "c"},  {"", "d"},  {"e", "\"q"}};
     size_t pos = 0, i = 0;
     struct tt_cookie_pair p;
     while (tt_cookie_next(g, sizeof(v) - 1, &pos, &p)) {
@@ -55,12 +55,12 @@ static void test_pairs(void **state)
 static void test_is_ours(void **state)
 {
     (void)state;
-    static const char *const yes[] = {"tether_session", "TETHER_SESSION", "Tether_Session",
-                                      "__Host-tether_session", "__host-TETHER_session",
-                                      "__Secure-tether_session"};
-    static const char *const no[] = {"tether_sessions", "tether-session", "_tether_session",
-                                     "__Host-tether_sessio", "",  "tether_session ",
-                                     "x__Host-tether_session"};
+    static const char *const yes[] = {"tether_session",        "TETHER_SESSION",
+                                      "Tether_Session",        "__Host-tether_session",
+                                      "__host-TETHER_session", "__Secure-tether_session"};
+    static const char *const no[] = {
+        "tether_sessions", "tether-session",        "_tether_session", "__Host-tether_sessio", "",
+        "tether_session ", "x__Host-tether_session"};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
         assert_true(tt_cookie_is_ours((const uint8_t *)yes[i], strlen(yes[i])));
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
@@ -93,8 +93,7 @@ static void test_strip(void **state)
     strip_is("a=1;tether_session=x;b=2", "a=1;b=2", true);
     strip_is("  TETHER_SESSION = x ;a=1", "a=1", true);
     strip_is("__Host-tether_session=1; __Secure-tether_session=2; tether_session=3", "", true);
-    strip_is("a=tether_session; tether_session_x=1", "a=tether_session; tether_session_x=1",
-             false);
+    strip_is("a=tether_session; tether_session_x=1", "a=tether_session; tether_session_x=1", false);
     strip_is("a; b; tether_session=1; c", "a; b; c", true);
     strip_is(";;tether_session=1;;", "", true);
     /* never longer, whatever the shape: many one-letter pairs around ours */

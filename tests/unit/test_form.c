@@ -61,13 +61,13 @@ static void test_get(void **state)
     is("user=alice&secret=s3", "user", "alice");
     is("user=alice&secret=s3", "secret", "s3");
     is("secret=a+b%20c%2B%25&user=x", "secret", "a b c+%");
-    is("%75ser=bob", "user", "bob");        /* an encoded name */
+    is("%75ser=bob", "user", "bob"); /* an encoded name */
     is("us%65r=bob&x", "user", "bob");
-    is("&&user=&secret=x", "user", "");     /* empty pairs skipped; an empty value */
-    is("user", "user", "");                 /* no '=': an empty value */
+    is("&&user=&secret=x", "user", ""); /* empty pairs skipped; an empty value */
+    is("user", "user", "");             /* no '=': an empty value */
     is("user=a=b", "user", "a=b");
-    is("user=%C3%A9", "user", "\xc3\xa9");  /* UTF-8 bytes pass */
-    is("x=%zz&user=ok", "user", "ok");      /* another field's bad escape is not ours */
+    is("user=%C3%A9", "user", "\xc3\xa9"); /* UTF-8 bytes pass */
+    is("x=%zz&user=ok", "user", "ok");     /* another field's bad escape is not ours */
     rc_is("userx=1&xuser=2", "user", TETHER_ERR_NOT_FOUND);
     rc_is("", "user", TETHER_ERR_NOT_FOUND);
     rc_is("user=1&user=2", "user", TETHER_ERR_INVAL);
@@ -110,14 +110,13 @@ static void test_count(void **state)
 static void test_content_type(void **state)
 {
     (void)state;
-    static const char *const yes[] = {"application/x-www-form-urlencoded",
-                                      "Application/X-WWW-Form-URLEncoded",
-                                      "application/x-www-form-urlencoded; charset=UTF-8",
-                                      "  application/x-www-form-urlencoded  ",
-                                      "application/x-www-form-urlencoded;"};
-    static const char *const no[] = {"application/x-www-form-urlencodedx", "multipart/form-data",
-                                     "text/plain", "", "application/x-www-form-urlencoded x",
-                                     "application/x-www-form"};
+    static const char *const yes[] = {
+        "application/x-www-form-urlencoded", "Application/X-WWW-Form-URLEncoded",
+        "application/x-www-form-urlencoded; charset=UTF-8", "  application/x-www-form-urlencoded  ",
+        "application/x-www-form-urlencoded;"};
+    static const char *const no[] = {
+        "application/x-www-form-urlencodedx",  "multipart/form-data",   "text/plain", "",
+        "application/x-www-form-urlencoded x", "application/x-www-form"};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
         assert_true(tt_form_content_type(guarded(yes[i], strlen(yes[i])), strlen(yes[i])));
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)

@@ -144,8 +144,7 @@ static void test_caps(void **state)
     assert_string_equal(who.grant, grant.grant);
     /* five in all: bob's push out the oldest of everyone's */
     for (int i = 0; i < 3; i++)
-        assert_int_equal(tt_sessions_create(&s, "h.localhost", &bob, T0 + 6 + i, cb[i], kb[i]),
-                         0);
+        assert_int_equal(tt_sessions_create(&s, "h.localhost", &bob, T0 + 6 + i, cb[i], kb[i]), 0);
     assert_int_equal(tt_sessions_count(&s), 5);
     assert_int_equal(s.evicted_total, 2);
     assert_int_equal(find(&s, ca[1], "h.localhost", T0 + 10, &who), TETHER_ERR_NOT_FOUND);

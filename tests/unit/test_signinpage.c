@@ -141,8 +141,8 @@ static void test_redirects(void **state)
     location_is("https://[::1]:443/");
     assert_null(strstr(out, "Set-Cookie"));
     /* a path that would leave the host, or is not a path: "/" */
-    static const char *const away[] = {"//evil.example/x", "/\\evil.example", "http://x/",
-                                       "", "*", "/a b", "/a\x01", "/a\\b"};
+    static const char *const away[] = {
+        "//evil.example/x", "/\\evil.example", "http://x/", "", "*", "/a b", "/a\x01", "/a\\b"};
     for (size_t i = 0; i < sizeof(away) / sizeof(away[0]); i++) {
         assert_true(redirect(303, false, "abc.localhost", away[i], NULL) > 0);
         location_is("http://abc.localhost/");
