@@ -31,6 +31,7 @@ struct tt_session {
     struct tt_principal who;
     int64_t expires; /* unix ms */
     int64_t checked; /* with Redis: when it was last read there (unix ms) */
+    bool local_only; /* made while Redis could not be reached: not looked for there */
     char key[TT_SESSION_KEY_LEN + 1];
     char host[]; /* normalized */
 };
@@ -367,6 +368,9 @@ int tt_sessions_create(struct tt_sessions *s, const char *host, const struct tt_
     free(val);
     if (!rep) {
         TT_LOG(TT_LOG_INFO, "session kept on this node only: Redis unreachable");
+        struct tt_session *e = tt_strmap_get(&s->by_key, key);
+        if (e)
+            e->local_only = true;
         return 0;
     }
     if (rep->type == REDIS_REPLY_ARRAY) {
@@ -392,7 +396,7 @@ int tt_sessions_create(struct tt_sessions *s, const char *host, const struct tt_
 static struct tt_session *lookup(struct tt_sessions *s, const char *key, int64_t now)
 {
     struct tt_session *e = tt_strmap_get(&s->by_key, key);
-    if (s->redis && (!e || now - e->checked >= TT_SESSIONS_RECHECK_MS)) {
+    if (s->redis && (!e || (!e->local_only && now - e->checked >= TT_SESSIONS_RECHECK_MS))) {
         char host[TT_HOSTLEN];
         struct tt_principal who;
         int64_t expires = 0;

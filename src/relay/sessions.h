@@ -15,7 +15,8 @@
  * wide), and the table here is a cache of them: a node reads a session from Redis again when it
  * has not for TT_SESSIONS_RECHECK_MS, so that a sign-out or an eviction on another node is seen
  * within about a second. While Redis cannot be reached, sessions in the cache stay valid until
- * they expire, and sessions made then live on this node only.
+ * they expire, and sessions made then live on this node only (for their whole life: other nodes
+ * never learn of them).
  * Runs on the loop thread; Redis calls are synchronous (redisconn.h: short timeouts). */
 #ifndef TT_SESSIONS_H
 #define TT_SESSIONS_H

@@ -868,3 +868,34 @@ def test_private_signin_chromium(t):
     b.wait(lambda s: s["title"].startswith("Sign in"), "the sign-in page after signing out")
     lines = [(l["user"], l["outcome"]) for l in _audit(relay) if l.get("event") == "signin"]
     eq(lines, [("alice", "refused"), ("alice", "ok")], "audit lines of the browser's sign-ins")
+
+
+def test_private_signin_session_ttl_flag_and_metrics(t):
+    from lib import TETHERD, run_cli
+    for bad in ("0s", "500ms", "31d", "soon"):
+        r = run_cli([TETHERD, "--session-ttl", bad, "--data-dir", t.mkdtemp("d")])
+        eq(r.returncode, 2, "--session-ttl %s" % bad)
+        check("--session-ttl" in r.stderr and len(r.stderr.strip().splitlines()) == 1,
+              "the error line: %r" % r.stderr)
+    r = run_cli([TETHERD, "--help"])
+    check("--session-ttl DURATION" in r.stdout and "/.tether/signout" in r.stdout,
+          "--help: %r" % r.stdout[-600:])
+    relay, svc, agent = _world(t)
+    _signed_in(relay, agent.label)
+    eq(_signin(relay, agent.label, "alice", "nope")[0], 401, "a wrong secret")
+    eq(_request(relay, "GET", "/", agent.label)[0], 401, "no session")
+    c = http.client.HTTPConnection("127.0.0.1", relay.admin_port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    for line in ("tether_access_sessions_live 1",
+                 'tether_access_sessions_max{per="all"} 100000',
+                 'tether_access_sessions_max{per="principal"} 256',
+                 'tether_access_sessions_total{event="created"} 1',
+                 'tether_access_signins_total{outcome="ok"} 1',
+                 'tether_access_signins_total{outcome="wrong"} 1',
+                 'tether_access_browser_refused_total{reason="no_session"} 1',
+                 "tether_access_signouts_total 0",
+                 "tether_http_device_cookie_refused_total 0"):
+        check(re.search("^" + re.escape(line) + "$", text, re.M),
+              "metric %r missing: %s" % (line, short(text[-2500:], 3000)))

@@ -92,8 +92,8 @@ static void pages(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
     size_t el = tt_signinpage_escape(name, 64, esc, sizeof(esc));
     if (el >= sizeof(esc) || strlen(esc) != el || strpbrk(esc, "<>\"'"))
         abort();
-    struct tt_signinpage p = {(enum tt_signinpage_kind)(an % TT_SIGNINPAGE_COUNT), name, name,
-                              NULL, bn & 1};
+    struct tt_signinpage p = {(enum tt_signinpage_kind)(an % TT_SIGNINPAGE_COUNT), name, name, NULL,
+                              bn & 1};
     if (tt_signinpage_render(out, sizeof(out), &p) <= 0)
         abort();
     free(name);
