@@ -415,9 +415,15 @@ static void attempt_done(struct attempt *a, int rc, const struct tt_principal *w
             tt_secret_wipe(cookie, sizeof(cookie));
             tt_secret_wipe(sc, sizeof(sc));
             ok = n > 0;
-            tt_signin_stats.ok++;
-            TT_LOG(TT_LOG_INFO, "signed in user=%s device=%s service=%s peer=%s",
-                   TT_LOG_V(who->user), TT_LOG_V(a->device), TT_LOG_V(a->service), a->client);
+            if (ok) {
+                tt_signin_stats.ok++;
+                TT_LOG(TT_LOG_INFO, "signed in user=%s device=%s service=%s peer=%s",
+                       TT_LOG_V(who->user), TT_LOG_V(a->device), TT_LOG_V(a->service), a->client);
+            } else {
+                /* a Host the redirect cannot name (cannot happen: it was routed): no session */
+                tt_sessions_delete(&r->sessions, key);
+                n = attempt_page(a, TT_SIGNINPAGE_BAD_FORM, NULL, out, sizeof(out));
+            }
         }
     } else if (rc == TETHER_ERR_THROTTLED) {
         tt_signin_stats.throttled++;
@@ -430,7 +436,8 @@ static void attempt_done(struct attempt *a, int rc, const struct tt_principal *w
     }
     tt_audit_signin(&r->audit, audit_user, a->client, ok, now);
     attempt_respond(a, out, n);
-    (void)ok;
+    if (ok)
+        tt_secret_wipe(out, (size_t)n); /* the cookie's value: only the socket's copy remains */
 }
 
 static void on_verified(void *ud, int rc, const struct tt_principal *who)
@@ -625,9 +632,11 @@ int tt_signin_check(struct tt_relay *r, const struct tt_signin_req *q,
     if (v == TT_SIGNIN_PASS)
         return TT_HTTPPROXY_PASS;
     size_t cap = TT_SIGNINPAGE_MAX + q->hp->url_len + TT_HOSTLEN;
+    /* (out of memory, or no answer: the request is refused without one and the connection
+     * closes; a form that may hold a secret never passes unchecked) */
     char *out = malloc(cap);
     if (!out)
-        return v == TT_SIGNIN_PASS_FORM ? TT_HTTPPROXY_PASS : TT_HTTPPROXY_ANSWER;
+        return TT_HTTPPROXY_ANSWER;
     int n;
     if (v == TT_SIGNIN_PASS_FORM) /* signed in already: back to the URL, where it is */
         n = redirect_for(q, 303, NULL, out, cap);
@@ -637,7 +646,7 @@ int tt_signin_check(struct tt_relay *r, const struct tt_signin_req *q,
         n = answer(r, q, v, now, self, out, cap);
     if (n <= 0) {
         free(out);
-        return v == TT_SIGNIN_PASS_FORM ? TT_HTTPPROXY_PASS : TT_HTTPPROXY_ANSWER;
+        return TT_HTTPPROXY_ANSWER;
     }
     *answer_out = out;
     *answerlen = (size_t)n;

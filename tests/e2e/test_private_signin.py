@@ -355,6 +355,22 @@ def test_private_signin_signout(t):
     st, _, _ = _request(relay, "GET", "/small", label, [("Cookie", pair)])
     eq(st, 401, "the session after signing out")
     eq(svc.requests, 3, "requests the device got")
+    # signing out on a keep-alive connection made under the session (the filter answers it),
+    # while another such connection is open: both close
+    pair = _signed_in(relay, label)
+    c1, c2 = Conn(relay.port, host), Conn(relay.port, host)
+    for c in (c1, c2):
+        eq(c.request("GET", "/small", [("Cookie", pair)])[0], 200, "before signing out")
+    st, hdrs, _ = c1.request("POST", "/.tether/signout",
+                             [("Cookie", pair), ("Sec-Fetch-Site", "same-origin")])
+    eq(st, 200, "sign-out on a keep-alive connection")
+    eq(_cookie_of(hdrs)[1].get("max-age"), "0", "the cookie cleared")
+    check(c1.closed() and c2.closed(), "a connection made under the session stayed open")
+    c1.close()
+    c2.close()
+    eq(_request(relay, "GET", "/small", label, [("Cookie", pair)])[0], 401,
+       "the second session after signing out")
+    eq(_metric(relay, "tether_access_signouts_total"), 2, "sign-outs counted")
 
 
 def test_private_signin_session_expires(t):
@@ -899,3 +915,34 @@ def test_private_signin_session_ttl_flag_and_metrics(t):
                  "tether_http_device_cookie_refused_total 0"):
         check(re.search("^" + re.escape(line) + "$", text, re.M),
               "metric %r missing: %s" % (line, short(text[-2500:], 3000)))
+
+
+def test_private_signin_redis_outage(t):
+    # Redis gone: a signed-in user goes on (the node keeps the sessions it knows) and a new
+    # sign-in works on the node that made it; Redis back (empty): both still work there
+    from test_cluster import _free_range_all, _node
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    users = _users_file(t)
+    a = _node(t, redis, "node-a", "127.0.0.2", (low, high),
+              extra=["--access", "private", "--users-file", users])
+    svc = t.http_service(big_size=1024, ident="the-device")
+    agent = t.agent(a, http=svc.port, server=a.url + "/?tether-redirected=1")
+    label = agent.label
+    pair = _signed_in(a, label)
+    redis.proc.stop(signal.SIGKILL)
+    for i in range(3):
+        eq(_request(a, "GET", "/whoami", label, [("Cookie", pair)])[0], 200,
+           "the session while Redis is down (%d)" % i)
+        time.sleep(0.6)
+    pair2 = _signed_in(a, label, "carol", "carol-secret-3")
+    eq(_request(a, "GET", "/whoami", label, [("Cookie", pair2)])[0], 200,
+       "a session made while Redis is down")
+    check(_metric(a, "tether_access_session_redis_errors_total") > 0, "no Redis error counted")
+    redis2 = RedisServer(t, port=redis.port)
+    time.sleep(1.5)
+    eq(_request(a, "GET", "/whoami", label, [("Cookie", pair2)])[0], 200,
+       "the session made while Redis was down, after it came back")
+    eq(_request(a, "GET", "/whoami", label)[0], 401, "no session, after Redis came back")
+    check(a.proc.alive(), "the node died")
+    del redis2
