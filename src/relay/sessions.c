@@ -393,10 +393,21 @@ int tt_sessions_create(struct tt_sessions *s, const char *host, const struct tt_
 
 /* The live session called key at now, refreshed from Redis when it has not been read for
  * TT_SESSIONS_RECHECK_MS (and read when this node does not have it). NULL when there is none. */
-static struct tt_session *lookup(struct tt_sessions *s, const char *key, int64_t now)
+static struct tt_session *lookup(struct tt_sessions *s, const char *key, int64_t now, bool budget)
 {
     struct tt_session *e = tt_strmap_get(&s->by_key, key);
-    if (s->redis && (!e || (!e->local_only && now - e->checked >= TT_SESSIONS_RECHECK_MS))) {
+    bool stale = s->redis && (!e || (!e->local_only && now - e->checked >= TT_SESSIONS_RECHECK_MS));
+    if (stale && budget && e) {
+        if (now / 1000 != s->alive_second) {
+            s->alive_second = now / 1000;
+            s->alive_reads = 0;
+        }
+        if (s->alive_reads >= TT_SESSIONS_ALIVE_READS)
+            stale = false; /* read again in a later second */
+        else
+            s->alive_reads++;
+    }
+    if (stale) {
         char host[TT_HOSTLEN];
         struct tt_principal who;
         int64_t expires = 0;
@@ -433,7 +444,7 @@ int tt_sessions_find(struct tt_sessions *s, const uint8_t *v, size_t len, const 
     char k[TT_SESSION_KEY_LEN + 1];
     if (tt_sessions_key_of(v, len, k) != 0)
         return TETHER_ERR_NOT_FOUND;
-    struct tt_session *e = lookup(s, k, now);
+    struct tt_session *e = lookup(s, k, now, false);
     if (!e || strcmp(e->host, host) != 0)
         return TETHER_ERR_NOT_FOUND;
     *who = e->who;
@@ -443,7 +454,7 @@ int tt_sessions_find(struct tt_sessions *s, const uint8_t *v, size_t len, const 
 
 bool tt_sessions_alive(struct tt_sessions *s, const char *key, int64_t now)
 {
-    return lookup(s, key, now) != NULL;
+    return lookup(s, key, now, true) != NULL;
 }
 
 void tt_sessions_delete(struct tt_sessions *s, const char *key)

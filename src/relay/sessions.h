@@ -32,6 +32,10 @@
 #define TT_SESSIONS_MAX 100000
 #define TT_SESSIONS_PER_PRINCIPAL 256
 #define TT_SESSIONS_RECHECK_MS 1000
+/* Redis reads per second that tt_sessions_alive may make for open connections (beyond, a
+ * session it has read before counts as alive until the next second): a node with many signed-in
+ * connections does not spend its loop on Redis. Requests are not held to it. */
+#define TT_SESSIONS_ALIVE_READS 200
 #define TT_SESSION_ID_BYTES 32
 #define TT_SESSION_COOKIE_LEN (2 * TT_SESSION_ID_BYTES) /* the cookie's value: hex digits */
 #define TT_SESSION_KEY_LEN 64                           /* hex SHA-256 of the id */
@@ -50,6 +54,8 @@ struct tt_sessions {
     uv_timer_t timer;           /* drops expired sessions */
     bool timer_on;
     size_t walk_pos;
+    int64_t alive_second; /* the second (unix) alive_reads counts in */
+    unsigned alive_reads;
     /* counters (/metrics) */
     uint64_t created, expired, signed_out, redis_errors;
     uint64_t evicted_total, evicted_principal; /* sessions pushed out by the caps */
@@ -82,7 +88,8 @@ int tt_sessions_find(struct tt_sessions *s, const uint8_t *v, size_t len, const 
                      int64_t now, struct tt_principal *who, char key[TT_SESSION_KEY_LEN + 1]);
 
 /* True while the session key is alive at now (for connections made under it: the forward
- * sweep closes them once it is not). */
+ * sweep closes them once it is not). With Redis, at most TT_SESSIONS_ALIVE_READS reads a
+ * second. */
 bool tt_sessions_alive(struct tt_sessions *s, const char *key, int64_t now);
 
 /* Ends the session key (sign-out), here and in Redis. Safe for an unknown key. */
