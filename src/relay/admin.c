@@ -18,6 +18,7 @@
 #include "grants.h"
 #include "httpproxy.h"
 #include "httpstats.h"
+#include "signin.h"
 #include "relay.h"
 
 /* A growable answer body, capped at TT_ADMIN_BODY_MAX (beyond: ok = false). */
@@ -922,6 +923,12 @@ static void http_metrics(struct buf *b)
             "tether_http_pipeline_full_total %llu\n",
             (unsigned long long)tt_httpstats.tracking_lost, TT_HTTPPROXY_MAX_PENDING,
             (unsigned long long)tt_httpstats.pipeline_full);
+    buf_fmt(b,
+            "# HELP tether_http_device_cookie_refused_total Device responses cut before their "
+            "head ended because they set the relay's session cookie (the connection closed).\n"
+            "# TYPE tether_http_device_cookie_refused_total counter\n"
+            "tether_http_device_cookie_refused_total %llu\n",
+            (unsigned long long)tt_httpstats.device_cookie);
 }
 
 /* --tcp-allow refusals and the audit log's lines (forward.h, audit.h). */
@@ -1072,6 +1079,11 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
     acc[0] = '\0';
     (void)tt_access_metrics(&r->access, acc, sizeof(acc), &aclen); /* access.h */
     buf_str(&b, acc);
+    char signin[4096];
+    size_t slen = 0;
+    signin[0] = '\0';
+    tt_signin_metrics(r, signin, sizeof(signin), &slen);
+    buf_str(&b, signin);
     free(vs);
     free(l.v);
     answer_built(hc, true, "text/plain; version=0.0.4", &b);

@@ -95,7 +95,8 @@ void tt_config_usage(FILE *f)
         "                         (repeatable; default: any)\n"
         "  --audit-log FILE       one JSON line per connection to a device service and per\n"
         "                         sign-in (appended; reopened on SIGHUP)\n"
-        "  --session-ttl DURATION  browser sign-in sessions last this long (default 12h)\n"
+        "  --session-ttl DURATION  browser sign-in sessions last this long (default 12h;\n"
+        "                         1s to 30d); sign out at /.tether/signout on the device\n"
         "  --hash-secret          read a secret on stdin, print its hash for --users-file\n"
         "  --config FILE          settings, one per line: a flag's name and its value\n"
         "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
@@ -391,8 +392,8 @@ static int apply_access(struct tt_config *c, const char *flag, const char *v, ch
                    : -1;
     if (strcmp(flag, "--session-ttl") == 0) {
         uint64_t ms;
-        if (tt_parse_duration(v, &ms, e) != 0 || ms < 60000 || ms > 30ull * 86400000) {
-            snprintf(err, TT_ERRLEN, "--session-ttl: '%.60s' is not a duration from 1m to 30d", v);
+        if (tt_parse_duration(v, &ms, e) != 0 || ms < 1000 || ms > 30ull * 86400000) {
+            snprintf(err, TT_ERRLEN, "--session-ttl: '%.60s' is not a duration from 1s to 30d", v);
             return -1;
         }
         c->session_ttl_ms = ms;

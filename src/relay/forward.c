@@ -18,7 +18,9 @@
 #include "httpstats.h"
 #include "pages.h"
 #include "forward.h"
+#include "relay.h"
 #include "respond.h"
+#include "signin.h"
 
 /* What a connection's audit line needs, gathered only when there is an audit log. */
 struct audit_rec {
@@ -44,6 +46,17 @@ struct http_client {
     uint64_t body_since, body_req, body_bytes, body_held_ms, body_mark;
     uint64_t timed_out_at; /* loop time it was cut off (0: not) */
     struct tt_limits_stream ls;
+    /* A private service (priv): the principal, device and service (in ac, tracked while the
+     * pipe lives), the session of the last request that passed, and the relay's own answer to
+     * the request the check refused (malloc'd) or to a held one. */
+    struct tt_relay *r;
+    bool priv;
+    bool revoked; /* closed because access went or the session ended */
+    int verdict;  /* the check's last enum tt_httpproxy_verdict */
+    struct tt_access_conn ac;
+    char session[TT_SESSION_KEY_LEN + 1];
+    char *answer;
+    size_t answerlen;
 };
 
 /* A raw TCP client with a pipe (for its idle timeout and its stream count). */
@@ -229,6 +242,22 @@ static void take_events(struct http_client *hc, struct tt_pipe *p)
         tt_pipe_refeed(p);
 }
 
+/* The filter's check of each request head of a private service (signin.h). */
+static int http_check(void *ud, const struct tt_httpproxy *x, const uint8_t *head, size_t headlen)
+{
+    struct http_client *hc = ud;
+    (void)headlen;
+    struct tt_signin_req q = {head, &x->hp, x->host, x->https, hc->ac.device, hc->ac.service};
+    char key[TT_SESSION_KEY_LEN + 1];
+    free(hc->answer);
+    hc->answer = NULL;
+    hc->answerlen = 0;
+    hc->verdict = tt_signin_check(hc->r, &q, &hc->ac.who, hc, key, &hc->answer, &hc->answerlen);
+    if (hc->verdict != TT_HTTPPROXY_ANSWER && key[0])
+        memcpy(hc->session, key, sizeof(hc->session));
+    return hc->verdict;
+}
+
 static tt_ssize http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bool eof, void *ud)
 {
     struct http_client *hc = ud;
@@ -236,6 +265,25 @@ static tt_ssize http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bo
         return 0;
     tt_ssize rc = tt_httpproxy_feed(&hc->hx, in, len, emit, p);
     take_events(hc, p);
+    if (rc < 0 && hc->hx.cut) {
+        /* the device tried to set the relay's cookie: part of a head went out, nothing more */
+        tt_httpstats.device_cookie++;
+        TT_LOG(TT_LOG_INFO,
+               "device response set the relay's cookie: connection closed peer=%s "
+               "stream=%u",
+               hc->origin, (unsigned)tt_pipe_stream_id(p));
+        return rc;
+    }
+    if (rc < 0 && hc->hx.local) {
+        /* the relay's own answer (sign-in page, sign-out...), after the responses owed */
+        if (hc->verdict == TT_HTTPPROXY_HOLD)
+            tt_signin_stats.signin_repeats++;
+        TT_LOG(TT_LOG_DEBUG, "request answered by the relay peer=%s stream=%u", hc->origin,
+               (unsigned)tt_pipe_stream_id(p));
+        if (hc->answer)
+            tt_pipe_write(p, (const uint8_t *)hc->answer, hc->answerlen);
+        return rc;
+    }
     if (rc < 0) {
         /* Answered as the listener answers a first request, after the responses to the
          * requests before it; the stream is reset and the connection closed after the page.
@@ -302,10 +350,14 @@ static void http_on_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud
     TT_LOG(TT_LOG_DEBUG, "http stream done peer=%s stream=%u requests=%llu up=%llu down=%llu",
            hc->origin, (unsigned)tt_pipe_stream_id(p), (unsigned long long)hc->hx.requests,
            (unsigned long long)up, (unsigned long long)down);
-    audit_end(&hc->audit, "http", &hc->who, hc->origin, up, down, tt_pipe_failed(p));
+    audit_end(&hc->audit, "http", hc->priv ? &hc->ac.who : &hc->who, hc->origin, up, down,
+              tt_pipe_failed(p));
     unlink_client(hc);
     tt_limits_stream_give(clients.lim, &hc->ls);
     tt_httpproxy_reset(&hc->hx);
+    if (hc->priv)
+        tt_access_untrack(&hc->r->access, &hc->ac);
+    free(hc->answer);
     free(hc);
 }
 
@@ -402,6 +454,27 @@ void tt_forward_http(struct tt_device *d, int svc, struct tt_conn *client, const
                        client->tls != NULL, NULL);
 }
 
+/* Access went (access.h: a user removed, a grant revoked): closed at once. */
+static void on_revoke(struct tt_access_conn *c, void *ud)
+{
+    struct http_client *hc = ud;
+    (void)c;
+    hc->revoked = true;
+    TT_LOG(TT_LOG_DEBUG, "http client closed: access revoked peer=%s", hc->origin);
+    tt_pipe_kill(hc->pipe, TT_RESET_CANCEL);
+}
+
+void tt_forward_close_session(const char *key, const void *except)
+{
+    for (struct http_client *hc = clients.list; hc; hc = hc->next) {
+        if (!hc->priv || hc == except || hc->revoked || strcmp(hc->session, key) != 0)
+            continue;
+        hc->revoked = true;
+        TT_LOG(TT_LOG_DEBUG, "http client closed: signed out peer=%s", hc->origin);
+        tt_pipe_kill(hc->pipe, TT_RESET_CANCEL);
+    }
+}
+
 void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
                         size_t prelen, const char *host, const char *client_ip,
                         uint16_t client_port, bool https, const struct tt_principal *who)
@@ -426,6 +499,17 @@ void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, co
     }
     tt_httpproxy_init(&hc->hx, host, client_ip);
     hc->hx.https = https;
+    hc->r = d->relay;
+    if (who) {
+        hc->priv = true;
+        hc->ac.who = *who;
+        snprintf(hc->ac.device, sizeof(hc->ac.device), "%s", d->name);
+        snprintf(hc->ac.service, sizeof(hc->ac.service), "%s", d->svc[svc].name);
+        hc->ac.revoke = on_revoke;
+        hc->ac.ud = hc;
+        hc->hx.check = http_check;
+        hc->hx.check_ud = hc;
+    }
     struct tt_pipe *p;
     int rc = tt_pipe_new(&p, d->relay->loop, client, false, d->conn->ws, (uint32_t)id, pre, prelen,
                          &http_hooks, hc);
@@ -435,6 +519,7 @@ void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, co
         tt_httpproxy_reset(&hc->hx);
         tt_forward_audit_refused(d->relay, d->name, d->svc[svc].name, "http", who, hc->origin,
                                  "error");
+        free(hc->answer);
         free(hc);
         respond_page(client, TT_PAGE_UNAVAILABLE);
         return;
@@ -445,6 +530,8 @@ void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, co
     if (clients.list)
         clients.list->prev = hc;
     clients.list = hc;
+    if (hc->priv)
+        tt_access_track(&d->relay->access, &hc->ac);
 }
 
 void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client)
@@ -519,9 +606,26 @@ static void body_timeout(struct http_client *hc)
         tt_pipe_kill(hc->pipe, TT_RESET_TIMEOUT);
 }
 
+/* A private service's connection whose session has ended (expired, signed out or evicted
+ * here or on another node: sessions.h reads Redis again at most every second). */
+static bool session_gone(struct http_client *hc, int64_t wall)
+{
+    if (!hc->priv || hc->revoked || !hc->session[0])
+        return false;
+    if (tt_sessions_alive(&hc->r->sessions, hc->session, wall))
+        return false;
+    hc->revoked = true;
+    TT_LOG(TT_LOG_DEBUG, "http client closed: session ended peer=%s", hc->origin);
+    tt_pipe_kill(hc->pipe, TT_RESET_CANCEL);
+    return true;
+}
+
 static void sweep_http(uint64_t now, uint64_t step)
 {
+    int64_t wall = tt_relay_now_ms();
     for (struct http_client *hc = clients.list; hc; hc = hc->next) {
+        if (session_gone(hc, wall))
+            continue;
         if (hc->timed_out_at) {
             /* a 408 the client does not read: give up on it */
             if (now - hc->timed_out_at >= TT_RESPOND_LINGER_MS)

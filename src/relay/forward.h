@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "common/conn.h"
+#include "access.h"
 #include "config.h"
 #include "device.h"
 #include "limits.h"
@@ -30,12 +31,19 @@ void tt_forward_http(struct tt_device *d, int svc, struct tt_conn *client, const
                      size_t prelen, const char *host, const char *client_ip, uint16_t client_port);
 
 /* The same as tt_forward_http for a browser whose address and protocol another cluster node
- * may have vouched for: client_ip is the browser's, https says whether it came over TLS; who is
- * the principal the connection runs under (copied; NULL for public access): its user goes into
- * the connection's audit line. */
+ * vouched for: client_ip is the browser's, https says whether it came over TLS. who (copied) is
+ * NULL for a public service; for a private one it is the principal whose session let the first
+ * request pass: every request of the connection is then checked again (signin.h: a live
+ * session of that principal for this host, or the relay answers it), and the connection is
+ * tracked (access.h) so that it is closed at once when that principal's access goes, and by the
+ * sweep when its session ends (expiry, sign-out, eviction, here or on another node). */
 void tt_forward_http_as(struct tt_device *d, int svc, struct tt_conn *client, const uint8_t *pre,
                         size_t prelen, const char *host, const char *client_ip,
                         uint16_t client_port, bool https, const struct tt_principal *who);
+
+/* Closes every browser connection made under session key (a sign-out), but except (the
+ * connection's own state, as given to its filter check; NULL: none). */
+void tt_forward_close_session(const char *key, const void *except);
 
 /* Joins the TCP client (taken over) to TCP service svc of the online device d; the client is
  * closed when no stream can be opened. */

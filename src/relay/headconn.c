@@ -29,6 +29,7 @@ void tt_headconn_free(struct tt_headconn *hc)
     if (hc->conn)
         tt_respond_drop(hc->conn);
     tt_chunk_put(hc->buf);
+    free(hc->owner_data);
     free(hc);
 }
 

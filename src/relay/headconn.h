@@ -58,6 +58,8 @@ struct tt_headconn {
     struct tt_limits_conn lim; /* on set->limits until taken or freed */
     tt_headconn_cb on_body;    /* tt_headconn_read_body: called once len reaches want */
     size_t want;
+    void *owner_data; /* the owner's malloc'd state while the body is read (NULL: none); freed
+                         with hc unless the owner takes it back (sets it NULL) */
     struct tt_headparse hp;
 };
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 #include "tether_err.h"
+#include "form.h"
 #include "httpproxy.h"
 #include "route.h"
 
@@ -55,11 +56,19 @@ void tt_httpproxy_init(struct tt_httpproxy *x, const char *host, const char *cli
     x->track = TT_HTTPPROXY_TRACKING;
 }
 
-void tt_httpproxy_reset(struct tt_httpproxy *x)
+/* Gives back the head buffer (once a head is sent). */
+static void put_head(struct tt_httpproxy *x)
 {
     tt_chunk_put(x->head);
     x->head = NULL;
     x->hlen = 0;
+}
+
+void tt_httpproxy_reset(struct tt_httpproxy *x)
+{
+    put_head(x);
+    tt_chunk_put(x->held);
+    x->held = NULL;
 }
 
 /* ---- the head for the device ---------------------------------------------------------- */
@@ -118,6 +127,27 @@ static bool dropped(const uint8_t *base, const struct tt_head_hdr *h)
         if (name_is_n(base, h, dropped_headers[i].name, dropped_headers[i].len))
             return true;
     return false;
+}
+
+/* A Cookie header without the relay's cookie (cookie.h), or nothing when no pair is left. The
+ * stripped value is never longer than the original: it is written in place. */
+static void put_cookie(struct out *o, const uint8_t *base, const struct tt_head_hdr *h)
+{
+    size_t mark = o->len;
+    put(o, base + h->foff, h->flen);
+    put_lit(o, ": ");
+    if (o->full || o->cap - o->len < (size_t)h->vlen + 2) {
+        o->full = true;
+        return;
+    }
+    bool removed;
+    size_t n = tt_cookie_strip(base + h->voff, h->vlen, o->p + o->len, &removed);
+    if (n == 0) {
+        o->len = mark; /* nothing left: no header */
+        return;
+    }
+    o->len += n;
+    put_lit(o, "\r\n");
 }
 
 /* The one framing header of the rewritten head, as http-parser framed the body. */
@@ -186,6 +216,10 @@ tt_ssize tt_httpproxy_rewrite(const uint8_t *head, size_t headlen, const struct 
             hostv = head + h->voff;
             hostlen = h->vlen;
         }
+        if (name_is(head, h, "cookie")) {
+            put_cookie(&o, head, h);
+            continue;
+        }
         put(&o, head + h->foff, h->flen);
         put_lit(&o, ": ");
         put(&o, head + h->voff, h->vlen);
@@ -220,6 +254,31 @@ tt_ssize tt_httpproxy_rewrite(const uint8_t *head, size_t headlen, const struct 
 
 /* ---- requests ------------------------------------------------------------------------- */
 
+/* A held request's body piece (TT_HTTPPROXY_HOLD): kept until the whole body is there, then
+ * the request is sent, or refused as the owner's answer when it is the sign-in form. */
+static int hold_body(struct tt_httpproxy *x, const uint8_t *data, size_t len)
+{
+    if (len > x->held_left)
+        return TETHER_ERR_HTTP; /* cannot happen: the parser stops at the body's end */
+    memcpy(x->held->data + x->held_len, data, len);
+    x->held_len += len;
+    x->held_left -= len;
+    if (x->held_left > 0)
+        return 0;
+    const uint8_t *body = x->held->data + x->held_head;
+    size_t blen = x->held_len - x->held_head;
+    int rc;
+    if (tt_form_count(body, blen, "user") > 0 && tt_form_count(body, blen, "secret") > 0) {
+        x->local = true; /* the relay's sign-in form: never the device's */
+        rc = TETHER_ERR_AUTH;
+    } else {
+        rc = x->emit(x->ud, x->held->data, x->held_len);
+    }
+    tt_chunk_put(x->held);
+    x->held = NULL;
+    return rc;
+}
+
 /* The body, re-framed: data as it comes, chunk sizes as the client declared them, clean CRLFs,
  * no extensions, no trailers. */
 static int on_body_piece(void *ud, enum tt_headparse_piece what, const uint8_t *data, size_t len,
@@ -235,6 +294,8 @@ static int on_body_piece(void *ud, enum tt_headparse_piece what, const uint8_t *
     case TT_HEADPARSE_CHUNK_END:
         return x->emit(x->ud, (const uint8_t *)"\r\n", 2);
     default:
+        if (x->held)
+            return hold_body(x, data, len);
         return len > 0 ? x->emit(x->ud, data, len) : 0;
     }
 }
@@ -290,6 +351,13 @@ static int finish_head(struct tt_httpproxy *x, size_t headlen)
         x->reason = TT_REFUSAL_OTHER_HOST;
         return TETHER_ERR_NOT_FOUND;
     }
+    int verdict = x->check ? x->check(x->check_ud, x, x->head->data, headlen) : TT_HTTPPROXY_PASS;
+    if (verdict == TT_HTTPPROXY_ANSWER) {
+        x->local = true;
+        return TETHER_ERR_AUTH;
+    }
+    bool hold = verdict == TT_HTTPPROXY_HOLD && x->hp.framing == TT_FRAMING_LENGTH &&
+                x->hp.content_length > 0 && x->hp.content_length <= TT_HTTPPROXY_HOLD_MAX;
     struct tt_chunk *o = tt_chunk_get();
     if (!o)
         return TETHER_ERR_NOMEM;
@@ -307,9 +375,17 @@ static int finish_head(struct tt_httpproxy *x, size_t headlen)
         what |= x->hp.p.method == HTTP_CONNECT ? PEND_CONNECT : PEND_UPGRADE;
     x->pending[(x->pfirst + x->npending) % TT_HTTPPROXY_MAX_PENDING] = what;
     x->npending++;
-    int rc = x->emit(x->ud, o->data, (size_t)n);
-    tt_chunk_put(o);
-    tt_httpproxy_reset(x);
+    int rc = 0;
+    if (hold && (size_t)n + TT_HTTPPROXY_HOLD_MAX <= TT_CHUNK_SIZE) {
+        /* sent with its body, once the body is known not to be the sign-in form */
+        x->held = o;
+        x->held_head = x->held_len = (size_t)n;
+        x->held_left = (size_t)x->hp.content_length;
+    } else {
+        rc = x->emit(x->ud, o->data, (size_t)n);
+        tt_chunk_put(o);
+    }
+    put_head(x);
     x->requests++;
     x->mode = TT_HTTPPROXY_BODY;
     if (rc < 0)
@@ -368,7 +444,8 @@ static int refuse(struct tt_httpproxy *x, int err)
     /* A request cut inside its body is never answered: the device waits for the rest. */
     unsigned owed = x->npending - (x->mode == TT_HTTPPROXY_BODY ? 1u : 0u);
     /* (no reason: the relay's own failure, emit's; the stream is broken already) */
-    if (x->reason == TT_REFUSAL_NONE || owed == 0 || x->track != TT_HTTPPROXY_TRACKING)
+    if ((x->reason == TT_REFUSAL_NONE && !x->local) || owed == 0 ||
+        x->track != TT_HTTPPROXY_TRACKING)
         return err;
     x->owed = owed;
     return 0;
@@ -377,6 +454,8 @@ static int refuse(struct tt_httpproxy *x, int err)
 tt_ssize tt_httpproxy_feed(struct tt_httpproxy *x, const uint8_t *in, size_t len,
                            tt_httpproxy_emit emit, void *ud)
 {
+    if (x->cut)
+        return TETHER_ERR_PROTO;
     if (x->refused)
         return x->owed == 0 || x->track != TT_HTTPPROXY_TRACKING ? x->refused : 0;
     x->emit = emit;
@@ -427,9 +506,88 @@ static void lose(struct tt_httpproxy *x)
     x->events |= TT_HTTPPROXY_EV_LOST | TT_HTTPPROXY_EV_RESUME;
 }
 
+/* ---- the relay's cookie in responses ---- */
+
+/* The device tried to set the relay's cookie: cut the response at `at` (a byte of the current
+ * input, inside the head: the browser never gets the end of the head, so it sets nothing). */
+static int cut_here(struct tt_httpproxy *x, const char *at)
+{
+    x->cut = true;
+    x->cut_at = (size_t)((const uint8_t *)at - x->rsp_base);
+    return -1;
+}
+
+static int rsp_header_field(http_parser *p, const char *at, size_t len)
+{
+    static const char sc[] = "set-cookie";
+    struct tt_httpproxy *x = p->data;
+    if (x->rsp_hstate != 1) {
+        /* a new header (http-parser calls the value callback, with 0 bytes, for an empty
+         * value, so two names in a row are pieces of one) */
+        x->value_sc = false;
+        x->rsp_hstate = 1;
+        x->field_pos = 0;
+        x->field_ok = true;
+    }
+    for (size_t i = 0; i < len && x->field_ok; i++) {
+        uint8_t c = (uint8_t)at[i];
+        if (c >= 'A' && c <= 'Z')
+            c |= 0x20;
+        if (x->field_pos >= sizeof(sc) - 1 || c != (uint8_t)sc[x->field_pos])
+            x->field_ok = false;
+        else
+            x->field_pos++;
+    }
+    return 0;
+}
+
+static int rsp_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct tt_httpproxy *x = p->data;
+    if (x->rsp_hstate != 2) {
+        x->rsp_hstate = 2;
+        x->value_sc = x->field_ok && x->field_pos == sizeof("set-cookie") - 1;
+        if (x->value_sc)
+            tt_cookie_scan_init(&x->scan);
+    }
+    if (!x->value_sc)
+        return 0;
+    tt_cookie_scan_feed(&x->scan, (const uint8_t *)at, len);
+    /* A Set-Cookie is ours as soon as its '=' is read (no later byte can change that): cut
+     * before the rest of the value, well inside the head. */
+    if (tt_cookie_scan_decided(&x->scan) && x->scan.ours)
+        return cut_here(x, at);
+    return 0;
+}
+
+/* Untracked bytes (TT_HTTPPROXY_LOST) are not read as HTTP here, but a browser may still read
+ * them: any that spell the cookie's name (any case) cut the stream there. A KMP match over
+ * "tether_session", whose only self-overlap is its first letter. Returns the offset of the cut,
+ * or len. */
+static size_t scan_untracked(struct tt_httpproxy *x, const uint8_t *in, size_t len)
+{
+    static const char word[] = "tether_session";
+    const uint8_t wl = sizeof(word) - 1;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = in[i] >= 'A' && in[i] <= 'Z' ? (uint8_t)(in[i] | 0x20) : in[i];
+        while (x->lost_match > 0 && c != (uint8_t)word[x->lost_match])
+            x->lost_match = x->lost_match == 3 ? 1 : 0; /* after "tet" the last "t" may begin it */
+        if (c == (uint8_t)word[x->lost_match])
+            x->lost_match++;
+        if (x->lost_match == wl) {
+            x->cut = true;
+            x->lost_match = 0;
+            return i + 1 > wl ? i + 1 - wl : 0;
+        }
+    }
+    return len;
+}
+
 static int rsp_headers_complete(http_parser *p)
 {
     struct tt_httpproxy *x = p->data;
+    x->rsp_hstate = 0;
+    x->value_sc = false;
     if (x->npending == 0)
         return -1; /* a response to no request */
     uint8_t *what = &x->pending[x->pfirst];
@@ -487,6 +645,8 @@ static int rsp_message_complete(http_parser *p)
 }
 
 static const http_parser_settings response_settings = {
+    .on_header_field = rsp_header_field,
+    .on_header_value = rsp_header_value,
     .on_headers_complete = rsp_headers_complete,
     .on_message_complete = rsp_message_complete,
 };
@@ -495,21 +655,41 @@ size_t tt_httpproxy_response(struct tt_httpproxy *x, const uint8_t *in, size_t l
 {
     size_t off = 0;
     while (off < len) {
+        if (x->cut)
+            return off;
+        if (x->track == TT_HTTPPROXY_LOST) {
+            size_t pass = off + scan_untracked(x, in + off, len - off);
+            if (x->cut)
+                x->events |= TT_HTTPPROXY_EV_RESUME; /* the next feed ends the connection */
+            return pass;
+        }
         if (x->track != TT_HTTPPROXY_TRACKING)
             return len;
         if (x->refused && x->owed == 0)
             return off; /* every response owed has passed: the rest is dropped */
+        x->rsp_base = in + off;
         size_t n =
             http_parser_execute(&x->rp, &response_settings, (const char *)in + off, len - off);
         enum http_errno e = HTTP_PARSER_ERRNO(&x->rp);
+        if (x->cut) {
+            /* the bytes before the cut pass (a part of a head), none after */
+            x->track = TT_HTTPPROXY_LOST;
+            x->events |= TT_HTTPPROXY_EV_RESUME;
+            return off + x->cut_at;
+        }
         off += n;
         if (e == HPE_PAUSED) {
             http_parser_pause(&x->rp, 0);
             continue;
         }
         if (e != HPE_OK || (n == 0 && x->track == TT_HTTPPROXY_TRACKING)) {
+            /* untracked from the byte the parser stopped at (the same whatever the cuts) */
             lose(x);
-            return len;
+            off = off > len ? len : off;
+            size_t pass = off + scan_untracked(x, in + off, len - off);
+            if (x->cut)
+                x->events |= TT_HTTPPROXY_EV_RESUME;
+            return pass;
         }
     }
     return len;

@@ -7,7 +7,9 @@
  * X-Forwarded-Proto/-Host, Forwarded, X-Real-IP and the other client-identity headers, and the
  * cluster's internal X-Tether-Cluster/-Client/-Proto, dropped; the client IP appended to
  * X-Forwarded-For; X-Forwarded-Proto: http (https when the browser came over TLS),
- * X-Forwarded-Host, an RFC 7239 Forwarded (for, host, proto) and X-Real-IP added. Bodies are
+ * X-Forwarded-Host, an RFC 7239 Forwarded (for, host, proto) and X-Real-IP added; the relay's
+ * own session cookie taken out of every Cookie header (cookie.h: a device never sees it; a
+ * header left empty is dropped), whatever the service's access. Bodies are
  * re-framed: the head carries exactly one framing header the relay wrote (Content-Length: N or
  * Transfer-Encoding: chunked, every other Content-Length/Transfer-Encoding dropped);
  * Content-Length bodies pass as they are; chunked bodies are decoded and sent again as clean
@@ -21,7 +23,13 @@
  * the client's further bytes until that request's response head: 101 (2xx for CONNECT) turns
  * the connection into a byte pipe both ways; anything else keeps it HTTP, request by request.
  * A response the parser cannot read stops the tracking: the device's bytes pass as they come
- * and the connection takes no new request (fail closed).
+ * and the connection takes no new request (fail closed). A response whose Set-Cookie names the
+ * relay's cookie (or, untracked, any bytes holding its name) is cut before its head ends and
+ * the connection closed: a device never sets the relay's cookie (x->cut).
+ *
+ * Access: the owner may check every request head (x->check: a private service's session, per
+ * request) and answer it itself, as a refusal, or have a small form body held back until it is
+ * known not to be the relay's sign-in form (enum tt_httpproxy_verdict).
  *
  * Refusals: a request the filter refuses is answered only after the responses owed to the
  * valid requests before it have passed (the page follows them, then the connection closes).
@@ -38,6 +46,7 @@
 #include "common/util.h"
 #include "common/pool.h"
 #include "core/frame.h"
+#include "cookie.h"
 #include "headparse.h"
 
 /* Requests sent to the device and not answered yet, on one connection. */
@@ -45,6 +54,28 @@
 
 /* Passes bytes on; returns 0 or a negative tether_err. */
 typedef int (*tt_httpproxy_emit)(void *ud, const uint8_t *data, size_t len);
+
+/* What the owner's check (x->check) says about a request head. */
+enum tt_httpproxy_verdict {
+    TT_HTTPPROXY_PASS = 0,   /* send it on */
+    TT_HTTPPROXY_ANSWER = 1, /* the owner answers it itself: it is refused (x->local), after the
+                                responses owed before it; then the connection closes */
+    TT_HTTPPROXY_HOLD = 2,   /* send it on once its body is seen (a Content-Length body of 1 to
+                                TT_HTTPPROXY_HOLD_MAX bytes; any other passes at once), unless
+                                that body is a sign-in form (fields user and secret, form.h):
+                                then as ANSWER, and neither head nor body reaches the device */
+};
+
+/* Largest body TT_HTTPPROXY_HOLD holds back (the relay's sign-in form is far smaller). */
+#define TT_HTTPPROXY_HOLD_MAX 4096u
+
+struct tt_httpproxy;
+
+/* The owner's check of each request head before it is sent: head[0..headlen) as the client
+ * sent it, parsed in x->hp (Host already checked). Returns an enum tt_httpproxy_verdict; the
+ * owner keeps the answer it would give. */
+typedef int (*tt_httpproxy_check)(void *ud, const struct tt_httpproxy *x, const uint8_t *head,
+                                  size_t headlen);
 
 enum tt_httpproxy_mode {
     TT_HTTPPROXY_HEAD = 0, /* reading a request head (or between requests) */
@@ -94,7 +125,32 @@ struct tt_httpproxy {
     bool declined_early; /* the Upgrade/CONNECT request being sent was declined already */
     int refused;         /* a refusal (tether_err) waiting for the responses owed before it */
     unsigned owed;       /* responses still owed before the refusal page */
+
+    /* The owner's check of every request head (NULL: all pass) and its user data. */
+    tt_httpproxy_check check;
+    void *check_ud;
+    bool local; /* the refusal is the owner's own answer (TT_HTTPPROXY_ANSWER): no page of ours */
+    /* A request held by TT_HTTPPROXY_HOLD: its rewritten head (held_head bytes) then its body
+     * so far, in a pool chunk; held_left body bytes still to come. */
+    struct tt_chunk *held;
+    size_t held_head, held_len, held_left;
+
+    /* A response that sets the relay's cookie (cookie.h) is cut inside its head: the bytes
+     * before the cut pass, none after; the connection then ends (the next feed fails). */
+    bool cut;
+    const uint8_t *rsp_base; /* the input of the tt_httpproxy_response call under way */
+    size_t cut_at;           /* offset of the cut in it */
+    uint8_t rsp_hstate;      /* 0 none, 1 in a header name, 2 in a header value */
+    uint8_t field_pos;       /* bytes of the header name matched against "set-cookie" */
+    bool field_ok;           /* ...and so far they match */
+    bool value_sc;           /* the value being read is a Set-Cookie's */
+    uint8_t lost_match;      /* untracked bytes (TT_HTTPPROXY_LOST): how much of the cookie's
+                                name the last ones matched */
+    struct tt_cookie_scan scan;
 };
+
+/* x->cut: the device tried to set the relay's cookie. tt_httpproxy_feed then fails with
+ * TETHER_ERR_PROTO (no page: the browser has part of a response head). */
 
 /* Prepares x for a connection whose requests must carry Host host (normalized form, see
  * route.h) from client_ip, over plain HTTP (set x->https afterwards for TLS). x must not move

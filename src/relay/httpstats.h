@@ -16,6 +16,7 @@ struct tt_httpstats {
     uint64_t upgrades_declined;         /* answered by anything but 101 (2xx for CONNECT) */
     uint64_t tracking_lost;             /* a response the relay could not read */
     uint64_t pipeline_full;             /* reads held at TT_HTTPPROXY_MAX_PENDING */
+    uint64_t device_cookie;             /* responses cut: the device set the relay's cookie */
 };
 
 extern struct tt_httpstats tt_httpstats;

@@ -18,6 +18,7 @@
 #include "relay.h"
 #include "respond.h"
 #include "server.h"
+#include "signin.h"
 
 /* mkdir -p: creates dir and its missing parents (mode 0700). Returns 0 or -1 with err. */
 static int make_dirs(const char *dir, char err[TT_ERRLEN])
@@ -161,6 +162,7 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     r->auth.access = &r->access; /* private TCP services take no port of the fleet's cap */
     if (r->cluster)              /* the grants live in Redis, shared by every node (grants.h) */
         tt_grants_use_redis(r->access.grants, &r->cluster->rc);
+    tt_sessions_init(&r->sessions, loop, cfg->session_ttl_ms, r->cluster ? &r->cluster->rc : NULL);
     if (tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low, cfg->tcp_high) != 0) {
         snprintf(err, TT_ERRLEN, "out of memory");
         return -1;
@@ -345,6 +347,8 @@ void tt_relay_stop(struct tt_relay *r)
     tt_headconn_set_close(&r->web_tls);
     tt_headconn_set_close(&r->admin);
     tt_respond_close_all();
+    tt_signin_stop(r);
+    tt_sessions_close(&r->sessions);
     tt_forward_stop();
     tt_device_shutdown(r);
     tt_tcpports_reset(&r->ports);
@@ -365,6 +369,7 @@ void tt_relay_free(struct tt_relay *r)
     tt_strmap_reset(&r->by_name);
     tt_strmap_reset(&r->by_label);
     tt_limits_reset(&r->limits);
+    tt_sessions_free(&r->sessions);
     tt_access_free(&r->access);
     tt_audit_close(&r->audit);
 }

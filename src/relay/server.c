@@ -1,5 +1,6 @@
 /* server.c - what the relay does with a request head on its main port (server.h):
- *   Host LABEL.DOMAIN or SERVICE--LABEL.DOMAIN of a known device -> proxied (or 503 offline);
+ *   Host LABEL.DOMAIN or SERVICE--LABEL.DOMAIN of a known device -> proxied (or 503 offline;
+ *   a private service first needs a session: signin.h);
  *   otherwise a WebSocket upgrade -> the device endpoint (any path);
  *   otherwise -> 404. Bad Host, or an absolute-form target naming another host -> 400. */
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "respond.h"
 #include "route.h"
 #include "server.h"
+#include "signin.h"
 
 struct hs_write {
     uv_write_t req;
@@ -214,9 +216,13 @@ static void to_device(struct tt_relay *r, struct tt_headconn *hc, struct tt_devi
         respond_page(hc, svc[0] ? TT_PAGE_NOT_FOUND : TT_PAGE_NO_SERVICE);
         return;
     }
+    if (!tt_access_public(&r->access, d->name, d->svc[idx].name)) {
+        /* a private service: a session, or the sign-in (signin.h) */
+        tt_signin_gate(r, hc, d, idx, host, o->ip, o->port, o->https);
+        return;
+    }
     struct tt_conn *conn = tt_headconn_take(hc);
     tt_forward_http_as(d, idx, conn, hc->data, hc->len, host, o->ip, o->port, o->https, NULL);
-    (void)r;
     tt_headconn_free(hc);
 }
 

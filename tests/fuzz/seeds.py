@@ -228,9 +228,61 @@ def relaytext_seeds():
         write("fuzz_relaytext", welcome(label, svcs))
 
 
+def signin_seeds():
+    """Issue 10. fuzz_signin: a split byte, then bytes read as a form body, a Cookie value, a
+    Set-Cookie value and (cut at the split) a name and Host, a path. fuzz_httpresponse: responses
+    setting the relay's cookie (cut) and not. fuzz_httpproxy: requests the owner answers ("/A")
+    or holds ("/H"), with the sign-in form and with other bodies."""
+    bodies = [
+        b"user=alice&secret=alice-secret-1",
+        b"secret=a+b%20c%2B%25&user=%61lice&x=%",
+        b"user=%zz&secret=%00&user=again",
+        b"tether_session=0123; a=1;  __Host-tether_session=x ;b",
+        b"=tether_session=1; Domain=localhost",
+        b"  TETHER_SESSION  =1",
+        b";;tether_session;=;a",
+        b"<script>\"'&</script>",
+        b"abc.localhost:8080/x?y=1",
+        b"abc.localhost//evil.example/\\x",
+        b"[::1]:443/a b\r\nSet-Cookie: x",
+    ]
+    for b in bodies:
+        for split in (0, 5, 13, 200):
+            write("fuzz_signin", bytes([split]) + b)
+    hdr = b"HTTP/1.1 200 OK\r\n"
+    cases = [
+        hdr + b"Set-Cookie: tether_session=abc; Domain=localhost\r\nContent-Length: 0\r\n\r\n",
+        hdr + b"X-Empty:\r\nset-cookie: __Host-tether_session=1\r\n\r\n",
+        hdr + b"Set-Cookie:   =TETHER_session=1\r\nContent-Length: 0\r\n\r\n",
+        hdr + b"Set-Cookie: a=tether_session\r\nSet-Cookie: tether_sessions=1\r\n"
+        b"Content-Length: 0\r\n\r\n",
+        b"garbage\r\n\r\nxx tettether_session=1",
+        hdr + b"Transfer-Encoding: chunked\r\n\r\n0\r\nSet-Cookie: tether_session=3\r\n\r\n",
+    ]
+    for rsp in cases:
+        for split in (0, 1, 77):
+            write("fuzz_httpresponse", bytes([split, 0, 0]) + rsp)
+    h = b"Host: k3j9x2mq.localhost:8080\r\n"
+    reqs = [
+        b"GET /x HTTP/1.1\r\n" + h + b"\r\nGET /A HTTP/1.1\r\n" + h + b"\r\n",
+        b"POST /H HTTP/1.1\r\n" + h + b"Content-Length: 32\r\n\r\n"
+        b"user=alice&secret=alice-secret-1GET / HTTP/1.1\r\n" + h + b"\r\n",
+        b"POST /H HTTP/1.1\r\n" + h + b"Content-Length: 7\r\n\r\nname=xy"
+        b"GET / HTTP/1.1\r\n" + h + b"\r\n",
+        b"POST /H HTTP/1.1\r\n" + h + b"Transfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nuser=\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + h + b"Cookie: a=1; tether_session=x; b=2\r\n"
+        b"Cookie: tether_session=y\r\n\r\n",
+    ]
+    for req in reqs:
+        for split in (0, 1, 77):
+            write("fuzz_httpproxy", bytes([split]) + req)
+
+
 if __name__ == "__main__":
     main()
     http_seeds()
     adminhost_seeds()
     relaytext_seeds()
     response_seeds()
+    signin_seeds()
