@@ -18,7 +18,7 @@ VEC = "tests/vectors"
 OUT = "tests/fuzz/corpus"
 SELECT = {1: 0, 2: 1, 3: 2, 7: 2, 8: 2, 4: 3, 6: 4}
 CONTEXT = {"hello.txt": 0x00, "hello-v2.txt": 0x00, "welcome.txt": 0x01, "welcome-v2.txt": 0x01,
-           "refuse.txt": 0x01}  # others: 0x03 (D1)
+           "refuse.txt": 0x01, "visitor.txt": 0x02}  # others: 0x03 (D1); 0x02: visitor (V)
 
 
 def vectors():
@@ -77,6 +77,12 @@ def main():
               + frame(5, b"0123456789abcdefX", stream=1) + frame(8, b"\x00\x01bye"))
     for knob in (0x01, 0x09, 0x19, 0x39, 0x81, 0x05):
         write("fuzz_session", bytes([knob]) + device)
+    visitor = (frame(5, b"SSH-2.0-OpenSSH_9.6\r\n", stream=1) + frame(6, b"\x00\x01\x00\x00", stream=1)
+               + frame(0x42, b"ext", stream=1) + frame(5, b"F-bye", flags=1, stream=1)
+               + frame(5, b"late", stream=1) + frame(7, b"\x00\x00", stream=1)
+               + frame(8, b"\x00\x05access revoked"))
+    for knob in (0x02, 0x0a, 0x1a, 0x3a, 0x82):
+        write("fuzz_session", bytes([knob]) + visitor)
 
 
 HOST = b"k3j9x2mq.localhost:8080"
