@@ -1595,7 +1595,8 @@ const char *tt_wsconn_peer(const struct tt_wsconn *c)
 
 uint32_t tt_wsconn_window(const struct tt_wsconn *c)
 {
-    return c->cfg.session.window;
+    /* a visitor session has the protocol's fixed window, whatever the config said */
+    return c->cfg.session.role == TT_ROLE_VISITOR ? TT_VISITOR_WINDOW : c->cfg.session.window;
 }
 
 uint64_t tt_wsconn_bytes_in(const struct tt_wsconn *c)

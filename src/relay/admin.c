@@ -18,6 +18,7 @@
 #include "httpproxy.h"
 #include "httpstats.h"
 #include "relay.h"
+#include "visitor.h"
 
 /* A growable answer body, capped at TT_ADMIN_BODY_MAX (beyond: ok = false). */
 #define TT_ADMIN_BODY_MAX (64u * 1024 * 1024)
@@ -858,6 +859,9 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
     auth[0] = '\0';
     (void)tt_devauth_metrics(&r->auth, r->reg, auth, sizeof(auth), &alen);
     buf_str(&b, auth);
+    char vis[4096];
+    (void)tt_visitor_metrics(r, vis, sizeof(vis));
+    buf_str(&b, vis);
     free(vs);
     free(l.v);
     answer_built(hc, true, "text/plain; version=0.0.4", &b);

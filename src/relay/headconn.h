@@ -58,6 +58,12 @@ struct tt_headconn {
     struct tt_limits_conn lim; /* on set->limits until taken or freed */
     tt_headconn_cb on_body;    /* tt_headconn_read_body: called once len reaches want */
     size_t want;
+    /* Optional, for an owner that keeps hc after on_head while something asynchronous runs (a
+     * secret check: visitor.c; it stops reading hc->conn meanwhile): called by tt_headconn_free
+     * just before hc goes when it goes without the owner (its deadline, a shed, the set
+     * closing). The owner clears it before it answers or takes hc itself. */
+    void (*on_drop)(struct tt_headconn *hc, void *ud);
+    void *drop_ud;
     struct tt_headparse hp;
 };
 

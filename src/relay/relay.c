@@ -18,6 +18,7 @@
 #include "relay.h"
 #include "respond.h"
 #include "server.h"
+#include "visitor.h"
 
 /* mkdir -p: creates dir and its missing parents (mode 0700). Returns 0 or -1 with err. */
 static int make_dirs(const char *dir, char err[TT_ERRLEN])
@@ -343,6 +344,7 @@ void tt_relay_stop(struct tt_relay *r)
     tt_headconn_set_close(&r->admin);
     tt_respond_close_all();
     tt_forward_stop();
+    tt_visitor_shutdown(r);
     tt_device_shutdown(r);
     tt_tcpports_reset(&r->ports);
 }
@@ -364,4 +366,5 @@ void tt_relay_free(struct tt_relay *r)
     tt_limits_reset(&r->limits);
     tt_access_free(&r->access);
     tt_audit_close(&r->audit);
+    tt_visitor_free(r);
 }
