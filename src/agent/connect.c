@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
+#ifndef _WIN32
+#include <sys/socket.h>
+#endif
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -47,12 +50,12 @@ struct lconn {
     size_t server; /* the server being dialed (index into cfg->servers) */
     size_t tried;
     struct tt_wsconn *ws;
-    struct tt_pipe *pipe;    /* listen mode */
-    struct tt_fdjoin *join;  /* descriptor mode */
-    bool joined;             /* the local side is joined (OPEN emitted) */
-    bool local_done;         /* the pipe or the join is over */
-    bool stream_broken;      /* the relay ended the stream otherwise than by FIN both ways */
-    int reset_code;          /* the relay's RESET code, -1 */
+    struct tt_pipe *pipe;   /* listen mode */
+    struct tt_fdjoin *join; /* descriptor mode */
+    bool joined;            /* the local side is joined (OPEN emitted) */
+    bool local_done;        /* the pipe or the join is over */
+    bool stream_broken;     /* the relay ended the stream otherwise than by FIN both ways */
+    int reset_code;         /* the relay's RESET code, -1 */
     bool got_goaway;
     uint16_t goaway_code;
     char goaway_reason[TT_MAX_REASON + 1];
@@ -136,13 +139,33 @@ static void emit_error(struct tether_connect *tc, const char *server, int err, i
 
 /* ---- the end of a connection ------------------------------------------------------------ */
 
+/* Closes a local connection that never reached the service (refused, or the relay could not be
+ * reached): what it sent is read and dropped first, and our side shut down, so that it sees an
+ * end rather than a reset (the kernel resets a connection closed with unread bytes). */
+static void close_local(struct lconn *l)
+{
+    if (l->sock == NULL)
+        return;
+#ifndef _WIN32
+    uv_os_fd_t fd;
+    if (uv_fileno((const uv_handle_t *)&l->sock->tcp, &fd) == 0) {
+        char buf[4096];
+        for (int i = 0; i < 256 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++)
+            ;
+        (void)shutdown(fd, SHUT_WR);
+    }
+#endif
+    tt_conn_close(l->sock, NULL);
+    l->sock = NULL;
+}
+
 static void close_handles(struct tether_connect *tc)
 {
     if (tc->handles_closed)
         return;
     tc->handles_closed = true;
     uv_close((uv_handle_t *)&tc->async, NULL);
-    if (tc->listener_init)
+    if (tc->listener_init && !uv_is_closing((uv_handle_t *)&tc->listener))
         uv_close((uv_handle_t *)&tc->listener, NULL);
 }
 
@@ -185,10 +208,11 @@ static void lconn_end(struct lconn *l)
     if (l->joined) {
         if (l->stream_broken && !tc->stopping) {
             if (l->got_goaway && l->goaway_reason[0])
-                emit_error(tc, l->url, l->goaway_code == TT_GOAWAY_REVOKED ? TETHER_ERR_AUTH
-                                                                           : TETHER_ERR_CLOSED,
-                           0, "%s/%s: connection closed by the relay: %s", tc->device,
-                           tc->service, l->goaway_reason);
+                emit_error(tc, l->url,
+                           l->goaway_code == TT_GOAWAY_REVOKED ? TETHER_ERR_AUTH
+                                                               : TETHER_ERR_CLOSED,
+                           0, "%s/%s: connection closed by the relay: %s", tc->device, tc->service,
+                           l->goaway_reason);
             else if (l->reset_code >= 0)
                 emit_error(tc, l->url, TETHER_ERR_CLOSED, 0, "%s/%s: connection reset: %s",
                            tc->device, tc->service, reset_text(l->reset_code));
@@ -252,8 +276,8 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
 {
     struct lconn *l = ud;
     (void)c;
-    TT_LOG(TT_LOG_DEBUG, "relay connection closed server=%s err=%s reason=\"%s\"",
-           TT_LOG_V(l->url), tether_err_name(err), TT_LOG_E(reason));
+    TT_LOG(TT_LOG_DEBUG, "relay connection closed server=%s err=%s reason=\"%s\"", TT_LOG_V(l->url),
+           tether_err_name(err), TT_LOG_E(reason));
     l->ws = NULL;
     l->close_err = err;
     lconn_end(l);
@@ -336,10 +360,7 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
         if (r->conn)
             tt_conn_close(r->conn, NULL);
         l->local_done = true;
-        if (l->sock) {
-            tt_conn_close(l->sock, NULL);
-            l->sock = NULL;
-        }
+        close_local(l);
         lconn_end(l);
         return;
     }
@@ -356,10 +377,7 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
         else
             emit_error(tc, r->url, r->err, 0, "%s/%s: %s", tc->device, tc->service, r->message);
         l->local_done = true;
-        if (l->sock) {
-            tt_conn_close(l->sock, NULL);
-            l->sock = NULL;
-        }
+        close_local(l);
         lconn_end(l);
         return;
     }
@@ -375,19 +393,17 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
     rc = tt_wsconn_new(&l->ws, &tc->loop, r->conn, r->pre, r->prelen, &wc, &ws_cb, l);
     if (rc == 0) {
         if (tc->mode == MODE_LISTEN)
-            rc = tt_pipe_new(&l->pipe, &tc->loop, l->sock, false, l->ws, TT_VISITOR_STREAM, NULL,
-                             0, &pipe_hooks, l);
+            rc = tt_pipe_new(&l->pipe, &tc->loop, l->sock, false, l->ws, TT_VISITOR_STREAM, NULL, 0,
+                             &pipe_hooks, l);
         else
-            rc = tt_fdjoin_new(&l->join, &tc->loop, tc->in_fd, tc->out_fd, l->ws,
-                               TT_VISITOR_STREAM, join_done, l);
+            rc = tt_fdjoin_new(&l->join, &tc->loop, tc->in_fd, tc->out_fd, l->ws, TT_VISITOR_STREAM,
+                               join_done, l);
         if (rc != 0) {
             tt_wsconn_close(l->ws, TT_GOAWAY_NORMAL, 1000, rc, "cannot join the local side");
             emit_error(tc, r->url, rc, 0, "%s/%s: cannot join the local side: %s", tc->device,
                        tc->service, tether_strerror(rc));
             l->local_done = true;
-            if (l->sock)
-                tt_conn_close(l->sock, NULL);
-            l->sock = NULL;
+            close_local(l);
             return; /* on_ws_close ends l */
         }
         l->sock = NULL; /* the pipe's */
@@ -397,15 +413,13 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
         emit_error(tc, r->url, rc, 0, "%s/%s: cannot set up the connection: %s", tc->device,
                    tc->service, tether_strerror(rc));
         l->local_done = true;
-        if (l->sock)
-            tt_conn_close(l->sock, NULL);
-        l->sock = NULL;
+        close_local(l);
         lconn_end(l);
         return;
     }
     l->joined = true;
-    TT_LOG(TT_LOG_DEBUG, "connected server=%s device=%s service=%s", TT_LOG_V(l->url),
-           tc->device, tc->service);
+    TT_LOG(TT_LOG_DEBUG, "connected server=%s device=%s service=%s", TT_LOG_V(l->url), tc->device,
+           tc->service);
     struct tether_connect_event ev = {0};
     ev.kind = TETHER_CONNECT_OPEN;
     ev.server = l->url;
@@ -422,10 +436,7 @@ static void dial_next(struct lconn *l)
         l->dial = NULL;
         emit_error(tc, url, rc, 0, "%s/%s: %s", tc->device, tc->service, err);
         l->local_done = true;
-        if (l->sock) {
-            tt_conn_close(l->sock, NULL);
-            l->sock = NULL;
-        }
+        close_local(l);
         lconn_end(l);
     }
 }
@@ -528,10 +539,7 @@ static void begin_stop(struct tether_connect *tc)
             tt_dial_cancel(l->dial);
             l->dial = NULL;
             l->local_done = true;
-            if (l->sock) {
-                tt_conn_close(l->sock, NULL);
-                l->sock = NULL;
-            }
+            close_local(l);
         }
         if (l->join)
             tt_fdjoin_abort(l->join);
@@ -566,8 +574,8 @@ static bool target_name_ok(const char *s)
 static int make_headers(struct tether_connect *tc)
 {
     const tether_config *cfg = tc->cfg;
-    size_t cap = 256 + 2 * TETHER_MAX_DEVICE_NAME + 4 * (TETHER_MAX_DEVICE_NAME + 1 +
-                                                         TT_VISITOR_SECRET_MAX + 3) / 3;
+    size_t cap = 256 + 2 * TETHER_MAX_DEVICE_NAME +
+                 4 * (TETHER_MAX_DEVICE_NAME + 1 + TT_VISITOR_SECRET_MAX + 3) / 3;
     char *h = malloc(cap);
     int n;
     if (h == NULL)

@@ -42,8 +42,8 @@ struct tt_fdjoin {
     union fdstream in;
     uv_fs_t in_req;
     int in_fd;
-    bool in_busy;       /* a file read under way */
-    bool reading;       /* a stream read started */
+    bool in_busy;          /* a file read under way */
+    bool reading;          /* a stream read started */
     struct tt_chunk *ibuf; /* the last read; [ioff, ilen) not sent yet */
     size_t ioff, ilen;
     bool in_eof, in_closed, fin_sent;
@@ -95,6 +95,18 @@ static void on_closed(uv_handle_t *h)
     struct tt_fdjoin *j = h->data;
     j->pending--;
     maybe_free(j);
+}
+
+/* libuv never closes descriptors 0 to 2 with their handles: the reader of our standard output
+ * must see its end, so that one is closed here. */
+static void on_out_closed(uv_handle_t *h)
+{
+    struct tt_fdjoin *j = h->data;
+#ifndef _WIN32
+    if (j->out_fd >= 0 && j->out_fd <= 2)
+        (void)close(j->out_fd);
+#endif
+    on_closed(h);
 }
 
 static void on_fs_closed(uv_fs_t *req)
@@ -163,10 +175,11 @@ static void close_output(struct tt_fdjoin *j)
     if (j->out_closing || (j->out_kind == FD_FILE && j->inflight > 0))
         return;
     j->out_closing = true;
+    TT_LOG(TT_LOG_DEBUG, "stdio: output closed written=%llu", (unsigned long long)j->down);
     j->pending++;
     j->out_req.data = j;
     if (j->out_kind == FD_STREAM) {
-        uv_close(&j->out.h, on_closed);
+        uv_close(&j->out.h, on_out_closed);
     } else if (uv_fs_close(j->loop, &j->out_req, j->out_fd, on_fs_closed) != 0) {
         j->pending--;
     }
@@ -236,8 +249,8 @@ static void pump_up(struct tt_fdjoin *j)
             tt_wsconn_wait_writable(j->c, &j->writable);
             return;
         }
-        tt_ssize r = tt_wsconn_send_data(j->c, j->id, j->ibuf->data + j->ioff, j->ilen - j->ioff,
-                                         false);
+        tt_ssize r =
+            tt_wsconn_send_data(j->c, j->id, j->ibuf->data + j->ioff, j->ilen - j->ioff, false);
         if (r <= 0)
             return; /* window shut (on_window kicks), or closing (on_stream_close follows) */
         j->ioff += (size_t)r;
@@ -251,6 +264,7 @@ static void pump_up(struct tt_fdjoin *j)
             if (j->peer_fin) { /* our FIN completed the stream: no on_stream_close */
                 detach(j);
                 j->stream_over = true;
+                kick(j);
             }
         }
     }
@@ -433,6 +447,9 @@ static void run(struct tt_fdjoin *j)
     if (!j->stream_over)
         pump_up(j);
     flush(j);
+    /* the peer's side is over and all of it written: the reader sees its end */
+    if (j->peer_fin && j->wq.bytes == 0 && j->inflight == 0)
+        close_output(j);
     finish_if_over(j);
 }
 
@@ -457,6 +474,7 @@ static int j_on_fin(struct tt_session *s, struct tt_stream *st, void *ud)
     (void)s;
     (void)ud;
     j->peer_fin = true;
+    TT_LOG(TT_LOG_DEBUG, "stdio: the service's side ended queued=%zu", j->wq.bytes);
     kick(j);
     return 0;
 }

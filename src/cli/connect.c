@@ -39,6 +39,7 @@ static void install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* ssh hangs up its ProxyCommand when it is done */
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 #endif
@@ -112,9 +113,8 @@ static void on_event(tether_connect *c, const struct tether_connect_event *ev, v
                TT_LOG_V(ev->server));
         break;
     case TETHER_CONNECT_CLOSED:
-        TT_LOG(TT_LOG_INFO, "connection to %s/%s closed bytes_in=%llu bytes_out=%llu",
-               ev->device, ev->service, (unsigned long long)ev->bytes_in,
-               (unsigned long long)ev->bytes_out);
+        TT_LOG(TT_LOG_INFO, "connection to %s/%s closed bytes_in=%llu bytes_out=%llu", ev->device,
+               ev->service, (unsigned long long)ev->bytes_in, (unsigned long long)ev->bytes_out);
         break;
     }
 }
@@ -147,8 +147,8 @@ static int build_config(const struct tt_connect_args *a, tether_config **out)
             fprintf(stderr, "tether connect: --server: %s\n", tether_config_error(cfg));
     if (rc == 0 && a->user) {
         const char *s = a->secret;
-        if (a->secret_file && (status = read_secret("--secret-file", a->secret_file, secret,
-                                                    sizeof secret)) != 0)
+        if (a->secret_file &&
+            (status = read_secret("--secret-file", a->secret_file, secret, sizeof secret)) != 0)
             rc = -1;
         else if (a->secret_file)
             s = secret;
@@ -210,9 +210,7 @@ int tt_connect_main(int argc, char **argv)
         return 0;
     }
     /* Only what matters on stderr: with --stdio, ssh shows it to its user. */
-    tt_log_level = args.log_level >= 0 ? args.log_level
-                   : args.stdio        ? TT_LOG_ERROR
-                                       : TT_LOG_WARN;
+    tt_log_level = args.log_level >= 0 ? args.log_level : args.stdio ? TT_LOG_ERROR : TT_LOG_WARN;
     cli.json = args.json;
     cli.events = args.stdio ? stderr : stdout;
     rc = build_config(&args, &cfg);

@@ -94,20 +94,13 @@ static const struct {
     enum opt_id id;
     bool has_value;
 } opts[] = {
-    {"server", OPT_SERVER, true},
-    {"user", OPT_USER, true},
-    {"secret", OPT_SECRET, true},
-    {"secret-file", OPT_SECRET_FILE, true},
-    {"grant", OPT_GRANT, true},
-    {"grant-file", OPT_GRANT_FILE, true},
-    {"listen", OPT_LISTEN, true},
-    {"stdio", OPT_STDIO, false},
-    {"proxy", OPT_PROXY, true},
-    {"noproxy", OPT_NOPROXY, true},
-    {"ca-file", OPT_CA_FILE, true},
-    {"insecure", OPT_INSECURE, false},
-    {"json", OPT_JSON, false},
-    {"log-level", OPT_LOG_LEVEL, true},
+    {"server", OPT_SERVER, true},   {"user", OPT_USER, true},
+    {"secret", OPT_SECRET, true},   {"secret-file", OPT_SECRET_FILE, true},
+    {"grant", OPT_GRANT, true},     {"grant-file", OPT_GRANT_FILE, true},
+    {"listen", OPT_LISTEN, true},   {"stdio", OPT_STDIO, false},
+    {"proxy", OPT_PROXY, true},     {"noproxy", OPT_NOPROXY, true},
+    {"ca-file", OPT_CA_FILE, true}, {"insecure", OPT_INSECURE, false},
+    {"json", OPT_JSON, false},      {"log-level", OPT_LOG_LEVEL, true},
     {"help", OPT_HELP, false},
 };
 

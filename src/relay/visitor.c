@@ -35,10 +35,10 @@ struct vend {
     struct tt_visitor *v;
     struct tt_wsconn *ws; /* NULL once the stream on this end has ended */
     uint32_t id;
-    bool fin_in;  /* the peer's FIN came on this end */
-    bool fin_out; /* we sent FIN on this end */
-    bool done;    /* the stream on this end has ended */
-    bool broken;  /* ... not by FIN both ways: the other end is reset */
+    bool fin_in;   /* the peer's FIN came on this end */
+    bool fin_out;  /* we sent FIN on this end */
+    bool done;     /* the stream on this end has ended */
+    bool broken;   /* ... not by FIN both ways: the other end is reset */
     uint16_t code; /* the RESET code passed on to the other end */
     /* bytes received on this end and not yet passed to the other (not credited back yet):
      * at most this end's receive window, grown by at most TT_VISITOR_EXTRA_MAX */
@@ -62,17 +62,17 @@ struct tt_visitor {
     bool trusted;
     struct tt_principal who; /* kind NONE: public access */
     /* the bridge */
-    struct tt_wsconn *vws;  /* the visitor's connection, until its on_close */
+    struct tt_wsconn *vws; /* the visitor's connection, until its on_close */
     struct tt_session *vsess;
     struct vend e[2];
     uv_idle_t idle;
-    bool idle_on;     /* idle initialized (closed with the visitor) */
-    bool freeing;     /* the idle handle is closing */
-    bool vclosing;    /* tt_wsconn_close was called on vws */
-    uint8_t kind;     /* of the service */
-    int64_t started;  /* unix ms */
-    uint16_t goaway;  /* what the visitor hears when the bridge ends badly */
-    const char *why;  /* ... and the reason */
+    bool idle_on;    /* idle initialized (closed with the visitor) */
+    bool freeing;    /* the idle handle is closing */
+    bool vclosing;   /* tt_wsconn_close was called on vws */
+    uint8_t kind;    /* of the service */
+    int64_t started; /* unix ms */
+    uint16_t goaway; /* what the visitor hears when the bridge ends badly */
+    const char *why; /* ... and the reason */
     const char *outcome;
     struct tt_access_conn ac;
     struct tt_limits_stream ls;
@@ -231,8 +231,8 @@ static void audit_refusal(struct tt_visitor *v, const char *outcome)
     a.service = v->service;
     a.kind = kind_of(r, v->device, v->service);
     a.user = v->who.kind != TT_PRINCIPAL_NONE ? v->who.user
-             : v->typed_user[0]                ? v->typed_user
-                                               : NULL;
+             : v->typed_user[0]               ? v->typed_user
+                                              : NULL;
     a.client = v->client;
     a.outcome = outcome;
     tt_audit_connection(&r->audit, &a, tt_relay_now_ms());
@@ -566,8 +566,6 @@ static void run(struct tt_visitor *v)
     if (!de->done)
         pump(v, V_VISITOR); /* the visitor's bytes to the device */
     if (ve->done) {
-        if (de->broken && v->outcome[0] == 'o')
-            v->outcome = "error";
         close_visitor(v, de->broken ? v->goaway : TT_GOAWAY_NORMAL,
                       de->broken ? v->why : "stream over");
     }
@@ -630,6 +628,8 @@ static int bridge_on_fin(struct tt_session *s, struct tt_stream *st, void *ud)
 {
     struct tt_visitor *v = of_owner(st->user);
     (void)ud;
+    TT_LOG(TT_LOG_DEBUG, "tether connect: FIN from the %s peer=%s",
+           end_index(v, s) == V_VISITOR ? "visitor" : "device", v->client);
     v->e[end_index(v, s)].fin_in = true;
     schedule(v);
     return 0;
@@ -662,9 +662,15 @@ static void bridge_on_stream_close(struct tt_session *s, struct tt_stream *st, v
     st->user = NULL;
     bool normal = a->fin_in && a->fin_out;
     if (!normal && i == V_DEVICE && v->why == NULL) {
+        /* the device's side failed (its service refused or reset, or the device went away):
+         * an error, unlike a visitor that leaves abruptly */
         v->goaway = TT_GOAWAY_NORMAL;
         v->why = a->code == TT_RESET_REFUSED ? "the device's service refused the connection"
-                                             : "the device ended the connection";
+                 : a->code == TT_RESET_CANCEL && !v->e[V_DEVICE].fin_in
+                     ? "the device ended the connection"
+                     : "the device reset the connection";
+        if (strcmp(v->outcome, "ok") == 0)
+            v->outcome = "error";
     }
     end_stream(v, i, !normal, a->code);
 }
@@ -795,8 +801,7 @@ static void accept_visitor(struct tt_visitor *v, struct tt_device *d, int svc)
         else if (n == TETHER_ERR_STREAM_LIMIT)
             r->limits.refused[TT_LIMITS_REFUSED_DEVICE]++;
         tt_limits_stream_give(&r->limits, &v->ls);
-        refuse(v, 503, "refused", "device busy: %s cannot take another connection now",
-               v->device);
+        refuse(v, 503, "refused", "device busy: %s cannot take another connection now", v->device);
         return;
     }
     d->streams++;
@@ -879,8 +884,7 @@ static void accept_visitor(struct tt_visitor *v, struct tt_device *d, int svc)
     vs->accepted++;
     TT_LOG(TT_LOG_INFO, "tether connect device=%s service=%s user=%s peer=%s stream=%u",
            TT_LOG_V(v->device), TT_LOG_V(v->service),
-           v->who.kind != TT_PRINCIPAL_NONE ? TT_LOG_V(v->who.user) : "-", v->client,
-           (unsigned)id);
+           v->who.kind != TT_PRINCIPAL_NONE ? TT_LOG_V(v->who.user) : "-", v->client, (unsigned)id);
 }
 
 /* The principal is known (or none is needed): may it reach the target, and is it there? */
@@ -898,8 +902,7 @@ static void decide(struct tt_visitor *v)
     if (!tt_access_allows(&r->access, v->who.kind ? &v->who : NULL, v->device, v->service,
                           tt_relay_now_ms())) {
         if (v->who.kind == TT_PRINCIPAL_NONE)
-            refuse(v, 401, "refused", "authentication required for %s/%s", v->device,
-                   v->service);
+            refuse(v, 401, "refused", "authentication required for %s/%s", v->device, v->service);
         else
             refuse(v, 403, "refused", "access denied: no grant of %s covers %s/%s", v->who.user,
                    v->device, v->service);
@@ -1002,8 +1005,9 @@ void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool truste
     tt_server_ws_request(&hc->hp, &rq);
     int verdict = tt_wshs_check_request(&rq);
     if (verdict != 0) {
-        refuse_hc(r, hc, verdict, verdict == 426 ? "WebSocket version 13 is required"
-                                                 : "bad request: not a valid WebSocket upgrade");
+        refuse_hc(r, hc, verdict,
+                  verdict == 426 ? "WebSocket version 13 is required"
+                                 : "bad request: not a valid WebSocket upgrade");
         return;
     }
     struct tt_visitor *v = calloc(1, sizeof(*v));
@@ -1057,8 +1061,7 @@ void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool truste
         size_t tn = an - 7;
         while (tn > 0 && *tok == ' ')
             tok++, tn--;
-        int rc = tt_access_verify_token(&r->access, tok, tn, v->client, tt_relay_now_ms(),
-                                        &v->who);
+        int rc = tt_access_verify_token(&r->access, tok, tn, v->client, tt_relay_now_ms(), &v->who);
         if (rc == TETHER_ERR_THROTTLED)
             refuse(v, 429, "refused", "too many failed attempts from this address, retry later");
         else if (rc != 0)
@@ -1082,8 +1085,8 @@ void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool truste
         tt_conn_read_stop(hc->conn);
         hc->on_drop = on_hc_drop;
         hc->drop_ud = v;
-        int rc = tt_access_verify(&r->access, v->typed_user, secret, slen, v->client, on_checked,
-                                  v, &v->check);
+        int rc = tt_access_verify(&r->access, v->typed_user, secret, slen, v->client, on_checked, v,
+                                  &v->check);
         OPENSSL_cleanse(secret, sizeof(secret));
         if (rc == TETHER_ERR_AGAIN)
             refuse(v, 503, "refused", "the relay is busy checking secrets, retry later");
@@ -1164,9 +1167,9 @@ size_t tt_visitor_metrics(const struct tt_relay *r, char *out, size_t cap)
         (unsigned long long)vs->refused[TT_VISITOR_REFUSED_403],
         (unsigned long long)vs->refused[TT_VISITOR_REFUSED_404],
         (unsigned long long)vs->refused[TT_VISITOR_REFUSED_429],
-        (unsigned long long)vs->refused[TT_VISITOR_REFUSED_503],
-        (unsigned long long)vs->forwarded, (unsigned long long)vs->revoked,
-        (unsigned long long)vs->bytes_in, (unsigned long long)vs->bytes_out, vs->extra_in_use);
+        (unsigned long long)vs->refused[TT_VISITOR_REFUSED_503], (unsigned long long)vs->forwarded,
+        (unsigned long long)vs->revoked, (unsigned long long)vs->bytes_in,
+        (unsigned long long)vs->bytes_out, vs->extra_in_use);
     if (n < 0) {
         if (cap)
             out[0] = '\0';
