@@ -999,19 +999,73 @@ static bool basic_credentials(const uint8_t *b64, size_t n, char user[TT_MAX_NAM
     return ok;
 }
 
+int tt_visitor_parse(const struct tt_headparse *hp, struct tt_visitor_request *rq)
+{
+    size_t dn = 0, sn = 0, an = 0;
+    const uint8_t *dv = one_value(hp, "tether-device", &dn);
+    const uint8_t *sv = one_value(hp, "tether-service", &sn);
+    const uint8_t *raw, *av;
+    size_t rn;
+
+    memset(rq, 0, sizeof(*rq));
+    if (!copy_name(rq->device, dv, dn) || !copy_name(rq->service, sv, sn))
+        return TETHER_ERR_HTTP;
+    unsigned nauth = tt_headparse_find(hp, "authorization", &raw, &rn);
+    if (nauth == 0)
+        return 0; /* TT_VISITOR_AUTH_NONE */
+    av = one_value(hp, "authorization", &an);
+    rq->auth = TT_VISITOR_AUTH_BAD;
+    if (nauth > 1 || !av || an > TT_VISITOR_AUTH_MAX)
+        return 0;
+    if (an > 7 && strncasecmp((const char *)av, "bearer ", 7) == 0) {
+        const uint8_t *tok = av + 7;
+        size_t tn = an - 7;
+        while (tn > 0 && *tok == ' ')
+            tok++, tn--;
+        if (tn > 0) {
+            rq->auth = TT_VISITOR_AUTH_BEARER;
+            rq->token = tok;
+            rq->token_len = tn;
+        }
+        return 0;
+    }
+    if (an > 6 && strncasecmp((const char *)av, "basic ", 6) == 0) {
+        const uint8_t *b = av + 6;
+        size_t bn = an - 6;
+        while (bn > 0 && *b == ' ')
+            b++, bn--;
+        if (basic_credentials(b, bn, rq->user, rq->secret, &rq->secret_len))
+            rq->auth = TT_VISITOR_AUTH_BASIC;
+    }
+    return 0;
+}
+
+void tt_visitor_request_wipe(struct tt_visitor_request *rq)
+{
+    OPENSSL_cleanse(rq, sizeof(*rq));
+}
+
 void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool trusted)
 {
-    struct tt_wshs_request rq;
-    tt_server_ws_request(&hc->hp, &rq);
-    int verdict = tt_wshs_check_request(&rq);
+    struct tt_wshs_request ws;
+    tt_server_ws_request(&hc->hp, &ws);
+    int verdict = tt_wshs_check_request(&ws);
     if (verdict != 0) {
         refuse_hc(r, hc, verdict,
                   verdict == 426 ? "WebSocket version 13 is required"
                                  : "bad request: not a valid WebSocket upgrade");
         return;
     }
+    struct tt_visitor_request rq;
+    if (tt_visitor_parse(&hc->hp, &rq) != 0) {
+        refuse_hc(r, hc, 400,
+                  "bad request: name the target in one Tether-Device and one Tether-Service "
+                  "header (1 to 64 printable characters, no spaces)");
+        return;
+    }
     struct tt_visitor *v = calloc(1, sizeof(*v));
     if (!v) {
+        tt_visitor_request_wipe(&rq);
         refuse_hc(r, hc, 503, "the relay cannot serve this now (out of memory)");
         return;
     }
@@ -1019,16 +1073,8 @@ void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool truste
     v->hc = hc;
     v->trusted = trusted;
     client_of(r, hc, trusted, v->client);
-    size_t dn = 0, sn = 0;
-    const uint8_t *dv = one_value(&hc->hp, "tether-device", &dn);
-    const uint8_t *sv = one_value(&hc->hp, "tether-service", &sn);
-    if (!copy_name(v->device, dv, dn) || !copy_name(v->service, sv, sn)) {
-        free(v);
-        refuse_hc(r, hc, 400,
-                  "bad request: name the target in one Tether-Device and one Tether-Service "
-                  "header (1 to 64 printable characters, no spaces)");
-        return;
-    }
+    memcpy(v->device, rq.device, sizeof(v->device));
+    memcpy(v->service, rq.service, sizeof(v->service));
     /* A device another node holds: that node decides everything (it checks the credentials
      * too), so that nothing is checked twice and nothing here tells who exists. */
     struct tt_device *d;
@@ -1036,65 +1082,45 @@ void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool truste
     uint16_t port = 0;
     if (r->cluster && !trusted && !r->stopping &&
         locate(r, v->device, &d, host, &port) == W_REMOTE) {
+        tt_visitor_request_wipe(&rq);
         forward(v, host, port);
         return;
     }
-    size_t an = 0;
-    unsigned nauth = 0;
-    const uint8_t *av = NULL;
-    {
-        const uint8_t *raw;
-        size_t rn;
-        nauth = tt_headparse_find(&hc->hp, "authorization", &raw, &rn);
-        av = one_value(&hc->hp, "authorization", &an);
-    }
-    if (nauth == 0) {
+    switch (rq.auth) {
+    case TT_VISITOR_AUTH_NONE:
         decide(v); /* a public service, or 401 */
-        return;
-    }
-    if (nauth > 1 || !av || an > TT_VISITOR_AUTH_MAX) {
-        refuse(v, 401, "refused", "authentication failed: malformed Authorization header");
-        return;
-    }
-    if (an > 6 && strncasecmp((const char *)av, "bearer ", 7) == 0) {
-        const uint8_t *tok = av + 7;
-        size_t tn = an - 7;
-        while (tn > 0 && *tok == ' ')
-            tok++, tn--;
-        int rc = tt_access_verify_token(&r->access, tok, tn, v->client, tt_relay_now_ms(), &v->who);
+        break;
+    case TT_VISITOR_AUTH_BEARER: {
+        int rc = tt_access_verify_token(&r->access, rq.token, rq.token_len, v->client,
+                                        tt_relay_now_ms(), &v->who);
         if (rc == TETHER_ERR_THROTTLED)
             refuse(v, 429, "refused", "too many failed attempts from this address, retry later");
         else if (rc != 0)
             refuse(v, 401, "refused", "authentication failed: unknown or expired grant");
         else
             decide(v);
-        return;
+        break;
     }
-    if (an > 6 && strncasecmp((const char *)av, "basic ", 6) == 0) {
-        const uint8_t *b = av + 6;
-        size_t bn = an - 6;
-        while (bn > 0 && *b == ' ')
-            b++, bn--;
-        uint8_t secret[TT_USERS_SECRET_MAX];
-        size_t slen = 0;
-        if (!basic_credentials(b, bn, v->typed_user, secret, &slen)) {
-            refuse(v, 401, "refused", "authentication failed: malformed Basic credentials");
-            return;
-        }
+    case TT_VISITOR_AUTH_BASIC: {
+        memcpy(v->typed_user, rq.user, sizeof(v->typed_user));
         /* the head connection stays ours, unauthenticated (limits.h), until the answer */
         tt_conn_read_stop(hc->conn);
         hc->on_drop = on_hc_drop;
         hc->drop_ud = v;
-        int rc = tt_access_verify(&r->access, v->typed_user, secret, slen, v->client, on_checked, v,
-                                  &v->check);
-        OPENSSL_cleanse(secret, sizeof(secret));
+        int rc = tt_access_verify(&r->access, rq.user, rq.secret, rq.secret_len, v->client,
+                                  on_checked, v, &v->check);
         if (rc == TETHER_ERR_AGAIN)
             refuse(v, 503, "refused", "the relay is busy checking secrets, retry later");
         else if (rc != 0)
             refuse(v, 503, "refused", "the relay cannot serve this now (out of memory)");
-        return;
+        break;
     }
-    refuse(v, 401, "refused", "authentication failed: use Basic or Bearer credentials");
+    default:
+        refuse(v, 401, "refused",
+               "authentication failed: malformed Authorization (use Basic or Bearer)");
+        break;
+    }
+    tt_visitor_request_wipe(&rq);
 }
 
 /* ---- the set ---------------------------------------------------------------------------- */

@@ -24,8 +24,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "core/frame.h"
 #include "headconn.h"
+#include "headparse.h"
 #include "relay.h"
+#include "users.h"
 
 /* The relay's heartbeat on visitor connections (as on device connections, device.h). */
 #define TT_VISITOR_PING_MS 15000
@@ -56,6 +59,35 @@ struct tt_visitor_set {
     uint64_t refused[TT_VISITOR_REFUSED_N];
     uint64_t bytes_in, bytes_out; /* visitor -> device, device -> visitor */
 };
+
+/* How a tether connect upgrade authenticates (tt_visitor_request.auth). */
+enum tt_visitor_auth {
+    TT_VISITOR_AUTH_NONE = 0,   /* no Authorization: public services only */
+    TT_VISITOR_AUTH_BASIC = 1,  /* user and secret */
+    TT_VISITOR_AUTH_BEARER = 2, /* a grant token */
+    TT_VISITOR_AUTH_BAD = 3,    /* repeated, too long, another scheme, or malformed: 401 */
+};
+
+/* What an upgrade asks for, read from its head (tt_visitor_parse). The secret is a copy (wipe
+ * it: tt_visitor_request_wipe); the token points into the head's buffer. */
+struct tt_visitor_request {
+    char device[TT_MAX_NAME + 1];  /* Tether-Device: 1..64 bytes 0x21-0x7e */
+    char service[TT_MAX_NAME + 1]; /* Tether-Service, the same */
+    uint8_t auth;                  /* enum tt_visitor_auth */
+    char user[TT_MAX_NAME + 1];    /* BASIC: 1..64 bytes, no ':' or NUL */
+    uint8_t secret[TT_USERS_SECRET_MAX];
+    size_t secret_len; /* BASIC: 1..TT_USERS_SECRET_MAX */
+    const uint8_t *token;
+    size_t token_len; /* BEARER: >= 1, within TT_VISITOR_AUTH_MAX */
+};
+
+/* Reads the target and the credentials of a tether connect upgrade from hp (docs/PROTOCOL.md
+ * 14.1). Pure. Returns 0 (rq filled; rq->auth says how it authenticates), or TETHER_ERR_HTTP
+ * when Tether-Device or Tether-Service is missing, repeated or malformed (400). */
+int tt_visitor_parse(const struct tt_headparse *hp, struct tt_visitor_request *rq);
+
+/* Wipes rq (its secret). */
+void tt_visitor_request_wipe(struct tt_visitor_request *rq);
 
 /* True when the upgrade request hp offers the tether-connect.v1 subprotocol. */
 bool tt_visitor_is_upgrade(const struct tt_headparse *hp);
