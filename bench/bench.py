@@ -416,11 +416,11 @@ def run_paths(P, out, setup):
             # connection, the relay's bridge between it and the device stream), in this run
             c_tcp, c_http = lib.free_port(), lib.free_port()
             for svc, port in (("iperf", c_tcp), ("http", c_http)):
-                lib.Proc(env, "tether", [lib.TETHER, "connect", "--server", relay.url,
-                                         "%s/%s" % (agent.name, svc), "--listen",
-                                         "127.0.0.1:%d" % port])
-            lib.wait_for(lambda: lib.port_open(c_tcp) and lib.port_open(c_http), 30,
-                         "tether connect listeners")
+                c = lib.Proc(env, "tether", [lib.TETHER, "connect", "--server", relay.url,
+                                             "%s/%s" % (agent.name, svc), "--listen",
+                                             "127.0.0.1:%d" % port])
+                # not probed by connecting: iperf3 -s would take it for a test's
+                c.wait_line(lambda l: l.startswith("listening "), 30, 0, "listening")
             targets["connect"] = {"tcp": c_tcp, "http": (c_http, None)}
         except Exception as e:
             errors["connect"].append("setup: %s" % e)

@@ -84,12 +84,12 @@ def main(argv):
                 ports = []
                 for svc in ("iperf", "web"):
                     port = lib.free_port()
-                    lib.Proc(env, "tether", [lib.TETHER, "connect", "--server", relay.url,
-                                             "%s/%s" % (agent2.name, svc), "--listen",
-                                             "127.0.0.1:%d" % port])
+                    c = lib.Proc(env, "tether", [lib.TETHER, "connect", "--server", relay.url,
+                                                 "%s/%s" % (agent2.name, svc), "--listen",
+                                                 "127.0.0.1:%d" % port])
+                    # not probed by connecting: iperf3 -s would take it for a test's
+                    c.wait_line(lambda l: l.startswith("listening "), 30, 0, "listening")
                     ports.append(port)
-                lib.wait_for(lambda: all(lib.port_open(p) for p in ports), 30,
-                             "tether connect listeners")
                 targets[name + "/port"] = (agent2.tcp_port("iperf"), agent2.tcp_port("web"),
                                            "localhost")
                 targets[name + "/connect"] = (ports[0], ports[1], "localhost")
