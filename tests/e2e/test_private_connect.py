@@ -9,6 +9,7 @@ stream shares, revocation by a users-file reload (SIGHUP) closing an open connec
 the audit lines, and usage errors."""
 
 import hashlib
+import struct
 import json
 import os
 import signal
@@ -581,3 +582,225 @@ def test_relay_unreachable_tries_every_server(t):
     r = _stdio([TETHER, "connect", "--server", dead] + _alice() + [agent.name + "/echo",
                                                                     "--stdio"], b"x")
     check(r.returncode == 1 and b"cannot connect" in r.stderr, "unreachable: %r" % r.stderr)
+
+
+# ---------------------------------------------------------------- a raw visitor: the bounds
+
+class RawVisitor:
+    """The visitor's side written from docs/PROTOCOL.md section 14 alone: the upgrade, then Tether
+    frames in masked binary WebSocket messages."""
+
+    def __init__(self, port, device, service, auth=None):
+        import base64
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(("GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                           "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: "
+                           "tether-connect.v1\r\nTether-Device: %s\r\nTether-Service: %s\r\n"
+                           "%s\r\n" % (port, key, device, service,
+                                       "Authorization: %s\r\n" % auth if auth else "")).encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            b = self.sock.recv(4096)
+            if not b:
+                raise TestFailure("closed during the handshake: %r" % buf)
+            buf += b
+        head, _, self.pending = buf.partition(b"\r\n\r\n")
+        self.head = head.decode("latin-1")
+        self.status = int(self.head.split()[1])
+        if self.status == 101:
+            from lib import ws_accept
+            check("Sec-WebSocket-Accept: %s" % ws_accept(key) in self.head and
+                  "Sec-WebSocket-Protocol: tether-connect.v1" in self.head,
+                  "the 101 as section 14.2 says: %r" % self.head)
+
+    def send_frames(self, frames):
+        from lib import ws_frame
+        self.sock.sendall(ws_frame(2, frames))
+
+    def _readn(self, n):
+        while len(self.pending) < n:
+            b = self.sock.recv(262144)
+            if not b:
+                raise ConnectionError("EOF")
+            self.pending += b
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+    def frames(self):
+        """Yields the Tether frames (type, flags, stream, payload) of the relay's messages."""
+        from lib import ws_read_frame
+        data = b""
+        while True:
+            fin, op, payload = ws_read_frame(self._readn)
+            if op == 8:
+                return
+            if op != 2:
+                continue
+            data += payload
+            while len(data) >= 8:
+                length, typ, flags, stream = struct.unpack(">HBBI", data[:8])
+                if len(data) < 8 + length:
+                    break
+                yield typ, flags, stream & 0x7fffffff, data[8:8 + length]
+                data = data[8 + length:]
+
+
+def _frame(typ, stream, payload=b"", flags=0):
+    return struct.pack(">HBBI", len(payload), typ, flags, stream) + payload
+
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Firehose:
+    """A device service that writes as fast as its socket takes, counting what it wrote."""
+
+    def __init__(self, t):
+        self.sent = 0
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(4)
+        self.port = self.srv.getsockname()[1]
+        self.stop = False
+        t.on_cleanup(self.close)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            c, _ = self.srv.accept()
+        except OSError:
+            return
+        c.settimeout(0.5)
+        chunk = b"f" * 65536
+        while not self.stop:
+            try:
+                self.sent += c.send(chunk)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        c.close()
+
+    def close(self):
+        self.stop = True
+        self.srv.close()
+
+
+def test_visitor_that_does_not_read_holds_the_service_back(t):
+    """The attack: a visitor opens a stream to a service that talks without end and reads
+    nothing. The relay must not buffer for it: credit flows back to the device only for what
+    the visitor's connection took, so the service is held back after a few windows and socket
+    buffers, and the relay's memory stays flat."""
+    fire = Firehose(t)
+    relay, agent, echo = _world(t, tcp={"fire": fire.port})
+    import base64
+    auth = "Basic " + base64.b64encode(("alice:" + ALICE_SECRET).encode()).decode()
+    rss0 = _rss_kib(relay.proc.pid)
+    v = RawVisitor(relay.port, agent.name, "fire", auth)
+    eq(v.status, 101, "upgrade status")
+    v.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    time.sleep(4)  # not reading
+    held = fire.sent
+    time.sleep(2)
+    grew = fire.sent - held
+    rss = _rss_kib(relay.proc.pid) - rss0
+    print("service wrote %d bytes while the visitor read nothing; then %d more in 2 s; relay "
+          "RSS +%d KiB" % (held, grew, rss))
+    check(held < 48 * MiB, "the service wrote %d bytes for a visitor that reads nothing" % held)
+    eq(grew, 0, "bytes the service could still write 4 s later")
+    check(rss < 32 * 1024, "the relay grew by %d KiB" % rss)
+    # once the visitor reads (and credits what it read: WINDOW), everything comes, in order
+    got = 0
+    for typ, flags, stream, payload in v.frames():
+        if typ == 5:
+            eq(stream, 1, "DATA on stream 1")
+            check(set(payload) <= {ord("f")}, "the service's bytes")
+            got += len(payload)
+            if payload:
+                v.send_frames(_frame(6, 1, struct.pack(">I", len(payload))))
+            if got >= held:
+                break
+    check(got >= held, "read %d of the %d held bytes" % (got, held))
+    v.sock.close()
+
+
+class Sink:
+    """A device service that accepts and never reads."""
+
+    def __init__(self, t):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(4)
+        self.port = self.srv.getsockname()[1]
+        self.conns = []
+        t.on_cleanup(self.close)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+
+    def close(self):
+        self.srv.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_visitor_breaking_the_window_is_reset(t):
+    """A visitor that sends more than the credit it was given (262144 bytes, and what the relay
+    credited or granted since) gets its stream reset (FLOW), then GOAWAY; the relay held no more
+    than the window for it, and goes on. The device's service reads nothing, so the device's
+    side soon takes no more."""
+    sink = Sink(t)
+    relay, agent, echo = _world(t, tcp={"sink": sink.port})
+    import base64
+    auth = "Basic " + base64.b64encode(("alice:" + ALICE_SECRET).encode()).decode()
+    rss0 = _rss_kib(relay.proc.pid)
+    v = RawVisitor(relay.port, agent.name, "sink", auth)
+    eq(v.status, 101, "upgrade status")
+    frame = _frame(5, 1, b"w" * 65535)
+    sent = [0]
+
+    def flood():
+        try:
+            for _ in range(24 * 16):  # 24 MiB in 64 KiB frames, without waiting for WINDOW
+                v.send_frames(frame)
+                sent[0] += 65535
+        except OSError:
+            pass
+
+    th = threading.Thread(target=flood, daemon=True)
+    th.start()
+    seen = []
+    try:
+        for typ, flags, stream, payload in v.frames():
+            if typ in (7, 8):
+                seen.append((typ, stream, struct.unpack(">H", payload[:2])[0]))
+            if typ == 8:
+                break
+    except (ConnectionError, OSError):
+        pass
+    th.join(30)
+    rss = _rss_kib(relay.proc.pid) - rss0
+    print("visitor sent %d bytes before the relay stopped it; frames %r; relay RSS +%d KiB" %
+          (sent[0], seen, rss))
+    check((7, 1, 4) in seen, "RESET FLOW on stream 1 (frames %r)" % seen)
+    check(any(x[0] == 8 for x in seen), "then GOAWAY (frames %r)" % seen)
+    check(rss < 32 * 1024, "the relay grew by %d KiB" % rss)
+    v.sock.close()
+    a = _audit_lines(relay, 1, "the reset connection", service="sink", user="alice")[0]
+    check(a["bytes_in"] < 16 * MiB, "bytes passed on for the visitor: %d" % a["bytes_in"])
+    # the relay and the device carry on
+    r = _stdio(_connect_argv(relay.url, agent.name + "/echo", _alice()), b"after")
+    eq((r.returncode, r.stdout), (0, b"after"), "a new connection afterwards (%r)" % r.stderr)

@@ -72,10 +72,9 @@ static void test_environment(void **state)
     assert_string_equal(a.secret, "from-env");
     assert_true(a.secret_from_env);
     /* a secret flag wins over the variable */
-    assert_int_equal(
-        parse(&a, err, "--server", "ws://r", "--user", "u", "--secret-file", "/f", "d/s",
-              "--stdio", NULL),
-        0);
+    assert_int_equal(parse(&a, err, "--server", "ws://r", "--user", "u", "--secret-file", "/f",
+                           "d/s", "--stdio", NULL),
+                     0);
     assert_null(a.secret);
     assert_string_equal(a.secret_file, "/f");
     unsetenv("TETHER_SECRET");
@@ -112,11 +111,9 @@ static void test_usage_errors(void **state)
         {{"--server", "ws://r", "d/s", "--stdio", "--user", "u"}, "TETHER_SECRET"},
         {{"--server", "ws://r", "d/s", "--stdio", "--user", "u", "--secret", "x", "--grant"},
          "needs a value"},
-        {{"--server", "ws://r", "d/s", "--stdio", "--user", "u", "--secret", "x", "--grant",
-          "g"},
+        {{"--server", "ws://r", "d/s", "--stdio", "--user", "u", "--secret", "x", "--grant", "g"},
          "--grant"},
-        {{"--server", "ws://r", "d/s", "--stdio", "--grant", "g", "--grant-file", "f"},
-         "together"},
+        {{"--server", "ws://r", "d/s", "--stdio", "--grant", "g", "--grant-file", "f"}, "together"},
         {{"--server", "ws://r", "d/s", "--stdio", "--stdio=1"}, "takes no value"},
         {{"--server", "ws://r", "d/s", "--stdio", "--nope"}, "--nope"},
         {{"--server", "ws://r", "d/s", "--stdio", "-x"}, "-x"},
