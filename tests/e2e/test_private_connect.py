@@ -103,10 +103,12 @@ def _alice():
 class Listener:
     """tether connect --listen on a free port; waits for its listening line."""
 
-    def __init__(self, t, server, target, creds=(), json_mode=False, extra=(), env_vars=None):
+    def __init__(self, t, server, target, creds=(), json_mode=False, extra=(), env_vars=None,
+                 bare_port=False):
         self.port = free_port()
         self.target = target
-        argv = _connect_argv(server, target, creds, ("--listen", "127.0.0.1:%d" % self.port),
+        where = str(self.port) if bare_port else "127.0.0.1:%d" % self.port
+        argv = _connect_argv(server, target, creds, ("--listen", where),
                              (["--json"] if json_mode else []) + list(extra))
         self.proc = Proc(t, "tether", argv, env_vars=env_vars)
         want = ('{"event":"listening"' if json_mode else
@@ -188,11 +190,15 @@ def test_listen_private_tcp_plain_and_argon2id_secrets(t):
            "audit bytes")
         check(lst.stderr_errors() == [], "no error lines: %r" % lst.stderr_errors())
         eq(lst.proc.stop(), 0, "exit status of tether connect --listen after SIGTERM")
+    m = _metrics(relay)
+    eq((m.get("tether_connect_accepted_total"), m.get("tether_connect_open")), (4.0, 0.0),
+       "connections counted in /metrics")
+    check(m.get('tether_connect_bytes_total{direction="in"}', 0) >= 200000, "bytes in /metrics")
 
 
 def test_listen_json_event(t):
     relay, agent, echo = _world(t)
-    lst = Listener(t, relay.url, agent.name + "/echo", _alice(), json_mode=True)
+    lst = Listener(t, relay.url, agent.name + "/echo", _alice(), json_mode=True, bare_port=True)
     ev = json.loads(lst.line)
     eq(ev, {"event": "listening", "address": "127.0.0.1:%d" % lst.port, "device": agent.name,
             "service": "echo"}, "the --json listening event")
@@ -312,6 +318,29 @@ def test_refusals_with_status_words_and_exit_1(t):
     check((None, "refused") in outcomes and ("alice", "refused") in outcomes and
           ("bob", "refused") in outcomes, "refused audit lines: %r" % outcomes)
     check(all(a["client"].startswith("127.0.0.1:") for a in audit), "clients: %r" % audit)
+    m = _metrics(relay)
+    check(m.get('tether_connect_refused_total{status="401"}', 0) >= 4 and
+          m.get('tether_connect_refused_total{status="403"}', 0) >= 1 and
+          m.get('tether_connect_refused_total{status="404"}', 0) >= 2 and
+          m.get('tether_connect_refused_total{status="503"}', 0) >= 1,
+          "refusals counted in /metrics: %r" % {k: v for k, v in m.items() if "connect" in k})
+
+
+def _metrics(relay):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", relay.admin_port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+    return out
 
 
 def _users_all(t, relay):
