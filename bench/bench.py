@@ -64,9 +64,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import lib  # noqa: E402
 
 SCHEMA = 2
-PATHS = ("direct", "tether", "ssh", "wstunnel")
-PATH_NAMES = {"direct": "direct", "tether": "Tether", "ssh": "ssh -R",
-              "wstunnel": "node-reverse-wstunnel"}
+PATHS = ("direct", "tether", "connect", "ssh", "wstunnel")
+PATH_NAMES = {"direct": "direct", "tether": "Tether", "connect": "tether connect",
+              "ssh": "ssh -R", "wstunnel": "node-reverse-wstunnel"}
 WSTUNNEL_PKG = "node-reverse-wstunnel@1.0.0"
 WSTUNNEL_DIR = os.path.join(ROOT, "build", "bench-wstunnel")
 REPORT = os.path.join(ROOT, "docs", "BENCHMARKS.md")
@@ -411,6 +411,19 @@ def run_paths(P, out, setup):
                                  "http": (relay.port, relay.host(agent.label))}
         except Exception as e:
             errors["tether"].append("setup: %s" % e)
+        try:
+            # the same device's services through `tether connect --listen` (a relay WebSocket per
+            # connection, the relay's bridge between it and the device stream), in this run
+            c_tcp, c_http = lib.free_port(), lib.free_port()
+            for svc, port in (("iperf", c_tcp), ("http", c_http)):
+                c = lib.Proc(env, "tether", [lib.TETHER, "connect", "--server", relay.url,
+                                             "%s/%s" % (agent.name, svc), "--listen",
+                                             "127.0.0.1:%d" % port])
+                # not probed by connecting: iperf3 -s would take it for a test's
+                c.wait_line(lambda l: l.startswith("listening "), 30, 0, "listening")
+            targets["connect"] = {"tcp": c_tcp, "http": (c_http, None)}
+        except Exception as e:
+            errors["connect"].append("setup: %s" % e)
         try:
             sshd = lib.Sshd(env)
             r_tcp, r_http = lib.free_port(), lib.free_port()

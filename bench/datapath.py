@@ -10,7 +10,10 @@ Each NAME=BINDIR (a directory holding tetherd and tether) gets its own relay and
 of the same nginx and iperf3; without any, build/release/bin is measured as "tether".
 Parts: tcp (iperf3 both ways, M MiB), seq (wrk -c1 -t1, 1 KiB keep-alive: p50 and p99),
 http (wrk -c32 -t2, 1 KiB keep-alive requests/s), dl (wrk -c4 -t1, 1 MiB keep-alive downloads:
-MiB/s through the relay's HTTP filter and response tracking). --floor adds "2fwd": two bare forwarder
+MiB/s through the relay's HTTP filter and response tracking), connect (for each build, two
+more rows in the same rounds: "/port", iperf3 and the sequential 1 KiB requests over the
+device's public TCP port to the same nginx, and "/connect", the same through `tether connect
+--listen`: a stream's throughput and added latency against a public TCP port). --floor adds "2fwd": two bare forwarder
 processes (bench/fwd.c, built with cc into build/) chained in front of the same services, the
 floor of any relay made of two more processes (HTTP parts only: iperf3 fails through it). Also prints relay + agent CPU per GiB and per
 request (/proc/PID/schedstat)."""
@@ -75,7 +78,27 @@ def main(argv):
             agent = env.agent(relay, http=web, tcp={"iperf": iperf_port})
             targets[name] = (agent.tcp_port("iperf"), relay.port, relay.host(agent.label))
             pids[name] = [relay.proc.p.pid, agent.proc.p.pid]
+            if "connect" in parts:
+                # the same services by raw TCP: the device's public ports, and tether connect
+                agent2 = env.agent(relay, tcp={"iperf": iperf_port, "web": web})
+                ports = []
+                for svc in ("iperf", "web"):
+                    port = lib.free_port()
+                    c = lib.Proc(env, "tether", [lib.TETHER, "connect", "--server", relay.url,
+                                                 "%s/%s" % (agent2.name, svc), "--listen",
+                                                 "127.0.0.1:%d" % port])
+                    # not probed by connecting: iperf3 -s would take it for a test's
+                    c.wait_line(lambda l: l.startswith("listening "), 30, 0, "listening")
+                    ports.append(port)
+                targets[name + "/port"] = (agent2.tcp_port("iperf"), agent2.tcp_port("web"),
+                                           "localhost")
+                targets[name + "/connect"] = (ports[0], ports[1], "localhost")
+                cpids = [q.p.pid for q in env.procs[-2:]]
+                pids[name + "/port"] = [relay.proc.p.pid, agent2.proc.p.pid]
+                pids[name + "/connect"] = [relay.proc.p.pid, agent2.proc.p.pid] + cpids
         names = ["direct"] + [n for n, _ in variants]
+        if "connect" in parts:
+            names += [n + s for n, _ in variants for s in ("/port", "/connect")]
         if floor:
             exe = os.path.join(bench.ROOT, "build", "bench-fwd")
             subprocess.run(["cc", "-O2", "-o", exe, os.path.join(HERE, "fwd.c")], check=True)

@@ -242,6 +242,107 @@ void tether_agent_stop(tether_agent *a);
  * ignored. */
 void tether_agent_free(tether_agent *a);
 
+/* ---------------------------------------------------------------------------------------------
+ * tether connect: the visitor's side (docs/PROTOCOL.md, "The visitor's side: tether connect").
+ * A visitor reaches one service of one device, named by the device's name and the service's
+ * name, through the relay: over the same WebSocket dial as the agent (servers tried in turn,
+ * TLS, HTTP proxies, redirects between cluster nodes), each local connection becomes one
+ * connection to the service, both ways, half-close carried. A private service needs a user's
+ * secret (tether_config_set_user) or a grant token (tether_config_set_grant); a public one
+ * needs nothing. The relay checks everything before the connection is made and says why when
+ * it refuses (an ERROR event with its HTTP status and reason).
+ *
+ * Use (error checks left out):
+ *
+ *     tether_config_new(&cfg);
+ *     tether_config_add_server(cfg, "wss://relay.example.com");
+ *     tether_config_set_user(cfg, "alice", secret);
+ *     tether_connect_new(cfg, "plant-7-gw", "ssh", &cb, NULL, &c);
+ *     tether_config_free(cfg);
+ *     tether_connect_listen(c, "127.0.0.1:2222");   // or tether_connect_fds(c, 0, 1)
+ *     tether_connect_run(c);                        // until tether_connect_stop()
+ *     tether_connect_free(c);
+ */
+
+/* The visitor's credentials, sent to the relay only (never to the device), in the upgrade
+ * request: a user of the relay's --users-file and the user's secret, or a grant token from the
+ * relay's admin API. Setting one clears the other. user: 1..TETHER_MAX_DEVICE_NAME printable
+ * bytes, no space or ':'; secret and token: 1..256 printable bytes, no space. Both are secrets
+ * kept in cfg until it is freed (then wiped): never logged. Return 0, TETHER_ERR_CONFIG, _INVAL,
+ * _NOMEM. */
+int tether_config_set_user(tether_config *cfg, const char *user, const char *secret);
+int tether_config_set_grant(tether_config *cfg, const char *token);
+
+typedef struct tether_connect tether_connect;
+
+enum tether_connect_event_kind {
+    TETHER_CONNECT_LISTENING = 1, /* the local listener accepts connections (address) */
+    TETHER_CONNECT_ERROR = 2,     /* a connection was refused, could not be made, or broke */
+    TETHER_CONNECT_OPEN = 3,      /* a local connection is joined to the service */
+    TETHER_CONNECT_CLOSED = 4,    /* that connection is over (bytes) */
+};
+
+struct tether_connect_event {
+    enum tether_connect_event_kind kind;
+    const char *device, *service; /* the target, as given */
+    const char *server;           /* the relay URL of the attempt ("" for LISTENING) */
+    /* LISTENING: "127.0.0.1:2222" ("[::1]:2222"), the port the system gave for port 0 */
+    const char *address;
+    /* ERROR: one line naming the target and why ("plant-7-gw/ssh: refused by the relay (HTTP
+     * 403): access denied: ..."); text from the relay is cleaned of control bytes */
+    const char *message;
+    int err;    /* ERROR: a tether_err (TETHER_ERR_HANDSHAKE for a refusal); 0 otherwise */
+    int status; /* ERROR: the relay's HTTP status when it refused the upgrade (401, 403, 404,
+                   429, 503...), 0 otherwise */
+    uint64_t bytes_in, bytes_out; /* CLOSED: local side -> service, and back */
+};
+
+struct tether_connect_callbacks {
+    /* On the run's thread, from inside tether_connect_run(); pointers in ev are valid during the
+     * call only. It may call tether_connect_stop(), nothing else on c. May be NULL. */
+    void (*on_event)(tether_connect *c, const struct tether_connect_event *ev, void *user_data);
+};
+
+/* Creates a visitor for service of device (each 1..TETHER_MAX_DEVICE_NAME printable bytes, no
+ * space) from cfg's servers, proxy, TLS options and credentials (copied: cfg may be freed at
+ * once; a name, token or service in cfg is not used). Then give it one mode:
+ * tether_connect_listen() or tether_connect_fds(). Returns 0 and *out (tether_connect_free),
+ * or TETHER_ERR_CONFIG (no server, a bad name, a CA file that cannot be read: see
+ * tether_config_error(cfg)), _INVAL, _NOMEM, _IO (no event loop). */
+int tether_connect_new(tether_config *cfg, const char *device, const char *service,
+                       const struct tether_connect_callbacks *cb, void *user_data,
+                       tether_connect **out);
+
+/* Listen mode: accept local TCP connections on addr, "[ADDR:]PORT" (ADDR defaults to 127.0.0.1;
+ * "[V6]:PORT" for IPv6; port 0 lets the system pick). The listener is opened by
+ * tether_connect_run(), which emits LISTENING once it accepts connections and runs until
+ * tether_connect_stop(); each connection is dialed on its own: one the relay refuses is closed
+ * and an ERROR event says why. Returns 0, TETHER_ERR_CONFIG (bad addr), _INVAL, _STATE (a mode
+ * was given already). */
+int tether_connect_listen(tether_connect *c, const char *addr);
+
+/* One connection on two file descriptors: bytes read from in_fd go to the service, the
+ * service's bytes are written to out_fd (a pipe, a terminal, a socket or a file: for ssh's
+ * ProxyCommand, 0 and 1). When in_fd reaches its end the service sees a half-close; when the
+ * service's side ends, out_fd is closed. tether_connect_run() returns once both directions have
+ * ended. Returns 0, TETHER_ERR_INVAL, _STATE. */
+int tether_connect_fds(tether_connect *c, int in_fd, int out_fd);
+
+/* Runs c on the calling thread. Listen mode: until tether_connect_stop() (0), or
+ * TETHER_ERR_IO when the listener cannot be opened (an ERROR event says why). Descriptor mode:
+ * 0 once both directions ended normally; the ERROR event's code when the relay refused, the
+ * dial failed or the connection broke (reset, revoked, lost); 0 after tether_connect_stop().
+ * Call it once. TETHER_ERR_INVAL (NULL, no mode, second call). */
+int tether_connect_run(tether_connect *c);
+
+/* Asks c to stop: the listener and every connection close (GOAWAY to the relay) and
+ * tether_connect_run() returns. Thread-safe and async-signal-safe; may be called more than
+ * once. */
+void tether_connect_stop(tether_connect *c);
+
+/* Frees c (not while tether_connect_run() runs on another thread). NULL is ignored. */
+void tether_connect_free(tether_connect *c);
+
 #ifdef __cplusplus
 }
 #endif

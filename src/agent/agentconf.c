@@ -74,6 +74,9 @@ void tether_config_free(tether_config *cfg)
     free(cfg->ca_file);
     free(cfg->state_dir);
     wipe_free(cfg->device_key);
+    wipe_free(cfg->visitor_user);
+    wipe_free(cfg->visitor_secret);
+    wipe_free(cfg->grant);
     free(cfg);
 }
 
@@ -162,6 +165,50 @@ int tether_config_set_name(tether_config *cfg, const char *name)
 int tether_config_set_token(tether_config *cfg, const char *token)
 {
     return set_word(cfg, cfg ? &cfg->token : NULL, token, "token", TETHER_MAX_TOKEN);
+}
+
+int tether_config_set_user(tether_config *cfg, const char *user, const char *secret)
+{
+    char *u = NULL, *sec = NULL;
+    int rc;
+
+    if (cfg == NULL || user == NULL || secret == NULL)
+        return TETHER_ERR_INVAL;
+    rc = set_word(cfg, &u, user, "user", TETHER_MAX_DEVICE_NAME);
+    if (rc == 0 && strchr(user, ':') != NULL)
+        rc = fail(cfg, TETHER_ERR_CONFIG, "user contains ':'");
+    if (rc == 0)
+        rc = set_word(cfg, &sec, secret, "secret", TT_VISITOR_SECRET_MAX);
+    if (rc != 0) {
+        wipe_free(u);
+        wipe_free(sec);
+        return rc;
+    }
+    wipe_free(cfg->visitor_user);
+    wipe_free(cfg->visitor_secret);
+    wipe_free(cfg->grant);
+    cfg->visitor_user = u;
+    cfg->visitor_secret = sec;
+    cfg->grant = NULL;
+    return 0;
+}
+
+int tether_config_set_grant(tether_config *cfg, const char *token)
+{
+    char *t = NULL;
+    int rc;
+
+    if (cfg == NULL || token == NULL)
+        return TETHER_ERR_INVAL;
+    rc = set_word(cfg, &t, token, "grant token", TT_VISITOR_SECRET_MAX);
+    if (rc != 0)
+        return rc;
+    wipe_free(cfg->visitor_user);
+    wipe_free(cfg->visitor_secret);
+    wipe_free(cfg->grant);
+    cfg->visitor_user = cfg->visitor_secret = NULL;
+    cfg->grant = t;
+    return 0;
 }
 
 bool tt_agentconf_valid_service_name(const char *s)
@@ -395,6 +442,12 @@ int tt_agentconf_dup(const tether_config *src, tether_config **out)
         rc = dup_str(&c->state_dir, src->state_dir);
     if (rc == 0)
         rc = dup_str(&c->device_key, src->device_key);
+    if (rc == 0)
+        rc = dup_str(&c->visitor_user, src->visitor_user);
+    if (rc == 0)
+        rc = dup_str(&c->visitor_secret, src->visitor_secret);
+    if (rc == 0)
+        rc = dup_str(&c->grant, src->grant);
     if (rc != 0) {
         tether_config_free(c);
         return rc;

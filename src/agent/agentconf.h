@@ -29,10 +29,17 @@ struct tether_config {
     char *state_dir;  /* malloc'd, owned; NULL: the default; "": no key files */
     char *device_key; /* malloc'd, owned; NULL: from the state dir; never logged */
     bool insecure;
+    /* tether connect's credentials (at most one kind set); malloc'd, owned, never logged */
+    char *visitor_user;
+    char *visitor_secret;
+    char *grant;
     struct tt_service services[TETHER_MAX_SERVICES];
     size_t nservices;
     char err[TT_ERRLEN]; /* last failure, "" if none */
 };
+
+/* Most bytes of a visitor's secret or grant token (tether_config_set_user, _set_grant). */
+#define TT_VISITOR_SECRET_MAX 256
 
 /* True when s is a valid service name: [a-z0-9-], 1..TETHER_MAX_SERVICE_NAME characters. */
 bool tt_agentconf_valid_service_name(const char *s);

@@ -22,6 +22,7 @@
 
 #define URL_MAX 2048
 #define RBUF_LEN (17 * 1024) /* holds a 16 KiB head (wshs's limit) plus what follows it */
+#define BODY_MAX 512         /* of a refusal's text body: the first line is what we keep */
 #define DIAL_REDIRECT 2      /* filter input: follow d->location */
 
 /* A connection filter: a layer of the dial path above the TCP socket. start() runs once the
@@ -67,6 +68,10 @@ struct tt_dial {
     char key[TT_WS_KEYLEN + 1];
     char location[1024];
     int status;
+    bool refused;        /* a refusal's head came; its body is being read (up to BODY_MAX) */
+    size_t body_off;     /* where the body starts in rbuf */
+    uint64_t body_want;  /* bytes of it to wait for */
+    char body[BODY_MAX]; /* the refusal's first body line, cleaned */
 };
 
 struct connect_req {
@@ -177,6 +182,8 @@ static void fail(struct tt_dial *d, int err, const char *fmt, ...)
     r.err = err;
     r.message = msg;
     r.url = d->url;
+    r.status = d->refused ? d->status : 0;
+    r.body = d->refused ? d->body : "";
     TT_LOG(TT_LOG_DEBUG, "dial failed url=%s err=%s: %s", TT_LOG_V(d->url), tether_err_name(err),
            TT_LOG_E(msg));
     if (!d->cancelled)
@@ -274,19 +281,53 @@ static int ws_start(struct tt_dial *d)
         snprintf(host, sizeof host, "[%s]", d->u.host);
     else
         snprintf(host, sizeof host, "%s", d->u.host);
-    n = tt_wshs_client_request(req, sizeof req, host, d->u.port, default_port, d->u.path, d->key);
+    n = tt_wshs_client_request_ex(req, sizeof req, host, d->u.port, default_port, d->u.path, d->key,
+                                  d->opt.subprotocol, d->opt.headers);
     if (n < 0) {
         set_msg(d, "WebSocket request for %s is too long", d->url);
         return TETHER_ERR_TOO_LARGE;
     }
-    return dial_write(d, req, (size_t)n);
+    int rc = dial_write(d, req, (size_t)n);
+    OPENSSL_cleanse(req, sizeof req); /* extra headers may hold credentials */
+    return rc;
+}
+
+/* The refusal's body (in rbuf from body_off) as one cleaned line into d->body. */
+static void keep_body(struct tt_dial *d)
+{
+    size_t n = d->rlen > d->body_off ? d->rlen - d->body_off : 0;
+    const uint8_t *p = d->rbuf + d->body_off;
+
+    if (n > d->body_want)
+        n = (size_t)d->body_want;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '\r' || p[i] == '\n') {
+            n = i;
+            break;
+        }
+    }
+    tt_relaytext_clean(d->body, sizeof d->body, p, n);
+}
+
+/* A refused handshake, once its body is in (or will not come): the failure. */
+static int refusal(struct tt_dial *d)
+{
+    keep_body(d);
+    if (d->status == 101)
+        set_msg(d, "WebSocket handshake with %s failed: bad upgrade answer", d->url);
+    else
+        set_msg(d, "WebSocket handshake with %s failed: HTTP %d", d->url, d->status);
+    return TETHER_ERR_HANDSHAKE;
 }
 
 static int ws_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *used)
 {
     struct tt_wshs_response r;
-    int rc = tt_wshs_parse_response(in, len, d->key, &r);
+    int rc;
 
+    if (d->refused) /* waiting for the refusal's body */
+        return d->rlen - d->body_off >= d->body_want ? refusal(d) : 0;
+    rc = tt_wshs_parse_response_ex(in, len, d->key, d->opt.subprotocol, &r);
     if (rc == 0)
         return 0;
     if (rc < 0) {
@@ -304,11 +345,12 @@ static int ws_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *us
         tt_relaytext_clean(d->location, sizeof d->location, r.location, strlen(r.location));
         return DIAL_REDIRECT;
     }
-    if (r.status == 101)
-        set_msg(d, "WebSocket handshake with %s failed: bad upgrade answer", d->url);
-    else
-        set_msg(d, "WebSocket handshake with %s failed: HTTP %d", d->url, r.status);
-    return TETHER_ERR_HANDSHAKE;
+    d->refused = true;
+    d->body_off = r.head_len;
+    d->body_want = 0;
+    if (r.status != 101 && r.text_plain && r.content_length != UINT64_MAX)
+        d->body_want = r.content_length < BODY_MAX ? r.content_length : BODY_MAX;
+    return d->rlen - d->body_off >= d->body_want ? refusal(d) : 0;
 }
 
 static const struct dial_filter ws_filter = {"websocket", ws_start, ws_input};
@@ -531,7 +573,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (!is_current(d, s))
         return;
     if (nread == UV_EOF) {
-        if (d->stack[d->cur] == &proxy_filter)
+        if (d->refused) /* the refusal's body ended early: what came is what we have */
+            fail(d, refusal(d), "%s", d->msg);
+        else if (d->stack[d->cur] == &proxy_filter)
             fail(d, TETHER_ERR_CLOSED, "proxy %s closed the connection before answering CONNECT",
                  d->proxy.display);
         else
@@ -652,7 +696,9 @@ static void on_timeout(uv_timer_t *t)
 {
     struct tt_dial *d = t->data;
 
-    if (d->via_proxy && d->tcp_up && d->stack[d->cur] == &proxy_filter)
+    if (d->refused) /* the refusal's body never came whole: what came is what we have */
+        fail(d, refusal(d), "%s", d->msg);
+    else if (d->via_proxy && d->tcp_up && d->stack[d->cur] == &proxy_filter)
         fail(d, TETHER_ERR_TIMEOUT, "timed out waiting for proxy %s to answer CONNECT %s:%u",
              d->proxy.display, d->u.host, (unsigned)d->u.port);
     else {
@@ -677,6 +723,7 @@ static void start_hop(struct tt_dial *d)
     }
     d->rlen = 0;
     d->tcp_up = false;
+    d->refused = false;
     rc = tt_proxy_select(d->opt.proxy, d->u.scheme, d->u.host, &d->proxy, perr);
     if (rc < 0) {
         fail(d, rc, "bad proxy setting for %s: %s", d->url, perr);
@@ -734,6 +781,8 @@ int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
     d->opt.max_redirects = opt && opt->max_redirects ? opt->max_redirects : TT_DIAL_MAX_REDIRECTS;
     d->opt.proxy = opt ? opt->proxy : NULL;
     d->opt.tls = opt ? opt->tls : NULL;
+    d->opt.subprotocol = opt ? opt->subprotocol : NULL;
+    d->opt.headers = opt ? opt->headers : NULL;
     snprintf(d->url, sizeof d->url, "%s", url);
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;

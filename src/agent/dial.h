@@ -30,6 +30,11 @@ struct tt_dial_result {
     struct tt_conn *conn;
     const uint8_t *pre;
     size_t prelen;
+    /* Failure during the WebSocket handshake (err TETHER_ERR_HANDSHAKE) with an HTTP answer:
+     * its status (0 otherwise), and the first line of its body when that was text/plain (the
+     * relay's reason for refusing tether connect), cleaned (tt_relaytext_clean); "" otherwise. */
+    int status;
+    const char *body;
 };
 
 /* Called exactly once per tt_dial_start() that returned 0, unless tt_dial_cancel() came first.
@@ -49,6 +54,14 @@ struct tt_dial_options {
      * outlive the dial. A failed handshake, certificate verification included, fails the hop
      * with TETHER_ERR_TLS and a message naming the reason. */
     struct tt_tls_ctx *tls;
+    /* The WebSocket subprotocol to offer, and to require in the 101 (tether connect's
+     * TT_WS_SUBPROTOCOL_CONNECT); NULL: tether.v1, which the answer may leave out (devices). */
+    const char *subprotocol;
+    /* Extra request header lines ("Name: value\r\n" each, checked by the caller), sent in the
+     * upgrade request of every hop, redirects included (never to a ws:// hop after a wss://
+     * one: such a redirect is refused). NULL: none. Not copied: it must outlive the dial. It
+     * may hold credentials: the request's buffer is wiped once written. */
+    const char *headers;
 };
 
 /* Starts dialing url (ws:// or wss://; checked again here) on loop. opt may be NULL. Returns 0 and

@@ -1,7 +1,8 @@
 /* main.c - the tether program: flags (args.c) into a tether_config, one agent run until SIGINT or
  * SIGTERM, and each event printed (output.c): ready lines or --json objects on stdout, flushed
  * line by line; errors and logs on stderr. Built on tether.h and src/common only, never on
- * libtether's internals. Exit status: 0 after a signal, 2 for a usage error, 1 at runtime. */
+ * libtether's internals. Exit status: 0 after a signal, 2 for a usage error, 1 at runtime.
+ * `tether connect ...` is the visitor's command (connect.c). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "tether.h"
 #include "cli/args.h"
+#include "cli/connect.h"
 #include "cli/output.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -94,6 +96,8 @@ int main(int argc, char **argv)
     int rc;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && strcmp(argv[1], "connect") == 0)
+        return tt_connect_main(argc - 1, argv + 1); /* the visitor's side */
     tt_log_set_program("tether");
     if (tt_args_parse(&args, argc, argv, err) != 0) {
         fprintf(stderr, "tether: %s\n", err);

@@ -40,6 +40,7 @@
 static _Thread_local size_t extra_in_use; /* sum of the live pipes' extra */
 
 struct tt_pipe {
+    struct tt_stream_owner owner; /* first: cb NULL (pipe.h) */
     uv_loop_t *loop;
     struct tt_conn *sock;
     uv_idle_t idle;
@@ -706,11 +707,21 @@ static void on_input_done(struct tt_wsconn_waiter *w)
 
 /* ---- session callbacks ------------------------------------------------------------------ */
 
+/* The callbacks of a stream whose user is not a pipe (pipe.h, struct tt_stream_owner), or
+ * NULL. */
+static const struct tt_session_callbacks *other_owner(const struct tt_stream *st)
+{
+    const struct tt_stream_owner *o = st->user;
+    return o != NULL ? o->cb : NULL;
+}
+
 static int pipe_on_data(struct tt_session *s, struct tt_stream *st, const uint8_t *data, size_t len,
                         void *ud)
 {
     struct tt_pipe *p = st->user;
-    (void)ud;
+    const struct tt_session_callbacks *o = other_owner(st);
+    if (o != NULL)
+        return o->on_data(s, st, data, len, ud);
     if (p == NULL || p->closing || p->ending || p->c == NULL) {
         tt_session_consume(s, st->id, len); /* nobody to give it to: drop and credit */
         return 0;
@@ -739,8 +750,9 @@ static int pipe_on_data(struct tt_session *s, struct tt_stream *st, const uint8_
 static int pipe_on_fin(struct tt_session *s, struct tt_stream *st, void *ud)
 {
     struct tt_pipe *p = st->user;
-    (void)s;
-    (void)ud;
+    const struct tt_session_callbacks *o = other_owner(st);
+    if (o != NULL)
+        return o->on_fin(s, st, ud);
     if (p != NULL) {
         p->got_peer = true;
         p->peer_fin = true;
@@ -753,8 +765,9 @@ static int pipe_on_reset(struct tt_session *s, struct tt_stream *st, const struc
                          void *ud)
 {
     struct tt_pipe *p = st->user;
-    (void)s;
-    (void)ud;
+    const struct tt_session_callbacks *o = other_owner(st);
+    if (o != NULL)
+        return o->on_reset(s, st, m, ud);
     if (p != NULL) {
         p->was_reset = true;
         p->reset_code = m->code;
@@ -765,8 +778,9 @@ static int pipe_on_reset(struct tt_session *s, struct tt_stream *st, const struc
 static int pipe_on_window(struct tt_session *s, struct tt_stream *st, void *ud)
 {
     struct tt_pipe *p = st->user;
-    (void)s;
-    (void)ud;
+    const struct tt_session_callbacks *o = other_owner(st);
+    if (o != NULL)
+        return o->on_window(s, st, ud);
     /* Deferred: sending from here could end the stream inside the session's callback. */
     if (p != NULL)
         schedule(p);
@@ -776,8 +790,11 @@ static int pipe_on_window(struct tt_session *s, struct tt_stream *st, void *ud)
 static void pipe_on_stream_close(struct tt_session *s, struct tt_stream *st, void *ud)
 {
     struct tt_pipe *p = st->user;
-    (void)s;
-    (void)ud;
+    const struct tt_session_callbacks *o = other_owner(st);
+    if (o != NULL) {
+        o->on_stream_close(s, st, ud);
+        return;
+    }
     if (p == NULL)
         return;
     st->user = NULL;

@@ -36,6 +36,15 @@
 
 struct tt_pipe;
 
+/* A stream's user that is not a pipe, on a wsconn whose other streams are pipes (the relay's
+ * visitor bridge joins a device stream to a tether connect connection, relay/visitor.h): the
+ * stream callbacks of tt_pipe_session_callbacks hand the stream's events on to cb (its on_data,
+ * on_fin, on_reset, on_window and on_stream_close) when st->user points to a struct that starts
+ * with this one and cb is set. A pipe starts with one whose cb is NULL. */
+struct tt_stream_owner {
+    const struct tt_session_callbacks *cb;
+};
+
 struct tt_pipe_hooks {
     /* Optional. Socket input goes through here instead of straight upstream (the relay's HTTP
      * filter). The hook passes on what it wants with tt_pipe_send(), which always takes

@@ -729,11 +729,12 @@ static void ws_send_close(struct tt_wsconn *c, uint16_t code, const char *reason
     (void)ws_send(c, TT_WS_CLOSE, p, 2 + n, NULL, 0);
 }
 
-/* Moves the session's own frames (WINDOW, RESET) into the output queue. */
-static void pump_session(struct tt_wsconn *c)
+/* Moves the session's own frames (WINDOW, RESET) into the output queue (also while closing:
+ * deliver_close sends them before the GOAWAY, so that a peer learns why its stream ended). */
+static void pump_session_frames(struct tt_wsconn *c)
 {
     uint8_t buf[WSCONN_PUMP_BUF];
-    while (!c->closing && tt_session_want_write(&c->sess)) {
+    while (tt_session_want_write(&c->sess)) {
         tt_ssize n = tt_session_send(&c->sess, buf, sizeof(buf));
         if (n <= 0)
             break;
@@ -741,6 +742,12 @@ static void pump_session(struct tt_wsconn *c)
             break;
         c->bytes_out += (uint64_t)n;
     }
+}
+
+static void pump_session(struct tt_wsconn *c)
+{
+    if (!c->closing)
+        pump_session_frames(c);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -906,6 +913,7 @@ static void deliver_close(struct tt_wsconn *c)
     tt_ssize n = 0;
 
     if (!c->dead && !c->broken) {
+        pump_session_frames(c); /* a RESET the session queued goes before the GOAWAY */
         if (c->try_refuse)
             n = tt_session_refuse(&c->sess,
                                   tt_session_error(&c->sess) == TETHER_ERR_VERSION
@@ -1595,7 +1603,8 @@ const char *tt_wsconn_peer(const struct tt_wsconn *c)
 
 uint32_t tt_wsconn_window(const struct tt_wsconn *c)
 {
-    return c->cfg.session.window;
+    /* a visitor session has the protocol's fixed window, whatever the config said */
+    return c->cfg.session.role == TT_ROLE_VISITOR ? TT_VISITOR_WINDOW : c->cfg.session.window;
 }
 
 uint64_t tt_wsconn_bytes_in(const struct tt_wsconn *c)

@@ -51,6 +51,13 @@ int tt_wshs_accept(const char *key, size_t keylen, char accept[TT_WS_ACCEPTLEN +
 int tt_wshs_client_request(char *out, size_t outlen, const char *host, uint16_t port,
                            bool default_port, const char *path, const char *key)
 {
+    return tt_wshs_client_request_ex(out, outlen, host, port, default_port, path, key, NULL, NULL);
+}
+
+int tt_wshs_client_request_ex(char *out, size_t outlen, const char *host, uint16_t port,
+                              bool default_port, const char *path, const char *key,
+                              const char *subprotocol, const char *extra)
+{
     char hostbuf[TT_HOSTLEN + 8];
     bool v6 = strchr(host, ':') != NULL;
     int n;
@@ -70,17 +77,19 @@ int tt_wshs_client_request(char *out, size_t outlen, const char *host, uint16_t 
                  "Connection: Upgrade\r\n"
                  "Sec-WebSocket-Key: %s\r\n"
                  "Sec-WebSocket-Version: 13\r\n"
-                 "Sec-WebSocket-Protocol: " TT_WS_SUBPROTOCOL "\r\n"
+                 "Sec-WebSocket-Protocol: %s\r\n"
+                 "%s"
                  "User-Agent: tether/1\r\n"
                  "\r\n",
-                 path, hostbuf, key);
+                 path, hostbuf, key, subprotocol ? subprotocol : TT_WS_SUBPROTOCOL,
+                 extra ? extra : "");
     if (n < 0 || (size_t)n >= outlen)
         return -1;
     return n;
 }
 
 /* Which header the parser is in, and what we keep of the answer. */
-enum hdr_id { H_OTHER, H_UPGRADE, H_CONNECTION, H_ACCEPT, H_LOCATION, H_PROTOCOL };
+enum hdr_id { H_OTHER, H_UPGRADE, H_CONNECTION, H_ACCEPT, H_LOCATION, H_PROTOCOL, H_CTYPE };
 
 struct resp_state {
     struct tt_wshs_response *r;
@@ -88,8 +97,8 @@ struct resp_state {
     size_t fieldlen;
     bool in_value;
     enum hdr_id cur;
-    char upgrade[64], connection[256], accept[64], protocol[64];
-    size_t upgradelen, connectionlen, acceptlen, locationlen, protocollen;
+    char upgrade[64], connection[256], accept[64], protocol[64], ctype[64];
+    size_t upgradelen, connectionlen, acceptlen, locationlen, protocollen, ctypelen;
     bool overflow;
     bool complete;
 };
@@ -117,6 +126,8 @@ static enum hdr_id classify(const char *name)
         return H_LOCATION;
     if (strcasecmp(name, "sec-websocket-protocol") == 0)
         return H_PROTOCOL;
+    if (strcasecmp(name, "content-type") == 0)
+        return H_CTYPE;
     return H_OTHER;
 }
 
@@ -165,6 +176,11 @@ static int on_value(http_parser *p, const char *at, size_t len)
     case H_PROTOCOL:
         append(st->protocol, sizeof(st->protocol), &st->protocollen, at, len, &st->overflow);
         break;
+    case H_CTYPE: {
+        bool ignored = false; /* a long type is cut, not an error */
+        append(st->ctype, sizeof(st->ctype), &st->ctypelen, at, len, &ignored);
+        break;
+    }
     default:
         break;
     }
@@ -216,6 +232,12 @@ static size_t head_length(const uint8_t *in, size_t len)
 int tt_wshs_parse_response(const uint8_t *in, size_t len, const char *key,
                            struct tt_wshs_response *r)
 {
+    return tt_wshs_parse_response_ex(in, len, key, NULL, r);
+}
+
+int tt_wshs_parse_response_ex(const uint8_t *in, size_t len, const char *key,
+                              const char *subprotocol, struct tt_wshs_response *r)
+{
     static const http_parser_settings settings = {
         .on_header_field = on_field,
         .on_header_value = on_value,
@@ -240,11 +262,15 @@ int tt_wshs_parse_response(const uint8_t *in, size_t len, const char *key,
         return -1;
     r->status = (int)parser.status_code;
     r->head_len = head;
+    r->content_length = (parser.flags & F_CONTENTLENGTH) ? parser.content_length : UINT64_MAX;
+    r->text_plain = strncasecmp(st.ctype, "text/plain", 10) == 0;
     if (r->status < 300 || r->status >= 400 || st.overflow)
         r->location[0] = '\0';
     if (r->status == 101 && !st.overflow && key != NULL) {
         char want[TT_WS_ACCEPTLEN + 1];
-        bool proto_ok = st.protocollen == 0 || strcmp(st.protocol, TT_WS_SUBPROTOCOL) == 0;
+        bool proto_ok = subprotocol != NULL
+                            ? strcmp(st.protocol, subprotocol) == 0
+                            : st.protocollen == 0 || strcmp(st.protocol, TT_WS_SUBPROTOCOL) == 0;
         r->accepted = strcasecmp(st.upgrade, "websocket") == 0 &&
                       has_token(st.connection, "upgrade") && proto_ok &&
                       tt_wshs_accept(key, strlen(key), want) == 0 &&
@@ -287,6 +313,13 @@ int tt_wshs_check_request(const struct tt_wshs_request *rq)
 int tt_wshs_server_response(char *out, size_t outlen, const char *key, size_t keylen,
                             bool subprotocol)
 {
+    return tt_wshs_server_response_ex(out, outlen, key, keylen,
+                                      subprotocol ? TT_WS_SUBPROTOCOL : NULL);
+}
+
+int tt_wshs_server_response_ex(char *out, size_t outlen, const char *key, size_t keylen,
+                               const char *subprotocol)
+{
     char accept[TT_WS_ACCEPTLEN + 1];
     int n;
 
@@ -297,9 +330,10 @@ int tt_wshs_server_response(char *out, size_t outlen, const char *key, size_t ke
                  "Upgrade: websocket\r\n"
                  "Connection: Upgrade\r\n"
                  "Sec-WebSocket-Accept: %s\r\n"
-                 "%s"
+                 "%s%s%s"
                  "\r\n",
-                 accept, subprotocol ? "Sec-WebSocket-Protocol: " TT_WS_SUBPROTOCOL "\r\n" : "");
+                 accept, subprotocol ? "Sec-WebSocket-Protocol: " : "",
+                 subprotocol ? subprotocol : "", subprotocol ? "\r\n" : "");
     if (n < 0 || (size_t)n >= outlen)
         return -1;
     return n;

@@ -24,19 +24,36 @@ int tt_wshs_accept(const char *key, size_t keylen, char accept[TT_WS_ACCEPTLEN +
 int tt_wshs_client_request(char *out, size_t outlen, const char *host, uint16_t port,
                            bool default_port, const char *path, const char *key);
 
+/* The same with the subprotocol offered (NULL: tether.v1) and extra header lines after it
+ * (extra: "Name: value\r\n" lines, NULL or "" for none; the caller checked them), for tether
+ * connect's upgrade (docs/PROTOCOL.md, "The visitor's side"). Returns the length or -1. */
+int tt_wshs_client_request_ex(char *out, size_t outlen, const char *host, uint16_t port,
+                              bool default_port, const char *path, const char *key,
+                              const char *subprotocol, const char *extra);
+
 /* The result of parsing a server's answer to our request. */
 struct tt_wshs_response {
     int status;          /* HTTP status */
     bool accepted;       /* 101 with the right Upgrade, Connection and Accept */
     char location[1024]; /* Location header of a 3xx, "" otherwise */
     size_t head_len;     /* bytes of the head; what follows is WebSocket data */
+    /* Content-Length of the answer's body (UINT64_MAX: none given), and whether it is
+     * text/plain (the relay's one-line reasons for refusing tether connect) */
+    uint64_t content_length;
+    bool text_plain;
 };
 
 /* Parses the head of the server's answer in in[0..len). Returns 1 when the head is complete
  * (r filled), 0 if more bytes are needed, -1 if it is malformed or longer than 16 KiB. key is
- * the Sec-WebSocket-Key we sent. */
+ * the Sec-WebSocket-Key we sent. A 101 is accepted without a subprotocol or with tether.v1. */
 int tt_wshs_parse_response(const uint8_t *in, size_t len, const char *key,
                            struct tt_wshs_response *r);
+
+/* The same, with subprotocol (NULL: as tt_wshs_parse_response) required in a 101: an answer
+ * without it, or with another one, is not accepted (a relay that does not know tether connect
+ * would take the upgrade for a device's). */
+int tt_wshs_parse_response_ex(const uint8_t *in, size_t len, const char *key,
+                              const char *subprotocol, struct tt_wshs_response *r);
 
 /* What a server saw of a client's upgrade request (the fields of RFC 6455 section 4.2.1). */
 struct tt_wshs_request {
@@ -62,5 +79,9 @@ int tt_wshs_check_request(const struct tt_wshs_request *rq);
  * subprotocol when subprotocol is true). Returns its length, or -1 if out is too small. */
 int tt_wshs_server_response(char *out, size_t outlen, const char *key, size_t keylen,
                             bool subprotocol);
+
+/* The same, echoing subprotocol (NULL: none). */
+int tt_wshs_server_response_ex(char *out, size_t outlen, const char *key, size_t keylen,
+                               const char *subprotocol);
 
 #endif

@@ -21,6 +21,13 @@ typedef ptrdiff_t tt_ssize;
 /* WebSocket subprotocol name the agent offers and the relay echoes (the same for every version:
  * the version is negotiated by HELLO alone). */
 #define TT_WS_SUBPROTOCOL "tether.v1"
+/* The visitor's side (docs/PROTOCOL.md, "The visitor's side: tether connect"): the subprotocol a
+ * visitor (tether connect) offers and the relay echoes; after the upgrade the connection carries
+ * one stream, TT_VISITOR_STREAM, open both ways from the start, with a fixed initial window of
+ * TT_VISITOR_WINDOW bytes each way (there is no HELLO/WELCOME to announce one). */
+#define TT_WS_SUBPROTOCOL_CONNECT "tether-connect.v1"
+#define TT_VISITOR_STREAM 1u
+#define TT_VISITOR_WINDOW 262144u
 
 /* Frame header: length u16 | type u8 | flags u8 | stream u32, big-endian. */
 #define TT_FRAME_HEADER_LEN 8
@@ -83,6 +90,7 @@ enum tt_goaway_code {
     TT_GOAWAY_TAKEOVER = 2, /* another connection with the same name took over */
     TT_GOAWAY_PROTOCOL = 3, /* fatal protocol error */
     TT_GOAWAY_DELETED = 4,  /* operator removed the device */
+    TT_GOAWAY_REVOKED = 5,  /* relay -> visitor: the visitor's access was withdrawn */
 };
 
 /* A view of bytes owned by someone else. */

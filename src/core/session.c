@@ -277,6 +277,7 @@ static int on_header(struct tt_session *s)
 {
     const struct tt_frame_header *h = &s->cur;
     bool relay = s->cfg.role == TT_ROLE_RELAY;
+    bool device = s->cfg.role == TT_ROLE_DEVICE;
     bool ok;
 
     if (!is_known(h->type)) {
@@ -296,16 +297,20 @@ static int on_header(struct tt_session *s)
         break;
     case TT_FRAME_WELCOME:
     case TT_FRAME_REFUSE:
-        ok = !relay && s->state == TT_SESSION_HANDSHAKE && (s->hs & HS_HELLO_SENT);
+        ok = device && s->state == TT_SESSION_HANDSHAKE && (s->hs & HS_HELLO_SENT);
         break;
     case TT_FRAME_OPEN:
-        ok = !relay && s->state == TT_SESSION_OPEN;
+        ok = device && s->state == TT_SESSION_OPEN;
         break;
     case TT_FRAME_GOAWAY:
-        ok = (s->hs & (relay ? HS_HELLO_RECV : HS_HELLO_SENT)) != 0;
+        ok = relay ? (s->hs & HS_HELLO_RECV) != 0 : device ? (s->hs & HS_HELLO_SENT) != 0 : true;
         break;
     default: /* DATA, WINDOW, RESET */
         ok = s->state == TT_SESSION_OPEN;
+        /* A visitor connection carries one stream: another id is not a late frame of an
+         * ended stream, it is a peer that does not speak this role. */
+        if (!relay && !device && h->stream != TT_VISITOR_STREAM)
+            return fail(s, TETHER_ERR_PROTO, "visitor connection: stream frame not on stream 1");
         break;
     }
     if (!ok)
@@ -571,6 +576,31 @@ tt_ssize tt_session_recv(struct tt_session *s, const uint8_t *in, size_t inlen)
 
 /* ---- outgoing frames and the application's calls ---- */
 
+/* A visitor session: no registration, so it starts OPEN with stream 1 open both ways and the
+ * fixed windows of the visitor protocol (the peer announced nothing: the protocol did). */
+static int init_visitor(struct tt_session *s, const struct tt_session_config *cfg,
+                        const struct tt_session_callbacks *cb, void *ud, struct tt_stream *table,
+                        uint32_t cap)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = *cfg;
+    s->cfg.window = TT_VISITOR_WINDOW;
+    s->cfg.max_streams = 1;
+    s->version = TT_PROTO_VERSION;
+    s->cb = cb;
+    s->ud = ud;
+    s->state = TT_SESSION_OPEN;
+    s->streams = table;
+    s->cap = cap;
+    s->capbits = log2u(cap);
+    s->next_id = TT_VISITOR_STREAM + 1;
+    s->peer_window = TT_VISITOR_WINDOW;
+    s->peer_max_streams = 1;
+    memset(table, 0, (size_t)cap * sizeof(struct tt_stream));
+    insert(s, TT_VISITOR_STREAM, 0, NULL);
+    return 0;
+}
+
 int tt_session_init(struct tt_session *s, const struct tt_session_config *cfg,
                     const struct tt_session_callbacks *cb, void *ud, struct tt_stream *table,
                     uint32_t cap)
@@ -578,6 +608,8 @@ int tt_session_init(struct tt_session *s, const struct tt_session_config *cfg,
     if (s == NULL || cfg == NULL || cb == NULL || table == NULL || cap < 2 ||
         (cap & (cap - 1)) != 0)
         return TETHER_ERR_INVAL;
+    if (cfg->role == TT_ROLE_VISITOR)
+        return init_visitor(s, cfg, cb, ud, table, cap);
     if ((cfg->role != TT_ROLE_RELAY && cfg->role != TT_ROLE_DEVICE) || cfg->window == 0 ||
         cfg->window > MAX_WINDOW || cfg->max_streams == 0 ||
         (cfg->version != 0 &&

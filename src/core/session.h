@@ -31,6 +31,14 @@
 enum tt_role {
     TT_ROLE_RELAY = 1,
     TT_ROLE_DEVICE = 2,
+    /* Either side of a visitor connection (tether connect and the relay's visitor endpoint,
+     * docs/PROTOCOL.md "The visitor's side"): both run the same state machine. No registration:
+     * the session is OPEN from tt_session_init, with stream TT_VISITOR_STREAM open both ways and
+     * TT_VISITOR_WINDOW of credit each way (cfg.window, max_streams and version are not used).
+     * Only DATA, WINDOW and RESET on that stream, GOAWAY, and unknown types (skipped) may
+     * arrive; anything else, or a stream frame on another id, is a fatal protocol error. Once
+     * the stream has ended the connection has nothing more to carry: close it (GOAWAY). */
+    TT_ROLE_VISITOR = 3,
 };
 
 enum tt_session_state {
@@ -145,7 +153,8 @@ struct tt_session {
 /* Prepares s. table must hold cap zeroed entries, cap a power of two >= 2; the caller owns it
  * (and s) and frees it after the session is done (or after release_table handed it back, when
  * the table grew). cb and ud must outlive s. cfg->window must be 1..2^31-1 and
- * cfg->max_streams at least 1. Returns 0 or TETHER_ERR_INVAL. */
+ * cfg->max_streams at least 1 (both are not read for TT_ROLE_VISITOR, whose session starts OPEN
+ * with stream TT_VISITOR_STREAM open, its user pointer NULL). Returns 0 or TETHER_ERR_INVAL. */
 int tt_session_init(struct tt_session *s, const struct tt_session_config *cfg,
                     const struct tt_session_callbacks *cb, void *ud, struct tt_stream *table,
                     uint32_t cap);

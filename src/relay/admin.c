@@ -20,6 +20,7 @@
 #include "httpstats.h"
 #include "signin.h"
 #include "relay.h"
+#include "visitor.h"
 
 /* A growable answer body, capped at TT_ADMIN_BODY_MAX (beyond: ok = false). */
 #define TT_ADMIN_BODY_MAX (64u * 1024 * 1024)
@@ -1084,6 +1085,9 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
     signin[0] = '\0';
     tt_signin_metrics(r, signin, sizeof(signin), &slen);
     buf_str(&b, signin);
+    char vis[4096];
+    (void)tt_visitor_metrics(r, vis, sizeof(vis));
+    buf_str(&b, vis);
     free(vs);
     free(l.v);
     answer_built(hc, true, "text/plain; version=0.0.4", &b);

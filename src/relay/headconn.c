@@ -23,6 +23,11 @@ static void unlink_hc(struct tt_headconn *hc)
 
 void tt_headconn_free(struct tt_headconn *hc)
 {
+    if (hc->on_drop) {
+        void (*cb)(struct tt_headconn *, void *) = hc->on_drop;
+        hc->on_drop = NULL;
+        cb(hc, hc->drop_ud);
+    }
     unlink_hc(hc);
     if (hc->set->limits)
         tt_limits_leave(hc->set->limits, &hc->lim);

@@ -60,6 +60,12 @@ struct tt_headconn {
     size_t want;
     void *owner_data; /* the owner's malloc'd state while the body is read (NULL: none); freed
                          with hc unless the owner takes it back (sets it NULL) */
+    /* Optional, for an owner that keeps hc after on_head while something asynchronous runs (a
+     * secret check: visitor.c; it stops reading hc->conn meanwhile): called by tt_headconn_free
+     * just before hc goes when it goes without the owner (its deadline, a shed, the set
+     * closing). The owner clears it before it answers or takes hc itself. */
+    void (*on_drop)(struct tt_headconn *hc, void *ud);
+    void *drop_ud;
     struct tt_headparse hp;
 };
 

@@ -19,6 +19,7 @@
 #include "respond.h"
 #include "server.h"
 #include "signin.h"
+#include "visitor.h"
 
 /* mkdir -p: creates dir and its missing parents (mode 0700). Returns 0 or -1 with err. */
 static int make_dirs(const char *dir, char err[TT_ERRLEN])
@@ -350,6 +351,7 @@ void tt_relay_stop(struct tt_relay *r)
     tt_signin_stop(r);
     tt_sessions_close(&r->sessions);
     tt_forward_stop();
+    tt_visitor_shutdown(r);
     tt_device_shutdown(r);
     tt_tcpports_reset(&r->ports);
 }
@@ -372,4 +374,5 @@ void tt_relay_free(struct tt_relay *r)
     tt_sessions_free(&r->sessions);
     tt_access_free(&r->access);
     tt_audit_close(&r->audit);
+    tt_visitor_free(r);
 }

@@ -21,6 +21,7 @@
 
 struct tt_devconn;
 struct tt_cluster;
+struct tt_visitor_set;
 
 struct tt_relay {
     uv_loop_t *loop;
@@ -40,11 +41,12 @@ struct tt_relay {
     /* unauthenticated connections (the three sets above, unregistered device connections),
      * device stream shares and their counters */
     struct tt_limits limits;
-    struct tt_access access;     /* who may reach which service (access.h) */
-    struct tt_audit audit;       /* --audit-log (audit.h) */
-    uint64_t tcp_allow_refused;  /* TCP clients closed at once by --tcp-allow (forward.h) */
-    struct tt_sessions sessions; /* browser sign-in sessions (sessions.h) */
-    struct tt_tls_ctx *tls;      /* the certificate new TLS connections get (NULL: no TLS) */
+    struct tt_access access;         /* who may reach which service (access.h) */
+    struct tt_audit audit;           /* --audit-log (audit.h) */
+    uint64_t tcp_allow_refused;      /* TCP clients closed at once by --tcp-allow (forward.h) */
+    struct tt_sessions sessions;     /* browser sign-in sessions (sessions.h) */
+    struct tt_visitor_set *visitors; /* tether connect connections (visitor.h; made on demand) */
+    struct tt_tls_ctx *tls;          /* the certificate new TLS connections get (NULL: no TLS) */
     /* the --listen ports, the --tls-listen ports, then admin */
     uv_tcp_t *listeners[2 * TT_CONFIG_MAX_LISTEN + 1];
     size_t nlisteners;

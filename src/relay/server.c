@@ -1,7 +1,8 @@
 /* server.c - what the relay does with a request head on its main port (server.h):
  *   Host LABEL.DOMAIN or SERVICE--LABEL.DOMAIN of a known device -> proxied (or 503 offline;
  *   a private service first needs a session: signin.h);
- *   otherwise a WebSocket upgrade -> the device endpoint (any path);
+ *   otherwise a WebSocket upgrade -> tether connect's endpoint when it offers the
+ *   tether-connect.v1 subprotocol (visitor.h), else the device endpoint (any path);
  *   otherwise -> 404. Bad Host, or an absolute-form target naming another host -> 400. */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "route.h"
 #include "server.h"
 #include "signin.h"
+#include "visitor.h"
 
 struct hs_write {
     uv_write_t req;
@@ -295,7 +297,10 @@ void tt_server_on_head(struct tt_headconn *hc, void *ud)
             return;
     }
     if (is_websocket(hc)) {
-        device_endpoint(r, hc);
+        if (tt_visitor_is_upgrade(&hc->hp))
+            tt_visitor_endpoint(r, hc, trusted); /* tether connect */
+        else
+            device_endpoint(r, hc);
         return;
     }
     respond_page(hc, TT_PAGE_NOT_FOUND);

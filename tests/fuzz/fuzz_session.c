@@ -17,12 +17,14 @@ struct fz {
     uint8_t out[4096];
 };
 
-#define KNOB_DEVICE 0x01   /* device role (else relay) */
-#define KNOB_REGISTER 0x02 /* device: start registered with stream 1 open (vector context D1) */
-#define KNOB_REFUSE 0x04   /* on_open / on_hello refuse */
-#define KNOB_ANSWER 0x08   /* send DATA (and FIN) from callbacks */
-#define KNOB_SPLIT 0x70    /* chunk size: 0 = whole, else (k * k) bytes */
-#define KNOB_NOGROW 0x80   /* no alloc_table */
+#define KNOB_DEVICE 0x01 /* device role (else relay) */
+#define KNOB_REGISTER                                                                              \
+    0x02                 /* device: start registered with stream 1 open (vector context D1);       \
+                            without KNOB_DEVICE: the visitor role (context V) */
+#define KNOB_REFUSE 0x04 /* on_open / on_hello refuse */
+#define KNOB_ANSWER 0x08 /* send DATA (and FIN) from callbacks */
+#define KNOB_SPLIT 0x70  /* chunk size: 0 = whole, else (k * k) bytes */
+#define KNOB_NOGROW 0x80 /* no alloc_table */
 
 static void sink(struct fz *f, tt_ssize n)
 {
@@ -261,7 +263,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nogrow.release_table = NULL;
     f->first = calloc(4, sizeof(struct tt_stream));
     memset(&cfg, 0, sizeof(cfg));
-    cfg.role = (f->knobs & KNOB_DEVICE) ? TT_ROLE_DEVICE : TT_ROLE_RELAY;
+    cfg.role = (f->knobs & KNOB_DEVICE)     ? TT_ROLE_DEVICE
+               : (f->knobs & KNOB_REGISTER) ? TT_ROLE_VISITOR
+                                            : TT_ROLE_RELAY;
     cfg.window = 16;
     cfg.max_streams = 4;
     /* A device speaks version 2 when the relay's bytes start with a version-2 WELCOME (the
@@ -280,7 +284,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     chunk = sh == 0 ? size : (size_t)sh * sh;
     for (pos = 0; pos < size; pos += chunk)
         feed(f, data + pos, size - pos < chunk ? size - pos : chunk);
-    if (tt_session_nstreams(&f->s) * 2 > f->s.cap)
+    if (tt_session_nstreams(&f->s) * 2 > f->s.cap ||
+        (cfg.role == TT_ROLE_VISITOR && tt_session_nstreams(&f->s) > 1))
         abort();
     if (tt_session_goaway(&f->s, TT_GOAWAY_NORMAL, "done", f->out, sizeof(f->out)) <= 0)
         abort();

@@ -18,7 +18,7 @@ VEC = "tests/vectors"
 OUT = "tests/fuzz/corpus"
 SELECT = {1: 0, 2: 1, 3: 2, 7: 2, 8: 2, 4: 3, 6: 4}
 CONTEXT = {"hello.txt": 0x00, "hello-v2.txt": 0x00, "welcome.txt": 0x01, "welcome-v2.txt": 0x01,
-           "refuse.txt": 0x01}  # others: 0x03 (D1)
+           "refuse.txt": 0x01, "visitor.txt": 0x02}  # others: 0x03 (D1); 0x02: visitor (V)
 
 
 def vectors():
@@ -77,6 +77,12 @@ def main():
               + frame(5, b"0123456789abcdefX", stream=1) + frame(8, b"\x00\x01bye"))
     for knob in (0x01, 0x09, 0x19, 0x39, 0x81, 0x05):
         write("fuzz_session", bytes([knob]) + device)
+    visitor = (frame(5, b"SSH-2.0-OpenSSH_9.6\r\n", stream=1) + frame(6, b"\x00\x01\x00\x00", stream=1)
+               + frame(0x42, b"ext", stream=1) + frame(5, b"F-bye", flags=1, stream=1)
+               + frame(5, b"late", stream=1) + frame(7, b"\x00\x00", stream=1)
+               + frame(8, b"\x00\x05access revoked"))
+    for knob in (0x02, 0x0a, 0x1a, 0x3a, 0x82):
+        write("fuzz_session", bytes([knob]) + visitor)
 
 
 HOST = b"k3j9x2mq.localhost:8080"
@@ -191,6 +197,35 @@ def http_seeds():
             write("fuzz_wshs", req)
 
 
+def visitor_seeds():
+    """fuzz_visitor: tether connect upgrades (good, without and with Basic or Bearer credentials,
+    malformed targets and credentials) and the relay's answers to them (docs/PROTOCOL.md 14)."""
+    up = (b"GET / HTTP/1.1\r\nHost: relay.example.com\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+          b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tether-connect.v1\r\n")
+    target = b"Tether-Device: plant-7-gw\r\nTether-Service: ssh\r\n"
+    for extra in (target, target + b"Authorization: Basic YWxpY2U6czNjcmV0\r\n",
+                  target + b"Authorization: bearer  tok-123\r\n",
+                  target + b"Authorization: Basic YWxpY2U=\r\n",
+                  target + b"Authorization: Basic !!!!\r\n",
+                  target + b"Authorization: Digest x\r\n",
+                  target + b"Authorization: Basic YQ==\r\nAuthorization: Basic YQ==\r\n",
+                  b"Tether-Device: a b\r\nTether-Service: ssh\r\n",
+                  b"Tether-Device: d\r\nTether-Device: e\r\nTether-Service: s\r\n",
+                  b"Tether-Device: " + b"d" * 65 + b"\r\nTether-Service: s\r\n",
+                  b"Tether-Service: ssh\r\n"):
+        write("fuzz_visitor", up + extra + b"\r\n")
+    for rsp in (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade"
+                b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                b"Sec-WebSocket-Protocol: tether-connect.v1\r\n\r\n\x82\x02\x00\x00",
+                b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: 53\r\nConnection: close\r\n\r\n"
+                b"access denied: no grant of bob covers plant-7-gw/ssh\n",
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"tether\"\r\n"
+                b"Content-Type: text/plain\r\nContent-Length: 99999999999999999999\r\n\r\n"):
+        write("fuzz_visitor", rsp)
+
+
 def adminhost_seeds():
     """fuzz_adminhost: a split byte, a Host value, an Origin value."""
     pairs = [
@@ -283,6 +318,7 @@ if __name__ == "__main__":
     main()
     http_seeds()
     adminhost_seeds()
+    visitor_seeds()
     relaytext_seeds()
     response_seeds()
     signin_seeds()

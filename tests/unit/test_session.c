@@ -456,9 +456,22 @@ static struct rec *ctx_d1(uint32_t cap, bool growable)
     return r;
 }
 
+/* V: a visitor session (either side) that has received nothing: stream 1 open both ways. */
+static struct rec *ctx_v(void)
+{
+    struct rec *r = rec_new(TT_ROLE_VISITOR, 0, 0, 8, false);
+
+    assert_int_equal(tt_session_state(&r->s), TT_SESSION_OPEN);
+    assert_int_equal(tt_session_nstreams(&r->s), 1);
+    assert_int_equal(tt_session_send_window(&r->s, TT_VISITOR_STREAM), TT_VISITOR_WINDOW);
+    return r;
+}
+
 static struct rec *ctx_for(const struct tv_vector *v)
 {
     uint8_t t = tv_file_type(v);
+    if (strncmp(v->file, "visitor", 7) == 0)
+        return ctx_v();
     if (t == TT_FRAME_HELLO)
         return rec_new(TT_ROLE_RELAY, 65536, 16, 8, false);
     if (t == TT_FRAME_WELCOME || t == TT_FRAME_REFUSE)
@@ -753,6 +766,151 @@ static void test_relay_device_pair(void **state)
     assert_int_equal(tt_session_state(&dev->s), TT_SESSION_CLOSED);
     rec_free(relay);
     rec_free(dev);
+}
+
+/* ---- the visitor role (tether connect) ---- */
+
+static struct rec *mk_visitor(void)
+{
+    return ctx_v();
+}
+
+/* A script as the relay's end of a visitor connection receives it: data, credit, the
+ * visitor's half-close, then frames for the ended stream and an unknown type. */
+static void test_visitor_conversation(void **state)
+{
+    static struct buf b;
+    static const uint8_t unknown[] = {0x00, 0x02, 0x66, 0x00, 0x00, 0x00, 0x00, 0x00, 9, 9};
+    static char chunk[600];
+
+    (void)state;
+    memset(chunk, 'c', sizeof(chunk));
+    b.len = 0;
+    add_data(&b, 1, "GET / HTTP/1.0\r\n\r\n", 18, false);
+    add_raw(&b, unknown, sizeof(unknown));
+    add_window(&b, 1, 1000);
+    add_data(&b, 1, chunk, 600, false);
+    add_data(&b, 1, "", 0, true);
+    add_data(&b, 1, "after fin", 9, false);  /* DATA after FIN: reset PROTOCOL */
+    add_data(&b, 1, "late", 4, false);       /* the stream is gone: skipped */
+    add_coded(&b, TT_FRAME_RESET, 1, 0, ""); /* likewise */
+    add_window(&b, 1, 5);                    /* likewise */
+    add_coded(&b, TT_FRAME_GOAWAY, 0, 0, "done");
+    run_script(mk_visitor, &b, "data(1,18) window(1,263144) data(1,600) fin(1) close(1) goaway(0)");
+    /* without the GOAWAY the session's RESET comes out */
+    b.len -= 8 + 2 + 4;
+    run_script(mk_visitor, &b,
+               "data(1,18) window(1,263144) data(1,600) fin(1) close(1) send:RESET(1,3)");
+}
+
+/* 262144 bytes of credit each way, and not one more. */
+static void test_visitor_window(void **state)
+{
+    struct rec *r = ctx_v();
+    static struct buf b;
+    static char chunk[65536];
+    uint8_t out[64];
+
+    (void)state;
+    memset(chunk, 'w', sizeof(chunk));
+    for (int i = 0; i < 4; i++) {
+        b.len = 0;
+        add_data(&b, 1, chunk, 65535, false);
+        feed(r, b.b, b.len);
+    }
+    b.len = 0;
+    add_data(&b, 1, chunk, 4, false); /* 262144 in all */
+    feed(r, b.b, b.len);
+    assert_string_equal(r->ev, "data(1,262144)");
+    rec_clear(r);
+    b.len = 0;
+    add_data(&b, 1, "!", 1, false); /* one more: FLOW */
+    feed(r, b.b, b.len);
+    assert_string_equal(r->ev, "close(1) send:RESET(1,4)");
+    assert_int_equal(tt_session_nstreams(&r->s), 0);
+    assert_int_equal(tt_session_state(&r->s), TT_SESSION_OPEN);
+    rec_free(r);
+
+    /* consuming half the window credits it back in one WINDOW */
+    r = ctx_v();
+    for (int i = 0; i < 2; i++) {
+        b.len = 0;
+        add_data(&b, 1, chunk, 65535, false);
+        feed(r, b.b, b.len);
+    }
+    b.len = 0;
+    add_data(&b, 1, chunk, 2, false);
+    feed(r, b.b, b.len);
+    tt_session_consume(&r->s, TT_VISITOR_STREAM, 131071);
+    assert_false(tt_session_want_write(&r->s));
+    tt_session_consume(&r->s, TT_VISITOR_STREAM, 1);
+    assert_true(tt_session_want_write(&r->s));
+    assert_int_equal(tt_session_send(&r->s, out, sizeof(out)), 12);
+    assert_memory_equal(out, "\x00\x04\x06\x00\x00\x00\x00\x01\x00\x02\x00\x00", 12);
+    rec_free(r);
+}
+
+/* Two visitor sessions joined back to back: what one writes the other takes, both ways; the
+ * registration calls are refused; FIN both ways ends the stream on both sides. */
+static void test_visitor_pair(void **state)
+{
+    struct rec *a = ctx_v(), *b = ctx_v();
+    uint8_t buf[1024];
+    uint32_t id = 0;
+    tt_ssize n;
+    struct tt_hello h;
+    struct tt_welcome w;
+
+    (void)state;
+    memset(&h, 0, sizeof(h));
+    memset(&w, 0, sizeof(w));
+    assert_int_equal(tt_session_hello(&a->s, &h, buf, sizeof(buf)), TETHER_ERR_STATE);
+    assert_int_equal(tt_session_accept(&a->s, &w, buf, sizeof(buf)), TETHER_ERR_STATE);
+    assert_int_equal(tt_session_refuse(&a->s, 1, NULL, buf, sizeof(buf)), TETHER_ERR_STATE);
+    assert_int_equal(tt_session_open(&a->s, 0, NULL, NULL, &id, buf, sizeof(buf)),
+                     TETHER_ERR_STATE);
+    assert_int_equal(tt_session_data_header(&a->s, 2, 1, false, buf), TETHER_ERR_NO_STREAM);
+    assert_int_equal(tt_session_data_header(&a->s, 1, TT_FRAME_MAX_PAYLOAD, false, buf), 8);
+    assert_int_equal(tt_session_send_window(&a->s, 1), TT_VISITOR_WINDOW - 65535);
+
+    /* a -> b: "ping" and a's FIN */
+    assert_int_equal(tt_session_data_header(&a->s, 1, 4, true, buf), 8);
+    memcpy(buf + 8, "ping", 4);
+    rec_clear(b);
+    pipe_to(b, buf, 12);
+    assert_string_equal(b->ev, "data(1,4) fin(1)");
+    assert_int_equal(tt_session_send_window(&a->s, 1), 0); /* FIN sent */
+    /* b -> a: "pong" and b's FIN, which completes the stream on both sides */
+    assert_int_equal(tt_session_data_header(&b->s, 1, 4, false, buf), 8);
+    memcpy(buf + 8, "pong", 4);
+    assert_int_equal(tt_session_data_header(&b->s, 1, 0, true, buf + 12), 8);
+    assert_int_equal(tt_session_nstreams(&b->s), 0); /* b's own call ended it: no close */
+    rec_clear(a);
+    pipe_to(a, buf, 20);
+    assert_string_equal(a->ev, "data(1,4) fin(1) close(1)");
+    assert_int_equal(tt_session_nstreams(&a->s), 0);
+    assert_int_equal(tt_session_state(&a->s), TT_SESSION_OPEN);
+
+    /* either one says goodbye */
+    n = tt_session_goaway(&b->s, TT_GOAWAY_REVOKED, "access revoked", buf, sizeof(buf));
+    assert_int_equal(n, 8 + 2 + 14);
+    rec_clear(a);
+    pipe_to(a, buf, (size_t)n);
+    assert_string_equal(a->ev, "goaway(5)");
+    assert_int_equal(tt_session_state(&a->s), TT_SESSION_CLOSED);
+    rec_free(a);
+    rec_free(b);
+
+    /* a RESET from one side aborts both directions on the other */
+    a = ctx_v();
+    b = ctx_v();
+    n = tt_session_reset(&a->s, 1, TT_RESET_REFUSED, buf, sizeof(buf));
+    assert_int_equal(n, 10);
+    assert_int_equal(tt_session_nstreams(&a->s), 0);
+    pipe_to(b, buf, (size_t)n);
+    assert_string_equal(b->ev, "reset(1,1) close(1)");
+    rec_free(a);
+    rec_free(b);
 }
 
 static void test_consume_window(void **state)
@@ -1759,6 +1917,9 @@ int main(void)
         cmocka_unit_test(test_table_alloc_fails),
         cmocka_unit_test(test_relay_ids),
         cmocka_unit_test(test_window_due_dropped),
+        cmocka_unit_test(test_visitor_conversation),
+        cmocka_unit_test(test_visitor_window),
+        cmocka_unit_test(test_visitor_pair),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

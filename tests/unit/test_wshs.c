@@ -5,12 +5,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "common/wshs.h"
+#include "core/frame.h"
 
 static void test_accept_rfc(void **state)
 {
@@ -244,13 +246,137 @@ static void test_check_request(void **state)
     }
 }
 
+/* ---- the visitor's side (docs/PROTOCOL.md section 14) ---- */
+
+/* The code block of docs/PROTOCOL.md that follows the first line starting with heading and
+ * then the first line starting with first: each of its lines up to its literal "\r\n" (a
+ * comment may follow), with the escape turned into CR LF. Returns the bytes' length. */
+static size_t doc_block(const char *heading, const char *first, char *out, size_t cap)
+{
+    static char doc[262144];
+    const char *vdir = getenv("TT_VECTORS_DIR"); /* tests/vectors, as test_frame finds it */
+    char path[1024];
+    FILE *fp;
+    size_t n, len = 0;
+    const char *p, *end;
+
+    snprintf(path, sizeof(path), "%s/../../docs/PROTOCOL.md",
+             vdir != NULL && vdir[0] != '\0' ? vdir : "tests/vectors");
+    fp = fopen(path, "rb");
+    assert_non_null(fp);
+    n = fread(doc, 1, sizeof(doc) - 1, fp);
+    fclose(fp);
+    doc[n] = '\0';
+    p = strstr(doc, heading);
+    assert_non_null(p);
+    p = strstr(p, first);
+    assert_non_null(p);
+    end = strstr(p, "```");
+    assert_non_null(end);
+    while (p < end) {
+        const char *eol = strchr(p, '\n');
+        const char *crlf = strstr(p, "\\r\\n");
+        assert_true(crlf != NULL && crlf < eol);
+        assert_true(len + (size_t)(crlf - p) + 2 < cap);
+        memcpy(out + len, p, (size_t)(crlf - p));
+        len += (size_t)(crlf - p);
+        out[len++] = '\r';
+        out[len++] = '\n';
+        p = eol + 1;
+    }
+    out[len] = '\0';
+    return len;
+}
+
+/* The reference visitor's upgrade and the relay's 101 are exactly the bytes the document
+ * prints. */
+static void test_visitor_handshake_as_documented(void **state)
+{
+    char want[4096], got[4096];
+    size_t wn;
+    int n;
+    (void)state;
+
+    wn = doc_block("### 14.1 The upgrade request", "GET / HTTP/1.1", want, sizeof(want));
+    n = tt_wshs_client_request_ex(got, sizeof(got), "relay.example.com", 443, true, "/",
+                                  "dGhlIHNhbXBsZSBub25jZQ==", TT_WS_SUBPROTOCOL_CONNECT,
+                                  "Tether-Device: plant-7-gw\r\nTether-Service: ssh\r\n"
+                                  "Authorization: Basic YWxpY2U6czNjcmV0\r\n");
+    assert_int_equal(n, (int)wn);
+    assert_memory_equal(got, want, wn);
+
+    wn = doc_block("### 14.2 The answer", "HTTP/1.1 101", want, sizeof(want));
+    n = tt_wshs_server_response_ex(got, sizeof(got), "dGhlIHNhbXBsZSBub25jZQ==", 24,
+                                   TT_WS_SUBPROTOCOL_CONNECT);
+    assert_int_equal(n, (int)wn);
+    assert_memory_equal(got, want, wn);
+}
+
+/* A visitor requires its subprotocol in the 101; a device does not. A refusal's text body is
+ * found by its length and type. */
+static void test_parse_subprotocol_and_body(void **state)
+{
+    static const char key[] = "dGhlIHNhbXBsZSBub25jZQ==";
+    static const char ok[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             "Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n";
+    char buf[512];
+    struct tt_wshs_response r;
+    (void)state;
+
+    /* no subprotocol: fine for a device, not for a visitor (an older relay's answer) */
+    snprintf(buf, sizeof(buf), "%s\r\n", ok);
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)buf, strlen(buf), key, &r), 1);
+    assert_true(r.accepted);
+    assert_int_equal(tt_wshs_parse_response_ex((const uint8_t *)buf, strlen(buf), key,
+                                               TT_WS_SUBPROTOCOL_CONNECT, &r),
+                     1);
+    assert_false(r.accepted);
+    /* the device's subprotocol: not the visitor's */
+    snprintf(buf, sizeof(buf), "%sSec-WebSocket-Protocol: tether.v1\r\n\r\n", ok);
+    assert_int_equal(tt_wshs_parse_response_ex((const uint8_t *)buf, strlen(buf), key,
+                                               TT_WS_SUBPROTOCOL_CONNECT, &r),
+                     1);
+    assert_false(r.accepted);
+    /* the visitor's: accepted for it, not for a device */
+    snprintf(buf, sizeof(buf), "%sSec-WebSocket-Protocol: tether-connect.v1\r\n\r\n", ok);
+    assert_int_equal(tt_wshs_parse_response_ex((const uint8_t *)buf, strlen(buf), key,
+                                               TT_WS_SUBPROTOCOL_CONNECT, &r),
+                     1);
+    assert_true(r.accepted);
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)buf, strlen(buf), key, &r), 1);
+    assert_false(r.accepted);
+    /* a refusal */
+    snprintf(buf, sizeof(buf),
+             "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
+             "Content-Length: 53\r\nConnection: close\r\n\r\n"
+             "access denied: no grant of bob covers plant-7-gw/ssh\n");
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)buf, strlen(buf), key, &r), 1);
+    assert_int_equal(r.status, 403);
+    assert_false(r.accepted);
+    assert_true(r.text_plain);
+    assert_int_equal(r.content_length, 53);
+    assert_int_equal(strlen(buf) - r.head_len, 53);
+    /* an HTML page without a length */
+    snprintf(buf, sizeof(buf), "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\n\r\n<p>");
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)buf, strlen(buf), key, &r), 1);
+    assert_false(r.text_plain);
+    assert_true(r.content_length == UINT64_MAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_check_request),  cmocka_unit_test(test_accept_rfc),
-        cmocka_unit_test(test_make_key),       cmocka_unit_test(test_client_request),
-        cmocka_unit_test(test_parse_ok),       cmocka_unit_test(test_parse_rejects),
-        cmocka_unit_test(test_parse_too_long), cmocka_unit_test(test_server_response),
+        cmocka_unit_test(test_check_request),
+        cmocka_unit_test(test_accept_rfc),
+        cmocka_unit_test(test_make_key),
+        cmocka_unit_test(test_client_request),
+        cmocka_unit_test(test_parse_ok),
+        cmocka_unit_test(test_parse_rejects),
+        cmocka_unit_test(test_parse_too_long),
+        cmocka_unit_test(test_server_response),
+        cmocka_unit_test(test_visitor_handshake_as_documented),
+        cmocka_unit_test(test_parse_subprotocol_and_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
