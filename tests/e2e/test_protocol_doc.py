@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 
-from lib import Relay, TestFailure, check, eq, tcp_connect, wait_for
+from lib import TETHER, Proc, Relay, TestFailure, check, eq, tcp_connect, wait_for
 
 # ---------------------------------------------------------------- the document's constants
 
@@ -297,15 +297,18 @@ class DocDevice:
 
     def __init__(self, port, name, token, key=b"", services=((HTTP, "http"), (TCP, "echo")),
                  window=1000, max_streams=4, version=2, open_credit=4096, nodelay=True,
-                 batch=True):
+                 batch=True, protocol="tether.v1"):
         self.port, self.name, self.token, self.key = port, name, token, key
         self.services = list(services)
         self.window, self.max_streams, self.version = window, max_streams, version
         self.open_credit = open_credit
         self.batch = batch  # False: each frame in a message (a write) of its own
-        self.ws = DocWs(port, nodelay=nodelay)
+        self.ws = DocWs(port, nodelay=nodelay, protocol=protocol)
         eq(self.ws.status, 101, "the device's upgrade (2.1)")
-        eq(self.ws.header("sec-websocket-protocol"), "tether.v1", "the subprotocol echoed (2.1)")
+        offered = [x.strip() for x in (protocol or "").split(",")]
+        eq(self.ws.header("sec-websocket-protocol"),
+           "tether.v1" if "tether.v1" in offered else None,
+           "the subprotocol echoed when offered, else none (2.1)")
         self.streams = {}
         self.ended = {}       # id -> how it ended ("fin", or ("reset", code))
         self.goaway = None
@@ -928,3 +931,201 @@ def test_doc_visitor_refusals_and_revocation(t):
     eq([parse_coded(f[3])[0] for f in frames if f[0] == GOAWAY], [GOAWAY_REVOKED],
        "the GOAWAY of a revoked visitor (14.3)")
     eq(code, 1008, "close code after GOAWAY REVOKED (2.4)")
+
+
+# ---------------------------------------------------------------- 2.1, 2.2, 2.4: the WebSocket
+
+def test_doc_subprotocol_is_optional(t):
+    """2.1: the relay does not require tether.v1: an upgrade that offers no subprotocol, or a
+    list without it, is a device connection answered without Sec-WebSocket-Protocol; one that
+    offers it among others gets it echoed."""
+    relay = _token_relay(t)
+    for protocol in (None, "chat, superchat", "x.v9, tether.v1"):
+        d = _registered(t, relay, protocol=protocol, services=[(HTTP, "http")])
+        th, box = _in_thread(lambda: relay.request("GET", "/", label=d.welcome["label"]))
+        d.serve_until(lambda: not th.is_alive(), 20, "a request (offered %r)" % protocol)
+        eq(box.get("r", (0,))[0], 200, "status through a device that offered %r" % protocol)
+
+
+def test_doc_websocket_errors_goaway_protocol_then_close(t):
+    """2.2, 2.4: WebSocket-level errors end a registered session with GOAWAY PROTOCOL, then
+    1002 (an unknown opcode, an unmasked frame from the device), 1003 (a text message) or 1009
+    (a message over 1 MiB)."""
+    relay = _token_relay(t)
+    cases = [
+        ("an unknown opcode", lambda ws: ws.send_ws(0x3, b"x"), 1002),
+        ("an unmasked frame", lambda ws: ws.sock.sendall(b"\x82\x00"), 1002),
+        ("a text message", lambda ws: ws.send_ws(0x1, b"hi"), 1003),
+        ("a message over 1 MiB", lambda ws: ws.send_ws(0x2, b"\x00" * (MiB + 1)), 1009),
+    ]
+    for what, act, want in cases:
+        d = _registered(t, relay, services=[(HTTP, "http")])
+        act(d.ws)
+        code, frames = d.ws.frames_until_close()
+        eq([(f[0], parse_coded(f[3])[0]) for f in frames], [(GOAWAY, GOAWAY_PROTOCOL)],
+           "the frames after %s" % what)
+        eq(code, want, "the close code after %s" % what)
+
+
+# ---------------------------------------------------------------- 2.4, 4.2, 6.3: a relay
+
+class DocRelay:
+    """A relay written from the document, for the reference agent: it answers each upgrade
+    (2.1), reads the HELLO (4.1) and plays script[i] on the i-th connection (the last one for
+    the rest): "bad-welcome" (a WELCOME whose label is not letters, digits and '-': 4.2),
+    "takeover" / "shutdown" (a WELCOME, then GOAWAY TAKEOVER / SHUTDOWN and no close frame),
+    "hold" (a WELCOME, then nothing). Records, per connection, when it came, the Tether frames
+    the agent sent after its HELLO, and the close code it sent."""
+
+    def __init__(self, t, script):
+        self.script = script
+        self.conns = []   # dicts: at, frames, close
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.done = False
+        threading.Thread(target=self._accept, daemon=True).start()
+        t.on_cleanup(self.close)
+
+    def close(self):
+        self.done = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _accept(self):
+        while not self.done:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            rec = {"at": time.monotonic(), "frames": [], "close": None}
+            with self.lock:
+                i = len(self.conns)
+                self.conns.append(rec)
+            step = self.script[min(i, len(self.script) - 1)]
+            threading.Thread(target=self._serve, args=(c, rec, step), daemon=True).start()
+
+    @staticmethod
+    def _read(c, n):
+        b = b""
+        while len(b) < n:
+            x = c.recv(n - len(b))
+            if not x:
+                raise ConnectionError("EOF")
+            b += x
+        return b
+
+    def _ws_read(self, c):
+        """One frame from the agent (masked, 2.2): (opcode, payload)."""
+        b0, b1 = self._read(c, 2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", self._read(c, 2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", self._read(c, 8))[0]
+        check(b1 & 0x80, "the agent masks its frames (2.2)")
+        key = self._read(c, 4)
+        p = bytes(x ^ key[i % 4] for i, x in enumerate(self._read(c, n)))
+        return b0 & 0x0F, p
+
+    @staticmethod
+    def _ws_send(c, payload, opcode=0x2):
+        n = len(payload)
+        head = bytes([0x80 | opcode]) + (bytes([n]) if n < 126 else
+                                          bytes([126]) + struct.pack(">H", n))
+        c.sendall(head + payload)
+
+    def _serve(self, c, rec, step):
+        c.settimeout(30)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # 2.5
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                x = c.recv(4096)
+                if not x:
+                    return
+                head += x
+            key = ""
+            for line in head.decode("latin-1").split("\r\n"):
+                if line.lower().startswith("sec-websocket-key:"):
+                    key = line.split(":", 1)[1].strip()
+            acc = base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                       "Sec-WebSocket-Protocol: tether.v1\r\n\r\n" % acc).encode())
+            tb = b""
+            while len(tb) < 8 or len(tb) < 8 + struct.unpack(">H", tb[:2])[0]:
+                op, p = self._ws_read(c)
+                tb += p
+            eq(tb[2], HELLO, "the agent's first frame (6.2)")
+            r = Reader(tb[8:])
+            version, _, _ = r.u8(), r.u16(), r.u32()
+            r.str8(), r.str8()
+            if version >= 2:
+                r.str8()
+            label = b"bad label" if step == "bad-welcome" else b"k3j9x2mq"
+            w = struct.pack(">BHI", version, 16, 262144) + s8(label)
+            nsvc = r.u8()
+            w += bytes([nsvc])
+            for _ in range(nsvc):
+                kind, name = r.u8(), r.str8()
+                w += bytes([kind]) + s8(name)
+                w += struct.pack(">H", 0) + s8(b"http://k3j9x2mq.localhost:1") if kind == HTTP \
+                    else struct.pack(">H", 20001) + s8(b"localhost")
+            if version >= 2:
+                w += s8(b"")
+            self._ws_send(c, frame(WELCOME, w))
+            if step in ("takeover", "shutdown"):
+                code = GOAWAY_TAKEOVER if step == "takeover" else GOAWAY_SHUTDOWN
+                self._ws_send(c, frame(GOAWAY, coded(code, b"doc relay")))
+            tb = b""
+            while True:
+                op, p = self._ws_read(c)
+                if op == 0x8:
+                    rec["close"] = struct.unpack(">H", p[:2])[0] if len(p) >= 2 else 1005
+                    self._ws_send(c, p[:2], 0x8)
+                    return
+                if op in (0x0, 0x2):
+                    tb += p
+                    while len(tb) >= 8 and len(tb) >= 8 + struct.unpack(">H", tb[:2])[0]:
+                        n = struct.unpack(">H", tb[:2])[0]
+                        rec["frames"].append((tb[2], tb[8:8 + n]))
+                        tb = tb[8 + n:]
+                elif op == 0x9:
+                    self._ws_send(c, p, 0xA)
+        except (OSError, ConnectionError, TestFailure):
+            pass
+        finally:
+            c.close()
+
+
+def test_doc_reference_agent_goaway_and_backoff(t):
+    """2.4, 4.2, 6.3 against the reference agent: it answers a WELCOME it cannot use with
+    GOAWAY PROTOCOL and 1002; on GOAWAY it sends no Tether frame and closes with 1000; after
+    TAKEOVER it warns and its back-off keeps growing (about 1, 2, 4 s: no tight loop); after
+    SHUTDOWN it starts over (about 1 s)."""
+    relay = DocRelay(t, ["bad-welcome", "takeover", "takeover", "shutdown", "hold"])
+    state = t.mkdtemp("doc-agent-state")
+    agent = Proc(t, "tether", [TETHER, "--server", "ws://127.0.0.1:%d/" % relay.port, "--name",
+                               "doc-agent", "--token", "doc-token", "--http", "127.0.0.1:9",
+                               "--state-dir", state])
+    wait_for(lambda: len(relay.conns) >= 5 and relay.conns[3]["close"] is not None, 60,
+             "five connections from the agent")
+    c = relay.conns
+    eq([(typ, parse_coded(p)[0]) for typ, p in c[0]["frames"]], [(GOAWAY, GOAWAY_PROTOCOL)],
+       "the agent's frames after an unusable WELCOME")
+    eq(c[0]["close"], 1002, "the agent's close code after an unusable WELCOME")
+    for i in (1, 2, 3):
+        eq(c[i]["frames"], [], "the agent's frames after GOAWAY (connection %d)" % i)
+        eq(c[i]["close"], 1000, "the agent's close code after GOAWAY (connection %d)" % i)
+    gaps = [c[i + 1]["at"] - c[i]["at"] for i in range(4)]
+    print("gaps between connections: %s" % ", ".join("%.2f s" % g for g in gaps))
+    check(gaps[1] > gaps[0] and gaps[2] > gaps[1],
+          "the back-off grows through the takeovers: %r" % gaps)
+    check(gaps[3] < gaps[2], "the back-off starts over after SHUTDOWN: %r" % gaps)
+    wait_for(lambda: agent.stderr_text().count("took over device=doc-agent") >= 2, 10,
+             "the takeover warning")
