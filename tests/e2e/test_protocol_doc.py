@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 
-from lib import TETHER, Proc, Relay, TestFailure, check, eq, tcp_connect, wait_for
+from lib import TETHER, Proc, Relay, tether_has_state_dir, TestFailure, check, eq, tcp_connect, wait_for
 
 # ---------------------------------------------------------------- the document's constants
 
@@ -1110,9 +1110,11 @@ def test_doc_reference_agent_goaway_and_backoff(t):
     SHUTDOWN it starts over (about 1 s)."""
     relay = DocRelay(t, ["bad-welcome", "takeover", "takeover", "shutdown", "hold"])
     state = t.mkdtemp("doc-agent-state")
-    agent = Proc(t, "tether", [TETHER, "--server", "ws://127.0.0.1:%d/" % relay.port, "--name",
-                               "doc-agent", "--token", "doc-token", "--http", "127.0.0.1:9",
-                               "--state-dir", state])
+    argv = [TETHER, "--server", "ws://127.0.0.1:%d/" % relay.port, "--name", "doc-agent",
+            "--token", "doc-token", "--http", "127.0.0.1:9"]
+    if tether_has_state_dir():
+        argv += ["--state-dir", state]
+    agent = Proc(t, "tether", argv)
     wait_for(lambda: len(relay.conns) >= 5 and relay.conns[3]["close"] is not None, 60,
              "five connections from the agent")
     c = relay.conns

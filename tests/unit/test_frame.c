@@ -375,8 +375,11 @@ static void test_vectors(void **state)
         if (h.stream != tv_num(v, "stream", 0) || h.flags != tv_num(v, "flags", 0))
             fail_msg("%s: stream= or flags= does not match the header", v->name);
         if (strcmp(v->decode, "ok") != 0 &&
-            !(h.type == TT_FRAME_DATA && tv_get(v, "data", 0) != NULL))
+            !(h.type == TT_FRAME_DATA && tv_get(v, "data", 0) != NULL)) {
             header_fields_only(v);
+            if (v->encode_no)
+                fail_msg("%s: encode: no in an entry that has nothing to encode", v->name);
+        }
         if (v->decode[0] == '\0' && plen == 0 && h.length > 0)
             continue; /* header-only vector: the session test covers it */
         assert_int_equal(h.length, plen);
