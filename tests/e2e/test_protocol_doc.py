@@ -896,7 +896,8 @@ def test_doc_visitor_reaches_a_private_echo(t):
 
 def test_doc_visitor_refusals_and_revocation(t):
     """14.2: the refusals, each an HTTP answer with a one-line text body; 14.3, 2.4: a revoked
-    visitor gets GOAWAY REVOKED and close 1008."""
+    visitor gets GOAWAY REVOKED and close 1008, and one connected when the relay stops GOAWAY
+    SHUTDOWN and close 1001."""
     relay, agent, name = _private_world(t)
     cases = [
         (dict(user="alice", secret="wrong"), 401, b"authentication failed"),
@@ -933,6 +934,17 @@ def test_doc_visitor_refusals_and_revocation(t):
     eq([parse_coded(f[3])[0] for f in frames if f[0] == GOAWAY], [GOAWAY_REVOKED],
        "the GOAWAY of a revoked visitor (14.3)")
     eq(code, 1008, "close code after GOAWAY REVOKED (2.4)")
+    # the relay stopping: GOAWAY SHUTDOWN and 1001 (14.3, 2.4)
+    v = DocVisitor(relay.port, name, "echo", "bob", "bob-doc-secret")
+    t.on_cleanup(v.ws.close)
+    eq(v.ws.status, 101, "the visitor before the shutdown")
+    v.ws.send(frame(DATA, b"ping", 1))
+    wait_for(lambda: (v.step(0.2), len(v.got) >= 4)[1], 15, "the echo before the shutdown")
+    relay.proc.send_signal(signal.SIGTERM)
+    code, frames = v.ws.frames_until_close()
+    eq([parse_coded(f[3])[0] for f in frames if f[0] == GOAWAY], [GOAWAY_SHUTDOWN],
+       "the GOAWAY to a visitor when the relay stops (14.3)")
+    eq(code, 1001, "close code after GOAWAY SHUTDOWN (2.4)")
 
 
 # ---------------------------------------------------------------- 2.1, 2.2, 2.4: the WebSocket
