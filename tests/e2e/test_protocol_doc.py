@@ -9,7 +9,10 @@ over, deleted, told to shut down, refused, and broken on purpose, and checks eve
 REFUSE and WebSocket close code against the table of 2.4, the name rules of 4.1 and 4.2, the
 RESET code of a browser that goes away (5), and the largest DATA frame the relay sends (11).
 The visitor reaches a private TCP echo with a Basic credential, is refused with the statuses of
-14.2, and is revoked (GOAWAY REVOKED, close 1008)."""
+14.2, is revoked (GOAWAY REVOKED, close 1008) and sees the relay stop (GOAWAY SHUTDOWN, 1001).
+A relay written from the document (DocRelay) holds the reference agent to 2.4 and 6.3: GOAWAY
+PROTOCOL and 1002 after a WELCOME it cannot use, nothing but close 1000 after a GOAWAY, a
+back-off that grows through takeovers and starts over after SHUTDOWN."""
 
 import base64
 import hashlib
