@@ -231,10 +231,16 @@ static void reset_conn_state(struct tether_agent *a)
 static void on_close_now(uv_timer_t *t)
 {
     struct tether_agent *a = t->data;
+    /* A WELCOME we cannot use is the relay's protocol error (PROTOCOL.md 2.4, 4.2): GOAWAY
+     * PROTOCOL and 1002. After a REFUSE or GOAWAY the session sends nothing more: 1000. */
+    uint16_t code =
+        a->refused && a->refuse_err == TETHER_ERR_PROTO ? TT_GOAWAY_PROTOCOL : TT_GOAWAY_NORMAL;
 
     if (a->conn)
-        tt_wsconn_close(a->conn, TT_GOAWAY_NORMAL, 1000, a->refused ? a->refuse_err : 0,
-                        a->refused ? "registration refused" : "relay going away");
+        tt_wsconn_close(a->conn, code, tt_wsconn_close_code(code), a->refused ? a->refuse_err : 0,
+                        code == TT_GOAWAY_PROTOCOL ? "unusable WELCOME"
+                        : a->refused               ? "registration refused"
+                                                   : "relay going away");
 }
 
 /* Closes the connection from outside the session callback we are in. */

@@ -141,7 +141,10 @@ static int open_fd(uv_loop_t *loop, int fd, bool readable, union fdstream *u, in
         if (rc != 0)
             return rc;
         *kind = FD_STREAM;
-        return uv_tcp_open(&u->tcp, (uv_os_sock_t)fd);
+        rc = uv_tcp_open(&u->tcp, (uv_os_sock_t)fd);
+        if (rc == 0) /* docs/PROTOCOL.md 2.5: small writes go at once */
+            (void)uv_tcp_nodelay(&u->tcp, 1);
+        return rc;
     case UV_FILE:
         *kind = FD_FILE;
         return 0;

@@ -165,12 +165,15 @@ static void end_with_reset(struct tt_pipe *p, uint16_t code, bool flush_first)
     }
 }
 
-/* A socket error: RESET the stream (TT_RESET_IO) and close at once. */
+/* A socket error: RESET the stream and close at once. On the relay the socket is a public
+ * client's, which went away (CANCEL); on a device or a visitor it is the local connection,
+ * which failed (IO): docs/PROTOCOL.md section 5. */
 static void socket_failed(struct tt_pipe *p, const char *what, int err)
 {
+    bool relay = p->c != NULL && tt_session_role(tt_wsconn_session(p->c)) == TT_ROLE_RELAY;
     TT_LOG(TT_LOG_DEBUG, "pipe: socket %s failed stream=%u err=%s", what, (unsigned)p->id,
            uv_err_name(err));
-    end_with_reset(p, TT_RESET_IO, false);
+    end_with_reset(p, relay ? TT_RESET_CANCEL : TT_RESET_IO, false);
 }
 
 /* The stream is over from the session's side (on_stream_close). */

@@ -1584,6 +1584,20 @@ void tt_wsconn_close(struct tt_wsconn *c, uint16_t goaway_code, uint16_t ws_code
     close_with(c, goaway_code, ws_code, err, reason);
 }
 
+uint16_t tt_wsconn_close_code(uint16_t goaway)
+{
+    switch (goaway) {
+    case TT_GOAWAY_SHUTDOWN:
+        return 1001;
+    case TT_GOAWAY_PROTOCOL:
+        return 1002;
+    case TT_GOAWAY_REVOKED:
+        return 1008;
+    default:
+        return 1000;
+    }
+}
+
 void tt_wsconn_abort(struct tt_wsconn *c, int err, const char *reason)
 {
     if (c->hclosing)

@@ -178,6 +178,11 @@ struct tt_chunk *tt_wsconn_take_input(struct tt_wsconn *c);
 void tt_wsconn_close(struct tt_wsconn *c, uint16_t goaway_code, uint16_t ws_code, int err,
                      const char *reason);
 
+/* The WebSocket close code that follows a GOAWAY of code goaway (docs/PROTOCOL.md 2.4): 1001
+ * after SHUTDOWN, 1002 after PROTOCOL, 1008 after REVOKED, 1000 after the others (NORMAL,
+ * TAKEOVER, DELETED, and codes this version does not know). Cannot fail. */
+uint16_t tt_wsconn_close_code(uint16_t goaway);
+
 /* Closes c now, without GOAWAY, close frame or waiting for the peer (a connection shed to make
  * room for others): on_close is called (with err and reason) and the socket closed before this
  * returns, so its descriptor is free; c's memory goes after the close callback. Not from one of

@@ -930,6 +930,11 @@ uint8_t tt_session_version(const struct tt_session *s)
     return s->version;
 }
 
+enum tt_role tt_session_role(const struct tt_session *s)
+{
+    return s->cfg.role;
+}
+
 uint32_t tt_session_peer_window(const struct tt_session *s)
 {
     return s->peer_window;

@@ -254,6 +254,8 @@ uint32_t tt_session_nstreams(const struct tt_session *s);
 /* The protocol version of the session: device, that of its HELLO; relay, before a HELLO the
  * newest it accepts, after it the HELLO's (the version of the WELCOME it writes). */
 uint8_t tt_session_version(const struct tt_session *s);
+/* The role the session was set up with (cfg.role). */
+enum tt_role tt_session_role(const struct tt_session *s);
 uint32_t tt_session_peer_window(const struct tt_session *s);
 uint16_t tt_session_peer_max_streams(const struct tt_session *s);
 /* The stream's user pointer, or NULL if id is not open. */

@@ -186,7 +186,8 @@ int tt_device_delete(struct tt_relay *r, const char *name)
         dc->dev = NULL;
         d->conn = NULL;
         if (dc->ws)
-            tt_wsconn_close(dc->ws, TT_GOAWAY_DELETED, 1000, 0, "device deleted by the operator");
+            tt_wsconn_close(dc->ws, TT_GOAWAY_DELETED, tt_wsconn_close_code(TT_GOAWAY_DELETED), 0,
+                            "device deleted by the operator");
     }
     forget(d);
     return 0;
@@ -325,6 +326,26 @@ static int main_http(const struct tt_hello *m)
     return first;
 }
 
+/* ns[i]'s DNS name (docs/PROTOCOL.md 4.2): its name mapped by tt_route_service_dnsname; when
+ * an earlier HTTP service of ns has that one, "sI" (I = i), else "sI-1", "sI-2"... the first
+ * that none has. Eight services cannot take them all. */
+static void service_dnsname(struct tt_device_svc *ns, int i, const struct tt_str *name)
+{
+    char *out = ns[i].dnsname;
+    tt_route_service_dnsname(name->p, name->len, out);
+    for (int k = 0; k <= TT_MAX_SERVICES; k++) {
+        bool taken = false;
+        for (int j = 0; j < i && !taken; j++)
+            taken = ns[j].kind == TT_SERVICE_HTTP && strcmp(ns[j].dnsname, out) == 0;
+        if (!taken)
+            return;
+        if (k == 0)
+            snprintf(out, sizeof(ns[i].dnsname), "s%d", i);
+        else
+            snprintf(out, sizeof(ns[i].dnsname), "s%d-%d", i, k);
+    }
+}
+
 /* The TCP ports d held that its new services ns[0..n) do not keep (a service gone, or now
  * private): logged, and in cluster mode this node's listener closes now (the registry write
  * releases the port; the other nodes close theirs at their next beat). Outside cluster mode
@@ -371,13 +392,8 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
         s->is_private = !tt_access_public(&r->access, d->name, s->name);
         if (s->kind == TT_SERVICE_HTTP) {
             char url[TT_MAX_ADDR + 1];
-            if (i != mh) {
-                tt_route_service_dnsname(m->services[i].name.p, m->services[i].name.len,
-                                         s->dnsname);
-                for (int j = 0; j < i; j++)
-                    if (ns[j].kind == TT_SERVICE_HTTP && strcmp(ns[j].dnsname, s->dnsname) == 0)
-                        snprintf(s->dnsname, sizeof(s->dnsname), "s%d", i);
-            }
+            if (i != mh)
+                service_dnsname(ns, i, &m->services[i].name);
             /* made again for the WELCOME; here only checked */
             if (svc_address(d, s, url) != 0)
                 return TETHER_ERR_NOMEM;
@@ -505,7 +521,8 @@ static void takeover(struct tt_device *d)
     d->conn = NULL;
     TT_LOG(TT_LOG_INFO, "device taken over device=%s label=%s peer=%s", TT_LOG_V(d->name), d->label,
            peer(old));
-    tt_wsconn_close(old->ws, TT_GOAWAY_TAKEOVER, 1000, 0, "another connection took over");
+    tt_wsconn_close(old->ws, TT_GOAWAY_TAKEOVER, tt_wsconn_close_code(TT_GOAWAY_TAKEOVER), 0,
+                    "another connection took over");
 }
 
 static void welcome(struct tt_devconn *dc);
@@ -1155,7 +1172,8 @@ void tt_device_shutdown(struct tt_relay *r)
     tt_cluster_stop(r);
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
         if (dc->ws)
-            tt_wsconn_close(dc->ws, TT_GOAWAY_SHUTDOWN, 1001, 0, "relay shutting down");
+            tt_wsconn_close(dc->ws, TT_GOAWAY_SHUTDOWN, tt_wsconn_close_code(TT_GOAWAY_SHUTDOWN), 0,
+                            "relay shutting down");
     tt_strmap_foreach(&r->by_name, free_one, NULL);
     tt_strmap_reset(&r->by_name);
     tt_strmap_reset(&r->by_label);

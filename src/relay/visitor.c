@@ -489,7 +489,7 @@ static void close_visitor(struct tt_visitor *v, uint16_t goaway, const char *why
     if (!v->vws || v->vclosing)
         return;
     v->vclosing = true;
-    tt_wsconn_close(v->vws, goaway, 1000, 0, why);
+    tt_wsconn_close(v->vws, goaway, tt_wsconn_close_code(goaway), 0, why);
 }
 
 static void on_idle_closed(uv_handle_t *h);

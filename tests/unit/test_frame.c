@@ -1,6 +1,8 @@
 /* test_frame.c - unit tests for src/core/frame.c and err.c: every vector in tests/vectors is
  * decoded (fields must match) and re-encoded from its fields (bytes must match); decoders run
- * against a guard page so an over-read crashes; encoders are checked for INVAL and AGAIN. */
+ * against a guard page so an over-read crashes; encoders are checked for INVAL and AGAIN;
+ * docs/PROTOCOL.md holds every vector file verbatim, and every frame of its examples is what the
+ * encoders write. */
 #ifndef _DEFAULT_SOURCE
 #define _DEFAULT_SOURCE /* mmap's MAP_ANONYMOUS */
 #endif
@@ -344,6 +346,14 @@ static void vec_data(const struct tv_vector *v, const struct tt_frame_header *h,
     assert_encoded(v, buf, (tt_ssize)(plen + TT_FRAME_HEADER_LEN));
 }
 
+/* An entry whose payload is not checked gives no payload field: only stream= and flags=. */
+static void header_fields_only(const struct tv_vector *v)
+{
+    for (size_t k = 0; k < v->nfields; k++)
+        if (strcmp(v->key[k], "stream") != 0 && strcmp(v->key[k], "flags") != 0)
+            fail_msg("%s: field %s= in an entry whose payload is not checked", v->name, v->key[k]);
+}
+
 static void test_vectors(void **state)
 {
     size_t i, checked = 0;
@@ -360,16 +370,22 @@ static void test_vectors(void **state)
         assert_true(v->has_events);
         tt_frame_header_decode(&h, v->bytes);
         plen = v->len - TT_FRAME_HEADER_LEN;
+        /* The header's fields are given in every entry (absent: 0), the payload's only where
+         * the payload is checked (docs/PROTOCOL.md, "Test vectors"). */
+        if (h.stream != tv_num(v, "stream", 0) || h.flags != tv_num(v, "flags", 0))
+            fail_msg("%s: stream= or flags= does not match the header", v->name);
+        if (strcmp(v->decode, "ok") != 0 &&
+            !(h.type == TT_FRAME_DATA && tv_get(v, "data", 0) != NULL)) {
+            header_fields_only(v);
+            if (v->encode_no)
+                fail_msg("%s: encode: no in an entry that has nothing to encode", v->name);
+        }
         if (v->decode[0] == '\0' && plen == 0 && h.length > 0)
             continue; /* header-only vector: the session test covers it */
         assert_int_equal(h.length, plen);
         if (v->decode[0] == '\0' && (h.type != TT_FRAME_DATA || tv_get(v, "data", 0) == NULL))
             continue; /* no payload decoder, or a frame only the session rejects */
         want = v->decode[0] != '\0' ? err_by_name(v->decode) : 0;
-        if (want == 0) {
-            assert_int_equal(h.stream, tv_num(v, "stream", 0));
-            assert_int_equal(h.flags, tv_num(v, "flags", 0));
-        }
         switch (h.type) {
         case TT_FRAME_HELLO:
             vec_hello(v, pl, plen, want);
@@ -700,13 +716,250 @@ static void test_vectors_in_doc(void **state)
     assert_true(files >= 11);
 }
 
+/* ---- the examples of docs/PROTOCOL.md (sections 3, 13 and 14) ---- */
+
+#define EX_MAX 4096
+
+/* Tether frame names as the examples write them, indexed by type. */
+static const char *const ex_type_names[] = {NULL,   "HELLO",  "WELCOME", "REFUSE", "OPEN",
+                                            "DATA", "WINDOW", "RESET",   "GOAWAY"};
+
+/* True if line holds hex byte pairs only (at least one), each a token of its own. */
+static bool ex_hex_line(const char *line, size_t n)
+{
+    size_t i = 0, pairs = 0;
+
+    while (i < n) {
+        if (line[i] == ' ') {
+            i++;
+            continue;
+        }
+        if (i + 2 > n || tv_hexval((unsigned char)line[i]) < 0 ||
+            tv_hexval((unsigned char)line[i + 1]) < 0 || (i + 2 < n && line[i + 2] != ' '))
+            return false;
+        i += 2;
+        pairs++;
+    }
+    return pairs > 0;
+}
+
+/* The type the description names (its first frame name), or 0. */
+static int ex_named_type(const char *desc)
+{
+    const char *best = NULL;
+    int type = 0;
+
+    for (int t = 1; t < (int)(sizeof ex_type_names / sizeof ex_type_names[0]); t++) {
+        const char *p = strstr(desc, ex_type_names[t]);
+        if (p != NULL && (best == NULL || p < best)) {
+            best = p;
+            type = t;
+        }
+    }
+    return type;
+}
+
+static void ex_decoded(int rc, const char *desc)
+{
+    if (rc != 0)
+        fail_msg("example '%s': the decoder fails (%s)", desc, tether_err_name(rc));
+}
+
+/* Decodes one Tether frame of b[0..n) and encodes its fields again: the bytes must be what the
+ * reference encoder writes. Returns the frame's length; fails the test otherwise. */
+static size_t ex_roundtrip(const uint8_t *b, size_t n, const char *desc)
+{
+    struct tt_frame_header h;
+    uint8_t out[EX_MAX];
+    tt_ssize w = -1;
+    const uint8_t *p = b + TT_FRAME_HEADER_LEN;
+
+    if (n < TT_FRAME_HEADER_LEN)
+        fail_msg("example '%s': %zu bytes, shorter than a header", desc, n);
+    tt_frame_header_decode(&h, b);
+    if ((size_t)h.length + TT_FRAME_HEADER_LEN > n)
+        fail_msg("example '%s': the header says %u payload bytes, %zu follow", desc, h.length,
+                 n - TT_FRAME_HEADER_LEN);
+    switch (h.type) {
+    case TT_FRAME_HELLO: {
+        struct tt_hello m;
+        ex_decoded(tt_frame_decode_hello(&m, p, h.length), desc);
+        w = tt_frame_encode_hello(out, sizeof out, &m);
+        break;
+    }
+    case TT_FRAME_WELCOME: {
+        struct tt_welcome m;
+        ex_decoded(tt_frame_decode_welcome(&m, p, h.length), desc);
+        w = tt_frame_encode_welcome(out, sizeof out, &m);
+        break;
+    }
+    case TT_FRAME_REFUSE:
+    case TT_FRAME_GOAWAY:
+    case TT_FRAME_RESET: {
+        struct tt_coded m;
+        ex_decoded(tt_frame_decode_coded(&m, p, h.length), desc);
+        w = h.type == TT_FRAME_REFUSE   ? tt_frame_encode_refuse(out, sizeof out, &m)
+            : h.type == TT_FRAME_GOAWAY ? tt_frame_encode_goaway(out, sizeof out, &m)
+                                        : tt_frame_encode_reset(out, sizeof out, h.stream, &m);
+        break;
+    }
+    case TT_FRAME_OPEN: {
+        struct tt_open m;
+        ex_decoded(tt_frame_decode_open(&m, p, h.length), desc);
+        w = tt_frame_encode_open(out, sizeof out, h.stream, &m);
+        break;
+    }
+    case TT_FRAME_WINDOW: {
+        uint32_t inc;
+        ex_decoded(tt_frame_decode_window(&inc, p, h.length), desc);
+        w = tt_frame_encode_window(out, sizeof out, h.stream, inc);
+        break;
+    }
+    case TT_FRAME_DATA:
+        w = tt_frame_encode_data_header(out, h.stream, h.length, (h.flags & TT_FLAG_FIN) != 0);
+        if (w == TT_FRAME_HEADER_LEN && h.length > 0) {
+            memcpy(out + TT_FRAME_HEADER_LEN, p, h.length);
+            w += h.length;
+        }
+        break;
+    default:
+        fail_msg("example '%s': frame type %u", desc, h.type);
+    }
+    if (w != (tt_ssize)h.length + TT_FRAME_HEADER_LEN || memcmp(out, b, (size_t)w) != 0)
+        fail_msg("example '%s': the encoder does not write these bytes", desc);
+    return (size_t)w;
+}
+
+/* Checks an example: bytes b[0..n) under the description desc. Returns its Tether bytes (the
+ * unmasked payload of a WebSocket frame) in tb[0..*tn) for the "which unmasks to" line. */
+static void ex_check(const char *desc, const uint8_t *b, size_t n, uint8_t *tb, size_t *tn)
+{
+    int named = ex_named_type(desc);
+    const char *st = strstr(desc, "stream ");
+    size_t i = 0, off = 0;
+
+    *tn = 0;
+    if (strstr(desc, "WebSocket") != NULL) {
+        /* A WebSocket frame (RFC 6455): FIN, binary, a 7-bit length, a mask key if masked. */
+        size_t len, hl = 2;
+        assert_true(n >= 2);
+        if (b[0] != 0x82 || (b[1] & 0x7f) > 125)
+            fail_msg("example '%s': not a short binary WebSocket frame", desc);
+        len = b[1] & 0x7f;
+        if (b[1] & 0x80)
+            hl += 4;
+        if (n != hl + len)
+            fail_msg("example '%s': %zu bytes, the WebSocket header says %zu", desc, n, hl + len);
+        for (size_t k = 0; k < len; k++)
+            tb[k] = (uint8_t)(b[hl + k] ^ ((b[1] & 0x80) ? b[2 + k % 4] : 0));
+        *tn = len;
+        b = tb;
+        n = len;
+    }
+    while (off < n) {
+        struct tt_frame_header h;
+        tt_frame_header_decode(&h, b + off);
+        if (i == 0 && named != 0 && h.type != named)
+            fail_msg("example '%s': a frame of type %u", desc, h.type);
+        if (i == 0 && st != NULL && st[7] >= '0' && st[7] <= '9' &&
+            h.stream != (uint32_t)strtoul(st + 7, NULL, 10))
+            fail_msg("example '%s': stream %u", desc, (unsigned)h.stream);
+        off += ex_roundtrip(b + off, n - off, desc);
+        i++;
+    }
+}
+
+/* Every frame of the examples (the fenced blocks of sections 13 and 14, and hex in backquotes in
+ * sections 1 to 14) decodes, names the type and stream its description says, and is exactly what
+ * the encoders write from its fields; each WebSocket frame's payload is the frame shown after it.
+ */
+static void test_examples_in_doc(void **state)
+{
+    char path[600], *doc, *end, *s;
+    static uint8_t b[EX_MAX], tb[EX_MAX], prev[EX_MAX];
+    size_t n = 0, tn = 0, prevn = 0;
+    char desc[256] = "";
+    bool fence = false, have_prev = false;
+    int frames = 0, inline_frames = 0;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/../../docs/PROTOCOL.md", tv_dir());
+    doc = slurp(path);
+    if (doc == NULL) {
+        print_message("skipping: %s not found\n", path);
+        skip();
+    }
+    end = strstr(doc, "\n## 15.");
+    assert_non_null(end);
+    *end = '\0';
+    /* inline examples: `hex hex ...` of at least a header */
+    for (s = strchr(doc, '`'); s != NULL; s = strchr(s + 1, '`')) {
+        char *q = strchr(s + 1, '`');
+        if (q == NULL)
+            break;
+        if (ex_hex_line(s + 1, (size_t)(q - s - 1))) {
+            size_t m = 0;
+            *q = '\0';
+            assert_true(tv_hex(s + 1, b, sizeof b, &m));
+            *q = '`';
+            if (m >= TT_FRAME_HEADER_LEN) {
+                ex_check("(inline)", b, m, tb, &tn);
+                inline_frames++;
+            }
+        }
+        s = q;
+    }
+    /* the fenced blocks of sections 13 and 14 */
+    s = strstr(doc, "\n## 13.");
+    assert_non_null(s);
+    while (s != NULL && *s != '\0') {
+        char *nl = strchr(s + 1, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - s - 1) : strlen(s + 1);
+        const char *line = s + 1;
+        bool hex = fence && ex_hex_line(line, len);
+        bool item_ends = !fence || !hex;
+        if (item_ends && n > 0) {
+            if (strncmp(desc, "which unmasks to", 16) == 0) {
+                if (!have_prev || prevn != n || memcmp(prev, b, n) != 0)
+                    fail_msg("example '%s': not the WebSocket frame's payload", desc);
+            }
+            ex_check(desc, b, n, tb, &tn);
+            memcpy(prev, tb, tn);
+            prevn = tn;
+            have_prev = tn > 0;
+            frames++;
+            n = 0;
+            desc[0] = '\0';
+        }
+        if (len >= 3 && strncmp(line, "```", 3) == 0) {
+            fence = !fence;
+            desc[0] = '\0';
+        } else if (hex) {
+            char tmp[512];
+            assert_true(len < sizeof tmp);
+            memcpy(tmp, line, len);
+            tmp[len] = '\0';
+            assert_true(tv_hex(tmp, b, sizeof b, &n));
+        } else if (fence && desc[0] == '\0' && len > 0) {
+            snprintf(desc, sizeof desc, "%.*s", (int)len, line);
+        }
+        s = nl;
+    }
+    free(doc);
+    /* 13: 9 frames; 14.4: 2 WebSocket frames, 5 frames; inline: 3 at least */
+    if (frames < 16 || inline_frames < 3)
+        fail_msg("%d examples in fenced blocks, %d inline: the document lost some", frames,
+                 inline_frames);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors),      cmocka_unit_test(test_vector_names_unique),
-        cmocka_unit_test(test_prefixes),     cmocka_unit_test(test_header_roundtrip),
-        cmocka_unit_test(test_encode_inval), cmocka_unit_test(test_decode_null),
-        cmocka_unit_test(test_err_names),    cmocka_unit_test(test_vectors_in_doc),
+        cmocka_unit_test(test_vectors),         cmocka_unit_test(test_vector_names_unique),
+        cmocka_unit_test(test_prefixes),        cmocka_unit_test(test_header_roundtrip),
+        cmocka_unit_test(test_encode_inval),    cmocka_unit_test(test_decode_null),
+        cmocka_unit_test(test_err_names),       cmocka_unit_test(test_vectors_in_doc),
+        cmocka_unit_test(test_examples_in_doc),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
