@@ -253,7 +253,8 @@ static bool to_cluster(struct tt_relay *r, struct tt_headconn *hc, const char *l
         return true;
     }
     case TT_CLUSTER_BUSY:
-        audit_answered(r, NULL, name, svc, o, "error");
+        /* its node cannot be reached: "offline", as tether connect's 503 and a TCP client's */
+        audit_answered(r, NULL, name, svc, o, "offline");
         respond_page(hc, TT_PAGE_UNAVAILABLE);
         return true;
     default:
