@@ -353,6 +353,47 @@ def test_users_reload_closes_browser_and_connect(t):
        "alice's revoked connections' lines (and her refused attempt's)")
 
 
+def test_cluster_users_reload_is_the_holders(t):
+    """Two nodes, the device on node A, alice's browser connection and tether connect stream
+    through node B: a reload of node B's users file without alice changes nothing (B passes
+    them on, A checks); the same reload on node A, the holder, closes both at once. So a user
+    is removed from a cluster by changing the file and signalling every node (the guide)."""
+    from test_cluster import _free_range_all, _node
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    nodes = []
+    for name, bind in (("node-a", "127.0.0.2"), ("node-b", "127.0.0.3")):
+        flags, users_path, audit = _relay_flags(t, name=name)
+        n = _node(t, redis, name, bind, (low, high), extra=flags)
+        n.users_path, n.audit_path = users_path, audit
+        nodes.append(n)
+    a, b = nodes
+    agent, _ = _device(t, a, server=a.url + "/?tether-redirected=1")
+    label = agent.label
+    pair = _session(b, label, "alice", "alice-s3cret")
+    browser = _browser(b, label, pair)
+    _, stream = _stream(t, b.url, DEVICE + "/echo", ["--user", "alice", "--secret",
+                                                     "alice-s3cret"])
+    without = USERS.replace("alice alice-s3cret plant-7-*/*\n", "# alice left\n")
+    with open(b.users_path, "w") as f:
+        f.write(without)
+    b.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "users reloaded" in b.proc.stderr_text(), 20, "node B's reload")
+    time.sleep(1.5)  # a beat and more
+    eq(browser.request("GET", "/whoami", [("Cookie", pair)])[0], 200,
+       "alice's browser connection through B after B's reload")
+    eq(_echo_once(stream, b"still here"), b"still here",
+       "alice's tether connect stream through B after B's reload")
+    with open(a.users_path, "w") as f:
+        f.write(without)
+    a.proc.send_signal(signal.SIGHUP)
+    check(browser.closed(timeout=10), "alice's browser connection survived the holder's reload")
+    check(_closed(stream, 10), "alice's tether connect stream survived the holder's reload")
+    eq(_get(b, label, pair), 401, "alice's session through B after the holder's reload")
+    browser.close()
+    stream.close()
+
+
 # ---------------------------------------------------------------- the throttle
 
 def _until_checked(guess, what, tries=200, limit=30):
