@@ -133,8 +133,8 @@ run_e2e() {
 # The cross e2e set (name prefixes for run.py -k, or "all"): by default the tests of what the
 # agent does itself, registration and its ready lines, HTTP (bodies both ways, streaming,
 # WebSocket), TCP forwarding, wss:// with certificate checks, proxies, reconnecting and failing
-# over, and its command line, and tether connect; each test exactly as in the native run.
-CROSS_E2E=${CROSS_E2E:-agent/ http/ tcp/ tls/ proxy/ cli/ private_connect/}
+# over, and its command line; each test exactly as in the native run.
+CROSS_E2E=${CROSS_E2E:-agent/ http/ tcp/ tls/ proxy/ cli/}
 
 run_cross() { # ARCH
     local arch=$1 xb=build/cross-$1 rc p f k run exe args=()
