@@ -316,6 +316,66 @@ def test_cluster_grant_deleted_through_the_other_node_closes_browser_and_connect
           "node B wrote connection lines for what it passed on: %r" % _audit(b.audit_path))
 
 
+def test_cluster_holder_unreachable_audited_offline_by_the_forwarder(t):
+    """Node A holds the device but the other nodes cannot reach it (its --cluster-addr is a
+    closed port): a browser request, a tether connect and a TCP client that come to node B get
+    a 502 page, a refusal (HTTP 502) and a closed connection, and node B, which alone saw them,
+    writes their audit lines, outcome "offline" as for any device whose node is gone (the TCP
+    client's with its service's name, which B reads from Redis)."""
+    from test_cluster import _free_range_all, _node
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    nodes = []
+    for name, bind in (("node-a", "127.0.0.2"), ("node-b", "127.0.0.3")):
+        flags, users_path, audit = _relay_flags(t, name=name)
+        extra = flags + ["--public", "*/pub"]
+        if name == "node-a":
+            extra += ["--cluster-addr", "127.0.0.1:%d" % free_port()]  # nothing listens there
+        n = _node(t, redis, name, bind, (low, high), extra=extra)
+        n.audit_path = audit
+        nodes.append(n)
+    a, b = nodes
+    pub = t.tcp_echo()
+    agent, _ = _device(t, a, server=a.url + "/?tether-redirected=1", tcp={"pub": pub.port})
+    label, port = agent.label, agent.tcp_port("pub")
+    # a browser, signed in through B (the sign-in itself is forwarded: a 502 too)
+    c = Conn(b.port, b.host(label))
+    browser_from = "%s:%d" % c.sock.getsockname()[:2]
+    st, _, _ = c.request("GET", "/whoami", [])
+    c.close()
+    eq(st, 502, "a browser request through B for a device on unreachable node A")
+    rc, _, err = _connect_once(b.url, DEVICE + "/echo", ["--user", "alice", "--secret",
+                                                         "alice-s3cret"], b"x")
+    check(rc == 1 and "HTTP 502" in err, "tether connect through B: %r" % err)
+    held = []
+
+    def bound():  # node B binds the device's port at its next beat
+        try:
+            held.append(socket.create_connection((b.tcp_bind, port), timeout=20))
+            return True
+        except ConnectionRefusedError:
+            return False
+    wait_for(bound, 20, "node B's listener on the device's port")
+    q = held[0]
+    tcp_from = "%s:%d" % q.getsockname()[:2]
+    check(_closed(q, 10), "a TCP client of B for a device on unreachable node A is served")
+    q.close()
+    lines = _audit_where(b.audit_path, 3, "B's lines", event="connection", outcome="offline")
+    by = {l["service"]: l for l in lines}
+    eq(sorted(by), ["echo", "http", "pub"], "the services of B's offline lines: %r" % lines)
+    eq({k: by["http"][k] for k in ("device", "kind", "user", "client", "bytes_in")},
+       {"device": DEVICE, "kind": "http", "user": None, "client": browser_from, "bytes_in": 0},
+       "the browser request's line")
+    # the forwarding node checks no credentials (the holder does): no user it could vouch for
+    eq({k: by["echo"][k] for k in ("device", "user")}, {"device": DEVICE, "user": None},
+       "tether connect's line")
+    check(by["echo"]["client"].startswith("127.0.0.1:"), "tether connect's client %r" % by["echo"])
+    eq({k: by["pub"][k] for k in ("device", "kind", "user", "client")},
+       {"device": DEVICE, "kind": "tcp", "user": None, "client": tcp_from}, "the TCP client's line")
+    check(not [l for l in _audit(a.audit_path) if '"event":"connection"' in l],
+          "node A wrote lines for what never reached it: %r" % _audit(a.audit_path))
+
+
 def test_users_reload_closes_browser_and_connect(t):
     """A users file reloaded (SIGHUP) without alice closes her browser keep-alive connection and
     her tether connect stream together; bob's go on."""
