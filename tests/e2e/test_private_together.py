@@ -559,6 +559,50 @@ def test_connect_guesses_throttle_the_signin_form_too(t):
        "the right secret from 127.0.0.2")
 
 
+def test_cluster_guesses_through_one_node_throttle_the_other(t):
+    """Two nodes, the device on node A: wrong secrets at the sign-in form that come through node
+    B are counted by A, the holder, under the visitor's own address (B vouches for it), so that
+    address's tether connect straight to A is throttled too (429); and the other way round,
+    wrong secrets given to tether connect through B throttle the form at A."""
+    from test_cluster import _free_range_all, _node
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    nodes = []
+    for name, bind in (("node-a", "127.0.0.2"), ("node-b", "127.0.0.3")):
+        flags, _, _ = _relay_flags(t, name=name)
+        nodes.append(_node(t, redis, name, bind, (low, high), extra=flags))
+    a, b = nodes
+    agent, _ = _device(t, a, server=a.url + "/?tether-redirected=1")
+    label = agent.label
+    guesses = iter(range(1000))
+
+    def wrong_form_via_b():
+        return _signin(b, label, "alice", "guess-%d" % next(guesses))[0]
+
+    def right_connect_at_a():
+        rc, out, err = _connect_once(a.url, DEVICE + "/echo",
+                                     ["--user", "alice", "--secret", "alice-s3cret"], b"x")
+        check(rc == 1 or out == b"x", "tether connect: %r" % err)
+        return _connect_status(err) if rc == 1 else 101
+
+    _throttled(right_connect_at_a, wrong_form_via_b,
+               "secret at the form through B, then tether connect at A,")
+
+    def wrong_connect_via_b():
+        rc, _, err = _connect_once(b.url, DEVICE + "/echo",
+                                   ["--user", "alice", "--secret", "guess-%d" % next(guesses)])
+        eq(rc, 1, "exit status of a wrong secret (%r)" % err)
+        return _connect_status(err)
+
+    _throttled(lambda: _signin(a, label, "alice", "alice-s3cret")[0], wrong_connect_via_b,
+               "secret at tether connect through B, then the form at A,")
+    # another address is not concerned, through either node
+    eq(_signin(b, label, "alice", "alice-s3cret", source="127.0.0.2")[0], 303,
+       "the right secret from 127.0.0.2 through B")
+    check(metric(b.admin_port, 'tether_access_checks_total{result="throttled"}', token=ADMIN)
+          in (0, None), "node B checked secrets of a device it does not hold")
+
+
 # ---------------------------------------------------------------- the audit log
 
 def _exact(line, keys):
