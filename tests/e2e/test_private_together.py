@@ -4,8 +4,11 @@ of the browser sign-in form and with `tether connect --grant`; DELETE /api/grant
 browser keep-alive connection and a `tether connect` stream made under that grant at once, on
 the node holding the device and, in a two-node cluster, through the other node; an address
 throttled for wrong secrets (given to the sign-in form or to `tether connect`) answered 429 by
-both while another address signs in; a users-file reload (SIGHUP) closing a removed user's
-browser connection and `tether connect` stream together; the audit log of one relay run holding
+both while another address signs in, also when the guesses come through another cluster node; a
+users-file reload (SIGHUP) closing a removed user's browser connection and `tether connect`
+stream together (in a cluster, the reload of the device's holder); a holder that cannot be
+reached, audited offline by the node that could not pass the connections on; the audit log of
+one relay run holding
 every kind of line, field by field as SPEC writes them (and the operator's guide's fail2ban
 filter run over it); and the operator's guide's technician scenario run as the guide writes it
 (a grant of 15 minutes through `tetherd admin grant` and through curl, ssh through `tether
