@@ -269,6 +269,33 @@ def test_grant_deleted_closes_browser_and_connect_at_once(t):
        "bob's lines")
 
 
+def test_grant_expiry_closes_browser_and_connect(t):
+    """A grant of 5 seconds: its browser keep-alive connection and its tether connect stream
+    work until it expires, then both are closed (without a request: the relay's own beat), the
+    audit lines say refused, and the token opens nothing any more."""
+    relay = _private_relay(t)
+    agent, _ = _device(t, relay)
+    label = agent.label
+    g, _, _ = create(relay.admin_port, user="acme-tech-jane", grants=(DEVICE + "/*",), ttl="5s",
+                     token=ADMIN)
+    pair = _session(relay, label, "", g["token"])
+    browser = _browser(relay, label, pair)
+    _, stream = _stream(t, relay.url, DEVICE + "/echo", ["--grant", g["token"]])
+    check(browser.closed(timeout=15), "the browser connection outlived its grant")
+    check(_closed(stream, 15), "the tether connect stream outlived its grant")
+    eq(metric(relay.admin_port, "tether_access_revoked_total", token=ADMIN), 2,
+       "tether_access_revoked_total")
+    eq(_get(relay, label, pair), 401, "the expired grant's session")
+    rc, _, err = _connect_once(relay.url, DEVICE + "/echo", ["--grant", g["token"]], b"x")
+    check(rc == 1 and "HTTP 401" in err, "the expired token at tether connect: %r" % err)
+    browser.close()
+    stream.close()
+    lines = _audit_where(relay.audit_path, 2, "the expired grant's connections",
+                         event="connection", user="acme-tech-jane")
+    eq(sorted((a["kind"], a["outcome"]) for a in lines), [("http", "refused"), ("tcp", "refused")],
+       "the expired grant's connections' lines")
+
+
 def test_cluster_grant_deleted_through_the_other_node_closes_browser_and_connect(t):
     """Two nodes sharing Redis, the device on node A: a grant made on A signs in a browser and
     opens tether connect streams through both nodes; DELETE through node B closes all of them
