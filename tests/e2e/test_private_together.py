@@ -221,6 +221,53 @@ def test_grant_token_signs_in_a_browser_and_tether_connect(t):
           "the relay's log holds the token or the session")
 
 
+def test_grant_over_https_and_wss(t):
+    """The same grant over TLS: the sign-in form over https sets the __Host- cookie (Secure),
+    tether connect --grant reaches the service over wss:// (--ca-file), and a DELETE closes the
+    https keep-alive connection and the wss:// stream together."""
+    from test_private_signin import _tls_up
+    from test_tls import DOMAIN, Pki, _client_ctx
+    pki = Pki(t)
+    crt, key, _ = pki.server()
+    tls_port = free_port()
+    relay = _private_relay(t, extra=["--domain", DOMAIN, "--tls-listen",
+                                     "127.0.0.1:%d" % tls_port, "--tls-cert", crt,
+                                     "--tls-key", key])
+    wait_for(lambda: _tls_up(tls_port), 30, "the TLS listener")
+    agent, _ = _device(t, relay)
+    name = "%s.%s" % (agent.label, DOMAIN)
+    host = "%s:%d" % (name, tls_port)
+
+    def tls_conn():
+        raw = socket.create_connection(("127.0.0.1", tls_port), timeout=20)
+        return Conn(tls_port, host, sock=_client_ctx(pki).wrap_socket(raw, server_hostname=name))
+
+    g, _, _ = create(relay.admin_port, user="acme-tech-jane", grants=(DEVICE + "/*",), token=ADMIN)
+    c = tls_conn()
+    st, hdrs, body = c.request("POST", "/whoami", [FORM_CT], _form("", g["token"]))
+    c.close()
+    eq(st, 303, "the grant's sign-in over https (body %s)" % short(body))
+    eq(dict(hdrs).get("location"), "https://%s/whoami" % host, "the 303's Location")
+    pair, attrs, _ = _cookie_of(hdrs)
+    check(pair.startswith("__Host-tether_session=") and "secure" in attrs and
+          "domain" not in attrs, "the cookie over https: %r %r" % (pair, attrs))
+    browser = tls_conn()
+    st, _, body = browser.request("GET", "/whoami", [("Cookie", pair)])
+    eq((st, body), (200, b"plant-7-gw web"), "the device's page over https")
+    wss = "wss://localhost:%d" % tls_port
+    _, stream = _stream(t, wss, DEVICE + "/echo", ["--grant", g["token"], "--ca-file", pki.ca])
+    eq(call(relay.admin_port, "DELETE", "/api/grants/" + g["id"], token=ADMIN)[0], 200,
+       "DELETE /api/grants/ID")
+    check(browser.closed(timeout=10), "the https connection under the grant stays open")
+    check(_closed(stream, 10), "the wss:// stream under the grant stays open")
+    browser.close()
+    stream.close()
+    lines = _audit_where(relay.audit_path, 2, "the revoked connections", event="connection",
+                         user="acme-tech-jane")
+    eq(sorted((a["kind"], a["outcome"]) for a in lines), [("http", "refused"), ("tcp", "refused")],
+       "the revoked connections' lines")
+
+
 # ---------------------------------------------------------------- revocation
 
 def test_grant_deleted_closes_browser_and_connect_at_once(t):
