@@ -146,15 +146,24 @@ static void close_local(struct lconn *l)
 {
     if (l->sock == NULL)
         return;
-#ifndef _WIN32
     uv_os_fd_t fd;
     if (uv_fileno((const uv_handle_t *)&l->sock->tcp, &fd) == 0) {
         char buf[4096];
+#ifdef _WIN32
+        /* Windows resets a socket closed with unread bytes too; libuv's sockets are already
+         * non-blocking there (FIONBIO), which this makes sure of */
+        SOCKET so = (SOCKET)fd;
+        u_long nonblocking = 1;
+        (void)ioctlsocket(so, FIONBIO, &nonblocking);
+        for (int i = 0; i < 256 && recv(so, buf, (int)sizeof buf, 0) > 0; i++)
+            ;
+        (void)shutdown(so, SD_SEND);
+#else
         for (int i = 0; i < 256 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++)
             ;
         (void)shutdown(fd, SHUT_WR);
-    }
 #endif
+    }
     tt_conn_close(l->sock, NULL);
     l->sock = NULL;
 }

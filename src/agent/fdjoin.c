@@ -7,8 +7,14 @@
 
 #include <stdlib.h>
 #include <string.h>
-#ifndef _WIN32
+#if defined(_WIN32)
+#include <io.h>
+#define fd_close _close
+#define fd_dup _dup
+#else
 #include <unistd.h>
+#define fd_close close
+#define fd_dup dup
 #endif
 
 #include "common/log.h"
@@ -97,30 +103,57 @@ static void on_closed(uv_handle_t *h)
     maybe_free(j);
 }
 
-/* libuv never closes descriptors 0 to 2 with their handles: the reader of our standard output
- * must see its end, so that one is closed here. */
+/* libuv never closes descriptors 0 to 2 with their handles (on Windows it works on a duplicate
+ * of their OS handle, which it closes): the reader of our standard output must see its end, so
+ * that descriptor is closed here. */
 static void on_out_closed(uv_handle_t *h)
 {
     struct tt_fdjoin *j = h->data;
-#ifndef _WIN32
     if (j->out_fd >= 0 && j->out_fd <= 2)
-        (void)close(j->out_fd);
-#endif
+        (void)fd_close(j->out_fd);
     on_closed(h);
 }
 
 static void on_fs_closed(uv_fs_t *req)
 {
     struct tt_fdjoin *j = req->data;
+#ifdef _WIN32
+    /* libuv's uv_fs_close leaves descriptors 0 to 2 open on Windows: closed here, as a stream's */
+    if (j->out_fd >= 0 && j->out_fd <= 2)
+        (void)fd_close(j->out_fd);
+#endif
     uv_fs_req_cleanup(req);
     j->pending--;
     maybe_free(j);
 }
 
+/* What libuv takes fd for (the debug log's words). */
+static const char *kind_name(int fd)
+{
+    switch (uv_guess_handle(fd)) {
+    case UV_TTY:
+        return "a terminal";
+    case UV_NAMED_PIPE:
+        return "a pipe";
+    case UV_TCP:
+        return "a TCP socket";
+    case UV_UDP:
+        return "a UDP socket";
+    case UV_FILE:
+        return "a file";
+    default:
+        return "unknown";
+    }
+}
+
 /* Opens fd for libuv: a stream (pipe, terminal, socket) or a file. *kind is FD_STREAM once a
  * handle was initialized (the caller closes it, also when 0 is not returned), FD_FILE for a
- * file, else 0. Returns 0 or a libuv error. */
-static int open_fd(uv_loop_t *loop, int fd, bool readable, union fdstream *u, int *kind)
+ * file, else 0. A pipe libuv cannot open as a stream is taken as a file: Wine gives a Windows
+ * program's standard descriptors, when they are Unix pipes, handles that are no named pipes
+ * (libuv's pipes need one); blocking file calls in the thread pool read and write them (the
+ * handle tried is closed, j->pending counting it). Returns 0 or a libuv error. */
+static int open_fd(struct tt_fdjoin *j, uv_loop_t *loop, int fd, bool readable, union fdstream *u,
+                   int *kind)
 {
     int rc;
     *kind = 0;
@@ -134,8 +167,19 @@ static int open_fd(uv_loop_t *loop, int fd, bool readable, union fdstream *u, in
         rc = uv_pipe_init(loop, &u->pipe, 0);
         if (rc != 0)
             return rc;
-        *kind = FD_STREAM;
-        return uv_pipe_open(&u->pipe, fd);
+        rc = uv_pipe_open(&u->pipe, fd);
+        if (rc == 0) {
+            *kind = FD_STREAM;
+            return 0;
+        }
+        TT_LOG(TT_LOG_DEBUG,
+               "stdio: descriptor %d is a pipe libuv cannot stream (%s): taken as a file", fd,
+               uv_err_name(rc));
+        u->h.data = j;
+        j->pending++;
+        uv_close(&u->h, on_closed);
+        *kind = FD_FILE;
+        return 0;
     case UV_TCP:
         rc = uv_tcp_init(loop, &u->tcp);
         if (rc != 0)
@@ -535,18 +579,20 @@ int tt_fdjoin_new(struct tt_fdjoin **out, uv_loop_t *loop, int in_fd, int out_fd
 
     if (out == NULL || loop == NULL || c == NULL || in_fd < 0 || out_fd < 0)
         return TETHER_ERR_INVAL;
-#ifndef _WIN32
-    if (out_fd == in_fd && (out_fd = dup(in_fd)) < 0) /* one handle per descriptor */
+    if (out_fd == in_fd && (out_fd = fd_dup(in_fd)) < 0) /* one handle per descriptor */
         return TETHER_ERR_IO;
-#endif
     j = calloc(1, sizeof(*j));
     if (j == NULL)
         return TETHER_ERR_NOMEM;
     j->in_fd = in_fd;
     j->out_fd = out_fd;
-    int rc = open_fd(loop, in_fd, true, &j->in, &j->in_kind);
-    if (rc == 0)
-        rc = open_fd(loop, out_fd, false, &j->out, &j->out_kind);
+    int rc = open_fd(j, loop, in_fd, true, &j->in, &j->in_kind);
+    if (rc != 0)
+        TT_LOG(TT_LOG_DEBUG, "stdio: cannot take descriptor %d (%s): %s", in_fd, kind_name(in_fd),
+               uv_err_name(rc));
+    if (rc == 0 && (rc = open_fd(j, loop, out_fd, false, &j->out, &j->out_kind)) != 0)
+        TT_LOG(TT_LOG_DEBUG, "stdio: cannot take descriptor %d (%s): %s", out_fd, kind_name(out_fd),
+               uv_err_name(rc));
     if (rc == 0 && tt_session_set_user(tt_wsconn_session(c), id, &j->owner) != 0)
         rc = TETHER_ERR_NO_STREAM;
     if (rc != 0) {
@@ -578,7 +624,7 @@ int tt_fdjoin_new(struct tt_fdjoin **out, uv_loop_t *loop, int in_fd, int out_fd
     tt_chunkq_init(&j->wq, tt_wsconn_window(c));
     uv_idle_init(loop, &j->kick);
     j->kick.data = j;
-    j->pending = 1; /* the idle handle, closed when finished */
+    j->pending++; /* the idle handle, closed when finished */
     kick(j);
     *out = j;
     return 0;

@@ -531,7 +531,7 @@ int tt_access_metrics(const struct tt_access *a, char *out, size_t outlen, size_
                  a->grants ? tt_grants_count(a->grants) : 0, TT_GRANTS_MAX,
                  (unsigned long long)gs.created, (unsigned long long)gs.deleted,
                  (unsigned long long)gs.expired);
-    if (rc == 0 && (gs.syncs || gs.failures))
+    if (rc == 0 && gs.cluster)
         rc = add(out, outlen, len,
                  "# HELP tether_access_grants_reads_total Cluster mode: reads of the grants' "
                  "changes from Redis (delta: the changes only; full: every grant).\n"

@@ -120,7 +120,13 @@ static const char ports_lua[] =
 static const char port_owner_lua[] =
     "local n=redis.call('HGET',ARGV[1]..'ports',ARGV[2])\n"
     "if not n then return false end\n"
-    "return {n,redis.call('HGET',ARGV[1]..'dev:'..n,'node') or ''}\n";
+    "local d=redis.call('HGETALL',ARGV[1]..'dev:'..n)\n"
+    "local node,svc='',''\n"
+    "for i=1,#d,2 do\n"
+    "  if d[i]=='node' then node=d[i+1]\n"
+    "  elseif string.sub(d[i],1,2)=='p:' and d[i+1]==ARGV[2] then svc=string.sub(d[i],3) end\n"
+    "end\n"
+    "return {n,node,svc}\n";
 
 /* ARGV: prefix, cutoff, limit. Forgets devices offline since cutoff or earlier (labels, ports
  * and record; a device key stays, and the ports leave keyports: registry_redis.c). Returns the
@@ -603,9 +609,11 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
     snprintf(portb, sizeof(portb), "%u", (unsigned)port);
     const char *argv[2] = {P, portb};
     redisReply *rep = eval(c, port_owner_lua, 2, argv);
-    if (is_array(rep) && rep->elements == 2) {
+    char svcname[TT_MAX_NAME + 1] = ""; /* the port's service, for the audit line */
+    if (is_array(rep) && rep->elements == 3) {
         snprintf(name, sizeof(name), "%s", str_at(rep, 0));
         snprintf(node, sizeof(node), "%s", str_at(rep, 1));
+        snprintf(svcname, sizeof(svcname), "%s", str_at(rep, 2));
     } else if (rep && rep->type == REDIS_REPLY_NIL) {
         name[0] = node[0] = '\0';
     }
@@ -616,13 +624,13 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
         tt_forward_tcp(d, svc, client);
         return;
     }
+    const char *audit_svc = svcname[0] ? svcname : strcmp(name, e->name) == 0 ? sname : NULL;
     const struct tt_cluster_node *nd = node[0] ? find_node(c, node) : NULL;
     if (!nd) {
         if (name[0] && tt_audit_on(&c->r->audit)) {
             char peer[TT_MAX_ADDR];
             tt_conn_peer(client, peer, sizeof(peer));
-            tt_forward_audit_refused(c->r, name, strcmp(name, e->name) == 0 ? sname : NULL, "tcp",
-                                     NULL, peer, "offline");
+            tt_forward_audit_refused(c->r, name, audit_svc, "tcp", NULL, peer, "offline");
         }
         tt_respond_drop(client); /* offline, unknown, or its node is gone */
         return;
@@ -643,7 +651,14 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
     c->forwarded_tcp++;
     TT_LOG(TT_LOG_DEBUG, "tcp client forwarded port=%u device=%s node=%s", (unsigned)port,
            TT_LOG_V(name), TT_LOG_V(node));
-    tt_peerlink_start(c->r->loop, client, nd->host, nd->port, first, (size_t)n, false);
+    struct tt_peerlink_audit audit = {
+        .r = c->r,
+        .device = name,
+        .service = audit_svc,
+        .kind = "tcp",
+        .client = peer,
+    };
+    tt_peerlink_start(c->r->loop, client, nd->host, nd->port, first, (size_t)n, false, &audit);
 }
 
 int tt_cluster_port_claim(struct tt_cluster *c, const char *name, const char *service,
@@ -972,7 +987,7 @@ static void put(struct obuf *o, const void *data, size_t len)
 }
 
 void tt_cluster_forward_http(struct tt_cluster *c, struct tt_headconn *hc, const char *host,
-                             uint16_t port)
+                             uint16_t port, const struct tt_peerlink_audit *audit)
 {
     const struct tt_headparse *hp = &hc->hp;
     size_t rest = hc->len - hc->headlen;
@@ -1013,7 +1028,7 @@ void tt_cluster_forward_http(struct tt_cluster *c, struct tt_headconn *hc, const
            (unsigned)hc->peer_port, host, (unsigned)port);
     struct tt_conn *conn = tt_headconn_take(hc);
     tt_headconn_free(hc);
-    tt_peerlink_start(c->r->loop, conn, host, port, o.p, o.n, true);
+    tt_peerlink_start(c->r->loop, conn, host, port, o.p, o.n, true, audit);
 }
 
 int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetlen, char *loc,

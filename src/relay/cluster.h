@@ -15,6 +15,7 @@
 #include "common/conn.h"
 #include "core/frame.h"
 #include "headconn.h"
+#include "peerlink.h"
 #include "redisconn.h"
 #include "strmap.h"
 #include "tcpports.h"
@@ -109,9 +110,10 @@ enum tt_cluster_where tt_cluster_locate_label(struct tt_cluster *c, const char *
                                               char *name);
 
 /* Forwards the request read by hc (its head and what followed) to the node at host:port, with
- * the internal headers (secret, client address, protocol); hc is consumed. */
+ * the internal headers (secret, client address, protocol); hc is consumed. audit (may be NULL):
+ * the audit line written if that node cannot be reached (peerlink.h). */
 void tt_cluster_forward_http(struct tt_cluster *c, struct tt_headconn *hc, const char *host,
-                             uint16_t port);
+                             uint16_t port, const struct tt_peerlink_audit *audit);
 
 /* For a device handshake (not a redirected one, see TT_CLUSTER_REDIRECTED): when another live
  * node holds strictly fewer devices than this one, writes that node's Location (its advertise

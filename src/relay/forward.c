@@ -461,6 +461,7 @@ static void on_revoke(struct tt_access_conn *c, void *ud)
     (void)c;
     hc->revoked = true;
     TT_LOG(TT_LOG_DEBUG, "http client closed: access revoked peer=%s", hc->origin);
+    audit_outcome(&hc->audit, "refused"); /* as tether connect's revoked streams */
     tt_pipe_kill(hc->pipe, TT_RESET_CANCEL);
 }
 
@@ -471,6 +472,7 @@ void tt_forward_close_session(const char *key, const void *except)
             continue;
         hc->revoked = true;
         TT_LOG(TT_LOG_DEBUG, "http client closed: signed out peer=%s", hc->origin);
+        audit_outcome(&hc->audit, "ok"); /* the user's own doing: a normal end */
         tt_pipe_kill(hc->pipe, TT_RESET_CANCEL);
     }
 }
@@ -616,6 +618,7 @@ static bool session_gone(struct http_client *hc, int64_t wall)
         return false;
     hc->revoked = true;
     TT_LOG(TT_LOG_DEBUG, "http client closed: session ended peer=%s", hc->origin);
+    audit_outcome(&hc->audit, "ok"); /* expired or signed out: a normal end */
     tt_pipe_kill(hc->pipe, TT_RESET_CANCEL);
     return true;
 }

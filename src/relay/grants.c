@@ -840,4 +840,5 @@ int tt_grants_list(const struct tt_grants *g, int64_t now, const struct tt_grant
 void tt_grants_get_stats(const struct tt_grants *g, struct tt_grants_stats *s)
 {
     *s = g->st;
+    s->cluster = g->rc != NULL;
 }

@@ -73,6 +73,7 @@ struct tt_grants_stats {
     uint64_t syncs;    /* reads of Redis's changes (cluster mode) */
     uint64_t full;     /* of them, reads of the whole set */
     uint64_t failures; /* Redis calls that failed (Redis unreachable, or a bad reply) */
+    bool cluster;      /* the store is Redis's (tt_grants_use_redis) */
 };
 
 struct tt_grants;

@@ -7,8 +7,11 @@
 #include "common/log.h"
 #include "common/pool.h"
 #include "common/tls.h"
+#include "access.h"
+#include "forward.h"
 #include "pages.h"
 #include "peerlink.h"
+#include "relay.h"
 #include "respond.h"
 
 /* Stop reading a side while the other has this much queued; resume below the low mark. So a side
@@ -35,11 +38,20 @@ struct side {
     uv_shutdown_t sreq;
 };
 
+/* The audit line's fields, kept while the peer is dialled (tt_peerlink_audit, copied). */
+struct link_audit {
+    struct tt_relay *r;
+    char device[TT_MAX_NAME + 1], service[TT_MAX_NAME + 1], kind[8], client[TT_MAX_ADDR];
+    struct tt_principal who;
+    bool has_who;
+};
+
 struct link {
     struct side s[2]; /* 0: the client, 1: the peer */
     uv_connect_t creq;
     uint8_t *first;
     size_t firstlen;
+    struct link_audit *audit; /* NULL: no line (none asked, or the peer was reached) */
     bool http;
     bool dying;
     int open; /* sides not yet closed */
@@ -66,6 +78,7 @@ static void on_side_close(uv_handle_t *h)
     s->closed = true;
     if (--l->open == 0) {
         free(l->first);
+        free(l->audit);
         free(l);
         nlinks--;
     }
@@ -202,6 +215,10 @@ static void start_reading(struct side *s)
 static void fail_client(struct link *l, const char *why)
 {
     TT_LOG(TT_LOG_INFO, "cluster peer unreachable err=%s", why);
+    struct link_audit *a = l->audit;
+    if (a)
+        tt_forward_audit_refused(a->r, a->device, a->service[0] ? a->service : NULL, a->kind,
+                                 a->has_who ? &a->who : NULL, a->client, "offline");
     struct tt_conn *client = l->s[0].c;
     l->s[0].c = NULL;
     if (l->http) {
@@ -225,6 +242,8 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&l->s[1].c->tcp, 1);
+    free(l->audit); /* the peer was reached: it writes the line */
+    l->audit = NULL;
     if (l->firstlen && send_to(&l->s[1], NULL, l->first, l->firstlen) != 0) {
         kill_link(l);
         return;
@@ -234,8 +253,30 @@ static void on_connect(uv_connect_t *req, int status)
         start_reading(&l->s[1]);
 }
 
+/* A copy of audit, or NULL (none asked, no audit log, or out of memory: the line is lost). */
+static struct link_audit *audit_copy(const struct tt_peerlink_audit *audit)
+{
+    if (!audit || !audit->r || !audit->device || !audit->device[0] ||
+        !tt_audit_on(&audit->r->audit))
+        return NULL;
+    struct link_audit *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->r = audit->r;
+    snprintf(a->device, sizeof(a->device), "%s", audit->device);
+    snprintf(a->service, sizeof(a->service), "%s", audit->service ? audit->service : "");
+    snprintf(a->kind, sizeof(a->kind), "%s", audit->kind ? audit->kind : "tcp");
+    snprintf(a->client, sizeof(a->client), "%s", audit->client ? audit->client : "");
+    if (audit->who) {
+        a->who = *audit->who;
+        a->has_who = true;
+    }
+    return a;
+}
+
 void tt_peerlink_start(uv_loop_t *loop, struct tt_conn *client, const char *host, uint16_t port,
-                       uint8_t *first, size_t firstlen, bool http)
+                       uint8_t *first, size_t firstlen, bool http,
+                       const struct tt_peerlink_audit *audit)
 {
     struct sockaddr_storage ss;
     struct link *l = calloc(1, sizeof(*l));
@@ -253,6 +294,7 @@ void tt_peerlink_start(uv_loop_t *loop, struct tt_conn *client, const char *host
     l->first = first;
     l->firstlen = firstlen;
     l->http = http;
+    l->audit = audit_copy(audit);
     l->open = 2;
     for (int i = 0; i < 2; i++)
         l->s[i].l = l;

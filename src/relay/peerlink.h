@@ -15,12 +15,25 @@
 #include <uv.h>
 #include "common/conn.h"
 
+struct tt_relay;
+struct tt_principal;
+
+/* Whom a link carries, for the audit line written when the peer cannot be reached (the holder
+ * writes every other line). The strings are copied by tt_peerlink_start; who NULL: none. */
+struct tt_peerlink_audit {
+    struct tt_relay *r;
+    const char *device, *service, *kind, *client;
+    const struct tt_principal *who;
+};
+
 /* Connects to host:port (an IP literal) and joins client (taken over, reading stopped) to it
  * after sending first[0..firstlen) (malloc'd; taken over and freed here). When the peer
- * cannot be reached the client gets a 502 page (http) or is closed. Returns nothing: every
- * failure is handled here. */
+ * cannot be reached the client gets a 502 page (http) or is closed, and with audit (NULL:
+ * none) an audit line with outcome "offline" is written (tt_forward_audit_refused), as for a
+ * device whose node is gone. Returns nothing: every failure is handled here. */
 void tt_peerlink_start(uv_loop_t *loop, struct tt_conn *client, const char *host, uint16_t port,
-                       uint8_t *first, size_t firstlen, bool http);
+                       uint8_t *first, size_t firstlen, bool http,
+                       const struct tt_peerlink_audit *audit);
 
 /* Links open now (metrics, tests). */
 size_t tt_peerlink_count(void);

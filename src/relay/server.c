@@ -242,9 +242,17 @@ static bool to_cluster(struct tt_relay *r, struct tt_headconn *hc, const char *l
         return true;
     }
     switch (tt_cluster_locate_label(r->cluster, label, &since, host, &port, name)) {
-    case TT_CLUSTER_REMOTE:
-        tt_cluster_forward_http(r->cluster, hc, host, port);
+    case TT_CLUSTER_REMOTE: {
+        char client[TT_MAX_ADDR];
+        tt_forward_client_addr(client, sizeof(client), o->ip, o->port);
+        struct tt_peerlink_audit audit = {.r = r,
+                                          .device = name,
+                                          .service = svc[0] ? svc : "http",
+                                          .kind = "http",
+                                          .client = client};
+        tt_cluster_forward_http(r->cluster, hc, host, port, &audit);
         return true;
+    }
     case TT_CLUSTER_OFFLINE: {
         char out[TT_PAGE_MAX];
         int n = tt_pages_offline(out, sizeof(out), since / 1000, tt_relay_now_ms() / 1000);
@@ -253,7 +261,8 @@ static bool to_cluster(struct tt_relay *r, struct tt_headconn *hc, const char *l
         return true;
     }
     case TT_CLUSTER_BUSY:
-        audit_answered(r, NULL, name, svc, o, "error");
+        /* its node cannot be reached: "offline", as tether connect's 503 and a TCP client's */
+        audit_answered(r, NULL, name, svc, o, "offline");
         respond_page(hc, TT_PAGE_UNAVAILABLE);
         return true;
     default:

@@ -372,13 +372,27 @@ static void forward(struct tt_visitor *v, const char *host, uint16_t port)
         set_of(v->r)->forwarded++;
     TT_LOG(TT_LOG_DEBUG, "tether connect forwarded peer=%s device=%s to=%s:%u", v->client,
            TT_LOG_V(v->device), host, (unsigned)port);
+    /* a peer node that cannot be reached answers 502 and this node writes the audit line
+     * (peerlink.h): its fields copied, as v goes with free_pending */
+    char device[TT_MAX_NAME + 1], service[TT_MAX_NAME + 1], client[TT_MAX_ADDR];
+    struct tt_principal who = v->who;
+    snprintf(device, sizeof(device), "%s", v->device);
+    snprintf(service, sizeof(service), "%s", v->service);
+    snprintf(client, sizeof(client), "%s", v->client);
+    struct tt_peerlink_audit audit = {
+        .r = v->r,
+        .device = device,
+        .service = service,
+        .kind = kind_of(v->r, device, service),
+        .client = client,
+        .who = who.kind != TT_PRINCIPAL_NONE ? &who : NULL,
+    };
     hc->on_drop = NULL;
     struct tt_conn *conn = tt_headconn_take(hc);
     tt_headconn_free(hc);
     v->hc = NULL;
     free_pending(v);
-    /* a peer node that cannot be reached answers 502 (peerlink.h) */
-    tt_peerlink_start(c->r->loop, conn, host, port, o, n, true);
+    tt_peerlink_start(c->r->loop, conn, host, port, o, n, true, &audit);
 }
 
 /* ---- the bridge ------------------------------------------------------------------------- */
