@@ -1,6 +1,7 @@
 /* hostaddr.c - the pure rules under name resolution (hostaddr.h): --dns values, the localhost
  * rule, IP literals, the choice of resolver. Addresses are read with libuv's inet_pton and
  * sockaddr helpers (the same on Windows); nothing here touches the network or the files. */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -116,6 +117,12 @@ bool tt_hostaddr_is_localhost(const char *host)
 
     if (n > 0 && host[n - 1] == '.')
         n--; /* "localhost." is the same name, fully qualified */
+    /* Host-name characters only: "::1%.localhost" is an IPv6 address with a zone, not a name */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)host[i];
+        if (!isalnum(c) && c != '-' && c != '_' && c != '.')
+            return false;
+    }
     if (n < nl || strncasecmp(host + n - nl, name, nl) != 0)
         return false;
     if (n == nl)

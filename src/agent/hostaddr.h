@@ -40,8 +40,9 @@ struct tt_dns_server {
 int tt_hostaddr_parse_dns(const char *s, struct tt_dns_server *out, char err[TT_ERRLEN]);
 
 /* True when host is "localhost" or ends in ".localhost" (with something before the dot),
- * ignoring case and one final dot ("localhost."): names that mean the loopback address, never
- * looked up (RFC 6761 6.3; a minimal system has no /etc/hosts to say so). */
+ * ignoring case and one final dot ("localhost."), and made of letters, digits, '-', '_' and '.'
+ * only (so never an IP literal): names that mean the loopback address, never looked up (RFC
+ * 6761 6.3; a minimal system has no /etc/hosts to say so). */
 bool tt_hostaddr_is_localhost(const char *host);
 
 /* The addresses of a host that needs no lookup, with port set: an IPv4 or IPv6 literal

@@ -104,6 +104,9 @@ static void test_localhost(void **state)
     assert_false(tt_hostaddr_is_localhost(""));
     assert_false(tt_hostaddr_is_localhost("."));
     assert_false(tt_hostaddr_is_localhost("localhost.."));
+    assert_false(
+        tt_hostaddr_is_localhost("::6%.localhost")); /* an IPv6 literal, zone ".localhost" */
+    assert_false(tt_hostaddr_is_localhost("a b.localhost"));
     assert_false(tt_hostaddr_is_localhost(".localhost"));
     assert_false(tt_hostaddr_is_localhost("a..localhost"));
     assert_false(tt_hostaddr_is_localhost("notlocalhost"));
