@@ -287,7 +287,8 @@ cross-test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory MODE=release build
 	@set -e; for a in $(CROSS_ARCHS); do $(MAKE) --no-print-directory cross ARCH=$$a; done
-	@MODE=release CROSS_ARCHS="$(CROSS_ARCHS)" CROSS_E2E="$(or $(CROSS_E2E),all)" tests/run-all.sh cross
+	@MODE=release CROSS_ARCHS="$(CROSS_ARCHS)" CROSS_E2E="$(or $(CROSS_E2E),all)" \
+		CROSS_E2E_ANDROID="$(if $(CROSS_E2E),$(CROSS_E2E) android/,all)" tests/run-all.sh cross
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%-replay,$(FUZZ_SRC))

@@ -6,6 +6,7 @@
  * the agent's callback runs afterwards, from our handlers, never inside a c-ares call, so that
  * the channel can be destroyed at once. */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,8 @@ struct tt_resolve {
     struct tt_dns_server dns; /* TT_RESOLVE_DNS */
     bool done;                /* the callback ran, or the lookup was cancelled */
     bool cancelled;
-    int pending; /* libuv callbacks still to come; r is freed when done and 0 */
+    bool counted; /* holds one of TT_RESOLVE_MAX_INFLIGHT until cleanup() */
+    int pending;  /* libuv callbacks still to come; r is freed when done and 0 */
     uv_timer_t timer;
     uv_getaddrinfo_t gai;
     bool gai_busy;
@@ -63,6 +65,7 @@ struct tt_resolve {
 };
 
 static uv_once_t ares_once = UV_ONCE_INIT;
+static atomic_int inflight;
 static int ares_init_status = ARES_ENOTINITIALIZED;
 
 static void init_ares(void)
@@ -147,6 +150,10 @@ static void on_watch_closed(uv_handle_t *h)
 static void cleanup(struct tt_resolve *r)
 {
     r->done = true;
+    if (r->counted) {
+        r->counted = false;
+        atomic_fetch_sub(&inflight, 1);
+    }
     if (r->channel_up) {
         r->channel_up = false;
         ares_destroy(r->channel); /* calls on_addrinfo (ignored now) and on_sock_state(fd, 0, 0) */
@@ -527,6 +534,17 @@ int tt_resolve_start(struct tt_resolve **out, uv_loop_t *loop, const struct tt_r
     r->timer.data = r;
     r->naddrs = tt_hostaddr_fixed(host, port, r->addrs, TT_RESOLVE_MAX_ADDRS);
     r->fixed = r->naddrs > 0;
+    if (!r->fixed) {
+        if (atomic_fetch_add(&inflight, 1) >= TT_RESOLVE_MAX_INFLIGHT) {
+            atomic_fetch_sub(&inflight, 1);
+            errf(err, "cannot resolve %s: too many name lookups at once (%d)", host,
+                 TT_RESOLVE_MAX_INFLIGHT);
+            r->cancelled = true;
+            cleanup(r);
+            return TETHER_ERR_CAPACITY;
+        }
+        r->counted = true;
+    }
     if (r->fixed)
         rc = 0;
     else if (r->mode == TT_RESOLVE_SYSTEM)
@@ -550,4 +568,9 @@ void tt_resolve_cancel(struct tt_resolve *r)
         return;
     r->cancelled = true;
     cleanup(r);
+}
+
+int tt_resolve_inflight(void)
+{
+    return atomic_load(&inflight);
 }

@@ -22,6 +22,12 @@
  * watched: its server's answer is never read, and c-ares moves on to the next server, or the
  * lookup times out (logged at warn). */
 #define TT_RESOLVE_MAX_SOCKS 8
+/* Lookups under way at once in the process (fixed answers for literals and localhost are not
+ * counted): one for the relay's dial, and one for each stream the relay opens to a service whose
+ * target is a name, up to the agent's 1024 streams; each holds a c-ares channel with its
+ * sockets (or a getaddrinfo in libuv's pool). Past the cap tt_resolve_start() refuses with
+ * TETHER_ERR_CAPACITY: that stream fails at once (the relay gets a RESET), nothing else waits. */
+#define TT_RESOLVE_MAX_INFLIGHT 64
 /* c-ares's wait for one answer, and its tries per server (the wait doubles at each round):
  * about 2 + 4 seconds before a server that never answers fails the lookup, within the dial's
  * 15 s per hop. */
@@ -59,8 +65,9 @@ typedef void (*tt_resolve_cb)(struct tt_resolve *r, const struct tt_resolve_resu
 
 /* Looks up host (a name, an IP literal without brackets, or a localhost name) for port, as rs
  * says (NULL: no --dns). Returns 0 and *out (cb follows), or TETHER_ERR_NOMEM / TETHER_ERR_IO
- * (the resolver could not be set up) / TETHER_ERR_INVAL (host too long or empty) with a
- * one-line message in err, and cb is never called. */
+ * (the resolver could not be set up) / TETHER_ERR_INVAL (host too long or empty) /
+ * TETHER_ERR_CAPACITY (TT_RESOLVE_MAX_INFLIGHT lookups under way) with a one-line message in
+ * err, and cb is never called. Thread-safe: the count of lookups under way is atomic. */
 int tt_resolve_start(struct tt_resolve **out, uv_loop_t *loop, const struct tt_resolver *rs,
                      const char *host, uint16_t port, tt_resolve_cb cb, void *ud,
                      char err[TT_ERRLEN]);
@@ -68,6 +75,9 @@ int tt_resolve_start(struct tt_resolve **out, uv_loop_t *loop, const struct tt_r
 /* Abandons r: cb will not be called; r closes its handles and frees itself asynchronously
  * (the loop must run until they are closed). Must not be called after cb has run. */
 void tt_resolve_cancel(struct tt_resolve *r);
+
+/* Lookups under way now (counted against TT_RESOLVE_MAX_INFLIGHT); for tests and logs. */
+int tt_resolve_inflight(void);
 
 /* Fills rs from a --dns value (NULL or "": none). Returns 0, or TETHER_ERR_CONFIG with a
  * one-line message in err (tt_hostaddr_parse_dns). */

@@ -294,12 +294,67 @@ static void test_dns_cancel_and_many(void **state)
     ut_finish_loop(&loop, &guard);
 }
 
+/* The cap on lookups under way: TT_RESOLVE_MAX_INFLIGHT to a server that never answers are
+ * taken, the next is refused at once (no callback), a cancelled one frees its place at once, and
+ * answers for literals and localhost are never counted. */
+static void test_inflight_cap(void **state)
+{
+    uv_loop_t loop;
+    uv_timer_t guard;
+    uv_udp_t mute; /* bound, never read: queries to it are never answered */
+    struct sockaddr_in a;
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    struct tt_resolver rs;
+    struct tt_resolve *r[TT_RESOLVE_MAX_INFLIGHT + 1], *extra, *fixed;
+    struct outcome o[TT_RESOLVE_MAX_INFLIGHT + 1], of;
+    char err[TT_ERRLEN];
+    (void)state;
+
+    memset(o, 0, sizeof o);
+    memset(&of, 0, sizeof of);
+    uv_loop_init(&loop);
+    ut_start_guard(&loop, &guard);
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    assert_int_equal(uv_udp_init(&loop, &mute), 0);
+    assert_int_equal(uv_udp_bind(&mute, (const struct sockaddr *)&a, 0), 0);
+    assert_int_equal(uv_udp_getsockname(&mute, (struct sockaddr *)&ss, &len), 0);
+    resolver_for(&rs, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    assert_int_equal(tt_resolve_inflight(), 0);
+    for (int i = 0; i < TT_RESOLVE_MAX_INFLIGHT; i++)
+        assert_int_equal(tt_resolve_start(&r[i], &loop, &rs, "relay.test", 80, on_done, &o[i], err),
+                         0);
+    assert_int_equal(tt_resolve_inflight(), TT_RESOLVE_MAX_INFLIGHT);
+    err[0] = '\0';
+    assert_int_equal(tt_resolve_start(&extra, &loop, &rs, "relay.test", 80, on_done,
+                                      &o[TT_RESOLVE_MAX_INFLIGHT], err),
+                     TETHER_ERR_CAPACITY);
+    if (strstr(err, "cannot resolve relay.test: too many name lookups at once") == NULL)
+        fail_msg("message: %s", err);
+    /* localhost needs no lookup: not counted, not refused */
+    assert_int_equal(tt_resolve_start(&fixed, &loop, &rs, "localhost", 80, on_done, &of, err), 0);
+    tt_resolve_cancel(r[0]);
+    assert_int_equal(tt_resolve_inflight(), TT_RESOLVE_MAX_INFLIGHT - 1);
+    assert_int_equal(tt_resolve_start(&r[0], &loop, &rs, "relay.test", 80, on_done, &o[0], err), 0);
+    while (of.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0) {
+    }
+    assert_int_equal(of.calls, 1);
+    assert_int_equal(of.err, 0);
+    for (int i = 0; i < TT_RESOLVE_MAX_INFLIGHT; i++)
+        tt_resolve_cancel(r[i]);
+    assert_int_equal(tt_resolve_inflight(), 0);
+    for (int i = 0; i <= TT_RESOLVE_MAX_INFLIGHT; i++)
+        assert_int_equal(o[i].calls, 0);
+    uv_close((uv_handle_t *)&mute, ut_close_nothing);
+    ut_finish_loop(&loop, &guard);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixed_names),         cmocka_unit_test(test_dns_answer),
         cmocka_unit_test(test_dns_unknown_name),    cmocka_unit_test(test_dns_no_server),
-        cmocka_unit_test(test_dns_cancel_and_many),
+        cmocka_unit_test(test_dns_cancel_and_many), cmocka_unit_test(test_inflight_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
