@@ -44,9 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (n > 2 || (tt_hostaddr_is_localhost(s) && n != 2))
         abort();
     for (size_t i = 0; i < n; i++) {
-        if (a[i].sa.sa_family == AF_INET ? ntohs(a[i].in.sin_port) != 4242
-                                         : a[i].sa.sa_family != AF_INET6 ||
-                                               ntohs(a[i].in6.sin6_port) != 4242)
+        if (a[i].sa.sa_family == AF_INET
+                ? ntohs(a[i].in.sin_port) != 4242
+                : a[i].sa.sa_family != AF_INET6 || ntohs(a[i].in6.sin6_port) != 4242)
             abort();
     }
     tt_tls_pick_store(size % 3 ? s : NULL, s, android, odd_exists, &asked, &st);
