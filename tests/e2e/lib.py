@@ -1108,13 +1108,15 @@ class DnsServer:
     names ({name: IPv4 address}, case-insensitive) and AAAA queries for names in names6 ({name:
     IPv6 address}); a known name without an address of the asked type gets an empty NOERROR
     answer, an unknown name NXDOMAIN. silent=True: it reads queries and never answers. Every
-    query is recorded in .queries as (name in lowercase, type number). Standard library only."""
+    query is recorded in .queries as (name in lowercase, type number), and the address it came
+    from in .peers (c-ares uses one socket per lookup). Standard library only."""
 
     def __init__(self, env, names=None, names6=None, silent=False):
         self.names = {k.lower().rstrip("."): v for k, v in (names or {}).items()}
         self.names6 = {k.lower().rstrip("."): v for k, v in (names6 or {}).items()}
         self.silent = silent
         self.queries = []
+        self.peers = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
@@ -1136,6 +1138,7 @@ class DnsServer:
                 continue
             except OSError:
                 return
+            self.peers.append(peer)
             reply = self._answer(data)
             if reply is not None and not self.silent:
                 try:

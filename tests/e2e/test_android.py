@@ -5,7 +5,9 @@ Names through --dns (any tether build): a small DNS server of the test's own (li
 through it, and a proxy by name (tinyproxy); tether connect does too. An unknown name, a DNS
 server that never answers and bad --dns values fail with words that say so. localhost and
 NAME.localhost never reach a resolver: the DNS server sees no query for them, for the relay's
-URL, a service's target, and tether connect's --listen.
+URL, a service's target, and tether connect's --listen. 100 streams to a target by name with a
+DNS server that never answers: at most 64 lookups at once, the rest fail at once (with the cap
+raised to 100000 the server saw 100 lookups).
 
 Laid out like Android (the static build of `make cross ARCH=android-arm64` only; any other
 tether prints "skipped" and passes): a chroot with /system/bin/tether, the CPU emulator beside it
@@ -23,10 +25,12 @@ app sandbox or packaging; qemu-user runs the program on this machine's Linux ker
 
 import json
 import os
+import select
 import shutil
 import socket
 import struct
 import subprocess
+import time
 
 import lib
 from lib import (TETHER, DnsServer, check, eq, free_port, port_open, recv_all, run_cli,
@@ -148,6 +152,40 @@ def test_localhost_never_looked_up(t):
         check(RELAY_NAME in dns.names_asked(), "tether connect asked for the relay's name")
     asked = [n for n in dns.names_asked() if "localhost" in n]
     eq(asked, [], "queries the DNS server got for localhost names")
+
+
+def test_dns_lookups_capped(t):
+    """Streams to a service whose target is a name, with a DNS server that never answers: at
+    most 64 lookups are under way at once (TT_RESOLVE_MAX_INFLIGHT); the streams past the cap
+    fail at once (the relay closes their connections), nothing queues."""
+    n, cap = 100, 64
+    silent = DnsServer(t, silent=True)
+    relay = t.relay(extra=["--max-streams-per-client", "1000"])
+    agent = t.agent(relay, json_mode=True,
+                    extra=["--dns", silent.addr, "--tcp", "slow=slow.tether.test:9"])
+    port = agent.tcp_port("slow")
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        # c-ares waits 2 s, then 4 s, for the lookups it holds; the refused ones end first.
+        closed, deadline = set(), time.monotonic() + 20
+        while len(closed) < n - cap and time.monotonic() < deadline:
+            ready, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.2)
+            for s in ready:
+                try:
+                    if s.recv(1) == b"":
+                        closed.add(s)
+                except OSError:
+                    closed.add(s)
+        check(len(closed) >= n - cap, "connections closed past the cap: %d of %d" % (len(closed), n))
+        lookups = len(set(silent.peers))
+        check(0 < lookups <= cap, "lookups that reached the DNS server: %d (cap %d)" % (lookups, cap))
+        wait_for(lambda: "too many name lookups at once (64)" in agent.proc.stderr_text(), 10,
+                 "the agent's warning at the cap")
+    finally:
+        for s in socks:
+            s.close()
 
 
 # ---------------------------------------------------------------- laid out like Android
