@@ -14,7 +14,7 @@ tether prints "skipped" and passes): a chroot with /system/bin/tether, the CPU e
 (qemu-aarch64-static, Debian's, standing in for the phone's CPU), /data/local/tmp for the device
 key, and no /etc, /dev or /proc at all. There the agent reaches a real tetherd over ws:// by name
 through --dns; without --dns it says clearly that no DNS server is known, while localhost still
-works; over wss:// it verifies the relay against Android's CA store,
+works, and with /etc a link to /system/etc (as on a phone) a name in its hosts file is found; over wss:// it verifies the relay against Android's CA store,
 /system/etc/security/cacerts, which holds the test CA as Android keeps its CAs: a file named by
 OpenSSL's old subject hash (openssl x509 -subject_hash_old), its text form and PEM. The same
 relay is refused with an empty store, and /apex/com.android.conscrypt/cacerts (Android 14's
@@ -326,6 +326,16 @@ def test_android_layout_ws_by_name(t):
     # the device key was written where Android lets a shell program write
     keys = os.listdir(os.path.join(root.dir, "data/local/tmp/tether"))
     check(any(k.endswith(".key") for k in keys), "a device key in /data/local/tmp (%r)" % keys)
+    # As a phone has it: /etc a link to /system/etc, whose hosts file names a host; still no
+    # /etc/resolv.conf. A name in the hosts file is found without --dns.
+    hosts = AndroidRoot(t, *build, name="android-hosts")
+    with open(os.path.join(hosts.dir, "system/etc/hosts"), "w") as f:
+        f.write("127.0.0.1       localhost\n::1             ip6-localhost\n"
+                "127.0.0.1       hosts-only.tether.test\n")
+    os.symlink("/system/etc", os.path.join(hosts.dir, "etc"))
+    d = hosts.agent(relay, http=svc.port, server="ws://hosts-only.tether.test:%d" % relay.port)
+    _page(relay, d)
+    check("hosts-only.tether.test" not in dns.names_asked(), "the hosts file's name was not asked")
 
 
 def test_android_layout_wss_android_store(t):
