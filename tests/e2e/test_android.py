@@ -14,8 +14,8 @@ tether prints "skipped" and passes): a chroot with /system/bin/tether, the CPU e
 (qemu-aarch64-static, Debian's, standing in for the phone's CPU), /data/local/tmp for the device
 key, and no /etc, /dev or /proc at all. There the agent reaches a real tetherd over ws:// by name
 through --dns; without --dns it says clearly that no DNS server is known, while localhost still
-works, and with /etc a link to /system/etc (as on a phone) a name in its hosts file is found; over wss:// it verifies the relay against Android's CA store,
-/system/etc/security/cacerts, which holds the test CA as Android keeps its CAs: a file named by
+works, and with /etc a link to /system/etc (as on a phone) a name in its hosts file is found;
+over wss:// it verifies the relay against Android's CA store, /system/etc/security/cacerts, which holds the test CA as Android keeps its CAs: a file named by
 OpenSSL's old subject hash (openssl x509 -subject_hash_old), its text form and PEM. The same
 relay is refused with an empty store, and /apex/com.android.conscrypt/cacerts (Android 14's
 updatable store) is preferred when it exists. Needs root (chroot), as CI runs the tests.
@@ -178,9 +178,11 @@ def test_dns_lookups_capped(t):
                         closed.add(s)
                 except OSError:
                     closed.add(s)
-        check(len(closed) >= n - cap, "connections closed past the cap: %d of %d" % (len(closed), n))
+        check(len(closed) >= n - cap,
+              "connections closed past the cap: %d of %d" % (len(closed), n))
         lookups = len(set(silent.peers))
-        check(0 < lookups <= cap, "lookups that reached the DNS server: %d (cap %d)" % (lookups, cap))
+        check(0 < lookups <= cap,
+              "lookups that reached the DNS server: %d (cap %d)" % (lookups, cap))
         wait_for(lambda: "too many name lookups at once (64)" in agent.proc.stderr_text(), 10,
                  "the agent's warning at the cap")
     finally:
