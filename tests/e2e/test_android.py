@@ -15,8 +15,9 @@ tether prints "skipped" and passes): a chroot with /system/bin/tether, the CPU e
 key, and no /etc, /dev or /proc at all. There the agent reaches a real tetherd over ws:// by name
 through --dns; without --dns it says clearly that no DNS server is known, while localhost still
 works, and with /etc a link to /system/etc (as on a phone) a name in its hosts file is found;
-over wss:// it verifies the relay against Android's CA store, /system/etc/security/cacerts, which holds the test CA as Android keeps its CAs: a file named by
-OpenSSL's old subject hash (openssl x509 -subject_hash_old), its text form and PEM. The same
+over wss:// it verifies the relay against Android's CA store, /system/etc/security/cacerts,
+which holds the test CA as Android keeps its CAs: a file named by OpenSSL's old subject hash
+(openssl x509 -subject_hash_old), its text form and PEM. The same
 relay is refused with an empty store, and /apex/com.android.conscrypt/cacerts (Android 14's
 updatable store) is preferred when it exists. Needs root (chroot), as CI runs the tests.
 
