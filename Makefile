@@ -15,16 +15,20 @@
 #   make bench      run bench/ (never part of make test); BENCH_ARGS=--quick for a short run
 #   make bench-bin  build bench/loadgen (many idle devices) into $(B)/bin
 #   make format / format-check
-#   make cross ARCH=arm64|armhf|mipsel|win64
+#   make cross ARCH=arm64|armhf|mipsel|win64|android-arm64
 #                   cross-build the agent (tether, libtether.a/.so; not the relay) with Debian's
 #                   cross gcc against Debian's ARCH builds of its libraries (scripts/cross-sysroot.sh)
 #                   into build/cross-ARCH, plus bin/tether-qemu, which runs it under qemu-user;
 #                   win64: mingw-w64, the libraries built from Debian's sources
-#                   (scripts/cross-sysroot-win.sh, a few minutes), tether.exe and bin/tether-wine
-#   make cross-test [CROSS_ARCHS="arm64 armhf mipsel win64"] [CROSS_E2E="http/ tcp/"]
+#                   (scripts/cross-sysroot-win.sh, a few minutes), tether.exe and bin/tether-wine;
+#                   android-arm64: one static tether and libtether.a on Debian's musl, the
+#                   libraries built from Debian's sources (scripts/cross-sysroot-android.sh)
+#   make cross-test [CROSS_ARCHS="arm64 armhf mipsel win64 android-arm64"] [CROSS_E2E="http/ tcp/"]
 #                   cross-build each and run the e2e suite (default all of it) with the
-#                   cross-built tether under qemu-user against the native tetherd (make test
-#                   runs the agent's part of it for arm64, TEST_CROSS_ARCHS)
+#                   cross-built tether under qemu-user against the native tetherd, and for
+#                   android-arm64 also the android/ tests (a chroot laid out like Android);
+#                   make test runs the agent's part of it for arm64 and the android/ tests for
+#                   android-arm64 (TEST_CROSS_ARCHS)
 # The build directory follows MODE (release or sanitize); binaries land in $(B)/bin.
 # B=DIR overrides it (parallel work trees: make MODE=sanitize B=build/mine unit-bin).
 
@@ -52,9 +56,13 @@ OPT := $(OPT_$(MODE))
 LDSAN_sanitize := -fsanitize=address,undefined
 LDSAN := $(LDSAN_$(MODE))
 CFLAGS_ALL := $(CSTD) $(APP_WARN) $(OPT) -fPIC $(CFLAGS)
-# The agent (tether, libtether) needs no SQLite or hiredis: those are the relay's.
-AGENT_LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lm -lpthread
-LIBS := $(AGENT_LIBS) -lsqlite3 -lhiredis -largon2
+# The agent (tether, libtether) needs no SQLite or hiredis: those are the relay's. c-ares is the
+# agent's alone (its name lookups with --dns, or without /etc/resolv.conf: src/agent/resolve.c).
+COMMON_LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lm -lpthread
+AGENT_LIBS := -lcares $(COMMON_LIBS)
+RELAY_LIBS := $(COMMON_LIBS) -lsqlite3 -lhiredis -largon2
+# Unit tests, fuzz targets and bench/ link both sides.
+LIBS := -lcares $(RELAY_LIBS)
 # Set by `make cross`: the target's headers and libraries (a sysroot of Debian packages).
 XCPPFLAGS ?=
 XLDFLAGS ?=
@@ -93,8 +101,10 @@ all: deps
 
 build: $(TETHERD) $(TETHER) $(LIBTETHER_A) $(LIBTETHER_SO)
 
-# The agent alone; no libtether.so for Windows (EXE=.exe): libtether.a only.
-agent: $(TETHER) $(LIBTETHER_A) $(if $(EXE),,$(LIBTETHER_SO))
+# The agent alone; no libtether.so for Windows (EXE=.exe) or a static build (NO_SHARED=1):
+# libtether.a only.
+NO_SHARED ?=
+agent: $(TETHER) $(LIBTETHER_A) $(if $(EXE)$(NO_SHARED),,$(LIBTETHER_SO))
 
 deps:
 	@scripts/deps.sh build
@@ -122,7 +132,7 @@ $(LIBTETHER_SO): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
 
 $(TETHERD): $(RELAY_OBJ) $(COMMON_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) -o $@ $^ $(LIBS)
+	$(CC) $(LDSAN) -o $@ $^ $(RELAY_LIBS)
 
 $(TETHER): $(CLI_OBJ) $(LIBTETHER_A)
 	@mkdir -p $(dir $@)
@@ -139,15 +149,16 @@ sanitize: deps
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin
 
 # The whole suite runs on the sanitizer build; then the agent cross-built for each of
-# TEST_CROSS_ARCHS runs the cross e2e set under qemu-user (tests/run-all.sh, CROSS_E2E).
-TEST_CROSS_ARCHS ?= arm64
+# TEST_CROSS_ARCHS runs the cross e2e set under qemu-user (tests/run-all.sh, CROSS_E2E; for
+# android-arm64 the android/ tests, CROSS_E2E_ANDROID).
+TEST_CROSS_ARCHS ?= arm64 android-arm64
 test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory MODE=release build
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin fuzz-replay-bin
 	@set -e; for a in $(TEST_CROSS_ARCHS); do $(MAKE) --no-print-directory cross ARCH=$$a; done
 	@$(MAKE) --no-print-directory core-check CORTEX_M=require
-	@MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" tests/run-all.sh
+	@MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" CROSS_E2E_ANDROID="android/" tests/run-all.sh
 
 unit:
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin
@@ -205,14 +216,15 @@ core-check-cortex-m:
 	arm-none-eabi-size build/core-check/cortex-m/all.ro | awk 'NR==2{printf "core-check: src/core builds for Cortex-M0+ (Thumb): %d bytes of code, %d of data, %d of bss; no heap\n", $$1, $$2, $$3}'
 
 # Cross-building the agent for another Linux CPU: Debian's cross gcc (a Debian package, with its
-# C library in /usr/TRIPLET) and Debian's own builds of libuv, OpenSSL, jansson and http-parser
-# for ARCH, unpacked into build/cross-ARCH/sysroot (no dpkg multiarch; see the script).
+# C library in /usr/TRIPLET) and Debian's own builds of libuv, OpenSSL, jansson, http-parser and
+# c-ares for ARCH, unpacked into build/cross-ARCH/sysroot (no dpkg multiarch; see the script).
 ARCH ?= arm64
-CROSS_ARCHS ?= arm64 armhf mipsel win64
+CROSS_ARCHS ?= arm64 armhf mipsel win64 android-arm64
 TRIPLET_arm64 := aarch64-linux-gnu
 TRIPLET_armhf := arm-linux-gnueabihf
 TRIPLET_mipsel := mipsel-linux-gnu
 TRIPLET_win64 := x86_64-w64-mingw32
+TRIPLET_android-arm64 := aarch64-linux-musl
 QEMU_arm64 := qemu-aarch64
 QEMU_armhf := qemu-arm
 QEMU_mipsel := qemu-mipsel
@@ -221,20 +233,37 @@ XB := build/cross-$(ARCH)
 XSYSROOT = $(CURDIR)/$(XB)/sysroot
 
 cross-deps:
-	@test -n "$(XTRIPLET)" || { echo "make cross: ARCH must be one of: $(CROSS_ARCHS) win64"; exit 2; }
+	@test -n "$(XTRIPLET)" || { echo "make cross: ARCH must be one of: arm64 armhf mipsel win64 android-arm64"; exit 2; }
 	@scripts/deps.sh cross-$(ARCH)
 	@if [ "$(ARCH)" = win64 ]; then scripts/cross-sysroot-win.sh $(XB)/sysroot; \
+	elif [ "$(ARCH)" = android-arm64 ]; then JOBS=$(CROSS_JOBS) scripts/cross-sysroot-android.sh $(XB)/sysroot; \
 	else scripts/cross-sysroot.sh $(ARCH) $(XB)/sysroot; fi
 
 # Windows x86_64 (mingw-w64): static libraries built from Debian's sources
 # (scripts/cross-sysroot-win.sh), one static tether.exe, libtether.a; bin/tether-wine runs it.
-WIN_LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lws2_32 -liphlpapi -luserenv -ldbghelp \
-	-lole32 -lshell32 -luser32 -ladvapi32 -lcrypt32 -lbcrypt -lgdi32
+WIN_LIBS := -lcares -luv -lssl -lcrypto -lhttp_parser -ljansson -lws2_32 -liphlpapi -luserenv \
+	-ldbghelp -lole32 -lshell32 -luser32 -ladvapi32 -lcrypt32 -lbcrypt -lgdi32
+
+# Android arm64: Debian has no Android NDK, so the agent is one static program on Debian's musl
+# (scripts/cross-sysroot-android.sh builds musl's compiler wrapper and the libraries): it needs
+# nothing from the system, not even a dynamic loader. TT_RESOLVE_NO_SYSTEM: names are looked up
+# with c-ares only (src/agent/resolve.c), never with the C library's getaddrinfo.
+ANDROID_LIBS := -lcares -luv -lssl -lcrypto -lhttp_parser -ljansson -lm -lpthread
+# Parallel jobs for the libraries built from source (the sysroot is built once per build dir).
+CROSS_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 
 cross: cross-deps
-ifeq ($(ARCH),win64)
+ifeq ($(ARCH),android-arm64)
+	@$(MAKE) --no-print-directory MODE=release B=$(XB) CC=$(XSYSROOT)/bin/aarch64-linux-musl-gcc \
+		XCPPFLAGS="-I$(XSYSROOT)/include -DTT_RESOLVE_NO_SYSTEM" \
+		XLDFLAGS="-L$(XSYSROOT)/lib -static" AGENT_LIBS="$(ANDROID_LIBS)" NO_SHARED=1 agent
+	@printf '%s\n' '#!/bin/sh' '# Runs the static Android tether here under qemu-user.' \
+		'exec $(QEMU_arm64) "$$(dirname "$$0")/tether" "$$@"' \
+		> $(XB)/bin/tether-qemu && chmod 755 $(XB)/bin/tether-qemu
+	@echo "cross: $(ARCH): $$(file -b $(XB)/bin/tether | cut -d, -f1-2,4)"
+else ifeq ($(ARCH),win64)
 	@$(MAKE) --no-print-directory MODE=release B=$(XB) CC=$(XTRIPLET)-gcc EXE=.exe \
-		XCPPFLAGS="-I$(XSYSROOT)/include -D__USE_MINGW_ANSI_STDIO=1 -D_WIN32_WINNT=0x0602" \
+		XCPPFLAGS="-I$(XSYSROOT)/include -D__USE_MINGW_ANSI_STDIO=1 -D_WIN32_WINNT=0x0602 -DCARES_STATICLIB" \
 		XLDFLAGS="-L$(XSYSROOT)/lib -static" AGENT_LIBS="$(WIN_LIBS)" agent
 	@printf '%s\n' '#!/bin/sh' '# Runs the Windows tether.exe here under Wine.' \
 		'exec wine "$$(dirname "$$0")/tether.exe" "$$@"' \
@@ -258,7 +287,8 @@ cross-test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory MODE=release build
 	@set -e; for a in $(CROSS_ARCHS); do $(MAKE) --no-print-directory cross ARCH=$$a; done
-	@MODE=release CROSS_ARCHS="$(CROSS_ARCHS)" CROSS_E2E="$(or $(CROSS_E2E),all)" tests/run-all.sh cross
+	@MODE=release CROSS_ARCHS="$(CROSS_ARCHS)" CROSS_E2E="$(or $(CROSS_E2E),all)" \
+		CROSS_E2E_ANDROID="$(if $(CROSS_E2E),$(CROSS_E2E) android/,all)" tests/run-all.sh cross
 
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%-replay,$(FUZZ_SRC))
@@ -279,7 +309,7 @@ FUZZ_RUN_SRC := $(if $(FUZZ_ONLY),$(patsubst %,tests/fuzz/%.c,$(FUZZ_ONLY)),$(FU
 # The code under test is compiled once with clang's coverage instrumentation
 # (-fsanitize=fuzzer-no-link) into one archive; each target links against it.
 FUZZ_LIB_SRC := $(CORE_SRC) $(COMMON_SRC) $(filter-out %/main.c,$(RELAY_SRC)) src/agent/proxy.c \
-	src/agent/relaytext.c
+	src/agent/relaytext.c src/agent/hostaddr.c
 FUZZ_LIB_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_LIB_SRC))
 FUZZ_CFLAGS := -std=c17 -g -O1 -fsanitize=address,undefined $(CPPFLAGS_ALL)
 
@@ -331,4 +361,4 @@ format-check:
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find build -name '*.d' -type f 2>/dev/null)

@@ -123,8 +123,21 @@ int tether_config_add_tcp(tether_config *cfg, const char *name, const char *targ
 int tether_config_set_proxy(tether_config *cfg, const char *url);
 int tether_config_set_no_proxy(tether_config *cfg, const char *list);
 
+/* Name lookups (the relay's host, the proxy's, a service's target). "localhost" and names
+ * ending in ".localhost" always mean the loopback address (127.0.0.1, then ::1) and IP
+ * literals themselves: neither is ever looked up. By default other names go to the system's
+ * resolver; on a system without /etc/resolv.conf (Android), only /etc/hosts is read and a name
+ * not there fails with a message saying to give a DNS server.
+ * tether_config_set_dns(): "ADDR[:PORT]", the DNS server to ask instead, and only it, without
+ * the hosts file or search domains (c-ares): an IPv4 address, or an IPv6 one (in brackets when
+ * a port follows); the port defaults to 53. NULL: back to the default. Returns 0,
+ * TETHER_ERR_CONFIG (not an IP address, bad port), _INVAL, _NOMEM. */
+int tether_config_set_dns(tether_config *cfg, const char *server);
+
 /* TLS options for wss:// (TLS 1.2 at least). By default the relay's certificate is verified
- * against the system's CAs and its name against the URL's host (SNI is sent for names); a
+ * against the system's CAs (or, on a system without OpenSSL's CA file and directory, Android's
+ * store: /apex/com.android.conscrypt/cacerts, else /system/etc/security/cacerts) and its name
+ * against the URL's host (SNI is sent for names); a
  * failed verification is an ERROR event whose message names the reason ("TLS handshake with
  * wss://... failed: certificate verify failed: unable to get local issuer certificate"), and
  * the agent retries with back-off. set_ca_file: a PEM file of CAs trusted in addition to the

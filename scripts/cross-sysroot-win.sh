@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cross-sysroot-win.sh - builds the libraries the agent links (libuv, OpenSSL, jansson,
-# http-parser) for Windows x86_64 with mingw-w64, from Debian's own sources (with Debian's
+# http-parser, c-ares) for Windows x86_64 with mingw-w64, from Debian's own sources (with Debian's
 # patches), as static libraries into DIR (DIR/include, DIR/lib): the sysroot of
 # `make cross ARCH=win64`. Debian packages none of them for mingw-w64.
 # Usage: scripts/cross-sysroot-win.sh DIR
@@ -17,8 +17,8 @@ dir=$1
 mirror=${MIRROR:-http://deb.debian.org/debian}
 suite=${SUITE:-bookworm}
 host=x86_64-w64-mingw32
-srcs="libuv1 jansson http-parser openssl"
-stamp="win64 4: $srcs from $suite"
+srcs="libuv1 jansson http-parser c-ares openssl"
+stamp="win64 5: $srcs from $suite"
 if [ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" = "$stamp" ]; then
   exit 0
 fi
@@ -51,7 +51,7 @@ src() { find "$dir/src" -maxdepth 1 -mindepth 1 -type d -name "$1-*" | head -n 1
 cc=$host-gcc
 jobs=${JOBS:-1}
 
-echo "cross-sysroot-win: building libuv, jansson, http-parser and OpenSSL with $cc" >&2
+echo "cross-sysroot-win: building libuv, jansson, http-parser, c-ares and OpenSSL with $cc" >&2
 s=$(src libuv1)
 step "libuv cmake" cmake -S "$s" -B "$s/build-win" -DCMAKE_SYSTEM_NAME=Windows -DCMAKE_C_COMPILER=$cc \
   -DCMAKE_BUILD_TYPE=Release -DLIBUV_BUILD_TESTS=OFF -DLIBUV_BUILD_BENCH=OFF
@@ -71,6 +71,14 @@ s=$(src http-parser)
 step "http-parser build" $cc -O2 -c "$s/http_parser.c" -o "$s/http_parser.o"
 step "http-parser archive" $host-ar rcs "$dir/lib/libhttp_parser.a" "$s/http_parser.o"
 cp "$s/http_parser.h" "$dir/include/"
+
+s=$(src c-ares)
+step "c-ares cmake" cmake -S "$s" -B "$s/build-win" -DCMAKE_SYSTEM_NAME=Windows -DCMAKE_C_COMPILER=$cc \
+  -DCMAKE_BUILD_TYPE=Release -DCARES_STATIC=ON -DCARES_SHARED=OFF -DCARES_BUILD_TOOLS=OFF \
+  -DCARES_BUILD_TESTS=OFF -DCMAKE_INSTALL_PREFIX="$s/inst"
+step "c-ares build" cmake --build "$s/build-win" --target install -j "$jobs"
+cp "$s/inst/lib/libcares.a" "$dir/lib/"
+cp "$s"/inst/include/ares*.h "$dir/include/"
 
 s=$(src openssl)
 (cd "$s" && step "OpenSSL Configure" ./Configure mingw64 no-shared no-tests no-engine \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cross-sysroot.sh - fetches Debian's own builds of the libraries the agent links (libuv, OpenSSL,
-# jansson, http-parser) for another CPU and unpacks them into DIR, a sysroot for `make cross`.
+# jansson, http-parser, c-ares) for another CPU and unpacks them into DIR, a sysroot for `make cross`.
 # Usage: scripts/cross-sysroot.sh ARCH DIR   (ARCH: a Debian architecture, e.g. arm64 armhf mipsel)
 #
 # The machine's apt configuration, its dpkg and its package lists are left alone: apt runs with a
@@ -16,12 +16,12 @@ set -eu
 arch=$1
 dir=$2
 # Runtime libraries and their -dev packages (headers, the .so link and the .a archive).
-pkgs="libuv1 libuv1-dev libssl3 libssl-dev libjansson4 libjansson-dev libhttp-parser2.9 libhttp-parser-dev"
+pkgs="libuv1 libuv1-dev libssl3 libssl-dev libjansson4 libjansson-dev libhttp-parser2.9 libhttp-parser-dev libc-ares2 libc-ares-dev"
 stamp="$arch: $pkgs"
 if [ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" = "$stamp" ]; then
   exit 0
 fi
-echo "cross-sysroot: fetching Debian's $arch builds of libuv, OpenSSL, jansson, http-parser" >&2
+echo "cross-sysroot: fetching Debian's $arch builds of libuv, OpenSSL, jansson, http-parser, c-ares" >&2
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 a="$dir/apt"

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # deps.sh - installs the Debian packages a make target needs, only those missing.
-# Usage: scripts/deps.sh build|test|bench|fuzz|demo|cortex-m|cross-arm64|cross-armhf|cross-mipsel|cross-win64
+# Usage: scripts/deps.sh build|test|bench|fuzz|demo|cortex-m|cross-arm64|cross-armhf|cross-mipsel|cross-win64|cross-android-arm64
 # Runs apt-get update once before installing. Needs root (or sudo).
 # The cross sets are Debian's cross gcc and C library for that CPU (no dpkg multiarch: the
 # agent's other libraries come from scripts/cross-sysroot.sh) and qemu-user to run the result.
 set -eu
-build="gcc make pkg-config libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libhiredis-dev libargon2-dev"
+build="gcc make pkg-config libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libc-ares-dev libsqlite3-dev libhiredis-dev libargon2-dev"
 cross() { echo "$build file python3 qemu-user gcc-$1 libc6-dev-$2-cross"; }
-# make test also cross-builds the agent for arm64 and runs it under qemu-user.
-test="$build $(cross aarch64-linux-gnu arm64) gcc-arm-none-eabi libnewlib-dev libcmocka-dev python3 curl openssl redis-server openssh-server openssh-client procps chromium tinyproxy"
+# Android arm64: the arm64 cross gcc, used with Debian's musl (scripts/cross-sysroot-android.sh
+# fetches it and builds the libraries from Debian's sources with cmake, perl and dpkg-source).
+android="$build file python3 qemu-user gcc-aarch64-linux-gnu cmake perl dpkg-dev xz-utils"
+# make test also cross-builds the agent for arm64 and for Android and runs it under qemu-user.
+test="$build $(cross aarch64-linux-gnu arm64) $android gcc-arm-none-eabi libnewlib-dev libcmocka-dev python3 curl openssl redis-server openssh-server openssh-client procps chromium tinyproxy"
 bench="$test wrk iperf3 hyperfine nginx"
 fuzz="$build clang libclang-rt-14-dev"
 demo="$build curl python3"
@@ -27,7 +30,8 @@ case "${1:-build}" in
   # mingw-w64, what scripts/cross-sysroot-win.sh needs to build the libraries from source, and
   # Wine to run tether.exe.
   cross-win64) want="$build file python3 gcc-mingw-w64-x86-64 cmake perl dpkg-dev wine wine64" ;;
-  *) echo "deps.sh: unknown set '$1' (build, test, bench, fuzz, demo, cortex-m, cross-arm64, cross-armhf, cross-mipsel, cross-win64)" >&2; exit 2 ;;
+  cross-android-arm64) want="$android" ;;
+  *) echo "deps.sh: unknown set '$1' (build, test, bench, fuzz, demo, cortex-m, cross-arm64, cross-armhf, cross-mipsel, cross-win64, cross-android-arm64)" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do

@@ -7,6 +7,8 @@
 # CROSS_ARCHS="arm64 ..." adds, for each, the cross e2e tests: CROSS_E2E (a set of the e2e
 # tests) with the agent cross-built for that CPU (build/cross-ARCH, `make cross`) run under
 # qemu-user (win64: tether.exe under Wine) against this build's tetherd. `cross` runs only those.
+# For android-arm64 (the static build), CROSS_E2E_ANDROID replaces CROSS_E2E when set (make test
+# sets it to the android/ tests: a chroot laid out like Android).
 # Exits 1 if anything failed or nothing ran. Builds nothing: `make test` builds first.
 set -u
 
@@ -137,7 +139,8 @@ run_e2e() {
 CROSS_E2E=${CROSS_E2E:-agent/ http/ tcp/ tls/ proxy/ cli/}
 
 run_cross() { # ARCH
-    local arch=$1 xb=build/cross-$1 rc p f k run exe args=()
+    local arch=$1 xb=build/cross-$1 rc p f k run exe sel=$CROSS_E2E args=()
+    [ "$arch" != android-arm64 ] || sel=${CROSS_E2E_ANDROID:-$CROSS_E2E}
     if [ "$arch" = win64 ]; then
         # tether.exe under Wine, with a Wine prefix of its own. Windows' environment is
         # case-insensitive, so the test that sets https_proxy and HTTPS_PROXY to different
@@ -159,7 +162,7 @@ run_cross() { # ARCH
     echo "$arch tether: $(file -b "$exe" | cut -d, -f1-2); $("$run" --version 2>/dev/null | tr -d '\r')"
     [ "$arch" != win64 ] ||
         echo "win64: skipping proxy/wss_relay_through_https_proxy (Windows environment names are case-insensitive), private_connect/listen_private_tcp_plain and stdio_half_close (Wine: SIGTERM, stdout's descriptor)"
-    [ "$CROSS_E2E" = all ] || for k in $CROSS_E2E; do args+=(-k "$k"); done
+    [ "$sel" = all ] || for k in $sel; do args+=(-k "$k"); done
     TETHERD=${TETHERD:-$B/bin/tetherd} TETHER=$run \
         python3 tests/e2e/run.py "${args[@]}" 2>&1 | sed -u "s/^\(PASS\|FAIL\) /\1 $arch:/" | tee "$log"
     rc=${PIPESTATUS[0]}

@@ -18,6 +18,7 @@
 #include "agent/dial.h"
 #include "agent/proxy.h"
 #include "agent/relaytext.h"
+#include "agent/resolve.h"
 #include "agent/services.h"
 #include "agent/state.h"
 #include "common/log.h"
@@ -48,7 +49,8 @@ struct tether_agent {
     struct tt_proxy_env proxy_env;   /* the proxy variables, read once in tether_agent_new */
     struct tt_proxy_conf proxy_conf; /* points into cfg and proxy_env */
     struct tt_dial_options dial_opt;
-    struct tt_tls_ctx *tls; /* for wss:// (NULL when no server needs it) */
+    struct tt_resolver resolver; /* --dns, for the relay's, the proxy's and services' names */
+    struct tt_tls_ctx *tls;      /* for wss:// (NULL when no server needs it) */
     struct tether_callbacks cb;
     void *ud;
     /* The device key (state.h): where it is kept ("" nowhere), and the key itself once known
@@ -438,8 +440,8 @@ static int on_open(struct tt_session *s, struct tt_stream *st, const struct tt_o
 
     if (a->conn == NULL || a->stopping || m->service >= a->cfg->nservices)
         return TT_RESET_NO_SERVICE;
-    return tt_services_open(&a->loop, a->conn, st->id, &a->cfg->services[m->service], m->origin.p,
-                            m->origin.len);
+    return tt_services_open(&a->loop, &a->resolver, a->conn, st->id, &a->cfg->services[m->service],
+                            m->origin.p, m->origin.len);
 }
 
 static void core_log(void *ud, const char *msg)
@@ -678,6 +680,26 @@ static void log_proxies(struct tether_agent *a)
     }
 }
 
+/* Says once, at start, where names will be looked up when that is not the system's usual
+ * way: a --dns server, or no DNS at all (no /etc/resolv.conf, as on Android). */
+static void log_resolver(const struct tt_resolver *rs)
+{
+    switch (tt_resolve_mode_now(rs)) {
+    case TT_RESOLVE_DNS:
+        TT_LOG(TT_LOG_INFO, "names are looked up with DNS server %s (--dns)", rs->dns.display);
+        break;
+    case TT_RESOLVE_HOSTS:
+        TT_LOG(TT_LOG_WARN,
+               "there is no %s: names other than localhost, IP addresses and those "
+               "in /etc/hosts cannot be looked up; give a DNS server with --dns "
+               "ADDR[:PORT]",
+               TT_RESOLV_CONF);
+        break;
+    default:
+        break;
+    }
+}
+
 /* The TLS context for wss://, when a server needs it or TLS options were given: the system's
  * CAs plus --ca-file, or no verification at all. A CA file that cannot be used fails here, at
  * start, rather than at each connection. Returns 0 or a tether_err with cfg's message set. */
@@ -722,7 +744,9 @@ int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void
         free(a);
         return rc;
     }
-    rc = setup_tls(a, cfg);
+    rc = tt_resolve_setup(&a->resolver, a->cfg->dns, cfg->err);
+    if (rc == 0)
+        rc = setup_tls(a, cfg);
     if (rc != 0) {
         tether_config_free(a->cfg);
         free(a);
@@ -754,7 +778,9 @@ int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void
     a->proxy_conf.no_proxy = a->cfg->no_proxy;
     a->proxy_conf.env = &a->proxy_env;
     a->dial_opt.proxy = &a->proxy_conf;
+    a->dial_opt.resolver = &a->resolver;
     log_proxies(a);
+    log_resolver(&a->resolver);
     uv_async_init(&a->loop, &a->async, on_async);
     a->async.data = a;
     uv_timer_init(&a->loop, &a->timer);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "agent/agentconf.h"
+#include "agent/hostaddr.h"
 #include "agent/proxy.h"
 #include "common/compat.h"
 
@@ -72,6 +73,7 @@ void tether_config_free(tether_config *cfg)
     wipe_free(cfg->proxy); /* it may hold the proxy's password */
     free(cfg->no_proxy);
     free(cfg->ca_file);
+    free(cfg->dns);
     free(cfg->state_dir);
     wipe_free(cfg->device_key);
     wipe_free(cfg->visitor_user);
@@ -325,6 +327,26 @@ int tether_config_set_no_proxy(tether_config *cfg, const char *list)
     return 0;
 }
 
+int tether_config_set_dns(tether_config *cfg, const char *server)
+{
+    struct tt_dns_server dns;
+    char *copy = NULL;
+
+    if (cfg == NULL)
+        return TETHER_ERR_INVAL;
+    if (server != NULL) {
+        if (tt_hostaddr_parse_dns(server, &dns, cfg->err) != 0)
+            return TETHER_ERR_CONFIG;
+        copy = strdup(server);
+        if (copy == NULL)
+            return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
+    }
+    free(cfg->dns);
+    cfg->dns = copy;
+    ok(cfg);
+    return 0;
+}
+
 int tether_config_set_ca_file(tether_config *cfg, const char *path)
 {
     char *copy;
@@ -438,6 +460,8 @@ int tt_agentconf_dup(const tether_config *src, tether_config **out)
         rc = dup_str(&c->no_proxy, src->no_proxy);
     if (rc == 0)
         rc = dup_str(&c->ca_file, src->ca_file);
+    if (rc == 0)
+        rc = dup_str(&c->dns, src->dns);
     if (rc == 0)
         rc = dup_str(&c->state_dir, src->state_dir);
     if (rc == 0)

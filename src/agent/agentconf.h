@@ -26,6 +26,7 @@ struct tether_config {
     char *proxy;    /* malloc'd, owned; NULL: from the environment; "": never (proxy.h) */
     char *no_proxy; /* malloc'd, owned; NULL: from the environment */
     char *ca_file;
+    char *dns;        /* malloc'd, owned; NULL: no --dns (checked: tt_hostaddr_parse_dns) */
     char *state_dir;  /* malloc'd, owned; NULL: the default; "": no key files */
     char *device_key; /* malloc'd, owned; NULL: from the state dir; never logged */
     bool insecure;

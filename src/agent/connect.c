@@ -24,6 +24,7 @@
 #include "agent/fdjoin.h"
 #include "agent/proxy.h"
 #include "agent/relaytext.h"
+#include "agent/resolve.h"
 #include "common/log.h"
 #include "common/pipe.h"
 #include "common/pool.h"
@@ -76,6 +77,7 @@ struct tether_connect {
     struct tt_proxy_env proxy_env;
     struct tt_proxy_conf proxy_conf;
     struct tt_dial_options dial_opt;
+    struct tt_resolver resolver; /* --dns, for the relay's and the proxy's names */
     struct tt_tls_ctx *tls;
     struct tether_connect_callbacks cb;
     void *ud;
@@ -493,11 +495,12 @@ static void on_accept(uv_stream_t *server, int status)
 static int start_listening(struct tether_connect *tc)
 {
     struct sockaddr_storage ss;
+    union tt_sockaddr sa;
     int len = sizeof ss, rc;
     char ip[INET6_ADDRSTRLEN], addr[INET6_ADDRSTRLEN + 16];
 
-    if (uv_ip4_addr(tc->listen_host, tc->listen_port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(tc->listen_host, tc->listen_port, (struct sockaddr_in6 *)&ss) != 0) {
+    /* an IP address, or localhost (RFC 6761: 127.0.0.1, without a lookup) */
+    if (tt_hostaddr_fixed(tc->listen_host, tc->listen_port, &sa, 1) != 1) {
         emit_error(tc, "", TETHER_ERR_CONFIG, 0, "--listen: '%s' is not an IP address",
                    tc->listen_host);
         return TETHER_ERR_CONFIG;
@@ -505,7 +508,7 @@ static int start_listening(struct tether_connect *tc)
     uv_tcp_init(&tc->loop, &tc->listener);
     tc->listener_init = true;
     tc->listener.data = tc;
-    rc = uv_tcp_bind(&tc->listener, (struct sockaddr *)&ss, 0);
+    rc = uv_tcp_bind(&tc->listener, &sa.sa, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&tc->listener, CONNECT_BACKLOG, on_accept);
     if (rc != 0) {
@@ -667,6 +670,7 @@ int tether_connect_new(tether_config *cfg, const char *device, const char *servi
     snprintf(tc->device, sizeof tc->device, "%s", device);
     snprintf(tc->service, sizeof tc->service, "%s", service);
     if ((rc = tt_proxy_env_load(&tc->proxy_env)) != 0 || (rc = make_headers(tc)) != 0 ||
+        (rc = tt_resolve_setup(&tc->resolver, tc->cfg->dns, cfg->err)) != 0 ||
         (rc = setup_tls(tc, cfg)) != 0) {
         free_parts(tc);
         return rc < 0 ? rc : TETHER_ERR_NOMEM;
@@ -681,6 +685,7 @@ int tether_connect_new(tether_config *cfg, const char *device, const char *servi
     tc->dial_opt.proxy = &tc->proxy_conf;
     tc->dial_opt.subprotocol = TT_WS_SUBPROTOCOL_CONNECT;
     tc->dial_opt.headers = tc->headers;
+    tc->dial_opt.resolver = &tc->resolver;
     uv_async_init(&tc->loop, &tc->async, on_async);
     tc->async.data = tc;
     if (cb)

@@ -1,9 +1,9 @@
-/* dial.c - one attempt to reach a relay (dial.h): getaddrinfo, a TCP connect to each address in
- * turn, then the connection filters, bottom to top, each consuming the bytes meant for it and
- * passing what is left to the one above: the HTTP proxy CONNECT filter (when a proxy applies to
- * the hop: the TCP connect then goes to the proxy), a TLS filter, the WebSocket handshake.
- * Redirects restart the attempt at the new URL. This file owns the socket until it hands it over on
- * success; it never speaks the Tether protocol itself. */
+/* dial.c - one attempt to reach a relay (dial.h): a name lookup (resolve.h), a TCP connect to
+ * each address in turn, then the connection filters, bottom to top, each consuming the bytes meant
+ * for it and passing what is left to the one above: the HTTP proxy CONNECT filter (when a proxy
+ * applies to the hop: the TCP connect then goes to the proxy), a TLS filter, the WebSocket
+ * handshake. Redirects restart the attempt at the new URL. This file owns the socket until it hands
+ * it over on success; it never speaks the Tether protocol itself. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 #include "agent/dial.h"
 #include "agent/proxy.h"
 #include "agent/relaytext.h"
+#include "agent/resolve.h"
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/wshs.h"
@@ -49,10 +50,10 @@ struct tt_dial {
     bool cancelled; /* never call the callback */
     int pending;    /* libuv callbacks still to come; d is freed when done and 0 */
     uv_timer_t timer;
-    uv_getaddrinfo_t gai;
-    bool gai_busy;
-    struct addrinfo *ai_list, *ai_next;
-    struct tt_conn *conn; /* the current socket; NULL once closed or handed over */
+    struct tt_resolve *lookup; /* the name lookup under way, or NULL */
+    union tt_sockaddr addrs[TT_RESOLVE_MAX_ADDRS];
+    size_t naddrs, next_addr; /* the addresses found, and the next one to try */
+    struct tt_conn *conn;     /* the current socket; NULL once closed or handed over */
     const struct dial_filter *stack[MAX_FILTERS];
     size_t nfilters, cur;
     uint8_t rbuf[RBUF_LEN];
@@ -156,11 +157,9 @@ static void cleanup(struct tt_dial *d)
     d->pending++;
     uv_close((uv_handle_t *)&d->timer, on_timer_closed);
     close_tcp(d);
-    if (d->gai_busy)
-        uv_cancel((uv_req_t *)&d->gai); /* on_resolved still runs and frees the result */
-    if (d->ai_list) {
-        uv_freeaddrinfo(d->ai_list);
-        d->ai_list = d->ai_next = NULL;
+    if (d->lookup != NULL) {
+        tt_resolve_cancel(d->lookup); /* it frees itself */
+        d->lookup = NULL;
     }
     maybe_free(d);
 }
@@ -616,12 +615,11 @@ static void on_connect(uv_connect_t *req, int status)
         d->last_err = status;
         TT_LOG(TT_LOG_DEBUG, "connect failed url=%s err=%s", TT_LOG_V(d->url), uv_err_name(status));
         close_tcp(d);
-        d->ai_next = d->ai_next->ai_next;
+        d->next_addr++;
         try_next_addr(d);
         return;
     }
-    uv_freeaddrinfo(d->ai_list);
-    d->ai_list = d->ai_next = NULL;
+    d->naddrs = d->next_addr = 0;
     d->tcp_up = true;
     uv_tcp_nodelay(&d->conn->tcp, 1);
     rc = tt_conn_read_start(d->conn, on_alloc, on_read);
@@ -636,7 +634,7 @@ static void on_connect(uv_connect_t *req, int status)
 
 static void try_next_addr(struct tt_dial *d)
 {
-    while (d->ai_next != NULL) {
+    while (d->next_addr < d->naddrs) {
         struct connect_req *cr;
         int rc;
 
@@ -649,7 +647,7 @@ static void try_next_addr(struct tt_dial *d)
         }
         d->conn->tcp.data = d;
         cr->d = d;
-        rc = uv_tcp_connect(&cr->req, &d->conn->tcp, d->ai_next->ai_addr, on_connect);
+        rc = uv_tcp_connect(&cr->req, &d->conn->tcp, &d->addrs[d->next_addr].sa, on_connect);
         if (rc == 0) {
             d->pending++;
             return;
@@ -657,7 +655,7 @@ static void try_next_addr(struct tt_dial *d)
         free(cr);
         d->last_err = rc;
         close_tcp(d);
-        d->ai_next = d->ai_next->ai_next;
+        d->next_addr++;
     }
     {
         char peer[TT_ERRLEN];
@@ -667,27 +665,23 @@ static void try_next_addr(struct tt_dial *d)
     }
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+static void on_resolved(struct tt_resolve *r, const struct tt_resolve_result *res, void *ud)
 {
-    struct tt_dial *d = req->data;
+    struct tt_dial *d = ud;
+    (void)r;
 
-    d->gai_busy = false;
-    d->pending--;
-    if (d->done) {
-        if (res)
-            uv_freeaddrinfo(res);
-        maybe_free(d);
-        return;
-    }
-    if (status < 0) {
+    d->lookup = NULL;
+    if (res->err != 0) {
         if (d->via_proxy)
-            fail(d, TETHER_ERR_NOT_FOUND, "cannot resolve proxy %s (from %s): %s",
-                 d->proxy.url.host, d->proxy.source, uv_strerror(status));
+            fail(d, res->err, "proxy %s (from %s): %s", d->proxy.url.host, d->proxy.source,
+                 res->message);
         else
-            fail(d, TETHER_ERR_NOT_FOUND, "cannot resolve %s: %s", d->u.host, uv_strerror(status));
+            fail(d, res->err, "%s", res->message);
         return;
     }
-    d->ai_list = d->ai_next = res;
+    memcpy(d->addrs, res->addrs, res->naddrs * sizeof d->addrs[0]);
+    d->naddrs = res->naddrs;
+    d->next_addr = 0;
     d->last_err = 0;
     try_next_addr(d);
 }
@@ -712,9 +706,7 @@ static void on_timeout(uv_timer_t *t)
 static void start_hop(struct tt_dial *d)
 {
     static const char *const schemes[] = {"ws", "wss", NULL};
-    struct addrinfo hints;
     char perr[TT_ERRLEN];
-    char port[8];
     int rc;
 
     if (tt_parse_url(d->url, schemes, &d->u, perr) != 0) {
@@ -735,21 +727,14 @@ static void start_hop(struct tt_dial *d)
                d->proxy.display, d->proxy.source);
     build_stack(d);
     uv_timer_start(&d->timer, on_timeout, d->opt.timeout_ms, 0);
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    snprintf(port, sizeof port, "%u", (unsigned)(d->via_proxy ? d->proxy.url.port : d->u.port));
-    d->gai.data = d;
-    rc = uv_getaddrinfo(d->loop, &d->gai, on_resolved, d->via_proxy ? d->proxy.url.host : d->u.host,
-                        port, &hints);
-    if (rc < 0) {
-        fail(d, TETHER_ERR_NOT_FOUND, "cannot resolve %s: %s",
-             d->via_proxy ? d->proxy.url.host : d->u.host, uv_strerror(rc));
-        return;
+    d->naddrs = d->next_addr = 0;
+    rc = tt_resolve_start(&d->lookup, d->loop, d->opt.resolver,
+                          d->via_proxy ? d->proxy.url.host : d->u.host,
+                          d->via_proxy ? d->proxy.url.port : d->u.port, on_resolved, d, perr);
+    if (rc != 0) {
+        d->lookup = NULL;
+        fail(d, rc, "%s", perr);
     }
-    d->gai_busy = true;
-    d->pending++;
 }
 
 static void on_first_hop(uv_timer_t *t)
@@ -783,6 +768,7 @@ int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
     d->opt.tls = opt ? opt->tls : NULL;
     d->opt.subprotocol = opt ? opt->subprotocol : NULL;
     d->opt.headers = opt ? opt->headers : NULL;
+    d->opt.resolver = opt ? opt->resolver : NULL;
     snprintf(d->url, sizeof d->url, "%s", url);
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;

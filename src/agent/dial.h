@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "agent/proxy.h"
+#include "agent/resolve.h"
 #include "common/conn.h"
 #include "common/tls.h"
 #include "common/util.h"
@@ -62,6 +63,11 @@ struct tt_dial_options {
      * one: such a redirect is refused). NULL: none. Not copied: it must outlive the dial. It
      * may hold credentials: the request's buffer is wiped once written. */
     const char *headers;
+    /* Where names are looked up (resolve.h: --dns); NULL: the system's way. The relay's host,
+     * or the proxy's when one applies, is looked up at each hop; a failed lookup fails the hop
+     * with the resolver's message (TETHER_ERR_NOT_FOUND, or _TIMEOUT when the DNS server never
+     * answered). Not copied: it must outlive the dial. */
+    const struct tt_resolver *resolver;
 };
 
 /* Starts dialing url (ws:// or wss://; checked again here) on loop. opt may be NULL. Returns 0 and

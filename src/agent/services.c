@@ -10,6 +10,7 @@
 #include <unistd.h>
 #endif
 
+#include "agent/resolve.h"
 #include "agent/services.h"
 #include "common/log.h"
 #include "common/pipe.h"
@@ -32,12 +33,11 @@ struct local {
     int pending;          /* callbacks to come before l may be freed */
     int last_err;
     uv_timer_t timer;
-    uv_getaddrinfo_t gai;
-    bool gai_busy;
-    struct addrinfo *ai_list, *ai_next;
-    struct sockaddr_storage literal;
-    bool is_literal;
-    struct probe *probe; /* the attempt under way, NULL if none */
+    const struct tt_resolver *resolver;
+    struct tt_resolve *lookup; /* the target's name lookup under way, or NULL */
+    union tt_sockaddr addrs[TT_RESOLVE_MAX_ADDRS];
+    size_t naddrs, next_addr; /* the target's addresses, and the next one to try */
+    struct probe *probe;      /* the attempt under way, NULL if none */
 };
 
 static void try_next(struct local *l);
@@ -67,11 +67,11 @@ static void close_probe(struct local *l)
     l->probe = NULL;
 }
 
-static void free_addrs(struct local *l)
+static void stop_lookup(struct local *l)
 {
-    if (l->ai_list)
-        uv_freeaddrinfo(l->ai_list);
-    l->ai_list = l->ai_next = NULL;
+    if (l->lookup != NULL)
+        tt_resolve_cancel(l->lookup); /* it frees itself */
+    l->lookup = NULL;
 }
 
 /* Hands the outcome to the pipe. Must be the caller's last use of l: the pipe may end (and l
@@ -82,7 +82,7 @@ static void finish(struct local *l, int status)
 
     l->finished = true;
     uv_timer_stop(&l->timer);
-    free_addrs(l);
+    stop_lookup(l);
     if (status < 0)
         TT_LOG(TT_LOG_INFO, "local connect failed stream=%u service=%s target=%s err=%s",
                (unsigned)l->id, l->svc->name, l->svc->target, uv_err_name(status));
@@ -165,8 +165,7 @@ static void on_connect(uv_connect_t *req, int status)
     if (status < 0) {
         l->last_err = status;
         close_probe(l);
-        if (l->ai_next)
-            l->ai_next = l->ai_next->ai_next;
+        l->next_addr++;
         try_next(l);
         return;
     }
@@ -190,10 +189,7 @@ static void try_next(struct local *l)
         struct probe *pr;
         int rc;
 
-        if (l->is_literal)
-            sa = l->last_err == 0 ? (const struct sockaddr *)&l->literal : NULL;
-        else
-            sa = l->ai_next ? l->ai_next->ai_addr : NULL;
+        sa = l->next_addr < l->naddrs ? &l->addrs[l->next_addr].sa : NULL;
         if (sa == NULL) {
             finish(l, l->last_err ? l->last_err : UV_ECONNREFUSED);
             return;
@@ -213,31 +209,25 @@ static void try_next(struct local *l)
         }
         l->last_err = rc;
         close_probe(l);
-        if (l->is_literal)
-            continue; /* sa is NULL next time round */
-        l->ai_next = l->ai_next->ai_next;
+        l->next_addr++;
     }
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+static void on_resolved(struct tt_resolve *r, const struct tt_resolve_result *res, void *ud)
 {
-    struct local *l = req->data;
+    struct local *l = ud;
+    (void)r;
 
-    l->gai_busy = false;
-    l->pending--;
-    if (l->torn_down || l->finished) {
-        if (res)
-            uv_freeaddrinfo(res);
-        maybe_free(l);
+    l->lookup = NULL;
+    if (res->err != 0) {
+        TT_LOG(TT_LOG_WARN, "cannot resolve target service=%s target=%s: %s", l->svc->name,
+               l->svc->target, TT_LOG_E(res->message));
+        finish(l, res->err == TETHER_ERR_TIMEOUT ? UV_ETIMEDOUT : UV_EAI_NONAME);
         return;
     }
-    if (status < 0) {
-        TT_LOG(TT_LOG_WARN, "cannot resolve target service=%s target=%s err=%s", l->svc->name,
-               l->svc->target, uv_err_name(status));
-        finish(l, status);
-        return;
-    }
-    l->ai_list = l->ai_next = res;
+    memcpy(l->addrs, res->addrs, res->naddrs * sizeof l->addrs[0]);
+    l->naddrs = res->naddrs;
+    l->next_addr = 0;
     try_next(l);
 }
 
@@ -251,37 +241,31 @@ static void on_timeout(uv_timer_t *t)
     finish(l, UV_ETIMEDOUT);
 }
 
-/* Resolves the target (unless it is an IP literal) and connects to its first address. */
+/* Resolves the target (unless it is an IP literal or a localhost name) and connects to its
+ * first address. */
 static void on_begin(uv_timer_t *t)
 {
     struct local *l = t->data;
     const struct tt_service *svc = l->svc;
-    struct addrinfo hints;
-    char port[8];
+    char err[TT_ERRLEN];
     int rc;
 
     if (l->finished || l->torn_down)
         return;
     uv_timer_start(&l->timer, on_timeout, TT_SERVICES_CONNECT_TIMEOUT_MS, 0);
-    if (uv_ip4_addr(svc->host, svc->port, (struct sockaddr_in *)&l->literal) == 0 ||
-        uv_ip6_addr(svc->host, svc->port, (struct sockaddr_in6 *)&l->literal) == 0) {
-        l->is_literal = true;
+    l->naddrs = tt_hostaddr_fixed(svc->host, svc->port, l->addrs, TT_RESOLVE_MAX_ADDRS);
+    if (l->naddrs > 0) {
         try_next(l);
         return;
     }
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    snprintf(port, sizeof port, "%u", (unsigned)svc->port);
-    l->gai.data = l;
-    rc = uv_getaddrinfo(l->loop, &l->gai, on_resolved, svc->host, port, &hints);
-    if (rc < 0) {
-        finish(l, rc);
-        return;
+    rc = tt_resolve_start(&l->lookup, l->loop, l->resolver, svc->host, svc->port, on_resolved, l,
+                          err);
+    if (rc != 0) {
+        l->lookup = NULL;
+        TT_LOG(TT_LOG_WARN, "cannot resolve target service=%s target=%s: %s", svc->name,
+               svc->target, TT_LOG_E(err));
+        finish(l, rc == TETHER_ERR_NOMEM ? UV_ENOMEM : UV_EAI_NONAME);
     }
-    l->gai_busy = true;
-    l->pending++;
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -303,9 +287,7 @@ static void on_pipe_done(struct tt_pipe *p, uint64_t up, uint64_t down, void *ud
     l->torn_down = true;
     uv_timer_stop(&l->timer);
     close_probe(l);
-    if (l->gai_busy)
-        uv_cancel((uv_req_t *)&l->gai);
-    free_addrs(l);
+    stop_lookup(l);
     l->pending++;
     uv_close((uv_handle_t *)&l->timer, on_timer_closed);
 }
@@ -316,8 +298,9 @@ static const struct tt_pipe_hooks hooks = {
     .on_done = on_pipe_done,
 };
 
-int tt_services_open(uv_loop_t *loop, struct tt_wsconn *c, uint32_t id,
-                     const struct tt_service *svc, const uint8_t *origin, size_t originlen)
+int tt_services_open(uv_loop_t *loop, const struct tt_resolver *resolver, struct tt_wsconn *c,
+                     uint32_t id, const struct tt_service *svc, const uint8_t *origin,
+                     size_t originlen)
 {
     struct local *l;
     struct tt_conn *sock;
@@ -332,6 +315,7 @@ int tt_services_open(uv_loop_t *loop, struct tt_wsconn *c, uint32_t id,
         return TT_RESET_LIMIT;
     }
     l->loop = loop;
+    l->resolver = resolver;
     l->svc = svc;
     l->id = id;
     l->sock = sock;

@@ -25,8 +25,9 @@ const char *tt_args_usage(void)
     return "Usage: tether --server URL [--server URL]... --name NAME\n"
            "              (--token TOKEN | --token-file FILE)\n"
            "              [--http [NAME=]HOST:PORT]... [--tcp NAME=HOST:PORT]...\n"
-           "              [--state-dir DIR] [--proxy URL] [--noproxy LIST] [--ca-file FILE]\n"
-           "              [--insecure] [--json] [--log-level LEVEL] [--help] [--version]\n"
+           "              [--state-dir DIR] [--dns ADDR[:PORT]] [--proxy URL]\n"
+           "              [--noproxy LIST] [--ca-file FILE] [--insecure] [--json]\n"
+           "              [--log-level LEVEL] [--help] [--version]\n"
            "       tether connect --server URL [--user USER --secret SECRET | --grant TOKEN]\n"
            "              DEVICE/SERVICE (--listen [ADDR:]PORT | --stdio) [...]\n"
            "              (reach a device's service: tether connect --help)\n"
@@ -52,6 +53,10 @@ const char *tt_args_usage(void)
            "                      it at the name's first registration and, from then on,\n"
            "                      refuses this name without it (default /var/lib/tether as\n"
            "                      root, else $XDG_STATE_HOME/tether or ~/.local/state/tether)\n"
+           "  --dns ADDR[:PORT]   look names up (the relay's, the proxy's, services')\n"
+           "                      with this DNS server only (an IP address; port 53 by\n"
+           "                      default; IPv6 as [ADDR]:PORT); needed where there is no\n"
+           "                      /etc/resolv.conf (Android), where only /etc/hosts is read\n"
            "  --proxy URL         reach the relay through an HTTP proxy (CONNECT):\n"
            "                      http://[USER:PASS@]HOST:PORT; overrides the proxy\n"
            "                      variables; --proxy '' connects directly\n"
@@ -59,6 +64,7 @@ const char *tt_args_usage(void)
            "                      (subdomains match too), IP addresses, CIDR ranges, or\n"
            "                      '*'; overrides no_proxy and NO_PROXY\n"
            "  --ca-file FILE      PEM CA certificates trusted for wss://, besides the system's\n"
+           "                      (without OpenSSL's CA file or directory: Android's store)\n"
            "  --insecure          do not verify the relay's certificate (testing only; a\n"
            "                      warning says so on stderr)\n"
            "  --json              print one JSON object per event on stdout\n"
@@ -72,6 +78,8 @@ const char *tt_args_usage(void)
            "  ready tcp ssh localhost:20001 -> 127.0.0.1:22\n"
            "  ready tcp ssh private -> 127.0.0.1:22     (a private service: no port)\n"
            "The agent reconnects forever, with back-off, until SIGINT or SIGTERM.\n"
+           "\n"
+           "localhost and NAME.localhost always mean 127.0.0.1 (then ::1), without a lookup.\n"
            "\n"
            "Without --proxy, the proxy comes from the environment, as curl reads it: for\n"
            "ws:// servers http_proxy or HTTP_PROXY, for wss:// servers\n"
@@ -90,6 +98,7 @@ enum opt_id {
     OPT_NOPROXY,
     OPT_CA_FILE,
     OPT_STATE_DIR,
+    OPT_DNS,
     OPT_INSECURE,
     OPT_JSON,
     OPT_LOG_LEVEL,
@@ -117,6 +126,7 @@ static const struct {
     {"noproxy", OPT_NOPROXY, true},
     {"token-file", OPT_TOKEN_FILE, true},
     {"state-dir", OPT_STATE_DIR, true},
+    {"dns", OPT_DNS, true},
 };
 
 static bool valid_name(const char *s, size_t n)
@@ -241,6 +251,13 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
             return errf(err, "--state-dir: empty directory name");
         a->state_dir = v;
         return 0;
+    case OPT_DNS:
+        if (a->dns)
+            return errf(err, "--dns given twice");
+        if (v[0] == '\0')
+            return errf(err, "--dns: empty value (expected ADDR[:PORT])");
+        a->dns = v;
+        return 0;
     case OPT_INSECURE:
         a->insecure = true;
         return 0;
@@ -352,6 +369,8 @@ int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_
         errf(err, "--noproxy: %s", tether_config_error(cfg));
     if (rc == 0 && a->ca_file && (rc = tether_config_set_ca_file(cfg, a->ca_file)) != 0)
         errf(err, "--ca-file: %s", tether_config_error(cfg));
+    if (rc == 0 && a->dns && (rc = tether_config_set_dns(cfg, a->dns)) != 0)
+        errf(err, "--dns: %s", tether_config_error(cfg));
     if (rc == 0 && a->insecure)
         rc = tether_config_set_insecure(cfg, true);
     if (rc == 0 && a->state_dir && (rc = tether_config_set_state_dir(cfg, a->state_dir)) != 0)

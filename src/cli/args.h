@@ -27,6 +27,7 @@ struct tt_args {
     const char *proxy;      /* --proxy: NULL if not given ("" is given: no proxy) */
     const char *noproxy;    /* --noproxy: NULL if not given */
     const char *ca_file;
+    const char *dns;       /* --dns ADDR[:PORT]: NULL if not given (libtether checks it) */
     const char *state_dir; /* --state-dir: NULL if not given (libtether's default) */
     bool insecure;
     bool json;
@@ -42,7 +43,7 @@ struct tt_args {
  * present, --server, --name, a token and one service are required; the token is --token, or
  * --token-file (the caller reads the file into token), or else the TETHER_TOKEN variable.
  * Returns 0, or -1 with err naming the problem (unknown flag, missing or bad value, repeated
- * --name/--token/--token-file, --token with --token-file, too many servers or services, a
+ * --name/--token/--token-file/--dns, --token with --token-file, too many servers or services, a
  * required flag missing). */
 int tt_args_parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN]);
 

@@ -180,6 +180,8 @@ static int build_config(const struct tt_connect_args *a, tether_config **out)
         fprintf(stderr, "tether connect: --noproxy: %s\n", tether_config_error(cfg));
     if (rc == 0 && a->ca_file && (rc = tether_config_set_ca_file(cfg, a->ca_file)) != 0)
         fprintf(stderr, "tether connect: --ca-file: %s\n", tether_config_error(cfg));
+    if (rc == 0 && a->dns && (rc = tether_config_set_dns(cfg, a->dns)) != 0)
+        fprintf(stderr, "tether connect: --dns: %s\n", tether_config_error(cfg));
     if (rc == 0 && a->insecure)
         rc = tether_config_set_insecure(cfg, true);
     if (rc != 0) {

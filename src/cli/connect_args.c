@@ -25,8 +25,9 @@ const char *tt_connect_args_usage(void)
            "                      [--user USER (--secret SECRET | --secret-file FILE)\n"
            "                       | --grant TOKEN | --grant-file FILE]\n"
            "                      DEVICE/SERVICE (--listen [ADDR:]PORT | --stdio)\n"
-           "                      [--proxy URL] [--noproxy LIST] [--ca-file FILE] [--insecure]\n"
-           "                      [--json] [--log-level LEVEL] [--help]\n"
+           "                      [--proxy URL] [--noproxy LIST] [--dns ADDR[:PORT]]\n"
+           "                      [--ca-file FILE] [--insecure] [--json] [--log-level LEVEL]\n"
+           "                      [--help]\n"
            "\n"
            "Reaches service SERVICE of device DEVICE (by their names) through a Tether relay,\n"
            "over the same WebSocket dial as the agent (TLS, HTTP proxies, redirects between\n"
@@ -50,6 +51,8 @@ const char *tt_connect_args_usage(void)
            "  --proxy URL         reach the relay through an HTTP proxy (CONNECT):\n"
            "                      http://[USER:PASS@]HOST:PORT; --proxy '' connects directly\n"
            "  --noproxy LIST      relay hosts to reach directly (as no_proxy)\n"
+           "  --dns ADDR[:PORT]   look the relay's and the proxy's names up with this DNS\n"
+           "                      server only (an IP address; port 53 by default)\n"
            "  --ca-file FILE      PEM CA certificates trusted for wss://, besides the system's\n"
            "  --insecure          do not verify the relay's certificate (testing only)\n"
            "  --json              print one JSON object per event (on stderr with --stdio)\n"
@@ -83,6 +86,7 @@ enum opt_id {
     OPT_PROXY,
     OPT_NOPROXY,
     OPT_CA_FILE,
+    OPT_DNS,
     OPT_INSECURE,
     OPT_JSON,
     OPT_LOG_LEVEL,
@@ -101,7 +105,7 @@ static const struct {
     {"proxy", OPT_PROXY, true},     {"noproxy", OPT_NOPROXY, true},
     {"ca-file", OPT_CA_FILE, true}, {"insecure", OPT_INSECURE, false},
     {"json", OPT_JSON, false},      {"log-level", OPT_LOG_LEVEL, true},
-    {"help", OPT_HELP, false},
+    {"help", OPT_HELP, false},      {"dns", OPT_DNS, true},
 };
 
 /* Sets a flag that may be given once. */
@@ -152,6 +156,8 @@ static int apply(struct tt_connect_args *a, enum opt_id id, const char *v, char 
         return 0;
     case OPT_CA_FILE:
         return once(&a->ca_file, v, "--ca-file", err);
+    case OPT_DNS:
+        return once(&a->dns, v, "--dns", err);
     case OPT_INSECURE:
         a->insecure = true;
         return 0;

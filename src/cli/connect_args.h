@@ -28,6 +28,7 @@ struct tt_connect_args {
     const char *proxy;   /* NULL: not given ("": no proxy) */
     const char *noproxy; /* NULL: not given */
     const char *ca_file;
+    const char *dns; /* --dns ADDR[:PORT], or NULL (libtether checks it) */
     bool insecure;
     bool json;
     bool help;

@@ -21,6 +21,11 @@
 #include <wincrypt.h>
 #endif
 
+#if !defined(_WIN32)
+#include <dirent.h>
+#include <sys/stat.h>
+#endif
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -306,6 +311,124 @@ static void add_windows_roots(SSL_CTX *ssl)
 }
 #endif
 
+/* True when one of the directories of list (separated by ':') exists. */
+static bool some_dir_exists(const char *list, tt_tls_exists_fn exists, void *ud)
+{
+    while (list != NULL && *list != '\0') {
+        const char *end = strchr(list, ':');
+        size_t n = end ? (size_t)(end - list) : strlen(list);
+        char one[PATH_MAX];
+
+        if (n > 0 && n < sizeof one) {
+            memcpy(one, list, n);
+            one[n] = '\0';
+            if (exists(one, true, ud))
+                return true;
+        }
+        list = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+void tt_tls_pick_store(const char *sys_file, const char *sys_dir, const char *const *android_dirs,
+                       tt_tls_exists_fn exists, void *ud, struct tt_tls_store *out)
+{
+    out->kind = TT_TLS_STORE_SYSTEM;
+    out->dir = NULL;
+    if ((sys_file != NULL && sys_file[0] != '\0' && exists(sys_file, false, ud)) ||
+        some_dir_exists(sys_dir, exists, ud))
+        return;
+    for (size_t i = 0; android_dirs != NULL && android_dirs[i] != NULL; i++) {
+        if (exists(android_dirs[i], true, ud)) {
+            out->kind = TT_TLS_STORE_ANDROID;
+            out->dir = android_dirs[i];
+            return;
+        }
+    }
+    out->kind = TT_TLS_STORE_NONE;
+}
+
+#if !defined(_WIN32)
+static bool path_exists(const char *path, bool want_dir, void *ud)
+{
+    struct stat st;
+    (void)ud;
+
+    if (stat(path, &st) != 0)
+        return false;
+    return want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode);
+}
+
+/* Android's store: every regular file of dir (one PEM certificate each, followed by its text
+ * form, which OpenSSL skips), up to the caps. A file that holds no certificate is skipped.
+ * Returns how many files gave certificates. */
+static int add_dir_certs(SSL_CTX *ssl, const char *dir)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ssl);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0, seen = 0;
+
+    if (d == NULL) {
+        TT_LOG(TT_LOG_WARN, "tls: cannot read the CA directory %s: %s", dir, strerror(errno));
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL && seen < TT_TLS_ANDROID_MAX_FILES) {
+        char path[PATH_MAX];
+        struct stat st;
+
+        if (e->d_name[0] == '.')
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
+            continue;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > TT_TLS_ANDROID_MAX_FILE)
+            continue;
+        seen++;
+        if (X509_STORE_load_file(store, path) == 1)
+            n++;
+    }
+    closedir(d);
+    ERR_clear_error(); /* a certificate already there, or a file that is not one */
+    if (seen == TT_TLS_ANDROID_MAX_FILES)
+        TT_LOG(TT_LOG_WARN, "tls: CA directory %s: only its first %d files were read", dir,
+               TT_TLS_ANDROID_MAX_FILES);
+    return n;
+}
+
+/* The system's store, or Android's when there is none (tt_tls_pick_store). */
+static void add_store(SSL_CTX *ssl)
+{
+    static const char *const android[] = {TT_TLS_ANDROID_CA_DIRS, NULL};
+    const char *file = getenv(X509_get_default_cert_file_env());
+    const char *dir = getenv(X509_get_default_cert_dir_env());
+    struct tt_tls_store st;
+
+    /* OpenSSL reads the variables instead of its built-in paths when they are set */
+    if (file == NULL)
+        file = X509_get_default_cert_file();
+    if (dir == NULL)
+        dir = X509_get_default_cert_dir();
+    tt_tls_pick_store(file, dir, android, path_exists, NULL, &st);
+    switch (st.kind) {
+    case TT_TLS_STORE_SYSTEM:
+        /* No system store is not an error by itself: the CA file may be all there is. */
+        if (SSL_CTX_set_default_verify_paths(ssl) != 1)
+            ERR_clear_error();
+        break;
+    case TT_TLS_STORE_ANDROID: {
+        int n = add_dir_certs(ssl, st.dir); /* not inside TT_LOG: it may not evaluate */
+        TT_LOG(TT_LOG_DEBUG, "tls: no %s or %s: %d CA files from Android's store %s", file, dir, n,
+               st.dir);
+        break;
+    }
+    case TT_TLS_STORE_NONE:
+        TT_LOG(TT_LOG_DEBUG, "tls: no CA store (%s, %s, or Android's): only --ca-file's CAs", file,
+               dir);
+        break;
+    }
+}
+#endif
+
 int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecure,
                       char err[TT_ERRLEN])
 {
@@ -325,11 +448,13 @@ int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecur
         SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_NONE, NULL);
     } else {
         SSL_CTX_set_verify(ctx->ssl, SSL_VERIFY_PEER, NULL);
+#if defined(_WIN32)
         /* No system store is not an error by itself: the CA file may be all there is. */
         if (SSL_CTX_set_default_verify_paths(ctx->ssl) != 1)
             ERR_clear_error();
-#if defined(_WIN32)
         add_windows_roots(ctx->ssl);
+#else
+        add_store(ctx->ssl);
 #endif
         if (ca_file != NULL && SSL_CTX_load_verify_locations(ctx->ssl, ca_file, NULL) != 1) {
             errf(err, "cannot load CA file %.200s: no PEM certificate in it (%s)", ca_file,

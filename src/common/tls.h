@@ -35,15 +35,48 @@ struct tt_tls_ctx;
 int tt_tls_ctx_server(struct tt_tls_ctx **out, const char *cert_file, const char *key_file,
                       char err[TT_ERRLEN]);
 
-/* A client context: the relay's certificate is verified against the system's CAs plus those of
- * ca_file (PEM; NULL for none), and its name against the host dialed, unless insecure (then
- * nothing is verified). Returns 0 and *out, or TETHER_ERR_CONFIG (ca_file unreadable or holds
- * no certificate), TETHER_ERR_NOMEM, with a one-line message in err. */
+/* A client context: the relay's certificate is verified against the system's CAs (or
+ * Android's: tt_tls_pick_store) plus those of ca_file (PEM; NULL for none), and its name against
+ * the host dialed, unless insecure (then nothing is verified). Returns 0 and *out, or
+ * TETHER_ERR_CONFIG (ca_file unreadable or holds no certificate), TETHER_ERR_NOMEM, with a one-line
+ * message in err. */
 int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecure,
                       char err[TT_ERRLEN]);
 
 /* Drops the caller's reference. NULL is ignored. */
 void tt_tls_ctx_free(struct tt_tls_ctx *ctx);
+
+/* Where a client context's CAs come from, besides ca_file: OpenSSL's default file or directory
+ * (SSL_CERT_FILE and SSL_CERT_DIR, when set, instead of the paths built into OpenSSL: the
+ * system's store; on Windows, plus Windows' ROOT store), or, when none exists, Android's
+ * store, the first of TT_TLS_ANDROID_CA_DIRS that exists (Android 14's updatable one first).
+ * Android names its files by OpenSSL's old subject hash (openssl x509 -subject_hash_old), which
+ * OpenSSL's hashed-directory lookup no longer computes: every file of the directory is loaded
+ * instead (at most TT_TLS_ANDROID_MAX_FILES, each at most TT_TLS_ANDROID_MAX_FILE bytes; Android
+ * has about 150). */
+#define TT_TLS_ANDROID_CA_DIRS "/apex/com.android.conscrypt/cacerts", "/system/etc/security/cacerts"
+#define TT_TLS_ANDROID_MAX_FILES 1024
+#define TT_TLS_ANDROID_MAX_FILE (256 * 1024)
+
+enum tt_tls_store_kind {
+    TT_TLS_STORE_SYSTEM,  /* OpenSSL's default paths (SSL_CTX_set_default_verify_paths) */
+    TT_TLS_STORE_ANDROID, /* every file of dir */
+    TT_TLS_STORE_NONE,    /* no store: only ca_file's CAs are trusted */
+};
+
+struct tt_tls_store {
+    enum tt_tls_store_kind kind;
+    const char *dir; /* TT_TLS_STORE_ANDROID: one of android_dirs; NULL otherwise */
+};
+
+/* True when path exists as a file (want_dir false) or a directory (true). */
+typedef bool (*tt_tls_exists_fn)(const char *path, bool want_dir, void *ud);
+
+/* Picks the store (see above). sys_file: the system's CA file; sys_dir: its directory, or a
+ * ':'-separated list of them (as SSL_CERT_DIR may be); either may be NULL; android_dirs:
+ * NULL-terminated, in order of preference. exists is asked about those paths only. Pure. */
+void tt_tls_pick_store(const char *sys_file, const char *sys_dir, const char *const *android_dirs,
+                       tt_tls_exists_fn exists, void *ud, struct tt_tls_store *out);
 
 /* Writes "subject=... serial=... not_after=..." of a server context's certificate into out
  * (for logs); "" for a client context. */

@@ -1099,3 +1099,86 @@ def parse_ready(line):  # noqa: F811 - extends the one above (Agent.wait_ready c
         return {m.group(1): {"kind": "tcp", "private": True, "target": m.group(2),
                              "line": line}}
     return _parse_ready_public(line)
+
+
+# ---------------------------------------------------------------- a DNS server (tether --dns)
+
+class DnsServer:
+    """A small DNS server on 127.0.0.1 (UDP, a free port): answers A queries for the names in
+    names ({name: IPv4 address}, case-insensitive) and AAAA queries for names in names6 ({name:
+    IPv6 address}); a known name without an address of the asked type gets an empty NOERROR
+    answer, an unknown name NXDOMAIN. silent=True: it reads queries and never answers. Every
+    query is recorded in .queries as (name in lowercase, type number), and the address it came
+    from in .peers (c-ares uses one socket per lookup). Standard library only."""
+
+    def __init__(self, env, names=None, names6=None, silent=False):
+        self.names = {k.lower().rstrip("."): v for k, v in (names or {}).items()}
+        self.names6 = {k.lower().rstrip("."): v for k, v in (names6 or {}).items()}
+        self.silent = silent
+        self.queries = []
+        self.peers = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.addr = "127.0.0.1:%d" % self.port
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        env.on_cleanup(self.close)
+
+    def names_asked(self):
+        return [n for n, _ in self.queries]
+
+    def _loop(self):
+        while not self.stopping:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.peers.append(peer)
+            reply = self._answer(data)
+            if reply is not None and not self.silent:
+                try:
+                    self.sock.sendto(reply, peer)
+                except OSError:
+                    pass
+
+    def _answer(self, q):
+        if len(q) < 17:
+            return None
+        qid, flags, qdcount = struct.unpack("!HHH", q[:6])
+        if flags & 0x8000 or qdcount != 1:
+            return None
+        i, labels = 12, []
+        while i < len(q) and q[i] != 0:
+            n = q[i]
+            if n > 63 or i + 1 + n > len(q):
+                return None
+            labels.append(q[i + 1:i + 1 + n].decode("ascii", "replace"))
+            i += 1 + n
+        if i + 5 > len(q):
+            return None
+        qtype, qclass = struct.unpack("!HH", q[i + 1:i + 5])
+        question = q[12:i + 5]
+        name = ".".join(labels).lower()
+        self.queries.append((name, qtype))
+        known = name in self.names or name in self.names6
+        answers = b""
+        if qtype == 1 and name in self.names:
+            answers = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + \
+                socket.inet_pton(socket.AF_INET, self.names[name])
+        elif qtype == 28 and name in self.names6:
+            answers = struct.pack("!HHHIH", 0xC00C, 28, 1, 60, 16) + \
+                socket.inet_pton(socket.AF_INET6, self.names6[name])
+        rcode = 0 if known else 3
+        head = struct.pack("!HHHHHH", qid, 0x8180 | (flags & 0x0100) | rcode, 1,
+                           1 if answers else 0, 0, 0)
+        return head + question + answers
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(timeout=5)
+        self.sock.close()

@@ -314,6 +314,17 @@ def signin_seeds():
             write("fuzz_httpproxy", bytes([split]) + req)
 
 
+def hostaddr_seeds():
+    """Issue 11. fuzz_hostaddr: one string, read as a --dns value, a host name (the localhost
+    rule, IP literals) and an SSL_CERT_DIR-style list of directories. Our own parsing only: DNS
+    messages are c-ares's."""
+    for s in [b"127.0.0.1:5353", b"192.0.2.1", b"::1", b"[::1]", b"[2001:db8::1]:5300", b"[::1",
+              b"[::1]53", b"1.2.3.4:0", b"1.2.3.4:65536", b"1:2", b"dns.example", b"fe80::1%eth0",
+              b"localhost", b"relay.LOCALHOST.", b".localhost", b"a..localhost", b"notlocalhost",
+              b"/etc/ssl/certs:/system/etc/security/cacerts", b"::/opt/certs:"]:
+        write("fuzz_hostaddr", s)
+
+
 if __name__ == "__main__":
     main()
     http_seeds()
@@ -322,3 +333,4 @@ if __name__ == "__main__":
     relaytext_seeds()
     response_seeds()
     signin_seeds()
+    hostaddr_seeds()

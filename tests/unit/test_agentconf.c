@@ -162,6 +162,16 @@ static void test_proxy_tls_and_check(void **state)
     assert_int_equal(tether_config_set_proxy(cfg, NULL), TETHER_ERR_INVAL);
     assert_int_equal(tether_config_set_ca_file(cfg, "/etc/ssl/ca.pem"), 0);
     assert_int_equal(tether_config_set_insecure(cfg, true), 0);
+    /* the DNS server: checked, kept as given, unchanged by a refusal, NULL for none */
+    assert_int_equal(tether_config_set_dns(cfg, "10.0.0.53"), 0);
+    assert_string_equal(cfg->dns, "10.0.0.53");
+    assert_int_equal(tether_config_set_dns(cfg, NULL), 0);
+    assert_null(cfg->dns);
+    assert_int_equal(tether_config_set_dns(cfg, "[2001:db8::53]:5353"), 0);
+    assert_int_equal(tether_config_set_dns(cfg, "ns.example"), TETHER_ERR_CONFIG);
+    assert_non_null(strstr(tether_config_error(cfg), "not an IP address"));
+    assert_string_equal(cfg->dns, "[2001:db8::53]:5353");
+    assert_int_equal(tether_config_set_dns(NULL, "1.1.1.1"), TETHER_ERR_INVAL);
     /* the state dir and the device key */
     assert_int_equal(tether_config_set_state_dir(cfg, "/var/lib/x"), 0);
     assert_string_equal(cfg->state_dir, "/var/lib/x");
@@ -208,6 +218,7 @@ static void test_proxy_tls_and_check(void **state)
     assert_string_equal(copy->device_key,
                         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     assert_string_equal(copy->ca_file, "/etc/ssl/ca.pem");
+    assert_string_equal(copy->dns, "[2001:db8::53]:5353");
     assert_string_equal(copy->proxy, "proxy:3128");
     assert_string_equal(copy->no_proxy, "localhost,.lan");
     assert_true(copy->insecure);

@@ -27,8 +27,9 @@ static void test_full_command_line(void **state)
                            "--token=secret", "--http", "127.0.0.1:8000", "--tcp",
                            "ssh=127.0.0.1:22", "--http", "api=[::1]:9000", "--json", "--log-level",
                            "debug", "--ca-file", "ca.pem", "--insecure", "--state-dir",
-                           "/var/lib/tether-x"),
+                           "/var/lib/tether-x", "--dns", "[::1]:5353"),
                      0);
+    assert_string_equal(a.dns, "[::1]:5353");
     assert_string_equal(a.state_dir, "/var/lib/tether-x");
     assert_int_equal(a.nservers, 2);
     assert_string_equal(a.servers[1], "ws://b:2");
@@ -207,6 +208,27 @@ static void test_to_config(void **state)
     assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
     assert_non_null(strstr(err, "bad proxy URL"));
     assert_null(strstr(err, "pw"));
+
+    /* --dns: once, checked by libtether, its message behind the flag's name */
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--dns", "192.0.2.53"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), 0);
+    tether_config_free(cfg);
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--dns=127.0.0.1:5353"), 0);
+    assert_string_equal(a.dns, "127.0.0.1:5353");
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), 0);
+    tether_config_free(cfg);
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--dns", "dns.example"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "--dns: DNS server 'dns.example': not an IP address"));
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--dns", "10.0.0.1:0"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "bad port"));
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--dns", ""), -1);
+    assert_non_null(strstr(err, "--dns: empty"));
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--dns", "1.1.1.1", "--dns", "::1"), -1);
+    assert_non_null(strstr(err, "--dns given twice"));
+    assert_int_equal(PARSE(&a, err, REQ, "--tcp", "x=h:1", "--dns"), -1);
+    assert_non_null(strstr(err, "--dns needs a value"));
 
     assert_int_equal(PARSE(&a, err, "--server", "ws://a:1", "--name", "has space", "--token", "t",
                            "--tcp", "x=h:1"),

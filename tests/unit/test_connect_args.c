@@ -36,8 +36,9 @@ static void test_listen_with_user(void **state)
     unsetenv("TETHER_GRANT");
     assert_int_equal(parse(&a, err, "--server", "ws://r:8080", "--server=wss://r2", "--user",
                            "alice", "--secret", "s3cret", "plant-7-gw/ssh", "--listen", "2222",
-                           "--json", NULL),
+                           "--json", "--dns", "127.0.0.1:5353", NULL),
                      0);
+    assert_string_equal(a.dns, "127.0.0.1:5353");
     assert_int_equal(a.nservers, 2);
     assert_string_equal(a.servers[1], "wss://r2");
     assert_string_equal(a.device, "plant-7-gw");
@@ -120,6 +121,9 @@ static void test_usage_errors(void **state)
         {{"--server", "ws://r", "d/s", "--stdio", "--log-level", "loud"}, "--log-level"},
         {{"--server", "", "d/s", "--stdio"}, "--server"},
         {{"--server", "ws://r", "d d/s", "--stdio"}, "space"},
+        {{"--server", "ws://r", "d/s", "--stdio", "--dns", "1.1.1.1", "--dns", "::1"},
+         "--dns given twice"},
+        {{"--server", "ws://r", "d/s", "--stdio", "--dns", ""}, "--dns"},
     };
     (void)state;
     unsetenv("TETHER_SECRET");

@@ -496,6 +496,77 @@ static void test_context_errors(void **state)
     tt_tls_ctx_free(NULL);
 }
 
+/* ---- where a client's CAs come from (pure) ------------------------------------------------- */
+
+/* The paths that exist, for tt_tls_pick_store: "f:PATH" a file, "d:PATH" a directory. */
+static bool fake_exists(const char *path, bool want_dir, void *ud)
+{
+    for (const char *const *p = ud; *p != NULL; p++)
+        if ((*p)[0] == (want_dir ? 'd' : 'f') && strcmp(*p + 2, path) == 0)
+            return true;
+    return false;
+}
+
+static struct tt_tls_store pick_from(const char *file, const char *dir, const char *const *present)
+{
+    static const char *const android[] = {TT_TLS_ANDROID_CA_DIRS, NULL};
+    struct tt_tls_store st;
+    tt_tls_pick_store(file, dir, android, fake_exists, (void *)present, &st);
+    return st;
+}
+
+static struct tt_tls_store pick(const char *const *present)
+{
+    return pick_from("/usr/lib/ssl/cert.pem", "/usr/lib/ssl/certs", present);
+}
+
+static void test_pick_store(void **state)
+{
+    const char *const debian[] = {"f:/usr/lib/ssl/cert.pem", "d:/usr/lib/ssl/certs",
+                                  "d:/system/etc/security/cacerts", NULL};
+    const char *const dir_only[] = {"d:/usr/lib/ssl/certs", NULL};
+    const char *const file_only[] = {"f:/usr/lib/ssl/cert.pem", NULL};
+    const char *const android_old[] = {"d:/system/etc/security/cacerts", NULL};
+    const char *const android_14[] = {"d:/system/etc/security/cacerts",
+                                      "d:/apex/com.android.conscrypt/cacerts", NULL};
+    /* a file where a directory should be, and the reverse, do not count */
+    const char *const wrong_kinds[] = {"d:/usr/lib/ssl/cert.pem", "f:/usr/lib/ssl/certs",
+                                       "f:/system/etc/security/cacerts", NULL};
+    const char *const nothing[] = {NULL};
+    const char *const env_dirs[] = {"d:/opt/certs", "d:/system/etc/security/cacerts", NULL};
+    struct tt_tls_store st;
+    (void)state;
+
+    st = pick(debian);
+    assert_int_equal(st.kind, TT_TLS_STORE_SYSTEM);
+    assert_null(st.dir);
+    assert_int_equal(pick(dir_only).kind, TT_TLS_STORE_SYSTEM);
+    assert_int_equal(pick(file_only).kind, TT_TLS_STORE_SYSTEM);
+
+    st = pick(android_old);
+    assert_int_equal(st.kind, TT_TLS_STORE_ANDROID);
+    assert_string_equal(st.dir, "/system/etc/security/cacerts");
+    st = pick(android_14); /* the updatable store first */
+    assert_int_equal(st.kind, TT_TLS_STORE_ANDROID);
+    assert_string_equal(st.dir, "/apex/com.android.conscrypt/cacerts");
+
+    st = pick(wrong_kinds);
+    assert_int_equal(st.kind, TT_TLS_STORE_NONE);
+    assert_null(st.dir);
+    assert_int_equal(pick(nothing).kind, TT_TLS_STORE_NONE);
+    /* no Android list at all, no system paths */
+    tt_tls_pick_store(NULL, NULL, NULL, fake_exists, (void *)nothing, &st);
+    assert_int_equal(st.kind, TT_TLS_STORE_NONE);
+
+    /* SSL_CERT_DIR's list: any of its directories counts; empty entries are skipped */
+    assert_int_equal(pick_from(NULL, "/nope:/opt/certs", env_dirs).kind, TT_TLS_STORE_SYSTEM);
+    assert_int_equal(pick_from("", "::/opt/certs:", env_dirs).kind, TT_TLS_STORE_SYSTEM);
+    /* a variable naming what does not exist (as on a phone) does not hide Android's store */
+    st = pick_from("/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs:/nope", env_dirs);
+    assert_int_equal(st.kind, TT_TLS_STORE_ANDROID);
+    assert_string_equal(st.dir, "/system/etc/security/cacerts");
+}
+
 /* ---- a relay and a device wsconn over TLS ----------------------------------------------- */
 
 struct world {
@@ -602,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_handover_keeps_pending_bytes),
         cmocka_unit_test(test_close_cancels_writes),
         cmocka_unit_test(test_context_errors),
+        cmocka_unit_test(test_pick_store),
         cmocka_unit_test(test_wsconn_over_tls),
     };
     int rc = cmocka_run_group_tests(tests, setup_certs, teardown_certs);
