@@ -331,4 +331,8 @@ format-check:
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' 2>/dev/null)
+# The microcontroller agent: make mcu, mcu-host, mcu-test, mcu-qemu (mcu/mcu.mk).
+include mcu/mcu.mk
+
+# Dependency files of our own objects (not directories of unpacked sources that end in .d).
+-include $(shell find build -name '*.d' -type f -not -path 'build/mcu/deps/*' 2>/dev/null)

@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""test_mcu.py - the microcontroller agent against a real tetherd, run by mcu/tests/run.py inside
+the network namespace it made: the agent (mcu/agent, src/core, the example application of
+mcu/example) runs on lwIP in user space (tether-mcu-host, attached to the TAP device), tetherd
+listens on the namespace's loopback and on the TAP's address, and curl and TCP clients reach the
+device's services through the relay. Uses tests/e2e/lib.py for processes, ports and cleanup.
+
+Each test_* function runs with a fresh lib.Env and a hang guard; prints "PASS name" or
+"FAIL name: reason" and a closing "mcu: N passed, M failed". Run by run.py, not by hand (it
+needs the namespace)."""
+
+import argparse
+import hashlib
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+LINUX_ADDR = "10.213.0.1"
+DEVICE_IP = "10.213.0.2/24"
+TAP = "ttmcu0"
+BIN = None
+PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+lib = None  # imported in main(), once TETHERD is set
+
+
+def relay(env, **kw):
+    """tetherd on the namespace's loopback (browsers, TCP clients) and on the TAP's address
+    (the device)."""
+    dev_port = lib.free_port()
+    extra = list(kw.pop("extra", ())) + ["--listen", "%s:%d" % (LINUX_ADDR, dev_port)]
+    r = lib.Relay(env, extra=extra, **kw)
+    r.dev_port = dev_port
+    return r
+
+
+class Device:
+    """tether-mcu-host: the example firmware on lwIP in this process's namespace."""
+
+    def __init__(self, env, r, name="mcu-1", key_file=None, token=None, extra=()):
+        self.env = env
+        self.key_file = key_file or env.path("%s.key" % name)
+        argv = [BIN, "--tap", TAP, "--ip", DEVICE_IP, "--gw", LINUX_ADDR, "--host", LINUX_ADDR,
+                "--port", str(r.dev_port), "--name", name,
+                "--token", token or r.token, "--key-file", self.key_file,
+                "--backoff", "300", "--backoff-cap", "2000"] + list(extra)
+        # "tether": lib's cleanup then reports an unexpected exit or a sanitizer report.
+        self.proc = lib.Proc(env, "tether", argv)
+
+    def wait_ready(self, start=0, timeout=30):
+        """Waits for a registration (both ready lines) from stdout line start on; returns
+        (next line index, http URL, tcp port)."""
+        i, line = self.proc.wait_line(lambda l: l.startswith("ready http "), timeout, start,
+                                      "a ready http line")
+        url = line.split()[2]
+        j, tline = self.proc.wait_line(lambda l: l.startswith("ready tcp echo "), timeout, i,
+                                       "a ready tcp line")
+        port = int(tline.rsplit(":", 1)[1])
+        return j + 1, url, port
+
+    def stop(self):
+        return self.proc.stop(signal.SIGTERM)
+
+
+def label_of(url):
+    m = re.match(r"http://([a-z0-9]+)\.localhost:(\d+)$", url)
+    lib.check(m is not None, "unexpected URL %r" % url)
+    return m.group(1), int(m.group(2))
+
+
+def curl(url, *extra, timeout=60):
+    """curl through the relay (the label resolves to the namespace's loopback). Returns
+    (status, body bytes)."""
+    label, port = label_of(url)
+    host = "%s.localhost" % label
+    argv = ["curl", "-sS", "--max-time", str(timeout), "--resolve", "%s:%d:127.0.0.1" % (host, port),
+            "-o", "-", "-w", "\n%{http_code}"] + list(extra) + [url]
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=timeout + 10)
+    lib.check(r.returncode == 0, "curl %s failed (%d): %s" % (url, r.returncode,
+                                                               r.stderr.decode(errors="replace")))
+    body, _, code = r.stdout.rpartition(b"\n")
+    return int(code), body
+
+
+def echo_round(port, data, timeout=60):
+    """Sends data to the echo service through the relay, half-closes, reads everything back
+    until EOF."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    got = bytearray()
+    err = []
+
+    def reader():
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    return
+                got.extend(b)
+        except OSError as e:
+            err.append(e)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    t.join(timeout)
+    s.close()
+    lib.check(not t.is_alive(), "the echo did not end within %ds (%d of %d bytes back)" %
+              (timeout, len(got), len(data)))
+    lib.check(not err, "reading the echo failed: %r" % err)
+    return bytes(got)
+
+
+# ---------------------------------------------------------------- tests
+
+def test_registers_and_serves_page(env):
+    """The agent registers (HELLO v2, WELCOME with a key it stores) and serves its page to curl."""
+    r = relay(env)
+    d = Device(env, r)
+    _, url, _ = d.wait_ready()
+    status, body = curl(url + "/")
+    lib.eq(status, 200, "status of /")
+    lib.check(b"Hello from a microcontroller" in body, "page body: %r" % body[:200])
+    with open(d.key_file, "rb") as f:
+        key = f.read()
+    lib.check(re.fullmatch(rb"[0-9a-f]{64}", key) is not None, "stored key %r" % key)
+    status, _ = curl(url + "/nothing-here")
+    lib.eq(status, 404, "status of an unknown path")
+
+
+def test_download_through_window(env):
+    """A 300 kB body from the device: its writes follow the relay's window and lwIP's buffer."""
+    r = relay(env)
+    d = Device(env, r)
+    _, url, _ = d.wait_ready()
+    n = 300000
+    status, body = curl(url + "/data/%d" % n)
+    lib.eq(status, 200, "status of /data")
+    want = (PATTERN * (n // len(PATTERN) + 1))[:n]
+    lib.check(body == want, "body differs: %d bytes, sha256 %s, want %s" % (
+        len(body), hashlib.sha256(body).hexdigest()[:16], hashlib.sha256(want).hexdigest()[:16]))
+
+
+def test_upload_with_1k_window(env):
+    """A 200 kB upload to a device that announces a 1 KiB window: the relay must wait for the
+    device's WINDOW credit, 1 KiB at a time."""
+    r = relay(env)
+    d = Device(env, r)
+    _, url, _ = d.wait_ready()
+    data = bytes(random.Random(7).getrandbits(8) for _ in range(200000))
+    path = env.path("upload.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    status, body = curl(url + "/sum", "--data-binary", "@" + path,
+                        "-H", "Content-Type: application/octet-stream")
+    lib.eq(status, 200, "status of /sum")
+    lib.eq(body.decode(), "received %d bytes, sum %d\n" % (len(data), sum(data) & 0xffffffff),
+           "the device's count")
+
+
+def test_tcp_echo_half_close(env):
+    """100 kB through the TCP echo service, both ways at once; the client's half-close reaches
+    the device, whose FIN comes back as EOF."""
+    r = relay(env)
+    d = Device(env, r)
+    _, _, port = d.wait_ready()
+    data = bytes(random.Random(11).getrandbits(8) for _ in range(100000))
+    back = echo_round(port, data)
+    lib.check(back == data, "echo differs: %d of %d bytes back" % (len(back), len(data)))
+
+
+def test_two_streams_at_once(env):
+    """Two echo connections and a page at the same time: the device's two stream slots, each
+    with its own window; every stream completes."""
+    r = relay(env)
+    d = Device(env, r)
+    _, url, port = d.wait_ready()
+    results = {}
+
+    def one(k):
+        data = bytes(random.Random(k).getrandbits(8) for _ in range(40000))
+        try:
+            results[k] = echo_round(port, data) == data
+        except Exception as e:  # reported below
+            results[k] = repr(e)
+
+    ts = [threading.Thread(target=one, args=(k,)) for k in (1, 2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(90)
+    lib.eq(results, {1: True, 2: True}, "both echoes")
+    status, body = curl(url + "/")
+    lib.eq(status, 200, "status of / after the echoes")
+
+
+def test_key_kept_and_required(env):
+    """The key from the first WELCOME is stored; a restarted agent presents it and gets its name
+    (and label) back; an agent without it is refused (AUTH) and the name stays the device's."""
+    r = relay(env)
+    d = Device(env, r)
+    _, url1, _ = d.wait_ready()
+    lib.eq(d.stop(), 0, "exit status after SIGTERM")
+    d2 = Device(env, r, key_file=d.key_file)
+    _, url2, _ = d2.wait_ready()
+    lib.eq(url2, url1, "URL after a restart with the stored key")
+    lib.eq(d2.stop(), 0, "exit status after SIGTERM")
+    intruder = Device(env, r, key_file=env.path("other.key"))
+    _, line = intruder.proc.wait_line(lambda l: l.startswith("refused "), 30, 0, "a refused line")
+    lib.check(line.startswith("refused AUTH"), "refusal: %r" % line)
+    lib.check(not os.path.exists(env.path("other.key")), "the refused agent stored a key")
+
+
+def test_reconnects_after_relay_restart(env):
+    """The relay goes away (GOAWAY SHUTDOWN on SIGTERM) and comes back on the same ports and data
+    dir: the agent reconnects by itself, with its key, and keeps its label."""
+    r = relay(env, grace="5m")
+    d = Device(env, r)
+    nxt, url1, _ = d.wait_ready()
+    r.stop()
+    d.proc.wait_line(lambda l: l.startswith("disconnected:"), 30, nxt, "a disconnected line")
+    r2 = lib.Relay(env, port=r.port, admin_port=r.admin_port, tcp_ports=(r.tcp_low, r.tcp_high),
+                   data_dir=r.data_dir, grace="5m",
+                   extra=["--listen", "%s:%d" % (LINUX_ADDR, r.dev_port)])
+    r2.dev_port = r.dev_port
+    _, url2, port = d.wait_ready(start=nxt, timeout=60)
+    lib.eq(url2, url1, "URL after the relay restarted")
+    status, _ = curl(url2 + "/")
+    lib.eq(status, 200, "status of / after reconnecting")
+    data = b"after the restart\n" * 100
+    lib.check(echo_round(port, data) == data, "echo after reconnecting")
+
+
+def test_heartbeat_and_dead_link(env):
+    """With short timers (ping after 1 s of silence, dead after 3 s): the relay's pongs keep a
+    quiet link up; a relay that stops answering (SIGSTOP) is dropped and, once it answers again,
+    the agent registers again."""
+    r = relay(env)
+    d = Device(env, r, extra=["--ping-after", "1000", "--dead-after", "3000"])
+    nxt, url, _ = d.wait_ready()
+    time.sleep(7)  # quiet: only pings and pongs
+    lib.check(not any(l.startswith("disconnected") for l in d.proc.lines[nxt:]),
+              "the link dropped while the relay answered pings: %r" % d.proc.lines[nxt:])
+    os.kill(r.proc.pid, signal.SIGSTOP)
+    try:
+        _, line = d.proc.wait_line(lambda l: l.startswith("disconnected:"), 20, nxt,
+                                   "a disconnected line")
+        lib.check("ping timeout" in line, "disconnected for another reason: %r" % line)
+    finally:
+        os.kill(r.proc.pid, signal.SIGCONT)
+    _, url2, _ = d.wait_ready(start=nxt, timeout=60)
+    lib.eq(url2, url, "URL after the dead link")
+    status, _ = curl(url2 + "/")
+    lib.eq(status, 200, "status of / after the dead link")
+
+
+TESTS = [(n[5:], f) for n, f in list(globals().items()) if n.startswith("test_") and callable(f)]
+
+
+def run_one(name, func, timeout):
+    env = lib.Env(name)
+    ok, reason, details = True, "", ""
+
+    def on_alarm(signum, frame):
+        raise lib.TestFailure("hang guard: still running after %ds" % timeout)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(timeout)
+    try:
+        func(env)
+    except BaseException as e:
+        ok = False
+        reason = str(e).split("\n")[0] or type(e).__name__
+        details = traceback.format_exc() + "\n" + env.diagnostics()
+    signal.alarm(0)
+    problems = env.cleanup()
+    if problems and ok:
+        ok, reason, details = False, problems[0].split("\n")[0], "\n".join(problems)
+    env.remove()
+    return ok, reason, details
+
+
+def main():
+    global BIN, lib, TAP
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--tetherd", required=True)
+    ap.add_argument("--tap", default=TAP)
+    ap.add_argument("-k", action="append", default=[])
+    ap.add_argument("--timeout", type=int, default=120)
+    args = ap.parse_args()
+    BIN, TAP = args.bin, args.tap
+    os.environ["TETHERD"] = args.tetherd
+    import lib as _lib
+    lib = _lib
+    tests = [(n, f) for n, f in TESTS if not args.k or any(k in n for k in args.k)]
+    print("mcu: %d tests, agent=%s tetherd=%s" % (len(tests), BIN, args.tetherd))
+    sys.stdout.flush()
+    passed = failed = 0
+    for name, func in tests:
+        t0 = time.monotonic()
+        ok, reason, details = run_one(name, func, args.timeout)
+        if ok:
+            passed += 1
+            print("PASS mcu/%s (%.1fs)" % (name, time.monotonic() - t0))
+        else:
+            failed += 1
+            print("FAIL mcu/%s: %s" % (name, reason))
+            for line in details.splitlines():
+                print("    " + line)
+        sys.stdout.flush()
+    print("mcu: %d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
