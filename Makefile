@@ -1,7 +1,11 @@
 # Tether - top-level Makefile.
 #   make            build tetherd, tether, libtether (release, into build/release)
 #   make test       install what tests need, build with ASan+UBSan, run every test; then the
-#                   agent cross-built for arm64 runs the agent's e2e tests under qemu-user
+#                   agent cross-built for arm64 runs the agent's e2e tests under qemu-user, and
+#                   the microcontroller agent runs on lwIP in user space (mcu/mcu.mk, mcu-test)
+#   make mcu / mcu-host / mcu-test / mcu-qemu
+#                   the microcontroller agent (mcu/mcu.mk): the Cortex-M firmware with its size
+#                   report, the user-space build, its tests, the firmware on QEMU's mps2-an385
 #   make demo       build, start a relay and an agent exposing a sample page, print its URL
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make sanitize   build with -fsanitize=address,undefined into build/sanitize
@@ -147,6 +151,7 @@ test:
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin fuzz-replay-bin
 	@set -e; for a in $(TEST_CROSS_ARCHS); do $(MAKE) --no-print-directory cross ARCH=$$a; done
 	@$(MAKE) --no-print-directory core-check CORTEX_M=require
+	@$(MAKE) --no-print-directory mcu-host
 	@MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" tests/run-all.sh
 
 unit:

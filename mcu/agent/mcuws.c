@@ -66,8 +66,8 @@ static void put_u16(struct out *o, uint16_t v)
     put(o, d + sizeof d - n, n);
 }
 
-size_t tt_mcuws_request(char *out, size_t outlen, const char *host, uint16_t port,
-                        const char *path, const char *key)
+size_t tt_mcuws_request(char *out, size_t outlen, const char *host, uint16_t port, const char *path,
+                        const char *key)
 {
     struct out o = {out, outlen, 0};
 

@@ -41,8 +41,8 @@ int tt_mcuws_key(const uint8_t nonce[16], char key[TT_MCUWS_KEY_LEN + 1],
 /* Writes the opening request for host (as it goes in the Host header), port (written only when
  * it is not 80), path ("/" when NULL or empty) and key into out[0..outlen). Returns its length,
  * or 0 when it does not fit (nothing useful written). */
-size_t tt_mcuws_request(char *out, size_t outlen, const char *host, uint16_t port,
-                        const char *path, const char *key);
+size_t tt_mcuws_request(char *out, size_t outlen, const char *host, uint16_t port, const char *path,
+                        const char *key);
 
 /* The relay's answer to the opening request. */
 struct tt_mcuws_answer {
@@ -51,11 +51,11 @@ struct tt_mcuws_answer {
 };
 
 /* Results of tt_mcuws_answer_check, besides a positive head length. */
-#define TT_MCUWS_PARTIAL 0 /* the head is not complete yet: feed more bytes */
-#define TT_MCUWS_BAD (-1)  /* not HTTP, or a malformed head */
-#define TT_MCUWS_NOT_101 (-2) /* a well-formed answer that is not 101: see ans->status */
-#define TT_MCUWS_BAD_UPGRADE (-3) /* 101 without Upgrade: websocket or Connection: upgrade */
-#define TT_MCUWS_BAD_ACCEPT (-4)  /* 101 with a missing or wrong Sec-WebSocket-Accept */
+#define TT_MCUWS_PARTIAL 0         /* the head is not complete yet: feed more bytes */
+#define TT_MCUWS_BAD (-1)          /* not HTTP, or a malformed head */
+#define TT_MCUWS_NOT_101 (-2)      /* a well-formed answer that is not 101: see ans->status */
+#define TT_MCUWS_BAD_UPGRADE (-3)  /* 101 without Upgrade: websocket or Connection: upgrade */
+#define TT_MCUWS_BAD_ACCEPT (-4)   /* 101 with a missing or wrong Sec-WebSocket-Accept */
 #define TT_MCUWS_BAD_PROTOCOL (-5) /* 101 naming a subprotocol other than tether.v1 */
 
 /* Reads the answer head held in buf[0..len) (everything received so far). Returns the head's
@@ -94,13 +94,13 @@ enum tt_mcuws_reader_err {
 /* The frame reader: fixed size, no buffers beyond a control frame's payload. */
 struct tt_mcuws_reader {
     uint8_t hdr[TT_MCUWS_HDR_MAX];
-    uint8_t hdrlen;   /* bytes of the current header held */
-    uint8_t need;     /* bytes the current header has (known once 2 are in) */
-    uint8_t opcode;   /* of the current frame */
-    uint8_t in_msg;   /* a binary message has begun and not ended */
-    uint8_t fin;      /* FIN bit of the current frame */
-    uint8_t err;      /* enum tt_mcuws_reader_err */
-    uint64_t left;    /* payload bytes of the current frame not yet read */
+    uint8_t hdrlen; /* bytes of the current header held */
+    uint8_t need;   /* bytes the current header has (known once 2 are in) */
+    uint8_t opcode; /* of the current frame */
+    uint8_t in_msg; /* a binary message has begun and not ended */
+    uint8_t fin;    /* FIN bit of the current frame */
+    uint8_t err;    /* enum tt_mcuws_reader_err */
+    uint64_t left;  /* payload bytes of the current frame not yet read */
     uint8_t ctrl[TT_MCUWS_CTRL_MAX];
     uint8_t ctrllen;
 };

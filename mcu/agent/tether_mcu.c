@@ -128,7 +128,8 @@ static void emit(struct tether_mcu *a, enum tether_mcu_event_kind kind, const ch
     ev.what = what ? what : "";
     ev.code = code;
     ev.reason = reason;
-    ev.retry_ms = kind == TETHER_MCU_EV_READY || kind == TETHER_MCU_EV_KEY_LOST ? 0 : a->retry_delay;
+    ev.retry_ms =
+        kind == TETHER_MCU_EV_READY || kind == TETHER_MCU_EV_KEY_LOST ? 0 : a->retry_delay;
     ev.welcome = w;
     a->cb->event(a, &ev, a->ud);
 }
@@ -332,8 +333,8 @@ static void service(struct tether_mcu *a)
                 continue;
             }
             drain(a, sl);
-            if (sl->id == id && sl->len == 0 && (sl->flags & (SF_REMOTE_FIN | SF_FIN_DONE)) ==
-                                                    SF_REMOTE_FIN) {
+            if (sl->id == id && sl->len == 0 &&
+                (sl->flags & (SF_REMOTE_FIN | SF_FIN_DONE)) == SF_REMOTE_FIN) {
                 sl->flags |= SF_FIN_DONE;
                 if (a->cb->fin)
                     a->cb->fin(a, id, a->ud);
@@ -445,7 +446,8 @@ static int s_on_welcome(struct tt_session *s, const struct tt_welcome *m, void *
         /* Kept before the registration is reported (docs/PROTOCOL.md 6.4). */
         memcpy(a->key, m->key.p, m->key.len);
         a->keylen = (uint8_t)m->key.len;
-        if (a->cb->key_store == NULL || a->cb->key_store(a->ud, (const char *)a->key, a->keylen) != 0)
+        if (a->cb->key_store == NULL ||
+            a->cb->key_store(a->ud, (const char *)a->key, a->keylen) != 0)
             emit(a, TETHER_MCU_EV_KEY_LOST, "could not store the device key", 0,
                  (struct tt_str){NULL, 0}, NULL);
     }
@@ -505,8 +507,7 @@ static int s_on_goaway(struct tt_session *s, const struct tt_coded *m, void *ud)
     return 0;
 }
 
-static int s_on_open(struct tt_session *s, struct tt_stream *st, const struct tt_open *m,
-                     void *ud)
+static int s_on_open(struct tt_session *s, struct tt_stream *st, const struct tt_open *m, void *ud)
 {
     struct tether_mcu *a = ud;
     struct tether_mcu_stream *sl = NULL;
@@ -816,9 +817,9 @@ static void on_tcp_err(void *arg, err_t err)
     enter(a);
     a->pcb = NULL;
     fail(a, DROP_ABORT,
-         err == ERR_RST ? "connection reset" : a->state == TETHER_MCU_CONNECTING
-                                                   ? "could not connect to the relay"
-                                                   : "connection lost");
+         err == ERR_RST                      ? "connection reset"
+         : a->state == TETHER_MCU_CONNECTING ? "could not connect to the relay"
+                                             : "connection lost");
     leave(a);
 }
 
@@ -1114,12 +1115,8 @@ int tether_mcu_fin(struct tether_mcu *a, uint32_t stream)
     }
     (void)send_msg(a, TT_MCUWS_BINARY, hdr, sizeof hdr);
     sl->flags |= SF_LOCAL_FIN;
-    if (tt_session_stream_user(&a->session, stream) == NULL) {
-        /* Our FIN completed the stream (the relay's came first). */
-        sl->flags |= SF_GONE;
-        if (sl->len == 0 && (sl->flags & SF_FIN_DONE))
-            slot_free(sl); /* the application's own call ended it: no close */
-    }
+    if (tt_session_stream_user(&a->session, stream) == NULL)
+        sl->flags |= SF_GONE; /* our FIN completed it: close(DONE) follows from service() */
     leave(a);
     return 0;
 }

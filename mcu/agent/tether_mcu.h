@@ -10,10 +10,16 @@
  * and timers; the application's calls (tether_mcu_write and the rest) are made from callbacks
  * or from that same loop, never from an interrupt.
  *
- * Stream lifetime: a stream begins with callbacks.open and ends with callbacks.close, except when
- * the application's own call ends it (tether_mcu_reset, or tether_mcu_fin once the relay's FIN
- * has been delivered): then it is over when that call returns and close is not called. A stream
- * id is not valid after it ended; the relay may reuse ids. */
+ * Stream lifetime: every stream the application accepts in callbacks.open ends with exactly one
+ * callbacks.close (FIN both ways and every byte delivered, a RESET from the relay, or the
+ * connection lost), except when the application aborts it itself with tether_mcu_reset: then it
+ * is over when that call returns and close is not called. A stream id is not valid after it
+ * ended; the relay may reuse ids.
+ *
+ * Re-entrancy: callbacks are never called from inside the protocol core. The application's calls
+ * run the agent's deferred work before they return, so a call made outside any callback (from
+ * the main loop) may call callbacks back before it returns: delivery of buffered bytes, fin,
+ * writable, close. Calls made inside a callback never do: their work runs once it returns. */
 #ifndef TETHER_MCU_H
 #define TETHER_MCU_H
 
@@ -125,7 +131,8 @@ struct tether_mcu_callbacks {
     void (*fin)(struct tether_mcu *a, uint32_t stream, void *ud);
     /* tether_mcu_write returned less than asked (or 0): it may take more now. */
     void (*writable)(struct tether_mcu *a, uint32_t stream, void *ud);
-    /* The stream is over (see "Stream lifetime"); code is the relay's RESET code for END_RESET. */
+    /* The stream is over (see "Stream lifetime"); code is the relay's RESET code for END_RESET.
+     * Free the application's state for it here. */
     void (*close)(struct tether_mcu *a, uint32_t stream, enum tether_mcu_end how, uint16_t code,
                   void *ud);
     /* Registration, disconnection, refusal: for logs and "ready" lines. */
@@ -140,8 +147,8 @@ struct tether_mcu_callbacks {
 };
 
 enum tether_mcu_state {
-    TETHER_MCU_IDLE = 0,     /* not started, or stopped */
-    TETHER_MCU_WAITING = 1,  /* backing off before the next attempt */
+    TETHER_MCU_IDLE = 0,    /* not started, or stopped */
+    TETHER_MCU_WAITING = 1, /* backing off before the next attempt */
     TETHER_MCU_RESOLVING = 2,
     TETHER_MCU_CONNECTING = 3,
     TETHER_MCU_UPGRADING = 4, /* upgrade request sent, reading the answer */

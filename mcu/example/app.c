@@ -147,8 +147,9 @@ static void respond_page(struct conn *c)
     char body[256];
     size_t n = 0;
 
-    adds(body, sizeof body, &n, "<!doctype html><title>tether-mcu</title><h1>Hello from a "
-                                "microcontroller</h1><p>Served by the Tether MCU agent. Uptime ");
+    adds(body, sizeof body, &n,
+         "<!doctype html><title>tether-mcu</title><h1>Hello from a "
+         "microcontroller</h1><p>Served by the Tether MCU agent. Uptime ");
     addu(body, sizeof body, &n, tt_port_now_ms() / 1000);
     adds(body, sizeof body, &n, " s, streams served ");
     addu(body, sizeof body, &n, served);
@@ -307,8 +308,7 @@ static int on_open(struct tether_mcu *a, uint32_t stream, uint8_t service, void 
     return 0;
 }
 
-static size_t on_data(struct tether_mcu *a, uint32_t stream, const uint8_t *p, size_t len,
-                      void *ud)
+static size_t on_data(struct tether_mcu *a, uint32_t stream, const uint8_t *p, size_t len, void *ud)
 {
     struct conn *c = conn_of(stream);
     long n;
@@ -355,8 +355,8 @@ static void on_writable(struct tether_mcu *a, uint32_t stream, void *ud)
     }
 }
 
-static void on_close(struct tether_mcu *a, uint32_t stream, enum tether_mcu_end how,
-                     uint16_t code, void *ud)
+static void on_close(struct tether_mcu *a, uint32_t stream, enum tether_mcu_end how, uint16_t code,
+                     void *ud)
 {
     struct conn *c = conn_of(stream);
     (void)a;

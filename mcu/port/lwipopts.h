@@ -34,7 +34,7 @@
 #define MEM_LIBC_MALLOC 0
 #define MEMP_MEM_MALLOC 0
 #define MEM_ALIGNMENT __SIZEOF_POINTER__ /* 4 on a Cortex-M, 8 in the 64-bit test build */
-#define MEM_SIZE (10 * 1024) /* PBUF_RAM: outgoing segments (tcp_write copies here) */
+#define MEM_SIZE (10 * 1024)             /* PBUF_RAM: outgoing segments (tcp_write copies here) */
 #define MEMP_NUM_PBUF 8
 #define MEMP_NUM_TCP_PCB 6 /* the relay connection, and closed ones in TIME-WAIT */
 #define MEMP_NUM_TCP_PCB_LISTEN 1

@@ -143,8 +143,8 @@ struct rec {
 static int rec_data(void *ud, const uint8_t *p, size_t n)
 {
     struct rec *r = ud;
-    r->len += (size_t)snprintf(r->log + r->len, sizeof r->log - r->len, "%.*s", (int)n,
-                               (const char *)p);
+    r->len +=
+        (size_t)snprintf(r->log + r->len, sizeof r->log - r->len, "%.*s", (int)n, (const char *)p);
     return 0;
 }
 
@@ -193,9 +193,17 @@ static void test_reader_frames(void **state)
     uint8_t in[300];
     size_t n = 0;
 
-    memcpy(in + n, "\x02\x01" "a", 3), n += 3;
+    memcpy(in + n,
+           "\x02\x01"
+           "a",
+           3),
+        n += 3;
     memcpy(in + n, "\x89\x02hi", 4), n += 4;
-    memcpy(in + n, "\x80\x01" "b", 3), n += 3;
+    memcpy(in + n,
+           "\x80\x01"
+           "b",
+           3),
+        n += 3;
     memcpy(in + n, "\x8a\x00", 2), n += 2;
     memcpy(in + n, "\x82\x7e\x00\x80", 4), n += 4;
     memset(in + n, 'x', 128), n += 128;
@@ -250,14 +258,10 @@ static void test_reader_random(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_key_rfc_example),
-        cmocka_unit_test(test_request),
-        cmocka_unit_test(test_answer_ok_and_partial),
-        cmocka_unit_test(test_answer_refusals),
-        cmocka_unit_test(test_answer_too_many_headers),
-        cmocka_unit_test(test_header_and_mask),
-        cmocka_unit_test(test_reader_frames),
-        cmocka_unit_test(test_reader_rejects),
+        cmocka_unit_test(test_key_rfc_example),         cmocka_unit_test(test_request),
+        cmocka_unit_test(test_answer_ok_and_partial),   cmocka_unit_test(test_answer_refusals),
+        cmocka_unit_test(test_answer_too_many_headers), cmocka_unit_test(test_header_and_mask),
+        cmocka_unit_test(test_reader_frames),           cmocka_unit_test(test_reader_rejects),
         cmocka_unit_test(test_reader_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

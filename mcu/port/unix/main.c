@@ -131,7 +131,8 @@ int tt_port_key_store(const char *key, size_t len)
     return rename(tmp, key_file) == 0 ? 0 : -1;
 }
 
-/* ---- the TAP netif ---------------------------------------------------------------------------- */
+/* ---- the TAP netif ----------------------------------------------------------------------------
+ */
 
 static err_t tap_output(struct netif *nif, struct pbuf *p)
 {
@@ -158,7 +159,8 @@ static err_t tap_init(struct netif *nif)
     nif->mtu = 1500;
     nif->hwaddr_len = 6;
     memcpy(nif->hwaddr, mac, 6);
-    nif->flags = NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_LINK_UP;
+    nif->flags =
+        NETIF_FLAG_BROADCAST | NETIF_FLAG_ETHARP | NETIF_FLAG_ETHERNET | NETIF_FLAG_LINK_UP;
     return ERR_OK;
 }
 
@@ -199,7 +201,8 @@ static void tap_poll(struct netif *nif)
     }
 }
 
-/* ---- main --------------------------------------------------------------------------------------- */
+/* ---- main ---------------------------------------------------------------------------------------
+ */
 
 static void on_signal(int sig)
 {
@@ -208,9 +211,10 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: tether-mcu-host --tap IFNAME --ip A.B.C.D/PREFIX --gw A.B.C.D --host "
-                    "RELAY-IP --port PORT --name NAME --token TOKEN [--key-file FILE] [--path PATH] "
-                    "[--ping-after MS] [--dead-after MS] [--backoff MS] [--backoff-cap MS]\n");
+    fprintf(stderr,
+            "usage: tether-mcu-host --tap IFNAME --ip A.B.C.D/PREFIX --gw A.B.C.D --host "
+            "RELAY-IP --port PORT --name NAME --token TOKEN [--key-file FILE] [--path PATH] "
+            "[--ping-after MS] [--dead-after MS] [--backoff MS] [--backoff-cap MS]\n");
     exit(2);
 }
 
@@ -325,8 +329,7 @@ int main(int argc, char **argv)
             tether_mcu_stop(&agent);
         }
         /* After a stop, a moment for the GOAWAY and the close to leave. */
-        if (stopping && (tether_mcu_state(&agent) == TETHER_MCU_IDLE) &&
-            sys_now() - stop_at >= 300)
+        if (stopping && (tether_mcu_state(&agent) == TETHER_MCU_IDLE) && sys_now() - stop_at >= 300)
             break;
     }
     close(tapfd);
