@@ -64,7 +64,7 @@ mcu-deps:
 mcu: mcu-deps
 	@$(MAKE) --no-print-directory $(MCU_DEPS)/.done
 	@$(MAKE) --no-print-directory $(MCU_FW)/tether-mcu-mps2.elf
-	@python3 mcu/tools/sizes.py $(MCU_FW)/tether-mcu-mps2.elf $(MCU_FW)/tether-mcu-mps2.map
+	@python3 mcu/tools/sizes.py $(MCU_FW)/tether-mcu-mps2.elf $(MCU_FW)/tether-mcu-mps2.map --su-dir $(MCU_FW)/obj
 
 # ---- the user-space build (lwIP on a TAP device) ---------------------------------------------------
 MCU_HOST := build/mcu/host
