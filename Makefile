@@ -2,7 +2,8 @@
 #   make            build tetherd, tether, libtether (release, into build/release)
 #   make test       install what tests need, build with ASan+UBSan, run every test; then the
 #                   agent cross-built for arm64 runs the agent's e2e tests under qemu-user, and
-#                   the microcontroller agent runs on lwIP in user space (mcu/mcu.mk, mcu-test)
+#                   the microcontroller agent runs on lwIP in user space and as firmware on
+#                   QEMU's mps2-an385 (mcu/mcu.mk: mcu-test, mcu-qemu)
 #   make mcu / mcu-host / mcu-test / mcu-qemu
 #                   the microcontroller agent (mcu/mcu.mk): the Cortex-M firmware with its size
 #                   report, the user-space build, its tests, the firmware on QEMU's mps2-an385
@@ -151,7 +152,7 @@ test:
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin fuzz-replay-bin
 	@set -e; for a in $(TEST_CROSS_ARCHS); do $(MAKE) --no-print-directory cross ARCH=$$a; done
 	@$(MAKE) --no-print-directory core-check CORTEX_M=require
-	@$(MAKE) --no-print-directory mcu-host
+	@$(MAKE) --no-print-directory mcu-host mcu
 	@MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" tests/run-all.sh
 
 unit:

@@ -6,7 +6,10 @@
 #                  the agent's unit tests (build/mcu/host)
 #   make mcu-test  mcu-host, then the agent against a real tetherd in a network namespace
 #                  (tests/run-all.sh mcu; root: it creates a namespace and a TAP device)
-#   make mcu-qemu  mcu, then the firmware itself on QEMU's mps2-an385 against a real tetherd
+#   make mcu-qemu  mcu, then the same tests with the firmware itself on QEMU's mps2-an385 (its
+#                  LAN9118 on a TAP device in a namespace) against a real tetherd
+# make test builds mcu-host and mcu; tests/run-all.sh runs both (MCU_QEMU=0 leaves QEMU out).
+# Packages: scripts/deps.sh mcu.
 # lwIP, mbedTLS and picohttpparser are Debian's sources, unpacked into build/mcu/deps by
 # mcu/tools/sources.sh (never committed).
 
@@ -59,7 +62,7 @@ $(MCU_DEPS)/.done:
 	@mcu/tools/sources.sh $(MCU_DEPS)
 
 mcu-deps:
-	@mcu/tools/deps.sh build
+	@scripts/deps.sh mcu
 
 mcu: mcu-deps
 	@$(MAKE) --no-print-directory $(MCU_DEPS)/.done
@@ -90,20 +93,19 @@ $(MCU_HOST)/tests/test_mcuws: mcu/tests/test_mcuws.c $(call hostobj,mcu/agent/mc
 	@mkdir -p $(dir $@)
 	$(CC) $(MCU_WARN) $(MCU_HOST_CFLAGS) -Wno-unused-parameter -o $@ $^ -lcmocka
 
-mcu-host: $(MCU_DEPS)/.done
-	@mcu/tools/deps.sh test
+mcu-host: mcu-deps
+	@$(MAKE) --no-print-directory $(MCU_DEPS)/.done
 	@$(MAKE) --no-print-directory $(MCU_HOST)/tether-mcu-host $(MCU_HOST)/tests/test_mcuws
 
 mcu-test:
 	@$(MAKE) --no-print-directory MODE=sanitize build
 	@$(MAKE) --no-print-directory mcu-host
-	@MODE=sanitize tests/run-all.sh mcu
+	@MODE=sanitize MCU_QEMU=0 tests/run-all.sh mcu
 
-mcu-qemu:
-	@mcu/tools/deps.sh qemu
+mcu-qemu: mcu-deps
 	@$(MAKE) --no-print-directory MODE=sanitize build
 	@$(MAKE) --no-print-directory mcu
-	@python3 mcu/tests/qemu_run.py --tetherd build/sanitize/bin/tetherd \
-		--firmware $(MCU_FW)/tether-mcu-mps2.elf
+	@python3 mcu/tests/run.py --tetherd build/sanitize/bin/tetherd \
+		--qemu $(MCU_FW)/tether-mcu-mps2.elf
 
 .PHONY: mcu mcu-deps mcu-host mcu-test mcu-qemu

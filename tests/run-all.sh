@@ -8,7 +8,9 @@
 # tests) with the agent cross-built for that CPU (build/cross-ARCH, `make cross`) run under
 # qemu-user (win64: tether.exe under Wine) against this build's tetherd. `cross` runs only those.
 # `mcu` runs the microcontroller agent's tests (make mcu-host builds them): its unit tests and
-# its end-to-end tests on lwIP in user space in a network namespace (root; mcu/tests/run.py).
+# its end-to-end tests on lwIP in user space in a network namespace (root; mcu/tests/run.py),
+# then, when make mcu built the firmware and qemu-system-arm is there (and MCU_QEMU is not 0),
+# the same e2e tests with the firmware on QEMU's mps2-an385.
 # Exits 1 if anything failed or nothing ran. Builds nothing: `make test` builds first.
 set -u
 
@@ -177,12 +179,22 @@ run_cross() { # ARCH
 # The microcontroller agent (mcu/): its cmocka tests, then its e2e tests against this build's
 # tetherd, each counted as one test.
 run_mcu() {
-    local rc p f bin
+    local bin fw=build/mcu/fw/tether-mcu-mps2.elf
     for bin in build/mcu/host/tests/*; do
         [ -f "$bin" ] && [ -x "$bin" ] && run_cmocka "$bin"
     done
     echo "== mcu e2e (the agent on lwIP in user space, in a network namespace)"
-    python3 mcu/tests/run.py --tetherd "${TETHERD:-$B/bin/tetherd}" 2>&1 | tee "$log"
+    run_mcu_e2e mcu
+    if [ "${MCU_QEMU:-1}" != 0 ] && [ -f "$fw" ] && command -v qemu-system-arm >/dev/null; then
+        echo "== mcu-qemu e2e (the firmware on QEMU's mps2-an385, in a network namespace)"
+        run_mcu_e2e mcu-qemu --qemu "$fw"
+    fi
+}
+
+run_mcu_e2e() { # NAME [run.py arguments]
+    local rc p f what=$1
+    shift
+    python3 mcu/tests/run.py --tetherd "${TETHERD:-$B/bin/tetherd}" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     p=$(grep -c '^PASS ' "$log")
     f=$(grep -c '^FAIL ' "$log")
@@ -190,9 +202,9 @@ run_mcu() {
     failed=$((failed + f))
     while IFS= read -r l; do failures+=("${l#FAIL }"); done < <(grep '^FAIL ' "$log")
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        fail "mcu" "mcu/tests/run.py exited with status $rc"
+        fail "$what" "mcu/tests/run.py exited with status $rc"
     elif [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
-        fail "mcu" "no mcu test ran"
+        fail "$what" "no $what test ran"
     fi
 }
 

@@ -8,6 +8,10 @@ then removes the namespace, which takes the TAP device with it. Needs root.
 Prints the inner run's "PASS name" / "FAIL name: reason" lines and its closing
 "mcu: N passed, M failed". Exits 1 if a test failed or the namespace could not be made.
 Usage: mcu/tests/run.py [--bin build/mcu/host/tether-mcu-host] [--tetherd PATH] [-k SUBSTRING]...
+                       [--qemu FIRMWARE.elf]
+--qemu runs the same tests (but the one restarting the device with its key file) with the device
+being the firmware itself on qemu-system-arm's mps2-an385, attached to the same TAP device
+(make mcu-qemu).
 """
 
 import argparse
@@ -40,13 +44,14 @@ def main():
     ap.add_argument("--tetherd", default=os.environ.get("TETHERD",
                                                         os.path.join(ROOT, "build/sanitize/bin/tetherd")))
     ap.add_argument("-k", action="append", default=[])
+    ap.add_argument("--qemu", default=None)
     args = ap.parse_args()
 
     if os.geteuid() != 0:
         print("FAIL mcu/setup: needs root (a network namespace and a TAP device)")
         print("mcu: 0 passed, 1 failed")
         return 1
-    for exe in (args.bin, args.tetherd):
+    for exe in (args.tetherd,) if args.qemu else (args.bin, args.tetherd):
         if not os.access(exe, os.X_OK):
             print("FAIL mcu/setup: %s not found (make mcu-host; make MODE=sanitize build)" % exe)
             print("mcu: 0 passed, 1 failed")
@@ -66,6 +71,8 @@ def main():
                 "--tap", TAP]
         for k in args.k:
             argv += ["-k", k]
+        if args.qemu:
+            argv += ["--qemu", os.path.abspath(args.qemu)]
         p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             rc = p.wait(RUN_TIMEOUT)
