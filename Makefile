@@ -152,7 +152,8 @@ test:
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin fuzz-replay-bin
 	@set -e; for a in $(TEST_CROSS_ARCHS); do $(MAKE) --no-print-directory cross ARCH=$$a; done
 	@$(MAKE) --no-print-directory core-check CORTEX_M=require
-	@$(MAKE) --no-print-directory mcu-host mcu
+	@$(MAKE) --no-print-directory mcu-host
+	@$(MAKE) --no-print-directory mcu
 	@MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" tests/run-all.sh
 
 unit:
