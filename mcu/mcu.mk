@@ -6,6 +6,7 @@
 #                  the agent's unit tests (build/mcu/host)
 #   make mcu-test  mcu-host, then the agent against a real tetherd in a network namespace
 #                  (tests/run-all.sh mcu; root: it creates a namespace and a TAP device)
+#   make mcu-fuzz  the WebSocket client's libFuzzer target (FUZZ_TIME, FUZZ_RUNS, FUZZ_SEED)
 #   make mcu-qemu  mcu, then the same tests with the firmware itself on QEMU's mps2-an385 (its
 #                  LAN9118 on a TAP device in a namespace) against a real tetherd
 # make test builds mcu-host and mcu; tests/run-all.sh runs both (MCU_QEMU=0 leaves QEMU out).
@@ -93,9 +94,43 @@ $(MCU_HOST)/tests/test_mcuws: mcu/tests/test_mcuws.c $(call hostobj,mcu/agent/mc
 	@mkdir -p $(dir $@)
 	$(CC) $(MCU_WARN) $(MCU_HOST_CFLAGS) -Wno-unused-parameter -o $@ $^ -lcmocka
 
+# The back-off test includes tether_mcu.c (its static functions) and links lwIP, whose sys_now
+# and random source it fakes.
+MCU_TEST_LINK := $(call hostobj,mcu/agent/mcuws.c $(MCU_CORE_SRC) $(MCU_LIB_SRC) $(MCU_LWIP_SRC))
+$(MCU_HOST)/tests/test_backoff: mcu/tests/test_backoff.c mcu/agent/tether_mcu.c $(MCU_TEST_LINK)
+	@mkdir -p $(dir $@)
+	$(CC) $(MCU_WARN) $(MCU_HOST_CFLAGS) -o $@ $< $(MCU_TEST_LINK) -lcmocka
+
+# The WebSocket client's fuzz target: a gcc replay of its seeds for make test, and libFuzzer runs
+# (make mcu-fuzz, clang: at most FUZZ_TIME seconds, new inputs kept in build/mcu/fuzz/corpus).
+MCU_FUZZ_LINK_SRC := mcu/agent/mcuws.c $(MCU_LIB_SRC)
+$(MCU_HOST)/fuzz/fuzz_mcuws-replay: mcu/tests/fuzz_mcuws.c tests/fuzz/replay_main.c \
+		$(call hostobj,$(MCU_FUZZ_LINK_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(MCU_WARN) $(MCU_HOST_CFLAGS) -o $@ $^
+
+MCU_FUZZ := build/mcu/fuzz
+$(MCU_FUZZ)/obj/%.o: %.c | $(MCU_DEPS)/.done
+	@mkdir -p $(dir $@)
+	@clang -std=gnu17 -w -g -O1 -fsanitize=address,undefined,fuzzer-no-link -D_GNU_SOURCE \
+		$(MCU_INC) -c $< -o $@
+
+$(MCU_FUZZ)/fuzz_mcuws: mcu/tests/fuzz_mcuws.c $(patsubst %.c,$(MCU_FUZZ)/obj/%.o,$(MCU_FUZZ_LINK_SRC))
+	clang -std=c17 -Wall -Wextra -Werror -g -O1 -fsanitize=address,undefined,fuzzer $(MCU_INC) \
+		-o $@ $^
+
+mcu-fuzz: mcu-deps
+	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(MCU_DEPS)/.done
+	@$(MAKE) --no-print-directory $(MCU_FUZZ)/fuzz_mcuws
+	@mkdir -p $(MCU_FUZZ)/corpus
+	$(MCU_FUZZ)/fuzz_mcuws -max_total_time=$(FUZZ_TIME) -runs=$(FUZZ_RUNS) -seed=$(FUZZ_SEED) \
+		-max_len=4096 $(MCU_FUZZ)/corpus mcu/tests/corpus/fuzz_mcuws
+
 mcu-host: mcu-deps
 	@$(MAKE) --no-print-directory $(MCU_DEPS)/.done
-	@$(MAKE) --no-print-directory $(MCU_HOST)/tether-mcu-host $(MCU_HOST)/tests/test_mcuws
+	@$(MAKE) --no-print-directory $(MCU_HOST)/tether-mcu-host $(MCU_HOST)/tests/test_mcuws \
+		$(MCU_HOST)/tests/test_backoff $(MCU_HOST)/fuzz/fuzz_mcuws-replay
 
 mcu-test:
 	@$(MAKE) --no-print-directory MODE=sanitize build
@@ -108,4 +143,4 @@ mcu-qemu: mcu-deps
 	@python3 mcu/tests/run.py --tetherd build/sanitize/bin/tetherd \
 		--qemu $(MCU_FW)/tether-mcu-mps2.elf
 
-.PHONY: mcu mcu-deps mcu-host mcu-test mcu-qemu
+.PHONY: mcu mcu-deps mcu-host mcu-test mcu-qemu mcu-fuzz

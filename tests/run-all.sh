@@ -183,6 +183,8 @@ run_mcu() {
     for bin in build/mcu/host/tests/*; do
         [ -f "$bin" ] && [ -x "$bin" ] && run_cmocka "$bin"
     done
+    bin=build/mcu/host/fuzz/fuzz_mcuws-replay
+    [ -x "$bin" ] && run_replay "$bin" "fuzz_mcuws corpus" mcu/tests/corpus/fuzz_mcuws/*
     echo "== mcu e2e (the agent on lwIP in user space, in a network namespace)"
     run_mcu_e2e mcu
     if [ "${MCU_QEMU:-1}" != 0 ] && [ -f "$fw" ] && command -v qemu-system-arm >/dev/null; then
