@@ -9,9 +9,9 @@ Prints the inner run's "PASS name" / "FAIL name: reason" lines and its closing
 "mcu: N passed, M failed". Exits 1 if a test failed or the namespace could not be made.
 Usage: mcu/tests/run.py [--bin build/mcu/host/tether-mcu-host] [--tetherd PATH] [-k SUBSTRING]...
                        [--qemu FIRMWARE.elf]
---qemu runs the same tests (but the one restarting the device with its key file) with the device
-being the firmware itself on qemu-system-arm's mps2-an385, attached to the same TAP device
-(make mcu-qemu).
+--qemu runs the same tests with the device being the firmware itself on qemu-system-arm's
+mps2-an385, attached to the same TAP device (make mcu-qemu); the board's key sector is saved
+through QEMU's monitor when a test stops the board, and loaded into the next board that names it.
 """
 
 import argparse

@@ -32,6 +32,8 @@ TAP = "ttmcu0"
 BIN = None
 QEMU_FW = None  # --qemu FIRMWARE.elf: the device is the firmware itself on qemu-system-arm
 QEMU_CONFIG_ADDR = "0x003FE000"  # the configuration sector (mcu/port/mps2/mps2.ld)
+QEMU_KEY_ADDR = "0x003FF000"  # the device key's sector: "TTK1" and 64 hex digits
+QEMU_KEY_SIZE = 68
 # Flags of tether-mcu-host and the configuration sector's keys for the same settings.
 QEMU_KEYS = {"--ping-after": "ping_after", "--dead-after": "dead_after", "--backoff": "backoff",
              "--backoff-cap": "backoff_cap"}
@@ -53,16 +55,17 @@ def relay(env, **kw):
 class Device:
     """tether-mcu-host: the example firmware on lwIP in this process's namespace; with --qemu,
     the firmware itself on QEMU's mps2-an385, its LAN9118 on the same TAP device, its settings
-    in a configuration sector loaded into the board's flash (mcu/port/mps2/main.c). The QEMU
-    board keeps its device key in a flash sector that lasts as long as the emulated board runs:
-    key_file is None there."""
+    in a configuration sector loaded into the board's flash (mcu/port/mps2/main.c). The board
+    keeps its device key in a flash sector (RAM under QEMU): stop() saves that sector to key_file
+    through QEMU's monitor, and a board started with an existing key_file gets it loaded back,
+    as a real flash would keep it across a power cycle."""
 
     def __init__(self, env, r, name="mcu-1", key_file=None, token=None, extra=()):
         self.env = env
+        self.key_file = key_file or env.path("%s.key" % name)
         if QEMU_FW:
             self._qemu(env, r, name, token, extra)
             return
-        self.key_file = key_file or env.path("%s.key" % name)
         argv = [BIN, "--tap", TAP, "--ip", DEVICE_IP, "--gw", LINUX_ADDR, "--host", LINUX_ADDR,
                 "--port", str(r.dev_port), "--name", name,
                 "--token", token or r.token, "--key-file", self.key_file,
@@ -71,7 +74,6 @@ class Device:
         self.proc = lib.Proc(env, "tether", argv)
 
     def _qemu(self, env, r, name, token, extra):
-        self.key_file = None
         conf = ["tether-mcu-config 1", "ip=" + DEVICE_IP, "gw=" + LINUX_ADDR,
                 "relay=" + LINUX_ADDR, "port=%d" % r.dev_port, "name=" + name,
                 "token=" + (token or r.token), "seed=" + os.urandom(16).hex(), "backoff=300",
@@ -82,11 +84,38 @@ class Device:
         path = env.path("%s.config" % name)
         with open(path, "wb") as f:
             f.write(("\n".join(conf) + "\n").encode() + b"\0")
-        argv = ["qemu-system-arm", "-M", "mps2-an385", "-nographic", "-monitor", "none",
+        self.monitor = env.path("%s.monitor" % name)
+        argv = ["qemu-system-arm", "-M", "mps2-an385", "-nographic",
+                "-monitor", "unix:%s,server=on,wait=off" % self.monitor,
                 "-serial", "stdio", "-kernel", QEMU_FW,
                 "-nic", "tap,ifname=%s,script=no,downscript=no" % TAP,
                 "-device", "loader,file=%s,addr=%s" % (path, QEMU_CONFIG_ADDR)]
+        if os.path.exists(self.key_file):
+            argv += ["-device", "loader,file=%s,addr=%s" % (self.key_file, QEMU_KEY_ADDR)]
         self.proc = lib.Proc(env, "qemu", argv)
+
+    def _monitor(self, *commands, timeout=10):
+        """Runs QEMU monitor commands, each after the prompt."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        lib.wait_for(lambda: os.path.exists(self.monitor), timeout, "QEMU's monitor socket")
+        s.connect(self.monitor)
+        buf = b""
+        try:
+            for c in commands:
+                while not buf.endswith(b"(qemu) "):
+                    b = s.recv(4096)
+                    lib.check(b, "QEMU's monitor closed before %r" % c)
+                    buf += b
+                buf = b""
+                s.sendall(c.encode() + b"\n")
+            if commands[-1] != "quit":
+                while not buf.endswith(b"(qemu) "):
+                    b = s.recv(4096)
+                    lib.check(b, "QEMU's monitor closed")
+                    buf += b
+        finally:
+            s.close()
 
     def wait_ready(self, start=0, timeout=30):
         """Waits for a registration (both ready lines) from stdout line start on; returns
@@ -100,6 +129,11 @@ class Device:
         return j + 1, url, port
 
     def stop(self):
+        if not QEMU_FW:
+            return self.proc.stop(signal.SIGTERM)
+        # The board's power goes off: its flash (the key sector) is what stays.
+        self._monitor('pmemsave %s %d "%s"' % (QEMU_KEY_ADDR, QEMU_KEY_SIZE, self.key_file),
+                      "quit")
         return self.proc.stop(signal.SIGTERM)
 
 
@@ -163,12 +197,18 @@ def test_registers_and_serves_page(env):
     status, body = curl(url + "/")
     lib.eq(status, 200, "status of /")
     lib.check(b"Hello from a microcontroller" in body, "page body: %r" % body[:200])
-    if d.key_file:
-        with open(d.key_file, "rb") as f:
-            key = f.read()
-        lib.check(re.fullmatch(rb"[0-9a-f]{64}", key) is not None, "stored key %r" % key)
     status, _ = curl(url + "/nothing-here")
     lib.eq(status, 404, "status of an unknown path")
+    if QEMU_FW:  # the key sector of the board's flash, saved when the board stops
+        lib.eq(d.stop(), 0, "QEMU's exit status")
+        with open(d.key_file, "rb") as f:
+            sector = f.read()
+        lib.check(sector[:4] == b"TTK1", "key sector %r" % sector[:8])
+        key = sector[4:]
+    else:
+        with open(d.key_file, "rb") as f:
+            key = f.read()
+    lib.check(re.fullmatch(rb"[0-9a-f]{64}", key) is not None, "stored key %r" % key)
 
 
 def test_download_through_window(env):
@@ -252,7 +292,7 @@ def test_many_streams_in_turn(env):
         lib.check(echo_round(port, data) == data, "echo %d" % i)
 
 
-def test_key_kept_and_required(env):  # host only: a QEMU board's key sector dies with it
+def test_key_kept_and_required(env):
     """The key from the first WELCOME is stored; a restarted agent presents it and gets its name
     (and label) back; an agent without it is refused (AUTH) and the name stays the device's."""
     r = relay(env)
@@ -313,7 +353,6 @@ def test_heartbeat_and_dead_link(env):
 
 
 TESTS = [(n[5:], f) for n, f in list(globals().items()) if n.startswith("test_") and callable(f)]
-HOST_ONLY = {"key_kept_and_required"}
 
 
 def run_one(name, func, timeout):
@@ -356,7 +395,6 @@ def main():
     tests = [(n, f) for n, f in TESTS if not args.k or any(k in n for k in args.k)]
     prefix = "mcu"
     if QEMU_FW:
-        tests = [(n, f) for n, f in tests if n not in HOST_ONLY]
         prefix = "mcu-qemu"
     print("%s: %d tests, agent=%s tetherd=%s" % (prefix, len(tests), QEMU_FW or BIN,
                                                  args.tetherd))
