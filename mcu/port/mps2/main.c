@@ -134,9 +134,10 @@ unsigned int tt_port_rand32(void)
 }
 
 /* ---- the device key in its flash sector ------------------------------------------------------
- * Layout: "TTK1", then the 64 hex digits. On QEMU the sector is RAM and survives only as long as
- * the emulated board runs (a relay restart, not a board reset); a product erases and programs its
- * flash here (and keeps two copies if a power cut during the write must not lose the key). */
+ * Layout: "TTK1", then the 64 hex digits. On QEMU the sector is RAM: the tests save it through
+ * QEMU's monitor when they stop a board and load it into the next one (-device loader), as flash
+ * would keep it across a power cycle. A product erases and programs its flash here (and keeps
+ * two copies if a power cut during the write must not lose the key). */
 extern uint8_t tt_key_sector[];
 extern const char tt_config_sector[];
 #define KEY_MAGIC "TTK1"
