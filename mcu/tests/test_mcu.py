@@ -34,6 +34,7 @@ QEMU_FW = None  # --qemu FIRMWARE.elf: the device is the firmware itself on qemu
 QEMU_CONFIG_ADDR = "0x003FE000"  # the configuration sector (mcu/port/mps2/mps2.ld)
 QEMU_KEY_ADDR = "0x003FF000"  # the device key's sector: "TTK1" and 64 hex digits
 QEMU_KEY_SIZE = 68
+STACK_PEAK = [0]
 # Flags of tether-mcu-host and the configuration sector's keys for the same settings.
 QEMU_KEYS = {"--ping-after": "ping_after", "--dead-after": "dead_after", "--backoff": "backoff",
              "--backoff-cap": "backoff_cap"}
@@ -371,6 +372,11 @@ def run_one(name, func, timeout):
         reason = str(e).split("\n")[0] or type(e).__name__
         details = traceback.format_exc() + "\n" + env.diagnostics()
     signal.alarm(0)
+    for proc in env.procs:  # the firmware's stack high-water mark (mcu/port/mps2/main.c)
+        for line in list(proc.lines) if proc.name == "qemu" else ():
+            m = re.match(r"stack: peak (\d+) bytes$", line)
+            if m:
+                STACK_PEAK[0] = max(STACK_PEAK[0], int(m.group(1)))
     problems = env.cleanup()
     if problems and ok:
         ok, reason, details = False, problems[0].split("\n")[0], "\n".join(problems)
@@ -412,6 +418,8 @@ def main():
             for line in details.splitlines():
                 print("    " + line)
         sys.stdout.flush()
+    if QEMU_FW and STACK_PEAK[0]:
+        print("%s: the firmware's stack peaked at %d bytes" % (prefix, STACK_PEAK[0]))
     print("%s: %d passed, %d failed" % (prefix, passed, failed))
     return 0 if failed == 0 else 1
 

@@ -12,6 +12,10 @@
 /* Counts milliseconds (the SysTick exception). */
 void tt_board_systick(void);
 
+/* Fills the unused stack with a pattern (at reset) / the most of it used since: bytes. */
+void tt_board_stack_paint(void);
+uint32_t tt_board_stack_peak(void);
+
 /* Prints what on the console and stops the CPU (never returns). */
 void tt_port_panic(const char *what) __attribute__((noreturn));
 

@@ -93,6 +93,56 @@ u32_t sys_now(void)
     return ticks;
 }
 
+/* ---- stack high-water mark --------------------------------------------------------------------
+ */
+
+#define STACK_PAINT 0xA5A5A5A5u
+extern uint32_t tt_stack_bottom[], tt_stack_top[];
+
+void tt_board_stack_paint(void)
+{
+    uint32_t *p = tt_stack_bottom, *sp;
+
+    __asm volatile("mov %0, sp" : "=r"(sp));
+    while (p < sp - 16) /* what the reset handler's own frame uses, and a margin */
+        *p++ = STACK_PAINT;
+}
+
+uint32_t tt_board_stack_peak(void)
+{
+    uint32_t *p = tt_stack_bottom;
+
+    while (p < tt_stack_top && *p == STACK_PAINT)
+        p++;
+    return (uint32_t)((char *)tt_stack_top - (char *)p);
+}
+
+static void stack_report(void)
+{
+    static uint32_t reported, last;
+    uint32_t peak;
+    char d[12];
+    int n = 0;
+
+    if ((uint32_t)(ticks - last) < 1000)
+        return;
+    last = ticks;
+    peak = tt_board_stack_peak();
+    if (peak <= reported)
+        return;
+    reported = peak;
+    do {
+        d[n++] = (char)('0' + peak % 10);
+        peak /= 10;
+    } while (peak != 0);
+    tt_port_print("stack: peak ");
+    while (n > 0) {
+        char c[2] = {d[--n], 0};
+        tt_port_print(c);
+    }
+    tt_port_print(" bytes\n");
+}
+
 /* ---- random bytes ------------------------------------------------------------------------------
  * The AN385 has no random number generator. This generator (xorshift128+) is seeded from the
  * configuration sector's seed and stirred with the SysTick counter's value at every call: good
@@ -289,6 +339,7 @@ int main(void)
     for (;;) {
         tt_lan9118_poll(&nif);
         sys_check_timeouts();
+        stack_report(); /* once a second, when the peak grew */
         if (!tt_lan9118_pending(&nif))
             __asm volatile("wfi"); /* until the next SysTick (1 ms) */
     }

@@ -7,7 +7,7 @@
 #include "board.h"
 
 extern uint32_t tt_data_load[], tt_data_start[], tt_data_end[], tt_bss_start[], tt_bss_end[];
-extern uint32_t tt_stack_top[];
+extern uint32_t tt_stack_top[], tt_stack_bottom[];
 
 int main(void);
 void tt_reset_handler(void);
@@ -16,6 +16,7 @@ void tt_reset_handler(void)
 {
     memcpy(tt_data_start, tt_data_load, (size_t)((char *)tt_data_end - (char *)tt_data_start));
     memset(tt_bss_start, 0, (size_t)((char *)tt_bss_end - (char *)tt_bss_start));
+    tt_board_stack_paint();
     main();
     tt_port_panic("main returned");
 }
