@@ -353,6 +353,101 @@ def test_heartbeat_and_dead_link(env):
     lib.eq(status, 200, "status of / after the dead link")
 
 
+def test_hostile_relay(env):
+    """Something else answers on the relay's address, a different wrong answer on each
+    connection: not HTTP, a 101 with a wrong accept value, a 503 with Retry-After, a head larger
+    than the agent's buffer, and after a valid 101: a frame length with the top bit set, a text
+    message, a masked frame, a fragmented ping, DATA before WELCOME, and a close.
+    The agent (under ASan/UBSan in user space) reports each and tries again with back-off, and
+    registers with the real relay when it comes back on the same port."""
+    port = lib.free_port()
+    valid = object()
+    answers = [
+        b"SSH-2.0-OpenSSH_9.2\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n",
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n" + b"X-Pad: " + b"a" * 2000 + b"\r\n",
+        (valid, b"\x82\x7f" + b"\xff" * 8 + b"\x00" * 64),
+        (valid, lib.ws_frame(1, b"text", mask=False)),
+        (valid, lib.ws_frame(2, b"\x00" * 12, mask=True)),
+        (valid, lib.ws_frame(9, b"ping", mask=False, fin=False)),
+        (valid, lib.ws_frame(2, bytes([0, 3, 5, 0, 0, 0, 0, 9]) + b"abc", mask=False)),
+        (valid, lib.ws_frame(8, b"\x03\xe8", mask=False)),
+    ]
+    seen = []
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((LINUX_ADDR, port))
+    srv.listen(4)
+    srv.settimeout(1)
+
+    def serve():
+        for ans in answers:
+            deadline = time.monotonic() + 30
+            c = None
+            while c is None and time.monotonic() < deadline:
+                try:
+                    c, _ = srv.accept()
+                except socket.timeout:
+                    pass
+            if c is None:
+                return
+            with c:
+                c.settimeout(10)
+                head = b""
+                try:
+                    while b"\r\n\r\n" not in head and len(head) < 4096:
+                        b = c.recv(4096)
+                        if not b:
+                            break
+                        head += b
+                    if isinstance(ans, tuple):
+                        m = re.search(rb"Sec-WebSocket-Key: ([^\r]+)\r\n", head)
+                        key = m.group(1).decode() if m else ""
+                        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                  b"Connection: Upgrade\r\nSec-WebSocket-Protocol: tether.v1\r\n"
+                                  b"Sec-WebSocket-Accept: " + lib.ws_accept(key).encode() +
+                                  b"\r\n\r\n" + ans[1])
+                    else:
+                        c.sendall(ans)
+                    seen.append(head)
+                    # What the agent does next: close (after its own close frame, or at once).
+                    while c.recv(4096):
+                        pass
+                except OSError:
+                    pass
+
+    class FakeRelay:
+        dev_port = port
+        token = lib.TOKEN
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    d = Device(env, FakeRelay(), extra=["--backoff", "100", "--backoff-cap", "300"])
+    t.join(120)
+    srv.close()
+    lib.eq(len(seen), len(answers), "connections the agent made to the hostile relay")
+    lib.check(all(h.startswith(b"GET / HTTP/1.1\r\n") for h in seen), "requests: %r" % seen[:2])
+    # One error line per connection, saying what was wrong, in order.
+    want = ["answer is not HTTP", "Sec-WebSocket-Accept is wrong", "HTTP error (status 503)",
+            "answer head is too large", "WebSocket protocol error", "sent a text message",
+            "WebSocket protocol error", "WebSocket protocol error",
+            "protocol error from the relay", "relay closed the WebSocket"]
+    i = 0
+    for w in want:
+        i, line = d.proc.wait_line(lambda l: l.startswith("error: "), 30, i, "an error line")
+        lib.check(w in line, "wanted %r, got %r" % (w, line))
+        i += 1
+    lib.check(d.proc.alive(), "the agent exited: %r" % d.proc.lines[-5:])
+    # The real relay on that port: the agent registers.
+    r2 = lib.Relay(env, extra=["--listen", "%s:%d" % (LINUX_ADDR, port)])
+    r2.dev_port = port
+    _, url, _ = d.wait_ready(timeout=60)
+    status, _ = curl(url + "/")
+    lib.eq(status, 200, "status of / after the hostile relay")
+
+
 TESTS = [(n[5:], f) for n, f in list(globals().items()) if n.startswith("test_") and callable(f)]
 
 
