@@ -2,7 +2,9 @@
  * interrupts), written from the controller's register map (SMSC LAN9118 datasheet: the TX/RX
  * data and status FIFOs, the MAC CSRs behind MAC_CSR_CMD/MAC_CSR_DATA). One frame at a time
  * through a static frame buffer; no heap: received frames go into lwIP's PBUF_POOL.
- * Used by the MPS2 AN385 port (QEMU emulates the controller at 0x40200000). */
+ * Used by the MPS2 AN385 port (QEMU emulates the controller at 0x40200000). Tested on QEMU only:
+ * the PHY is left at its reset state (auto-negotiation on) and the link is assumed up, no
+ * interrupt is used, and receive overruns are not handled beyond dropping frames. */
 #ifndef TT_LAN9118_H
 #define TT_LAN9118_H
 
