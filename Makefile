@@ -1,7 +1,12 @@
 # Tether - top-level Makefile.
 #   make            build tetherd, tether, libtether (release, into build/release)
 #   make test       install what tests need, build with ASan+UBSan, run every test; then the
-#                   agent cross-built for arm64 runs the agent's e2e tests under qemu-user
+#                   agent cross-built for arm64 runs the agent's e2e tests under qemu-user, and
+#                   the microcontroller agent runs on lwIP in user space and as firmware on
+#                   QEMU's mps2-an385 (mcu/mcu.mk: mcu-test, mcu-qemu)
+#   make mcu / mcu-host / mcu-test / mcu-qemu
+#                   the microcontroller agent (mcu/mcu.mk): the Cortex-M firmware with its size
+#                   report, the user-space build, its tests, the firmware on QEMU's mps2-an385
 #   make demo       build, start a relay and an agent exposing a sample page, print its URL
 #   make install PREFIX=/usr/local [DESTDIR=...]
 #   make sanitize   build with -fsanitize=address,undefined into build/sanitize
@@ -158,6 +163,8 @@ test:
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin fuzz-replay-bin
 	@set -e; for a in $(TEST_CROSS_ARCHS); do $(MAKE) --no-print-directory cross ARCH=$$a; done
 	@$(MAKE) --no-print-directory core-check CORTEX_M=require
+	@$(MAKE) --no-print-directory mcu-host
+	@$(MAKE) --no-print-directory mcu
 	@MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" CROSS_E2E_ANDROID="android/" tests/run-all.sh
 
 unit:
@@ -361,4 +368,8 @@ format-check:
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' -type f 2>/dev/null)
+# The microcontroller agent: make mcu, mcu-host, mcu-test, mcu-qemu (mcu/mcu.mk).
+include mcu/mcu.mk
+
+# Dependency files of our own objects (not directories of unpacked sources that end in .d).
+-include $(shell find build -name '*.d' -type f -not -path 'build/mcu/deps/*' 2>/dev/null)

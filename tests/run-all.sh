@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # run-all.sh - runs Tether's whole test suite against one build: the cmocka unit tests, the fuzz
 # corpus and crash replays, and the end-to-end suite (real tetherd, tether and local services).
-# Usage: MODE=sanitize tests/run-all.sh [unit|e2e|cross]   (default: everything; MODE defaults to
-# sanitize). Prints every test program's output, then one closing line "N passed, M failed",
+# Usage: MODE=sanitize tests/run-all.sh [unit|e2e|cross|mcu]   (default: everything; MODE defaults
+# to sanitize). Prints every test program's output, then one closing line "N passed, M failed",
 # counting cmocka tests one by one, each fuzz replay as one test and each e2e test as one.
 # CROSS_ARCHS="arm64 ..." adds, for each, the cross e2e tests: CROSS_E2E (a set of the e2e
 # tests) with the agent cross-built for that CPU (build/cross-ARCH, `make cross`) run under
 # qemu-user (win64: tether.exe under Wine) against this build's tetherd. `cross` runs only those.
 # For android-arm64 (the static build), CROSS_E2E_ANDROID replaces CROSS_E2E when set (make test
 # sets it to the android/ tests: a chroot laid out like Android).
+# `mcu` runs the microcontroller agent's tests (make mcu-host builds them): its unit tests and
+# its end-to-end tests on lwIP in user space in a network namespace (root; mcu/tests/run.py),
+# then, when make mcu built the firmware and qemu-system-arm is there (and MCU_QEMU is not 0),
+# the same e2e tests with the firmware on QEMU's mps2-an385.
 # Exits 1 if anything failed or nothing ran. Builds nothing: `make test` builds first.
 set -u
 
@@ -17,9 +21,9 @@ MODE=${MODE:-sanitize}
 B=${B:-build/$MODE}
 WHAT=${1:-all}
 case "$WHAT" in
-all | unit | e2e | cross) ;;
+all | unit | e2e | cross | mcu) ;;
 *)
-    echo "run-all.sh: unknown argument '$WHAT' (unit, e2e, cross, or nothing for all)" >&2
+    echo "run-all.sh: unknown argument '$WHAT' (unit, e2e, cross, mcu, or nothing for all)" >&2
     exit 2
     ;;
 esac
@@ -178,12 +182,48 @@ run_cross() { # ARCH
     fi
 }
 
+# The microcontroller agent (mcu/): its cmocka tests, then its e2e tests against this build's
+# tetherd, each counted as one test.
+run_mcu() {
+    local bin fw=build/mcu/fw/tether-mcu-mps2.elf
+    for bin in build/mcu/host/tests/*; do
+        [ -f "$bin" ] && [ -x "$bin" ] && run_cmocka "$bin"
+    done
+    bin=build/mcu/host/fuzz/fuzz_mcuws-replay
+    [ -x "$bin" ] && run_replay "$bin" "fuzz_mcuws corpus" mcu/tests/corpus/fuzz_mcuws/*
+    echo "== mcu e2e (the agent on lwIP in user space, in a network namespace)"
+    run_mcu_e2e mcu
+    if [ "${MCU_QEMU:-1}" != 0 ] && [ -f "$fw" ] && command -v qemu-system-arm >/dev/null; then
+        echo "== mcu-qemu e2e (the firmware on QEMU's mps2-an385, in a network namespace)"
+        run_mcu_e2e mcu-qemu --qemu "$fw"
+    fi
+}
+
+run_mcu_e2e() { # NAME [run.py arguments]
+    local rc p f what=$1
+    shift
+    python3 mcu/tests/run.py --tetherd "${TETHERD:-$B/bin/tetherd}" "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    p=$(grep -c '^PASS ' "$log")
+    f=$(grep -c '^FAIL ' "$log")
+    passed=$((passed + p))
+    failed=$((failed + f))
+    while IFS= read -r l; do failures+=("${l#FAIL }"); done < <(grep '^FAIL ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        fail "$what" "mcu/tests/run.py exited with status $rc"
+    elif [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+        fail "$what" "no $what test ran"
+    fi
+}
+
 case "$WHAT" in
 all)
     run_unit
     run_e2e
     for a in ${CROSS_ARCHS:-}; do run_cross "$a"; done
+    [ "${MCU_TESTS:-1}" = 0 ] || run_mcu
     ;;
+mcu) run_mcu ;;
 unit) run_unit ;;
 e2e) run_e2e ;;
 cross)
