@@ -3,15 +3,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "tether_err.h"
 #include "common/conn.h"
 #include "common/log.h"
 #include "common/tls.h"
-#include "relay.h"
 #include "webhook.h"
 
 struct event {
     struct event *next;
-    int64_t at;     /* when it happened (unix ms): it expires TT_WEBHOOK_MAX_AGE_MS later */
+    uint64_t at;    /* when it was queued (uv_now): it is given up max_age_ms later */
     size_t len;     /* of the request: head and body */
     char event[16]; /* for the log */
     char req[];     /* head and body */
@@ -231,8 +231,8 @@ static void kick(struct target *t)
     struct tt_webhooks *w = t->w;
     if (w->stopping || t->call || t->waiting)
         return;
-    int64_t now = tt_relay_now_ms();
-    while (t->head && now - t->head->at >= (int64_t)w->max_age_ms) {
+    uint64_t now = uv_now(w->loop);
+    while (t->head && now - t->head->at >= w->max_age_ms) {
         TT_LOG(TT_LOG_WARN, "webhook event given up url=%zu event=%s attempts=%u", t->index,
                t->head->event, t->attempt);
         w->st.expired++;
@@ -330,8 +330,8 @@ int tt_webhooks_new(struct tt_webhooks **out, uv_loop_t *loop,
     return 0;
 }
 
-void tt_webhook_emit(struct tt_webhooks *w, const char *event, const char *name,
-                     const char *label, int64_t now_ms)
+void tt_webhook_emit(struct tt_webhooks *w, const char *event, const char *name, const char *label,
+                     int64_t now_ms)
 {
     if (!w || w->stopping)
         return;
@@ -345,9 +345,12 @@ void tt_webhook_emit(struct tt_webhooks *w, const char *event, const char *name,
     for (size_t i = 0; i < w->nt; i++) {
         struct target *t = &w->t[i];
         if (w->queued >= w->queue_max) {
-            w->st.dropped++;
-            TT_LOG(TT_LOG_WARN, "webhook queue full, event dropped url=%zu event=%s device=%s",
-                   t->index, event, TT_LOG_V(name));
+            /* logged at the first drop and every 1000th: a dead receiver floods no log */
+            if (w->st.dropped++ % 1000 == 0)
+                TT_LOG(TT_LOG_WARN,
+                       "webhook queue full, events dropped url=%zu event=%s device=%s "
+                       "dropped_total=%llu",
+                       t->index, event, TT_LOG_V(name), (unsigned long long)w->st.dropped);
             continue;
         }
         char head[TT_WEBHOOK_HEAD_MAX];
@@ -359,7 +362,7 @@ void tt_webhook_emit(struct tt_webhooks *w, const char *event, const char *name,
             continue;
         }
         e->next = NULL;
-        e->at = now_ms;
+        e->at = uv_now(w->loop);
         e->len = (size_t)hlen + (size_t)blen;
         snprintf(e->event, sizeof(e->event), "%s", event);
         memcpy(e->req, head, (size_t)hlen);

@@ -41,14 +41,14 @@ struct tt_webhook_stats {
  * with secret (NULL or "": requests go unsigned), node (NULL: a single relay), the event queue
  * capped at queue_max events and events given up at max_age_ms. Returns 0 and *out (NULL when n
  * is 0), or -1 with a one-line message in err. */
-int tt_webhooks_new(struct tt_webhooks **out, uv_loop_t *loop, const char (*urls)[TT_WEBHOOK_URL_MAX + 1],
-                    size_t n, const char *secret, const char *node, size_t queue_max,
-                    uint64_t max_age_ms, char err[TT_ERRLEN]);
+int tt_webhooks_new(struct tt_webhooks **out, uv_loop_t *loop,
+                    const char (*urls)[TT_WEBHOOK_URL_MAX + 1], size_t n, const char *secret,
+                    const char *node, size_t queue_max, uint64_t max_age_ms, char err[TT_ERRLEN]);
 
 /* Queues event for device name (label) at time now_ms (unix ms) for every receiver, and starts
  * its delivery. w NULL: nothing. Never blocks, never fails (what cannot be queued is counted). */
-void tt_webhook_emit(struct tt_webhooks *w, const char *event, const char *name,
-                     const char *label, int64_t now_ms);
+void tt_webhook_emit(struct tt_webhooks *w, const char *event, const char *name, const char *label,
+                     int64_t now_ms);
 
 void tt_webhook_stats(const struct tt_webhooks *w, struct tt_webhook_stats *s);
 

@@ -44,8 +44,7 @@ int tt_webhook_parse_url(const char *s, struct tt_webhook_url *u, char err[TT_ER
         snprintf(u->hostport, sizeof(u->hostport), "%s%s%s:%u", v6 ? "[" : "", u->host,
                  v6 ? "]" : "", (unsigned)u->port);
     else
-        snprintf(u->hostport, sizeof(u->hostport), "%s%s%s", v6 ? "[" : "", u->host,
-                 v6 ? "]" : "");
+        snprintf(u->hostport, sizeof(u->hostport), "%s%s%s", v6 ? "[" : "", u->host, v6 ? "]" : "");
     return 0;
 }
 
@@ -92,8 +91,8 @@ int tt_webhook_sign(const void *key, size_t keylen, const char *body, size_t len
     return 0;
 }
 
-int tt_webhook_head(const struct tt_webhook_url *u, const char *event, size_t blen,
-                    const char *sig, char *out, size_t outlen)
+int tt_webhook_head(const struct tt_webhook_url *u, const char *event, size_t blen, const char *sig,
+                    char *out, size_t outlen)
 {
     int n = snprintf(out, outlen,
                      "POST %s HTTP/1.1\r\n"

@@ -30,11 +30,11 @@
 
 /* A checked --webhook URL. */
 struct tt_webhook_url {
-    bool tls;               /* https */
-    char host[TT_HOSTLEN];  /* a name or an IP literal, without brackets */
-    uint16_t port;          /* explicit, or 80 / 443 */
+    bool tls;                      /* https */
+    char host[TT_HOSTLEN];         /* a name or an IP literal, without brackets */
+    uint16_t port;                 /* explicit, or 80 / 443 */
     char hostport[TT_HOSTLEN + 8]; /* the Host header: "host", "host:port", "[v6]:port" */
-    char path[1024];        /* path and query, "/" when the URL has none */
+    char path[1024];               /* path and query, "/" when the URL has none */
 };
 
 /* Checks s as a --webhook URL: http://HOST[:PORT][/PATH][?QUERY] or https://..., HOST a name
@@ -63,15 +63,15 @@ int tt_webhook_sign(const void *key, size_t keylen, const char *body, size_t len
  * User-Agent: tetherd/VERSION, Content-Type: application/json, Content-Length, X-Tether-Event,
  * X-Tether-Signature (when sig is not NULL), Connection: close. Returns its length or -1 (too
  * long). */
-int tt_webhook_head(const struct tt_webhook_url *u, const char *event, size_t blen,
-                    const char *sig, char *out, size_t outlen);
+int tt_webhook_head(const struct tt_webhook_url *u, const char *event, size_t blen, const char *sig,
+                    char *out, size_t outlen);
 
 /* The receiver's answer, read with http-parser (never by hand) up to the end of its head. */
 struct tt_webhook_resp {
     http_parser p;
     http_parser_settings s;
-    size_t seen;   /* bytes fed so far */
-    int status;    /* set once the head is whole */
+    size_t seen; /* bytes fed so far */
+    int status;  /* set once the head is whole */
     bool done;
 };
 
