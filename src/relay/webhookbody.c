@@ -112,9 +112,13 @@ int tt_webhook_head(const struct tt_webhook_url *u, const char *event, size_t bl
 static int on_head_done(http_parser *p)
 {
     struct tt_webhook_resp *r = p->data;
+    /* an interim answer (100 Continue, 102, 103): the final one follows */
+    if (p->status_code >= 100 && p->status_code <= 199 && p->status_code != 101)
+        return 0;
     r->status = (int)p->status_code;
     r->done = true;
-    return 1; /* the head is all we read: stop here */
+    http_parser_pause(p, 1); /* the head is all we read: stop here, whatever follows */
+    return 0;
 }
 
 void tt_webhook_resp_init(struct tt_webhook_resp *r)

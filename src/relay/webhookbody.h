@@ -76,7 +76,8 @@ struct tt_webhook_resp {
 };
 
 void tt_webhook_resp_init(struct tt_webhook_resp *r);
-/* Feeds data[0..n) of the answer. Returns the status code (100-999) once the head is whole,
+/* Feeds data[0..n) of the answer. Returns the status code (101-999) once the head of the final
+ * answer is whole (interim 1xx answers are skipped; what follows the head is not read),
  * 0 when more is needed, -1 for an answer that is not HTTP/1.x, or a head over
  * TT_WEBHOOK_RESP_MAX. eof true: the connection ended (data may be empty). */
 int tt_webhook_resp_feed(struct tt_webhook_resp *r, const char *data, size_t n, bool eof);

@@ -101,9 +101,9 @@ static void test_url(void **state)
     assert_int_equal(tt_webhook_parse_url("http://127.0.0.1:9/", &u, err), 0);
     assert_false(u.tls);
     assert_int_equal(u.port, 9);
-    static const char *const bad[] = {"", "ftp://x/", "127.0.0.1:80", "http://",
-                                      "http://u:p@host/", "http://host:0/", "ws://host/",
-                                      "http://host/a b"};
+    static const char *const bad[] = {"",           "ftp://x/",         "127.0.0.1:80",
+                                      "http://",    "http://u:p@host/", "http://host:0/",
+                                      "ws://host/", "http://host/a b"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         assert_int_equal(tt_webhook_parse_url(bad[i], &u, err), -1);
@@ -130,6 +130,11 @@ static void test_resp(void **state)
         assert_int_equal(feed_split(ok, i, false), 204);
     assert_int_equal(feed_split("HTTP/1.0 503 Busy\r\nContent-Length: 3\r\n\r\nabc", 5, false),
                      503);
+    /* interim answers are skipped; what follows the final head is not read */
+    assert_int_equal(feed_split("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 A\r\n\r\n", 7, false),
+                     202);
+    assert_int_equal(feed_split("HTTP/1.1 204 N\r\n\r\nHTTP/1.1 500 X\r\n\r\n", 30, false), 204);
+    assert_int_equal(feed_split("HTTP/1.1 200 OK\r\n\r\n\x01\x02garbage", 3, false), 200);
     assert_int_equal(feed_split("HTTP/1.1 200 OK\r\n", 4, false), 0); /* more needed */
     assert_int_equal(feed_split("HTTP/1.1 200 OK\r\n", 4, true), -1); /* cut by EOF */
     assert_int_equal(feed_split("SSH-2.0-OpenSSH\r\n", 3, false), -1);
@@ -325,9 +330,9 @@ static void test_delivery(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_body),    cmocka_unit_test(test_sign),
-        cmocka_unit_test(test_head),    cmocka_unit_test(test_url),
-        cmocka_unit_test(test_resp),    cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_body),      cmocka_unit_test(test_sign),
+        cmocka_unit_test(test_head),      cmocka_unit_test(test_url),
+        cmocka_unit_test(test_resp),      cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_queue_cap), cmocka_unit_test(test_delivery),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
