@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -30,8 +31,9 @@ class Receiver:
     names, body bytes) and answers status. hold: requests wait (at most 60 s) until release();
     start=False: nothing listens until start()."""
 
-    def __init__(self, t, port=None, status=200, hold=False, start=True):
+    def __init__(self, t, port=None, status=200, hold=False, start=True, tls=None):
         self.port = port or free_port()
+        self.tls = tls  # (cert, key): https
         self.status = status
         self.got = []
         self.arrived = 0
@@ -46,6 +48,8 @@ class Receiver:
 
     @property
     def url(self):
+        if self.tls:
+            return "https://localhost:%d/hook?k=v" % self.port
         return "http://127.0.0.1:%d/hook?k=v" % self.port
 
     def start(self):
@@ -72,6 +76,10 @@ class Receiver:
 
         self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.srv.daemon_threads = True
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def release(self):
@@ -247,6 +255,32 @@ def test_two_urls_both_get_every_event(t):
         wait_events(rx, lambda n: n == ["online", "offline"], 30, "online and offline")
         verify(rx)
     eq([g[2] for g in rx1.got], [g[2] for g in rx2.got], "the same bodies at both URLs")
+
+
+def test_https_receiver_is_verified(t):
+    from test_tls import Pki
+    pki = Pki(t)
+    crt, key, _ = pki.server()
+    rx = Receiver(t, tls=(crt, key))
+    # the relay trusts the test's CA (as the system's store, through SSL_CERT_FILE)
+    os.environ["SSL_CERT_FILE"] = pki.ca
+    try:
+        relay = Relay(t, extra=["--webhook", rx.url, "--webhook-secret", SECRET])
+    finally:
+        del os.environ["SSL_CERT_FILE"]
+    # and another that does not: its attempts fail verification, nothing is sent
+    other = Relay(t, extra=["--webhook", rx.url, "--webhook-secret", SECRET])
+    svc = t.http_service(big_size=1024)
+    a = t.agent(relay, http=svc.port)
+    wait_events(rx, lambda n: n == ["online"], 30, "the online event over https")
+    verify(rx)
+    eq(rx.events()[0]["device"], a.name, "device")
+    t.agent(other, http=svc.port)
+    wait_for(lambda: metrics(other).get('tether_webhook_requests_total{result="failed"}', 0) >= 1,
+             30, "a failed attempt against an untrusted certificate")
+    eq(len(rx.got), 1, "events from the relay that does not trust the receiver")
+    check("certificate verify failed" in other.proc.stderr_text(),
+          "the reason in the log: %s" % other.proc.stderr_tail(5))
 
 
 def _node(t, redis, name, tcp_bind, ports, rx):
