@@ -221,6 +221,20 @@ def test_receiver_down_at_first_gets_the_event_when_it_comes_up(t):
     eq(m.get("tether_webhook_queue"), 0, "queue after delivery")
 
 
+def test_event_given_up_after_max_age(t):
+    rx = Receiver(t, start=False)  # never comes up
+    relay = t.relay(extra=["--webhook", rx.url, "--webhook-max-age", "2s"])
+    svc = t.http_service(big_size=1024)
+    t.agent(relay, http=svc.port)
+    wait_for(lambda: metrics(relay).get('tether_webhook_events_total{result="expired"}') == 1,
+             30, "the event given up after --webhook-max-age")
+    m = metrics(relay)
+    eq(m.get("tether_webhook_queue"), 0, "queue after giving up")
+    check(m.get('tether_webhook_requests_total{result="failed"}', 0) >= 2, "retries: %r" % m)
+    eq(m.get('tether_webhook_events_total{result="delivered"}'), 0, "delivered")
+    check("webhook event given up" in relay.proc.stderr_text(), "the log line")
+
+
 def test_slow_receiver_holds_nothing_and_the_cap_drops(t):
     rx = Receiver(t, hold=True)
     relay = t.relay(extra=["--webhook", rx.url, "--webhook-queue", "3"])
