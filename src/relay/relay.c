@@ -313,12 +313,16 @@ int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
     if (r->data_dir_chmod_failed)
         TT_LOG(TT_LOG_WARN, "cannot make every registry file private (chmod 600) dir=%s",
                TT_LOG_V(r->cfg.data_dir));
-    if (r->cfg.nwebhooks > 0)
-        TT_LOG(r->webhooks_signed ? TT_LOG_INFO : TT_LOG_WARN,
-               "webhooks urls=%zu signed=%s queue=%llu max_age_s=%llu", r->cfg.nwebhooks,
-               r->webhooks_signed ? "yes" : "no (set --webhook-secret-file)",
+    if (r->cfg.nwebhooks > 0) {
+        TT_LOG(TT_LOG_INFO, "webhooks urls=%zu signed=%s queue=%llu max_age_s=%llu",
+               r->cfg.nwebhooks, r->webhooks_signed ? "yes" : "no",
                (unsigned long long)r->cfg.webhook_queue,
                (unsigned long long)(r->cfg.webhook_max_age_ms / 1000));
+        if (!r->webhooks_signed)
+            TT_LOG(TT_LOG_WARN, "webhooks are not signed: anyone who reaches the receiver can "
+                                "forge events (set --webhook-secret-file or "
+                                "TETHER_WEBHOOK_SECRET)");
+    }
     const struct tt_limits *l = &r->limits;
     TT_LOG(TT_LOG_INFO,
            "limits open_files=%llu fd_reserve=%llu max_pending=%zu max_pending_per_addr=%zu "
