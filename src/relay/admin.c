@@ -21,6 +21,7 @@
 #include "signin.h"
 #include "relay.h"
 #include "visitor.h"
+#include "webhook.h"
 
 /* A growable answer body, capped at TT_ADMIN_BODY_MAX (beyond: ok = false). */
 #define TT_ADMIN_BODY_MAX (64u * 1024 * 1024)
@@ -564,22 +565,36 @@ static struct tt_device *find_device(struct tt_relay *r, const char *name)
  * next beat. Returns 0 or TETHER_ERR_NOT_FOUND (or the registry's error). */
 static int delete_record(struct tt_relay *r, const char *name)
 {
-    if (find_device(r, name))
-        return tt_device_delete(r, name);
+    /* the "deleted" webhook goes from the node that answers the DELETE, once (the holder, told
+     * at its next beat, closes the session without one) */
+    struct tt_device *d = find_device(r, name);
+    if (d) {
+        char label[TT_MAX_LABEL + 1];
+        snprintf(label, sizeof(label), "%s", d->label);
+        int drc = tt_device_delete(r, name);
+        if (drc == 0)
+            tt_webhook_emit(r->webhooks, "deleted", name, label, tt_relay_now_ms());
+        return drc;
+    }
     if (!r->cluster)
         return TETHER_ERR_NOT_FOUND;
     struct tt_cluster_dev *cd;
     size_t n;
+    char label[TT_MAX_LABEL + 1] = "";
     int rc = tt_cluster_devs(r->cluster, name, &cd, &n);
     bool known = rc == 0 && n == 1 && record_known(r, &cd[0], tt_relay_now_ms());
+    if (known)
+        snprintf(label, sizeof(label), "%s", cd[0].label);
     tt_cluster_devs_free(cd, n);
     if (rc)
         return rc;
     if (!known)
         return TETHER_ERR_NOT_FOUND;
     rc = tt_registry_del(r->reg, name);
-    if (rc == 0)
+    if (rc == 0) {
         TT_LOG(TT_LOG_INFO, "device deleted device=%s (held elsewhere or offline)", TT_LOG_V(name));
+        tt_webhook_emit(r->webhooks, "deleted", name, label, tt_relay_now_ms());
+    }
     return rc;
 }
 
@@ -950,6 +965,36 @@ static void audit_metrics(struct buf *b, const struct tt_relay *r)
             (unsigned long long)r->audit.errors);
 }
 
+/* --webhook deliveries (webhook.h). */
+static void webhook_metrics(struct buf *b, const struct tt_relay *r)
+{
+    struct tt_webhook_stats s;
+    tt_webhook_stats(r->webhooks, &s);
+    buf_fmt(b,
+            "# HELP tether_webhook_events_total Device events for the --webhook URLs (one per "
+            "URL): delivered (a 2xx answer), dropped (the queue was full), expired (retried "
+            "for --webhook-max-age without success).\n"
+            "# TYPE tether_webhook_events_total counter\n"
+            "tether_webhook_events_total{result=\"delivered\"} %llu\n"
+            "tether_webhook_events_total{result=\"dropped\"} %llu\n"
+            "tether_webhook_events_total{result=\"expired\"} %llu\n"
+            "# HELP tether_webhook_requests_total Webhook requests: ok (a 2xx answer), failed "
+            "(refused, reset, timed out or another status; retried).\n"
+            "# TYPE tether_webhook_requests_total counter\n"
+            "tether_webhook_requests_total{result=\"ok\"} %llu\n"
+            "tether_webhook_requests_total{result=\"failed\"} %llu\n"
+            "# HELP tether_webhook_queue Events waiting for delivery, every URL together.\n"
+            "# TYPE tether_webhook_queue gauge\n"
+            "tether_webhook_queue %llu\n"
+            "# HELP tether_webhook_queue_max The cap on tether_webhook_queue (--webhook-queue).\n"
+            "# TYPE tether_webhook_queue_max gauge\n"
+            "tether_webhook_queue_max %llu\n",
+            (unsigned long long)s.delivered, (unsigned long long)s.dropped,
+            (unsigned long long)s.expired, (unsigned long long)s.ok, (unsigned long long)s.failed,
+            (unsigned long long)s.queued,
+            (unsigned long long)(r->webhooks ? s.queue_max : r->cfg.webhook_queue));
+}
+
 static void metrics(struct tt_headconn *hc, struct tt_relay *r)
 {
     struct devlist l;
@@ -1018,6 +1063,7 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
     metrics_wsconn(&b);
     http_metrics(&b);
     audit_metrics(&b, r);
+    webhook_metrics(&b, r);
     if (r->cluster) {
         const struct tt_cluster *c = r->cluster;
         buf_fmt(&b,

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "cluster.h"
+#include "webhook.h"
 #include "device.h"
 #include "admin.h"
 #include "forward.h"
@@ -130,7 +131,8 @@ static const char port_owner_lua[] =
 
 /* ARGV: prefix, cutoff, limit. Forgets devices offline since cutoff or earlier (labels, ports
  * and record; a device key stays, and the ports leave keyports: registry_redis.c). Returns the
- * names forgotten. */
+ * names forgotten, each followed by its label. The script is atomic: each device is forgotten
+ * by exactly one node, the one that sends its "expired" webhook. */
 static const char expire_lua[] =
     "local P,cut=ARGV[1],tonumber(ARGV[2])\n"
     "local gone={}\n"
@@ -150,9 +152,11 @@ static const char expire_lua[] =
     "        redis.call('HDEL',P..'ports',v) end\n"
     "      if string.sub(f,1,2)=='p:' and keyed then redis.call('DECRBY',P..'keyports',1) end\n"
     "    end\n"
+    "    local lbl=redis.call('HGET',dk,'label') or ''\n"
     "    redis.call('DEL',dk)\n"
     "    redis.call('SREM',P..'devices',name)\n"
     "    gone[#gone+1]=name\n"
+    "    gone[#gone+1]=lbl\n"
     "  end\n"
     "  redis.call('ZREM',P..'offline',name)\n"
     "end\n"
@@ -712,8 +716,10 @@ static void expire(struct tt_cluster *c, int64_t now)
     snprintf(lim, sizeof(lim), "%d", EXPIRE_BATCH);
     const char *argv[3] = {P, cut, lim};
     redisReply *rep = eval(c, expire_lua, 3, argv);
-    for (size_t i = 0; is_array(rep) && i < rep->elements; i++)
+    for (size_t i = 0; is_array(rep) && i + 1 < rep->elements; i += 2) {
         TT_LOG(TT_LOG_INFO, "device expired device=%s", TT_LOG_V(str_at(rep, i)));
+        tt_webhook_emit(c->r->webhooks, "expired", str_at(rep, i), str_at(rep, i + 1), now);
+    }
     if (rep)
         freeReplyObject(rep);
 }

@@ -31,6 +31,9 @@ void tt_config_usage(FILE *f)
         "               [--access public|private] [--public DEVICE/SERVICE]...\n"
         "               [--users-file FILE] [--tcp-allow CIDR]... [--audit-log FILE]\n"
         "               [--session-ttl DURATION]\n"
+        "               [--webhook URL]... [--webhook-secret SECRET |\n"
+        "               --webhook-secret-file FILE] [--webhook-queue N]\n"
+        "               [--webhook-max-age DURATION]\n"
         "               [--config FILE]\n"
         "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
         "       tetherd --hash-secret\n"
@@ -97,6 +100,16 @@ void tt_config_usage(FILE *f)
         "                         sign-in (appended; reopened on SIGHUP)\n"
         "  --session-ttl DURATION  browser sign-in sessions last this long (default 12h;\n"
         "                         1s to 30d); sign out at /.tether/signout on the device\n"
+        "  --webhook URL          POST one JSON object per device event (online, offline,\n"
+        "                         expired, takeover, deleted) to this http:// or https://\n"
+        "                         URL (repeatable, at most 8); retried with back-off\n"
+        "  --webhook-secret SECRET  sign each body: X-Tether-Signature: sha256=HMAC-SHA256\n"
+        "                         (visible in the process list: prefer the file or\n"
+        "                         TETHER_WEBHOOK_SECRET)\n"
+        "  --webhook-secret-file FILE  read that secret from the first line of FILE\n"
+        "  --webhook-queue N      events waiting for delivery, all URLs together; beyond,\n"
+        "                         new ones are dropped and counted (default 10000)\n"
+        "  --webhook-max-age DURATION  retry an event this long, then drop it (default 1h)\n"
         "  --hash-secret          read a secret on stdin, print its hash for --users-file\n"
         "  --config FILE          settings, one per line: a flag's name and its value\n"
         "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
@@ -320,6 +333,9 @@ static const struct {
     {"--body-min-rate", false, 0, 1000000000, offsetof(struct tt_config, body_min_rate)},
     {"--tcp-idle-timeout", true, 0, 7ull * 86400000,
      offsetof(struct tt_config, tcp_idle_timeout_ms)},
+    {"--webhook-queue", false, 1, 1000000, offsetof(struct tt_config, webhook_queue)},
+    {"--webhook-max-age", true, 1000, 7ull * 86400000,
+     offsetof(struct tt_config, webhook_max_age_ms)},
 };
 
 /* One of limit_flags into c. Returns 1 (set), 0 (not one of them) or -1 with err. */
@@ -399,6 +415,37 @@ static int apply_access(struct tt_config *c, const char *flag, const char *v, ch
         c->session_ttl_ms = ms;
         return 1;
     }
+    return 0;
+}
+
+/* --webhook (checked now: a bad URL exits 2), --webhook-secret, --webhook-secret-file.
+ * Returns 1 (set), 0 (not one of them) or -1 with err. */
+static int apply_webhook(struct tt_config *c, const char *flag, const char *v, char err[TT_ERRLEN])
+{
+    if (strcmp(flag, "--webhook") == 0) {
+        struct tt_webhook_url u;
+        if (c->nwebhooks == TT_CONFIG_MAX_WEBHOOKS) {
+            snprintf(err, TT_ERRLEN, "--webhook: at most %d URLs", TT_CONFIG_MAX_WEBHOOKS);
+            return -1;
+        }
+        if (tt_webhook_parse_url(v, &u, err) != 0)
+            return -1;
+        snprintf(c->webhooks[c->nwebhooks++], TT_WEBHOOK_URL_MAX + 1, "%s", v);
+        return 1;
+    }
+    if (strcmp(flag, "--webhook-secret") == 0) {
+        if (strlen(v) > TT_WEBHOOK_SECRET_MAX) {
+            snprintf(err, TT_ERRLEN, "--webhook-secret: longer than %d bytes",
+                     TT_WEBHOOK_SECRET_MAX);
+            return -1;
+        }
+        if (tt_check_secret(v, TT_WEBHOOK_SECRET_MAX, "--webhook-secret", err) != 0)
+            return -1;
+        strcpy(c->webhook_secret, v);
+        return 1;
+    }
+    if (strcmp(flag, "--webhook-secret-file") == 0)
+        return copy_value(c->webhook_secret_file, TT_CONFIG_PATHLEN, v, flag, err) == 0 ? 1 : -1;
     return 0;
 }
 
@@ -555,6 +602,8 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         return 0;
     }
     int acc = apply_access(c, flag, v, err);
+    if (acc == 0)
+        acc = apply_webhook(c, flag, v, err);
     if (acc != 0)
         return acc > 0 ? 0 : -1;
     snprintf(err, TT_ERRLEN, "unknown option %.100s (try --help)", flag);
@@ -584,6 +633,33 @@ static int load_token(char dst[TT_MAX_TOKEN + 1], const char *file, const char *
     if (tt_check_secret(v, TT_MAX_TOKEN, env, err) != 0)
         return -1;
     strcpy(dst, v);
+    return 0;
+}
+
+/* The webhook secret: --webhook-secret, else the first line of --webhook-secret-file, else
+ * TETHER_WEBHOOK_SECRET (kept out of the process list either way). Returns 0, -1 or
+ * TT_CONFIG_ERR_RUNTIME. */
+static int load_webhook_secret(struct tt_config *c, char err[TT_ERRLEN])
+{
+    char e[TT_ERRLEN];
+    const char *v = getenv("TETHER_WEBHOOK_SECRET");
+    if (c->webhook_secret[0] && c->webhook_secret_file[0]) {
+        snprintf(err, TT_ERRLEN,
+                 "--webhook-secret and --webhook-secret-file cannot be used together");
+        return -1;
+    }
+    if (c->webhook_secret_file[0]) {
+        int rc = tt_read_secret_file(c->webhook_secret_file, c->webhook_secret,
+                                     sizeof(c->webhook_secret), e);
+        if (rc != 0)
+            snprintf(err, TT_ERRLEN, "--webhook-secret-file: %.200s", e);
+        return rc == TT_SECRET_IO ? TT_CONFIG_ERR_RUNTIME : rc;
+    }
+    if (c->webhook_secret[0] || !v || !v[0])
+        return 0;
+    if (tt_check_secret(v, TT_WEBHOOK_SECRET_MAX, "TETHER_WEBHOOK_SECRET", err) != 0)
+        return -1;
+    strcpy(c->webhook_secret, v);
     return 0;
 }
 
@@ -652,7 +728,10 @@ static bool takes_value(const char *flag)
                                        "--users-file",
                                        "--tcp-allow",
                                        "--audit-log",
-                                       "--session-ttl"};
+                                       "--session-ttl",
+                                       "--webhook",
+                                       "--webhook-secret",
+                                       "--webhook-secret-file"};
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)
             return true;
@@ -689,6 +768,8 @@ static void set_defaults(struct tt_config *c)
     c->max_names_per_token = TT_CONFIG_MAX_NAMES_PER_TOKEN;
     c->session_ttl_ms = TT_CONFIG_SESSION_TTL_MS;
     c->new_names_per_sec = TT_CONFIG_NEW_NAMES_PER_SEC;
+    c->webhook_queue = TT_CONFIG_WEBHOOK_QUEUE;
+    c->webhook_max_age_ms = TT_CONFIG_WEBHOOK_MAX_AGE_MS;
 }
 
 /* Applies the settings of --config FILE (path) to c. Returns 0, -1 (usage) or -2 (runtime). */
@@ -812,6 +893,8 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
     if (rc == 0)
         rc = load_token(c->admin_token, c->admin_token_file, "--admin-token", "TETHER_ADMIN_TOKEN",
                         err);
+    if (rc == 0)
+        rc = load_webhook_secret(c, err);
     if (rc != 0)
         return rc;
     if ((c->token[0] || c->token_file[0]) && c->tokens_file[0]) {

@@ -13,6 +13,7 @@
 #include "core/frame.h"
 #include "cidr.h"
 #include "pattern.h"
+#include "webhookbody.h"
 
 #define TT_CONFIG_MAX_LISTEN 8
 #define TT_CONFIG_PATHLEN 1024
@@ -30,6 +31,10 @@
 #define TT_CONFIG_TCP_IDLE_TIMEOUT_MS 3600000
 #define TT_CONFIG_MAX_NAMES_PER_TOKEN 100000
 #define TT_CONFIG_NEW_NAMES_PER_SEC 100
+/* Webhooks (webhook.h): receivers, the queue's cap and how long an event is retried. */
+#define TT_CONFIG_MAX_WEBHOOKS 8
+#define TT_CONFIG_WEBHOOK_QUEUE 10000
+#define TT_CONFIG_WEBHOOK_MAX_AGE_MS 3600000
 
 struct tt_config_addr {
     char host[TT_HOSTLEN]; /* an IP literal */
@@ -126,6 +131,15 @@ struct tt_config {
     struct tt_config_addr cluster_addr;   /* where other nodes reach this node's --listen
                                              service (--cluster-addr; default the first
                                              --listen) */
+    /* Webhooks (webhook.h): --webhook URLs (checked here), the secret that signs the bodies
+     * (--webhook-secret, else the first line of --webhook-secret-file, else
+     * TETHER_WEBHOOK_SECRET; "" none), --webhook-queue, --webhook-max-age. */
+    char webhooks[TT_CONFIG_MAX_WEBHOOKS][TT_WEBHOOK_URL_MAX + 1];
+    size_t nwebhooks;
+    char webhook_secret[TT_WEBHOOK_SECRET_MAX + 1];
+    char webhook_secret_file[TT_CONFIG_PATHLEN];
+    uint64_t webhook_queue;
+    uint64_t webhook_max_age_ms;
 };
 
 /* What tt_config_parse() found to do. */

@@ -15,6 +15,7 @@
 #include "device.h"
 #include "forward.h"
 #include "respond.h"
+#include "webhook.h"
 
 int64_t tt_relay_now_ms(void)
 {
@@ -170,6 +171,17 @@ static void expire(struct tt_device *d)
     forget(d);
 }
 
+/* d's grace period is over: the "expired" webhook (webhook.h), then expire(). In cluster mode
+ * the Redis script that forgets a device tells the one node that forgot it (cluster.c), so
+ * nothing is sent from here. */
+static void expire_grace(struct tt_device *d)
+{
+    struct tt_relay *r = d->relay;
+    if (!r->cluster)
+        tt_webhook_emit(r->webhooks, "expired", d->name, d->label, tt_relay_now_ms());
+    expire(d);
+}
+
 int tt_device_delete(struct tt_relay *r, const char *name)
 {
     struct tt_device *d = tt_strmap_get(&r->by_name, name);
@@ -221,7 +233,7 @@ struct tt_device *tt_device_by_label(struct tt_relay *r, const char *label)
 {
     struct tt_device *d = tt_strmap_get(&r->by_label, label);
     if (d && expired(d, tt_relay_now_ms())) {
-        expire(d);
+        expire_grace(d);
         return NULL;
     }
     return d;
@@ -267,7 +279,7 @@ static bool label_free(struct tt_relay *r, const char *label)
 
 /* A new runtime device for name, with its remembered label and ports when the registry still
  * holds them, else a fresh label. Returns NULL when out of memory or labels. */
-static struct tt_device *device_create(struct tt_relay *r, const char *name)
+static struct tt_device *device_create(struct tt_relay *r, const char *name, bool *held)
 {
     struct tt_device *d = calloc(1, sizeof(*d));
     if (!d)
@@ -278,6 +290,7 @@ static struct tt_device *device_create(struct tt_relay *r, const char *name)
     if (tt_registry_get(r->reg, name, &rd) == 0) {
         int64_t now = tt_relay_now_ms();
         if (rd.offline_since == 0 || now - rd.offline_since < (int64_t)r->cfg.grace_ms) {
+            *held = rd.offline_since == 0 && rd.node[0] && strcmp(rd.node, r->cfg.node_id) != 0;
             d->svc = svcs_new(rd.nports);
             if (!d->svc) {
                 free(d);
@@ -290,8 +303,10 @@ static struct tt_device *device_create(struct tt_relay *r, const char *name)
                 d->svc[i].portno = rd.ports[i].port;
             }
             d->nsvc = rd.nports;
-        } else {
-            tt_registry_del(r->reg, name);
+        } else if (tt_registry_del(r->reg, name) == 0) {
+            /* past its grace, not swept yet: expired here, by the node that deleted it */
+            TT_LOG(TT_LOG_INFO, "device expired device=%s label=%s", TT_LOG_V(name), rd.label);
+            tt_webhook_emit(r->webhooks, "expired", name, rd.label, now);
         }
     }
     for (int tries = 0; !d->label[0] && tries < 100; tries++) {
@@ -563,11 +578,11 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     int64_t now = tt_relay_now_ms();
     struct tt_device *d = tt_strmap_get(&r->by_name, name);
     if (d && expired(d, now)) {
-        expire(d);
+        expire_grace(d);
         d = NULL;
     }
-    bool fresh = !d;
-    if (fresh && !(d = device_create(r, name))) {
+    bool fresh = !d, held = false;
+    if (fresh && !(d = device_create(r, name, &held))) {
         if (r->cluster && !tt_redisconn_up(&r->cluster->rc)) {
             TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry unreachable\"",
                    TT_LOG_V(name), peer(dc));
@@ -575,6 +590,10 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         }
         return refuse(dc, s, TT_REFUSE_CAPACITY, "no label available");
     }
+    /* a takeover: of a session of this node, or (cluster mode) of another node's, which
+     * closes it silently at its next beat; the "takeover" webhook goes from here, once */
+    if (d->conn || held)
+        tt_webhook_emit(r->webhooks, "takeover", d->name, d->label, now);
     if (d->conn)
         takeover(d);
     int rc, saved = 0;
@@ -697,6 +716,8 @@ static void welcome(struct tt_devconn *dc)
     snprintf(d->remote_addr, sizeof(d->remote_addr), "%s", peer(dc));
     TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u",
            TT_LOG_V(d->name), d->label, peer(dc), (unsigned)d->nsvc);
+    dc->welcomed = true;
+    tt_webhook_emit(dc->relay->webhooks, "online", d->name, d->label, now);
 }
 
 /* A registration that was committed but cannot be acknowledged: the device is offline again
@@ -873,6 +894,8 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
         save(d);
         TT_LOG(TT_LOG_INFO, "device disconnected device=%s label=%s peer=%s reason=\"%s\"",
                TT_LOG_V(d->name), d->label, peer(dc), TT_LOG_E(why));
+        if (dc->welcomed) /* an "online" went out for this session */
+            tt_webhook_emit(d->relay->webhooks, "offline", d->name, d->label, d->last_seen);
         if (d->relay->cluster)
             drop_local(d); /* the shared registry remembers it; any node answers for it */
     } else {
@@ -943,7 +966,7 @@ static int sweep_one(const char *key, void *val, void *ud)
     int64_t now = *(int64_t *)ud;
     (void)key;
     if (expired(d, now))
-        expire(d);
+        expire_grace(d);
     else if (!d->conn && d->offline_since + (int64_t)r->cfg.grace_ms < r->sweep_expiry_at)
         r->sweep_expiry_at = d->offline_since + (int64_t)r->cfg.grace_ms;
     return 0;

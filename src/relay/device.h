@@ -55,6 +55,7 @@ struct tt_devconn {
     struct tt_devconn *prev, *next;
     int64_t started;              /* unix ms */
     bool registered;              /* WELCOME sent or on its way (or refused: closing anyway) */
+    bool welcomed;                /* WELCOME sent (the "online" webhook went out) */
     struct tt_limits_conn lim;    /* on relay->limits until registered (unauthenticated) */
     bool sync_waiting;            /* on relay->sync_q: WELCOME once the registry synced */
     uint64_t sync_need;           /* ... the sync of that generation */

@@ -20,6 +20,7 @@
 #include "server.h"
 #include "signin.h"
 #include "visitor.h"
+#include "webhook.h"
 
 /* mkdir -p: creates dir and its missing parents (mode 0700). Returns 0 or -1 with err. */
 static int make_dirs(const char *dir, char err[TT_ERRLEN])
@@ -187,7 +188,13 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
         snprintf(err, TT_ERRLEN, "cannot start timers");
         return -1;
     }
-    return 0;
+    /* each event is sent by the node where it happens; "node" is null on a single relay */
+    int wrc = tt_webhooks_new(&r->webhooks, loop, cfg->webhooks, cfg->nwebhooks,
+                              cfg->webhook_secret, cfg->cluster ? cfg->node_id : NULL,
+                              (size_t)cfg->webhook_queue, cfg->webhook_max_age_ms, err);
+    r->webhooks_signed = cfg->webhook_secret[0] != '\0';
+    tt_secret_wipe(r->cfg.webhook_secret, sizeof(r->cfg.webhook_secret));
+    return wrc;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -306,6 +313,16 @@ int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
     if (r->data_dir_chmod_failed)
         TT_LOG(TT_LOG_WARN, "cannot make every registry file private (chmod 600) dir=%s",
                TT_LOG_V(r->cfg.data_dir));
+    if (r->cfg.nwebhooks > 0) {
+        TT_LOG(TT_LOG_INFO, "webhooks urls=%zu signed=%s queue=%llu max_age_s=%llu",
+               r->cfg.nwebhooks, r->webhooks_signed ? "yes" : "no",
+               (unsigned long long)r->cfg.webhook_queue,
+               (unsigned long long)(r->cfg.webhook_max_age_ms / 1000));
+        if (!r->webhooks_signed)
+            TT_LOG(TT_LOG_WARN, "webhooks are not signed: anyone who reaches the receiver can "
+                                "forge events (set --webhook-secret-file or "
+                                "TETHER_WEBHOOK_SECRET)");
+    }
     const struct tt_limits *l = &r->limits;
     TT_LOG(TT_LOG_INFO,
            "limits open_files=%llu fd_reserve=%llu max_pending=%zu max_pending_per_addr=%zu "
@@ -354,6 +371,7 @@ void tt_relay_stop(struct tt_relay *r)
     tt_visitor_shutdown(r);
     tt_device_shutdown(r);
     tt_tcpports_reset(&r->ports);
+    tt_webhooks_stop(r->webhooks);
 }
 
 void tt_relay_free(struct tt_relay *r)
@@ -375,4 +393,6 @@ void tt_relay_free(struct tt_relay *r)
     tt_access_free(&r->access);
     tt_audit_close(&r->audit);
     tt_visitor_free(r);
+    tt_webhooks_free(r->webhooks);
+    r->webhooks = NULL;
 }

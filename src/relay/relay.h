@@ -22,6 +22,7 @@
 struct tt_devconn;
 struct tt_cluster;
 struct tt_visitor_set;
+struct tt_webhooks;
 
 struct tt_relay {
     uv_loop_t *loop;
@@ -47,6 +48,8 @@ struct tt_relay {
     struct tt_sessions sessions;     /* browser sign-in sessions (sessions.h) */
     struct tt_visitor_set *visitors; /* tether connect connections (visitor.h; made on demand) */
     struct tt_tls_ctx *tls;          /* the certificate new TLS connections get (NULL: no TLS) */
+    struct tt_webhooks *webhooks;    /* device events to --webhook URLs (webhook.h; NULL: none) */
+    bool webhooks_signed;            /* ... with a secret (the secret itself is the set's) */
     /* the --listen ports, the --tls-listen ports, then admin */
     uv_tcp_t *listeners[2 * TT_CONFIG_MAX_LISTEN + 1];
     size_t nlisteners;

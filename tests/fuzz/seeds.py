@@ -325,6 +325,20 @@ def hostaddr_seeds():
         write("fuzz_hostaddr", s)
 
 
+def webhook_seeds():
+    """Issue 13. fuzz_webhook: a split byte, then a receiver's answer (also read as a --webhook
+    URL)."""
+    for s in [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+              b"HTTP/1.0 503 Busy\r\nContent-Length: 3\r\n\r\nabc",
+              b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 500 X\r\n\r\n",
+              b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+              b"HTTP/1.1 200 OK\r\n", b"SSH-2.0-OpenSSH_9.2\r\n", b"HTTP/1.1 2000 X\r\n\r\n",
+              b"http://127.0.0.1:8081/hook?k=v", b"https://[::1]/x", b"http://u:p@h/",
+              b"http://hooks.example/a b"]:
+        for split in (0, 5, 200):
+            write("fuzz_webhook", bytes([split]) + s)
+
+
 if __name__ == "__main__":
     main()
     http_seeds()
@@ -334,3 +348,4 @@ if __name__ == "__main__":
     response_seeds()
     signin_seeds()
     hostaddr_seeds()
+    webhook_seeds()

@@ -472,6 +472,55 @@ static void test_listen_limit(void **state)
                  "at most");
 }
 
+/* --webhook, its secret's three sources, --webhook-queue, --webhook-max-age, and the config
+ * file's spelling. */
+static void test_webhook_flags(void **state)
+{
+    (void)state;
+    char path[64];
+    unsetenv("TETHER_WEBHOOK_SECRET");
+    assert_int_equal(PARSE("--data-dir", "/tmp/x"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.nwebhooks, 0);
+    assert_int_equal(cfg.webhook_queue, TT_CONFIG_WEBHOOK_QUEUE);
+    assert_int_equal(cfg.webhook_max_age_ms, TT_CONFIG_WEBHOOK_MAX_AGE_MS);
+    assert_string_equal(cfg.webhook_secret, "");
+    assert_int_equal(PARSE("--webhook", "http://127.0.0.1:8081/a", "--webhook=https://h.example/b",
+                           "--webhook-secret", "s3cret", "--webhook-queue", "5",
+                           "--webhook-max-age", "2m"),
+                     TT_CONFIG_RUN);
+    assert_int_equal(cfg.nwebhooks, 2);
+    assert_string_equal(cfg.webhooks[1], "https://h.example/b");
+    assert_string_equal(cfg.webhook_secret, "s3cret");
+    assert_int_equal(cfg.webhook_queue, 5);
+    assert_int_equal(cfg.webhook_max_age_ms, 120000);
+    snprintf(path, sizeof(path), "%s", conf_file("from-file\n"));
+    assert_int_equal(PARSE("--webhook-secret-file", path), TT_CONFIG_RUN);
+    assert_string_equal(cfg.webhook_secret, "from-file");
+    setenv("TETHER_WEBHOOK_SECRET", "from-env", 1);
+    assert_int_equal(PARSE("--webhook", "http://h/"), TT_CONFIG_RUN);
+    assert_string_equal(cfg.webhook_secret, "from-env");
+    assert_int_equal(PARSE("--webhook-secret", "flag"), TT_CONFIG_RUN);
+    assert_string_equal(cfg.webhook_secret, "flag");
+    unsetenv("TETHER_WEBHOOK_SECRET");
+    expect_error(PARSE("--webhook", "ftp://h/"), "--webhook: ");
+    expect_error(PARSE("--webhook", "http://a:b@h/"), "--webhook: user info");
+    expect_error(PARSE("--webhook-secret", "a b"), "--webhook-secret");
+    expect_error(PARSE("--webhook-secret", "x", "--webhook-secret-file", path), "together");
+    expect_error(PARSE("--webhook-queue", "0"), "--webhook-queue");
+    expect_error(PARSE("--webhook-max-age", "0s"), "--webhook-max-age");
+    expect_error(PARSE("--webhook", "http://h/1", "--webhook", "http://h/2", "--webhook",
+                       "http://h/3", "--webhook", "http://h/4", "--webhook", "http://h/5",
+                       "--webhook", "http://h/6", "--webhook", "http://h/7", "--webhook",
+                       "http://h/8", "--webhook", "http://h/9"),
+                 "at most 8");
+    assert_int_equal(PARSE("--webhook-secret-file", "/nonexistent/secret"), TT_CONFIG_ERR_RUNTIME);
+    snprintf(path, sizeof(path), "%s",
+             conf_file("webhook http://127.0.0.1:9/x\nwebhook_queue = 7\n"));
+    assert_int_equal(PARSE("--config", path), TT_CONFIG_RUN);
+    assert_int_equal(cfg.nwebhooks, 1);
+    assert_int_equal(cfg.webhook_queue, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_cluster_flags),
+        cmocka_unit_test(test_webhook_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
