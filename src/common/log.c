@@ -181,3 +181,27 @@ void tt_log_write(int level, const char *fmt, ...)
         n -= (size_t)w;
     }
 }
+
+size_t tt_log_stamp(char *out, size_t outlen)
+{
+    uv_timeval64_t tv;
+    time_t secs;
+    struct tm tm;
+    char day[32];
+
+    if (outlen == 0)
+        return 0;
+    if (uv_gettimeofday(&tv) != 0)
+        tv.tv_sec = tv.tv_usec = 0;
+    secs = (time_t)tv.tv_sec;
+    if (tt_gmtime(&secs, &tm) == NULL)
+        memset(&tm, 0, sizeof tm);
+    if (strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        day[0] = '\0';
+    int n = snprintf(out, outlen, "%s.%03dZ %s ", day, (int)(tv.tv_usec / 1000), log_program);
+    if (n < 0 || (size_t)n >= outlen) {
+        out[0] = '\0';
+        return 0;
+    }
+    return (size_t)n;
+}

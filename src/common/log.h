@@ -27,6 +27,11 @@ void tt_log_set_program(const char *s);
 /* Writes one line: "<timestamp> <program> <LEVEL> <message>\n" to stderr. */
 void tt_log_write(int level, const char *fmt, ...) TT_PRINTF(2, 3);
 
+/* Writes "<timestamp> <program> " (the start of a tt_log_write line, without the level) into
+ * out[outlen], for lines a program writes itself (the agent's "error:" and "disconnected:"
+ * lines). Returns its length; 0 (and "") if it does not fit. */
+size_t tt_log_stamp(char *out, size_t outlen);
+
 /* Text a peer chose (a device's name or close reason, a relay's URL or label, a Host header...)
  * goes into a line only through these, so that it cannot add fields or lines of its own.
  * Bytes below 0x20, 0x7f and above are written \xHH (\n, \r and \t as such); '"' and '\\' get
