@@ -30,7 +30,8 @@ const char *tt_args_usage(void)
            "              [--http [NAME=]HOST:PORT|PORT]... [--tcp NAME=HOST:PORT]...\n"
            "              [--state-dir DIR] [--dns ADDR[:PORT]] [--config FILE]\n"
            "              [--proxy URL] [--noproxy LIST] [--ca-file FILE] [--insecure]\n"
-           "              [--json] [--log-level LEVEL] [--help] [--version]\n"
+           "              [--json] [--log-level LEVEL] [--log-format text|json]\n"
+           "              [--help] [--version]\n"
            "       tether connect --server URL [--user USER --secret SECRET | --grant TOKEN]\n"
            "              DEVICE/SERVICE (--listen [ADDR:]PORT | --stdio) [...]\n"
            "              (reach a device's service: tether connect --help)\n"
@@ -71,13 +72,16 @@ const char *tt_args_usage(void)
            "                      (without OpenSSL's CA file or directory: Android's store)\n"
            "  --insecure          do not verify the relay's certificate (testing only; a\n"
            "                      warning says so on stderr)\n"
-           "  --config FILE       read settings from FILE first, one per line: a flag's name\n"
-           "                      and its value (server ws://relay:8080, http 8000, json true);\n"
-           "                      flags on the command line win (a --server, --http or --tcp\n"
-           "                      replaces the file's list of its kind); a token line only in a\n"
-           "                      file other users cannot read (prefer token-file)\n"
+           "  --config FILE       read settings from FILE first, one per line: a flag's\n"
+           "                      name and its value (server ws://relay:8080, http 8000,\n"
+           "                      json true); flags on the command line win (a --server,\n"
+           "                      --http or --tcp replaces the file's list of its kind); a\n"
+           "                      token line only in a file other users cannot read\n"
+           "                      (prefer token-file)\n"
            "  --json              print one JSON object per event on stdout\n"
            "  --log-level LEVEL   error, warn, info (default) or debug; logs go to stderr\n"
+           "  --log-format FORMAT text (default) or json: each log line on stderr as a JSON\n"
+           "                      object (time, program, level, msg and the line's fields)\n"
            "  --help              print this help and exit\n"
            "  --version           print the version and exit\n"
            "\n"
@@ -114,6 +118,7 @@ enum opt_id {
     OPT_HELP,
     OPT_VERSION,
     OPT_CONFIG,
+    OPT_LOG_FORMAT,
 };
 
 static const struct {
@@ -138,6 +143,7 @@ static const struct {
     {"state-dir", OPT_STATE_DIR, true},
     {"dns", OPT_DNS, true},
     {"config", OPT_CONFIG, true},
+    {"log-format", OPT_LOG_FORMAT, true},
 };
 
 static bool valid_name(const char *s, size_t n)
@@ -295,6 +301,14 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
         return 0;
     case OPT_CONFIG:
         return 0; /* read first, by read_config */
+    case OPT_LOG_FORMAT:
+        if (strcmp(v, "text") == 0)
+            a->log_json = false;
+        else if (strcmp(v, "json") == 0)
+            a->log_json = true;
+        else
+            return errf(err, "bad --log-format '%s' (text or json)", v);
+        return 0;
     }
     return errf(err, "unknown option '%s'", flag);
 }

@@ -43,6 +43,7 @@ struct tt_args {
     bool help;
     bool version;
     int log_level; /* -1: not given */
+    bool log_json; /* --log-format json */
     struct tt_args_service services[TETHER_MAX_SERVICES];
     size_t nservices;
     const char *config;         /* --config FILE: NULL if not given */

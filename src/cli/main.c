@@ -76,6 +76,15 @@ static void on_event(tether_agent *a, const struct tether_event *ev, void *ud)
     }
     case TETHER_EVENT_DISCONNECTED:
     case TETHER_EVENT_ERROR: {
+        if (tt_log_is_json()) { /* a log record like the others: {"msg":"error","message":...} */
+            if (ev->kind == TETHER_EVENT_ERROR)
+                tt_log_write(TT_LOG_ERROR, "error message=%s retry_ms=%u", TT_LOG_V(ev->message),
+                             (unsigned)ev->retry_ms);
+            else
+                tt_log_write(TT_LOG_WARN, "disconnected reason=%s retry_ms=%u",
+                             TT_LOG_V(ev->reason), (unsigned)ev->retry_ms);
+            break;
+        }
         /* "<timestamp> tether error: ...", like the log lines around it, in one write */
         char buf[1300];
         size_t n = tt_log_stamp(buf, sizeof buf);
@@ -116,6 +125,7 @@ int main(int argc, char **argv)
     }
     if (args.log_level >= 0)
         tt_log_level = args.log_level;
+    tt_log_set_json(args.log_json);
     if (args.token_file) {
         rc = tt_read_secret_file(args.token_file, token, sizeof token, err);
         if (rc != 0) {

@@ -173,3 +173,30 @@ def test_agent_error_and_disconnected_lines_have_a_timestamp(t):
           "disconnected line without the timestamp: %r" % line)
     check(all(l.startswith("ready ") for l in good.lines if l.strip()),
           "stdout holds only ready lines: %r" % good.lines)
+
+
+def test_agent_log_format_json(t):
+    relay = t.relay()
+    svc = t.http_service(big_size=1024)
+    conf = _write(t, "agent.conf", "server %s\nname json-log-dev\nhttp %d\nstate-dir %s\n"
+                  "log-format json\nlog-level debug\n" % (relay.url, svc.port, agent_state_dir(t)))
+    bad = Proc(t, "tether", [TETHER, "--config", conf, "--token", "wrong-token"])
+
+    def records():
+        lines = [l for l in bad.stderr_text().splitlines() if l.strip()]
+        recs = [json.loads(l) for l in lines]  # every line is one JSON object
+        return recs if any(r.get("msg") == "error" for r in recs) else None
+
+    recs = wait_for(records, 30, "an error record on stderr")
+    for r in recs:
+        check(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", r.get("time", "")) and
+              r.get("program") == "tether" and r.get("level") in ("error", "warn", "info", "debug")
+              and isinstance(r.get("msg"), str), "log record %r" % r)
+    err = [r for r in recs if r.get("msg") == "error"][0]
+    eq(err.get("level"), "error", "the error event's level")
+    check("invalid token" in err.get("message", "") and err.get("retry_ms", "").isdigit(),
+          "the error record %r" % err)
+    bad.stop()
+    good = Proc(t, "tether", [TETHER, "--config", conf, "--token", relay.token])
+    services = _ready(good, 1)  # stdout keeps the ready lines exactly
+    check(services.get("http", {}).get("label"), "ready line: %r" % good.lines)

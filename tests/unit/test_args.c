@@ -356,7 +356,13 @@ static void test_config_file(void **state)
     assert_int_equal(a.log_level, 3);
     assert_true(a.json);
     assert_false(a.insecure);
+    assert_false(a.log_json);
     tt_args_free(&a);
+    assert_int_equal(PARSE(&a, err, "--config", p, "--log-format", "json"), 0);
+    assert_true(a.log_json);
+    tt_args_free(&a);
+    assert_int_equal(PARSE(&a, err, "--config", p, "--log-format=yaml"), -1);
+    assert_string_equal(err, "bad --log-format 'yaml' (text or json)");
 
     /* the command line wins: a scalar replaces the file's, a list replaces the file's list of
      * that kind, --token replaces the file's token-file */
