@@ -25,7 +25,7 @@ static int errf(char err[TT_ERRLEN], const char *fmt, ...)
 
 const char *tt_args_usage(void)
 {
-    return "Usage: tether --server URL [--server URL]... --name NAME\n"
+    return "usage: tether --server URL [--server URL]... --name NAME\n"
            "              (--token TOKEN | --token-file FILE)\n"
            "              [--http [NAME=]HOST:PORT|PORT]... [--tcp NAME=HOST:PORT]...\n"
            "              [--state-dir DIR] [--dns ADDR[:PORT]] [--config FILE]\n"
