@@ -313,6 +313,14 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
     return errf(err, "unknown option '%s'", flag);
 }
 
+/* Windows' permission bits say nothing of who may read a file (its ACL does): there a token line
+ * is not refused for them. */
+#if defined(_WIN32)
+#define TT_ARGS_WINDOWS 1
+#else
+#define TT_ARGS_WINDOWS 0
+#endif
+
 static size_t find_opt(const char *name, size_t namelen)
 {
     size_t k, nopts = sizeof opts / sizeof opts[0];
@@ -386,7 +394,7 @@ static int read_config(struct tt_args *a, char err[TT_ERRLEN])
         if (k == sizeof opts / sizeof opts[0] || opts[k].id == OPT_CONFIG ||
             opts[k].id == OPT_HELP || opts[k].id == OPT_VERSION)
             return errf(err, "%.200s:%u: unknown setting '%.40s'", path, it->line, it->flag + 2);
-        if (opts[k].id == OPT_TOKEN && (a->file->mode & 0004u))
+        if (opts[k].id == OPT_TOKEN && !TT_ARGS_WINDOWS && (a->file->mode & 0004u))
             return errf(err,
                         "%.200s:%u: a token in a file that every user can read: use token-file "
                         "FILE, or chmod o-r the file",
