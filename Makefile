@@ -8,7 +8,9 @@
 #                   the microcontroller agent (mcu/mcu.mk): the Cortex-M firmware with its size
 #                   report, the user-space build, its tests, the firmware on QEMU's mps2-an385
 #   make demo       build, start a relay and an agent exposing a sample page, print its URL
-#   make install PREFIX=/usr/local [DESTDIR=...]
+#   make install PREFIX=/usr/local [DESTDIR=...] [LIBDIR=...]
+#                   the programs, libtether.a, libtether.so.1 (SONAME; .so for linking), tether.h,
+#                   LIBDIR/pkgconfig/tether.pc and the man pages; make uninstall removes them
 #   make sanitize   build with -fsanitize=address,undefined into build/sanitize
 #   make core-check build src/core alone with the strict flags and check it needs only libc,
 #                   for this machine and for a Cortex-M0+ (arm-none-eabi-gcc, if installed)
@@ -60,7 +62,10 @@ OPT_sanitize := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -f
 OPT := $(OPT_$(MODE))
 LDSAN_sanitize := -fsanitize=address,undefined
 LDSAN := $(LDSAN_$(MODE))
-CFLAGS_ALL := $(CSTD) $(APP_WARN) $(OPT) -fPIC $(CFLAGS)
+# Every object is built with hidden symbols: libtether.so exports only what include/tether.h marks
+# TETHER_API (tether_*); the programs, unit tests and fuzz targets link the static archives.
+VISIBILITY := -fvisibility=hidden
+CFLAGS_ALL := $(CSTD) $(APP_WARN) $(OPT) -fPIC $(VISIBILITY) $(CFLAGS)
 # The agent (tether, libtether) needs no SQLite or hiredis: those are the relay's. c-ares is the
 # agent's alone (its name lookups with --dns, or without /etc/resolv.conf: src/agent/resolve.c).
 COMMON_LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lm -lpthread
@@ -95,10 +100,13 @@ TETHERD := $(B)/bin/tetherd
 EXE ?=
 TETHER := $(B)/bin/tether$(EXE)
 LIBTETHER_A := $(B)/lib/libtether.a
+# libtether.so is a link to libtether.so.1 (the SONAME), a link to libtether.so.1.0.0 (the file)
 LIBTETHER_SO := $(B)/lib/libtether.so
+SO_MAJOR := 1
+SO_VERSION := $(SO_MAJOR).0.0
 INTERNAL_A := $(B)/lib/libtt_internal.a
 
-.PHONY: core-check-cortex-m all build agent cross cross-test cross-deps deps test unit unit-bin e2e sanitize demo install clean core-check fuzz fuzz-deps fuzz-replay-bin \
+.PHONY: FORCE core-check-cortex-m all build agent cross cross-test cross-deps deps test unit unit-bin e2e sanitize demo install uninstall clean core-check fuzz fuzz-deps fuzz-replay-bin \
 	bench bench-bin format format-check
 
 all: deps
@@ -114,11 +122,20 @@ agent: $(TETHER) $(LIBTETHER_A) $(if $(EXE)$(NO_SHARED),,$(LIBTETHER_SO))
 deps:
 	@scripts/deps.sh build
 
-$(B)/obj/src/core/%.o: src/core/%.c
+# The compile flags as a file that changes only when they do: objects depend on it, so that a
+# build directory made with other flags (before -fvisibility=hidden, say) is rebuilt.
+CFLAGS_STAMP := $(B)/obj/cflags.txt
+CFLAGS_NOW := $(CC) $(CFLAGS_ALL) $(CPPFLAGS_ALL) $(CORE_WARN)
+$(CFLAGS_STAMP): FORCE
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(CORE_WARN) $(OPT) -fPIC $(CFLAGS) -Iinclude -MMD -MP -c $< -o $@
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(CFLAGS_NOW)' ]; then echo '$(CFLAGS_NOW)' > $@; fi
+FORCE:
 
-$(B)/obj/%.o: %.c
+$(B)/obj/src/core/%.o: src/core/%.c $(CFLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(CORE_WARN) $(OPT) -fPIC $(VISIBILITY) $(CFLAGS) -Iinclude -MMD -MP -c $< -o $@
+
+$(B)/obj/%.o: %.c $(CFLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CPPFLAGS_ALL) -MMD -MP -c $< -o $@
 
@@ -133,7 +150,10 @@ $(LIBTETHER_A): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
 
 $(LIBTETHER_SO): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDSAN) $(XLDFLAGS) -o $@ $^ $(AGENT_LIBS)
+	$(CC) -shared -Wl,-soname,libtether.so.$(SO_MAJOR) $(LDSAN) $(XLDFLAGS) \
+		-o $@.$(SO_VERSION) $^ $(AGENT_LIBS)
+	ln -sf libtether.so.$(SO_VERSION) $@.$(SO_MAJOR)
+	ln -sf libtether.so.$(SO_MAJOR) $@
 
 $(TETHERD): $(RELAY_OBJ) $(COMMON_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
@@ -178,15 +198,43 @@ e2e:
 demo: all
 	@scripts/demo.sh
 
+LIBDIR ?= $(PREFIX)/lib
+# pkg-config tether: the flags to build against libtether (Libs.private: for --static)
+define TETHER_PC
+prefix=$(PREFIX)
+libdir=$(LIBDIR)
+includedir=$(PREFIX)/include
+
+Name: tether
+Description: Tether device SDK: makes a device's local services reachable through a Tether relay
+Version: $(shell sed -n 's/^\#define TETHER_VERSION "\(.*\)"/\1/p' include/tether.h)
+Libs: -L$${libdir} -ltether
+Libs.private: $(AGENT_LIBS)
+Cflags: -I$${includedir}
+endef
+export TETHER_PC
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include \
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 755 build/release/bin/tetherd build/release/bin/tether $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 build/release/lib/libtether.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 build/release/lib/libtether.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 build/release/lib/libtether.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 build/release/lib/libtether.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libtether.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libtether.so.$(SO_MAJOR)
+	ln -sf libtether.so.$(SO_MAJOR) $(DESTDIR)$(LIBDIR)/libtether.so
+	printf '%s\n' "$$TETHER_PC" > $(DESTDIR)$(LIBDIR)/pkgconfig/tether.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/tether.pc
 	install -m 644 include/tether.h include/tether_err.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 docs/man/tether.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 docs/man/tetherd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/tetherd $(DESTDIR)$(PREFIX)/bin/tether \
+		$(DESTDIR)$(LIBDIR)/libtether.a $(DESTDIR)$(LIBDIR)/libtether.so \
+		$(DESTDIR)$(LIBDIR)/libtether.so.$(SO_MAJOR) $(DESTDIR)$(LIBDIR)/libtether.so.$(SO_VERSION) \
+		$(DESTDIR)$(LIBDIR)/pkgconfig/tether.pc \
+		$(DESTDIR)$(PREFIX)/include/tether.h $(DESTDIR)$(PREFIX)/include/tether_err.h \
+		$(DESTDIR)$(PREFIX)/share/man/man1/tether.1 $(DESTDIR)$(PREFIX)/share/man/man8/tetherd.8
 
 # src/core alone, strict flags, and nothing but libc underneath.
 core-check:

@@ -52,7 +52,7 @@ extern "C" {
 #define TETHER_DEVICE_KEY_LEN 64   /* device keys: 64 lowercase hex digits */
 
 /* Returns TETHER_VERSION (the library's, which may differ from the header's). Static string. */
-const char *tether_version(void);
+TETHER_API const char *tether_version(void);
 
 /* Log levels of the library's stderr log (process-wide; default TETHER_LOG_INFO). */
 enum tether_log_level {
@@ -64,7 +64,7 @@ enum tether_log_level {
 
 /* Sets the level of the library's log lines on stderr. Values outside the enum are clamped.
  * Not thread-safe with a running agent's logging (set it before tether_agent_run). */
-void tether_set_log_level(int level);
+TETHER_API void tether_set_log_level(int level);
 
 enum tether_service_kind {
     TETHER_SERVICE_HTTP = 1, /* exposed as http://LABEL.DOMAIN (or a sibling name) */
@@ -80,22 +80,22 @@ typedef struct tether_config tether_config;
 
 /* Creates an empty config into *out (the caller frees it with tether_config_free()).
  * Returns 0, TETHER_ERR_INVAL (out is NULL) or TETHER_ERR_NOMEM. */
-int tether_config_new(tether_config **out);
+TETHER_API int tether_config_new(tether_config **out);
 
 /* Frees cfg and every string it holds. NULL is ignored. */
-void tether_config_free(tether_config *cfg);
+TETHER_API void tether_config_free(tether_config *cfg);
 
 /* Adds a relay URL, "ws://HOST[:PORT][/PATH]" (default port 80, path "/") or
  * "wss://HOST[:PORT][/PATH]" (TLS, default port 443). The agent tries the servers in the order
  * added, rotating on each failure. Returns 0, or TETHER_ERR_CONFIG (not a ws:// or wss:// URL,
  * credentials in it, more than TETHER_MAX_SERVERS), TETHER_ERR_INVAL, TETHER_ERR_NOMEM. */
-int tether_config_add_server(tether_config *cfg, const char *url);
+TETHER_API int tether_config_add_server(tether_config *cfg, const char *url);
 
 /* Sets the device's name (its stable identity: a serial number, say) and its token. Replaces a
  * previous value. Returns 0, TETHER_ERR_CONFIG (empty, too long, space or control character),
  * TETHER_ERR_INVAL or TETHER_ERR_NOMEM. */
-int tether_config_set_name(tether_config *cfg, const char *name);
-int tether_config_set_token(tether_config *cfg, const char *token);
+TETHER_API int tether_config_set_name(tether_config *cfg, const char *name);
+TETHER_API int tether_config_set_token(tether_config *cfg, const char *token);
 
 /* Adds a service. name: [a-z0-9-], 1..TETHER_MAX_SERVICE_NAME characters, unique among the
  * device's services; for tether_config_add_http() NULL picks the first free name of "http",
@@ -104,8 +104,8 @@ int tether_config_set_token(tether_config *cfg, const char *token);
  * HTTP service (or the one named "http") gets the device's main URL. Returns 0, or
  * TETHER_ERR_CONFIG (bad or duplicate name, bad target, more than TETHER_MAX_SERVICES),
  * TETHER_ERR_INVAL, TETHER_ERR_NOMEM. */
-int tether_config_add_http(tether_config *cfg, const char *name, const char *target);
-int tether_config_add_tcp(tether_config *cfg, const char *name, const char *target);
+TETHER_API int tether_config_add_http(tether_config *cfg, const char *name, const char *target);
+TETHER_API int tether_config_add_tcp(tether_config *cfg, const char *name, const char *target);
 
 /* Reaching the relay through an HTTP proxy (CONNECT). By default the agent reads the proxy
  * variables as curl does, once, in tether_agent_new(): for ws:// servers ws_proxy, WS_PROXY,
@@ -120,8 +120,8 @@ int tether_config_add_tcp(tether_config *cfg, const char *name, const char *targ
  * tether_config_set_no_proxy(): the no-proxy list to use instead of no_proxy/NO_PROXY (same
  * syntax; "" proxies every host). It applies to a proxy set here too, as curl's does.
  * Return 0, TETHER_ERR_CONFIG, _INVAL, _NOMEM. */
-int tether_config_set_proxy(tether_config *cfg, const char *url);
-int tether_config_set_no_proxy(tether_config *cfg, const char *list);
+TETHER_API int tether_config_set_proxy(tether_config *cfg, const char *url);
+TETHER_API int tether_config_set_no_proxy(tether_config *cfg, const char *list);
 
 /* Name lookups (the relay's host, the proxy's, a service's target). "localhost" and names
  * ending in ".localhost" always mean the loopback address (127.0.0.1, then ::1) and IP
@@ -132,7 +132,7 @@ int tether_config_set_no_proxy(tether_config *cfg, const char *list);
  * the hosts file or search domains (c-ares): an IPv4 address, or an IPv6 one (in brackets when
  * a port follows); the port defaults to 53. NULL: back to the default. Returns 0,
  * TETHER_ERR_CONFIG (not an IP address, bad port), _INVAL, _NOMEM. */
-int tether_config_set_dns(tether_config *cfg, const char *server);
+TETHER_API int tether_config_set_dns(tether_config *cfg, const char *server);
 
 /* TLS options for wss:// (TLS 1.2 at least). By default the relay's certificate is verified
  * against the system's CAs (or, on a system without OpenSSL's CA file and directory, Android's
@@ -144,8 +144,8 @@ int tether_config_set_dns(tether_config *cfg, const char *server);
  * system's (a private CA); tether_agent_new() fails with TETHER_ERR_CONFIG if it cannot be
  * read or holds no certificate. set_insecure(true): no verification at all (testing only; the
  * agent logs a warning when it starts). Return 0, TETHER_ERR_CONFIG, _INVAL, _NOMEM. */
-int tether_config_set_ca_file(tether_config *cfg, const char *path);
-int tether_config_set_insecure(tether_config *cfg, bool insecure);
+TETHER_API int tether_config_set_ca_file(tether_config *cfg, const char *path);
+TETHER_API int tether_config_set_insecure(tether_config *cfg, bool insecure);
 
 /* The device key (docs/PROTOCOL.md 6.4). The first time a relay registers a name with the fleet
  * token it issues a device key; from then on the name belongs to whoever presents that key, and
@@ -164,16 +164,16 @@ int tether_config_set_insecure(tether_config *cfg, bool insecure);
  * other): an application without a state directory stores it and gives it back on its next
  * start. Keys are secrets: never log or print them.
  * Return 0, TETHER_ERR_CONFIG (a malformed key), _INVAL, _NOMEM. */
-int tether_config_set_state_dir(tether_config *cfg, const char *dir);
-int tether_config_set_device_key(tether_config *cfg, const char *key);
+TETHER_API int tether_config_set_state_dir(tether_config *cfg, const char *dir);
+TETHER_API int tether_config_set_device_key(tether_config *cfg, const char *key);
 
 /* Checks that cfg is complete: at least one server, a name, a token and a service. Returns 0 or
  * TETHER_ERR_CONFIG (with tether_config_error() naming what is missing) or TETHER_ERR_INVAL. */
-int tether_config_check(tether_config *cfg);
+TETHER_API int tether_config_check(tether_config *cfg);
 
 /* The one-line message of the last failed call on cfg, "" if none. Valid until the next call on
  * cfg. Never NULL (a NULL cfg gives ""). */
-const char *tether_config_error(const tether_config *cfg);
+TETHER_API const char *tether_config_error(const tether_config *cfg);
 
 /* ---------------------------------------------------------------------------------------------
  * Events. */
@@ -236,24 +236,24 @@ struct tether_callbacks {
  * never touched). Returns 0 and *out (freed with tether_agent_free()), or TETHER_ERR_CONFIG
  * (see tether_config_error(cfg)), TETHER_ERR_INVAL, TETHER_ERR_NOMEM, TETHER_ERR_IO (the event
  * loop could not be created). */
-int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void *user_data,
-                     tether_agent **out);
+TETHER_API int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb,
+                                void *user_data, tether_agent **out);
 
 /* Runs the agent on the calling thread until tether_agent_stop(): connects, registers, forwards
  * streams, reconnects forever with exponential back-off. Call it once per agent. Returns 0 after
  * a stop, TETHER_ERR_INVAL (NULL, or called a second time) or TETHER_ERR_IO (event loop
  * failure). */
-int tether_agent_run(tether_agent *a);
+TETHER_API int tether_agent_run(tether_agent *a);
 
 /* Asks the agent to stop: it says GOAWAY to the relay, closes every connection, and
  * tether_agent_run() returns. Thread-safe and async-signal-safe (it may be called from a signal
  * handler); may be called before tether_agent_run() (which then returns at once) and more than
  * once. */
-void tether_agent_stop(tether_agent *a);
+TETHER_API void tether_agent_stop(tether_agent *a);
 
 /* Frees a. Must not be called while tether_agent_run() is running on another thread. NULL is
  * ignored. */
-void tether_agent_free(tether_agent *a);
+TETHER_API void tether_agent_free(tether_agent *a);
 
 /* ---------------------------------------------------------------------------------------------
  * tether connect: the visitor's side (docs/PROTOCOL.md, "The visitor's side: tether connect").
@@ -283,8 +283,8 @@ void tether_agent_free(tether_agent *a);
  * bytes, no space or ':'; secret and token: 1..256 printable bytes, no space. Both are secrets
  * kept in cfg until it is freed (then wiped): never logged. Return 0, TETHER_ERR_CONFIG, _INVAL,
  * _NOMEM. */
-int tether_config_set_user(tether_config *cfg, const char *user, const char *secret);
-int tether_config_set_grant(tether_config *cfg, const char *token);
+TETHER_API int tether_config_set_user(tether_config *cfg, const char *user, const char *secret);
+TETHER_API int tether_config_set_grant(tether_config *cfg, const char *token);
 
 typedef struct tether_connect tether_connect;
 
@@ -322,9 +322,9 @@ struct tether_connect_callbacks {
  * tether_connect_listen() or tether_connect_fds(). Returns 0 and *out (tether_connect_free),
  * or TETHER_ERR_CONFIG (no server, a bad name, a CA file that cannot be read: see
  * tether_config_error(cfg)), _INVAL, _NOMEM, _IO (no event loop). */
-int tether_connect_new(tether_config *cfg, const char *device, const char *service,
-                       const struct tether_connect_callbacks *cb, void *user_data,
-                       tether_connect **out);
+TETHER_API int tether_connect_new(tether_config *cfg, const char *device, const char *service,
+                                  const struct tether_connect_callbacks *cb, void *user_data,
+                                  tether_connect **out);
 
 /* Listen mode: accept local TCP connections on addr, "[ADDR:]PORT" (ADDR defaults to 127.0.0.1;
  * "[V6]:PORT" for IPv6; port 0 lets the system pick). The listener is opened by
@@ -332,29 +332,29 @@ int tether_connect_new(tether_config *cfg, const char *device, const char *servi
  * tether_connect_stop(); each connection is dialed on its own: one the relay refuses is closed
  * and an ERROR event says why. Returns 0, TETHER_ERR_CONFIG (bad addr), _INVAL, _STATE (a mode
  * was given already). */
-int tether_connect_listen(tether_connect *c, const char *addr);
+TETHER_API int tether_connect_listen(tether_connect *c, const char *addr);
 
 /* One connection on two file descriptors: bytes read from in_fd go to the service, the
  * service's bytes are written to out_fd (a pipe, a terminal, a socket or a file: for ssh's
  * ProxyCommand, 0 and 1). When in_fd reaches its end the service sees a half-close; when the
  * service's side ends, out_fd is closed. tether_connect_run() returns once both directions have
  * ended. Returns 0, TETHER_ERR_INVAL, _STATE. */
-int tether_connect_fds(tether_connect *c, int in_fd, int out_fd);
+TETHER_API int tether_connect_fds(tether_connect *c, int in_fd, int out_fd);
 
 /* Runs c on the calling thread. Listen mode: until tether_connect_stop() (0), or
  * TETHER_ERR_IO when the listener cannot be opened (an ERROR event says why). Descriptor mode:
  * 0 once both directions ended normally; the ERROR event's code when the relay refused, the
  * dial failed or the connection broke (reset, revoked, lost); 0 after tether_connect_stop().
  * Call it once. TETHER_ERR_INVAL (NULL, no mode, second call). */
-int tether_connect_run(tether_connect *c);
+TETHER_API int tether_connect_run(tether_connect *c);
 
 /* Asks c to stop: the listener and every connection close (GOAWAY to the relay) and
  * tether_connect_run() returns. Thread-safe and async-signal-safe; may be called more than
  * once. */
-void tether_connect_stop(tether_connect *c);
+TETHER_API void tether_connect_stop(tether_connect *c);
 
 /* Frees c (not while tether_connect_run() runs on another thread). NULL is ignored. */
-void tether_connect_free(tether_connect *c);
+TETHER_API void tether_connect_free(tether_connect *c);
 
 #ifdef __cplusplus
 }

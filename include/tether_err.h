@@ -7,6 +7,26 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* TETHER_API marks the library's public functions: the only symbols libtether.so exports (every
+ * object is compiled with -fvisibility=hidden). A Windows DLL of libtether is built with
+ * TETHER_BUILD_DLL (dllexport) and used with TETHER_DLL (dllimport); the static library, the
+ * only Windows build today, needs neither. */
+#ifndef TETHER_API
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(TETHER_BUILD_DLL)
+#define TETHER_API __declspec(dllexport)
+#elif defined(TETHER_DLL)
+#define TETHER_API __declspec(dllimport)
+#else
+#define TETHER_API
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define TETHER_API __attribute__((visibility("default")))
+#else
+#define TETHER_API
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -49,15 +69,15 @@ enum tether_err {
 
 /* Returns the symbolic name of err ("TETHER_ERR_PROTO"), or "TETHER_ERR_UNKNOWN" for a code that
  * is not in the list. The string is static; never NULL. */
-const char *tether_err_name(int err);
+TETHER_API const char *tether_err_name(int err);
 
 /* Returns a one-line English description of err; "success" for 0, "unknown error" for a code
  * that is not in the list. The string is static; never NULL. */
-const char *tether_strerror(int err);
+TETHER_API const char *tether_strerror(int err);
 
 /* Returns true when err ends the session or connection it came from (everything but 0 and
  * TETHER_ERR_AGAIN). */
-bool tether_err_is_fatal(int err);
+TETHER_API bool tether_err_is_fatal(int err);
 
 #ifdef __cplusplus
 }

@@ -1,12 +1,15 @@
-/* args.c - parses tether's flags (args.h) and turns them into a tether_config through the
- * public API only. Pure: no output, no exit, no file read (main.c reads --token-file); the only
- * outside input is the TETHER_TOKEN variable. main.c prints the one-line message and exits 2. */
+/* args.c - parses tether's flags and its --config FILE (args.h) and turns them into a
+ * tether_config through the public API only. No output, no exit; the only outside input is the
+ * --config file (read by src/common/configfile.c) and the TETHER_TOKEN variable (main.c reads
+ * --token-file). main.c prints the one-line message and exits 2 (1 for an unreadable file). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli/args.h"
+#include "common/configfile.h"
 #include "common/log.h"
 
 static int errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
@@ -22,12 +25,13 @@ static int errf(char err[TT_ERRLEN], const char *fmt, ...)
 
 const char *tt_args_usage(void)
 {
-    return "Usage: tether --server URL [--server URL]... --name NAME\n"
+    return "usage: tether --server URL [--server URL]... --name NAME\n"
            "              (--token TOKEN | --token-file FILE)\n"
-           "              [--http [NAME=]HOST:PORT]... [--tcp NAME=HOST:PORT]...\n"
-           "              [--state-dir DIR] [--dns ADDR[:PORT]] [--proxy URL]\n"
-           "              [--noproxy LIST] [--ca-file FILE] [--insecure] [--json]\n"
-           "              [--log-level LEVEL] [--help] [--version]\n"
+           "              [--http [NAME=]HOST:PORT|PORT]... [--tcp NAME=HOST:PORT]...\n"
+           "              [--state-dir DIR] [--dns ADDR[:PORT]] [--config FILE]\n"
+           "              [--proxy URL] [--noproxy LIST] [--ca-file FILE] [--insecure]\n"
+           "              [--json] [--log-level LEVEL] [--log-format text|json]\n"
+           "              [--help] [--version]\n"
            "       tether connect --server URL [--user USER --secret SECRET | --grant TOKEN]\n"
            "              DEVICE/SERVICE (--listen [ADDR:]PORT | --stdio) [...]\n"
            "              (reach a device's service: tether connect --help)\n"
@@ -42,10 +46,11 @@ const char *tt_args_usage(void)
            "                      the process list: prefer --token-file or TETHER_TOKEN)\n"
            "  --token-file FILE   read the token from the first line of FILE; without\n"
            "                      either flag, the token comes from the TETHER_TOKEN variable\n"
-           "  --http [NAME=]HOST:PORT\n"
-           "                      expose a local HTTP service; the first one (or the one named\n"
-           "                      \"http\") gets http://LABEL.DOMAIN; unnamed ones are called\n"
-           "                      http, http-2, ...\n"
+           "  --http [NAME=]HOST:PORT|PORT\n"
+           "                      expose a local HTTP service (a bare PORT means\n"
+           "                      127.0.0.1:PORT); the first one (or the one named \"http\")\n"
+           "                      gets http://LABEL.DOMAIN; unnamed ones are called http,\n"
+           "                      http-2, ...\n"
            "  --tcp NAME=HOST:PORT expose a local TCP service on a public port of the relay\n"
            "                      (none on a relay that keeps it private: reached with\n"
            "                      tether connect)\n"
@@ -67,8 +72,16 @@ const char *tt_args_usage(void)
            "                      (without OpenSSL's CA file or directory: Android's store)\n"
            "  --insecure          do not verify the relay's certificate (testing only; a\n"
            "                      warning says so on stderr)\n"
+           "  --config FILE       read settings from FILE first, one per line: a flag's\n"
+           "                      name and its value (server ws://relay:8080, http 8000,\n"
+           "                      json true); flags on the command line win (a --server,\n"
+           "                      --http or --tcp replaces the file's list of its kind); a\n"
+           "                      token line only in a file other users cannot read\n"
+           "                      (prefer token-file)\n"
            "  --json              print one JSON object per event on stdout\n"
            "  --log-level LEVEL   error, warn, info (default) or debug; logs go to stderr\n"
+           "  --log-format FORMAT text (default) or json: each log line on stderr as a JSON\n"
+           "                      object (time, program, level, msg and the line's fields)\n"
            "  --help              print this help and exit\n"
            "  --version           print the version and exit\n"
            "\n"
@@ -104,6 +117,8 @@ enum opt_id {
     OPT_LOG_LEVEL,
     OPT_HELP,
     OPT_VERSION,
+    OPT_CONFIG,
+    OPT_LOG_FORMAT,
 };
 
 static const struct {
@@ -127,6 +142,8 @@ static const struct {
     {"token-file", OPT_TOKEN_FILE, true},
     {"state-dir", OPT_STATE_DIR, true},
     {"dns", OPT_DNS, true},
+    {"config", OPT_CONFIG, true},
+    {"log-format", OPT_LOG_FORMAT, true},
 };
 
 static bool valid_name(const char *s, size_t n)
@@ -146,6 +163,7 @@ static int add_service(struct tt_args *a, enum tether_service_kind kind, const c
 {
     const char *flag = kind == TETHER_SERVICE_HTTP ? "--http" : "--tcp";
     const char *eq = strchr(value, '=');
+    const char *target;
     struct tt_args_service *s;
 
     if (a->nservices == TETHER_MAX_SERVICES)
@@ -162,15 +180,21 @@ static int add_service(struct tt_args *a, enum tether_service_kind kind, const c
         memcpy(s->name, value, n);
         s->name[n] = '\0';
         s->named = true;
-        s->target = eq + 1;
+        target = eq + 1;
     } else if (kind == TETHER_SERVICE_TCP) {
         return errf(err, "--tcp %s: expected NAME=HOST:PORT", value);
     } else {
-        s->target = value;
+        target = value;
     }
-    if (s->target[0] == '\0')
+    if (target[0] == '\0')
         return errf(err, "%s %s: expected %sHOST:PORT", flag, value,
                     kind == TETHER_SERVICE_HTTP ? "[NAME=]" : "NAME=");
+    size_t digits = strspn(target, "0123456789");
+    int n = digits > 0 && digits <= 5 && target[digits] == '\0' /* a bare PORT */
+                ? snprintf(s->target, sizeof s->target, "127.0.0.1:%s", target)
+                : snprintf(s->target, sizeof s->target, "%s", target);
+    if (n < 0 || (size_t)n >= sizeof s->target)
+        return errf(err, "%s %.64s...: target is too long", flag, value);
     a->nservices++;
     return 0;
 }
@@ -275,28 +299,192 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
     case OPT_VERSION:
         a->version = true;
         return 0;
+    case OPT_CONFIG:
+        return 0; /* read first, by read_config */
+    case OPT_LOG_FORMAT:
+        if (strcmp(v, "text") == 0)
+            a->log_json = false;
+        else if (strcmp(v, "json") == 0)
+            a->log_json = true;
+        else
+            return errf(err, "bad --log-format '%s' (text or json)", v);
+        return 0;
     }
     return errf(err, "unknown option '%s'", flag);
 }
 
-int tt_args_parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
+/* Windows' permission bits say nothing of who may read a file (its ACL does): there a token line
+ * is not refused for them. */
+#if defined(_WIN32)
+#define TT_ARGS_WINDOWS 1
+#else
+#define TT_ARGS_WINDOWS 0
+#endif
+
+static size_t find_opt(const char *name, size_t namelen)
 {
-    memset(a, 0, sizeof *a);
-    a->log_level = -1;
-    err[0] = '\0';
+    size_t k, nopts = sizeof opts / sizeof opts[0];
+    for (k = 0; k < nopts; k++)
+        if (strlen(opts[k].name) == namelen && strncmp(opts[k].name, name, namelen) == 0)
+            break;
+    return k;
+}
+
+/* A boolean setting's value in the file: 1 (empty, true, yes, on, 1), 0 (false, no, off, 0), or
+ * -1. */
+static int file_bool(const char *v)
+{
+    static const char *const yes[] = {"", "true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+        if (strcasecmp(v, yes[i]) == 0)
+            return 1;
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        if (strcasecmp(v, no[i]) == 0)
+            return 0;
+    return -1;
+}
+
+/* Finds --config FILE in argv: 0 with a->config NULL (none) or set, -1 with a message. */
+static int find_config(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v;
+        if (strncmp(arg, "--", 2) != 0)
+            continue; /* tt_args_parse reports it */
+        const char *eq = strchr(arg, '=');
+        size_t k = find_opt(arg + 2, eq ? (size_t)(eq - arg - 2) : strlen(arg + 2));
+        if (k == sizeof opts / sizeof opts[0] || !opts[k].has_value)
+            continue;
+        if (eq)
+            v = eq + 1;
+        else if (i + 1 < argc)
+            v = argv[++i];
+        else
+            continue; /* "needs a value", from tt_args_parse */
+        if (opts[k].id != OPT_CONFIG)
+            continue;
+        if (a->config)
+            return errf(err, "--config given twice");
+        if (v[0] == '\0')
+            return errf(err, "--config: empty file name");
+        a->config = v;
+    }
+    return 0;
+}
+
+/* Reads a->config and applies its settings, each remembered in a->from_file. */
+static int read_config(struct tt_args *a, char err[TT_ERRLEN])
+{
+    const char *path = a->config;
+    char e[TT_ERRLEN];
+
+    a->file = calloc(1, sizeof *a->file);
+    if (a->file == NULL)
+        return errf(err, "--config %.200s: out of memory", path);
+    int rc = tt_configfile_read(path, a->file, err);
+    if (rc != 0) {
+        free(a->file);
+        a->file = NULL;
+        return rc == TT_CONFIGFILE_IO ? TT_ARGS_IO : -1;
+    }
+    for (size_t i = 0; i < a->file->n; i++) {
+        const struct tt_configfile_item *it = &a->file->items[i];
+        size_t k = find_opt(it->flag + 2, strlen(it->flag + 2));
+        if (k == sizeof opts / sizeof opts[0] || opts[k].id == OPT_CONFIG ||
+            opts[k].id == OPT_HELP || opts[k].id == OPT_VERSION)
+            return errf(err, "%.200s:%u: unknown setting '%.40s'", path, it->line, it->flag + 2);
+        if (opts[k].id == OPT_TOKEN && !TT_ARGS_WINDOWS && (a->file->mode & 0004u))
+            return errf(err,
+                        "%.200s:%u: a token in a file that every user can read: use token-file "
+                        "FILE, or chmod o-r the file",
+                        path, it->line);
+        if (!opts[k].has_value) {
+            int on = file_bool(it->value);
+            if (on < 0)
+                return errf(err, "%.200s:%u: %s: expected true or false, not '%.40s'", path,
+                            it->line, it->flag, it->value);
+            if (!on)
+                continue;
+        }
+        if (apply(a, opts[k].id, it->flag, it->value, e) != 0)
+            return errf(err, "%.200s:%u: %s", path, it->line, e);
+        a->from_file |= 1u << opts[k].id;
+        if (opts[k].id == OPT_HTTP || opts[k].id == OPT_TCP)
+            a->services[a->nservices - 1].from_file = true;
+    }
+    return 0;
+}
+
+/* Before the command line's flag id: what the file set for it goes (the command line wins). */
+static void forget_file_value(struct tt_args *a, enum opt_id id)
+{
+    unsigned bits = 1u << id;
+    if (id == OPT_TOKEN || id == OPT_TOKEN_FILE) /* one setting, two spellings */
+        bits = (1u << OPT_TOKEN) | (1u << OPT_TOKEN_FILE);
+    if (!(a->from_file & bits))
+        return;
+    a->from_file &= ~(1u << id);
+    switch (id) {
+    case OPT_SERVER:
+        a->nservers = 0;
+        break;
+    case OPT_NAME:
+        a->name = NULL;
+        break;
+    case OPT_TOKEN:
+    case OPT_TOKEN_FILE:
+        a->token = a->token_file = NULL;
+        a->from_file &= ~((1u << OPT_TOKEN) | (1u << OPT_TOKEN_FILE));
+        break;
+    case OPT_HTTP:
+    case OPT_TCP: {
+        enum tether_service_kind kind = id == OPT_HTTP ? TETHER_SERVICE_HTTP : TETHER_SERVICE_TCP;
+        size_t n = 0;
+        for (size_t i = 0; i < a->nservices; i++)
+            if (!(a->services[i].from_file && a->services[i].kind == kind))
+                a->services[n++] = a->services[i];
+        a->nservices = n;
+        break;
+    }
+    case OPT_PROXY:
+        a->proxy = NULL;
+        break;
+    case OPT_NOPROXY:
+        a->noproxy = NULL;
+        break;
+    case OPT_STATE_DIR:
+        a->state_dir = NULL;
+        break;
+    case OPT_DNS:
+        a->dns = NULL;
+        break;
+    default: /* the others may be given again: the last one counts */
+        break;
+    }
+}
+
+static int parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
+{
+    int rc = find_config(a, argc, argv, err);
+    if (rc == 0 && a->config)
+        rc = read_config(a, err);
+    if (rc != 0)
+        return rc;
+    /* the token from the other source must not look like a clash: one of them is dropped */
+    if ((a->from_file & (1u << OPT_TOKEN)) && (a->from_file & (1u << OPT_TOKEN_FILE)))
+        return errf(err, "%.200s: token and token-file cannot be used together", a->config);
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *eq, *value = NULL;
-        size_t namelen, k, nopts = sizeof opts / sizeof opts[0];
+        size_t namelen, k;
 
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
             return errf(err, "unexpected argument '%s' (see --help)", arg);
         eq = strchr(arg, '=');
         namelen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        for (k = 0; k < nopts; k++)
-            if (strlen(opts[k].name) == namelen && strncmp(opts[k].name, arg + 2, namelen) == 0)
-                break;
-        if (k == nopts)
+        k = find_opt(arg + 2, namelen);
+        if (k == sizeof opts / sizeof opts[0])
             return errf(err, "unknown option '%.*s' (see --help)", (int)(namelen + 2), arg);
         if (opts[k].has_value) {
             if (eq)
@@ -308,6 +496,7 @@ int tt_args_parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
         } else if (eq) {
             return errf(err, "--%s takes no value", opts[k].name);
         }
+        forget_file_value(a, opts[k].id);
         if (apply(a, opts[k].id, arg, value, err) != 0)
             return -1;
     }
@@ -332,6 +521,29 @@ int tt_args_parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
                          "NAME=HOST:PORT");
     name_unnamed(a);
     return 0;
+}
+
+int tt_args_parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
+{
+    memset(a, 0, sizeof *a);
+    a->log_level = -1;
+    err[0] = '\0';
+    int rc = parse(a, argc, argv, err);
+    if (rc != 0)
+        tt_args_free(a);
+    return rc;
+}
+
+void tt_args_free(struct tt_args *a)
+{
+    if (a->file) {
+        for (size_t i = 0; i < a->file->n; i++) /* a token line's value */
+            if (strcmp(a->file->items[i].flag, "--token") == 0)
+                tt_secret_wipe((char *)a->file->items[i].value, strlen(a->file->items[i].value));
+        tt_configfile_free(a->file);
+        free(a->file);
+        a->file = NULL;
+    }
 }
 
 int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_ERRLEN])

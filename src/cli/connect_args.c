@@ -21,7 +21,7 @@ static int errf(char err[TT_ERRLEN], const char *fmt, ...)
 
 const char *tt_connect_args_usage(void)
 {
-    return "Usage: tether connect --server URL [--server URL]...\n"
+    return "usage: tether connect --server URL [--server URL]...\n"
            "                      [--user USER (--secret SECRET | --secret-file FILE)\n"
            "                       | --grant TOKEN | --grant-file FILE]\n"
            "                      DEVICE/SERVICE (--listen [ADDR:]PORT | --stdio)\n"

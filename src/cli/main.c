@@ -76,8 +76,19 @@ static void on_event(tether_agent *a, const struct tether_event *ev, void *ud)
     }
     case TETHER_EVENT_DISCONNECTED:
     case TETHER_EVENT_ERROR: {
-        char buf[1200];
-        if (tt_output_event_text(ev, buf, sizeof buf) > 0)
+        if (tt_log_is_json()) { /* a log record like the others: {"msg":"error","message":...} */
+            if (ev->kind == TETHER_EVENT_ERROR)
+                tt_log_write(TT_LOG_ERROR, "error message=%s retry_ms=%u", TT_LOG_V(ev->message),
+                             (unsigned)ev->retry_ms);
+            else
+                tt_log_write(TT_LOG_WARN, "disconnected reason=%s retry_ms=%u",
+                             TT_LOG_V(ev->reason), (unsigned)ev->retry_ms);
+            break;
+        }
+        /* "<timestamp> tether error: ...", like the log lines around it, in one write */
+        char buf[1300];
+        size_t n = tt_log_stamp(buf, sizeof buf);
+        if (tt_output_event_text(ev, buf + n, sizeof buf - n) > 0)
             fputs(buf, stderr);
         break;
     }
@@ -99,30 +110,34 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "connect") == 0)
         return tt_connect_main(argc - 1, argv + 1); /* the visitor's side */
     tt_log_set_program("tether");
-    if (tt_args_parse(&args, argc, argv, err) != 0) {
+    rc = tt_args_parse(&args, argc, argv, err);
+    if (rc != 0) {
         fprintf(stderr, "tether: %s\n", err);
-        return 2;
+        return rc == TT_ARGS_IO ? 1 : 2;
     }
-    if (args.help) {
-        fputs(tt_args_usage(), stdout);
-        return 0;
-    }
-    if (args.version) {
-        printf("tether %s\n", tether_version());
+    if (args.help || args.version) {
+        if (args.help)
+            fputs(tt_args_usage(), stdout);
+        else
+            printf("tether %s\n", tether_version());
+        tt_args_free(&args);
         return 0;
     }
     if (args.log_level >= 0)
         tt_log_level = args.log_level;
+    tt_log_set_json(args.log_json);
     if (args.token_file) {
         rc = tt_read_secret_file(args.token_file, token, sizeof token, err);
         if (rc != 0) {
             fprintf(stderr, "tether: --token-file: %s\n", err);
+            tt_args_free(&args);
             return rc == TT_SECRET_IO ? 1 : 2;
         }
         args.token = token;
     }
     rc = tt_args_to_config(&args, &cfg, err);
     tt_secret_wipe(token, sizeof token); /* cfg has its own copy */
+    tt_args_free(&args);                 /* and of every other value */
     if (rc != 0) {
         fprintf(stderr, "tether: %s\n", err);
         return 2;

@@ -1,15 +1,18 @@
-/* log.c - writes one stderr line per event: "<UTC timestamp> <program> <LEVEL> <message>".
+/* log.c - writes one stderr line per event: "<UTC timestamp> <program> <LEVEL> <message>", or
+ * with tt_log_set_json (--log-format json) the same as one JSON object (jansson).
  * Each line goes out in one write so that lines from several threads do not interleave;
  * control characters in the message are replaced so that peer input cannot forge lines. */
 #include "common/log.h"
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 int tt_log_level = TT_LOG_INFO;
@@ -17,6 +20,8 @@ int tt_log_level = TT_LOG_INFO;
 static const char *log_program = "tether";
 
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+
+static bool log_json; /* tt_log_set_json */
 
 int tt_log_parse_level(const char *s)
 {
@@ -172,7 +177,15 @@ void tt_log_write(int level, const char *fmt, ...)
     }
     line[n++] = '\n';
 
+    char json[sizeof line];
     const char *p = line;
+    if (log_json) { /* --log-format json: the same line as a JSON object, if it converts */
+        size_t k = tt_log_json_line(json, sizeof json, line, start, n - 1, level);
+        if (k > 0) {
+            p = json;
+            n = k;
+        }
+    }
     while (n > 0) {
         ssize_t w = write(STDERR_FILENO, p, n);
         if (w <= 0)
@@ -180,4 +193,144 @@ void tt_log_write(int level, const char *fmt, ...)
         p += w;
         n -= (size_t)w;
     }
+}
+
+size_t tt_log_stamp(char *out, size_t outlen)
+{
+    uv_timeval64_t tv;
+    time_t secs;
+    struct tm tm;
+    char day[32];
+
+    if (outlen == 0)
+        return 0;
+    if (uv_gettimeofday(&tv) != 0)
+        tv.tv_sec = tv.tv_usec = 0;
+    secs = (time_t)tv.tv_sec;
+    if (tt_gmtime(&secs, &tm) == NULL)
+        memset(&tm, 0, sizeof tm);
+    if (strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        day[0] = '\0';
+    int n = snprintf(out, outlen, "%s.%03dZ %s ", day, (int)(tv.tv_usec / 1000), log_program);
+    if (n < 0 || (size_t)n >= outlen) {
+        out[0] = '\0';
+        return 0;
+    }
+    return (size_t)n;
+}
+
+void tt_log_set_json(bool on)
+{
+    log_json = on;
+}
+
+bool tt_log_is_json(void)
+{
+    return log_json;
+}
+
+/* A key of "key=value": [a-z0-9_.-]+ starting with a letter, n bytes. */
+static bool is_key(const char *s, size_t n)
+{
+    if (n == 0 || !(s[0] >= 'a' && s[0] <= 'z'))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* json_string of n bytes, or (not UTF-8) the same bytes with those above 0x7f made '?'. */
+static json_t *text(const char *s, size_t n)
+{
+    json_t *j = json_stringn(s, n);
+    if (j != NULL)
+        return j;
+    char buf[2048];
+    if (n >= sizeof buf)
+        n = sizeof buf - 1;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+    return json_stringn(buf, n);
+}
+
+size_t tt_log_json_line(char *out, size_t outlen, const char *line, size_t start, size_t end,
+                        int level)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug"};
+    static const char *const reserved[] = {"time", "program", "level", "msg"};
+    json_t *o = json_object(), *fields = json_object();
+    char msg[2048];
+    size_t mlen = 0, i = start;
+    const char *sp = memchr(line, ' ', start);
+
+    if (o == NULL || fields == NULL || sp == NULL || level < 0 || level > 3) {
+        json_decref(o);
+        json_decref(fields);
+        return 0;
+    }
+    /* "msg words key=value key=\"quoted \\\" value\" ...": words go to msg, pairs to fields */
+    while (i < end) {
+        while (i < end && line[i] == ' ')
+            i++;
+        size_t w = i;
+        while (i < end && line[i] != ' ' && line[i] != '=' && line[i] != '"')
+            i++;
+        if (i < end && line[i] == '=' && is_key(line + w, i - w)) {
+            char key[72], val[TT_LOG_VALUE_MAX * 2];
+            size_t klen = i - w < sizeof key - 8 ? i - w : sizeof key - 8, vlen = 0;
+            memcpy(key, line + w, klen);
+            key[klen] = '\0';
+            for (size_t r = 0; r < sizeof reserved / sizeof reserved[0]; r++)
+                if (strcmp(key, reserved[r]) == 0) {
+                    memmove(key + 6, key, klen + 1); /* "field_time" */
+                    memcpy(key, "field_", 6);
+                }
+            i++;
+            if (i < end && line[i] == '"') {
+                for (i++; i < end && line[i] != '"'; i++) {
+                    if (line[i] == '\\' && i + 1 < end &&
+                        (line[i + 1] == '"' || line[i + 1] == '\\'))
+                        i++;
+                    if (vlen < sizeof val)
+                        val[vlen++] = line[i];
+                }
+                if (i < end)
+                    i++; /* the closing quote */
+            } else {
+                for (; i < end && line[i] != ' '; i++)
+                    if (vlen < sizeof val)
+                        val[vlen++] = line[i];
+            }
+            json_object_set_new(fields, key, text(val, vlen));
+            continue;
+        }
+        while (i < end && line[i] != ' ') /* a word of the message (or of a bad pair) */
+            i++;
+        if (mlen > 0 && mlen < sizeof msg)
+            msg[mlen++] = ' ';
+        size_t k = i - w < sizeof msg - mlen ? i - w : sizeof msg - mlen;
+        memcpy(msg + mlen, line + w, k);
+        mlen += k;
+    }
+    json_object_set_new(o, "time", text(line, (size_t)(sp - line)));
+    json_object_set_new(o, "program", json_string(log_program));
+    json_object_set_new(o, "level", json_string(levels[level]));
+    json_object_set_new(o, "msg", text(msg, mlen));
+    json_object_update(o, fields);
+    json_decref(fields);
+    char *dump = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    size_t n = dump ? strlen(dump) : 0;
+    if (dump == NULL || n + 2 > outlen) {
+        free(dump);
+        return 0;
+    }
+    memcpy(out, dump, n);
+    out[n++] = '\n';
+    out[n] = '\0';
+    free(dump);
+    return n;
 }

@@ -5,6 +5,7 @@
 #define TT_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/compat.h"
@@ -26,6 +27,25 @@ void tt_log_set_program(const char *s);
 
 /* Writes one line: "<timestamp> <program> <LEVEL> <message>\n" to stderr. */
 void tt_log_write(int level, const char *fmt, ...) TT_PRINTF(2, 3);
+
+/* --log-format json: from now on each line is one JSON object, {"time":"...","program":"tether",
+ * "level":"info","msg":"device registered",KEY:"VALUE",...}: the words of the message before and
+ * between its key=value pairs make msg, each pair a string field (quotes and the backslashes
+ * before '"' and '\\' removed; a key named like one of the first four gets "field_" before it).
+ * Process-wide, like tt_log_level; set it before logging starts. */
+void tt_log_set_json(bool on);
+bool tt_log_is_json(void);
+
+/* The line[0..end) that tt_log_write built (its message from start) as a JSON object and a
+ * newline in out[outlen]. Returns its length, or 0 (out of room or memory: write the text).
+ * For tt_log_write and the tests. */
+size_t tt_log_json_line(char *out, size_t outlen, const char *line, size_t start, size_t end,
+                        int level);
+
+/* Writes "<timestamp> <program> " (the start of a tt_log_write line, without the level) into
+ * out[outlen], for lines a program writes itself (the agent's "error:" and "disconnected:"
+ * lines). Returns its length; 0 (and "") if it does not fit. */
+size_t tt_log_stamp(char *out, size_t outlen);
 
 /* Text a peer chose (a device's name or close reason, a relay's URL or label, a Host header...)
  * goes into a line only through these, so that it cannot add fields or lines of its own.

@@ -8,7 +8,7 @@
 #include <strings.h>
 #include <uv.h>
 #include "config.h"
-#include "configfile.h"
+#include "common/configfile.h"
 #include "common/log.h"
 
 void tt_config_usage(FILE *f)

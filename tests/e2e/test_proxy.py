@@ -137,7 +137,9 @@ def test_proxy_refusal_is_retried_with_back_off(t):
     delays = []
 
     def refusals():
-        lines = [l for l in agent.proc.stderr_text().splitlines() if l.startswith("error: ")]
+        # "<timestamp> tether error: ..." (the timestamp since the agent's event lines got one)
+        lines = [l for l in agent.proc.stderr_text().splitlines()
+                 if re.match(r"^\S+ tether error: ", l)]
         for l in lines:
             check("proxy refused CONNECT: 403" in l, "error line %r" % l)
         delays[:] = [float(m.group(1)) for m in

@@ -1,12 +1,12 @@
-/* fuzz_configfile.c - libFuzzer target for tetherd's --config FILE reader
- * (src/relay/configfile.c): any bytes either parse into settings whose names start with "--"
+/* fuzz_configfile.c - libFuzzer target for the --config FILE reader of tetherd and tether
+ * (src/common/configfile.c): any bytes either parse into settings whose names start with "--"
  * and whose values are NUL-terminated strings inside the text, or fail with a message that
  * names the file; nothing is read or written outside the buffer. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay/configfile.h"
+#include "common/configfile.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

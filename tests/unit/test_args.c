@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "cli/args.c"
@@ -283,6 +285,154 @@ static void test_token_sources(void **state)
     unsetenv("TETHER_TOKEN");
 }
 
+/* A bare PORT means 127.0.0.1:PORT, for --http and --tcp alike. */
+static void test_bare_port(void **state)
+{
+    struct tt_args a;
+    char err[TT_ERRLEN];
+    (void)state;
+
+    assert_int_equal(PARSE(&a, err, REQ, "--http", "8000", "--http", "api=9000", "--tcp", "ssh=22",
+                           "--http", "localhost:7000"),
+                     0);
+    assert_string_equal(a.services[0].target, "127.0.0.1:8000");
+    assert_string_equal(a.services[1].target, "127.0.0.1:9000");
+    assert_string_equal(a.services[2].target, "127.0.0.1:22");
+    assert_string_equal(a.services[3].target, "localhost:7000");
+    tether_config *cfg = NULL;
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), 0);
+    tether_config_free(cfg);
+    /* a port out of range is still refused, naming the flag */
+    assert_int_equal(PARSE(&a, err, REQ, "--http", "99999"), 0);
+    assert_int_equal(tt_args_to_config(&a, &cfg, err), -1);
+    assert_non_null(strstr(err, "--http 99999"));
+}
+
+/* Writes text into a new temporary file with the given mode; returns its path (static). */
+static char *conf(const char *text, unsigned mode)
+{
+    static char path[64];
+    static int k;
+    snprintf(path, sizeof path, "/tmp/test_args_%d_%d.conf", (int)getpid(), k++);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    chmod(path, mode);
+    return path;
+}
+
+static void test_config_file(void **state)
+{
+    struct tt_args a;
+    char err[TT_ERRLEN];
+    (void)state;
+
+    unsetenv("TETHER_TOKEN");
+    char *p = conf("# /etc/tether/agent.conf\n"
+                   "server ws://a:1\n"
+                   "server = ws://b:2\n"
+                   "name: plant-7-gw\n"
+                   "--token-file /etc/tether/token\n"
+                   "http 8000\n"
+                   "http \"api=127.0.0.1:9000\"\n"
+                   "tcp ssh=127.0.0.1:22\n"
+                   "state_dir /var/lib/tether\n"
+                   "log-level debug\n"
+                   "json\n"
+                   "insecure false\n",
+                   0644);
+    assert_int_equal(PARSE(&a, err, "--config", p), 0);
+    assert_int_equal(a.nservers, 2);
+    assert_string_equal(a.servers[1], "ws://b:2");
+    assert_string_equal(a.name, "plant-7-gw");
+    assert_string_equal(a.token_file, "/etc/tether/token");
+    assert_int_equal(a.nservices, 3);
+    assert_string_equal(a.services[0].name, "http");
+    assert_string_equal(a.services[0].target, "127.0.0.1:8000");
+    assert_string_equal(a.services[1].name, "api");
+    assert_string_equal(a.services[2].name, "ssh");
+    assert_string_equal(a.state_dir, "/var/lib/tether");
+    assert_int_equal(a.log_level, 3);
+    assert_true(a.json);
+    assert_false(a.insecure);
+    assert_false(a.log_json);
+    tt_args_free(&a);
+    assert_int_equal(PARSE(&a, err, "--config", p, "--log-format", "json"), 0);
+    assert_true(a.log_json);
+    tt_args_free(&a);
+    assert_int_equal(PARSE(&a, err, "--config", p, "--log-format=yaml"), -1);
+    assert_string_equal(err, "bad --log-format 'yaml' (text or json)");
+
+    /* the command line wins: a scalar replaces the file's, a list replaces the file's list of
+     * that kind, --token replaces the file's token-file */
+    assert_int_equal(PARSE(&a, err, "--name", "other", "--config=", "x"), -1);
+    assert_int_equal(PARSE(&a, err, "--name", "other", "--config", p, "--server", "ws://c:3",
+                           "--http", "web=8080", "--token", "tok", "--log-level", "warn"),
+                     0);
+    assert_string_equal(a.name, "other");
+    assert_int_equal(a.nservers, 1);
+    assert_string_equal(a.servers[0], "ws://c:3");
+    assert_string_equal(a.token, "tok");
+    assert_null(a.token_file);
+    assert_int_equal(a.nservices, 2); /* the file's tcp ssh stays, its two http are replaced */
+    assert_string_equal(a.services[0].name, "ssh");
+    assert_string_equal(a.services[1].name, "web");
+    assert_int_equal(a.log_level, 1);
+    tt_args_free(&a);
+    unlink(p);
+}
+
+static void test_config_file_errors(void **state)
+{
+    struct tt_args a;
+    char err[TT_ERRLEN];
+    char want[128];
+    (void)state;
+
+    char *p = conf("server ws://a:1\nname d\ntoken-file /t\nfrobnicate yes\nhttp 1\n", 0600);
+    assert_int_equal(PARSE(&a, err, "--config", p), -1);
+    snprintf(want, sizeof want, "%s:4: unknown setting 'frobnicate'", p);
+    assert_string_equal(err, want);
+    assert_null(a.file);
+    unlink(p);
+    p = conf("server ws://a:1\nconfig /etc/x\n", 0600);
+    assert_int_equal(PARSE(&a, err, "--config", p), -1);
+    assert_non_null(strstr(err, ":2: unknown setting 'config'"));
+    unlink(p);
+    p = conf("log-level loud\n", 0600);
+    assert_int_equal(PARSE(&a, err, "--config", p), -1);
+    snprintf(want, sizeof want, "%s:1: bad --log-level 'loud'", p);
+    assert_memory_equal(err, want, strlen(want));
+    unlink(p);
+    p = conf("json maybe\n", 0600);
+    assert_int_equal(PARSE(&a, err, "--config", p), -1);
+    assert_non_null(strstr(err, ":1: --json: expected true or false"));
+    unlink(p);
+    p = conf("name \"unterminated\n", 0600);
+    assert_int_equal(PARSE(&a, err, "--config", p), -1);
+    assert_non_null(strstr(err, ":1: unterminated quote"));
+    unlink(p);
+    /* a token only in a file others cannot read */
+    p = conf("server ws://a:1\nname d\nhttp 1\ntoken secret\n", 0644);
+    assert_int_equal(PARSE(&a, err, "--config", p), -1);
+    assert_non_null(strstr(err, ":4: a token in a file that every user can read"));
+    chmod(p, 0640);
+    assert_int_equal(PARSE(&a, err, "--config", p), 0);
+    assert_string_equal(a.token, "secret");
+    tt_args_free(&a);
+    unlink(p);
+    p = conf("token secret\ntoken-file /t\n", 0600);
+    assert_int_equal(PARSE(&a, err, "--config", p), -1);
+    assert_non_null(strstr(err, "token and token-file cannot be used together"));
+    unlink(p);
+    /* a missing file is a runtime failure; --config twice a usage error */
+    assert_int_equal(PARSE(&a, err, "--config", "/nonexistent/agent.conf"), TT_ARGS_IO);
+    assert_non_null(strstr(err, "/nonexistent/agent.conf"));
+    assert_int_equal(PARSE(&a, err, "--config", "a", "--config", "b"), -1);
+    assert_string_equal(err, "--config given twice");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +443,9 @@ int main(void)
         cmocka_unit_test(test_too_many_services),
         cmocka_unit_test(test_to_config),
         cmocka_unit_test(test_token_sources),
+        cmocka_unit_test(test_bare_port),
+        cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_config_file_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,6 +104,39 @@ static void test_macros(void **state)
     assert_string_equal(line, "device=\"a b\" reason=\"\\\" x=y\"");
 }
 
+/* --log-format json: a line as tt_log_write builds it, as one JSON object. */
+static void test_json_line(void **state)
+{
+    char out[1024], line[512];
+    size_t start;
+    (void)state;
+
+    tt_log_set_program("tether");
+    start = (size_t)snprintf(line, sizeof line, "2026-12-07T14:03:11.512Z tether INFO ");
+    snprintf(line + start, sizeof line - start, "device gone device=%s reason=\"%s\" n=3",
+             TT_LOG_V("a b"), TT_LOG_E("\" x=y"));
+    size_t n = tt_log_json_line(out, sizeof out, line, start, strlen(line), 2);
+    assert_int_equal(n, strlen(out));
+    assert_string_equal(out, "{\"time\":\"2026-12-07T14:03:11.512Z\",\"program\":\"tether\","
+                             "\"level\":\"info\",\"msg\":\"device gone\",\"device\":\"a b\","
+                             "\"reason\":\"\\\" x=y\",\"n\":\"3\"}\n");
+    /* a field named like a reserved key, words after a pair, a bad key */
+    start = (size_t)snprintf(line, sizeof line, "2026-12-07T14:03:11.512Z tether WARN ");
+    snprintf(line + start, sizeof line - start, "x msg=1 then More=2 time=t");
+    tt_log_json_line(out, sizeof out, line, start, strlen(line), 1);
+    assert_string_equal(out, "{\"time\":\"2026-12-07T14:03:11.512Z\",\"program\":\"tether\","
+                             "\"level\":\"warn\",\"msg\":\"x then More=2\",\"field_msg\":\"1\","
+                             "\"field_time\":\"t\"}\n");
+    /* bytes that are not UTF-8 are masked, never dropped with the line */
+    start = (size_t)snprintf(line, sizeof line, "2026-12-07T14:03:11.512Z tether ERROR ");
+    snprintf(line + start, sizeof line - start, "bad \xff byte v=\xfe");
+    assert_true(tt_log_json_line(out, sizeof out, line, start, strlen(line), 0) > 0);
+    assert_string_equal(out, "{\"time\":\"2026-12-07T14:03:11.512Z\",\"program\":\"tether\","
+                             "\"level\":\"error\",\"msg\":\"bad ? byte\",\"v\":\"?\"}\n");
+    /* no room: 0, and the caller writes the text line */
+    assert_int_equal(tt_log_json_line(out, 16, line, start, strlen(line), 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -112,6 +145,7 @@ int main(void)
         cmocka_unit_test(test_forged_fields_are_escaped),
         cmocka_unit_test(test_long_text_is_cut_whole),
         cmocka_unit_test(test_macros),
+        cmocka_unit_test(test_json_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
-/* configfile.c - reads tetherd's --config FILE into (flag, value) pairs that config.c applies
- * like command-line flags. The format is one setting per line, the flag's name with or without
- * its leading "--" and its value, separated by spaces, "=" or ":":
+/* configfile.c - reads the --config FILE of tetherd and tether into (flag, value) pairs that
+ * each program applies like its command-line flags (src/relay/config.c, src/cli/args.c). The format
+ * is one setting per line, the flag's name with or without its leading "--" and its value,
+ * separated by spaces, "=" or ":":
  *
  *     # relay of the east fleet
  *     listen 0.0.0.0:80
@@ -16,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "configfile.h"
+#include "common/configfile.h"
 
 static int syntax(char err[TT_ERRLEN], const char *path, unsigned line, const char *what)
 {
@@ -98,6 +99,7 @@ int tt_configfile_read(const char *path, struct tt_configfile *f, char err[TT_ER
         fclose(fp);
         return TT_CONFIGFILE_IO;
     }
+    f->mode = (unsigned)st.st_mode & 07777u;
     f->text = malloc(TT_CONFIGFILE_MAX_BYTES + 1);
     if (f->text == NULL) {
         fclose(fp);

@@ -1,5 +1,6 @@
-/* configfile.h - tetherd's --config FILE: settings read from a file, applied like flags (the
- * format is described in configfile.c and docs/operators-guide.md). */
+/* configfile.h - the --config FILE of tetherd (src/relay/config.c) and tether (src/cli/args.c):
+ * settings read from a file, which each program applies like its flags (the format is described
+ * in configfile.c and docs/operators-guide.md). Pure reader: it knows no setting's name. */
 #ifndef TT_CONFIGFILE_H
 #define TT_CONFIGFILE_H
 
@@ -21,6 +22,7 @@ struct tt_configfile_item {
 struct tt_configfile {
     char *text; /* the file's bytes, cut into values in place */
     size_t n;
+    unsigned mode; /* the file's permission bits (st_mode & 07777); 0 from tt_configfile_parse */
     struct tt_configfile_item items[TT_CONFIGFILE_MAX_ITEMS];
 };
 
