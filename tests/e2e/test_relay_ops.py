@@ -130,3 +130,82 @@ def test_relay_ops_token_cli_usage(t):
     r = _token_cli(t.mkdtemp("empty"), "rotate")
     eq(r.returncode, 1, "rotate without a registry (%r)" % r.stderr)
     check(not os.path.exists(os.path.join(t.dir, "empty", "registry.db")), "a registry made")
+
+
+# ---------------------------------------------------------------- the TLS port
+
+def _tls_relay(t):
+    from test_tls import Pki
+    pki = Pki(t)
+    crt, key, _ = pki.server("ops")
+    tls_port = free_port()
+    relay = t.relay(extra=["--tls-listen", "127.0.0.1:%d" % tls_port, "--tls-cert", crt,
+                           "--tls-key", key])
+    wait_for(lambda: _port_open(tls_port), 30, "the TLS listener")
+    relay.tls_port = tls_port
+    relay.ca = pki.ca
+    return relay
+
+
+def _port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _curl(*args):
+    r = subprocess.run(["curl", "-s", "-S", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20",
+                        "--noproxy", "*"] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    body, _, code = r.stdout.rpartition(b"\n")
+    return int(code or 0), body, r.stderr
+
+
+def test_relay_ops_plain_http_on_the_tls_port(t):
+    relay = _tls_relay(t)
+    status, body, err = _curl("http://127.0.0.1:%d/" % relay.tls_port)
+    eq(status, 400, "status of plain HTTP on the TLS port (curl: %r)" % err)
+    check(b"https" in body and b"plain HTTP" in body, "the page: %r" % body)
+    # HTTPS on the same port still works (an unknown host: 404 from the relay).
+    status, _, err = _curl("--cacert", relay.ca, "https://localhost:%d/" % relay.tls_port)
+    eq(status, 404, "status over HTTPS (curl: %r)" % err)
+    wait_for(lambda: _log_lines(relay, lambda l: "plain http on the tls port peer=127.0.0.1:" in l
+                                and "status=400" in l), 20, "the plain HTTP logged")
+
+
+def test_relay_ops_bad_handshakes_are_logged_at_a_bounded_rate(t):
+    relay = _tls_relay(t)
+    # Garbage that is not a TLS record, and a ClientHello-looking start that is no handshake.
+    for data in (b"\x00\x01\x02 garbage\r\n\r\n", b"\x16\x03\x01\x00\x05hello" + b"\x00" * 64):
+        s = socket.create_connection(("127.0.0.1", relay.tls_port), timeout=10)
+        with s:
+            s.sendall(data)
+            s.settimeout(10)
+            try:
+                got = s.recv(4096)
+                check(not got.startswith(b"HTTP/"), "an HTTP answer to a bad handshake: %r" % got)
+            except (ConnectionResetError, socket.timeout):
+                pass
+    wait_for(lambda: _log_lines(relay, lambda l: "tls handshake failed peer=127.0.0.1:" in l and
+                                "not a TLS record (first byte 0x00)" in l), 20,
+             "the garbage logged")
+    wait_for(lambda: len(_log_lines(relay, lambda l: "tls handshake failed" in l)) >= 2, 20,
+             "the bad ClientHello logged")
+    # Many more: the log stays bounded (TT_HEADCONN_LOG_BURST lines per 10 s window).
+    start = time.monotonic()
+    for _ in range(40):
+        s = socket.create_connection(("127.0.0.1", relay.tls_port), timeout=10)
+        with s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(10)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+    windows = 2 + int((time.monotonic() - start) / 10)
+    n = len(_log_lines(relay, lambda l: "plain http on the tls port" in l or
+                       "tls handshake failed" in l))
+    check(n <= 10 * windows, "%d log lines for 42 bad connections" % n)
+    check(relay.proc.alive(), "the relay died")
