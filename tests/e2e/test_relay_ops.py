@@ -209,3 +209,52 @@ def test_relay_ops_bad_handshakes_are_logged_at_a_bounded_rate(t):
                        "tls handshake failed" in l))
     check(n <= 10 * windows, "%d log lines for 42 bad connections" % n)
     check(relay.proc.alive(), "the relay died")
+
+
+# ---------------------------------------------------------------- the cluster
+
+def _cluster_nodes(t, a_extra=()):
+    from test_cluster import _free_range_all, _node
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    a = _node(t, redis, "node-a", "127.0.0.2", (low, high), extra=list(a_extra))
+    b = _node(t, redis, "node-b", "127.0.0.3", (low, high))
+    return redis, a, b
+
+
+def test_relay_ops_cluster_holder_died_is_503_and_logged(t):
+    redis, a, b = _cluster_nodes(t)
+    # node a sees node b join (b started after a's first beat)
+    wait_for(lambda: _log_lines(a, lambda l: "node joined node=node-b addr=" in l), 20,
+             "node a to log node b joining")
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(a, http=svc.port, server=a.url + "/?tether-redirected=1")
+    eq(b.request("GET", "/whoami", label=agent.label)[0], 200, "via node b while a lives")
+    a.proc.stop(signal.SIGKILL)
+    # The device cannot move (it knows node a only): through node b it is unreachable, 503,
+    # whether b still believes a alive (its connection refused) or has seen it leave.
+    for i in range(3):
+        status, _, body = b.request("GET", "/whoami", label=agent.label)
+        eq(status, 503, "status via node b after node a died (%d)" % i)
+        check(b"cannot reach the device" in body or b"unreachable" in body.lower(),
+              "the page: %r" % body)
+        check(b"local web service" not in body, "the 502 page's words: %r" % body)
+    wait_for(lambda: _log_lines(b, lambda l: "node left node=node-a" in l), 30,
+             "node b to log node a leaving")
+    status, _, _ = b.request("GET", "/whoami", label=agent.label)
+    eq(status, 503, "status via node b once node a left")
+    agent.stop()
+
+
+def test_relay_ops_cluster_peer_unreachable_names_node_and_device(t):
+    # node a's cluster address is a closed port: node b cannot reach it while it lives.
+    closed = free_port()
+    redis, a, b = _cluster_nodes(t, a_extra=["--cluster-addr", "127.0.0.1:%d" % closed])
+    svc = t.http_service(big_size=1024)
+    agent = t.agent(a, http=svc.port, server=a.url + "/?tether-redirected=1")
+    status, _, body = b.request("GET", "/whoami", label=agent.label)
+    eq(status, 503, "status via node b for a device on unreachable node a")
+    check(b"local web service" not in body, "the 502 page's words: %r" % body)
+    want = "cluster peer unreachable node=node-a addr=127.0.0.1:%d device=%s err=" % (
+        closed, agent.name)
+    wait_for(lambda: _log_lines(b, lambda l: want in l), 20, "the line %r" % want)
