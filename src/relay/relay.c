@@ -296,6 +296,30 @@ static int check_tcp_bind(struct tt_relay *r, char err[TT_ERRLEN])
     return 0;
 }
 
+/* The start-up summary: version, device URLs, TCP ports, which credentials (never a token),
+ * where the registry is. The listeners follow, one line each. */
+static void log_started(struct tt_relay *r)
+{
+    const struct tt_config *c = &r->cfg;
+    char port[8] = "", tokens[64], where[TT_CONFIG_PATHLEN + 64];
+    if (c->url_port)
+        snprintf(port, sizeof(port), ":%u", (unsigned)c->url_port);
+    if (c->tokens_file[0])
+        snprintf(tokens, sizeof(tokens), "file names=%zu", r->tokens.n);
+    else
+        snprintf(tokens, sizeof(tokens), "%s old_fleet_tokens=%zu",
+                 c->token[0] ? "fleet" : "generated", r->tokens.nold);
+    if (c->cluster)
+        snprintf(where, sizeof(where), "redis://%s:%u", c->redis.host, (unsigned)c->redis.port);
+    else
+        snprintf(where, sizeof(where), "%s/%s", c->data_dir, TT_REGISTRY_FILE);
+    TT_LOG(TT_LOG_INFO,
+           "relay started version=%s public_url=%s://LABEL.%s%s tcp_ports=%u-%u tcp_bind=%s "
+           "tokens=%s registry=%s",
+           TT_RELAY_VERSION, c->url_scheme, c->url_host, port, (unsigned)c->tcp_low,
+           (unsigned)c->tcp_high, c->tcp_bind, tokens, TT_LOG_V(where));
+}
+
 int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
 {
     /* Everything that can fail comes before the first log line: a failed start prints one
@@ -309,6 +333,7 @@ int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
     if (listen_on(r, &r->cfg.admin, &r->admin, "--admin-listen", err) != 0 ||
         check_tcp_bind(r, err) != 0 || tt_device_start(r, err) != 0 || make_token(r, err) != 0)
         return -1;
+    log_started(r);
     for (size_t i = 0; i < r->cfg.nlisten; i++) {
         const struct tt_config_addr *a = &r->cfg.listen[i];
         TT_LOG(TT_LOG_INFO, "listening addr=%s:%u for=devices,browsers domain=%s", a->host,

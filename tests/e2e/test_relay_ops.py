@@ -258,3 +258,52 @@ def test_relay_ops_cluster_peer_unreachable_names_node_and_device(t):
     want = "cluster peer unreachable node=node-a addr=127.0.0.1:%d device=%s err=" % (
         closed, agent.name)
     wait_for(lambda: _log_lines(b, lambda l: want in l), 20, "the line %r" % want)
+
+
+# ---------------------------------------------------------------- logs an operator can act on
+
+def _refusal_of(t, relay, name, token):
+    """The agent's error event and the relay's log line for a refused registration."""
+    a = t.agent(relay, name=name, token=token, json_mode=True, wait=False, http=free_port(),
+                state_dir=t.mkdtemp("state-" + name))
+    _, line = a.proc.wait_line(lambda l: '"error"' in l, 30, 0, "an error event")
+    a.stop()
+    logged = wait_for(lambda: _log_lines(relay, lambda l: "device refused device=%s " % name in l),
+                      20, "the refusal of %s logged" % name)
+    return line, logged[0]
+
+
+def test_relay_ops_wrong_token_and_unknown_name_logged_apart(t):
+    tokens = t.path("tokens")
+    with open(tokens, "w") as f:
+        f.write("dev-known token-of-dev-known-0123\n")
+    # Two relays: the log has one refusal line per address per minute.
+    r1 = Relay(t, token=None, extra=["--tokens-file", tokens])
+    r2 = Relay(t, token=None, extra=["--tokens-file", tokens])
+    ev_unknown, log_unknown = _refusal_of(t, r1, "dev-stranger", "token-of-dev-known-0123")
+    ev_token, log_token = _refusal_of(t, r2, "dev-known", "a-wrong-token-0123456789")
+    check(log_unknown.endswith("cause=unknown-name"), "unknown name: %r" % log_unknown)
+    check(log_token.endswith("cause=token"), "wrong token: %r" % log_token)
+    # The devices are told the same thing: the answer does not say which names exist.
+    strip = lambda ev, name: re.sub(r'"time":"[^"]*",?', "", ev).replace(name, "NAME")
+    eq(strip(ev_unknown, "dev-stranger"), strip(ev_token, "dev-known"), "the error events")
+    for l in (log_unknown, log_token):
+        check("token-of-dev-known" not in l and "a-wrong-token" not in l, "a token logged: %r" % l)
+
+
+def test_relay_ops_startup_summary(t):
+    data = t.mkdtemp("data")
+    relay = Relay(t, token=None, data_dir=data)
+    _, line = relay.proc.wait_line(lambda l: TOKEN_LINE.match(l), 20, what="the token")
+    token = TOKEN_LINE.match(line).group(1)
+    lines = wait_for(lambda: _log_lines(relay, lambda l: " relay started " in l), 20,
+                     "the start-up summary")
+    l = lines[0]
+    for want in ("version=", "public_url=http://LABEL.localhost:%d" % relay.port,
+                 "tcp_ports=%d-%d" % (relay.tcp_low, relay.tcp_high), "tcp_bind=127.0.0.1",
+                 "tokens=generated", "registry=%s/registry.db" % data):
+        check(want in l, "%r not in the summary %r" % (want, l))
+    check(token not in relay.proc.stderr_text(), "the token is in the log")
+    log = relay.proc.stderr_text()
+    check("listening addr=127.0.0.1:%d for=devices,browsers" % relay.port in log, "listener line")
+    check("listening addr=127.0.0.1:%d for=admin" % relay.admin_port in log, "admin line")
