@@ -209,6 +209,13 @@ def test_relay_ops_bad_handshakes_are_logged_at_a_bounded_rate(t):
                        "tls handshake failed" in l))
     check(n <= 10 * windows, "%d log lines for 42 bad connections" % n)
     check(relay.proc.alive(), "the relay died")
+    # ... and every one is counted
+    import urllib.request
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % relay.admin_port,
+                                  timeout=20).read().decode()
+    m = dict(re.findall(r'^tether_tls_refused_total\{reason="(\w+)"\} (\d+)$', text, re.M))
+    eq(int(m.get("plain_http", -1)), 40, "tether_tls_refused_total{reason=plain_http}")
+    check(int(m.get("handshake", -1)) >= 2, "tether_tls_refused_total{reason=handshake}: %r" % m)
 
 
 # ---------------------------------------------------------------- the cluster
