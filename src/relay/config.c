@@ -35,7 +35,7 @@ void tt_config_usage(FILE *f)
         "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
         "       tetherd --hash-secret\n"
         "       tetherd admin [--admin-url URL] COMMAND...   (tetherd admin --help)\n"
-        "       tetherd token status|rotate [--data-dir DIR]  (tetherd token --help)\n"
+        "       tetherd token status|rotate [--data-dir DIR]   (tetherd token --help)\n"
         "\n"
         "The Tether relay: devices dial in over WebSocket; browsers and TCP clients reach them\n"
         "through it.\n"

@@ -1,11 +1,13 @@
 /* tokencli.c - `tetherd token status|rotate [--data-dir DIR]` (tokencli.h): opens the data
  * dir's registry (never creating one), reads or replaces the generated fleet token's hash. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include "tether_err.h"
 #include "common/util.h"
 #include "config.h"
+#include "configfile.h"
 #include "registry.h"
 #include "tokencli.h"
 #include "tokens.h"
@@ -15,7 +17,7 @@
 
 void tt_tokencli_usage(FILE *f)
 {
-    fputs("usage: tetherd token status|rotate [--data-dir DIR]\n"
+    fputs("usage: tetherd token status|rotate [--data-dir DIR | --config FILE]\n"
           "\n"
           "The generated device token (the fleet token tetherd makes on its first start when\n"
           "neither --token nor --tokens-file is given), kept only as a hash in DIR's registry.\n"
@@ -27,14 +29,36 @@ void tt_tokencli_usage(FILE *f)
           "            stops registering new names (devices holding a device key keep working)\n"
           "\n"
           "  --data-dir DIR   the relay's data dir (default ./tether-data)\n"
+          "  --config FILE    take the data dir from the relay's config file\n"
           "\n"
           "Exit status: 0 done, 1 no generated token (or a registry failure), 2 usage error.\n",
           f);
 }
 
+/* The data dir a config file names (--data-dir), into out; "" when it names none. Returns 0,
+ * or the exit status with a message on stderr. */
+static int dir_from_config(const char *path, char out[TT_CONFIG_PATHLEN])
+{
+    static struct tt_configfile f;
+    char err[TT_ERRLEN];
+    int rc = tt_configfile_read(path, &f, err);
+    out[0] = '\0';
+    if (rc != 0) {
+        fprintf(stderr, "tetherd: %s\n", err);
+        return rc == TT_CONFIGFILE_IO ? EXIT_FAIL : EXIT_USAGE;
+    }
+    for (size_t i = 0; i < f.n; i++)
+        if (strcmp(f.items[i].flag, "--data-dir") == 0)
+            snprintf(out, TT_CONFIG_PATHLEN, "%s", f.items[i].value ? f.items[i].value : "");
+    tt_configfile_free(&f);
+    return 0;
+}
+
 int tt_tokencli_main(int argc, char **argv)
 {
-    const char *dir = "./tether-data", *cmd = NULL;
+    const char *dir = "./tether-data", *cmd = NULL, *config = NULL;
+    bool dir_given = false;
+    char conf_dir[TT_CONFIG_PATHLEN];
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             tt_tokencli_usage(stdout);
@@ -46,8 +70,16 @@ int tt_tokencli_main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             dir = argv[++i];
+            dir_given = true;
         } else if (strncmp(argv[i], "--data-dir=", 11) == 0 && argv[i][11]) {
             dir = argv[i] + 11;
+            dir_given = true;
+        } else if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc || !argv[i + 1][0]) {
+                fprintf(stderr, "tetherd: token: --config needs a file\n");
+                return EXIT_USAGE;
+            }
+            config = argv[++i];
         } else if (!cmd && (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "rotate") == 0)) {
             cmd = argv[i];
         } else {
@@ -60,6 +92,13 @@ int tt_tokencli_main(int argc, char **argv)
     if (!cmd) {
         fprintf(stderr, "tetherd: token: status or rotate expected (see tetherd token --help)\n");
         return EXIT_USAGE;
+    }
+    if (config && !dir_given) { /* the command line wins, as for the relay */
+        int rc = dir_from_config(config, conf_dir);
+        if (rc != 0)
+            return rc;
+        if (conf_dir[0])
+            dir = conf_dir;
     }
     if (strlen(dir) >= TT_CONFIG_PATHLEN - 32) {
         fprintf(stderr, "tetherd: token: --data-dir is too long\n");

@@ -1,4 +1,5 @@
-/* tokencli.h - `tetherd token status|rotate [--data-dir DIR]`: the generated fleet token seen
+/* tokencli.h - `tetherd token status|rotate [--data-dir DIR | --config FILE]` (the data dir
+ * from the relay's config file): the generated fleet token seen
  * and rotated from the command line, on the SQLite registry in the data dir (also while the
  * relay runs: SQLite's WAL lets both write; the relay takes a rotated token at its next start
  * or SIGHUP). status prints whether a generated token exists (never the token: only a prefix of

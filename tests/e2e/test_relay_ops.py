@@ -116,6 +116,15 @@ def test_relay_ops_token_rotate(t):
     check(not _refused(t, relay2, "dev-new-with-new-2", new), "new token after the restart")
     st = _token_cli(data, "status")
     check("earlier tokens still good with a device key: 1" in st.stdout, "status: %r" % st.stdout)
+    # The data dir from the relay's config file (the command line's --data-dir wins).
+    conf = t.path("tetherd.conf")
+    with open(conf, "w") as f:
+        f.write("# the relay's settings\ndata-dir %s\n" % data)
+    st = run_cli([TETHERD, "token", "status", "--config", conf])
+    eq(st.returncode, 0, "status --config (%r)" % st.stderr)
+    check(data in st.stdout, "status names the config file's data dir: %r" % st.stdout)
+    st = run_cli([TETHERD, "token", "status", "--config", conf, "--data-dir", t.mkdtemp("other")])
+    eq(st.returncode, 1, "--data-dir wins over --config (%r)" % st.stdout)
 
 
 def test_relay_ops_token_cli_usage(t):
