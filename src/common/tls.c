@@ -861,12 +861,27 @@ static void on_early_idle_closed(uv_handle_t *h)
 
 int tt_tls_accept(struct tt_conn *c, struct tt_tls_ctx *ctx)
 {
+    return tt_tls_accept_pre(c, ctx, NULL, 0);
+}
+
+int tt_tls_accept_pre(struct tt_conn *c, struct tt_tls_ctx *ctx, const uint8_t *pre, size_t prelen)
+{
     struct tt_tls *t;
-    if (c->tls != NULL || ctx == NULL || !ctx->server)
+    if (c->tls != NULL || ctx == NULL || !ctx->server || prelen > TT_CHUNK_SIZE ||
+        (prelen > 0 && pre == NULL))
         return c->tls != NULL ? TETHER_ERR_STATE : TETHER_ERR_INVAL;
     t = tls_new(c, ctx);
     if (t == NULL)
         return TETHER_ERR_NOMEM;
+    if (prelen > 0) {
+        t->in = tt_chunk_get();
+        if (t->in == NULL) {
+            uv_close((uv_handle_t *)&t->idle, on_early_idle_closed);
+            return TETHER_ERR_NOMEM;
+        }
+        memcpy(t->in->data, pre, prelen);
+        t->in->len = prelen;
+    }
     SSL_set_accept_state(t->ssl);
     t->handshaking = true;
     c->tls = t;
@@ -953,9 +968,11 @@ int tt_tls_read_start(struct tt_conn *c, uv_alloc_cb alloc_cb, uv_read_cb read_c
     t->alloc_cb = alloc_cb;
     t->read_cb = read_cb;
     t->reading = true;
-    /* What is already here (left by an earlier owner, or an end) comes on the next turn. */
-    if (!t->handshaking &&
-        (input_left(t) || SSL_has_pending(t->ssl) || t->end != 0 || t->tcp_eof || t->tcp_err != 0))
+    /* What is already here (left by an earlier owner, or an end) comes on the next turn; so
+     * does a handshake's input read before the session was made (tt_tls_accept_pre). */
+    if ((!t->handshaking &&
+         (SSL_has_pending(t->ssl) || t->end != 0 || t->tcp_eof || t->tcp_err != 0)) ||
+        input_left(t))
         schedule(t);
     update_tcp_read(t);
     return 0;

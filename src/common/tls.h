@@ -87,6 +87,10 @@ void tt_tls_ctx_describe(const struct tt_tls_ctx *ctx, char *out, size_t outlen)
  * one ends the input with UV_EPROTO (tt_tls_error() says why). Returns 0, TETHER_ERR_NOMEM,
  * TETHER_ERR_TLS (OpenSSL failed) or TETHER_ERR_STATE (c already has TLS). */
 int tt_tls_accept(struct tt_conn *c, struct tt_tls_ctx *ctx);
+/* The same for a conn that has read pre[0..prelen) already (at most TT_CHUNK_SIZE bytes: the
+ * start of the ClientHello, read to tell TLS from plain HTTP): the handshake takes them first.
+ * Also TETHER_ERR_INVAL for prelen over a chunk. */
+int tt_tls_accept_pre(struct tt_conn *c, struct tt_tls_ctx *ctx, const uint8_t *pre, size_t prelen);
 
 /* The outcome of a client handshake: err is 0, or TETHER_ERR_TLS with msg saying why in one
  * line ("certificate verify failed: unable to get local issuer certificate", "tlsv1 alert

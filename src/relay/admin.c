@@ -1064,6 +1064,13 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
     http_metrics(&b);
     audit_metrics(&b, r);
     webhook_metrics(&b, r);
+    buf_fmt(&b,
+            "# HELP tether_tls_refused_total Connections to a --tls-listen port that got no TLS "
+            "session: plain HTTP (answered 400), a failed or non-TLS handshake (headconn.h).\n"
+            "# TYPE tether_tls_refused_total counter\n"
+            "tether_tls_refused_total{reason=\"plain_http\"} %llu\n"
+            "tether_tls_refused_total{reason=\"handshake\"} %llu\n",
+            (unsigned long long)r->web_tls.plain_http, (unsigned long long)r->web_tls.tls_failed);
     if (r->cluster) {
         const struct tt_cluster *c = r->cluster;
         buf_fmt(&b,

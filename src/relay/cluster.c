@@ -191,6 +191,13 @@ static const char *str_at(const redisReply *rep, size_t i)
 
 /* ---------------------------------------------------------------- the beat */
 
+static void log_joined(const struct tt_cluster_node *nd)
+{
+    bool v6 = strchr(nd->host, ':') != NULL;
+    TT_LOG(TT_LOG_INFO, "node joined node=%s addr=%s%s%s:%u advertise=%s", TT_LOG_V(nd->id),
+           v6 ? "[" : "", nd->host, v6 ? "]" : "", (unsigned)nd->port, TT_LOG_V(nd->advertise));
+}
+
 static void set_nodes(struct tt_cluster *c, const redisReply *rep)
 {
     size_t n = (rep->elements - 2) / 4;
@@ -208,6 +215,25 @@ static void set_nodes(struct tt_cluster *c, const redisReply *rep)
         nd->devices = strtoll(str_at(rep, 5 + 4 * i), NULL, 10);
         k++;
     }
+    /* nodes joining and leaving, as this node sees them (not at its first beat: the start-up
+     * line counts the nodes then) */
+    for (size_t i = 0; c->nodes_known && i < k; i++) {
+        bool known = false;
+        for (size_t j = 0; j < c->nnodes && !known; j++)
+            known = strcmp(c->nodes[j].id, v[i].id) == 0;
+        if (!known)
+            log_joined(&v[i]);
+    }
+    for (size_t j = 0; c->nodes_known && j < c->nnodes; j++) {
+        bool kept = false;
+        for (size_t i = 0; i < k && !kept; i++)
+            kept = strcmp(c->nodes[j].id, v[i].id) == 0;
+        if (!kept)
+            TT_LOG(TT_LOG_INFO, "node left node=%s addr=%s%s%s:%u", TT_LOG_V(c->nodes[j].id),
+                   strchr(c->nodes[j].host, ':') ? "[" : "", c->nodes[j].host,
+                   strchr(c->nodes[j].host, ':') ? "]" : "", (unsigned)c->nodes[j].port);
+    }
+    c->nodes_known = true;
     free(c->nodes);
     c->nodes = v;
     c->nnodes = k;
@@ -248,6 +274,8 @@ static const struct tt_cluster_node *find_node(struct tt_cluster *c, const char 
         return NULL;
     c->nodes = v;
     c->nodes[c->nnodes] = nd;
+    if (c->nodes_known)
+        log_joined(&nd);
     return &c->nodes[c->nnodes++];
 }
 
@@ -843,6 +871,20 @@ int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
     TT_LOG(TT_LOG_INFO, "cluster node=%s advertise=%s redis=%s:%u nodes=%zu", r->cfg.node_id,
            r->cfg.advertise, r->cfg.redis.host, (unsigned)r->cfg.redis.port, c->nnodes + 1);
     return 0;
+}
+
+const char *tt_cluster_node_at(const struct tt_cluster *c, const char *host, uint16_t port)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (c->nodes[i].port == port && strcmp(c->nodes[i].host, host) == 0)
+            return c->nodes[i].id;
+    return NULL;
+}
+
+void tt_cluster_set_fleet_hash(struct tt_cluster *c, const uint8_t hash[32])
+{
+    memcpy(c->fleet_hash, hash, 32);
+    c->fleet_generated = true;
 }
 
 void tt_cluster_stop(struct tt_relay *r)

@@ -60,6 +60,7 @@ struct tt_cluster {
     size_t nnodes;
     struct tt_cluster_port *ports; /* one per port of --tcp-ports (owned) */
     struct tt_strmap labels;       /* label -> node id (malloc'd): last known holder */
+    bool nodes_known;              /* nodes has been set once (joins and leaves logged) */
     bool fleet_generated;          /* the fleet token hash is ours to restore in Redis */
     uint8_t fleet_hash[32];
     int64_t online;       /* this node's online devices at the last beat */
@@ -100,6 +101,10 @@ void tt_cluster_stop(struct tt_relay *r);
 /* Frees what init allocated (after the loop ended). */
 void tt_cluster_free(struct tt_relay *r);
 
+/* The generated fleet token's hash (made once the node serves, relay.c): the beat restores it
+ * in Redis should Redis lose it. */
+void tt_cluster_set_fleet_hash(struct tt_cluster *c, const uint8_t hash[32]);
+
 /* True when hc carries the cluster secret: the request comes from another node. */
 bool tt_cluster_trusted(const struct tt_cluster *c, const struct tt_headparse *hp);
 
@@ -108,6 +113,9 @@ bool tt_cluster_trusted(const struct tt_cluster *c, const struct tt_headparse *h
 enum tt_cluster_where tt_cluster_locate_label(struct tt_cluster *c, const char *label,
                                               int64_t *since, char host[TT_HOSTLEN], uint16_t *port,
                                               char *name);
+
+/* The id of the live node (as of the last beat) whose cluster address is host:port, or NULL. */
+const char *tt_cluster_node_at(const struct tt_cluster *c, const char *host, uint16_t port);
 
 /* Forwards the request read by hc (its head and what followed) to the node at host:port, with
  * the internal headers (secret, client address, protocol); hc is consumed. audit (may be NULL):

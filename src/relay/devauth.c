@@ -49,12 +49,16 @@ size_t tt_devauth_addresses(const struct tt_devauth *a)
 /* A refusal of name from e: logged when it opens a log interval (with the summary of the last
  * one), else counted for the next summary. */
 static void note(struct tt_devauth *a, struct tt_throttle_addr *e, bool throttled, const char *name,
-                 const char *peer, const char *why, int64_t now)
+                 const char *peer, const char *why, const char *cause, int64_t now)
 {
     if (!tt_throttle_note(&a->thr, e, throttled, now))
         return;
-    TT_LOG(TT_LOG_INFO, "device refused device=%s peer=%s reason=\"%s\"", TT_LOG_V(name), peer,
-           TT_LOG_E(why));
+    if (cause)
+        TT_LOG(TT_LOG_INFO, "device refused device=%s peer=%s reason=\"%s\" cause=%s",
+               TT_LOG_V(name), peer, TT_LOG_E(why), cause);
+    else
+        TT_LOG(TT_LOG_INFO, "device refused device=%s peer=%s reason=\"%s\"", TT_LOG_V(name), peer,
+               TT_LOG_E(why));
 }
 
 /* ---- the rules ---- */
@@ -92,11 +96,13 @@ static int issue_key(struct tt_devauth_verdict *v)
 }
 
 /* A refusal: v gets code and the reason (fmt with the name), the address's entry (created if
- * need be) records it, the log gets it per the address's policy (note). A failed credential
- * (auth) also takes a token from the address's bucket. Returns 0. */
+ * need be) records it, the log gets it per the address's policy (note), with cause (NULL:
+ * none) for the operator alone: the device's answer is the same whatever the cause, so that it
+ * does not tell which names exist. A failed credential (auth) also takes a token from the
+ * address's bucket. Returns 0. */
 static int refuse(struct tt_devauth *a, const char *akey, bool auth, const char *name,
                   const char *peer, int64_t now, struct tt_devauth_verdict *v, uint16_t code,
-                  const char *fmt)
+                  const char *fmt, const char *cause)
 {
     struct tt_throttle_addr *e = tt_throttle_get(&a->thr, akey, true, now);
     OPENSSL_cleanse(v->key, sizeof(v->key));
@@ -108,7 +114,7 @@ static int refuse(struct tt_devauth *a, const char *akey, bool auth, const char 
         tt_throttle_fail(e, now);
     }
     tt_throttle_touch(&a->thr, e, now);
-    note(a, e, false, name, peer, v->reason, now);
+    note(a, e, false, name, peer, v->reason, cause, now);
     return 0;
 }
 
@@ -145,8 +151,16 @@ static int ports_over(struct tt_devauth *a, struct tt_registry *reg, const char 
     return others + want > a->max_ports ? 1 : 0;
 }
 
-#define R_AUTH(fmt) refuse(a, akey, true, name, peer, now, v, TT_REFUSE_AUTH, fmt)
-#define R_OTHER(code, fmt) refuse(a, akey, false, name, peer, now, v, code, fmt)
+/* A failed credential's cause, for the log: "unknown-name" when nothing could have admitted the
+ * name (no fleet token, and no --tokens-file line of its own), else "token" (a wrong token, or
+ * a device key with a token that is not a fleet token), "device-key" (the key is missing or
+ * wrong). */
+#define R_AUTH(fmt)                                                                                \
+    refuse(a, akey, true, name, peer, now, v, TT_REFUSE_AUTH, fmt,                                 \
+           !tok->have_fleet && !tt_tokens_has_own(tok, m->name.p, m->name.len) ? "unknown-name"    \
+                                                                               : "token")
+#define R_KEY(fmt) refuse(a, akey, true, name, peer, now, v, TT_REFUSE_AUTH, fmt, "device-key")
+#define R_OTHER(code, fmt) refuse(a, akey, false, name, peer, now, v, code, fmt, NULL)
 
 int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct tt_tokens *tok,
                      const char *name, const struct tt_hello *m, uint8_t version, const char *peer,
@@ -165,7 +179,7 @@ int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct
         tt_throttle_touch(&a->thr, e, now);
         v->refuse = TT_REFUSE_AUTH;
         snprintf(v->reason, sizeof(v->reason), "too many failed attempts, retry later");
-        note(a, e, true, name, peer, v->reason, now);
+        note(a, e, true, name, peer, v->reason, NULL, now);
         return 0;
     }
     if (tt_tokens_has_own(tok, m->name.p, m->name.len)) {
@@ -189,9 +203,9 @@ int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct
         if (!match && !fleet)
             return R_AUTH("invalid token for device %s");
         if (!match)
-            return R_AUTH(key->len > 0
-                              ? "wrong device key: the name %s belongs to another device"
-                              : "device key required: the name %s belongs to another device");
+            return R_KEY(key->len > 0
+                             ? "wrong device key: the name %s belongs to another device"
+                             : "device key required: the name %s belongs to another device");
         /* With its key, the fleet token or one used before it: a rotation of the fleet token
          * does not lock keyed devices out, and a wrong token is refused all the same. */
         if (!tt_tokens_check_fleet_any(tok, m->token.p, m->token.len))
@@ -250,6 +264,7 @@ int tt_devauth_hello(struct tt_devauth *a, struct tt_registry *reg, const struct
 }
 
 #undef R_AUTH
+#undef R_KEY
 #undef R_OTHER
 
 /* ---- metrics ---- */

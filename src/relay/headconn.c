@@ -64,6 +64,8 @@ static void respond_page(struct tt_headconn *hc, enum tt_page page)
     tt_headconn_respond(hc, out, n > 0 ? (size_t)n : 0);
 }
 
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 {
     struct tt_headconn *hc = h->data;
@@ -81,19 +83,82 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
     *buf = uv_buf_init((char *)hc->buf->data + hc->len, (unsigned)(end - hc->len));
 }
 
+/* The rate limit of a set's TLS log lines: true when one may be written now; *skipped gets how
+ * many were not written since the last one. */
+static bool may_log(struct tt_headconn_set *set, uint64_t now, uint64_t *skipped)
+{
+    if (set->log_window_at == 0 || now - set->log_window_at >= TT_LIMITS_LOG_EVERY_MS) {
+        set->log_window_at = now ? now : 1;
+        set->log_in_window = 0;
+    }
+    if (set->log_in_window >= TT_HEADCONN_LOG_BURST) {
+        set->log_skipped++;
+        return false;
+    }
+    set->log_in_window++;
+    *skipped = set->log_skipped;
+    set->log_skipped = 0;
+    return true;
+}
+
+/* A failed handshake (why: OpenSSL's words, or what the first bytes were), logged. */
+static void tls_failed(struct tt_headconn *hc, const char *why)
+{
+    uint64_t skipped;
+    hc->set->tls_failed++;
+    if (tt_log_level >= TT_LOG_INFO && may_log(hc->set, uv_now(hc->conn->tcp.loop), &skipped))
+        TT_LOG(TT_LOG_INFO, "tls handshake failed peer=%s:%u reason=\"%s\" not_logged=%llu",
+               hc->peer_ip, hc->peer_port, TT_LOG_E(why), (unsigned long long)skipped);
+}
+
+/* The first bytes on a TLS listener (data[0..n)): a TLS record goes to OpenSSL, plain HTTP gets
+ * the 400 page, anything else is dropped. Returns true when hc is still reading its head. */
+static bool sniff(struct tt_headconn *hc, const uint8_t *data, size_t n)
+{
+    hc->sniff = false;
+    if (data[0] == 0x16) {
+        tt_conn_read_stop(hc->conn);
+        if (tt_tls_accept_pre(hc->conn, hc->set->tls, data, n) != 0 ||
+            tt_conn_read_start(hc->conn, on_alloc, on_read) != 0) {
+            tt_headconn_free(hc);
+            return false;
+        }
+        return true;
+    }
+    if (data[0] >= 'A' && data[0] <= 'Z') {
+        uint64_t skipped;
+        hc->set->plain_http++;
+        if (tt_log_level >= TT_LOG_INFO && may_log(hc->set, uv_now(hc->conn->tcp.loop), &skipped))
+            TT_LOG(TT_LOG_INFO, "plain http on the tls port peer=%s:%u status=400 not_logged=%llu",
+                   hc->peer_ip, hc->peer_port, (unsigned long long)skipped);
+        char out[TT_PAGE_MAX];
+        int len = tt_pages_render(out, sizeof(out), TT_PAGE_HTTP_ON_TLS);
+        tt_headconn_respond(hc, out, len > 0 ? (size_t)len : 0);
+        return false;
+    }
+    char why[64];
+    snprintf(why, sizeof(why), "not a TLS record (first byte 0x%02x)", data[0]);
+    tls_failed(hc, why);
+    tt_headconn_free(hc);
+    return false;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tt_headconn *hc = s->data;
     (void)buf;
     if (nread == UV_ENOBUFS || nread < 0) {
         if (nread == UV_EPROTO && hc->conn->tls)
-            TT_LOG(TT_LOG_DEBUG, "tls handshake failed peer=%s:%u: %s", hc->peer_ip, hc->peer_port,
-                   tt_tls_error(hc->conn));
+            tls_failed(hc, tt_tls_error(hc->conn));
         tt_headconn_free(hc);
         return;
     }
     if (nread == 0)
         return;
+    if (hc->sniff) {
+        sniff(hc, hc->buf->data + hc->len, (size_t)nread); /* reads again through TLS */
+        return;
+    }
     if (hc->on_body) {
         hc->len += (size_t)nread;
         if (hc->len >= hc->want) {
@@ -214,13 +279,7 @@ int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server)
         tt_respond_drop(conn);
         return TETHER_ERR_CAPACITY;
     }
-    if (set->tls && tt_tls_accept(conn, set->tls) != 0) {
-        if (set->limits)
-            tt_limits_leave(set->limits, &hc->lim);
-        free(hc);
-        tt_respond_drop(conn);
-        return TETHER_ERR_NOMEM;
-    }
+    hc->sniff = set->tls != NULL; /* the TLS session comes with the first bytes (sniff) */
     uv_tcp_nodelay(&conn->tcp, 1);
     hc->conn = conn;
     conn->tcp.data = hc;

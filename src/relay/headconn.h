@@ -7,7 +7,12 @@
  * head is complete the owner's on_head decides: it takes the socket (tt_headconn_take) or
  * answers (tt_headconn_respond). On a TLS listener (the set has a context) each connection gets
  * a TLS session first, and its head is read through it: the handshake counts in the timeout;
- * a failed one drops the connection; the socket handed on carries the session. */
+ * a failed one drops the connection; the socket handed on carries the session. The first bytes
+ * on a TLS listener tell TLS (a record starts 0x16) from plain HTTP (a method: ASCII capitals),
+ * before OpenSSL sees them: plain HTTP is answered 400 with a page saying to use https (as
+ * nginx does), anything else is dropped. Plain HTTP and failed handshakes are logged at info
+ * with the peer's address, at most TT_HEADCONN_LOG_BURST lines per TT_LIMITS_LOG_EVERY_MS per
+ * listener set (the next line says how many were not logged). */
 #ifndef TT_HEADCONN_H
 #define TT_HEADCONN_H
 
@@ -22,6 +27,7 @@
 #include "limits.h"
 
 #define TT_HEADCONN_TIMEOUT_MS 30000
+#define TT_HEADCONN_LOG_BURST 10
 
 struct tt_headconn;
 
@@ -43,6 +49,11 @@ struct tt_headconn_set {
      * (taken or answered): a connection refused there is closed at once, one shed is freed */
     struct tt_limits *limits;
     bool closed;
+    /* TLS listeners: plain HTTP requests answered 400, handshakes failed (or not TLS at all),
+     * and the rate limit of their log lines (headconn.c) */
+    uint64_t plain_http, tls_failed;
+    uint64_t log_window_at, log_skipped;
+    unsigned log_in_window;
 };
 
 struct tt_headconn {
@@ -66,6 +77,7 @@ struct tt_headconn {
      * closing). The owner clears it before it answers or takes hc itself. */
     void (*on_drop)(struct tt_headconn *hc, void *ud);
     void *drop_ud;
+    bool sniff; /* a TLS listener's connection whose first bytes are not read yet */
     struct tt_headparse hp;
 };
 

@@ -15,6 +15,7 @@
 #include "admincli.h"
 #include "config.h"
 #include "relay.h"
+#include "tokencli.h"
 #include "users.h"
 
 #define STOP_DEADLINE_MS 2000
@@ -51,8 +52,12 @@ static void on_hup(uv_signal_t *s, int signum)
     char err[TT_ERRLEN];
     (void)s;
     (void)signum;
-    if (tt_relay_reload_tokens(&relay, err) != 0)
+    int trc = tt_relay_reload_tokens(&relay, err);
+    if (trc < 0)
         TT_LOG(TT_LOG_ERROR, "tokens reload failed, keeping the old tokens: %s", err);
+    else if (trc > 0)
+        TT_LOG(TT_LOG_INFO, "device token rotated: the new one is in use, the old one is good "
+                            "only with a device key");
     else if (relay.cfg.tokens_file[0])
         TT_LOG(TT_LOG_INFO, "tokens reloaded file=%s devices=%zu", relay.cfg.tokens_file,
                relay.tokens.n);
@@ -147,6 +152,8 @@ int main(int argc, char **argv)
     tt_log_set_program("tetherd");
     if (argc > 1 && strcmp(argv[1], "admin") == 0)
         return tt_admincli_main(argc - 1, argv + 1); /* the admin API's client (admincli.h) */
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return tt_tokencli_main(argc - 1, argv + 1); /* the generated token (tokencli.h) */
     int action = tt_config_parse(&cfg, argc, argv, err);
     if (action < 0) {
         fprintf(stderr, "tetherd: %s\n", err);

@@ -43,6 +43,9 @@ static const struct page_text texts[] = {
     [TT_PAGE_NOT_IMPLEMENTED] = {501, "Not Implemented", "Transfer coding not supported",
                                  "The relay accepts request bodies sent as they are or in chunked "
                                  "transfer coding only."},
+    [TT_PAGE_HTTP_ON_TLS] = {400, "Bad Request",
+                             "The plain HTTP request was sent to the HTTPS port",
+                             "This port speaks HTTPS only: use an https:// address."},
 };
 
 static int render(char *out, size_t outlen, int status, const char *reason, const char *title,

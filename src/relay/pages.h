@@ -23,6 +23,7 @@ enum tt_page {
                                  Sec-WebSocket-Version: 13) */
     TT_PAGE_REQUEST_TIMEOUT,  /* 408: a request body not whole by its deadline */
     TT_PAGE_NOT_IMPLEMENTED,  /* 501: a request body in a transfer coding other than chunked */
+    TT_PAGE_HTTP_ON_TLS,      /* 400: a plain HTTP request on a --tls-listen port */
 };
 
 /* Writes the whole response for page into out. Returns its length, or -1 if outlen is too

@@ -8,6 +8,7 @@
 #include "common/pool.h"
 #include "common/tls.h"
 #include "access.h"
+#include "cluster.h"
 #include "forward.h"
 #include "pages.h"
 #include "peerlink.h"
@@ -48,6 +49,9 @@ struct link_audit {
 
 struct link {
     struct side s[2]; /* 0: the client, 1: the peer */
+    /* for the log line and the answer when the peer cannot be reached */
+    char node[TT_NODE_ID_MAX + 1], device[TT_MAX_NAME + 1], addr[TT_MAX_ADDR];
+    bool text;
     uv_connect_t creq;
     uint8_t *first;
     size_t firstlen;
@@ -212,18 +216,35 @@ static void start_reading(struct side *s)
     s->reading = true;
 }
 
+/* The text/plain refusal tether connect reads (visitor.c's form). */
+static void refuse_text(struct tt_conn *client, const char *device)
+{
+    char body[TT_MAX_NAME + 64], out[TT_MAX_NAME + 320];
+    int bn = snprintf(body, sizeof(body), "device unavailable: %s cannot be reached now\n", device);
+    int n = snprintf(out, sizeof(out),
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; "
+                     "charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     bn, body);
+    tt_respond_close(client, out, n > 0 && (size_t)n < sizeof(out) ? (size_t)n : 0);
+}
+
 static void fail_client(struct link *l, const char *why)
 {
-    TT_LOG(TT_LOG_INFO, "cluster peer unreachable err=%s", why);
+    TT_LOG(TT_LOG_INFO, "cluster peer unreachable node=%s addr=%s device=%s err=%s",
+           TT_LOG_V(l->node), l->addr, TT_LOG_V(l->device), why);
     struct link_audit *a = l->audit;
     if (a)
         tt_forward_audit_refused(a->r, a->device, a->service[0] ? a->service : NULL, a->kind,
                                  a->has_who ? &a->who : NULL, a->client, "offline");
     struct tt_conn *client = l->s[0].c;
     l->s[0].c = NULL;
-    if (l->http) {
+    if (l->http && l->text) {
+        refuse_text(client, l->device);
+    } else if (l->http) {
+        /* the device cannot be reached (its node is gone): not a failure of its service */
         char page[TT_PAGE_MAX];
-        int n = tt_pages_render(page, sizeof(page), TT_PAGE_BAD_GATEWAY);
+        int n = tt_pages_render(page, sizeof(page), TT_PAGE_UNAVAILABLE);
         tt_respond_close(client, page, n > 0 ? (size_t)n : 0);
     } else {
         tt_respond_drop(client);
@@ -295,6 +316,15 @@ void tt_peerlink_start(uv_loop_t *loop, struct tt_conn *client, const char *host
     l->firstlen = firstlen;
     l->http = http;
     l->audit = audit_copy(audit);
+    l->text = audit && audit->text;
+    snprintf(l->device, sizeof(l->device), "%s", audit && audit->device ? audit->device : "");
+    const char *node = audit && audit->r && audit->r->cluster
+                           ? tt_cluster_node_at(audit->r->cluster, host, port)
+                           : NULL;
+    snprintf(l->node, sizeof(l->node), "%s", node ? node : "");
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(l->addr, sizeof(l->addr), "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",
+             (unsigned)port);
     l->open = 2;
     for (int i = 0; i < 2; i++)
         l->s[i].l = l;

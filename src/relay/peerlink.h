@@ -18,19 +18,24 @@
 struct tt_relay;
 struct tt_principal;
 
-/* Whom a link carries, for the audit line written when the peer cannot be reached (the holder
- * writes every other line). The strings are copied by tt_peerlink_start; who NULL: none. */
+/* Whom a link carries, for the log line and the audit line written when the peer cannot be
+ * reached (the holder writes every other line). The strings are copied by tt_peerlink_start;
+ * who NULL: none. text: the client is a tether connect, answered text/plain (one line) rather
+ * than with the HTML page. */
 struct tt_peerlink_audit {
     struct tt_relay *r;
     const char *device, *service, *kind, *client;
     const struct tt_principal *who;
+    bool text;
 };
 
 /* Connects to host:port (an IP literal) and joins client (taken over, reading stopped) to it
  * after sending first[0..firstlen) (malloc'd; taken over and freed here). When the peer
- * cannot be reached the client gets a 502 page (http) or is closed, and with audit (NULL:
- * none) an audit line with outcome "offline" is written (tt_forward_audit_refused), as for a
- * device whose node is gone. Returns nothing: every failure is handled here. */
+ * cannot be reached the client gets a 503 "device unreachable" page (http; a text/plain line
+ * for tether connect) or is closed, as for a device whose node is gone; the log says
+ * "cluster peer unreachable node=ID addr=HOST:PORT device=NAME err=...", and with audit (NULL:
+ * none) an audit line with outcome "offline" is written (tt_forward_audit_refused). Returns
+ * nothing: every failure is handled here. */
 void tt_peerlink_start(uv_loop_t *loop, struct tt_conn *client, const char *host, uint16_t port,
                        uint8_t *first, size_t firstlen, bool http,
                        const struct tt_peerlink_audit *audit);

@@ -110,16 +110,44 @@ static int setup_tokens(struct tt_relay *r, char err[TT_ERRLEN])
     }
     if (r->cfg.tokens_file[0])
         return tt_tokens_load_file(&r->tokens, r->cfg.tokens_file, err);
+    /* The generated token: one the registry holds already is loaded now; a new one is made
+     * only once every listener is bound (make_token), so that a start that fails makes none. */
+    uint8_t hash[32];
+    int rc = tt_registry_cred_get(r->reg, TT_REG_FLEET_CRED, hash);
+    if (rc == TETHER_ERR_NOT_FOUND) {
+        r->token_pending = true;
+        return 0;
+    }
+    if (rc != 0) {
+        snprintf(err, TT_ERRLEN, "cannot read the fleet token from the registry: %s",
+                 tether_strerror(rc));
+        return -1;
+    }
+    tt_tokens_set_fleet_hash(&r->tokens, hash);
+    return tt_tokens_fleet_history(&r->tokens, r->reg, err);
+}
+
+/* The relay serves (its listeners are bound): the generated token is made if the registry had
+ * none (or imported from a legacy DIR/token file), stored durably, then printed once on
+ * stdout. */
+static int make_token(struct tt_relay *r, char err[TT_ERRLEN])
+{
     char token[TT_MAX_TOKEN + 1];
     bool created;
-    if (tt_tokens_generated(&r->tokens, r->reg, r->cfg.data_dir, token, &created, err) != 0)
+    if (!r->token_pending)
+        return 0;
+    if (tt_tokens_generated(&r->tokens, r->reg, r->cfg.data_dir, token, &created, err) != 0 ||
+        tt_tokens_fleet_history(&r->tokens, r->reg, err) != 0)
         return -1;
+    r->token_pending = false;
+    if (r->cluster) /* the beat restores it in Redis should Redis lose it */
+        tt_cluster_set_fleet_hash(r->cluster, r->tokens.fleet);
     if (created) {
         printf("tetherd: device token: %s\n", token);
         fflush(stdout);
     }
-    memset(token, 0, sizeof(token));
-    return tt_tokens_fleet_history(&r->tokens, r->reg, err);
+    tt_secret_wipe(token, sizeof(token));
+    return 0;
 }
 
 /* Cluster nodes forward browsers' requests and TCP clients from their own address: they are
@@ -216,13 +244,16 @@ static void on_listener_close(uv_handle_t *h)
     free(h);
 }
 
+/* Binds and listens on a (given by flag, named in err: "--listen 127.0.0.1:8080: address
+ * already in use"). Returns 0 or -1 with err. */
 static int listen_on(struct tt_relay *r, const struct tt_config_addr *a,
-                     struct tt_headconn_set *set, char err[TT_ERRLEN])
+                     struct tt_headconn_set *set, const char *flag, char err[TT_ERRLEN])
 {
     struct sockaddr_storage ss;
+    bool v6 = strchr(a->host, ':') != NULL;
     if (uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)&ss) != 0 &&
         uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)&ss) != 0) {
-        snprintf(err, TT_ERRLEN, "cannot listen on %.100s:%u: not an IP address", a->host,
+        snprintf(err, TT_ERRLEN, "%s %.100s:%u: not an IP address", flag, a->host,
                  (unsigned)a->port);
         return -1;
     }
@@ -240,8 +271,7 @@ static int listen_on(struct tt_relay *r, const struct tt_config_addr *a,
          * device reconnects within a second or two. */
         rc = uv_listen((uv_stream_t *)h, 4096, on_connection);
     if (rc != 0) {
-        bool v6 = strchr(a->host, ':') != NULL;
-        snprintf(err, TT_ERRLEN, "cannot listen on %s%.100s%s:%u: %s", v6 ? "[" : "", a->host,
+        snprintf(err, TT_ERRLEN, "%s %s%.100s%s:%u: %s", flag, v6 ? "[" : "", a->host,
                  v6 ? "]" : "", (unsigned)a->port, uv_strerror(rc));
         return -1;
     }
@@ -273,19 +303,44 @@ static int check_tcp_bind(struct tt_relay *r, char err[TT_ERRLEN])
     return 0;
 }
 
+/* The start-up summary: version, device URLs, TCP ports, which credentials (never a token),
+ * where the registry is. The listeners follow, one line each. */
+static void log_started(struct tt_relay *r)
+{
+    const struct tt_config *c = &r->cfg;
+    char port[8] = "", tokens[64], where[TT_CONFIG_PATHLEN + 64];
+    if (c->url_port)
+        snprintf(port, sizeof(port), ":%u", (unsigned)c->url_port);
+    if (c->tokens_file[0])
+        snprintf(tokens, sizeof(tokens), "file names=%zu", r->tokens.n);
+    else
+        snprintf(tokens, sizeof(tokens), "%s old_fleet_tokens=%zu",
+                 c->token[0] ? "fleet" : "generated", r->tokens.nold);
+    if (c->cluster)
+        snprintf(where, sizeof(where), "redis://%s:%u", c->redis.host, (unsigned)c->redis.port);
+    else
+        snprintf(where, sizeof(where), "%s/%s", c->data_dir, TT_REGISTRY_FILE);
+    TT_LOG(TT_LOG_INFO,
+           "relay started version=%s public_url=%s://LABEL.%s%s tcp_ports=%u-%u tcp_bind=%s "
+           "tokens=%s registry=%s",
+           TT_RELAY_VERSION, c->url_scheme, c->url_host, port, (unsigned)c->tcp_low,
+           (unsigned)c->tcp_high, c->tcp_bind, tokens, TT_LOG_V(where));
+}
+
 int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
 {
     /* Everything that can fail comes before the first log line: a failed start prints one
      * line (main's) and nothing else. */
     for (size_t i = 0; i < r->cfg.nlisten; i++)
-        if (listen_on(r, &r->cfg.listen[i], &r->web, err) != 0)
+        if (listen_on(r, &r->cfg.listen[i], &r->web, "--listen", err) != 0)
             return -1;
     for (size_t i = 0; i < r->cfg.ntls_listen; i++)
-        if (listen_on(r, &r->cfg.tls_listen[i], &r->web_tls, err) != 0)
+        if (listen_on(r, &r->cfg.tls_listen[i], &r->web_tls, "--tls-listen", err) != 0)
             return -1;
-    if (listen_on(r, &r->cfg.admin, &r->admin, err) != 0 || check_tcp_bind(r, err) != 0 ||
-        tt_device_start(r, err) != 0)
+    if (listen_on(r, &r->cfg.admin, &r->admin, "--admin-listen", err) != 0 ||
+        check_tcp_bind(r, err) != 0 || tt_device_start(r, err) != 0 || make_token(r, err) != 0)
         return -1;
+    log_started(r);
     for (size_t i = 0; i < r->cfg.nlisten; i++) {
         const struct tt_config_addr *a = &r->cfg.listen[i];
         TT_LOG(TT_LOG_INFO, "listening addr=%s:%u for=devices,browsers domain=%s", a->host,
@@ -348,9 +403,20 @@ int tt_relay_reload_tls(struct tt_relay *r, char err[TT_ERRLEN])
 
 int tt_relay_reload_tokens(struct tt_relay *r, char err[TT_ERRLEN])
 {
-    if (!r->cfg.tokens_file[0])
+    if (r->cfg.tokens_file[0])
+        return tt_tokens_load_file(&r->tokens, r->cfg.tokens_file, err);
+    /* the generated token (SQLite only: a node never waits for Redis on its loop) */
+    uint8_t hash[32];
+    if (r->cfg.token[0] || r->cluster || !r->tokens.have_fleet ||
+        tt_registry_cred_get(r->reg, TT_REG_FLEET_CRED, hash) != 0 ||
+        memcmp(hash, r->tokens.fleet, sizeof(hash)) == 0)
         return 0;
-    return tt_tokens_load_file(&r->tokens, r->cfg.tokens_file, err);
+    struct tt_tokens t = r->tokens; /* no per-name list with the generated token */
+    tt_tokens_set_fleet_hash(&t, hash);
+    if (tt_tokens_fleet_history(&t, r->reg, err) != 0)
+        return -1;
+    r->tokens = t;
+    return 1;
 }
 
 void tt_relay_stop(struct tt_relay *r)

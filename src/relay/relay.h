@@ -60,6 +60,7 @@ struct tt_relay {
     int lock_fd;                /* DATA_DIR/tetherd.lock, held while the relay runs */
     unsigned data_dir_mode;     /* its permission bits at start (a warning when & 077) */
     bool data_dir_chmod_failed; /* a registry file could not be made 0600 */
+    bool token_pending;         /* the generated token is made once the listeners are bound */
     /* Registry syncs (fdatasync in libuv's thread pool, one at a time) and the registrations
      * waiting for one before their WELCOME (device.c). */
     uv_fs_t sync_req;
@@ -80,22 +81,27 @@ int64_t tt_relay_now_ms(void);
 
 /* Prepares r from cfg (copied): the data dir (created if missing, and locked against a second
  * tetherd; its registry files made 0600), the registry in it (DATA_DIR/registry.db), credentials
- * (--token, --tokens-file, or the generated token, kept hashed in the registry and printed on
- * stdout the first time), the TLS certificate and key (--tls-cert, --tls-key) and the TCP port
- * pool. Logs nothing. Returns 0, or -1 with a one-line message in err (a runtime failure: exit 1).
+ * (--token, --tokens-file, or the generated token kept hashed in the registry: one already there
+ * is loaded; a new one is made by tt_relay_listen once the listeners are bound), the TLS
+ * certificate and key (--tls-cert, --tls-key) and the TCP port pool. Logs nothing. Returns 0, or -1
+ * with a one-line message in err (a runtime failure: exit 1).
  */
 int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *cfg,
                   char err[TT_ERRLEN]);
 
 /* Binds the --listen ports, the --tls-listen ports and the admin port, checks --tcp-bind,
  * restores the devices the registry remembers (offline, their TCP ports held) and starts the
- * expiry sweep (tt_device_start), then logs one line per listener (and the certificate's), and
- * a warning when the data dir is open to other users. Returns
- * 0, or -1 with err ("cannot listen on ADDR:PORT: address already in use") and nothing logged. */
+ * expiry sweep (tt_device_start), makes the generated token if there is none yet (printed once on
+ * stdout: "tetherd: device token: HEX"), then logs one line per listener (and the certificate's),
+ * and a warning when the data dir is open to other users. Returns 0, or -1 with err ("--listen
+ * ADDR:PORT: address already in use") and nothing logged. */
 int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN]);
 
-/* Re-reads --tokens-file (SIGHUP). On error the old tokens stay and err says why. Returns 0
- * (also when there is no tokens file) or -1. */
+/* Re-reads --tokens-file (SIGHUP); with the generated token (and the registry in the data dir)
+ * re-reads its hash, which `tetherd token rotate` may have replaced: the one used until then
+ * joins the old fleet tokens (good only with a device key). On error the old tokens stay and
+ * err says why. Returns 1 when the generated token changed, 0 (also when there is no tokens
+ * file) or -1. */
 int tt_relay_reload_tokens(struct tt_relay *r, char err[TT_ERRLEN]);
 
 /* Re-reads --tls-cert and --tls-key (SIGHUP): connections accepted from now on get the new

@@ -246,6 +246,46 @@ static int read_legacy_token(const char *path, char out[TT_MAX_TOKEN + 1], char 
     return 1;
 }
 
+/* A new token (32 random bytes in hex) into out. Returns 0, or -1 with err. */
+static int new_token(char out[TT_MAX_TOKEN + 1], char err[TT_ERRLEN])
+{
+    uint8_t raw[TT_TOKEN_HEXLEN / 2];
+    if (tt_random_bytes(raw, sizeof(raw)) != 0) {
+        snprintf(err, TT_ERRLEN, "cannot create a token: no random bytes");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    tt_secret_wipe(raw, sizeof(raw));
+    return 0;
+}
+
+int tt_tokens_rotate(struct tt_registry *reg, char out[TT_MAX_TOKEN + 1], char err[TT_ERRLEN])
+{
+    uint8_t hash[32];
+    out[0] = '\0';
+    int rc = tt_registry_cred_get(reg, TT_REG_FLEET_CRED, hash);
+    if (rc == TETHER_ERR_NOT_FOUND) {
+        snprintf(err, TT_ERRLEN, "no generated device token to rotate");
+        return -1;
+    }
+    if (rc == 0 && new_token(out, err) != 0)
+        return -1;
+    if (rc == 0) {
+        hash_token((const uint8_t *)out, strlen(out), hash);
+        rc = tt_registry_cred_put(reg, TT_REG_FLEET_CRED, hash);
+    }
+    if (!rc)
+        rc = tt_registry_sync(reg); /* on disk before it is printed */
+    if (rc) {
+        snprintf(err, TT_ERRLEN, "cannot store the new token in the registry: %s",
+                 tether_strerror(rc));
+        tt_secret_wipe(out, TT_MAX_TOKEN + 1);
+        return -1;
+    }
+    return 0;
+}
+
 int tt_tokens_generated(struct tt_tokens *t, struct tt_registry *reg, const char *dir,
                         char out[TT_MAX_TOKEN + 1], bool *created, char err[TT_ERRLEN])
 {
@@ -267,16 +307,8 @@ int tt_tokens_generated(struct tt_tokens *t, struct tt_registry *reg, const char
     int found = read_legacy_token(legacy, out, err);
     if (found < 0)
         return -1;
-    if (!found) {
-        uint8_t raw[TT_TOKEN_HEXLEN / 2];
-        if (tt_random_bytes(raw, sizeof(raw)) != 0) {
-            snprintf(err, TT_ERRLEN, "cannot create a token: no random bytes");
-            return -1;
-        }
-        for (size_t i = 0; i < sizeof(raw); i++)
-            snprintf(out + 2 * i, 3, "%02x", raw[i]);
-        memset(raw, 0, sizeof(raw));
-    }
+    if (!found && new_token(out, err) != 0)
+        return -1;
     hash_token((const uint8_t *)out, strlen(out), hash);
     rc = tt_registry_cred_put(reg, TT_REG_FLEET_CRED, hash);
     if (!rc)

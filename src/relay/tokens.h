@@ -80,4 +80,11 @@ void tt_tokens_set_fleet_hash(struct tt_tokens *t, const uint8_t hash[32]);
 int tt_tokens_generated(struct tt_tokens *t, struct tt_registry *reg, const char *dir,
                         char out[TT_MAX_TOKEN + 1], bool *created, char err[TT_ERRLEN]);
 
+/* `tetherd token rotate`: replaces the generated fleet token's hash in reg (credential
+ * TT_REG_FLEET_CRED) by a new token's, synced, and copies the new token into out (printed once
+ * by the caller). The relay takes it at its next start or SIGHUP (tt_tokens_fleet_history then
+ * makes the one replaced an old one, good only with a device key). Returns 0, or -1 with err
+ * (no generated token in reg, registry failure, no random bytes). */
+int tt_tokens_rotate(struct tt_registry *reg, char out[TT_MAX_TOKEN + 1], char err[TT_ERRLEN]);
+
 #endif

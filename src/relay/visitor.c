@@ -386,6 +386,7 @@ static void forward(struct tt_visitor *v, const char *host, uint16_t port)
         .kind = kind_of(v->r, device, service),
         .client = client,
         .who = who.kind != TT_PRINCIPAL_NONE ? &who : NULL,
+        .text = true,
     };
     hc->on_drop = NULL;
     struct tt_conn *conn = tt_headconn_take(hc);

@@ -396,7 +396,8 @@ def test_cluster_grant_deleted_through_the_other_node_closes_browser_and_connect
 def test_cluster_holder_unreachable_audited_offline_by_the_forwarder(t):
     """Node A holds the device but the other nodes cannot reach it (its --cluster-addr is a
     closed port): a browser request, a tether connect and a TCP client that come to node B get
-    a 502 page, a refusal (HTTP 502) and a closed connection, and node B, which alone saw them,
+    a 503 "device unreachable" page, a refusal (HTTP 503, "cannot be reached") and a closed
+    connection, and node B, which alone saw them,
     writes their audit lines, outcome "offline" as for any device whose node is gone (the TCP
     client's with its service's name, which B reads from Redis)."""
     from test_cluster import _free_range_all, _node
@@ -415,15 +416,16 @@ def test_cluster_holder_unreachable_audited_offline_by_the_forwarder(t):
     pub = t.tcp_echo()
     agent, _ = _device(t, a, server=a.url + "/?tether-redirected=1", tcp={"pub": pub.port})
     label, port = agent.label, agent.tcp_port("pub")
-    # a browser, signed in through B (the sign-in itself is forwarded: a 502 too)
+    # a browser, signed in through B (the sign-in itself is forwarded: a 503 too)
     c = Conn(b.port, b.host(label))
     browser_from = "%s:%d" % c.sock.getsockname()[:2]
     st, _, _ = c.request("GET", "/whoami", [])
     c.close()
-    eq(st, 502, "a browser request through B for a device on unreachable node A")
+    eq(st, 503, "a browser request through B for a device on unreachable node A")
     rc, _, err = _connect_once(b.url, DEVICE + "/echo", ["--user", "alice", "--secret",
                                                          "alice-s3cret"], b"x")
-    check(rc == 1 and "HTTP 502" in err, "tether connect through B: %r" % err)
+    check(rc == 1 and "HTTP 503" in err and "cannot be reached" in err,
+          "tether connect through B: %r" % err)
     held = []
 
     def bound():  # node B binds the device's port at its next beat

@@ -351,6 +351,57 @@ static void expect_verify_failure(const char *ca, const char *host, const char *
     ut_finish_loop(&loop, &guard);
 }
 
+/* The server reads the first 5 bytes of the ClientHello as plain bytes (the relay's TLS
+ * listener does, to tell TLS from plain HTTP), then puts the session on with them: the
+ * handshake takes them first and the rest from the socket. */
+static void test_accept_with_bytes_read_first(void **state)
+{
+    uv_loop_t loop;
+    uv_timer_t guard;
+    struct peer cl = {0}, sv = {0};
+    struct tt_tls_ctx *cctx = client_ctx(cert_path, false), *sctx = server_ctx();
+    struct tt_conn *a, *b;
+    (void)state;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    ut_start_guard(&loop, &guard);
+    ut_make_pair(&loop, &a, &b);
+    cl.c = a;
+    sv.c = b;
+    a->tcp.data = &cl;
+    b->tcp.data = &sv;
+    sv.small = 5;
+    sv.stop_after = 5;
+    assert_int_equal(tt_conn_read_start(b, peer_alloc, peer_read), 0);
+    assert_int_equal(tt_tls_connect(a, cctx, "localhost", NULL, 0, on_handshake, &cl), 0);
+    assert_int_equal(tt_conn_read_start(a, peer_alloc, peer_read), 0);
+    while (sv.inlen < 5)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(sv.inlen, 5);
+    assert_int_equal(sv.in[0], 0x16); /* a TLS handshake record */
+    assert_int_equal(tt_tls_accept_pre(b, sctx, NULL, 1), TETHER_ERR_INVAL);
+    assert_int_equal(tt_tls_accept_pre(b, sctx, sv.in, sv.inlen), 0);
+    assert_int_equal(tt_tls_accept_pre(b, sctx, sv.in, sv.inlen), TETHER_ERR_STATE);
+    tt_tls_ctx_free(sctx);
+    sv.inlen = 0;
+    sv.small = 0;
+    sv.stop_after = 0;
+    sv.echo = true;
+    assert_int_equal(tt_conn_read_start(b, peer_alloc, peer_read), 0);
+    while (!cl.hs_done)
+        uv_run(&loop, UV_RUN_ONCE);
+    tt_tls_ctx_free(cctx);
+    assert_int_equal(cl.hs_err, 0);
+    assert_int_equal(peer_write(&cl, (const uint8_t *)"hello", 5), 0);
+    while (cl.inlen < 5 && cl.err == 0 && !cl.eof)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(cl.inlen, 5);
+    assert_memory_equal(cl.in, "hello", 5);
+    peer_close(&loop, &cl);
+    peer_close(&loop, &sv);
+    ut_finish_loop(&loop, &guard);
+}
+
 static void test_verify_failures(void **state)
 {
     (void)state;
@@ -668,6 +719,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo),
+        cmocka_unit_test(test_accept_with_bytes_read_first),
         cmocka_unit_test(test_verify_failures),
         cmocka_unit_test(test_insecure_and_ip),
         cmocka_unit_test(test_handover_keeps_pending_bytes),

@@ -143,13 +143,40 @@ static void test_generated_token(void **state)
     rmdir(dir);
 }
 
+static void test_rotate(void **state)
+{
+    char err[TT_ERRLEN], a[TT_MAX_TOKEN + 1], b[TT_MAX_TOKEN + 1], c[TT_MAX_TOKEN + 1];
+    bool created;
+    struct tt_tokens t;
+    (void)state;
+    struct tt_registry *reg = tt_registry_sqlite_open(":memory:", err);
+    assert_non_null(reg);
+    /* nothing to rotate before the first token */
+    assert_int_equal(tt_tokens_rotate(reg, b, err), -1);
+    tt_tokens_init(&t);
+    assert_int_equal(tt_tokens_generated(&t, reg, "/nonexistent", a, &created, err), 0);
+    assert_int_equal(tt_tokens_fleet_history(&t, reg, err), 0);
+    assert_int_equal(tt_tokens_rotate(reg, b, err), 0);
+    assert_int_equal(strlen(b), TT_TOKEN_HEXLEN);
+    assert_string_not_equal(a, b);
+    /* the next start: the new one is the fleet token, the old one good only with a key */
+    tt_tokens_init(&t);
+    assert_int_equal(tt_tokens_generated(&t, reg, "/nonexistent", c, &created, err), 0);
+    assert_false(created);
+    assert_int_equal(tt_tokens_fleet_history(&t, reg, err), 0);
+    assert_true(tt_tokens_check_fleet(&t, (const uint8_t *)b, strlen(b)));
+    assert_false(tt_tokens_check_fleet(&t, (const uint8_t *)a, strlen(a)));
+    assert_true(tt_tokens_check_fleet_any(&t, (const uint8_t *)a, strlen(a)));
+    assert_int_equal(t.nold, 1);
+    tt_registry_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_and_check),
-        cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_generated_token),
+        cmocka_unit_test(test_parse_and_check), cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_load_file),       cmocka_unit_test(test_generated_token),
+        cmocka_unit_test(test_rotate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
