@@ -7,7 +7,7 @@
 #include "tether_err.h"
 #include "common/util.h"
 #include "config.h"
-#include "configfile.h"
+#include "common/configfile.h"
 #include "registry.h"
 #include "tokencli.h"
 #include "tokens.h"
