@@ -21,7 +21,7 @@ void tt_config_usage(FILE *f)
         "               [--tls-listen ADDR:PORT --tls-cert FILE --tls-key FILE]\n"
         "               [--admin-listen ADDR:PORT [--admin-token TOKEN | --admin-token-file "
         "FILE]]\n"
-        "               [--log-level LEVEL]\n"
+        "               [--log-level LEVEL] [--log-format text|json]\n"
         "               [--max-streams N] [--head-timeout DURATION] [--idle-timeout DURATION]\n"
         "               [--max-pending N] [--max-pending-per-addr N]\n"
         "               [--max-streams-per-client N] [--body-timeout DURATION]\n"
@@ -69,6 +69,8 @@ void tt_config_usage(FILE *f)
         "                         needed to listen on an address that is not loopback\n"
         "  --admin-token-file FILE  read the admin token from the first line of FILE\n"
         "  --log-level LEVEL      error, warn, info or debug (default info)\n"
+        "  --log-format FORMAT    text (default) or json: each log line on stderr as one JSON\n"
+        "                         object {\"time\",\"program\",\"level\",\"msg\",KEY:VALUE...}\n"
         "  --max-streams N        concurrent streams per device, 1-65535 (default 1024)\n"
         "  --head-timeout DURATION  a request head must arrive whole within this (default 30s)\n"
         "  --idle-timeout DURATION  close a browser connection silent both ways this long\n"
@@ -605,6 +607,14 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         c->log_level = lvl;
         return 0;
     }
+    if (strcmp(flag, "--log-format") == 0) {
+        if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
+            snprintf(err, TT_ERRLEN, "--log-format: '%.100s' is not one of text, json", v);
+            return -1;
+        }
+        c->log_json = strcmp(v, "json") == 0;
+        return 0;
+    }
     int acc = apply_access(c, flag, v, err);
     if (acc == 0)
         acc = apply_webhook(c, flag, v, err);
@@ -717,11 +727,19 @@ static int check_cluster(struct tt_config *c, char err[TT_ERRLEN])
 static bool takes_value(const char *flag)
 {
     static const char *const with_value[] = {
-        "--listen",       "--domain",       "--public-url",   "--tcp-ports",   "--tcp-bind",
-        "--grace",        "--data-dir",     "--token",        "--tokens-file", "--admin-listen",
-        "--log-level",    "--tls-listen",   "--tls-cert",     "--tls-key",     "--redis",
-        "--node-id",      "--advertise",    "--admin-token",  "--config",      "--max-streams",
-        "--head-timeout", "--idle-timeout", "--cluster-addr", "--token-file",  "--admin-token-file",
+        "--listen",       "--domain",
+        "--public-url",   "--tcp-ports",
+        "--tcp-bind",     "--grace",
+        "--data-dir",     "--token",
+        "--tokens-file",  "--admin-listen",
+        "--log-level",    "--log-format",
+        "--tls-listen",   "--tls-cert",
+        "--tls-key",      "--redis",
+        "--node-id",      "--advertise",
+        "--admin-token",  "--config",
+        "--max-streams",  "--head-timeout",
+        "--idle-timeout", "--cluster-addr",
+        "--token-file",   "--admin-token-file",
     };
     /* the fleet token's caps (devauth.h) */
     static const char *const caps[] = {"--max-names-per-token",

@@ -93,6 +93,7 @@ struct tt_config {
     char token_file[TT_CONFIG_PATHLEN];
     char admin_token_file[TT_CONFIG_PATHLEN];
     int log_level;
+    bool log_json; /* --log-format json */
     /* Limits (docs/operators-guide.md, "Limits"). */
     uint16_t max_streams;     /* concurrent streams per device (--max-streams) */
     uint64_t head_timeout_ms; /* a request head must be complete this long after it began */

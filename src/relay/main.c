@@ -170,6 +170,7 @@ int main(int argc, char **argv)
     if (action == TT_CONFIG_HASH_SECRET)
         return hash_secret();
     tt_log_level = cfg.log_level;
+    tt_log_set_json(cfg.log_json);
     /* the registry holds device credentials: every file and dir tetherd makes is its own */
     umask(077);
     signal(SIGPIPE, SIG_IGN);

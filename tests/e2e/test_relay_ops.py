@@ -323,3 +323,26 @@ def test_relay_ops_startup_summary(t):
     log = relay.proc.stderr_text()
     check("listening addr=127.0.0.1:%d for=devices,browsers" % relay.port in log, "listener line")
     check("listening addr=127.0.0.1:%d for=admin" % relay.admin_port in log, "admin line")
+
+
+def test_relay_ops_log_format_json(t):
+    """--log-format json: every stderr line of the relay is one JSON object with time, program,
+    level and msg first; a device's registration is logged with its name as a field; a bad value
+    is a usage error."""
+    import json
+    relay = Relay(t, extra=["--log-format", "json"])
+    t.agent(relay, name="dev-jsonlog", http=free_port())
+    lines = wait_for(lambda: [l for l in relay.proc.stderr_text().splitlines()
+                              if "dev-jsonlog" in l], 20, "a log line naming the device")
+    for l in relay.proc.stderr_text().splitlines():
+        if not l.strip():
+            continue
+        obj = json.loads(l)
+        eq(list(obj)[:4], ["time", "program", "level", "msg"], "first keys of %r" % l)
+        eq(obj["program"], "tetherd", "program of %r" % l)
+    check(any(json.loads(l).get("name") == "dev-jsonlog" or
+              "dev-jsonlog" in json.loads(l).values() for l in lines),
+          "the device's name as a field: %r" % lines)
+    r = run_cli([TETHERD, "--log-format", "xml"])
+    eq(r.returncode, 2, "exit status of a bad --log-format")
+    eq(r.stderr.strip(), "tetherd: --log-format: 'xml' is not one of text, json", "its message")
