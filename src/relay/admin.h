@@ -8,6 +8,9 @@
 
 #include "headconn.h"
 
+/* With --admin-token, a browser signs in at GET / (a form, POST / with the field token) and
+ * carries a session cookie from then on (adminsession.h); POST /signout ends it. */
+
 /* The headconn callback of the admin listener; ud is the struct tt_relay. Always answers. */
 void tt_admin_on_head(struct tt_headconn *hc, void *ud);
 
@@ -17,5 +20,10 @@ struct tt_device;
  * turns into what GET /api/devices shows: [{"name","kind":"http","sub"} or {"name",
  * "kind":"tcp","port"}]. Cluster mode: the beat publishes it for the other nodes' admin APIs. */
 char *tt_admin_services_dump(const struct tt_device *d);
+
+struct tt_relay;
+
+/* Frees the admin listener's state (sign-in sessions); at relay shutdown. */
+void tt_admin_free(struct tt_relay *r);
 
 #endif

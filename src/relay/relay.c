@@ -375,4 +375,5 @@ void tt_relay_free(struct tt_relay *r)
     tt_access_free(&r->access);
     tt_audit_close(&r->audit);
     tt_visitor_free(r);
+    tt_admin_free(r);
 }
