@@ -15,8 +15,9 @@ static const char style[] =
     "form.search{display:flex;gap:.5em;flex-wrap:wrap;align-items:center;margin:0 0 1em}"
     "input,select,button{font:inherit;padding:.3em .5em}"
     "table{border-collapse:collapse;background:#fff;width:100%}"
-    "th,td{border-bottom:1px solid #e3e5ea;padding:.35em .6em;text-align:left;"
-    "vertical-align:top;font-size:.92em}"
+    "th,td{border-bottom:1px solid #e3e5ea;padding:.35em .5em;text-align:left;"
+    "vertical-align:top;font-size:.92em;white-space:nowrap}"
+    ".scroll{overflow-x:auto}td a{color:#1d4ed8}"
     "th{background:#eef0f4}.online{color:#067d2e;font-weight:600}"
     ".offline{color:#b42318;font-weight:600}"
     ".private{color:#555;font-size:.85em;border:1px solid #999;border-radius:3px;"
@@ -127,7 +128,9 @@ static void pager(struct tt_adminbuf *b, const struct tt_adminpage *p)
     tt_adminbuf_str(b, "</nav>\n");
 }
 
-static void services(struct tt_adminbuf *b, const json_t *svcs, bool http)
+/* The services of one device: http ones as their URLs (links while online: an offline
+ * device's URL answers 503), tcp ones as NAME PORT. */
+static void services(struct tt_adminbuf *b, const json_t *svcs, bool http, bool online)
 {
     size_t k;
     const json_t *o;
@@ -139,12 +142,14 @@ static void services(struct tt_adminbuf *b, const json_t *svcs, bool http)
         const json_t *port = json_object_get(o, "port");
         if (!name || !kind || strcmp(kind, http ? "http" : "tcp") != 0)
             continue;
-        if (http && url) {
+        if (http && url && online) {
             tt_adminbuf_str(b, "<a href=\"");
             tt_adminbuf_html(b, url);
             tt_adminbuf_str(b, "\">");
             tt_adminbuf_html(b, url);
             tt_adminbuf_str(b, "</a>");
+        } else if (http && url) {
+            tt_adminbuf_html(b, url);
         } else if (!http) {
             tt_adminbuf_html(b, name);
             if (json_is_integer(port))
@@ -155,6 +160,24 @@ static void services(struct tt_adminbuf *b, const json_t *svcs, bool http)
                                "grant\">private</span>");
         tt_adminbuf_str(b, "<br>");
     }
+}
+
+/* An ISO-8601 UTC time ("2026-11-25T03:20:00Z") as people read it ("2026-11-25 03:20:00",
+ * under a column saying UTC); anything else as it is, "" as "-". */
+static void when(struct tt_adminbuf *b, const char *iso)
+{
+    size_t n = strlen(iso);
+    if (!n) {
+        tt_adminbuf_str(b, "-");
+        return;
+    }
+    if (n == 20 && iso[10] == 'T' && iso[19] == 'Z') {
+        tt_adminbuf_add(b, iso, 10);
+        tt_adminbuf_str(b, " ");
+        tt_adminbuf_add(b, iso + 11, 8);
+        return;
+    }
+    tt_adminbuf_html(b, iso);
 }
 
 static void row(struct tt_adminbuf *b, const struct tt_adminpage *p,
@@ -173,23 +196,19 @@ static void row(struct tt_adminbuf *b, const struct tt_adminpage *p,
         tt_adminbuf_str(b, "</td>");
     }
     tt_adminbuf_str(b, "<td>");
-    services(b, w->svcs, true);
+    services(b, w->svcs, true, w->online);
     tt_adminbuf_str(b, "</td><td>");
-    services(b, w->svcs, false);
+    services(b, w->svcs, false, w->online);
     tt_adminpage_bytes(w->in, in);
     tt_adminpage_bytes(w->out, out);
-    tt_adminbuf_fmt(b, "</td><td title=\"%llu in, %llu out\">%s in<br>%s out</td><td>%llu</td><td>",
+    tt_adminbuf_fmt(b,
+                    "</td><td title=\"%llu bytes in, %llu bytes out\">%s in &middot; %s out</td>"
+                    "<td>%llu</td><td>",
                     (unsigned long long)w->in, (unsigned long long)w->out, in, out,
                     (unsigned long long)w->streams);
     tt_adminbuf_html(b, w->remote[0] ? w->remote : "-");
     tt_adminbuf_str(b, "</td><td>");
-    if (w->online) {
-        tt_adminbuf_str(b, "since ");
-        tt_adminbuf_html(b, w->since[0] ? w->since : "-");
-    } else {
-        tt_adminbuf_str(b, "last seen ");
-        tt_adminbuf_html(b, w->seen[0] ? w->seen : "-");
-    }
+    when(b, w->online ? w->since : w->seen);
     tt_adminbuf_str(b, "</td></tr>\n");
 }
 
@@ -225,13 +244,15 @@ void tt_adminpage_dashboard(struct tt_adminbuf *b, const struct tt_adminpage *p)
     tt_adminbuf_str(b, "</p>\n");
     pager(b, p);
     tt_adminbuf_fmt(b,
-                    "<table id=\"devices\">\n<thead><tr><th>name</th><th>label</th><th>state</th>"
+                    "<div class=\"scroll\"><table "
+                    "id=\"devices\">\n<thead><tr><th>name</th><th>label</th><th>state</th>"
                     "%s<th>URLs</th><th>TCP ports</th><th>traffic</th><th>streams</th>"
-                    "<th>address</th><th>when</th></tr></thead>\n<tbody>\n",
+                    "<th>address</th><th title=\"online: connected since; offline: last "
+                    "seen\">since / last seen (UTC)</th></tr></thead>\n<tbody>\n",
                     p->node_id ? "<th>node</th>" : "");
     for (size_t i = 0; i < p->nrows; i++)
         row(b, p, &p->rows[i]);
-    tt_adminbuf_str(b, "</tbody></table>\n");
+    tt_adminbuf_str(b, "</tbody></table></div>\n");
     if (!p->nrows)
         tt_adminbuf_str(b, "<p class=\"muted\">No device matches.</p>\n");
     pager(b, p);

@@ -20,7 +20,7 @@
 #define TT_ADMINPAGE_HEADERS                                                                       \
     "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; form-action "         \
     "'self'; frame-ancestors 'none'; base-uri 'none'\r\nX-Frame-Options: DENY\r\n"                 \
-    "Referrer-Policy: no-referrer\r\n"
+    "Referrer-Policy: same-origin\r\n"
 
 /* One device of the page as the API shows it (admin.c's row). Borrowed for the call. */
 struct tt_adminpage_row {

@@ -76,8 +76,8 @@ static void test_limit(void **state)
     assert_int_equal(q.limit, 1000);
     assert_int_equal(parse("limit=007", &q), 0);
     assert_int_equal(q.limit, 7);
-    static const char *const bad[] = {"limit=0",   "limit=-1", "limit=+5",    "limit=1.5",
-                                      "limit=abc", "limit=5x", "limit=%201",  "limit=1&limit=2",
+    static const char *const bad[] = {"limit=0",   "limit=-1",  "limit=+5",   "limit=1.5",
+                                      "limit=abc", "limit=5x",  "limit=%201", "limit=1&limit=2",
                                       "limit=000", "limit=1e3", "limit=%00"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(parse(bad[i], &q), TETHER_ERR_INVAL);
@@ -230,11 +230,11 @@ static void test_page(void **state)
     (void)state;
     struct tt_adminquery q;
     assert_int_equal(parse("q=%3Cb%3E&after=a", &q), 0);
-    json_t *svcs = json_pack("[{s:s, s:s, s:s, s:b}, {s:s, s:s, s:i, s:b}]", "name", "http",
-                             "kind", "http", "url", "http://x\".localhost", "private", 0, "name",
-                             "ssh", "kind", "tcp", "port", 20001, "private", 1);
-    struct tt_adminpage_row rows[1] = {{"<script>", "lbl", "", false, "", "2026-01-01T00:00:00Z",
-                                        "", 2048, 5, 0, svcs}};
+    json_t *svcs = json_pack("[{s:s, s:s, s:s, s:b}, {s:s, s:s, s:i, s:b}]", "name", "http", "kind",
+                             "http", "url", "http://x\".localhost", "private", 0, "name", "ssh",
+                             "kind", "tcp", "port", 20001, "private", 1);
+    struct tt_adminpage_row rows[1] = {
+        {"<script>", "lbl", "", false, "", "2026-01-01T00:00:00Z", "", 2048, 5, 0, svcs}};
     struct tt_adminpage p = {.q = &q,
                              .total = 3,
                              .online = 1,
@@ -255,6 +255,8 @@ static void test_page(void **state)
     assert_non_null(strstr(b.p, "offline"));
     assert_non_null(strstr(b.p, "ssh 20001"));
     assert_non_null(strstr(b.p, "2.0 KiB in"));
+    assert_non_null(strstr(b.p, ">2026-01-01 00:00:00<"));
+    assert_null(strstr(b.p, "<a href=\"http://x")); /* offline: no link to a 503 */
     free(b.p);
     json_decref(svcs);
     struct tt_adminbuf s = {.ok = true};
@@ -276,9 +278,12 @@ static void test_page(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_limit),
-        cmocka_unit_test(test_after_online_q), cmocka_unit_test(test_match),
-        cmocka_unit_test(test_after_and_format), cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_after_online_q),
+        cmocka_unit_test(test_match),
+        cmocka_unit_test(test_after_and_format),
+        cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
