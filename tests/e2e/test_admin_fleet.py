@@ -30,13 +30,14 @@ _srcs = iter(range(1, 200))
 
 
 class Fleet:
-    """n devices named PREFIX-0 .. PREFIX-(n-1), registered by one bench/loadgen process."""
+    """n devices named PREFIX-0 .. PREFIX-(n-1), registered by one bench/loadgen process (at
+    url, default the relay's)."""
 
-    def __init__(self, t, relay, prefix, n, timeout=240):
+    def __init__(self, t, relay, prefix, n, timeout=240, url=None):
         check(os.path.exists(LOADGEN), "%s is missing: make MODE=sanitize bench-bin" % LOADGEN)
         self.prefix, self.n = prefix, n
         self.proc = Proc(t, "loadgen", [
-            LOADGEN, "--url", relay.url, "-n", str(n), "--token", relay.token, "--prefix", prefix,
+            LOADGEN, "--url", url or relay.url, "-n", str(n), "--token", relay.token, "--prefix", prefix,
             "--src", "127.4.%d.1" % next(_srcs), "--per-src", "100", "--max-pending", "256",
             "--duration-s", "900", "--status-ms", "1000"])
         t.on_cleanup(lambda: self.proc.stop())
@@ -386,3 +387,48 @@ def test_fleet_dashboard_chromium_10000_devices(t):
     eq(st, 200, "the dashboard with Bearer")
     eq(body.count(b'<td class="name">'), 100, "rows on the first page")
     check(len(body) < 200 * 1024, "the first page is %d bytes" % len(body))
+
+
+def test_fleet_cluster_pages_counts_per_node(t):
+    from test_cluster import _free_range_all, _node
+    from lib import RedisServer
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    extra = ["--admin-token", ADMIN_TOKEN, "--log-level", "info"] + FLEET_FLAGS
+    a = _node(t, redis, "node-a", "127.0.0.2", (low, high), grace="10m", extra=extra)
+    b = _node(t, redis, "node-b", "127.0.0.3", (low, high), grace="10m", extra=extra)
+    # the handshakes say they were redirected already: each group stays on its node
+    on_a = Fleet(t, a, "alpha", 30, url=a.url + "/?tether-redirected=1")
+    on_b = Fleet(t, b, "beta", 25, url=b.url + "/?tether-redirected=1")
+    gone = Fleet(t, b, "gamma", 5, url=b.url + "/?tether-redirected=1")
+    gone.stop()
+    everyone = sorted(on_a.names() + on_b.names() + gone.names(), key=lambda s: s.encode())
+    wait_for(lambda: api(a, "/api/devices?online=false")["total"] == 5, 30,
+             "the gamma devices offline in node a's view")
+    for node in (a, b):
+        names, totals, pages = walk(node, {}, 7)
+        eq((names, totals, pages), (everyone, {60}, 9), "pages of the cluster on %s" % node.name)
+        names, totals, _ = walk(node, {"online": "true", "q": "ALPHA-2"}, 3)
+        want = [n for n in on_a.names() if n.startswith("alpha-2")]
+        eq((names, totals), (sorted(want), {len(want)}), "q and online on %s" % node.name)
+        j = api(node, "/api/devices?online=false")
+        eq(([d["name"] for d in j["devices"]], j["total"]), (sorted(gone.names()), 5),
+           "offline on %s" % node.name)
+        j = api(node, "/api/devices?after=beta-9&limit=2")
+        eq([(d["name"], d["node"]) for d in j["devices"]],
+           [("gamma-0", None), ("gamma-1", None)], "after a name, on %s" % node.name)
+        for d in api(node, "/api/devices?q=alpha-1&limit=3")["devices"]:
+            eq(d["node"], "node-a", "the holder of %s" % d["name"])
+        api(node, "/api/devices?limit=0", status=400)
+    # the dashboard of node b: counts for the fleet and per node, a page of the whole cluster
+    st, _, body, _ = admin(b, "GET", "/?limit=10", {"Authorization": "Bearer " + ADMIN_TOKEN})
+    eq(st, 200, "node b's dashboard")
+    page = body.decode()
+    counts = dict((k, int(v)) for v, k in re.findall(r'<div class="count"><b>(\d+)</b>([^<]+)',
+                                                      page))
+    eq((counts.get("online"), counts.get("offline"), counts.get("known")), (55, 5, 60),
+       "fleet counts: %r" % counts)
+    eq((counts.get("online on node-a"), counts.get("online on node-b (this node)")), (30, 25),
+       "counts per node: %r" % counts)
+    eq(page.count('<td class="name">'), 10, "rows of the page")
+    check('href="/?limit=10&amp;after=alpha-17"' in page, "next link: %r" % page[-1500:])
