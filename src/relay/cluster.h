@@ -191,13 +191,15 @@ struct tt_cluster_page {
 };
 
 /* Reads one page of the devices of the shared registry that q (adminquery.h) asks for, with
- * the counts, in one Redis call whose reply holds at most q->limit records: the script walks
- * every device's name, label, holder and offline time (HMGET; its run time grows with the
- * fleet, about 1 s per 500,000 devices) and keeps the q->limit + 1 first names after q->after in a
- * heap (and the last ones up to it, for prev). A device is known as record_known has it (admin.c):
- * held, or offline within grace_ms at now; online when its holder's node record is alive. Names are
- * ordered by Redis' Lua string comparison, which is byte order in the C locale Redis runs in by
- * default. Returns 0, TETHER_ERR_IO (Redis unreachable) or TETHER_ERR_NOMEM. */
+ * the counts. A walk over every device in steps (SSCAN, 4,000 devices a step: one short Lua
+ * script each, reading their name, label, holder and offline time), each step returning its
+ * counts and of its matches the q->limit + 1 first names after q->after and the q->limit + 1
+ * last ones up to it (for prev); then one call for the page's records. Every reply is bounded
+ * by the step or the page; the walk's time grows with the fleet. A device is known as
+ * record_known has it (admin.c): held, or offline within grace_ms at now; online when its
+ * holder's node record is alive. Names are ordered in byte order; a name SSCAN returns twice
+ * (the set resized during the walk) is shown once but may count twice in the totals. Returns
+ * 0, TETHER_ERR_IO (Redis unreachable) or TETHER_ERR_NOMEM. */
 struct tt_adminquery;
 int tt_cluster_devs_page(struct tt_cluster *c, const struct tt_adminquery *q, int64_t now,
                          uint64_t grace_ms, struct tt_cluster_page *out);
