@@ -25,7 +25,7 @@ static const char style[] =
     ".pager{display:flex;gap:1em;margin:1em 0}.muted{color:#667}"
     ".signin{max-width:22em;margin:4em auto;background:#fff;border:1px solid #dde;"
     "border-radius:8px;padding:1.5em}.signin input{width:100%;box-sizing:border-box;"
-    "margin:.5em 0 1em}.err{color:#b42318}"
+    "margin:.5em 0 1em}.signin code{white-space:nowrap}.err{color:#b42318}"
     "</style>";
 
 static void head(struct tt_adminbuf *b, const char *title)

@@ -345,6 +345,7 @@ def test_fleet_dashboard_chromium_10000_devices(t):
     url = "http://127.0.0.1:%d/" % relay.admin_port
     b.call("Page.navigate", url=url)
     b.wait(lambda s: "sign in" in s["title"], "the sign-in page")
+    _screenshot(t, b, "dashboard-signin.png")
     b.type_into("#token", ADMIN_TOKEN)
     b.js("document.querySelector('button[type=submit]').click()")
     s = b.wait(lambda s: s["title"] == "tetherd: devices", "the dashboard after signing in",
