@@ -103,12 +103,15 @@ int tt_adminsession_from_cookies(struct tt_adminsession_set *s, const uint8_t *c
                                  size_t *vlen)
 {
     static const char name[] = TT_ADMINSESSION_COOKIE;
+    unsigned tries = 0;
     for (size_t k = 0; k < n; k++) {
         size_t pos = 0;
         struct tt_cookie_pair c;
         while (tt_cookie_next(vals[k], lens[k], &pos, &c)) {
             if (c.namelen != sizeof(name) - 1 || memcmp(c.name, name, c.namelen) != 0)
                 continue;
+            if (tries++ >= TT_ADMINSESSION_TRIES)
+                return -1;
             int i = tt_adminsession_find(s, c.value, c.valuelen, now);
             if (i >= 0) {
                 if (value) {

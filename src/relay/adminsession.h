@@ -18,6 +18,7 @@
 #define TT_ADMINSESSION_MAX 64
 #define TT_ADMINSESSION_COOKIE "tether_admin"
 #define TT_ADMINSESSION_VALUE_LEN 64 /* hex digits of the id */
+#define TT_ADMINSESSION_TRIES 8      /* cookie values looked up per request at most */
 
 struct tt_adminsession_set {
     struct {
@@ -52,7 +53,8 @@ size_t tt_adminsession_count(const struct tt_adminsession_set *s, int64_t now);
 
 /* The value of the admin session cookie in a request's Cookie header values: each of the
  * n values vals[i][0..lens[i]) is searched (cookie.h); the first pair named
- * TT_ADMINSESSION_COOKIE that is a live session wins. Returns its slot, or -1. */
+ * TT_ADMINSESSION_COOKIE that is a live session wins (at most TT_ADMINSESSION_TRIES such pairs
+ * are looked up: each costs a SHA-256). Returns its slot, or -1. */
 int tt_adminsession_from_cookies(struct tt_adminsession_set *s, const uint8_t *const *vals,
                                  const size_t *lens, size_t n, int64_t now, const uint8_t **value,
                                  size_t *vlen);

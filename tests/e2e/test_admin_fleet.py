@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import re
+import subprocess
 import urllib.parse
 
 from lib import TETHERD, Proc, TestFailure, check, eq, run_cli, wait_for
@@ -337,6 +338,14 @@ def test_fleet_dashboard_chromium_10000_devices(t):
        "the first page of the API")
     names, totals, pages = walk(relay, {}, 1000)
     eq((names == everyone, totals, pages), (True, {10000}, 10), "every page of the API")
+    # tetherd admin follows next through the ten pages
+    env = dict(os.environ, TETHER_ADMIN_TOKEN=ADMIN_TOKEN)
+    r = subprocess.run([TETHERD, "admin", "--admin-url", "http://127.0.0.1:%d" % relay.admin_port,
+                        "devices", "--json"], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=120, env=env)
+    eq(r.returncode, 0, "tetherd admin devices --json (stderr %r)" % r.stderr[-300:])
+    eq([d["name"] for d in json.loads(r.stdout)["devices"]], everyone,
+       "tetherd admin devices --json: every device once, by name")
     # the dashboard in Chromium: sign in, counts, first page, search, next page
     b = _chromium(t)
     b.call("Page.enable")

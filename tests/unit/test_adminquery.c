@@ -207,6 +207,17 @@ static void test_sessions(void **state)
     assert_int_equal(vlen, 64);
     assert_memory_equal(got, v, 64);
     assert_int_equal(tt_adminsession_from_cookies(s, vals, lens, 1, 1000, &got, &vlen), -1);
+    /* past TT_ADMINSESSION_TRIES values of the cookie, the rest are not looked up */
+    char many[1200] = "";
+    for (int i = 0; i < TT_ADMINSESSION_TRIES; i++)
+        strcat(many, "tether_admin=x; ");
+    size_t cut = strlen(many);
+    snprintf(many + cut, sizeof(many) - cut, "tether_admin=%s", v);
+    const uint8_t *mv[1] = {(const uint8_t *)many};
+    size_t ml[1] = {strlen(many)};
+    assert_int_equal(tt_adminsession_from_cookies(s, mv, ml, 1, 1000, NULL, NULL), -1);
+    many[0] = 'X'; /* one fewer value of the cookie: the session is found */
+    assert_true(tt_adminsession_from_cookies(s, mv, ml, 1, 1000, NULL, NULL) >= 0);
     /* the cap: the oldest is replaced */
     assert_int_equal(tt_adminsession_count(s, 1000), 1);
     for (int i = 1; i < TT_ADMINSESSION_MAX; i++)
