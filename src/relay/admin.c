@@ -385,10 +385,9 @@ static json_t *row_json(const struct tt_relay *r, struct row *w)
     return j;
 }
 
-/* The devices to show, by name: this node's, or in cluster mode every device of the shared
- * registry (this node's own from memory, the others' as their holders published them; this
- * node's alone when Redis cannot be reached). name: that device only. Returns false when out
- * of memory. Free with rows_free. */
+/* Devices as shown, by name: a page (page_get) or one device (rows_get). In cluster mode a
+ * device of this node is shown from memory, the others' as their holders published them (this
+ * node's alone when Redis cannot be reached). Free with rows_free. */
 struct rows {
     struct row *v;
     size_t n;
@@ -443,6 +442,7 @@ static bool rows_cluster(struct tt_relay *r, const char *name, struct rows *rs, 
     return true;
 }
 
+/* The device called name, if known (rs->n 0 or 1). Returns false when out of memory. */
 static bool rows_get(struct tt_relay *r, const char *name, struct rows *rs)
 {
     memset(rs, 0, sizeof(*rs));
@@ -454,29 +454,13 @@ static bool rows_get(struct tt_relay *r, const char *name, struct rows *rs)
         if (done)
             return true;
     }
-    if (name) {
-        struct tt_device *d = tt_strmap_get(&r->by_name, name);
-        if (!d || gone(d, rs->now))
-            return true;
-        if (!(rs->v = calloc(1, sizeof(*rs->v))))
-            return false;
-        row_local(d, rs->now, &rs->v[0]);
-        rs->n = 1;
+    struct tt_device *d = tt_strmap_get(&r->by_name, name);
+    if (!d || gone(d, rs->now))
         return true;
-    }
-    struct devlist l;
-    if (!collect(r, &l)) {
-        free(l.v);
+    if (!(rs->v = calloc(1, sizeof(*rs->v))))
         return false;
-    }
-    rs->v = l.n ? calloc(l.n, sizeof(*rs->v)) : NULL;
-    if (l.n && !rs->v) {
-        free(l.v);
-        return false;
-    }
-    for (size_t i = 0; i < l.n; i++)
-        row_local(l.v[i], rs->now, &rs->v[rs->n++]);
-    free(l.v);
+    row_local(d, rs->now, &rs->v[0]);
+    rs->n = 1;
     return true;
 }
 

@@ -166,9 +166,10 @@ struct tt_cluster_dev {
     } ports[TT_MAX_SERVICES];
 };
 
-/* Reads every device of the shared registry (name NULL), or the one named name, in one Redis
- * call. Sets *out (sorted by name; free with tt_cluster_devs_free) and *n. Returns 0,
- * TETHER_ERR_IO (Redis unreachable) or TETHER_ERR_NOMEM. */
+/* Reads the device named name of the shared registry in one Redis call (name NULL reads every
+ * device in that one call, unbounded: the admin API's lists use tt_cluster_devs_page). Sets
+ * *out (sorted by name; free with tt_cluster_devs_free) and *n. Returns 0, TETHER_ERR_IO (Redis
+ * unreachable) or TETHER_ERR_NOMEM. */
 int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_dev **out, size_t *n);
 
 void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n);
