@@ -1,6 +1,5 @@
 /* admin.c - answers on the admin listener (admin.h): the dashboard, the device API, the grants
  * API, metrics and the health check. Every answer closes the connection. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,8 +1,9 @@
-/* admin.h - the admin listener (--admin-listen): the dashboard (GET /), the device API
- * (/api/devices), Prometheus metrics (/metrics) and the health check (/healthz), behind
- * --admin-token when it is set. docs/operators-guide.md, "Admin API". In cluster mode the
- * device API and the dashboard show every device of the shared registry (cluster.h), the
- * metrics this node's own. */
+/* admin.h - the admin listener (--admin-listen): the dashboard (GET /, a page of the fleet at a
+ * time: adminpage.h), the device API (/api/devices, pages and filters: adminquery.h), the grants
+ * API, Prometheus metrics (/metrics) and the health check (/healthz), behind --admin-token when
+ * it is set (a Bearer token, or the dashboard's session: adminsession.h).
+ * docs/operators-guide.md, "Admin API". In cluster mode the device API and the dashboard show
+ * every device of the shared registry (cluster.h), the metrics this node's own. */
 #ifndef TT_ADMIN_H
 #define TT_ADMIN_H
 

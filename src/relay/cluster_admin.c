@@ -1,6 +1,7 @@
-/* cluster_admin.c - the admin API's view of a cluster (cluster.h): every device of the shared
- * registry read from Redis in one call, with the live fields and services its holder published
- * on its beat, and which nodes are alive. */
+/* cluster_admin.c - the admin API's view of a cluster (cluster.h): one device of the shared
+ * registry, or a page of them (a walk over the registry in short steps, then the page's
+ * records), with the live fields and services each holder published on its beat, and which
+ * nodes are alive. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
