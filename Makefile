@@ -180,7 +180,7 @@ TEST_CROSS_ARCHS ?= arm64 android-arm64
 test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory MODE=release build
-	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin fuzz-replay-bin
+	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin fuzz-replay-bin bench-bin
 	@set -e; for a in $(TEST_CROSS_ARCHS); do $(MAKE) --no-print-directory cross ARCH=$$a; done
 	@$(MAKE) --no-print-directory core-check CORTEX_M=require
 	@$(MAKE) --no-print-directory mcu-host

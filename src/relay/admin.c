@@ -1,6 +1,5 @@
 /* admin.c - answers on the admin listener (admin.h): the dashboard, the device API, the grants
  * API, metrics and the health check. Every answer closes the connection. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,64 +11,21 @@
 #include "common/log.h"
 #include "common/wsconn.h"
 #include "admin.h"
+#include "adminbuf.h"
 #include "adminhost.h"
+#include "adminpage.h"
+#include "adminquery.h"
+#include "adminsession.h"
 #include "cluster.h"
 #include "device.h"
 #include "grants.h"
 #include "httpproxy.h"
 #include "httpstats.h"
+#include "form.h"
 #include "signin.h"
 #include "relay.h"
 #include "visitor.h"
 #include "webhook.h"
-
-/* A growable answer body, capped at TT_ADMIN_BODY_MAX (beyond: ok = false). */
-#define TT_ADMIN_BODY_MAX (64u * 1024 * 1024)
-
-struct buf {
-    char *p;
-    size_t len, cap;
-    bool ok;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (!b->ok)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = cap <= TT_ADMIN_BODY_MAX ? realloc(b->p, cap) : NULL;
-        if (!p) {
-            b->ok = false;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
-__attribute__((format(printf, 2, 3))) static void buf_fmt(struct buf *b, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        b->ok = false;
-    else
-        buf_add(b, tmp, (size_t)n);
-}
 
 static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
                           "Connection: close\r\n\r\n";
@@ -79,13 +35,13 @@ static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length:
 static void answer(struct tt_headconn *hc, const char *status, const char *ctype, const char *extra,
                    const char *body, size_t len)
 {
-    struct buf b = {.ok = true};
-    buf_fmt(&b,
-            "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-            "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
-            status, ctype, len, extra ? extra : "");
+    struct tt_adminbuf b = {.ok = true};
+    tt_adminbuf_fmt(&b,
+                    "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                    "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+                    status, ctype, len, extra ? extra : "");
     if (hc->hp.p.method != HTTP_HEAD)
-        buf_add(&b, body, len);
+        tt_adminbuf_add(&b, body, len);
     if (b.ok)
         tt_headconn_respond(hc, b.p, b.len);
     else
@@ -101,7 +57,7 @@ static void answer_oom(struct tt_headconn *hc)
 
 /* Answers 200 with the page built in b (of type ctype), or 500 if building it ran out of
  * memory (ok false or b->ok false); frees b's bytes either way. */
-static void answer_built(struct tt_headconn *hc, bool ok, const char *ctype, struct buf *b)
+static void answer_built(struct tt_headconn *hc, bool ok, const char *ctype, struct tt_adminbuf *b)
 {
     if (ok && b->ok)
         answer(hc, "200 OK", ctype, NULL, b->p, b->len);
@@ -429,10 +385,9 @@ static json_t *row_json(const struct tt_relay *r, struct row *w)
     return j;
 }
 
-/* The devices to show, by name: this node's, or in cluster mode every device of the shared
- * registry (this node's own from memory, the others' as their holders published them; this
- * node's alone when Redis cannot be reached). name: that device only. Returns false when out
- * of memory. Free with rows_free. */
+/* Devices as shown, by name: a page (page_get) or one device (rows_get). In cluster mode a
+ * device of this node is shown from memory, the others' as their holders published them (this
+ * node's alone when Redis cannot be reached). Free with rows_free. */
 struct rows {
     struct row *v;
     size_t n;
@@ -487,6 +442,7 @@ static bool rows_cluster(struct tt_relay *r, const char *name, struct rows *rs, 
     return true;
 }
 
+/* The device called name, if known (rs->n 0 or 1). Returns false when out of memory. */
 static bool rows_get(struct tt_relay *r, const char *name, struct rows *rs)
 {
     memset(rs, 0, sizeof(*rs));
@@ -498,44 +454,181 @@ static bool rows_get(struct tt_relay *r, const char *name, struct rows *rs)
         if (done)
             return true;
     }
-    if (name) {
-        struct tt_device *d = tt_strmap_get(&r->by_name, name);
-        if (!d || gone(d, rs->now))
-            return true;
-        if (!(rs->v = calloc(1, sizeof(*rs->v))))
-            return false;
-        row_local(d, rs->now, &rs->v[0]);
-        rs->n = 1;
+    struct tt_device *d = tt_strmap_get(&r->by_name, name);
+    if (!d || gone(d, rs->now))
         return true;
-    }
+    if (!(rs->v = calloc(1, sizeof(*rs->v))))
+        return false;
+    row_local(d, rs->now, &rs->v[0]);
+    rs->n = 1;
+    return true;
+}
+
+/* ---- pages of the device list (adminquery.h) ---- */
+
+/* One page of the devices a query asks for, with the counts the dashboard shows. */
+struct page {
+    struct rows rs; /* the page, by name */
+    size_t total;   /* devices that match, on every page */
+    char next[TT_MAX_NAME + 1];
+    bool has_next;
+    char prev[TT_MAX_NAME + 1]; /* the page before starts after this ("": the first) */
+    size_t online, offline;     /* every known device */
+    /* cluster mode: online devices per live node (cp.nodes) */
+    struct tt_cluster_page cp;
+    bool cluster; /* cp was read */
+};
+
+static void page_free(struct page *pg)
+{
+    rows_free(&pg->rs);
+    if (pg->cluster)
+        tt_cluster_page_free(&pg->cp);
+}
+
+/* This node's devices: counted, filtered, and the page's rows built (only theirs). */
+static bool page_local(struct tt_relay *r, const struct tt_adminquery *q, struct page *pg)
+{
     struct devlist l;
-    if (!collect(r, &l)) {
+    memset(&l, 0, sizeof(l));
+    l.ok = true;
+    l.now = pg->rs.now;
+    tt_strmap_foreach(&r->by_name, collect_one, &l);
+    if (!l.ok) {
         free(l.v);
         return false;
     }
-    rs->v = l.n ? calloc(l.n, sizeof(*rs->v)) : NULL;
-    if (l.n && !rs->v) {
+    /* keep the matches at the front of l.v, sorted; the page starts after q->after */
+    size_t k = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        struct tt_device *d = l.v[i];
+        bool on = tt_device_online(d);
+        *(on ? &pg->online : &pg->offline) += 1;
+        if (tt_adminquery_match(q, d->name, d->label, on))
+            l.v[k++] = d;
+    }
+    pg->total = k;
+    if (k > 1)
+        qsort(l.v, k, sizeof(l.v[0]), by_name);
+    size_t lo = 0, hi = k; /* the first index after q->after */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (tt_adminquery_after(q, l.v[mid]->name))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    size_t n = k - lo < q->limit ? k - lo : q->limit;
+    pg->rs.v = n ? calloc(n, sizeof(*pg->rs.v)) : NULL;
+    if (n && !pg->rs.v) {
         free(l.v);
         return false;
     }
-    for (size_t i = 0; i < l.n; i++)
-        row_local(l.v[i], rs->now, &rs->v[rs->n++]);
+    for (size_t i = 0; i < n; i++)
+        row_local(l.v[lo + i], pg->rs.now, &pg->rs.v[pg->rs.n++]);
+    if (lo + n < k) {
+        pg->has_next = true;
+        snprintf(pg->next, sizeof(pg->next), "%s", l.v[lo + n - 1]->name);
+    }
+    if (lo > q->limit)
+        snprintf(pg->prev, sizeof(pg->prev), "%s", l.v[lo - q->limit - 1]->name);
     free(l.v);
     return true;
 }
 
+/* Cluster mode: the page from Redis (tt_cluster_devs_page); *done false when Redis cannot be
+ * reached (this node's devices are shown then). */
+static bool page_cluster(struct tt_relay *r, const struct tt_adminquery *q, struct page *pg,
+                         bool *done)
+{
+    *done = false;
+    int rc = tt_cluster_devs_page(r->cluster, q, pg->rs.now, r->cfg.grace_ms, &pg->cp);
+    if (rc == TETHER_ERR_IO)
+        return true;
+    if (rc)
+        return false;
+    pg->cluster = true;
+    pg->total = pg->cp.total;
+    pg->online = pg->cp.online;
+    pg->offline = pg->cp.offline;
+    pg->rs.v = pg->cp.n ? calloc(pg->cp.n, sizeof(*pg->rs.v)) : NULL;
+    if (pg->cp.n && !pg->rs.v)
+        return false;
+    for (size_t i = 0; i < pg->cp.n; i++) {
+        const struct tt_cluster_dev *cd = &pg->cp.v[i];
+        struct tt_device *d = tt_strmap_get(&r->by_name, cd->name);
+        if (d && !gone(d, pg->rs.now))
+            row_local(d, pg->rs.now, &pg->rs.v[pg->rs.n]);
+        else
+            row_remote(r, cd, pg->rs.now, &pg->rs.v[pg->rs.n]);
+        pg->rs.n++;
+    }
+    snprintf(pg->prev, sizeof(pg->prev), "%s", pg->cp.prev);
+    if (pg->cp.more && pg->cp.n) {
+        pg->has_next = true;
+        snprintf(pg->next, sizeof(pg->next), "%s", pg->cp.v[pg->cp.n - 1].name);
+    }
+    *done = true;
+    return true;
+}
+
+/* The page q asks for. Returns false when out of memory. Free with page_free. */
+static bool page_get(struct tt_relay *r, const struct tt_adminquery *q, struct page *pg)
+{
+    memset(pg, 0, sizeof(*pg));
+    pg->rs.now = tt_relay_now_ms();
+    if (r->cluster) {
+        bool done;
+        if (!page_cluster(r, q, pg, &done))
+            return false;
+        if (done)
+            return true;
+    }
+    return page_local(r, q, pg);
+}
+
+/* The query of the request hc (what follows '?' in its target), parsed into q; false after
+ * answering 400 (json: the API's JSON error, else a line of text). */
+static bool query_of(struct tt_headconn *hc, struct tt_adminquery *q, bool json)
+{
+    const char *url = (const char *)hc->data + hc->hp.url_off;
+    size_t ulen = hc->hp.url_len;
+    const char *qm = memchr(url, '?', ulen);
+    size_t off = qm ? (size_t)(qm - url) + 1 : ulen;
+    const char *hash = memchr(url + off, '#', ulen - off);
+    size_t qlen = (hash ? (size_t)(hash - url) : ulen) - off;
+    char err[TT_ERRLEN];
+    if (tt_adminquery_parse(url + off, qlen, q, err) == 0)
+        return true;
+    if (json) {
+        answer_error(hc, "400 Bad Request", NULL, err);
+    } else {
+        char line[TT_ERRLEN + 32];
+        int n = snprintf(line, sizeof(line), "bad query: %s\n", err);
+        answer(hc, "400 Bad Request", "text/plain; charset=utf-8", NULL, line,
+               n > 0 && (size_t)n < sizeof(line) ? (size_t)n : 0);
+    }
+    return false;
+}
+
 static void api_devices(struct tt_headconn *hc, struct tt_relay *r)
 {
-    struct rows rs;
-    json_t *arr = rows_get(r, NULL, &rs) ? json_array() : NULL;
-    for (size_t i = 0; arr && i < rs.n; i++) {
-        if (json_array_append_new(arr, row_json(r, &rs.v[i])) != 0) {
+    struct tt_adminquery q;
+    struct page pg;
+    if (!query_of(hc, &q, true))
+        return;
+    json_t *arr = page_get(r, &q, &pg) ? json_array() : NULL;
+    for (size_t i = 0; arr && i < pg.rs.n; i++) {
+        if (json_array_append_new(arr, row_json(r, &pg.rs.v[i])) != 0) {
             json_decref(arr);
             arr = NULL;
         }
     }
-    rows_free(&rs);
-    answer_json(hc, "200 OK", NULL, arr ? json_pack("{s:o}", "devices", arr) : NULL);
+    json_t *j = arr ? json_pack("{s:o, s:I, s:o}", "devices", arr, "total", (json_int_t)pg.total,
+                                "next", pg.has_next ? json_string(pg.next) : json_null())
+                    : NULL;
+    page_free(&pg);
+    answer_json(hc, "200 OK", NULL, j);
 }
 
 static void api_device(struct tt_headconn *hc, struct tt_relay *r, const char *name)
@@ -807,198 +900,211 @@ static bool route_grants(struct tt_headconn *hc, struct tt_relay *r, const char 
 /* ---- metrics ---- */
 
 /* Writes s as a Prometheus label value (backslash, double quote and newline escaped). */
-static void prom_label(struct buf *b, const char *s)
+static void prom_label(struct tt_adminbuf *b, const char *s)
 {
     for (; *s; s++) {
         if (*s == '\\')
-            buf_str(b, "\\\\");
+            tt_adminbuf_str(b, "\\\\");
         else if (*s == '"')
-            buf_str(b, "\\\"");
+            tt_adminbuf_str(b, "\\\"");
         else if (*s == '\n')
-            buf_str(b, "\\n");
+            tt_adminbuf_str(b, "\\n");
         else
-            buf_add(b, s, 1);
+            tt_adminbuf_add(b, s, 1);
     }
 }
 
 /* The abuse limits' block (limits.h): unauthenticated connections and what was shed, streams
  * refused per reason, timeouts per kind. */
-static void limits_metrics(struct buf *b, const struct tt_limits *l)
+static void limits_metrics(struct tt_adminbuf *b, const struct tt_limits *l)
 {
-    buf_fmt(b,
-            "# HELP tether_pending_connections Connections without a whole request head or "
-            "device HELLO yet (unauthenticated).\n"
-            "# TYPE tether_pending_connections gauge\n"
-            "tether_pending_connections %zu\n"
-            "# HELP tether_pending_connections_max Cap on them (--max-pending).\n"
-            "# TYPE tether_pending_connections_max gauge\n"
-            "tether_pending_connections_max %zu\n"
-            "# HELP tether_open_files_limit The descriptor limit; the last fd_reserve of it are "
-            "kept from unauthenticated connections.\n"
-            "# TYPE tether_open_files_limit gauge\n"
-            "tether_open_files_limit %llu\n",
-            l->npending, l->max_pending, (unsigned long long)l->fd_limit);
-    buf_fmt(b,
-            "# HELP tether_connections_shed_total Unauthenticated connections closed to make "
-            "room: the oldest over --max-pending (total) or near the descriptor limit (fds), a "
-            "new one over --max-pending-per-addr (per_addr).\n"
-            "# TYPE tether_connections_shed_total counter\n"
-            "tether_connections_shed_total{reason=\"total\"} %llu\n"
-            "tether_connections_shed_total{reason=\"per_addr\"} %llu\n"
-            "tether_connections_shed_total{reason=\"fds\"} %llu\n"
-            "# HELP tether_accept_errors_total Failed accepts (EMFILE: out of descriptors).\n"
-            "# TYPE tether_accept_errors_total counter\n"
-            "tether_accept_errors_total %llu\n",
-            (unsigned long long)l->shed[TT_LIMITS_SHED_TOTAL],
-            (unsigned long long)l->shed[TT_LIMITS_SHED_PER_ADDR],
-            (unsigned long long)l->shed[TT_LIMITS_SHED_FDS], (unsigned long long)l->accept_errors);
-    buf_fmt(b,
-            "# HELP tether_streams_refused_total Streams refused: the device's session full "
-            "(device), its HTTP or TCP share used (kind), the client address's share used "
-            "(client).\n"
-            "# TYPE tether_streams_refused_total counter\n"
-            "tether_streams_refused_total{reason=\"device\"} %llu\n"
-            "tether_streams_refused_total{reason=\"kind\"} %llu\n"
-            "tether_streams_refused_total{reason=\"client\"} %llu\n",
-            (unsigned long long)l->refused[TT_LIMITS_REFUSED_DEVICE],
-            (unsigned long long)l->refused[TT_LIMITS_REFUSED_KIND],
-            (unsigned long long)l->refused[TT_LIMITS_REFUSED_CLIENT]);
-    buf_fmt(b,
-            "# HELP tether_timeouts_total Connections closed for slowness: request head, request "
-            "body, idle browser connection, idle TCP client, device without HELLO.\n"
-            "# TYPE tether_timeouts_total counter\n"
-            "tether_timeouts_total{kind=\"head\"} %llu\n"
-            "tether_timeouts_total{kind=\"body\"} %llu\n"
-            "tether_timeouts_total{kind=\"idle\"} %llu\n"
-            "tether_timeouts_total{kind=\"tcp_idle\"} %llu\n"
-            "tether_timeouts_total{kind=\"hello\"} %llu\n",
-            (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_HEAD],
-            (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_BODY],
-            (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_IDLE],
-            (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_TCP_IDLE],
-            (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_HELLO]);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_pending_connections Connections without a whole request head or "
+        "device HELLO yet (unauthenticated).\n"
+        "# TYPE tether_pending_connections gauge\n"
+        "tether_pending_connections %zu\n"
+        "# HELP tether_pending_connections_max Cap on them (--max-pending).\n"
+        "# TYPE tether_pending_connections_max gauge\n"
+        "tether_pending_connections_max %zu\n"
+        "# HELP tether_open_files_limit The descriptor limit; the last fd_reserve of it are "
+        "kept from unauthenticated connections.\n"
+        "# TYPE tether_open_files_limit gauge\n"
+        "tether_open_files_limit %llu\n",
+        l->npending, l->max_pending, (unsigned long long)l->fd_limit);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_connections_shed_total Unauthenticated connections closed to make "
+        "room: the oldest over --max-pending (total) or near the descriptor limit (fds), a "
+        "new one over --max-pending-per-addr (per_addr).\n"
+        "# TYPE tether_connections_shed_total counter\n"
+        "tether_connections_shed_total{reason=\"total\"} %llu\n"
+        "tether_connections_shed_total{reason=\"per_addr\"} %llu\n"
+        "tether_connections_shed_total{reason=\"fds\"} %llu\n"
+        "# HELP tether_accept_errors_total Failed accepts (EMFILE: out of descriptors).\n"
+        "# TYPE tether_accept_errors_total counter\n"
+        "tether_accept_errors_total %llu\n",
+        (unsigned long long)l->shed[TT_LIMITS_SHED_TOTAL],
+        (unsigned long long)l->shed[TT_LIMITS_SHED_PER_ADDR],
+        (unsigned long long)l->shed[TT_LIMITS_SHED_FDS], (unsigned long long)l->accept_errors);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_streams_refused_total Streams refused: the device's session full "
+        "(device), its HTTP or TCP share used (kind), the client address's share used "
+        "(client).\n"
+        "# TYPE tether_streams_refused_total counter\n"
+        "tether_streams_refused_total{reason=\"device\"} %llu\n"
+        "tether_streams_refused_total{reason=\"kind\"} %llu\n"
+        "tether_streams_refused_total{reason=\"client\"} %llu\n",
+        (unsigned long long)l->refused[TT_LIMITS_REFUSED_DEVICE],
+        (unsigned long long)l->refused[TT_LIMITS_REFUSED_KIND],
+        (unsigned long long)l->refused[TT_LIMITS_REFUSED_CLIENT]);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_timeouts_total Connections closed for slowness: request head, request "
+        "body, idle browser connection, idle TCP client, device without HELLO.\n"
+        "# TYPE tether_timeouts_total counter\n"
+        "tether_timeouts_total{kind=\"head\"} %llu\n"
+        "tether_timeouts_total{kind=\"body\"} %llu\n"
+        "tether_timeouts_total{kind=\"idle\"} %llu\n"
+        "tether_timeouts_total{kind=\"tcp_idle\"} %llu\n"
+        "tether_timeouts_total{kind=\"hello\"} %llu\n",
+        (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_HEAD],
+        (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_BODY],
+        (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_IDLE],
+        (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_TCP_IDLE],
+        (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_HELLO]);
 }
 
 /* The device connections' output queues and pings (common/wsconn.c): connections closed because
  * their peer did not read what it was sent, times reading stopped for it, pings answered and
  * pings left unanswered because a later one came first. */
-static void metrics_wsconn(struct buf *b)
+static void metrics_wsconn(struct tt_adminbuf *b)
 {
     struct tt_wsconn_stats w;
     tt_wsconn_get_stats(&w);
-    buf_fmt(b,
-            "# HELP tether_ws_output_overflow_total Connections closed because the peer did not "
-            "read: a frame did not fit under the output queue's cap (cap), or queued output did "
-            "not move for 30 s (stall).\n"
-            "# TYPE tether_ws_output_overflow_total counter\n"
-            "tether_ws_output_overflow_total{reason=\"cap\"} %llu\n"
-            "tether_ws_output_overflow_total{reason=\"stall\"} %llu\n",
-            (unsigned long long)w.overflow_cap, (unsigned long long)w.overflow_stall);
-    buf_fmt(b,
-            "# HELP tether_ws_read_paused_total Times a connection stopped being read because "
-            "its output queue passed the stop mark (its peer provoked output it did not read).\n"
-            "# TYPE tether_ws_read_paused_total counter\n"
-            "tether_ws_read_paused_total %llu\n"
-            "# HELP tether_ws_pings_answered_total WebSocket pings answered with a pong.\n"
-            "# TYPE tether_ws_pings_answered_total counter\n"
-            "tether_ws_pings_answered_total %llu\n"
-            "# HELP tether_ws_pings_coalesced_total WebSocket pings left unanswered because a "
-            "later ping came before their pong could be written (only the latest is answered).\n"
-            "# TYPE tether_ws_pings_coalesced_total counter\n"
-            "tether_ws_pings_coalesced_total %llu\n",
-            (unsigned long long)w.read_paused, (unsigned long long)w.pings_answered,
-            (unsigned long long)w.pings_coalesced);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_ws_output_overflow_total Connections closed because the peer did not "
+        "read: a frame did not fit under the output queue's cap (cap), or queued output did "
+        "not move for 30 s (stall).\n"
+        "# TYPE tether_ws_output_overflow_total counter\n"
+        "tether_ws_output_overflow_total{reason=\"cap\"} %llu\n"
+        "tether_ws_output_overflow_total{reason=\"stall\"} %llu\n",
+        (unsigned long long)w.overflow_cap, (unsigned long long)w.overflow_stall);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_ws_read_paused_total Times a connection stopped being read because "
+        "its output queue passed the stop mark (its peer provoked output it did not read).\n"
+        "# TYPE tether_ws_read_paused_total counter\n"
+        "tether_ws_read_paused_total %llu\n"
+        "# HELP tether_ws_pings_answered_total WebSocket pings answered with a pong.\n"
+        "# TYPE tether_ws_pings_answered_total counter\n"
+        "tether_ws_pings_answered_total %llu\n"
+        "# HELP tether_ws_pings_coalesced_total WebSocket pings left unanswered because a "
+        "later ping came before their pong could be written (only the latest is answered).\n"
+        "# TYPE tether_ws_pings_coalesced_total counter\n"
+        "tether_ws_pings_coalesced_total %llu\n",
+        (unsigned long long)w.read_paused, (unsigned long long)w.pings_answered,
+        (unsigned long long)w.pings_coalesced);
 }
 
 /* The HTTP proxying counters (httpstats.h). */
-static void http_metrics(struct buf *b)
+static void http_metrics(struct tt_adminbuf *b)
 {
-    buf_str(b, "# HELP tether_http_refused_total Requests the relay refused, by reason (400 "
-               "syntax, target, header, framing, host, other_host; 501 transfer_coding; 431 "
-               "too_large; 414 uri_too_long; none: the relay's own failure).\n"
-               "# TYPE tether_http_refused_total counter\n");
+    tt_adminbuf_str(b,
+                    "# HELP tether_http_refused_total Requests the relay refused, by reason (400 "
+                    "syntax, target, header, framing, host, other_host; 501 transfer_coding; 431 "
+                    "too_large; 414 uri_too_long; none: the relay's own failure).\n"
+                    "# TYPE tether_http_refused_total counter\n");
     for (int i = 0; i < TT_REFUSAL_COUNT; i++)
-        buf_fmt(b, "tether_http_refused_total{reason=\"%s\"} %llu\n",
-                tt_headparse_refusal_name((enum tt_http_refusal)i),
-                (unsigned long long)tt_httpstats.refused[i]);
-    buf_fmt(b,
-            "# HELP tether_http_upgrades_declined_total Upgrade and CONNECT requests the device "
-            "answered with something else than 101 (2xx for CONNECT): the connection stayed "
-            "HTTP.\n"
-            "# TYPE tether_http_upgrades_declined_total counter\n"
-            "tether_http_upgrades_declined_total %llu\n",
-            (unsigned long long)tt_httpstats.upgrades_declined);
-    buf_fmt(b,
-            "# HELP tether_http_tracking_lost_total Proxied connections on which the relay could "
-            "not read a device's response: its bytes passed on, no further request taken.\n"
-            "# TYPE tether_http_tracking_lost_total counter\n"
-            "tether_http_tracking_lost_total %llu\n"
-            "# HELP tether_http_pipeline_full_total Times a browser's pipelined requests waited "
-            "because %d of them were unanswered.\n"
-            "# TYPE tether_http_pipeline_full_total counter\n"
-            "tether_http_pipeline_full_total %llu\n",
-            (unsigned long long)tt_httpstats.tracking_lost, TT_HTTPPROXY_MAX_PENDING,
-            (unsigned long long)tt_httpstats.pipeline_full);
-    buf_fmt(b,
-            "# HELP tether_http_device_cookie_refused_total Device responses cut before their "
-            "head ended because they set the relay's session cookie (the connection closed).\n"
-            "# TYPE tether_http_device_cookie_refused_total counter\n"
-            "tether_http_device_cookie_refused_total %llu\n",
-            (unsigned long long)tt_httpstats.device_cookie);
+        tt_adminbuf_fmt(b, "tether_http_refused_total{reason=\"%s\"} %llu\n",
+                        tt_headparse_refusal_name((enum tt_http_refusal)i),
+                        (unsigned long long)tt_httpstats.refused[i]);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_http_upgrades_declined_total Upgrade and CONNECT requests the device "
+        "answered with something else than 101 (2xx for CONNECT): the connection stayed "
+        "HTTP.\n"
+        "# TYPE tether_http_upgrades_declined_total counter\n"
+        "tether_http_upgrades_declined_total %llu\n",
+        (unsigned long long)tt_httpstats.upgrades_declined);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_http_tracking_lost_total Proxied connections on which the relay could "
+        "not read a device's response: its bytes passed on, no further request taken.\n"
+        "# TYPE tether_http_tracking_lost_total counter\n"
+        "tether_http_tracking_lost_total %llu\n"
+        "# HELP tether_http_pipeline_full_total Times a browser's pipelined requests waited "
+        "because %d of them were unanswered.\n"
+        "# TYPE tether_http_pipeline_full_total counter\n"
+        "tether_http_pipeline_full_total %llu\n",
+        (unsigned long long)tt_httpstats.tracking_lost, TT_HTTPPROXY_MAX_PENDING,
+        (unsigned long long)tt_httpstats.pipeline_full);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_http_device_cookie_refused_total Device responses cut before their "
+        "head ended because they set the relay's session cookie (the connection closed).\n"
+        "# TYPE tether_http_device_cookie_refused_total counter\n"
+        "tether_http_device_cookie_refused_total %llu\n",
+        (unsigned long long)tt_httpstats.device_cookie);
 }
 
 /* --tcp-allow refusals and the audit log's lines (forward.h, audit.h). */
-static void audit_metrics(struct buf *b, const struct tt_relay *r)
+static void audit_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
 {
-    buf_fmt(b,
-            "# HELP tether_access_tcp_refused_total TCP clients closed at once on a public port "
-            "because their address is in no --tcp-allow network.\n"
-            "# TYPE tether_access_tcp_refused_total counter\n"
-            "tether_access_tcp_refused_total %llu\n"
-            "# HELP tether_audit_lines_total Lines written to the audit log (--audit-log).\n"
-            "# TYPE tether_audit_lines_total counter\n"
-            "tether_audit_lines_total %llu\n"
-            "# HELP tether_audit_errors_total Audit lines that could not be written (dropped).\n"
-            "# TYPE tether_audit_errors_total counter\n"
-            "tether_audit_errors_total %llu\n",
-            (unsigned long long)r->tcp_allow_refused, (unsigned long long)r->audit.lines,
-            (unsigned long long)r->audit.errors);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_access_tcp_refused_total TCP clients closed at once on a public port "
+        "because their address is in no --tcp-allow network.\n"
+        "# TYPE tether_access_tcp_refused_total counter\n"
+        "tether_access_tcp_refused_total %llu\n"
+        "# HELP tether_audit_lines_total Lines written to the audit log (--audit-log).\n"
+        "# TYPE tether_audit_lines_total counter\n"
+        "tether_audit_lines_total %llu\n"
+        "# HELP tether_audit_errors_total Audit lines that could not be written (dropped).\n"
+        "# TYPE tether_audit_errors_total counter\n"
+        "tether_audit_errors_total %llu\n",
+        (unsigned long long)r->tcp_allow_refused, (unsigned long long)r->audit.lines,
+        (unsigned long long)r->audit.errors);
 }
 
 /* --webhook deliveries (webhook.h). */
-static void webhook_metrics(struct buf *b, const struct tt_relay *r)
+static void webhook_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
 {
     struct tt_webhook_stats s;
     tt_webhook_stats(r->webhooks, &s);
-    buf_fmt(b,
-            "# HELP tether_webhook_events_total Device events for the --webhook URLs (one per "
-            "URL): delivered (a 2xx answer), dropped (the queue was full), expired (retried "
-            "for --webhook-max-age without success).\n"
-            "# TYPE tether_webhook_events_total counter\n"
-            "tether_webhook_events_total{result=\"delivered\"} %llu\n"
-            "tether_webhook_events_total{result=\"dropped\"} %llu\n"
-            "tether_webhook_events_total{result=\"expired\"} %llu\n"
-            "# HELP tether_webhook_requests_total Webhook requests: ok (a 2xx answer), failed "
-            "(refused, reset, timed out or another status; retried).\n"
-            "# TYPE tether_webhook_requests_total counter\n"
-            "tether_webhook_requests_total{result=\"ok\"} %llu\n"
-            "tether_webhook_requests_total{result=\"failed\"} %llu\n"
-            "# HELP tether_webhook_queue Events waiting for delivery, every URL together.\n"
-            "# TYPE tether_webhook_queue gauge\n"
-            "tether_webhook_queue %llu\n"
-            "# HELP tether_webhook_queue_max The cap on tether_webhook_queue (--webhook-queue).\n"
-            "# TYPE tether_webhook_queue_max gauge\n"
-            "tether_webhook_queue_max %llu\n",
-            (unsigned long long)s.delivered, (unsigned long long)s.dropped,
-            (unsigned long long)s.expired, (unsigned long long)s.ok, (unsigned long long)s.failed,
-            (unsigned long long)s.queued,
-            (unsigned long long)(r->webhooks ? s.queue_max : r->cfg.webhook_queue));
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_webhook_events_total Device events for the --webhook URLs (one per "
+        "URL): delivered (a 2xx answer), dropped (the queue was full), expired (retried "
+        "for --webhook-max-age without success).\n"
+        "# TYPE tether_webhook_events_total counter\n"
+        "tether_webhook_events_total{result=\"delivered\"} %llu\n"
+        "tether_webhook_events_total{result=\"dropped\"} %llu\n"
+        "tether_webhook_events_total{result=\"expired\"} %llu\n"
+        "# HELP tether_webhook_requests_total Webhook requests: ok (a 2xx answer), failed "
+        "(refused, reset, timed out or another status; retried).\n"
+        "# TYPE tether_webhook_requests_total counter\n"
+        "tether_webhook_requests_total{result=\"ok\"} %llu\n"
+        "tether_webhook_requests_total{result=\"failed\"} %llu\n"
+        "# HELP tether_webhook_queue Events waiting for delivery, every URL together.\n"
+        "# TYPE tether_webhook_queue gauge\n"
+        "tether_webhook_queue %llu\n"
+        "# HELP tether_webhook_queue_max The cap on tether_webhook_queue (--webhook-queue).\n"
+        "# TYPE tether_webhook_queue_max gauge\n"
+        "tether_webhook_queue_max %llu\n",
+        (unsigned long long)s.delivered, (unsigned long long)s.dropped,
+        (unsigned long long)s.expired, (unsigned long long)s.ok, (unsigned long long)s.failed,
+        (unsigned long long)s.queued,
+        (unsigned long long)(r->webhooks ? s.queue_max : r->cfg.webhook_queue));
 }
+static void session_metrics(struct tt_adminbuf *b, const struct tt_relay *r);
 
 static void metrics(struct tt_headconn *hc, struct tt_relay *r)
 {
     struct devlist l;
-    struct buf b = {.ok = true};
+    struct tt_adminbuf b = {.ok = true};
     if (!collect(r, &l)) {
         free(l.v);
         answer_oom(hc);
@@ -1018,129 +1124,151 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
         connects += l.v[i]->connects;
     }
     /* devices past their grace period but not yet swept still count in the totals */
-    buf_fmt(&b,
-            "# HELP tether_devices_online Devices connected now.\n"
-            "# TYPE tether_devices_online gauge\n"
-            "tether_devices_online %llu\n"
-            "# HELP tether_devices_known Devices online or offline within the grace period.\n"
-            "# TYPE tether_devices_known gauge\n"
-            "tether_devices_known %zu\n",
-            (unsigned long long)online, l.n);
-    buf_fmt(&b,
-            "# HELP tether_relay_bytes_total Bytes relayed from (in) and to (out) devices.\n"
-            "# TYPE tether_relay_bytes_total counter\n"
-            "tether_relay_bytes_total{direction=\"in\"} %llu\n"
-            "tether_relay_bytes_total{direction=\"out\"} %llu\n",
-            (unsigned long long)in, (unsigned long long)out);
-    buf_str(&b, "# HELP tether_device_bytes_total Bytes relayed from (in) and to (out) each "
+    tt_adminbuf_fmt(
+        &b,
+        "# HELP tether_devices_online Devices connected now.\n"
+        "# TYPE tether_devices_online gauge\n"
+        "tether_devices_online %llu\n"
+        "# HELP tether_devices_known Devices online or offline within the grace period.\n"
+        "# TYPE tether_devices_known gauge\n"
+        "tether_devices_known %zu\n",
+        (unsigned long long)online, l.n);
+    tt_adminbuf_fmt(
+        &b,
+        "# HELP tether_relay_bytes_total Bytes relayed from (in) and to (out) devices.\n"
+        "# TYPE tether_relay_bytes_total counter\n"
+        "tether_relay_bytes_total{direction=\"in\"} %llu\n"
+        "tether_relay_bytes_total{direction=\"out\"} %llu\n",
+        (unsigned long long)in, (unsigned long long)out);
+    /* per-device series: two per device, left out of a large node's scrape (config.h) */
+    uint8_t per = r->cfg.metrics_per_device;
+    bool per_device = per == TT_METRICS_PER_DEVICE_ON || (per == TT_METRICS_PER_DEVICE_AUTO &&
+                                                          l.n <= TT_CONFIG_METRICS_PER_DEVICE_MAX);
+    tt_adminbuf_fmt(
+        &b,
+        "# HELP tether_metrics_per_device 1 when this answer has the per-device series "
+        "(tether_device_bytes_total): --metrics-per-device on, or auto with at most %d known "
+        "devices.\n"
+        "# TYPE tether_metrics_per_device gauge\n"
+        "tether_metrics_per_device %d\n",
+        TT_CONFIG_METRICS_PER_DEVICE_MAX, per_device ? 1 : 0);
+    if (per_device)
+        tt_adminbuf_str(
+            &b, "# HELP tether_device_bytes_total Bytes relayed from (in) and to (out) each "
                 "known device.\n"
                 "# TYPE tether_device_bytes_total counter\n");
-    for (size_t i = 0; vs && i < l.n; i++) {
+    for (size_t i = 0; per_device && vs && i < l.n; i++) {
         for (int dir = 0; dir < 2; dir++) {
-            buf_str(&b, "tether_device_bytes_total{device=\"");
+            tt_adminbuf_str(&b, "tether_device_bytes_total{device=\"");
             prom_label(&b, l.v[i]->name);
-            buf_fmt(&b, "\",direction=\"%s\"} %llu\n", dir ? "out" : "in",
-                    (unsigned long long)(dir ? vs[i].out : vs[i].in));
+            tt_adminbuf_fmt(&b, "\",direction=\"%s\"} %llu\n", dir ? "out" : "in",
+                            (unsigned long long)(dir ? vs[i].out : vs[i].in));
         }
     }
-    buf_fmt(&b,
-            "# HELP tether_streams_total Streams opened to devices.\n"
-            "# TYPE tether_streams_total counter\n"
-            "tether_streams_total %llu\n"
-            "# HELP tether_device_connects_total Device registrations accepted.\n"
-            "# TYPE tether_device_connects_total counter\n"
-            "tether_device_connects_total %llu\n",
-            (unsigned long long)streams, (unsigned long long)connects);
-    buf_fmt(&b,
-            "# HELP tether_admin_refused_total Admin requests refused: a Host that is not the "
-            "admin listener's own (421, DNS rebinding), a state-changing request from another "
-            "site's Origin (403).\n"
-            "# TYPE tether_admin_refused_total counter\n"
-            "tether_admin_refused_total{reason=\"host\"} %llu\n"
-            "tether_admin_refused_total{reason=\"origin\"} %llu\n",
-            (unsigned long long)r->admin_refused_host, (unsigned long long)r->admin_refused_origin);
+    tt_adminbuf_fmt(&b,
+                    "# HELP tether_streams_total Streams opened to devices.\n"
+                    "# TYPE tether_streams_total counter\n"
+                    "tether_streams_total %llu\n"
+                    "# HELP tether_device_connects_total Device registrations accepted.\n"
+                    "# TYPE tether_device_connects_total counter\n"
+                    "tether_device_connects_total %llu\n",
+                    (unsigned long long)streams, (unsigned long long)connects);
+    tt_adminbuf_fmt(
+        &b,
+        "# HELP tether_admin_refused_total Admin requests refused: a Host that is not the "
+        "admin listener's own (421, DNS rebinding), a state-changing request from another "
+        "site's Origin (403).\n"
+        "# TYPE tether_admin_refused_total counter\n"
+        "tether_admin_refused_total{reason=\"host\"} %llu\n"
+        "tether_admin_refused_total{reason=\"origin\"} %llu\n",
+        (unsigned long long)r->admin_refused_host, (unsigned long long)r->admin_refused_origin);
+    session_metrics(&b, r);
     limits_metrics(&b, &r->limits);
     metrics_wsconn(&b);
     http_metrics(&b);
     audit_metrics(&b, r);
     webhook_metrics(&b, r);
-    buf_fmt(&b,
-            "# HELP tether_tls_refused_total Connections to a --tls-listen port that got no TLS "
-            "session: plain HTTP (answered 400), a failed or non-TLS handshake (headconn.h).\n"
-            "# TYPE tether_tls_refused_total counter\n"
-            "tether_tls_refused_total{reason=\"plain_http\"} %llu\n"
-            "tether_tls_refused_total{reason=\"handshake\"} %llu\n",
-            (unsigned long long)r->web_tls.plain_http, (unsigned long long)r->web_tls.tls_failed);
+    tt_adminbuf_fmt(
+        &b,
+        "# HELP tether_tls_refused_total Connections to a --tls-listen port that got no TLS "
+        "session: plain HTTP (answered 400), a failed or non-TLS handshake (headconn.h).\n"
+        "# TYPE tether_tls_refused_total counter\n"
+        "tether_tls_refused_total{reason=\"plain_http\"} %llu\n"
+        "tether_tls_refused_total{reason=\"handshake\"} %llu\n",
+        (unsigned long long)r->web_tls.plain_http, (unsigned long long)r->web_tls.tls_failed);
     if (r->cluster) {
         const struct tt_cluster *c = r->cluster;
-        buf_fmt(&b,
-                "# HELP tether_cluster_nodes Live nodes of the cluster, this one included.\n"
-                "# TYPE tether_cluster_nodes gauge\n"
-                "tether_cluster_nodes %zu\n"
-                "# HELP tether_cluster_redis_up 1 while this node reaches Redis.\n"
-                "# TYPE tether_cluster_redis_up gauge\n"
-                "tether_cluster_redis_up %d\n"
-                "# HELP tether_cluster_redirects_total Device handshakes sent to another node.\n"
-                "# TYPE tether_cluster_redirects_total counter\n"
-                "tether_cluster_redirects_total %llu\n"
-                "# HELP tether_cluster_devices_online Devices online on every live node, as "
-                "the nodes published them at this node's last beat.\n"
-                "# TYPE tether_cluster_devices_online gauge\n"
-                "tether_cluster_devices_online %lld\n",
-                c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects,
-                (long long)c->fleet_online);
-        buf_fmt(&b,
-                "# HELP tether_cluster_forwarded_total Clients passed to the node holding "
-                "their device.\n"
-                "# TYPE tether_cluster_forwarded_total counter\n"
-                "tether_cluster_forwarded_total{kind=\"http\"} %llu\n"
-                "tether_cluster_forwarded_total{kind=\"tcp\"} %llu\n",
-                (unsigned long long)c->forwarded_http, (unsigned long long)c->forwarded_tcp);
-        buf_fmt(&b,
-                "# HELP tether_cluster_beat_seconds Duration of this node's last beat (Redis "
-                "calls included), and of its device check (takeovers, deletions, live fields).\n"
-                "# TYPE tether_cluster_beat_seconds gauge\n"
-                "tether_cluster_beat_seconds{part=\"all\"} %.6f\n"
-                "tether_cluster_beat_seconds{part=\"devices\"} %.6f\n"
-                "# HELP tether_cluster_live_published_total Devices whose live fields (bytes, "
-                "streams) this node wrote to Redis because they changed.\n"
-                "# TYPE tether_cluster_live_published_total counter\n"
-                "tether_cluster_live_published_total %llu\n",
-                (double)c->beat_us / 1e6, (double)c->check_us / 1e6,
-                (unsigned long long)c->published);
-        buf_fmt(&b,
-                "# HELP tether_cluster_sessions_closed_total Sessions this node closed because "
-                "another node took their device over or the operator deleted it on another "
-                "node: told by the other node (pushed) or found by the beat's check (scan).\n"
-                "# TYPE tether_cluster_sessions_closed_total counter\n"
-                "tether_cluster_sessions_closed_total{how=\"pushed\"} %llu\n"
-                "tether_cluster_sessions_closed_total{how=\"scan\"} %llu\n"
-                "# HELP tether_cluster_full_checks_total Beats that checked every device of this "
-                "node because Redis listed fewer of them than it holds (Redis restarted, or took "
-                "the node for dead).\n"
-                "# TYPE tether_cluster_full_checks_total counter\n"
-                "tether_cluster_full_checks_total %llu\n",
-                (unsigned long long)c->closed_pushed, (unsigned long long)c->closed_scan,
-                (unsigned long long)c->full_checks);
+        tt_adminbuf_fmt(
+            &b,
+            "# HELP tether_cluster_nodes Live nodes of the cluster, this one included.\n"
+            "# TYPE tether_cluster_nodes gauge\n"
+            "tether_cluster_nodes %zu\n"
+            "# HELP tether_cluster_redis_up 1 while this node reaches Redis.\n"
+            "# TYPE tether_cluster_redis_up gauge\n"
+            "tether_cluster_redis_up %d\n"
+            "# HELP tether_cluster_redirects_total Device handshakes sent to another node.\n"
+            "# TYPE tether_cluster_redirects_total counter\n"
+            "tether_cluster_redirects_total %llu\n"
+            "# HELP tether_cluster_devices_online Devices online on every live node, as "
+            "the nodes published them at this node's last beat.\n"
+            "# TYPE tether_cluster_devices_online gauge\n"
+            "tether_cluster_devices_online %lld\n",
+            c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects,
+            (long long)c->fleet_online);
+        tt_adminbuf_fmt(&b,
+                        "# HELP tether_cluster_forwarded_total Clients passed to the node holding "
+                        "their device.\n"
+                        "# TYPE tether_cluster_forwarded_total counter\n"
+                        "tether_cluster_forwarded_total{kind=\"http\"} %llu\n"
+                        "tether_cluster_forwarded_total{kind=\"tcp\"} %llu\n",
+                        (unsigned long long)c->forwarded_http,
+                        (unsigned long long)c->forwarded_tcp);
+        tt_adminbuf_fmt(
+            &b,
+            "# HELP tether_cluster_beat_seconds Duration of this node's last beat (Redis "
+            "calls included), and of its device check (takeovers, deletions, live fields).\n"
+            "# TYPE tether_cluster_beat_seconds gauge\n"
+            "tether_cluster_beat_seconds{part=\"all\"} %.6f\n"
+            "tether_cluster_beat_seconds{part=\"devices\"} %.6f\n"
+            "# HELP tether_cluster_live_published_total Devices whose live fields (bytes, "
+            "streams) this node wrote to Redis because they changed.\n"
+            "# TYPE tether_cluster_live_published_total counter\n"
+            "tether_cluster_live_published_total %llu\n",
+            (double)c->beat_us / 1e6, (double)c->check_us / 1e6, (unsigned long long)c->published);
+        tt_adminbuf_fmt(
+            &b,
+            "# HELP tether_cluster_sessions_closed_total Sessions this node closed because "
+            "another node took their device over or the operator deleted it on another "
+            "node: told by the other node (pushed) or found by the beat's check (scan).\n"
+            "# TYPE tether_cluster_sessions_closed_total counter\n"
+            "tether_cluster_sessions_closed_total{how=\"pushed\"} %llu\n"
+            "tether_cluster_sessions_closed_total{how=\"scan\"} %llu\n"
+            "# HELP tether_cluster_full_checks_total Beats that checked every device of this "
+            "node because Redis listed fewer of them than it holds (Redis restarted, or took "
+            "the node for dead).\n"
+            "# TYPE tether_cluster_full_checks_total counter\n"
+            "tether_cluster_full_checks_total %llu\n",
+            (unsigned long long)c->closed_pushed, (unsigned long long)c->closed_scan,
+            (unsigned long long)c->full_checks);
     }
     char auth[4096];
     size_t alen = 0;
     auth[0] = '\0';
     (void)tt_devauth_metrics(&r->auth, r->reg, auth, sizeof(auth), &alen);
-    buf_str(&b, auth);
+    tt_adminbuf_str(&b, auth);
     char acc[8192];
     size_t aclen = 0;
     acc[0] = '\0';
     (void)tt_access_metrics(&r->access, acc, sizeof(acc), &aclen); /* access.h */
-    buf_str(&b, acc);
+    tt_adminbuf_str(&b, acc);
     char signin[4096];
     size_t slen = 0;
     signin[0] = '\0';
     tt_signin_metrics(r, signin, sizeof(signin), &slen);
-    buf_str(&b, signin);
+    tt_adminbuf_str(&b, signin);
     char vis[4096];
     (void)tt_visitor_metrics(r, vis, sizeof(vis));
-    buf_str(&b, vis);
+    tt_adminbuf_str(&b, vis);
     free(vs);
     free(l.v);
     answer_built(hc, true, "text/plain; version=0.0.4", &b);
@@ -1148,138 +1276,240 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
 
 /* ---- dashboard ---- */
 
-static void html(struct buf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            buf_str(b, "&amp;");
-            break;
-        case '<':
-            buf_str(b, "&lt;");
-            break;
-        case '>':
-            buf_str(b, "&gt;");
-            break;
-        case '"':
-            buf_str(b, "&quot;");
-            break;
-        case '\'':
-            buf_str(b, "&#39;");
-            break;
-        default:
-            buf_add(b, s, 1);
-        }
-    }
-}
-
-static void html_fmt(struct buf *b, const char *fmt, const char *s)
-{
-    char tmp[512];
-    snprintf(tmp, sizeof(tmp), fmt, s);
-    html(b, tmp);
-}
-
-/* How the dashboard marks a private service (access.h): a private HTTP service asks visitors
- * to sign in; a private TCP service has no public port. */
-static const char private_tag[] =
-    " <span class=\"private\" title=\"reachable only by users with a grant\">private</span>";
-
-/* One line on the relay's access rules (--access, --public). */
-static void access_summary(struct buf *b, const struct tt_relay *r)
+/* How the dashboard marks a private service (access.h) is adminpage.c's; this is the line on
+ * the relay's access rules (--access, --public). */
+static void access_summary(struct tt_adminbuf *b, const struct tt_relay *r)
 {
     if (r->cfg.access != TT_ACCESS_PRIVATE) {
-        buf_str(b, "<p>access: public (every service is reachable by anyone)</p>\n");
+        tt_adminbuf_str(b, "<p>access: public (every service is reachable by anyone)</p>\n");
         return;
     }
-    buf_str(b, "<p>access: private (services reachable only with a grant)");
+    tt_adminbuf_str(b, "<p>access: private (services reachable only with a grant)");
     for (size_t i = 0; i < r->cfg.npublic; i++) {
-        buf_str(b, i == 0 ? "; public: " : ", ");
-        buf_str(b, "<code>");
-        html(b, r->cfg.public_patterns[i]);
-        buf_str(b, "</code>");
+        tt_adminbuf_str(b, i == 0 ? "; public: " : ", ");
+        tt_adminbuf_str(b, "<code>");
+        tt_adminbuf_html(b, r->cfg.public_patterns[i]);
+        tt_adminbuf_str(b, "</code>");
     }
-    buf_str(b, "</p>\n");
+    tt_adminbuf_str(b, "</p>\n");
 }
 
-static void dashboard(struct tt_headconn *hc, struct tt_relay *r)
+/* GET /: one page of the fleet (TT_ADMINPAGE_LIMIT devices unless the query says), never the
+ * whole of it. signout: the request came with a session (a sign-out button is shown). */
+static void dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout)
 {
-    struct rows rs;
-    struct buf b = {.ok = true};
-    bool ok = rows_get(r, NULL, &rs);
-    bool cluster = r->cluster != NULL;
-    buf_str(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                "<title>tetherd</title><style>body{font-family:sans-serif;margin:2em}"
-                "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;"
-                "text-align:left;vertical-align:top}.online{color:#070}.offline{color:#a00}"
-                ".private{color:#555;font-size:.85em;border:1px solid #999;border-radius:3px;"
-                "padding:0 .3em;margin-left:.3em}"
-                "</style></head><body>\n<h1>tetherd: devices</h1>\n");
-    access_summary(&b, r);
-    if (cluster) {
-        buf_str(&b, "<p>cluster node ");
-        html(&b, r->cfg.node_id);
-        buf_fmt(&b, ", %zu live nodes; %zu known</p>\n", r->cluster->nnodes + 1, rs.n);
-    } else {
-        buf_fmt(&b, "<p>%zu known</p>\n", rs.n);
+    struct tt_adminquery q;
+    struct page pg;
+    struct tt_adminbuf b = {.ok = true}, acc = {.ok = true};
+    if (!query_of(hc, &q, false))
+        return;
+    if (!q.limit_given)
+        q.limit = TT_ADMINPAGE_LIMIT;
+    bool ok = page_get(r, &q, &pg);
+    struct tt_adminpage_row *rows = pg.rs.n ? calloc(pg.rs.n, sizeof(*rows)) : NULL;
+    struct tt_adminpage_node nodes[TT_CLUSTER_PAGE_NODES];
+    ok = ok && (rows || !pg.rs.n);
+    for (size_t i = 0; ok && i < pg.rs.n; i++) {
+        const struct row *w = &pg.rs.v[i];
+        rows[i] = (struct tt_adminpage_row){w->name,    w->label,   w->node,   w->v.online,
+                                            w->v.since, w->v.seen,  w->remote, w->v.in,
+                                            w->v.out,   w->streams, w->svcs};
     }
-    buf_fmt(&b,
-            "<table>\n<tr><th>name</th><th>state</th>%s<th>URLs</th><th>ports</th>"
-            "<th>bytes in</th><th>bytes out</th><th>connected since</th><th>last seen</th>"
-            "</tr>\n",
-            cluster ? "<th>node</th>" : "");
-    for (size_t i = 0; ok && i < rs.n; i++) {
-        const struct row *w = &rs.v[i];
-        const char *state = w->v.online ? "online" : "offline";
-        buf_str(&b, "<tr><td>");
-        html(&b, w->name);
-        buf_fmt(&b, "</td><td class=\"%s\">%s</td><td>", state, state);
-        if (cluster) {
-            html(&b, w->node[0] ? w->node : "-");
-            buf_str(&b, "</td><td>");
+    size_t nnodes = pg.cluster ? pg.cp.nnodes : 0;
+    for (size_t i = 0; i < nnodes; i++)
+        nodes[i] = (struct tt_adminpage_node){pg.cp.nodes[i].node, pg.cp.nodes[i].online};
+    access_summary(&acc, r);
+    struct tt_adminpage p = {
+        .q = &q,
+        .node_id = r->cluster ? r->cfg.node_id : NULL,
+        .live_nodes = r->cluster ? r->cluster->nnodes + 1 : 1,
+        .nodes = nodes,
+        .nnodes = nnodes,
+        .total = pg.total,
+        .online = pg.online,
+        .offline = pg.offline,
+        .partial = r->cluster && !pg.cluster,
+        .rows = rows,
+        .nrows = ok ? pg.rs.n : 0,
+        .next = pg.has_next ? pg.next : NULL,
+        .prev = q.after[0] ? pg.prev : NULL,
+        .access_html = acc.ok ? acc.p : NULL,
+        .signout = signout,
+    };
+    if (ok)
+        tt_adminpage_dashboard(&b, &p);
+    free(rows);
+    free(acc.p);
+    page_free(&pg);
+    if (ok && b.ok)
+        answer(hc, "200 OK", "text/html; charset=utf-8", TT_ADMINPAGE_HEADERS, b.p, b.len);
+    else
+        answer_oom(hc);
+    free(b.p);
+}
+
+/* ---- sign-in (adminsession.h) ---- */
+
+void tt_admin_free(struct tt_relay *r)
+{
+    if (!r->admin_sessions)
+        return;
+    tt_adminsession_free(r->admin_sessions);
+    free(r->admin_sessions);
+    r->admin_sessions = NULL;
+}
+
+static struct tt_adminsession_set *sessions_of(struct tt_relay *r)
+{
+    if (!r->admin_sessions && (r->admin_sessions = malloc(sizeof(*r->admin_sessions))))
+        tt_adminsession_init(r->admin_sessions);
+    return r->admin_sessions;
+}
+
+/* The sign-in page (401; 429 when throttled). */
+static void signin_page(struct tt_headconn *hc, bool wrong, bool throttled)
+{
+    struct tt_adminbuf b = {.ok = true};
+    tt_adminpage_signin(&b, wrong, throttled);
+    if (b.ok)
+        answer(hc, throttled ? "429 Too Many Requests" : "401 Unauthorized",
+               "text/html; charset=utf-8",
+               throttled ? TT_ADMINPAGE_HEADERS "Retry-After: 5\r\n"
+                         : TT_ADMINPAGE_HEADERS "WWW-Authenticate: Bearer realm=\"tetherd\"\r\n",
+               b.p, b.len);
+    else
+        answer_oom(hc);
+    free(b.p);
+}
+
+/* At most this many Cookie pairs named like the session's are checked per request. */
+#define ADMIN_COOKIE_TRIES 8
+
+/* The live session the request's Cookie headers carry: its slot, or -1; *v, *vlen its value. */
+static int session_of(struct tt_headconn *hc, struct tt_relay *r, const uint8_t **v, size_t *vlen)
+{
+    const uint8_t *vals[ADMIN_COOKIE_TRIES];
+    size_t lens[ADMIN_COOKIE_TRIES], n = 0;
+    if (!r->admin_sessions)
+        return -1;
+    for (uint32_t i = 0; i < hc->hp.nhdr && n < ADMIN_COOKIE_TRIES; i++) {
+        const struct tt_head_hdr *h = &hc->hp.hdr[i];
+        if (h->flen == 6 && strncasecmp((const char *)hc->data + h->foff, "cookie", 6) == 0) {
+            vals[n] = hc->data + h->voff;
+            lens[n++] = h->vlen;
         }
-        size_t k;
-        json_t *o;
-        json_array_foreach(w->svcs, k, o)
-        {
-            const char *url = json_string_value(json_object_get(o, "url"));
-            const char *kind = json_string_value(json_object_get(o, "kind"));
-            if (!url || !kind || strcmp(kind, "http") != 0)
-                continue;
-            buf_str(&b, "<a href=\"");
-            html(&b, url);
-            buf_str(&b, "\">");
-            html(&b, url);
-            buf_str(&b, "</a>");
-            if (json_is_true(json_object_get(o, "private")))
-                buf_str(&b, private_tag);
-            buf_str(&b, "<br>");
-        }
-        buf_str(&b, "</td><td>");
-        json_array_foreach(w->svcs, k, o)
-        {
-            const char *name = json_string_value(json_object_get(o, "name"));
-            const char *kind = json_string_value(json_object_get(o, "kind"));
-            json_t *port = json_object_get(o, "port");
-            if (!name || !kind || strcmp(kind, "tcp") != 0)
-                continue;
-            html(&b, name);
-            if (json_is_integer(port))
-                buf_fmt(&b, " %lld", (long long)json_integer_value(port));
-            if (json_is_true(json_object_get(o, "private")))
-                buf_str(&b, private_tag); /* no port: reached with tether connect */
-            buf_str(&b, "<br>");
-        }
-        buf_fmt(&b, "</td><td>%llu</td><td>%llu</td><td>", (unsigned long long)w->v.in,
-                (unsigned long long)w->v.out);
-        html_fmt(&b, "%s", w->v.since[0] ? w->v.since : "-");
-        buf_str(&b, "</td><td>");
-        html_fmt(&b, "%s", w->v.seen[0] ? w->v.seen : "-");
-        buf_str(&b, "</td></tr>\n");
     }
-    buf_str(&b, "</table>\n</body></html>\n");
-    rows_free(&rs);
-    answer_built(hc, ok, "text/html; charset=utf-8", &b);
+    return tt_adminsession_from_cookies(r->admin_sessions, vals, lens, n, tt_relay_now_ms(), v,
+                                        vlen);
+}
+
+/* The body of POST / (the sign-in form) is here: the token checked, a session made. */
+static void signin_body(struct tt_headconn *hc, void *ud)
+{
+    struct tt_relay *r = ud;
+    struct tt_adminsession_set *s = sessions_of(r);
+    if (!s) {
+        answer_oom(hc);
+        return;
+    }
+    char key[TT_ADDRKEY_LEN], token[TT_MAX_TOKEN + 2];
+    int64_t mono = (int64_t)uv_now(r->loop);
+    tt_throttle_key(hc->peer_ip, key);
+    struct tt_throttle_addr *e = tt_throttle_get(&s->throttle, key, true, mono);
+    if (tt_throttle_blocked(e, mono)) {
+        s->signin_throttled++;
+        if (tt_throttle_note(&s->throttle, e, true, mono))
+            TT_LOG(TT_LOG_WARN, "admin sign-in refused peer=%s reason=throttled", hc->peer_ip);
+        signin_page(hc, false, true);
+        return;
+    }
+    size_t tlen = 0;
+    const uint8_t *body = hc->data + hc->headlen;
+    int rc = tt_form_get(body, tt_headconn_body_len(hc), "token", token, sizeof(token), &tlen);
+    size_t want = strlen(r->cfg.admin_token);
+    bool same_len = rc == 0 && tlen == want;
+    int diff = CRYPTO_memcmp(same_len ? token : r->cfg.admin_token, r->cfg.admin_token, want);
+    tt_secret_wipe(token, sizeof(token));
+    if (!same_len || diff != 0) {
+        tt_throttle_fail(e, mono);
+        tt_throttle_touch(&s->throttle, e, mono);
+        s->signin_wrong++;
+        if (tt_throttle_note(&s->throttle, e, false, mono))
+            TT_LOG(TT_LOG_INFO, "admin sign-in refused peer=%s reason=token", hc->peer_ip);
+        signin_page(hc, true, false);
+        return;
+    }
+    char value[TT_ADMINSESSION_VALUE_LEN + 1], extra[256];
+    uint64_t ttl = r->cfg.session_ttl_ms;
+    if (tt_adminsession_create(s, tt_relay_now_ms(), ttl, value) != 0) {
+        answer_oom(hc);
+        return;
+    }
+    /* the admin listener speaks plain HTTP only: no Secure attribute (it would be dropped) */
+    snprintf(extra, sizeof(extra),
+             "Location: /\r\nSet-Cookie: " TT_ADMINSESSION_COOKIE
+             "=%s; Path=/; Max-Age=%llu; HttpOnly; SameSite=Strict\r\n",
+             value, (unsigned long long)(ttl / 1000));
+    tt_secret_wipe(value, sizeof(value));
+    TT_LOG(TT_LOG_INFO, "admin signed in peer=%s sessions=%zu", hc->peer_ip,
+           tt_adminsession_count(s, tt_relay_now_ms()));
+    answer(hc, "303 See Other", "text/plain; charset=utf-8", extra, "", 0);
+    tt_secret_wipe(extra, sizeof(extra));
+}
+
+static void signin_post(struct tt_headconn *hc, struct tt_relay *r)
+{
+    if (!r->cfg.admin_token[0]) {
+        answer(hc, "303 See Other", "text/plain; charset=utf-8", "Location: /\r\n", "", 0);
+        return;
+    }
+    int rc = tt_headconn_read_body(hc, TT_SIGNIN_BODY_MAX, signin_body);
+    if (rc == 1)
+        signin_body(hc, r);
+    else if (rc == TETHER_ERR_HTTP)
+        answer_error(hc, "411 Length Required", NULL, "a Content-Length is required");
+    else if (rc == TETHER_ERR_TOO_LARGE)
+        answer_error(hc, "413 Content Too Large", NULL, "the body is larger than 4 KiB");
+    else if (rc != 0)
+        answer_error(hc, "400 Bad Request", NULL, "bad request body");
+}
+
+/* POST /signout: the session ends, the cookie is cleared. */
+static void signout(struct tt_headconn *hc, struct tt_relay *r, const uint8_t *v, size_t vlen)
+{
+    if (r->admin_sessions && v)
+        tt_adminsession_end(r->admin_sessions, v, vlen, tt_relay_now_ms());
+    answer(hc, "303 See Other", "text/plain; charset=utf-8",
+           "Location: /\r\nSet-Cookie: " TT_ADMINSESSION_COOKIE
+           "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict\r\n",
+           "", 0);
+}
+
+static void session_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
+{
+    const struct tt_adminsession_set *s = r->admin_sessions;
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_admin_sessions Dashboard sign-in sessions alive (at most %d; "
+                    "a new one past the cap replaces the oldest).\n"
+                    "# TYPE tether_admin_sessions gauge\n"
+                    "tether_admin_sessions %zu\n"
+                    "# HELP tether_admin_sessions_evicted_total Dashboard sessions replaced at "
+                    "the cap.\n"
+                    "# TYPE tether_admin_sessions_evicted_total counter\n"
+                    "tether_admin_sessions_evicted_total %llu\n",
+                    TT_ADMINSESSION_MAX, s ? tt_adminsession_count(s, tt_relay_now_ms()) : 0,
+                    (unsigned long long)(s ? s->evicted : 0));
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_admin_signins_total Dashboard sign-ins with the admin token: "
+                    "accepted (ok), wrong token (wrong), refused unchecked because the address "
+                    "failed too often (throttled).\n"
+                    "# TYPE tether_admin_signins_total counter\n"
+                    "tether_admin_signins_total{result=\"ok\"} %llu\n"
+                    "tether_admin_signins_total{result=\"wrong\"} %llu\n"
+                    "tether_admin_signins_total{result=\"throttled\"} %llu\n",
+                    (unsigned long long)(s ? s->created : 0),
+                    (unsigned long long)(s ? s->signin_wrong : 0),
+                    (unsigned long long)(s ? s->signin_throttled : 0));
 }
 
 /* ---- routing ---- */
@@ -1393,9 +1623,39 @@ void tt_admin_on_head(struct tt_headconn *hc, void *ud)
             answer(hc, "200 OK", "text/plain; charset=utf-8", NULL, "ok\n", 3);
         return;
     }
-    if (!authorized(hc, r->cfg.admin_token)) {
-        answer_error(hc, "401 Unauthorized", "WWW-Authenticate: Bearer realm=\"tetherd\"\r\n",
-                     "a valid Authorization: Bearer token is required");
+    bool root = plen == 1 && path[0] == '/';
+    if (root && m == HTTP_POST) {
+        signin_post(hc, r); /* the sign-in form */
+        return;
+    }
+    const uint8_t *cookie = NULL;
+    size_t clen = 0;
+    bool bearer = authorized(hc, r->cfg.admin_token);
+    bool session = !bearer && session_of(hc, r, &cookie, &clen) >= 0;
+    if (plen == 8 && memcmp(path, "/signout", 8) == 0) {
+        if (m != HTTP_POST)
+            answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8", "Allow: POST\r\n",
+                   "method not allowed\n", 19);
+        else
+            signout(hc, r, session ? cookie : NULL, clen);
+        return;
+    }
+    if (!bearer && !session) {
+        if (root && get)
+            signin_page(hc, false, false);
+        else
+            answer_error(hc, "401 Unauthorized", "WWW-Authenticate: Bearer realm=\"tetherd\"\r\n",
+                         "a valid Authorization: Bearer token or the dashboard's session is "
+                         "required");
+        return;
+    }
+    /* a browser's session changes nothing without its Origin (checked by request_allowed) */
+    if (session && !get && m != HTTP_OPTIONS &&
+        tt_headparse_find(&hc->hp, "origin", &cookie, &clen) == 0) {
+        r->admin_refused_origin++;
+        answer_error(hc, "403 Forbidden", NULL,
+                     "a request with the dashboard's session that changes something needs its "
+                     "Origin header");
         return;
     }
     if (route_grants(hc, r, path, plen))
@@ -1442,7 +1702,7 @@ void tt_admin_on_head(struct tt_headconn *hc, void *ud)
         return;
     }
     if (which == ROOT)
-        dashboard(hc, r);
+        dashboard(hc, r, session);
     else if (which == DEVICES)
         api_devices(hc, r);
     else

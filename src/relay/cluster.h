@@ -176,12 +176,46 @@ struct tt_cluster_dev {
     } ports[TT_MAX_SERVICES];
 };
 
-/* Reads every device of the shared registry (name NULL), or the one named name, in one Redis
- * call. Sets *out (sorted by name; free with tt_cluster_devs_free) and *n. Returns 0,
- * TETHER_ERR_IO (Redis unreachable) or TETHER_ERR_NOMEM. */
+/* Reads the device named name of the shared registry in one Redis call (name NULL reads every
+ * device in that one call, unbounded: the admin API's lists use tt_cluster_devs_page). Sets
+ * *out (sorted by name; free with tt_cluster_devs_free) and *n. Returns 0, TETHER_ERR_IO (Redis
+ * unreachable) or TETHER_ERR_NOMEM. */
 int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_dev **out, size_t *n);
 
 void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n);
+
+/* A page of the shared registry's devices (GET /api/devices, the dashboard): what
+ * tt_cluster_devs_page found. */
+#define TT_CLUSTER_PAGE_NODES 64 /* nodes counted one by one; beyond, in other_nodes */
+struct tt_cluster_page {
+    struct tt_cluster_dev *v; /* the page, sorted by name (free with tt_cluster_page_free) */
+    size_t n;
+    size_t total;               /* devices that match, on every page */
+    bool more;                  /* more match after the page */
+    char prev[TT_MAX_NAME + 1]; /* the page before this one starts after this ("": the first) */
+    size_t online, offline;     /* every known device, whatever the filter */
+    struct {
+        char node[TT_NODE_ID_MAX + 1];
+        size_t online;
+    } nodes[TT_CLUSTER_PAGE_NODES]; /* online devices per live node */
+    size_t nnodes, other_nodes;
+};
+
+/* Reads one page of the devices of the shared registry that q (adminquery.h) asks for, with
+ * the counts. A walk over every device in steps (SSCAN, 4,000 devices a step: one short Lua
+ * script each, reading their name, label, holder and offline time), each step returning its
+ * counts and of its matches the q->limit + 1 first names after q->after and the q->limit + 1
+ * last ones up to it (for prev); then one call for the page's records. Every reply is bounded
+ * by the step or the page; the walk's time grows with the fleet. A device is known as
+ * record_known has it (admin.c): held, or offline within grace_ms at now; online when its
+ * holder's node record is alive. Names are ordered in byte order; a name SSCAN returns twice
+ * (the set resized during the walk) is shown once but may count twice in the totals. Returns
+ * 0, TETHER_ERR_IO (Redis unreachable) or TETHER_ERR_NOMEM. */
+struct tt_adminquery;
+int tt_cluster_devs_page(struct tt_cluster *c, const struct tt_adminquery *q, int64_t now,
+                         uint64_t grace_ms, struct tt_cluster_page *out);
+
+void tt_cluster_page_free(struct tt_cluster_page *pg);
 
 /* The live field of a device ("SINCE IN OUT STREAMS ADDR") into out. */
 void tt_cluster_live_format(int64_t since, uint64_t in, uint64_t out, uint64_t streams,

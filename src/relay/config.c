@@ -30,7 +30,7 @@ void tt_config_usage(FILE *f)
         "               [--new-names-per-second N]\n"
         "               [--access public|private] [--public DEVICE/SERVICE]...\n"
         "               [--users-file FILE] [--tcp-allow CIDR]... [--audit-log FILE]\n"
-        "               [--session-ttl DURATION]\n"
+        "               [--session-ttl DURATION] [--metrics-per-device auto|on|off]\n"
         "               [--webhook URL]... [--webhook-secret SECRET |\n"
         "               --webhook-secret-file FILE] [--webhook-queue N]\n"
         "               [--webhook-max-age DURATION]\n"
@@ -116,6 +116,9 @@ void tt_config_usage(FILE *f)
         "  --webhook-queue N      events waiting for delivery, all URLs together; beyond,\n"
         "                         new ones are dropped and counted (default 10000)\n"
         "  --webhook-max-age DURATION  retry an event this long, then drop it (default 1h)\n"
+        "  --metrics-per-device auto|on|off  /metrics' series per device (bytes in and out):\n"
+        "                         auto (default) has them while the node knows at most 1000\n"
+        "                         devices\n"
         "  --hash-secret          read a secret on stdin, print its hash for --users-file\n"
         "  --config FILE          settings, one per line: a flag's name and its value\n"
         "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
@@ -381,6 +384,19 @@ static int apply_access(struct tt_config *c, const char *flag, const char *v, ch
             return -1;
         }
         c->access = v[1] == 'r' ? TT_ACCESS_PRIVATE : TT_ACCESS_PUBLIC;
+        return 1;
+    }
+    if (strcmp(flag, "--metrics-per-device") == 0) {
+        if (strcmp(v, "auto") == 0)
+            c->metrics_per_device = TT_METRICS_PER_DEVICE_AUTO;
+        else if (strcmp(v, "on") == 0)
+            c->metrics_per_device = TT_METRICS_PER_DEVICE_ON;
+        else if (strcmp(v, "off") == 0)
+            c->metrics_per_device = TT_METRICS_PER_DEVICE_OFF;
+        else {
+            snprintf(err, TT_ERRLEN, "--metrics-per-device: '%.60s' is not auto, on or off", v);
+            return -1;
+        }
         return 1;
     }
     if (strcmp(flag, "--public") == 0) {
@@ -753,7 +769,8 @@ static bool takes_value(const char *flag)
                                        "--session-ttl",
                                        "--webhook",
                                        "--webhook-secret",
-                                       "--webhook-secret-file"};
+                                       "--webhook-secret-file",
+                                       "--metrics-per-device"};
     for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
         if (strcmp(flag, with_value[i]) == 0)
             return true;

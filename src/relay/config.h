@@ -58,6 +58,15 @@ enum tt_access_mode {
 #define TT_CONFIG_MAX_TCP_ALLOW 64 /* --tcp-allow networks */
 #define TT_CONFIG_SESSION_TTL_MS (12ull * 3600000)
 
+/* /metrics' per-device series (--metrics-per-device): auto has them while this node knows at
+ * most TT_CONFIG_METRICS_PER_DEVICE_MAX devices, so that a scrape of a large relay stays small. */
+enum tt_metrics_per_device {
+    TT_METRICS_PER_DEVICE_AUTO = 0,
+    TT_METRICS_PER_DEVICE_ON = 1,
+    TT_METRICS_PER_DEVICE_OFF = 2,
+};
+#define TT_CONFIG_METRICS_PER_DEVICE_MAX 1000
+
 /* Longest --node-id. */
 #define TT_NODE_ID_MAX 64
 /* Longest --advertise URL. */
@@ -122,7 +131,8 @@ struct tt_config {
     struct tt_cidr tcp_allow[TT_CONFIG_MAX_TCP_ALLOW]; /* none: public TCP ports take anyone */
     size_t ntcp_allow;
     char audit_log[TT_CONFIG_PATHLEN];
-    uint64_t session_ttl_ms; /* browser sign-in sessions last this long */
+    uint64_t session_ttl_ms;    /* browser sign-in sessions last this long */
+    uint8_t metrics_per_device; /* --metrics-per-device: enum tt_metrics_per_device */
     /* Cluster mode (--redis; the three flags go together): the registry is in Redis and shared
      * by the nodes; cluster.h. */
     bool cluster;

@@ -461,4 +461,5 @@ void tt_relay_free(struct tt_relay *r)
     tt_visitor_free(r);
     tt_webhooks_free(r->webhooks);
     r->webhooks = NULL;
+    tt_admin_free(r);
 }

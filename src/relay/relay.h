@@ -23,6 +23,7 @@ struct tt_devconn;
 struct tt_cluster;
 struct tt_visitor_set;
 struct tt_webhooks;
+struct tt_adminsession_set;
 
 struct tt_relay {
     uv_loop_t *loop;
@@ -73,6 +74,7 @@ struct tt_relay {
     /* Admin requests refused: a Host not naming the listener (421), a state-changing request
      * from another site's Origin (403) (admin.c, adminhost.h). */
     uint64_t admin_refused_host, admin_refused_origin;
+    struct tt_adminsession_set *admin_sessions; /* dashboard sign-ins (admin.h; on demand) */
     bool stopping;
 };
 

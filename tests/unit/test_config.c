@@ -521,6 +521,26 @@ static void test_webhook_flags(void **state)
     assert_int_equal(cfg.webhook_queue, 7);
 }
 
+static void test_metrics_per_device(void **state)
+{
+    (void)state;
+    assert_int_equal(PARSE("--data-dir", "d"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.metrics_per_device, TT_METRICS_PER_DEVICE_AUTO);
+    assert_int_equal(PARSE("--metrics-per-device", "on"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.metrics_per_device, TT_METRICS_PER_DEVICE_ON);
+    assert_int_equal(PARSE("--metrics-per-device=off"), TT_CONFIG_RUN);
+    assert_int_equal(cfg.metrics_per_device, TT_METRICS_PER_DEVICE_OFF);
+    assert_int_equal(PARSE("--metrics-per-device", "off", "--metrics-per-device", "auto"),
+                     TT_CONFIG_RUN);
+    assert_int_equal(cfg.metrics_per_device, TT_METRICS_PER_DEVICE_AUTO);
+    expect_error(PARSE("--metrics-per-device", "yes"), "--metrics-per-device");
+    expect_error(PARSE("--metrics-per-device"), "needs a value");
+    const char *p = conf_file("metrics-per-device on\n");
+    assert_int_equal(PARSE("--config", (char *)p), TT_CONFIG_RUN);
+    assert_int_equal(cfg.metrics_per_device, TT_METRICS_PER_DEVICE_ON);
+    unlink(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -531,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_listen_limit),
+        cmocka_unit_test(test_metrics_per_device),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_abuse_limits),
         cmocka_unit_test(test_admin_token),

@@ -1,0 +1,301 @@
+/* test_adminquery.c - unit tests for the admin listener's pure parts: the device list's query
+ * (src/relay/adminquery.c: limit bounds, after, online, q decoded and lower-cased, bad values
+ * refused, duplicates refused, empty values as absent), the filter (state, substring of name or
+ * label, ASCII case ignored), the cursor, the query written back for links; the dashboard's
+ * sign-in sessions (src/relay/adminsession.c: made, found by cookie, hashed, expired, ended,
+ * the cap); and the dashboard's HTML (src/relay/adminpage.c: escaping, links, the sign-in
+ * form). Query strings sit against a guard page. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "tether_err.h"
+#include "relay/adminpage.h"
+#include "relay/adminquery.h"
+#include "relay/adminsession.h"
+
+static const char *guarded(const char *s, size_t n)
+{
+    static char *base;
+    static size_t page;
+    if (!base) {
+        page = (size_t)sysconf(_SC_PAGESIZE);
+        base = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        assert_true(base != MAP_FAILED);
+        assert_int_equal(mprotect(base + page, page, PROT_NONE), 0);
+    }
+    assert_true(n <= page);
+    memcpy(base + page - n, s, n);
+    return base + page - n;
+}
+
+static int parse(const char *s, struct tt_adminquery *q)
+{
+    char err[TT_ERRLEN];
+    int rc = tt_adminquery_parse(guarded(s, strlen(s)), strlen(s), q, err);
+    if (rc != 0)
+        assert_true(err[0] != '\0');
+    return rc;
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct tt_adminquery q;
+    assert_int_equal(parse("", &q), 0);
+    assert_int_equal(q.limit, TT_ADMINQUERY_LIMIT_MAX);
+    assert_false(q.limit_given);
+    assert_string_equal(q.after, "");
+    assert_int_equal(q.state, TT_ADMINQUERY_ANY);
+    assert_int_equal(q.qlen, 0);
+    /* empty values are absent; unknown parameters ignored */
+    assert_int_equal(parse("limit=&after=&online=&q=&x=1&&y", &q), 0);
+    assert_int_equal(q.limit, TT_ADMINQUERY_LIMIT_MAX);
+    assert_int_equal(q.state, TT_ADMINQUERY_ANY);
+}
+
+static void test_limit(void **state)
+{
+    (void)state;
+    struct tt_adminquery q;
+    assert_int_equal(parse("limit=1", &q), 0);
+    assert_int_equal(q.limit, 1);
+    assert_true(q.limit_given);
+    assert_int_equal(parse("limit=1000", &q), 0);
+    assert_int_equal(q.limit, 1000);
+    assert_int_equal(parse("limit=1001", &q), 0); /* more is the maximum */
+    assert_int_equal(q.limit, 1000);
+    assert_int_equal(parse("limit=99999999999999999999999999999", &q), 0);
+    assert_int_equal(q.limit, 1000);
+    assert_int_equal(parse("limit=007", &q), 0);
+    assert_int_equal(q.limit, 7);
+    static const char *const bad[] = {"limit=0",   "limit=-1",  "limit=+5",   "limit=1.5",
+                                      "limit=abc", "limit=5x",  "limit=%201", "limit=1&limit=2",
+                                      "limit=000", "limit=1e3", "limit=%00"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(parse(bad[i], &q), TETHER_ERR_INVAL);
+}
+
+static void test_after_online_q(void **state)
+{
+    (void)state;
+    struct tt_adminquery q;
+    assert_int_equal(parse("after=dev%2D7&online=true&q=Kitchen+Pi", &q), 0);
+    assert_string_equal(q.after, "dev-7");
+    assert_int_equal(q.state, TT_ADMINQUERY_ONLINE);
+    assert_string_equal(q.q, "kitchen pi");
+    assert_int_equal(q.qlen, 10);
+    assert_int_equal(parse("online=false", &q), 0);
+    assert_int_equal(q.state, TT_ADMINQUERY_OFFLINE);
+    assert_int_equal(parse("online=1", &q), 0);
+    assert_int_equal(q.state, TT_ADMINQUERY_ONLINE);
+    assert_int_equal(parse("online=0", &q), 0);
+    assert_int_equal(q.state, TT_ADMINQUERY_OFFLINE);
+    static const char *const bad[] = {"online=yes", "online=TRUE", "online=true&online=false",
+                                      "q=%zz",      "q=a%0ab",     "q=%",
+                                      "after=a%00", "q=a&q=b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(parse(bad[i], &q), TETHER_ERR_INVAL);
+    /* lengths: a name's 64 bytes fit, 65 do not */
+    char s[200];
+    snprintf(s, sizeof(s), "after=%064d", 0);
+    assert_int_equal(parse(s, &q), 0);
+    snprintf(s, sizeof(s), "after=%065d", 0);
+    assert_int_equal(parse(s, &q), TETHER_ERR_INVAL);
+    snprintf(s, sizeof(s), "q=%064d", 0);
+    assert_int_equal(parse(s, &q), 0);
+    snprintf(s, sizeof(s), "q=%065d", 0);
+    assert_int_equal(parse(s, &q), TETHER_ERR_INVAL);
+}
+
+static void test_match(void **state)
+{
+    (void)state;
+    struct tt_adminquery q;
+    assert_int_equal(parse("", &q), 0);
+    assert_true(tt_adminquery_match(&q, "a", "x", true));
+    assert_true(tt_adminquery_match(&q, "a", NULL, false));
+    assert_int_equal(parse("online=true", &q), 0);
+    assert_true(tt_adminquery_match(&q, "a", "x", true));
+    assert_false(tt_adminquery_match(&q, "a", "x", false));
+    assert_int_equal(parse("online=false", &q), 0);
+    assert_false(tt_adminquery_match(&q, "a", "x", true));
+    assert_true(tt_adminquery_match(&q, "a", "x", false));
+    assert_int_equal(parse("q=PUMP", &q), 0);
+    assert_true(tt_adminquery_match(&q, "Water-Pump-3", "abc", true));
+    assert_true(tt_adminquery_match(&q, "x", "xxpumpyy", true));
+    assert_false(tt_adminquery_match(&q, "pum", "ump", true));
+    assert_false(tt_adminquery_match(&q, "x", NULL, true));
+    assert_int_equal(parse("q=pump&online=false", &q), 0);
+    assert_false(tt_adminquery_match(&q, "pump", "", true));
+    assert_true(tt_adminquery_match(&q, "pump", "", false));
+    /* whole name and label, edges */
+    assert_int_equal(parse("q=ab", &q), 0);
+    assert_true(tt_adminquery_match(&q, "ab", "", true));
+    assert_true(tt_adminquery_match(&q, "xab", "", true));
+    assert_true(tt_adminquery_match(&q, "abx", "", true));
+    assert_false(tt_adminquery_match(&q, "a", "b", true));
+}
+
+static void test_after_and_format(void **state)
+{
+    (void)state;
+    struct tt_adminquery q;
+    char out[256];
+    assert_int_equal(parse("", &q), 0);
+    assert_true(tt_adminquery_after(&q, ""));
+    assert_true(tt_adminquery_after(&q, "a"));
+    assert_int_equal(tt_adminquery_format(&q, NULL, out, sizeof(out)), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(parse("after=dev-5", &q), 0);
+    assert_false(tt_adminquery_after(&q, "dev-5"));
+    assert_false(tt_adminquery_after(&q, "dev-10")); /* byte order */
+    assert_true(tt_adminquery_after(&q, "dev-6"));
+    assert_true(tt_adminquery_after(&q, "dev-50"));
+    assert_int_equal(parse("limit=20&online=false&q=a+b%26c&after=zzz", &q), 0);
+    int n = tt_adminquery_format(&q, "dev 9/x", out, sizeof(out));
+    assert_string_equal(out, "?limit=20&online=false&q=a%20b%26c&after=dev%209%2Fx");
+    assert_int_equal(n, (int)strlen(out));
+    /* what format writes parses back to the same query */
+    struct tt_adminquery back;
+    assert_int_equal(parse(out + 1, &back), 0);
+    assert_int_equal(back.limit, 20);
+    assert_int_equal(back.state, TT_ADMINQUERY_OFFLINE);
+    assert_string_equal(back.q, "a b&c");
+    assert_string_equal(back.after, "dev 9/x");
+    assert_int_equal(tt_adminquery_format(&q, NULL, out, 10), -1);
+    assert_string_equal(out, "");
+}
+
+static void test_sessions(void **state)
+{
+    (void)state;
+    struct tt_adminsession_set *s = malloc(sizeof(*s));
+    assert_non_null(s);
+    tt_adminsession_init(s);
+    char v[TT_ADMINSESSION_VALUE_LEN + 1], first[TT_ADMINSESSION_VALUE_LEN + 1];
+    assert_int_equal(tt_adminsession_create(s, 1000, 5000, v), 0);
+    assert_int_equal(strlen(v), TT_ADMINSESSION_VALUE_LEN);
+    memcpy(first, v, sizeof(v));
+    assert_true(tt_adminsession_find(s, (const uint8_t *)v, 64, 1000) >= 0);
+    assert_true(tt_adminsession_find(s, (const uint8_t *)v, 64, 5999) >= 0);
+    assert_int_equal(tt_adminsession_find(s, (const uint8_t *)v, 64, 6000), -1); /* expired */
+    assert_int_equal(tt_adminsession_find(s, (const uint8_t *)v, 63, 1000), -1);
+    /* stored hashed: the value is nowhere in the set */
+    for (size_t i = 0; i + 32 <= sizeof(*s); i++)
+        assert_true(memcmp((const uint8_t *)s + i, v, 32) != 0);
+    char w[TT_ADMINSESSION_VALUE_LEN + 1];
+    memcpy(w, v, sizeof(v));
+    w[0] = w[0] == 'a' ? 'b' : 'a';
+    assert_int_equal(tt_adminsession_find(s, (const uint8_t *)w, 64, 1000), -1);
+    w[0] = 'A'; /* upper case is not a value we give */
+    assert_int_equal(tt_adminsession_find(s, (const uint8_t *)w, 64, 1000), -1);
+    /* from Cookie headers */
+    char hdr[200];
+    snprintf(hdr, sizeof(hdr), "a=1; tether_admin=zz; tether_admin=%s; b=2", v);
+    const uint8_t *vals[2] = {(const uint8_t *)"x=y", (const uint8_t *)hdr};
+    size_t lens[2] = {3, strlen(hdr)}, vlen = 0;
+    const uint8_t *got = NULL;
+    assert_true(tt_adminsession_from_cookies(s, vals, lens, 2, 1000, &got, &vlen) >= 0);
+    assert_int_equal(vlen, 64);
+    assert_memory_equal(got, v, 64);
+    assert_int_equal(tt_adminsession_from_cookies(s, vals, lens, 1, 1000, &got, &vlen), -1);
+    /* past TT_ADMINSESSION_TRIES values of the cookie, the rest are not looked up */
+    char many[1200] = "";
+    for (int i = 0; i < TT_ADMINSESSION_TRIES; i++)
+        strcat(many, "tether_admin=x; ");
+    size_t cut = strlen(many);
+    snprintf(many + cut, sizeof(many) - cut, "tether_admin=%s", v);
+    const uint8_t *mv[1] = {(const uint8_t *)many};
+    size_t ml[1] = {strlen(many)};
+    assert_int_equal(tt_adminsession_from_cookies(s, mv, ml, 1, 1000, NULL, NULL), -1);
+    many[0] = 'X'; /* one fewer value of the cookie: the session is found */
+    assert_true(tt_adminsession_from_cookies(s, mv, ml, 1, 1000, NULL, NULL) >= 0);
+    /* the cap: the oldest is replaced */
+    assert_int_equal(tt_adminsession_count(s, 1000), 1);
+    for (int i = 1; i < TT_ADMINSESSION_MAX; i++)
+        assert_int_equal(tt_adminsession_create(s, 1000 + i, 100000, v), 0);
+    assert_int_equal(s->evicted, 0);
+    assert_int_equal(tt_adminsession_count(s, 2000), TT_ADMINSESSION_MAX);
+    assert_int_equal(tt_adminsession_create(s, 3000, 100000, v), 0);
+    assert_int_equal(s->evicted, 1);
+    assert_int_equal(tt_adminsession_find(s, (const uint8_t *)first, 64, 3000), -1);
+    assert_true(tt_adminsession_find(s, (const uint8_t *)v, 64, 3000) >= 0);
+    /* sign-out */
+    tt_adminsession_end(s, (const uint8_t *)v, 64, 3000);
+    assert_int_equal(tt_adminsession_find(s, (const uint8_t *)v, 64, 3000), -1);
+    assert_int_equal(s->signouts, 1);
+    tt_adminsession_free(s);
+    free(s);
+}
+
+static void test_page(void **state)
+{
+    (void)state;
+    struct tt_adminquery q;
+    assert_int_equal(parse("q=%3Cb%3E&after=a", &q), 0);
+    json_t *svcs = json_pack("[{s:s, s:s, s:s, s:b}, {s:s, s:s, s:i, s:b}]", "name", "http", "kind",
+                             "http", "url", "http://x\".localhost", "private", 0, "name", "ssh",
+                             "kind", "tcp", "port", 20001, "private", 1);
+    struct tt_adminpage_row rows[1] = {
+        {"<script>", "lbl", "", false, "", "2026-01-01T00:00:00Z", "", 2048, 5, 0, svcs}};
+    struct tt_adminpage p = {.q = &q,
+                             .total = 3,
+                             .online = 1,
+                             .offline = 2,
+                             .rows = rows,
+                             .nrows = 1,
+                             .next = "z z",
+                             .prev = ""};
+    struct tt_adminbuf b = {.ok = true};
+    tt_adminpage_dashboard(&b, &p);
+    assert_true(b.ok);
+    assert_null(strstr(b.p, "<script>"));
+    assert_non_null(strstr(b.p, "&lt;script&gt;"));
+    assert_non_null(strstr(b.p, "http://x&quot;.localhost"));
+    assert_non_null(strstr(b.p, "value=\"&lt;b&gt;\""));
+    assert_non_null(strstr(b.p, "href=\"/?q=%3Cb%3E&amp;after=z%20z\""));
+    assert_non_null(strstr(b.p, "rel=\"prev\" id=\"prev\" href=\"/?q=%3Cb%3E\""));
+    assert_non_null(strstr(b.p, "offline"));
+    assert_non_null(strstr(b.p, "ssh 20001"));
+    assert_non_null(strstr(b.p, "2.0 KiB in"));
+    assert_non_null(strstr(b.p, ">2026-01-01 00:00:00<"));
+    assert_null(strstr(b.p, "<a href=\"http://x")); /* offline: no link to a 503 */
+    free(b.p);
+    json_decref(svcs);
+    struct tt_adminbuf s = {.ok = true};
+    tt_adminpage_signin(&s, true, false);
+    assert_true(s.ok);
+    assert_non_null(strstr(s.p, "<form method=\"post\""));
+    assert_non_null(strstr(s.p, "name=\"token\""));
+    assert_non_null(strstr(s.p, "not right"));
+    free(s.p);
+    char out[24];
+    tt_adminpage_bytes(0, out);
+    assert_string_equal(out, "0 B");
+    tt_adminpage_bytes(1536, out);
+    assert_string_equal(out, "1.5 KiB");
+    tt_adminpage_bytes(UINT64_MAX, out);
+    assert_string_equal(out, "16.0 EiB");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_limit),
+        cmocka_unit_test(test_after_online_q),
+        cmocka_unit_test(test_match),
+        cmocka_unit_test(test_after_and_format),
+        cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_page),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
