@@ -1,5 +1,6 @@
 # Tether - top-level Makefile.
-#   make            build tetherd, tether, libtether (release, into build/release)
+#   make            build tetherd, tether, libtether (release, into build/release); in parallel
+#                   (one job per CPU) unless -jN says otherwise
 #   make test       install what tests need, build with ASan+UBSan, run every test; then the
 #                   agent cross-built for arm64 runs the agent's e2e tests under qemu-user, and
 #                   the microcontroller agent runs on lwIP in user space and as firmware on
@@ -10,7 +11,8 @@
 #   make demo       build, start a relay and an agent exposing a sample page, print its URL
 #   make install PREFIX=/usr/local [DESTDIR=...] [LIBDIR=...]
 #                   the programs, libtether.a, libtether.so.1 (SONAME; .so for linking), tether.h,
-#                   LIBDIR/pkgconfig/tether.pc and the man pages; make uninstall removes them
+#                   LIBDIR/pkgconfig/tether.pc, the man pages and the documents they name
+#                   (DOCDIR, PREFIX/share/doc/tether); make uninstall removes them
 #   make sanitize   build with -fsanitize=address,undefined into build/sanitize
 #   make core-check build src/core alone with the strict flags and check it needs only libc,
 #                   for this machine and for a Cortex-M0+ (arm-none-eabi-gcc, if installed)
@@ -38,6 +40,12 @@
 #                   android-arm64 (TEST_CROSS_ARCHS)
 # The build directory follows MODE (release or sanitize); binaries land in $(B)/bin.
 # B=DIR overrides it (parallel work trees: make MODE=sanitize B=build/mine unit-bin).
+
+# make builds in parallel by default: one job per CPU, unless -j (or -jN) was given (sub-makes
+# inherit the -j and its job server) or clean is among the goals (make clean all stays in order).
+ifeq ($(filter -j%,$(MAKEFLAGS))$(filter clean,$(MAKECMDGOALS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
 
 MODE ?= release
 PREFIX ?= /usr/local
@@ -199,6 +207,9 @@ demo: all
 	@scripts/demo.sh
 
 LIBDIR ?= $(PREFIX)/lib
+# The documents the man pages' SEE ALSO names
+DOCDIR ?= $(PREFIX)/share/doc/tether
+DOCS := docs/operators-guide.md docs/PROTOCOL.md docs/DESIGN.md
 # pkg-config tether: the flags to build against libtether (Libs.private: for --static)
 define TETHER_PC
 prefix=$(PREFIX)
@@ -227,6 +238,8 @@ install: all
 	install -m 644 include/tether.h include/tether_err.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 docs/man/tether.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 docs/man/tetherd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/tetherd $(DESTDIR)$(PREFIX)/bin/tether \
@@ -234,7 +247,9 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libtether.so.$(SO_MAJOR) $(DESTDIR)$(LIBDIR)/libtether.so.$(SO_VERSION) \
 		$(DESTDIR)$(LIBDIR)/pkgconfig/tether.pc \
 		$(DESTDIR)$(PREFIX)/include/tether.h $(DESTDIR)$(PREFIX)/include/tether_err.h \
-		$(DESTDIR)$(PREFIX)/share/man/man1/tether.1 $(DESTDIR)$(PREFIX)/share/man/man8/tetherd.8
+		$(DESTDIR)$(PREFIX)/share/man/man1/tether.1 $(DESTDIR)$(PREFIX)/share/man/man8/tetherd.8 \
+		$(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(DOCS)))
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 # src/core alone, strict flags, and nothing but libc underneath.
 core-check:

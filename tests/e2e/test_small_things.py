@@ -234,3 +234,47 @@ def test_usage_lines_are_alike(t):
         eq(r.returncode, 2, "%s exit status" % " ".join(argv[1:]))
         check(len(r.stderr.strip().splitlines()) == 1, "one line: %r" % r.stderr)
         check("--help" in r.stderr, "the line points at --help: %r" % r.stderr)
+
+
+def _make(*args):
+    return subprocess.run(["make", "-C", ROOT] + list(args), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+
+
+def test_see_also_names_files_make_install_installs(t):
+    r = _make("-n", "install", "PREFIX=/usr/local", "DESTDIR=/nonexistent-destdir")
+    eq(r.returncode, 0, "make -n install (stderr %r)" % r.stderr[-300:])
+    installed = set()
+    for line in r.stdout.splitlines():
+        words = line.split()
+        if words[:1] == ["install"] and "-d" not in words:
+            dest = words[-1].rstrip("/")
+            for src in words[1:-1]:
+                if not src.startswith("-") and src not in ("644", "755"):
+                    installed.add(dest + "/" + os.path.basename(src))
+    for page in (MAN_TETHER, MAN_TETHERD):
+        with open(page) as f:
+            text = f.read()
+        see = text[text.index(".SH SEE ALSO"):].replace("\\-", "-")
+        files = re.findall(r"([\w.-]+\.md)\b", see)
+        check(files, "%s's SEE ALSO names the operator's guide" % page)
+        for name in files:
+            check("/nonexistent-destdir/usr/local/share/doc/tether/" + name in installed,
+                  "%s (named in %s) is installed: %r" % (name, os.path.basename(page),
+                                                         sorted(installed)))
+        check("share/doc/tether" in see, "%s says where" % page)
+
+
+def _makeflags(*args):
+    r = _make("-n", "-p", *args)
+    flags = [line for line in r.stdout.splitlines() if line.startswith("MAKEFLAGS")]
+    check(flags, "make -p shows MAKEFLAGS")
+    return flags[0]
+
+
+def test_make_builds_in_parallel_unless_told(t):
+    jobs = len(os.sched_getaffinity(0))  # what nproc says
+    check(re.search(r"(^| )-j%d( |$)" % jobs, _makeflags("build").split("=", 1)[1]),
+          "make build runs one job per CPU: %r" % _makeflags("build"))
+    check(" -j1" in _makeflags("-j1", "build"), "-j1 is kept")
+    check("-j" not in _makeflags("clean").split("=", 1)[1], "make clean is not parallel")
