@@ -232,8 +232,12 @@ def test_usage_lines_are_alike(t):
                  [TETHERD, "token", "--no-such-flag"]):
         r = run_cli(argv)
         eq(r.returncode, 2, "%s exit status" % " ".join(argv[1:]))
-        check(len(r.stderr.strip().splitlines()) == 1, "one line: %r" % r.stderr)
-        check("--help" in r.stderr, "the line points at --help: %r" % r.stderr)
+        prog = " ".join([os.path.basename(argv[0])] + argv[1:-1])
+        # one line, alike for every program: PROG: unknown option '--x' (see [PROG ]--help)
+        eq(r.stderr.strip().splitlines(), [r.stderr.strip()], "one line")
+        check(re.match(r"^%s: unknown option '--no-such-flag' \(see (%s )?--help\)$" %
+                       (re.escape(prog), re.escape(prog)), r.stderr.strip()),
+              "the usage error of %s: %r" % (prog, r.stderr))
 
 
 def _make(*args):
