@@ -76,6 +76,31 @@ def test_tcp_only_device_has_no_url_in_the_api(t):
     eq(_api(relay, "/api/devices/%s" % tcp_only.name)["url"], None, "url once offline")
 
 
+def test_cluster_tcp_only_device_has_no_url_on_another_node(t):
+    """A node lists a device held by another node from what the holder published: a TCP-only
+    device has no URL there either; an HTTP one has this node's URL."""
+    from test_cluster import _cluster, _holds
+    _, (a, b) = _cluster(t)
+    echo = t.tcp_echo()
+    svc = t.http_service()
+    stay = a.url + "/?tether-redirected=1"  # no redirect to the least-loaded node
+    tcp_only = t.agent(a, tcp={"echo": echo.port}, server=stay)
+    web = t.agent(a, http=svc.port, server=stay)
+    for ag in (tcp_only, web):
+        wait_for(lambda: _holds(a, ag.name), 10, "node a to hold %s" % ag.name)
+
+    def published():
+        ds = {d["name"]: d for d in _api(b, "/api/devices")["devices"]}
+        d, w = ds.get(tcp_only.name), ds.get(web.name)
+        return (d and w and d["online"] and w["online"] and d["services"] and
+                w["url"] is not None and d["url"] is None and d)
+    d = wait_for(published, 15, "node b to list both devices with their services")
+    check("url" in d and d["url"] is None, "node b: a TCP-only device's url %r" % d.get("url"))
+    w = _api(b, "/api/devices/%s" % web.name)
+    eq(w["url"], "http://%s.localhost:%d" % (web.label, b.port), "node b: an HTTP device's url")
+    eq(_api(b, "/api/devices/%s" % tcp_only.name)["url"], None, "node b: one device's url")
+
+
 def test_dashboard_does_not_link_an_offline_devices_url(t):
     relay = t.relay()
     svc = t.http_service()
