@@ -307,3 +307,34 @@ def test_make_builds_in_parallel_unless_told(t):
           "make build runs one job per CPU: %r" % _makeflags("build"))
     check(" -j1" in _makeflags("-j1", "build"), "-j1 is kept")
     check("-j" not in _makeflags("clean").split("=", 1)[1], "make clean is not parallel")
+
+
+def _cmdlines_naming(port):
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(b"127.0.0.1:%d" % port in a for a in cmd):
+            out.append(cmd)
+    return out
+
+
+def test_demo_keeps_the_token_out_of_ps(t):
+    from lib import Proc
+    port, admin = free_port(), free_port()
+    env = {"BIN": os.path.dirname(TETHERD), "DEMO_PORT": str(port),
+           "DEMO_ADMIN_PORT": str(admin)}
+    demo = Proc(t, "demo.sh", [os.path.join(ROOT, "scripts", "demo.sh")], env_vars=env)
+    demo.wait_line(lambda l: "Your device is reachable at" in l, 60, 0, "the demo's URL line")
+    cmds = _cmdlines_naming(port)
+    progs = sorted(os.path.basename(c[0]).decode() for c in cmds)
+    check("tetherd" in progs and "tether" in progs, "the demo's relay and agent: %r" % progs)
+    for c in cmds:
+        check(b"--token" not in c, "a token on a command line: %r" % c)
+    demo.send_signal(signal.SIGINT)
+    eq(demo.stop(signal.SIGINT, timeout=20), 0, "demo.sh exit status after Ctrl-C")
