@@ -139,6 +139,17 @@ $(CFLAGS_STAMP): FORCE
 	@if [ "$$(cat $@ 2>/dev/null)" != '$(CFLAGS_NOW)' ]; then echo '$(CFLAGS_NOW)' > $@; fi
 FORCE:
 
+# The commit built (git rev-parse; none outside a git tree) for /metrics' tether_build_info, in a
+# file that changes only when it does: buildinfo.o alone depends on it (kept out of the unit
+# tests' archive, so that a new commit rebuilds one object and relinks tetherd).
+BUILD_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null | tr -cd '0-9a-f')
+COMMIT_STAMP := $(B)/obj/commit.txt
+$(COMMIT_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(BUILD_COMMIT)' ]; then echo '$(BUILD_COMMIT)' > $@; fi
+$(B)/obj/src/relay/buildinfo.o: $(COMMIT_STAMP)
+$(B)/obj/src/relay/buildinfo.o: CPPFLAGS_ALL += -DTT_BUILD_COMMIT='"$(BUILD_COMMIT)"'
+
 $(B)/obj/src/core/%.o: src/core/%.c $(CFLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(CORE_WARN) $(OPT) -fPIC $(VISIBILITY) $(CFLAGS) -Iinclude -MMD -MP -c $< -o $@
@@ -148,7 +159,7 @@ $(B)/obj/%.o: %.c $(CFLAGS_STAMP)
 	$(CC) $(CFLAGS_ALL) $(CPPFLAGS_ALL) -MMD -MP -c $< -o $@
 
 # Everything but main() files, for unit tests.
-$(INTERNAL_A): $(CORE_OBJ) $(COMMON_OBJ) $(filter-out %/main.o,$(RELAY_OBJ) $(AGENT_OBJ))
+$(INTERNAL_A): $(CORE_OBJ) $(COMMON_OBJ) $(filter-out %/main.o %/buildinfo.o,$(RELAY_OBJ) $(AGENT_OBJ))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 

@@ -24,6 +24,9 @@
 #include "visitor.h"
 #include "webhook.h"
 
+/* The commit built (buildinfo.c; not linked into unit tests: NULL there). */
+extern const char *const tt_buildinfo_commit __attribute__((weak));
+
 /* A growable answer body, capped at TT_ADMIN_BODY_MAX (beyond: ok = false). */
 #define TT_ADMIN_BODY_MAX (64u * 1024 * 1024)
 
@@ -1099,8 +1102,9 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
         struct tt_procmetrics pm;
         char pmtext[8192];
         tt_procmetrics_read("/proc", &pm);
-        size_t n = tt_procmetrics_format(&pm, TT_RELAY_VERSION, r->tls ? r->cfg.tls_cert : NULL,
-                                         tt_tls_ctx_not_after(r->tls), pmtext, sizeof(pmtext));
+        size_t n = tt_procmetrics_format(
+            &pm, TT_RELAY_VERSION, &tt_buildinfo_commit ? tt_buildinfo_commit : NULL,
+            r->tls ? r->cfg.tls_cert : NULL, tt_tls_ctx_not_after(r->tls), pmtext, sizeof(pmtext));
         buf_add(&b, pmtext, n < sizeof(pmtext) ? n : strlen(pmtext));
     }
     if (r->cluster) {

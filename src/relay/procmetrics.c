@@ -199,19 +199,26 @@ static void label(const char *s, char *out, size_t outlen)
 }
 
 size_t tt_procmetrics_format(const struct tt_procmetrics *m, const char *version,
-                             const char *cert_file, int64_t not_after, char *out, size_t outlen)
+                             const char *commit, const char *cert_file, int64_t not_after,
+                             char *out, size_t outlen)
 {
     struct out o = {.p = out, .cap = outlen};
     char lab[1024];
     if (outlen == 0)
         return 0;
     out[0] = '\0';
+    char clab[256], extra[300] = "";
+    if (commit && commit[0]) {
+        label(commit, clab, sizeof(clab));
+        snprintf(extra, sizeof(extra), ",commit=\"%s\"", clab);
+    }
     label(version, lab, sizeof(lab));
     out_fmt(&o,
-            "# HELP tether_build_info The relay's version (always 1).\n"
+            "# HELP tether_build_info The relay's version and the commit it was built from "
+            "(always 1).\n"
             "# TYPE tether_build_info gauge\n"
-            "tether_build_info{version=\"%s\"} 1\n",
-            lab);
+            "tether_build_info{version=\"%s\"%s} 1\n",
+            lab, extra);
     if (m->has_fds)
         out_fmt(&o,
                 "# HELP process_open_fds Number of open file descriptors.\n"

@@ -40,12 +40,17 @@ int tt_procmetrics_parse_btime(const char *procstat, uint64_t *out);
 void tt_procmetrics_read(const char *proc, struct tt_procmetrics *m);
 
 /* Writes the Prometheus text of the series (HELP and TYPE lines included) into out (outlen
- * bytes, NUL-terminated): tether_build_info{version=VERSION} 1; the process series that m has;
+ * bytes, NUL-terminated): tether_build_info{version=VERSION,commit=COMMIT} 1 (no commit label
+ * when commit is NULL or ""); the process series that m has;
  * when cert_file is not NULL, tether_tls_cert_expiry_timestamp_seconds{file=CERT_FILE} with
  * not_after (unix seconds of the certificate's notAfter; the series is left out when 0: the
  * certificate's time could not be read). Returns the length written, or outlen when out was
  * too small (out then holds whole lines only). */
 size_t tt_procmetrics_format(const struct tt_procmetrics *m, const char *version,
-                             const char *cert_file, int64_t not_after, char *out, size_t outlen);
+                             const char *commit, const char *cert_file, int64_t not_after,
+                             char *out, size_t outlen);
+
+/* The commit tetherd was built from (buildinfo.c), "" when unknown. */
+extern const char *const tt_buildinfo_commit;
 
 #endif

@@ -139,7 +139,13 @@ def test_metrics_build_info_and_process_series(t):
     t.agent(relay, http=svc.port)
     m = _metrics(relay)
     version = run_cli([TETHERD, "--version"]).stdout.split()[-1]
-    eq(m.get('tether_build_info{version="%s"}' % version), 1.0, "tether_build_info")
+    info = [(k, v) for k, v in m.items() if k.startswith("tether_build_info{")]
+    eq(len(info), 1, "one tether_build_info series: %r" % info)
+    k, v = info[0]
+    eq(v, 1.0, "tether_build_info's value")
+    lab = re.match(r'^tether_build_info\{version="([^"]+)"(?:,commit="([0-9a-f]{7,40})")?\}$', k)
+    check(lab, "tether_build_info's labels: %r" % k)
+    eq(lab.group(1), version, "the version label (tetherd --version says %s)" % version)
     pid = relay.proc.p.pid
     for name in ("process_open_fds", "process_max_fds", "process_resident_memory_bytes",
                  "process_start_time_seconds", "process_cpu_seconds_total"):

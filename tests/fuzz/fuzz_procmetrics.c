@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         m.has_fds = true;
     }
     /* the input as the version and file labels too: escaped, cut, never overflowed */
-    size_t n = tt_procmetrics_format(&m, s, s, 1800000000, out, sizeof(out));
+    size_t n = tt_procmetrics_format(&m, s, s, s, 1800000000, out, sizeof(out));
     if (n > sizeof(out) || memchr(out, '\0', sizeof(out)) == NULL)
         abort();
     size_t len = strlen(out);

@@ -154,9 +154,10 @@ static void test_procmetrics_format(void **state)
                                .start_time = 1700000010.5,
                                .cpu_seconds = 1.25};
     char out[4096];
-    size_t n = tt_procmetrics_format(&m, "0.1.0", "/etc/t\"x\\.pem", 1800000000, out, sizeof(out));
+    size_t n = tt_procmetrics_format(&m, "0.1.0", "abc123", "/etc/t\"x\\.pem", 1800000000, out,
+                                     sizeof(out));
     assert_int_equal(n, strlen(out));
-    assert_non_null(strstr(out, "\ntether_build_info{version=\"0.1.0\"} 1\n"));
+    assert_non_null(strstr(out, "\ntether_build_info{version=\"0.1.0\",commit=\"abc123\"} 1\n"));
     assert_non_null(strstr(out, "\nprocess_open_fds 12\n"));
     assert_non_null(strstr(out, "\nprocess_max_fds 1024\n"));
     assert_non_null(strstr(out, "\nprocess_resident_memory_bytes 4096\n"));
@@ -167,15 +168,16 @@ static void test_procmetrics_format(void **state)
                                 ".pem\"} 1800000000\n"));
     /* figures missing: their series left out; no certificate: no expiry */
     struct tt_procmetrics none = {0};
-    n = tt_procmetrics_format(&none, "0.1.0", NULL, 1800000000, out, sizeof(out));
+    n = tt_procmetrics_format(&none, "0.1.0", "", NULL, 1800000000, out, sizeof(out));
     assert_int_equal(n, strlen(out));
     assert_null(strstr(out, "process_"));
+    assert_non_null(strstr(out, "\ntether_build_info{version=\"0.1.0\"} 1\n"));
     assert_null(strstr(out, "tls_cert"));
-    n = tt_procmetrics_format(&none, "0.1.0", "/c.pem", 0, out, sizeof(out));
+    n = tt_procmetrics_format(&none, "0.1.0", NULL, "/c.pem", 0, out, sizeof(out));
     assert_null(strstr(out, "tls_cert"));
     /* too small: whole lines only, outlen returned */
     char small[100];
-    n = tt_procmetrics_format(&m, "0.1.0", NULL, 0, small, sizeof(small));
+    n = tt_procmetrics_format(&m, "0.1.0", NULL, NULL, 0, small, sizeof(small));
     assert_int_equal(n, sizeof(small));
     size_t len = strlen(small);
     assert_true(len < sizeof(small));
