@@ -41,9 +41,10 @@
 # The build directory follows MODE (release or sanitize); binaries land in $(B)/bin.
 # B=DIR overrides it (parallel work trees: make MODE=sanitize B=build/mine unit-bin).
 
-# make builds in parallel by default: one job per CPU, unless -j (or -jN) was given (sub-makes
-# inherit the -j and its job server) or clean is among the goals (make clean all stays in order).
-ifeq ($(filter -j%,$(MAKEFLAGS))$(filter clean,$(MAKECMDGOALS)),)
+# make builds in parallel by default: one job per CPU, unless -j (or -jN) was given (it wins),
+# clean is among the goals (make clean all stays in order), or this is a sub-make (it shares its
+# parent's job server; make 4.3 shows no -j in MAKEFLAGS while it reads the makefile).
+ifeq ($(MAKELEVEL)$(filter -j%,$(MAKEFLAGS))$(filter clean,$(MAKECMDGOALS)),0)
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
 
