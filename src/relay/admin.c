@@ -218,8 +218,10 @@ static void view_of(const struct tt_device *d, int64_t now, struct view *v)
 {
     memset(v, 0, sizeof(*v));
     v->online = tt_device_online(d);
-    /* the device's URL is its main HTTP service's: a device without one (TCP only) has none */
-    if (tt_device_http_service(d, "") < 0 ||
+    /* the device's URL is its main HTTP service's: a device without one (TCP only) has none;
+     * one restored from the registry and not registered since keeps it (its registry record
+     * holds TCP ports only: whether it has an HTTP service is not known) */
+    if ((d->connects > 0 && tt_device_http_service(d, "") < 0) ||
         tt_config_device_url(&d->relay->cfg, d->label, v->url, sizeof(v->url)) < 0)
         v->url[0] = '\0';
     iso_time(v->online ? d->connected_since : 0, v->since);
