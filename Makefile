@@ -1,5 +1,6 @@
 # Tether - top-level Makefile.
-#   make            build tetherd, tether, libtether (release, into build/release)
+#   make            build tetherd, tether, libtether (release, into build/release); in parallel
+#                   (one job per CPU) unless -jN says otherwise
 #   make test       install what tests need, build with ASan+UBSan, run every test; then the
 #                   agent cross-built for arm64 runs the agent's e2e tests under qemu-user, and
 #                   the microcontroller agent runs on lwIP in user space and as firmware on
@@ -10,7 +11,8 @@
 #   make demo       build, start a relay and an agent exposing a sample page, print its URL
 #   make install PREFIX=/usr/local [DESTDIR=...] [LIBDIR=...]
 #                   the programs, libtether.a, libtether.so.1 (SONAME; .so for linking), tether.h,
-#                   LIBDIR/pkgconfig/tether.pc and the man pages; make uninstall removes them
+#                   LIBDIR/pkgconfig/tether.pc, the man pages and the documents they name
+#                   (DOCDIR, PREFIX/share/doc/tether); make uninstall removes them
 #   make sanitize   build with -fsanitize=address,undefined into build/sanitize
 #   make core-check build src/core alone with the strict flags and check it needs only libc,
 #                   for this machine and for a Cortex-M0+ (arm-none-eabi-gcc, if installed)
@@ -38,6 +40,13 @@
 #                   android-arm64 (TEST_CROSS_ARCHS)
 # The build directory follows MODE (release or sanitize); binaries land in $(B)/bin.
 # B=DIR overrides it (parallel work trees: make MODE=sanitize B=build/mine unit-bin).
+
+# make builds in parallel by default: one job per CPU, unless -j (or -jN) was given (it wins),
+# clean is among the goals (make clean all stays in order), or this is a sub-make (it shares its
+# parent's job server; make 4.3 shows no -j in MAKEFLAGS while it reads the makefile).
+ifeq ($(MAKELEVEL)$(filter -j%,$(MAKEFLAGS))$(filter clean,$(MAKECMDGOALS)),0)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
+endif
 
 MODE ?= release
 PREFIX ?= /usr/local
@@ -131,6 +140,17 @@ $(CFLAGS_STAMP): FORCE
 	@if [ "$$(cat $@ 2>/dev/null)" != '$(CFLAGS_NOW)' ]; then echo '$(CFLAGS_NOW)' > $@; fi
 FORCE:
 
+# The commit built (git rev-parse; none outside a git tree) for /metrics' tether_build_info, in a
+# file that changes only when it does: buildinfo.o alone depends on it (kept out of the unit
+# tests' archive, so that a new commit rebuilds one object and relinks tetherd).
+BUILD_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null | tr -cd '0-9a-f')
+COMMIT_STAMP := $(B)/obj/commit.txt
+$(COMMIT_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(BUILD_COMMIT)' ]; then echo '$(BUILD_COMMIT)' > $@; fi
+$(B)/obj/src/relay/buildinfo.o: $(COMMIT_STAMP)
+$(B)/obj/src/relay/buildinfo.o: CPPFLAGS_ALL += -DTT_BUILD_COMMIT='"$(BUILD_COMMIT)"'
+
 $(B)/obj/src/core/%.o: src/core/%.c $(CFLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(CORE_WARN) $(OPT) -fPIC $(VISIBILITY) $(CFLAGS) -Iinclude -MMD -MP -c $< -o $@
@@ -140,7 +160,7 @@ $(B)/obj/%.o: %.c $(CFLAGS_STAMP)
 	$(CC) $(CFLAGS_ALL) $(CPPFLAGS_ALL) -MMD -MP -c $< -o $@
 
 # Everything but main() files, for unit tests.
-$(INTERNAL_A): $(CORE_OBJ) $(COMMON_OBJ) $(filter-out %/main.o,$(RELAY_OBJ) $(AGENT_OBJ))
+$(INTERNAL_A): $(CORE_OBJ) $(COMMON_OBJ) $(filter-out %/main.o %/buildinfo.o,$(RELAY_OBJ) $(AGENT_OBJ))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
@@ -199,6 +219,9 @@ demo: all
 	@scripts/demo.sh
 
 LIBDIR ?= $(PREFIX)/lib
+# The documents the man pages' SEE ALSO names
+DOCDIR ?= $(PREFIX)/share/doc/tether
+DOCS := docs/operators-guide.md docs/PROTOCOL.md docs/DESIGN.md
 # pkg-config tether: the flags to build against libtether (Libs.private: for --static)
 define TETHER_PC
 prefix=$(PREFIX)
@@ -227,6 +250,8 @@ install: all
 	install -m 644 include/tether.h include/tether_err.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 docs/man/tether.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 docs/man/tetherd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/tetherd $(DESTDIR)$(PREFIX)/bin/tether \
@@ -234,7 +259,9 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libtether.so.$(SO_MAJOR) $(DESTDIR)$(LIBDIR)/libtether.so.$(SO_VERSION) \
 		$(DESTDIR)$(LIBDIR)/pkgconfig/tether.pc \
 		$(DESTDIR)$(PREFIX)/include/tether.h $(DESTDIR)$(PREFIX)/include/tether_err.h \
-		$(DESTDIR)$(PREFIX)/share/man/man1/tether.1 $(DESTDIR)$(PREFIX)/share/man/man8/tetherd.8
+		$(DESTDIR)$(PREFIX)/share/man/man1/tether.1 $(DESTDIR)$(PREFIX)/share/man/man8/tetherd.8 \
+		$(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(DOCS)))
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 # src/core alone, strict flags, and nothing but libc underneath.
 core-check:

@@ -72,9 +72,10 @@ page_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 python3 -m http.server --bind 127.0.0.1 --directory "$tmp/site" "$page_port" >"$tmp/page.log" 2>&1 &
 pids+=($!)
 
+# the token goes by the environment (TETHER_TOKEN), not the command line that ps shows
 token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-"$BIN/tetherd" --listen "127.0.0.1:$LISTEN_PORT" --domain localhost --admin-listen "127.0.0.1:$ADMIN_PORT" \
-    --data-dir "$tmp/data" --token "$token" --grace 5m >"$tmp/tetherd.out" 2>"$tmp/tetherd.log" &
+TETHER_TOKEN="$token" "$BIN/tetherd" --listen "127.0.0.1:$LISTEN_PORT" --domain localhost --admin-listen "127.0.0.1:$ADMIN_PORT" \
+    --data-dir "$tmp/data" --grace 5m >"$tmp/tetherd.out" 2>"$tmp/tetherd.log" &
 relay_pid=$!
 pids+=("$relay_pid")
 for _ in $(seq 100); do
@@ -83,7 +84,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-"$BIN/tether" --server "ws://127.0.0.1:$LISTEN_PORT" --name demo-device --token "$token" \
+TETHER_TOKEN="$token" "$BIN/tether" --server "ws://127.0.0.1:$LISTEN_PORT" --name demo-device \
     --http "127.0.0.1:$page_port" >"$tmp/tether.out" 2>"$tmp/tether.log" &
 agent_pid=$!
 pids+=("$agent_pid")

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(_WIN32)
 /* Before OpenSSL's headers, which undefine wincrypt.h's X509_NAME and friends. */
@@ -474,6 +475,25 @@ void tt_tls_ctx_free(struct tt_tls_ctx *ctx)
         return;
     SSL_CTX_free(ctx->ssl);
     free(ctx);
+}
+
+int64_t tt_tls_ctx_not_after(const struct tt_tls_ctx *ctx)
+{
+    X509 *x;
+    struct tm tm;
+    if (ctx == NULL || !ctx->server || (x = SSL_CTX_get0_certificate(ctx->ssl)) == NULL)
+        return 0;
+    memset(&tm, 0, sizeof(tm));
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1) {
+        ERR_clear_error();
+        return 0;
+    }
+#ifdef _WIN32
+    time_t t = _mkgmtime(&tm);
+#else
+    time_t t = timegm(&tm);
+#endif
+    return t > 0 ? (int64_t)t : 0;
 }
 
 void tt_tls_ctx_describe(const struct tt_tls_ctx *ctx, char *out, size_t outlen)

@@ -82,6 +82,10 @@ void tt_tls_pick_store(const char *sys_file, const char *sys_dir, const char *co
  * (for logs); "" for a client context. */
 void tt_tls_ctx_describe(const struct tt_tls_ctx *ctx, char *out, size_t outlen);
 
+/* The notAfter of a server context's certificate, in unix seconds; 0 for a client context or
+ * when it cannot be read. */
+int64_t tt_tls_ctx_not_after(const struct tt_tls_ctx *ctx);
+
 /* Server side: puts a TLS session from ctx (a server context) on c, a connected plain conn
  * that has read nothing yet. The handshake runs as soon as the owner starts reading; a failed
  * one ends the input with UV_EPROTO (tt_tls_error() says why). Returns 0, TETHER_ERR_NOMEM,

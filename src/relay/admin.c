@@ -22,10 +22,14 @@
 #include "httpproxy.h"
 #include "httpstats.h"
 #include "form.h"
+#include "procmetrics.h"
 #include "signin.h"
 #include "relay.h"
 #include "visitor.h"
 #include "webhook.h"
+
+/* The commit built (buildinfo.c; not linked into unit tests: NULL there). */
+extern const char *const tt_buildinfo_commit __attribute__((weak));
 
 static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
                           "Connection: close\r\n\r\n";
@@ -170,7 +174,11 @@ static void view_of(const struct tt_device *d, int64_t now, struct view *v)
 {
     memset(v, 0, sizeof(*v));
     v->online = tt_device_online(d);
-    if (tt_config_device_url(&d->relay->cfg, d->label, v->url, sizeof(v->url)) < 0)
+    /* the device's URL is its main HTTP service's: a device without one (TCP only) has none;
+     * one restored from the registry and not registered since keeps it (its registry record
+     * holds TCP ports only: whether it has an HTTP service is not known) */
+    if ((d->connects > 0 && tt_device_http_service(d, "") < 0) ||
+        tt_config_device_url(&d->relay->cfg, d->label, v->url, sizeof(v->url)) < 0)
         v->url[0] = '\0';
     iso_time(v->online ? d->connected_since : 0, v->since);
     iso_time(v->online ? now : d->last_seen, v->seen);
@@ -344,6 +352,26 @@ static json_t *remote_services(const struct tt_relay *r, const struct tt_cluster
     return j;
 }
 
+/* Whether a record held elsewhere has a main HTTP service (one at LABEL.DOMAIN): one its holder
+ * published without a "sub"; a holder of an older version publishes no services, and then the
+ * record keeps its URL as before. */
+static bool remote_has_main_http(const struct tt_cluster_dev *cd)
+{
+    json_t *pub = cd->svc ? json_loads(cd->svc, 0, NULL) : NULL;
+    bool has = !json_is_array(pub);
+    size_t i;
+    json_t *p;
+    json_array_foreach(pub, i, p)
+    {
+        const char *kind = json_string_value(json_object_get(p, "kind"));
+        const char *sub = json_string_value(json_object_get(p, "sub"));
+        if (kind && strcmp(kind, "http") == 0 && (!sub || !sub[0]))
+            has = true;
+    }
+    json_decref(pub);
+    return has;
+}
+
 static void row_remote(const struct tt_relay *r, const struct tt_cluster_dev *cd, int64_t now,
                        struct row *w)
 {
@@ -354,7 +382,8 @@ static void row_remote(const struct tt_relay *r, const struct tt_cluster_dev *cd
     w->v.online = cd->node_alive && strcmp(cd->node, r->cfg.node_id) != 0;
     if (w->v.online)
         snprintf(w->node, sizeof(w->node), "%s", cd->node);
-    if (tt_config_device_url(&r->cfg, cd->label, w->v.url, sizeof(w->v.url)) < 0)
+    if (!remote_has_main_http(cd) ||
+        tt_config_device_url(&r->cfg, cd->label, w->v.url, sizeof(w->v.url)) < 0)
         w->v.url[0] = '\0';
     iso_time(w->v.online && cd->has_live ? cd->connected_since : 0, w->v.since);
     iso_time(w->v.online ? now : cd->last_seen, w->v.seen);
@@ -372,12 +401,12 @@ static json_t *row_json(const struct tt_relay *r, struct row *w)
     w->svcs = NULL;
     if (!svcs)
         return NULL;
-    json_t *j =
-        json_pack("{s:s, s:b, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "name", w->name,
-                  "online", w->v.online, "label", w->label, "url", w->v.url, "services", svcs,
-                  "connected_since", str_or_null(w->v.since), "last_seen", str_or_null(w->v.seen),
-                  "remote_addr", str_or_null(w->v.remote), "bytes_in", (json_int_t)w->v.in,
-                  "bytes_out", (json_int_t)w->v.out, "streams", (json_int_t)w->streams);
+    json_t *j = json_pack("{s:s, s:b, s:s, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "name",
+                          w->name, "online", w->v.online, "label", w->label, "url",
+                          str_or_null(w->v.url), "services", svcs, "connected_since",
+                          str_or_null(w->v.since), "last_seen", str_or_null(w->v.seen),
+                          "remote_addr", str_or_null(w->v.remote), "bytes_in", (json_int_t)w->v.in,
+                          "bytes_out", (json_int_t)w->v.out, "streams", (json_int_t)w->streams);
     if (j && r->cluster && json_object_set_new(j, "node", str_or_null(w->node)) != 0) {
         json_decref(j);
         j = NULL;
@@ -1196,6 +1225,15 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
         "tether_tls_refused_total{reason=\"plain_http\"} %llu\n"
         "tether_tls_refused_total{reason=\"handshake\"} %llu\n",
         (unsigned long long)r->web_tls.plain_http, (unsigned long long)r->web_tls.tls_failed);
+    { /* build info, the process (/proc/self), the TLS certificate's expiry: procmetrics.h */
+        struct tt_procmetrics pm;
+        char pmtext[8192];
+        tt_procmetrics_read("/proc", &pm);
+        size_t n = tt_procmetrics_format(
+            &pm, TT_RELAY_VERSION, &tt_buildinfo_commit ? tt_buildinfo_commit : NULL,
+            r->tls ? r->cfg.tls_cert : NULL, tt_tls_ctx_not_after(r->tls), pmtext, sizeof(pmtext));
+        tt_adminbuf_add(&b, pmtext, n < sizeof(pmtext) ? n : strlen(pmtext));
+    }
     if (r->cluster) {
         const struct tt_cluster *c = r->cluster;
         tt_adminbuf_fmt(

@@ -503,7 +503,7 @@ static int fail(const char *err)
 
 static int usage_error(const char *msg)
 {
-    fprintf(stderr, "tetherd admin: %s (tetherd admin --help)\n", msg);
+    fprintf(stderr, "tetherd admin: %s (see tetherd admin --help)\n", msg);
     return EXIT_USAGE;
 }
 
@@ -720,7 +720,7 @@ int tt_admincli_main(int argc, char **argv)
         } else if (a[0] == '-' && a[1] == '-') {
             char m[160];
             char c[96];
-            snprintf(m, sizeof(m), "unknown option %s", clean(a, c, sizeof(c)));
+            snprintf(m, sizeof(m), "unknown option '%s'", clean(a, c, sizeof(c)));
             return usage_error(m);
         } else if (nwords >= sizeof(words) / sizeof(words[0])) {
             return usage_error("too many arguments");

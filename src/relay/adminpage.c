@@ -148,8 +148,10 @@ static void services(struct tt_adminbuf *b, const json_t *svcs, bool http, bool 
             tt_adminbuf_str(b, "\">");
             tt_adminbuf_html(b, url);
             tt_adminbuf_str(b, "</a>");
-        } else if (http && url) {
+        } else if (http && url) { /* no link to the relay's 503 page: the address, as text */
+            tt_adminbuf_str(b, "<span class=\"offline-url\">");
             tt_adminbuf_html(b, url);
+            tt_adminbuf_str(b, "</span> (offline)");
         } else if (!http) {
             tt_adminbuf_html(b, name);
             if (json_is_integer(port))

@@ -636,7 +636,7 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         acc = apply_webhook(c, flag, v, err);
     if (acc != 0)
         return acc > 0 ? 0 : -1;
-    snprintf(err, TT_ERRLEN, "unknown option %.100s (try --help)", flag);
+    snprintf(err, TT_ERRLEN, "unknown option '%.100s' (see --help)", flag);
     return -1;
 }
 
@@ -893,7 +893,7 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
             return -1;
         }
         if (strncmp(arg, "--", 2) != 0) {
-            snprintf(err, TT_ERRLEN, "unexpected argument '%.100s' (try --help)", arg);
+            snprintf(err, TT_ERRLEN, "unexpected argument '%.100s' (see --help)", arg);
             return -1;
         }
         char flag[64];
@@ -901,7 +901,7 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
         const char *value = NULL;
         size_t flen = eq ? (size_t)(eq - arg) : strlen(arg);
         if (flen >= sizeof(flag)) {
-            snprintf(err, TT_ERRLEN, "unknown option %.60s (try --help)", arg);
+            snprintf(err, TT_ERRLEN, "unknown option '%.60s' (see --help)", arg);
             return -1;
         }
         memcpy(flag, arg, flen);
@@ -910,7 +910,7 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
             if (strcmp(flag, "--help") == 0 || strcmp(flag, "--version") == 0)
                 snprintf(err, TT_ERRLEN, "%s takes no value", flag);
             else
-                snprintf(err, TT_ERRLEN, "unknown option %.60s (try --help)", flag);
+                snprintf(err, TT_ERRLEN, "unknown option '%.60s' (see --help)", flag);
             return -1;
         }
         if (eq) {

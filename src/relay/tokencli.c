@@ -66,7 +66,7 @@ int tt_tokencli_main(int argc, char **argv)
         }
         if (strcmp(argv[i], "--data-dir") == 0) {
             if (i + 1 >= argc || !argv[i + 1][0]) {
-                fprintf(stderr, "tetherd: token: --data-dir needs a directory\n");
+                fprintf(stderr, "tetherd token: --data-dir needs a directory\n");
                 return EXIT_USAGE;
             }
             dir = argv[++i];
@@ -76,21 +76,20 @@ int tt_tokencli_main(int argc, char **argv)
             dir_given = true;
         } else if (strcmp(argv[i], "--config") == 0) {
             if (i + 1 >= argc || !argv[i + 1][0]) {
-                fprintf(stderr, "tetherd: token: --config needs a file\n");
+                fprintf(stderr, "tetherd token: --config needs a file\n");
                 return EXIT_USAGE;
             }
             config = argv[++i];
         } else if (!cmd && (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "rotate") == 0)) {
             cmd = argv[i];
         } else {
-            fprintf(stderr,
-                    "tetherd: token: unknown argument '%.100s' (see tetherd token --help)\n",
-                    argv[i]);
+            fprintf(stderr, "tetherd token: unknown %s '%.100s' (see tetherd token --help)\n",
+                    argv[i][0] == '-' ? "option" : "argument", argv[i]);
             return EXIT_USAGE;
         }
     }
     if (!cmd) {
-        fprintf(stderr, "tetherd: token: status or rotate expected (see tetherd token --help)\n");
+        fprintf(stderr, "tetherd token: status or rotate expected (see tetherd token --help)\n");
         return EXIT_USAGE;
     }
     if (config && !dir_given) { /* the command line wins, as for the relay */
@@ -101,7 +100,7 @@ int tt_tokencli_main(int argc, char **argv)
             dir = conf_dir;
     }
     if (strlen(dir) >= TT_CONFIG_PATHLEN - 32) {
-        fprintf(stderr, "tetherd: token: --data-dir is too long\n");
+        fprintf(stderr, "tetherd token: --data-dir is too long\n");
         return EXIT_USAGE;
     }
     char path[TT_CONFIG_PATHLEN], err[TT_ERRLEN];
