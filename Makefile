@@ -71,6 +71,14 @@ CFLAGS_ALL := $(CSTD) $(APP_WARN) $(OPT) -fPIC $(VISIBILITY) $(CFLAGS)
 COMMON_LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lm -lpthread
 AGENT_LIBS := -lcares $(COMMON_LIBS)
 RELAY_LIBS := $(COMMON_LIBS) -lsqlite3 -lhiredis -largon2
+# systemd readiness, reload and watchdog messages (src/relay/sdnotify.c) through libsystemd's
+# sd_notify, on Linux where pkg-config finds libsystemd (scripts/deps.sh installs it on Debian);
+# elsewhere, or with SYSTEMD=0, those calls do nothing.
+SYSTEMD ?= $(shell [ "$$(uname -s)" = Linux ] && pkg-config --exists libsystemd 2>/dev/null && echo 1)
+ifeq ($(SYSTEMD),1)
+RELAY_LIBS += -lsystemd
+$(B)/obj/src/relay/sdnotify.o: CPPFLAGS_ALL += -DTT_HAVE_SYSTEMD
+endif
 # Unit tests, fuzz targets and bench/ link both sides.
 LIBS := -lcares $(RELAY_LIBS)
 # Set by `make cross`: the target's headers and libraries (a sysroot of Debian packages).
@@ -150,18 +158,18 @@ $(LIBTETHER_A): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
 
 $(LIBTETHER_SO): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libtether.so.$(SO_MAJOR) $(LDSAN) $(XLDFLAGS) \
+	$(CC) -shared -Wl,-soname,libtether.so.$(SO_MAJOR) $(LDSAN) $(XLDFLAGS) $(LDFLAGS) \
 		-o $@.$(SO_VERSION) $^ $(AGENT_LIBS)
 	ln -sf libtether.so.$(SO_VERSION) $@.$(SO_MAJOR)
 	ln -sf libtether.so.$(SO_MAJOR) $@
 
 $(TETHERD): $(RELAY_OBJ) $(COMMON_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) -o $@ $^ $(RELAY_LIBS)
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(RELAY_LIBS)
 
 $(TETHER): $(CLI_OBJ) $(LIBTETHER_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) $(XLDFLAGS) -o $@ $(CLI_OBJ) $(LIBTETHER_A) $(AGENT_LIBS)
+	$(CC) $(LDSAN) $(XLDFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBTETHER_A) $(AGENT_LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(UNIT_SUPPORT_OBJ) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
@@ -420,4 +428,4 @@ clean:
 include mcu/mcu.mk
 
 # Dependency files of our own objects (not directories of unpacked sources that end in .d).
--include $(shell find build -name '*.d' -type f -not -path 'build/mcu/deps/*' 2>/dev/null)
+-include $(shell find build -name '*.d' -type f -not -path 'build/mcu/deps/*' -not -path 'build/deb*' 2>/dev/null)

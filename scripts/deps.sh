@@ -5,7 +5,7 @@
 # The cross sets are Debian's cross gcc and C library for that CPU (no dpkg multiarch: the
 # agent's other libraries come from scripts/cross-sysroot.sh) and qemu-user to run the result.
 set -eu
-build="gcc make pkg-config libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libc-ares-dev libsqlite3-dev libhiredis-dev libargon2-dev"
+build="gcc make pkg-config libsystemd-dev libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libc-ares-dev libsqlite3-dev libhiredis-dev libargon2-dev"
 cross() { echo "$build file python3 qemu-user gcc-$1 libc6-dev-$2-cross"; }
 # Android arm64: the arm64 cross gcc, used with Debian's musl (scripts/cross-sysroot-android.sh
 # fetches it and builds the libraries from Debian's sources with cmake, perl and dpkg-source).
