@@ -114,7 +114,7 @@ SO_MAJOR := 1
 SO_VERSION := $(SO_MAJOR).0.0
 INTERNAL_A := $(B)/lib/libtt_internal.a
 
-.PHONY: FORCE core-check-cortex-m all build agent cross cross-test cross-deps deps test unit unit-bin e2e sanitize demo install uninstall clean core-check fuzz fuzz-deps fuzz-replay-bin \
+.PHONY: FORCE core-check-cortex-m all build agent cross cross-test cross-deps deps test unit unit-bin e2e sanitize demo install install-files uninstall deb deb-test clean core-check fuzz fuzz-deps fuzz-replay-bin \
 	bench bench-bin format format-check
 
 all: deps
@@ -223,11 +223,15 @@ endef
 export TETHER_PC
 
 install: all
+	@$(MAKE) --no-print-directory install-files
+
+# What install copies, without building first (debian/rules builds, then runs this).
+install-files:
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include \
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8
-	install -m 755 build/release/bin/tetherd build/release/bin/tether $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 build/release/lib/libtether.a $(DESTDIR)$(LIBDIR)/
-	install -m 755 build/release/lib/libtether.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(TETHERD) $(TETHER) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIBTETHER_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIBTETHER_SO).$(SO_VERSION) $(DESTDIR)$(LIBDIR)/
 	ln -sf libtether.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libtether.so.$(SO_MAJOR)
 	ln -sf libtether.so.$(SO_MAJOR) $(DESTDIR)$(LIBDIR)/libtether.so
 	printf '%s\n' "$$TETHER_PC" > $(DESTDIR)$(LIBDIR)/pkgconfig/tether.pc
@@ -243,6 +247,23 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/pkgconfig/tether.pc \
 		$(DESTDIR)$(PREFIX)/include/tether.h $(DESTDIR)$(PREFIX)/include/tether_err.h \
 		$(DESTDIR)$(PREFIX)/share/man/man1/tether.1 $(DESTDIR)$(PREFIX)/share/man/man8/tetherd.8
+
+# Debian packages (debian/): a copy of the tree's files (tracked and untracked, not ignored) in
+# build/deb/src, built there by dpkg-buildpackage without the test suite (debian/rules), so the
+# four .debs land in build/deb/ (debug symbols in build/deb/dbgsym/); then lintian on them. deb-test installs them with apt in a
+# debootstrapped Debian 12 root and checks them (tests/deb/deb-test.sh; network to the Debian
+# mirror the first time, cached in build/deb-root/).
+deb:
+	@scripts/deps.sh deb
+	rm -rf build/deb && mkdir -p build/deb/src/tether
+	git ls-files -z -co --exclude-standard | xargs -0 cp --parents -t build/deb/src/tether
+	cd build/deb/src/tether && dpkg-buildpackage -us -uc -b -j2
+	mkdir -p build/deb/dbgsym && mv build/deb/src/*-dbgsym_*.deb build/deb/dbgsym/
+	mv build/deb/src/*.deb build/deb/src/*.buildinfo build/deb/src/*.changes build/deb/
+	lintian --fail-on error build/deb/*.deb
+
+deb-test: deb
+	tests/deb/deb-test.sh
 
 # src/core alone, strict flags, and nothing but libc underneath.
 core-check:
