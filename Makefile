@@ -8,6 +8,9 @@
 #                   the microcontroller agent (mcu/mcu.mk): the Cortex-M firmware with its size
 #                   report, the user-space build, its tests, the firmware on QEMU's mps2-an385
 #   make demo       build, start a relay and an agent exposing a sample page, print its URL
+#                   and the dashboard's
+#   make deb        Debian packages into build/deb/ (debian/; lintian); make deb-test installs
+#                   them in a debootstrapped Debian 12 root and checks them (as root)
 #   make install PREFIX=/usr/local [DESTDIR=...] [LIBDIR=...]
 #                   the programs, libtether.a, libtether.so.1 (SONAME; .so for linking), tether.h,
 #                   LIBDIR/pkgconfig/tether.pc and the man pages; make uninstall removes them
@@ -185,6 +188,9 @@ sanitize: deps
 # TEST_CROSS_ARCHS runs the cross e2e set under qemu-user (tests/run-all.sh, CROSS_E2E; for
 # android-arm64 the android/ tests, CROSS_E2E_ANDROID).
 TEST_CROSS_ARCHS ?= arm64 android-arm64
+# Then, as root, make deb-test (the packages in a debootstrapped root; a few minutes, the Debian
+# mirror on the first run): TEST_DEB=0 leaves it out.
+TEST_DEB ?= 1
 test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory MODE=release build
@@ -194,6 +200,8 @@ test:
 	@$(MAKE) --no-print-directory mcu-host
 	@$(MAKE) --no-print-directory mcu
 	@MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" CROSS_E2E_ANDROID="android/" tests/run-all.sh
+	@if [ "$(TEST_DEB)" = 1 ] && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory deb-test; \
+	else echo "make test: the Debian packages' test skipped (TEST_DEB=0 or not root)"; fi
 
 unit:
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin
@@ -248,15 +256,17 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/include/tether.h $(DESTDIR)$(PREFIX)/include/tether_err.h \
 		$(DESTDIR)$(PREFIX)/share/man/man1/tether.1 $(DESTDIR)$(PREFIX)/share/man/man8/tetherd.8
 
-# Debian packages (debian/): a copy of the tree's files (tracked and untracked, not ignored) in
-# build/deb/src, built there by dpkg-buildpackage without the test suite (debian/rules), so the
-# four .debs land in build/deb/ (debug symbols in build/deb/dbgsym/); then lintian on them. deb-test installs them with apt in a
-# debootstrapped Debian 12 root and checks them (tests/deb/deb-test.sh; network to the Debian
-# mirror the first time, cached in build/deb-root/).
+# Debian packages (debian/): a copy of the tree's files in build/deb/src, built there by
+# dpkg-buildpackage without the test suite (debian/rules), so that the four .debs land in
+# build/deb/ (debug symbols in build/deb/dbgsym/); then lintian on them. deb-test installs them
+# with apt in a debootstrapped Debian 12 root and checks them (tests/deb/deb-test.sh, as root;
+# the Debian mirror on the first run, the root cached in build/deb-root/).
 deb:
 	@scripts/deps.sh deb
 	rm -rf build/deb && mkdir -p build/deb/src/tether
-	git ls-files -z -co --exclude-standard | xargs -0 cp --parents -t build/deb/src/tether
+	@# the tree's files: git's list (tracked and untracked, not ignored), or all but build/ and .git
+	(git ls-files -z -co --exclude-standard 2>/dev/null || find . -path ./build -prune -o \
+		-path ./.git -prune -o -type f -print0) | xargs -0 cp --parents -t build/deb/src/tether
 	cd build/deb/src/tether && dpkg-buildpackage -us -uc -b -j2
 	mkdir -p build/deb/dbgsym && mv build/deb/src/*-dbgsym_*.deb build/deb/dbgsym/
 	mv build/deb/src/*.deb build/deb/src/*.buildinfo build/deb/src/*.changes build/deb/

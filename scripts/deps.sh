@@ -16,7 +16,7 @@ bench="$test wrk iperf3 hyperfine nginx"
 fuzz="$build clang libclang-rt-14-dev"
 demo="$build curl python3"
 # make deb (debian/) and make deb-test (tests/deb/deb-test.sh: a debootstrapped Debian root).
-deb="$build debhelper dpkg-dev lintian debootstrap systemd"
+deb="$build debhelper dpkg-dev lintian debootstrap systemd systemd-container procps util-linux python3 curl"
 # make core-check's Cortex-M build: the bare-metal cross gcc and newlib's headers (not its library).
 cortexm="gcc-arm-none-eabi libnewlib-dev"
 # The microcontroller agent (mcu/mcu.mk): make mcu links the firmware with newlib-nano; lwIP and

@@ -254,6 +254,8 @@ if [ "${DEB_TEST_NSPAWN:-1}" = 1 ] && command -v systemd-nspawn >/dev/null; then
                 "nsenter --target $cpid --all systemctl show -p WatchdogUSec --value tetherd | grep -qx 30s"
             check "nspawn: journalctl -u tetherd holds the relay's log" sh -c \
                 "nsenter --target $cpid --all journalctl -q --no-pager -u tetherd | tee /dev/stderr | grep -q listen"
+            check "nspawn: the journal has tetherd's INFO lines at priority 6, the prefix stripped" sh -c \
+                "nsenter --target $cpid --all journalctl -q --no-pager -u tetherd -o json | grep '\"PRIORITY\":\"6\"' | grep -v '\"MESSAGE\":\"<' | grep -q INFO"
             for u in tetherd.service tether.service; do
                 say "nspawn: systemd-analyze security $u: $(insys systemd-analyze security --no-pager "$u" 2>&1 | tail -n 1)"
             done

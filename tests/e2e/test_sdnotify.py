@@ -2,16 +2,20 @@
 tetherd.service): NOTIFY_SOCKET names a unix datagram socket this test listens on, as systemd
 does. READY=1 comes once the listener answers; with WATCHDOG_USEC set, WATCHDOG=1 comes
 repeatedly (every half of it); SIGHUP (systemctl reload) brings RELOADING=1 then READY=1;
-SIGTERM brings STOPPING=1 and a clean exit. Without WATCHDOG_USEC no WATCHDOG=1 is sent."""
+SIGTERM brings STOPPING=1 and a clean exit. Without WATCHDOG_USEC no WATCHDOG=1 is sent. With
+stderr named by JOURNAL_STREAM, each log line starts with its syslog priority for journald."""
 
 import os
+import re
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 
-from lib import TETHERD, TOKEN, Proc, check, eq, free_port, free_port_range, port_open
+from lib import (TETHERD, TOKEN, Proc, check, eq, free_port, free_port_range, port_open,
+                 wait_for)
 
 
 class NotifySocket:
@@ -84,3 +88,34 @@ def test_sdnotify_no_watchdog_unless_asked(t):
     notify.wait("WATCHDOG=1", 1.5)
     check("WATCHDOG=1" not in notify.got, "WATCHDOG=1 without WATCHDOG_USEC: %r" % notify.got)
     eq(relay.stop(signal.SIGTERM, timeout=20), 0, "tetherd exit status after SIGTERM")
+
+
+def test_sdnotify_journal_priority_prefix(t):
+    """stderr named by JOURNAL_STREAM (as systemd sets it for a unit's output to the journal):
+    each line starts with its syslog priority, "<6>" for INFO, which journald strips."""
+    path = t.path("journal-stderr")
+    with open(path, "wb") as err:
+        st = os.fstat(err.fileno())
+        env = {k: v for k, v in os.environ.items()}
+        env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+        port = free_port()
+        low, high = free_port_range(4)
+        p = subprocess.Popen([TETHERD, "--listen", "127.0.0.1:%d" % port, "--tcp-ports",
+                              "%d-%d" % (low, high), "--tcp-bind", "127.0.0.1", "--data-dir",
+                              t.mkdtemp("data"), "--token", TOKEN, "--admin-listen",
+                              "127.0.0.1:%d" % free_port()],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                             env=env)
+        t.on_cleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+        wait_for(lambda: port_open(port) or p.poll() is not None, 30, "tetherd to listen")
+        check(p.poll() is None, "tetherd exited at start")
+        p.send_signal(signal.SIGTERM)
+        eq(p.wait(20), 0, "tetherd exit status after SIGTERM")
+    with open(path, "rb") as f:
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    check(lines, "tetherd wrote nothing on stderr")
+    for line in lines:
+        check(re.match(r"^<[3467]>\d{4}-\d\d-\d\dT", line), "a line without its syslog "
+              "priority prefix under JOURNAL_STREAM: %r" % line)
+    check(any(x.startswith("<6>") and " INFO " in x for x in lines), "no <6> INFO line: %r" %
+          lines[:5])
