@@ -9,11 +9,15 @@
 static uv_timer_t watchdog;
 static int watchdog_on;
 
+/* A failure is logged once (a watchdog would otherwise repeat it every few seconds). */
 static void notify_send(const char *msg)
 {
+    static int warned;
     int rc = sd_notify(0, msg);
-    if (rc < 0)
+    if (rc < 0 && !warned) {
+        warned = 1;
         TT_LOG(TT_LOG_WARN, "systemd notification failed: %s msg=%.20s", uv_strerror(rc), msg);
+    }
 }
 
 static void on_watchdog(uv_timer_t *t)
