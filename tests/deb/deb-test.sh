@@ -8,7 +8,8 @@
 #   - the files, the tether system user, the conffiles' owner and mode, the state directory,
 #     which units are enabled, the library's SONAME and exported symbols are checked;
 #   - systemd-analyze verify checks both units;
-#   - tests/sdk/sdk_hello.c is built with `pkg-config --cflags --libs tether` and run;
+#   - tests/sdk/sdk_hello.c is built with `pkg-config --cflags --libs tether`, and registers a
+#     device with the relay below through the installed libtether.so.1;
 #   - tetherd and tether are started as the tether user with the units' command lines (ExecStart
 #     of tetherd.service and tether.service, read from the installed units), configured only
 #     through /etc/tether/tetherd.conf and agent.conf, and a device's page is fetched with curl
@@ -204,6 +205,8 @@ chroot --userspec=tether:tether "$RUN" /usr/bin/env -i PATH=/usr/bin:/bin $AGENT
 agent_pid=$!
 pids+=("$agent_pid")
 run_and_reach chroot
+check "chroot: sdk_hello (built with pkg-config above) registers with the relay through libtether.so.1" \
+    sh -c "timeout 60 chroot $RUN /tmp/sdk_hello ws://127.0.0.1:$PORT sdk-hello-device $TOKEN 127.0.0.1:$WEB /tmp/sdk-state | tee /dev/stderr | grep -q '^ready http://'"
 check "chroot: the agent kept its device key in /var/lib/tether" \
     sh -c "ls -A $RUN/var/lib/tether | grep -q ."
 kill -HUP "$relay_pid"
