@@ -267,7 +267,8 @@ deb:
 	@# the tree's files: git's list (tracked and untracked, not ignored), or all but build/ and .git
 	(git ls-files -z -co --exclude-standard 2>/dev/null || find . -path ./build -prune -o \
 		-path ./.git -prune -o -type f -print0) | xargs -0 cp --parents -t build/deb/src/tether
-	cd build/deb/src/tether && dpkg-buildpackage -us -uc -b -j2
+	@# the outer make's flags and variables (MODE=..., its jobserver) are not the package build's
+	cd build/deb/src/tether && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b -j2
 	mkdir -p build/deb/dbgsym && mv build/deb/src/*-dbgsym_*.deb build/deb/dbgsym/
 	mv build/deb/src/*.deb build/deb/src/*.buildinfo build/deb/src/*.changes build/deb/
 	lintian --fail-on error build/deb/*.deb
