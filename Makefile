@@ -9,6 +9,9 @@
 #                   the microcontroller agent (mcu/mcu.mk): the Cortex-M firmware with its size
 #                   report, the user-space build, its tests, the firmware on QEMU's mps2-an385
 #   make demo       build, start a relay and an agent exposing a sample page, print its URL
+#                   and the dashboard's
+#   make deb        Debian packages into build/deb/ (debian/; lintian); make deb-test installs
+#                   them in a debootstrapped Debian 12 root and checks them (as root)
 #   make install PREFIX=/usr/local [DESTDIR=...] [LIBDIR=...]
 #                   the programs, libtether.a, libtether.so.1 (SONAME; .so for linking), tether.h,
 #                   LIBDIR/pkgconfig/tether.pc, the man pages and the documents they name
@@ -80,6 +83,14 @@ CFLAGS_ALL := $(CSTD) $(APP_WARN) $(OPT) -fPIC $(VISIBILITY) $(CFLAGS)
 COMMON_LIBS := -luv -lssl -lcrypto -lhttp_parser -ljansson -lm -lpthread
 AGENT_LIBS := -lcares $(COMMON_LIBS)
 RELAY_LIBS := $(COMMON_LIBS) -lsqlite3 -lhiredis -largon2
+# systemd readiness, reload and watchdog messages (src/relay/sdnotify.c) through libsystemd's
+# sd_notify, on Linux where pkg-config finds libsystemd (scripts/deps.sh installs it on Debian);
+# elsewhere, or with SYSTEMD=0, those calls do nothing.
+SYSTEMD ?= $(shell [ "$$(uname -s)" = Linux ] && pkg-config --exists libsystemd 2>/dev/null && echo 1)
+ifeq ($(SYSTEMD),1)
+RELAY_LIBS += -lsystemd
+$(B)/obj/src/relay/sdnotify.o: CPPFLAGS_ALL += -DTT_HAVE_SYSTEMD
+endif
 # Unit tests, fuzz targets and bench/ link both sides.
 LIBS := -lcares $(RELAY_LIBS)
 # Set by `make cross`: the target's headers and libraries (a sysroot of Debian packages).
@@ -115,7 +126,7 @@ SO_MAJOR := 1
 SO_VERSION := $(SO_MAJOR).0.0
 INTERNAL_A := $(B)/lib/libtt_internal.a
 
-.PHONY: FORCE core-check-cortex-m all build agent cross cross-test cross-deps deps test unit unit-bin e2e sanitize demo install uninstall clean core-check fuzz fuzz-deps fuzz-replay-bin \
+.PHONY: FORCE core-check-cortex-m all build agent cross cross-test cross-deps deps test unit unit-bin e2e sanitize demo install install-files uninstall deb deb-test clean core-check fuzz fuzz-deps fuzz-replay-bin \
 	bench bench-bin format format-check
 
 all: deps
@@ -170,18 +181,18 @@ $(LIBTETHER_A): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
 
 $(LIBTETHER_SO): $(CORE_OBJ) $(COMMON_OBJ) $(AGENT_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libtether.so.$(SO_MAJOR) $(LDSAN) $(XLDFLAGS) \
+	$(CC) -shared -Wl,-soname,libtether.so.$(SO_MAJOR) $(LDSAN) $(XLDFLAGS) $(LDFLAGS) \
 		-o $@.$(SO_VERSION) $^ $(AGENT_LIBS)
 	ln -sf libtether.so.$(SO_VERSION) $@.$(SO_MAJOR)
 	ln -sf libtether.so.$(SO_MAJOR) $@
 
 $(TETHERD): $(RELAY_OBJ) $(COMMON_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) -o $@ $^ $(RELAY_LIBS)
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(RELAY_LIBS)
 
 $(TETHER): $(CLI_OBJ) $(LIBTETHER_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) $(XLDFLAGS) -o $@ $(CLI_OBJ) $(LIBTETHER_A) $(AGENT_LIBS)
+	$(CC) $(LDSAN) $(XLDFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBTETHER_A) $(AGENT_LIBS)
 
 $(B)/tests/%: tests/unit/%.c $(UNIT_SUPPORT_OBJ) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
@@ -197,6 +208,9 @@ sanitize: deps
 # TEST_CROSS_ARCHS runs the cross e2e set under qemu-user (tests/run-all.sh, CROSS_E2E; for
 # android-arm64 the android/ tests, CROSS_E2E_ANDROID).
 TEST_CROSS_ARCHS ?= arm64 android-arm64
+# Then, as root, make deb-test (the packages in a debootstrapped root; a few minutes, the Debian
+# mirror on the first run): TEST_DEB=0 leaves it out.
+TEST_DEB ?= 1
 test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory MODE=release build
@@ -206,6 +220,8 @@ test:
 	@$(MAKE) --no-print-directory mcu-host
 	@$(MAKE) --no-print-directory mcu
 	@MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" CROSS_E2E_ANDROID="android/" tests/run-all.sh
+	@if [ "$(TEST_DEB)" = 1 ] && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory deb-test; \
+	else echo "make test: the Debian packages' test skipped (TEST_DEB=0 or not root)"; fi
 
 unit:
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin
@@ -238,11 +254,15 @@ endef
 export TETHER_PC
 
 install: all
+	@$(MAKE) --no-print-directory install-files
+
+# What install copies, without building first (debian/rules builds, then runs this).
+install-files:
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include \
 		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8
-	install -m 755 build/release/bin/tetherd build/release/bin/tether $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 build/release/lib/libtether.a $(DESTDIR)$(LIBDIR)/
-	install -m 755 build/release/lib/libtether.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(TETHERD) $(TETHER) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(LIBTETHER_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(LIBTETHER_SO).$(SO_VERSION) $(DESTDIR)$(LIBDIR)/
 	ln -sf libtether.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libtether.so.$(SO_MAJOR)
 	ln -sf libtether.so.$(SO_MAJOR) $(DESTDIR)$(LIBDIR)/libtether.so
 	printf '%s\n' "$$TETHER_PC" > $(DESTDIR)$(LIBDIR)/pkgconfig/tether.pc
@@ -262,6 +282,26 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/share/man/man1/tether.1 $(DESTDIR)$(PREFIX)/share/man/man8/tetherd.8 \
 		$(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(DOCS)))
 	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# Debian packages (debian/): a copy of the tree's files in build/deb/src, built there by
+# dpkg-buildpackage without the test suite (debian/rules), so that the four .debs land in
+# build/deb/ (debug symbols in build/deb/dbgsym/); then lintian on them. deb-test installs them
+# with apt in a debootstrapped Debian 12 root and checks them (tests/deb/deb-test.sh, as root;
+# the Debian mirror on the first run, the root cached in build/deb-root/).
+deb:
+	@scripts/deps.sh deb
+	rm -rf build/deb && mkdir -p build/deb/src/tether
+	@# the tree's files: git's list (tracked and untracked, not ignored), or all but build/ and .git
+	(git ls-files -z -co --exclude-standard 2>/dev/null || find . -path ./build -prune -o \
+		-path ./.git -prune -o -type f -print0) | xargs -0 cp --parents -t build/deb/src/tether
+	@# the outer make's flags and variables (MODE=..., its jobserver) are not the package build's
+	cd build/deb/src/tether && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b -j2
+	mkdir -p build/deb/dbgsym && mv build/deb/src/*-dbgsym_*.deb build/deb/dbgsym/
+	mv build/deb/src/*.deb build/deb/src/*.buildinfo build/deb/src/*.changes build/deb/
+	lintian --fail-on error build/deb/*.deb
+
+deb-test: deb
+	tests/deb/deb-test.sh
 
 # src/core alone, strict flags, and nothing but libc underneath.
 core-check:
@@ -447,4 +487,4 @@ clean:
 include mcu/mcu.mk
 
 # Dependency files of our own objects (not directories of unpacked sources that end in .d).
--include $(shell find build -name '*.d' -type f -not -path 'build/mcu/deps/*' 2>/dev/null)
+-include $(shell find build -name '*.d' -type f -not -path 'build/mcu/deps/*' -not -path 'build/deb*' 2>/dev/null)

@@ -103,6 +103,7 @@ say ""
 say "  Relay:   tetherd on 127.0.0.1:$LISTEN_PORT (health: http://127.0.0.1:$ADMIN_PORT/healthz)"
 say "  Device:  tether exposing a sample page served on 127.0.0.1:$page_port"
 say "  Agent:   $(head -n 1 "$tmp/tether.out")"
+say "  Dashboard: http://127.0.0.1:$ADMIN_PORT/ (the relay's devices, their URLs and traffic)"
 say ""
 say "  Your device is reachable at $url — open it in a browser or curl it; Ctrl-C stops the demo."
 if command -v curl >/dev/null; then

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # deps.sh - installs the Debian packages a make target needs, only those missing.
-# Usage: scripts/deps.sh build|test|bench|fuzz|demo|cortex-m|mcu|cross-arm64|cross-armhf|cross-mipsel|cross-win64|cross-android-arm64
+# Usage: scripts/deps.sh build|test|bench|fuzz|demo|deb|cortex-m|mcu|cross-arm64|cross-armhf|cross-mipsel|cross-win64|cross-android-arm64
 # Runs apt-get update once before installing. Needs root (or sudo).
 # The cross sets are Debian's cross gcc and C library for that CPU (no dpkg multiarch: the
 # agent's other libraries come from scripts/cross-sysroot.sh) and qemu-user to run the result.
 set -eu
-build="gcc make pkg-config libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libc-ares-dev libsqlite3-dev libhiredis-dev libargon2-dev"
+build="gcc make pkg-config libsystemd-dev libuv1-dev libwslay-dev libssl-dev libhttp-parser-dev libjansson-dev libc-ares-dev libsqlite3-dev libhiredis-dev libargon2-dev"
 cross() { echo "$build file python3 qemu-user gcc-$1 libc6-dev-$2-cross"; }
 # Android arm64: the arm64 cross gcc, used with Debian's musl (scripts/cross-sysroot-android.sh
 # fetches it and builds the libraries from Debian's sources with cmake, perl and dpkg-source).
@@ -15,6 +15,8 @@ test="$build $(cross aarch64-linux-gnu arm64) $android gcc-arm-none-eabi libnewl
 bench="$test wrk iperf3 hyperfine nginx"
 fuzz="$build clang libclang-rt-14-dev"
 demo="$build curl python3"
+# make deb (debian/) and make deb-test (tests/deb/deb-test.sh: a debootstrapped Debian root).
+deb="$build debhelper dpkg-dev lintian debootstrap systemd systemd-container procps util-linux python3 curl"
 # make core-check's Cortex-M build: the bare-metal cross gcc and newlib's headers (not its library).
 cortexm="gcc-arm-none-eabi libnewlib-dev"
 # The microcontroller agent (mcu/mcu.mk): make mcu links the firmware with newlib-nano; lwIP and
@@ -28,6 +30,7 @@ case "${1:-build}" in
   bench) want="$bench" ;;
   fuzz) want="$fuzz" ;;
   demo) want="$demo" ;;
+  deb) want="$deb" ;;
   cortex-m) want="$cortexm" ;;
   mcu) want="$mcu" ;;
   cross-arm64) want="$(cross aarch64-linux-gnu arm64)" ;;
@@ -37,7 +40,7 @@ case "${1:-build}" in
   # Wine to run tether.exe.
   cross-win64) want="$build file python3 gcc-mingw-w64-x86-64 cmake perl dpkg-dev wine wine64" ;;
   cross-android-arm64) want="$android" ;;
-  *) echo "deps.sh: unknown set '$1' (build, test, bench, fuzz, demo, cortex-m, mcu, cross-arm64, cross-armhf, cross-mipsel, cross-win64, cross-android-arm64)" >&2; exit 2 ;;
+  *) echo "deps.sh: unknown set '$1' (build, test, bench, fuzz, demo, deb, cortex-m, mcu, cross-arm64, cross-armhf, cross-mipsel, cross-win64, cross-android-arm64)" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do

@@ -1,7 +1,11 @@
 /* log.c - writes one stderr line per event: "<UTC timestamp> <program> <LEVEL> <message>", or
  * with tt_log_set_json (--log-format json) the same as one JSON object (jansson).
  * Each line goes out in one write so that lines from several threads do not interleave;
- * control characters in the message are replaced so that peer input cannot forge lines. */
+ * control characters in the message are replaced so that peer input cannot forge lines.
+ * When stderr is systemd's journal (JOURNAL_STREAM names it, as systemd sets it for a unit's
+ * output), each line starts with the syslog priority "<3>" (ERROR), "<4>", "<6>" or "<7>" (DEBUG),
+ * which journald takes as the entry's PRIORITY and strips: `journalctl -p warning -u tetherd`.
+ * The line itself, timestamp included, is unchanged. */
 #include "common/log.h"
 
 #include <stdbool.h>
@@ -9,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +27,26 @@ static const char *log_program = "tether";
 static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 
 static bool log_json; /* tt_log_set_json */
+
+/* 1 when stderr is the journal stream named by JOURNAL_STREAM ("DEV:INODE"), 0 when not, -1
+ * until the first line asks. */
+static int log_journal = -1;
+
+static bool to_journal(void)
+{
+    if (log_journal < 0) {
+        log_journal = 0;
+#ifndef _WIN32
+        const char *v = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+        if (v && sscanf(v, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+            (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino)
+            log_journal = 1;
+#endif
+    }
+    return log_journal == 1;
+}
 
 int tt_log_parse_level(const char *s)
 {
@@ -185,6 +210,16 @@ void tt_log_write(int level, const char *fmt, ...)
             p = json;
             n = k;
         }
+    }
+    char prio[sizeof line + 4];
+    if (to_journal() && n + 3 <= sizeof prio) { /* "<N>": the syslog priority for journald */
+        static const char digits[] = {'3', '4', '6', '7'};
+        prio[0] = '<';
+        prio[1] = digits[level];
+        prio[2] = '>';
+        memcpy(prio + 3, p, n);
+        p = prio;
+        n += 3;
     }
     while (n > 0) {
         ssize_t w = write(STDERR_FILENO, p, n);

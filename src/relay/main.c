@@ -15,6 +15,7 @@
 #include "admincli.h"
 #include "config.h"
 #include "relay.h"
+#include "sdnotify.h"
 #include "tokencli.h"
 #include "users.h"
 
@@ -38,6 +39,7 @@ static void on_stop_signal(uv_signal_t *s, int signum)
     if (relay.stopping)
         return;
     TT_LOG(TT_LOG_INFO, "shutting down signal=%s", signum == SIGTERM ? "TERM" : "INT");
+    tt_sdnotify_stopping();
     tt_relay_stop(&relay);
     uv_unref((uv_handle_t *)&sig_term);
     uv_unref((uv_handle_t *)&sig_int);
@@ -52,6 +54,7 @@ static void on_hup(uv_signal_t *s, int signum)
     char err[TT_ERRLEN];
     (void)s;
     (void)signum;
+    tt_sdnotify_reloading();
     int trc = tt_relay_reload_tokens(&relay, err);
     if (trc < 0)
         TT_LOG(TT_LOG_ERROR, "tokens reload failed, keeping the old tokens: %s", err);
@@ -76,6 +79,7 @@ static void on_hup(uv_signal_t *s, int signum)
         tt_tls_ctx_describe(relay.tls, cert, sizeof(cert));
         TT_LOG(TT_LOG_INFO, "tls certificate reloaded file=%s %s", relay.cfg.tls_cert, cert);
     }
+    tt_sdnotify_reloaded();
 }
 
 /* One descriptor per device connection, browser connection and TCP port: the soft open-file
@@ -186,6 +190,7 @@ int main(int argc, char **argv)
     uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&sig_int, on_stop_signal, SIGINT);
     uv_signal_start(&sig_hup, on_hup, SIGHUP);
+    tt_sdnotify_ready(loop, "serving"); /* systemd (Type=notify): the listeners are bound */
     uv_run(loop, UV_RUN_DEFAULT);
     /* only unreferenced handles are left (signals, the deadline) */
     uv_walk(loop, close_walk, NULL);

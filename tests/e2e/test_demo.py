@@ -1,6 +1,6 @@
 """test_demo.py - `make demo`'s script (scripts/demo.sh) on free ports with the binaries under
-test: it prints the device URL, the URL serves the sample page, and SIGINT (Ctrl-C) stops
-everything it started."""
+test: it prints the device URL, the URL serves the sample page, it prints the dashboard's URL,
+which answers, and SIGINT (Ctrl-C) stops everything it started."""
 
 import os
 import re
@@ -26,6 +26,12 @@ def test_demo_script_prints_a_working_url_and_stops_on_ctrl_c(t):
           (r.stdout[:200], r.stderr[:200]))
     page = [int(x) for x in re.findall(r"served on 127\.0\.0\.1:(\d+)", "\n".join(demo.lines))]
     check(page, "the demo did not say where the sample page is served: %r" % demo.lines)
+    dash = re.findall(r"Dashboard: (http://127\.0\.0\.1:%d/)" % admin, "\n".join(demo.lines))
+    check(dash, "the demo did not print the dashboard's URL: %r" % demo.lines)
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", "20", "-o", "/dev/null",
+                        "-w", "%{http_code} %{content_type}", dash[0]],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    check(r.stdout.startswith(b"200 text/html"), "the dashboard answered %r" % r.stdout)
     demo.send_signal(signal.SIGINT)
     eq(demo.stop(signal.SIGINT, timeout=20), 0, "demo.sh exit status after Ctrl-C")
     for p in (port, admin, page[0]):
