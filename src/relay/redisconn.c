@@ -194,13 +194,19 @@ static void check_master(struct tt_redisconn *rc)
     uint64_t now = now_ms();
     if (!rc->url.sentinel || now < rc->check_at)
         return;
-    rc->check_at = now + TT_REDIS_SENTINEL_CHECK_MS;
     char host[TT_HOSTLEN], err[TT_ERRLEN];
     uint16_t port;
     if (ask_sentinels(rc, host, &port, err) != 0) {
+        /* keep the master we have; ask less often while no sentinel answers (each attempt may
+         * cost up to TT_REDIS_TIMEOUT_MS): 2, 4, 8, 16 then 32 s */
+        if (rc->check_fails < 4)
+            rc->check_fails++;
+        rc->check_at = now + ((uint64_t)TT_REDIS_SENTINEL_CHECK_MS << rc->check_fails);
         TT_LOG(TT_LOG_DEBUG, "redis sentinel check: %s", err);
-        return; /* keep the master we have */
+        return;
     }
+    rc->check_fails = 0;
+    rc->check_at = now + TT_REDIS_SENTINEL_CHECK_MS;
     if (strcmp(host, rc->url.host) == 0 && port == rc->url.port)
         return;
     TT_LOG(TT_LOG_INFO, "redis sentinels name another master addr=%s:%u", host, (unsigned)port);

@@ -11,7 +11,8 @@
  * authenticated (the URL's password; the sentinels get none) and checked with ROLE: a replica
  * is refused (the sentinels are asked again at the next attempt). The master is looked for
  * again when a call fails, when a write is refused with READONLY (the master became a replica)
- * and every TT_REDIS_SENTINEL_CHECK_MS while connected (one sentinel round trip); a new address
+ * and every TT_REDIS_SENTINEL_CHECK_MS while connected (one sentinel round trip; up to 16 times
+ * that while no sentinel answers); a new address
  * is a master change: logged ("redis master is HOST:PORT (was ...)"), counted in
  * master_changes, which the cluster watches to re-publish the devices it holds (cluster.c). */
 #ifndef TT_REDISCONN_H
@@ -46,6 +47,7 @@ struct tt_redisconn {
     /* sentinel mode (url.sentinel): url.host/url.port hold the master last connected to */
     size_t sentinel_first;   /* the sentinel asked first (the last one that answered) */
     uint64_t check_at;       /* when the sentinels are asked again while connected */
+    unsigned check_fails;    /* checks in a row no sentinel answered (they back off) */
     uint64_t master_changes; /* a master at another address than the last one, since start */
     uint64_t readonly;       /* writes refused with READONLY (connection dropped) */
 };
