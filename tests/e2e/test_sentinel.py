@@ -35,7 +35,7 @@ def _sentinel_argv(conf):
 
 
 class _Redis:
-    def __init__(self, t, name, replicaof=None):
+    def __init__(self, t, name, replicaof=None, extra=()):
         self.port = free_port()
         d = t.mkdtemp(name)
         argv = [_redis_exe(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
@@ -43,12 +43,13 @@ class _Redis:
                 "--logfile", ""]
         if replicaof:
             argv += ["--replicaof", "127.0.0.1", str(replicaof)]
+        argv += list(extra)
         self.proc = Proc(t, "redis-" + name, argv)
         wait_for(lambda: self.proc.alive() and port_open(self.port), 30, "%s to listen" % name)
 
 
 class _Sentinel:
-    def __init__(self, t, i, master_port):
+    def __init__(self, t, i, master_port, failover_timeout=3000):
         self.port = free_port()
         d = t.mkdtemp("sentinel%d" % i)
         self.conf = os.path.join(d, "sentinel.conf")
@@ -57,9 +58,10 @@ class _Sentinel:
                     "logfile \"\"\ndir %s\n"
                     "sentinel monitor %s 127.0.0.1 %d 2\n"
                     "sentinel down-after-milliseconds %s 1000\n"
-                    "sentinel failover-timeout %s 3000\n"
+                    "sentinel failover-timeout %s %d\n"
                     "sentinel parallel-syncs %s 1\n" %
-                    (self.port, d, MASTER, master_port, MASTER, MASTER, MASTER))
+                    (self.port, d, MASTER, master_port, MASTER, MASTER, failover_timeout,
+                     MASTER))
         self.proc = Proc(t, "redis-sentinel", _sentinel_argv(self.conf))
         wait_for(lambda: self.proc.alive() and port_open(self.port), 30,
                  "sentinel %d to listen" % i)
@@ -78,13 +80,77 @@ def _master_of(sentinel):
     return int(rep[1]) if isinstance(rep, list) and len(rep) == 2 else None
 
 
-def _setup(t):
-    """Master, replica and three sentinels that know the replica and each other."""
+class _ReplicationLink:
+    """A TCP proxy between the replica and the master whose master-to-replica direction can be
+    held: what the master acknowledges meanwhile does not reach the replica (as an asynchronous
+    replica lagging behind when its master dies)."""
+
+    def __init__(self, t, master_port):
+        self.master_port = master_port
+        self.held = threading.Event()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        t.on_cleanup(self.close)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                m = socket.create_connection(("127.0.0.1", self.master_port), timeout=5)
+                m.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            self.conns += [c, m]
+            threading.Thread(target=self._pump, args=(c, m, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(m, c, True), daemon=True).start()
+
+    def _pump(self, src, dst, from_master):
+        try:
+            while True:
+                deadline = time.monotonic() + 120
+                while from_master and self.held.is_set() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                b = src.recv(65536)
+                if not b:
+                    break
+                if from_master and self.held.is_set():
+                    break  # held while this recv waited: drop it, as a dying master would
+                dst.sendall(b)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def _setup(t, link=False, failover_timeout=3000):
+    """Master, replica and three sentinels that know the replica and each other. link: the
+    replica replicates through a _ReplicationLink (writable, so that a test can plant a key in
+    it)."""
     master = _Redis(t, "master")
-    replica = _Redis(t, "replica", replicaof=master.port)
+    via = _ReplicationLink(t, master.port) if link else None
+    replica = _Redis(t, "replica", replicaof=via.port if via else master.port,
+                     extra=["--replica-read-only", "no"] if via else [])
+    replica.link = via
     wait_for(lambda: b"master_link_status:up" in _cmd(replica.port, "INFO", "replication"), 30,
              "the replica to sync with the master")
-    sentinels = [_Sentinel(t, i, master.port) for i in range(3)]
+    sentinels = [_Sentinel(t, i, master.port, failover_timeout) for i in range(3)]
 
     def ready():
         for s in sentinels:
@@ -210,6 +276,69 @@ def test_sentinel_failover(t):
         check(n.proc.alive(), "%s died" % n.name)
     print("failover: promoted after %.1f s, both nodes on the new master after %.1f s, every "
           "label listed after %.1f s" % (t_promoted, t_followed, t_labels))
+
+
+def test_sentinel_lost_write(t):
+    """Writes the old master acknowledged and never replicated: a device registered then keeps
+    its label (its node writes it again to the new master); a device whose label the new
+    master gave to another name meanwhile is closed and registers again with a new label. The
+    sentinels' failover-timeout is 60 s here: with less they would point the replica at the
+    master itself, around our proxy."""
+    master, replica, sentinels = _setup(t, link=True, failover_timeout=60000)
+    low, high = _free_range_all(t)
+    nodes = [_node(t, sentinels, "node-%c" % c, "127.0.0.%d" % (2 + i), (low, high))
+             for i, c in enumerate("ab")]
+    for n in nodes:
+        wait_for(lambda: "redis master is 127.0.0.1:%d" % master.port in n.proc.stderr_text(),
+                 10, "%s to log its master" % n.name)
+
+    def dev(node, ident):
+        svc = t.http_service(big_size=1024, ident=ident)
+        a = t.agent(node, http=svc.port, server=node.url + "/?tether-redirected=1")
+        a.ident = ident
+        return a
+
+    before = dev(nodes[1], "before")
+    wait_for(lambda: _cmd(replica.port, "HGET", "tether:labels", before.label) ==
+             before.name.encode(), 10, "the replica to have the first device")
+    # From here on the replica gets nothing from the master.
+    replica.link.held.set()
+    lost = dev(nodes[0], "lost")
+    clash = dev(nodes[1], "clash")
+    for a in (lost, clash):
+        eq(_cmd(master.port, "HGET", "tether:labels", a.label), a.name.encode(),
+           "the master's claim of %s's label" % a.name)
+        eq(_cmd(replica.port, "HGET", "tether:labels", a.label), None,
+           "the replica's claim of %s's label (replication held)" % a.name)
+    # The clash's label goes to another name on the replica (as if the new master had given it
+    # to a device that registered right after the promotion).
+    _cmd(replica.port, "HSET", "tether:labels", clash.label, "someone-else")
+    master.proc.stop(9)
+    wait_for(lambda: all(_master_of(s) == replica.port for s in sentinels), 40,
+             "the sentinels to promote the replica", interval=0.1)
+    for n in nodes:
+        wait_for(lambda: (_metric(n, "tether_redis_master_changes_total") or 0) >= 1, 30,
+                 "%s to follow the new master" % n.name, interval=0.1)
+    # The lost registration is back, same label, through its holder's repair.
+    want = {before.name: before.label, lost.name: lost.label}
+    wait_for(lambda: _labels_everywhere(nodes, want), 20,
+             "the lost registration back with its label", interval=0.2)
+    eq(_cmd(replica.port, "HGET", "tether:labels", lost.label), lost.name.encode(),
+       "the new master's claim of the lost device's label")
+    _reach_all(nodes, [before, lost])
+    # The clash: closed, counted, registered again with another label.
+    old_label = clash.label
+    clash.wait_ready(timeout=30)
+    check(clash.label != old_label, "the clashing device kept a label another name holds")
+    eq(_cmd(replica.port, "HGET", "tether:labels", old_label), b"someone-else",
+       "the new master's record of the disputed label")
+    conflicts = sum(_metric(n, "tether_redis_repair_conflicts_total") or 0 for n in nodes)
+    eq(conflicts, 1, "repair conflicts counted")
+    check("label or port held by another device in redis" in nodes[1].proc.stderr_text(),
+          "the clash's node does not log it")
+    want[clash.name] = clash.label
+    wait_for(lambda: _labels_everywhere(nodes, want), 20, "every device listed after the repair")
+    _reach_all(nodes, [before, lost, clash])
 
 
 def test_sentinel_all_down_at_start(t):
