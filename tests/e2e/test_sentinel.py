@@ -406,6 +406,51 @@ def test_sentinel_names_a_replica(t):
     check("not the master" in lines[0], "the error does not say it: %r" % lines[0])
 
 
+def test_sentinel_readonly_master_demoted(t):
+    """The master the node uses is demoted behind its back (REPLICAOF, its clients kept, the
+    sentinel still naming it): the next write gets READONLY, the node asks the sentinel again,
+    refuses the demoted server (ROLE) while the sentinel names it, and moves to the new master
+    once the sentinel names that; the device keeps its label."""
+    a = _Redis(t, "a")
+    b = _Redis(t, "b", replicaof=a.port)
+    wait_for(lambda: b"master_link_status:up" in _cmd(b.port, "INFO", "replication"), 30,
+             "b to sync with a")
+    fake = _FakeSentinel(t, a.port)
+    low, high = _free_range_all(t)
+    port = free_port()
+    node = Relay(t, port=port, tcp_ports=(low, high), grace="60s",
+                 extra=["--redis", "redis-sentinel://127.0.0.1:%d" % fake.port, "--node-id", "n",
+                        "--advertise", "ws://127.0.0.1:%d" % port, "--tcp-bind", "127.0.0.2"])
+    node.name = "n"
+    svc = t.http_service(big_size=1024, ident="demoted")
+    dev = t.agent(node, http=svc.port)
+    dev.ident = "demoted"
+    want = {dev.name: dev.label}
+    wait_for(lambda: _cmd(b.port, "HGET", "tether:labels", dev.label) == dev.name.encode(), 10,
+             "b to have the device")
+    eq(_cmd(b.port, "REPLICAOF", "NO", "ONE"), "+OK", "b promoted")
+    eq(_cmd(a.port, "REPLICAOF", "127.0.0.1", str(b.port)), "+OK", "a demoted")
+    wait_for(lambda: "refused a write (READONLY)" in node.proc.stderr_text(), 10,
+             "the node to get READONLY from the demoted master")
+    wait_for(lambda: "is not the master" in node.proc.stderr_text(), 10,
+             "the node to refuse the demoted server the sentinel still names")
+    eq(_metric(node, "tether_redis_master_changes_total"), 0, "master changes before")
+    fake.answer = b.port
+    wait_for(lambda: (_metric(node, "tether_redis_master_changes_total") or 0) == 1, 15,
+             "the node to move to the new master", interval=0.1)
+    check("redis master is 127.0.0.1:%d (was 127.0.0.1:%d)" % (b.port, a.port)
+          in node.proc.stderr_text(), "the node does not log its new master")
+    wait_for(lambda: _labels_everywhere([node], want), 10, "the device listed with its label")
+    _reach_all([node], [dev])
+    # and a new device registers on the new master
+    svc2 = t.http_service(big_size=1024, ident="after")
+    dev2 = t.agent(node, http=svc2.port)
+    dev2.ident = "after"
+    eq(_cmd(b.port, "HGET", "tether:labels", dev2.label), dev2.name.encode(),
+       "the new master's claim of the new device's label")
+    _reach_all([node], [dev, dev2])
+
+
 def test_sentinel_url_errors(t):
     for url, want in (("redis-sentinel://", "no host"),
                       ("redis-sentinel://127.0.0.1:1,,127.0.0.1:2", "no host"),
