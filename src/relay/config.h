@@ -50,7 +50,7 @@ struct tt_config_addr {
 struct tt_redis_url {
     char host[TT_HOSTLEN]; /* redis://: the server; sentinel: the master found ("" none yet) */
     uint16_t port;         /* default 6379 */
-    char password[128];    /* "" for none (sentinel: the master's; the sentinels get none) */
+    char password[128];    /* "" for none (sentinel: the master's; a sentinel's on NOAUTH) */
     unsigned db;           /* SELECT db (default 0) */
     bool sentinel;         /* redis-sentinel:// */
     char master[TT_REDIS_MASTER_MAX + 1]; /* the monitored master's name (default "mymaster") */

@@ -26,6 +26,23 @@ static void fmt_addr(char *out, size_t len, const char *host, uint16_t port)
     snprintf(out, len, "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", (unsigned)port);
 }
 
+/* A master address as a sentinel may give it: an IP address or a host name, nothing else
+ * (it goes into log lines and to the resolver). */
+static bool host_ok(const redisReply *e)
+{
+    if (e->len == 0 || e->len >= TT_HOSTLEN || strlen(e->str) != e->len)
+        return false;
+    for (size_t i = 0; i < e->len; i++) {
+        unsigned char ch = (unsigned char)e->str[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == ':' || ch == '_' ||
+                  ch == '%';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 /* Asks the sentinels, in turn from the one that answered last, for the master's address, all
  * of them within TT_REDIS_TIMEOUT_MS. Returns 0 with host, port, or -1 with err. */
 static int ask_sentinels(struct tt_redisconn *rc, char host[TT_HOSTLEN], uint16_t *port,
@@ -53,11 +70,22 @@ static int ask_sentinels(struct tt_redisconn *rc, char host[TT_HOSTLEN], uint16_
         now = now_ms();
         redisSetTimeout(c, tv_ms(now < deadline ? (unsigned)(deadline - now) : 1));
         redisReply *rep = redisCommand(c, "SENTINEL get-master-addr-by-name %s", u->master);
+        if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOAUTH", 6) == 0 &&
+            u->password[0]) {
+            /* a sentinel with a requirepass: the master's password is tried */
+            freeReplyObject(rep);
+            rep = redisCommand(c, "AUTH %s", u->password);
+            if (rep && rep->type != REDIS_REPLY_ERROR) {
+                freeReplyObject(rep);
+                rep = redisCommand(c, "SENTINEL get-master-addr-by-name %s", u->master);
+            }
+        }
         bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
                   rep->element[0]->type == REDIS_REPLY_STRING &&
-                  rep->element[1]->type == REDIS_REPLY_STRING && rep->element[0]->len < TT_HOSTLEN;
-        long p = ok ? strtol(rep->element[1]->str, NULL, 10) : 0;
-        if (ok && p > 0 && p < 65536) {
+                  rep->element[1]->type == REDIS_REPLY_STRING && host_ok(rep->element[0]);
+        char *end = NULL;
+        long p = ok ? strtol(rep->element[1]->str, &end, 10) : 0;
+        if (ok && p > 0 && p < 65536 && end && *end == '\0') {
             snprintf(host, TT_HOSTLEN, "%s", rep->element[0]->str);
             *port = (uint16_t)p;
             rc->sentinel_first = k;

@@ -7,14 +7,15 @@
  *
  * With a redis-sentinel:// URL the address of the master is asked of the sentinels
  * (SENTINEL get-master-addr-by-name MASTER), in turn, starting with the one that answered last,
- * within TT_REDIS_TIMEOUT_MS for all of them together; the address they give is connected to,
- * authenticated (the URL's password; the sentinels get none) and checked with ROLE: a replica
- * is refused (the sentinels are asked again at the next attempt). The master is looked for
- * again when a call fails, when a write is refused with READONLY (the master became a replica)
- * and every TT_REDIS_SENTINEL_CHECK_MS while connected (one sentinel round trip; up to 16 times
- * that while no sentinel answers); a new address
- * is a master change: logged ("redis master is HOST:PORT (was ...)"), counted in
- * master_changes, which the cluster watches to re-publish the devices it holds (cluster.c). */
+ * within TT_REDIS_TIMEOUT_MS for all of them together (the answer must be a host and a port);
+ * the address they give is connected to, authenticated (the URL's password; a sentinel gets it
+ * only when it answers NOAUTH) and checked with ROLE: a replica is refused (the sentinels are
+ * asked again at the next attempt). The master is looked for again when a call fails, when a
+ * write is refused with READONLY (the master became a replica) and every
+ * TT_REDIS_SENTINEL_CHECK_MS while connected (one sentinel round trip; up to 16 times that
+ * while no sentinel answers); a new address is a master change: logged ("redis master is
+ * HOST:PORT (was ...)"), counted in master_changes, which the cluster watches to write the
+ * devices it holds again (cluster.c). */
 #ifndef TT_REDISCONN_H
 #define TT_REDISCONN_H
 

@@ -49,7 +49,7 @@ class _Redis:
 
 
 class _Sentinel:
-    def __init__(self, t, i, master_port, failover_timeout=3000):
+    def __init__(self, t, i, master_port, failover_timeout=3000, extra=""):
         self.port = free_port()
         d = t.mkdtemp("sentinel%d" % i)
         self.conf = os.path.join(d, "sentinel.conf")
@@ -61,7 +61,7 @@ class _Sentinel:
                     "sentinel failover-timeout %s %d\n"
                     "sentinel parallel-syncs %s 1\n" %
                     (self.port, d, MASTER, master_port, MASTER, MASTER, failover_timeout,
-                     MASTER))
+                     MASTER) + extra)
         self.proc = Proc(t, "redis-sentinel", _sentinel_argv(self.conf))
         wait_for(lambda: self.proc.alive() and port_open(self.port), 30,
                  "sentinel %d to listen" % i)
@@ -449,6 +449,36 @@ def test_sentinel_readonly_master_demoted(t):
     eq(_cmd(b.port, "HGET", "tether:labels", dev2.label), dev2.name.encode(),
        "the new master's claim of the new device's label")
     _reach_all([node], [dev, dev2])
+
+
+def test_sentinel_password(t):
+    """The URL's password is the master's; a sentinel with the same requirepass gets it when it
+    answers NOAUTH. A wrong password: exit 1, one line."""
+    master = _Redis(t, "master", extra=["--requirepass", "s3cret"])
+    sentinel = _Sentinel(t, 0, master.port,
+                         extra="sentinel auth-pass %s s3cret\nrequirepass s3cret\n" % MASTER)
+    low, high = _free_range_all(t)
+    port = free_port()
+    node = Relay(t, port=port, tcp_ports=(low, high), grace="60s",
+                 extra=["--redis", "redis-sentinel://:s3cret@127.0.0.1:%d" % sentinel.port,
+                        "--node-id", "n", "--advertise", "ws://127.0.0.1:%d" % port,
+                        "--tcp-bind", "127.0.0.2"])
+    node.name = "n"
+    wait_for(lambda: "redis master is 127.0.0.1:%d" % master.port in node.proc.stderr_text(),
+             10, "the node to log its master")
+    check("s3cret" not in node.proc.stderr_text(), "the password is in the log")
+    svc = t.http_service(big_size=1024, ident="pw")
+    dev = t.agent(node, http=svc.port)
+    dev.ident = "pw"
+    _reach_all([node], [dev])
+    r = run_cli([TETHERD, "--listen", "127.0.0.1:%d" % free_port(), "--admin-listen",
+                 "127.0.0.1:%d" % free_port(), "--data-dir", t.mkdtemp("d"), "--token", "x",
+                 "--redis", "redis-sentinel://:wrong@127.0.0.1:%d" % sentinel.port,
+                 "--node-id", "m", "--advertise", "ws://127.0.0.1:1"], timeout=15)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    eq(r.returncode, 1, "exit status with a wrong password (stderr %r)" % r.stderr)
+    eq(len(lines), 1, "stderr lines with a wrong password (%r)" % r.stderr)
+    check("wrong" not in lines[0], "the password is in the error line: %r" % lines[0])
 
 
 def test_sentinel_url_errors(t):
