@@ -16,7 +16,7 @@ import time
 
 from lib import (Proc, check, eq, free_port, port_open, resp_command, run_cli, wait_for, which,
                  TETHERD, TestFailure)
-from test_cluster import _admin, _devices, _free_range_all
+from test_cluster import _admin, _devices, _echo_ok, _free_range_all
 from lib import Relay
 
 MASTER = "mymaster"
@@ -209,6 +209,14 @@ def _reach_all(nodes, agents):
             eq(body.decode(), a.ident, "the answer of %s through %s" % (a.name, n.name))
 
 
+def _tcp_all(agents):
+    """Every device's TCP echo through both nodes' --tcp-bind addresses, at the same port."""
+    for a in agents:
+        for host in ("127.0.0.2", "127.0.0.3"):
+            check(_echo_ok(host, a.tcp_port("echo")),
+                  "TCP echo of %s through %s:%d" % (a.name, host, a.tcp_port("echo")))
+
+
 def test_sentinel_failover(t):
     master, replica, sentinels = _setup(t)
     low, high = _free_range_all(t)
@@ -229,6 +237,11 @@ def test_sentinel_failover(t):
     eq(len(set(want.values())), len(agents), "labels unique")
     wait_for(lambda: _labels_everywhere(nodes, want), 15, "every node to list every device")
     _reach_all(nodes, agents)
+    wait_for(lambda: all(port_open(a.tcp_port("echo"), h) for a in agents
+                         for h in ("127.0.0.2", "127.0.0.3")), 10,
+             "both nodes to listen on every device's TCP port")
+    _tcp_all(agents)
+    ports = {a.name: a.tcp_port("echo") for a in agents}
 
     # The master dies.
     t0 = time.monotonic()
@@ -247,6 +260,8 @@ def test_sentinel_failover(t):
     t_labels = time.monotonic() - t0
     check(all(a.proc.alive() for a in agents), "an agent died")
     _reach_all(nodes, agents)
+    eq({a.name: a.tcp_port("echo") for a in agents}, ports, "TCP ports after the failover")
+    _tcp_all(agents)
 
     # A new device registers, on each node, against the new master.
     for i, n in enumerate(nodes):
