@@ -11,7 +11,7 @@ cross() { echo "$build file python3 qemu-user gcc-$1 libc6-dev-$2-cross"; }
 # fetches it and builds the libraries from Debian's sources with cmake, perl and dpkg-source).
 android="$build file python3 qemu-user gcc-aarch64-linux-gnu cmake perl dpkg-dev xz-utils"
 # make test also cross-builds the agent for arm64 and for Android and runs it under qemu-user.
-test="$build $(cross aarch64-linux-gnu arm64) $android gcc-arm-none-eabi libnewlib-dev libcmocka-dev python3 curl openssl redis-server openssh-server openssh-client procps chromium tinyproxy"
+test="$build $(cross aarch64-linux-gnu arm64) $android gcc-arm-none-eabi libnewlib-dev libcmocka-dev python3 curl openssl redis-server redis-sentinel openssh-server openssh-client procps chromium tinyproxy"
 bench="$test wrk iperf3 hyperfine nginx"
 fuzz="$build clang libclang-rt-14-dev"
 demo="$build curl python3"

@@ -1253,6 +1253,18 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             "tether_cluster_devices_online %lld\n",
             c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects,
             (long long)c->fleet_online);
+        if (c->rc.url.sentinel)
+            tt_adminbuf_fmt(
+                &b,
+                "# HELP tether_redis_master_changes_total Redis masters at a new address "
+                "found through the sentinels since start (failovers followed).\n"
+                "# TYPE tether_redis_master_changes_total counter\n"
+                "tether_redis_master_changes_total %llu\n"
+                "# HELP tether_redis_repair_conflicts_total Devices closed after a master "
+                "change because another device held their label or port there.\n"
+                "# TYPE tether_redis_repair_conflicts_total counter\n"
+                "tether_redis_repair_conflicts_total %llu\n",
+                (unsigned long long)c->rc.master_changes, (unsigned long long)c->repair_conflict);
         tt_adminbuf_fmt(&b,
                         "# HELP tether_cluster_forwarded_total Clients passed to the node holding "
                         "their device.\n"

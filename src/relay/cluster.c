@@ -413,8 +413,19 @@ static void batch_run(struct tt_cluster *c, struct batch *b)
         struct tt_device *d = tt_strmap_get(&c->r->by_name, name);
         if (!owner[0]) {
             if (d && d->conn && d->offline_since == 0) {
-                /* Redis lost it (restarted) or took us for dead: it is ours, say so again */
-                tt_device_save(d);
+                /* Redis lost it (restarted, or a failover lost the write) or took us for dead:
+                 * it is ours, say so again */
+                if (tt_device_save(d) == TETHER_ERR_INVAL) {
+                    /* its label or a port went to another name meanwhile (DESIGN.md): the
+                     * record Redis has wins; the device registers again, as if new */
+                    TT_LOG(TT_LOG_WARN,
+                           "device's label or port held by another device in redis; closing its "
+                           "session device=%s label=%s",
+                           TT_LOG_V(name), d->label);
+                    c->repair_conflict++;
+                    tt_device_evict(c->r, name);
+                    continue;
+                }
                 d->pub_since = 0; /* and publish its live fields again */
             }
         } else if (apply_owner(c, name, owner, &c->closed_scan) && d) {
@@ -509,6 +520,29 @@ static void check_slice(struct tt_cluster *c, size_t *pos, size_t walk, size_t m
     free(on.v);
 }
 
+/* After a change of Redis master (sentinel failover): the new master may lack writes the old
+ * one acknowledged (replication is asynchronous). Every device held here is checked against it,
+ * TT_CLUSTER_REPAIR_SLICE per beat: a record missing or offline is written again (label, ports,
+ * holder: the registry's put, which refuses a label or port another name holds), one that
+ * another node holds closes the session here (DESIGN.md "Redis failover"). */
+static void repair(struct tt_cluster *c)
+{
+    if (c->rc.master_changes != c->master_seen) {
+        c->master_seen = c->rc.master_changes;
+        c->repair_left = tt_strmap_count(&c->r->by_name);
+        TT_LOG(TT_LOG_INFO, "redis master changed; writing this node's devices again devices=%zu",
+               c->repair_left);
+    }
+    if (c->repair_left == 0)
+        return;
+    size_t n = c->repair_left < TT_CLUSTER_REPAIR_SLICE ? c->repair_left : TT_CLUSTER_REPAIR_SLICE;
+    check_slice(c, &c->repair_pos, n, n, false);
+    c->repair_left -= n;
+    if (c->repair_left == 0)
+        TT_LOG(TT_LOG_INFO, "devices written again to the new redis master conflicts=%llu",
+               (unsigned long long)c->repair_conflict);
+}
+
 /* The device check of a beat, bounded whatever the number of devices: closes the local
  * sessions of devices that another node now holds (the device reconnected there: ours is a
  * half-open leftover) or that the operator deleted on another node, as told by this node's kick
@@ -534,6 +568,7 @@ static void check_takeovers(struct tt_cluster *c)
         check_slice(c, &c->scan_pos, SCAN_SLICE, SCAN_SLICE, false);
     }
     check_slice(c, &c->pub_pos, PUBLISH_WALK, PUBLISH_MAX, true);
+    repair(c);
 }
 
 /* ---------------------------------------------------------------- TCP ports */
@@ -785,7 +820,7 @@ static int load_secret(struct tt_cluster *c, char err[TT_ERRLEN])
     rep = tt_redisconn_cmd(&c->rc, "GET " P "secret");
     if (!rep || rep->type != REDIS_REPLY_STRING || rep->len != TT_CLUSTER_SECRET_LEN) {
         snprintf(err, TT_ERRLEN, "cannot read the cluster secret from Redis at %s:%u",
-                 c->r->cfg.redis.host, (unsigned)c->r->cfg.redis.port);
+                 c->rc.url.host, (unsigned)c->rc.url.port);
         if (rep)
             freeReplyObject(rep);
         return -1;
@@ -869,7 +904,7 @@ int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
     uv_timer_start(&c->timer, on_timer, TT_CLUSTER_BEAT_MS, TT_CLUSTER_BEAT_MS);
     uv_unref((uv_handle_t *)&c->timer);
     TT_LOG(TT_LOG_INFO, "cluster node=%s advertise=%s redis=%s:%u nodes=%zu", r->cfg.node_id,
-           r->cfg.advertise, r->cfg.redis.host, (unsigned)r->cfg.redis.port, c->nnodes + 1);
+           r->cfg.advertise, c->rc.url.host, (unsigned)c->rc.url.port, c->nnodes + 1);
     return 0;
 }
 

@@ -75,7 +75,16 @@ struct tt_cluster {
     size_t scan_pos, pub_pos;   /* where the beat's walks of the device map resume */
     int64_t redis_held;         /* devices Redis says we hold, at the last beat (-1 unknown) */
     uint64_t full_checks;       /* beats that checked every device (redis_held too low) */
+    /* after a change of Redis master (sentinel mode, redisconn.h): every device held here is
+     * checked and written again, TT_CLUSTER_REPAIR_SLICE per beat (cluster.c) */
+    uint64_t master_seen;     /* rc.master_changes already acted on */
+    size_t repair_pos;        /* where the repair's walk of the device map resumes */
+    size_t repair_left;       /* devices still to walk */
+    uint64_t repair_conflict; /* devices whose label or port another name held on the master */
 };
+/* Devices walked per beat by the repair after a master change (two Redis calls per
+ * CHECK_BATCH of them). */
+#define TT_CLUSTER_REPAIR_SLICE 2048
 
 /* Result of tt_cluster_locate_label(). */
 enum tt_cluster_where {

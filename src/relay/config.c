@@ -124,7 +124,10 @@ void tt_config_usage(FILE *f)
         "                         ('listen 0.0.0.0:80', 'grace = 2h'); flags given on the\n"
         "                         command line win\n"
         "  --redis URL            cluster mode: the registry is kept in Redis and shared by\n"
-        "                         every node (redis://[:PASSWORD@]HOST[:PORT][/DB])\n"
+        "                         every node (redis://[:PASSWORD@]HOST[:PORT][/DB]); the\n"
+        "                         master through Redis Sentinel, following failovers:\n"
+        "                         redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT]...\n"
+        "                         [/MASTER][/DB] (MASTER default mymaster)\n"
         "  --node-id ID           this node's name in the cluster (letters, digits, '.-_')\n"
         "  --advertise URL        ws:// or wss:// URL devices use to reach this node (where\n"
         "                         other nodes redirect devices to)\n"
@@ -207,23 +210,117 @@ static int parse_public_url(struct tt_config *c, const char *v, char err[TT_ERRL
     return 0;
 }
 
+/* One HOST[:PORT] of len bytes at s into host, port (dflt when absent). Returns 0 or -1. */
+static int redis_hostport(const char *s, size_t len, uint16_t dflt, char host[TT_HOSTLEN],
+                          uint16_t *port, const char *url, char err[TT_ERRLEN])
+{
+    char hp[TT_HOSTLEN + 8];
+    char e[TT_ERRLEN];
+    if (len == 0 || len >= sizeof(hp) - 8) {
+        snprintf(err, TT_ERRLEN, "--redis: '%.100s' has no host", url);
+        return -1;
+    }
+    memcpy(hp, s, len);
+    hp[len] = '\0';
+    /* HOST alone: the default port */
+    bool has_port = hp[0] == '[' ? strstr(hp, "]:") != NULL : strchr(hp, ':') != NULL;
+    if (!has_port)
+        snprintf(hp + len, sizeof(hp) - len, ":%u", (unsigned)dflt);
+    if (tt_parse_hostport(hp, host, port, false, e) != 0) {
+        snprintf(err, TT_ERRLEN, "--redis: %.200s", e);
+        return -1;
+    }
+    return 0;
+}
+
+/* "/DB" at s (NUL-terminated, after the slash): 0 to 15. */
+static int redis_db(const char *s, unsigned *db, char err[TT_ERRLEN])
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || v > 15) {
+        snprintf(err, TT_ERRLEN, "--redis: database '%.20s' is not a number from 0 to 15", s);
+        return -1;
+    }
+    *db = (unsigned)v;
+    return 0;
+}
+
+/* The sentinel list, "/MASTER" and "/DB" of a redis-sentinel:// URL (rest: after the
+ * password). */
+static int redis_sentinel_rest(const char *rest, const char *url, struct tt_redis_url *out,
+                               char err[TT_ERRLEN])
+{
+    out->sentinel = true;
+    out->port = 0;
+    snprintf(out->master, sizeof(out->master), "%s", TT_REDIS_DEFAULT_MASTER);
+    const char *slash = strchr(rest, '/');
+    const char *hend = slash ? slash : rest + strlen(rest);
+    const char *p = rest;
+    for (;;) {
+        const char *comma = memchr(p, ',', (size_t)(hend - p));
+        const char *e = comma ? comma : hend;
+        if (out->nsentinels == TT_REDIS_MAX_SENTINELS) {
+            snprintf(err, TT_ERRLEN, "--redis: at most %d sentinels", TT_REDIS_MAX_SENTINELS);
+            return -1;
+        }
+        struct tt_config_addr *a = &out->sentinels[out->nsentinels];
+        if (redis_hostport(p, (size_t)(e - p), TT_REDIS_SENTINEL_PORT, a->host, &a->port, url,
+                           err) != 0)
+            return -1;
+        out->nsentinels++;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    if (!slash || slash[1] == '\0')
+        return 0;
+    const char *m = slash + 1;
+    const char *slash2 = strchr(m, '/');
+    size_t mlen = slash2 ? (size_t)(slash2 - m) : strlen(m);
+    if (mlen > TT_REDIS_MASTER_MAX) {
+        snprintf(err, TT_ERRLEN, "--redis: master name longer than %d characters",
+                 TT_REDIS_MASTER_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < mlen; i++) {
+        unsigned char ch = (unsigned char)m[i];
+        if (!isalnum(ch) && ch != '-' && ch != '_' && ch != '.') {
+            snprintf(err, TT_ERRLEN,
+                     "--redis: master name '%.*s' may hold only letters, digits, '-', '_' and '.'",
+                     (int)(mlen < 64 ? mlen : 64), m);
+            return -1;
+        }
+    }
+    if (mlen > 0) {
+        memcpy(out->master, m, mlen);
+        out->master[mlen] = '\0';
+    }
+    if (slash2 && slash2[1] != '\0')
+        return redis_db(slash2 + 1, &out->db, err);
+    return 0;
+}
+
 int tt_config_parse_redis_url(const char *s, struct tt_redis_url *out, char err[TT_ERRLEN])
 {
     static const char scheme[] = "redis://";
-    char hp[TT_HOSTLEN + 8];
-    char e[TT_ERRLEN];
+    static const char sscheme[] = "redis-sentinel://";
     memset(out, 0, sizeof(*out));
     out->port = 6379;
-    if (strncasecmp(s, scheme, sizeof(scheme) - 1) != 0) {
+    bool sentinel = strncasecmp(s, sscheme, sizeof(sscheme) - 1) == 0;
+    if (!sentinel && strncasecmp(s, scheme, sizeof(scheme) - 1) != 0) {
         snprintf(err, TT_ERRLEN,
-                 "--redis: '%.100s' is not a redis://[:PASSWORD@]HOST:PORT[/DB] URL", s);
+                 "--redis: '%.100s' is not a redis://[:PASSWORD@]HOST:PORT[/DB] or "
+                 "redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT]...[/MASTER][/DB] URL",
+                 s);
         return -1;
     }
-    const char *rest = s + sizeof(scheme) - 1;
+    const char *rest = s + (sentinel ? sizeof(sscheme) : sizeof(scheme)) - 1;
     const char *at = strrchr(rest, '@');
     if (at) {
         if (rest[0] != ':' || at == rest + 1) {
-            snprintf(err, TT_ERRLEN, "--redis: give the password as redis://:PASSWORD@HOST:PORT");
+            snprintf(err, TT_ERRLEN, "--redis: give the password as %s:PASSWORD@HOST:PORT",
+                     sentinel ? "redis-sentinel://" : "redis://");
             return -1;
         }
         size_t n = (size_t)(at - rest - 1);
@@ -235,32 +332,14 @@ int tt_config_parse_redis_url(const char *s, struct tt_redis_url *out, char err[
         out->password[n] = '\0';
         rest = at + 1;
     }
+    if (sentinel)
+        return redis_sentinel_rest(rest, s, out, err);
     const char *slash = strchr(rest, '/');
     size_t hlen = slash ? (size_t)(slash - rest) : strlen(rest);
-    if (hlen == 0 || hlen >= sizeof(hp) - 8) {
-        snprintf(err, TT_ERRLEN, "--redis: '%.100s' has no host", s);
+    if (redis_hostport(rest, hlen, 6379, out->host, &out->port, s, err) != 0)
         return -1;
-    }
-    memcpy(hp, rest, hlen);
-    hp[hlen] = '\0';
-    /* HOST alone: the default port */
-    bool has_port = hp[0] == '[' ? strstr(hp, "]:") != NULL : strchr(hp, ':') != NULL;
-    if (!has_port)
-        snprintf(hp + hlen, sizeof(hp) - hlen, ":6379");
-    if (tt_parse_hostport(hp, out->host, &out->port, false, e) != 0) {
-        snprintf(err, TT_ERRLEN, "--redis: %.200s", e);
-        return -1;
-    }
-    if (slash && slash[1] != '\0') {
-        char *end;
-        unsigned long db = strtoul(slash + 1, &end, 10);
-        if (slash[1] < '0' || slash[1] > '9' || *end != '\0' || db > 15) {
-            snprintf(err, TT_ERRLEN, "--redis: database '%.20s' is not a number from 0 to 15",
-                     slash + 1);
-            return -1;
-        }
-        out->db = (unsigned)db;
-    }
+    if (slash && slash[1] != '\0')
+        return redis_db(slash + 1, &out->db, err);
     return 0;
 }
 

@@ -41,12 +41,21 @@ struct tt_config_addr {
     uint16_t port;
 };
 
-/* --redis redis://[:PASSWORD@]HOST:PORT[/DB] */
+/* --redis redis://[:PASSWORD@]HOST:PORT[/DB], or
+ * redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT]...[/MASTER][/DB] (redisconn.h). */
+#define TT_REDIS_MAX_SENTINELS 16
+#define TT_REDIS_MASTER_MAX 64
+#define TT_REDIS_DEFAULT_MASTER "mymaster"
+#define TT_REDIS_SENTINEL_PORT 26379
 struct tt_redis_url {
-    char host[TT_HOSTLEN];
-    uint16_t port;      /* default 6379 */
-    char password[128]; /* "" for none */
-    unsigned db;        /* SELECT db (default 0) */
+    char host[TT_HOSTLEN]; /* redis://: the server; sentinel: the master found ("" none yet) */
+    uint16_t port;         /* default 6379 */
+    char password[128];    /* "" for none (sentinel: the master's; a sentinel's on NOAUTH) */
+    unsigned db;           /* SELECT db (default 0) */
+    bool sentinel;         /* redis-sentinel:// */
+    char master[TT_REDIS_MASTER_MAX + 1]; /* the monitored master's name (default "mymaster") */
+    size_t nsentinels;
+    struct tt_config_addr sentinels[TT_REDIS_MAX_SENTINELS]; /* host may be a name */
 };
 
 /* Who may reach a device (SPEC "Who may reach a device"; access.h). */
@@ -178,7 +187,11 @@ int tt_config_parse(struct tt_config *c, int argc, char **argv, char err[TT_ERRL
 
 /* Parses a --redis value "redis://[:PASSWORD@]HOST[:PORT][/DB]" (HOST a name, an IPv4 or a
  * bracketed IPv6 address; PORT default 6379; DB 0-15 default 0; "user:password@" is refused:
- * Redis 5 has no users). Returns 0, or -1 with a one-line message in err. */
+ * Redis 5 has no users), or "redis-sentinel://[:PASSWORD@]HOST[:PORT][,HOST[:PORT]]...
+ * [/MASTER][/DB]" (1 to TT_REDIS_MAX_SENTINELS sentinels, PORT default 26379; MASTER letters,
+ * digits, '-', '_', '.', at most TT_REDIS_MASTER_MAX, default "mymaster" (also when empty, as in
+ * "//3"); one path segment is always the master's name). Returns 0, or -1 with a one-line
+ * message in err. */
 int tt_config_parse_redis_url(const char *s, struct tt_redis_url *out, char err[TT_ERRLEN]);
 
 /* Writes the usage text to f. */

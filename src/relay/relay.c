@@ -316,7 +316,13 @@ static void log_started(struct tt_relay *r)
     else
         snprintf(tokens, sizeof(tokens), "%s old_fleet_tokens=%zu",
                  c->token[0] ? "fleet" : "generated", r->tokens.nold);
-    if (c->cluster)
+    if (c->cluster && c->redis.sentinel)
+        snprintf(where, sizeof(where), "redis-sentinel://%s%s%s:%u%s/%s",
+                 strchr(c->redis.sentinels[0].host, ':') ? "[" : "", c->redis.sentinels[0].host,
+                 strchr(c->redis.sentinels[0].host, ':') ? "]" : "",
+                 (unsigned)c->redis.sentinels[0].port, c->redis.nsentinels > 1 ? ",..." : "",
+                 c->redis.master);
+    else if (c->cluster)
         snprintf(where, sizeof(where), "redis://%s:%u", c->redis.host, (unsigned)c->redis.port);
     else
         snprintf(where, sizeof(where), "%s/%s", c->data_dir, TT_REGISTRY_FILE);

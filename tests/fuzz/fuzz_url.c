@@ -1,12 +1,13 @@
 /* fuzz_url.c - libFuzzer target for the parsers of src/common/util.c that read user and
  * environment input: URLs (the proxy URL from HTTPS_PROXY among them), HOST:PORT, port ranges
- * and durations. The input is one NUL-free string; every result must be NUL-terminated and
- * within its field. */
+ * and durations, and the relay's --redis URLs (redis:// and redis-sentinel://, config.c). The
+ * input is one NUL-free string; every result must be NUL-terminated and within its field. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
+#include "relay/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -44,5 +45,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (tt_parse_port_range(s, &lo, &hi, err) == 0 && (lo == 0 || lo > hi))
         abort();
     (void)tt_parse_duration(s, &ms, err);
+    struct tt_redis_url ru;
+    if (tt_config_parse_redis_url(s, &ru, err) == 0) {
+        terminated(ru.host, sizeof(ru.host));
+        terminated(ru.password, sizeof(ru.password));
+        terminated(ru.master, sizeof(ru.master));
+        if (ru.db > 15 || ru.nsentinels > TT_REDIS_MAX_SENTINELS)
+            abort();
+        if (ru.sentinel && (ru.nsentinels == 0 || ru.master[0] == '\0'))
+            abort();
+        if (!ru.sentinel && (ru.host[0] == '\0' || ru.port == 0 || ru.nsentinels != 0))
+            abort();
+        for (size_t i = 0; i < ru.nsentinels; i++) {
+            terminated(ru.sentinels[i].host, sizeof(ru.sentinels[i].host));
+            if (ru.sentinels[i].host[0] == '\0' || ru.sentinels[i].port == 0)
+                abort();
+        }
+    } else {
+        terminated(err, sizeof(err));
+    }
     return 0;
 }

@@ -339,6 +339,17 @@ def webhook_seeds():
             write("fuzz_webhook", bytes([split]) + s)
 
 
+def redis_url_seeds():
+    """Issue 12. fuzz_url also reads its string as a --redis URL (redis:// and
+    redis-sentinel://)."""
+    for s in [b"redis://127.0.0.1:6379/2", b"redis://:pw@[::1]:6380", b"redis://h",
+              b"redis-sentinel://127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381/mymaster",
+              b"redis-sentinel://:p@ss@[::1]:1,s2/cache-1/15", b"redis-sentinel://h:1//3",
+              b"redis-sentinel://h:1,,h:2", b"redis-sentinel://h:1/m/16",
+              b"redis-sentinel://" + b",".join(b"h:%d" % i for i in range(1, 18))]:
+        write("fuzz_url", s)
+
+
 if __name__ == "__main__":
     main()
     http_seeds()
@@ -349,3 +360,4 @@ if __name__ == "__main__":
     signin_seeds()
     hostaddr_seeds()
     webhook_seeds()
+    redis_url_seeds()

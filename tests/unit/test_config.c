@@ -248,6 +248,92 @@ static void test_redis_url(void **state)
     assert_int_equal(tt_config_parse_redis_url("redis://:@x", &u, err), -1);
 }
 
+static void test_redis_sentinel_url(void **state)
+{
+    (void)state;
+    struct tt_redis_url u;
+    char err[TT_ERRLEN];
+    assert_int_equal(tt_config_parse_redis_url("redis-sentinel://127.0.0.1:26379,127.0.0.1:26380,"
+                                               "[::1]:26381/mymaster",
+                                               &u, err),
+                     0);
+    assert_true(u.sentinel);
+    assert_int_equal(u.nsentinels, 3);
+    assert_string_equal(u.sentinels[0].host, "127.0.0.1");
+    assert_int_equal(u.sentinels[0].port, 26379);
+    assert_int_equal(u.sentinels[1].port, 26380);
+    assert_string_equal(u.sentinels[2].host, "::1");
+    assert_int_equal(u.sentinels[2].port, 26381);
+    assert_string_equal(u.master, "mymaster");
+    assert_string_equal(u.host, "");
+    assert_string_equal(u.password, "");
+    assert_int_equal(u.db, 0);
+    /* password, master, db; the default port and master */
+    assert_int_equal(tt_config_parse_redis_url("Redis-Sentinel://:p@ss,w/d@s1.example:1,s2/"
+                                               "cache-1.a_b/7",
+                                               &u, err),
+                     0);
+    assert_string_equal(u.password, "p@ss,w/d");
+    assert_int_equal(u.nsentinels, 2);
+    assert_string_equal(u.sentinels[0].host, "s1.example");
+    assert_int_equal(u.sentinels[0].port, 1);
+    assert_string_equal(u.sentinels[1].host, "s2");
+    assert_int_equal(u.sentinels[1].port, 26379);
+    assert_string_equal(u.master, "cache-1.a_b");
+    assert_int_equal(u.db, 7);
+    assert_int_equal(tt_config_parse_redis_url("redis-sentinel://h:5", &u, err), 0);
+    assert_string_equal(u.master, "mymaster");
+    assert_int_equal(u.nsentinels, 1);
+    assert_int_equal(tt_config_parse_redis_url("redis-sentinel://h:5/", &u, err), 0);
+    assert_string_equal(u.master, "mymaster");
+    /* one segment is the master, even when it is a number; "//DB" keeps the default */
+    assert_int_equal(tt_config_parse_redis_url("redis-sentinel://h:5/3", &u, err), 0);
+    assert_string_equal(u.master, "3");
+    assert_int_equal(u.db, 0);
+    assert_int_equal(tt_config_parse_redis_url("redis-sentinel://h:5//3", &u, err), 0);
+    assert_string_equal(u.master, "mymaster");
+    assert_int_equal(u.db, 3);
+    assert_int_equal(tt_config_parse_redis_url("redis-sentinel://h:5/m/", &u, err), 0);
+    assert_int_equal(u.db, 0);
+    /* errors */
+    static const char *const bad[][2] = {
+        {"redis-sentinel://", "no host"},
+        {"redis-sentinel://h:1,", "no host"},
+        {"redis-sentinel://,h:1", "no host"},
+        {"redis-sentinel://h:1,,h:2", "no host"},
+        {"redis-sentinel://h:0", "--redis"},
+        {"redis-sentinel://h:70000", "--redis"},
+        {"redis-sentinel://::1:5", "--redis"},
+        {"redis-sentinel://h:1/m/16", "database"},
+        {"redis-sentinel://h:1/m/x", "database"},
+        {"redis-sentinel://h:1/m/1/2", "database"},
+        {"redis-sentinel://h:1/m y", "master name"},
+        {"redis-sentinel://h:1/m%41", "master name"},
+        {"redis-sentinel://h:1/"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+         "master name longer"},
+        {"redis-sentinel://user:pw@h:1", "PASSWORD"},
+        {"redis-sentinel://:@h:1", "PASSWORD"},
+        {"sentinel://h:1", "redis-sentinel://"},
+        {"redis-sentinel:/h:1", "redis-sentinel://"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        assert_int_equal(tt_config_parse_redis_url(bad[i][0], &u, err), -1);
+        if (!strstr(err, bad[i][1]) || strchr(err, '\n'))
+            fail_msg("%s: '%s' lacks '%s'", bad[i][0], err, bad[i][1]);
+    }
+    /* the cap on sentinels */
+    char many[512] = "redis-sentinel://";
+    for (int i = 0; i < TT_REDIS_MAX_SENTINELS; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sh:%d", i ? "," : "", i + 1);
+    assert_int_equal(tt_config_parse_redis_url(many, &u, err), 0);
+    assert_int_equal(u.nsentinels, TT_REDIS_MAX_SENTINELS);
+    snprintf(many + strlen(many), sizeof(many) - strlen(many), ",h:99");
+    assert_int_equal(tt_config_parse_redis_url(many, &u, err), -1);
+    assert_non_null(strstr(err, "at most 16 sentinels"));
+}
+
 static void test_cluster_flags(void **state)
 {
     (void)state;
@@ -558,6 +644,7 @@ int main(void)
         cmocka_unit_test(test_token_sources),
         cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_redis_url),
+        cmocka_unit_test(test_redis_sentinel_url),
         cmocka_unit_test(test_cluster_flags),
         cmocka_unit_test(test_webhook_flags),
     };
