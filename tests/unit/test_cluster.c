@@ -28,7 +28,7 @@ static void setup_nodes(int64_t a, int64_t b, const char *adv_b)
 
 static int redirect(const char *target, char *loc, size_t loclen)
 {
-    return tt_cluster_redirect(&c, target, strlen(target), loc, loclen);
+    return tt_cluster_redirect(&c, target, strlen(target), false, loc, loclen);
 }
 
 static void test_least_loaded(void **state)
