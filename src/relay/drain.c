@@ -80,8 +80,9 @@ int tt_drain_start(struct tt_relay *r)
     d->idle_logged = d->empty_logged = false;
     if (!d->timer_on && uv_timer_start(&d->timer, on_tick, TT_DRAIN_TICK_MS, TT_DRAIN_TICK_MS) == 0)
         d->timer_on = true;
-    TT_LOG(TT_LOG_INFO, "draining: no new devices; devices=%zu sent to the other nodes at "
-                        "rate=%llu/s",
+    TT_LOG(TT_LOG_INFO,
+           "draining: no new devices; devices=%zu sent to the other nodes at "
+           "rate=%llu/s",
            tt_device_online_count(r), (unsigned long long)r->cfg.drain_rate);
     return 1;
 }

@@ -9,9 +9,9 @@
  *     devices it holds stay until it is stopped. DELETE /api/drain ends the drain; a restart
  *     ends it too (it lives in memory; the node record in Redis carries it to the other nodes);
  *   - admission: at most --max-registering device connections in registration (the WebSocket
- *     accepted, the HELLO not answered yet, the registry write and sync included); beyond, the
- *     handshake is answered 503 with a Retry-After that grows with the refusals of the last
- *     second.
+ *     accepted, the HELLO not answered yet, the registry write and sync included; one silent
+ *     for TT_DRAIN_SILENT_MS after its 101 no longer counts); beyond, the handshake is answered
+ *     503 with a Retry-After that grows with the refusals of the current second.
  * One per relay (struct tt_relay.drain), on the loop's thread. */
 #ifndef TT_DRAIN_H
 #define TT_DRAIN_H
@@ -24,6 +24,10 @@
 struct tt_relay;
 
 #define TT_DRAIN_TICK_MS 100
+/* A device connection that has sent no HELLO this long after its 101 stops counting against
+ * --max-registering (a real agent sends it at once; a stranger holding handshakes open must not
+ * keep new devices out for the whole HELLO deadline). */
+#define TT_DRAIN_SILENT_MS 5000
 /* Retry-After (seconds) of a handshake refused because the node drains. */
 #define TT_DRAIN_RETRY_AFTER_S 10
 /* Retry-After of a busy refusal: 1 s plus one per --max-registering refusals in the last

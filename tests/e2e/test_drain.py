@@ -4,8 +4,8 @@ Retry-After on a single relay while the devices it holds stay; DELETE /api/drain
 admin listener's Origin rule applies), a drain on a two-node cluster with a real redis-server
 (every device of node a ends up on node b with its label, at a bounded rate, reachable through
 either node), a rolling restart of both nodes losing no label, and --max-registering (a device
-handshake beyond it answered 503 with Retry-After before the 101; agents refused so wait and
-all register)."""
+handshake beyond it answered 503 with Retry-After before the 101; a connection silent since its
+101 gives its slot up after 5 s; agents refused so wait and all register)."""
 
 import http.client
 import json
@@ -224,11 +224,28 @@ def test_admission_max_registering(t):
     check(ra.isdigit() and 1 <= int(ra) <= 60, "Retry-After %r" % ra)
     eq(_metric(relay, "tether_registering"), 1, "tether_registering")
     eq(_metric(relay, "tether_max_registering"), 1, "tether_max_registering")
-    # a storm of 30 agents at once: refused while the slot is held, they wait and come back
+    # a connection silent since its 101 gives its slot up after 5 s (not the 30 s HELLO deadline)
+    time.sleep(6)
+    eq(_metric(relay, "tether_registering"), 0, "tether_registering after 5 s of silence")
+    st, _, blocker2 = _handshake(relay.port, keep=True)
+    eq(st, 101, "handshake once the silent connection's slot is free")
+    held = [blocker, blocker2]
+    # a storm of 30 agents at once while we keep taking the one slot: refused, they wait
     agents = [t.agent(relay, http=svc.port, wait=False) for _ in range(30)]
-    wait_for(lambda: sum("retry_after=" in x.proc.stderr_text() for x in agents) >= 10, 30,
-             "agents told to retry later")
-    blocker.close()
+    deadline = time.time() + 40
+    while time.time() < deadline:
+        if sum("retry_after=" in x.proc.stderr_text() for x in agents) >= 10:
+            break
+        st, _, extra = _handshake(relay.port, keep=True)
+        if st == 101:
+            held.append(extra)
+        elif extra:
+            extra.close()
+        time.sleep(0.3)
+    check(sum("retry_after=" in x.proc.stderr_text() for x in agents) >= 10,
+          "agents told to retry later")
+    for h in held:
+        h.close()
     _all_ready(agents, timeout=80)
     refused = _metric(relay, 'tether_registrations_refused_total{reason="busy"}')
     check(refused >= 10, "busy refusals counted: %d" % refused)
