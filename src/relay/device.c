@@ -727,6 +727,7 @@ static void welcome(struct tt_devconn *dc)
     TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u",
            TT_LOG_V(d->name), d->label, peer(dc), (unsigned)d->nsvc);
     dc->welcomed = true;
+    tt_drain_registered(dc->relay);
     tt_webhook_emit(dc->relay->webhooks, "online", d->name, d->label, now);
 }
 

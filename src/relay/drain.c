@@ -106,6 +106,22 @@ void tt_drain_refuse_draining(struct tt_relay *r)
     r->drain.refused[TT_DRAIN_DRAINING]++;
 }
 
+/* Starts a new one-second window when the current one is over. */
+static void roll_window(struct tt_drain *d, uint64_t now)
+{
+    if (now - d->window_ms < 1000)
+        return;
+    d->last_done = now - d->window_ms < 2000 ? d->window_done : 0;
+    d->window_ms = now;
+    d->window_refusals = d->window_done = 0;
+}
+
+void tt_drain_registered(struct tt_relay *r)
+{
+    roll_window(&r->drain, uv_now(r->loop));
+    r->drain.window_done++;
+}
+
 enum tt_drain_refusal tt_drain_admit(struct tt_relay *r, unsigned *retry_after)
 {
     struct tt_drain *d = &r->drain;
@@ -118,14 +134,12 @@ enum tt_drain_refusal tt_drain_admit(struct tt_relay *r, unsigned *retry_after)
     uint64_t max = r->cfg.max_registering;
     if (max == 0 || d->registering < max)
         return TT_DRAIN_ADMIT;
-    uint64_t now = uv_now(r->loop);
-    if (now - d->window_ms >= 1000) {
-        d->window_ms = now;
-        d->window_refusals = 0;
-    }
+    roll_window(d, uv_now(r->loop));
     d->window_refusals++;
     d->refused[TT_DRAIN_BUSY]++;
-    uint64_t s = 1 + d->window_refusals / (4 * max);
+    uint64_t rate =
+        d->last_done > TT_DRAIN_RATE_FLOOR * max ? d->last_done : TT_DRAIN_RATE_FLOOR * max;
+    uint64_t s = 1 + d->window_refusals / rate;
     *retry_after = (unsigned)(s > TT_DRAIN_BUSY_RETRY_MAX_S ? TT_DRAIN_BUSY_RETRY_MAX_S : s);
     if (d->window_refusals == 1) /* one line a second at most; /metrics counts them all */
         TT_LOG(TT_LOG_INFO,

@@ -30,9 +30,11 @@ struct tt_relay;
 #define TT_DRAIN_SILENT_MS 5000
 /* Retry-After (seconds) of a handshake refused because the node drains. */
 #define TT_DRAIN_RETRY_AFTER_S 10
-/* Retry-After of a busy refusal: 1 s plus one per --max-registering refusals in the last
- * second, at most this. */
+/* Retry-After of a busy refusal: 1 s plus the refusals of the current second divided by what
+ * the node registers in a second (the last second's registrations, at least
+ * TT_DRAIN_RATE_FLOOR × --max-registering), at most TT_DRAIN_BUSY_RETRY_MAX_S. */
 #define TT_DRAIN_BUSY_RETRY_MAX_S 60
+#define TT_DRAIN_RATE_FLOOR 16
 
 /* Why a device handshake is refused (tt_drain.refused[]). */
 enum tt_drain_refusal {
@@ -57,6 +59,8 @@ struct tt_drain {
     uint64_t refused[TT_DRAIN_N];
     uint64_t window_ms;       /* uv_now at the start of the current second */
     uint64_t window_refusals; /* busy refusals in it */
+    uint64_t window_done;     /* registrations answered WELCOME in it */
+    uint64_t last_done;       /* ... in the second before */
 };
 
 /* Starts draining. Returns 1 when it starts now, 0 when it was draining already. */
@@ -71,6 +75,9 @@ bool tt_drain_on(const struct tt_relay *r);
  * *retry_after gets the seconds to put in Retry-After, and it is counted. Draining is not
  * checked here when the caller redirects the device instead (cluster). */
 enum tt_drain_refusal tt_drain_admit(struct tt_relay *r, unsigned *retry_after);
+
+/* Counts a registration answered WELCOME (the node's registration rate, for Retry-After). */
+void tt_drain_registered(struct tt_relay *r);
 
 /* Counts a refusal because of draining (the caller found no node to redirect to). */
 void tt_drain_refuse_draining(struct tt_relay *r);
