@@ -6,7 +6,8 @@
  * WebSocket handshake, registers each device (HELLO, WELCOME), answers pings, pings like the
  * agent does (only after --ping-ms of hearing nothing: the relay's own pings every 15 s make
  * that never happen with a current relay), and reconnects like the agent does (back-off with
- * jitter; about 1 s after a GOAWAY(SHUTDOWN)). It reports on stdout, one JSON object per line:
+ * jitter; about 1 s after a GOAWAY(SHUTDOWN); a 503 handshake answer's Retry-After plus 0 to
+ * 50 %). It reports on stdout, one JSON object per line:
  * a status line every --status-ms, and an "all_registered" event each time every device is
  * registered again (with how many kept the label they had first).
  *
@@ -62,6 +63,7 @@ struct dev {
     uint32_t idx;
     uint8_t state;
     bool goaway_shutdown; /* GOAWAY(SHUTDOWN) seen on this connection */
+    uint32_t retry_ms;    /* a 503's Retry-After, jittered as the agent does (0: none) */
     bool counted_conn;    /* counted in g.connected */
     uint8_t attempt;      /* back-off step */
     uint8_t *pend;        /* bytes kept between reads (head or partial frame) */
@@ -100,6 +102,7 @@ static struct {
     uint32_t connected; /* TCP connected now */
     uint32_t ready;     /* registered now */
     uint64_t regs, same, changed, conn_fail, refused, lost, pings_in, pongs_in, errors;
+    uint64_t busy; /* handshakes answered 503 with Retry-After (waited out) */
     uint32_t round;
     bool all_before;      /* ready == n at some point since the last round started */
     uint64_t round_start; /* loop ms of the first loss after all were ready */
@@ -163,9 +166,10 @@ static void status_line(const char *event)
          "\"connected\":%u,\"ready\":%u,\"regs\":%" PRIu64 ",\"same\":%" PRIu64
          ",\"changed\":%" PRIu64 ",\"conn_fail\":%" PRIu64 ",\"refused\":%" PRIu64
          ",\"lost\":%" PRIu64 ",\"pings_in\":%" PRIu64 ",\"pongs_in\":%" PRIu64
-         ",\"errors\":%" PRIu64 ",\"round\":%u}",
+         ",\"errors\":%" PRIu64 ",\"busy\":%" PRIu64 ",\"round\":%u}",
          event, since_start(), g.n, g.next_start, g.pending, g.connected, g.ready, g.regs, g.same,
-         g.changed, g.conn_fail, g.refused, g.lost, g.pings_in, g.pongs_in, g.errors, g.round);
+         g.changed, g.conn_fail, g.refused, g.lost, g.pings_in, g.pongs_in, g.errors, g.busy,
+         g.round);
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -259,7 +263,10 @@ static void on_closed(uv_handle_t *h)
     d->state = ST_IDLE;
     if (g.stopping)
         return;
-    if (d->goaway_shutdown) {
+    if (d->retry_ms) {
+        delay = d->retry_ms;
+        d->retry_ms = 0;
+    } else if (d->goaway_shutdown) {
         d->attempt = 0;
         delay = jitter(LG_SHUTDOWN_RETRY);
     } else {
@@ -461,8 +468,15 @@ static int parse_head(struct dev *d, const uint8_t *data, size_t len)
             return -1;
         if (rc == 0)
             goto partial;
-        if (!r.accepted)
+        if (!r.accepted) {
+            if (r.retry_after > 0) { /* the agent's rule: that long plus 0-50 %, <= 300 s */
+                uint32_t ms = r.retry_after > 300 ? 300000 : r.retry_after * 1000;
+                d->retry_ms = ms + rnd() % (ms / 2 + 1);
+                d->retry_ms = d->retry_ms > 300000 ? 300000 : d->retry_ms;
+                g.busy++;
+            }
             return -1;
+        }
         headlen = r.head_len;
     } else {
         const uint8_t *end = NULL;

@@ -591,6 +591,18 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
         return;
     }
     snprintf(a->url, sizeof a->url, "%s", r->url);
+    if (r->err != 0 && r->retry_after > 0) {
+        /* the relay is busy (or draining) and said when to come back: that, jittered, instead
+         * of the back-off (PROTOCOL.md 2.1) */
+        delay = tt_backoff_after(&a->backoff, r->retry_after);
+        TT_LOG(TT_LOG_INFO,
+               "relay asked to retry later server=%s status=%d retry_after=%us "
+               "waiting=%.1fs",
+               TT_LOG_V(r->url), r->status, (unsigned)r->retry_after, delay / 1000.0);
+        emit_error(a, r->url, r->err, r->message, delay);
+        schedule(a, delay);
+        return;
+    }
     if (r->err != 0) {
         delay = tt_backoff_next(&a->backoff);
         emit_error(a, r->url, r->err, r->message, delay);

@@ -65,6 +65,16 @@ uint32_t tt_backoff_soon(struct tt_backoff *b, uint32_t ms)
     return jitter(b, ms);
 }
 
+uint32_t tt_backoff_after(struct tt_backoff *b, uint32_t seconds)
+{
+    uint64_t ms = (uint64_t)seconds * 1000;
+    if (ms > TT_BACKOFF_AFTER_CAP_MS)
+        ms = TT_BACKOFF_AFTER_CAP_MS;
+    uint64_t span = ms / 2; /* + 0..50 % */
+    ms += span ? b->rand(b->rand_ud) % (span + 1) : 0;
+    return (uint32_t)(ms > TT_BACKOFF_AFTER_CAP_MS ? TT_BACKOFF_AFTER_CAP_MS : ms);
+}
+
 void tt_backoff_reset(struct tt_backoff *b)
 {
     b->attempt = 0;

@@ -8,6 +8,8 @@
 
 #define TT_BACKOFF_BASE_MS 1000u
 #define TT_BACKOFF_CAP_MS 60000u
+/* The longest wait a relay's Retry-After obtains (tt_backoff_after). */
+#define TT_BACKOFF_AFTER_CAP_MS 300000u
 
 /* Returns a uniformly distributed 32-bit value. ud is the one given to tt_backoff_init. */
 typedef uint32_t (*tt_backoff_rand_fn)(void *ud);
@@ -33,6 +35,11 @@ uint32_t tt_backoff_next(struct tt_backoff *b);
 /* Returns a short jittered delay of about ms (0.8..1.2 ms), without counting a failure (the
  * relay said it is shutting down: come back soon). Cannot fail. */
 uint32_t tt_backoff_soon(struct tt_backoff *b, uint32_t ms);
+
+/* The delay a relay asked for with Retry-After (a 503 to the WebSocket handshake): seconds plus
+ * a jitter of 0 to 50 % (so that the devices it refused together do not come back together),
+ * at most TT_BACKOFF_AFTER_CAP_MS in all. Not counted as a failure. Cannot fail. */
+uint32_t tt_backoff_after(struct tt_backoff *b, uint32_t seconds);
 
 /* Forgets past failures: the next delay is about base_ms again. Cannot fail. */
 void tt_backoff_reset(struct tt_backoff *b);

@@ -69,10 +69,11 @@ struct tt_dial {
     char key[TT_WS_KEYLEN + 1];
     char location[1024];
     int status;
-    bool refused;        /* a refusal's head came; its body is being read (up to BODY_MAX) */
-    size_t body_off;     /* where the body starts in rbuf */
-    uint64_t body_want;  /* bytes of it to wait for */
-    char body[BODY_MAX]; /* the refusal's first body line, cleaned */
+    uint32_t retry_after; /* of the refusal (tt_wshs_response) */
+    bool refused;         /* a refusal's head came; its body is being read (up to BODY_MAX) */
+    size_t body_off;      /* where the body starts in rbuf */
+    uint64_t body_want;   /* bytes of it to wait for */
+    char body[BODY_MAX];  /* the refusal's first body line, cleaned */
 };
 
 struct connect_req {
@@ -183,6 +184,7 @@ static void fail(struct tt_dial *d, int err, const char *fmt, ...)
     r.url = d->url;
     r.status = d->refused ? d->status : 0;
     r.body = d->refused ? d->body : "";
+    r.retry_after = d->refused ? d->retry_after : 0;
     TT_LOG(TT_LOG_DEBUG, "dial failed url=%s err=%s: %s", TT_LOG_V(d->url), tether_err_name(err),
            TT_LOG_E(msg));
     if (!d->cancelled)
@@ -334,6 +336,7 @@ static int ws_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *us
         return TETHER_ERR_HTTP;
     }
     d->status = r.status;
+    d->retry_after = r.retry_after;
     if (r.accepted) {
         *used = r.head_len;
         return 1;

@@ -36,6 +36,8 @@ struct tt_dial_result {
      * relay's reason for refusing tether connect), cleaned (tt_relaytext_clean); "" otherwise. */
     int status;
     const char *body;
+    /* ... and its Retry-After in seconds (a 503 or 429 only: tt_wshs_retry_after); 0: none. */
+    uint32_t retry_after;
 };
 
 /* Called exactly once per tt_dial_start() that returned 0, unless tt_dial_cancel() came first.

@@ -89,7 +89,16 @@ int tt_wshs_client_request_ex(char *out, size_t outlen, const char *host, uint16
 }
 
 /* Which header the parser is in, and what we keep of the answer. */
-enum hdr_id { H_OTHER, H_UPGRADE, H_CONNECTION, H_ACCEPT, H_LOCATION, H_PROTOCOL, H_CTYPE };
+enum hdr_id {
+    H_OTHER,
+    H_UPGRADE,
+    H_CONNECTION,
+    H_ACCEPT,
+    H_LOCATION,
+    H_PROTOCOL,
+    H_CTYPE,
+    H_RETRY
+};
 
 struct resp_state {
     struct tt_wshs_response *r;
@@ -97,8 +106,9 @@ struct resp_state {
     size_t fieldlen;
     bool in_value;
     enum hdr_id cur;
-    char upgrade[64], connection[256], accept[64], protocol[64], ctype[64];
-    size_t upgradelen, connectionlen, acceptlen, locationlen, protocollen, ctypelen;
+    char upgrade[64], connection[256], accept[64], protocol[64], ctype[64], retry[32];
+    size_t upgradelen, connectionlen, acceptlen, locationlen, protocollen, ctypelen, retrylen;
+    bool retry_bad; /* Retry-After too long or repeated: ignored */
     bool overflow;
     bool complete;
 };
@@ -128,6 +138,8 @@ static enum hdr_id classify(const char *name)
         return H_PROTOCOL;
     if (strcasecmp(name, "content-type") == 0)
         return H_CTYPE;
+    if (strcasecmp(name, "retry-after") == 0)
+        return H_RETRY;
     return H_OTHER;
 }
 
@@ -159,6 +171,8 @@ static int on_value(http_parser *p, const char *at, size_t len)
             append(st->upgrade, sizeof(st->upgrade), &st->upgradelen, ", ", 2, &st->overflow);
         else if (st->cur == H_ACCEPT && st->acceptlen > 0)
             st->overflow = true; /* two Accept headers: never valid */
+        else if (st->cur == H_RETRY && st->retrylen > 0)
+            st->retry_bad = true; /* two Retry-After headers: which one? neither */
     }
     switch (st->cur) {
     case H_UPGRADE:
@@ -175,6 +189,9 @@ static int on_value(http_parser *p, const char *at, size_t len)
         break;
     case H_PROTOCOL:
         append(st->protocol, sizeof(st->protocol), &st->protocollen, at, len, &st->overflow);
+        break;
+    case H_RETRY:
+        append(st->retry, sizeof(st->retry), &st->retrylen, at, len, &st->retry_bad);
         break;
     case H_CTYPE: {
         bool ignored = false; /* a long type is cut, not an error */
@@ -229,6 +246,25 @@ static size_t head_length(const uint8_t *in, size_t len)
     return 0;
 }
 
+uint32_t tt_wshs_retry_after(const char *v, size_t n)
+{
+    while (n > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        n--;
+    }
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n > 9) /* an HTTP-date, nothing, or more than 999,999,999 s */
+        return 0;
+    uint32_t s = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return 0;
+        s = s * 10 + (uint32_t)(v[i] - '0');
+    }
+    return s > TT_WSHS_RETRY_AFTER_MAX ? TT_WSHS_RETRY_AFTER_MAX : s;
+}
+
 int tt_wshs_parse_response(const uint8_t *in, size_t len, const char *key,
                            struct tt_wshs_response *r)
 {
@@ -264,6 +300,8 @@ int tt_wshs_parse_response_ex(const uint8_t *in, size_t len, const char *key,
     r->head_len = head;
     r->content_length = (parser.flags & F_CONTENTLENGTH) ? parser.content_length : UINT64_MAX;
     r->text_plain = strncasecmp(st.ctype, "text/plain", 10) == 0;
+    if ((r->status == 503 || r->status == 429) && !st.retry_bad)
+        r->retry_after = tt_wshs_retry_after(st.retry, st.retrylen);
     if (r->status < 300 || r->status >= 400 || st.overflow)
         r->location[0] = '\0';
     if (r->status == 101 && !st.overflow && key != NULL) {

@@ -41,7 +41,18 @@ struct tt_wshs_response {
      * text/plain (the relay's one-line reasons for refusing tether connect) */
     uint64_t content_length;
     bool text_plain;
+    /* Retry-After of a 503 or 429, in seconds (tt_wshs_retry_after); 0: none, an HTTP-date
+     * (not read), or not one of those statuses */
+    uint32_t retry_after;
 };
+
+/* The largest Retry-After kept (seconds): a larger one is cut to this. */
+#define TT_WSHS_RETRY_AFTER_MAX 86400u
+
+/* A Retry-After value v[0..n) in delta-seconds (RFC 9110 10.2.3: digits, blanks around them
+ * allowed), at most TT_WSHS_RETRY_AFTER_MAX; 0 for anything else (an HTTP-date, a sign, a
+ * fraction, nothing). Pure. */
+uint32_t tt_wshs_retry_after(const char *v, size_t n);
 
 /* Parses the head of the server's answer in in[0..len). Returns 1 when the head is complete
  * (r filled), 0 if more bytes are needed, -1 if it is malformed or longer than 16 KiB. key is

@@ -1038,6 +1038,64 @@ static void metrics_wsconn(struct tt_adminbuf *b)
         (unsigned long long)w.pings_coalesced);
 }
 
+/* Drain and admission control (drain.h). */
+static void drain_metrics(struct tt_adminbuf *b, struct tt_relay *r)
+{
+    const struct tt_drain *d = &r->drain;
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_drain_state 1 while this node drains (POST /api/drain), else 0.\n"
+        "# TYPE tether_drain_state gauge\n"
+        "tether_drain_state %d\n"
+        "# HELP tether_drain_moved_total Devices a drain sent to the other nodes (GOAWAY "
+        "SHUTDOWN).\n"
+        "# TYPE tether_drain_moved_total counter\n"
+        "tether_drain_moved_total %llu\n"
+        "# HELP tether_registering Device connections accepted whose registration is not "
+        "answered yet.\n"
+        "# TYPE tether_registering gauge\n"
+        "tether_registering %zu\n"
+        "# HELP tether_max_registering The cap on them (--max-registering; 0: none).\n"
+        "# TYPE tether_max_registering gauge\n"
+        "tether_max_registering %llu\n"
+        "# HELP tether_registrations_refused_total Device handshakes answered 503 with "
+        "Retry-After: --max-registering reached (busy), the node drains (draining).\n"
+        "# TYPE tether_registrations_refused_total counter\n"
+        "tether_registrations_refused_total{reason=\"busy\"} %llu\n"
+        "tether_registrations_refused_total{reason=\"draining\"} %llu\n",
+        d->on ? 1 : 0, (unsigned long long)d->moved, d->registering,
+        (unsigned long long)r->cfg.max_registering, (unsigned long long)d->refused[TT_DRAIN_BUSY],
+        (unsigned long long)d->refused[TT_DRAIN_DRAINING]);
+}
+
+/* POST /api/drain (202, idempotent), DELETE /api/drain (200: devices are taken again), GET
+ * /api/drain (the state). */
+static void api_drain(struct tt_headconn *hc, struct tt_relay *r)
+{
+    enum http_method m = hc->hp.p.method;
+    int rc = 0;
+    const char *status = "200 OK";
+    if (m == HTTP_POST) {
+        rc = tt_drain_start(r);
+        status = "202 Accepted";
+    } else if (m == HTTP_DELETE) {
+        tt_drain_stop(r);
+    } else if (m != HTTP_GET && m != HTTP_HEAD) {
+        answer_error(hc, "405 Method Not Allowed", "Allow: GET, HEAD, POST, DELETE\r\n",
+                     "method not allowed");
+        return;
+    }
+    if (rc < 0) {
+        answer_error(hc, "500 Internal Server Error", NULL, "cannot start the drain");
+        return;
+    }
+    const struct tt_drain *d = &r->drain;
+    answer_json(hc, status, NULL,
+                json_pack("{s:b,s:I,s:I,s:I}", "draining", d->on ? 1 : 0, "devices",
+                          (json_int_t)tt_device_online_count(r), "moved", (json_int_t)d->moved,
+                          "rate", (json_int_t)r->cfg.drain_rate));
+}
+
 /* The HTTP proxying counters (httpstats.h). */
 static void http_metrics(struct tt_adminbuf *b)
 {
@@ -1213,6 +1271,7 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
         (unsigned long long)r->admin_refused_host, (unsigned long long)r->admin_refused_origin);
     session_metrics(&b, r);
     limits_metrics(&b, &r->limits);
+    drain_metrics(&b, r);
     metrics_wsconn(&b);
     http_metrics(&b);
     audit_metrics(&b, r);
@@ -1669,6 +1728,9 @@ void tt_admin_on_head(struct tt_headconn *hc, void *ud)
         if (!get)
             answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8", allow_get,
                    "method not allowed\n", 19);
+        else if (tt_drain_on(r))
+            answer(hc, "503 Service Unavailable", "text/plain; charset=utf-8", NULL, "draining\n",
+                   9);
         else
             answer(hc, "200 OK", "text/plain; charset=utf-8", NULL, "ok\n", 3);
         return;
@@ -1710,6 +1772,10 @@ void tt_admin_on_head(struct tt_headconn *hc, void *ud)
     }
     if (route_grants(hc, r, path, plen))
         return;
+    if (plen == 10 && memcmp(path, "/api/drain", 10) == 0) {
+        api_drain(hc, r);
+        return;
+    }
     static const char dev_prefix[] = "/api/devices/";
     size_t dplen = sizeof(dev_prefix) - 1;
     if (plen > dplen && memcmp(path, dev_prefix, dplen) == 0) {

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "cluster.h"
+#include "drain.h"
 #include "webhook.h"
 #include "device.h"
 #include "admin.h"
@@ -32,25 +33,27 @@
 /* Labels whose holder is remembered for when Redis is away. */
 #define LABEL_CACHE_MAX 100000
 
-/* ARGV: prefix, me, advertise, addr, devices, now, ttl, secret[, fleet hash]. Publishes this
- * node, marks the devices of nodes whose record expired offline since their last heartbeat,
- * and returns {secret, how many devices Redis says this node holds, then id, advertise, addr,
- * devices of every other live node}. */
+/* ARGV: prefix, me, advertise, addr, devices, now, ttl, secret, draining ("1" or "0")[, fleet
+ * hash]. Publishes this node, marks the devices of nodes whose record expired offline since
+ * their last heartbeat, and returns {secret, how many devices Redis says this node holds, then
+ * id, advertise, addr, devices, draining of every other live node} (a node of an older version
+ * publishes no draining field: "0"). */
 static const char beat_lua[] =
     "local P,me=ARGV[1],ARGV[2]\n"
     "redis.call('HMSET',P..'node:'..me,'advertise',ARGV[3],'addr',ARGV[4],'devices',ARGV[5],"
-    "'hb',ARGV[6])\n"
+    "'hb',ARGV[6],'drain',ARGV[9])\n"
     "redis.call('PEXPIRE',P..'node:'..me,tonumber(ARGV[7]))\n"
     "redis.call('SADD',P..'nodes',me)\n"
     "redis.call('SET',P..'hb:'..me,ARGV[6])\n"
     "redis.call('SET',P..'secret',ARGV[8],'NX')\n"
-    "if ARGV[9] then redis.call('SET',P..'cred:',ARGV[9],'NX') end\n"
+    "if ARGV[10] then redis.call('SET',P..'cred:',ARGV[10],'NX') end\n"
     "local out={redis.call('GET',P..'secret'),redis.call('SCARD',P..'nodedevs:'..me)}\n"
     "for _,id in ipairs(redis.call('SMEMBERS',P..'nodes')) do\n"
-    "  local h=redis.call('HMGET',P..'node:'..id,'advertise','addr','devices')\n"
+    "  local h=redis.call('HMGET',P..'node:'..id,'advertise','addr','devices','drain')\n"
     "  if h[1] then\n"
     "    if id~=me then\n"
     "      out[#out+1]=id out[#out+1]=h[1] out[#out+1]=h[2] or '' out[#out+1]=h[3] or '0'\n"
+    "      out[#out+1]=h[4] or '0'\n"
     "    end\n"
     "  else\n"
     "    local hb=tonumber(redis.call('GET',P..'hb:'..id) or '0')\n"
@@ -174,7 +177,7 @@ static redisReply *eval(struct tt_cluster *c, const char *script, int argc, cons
     for (int i = 0; i < argc; i++)
         a[3 + i] = argv[i];
     for (int i = 0; i < argc + 3; i++)
-        l[i] = i == 3 + 8 && argc > 8 ? 32 : strlen(a[i]); /* the fleet hash is binary */
+        l[i] = i == 3 + 9 && argc > 9 ? 32 : strlen(a[i]); /* the fleet hash is binary */
     return tt_redisconn_argv(&c->rc, argc + 3, a, l);
 }
 
@@ -200,7 +203,7 @@ static void log_joined(const struct tt_cluster_node *nd)
 
 static void set_nodes(struct tt_cluster *c, const redisReply *rep)
 {
-    size_t n = (rep->elements - 2) / 4;
+    size_t n = (rep->elements - 2) / 5;
     struct tt_cluster_node *v = calloc(n ? n : 1, sizeof(*v));
     if (!v)
         return;
@@ -208,11 +211,12 @@ static void set_nodes(struct tt_cluster *c, const redisReply *rep)
     for (size_t i = 0; i < n; i++) {
         struct tt_cluster_node *nd = &v[k];
         char e[TT_ERRLEN];
-        snprintf(nd->id, sizeof(nd->id), "%s", str_at(rep, 2 + 4 * i));
-        snprintf(nd->advertise, sizeof(nd->advertise), "%s", str_at(rep, 3 + 4 * i));
-        if (tt_parse_hostport(str_at(rep, 4 + 4 * i), nd->host, &nd->port, false, e) != 0)
+        snprintf(nd->id, sizeof(nd->id), "%s", str_at(rep, 2 + 5 * i));
+        snprintf(nd->advertise, sizeof(nd->advertise), "%s", str_at(rep, 3 + 5 * i));
+        if (tt_parse_hostport(str_at(rep, 4 + 5 * i), nd->host, &nd->port, false, e) != 0)
             continue;
-        nd->devices = strtoll(str_at(rep, 5 + 4 * i), NULL, 10);
+        nd->devices = strtoll(str_at(rep, 5 + 5 * i), NULL, 10);
+        nd->draining = strcmp(str_at(rep, 6 + 5 * i), "1") == 0;
         k++;
     }
     /* nodes joining and leaving, as this node sees them (not at its first beat: the start-up
@@ -291,9 +295,17 @@ static void beat(struct tt_cluster *c, int64_t now)
     snprintf(devices, sizeof(devices), "%lld", (long long)c->online);
     snprintf(nowb, sizeof(nowb), "%lld", (long long)now);
     snprintf(ttl, sizeof(ttl), "%d", TT_CLUSTER_NODE_TTL_MS);
-    const char *argv[9] = {P,   r->cfg.node_id, r->cfg.advertise,           addr, devices, nowb,
-                           ttl, c->secret,      (const char *)c->fleet_hash};
-    redisReply *rep = eval(c, beat_lua, c->fleet_generated ? 9 : 8, argv);
+    const char *argv[10] = {P,
+                            r->cfg.node_id,
+                            r->cfg.advertise,
+                            addr,
+                            devices,
+                            nowb,
+                            ttl,
+                            c->secret,
+                            tt_drain_on(r) ? "1" : "0",
+                            (const char *)c->fleet_hash};
+    redisReply *rep = eval(c, beat_lua, c->fleet_generated ? 10 : 9, argv);
     c->redis_held = -1;
     if (is_array(rep) && rep->elements >= 2) {
         const char *s = str_at(rep, 0);
@@ -1114,23 +1126,40 @@ void tt_cluster_forward_http(struct tt_cluster *c, struct tt_headconn *hc, const
     tt_peerlink_start(c->r->loop, conn, host, port, o.p, o.n, true, audit);
 }
 
-int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetlen, char *loc,
-                        size_t loclen)
+/* The least-loaded live node that takes devices (not draining), or NULL. */
+static struct tt_cluster_node *least_loaded(struct tt_cluster *c)
 {
-    if (memmem(target, targetlen, TT_CLUSTER_REDIRECTED, strlen(TT_CLUSTER_REDIRECTED))) {
-        c->accepted++;
-        return 0;
-    }
-    int64_t mine = c->online + c->accepted; /* as of the last beat, plus arrivals since */
     struct tt_cluster_node *best = NULL;
     for (size_t i = 0; i < c->nnodes; i++) {
         struct tt_cluster_node *nd = &c->nodes[i];
+        if (nd->draining)
+            continue;
         if (!best || nd->devices < best->devices ||
             (nd->devices == best->devices && strcmp(nd->id, best->id) < 0))
             best = nd;
     }
-    if (!best || best->devices >= mine) {
+    return best;
+}
+
+bool tt_cluster_can_take(struct tt_cluster *c)
+{
+    return least_loaded(c) != NULL && tt_redisconn_up(&c->rc);
+}
+
+int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetlen, bool away,
+                        char *loc, size_t loclen)
+{
+    if (memmem(target, targetlen, TT_CLUSTER_REDIRECTED, strlen(TT_CLUSTER_REDIRECTED))) {
+        if (away)
+            return 0;
         c->accepted++;
+        return 0;
+    }
+    int64_t mine = c->online + c->accepted; /* as of the last beat, plus arrivals since */
+    struct tt_cluster_node *best = least_loaded(c);
+    if (!best || (!away && best->devices >= mine)) {
+        if (!away)
+            c->accepted++;
         return 0;
     }
     /* the advertise URL's path if it has one, else the request's */

@@ -40,6 +40,7 @@ struct tt_cluster_node {
     char host[TT_HOSTLEN];
     uint16_t port;
     int64_t devices; /* as published, plus the devices we redirected there since */
+    bool draining;   /* it drains (POST /api/drain): no device is sent there */
 };
 
 /* The cluster's view of one TCP port of the range. */
@@ -133,12 +134,18 @@ void tt_cluster_forward_http(struct tt_cluster *c, struct tt_headconn *hc, const
                              uint16_t port, const struct tt_peerlink_audit *audit);
 
 /* For a device handshake (not a redirected one, see TT_CLUSTER_REDIRECTED): when another live
- * node holds strictly fewer devices than this one, writes that node's Location (its advertise
- * URL, with the request's path when the URL has none, and the marker) into loc and returns 1;
- * else 0 (accept here). Counts are those of the last beat plus the handshakes accepted here and
- * redirected to each node since, so that a burst of arrivals spreads over the nodes. */
-int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetlen, char *loc,
-                        size_t loclen);
+ * node that is not draining holds strictly fewer devices than this one (away: any such node,
+ * this one drains), writes that node's Location (its advertise URL, with the request's path
+ * when the URL has none, and the marker) into loc and returns 1; else 0 (accept here; with
+ * away: refuse, no node to send it to, or the handshake was redirected here already). Counts
+ * are those of the last beat plus the handshakes accepted here and redirected to each node
+ * since, so that a burst of arrivals spreads over the nodes. */
+int tt_cluster_redirect(struct tt_cluster *c, const char *target, size_t targetlen, bool away,
+                        char *loc, size_t loclen);
+
+/* True when another live node (as of the last beat) takes devices (it is not draining) and
+ * Redis is reachable: a draining node moves its devices only then (drain.h). */
+bool tt_cluster_can_take(struct tt_cluster *c);
 
 /* An internal CONNECT (from another node, already trusted) for a TCP port of a device of
  * ours: joins it to the device or drops it. hc is consumed. */

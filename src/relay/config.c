@@ -28,6 +28,7 @@ void tt_config_usage(FILE *f)
         "               [--body-min-rate BYTES] [--tcp-idle-timeout DURATION]\n"
         "               [--max-names-per-token N] [--max-ports-per-token N]\n"
         "               [--new-names-per-second N]\n"
+        "               [--max-registering N] [--drain-rate N]\n"
         "               [--access public|private] [--public DEVICE/SERVICE]...\n"
         "               [--users-file FILE] [--tcp-allow CIDR]... [--audit-log FILE]\n"
         "               [--session-ttl DURATION] [--metrics-per-device auto|on|off]\n"
@@ -93,6 +94,11 @@ void tt_config_usage(FILE *f)
         "                         --tcp-ports)\n"
         "  --new-names-per-second N  names the fleet token may create a second, with ten\n"
         "                         seconds' worth at once (default 100)\n"
+        "  --max-registering N    device registrations in progress (WebSocket accepted, not\n"
+        "                         answered yet); beyond, a device's handshake is answered\n"
+        "                         503 with Retry-After (default 1024; 0: no cap)\n"
+        "  --drain-rate N         devices a draining node (POST /api/drain) sends to the\n"
+        "                         other nodes per second (default 50)\n"
         "  --access public|private  public (default): every service is reachable by anyone;\n"
         "                         private: only by users whose grant covers it (a private\n"
         "                         TCP service gets no public port)\n"
@@ -422,6 +428,8 @@ static const struct {
     {"--tcp-idle-timeout", true, 0, 7ull * 86400000,
      offsetof(struct tt_config, tcp_idle_timeout_ms)},
     {"--webhook-queue", false, 1, 1000000, offsetof(struct tt_config, webhook_queue)},
+    {"--max-registering", false, 0, 1000000, offsetof(struct tt_config, max_registering)},
+    {"--drain-rate", false, 1, 100000, offsetof(struct tt_config, drain_rate)},
     {"--webhook-max-age", true, 1000, 7ull * 86400000,
      offsetof(struct tt_config, webhook_max_age_ms)},
 };
@@ -888,6 +896,8 @@ static void set_defaults(struct tt_config *c)
     c->new_names_per_sec = TT_CONFIG_NEW_NAMES_PER_SEC;
     c->webhook_queue = TT_CONFIG_WEBHOOK_QUEUE;
     c->webhook_max_age_ms = TT_CONFIG_WEBHOOK_MAX_AGE_MS;
+    c->max_registering = TT_CONFIG_MAX_REGISTERING;
+    c->drain_rate = TT_CONFIG_DRAIN_RATE;
 }
 
 /* Applies the settings of --config FILE (path) to c. Returns 0, -1 (usage) or -2 (runtime). */

@@ -34,6 +34,8 @@
 /* Webhooks (webhook.h): receivers, the queue's cap and how long an event is retried. */
 #define TT_CONFIG_MAX_WEBHOOKS 8
 #define TT_CONFIG_WEBHOOK_QUEUE 10000
+#define TT_CONFIG_MAX_REGISTERING 1024 /* --max-registering */
+#define TT_CONFIG_DRAIN_RATE 50        /* --drain-rate, devices per second */
 #define TT_CONFIG_WEBHOOK_MAX_AGE_MS 3600000
 
 struct tt_config_addr {
@@ -126,6 +128,10 @@ struct tt_config {
     uint64_t body_timeout_ms;        /* a request body must be whole within this (0: never)... */
     uint64_t body_min_rate;          /* ... plus 1 s per this many bytes received (0: none) */
     uint64_t tcp_idle_timeout_ms;    /* a raw TCP client silent both ways this long (0: never) */
+    /* Admission and drain (drain.h): registrations in progress at most (0: no cap), and the
+     * devices a draining node moves per second. */
+    uint64_t max_registering;
+    uint64_t drain_rate;
     /* The fleet token's caps (devauth.h): names it holds through device keys, and the TCP ports
      * those names hold (default: half of the --tcp-ports range, at least 1). */
     uint64_t max_names_per_token;

@@ -495,8 +495,17 @@ static const char *check_hello(const struct tt_hello *m, char name[TT_MAX_NAME +
     return NULL;
 }
 
+/* dc's registration is answered (or abandoned): no longer counted by admission control. */
+static void admitted(struct tt_devconn *dc)
+{
+    if (dc->admitting && dc->relay->drain.registering > 0)
+        dc->relay->drain.registering--;
+    dc->admitting = false;
+}
+
 static int refuse(struct tt_devconn *dc, struct tt_session *s, uint16_t code, const char *why)
 {
+    admitted(dc);
     uint8_t buf[512];
     dc->key_issued = dc->set_key = false; /* nothing stored: a refused HELLO writes no record */
     OPENSSL_cleanse(dc->key, sizeof(dc->key));
@@ -664,6 +673,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
 static void welcome(struct tt_devconn *dc)
 {
     struct tt_device *d = dc->dev;
+    admitted(dc);
     if (!d || d->conn != dc || !dc->ws) {
         drop_issued_key(dc);
         return;
@@ -717,6 +727,7 @@ static void welcome(struct tt_devconn *dc)
     TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u",
            TT_LOG_V(d->name), d->label, peer(dc), (unsigned)d->nsvc);
     dc->welcomed = true;
+    tt_drain_registered(dc->relay);
     tt_webhook_emit(dc->relay->webhooks, "online", d->name, d->label, now);
 }
 
@@ -868,6 +879,7 @@ static void unlink_conn(struct tt_devconn *dc)
 {
     struct tt_relay *r = dc->relay;
     set_registered(dc); /* no longer counted as waiting for its HELLO */
+    admitted(dc);
     if (dc->prev)
         dc->prev->next = dc->next;
     else if (r->conns == dc)
@@ -944,6 +956,8 @@ void tt_device_accept(struct tt_relay *r, struct tt_conn *tcp, const uint8_t *pr
     }
     dc->started = tt_relay_now_ms();
     r->unregistered++;
+    r->drain.registering++;
+    dc->admitting = true;
     dc->next = r->conns;
     if (r->conns)
         r->conns->prev = dc;
@@ -999,6 +1013,9 @@ static void sweep_hello(struct tt_relay *r, int64_t now, bool full)
         int64_t age = now - dc->started;
         if (!full && age > TT_DEVICE_HELLO_MS + TT_DEVICE_FULL_SWEEP_MS / 4)
             break;
+        /* silent since its 101: it no longer holds a registration slot (drain.h) */
+        if (dc->admitting && !dc->registered && age >= TT_DRAIN_SILENT_MS)
+            admitted(dc);
         if (!dc->registered && dc->ws && age >= TT_DEVICE_HELLO_MS) {
             set_registered(dc); /* close once */
             r->limits.timeouts[TT_LIMITS_TIMEOUT_HELLO]++;

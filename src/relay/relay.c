@@ -442,6 +442,7 @@ void tt_relay_stop(struct tt_relay *r)
     tt_forward_stop();
     tt_visitor_shutdown(r);
     tt_device_shutdown(r);
+    tt_drain_shutdown(r);
     tt_tcpports_reset(&r->ports);
     tt_webhooks_stop(r->webhooks);
 }

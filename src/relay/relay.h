@@ -11,6 +11,7 @@
 #include "audit.h"
 #include "config.h"
 #include "devauth.h"
+#include "drain.h"
 #include "headconn.h"
 #include "limits.h"
 #include "registry.h"
@@ -75,6 +76,7 @@ struct tt_relay {
      * from another site's Origin (403) (admin.c, adminhost.h). */
     uint64_t admin_refused_host, admin_refused_origin;
     struct tt_adminsession_set *admin_sessions; /* dashboard sign-ins (admin.h; on demand) */
+    struct tt_drain drain; /* POST /api/drain, and admission of registrations (drain.h) */
     bool stopping;
 };
 

@@ -11,6 +11,7 @@
 #include "common/wshs.h"
 #include "cluster.h"
 #include "device.h"
+#include "drain.h"
 #include "pages.h"
 #include "forward.h"
 #include "httpstats.h"
@@ -91,7 +92,7 @@ static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
     char loc[TT_ADVERTISE_MAX + 1100];
     if (r->cluster && !tt_cluster_trusted(r->cluster, &hc->hp) &&
         tt_cluster_redirect(r->cluster, (const char *)hc->data + hc->hp.url_off, hc->hp.url_len,
-                            loc, sizeof(loc))) {
+                            tt_drain_on(r), loc, sizeof(loc))) {
         char out[sizeof(loc) + 200];
         int n = snprintf(out, sizeof(out),
                          "HTTP/1.1 307 Temporary Redirect\r\nLocation: %s\r\n"
@@ -100,6 +101,25 @@ static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
         TT_LOG(TT_LOG_INFO, "device redirected peer=%s:%u location=%s", hc->peer_ip, hc->peer_port,
                loc);
         tt_headconn_respond(hc, out, n > 0 && (size_t)n < sizeof(out) ? (size_t)n : 0);
+        return;
+    }
+    /* Admission (drain.h): a draining node with nowhere to send the device, or too many
+     * registrations under way: 503 and when to come back, before anything is allocated. */
+    unsigned retry_after;
+    enum tt_drain_refusal why = tt_drain_admit(r, &retry_after);
+    if (why != TT_DRAIN_ADMIT) {
+        static const char body_busy[] = "relay busy: too many devices registering, retry later\n";
+        static const char body_drain[] = "relay draining: it takes no new devices\n";
+        const char *body = why == TT_DRAIN_BUSY ? body_busy : body_drain;
+        char out[512];
+        int n = snprintf(out, sizeof(out),
+                         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: %u\r\n"
+                         "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+                         "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                         retry_after, strlen(body), body);
+        TT_LOG(TT_LOG_DEBUG, "device handshake refused peer=%s:%u reason=%s retry_after=%u",
+               hc->peer_ip, hc->peer_port, why == TT_DRAIN_BUSY ? "busy" : "draining", retry_after);
+        respond_raw(hc, out, n > 0 && (size_t)n < sizeof(out) ? n : 0);
         return;
     }
     key = rq.key;

@@ -1,7 +1,8 @@
 /* fuzz_wshs.c - libFuzzer target for the WebSocket opening handshake (src/common/wshs.c), both
  * sides, on every input:
  *   - the client side: tt_wshs_parse_response must parse, ask for more or fail without reading
- *     past its input; a complete head lies inside the input; an accepted answer is a 101;
+ *     past its input; a complete head lies inside the input; an accepted answer is a 101; a
+ *     Retry-After is kept for a 503 or 429 only, and bounded;
  *   - the server side: the input read as an upgrade request (headparse.c, as the relay's
  *     listener reads it) goes through the relay's checks (tt_server_ws_request,
  *     tt_wshs_check_request): 0, 400 or 426 and nothing else; when it passes, the 101 the relay
@@ -26,6 +27,9 @@ static void client_side(const uint8_t *data, size_t size)
         if (r.accepted && r.status != 101)
             abort();
         if (memchr(r.location, '\0', sizeof(r.location)) == NULL)
+            abort();
+        if (r.retry_after > TT_WSHS_RETRY_AFTER_MAX ||
+            (r.retry_after && r.status != 503 && r.status != 429))
             abort();
     } else if (rc != 0 && rc != -1) {
         abort();

@@ -119,6 +119,30 @@ static void test_degenerate_parameters(void **state)
     assert_int_equal(tt_backoff_next(&b), 4000);
 }
 
+/* Retry-After: the seconds asked for plus 0..50 %, capped at 300 s, not counted as a failure. */
+static void test_after_retry_after(void **state)
+{
+    struct tt_backoff b;
+    uint32_t n = 1;
+    (void)state;
+
+    tt_backoff_init(&b, 1000, 60000, rand_zero, NULL);
+    assert_int_equal(tt_backoff_after(&b, 5), 5000);
+    assert_int_equal(tt_backoff_after(&b, 0), 0);
+    assert_int_equal(tt_backoff_after(&b, 1000), TT_BACKOFF_AFTER_CAP_MS);
+    assert_int_equal(tt_backoff_after(&b, UINT32_MAX), TT_BACKOFF_AFTER_CAP_MS);
+    assert_int_equal(tt_backoff_next(&b), 800); /* the back-off did not move */
+    tt_backoff_init(&b, 1000, 60000, rand_max, NULL);
+    uint32_t hi = tt_backoff_after(&b, 10);
+    assert_true(hi >= 10000 && hi <= 15000);
+    assert_int_equal(tt_backoff_after(&b, 250), TT_BACKOFF_AFTER_CAP_MS);
+    tt_backoff_init(&b, 1000, 60000, rand_counter, &n);
+    for (int i = 0; i < 1000; i++) {
+        uint32_t d = tt_backoff_after(&b, 4);
+        assert_true(d >= 4000 && d <= 6000);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -129,6 +153,7 @@ int main(void)
         cmocka_unit_test(test_soon_does_not_count),
         cmocka_unit_test(test_default_random_source),
         cmocka_unit_test(test_degenerate_parameters),
+        cmocka_unit_test(test_after_retry_after),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,7 +28,7 @@ static void setup_nodes(int64_t a, int64_t b, const char *adv_b)
 
 static int redirect(const char *target, char *loc, size_t loclen)
 {
-    return tt_cluster_redirect(&c, target, strlen(target), loc, loclen);
+    return tt_cluster_redirect(&c, target, strlen(target), false, loc, loclen);
 }
 
 static void test_least_loaded(void **state)
@@ -94,13 +94,38 @@ static void test_tie_breaks_by_id(void **state)
     assert_string_equal(loc, "ws://b:1/?tether-redirected=1");
 }
 
+/* Draining nodes are skipped by the pick; a draining node (away) sends every new device to
+ * the least-loaded node that is not draining, whatever the counts, but never a handshake that
+ * was redirected already. */
+static void test_draining_nodes(void **state)
+{
+    (void)state;
+    char loc[512];
+    setup_nodes(1, 3, "ws://10.0.0.2:8080");
+    c.online = 10;
+    nodes[0].draining = true;
+    assert_int_equal(redirect("/t", loc, sizeof(loc)), 1);
+    assert_non_null(strstr(loc, "10.0.0.2"));
+    nodes[1].draining = true;
+    assert_int_equal(redirect("/t", loc, sizeof(loc)), 0); /* nobody else takes devices */
+    setup_nodes(50, 70, "ws://10.0.0.2:8080");
+    c.online = 1;
+    assert_int_equal(tt_cluster_redirect(&c, "/t", 2, true, loc, sizeof(loc)), 1);
+    assert_non_null(strstr(loc, "10.0.0.1"));
+    int64_t accepted = c.accepted;
+    const char *marked = "/t?" TT_CLUSTER_REDIRECTED;
+    assert_int_equal(tt_cluster_redirect(&c, marked, strlen(marked), true, loc, sizeof(loc)), 0);
+    assert_int_equal(c.accepted, accepted); /* refused, not accepted here */
+    nodes[0].draining = nodes[1].draining = true;
+    assert_int_equal(tt_cluster_redirect(&c, "/t", 2, true, loc, sizeof(loc)), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_least_loaded),
-        cmocka_unit_test(test_equal_counts_stay),
-        cmocka_unit_test(test_marker_and_paths),
-        cmocka_unit_test(test_tie_breaks_by_id),
+        cmocka_unit_test(test_least_loaded),     cmocka_unit_test(test_equal_counts_stay),
+        cmocka_unit_test(test_marker_and_paths), cmocka_unit_test(test_tie_breaks_by_id),
+        cmocka_unit_test(test_draining_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

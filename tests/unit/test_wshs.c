@@ -364,6 +364,44 @@ static void test_parse_subprotocol_and_body(void **state)
     assert_true(r.content_length == UINT64_MAX);
 }
 
+/* Retry-After in delta-seconds only, bounded; read on a 503 or 429 only. */
+static void test_retry_after(void **state)
+{
+    (void)state;
+    assert_int_equal(tt_wshs_retry_after("5", 1), 5);
+    assert_int_equal(tt_wshs_retry_after(" 120 ", 5), 120);
+    assert_int_equal(tt_wshs_retry_after("0", 1), 0);
+    assert_int_equal(tt_wshs_retry_after("", 0), 0);
+    assert_int_equal(tt_wshs_retry_after("-1", 2), 0);
+    assert_int_equal(tt_wshs_retry_after("1.5", 3), 0);
+    assert_int_equal(tt_wshs_retry_after("+3", 2), 0);
+    assert_int_equal(tt_wshs_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 29), 0);
+    assert_int_equal(tt_wshs_retry_after("999999999", 9), TT_WSHS_RETRY_AFTER_MAX);
+    assert_int_equal(tt_wshs_retry_after("9999999999", 10), 0);
+    assert_int_equal(tt_wshs_retry_after("86401", 5), TT_WSHS_RETRY_AFTER_MAX);
+
+    struct tt_wshs_response r;
+    const char *busy = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n"
+                       "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\n\r\nbusy\n";
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)busy, strlen(busy), "k", &r), 1);
+    assert_int_equal(r.status, 503);
+    assert_int_equal(r.retry_after, 7);
+    const char *twice = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n"
+                        "Retry-After: 9\r\nContent-Length: 0\r\n\r\n";
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)twice, strlen(twice), "k", &r), 1);
+    assert_int_equal(r.retry_after, 0);
+    const char *toolong = "HTTP/1.1 503 Service Unavailable\r\n"
+                          "Retry-After: 0000000000000000000000000000000000000000001\r\n\r\n";
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)toolong, strlen(toolong), "k", &r), 1);
+    assert_int_equal(r.retry_after, 0);
+    const char *other = "HTTP/1.1 500 Internal Server Error\r\nRetry-After: 7\r\n\r\n";
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)other, strlen(other), "k", &r), 1);
+    assert_int_equal(r.retry_after, 0);
+    const char *many = "HTTP/1.1 429 Too Many Requests\r\nretry-after:30\r\n\r\n";
+    assert_int_equal(tt_wshs_parse_response((const uint8_t *)many, strlen(many), "k", &r), 1);
+    assert_int_equal(r.retry_after, 30);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_server_response),
         cmocka_unit_test(test_visitor_handshake_as_documented),
         cmocka_unit_test(test_parse_subprotocol_and_body),
+        cmocka_unit_test(test_retry_after),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
