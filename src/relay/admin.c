@@ -1416,8 +1416,13 @@ static bool query_param(struct tt_headconn *hc, const char *name, char *out, siz
 
 /* What the pages need for times and tether connect lines; server: at least TT_MAX_ADDR + 16
  * bytes (ws://HOST[:PORT], wss:// when the public URL is https). */
-static void page_ctx(const struct tt_relay *r, struct tt_adminpage_ctx *c, char *server)
+static int session_of(struct tt_headconn *hc, struct tt_relay *r, const uint8_t **v, size_t *vlen);
+
+static void page_ctx(struct tt_relay *r, struct tt_headconn *hc, struct tt_adminpage_ctx *c,
+                     char *server)
 {
+    const uint8_t *v;
+    size_t vlen;
     bool tls = strcmp(r->cfg.url_scheme, "https") == 0;
     if (r->cfg.url_port)
         snprintf(server, TT_MAX_ADDR + 16, "%s://%s:%u", tls ? "wss" : "ws", r->cfg.url_host,
@@ -1429,6 +1434,8 @@ static void page_ctx(const struct tt_relay *r, struct tt_adminpage_ctx *c, char 
         .grace_ms = r->cfg.grace_ms,
         .server = server,
         .private_mode = r->cfg.access == TT_ACCESS_PRIVATE,
+        .node_id = r->cluster ? r->cfg.node_id : NULL,
+        .signout = hc && session_of(hc, r, &v, &vlen) >= 0,
     };
 }
 
@@ -1552,7 +1559,7 @@ static void dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout)
     access_summary(&acc, r);
     struct tt_adminpage_ctx ctx;
     char server[TT_MAX_ADDR + 16];
-    page_ctx(r, &ctx, server);
+    page_ctx(r, hc, &ctx, server);
     struct tt_adminbuf lis = {.ok = true};
     struct tt_adminpage_summary sum;
     relay_summary(r, &sum, &lis);
@@ -1610,12 +1617,15 @@ static void done_page(struct tt_headconn *hc, const char *status, const char *ti
                       const char *text, const char *back, bool err)
 {
     struct tt_adminbuf b = {.ok = true};
-    tt_adminpage_done(&b, title, text, back, err);
+    struct tt_adminpage_ctx ctx;
+    char server[TT_MAX_ADDR + 16];
+    page_ctx(hc->set->ud, hc, &ctx, server);
+    tt_adminpage_done(&b, &ctx, title, text, back, err);
     answer_page(hc, status, &b);
 }
 
 /* GET /device?name=NAME */
-static void device_page(struct tt_headconn *hc, struct tt_relay *r, bool signout)
+static void device_page(struct tt_headconn *hc, struct tt_relay *r)
 {
     char name[TT_MAX_NAME + 1];
     size_t nlen;
@@ -1639,15 +1649,15 @@ static void device_page(struct tt_headconn *hc, struct tt_relay *r, bool signout
                                   w->remote, w->v.in,  w->v.out, w->streams,  w->svcs};
     struct tt_adminpage_ctx ctx;
     char server[TT_MAX_ADDR + 16];
-    page_ctx(r, &ctx, server);
+    page_ctx(r, hc, &ctx, server);
     struct tt_adminbuf b = {.ok = true};
-    tt_adminpage_device(&b, &ctx, &pr, r->cluster ? r->cfg.node_id : NULL, signout);
+    tt_adminpage_device(&b, &ctx, &pr);
     rows_free(&rs);
     answer_page(hc, "200 OK", &b);
 }
 
 /* GET /device/delete?name=NAME: the confirmation page. */
-static void delete_confirm(struct tt_headconn *hc)
+static void delete_confirm(struct tt_headconn *hc, struct tt_relay *r)
 {
     char name[TT_MAX_NAME + 1];
     size_t nlen;
@@ -1656,7 +1666,10 @@ static void delete_confirm(struct tt_headconn *hc)
         return;
     }
     struct tt_adminbuf b = {.ok = true};
-    tt_adminpage_confirm_delete(&b, name);
+    struct tt_adminpage_ctx ctx;
+    char server[TT_MAX_ADDR + 16];
+    page_ctx(r, hc, &ctx, server);
+    tt_adminpage_confirm_delete(&b, &ctx, name);
     answer_page(hc, "200 OK", &b);
 }
 
@@ -1729,7 +1742,7 @@ static void grants_page(struct tt_headconn *hc, struct tt_relay *r, const char *
             v[i]->npatterns, v[i]->created, v[i]->expires};
     struct tt_adminpage_ctx ctx;
     char server[TT_MAX_ADDR + 16];
-    page_ctx(r, &ctx, server);
+    page_ctx(r, hc, &ctx, server);
     struct tt_adminbuf b = {.ok = true};
     tt_adminpage_grants(&b, &ctx, g, n, token, id, expires, err);
     free(g);
@@ -1825,21 +1838,20 @@ static void revoke_form_body(struct tt_headconn *hc, void *ud)
 
 /* Routes the console's pages: /device, /device/delete, /grants, /grants/revoke. Returns false
  * when the path is another one. */
-static bool route_console(struct tt_headconn *hc, struct tt_relay *r, const char *path, size_t plen,
-                          bool signout)
+static bool route_console(struct tt_headconn *hc, struct tt_relay *r, const char *path, size_t plen)
 {
     enum http_method m = hc->hp.p.method;
     bool get = m == HTTP_GET || m == HTTP_HEAD;
 #define IS(lit) (plen == sizeof(lit) - 1 && memcmp(path, lit, plen) == 0)
     if (IS("/device")) {
         if (get)
-            device_page(hc, r, signout);
+            device_page(hc, r);
         else
             answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8",
                    "Allow: GET, HEAD\r\n", "method not allowed\n", 19);
     } else if (IS("/device/delete")) {
         if (get)
-            delete_confirm(hc);
+            delete_confirm(hc, r);
         else if (m == HTTP_POST)
             read_form(hc, r, TT_ADMIN_FORM_BODY_MAX, delete_form_body);
         else
@@ -2181,7 +2193,7 @@ void tt_admin_on_head(struct tt_headconn *hc, void *ud)
     }
     if (route_grants(hc, r, path, plen))
         return;
-    if (route_console(hc, r, path, plen, session))
+    if (route_console(hc, r, path, plen))
         return;
     if (plen == 10 && memcmp(path, "/api/drain", 10) == 0) {
         api_drain(hc, r);

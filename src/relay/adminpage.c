@@ -45,9 +45,17 @@ static const char style[] =
     "form.grant{display:grid;grid-template-columns:max-content 1fr;gap:.5em 1em;"
     "align-items:center}form.grant .hint{grid-column:2;color:#667;font-size:.85em;margin:-.3em 0 0}"
     ".token{background:#ecfdf3;border:1px solid #abefc6}"
+    "td code.copy{white-space:nowrap;word-break:normal}"
+    "td.since{white-space:normal;min-width:9em}td.traffic{white-space:normal;min-width:6em}"
+    ".summary .wide{grid-column:span 2}ul.svcs code.copy{margin-top:.3em}"
     "@media (max-width:640px){main{padding:.7em}header{padding:.6em .8em;flex-wrap:wrap;gap:.4em}"
     "form.grant{grid-template-columns:1fr}form.grant .hint{grid-column:1}"
-    "dl.fields{grid-template-columns:1fr}dl.fields dd{margin:0 0 .4em}}"
+    "dl.fields{grid-template-columns:1fr}dl.fields dd{margin:0 0 .4em}"
+    "table.cards thead{display:none}table.cards tr{display:block;border-bottom:1px solid #dde;"
+    "padding:.4em 0}table.cards td{display:block;position:relative;border:0;"
+    "white-space:normal;padding:.15em .5em .15em 6.5em;overflow-wrap:anywhere;min-width:0}"
+    "table.cards td::before{content:attr(data-l);position:absolute;left:.5em;color:#667;"
+    "font-weight:normal}table.cards td:empty{display:none}.summary .wide{grid-column:auto}}"
     "</style>";
 
 /* refresh: seconds between reloads (meta refresh), 0 for none. */
@@ -309,8 +317,9 @@ static void traffic(struct tt_adminbuf *b, uint64_t inb, uint64_t outb)
     char in[24], out[24];
     tt_adminpage_bytes(inb, in);
     tt_adminpage_bytes(outb, out);
-    tt_adminbuf_fmt(b, "<span title=\"%llu bytes in, %llu bytes out\">%s in &middot; %s out</span>",
-                    (unsigned long long)inb, (unsigned long long)outb, in, out);
+    tt_adminbuf_fmt(
+        b, "<span title=\"%llu bytes in, %llu bytes out\">%s in &middot; <wbr>%s out</span>",
+        (unsigned long long)inb, (unsigned long long)outb, in, out);
 }
 
 /* A link to the device's page: /device?name=NAME (the name percent-encoded). */
@@ -331,35 +340,37 @@ static void row(struct tt_adminbuf *b, const struct tt_adminpage *p,
                 const struct tt_adminpage_row *w)
 {
     const char *state = w->online ? "online" : "offline";
-    tt_adminbuf_str(b, "<tr><td class=\"name\"><a href=\"");
+    tt_adminbuf_str(b, "<tr><td class=\"name\" data-l=\"name\"><a href=\"");
     device_href(b, "/device", w->name);
     tt_adminbuf_str(b, "\" title=\"details, connect lines and actions\">");
     tt_adminbuf_html(b, w->name);
-    tt_adminbuf_str(b, "</a></td><td><code>");
+    tt_adminbuf_str(b, "</a></td><td data-l=\"label\"><code>");
     tt_adminbuf_html(b, w->label);
-    tt_adminbuf_fmt(b, "</code></td><td class=\"%s\">%s</td>", state, state);
+    tt_adminbuf_fmt(b, "</code></td><td class=\"%s\" data-l=\"state\">%s</td>", state, state);
     if (p->node_id) {
-        tt_adminbuf_str(b, "<td>");
+        tt_adminbuf_str(b, "<td data-l=\"node\">");
         tt_adminbuf_html(b, w->node[0] ? w->node : "-");
         tt_adminbuf_str(b, "</td>");
     }
-    tt_adminbuf_str(b, "<td>");
+    tt_adminbuf_str(b, "<td data-l=\"URLs\">");
     services(b, w->svcs, true, w->online);
-    tt_adminbuf_str(b, "</td><td>");
+    tt_adminbuf_str(b, "</td><td data-l=\"TCP\">");
     services(b, w->svcs, false, w->online);
-    tt_adminbuf_str(b, "</td><td class=\"traffic\">");
+    tt_adminbuf_str(b, "</td><td class=\"traffic\" data-l=\"traffic\">");
     traffic(b, w->in, w->out);
-    tt_adminbuf_fmt(b, "</td><td class=\"streams\">%llu</td><td class=\"addr\">",
+    tt_adminbuf_fmt(b,
+                    "</td><td class=\"streams\" data-l=\"streams\">%llu</td><td class=\"addr\" "
+                    "data-l=\"address\">",
                     (unsigned long long)w->streams);
     tt_adminbuf_html(b, w->remote[0] ? w->remote : "-");
-    tt_adminbuf_str(b, "</td><td class=\"since\">");
+    tt_adminbuf_str(b, "</td><td class=\"since\" data-l=\"since\">");
     since_cell(b, p->ctx, w);
     tt_adminbuf_str(b, "</td></tr>\n");
 }
 
 static void sum_item(struct tt_adminbuf *b, const char *what)
 {
-    tt_adminbuf_str(b, "<div><dt>");
+    tt_adminbuf_str(b, strcmp(what, "listeners") == 0 ? "<div class=\"wide\"><dt>" : "<div><dt>");
     tt_adminbuf_str(b, what);
     tt_adminbuf_str(b, "</dt><dd>");
 }
@@ -395,7 +406,8 @@ static void summary(struct tt_adminbuf *b, const struct tt_adminpage *p)
     tt_adminbuf_str(b, "</dd></div>");
     sum_item(b, "relayed by this node");
     traffic(b, s->bytes_in, s->bytes_out);
-    tt_adminbuf_fmt(b, " &middot; %llu streams", (unsigned long long)s->streams);
+    tt_adminbuf_fmt(b, " &middot; %llu stream%s", (unsigned long long)s->streams,
+                    s->streams == 1 ? "" : "s");
     tt_adminbuf_str(b, "</dd></div>");
     sum_item(b, "drain");
     if (s->draining) {
@@ -451,7 +463,7 @@ void tt_adminpage_dashboard(struct tt_adminbuf *b, const struct tt_adminpage *p)
     tt_adminbuf_str(b, "</p>\n");
     pager(b, p);
     tt_adminbuf_fmt(b,
-                    "<div class=\"scroll\"><table "
+                    "<div class=\"scroll\"><table class=\"cards\" "
                     "id=\"devices\">\n<thead><tr><th>name</th><th>label</th><th>state</th>"
                     "%s<th>URLs</th><th>TCP services</th><th>traffic</th><th>streams</th>"
                     "<th>address</th><th>since</th></tr></thead>\n<tbody>\n",
@@ -512,11 +524,12 @@ static void connect_lines(struct tt_adminbuf *b, const struct tt_adminpage_ctx *
 }
 
 void tt_adminpage_device(struct tt_adminbuf *b, const struct tt_adminpage_ctx *c,
-                         const struct tt_adminpage_row *w, const char *node_id, bool signout)
+                         const struct tt_adminpage_row *w)
 {
     const char *state = w->online ? "online" : "offline";
+    const char *node_id = c ? c->node_id : NULL;
     head(b, "tetherd: device");
-    topbar(b, node_id, signout);
+    topbar(b, node_id, c && c->signout);
     tt_adminbuf_str(b, "<section class=\"card\"><h2 id=\"device\">");
     tt_adminbuf_html(b, w->name);
     tt_adminbuf_fmt(b, " <span class=\"%s\">%s</span></h2><dl class=\"fields\">", state, state);
@@ -550,10 +563,11 @@ void tt_adminpage_device(struct tt_adminbuf *b, const struct tt_adminpage_ctx *c
                        "</main></body></html>\n");
 }
 
-void tt_adminpage_confirm_delete(struct tt_adminbuf *b, const char *name)
+void tt_adminpage_confirm_delete(struct tt_adminbuf *b, const struct tt_adminpage_ctx *c,
+                                 const char *name)
 {
     head(b, "tetherd: delete device");
-    topbar(b, NULL, false);
+    topbar(b, c ? c->node_id : NULL, c && c->signout);
     tt_adminbuf_str(b, "<section class=\"card\"><h2>Delete device <code>");
     tt_adminbuf_html(b, name);
     tt_adminbuf_str(b, "</code>?</h2><p>The device is disconnected and its label and ports are "
@@ -568,11 +582,11 @@ void tt_adminpage_confirm_delete(struct tt_adminbuf *b, const char *name)
     tt_adminbuf_str(b, "\">cancel</a></form></section>\n</main></body></html>\n");
 }
 
-void tt_adminpage_done(struct tt_adminbuf *b, const char *title, const char *text,
-                       const char *back_href, bool err)
+void tt_adminpage_done(struct tt_adminbuf *b, const struct tt_adminpage_ctx *c, const char *title,
+                       const char *text, const char *back_href, bool err)
 {
     head(b, title);
-    topbar(b, NULL, false);
+    topbar(b, c ? c->node_id : NULL, c && c->signout);
     tt_adminbuf_fmt(b, "<section class=\"card\"><p class=\"%s\" id=\"result\">",
                     err ? "err" : "done");
     tt_adminbuf_html(b, text);
@@ -585,7 +599,7 @@ void tt_adminpage_grants(struct tt_adminbuf *b, const struct tt_adminpage_ctx *c
                          const char *token_id, int64_t token_expires_ms, const char *err)
 {
     head(b, "tetherd: grants");
-    topbar(b, NULL, false);
+    topbar(b, c ? c->node_id : NULL, c && c->signout);
     if (token) {
         tt_adminbuf_str(b, "<section class=\"card token\"><h2>Grant made</h2><p>Its token, shown "
                            "this once (the relay keeps only its hash): give it to the user.</p>"
@@ -597,8 +611,9 @@ void tt_adminpage_grants(struct tt_adminbuf *b, const struct tt_adminpage_ctx *c
         time_el(b, c, token_expires_ms);
         tt_adminbuf_str(b, ". Use: <code class=\"copy\">tether connect --server ");
         tt_adminbuf_html(b, c && c->server ? c->server : "ws://RELAY");
-        tt_adminbuf_str(b, " --grant TOKEN DEVICE/SERVICE --listen 127.0.0.1:10022</code></p>"
-                           "</section>\n");
+        tt_adminbuf_str(b, " --grant ");
+        tt_adminbuf_html(b, token);
+        tt_adminbuf_str(b, " DEVICE/SERVICE --listen 127.0.0.1:10022</code></p></section>\n");
     }
     if (err) {
         tt_adminbuf_str(b, "<p class=\"err\" id=\"error\">");
@@ -620,23 +635,24 @@ void tt_adminpage_grants(struct tt_adminbuf *b, const struct tt_adminpage_ctx *c
            "</form></section>\n");
     tt_adminbuf_fmt(b,
                     "<section class=\"card\"><h2>Live grants (%zu)</h2><div class=\"scroll\">"
-                    "<table id=\"grants\"><thead><tr><th>user</th><th>grants</th><th>expires</th>"
+                    "<table class=\"cards\" "
+                    "id=\"grants\"><thead><tr><th>user</th><th>grants</th><th>expires</th>"
                     "<th>made</th><th></th></tr></thead><tbody>\n",
                     n);
     for (size_t i = 0; i < n; i++) {
-        tt_adminbuf_str(b, "<tr><td class=\"user\">");
+        tt_adminbuf_str(b, "<tr><td class=\"user\" data-l=\"user\">");
         tt_adminbuf_html(b, g[i].user);
-        tt_adminbuf_str(b, "</td><td>");
+        tt_adminbuf_str(b, "</td><td data-l=\"grants\">");
         for (size_t k = 0; k < g[i].npatterns; k++) {
             tt_adminbuf_str(b, k ? " <code>" : "<code>");
             tt_adminbuf_html(b, g[i].patterns[k]);
             tt_adminbuf_str(b, "</code>");
         }
-        tt_adminbuf_str(b, "</td><td>");
+        tt_adminbuf_str(b, "</td><td data-l=\"expires\">");
         time_el(b, c, g[i].expires_ms);
-        tt_adminbuf_str(b, "</td><td>");
+        tt_adminbuf_str(b, "</td><td data-l=\"made\">");
         time_el(b, c, g[i].created_ms);
-        tt_adminbuf_str(b, "</td><td><form method=\"post\" action=\"/grants/revoke\">"
+        tt_adminbuf_str(b, "</td><td data-l=\"\"><form method=\"post\" action=\"/grants/revoke\">"
                            "<input type=\"hidden\" name=\"id\" value=\"");
         tt_adminbuf_html(b, g[i].id);
         tt_adminbuf_str(b, "\"><button class=\"danger\" type=\"submit\">revoke</button></form>"

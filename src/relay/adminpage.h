@@ -52,10 +52,12 @@ struct tt_adminpage_summary {
 
 /* What the pages need to write a device's TCP "tether connect" line. */
 struct tt_adminpage_ctx {
-    int64_t now_ms;     /* unix ms: "3 min ago" */
-    uint64_t grace_ms;  /* an offline device's label is kept this long after it was last seen */
-    const char *server; /* the relay's URL for tether connect --server (ws://HOST:PORT) */
-    bool private_mode;  /* --access private: the connect line has --grant */
+    int64_t now_ms;      /* unix ms: "3 min ago" */
+    uint64_t grace_ms;   /* an offline device's label is kept this long after it was last seen */
+    const char *server;  /* the relay's URL for tether connect --server (ws://HOST:PORT) */
+    bool private_mode;   /* --access private: the connect line has --grant */
+    const char *node_id; /* cluster: this node (shown in the top bar); NULL: not a cluster */
+    bool signout;        /* signed in with a session: the top bar has the sign-out button */
 };
 
 struct tt_adminpage {
@@ -80,15 +82,16 @@ struct tt_adminpage {
 /* A device's own page (GET /device?name=NAME): its fields in words, a copyable HOST:PORT and
  * "tether connect" line per TCP service, and a button to its delete confirmation. */
 void tt_adminpage_device(struct tt_adminbuf *b, const struct tt_adminpage_ctx *c,
-                         const struct tt_adminpage_row *w, const char *node_id, bool signout);
+                         const struct tt_adminpage_row *w);
 
 /* The delete confirmation page of device name (a post form to /device/delete). */
-void tt_adminpage_confirm_delete(struct tt_adminbuf *b, const char *name);
+void tt_adminpage_confirm_delete(struct tt_adminbuf *b, const struct tt_adminpage_ctx *c,
+                                 const char *name);
 
 /* A short page saying what an action did (text, escaped here), with a link back to back_href
  * (trusted). err: shown as an error. */
-void tt_adminpage_done(struct tt_adminbuf *b, const char *title, const char *text,
-                       const char *back_href, bool err);
+void tt_adminpage_done(struct tt_adminbuf *b, const struct tt_adminpage_ctx *c, const char *title,
+                       const char *text, const char *back_href, bool err);
 
 /* One grant as the grants page lists it (borrowed for the call). */
 struct tt_adminpage_grant {

@@ -107,8 +107,8 @@ def test_console_summary_readable_values_connect_line(t):
     row = _row(page, a.name)
     check(re.search(r">\d+\.\d MiB (in|out)", row) or re.search(r"\d+\.\d MiB out", row),
           "the traffic in MiB: %s" % row)
-    check(a.label in row and '<td class="addr">127.0.0.1:' in row, "label and address: %s" % row)
-    check('<td class="streams">1</td>' in row, "the stream count: %s" % row)
+    check(a.label in row and 'data-l="address">127.0.0.1:' in row, "label and address: %s" % row)
+    check('data-l="streams">1</td>' in row, "the stream count: %s" % row)
     check(re.search(r'online since <time datetime="[0-9T:Z-]+" title="\d{4}-\d\d-\d\d '
                     r'\d\d:\d\d:\d\d UTC">(just now|\d+ s ago)</time>', row),
           "online since, UTC in the title: %s" % row)
