@@ -1,6 +1,8 @@
 /* adminpage.h - the admin listener's HTML (SPEC "Admin API"): the dashboard, one page of the
- * fleet at a time (a search box, an online/offline filter, counts for the whole fleet and per
- * node, previous/next links that carry the query), and the sign-in page for --admin-token.
+ * fleet at a time (the relay summary, a search box, an online/offline filter, counts for the
+ * whole fleet and per node, previous/next links that carry the query, a meta refresh), a
+ * device's page (copyable HOST:PORT and tether connect lines, the delete button), the delete
+ * confirmation, the grants page (make, list, revoke), and the sign-in page for --admin-token.
  * Self-contained pages: no script, no external resource. Everything the devices chose (names,
  * labels, services, addresses) is escaped. Pure: writes into the caller's buffer. */
 #ifndef TT_ADMINPAGE_H
