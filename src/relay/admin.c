@@ -1563,6 +1563,22 @@ static void dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout)
     struct tt_adminbuf lis = {.ok = true};
     struct tt_adminpage_summary sum;
     relay_summary(r, &sum, &lis);
+    /* the summary's nodes: this one, then every other live node (online devices as the page
+     * counted them, else as the node published them at its last beat) */
+    size_t nsn = r->cluster ? r->cluster->nnodes + 1 : 0;
+    struct tt_adminpage_node *snodes = nsn ? calloc(nsn, sizeof(*snodes)) : NULL;
+    for (size_t i = 0; snodes && i < nsn; i++) {
+        const struct tt_cluster_node *cn = i ? &r->cluster->nodes[i - 1] : NULL;
+        const char *id = cn ? cn->id : r->cfg.node_id;
+        size_t online = cn ? (size_t)(cn->devices > 0 ? cn->devices : 0)
+                           : (size_t)(r->cluster->online > 0 ? r->cluster->online : 0);
+        for (size_t k = 0; k < nnodes; k++)
+            if (strcmp(nodes[k].id, id) == 0)
+                online = nodes[k].online;
+        snodes[i] = (struct tt_adminpage_node){id, online, cn ? cn->draining : tt_drain_on(r), !cn};
+    }
+    sum.nodes = snodes;
+    sum.nnodes = snodes ? nsn : 0;
     char live[8];
     size_t livelen = 0;
     bool paused = query_param(hc, "live", live, sizeof(live), &livelen) && strcmp(live, "0") == 0;
@@ -1589,6 +1605,7 @@ static void dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout)
     if (ok)
         tt_adminpage_dashboard(&b, &p);
     free(rows);
+    free(snodes);
     free(acc.p);
     free(lis.p);
     page_free(&pg);

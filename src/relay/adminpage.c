@@ -420,13 +420,13 @@ static void summary(struct tt_adminbuf *b, const struct tt_adminpage *p)
     if (p->node_id) {
         sum_item(b, "cluster nodes");
         tt_adminbuf_fmt(b, "%zu live", p->live_nodes);
-        for (size_t i = 0; i < p->nnodes; i++) {
+        for (size_t i = 0; i < s->nnodes; i++) {
             tt_adminbuf_str(b, "<br>");
-            tt_adminbuf_html(b, p->nodes[i].id);
-            tt_adminbuf_fmt(b, ": %zu online", p->nodes[i].online);
-            if (p->nodes[i].self)
+            tt_adminbuf_html(b, s->nodes[i].id);
+            tt_adminbuf_fmt(b, ": %zu online", s->nodes[i].online);
+            if (s->nodes[i].self)
                 tt_adminbuf_str(b, " (this node)");
-            if (p->nodes[i].draining)
+            if (s->nodes[i].draining)
                 tt_adminbuf_str(b, " <span class=\"drain\">draining</span>");
         }
         tt_adminbuf_str(b, "</dd></div>");

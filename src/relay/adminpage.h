@@ -50,6 +50,8 @@ struct tt_adminpage_summary {
     uint64_t bytes_in, bytes_out, streams; /* this node's totals since start */
     bool draining;                         /* this node drains (POST /api/drain) */
     int64_t draining_since_ms;
+    const struct tt_adminpage_node *nodes; /* cluster: every live node, this one first */
+    size_t nnodes;
 };
 
 /* What the pages need to write a device's TCP "tether connect" line. */

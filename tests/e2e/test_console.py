@@ -130,6 +130,12 @@ def test_console_summary_readable_values_connect_line(t):
     check("code.copy{user-select:all" in dev, "the line selects as a whole")
     check('action="/device/delete"' in dev, "the delete button")
     eq(_bearer(relay, "/device?name=nosuch")[0], 404, "an unknown device's page")
+    # a drain shows in the summary
+    st, _, _ = _call(relay, "POST", "/api/drain", {"Authorization": "Bearer " + ADMIN_TOKEN})
+    eq(st, 202, "POST /api/drain")
+    page = _bearer(relay, "/")[2]
+    check(re.search(r'<span class="drain">draining</span> since <time [^>]*>(just now|\d+ s ago)',
+                    page), "the drain in the summary: %s" % short(page, 2000))
     # no session, no Bearer: the sign-in page, nothing else
     eq(_call(relay, "GET", "/device?name=%s" % a.name)[0], 401, "the device page unsigned")
     eq(_call(relay, "GET", "/grants")[0], 401, "the grants page unsigned")
@@ -285,3 +291,29 @@ def test_console_chromium_screenshots(t):
     b.js("document.querySelector('#grants button').click()")
     b.wait(lambda s: "Live grants (0)" in s["text"], "the grant revoked")
     eq(_api(relay, "/api/grants")["grants"], [], "grants after the browser's revoke")
+
+
+def test_console_cluster_nodes_and_drain_in_the_summary(t):
+    from lib import RedisServer
+    from test_cluster import _free_range_all, _node
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    extra = ["--admin-token", ADMIN_TOKEN]
+    a = _node(t, redis, "node-a", "127.0.0.2", (low, high), grace="10m", extra=extra)
+    b = _node(t, redis, "node-b", "127.0.0.3", (low, high), grace="10m", extra=extra)
+    web = t.http_service()
+    Agent(t, a, http=web.port)
+
+    def summary(node):
+        page = _bearer(node, "/")[2]
+        m = re.search(r'<dl class="summary" id="relay">(.*?)</dl>', page, re.S)
+        check(m, "the summary of %s: %s" % (node.name, short(page, 2000)))
+        return m.group(1)
+    wait_for(lambda: "node-a: 1 online" in summary(b) and "node-b: 0 online (this node)" in
+             summary(b), 30, "node b's summary to list both nodes")
+    check("2 live" in summary(b), "live nodes: %s" % summary(b))
+    eq(_call(a, "POST", "/api/drain", {"Authorization": "Bearer " + ADMIN_TOKEN})[0], 202,
+       "node a drains")
+    wait_for(lambda: re.search(r'node-a: \d+ online <span class="drain">draining</span>',
+                               summary(b)), 30, "node b's summary to show node a draining")
+    check('<span class="drain">draining</span> since' in summary(a), "node a's own drain")
