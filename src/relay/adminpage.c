@@ -55,7 +55,8 @@ static const char style[] =
     "padding:.4em 0}table.cards td{display:block;position:relative;border:0;"
     "white-space:normal;padding:.15em .5em .15em 6.5em;overflow-wrap:anywhere;min-width:0}"
     "table.cards td::before{content:attr(data-l);position:absolute;left:.5em;color:#667;"
-    "font-weight:normal}table.cards td:empty{display:none}.summary .wide{grid-column:auto}}"
+    "font-weight:normal}table.cards td.name{padding-left:.5em;font-weight:600}"
+    "table.cards td:empty{display:none}.summary .wide{grid-column:auto}}"
     "</style>";
 
 /* refresh: seconds between reloads (meta refresh), 0 for none. */
@@ -340,7 +341,7 @@ static void row(struct tt_adminbuf *b, const struct tt_adminpage *p,
                 const struct tt_adminpage_row *w)
 {
     const char *state = w->online ? "online" : "offline";
-    tt_adminbuf_str(b, "<tr><td class=\"name\" data-l=\"name\"><a href=\"");
+    tt_adminbuf_str(b, "<tr><td class=\"name\"><a href=\"");
     device_href(b, "/device", w->name);
     tt_adminbuf_str(b, "\" title=\"details, connect lines and actions\">");
     tt_adminbuf_html(b, w->name);
