@@ -53,6 +53,26 @@ static void answer(struct tt_headconn *hc, const char *status, const char *ctype
     free(b.p);
 }
 
+/* answer() for a body holding a secret (a grant's token): every copy is wiped once sent. */
+static void answer_secret(struct tt_headconn *hc, const char *status, const char *ctype,
+                          const char *extra, const char *body, size_t len)
+{
+    struct tt_adminbuf b = {.ok = true};
+    tt_adminbuf_fmt(&b,
+                    "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                    "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+                    status, ctype, len, extra ? extra : "");
+    if (hc->hp.p.method != HTTP_HEAD)
+        tt_adminbuf_add(&b, body, len);
+    if (b.ok)
+        tt_headconn_respond(hc, b.p, b.len);
+    else
+        tt_headconn_respond(hc, oom, sizeof(oom) - 1);
+    if (b.p)
+        tt_secret_wipe(b.p, b.cap);
+    free(b.p);
+}
+
 static void answer_oom(struct tt_headconn *hc)
 {
     answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL, "out of memory\n",
@@ -1765,11 +1785,11 @@ static void grants_page(struct tt_headconn *hc, struct tt_relay *r, const char *
     free(g);
     free(v);
     if (b.ok)
-        answer(hc, status, "text/html; charset=utf-8", TT_ADMINPAGE_HEADERS, b.p, b.len);
+        answer_secret(hc, status, "text/html; charset=utf-8", TT_ADMINPAGE_HEADERS, b.p, b.len);
     else
         answer_oom(hc);
     if (b.p)
-        tt_secret_wipe(b.p, b.len); /* it may hold a token */
+        tt_secret_wipe(b.p, b.cap); /* it may hold a token */
     free(b.p);
 }
 
