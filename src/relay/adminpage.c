@@ -17,7 +17,7 @@ static const char style[] =
     "input,select,button{font:inherit;padding:.3em .5em}"
     "table{border-collapse:collapse;background:#fff;width:100%}"
     "th,td{border-bottom:1px solid #e3e5ea;padding:.35em .5em;text-align:left;"
-    "vertical-align:top;font-size:.92em;white-space:nowrap}"
+    "vertical-align:top;font-size:.88em;white-space:nowrap}"
     ".scroll{overflow-x:auto}td a{color:#1d4ed8}"
     "th{background:#eef0f4}.online{color:#067d2e;font-weight:600}"
     ".offline{color:#b42318;font-weight:600}"
@@ -46,7 +46,7 @@ static const char style[] =
     "align-items:center}form.grant .hint{grid-column:2;color:#667;font-size:.85em;margin:-.3em 0 0}"
     ".token{background:#ecfdf3;border:1px solid #abefc6}"
     "td code.copy{white-space:nowrap;word-break:normal}"
-    "td.since{white-space:normal;min-width:9em}td.traffic{white-space:normal;min-width:6em}"
+    "td.since{white-space:normal;min-width:11.5em}td.traffic{white-space:normal;min-width:8.5em}"
     ".summary .wide{grid-column:span 2}ul.svcs code.copy{margin-top:.3em}"
     "@media (max-width:640px){main{padding:.7em}header{padding:.6em .8em;flex-wrap:wrap;gap:.4em}"
     "form.grant{grid-template-columns:1fr}form.grant .hint{grid-column:1}"
@@ -318,9 +318,16 @@ static void traffic(struct tt_adminbuf *b, uint64_t inb, uint64_t outb)
     char in[24], out[24];
     tt_adminpage_bytes(inb, in);
     tt_adminpage_bytes(outb, out);
-    tt_adminbuf_fmt(
-        b, "<span title=\"%llu bytes in, %llu bytes out\">%s in &middot; <wbr>%s out</span>",
-        (unsigned long long)inb, (unsigned long long)outb, in, out);
+    char *sp = strchr(in, ' '), *sp2 = strchr(out, ' ');
+    if (sp) /* "6.0 MiB" stays on one line: only the two halves wrap */
+        *sp = '\0';
+    if (sp2)
+        *sp2 = '\0';
+    tt_adminbuf_fmt(b,
+                    "<span title=\"%llu bytes in, %llu bytes out\">%s&nbsp;%s&nbsp;in &middot; "
+                    "<wbr>%s&nbsp;%s&nbsp;out</span>",
+                    (unsigned long long)inb, (unsigned long long)outb, in, sp ? sp + 1 : "", out,
+                    sp2 ? sp2 + 1 : "");
 }
 
 /* A link to the device's page: /device?name=NAME (the name percent-encoded). */

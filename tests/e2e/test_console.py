@@ -105,8 +105,7 @@ def test_console_summary_readable_values_connect_line(t):
     check('content="15"' not in _bearer(relay, "/?live=0")[2], "?live=0: no refresh")
     # readable values in the online device's row: MiB, label, address, streams, "ago"
     row = _row(page, a.name)
-    check(re.search(r">\d+\.\d MiB (in|out)", row) or re.search(r"\d+\.\d MiB out", row),
-          "the traffic in MiB: %s" % row)
+    check(re.search(r"\d+\.\d&nbsp;MiB&nbsp;(in|out)", row), "the traffic in MiB: %s" % row)
     check(a.label in row and 'data-l="address">127.0.0.1:' in row, "label and address: %s" % row)
     check('data-l="streams">1</td>' in row, "the stream count: %s" % row)
     check(re.search(r'online since <time datetime="[0-9T:Z-]+" title="\d{4}-\d\d-\d\d '

@@ -265,7 +265,7 @@ static void test_page(void **state)
     assert_non_null(strstr(b.p, "rel=\"prev\" id=\"prev\" href=\"/?q=%3Cb%3E\""));
     assert_non_null(strstr(b.p, "offline"));
     assert_non_null(strstr(b.p, "ssh <code class=\"copy\">HOST:20001</code>"));
-    assert_non_null(strstr(b.p, "2.0 KiB in"));
+    assert_non_null(strstr(b.p, "2.0&nbsp;KiB&nbsp;in"));
     assert_non_null(strstr(b.p, "offline since 2026-01-01 00:00:00 UTC"));
     assert_null(strstr(b.p, "<a href=\"http://x")); /* offline: no link to a 503 */
     free(b.p);
@@ -329,8 +329,8 @@ static void test_console(void **state)
                                 "title=\"2026-01-01 00:00:00 UTC\">1 min ago</time>"));
     assert_non_null(strstr(b.p, "label kept until <time datetime=\"2026-01-01T00:10:00Z\" "
                                 "title=\"2026-01-01 00:10:00 UTC\">in 9 min</time>"));
-    assert_non_null(strstr(b.p, "3.0 MiB in"));
-    assert_non_null(strstr(b.p, "5.0 GiB out"));
+    assert_non_null(strstr(b.p, "3.0&nbsp;MiB&nbsp;in"));
+    assert_non_null(strstr(b.p, "5.0&nbsp;GiB&nbsp;out"));
     assert_non_null(strstr(b.p, "action=\"/signout\""));
     assert_non_null(strstr(b.p, "action=\"/device/delete\""));
     free(b.p);
