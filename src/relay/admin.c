@@ -53,6 +53,26 @@ static void answer(struct tt_headconn *hc, const char *status, const char *ctype
     free(b.p);
 }
 
+/* answer() for a body holding a secret (a grant's token): every copy is wiped once sent. */
+static void answer_secret(struct tt_headconn *hc, const char *status, const char *ctype,
+                          const char *extra, const char *body, size_t len)
+{
+    struct tt_adminbuf b = {.ok = true};
+    tt_adminbuf_fmt(&b,
+                    "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                    "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+                    status, ctype, len, extra ? extra : "");
+    if (hc->hp.p.method != HTTP_HEAD)
+        tt_adminbuf_add(&b, body, len);
+    if (b.ok)
+        tt_headconn_respond(hc, b.p, b.len);
+    else
+        tt_headconn_respond(hc, oom, sizeof(oom) - 1);
+    if (b.p)
+        tt_secret_wipe(b.p, b.cap);
+    free(b.p);
+}
+
 static void answer_oom(struct tt_headconn *hc)
 {
     answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL, "out of memory\n",
@@ -811,10 +831,24 @@ static void api_grant(struct tt_headconn *hc, struct tt_relay *r, const char *id
         answer_json(hc, "200 OK", NULL, grant_json(gr));
 }
 
-static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const char *id)
+/* Revokes grant id, closing this node's connections under it. Returns 0, TETHER_ERR_IO (the
+ * store cannot be reached) or another error (no such grant). */
+static int grant_revoke(struct tt_relay *r, const char *id)
 {
     int64_t now = tt_relay_now_ms();
     int rc = tt_grants_delete(r->access.grants, id, now);
+    if (rc != 0)
+        return rc;
+    /* this node's connections under it close now; the other nodes' at their next read */
+    size_t closed = tt_access_recheck(&r->access, now);
+    if (closed)
+        TT_LOG(TT_LOG_INFO, "grant revoked id=%s connections_closed=%zu", id, closed);
+    return 0;
+}
+
+static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const char *id)
+{
+    int rc = grant_revoke(r, id);
     if (rc == TETHER_ERR_IO) {
         answer_error(hc, "503 Service Unavailable", NULL,
                      "the grant store (redis) cannot be reached: the grant is not revoked");
@@ -824,10 +858,6 @@ static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const c
         answer_error(hc, "404 Not Found", NULL, "no such grant");
         return;
     }
-    /* this node's connections under it close now; the other nodes' at their next read */
-    size_t closed = tt_access_recheck(&r->access, now);
-    if (closed)
-        TT_LOG(TT_LOG_INFO, "grant revoked id=%s connections_closed=%zu", id, closed);
     answer_json(hc, "200 OK", NULL, json_pack("{s:s}", "deleted", id));
 }
 
@@ -1385,6 +1415,119 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
 
 /* ---- dashboard ---- */
 
+/* The dashboard's list reloads itself this often (meta refresh; ?live=0 stops it). */
+#define TT_ADMIN_REFRESH_S 15u
+
+/* The value of field name in the request's query string into out (form.h's decoding): true
+ * when it is there and well formed. */
+static bool query_param(struct tt_headconn *hc, const char *name, char *out, size_t cap,
+                        size_t *len)
+{
+    const char *url = (const char *)hc->data + hc->hp.url_off;
+    size_t ulen = hc->hp.url_len;
+    const char *qm = memchr(url, '?', ulen);
+    if (!qm)
+        return false;
+    size_t off = (size_t)(qm - url) + 1;
+    const char *hash = memchr(url + off, '#', ulen - off);
+    size_t qlen = (hash ? (size_t)(hash - url) : ulen) - off;
+    return tt_form_get((const uint8_t *)url + off, qlen, name, out, cap, len) == 0;
+}
+
+/* What the pages need for times and tether connect lines; server: at least TT_MAX_ADDR + 16
+ * bytes (ws://HOST[:PORT], wss:// when the public URL is https). */
+static int session_of(struct tt_headconn *hc, struct tt_relay *r, const uint8_t **v, size_t *vlen);
+
+static void page_ctx(struct tt_relay *r, struct tt_headconn *hc, struct tt_adminpage_ctx *c,
+                     char *server)
+{
+    const uint8_t *v;
+    size_t vlen;
+    bool tls = strcmp(r->cfg.url_scheme, "https") == 0;
+    if (r->cfg.url_port)
+        snprintf(server, TT_MAX_ADDR + 16, "%s://%s:%u", tls ? "wss" : "ws", r->cfg.url_host,
+                 (unsigned)r->cfg.url_port);
+    else
+        snprintf(server, TT_MAX_ADDR + 16, "%s://%s", tls ? "wss" : "ws", r->cfg.url_host);
+    *c = (struct tt_adminpage_ctx){
+        .now_ms = tt_relay_now_ms(),
+        .grace_ms = r->cfg.grace_ms,
+        .server = server,
+        .private_mode = r->cfg.access == TT_ACCESS_PRIVATE,
+        .node_id = r->cluster ? r->cfg.node_id : NULL,
+        .signout = hc && session_of(hc, r, &v, &vlen) >= 0,
+    };
+}
+
+static void addr_html(struct tt_adminbuf *b, const struct tt_config_addr *a)
+{
+    bool v6 = strchr(a->host, ':') != NULL;
+    tt_adminbuf_fmt(b, "<code>%s", v6 ? "[" : "");
+    tt_adminbuf_html(b, a->host);
+    tt_adminbuf_fmt(b, "%s:%u</code>", v6 ? "]" : "", (unsigned)a->port);
+}
+
+struct totals {
+    uint64_t in, out, streams;
+    int64_t now;
+};
+
+static int total_one(const char *key, void *val, void *ud)
+{
+    (void)key;
+    struct totals *t = ud;
+    struct view v;
+    view_of(val, t->now, &v);
+    t->in += v.in;
+    t->out += v.out;
+    t->streams += ((struct tt_device *)val)->streams;
+    return 0;
+}
+
+/* The relay summary: version, uptime, listeners (HTML into lis), this node's totals, drain. */
+static void relay_summary(struct tt_relay *r, struct tt_adminpage_summary *s,
+                          struct tt_adminbuf *lis)
+{
+    struct tt_procmetrics pm;
+    tt_procmetrics_read("/proc", &pm);
+    struct totals t = {r->gone_bytes_in, r->gone_bytes_out, r->gone_streams, tt_relay_now_ms()};
+    tt_strmap_foreach(&r->by_name, total_one, &t);
+    char base[TT_MAX_ADDR + 1];
+    if (tt_config_device_url(&r->cfg, "LABEL", base, sizeof(base)) < 0)
+        base[0] = '\0';
+    tt_adminbuf_str(lis, "devices and browsers: ");
+    for (size_t i = 0; i < r->cfg.nlisten; i++) {
+        tt_adminbuf_str(lis, i ? ", " : "");
+        addr_html(lis, &r->cfg.listen[i]);
+    }
+    for (size_t i = 0; i < r->cfg.ntls_listen; i++) {
+        tt_adminbuf_str(lis, ", TLS ");
+        addr_html(lis, &r->cfg.tls_listen[i]);
+    }
+    if (base[0]) {
+        tt_adminbuf_str(lis, "<br>device URLs: <code>");
+        tt_adminbuf_html(lis, base);
+        tt_adminbuf_str(lis, "</code>");
+    }
+    if (r->cfg.tcp_low)
+        tt_adminbuf_fmt(lis, "<br>TCP ports: %u-%u", (unsigned)r->cfg.tcp_low,
+                        (unsigned)r->cfg.tcp_high);
+    tt_adminbuf_str(lis, "<br>admin: ");
+    addr_html(lis, &r->cfg.admin);
+    tt_adminbuf_str(lis, r->cfg.admin_token[0] ? " (admin token set)" : " (no admin token)");
+    *s = (struct tt_adminpage_summary){
+        .version = TT_RELAY_VERSION,
+        .uptime_s =
+            pm.has_stat && pm.start_time > 0 ? (int64_t)((double)t.now / 1000 - pm.start_time) : -1,
+        .listeners = lis->ok ? lis->p : NULL,
+        .bytes_in = t.in,
+        .bytes_out = t.out,
+        .streams = t.streams,
+        .draining = tt_drain_on(r),
+        .draining_since_ms = r->drain.since,
+    };
+}
+
 /* How the dashboard marks a private service (access.h) is adminpage.c's; this is the line on
  * the relay's access rules (--access, --public). */
 static void access_summary(struct tt_adminbuf *b, const struct tt_relay *r)
@@ -1425,9 +1568,40 @@ static void dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout)
                                             w->v.out,   w->streams, w->svcs};
     }
     size_t nnodes = pg.cluster ? pg.cp.nnodes : 0;
-    for (size_t i = 0; i < nnodes; i++)
-        nodes[i] = (struct tt_adminpage_node){pg.cp.nodes[i].node, pg.cp.nodes[i].online};
+    for (size_t i = 0; i < nnodes; i++) {
+        const char *id = pg.cp.nodes[i].node;
+        bool self = strcmp(id, r->cfg.node_id) == 0, draining = self && tt_drain_on(r);
+        for (size_t k = 0; !self && r->cluster && k < r->cluster->nnodes; k++)
+            if (strcmp(r->cluster->nodes[k].id, id) == 0)
+                draining = r->cluster->nodes[k].draining;
+        nodes[i] = (struct tt_adminpage_node){id, pg.cp.nodes[i].online, draining, self};
+    }
     access_summary(&acc, r);
+    struct tt_adminpage_ctx ctx;
+    char server[TT_MAX_ADDR + 16];
+    page_ctx(r, hc, &ctx, server);
+    struct tt_adminbuf lis = {.ok = true};
+    struct tt_adminpage_summary sum;
+    relay_summary(r, &sum, &lis);
+    /* the summary's nodes: this one, then every other live node (online devices as the page
+     * counted them, else as the node published them at its last beat) */
+    size_t nsn = r->cluster ? r->cluster->nnodes + 1 : 0;
+    struct tt_adminpage_node *snodes = nsn ? calloc(nsn, sizeof(*snodes)) : NULL;
+    for (size_t i = 0; snodes && i < nsn; i++) {
+        const struct tt_cluster_node *cn = i ? &r->cluster->nodes[i - 1] : NULL;
+        const char *id = cn ? cn->id : r->cfg.node_id;
+        size_t online = cn ? (size_t)(cn->devices > 0 ? cn->devices : 0)
+                           : (size_t)(r->cluster->online > 0 ? r->cluster->online : 0);
+        for (size_t k = 0; k < nnodes; k++)
+            if (strcmp(nodes[k].id, id) == 0)
+                online = nodes[k].online;
+        snodes[i] = (struct tt_adminpage_node){id, online, cn ? cn->draining : tt_drain_on(r), !cn};
+    }
+    sum.nodes = snodes;
+    sum.nnodes = snodes ? nsn : 0;
+    char live[8];
+    size_t livelen = 0;
+    bool paused = query_param(hc, "live", live, sizeof(live), &livelen) && strcmp(live, "0") == 0;
     struct tt_adminpage p = {
         .q = &q,
         .node_id = r->cluster ? r->cfg.node_id : NULL,
@@ -1444,17 +1618,301 @@ static void dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout)
         .prev = q.after[0] ? pg.prev : NULL,
         .access_html = acc.ok ? acc.p : NULL,
         .signout = signout,
+        .sum = lis.ok ? &sum : NULL,
+        .ctx = &ctx,
+        .refresh = paused ? 0 : TT_ADMIN_REFRESH_S,
     };
     if (ok)
         tt_adminpage_dashboard(&b, &p);
     free(rows);
+    free(snodes);
     free(acc.p);
+    free(lis.p);
     page_free(&pg);
     if (ok && b.ok)
         answer(hc, "200 OK", "text/html; charset=utf-8", TT_ADMINPAGE_HEADERS, b.p, b.len);
     else
         answer_oom(hc);
     free(b.p);
+}
+
+/* ---- the console's pages and forms (adminpage.h): a device, its deletion, grants ---- */
+
+/* Form bodies of the console's actions: a name or id; a grant's fields. */
+#define TT_ADMIN_FORM_BODY_MAX 4096u
+
+static void answer_page(struct tt_headconn *hc, const char *status, struct tt_adminbuf *b)
+{
+    if (b->ok)
+        answer(hc, status, "text/html; charset=utf-8", TT_ADMINPAGE_HEADERS, b->p, b->len);
+    else
+        answer_oom(hc);
+    free(b->p);
+}
+
+static void done_page(struct tt_headconn *hc, const char *status, const char *title,
+                      const char *text, const char *back, bool err)
+{
+    struct tt_adminbuf b = {.ok = true};
+    struct tt_adminpage_ctx ctx;
+    char server[TT_MAX_ADDR + 16];
+    page_ctx(hc->set->ud, hc, &ctx, server);
+    tt_adminpage_done(&b, &ctx, title, text, back, err);
+    answer_page(hc, status, &b);
+}
+
+/* GET /device?name=NAME */
+static void device_page(struct tt_headconn *hc, struct tt_relay *r)
+{
+    char name[TT_MAX_NAME + 1];
+    size_t nlen;
+    struct rows rs;
+    if (!query_param(hc, "name", name, sizeof(name), &nlen)) {
+        done_page(hc, "404 Not Found", "tetherd: no such device", "No such device.", "/", true);
+        return;
+    }
+    if (!rows_get(r, name, &rs)) {
+        rows_free(&rs);
+        answer_oom(hc);
+        return;
+    }
+    if (rs.n == 0 || !rs.v[0].svcs) {
+        rows_free(&rs);
+        done_page(hc, "404 Not Found", "tetherd: no such device", "No such device.", "/", true);
+        return;
+    }
+    const struct row *w = &rs.v[0];
+    struct tt_adminpage_row pr = {w->name,   w->label, w->node,  w->v.online, w->v.since, w->v.seen,
+                                  w->remote, w->v.in,  w->v.out, w->streams,  w->svcs};
+    struct tt_adminpage_ctx ctx;
+    char server[TT_MAX_ADDR + 16];
+    page_ctx(r, hc, &ctx, server);
+    struct tt_adminbuf b = {.ok = true};
+    tt_adminpage_device(&b, &ctx, &pr);
+    rows_free(&rs);
+    answer_page(hc, "200 OK", &b);
+}
+
+/* GET /device/delete?name=NAME: the confirmation page. */
+static void delete_confirm(struct tt_headconn *hc, struct tt_relay *r)
+{
+    char name[TT_MAX_NAME + 1];
+    size_t nlen;
+    if (!query_param(hc, "name", name, sizeof(name), &nlen)) {
+        done_page(hc, "404 Not Found", "tetherd: no such device", "No such device.", "/", true);
+        return;
+    }
+    struct tt_adminbuf b = {.ok = true};
+    struct tt_adminpage_ctx ctx;
+    char server[TT_MAX_ADDR + 16];
+    page_ctx(r, hc, &ctx, server);
+    tt_adminpage_confirm_delete(&b, &ctx, name);
+    answer_page(hc, "200 OK", &b);
+}
+
+/* The body of POST /device/delete (name=NAME) is here. */
+static void delete_form_body(struct tt_headconn *hc, void *ud)
+{
+    struct tt_relay *r = ud;
+    char name[TT_MAX_NAME + 1], text[TT_MAX_NAME + 64];
+    size_t nlen;
+    if (tt_form_get(hc->data + hc->headlen, tt_headconn_body_len(hc), "name", name, sizeof(name),
+                    &nlen) != 0) {
+        done_page(hc, "400 Bad Request", "tetherd: delete", "The form has no device name.", "/",
+                  true);
+        return;
+    }
+    int rc = delete_device(r, name);
+    if (rc == 0) {
+        TT_LOG(TT_LOG_INFO, "device deleted from the dashboard device=%s peer=%s", TT_LOG_V(name),
+               hc->peer_ip);
+        snprintf(text, sizeof(text), "Device %s deleted.", name);
+        done_page(hc, "200 OK", "tetherd: device deleted", text, "/", false);
+    } else if (rc == TETHER_ERR_IO) {
+        done_page(hc, "503 Service Unavailable", "tetherd: delete",
+                  "The registry cannot be reached: nothing was deleted.", "/", true);
+    } else if (rc == TETHER_ERR_NOMEM) {
+        answer_oom(hc);
+    } else {
+        snprintf(text, sizeof(text), "No device %s (deleted already?).", name);
+        done_page(hc, "404 Not Found", "tetherd: delete", text, "/", true);
+    }
+}
+
+typedef void (*form_cb)(struct tt_headconn *hc, void *ud);
+
+/* Reads a form's body (at most max bytes), then calls cb. */
+static void read_form(struct tt_headconn *hc, struct tt_relay *r, size_t max, form_cb cb)
+{
+    int rc = tt_headconn_read_body(hc, max, cb);
+    if (rc == 1)
+        cb(hc, r);
+    else if (rc == TETHER_ERR_HTTP)
+        done_page(hc, "411 Length Required", "tetherd", "A Content-Length is required.", "/", true);
+    else if (rc == TETHER_ERR_TOO_LARGE)
+        done_page(hc, "413 Content Too Large", "tetherd", "The form is too large.", "/", true);
+    else if (rc != 0)
+        done_page(hc, "400 Bad Request", "tetherd", "Bad request body.", "/", true);
+}
+
+/* The grants page; token..: a grant just made (its token shown once), err: the form's error. */
+static void grants_page(struct tt_headconn *hc, struct tt_relay *r, const char *status,
+                        const char *token, const char *id, int64_t expires, const char *err)
+{
+    int64_t now = tt_relay_now_ms();
+    const struct tt_grant **v;
+    size_t n;
+    (void)tt_grants_refresh(r->access.grants, now);
+    if (tt_grants_list(r->access.grants, now, &v, &n) != 0) {
+        answer_oom(hc);
+        return;
+    }
+    struct tt_adminpage_grant *g = n ? calloc(n, sizeof(*g)) : NULL;
+    if (n && !g) {
+        free(v);
+        answer_oom(hc);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        g[i] = (struct tt_adminpage_grant){
+            v[i]->id,        v[i]->user,    (const char *const *)v[i]->patterns,
+            v[i]->npatterns, v[i]->created, v[i]->expires};
+    struct tt_adminpage_ctx ctx;
+    char server[TT_MAX_ADDR + 16];
+    page_ctx(r, hc, &ctx, server);
+    struct tt_adminbuf b = {.ok = true};
+    tt_adminpage_grants(&b, &ctx, g, n, token, id, expires, err);
+    free(g);
+    free(v);
+    if (b.ok)
+        answer_secret(hc, status, "text/html; charset=utf-8", TT_ADMINPAGE_HEADERS, b.p, b.len);
+    else
+        answer_oom(hc);
+    if (b.p)
+        tt_secret_wipe(b.p, b.cap); /* it may hold a token */
+    free(b.p);
+}
+
+/* The body of POST /grants (user, patterns separated by blanks or commas, ttl) is here: the
+ * grant is made as POST /api/grants makes it (the same checks), its token shown once. */
+static void grant_form_body(struct tt_headconn *hc, void *ud)
+{
+    struct tt_relay *r = ud;
+    const uint8_t *body = hc->data + hc->headlen;
+    size_t blen = tt_headconn_body_len(hc), n;
+    char user[TT_MAX_NAME + 2], pats[2048], ttl[32], err[TT_ERRLEN];
+    if (tt_form_get(body, blen, "user", user, sizeof(user), &n) != 0 ||
+        tt_form_get(body, blen, "patterns", pats, sizeof(pats), &n) != 0) {
+        grants_page(hc, r, "400 Bad Request", NULL, NULL, 0,
+                    "user and devices/services are needed");
+        return;
+    }
+    if (tt_form_get(body, blen, "ttl", ttl, sizeof(ttl), &n) != 0 || !ttl[0])
+        snprintf(ttl, sizeof(ttl), "15m");
+    json_t *arr = json_array();
+    for (char *save = NULL, *p = strtok_r(pats, " ,\t\r\n", &save); arr && p;
+         p = strtok_r(NULL, " ,\t\r\n", &save))
+        if (json_array_append_new(arr, json_string(p)) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    json_t *j = arr ? json_pack("{s:s, s:o, s:s}", "user", user, "grants", arr, "ttl", ttl) : NULL;
+    char *js = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    struct tt_grants_request *rq = js ? malloc(sizeof(*rq)) : NULL;
+    if (!rq) {
+        free(js);
+        answer_oom(hc);
+        return;
+    }
+    int prc = tt_grants_parse_request(js, strlen(js), rq, err);
+    free(js);
+    if (prc != 0) {
+        free(rq);
+        grants_page(hc, r, "400 Bad Request", NULL, NULL, 0, err);
+        return;
+    }
+    char id[TT_GRANT_ID_LEN + 1], token[TT_GRANT_TOKEN_LEN + 1];
+    int64_t expires;
+    int rc = tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                              tt_relay_now_ms(), id, token, &expires, err);
+    free(rq);
+    if (rc != 0) {
+        grants_page(hc, r,
+                    rc == TETHER_ERR_INVAL   ? "400 Bad Request"
+                    : rc == TETHER_ERR_NOMEM ? "500 Internal Server Error"
+                                             : "503 Service Unavailable",
+                    NULL, NULL, 0, err);
+        return;
+    }
+    TT_LOG(TT_LOG_INFO, "grant made from the dashboard id=%s peer=%s", id, hc->peer_ip);
+    grants_page(hc, r, "201 Created", token, id, expires, NULL);
+    tt_secret_wipe(token, sizeof(token));
+}
+
+/* The body of POST /grants/revoke (id=ID) is here. */
+static void revoke_form_body(struct tt_headconn *hc, void *ud)
+{
+    struct tt_relay *r = ud;
+    char id[TT_GRANT_ID_LEN + 2];
+    size_t n;
+    if (tt_form_get(hc->data + hc->headlen, tt_headconn_body_len(hc), "id", id, sizeof(id), &n) !=
+            0 ||
+        n != TT_GRANT_ID_LEN) {
+        grants_page(hc, r, "400 Bad Request", NULL, NULL, 0, "the form has no grant id");
+        return;
+    }
+    int rc = grant_revoke(r, id);
+    if (rc == 0)
+        answer(hc, "303 See Other", "text/plain; charset=utf-8", "Location: /grants\r\n", "", 0);
+    else
+        grants_page(hc, r, rc == TETHER_ERR_IO ? "503 Service Unavailable" : "404 Not Found", NULL,
+                    NULL, 0,
+                    rc == TETHER_ERR_IO ? "the grant store (redis) cannot be reached: the grant "
+                                          "is not revoked"
+                                        : "no such grant (revoked or expired already?)");
+}
+
+/* Routes the console's pages: /device, /device/delete, /grants, /grants/revoke. Returns false
+ * when the path is another one. */
+static bool route_console(struct tt_headconn *hc, struct tt_relay *r, const char *path, size_t plen)
+{
+    enum http_method m = hc->hp.p.method;
+    bool get = m == HTTP_GET || m == HTTP_HEAD;
+#define IS(lit) (plen == sizeof(lit) - 1 && memcmp(path, lit, plen) == 0)
+    if (IS("/device")) {
+        if (get)
+            device_page(hc, r);
+        else
+            answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8",
+                   "Allow: GET, HEAD\r\n", "method not allowed\n", 19);
+    } else if (IS("/device/delete")) {
+        if (get)
+            delete_confirm(hc, r);
+        else if (m == HTTP_POST)
+            read_form(hc, r, TT_ADMIN_FORM_BODY_MAX, delete_form_body);
+        else
+            answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8",
+                   "Allow: GET, HEAD, POST\r\n", "method not allowed\n", 19);
+    } else if (IS("/grants")) {
+        if (get)
+            grants_page(hc, r, "200 OK", NULL, NULL, 0, NULL);
+        else if (m == HTTP_POST)
+            read_form(hc, r, TT_ADMIN_FORM_BODY_MAX, grant_form_body);
+        else
+            answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8",
+                   "Allow: GET, HEAD, POST\r\n", "method not allowed\n", 19);
+    } else if (IS("/grants/revoke")) {
+        if (m == HTTP_POST)
+            read_form(hc, r, TT_ADMIN_FORM_BODY_MAX, revoke_form_body);
+        else
+            answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8", "Allow: POST\r\n",
+                   "method not allowed\n", 19);
+    } else {
+        return false;
+    }
+#undef IS
+    return true;
 }
 
 /* ---- sign-in (adminsession.h) ---- */
@@ -1771,6 +2229,8 @@ void tt_admin_on_head(struct tt_headconn *hc, void *ud)
         return;
     }
     if (route_grants(hc, r, path, plen))
+        return;
+    if (route_console(hc, r, path, plen))
         return;
     if (plen == 10 && memcmp(path, "/api/drain", 10) == 0) {
         api_drain(hc, r);

@@ -264,9 +264,9 @@ static void test_page(void **state)
     assert_non_null(strstr(b.p, "href=\"/?q=%3Cb%3E&amp;after=z%20z\""));
     assert_non_null(strstr(b.p, "rel=\"prev\" id=\"prev\" href=\"/?q=%3Cb%3E\""));
     assert_non_null(strstr(b.p, "offline"));
-    assert_non_null(strstr(b.p, "ssh 20001"));
-    assert_non_null(strstr(b.p, "2.0 KiB in"));
-    assert_non_null(strstr(b.p, ">2026-01-01 00:00:00<"));
+    assert_non_null(strstr(b.p, "ssh <code class=\"copy\">HOST:20001</code>"));
+    assert_non_null(strstr(b.p, "2.0&nbsp;KiB&nbsp;in"));
+    assert_non_null(strstr(b.p, "offline since 2026-01-01 00:00:00 UTC"));
     assert_null(strstr(b.p, "<a href=\"http://x")); /* offline: no link to a 503 */
     free(b.p);
     json_decref(svcs);
@@ -286,6 +286,108 @@ static void test_page(void **state)
     assert_string_equal(out, "16.0 EiB");
 }
 
+/* The console's pages: relative times, a device's page and the confirmation (escaping, the
+ * tether connect line), the grants page (the token shown, escaping), the summary. */
+static void test_console(void **state)
+{
+    (void)state;
+    char out[32];
+    tt_adminpage_ago(1000, 2000, out);
+    assert_string_equal(out, "just now");
+    tt_adminpage_ago(0, 45000, out);
+    assert_string_equal(out, "45 s ago");
+    tt_adminpage_ago(0, 3 * 60000 + 5000, out);
+    assert_string_equal(out, "3 min ago");
+    tt_adminpage_ago(600000, 0, out);
+    assert_string_equal(out, "in 10 min");
+    tt_adminpage_ago(0, 3 * 3600000 + 120000, out);
+    assert_string_equal(out, "3 h 2 min ago");
+    tt_adminpage_ago(0, 5 * 86400000ll, out);
+    assert_string_equal(out, "5 days ago");
+    tt_adminpage_ago(INT64_MIN / 2, INT64_MAX / 2, out); /* no overflow */
+    json_t *svcs = json_pack("[{s:s, s:s, s:b}, {s:s, s:s, s:s, s:i, s:b}]", "name", "s<h", "kind",
+                             "tcp", "private", 1, "name", "db", "kind", "tcp", "host",
+                             "relay.example", "port", 20002, "private", 0);
+    struct tt_adminpage_row w = {"d\"<x>", "lbl",    "",         false, "",  "2026-01-01T00:00:00Z",
+                                 "",       3u << 20, 5ull << 30, 7,     svcs};
+    struct tt_adminpage_ctx c = {.now_ms = 1767225600000ll + 60000, /* 2026-01-01 00:01 */
+                                 .grace_ms = 600000,
+                                 .server = "ws://relay.example:8080",
+                                 .private_mode = true,
+                                 .signout = true};
+    struct tt_adminbuf b = {.ok = true};
+    tt_adminpage_device(&b, &c, &w);
+    assert_true(b.ok);
+    assert_null(strstr(b.p, "<x>"));
+    assert_null(strstr(b.p, "s<h"));
+    assert_non_null(strstr(b.p, "tether connect --server ws://relay.example:8080 --grant "
+                                "GRANT_TOKEN d&quot;&lt;x&gt;/s&lt;h --listen 127.0.0.1:10022"));
+    assert_non_null(strstr(b.p, "relay.example:20002</code>"));
+    assert_non_null(strstr(b.p, "tether connect --server ws://relay.example:8080 "
+                                "d&quot;&lt;x&gt;/db --listen 127.0.0.1:20002"));
+    assert_non_null(strstr(b.p, "offline since <time datetime=\"2026-01-01T00:00:00Z\" "
+                                "title=\"2026-01-01 00:00:00 UTC\">1 min ago</time>"));
+    assert_non_null(strstr(b.p, "label kept until <time datetime=\"2026-01-01T00:10:00Z\" "
+                                "title=\"2026-01-01 00:10:00 UTC\">in 9 min</time>"));
+    assert_non_null(strstr(b.p, "3.0&nbsp;MiB&nbsp;in"));
+    assert_non_null(strstr(b.p, "5.0&nbsp;GiB&nbsp;out"));
+    assert_non_null(strstr(b.p, "action=\"/signout\""));
+    assert_non_null(strstr(b.p, "action=\"/device/delete\""));
+    free(b.p);
+    json_decref(svcs);
+    struct tt_adminbuf d = {.ok = true};
+    tt_adminpage_confirm_delete(&d, &c, "a b&<c>");
+    assert_true(d.ok);
+    assert_null(strstr(d.p, "<c>"));
+    assert_non_null(strstr(d.p, "<form method=\"post\" action=\"/device/delete\">"));
+    assert_non_null(strstr(d.p, "value=\"a b&amp;&lt;c&gt;\""));
+    assert_non_null(strstr(d.p, "href=\"/device?name=a%20b%26%3Cc%3E\""));
+    free(d.p);
+    const char *pats[] = {"dev/<ssh>", "x/*"};
+    struct tt_adminpage_grant g[1] = {
+        {"0123", "al<ice", pats, 2, 1767225600000ll, 1767225600000ll + 900000}};
+    struct tt_adminbuf gb = {.ok = true};
+    tt_adminpage_grants(&gb, &c, g, 1, "ttg_TOKEN", "0123", 1767225600000ll + 900000, NULL);
+    assert_true(gb.ok);
+    assert_null(strstr(gb.p, "<ssh>"));
+    assert_null(strstr(gb.p, "al<ice"));
+    assert_non_null(strstr(gb.p, "<code class=\"copy\" id=\"token\">ttg_TOKEN</code>"));
+    assert_non_null(strstr(gb.p, "name=\"id\" value=\"0123\""));
+    assert_non_null(strstr(gb.p, "Live grants (1)"));
+    free(gb.p);
+    struct tt_adminbuf ge = {.ok = true};
+    tt_adminpage_grants(&ge, &c, NULL, 0, NULL, NULL, 0, "ttl: <bad>");
+    assert_true(ge.ok);
+    assert_null(strstr(ge.p, "ttg_"));
+    assert_non_null(strstr(ge.p, "ttl: &lt;bad&gt;"));
+    assert_non_null(strstr(ge.p, "No live grant."));
+    free(ge.p);
+    /* the summary, with a cluster's nodes */
+    struct tt_adminquery q;
+    assert_int_equal(parse("", &q), 0);
+    struct tt_adminpage_node nodes[2] = {{"n<1", 3, false, true}, {"n2", 4, true, false}};
+    struct tt_adminpage_summary sum = {.version = "9.9.9",
+                                       .uptime_s = 90061,
+                                       .listeners = "<code>L</code>",
+                                       .bytes_in = 1 << 20,
+                                       .draining = true,
+                                       .draining_since_ms = c.now_ms - 120000,
+                                       .nodes = nodes,
+                                       .nnodes = 2};
+    struct tt_adminpage p = {
+        .q = &q, .node_id = "n<1", .live_nodes = 2, .sum = &sum, .ctx = &c, .refresh = 15};
+    struct tt_adminbuf sb = {.ok = true};
+    tt_adminpage_dashboard(&sb, &p);
+    assert_true(sb.ok);
+    assert_non_null(strstr(sb.p, "<meta http-equiv=\"refresh\" content=\"15\">"));
+    assert_non_null(strstr(sb.p, "tetherd 9.9.9"));
+    assert_non_null(strstr(sb.p, "1 days 1 h"));
+    assert_non_null(strstr(sb.p, "n&lt;1: 3 online (this node)"));
+    assert_non_null(strstr(sb.p, "n2: 4 online <span class=\"drain\">draining</span>"));
+    assert_non_null(strstr(sb.p, "draining</span> since <time"));
+    free(sb.p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_after_and_format),
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_page),
+        cmocka_unit_test(test_console),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
