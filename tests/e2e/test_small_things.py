@@ -274,8 +274,13 @@ def test_usage_lines_are_alike(t):
 
 
 def _make(*args):
+    # as a user types it: not as a sub-make of the `make test` that may be running this suite
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT",
+                        "MAKE_TERMERR", "MODE")}
     return subprocess.run(["make", "-C", ROOT] + list(args), stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
+                          env=env)
 
 
 def test_see_also_names_files_make_install_installs(t):

@@ -320,11 +320,17 @@ static void test_secret_checks_and_throttle(void **state)
     assert_int_equal(verify(&ans, "mallory", "pa55", "192.0.2.20:1"), 0);
     assert_int_equal(ans.n, 0);
     run_until(&ans, 4);
-    assert_int_equal(ans.rc[0], 0);
-    assert_string_equal(ans.user[0], "alice");
-    assert_int_equal(ans.rc[1], TETHER_ERR_AUTH);
-    assert_int_equal(ans.rc[2], TETHER_ERR_AUTH);
-    assert_int_equal(ans.rc[3], TETHER_ERR_AUTH);
+    /* the pool's threads may finish the four checks in any order */
+    int oks = 0, auths = 0;
+    for (int i = 0; i < 4; i++) {
+        if (ans.rc[i] == 0) {
+            oks++;
+            assert_string_equal(ans.user[i], "alice");
+        }
+        auths += ans.rc[i] == TETHER_ERR_AUTH;
+    }
+    assert_int_equal(oks, 1);
+    assert_int_equal(auths, 3);
     /* 2 failures from 192.0.2.7 so far (the success gave its count back): 8 more checks may
      * run at once, whether or not they will fail; the 9th is refused unchecked, at a later loop
      * turn */
