@@ -208,8 +208,9 @@ sanitize: deps
 # TEST_CROSS_ARCHS runs the cross e2e set under qemu-user (tests/run-all.sh, CROSS_E2E; for
 # android-arm64 the android/ tests, CROSS_E2E_ANDROID).
 TEST_CROSS_ARCHS ?= arm64 android-arm64
-# Then, as root, make deb-test (the packages in a debootstrapped root; a few minutes, the Debian
-# mirror on the first run): TEST_DEB=0 leaves it out.
+# Then, as root, the Debian packages are built (make deb) and run-all.sh ends with their test
+# (tests/deb/deb-test.sh: a debootstrapped root; a few minutes, the Debian mirror on the first
+# run), counted in its closing line: TEST_DEB=0 leaves it out.
 TEST_DEB ?= 1
 test:
 	@scripts/deps.sh test
@@ -219,9 +220,10 @@ test:
 	@$(MAKE) --no-print-directory core-check CORTEX_M=require
 	@$(MAKE) --no-print-directory mcu-host
 	@$(MAKE) --no-print-directory mcu
-	@MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" CROSS_E2E_ANDROID="android/" tests/run-all.sh
-	@if [ "$(TEST_DEB)" = 1 ] && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory deb-test; \
-	else echo "make test: the Debian packages' test skipped (TEST_DEB=0 or not root)"; fi
+	@if [ "$(TEST_DEB)" = 1 ] && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory deb; fi
+	@deb=0; if [ "$(TEST_DEB)" = 1 ] && [ "$$(id -u)" = 0 ]; then deb=1; fi; \
+	MODE=sanitize CROSS_ARCHS="$(TEST_CROSS_ARCHS)" CROSS_E2E_ANDROID="android/" DEB_TESTS=$$deb \
+	tests/run-all.sh
 
 unit:
 	@$(MAKE) --no-print-directory MODE=sanitize build unit-bin

@@ -13,6 +13,8 @@
 # its end-to-end tests on lwIP in user space in a network namespace (root; mcu/tests/run.py),
 # then, when make mcu built the firmware and qemu-system-arm is there (and MCU_QEMU is not 0),
 # the same e2e tests with the firmware on QEMU's mps2-an385.
+# `deb` (and the end of the whole run when DEB_TESTS=1, as make test sets it for root) runs
+# tests/deb/deb-test.sh on the packages make deb built, each of its checks counted as one test.
 # Exits 1 if anything failed or nothing ran. Builds nothing: `make test` builds first.
 set -u
 
@@ -21,9 +23,9 @@ MODE=${MODE:-sanitize}
 B=${B:-build/$MODE}
 WHAT=${1:-all}
 case "$WHAT" in
-all | unit | e2e | cross | mcu) ;;
+all | unit | e2e | cross | mcu | deb) ;;
 *)
-    echo "run-all.sh: unknown argument '$WHAT' (unit, e2e, cross, mcu, or nothing for all)" >&2
+    echo "run-all.sh: unknown argument '$WHAT' (unit, e2e, cross, mcu, deb, or nothing for all)" >&2
     exit 2
     ;;
 esac
@@ -216,14 +218,36 @@ run_mcu_e2e() { # NAME [run.py arguments]
     fi
 }
 
+# The Debian packages (make deb built them): installed and run in a debootstrapped Debian root.
+run_deb() {
+    local rc p f
+    echo "== deb-test (the packages in build/deb, installed in a debootstrapped Debian 12 root)"
+    tests/deb/deb-test.sh 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    p=$(grep -c '^deb-test: PASS ' "$log")
+    f=$(grep -c '^deb-test: FAIL ' "$log")
+    passed=$((passed + p))
+    failed=$((failed + f))
+    while IFS= read -r l; do failures+=("deb-test: ${l#deb-test: FAIL }"); done < <(grep '^deb-test: FAIL ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        fail "deb-test" "tests/deb/deb-test.sh exited with status $rc"
+    elif [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+        fail "deb-test" "no check ran"
+    fi
+}
+
 case "$WHAT" in
 all)
     run_unit
     run_e2e
     for a in ${CROSS_ARCHS:-}; do run_cross "$a"; done
     [ "${MCU_TESTS:-1}" = 0 ] || run_mcu
+    if [ "${DEB_TESTS:-0}" = 1 ]; then run_deb; else
+        echo "== deb-test skipped (DEB_TESTS is not 1: make test sets it as root unless TEST_DEB=0)"
+    fi
     ;;
 mcu) run_mcu ;;
+deb) run_deb ;;
 unit) run_unit ;;
 e2e) run_e2e ;;
 cross)
