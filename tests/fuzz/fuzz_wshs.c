@@ -6,13 +6,17 @@
  *   - the server side: the input read as an upgrade request (headparse.c, as the relay's
  *     listener reads it) goes through the relay's checks (tt_server_ws_request,
  *     tt_wshs_check_request): 0, 400 or 426 and nothing else; when it passes, the 101 the relay
- *     writes for its key is accepted by the client side. */
+ *     writes for its key is accepted by the client side;
+ *   - the head reader both use (common/httphead.c, tt_httphead_parse) as a request and as an
+ *     answer: see head_side. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/wshs.h"
+#include "common/httphead.h"
 #include "relay/headparse.h"
+#include "tether_err.h"
 #include "relay/server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -68,9 +72,46 @@ static void server_side(const uint8_t *data, size_t size)
         abort();
 }
 
+/* The head reader under both (common/httphead.c), as a request and as an answer, with a bound
+ * taken from the input's length: a whole head lies within the bound and the input, every
+ * recorded offset lies within the head, reading just the head gives the same answer, and
+ * "more needed" is never said at the bound. */
+static void head_side(const uint8_t *data, size_t size)
+{
+    static struct tt_httphead h, h2;
+    for (int kind = 0; kind < 2; kind++) {
+        size_t max = size > 64 ? size - size % 64 : size + 1;
+        int rc = tt_httphead_parse((enum tt_httphead_kind)kind, data, size, max, &h);
+        if (rc == TETHER_ERR_AGAIN) {
+            if (size >= max)
+                abort();
+            continue;
+        }
+        if (rc == TETHER_ERR_HTTP || rc == TETHER_ERR_TOO_LARGE)
+            continue;
+        if (rc != 0 || h.head_len == 0 || h.head_len > size || h.head_len > max ||
+            h.nhdr > TT_HTTPHEAD_MAX_HEADERS)
+            abort();
+        if ((uint64_t)h.url_off + h.url_len > h.head_len ||
+            (uint64_t)h.reason_off + h.reason_len > h.head_len)
+            abort();
+        if (kind == TT_HTTPHEAD_RESPONSE && (h.status < 100 || h.status > 999))
+            abort();
+        for (unsigned i = 0; i < h.nhdr; i++)
+            if ((uint64_t)h.hdr[i].foff + h.hdr[i].flen > h.head_len ||
+                (uint64_t)h.hdr[i].voff + h.hdr[i].vlen > h.head_len)
+                abort();
+        if (tt_httphead_parse((enum tt_httphead_kind)kind, data, h.head_len, h.head_len, &h2) !=
+                0 ||
+            h2.head_len != h.head_len || h2.status != h.status || h2.nhdr != h.nhdr)
+            abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     client_side(data, size);
     server_side(data, size);
+    head_side(data, size);
     return 0;
 }
