@@ -15,9 +15,9 @@
 
 #include "common/wshs.h"
 #include "common/httphead.h"
-#include "relay/headparse.h"
+#include "relay/http/headparse.h"
+#include "relay/http/server.h"
 #include "tether_err.h"
-#include "relay/server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
