@@ -32,9 +32,9 @@ struct tt_httphead_hdr {
 /* What tt_httphead_parse read. Offsets point into the buffer it was given, which the caller
  * keeps as long as it looks at them. */
 struct tt_httphead {
-    size_t head_len; /* bytes through the blank line that ends the head */
-    int status;      /* an answer's status (100-999) */
-    unsigned method; /* a request's method (http-parser's enum http_method) */
+    size_t head_len;                 /* bytes through the blank line that ends the head */
+    int status;                      /* an answer's status (100-999) */
+    unsigned method;                 /* a request's method (http-parser's enum http_method) */
     uint32_t url_off, url_len;       /* a request's target */
     uint32_t reason_off, reason_len; /* an answer's reason phrase */
     uint8_t http_major, http_minor;

@@ -21,9 +21,9 @@ int tt_wshs_make_key(char key[TT_WS_KEYLEN + 1])
 {
     uint8_t raw[16];
     if (tt_random_bytes(raw, sizeof(raw)) != 0)
-        return -1;
+        return TETHER_ERR_IO;
     if (EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw)) != TT_WS_KEYLEN)
-        return -1;
+        return TETHER_ERR_IO;
     key[TT_WS_KEYLEN] = '\0';
     return 0;
 }
@@ -36,15 +36,15 @@ int tt_wshs_accept(const char *key, size_t keylen, char accept[TT_WS_ACCEPTLEN +
     int ok;
 
     if (ctx == NULL)
-        return -1;
+        return TETHER_ERR_NOMEM;
     ok = EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 && EVP_DigestUpdate(ctx, key, keylen) == 1 &&
          EVP_DigestUpdate(ctx, WS_GUID, sizeof(WS_GUID) - 1) == 1 &&
          EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 20;
     EVP_MD_CTX_free(ctx);
     if (!ok)
-        return -1;
+        return TETHER_ERR_IO;
     if (EVP_EncodeBlock((unsigned char *)accept, md, 20) != TT_WS_ACCEPTLEN)
-        return -1;
+        return TETHER_ERR_IO;
     accept[TT_WS_ACCEPTLEN] = '\0';
     return 0;
 }
@@ -68,7 +68,7 @@ int tt_wshs_client_request_ex(char *out, size_t outlen, const char *host, uint16
     else
         n = snprintf(hostbuf, sizeof(hostbuf), v6 ? "[%s]:%u" : "%s:%u", host, (unsigned)port);
     if (n < 0 || (size_t)n >= sizeof(hostbuf))
-        return -1;
+        return TETHER_ERR_TOO_LARGE;
     if (path == NULL || path[0] == '\0')
         path = "/";
     n = snprintf(out, outlen,
@@ -85,7 +85,7 @@ int tt_wshs_client_request_ex(char *out, size_t outlen, const char *host, uint16
                  path, hostbuf, key, subprotocol ? subprotocol : TT_WS_SUBPROTOCOL,
                  extra ? extra : "");
     if (n < 0 || (size_t)n >= outlen)
-        return -1;
+        return TETHER_ERR_TOO_LARGE;
     return n;
 }
 
@@ -134,14 +134,14 @@ uint32_t tt_wshs_retry_after(const char *v, size_t n)
     return s > TT_WSHS_RETRY_AFTER_MAX ? TT_WSHS_RETRY_AFTER_MAX : s;
 }
 
-int tt_wshs_parse_response(const uint8_t *in, size_t len, const char *key,
-                           struct tt_wshs_response *r)
+int tt_wshs_read_response(const uint8_t *in, size_t len, const char *key,
+                          struct tt_wshs_response *r)
 {
-    return tt_wshs_parse_response_ex(in, len, key, NULL, r);
+    return tt_wshs_read_response_ex(in, len, key, NULL, r);
 }
 
-int tt_wshs_parse_response_ex(const uint8_t *in, size_t len, const char *key,
-                              const char *subprotocol, struct tt_wshs_response *r)
+int tt_wshs_read_response_ex(const uint8_t *in, size_t len, const char *key,
+                             const char *subprotocol, struct tt_wshs_response *r)
 {
     struct tt_httphead h;
     const uint8_t *v;
@@ -149,10 +149,10 @@ int tt_wshs_parse_response_ex(const uint8_t *in, size_t len, const char *key,
 
     memset(r, 0, sizeof(*r));
     int rc = tt_httphead_parse(TT_HTTPHEAD_RESPONSE, in, len, WSHS_MAX_HEAD, &h);
-    if (rc == TETHER_ERR_AGAIN)
-        return 0;
+    if (rc == TETHER_ERR_TOO_LARGE)
+        rc = TETHER_ERR_HTTP;
     if (rc != 0)
-        return -1;
+        return rc;
     r->status = h.status;
     r->head_len = h.head_len;
     r->content_length = h.content_length;
@@ -180,7 +180,7 @@ int tt_wshs_parse_response_ex(const uint8_t *in, size_t len, const char *key,
                       one(&h, in, "sec-websocket-accept", &acc, &acclen) &&
                       acclen == TT_WS_ACCEPTLEN && memcmp(acc, want, TT_WS_ACCEPTLEN) == 0;
     }
-    return 1;
+    return 0;
 }
 
 /* True if in[0..len) is the base64 of 16 bytes: 22 base64 characters, then "==". */
@@ -198,19 +198,23 @@ static bool key_ok(const uint8_t *in, size_t len)
     return true;
 }
 
-int tt_wshs_check_request(const struct tt_wshs_request *rq)
+int tt_wshs_check_request(const struct tt_wshs_request *rq, int *status)
 {
+    *status = 400;
     if (!rq->get || !rq->http11 || !rq->connection_upgrade || rq->nkeys != 1 ||
         !key_ok(rq->key, rq->keylen) || rq->nversions != 1)
-        return 400;
+        return TETHER_ERR_HANDSHAKE;
     const uint8_t *v = rq->version;
     size_t n = rq->versionlen;
     while (n > 0 && (v[0] == ' ' || v[0] == '\t'))
         v++, n--;
     while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
         n--;
-    if (n != 2 || memcmp(v, "13", 2) != 0)
-        return 426;
+    if (n != 2 || memcmp(v, "13", 2) != 0) {
+        *status = 426;
+        return TETHER_ERR_VERSION;
+    }
+    *status = 0;
     return 0;
 }
 
@@ -227,8 +231,9 @@ int tt_wshs_server_response_ex(char *out, size_t outlen, const char *key, size_t
     char accept[TT_WS_ACCEPTLEN + 1];
     int n;
 
-    if (tt_wshs_accept(key, keylen, accept) != 0)
-        return -1;
+    int rc = tt_wshs_accept(key, keylen, accept);
+    if (rc != 0)
+        return rc;
     n = snprintf(out, outlen,
                  "HTTP/1.1 101 Switching Protocols\r\n"
                  "Upgrade: websocket\r\n"
@@ -239,6 +244,6 @@ int tt_wshs_server_response_ex(char *out, size_t outlen, const char *key, size_t
                  accept, subprotocol ? "Sec-WebSocket-Protocol: " : "",
                  subprotocol ? subprotocol : "", subprotocol ? "\r\n" : "");
     if (n < 0 || (size_t)n >= outlen)
-        return -1;
+        return TETHER_ERR_TOO_LARGE;
     return n;
 }

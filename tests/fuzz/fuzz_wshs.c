@@ -1,6 +1,6 @@
 /* fuzz_wshs.c - libFuzzer target for the WebSocket opening handshake (src/common/wshs.c), both
  * sides, on every input:
- *   - the client side: tt_wshs_parse_response must parse, ask for more or fail without reading
+ *   - the client side: tt_wshs_read_response must parse, ask for more or fail without reading
  *     past its input; a complete head lies inside the input; an accepted answer is a 101; a
  *     Retry-After is kept for a 503 or 429 only, and bounded;
  *   - the server side: the input read as an upgrade request (headparse.c, as the relay's
@@ -24,8 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void client_side(const uint8_t *data, size_t size)
 {
     struct tt_wshs_response r;
-    int rc = tt_wshs_parse_response(data, size, "dGhlIHNhbXBsZSBub25jZQ==", &r);
-    if (rc == 1) {
+    int rc = tt_wshs_read_response(data, size, "dGhlIHNhbXBsZSBub25jZQ==", &r);
+    if (rc == 0) {
         if (r.head_len == 0 || r.head_len > size)
             abort();
         if (r.accepted && r.status != 101)
@@ -35,7 +35,7 @@ static void client_side(const uint8_t *data, size_t size)
         if (r.retry_after > TT_WSHS_RETRY_AFTER_MAX ||
             (r.retry_after && r.status != 503 && r.status != 429))
             abort();
-    } else if (rc != 0 && rc != -1) {
+    } else if (rc != TETHER_ERR_AGAIN && rc != TETHER_ERR_HTTP) {
         abort();
     }
 }
@@ -57,17 +57,19 @@ static void server_side(const uint8_t *data, size_t size)
     tt_server_ws_request(&hp, &rq);
     if ((rq.nkeys > 0) != (rq.key != NULL) || (rq.nversions > 0) != (rq.version != NULL))
         abort();
-    int verdict = tt_wshs_check_request(&rq);
-    if (verdict == 400 || verdict == 426)
+    int verdict = -1;
+    int vrc = tt_wshs_check_request(&rq, &verdict);
+    if ((vrc == TETHER_ERR_HANDSHAKE && verdict == 400) ||
+        (vrc == TETHER_ERR_VERSION && verdict == 426))
         return;
-    if (verdict != 0 || rq.keylen != TT_WS_KEYLEN)
+    if (vrc != 0 || verdict != 0 || rq.keylen != TT_WS_KEYLEN)
         abort();
     char key[TT_WS_KEYLEN + 1], out[512];
     memcpy(key, rq.key, TT_WS_KEYLEN);
     key[TT_WS_KEYLEN] = '\0';
     struct tt_wshs_response r;
     int n = tt_wshs_server_response(out, sizeof(out), key, TT_WS_KEYLEN, false);
-    if (n <= 0 || tt_wshs_parse_response((const uint8_t *)out, (size_t)n, key, &r) != 1 ||
+    if (n <= 0 || tt_wshs_read_response((const uint8_t *)out, (size_t)n, key, &r) != 0 ||
         !r.accepted || r.head_len != (size_t)n)
         abort();
 }

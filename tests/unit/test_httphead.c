@@ -104,7 +104,8 @@ static void test_request(void **state)
                      TETHER_ERR_HTTP);
     assert_int_equal(parse_guarded(TT_HTTPHEAD_REQUEST, answer, strlen(answer), 16384, &h),
                      TETHER_ERR_HTTP);
-    const char *up = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    const char *up =
+        "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
     assert_int_equal(parse_guarded(TT_HTTPHEAD_REQUEST, up, strlen(up), 16384, &h), 0);
     assert_true(h.upgrade);
 }

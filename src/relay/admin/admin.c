@@ -2240,7 +2240,7 @@ void tt_admin_on_head(struct tt_headconn *hc, void *ud)
     size_t dplen = sizeof(dev_prefix) - 1;
     if (plen > dplen && memcmp(path, dev_prefix, dplen) == 0) {
         char name[TT_MAX_NAME * 3 + 1];
-        if (!tt_pct_decode(path + dplen, plen - dplen, name, sizeof(name))) {
+        if (tt_pct_decode(path + dplen, plen - dplen, name, sizeof(name)) != 0) {
             answer_error(hc, "404 Not Found", NULL, "no such device");
             return;
         }
