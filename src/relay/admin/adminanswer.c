@@ -1,4 +1,6 @@
-/* adminanswer.c - answers of the admin listener shared by its pages and APIs (adminint.h): a status with a body, JSON, an error, the out-of-memory answer, and a request body read with the answers to a missing, oversized or bad one (411, 413, 400). */
+/* adminanswer.c - answers of the admin listener shared by its pages and APIs (adminint.h): a status
+ * with a body, JSON, an error, the out-of-memory answer, and a request body read with the answers
+ * to a missing, oversized or bad one (411, 413, 400). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,14 +8,6 @@
 #include <time.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
-
-
-
-
-
-
-
-
 
 #include "tether_err.h"
 #include "relay/admin/adminint.h"
@@ -23,8 +17,8 @@ static const char oom[] = "HTTP/1.1 500 Internal Server Error\r\nContent-Length:
 
 /* Sends status with body[0..len) (left out for HEAD) and closes. extra: more header lines,
  * each ending in CRLF, or NULL. */
-void tt_admin_answer(struct tt_headconn *hc, const char *status, const char *ctype, const char *extra,
-                   const char *body, size_t len)
+void tt_admin_answer(struct tt_headconn *hc, const char *status, const char *ctype,
+                     const char *extra, const char *body, size_t len)
 {
     struct tt_adminbuf b = {.ok = true};
     tt_adminbuf_fmt(&b,
@@ -40,9 +34,10 @@ void tt_admin_answer(struct tt_headconn *hc, const char *status, const char *cty
     free(b.p);
 }
 
-/* tt_admin_answer() for a body holding a secret (a grant's token): every copy is wiped once sent. */
+/* tt_admin_answer() for a body holding a secret (a grant's token): every copy is wiped once sent.
+ */
 void tt_admin_answer_secret(struct tt_headconn *hc, const char *status, const char *ctype,
-                          const char *extra, const char *body, size_t len)
+                            const char *extra, const char *body, size_t len)
 {
     struct tt_adminbuf b = {.ok = true};
     tt_adminbuf_fmt(&b,
@@ -62,13 +57,14 @@ void tt_admin_answer_secret(struct tt_headconn *hc, const char *status, const ch
 
 void tt_admin_answer_oom(struct tt_headconn *hc)
 {
-    tt_admin_answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL, "out of memory\n",
-           14);
+    tt_admin_answer(hc, "500 Internal Server Error", "text/plain; charset=utf-8", NULL,
+                    "out of memory\n", 14);
 }
 
 /* Answers 200 with the page built in b (of type ctype), or 500 if building it ran out of
  * memory (ok false or b->ok false); frees b's bytes either way. */
-void tt_admin_answer_built(struct tt_headconn *hc, bool ok, const char *ctype, struct tt_adminbuf *b)
+void tt_admin_answer_built(struct tt_headconn *hc, bool ok, const char *ctype,
+                           struct tt_adminbuf *b)
 {
     if (ok && b->ok)
         tt_admin_answer(hc, "200 OK", ctype, NULL, b->p, b->len);
@@ -83,7 +79,7 @@ void tt_admin_answer_json(struct tt_headconn *hc, const char *status, const char
     json_decref(j);
     if (!s) {
         tt_admin_answer(hc, "500 Internal Server Error", "application/json", NULL,
-               "{\"error\":\"out of memory\"}\n", 26);
+                        "{\"error\":\"out of memory\"}\n", 26);
         return;
     }
     size_t n = strlen(s);
@@ -109,7 +105,8 @@ bool tt_admin_read_body(struct tt_headconn *hc, struct tt_relay *r, size_t max,
     }
     if (rc == TETHER_ERR_HTTP) {
         *status = "411 Length Required";
-        snprintf(why, 64, "%s", form ? "A Content-Length is required." : "a Content-Length is required");
+        snprintf(why, 64, "%s",
+                 form ? "A Content-Length is required." : "a Content-Length is required");
     } else if (rc == TETHER_ERR_TOO_LARGE) {
         *status = "413 Content Too Large";
         if (form)
@@ -124,8 +121,7 @@ bool tt_admin_read_body(struct tt_headconn *hc, struct tt_relay *r, size_t max,
 }
 
 void tt_admin_answer_error(struct tt_headconn *hc, const char *status, const char *extra,
-                         const char *msg)
+                           const char *msg)
 {
     tt_admin_answer_json(hc, status, extra, json_pack("{s:s}", "error", msg));
 }
-

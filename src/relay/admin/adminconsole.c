@@ -1,4 +1,5 @@
-/* adminconsole.c - the console's pages and forms on the admin listener (adminpage.h): a device's page, its deletion with a confirmation, the grants page and its forms. */
+/* adminconsole.c - the console's pages and forms on the admin listener (adminpage.h): a device's
+ * page, its deletion with a confirmation, the grants page and its forms. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,7 +157,8 @@ static void grants_page(struct tt_headconn *hc, struct tt_relay *r, const char *
     free(g);
     free(v);
     if (b.ok)
-        tt_admin_answer_secret(hc, status, "text/html; charset=utf-8", TT_ADMINPAGE_HEADERS, b.p, b.len);
+        tt_admin_answer_secret(hc, status, "text/html; charset=utf-8", TT_ADMINPAGE_HEADERS, b.p,
+                               b.len);
     else
         tt_admin_answer_oom(hc);
     if (b.p)
@@ -235,7 +237,8 @@ static void revoke_form_body(struct tt_headconn *hc, void *ud)
     }
     int rc = tt_admin_grant_revoke(r, id);
     if (rc == 0)
-        tt_admin_answer(hc, "303 See Other", "text/plain; charset=utf-8", "Location: /grants\r\n", "", 0);
+        tt_admin_answer(hc, "303 See Other", "text/plain; charset=utf-8", "Location: /grants\r\n",
+                        "", 0);
     else
         grants_page(hc, r, rc == TETHER_ERR_IO ? "503 Service Unavailable" : "404 Not Found", NULL,
                     NULL, 0,
@@ -246,7 +249,8 @@ static void revoke_form_body(struct tt_headconn *hc, void *ud)
 
 /* Routes the console's pages: /device, /device/delete, /grants, /grants/revoke. Returns false
  * when the path is another one. */
-bool tt_admin_route_console(struct tt_headconn *hc, struct tt_relay *r, const char *path, size_t plen)
+bool tt_admin_route_console(struct tt_headconn *hc, struct tt_relay *r, const char *path,
+                            size_t plen)
 {
     enum http_method m = hc->hp.p.method;
     bool get = m == HTTP_GET || m == HTTP_HEAD;
@@ -256,7 +260,7 @@ bool tt_admin_route_console(struct tt_headconn *hc, struct tt_relay *r, const ch
             device_page(hc, r);
         else
             tt_admin_answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8",
-                   "Allow: GET, HEAD\r\n", "method not allowed\n", 19);
+                            "Allow: GET, HEAD\r\n", "method not allowed\n", 19);
     } else if (IS("/device/delete")) {
         if (get)
             delete_confirm(hc, r);
@@ -264,7 +268,7 @@ bool tt_admin_route_console(struct tt_headconn *hc, struct tt_relay *r, const ch
             read_form(hc, r, TT_ADMIN_FORM_BODY_MAX, delete_form_body);
         else
             tt_admin_answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8",
-                   "Allow: GET, HEAD, POST\r\n", "method not allowed\n", 19);
+                            "Allow: GET, HEAD, POST\r\n", "method not allowed\n", 19);
     } else if (IS("/grants")) {
         if (get)
             grants_page(hc, r, "200 OK", NULL, NULL, 0, NULL);
@@ -272,17 +276,16 @@ bool tt_admin_route_console(struct tt_headconn *hc, struct tt_relay *r, const ch
             read_form(hc, r, TT_ADMIN_FORM_BODY_MAX, grant_form_body);
         else
             tt_admin_answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8",
-                   "Allow: GET, HEAD, POST\r\n", "method not allowed\n", 19);
+                            "Allow: GET, HEAD, POST\r\n", "method not allowed\n", 19);
     } else if (IS("/grants/revoke")) {
         if (m == HTTP_POST)
             read_form(hc, r, TT_ADMIN_FORM_BODY_MAX, revoke_form_body);
         else
-            tt_admin_answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8", "Allow: POST\r\n",
-                   "method not allowed\n", 19);
+            tt_admin_answer(hc, "405 Method Not Allowed", "text/plain; charset=utf-8",
+                            "Allow: POST\r\n", "method not allowed\n", 19);
     } else {
         return false;
     }
 #undef IS
     return true;
 }
-

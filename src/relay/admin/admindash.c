@@ -1,4 +1,5 @@
-/* admindash.c - the admin listener's dashboard (GET /): the relay's summary and a page of the device list (adminpage.h). */
+/* admindash.c - the admin listener's dashboard (GET /): the relay's summary and a page of the
+ * device list (adminpage.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,14 +7,6 @@
 #include <time.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
-
-
-
-
-
-
-
-
 
 #include "relay/admin/adminint.h"
 #include "relay/relay.h"
@@ -29,7 +22,7 @@
 /* The value of field name in the request's query string into out (form.h's decoding): true
  * when it is there and well formed. */
 bool tt_admin_query_param(struct tt_headconn *hc, const char *name, char *out, size_t cap,
-                        size_t *len)
+                          size_t *len)
 {
     const char *url = (const char *)hc->data + hc->hp.url_off;
     size_t ulen = hc->hp.url_len;
@@ -46,7 +39,7 @@ bool tt_admin_query_param(struct tt_headconn *hc, const char *name, char *out, s
  * bytes (ws://HOST[:PORT], wss:// when the public URL is https). */
 
 void tt_admin_page_ctx(struct tt_relay *r, struct tt_headconn *hc, struct tt_adminpage_ctx *c,
-                     char *server)
+                       char *server)
 {
     const uint8_t *v;
     size_t vlen;
@@ -208,7 +201,8 @@ void tt_admin_dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout
     sum.nnodes = snodes ? nsn : 0;
     char live[8];
     size_t livelen = 0;
-    bool paused = tt_admin_query_param(hc, "live", live, sizeof(live), &livelen) && strcmp(live, "0") == 0;
+    bool paused =
+        tt_admin_query_param(hc, "live", live, sizeof(live), &livelen) && strcmp(live, "0") == 0;
     struct tt_adminpage p = {
         .q = &q,
         .node_id = r->cluster ? r->cfg.node_id : NULL,
@@ -242,4 +236,3 @@ void tt_admin_dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout
         tt_admin_answer_oom(hc);
     free(b.p);
 }
-

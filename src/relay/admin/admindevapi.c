@@ -1,4 +1,5 @@
-/* admindevapi.c - the device API of the admin listener: GET /api/devices (a page, adminquery.h), GET /api/devices/NAME and DELETE /api/devices/NAME. */
+/* admindevapi.c - the device API of the admin listener: GET /api/devices (a page, adminquery.h),
+ * GET /api/devices/NAME and DELETE /api/devices/NAME. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,7 +113,8 @@ void tt_admin_api_delete(struct tt_headconn *hc, struct tt_relay *r, const char 
 {
     int rc = tt_admin_delete_device(r, name);
     if (rc == TETHER_ERR_IO) {
-        tt_admin_answer_error(hc, "503 Service Unavailable", NULL, "the registry cannot be reached");
+        tt_admin_answer_error(hc, "503 Service Unavailable", NULL,
+                              "the registry cannot be reached");
         return;
     }
     if (rc == TETHER_ERR_NOMEM) {
@@ -125,4 +127,3 @@ void tt_admin_api_delete(struct tt_headconn *hc, struct tt_relay *r, const char 
     }
     tt_admin_answer_json(hc, "200 OK", NULL, json_pack("{s:s}", "deleted", name));
 }
-

@@ -1,4 +1,6 @@
-/* admindevview.c - the admin listener's view of the devices (adminint.h): this node's and, in cluster mode, the shared registry's, as rows and as pages of the device list (adminquery.h), and their JSON. */
+/* admindevview.c - the admin listener's view of the devices (adminint.h): this node's and, in
+ * cluster mode, the shared registry's, as rows and as pages of the device list (adminquery.h), and
+ * their JSON. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,16 +9,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
-
-
-
-
-
-
-
-
 #include "tether_err.h"
-#include "relay/admin/admin.h"
 #include "relay/admin/adminint.h"
 #include "relay/relay.h"
 #include "relay/device/device.h"
@@ -27,7 +20,6 @@ bool tt_admin_gone(const struct tt_device *d, int64_t now)
 {
     return !d->conn && now - d->offline_since >= (int64_t)d->relay->cfg.grace_ms;
 }
-
 
 static int collect_one(const char *key, void *val, void *ud)
 {
@@ -79,7 +71,6 @@ void tt_admin_iso_time(int64_t ms, char out[32])
     if (gmtime_r(&t, &tm))
         strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
-
 
 void tt_admin_view_of(const struct tt_device *d, int64_t now, struct view *v)
 {
@@ -155,27 +146,6 @@ static json_t *services_json(const struct tt_device *d)
     return svcs;
 }
 
-char *tt_admin_services_dump(const struct tt_device *d)
-{
-    json_t *j = json_array();
-    for (uint8_t i = 0; j && i < d->nsvc; i++) {
-        const struct tt_device_svc *s = &d->svc[i];
-        json_t *o = s->kind == TT_SERVICE_HTTP
-                        ? json_pack("{s:s, s:s, s:s, s:b}", "name", s->name, "kind", "http", "sub",
-                                    s->dnsname, "private", s->is_private)
-                        : json_pack("{s:s, s:s, s:i, s:b}", "name", s->name, "kind", "tcp", "port",
-                                    (json_int_t)s->portno, "private", s->is_private);
-        if (json_array_append_new(j, o) != 0) {
-            json_decref(j);
-            j = NULL;
-        }
-    }
-    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    return out;
-}
-
-
 static void row_local(const struct tt_device *d, int64_t now, struct row *w)
 {
     memset(w, 0, sizeof(*w));
@@ -190,9 +160,10 @@ static void row_local(const struct tt_device *d, int64_t now, struct row *w)
         snprintf(w->node, sizeof(w->node), "%s", d->relay->cfg.node_id);
 }
 
-/* One service of a record held elsewhere, from what its holder published (tt_admin_services_dump),
- * with the URL this node gives it; NULL when malformed. Its "private" is the holder's decision
- * (a holder of an older version publishes none: this node's rules decide then). */
+/* One service of a record held elsewhere, from what its holder published
+ * (tt_cluster_services_dump), with the URL this node gives it; NULL when malformed. Its "private"
+ * is the holder's decision (a holder of an older version publishes none: this node's rules decide
+ * then). */
 static json_t *remote_service(const struct tt_relay *r, const char *device, const char *label,
                               json_t *p)
 {
@@ -314,7 +285,6 @@ json_t *tt_admin_row_json(const struct tt_relay *r, struct row *w)
     return j;
 }
 
-
 void tt_admin_rows_free(struct rows *rs)
 {
     for (size_t i = 0; i < rs->n; i++)
@@ -386,7 +356,6 @@ bool tt_admin_rows_get(struct tt_relay *r, const char *name, struct rows *rs)
 }
 
 /* ---- pages of the device list (adminquery.h) ---- */
-
 
 void tt_admin_page_free(struct page *pg)
 {
@@ -515,8 +484,7 @@ bool tt_admin_query_of(struct tt_headconn *hc, struct tt_adminquery *q, bool jso
         char line[TT_ERRLEN + 32];
         int n = snprintf(line, sizeof(line), "bad query: %s\n", err);
         tt_admin_answer(hc, "400 Bad Request", "text/plain; charset=utf-8", NULL, line,
-               n > 0 && (size_t)n < sizeof(line) ? (size_t)n : 0);
+                        n > 0 && (size_t)n < sizeof(line) ? (size_t)n : 0);
     }
     return false;
 }
-

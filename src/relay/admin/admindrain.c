@@ -7,14 +7,6 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
-
-
-
-
-
-
-
-
 #include "relay/admin/adminint.h"
 #include "relay/relay.h"
 #include "relay/device/device.h"
@@ -33,7 +25,7 @@ void tt_admin_api_drain(struct tt_headconn *hc, struct tt_relay *r)
         tt_drain_stop(r);
     } else if (m != HTTP_GET && m != HTTP_HEAD) {
         tt_admin_answer_error(hc, "405 Method Not Allowed", "Allow: GET, HEAD, POST, DELETE\r\n",
-                     "method not allowed");
+                              "method not allowed");
         return;
     }
     if (rc < 0) {
@@ -42,9 +34,9 @@ void tt_admin_api_drain(struct tt_headconn *hc, struct tt_relay *r)
     }
     const struct tt_drain *d = &r->drain;
     tt_admin_answer_json(hc, status, NULL,
-                json_pack("{s:b,s:I,s:I,s:I}", "draining", d->on ? 1 : 0, "devices",
-                          (json_int_t)tt_device_online_count(r), "moved", (json_int_t)d->moved,
-                          "rate", (json_int_t)r->cfg.drain_rate));
+                         json_pack("{s:b,s:I,s:I,s:I}", "draining", d->on ? 1 : 0, "devices",
+                                   (json_int_t)tt_device_online_count(r), "moved",
+                                   (json_int_t)d->moved, "rate", (json_int_t)r->cfg.drain_rate));
 }
 
 /* The HTTP proxying counters (httpstats.h). */

@@ -1,4 +1,5 @@
-/* admingrants.c - the grants API of the admin listener (grants.h): GET, POST /api/grants, GET and DELETE /api/grants/ID. */
+/* admingrants.c - the grants API of the admin listener (grants.h): GET, POST /api/grants, GET and
+ * DELETE /api/grants/ID. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,8 +89,9 @@ static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const c
 {
     int rc = tt_admin_grant_revoke(r, id);
     if (rc == TETHER_ERR_IO) {
-        tt_admin_answer_error(hc, "503 Service Unavailable", NULL,
-                     "the grant store (redis) cannot be reached: the grant is not revoked");
+        tt_admin_answer_error(
+            hc, "503 Service Unavailable", NULL,
+            "the grant store (redis) cannot be reached: the grant is not revoked");
         return;
     }
     if (rc != 0) {
@@ -121,10 +123,10 @@ static void grants_post_body(struct tt_headconn *hc, void *ud)
     free(rq);
     if (rc != 0) {
         tt_admin_answer_error(hc,
-                     rc == TETHER_ERR_INVAL   ? "400 Bad Request"
-                     : rc == TETHER_ERR_NOMEM ? "500 Internal Server Error"
-                                              : "503 Service Unavailable",
-                     NULL, err);
+                              rc == TETHER_ERR_INVAL   ? "400 Bad Request"
+                              : rc == TETHER_ERR_NOMEM ? "500 Internal Server Error"
+                                                       : "503 Service Unavailable",
+                              NULL, err);
         return;
     }
     /* The token's only appearance: written straight into the answer, which is then wiped. */
@@ -153,7 +155,8 @@ static void api_grants_post(struct tt_headconn *hc, struct tt_relay *r)
 
 /* Routes /api/grants and /api/grants/ID (path[0..plen) starts with "/api/grants"). Returns false
  * when the path is another one. */
-bool tt_admin_route_grants(struct tt_headconn *hc, struct tt_relay *r, const char *path, size_t plen)
+bool tt_admin_route_grants(struct tt_headconn *hc, struct tt_relay *r, const char *path,
+                           size_t plen)
 {
     static const char base[] = "/api/grants";
     size_t blen = sizeof(base) - 1;
@@ -168,7 +171,7 @@ bool tt_admin_route_grants(struct tt_headconn *hc, struct tt_relay *r, const cha
             api_grants_post(hc, r);
         else
             tt_admin_answer_error(hc, "405 Method Not Allowed", "Allow: GET, HEAD, POST\r\n",
-                         "method not allowed");
+                                  "method not allowed");
         return true;
     }
     char id[TT_GRANT_ID_LEN + 1];
@@ -185,7 +188,6 @@ bool tt_admin_route_grants(struct tt_headconn *hc, struct tt_relay *r, const cha
         api_grant_delete(hc, r, id);
     else
         tt_admin_answer_error(hc, "405 Method Not Allowed", "Allow: GET, HEAD, DELETE\r\n",
-                     "method not allowed");
+                              "method not allowed");
     return true;
 }
-

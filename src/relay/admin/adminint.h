@@ -72,12 +72,16 @@ struct page {
 
 /* ---- answers (adminanswer.c) ---- */
 
-void tt_admin_answer(struct tt_headconn *hc, const char *status, const char *ctype, const char *extra, const char *body, size_t len);
-void tt_admin_answer_secret(struct tt_headconn *hc, const char *status, const char *ctype, const char *extra, const char *body, size_t len);
+void tt_admin_answer(struct tt_headconn *hc, const char *status, const char *ctype,
+                     const char *extra, const char *body, size_t len);
+void tt_admin_answer_secret(struct tt_headconn *hc, const char *status, const char *ctype,
+                            const char *extra, const char *body, size_t len);
 void tt_admin_answer_oom(struct tt_headconn *hc);
-void tt_admin_answer_built(struct tt_headconn *hc, bool ok, const char *ctype, struct tt_adminbuf *b);
+void tt_admin_answer_built(struct tt_headconn *hc, bool ok, const char *ctype,
+                           struct tt_adminbuf *b);
 void tt_admin_answer_json(struct tt_headconn *hc, const char *status, const char *extra, json_t *j);
-void tt_admin_answer_error(struct tt_headconn *hc, const char *status, const char *extra, const char *msg);
+void tt_admin_answer_error(struct tt_headconn *hc, const char *status, const char *extra,
+                           const char *msg);
 /* Reads hc's request body of at most max bytes, then calls on_body(hc, r): at once when it is
  * all here, else from the headconn once it is (tt_headconn_read_body). Returns true then; false
  * when the body cannot be read, with the answer to give in *status ("411 Length Required": no
@@ -111,7 +115,8 @@ void tt_admin_api_delete(struct tt_headconn *hc, struct tt_relay *r, const char 
 /* ---- the grants API (admingrants.c) ---- */
 
 int tt_admin_grant_revoke(struct tt_relay *r, const char *id);
-bool tt_admin_route_grants(struct tt_headconn *hc, struct tt_relay *r, const char *path, size_t plen);
+bool tt_admin_route_grants(struct tt_headconn *hc, struct tt_relay *r, const char *path,
+                           size_t plen);
 
 /* ---- /metrics (adminmetrics.c) ---- */
 
@@ -123,18 +128,22 @@ void tt_admin_api_drain(struct tt_headconn *hc, struct tt_relay *r);
 
 /* ---- the dashboard (admindash.c) ---- */
 
-bool tt_admin_query_param(struct tt_headconn *hc, const char *name, char *out, size_t cap, size_t *len);
-void tt_admin_page_ctx(struct tt_relay *r, struct tt_headconn *hc, struct tt_adminpage_ctx *c, char *server);
+bool tt_admin_query_param(struct tt_headconn *hc, const char *name, char *out, size_t cap,
+                          size_t *len);
+void tt_admin_page_ctx(struct tt_relay *r, struct tt_headconn *hc, struct tt_adminpage_ctx *c,
+                       char *server);
 void tt_admin_dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout);
 
 /* ---- the console's pages and forms (adminconsole.c) ---- */
 
-bool tt_admin_route_console(struct tt_headconn *hc, struct tt_relay *r, const char *path, size_t plen);
+bool tt_admin_route_console(struct tt_headconn *hc, struct tt_relay *r, const char *path,
+                            size_t plen);
 
 /* ---- sign-in (adminsignin.c) ---- */
 
 void tt_admin_signin_page(struct tt_headconn *hc, bool wrong, bool throttled);
-int tt_admin_session_of(struct tt_headconn *hc, struct tt_relay *r, const uint8_t **v, size_t *vlen);
+int tt_admin_session_of(struct tt_headconn *hc, struct tt_relay *r, const uint8_t **v,
+                        size_t *vlen);
 void tt_admin_signin_post(struct tt_headconn *hc, struct tt_relay *r);
 void tt_admin_signout(struct tt_headconn *hc, struct tt_relay *r, const uint8_t *v, size_t vlen);
 void tt_admin_session_metrics(struct tt_adminbuf *b, const struct tt_relay *r);

@@ -1,4 +1,6 @@
-/* adminmetrics.c - the admin listener's /metrics (Prometheus text, names tether_*): the relay's counters, its limits, the cluster's and the drain's, HTTP proxying, audit, webhooks, sign-in sessions and the process. */
+/* adminmetrics.c - the admin listener's /metrics (Prometheus text, names tether_*): the relay's
+ * counters, its limits, the cluster's and the drain's, HTTP proxying, audit, webhooks, sign-in
+ * sessions and the process. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,14 +8,6 @@
 #include <time.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
-
-
-
-
-
-
-
-
 
 #include "relay/admin/adminint.h"
 #include "relay/relay.h"
@@ -361,73 +355,8 @@ void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
             r->tls ? r->cfg.tls_cert : NULL, tt_tls_ctx_not_after(r->tls), pmtext, sizeof(pmtext));
         tt_adminbuf_add(&b, pmtext, n < sizeof(pmtext) ? n : strlen(pmtext));
     }
-    if (r->cluster) {
-        const struct tt_cluster *c = r->cluster;
-        tt_adminbuf_fmt(
-            &b,
-            "# HELP tether_cluster_nodes Live nodes of the cluster, this one included.\n"
-            "# TYPE tether_cluster_nodes gauge\n"
-            "tether_cluster_nodes %zu\n"
-            "# HELP tether_cluster_redis_up 1 while this node reaches Redis.\n"
-            "# TYPE tether_cluster_redis_up gauge\n"
-            "tether_cluster_redis_up %d\n"
-            "# HELP tether_cluster_redirects_total Device handshakes sent to another node.\n"
-            "# TYPE tether_cluster_redirects_total counter\n"
-            "tether_cluster_redirects_total %llu\n"
-            "# HELP tether_cluster_devices_online Devices online on every live node, as "
-            "the nodes published them at this node's last beat.\n"
-            "# TYPE tether_cluster_devices_online gauge\n"
-            "tether_cluster_devices_online %lld\n",
-            c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects,
-            (long long)c->fleet_online);
-        if (c->rc.url.sentinel)
-            tt_adminbuf_fmt(
-                &b,
-                "# HELP tether_redis_master_changes_total Redis masters at a new address "
-                "found through the sentinels since start (failovers followed).\n"
-                "# TYPE tether_redis_master_changes_total counter\n"
-                "tether_redis_master_changes_total %llu\n"
-                "# HELP tether_redis_repair_conflicts_total Devices closed after a master "
-                "change because another device held their label or port there.\n"
-                "# TYPE tether_redis_repair_conflicts_total counter\n"
-                "tether_redis_repair_conflicts_total %llu\n",
-                (unsigned long long)c->rc.master_changes, (unsigned long long)c->repair_conflict);
-        tt_adminbuf_fmt(&b,
-                        "# HELP tether_cluster_forwarded_total Clients passed to the node holding "
-                        "their device.\n"
-                        "# TYPE tether_cluster_forwarded_total counter\n"
-                        "tether_cluster_forwarded_total{kind=\"http\"} %llu\n"
-                        "tether_cluster_forwarded_total{kind=\"tcp\"} %llu\n",
-                        (unsigned long long)c->forwarded_http,
-                        (unsigned long long)c->forwarded_tcp);
-        tt_adminbuf_fmt(
-            &b,
-            "# HELP tether_cluster_beat_seconds Duration of this node's last beat (Redis "
-            "calls included), and of its device check (takeovers, deletions, live fields).\n"
-            "# TYPE tether_cluster_beat_seconds gauge\n"
-            "tether_cluster_beat_seconds{part=\"all\"} %.6f\n"
-            "tether_cluster_beat_seconds{part=\"devices\"} %.6f\n"
-            "# HELP tether_cluster_live_published_total Devices whose live fields (bytes, "
-            "streams) this node wrote to Redis because they changed.\n"
-            "# TYPE tether_cluster_live_published_total counter\n"
-            "tether_cluster_live_published_total %llu\n",
-            (double)c->beat_us / 1e6, (double)c->check_us / 1e6, (unsigned long long)c->published);
-        tt_adminbuf_fmt(
-            &b,
-            "# HELP tether_cluster_sessions_closed_total Sessions this node closed because "
-            "another node took their device over or the operator deleted it on another "
-            "node: told by the other node (pushed) or found by the beat's check (scan).\n"
-            "# TYPE tether_cluster_sessions_closed_total counter\n"
-            "tether_cluster_sessions_closed_total{how=\"pushed\"} %llu\n"
-            "tether_cluster_sessions_closed_total{how=\"scan\"} %llu\n"
-            "# HELP tether_cluster_full_checks_total Beats that checked every device of this "
-            "node because Redis listed fewer of them than it holds (Redis restarted, or took "
-            "the node for dead).\n"
-            "# TYPE tether_cluster_full_checks_total counter\n"
-            "tether_cluster_full_checks_total %llu\n",
-            (unsigned long long)c->closed_pushed, (unsigned long long)c->closed_scan,
-            (unsigned long long)c->full_checks);
-    }
+    if (r->cluster)
+        tt_cluster_metrics(&b, r->cluster); /* cluster_admin.c */
     char auth[4096];
     size_t alen = 0;
     auth[0] = '\0';
@@ -450,4 +379,3 @@ void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
     free(l.v);
     tt_admin_answer_built(hc, true, "text/plain; version=0.0.4", &b);
 }
-

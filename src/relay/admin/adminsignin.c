@@ -1,4 +1,5 @@
-/* adminsignin.c - the dashboard's sign-in on the admin listener (adminsession.h): the form, the session cookie, sign-out and the sessions' metrics. */
+/* adminsignin.c - the dashboard's sign-in on the admin listener (adminsession.h): the form, the
+ * session cookie, sign-out and the sessions' metrics. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,10 +39,11 @@ void tt_admin_signin_page(struct tt_headconn *hc, bool wrong, bool throttled)
     tt_adminpage_signin(&b, wrong, throttled);
     if (b.ok)
         tt_admin_answer(hc, throttled ? "429 Too Many Requests" : "401 Unauthorized",
-               "text/html; charset=utf-8",
-               throttled ? TT_ADMINPAGE_HEADERS "Retry-After: 5\r\n"
-                         : TT_ADMINPAGE_HEADERS "WWW-Authenticate: Bearer realm=\"tetherd\"\r\n",
-               b.p, b.len);
+                        "text/html; charset=utf-8",
+                        throttled ? TT_ADMINPAGE_HEADERS "Retry-After: 5\r\n"
+                                  : TT_ADMINPAGE_HEADERS
+                            "WWW-Authenticate: Bearer realm=\"tetherd\"\r\n",
+                        b.p, b.len);
     else
         tt_admin_answer_oom(hc);
     free(b.p);
@@ -140,9 +142,9 @@ void tt_admin_signout(struct tt_headconn *hc, struct tt_relay *r, const uint8_t 
     if (r->admin_sessions && v)
         tt_adminsession_end(r->admin_sessions, v, vlen, tt_relay_now_ms());
     tt_admin_answer(hc, "303 See Other", "text/plain; charset=utf-8",
-           "Location: /\r\nSet-Cookie: " TT_ADMINSESSION_COOKIE
-           "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict\r\n",
-           "", 0);
+                    "Location: /\r\nSet-Cookie: " TT_ADMINSESSION_COOKIE
+                    "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict\r\n",
+                    "", 0);
 }
 
 void tt_admin_session_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
@@ -171,4 +173,3 @@ void tt_admin_session_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
                     (unsigned long long)(s ? s->signin_wrong : 0),
                     (unsigned long long)(s ? s->signin_throttled : 0));
 }
-

@@ -10,7 +10,7 @@
 #include "common/compat.h"
 #include "common/httphead.h"
 #include "tether_err.h"
-#include "relay/config.h"
+#include "relay/version.h"
 #include "relay/admin/webhookbody.h"
 
 int tt_webhook_parse_url(const char *s, struct tt_webhook_url *u, char err[TT_ERRLEN])
