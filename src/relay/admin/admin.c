@@ -1,12 +1,8 @@
 /* admin.c - the admin listener's dispatch (admin.h): the checks every request passes (Host and
  * Origin, adminhost.h; the Bearer token or the dashboard's session) and the routing of each path
  * to the file that answers it (adminint.h). Every answer closes the connection. */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include "common/log.h"
 #include "relay/admin/admin.h"

@@ -3,10 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
-#include <jansson.h>
-#include <openssl/crypto.h>
 
 #include "relay/admin/adminint.h"
 #include "relay/relay.h"

@@ -3,10 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
 #include "tether_err.h"
 #include "common/log.h"
 #include "relay/admin/adminint.h"

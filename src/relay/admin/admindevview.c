@@ -4,10 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
 
 #include "tether_err.h"
 #include "relay/admin/adminint.h"

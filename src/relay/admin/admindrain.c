@@ -1,11 +1,5 @@
 /* admindrain.c - the drain API of the admin listener (drain.h): POST, DELETE and GET /api/drain. */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <time.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
 
 #include "relay/admin/adminint.h"
 #include "relay/relay.h"

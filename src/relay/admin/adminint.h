@@ -30,6 +30,7 @@ struct devlist {
     int64_t now;
     bool ok;
 };
+
 /* What the admin API shows of d, at now. */
 struct view {
     bool online;
@@ -38,6 +39,7 @@ struct view {
     const char *remote; /* "" if never connected */
     uint64_t in, out;
 };
+
 /* One device as the API and the dashboard show it: a device of this node, or (cluster mode) a
  * record of the shared registry. */
 struct row {
@@ -49,14 +51,16 @@ struct row {
     uint64_t streams;
     json_t *svcs; /* owned; NULL when out of memory */
 };
-/* Devices as shown, by name: a page (page_get) or one device (rows_get). In cluster mode a
- * device of this node is shown from memory, the others' as their holders published them (this
- * node's alone when Redis cannot be reached). Free with rows_free. */
+
+/* Devices as shown, by name: a page (tt_admin_page_get) or one device (tt_admin_rows_get). In
+ * cluster mode a device of this node is shown from memory, the others' as their holders published
+ * them (this node's alone when Redis cannot be reached). Free with tt_admin_rows_free. */
 struct rows {
     struct row *v;
     size_t n;
     int64_t now;
 };
+
 /* One page of the devices a query asks for, with the counts the dashboard shows. */
 struct page {
     struct rows rs; /* the page, by name */

@@ -1,13 +1,8 @@
 /* adminmetrics.c - the admin listener's /metrics (Prometheus text, names tether_*): the relay's
  * counters, its limits, the cluster's and the drain's, HTTP proxying, audit, webhooks, sign-in
  * sessions and the process. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
-#include <jansson.h>
-#include <openssl/crypto.h>
 
 #include "relay/admin/adminint.h"
 #include "relay/relay.h"

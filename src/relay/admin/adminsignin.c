@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include "common/log.h"
 #include "relay/admin/adminint.h"
