@@ -125,7 +125,8 @@ run_unit() {
 # Checks of the sources themselves: one test each.
 run_source_checks() {
     echo "== source: include cycles (scripts/include-cycles.py)"
-    python3 scripts/include-cycles.py src >"$log" 2>&1
+    python3 scripts/include-cycles.py --self-test >"$log" 2>&1 &&
+        python3 scripts/include-cycles.py src >>"$log" 2>&1
     local rc=$?
     cat "$log"
     if [ "$rc" -eq 0 ]; then
