@@ -33,7 +33,6 @@ bool tt_admin_query_param(struct tt_headconn *hc, const char *name, char *out, s
 
 /* What the pages need for times and tether connect lines; server: at least TT_MAX_ADDR + 16
  * bytes (ws://HOST[:PORT], wss:// when the public URL is https). */
-
 void tt_admin_page_ctx(struct tt_relay *r, struct tt_headconn *hc, struct tt_adminpage_ctx *c,
                        char *server)
 {
