@@ -5,6 +5,7 @@
 #ifndef TT_CONFIG_H
 #define TT_CONFIG_H
 
+#include "relay/version.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,7 +20,6 @@
 #define TT_CONFIG_PATHLEN 1024
 /* Longest --domain (and --public-url host): device URLs must fit in TT_MAX_ADDR bytes. */
 #define TT_CONFIG_MAX_DOMAIN 60
-#define TT_RELAY_VERSION "0.1.0"
 /* Defaults of the limits above. */
 #define TT_CONFIG_MAX_STREAMS 1024
 #define TT_CONFIG_HEAD_TIMEOUT_MS 30000

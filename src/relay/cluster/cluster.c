@@ -12,7 +12,6 @@
 #include "relay/cluster/drain.h"
 #include "relay/admin/webhook.h"
 #include "relay/device/device.h"
-#include "relay/admin/admin.h"
 #include "relay/device/forward.h"
 #include "relay/cluster/peerlink.h"
 #include "relay/relay.h"
@@ -375,7 +374,7 @@ static void batch_add(struct batch *b, struct tt_device *d)
         tt_cluster_live_format(b->since[i], b->in[i], b->out[i], b->streams[i], d->remote_addr,
                                b->live[i], LIVE_MAX);
     if (fresh)
-        b->svc[i] = tt_admin_services_dump(d);
+        b->svc[i] = tt_cluster_services_dump(d);
 }
 
 /* Acts on what Redis says of name, which this node holds online: owner is its record's node
