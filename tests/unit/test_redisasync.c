@@ -49,8 +49,8 @@ static void redis_start(void)
     snprintf(port, sizeof(port), "%d", redis_port);
     redis_pid = fork();
     if (redis_pid == 0) {
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
-               "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
         _exit(127);
     }
     /* up when it answers PING (bounded: 5 s) */
@@ -239,8 +239,7 @@ static void cap_and_free(void **state)
     c.last = 0;
     for (int i = 0; i < 16; i++)
         assert_int_equal(tt_redisasync_cmd(c.ra, on_incr, &c, "INCR %s", "ut:c"), 0);
-    assert_int_equal(tt_redisasync_cmd(c.ra, on_incr, &c, "INCR %s", "ut:c"),
-                     TETHER_ERR_CAPACITY);
+    assert_int_equal(tt_redisasync_cmd(c.ra, on_incr, &c, "INCR %s", "ut:c"), TETHER_ERR_CAPACITY);
     assert_true(tt_redisasync_busy(c.ra, 1));
     struct tt_redisasync_stats st;
     tt_redisasync_stats(c.ra, &st);
@@ -306,10 +305,8 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(pipelined),
-        cmocka_unit_test(stopped_then_continued),
-        cmocka_unit_test(cap_and_free),
-        cmocka_unit_test(killed_and_back),
+        cmocka_unit_test(pipelined),       cmocka_unit_test(stopped_then_continued),
+        cmocka_unit_test(cap_and_free),    cmocka_unit_test(killed_and_back),
         cmocka_unit_test(command_timeout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

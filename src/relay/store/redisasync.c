@@ -46,10 +46,10 @@ struct tt_redisasync {
     uv_timer_t tick;
     redisAsyncContext *ac; /* NULL while DOWN */
     enum state st;
-    struct tt_redis_url url; /* sentinel mode: host/port are the master last connected to */
+    struct tt_redis_url url;       /* sentinel mode: host/port are the master last connected to */
     char ip[INET6_ADDRSTRLEN + 1]; /* the address the next connection goes to */
     uint16_t ip_port;
-    bool have_addr;          /* ip is resolved and may be used once */
+    bool have_addr;            /* ip is resolved and may be used once */
     struct resolve *resolving; /* in the pool, or NULL */
     bool down_logged;
     bool ever_up;
@@ -147,7 +147,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     struct tt_redisasync *ra = ac->data;
     (void)status;
     if (ra->ac != ac)
-        return; /* ours dropped it (went_down) */
+        return;    /* ours dropped it (went_down) */
     ra->ac = NULL; /* hiredis frees it after this callback */
     went_down(ra, ac->errstr[0] ? ac->errstr : "connection closed");
 }
@@ -279,8 +279,7 @@ static void use_answer(struct tt_redisasync *ra, struct resolve *w)
     ra->have_addr = true;
     if (!ra->url.sentinel)
         return;
-    bool moved =
-        ra->url.host[0] && (strcmp(ra->url.host, w->name) != 0 || ra->url.port != w->port);
+    bool moved = ra->url.host[0] && (strcmp(ra->url.host, w->name) != 0 || ra->url.port != w->port);
     if (moved) {
         char at[TT_HOSTLEN + 16], was[TT_HOSTLEN + 16];
         fmt_addr(at, sizeof(at), w->name, w->port);
@@ -458,8 +457,7 @@ int tt_redisasync_argv(struct tt_redisasync *ra, int argc, const char **argv, co
     return 0;
 }
 
-int tt_redisasync_cmd(struct tt_redisasync *ra, tt_redisasync_cb cb, void *ud, const char *fmt,
-                      ...)
+int tt_redisasync_cmd(struct tt_redisasync *ra, tt_redisasync_cb cb, void *ud, const char *fmt, ...)
 {
     struct pend *p;
     int rc = admit(ra, cb, ud, &p);

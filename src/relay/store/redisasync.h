@@ -77,18 +77,18 @@ typedef void (*tt_redisasync_cb)(redisReply *rep, void *ud);
 struct tt_redisasync;
 
 struct tt_redisasync_stats {
-    size_t pending;         /* commands in flight now */
-    size_t max_pending;     /* the cap */
-    uint64_t full;          /* commands refused at the cap */
-    uint64_t commands;      /* commands answered (a reply, error replies included) */
-    uint64_t failed;        /* commands completed with NULL */
-    uint64_t refused;       /* commands refused at once while DOWN */
-    uint64_t timeouts;      /* connections dropped because a command or the connect timed out */
-    uint64_t reconnects;    /* connections UP again after a failure */
+    size_t pending;          /* commands in flight now */
+    size_t max_pending;      /* the cap */
+    uint64_t full;           /* commands refused at the cap */
+    uint64_t commands;       /* commands answered (a reply, error replies included) */
+    uint64_t failed;         /* commands completed with NULL */
+    uint64_t refused;        /* commands refused at once while DOWN */
+    uint64_t timeouts;       /* connections dropped because a command or the connect timed out */
+    uint64_t reconnects;     /* connections UP again after a failure */
     uint64_t master_changes; /* sentinel mode: a master at a new address */
-    uint64_t readonly;      /* writes refused with READONLY */
+    uint64_t readonly;       /* writes refused with READONLY */
     uint64_t buckets[TT_REDISASYNC_NBUCKETS + 1]; /* reply times, per bucket (+Inf last) */
-    double reply_sum;       /* seconds, over commands */
+    double reply_sum;                             /* seconds, over commands */
     bool up;
 };
 
