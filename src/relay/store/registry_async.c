@@ -3,7 +3,7 @@
  * (SQLite); and the read-only view over a lookup that devauth.c decides a registration with. */
 #include <string.h>
 #include "tether_err.h"
-#include "relay/registry.h"
+#include "relay/store/registry.h"
 
 /* The lookup through the synchronous operations. */
 static void lookup_sync(struct tt_registry *r, struct tt_reg_lookup *q)
