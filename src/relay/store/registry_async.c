@@ -34,8 +34,7 @@ int tt_registry_put_async(struct tt_registry *r, const struct tt_reg_device *d,
     return 0;
 }
 
-int tt_registry_del_async(struct tt_registry *r, const char *name, tt_registry_done_cb cb,
-                          void *ud)
+int tt_registry_del_async(struct tt_registry *r, const char *name, tt_registry_done_cb cb, void *ud)
 {
     if (r->aops && r->aops->del)
         return r->aops->del(r, name, cb, ud);
