@@ -152,7 +152,9 @@ def test_async_registry_slow_redis_many_devices(t):
 
 def test_async_registry_device_closes_mid_registration(t):
     redis = RedisServer(t)
-    proxy = SlowProxy(redis.port, delay_ms=150)
+    # each reply chunk 40 ms late (one at a time per connection): the devices below leave
+    # during their lookup, their write, or after it
+    proxy = SlowProxy(redis.port, delay_ms=40)
     t.on_cleanup(proxy.close)
     node = _node(t, proxy.port)
     # wait for the relay's connections through the proxy to be up
@@ -161,7 +163,7 @@ def test_async_registry_device_closes_mid_registration(t):
     for i in range(4):
         stay.append(_raw_register(node, "stays-%d" % i))
     # devices that leave at different moments of their registration (lookup, write, sync)
-    for i, after in enumerate((0.0, 0.1, 0.2, 0.3, 0.45, 0.6)):
+    for i, after in enumerate((0.0, 0.03, 0.06, 0.1, 0.15, 0.3)):
         w = _raw_register(node, "leaves-%d" % i)
         time.sleep(after)
         w.sock.close()

@@ -504,7 +504,7 @@ struct rr_op {
     int kind; /* OP_* */
     char name[TT_MAX_NAME + 1], label[TT_MAX_LABEL + 1];
 };
-enum { OP_PUT, OP_DEL, OP_KEY_DEL };
+enum { OP_PUT, OP_DEL, OP_KEY_DEL, OP_HEARTBEAT };
 
 /* ARGV: prefix, name, label. Returns {HGETALL dev:NAME, key hash or '', names with a key,
  * keyports, 1 when label is held}: what a registration reads, in one round trip. */
@@ -549,6 +549,8 @@ static void on_done(redisReply *rep, void *ud)
     int rc;
     if (op->kind == OP_PUT) {
         rc = put_result(rep, op->name, op->label);
+    } else if (op->kind == OP_HEARTBEAT) {
+        rc = bad(rep);
     } else {
         rc = bad(rep);
         if (!rc && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
@@ -633,6 +635,19 @@ static int ra_key_del_if(struct tt_registry *r, const char *name, const uint8_t 
     return aeval(to_rr(r), op, key_del_if_lua, 3, argv, lens, on_done);
 }
 
+static int ra_heartbeat(struct tt_registry *r, int64_t now_ms, tt_registry_done_cb cb, void *ud)
+{
+    struct registry_redis *q = to_rr(r);
+    struct rr_op *op = op_new(OP_HEARTBEAT, "", cb, ud);
+    if (!op)
+        return TETHER_ERR_NOMEM;
+    int rc =
+        tt_redisasync_cmd(q->ra, on_done, op, "SET " P "hb:%s %lld", q->node, (long long)now_ms);
+    if (rc)
+        free(op);
+    return rc;
+}
+
 static bool ra_busy(struct tt_registry *r, size_t n)
 {
     return tt_redisasync_busy(to_rr(r)->ra, n);
@@ -656,6 +671,7 @@ static const struct tt_registry_async_ops redis_async_ops = {
     .put = ra_put,
     .del = ra_del,
     .key_del_if = ra_key_del_if,
+    .heartbeat = ra_heartbeat,
     .busy = ra_busy,
     .metrics = ra_metrics,
     .stop = ra_stop,
