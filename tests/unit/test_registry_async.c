@@ -289,6 +289,18 @@ static void redis_pipelined(void **state)
     assert_int_equal(rk2.rc, 0);
     assert_int_equal(rd.rc, 0);
     assert_int_equal(rd2.rc, TETHER_ERR_NOT_FOUND);
+    /* the counts for /metrics, never waiting: the last lookup's (a's key: one name), and a
+     * lookup sent to read them again (a's key is gone by now: none) */
+    uint64_t names = 9, ports = 9;
+    assert_int_equal(tt_registry_key_counts_nowait(c.reg, &names, &ports), 0);
+    assert_int_equal(names, 1);
+    struct res rz = {0};
+    struct tt_reg_lookup qz;
+    lookup_of(&qz, "zz", "");
+    assert_int_equal(tt_registry_lookup(c.reg, &qz, looked, &rz), 0); /* behind the refresh */
+    run_until(&c, &rz.calls, 1);
+    assert_int_equal(tt_registry_key_counts_nowait(c.reg, &names, &ports), 0);
+    assert_int_equal(names, 0);
     char m[4096];
     size_t len = 0;
     assert_int_equal(tt_registry_async_metrics(c.reg, m, sizeof(m), &len), 0);

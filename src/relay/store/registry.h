@@ -141,6 +141,9 @@ struct tt_registry_async_ops {
     int (*del)(struct tt_registry *r, const char *name, tt_registry_done_cb cb, void *ud);
     /* records now_ms as the relay's last sign of life (heartbeat(), without the previous) */
     int (*heartbeat)(struct tt_registry *r, int64_t now_ms, tt_registry_done_cb cb, void *ud);
+    /* key_counts() without waiting: the counts as the last lookup read them (and a lookup to
+     * read them again), TETHER_ERR_AGAIN when none did yet */
+    int (*counts_nowait)(struct tt_registry *r, uint64_t *names, uint64_t *ports);
     /* forgets name's device key hash only while it is hash (atomically) */
     int (*key_del_if)(struct tt_registry *r, const char *name, const uint8_t hash[32],
                       tt_registry_done_cb cb, void *ud);
@@ -194,6 +197,10 @@ int tt_registry_key_del_if_async(struct tt_registry *r, const char *name, const 
                                  tt_registry_done_cb cb, void *ud);
 int tt_registry_heartbeat_async(struct tt_registry *r, int64_t now_ms, tt_registry_done_cb cb,
                                 void *ud);
+/* key_counts() for /metrics, never waiting: a synchronous backend counts now; an asynchronous
+ * one gives the counts its last lookup read (a registration's, or the one this call sends for
+ * the next call) or TETHER_ERR_AGAIN when it has none yet. */
+int tt_registry_key_counts_nowait(struct tt_registry *r, uint64_t *names, uint64_t *ports);
 /* True when the backend's connection is too busy to take n more commands (admission control;
  * false without one). */
 bool tt_registry_busy(struct tt_registry *r, size_t n);

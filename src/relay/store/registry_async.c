@@ -67,6 +67,13 @@ int tt_registry_heartbeat_async(struct tt_registry *r, int64_t now_ms, tt_regist
     return 0;
 }
 
+int tt_registry_key_counts_nowait(struct tt_registry *r, uint64_t *names, uint64_t *ports)
+{
+    if (r->aops && r->aops->counts_nowait)
+        return r->aops->counts_nowait(r, names, ports);
+    return tt_registry_key_counts(r, names, ports);
+}
+
 bool tt_registry_busy(struct tt_registry *r, size_t n)
 {
     return r && r->aops && r->aops->busy && r->aops->busy(r, n);

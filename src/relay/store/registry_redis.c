@@ -43,6 +43,10 @@ struct registry_redis {
     struct tt_redisconn *rc;
     struct tt_redisasync *ra; /* the asynchronous connection (owned), or NULL */
     char node[TT_NODE_ID_MAX + 1];
+    /* the fleet's key counts as the last lookup read them (counts_nowait) */
+    bool counts_known, refreshing;
+    uint64_t names, ports;
+    struct tt_reg_lookup refresh; /* the lookup counts_nowait sends (one at a time) */
 };
 
 static struct registry_redis *to_rr(struct tt_registry *r)
@@ -497,6 +501,7 @@ static void rr_free(struct tt_registry *r)
 
 /* One asynchronous operation: what its reply goes to. */
 struct rr_op {
+    struct registry_redis *rr;
     tt_registry_done_cb done;
     tt_registry_lookup_cb looked;
     struct tt_reg_lookup *q;
@@ -536,6 +541,9 @@ static void on_lookup(redisReply *rep, void *ud)
         q->names = rep->element[2]->integer > 0 ? (uint64_t)rep->element[2]->integer : 0;
         q->ports = rep->element[3]->integer > 0 ? (uint64_t)rep->element[3]->integer : 0;
         q->label_rc = rep->element[4]->integer == 1 ? 0 : TETHER_ERR_NOT_FOUND;
+        op->rr->counts_known = true;
+        op->rr->names = q->names;
+        op->rr->ports = q->ports;
     }
     tt_registry_lookup_cb cb = op->looked;
     void *cud = op->ud;
@@ -594,6 +602,7 @@ static int ra_lookup(struct tt_registry *r, struct tt_reg_lookup *q, tt_registry
     struct rr_op *op = calloc(1, sizeof(*op));
     if (!op)
         return TETHER_ERR_NOMEM;
+    op->rr = to_rr(r);
     op->looked = cb;
     op->q = q;
     op->ud = ud;
@@ -648,6 +657,28 @@ static int ra_heartbeat(struct tt_registry *r, int64_t now_ms, tt_registry_done_
     return rc;
 }
 
+static void refreshed(struct tt_reg_lookup *q, void *ud)
+{
+    (void)q;
+    ((struct registry_redis *)ud)->refreshing = false;
+}
+
+/* The counts the last lookup read, and a lookup to read them again for next time. */
+static int ra_counts_nowait(struct tt_registry *r, uint64_t *names, uint64_t *ports)
+{
+    struct registry_redis *q = to_rr(r);
+    if (!q->refreshing) {
+        memset(&q->refresh, 0, sizeof(q->refresh));
+        snprintf(q->refresh.name, sizeof(q->refresh.name), "%s", "");
+        q->refreshing = ra_lookup(r, &q->refresh, refreshed, q) == 0;
+    }
+    if (!q->counts_known)
+        return TETHER_ERR_AGAIN;
+    *names = q->names;
+    *ports = q->ports;
+    return 0;
+}
+
 static bool ra_busy(struct tt_registry *r, size_t n)
 {
     return tt_redisasync_busy(to_rr(r)->ra, n);
@@ -672,6 +703,7 @@ static const struct tt_registry_async_ops redis_async_ops = {
     .del = ra_del,
     .key_del_if = ra_key_del_if,
     .heartbeat = ra_heartbeat,
+    .counts_nowait = ra_counts_nowait,
     .busy = ra_busy,
     .metrics = ra_metrics,
     .stop = ra_stop,
