@@ -352,6 +352,11 @@ void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
     }
     if (r->cluster)
         tt_cluster_metrics(&b, r->cluster); /* cluster_admin.c */
+    char store[4096]; /* the registry's asynchronous Redis connection (store/redisasync.h) */
+    size_t storelen = 0;
+    store[0] = '\0';
+    (void)tt_registry_async_metrics(r->reg, store, sizeof(store), &storelen);
+    tt_adminbuf_str(&b, store);
     char auth[4096];
     size_t alen = 0;
     auth[0] = '\0';

@@ -860,7 +860,9 @@ int tt_cluster_init(struct tt_relay *r, char err[TT_ERRLEN])
         snprintf(err, TT_ERRLEN, "out of memory");
         return -1;
     }
-    return 0;
+    /* the registrations' reads and writes: asynchronous (store/redisasync.h) */
+    return tt_registry_redis_async(r->reg, r->loop, &r->cfg.redis, (size_t)r->cfg.redis_max_pending,
+                                   err);
 }
 
 /* True (with err) when a live node with another cluster address has our --node-id: two nodes

@@ -68,6 +68,9 @@ struct tt_devconn {
     uint8_t key_hash[32];
     char key[TT_MAX_KEY + 1];
     char key_name[TT_MAX_NAME + 1]; /* the name it was issued for */
+    /* The registration under way (device.c's pipeline), owned; NULL when none. Cleared when
+     * the connection closes: the job then ends at its next step. */
+    struct tt_regjob *job;
 };
 
 struct tt_device {
