@@ -10,7 +10,6 @@
 #include "relay/config.h"
 #include "common/configfile.h"
 #include "common/log.h"
-#include "relay/store/redisasync.h"
 
 void tt_config_usage(FILE *f)
 {

@@ -49,6 +49,12 @@ struct tt_config_addr {
 #define TT_REDIS_MASTER_MAX 64
 #define TT_REDIS_DEFAULT_MASTER "mymaster"
 #define TT_REDIS_SENTINEL_PORT 26379
+/* Default and bounds of the cap on commands in flight (--redis-max-pending;
+ * store/redisasync.h). */
+#define TT_REDISASYNC_MAX_PENDING 16384
+#define TT_REDISASYNC_MAX_PENDING_MIN 16
+#define TT_REDISASYNC_MAX_PENDING_MAX 1000000
+
 struct tt_redis_url {
     char host[TT_HOSTLEN]; /* redis://: the server; sentinel: the master found ("" none yet) */
     uint16_t port;         /* default 6379 */
