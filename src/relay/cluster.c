@@ -17,6 +17,7 @@
 #include "peerlink.h"
 #include "relay.h"
 #include "respond.h"
+#include "addrkey.h"
 
 #define P TT_REDIS_PREFIX
 /* Devices expired per beat at most (the rest go at the next ones). */
@@ -1226,3 +1227,154 @@ void tt_cluster_on_tunnel(struct tt_cluster *c, struct tt_headconn *hc)
     tt_forward_tcp_pre(d, svc, conn, hc->data + hc->headlen, hc->len - hc->headlen, client);
     tt_headconn_free(hc);
 }
+
+/* ---------------------------------------------------------------- the mode (mode.h) */
+
+static struct tt_redisconn *cl_shared_store(struct tt_relay *r)
+{
+    return &r->cluster->rc;
+}
+
+static bool cl_store_down(struct tt_relay *r)
+{
+    return !tt_redisconn_up(&r->cluster->rc);
+}
+
+static void cl_set_fleet_hash(struct tt_relay *r, const uint8_t hash[32])
+{
+    tt_cluster_set_fleet_hash(r->cluster, hash);
+}
+
+/* The cluster's listeners serve every port: each public TCP service claims one (again, when
+ * it carried one over: the claim checks it is still the device's). */
+static int cl_claim_ports(struct tt_device *d, struct tt_device_svc *ns, int n, const int *carried)
+{
+    (void)carried;
+    for (int i = 0; i < n; i++) {
+        if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private)
+            continue;
+        int rc = tt_cluster_port_claim(d->relay->cluster, d->name, ns[i].name, ns[i].portno,
+                                       &ns[i].portno);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void cl_release_port(struct tt_relay *r, const char *name, uint16_t port)
+{
+    tt_cluster_port_release(r->cluster, name, port);
+}
+
+static bool cl_ports_conflict(struct tt_relay *r)
+{
+    tt_cluster_refresh_ports(r->cluster);
+    return true;
+}
+
+/* The shared registry remembers it; any node answers for it. */
+static void cl_session_ended(struct tt_device *d)
+{
+    tt_device_drop_local(d);
+}
+
+/* The node whose expiry script forgets the device sends the webhook (expire() above). */
+static void cl_expired(struct tt_device *d)
+{
+    (void)d;
+}
+
+static bool cl_trusted(struct tt_relay *r, const struct tt_headparse *hp)
+{
+    return tt_cluster_trusted(r->cluster, hp);
+}
+
+static int cl_redirect(struct tt_relay *r, const char *target, size_t targetlen, bool away,
+                       char *loc, size_t loclen)
+{
+    return tt_cluster_redirect(r->cluster, target, targetlen, away, loc, loclen);
+}
+
+static int cl_locate(struct tt_relay *r, const char *key, bool by_name, tt_where_cb cb, void *ud)
+{
+    struct tt_where a;
+    memset(&a, 0, sizeof(a));
+    const char *label = key;
+    struct tt_reg_device rd;
+    if (by_name) {
+        int rc = tt_registry_get(r->reg, key, &rd);
+        if (rc) {
+            a.kind = rc == TETHER_ERR_NOT_FOUND ? TT_WHERE_UNKNOWN : TT_WHERE_BUSY;
+            cb(&a, false, ud);
+            return 0;
+        }
+        label = rd.label;
+    }
+    a.kind = (enum tt_where_kind)tt_cluster_locate_label(r->cluster, label, &a.since, a.host,
+                                                         &a.port, a.name);
+    cb(&a, false, ud);
+    return 0;
+}
+
+static void cl_cancel(struct tt_relay *r, void *ud)
+{
+    (void)r;
+    (void)ud;
+}
+
+static void cl_forward_http(struct tt_relay *r, struct tt_headconn *hc, const char *host,
+                            uint16_t port, const struct tt_peerlink_audit *audit)
+{
+    tt_cluster_forward_http(r->cluster, hc, host, port, audit);
+}
+
+static void cl_on_tunnel(struct tt_relay *r, struct tt_headconn *hc)
+{
+    tt_cluster_on_tunnel(r->cluster, hc);
+}
+
+static bool cl_can_take(struct tt_relay *r)
+{
+    return tt_cluster_can_take(r->cluster);
+}
+
+static const char *cl_node_at(struct tt_relay *r, const char *host, uint16_t port)
+{
+    return tt_cluster_node_at(r->cluster, host, port);
+}
+
+static bool cl_is_peer(struct tt_relay *r, const char *key)
+{
+    char k[TT_ADDRKEY_LEN];
+    struct tt_cluster *c = r->cluster;
+    for (size_t i = 0; c && i < c->nnodes; i++)
+        if (tt_addrkey_from_ip(c->nodes[i].host, k) == 0 && strcmp(k, key) == 0)
+            return true;
+    return false;
+}
+
+const struct tt_mode tt_mode_cluster = {
+    .name = "cluster",
+    .shared = true,
+    .init = tt_cluster_init,
+    .start = tt_cluster_start,
+    .stop = tt_cluster_stop,
+    .free = tt_cluster_free,
+    .set_fleet_hash = cl_set_fleet_hash,
+    .shared_store = cl_shared_store,
+    .store_down = cl_store_down,
+    .claim_ports = cl_claim_ports,
+    .release_port = cl_release_port,
+    .ports_conflict = cl_ports_conflict,
+    .session_ended = cl_session_ended,
+    .expired = cl_expired,
+    .trusted = cl_trusted,
+    .redirect = cl_redirect,
+    .locate = cl_locate,
+    .cancel = cl_cancel,
+    .forward_http = cl_forward_http,
+    .on_tunnel = cl_on_tunnel,
+    .can_take = cl_can_take,
+    .node_at = cl_node_at,
+    .is_peer = cl_is_peer,
+};

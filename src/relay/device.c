@@ -42,7 +42,7 @@ static void send_frame(struct tt_devconn *dc, const uint8_t *f, tt_ssize n)
  * error (logged). */
 static int save_key(struct tt_device *d, const struct tt_devconn *key)
 {
-    if (d->relay->cluster && !d->label[0])
+    if (d->relay->mode->shared && !d->label[0])
         return 0;
     struct tt_reg_device rd;
     memset(&rd, 0, sizeof(rd));
@@ -121,7 +121,7 @@ static void close_ports(struct tt_device *d)
 /* d leaves this node: its listeners and map entries go, its counters go to the relay's, d is
  * freed; its registry record is left alone (cluster mode: it went offline, or another node
  * holds it now, and its ports stay with the cluster's listeners). */
-static void drop_local(struct tt_device *d)
+void tt_device_drop_local(struct tt_device *d)
 {
     struct tt_relay *r = d->relay;
     r->gone_bytes_in += d->bytes_in;
@@ -141,7 +141,7 @@ static void forget(struct tt_device *d)
     if (rc && rc != TETHER_ERR_NOT_FOUND)
         TT_LOG(TT_LOG_ERROR, "registry delete failed device=%s err=%s", TT_LOG_V(d->name),
                tether_err_name(rc));
-    drop_local(d);
+    tt_device_drop_local(d);
 }
 
 int tt_device_save(struct tt_device *d)
@@ -176,9 +176,7 @@ static void expire(struct tt_device *d)
  * nothing is sent from here. */
 static void expire_grace(struct tt_device *d)
 {
-    struct tt_relay *r = d->relay;
-    if (!r->cluster)
-        tt_webhook_emit(r->webhooks, "expired", d->name, d->label, tt_relay_now_ms());
+    d->relay->mode->expired(d);
     expire(d);
 }
 
@@ -247,7 +245,7 @@ int tt_device_http_service(const struct tt_device *d, const char *svc)
     return -1;
 }
 
-static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
+void tt_device_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
 {
     struct tt_device *d = ud;
     for (uint8_t i = 0; i < d->nsvc; i++) {
@@ -383,8 +381,7 @@ static void release_dropped(struct tt_device *d, const struct tt_device_svc *ns,
                        "tcp port released, the service is private device=%s "
                        "service=%s port=%u",
                        TT_LOG_V(d->name), TT_LOG_V(o->name), (unsigned)o->portno);
-        if (d->relay->cluster)
-            tt_cluster_port_release(d->relay->cluster, d->name, o->portno);
+        d->relay->mode->release_port(d->relay, d->name, o->portno);
     }
 }
 
@@ -427,29 +424,10 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
     struct tt_device_svc *nsv = svcs_new(m->nservices);
     if (!nsv)
         return TETHER_ERR_NOMEM;
-    for (int i = 0; i < m->nservices && r->cluster; i++) {
-        /* cluster mode: the cluster's listeners serve every port (cluster.c) */
-        if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private)
-            continue;
-        int rc =
-            tt_cluster_port_claim(r->cluster, d->name, ns[i].name, ns[i].portno, &ns[i].portno);
-        if (rc) {
-            free(nsv);
-            return rc;
-        }
-    }
-    for (int i = 0; i < m->nservices && !r->cluster; i++) {
-        if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private || carried[i] >= 0)
-            continue;
-        int rc = tt_tcpports_open(&r->ports, ns[i].portno, on_port_accept, d, &ns[i].port);
-        if (rc) {
-            for (int j = 0; j < i; j++)
-                if (ns[j].port && carried[j] < 0)
-                    tt_tcpport_close(ns[j].port);
-            free(nsv);
-            return rc;
-        }
-        ns[i].portno = tt_tcpport_port(ns[i].port);
+    int prc = r->mode->claim_ports(d, ns, m->nservices, carried); /* mode.h */
+    if (prc) {
+        free(nsv);
+        return prc;
     }
     for (int i = 0; i < m->nservices; i++) {
         if (carried[i] >= 0) {
@@ -574,7 +552,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     tt_devauth_hello(&r->auth, r->reg, &r->tokens, name, m, tt_session_version(s), peer(dc),
                      (int64_t)uv_now(r->loop), &v);
     if (v.refuse) {
-        if (r->cluster && v.refuse == TT_REFUSE_INTERNAL && !tt_redisconn_up(&r->cluster->rc))
+        if (v.refuse == TT_REFUSE_INTERNAL && r->mode->store_down(r))
             return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry unreachable");
         return refuse(dc, s, v.refuse, v.reason);
     }
@@ -592,7 +570,7 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     }
     bool fresh = !d, held = false;
     if (fresh && !(d = device_create(r, name, &held))) {
-        if (r->cluster && !tt_redisconn_up(&r->cluster->rc)) {
+        if (r->mode->store_down(r)) {
             TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry unreachable\"",
                    TT_LOG_V(name), peer(dc));
             return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry unreachable");
@@ -617,21 +595,19 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         saved = save_key(d, dc);
         /* cluster mode: another node claimed that port a moment ago; learn the cluster's
          * ports again and take another */
-        if (saved == TETHER_ERR_INVAL && r->cluster && tries < 3) {
-            tt_cluster_refresh_ports(r->cluster);
+        if (saved == TETHER_ERR_INVAL && tries < 3 && r->mode->ports_conflict(r))
             continue;
-        }
         break;
     }
     if (rc) {
         TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"no TCP port left\"",
                TT_LOG_V(name), peer(dc));
-        if (r->cluster) {
+        if (r->mode->shared) {
             if (!fresh && !d->offline_since) {
                 d->offline_since = now;
                 save(d);
             }
-            drop_local(d);
+            r->mode->session_ended(d);
         } else if (fresh) {
             expire(d);
         } else if (!d->offline_since) {
@@ -644,8 +620,8 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     if (saved != 0) {
         TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry failure\"",
                TT_LOG_V(name), peer(dc));
-        if (r->cluster) {
-            drop_local(d); /* the shared record is untouched */
+        if (r->mode->shared) {
+            r->mode->session_ended(d); /* the shared record is untouched */
         } else if (fresh) {
             expire(d);
         } else {
@@ -741,8 +717,7 @@ static void fail_registration(struct tt_devconn *dc, const char *why)
         d->conn = NULL;
         set_offline(d, tt_relay_now_ms());
         save(d);
-        if (d->relay->cluster)
-            drop_local(d);
+        d->relay->mode->session_ended(d);
     }
     dc->dev = NULL;
     TT_LOG(TT_LOG_WARN, "device refused peer=%s reason=\"%s\"", peer(dc), TT_LOG_E(why));
@@ -908,8 +883,8 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
                TT_LOG_V(d->name), d->label, peer(dc), TT_LOG_E(why));
         if (dc->welcomed) /* an "online" went out for this session */
             tt_webhook_emit(d->relay->webhooks, "offline", d->name, d->label, d->last_seen);
-        if (d->relay->cluster)
-            drop_local(d); /* the shared registry remembers it; any node answers for it */
+        /* cluster: the shared registry remembers it; any node answers for it */
+        d->relay->mode->session_ended(d);
     } else {
         TT_LOG(TT_LOG_DEBUG, "device connection closed peer=%s reason=\"%s\"", peer(dc),
                TT_LOG_E(why));
@@ -1096,7 +1071,7 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
             memset(sv, 0, sizeof(*sv));
             continue;
         }
-        if (live && tt_tcpports_open_exact(&r->ports, sv->portno, on_port_accept, d, &sv->port)) {
+        if (live && tt_tcpports_open_exact(&r->ports, sv->portno, tt_device_port_accept, d, &sv->port)) {
             TT_LOG(TT_LOG_WARN,
                    "remembered tcp port unavailable, the device will get another device=%s "
                    "service=%s port=%u",
@@ -1131,7 +1106,7 @@ static int resave_one(const char *key, void *val, void *ud)
 }
 
 /* Restores the devices the registry remembers (see tt_device_start). */
-static int load_registry(struct tt_relay *r, char err[TT_ERRLEN])
+int tt_device_load_registry(struct tt_relay *r, char err[TT_ERRLEN])
 {
     struct load_ctx lc = {r, tt_relay_now_ms(), 0, 0};
     int64_t prev = 0;
@@ -1162,14 +1137,14 @@ int tt_device_evict(struct tt_relay *r, const char *name)
         return TETHER_ERR_NOT_FOUND;
     if (d->conn)
         takeover(d); /* its connection closes without writing the registry */
-    drop_local(d);
+    tt_device_drop_local(d);
     return 0;
 }
 
 int tt_device_start(struct tt_relay *r, char err[TT_ERRLEN])
 {
     /* cluster mode: the registry is the cluster's; only live devices are kept here */
-    if (r->cluster ? tt_cluster_start(r, err) != 0 : load_registry(r, err) != 0)
+    if (r->mode->start(r, err) != 0)
         return -1;
     uint64_t every = r->cfg.grace_ms / 4;
     if (every < 100)
@@ -1209,7 +1184,7 @@ void tt_device_shutdown(struct tt_relay *r)
     if (rc)
         TT_LOG(TT_LOG_ERROR, "registry update at shutdown failed err=%s", tether_err_name(rc));
     heartbeat(r, now);
-    tt_cluster_stop(r);
+    r->mode->stop(r);
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
         if (dc->ws)
             tt_wsconn_close(dc->ws, TT_GOAWAY_SHUTDOWN, tt_wsconn_close_code(TT_GOAWAY_SHUTDOWN), 0,

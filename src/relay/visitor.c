@@ -263,11 +263,12 @@ static void refuse(struct tt_visitor *v, int status, const char *outcome, const 
 }
 
 /* The visitor's address: the peer's, or the one another node vouches for. */
-static void client_of(struct tt_relay *r, struct tt_headconn *hc, bool trusted,
+static void client_of(struct tt_headconn *hc, bool trusted,
                       char out[TT_MAX_ADDR])
 {
     size_t n;
-    const uint8_t *v = trusted && r->cluster ? one_value(&hc->hp, TT_CLUSTER_HDR_CLIENT, &n) : NULL;
+    /* only another node is trusted (mode.h) */
+    const uint8_t *v = trusted ? one_value(&hc->hp, TT_CLUSTER_HDR_CLIENT, &n) : NULL;
     if (v && n > 0 && n < TT_MAX_ADDR) {
         memcpy(out, v, n);
         out[n] = '\0';
@@ -282,6 +283,21 @@ static void client_of(struct tt_relay *r, struct tt_headconn *hc, bool trusted,
 /* Where the device named v->device is. */
 enum where { W_UNKNOWN, W_OFFLINE, W_BUSY, W_LOCAL, W_REMOTE };
 
+/* The mode's answer, when it comes at once (mode.h). */
+struct where_now {
+    bool done;
+    struct tt_where a;
+};
+
+static void where_now_cb(const struct tt_where *a, bool timed_out, void *ud)
+{
+    struct where_now *w = ud;
+    w->done = true;
+    w->a = *a;
+    if (timed_out)
+        w->a.kind = TT_WHERE_BUSY;
+}
+
 static enum where locate(struct tt_relay *r, const char *name, struct tt_device **dp,
                          char host[TT_HOSTLEN], uint16_t *port)
 {
@@ -289,24 +305,21 @@ static enum where locate(struct tt_relay *r, const char *name, struct tt_device 
     *dp = d;
     if (d && tt_device_online(d))
         return W_LOCAL;
-    if (!r->cluster) {
-        if (!d)
-            return W_UNKNOWN;
-        return d->conn ? W_BUSY : W_OFFLINE; /* registering: not serving yet */
-    }
-    struct tt_reg_device rd;
-    int rc = tt_registry_get(r->reg, name, &rd);
-    if (rc == TETHER_ERR_NOT_FOUND)
-        return W_UNKNOWN;
-    if (rc != 0)
+    struct where_now w;
+    memset(&w, 0, sizeof(w));
+    if (r->mode->locate(r, name, true, where_now_cb, &w) != 0 || !w.done) {
+        if (!w.done)
+            r->mode->cancel(r, &w);
         return W_BUSY;
-    int64_t since = 0;
-    switch (tt_cluster_locate_label(r->cluster, rd.label, &since, host, port, NULL)) {
-    case TT_CLUSTER_REMOTE:
+    }
+    switch (w.a.kind) {
+    case TT_WHERE_REMOTE:
+        snprintf(host, TT_HOSTLEN, "%s", w.a.host);
+        *port = w.a.port;
         return W_REMOTE;
-    case TT_CLUSTER_OFFLINE:
+    case TT_WHERE_OFFLINE:
         return W_OFFLINE;
-    case TT_CLUSTER_BUSY:
+    case TT_WHERE_BUSY:
         return W_BUSY;
     default:
         return W_UNKNOWN;
@@ -1087,7 +1100,7 @@ void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool truste
     v->r = r;
     v->hc = hc;
     v->trusted = trusted;
-    client_of(r, hc, trusted, v->client);
+    client_of(hc, trusted, v->client);
     memcpy(v->device, rq.device, sizeof(v->device));
     memcpy(v->service, rq.service, sizeof(v->service));
     /* A device another node holds: that node decides everything (it checks the credentials
@@ -1095,7 +1108,7 @@ void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool truste
     struct tt_device *d;
     char host[TT_HOSTLEN];
     uint16_t port = 0;
-    if (r->cluster && !trusted && !r->stopping &&
+    if (r->mode->shared && !trusted && !r->stopping &&
         locate(r, v->device, &d, host, &port) == W_REMOTE) {
         tt_visitor_request_wipe(&rq);
         forward(v, host, port);
