@@ -1342,6 +1342,10 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             "tether_cluster_devices_online %lld\n",
             c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects,
             (long long)c->fleet_online);
+        char abuf[8192]; /* the asynchronous side (cluster_admin.c) */
+        size_t alen = 0;
+        tt_cluster_metrics_async(c, abuf, sizeof(abuf), &alen);
+        tt_adminbuf_add(&b, abuf, alen < sizeof(abuf) ? alen : 0);
         if (c->rc.url.sentinel)
             tt_adminbuf_fmt(
                 &b,

@@ -10,6 +10,7 @@
 #include "adminquery.h"
 #include "cluster.h"
 #include "relay.h"
+#include "relay/store/redisasync.h"
 
 #define P TT_REDIS_PREFIX
 
@@ -412,4 +413,56 @@ void tt_cluster_page_free(struct tt_cluster_page *pg)
     tt_cluster_devs_free(pg->v, pg->n);
     pg->v = NULL;
     pg->n = 0;
+}
+
+void tt_cluster_metrics_async(const struct tt_cluster *c, char *out, size_t cap, size_t *len)
+{
+    if (*len >= cap)
+        return;
+    int n = snprintf(
+        out + *len, cap - *len,
+        "# HELP tether_cluster_beats_total Beats this node started.\n"
+        "# TYPE tether_cluster_beats_total counter\n"
+        "tether_cluster_beats_total %llu\n"
+        "# HELP tether_cluster_beats_skipped_total Beats not started because replies of the "
+        "previous one were still due (Redis slow or stopped).\n"
+        "# TYPE tether_cluster_beats_skipped_total counter\n"
+        "tether_cluster_beats_skipped_total %llu\n"
+        "# HELP tether_cluster_beat_loop_seconds Time the last beat took on the loop (its "
+        "commands built and sent; the replies are acted on as they come).\n"
+        "# TYPE tether_cluster_beat_loop_seconds gauge\n"
+        "tether_cluster_beat_loop_seconds %.6f\n"
+        "# HELP tether_cluster_lookup_waiting Clients waiting for Redis to say where their "
+        "device is.\n"
+        "# TYPE tether_cluster_lookup_waiting gauge\n"
+        "tether_cluster_lookup_waiting %zu\n"
+        "# HELP tether_cluster_lookup_waiting_max The cap on them (beyond: 503, or a TCP client "
+        "closed).\n"
+        "# TYPE tether_cluster_lookup_waiting_max gauge\n"
+        "tether_cluster_lookup_waiting_max %d\n"
+        "# HELP tether_cluster_lookup_waiting_peak The most that waited at once since start.\n"
+        "# TYPE tether_cluster_lookup_waiting_peak gauge\n"
+        "tether_cluster_lookup_waiting_peak %zu\n"
+        "# HELP tether_cluster_lookups_total Clients that waited for a lookup in Redis.\n"
+        "# TYPE tether_cluster_lookups_total counter\n"
+        "tether_cluster_lookups_total %llu\n"
+        "# HELP tether_cluster_lookups_refused_total Clients refused at once: the cap of "
+        "waiting ones reached.\n"
+        "# TYPE tether_cluster_lookups_refused_total counter\n"
+        "tether_cluster_lookups_refused_total %llu\n"
+        "# HELP tether_cluster_lookups_timeout_total Clients answered 503 (or closed) because "
+        "Redis did not answer within the wait.\n"
+        "# TYPE tether_cluster_lookups_timeout_total counter\n"
+        "tether_cluster_lookups_timeout_total %llu\n",
+        (unsigned long long)c->beats, (unsigned long long)c->beats_skipped,
+        (double)c->loop_us / 1e6, c->waiting, TT_CLUSTER_WAIT_MAX, c->waiting_peak,
+        (unsigned long long)c->waits_total, (unsigned long long)c->wait_full,
+        (unsigned long long)c->wait_timeouts);
+    if (n < 0 || (size_t)n >= cap - *len) {
+        *len = cap;
+        return;
+    }
+    *len += (size_t)n;
+    if (c->ra && tt_redisasync_metrics(c->ra, out, cap, len) != 0)
+        *len = cap;
 }
