@@ -4,11 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 #include "tether_err.h"
-#include "device.h"
-#include "mode.h"
-#include "registry.h"
-#include "relay.h"
-#include "webhook.h"
+#include "relay/device/device.h"
+#include "relay/mode.h"
+#include "relay/store/registry.h"
+#include "relay/relay.h"
+#include "relay/admin/webhook.h"
 
 static int single_init(struct tt_relay *r, char err[TT_ERRLEN])
 {
