@@ -225,6 +225,8 @@ static void cl_reply(redisReply *rep, void *ud)
 static int cl_send(struct tt_cluster *c, int argc, const char **argv, const size_t *lens, cl_cb cb,
                    void *ud)
 {
+    if (!c->ra)
+        return TETHER_ERR_IO; /* shutting down */
     struct cl_call *call = malloc(sizeof(*call));
     if (!call)
         return TETHER_ERR_NOMEM;
@@ -236,10 +238,22 @@ static int cl_send(struct tt_cluster *c, int argc, const char **argv, const size
     return rc;
 }
 
-static void on_ignored(redisReply *rep, void *ud)
+/* Shutdown: the node record's DEL answered (or not in time): the connection goes. */
+static void on_close_timer(uv_timer_t *t)
 {
+    struct tt_cluster *c = t->data;
+    struct tt_redisasync *ra = c->ra;
+    c->ra = NULL;
+    tt_redisasync_free(ra); /* replies still due get NULL */
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void on_node_deleted(redisReply *rep, void *ud)
+{
+    struct tt_cluster *c = ud;
     (void)rep;
-    (void)ud;
+    if (c->ra) /* the connection may not be freed from its own callback: next iteration */
+        uv_timer_start(&c->close_timer, on_close_timer, 0, 0);
 }
 
 /* EVAL script with argv[0..argc) (the beat's fleet hash, binary, at index 9). */
@@ -1279,7 +1293,7 @@ int tt_cluster_init(struct tt_relay *r, char err[TT_ERRLEN])
     c->r = r;
     tt_strmap_init(&c->labels);
     if (tt_redisconn_open(&c->rc, &r->cfg.redis, err) != 0 || load_secret(c, err) != 0 ||
-        tt_redisasync_new(&c->ra, r->loop, &r->cfg.redis, 0, err) != 0)
+        tt_redisasync_new(&c->ra, r->loop, &r->cfg.redis, (size_t)r->cfg.redis_max_pending, err) != 0)
         return -1;
     r->reg = tt_registry_redis_new(&c->rc, r->cfg.node_id);
     if (!r->reg) {
@@ -1379,12 +1393,18 @@ void tt_cluster_stop(struct tt_relay *r)
     size_t n = (size_t)(r->cfg.tcp_high - r->cfg.tcp_low) + 1;
     for (size_t i = 0; i < n; i++)
         c->ports[i].l = NULL; /* closed with the pool (tt_tcpports_reset) */
-    /* the node record goes (sent; the connection is flushed when it closes) */
+    /* the node record goes; the asynchronous connection closes once that is answered (or
+     * after TT_CLUSTER_CLOSE_MS), letting the loop end */
     char key[sizeof(P) + TT_NODE_ID_MAX + 8];
     snprintf(key, sizeof(key), P "node:%s", r->cfg.node_id);
     const char *argv[2] = {"DEL", key};
     size_t lens[2] = {3, strlen(key)};
-    cl_send(c, 2, argv, lens, on_ignored, NULL);
+    if (!c->closing && uv_timer_init(r->loop, &c->close_timer) == 0) {
+        c->closing = true;
+        c->close_timer.data = c;
+        uv_timer_start(&c->close_timer, on_close_timer, TT_CLUSTER_CLOSE_MS, 0);
+        cl_send(c, 2, argv, lens, on_node_deleted, c);
+    }
     TT_LOG(TT_LOG_INFO,
            "cluster redis calls=%llu avg_us=%llu max_us=%llu failures=%llu "
            "redirects=%llu forwarded_http=%llu forwarded_tcp=%llu",

@@ -35,6 +35,8 @@
  * an unreachable holder (503 page; a TCP client closed). */
 #define TT_CLUSTER_WAIT_MAX 4096
 #define TT_CLUSTER_WAIT_MS 2000
+/* Shutdown: how long the node record's removal may take before the connection closes. */
+#define TT_CLUSTER_CLOSE_MS 500
 /* Internal request headers (stripped from everything a device sees). */
 #define TT_CLUSTER_HDR_SECRET "x-tether-cluster"
 #define TT_CLUSTER_HDR_CLIENT "x-tether-client"
@@ -112,6 +114,8 @@ struct tt_cluster {
     size_t waiting, waiting_peak; /* not answered yet; the most at once */
     uint64_t waits_total, wait_full, wait_timeouts;
     uv_timer_t wait_timer;
+    uv_timer_t close_timer; /* shutdown: closes ra (cluster.c) */
+    bool closing;
 };
 /* Devices walked per beat by the repair after a master change (two Redis calls per
  * CHECK_BATCH of them). */

@@ -463,6 +463,35 @@ void tt_cluster_metrics_async(const struct tt_cluster *c, char *out, size_t cap,
         return;
     }
     *len += (size_t)n;
-    if (c->ra && tt_redisasync_metrics(c->ra, out, cap, len) != 0)
+    /* the cluster's own connection (store/redisasync.h; named apart from the registry's) */
+    struct tt_redisasync_stats st;
+    memset(&st, 0, sizeof(st));
+    if (c->ra)
+        tt_redisasync_stats(c->ra, &st);
+    n = snprintf(out + *len, cap - *len,
+                 "# HELP tether_cluster_redis_pending Commands of the cluster's asynchronous "
+                 "Redis connection in flight.\n"
+                 "# TYPE tether_cluster_redis_pending gauge\n"
+                 "tether_cluster_redis_pending %zu\n"
+                 "# HELP tether_cluster_redis_pending_max The cap on them (--redis-max-pending).\n"
+                 "# TYPE tether_cluster_redis_pending_max gauge\n"
+                 "tether_cluster_redis_pending_max %zu\n"
+                 "# HELP tether_cluster_redis_pending_full_total Commands refused at the cap.\n"
+                 "# TYPE tether_cluster_redis_pending_full_total counter\n"
+                 "tether_cluster_redis_pending_full_total %llu\n"
+                 "# HELP tether_cluster_redis_failed_total Commands of the cluster that got no "
+                 "answer (connection lost, timed out, Redis down).\n"
+                 "# TYPE tether_cluster_redis_failed_total counter\n"
+                 "tether_cluster_redis_failed_total %llu\n"
+                 "# HELP tether_cluster_redis_async_up 1 while the cluster's asynchronous Redis "
+                 "connection is up.\n"
+                 "# TYPE tether_cluster_redis_async_up gauge\n"
+                 "tether_cluster_redis_async_up %d\n",
+                 st.pending, st.max_pending, (unsigned long long)st.full,
+                 (unsigned long long)(st.failed + st.refused), st.up ? 1 : 0);
+    if (n < 0 || (size_t)n >= cap - *len) {
         *len = cap;
+        return;
+    }
+    *len += (size_t)n;
 }

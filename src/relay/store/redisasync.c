@@ -11,7 +11,7 @@
 #include <hiredis/adapters/libuv.h>
 #include "tether_err.h"
 #include "common/log.h"
-#include "relay/redisconn.h"
+#include "relay/store/redisconn.h"
 #include "relay/store/redisasync.h"
 
 enum state { ST_DOWN = 0, ST_CONNECTING = 1, ST_UP = 2 };
