@@ -43,9 +43,9 @@ enum tt_where_kind {
 
 struct tt_where {
     enum tt_where_kind kind;
-    int64_t since;           /* OFFLINE: unix ms */
-    char host[TT_HOSTLEN];   /* REMOTE: the holder's cluster address */
-    uint16_t port;           /* REMOTE */
+    int64_t since;              /* OFFLINE: unix ms */
+    char host[TT_HOSTLEN];      /* REMOTE: the holder's cluster address */
+    uint16_t port;              /* REMOTE */
     char name[TT_MAX_NAME + 1]; /* the device's name when known ("" otherwise) */
 };
 

@@ -39,9 +39,9 @@
  * hash]. Publishes this node, marks the devices of nodes whose record expired offline since
  * their last heartbeat (when that heartbeat is a ttl older than now, the sender's time of the
  * beat: a record that expired while Redis itself stalled, its node beating all along, is not a
- * death; the node writes it again with its next beat), and returns {secret, how many devices Redis says this node holds, then
- * id, advertise, addr, devices, draining of every other live node} (a node of an older version
- * publishes no draining field: "0"). */
+ * death; the node writes it again with its next beat), and returns {secret, how many devices Redis
+ * says this node holds, then id, advertise, addr, devices, draining of every other live node} (a
+ * node of an older version publishes no draining field: "0"). */
 static const char beat_lua[] =
     "local P,me=ARGV[1],ARGV[2]\n"
     "redis.call('HMSET',P..'node:'..me,'advertise',ARGV[3],'addr',ARGV[4],'devices',ARGV[5],"
@@ -394,9 +394,16 @@ static void beat_args(struct tt_cluster *c, int64_t now, struct beat_args *a)
     snprintf(a->devices, sizeof(a->devices), "%lld", (long long)c->online);
     snprintf(a->nowb, sizeof(a->nowb), "%lld", (long long)now);
     snprintf(a->ttl, sizeof(a->ttl), "%d", TT_CLUSTER_NODE_TTL_MS);
-    const char *v[10] = {P,        r->cfg.node_id, r->cfg.advertise, a->addr,
-                         a->devices, a->nowb,      a->ttl,           c->secret,
-                         tt_drain_on(r) ? "1" : "0", (const char *)c->fleet_hash};
+    const char *v[10] = {P,
+                         r->cfg.node_id,
+                         r->cfg.advertise,
+                         a->addr,
+                         a->devices,
+                         a->nowb,
+                         a->ttl,
+                         c->secret,
+                         tt_drain_on(r) ? "1" : "0",
+                         (const char *)c->fleet_hash};
     memcpy(a->argv, v, sizeof(v));
     a->argc = c->fleet_generated ? 10 : 9;
     /* what Redis counts of our devices is compared with what we held when it counted */
@@ -857,13 +864,9 @@ static void locate_answer(struct cl_wait *w, const redisReply *rep, bool timed_o
     struct tt_where a;
     memset(&a, 0, sizeof(a));
     char node[TT_NODE_ID_MAX + 1] = "", e[TT_ERRLEN];
-    if (timed_out) {
-        a.kind = TT_WHERE_BUSY;
-        w->cb(&a, true, w->ud);
-        return;
-    }
     if (!rep) {
-        /* Redis away: the last holder this node knew of, if it is still alive */
+        /* Redis away or late: the last holder this node knew of, if it is still alive; else
+         * late: the timed-out answer */
         const char *cached = w->by_name ? NULL : tt_strmap_get(&c->labels, w->key);
         const struct tt_cluster_node *nd = cached ? find_node(c, cached) : NULL;
         a.kind = w->by_name ? TT_WHERE_BUSY : cached ? TT_WHERE_BUSY : TT_WHERE_UNKNOWN;
@@ -871,8 +874,10 @@ static void locate_answer(struct cl_wait *w, const redisReply *rep, bool timed_o
             a.kind = TT_WHERE_REMOTE;
             snprintf(a.host, sizeof(a.host), "%s", nd->host);
             a.port = nd->port;
+        } else if (timed_out) {
+            a.kind = TT_WHERE_BUSY;
         }
-        w->cb(&a, false, w->ud);
+        w->cb(&a, timed_out && !nd, w->ud);
         return;
     }
     if (!is_array(rep) || rep->elements != 5 || strlen(str_at(rep, 0)) > TT_MAX_NAME ||
@@ -904,9 +909,32 @@ static void locate_answer(struct cl_wait *w, const redisReply *rep, bool timed_o
     w->cb(&a, false, w->ud);
 }
 
-int tt_cluster_locate(struct tt_cluster *c, const char *key, bool by_name, tt_where_cb cb,
-                      void *ud)
+/* True while Redis is late: a beat or a waiting client has waited TT_CLUSTER_STALL_MS for it. */
+static bool redis_late(struct tt_cluster *c)
 {
+    uint64_t now = uv_now(c->r->loop);
+    if (c->beat_inflight && (uv_hrtime() - c->beat_started) / 1000000 > TT_CLUSTER_STALL_MS)
+        return true;
+    for (struct cl_wait *w = c->waits; w; w = w->next)
+        if (!w->done)
+            return w->started + TT_CLUSTER_STALL_MS < now;
+    return false;
+}
+
+int tt_cluster_locate(struct tt_cluster *c, const char *key, bool by_name, tt_where_cb cb, void *ud)
+{
+    if (!by_name && redis_late(c) && tt_strmap_get(&c->labels, key)) {
+        /* Redis is late: the holder this node knew serves at once (as with Redis away) */
+        struct cl_wait now;
+        memset(&now, 0, sizeof(now));
+        now.c = c;
+        now.cb = cb;
+        now.ud = ud;
+        snprintf(now.key, sizeof(now.key), "%s", key);
+        c->late_answers++;
+        locate_answer(&now, NULL, false);
+        return 0;
+    }
     struct cl_wait *w = wait_new(c, locate_answer);
     if (!w)
         return TETHER_ERR_CAPACITY;
@@ -1035,8 +1063,8 @@ static struct tt_device *local_port(struct tt_cluster *c, const char *name, uint
 
 /* Passes TCP client of port to the node at host:port with an internal CONNECT. */
 static void tcp_to_node(struct tt_cluster *c, struct tt_conn *client, uint16_t port,
-                        const char *name, const char *node, const char *audit_svc,
-                        const char *host, uint16_t hport)
+                        const char *name, const char *node, const char *audit_svc, const char *host,
+                        uint16_t hport)
 {
     char peer[TT_MAX_ADDR], head[512];
     tt_conn_peer(client, peer, sizeof(peer));
@@ -1071,10 +1099,12 @@ static void tcp_answer(struct cl_wait *w, const redisReply *rep, bool timed_out)
     struct tt_cluster *c = w->c;
     struct tt_conn *client = w->client;
     w->client = NULL;
-    if (timed_out || c->r->stopping) {
+    if (c->r->stopping) {
         tt_respond_drop(client);
         return;
     }
+    if (timed_out)
+        rep = NULL; /* late: the last snapshot decides (as with Redis away) */
     char name[TT_MAX_NAME + 1], node[TT_NODE_ID_MAX + 1], host[TT_HOSTLEN], e[TT_ERRLEN];
     char svcname[TT_MAX_NAME + 1] = ""; /* the port's service, for the audit line */
     uint16_t hport = 0;
@@ -1103,7 +1133,7 @@ static void tcp_answer(struct cl_wait *w, const redisReply *rep, bool timed_out)
         tt_forward_tcp(d, svc, client);
         return;
     }
-    const char *audit_svc = svcname[0]                  ? svcname
+    const char *audit_svc = svcname[0]                                  ? svcname
                             : strcmp(name, w->name) == 0 && w->sname[0] ? w->sname
                                                                         : NULL;
     if (!node[0] || !have_addr) {
@@ -1140,9 +1170,19 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
     }
     /* Not ours: ask Redis who holds it now (the last snapshot if Redis is away); the client
      * waits, unread, within the bounds of the waiting clients (TT_CLUSTER_WAIT_*). */
-    struct cl_wait *w = wait_new(c, tcp_answer);
+    struct cl_wait *w = redis_late(c) ? NULL : wait_new(c, tcp_answer);
     if (!w) {
-        tt_respond_drop(client);
+        /* Redis late (or too many waiting): the last snapshot decides at once */
+        struct cl_wait now;
+        memset(&now, 0, sizeof(now));
+        now.c = c;
+        now.client = client;
+        now.port = port;
+        snprintf(now.name, sizeof(now.name), "%s", e->name);
+        snprintf(now.node, sizeof(now.node), "%s", e->node);
+        snprintf(now.sname, sizeof(now.sname), "%s", sname ? sname : "");
+        c->late_answers++;
+        tcp_answer(&now, NULL, false);
         return;
     }
     w->client = client;
@@ -1292,8 +1332,7 @@ int tt_cluster_init(struct tt_relay *r, char err[TT_ERRLEN])
     r->cluster = c;
     c->r = r;
     tt_strmap_init(&c->labels);
-    if (tt_redisconn_open(&c->rc, &r->cfg.redis, err) != 0 || load_secret(c, err) != 0 ||
-        tt_redisasync_new(&c->ra, r->loop, &r->cfg.redis, (size_t)r->cfg.redis_max_pending, err) != 0)
+    if (tt_redisconn_open(&c->rc, &r->cfg.redis, err) != 0 || load_secret(c, err) != 0)
         return -1;
     r->reg = tt_registry_redis_new(&c->rc, r->cfg.node_id);
     if (!r->reg) {
@@ -1346,6 +1385,12 @@ int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
     }
     beat_now(c, now);
     sync_ports_now(c);
+    /* the asynchronous connection, for everything from now on; the loop's clock is brought up
+     * to date first (start-up may have taken a while): its connect deadline counts from now */
+    uv_update_time(r->loop);
+    if (tt_redisasync_new(&c->ra, r->loop, &r->cfg.redis, (size_t)r->cfg.redis_max_pending, err) !=
+        0)
+        return -1;
     if ((rc = uv_timer_init(r->loop, &c->timer)) != 0 ||
         (rc = uv_timer_init(r->loop, &c->wait_timer)) != 0) {
         snprintf(err, TT_ERRLEN, "cannot start timers: %s", uv_strerror(rc));

@@ -35,6 +35,9 @@
  * an unreachable holder (503 page; a TCP client closed). */
 #define TT_CLUSTER_WAIT_MAX 4096
 #define TT_CLUSTER_WAIT_MS 2000
+/* Redis counts as late once a beat or a waiting client has waited this long: a client whose
+ * device's holder this node knew is then served at once from that knowledge. */
+#define TT_CLUSTER_STALL_MS 250
 /* Shutdown: how long the node record's removal may take before the connection closes. */
 #define TT_CLUSTER_CLOSE_MS 500
 /* Internal request headers (stripped from everything a device sees). */
@@ -102,17 +105,18 @@ struct tt_cluster {
     size_t repair_left;       /* devices still to walk */
     uint64_t repair_conflict; /* devices whose label or port another name held on the master */
     /* the asynchronous beat */
-    unsigned beat_inflight;    /* commands of the current beat whose reply is due */
-    uint64_t beat_started;     /* its start (uv_hrtime) */
+    unsigned beat_inflight;        /* commands of the current beat whose reply is due */
+    uint64_t beat_started;         /* its start (uv_hrtime) */
     uint64_t beats, beats_skipped; /* beats started, and skipped (the previous one's replies due) */
-    uint64_t loop_us;          /* the last beat's time on the loop (building and sending) */
-    int64_t beat_online, beat_closed; /* online and closed_pushed when the last beat was sent */
-    int64_t held_online, held_closed; /* the same, of the beat whose reply set redis_held */
+    uint64_t loop_us;              /* the last beat's time on the loop (building and sending) */
+    int64_t beat_online, beat_closed;  /* online and closed_pushed when the last beat was sent */
+    int64_t held_online, held_closed;  /* the same, of the beat whose reply set redis_held */
     uint64_t port_seq, ports_sent_seq; /* port claims made here; the last at the port read */
     /* clients waiting for Redis (cluster.c struct cl_wait), oldest first */
     struct cl_wait *waits, *waits_tail;
     size_t waiting, waiting_peak; /* not answered yet; the most at once */
     uint64_t waits_total, wait_full, wait_timeouts;
+    uint64_t late_answers; /* clients served from what this node knew, Redis being late */
     uv_timer_t wait_timer;
     uv_timer_t close_timer; /* shutdown: closes ra (cluster.c) */
     bool closing;

@@ -453,11 +453,15 @@ void tt_cluster_metrics_async(const struct tt_cluster *c, char *out, size_t cap,
         "# HELP tether_cluster_lookups_timeout_total Clients answered 503 (or closed) because "
         "Redis did not answer within the wait.\n"
         "# TYPE tether_cluster_lookups_timeout_total counter\n"
-        "tether_cluster_lookups_timeout_total %llu\n",
+        "tether_cluster_lookups_timeout_total %llu\n"
+        "# HELP tether_cluster_lookups_late_total Clients served at once from the holder this "
+        "node last knew, Redis being late or the waiting clients at their cap.\n"
+        "# TYPE tether_cluster_lookups_late_total counter\n"
+        "tether_cluster_lookups_late_total %llu\n",
         (unsigned long long)c->beats, (unsigned long long)c->beats_skipped,
         (double)c->loop_us / 1e6, c->waiting, TT_CLUSTER_WAIT_MAX, c->waiting_peak,
         (unsigned long long)c->waits_total, (unsigned long long)c->wait_full,
-        (unsigned long long)c->wait_timeouts);
+        (unsigned long long)c->wait_timeouts, (unsigned long long)c->late_answers);
     if (n < 0 || (size_t)n >= cap - *len) {
         *len = cap;
         return;

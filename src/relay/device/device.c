@@ -1071,7 +1071,8 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
             memset(sv, 0, sizeof(*sv));
             continue;
         }
-        if (live && tt_tcpports_open_exact(&r->ports, sv->portno, tt_device_port_accept, d, &sv->port)) {
+        if (live &&
+            tt_tcpports_open_exact(&r->ports, sv->portno, tt_device_port_accept, d, &sv->port)) {
             TT_LOG(TT_LOG_WARN,
                    "remembered tcp port unavailable, the device will get another device=%s "
                    "service=%s port=%u",

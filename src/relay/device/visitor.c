@@ -276,8 +276,7 @@ static void refuse(struct tt_visitor *v, int status, const char *outcome, const 
 }
 
 /* The visitor's address: the peer's, or the one another node vouches for. */
-static void client_of(struct tt_headconn *hc, bool trusted,
-                      char out[TT_MAX_ADDR])
+static void client_of(struct tt_headconn *hc, bool trusted, char out[TT_MAX_ADDR])
 {
     size_t n;
     /* only another node is trusted (mode.h) */
