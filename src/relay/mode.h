@@ -72,6 +72,9 @@ struct tt_mode {
     /* Stop of service (tt_device_shutdown), then the frees (after the loop ended). */
     void (*stop)(struct tt_relay *r);
     void (*free)(struct tt_relay *r);
+    /* The relay's heartbeat is due (every TT_DEVICE_HEARTBEAT_MS): the single relay writes it
+     * to the registry; a cluster node's beat writes it every second already. */
+    void (*heartbeat)(struct tt_relay *r, int64_t now);
     /* The generated fleet token's hash, made once the node serves (relay.c). */
     void (*set_fleet_hash)(struct tt_relay *r, const uint8_t hash[32]);
     /* The Redis connection grants and sessions share between nodes, or NULL (local tables). */

@@ -167,6 +167,7 @@ const struct tt_mode tt_mode_single = {
     .start = single_start,
     .stop = single_nothing,
     .free = single_nothing,
+    .heartbeat = tt_device_heartbeat,
     .set_fleet_hash = single_set_fleet_hash,
     .shared_store = single_shared_store,
     .store_down = single_false,

@@ -18,6 +18,7 @@
 #include "relay/relay.h"
 #include "relay/http/respond.h"
 #include "relay/store/redisasync.h"
+#include "relay/access/grants.h"
 #include "relay/lib/addrkey.h"
 
 #define P TT_REDIS_PREFIX
@@ -244,6 +245,7 @@ static void on_close_timer(uv_timer_t *t)
     struct tt_cluster *c = t->data;
     struct tt_redisasync *ra = c->ra;
     c->ra = NULL;
+    tt_grants_use_redis_async(c->r->access.grants, NULL);
     tt_redisasync_free(ra); /* replies still due get NULL */
     uv_close((uv_handle_t *)t, NULL);
 }
@@ -1391,6 +1393,7 @@ int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
     if (tt_redisasync_new(&c->ra, r->loop, &r->cfg.redis, (size_t)r->cfg.redis_max_pending, err) !=
         0)
         return -1;
+    tt_grants_use_redis_async(r->access.grants, c->ra); /* the grants' periodic read too */
     if ((rc = uv_timer_init(r->loop, &c->timer)) != 0 ||
         (rc = uv_timer_init(r->loop, &c->wait_timer)) != 0) {
         snprintf(err, TT_ERRLEN, "cannot start timers: %s", uv_strerror(rc));
@@ -1473,6 +1476,7 @@ void tt_cluster_free(struct tt_relay *r)
     struct tt_cluster *c = r->cluster;
     if (!c)
         return;
+    tt_grants_use_redis_async(r->access.grants, NULL);
     tt_redisasync_free(c->ra); /* every reply due is called with NULL first */
     c->ra = NULL;
     tt_redisconn_close(&c->rc);
@@ -1706,6 +1710,12 @@ static bool cl_store_down(struct tt_relay *r)
     return !tt_cluster_redis_up(r->cluster);
 }
 
+/* The beat writes tether:hb:NODE every second (beat_lua). */
+static void cl_heartbeat(struct tt_relay *r, int64_t now)
+{
+    r->heartbeat_at = now;
+}
+
 static void cl_set_fleet_hash(struct tt_relay *r, const uint8_t hash[32])
 {
     tt_cluster_set_fleet_hash(r->cluster, hash);
@@ -1809,6 +1819,7 @@ const struct tt_mode tt_mode_cluster = {
     .start = tt_cluster_start,
     .stop = tt_cluster_stop,
     .free = tt_cluster_free,
+    .heartbeat = cl_heartbeat,
     .set_fleet_hash = cl_set_fleet_hash,
     .shared_store = cl_shared_store,
     .store_down = cl_store_down,

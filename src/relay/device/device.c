@@ -1003,7 +1003,7 @@ static void sweep_hello(struct tt_relay *r, int64_t now, bool full)
 
 /* Records the relay's heartbeat: after a crash, the devices that were online count as offline
  * since then. */
-static void heartbeat(struct tt_relay *r, int64_t now)
+void tt_device_heartbeat(struct tt_relay *r, int64_t now)
 {
     int64_t prev;
     int rc = tt_registry_heartbeat(r->reg, now, &prev);
@@ -1022,8 +1022,9 @@ static void on_sweep(uv_timer_t *t)
     sweep_devices(r, now);
     tt_devauth_sweep(&r->auth, (int64_t)uv_now(r->loop));
     tt_access_tick(&r->access, now); /* grants' expiry and cluster reads, then revocations */
+    /* the mode's (mode.h): a cluster node's beat writes its heartbeat every second */
     if (now - r->heartbeat_at >= TT_DEVICE_HEARTBEAT_MS || now < r->heartbeat_at)
-        heartbeat(r, now);
+        r->mode->heartbeat(r, now);
     sweep_hello(r, now, full);
 }
 
@@ -1184,7 +1185,7 @@ void tt_device_shutdown(struct tt_relay *r)
     int rc = tt_registry_mark_offline(r->reg, now);
     if (rc)
         TT_LOG(TT_LOG_ERROR, "registry update at shutdown failed err=%s", tether_err_name(rc));
-    heartbeat(r, now);
+    tt_device_heartbeat(r, now);
     r->mode->stop(r);
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
         if (dc->ws)

@@ -144,6 +144,10 @@ int tt_device_load_registry(struct tt_relay *r, char err[TT_ERRLEN]);
  * freed); its registry record is left alone (the cluster's session_ended). */
 void tt_device_drop_local(struct tt_device *d);
 
+/* Writes the relay's heartbeat to the registry (every TT_DEVICE_HEARTBEAT_MS on a single
+ * relay: its mode's heartbeat) and asks for a sync. */
+void tt_device_heartbeat(struct tt_relay *r, int64_t now);
+
 /* The accept callback of a TCP listener that device ud owns (the single relay's ports). */
 void tt_device_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud);
 
