@@ -1357,7 +1357,8 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
                 "change because another device held their label or port there.\n"
                 "# TYPE tether_redis_repair_conflicts_total counter\n"
                 "tether_redis_repair_conflicts_total %llu\n",
-                (unsigned long long)c->rc.master_changes, (unsigned long long)c->repair_conflict);
+                (unsigned long long)tt_cluster_master_changes(c),
+                (unsigned long long)c->repair_conflict);
         tt_adminbuf_fmt(&b,
                         "# HELP tether_cluster_forwarded_total Clients passed to the node holding "
                         "their device.\n"

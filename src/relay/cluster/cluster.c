@@ -244,6 +244,9 @@ static void on_close_timer(uv_timer_t *t)
 {
     struct tt_cluster *c = t->data;
     struct tt_redisasync *ra = c->ra;
+    struct tt_redisasync_stats st;
+    tt_redisasync_stats(ra, &st);
+    c->ra_master_changes = st.master_changes;
     c->ra = NULL;
     tt_grants_use_redis_async(c->r->access.grants, NULL);
     tt_redisasync_free(ra); /* replies still due get NULL */
@@ -375,6 +378,11 @@ static void on_beat(redisReply *rep, void *ud)
     }
     c->held_online = c->beat_online;
     c->held_closed = c->beat_closed;
+    /* Redis answers again: the synchronous connection (registry, grants made and revoked) may
+     * try at once instead of waiting out its back-off, which nothing else shortens now that the
+     * beat does not use it */
+    if (rep && !c->rc.c)
+        c->rc.retry_at = 0;
     beat_end(c);
 }
 
@@ -678,8 +686,9 @@ static void check_slice(struct tt_cluster *c, size_t *pos, size_t walk, size_t m
 
 static void repair(struct tt_cluster *c)
 {
-    if (c->rc.master_changes != c->master_seen) {
-        c->master_seen = c->rc.master_changes;
+    uint64_t changes = tt_cluster_master_changes(c);
+    if (changes != c->master_seen) {
+        c->master_seen = changes;
         c->repair_left = tt_strmap_count(&c->r->by_name);
         TT_LOG(TT_LOG_INFO, "redis master changed; writing this node's devices again devices=%zu",
                c->repair_left);
@@ -1838,6 +1847,17 @@ const struct tt_mode tt_mode_cluster = {
     .node_at = cl_node_at,
     .is_peer = cl_is_peer,
 };
+
+uint64_t tt_cluster_master_changes(const struct tt_cluster *c)
+{
+    struct tt_redisasync_stats st;
+    memset(&st, 0, sizeof(st));
+    if (c->ra)
+        tt_redisasync_stats(c->ra, &st);
+    else
+        st.master_changes = c->ra_master_changes;
+    return st.master_changes > c->rc.master_changes ? st.master_changes : c->rc.master_changes;
+}
 
 bool tt_cluster_redis_up(const struct tt_cluster *c)
 {

@@ -120,6 +120,7 @@ struct tt_cluster {
     uv_timer_t wait_timer;
     uv_timer_t close_timer; /* shutdown: closes ra (cluster.c) */
     bool closing;
+    uint64_t ra_master_changes; /* ra's master changes, kept once ra is closed */
 };
 /* Devices walked per beat by the repair after a master change (two Redis calls per
  * CHECK_BATCH of them). */
@@ -158,6 +159,10 @@ int tt_cluster_locate(struct tt_cluster *c, const char *key, bool by_name, tt_wh
 
 /* Forgets the lookups waiting with ud: their cb is not called. */
 void tt_cluster_cancel(struct tt_cluster *c, void *ud);
+
+/* Changes of Redis master (sentinel mode) this node followed: the larger count of its two
+ * connections (each follows the master on its own). */
+uint64_t tt_cluster_master_changes(const struct tt_cluster *c);
 
 /* True while both of this node's connections to Redis are up. */
 bool tt_cluster_redis_up(const struct tt_cluster *c);
