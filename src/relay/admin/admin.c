@@ -1395,6 +1395,11 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             (unsigned long long)c->closed_pushed, (unsigned long long)c->closed_scan,
             (unsigned long long)c->full_checks);
     }
+    char store[4096]; /* the registry's asynchronous Redis connection (store/redisasync.h) */
+    size_t storelen = 0;
+    store[0] = '\0';
+    (void)tt_registry_async_metrics(r->reg, store, sizeof(store), &storelen);
+    tt_adminbuf_str(&b, store);
     char auth[4096];
     size_t alen = 0;
     auth[0] = '\0';

@@ -532,6 +532,34 @@ static bool held_online(const struct tt_device *d)
     return d->conn && d->offline_since == 0 && d->conn->registered;
 }
 
+/* A device written again by the check, Redis having lost it. */
+struct resave {
+    struct tt_cluster *c;
+    int64_t since; /* its session then */
+    char name[TT_MAX_NAME + 1];
+};
+
+static void resaved(int rc, void *ud)
+{
+    struct resave *rs = ud;
+    struct tt_cluster *c = rs->c;
+    struct tt_device *d = tt_strmap_get(&c->r->by_name, rs->name);
+    if (rc == TETHER_ERR_INVAL && d && held_online(d) && d->connected_since == rs->since) {
+        /* its label or a port went to another name meanwhile (DESIGN.md): the record Redis has
+         * wins; the device registers again, as if new */
+        TT_LOG(TT_LOG_WARN,
+               "device's label or port held by another device in redis; closing its session "
+               "device=%s label=%s",
+               TT_LOG_V(rs->name), d->label);
+        c->repair_conflict++;
+        tt_device_evict(c->r, rs->name);
+    } else if (rc && rc != TETHER_ERR_INVAL) {
+        TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", TT_LOG_V(rs->name),
+               tether_err_name(rc));
+    }
+    free(rs);
+}
+
 /* The reply to a batch: each device still in the session it was in when the batch went is
  * acted on (one that reconnected meanwhile is the next check's). */
 static void on_batch(redisReply *rep, void *ud)
@@ -546,18 +574,15 @@ static void on_batch(redisReply *rep, void *ud)
             continue;
         if (!owner[0]) {
             /* Redis lost it (restarted, or a failover lost the write) or took us for dead:
-             * it is ours, say so again */
-            if (tt_device_save(d) == TETHER_ERR_INVAL) {
-                /* its label or a port went to another name meanwhile (DESIGN.md): the record
-                 * Redis has wins; the device registers again, as if new */
-                TT_LOG(TT_LOG_WARN,
-                       "device's label or port held by another device in redis; closing its "
-                       "session device=%s label=%s",
-                       TT_LOG_V(name), d->label);
-                c->repair_conflict++;
-                tt_device_evict(c->r, name);
+             * it is ours, say so again (in the background: resaved() acts on the answer) */
+            struct resave *rs = malloc(sizeof(*rs));
+            if (!rs)
                 continue;
-            }
+            rs->c = c;
+            rs->since = d->connected_since;
+            snprintf(rs->name, sizeof(rs->name), "%s", name);
+            if (tt_device_save_async(d, resaved, rs) != 0)
+                free(rs);
             d->pub_since = 0; /* and publish its live fields again */
         } else if (apply_owner(c, name, owner, &c->closed_scan)) {
             if (b->live[i])
@@ -1399,6 +1424,10 @@ int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
     /* the asynchronous connection, for everything from now on; the loop's clock is brought up
      * to date first (start-up may have taken a while): its connect deadline counts from now */
     uv_update_time(r->loop);
+    /* the registrations' reads and writes: asynchronous too (the registry's own connection) */
+    if (tt_registry_redis_async(r->reg, r->loop, &r->cfg.redis, (size_t)r->cfg.redis_max_pending,
+                                err) != 0)
+        return -1;
     if (tt_redisasync_new(&c->ra, r->loop, &r->cfg.redis, (size_t)r->cfg.redis_max_pending, err) !=
         0)
         return -1;

@@ -68,6 +68,9 @@ struct tt_devconn {
     uint8_t key_hash[32];
     char key[TT_MAX_KEY + 1];
     char key_name[TT_MAX_NAME + 1]; /* the name it was issued for */
+    /* The registration under way (device.c's pipeline), owned; NULL when none. Cleared when
+     * the connection closes: the job then ends at its next step. */
+    struct tt_regjob *job;
 };
 
 struct tt_device {
@@ -117,6 +120,11 @@ int tt_device_evict(struct tt_relay *r, const char *name);
 /* Writes d's record to the registry again (label, ports, online state). Returns 0 or the
  * registry's error (logged). */
 int tt_device_save(struct tt_device *d);
+
+/* The same in the background (behind the device's earlier writes): cb gets the registry's
+ * answer (TETHER_ERR_INVAL: its label or a port is another name's). Returns 0 (cb called once)
+ * or an error (cb not called; TETHER_ERR_NOT_FOUND: nothing to write). */
+int tt_device_save_async(struct tt_device *d, tt_registry_done_cb cb, void *ud);
 
 /* Devices with a registered session on this node. */
 size_t tt_device_online_count(struct tt_relay *r);
