@@ -9,9 +9,10 @@
  * asynchronous (store/redisasync.h: its own pipelined connection): the beat sends its commands
  * at once and acts on each reply as it comes, skipping a beat while the previous one's replies
  * are due; a client whose device must be looked up in Redis waits, bounded (TT_CLUSTER_WAIT_MS,
- * TT_CLUSTER_WAIT_MAX), for the answer. Synchronous calls (redisconn.h) remain at start-up (the
- * secret, the node id check, the first beat and port read), for the registry (registry_redis.c)
- * and for the rare retry of a registration whose port another node claimed a moment before. */
+ * TT_CLUSTER_WAIT_MAX), for the answer; the grants' periodic read uses the same connection.
+ * Synchronous calls (redisconn.h) remain at start-up (the secret, the node id check, the first
+ * beat and port read), at shutdown and for the rare retry of a registration whose port another
+ * node claimed a moment before. */
 #ifndef TT_CLUSTER_H
 #define TT_CLUSTER_H
 
