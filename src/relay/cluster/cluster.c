@@ -40,7 +40,8 @@
  * hash]. Publishes this node, marks the devices of nodes whose record expired offline since
  * their last heartbeat (when that heartbeat is a ttl older than now, the sender's time of the
  * beat: a record that expired while Redis itself stalled, its node beating all along, is not a
- * death; the node writes it again with its next beat), and returns {secret, how many devices Redis
+ * death; the node writes it again with its next beat; such a node is returned with its id
+ * alone), and returns {secret, how many devices Redis
  * says this node holds, then id, advertise, addr, devices, draining of every other live node} (a
  * node of an older version publishes no draining field: "0"). */
 static const char beat_lua[] =
@@ -74,6 +75,8 @@ static const char beat_lua[] =
     "    end\n"
     "    redis.call('DEL',P..'nodedevs:'..id)\n"
     "    redis.call('SREM',P..'nodes',id)\n"
+    "    elseif id~=me then\n"
+    "      out[#out+1]=id out[#out+1]='' out[#out+1]='' out[#out+1]='' out[#out+1]=''\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -318,6 +321,19 @@ static void set_nodes(struct tt_cluster *c, const redisReply *rep)
         struct tt_cluster_node *nd = &v[k];
         char e[TT_ERRLEN];
         snprintf(nd->id, sizeof(nd->id), "%s", str_at(rep, 2 + 5 * i));
+        if (!str_at(rep, 3 + 5 * i)[0]) {
+            /* its record expired while Redis stalled, its heartbeat is recent: still alive, as
+             * this node knew it */
+            const struct tt_cluster_node *old = NULL;
+            for (size_t j = 0; j < c->nnodes && !old; j++)
+                if (strcmp(c->nodes[j].id, nd->id) == 0)
+                    old = &c->nodes[j];
+            if (old) {
+                *nd = *old;
+                k++;
+            }
+            continue;
+        }
         snprintf(nd->advertise, sizeof(nd->advertise), "%s", str_at(rep, 3 + 5 * i));
         if (tt_parse_hostport(str_at(rep, 4 + 5 * i), nd->host, &nd->port, false, e) != 0)
             continue;
