@@ -1340,7 +1340,7 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             "the nodes published them at this node's last beat.\n"
             "# TYPE tether_cluster_devices_online gauge\n"
             "tether_cluster_devices_online %lld\n",
-            c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects,
+            c->nnodes + 1, tt_cluster_redis_up(c) ? 1 : 0, (unsigned long long)c->redirects,
             (long long)c->fleet_online);
         char abuf[8192]; /* the asynchronous side (cluster_admin.c) */
         size_t alen = 0;

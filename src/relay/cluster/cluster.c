@@ -1906,5 +1906,7 @@ uint64_t tt_cluster_master_changes(const struct tt_cluster *c)
 
 bool tt_cluster_redis_up(const struct tt_cluster *c)
 {
-    return tt_redisconn_up(&c->rc) && c->ra && tt_redisasync_up(c->ra);
+    /* the asynchronous connection is the one in constant use once the loop runs (the
+     * synchronous one retries at its next call, at once when the beat was answered) */
+    return c->ra ? tt_redisasync_up(c->ra) : tt_redisconn_up(&c->rc);
 }

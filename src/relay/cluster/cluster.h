@@ -165,7 +165,8 @@ void tt_cluster_cancel(struct tt_cluster *c, void *ud);
  * connections (each follows the master on its own). */
 uint64_t tt_cluster_master_changes(const struct tt_cluster *c);
 
-/* True while both of this node's connections to Redis are up. */
+/* True while this node reaches Redis: its asynchronous connection is up (before start: the
+ * synchronous one). */
 bool tt_cluster_redis_up(const struct tt_cluster *c);
 
 /* The metrics of the asynchronous side (beats skipped, clients waiting, the connection's own:
