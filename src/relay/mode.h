@@ -90,9 +90,10 @@ struct tt_mode {
     int (*claim_ports)(struct tt_device *d, struct tt_device_svc *ns, int n, const int *carried);
     /* Device name no longer holds port (a service gone, or now private). */
     void (*release_port)(struct tt_relay *r, const char *name, uint16_t port);
-    /* The registry refused a port as another name's: learns the ports again and returns true
-     * when a new claim may succeed (cluster), false when it cannot (single). */
-    bool (*ports_conflict)(struct tt_relay *r);
+    /* The registry refused a port as another name's: learns the ports again and calls done
+     * (once, later) when a new claim may succeed; returns 0 then, or -1 when no new claim can
+     * help (single; a cluster node that cannot ask Redis now): done is not called. */
+    int (*ports_conflict)(struct tt_relay *r, void (*done)(void *ud), void *ud);
     /* d's session ended here (disconnected, taken over, refused, failed): d leaves the tables
      * when the registry is shared; else it stays, offline. d may be freed. */
     void (*session_ended)(struct tt_device *d);

@@ -76,6 +76,15 @@ static void single_release_port(struct tt_relay *r, const char *name, uint16_t p
     (void)port;
 }
 
+/* A port of the relay's own pool is never another name's after the claim. */
+static int single_ports_conflict(struct tt_relay *r, void (*done)(void *ud), void *ud)
+{
+    (void)r;
+    (void)done;
+    (void)ud;
+    return -1;
+}
+
 /* The device stays in the tables, offline, for its grace period. */
 static void single_session_ended(struct tt_device *d)
 {
@@ -173,7 +182,7 @@ const struct tt_mode tt_mode_single = {
     .store_down = single_false,
     .claim_ports = single_claim_ports,
     .release_port = single_release_port,
-    .ports_conflict = single_false,
+    .ports_conflict = single_ports_conflict,
     .session_ended = single_session_ended,
     .expired = single_expired,
     .trusted = single_trusted,

@@ -1082,8 +1082,7 @@ static void sync_ports(struct tt_cluster *c)
     beat_eval(c, ports_lua, 1, argv, on_ports, c);
 }
 
-/* The same, waited for: start-up, and a registration whose port another node claimed a moment
- * ago (registration retries at once with the ports learnt; a rare path, see DESIGN.md). */
+/* The same, waited for: start-up only (before the loop runs). */
 static void sync_ports_now(struct tt_cluster *c)
 {
     const char *argv[1] = {P};
@@ -1091,11 +1090,6 @@ static void sync_ports_now(struct tt_cluster *c)
     apply_ports(c, rep && rep->type != REDIS_REPLY_ERROR ? rep : NULL, c->port_seq);
     if (rep)
         freeReplyObject(rep);
-}
-
-void tt_cluster_refresh_ports(struct tt_cluster *c)
-{
-    sync_ports_now(c);
 }
 
 /* The local device holding port, online, and its service index; NULL if none. */
@@ -1796,10 +1790,38 @@ static void cl_release_port(struct tt_relay *r, const char *name, uint16_t port)
     tt_cluster_port_release(r->cluster, name, port);
 }
 
-static bool cl_ports_conflict(struct tt_relay *r)
+/* A port read made for a registration whose claim another node beat (ports_conflict). */
+struct port_refresh {
+    struct tt_cluster *c;
+    uint64_t seq;
+    void (*done)(void *ud);
+    void *ud;
+};
+
+static void on_port_refresh(redisReply *rep, void *ud)
 {
-    tt_cluster_refresh_ports(r->cluster);
-    return true;
+    struct port_refresh *pr = ud;
+    if (rep)
+        apply_ports(pr->c, rep, pr->seq);
+    void (*done)(void *) = pr->done;
+    void *dud = pr->ud;
+    free(pr);
+    done(dud);
+}
+
+static int cl_ports_conflict(struct tt_relay *r, void (*done)(void *ud), void *ud)
+{
+    struct tt_cluster *c = r->cluster;
+    struct port_refresh *pr = malloc(sizeof(*pr));
+    if (!pr)
+        return -1;
+    *pr = (struct port_refresh){c, c->port_seq, done, ud};
+    const char *argv[1] = {P};
+    if (eval_async(c, ports_lua, 1, argv, on_port_refresh, pr) != 0) {
+        free(pr);
+        return -1;
+    }
+    return 0;
 }
 
 /* The shared registry remembers it; any node answers for it. */

@@ -11,8 +11,7 @@
  * are due; a client whose device must be looked up in Redis waits, bounded (TT_CLUSTER_WAIT_MS,
  * TT_CLUSTER_WAIT_MAX), for the answer; the grants' periodic read uses the same connection.
  * Synchronous calls (redisconn.h) remain at start-up (the secret, the node id check, the first
- * beat and port read), at shutdown and for the rare retry of a registration whose port another
- * node claimed a moment before. */
+ * beat and port read) and at shutdown. */
 #ifndef TT_CLUSTER_H
 #define TT_CLUSTER_H
 
@@ -199,10 +198,6 @@ bool tt_cluster_can_take(struct tt_cluster *c);
 /* An internal CONNECT (from another node, already trusted) for a TCP port of a device of
  * ours: joins it to the device or drops it. hc is consumed. */
 void tt_cluster_on_tunnel(struct tt_cluster *c, struct tt_headconn *hc);
-
-/* Reads the cluster's port assignments from Redis now (they are otherwise read every beat),
- * opening listeners for new ones and closing those of ports no longer assigned. */
-void tt_cluster_refresh_ports(struct tt_cluster *c);
 
 /* A TCP port for service of device name: want when it is free or already the device's (a
  * listener is opened when needed), else the next free one. Returns 0 and *got, or

@@ -906,6 +906,16 @@ static void claim_failed(struct tt_regjob *job, int rc, int saved)
     job_refuse(job, TT_REFUSE_INTERNAL, "relay registry failure");
 }
 
+/* The cluster's ports learnt again (a port claimed elsewhere a moment ago): claim again. */
+static void on_ports_learnt(void *ud)
+{
+    struct tt_regjob *job = ud;
+    if (!job_bound(job))
+        return;
+    job->tries++;
+    step_save(job);
+}
+
 static void on_saved(int rc, void *ud)
 {
     struct tt_regjob *job = ud;
@@ -916,11 +926,9 @@ static void on_saved(int rc, void *ud)
                tether_err_name(rc));
     /* cluster mode: another node claimed that port a moment ago; learn the cluster's ports
      * again and take another */
-    if (rc == TETHER_ERR_INVAL && job->tries < 3 && job->r->mode->ports_conflict(job->r)) {
-        job->tries++;
-        step_save(job);
+    if (rc == TETHER_ERR_INVAL && job->tries < 3 &&
+        job->r->mode->ports_conflict(job->r, on_ports_learnt, job) == 0)
         return;
-    }
     if (rc) {
         claim_failed(job, 0, rc);
         return;
