@@ -91,3 +91,26 @@ def test_cluster_async_redis_stopped(t):
     check(_holds(b, dev_b.name) and _holds(b, dev_c.name), "node b's devices no longer online")
     eq(_metric(a, "tether_cluster_lookup_waiting"), 0, "clients still waiting on node a")
     check(a.proc.alive() and b.proc.alive(), "a node died")
+
+
+def test_cluster_async_port_claimed_elsewhere_a_moment_before(t):
+    """Every free port of the range but the last is claimed in Redis behind the nodes' backs
+    (as other nodes' registrations would be, between two beats): a device registering on node
+    a claims one its port map still shows free, the registry refuses it (another name's), the
+    node reads the port map again without waiting for it (asynchronously) and claims the one
+    left; the device registers with it and is reached through both nodes."""
+    import socket
+    from lib import resp_command
+    from test_cluster import _echo_ok
+    redis, (a, b) = _cluster(t)
+    low, high = a.tcp_low, a.tcp_high
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as s:
+        for p in range(low, high):
+            eq(resp_command(s, "HSET", "tether:ports", str(p), "ghost-%d" % p), 1,
+               "port %d claimed behind the nodes' backs" % p)
+    echo = t.tcp_echo()
+    dev = t.agent(a, tcp={"echo": echo.port})
+    eq(dev.tcp_port("echo"), high, "the one port left")
+    wait_for(lambda: _echo_ok(a.tcp_bind, high), 15, "echo via node a")
+    wait_for(lambda: _echo_ok(b.tcp_bind, high), 15, "echo via node b")
+    check(a.proc.alive() and b.proc.alive(), "a node died")
