@@ -62,20 +62,6 @@ static bool record(const struct tt_device *d, const struct tt_devconn *key,
     return true;
 }
 
-/* Records the device in the registry now, synchronously (tt_device_save: the cluster's repair).
- * Returns 0 or the registry's error (logged). */
-static int save_now(struct tt_device *d)
-{
-    struct tt_reg_device rd;
-    if (!record(d, NULL, &rd))
-        return 0;
-    int rc = tt_registry_put(d->relay->reg, &rd);
-    if (rc)
-        TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", TT_LOG_V(d->name),
-               tether_err_name(rc));
-    return rc;
-}
-
 /* A background write ended (ud: a copy of the device name, or NULL): failures are logged. */
 static void written(int rc, void *ud)
 {
@@ -170,11 +156,6 @@ static void forget(struct tt_device *d)
     if (rc)
         written(rc, name);
     tt_device_drop_local(d);
-}
-
-int tt_device_save(struct tt_device *d)
-{
-    return save_now(d);
 }
 
 int tt_device_save_async(struct tt_device *d, tt_registry_done_cb cb, void *ud)

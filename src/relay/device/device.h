@@ -117,11 +117,8 @@ int tt_device_delete(struct tt_relay *r, const char *name);
  * Returns 0 or TETHER_ERR_NOT_FOUND. */
 int tt_device_evict(struct tt_relay *r, const char *name);
 
-/* Writes d's record to the registry again (label, ports, online state). Returns 0 or the
- * registry's error (logged). */
-int tt_device_save(struct tt_device *d);
-
-/* The same in the background (behind the device's earlier writes): cb gets the registry's
+/* Writes d's record to the registry again (label, ports, online state) in the background
+ * (behind the device's earlier writes): cb gets the registry's
  * answer (TETHER_ERR_INVAL: its label or a port is another name's). Returns 0 (cb called once)
  * or an error (cb not called; TETHER_ERR_NOT_FOUND: nothing to write). */
 int tt_device_save_async(struct tt_device *d, tt_registry_done_cb cb, void *ud);
