@@ -13,6 +13,7 @@
 #include "relay/cluster/cluster.h"
 #include "relay/device/device.h"
 #include "relay/relay.h"
+#include "relay/store/redisasync.h"
 #include "relay/store/redisconn.h"
 
 #define P TT_REDIS_PREFIX
@@ -435,8 +436,12 @@ void tt_cluster_metrics(struct tt_adminbuf *bp, const struct tt_cluster *c)
         "the nodes published them at this node's last beat.\n"
         "# TYPE tether_cluster_devices_online gauge\n"
         "tether_cluster_devices_online %lld\n",
-        c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects,
+        c->nnodes + 1, tt_cluster_redis_up(c) ? 1 : 0, (unsigned long long)c->redirects,
         (long long)c->fleet_online);
+    char abuf[8192]; /* the asynchronous side */
+    size_t alen = 0;
+    tt_cluster_metrics_async(c, abuf, sizeof(abuf), &alen);
+    tt_adminbuf_add(bp, abuf, alen < sizeof(abuf) ? alen : 0);
     if (c->rc.url.sentinel)
         tt_adminbuf_fmt(bp,
                         "# HELP tether_redis_master_changes_total Redis masters at a new address "
@@ -447,7 +452,7 @@ void tt_cluster_metrics(struct tt_adminbuf *bp, const struct tt_cluster *c)
                         "change because another device held their label or port there.\n"
                         "# TYPE tether_redis_repair_conflicts_total counter\n"
                         "tether_redis_repair_conflicts_total %llu\n",
-                        (unsigned long long)c->rc.master_changes,
+                        (unsigned long long)tt_cluster_master_changes(c),
                         (unsigned long long)c->repair_conflict);
     tt_adminbuf_fmt(bp,
                     "# HELP tether_cluster_forwarded_total Clients passed to the node holding "
@@ -503,4 +508,89 @@ char *tt_cluster_services_dump(const struct tt_device *d)
     char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return out;
+}
+
+void tt_cluster_metrics_async(const struct tt_cluster *c, char *out, size_t cap, size_t *len)
+{
+    if (*len >= cap)
+        return;
+    int n = snprintf(
+        out + *len, cap - *len,
+        "# HELP tether_cluster_beats_total Beats this node started.\n"
+        "# TYPE tether_cluster_beats_total counter\n"
+        "tether_cluster_beats_total %llu\n"
+        "# HELP tether_cluster_beats_skipped_total Beats not started because replies of the "
+        "previous one were still due (Redis slow or stopped).\n"
+        "# TYPE tether_cluster_beats_skipped_total counter\n"
+        "tether_cluster_beats_skipped_total %llu\n"
+        "# HELP tether_cluster_beat_loop_seconds Time the last beat took on the loop (its "
+        "commands built and sent; the replies are acted on as they come).\n"
+        "# TYPE tether_cluster_beat_loop_seconds gauge\n"
+        "tether_cluster_beat_loop_seconds %.6f\n"
+        "# HELP tether_cluster_lookup_waiting Clients waiting for Redis to say where their "
+        "device is.\n"
+        "# TYPE tether_cluster_lookup_waiting gauge\n"
+        "tether_cluster_lookup_waiting %zu\n"
+        "# HELP tether_cluster_lookup_waiting_max The cap on them (beyond: 503, or a TCP client "
+        "closed).\n"
+        "# TYPE tether_cluster_lookup_waiting_max gauge\n"
+        "tether_cluster_lookup_waiting_max %d\n"
+        "# HELP tether_cluster_lookup_waiting_peak The most that waited at once since start.\n"
+        "# TYPE tether_cluster_lookup_waiting_peak gauge\n"
+        "tether_cluster_lookup_waiting_peak %zu\n"
+        "# HELP tether_cluster_lookups_total Clients that waited for a lookup in Redis.\n"
+        "# TYPE tether_cluster_lookups_total counter\n"
+        "tether_cluster_lookups_total %llu\n"
+        "# HELP tether_cluster_lookups_refused_total Clients refused at once: the cap of "
+        "waiting ones reached.\n"
+        "# TYPE tether_cluster_lookups_refused_total counter\n"
+        "tether_cluster_lookups_refused_total %llu\n"
+        "# HELP tether_cluster_lookups_timeout_total Clients answered 503 (or closed) because "
+        "Redis did not answer within the wait.\n"
+        "# TYPE tether_cluster_lookups_timeout_total counter\n"
+        "tether_cluster_lookups_timeout_total %llu\n"
+        "# HELP tether_cluster_lookups_late_total Clients served at once from the holder this "
+        "node last knew, Redis being late or the waiting clients at their cap.\n"
+        "# TYPE tether_cluster_lookups_late_total counter\n"
+        "tether_cluster_lookups_late_total %llu\n",
+        (unsigned long long)c->beats, (unsigned long long)c->beats_skipped,
+        (double)c->loop_us / 1e6, c->waiting, TT_CLUSTER_WAIT_MAX, c->waiting_peak,
+        (unsigned long long)c->waits_total, (unsigned long long)c->wait_full,
+        (unsigned long long)c->wait_timeouts, (unsigned long long)c->late_answers);
+    if (n < 0 || (size_t)n >= cap - *len) {
+        *len = cap;
+        return;
+    }
+    *len += (size_t)n;
+    /* the cluster's own connection (store/redisasync.h; named apart from the registry's) */
+    struct tt_redisasync_stats st;
+    memset(&st, 0, sizeof(st));
+    if (c->ra)
+        tt_redisasync_stats(c->ra, &st);
+    n = snprintf(out + *len, cap - *len,
+                 "# HELP tether_cluster_redis_pending Commands of the cluster's asynchronous "
+                 "Redis connection in flight.\n"
+                 "# TYPE tether_cluster_redis_pending gauge\n"
+                 "tether_cluster_redis_pending %zu\n"
+                 "# HELP tether_cluster_redis_pending_max The cap on them (--redis-max-pending).\n"
+                 "# TYPE tether_cluster_redis_pending_max gauge\n"
+                 "tether_cluster_redis_pending_max %zu\n"
+                 "# HELP tether_cluster_redis_pending_full_total Commands refused at the cap.\n"
+                 "# TYPE tether_cluster_redis_pending_full_total counter\n"
+                 "tether_cluster_redis_pending_full_total %llu\n"
+                 "# HELP tether_cluster_redis_failed_total Commands of the cluster that got no "
+                 "answer (connection lost, timed out, Redis down).\n"
+                 "# TYPE tether_cluster_redis_failed_total counter\n"
+                 "tether_cluster_redis_failed_total %llu\n"
+                 "# HELP tether_cluster_redis_async_up 1 while the cluster's asynchronous Redis "
+                 "connection is up.\n"
+                 "# TYPE tether_cluster_redis_async_up gauge\n"
+                 "tether_cluster_redis_async_up %d\n",
+                 st.pending, st.max_pending, (unsigned long long)st.full,
+                 (unsigned long long)(st.failed + st.refused), st.up ? 1 : 0);
+    if (n < 0 || (size_t)n >= cap - *len) {
+        *len = cap;
+        return;
+    }
+    *len += (size_t)n;
 }

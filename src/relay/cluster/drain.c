@@ -27,7 +27,7 @@ static void on_tick(uv_timer_t *t)
     d->last_ms = now;
     if (!d->on || r->stopping)
         return;
-    if (!r->cluster || !tt_cluster_can_take(r->cluster)) {
+    if (!r->mode->can_take(r)) {
         if (!d->idle_logged)
             TT_LOG(TT_LOG_INFO, "draining: no other node takes devices; the devices held here "
                                 "stay until one does (or until this node stops)");

@@ -42,7 +42,7 @@ static void send_frame(struct tt_devconn *dc, const uint8_t *f, tt_ssize n)
 static bool record(const struct tt_device *d, const struct tt_devconn *key,
                    struct tt_reg_device *rd)
 {
-    if (d->relay->cluster && !d->label[0])
+    if (d->relay->mode->shared && !d->label[0])
         return false;
     memset(rd, 0, sizeof(*rd));
     snprintf(rd->name, sizeof(rd->name), "%s", d->name);
@@ -60,20 +60,6 @@ static bool record(const struct tt_device *d, const struct tt_devconn *key,
         memcpy(rd->key_hash, key->key_hash, sizeof(rd->key_hash));
     }
     return true;
-}
-
-/* Records the device in the registry now, synchronously (tt_device_save: the cluster's repair).
- * Returns 0 or the registry's error (logged). */
-static int save_now(struct tt_device *d)
-{
-    struct tt_reg_device rd;
-    if (!record(d, NULL, &rd))
-        return 0;
-    int rc = tt_registry_put(d->relay->reg, &rd);
-    if (rc)
-        TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", TT_LOG_V(d->name),
-               tether_err_name(rc));
-    return rc;
 }
 
 /* A background write ended (ud: a copy of the device name, or NULL): failures are logged. */
@@ -148,7 +134,7 @@ static void close_ports(struct tt_device *d)
 /* d leaves this node: its listeners and map entries go, its counters go to the relay's, d is
  * freed; its registry record is left alone (cluster mode: it went offline, or another node
  * holds it now, and its ports stay with the cluster's listeners). */
-static void drop_local(struct tt_device *d)
+void tt_device_drop_local(struct tt_device *d)
 {
     struct tt_relay *r = d->relay;
     r->gone_bytes_in += d->bytes_in;
@@ -169,12 +155,15 @@ static void forget(struct tt_device *d)
     int rc = tt_registry_del_async(d->relay->reg, d->name, written, name);
     if (rc)
         written(rc, name);
-    drop_local(d);
+    tt_device_drop_local(d);
 }
 
-int tt_device_save(struct tt_device *d)
+int tt_device_save_async(struct tt_device *d, tt_registry_done_cb cb, void *ud)
 {
-    return save_now(d);
+    struct tt_reg_device rd;
+    if (!record(d, NULL, &rd))
+        return TETHER_ERR_NOT_FOUND;
+    return tt_registry_put_async(d->relay->reg, &rd, cb, ud);
 }
 
 static int count_online(const char *key, void *val, void *ud)
@@ -204,9 +193,7 @@ static void expire(struct tt_device *d)
  * nothing is sent from here. */
 static void expire_grace(struct tt_device *d)
 {
-    struct tt_relay *r = d->relay;
-    if (!r->cluster)
-        tt_webhook_emit(r->webhooks, "expired", d->name, d->label, tt_relay_now_ms());
+    d->relay->mode->expired(d);
     expire(d);
 }
 
@@ -275,7 +262,7 @@ int tt_device_http_service(const struct tt_device *d, const char *svc)
     return -1;
 }
 
-static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
+void tt_device_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
 {
     struct tt_device *d = ud;
     for (uint8_t i = 0; i < d->nsvc; i++) {
@@ -440,8 +427,7 @@ static void release_dropped(struct tt_device *d, const struct tt_device_svc *ns,
                        "tcp port released, the service is private device=%s "
                        "service=%s port=%u",
                        TT_LOG_V(d->name), TT_LOG_V(o->name), (unsigned)o->portno);
-        if (d->relay->cluster)
-            tt_cluster_port_release(d->relay->cluster, d->name, o->portno);
+        d->relay->mode->release_port(d->relay, d->name, o->portno);
     }
 }
 
@@ -484,29 +470,10 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
     struct tt_device_svc *nsv = svcs_new(m->nservices);
     if (!nsv)
         return TETHER_ERR_NOMEM;
-    for (int i = 0; i < m->nservices && r->cluster; i++) {
-        /* cluster mode: the cluster's listeners serve every port (cluster.c) */
-        if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private)
-            continue;
-        int rc =
-            tt_cluster_port_claim(r->cluster, d->name, ns[i].name, ns[i].portno, &ns[i].portno);
-        if (rc) {
-            free(nsv);
-            return rc;
-        }
-    }
-    for (int i = 0; i < m->nservices && !r->cluster; i++) {
-        if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private || carried[i] >= 0)
-            continue;
-        int rc = tt_tcpports_open(&r->ports, ns[i].portno, on_port_accept, d, &ns[i].port);
-        if (rc) {
-            for (int j = 0; j < i; j++)
-                if (ns[j].port && carried[j] < 0)
-                    tt_tcpport_close(ns[j].port);
-            free(nsv);
-            return rc;
-        }
-        ns[i].portno = tt_tcpport_port(ns[i].port);
+    int prc = r->mode->claim_ports(d, ns, m->nservices, carried); /* mode.h */
+    if (prc) {
+        free(nsv);
+        return prc;
     }
     for (int i = 0; i < m->nservices; i++) {
         if (carried[i] >= 0) {
@@ -760,10 +727,10 @@ static struct tt_registry *sync_reg(struct tt_relay *r)
     return r->reg->aops ? NULL : r->reg;
 }
 
-/* Cluster mode, and the registry did not answer the lookup: Redis cannot be reached. */
+/* A shared registry (cluster mode) that did not answer the lookup: Redis cannot be reached. */
 static bool unreachable(const struct tt_regjob *job)
 {
-    return job->r->cluster && job->q.get_rc == TETHER_ERR_IO;
+    return job->r->mode->shared && job->q.get_rc == TETHER_ERR_IO;
 }
 
 static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
@@ -897,12 +864,12 @@ static void claim_failed(struct tt_regjob *job, int rc, int saved)
     if (rc) {
         TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"no TCP port left\"",
                TT_LOG_V(job->name), peer(dc));
-        if (r->cluster) {
+        if (r->mode->shared) {
             if (!job->fresh && !d->offline_since) {
                 d->offline_since = now;
                 save(d);
             }
-            drop_local(d);
+            r->mode->session_ended(d);
         } else if (job->fresh) {
             expire(d);
         } else if (!d->offline_since) {
@@ -918,13 +885,23 @@ static void claim_failed(struct tt_regjob *job, int rc, int saved)
     (void)saved;
     TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry failure\"",
            TT_LOG_V(job->name), peer(dc));
-    if (r->cluster)
-        drop_local(d); /* the shared record is untouched */
+    if (r->mode->shared)
+        r->mode->session_ended(d); /* the shared record is untouched */
     else if (job->fresh)
         expire(d);
     else
         set_offline(d, now);
     job_refuse(job, TT_REFUSE_INTERNAL, "relay registry failure");
+}
+
+/* The cluster's ports learnt again (a port claimed elsewhere a moment ago): claim again. */
+static void on_ports_learnt(void *ud)
+{
+    struct tt_regjob *job = ud;
+    if (!job_bound(job))
+        return;
+    job->tries++;
+    step_save(job);
 }
 
 static void on_saved(int rc, void *ud)
@@ -937,11 +914,9 @@ static void on_saved(int rc, void *ud)
                tether_err_name(rc));
     /* cluster mode: another node claimed that port a moment ago; learn the cluster's ports
      * again and take another */
-    if (rc == TETHER_ERR_INVAL && job->r->cluster && job->tries++ < 3) {
-        tt_cluster_refresh_ports(job->r->cluster);
-        step_save(job);
+    if (rc == TETHER_ERR_INVAL && job->tries < 3 &&
+        job->r->mode->ports_conflict(job->r, on_ports_learnt, job) == 0)
         return;
-    }
     if (rc) {
         claim_failed(job, 0, rc);
         return;
@@ -1066,8 +1041,7 @@ static void fail_registration(struct tt_devconn *dc, const char *why)
         d->conn = NULL;
         set_offline(d, tt_relay_now_ms());
         save(d);
-        if (d->relay->cluster)
-            drop_local(d);
+        d->relay->mode->session_ended(d);
     }
     dc->dev = NULL;
     TT_LOG(TT_LOG_WARN, "device refused peer=%s reason=\"%s\"", peer(dc), TT_LOG_E(why));
@@ -1237,8 +1211,8 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
                TT_LOG_V(d->name), d->label, peer(dc), TT_LOG_E(why));
         if (dc->welcomed) /* an "online" went out for this session */
             tt_webhook_emit(d->relay->webhooks, "offline", d->name, d->label, d->last_seen);
-        if (d->relay->cluster)
-            drop_local(d); /* the shared registry remembers it; any node answers for it */
+        /* cluster: the shared registry remembers it; any node answers for it */
+        d->relay->mode->session_ended(d);
     } else {
         TT_LOG(TT_LOG_DEBUG, "device connection closed peer=%s reason=\"%s\"", peer(dc),
                TT_LOG_E(why));
@@ -1356,8 +1330,7 @@ static void sweep_hello(struct tt_relay *r, int64_t now, bool full)
     }
 }
 
-/* Records the relay's heartbeat: after a crash, the devices that were online count as offline
- * since then. */
+/* The heartbeat written (tt_device_heartbeat). */
 static void heartbeat_written(int rc, void *ud)
 {
     struct tt_relay *r = ud;
@@ -1367,7 +1340,9 @@ static void heartbeat_written(int rc, void *ud)
         sync_request(r);
 }
 
-static void heartbeat(struct tt_relay *r, int64_t now)
+/* Records the relay's heartbeat (in the background): after a crash, the devices that were
+ * online count as offline since then. */
+void tt_device_heartbeat(struct tt_relay *r, int64_t now)
 {
     r->heartbeat_at = now;
     int rc = tt_registry_heartbeat_async(r->reg, now, heartbeat_written, r);
@@ -1383,8 +1358,9 @@ static void on_sweep(uv_timer_t *t)
     sweep_devices(r, now);
     tt_devauth_sweep(&r->auth, (int64_t)uv_now(r->loop));
     tt_access_tick(&r->access, now); /* grants' expiry and cluster reads, then revocations */
+    /* the mode's (mode.h): a cluster node's beat writes its heartbeat every second */
     if (now - r->heartbeat_at >= TT_DEVICE_HEARTBEAT_MS || now < r->heartbeat_at)
-        heartbeat(r, now);
+        r->mode->heartbeat(r, now);
     sweep_hello(r, now, full);
 }
 
@@ -1432,7 +1408,8 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
             memset(sv, 0, sizeof(*sv));
             continue;
         }
-        if (live && tt_tcpports_open_exact(&r->ports, sv->portno, on_port_accept, d, &sv->port)) {
+        if (live &&
+            tt_tcpports_open_exact(&r->ports, sv->portno, tt_device_port_accept, d, &sv->port)) {
             TT_LOG(TT_LOG_WARN,
                    "remembered tcp port unavailable, the device will get another device=%s "
                    "service=%s port=%u",
@@ -1467,7 +1444,7 @@ static int resave_one(const char *key, void *val, void *ud)
 }
 
 /* Restores the devices the registry remembers (see tt_device_start). */
-static int load_registry(struct tt_relay *r, char err[TT_ERRLEN])
+int tt_device_load_registry(struct tt_relay *r, char err[TT_ERRLEN])
 {
     struct load_ctx lc = {r, tt_relay_now_ms(), 0, 0};
     int64_t prev = 0;
@@ -1498,14 +1475,14 @@ int tt_device_evict(struct tt_relay *r, const char *name)
         return TETHER_ERR_NOT_FOUND;
     if (d->conn)
         takeover(d); /* its connection closes without writing the registry */
-    drop_local(d);
+    tt_device_drop_local(d);
     return 0;
 }
 
 int tt_device_start(struct tt_relay *r, char err[TT_ERRLEN])
 {
     /* cluster mode: the registry is the cluster's; only live devices are kept here */
-    if (r->cluster ? tt_cluster_start(r, err) != 0 : load_registry(r, err) != 0)
+    if (r->mode->start(r, err) != 0)
         return -1;
     uint64_t every = r->cfg.grace_ms / 4;
     if (every < 100)
@@ -1553,7 +1530,7 @@ void tt_device_shutdown(struct tt_relay *r)
     else
         sync_request(r);
     r->heartbeat_at = now;
-    tt_cluster_stop(r);
+    r->mode->stop(r);
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
         if (dc->ws)
             tt_wsconn_close(dc->ws, TT_GOAWAY_SHUTDOWN, tt_wsconn_close_code(TT_GOAWAY_SHUTDOWN), 0,
