@@ -38,6 +38,20 @@ struct tt_grants {
     bool logged_down;                  /* the failure to read was logged */
     struct tt_redisasync *ra;          /* the tick's reads go here when set (never waited for) */
     bool tick_inflight;                /* one of them is due */
+    /* unknown tokens waiting for a read on ra (tt_grants_check_token_async), oldest first */
+    struct tt_grants_wait *wait_head, *wait_tail;
+    uint64_t miss_sent, miss_done;  /* reads made for them: sent, answered (sequence numbers) */
+    bool miss_inflight, miss_again; /* one is due; another is wanted once it is answered */
+};
+
+/* A client's unknown token, waiting for the read that may bring its grant. */
+struct tt_grants_wait {
+    struct tt_grants_wait *prev, *next;
+    uint8_t hash[32];
+    int64_t start;         /* unix ms */
+    uint64_t need;         /* answered once the read with this sequence number is */
+    tt_grants_token_cb cb; /* NULL: cancelled */
+    void *ud;
 };
 
 static void hex(const uint8_t *in, size_t n, char *out)
@@ -166,6 +180,14 @@ void tt_grants_free(struct tt_grants *g)
 {
     if (!g)
         return;
+    struct tt_grants_wait *w;
+    while ((w = g->wait_head)) {
+        g->wait_head = w->next;
+        if (w->cb)
+            w->cb(w->ud, TETHER_ERR_IO, "", "");
+        OPENSSL_cleanse(w->hash, sizeof(w->hash));
+        free(w);
+    }
     tt_strmap_foreach(&g->by_id, free_one, NULL);
     tt_strmap_reset(&g->by_id);
     tt_strmap_reset(&g->by_hash);
@@ -649,21 +671,42 @@ static void sync_tick(struct tt_grants *g, int64_t now)
         on_tick_sync(NULL, g); /* Redis down or busy: counted, logged once */
 }
 
+static void wait_answer(struct tt_grants *g, int64_t now, bool fail_all);
+
+static int64_t unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void tt_grants_use_redis_async(struct tt_grants *g, struct tt_redisasync *ra)
 {
     if (g)
         g->ra = ra;
-    if (g && !ra)
+    if (g && !ra) {
         g->tick_inflight = false; /* its reply came (NULL) as the connection went */
+        g->miss_inflight = g->miss_again = false;
+        g->miss_done = g->miss_sent;
+        wait_answer(g, unix_now(), true);
+    }
 }
 
 /* An unknown token or id in cluster mode: read Redis's changes, at most every
  * TT_GRANTS_MISS_SYNC_MS. Returns true when a read was made. */
+static void miss_send(struct tt_grants *g, int64_t now);
+
 static bool miss_sync(struct tt_grants *g, int64_t now)
 {
     if (!g->rc || (now - g->last_miss_sync < TT_GRANTS_MISS_SYNC_MS && now >= g->last_miss_sync))
         return false;
     g->last_miss_sync = now;
+    if (g->ra) {
+        /* sent, not waited for: the answer is for the next request */
+        if (!g->miss_inflight)
+            miss_send(g, now);
+        return false;
+    }
     return sync_now(g, now) == 0;
 }
 
@@ -674,6 +717,8 @@ int tt_grants_refresh(struct tt_grants *g, int64_t now)
 
 size_t tt_grants_tick(struct tt_grants *g, int64_t now)
 {
+    if (g->wait_head)
+        wait_answer(g, now, false); /* the tokens that waited too long */
     expire_local(g, now);
     /* a tenth early: a timer that fires a little before the second still reads */
     if (g->rc && (now - g->last_sync >= TT_GRANTS_SYNC_MS * 9 / 10 || now < g->last_sync))
@@ -860,6 +905,147 @@ int tt_grants_check_token(struct tt_grants *g, const uint8_t *tok, size_t len, i
     memcpy(id, gr->id, TT_GRANT_ID_LEN + 1);
     snprintf(user, TT_MAX_NAME + 1, "%s", gr->user);
     return 0;
+}
+
+/* ---- unknown tokens, held while a read of Redis is due ---- */
+
+static void wait_unlink(struct tt_grants *g, struct tt_grants_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        g->wait_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        g->wait_tail = w->prev;
+    g->st.token_waiting--;
+}
+
+/* Answers the waiting tokens that can be: a grant found (0); no grant and their read answered,
+ * past TT_GRANTS_WAIT_MS, or fail_all (TETHER_ERR_AUTH). A callback may check new tokens (they
+ * go to the tail) or cancel others. */
+static void wait_answer(struct tt_grants *g, int64_t now, bool fail_all)
+{
+    struct tt_grants_wait *w, *next;
+    for (w = g->wait_head; w; w = next) {
+        next = w->next;
+        const struct tt_grant *gr = by_hash(g, w->hash, now);
+        bool late = now - w->start >= TT_GRANTS_WAIT_MS || now < w->start;
+        bool read = w->need <= g->miss_done;
+        if (!gr && !read && !late && !fail_all)
+            continue;
+        if (!gr && !read && late)
+            g->st.token_wait_timeouts++;
+        char id[TT_GRANT_ID_LEN + 1] = "", user[TT_MAX_NAME + 1] = "";
+        if (gr) {
+            memcpy(id, gr->id, sizeof(id));
+            snprintf(user, sizeof(user), "%s", gr->user);
+        }
+        wait_unlink(g, w);
+        if (w->cb)
+            w->cb(w->ud, gr ? 0 : TETHER_ERR_AUTH, id, user);
+        OPENSSL_cleanse(w->hash, sizeof(w->hash));
+        free(w);
+        next = g->wait_head; /* the callback may have changed the list: start over */
+    }
+}
+
+/* A read made for the waiting tokens, answered (rep NULL: no answer). */
+static void on_miss_sync(redisReply *rep, void *ud)
+{
+    struct tt_grants *g = ud;
+    int64_t now = unix_now();
+    g->miss_inflight = false;
+    g->miss_done = g->miss_sent;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        rep = NULL;
+    if (!rep)
+        g->st.failures++;
+    sync_apply(g, rep, now);
+    if (g->miss_again && g->ra)
+        miss_send(g, now); /* for the tokens that came while this one was due */
+    g->miss_again = false;
+    wait_answer(g, now, false);
+}
+
+/* Sends a read of Redis's changes for the waiting tokens; refused at once (down, at the cap):
+ * counted as answered (nothing), so that they are refused. */
+static void miss_send(struct tt_grants *g, int64_t now)
+{
+    char gen[24];
+    snprintf(gen, sizeof(gen), "%lld", g->gen);
+    const char *extra[2] = {g->epoch, gen};
+    struct grants_cmd c;
+    build(g, sync_lua, now, 2, extra, &c);
+    g->miss_sent++;
+    g->miss_again = false;
+    if (tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, on_miss_sync, g) == 0) {
+        g->miss_inflight = true;
+    } else {
+        g->st.failures++;
+        g->miss_done = g->miss_sent;
+    }
+}
+
+int tt_grants_check_token_async(struct tt_grants *g, const uint8_t *tok, size_t len, int64_t now,
+                                char id[TT_GRANT_ID_LEN + 1], char user[TT_MAX_NAME + 1],
+                                tt_grants_token_cb cb, void *ud, struct tt_grants_wait **handle)
+{
+    *handle = NULL;
+    if (!g->ra || !g->rc || !tt_grants_is_token(tok, len))
+        return tt_grants_check_token(g, tok, len, now, id, user);
+    uint8_t hash[32];
+    id[0] = user[0] = '\0';
+    SHA256(tok, len, hash);
+    const struct tt_grant *gr = by_hash(g, hash, now);
+    if (gr) {
+        OPENSSL_cleanse(hash, sizeof(hash));
+        memcpy(id, gr->id, TT_GRANT_ID_LEN + 1);
+        snprintf(user, TT_MAX_NAME + 1, "%s", gr->user);
+        return 0;
+    }
+    struct tt_grants_wait *w = NULL;
+    if (g->st.token_waiting >= TT_GRANTS_WAIT_MAX)
+        g->st.token_wait_full++;
+    else
+        w = calloc(1, sizeof(*w));
+    if (w && !g->miss_inflight) {
+        miss_send(g, now);
+        w->need = g->miss_sent;
+        if (g->miss_done == g->miss_sent) { /* refused at once: Redis cannot be reached */
+            free(w);
+            w = NULL;
+        }
+    } else if (w) {
+        g->miss_again = true;
+        w->need = g->miss_sent + 1;
+    }
+    if (!w) {
+        OPENSSL_cleanse(hash, sizeof(hash));
+        return TETHER_ERR_AUTH;
+    }
+    memcpy(w->hash, hash, sizeof(hash));
+    OPENSSL_cleanse(hash, sizeof(hash));
+    w->start = now;
+    w->cb = cb;
+    w->ud = ud;
+    w->prev = g->wait_tail;
+    if (g->wait_tail)
+        g->wait_tail->next = w;
+    else
+        g->wait_head = w;
+    g->wait_tail = w;
+    g->st.token_waiting++;
+    g->st.token_waits++;
+    *handle = w;
+    return TT_GRANTS_PENDING;
+}
+
+void tt_grants_check_cancel(struct tt_grants_wait *w)
+{
+    if (w)
+        w->cb = NULL;
 }
 
 /* ---- listing ---- */
