@@ -742,4 +742,20 @@ void tt_signin_metrics(const struct tt_relay *r, char *out, size_t cap, size_t *
         (unsigned long long)s->signin_repeats, (unsigned long long)ss->redis_errors);
     if (n > 0)
         *len = (size_t)n < cap - *len ? *len + (size_t)n : cap - 1;
+    if (*len >= cap - 1)
+        return;
+    n = snprintf(
+        out + *len, cap - *len,
+        "# HELP tether_access_session_rechecks_total Cluster mode: re-reads of known sessions "
+        "sent without waiting (sent), or not sent because %d were due (full).\n"
+        "# TYPE tether_access_session_rechecks_total counter\n"
+        "tether_access_session_rechecks_total{result=\"sent\"} %llu\n"
+        "tether_access_session_rechecks_total{result=\"full\"} %llu\n"
+        "# HELP tether_access_session_rechecks_due Re-reads of sessions sent and not answered.\n"
+        "# TYPE tether_access_session_rechecks_due gauge\n"
+        "tether_access_session_rechecks_due %zu\n",
+        TT_SESSIONS_RECHECKS, (unsigned long long)ss->rechecks,
+        (unsigned long long)ss->rechecks_full, ss->rechecks_due);
+    if (n > 0)
+        *len = (size_t)n < cap - *len ? *len + (size_t)n : cap - 1;
 }
