@@ -1,11 +1,11 @@
 """test_grants_async.py - a node does not wait on its loop for the read of the cluster's grants
-that an unknown grant token makes: two tetherd nodes (--access private) sharing a real
+that an unknown grant token makes, nor for the re-read of a browser session it knows: two tetherd nodes (--access private) sharing a real
 redis-server, which is stopped (SIGSTOP, by the PID this test started) for about two seconds.
 Meanwhile a device's traffic through node A with a grant token A knows keeps being answered,
 including while a request with a token A has never seen is held for the read of Redis (refused
 401 once the bounded wait is over, as with Redis unreachable: fail closed, counted in /metrics),
-and a grant is created on node B (the documented 503 while Redis does not answer, or made once
-it does). After SIGCONT a grant made on node B a moment before is accepted at once by node A (its
+and a grant is created on node A (its admin connection held and answered once Redis answers:
+201, or the documented 503 when it does not in time). After SIGCONT a grant made on node B a moment before is accepted at once by node A (its
 token held for the read, then let through)."""
 
 import base64
@@ -31,10 +31,10 @@ def _signin_token(node, label, user, token):
     return st, (_cookie_of(hdrs)[0] if st == 303 else None)
 
 
-def _token_metric(node, name, label=None):
+def _token_metric(node, name, label=None, key="reason"):
     st, _, data = call(node.admin_port, "GET", "/metrics")
     eq(st, 200, "GET /metrics")
-    key = name if label is None else '%s{reason="%s"}' % (name, label)
+    key = name if label is None else '%s{%s="%s"}' % (name, key, label)
     m = re.search(r"^%s (\d+)" % re.escape(key), data.decode(), re.M)
     check(m, "metric %s missing on %s" % (key, node.name))
     return int(m.group(1))
@@ -53,6 +53,7 @@ def test_grant_token_read_does_not_wait_on_the_loop(t):
     waits = _token_metric(a, "tether_access_grant_token_waits_total")
     timeouts = _token_metric(a, "tether_access_grant_token_refused_total", "timeout")
     eq(_token_metric(a, "tether_access_grant_token_waiting"), 0, "no token waiting")
+    rechecks = _token_metric(a, "tether_access_session_rechecks_total", "sent", key="result")
 
     unknown = "ttg_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
     served, slow, errors = [], [], []
@@ -85,19 +86,31 @@ def test_grant_token_read_does_not_wait_on_the_loop(t):
         eq(st, 401, "an unknown token while Redis is stopped")
         check(held < 4, "the unknown token was held %.1f s" % held)
         n_during_wait = len(served)
-        # a grant created while Redis is stopped: the documented 503 (nothing made)
-        st, _, data = call(b.admin_port, "POST", "/api/grants",
-                           {"user": "late", "grants": ["*/*"], "ttl": "5m"})
-        check(st in (201, 503), "POST /api/grants while Redis is stopped: %d %r" % (st, data[:200]))
-        if st == 503:
-            check(b"ttg_" not in data, "no token in a refused POST")
-        time.sleep(max(0.0, 2.0 - (time.monotonic() - stopped)))
+        # a grant created on node A while Redis is stopped: the admin connection is held and
+        # answered once Redis answers (201), or 503 when it does not in time; node A's loop
+        # goes on meanwhile
+        posted = []
+        pt = threading.Thread(target=lambda: posted.append(call(
+            a.admin_port, "POST", "/api/grants", {"user": "late", "grants": ["*/*"],
+                                                  "ttl": "5m"})), daemon=True)
+        pt.start()
+        n_before_post = len(served)
+        time.sleep(max(0.5, 2.0 - (time.monotonic() - stopped)))
+        n_during_post = len(served) - n_before_post
         still = time.monotonic() - stopped
         check(still < 6, "the checks took %.1f s: Redis resumed too late to tell" % still)
     finally:
         redis.proc.send_signal(signal.SIGCONT)
         stop.set()
         th.join(15)
+    pt.join(15)
+    check(posted, "POST /api/grants made while Redis was stopped got no answer")
+    st, _, data = posted[0]
+    check(st in (201, 503), "POST /api/grants while Redis was stopped: %d %r" % (st, data[:200]))
+    if st == 503:
+        check(b"ttg_" not in data, "no token in a refused POST")
+    check(n_during_post >= 3,
+          "only %d requests answered while the POST was held" % n_during_post)
     eq(errors, [], "the held device's requests with a known token during the stop")
     check(n_during_wait >= 3,
           "only %d requests answered while the unknown token was held" % n_during_wait)
@@ -105,6 +118,9 @@ def test_grant_token_read_does_not_wait_on_the_loop(t):
           "the held token was not counted")
     check(_token_metric(a, "tether_access_grant_token_refused_total", "timeout") > timeouts,
           "the wait that ran out was not counted")
+    # the session's re-reads went on without waiting (sent on the asynchronous connection)
+    check(_token_metric(a, "tether_access_session_rechecks_total", "sent", key="result") >
+          rechecks, "no re-read of the session was sent during the stop")
 
     # Redis answers again: a grant made on B is accepted on A at once, the unknown one still not
     g2, _, _ = create(b.admin_port, user="after", grants=("*/*",), ttl="15m")

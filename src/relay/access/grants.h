@@ -133,6 +133,29 @@ int tt_grants_create(struct tt_grants *g, const char *user, const char *const *p
  * tt_access_recheck. */
 int tt_grants_delete(struct tt_grants *g, const char *id, int64_t now);
 
+/* The answer to a create or a delete sent on the asynchronous connection: rc as
+ * tt_grants_create's (id, token and expires then filled; the token is wiped after the call) or
+ * tt_grants_delete's, err a one-line message for an error. TETHER_ERR_IO also when Redis did not
+ * answer within the connection's command timeout (TT_REDISASYNC_TIMEOUT_MS). */
+typedef void (*tt_grants_job_cb)(void *ud, int rc, const char *id, const char *token,
+                                 int64_t expires, const char *err);
+struct tt_grants_job;
+
+/* tt_grants_create and tt_grants_delete without waiting on the loop: with no asynchronous
+ * connection (not clustered, or before the loop runs), or for a request refused before Redis is
+ * asked, the answer is returned now (cb is not called); else TT_GRANTS_PENDING with *handle, and
+ * cb is called exactly once, later, never from inside the call. A cancelled job (the caller went
+ * away) still completes in the store. */
+int tt_grants_create_async(struct tt_grants *g, const char *user, const char *const *p, size_t n,
+                           uint64_t ttl_ms, int64_t now, char id[TT_GRANT_ID_LEN + 1],
+                           char token[TT_GRANT_TOKEN_LEN + 1], int64_t *expires,
+                           char err[TT_ERRLEN], tt_grants_job_cb cb, void *ud,
+                           struct tt_grants_job **handle);
+int tt_grants_delete_async(struct tt_grants *g, const char *id, int64_t now, tt_grants_job_cb cb,
+                           void *ud, struct tt_grants_job **handle);
+/* The job's callback will not be called. NULL is fine. */
+void tt_grants_job_cancel(struct tt_grants_job *j);
+
 /* Once a second or so: forgets the grants expired at now and (cluster mode, at most every
  * TT_GRANTS_SYNC_MS) reads Redis's changes. Returns how many grants went away since the last
  * tick (here, or in reads made meanwhile): when not 0, the caller runs tt_access_recheck. */
