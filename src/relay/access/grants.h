@@ -104,8 +104,8 @@ void tt_grants_use_redis(struct tt_grants *g, struct tt_redisconn *rc);
  * an unknown token (tt_grants_check_token_async) and for an unknown grant id (tt_grants_allows:
  * sent, not waited for; the id is refused until the read brings it) go on ra (an asynchronous
  * connection, store/redisasync.h; applied when answered) instead of waiting on rc; NULL goes back
- * to rc (ra is being freed: tokens still waiting are refused). Creating and deleting still wait
- * on rc. */
+ * to rc (ra is being freed: tokens still waiting are refused). tt_grants_create and
+ * tt_grants_delete still wait on rc; tt_grants_create_async and tt_grants_delete_async use ra. */
 struct tt_redisasync;
 void tt_grants_use_redis_async(struct tt_grants *g, struct tt_redisasync *ra);
 
