@@ -369,6 +369,16 @@ void tt_access_verify_cancel(struct tt_access_verify *v)
         v->cb = NULL;
 }
 
+/* A token refused after it was checked: counted against client's address. */
+static void token_failed(struct tt_access *a, const char *akey, const char *client)
+{
+    a->checks_failed++;
+    struct tt_throttle_addr *e = tt_throttle_get(&a->thr, akey, true, mono(a));
+    tt_throttle_fail(e, mono(a));
+    tt_throttle_touch(&a->thr, e, mono(a));
+    note_refusal(a, e, false, "token", "", client);
+}
+
 int tt_access_verify_token(struct tt_access *a, const uint8_t *tok, size_t len, const char *client,
                            int64_t now, struct tt_principal *who)
 {
@@ -383,11 +393,72 @@ int tt_access_verify_token(struct tt_access *a, const uint8_t *tok, size_t len, 
     if (a->grants == NULL ||
         tt_grants_check_token(a->grants, tok, len, now, who->grant, who->user) != 0) {
         memset(who, 0, sizeof(*who));
-        a->checks_failed++;
-        e = tt_throttle_get(&a->thr, akey, true, mono(a));
-        tt_throttle_fail(e, mono(a));
-        tt_throttle_touch(&a->thr, e, mono(a));
-        note_refusal(a, e, false, "token", "", client);
+        token_failed(a, akey, client);
+        return TETHER_ERR_AUTH;
+    }
+    a->checks_ok++;
+    who->kind = TT_PRINCIPAL_GRANT;
+    return 0;
+}
+
+/* The grant store's answer to a token that waited for a read of Redis. */
+static void on_token(void *ud, int rc, const char *id, const char *user)
+{
+    struct tt_access_verify *v = ud;
+    struct tt_access *a = v->a;
+    if (rc != TETHER_ERR_IO && a) { /* IO: the store (and a) are being freed */
+        struct tt_principal who;
+        memset(&who, 0, sizeof(who));
+        if (rc == 0) {
+            a->checks_ok++;
+            who.kind = TT_PRINCIPAL_GRANT;
+            snprintf(who.grant, sizeof(who.grant), "%s", id);
+            snprintf(who.user, sizeof(who.user), "%s", user);
+        } else {
+            token_failed(a, v->akey, v->client);
+        }
+        if (v->cb)
+            v->cb(v->ud, rc == 0 ? 0 : TETHER_ERR_AUTH, rc == 0 ? &who : NULL);
+    }
+    free(v);
+}
+
+int tt_access_verify_token_async(struct tt_access *a, const uint8_t *tok, size_t len,
+                                 const char *client, int64_t now, struct tt_principal *who,
+                                 tt_access_verify_cb cb, void *ud, struct tt_access_verify **handle)
+{
+    char akey[TT_ADDRKEY_LEN];
+    struct tt_throttle_addr *e;
+    *handle = NULL;
+    memset(who, 0, sizeof(*who));
+    tt_throttle_key(client, akey);
+    if (throttled(a, akey, &e)) {
+        note_refusal(a, e, true, "token", "", client);
+        return TETHER_ERR_THROTTLED;
+    }
+    if (a->grants == NULL) {
+        token_failed(a, akey, client);
+        return TETHER_ERR_AUTH;
+    }
+    struct tt_access_verify *v = calloc(1, sizeof(*v));
+    if (!v)
+        return tt_access_verify_token(a, tok, len, client, now, who);
+    v->a = a;
+    v->cb = cb;
+    v->ud = ud;
+    snprintf(v->akey, sizeof(v->akey), "%s", akey);
+    snprintf(v->client, sizeof(v->client), "%s", client ? client : "");
+    struct tt_grants_wait *w = NULL;
+    int rc = tt_grants_check_token_async(a->grants, tok, len, now, who->grant, who->user, on_token,
+                                         v, &w);
+    if (rc == TT_GRANTS_PENDING) {
+        *handle = v;
+        return TT_GRANTS_PENDING;
+    }
+    free(v);
+    if (rc != 0) {
+        memset(who, 0, sizeof(*who));
+        token_failed(a, akey, client);
         return TETHER_ERR_AUTH;
     }
     a->checks_ok++;
@@ -544,5 +615,24 @@ int tt_access_metrics(const struct tt_access *a, char *out, size_t outlen, size_
                  "tether_access_grants_redis_failures_total %llu\n",
                  (unsigned long long)(gs.syncs - gs.full), (unsigned long long)gs.full,
                  (unsigned long long)gs.failures);
+    if (rc == 0 && gs.cluster)
+        rc = add(out, outlen, len,
+                 "# HELP tether_access_grant_token_waits_total Cluster mode: unknown grant "
+                 "tokens held (their socket unread) for a read of the cluster's grants.\n"
+                 "# TYPE tether_access_grant_token_waits_total counter\n"
+                 "tether_access_grant_token_waits_total %llu\n"
+                 "# HELP tether_access_grant_token_waiting Unknown grant tokens waiting now (at "
+                 "most %d).\n"
+                 "# TYPE tether_access_grant_token_waiting gauge\n"
+                 "tether_access_grant_token_waiting %zu\n"
+                 "# HELP tether_access_grant_token_refused_total Unknown grant tokens refused "
+                 "unread: full (the cap of waiting tokens), timeout (Redis did not answer in "
+                 "%d ms).\n"
+                 "# TYPE tether_access_grant_token_refused_total counter\n"
+                 "tether_access_grant_token_refused_total{reason=\"full\"} %llu\n"
+                 "tether_access_grant_token_refused_total{reason=\"timeout\"} %llu\n",
+                 (unsigned long long)gs.token_waits, TT_GRANTS_WAIT_MAX, gs.token_waiting,
+                 TT_GRANTS_WAIT_MS, (unsigned long long)gs.token_wait_full,
+                 (unsigned long long)gs.token_wait_timeouts);
     return rc;
 }

@@ -140,6 +140,17 @@ void tt_access_verify_cancel(struct tt_access_verify *v);
 int tt_access_verify_token(struct tt_access *a, const uint8_t *tok, size_t len, const char *client,
                            int64_t now, struct tt_principal *who);
 
+/* tt_access_verify_token without waiting on the loop: the same answers now (0 with *who,
+ * TETHER_ERR_AUTH, TETHER_ERR_THROTTLED), or, for a well-formed token this node does not know in
+ * cluster mode, TT_GRANTS_PENDING (grants.h) with *handle: the store reads Redis's changes on the
+ * asynchronous connection and cb is called later, never from inside this call, with 0 and who,
+ * or TETHER_ERR_AUTH (no such grant, or Redis did not answer within TT_GRANTS_WAIT_MS: refused,
+ * as with Redis unreachable). tt_access_verify_cancel(*handle) stops the callback. */
+int tt_access_verify_token_async(struct tt_access *a, const uint8_t *tok, size_t len,
+                                 const char *client, int64_t now, struct tt_principal *who,
+                                 tt_access_verify_cb cb, void *ud,
+                                 struct tt_access_verify **handle);
+
 /* Tracks c (filled by the caller) until tt_access_untrack. */
 void tt_access_track(struct tt_access *a, struct tt_access_conn *c);
 /* Stops tracking c; safe when c is not tracked. */

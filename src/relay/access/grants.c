@@ -38,6 +38,20 @@ struct tt_grants {
     bool logged_down;                  /* the failure to read was logged */
     struct tt_redisasync *ra;          /* the tick's reads go here when set (never waited for) */
     bool tick_inflight;                /* one of them is due */
+    /* unknown tokens waiting for a read on ra (tt_grants_check_token_async), oldest first */
+    struct tt_grants_wait *wait_head, *wait_tail;
+    uint64_t miss_sent, miss_done;  /* reads made for them: sent, answered (sequence numbers) */
+    bool miss_inflight, miss_again; /* one is due; another is wanted once it is answered */
+};
+
+/* A client's unknown token, waiting for the read that may bring its grant. */
+struct tt_grants_wait {
+    struct tt_grants_wait *prev, *next;
+    uint8_t hash[32];
+    int64_t start;         /* unix ms */
+    uint64_t need;         /* answered once the read with this sequence number is */
+    tt_grants_token_cb cb; /* NULL: cancelled */
+    void *ud;
 };
 
 static void hex(const uint8_t *in, size_t n, char *out)
@@ -166,6 +180,14 @@ void tt_grants_free(struct tt_grants *g)
 {
     if (!g)
         return;
+    struct tt_grants_wait *w;
+    while ((w = g->wait_head)) {
+        g->wait_head = w->next;
+        if (w->cb)
+            w->cb(w->ud, TETHER_ERR_IO, "", "");
+        OPENSSL_cleanse(w->hash, sizeof(w->hash));
+        free(w);
+    }
     tt_strmap_foreach(&g->by_id, free_one, NULL);
     tt_strmap_reset(&g->by_id);
     tt_strmap_reset(&g->by_hash);
@@ -649,21 +671,42 @@ static void sync_tick(struct tt_grants *g, int64_t now)
         on_tick_sync(NULL, g); /* Redis down or busy: counted, logged once */
 }
 
+static void wait_answer(struct tt_grants *g, int64_t now, bool fail_all);
+
+static int64_t unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void tt_grants_use_redis_async(struct tt_grants *g, struct tt_redisasync *ra)
 {
     if (g)
         g->ra = ra;
-    if (g && !ra)
+    if (g && !ra) {
         g->tick_inflight = false; /* its reply came (NULL) as the connection went */
+        g->miss_inflight = g->miss_again = false;
+        g->miss_done = g->miss_sent;
+        wait_answer(g, unix_now(), true);
+    }
 }
 
 /* An unknown token or id in cluster mode: read Redis's changes, at most every
  * TT_GRANTS_MISS_SYNC_MS. Returns true when a read was made. */
+static void miss_send(struct tt_grants *g, int64_t now);
+
 static bool miss_sync(struct tt_grants *g, int64_t now)
 {
     if (!g->rc || (now - g->last_miss_sync < TT_GRANTS_MISS_SYNC_MS && now >= g->last_miss_sync))
         return false;
     g->last_miss_sync = now;
+    if (g->ra) {
+        /* sent, not waited for: the answer is for the next request */
+        if (!g->miss_inflight)
+            miss_send(g, now);
+        return false;
+    }
     return sync_now(g, now) == 0;
 }
 
@@ -674,6 +717,8 @@ int tt_grants_refresh(struct tt_grants *g, int64_t now)
 
 size_t tt_grants_tick(struct tt_grants *g, int64_t now)
 {
+    if (g->wait_head)
+        wait_answer(g, now, false); /* the tokens that waited too long */
     expire_local(g, now);
     /* a tenth early: a timer that fires a little before the second still reads */
     if (g->rc && (now - g->last_sync >= TT_GRANTS_SYNC_MS * 9 / 10 || now < g->last_sync))
@@ -705,13 +750,16 @@ static int make_token(char token[TT_GRANT_TOKEN_LEN + 1])
     return 0;
 }
 
-int tt_grants_create(struct tt_grants *g, const char *user, const char *const *p, size_t n,
-                     uint64_t ttl_ms, int64_t now, char id[TT_GRANT_ID_LEN + 1],
-                     char token[TT_GRANT_TOKEN_LEN + 1], int64_t *expires, char err[TT_ERRLEN])
+/* The checks and the new grant of a create (its id, token and expiry): 0 with *out, or an error
+ * with err (nothing made). */
+static int create_prepare(struct tt_grants *g, const char *user, const char *const *p, size_t n,
+                          uint64_t ttl_ms, int64_t now, char id[TT_GRANT_ID_LEN + 1],
+                          char token[TT_GRANT_TOKEN_LEN + 1], struct tt_grant **out,
+                          char err[TT_ERRLEN])
 {
     uint8_t raw[TT_GRANT_ID_LEN / 2], hash[32];
     id[0] = token[0] = '\0';
-    *expires = 0;
+    *out = NULL;
     if (tt_grants_check_user(user, err) != 0 || tt_grants_check_ttl(ttl_ms, err) != 0)
         return TETHER_ERR_INVAL;
     if (n == 0 || n > TT_GRANTS_MAX_PATTERNS) {
@@ -736,43 +784,64 @@ int tt_grants_create(struct tt_grants *g, const char *user, const char *const *p
     SHA256((const uint8_t *)token, TT_GRANT_TOKEN_LEN, hash);
     /* a whole second, never earlier than asked */
     int64_t exp = (now + (int64_t)ttl_ms + 999) / 1000 * 1000;
-    struct tt_grant *gr = grant_new(id, user, p, n, now, exp, hash);
-    if (!gr) {
+    *out = grant_new(id, user, p, n, now, exp, hash);
+    if (!*out) {
         tt_secret_wipe(token, TT_GRANT_TOKEN_LEN + 1);
         id[0] = '\0';
         snprintf(err, TT_ERRLEN, "out of memory");
         return TETHER_ERR_NOMEM;
     }
-    if (g->rc) {
-        char max[16], expb[24];
-        char *rec = tt_grants_record(gr);
-        snprintf(max, sizeof(max), "%d", TT_GRANTS_MAX);
-        snprintf(expb, sizeof(expb), "%lld", (long long)exp);
-        const char *extra[4] = {max, id, rec, expb};
-        redisReply *rep = rec ? run(g, create_lua, now, 4, extra) : NULL;
-        free(rec);
-        int rc = !rec                                      ? TETHER_ERR_NOMEM
-                 : !rep || rep->type != REDIS_REPLY_STRING ? TETHER_ERR_IO
-                 : strcmp(rep->str, "ok") == 0             ? 0
-                 : strcmp(rep->str, "full") == 0           ? TETHER_ERR_CAPACITY
-                                                           : TETHER_ERR_IO;
-        if (rep)
-            freeReplyObject(rep);
-        if (rc != 0) {
-            free(gr);
-            tt_secret_wipe(token, TT_GRANT_TOKEN_LEN + 1);
-            id[0] = '\0';
-            if (rc == TETHER_ERR_CAPACITY)
-                snprintf(err, TT_ERRLEN,
-                         "%d grants live already: delete some or wait for them to expire",
-                         TT_GRANTS_MAX);
-            else
-                snprintf(err, TT_ERRLEN,
-                         rc == TETHER_ERR_IO ? "the grant store (redis) cannot be reached"
-                                             : "out of memory");
-            return rc;
-        }
-    }
+    return 0;
+}
+
+/* create_lua's arguments for gr into c (rec: the record, freed by the caller). */
+static char *create_cmd(struct tt_grants *g, const struct tt_grant *gr, int64_t now,
+                        struct grants_cmd *c, char max[16], char expb[24])
+{
+    char *rec = tt_grants_record(gr);
+    if (!rec)
+        return NULL;
+    snprintf(max, 16, "%d", TT_GRANTS_MAX);
+    snprintf(expb, 24, "%lld", (long long)gr->expires);
+    const char *extra[4] = {max, gr->id, rec, expb};
+    build(g, create_lua, now, 4, extra, c);
+    return rec;
+}
+
+/* create_lua's answer: 0, TETHER_ERR_CAPACITY or TETHER_ERR_IO. */
+static int create_result(const redisReply *rep)
+{
+    return !rep || rep->type != REDIS_REPLY_STRING ? TETHER_ERR_IO
+           : strcmp(rep->str, "ok") == 0           ? 0
+           : strcmp(rep->str, "full") == 0         ? TETHER_ERR_CAPACITY
+                                                   : TETHER_ERR_IO;
+}
+
+/* A create that failed with rc (gr freed, the token wiped, err filled). */
+static int create_failed(struct tt_grant *gr, int rc, char id[TT_GRANT_ID_LEN + 1],
+                         char token[TT_GRANT_TOKEN_LEN + 1], char err[TT_ERRLEN])
+{
+    free(gr);
+    tt_secret_wipe(token, TT_GRANT_TOKEN_LEN + 1);
+    id[0] = '\0';
+    if (rc == TETHER_ERR_CAPACITY)
+        snprintf(err, TT_ERRLEN, "%d grants live already: delete some or wait for them to expire",
+                 TT_GRANTS_MAX);
+    else
+        snprintf(err, TT_ERRLEN,
+                 rc == TETHER_ERR_IO ? "the grant store (redis) cannot be reached"
+                                     : "out of memory");
+    return rc;
+}
+
+/* The grant is made (in Redis when clustered): kept here, counted, logged. */
+static int create_done(struct tt_grants *g, struct tt_grant *gr, uint64_t ttl_ms,
+                       char id[TT_GRANT_ID_LEN + 1], char token[TT_GRANT_TOKEN_LEN + 1],
+                       char err[TT_ERRLEN])
+{
+    char user[TT_MAX_NAME + 1];
+    size_t n = gr->npatterns;
+    snprintf(user, sizeof(user), "%s", gr->user);
     if (insert(g, gr) != 0) {
         /* cluster mode: Redis has it, the next read brings it here */
         if (!g->rc) {
@@ -783,29 +852,137 @@ int tt_grants_create(struct tt_grants *g, const char *user, const char *const *p
         }
     }
     g->st.created++;
-    *expires = exp;
     TT_LOG(TT_LOG_INFO, "grant created id=%s user=%s patterns=%zu ttl_s=%llu", id, TT_LOG_V(user),
            n, (unsigned long long)(ttl_ms / 1000));
     return 0;
 }
 
-int tt_grants_delete(struct tt_grants *g, const char *id, int64_t now)
+int tt_grants_create(struct tt_grants *g, const char *user, const char *const *p, size_t n,
+                     uint64_t ttl_ms, int64_t now, char id[TT_GRANT_ID_LEN + 1],
+                     char token[TT_GRANT_TOKEN_LEN + 1], int64_t *expires, char err[TT_ERRLEN])
 {
-    if (!id || !is_hex(id, TT_GRANT_ID_LEN))
-        return TETHER_ERR_NOT_FOUND;
-    expire_local(g, now);
+    struct tt_grant *gr;
+    *expires = 0;
+    int rc = create_prepare(g, user, p, n, ttl_ms, now, id, token, &gr, err);
+    if (rc != 0)
+        return rc;
+    int64_t exp = gr->expires;
+    if (g->rc) {
+        char max[16], expb[24];
+        struct grants_cmd c;
+        char *rec = create_cmd(g, gr, now, &c, max, expb);
+        redisReply *rep = rec ? tt_redisconn_argv(g->rc, c.argc, c.argv, c.lens) : NULL;
+        if (rec && (!rep || rep->type == REDIS_REPLY_ERROR))
+            g->st.failures++;
+        free(rec);
+        rc = !rec ? TETHER_ERR_NOMEM : create_result(rep);
+        if (rep)
+            freeReplyObject(rep);
+        if (rc != 0)
+            return create_failed(gr, rc, id, token, err);
+    }
+    rc = create_done(g, gr, ttl_ms, id, token, err);
+    if (rc == 0)
+        *expires = exp;
+    return rc;
+}
+
+/* A create or a delete sent on the asynchronous connection. */
+struct tt_grants_job {
+    struct tt_grants *g;
+    struct tt_grant *gr; /* create: the new grant, kept once Redis has it */
+    uint64_t ttl_ms;
+    char id[TT_GRANT_ID_LEN + 1];
+    char token[TT_GRANT_TOKEN_LEN + 1]; /* create: shown once, then wiped */
+    tt_grants_job_cb cb;                /* NULL: cancelled */
+    void *ud;
+};
+
+static void job_end(struct tt_grants_job *j, int rc, int64_t expires, const char *err)
+{
+    if (j->cb)
+        j->cb(j->ud, rc, j->id, j->token, expires, err);
+    tt_secret_wipe(j->token, sizeof(j->token));
+    free(j);
+}
+
+static void on_created(redisReply *rep, void *ud)
+{
+    struct tt_grants_job *j = ud;
+    char err[TT_ERRLEN] = "";
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        j->g->st.failures++;
+    int rc = create_result(rep);
+    int64_t exp = j->gr->expires;
+    if (rc != 0) {
+        create_failed(j->gr, rc, j->id, j->token, err);
+        exp = 0;
+    } else {
+        rc = create_done(j->g, j->gr, j->ttl_ms, j->id, j->token, err);
+    }
+    j->gr = NULL;
+    job_end(j, rc, rc == 0 ? exp : 0, err);
+}
+
+int tt_grants_create_async(struct tt_grants *g, const char *user, const char *const *p, size_t n,
+                           uint64_t ttl_ms, int64_t now, char id[TT_GRANT_ID_LEN + 1],
+                           char token[TT_GRANT_TOKEN_LEN + 1], int64_t *expires,
+                           char err[TT_ERRLEN], tt_grants_job_cb cb, void *ud,
+                           struct tt_grants_job **handle)
+{
+    *handle = NULL;
+    if (!g->ra || !g->rc)
+        return tt_grants_create(g, user, p, n, ttl_ms, now, id, token, expires, err);
+    *expires = 0;
+    struct tt_grants_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        snprintf(err, TT_ERRLEN, "out of memory");
+        return TETHER_ERR_NOMEM;
+    }
+    int rc = create_prepare(g, user, p, n, ttl_ms, now, j->id, j->token, &j->gr, err);
+    if (rc != 0) {
+        free(j);
+        id[0] = token[0] = '\0';
+        return rc;
+    }
+    char max[16], expb[24];
+    struct grants_cmd c;
+    char *rec = create_cmd(g, j->gr, now, &c, max, expb);
+    rc = !rec                                                                    ? TETHER_ERR_NOMEM
+         : tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, on_created, j) == 0 ? 0
+                                                                                 : TETHER_ERR_IO;
+    free(rec);
+    if (rc != 0) {
+        if (rc == TETHER_ERR_IO)
+            g->st.failures++;
+        create_failed(j->gr, rc, j->id, j->token, err);
+        free(j);
+        id[0] = token[0] = '\0';
+        return rc;
+    }
+    j->g = g;
+    j->ttl_ms = ttl_ms;
+    j->cb = cb;
+    j->ud = ud;
+    *handle = j;
+    return TT_GRANTS_PENDING;
+}
+
+void tt_grants_job_cancel(struct tt_grants_job *j)
+{
+    if (j)
+        j->cb = NULL;
+}
+
+/* delete_lua's answer applied: 0, TETHER_ERR_NOT_FOUND or TETHER_ERR_IO. */
+static int delete_done(struct tt_grants *g, const char *id, const redisReply *rep, bool redis)
+{
     struct tt_grant *gr = tt_strmap_get(&g->by_id, id);
     bool found = gr != NULL;
-    if (g->rc) {
-        const char *extra[1] = {id};
-        redisReply *rep = run(g, delete_lua, now, 1, extra);
-        if (!rep || rep->type != REDIS_REPLY_INTEGER) {
-            if (rep)
-                freeReplyObject(rep);
+    if (redis) {
+        if (!rep || rep->type != REDIS_REPLY_INTEGER)
             return TETHER_ERR_IO;
-        }
         found = found || rep->integer == 1;
-        freeReplyObject(rep);
     }
     if (!found)
         return TETHER_ERR_NOT_FOUND;
@@ -814,6 +991,58 @@ int tt_grants_delete(struct tt_grants *g, const char *id, int64_t now)
         drop(g, gr);
     g->st.deleted++;
     return 0;
+}
+
+int tt_grants_delete(struct tt_grants *g, const char *id, int64_t now)
+{
+    if (!id || !is_hex(id, TT_GRANT_ID_LEN))
+        return TETHER_ERR_NOT_FOUND;
+    expire_local(g, now);
+    redisReply *rep = NULL;
+    if (g->rc) {
+        const char *extra[1] = {id};
+        rep = run(g, delete_lua, now, 1, extra);
+    }
+    int rc = delete_done(g, id, rep, g->rc != NULL);
+    if (rep)
+        freeReplyObject(rep);
+    return rc;
+}
+
+static void on_deleted(redisReply *rep, void *ud)
+{
+    struct tt_grants_job *j = ud;
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        j->g->st.failures++;
+    int64_t now = unix_now();
+    expire_local(j->g, now);
+    int rc = delete_done(j->g, j->id, rep, true);
+    job_end(j, rc, 0, "");
+}
+
+int tt_grants_delete_async(struct tt_grants *g, const char *id, int64_t now, tt_grants_job_cb cb,
+                           void *ud, struct tt_grants_job **handle)
+{
+    *handle = NULL;
+    if (!g->ra || !g->rc || !id || !is_hex(id, TT_GRANT_ID_LEN))
+        return tt_grants_delete(g, id, now);
+    struct tt_grants_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return tt_grants_delete(g, id, now);
+    memcpy(j->id, id, TT_GRANT_ID_LEN + 1);
+    const char *extra[1] = {j->id};
+    struct grants_cmd c;
+    build(g, delete_lua, now, 1, extra, &c);
+    if (tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, on_deleted, j) != 0) {
+        g->st.failures++;
+        free(j);
+        return TETHER_ERR_IO;
+    }
+    j->g = g;
+    j->cb = cb;
+    j->ud = ud;
+    *handle = j;
+    return TT_GRANTS_PENDING;
 }
 
 bool tt_grants_allows(struct tt_grants *g, const char *id, const char *device, const char *service,
@@ -860,6 +1089,147 @@ int tt_grants_check_token(struct tt_grants *g, const uint8_t *tok, size_t len, i
     memcpy(id, gr->id, TT_GRANT_ID_LEN + 1);
     snprintf(user, TT_MAX_NAME + 1, "%s", gr->user);
     return 0;
+}
+
+/* ---- unknown tokens, held while a read of Redis is due ---- */
+
+static void wait_unlink(struct tt_grants *g, struct tt_grants_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        g->wait_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        g->wait_tail = w->prev;
+    g->st.token_waiting--;
+}
+
+/* Answers the waiting tokens that can be: a grant found (0); no grant and their read answered,
+ * past TT_GRANTS_WAIT_MS, or fail_all (TETHER_ERR_AUTH). A callback may check new tokens (they
+ * go to the tail) or cancel others. */
+static void wait_answer(struct tt_grants *g, int64_t now, bool fail_all)
+{
+    struct tt_grants_wait *w, *next;
+    for (w = g->wait_head; w; w = next) {
+        next = w->next;
+        const struct tt_grant *gr = by_hash(g, w->hash, now);
+        bool late = now - w->start >= TT_GRANTS_WAIT_MS || now < w->start;
+        bool read = w->need <= g->miss_done;
+        if (!gr && !read && !late && !fail_all)
+            continue;
+        if (!gr && !read && late)
+            g->st.token_wait_timeouts++;
+        char id[TT_GRANT_ID_LEN + 1] = "", user[TT_MAX_NAME + 1] = "";
+        if (gr) {
+            memcpy(id, gr->id, sizeof(id));
+            snprintf(user, sizeof(user), "%s", gr->user);
+        }
+        wait_unlink(g, w);
+        if (w->cb)
+            w->cb(w->ud, gr ? 0 : TETHER_ERR_AUTH, id, user);
+        OPENSSL_cleanse(w->hash, sizeof(w->hash));
+        free(w);
+        next = g->wait_head; /* the callback may have changed the list: start over */
+    }
+}
+
+/* A read made for the waiting tokens, answered (rep NULL: no answer). */
+static void on_miss_sync(redisReply *rep, void *ud)
+{
+    struct tt_grants *g = ud;
+    int64_t now = unix_now();
+    g->miss_inflight = false;
+    g->miss_done = g->miss_sent;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        rep = NULL;
+    if (!rep)
+        g->st.failures++;
+    sync_apply(g, rep, now);
+    if (g->miss_again && g->ra)
+        miss_send(g, now); /* for the tokens that came while this one was due */
+    g->miss_again = false;
+    wait_answer(g, now, false);
+}
+
+/* Sends a read of Redis's changes for the waiting tokens; refused at once (down, at the cap):
+ * counted as answered (nothing), so that they are refused. */
+static void miss_send(struct tt_grants *g, int64_t now)
+{
+    char gen[24];
+    snprintf(gen, sizeof(gen), "%lld", g->gen);
+    const char *extra[2] = {g->epoch, gen};
+    struct grants_cmd c;
+    build(g, sync_lua, now, 2, extra, &c);
+    g->miss_sent++;
+    g->miss_again = false;
+    if (tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, on_miss_sync, g) == 0) {
+        g->miss_inflight = true;
+    } else {
+        g->st.failures++;
+        g->miss_done = g->miss_sent;
+    }
+}
+
+int tt_grants_check_token_async(struct tt_grants *g, const uint8_t *tok, size_t len, int64_t now,
+                                char id[TT_GRANT_ID_LEN + 1], char user[TT_MAX_NAME + 1],
+                                tt_grants_token_cb cb, void *ud, struct tt_grants_wait **handle)
+{
+    *handle = NULL;
+    if (!g->ra || !g->rc || !tt_grants_is_token(tok, len))
+        return tt_grants_check_token(g, tok, len, now, id, user);
+    uint8_t hash[32];
+    id[0] = user[0] = '\0';
+    SHA256(tok, len, hash);
+    const struct tt_grant *gr = by_hash(g, hash, now);
+    if (gr) {
+        OPENSSL_cleanse(hash, sizeof(hash));
+        memcpy(id, gr->id, TT_GRANT_ID_LEN + 1);
+        snprintf(user, TT_MAX_NAME + 1, "%s", gr->user);
+        return 0;
+    }
+    struct tt_grants_wait *w = NULL;
+    if (g->st.token_waiting >= TT_GRANTS_WAIT_MAX)
+        g->st.token_wait_full++;
+    else
+        w = calloc(1, sizeof(*w));
+    if (w && !g->miss_inflight) {
+        miss_send(g, now);
+        w->need = g->miss_sent;
+        if (g->miss_done == g->miss_sent) { /* refused at once: Redis cannot be reached */
+            free(w);
+            w = NULL;
+        }
+    } else if (w) {
+        g->miss_again = true;
+        w->need = g->miss_sent + 1;
+    }
+    if (!w) {
+        OPENSSL_cleanse(hash, sizeof(hash));
+        return TETHER_ERR_AUTH;
+    }
+    memcpy(w->hash, hash, sizeof(hash));
+    OPENSSL_cleanse(hash, sizeof(hash));
+    w->start = now;
+    w->cb = cb;
+    w->ud = ud;
+    w->prev = g->wait_tail;
+    if (g->wait_tail)
+        g->wait_tail->next = w;
+    else
+        g->wait_head = w;
+    g->wait_tail = w;
+    g->st.token_waiting++;
+    g->st.token_waits++;
+    *handle = w;
+    return TT_GRANTS_PENDING;
+}
+
+void tt_grants_check_cancel(struct tt_grants_wait *w)
+{
+    if (w)
+        w->cb = NULL;
 }
 
 /* ---- listing ---- */

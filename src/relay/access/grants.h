@@ -53,6 +53,14 @@
 #define TT_GRANTS_SYNC_MS 1000
 #define TT_GRANTS_MISS_SYNC_MS 50
 #define TT_GRANTS_LOG_MAX 1024
+/* Cluster mode with the asynchronous connection: at most this many clients with an unknown
+ * token wait at once for the read that may bring its grant, each at most TT_GRANTS_WAIT_MS (the
+ * store's tick checks it: an answer within TT_GRANTS_WAIT_MS plus one tick). Past either the
+ * token is refused, as when Redis cannot be reached. */
+#define TT_GRANTS_WAIT_MAX 1024
+#define TT_GRANTS_WAIT_MS 1000
+/* tt_grants_check_token_async's "the callback will answer". */
+#define TT_GRANTS_PENDING 1
 
 /* One grant, as the store holds it. Read-only for callers; valid until the store changes. */
 struct tt_grant {
@@ -67,13 +75,17 @@ struct tt_grant {
 
 /* Counters (/metrics). */
 struct tt_grants_stats {
-    uint64_t created;  /* grants made through this process */
-    uint64_t deleted;  /* grants revoked through this process */
-    uint64_t expired;  /* grants this process's store let go at their expiry */
-    uint64_t syncs;    /* reads of Redis's changes (cluster mode) */
-    uint64_t full;     /* of them, reads of the whole set */
-    uint64_t failures; /* Redis calls that failed (Redis unreachable, or a bad reply) */
-    bool cluster;      /* the store is Redis's (tt_grants_use_redis) */
+    uint64_t created;             /* grants made through this process */
+    uint64_t deleted;             /* grants revoked through this process */
+    uint64_t expired;             /* grants this process's store let go at their expiry */
+    uint64_t syncs;               /* reads of Redis's changes (cluster mode) */
+    uint64_t full;                /* of them, reads of the whole set */
+    uint64_t failures;            /* Redis calls that failed (Redis unreachable, or a bad reply) */
+    uint64_t token_waits;         /* unknown tokens held for a read of Redis */
+    size_t token_waiting;         /* of them, waiting now (at most TT_GRANTS_WAIT_MAX) */
+    uint64_t token_wait_full;     /* refused unread: TT_GRANTS_WAIT_MAX were waiting */
+    uint64_t token_wait_timeouts; /* refused: the read was not answered in TT_GRANTS_WAIT_MS */
+    bool cluster;                 /* the store is Redis's (tt_grants_use_redis) */
 };
 
 struct tt_grants;
@@ -88,10 +100,12 @@ void tt_grants_free(struct tt_grants *g);
  * reads the cluster's grants at the next tick. */
 void tt_grants_use_redis(struct tt_grants *g, struct tt_redisconn *rc);
 
-/* Cluster mode, once the loop runs: the tick's reads of the cluster's grants go on ra (an
- * asynchronous connection, store/redisasync.h; one at a time, applied when answered) instead of
- * waiting on rc; NULL goes back to rc (ra is being freed). Creating, deleting and the read made
- * for an unknown token still wait on rc. */
+/* Cluster mode, once the loop runs: the tick's reads of the cluster's grants, the reads made for
+ * an unknown token (tt_grants_check_token_async) and for an unknown grant id (tt_grants_allows:
+ * sent, not waited for; the id is refused until the read brings it) go on ra (an asynchronous
+ * connection, store/redisasync.h; applied when answered) instead of waiting on rc; NULL goes back
+ * to rc (ra is being freed: tokens still waiting are refused). tt_grants_create and
+ * tt_grants_delete still wait on rc; tt_grants_create_async and tt_grants_delete_async use ra. */
 struct tt_redisasync;
 void tt_grants_use_redis_async(struct tt_grants *g, struct tt_redisasync *ra);
 
@@ -118,6 +132,29 @@ int tt_grants_create(struct tt_grants *g, const char *user, const char *const *p
  * TETHER_ERR_IO (cluster mode: Redis cannot be reached; nothing changed). The caller then runs
  * tt_access_recheck. */
 int tt_grants_delete(struct tt_grants *g, const char *id, int64_t now);
+
+/* The answer to a create or a delete sent on the asynchronous connection: rc as
+ * tt_grants_create's (id, token and expires then filled; the token is wiped after the call) or
+ * tt_grants_delete's, err a one-line message for an error. TETHER_ERR_IO also when Redis did not
+ * answer within the connection's command timeout (TT_REDISASYNC_TIMEOUT_MS). */
+typedef void (*tt_grants_job_cb)(void *ud, int rc, const char *id, const char *token,
+                                 int64_t expires, const char *err);
+struct tt_grants_job;
+
+/* tt_grants_create and tt_grants_delete without waiting on the loop: with no asynchronous
+ * connection (not clustered, or before the loop runs), or for a request refused before Redis is
+ * asked, the answer is returned now (cb is not called); else TT_GRANTS_PENDING with *handle, and
+ * cb is called exactly once, later, never from inside the call. A cancelled job (the caller went
+ * away) still completes in the store. */
+int tt_grants_create_async(struct tt_grants *g, const char *user, const char *const *p, size_t n,
+                           uint64_t ttl_ms, int64_t now, char id[TT_GRANT_ID_LEN + 1],
+                           char token[TT_GRANT_TOKEN_LEN + 1], int64_t *expires,
+                           char err[TT_ERRLEN], tt_grants_job_cb cb, void *ud,
+                           struct tt_grants_job **handle);
+int tt_grants_delete_async(struct tt_grants *g, const char *id, int64_t now, tt_grants_job_cb cb,
+                           void *ud, struct tt_grants_job **handle);
+/* The job's callback will not be called. NULL is fine. */
+void tt_grants_job_cancel(struct tt_grants_job *j);
 
 /* Once a second or so: forgets the grants expired at now and (cluster mode, at most every
  * TT_GRANTS_SYNC_MS) reads Redis's changes. Returns how many grants went away since the last
@@ -151,6 +188,28 @@ bool tt_grants_allows(struct tt_grants *g, const char *id, const char *device, c
  * right. Cluster mode: an unknown token makes the store read Redis's changes first, as above. */
 int tt_grants_check_token(struct tt_grants *g, const uint8_t *tok, size_t len, int64_t now,
                           char id[TT_GRANT_ID_LEN + 1], char user[TT_MAX_NAME + 1]);
+
+/* The answer to a token that waited: rc 0 with the grant's id and user, TETHER_ERR_AUTH (no such
+ * grant after the read, Redis did not answer in time or could not be reached: fail closed), or
+ * TETHER_ERR_IO (the store is being freed: the caller only frees its own state). */
+typedef void (*tt_grants_token_cb)(void *ud, int rc, const char *id, const char *user);
+struct tt_grants_wait;
+
+/* tt_grants_check_token without waiting on the loop. A known token, a token of the wrong form,
+ * or a store with no asynchronous connection: answered now as tt_grants_check_token does (0 or
+ * TETHER_ERR_AUTH; cb is not called). An unknown well-formed token in cluster mode: a read of
+ * Redis's changes goes on the asynchronous connection (one at a time: a token that comes while one
+ * is due waits for the next), the token's hash waits (at most TT_GRANTS_WAIT_MAX of them, each
+ * TT_GRANTS_WAIT_MS), and TT_GRANTS_PENDING is returned with *handle: cb is called exactly once,
+ * later, never from inside this call. At the cap, or with the connection down: TETHER_ERR_AUTH
+ * now. */
+int tt_grants_check_token_async(struct tt_grants *g, const uint8_t *tok, size_t len, int64_t now,
+                                char id[TT_GRANT_ID_LEN + 1], char user[TT_MAX_NAME + 1],
+                                tt_grants_token_cb cb, void *ud, struct tt_grants_wait **handle);
+
+/* The waiting token's callback will not be called (its record goes when the read is answered or
+ * times out). NULL is fine. */
+void tt_grants_check_cancel(struct tt_grants_wait *w);
 
 /* True when tok[0..len) has a grant token's form (TT_GRANT_TOKEN_PREFIX and 43 base64url
  * characters): a caller given a secret may tell a token from a password with it. */

@@ -12,6 +12,7 @@
 #include "tether_err.h"
 #include "common/log.h"
 #include "relay/access/sessions.h"
+#include "relay/store/redisasync.h"
 
 #define P TT_REDIS_PREFIX
 #define OWNER_KEY_MAX (2 + TT_MAX_NAME + 1)
@@ -32,6 +33,7 @@ struct tt_session {
     int64_t expires; /* unix ms */
     int64_t checked; /* with Redis: when it was last read there (unix ms) */
     bool local_only; /* made while Redis could not be reached: not looked for there */
+    bool rechecking; /* a re-check is due on the asynchronous connection */
     char key[TT_SESSION_KEY_LEN + 1];
     char host[]; /* normalized */
 };
@@ -391,6 +393,70 @@ int tt_sessions_create(struct tt_sessions *s, const char *host, const struct tt_
     return 0;
 }
 
+void tt_sessions_use_redis_async(struct tt_sessions *s, struct tt_redisasync *ra)
+{
+    s->ra = ra;
+}
+
+/* A re-check sent on the asynchronous connection: the session is found again by its key when
+ * the answer comes (it may have gone meanwhile). */
+struct recheck {
+    struct tt_sessions *s;
+    char key[TT_SESSION_KEY_LEN + 1];
+};
+
+static void on_recheck(redisReply *rep, void *ud)
+{
+    struct recheck *q = ud;
+    struct tt_sessions *s = q->s;
+    struct tt_session *e = tt_strmap_get(&s->by_key, q->key);
+    s->rechecks_due--;
+    if (e)
+        e->rechecking = false;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        s->redis_errors++; /* what this node knows stands until Redis answers again */
+    } else if (e) {
+        char host[TT_HOSTLEN];
+        struct tt_principal who;
+        int64_t expires = 0;
+        if (rep->type == REDIS_REPLY_STRING &&
+            decode(rep->str, rep->len, host, &who, &expires) == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            e->checked = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+            e->expires = expires;
+        } else {
+            TT_LOG(TT_LOG_DEBUG, "session ended on another node user=%s", TT_LOG_V(e->who.user));
+            drop(s, e);
+        }
+    }
+    free(q);
+}
+
+/* Sends the re-read of e (one at a time per session, TT_SESSIONS_RECHECKS in all). */
+static void recheck_async(struct tt_sessions *s, struct tt_session *e)
+{
+    if (e->rechecking)
+        return;
+    if (s->rechecks_due >= TT_SESSIONS_RECHECKS) {
+        s->rechecks_full++;
+        return;
+    }
+    struct recheck *q = malloc(sizeof(*q));
+    if (!q)
+        return;
+    q->s = s;
+    memcpy(q->key, e->key, sizeof(q->key));
+    if (tt_redisasync_cmd(s->ra, on_recheck, q, "GET " P "session:%s", e->key) != 0) {
+        s->redis_errors++; /* down or at its cap: read again at a later request */
+        free(q);
+        return;
+    }
+    e->rechecking = true;
+    s->rechecks_due++;
+    s->rechecks++;
+}
+
 /* The live session called key at now, refreshed from Redis when it has not been read for
  * TT_SESSIONS_RECHECK_MS (and read when this node does not have it). NULL when there is none. */
 static struct tt_session *lookup(struct tt_sessions *s, const char *key, int64_t now, bool budget)
@@ -406,6 +472,11 @@ static struct tt_session *lookup(struct tt_sessions *s, const char *key, int64_t
             stale = false; /* read again in a later second */
         else
             s->alive_reads++;
+    }
+    if (stale && e && s->ra) {
+        /* known here: re-read without waiting; what the node knows stands until the answer */
+        recheck_async(s, e);
+        stale = false;
     }
     if (stale) {
         char host[TT_HOSTLEN];

@@ -17,7 +17,12 @@
  * within about a second. While Redis cannot be reached, sessions in the cache stay valid until
  * they expire, and sessions made then live on this node only (for their whole life: other nodes
  * never learn of them).
- * Runs on the loop thread; Redis calls are synchronous (redisconn.h: short timeouts). */
+ * Once the loop runs in cluster mode (tt_sessions_use_redis_async) the re-read of a session the
+ * node knows does not wait: it is sent on the cluster's asynchronous connection and the request
+ * goes on with what the node knows; the answer updates the session or ends it (the forward sweep
+ * then closes its connections). The first read of a session this node never saw, creating and
+ * deleting still wait on the synchronous connection (redisconn.h: short timeouts).
+ * Runs on the loop thread. */
 #ifndef TT_SESSIONS_H
 #define TT_SESSIONS_H
 
@@ -36,6 +41,9 @@
  * session it has read before counts as alive until the next second): a node with many signed-in
  * connections does not spend its loop on Redis. Requests are not held to it. */
 #define TT_SESSIONS_ALIVE_READS 200
+/* Re-checks of known sessions sent on the asynchronous connection and not answered yet, at most
+ * (beyond, a session's re-check waits for a later request or sweep: what the node knows stands). */
+#define TT_SESSIONS_RECHECKS 1024
 #define TT_SESSION_ID_BYTES 32
 #define TT_SESSION_COOKIE_LEN (2 * TT_SESSION_ID_BYTES) /* the cookie's value: hex digits */
 #define TT_SESSION_KEY_LEN 64                           /* hex SHA-256 of the id */
@@ -51,6 +59,8 @@ struct tt_sessions {
     uint64_t ttl_ms;
     size_t max, per_principal;  /* TT_SESSIONS_MAX, TT_SESSIONS_PER_PRINCIPAL (tests lower them) */
     struct tt_redisconn *redis; /* NULL: sessions are this node's alone */
+    struct tt_redisasync *ra;   /* re-checks of known sessions go here when set (not waited for) */
+    size_t rechecks_due;        /* of them, sent and not answered (at most TT_SESSIONS_RECHECKS) */
     uv_timer_t timer;           /* drops expired sessions */
     bool timer_on;
     size_t walk_pos;
@@ -58,6 +68,7 @@ struct tt_sessions {
     unsigned alive_reads;
     /* counters (/metrics) */
     uint64_t created, expired, signed_out, redis_errors;
+    uint64_t rechecks, rechecks_full; /* re-checks sent; not sent (TT_SESSIONS_RECHECKS due) */
     uint64_t evicted_total, evicted_principal; /* sessions pushed out by the caps */
 };
 
@@ -66,6 +77,11 @@ struct tt_sessions {
  * dropped when met. Cannot fail. */
 void tt_sessions_init(struct tt_sessions *s, uv_loop_t *loop, uint64_t ttl_ms,
                       struct tt_redisconn *redis);
+
+/* Cluster mode, once the loop runs: re-checks of known sessions go on ra (store/redisasync.h);
+ * NULL (ra is being freed) goes back to waiting on the synchronous connection. */
+struct tt_redisasync;
+void tt_sessions_use_redis_async(struct tt_sessions *s, struct tt_redisasync *ra);
 
 /* Stops the timer (relay shutdown); s must stay allocated until the loop has run once more. */
 void tt_sessions_close(struct tt_sessions *s);

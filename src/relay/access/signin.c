@@ -444,6 +444,29 @@ static void on_verified(void *ud, int rc, const struct tt_principal *who)
     attempt_done(a, rc, who);
 }
 
+/* The answer to a grant token that waited for a read of the cluster's grants. */
+static void on_token_verified(void *ud, int rc, const struct tt_principal *who)
+{
+    struct attempt *a = ud;
+    a->verify = NULL;
+    pending_unlink(a);
+    /* the name typed, if any, must be the grant's user's */
+    if (rc == 0 && who && a->user[0] != '\0' && strcmp(a->user, who->user) != 0)
+        rc = TETHER_ERR_AUTH;
+    attempt_done(a, rc, rc == 0 ? who : NULL);
+}
+
+/* a waits for its check, in the pending list. */
+static void pending_link(struct attempt *a)
+{
+    a->next = pending_list;
+    if (pending_list)
+        pending_list->prev = a;
+    pending_list = a;
+    if (++tt_signin_stats.pending > tt_signin_stats.pending_max)
+        tt_signin_stats.pending_max = tt_signin_stats.pending;
+}
+
 static bool grant_token_form(const char *s, size_t n)
 {
     return tt_grants_is_token((const uint8_t *)s, n);
@@ -483,9 +506,14 @@ static void attempt_body(struct tt_headconn *hc, struct attempt *a)
     }
     if (grant_token_form(secret, slen)) {
         struct tt_principal who;
-        int rc =
-            tt_access_verify_token(&r->access, (const uint8_t *)secret, slen, a->client, now, &who);
+        int rc = tt_access_verify_token_async(&r->access, (const uint8_t *)secret, slen, a->client,
+                                              now, &who, on_token_verified, a, &a->verify);
         tt_secret_wipe(secret, sizeof(secret));
+        if (rc == TT_GRANTS_PENDING) {
+            /* a token new to this node: held (unread) until the cluster's grants are read */
+            pending_link(a);
+            return;
+        }
         /* the name typed, if any, must be the grant's user's */
         if (rc == 0 && ulen > 0 && strcmp(a->user, who.user) != 0)
             rc = TETHER_ERR_AUTH;
@@ -502,12 +530,7 @@ static void attempt_body(struct tt_headconn *hc, struct attempt *a)
         attempt_respond(a, out, n);
         return;
     }
-    a->next = pending_list;
-    if (pending_list)
-        pending_list->prev = a;
-    pending_list = a;
-    if (++tt_signin_stats.pending > tt_signin_stats.pending_max)
-        tt_signin_stats.pending_max = tt_signin_stats.pending;
+    pending_link(a);
 }
 
 static void on_body(struct tt_headconn *hc, void *ud)
@@ -717,6 +740,22 @@ void tt_signin_metrics(const struct tt_relay *r, char *out, size_t cap, size_t *
         (unsigned long long)s->pending_max, (unsigned long long)s->needed,
         (unsigned long long)s->cross_site, (unsigned long long)s->signouts,
         (unsigned long long)s->signin_repeats, (unsigned long long)ss->redis_errors);
+    if (n > 0)
+        *len = (size_t)n < cap - *len ? *len + (size_t)n : cap - 1;
+    if (*len >= cap - 1)
+        return;
+    n = snprintf(
+        out + *len, cap - *len,
+        "# HELP tether_access_session_rechecks_total Cluster mode: re-reads of known sessions "
+        "sent without waiting (sent), or not sent because %d were due (full).\n"
+        "# TYPE tether_access_session_rechecks_total counter\n"
+        "tether_access_session_rechecks_total{result=\"sent\"} %llu\n"
+        "tether_access_session_rechecks_total{result=\"full\"} %llu\n"
+        "# HELP tether_access_session_rechecks_due Re-reads of sessions sent and not answered.\n"
+        "# TYPE tether_access_session_rechecks_due gauge\n"
+        "tether_access_session_rechecks_due %zu\n",
+        TT_SESSIONS_RECHECKS, (unsigned long long)ss->rechecks,
+        (unsigned long long)ss->rechecks_full, ss->rechecks_due);
     if (n > 0)
         *len = (size_t)n < cap - *len ? *len + (size_t)n : cap - 1;
 }

@@ -67,24 +67,44 @@ static void api_grant(struct tt_headconn *hc, struct tt_relay *r, const char *id
         tt_admin_answer_json(hc, "200 OK", NULL, grant_json(gr));
 }
 
-/* Revokes grant id, closing this node's connections under it. Returns 0, TETHER_ERR_IO (the
- * store cannot be reached) or another error (no such grant). */
-int tt_admin_grant_revoke(struct tt_relay *r, const char *id)
+/* An admin connection held while Redis answers a create or a delete. */
+struct held {
+    struct tt_headconn *hc;
+    struct tt_relay *r;
+    struct tt_grants_job *job;
+};
+
+/* The admin connection went (its deadline, the relay closing) before the answer. */
+static void held_drop(struct tt_headconn *hc, void *ud)
 {
-    int64_t now = tt_relay_now_ms();
-    int rc = tt_grants_delete(r->access.grants, id, now);
-    if (rc != 0)
-        return rc;
-    /* this node's connections under it close now; the other nodes' at their next read */
-    size_t closed = tt_access_recheck(&r->access, now);
-    if (closed)
-        TT_LOG(TT_LOG_INFO, "grant revoked id=%s connections_closed=%zu", id, closed);
-    return 0;
+    struct held *h = ud;
+    (void)hc;
+    tt_grants_job_cancel(h->job);
+    free(h);
 }
 
-static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const char *id)
+/* Holds hc (unread) for job; NULL when out of memory (the job then answers no one). */
+static struct held *hold(struct tt_headconn *hc, struct tt_relay *r)
 {
-    int rc = tt_admin_grant_revoke(r, id);
+    struct held *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->hc = hc;
+    h->r = r;
+    return h;
+}
+
+static void held_start(struct held *h, struct tt_grants_job *job)
+{
+    h->job = job;
+    tt_conn_read_stop(h->hc->conn);
+    h->hc->on_drop = held_drop;
+    h->hc->drop_ud = h;
+}
+
+/* The answer to DELETE /api/grants/ID for rc (tt_admin_grant_revoke's). */
+static void delete_answer(struct tt_headconn *hc, int rc, const char *id)
+{
     if (rc == TETHER_ERR_IO) {
         tt_admin_answer_error(
             hc, "503 Service Unavailable", NULL,
@@ -98,11 +118,98 @@ static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const c
     tt_admin_answer_json(hc, "200 OK", NULL, json_pack("{s:s}", "deleted", id));
 }
 
-/* The body of POST /api/grants is here: make the grant and show its token, once. */
+/* This node's connections under the revoked grant id close now; the other nodes' at their next
+ * read. */
+static void revoked(struct tt_relay *r, const char *id)
+{
+    size_t closed = tt_access_recheck(&r->access, tt_relay_now_ms());
+    if (closed)
+        TT_LOG(TT_LOG_INFO, "grant revoked id=%s connections_closed=%zu", id, closed);
+}
+
+/* Revokes grant id, closing this node's connections under it. Returns 0, TETHER_ERR_IO (the
+ * store cannot be reached) or another error (no such grant). */
+int tt_admin_grant_revoke(struct tt_relay *r, const char *id)
+{
+    int rc = tt_grants_delete(r->access.grants, id, tt_relay_now_ms());
+    if (rc == 0)
+        revoked(r, id);
+    return rc;
+}
+
+static void on_deleted(void *ud, int rc, const char *id, const char *token, int64_t expires,
+                       const char *err)
+{
+    struct held *h = ud;
+    (void)token;
+    (void)expires;
+    (void)err;
+    h->hc->on_drop = NULL;
+    if (rc == 0)
+        revoked(h->r, id);
+    delete_answer(h->hc, rc, id);
+    free(h);
+}
+
+static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const char *id)
+{
+    struct held *h = hold(hc, r);
+    struct tt_grants_job *job = NULL;
+    int rc =
+        h ? tt_grants_delete_async(r->access.grants, id, tt_relay_now_ms(), on_deleted, h, &job)
+          : tt_grants_delete(r->access.grants, id, tt_relay_now_ms());
+    if (rc == TT_GRANTS_PENDING) {
+        held_start(h, job); /* answered by on_deleted */
+        return;
+    }
+    free(h);
+    if (rc == 0)
+        revoked(r, id);
+    delete_answer(hc, rc, id);
+}
+
+/* The answer to POST /api/grants: the grant and its token, shown once, or the error. */
+static void create_answer(struct tt_headconn *hc, int rc, const char *id, const char *token,
+                          int64_t expires, const char *err)
+{
+    if (rc != 0) {
+        tt_admin_answer_error(hc,
+                              rc == TETHER_ERR_INVAL   ? "400 Bad Request"
+                              : rc == TETHER_ERR_NOMEM ? "500 Internal Server Error"
+                                                       : "503 Service Unavailable",
+                              NULL, err);
+        return;
+    }
+    /* The token's only appearance: written straight into the answer, which is then wiped. */
+    char body[256], out[1024], exp[32];
+    tt_admin_iso_time(expires, exp);
+    int blen = snprintf(body, sizeof(body), "{\"id\":\"%s\",\"token\":\"%s\",\"expires\":\"%s\"}\n",
+                        id, token, exp);
+    int len = snprintf(out, sizeof(out),
+                       "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %d\r\nLocation: /api/grants/%s\r\n"
+                       "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                       blen, id, body);
+    tt_secret_wipe(body, sizeof(body));
+    tt_headconn_respond(hc, out, len > 0 && (size_t)len < sizeof(out) ? (size_t)len : 0);
+    tt_secret_wipe(out, sizeof(out));
+}
+
+static void on_created(void *ud, int rc, const char *id, const char *token, int64_t expires,
+                       const char *err)
+{
+    struct held *h = ud;
+    h->hc->on_drop = NULL;
+    create_answer(h->hc, rc, id, token, expires, err);
+    free(h);
+}
+
+/* The body of POST /api/grants is here: make the grant and show its token, once (answered when
+ * Redis has it, in cluster mode). */
 static void grants_post_body(struct tt_headconn *hc, void *ud)
 {
     struct tt_relay *r = ud;
-    char err[TT_ERRLEN], id[TT_GRANT_ID_LEN + 1], token[TT_GRANT_TOKEN_LEN + 1], exp[32];
+    char err[TT_ERRLEN], id[TT_GRANT_ID_LEN + 1], token[TT_GRANT_TOKEN_LEN + 1];
     int64_t expires;
     struct tt_grants_request *rq = malloc(sizeof(*rq));
     if (!rq) {
@@ -115,31 +222,21 @@ static void grants_post_body(struct tt_headconn *hc, void *ud)
         tt_admin_answer_error(hc, "400 Bad Request", NULL, err);
         return;
     }
-    int rc = tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                              tt_relay_now_ms(), id, token, &expires, err);
+    struct held *h = hold(hc, r);
+    struct tt_grants_job *job = NULL;
+    int rc =
+        h ? tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                                   tt_relay_now_ms(), id, token, &expires, err, on_created, h, &job)
+          : tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                             tt_relay_now_ms(), id, token, &expires, err);
     free(rq);
-    if (rc != 0) {
-        tt_admin_answer_error(hc,
-                              rc == TETHER_ERR_INVAL   ? "400 Bad Request"
-                              : rc == TETHER_ERR_NOMEM ? "500 Internal Server Error"
-                                                       : "503 Service Unavailable",
-                              NULL, err);
+    if (rc == TT_GRANTS_PENDING) {
+        held_start(h, job); /* answered by on_created */
         return;
     }
-    /* The token's only appearance: written straight into the answer, which is then wiped. */
-    char body[256], out[1024];
-    tt_admin_iso_time(expires, exp);
-    int blen = snprintf(body, sizeof(body), "{\"id\":\"%s\",\"token\":\"%s\",\"expires\":\"%s\"}\n",
-                        id, token, exp);
-    int len = snprintf(out, sizeof(out),
-                       "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
-                       "Content-Length: %d\r\nLocation: /api/grants/%s\r\n"
-                       "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
-                       blen, id, body);
+    free(h);
+    create_answer(hc, rc, id, token, expires, err);
     tt_secret_wipe(token, sizeof(token));
-    tt_secret_wipe(body, sizeof(body));
-    tt_headconn_respond(hc, out, len > 0 && (size_t)len < sizeof(out) ? (size_t)len : 0);
-    tt_secret_wipe(out, sizeof(out));
 }
 
 static void api_grants_post(struct tt_headconn *hc, struct tt_relay *r)

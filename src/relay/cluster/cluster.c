@@ -251,6 +251,7 @@ static void on_close_timer(uv_timer_t *t)
     c->ra_master_changes = st.master_changes;
     c->ra = NULL;
     tt_grants_use_redis_async(c->r->access.grants, NULL);
+    tt_sessions_use_redis_async(&c->r->sessions, NULL);
     tt_redisasync_free(ra); /* replies still due get NULL */
     uv_close((uv_handle_t *)t, NULL);
 }
@@ -1441,6 +1442,7 @@ int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
         0)
         return -1;
     tt_grants_use_redis_async(r->access.grants, c->ra); /* the grants' periodic read too */
+    tt_sessions_use_redis_async(&r->sessions, c->ra);   /* and sessions' re-checks */
     if ((rc = uv_timer_init(r->loop, &c->timer)) != 0 ||
         (rc = uv_timer_init(r->loop, &c->wait_timer)) != 0) {
         snprintf(err, TT_ERRLEN, "cannot start timers: %s", uv_strerror(rc));
@@ -1524,6 +1526,7 @@ void tt_cluster_free(struct tt_relay *r)
     if (!c)
         return;
     tt_grants_use_redis_async(r->access.grants, NULL);
+    tt_sessions_use_redis_async(&r->sessions, NULL);
     tt_redisasync_free(c->ra); /* every reply due is called with NULL first */
     c->ra = NULL;
     tt_redisconn_close(&c->rc);

@@ -1003,6 +1003,19 @@ static void on_checked(void *ud, int rc, const struct tt_principal *who)
     }
 }
 
+/* The answer to a bearer token that waited for a read of the cluster's grants. */
+static void on_token_checked(void *ud, int rc, const struct tt_principal *who)
+{
+    struct tt_visitor *v = ud;
+    v->check = NULL;
+    if (rc == 0 && who) {
+        v->who = *who;
+        decide(v);
+    } else {
+        refuse(v, 401, "refused", "authentication failed: unknown or expired grant");
+    }
+}
+
 /* hc went without us (its deadline, a shed, the relay closing) while the check ran. */
 static void on_hc_drop(struct tt_headconn *hc, void *ud)
 {
@@ -1104,9 +1117,16 @@ static void authenticate(struct tt_visitor *v, struct tt_visitor_request *rq)
         decide(v); /* a public service, or 401 */
         break;
     case TT_VISITOR_AUTH_BEARER: {
-        int rc = tt_access_verify_token(&r->access, rq->token, rq->token_len, v->client,
-                                        tt_relay_now_ms(), &v->who);
-        if (rc == TETHER_ERR_THROTTLED)
+        int rc = tt_access_verify_token_async(&r->access, rq->token, rq->token_len, v->client,
+                                              tt_relay_now_ms(), &v->who, on_token_checked, v,
+                                              &v->check);
+        if (rc == TT_GRANTS_PENDING) {
+            /* a token new to this node: the head connection stays ours, unread and
+             * unauthenticated, until the read of the cluster's grants answers */
+            tt_conn_read_stop(hc->conn);
+            hc->on_drop = on_hc_drop;
+            hc->drop_ud = v;
+        } else if (rc == TETHER_ERR_THROTTLED)
             refuse(v, 429, "refused", "too many failed attempts from this address, retry later");
         else if (rc != 0)
             refuse(v, 401, "refused", "authentication failed: unknown or expired grant");
