@@ -501,7 +501,8 @@ int tt_tls_ctx_server(struct tt_tls_ctx **out, const char *cert_file, const char
     SSL_CTX_set_session_cache_mode(ctx->ssl, SSL_SESS_CACHE_OFF);
     if (ticket_ring.period_s > 0) {
         SSL_CTX_set_num_tickets(ctx->ssl, 1);
-        SSL_CTX_set_timeout(ctx->ssl, (long)(2 * ticket_ring.period_s));
+        /* the lifetime hint: two periods, plus one for a node whose clock is ahead */
+        SSL_CTX_set_timeout(ctx->ssl, (long)(3 * ticket_ring.period_s));
         SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx->ssl, ticket_cb);
     } else {
         SSL_CTX_set_num_tickets(ctx->ssl, 0);
