@@ -4,10 +4,11 @@ wss, and TLS handshakes per second per core of the relay, full and resumed, for 
 tetherd builds in the same run. Writes nothing; prints one JSON line per figure and a table.
 
   python3 bench/wss.py [--devices 3000[,10000]] [--parts mem,hs,tls,dp] [--hs-seconds 10]
-                       [--rounds 3] [NAME=BINDIR ...]
+                       [--rounds 3] [--rsa] [NAME=BINDIR ...]
 
 Each NAME=BINDIR is a directory holding tetherd and tether (or the path of a tetherd, for mem
-and hs); without any, build/release/bin is measured as "tether". The relay gets an ECDSA
+and hs); without any, build/release/bin is measured as "tether". --rsa: the relay's certificate
+has an RSA 2048 key instead of ECDSA P-256 (the CA's stays ECDSA). The relay gets an ECDSA
 P-256 certificate (made with the openssl command in a temp dir) and a --tls-listen port; the
 devices are bench/loadgen (build/release/bin/loadgen, make bench-bin) with --url ws:// or
 wss://. mem: relay VmRSS before and after N idle registered devices, per device. hs: loadgen
@@ -40,14 +41,17 @@ import bench  # noqa: E402
 import lib  # noqa: E402
 
 
-def pki(d):
+def pki(d, rsa=False):
     def run(*a):
         subprocess.run(["openssl"] + list(a), cwd=d, check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
     run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
     run("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=bench-ca", "-days", "2",
         "-out", "ca.crt")
-    run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "srv.key")
+    if rsa:
+        run("genrsa", "-out", "srv.key", "2048")
+    else:
+        run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "srv.key")
     run("req", "-new", "-key", "srv.key", "-subj", "/CN=localhost", "-out", "srv.csr")
     with open(os.path.join(d, "ext"), "w") as f:
         f.write("subjectAltName=DNS:localhost,DNS:*.localhost,IP:127.0.0.1\n")
@@ -244,7 +248,7 @@ def tetherd_of(path):
 
 
 def main(argv):
-    devices, parts, hs_seconds, builds, rounds = [3000], ["mem", "hs"], 10, [], 3
+    devices, parts, hs_seconds, builds, rounds, rsa = [3000], ["mem", "hs"], 10, [], 3, False
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -254,6 +258,8 @@ def main(argv):
             parts = argv[i + 1].split(","); i += 2
         elif a == "--hs-seconds":
             hs_seconds = int(argv[i + 1]); i += 2
+        elif a == "--rsa":
+            rsa = True; i += 1
         elif a == "--rounds":
             rounds = int(argv[i + 1]); i += 2
         elif "=" in a:
@@ -263,7 +269,7 @@ def main(argv):
     if not builds:
         builds = [("tether", bench.BIN)]
     env = lib.Env("wss-pki")
-    crt, key, ca = pki(env.dir)
+    crt, key, ca = pki(env.dir, rsa)
     rows = []
     try:
         for n in devices:
