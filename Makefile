@@ -26,6 +26,8 @@
 #                   make test replays
 #   make bench      run bench/ (never part of make test); BENCH_ARGS=--quick for a short run
 #   make bench-bin  build bench/loadgen (many idle devices) into $(B)/bin
+#   make bench-redis  a slowed and a stopped Redis: request latency and registrations per
+#                   second of one cluster node, main's binary against this tree's
 #   make format / format-check
 #   make cross ARCH=arm64|armhf|mipsel|win64|android-arm64
 #                   cross-build the agent (tether, libtether.a/.so; not the relay) with Debian's
@@ -127,7 +129,7 @@ SO_VERSION := $(SO_MAJOR).0.0
 INTERNAL_A := $(B)/lib/libtt_internal.a
 
 .PHONY: FORCE core-check-cortex-m all build agent cross cross-test cross-deps deps test unit unit-bin e2e sanitize demo install install-files uninstall deb deb-test clean core-check fuzz fuzz-deps fuzz-replay-bin \
-	bench bench-bin format format-check
+	bench bench-bin bench-redis format format-check
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -475,6 +477,12 @@ bench: all
 	@$(MAKE) --no-print-directory MODE=release bench-bin
 	@scripts/deps.sh bench
 	@bench/run.sh $(BENCH_ARGS)
+
+# A slowed (bench/redis_slow.py) and a stopped Redis against one cluster node: main's release
+# binary (/work/baseline-s17, or BENCH_ARGS="LABEL=TETHERD ...") and this tree's.
+bench-redis:
+	@$(MAKE) --no-print-directory MODE=release build
+	@python3 bench/async_registry.py $(BENCH_ARGS)
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^third_party/')
 format:

@@ -10,6 +10,7 @@
 #include "relay/config.h"
 #include "common/configfile.h"
 #include "common/log.h"
+#include "relay/store/redisasync.h"
 
 void tt_config_usage(FILE *f)
 {
@@ -37,7 +38,8 @@ void tt_config_usage(FILE *f)
         "               --webhook-secret-file FILE] [--webhook-queue N]\n"
         "               [--webhook-max-age DURATION]\n"
         "               [--config FILE]\n"
-        "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]]\n"
+        "               [--redis URL --node-id ID --advertise URL [--cluster-addr ADDR:PORT]\n"
+        "               [--redis-max-pending N]]\n"
         "       tetherd --hash-secret\n"
         "       tetherd admin [--admin-url URL] COMMAND...   (tetherd admin --help)\n"
         "       tetherd token status|rotate [--data-dir DIR]   (tetherd token --help)\n"
@@ -143,6 +145,9 @@ void tt_config_usage(FILE *f)
         "                         other nodes redirect devices to)\n"
         "  --cluster-addr ADDR:PORT  where the other nodes reach this node's --listen service\n"
         "                         (default: the first --listen; needed if that is 0.0.0.0/::)\n"
+        "  --redis-max-pending N  Redis commands in flight at once on the asynchronous\n"
+        "                         connection (default 16384); past 75 percent of it new device\n"
+        "                         handshakes get 503 with Retry-After\n"
         "  --help, --version\n"
         "\n"
         "Without --token, --token-file or --tokens-file, the token comes from the environment\n"
@@ -434,6 +439,8 @@ static const struct {
     {"--webhook-queue", false, 1, 1000000, offsetof(struct tt_config, webhook_queue)},
     {"--max-registering", false, 0, 1000000, offsetof(struct tt_config, max_registering)},
     {"--drain-rate", false, 1, 100000, offsetof(struct tt_config, drain_rate)},
+    {"--redis-max-pending", false, TT_REDISASYNC_MAX_PENDING_MIN, TT_REDISASYNC_MAX_PENDING_MAX,
+     offsetof(struct tt_config, redis_max_pending)},
     {"--webhook-max-age", true, 1000, 7ull * 86400000,
      offsetof(struct tt_config, webhook_max_age_ms)},
 };
@@ -929,6 +936,7 @@ static void set_defaults(struct tt_config *c)
     c->webhook_queue = TT_CONFIG_WEBHOOK_QUEUE;
     c->webhook_max_age_ms = TT_CONFIG_WEBHOOK_MAX_AGE_MS;
     c->max_registering = TT_CONFIG_MAX_REGISTERING;
+    c->redis_max_pending = TT_REDISASYNC_MAX_PENDING;
     c->drain_rate = TT_CONFIG_DRAIN_RATE;
 }
 

@@ -135,6 +135,8 @@ struct tt_config {
     /* Admission and drain (drain.h): registrations in progress at most (0: no cap), and the
      * devices a draining node moves per second. */
     uint64_t max_registering;
+    /* --redis-max-pending: the cap on Redis commands in flight (store/redisasync.h) */
+    uint64_t redis_max_pending;
     uint64_t drain_rate;
     /* The fleet token's caps (devauth.h): names it holds through device keys, and the TCP ports
      * those names hold (default: half of the --tcp-ports range, at least 1). */

@@ -93,12 +93,9 @@ static void tighten_data_dir(struct tt_relay *r)
 /* Opens the registry in the data dir and makes the relay's devices from it. */
 static int setup_registry(struct tt_relay *r, char err[TT_ERRLEN])
 {
-    if (r->cfg.cluster)
-        return tt_cluster_init(r, err);
-    char path[TT_CONFIG_PATHLEN + 32];
-    snprintf(path, sizeof(path), "%s/%s", r->cfg.data_dir, TT_REGISTRY_FILE);
-    r->reg = tt_registry_sqlite_open(path, err);
-    return r->reg ? 0 : -1;
+    /* the one place that knows which mode runs (mode.h) */
+    r->mode = r->cfg.cluster ? &tt_mode_cluster : &tt_mode_single;
+    return r->mode->init(r, err);
 }
 
 static int setup_tokens(struct tt_relay *r, char err[TT_ERRLEN])
@@ -140,8 +137,8 @@ static int make_token(struct tt_relay *r, char err[TT_ERRLEN])
         tt_tokens_fleet_history(&r->tokens, r->reg, err) != 0)
         return -1;
     r->token_pending = false;
-    if (r->cluster) /* the beat restores it in Redis should Redis lose it */
-        tt_cluster_set_fleet_hash(r->cluster, r->tokens.fleet);
+    /* cluster: the beat restores it in Redis should Redis lose it */
+    r->mode->set_fleet_hash(r, r->tokens.fleet);
     if (created) {
         printf("tetherd: device token: %s\n", token);
         fflush(stdout);
@@ -156,11 +153,7 @@ static int make_token(struct tt_relay *r, char err[TT_ERRLEN])
 static bool cluster_peer(const char *key, void *ud)
 {
     struct tt_relay *r = ud;
-    char k[TT_ADDRKEY_LEN];
-    for (size_t i = 0; r->cluster && i < r->cluster->nnodes; i++)
-        if (tt_addrkey_from_ip(r->cluster->nodes[i].host, k) == 0 && strcmp(k, key) == 0)
-            return true;
-    return false;
+    return r->mode->is_peer(r, key);
 }
 
 int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *cfg,
@@ -190,9 +183,10 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
         tt_audit_open(&r->audit, cfg->audit_log, err) != 0)
         return -1;
     r->auth.access = &r->access; /* private TCP services take no port of the fleet's cap */
-    if (r->cluster)              /* the grants live in Redis, shared by every node (grants.h) */
-        tt_grants_use_redis(r->access.grants, &r->cluster->rc);
-    tt_sessions_init(&r->sessions, loop, cfg->session_ttl_ms, r->cluster ? &r->cluster->rc : NULL);
+    struct tt_redisconn *shared = r->mode->shared_store(r);
+    if (shared) /* the grants live in Redis, shared by every node (grants.h) */
+        tt_grants_use_redis(r->access.grants, shared);
+    tt_sessions_init(&r->sessions, loop, cfg->session_ttl_ms, shared);
     if (tt_tcpports_init(&r->ports, loop, cfg->tcp_bind, cfg->tcp_low, cfg->tcp_high) != 0) {
         snprintf(err, TT_ERRLEN, "out of memory");
         return -1;
@@ -415,7 +409,7 @@ int tt_relay_reload_tokens(struct tt_relay *r, char err[TT_ERRLEN])
         return tt_tokens_load_file(&r->tokens, r->cfg.tokens_file, err);
     /* the generated token (SQLite only: a node never waits for Redis on its loop) */
     uint8_t hash[32];
-    if (r->cfg.token[0] || r->cluster || !r->tokens.have_fleet ||
+    if (r->cfg.token[0] || r->mode->shared || !r->tokens.have_fleet ||
         tt_registry_cred_get(r->reg, TT_REG_FLEET_CRED, hash) != 0 ||
         memcmp(hash, r->tokens.fleet, sizeof(hash)) == 0)
         return 0;
@@ -453,7 +447,8 @@ void tt_relay_free(struct tt_relay *r)
 {
     tt_registry_free(r->reg);
     r->reg = NULL;
-    tt_cluster_free(r);
+    if (r->mode)
+        r->mode->free(r);
     if (r->lock_fd >= 0)
         close(r->lock_fd);
     r->lock_fd = -1;

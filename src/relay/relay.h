@@ -19,6 +19,7 @@
 #include "relay/lib/strmap.h"
 #include "relay/device/tcpports.h"
 #include "relay/device/tokens.h"
+#include "relay/mode.h"
 
 struct tt_devconn;
 struct tt_cluster;
@@ -32,7 +33,9 @@ struct tt_relay {
     struct tt_tokens tokens;
     struct tt_devauth auth; /* who may register a name: device keys, caps, throttle */
     struct tt_registry *reg;
-    struct tt_cluster *cluster; /* cluster mode (--redis): cluster.h; NULL otherwise */
+    /* single relay or cluster node (mode.h): picked by tt_relay_init, never NULL after it */
+    const struct tt_mode *mode;
+    struct tt_cluster *cluster; /* the cluster mode's own state (cluster.h); NULL otherwise */
     struct tt_strmap by_name;   /* device name -> struct tt_device * (owned) */
     struct tt_strmap by_label;  /* label -> the same device */
     struct tt_devconn *conns;   /* every device connection (registered or not) */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -14,6 +15,7 @@
 #include "common/log.h"
 #include "relay/access/grants.h"
 #include "relay/lib/pattern.h"
+#include "relay/store/redisasync.h"
 #include "relay/store/redisconn.h"
 #include "relay/lib/strmap.h"
 
@@ -34,6 +36,8 @@ struct tt_grants {
     long long gen;                     /* (0 with epoch "": nothing read yet, or no grants) */
     int64_t last_sync, last_miss_sync; /* unix ms of the last read, and of the last for a miss */
     bool logged_down;                  /* the failure to read was logged */
+    struct tt_redisasync *ra;          /* the tick's reads go here when set (never waited for) */
+    bool tick_inflight;                /* one of them is due */
 };
 
 static void hex(const uint8_t *in, size_t n, char *out)
@@ -455,27 +459,40 @@ static const char sync_lua[] =
 
 /* Runs script with the common arguments and nextra more. Returns the reply (NULL when Redis
  * cannot be reached or answered an error: counted). */
-static redisReply *run(struct tt_grants *g, const char *script, int64_t now, int nextra,
-                       const char **extra)
-{
+/* The command of script with the common arguments and nextra more. */
+struct grants_cmd {
     char nowb[24], logmax[16];
     const char *argv[16];
     size_t lens[16];
-    snprintf(nowb, sizeof(nowb), "%lld", (long long)now);
-    snprintf(logmax, sizeof(logmax), "%d", TT_GRANTS_LOG_MAX);
+    int argc;
+};
+
+static void build(struct tt_grants *g, const char *script, int64_t now, int nextra,
+                  const char **extra, struct grants_cmd *c)
+{
+    snprintf(c->nowb, sizeof(c->nowb), "%lld", (long long)now);
+    snprintf(c->logmax, sizeof(c->logmax), "%d", TT_GRANTS_LOG_MAX);
     int argc = 0;
-    argv[argc++] = "EVAL";
-    argv[argc++] = script;
-    argv[argc++] = "0";
-    argv[argc++] = P;
-    argv[argc++] = nowb;
-    argv[argc++] = g->cand;
-    argv[argc++] = logmax;
+    c->argv[argc++] = "EVAL";
+    c->argv[argc++] = script;
+    c->argv[argc++] = "0";
+    c->argv[argc++] = P;
+    c->argv[argc++] = c->nowb;
+    c->argv[argc++] = g->cand;
+    c->argv[argc++] = c->logmax;
     for (int i = 0; i < nextra && argc < 16; i++)
-        argv[argc++] = extra[i];
+        c->argv[argc++] = extra[i];
     for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *rep = tt_redisconn_argv(g->rc, argc, argv, lens);
+        c->lens[i] = strlen(c->argv[i]);
+    c->argc = argc;
+}
+
+static redisReply *run(struct tt_grants *g, const char *script, int64_t now, int nextra,
+                       const char **extra)
+{
+    struct grants_cmd c;
+    build(g, script, now, nextra, extra, &c);
+    redisReply *rep = tt_redisconn_argv(g->rc, c.argc, c.argv, c.lens);
     if (rep && rep->type == REDIS_REPLY_ERROR) {
         freeReplyObject(rep);
         rep = NULL;
@@ -543,14 +560,9 @@ static int drop_unmarked(const char *key, void *val, void *ud)
     return 0;
 }
 
-/* Reads Redis's changes now. Returns 0 or TETHER_ERR_IO. */
-static int sync_now(struct tt_grants *g, int64_t now)
+/* Applies sync_lua's reply (NULL: none; freed here). Returns 0 or TETHER_ERR_IO. */
+static int sync_apply(struct tt_grants *g, const redisReply *rep, int64_t now)
 {
-    char gen[24];
-    g->last_sync = now;
-    snprintf(gen, sizeof(gen), "%lld", g->gen);
-    const char *extra[2] = {g->epoch, gen};
-    redisReply *rep = run(g, sync_lua, now, 2, extra);
     bool ok =
         rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 && reply_str(rep->element[0]);
     for (size_t i = 0; ok && i < rep->elements; i++)
@@ -558,10 +570,8 @@ static int sync_now(struct tt_grants *g, int64_t now)
     if (!ok ||
         (strcmp(rep->element[0]->str, "same") != 0 &&
          (rep->elements < 3 || rep->elements % 2 != 1 || rep->element[1]->len > EPOCH_HEX))) {
-        if (rep) {
+        if (rep)
             g->st.failures++; /* a reply of the wrong shape (run counted failed calls) */
-            freeReplyObject(rep);
-        }
         if (!g->logged_down)
             TT_LOG(TT_LOG_WARN,
                    "grants: cannot read the cluster's grants from redis; keeping "
@@ -586,8 +596,65 @@ static int sync_now(struct tt_grants *g, int64_t now)
         snprintf(g->epoch, sizeof(g->epoch), "%s", rep->element[1]->str);
         g->gen = strtoll(rep->element[2]->str, NULL, 10);
     }
-    freeReplyObject(rep);
     return 0;
+}
+
+/* Reads Redis's changes now (waiting for them). Returns 0 or TETHER_ERR_IO. */
+static int sync_now(struct tt_grants *g, int64_t now)
+{
+    char gen[24];
+    g->last_sync = now;
+    snprintf(gen, sizeof(gen), "%lld", g->gen);
+    const char *extra[2] = {g->epoch, gen};
+    redisReply *rep = run(g, sync_lua, now, 2, extra);
+    int rc = sync_apply(g, rep, now);
+    if (rep)
+        freeReplyObject(rep);
+    return rc;
+}
+
+/* The tick's read, answered (rep NULL: no answer). */
+static void on_tick_sync(redisReply *rep, void *ud)
+{
+    struct tt_grants *g = ud;
+    g->tick_inflight = false;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        rep = NULL;
+    if (!rep)
+        g->st.failures++;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    sync_apply(g, rep, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* The tick's read of Redis's changes: on the asynchronous connection when there is one (one
+ * read at a time, never waited for), else now. */
+static void sync_tick(struct tt_grants *g, int64_t now)
+{
+    if (!g->ra) {
+        sync_now(g, now);
+        return;
+    }
+    if (g->tick_inflight)
+        return;
+    g->last_sync = now;
+    char gen[24];
+    snprintf(gen, sizeof(gen), "%lld", g->gen);
+    const char *extra[2] = {g->epoch, gen};
+    struct grants_cmd c;
+    build(g, sync_lua, now, 2, extra, &c);
+    if (tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, on_tick_sync, g) == 0)
+        g->tick_inflight = true;
+    else
+        on_tick_sync(NULL, g); /* Redis down or busy: counted, logged once */
+}
+
+void tt_grants_use_redis_async(struct tt_grants *g, struct tt_redisasync *ra)
+{
+    if (g)
+        g->ra = ra;
+    if (g && !ra)
+        g->tick_inflight = false; /* its reply came (NULL) as the connection went */
 }
 
 /* An unknown token or id in cluster mode: read Redis's changes, at most every
@@ -610,7 +677,7 @@ size_t tt_grants_tick(struct tt_grants *g, int64_t now)
     expire_local(g, now);
     /* a tenth early: a timer that fires a little before the second still reads */
     if (g->rc && (now - g->last_sync >= TT_GRANTS_SYNC_MS * 9 / 10 || now < g->last_sync))
-        sync_now(g, now);
+        sync_tick(g, now);
     size_t n = g->removed;
     g->removed = 0;
     return n;

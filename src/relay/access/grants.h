@@ -88,6 +88,13 @@ void tt_grants_free(struct tt_grants *g);
  * reads the cluster's grants at the next tick. */
 void tt_grants_use_redis(struct tt_grants *g, struct tt_redisconn *rc);
 
+/* Cluster mode, once the loop runs: the tick's reads of the cluster's grants go on ra (an
+ * asynchronous connection, store/redisasync.h; one at a time, applied when answered) instead of
+ * waiting on rc; NULL goes back to rc (ra is being freed). Creating, deleting and the read made
+ * for an unknown token still wait on rc. */
+struct tt_redisasync;
+void tt_grants_use_redis_async(struct tt_grants *g, struct tt_redisasync *ra);
+
 /* Checks a grant's user name: 1 to TT_MAX_NAME bytes of printable ASCII without spaces (as
  * --users-file names). Returns 0 or -1 with err. */
 int tt_grants_check_user(const char *user, char err[TT_ERRLEN]);

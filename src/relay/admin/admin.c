@@ -1346,8 +1346,12 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             "the nodes published them at this node's last beat.\n"
             "# TYPE tether_cluster_devices_online gauge\n"
             "tether_cluster_devices_online %lld\n",
-            c->nnodes + 1, tt_redisconn_up(&c->rc) ? 1 : 0, (unsigned long long)c->redirects,
+            c->nnodes + 1, tt_cluster_redis_up(c) ? 1 : 0, (unsigned long long)c->redirects,
             (long long)c->fleet_online);
+        char abuf[8192]; /* the asynchronous side (cluster_admin.c) */
+        size_t alen = 0;
+        tt_cluster_metrics_async(c, abuf, sizeof(abuf), &alen);
+        tt_adminbuf_add(&b, abuf, alen < sizeof(abuf) ? alen : 0);
         if (c->rc.url.sentinel)
             tt_adminbuf_fmt(
                 &b,
@@ -1359,7 +1363,8 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
                 "change because another device held their label or port there.\n"
                 "# TYPE tether_redis_repair_conflicts_total counter\n"
                 "tether_redis_repair_conflicts_total %llu\n",
-                (unsigned long long)c->rc.master_changes, (unsigned long long)c->repair_conflict);
+                (unsigned long long)tt_cluster_master_changes(c),
+                (unsigned long long)c->repair_conflict);
         tt_adminbuf_fmt(&b,
                         "# HELP tether_cluster_forwarded_total Clients passed to the node holding "
                         "their device.\n"
@@ -1396,6 +1401,11 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
             (unsigned long long)c->closed_pushed, (unsigned long long)c->closed_scan,
             (unsigned long long)c->full_checks);
     }
+    char store[4096]; /* the registry's asynchronous Redis connection (store/redisasync.h) */
+    size_t storelen = 0;
+    store[0] = '\0';
+    (void)tt_registry_async_metrics(r->reg, store, sizeof(store), &storelen);
+    tt_adminbuf_str(&b, store);
     char auth[4096];
     size_t alen = 0;
     auth[0] = '\0';

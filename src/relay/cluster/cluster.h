@@ -5,7 +5,13 @@
  * the shared secret that lets nodes trust each other's internal requests, the listeners of
  * every TCP port assigned in the cluster, the takeover of devices that reconnected elsewhere,
  * the offline marking of dead nodes' devices and the expiry of devices past their grace.
- * Everything runs on the loop thread with synchronous Redis calls (redisconn.h). */
+ * Everything runs on the loop thread. Once the loop runs, every Redis call of this module is
+ * asynchronous (store/redisasync.h: its own pipelined connection): the beat sends its commands
+ * at once and acts on each reply as it comes, skipping a beat while the previous one's replies
+ * are due; a client whose device must be looked up in Redis waits, bounded (TT_CLUSTER_WAIT_MS,
+ * TT_CLUSTER_WAIT_MAX), for the answer; the grants' periodic read uses the same connection.
+ * Synchronous calls (redisconn.h) remain at start-up (the secret, the node id check, the first
+ * beat and port read) and at shutdown. */
 #ifndef TT_CLUSTER_H
 #define TT_CLUSTER_H
 
@@ -19,10 +25,21 @@
 #include "relay/store/redisconn.h"
 #include "relay/lib/strmap.h"
 #include "relay/device/tcpports.h"
+#include "relay/mode.h"
 
 #define TT_CLUSTER_BEAT_MS 1000
 #define TT_CLUSTER_NODE_TTL_MS 3500
 #define TT_CLUSTER_SECRET_LEN 64 /* hex characters */
+/* Clients (browser requests, tether connect, TCP clients) waiting at once for Redis to say
+ * where their device is, and how long each may wait: beyond either, the documented answer of
+ * an unreachable holder (503 page; a TCP client closed). */
+#define TT_CLUSTER_WAIT_MAX 4096
+#define TT_CLUSTER_WAIT_MS 2000
+/* Redis counts as late once a beat or a waiting client has waited this long: a client whose
+ * device's holder this node knew is then served at once from that knowledge. */
+#define TT_CLUSTER_STALL_MS 250
+/* Shutdown: how long the node record's removal may take before the connection closes. */
+#define TT_CLUSTER_CLOSE_MS 500
 /* Internal request headers (stripped from everything a device sees). */
 #define TT_CLUSTER_HDR_SECRET "x-tether-cluster"
 #define TT_CLUSTER_HDR_CLIENT "x-tether-client"
@@ -49,11 +66,16 @@ struct tt_cluster_port {
     char name[TT_MAX_NAME + 1]; /* the device it is assigned to ("" unknown) */
     char node[TT_NODE_ID_MAX + 1];
     char service[TT_MAX_NAME + 1]; /* its service, when this node claimed it ("" unknown) */
+    uint64_t seq; /* tt_cluster.port_seq when this node last claimed it (0: never) */
 };
+
+struct tt_redisasync;
+struct cl_wait;
 
 struct tt_cluster {
     struct tt_relay *r;
-    struct tt_redisconn rc;
+    struct tt_redisconn rc;   /* synchronous: start-up and the registry */
+    struct tt_redisasync *ra; /* asynchronous: everything this module asks once the loop runs */
     char secret[TT_CLUSTER_SECRET_LEN + 1];
     uv_timer_t timer;
     bool timer_on;
@@ -82,18 +104,27 @@ struct tt_cluster {
     size_t repair_pos;        /* where the repair's walk of the device map resumes */
     size_t repair_left;       /* devices still to walk */
     uint64_t repair_conflict; /* devices whose label or port another name held on the master */
+    /* the asynchronous beat */
+    unsigned beat_inflight;        /* commands of the current beat whose reply is due */
+    uint64_t beat_started;         /* its start (uv_hrtime) */
+    uint64_t beats, beats_skipped; /* beats started, and skipped (the previous one's replies due) */
+    uint64_t loop_us;              /* the last beat's time on the loop (building and sending) */
+    int64_t beat_online, beat_closed;  /* online and closed_pushed when the last beat was sent */
+    int64_t held_online, held_closed;  /* the same, of the beat whose reply set redis_held */
+    uint64_t port_seq, ports_sent_seq; /* port claims made here; the last at the port read */
+    /* clients waiting for Redis (cluster.c struct cl_wait), oldest first */
+    struct cl_wait *waits, *waits_tail;
+    size_t waiting, waiting_peak; /* not answered yet; the most at once */
+    uint64_t waits_total, wait_full, wait_timeouts;
+    uint64_t late_answers; /* clients served from what this node knew, Redis being late */
+    uv_timer_t wait_timer;
+    uv_timer_t close_timer; /* shutdown: closes ra (cluster.c) */
+    bool closing;
+    uint64_t ra_master_changes; /* ra's master changes, kept once ra is closed */
 };
 /* Devices walked per beat by the repair after a master change (two Redis calls per
  * CHECK_BATCH of them). */
 #define TT_CLUSTER_REPAIR_SLICE 2048
-
-/* Result of tt_cluster_locate_label(). */
-enum tt_cluster_where {
-    TT_CLUSTER_UNKNOWN = 0, /* no such label (or Redis unreachable and never seen) */
-    TT_CLUSTER_OFFLINE = 1, /* remembered, offline within its grace: *since set */
-    TT_CLUSTER_BUSY = 2,    /* online, but its node cannot be reached now */
-    TT_CLUSTER_REMOTE = 3,  /* online at another node: host, port set */
-};
 
 /* Connects to Redis (cfg->redis), makes r->reg the Redis registry and reads (or creates) the
  * cluster secret. Returns 0 or -1 with err ("cannot connect to Redis at ...": exit 1). */
@@ -118,11 +149,28 @@ void tt_cluster_set_fleet_hash(struct tt_cluster *c, const uint8_t hash[32]);
 /* True when hc carries the cluster secret: the request comes from another node. */
 bool tt_cluster_trusted(const struct tt_cluster *c, const struct tt_headparse *hp);
 
-/* Where the device holding label is, for a request this node cannot serve itself; name (may be
- * NULL) gets the device's name when the registry told it ("" otherwise). */
-enum tt_cluster_where tt_cluster_locate_label(struct tt_cluster *c, const char *label,
-                                              int64_t *since, char host[TT_HOSTLEN], uint16_t *port,
-                                              char *name);
+/* Where the device with label (by_name: named key) is, for a client this node cannot serve
+ * itself (mode.h tt_mode.locate): asked of Redis in one call, the client waiting (bounded:
+ * TT_CLUSTER_WAIT_MS, then cb with timed_out); with Redis down, answered at once from the last
+ * holder this node knew (a label cache) and the last beat's nodes. Returns 0 (cb called once,
+ * now or later) or TETHER_ERR_CAPACITY (TT_CLUSTER_WAIT_MAX clients wait already: counted). */
+int tt_cluster_locate(struct tt_cluster *c, const char *key, bool by_name, tt_where_cb cb,
+                      void *ud);
+
+/* Forgets the lookups waiting with ud: their cb is not called. */
+void tt_cluster_cancel(struct tt_cluster *c, void *ud);
+
+/* Changes of Redis master (sentinel mode) this node followed: the larger count of its two
+ * connections (each follows the master on its own). */
+uint64_t tt_cluster_master_changes(const struct tt_cluster *c);
+
+/* True while this node reaches Redis: its asynchronous connection is up (before start: the
+ * synchronous one). */
+bool tt_cluster_redis_up(const struct tt_cluster *c);
+
+/* The metrics of the asynchronous side (beats skipped, clients waiting, the connection's own:
+ * store/redisasync.h) appended to out[*len..cap) as Prometheus text. */
+void tt_cluster_metrics_async(const struct tt_cluster *c, char *out, size_t cap, size_t *len);
 
 /* The id of the live node (as of the last beat) whose cluster address is host:port, or NULL. */
 const char *tt_cluster_node_at(const struct tt_cluster *c, const char *host, uint16_t port);
@@ -150,10 +198,6 @@ bool tt_cluster_can_take(struct tt_cluster *c);
 /* An internal CONNECT (from another node, already trusted) for a TCP port of a device of
  * ours: joins it to the device or drops it. hc is consumed. */
 void tt_cluster_on_tunnel(struct tt_cluster *c, struct tt_headconn *hc);
-
-/* Reads the cluster's port assignments from Redis now (they are otherwise read every beat),
- * opening listeners for new ones and closing those of ports no longer assigned. */
-void tt_cluster_refresh_ports(struct tt_cluster *c);
 
 /* A TCP port for service of device name: want when it is free or already the device's (a
  * listener is opened when needed), else the next free one. Returns 0 and *got, or

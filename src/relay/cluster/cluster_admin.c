@@ -10,6 +10,7 @@
 #include "relay/admin/adminquery.h"
 #include "relay/cluster/cluster.h"
 #include "relay/relay.h"
+#include "relay/store/redisasync.h"
 
 #define P TT_REDIS_PREFIX
 
@@ -412,4 +413,89 @@ void tt_cluster_page_free(struct tt_cluster_page *pg)
     tt_cluster_devs_free(pg->v, pg->n);
     pg->v = NULL;
     pg->n = 0;
+}
+
+void tt_cluster_metrics_async(const struct tt_cluster *c, char *out, size_t cap, size_t *len)
+{
+    if (*len >= cap)
+        return;
+    int n = snprintf(
+        out + *len, cap - *len,
+        "# HELP tether_cluster_beats_total Beats this node started.\n"
+        "# TYPE tether_cluster_beats_total counter\n"
+        "tether_cluster_beats_total %llu\n"
+        "# HELP tether_cluster_beats_skipped_total Beats not started because replies of the "
+        "previous one were still due (Redis slow or stopped).\n"
+        "# TYPE tether_cluster_beats_skipped_total counter\n"
+        "tether_cluster_beats_skipped_total %llu\n"
+        "# HELP tether_cluster_beat_loop_seconds Time the last beat took on the loop (its "
+        "commands built and sent; the replies are acted on as they come).\n"
+        "# TYPE tether_cluster_beat_loop_seconds gauge\n"
+        "tether_cluster_beat_loop_seconds %.6f\n"
+        "# HELP tether_cluster_lookup_waiting Clients waiting for Redis to say where their "
+        "device is.\n"
+        "# TYPE tether_cluster_lookup_waiting gauge\n"
+        "tether_cluster_lookup_waiting %zu\n"
+        "# HELP tether_cluster_lookup_waiting_max The cap on them (beyond: 503, or a TCP client "
+        "closed).\n"
+        "# TYPE tether_cluster_lookup_waiting_max gauge\n"
+        "tether_cluster_lookup_waiting_max %d\n"
+        "# HELP tether_cluster_lookup_waiting_peak The most that waited at once since start.\n"
+        "# TYPE tether_cluster_lookup_waiting_peak gauge\n"
+        "tether_cluster_lookup_waiting_peak %zu\n"
+        "# HELP tether_cluster_lookups_total Clients that waited for a lookup in Redis.\n"
+        "# TYPE tether_cluster_lookups_total counter\n"
+        "tether_cluster_lookups_total %llu\n"
+        "# HELP tether_cluster_lookups_refused_total Clients refused at once: the cap of "
+        "waiting ones reached.\n"
+        "# TYPE tether_cluster_lookups_refused_total counter\n"
+        "tether_cluster_lookups_refused_total %llu\n"
+        "# HELP tether_cluster_lookups_timeout_total Clients answered 503 (or closed) because "
+        "Redis did not answer within the wait.\n"
+        "# TYPE tether_cluster_lookups_timeout_total counter\n"
+        "tether_cluster_lookups_timeout_total %llu\n"
+        "# HELP tether_cluster_lookups_late_total Clients served at once from the holder this "
+        "node last knew, Redis being late or the waiting clients at their cap.\n"
+        "# TYPE tether_cluster_lookups_late_total counter\n"
+        "tether_cluster_lookups_late_total %llu\n",
+        (unsigned long long)c->beats, (unsigned long long)c->beats_skipped,
+        (double)c->loop_us / 1e6, c->waiting, TT_CLUSTER_WAIT_MAX, c->waiting_peak,
+        (unsigned long long)c->waits_total, (unsigned long long)c->wait_full,
+        (unsigned long long)c->wait_timeouts, (unsigned long long)c->late_answers);
+    if (n < 0 || (size_t)n >= cap - *len) {
+        *len = cap;
+        return;
+    }
+    *len += (size_t)n;
+    /* the cluster's own connection (store/redisasync.h; named apart from the registry's) */
+    struct tt_redisasync_stats st;
+    memset(&st, 0, sizeof(st));
+    if (c->ra)
+        tt_redisasync_stats(c->ra, &st);
+    n = snprintf(out + *len, cap - *len,
+                 "# HELP tether_cluster_redis_pending Commands of the cluster's asynchronous "
+                 "Redis connection in flight.\n"
+                 "# TYPE tether_cluster_redis_pending gauge\n"
+                 "tether_cluster_redis_pending %zu\n"
+                 "# HELP tether_cluster_redis_pending_max The cap on them (--redis-max-pending).\n"
+                 "# TYPE tether_cluster_redis_pending_max gauge\n"
+                 "tether_cluster_redis_pending_max %zu\n"
+                 "# HELP tether_cluster_redis_pending_full_total Commands refused at the cap.\n"
+                 "# TYPE tether_cluster_redis_pending_full_total counter\n"
+                 "tether_cluster_redis_pending_full_total %llu\n"
+                 "# HELP tether_cluster_redis_failed_total Commands of the cluster that got no "
+                 "answer (connection lost, timed out, Redis down).\n"
+                 "# TYPE tether_cluster_redis_failed_total counter\n"
+                 "tether_cluster_redis_failed_total %llu\n"
+                 "# HELP tether_cluster_redis_async_up 1 while the cluster's asynchronous Redis "
+                 "connection is up.\n"
+                 "# TYPE tether_cluster_redis_async_up gauge\n"
+                 "tether_cluster_redis_async_up %d\n",
+                 st.pending, st.max_pending, (unsigned long long)st.full,
+                 (unsigned long long)(st.failed + st.refused), st.up ? 1 : 0);
+    if (n < 0 || (size_t)n >= cap - *len) {
+        *len = cap;
+        return;
+    }
+    *len += (size_t)n;
 }

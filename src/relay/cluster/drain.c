@@ -27,7 +27,7 @@ static void on_tick(uv_timer_t *t)
     d->last_ms = now;
     if (!d->on || r->stopping)
         return;
-    if (!r->cluster || !tt_cluster_can_take(r->cluster)) {
+    if (!r->mode->can_take(r)) {
         if (!d->idle_logged)
             TT_LOG(TT_LOG_INFO, "draining: no other node takes devices; the devices held here "
                                 "stay until one does (or until this node stops)");
@@ -132,20 +132,22 @@ enum tt_drain_refusal tt_drain_admit(struct tt_relay *r, unsigned *retry_after)
         return TT_DRAIN_DRAINING;
     }
     uint64_t max = r->cfg.max_registering;
-    if (max == 0 || d->registering < max)
+    /* the registry's connection past its admission share (store/redisasync.h): busy too */
+    bool store_busy = tt_registry_busy(r->reg, TT_DRAIN_STORE_COMMANDS);
+    if (!store_busy && (max == 0 || d->registering < max))
         return TT_DRAIN_ADMIT;
     roll_window(d, uv_now(r->loop));
     d->window_refusals++;
     d->refused[TT_DRAIN_BUSY]++;
-    uint64_t rate =
-        d->last_done > TT_DRAIN_RATE_FLOOR * max ? d->last_done : TT_DRAIN_RATE_FLOOR * max;
+    uint64_t floor = TT_DRAIN_RATE_FLOOR * (max ? max : 1);
+    uint64_t rate = d->last_done > floor ? d->last_done : floor;
     uint64_t s = 1 + d->window_refusals / rate;
     *retry_after = (unsigned)(s > TT_DRAIN_BUSY_RETRY_MAX_S ? TT_DRAIN_BUSY_RETRY_MAX_S : s);
     if (d->window_refusals == 1) /* one line a second at most; /metrics counts them all */
         TT_LOG(TT_LOG_INFO,
                "device handshakes refused: too many registrations under way registering=%zu "
-               "max_registering=%llu retry_after=%u",
-               d->registering, (unsigned long long)max, *retry_after);
+               "max_registering=%llu registry_busy=%d retry_after=%u",
+               d->registering, (unsigned long long)max, store_busy ? 1 : 0, *retry_after);
     return TT_DRAIN_BUSY;
 }
 

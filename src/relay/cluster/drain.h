@@ -35,6 +35,10 @@ struct tt_relay;
  * TT_DRAIN_RATE_FLOOR × --max-registering), at most TT_DRAIN_BUSY_RETRY_MAX_S. */
 #define TT_DRAIN_BUSY_RETRY_MAX_S 60
 #define TT_DRAIN_RATE_FLOOR 16
+/* Redis commands a registration keeps in flight at most (its lookup, then its write): a
+ * handshake is refused busy when that many more would pass the admission share of
+ * --redis-max-pending (store/redisasync.h). */
+#define TT_DRAIN_STORE_COMMANDS 2
 
 /* Why a device handshake is refused (tt_drain.refused[]). */
 enum tt_drain_refusal {

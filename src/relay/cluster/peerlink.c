@@ -318,9 +318,7 @@ void tt_peerlink_start(uv_loop_t *loop, struct tt_conn *client, const char *host
     l->audit = audit_copy(audit);
     l->text = audit && audit->text;
     snprintf(l->device, sizeof(l->device), "%s", audit && audit->device ? audit->device : "");
-    const char *node = audit && audit->r && audit->r->cluster
-                           ? tt_cluster_node_at(audit->r->cluster, host, port)
-                           : NULL;
+    const char *node = audit && audit->r ? audit->r->mode->node_at(audit->r, host, port) : NULL;
     snprintf(l->node, sizeof(l->node), "%s", node ? node : "");
     bool v6 = strchr(host, ':') != NULL;
     snprintf(l->addr, sizeof(l->addr), "%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "",

@@ -36,40 +36,53 @@ static void send_frame(struct tt_devconn *dc, const uint8_t *f, tt_ssize n)
         tt_wsconn_send_frame(dc->ws, f, (size_t)n);
 }
 
-/* Records the device in the registry, durably: its label, its TCP ports, since when it is
- * offline (0: online) and when it was last seen; and, when key is given and has one to store,
- * the device key of the registration under way (in the same write). Returns 0 or the registry's
- * error (logged). */
-static int save_key(struct tt_device *d, const struct tt_devconn *key)
+/* d's record (label, TCP ports, offline since, last seen) into rd; with key, the device key of
+ * the registration under way when it has one to store (in the same write). Returns false when
+ * there is nothing to write (cluster mode: a device without a label). */
+static bool record(const struct tt_device *d, const struct tt_devconn *key,
+                   struct tt_reg_device *rd)
 {
-    if (d->relay->cluster && !d->label[0])
-        return 0;
-    struct tt_reg_device rd;
-    memset(&rd, 0, sizeof(rd));
-    snprintf(rd.name, sizeof(rd.name), "%s", d->name);
-    snprintf(rd.label, sizeof(rd.label), "%s", d->label);
-    rd.offline_since = d->offline_since;
-    rd.last_seen = d->last_seen;
+    if (d->relay->mode->shared && !d->label[0])
+        return false;
+    memset(rd, 0, sizeof(*rd));
+    snprintf(rd->name, sizeof(rd->name), "%s", d->name);
+    snprintf(rd->label, sizeof(rd->label), "%s", d->label);
+    rd->offline_since = d->offline_since;
+    rd->last_seen = d->last_seen;
     for (uint8_t i = 0; i < d->nsvc; i++) {
         if (d->svc[i].kind != TT_SERVICE_TCP || !d->svc[i].portno)
             continue;
-        snprintf(rd.ports[rd.nports].service, sizeof(rd.ports[0].service), "%s", d->svc[i].name);
-        rd.ports[rd.nports++].port = d->svc[i].portno;
+        snprintf(rd->ports[rd->nports].service, sizeof(rd->ports[0].service), "%s", d->svc[i].name);
+        rd->ports[rd->nports++].port = d->svc[i].portno;
     }
     if (key && key->set_key) {
-        rd.set_key = true;
-        memcpy(rd.key_hash, key->key_hash, sizeof(rd.key_hash));
+        rd->set_key = true;
+        memcpy(rd->key_hash, key->key_hash, sizeof(rd->key_hash));
     }
-    int rc = tt_registry_put(d->relay->reg, &rd);
-    if (rc)
-        TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", TT_LOG_V(d->name),
-               tether_err_name(rc));
-    return rc;
+    return true;
 }
 
-static int save(struct tt_device *d)
+/* A background write ended (ud: a copy of the device name, or NULL): failures are logged. */
+static void written(int rc, void *ud)
 {
-    return save_key(d, NULL);
+    char *name = ud;
+    if (rc && rc != TETHER_ERR_NOT_FOUND)
+        TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", TT_LOG_V(name ? name : ""),
+               tether_err_name(rc));
+    free(name);
+}
+
+/* Records d's state in the registry in the background (asynchronous with Redis: sent behind
+ * every write queued before it, so that a device's writes land in order). */
+static void save(struct tt_device *d)
+{
+    struct tt_reg_device rd;
+    if (!record(d, NULL, &rd))
+        return;
+    char *name = strdup(d->name);
+    int rc = tt_registry_put_async(d->relay->reg, &rd, written, name);
+    if (rc)
+        written(rc, name);
 }
 
 /* The peer's "IP:PORT" for logs. */
@@ -121,7 +134,7 @@ static void close_ports(struct tt_device *d)
 /* d leaves this node: its listeners and map entries go, its counters go to the relay's, d is
  * freed; its registry record is left alone (cluster mode: it went offline, or another node
  * holds it now, and its ports stay with the cluster's listeners). */
-static void drop_local(struct tt_device *d)
+void tt_device_drop_local(struct tt_device *d)
 {
     struct tt_relay *r = d->relay;
     r->gone_bytes_in += d->bytes_in;
@@ -134,19 +147,23 @@ static void drop_local(struct tt_device *d)
     device_free(d);
 }
 
-/* Forgets d: label and ports are released, its counters go to the relay's. d is freed. */
+/* Forgets d: label and ports are released (the registry's delete goes in the background), its
+ * counters go to the relay's. d is freed. */
 static void forget(struct tt_device *d)
 {
-    int rc = tt_registry_del(d->relay->reg, d->name);
-    if (rc && rc != TETHER_ERR_NOT_FOUND)
-        TT_LOG(TT_LOG_ERROR, "registry delete failed device=%s err=%s", TT_LOG_V(d->name),
-               tether_err_name(rc));
-    drop_local(d);
+    char *name = strdup(d->name);
+    int rc = tt_registry_del_async(d->relay->reg, d->name, written, name);
+    if (rc)
+        written(rc, name);
+    tt_device_drop_local(d);
 }
 
-int tt_device_save(struct tt_device *d)
+int tt_device_save_async(struct tt_device *d, tt_registry_done_cb cb, void *ud)
 {
-    return save(d);
+    struct tt_reg_device rd;
+    if (!record(d, NULL, &rd))
+        return TETHER_ERR_NOT_FOUND;
+    return tt_registry_put_async(d->relay->reg, &rd, cb, ud);
 }
 
 static int count_online(const char *key, void *val, void *ud)
@@ -176,9 +193,7 @@ static void expire(struct tt_device *d)
  * nothing is sent from here. */
 static void expire_grace(struct tt_device *d)
 {
-    struct tt_relay *r = d->relay;
-    if (!r->cluster)
-        tt_webhook_emit(r->webhooks, "expired", d->name, d->label, tt_relay_now_ms());
+    d->relay->mode->expired(d);
     expire(d);
 }
 
@@ -247,7 +262,7 @@ int tt_device_http_service(const struct tt_device *d, const char *svc)
     return -1;
 }
 
-static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
+void tt_device_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
 {
     struct tt_device *d = ud;
     for (uint8_t i = 0; i < d->nsvc; i++) {
@@ -270,16 +285,35 @@ static void on_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *u
     tt_respond_drop(client); /* offline: closed at once */
 }
 
-static bool label_free(struct tt_relay *r, const char *label)
+static bool label_free(struct tt_relay *r, struct tt_registry *reg, const char *label)
 {
     struct tt_reg_device rd;
     return !tt_strmap_get(&r->by_label, label) &&
-           tt_registry_find_label(r->reg, label, &rd) == TETHER_ERR_NOT_FOUND;
+           tt_registry_find_label(reg, label, &rd) == TETHER_ERR_NOT_FOUND;
 }
 
-/* A new runtime device for name, with its remembered label and ports when the registry still
- * holds them, else a fresh label. Returns NULL when out of memory or labels. */
-static struct tt_device *device_create(struct tt_relay *r, const char *name, bool *held)
+/* A record past its grace, not swept yet, was deleted (in the background) by this node. */
+struct expired_note {
+    struct tt_relay *r;
+    char name[TT_MAX_NAME + 1], label[TT_MAX_LABEL + 1];
+    int64_t now;
+};
+
+static void expired_deleted(int rc, void *ud)
+{
+    struct expired_note *e = ud;
+    if (rc == 0) {
+        TT_LOG(TT_LOG_INFO, "device expired device=%s label=%s", TT_LOG_V(e->name), e->label);
+        tt_webhook_emit(e->r->webhooks, "expired", e->name, e->label, e->now);
+    }
+    free(e);
+}
+
+/* A new runtime device for name, with its remembered label and ports when the registry (reg:
+ * the registration's lookup, registry.h's view) still holds them, else a fresh label: label
+ * when it is free, else a random one. Returns NULL when out of memory or labels. */
+static struct tt_device *device_create(struct tt_relay *r, struct tt_registry *reg,
+                                       const char *name, const char *label, bool *held)
 {
     struct tt_device *d = calloc(1, sizeof(*d));
     if (!d)
@@ -287,7 +321,7 @@ static struct tt_device *device_create(struct tt_relay *r, const char *name, boo
     d->relay = r;
     snprintf(d->name, sizeof(d->name), "%s", name);
     struct tt_reg_device rd;
-    if (tt_registry_get(r->reg, name, &rd) == 0) {
+    if (tt_registry_get(reg, name, &rd) == 0) {
         int64_t now = tt_relay_now_ms();
         if (rd.offline_since == 0 || now - rd.offline_since < (int64_t)r->cfg.grace_ms) {
             *held = rd.offline_since == 0 && rd.node[0] && strcmp(rd.node, r->cfg.node_id) != 0;
@@ -303,16 +337,26 @@ static struct tt_device *device_create(struct tt_relay *r, const char *name, boo
                 d->svc[i].portno = rd.ports[i].port;
             }
             d->nsvc = rd.nports;
-        } else if (tt_registry_del(r->reg, name) == 0) {
-            /* past its grace, not swept yet: expired here, by the node that deleted it */
-            TT_LOG(TT_LOG_INFO, "device expired device=%s label=%s", TT_LOG_V(name), rd.label);
-            tt_webhook_emit(r->webhooks, "expired", name, rd.label, now);
+        } else {
+            /* past its grace, not swept yet: expired here, by the node that deletes it (sent
+             * before this registration's own write, so it lands first) */
+            struct expired_note *e = calloc(1, sizeof(*e));
+            if (e) {
+                e->r = r;
+                snprintf(e->name, sizeof(e->name), "%s", name);
+                snprintf(e->label, sizeof(e->label), "%s", rd.label);
+                e->now = now;
+                if (tt_registry_del_async(r->reg, name, expired_deleted, e) != 0)
+                    free(e);
+            }
         }
     }
+    if (!d->label[0] && label[0] && label_free(r, reg, label))
+        snprintf(d->label, sizeof(d->label), "%s", label);
     for (int tries = 0; !d->label[0] && tries < 100; tries++) {
-        char label[TT_DEVICE_LABEL_LEN + 1];
-        if (tt_random_label(label, TT_DEVICE_LABEL_LEN) == 0 && label_free(r, label))
-            snprintf(d->label, sizeof(d->label), "%s", label);
+        char fresh[TT_DEVICE_LABEL_LEN + 1];
+        if (tt_random_label(fresh, TT_DEVICE_LABEL_LEN) == 0 && label_free(r, reg, fresh))
+            snprintf(d->label, sizeof(d->label), "%s", fresh);
     }
     if (!d->label[0] || tt_strmap_put(&r->by_name, d->name, d) != 0) {
         device_free(d);
@@ -383,8 +427,7 @@ static void release_dropped(struct tt_device *d, const struct tt_device_svc *ns,
                        "tcp port released, the service is private device=%s "
                        "service=%s port=%u",
                        TT_LOG_V(d->name), TT_LOG_V(o->name), (unsigned)o->portno);
-        if (d->relay->cluster)
-            tt_cluster_port_release(d->relay->cluster, d->name, o->portno);
+        d->relay->mode->release_port(d->relay, d->name, o->portno);
     }
 }
 
@@ -427,29 +470,10 @@ static int configure_services(struct tt_device *d, const struct tt_hello *m)
     struct tt_device_svc *nsv = svcs_new(m->nservices);
     if (!nsv)
         return TETHER_ERR_NOMEM;
-    for (int i = 0; i < m->nservices && r->cluster; i++) {
-        /* cluster mode: the cluster's listeners serve every port (cluster.c) */
-        if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private)
-            continue;
-        int rc =
-            tt_cluster_port_claim(r->cluster, d->name, ns[i].name, ns[i].portno, &ns[i].portno);
-        if (rc) {
-            free(nsv);
-            return rc;
-        }
-    }
-    for (int i = 0; i < m->nservices && !r->cluster; i++) {
-        if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private || carried[i] >= 0)
-            continue;
-        int rc = tt_tcpports_open(&r->ports, ns[i].portno, on_port_accept, d, &ns[i].port);
-        if (rc) {
-            for (int j = 0; j < i; j++)
-                if (ns[j].port && carried[j] < 0)
-                    tt_tcpport_close(ns[j].port);
-            free(nsv);
-            return rc;
-        }
-        ns[i].portno = tt_tcpport_port(ns[i].port);
+    int prc = r->mode->claim_ports(d, ns, m->nservices, carried); /* mode.h */
+    if (prc) {
+        free(nsv);
+        return prc;
     }
     for (int i = 0; i < m->nservices; i++) {
         if (carried[i] >= 0) {
@@ -517,19 +541,29 @@ static int refuse(struct tt_devconn *dc, struct tt_session *s, uint16_t code, co
     return 0;
 }
 
-/* dc's registration will not be acknowledged: a key the relay issued for it (and maybe stored
- * with it) must not stay, or the name would belong to a key that nobody has. The stored hash is
- * removed only while it is still that key's. The key itself is wiped. */
-static void drop_issued_key(struct tt_devconn *dc)
+/* The withdrawal of an issued key ended (ud: a copy of the name). */
+static void key_withdrawn(int rc, void *ud)
 {
-    struct tt_relay *r = dc->relay;
-    uint8_t cur[32];
-    if (dc->key_issued && tt_registry_key_get(r->reg, dc->key_name, cur) == 0 &&
-        CRYPTO_memcmp(cur, dc->key_hash, sizeof(cur)) == 0) {
-        int rc = tt_registry_key_del(r->reg, dc->key_name);
+    char *name = ud;
+    if (rc != TETHER_ERR_NOT_FOUND) /* NOT_FOUND: another key's now, or none: left alone */
         TT_LOG(rc ? TT_LOG_ERROR : TT_LOG_INFO,
                "device key withdrawn, its registration was not acknowledged device=%s err=%s",
-               dc->key_name, tether_err_name(rc));
+               name ? name : "", tether_err_name(rc));
+    free(name);
+}
+
+/* dc's registration will not be acknowledged: a key the relay issued for it (and maybe stored
+ * with it) must not stay, or the name would belong to a key that nobody has. The stored hash is
+ * removed only while it is still that key's (one atomic step, sent behind the registration's
+ * own write). The key itself is wiped. */
+static void drop_issued_key(struct tt_devconn *dc)
+{
+    if (dc->key_issued) {
+        char *name = strdup(dc->key_name);
+        int rc = tt_registry_key_del_if_async(dc->relay->reg, dc->key_name, dc->key_hash,
+                                              key_withdrawn, name);
+        if (rc)
+            key_withdrawn(rc, name);
     }
     dc->key_issued = dc->set_key = false;
     OPENSSL_cleanse(dc->key, sizeof(dc->key));
@@ -556,6 +590,142 @@ static void fail_registration(struct tt_devconn *dc, const char *why);
  * TETHER_ERR_IO. */
 static int wait_sync(struct tt_relay *r, struct tt_devconn *dc);
 
+/* ---- registration: a short pipeline of steps
+ *
+ * on_hello -> check -> lookup (registry, async) -> auth -> claim -> ports -> save (registry,
+ * async) -> saved -> sync (group commit, async) -> welcome.
+ * Each step is one function; an asynchronous step's continuation is its callback, which may run
+ * before the call returns (SQLite completes at once). Many registrations are under way at once,
+ * each in its own job. The job is the registration's state (the HELLO copied, the registry's
+ * answers); the connection owns it (dc->job) until it closes.
+ *
+ * Cancellation rule: a connection that closes clears job->dc (on_ws_close); every continuation
+ * first checks it (job_alive) and, when it is NULL, frees the job and does nothing else. What
+ * the registration already did is the close path's to undo, as for a registered device: once
+ * the device is claimed (d->conn == dc) the close marks it offline with a write queued behind
+ * the registration's own, so the last write wins in order; an issued key is withdrawn the same
+ * way. After the claim, a device taken from the connection (a newer HELLO for the name, the
+ * operator's delete, a cluster eviction) shows as dc->dev == NULL: the job ends without touching
+ * it (job_bound). */
+struct tt_regjob {
+    struct tt_devconn *dc; /* NULL once the connection closed */
+    struct tt_relay *r;
+    struct tt_hello m; /* the HELLO, its strings pointing into strs */
+    uint8_t strs[TT_MAX_NAME + TT_MAX_TOKEN + TT_MAX_KEY + TT_MAX_SERVICES * TT_MAX_NAME];
+    char name[TT_MAX_NAME + 1];
+    struct tt_reg_lookup q; /* what the registry said */
+    bool fresh;             /* the device was made by this registration */
+    int tries;              /* cluster: port claims retried after a conflict */
+    int64_t now;
+};
+
+static void step_lookup(struct tt_regjob *job);
+static void step_auth(struct tt_regjob *job);
+static void step_claim(struct tt_regjob *job);
+static void step_save(struct tt_regjob *job);
+static void step_sync(struct tt_regjob *job);
+
+/* Copies str into the job's strings. Returns false when it does not fit its cap. */
+static bool job_str(struct tt_regjob *job, size_t *used, struct tt_str *out,
+                    const struct tt_str *in, size_t cap)
+{
+    if (in->len > cap || *used + in->len > sizeof(job->strs))
+        return false;
+    if (in->len)
+        memcpy(job->strs + *used, in->p, in->len);
+    *out = (struct tt_str){job->strs + *used, in->len};
+    *used += in->len;
+    return true;
+}
+
+/* A job for dc's HELLO m (name checked). NULL when out of memory or a field is past its cap. */
+static struct tt_regjob *job_new(struct tt_devconn *dc, const struct tt_hello *m, const char *name)
+{
+    struct tt_regjob *job = calloc(1, sizeof(*job));
+    if (!job)
+        return NULL;
+    size_t used = 0;
+    bool ok = job_str(job, &used, &job->m.name, &m->name, TT_MAX_NAME) &&
+              job_str(job, &used, &job->m.token, &m->token, TT_MAX_TOKEN) &&
+              job_str(job, &used, &job->m.key, &m->key, TT_MAX_KEY);
+    job->m.version = m->version;
+    job->m.max_streams = m->max_streams;
+    job->m.window = m->window;
+    job->m.nservices = m->nservices;
+    for (int i = 0; ok && i < m->nservices; i++) {
+        job->m.services[i].kind = m->services[i].kind;
+        ok = job_str(job, &used, &job->m.services[i].name, &m->services[i].name, TT_MAX_NAME);
+    }
+    if (!ok) {
+        OPENSSL_cleanse(job->strs, sizeof(job->strs));
+        free(job);
+        return NULL;
+    }
+    job->dc = dc;
+    job->r = dc->relay;
+    snprintf(job->name, sizeof(job->name), "%s", name);
+    dc->job = job;
+    return job;
+}
+
+/* The job is over: its connection lets go of it; the token and key it copied are wiped. */
+static void job_end(struct tt_regjob *job)
+{
+    if (job->dc)
+        job->dc->job = NULL;
+    OPENSSL_cleanse(job, sizeof(*job));
+    free(job);
+}
+
+/* A continuation's first check: false (job ended) when the connection closed meanwhile, or was
+ * refused because the relay is stopping. */
+static bool job_alive(struct tt_regjob *job)
+{
+    struct tt_devconn *dc = job->dc;
+    if (dc && dc->ws && !job->r->stopping)
+        return true;
+    if (dc && dc->ws)
+        refuse(dc, tt_wsconn_session(dc->ws), TT_REFUSE_INTERNAL, "relay shutting down");
+    job_end(job);
+    return false;
+}
+
+/* After the claim: false (job ended) when the connection closed, or the device was taken from
+ * it (a newer connection, the operator, another node, shutdown): no WELCOME then, and the key
+ * it was issued is withdrawn. */
+static bool job_bound(struct tt_regjob *job)
+{
+    struct tt_devconn *dc = job->dc;
+    if (!dc) {
+        job_end(job);
+        return false;
+    }
+    if (dc->dev && dc->dev->conn == dc && !job->r->stopping)
+        return true;
+    admitted(dc);
+    drop_issued_key(dc);
+    if (dc->dev && dc->dev->conn == dc) { /* stopping: its connection is closed with the rest */
+        dc->dev->conn = NULL;
+        dc->dev = NULL;
+    }
+    job_end(job);
+    return false;
+}
+
+/* Refuses the job's connection and ends the job. */
+static void job_refuse(struct tt_regjob *job, uint16_t code, const char *why)
+{
+    struct tt_devconn *dc = job->dc;
+    refuse(dc, tt_wsconn_session(dc->ws), code, why);
+    job_end(job);
+}
+
+/* A shared registry (cluster mode) that did not answer the lookup: Redis cannot be reached. */
+static bool unreachable(const struct tt_regjob *job)
+{
+    return job->r->mode->shared && job->q.get_rc == TETHER_ERR_IO;
+}
+
 static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
 {
     struct tt_devconn *dc = ud;
@@ -568,36 +738,100 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
     }
     if (r->stopping)
         return refuse(dc, s, TT_REFUSE_INTERNAL, "relay shutting down");
-    /* Who may hold this name (devauth.h): its own token, its device key, or the fleet token for
-     * a name that has neither yet (within the fleet's caps). Refusals are logged there. */
+    struct tt_regjob *job = job_new(dc, m, name);
+    if (!job)
+        return refuse(dc, s, TT_REFUSE_INTERNAL, "out of memory");
+    step_lookup(job);
+    return 0;
+}
+
+static void on_looked_up(struct tt_reg_lookup *q, void *ud)
+{
+    struct tt_regjob *job = ud;
+    (void)q;
+    if (job_alive(job))
+        step_auth(job);
+}
+
+/* Everything the registry knows that the registration needs, in one round trip: the name's
+ * record and device key, the fleet's counts, and whether a fresh label is free. */
+static void step_lookup(struct tt_regjob *job)
+{
+    struct tt_reg_lookup *q = &job->q;
+    snprintf(q->name, sizeof(q->name), "%s", job->name);
+    if (tt_random_label(q->label, TT_DEVICE_LABEL_LEN) != 0)
+        q->label[0] = '\0';
+    int rc = tt_registry_lookup(job->r->reg, q, on_looked_up, job);
+    if (rc) { /* Redis down or too busy: as if it had not answered */
+        q->get_rc = q->key_rc = q->counts_rc = q->label_rc = TETHER_ERR_IO;
+        on_looked_up(q, job);
+    }
+}
+
+/* Who may hold this name (devauth.h): its own token, its device key, or the fleet token for a
+ * name that has neither yet (within the fleet's caps), decided on the lookup's answers.
+ * Refusals are logged there. */
+static void step_auth(struct tt_regjob *job)
+{
+    struct tt_devconn *dc = job->dc;
+    struct tt_relay *r = job->r;
+    struct tt_reg_view view;
     struct tt_devauth_verdict v;
-    tt_devauth_hello(&r->auth, r->reg, &r->tokens, name, m, tt_session_version(s), peer(dc),
+    tt_devauth_hello(&r->auth, tt_registry_view(&view, &job->q), &r->tokens, job->name, &job->m,
+                     tt_session_version(tt_wsconn_session(dc->ws)), peer(dc),
                      (int64_t)uv_now(r->loop), &v);
+    /* the token and the key are not needed any more */
+    OPENSSL_cleanse((void *)(uintptr_t)job->m.token.p, job->m.token.len);
+    OPENSSL_cleanse((void *)(uintptr_t)job->m.key.p, job->m.key.len);
+    job->m.token.len = job->m.key.len = 0;
     if (v.refuse) {
-        if (r->cluster && v.refuse == TT_REFUSE_INTERNAL && !tt_redisconn_up(&r->cluster->rc))
-            return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry unreachable");
-        return refuse(dc, s, v.refuse, v.reason);
+        if (v.refuse == TT_REFUSE_INTERNAL && unreachable(job)) {
+            job_refuse(job, TT_REFUSE_INTERNAL, "relay registry unreachable");
+            return;
+        }
+        {
+            job_refuse(job, v.refuse, v.reason);
+            return;
+        }
     }
     dc->set_key = v.set_key;
     dc->key_issued = v.issued;
     memcpy(dc->key_hash, v.key_hash, sizeof(dc->key_hash));
     memcpy(dc->key, v.key, sizeof(dc->key));
-    snprintf(dc->key_name, sizeof(dc->key_name), "%s", name);
+    snprintf(dc->key_name, sizeof(dc->key_name), "%s", job->name);
     OPENSSL_cleanse(v.key, sizeof(v.key));
-    int64_t now = tt_relay_now_ms();
-    struct tt_device *d = tt_strmap_get(&r->by_name, name);
+    step_claim(job);
+}
+
+/* The device: this node's (taking it over from its current connection) or a new one with its
+ * remembered label and ports; bound to the connection from here on. */
+static void step_claim(struct tt_regjob *job)
+{
+    struct tt_devconn *dc = job->dc;
+    struct tt_relay *r = job->r;
+    struct tt_reg_view view;
+    int64_t now = job->now = tt_relay_now_ms();
+    struct tt_device *d = tt_strmap_get(&r->by_name, job->name);
     if (d && expired(d, now)) {
         expire_grace(d);
         d = NULL;
     }
-    bool fresh = !d, held = false;
-    if (fresh && !(d = device_create(r, name, &held))) {
-        if (r->cluster && !tt_redisconn_up(&r->cluster->rc)) {
+    bool held = false;
+    job->fresh = !d;
+    if (!d &&
+        !(d = device_create(r, tt_registry_view(&view, &job->q), job->name, job->q.label, &held))) {
+        if (unreachable(job)) {
             TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry unreachable\"",
-                   TT_LOG_V(name), peer(dc));
-            return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry unreachable");
+                   TT_LOG_V(job->name), peer(dc));
+            {
+                job_refuse(job, TT_REFUSE_INTERNAL, "relay registry unreachable");
+                return;
+            }
         }
-        return refuse(dc, s, TT_REFUSE_CAPACITY, "no label available");
+        {
+            job_refuse(job, TT_REFUSE_CAPACITY, "no label available");
+            return;
+        }
     }
     /* a takeover: of a session of this node, or (cluster mode) of another node's, which
      * closes it silently at its next beat; the "takeover" webhook goes from here, once */
@@ -605,66 +839,125 @@ static int on_hello(struct tt_session *s, const struct tt_hello *m, void *ud)
         tt_webhook_emit(r->webhooks, "takeover", d->name, d->label, now);
     if (d->conn)
         takeover(d);
-    int rc, saved = 0;
-    for (int tries = 0;; tries++) {
-        rc = configure_services(d, m);
-        if (rc)
-            break;
-        /* Durable before it is acknowledged: a WELCOME the device saw is never forgotten. The
-         * record is committed now and the WELCOME goes once the registry has synced it. */
-        d->offline_since = 0;
-        d->last_seen = now;
-        saved = save_key(d, dc);
-        /* cluster mode: another node claimed that port a moment ago; learn the cluster's
-         * ports again and take another */
-        if (saved == TETHER_ERR_INVAL && r->cluster && tries < 3) {
-            tt_cluster_refresh_ports(r->cluster);
-            continue;
-        }
-        break;
-    }
+    d->conn = dc;
+    dc->dev = d;
+    step_save(job);
+}
+
+/* The claim failed: no TCP port (rc) or the registry write (saved). The device goes back to
+ * what it was without this connection, which is refused. */
+static void claim_failed(struct tt_regjob *job, int rc, int saved)
+{
+    struct tt_devconn *dc = job->dc;
+    struct tt_device *d = dc->dev;
+    struct tt_relay *r = job->r;
+    int64_t now = job->now;
+    d->conn = NULL;
+    dc->dev = NULL;
     if (rc) {
         TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"no TCP port left\"",
-               TT_LOG_V(name), peer(dc));
-        if (r->cluster) {
-            if (!fresh && !d->offline_since) {
+               TT_LOG_V(job->name), peer(dc));
+        if (r->mode->shared) {
+            if (!job->fresh && !d->offline_since) {
                 d->offline_since = now;
                 save(d);
             }
-            drop_local(d);
-        } else if (fresh) {
+            r->mode->session_ended(d);
+        } else if (job->fresh) {
             expire(d);
         } else if (!d->offline_since) {
             set_offline(d, now);
             save(d);
         }
-        return refuse(dc, s, TT_REFUSE_CAPACITY,
-                      rc == TETHER_ERR_CAPACITY ? "no TCP port left" : "out of memory");
-    }
-    if (saved != 0) {
-        TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry failure\"",
-               TT_LOG_V(name), peer(dc));
-        if (r->cluster) {
-            drop_local(d); /* the shared record is untouched */
-        } else if (fresh) {
-            expire(d);
-        } else {
-            set_offline(d, now);
+        {
+            job_refuse(job, TT_REFUSE_CAPACITY,
+                       rc == TETHER_ERR_CAPACITY ? "no TCP port left" : "out of memory");
+            return;
         }
-        return refuse(dc, s, TT_REFUSE_INTERNAL, "relay registry failure");
     }
-    d->conn = dc;
-    dc->dev = d;
+    (void)saved;
+    TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry failure\"",
+           TT_LOG_V(job->name), peer(dc));
+    if (r->mode->shared)
+        r->mode->session_ended(d); /* the shared record is untouched */
+    else if (job->fresh)
+        expire(d);
+    else
+        set_offline(d, now);
+    job_refuse(job, TT_REFUSE_INTERNAL, "relay registry failure");
+}
+
+/* The cluster's ports learnt again (a port claimed elsewhere a moment ago): claim again. */
+static void on_ports_learnt(void *ud)
+{
+    struct tt_regjob *job = ud;
+    if (!job_bound(job))
+        return;
+    job->tries++;
+    step_save(job);
+}
+
+static void on_saved(int rc, void *ud)
+{
+    struct tt_regjob *job = ud;
+    if (!job_bound(job))
+        return;
+    if (rc)
+        TT_LOG(TT_LOG_ERROR, "registry update failed device=%s err=%s", TT_LOG_V(job->name),
+               tether_err_name(rc));
+    /* cluster mode: another node claimed that port a moment ago; learn the cluster's ports
+     * again and take another */
+    if (rc == TETHER_ERR_INVAL && job->tries < 3 &&
+        job->r->mode->ports_conflict(job->r, on_ports_learnt, job) == 0)
+        return;
+    if (rc) {
+        claim_failed(job, 0, rc);
+        return;
+    }
+    step_sync(job);
+}
+
+/* The services (listeners, ports), then the record, durable before it is acknowledged: a
+ * WELCOME the device saw is never forgotten. The record (with the device key) is written now
+ * and the WELCOME goes once the registry has synced it. */
+static void step_save(struct tt_regjob *job)
+{
+    struct tt_devconn *dc = job->dc;
+    struct tt_device *d = dc->dev;
+    int rc = configure_services(d, &job->m);
+    if (rc) {
+        claim_failed(job, rc, 0);
+        return;
+    }
+    d->offline_since = 0;
+    d->last_seen = job->now;
+    struct tt_reg_device rd;
+    if (!record(d, dc, &rd)) {
+        on_saved(0, job);
+        return;
+    }
+    rc = tt_registry_put_async(job->r->reg, &rd, on_saved, job);
+    if (rc)
+        on_saved(rc, job);
+}
+
+/* Registered: the HELLO deadline no longer applies; the WELCOME waits for the registry's sync
+ * (group commit, in the thread pool) when it needs one. The job ends here: the connection
+ * carries the rest (dc->sync_waiting). */
+static void step_sync(struct tt_regjob *job)
+{
+    struct tt_devconn *dc = job->dc;
+    struct tt_relay *r = job->r;
+    job_end(job);
     set_registered(dc);
     int waiting = wait_sync(r, dc);
     if (waiting > 0)
-        return 0;
+        return;
     if (waiting < 0) {
         fail_registration(dc, "relay registry failure");
-        return 0;
+        return;
     }
     welcome(dc);
-    return 0;
 }
 
 /* Sends dc's WELCOME (its device's label and services) now that the registration is durable,
@@ -741,8 +1034,7 @@ static void fail_registration(struct tt_devconn *dc, const char *why)
         d->conn = NULL;
         set_offline(d, tt_relay_now_ms());
         save(d);
-        if (d->relay->cluster)
-            drop_local(d);
+        d->relay->mode->session_ended(d);
     }
     dc->dev = NULL;
     TT_LOG(TT_LOG_WARN, "device refused peer=%s reason=\"%s\"", peer(dc), TT_LOG_E(why));
@@ -894,6 +1186,10 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
     struct tt_devconn *dc = ud;
     struct tt_device *d = dc->dev;
     const char *why = reason && reason[0] ? reason : err ? tether_strerror(err) : "closed";
+    if (dc->job) { /* a registration under way: it ends at its next step (device.c's rule) */
+        dc->job->dc = NULL;
+        dc->job = NULL;
+    }
     if (dc->sync_waiting)
         sync_unqueue(dc);
     drop_issued_key(dc); /* closed before its WELCOME went out */
@@ -908,8 +1204,8 @@ static void on_ws_close(struct tt_wsconn *c, int err, const char *reason, void *
                TT_LOG_V(d->name), d->label, peer(dc), TT_LOG_E(why));
         if (dc->welcomed) /* an "online" went out for this session */
             tt_webhook_emit(d->relay->webhooks, "offline", d->name, d->label, d->last_seen);
-        if (d->relay->cluster)
-            drop_local(d); /* the shared registry remembers it; any node answers for it */
+        /* cluster: the shared registry remembers it; any node answers for it */
+        d->relay->mode->session_ended(d);
     } else {
         TT_LOG(TT_LOG_DEBUG, "device connection closed peer=%s reason=\"%s\"", peer(dc),
                TT_LOG_E(why));
@@ -1028,7 +1324,7 @@ static void sweep_hello(struct tt_relay *r, int64_t now, bool full)
 
 /* Records the relay's heartbeat: after a crash, the devices that were online count as offline
  * since then. */
-static void heartbeat(struct tt_relay *r, int64_t now)
+void tt_device_heartbeat(struct tt_relay *r, int64_t now)
 {
     int64_t prev;
     int rc = tt_registry_heartbeat(r->reg, now, &prev);
@@ -1047,8 +1343,9 @@ static void on_sweep(uv_timer_t *t)
     sweep_devices(r, now);
     tt_devauth_sweep(&r->auth, (int64_t)uv_now(r->loop));
     tt_access_tick(&r->access, now); /* grants' expiry and cluster reads, then revocations */
+    /* the mode's (mode.h): a cluster node's beat writes its heartbeat every second */
     if (now - r->heartbeat_at >= TT_DEVICE_HEARTBEAT_MS || now < r->heartbeat_at)
-        heartbeat(r, now);
+        r->mode->heartbeat(r, now);
     sweep_hello(r, now, full);
 }
 
@@ -1096,7 +1393,8 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
             memset(sv, 0, sizeof(*sv));
             continue;
         }
-        if (live && tt_tcpports_open_exact(&r->ports, sv->portno, on_port_accept, d, &sv->port)) {
+        if (live &&
+            tt_tcpports_open_exact(&r->ports, sv->portno, tt_device_port_accept, d, &sv->port)) {
             TT_LOG(TT_LOG_WARN,
                    "remembered tcp port unavailable, the device will get another device=%s "
                    "service=%s port=%u",
@@ -1131,7 +1429,7 @@ static int resave_one(const char *key, void *val, void *ud)
 }
 
 /* Restores the devices the registry remembers (see tt_device_start). */
-static int load_registry(struct tt_relay *r, char err[TT_ERRLEN])
+int tt_device_load_registry(struct tt_relay *r, char err[TT_ERRLEN])
 {
     struct load_ctx lc = {r, tt_relay_now_ms(), 0, 0};
     int64_t prev = 0;
@@ -1162,14 +1460,14 @@ int tt_device_evict(struct tt_relay *r, const char *name)
         return TETHER_ERR_NOT_FOUND;
     if (d->conn)
         takeover(d); /* its connection closes without writing the registry */
-    drop_local(d);
+    tt_device_drop_local(d);
     return 0;
 }
 
 int tt_device_start(struct tt_relay *r, char err[TT_ERRLEN])
 {
     /* cluster mode: the registry is the cluster's; only live devices are kept here */
-    if (r->cluster ? tt_cluster_start(r, err) != 0 : load_registry(r, err) != 0)
+    if (r->mode->start(r, err) != 0)
         return -1;
     uint64_t every = r->cfg.grace_ms / 4;
     if (every < 100)
@@ -1202,14 +1500,17 @@ static int free_one(const char *key, void *val, void *ud)
 void tt_device_shutdown(struct tt_relay *r)
 {
     int64_t now = tt_relay_now_ms();
+    /* the asynchronous registry closes first (registrations under way end, refused); the
+     * writes below are synchronous, the loop about to stop */
+    tt_registry_stop_async(r->reg);
     if (!uv_is_closing((uv_handle_t *)&r->sweep))
         uv_close((uv_handle_t *)&r->sweep, NULL);
     /* The devices are told to go away: offline from now on, in one write. */
     int rc = tt_registry_mark_offline(r->reg, now);
     if (rc)
         TT_LOG(TT_LOG_ERROR, "registry update at shutdown failed err=%s", tether_err_name(rc));
-    heartbeat(r, now);
-    tt_cluster_stop(r);
+    tt_device_heartbeat(r, now);
+    r->mode->stop(r);
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
         if (dc->ws)
             tt_wsconn_close(dc->ws, TT_GOAWAY_SHUTDOWN, tt_wsconn_close_code(TT_GOAWAY_SHUTDOWN), 0,

@@ -68,6 +68,9 @@ struct tt_devconn {
     uint8_t key_hash[32];
     char key[TT_MAX_KEY + 1];
     char key_name[TT_MAX_NAME + 1]; /* the name it was issued for */
+    /* The registration under way (device.c's pipeline), owned; NULL when none. Cleared when
+     * the connection closes: the job then ends at its next step. */
+    struct tt_regjob *job;
 };
 
 struct tt_device {
@@ -114,9 +117,11 @@ int tt_device_delete(struct tt_relay *r, const char *name);
  * Returns 0 or TETHER_ERR_NOT_FOUND. */
 int tt_device_evict(struct tt_relay *r, const char *name);
 
-/* Writes d's record to the registry again (label, ports, online state). Returns 0 or the
- * registry's error (logged). */
-int tt_device_save(struct tt_device *d);
+/* Writes d's record to the registry again (label, ports, online state) in the background
+ * (behind the device's earlier writes): cb gets the registry's
+ * answer (TETHER_ERR_INVAL: its label or a port is another name's). Returns 0 (cb called once)
+ * or an error (cb not called; TETHER_ERR_NOT_FOUND: nothing to write). */
+int tt_device_save_async(struct tt_device *d, tt_registry_done_cb cb, void *ud);
 
 /* Devices with a registered session on this node. */
 size_t tt_device_online_count(struct tt_relay *r);
@@ -130,8 +135,26 @@ size_t tt_device_online_count(struct tt_relay *r);
  * in time and writes the heartbeat every TT_DEVICE_HEARTBEAT_MS. Returns 0, or -1 with err
  * (registry failure, out of memory, timer). */
 int tt_device_start(struct tt_relay *r, char err[TT_ERRLEN]);
-/* (In cluster mode nothing is loaded: tt_cluster_start runs instead, and devices that
+/* (The start is the mode's (mode.h): in cluster mode nothing is loaded, tt_cluster_start runs
+ * instead, and devices that
  * disconnect leave this node's tables; the shared registry keeps them for the grace period.) */
+
+/* For the modes (mode.h) --------------------------------------------------------------- */
+
+/* The single relay's start (mode_single.c): restores the registry's devices as described for
+ * tt_device_start. Returns 0 or -1 with err. */
+int tt_device_load_registry(struct tt_relay *r, char err[TT_ERRLEN]);
+
+/* d leaves this node's tables (its listeners closed, its counters added to the relay's, d
+ * freed); its registry record is left alone (the cluster's session_ended). */
+void tt_device_drop_local(struct tt_device *d);
+
+/* Writes the relay's heartbeat to the registry (every TT_DEVICE_HEARTBEAT_MS on a single
+ * relay: its mode's heartbeat) and asks for a sync. */
+void tt_device_heartbeat(struct tt_relay *r, int64_t now);
+
+/* The accept callback of a TCP listener that device ud owns (the single relay's ports). */
+void tt_device_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud);
 
 /* Relay shutdown: records every online device as offline since now (one registry write) and
  * the heartbeat, tells every device to go away (GOAWAY shutdown), closes every device

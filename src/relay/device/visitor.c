@@ -60,6 +60,13 @@ struct tt_visitor {
     char client[TT_MAX_ADDR];         /* the visitor's "IP:PORT" (vouched for when trusted) */
     char typed_user[TT_MAX_NAME + 1]; /* a Basic user, for the audit line of a refusal */
     bool trusted;
+    /* the lookup of a device not online here (mode.h): while it runs, the request (its
+     * credentials point into hc) waits in rq; its answer, for decide() */
+    struct tt_visitor_request *rq;
+    bool looking;
+    bool *answered; /* while locate runs: set when the answer came at once */
+    bool have_where;
+    struct tt_where where;
     struct tt_principal who; /* kind NONE: public access */
     /* the bridge */
     struct tt_wsconn *vws; /* the visitor's connection, until its on_close */
@@ -240,6 +247,12 @@ static void audit_refusal(struct tt_visitor *v, const char *outcome)
 
 static void free_pending(struct tt_visitor *v)
 {
+    if (v->looking)
+        v->r->mode->cancel(v->r, v);
+    if (v->rq) {
+        tt_visitor_request_wipe(v->rq);
+        free(v->rq);
+    }
     tt_access_verify_cancel(v->check);
     OPENSSL_cleanse(v->typed_user, sizeof(v->typed_user));
     free(v);
@@ -263,11 +276,11 @@ static void refuse(struct tt_visitor *v, int status, const char *outcome, const 
 }
 
 /* The visitor's address: the peer's, or the one another node vouches for. */
-static void client_of(struct tt_relay *r, struct tt_headconn *hc, bool trusted,
-                      char out[TT_MAX_ADDR])
+static void client_of(struct tt_headconn *hc, bool trusted, char out[TT_MAX_ADDR])
 {
     size_t n;
-    const uint8_t *v = trusted && r->cluster ? one_value(&hc->hp, TT_CLUSTER_HDR_CLIENT, &n) : NULL;
+    /* only another node is trusted (mode.h) */
+    const uint8_t *v = trusted ? one_value(&hc->hp, TT_CLUSTER_HDR_CLIENT, &n) : NULL;
     if (v && n > 0 && n < TT_MAX_ADDR) {
         memcpy(out, v, n);
         out[n] = '\0';
@@ -282,31 +295,51 @@ static void client_of(struct tt_relay *r, struct tt_headconn *hc, bool trusted,
 /* Where the device named v->device is. */
 enum where { W_UNKNOWN, W_OFFLINE, W_BUSY, W_LOCAL, W_REMOTE };
 
-static enum where locate(struct tt_relay *r, const char *name, struct tt_device **dp,
-                         char host[TT_HOSTLEN], uint16_t *port)
+/* The mode's answer, when it comes at once (mode.h). */
+struct where_now {
+    bool done;
+    struct tt_where a;
+};
+
+static void where_now_cb(const struct tt_where *a, bool timed_out, void *ud)
 {
-    struct tt_device *d = tt_strmap_get(&r->by_name, name);
+    struct where_now *w = ud;
+    w->done = true;
+    w->a = *a;
+    if (timed_out)
+        w->a.kind = TT_WHERE_BUSY;
+}
+
+/* Where v's device is: online here, or what the lookup made before the credentials were
+ * checked said, or what the mode answers at once (the single relay always does; a cluster node
+ * asked now would have to wait: "cannot be reached now"). */
+static enum where locate(struct tt_visitor *v, struct tt_device **dp, char host[TT_HOSTLEN],
+                         uint16_t *port)
+{
+    struct tt_relay *r = v->r;
+    struct tt_device *d = tt_strmap_get(&r->by_name, v->device);
     *dp = d;
     if (d && tt_device_online(d))
         return W_LOCAL;
-    if (!r->cluster) {
-        if (!d)
-            return W_UNKNOWN;
-        return d->conn ? W_BUSY : W_OFFLINE; /* registering: not serving yet */
-    }
-    struct tt_reg_device rd;
-    int rc = tt_registry_get(r->reg, name, &rd);
-    if (rc == TETHER_ERR_NOT_FOUND)
-        return W_UNKNOWN;
-    if (rc != 0)
+    struct where_now w;
+    memset(&w, 0, sizeof(w));
+    if (v->have_where) {
+        w.done = true;
+        w.a = v->where;
+    } else if (v->trusted || r->mode->locate(r, v->device, true, where_now_cb, &w) != 0 ||
+               !w.done) {
+        if (!w.done && !v->trusted)
+            r->mode->cancel(r, &w);
         return W_BUSY;
-    int64_t since = 0;
-    switch (tt_cluster_locate_label(r->cluster, rd.label, &since, host, port, NULL)) {
-    case TT_CLUSTER_REMOTE:
+    }
+    switch (w.a.kind) {
+    case TT_WHERE_REMOTE:
+        snprintf(host, TT_HOSTLEN, "%s", w.a.host);
+        *port = w.a.port;
         return W_REMOTE;
-    case TT_CLUSTER_OFFLINE:
+    case TT_WHERE_OFFLINE:
         return W_OFFLINE;
-    case TT_CLUSTER_BUSY:
+    case TT_WHERE_BUSY:
         return W_BUSY;
     default:
         return W_UNKNOWN;
@@ -923,7 +956,7 @@ static void decide(struct tt_visitor *v)
                    v->device, v->service);
         return;
     }
-    switch (locate(r, v->device, &d, host, &port)) {
+    switch (locate(v, &d, host, &port)) {
     case W_UNKNOWN:
         refuse(v, 404, "refused", "not found: no device named %s", v->device);
         return;
@@ -1060,6 +1093,77 @@ void tt_visitor_request_wipe(struct tt_visitor_request *rq)
     OPENSSL_cleanse(rq, sizeof(*rq));
 }
 
+/* Checks the credentials of the request (rq) and goes on to decide(), now or once a secret
+ * check answers. */
+static void authenticate(struct tt_visitor *v, struct tt_visitor_request *rq)
+{
+    struct tt_relay *r = v->r;
+    struct tt_headconn *hc = v->hc;
+    switch (rq->auth) {
+    case TT_VISITOR_AUTH_NONE:
+        decide(v); /* a public service, or 401 */
+        break;
+    case TT_VISITOR_AUTH_BEARER: {
+        int rc = tt_access_verify_token(&r->access, rq->token, rq->token_len, v->client,
+                                        tt_relay_now_ms(), &v->who);
+        if (rc == TETHER_ERR_THROTTLED)
+            refuse(v, 429, "refused", "too many failed attempts from this address, retry later");
+        else if (rc != 0)
+            refuse(v, 401, "refused", "authentication failed: unknown or expired grant");
+        else
+            decide(v);
+        break;
+    }
+    case TT_VISITOR_AUTH_BASIC: {
+        memcpy(v->typed_user, rq->user, sizeof(v->typed_user));
+        /* the head connection stays ours, unauthenticated (limits.h), until the answer */
+        tt_conn_read_stop(hc->conn);
+        hc->on_drop = on_hc_drop;
+        hc->drop_ud = v;
+        int rc = tt_access_verify(&r->access, rq->user, rq->secret, rq->secret_len, v->client,
+                                  on_checked, v, &v->check);
+        if (rc == TETHER_ERR_AGAIN)
+            refuse(v, 503, "refused", "the relay is busy checking secrets, retry later");
+        else if (rc != 0)
+            refuse(v, 503, "refused", "the relay cannot serve this now (out of memory)");
+        break;
+    }
+    default:
+        refuse(v, 401, "refused",
+               "authentication failed: malformed Authorization (use Basic or Bearer)");
+        break;
+    }
+}
+
+/* The mode's answer for a device not online here: passed to its node, or checked here (the
+ * answer kept for decide()). Not answered in time: 503, as a holder out of reach. */
+static void on_where(const struct tt_where *a, bool timed_out, void *ud)
+{
+    struct tt_visitor *v = ud;
+    v->looking = false;
+    if (v->answered)
+        *v->answered = true;
+    v->hc->on_drop = NULL;
+    struct tt_visitor_request rq = *v->rq;
+    tt_visitor_request_wipe(v->rq);
+    free(v->rq);
+    v->rq = NULL;
+    if (timed_out) {
+        tt_visitor_request_wipe(&rq);
+        refuse(v, 503, "offline", "device unavailable: %s cannot be reached now", v->device);
+        return;
+    }
+    if (a->kind == TT_WHERE_REMOTE) {
+        tt_visitor_request_wipe(&rq);
+        forward(v, a->host, a->port);
+        return;
+    }
+    v->have_where = true;
+    v->where = *a;
+    authenticate(v, &rq);
+    tt_visitor_request_wipe(&rq);
+}
+
 void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool trusted)
 {
     struct tt_wshs_request ws;
@@ -1087,54 +1191,38 @@ void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool truste
     v->r = r;
     v->hc = hc;
     v->trusted = trusted;
-    client_of(r, hc, trusted, v->client);
+    client_of(hc, trusted, v->client);
     memcpy(v->device, rq.device, sizeof(v->device));
     memcpy(v->service, rq.service, sizeof(v->service));
     /* A device another node holds: that node decides everything (it checks the credentials
-     * too), so that nothing is checked twice and nothing here tells who exists. */
-    struct tt_device *d;
-    char host[TT_HOSTLEN];
-    uint16_t port = 0;
-    if (r->cluster && !trusted && !r->stopping &&
-        locate(r, v->device, &d, host, &port) == W_REMOTE) {
+     * too), so that nothing is checked twice and nothing here tells who exists. Where it is
+     * comes from the mode (mode.h), maybe later: the request waits meanwhile. */
+    struct tt_device *d = tt_strmap_get(&r->by_name, v->device);
+    if (r->mode->shared && !trusted && !r->stopping && !(d && tt_device_online(d))) {
+        if (!(v->rq = malloc(sizeof(*v->rq)))) {
+            tt_visitor_request_wipe(&rq);
+            refuse(v, 503, "refused", "the relay cannot serve this now (out of memory)");
+            return;
+        }
+        *v->rq = rq;
         tt_visitor_request_wipe(&rq);
-        forward(v, host, port);
-        return;
-    }
-    switch (rq.auth) {
-    case TT_VISITOR_AUTH_NONE:
-        decide(v); /* a public service, or 401 */
-        break;
-    case TT_VISITOR_AUTH_BEARER: {
-        int rc = tt_access_verify_token(&r->access, rq.token, rq.token_len, v->client,
-                                        tt_relay_now_ms(), &v->who);
-        if (rc == TETHER_ERR_THROTTLED)
-            refuse(v, 429, "refused", "too many failed attempts from this address, retry later");
-        else if (rc != 0)
-            refuse(v, 401, "refused", "authentication failed: unknown or expired grant");
-        else
-            decide(v);
-        break;
-    }
-    case TT_VISITOR_AUTH_BASIC: {
-        memcpy(v->typed_user, rq.user, sizeof(v->typed_user));
-        /* the head connection stays ours, unauthenticated (limits.h), until the answer */
-        tt_conn_read_stop(hc->conn);
+        bool answered = false;
+        v->answered = &answered;
+        v->looking = true;
         hc->on_drop = on_hc_drop;
         hc->drop_ud = v;
-        int rc = tt_access_verify(&r->access, rq.user, rq.secret, rq.secret_len, v->client,
-                                  on_checked, v, &v->check);
-        if (rc == TETHER_ERR_AGAIN)
-            refuse(v, 503, "refused", "the relay is busy checking secrets, retry later");
-        else if (rc != 0)
-            refuse(v, 503, "refused", "the relay cannot serve this now (out of memory)");
-        break;
+        if (r->mode->locate(r, v->device, true, on_where, v) != 0) {
+            v->looking = false;
+            refuse(v, 503, "offline", "device unavailable: %s cannot be reached now", v->device);
+            return;
+        }
+        if (answered)
+            return; /* v is answered (and maybe gone) already */
+        v->answered = NULL;
+        tt_conn_read_stop(hc->conn); /* the connection waits unread for the answer */
+        return;
     }
-    default:
-        refuse(v, 401, "refused",
-               "authentication failed: malformed Authorization (use Basic or Bearer)");
-        break;
-    }
+    authenticate(v, &rq);
     tt_visitor_request_wipe(&rq);
 }
 

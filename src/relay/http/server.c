@@ -21,6 +21,7 @@
 #include "relay/http/server.h"
 #include "relay/access/signin.h"
 #include "relay/device/visitor.h"
+#include "relay/cluster/peerlink.h"
 
 struct hs_write {
     uv_write_t req;
@@ -90,9 +91,9 @@ static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
         return;
     }
     char loc[TT_ADVERTISE_MAX + 1100];
-    if (r->cluster && !tt_cluster_trusted(r->cluster, &hc->hp) &&
-        tt_cluster_redirect(r->cluster, (const char *)hc->data + hc->hp.url_off, hc->hp.url_len,
-                            tt_drain_on(r), loc, sizeof(loc))) {
+    if (!r->mode->trusted(r, &hc->hp) &&
+        r->mode->redirect(r, (const char *)hc->data + hc->hp.url_off, hc->hp.url_len,
+                          tt_drain_on(r), loc, sizeof(loc))) {
         char out[sizeof(loc) + 200];
         int n = snprintf(out, sizeof(out),
                          "HTTP/1.1 307 Temporary Redirect\r\nLocation: %s\r\n"
@@ -167,14 +168,14 @@ struct origin {
     bool https;
 };
 
-static void find_origin(struct tt_relay *r, struct tt_headconn *hc, bool trusted, struct origin *o)
+static void find_origin(struct tt_headconn *hc, bool trusted, struct origin *o)
 {
     snprintf(o->ip, sizeof(o->ip), "%s", hc->peer_ip);
     o->port = hc->peer_port;
     o->https = hc->conn->tls != NULL;
     const uint8_t *v;
     size_t n;
-    if (!r->cluster || !trusted)
+    if (!trusted) /* only another node is trusted (mode.h) */
         return;
     if (find_trimmed(&hc->hp, TT_CLUSTER_HDR_CLIENT, &v, &n) == 1 && n > 0 && n < sizeof(o->ip)) {
         memcpy(o->ip, v, n);
@@ -248,46 +249,129 @@ static void to_device(struct tt_relay *r, struct tt_headconn *hc, struct tt_devi
     tt_headconn_free(hc);
 }
 
-/* Cluster mode: label is not served by a device connected here. Forwards the request to the
- * node holding it, or answers. Returns false when the label is unknown (the caller goes on). */
-static bool to_cluster(struct tt_relay *r, struct tt_headconn *hc, const char *label, bool trusted,
-                       const char *svc, const struct origin *o)
+/* A request for a device label this node does not serve from its tables (mode.h: held by
+ * another node, offline in the shared registry, or unknown), while its node is looked up. */
+struct lookup {
+    struct tt_relay *r;
+    struct tt_headconn *hc;
+    bool trusted;
+    bool *answered; /* while locate runs: set when the answer came at once */
+    char svc[TT_ROUTE_SVCLEN + 1];
+    struct origin o;
+};
+
+/* What is left of on_head once no device answers for Host: a WebSocket upgrade (tether
+ * connect, or a device), else 404. */
+static void not_a_device(struct tt_relay *r, struct tt_headconn *hc, bool trusted)
 {
-    char host[TT_HOSTLEN], name[TT_MAX_NAME + 1];
-    uint16_t port = 0;
-    int64_t since = 0;
-    if (trusted) {
-        /* another node sent it here: never forwarded again */
-        respond_page(hc, TT_PAGE_UNAVAILABLE);
-        return true;
+    if (is_websocket(hc)) {
+        if (tt_visitor_is_upgrade(&hc->hp))
+            tt_visitor_endpoint(r, hc, trusted); /* tether connect */
+        else
+            device_endpoint(r, hc);
+        return;
     }
-    switch (tt_cluster_locate_label(r->cluster, label, &since, host, &port, name)) {
-    case TT_CLUSTER_REMOTE: {
+    respond_page(hc, TT_PAGE_NOT_FOUND);
+}
+
+/* The headconn went (its deadline, a shed, the relay stopping) while its lookup waited. */
+static void on_lookup_drop(struct tt_headconn *hc, void *ud)
+{
+    struct lookup *lk = ud;
+    (void)hc;
+    lk->r->mode->cancel(lk->r, lk); /* lk itself is hc's owner_data: freed with it */
+}
+
+/* The answer of the lookup: forward the request to the node holding the device, or answer;
+ * an unknown label goes on as any other Host. A lookup not answered in time (the shared
+ * registry slow or away, or too many waiting: timed_out) gets the 503 page. */
+static void on_located(const struct tt_where *a, bool timed_out, void *ud)
+{
+    struct lookup *lk = ud;
+    struct tt_relay *r = lk->r;
+    struct tt_headconn *hc = lk->hc;
+    hc->on_drop = NULL;
+    hc->owner_data = NULL; /* lk is ours again */
+    if (lk->answered)
+        *lk->answered = true;
+    struct origin o = lk->o;
+    char svc[sizeof(lk->svc)];
+    memcpy(svc, lk->svc, sizeof(svc));
+    bool trusted = lk->trusted;
+    free(lk);
+    if (timed_out) {
+        TT_LOG(TT_LOG_DEBUG, "answered peer=%s:%u status=503 registry lookup timed out",
+               hc->peer_ip, hc->peer_port);
+        respond_page(hc, TT_PAGE_UNAVAILABLE);
+        return;
+    }
+    switch (a->kind) {
+    case TT_WHERE_REMOTE: {
         char client[TT_MAX_ADDR];
-        tt_forward_client_addr(client, sizeof(client), o->ip, o->port);
+        tt_forward_client_addr(client, sizeof(client), o.ip, o.port);
         struct tt_peerlink_audit audit = {.r = r,
-                                          .device = name,
+                                          .device = a->name,
                                           .service = svc[0] ? svc : "http",
                                           .kind = "http",
                                           .client = client};
-        tt_cluster_forward_http(r->cluster, hc, host, port, &audit);
-        return true;
+        r->mode->forward_http(r, hc, a->host, a->port, &audit);
+        return;
     }
-    case TT_CLUSTER_OFFLINE: {
+    case TT_WHERE_OFFLINE: {
         char out[TT_PAGE_MAX];
-        int n = tt_pages_offline(out, sizeof(out), since / 1000, tt_relay_now_ms() / 1000);
-        audit_answered(r, NULL, name, svc, o, "offline");
+        int n = tt_pages_offline(out, sizeof(out), a->since / 1000, tt_relay_now_ms() / 1000);
+        audit_answered(r, NULL, a->name, svc, &o, "offline");
         respond_raw(hc, out, n);
-        return true;
+        return;
     }
-    case TT_CLUSTER_BUSY:
+    case TT_WHERE_BUSY:
         /* its node cannot be reached: "offline", as tether connect's 503 and a TCP client's */
-        audit_answered(r, NULL, name, svc, o, "offline");
+        audit_answered(r, NULL, a->name, svc, &o, "offline");
         respond_page(hc, TT_PAGE_UNAVAILABLE);
-        return true;
+        return;
     default:
-        return false;
+        not_a_device(r, hc, trusted);
+        return;
     }
+}
+
+/* label is not served by a device in this node's tables: another node that forwarded it is
+ * answered 503 at once (never forwarded twice); else the mode looks up where it is (mode.h).
+ * hc is consumed, now or once the answer comes. */
+static void to_elsewhere(struct tt_relay *r, struct tt_headconn *hc, const char *label,
+                         bool trusted, const char *svc, const struct origin *o)
+{
+    if (trusted) {
+        respond_page(hc, TT_PAGE_UNAVAILABLE);
+        return;
+    }
+    struct lookup *lk = calloc(1, sizeof(*lk));
+    if (!lk) {
+        respond_page(hc, TT_PAGE_UNAVAILABLE);
+        return;
+    }
+    lk->r = r;
+    lk->hc = hc;
+    lk->trusted = trusted;
+    snprintf(lk->svc, sizeof(lk->svc), "%s", svc);
+    lk->o = *o;
+    /* lk goes with hc should hc go first */
+    bool answered = false;
+    lk->answered = &answered;
+    hc->owner_data = lk;
+    hc->on_drop = on_lookup_drop;
+    hc->drop_ud = lk;
+    if (r->mode->locate(r, label, false, on_located, lk) != 0) {
+        hc->on_drop = NULL; /* too many waiting: lk goes with hc */
+        respond_page(hc, TT_PAGE_UNAVAILABLE);
+        return;
+    }
+    if (answered)
+        return; /* hc is answered (and gone) already */
+    /* the connection waits unread (and still counted as unauthenticated, its head deadline
+     * running) for the answer */
+    lk->answered = NULL;
+    tt_conn_read_stop(hc->conn);
 }
 
 void tt_server_on_head(struct tt_headconn *hc, void *ud)
@@ -296,9 +380,9 @@ void tt_server_on_head(struct tt_headconn *hc, void *ud)
     const uint8_t *hv;
     size_t hvlen;
     char host[TT_HOSTLEN];
-    bool trusted = r->cluster && tt_cluster_trusted(r->cluster, &hc->hp);
+    bool trusted = r->mode->trusted(r, &hc->hp);
     if (trusted && hc->hp.p.method == HTTP_CONNECT) {
-        tt_cluster_on_tunnel(r->cluster, hc); /* a TCP client of another node */
+        r->mode->on_tunnel(r, hc); /* a TCP client of another node */
         return;
     }
     if (tt_headparse_find(&hc->hp, "host", &hv, &hvlen) != 1 ||
@@ -316,21 +400,17 @@ void tt_server_on_head(struct tt_headconn *hc, void *ud)
     if (kind == TT_ROUTE_DEVICE) {
         struct tt_device *d = tt_device_by_label(r, label);
         struct origin o;
-        find_origin(r, hc, trusted, &o);
-        /* in cluster mode only devices online here are in the table */
-        if (d && (!r->cluster || d->conn)) {
+        find_origin(hc, trusted, &o);
+        /* the single relay's tables hold every device it knows (offline ones answer the 503
+         * page from here); a cluster node's only those online here (mode.h) */
+        if (d && (!r->mode->shared || d->conn)) {
             to_device(r, hc, d, svc, host, &o);
             return;
         }
-        if (r->cluster && to_cluster(r, hc, label, trusted, svc, &o))
+        if (r->mode->shared) {
+            to_elsewhere(r, hc, label, trusted, svc, &o);
             return;
+        }
     }
-    if (is_websocket(hc)) {
-        if (tt_visitor_is_upgrade(&hc->hp))
-            tt_visitor_endpoint(r, hc, trusted); /* tether connect */
-        else
-            device_endpoint(r, hc);
-        return;
-    }
-    respond_page(hc, TT_PAGE_NOT_FOUND);
+    not_a_device(r, hc, trusted);
 }

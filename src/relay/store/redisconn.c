@@ -45,10 +45,9 @@ static bool host_ok(const redisReply *e)
 
 /* Asks the sentinels, in turn from the one that answered last, for the master's address, all
  * of them within TT_REDIS_TIMEOUT_MS. Returns 0 with host, port, or -1 with err. */
-static int ask_sentinels(struct tt_redisconn *rc, char host[TT_HOSTLEN], uint16_t *port,
-                         char err[TT_ERRLEN])
+int tt_redisconn_ask_sentinels(const struct tt_redis_url *u, size_t *first, char host[TT_HOSTLEN],
+                               uint16_t *port, char err[TT_ERRLEN])
 {
-    const struct tt_redis_url *u = &rc->url;
     uint64_t deadline = now_ms() + TT_REDIS_TIMEOUT_MS;
     char last[160] = "no answer";
     for (size_t i = 0; i < u->nsentinels; i++) {
@@ -56,7 +55,7 @@ static int ask_sentinels(struct tt_redisconn *rc, char host[TT_HOSTLEN], uint16_
         if (now >= deadline)
             break;
         unsigned budget = (unsigned)(deadline - now);
-        size_t k = (rc->sentinel_first + i) % u->nsentinels;
+        size_t k = (*first + i) % u->nsentinels;
         const struct tt_config_addr *s = &u->sentinels[k];
         char at[TT_HOSTLEN + 16];
         fmt_addr(at, sizeof(at), s->host, s->port);
@@ -88,7 +87,7 @@ static int ask_sentinels(struct tt_redisconn *rc, char host[TT_HOSTLEN], uint16_
         if (ok && p > 0 && p < 65536 && end && *end == '\0') {
             snprintf(host, TT_HOSTLEN, "%s", rep->element[0]->str);
             *port = (uint16_t)p;
-            rc->sentinel_first = k;
+            *first = k;
             freeReplyObject(rep);
             redisFree(c);
             return 0;
@@ -134,7 +133,8 @@ static int connect_now(struct tt_redisconn *rc, char err[TT_ERRLEN])
     char host[TT_HOSTLEN];
     uint16_t port = u->port;
     snprintf(host, sizeof(host), "%s", u->host);
-    if (u->sentinel && ask_sentinels(rc, host, &port, err) != 0)
+    if (u->sentinel &&
+        tt_redisconn_ask_sentinels(&rc->url, &rc->sentinel_first, host, &port, err) != 0)
         return -1;
     char at[TT_HOSTLEN + 16];
     fmt_addr(at, sizeof(at), host, port);
@@ -224,7 +224,7 @@ static void check_master(struct tt_redisconn *rc)
         return;
     char host[TT_HOSTLEN], err[TT_ERRLEN];
     uint16_t port;
-    if (ask_sentinels(rc, host, &port, err) != 0) {
+    if (tt_redisconn_ask_sentinels(&rc->url, &rc->sentinel_first, host, &port, err) != 0) {
         /* keep the master we have; ask less often while no sentinel answers (each attempt may
          * cost up to TT_REDIS_TIMEOUT_MS): 2, 4, 8, 16 then 32 s */
         if (rc->check_fails < 4)

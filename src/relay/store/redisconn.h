@@ -71,6 +71,14 @@ redisReply *tt_redisconn_cmd(struct tt_redisconn *rc, const char *fmt, ...);
 /* True when the last call reached Redis (or none was made yet since it connected). */
 bool tt_redisconn_up(const struct tt_redisconn *rc);
 
+/* Asks the sentinels of u (sentinel mode), in turn from *first, for the master's address, all of
+ * them within TT_REDIS_TIMEOUT_MS (blocking: start-up, or a thread of libuv's pool as
+ * redisasync.c does; it touches nothing but its arguments). Returns 0 with host, *port and
+ * *first set to the sentinel that answered, or -1 with err ("no sentinel named the Redis master
+ * NAME (...)"). */
+int tt_redisconn_ask_sentinels(const struct tt_redis_url *u, size_t *first, char host[TT_HOSTLEN],
+                               uint16_t *port, char err[TT_ERRLEN]);
+
 /* Closes the connection. */
 void tt_redisconn_close(struct tt_redisconn *rc);
 

@@ -14,16 +14,30 @@
  * synced: fdatasync() on the file descriptor sync_fd() gives makes every write that returned
  * before the call durable. The relay does that (in libuv's thread pool, one sync for every
  * registration waiting) before it acknowledges a registration (WELCOME), so that an
- * acknowledged registration is never lost. */
+ * acknowledged registration is never lost.
+ *
+ * Asynchronous forms (the relay's loop; store/registry_async.c): tt_registry_lookup(),
+ * tt_registry_put_async(), tt_registry_del_async() and tt_registry_key_del_if_async() complete
+ * through a callback. A backend that has them (Redis with its asynchronous connection,
+ * store/redisasync.h) sends the command and returns; the others (SQLite, whose writes are local
+ * and fast) complete at once through the synchronous operation, the callback being called
+ * before the function returns. So a caller must treat the callback as "maybe already called":
+ * the call is the last thing a step of its own does. Cancellation is the caller's: the
+ * callback is always called (with TETHER_ERR_IO when the backend is freed or Redis does not
+ * answer), and the caller's state it is given must outlive it; the relay's device
+ * registrations keep that state in a job the connection lets go of when it closes
+ * (device.c, docs/DESIGN.md). */
 #ifndef TT_REGISTRY_H
 #define TT_REGISTRY_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
+#include <uv.h>
 #include "tether_err.h"
 #include "common/util.h"
 #include "core/frame.h"
+#include "relay/config.h"
 
 /* One remembered device. Times are unix milliseconds. */
 struct tt_reg_device {
@@ -97,9 +111,50 @@ struct tt_registry_ops {
     void (*free)(struct tt_registry *r);
 };
 
+/* What a registration reads from the registry, all fetched at once (one Redis round trip). */
+struct tt_reg_lookup {
+    /* in */
+    char name[TT_MAX_NAME + 1];
+    char label[TT_MAX_LABEL + 1]; /* a fresh label to check ("": none) */
+    /* out: each part's result, 0, TETHER_ERR_NOT_FOUND or an error */
+    int get_rc; /* name's record */
+    struct tt_reg_device dev;
+    int key_rc; /* name's device key hash */
+    uint8_t key_hash[32];
+    int counts_rc; /* key_counts() */
+    uint64_t names, ports;
+    int label_rc; /* label: 0 held by a record (anyone's), TETHER_ERR_NOT_FOUND free */
+};
+
+typedef void (*tt_registry_lookup_cb)(struct tt_reg_lookup *q, void *ud);
+typedef void (*tt_registry_done_cb)(int rc, void *ud);
+
+/* The asynchronous operations of a backend that has them (NULL: the synchronous ones are used,
+ * completing at once). Each returns 0 (cb will be called once, from the loop, with what the
+ * synchronous operation would return) or an error (cb is not called): TETHER_ERR_CAPACITY when
+ * too many commands are in flight, TETHER_ERR_IO when the store cannot be reached now. */
+struct tt_registry_async_ops {
+    int (*lookup)(struct tt_registry *r, struct tt_reg_lookup *q, tt_registry_lookup_cb cb,
+                  void *ud);
+    int (*put)(struct tt_registry *r, const struct tt_reg_device *d, tt_registry_done_cb cb,
+               void *ud);
+    int (*del)(struct tt_registry *r, const char *name, tt_registry_done_cb cb, void *ud);
+    /* forgets name's device key hash only while it is hash (atomically) */
+    int (*key_del_if)(struct tt_registry *r, const char *name, const uint8_t hash[32],
+                      tt_registry_done_cb cb, void *ud);
+    /* true when n more commands would pass the admission share of the cap (redisasync.h) */
+    bool (*busy)(struct tt_registry *r, size_t n);
+    /* appends the connection's metrics (Prometheus text); -1 when they do not fit */
+    int (*metrics)(struct tt_registry *r, char *out, size_t outlen, size_t *len);
+    /* closes the asynchronous connection (relay shutdown): pending callbacks get
+     * TETHER_ERR_IO, the synchronous operations are used from then on */
+    void (*stop)(struct tt_registry *r);
+};
+
 /* Every backend's struct begins with this. */
 struct tt_registry {
     const struct tt_registry_ops *ops;
+    const struct tt_registry_async_ops *aops; /* NULL: none (SQLite) */
 };
 
 /* The file of the SQLite registry inside the data dir. */
@@ -113,6 +168,45 @@ struct tt_redisconn;
  * concern this node's devices only. Labels and ports are claimed atomically (Lua scripts).
  * Writes are durable when Redis says so (sync_fd gives -1). Returns NULL when out of memory. */
 struct tt_registry *tt_registry_redis_new(struct tt_redisconn *rc, const char *node_id);
+
+struct tt_redisasync;
+/* Gives the Redis registry r its asynchronous connection (store/redisasync.h) to the Redis u
+ * names, on loop, with at most max_pending commands in flight; owned by r from then on (closed
+ * by the stop operation or tt_registry_free). Returns 0 or -1 with err. */
+int tt_registry_redis_async(struct tt_registry *r, uv_loop_t *loop, const struct tt_redis_url *u,
+                            size_t max_pending, char err[TT_ERRLEN]);
+
+/* The Redis registry's asynchronous connection (NULL: none, or stopped), for the cluster's own
+ * asynchronous commands; it stays r's. */
+struct tt_redisasync *tt_registry_redis_conn(struct tt_registry *r);
+
+/* The asynchronous forms (store/registry_async.c; see above). Each returns 0 (cb called once,
+ * maybe already) or an error, cb then not called. */
+int tt_registry_lookup(struct tt_registry *r, struct tt_reg_lookup *q, tt_registry_lookup_cb cb,
+                       void *ud);
+int tt_registry_put_async(struct tt_registry *r, const struct tt_reg_device *d,
+                          tt_registry_done_cb cb, void *ud);
+int tt_registry_del_async(struct tt_registry *r, const char *name, tt_registry_done_cb cb,
+                          void *ud);
+int tt_registry_key_del_if_async(struct tt_registry *r, const char *name, const uint8_t hash[32],
+                                 tt_registry_done_cb cb, void *ud);
+/* True when the backend's connection is too busy to take n more commands (admission control;
+ * false without one). */
+bool tt_registry_busy(struct tt_registry *r, size_t n);
+/* Appends the asynchronous connection's metrics; 0 without one. */
+int tt_registry_async_metrics(struct tt_registry *r, char *out, size_t outlen, size_t *len);
+/* Closes the asynchronous connection, if any (relay shutdown). */
+void tt_registry_stop_async(struct tt_registry *r);
+
+/* A registry that answers get(), key_get(), key_counts() and find_label() from the lookup q
+ * (other names: NOT_FOUND; other labels: NOT_FOUND) and fails everything else with
+ * TETHER_ERR_IO: the code that decides a registration (devauth.c) reads it as it reads a
+ * registry. v is the caller's (no allocation); q must outlive its use. */
+struct tt_reg_view {
+    struct tt_registry base;
+    const struct tt_reg_lookup *q;
+};
+struct tt_registry *tt_registry_view(struct tt_reg_view *v, const struct tt_reg_lookup *q);
 
 /* Opens (creating it if needed) the SQLite registry at path, or an in-memory one when path is
  * ":memory:" (unit tests). Sets WAL mode and synchronous=NORMAL (durability comes from

@@ -19,13 +19,20 @@
  * dev:NAME also holds "live" and "svc", published by the holder's beat (cluster.h).
  * Writes that touch several keys are Lua scripts, so that Redis runs them atomically: two nodes
  * can never claim one label or one port, and a node's late "offline" write cannot undo another
- * node's takeover. Every call is synchronous with a short timeout (redisconn.h): a failure is
- * TETHER_ERR_IO and the caller carries on with what it has. */
+ * node's takeover. The operations of registry.h are synchronous with a short timeout
+ * (redisconn.h; start-up, the command-line tools, and the calls not yet asynchronous); the
+ * asynchronous forms (a registration's lookup, put, del and key withdrawal) go over the
+ * asynchronous connection (store/redisasync.h) once tt_registry_redis_async() gave one,
+ * pipelined with every other command in flight. On both a failure is TETHER_ERR_IO and the
+ * caller carries on with what it has. Both connections talk to the same master, but not in one
+ * order: a write on one may overtake a write on the other, which is why the registration path
+ * sends all of its writes over the asynchronous one. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "tether_err.h"
 #include "common/log.h"
+#include "relay/store/redisasync.h"
 #include "relay/store/redisconn.h"
 #include "relay/store/registry.h"
 
@@ -34,6 +41,7 @@
 struct registry_redis {
     struct tt_registry base;
     struct tt_redisconn *rc;
+    struct tt_redisasync *ra; /* the asynchronous connection (owned), or NULL */
     char node[TT_NODE_ID_MAX + 1];
 };
 
@@ -130,14 +138,19 @@ static const char del_lua[] =
 
 /* ARGV: prefix, name. Forgets name's device key (and its ports leave keyports). Returns 1 or 0
  * (it had none). */
-static const char key_del_lua[] = "local P,name=ARGV[1],ARGV[2]\n"
-                                  "if redis.call('HDEL',P..'keys',name)==0 then return 0 end\n"
-                                  "local n=0\n"
-                                  "for _,f in ipairs(redis.call('HKEYS',P..'dev:'..name)) do\n"
-                                  "  if string.sub(f,1,2)=='p:' then n=n+1 end\n"
-                                  "end\n"
-                                  "if n>0 then redis.call('DECRBY',P..'keyports',n) end\n"
-                                  "return 1\n";
+#define KEY_DEL_LUA                                                                                \
+    "local P,name=ARGV[1],ARGV[2]\n"                                                               \
+    "if redis.call('HDEL',P..'keys',name)==0 then return 0 end\n"                                  \
+    "local n=0\n"                                                                                  \
+    "for _,f in ipairs(redis.call('HKEYS',P..'dev:'..name)) do\n"                                  \
+    "  if string.sub(f,1,2)=='p:' then n=n+1 end\n"                                                \
+    "end\n"                                                                                        \
+    "if n>0 then redis.call('DECRBY',P..'keyports',n) end\n"                                       \
+    "return 1\n"
+static const char key_del_lua[] = KEY_DEL_LUA;
+/* ARGV: prefix, name, hash. The same, only while name's key hash is hash. */
+static const char key_del_if_lua[] =
+    "if redis.call('HGET',ARGV[1]..'keys',ARGV[2])~=ARGV[3] then return 0 end\n" KEY_DEL_LUA;
 
 /* ARGV: prefix, node, since. This node's online devices become offline since max(since, their
  * last seen, 1). Returns how many. */
@@ -163,14 +176,14 @@ static int64_t to_i64(const char *s)
     return s ? strtoll(s, NULL, 10) : 0;
 }
 
-/* Runs a Lua script with argv[0..argc) as its ARGV (the script and "0" keys are added). */
-static redisReply *eval(struct registry_redis *q, const char *script, int argc, const char **argv,
-                        const size_t *lens)
+#define EVAL_MAX_ARGS (12 + 2 * TT_MAX_SERVICES)
+
+/* EVAL script 0 argv[0..argc) into a, l. Returns the count, or -1 when too many. */
+static int eval_args(const char *script, int argc, const char **argv, const size_t *lens,
+                     const char *a[EVAL_MAX_ARGS], size_t l[EVAL_MAX_ARGS])
 {
-    const char *a[12 + 2 * TT_MAX_SERVICES];
-    size_t l[12 + 2 * TT_MAX_SERVICES];
-    if (argc + 3 > (int)(sizeof(a) / sizeof(a[0])))
-        return NULL;
+    if (argc + 3 > EVAL_MAX_ARGS)
+        return -1;
     a[0] = "EVAL";
     l[0] = 4;
     a[1] = script;
@@ -181,7 +194,17 @@ static redisReply *eval(struct registry_redis *q, const char *script, int argc, 
         a[3 + i] = argv[i];
         l[3 + i] = lens ? lens[i] : strlen(argv[i]);
     }
-    return tt_redisconn_argv(q->rc, argc + 3, a, l);
+    return argc + 3;
+}
+
+/* Runs a Lua script with argv[0..argc) as its ARGV (the script and "0" keys are added). */
+static redisReply *eval(struct registry_redis *q, const char *script, int argc, const char **argv,
+                        const size_t *lens)
+{
+    const char *a[EVAL_MAX_ARGS];
+    size_t l[EVAL_MAX_ARGS];
+    int n = eval_args(script, argc, argv, lens, a, l);
+    return n < 0 ? NULL : tt_redisconn_argv(q->rc, n, a, l);
 }
 
 /* The reply's error: NULL -> IO; an error reply -> IO; else 0 (caller checks the type). */
@@ -253,53 +276,75 @@ static int rr_find_label(struct tt_registry *r, const char *label, struct tt_reg
     return rc;
 }
 
-static int rr_put(struct tt_registry *r, const struct tt_reg_device *d)
-{
-    struct registry_redis *q = to_rr(r);
+/* put_lua's ARGV for d (pointing into a and d). */
+struct put_args {
     const char *argv[8 + 2 * TT_MAX_SERVICES];
     size_t lens[8 + 2 * TT_MAX_SERVICES];
     char off[24], seen[24], n[8], ports[TT_MAX_SERVICES][8];
+    int argc;
+};
+
+/* Fills a for d. Returns 0 or TETHER_ERR_INVAL (d names a port twice). */
+static int put_args(struct put_args *a, const struct tt_reg_device *d, const char *node)
+{
     for (uint8_t i = 0; i < d->nports; i++)
         for (uint8_t j = 0; j < i; j++)
             if (d->ports[i].port == d->ports[j].port)
                 return TETHER_ERR_INVAL;
-    snprintf(off, sizeof(off), "%lld", (long long)d->offline_since);
-    snprintf(seen, sizeof(seen), "%lld", (long long)d->last_seen);
-    snprintf(n, sizeof(n), "%u", (unsigned)d->nports);
+    snprintf(a->off, sizeof(a->off), "%lld", (long long)d->offline_since);
+    snprintf(a->seen, sizeof(a->seen), "%lld", (long long)d->last_seen);
+    snprintf(a->n, sizeof(a->n), "%u", (unsigned)d->nports);
     int argc = 0;
-    argv[argc++] = P;
-    argv[argc++] = d->name;
-    argv[argc++] = d->label;
-    argv[argc++] = off;
-    argv[argc++] = seen;
-    argv[argc++] = q->node;
-    argv[argc++] = n;
+    a->argv[argc++] = P;
+    a->argv[argc++] = d->name;
+    a->argv[argc++] = d->label;
+    a->argv[argc++] = a->off;
+    a->argv[argc++] = a->seen;
+    a->argv[argc++] = node;
+    a->argv[argc++] = a->n;
     for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    argv[argc] = (const char *)d->key_hash; /* binary: its length is given */
-    lens[argc++] = d->set_key ? 32 : 0;
+        a->lens[i] = strlen(a->argv[i]);
+    a->argv[argc] = (const char *)d->key_hash; /* binary: its length is given */
+    a->lens[argc++] = d->set_key ? 32 : 0;
     for (uint8_t i = 0; i < d->nports && i < TT_MAX_SERVICES; i++) {
-        snprintf(ports[i], sizeof(ports[i]), "%u", (unsigned)d->ports[i].port);
-        argv[argc] = d->ports[i].service;
-        lens[argc] = strlen(argv[argc]);
+        snprintf(a->ports[i], sizeof(a->ports[i]), "%u", (unsigned)d->ports[i].port);
+        a->argv[argc] = d->ports[i].service;
+        a->lens[argc] = strlen(a->argv[argc]);
         argc++;
-        argv[argc] = ports[i];
-        lens[argc] = strlen(argv[argc]);
+        a->argv[argc] = a->ports[i];
+        a->lens[argc] = strlen(a->argv[argc]);
         argc++;
     }
-    redisReply *rep = eval(q, put_lua, argc, argv, lens);
-    int rc = bad(rep);
+    a->argc = argc;
+    return 0;
+}
+
+/* put_lua's answer for name (label: for the log). */
+static int put_result(const redisReply *rep, const char *name, const char *label)
+{
+    int rc = bad((redisReply *)rep);
     if (!rc && (rep->type != REDIS_REPLY_STRING && rep->type != REDIS_REPLY_STATUS))
         rc = TETHER_ERR_IO;
     if (!rc && strcmp(rep->str, "conflict") == 0) {
-        TT_LOG(TT_LOG_DEBUG, "registry conflict device=%s label=%s", TT_LOG_V(d->name), d->label);
+        TT_LOG(TT_LOG_DEBUG, "registry conflict device=%s label=%s", TT_LOG_V(name), label);
         rc = TETHER_ERR_INVAL;
     } else if (!rc && strcmp(rep->str, "moved") == 0) {
         TT_LOG(TT_LOG_DEBUG,
                "registry: device held by another node now, offline record "
                "ignored device=%s",
-               TT_LOG_V(d->name));
+               TT_LOG_V(name));
     }
+    return rc;
+}
+
+static int rr_put(struct tt_registry *r, const struct tt_reg_device *d)
+{
+    struct registry_redis *q = to_rr(r);
+    struct put_args a;
+    if (put_args(&a, d, q->node) != 0)
+        return TETHER_ERR_INVAL;
+    redisReply *rep = eval(q, put_lua, a.argc, a.argv, a.lens);
+    int rc = put_result(rep, d->name, d->label);
     if (rep)
         freeReplyObject(rep);
     return rc;
@@ -432,6 +477,9 @@ static int rr_key_counts(struct tt_registry *r, uint64_t *names, uint64_t *ports
     return rc;
 }
 
+static void ra_stop(struct tt_registry *r);
+static void rr_free(struct tt_registry *r);
+
 static int rr_sync_fd(struct tt_registry *r, int *fd)
 {
     (void)r;
@@ -441,7 +489,191 @@ static int rr_sync_fd(struct tt_registry *r, int *fd)
 
 static void rr_free(struct tt_registry *r)
 {
+    ra_stop(r);
     free(r);
+}
+
+/* ---- the asynchronous forms (registry.h), over the asynchronous connection */
+
+/* One asynchronous operation: what its reply goes to. */
+struct rr_op {
+    tt_registry_done_cb done;
+    tt_registry_lookup_cb looked;
+    struct tt_reg_lookup *q;
+    void *ud;
+    int kind; /* OP_* */
+    char name[TT_MAX_NAME + 1], label[TT_MAX_LABEL + 1];
+};
+enum { OP_PUT, OP_DEL, OP_KEY_DEL };
+
+/* ARGV: prefix, name, label. Returns {HGETALL dev:NAME, key hash or '', names with a key,
+ * keyports, 1 when label is held}: what a registration reads, in one round trip. */
+static const char lookup_lua[] =
+    "local P,name,label=ARGV[1],ARGV[2],ARGV[3]\n"
+    "local l=0\n"
+    "if label~='' and redis.call('HEXISTS',P..'labels',label)==1 then l=1 end\n"
+    "return {redis.call('HGETALL',P..'dev:'..name),redis.call('HGET',P..'keys',name) or '',\n"
+    "  redis.call('HLEN',P..'keys'),tonumber(redis.call('GET',P..'keyports') or '0'),l}\n";
+
+static void on_lookup(redisReply *rep, void *ud)
+{
+    struct rr_op *op = ud;
+    struct tt_reg_lookup *q = op->q;
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 5 &&
+              rep->element[1]->type == REDIS_REPLY_STRING &&
+              rep->element[2]->type == REDIS_REPLY_INTEGER &&
+              rep->element[3]->type == REDIS_REPLY_INTEGER &&
+              rep->element[4]->type == REDIS_REPLY_INTEGER;
+    if (!ok) {
+        q->get_rc = q->key_rc = q->counts_rc = q->label_rc = TETHER_ERR_IO;
+    } else {
+        q->get_rc = parse_dev(q->name, rep->element[0], &q->dev);
+        const redisReply *k = rep->element[1];
+        q->key_rc = k->len == 32 ? 0 : TETHER_ERR_NOT_FOUND;
+        if (k->len == 32)
+            memcpy(q->key_hash, k->str, 32);
+        q->counts_rc = 0;
+        q->names = rep->element[2]->integer > 0 ? (uint64_t)rep->element[2]->integer : 0;
+        q->ports = rep->element[3]->integer > 0 ? (uint64_t)rep->element[3]->integer : 0;
+        q->label_rc = rep->element[4]->integer == 1 ? 0 : TETHER_ERR_NOT_FOUND;
+    }
+    tt_registry_lookup_cb cb = op->looked;
+    void *cud = op->ud;
+    free(op);
+    cb(q, cud);
+}
+
+static void on_done(redisReply *rep, void *ud)
+{
+    struct rr_op *op = ud;
+    int rc;
+    if (op->kind == OP_PUT) {
+        rc = put_result(rep, op->name, op->label);
+    } else {
+        rc = bad(rep);
+        if (!rc && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+            rc = TETHER_ERR_NOT_FOUND;
+    }
+    tt_registry_done_cb cb = op->done;
+    void *cud = op->ud;
+    free(op);
+    if (cb)
+        cb(rc, cud);
+}
+
+/* Sends EVAL script with argv for op (freed on error). */
+static int aeval(struct registry_redis *q, struct rr_op *op, const char *script, int argc,
+                 const char **argv, const size_t *lens, tt_redisasync_cb on)
+{
+    const char *a[EVAL_MAX_ARGS];
+    size_t l[EVAL_MAX_ARGS];
+    int n = eval_args(script, argc, argv, lens, a, l);
+    int rc = n < 0 ? TETHER_ERR_INVAL : tt_redisasync_argv(q->ra, n, a, l, on, op);
+    if (rc)
+        free(op);
+    return rc;
+}
+
+static struct rr_op *op_new(int kind, const char *name, tt_registry_done_cb cb, void *ud)
+{
+    struct rr_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    op->kind = kind;
+    op->done = cb;
+    op->ud = ud;
+    snprintf(op->name, sizeof(op->name), "%s", name);
+    return op;
+}
+
+static int ra_lookup(struct tt_registry *r, struct tt_reg_lookup *q, tt_registry_lookup_cb cb,
+                     void *ud)
+{
+    struct rr_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return TETHER_ERR_NOMEM;
+    op->looked = cb;
+    op->q = q;
+    op->ud = ud;
+    const char *argv[3] = {P, q->name, q->label};
+    return aeval(to_rr(r), op, lookup_lua, 3, argv, NULL, on_lookup);
+}
+
+static int ra_put(struct tt_registry *r, const struct tt_reg_device *d, tt_registry_done_cb cb,
+                  void *ud)
+{
+    struct registry_redis *q = to_rr(r);
+    struct put_args a;
+    if (put_args(&a, d, q->node) != 0)
+        return TETHER_ERR_INVAL;
+    struct rr_op *op = op_new(OP_PUT, d->name, cb, ud);
+    if (!op)
+        return TETHER_ERR_NOMEM;
+    snprintf(op->label, sizeof(op->label), "%s", d->label);
+    return aeval(q, op, put_lua, a.argc, a.argv, a.lens, on_done);
+}
+
+static int ra_del(struct tt_registry *r, const char *name, tt_registry_done_cb cb, void *ud)
+{
+    struct rr_op *op = op_new(OP_DEL, name, cb, ud);
+    if (!op)
+        return TETHER_ERR_NOMEM;
+    const char *argv[2] = {P, name};
+    return aeval(to_rr(r), op, del_lua, 2, argv, NULL, on_done);
+}
+
+static int ra_key_del_if(struct tt_registry *r, const char *name, const uint8_t hash[32],
+                         tt_registry_done_cb cb, void *ud)
+{
+    struct rr_op *op = op_new(OP_KEY_DEL, name, cb, ud);
+    if (!op)
+        return TETHER_ERR_NOMEM;
+    const char *argv[3] = {P, name, (const char *)hash};
+    const size_t lens[3] = {strlen(P), strlen(name), 32};
+    return aeval(to_rr(r), op, key_del_if_lua, 3, argv, lens, on_done);
+}
+
+static bool ra_busy(struct tt_registry *r, size_t n)
+{
+    return tt_redisasync_busy(to_rr(r)->ra, n);
+}
+
+static int ra_metrics(struct tt_registry *r, char *out, size_t outlen, size_t *len)
+{
+    return tt_redisasync_metrics(to_rr(r)->ra, out, outlen, len);
+}
+
+static void ra_stop(struct tt_registry *r)
+{
+    struct registry_redis *q = to_rr(r);
+    q->base.aops = NULL; /* the synchronous operations from now on */
+    tt_redisasync_free(q->ra);
+    q->ra = NULL;
+}
+
+static const struct tt_registry_async_ops redis_async_ops = {
+    .lookup = ra_lookup,
+    .put = ra_put,
+    .del = ra_del,
+    .key_del_if = ra_key_del_if,
+    .busy = ra_busy,
+    .metrics = ra_metrics,
+    .stop = ra_stop,
+};
+
+int tt_registry_redis_async(struct tt_registry *r, uv_loop_t *loop, const struct tt_redis_url *u,
+                            size_t max_pending, char err[TT_ERRLEN])
+{
+    struct registry_redis *q = to_rr(r);
+    if (tt_redisasync_new(&q->ra, loop, u, max_pending, err) != 0)
+        return -1;
+    q->base.aops = &redis_async_ops;
+    return 0;
+}
+
+struct tt_redisasync *tt_registry_redis_conn(struct tt_registry *r)
+{
+    return r && r->ops->free == rr_free ? to_rr(r)->ra : NULL;
 }
 
 static const struct tt_registry_ops redis_ops = {
