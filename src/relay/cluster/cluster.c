@@ -1455,7 +1455,7 @@ int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
     c->wait_timer.data = c;
     uv_timer_start(&c->wait_timer, on_wait_timer, TT_CLUSTER_WAIT_MS / 10, TT_CLUSTER_WAIT_MS / 10);
     uv_unref((uv_handle_t *)&c->wait_timer);
-    if (r->cfg.ntls_listen > 0 && (rc = tt_cluster_tickets_start(r->loop, &c->rc)) != 0) {
+    if (r->cfg.ntls_listen > 0 && (rc = tt_cluster_tickets_start(r->loop, &c->rc, c->ra)) != 0) {
         snprintf(err, TT_ERRLEN, "cannot start timers: %s", uv_strerror(rc));
         return -1;
     }
