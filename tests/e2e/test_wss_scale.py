@@ -9,12 +9,18 @@ resumption with session tickets.
   device registers again;
 - two nodes of a cluster sharing a real redis-server: a device whose session was made at node
   a resumes it at node b once a is gone (the ticket keys are shared through Redis), and the
-  keys in Redis are 80-byte values under tether:tls:ticket:PERIOD:EPOCH with an expiry.
+  keys in Redis are 80-byte values under tether:tls:ticket:PERIOD:EPOCH with an expiry;
+- the same cluster with Redis stopped (SIGSTOP) across ticket key refreshes and an epoch turn:
+  the device's reconnections are still TLS handshakes (full or resumed), the unanswered
+  refreshes are counted, and after SIGCONT both nodes take new keys from Redis again (a session
+  made at node a then resumes at node b).
 
 The agent dials wss://localhost:PORT of a small forwarder of this file (Cutter), so that the
 test can cut the link without touching either program. Tests assert behaviour, never speed."""
 
 import re
+import signal
+import ssl
 import socket
 import threading
 import time
@@ -242,3 +248,105 @@ def test_wss_cluster_session_from_node_a_resumes_at_node_b(t):
             eq(resp_command(s, "STRLEN", k), 80, "length of %s" % k)
             ttl = resp_command(s, "TTL", k)
             check(isinstance(ttl, int) and 0 < ttl <= 3 * 43200 + 60, "TTL of %s: %r" % (k, ttl))
+
+
+def _redis_cmd(redis, *args):
+    s = socket.create_connection(("127.0.0.1", redis.port), timeout=10)
+    with s:
+        return resp_command(s, *args)
+
+
+def test_wss_cluster_redis_stopped_across_ticket_refresh(t):
+    """Redis stopped (SIGSTOP, the redis-server this test started) across ticket refreshes and
+    an epoch turn (--tls-ticket-rotate 4s: a refresh every second): the nodes keep the keys
+    they hold, count the refreshes Redis did not answer, and the device's reconnections are
+    still TLS handshakes (full or resumed) with the relay's loop answering; after SIGCONT the
+    nodes take new keys from Redis again, the same at both (a session made at node a resumes
+    at node b)."""
+    period = 4
+    pki = Pki(t)
+    crt, key, _ = pki.server()
+    redis = RedisServer(t)
+    low, high = _free_range_all(t)
+    tls = {}
+    nodes = []
+    for name, bind in (("node-a", "127.0.0.2"), ("node-b", "127.0.0.3")):
+        tls[name] = free_port()
+        n = _node(t, redis, name, bind, (low, high),
+                  extra=["--tls-listen", "127.0.0.1:%d" % tls[name], "--tls-cert", crt,
+                         "--tls-key", key, "--tls-ticket-rotate", "%ds" % period])
+        wait_for(lambda: _open(tls[name]), 30, "the TLS listener of " + name)
+        nodes.append(n)
+    a, b = nodes
+    cut = Cutter(t, tls["node-a"])
+    svc = t.http_service(big_size=1024)
+    agent = _wss_agent(t, a, pki, cut.port, svc)
+    label = agent.label
+    shared = 'tether_tls_ticket_keys_total{source="shared"}'
+    fails = "tether_tls_ticket_key_failures_total"
+
+    def handshakes(m):
+        return m.get(FULL, 0) + m.get(RESUMED, 0)
+
+    m0 = _metrics(a)
+    check(m0.get(shared, 0) >= 2, "node a took its keys from Redis at start: %r" % m0)
+    # stop Redis just after an epoch began; resume it once the next one began and the nodes'
+    # refreshes of its key went unanswered for a while
+    now = time.time()
+    time.sleep((int(now) // period + 1) * period - now + 0.1)
+    turn = (int(time.time()) // period + 1) * period
+    redis.proc.send_signal(signal.SIGSTOP)
+    reconnections = 0
+    try:
+        while reconnections < 3 or time.time() < turn + 2.5:
+            check(reconnections < 8, "too slow to test within the stop")
+            before = handshakes(_metrics(a))
+            cut.cut()
+            wait_for(lambda: handshakes(_metrics(a)) > before, 20,
+                     "a TLS handshake of the device at node a while Redis is stopped")
+            reconnections += 1
+        for n in (a, b):
+            m = _metrics(n)
+            check(m.get(fails, 0) >= 1,
+                  "%s counted its unanswered key refreshes while Redis is stopped: %r"
+                  % (n.name, m))
+        stopped = {n.name: _metrics(n) for n in (a, b)}
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    for n in (a, b):
+        wait_for(lambda: _metrics(n).get(shared, 0) > stopped[n.name].get(shared, 0), 30,
+                 "%s takes new ticket keys from Redis after SIGCONT" % n.name)
+    agent.wait_ready(timeout=60)
+    eq(agent.label, label, "label after the stop")
+    # the key of the current epoch is in Redis, 80 bytes
+    epoch = int(time.time()) // period
+    eq(_redis_cmd(redis, "STRLEN", "tether:tls:ticket:%d:%d" % (period, epoch)), 80,
+       "the current epoch's key in Redis")
+    # a session made at node a now resumes at node b: their keys are the same again
+    ctx = ssl.create_default_context(cafile=pki.ca)
+    sess = _tls_request(ctx, tls["node-a"])
+    check(sess is not None, "a session ticket from node a")
+    mb = _metrics(b)
+    eq(_tls_request(ctx, tls["node-b"], sess, want_reused=True) is not None, True,
+       "a handshake at node b with node a's session")
+    mb2 = _metrics(b)
+    eq((mb2.get(FULL, 0) - mb.get(FULL, 0), mb2.get(RESUMED, 0) - mb.get(RESUMED, 0)), (0, 1),
+       "node b: the session node a made after SIGCONT resumed (full, resumed)")
+
+
+def _tls_request(ctx, port, session=None, want_reused=False):
+    """One TLS connection to 127.0.0.1:port (name localhost), one request read to its end (the
+    TLS 1.3 ticket comes after the handshake); returns the session (resumable) or None."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if not s.recv(65536):
+                    break
+            except (OSError, ssl.SSLError):
+                break
+        if want_reused:
+            check(s.session_reused, "the session was resumed (TLS client side)")
+        return s.session
