@@ -94,6 +94,7 @@ struct round {
     unsigned pending; /* replies due */
     unsigned taken;   /* keys put into the ring */
     bool failed;      /* a command not sent, not answered, or answered with an error */
+    int64_t now_s;    /* when it was sent (a key is put in at the later of this and now) */
 };
 
 struct call {
@@ -119,6 +120,7 @@ static void round_done(struct round *rd)
 static void on_reply(redisReply *rep, void *ud)
 {
     struct call call = *(struct call *)ud;
+    int64_t now = (int64_t)time(NULL);
     free(ud);
     if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
         call.rd->failed = true;
@@ -126,7 +128,7 @@ static void on_reply(redisReply *rep, void *ud)
         /* a value of another size (not ours) is not used; nil: none yet (E-1's) */
         if (rep->len == TT_TLS_TICKET_KEYLEN &&
             tt_tls_ticket_put(tt_tls_tickets(), call.epoch, (const uint8_t *)rep->str,
-                              (int64_t)time(NULL)) == 0)
+                              now > call.rd->now_s ? now : call.rd->now_s) == 0)
             call.rd->taken++;
         OPENSSL_cleanse(rep->str, rep->len);
     }
@@ -177,6 +179,7 @@ int tt_cluster_tickets_refresh_async(struct tt_redisasync *ra, int64_t now_s)
         return -1;
     }
     int64_t cur = tt_tls_ticket_epoch(ring->period_s, now_s);
+    rd->now_s = now_s;
     rd->pending = 1; /* held while queuing: the round ends after the last send at the earliest */
     inflight = rd;
     for (size_t i = 0; i < n; i++) {
