@@ -270,7 +270,10 @@ def test_private_relay_restarted_from_public_releases_the_port(t):
                   tcp_ports=(relay.tcp_low, relay.tcp_high), data_dir=relay.data_dir,
                   extra=PRIVATE)
     eq(_listening([port]), [], "the port after a restart as a private relay")
-    eq(_registry_ports(relay.data_dir), [], "the registry's ports after the restart")
+    # (the relay listens before it has loaded its registry: the port check above may come
+    # first, so the registry is waited for)
+    wait_for(lambda: _registry_ports(relay.data_dir) == [], 10,
+             "the registry's ports to be released after the restart")
     ev, _ = _json_ready(a, seen)
     eq(_service(ev, "ssh"), {"name": "ssh", "kind": "tcp", "target": "127.0.0.1:%d" % echo.port,
                              "private": True}, "ssh after the device reconnected")

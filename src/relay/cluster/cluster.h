@@ -94,7 +94,9 @@ struct tt_cluster {
      * elsewhere, as told by this node's kick list, or found by the beat's safety-net check */
     uint64_t closed_pushed, closed_scan;
     uint64_t published;         /* live fields of devices written to Redis, in total */
-    uint64_t beat_us, check_us; /* the last beat's duration, and its takeover check's */
+    /* the last beat's duration from its start to its last reply, and the time its takeover
+     * check took on the loop (walking the devices, building and sending its batches) */
+    uint64_t beat_us, check_us;
     size_t scan_pos, pub_pos;   /* where the beat's walks of the device map resume */
     int64_t redis_held;         /* devices Redis says we hold, at the last beat (-1 unknown) */
     uint64_t full_checks;       /* beats that checked every device (redis_held too low) */
