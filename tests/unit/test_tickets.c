@@ -166,8 +166,8 @@ static const struct tt_tls_ticket_key *held(int64_t e)
 /* The key of epoch e as Redis holds it (synchronously, from the test): 1 found, 0 none. */
 static int redis_key(struct ctx *c, int64_t e, uint8_t m[TT_TLS_TICKET_KEYLEN])
 {
-    redisReply *rep = tt_redisconn_cmd(&c->rc, "GET tether:tls:ticket:%u:%lld", PERIOD,
-                                       (long long)e);
+    redisReply *rep =
+        tt_redisconn_cmd(&c->rc, "GET tether:tls:ticket:%u:%lld", PERIOD, (long long)e);
     assert_non_null(rep);
     int found = rep->type == REDIS_REPLY_STRING && rep->len == TT_TLS_TICKET_KEYLEN;
     if (found)

@@ -93,13 +93,13 @@ struct tt_cluster {
     /* sessions closed because another node took the device over or the operator deleted it
      * elsewhere, as told by this node's kick list, or found by the beat's safety-net check */
     uint64_t closed_pushed, closed_scan;
-    uint64_t published;         /* live fields of devices written to Redis, in total */
+    uint64_t published; /* live fields of devices written to Redis, in total */
     /* the last beat's duration from its start to its last reply, and the time its takeover
      * check took on the loop (walking the devices, building and sending its batches) */
     uint64_t beat_us, check_us;
-    size_t scan_pos, pub_pos;   /* where the beat's walks of the device map resume */
-    int64_t redis_held;         /* devices Redis says we hold, at the last beat (-1 unknown) */
-    uint64_t full_checks;       /* beats that checked every device (redis_held too low) */
+    size_t scan_pos, pub_pos; /* where the beat's walks of the device map resume */
+    int64_t redis_held;       /* devices Redis says we hold, at the last beat (-1 unknown) */
+    uint64_t full_checks;     /* beats that checked every device (redis_held too low) */
     /* after a change of Redis master (sentinel mode, redisconn.h): every device held here is
      * checked and written again, TT_CLUSTER_REPAIR_SLICE per beat (cluster.c) */
     uint64_t master_seen;     /* rc.master_changes already acted on */
