@@ -4,7 +4,8 @@
  * (the key another node wrote first wins); with Redis stopped (SIGSTOP) the refresh stays in
  * flight while the loop runs, the keys held stay, a refresh due meanwhile is skipped and counted
  * as failed, and after SIGCONT the key comes; with Redis gone the failure is counted and the
- * keys held stay; no connection: counted as failed. */
+ * keys held stay; the connection freed with a refresh in flight (shutdown): it ends failed,
+ * nothing leaks; no connection: counted as failed. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -298,12 +299,40 @@ static void redis_gone_keys_kept(void **state)
     redis_start(); /* for any test after this one */
 }
 
+static void freed_with_refresh_in_flight(void **state)
+{
+    (void)state;
+    if (!redis_pid)
+        skip();
+    struct ctx c;
+    open_ctx(&c);
+    int64_t now = (int64_t)time(NULL), e = now / PERIOD;
+    tt_cluster_tickets_refresh(&c.rc, now);
+    RUN_UNTIL(&c, tt_redisasync_up(c.ra), 3000);
+    struct tt_tls_stats st0 = stats_now();
+
+    /* Redis stopped, a refresh due, then the connection freed (shutdown): its replies come
+     * with NULL, the refresh ends failed, nothing leaks, the keys held stay */
+    kill(redis_pid, SIGSTOP);
+    assert_int_equal(tt_cluster_tickets_refresh_async(c.ra, now + PERIOD), 0);
+    run_for(&c, 100);
+    assert_true(tt_cluster_tickets_inflight());
+    tt_redisasync_free(c.ra);
+    c.ra = NULL;
+    assert_false(tt_cluster_tickets_inflight());
+    assert_int_equal(stats_now().share_failures, st0.share_failures + 1);
+    assert_non_null(held(e + 1));
+    kill(redis_pid, SIGCONT);
+    close_ctx(&c);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sync_start_then_async_turn),
         cmocka_unit_test(stopped_then_continued),
+        cmocka_unit_test(freed_with_refresh_in_flight),
         cmocka_unit_test(redis_gone_keys_kept),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
