@@ -125,6 +125,7 @@ def register(port, name, timeout=30):
 
 class _Quiet(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16  # head and body in one write (no Nagle/delayed-ACK wait between them)
 
     def log_message(self, *a):
         pass
@@ -227,6 +228,7 @@ def run_build(label, tetherd, tether, delay_ms, n, tmp):
         res["slowed_p99_ms"] = pct(lat, 99) * 1000
         res["slowed_requests"] = len(lat)
         res["churn_per_s"] = counts.get("welcome", 0) / 6.0
+        res["churn_answers"] = counts
         # stopped
         proxy.delay_ms = 0
         time.sleep(1)
@@ -246,6 +248,7 @@ def run_build(label, tetherd, tether, delay_ms, n, tmp):
         res["stopped_p99_ms"] = pct(lat, 99) * 1000
         res["stopped_max_ms"] = max(lat) * 1000 if lat else float("nan")
         res["stopped_requests"] = len(lat)
+        res["stopped_answers"] = counts
         time.sleep(6)  # back on Redis (the synchronous connection's back-off)
         # storm
         proxy.delay_ms = delay_ms
@@ -271,6 +274,7 @@ def run_build(label, tetherd, tether, delay_ms, n, tmp):
         took = time.monotonic() - t0
         res["storm_welcomed"] = out.get("welcome", 0)
         res["storm_other"] = sum(v for k, v in out.items() if k != "welcome")
+        res["storm_answers"] = out
         res["storm_per_s"] = out.get("welcome", 0) / took if took > 0 else float("nan")
         svc.shutdown()
         return res

@@ -10,6 +10,9 @@
 - Devices that close while their registration waits for Redis (the cancellation rule): the
   relay goes on, the devices that stayed get their WELCOME, the ones that left are not online,
   and the sanitizer build reports nothing at exit.
+- The cap on commands in flight (--redis-max-pending) during a storm while Redis is stopped:
+  new handshakes get 503 with Retry-After past 75 % of it, counted; the ones under way are
+  welcomed after SIGCONT.
 
 Behaviour only, never speed: every wait is bounded, and nothing asserts a duration."""
 
@@ -152,7 +155,9 @@ def test_async_registry_slow_redis_many_devices(t):
 
 def test_async_registry_device_closes_mid_registration(t):
     redis = RedisServer(t)
-    proxy = SlowProxy(redis.port, delay_ms=150)
+    # each reply chunk 40 ms late (one at a time per connection): the devices below leave
+    # during their lookup, their write, or after it
+    proxy = SlowProxy(redis.port, delay_ms=40)
     t.on_cleanup(proxy.close)
     node = _node(t, proxy.port)
     # wait for the relay's connections through the proxy to be up
@@ -161,7 +166,7 @@ def test_async_registry_device_closes_mid_registration(t):
     for i in range(4):
         stay.append(_raw_register(node, "stays-%d" % i))
     # devices that leave at different moments of their registration (lookup, write, sync)
-    for i, after in enumerate((0.0, 0.1, 0.2, 0.3, 0.45, 0.6)):
+    for i, after in enumerate((0.0, 0.03, 0.06, 0.1, 0.15, 0.3)):
         w = _raw_register(node, "leaves-%d" % i)
         time.sleep(after)
         w.sock.close()
@@ -188,6 +193,41 @@ def test_async_registry_device_closes_mid_registration(t):
     node.stop()
     rep = node.proc.sanitizer_report()
     check(not rep, "sanitizer report at exit: %s" % rep)
+
+
+def test_async_registry_pending_cap_admission(t):
+    """A storm while Redis stalls: at most --redis-max-pending commands wait; past 75 % of it
+    new device handshakes get the busy answer (503 with Retry-After), counted; the ones under
+    way are welcomed once Redis answers."""
+    redis = RedisServer(t)
+    node = _node(t, redis.port, extra=["--redis-max-pending", "16"])
+    wait_for(lambda: "tether_redis_async_up 1" in _metrics(node), 20, "async connection up")
+    redis.proc.send_signal(signal.SIGSTOP)
+    under_way, busy = [], []
+    try:
+        for i in range(30):
+            w = RawWs(node.port, timeout=10)
+            if w.status == 503:
+                busy.append(w.headers.get("retry-after"))
+                w.sock.close()
+                continue
+            eq(w.status, 101, "handshake %d" % i)
+            w.send_message(hello("storm-%02d" % i, node.token))
+            under_way.append(w)
+            time.sleep(0.05)  # its lookup is queued before the next handshake
+        m = _metrics(node)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    check(busy, "no handshake answered 503 while %d registrations waited" % len(under_way))
+    check(all(b and b.isdigit() for b in busy), "Retry-After on every 503: %r" % busy)
+    pend = [int(x.split()[1]) for x in m.splitlines() if x.startswith("tether_redis_pending ")]
+    check(pend and pend[0] <= 16, "commands in flight within the cap: %r" % pend)
+    check(len(under_way) <= 16, "registrations under way within the cap: %d" % len(under_way))
+    check('tether_registrations_refused_total{reason="busy"}' in m, "busy refusals counted")
+    for i, w in enumerate(under_way):
+        typ, _ = _answer(w, timeout=20)
+        eq(typ, WELCOME, "registration %d under way at the cap, after SIGCONT" % i)
+        w.sock.close()
 
 
 def test_async_registry_redis_max_pending_flag(t):

@@ -325,7 +325,8 @@ int tt_devauth_metrics(const struct tt_devauth *a, struct tt_registry *reg, char
             (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_NAMES],
             (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_PORTS],
             (unsigned long long)a->cap_refused[TT_DEVAUTH_CAP_RATE]);
-    if (rc == 0 && reg && tt_registry_key_counts(reg, &names, &ports) == 0)
+    /* never waiting for Redis: its counts as the last lookup read them (registry.h) */
+    if (rc == 0 && reg && tt_registry_key_counts_nowait(reg, &names, &ports) == 0)
         rc = add(out, outlen, len,
                  "# HELP tether_token_names Device names held through a device key (created "
                  "with the fleet token), and the cap (--max-names-per-token).\n"

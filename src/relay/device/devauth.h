@@ -112,9 +112,10 @@ void tt_devauth_sweep(struct tt_devauth *a, int64_t now);
 size_t tt_devauth_addresses(const struct tt_devauth *a);
 
 /* Appends the Prometheus text of a's counters and gauges (the names and ports the fleet
- * credential holds, read from reg; left out when reg fails) to out[0..outlen) after its first
- * *len bytes, NUL-terminated; *len grows by what was written. Returns 0, or -1 when out is too
- * small (out then holds what fitted). */
+ * credential holds, read from reg without waiting, tt_registry_key_counts_nowait(): with Redis
+ * as its last lookup read them; left out when reg fails or has none yet) to out[0..outlen) after
+ * its first *len bytes, NUL-terminated; *len grows by what was written. Returns 0, or -1 when out
+ * is too small (out then holds what fitted). */
 int tt_devauth_metrics(const struct tt_devauth *a, struct tt_registry *reg, char *out,
                        size_t outlen, size_t *len);
 

@@ -720,6 +720,13 @@ static void job_refuse(struct tt_regjob *job, uint16_t code, const char *why)
     job_end(job);
 }
 
+/* The registry the lookup's view falls back to: a synchronous backend's (SQLite), none for one
+ * with asynchronous forms (Redis: no round trip on the loop). */
+static struct tt_registry *sync_reg(struct tt_relay *r)
+{
+    return r->reg->aops ? NULL : r->reg;
+}
+
 /* A shared registry (cluster mode) that did not answer the lookup: Redis cannot be reached. */
 static bool unreachable(const struct tt_regjob *job)
 {
@@ -777,8 +784,8 @@ static void step_auth(struct tt_regjob *job)
     struct tt_relay *r = job->r;
     struct tt_reg_view view;
     struct tt_devauth_verdict v;
-    tt_devauth_hello(&r->auth, tt_registry_view(&view, &job->q), &r->tokens, job->name, &job->m,
-                     tt_session_version(tt_wsconn_session(dc->ws)), peer(dc),
+    tt_devauth_hello(&r->auth, tt_registry_view(&view, &job->q, sync_reg(r)), &r->tokens, job->name,
+                     &job->m, tt_session_version(tt_wsconn_session(dc->ws)), peer(dc),
                      (int64_t)uv_now(r->loop), &v);
     /* the token and the key are not needed any more */
     OPENSSL_cleanse((void *)(uintptr_t)job->m.token.p, job->m.token.len);
@@ -818,8 +825,8 @@ static void step_claim(struct tt_regjob *job)
     }
     bool held = false;
     job->fresh = !d;
-    if (!d &&
-        !(d = device_create(r, tt_registry_view(&view, &job->q), job->name, job->q.label, &held))) {
+    if (!d && !(d = device_create(r, tt_registry_view(&view, &job->q, sync_reg(r)), job->name,
+                                  job->q.label, &held))) {
         if (unreachable(job)) {
             TT_LOG(TT_LOG_WARN, "device refused device=%s peer=%s reason=\"registry unreachable\"",
                    TT_LOG_V(job->name), peer(dc));
@@ -1322,17 +1329,24 @@ static void sweep_hello(struct tt_relay *r, int64_t now, bool full)
     }
 }
 
-/* Records the relay's heartbeat: after a crash, the devices that were online count as offline
- * since then. */
-void tt_device_heartbeat(struct tt_relay *r, int64_t now)
+/* The heartbeat written (tt_device_heartbeat). */
+static void heartbeat_written(int rc, void *ud)
 {
-    int64_t prev;
-    int rc = tt_registry_heartbeat(r->reg, now, &prev);
+    struct tt_relay *r = ud;
     if (rc)
         TT_LOG(TT_LOG_ERROR, "registry heartbeat failed err=%s", tether_err_name(rc));
-    else
+    else if (!r->stopping)
         sync_request(r);
+}
+
+/* Records the relay's heartbeat (in the background): after a crash, the devices that were
+ * online count as offline since then. */
+void tt_device_heartbeat(struct tt_relay *r, int64_t now)
+{
     r->heartbeat_at = now;
+    int rc = tt_registry_heartbeat_async(r->reg, now, heartbeat_written, r);
+    if (rc)
+        heartbeat_written(rc, r);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -1509,7 +1523,12 @@ void tt_device_shutdown(struct tt_relay *r)
     int rc = tt_registry_mark_offline(r->reg, now);
     if (rc)
         TT_LOG(TT_LOG_ERROR, "registry update at shutdown failed err=%s", tether_err_name(rc));
-    tt_device_heartbeat(r, now);
+    int64_t prev;
+    if ((rc = tt_registry_heartbeat(r->reg, now, &prev)) != 0)
+        TT_LOG(TT_LOG_ERROR, "registry heartbeat failed err=%s", tether_err_name(rc));
+    else
+        sync_request(r);
+    r->heartbeat_at = now;
     r->mode->stop(r);
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
         if (dc->ws)

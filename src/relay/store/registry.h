@@ -121,7 +121,7 @@ struct tt_reg_lookup {
     struct tt_reg_device dev;
     int key_rc; /* name's device key hash */
     uint8_t key_hash[32];
-    int counts_rc; /* key_counts() */
+    int counts_rc; /* key_counts(); TETHER_ERR_AGAIN: not read (the view asks the registry) */
     uint64_t names, ports;
     int label_rc; /* label: 0 held by a record (anyone's), TETHER_ERR_NOT_FOUND free */
 };
@@ -139,6 +139,11 @@ struct tt_registry_async_ops {
     int (*put)(struct tt_registry *r, const struct tt_reg_device *d, tt_registry_done_cb cb,
                void *ud);
     int (*del)(struct tt_registry *r, const char *name, tt_registry_done_cb cb, void *ud);
+    /* records now_ms as the relay's last sign of life (heartbeat(), without the previous) */
+    int (*heartbeat)(struct tt_registry *r, int64_t now_ms, tt_registry_done_cb cb, void *ud);
+    /* key_counts() without waiting: the counts as the last lookup read them (and a lookup to
+     * read them again), TETHER_ERR_AGAIN when none did yet */
+    int (*counts_nowait)(struct tt_registry *r, uint64_t *names, uint64_t *ports);
     /* forgets name's device key hash only while it is hash (atomically) */
     int (*key_del_if)(struct tt_registry *r, const char *name, const uint8_t hash[32],
                       tt_registry_done_cb cb, void *ud);
@@ -190,6 +195,12 @@ int tt_registry_del_async(struct tt_registry *r, const char *name, tt_registry_d
                           void *ud);
 int tt_registry_key_del_if_async(struct tt_registry *r, const char *name, const uint8_t hash[32],
                                  tt_registry_done_cb cb, void *ud);
+int tt_registry_heartbeat_async(struct tt_registry *r, int64_t now_ms, tt_registry_done_cb cb,
+                                void *ud);
+/* key_counts() for /metrics, never waiting: a synchronous backend counts now; an asynchronous
+ * one gives the counts its last lookup read (a registration's, or the one this call sends for
+ * the next call) or TETHER_ERR_AGAIN when it has none yet. */
+int tt_registry_key_counts_nowait(struct tt_registry *r, uint64_t *names, uint64_t *ports);
 /* True when the backend's connection is too busy to take n more commands (admission control;
  * false without one). */
 bool tt_registry_busy(struct tt_registry *r, size_t n);
@@ -201,12 +212,18 @@ void tt_registry_stop_async(struct tt_registry *r);
 /* A registry that answers get(), key_get(), key_counts() and find_label() from the lookup q
  * (other names: NOT_FOUND; other labels: NOT_FOUND) and fails everything else with
  * TETHER_ERR_IO: the code that decides a registration (devauth.c) reads it as it reads a
- * registry. v is the caller's (no allocation); q must outlive its use. */
+ * registry. With a fallback (a synchronous backend's registry, SQLite: NULL for Redis),
+ * key_counts() goes there when the lookup did not read them (SQLite counts by a scan, so only
+ * the registrations that need the counts pay it, as before) and so does find_label() for a
+ * label the lookup did not check; without one such a label reads as free (the write decides).
+ * v is the caller's (no allocation); q must outlive its use. */
 struct tt_reg_view {
     struct tt_registry base;
     const struct tt_reg_lookup *q;
+    struct tt_registry *fallback;
 };
-struct tt_registry *tt_registry_view(struct tt_reg_view *v, const struct tt_reg_lookup *q);
+struct tt_registry *tt_registry_view(struct tt_reg_view *v, const struct tt_reg_lookup *q,
+                                     struct tt_registry *fallback);
 
 /* Opens (creating it if needed) the SQLite registry at path, or an in-memory one when path is
  * ":memory:" (unit tests). Sets WAL mode and synchronous=NORMAL (durability comes from

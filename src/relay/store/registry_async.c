@@ -10,7 +10,7 @@ static void lookup_sync(struct tt_registry *r, struct tt_reg_lookup *q)
 {
     q->get_rc = tt_registry_get(r, q->name, &q->dev);
     q->key_rc = tt_registry_key_get(r, q->name, q->key_hash);
-    q->counts_rc = tt_registry_key_counts(r, &q->names, &q->ports);
+    q->counts_rc = TETHER_ERR_AGAIN; /* not read: counting is a scan in SQLite (the view asks) */
     struct tt_reg_device rd;
     q->label_rc = q->label[0] ? tt_registry_find_label(r, q->label, &rd) : TETHER_ERR_NOT_FOUND;
 }
@@ -55,6 +55,23 @@ int tt_registry_key_del_if_async(struct tt_registry *r, const char *name, const 
         rc = tt_registry_key_del(r, name);
     cb(rc, ud);
     return 0;
+}
+
+int tt_registry_heartbeat_async(struct tt_registry *r, int64_t now_ms, tt_registry_done_cb cb,
+                                void *ud)
+{
+    if (r->aops && r->aops->heartbeat)
+        return r->aops->heartbeat(r, now_ms, cb, ud);
+    int64_t prev;
+    cb(tt_registry_heartbeat(r, now_ms, &prev), ud);
+    return 0;
+}
+
+int tt_registry_key_counts_nowait(struct tt_registry *r, uint64_t *names, uint64_t *ports)
+{
+    if (r->aops && r->aops->counts_nowait)
+        return r->aops->counts_nowait(r, names, ports);
+    return tt_registry_key_counts(r, names, ports);
 }
 
 bool tt_registry_busy(struct tt_registry *r, size_t n)
@@ -106,6 +123,9 @@ static int v_find_label(struct tt_registry *r, const char *label, struct tt_reg_
             memset(out, 0, sizeof(*out)); /* held by a name the lookup did not read */
         return q->label_rc;
     }
+    struct tt_registry *fb = ((struct tt_reg_view *)r)->fallback;
+    if (fb)
+        return tt_registry_find_label(fb, label, out);
     return TETHER_ERR_NOT_FOUND; /* a label the lookup did not check: put() has the last word */
 }
 
@@ -122,6 +142,9 @@ static int v_key_get(struct tt_registry *r, const char *name, uint8_t hash[32])
 static int v_key_counts(struct tt_registry *r, uint64_t *names, uint64_t *ports)
 {
     const struct tt_reg_lookup *q = vq(r);
+    struct tt_registry *fb = ((struct tt_reg_view *)r)->fallback;
+    if (q->counts_rc == TETHER_ERR_AGAIN && fb)
+        return tt_registry_key_counts(fb, names, ports);
     if (q->counts_rc == 0) {
         *names = q->names;
         *ports = q->ports;
@@ -212,10 +235,12 @@ static const struct tt_registry_ops view_ops = {
     .free = v_free,
 };
 
-struct tt_registry *tt_registry_view(struct tt_reg_view *v, const struct tt_reg_lookup *q)
+struct tt_registry *tt_registry_view(struct tt_reg_view *v, const struct tt_reg_lookup *q,
+                                     struct tt_registry *fallback)
 {
     memset(v, 0, sizeof(*v));
     v->base.ops = &view_ops;
     v->q = q;
+    v->fallback = fallback;
     return &v->base;
 }

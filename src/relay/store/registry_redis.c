@@ -43,6 +43,10 @@ struct registry_redis {
     struct tt_redisconn *rc;
     struct tt_redisasync *ra; /* the asynchronous connection (owned), or NULL */
     char node[TT_NODE_ID_MAX + 1];
+    /* the fleet's key counts as the last lookup read them (counts_nowait) */
+    bool counts_known, refreshing;
+    uint64_t names, ports;
+    struct tt_reg_lookup refresh; /* the lookup counts_nowait sends (one at a time) */
 };
 
 static struct registry_redis *to_rr(struct tt_registry *r)
@@ -497,6 +501,7 @@ static void rr_free(struct tt_registry *r)
 
 /* One asynchronous operation: what its reply goes to. */
 struct rr_op {
+    struct registry_redis *rr;
     tt_registry_done_cb done;
     tt_registry_lookup_cb looked;
     struct tt_reg_lookup *q;
@@ -504,7 +509,7 @@ struct rr_op {
     int kind; /* OP_* */
     char name[TT_MAX_NAME + 1], label[TT_MAX_LABEL + 1];
 };
-enum { OP_PUT, OP_DEL, OP_KEY_DEL };
+enum { OP_PUT, OP_DEL, OP_KEY_DEL, OP_HEARTBEAT };
 
 /* ARGV: prefix, name, label. Returns {HGETALL dev:NAME, key hash or '', names with a key,
  * keyports, 1 when label is held}: what a registration reads, in one round trip. */
@@ -536,6 +541,9 @@ static void on_lookup(redisReply *rep, void *ud)
         q->names = rep->element[2]->integer > 0 ? (uint64_t)rep->element[2]->integer : 0;
         q->ports = rep->element[3]->integer > 0 ? (uint64_t)rep->element[3]->integer : 0;
         q->label_rc = rep->element[4]->integer == 1 ? 0 : TETHER_ERR_NOT_FOUND;
+        op->rr->counts_known = true;
+        op->rr->names = q->names;
+        op->rr->ports = q->ports;
     }
     tt_registry_lookup_cb cb = op->looked;
     void *cud = op->ud;
@@ -549,6 +557,8 @@ static void on_done(redisReply *rep, void *ud)
     int rc;
     if (op->kind == OP_PUT) {
         rc = put_result(rep, op->name, op->label);
+    } else if (op->kind == OP_HEARTBEAT) {
+        rc = bad(rep);
     } else {
         rc = bad(rep);
         if (!rc && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
@@ -592,6 +602,7 @@ static int ra_lookup(struct tt_registry *r, struct tt_reg_lookup *q, tt_registry
     struct rr_op *op = calloc(1, sizeof(*op));
     if (!op)
         return TETHER_ERR_NOMEM;
+    op->rr = to_rr(r);
     op->looked = cb;
     op->q = q;
     op->ud = ud;
@@ -633,6 +644,41 @@ static int ra_key_del_if(struct tt_registry *r, const char *name, const uint8_t 
     return aeval(to_rr(r), op, key_del_if_lua, 3, argv, lens, on_done);
 }
 
+static int ra_heartbeat(struct tt_registry *r, int64_t now_ms, tt_registry_done_cb cb, void *ud)
+{
+    struct registry_redis *q = to_rr(r);
+    struct rr_op *op = op_new(OP_HEARTBEAT, "", cb, ud);
+    if (!op)
+        return TETHER_ERR_NOMEM;
+    int rc =
+        tt_redisasync_cmd(q->ra, on_done, op, "SET " P "hb:%s %lld", q->node, (long long)now_ms);
+    if (rc)
+        free(op);
+    return rc;
+}
+
+static void refreshed(struct tt_reg_lookup *q, void *ud)
+{
+    (void)q;
+    ((struct registry_redis *)ud)->refreshing = false;
+}
+
+/* The counts the last lookup read, and a lookup to read them again for next time. */
+static int ra_counts_nowait(struct tt_registry *r, uint64_t *names, uint64_t *ports)
+{
+    struct registry_redis *q = to_rr(r);
+    if (!q->refreshing) {
+        memset(&q->refresh, 0, sizeof(q->refresh));
+        snprintf(q->refresh.name, sizeof(q->refresh.name), "%s", "");
+        q->refreshing = ra_lookup(r, &q->refresh, refreshed, q) == 0;
+    }
+    if (!q->counts_known)
+        return TETHER_ERR_AGAIN;
+    *names = q->names;
+    *ports = q->ports;
+    return 0;
+}
+
 static bool ra_busy(struct tt_registry *r, size_t n)
 {
     return tt_redisasync_busy(to_rr(r)->ra, n);
@@ -656,6 +702,8 @@ static const struct tt_registry_async_ops redis_async_ops = {
     .put = ra_put,
     .del = ra_del,
     .key_del_if = ra_key_del_if,
+    .heartbeat = ra_heartbeat,
+    .counts_nowait = ra_counts_nowait,
     .busy = ra_busy,
     .metrics = ra_metrics,
     .stop = ra_stop,
