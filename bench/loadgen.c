@@ -654,11 +654,11 @@ static int parse_head(struct dev *d, const uint8_t *data, size_t len)
     size_t headlen;
     if (g.mode == MODE_TETHER) {
         struct tt_wshs_response r;
-        int rc = tt_wshs_parse_response(data, len, d->key, &r);
-        if (rc < 0)
-            return -1;
-        if (rc == 0)
+        int rc = tt_wshs_read_response(data, len, d->key, &r);
+        if (rc == TETHER_ERR_AGAIN)
             goto partial;
+        if (rc != 0)
+            return -1;
         if (!r.accepted) {
             if (r.retry_after > 0) { /* the agent's rule: that long plus 0-50 %, <= 300 s */
                 uint32_t ms = r.retry_after > 300 ? 300000 : r.retry_after * 1000;

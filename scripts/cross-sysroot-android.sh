@@ -19,8 +19,8 @@
 # is extracted into DIR/qemu): tests/e2e/test_android.py runs the program with it inside a chroot
 # laid out like Android, where the dynamically linked qemu-aarch64 could not start.
 #
-# Packages and sources come through apt with a private state under DIR/apt (its own lists and
-# cache, an empty dpkg status): the machine's apt configuration and dpkg are left alone (see
+# Packages and sources come through apt with a private state under DIR/apt (scripts/debsrc.sh:
+# its own lists and cache, an empty dpkg status): the machine's apt configuration and dpkg are left alone (see
 # cross-sysroot.sh for why not multiarch). The sources come from the main suite (MIRROR,
 # default http://deb.debian.org/debian, SUITE bookworm), whose source packages are complete.
 # Idempotent: does nothing when DIR/.done names the same version of the script. Takes a few
@@ -29,7 +29,6 @@
 set -eu
 [ $# -eq 1 ] || { echo "usage: $0 DIR" >&2; exit 2; }
 dir=$1
-mirror=${MIRROR:-http://deb.debian.org/debian}
 suite=${SUITE:-bookworm}
 srcs="libuv1 jansson http-parser c-ares openssl"
 bins="musl:arm64 musl-dev:arm64 linux-libc-dev:arm64"
@@ -39,43 +38,28 @@ if [ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" = "$stamp" ]; then
 fi
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
-a="$dir/apt"
-rm -rf "$a" "$dir/include" "$dir/lib" "$dir/src" "$dir/musl" "$dir/bin" "$dir/qemu" "$dir/kernel"
-mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/parts" "$a/debs" "$a/qemu" "$dir/src" \
-  "$dir/include" "$dir/lib" "$dir/musl" "$dir/bin" "$dir/qemu"
-: >"$a/status"
-echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" >"$a/sources.list"
-echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" >>"$a/sources.list"
+rm -rf "$dir/include" "$dir/lib" "$dir/src" "$dir/musl" "$dir/bin" "$dir/qemu" "$dir/kernel"
+# shellcheck source=scripts/debsrc.sh
+. "$(dirname "$0")/debsrc.sh"
+debsrc_init cross-sysroot-android "$dir/apt" "$dir/build.log" arm64
+a=$debsrc_apt
 host=$(dpkg --print-architecture)
-opts=(-q -o "APT::Architecture=$host" -o "APT::Architectures::=$host" -o "APT::Architectures::=arm64"
-  -o "Dir::Etc::SourceList=$a/sources.list" -o "Dir::Etc::SourceParts=$a/parts"
-  -o "Dir::State::Lists=$a/lists" -o "Dir::State::status=$a/status" -o "Dir::Cache=$a/cache"
-  -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-log="$dir/build.log"
-: >"$log"
-step() { # what, command...
-  local what=$1
-  shift
-  if ! "$@" >>"$log" 2>&1; then
-    tail -n 30 "$log" >&2
-    echo "cross-sysroot-android: $what failed (whole log: $log)" >&2
-    exit 1
-  fi
-}
+mkdir -p "$a/debs" "$a/qemu" "$dir/src" "$dir/include" "$dir/lib" "$dir/musl" "$dir/bin" "$dir/qemu"
+step() { debsrc_step "$@"; }
 echo "cross-sysroot-android: fetching Debian's arm64 musl and the sources of $srcs ($suite)" >&2
-step "apt-get update" apt-get "${opts[@]}" update
-(cd "$a/debs" && step "apt-get download" apt-get "${opts[@]}" download $bins)
+debsrc_update
+debsrc_download "$a/debs" $bins
 for f in "$a"/debs/*.deb; do
   dpkg-deb -x "$f" "$dir/musl"
 done
 rm -rf "$dir/musl/etc" "$dir/musl/lib" # musl's dynamic loader and its configuration: not used
-(cd "$a/qemu" && step "apt-get download qemu-user-static" apt-get "${opts[@]}" download "qemu-user-static:$host")
+debsrc_download "$a/qemu" "qemu-user-static:$host"
 dpkg-deb --fsys-tarfile "$a"/qemu/qemu-user-static_*.deb | tar -x -C "$dir/qemu" --strip-components=3 \
   ./usr/bin/qemu-aarch64-static
 test -x "$dir/qemu/qemu-aarch64-static"
 # apt-get source unpacks each with dpkg-source, Debian's patches applied.
-(cd "$dir/src" && step "apt-get source" apt-get "${opts[@]}" source $srcs)
-src() { find "$dir/src" -maxdepth 1 -mindepth 1 -type d -name "$1-*" | head -n 1; }
+debsrc_source "$dir/src" $srcs
+src() { debsrc_tree "$dir/src" "$1"; }
 
 # The compiler: Debian's cross gcc with musl's specs, its paths moved into DIR. The kernel's
 # headers (linux/, asm/, asm-generic/) come after musl's, as a musl toolchain has them.

@@ -5,16 +5,14 @@
 # `make cross ARCH=win64`. Debian packages none of them for mingw-w64.
 # Usage: scripts/cross-sysroot-win.sh DIR
 #
-# The sources come through apt with a private state under DIR/apt (its own deb-src list, lists
-# and cache): the machine's apt configuration is left alone. They are taken from the main suite
-# (MIRROR, default http://deb.debian.org/debian, suite bookworm), whose source packages are
-# complete. Idempotent: does nothing when DIR/.done names the same versions of the script.
+# The sources come through apt with a private state under DIR/apt (scripts/debsrc.sh): the
+# machine's apt configuration is left alone. They are taken from the main suite (MIRROR, default
+# http://deb.debian.org/debian, suite bookworm), whose source packages are complete. Idempotent: does nothing when DIR/.done names the same versions of the script.
 # Takes a few minutes, most of it OpenSSL. Needs mingw-w64, cmake, perl and dpkg-dev
 # (scripts/deps.sh cross-win64), network access to the mirror, not root.
 set -eu
 [ $# -eq 1 ] || { echo "usage: $0 DIR" >&2; exit 2; }
 dir=$1
-mirror=${MIRROR:-http://deb.debian.org/debian}
 suite=${SUITE:-bookworm}
 host=x86_64-w64-mingw32
 srcs="libuv1 jansson http-parser c-ares openssl"
@@ -24,30 +22,18 @@ if [ -f "$dir/.done" ] && [ "$(cat "$dir/.done")" = "$stamp" ]; then
 fi
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
-a="$dir/apt"
-rm -rf "$a" "$dir/include" "$dir/lib" "$dir/src"
-mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/parts" "$dir/src" "$dir/include" "$dir/lib"
-: >"$a/status"
-echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror $suite main" >"$a/sources.list"
-opts=(-q -o "Dir::Etc::SourceList=$a/sources.list" -o "Dir::Etc::SourceParts=$a/parts"
-  -o "Dir::State::Lists=$a/lists" -o "Dir::State::status=$a/status" -o "Dir::Cache=$a/cache"
-  -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
-log="$dir/build.log"
-: >"$log"
-step() { # what, command...
-  local what=$1
-  shift
-  if ! "$@" >>"$log" 2>&1; then
-    tail -n 30 "$log" >&2
-    echo "cross-sysroot-win: $what failed (whole log: $log)" >&2
-    exit 1
-  fi
-}
+rm -rf "$dir/include" "$dir/lib" "$dir/src"
+mkdir -p "$dir/src" "$dir/include" "$dir/lib"
+# shellcheck source=scripts/debsrc.sh
+. "$(dirname "$0")/debsrc.sh"
+debsrc_init cross-sysroot-win "$dir/apt" "$dir/build.log"
+a=$debsrc_apt
+step() { debsrc_step "$@"; }
 echo "cross-sysroot-win: fetching Debian's sources of $srcs ($suite)" >&2
-step "apt-get update (deb-src)" apt-get "${opts[@]}" update
+debsrc_update
 # apt-get source unpacks each with dpkg-source, Debian's patches applied.
-(cd "$dir/src" && step "apt-get source" apt-get "${opts[@]}" source $srcs)
-src() { find "$dir/src" -maxdepth 1 -mindepth 1 -type d -name "$1-*" | head -n 1; }
+debsrc_source "$dir/src" $srcs
+src() { debsrc_tree "$dir/src" "$1"; }
 cc=$host-gcc
 jobs=${JOBS:-1}
 

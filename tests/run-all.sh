@@ -3,7 +3,9 @@
 # corpus and crash replays, and the end-to-end suite (real tetherd, tether and local services).
 # Usage: MODE=sanitize tests/run-all.sh [unit|e2e|cross|mcu]   (default: everything; MODE defaults
 # to sanitize). Prints every test program's output, then one closing line "N passed, M failed",
-# counting cmocka tests one by one, each fuzz replay as one test and each e2e test as one.
+# counting cmocka tests one by one, each fuzz replay as one test and each e2e test as one; `unit`
+# (and the whole run) also checks the sources: no new include cycle (scripts/include-cycles.py),
+# one test.
 # CROSS_ARCHS="arm64 ..." adds, for each, the cross e2e tests: CROSS_E2E (a set of the e2e
 # tests) with the agent cross-built for that CPU (build/cross-ARCH, `make cross`) run under
 # qemu-user (win64: tether.exe under Wine) against this build's tetherd. `cross` runs only those.
@@ -117,6 +119,22 @@ run_unit() {
             fi
             run_replay "$bin" "$name crashes" "${files[@]}"
         done
+    fi
+}
+
+# Checks of the sources themselves: one test each.
+run_source_checks() {
+    echo "== source: include cycles (scripts/include-cycles.py)"
+    python3 scripts/include-cycles.py --self-test >"$log" 2>&1 &&
+        python3 scripts/include-cycles.py src >>"$log" 2>&1
+    local rc=$?
+    cat "$log"
+    if [ "$rc" -eq 0 ]; then
+        passed=$((passed + 1))
+        echo "PASS include-cycles"
+    else
+        fail "include-cycles" "a new include cycle in src/ (or a known one grew): see above"
+        echo "FAIL include-cycles"
     fi
 }
 
@@ -239,6 +257,7 @@ run_deb() {
 case "$WHAT" in
 all)
     run_unit
+    run_source_checks
     run_e2e
     for a in ${CROSS_ARCHS:-}; do run_cross "$a"; done
     [ "${MCU_TESTS:-1}" = 0 ] || run_mcu
@@ -248,7 +267,10 @@ all)
     ;;
 mcu) run_mcu ;;
 deb) run_deb ;;
-unit) run_unit ;;
+unit)
+    run_unit
+    run_source_checks
+    ;;
 e2e) run_e2e ;;
 cross)
     [ -n "${CROSS_ARCHS:-}" ] || fail "cross" "CROSS_ARCHS is empty"

@@ -480,8 +480,7 @@ static void on_accept(uv_stream_t *server, int status)
         TT_LOG(TT_LOG_WARN, "accept failed: %s", uv_strerror(status));
         return;
     }
-    sock = tt_conn_new(&tc->loop);
-    if (sock == NULL)
+    if (tt_conn_new(&sock, &tc->loop) != 0)
         return;
     if (uv_accept(server, (uv_stream_t *)&sock->tcp) != 0 || tc->stopping ||
         (l = lconn_new(tc)) == NULL) {

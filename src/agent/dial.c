@@ -210,18 +210,13 @@ static void succeed(struct tt_dial *d)
     cleanup(d);
 }
 
+/* What the dial's caller gets for a libuv code: refused, timed out, out of memory, or I/O. */
 static int map_uv_err(int uverr)
 {
-    switch (uverr) {
-    case UV_ECONNREFUSED:
-        return TETHER_ERR_REFUSED;
-    case UV_ETIMEDOUT:
-        return TETHER_ERR_TIMEOUT;
-    case UV_ENOMEM:
-        return TETHER_ERR_NOMEM;
-    default:
-        return TETHER_ERR_IO;
-    }
+    int e = tt_conn_err(uverr);
+    return e == TETHER_ERR_REFUSED || e == TETHER_ERR_TIMEOUT || e == TETHER_ERR_NOMEM
+               ? e
+               : TETHER_ERR_IO;
 }
 
 /* ---- writing (straight to the socket until a TLS filter sits below the caller) ---------- */
@@ -328,10 +323,10 @@ static int ws_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *us
 
     if (d->refused) /* waiting for the refusal's body */
         return d->rlen - d->body_off >= d->body_want ? refusal(d) : 0;
-    rc = tt_wshs_parse_response_ex(in, len, d->key, d->opt.subprotocol, &r);
-    if (rc == 0)
+    rc = tt_wshs_read_response_ex(in, len, d->key, d->opt.subprotocol, &r);
+    if (rc == TETHER_ERR_AGAIN)
         return 0;
-    if (rc < 0) {
+    if (rc != 0) {
         set_msg(d, "bad HTTP answer from %s during the WebSocket handshake", d->url);
         return TETHER_ERR_HTTP;
     }
@@ -642,8 +637,8 @@ static void try_next_addr(struct tt_dial *d)
         int rc;
 
         cr = malloc(sizeof *cr);
-        d->conn = cr ? tt_conn_new(d->loop) : NULL;
-        if (d->conn == NULL) {
+        d->conn = NULL;
+        if (cr == NULL || tt_conn_new(&d->conn, d->loop) != 0) {
             free(cr);
             fail(d, TETHER_ERR_NOMEM, "out of memory");
             return;

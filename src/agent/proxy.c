@@ -1,14 +1,13 @@
 /* proxy.c - HTTP proxies for the agent (proxy.h): the choice of a proxy for a relay URL, as curl
  * makes it from its options and the environment; the CONNECT request (Basic credentials
- * base64-encoded by OpenSSL); the proxy's answer, parsed with http-parser. Pure apart from
- * tt_proxy_env_load(). No I/O, no logging; no message ever holds a password. */
+ * base64-encoded by OpenSSL); the proxy's answer, read by common/httphead.c (http-parser). Pure
+ * apart from tt_proxy_env_load(). No I/O, no logging; no message ever holds a password. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <http_parser.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <uv.h> /* uv_inet_pton: Windows too */
@@ -16,6 +15,8 @@
 #include "tether.h"
 #include "agent/proxy.h"
 #include "common/compat.h"
+#include "common/httphead.h"
+#include "tether_err.h"
 
 const char *const tt_proxy_var_names[TT_PV_COUNT] = {
     [TT_PV_WS_PROXY] = "ws_proxy",       [TT_PV_WS_PROXY_UC] = "WS_PROXY",
@@ -377,78 +378,22 @@ int tt_proxy_connect_request(char *out, size_t outlen, const struct tt_proxy *p,
 /* ---- the answer -------------------------------------------------------------------------------
  */
 
-struct resp_state {
-    struct tt_proxy_response *r;
-    size_t reasonlen;
-    bool complete;
-};
-
-static int on_status(http_parser *hp, const char *at, size_t len)
-{
-    struct resp_state *st = hp->data;
-
-    for (size_t i = 0; i < len && st->reasonlen < TT_PROXY_REASON_MAX; i++) {
-        unsigned char c = (unsigned char)at[i];
-        st->r->reason[st->reasonlen++] = c >= ' ' && c <= '~' ? (char)c : '?';
-    }
-    st->r->reason[st->reasonlen] = '\0';
-    return 0;
-}
-
-static int on_headers_complete(http_parser *hp)
-{
-    struct resp_state *st = hp->data;
-
-    st->complete = true;
-    /* Stop here: what follows is the tunnel (or a body we do not read). */
-    http_parser_pause(hp, 1);
-    return 0;
-}
-
-/* The length of the head (through its blank line) in in[0..len), 0 if it is not all there. */
-static size_t head_length(const uint8_t *in, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (in[i] != '\n')
-            continue;
-        if (i + 1 < len && in[i + 1] == '\n')
-            return i + 2;
-        if (i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n')
-            return i + 3;
-    }
-    return 0;
-}
-
 int tt_proxy_parse_response(const uint8_t *in, size_t len, struct tt_proxy_response *r)
 {
-    static const http_parser_settings settings = {
-        .on_status = on_status,
-        .on_headers_complete = on_headers_complete,
-    };
-    struct resp_state st;
-    http_parser hp;
-    size_t head;
+    struct tt_httphead h;
 
     memset(r, 0, sizeof *r);
-    head = head_length(in, len > TT_PROXY_MAX_HEAD ? TT_PROXY_MAX_HEAD : len);
-    if (head == 0)
-        return len >= TT_PROXY_MAX_HEAD ? -1 : 0;
-    memset(&st, 0, sizeof st);
-    st.r = r;
-    http_parser_init(&hp, HTTP_RESPONSE);
-    hp.data = &st;
-    (void)http_parser_execute(&hp, &settings, (const char *)in, head);
-    if (!st.complete ||
-        (HTTP_PARSER_ERRNO(&hp) != HPE_OK && HTTP_PARSER_ERRNO(&hp) != HPE_PAUSED)) {
-        memset(r, 0, sizeof *r);
+    int rc = tt_httphead_parse(TT_HTTPHEAD_RESPONSE, in, len, TT_PROXY_MAX_HEAD, &h);
+    if (rc == TETHER_ERR_AGAIN)
+        return 0;
+    if (rc != 0)
         return -1;
+    /* the reason, printable only and cut to TT_PROXY_REASON_MAX: it goes into a log line */
+    for (size_t i = 0; i < h.reason_len && i < TT_PROXY_REASON_MAX; i++) {
+        unsigned char c = in[h.reason_off + i];
+        r->reason[i] = c >= ' ' && c <= '~' ? (char)c : '?';
     }
-    /* http-parser takes "HTTP/1.1 2 OK"; RFC 9112 wants three digits. */
-    if (hp.status_code < 100 || hp.status_code > 999) {
-        memset(r, 0, sizeof *r);
-        return -1;
-    }
-    r->status = (int)hp.status_code;
-    r->head_len = head;
+    r->status = h.status;
+    r->head_len = h.head_len;
     return 1;
 }

@@ -114,8 +114,8 @@ struct tt_proxy_response {
     size_t head_len;                      /* bytes through the blank line; the tunnel follows */
 };
 
-/* Parses in[0..len) with http-parser (response mode, the head only). Returns 1 (r filled), 0 (an
- * incomplete head: need more bytes), or -1 (malformed, or no end of head within
+/* Parses in[0..len) with tt_httphead_parse (response mode, the head only). Returns 1 (r filled), 0
+ * (an incomplete head: need more bytes), or -1 (malformed, or no end of head within
  * TT_PROXY_MAX_HEAD bytes). Interim 1xx answers are not skipped: a proxy sends none to
  * CONNECT, and one is an error for the caller. */
 int tt_proxy_parse_response(const uint8_t *in, size_t len, struct tt_proxy_response *r);

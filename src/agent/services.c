@@ -309,8 +309,8 @@ int tt_services_open(uv_loop_t *loop, const struct tt_resolver *resolver, struct
     TT_LOG(TT_LOG_DEBUG, "stream open stream=%u service=%s target=%s origin=%s", (unsigned)id,
            svc->name, svc->target, TT_LOG_VN((const char *)origin, origin ? originlen : 0));
     l = calloc(1, sizeof *l);
-    sock = l ? tt_conn_new(loop) : NULL;
-    if (sock == NULL) {
+    sock = NULL;
+    if (l == NULL || tt_conn_new(&sock, loop) != 0) {
         free(l);
         return TT_RESET_LIMIT;
     }

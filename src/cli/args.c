@@ -289,8 +289,7 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
         a->json = true;
         return 0;
     case OPT_LOG_LEVEL:
-        a->log_level = tt_log_parse_level(v);
-        if (a->log_level < 0)
+        if (tt_log_parse_level(v, &a->log_level) != 0)
             return errf(err, "bad --log-level '%s' (error, warn, info or debug)", v);
         return 0;
     case OPT_HELP:

@@ -1,6 +1,8 @@
 /* configfile.h - the --config FILE of tetherd (src/relay/config.c) and tether (src/cli/args.c):
  * settings read from a file, which each program applies like its flags (the format is described
- * in configfile.c and docs/operators-guide.md). Pure reader: it knows no setting's name. */
+ * in configfile.c and docs/operators-guide.md). Pure reader: it knows no setting's name.
+ * Return values: common/'s convention (util.h): 0 or a negative tether_err (TT_CONFIGFILE_*
+ * name the two that matter), with a one-line message in err. */
 #ifndef TT_CONFIGFILE_H
 #define TT_CONFIGFILE_H
 
@@ -10,8 +12,8 @@
 #define TT_CONFIGFILE_MAX_ITEMS 256
 
 /* Return codes of tt_configfile_read besides 0. */
-#define TT_CONFIGFILE_SYNTAX (-1) /* a line that does not parse: a usage error */
-#define TT_CONFIGFILE_IO (-2)     /* the file cannot be opened or read: a runtime failure */
+#define TT_CONFIGFILE_SYNTAX TETHER_ERR_CONFIG /* a line that does not parse: a usage error */
+#define TT_CONFIGFILE_IO TETHER_ERR_IO /* the file cannot be opened or read: a runtime failure */
 
 struct tt_configfile_item {
     char flag[40];     /* "--listen" */

@@ -6,17 +6,45 @@
 #include <stdlib.h>
 
 #include "common/tls.h"
+#include "tether_err.h"
 
-struct tt_conn *tt_conn_new(uv_loop_t *loop)
+int tt_conn_new(struct tt_conn **out, uv_loop_t *loop)
 {
     struct tt_conn *c = malloc(sizeof(*c));
+    *out = NULL;
     if (c == NULL)
-        return NULL;
+        return TETHER_ERR_NOMEM;
     uv_tcp_init(loop, &c->tcp);
     c->tcp.data = NULL;
     c->tls = NULL;
     c->close_cb = NULL;
-    return c;
+    *out = c;
+    return 0;
+}
+
+int tt_conn_err(int uverr)
+{
+    switch (uverr) {
+    case 0:
+        return 0;
+    case UV_EAGAIN:
+        return TETHER_ERR_AGAIN;
+    case UV_ECONNREFUSED:
+        return TETHER_ERR_REFUSED;
+    case UV_ETIMEDOUT:
+        return TETHER_ERR_TIMEOUT;
+    case UV_ENOMEM:
+    case UV_ENOBUFS:
+        return TETHER_ERR_NOMEM;
+    case UV_EOF:
+    case UV_ECONNRESET:
+    case UV_EPIPE:
+        return TETHER_ERR_CLOSED;
+    case UV_EADDRINUSE:
+        return TETHER_ERR_ADDRINUSE;
+    default:
+        return TETHER_ERR_IO;
+    }
 }
 
 struct tt_conn *tt_conn_of(uv_handle_t *h)

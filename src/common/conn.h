@@ -17,6 +17,11 @@
  * owner sets c->tcp.data). A TLS conn carries its session along, together with anything it
  * has read and not yet delivered: the new owner gets it when it starts reading.
  *
+ * Return values: the stream calls below are libuv's and keep libuv's codes, as their callbacks
+ * do (the one place in common/ where a libuv code is seen: it is logged with uv_err_name where
+ * it happens and passed up as a tether_err through tt_conn_err, as STYLE.md asks); everything
+ * else follows common/'s convention (util.h): 0 or a negative tether_err.
+ *
  * Owns: its uv_tcp_t (embedded) and its TLS session. Freed only by tt_conn_close(). */
 #ifndef TT_CONN_H
 #define TT_CONN_H
@@ -33,10 +38,15 @@ struct tt_conn {
     uv_close_cb close_cb; /* private: tt_conn_close's callback */
 };
 
-/* Allocates a conn whose socket is initialized on loop, not connected (uv_tcp_connect,
- * uv_accept or uv_tcp_open on &c->tcp next). tcp.data is NULL. Returns NULL when out of
- * memory. Free it with tt_conn_close(). */
-struct tt_conn *tt_conn_new(uv_loop_t *loop);
+/* Allocates a conn into *out whose socket is initialized on loop, not connected (uv_tcp_connect,
+ * uv_accept or uv_tcp_open on &c->tcp next). tcp.data is NULL. Returns 0, or TETHER_ERR_NOMEM
+ * (*out NULL). Free it with tt_conn_close(). */
+int tt_conn_new(struct tt_conn **out, uv_loop_t *loop);
+
+/* The tether_err for a libuv code (0 for 0): what a conn's owner passes up once a libuv code
+ * from the calls below or their callbacks leaves the transport (after logging it with
+ * uv_err_name where it happened). */
+int tt_conn_err(int uverr);
 
 /* The conn whose handle h is (h must be &c->tcp of a conn, as handed to every callback). */
 struct tt_conn *tt_conn_of(uv_handle_t *h);

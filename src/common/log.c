@@ -7,6 +7,7 @@
  * which journald takes as the entry's PRIORITY and strips: `journalctl -p warning -u tetherd`.
  * The line itself, timestamp included, is unchanged. */
 #include "common/log.h"
+#include "tether_err.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,17 +49,22 @@ static bool to_journal(void)
     return log_journal == 1;
 }
 
-int tt_log_parse_level(const char *s)
+int tt_log_parse_level(const char *s, int *level)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
     if (s == NULL)
-        return -1;
-    for (int i = 0; i < 4; i++)
-        if (strcasecmp(s, names[i]) == 0)
-            return i;
-    if (strcasecmp(s, "warning") == 0)
-        return TT_LOG_WARN;
-    return -1;
+        return TETHER_ERR_INVAL;
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, names[i]) == 0) {
+            *level = i;
+            return 0;
+        }
+    }
+    if (strcasecmp(s, "warning") == 0) {
+        *level = TT_LOG_WARN;
+        return 0;
+    }
+    return TETHER_ERR_INVAL;
 }
 
 void tt_log_set_program(const char *s)

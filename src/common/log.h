@@ -1,6 +1,8 @@
 /* log.h - one stderr line per event, "LEVEL key=value ..." style, for the relay and the agent.
  * TT_LOG() checks the level before evaluating its arguments. The core never logs through this.
- * Never log tokens. stdout is reserved for the agent's ready lines and --json events. */
+ * Never log tokens. stdout is reserved for the agent's ready lines and --json events.
+ * Return values: common/'s convention (util.h): 0 or a negative tether_err, results through
+ * out-parameters; the writers return the length written. */
 #ifndef TT_LOG_H
 #define TT_LOG_H
 
@@ -20,8 +22,9 @@ enum tt_log_level {
 /* The current level (process-wide; default TT_LOG_INFO). */
 extern int tt_log_level;
 
-/* Parses "error", "warn", "info", "debug" (case-insensitive). Returns the level or -1. */
-int tt_log_parse_level(const char *s);
+/* Parses "error", "warn", "info", "debug" (case-insensitive) into *level. Returns 0 or
+ * TETHER_ERR_INVAL (*level untouched). */
+int tt_log_parse_level(const char *s, int *level);
 /* Sets the prefix printed before every line ("tetherd" or "tether"); s must be static. */
 void tt_log_set_program(const char *s);
 

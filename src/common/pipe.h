@@ -24,7 +24,8 @@
  * last callback. DATA is written to the socket at the end of the wsconn read that brought it,
  * from the wsconn's receive buffer (one writev), when that read is the last of the loop turn;
  * otherwise (bulk: the read chunk itself is queued when this pipe had it alone), and for what
- * the socket does not take, it is queued and flushed once per loop iteration. */
+ * the socket does not take, it is queued and flushed once per loop iteration.
+ * Return values: common/'s convention (util.h): 0 or a negative tether_err. */
 #ifndef TT_PIPE_H
 #define TT_PIPE_H
 

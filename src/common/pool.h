@@ -1,7 +1,9 @@
 /* pool.h - fixed-size byte chunks from a free list, for socket reads and write queues, so that
  * the steady state allocates nothing. The free list is per thread and capped (extra chunks go
  * back to malloc's free). tt_chunkq is a FIFO byte queue made of such chunks, capped at init,
- * with the uv_buf_t view that one uv_write needs. */
+ * with the uv_buf_t view that one uv_write needs.
+ * Return values: common/'s convention (util.h): 0 or a negative tether_err; tt_chunk_get
+ * answers NULL when the pool and malloc are out, and tt_chunkq_reserve a pointer (a reserve). */
 #ifndef TT_POOL_H
 #define TT_POOL_H
 

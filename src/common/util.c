@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "common/compat.h"
+#include "tether_err.h"
 
 static int fail(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
 
@@ -27,7 +28,7 @@ static int fail(char err[TT_ERRLEN], const char *fmt, ...)
         vsnprintf(err, TT_ERRLEN, fmt, ap);
         va_end(ap);
     }
-    return -1;
+    return TETHER_ERR_INVAL;
 }
 
 /* Parses decimal digits s[0..len) into *out (no sign, no overflow past max). */
@@ -175,7 +176,7 @@ static int hexval(int c)
     return -1;
 }
 
-bool tt_pct_decode(const char *in, size_t len, char *out, size_t outsize)
+int tt_pct_decode(const char *in, size_t len, char *out, size_t outsize)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
@@ -183,22 +184,22 @@ bool tt_pct_decode(const char *in, size_t len, char *out, size_t outsize)
         if (ch == '%') {
             int a, b;
             if (i + 2 >= len)
-                return false;
+                return TETHER_ERR_INVAL;
             a = hexval((unsigned char)in[i + 1]);
             b = hexval((unsigned char)in[i + 2]);
             if (a < 0 || b < 0)
-                return false;
+                return TETHER_ERR_INVAL;
             ch = a * 16 + b;
             if (ch == 0)
-                return false;
+                return TETHER_ERR_INVAL;
             i += 2;
         }
         if (o + 1 >= outsize)
-            return false;
+            return TETHER_ERR_INVAL;
         out[o++] = (char)ch;
     }
     out[o] = '\0';
-    return true;
+    return 0;
 }
 
 int tt_parse_url(const char *s, const char *const *allowed, struct tt_url *u, char err[TT_ERRLEN])
@@ -261,9 +262,10 @@ int tt_parse_url(const char *s, const char *const *allowed, struct tt_url *u, ch
         size_t uilen = pu.field_data[UF_USERINFO].len;
         const char *colon = memchr(ui, ':', uilen);
         size_t ulen = colon ? (size_t)(colon - ui) : uilen;
-        if (!tt_pct_decode(ui, ulen, u->user, sizeof(u->user)))
+        if (tt_pct_decode(ui, ulen, u->user, sizeof(u->user)) != 0)
             return fail(err, "bad URL: bad user name");
-        if (colon != NULL && !tt_pct_decode(colon + 1, uilen - ulen - 1, u->pass, sizeof(u->pass)))
+        if (colon != NULL &&
+            tt_pct_decode(colon + 1, uilen - ulen - 1, u->pass, sizeof(u->pass)) != 0)
             return fail(err, "bad URL: bad password");
     }
 
@@ -360,7 +362,7 @@ int tt_random_bytes(void *buf, size_t n)
     while (n > 0) {
         int k = n > (1u << 20) ? (1 << 20) : (int)n;
         if (RAND_bytes(p, k) != 1)
-            return -1;
+            return TETHER_ERR_IO;
         p += k;
         n -= (size_t)k;
     }
@@ -375,8 +377,9 @@ int tt_random_label(char *out, size_t len)
 
     while (i < len) {
         if (used == have) {
-            if (tt_random_bytes(rnd, sizeof(rnd)) != 0)
-                return -1;
+            int rc = tt_random_bytes(rnd, sizeof(rnd));
+            if (rc != 0)
+                return rc;
             have = sizeof(rnd);
             used = 0;
         }
@@ -410,18 +413,19 @@ bool tt_consttime_equal(const void *a, size_t alen, const void *b, size_t blen)
     return CRYPTO_memcmp(a, b, alen) == 0;
 }
 
-char *tt_read_small_file(const char *path, size_t max, size_t *len, char err[TT_ERRLEN])
+int tt_read_small_file(const char *path, size_t max, char **out, size_t *len, char err[TT_ERRLEN])
 {
+    *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, TT_ERRLEN, "cannot read %.150s: %s", path, strerror(errno));
-        return NULL;
+        return TETHER_ERR_IO;
     }
     char *buf = malloc(max + 1);
     if (!buf) {
         fclose(f);
         snprintf(err, TT_ERRLEN, "cannot read %.150s: out of memory", path);
-        return NULL;
+        return TETHER_ERR_NOMEM;
     }
     size_t n = fread(buf, 1, max + 1, f);
     bool bad = ferror(f);
@@ -430,9 +434,10 @@ char *tt_read_small_file(const char *path, size_t max, size_t *len, char err[TT_
         free(buf);
         snprintf(err, TT_ERRLEN, "cannot read %.150s: %s", path,
                  bad ? "read error" : "file too large");
-        return NULL;
+        return bad ? TETHER_ERR_IO : TETHER_ERR_TOO_LARGE;
     }
     buf[n] = '\0';
     *len = n;
-    return buf;
+    *out = buf;
+    return 0;
 }

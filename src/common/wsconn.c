@@ -343,7 +343,8 @@ static void wsloop_put(struct wsloop *L)
     uv_close((uv_handle_t *)&L->timer, wsloop_closed);
 }
 
-/* Index of L's deadline queue for period (added if new). Returns -1 when out of memory. */
+/* Index of L's deadline queue for period (added if new). Returns TETHER_ERR_CAPACITY past 255
+ * queues, TETHER_ERR_NOMEM when out of memory. */
 static int wsloop_queue(struct wsloop *L, uint32_t period)
 {
     struct wsqueue *q;
@@ -352,10 +353,10 @@ static int wsloop_queue(struct wsloop *L, uint32_t period)
         if (L->q[i].period == period)
             return (int)i;
     if (L->nq == UINT8_MAX)
-        return -1;
+        return TETHER_ERR_CAPACITY;
     q = malloc((L->nq + 1) * sizeof(*q));
     if (q == NULL)
-        return -1;
+        return TETHER_ERR_NOMEM;
     /* The sentinels move: the lists' ends point at the new places. */
     for (i = 0; i < L->nq; i++) {
         q[i].period = L->q[i].period;
@@ -502,12 +503,12 @@ static void finish(struct tt_wsconn *c)
 static _Thread_local uint8_t maskpool[256];
 static _Thread_local size_t maskpos = sizeof(maskpool);
 
-/* The next 4-byte mask key. Returns 0 or -1. */
+/* The next 4-byte mask key. Returns 0 or TETHER_ERR_IO (no randomness). */
 static int next_mask(uint8_t key[4])
 {
     if (maskpos + 4 > sizeof(maskpool)) {
         if (tt_random_bytes(maskpool, sizeof(maskpool)) != 0)
-            return -1;
+            return TETHER_ERR_IO;
         maskpos = 0;
     }
     memcpy(key, maskpool + maskpos, 4);

@@ -40,7 +40,9 @@
  * TETHER_ERR_IO, reason "peer does not read"). Control frames (pings, pongs, close) go through
  * the same queue and the same cap. A connection whose queued output has not moved for stall_ms
  * (30 s by default: no byte taken by the socket; checked at each link check, so up to one
- * check period later) is closed the same way. Both closes are counted (tt_wsconn_get_stats). */
+ * check period later) is closed the same way. Both closes are counted (tt_wsconn_get_stats).
+ * Return values: common/'s convention (util.h): 0 or a negative tether_err; counts of bytes
+ * or chunks taken are returned as such (>= 0) or a negative tether_err. */
 #ifndef TT_WSCONN_H
 #define TT_WSCONN_H
 

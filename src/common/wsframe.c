@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "tether_err.h"
+
 int tt_wsframe_decode(struct tt_wsframe_hdr *h, const uint8_t *in, size_t len)
 {
     size_t need = 2;
@@ -17,7 +19,7 @@ int tt_wsframe_decode(struct tt_wsframe_hdr *h, const uint8_t *in, size_t len)
     h->masked = (in[1] & 0x80) != 0;
     plen = in[1] & 0x7f;
     if (tt_wsframe_is_control(h->opcode) && (plen > 125 || !h->fin))
-        return -1;
+        return TETHER_ERR_PROTO;
     if (plen == 126)
         need += 2;
     else if (plen == 127)
@@ -29,13 +31,13 @@ int tt_wsframe_decode(struct tt_wsframe_hdr *h, const uint8_t *in, size_t len)
     if (plen == 126) {
         plen = (uint64_t)in[2] << 8 | in[3];
         if (plen < 126)
-            return -1;
+            return TETHER_ERR_PROTO;
     } else if (plen == 127) {
         plen = 0;
         for (int i = 0; i < 8; i++)
             plen = plen << 8 | in[2 + i];
         if (plen < 65536 || (plen >> 63) != 0)
-            return -1;
+            return TETHER_ERR_PROTO;
     }
     h->len = plen;
     if (h->masked)

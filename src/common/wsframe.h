@@ -1,13 +1,16 @@
 /* wsframe.h - RFC 6455 section 5 framing for wsconn: frame headers encoded and decoded over
  * caller buffers, and payload masking a machine word at a time. Pure functions: no allocation,
  * no state, no I/O. (wslay's frame layer masks byte by byte through its own 4 KiB buffer; on a
- * relay that was most of the CPU spent per uploaded byte.) */
+ * relay that was most of the CPU spent per uploaded byte.)
+ * Return values: common/'s convention (util.h): lengths (>= 0) or a negative tether_err. */
 #ifndef TT_WSFRAME_H
 #define TT_WSFRAME_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "tether_err.h"
 
 #define TT_WSFRAME_MAX_HEADER 14 /* 2 + 8 (64-bit length) + 4 (mask key) */
 
@@ -36,9 +39,9 @@ static inline bool tt_wsframe_is_control(uint8_t opcode)
 }
 
 /* Decodes a frame header from in[0..len). Returns the header's length (2..14) and fills h, 0 if
- * in holds only part of a header, or -1 if the header is invalid: a length not in its minimal
- * encoding or with the top bit set, or a control frame longer than 125 bytes or without FIN.
- * Reads only the bytes the header needs. */
+ * in holds only part of a header, or TETHER_ERR_PROTO if the header is invalid: a length not in its
+ * minimal encoding or with the top bit set, or a control frame longer than 125 bytes or without
+ * FIN. Reads only the bytes the header needs. */
 int tt_wsframe_decode(struct tt_wsframe_hdr *h, const uint8_t *in, size_t len);
 
 /* Writes the header of a frame (RSV bits 0) into out and returns its length (2..14). key NULL:

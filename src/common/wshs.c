@@ -1,17 +1,18 @@
 /* wshs.c - the WebSocket opening handshake (RFC 6455 section 4): the client's request, the
  * server's 101 answer, key/accept computation (OpenSSL SHA-1 + base64) and the check of the
- * server's answer (http-parser). No I/O, no allocation. */
+ * server's answer (common/httphead.c, over http-parser). No I/O, no allocation. */
 #include "common/wshs.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-#include <http_parser.h>
 #include <openssl/evp.h>
 
+#include "common/httphead.h"
 #include "common/util.h"
 #include "core/frame.h"
+#include "tether_err.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WSHS_MAX_HEAD (16 * 1024)
@@ -20,9 +21,9 @@ int tt_wshs_make_key(char key[TT_WS_KEYLEN + 1])
 {
     uint8_t raw[16];
     if (tt_random_bytes(raw, sizeof(raw)) != 0)
-        return -1;
+        return TETHER_ERR_IO;
     if (EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw)) != TT_WS_KEYLEN)
-        return -1;
+        return TETHER_ERR_IO;
     key[TT_WS_KEYLEN] = '\0';
     return 0;
 }
@@ -35,15 +36,15 @@ int tt_wshs_accept(const char *key, size_t keylen, char accept[TT_WS_ACCEPTLEN +
     int ok;
 
     if (ctx == NULL)
-        return -1;
+        return TETHER_ERR_NOMEM;
     ok = EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 && EVP_DigestUpdate(ctx, key, keylen) == 1 &&
          EVP_DigestUpdate(ctx, WS_GUID, sizeof(WS_GUID) - 1) == 1 &&
          EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 20;
     EVP_MD_CTX_free(ctx);
     if (!ok)
-        return -1;
+        return TETHER_ERR_IO;
     if (EVP_EncodeBlock((unsigned char *)accept, md, 20) != TT_WS_ACCEPTLEN)
-        return -1;
+        return TETHER_ERR_IO;
     accept[TT_WS_ACCEPTLEN] = '\0';
     return 0;
 }
@@ -67,7 +68,7 @@ int tt_wshs_client_request_ex(char *out, size_t outlen, const char *host, uint16
     else
         n = snprintf(hostbuf, sizeof(hostbuf), v6 ? "[%s]:%u" : "%s:%u", host, (unsigned)port);
     if (n < 0 || (size_t)n >= sizeof(hostbuf))
-        return -1;
+        return TETHER_ERR_TOO_LARGE;
     if (path == NULL || path[0] == '\0')
         path = "/";
     n = snprintf(out, outlen,
@@ -84,166 +85,34 @@ int tt_wshs_client_request_ex(char *out, size_t outlen, const char *host, uint16
                  path, hostbuf, key, subprotocol ? subprotocol : TT_WS_SUBPROTOCOL,
                  extra ? extra : "");
     if (n < 0 || (size_t)n >= outlen)
-        return -1;
+        return TETHER_ERR_TOO_LARGE;
     return n;
 }
 
-/* Which header the parser is in, and what we keep of the answer. */
-enum hdr_id {
-    H_OTHER,
-    H_UPGRADE,
-    H_CONNECTION,
-    H_ACCEPT,
-    H_LOCATION,
-    H_PROTOCOL,
-    H_CTYPE,
-    H_RETRY
-};
-
-struct resp_state {
-    struct tt_wshs_response *r;
-    char field[64];
-    size_t fieldlen;
-    bool in_value;
-    enum hdr_id cur;
-    char upgrade[64], connection[256], accept[64], protocol[64], ctype[64], retry[32];
-    size_t upgradelen, connectionlen, acceptlen, locationlen, protocollen, ctypelen, retrylen;
-    bool retry_bad; /* Retry-After too long or repeated: ignored */
-    bool overflow;
-    bool complete;
-};
-
-static void append(char *dst, size_t cap, size_t *len, const char *src, size_t n, bool *ovf)
+/* The value of the one header named name of h: false when it is missing or repeated (a second
+ * Sec-WebSocket-Accept, Upgrade or Retry-After is never valid: which one would count?). */
+static bool one(const struct tt_httphead *h, const uint8_t *in, const char *name, const uint8_t **v,
+                size_t *n)
 {
-    if (*len + n >= cap) {
-        *ovf = true;
-        n = *len < cap - 1 ? cap - 1 - *len : 0;
-    }
-    memcpy(dst + *len, src, n);
-    *len += n;
-    dst[*len] = '\0';
+    return tt_httphead_find(h, in, name, v, n) == 1;
 }
 
-static enum hdr_id classify(const char *name)
+static bool equals(const uint8_t *v, size_t n, const char *s)
 {
-    if (strcasecmp(name, "upgrade") == 0)
-        return H_UPGRADE;
-    if (strcasecmp(name, "connection") == 0)
-        return H_CONNECTION;
-    if (strcasecmp(name, "sec-websocket-accept") == 0)
-        return H_ACCEPT;
-    if (strcasecmp(name, "location") == 0)
-        return H_LOCATION;
-    if (strcasecmp(name, "sec-websocket-protocol") == 0)
-        return H_PROTOCOL;
-    if (strcasecmp(name, "content-type") == 0)
-        return H_CTYPE;
-    if (strcasecmp(name, "retry-after") == 0)
-        return H_RETRY;
-    return H_OTHER;
+    return n == strlen(s) && strncasecmp((const char *)v, s, n) == 0;
 }
 
-static int on_field(http_parser *p, const char *at, size_t len)
+/* True when some Connection header of h holds the token "upgrade" (repeated headers are one
+ * comma-separated list, RFC 9110 5.3). */
+static bool connection_upgrade(const struct tt_httphead *h, const uint8_t *in)
 {
-    struct resp_state *st = p->data;
-    bool dummy = false;
-    if (st->in_value) {
-        st->in_value = false;
-        st->fieldlen = 0;
-        st->field[0] = '\0';
-    }
-    append(st->field, sizeof(st->field), &st->fieldlen, at, len, &dummy);
-    return 0;
-}
-
-static int on_value(http_parser *p, const char *at, size_t len)
-{
-    struct resp_state *st = p->data;
-    struct tt_wshs_response *r = st->r;
-    if (!st->in_value) {
-        /* A new header: a repeated one is joined with ", " as RFC 9110 allows. */
-        st->in_value = true;
-        st->cur = classify(st->field);
-        if (st->cur == H_CONNECTION && st->connectionlen > 0)
-            append(st->connection, sizeof(st->connection), &st->connectionlen, ", ", 2,
-                   &st->overflow);
-        else if (st->cur == H_UPGRADE && st->upgradelen > 0)
-            append(st->upgrade, sizeof(st->upgrade), &st->upgradelen, ", ", 2, &st->overflow);
-        else if (st->cur == H_ACCEPT && st->acceptlen > 0)
-            st->overflow = true; /* two Accept headers: never valid */
-        else if (st->cur == H_RETRY && st->retrylen > 0)
-            st->retry_bad = true; /* two Retry-After headers: which one? neither */
-    }
-    switch (st->cur) {
-    case H_UPGRADE:
-        append(st->upgrade, sizeof(st->upgrade), &st->upgradelen, at, len, &st->overflow);
-        break;
-    case H_CONNECTION:
-        append(st->connection, sizeof(st->connection), &st->connectionlen, at, len, &st->overflow);
-        break;
-    case H_ACCEPT:
-        append(st->accept, sizeof(st->accept), &st->acceptlen, at, len, &st->overflow);
-        break;
-    case H_LOCATION:
-        append(r->location, sizeof(r->location), &st->locationlen, at, len, &st->overflow);
-        break;
-    case H_PROTOCOL:
-        append(st->protocol, sizeof(st->protocol), &st->protocollen, at, len, &st->overflow);
-        break;
-    case H_RETRY:
-        append(st->retry, sizeof(st->retry), &st->retrylen, at, len, &st->retry_bad);
-        break;
-    case H_CTYPE: {
-        bool ignored = false; /* a long type is cut, not an error */
-        append(st->ctype, sizeof(st->ctype), &st->ctypelen, at, len, &ignored);
-        break;
-    }
-    default:
-        break;
-    }
-    return 0;
-}
-
-static int on_headers_complete(http_parser *p)
-{
-    struct resp_state *st = p->data;
-    st->complete = true;
-    /* Stop here: what follows is WebSocket data, or a body we do not read. */
-    http_parser_pause(p, 1);
-    return 0;
-}
-
-/* True if the comma-separated list s holds token (case-insensitive, spaces trimmed). */
-static bool has_token(const char *s, const char *token)
-{
-    size_t tlen = strlen(token);
-    while (*s != '\0') {
-        while (*s == ' ' || *s == '\t' || *s == ',')
-            s++;
-        const char *start = s;
-        while (*s != '\0' && *s != ',')
-            s++;
-        const char *end = s;
-        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        if ((size_t)(end - start) == tlen && strncasecmp(start, token, tlen) == 0)
+    for (unsigned i = 0; i < h->nhdr; i++) {
+        const struct tt_httphead_hdr *x = &h->hdr[i];
+        if (x->flen == 10 && strncasecmp((const char *)in + x->foff, "connection", 10) == 0 &&
+            tt_httphead_has_token(in + x->voff, x->vlen, "upgrade"))
             return true;
     }
     return false;
-}
-
-/* Returns the length of the head (through its blank line) in in[0..len), or 0 if incomplete. */
-static size_t head_length(const uint8_t *in, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (in[i] != '\n')
-            continue;
-        if (i + 1 < len && in[i + 1] == '\n')
-            return i + 2;
-        if (i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n')
-            return i + 3;
-    }
-    return 0;
 }
 
 uint32_t tt_wshs_retry_after(const char *v, size_t n)
@@ -265,56 +134,53 @@ uint32_t tt_wshs_retry_after(const char *v, size_t n)
     return s > TT_WSHS_RETRY_AFTER_MAX ? TT_WSHS_RETRY_AFTER_MAX : s;
 }
 
-int tt_wshs_parse_response(const uint8_t *in, size_t len, const char *key,
-                           struct tt_wshs_response *r)
+int tt_wshs_read_response(const uint8_t *in, size_t len, const char *key,
+                          struct tt_wshs_response *r)
 {
-    return tt_wshs_parse_response_ex(in, len, key, NULL, r);
+    return tt_wshs_read_response_ex(in, len, key, NULL, r);
 }
 
-int tt_wshs_parse_response_ex(const uint8_t *in, size_t len, const char *key,
-                              const char *subprotocol, struct tt_wshs_response *r)
+int tt_wshs_read_response_ex(const uint8_t *in, size_t len, const char *key,
+                             const char *subprotocol, struct tt_wshs_response *r)
 {
-    static const http_parser_settings settings = {
-        .on_header_field = on_field,
-        .on_header_value = on_value,
-        .on_headers_complete = on_headers_complete,
-    };
-    struct resp_state st;
-    http_parser parser;
-    size_t head;
+    struct tt_httphead h;
+    const uint8_t *v;
+    size_t n;
 
     memset(r, 0, sizeof(*r));
-    head = head_length(in, len > WSHS_MAX_HEAD ? WSHS_MAX_HEAD : len);
-    if (head == 0)
-        return len >= WSHS_MAX_HEAD ? -1 : 0;
-
-    memset(&st, 0, sizeof(st));
-    st.r = r;
-    http_parser_init(&parser, HTTP_RESPONSE);
-    parser.data = &st;
-    (void)http_parser_execute(&parser, &settings, (const char *)in, head);
-    if (!st.complete ||
-        (HTTP_PARSER_ERRNO(&parser) != HPE_OK && HTTP_PARSER_ERRNO(&parser) != HPE_PAUSED))
-        return -1;
-    r->status = (int)parser.status_code;
-    r->head_len = head;
-    r->content_length = (parser.flags & F_CONTENTLENGTH) ? parser.content_length : UINT64_MAX;
-    r->text_plain = strncasecmp(st.ctype, "text/plain", 10) == 0;
-    if ((r->status == 503 || r->status == 429) && !st.retry_bad)
-        r->retry_after = tt_wshs_retry_after(st.retry, st.retrylen);
-    if (r->status < 300 || r->status >= 400 || st.overflow)
-        r->location[0] = '\0';
-    if (r->status == 101 && !st.overflow && key != NULL) {
-        char want[TT_WS_ACCEPTLEN + 1];
-        bool proto_ok = subprotocol != NULL
-                            ? strcmp(st.protocol, subprotocol) == 0
-                            : st.protocollen == 0 || strcmp(st.protocol, TT_WS_SUBPROTOCOL) == 0;
-        r->accepted = strcasecmp(st.upgrade, "websocket") == 0 &&
-                      has_token(st.connection, "upgrade") && proto_ok &&
-                      tt_wshs_accept(key, strlen(key), want) == 0 &&
-                      st.acceptlen == TT_WS_ACCEPTLEN && strcmp(st.accept, want) == 0;
+    int rc = tt_httphead_parse(TT_HTTPHEAD_RESPONSE, in, len, WSHS_MAX_HEAD, &h);
+    if (rc == TETHER_ERR_TOO_LARGE)
+        rc = TETHER_ERR_HTTP;
+    if (rc != 0)
+        return rc;
+    r->status = h.status;
+    r->head_len = h.head_len;
+    r->content_length = h.content_length;
+    if (tt_httphead_find(&h, in, "content-type", &v, &n) > 0)
+        r->text_plain = n >= 10 && strncasecmp((const char *)v, "text/plain", 10) == 0;
+    if ((r->status == 503 || r->status == 429) && one(&h, in, "retry-after", &v, &n))
+        r->retry_after = tt_wshs_retry_after((const char *)v, n);
+    if (r->status >= 300 && r->status < 400 && one(&h, in, "location", &v, &n) &&
+        n < sizeof(r->location)) {
+        memcpy(r->location, v, n);
+        r->location[n] = '\0';
     }
-    return 1;
+    if (r->status == 101 && key != NULL) {
+        char want[TT_WS_ACCEPTLEN + 1];
+        const uint8_t *up, *acc, *proto = NULL;
+        size_t uplen, acclen, protolen = 0;
+        unsigned nproto = tt_httphead_find(&h, in, "sec-websocket-protocol", &proto, &protolen);
+        bool proto_ok = nproto > 1            ? false
+                        : subprotocol != NULL ? nproto == 1 && equals(proto, protolen, subprotocol)
+                                              : nproto == 0 || protolen == 0 ||
+                                                    equals(proto, protolen, TT_WS_SUBPROTOCOL);
+        r->accepted = one(&h, in, "upgrade", &up, &uplen) && equals(up, uplen, "websocket") &&
+                      connection_upgrade(&h, in) && proto_ok &&
+                      tt_wshs_accept(key, strlen(key), want) == 0 &&
+                      one(&h, in, "sec-websocket-accept", &acc, &acclen) &&
+                      acclen == TT_WS_ACCEPTLEN && memcmp(acc, want, TT_WS_ACCEPTLEN) == 0;
+    }
+    return 0;
 }
 
 /* True if in[0..len) is the base64 of 16 bytes: 22 base64 characters, then "==". */
@@ -332,19 +198,23 @@ static bool key_ok(const uint8_t *in, size_t len)
     return true;
 }
 
-int tt_wshs_check_request(const struct tt_wshs_request *rq)
+int tt_wshs_check_request(const struct tt_wshs_request *rq, int *status)
 {
+    *status = 400;
     if (!rq->get || !rq->http11 || !rq->connection_upgrade || rq->nkeys != 1 ||
         !key_ok(rq->key, rq->keylen) || rq->nversions != 1)
-        return 400;
+        return TETHER_ERR_HANDSHAKE;
     const uint8_t *v = rq->version;
     size_t n = rq->versionlen;
     while (n > 0 && (v[0] == ' ' || v[0] == '\t'))
         v++, n--;
     while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
         n--;
-    if (n != 2 || memcmp(v, "13", 2) != 0)
-        return 426;
+    if (n != 2 || memcmp(v, "13", 2) != 0) {
+        *status = 426;
+        return TETHER_ERR_VERSION;
+    }
+    *status = 0;
     return 0;
 }
 
@@ -361,8 +231,9 @@ int tt_wshs_server_response_ex(char *out, size_t outlen, const char *key, size_t
     char accept[TT_WS_ACCEPTLEN + 1];
     int n;
 
-    if (tt_wshs_accept(key, keylen, accept) != 0)
-        return -1;
+    int rc = tt_wshs_accept(key, keylen, accept);
+    if (rc != 0)
+        return rc;
     n = snprintf(out, outlen,
                  "HTTP/1.1 101 Switching Protocols\r\n"
                  "Upgrade: websocket\r\n"
@@ -373,6 +244,6 @@ int tt_wshs_server_response_ex(char *out, size_t outlen, const char *key, size_t
                  accept, subprotocol ? "Sec-WebSocket-Protocol: " : "",
                  subprotocol ? subprotocol : "", subprotocol ? "\r\n" : "");
     if (n < 0 || (size_t)n >= outlen)
-        return -1;
+        return TETHER_ERR_TOO_LARGE;
     return n;
 }

@@ -10,7 +10,6 @@
 #include "relay/config.h"
 #include "common/configfile.h"
 #include "common/log.h"
-#include "relay/store/redisasync.h"
 
 void tt_config_usage(FILE *f)
 {
@@ -725,8 +724,8 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         return 0;
     }
     if (strcmp(flag, "--log-level") == 0) {
-        int lvl = tt_log_parse_level(v);
-        if (lvl < 0) {
+        int lvl;
+        if (tt_log_parse_level(v, &lvl) != 0) {
             snprintf(err, TT_ERRLEN, "--log-level: '%.100s' is not one of error, warn, info, debug",
                      v);
             return -1;
@@ -767,7 +766,7 @@ static int load_token(char dst[TT_MAX_TOKEN + 1], const char *file, const char *
         int rc = tt_read_secret_file(file, dst, TT_MAX_TOKEN + 1, e);
         if (rc != 0)
             snprintf(err, TT_ERRLEN, "%s-file: %.200s", flag, e);
-        return rc == TT_SECRET_IO ? TT_CONFIG_ERR_RUNTIME : rc;
+        return rc == 0 ? 0 : rc == TT_SECRET_IO ? TT_CONFIG_ERR_RUNTIME : -1;
     }
     if (dst[0] || !v || !v[0])
         return 0;
@@ -794,7 +793,7 @@ static int load_webhook_secret(struct tt_config *c, char err[TT_ERRLEN])
                                      sizeof(c->webhook_secret), e);
         if (rc != 0)
             snprintf(err, TT_ERRLEN, "--webhook-secret-file: %.200s", e);
-        return rc == TT_SECRET_IO ? TT_CONFIG_ERR_RUNTIME : rc;
+        return rc == 0 ? 0 : rc == TT_SECRET_IO ? TT_CONFIG_ERR_RUNTIME : -1;
     }
     if (c->webhook_secret[0] || !v || !v[0])
         return 0;

@@ -5,6 +5,7 @@
 #ifndef TT_CONFIG_H
 #define TT_CONFIG_H
 
+#include "relay/version.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,7 +20,6 @@
 #define TT_CONFIG_PATHLEN 1024
 /* Longest --domain (and --public-url host): device URLs must fit in TT_MAX_ADDR bytes. */
 #define TT_CONFIG_MAX_DOMAIN 60
-#define TT_RELAY_VERSION "0.1.0"
 /* Defaults of the limits above. */
 #define TT_CONFIG_MAX_STREAMS 1024
 #define TT_CONFIG_HEAD_TIMEOUT_MS 30000
@@ -52,6 +52,12 @@ struct tt_config_addr {
 #define TT_REDIS_MASTER_MAX 64
 #define TT_REDIS_DEFAULT_MASTER "mymaster"
 #define TT_REDIS_SENTINEL_PORT 26379
+/* Default and bounds of the cap on commands in flight (--redis-max-pending;
+ * store/redisasync.h). */
+#define TT_REDISASYNC_MAX_PENDING 16384
+#define TT_REDISASYNC_MAX_PENDING_MIN 16
+#define TT_REDISASYNC_MAX_PENDING_MAX 1000000
+
 struct tt_redis_url {
     char host[TT_HOSTLEN]; /* redis://: the server; sentinel: the master found ("" none yet) */
     uint16_t port;         /* default 6379 */

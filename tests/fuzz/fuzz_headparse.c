@@ -46,8 +46,9 @@ static void serve(const struct tt_headparse *hp)
     }
     struct tt_wshs_request rq;
     tt_server_ws_request(hp, &rq);
-    int verdict = tt_wshs_check_request(&rq);
-    if (verdict != 0 && verdict != 400 && verdict != 426)
+    int verdict = -1;
+    int vrc = tt_wshs_check_request(&rq, &verdict);
+    if ((vrc == 0) != (verdict == 0) || (verdict != 0 && verdict != 400 && verdict != 426))
         abort();
     if (verdict == 0) {
         char out[512], key[TT_WS_KEYLEN + 1];
@@ -58,7 +59,7 @@ static void serve(const struct tt_headparse *hp)
         key[TT_WS_KEYLEN] = '\0';
         int n = tt_wshs_server_response(out, sizeof(out), key, TT_WS_KEYLEN, true);
         /* What the relay answers, a client that sent this key accepts. */
-        if (n <= 0 || tt_wshs_parse_response((const uint8_t *)out, (size_t)n, key, &r) != 1 ||
+        if (n <= 0 || tt_wshs_read_response((const uint8_t *)out, (size_t)n, key, &r) != 0 ||
             !r.accepted)
             abort();
     }

@@ -72,12 +72,12 @@ static void request(const uint8_t *data, size_t size)
 static void answer(const uint8_t *data, size_t size)
 {
     struct tt_wshs_response r;
-    int rc = tt_wshs_parse_response_ex(data, size,
-                                       "dGhlIHNhbXBsZSBub25jZQ==", TT_WS_SUBPROTOCOL_CONNECT, &r);
-    if (rc == 1) {
+    int rc = tt_wshs_read_response_ex(data, size,
+                                      "dGhlIHNhbXBsZSBub25jZQ==", TT_WS_SUBPROTOCOL_CONNECT, &r);
+    if (rc == 0) {
         if (r.head_len == 0 || r.head_len > size || (r.accepted && r.status != 101))
             abort();
-    } else if (rc != 0 && rc != -1) {
+    } else if (rc != TETHER_ERR_AGAIN && rc != TETHER_ERR_HTTP) {
         abort();
     }
 }

@@ -339,6 +339,26 @@ def webhook_seeds():
             write("fuzz_webhook", bytes([split]) + s)
 
 
+def httphead_seeds():
+    """Issue 12. fuzz_wshs also reads its input with the one head reader (common/httphead.c)
+    as a request and as an answer: a proxy's answers to CONNECT, a webhook receiver's, folded
+    and repeated headers, a bare LF, a head with many lines."""
+    many = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(130)) + b"\r\n"
+    for s in [b"HTTP/1.1 200 Connection established\r\n\r\nSSH-2.0-x",
+              b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n"
+              b"Content-Length: 0\r\n\r\n",
+              b"HTTP/1.0 502 \x01bad\x7f reason\r\n\r\n",
+              b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nRetry-After: 9\r\n\r\n",
+              b"HTTP/1.1 200 OK\r\nX-A: a\r\n  folded\r\n\r\n",
+              b"HTTP/1.1 204 No Content\nServer: x\n\n",
+              b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n"
+              b"Connection: Upgrade\r\n\r\n",
+              b"POST /hook HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+              b"CONNECT relay:443 HTTP/1.1\r\nHost: relay:443\r\n\r\n",
+              many, many[:-2]]:
+        write("fuzz_wshs", s)
+
+
 def redis_url_seeds():
     """Issue 12. fuzz_url also reads its string as a --redis URL (redis:// and
     redis-sentinel://)."""
@@ -360,4 +380,5 @@ if __name__ == "__main__":
     signin_seeds()
     hostaddr_seeds()
     webhook_seeds()
+    httphead_seeds()
     redis_url_seeds()

@@ -39,7 +39,7 @@ static void pair_on_conn(uv_stream_t *server, int status)
 {
     struct pair_ctx *pc = server->data;
     assert_int_equal(status, 0);
-    pc->accepted = tt_conn_new(server->loop);
+    assert_int_equal(tt_conn_new(&pc->accepted, server->loop), 0);
     assert_int_equal(uv_accept(server, (uv_stream_t *)&pc->accepted->tcp), 0);
 }
 
@@ -58,7 +58,7 @@ void ut_make_pair(uv_loop_t *loop, struct tt_conn **a, struct tt_conn **b)
     uv_connect_t req;
 
     uv_ip4_addr("127.0.0.1", ut_listen(loop, &lst, &pc, pair_on_conn), &addr);
-    *a = tt_conn_new(loop);
+    assert_int_equal(tt_conn_new(a, loop), 0);
     req.data = &pc;
     assert_int_equal(uv_tcp_connect(&req, &(*a)->tcp, (struct sockaddr *)&addr, pair_on_connect),
                      0);

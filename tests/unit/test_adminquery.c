@@ -45,6 +45,30 @@ static int parse(const char *s, struct tt_adminquery *q)
     return rc;
 }
 
+/* Every query of bad[0..n) is refused with TETHER_ERR_INVAL (and a message). */
+static void all_refused(const char *const *bad, size_t n)
+{
+    struct tt_adminquery q;
+    for (size_t i = 0; i < n; i++)
+        if (parse(bad[i], &q) != TETHER_ERR_INVAL)
+            fail_msg("query not refused: %s", bad[i]);
+}
+
+/* A page is whole (b->ok), and holds (has) or does not hold (lacks) s; a failure names s. */
+static void has(const struct tt_adminbuf *b, const char *s)
+{
+    assert_true(b->ok);
+    if (strstr(b->p, s) == NULL)
+        fail_msg("the page lacks: %s", s);
+}
+
+static void lacks(const struct tt_adminbuf *b, const char *s)
+{
+    assert_true(b->ok);
+    if (strstr(b->p, s) != NULL)
+        fail_msg("the page holds: %s", s);
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -79,8 +103,7 @@ static void test_limit(void **state)
     static const char *const bad[] = {"limit=0",   "limit=-1",  "limit=+5",   "limit=1.5",
                                       "limit=abc", "limit=5x",  "limit=%201", "limit=1&limit=2",
                                       "limit=000", "limit=1e3", "limit=%00"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(parse(bad[i], &q), TETHER_ERR_INVAL);
+    all_refused(bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 static void test_after_online_q(void **state)
@@ -101,8 +124,7 @@ static void test_after_online_q(void **state)
     static const char *const bad[] = {"online=yes", "online=TRUE", "online=true&online=false",
                                       "q=%zz",      "q=a%0ab",     "q=%",
                                       "after=a%00", "q=a&q=b"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(parse(bad[i], &q), TETHER_ERR_INVAL);
+    all_refused(bad, sizeof(bad) / sizeof(bad[0]));
     /* lengths: a name's 64 bytes fit, 65 do not */
     char s[200];
     snprintf(s, sizeof(s), "after=%064d", 0);
@@ -257,25 +279,25 @@ static void test_page(void **state)
     struct tt_adminbuf b = {.ok = true};
     tt_adminpage_dashboard(&b, &p);
     assert_true(b.ok);
-    assert_null(strstr(b.p, "<script>"));
-    assert_non_null(strstr(b.p, "&lt;script&gt;"));
-    assert_non_null(strstr(b.p, "http://x&quot;.localhost"));
-    assert_non_null(strstr(b.p, "value=\"&lt;b&gt;\""));
-    assert_non_null(strstr(b.p, "href=\"/?q=%3Cb%3E&amp;after=z%20z\""));
-    assert_non_null(strstr(b.p, "rel=\"prev\" id=\"prev\" href=\"/?q=%3Cb%3E\""));
-    assert_non_null(strstr(b.p, "offline"));
-    assert_non_null(strstr(b.p, "ssh <code class=\"copy\">HOST:20001</code>"));
-    assert_non_null(strstr(b.p, "2.0&nbsp;KiB&nbsp;in"));
-    assert_non_null(strstr(b.p, "offline since 2026-01-01 00:00:00 UTC"));
-    assert_null(strstr(b.p, "<a href=\"http://x")); /* offline: no link to a 503 */
+    lacks(&b, "<script>");
+    has(&b, "&lt;script&gt;");
+    has(&b, "http://x&quot;.localhost");
+    has(&b, "value=\"&lt;b&gt;\"");
+    has(&b, "href=\"/?q=%3Cb%3E&amp;after=z%20z\"");
+    has(&b, "rel=\"prev\" id=\"prev\" href=\"/?q=%3Cb%3E\"");
+    has(&b, "offline");
+    has(&b, "ssh <code class=\"copy\">HOST:20001</code>");
+    has(&b, "2.0&nbsp;KiB&nbsp;in");
+    has(&b, "offline since 2026-01-01 00:00:00 UTC");
+    lacks(&b, "<a href=\"http://x"); /* offline: no link to a 503 */
     free(b.p);
     json_decref(svcs);
     struct tt_adminbuf s = {.ok = true};
     tt_adminpage_signin(&s, true, false);
     assert_true(s.ok);
-    assert_non_null(strstr(s.p, "<form method=\"post\""));
-    assert_non_null(strstr(s.p, "name=\"token\""));
-    assert_non_null(strstr(s.p, "not right"));
+    has(&s, "<form method=\"post\"");
+    has(&s, "name=\"token\"");
+    has(&s, "not right");
     free(s.p);
     char out[24];
     tt_adminpage_bytes(0, out);
@@ -318,30 +340,30 @@ static void test_console(void **state)
     struct tt_adminbuf b = {.ok = true};
     tt_adminpage_device(&b, &c, &w);
     assert_true(b.ok);
-    assert_null(strstr(b.p, "<x>"));
-    assert_null(strstr(b.p, "s<h"));
-    assert_non_null(strstr(b.p, "tether connect --server ws://relay.example:8080 --grant "
-                                "GRANT_TOKEN d&quot;&lt;x&gt;/s&lt;h --listen 127.0.0.1:10022"));
-    assert_non_null(strstr(b.p, "relay.example:20002</code>"));
-    assert_non_null(strstr(b.p, "tether connect --server ws://relay.example:8080 "
-                                "d&quot;&lt;x&gt;/db --listen 127.0.0.1:20002"));
-    assert_non_null(strstr(b.p, "offline since <time datetime=\"2026-01-01T00:00:00Z\" "
-                                "title=\"2026-01-01 00:00:00 UTC\">1 min ago</time>"));
-    assert_non_null(strstr(b.p, "label kept until <time datetime=\"2026-01-01T00:10:00Z\" "
-                                "title=\"2026-01-01 00:10:00 UTC\">in 9 min</time>"));
-    assert_non_null(strstr(b.p, "3.0&nbsp;MiB&nbsp;in"));
-    assert_non_null(strstr(b.p, "5.0&nbsp;GiB&nbsp;out"));
-    assert_non_null(strstr(b.p, "action=\"/signout\""));
-    assert_non_null(strstr(b.p, "action=\"/device/delete\""));
+    lacks(&b, "<x>");
+    lacks(&b, "s<h");
+    has(&b, "tether connect --server ws://relay.example:8080 --grant "
+            "GRANT_TOKEN d&quot;&lt;x&gt;/s&lt;h --listen 127.0.0.1:10022");
+    has(&b, "relay.example:20002</code>");
+    has(&b, "tether connect --server ws://relay.example:8080 "
+            "d&quot;&lt;x&gt;/db --listen 127.0.0.1:20002");
+    has(&b, "offline since <time datetime=\"2026-01-01T00:00:00Z\" "
+            "title=\"2026-01-01 00:00:00 UTC\">1 min ago</time>");
+    has(&b, "label kept until <time datetime=\"2026-01-01T00:10:00Z\" "
+            "title=\"2026-01-01 00:10:00 UTC\">in 9 min</time>");
+    has(&b, "3.0&nbsp;MiB&nbsp;in");
+    has(&b, "5.0&nbsp;GiB&nbsp;out");
+    has(&b, "action=\"/signout\"");
+    has(&b, "action=\"/device/delete\"");
     free(b.p);
     json_decref(svcs);
     struct tt_adminbuf d = {.ok = true};
     tt_adminpage_confirm_delete(&d, &c, "a b&<c>");
     assert_true(d.ok);
-    assert_null(strstr(d.p, "<c>"));
-    assert_non_null(strstr(d.p, "<form method=\"post\" action=\"/device/delete\">"));
-    assert_non_null(strstr(d.p, "value=\"a b&amp;&lt;c&gt;\""));
-    assert_non_null(strstr(d.p, "href=\"/device?name=a%20b%26%3Cc%3E\""));
+    lacks(&d, "<c>");
+    has(&d, "<form method=\"post\" action=\"/device/delete\">");
+    has(&d, "value=\"a b&amp;&lt;c&gt;\"");
+    has(&d, "href=\"/device?name=a%20b%26%3Cc%3E\"");
     free(d.p);
     const char *pats[] = {"dev/<ssh>", "x/*"};
     struct tt_adminpage_grant g[1] = {
@@ -349,18 +371,18 @@ static void test_console(void **state)
     struct tt_adminbuf gb = {.ok = true};
     tt_adminpage_grants(&gb, &c, g, 1, "ttg_TOKEN", "0123", 1767225600000ll + 900000, NULL);
     assert_true(gb.ok);
-    assert_null(strstr(gb.p, "<ssh>"));
-    assert_null(strstr(gb.p, "al<ice"));
-    assert_non_null(strstr(gb.p, "<code class=\"copy\" id=\"token\">ttg_TOKEN</code>"));
-    assert_non_null(strstr(gb.p, "name=\"id\" value=\"0123\""));
-    assert_non_null(strstr(gb.p, "Live grants (1)"));
+    lacks(&gb, "<ssh>");
+    lacks(&gb, "al<ice");
+    has(&gb, "<code class=\"copy\" id=\"token\">ttg_TOKEN</code>");
+    has(&gb, "name=\"id\" value=\"0123\"");
+    has(&gb, "Live grants (1)");
     free(gb.p);
     struct tt_adminbuf ge = {.ok = true};
     tt_adminpage_grants(&ge, &c, NULL, 0, NULL, NULL, 0, "ttl: <bad>");
     assert_true(ge.ok);
-    assert_null(strstr(ge.p, "ttg_"));
-    assert_non_null(strstr(ge.p, "ttl: &lt;bad&gt;"));
-    assert_non_null(strstr(ge.p, "No live grant."));
+    lacks(&ge, "ttg_");
+    has(&ge, "ttl: &lt;bad&gt;");
+    has(&ge, "No live grant.");
     free(ge.p);
     /* the summary, with a cluster's nodes */
     struct tt_adminquery q;
@@ -379,12 +401,12 @@ static void test_console(void **state)
     struct tt_adminbuf sb = {.ok = true};
     tt_adminpage_dashboard(&sb, &p);
     assert_true(sb.ok);
-    assert_non_null(strstr(sb.p, "<meta http-equiv=\"refresh\" content=\"15\">"));
-    assert_non_null(strstr(sb.p, "tetherd 9.9.9"));
-    assert_non_null(strstr(sb.p, "1 days 1 h"));
-    assert_non_null(strstr(sb.p, "n&lt;1: 3 online (this node)"));
-    assert_non_null(strstr(sb.p, "n2: 4 online <span class=\"drain\">draining</span>"));
-    assert_non_null(strstr(sb.p, "draining</span> since <time"));
+    has(&sb, "<meta http-equiv=\"refresh\" content=\"15\">");
+    has(&sb, "tetherd 9.9.9");
+    has(&sb, "1 days 1 h");
+    has(&sb, "n&lt;1: 3 online (this node)");
+    has(&sb, "n2: 4 online <span class=\"drain\">draining</span>");
+    has(&sb, "draining</span> since <time");
     free(sb.p);
 }
 

@@ -112,6 +112,37 @@ static void resolver_for(struct tt_resolver *rs, int port)
     assert_true(rs->has_dns);
 }
 
+/* The setup most tests share: a loop with its guard timer, the DNS server above and a resolver
+ * pointed at it; fix_finish closes the server and the loop. */
+struct fixture {
+    uv_loop_t loop;
+    uv_timer_t guard;
+    struct dns_srv srv;
+    struct tt_resolver rs;
+};
+
+static void fix_start(struct fixture *f)
+{
+    uv_loop_init(&f->loop);
+    ut_start_guard(&f->loop, &f->guard);
+    srv_start(&f->loop, &f->srv);
+    resolver_for(&f->rs, f->srv.port);
+}
+
+static void fix_finish(struct fixture *f)
+{
+    if (!uv_is_closing((uv_handle_t *)&f->srv.udp))
+        uv_close((uv_handle_t *)&f->srv.udp, ut_close_nothing);
+    ut_finish_loop(&f->loop, &f->guard);
+}
+
+/* Runs loop until *calls reaches want (or nothing is left to run; the guard bounds the time). */
+static void run_until(uv_loop_t *loop, const int *calls, int want)
+{
+    while (*calls < want && uv_run(loop, UV_RUN_ONCE) != 0) {
+    }
+}
+
 /* ---- the lookups ---------------------------------------------------------------------------- */
 
 struct outcome {
@@ -169,23 +200,16 @@ static void test_fixed_names(void **state)
 
 static void test_dns_answer(void **state)
 {
-    uv_loop_t loop;
-    uv_timer_t guard;
-    struct dns_srv srv;
-    struct tt_resolver rs;
+    struct fixture f;
     struct tt_resolve *r;
     struct outcome o = {0};
     char err[TT_ERRLEN], ip[64];
     (void)state;
 
-    uv_loop_init(&loop);
-    ut_start_guard(&loop, &guard);
-    srv_start(&loop, &srv);
-    resolver_for(&rs, srv.port);
-    assert_int_equal(tt_resolve_mode_now(&rs), TT_RESOLVE_DNS);
-    assert_int_equal(tt_resolve_start(&r, &loop, &rs, "relay.test", 8443, on_done, &o, err), 0);
-    while (o.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0) {
-    }
+    fix_start(&f);
+    assert_int_equal(tt_resolve_mode_now(&f.rs), TT_RESOLVE_DNS);
+    assert_int_equal(tt_resolve_start(&r, &f.loop, &f.rs, "relay.test", 8443, on_done, &o, err), 0);
+    run_until(&f.loop, &o.calls, 1);
     assert_int_equal(o.calls, 1);
     assert_int_equal(o.err, 0);
     assert_int_equal(o.naddrs, 1);
@@ -193,74 +217,55 @@ static void test_dns_answer(void **state)
     uv_ip4_name(&o.first.in, ip, sizeof ip);
     assert_string_equal(ip, "127.0.0.42");
     assert_int_equal(ntohs(o.first.in.sin_port), 8443);
-    assert_true(srv.known_queries >= 1);
-    uv_close((uv_handle_t *)&srv.udp, ut_close_nothing);
-    ut_finish_loop(&loop, &guard);
+    assert_true(f.srv.known_queries >= 1);
+    fix_finish(&f);
 }
 
 static void test_dns_unknown_name(void **state)
 {
-    uv_loop_t loop;
-    uv_timer_t guard;
-    struct dns_srv srv;
-    struct tt_resolver rs;
+    struct fixture f;
     struct tt_resolve *r;
     struct outcome o = {0};
     char err[TT_ERRLEN], want[64];
     (void)state;
 
-    uv_loop_init(&loop);
-    ut_start_guard(&loop, &guard);
-    srv_start(&loop, &srv);
-    resolver_for(&rs, srv.port);
-    assert_int_equal(tt_resolve_start(&r, &loop, &rs, "nosuch.test", 80, on_done, &o, err), 0);
-    while (o.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0) {
-    }
+    fix_start(&f);
+    assert_int_equal(tt_resolve_start(&r, &f.loop, &f.rs, "nosuch.test", 80, on_done, &o, err), 0);
+    run_until(&f.loop, &o.calls, 1);
     assert_int_equal(o.calls, 1);
     assert_int_equal(o.err, TETHER_ERR_NOT_FOUND);
-    snprintf(want, sizeof want, "127.0.0.1:%d (--dns): no such name", srv.port);
+    snprintf(want, sizeof want, "127.0.0.1:%d (--dns): no such name", f.srv.port);
     if (strstr(o.msg, want) == NULL || strstr(o.msg, "cannot resolve nosuch.test") == NULL)
         fail_msg("message: %s", o.msg);
-    assert_int_equal(srv.known_queries, 0);
-    uv_close((uv_handle_t *)&srv.udp, ut_close_nothing);
-    ut_finish_loop(&loop, &guard);
+    assert_int_equal(f.srv.known_queries, 0);
+    fix_finish(&f);
 }
 
 /* A server port with nobody behind it: the lookup fails (refused, or no answer), never hangs. */
 static void test_dns_no_server(void **state)
 {
-    uv_loop_t loop;
-    uv_timer_t guard;
-    struct dns_srv srv;
-    struct tt_resolver rs;
+    struct fixture f;
     struct tt_resolve *r;
     struct outcome o = {0};
     char err[TT_ERRLEN];
     (void)state;
 
-    uv_loop_init(&loop);
-    ut_start_guard(&loop, &guard);
-    srv_start(&loop, &srv);
-    resolver_for(&rs, srv.port);
-    uv_close((uv_handle_t *)&srv.udp, ut_close_nothing); /* the port is free again */
-    assert_int_equal(tt_resolve_start(&r, &loop, &rs, "relay.test", 80, on_done, &o, err), 0);
-    while (o.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0) {
-    }
+    fix_start(&f);
+    uv_close((uv_handle_t *)&f.srv.udp, ut_close_nothing); /* the port is free again */
+    assert_int_equal(tt_resolve_start(&r, &f.loop, &f.rs, "relay.test", 80, on_done, &o, err), 0);
+    run_until(&f.loop, &o.calls, 1);
     assert_int_equal(o.calls, 1);
     assert_true(o.err == TETHER_ERR_NOT_FOUND || o.err == TETHER_ERR_TIMEOUT);
     if (strstr(o.msg, "with DNS server 127.0.0.1:") == NULL)
         fail_msg("message: %s", o.msg);
-    ut_finish_loop(&loop, &guard);
+    fix_finish(&f);
 }
 
 /* Cancelled before the answer, and several at once: no callback for the cancelled one, every
  * socket and timer closed. */
 static void test_dns_cancel_and_many(void **state)
 {
-    uv_loop_t loop;
-    uv_timer_t guard;
-    struct dns_srv srv;
-    struct tt_resolver rs;
+    struct fixture f;
     struct tt_resolve *r[6];
     struct outcome o[6];
     char err[TT_ERRLEN];
@@ -268,30 +273,26 @@ static void test_dns_cancel_and_many(void **state)
     (void)state;
 
     memset(o, 0, sizeof o);
-    uv_loop_init(&loop);
-    ut_start_guard(&loop, &guard);
-    srv_start(&loop, &srv);
-    resolver_for(&rs, srv.port);
+    fix_start(&f);
     for (int i = 0; i < 6; i++)
-        assert_int_equal(tt_resolve_start(&r[i], &loop, &rs, i % 2 ? "relay.test" : "x.test", 80,
-                                          on_done, &o[i], err),
+        assert_int_equal(tt_resolve_start(&r[i], &f.loop, &f.rs, i % 2 ? "relay.test" : "x.test",
+                                          80, on_done, &o[i], err),
                          0);
     tt_resolve_cancel(r[0]); /* before it ran at all */
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
     tt_resolve_cancel(r[1]); /* its query is out */
     do {
         done = 0;
         for (int i = 2; i < 6; i++)
             done += o[i].calls;
-    } while (done < 4 && uv_run(&loop, UV_RUN_ONCE) != 0);
+    } while (done < 4 && uv_run(&f.loop, UV_RUN_ONCE) != 0);
     assert_int_equal(o[0].calls, 0);
     assert_int_equal(o[1].calls, 0);
     for (int i = 2; i < 6; i++) {
         assert_int_equal(o[i].calls, 1);
         assert_int_equal(o[i].err, i % 2 ? 0 : TETHER_ERR_NOT_FOUND);
     }
-    uv_close((uv_handle_t *)&srv.udp, ut_close_nothing);
-    ut_finish_loop(&loop, &guard);
+    fix_finish(&f);
 }
 
 /* The cap on lookups under way: TT_RESOLVE_MAX_INFLIGHT to a server that never answers are
@@ -336,8 +337,7 @@ static void test_inflight_cap(void **state)
     tt_resolve_cancel(r[0]);
     assert_int_equal(tt_resolve_inflight(), TT_RESOLVE_MAX_INFLIGHT - 1);
     assert_int_equal(tt_resolve_start(&r[0], &loop, &rs, "relay.test", 80, on_done, &o[0], err), 0);
-    while (of.calls == 0 && uv_run(&loop, UV_RUN_ONCE) != 0) {
-    }
+    run_until(&loop, &of.calls, 1);
     assert_int_equal(of.calls, 1);
     assert_int_equal(of.err, 0);
     for (int i = 0; i < TT_RESOLVE_MAX_INFLIGHT; i++)

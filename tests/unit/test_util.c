@@ -44,10 +44,10 @@ static void test_duration(void **state)
                          "h5"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        assert_int_equal(tt_parse_duration(bad[i], &ms, err), -1);
+        assert_int_equal(tt_parse_duration(bad[i], &ms, err), TETHER_ERR_INVAL);
         assert_true(strlen(err) > 0);
     }
-    assert_int_equal(tt_parse_duration(NULL, &ms, err), -1);
+    assert_int_equal(tt_parse_duration(NULL, &ms, err), TETHER_ERR_INVAL);
 }
 
 static void test_hostport(void **state)
@@ -66,18 +66,18 @@ static void test_hostport(void **state)
     assert_int_equal(port, 65535);
     assert_int_equal(tt_parse_hostport("0.0.0.0:0", host, &port, true, err), 0);
     assert_int_equal(port, 0);
-    assert_int_equal(tt_parse_hostport("0.0.0.0:0", host, &port, false, err), -1);
+    assert_int_equal(tt_parse_hostport("0.0.0.0:0", host, &port, false, err), TETHER_ERR_INVAL);
     const char *bad[] = {"",       "localhost", ":80",  "host:",   "host:65536", "host:-1",
                          "::1:80", "[::1]80",   "[::1", "host:8o", "ho st:80",   "[]:80"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
-        assert_int_equal(tt_parse_hostport(bad[i], host, &port, true, err), -1);
+        assert_int_equal(tt_parse_hostport(bad[i], host, &port, true, err), TETHER_ERR_INVAL);
         assert_true(strlen(err) > 0);
     }
     char longhost[400];
     memset(longhost, 'a', 300);
     strcpy(longhost + 300, ":80");
-    assert_int_equal(tt_parse_hostport(longhost, host, &port, false, err), -1);
+    assert_int_equal(tt_parse_hostport(longhost, host, &port, false, err), TETHER_ERR_INVAL);
 }
 
 static void test_port_range(void **state)
@@ -94,7 +94,7 @@ static void test_port_range(void **state)
     assert_int_equal(hi, 5000);
     const char *bad[] = {"", "0-10", "10-5", "1-65536", "a-b", "-5", "5-", "1--2"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(tt_parse_port_range(bad[i], &lo, &hi, err), -1);
+        assert_int_equal(tt_parse_port_range(bad[i], &lo, &hi, err), TETHER_ERR_INVAL);
 }
 
 static void test_url(void **state)
@@ -131,14 +131,14 @@ static void test_url(void **state)
     assert_int_equal(tt_parse_url("wss://h", ws, &u, err), 0);
     assert_int_equal(u.port, 443);
 
-    assert_int_equal(tt_parse_url("http://h", ws, &u, err), -1);
+    assert_int_equal(tt_parse_url("http://h", ws, &u, err), TETHER_ERR_INVAL);
     assert_true(strstr(err, "scheme") != NULL);
-    assert_int_equal(tt_parse_url("relay:80", ws, &u, err), -1);
-    assert_int_equal(tt_parse_url("ws://", ws, &u, err), -1);
-    assert_int_equal(tt_parse_url("", ws, &u, err), -1);
-    assert_int_equal(tt_parse_url("ws://h:99999/", ws, &u, err), -1);
-    assert_int_equal(tt_parse_url("http://a%zz@h", http, &u, err), -1);
-    assert_int_equal(tt_parse_url("http://a%2@h", http, &u, err), -1);
+    assert_int_equal(tt_parse_url("relay:80", ws, &u, err), TETHER_ERR_INVAL);
+    assert_int_equal(tt_parse_url("ws://", ws, &u, err), TETHER_ERR_INVAL);
+    assert_int_equal(tt_parse_url("", ws, &u, err), TETHER_ERR_INVAL);
+    assert_int_equal(tt_parse_url("ws://h:99999/", ws, &u, err), TETHER_ERR_INVAL);
+    assert_int_equal(tt_parse_url("http://a%zz@h", http, &u, err), TETHER_ERR_INVAL);
+    assert_int_equal(tt_parse_url("http://a%2@h", http, &u, err), TETHER_ERR_INVAL);
 }
 
 static void test_random_label(void **state)
@@ -182,12 +182,18 @@ static void test_consttime(void **state)
 static void test_log_level(void **state)
 {
     (void)state;
-    assert_int_equal(tt_log_parse_level("error"), TT_LOG_ERROR);
-    assert_int_equal(tt_log_parse_level("WARN"), TT_LOG_WARN);
-    assert_int_equal(tt_log_parse_level("Info"), TT_LOG_INFO);
-    assert_int_equal(tt_log_parse_level("debug"), TT_LOG_DEBUG);
-    assert_int_equal(tt_log_parse_level("loud"), -1);
-    assert_int_equal(tt_log_parse_level(NULL), -1);
+    int lvl = -1;
+    assert_int_equal(tt_log_parse_level("error", &lvl), 0);
+    assert_int_equal(lvl, TT_LOG_ERROR);
+    assert_int_equal(tt_log_parse_level("WARN", &lvl), 0);
+    assert_int_equal(lvl, TT_LOG_WARN);
+    assert_int_equal(tt_log_parse_level("Info", &lvl), 0);
+    assert_int_equal(lvl, TT_LOG_INFO);
+    assert_int_equal(tt_log_parse_level("debug", &lvl), 0);
+    assert_int_equal(lvl, TT_LOG_DEBUG);
+    assert_int_equal(tt_log_parse_level("loud", &lvl), TETHER_ERR_INVAL);
+    assert_int_equal(tt_log_parse_level(NULL, &lvl), TETHER_ERR_INVAL);
+    assert_int_equal(lvl, TT_LOG_DEBUG);
     tt_log_set_program("test");
     tt_log_write(TT_LOG_INFO, "unit test line with a newline\nin it key=%d", 42);
 }
@@ -218,16 +224,16 @@ static void test_secret_file(void **state)
         {"s3cret\n", 7, 0, "s3cret"},
         {"s3cret", 6, 0, "s3cret"},
         {"s3cret\r\nsecond line\n", 21, 0, "s3cret"},
-        {"12345678\r\n", 10, 0, "12345678"}, /* exactly the room, CRLF */
-        {"123456789\n", 10, -1, ""},         /* one byte too long */
-        {"\n", 1, -1, ""},
-        {"", 0, -1, ""},
-        {"\r\n", 2, -1, ""},
-        {"a b\n", 4, -1, ""},
-        {"a\tb\n", 4, -1, ""},
-        {"ab\x7f\n", 4, -1, ""},
-        {"a\0b\n", 4, -1, ""},
-        {" ab\n", 4, -1, ""},
+        {"12345678\r\n", 10, 0, "12345678"},       /* exactly the room, CRLF */
+        {"123456789\n", 10, TETHER_ERR_INVAL, ""}, /* one byte too long */
+        {"\n", 1, TETHER_ERR_INVAL, ""},
+        {"", 0, TETHER_ERR_INVAL, ""},
+        {"\r\n", 2, TETHER_ERR_INVAL, ""},
+        {"a b\n", 4, TETHER_ERR_INVAL, ""},
+        {"a\tb\n", 4, TETHER_ERR_INVAL, ""},
+        {"ab\x7f\n", 4, TETHER_ERR_INVAL, ""},
+        {"a\0b\n", 4, TETHER_ERR_INVAL, ""},
+        {" ab\n", 4, TETHER_ERR_INVAL, ""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         p = secret_file(cases[i].data, cases[i].n);
@@ -247,10 +253,10 @@ static void test_secret_file(void **state)
     assert_non_null(strstr(err, "/nonexistent/tt-token"));
     assert_int_equal(tt_read_secret_file("/tmp", tok, sizeof(tok), err), TT_SECRET_IO);
     assert_int_equal(tt_check_secret("ok-token", 8, "TETHER_TOKEN", err), 0);
-    assert_int_equal(tt_check_secret("", 8, "TETHER_TOKEN", err), -1);
+    assert_int_equal(tt_check_secret("", 8, "TETHER_TOKEN", err), TETHER_ERR_INVAL);
     assert_non_null(strstr(err, "TETHER_TOKEN"));
-    assert_int_equal(tt_check_secret("a b", 8, "TETHER_TOKEN", err), -1);
-    assert_int_equal(tt_check_secret("123456789", 8, "TETHER_TOKEN", err), -1);
+    assert_int_equal(tt_check_secret("a b", 8, "TETHER_TOKEN", err), TETHER_ERR_INVAL);
+    assert_int_equal(tt_check_secret("123456789", 8, "TETHER_TOKEN", err), TETHER_ERR_INVAL);
 }
 
 int main(void)

@@ -248,7 +248,8 @@ static int device_on_open(struct tt_session *s, struct tt_stream *st, const stru
 {
     struct world *w = ud;
     struct tt_pipe *p;
-    struct tt_conn *sock = tt_conn_new(&w->loop);
+    struct tt_conn *sock;
+    assert_int_equal(tt_conn_new(&sock, &w->loop), 0);
     uv_connect_t *req = malloc(sizeof(*req));
     struct sockaddr_storage addr = w->echo_addr;
     (void)m;

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "common/wsframe.h"
+#include "tether_err.h"
 
 /* Decodes in[0..len) placed right before a PROT_NONE page. */
 static int decode_guarded(struct tt_wsframe_hdr *h, const uint8_t *in, size_t len)
@@ -98,11 +99,11 @@ static void test_invalid(void **state)
     static const uint8_t fragping[] = {0x09, 0x00};
     static const uint8_t rsv[] = {0xf2, 0x00};
     (void)state;
-    assert_int_equal(decode_guarded(&h, nonmin16, sizeof(nonmin16)), -1);
-    assert_int_equal(decode_guarded(&h, nonmin64, sizeof(nonmin64)), -1);
-    assert_int_equal(decode_guarded(&h, topbit, sizeof(topbit)), -1);
-    assert_int_equal(decode_guarded(&h, bigping, sizeof(bigping)), -1);
-    assert_int_equal(decode_guarded(&h, fragping, sizeof(fragping)), -1);
+    assert_int_equal(decode_guarded(&h, nonmin16, sizeof(nonmin16)), TETHER_ERR_PROTO);
+    assert_int_equal(decode_guarded(&h, nonmin64, sizeof(nonmin64)), TETHER_ERR_PROTO);
+    assert_int_equal(decode_guarded(&h, topbit, sizeof(topbit)), TETHER_ERR_PROTO);
+    assert_int_equal(decode_guarded(&h, bigping, sizeof(bigping)), TETHER_ERR_PROTO);
+    assert_int_equal(decode_guarded(&h, fragping, sizeof(fragping)), TETHER_ERR_PROTO);
     /* RSV bits are reported, not rejected: the caller decides. */
     assert_int_equal(decode_guarded(&h, rsv, sizeof(rsv)), 2);
     assert_int_equal(h.rsv, 7);

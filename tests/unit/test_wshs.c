@@ -13,6 +13,7 @@
 
 #include "common/wshs.h"
 #include "core/frame.h"
+#include "tether_err.h"
 
 static void test_accept_rfc(void **state)
 {
@@ -55,7 +56,8 @@ static void test_client_request(void **state)
     assert_true(n > 0);
     assert_true(strncmp(out, "GET / HTTP/1.1\r\n", 16) == 0);
     assert_non_null(strstr(out, "\r\nHost: [::1]\r\n"));
-    assert_int_equal(tt_wshs_client_request(out, 50, "h", 80, true, "/", "k"), -1);
+    assert_int_equal(tt_wshs_client_request(out, 50, "h", 80, true, "/", "k"),
+                     TETHER_ERR_TOO_LARGE);
 }
 
 static const char ok_resp[] = "HTTP/1.1 101 Switching Protocols\r\n"
@@ -76,7 +78,7 @@ static int parse_guarded(const char *s, size_t len, struct tt_wshs_response *r)
     uint8_t *guard = m + span - (size_t)pg;
     assert_int_equal(mprotect(guard, (size_t)pg, PROT_NONE), 0);
     memcpy(guard - len, s, len);
-    int rc = tt_wshs_parse_response(guard - len, len, KEY, r);
+    int rc = tt_wshs_read_response(guard - len, len, KEY, r);
     munmap(m, span);
     return rc;
 }
@@ -90,14 +92,14 @@ static void test_parse_ok(void **state)
     /* With WebSocket bytes after the head. */
     memcpy(buf, ok_resp, hl);
     memcpy(buf + hl, "\x82\x00", 2);
-    assert_int_equal(parse_guarded(buf, hl + 2, &r), 1);
+    assert_int_equal(parse_guarded(buf, hl + 2, &r), 0);
     assert_int_equal(r.status, 101);
     assert_true(r.accepted);
     assert_int_equal(r.head_len, hl);
     /* Every prefix is incomplete. */
     for (size_t i = 0; i < hl; i++)
-        assert_int_equal(parse_guarded(ok_resp, i, &r), 0);
-    assert_int_equal(parse_guarded(ok_resp, hl, &r), 1);
+        assert_int_equal(parse_guarded(ok_resp, i, &r), TETHER_ERR_AGAIN);
+    assert_int_equal(parse_guarded(ok_resp, hl, &r), 0);
     assert_true(r.accepted);
 }
 
@@ -108,38 +110,38 @@ static void test_parse_rejects(void **state)
     const char *wrong_accept = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                "Connection: Upgrade\r\n"
                                "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n";
-    assert_int_equal(parse_guarded(wrong_accept, strlen(wrong_accept), &r), 1);
+    assert_int_equal(parse_guarded(wrong_accept, strlen(wrong_accept), &r), 0);
     assert_int_equal(r.status, 101);
     assert_false(r.accepted);
     const char *no_upgrade = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                              "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-    assert_int_equal(parse_guarded(no_upgrade, strlen(no_upgrade), &r), 1);
+    assert_int_equal(parse_guarded(no_upgrade, strlen(no_upgrade), &r), 0);
     assert_false(r.accepted);
     const char *no_conn = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                           "Connection: keep-alive\r\n"
                           "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-    assert_int_equal(parse_guarded(no_conn, strlen(no_conn), &r), 1);
+    assert_int_equal(parse_guarded(no_conn, strlen(no_conn), &r), 0);
     assert_false(r.accepted);
     const char *bad_proto = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                             "Connection: Upgrade\r\nSec-WebSocket-Protocol: other\r\n"
                             "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-    assert_int_equal(parse_guarded(bad_proto, strlen(bad_proto), &r), 1);
+    assert_int_equal(parse_guarded(bad_proto, strlen(bad_proto), &r), 0);
     assert_false(r.accepted);
     const char *redirect = "HTTP/1.1 307 Temporary Redirect\r\n"
                            "Location: ws://node2.example:8080/ws\r\nContent-Length: 0\r\n\r\n";
-    assert_int_equal(parse_guarded(redirect, strlen(redirect), &r), 1);
+    assert_int_equal(parse_guarded(redirect, strlen(redirect), &r), 0);
     assert_int_equal(r.status, 307);
     assert_false(r.accepted);
     assert_string_equal(r.location, "ws://node2.example:8080/ws");
     const char *refused = "HTTP/1.1 401 Unauthorized\r\nLocation: x\r\n\r\nbody";
-    assert_int_equal(parse_guarded(refused, strlen(refused), &r), 1);
+    assert_int_equal(parse_guarded(refused, strlen(refused), &r), 0);
     assert_int_equal(r.status, 401);
     assert_string_equal(r.location, "");
     const char *garbage = "SSH-2.0-OpenSSH\r\n\r\n";
-    assert_int_equal(parse_guarded(garbage, strlen(garbage), &r), -1);
+    assert_int_equal(parse_guarded(garbage, strlen(garbage), &r), TETHER_ERR_HTTP);
     const char *lf_only = "HTTP/1.1 101 OK\nUpgrade: websocket\nConnection: upgrade\n"
                           "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\n\n";
-    assert_int_equal(parse_guarded(lf_only, strlen(lf_only), &r), 1);
+    assert_int_equal(parse_guarded(lf_only, strlen(lf_only), &r), 0);
     assert_true(r.accepted);
     assert_int_equal(r.head_len, strlen(lf_only));
 }
@@ -155,8 +157,9 @@ static void test_parse_too_long(void **state)
     for (size_t i = 0; i < sizeof(big); i++)
         if (big[i] == '\0')
             big[i] = 'y';
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)big, sizeof(big), KEY, &r), -1);
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)big, 1000, KEY, &r), 0);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)big, sizeof(big), KEY, &r),
+                     TETHER_ERR_HTTP);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)big, 1000, KEY, &r), TETHER_ERR_AGAIN);
 }
 
 static void test_server_response(void **state)
@@ -169,12 +172,13 @@ static void test_server_response(void **state)
     assert_non_null(strstr(out, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
     assert_non_null(strstr(out, "Sec-WebSocket-Protocol: tether.v1\r\n"));
     /* What the server writes, the client accepts. */
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)out, (size_t)n, KEY, &r), 1);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)out, (size_t)n, KEY, &r), 0);
     assert_true(r.accepted);
     assert_int_equal(r.head_len, (size_t)n);
     n = tt_wshs_server_response(out, sizeof(out), KEY, strlen(KEY), false);
     assert_null(strstr(out, "Sec-WebSocket-Protocol"));
-    assert_int_equal(tt_wshs_server_response(out, 40, KEY, strlen(KEY), true), -1);
+    assert_int_equal(tt_wshs_server_response(out, 40, KEY, strlen(KEY), true),
+                     TETHER_ERR_TOO_LARGE);
 }
 
 static struct tt_wshs_request good_request(void)
@@ -191,46 +195,57 @@ static struct tt_wshs_request good_request(void)
     return rq;
 }
 
+/* The answer tt_wshs_check_request asks for (0: none), checked against its return value. */
+static int verdict(const struct tt_wshs_request *rq)
+{
+    int status = -1;
+    int rc = tt_wshs_check_request(rq, &status);
+    assert_int_equal(rc, status == 0     ? 0
+                         : status == 426 ? TETHER_ERR_VERSION
+                                         : TETHER_ERR_HANDSHAKE);
+    return status;
+}
+
 static void test_check_request(void **state)
 {
     struct tt_wshs_request rq = good_request();
     (void)state;
-    assert_int_equal(tt_wshs_check_request(&rq), 0);
+    assert_int_equal(verdict(&rq), 0);
     rq.version = (const uint8_t *)" 13\t";
     rq.versionlen = 4;
-    assert_int_equal(tt_wshs_check_request(&rq), 0);
+    assert_int_equal(verdict(&rq), 0);
     /* another version: 426 */
     static const char *const versions[] = {"8", "14", "", "130", "1 3"};
     for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
         rq = good_request();
         rq.version = (const uint8_t *)versions[i];
         rq.versionlen = strlen(versions[i]);
-        assert_int_equal(tt_wshs_check_request(&rq), 426);
+        assert_int_equal(verdict(&rq), 426);
     }
     /* malformed: 400 */
     rq = good_request();
     rq.get = false;
-    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    assert_int_equal(verdict(&rq), 400);
     rq = good_request();
     rq.http11 = false;
-    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    assert_int_equal(verdict(&rq), 400);
     rq = good_request();
     rq.connection_upgrade = false;
-    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    assert_int_equal(verdict(&rq), 400);
     rq = good_request();
     rq.nkeys = 0;
     rq.key = NULL;
     rq.keylen = 0;
-    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    assert_int_equal(verdict(&rq), 400);
     rq = good_request();
     rq.nkeys = 2;
-    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    assert_int_equal(verdict(&rq), 400);
     rq = good_request();
     rq.nversions = 0;
-    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    assert_int_equal(verdict(&rq), 400);
     rq = good_request();
     rq.nversions = 2;
-    assert_int_equal(tt_wshs_check_request(&rq), 400);
+    assert_int_equal(verdict(&rq), 400);
     static const char *const keys[] = {"",
                                        "short",
                                        "dGhlIHNhbXBsZSBub25jZQ=",
@@ -242,7 +257,7 @@ static void test_check_request(void **state)
         rq = good_request();
         rq.key = (const uint8_t *)keys[i];
         rq.keylen = strlen(keys[i]);
-        assert_int_equal(tt_wshs_check_request(&rq), 400);
+        assert_int_equal(verdict(&rq), 400);
     }
 }
 
@@ -326,32 +341,32 @@ static void test_parse_subprotocol_and_body(void **state)
 
     /* no subprotocol: fine for a device, not for a visitor (an older relay's answer) */
     snprintf(buf, sizeof(buf), "%s\r\n", ok);
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)buf, strlen(buf), key, &r), 1);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)buf, strlen(buf), key, &r), 0);
     assert_true(r.accepted);
-    assert_int_equal(tt_wshs_parse_response_ex((const uint8_t *)buf, strlen(buf), key,
-                                               TT_WS_SUBPROTOCOL_CONNECT, &r),
-                     1);
+    assert_int_equal(tt_wshs_read_response_ex((const uint8_t *)buf, strlen(buf), key,
+                                              TT_WS_SUBPROTOCOL_CONNECT, &r),
+                     0);
     assert_false(r.accepted);
     /* the device's subprotocol: not the visitor's */
     snprintf(buf, sizeof(buf), "%sSec-WebSocket-Protocol: tether.v1\r\n\r\n", ok);
-    assert_int_equal(tt_wshs_parse_response_ex((const uint8_t *)buf, strlen(buf), key,
-                                               TT_WS_SUBPROTOCOL_CONNECT, &r),
-                     1);
+    assert_int_equal(tt_wshs_read_response_ex((const uint8_t *)buf, strlen(buf), key,
+                                              TT_WS_SUBPROTOCOL_CONNECT, &r),
+                     0);
     assert_false(r.accepted);
     /* the visitor's: accepted for it, not for a device */
     snprintf(buf, sizeof(buf), "%sSec-WebSocket-Protocol: tether-connect.v1\r\n\r\n", ok);
-    assert_int_equal(tt_wshs_parse_response_ex((const uint8_t *)buf, strlen(buf), key,
-                                               TT_WS_SUBPROTOCOL_CONNECT, &r),
-                     1);
+    assert_int_equal(tt_wshs_read_response_ex((const uint8_t *)buf, strlen(buf), key,
+                                              TT_WS_SUBPROTOCOL_CONNECT, &r),
+                     0);
     assert_true(r.accepted);
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)buf, strlen(buf), key, &r), 1);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)buf, strlen(buf), key, &r), 0);
     assert_false(r.accepted);
     /* a refusal */
     snprintf(buf, sizeof(buf),
              "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
              "Content-Length: 53\r\nConnection: close\r\n\r\n"
              "access denied: no grant of bob covers plant-7-gw/ssh\n");
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)buf, strlen(buf), key, &r), 1);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)buf, strlen(buf), key, &r), 0);
     assert_int_equal(r.status, 403);
     assert_false(r.accepted);
     assert_true(r.text_plain);
@@ -359,7 +374,7 @@ static void test_parse_subprotocol_and_body(void **state)
     assert_int_equal(strlen(buf) - r.head_len, 53);
     /* an HTML page without a length */
     snprintf(buf, sizeof(buf), "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\n\r\n<p>");
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)buf, strlen(buf), key, &r), 1);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)buf, strlen(buf), key, &r), 0);
     assert_false(r.text_plain);
     assert_true(r.content_length == UINT64_MAX);
 }
@@ -383,22 +398,22 @@ static void test_retry_after(void **state)
     struct tt_wshs_response r;
     const char *busy = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n"
                        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\n\r\nbusy\n";
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)busy, strlen(busy), "k", &r), 1);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)busy, strlen(busy), "k", &r), 0);
     assert_int_equal(r.status, 503);
     assert_int_equal(r.retry_after, 7);
     const char *twice = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n"
                         "Retry-After: 9\r\nContent-Length: 0\r\n\r\n";
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)twice, strlen(twice), "k", &r), 1);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)twice, strlen(twice), "k", &r), 0);
     assert_int_equal(r.retry_after, 0);
     const char *toolong = "HTTP/1.1 503 Service Unavailable\r\n"
                           "Retry-After: 0000000000000000000000000000000000000000001\r\n\r\n";
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)toolong, strlen(toolong), "k", &r), 1);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)toolong, strlen(toolong), "k", &r), 0);
     assert_int_equal(r.retry_after, 0);
     const char *other = "HTTP/1.1 500 Internal Server Error\r\nRetry-After: 7\r\n\r\n";
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)other, strlen(other), "k", &r), 1);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)other, strlen(other), "k", &r), 0);
     assert_int_equal(r.retry_after, 0);
     const char *many = "HTTP/1.1 429 Too Many Requests\r\nretry-after:30\r\n\r\n";
-    assert_int_equal(tt_wshs_parse_response((const uint8_t *)many, strlen(many), "k", &r), 1);
+    assert_int_equal(tt_wshs_read_response((const uint8_t *)many, strlen(many), "k", &r), 0);
     assert_int_equal(r.retry_after, 30);
 }
 

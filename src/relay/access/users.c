@@ -250,8 +250,8 @@ int tt_users_load_file(struct tt_users *u, const char *path, char err[TT_ERRLEN]
 {
     size_t len;
     tt_users_init(u);
-    char *text = tt_read_small_file(path, TT_USERS_MAX_FILE, &len, err);
-    if (!text)
+    char *text;
+    if (tt_read_small_file(path, TT_USERS_MAX_FILE, &text, &len, err) != 0)
         return -1;
     int rc = tt_users_parse(u, text, len, path, err);
     tt_secret_wipe(text, len);

@@ -15,13 +15,6 @@
 /* The headconn callback of the admin listener; ud is the struct tt_relay. Always answers. */
 void tt_admin_on_head(struct tt_headconn *hc, void *ud);
 
-struct tt_device;
-
-/* The services of d as compact JSON (malloc'd; NULL when out of memory), in a form any node
- * turns into what GET /api/devices shows: [{"name","kind":"http","sub"} or {"name",
- * "kind":"tcp","port"}]. Cluster mode: the beat publishes it for the other nodes' admin APIs. */
-char *tt_admin_services_dump(const struct tt_device *d);
-
 struct tt_relay;
 
 /* Frees the admin listener's state (sign-in sessions); at relay shutdown. */

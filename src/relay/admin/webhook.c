@@ -210,8 +210,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         finish(c->t, -1, status < 0 ? uv_strerror(status) : "no address");
         return;
     }
-    c->conn = tt_conn_new(c->t->w->loop);
-    if (!c->conn) {
+    if (tt_conn_new(&c->conn, c->t->w->loop) != 0) {
         uv_freeaddrinfo(res);
         finish(c->t, -1, "out of memory");
         return;

@@ -1,6 +1,6 @@
 /* webhookbody.c - the pure parts of the relay's webhooks (webhookbody.h): URL check, JSON body
- * (jansson), HMAC-SHA256 signature (OpenSSL), request head, answer status (http-parser) and the
- * retry schedule. */
+ * (jansson), HMAC-SHA256 signature (OpenSSL), request head, answer status (common/httphead.c) and
+ * the retry schedule. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -8,7 +8,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include "common/compat.h"
-#include "relay/config.h"
+#include "common/httphead.h"
+#include "tether_err.h"
+#include "relay/version.h"
 #include "relay/admin/webhookbody.h"
 
 int tt_webhook_parse_url(const char *s, struct tt_webhook_url *u, char err[TT_ERRLEN])
@@ -109,25 +111,12 @@ int tt_webhook_head(const struct tt_webhook_url *u, const char *event, size_t bl
     return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
-static int on_head_done(http_parser *p)
-{
-    struct tt_webhook_resp *r = p->data;
-    /* an interim answer (100 Continue, 102, 103): the final one follows */
-    if (p->status_code >= 100 && p->status_code <= 199 && p->status_code != 101)
-        return 0;
-    r->status = (int)p->status_code;
-    r->done = true;
-    http_parser_pause(p, 1); /* the head is all we read: stop here, whatever follows */
-    return 0;
-}
-
 void tt_webhook_resp_init(struct tt_webhook_resp *r)
 {
-    memset(r, 0, sizeof(*r));
-    http_parser_init(&r->p, HTTP_RESPONSE);
-    r->p.data = r;
-    http_parser_settings_init(&r->s);
-    r->s.on_headers_complete = on_head_done;
+    r->seen = 0;
+    r->len = 0;
+    r->status = 0;
+    r->done = false;
 }
 
 int tt_webhook_resp_feed(struct tt_webhook_resp *r, const char *data, size_t n, bool eof)
@@ -135,12 +124,29 @@ int tt_webhook_resp_feed(struct tt_webhook_resp *r, const char *data, size_t n, 
     if (r->done)
         return r->status;
     if (n > 0) {
-        size_t used = http_parser_execute(&r->p, &r->s, data, n);
-        r->seen += used;
-        if (r->done)
-            return r->status >= 100 && r->status <= 999 ? r->status : -1;
-        if (HTTP_PARSER_ERRNO(&r->p) != HPE_OK || used != n)
-            return -1;
+        /* never more than TT_WEBHOOK_RESP_MAX bytes in all: past that, the answer fails */
+        size_t room = TT_WEBHOOK_RESP_MAX - r->seen;
+        size_t take = n < room ? n : room;
+        memcpy(r->buf + r->len, data, take);
+        r->len += take;
+        r->seen += n < room ? n : room + 1;
+        for (;;) {
+            struct tt_httphead h;
+            int rc = tt_httphead_parse(TT_HTTPHEAD_RESPONSE, r->buf, r->len, r->len + 1, &h);
+            if (rc == TETHER_ERR_AGAIN)
+                break;
+            if (rc != 0)
+                return -1;
+            /* an interim answer (100 Continue, 102, 103): the final one follows */
+            if (h.status <= 199 && h.status != 101) {
+                memmove(r->buf, r->buf + h.head_len, r->len - h.head_len);
+                r->len -= h.head_len;
+                continue;
+            }
+            r->status = h.status;
+            r->done = true;
+            return r->status;
+        }
     }
     if (r->seen > TT_WEBHOOK_RESP_MAX || eof)
         return -1;

@@ -8,7 +8,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <http_parser.h>
 #include "common/util.h"
 
 /* Longest body: the five fields at their longest (a name and a label of at most 64 bytes,
@@ -66,13 +65,15 @@ int tt_webhook_sign(const void *key, size_t keylen, const char *body, size_t len
 int tt_webhook_head(const struct tt_webhook_url *u, const char *event, size_t blen, const char *sig,
                     char *out, size_t outlen);
 
-/* The receiver's answer, read with http-parser (never by hand) up to the end of its head. */
+/* The receiver's answer, read up to the end of its head by common/httphead.c (http-parser,
+ * never by hand). The bytes of the current head are kept in buf (at most TT_WEBHOOK_RESP_MAX
+ * bytes are read in all). */
 struct tt_webhook_resp {
-    http_parser p;
-    http_parser_settings s;
     size_t seen; /* bytes fed so far */
+    size_t len;  /* bytes in buf: the head being read */
     int status;  /* set once the head is whole */
     bool done;
+    uint8_t buf[TT_WEBHOOK_RESP_MAX];
 };
 
 void tt_webhook_resp_init(struct tt_webhook_resp *r);

@@ -12,7 +12,6 @@
 #include "relay/cluster/drain.h"
 #include "relay/admin/webhook.h"
 #include "relay/device/device.h"
-#include "relay/admin/admin.h"
 #include "relay/device/forward.h"
 #include "relay/cluster/peerlink.h"
 #include "relay/cluster/tickets.h"
@@ -520,7 +519,7 @@ static void batch_add(struct batch *b, struct batch_cmd *cmd, struct tt_device *
                                cmd->live[i], LIVE_MAX);
     b->live[i] = cmd->live[i][0] != '\0';
     if (fresh)
-        cmd->svc[i] = tt_admin_services_dump(d);
+        cmd->svc[i] = tt_cluster_services_dump(d);
 }
 
 /* Acts on what Redis says of name, which this node holds online: owner is its record's node

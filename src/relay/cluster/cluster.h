@@ -279,6 +279,19 @@ int tt_cluster_devs_page(struct tt_cluster *c, const struct tt_adminquery *q, in
 
 void tt_cluster_page_free(struct tt_cluster_page *pg);
 
+struct tt_adminbuf;
+struct tt_device;
+
+/* The services of d as compact JSON (malloc'd; NULL when out of memory), in a form any node
+ * turns into what GET /api/devices shows: [{"name","kind":"http","sub"} or {"name",
+ * "kind":"tcp","port"}], each with "private". The beat publishes it for the other nodes' admin
+ * APIs (admindevview.c reads it back). cluster_admin.c. */
+char *tt_cluster_services_dump(const struct tt_device *d);
+
+/* The cluster's lines of the admin listener's /metrics (Prometheus text, tether_cluster_* and
+ * tether_redis_*), appended to out (adminbuf.h). cluster_admin.c. */
+void tt_cluster_metrics(struct tt_adminbuf *out, const struct tt_cluster *c);
+
 /* The live field of a device ("SINCE IN OUT STREAMS ADDR") into out. */
 void tt_cluster_live_format(int64_t since, uint64_t in, uint64_t out, uint64_t streams,
                             const char *addr, char *buf, size_t len);

@@ -6,11 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include "tether_err.h"
+#include "relay/admin/adminbuf.h"
 #include "relay/admin/adminquery.h"
 #include "relay/cluster/cluster.h"
+#include "relay/device/device.h"
 #include "relay/relay.h"
 #include "relay/store/redisasync.h"
+#include "relay/store/redisconn.h"
 
 #define P TT_REDIS_PREFIX
 
@@ -413,6 +417,97 @@ void tt_cluster_page_free(struct tt_cluster_page *pg)
     tt_cluster_devs_free(pg->v, pg->n);
     pg->v = NULL;
     pg->n = 0;
+}
+
+void tt_cluster_metrics(struct tt_adminbuf *bp, const struct tt_cluster *c)
+{
+    tt_adminbuf_fmt(
+        bp,
+        "# HELP tether_cluster_nodes Live nodes of the cluster, this one included.\n"
+        "# TYPE tether_cluster_nodes gauge\n"
+        "tether_cluster_nodes %zu\n"
+        "# HELP tether_cluster_redis_up 1 while this node reaches Redis.\n"
+        "# TYPE tether_cluster_redis_up gauge\n"
+        "tether_cluster_redis_up %d\n"
+        "# HELP tether_cluster_redirects_total Device handshakes sent to another node.\n"
+        "# TYPE tether_cluster_redirects_total counter\n"
+        "tether_cluster_redirects_total %llu\n"
+        "# HELP tether_cluster_devices_online Devices online on every live node, as "
+        "the nodes published them at this node's last beat.\n"
+        "# TYPE tether_cluster_devices_online gauge\n"
+        "tether_cluster_devices_online %lld\n",
+        c->nnodes + 1, tt_cluster_redis_up(c) ? 1 : 0, (unsigned long long)c->redirects,
+        (long long)c->fleet_online);
+    char abuf[8192]; /* the asynchronous side */
+    size_t alen = 0;
+    tt_cluster_metrics_async(c, abuf, sizeof(abuf), &alen);
+    tt_adminbuf_add(bp, abuf, alen < sizeof(abuf) ? alen : 0);
+    if (c->rc.url.sentinel)
+        tt_adminbuf_fmt(bp,
+                        "# HELP tether_redis_master_changes_total Redis masters at a new address "
+                        "found through the sentinels since start (failovers followed).\n"
+                        "# TYPE tether_redis_master_changes_total counter\n"
+                        "tether_redis_master_changes_total %llu\n"
+                        "# HELP tether_redis_repair_conflicts_total Devices closed after a master "
+                        "change because another device held their label or port there.\n"
+                        "# TYPE tether_redis_repair_conflicts_total counter\n"
+                        "tether_redis_repair_conflicts_total %llu\n",
+                        (unsigned long long)tt_cluster_master_changes(c),
+                        (unsigned long long)c->repair_conflict);
+    tt_adminbuf_fmt(bp,
+                    "# HELP tether_cluster_forwarded_total Clients passed to the node holding "
+                    "their device.\n"
+                    "# TYPE tether_cluster_forwarded_total counter\n"
+                    "tether_cluster_forwarded_total{kind=\"http\"} %llu\n"
+                    "tether_cluster_forwarded_total{kind=\"tcp\"} %llu\n",
+                    (unsigned long long)c->forwarded_http, (unsigned long long)c->forwarded_tcp);
+    tt_adminbuf_fmt(
+        bp,
+        "# HELP tether_cluster_beat_seconds Duration of this node's last beat (Redis "
+        "calls included), and of its device check (takeovers, deletions, live fields).\n"
+        "# TYPE tether_cluster_beat_seconds gauge\n"
+        "tether_cluster_beat_seconds{part=\"all\"} %.6f\n"
+        "tether_cluster_beat_seconds{part=\"devices\"} %.6f\n"
+        "# HELP tether_cluster_live_published_total Devices whose live fields (bytes, "
+        "streams) this node wrote to Redis because they changed.\n"
+        "# TYPE tether_cluster_live_published_total counter\n"
+        "tether_cluster_live_published_total %llu\n",
+        (double)c->beat_us / 1e6, (double)c->check_us / 1e6, (unsigned long long)c->published);
+    tt_adminbuf_fmt(
+        bp,
+        "# HELP tether_cluster_sessions_closed_total Sessions this node closed because "
+        "another node took their device over or the operator deleted it on another "
+        "node: told by the other node (pushed) or found by the beat's check (scan).\n"
+        "# TYPE tether_cluster_sessions_closed_total counter\n"
+        "tether_cluster_sessions_closed_total{how=\"pushed\"} %llu\n"
+        "tether_cluster_sessions_closed_total{how=\"scan\"} %llu\n"
+        "# HELP tether_cluster_full_checks_total Beats that checked every device of this "
+        "node because Redis listed fewer of them than it holds (Redis restarted, or took "
+        "the node for dead).\n"
+        "# TYPE tether_cluster_full_checks_total counter\n"
+        "tether_cluster_full_checks_total %llu\n",
+        (unsigned long long)c->closed_pushed, (unsigned long long)c->closed_scan,
+        (unsigned long long)c->full_checks);
+}
+
+char *tt_cluster_services_dump(const struct tt_device *d)
+{
+    json_t *j = json_array();
+    for (uint8_t i = 0; j && i < d->nsvc; i++) {
+        const struct tt_device_svc *s = &d->svc[i];
+        json_t *o = s->kind == TT_SERVICE_HTTP
+                        ? json_pack("{s:s, s:s, s:s, s:b}", "name", s->name, "kind", "http", "sub",
+                                    s->dnsname, "private", s->is_private)
+                        : json_pack("{s:s, s:s, s:i, s:b}", "name", s->name, "kind", "tcp", "port",
+                                    (json_int_t)s->portno, "private", s->is_private);
+        if (json_array_append_new(j, o) != 0) {
+            json_decref(j);
+            j = NULL;
+        }
+    }
+    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return out;
 }
 
 void tt_cluster_metrics_async(const struct tt_cluster *c, char *out, size_t cap, size_t *len)

@@ -301,7 +301,9 @@ void tt_peerlink_start(uv_loop_t *loop, struct tt_conn *client, const char *host
 {
     struct sockaddr_storage ss;
     struct link *l = calloc(1, sizeof(*l));
-    struct tt_conn *peer = l ? tt_conn_new(loop) : NULL;
+    struct tt_conn *peer = NULL;
+    if (l != NULL)
+        (void)tt_conn_new(&peer, loop); /* NULL when out of memory */
     if (!peer || (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
                   uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
         if (peer)

@@ -1316,8 +1316,9 @@ static void sweep_hello(struct tt_relay *r, int64_t now, bool full)
         int64_t age = now - dc->started;
         if (!full && age > TT_DEVICE_HELLO_MS + TT_DEVICE_FULL_SWEEP_MS / 4)
             break;
-        /* silent since its 101: it no longer holds a registration slot (drain.h) */
-        if (dc->admitting && !dc->registered && age >= TT_DRAIN_SILENT_MS)
+        /* silent since its 101 (no HELLO: no job): it no longer holds a registration slot
+         * (drain.h) */
+        if (dc->admitting && !dc->registered && !dc->job && age >= TT_DRAIN_SILENT_MS)
             admitted(dc);
         if (!dc->registered && dc->ws && age >= TT_DEVICE_HELLO_MS) {
             set_registered(dc); /* close once */

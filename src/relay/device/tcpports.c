@@ -75,8 +75,8 @@ static void on_connection(uv_stream_t *server, int status)
             tt_limits_accept_failed(p->pool->limits, status);
         return;
     }
-    struct tt_conn *c = tt_conn_new(server->loop);
-    if (!c)
+    struct tt_conn *c;
+    if (tt_conn_new(&c, server->loop) != 0)
         return;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         tt_conn_close(c, NULL);

@@ -119,8 +119,8 @@ int tt_tokens_parse(struct tt_tokens *t, const char *text, size_t len, const cha
 int tt_tokens_load_file(struct tt_tokens *t, const char *path, char err[TT_ERRLEN])
 {
     size_t len;
-    char *text = tt_read_small_file(path, TT_TOKENS_MAX_FILE, &len, err);
-    if (!text)
+    char *text;
+    if (tt_read_small_file(path, TT_TOKENS_MAX_FILE, &text, &len, err) != 0)
         return -1;
     int rc = tt_tokens_parse(t, text, len, path, err);
     free(text);
@@ -229,8 +229,8 @@ static int read_legacy_token(const char *path, char out[TT_MAX_TOKEN + 1], char 
     if (access(path, F_OK) != 0)
         return 0;
     size_t len;
-    char *text = tt_read_small_file(path, 4096, &len, err);
-    if (!text)
+    char *text;
+    if (tt_read_small_file(path, 4096, &text, &len, err) != 0)
         return -1;
     while (len > 0 && (text[len - 1] == '\n' || is_space(text[len - 1])))
         len--;

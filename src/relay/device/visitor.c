@@ -1168,8 +1168,8 @@ void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool truste
 {
     struct tt_wshs_request ws;
     tt_server_ws_request(&hc->hp, &ws);
-    int verdict = tt_wshs_check_request(&ws);
-    if (verdict != 0) {
+    int verdict;
+    if (tt_wshs_check_request(&ws, &verdict) != 0) {
         refuse_hc(r, hc, verdict,
                   verdict == 426 ? "WebSocket version 13 is required"
                                  : "bad request: not a valid WebSocket upgrade");

@@ -258,8 +258,8 @@ static void shed(struct tt_limits_conn *c)
 
 int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server)
 {
-    struct tt_conn *conn = tt_conn_new(server->loop);
-    if (!conn)
+    struct tt_conn *conn;
+    if (tt_conn_new(&conn, server->loop) != 0)
         return TETHER_ERR_NOMEM;
     if (uv_accept(server, (uv_stream_t *)&conn->tcp) != 0) {
         tt_respond_drop(conn);

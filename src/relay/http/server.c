@@ -85,8 +85,8 @@ static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
     size_t keylen, protolen;
     struct tt_wshs_request rq;
     tt_server_ws_request(&hc->hp, &rq);
-    int verdict = tt_wshs_check_request(&rq);
-    if (verdict != 0) {
+    int verdict;
+    if (tt_wshs_check_request(&rq, &verdict) != 0) {
         respond_page(hc, verdict == 426 ? TT_PAGE_UPGRADE_REQUIRED : TT_PAGE_BAD_REQUEST);
         return;
     }

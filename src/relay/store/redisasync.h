@@ -62,10 +62,8 @@
 #define TT_REDISASYNC_TIMEOUT_MS 5000
 /* The timer that checks both, and drives reconnection and the sentinel check. */
 #define TT_REDISASYNC_TICK_MS 100
-/* Default and bounds of the cap on commands in flight (--redis-max-pending). */
-#define TT_REDISASYNC_MAX_PENDING 16384
-#define TT_REDISASYNC_MAX_PENDING_MIN 16
-#define TT_REDISASYNC_MAX_PENDING_MAX 1000000
+/* Default and bounds of the cap on commands in flight (--redis-max-pending):
+ * TT_REDISASYNC_MAX_PENDING(_MIN/_MAX) in relay/config.h, whose flag table needs them. */
 /* Admission control refuses new registrations above this share of the cap. */
 #define TT_REDISASYNC_ADMIT_PCT 75
 /* Buckets (seconds) of tether_redis_reply_seconds. */

@@ -1,0 +1,190 @@
+/* admingrants.c - the grants API of the admin listener (grants.h): GET, POST /api/grants, GET and
+ * DELETE /api/grants/ID. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "tether_err.h"
+#include "common/log.h"
+#include "relay/admin/adminint.h"
+#include "relay/relay.h"
+
+/* ---- grants (grants.h) ---- */
+
+/* Largest POST /api/grants body: a user, 64 patterns and a ttl fit well within. */
+#define TT_ADMIN_GRANT_BODY_MAX (16u * 1024)
+
+/* One grant as the API shows it (never its token or hash), or NULL when out of memory. */
+static json_t *grant_json(const struct tt_grant *gr)
+{
+    char created[32], expires[32];
+    json_t *pats = json_array();
+    for (size_t i = 0; pats && i < gr->npatterns; i++) {
+        if (json_array_append_new(pats, json_string(gr->patterns[i])) != 0) {
+            json_decref(pats);
+            pats = NULL;
+        }
+    }
+    if (!pats)
+        return NULL;
+    tt_admin_iso_time(gr->created, created);
+    tt_admin_iso_time(gr->expires, expires);
+    return json_pack("{s:s, s:s, s:o, s:s, s:s}", "id", gr->id, "user", gr->user, "grants", pats,
+                     "created", created, "expires", expires);
+}
+
+static void api_grants(struct tt_headconn *hc, struct tt_relay *r)
+{
+    int64_t now = tt_relay_now_ms();
+    const struct tt_grant **v;
+    size_t n;
+    /* cluster mode: the cluster's grants as Redis has them now (else the last ones read) */
+    (void)tt_grants_refresh(r->access.grants, now);
+    if (tt_grants_list(r->access.grants, now, &v, &n) != 0) {
+        tt_admin_answer_error(hc, "500 Internal Server Error", NULL, "out of memory");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        if (json_array_append_new(arr, grant_json(v[i])) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    free(v);
+    tt_admin_answer_json(hc, "200 OK", NULL, arr ? json_pack("{s:o}", "grants", arr) : NULL);
+}
+
+static void api_grant(struct tt_headconn *hc, struct tt_relay *r, const char *id)
+{
+    int64_t now = tt_relay_now_ms();
+    const struct tt_grant *gr = tt_grants_find(r->access.grants, id, now);
+    if (!gr && tt_grants_refresh(r->access.grants, now) == 0)
+        gr = tt_grants_find(r->access.grants, id, now);
+    if (!gr)
+        tt_admin_answer_error(hc, "404 Not Found", NULL, "no such grant");
+    else
+        tt_admin_answer_json(hc, "200 OK", NULL, grant_json(gr));
+}
+
+/* Revokes grant id, closing this node's connections under it. Returns 0, TETHER_ERR_IO (the
+ * store cannot be reached) or another error (no such grant). */
+int tt_admin_grant_revoke(struct tt_relay *r, const char *id)
+{
+    int64_t now = tt_relay_now_ms();
+    int rc = tt_grants_delete(r->access.grants, id, now);
+    if (rc != 0)
+        return rc;
+    /* this node's connections under it close now; the other nodes' at their next read */
+    size_t closed = tt_access_recheck(&r->access, now);
+    if (closed)
+        TT_LOG(TT_LOG_INFO, "grant revoked id=%s connections_closed=%zu", id, closed);
+    return 0;
+}
+
+static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const char *id)
+{
+    int rc = tt_admin_grant_revoke(r, id);
+    if (rc == TETHER_ERR_IO) {
+        tt_admin_answer_error(
+            hc, "503 Service Unavailable", NULL,
+            "the grant store (redis) cannot be reached: the grant is not revoked");
+        return;
+    }
+    if (rc != 0) {
+        tt_admin_answer_error(hc, "404 Not Found", NULL, "no such grant");
+        return;
+    }
+    tt_admin_answer_json(hc, "200 OK", NULL, json_pack("{s:s}", "deleted", id));
+}
+
+/* The body of POST /api/grants is here: make the grant and show its token, once. */
+static void grants_post_body(struct tt_headconn *hc, void *ud)
+{
+    struct tt_relay *r = ud;
+    char err[TT_ERRLEN], id[TT_GRANT_ID_LEN + 1], token[TT_GRANT_TOKEN_LEN + 1], exp[32];
+    int64_t expires;
+    struct tt_grants_request *rq = malloc(sizeof(*rq));
+    if (!rq) {
+        tt_admin_answer_error(hc, "500 Internal Server Error", NULL, "out of memory");
+        return;
+    }
+    if (tt_grants_parse_request((const char *)hc->data + hc->headlen, tt_headconn_body_len(hc), rq,
+                                err) != 0) {
+        free(rq);
+        tt_admin_answer_error(hc, "400 Bad Request", NULL, err);
+        return;
+    }
+    int rc = tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                              tt_relay_now_ms(), id, token, &expires, err);
+    free(rq);
+    if (rc != 0) {
+        tt_admin_answer_error(hc,
+                              rc == TETHER_ERR_INVAL   ? "400 Bad Request"
+                              : rc == TETHER_ERR_NOMEM ? "500 Internal Server Error"
+                                                       : "503 Service Unavailable",
+                              NULL, err);
+        return;
+    }
+    /* The token's only appearance: written straight into the answer, which is then wiped. */
+    char body[256], out[1024];
+    tt_admin_iso_time(expires, exp);
+    int blen = snprintf(body, sizeof(body), "{\"id\":\"%s\",\"token\":\"%s\",\"expires\":\"%s\"}\n",
+                        id, token, exp);
+    int len = snprintf(out, sizeof(out),
+                       "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %d\r\nLocation: /api/grants/%s\r\n"
+                       "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                       blen, id, body);
+    tt_secret_wipe(token, sizeof(token));
+    tt_secret_wipe(body, sizeof(body));
+    tt_headconn_respond(hc, out, len > 0 && (size_t)len < sizeof(out) ? (size_t)len : 0);
+    tt_secret_wipe(out, sizeof(out));
+}
+
+static void api_grants_post(struct tt_headconn *hc, struct tt_relay *r)
+{
+    const char *status;
+    char why[64];
+    if (!tt_admin_read_body(hc, r, TT_ADMIN_GRANT_BODY_MAX, grants_post_body, false, &status, why))
+        tt_admin_answer_error(hc, status, NULL, why);
+}
+
+/* Routes /api/grants and /api/grants/ID (path[0..plen) starts with "/api/grants"). Returns false
+ * when the path is another one. */
+bool tt_admin_route_grants(struct tt_headconn *hc, struct tt_relay *r, const char *path,
+                           size_t plen)
+{
+    static const char base[] = "/api/grants";
+    size_t blen = sizeof(base) - 1;
+    enum http_method m = hc->hp.p.method;
+    bool get = m == HTTP_GET || m == HTTP_HEAD;
+    if (plen < blen || memcmp(path, base, blen) != 0 || (plen > blen && path[blen] != '/'))
+        return false;
+    if (plen <= blen + 1) {
+        if (get)
+            api_grants(hc, r);
+        else if (m == HTTP_POST)
+            api_grants_post(hc, r);
+        else
+            tt_admin_answer_error(hc, "405 Method Not Allowed", "Allow: GET, HEAD, POST\r\n",
+                                  "method not allowed");
+        return true;
+    }
+    char id[TT_GRANT_ID_LEN + 1];
+    size_t ilen = plen - blen - 1;
+    if (ilen != TT_GRANT_ID_LEN) {
+        tt_admin_answer_error(hc, "404 Not Found", NULL, "no such grant");
+        return true;
+    }
+    memcpy(id, path + blen + 1, ilen);
+    id[ilen] = '\0';
+    if (get)
+        api_grant(hc, r, id);
+    else if (m == HTTP_DELETE)
+        api_grant_delete(hc, r, id);
+    else
+        tt_admin_answer_error(hc, "405 Method Not Allowed", "Allow: GET, HEAD, DELETE\r\n",
+                              "method not allowed");
+    return true;
+}

@@ -1,0 +1,387 @@
+/* adminmetrics.c - the admin listener's /metrics (Prometheus text, names tether_*): the relay's
+ * counters, its limits, the cluster's and the drain's, HTTP proxying, audit, webhooks, sign-in
+ * sessions and the process. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/tls.h"
+#include "relay/admin/adminint.h"
+#include "relay/relay.h"
+#include "relay/device/device.h"
+#include "relay/http/httpproxy.h"
+#include "relay/http/httpstats.h"
+#include "relay/admin/procmetrics.h"
+#include "relay/access/signin.h"
+#include "relay/device/visitor.h"
+#include "relay/admin/webhook.h"
+
+/* ---- metrics ---- */
+
+/* Writes s as a Prometheus label value (backslash, double quote and newline escaped). */
+static void prom_label(struct tt_adminbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\')
+            tt_adminbuf_str(b, "\\\\");
+        else if (*s == '"')
+            tt_adminbuf_str(b, "\\\"");
+        else if (*s == '\n')
+            tt_adminbuf_str(b, "\\n");
+        else
+            tt_adminbuf_add(b, s, 1);
+    }
+}
+
+/* The abuse limits' block (limits.h): unauthenticated connections and what was shed, streams
+ * refused per reason, timeouts per kind. */
+static void limits_metrics(struct tt_adminbuf *b, const struct tt_limits *l)
+{
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_pending_connections Connections without a whole request head or "
+        "device HELLO yet (unauthenticated).\n"
+        "# TYPE tether_pending_connections gauge\n"
+        "tether_pending_connections %zu\n"
+        "# HELP tether_pending_connections_max Cap on them (--max-pending).\n"
+        "# TYPE tether_pending_connections_max gauge\n"
+        "tether_pending_connections_max %zu\n"
+        "# HELP tether_open_files_limit The descriptor limit; the last fd_reserve of it are "
+        "kept from unauthenticated connections.\n"
+        "# TYPE tether_open_files_limit gauge\n"
+        "tether_open_files_limit %llu\n",
+        l->npending, l->max_pending, (unsigned long long)l->fd_limit);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_connections_shed_total Unauthenticated connections closed to make "
+        "room: the oldest over --max-pending (total) or near the descriptor limit (fds), a "
+        "new one over --max-pending-per-addr (per_addr).\n"
+        "# TYPE tether_connections_shed_total counter\n"
+        "tether_connections_shed_total{reason=\"total\"} %llu\n"
+        "tether_connections_shed_total{reason=\"per_addr\"} %llu\n"
+        "tether_connections_shed_total{reason=\"fds\"} %llu\n"
+        "# HELP tether_accept_errors_total Failed accepts (EMFILE: out of descriptors).\n"
+        "# TYPE tether_accept_errors_total counter\n"
+        "tether_accept_errors_total %llu\n",
+        (unsigned long long)l->shed[TT_LIMITS_SHED_TOTAL],
+        (unsigned long long)l->shed[TT_LIMITS_SHED_PER_ADDR],
+        (unsigned long long)l->shed[TT_LIMITS_SHED_FDS], (unsigned long long)l->accept_errors);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_streams_refused_total Streams refused: the device's session full "
+        "(device), its HTTP or TCP share used (kind), the client address's share used "
+        "(client).\n"
+        "# TYPE tether_streams_refused_total counter\n"
+        "tether_streams_refused_total{reason=\"device\"} %llu\n"
+        "tether_streams_refused_total{reason=\"kind\"} %llu\n"
+        "tether_streams_refused_total{reason=\"client\"} %llu\n",
+        (unsigned long long)l->refused[TT_LIMITS_REFUSED_DEVICE],
+        (unsigned long long)l->refused[TT_LIMITS_REFUSED_KIND],
+        (unsigned long long)l->refused[TT_LIMITS_REFUSED_CLIENT]);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_timeouts_total Connections closed for slowness: request head, request "
+        "body, idle browser connection, idle TCP client, device without HELLO.\n"
+        "# TYPE tether_timeouts_total counter\n"
+        "tether_timeouts_total{kind=\"head\"} %llu\n"
+        "tether_timeouts_total{kind=\"body\"} %llu\n"
+        "tether_timeouts_total{kind=\"idle\"} %llu\n"
+        "tether_timeouts_total{kind=\"tcp_idle\"} %llu\n"
+        "tether_timeouts_total{kind=\"hello\"} %llu\n",
+        (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_HEAD],
+        (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_BODY],
+        (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_IDLE],
+        (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_TCP_IDLE],
+        (unsigned long long)l->timeouts[TT_LIMITS_TIMEOUT_HELLO]);
+}
+
+/* The device connections' output queues and pings (common/wsconn.c): connections closed because
+ * their peer did not read what it was sent, times reading stopped for it, pings answered and
+ * pings left unanswered because a later one came first. */
+static void metrics_wsconn(struct tt_adminbuf *b)
+{
+    struct tt_wsconn_stats w;
+    tt_wsconn_get_stats(&w);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_ws_output_overflow_total Connections closed because the peer did not "
+        "read: a frame did not fit under the output queue's cap (cap), or queued output did "
+        "not move for 30 s (stall).\n"
+        "# TYPE tether_ws_output_overflow_total counter\n"
+        "tether_ws_output_overflow_total{reason=\"cap\"} %llu\n"
+        "tether_ws_output_overflow_total{reason=\"stall\"} %llu\n",
+        (unsigned long long)w.overflow_cap, (unsigned long long)w.overflow_stall);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_ws_read_paused_total Times a connection stopped being read because "
+        "its output queue passed the stop mark (its peer provoked output it did not read).\n"
+        "# TYPE tether_ws_read_paused_total counter\n"
+        "tether_ws_read_paused_total %llu\n"
+        "# HELP tether_ws_pings_answered_total WebSocket pings answered with a pong.\n"
+        "# TYPE tether_ws_pings_answered_total counter\n"
+        "tether_ws_pings_answered_total %llu\n"
+        "# HELP tether_ws_pings_coalesced_total WebSocket pings left unanswered because a "
+        "later ping came before their pong could be written (only the latest is answered).\n"
+        "# TYPE tether_ws_pings_coalesced_total counter\n"
+        "tether_ws_pings_coalesced_total %llu\n",
+        (unsigned long long)w.read_paused, (unsigned long long)w.pings_answered,
+        (unsigned long long)w.pings_coalesced);
+}
+
+/* Drain and admission control (drain.h). */
+static void drain_metrics(struct tt_adminbuf *b, struct tt_relay *r)
+{
+    const struct tt_drain *d = &r->drain;
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_drain_state 1 while this node drains (POST /api/drain), else 0.\n"
+        "# TYPE tether_drain_state gauge\n"
+        "tether_drain_state %d\n"
+        "# HELP tether_drain_moved_total Devices a drain sent to the other nodes (GOAWAY "
+        "SHUTDOWN).\n"
+        "# TYPE tether_drain_moved_total counter\n"
+        "tether_drain_moved_total %llu\n"
+        "# HELP tether_registering Device connections accepted whose registration is not "
+        "answered yet.\n"
+        "# TYPE tether_registering gauge\n"
+        "tether_registering %zu\n"
+        "# HELP tether_max_registering The cap on them (--max-registering; 0: none).\n"
+        "# TYPE tether_max_registering gauge\n"
+        "tether_max_registering %llu\n"
+        "# HELP tether_registrations_refused_total Device handshakes answered 503 with "
+        "Retry-After: --max-registering reached (busy), the node drains (draining).\n"
+        "# TYPE tether_registrations_refused_total counter\n"
+        "tether_registrations_refused_total{reason=\"busy\"} %llu\n"
+        "tether_registrations_refused_total{reason=\"draining\"} %llu\n",
+        d->on ? 1 : 0, (unsigned long long)d->moved, d->registering,
+        (unsigned long long)r->cfg.max_registering, (unsigned long long)d->refused[TT_DRAIN_BUSY],
+        (unsigned long long)d->refused[TT_DRAIN_DRAINING]);
+}
+static void http_metrics(struct tt_adminbuf *b)
+{
+    tt_adminbuf_str(b,
+                    "# HELP tether_http_refused_total Requests the relay refused, by reason (400 "
+                    "syntax, target, header, framing, host, other_host; 501 transfer_coding; 431 "
+                    "too_large; 414 uri_too_long; none: the relay's own failure).\n"
+                    "# TYPE tether_http_refused_total counter\n");
+    for (int i = 0; i < TT_REFUSAL_COUNT; i++)
+        tt_adminbuf_fmt(b, "tether_http_refused_total{reason=\"%s\"} %llu\n",
+                        tt_headparse_refusal_name((enum tt_http_refusal)i),
+                        (unsigned long long)tt_httpstats.refused[i]);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_http_upgrades_declined_total Upgrade and CONNECT requests the device "
+        "answered with something else than 101 (2xx for CONNECT): the connection stayed "
+        "HTTP.\n"
+        "# TYPE tether_http_upgrades_declined_total counter\n"
+        "tether_http_upgrades_declined_total %llu\n",
+        (unsigned long long)tt_httpstats.upgrades_declined);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_http_tracking_lost_total Proxied connections on which the relay could "
+        "not read a device's response: its bytes passed on, no further request taken.\n"
+        "# TYPE tether_http_tracking_lost_total counter\n"
+        "tether_http_tracking_lost_total %llu\n"
+        "# HELP tether_http_pipeline_full_total Times a browser's pipelined requests waited "
+        "because %d of them were unanswered.\n"
+        "# TYPE tether_http_pipeline_full_total counter\n"
+        "tether_http_pipeline_full_total %llu\n",
+        (unsigned long long)tt_httpstats.tracking_lost, TT_HTTPPROXY_MAX_PENDING,
+        (unsigned long long)tt_httpstats.pipeline_full);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_http_device_cookie_refused_total Device responses cut before their "
+        "head ended because they set the relay's session cookie (the connection closed).\n"
+        "# TYPE tether_http_device_cookie_refused_total counter\n"
+        "tether_http_device_cookie_refused_total %llu\n",
+        (unsigned long long)tt_httpstats.device_cookie);
+}
+
+/* --tcp-allow refusals and the audit log's lines (forward.h, audit.h). */
+static void audit_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
+{
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_access_tcp_refused_total TCP clients closed at once on a public port "
+        "because their address is in no --tcp-allow network.\n"
+        "# TYPE tether_access_tcp_refused_total counter\n"
+        "tether_access_tcp_refused_total %llu\n"
+        "# HELP tether_audit_lines_total Lines written to the audit log (--audit-log).\n"
+        "# TYPE tether_audit_lines_total counter\n"
+        "tether_audit_lines_total %llu\n"
+        "# HELP tether_audit_errors_total Audit lines that could not be written (dropped).\n"
+        "# TYPE tether_audit_errors_total counter\n"
+        "tether_audit_errors_total %llu\n",
+        (unsigned long long)r->tcp_allow_refused, (unsigned long long)r->audit.lines,
+        (unsigned long long)r->audit.errors);
+}
+
+/* --webhook deliveries (webhook.h). */
+static void webhook_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
+{
+    struct tt_webhook_stats s;
+    tt_webhook_stats(r->webhooks, &s);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_webhook_events_total Device events for the --webhook URLs (one per "
+        "URL): delivered (a 2xx answer), dropped (the queue was full), expired (retried "
+        "for --webhook-max-age without success).\n"
+        "# TYPE tether_webhook_events_total counter\n"
+        "tether_webhook_events_total{result=\"delivered\"} %llu\n"
+        "tether_webhook_events_total{result=\"dropped\"} %llu\n"
+        "tether_webhook_events_total{result=\"expired\"} %llu\n"
+        "# HELP tether_webhook_requests_total Webhook requests: ok (a 2xx answer), failed "
+        "(refused, reset, timed out or another status; retried).\n"
+        "# TYPE tether_webhook_requests_total counter\n"
+        "tether_webhook_requests_total{result=\"ok\"} %llu\n"
+        "tether_webhook_requests_total{result=\"failed\"} %llu\n"
+        "# HELP tether_webhook_queue Events waiting for delivery, every URL together.\n"
+        "# TYPE tether_webhook_queue gauge\n"
+        "tether_webhook_queue %llu\n"
+        "# HELP tether_webhook_queue_max The cap on tether_webhook_queue (--webhook-queue).\n"
+        "# TYPE tether_webhook_queue_max gauge\n"
+        "tether_webhook_queue_max %llu\n",
+        (unsigned long long)s.delivered, (unsigned long long)s.dropped,
+        (unsigned long long)s.expired, (unsigned long long)s.ok, (unsigned long long)s.failed,
+        (unsigned long long)s.queued,
+        (unsigned long long)(r->webhooks ? s.queue_max : r->cfg.webhook_queue));
+}
+
+void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
+{
+    struct devlist l;
+    struct tt_adminbuf b = {.ok = true};
+    if (!tt_admin_collect(r, &l)) {
+        free(l.v);
+        tt_admin_answer_oom(hc);
+        return;
+    }
+    uint64_t online = 0, in = r->gone_bytes_in, out = r->gone_bytes_out;
+    uint64_t streams = r->gone_streams, connects = r->gone_connects;
+    struct view *vs = l.n ? calloc(l.n, sizeof(*vs)) : NULL;
+    if (l.n && !vs)
+        b.ok = false;
+    for (size_t i = 0; vs && i < l.n; i++) {
+        tt_admin_view_of(l.v[i], l.now, &vs[i]);
+        online += vs[i].online;
+        in += vs[i].in;
+        out += vs[i].out;
+        streams += l.v[i]->streams;
+        connects += l.v[i]->connects;
+    }
+    /* devices past their grace period but not yet swept still count in the totals */
+    tt_adminbuf_fmt(
+        &b,
+        "# HELP tether_devices_online Devices connected now.\n"
+        "# TYPE tether_devices_online gauge\n"
+        "tether_devices_online %llu\n"
+        "# HELP tether_devices_known Devices online or offline within the grace period.\n"
+        "# TYPE tether_devices_known gauge\n"
+        "tether_devices_known %zu\n",
+        (unsigned long long)online, l.n);
+    tt_adminbuf_fmt(
+        &b,
+        "# HELP tether_relay_bytes_total Bytes relayed from (in) and to (out) devices.\n"
+        "# TYPE tether_relay_bytes_total counter\n"
+        "tether_relay_bytes_total{direction=\"in\"} %llu\n"
+        "tether_relay_bytes_total{direction=\"out\"} %llu\n",
+        (unsigned long long)in, (unsigned long long)out);
+    /* per-device series: two per device, left out of a large node's scrape (config.h) */
+    uint8_t per = r->cfg.metrics_per_device;
+    bool per_device = per == TT_METRICS_PER_DEVICE_ON || (per == TT_METRICS_PER_DEVICE_AUTO &&
+                                                          l.n <= TT_CONFIG_METRICS_PER_DEVICE_MAX);
+    tt_adminbuf_fmt(
+        &b,
+        "# HELP tether_metrics_per_device 1 when this answer has the per-device series "
+        "(tether_device_bytes_total): --metrics-per-device on, or auto with at most %d known "
+        "devices.\n"
+        "# TYPE tether_metrics_per_device gauge\n"
+        "tether_metrics_per_device %d\n",
+        TT_CONFIG_METRICS_PER_DEVICE_MAX, per_device ? 1 : 0);
+    if (per_device)
+        tt_adminbuf_str(
+            &b, "# HELP tether_device_bytes_total Bytes relayed from (in) and to (out) each "
+                "known device.\n"
+                "# TYPE tether_device_bytes_total counter\n");
+    for (size_t i = 0; per_device && vs && i < l.n; i++) {
+        for (int dir = 0; dir < 2; dir++) {
+            tt_adminbuf_str(&b, "tether_device_bytes_total{device=\"");
+            prom_label(&b, l.v[i]->name);
+            tt_adminbuf_fmt(&b, "\",direction=\"%s\"} %llu\n", dir ? "out" : "in",
+                            (unsigned long long)(dir ? vs[i].out : vs[i].in));
+        }
+    }
+    tt_adminbuf_fmt(&b,
+                    "# HELP tether_streams_total Streams opened to devices.\n"
+                    "# TYPE tether_streams_total counter\n"
+                    "tether_streams_total %llu\n"
+                    "# HELP tether_device_connects_total Device registrations accepted.\n"
+                    "# TYPE tether_device_connects_total counter\n"
+                    "tether_device_connects_total %llu\n",
+                    (unsigned long long)streams, (unsigned long long)connects);
+    tt_adminbuf_fmt(
+        &b,
+        "# HELP tether_admin_refused_total Admin requests refused: a Host that is not the "
+        "admin listener's own (421, DNS rebinding), a state-changing request from another "
+        "site's Origin (403).\n"
+        "# TYPE tether_admin_refused_total counter\n"
+        "tether_admin_refused_total{reason=\"host\"} %llu\n"
+        "tether_admin_refused_total{reason=\"origin\"} %llu\n",
+        (unsigned long long)r->admin_refused_host, (unsigned long long)r->admin_refused_origin);
+    tt_admin_session_metrics(&b, r);
+    limits_metrics(&b, &r->limits);
+    drain_metrics(&b, r);
+    metrics_wsconn(&b);
+    http_metrics(&b);
+    audit_metrics(&b, r);
+    webhook_metrics(&b, r);
+    tt_adminbuf_fmt(
+        &b,
+        "# HELP tether_tls_refused_total Connections to a --tls-listen port that got no TLS "
+        "session: plain HTTP (answered 400), a failed or non-TLS handshake (headconn.h).\n"
+        "# TYPE tether_tls_refused_total counter\n"
+        "tether_tls_refused_total{reason=\"plain_http\"} %llu\n"
+        "tether_tls_refused_total{reason=\"handshake\"} %llu\n",
+        (unsigned long long)r->web_tls.plain_http, (unsigned long long)r->web_tls.tls_failed);
+    { /* handshakes full and resumed, ticket keys (tls.h) */
+        char tlstext[2048];
+        size_t n = tt_tls_metrics(tlstext, sizeof(tlstext));
+        tt_adminbuf_fmt(&b, "%.*s", (int)n, tlstext);
+    }
+    { /* build info, the process (/proc/self), the TLS certificate's expiry: procmetrics.h */
+        struct tt_procmetrics pm;
+        char pmtext[8192];
+        tt_procmetrics_read("/proc", &pm);
+        size_t n = tt_procmetrics_format(
+            &pm, TT_RELAY_VERSION, &tt_buildinfo_commit ? tt_buildinfo_commit : NULL,
+            r->tls ? r->cfg.tls_cert : NULL, tt_tls_ctx_not_after(r->tls), pmtext, sizeof(pmtext));
+        tt_adminbuf_add(&b, pmtext, n < sizeof(pmtext) ? n : strlen(pmtext));
+    }
+    if (r->cluster)
+        tt_cluster_metrics(&b, r->cluster); /* cluster_admin.c */
+    char store[4096]; /* the registry's asynchronous Redis connection (store/redisasync.h) */
+    size_t storelen = 0;
+    store[0] = '\0';
+    (void)tt_registry_async_metrics(r->reg, store, sizeof(store), &storelen);
+    tt_adminbuf_str(&b, store);
+    char auth[4096];
+    size_t alen = 0;
+    auth[0] = '\0';
+    (void)tt_devauth_metrics(&r->auth, r->reg, auth, sizeof(auth), &alen);
+    tt_adminbuf_str(&b, auth);
+    char acc[8192];
+    size_t aclen = 0;
+    acc[0] = '\0';
+    (void)tt_access_metrics(&r->access, acc, sizeof(acc), &aclen); /* access.h */
+    tt_adminbuf_str(&b, acc);
+    char signin[4096];
+    size_t slen = 0;
+    signin[0] = '\0';
+    tt_signin_metrics(r, signin, sizeof(signin), &slen);
+    tt_adminbuf_str(&b, signin);
+    char vis[4096];
+    (void)tt_visitor_metrics(r, vis, sizeof(vis));
+    tt_adminbuf_str(&b, vis);
+    free(vs);
+    free(l.v);
+    tt_admin_answer_built(hc, true, "text/plain; version=0.0.4", &b);
+}
