@@ -14,6 +14,7 @@
 #include "relay/device/device.h"
 #include "relay/device/forward.h"
 #include "relay/cluster/peerlink.h"
+#include "relay/cluster/tickets.h"
 #include "relay/relay.h"
 #include "relay/http/respond.h"
 #include "relay/store/redisasync.h"
@@ -1455,6 +1456,10 @@ int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
     c->wait_timer.data = c;
     uv_timer_start(&c->wait_timer, on_wait_timer, TT_CLUSTER_WAIT_MS / 10, TT_CLUSTER_WAIT_MS / 10);
     uv_unref((uv_handle_t *)&c->wait_timer);
+    if (r->cfg.ntls_listen > 0 && (rc = tt_cluster_tickets_start(r->loop, &c->rc, c->ra)) != 0) {
+        snprintf(err, TT_ERRLEN, "cannot start timers: %s", uv_strerror(rc));
+        return -1;
+    }
     TT_LOG(TT_LOG_INFO, "cluster node=%s advertise=%s redis=%s:%u nodes=%zu", r->cfg.node_id,
            r->cfg.advertise, c->rc.url.host, (unsigned)c->rc.url.port, c->nnodes + 1);
     return 0;
@@ -1484,6 +1489,7 @@ void tt_cluster_stop(struct tt_relay *r)
         uv_close((uv_handle_t *)&c->wait_timer, NULL);
     }
     c->timer_on = false;
+    tt_cluster_tickets_stop();
     /* the clients still waiting on Redis are answered (closed) now */
     for (struct cl_wait *w = c->waits; w; w = w->next)
         wait_answer(w, NULL, true);
