@@ -11,6 +11,10 @@
  * a status line every --status-ms, and an "all_registered" event each time every device is
  * registered again (with how many kept the label they had first).
  *
+ * A cluster (bench/cluster.py): --alt-url names the other nodes; a device whose connect fails
+ * dials the next one (each device starting at a different one). SIGUSR1 is a reconnect storm:
+ * every device drops its connection and dials again at once (a "storm" event).
+ *
  * Mode "tether" speaks the Tether protocol with the project's own core (frame.c) and framing
  * (wsframe.c, wshs.c). Mode "wstunnel" holds node-reverse-wstunnel control connections
  * (GET /?dst=127.0.0.1:PORT, subprotocol tunnel-protocol), one public port per device, for the
@@ -44,6 +48,7 @@
 #define LG_BACKOFF_CAP 60000u
 #define LG_SHUTDOWN_RETRY 1000u
 #define LG_STABLE_MS 10000u
+#define LG_ALT_MAX 15 /* --alt-url: other nodes of a cluster */
 
 enum mode { MODE_TETHER, MODE_WSTUNNEL };
 
@@ -66,6 +71,8 @@ struct dev {
     uint32_t retry_ms;    /* a 503's Retry-After, jittered as the agent does (0: none) */
     bool counted_conn;    /* counted in g.connected */
     uint8_t attempt;      /* back-off step */
+    uint8_t url_try;      /* --alt-url: which of the relay's URLs this device dials (dev_target) */
+    bool storm;           /* SIGUSR1: reconnect at once after this close */
     uint8_t *pend;        /* bytes kept between reads (head or partial frame) */
     uint32_t pendlen;
     uint64_t reg_at;  /* loop ms of the last registration */
@@ -92,9 +99,12 @@ static struct {
     uint32_t duration_s;
     uint32_t status_ms;
     uint32_t wst_port_base;
+    uint16_t alt_port[LG_ALT_MAX]; /* --alt-url: other nodes (same host and path as --url) */
+    uint32_t nalt;
+    uint64_t storms;
     struct dev *devs;
     uv_timer_t tick, stop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sigusr1;
     uint64_t t0;
     uint32_t next_start; /* devices started so far (first connection) */
     /* counters */
@@ -244,6 +254,75 @@ static int send_hello(struct dev *d)
     return send_ws(d, TT_WS_BINARY, out, (size_t)n);
 }
 
+/* ---- several nodes (--alt-url) and the storm (SIGUSR1) ----------------------------------- */
+
+/* The port this device dials: --url's until a connect fails, then the other nodes' in turn,
+ * each device starting at a different one (idx), as DNS round-robin would spread them, so that
+ * a dead node's devices spread over the others instead of all landing on the next one. */
+static uint16_t dev_target(const struct dev *d)
+{
+    if (g.nalt == 0 || d->url_try == 0)
+        return g.port;
+    return g.alt_port[(d->idx + d->url_try - 1u) % g.nalt];
+}
+
+/* A connect failed: the next URL (back to --url after every other one was tried). */
+static void dev_next_url(struct dev *d)
+{
+    if (g.nalt > 0)
+        d->url_try = (uint8_t)((d->url_try + 1u) % (g.nalt + 1u));
+}
+
+/* --alt-url ws://HOST:PORT: another node; HOST and the path must be --url's. */
+static int parse_alt_url(const char *url)
+{
+    char host[64];
+    const char *p = url;
+    if (g.nalt == LG_ALT_MAX || strncmp(p, "ws://", 5) != 0)
+        return -1;
+    p += 5;
+    const char *colon = strchr(p, ':');
+    if (colon == NULL || (size_t)(colon - p) >= sizeof(host))
+        return -1;
+    memcpy(host, p, (size_t)(colon - p));
+    host[colon - p] = '\0';
+    unsigned long port = strtoul(colon + 1, NULL, 10);
+    if (port == 0 || port > 65535 || strcmp(host, g.host) != 0)
+        return -1;
+    g.alt_port[g.nalt++] = (uint16_t)port;
+    return 0;
+}
+
+static void drop(struct dev *d, bool failed_connect);
+static void dev_timer(uv_timer_t *t);
+
+/* SIGUSR1: every device drops its connection and dials again at once (a reconnect storm, as
+ * after a network outage); devices waiting for their timer dial now too. */
+static void on_storm(uv_signal_t *s, int signum)
+{
+    uint32_t dropped = 0;
+    (void)s;
+    (void)signum;
+    if (g.stopping)
+        return;
+    g.storms++;
+    for (uint32_t i = 0; i < g.next_start; i++) {
+        struct dev *d = &g.devs[i];
+        if (d->state == ST_CLOSING) {
+            d->storm = true;
+        } else if (d->state == ST_IDLE) {
+            d->retry_ms = 0;
+            uv_timer_start(&d->timer, dev_timer, 0, 0);
+        } else {
+            d->storm = true;
+            drop(d, false);
+            dropped++;
+        }
+    }
+    emit("{\"event\":\"storm\",\"t\":%.3f,\"dropped\":%u,\"storms\":%" PRIu64 "}", since_start(),
+         dropped, g.storms);
+}
+
 /* ---- connection life cycle -------------------------------------------------------------- */
 
 static void start_connect(struct dev *d);
@@ -263,7 +342,12 @@ static void on_closed(uv_handle_t *h)
     d->state = ST_IDLE;
     if (g.stopping)
         return;
-    if (d->retry_ms) {
+    if (d->storm) {
+        d->storm = false;
+        d->retry_ms = 0;
+        d->attempt = 0;
+        delay = 0;
+    } else if (d->retry_ms) {
         delay = d->retry_ms;
         d->retry_ms = 0;
     } else if (d->goaway_shutdown) {
@@ -295,8 +379,10 @@ static void drop(struct dev *d, bool failed_connect)
         g.connected--;
         d->counted_conn = false;
     }
-    if (failed_connect)
+    if (failed_connect) {
         g.conn_fail++;
+        dev_next_url(d);
+    }
     pend_clear(d);
     d->state = ST_CLOSING;
     uv_timer_stop(&d->timer);
@@ -577,7 +663,8 @@ static void on_connect(uv_connect_t *req, int status)
             drop(d, false);
             return;
         }
-        n = tt_wshs_client_request(reqbuf, sizeof(reqbuf), g.host, g.port, false, g.path, d->key);
+        n = tt_wshs_client_request(reqbuf, sizeof(reqbuf), g.host, dev_target(d), false, g.path,
+                                   d->key);
     } else {
         snprintf(d->key, sizeof(d->key), "dGhlIHNhbXBsZSBub25jZQ==");
         n = snprintf(reqbuf, sizeof(reqbuf),
@@ -625,7 +712,7 @@ static void start_connect(struct dev *d)
         drop(d, true);
         return;
     }
-    uv_ip4_addr(g.host, g.port, &dst);
+    uv_ip4_addr(g.host, dev_target(d), &dst);
     d->state = ST_CONNECTING;
     g.pending++;
     d->creq.data = d;
@@ -717,7 +804,8 @@ static void usage(void)
     fprintf(stderr, "usage: loadgen --url ws://127.0.0.1:PORT[/PATH] -n N [--token TOKEN]\n"
                     "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 1000]\n"
                     "       [--max-pending 512] [--rate PER_S] [--ping-ms 20000] [--prefix lg]\n"
-                    "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n");
+                    "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n"
+                    "       [--alt-url ws://127.0.0.1:PORT]...   (SIGUSR1: reconnect all now)\n");
     exit(2);
 }
 
@@ -802,6 +890,12 @@ int main(int argc, char **argv)
             g.duration_s = (uint32_t)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--status-ms") == 0) {
             g.status_ms = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--alt-url") == 0) {
+            if (parse_alt_url(v) != 0) {
+                fprintf(stderr, "loadgen: --alt-url must be ws://HOST:PORT, HOST as in --url "
+                                "(which comes first), at most 15\n");
+                return 2;
+            }
         } else if (strcmp(a, "--wst-port-base") == 0) {
             g.wst_port_base = (uint32_t)strtoul(v, NULL, 10);
         } else {
@@ -848,6 +942,8 @@ int main(int argc, char **argv)
     uv_signal_init(g.loop, &g.sigint);
     uv_signal_start(&g.sigterm, on_signal, SIGTERM);
     uv_signal_start(&g.sigint, on_signal, SIGINT);
+    uv_signal_init(g.loop, &g.sigusr1);
+    uv_signal_start(&g.sigusr1, on_storm, SIGUSR1);
     emit("{\"event\":\"start\",\"n\":%u,\"mode\":\"%s\",\"url\":\"ws://%s:%u%s\",\"pid\":%d}", g.n,
          g.mode == MODE_TETHER ? "tether" : "wstunnel", g.host, (unsigned)g.port, g.path,
          (int)getpid());
