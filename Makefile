@@ -103,7 +103,7 @@ XLDFLAGS ?=
 
 CORE_SRC := $(wildcard src/core/*.c)
 COMMON_SRC := $(wildcard src/common/*.c)
-RELAY_SRC := $(wildcard src/relay/*.c)
+RELAY_SRC := $(wildcard src/relay/*.c src/relay/*/*.c)
 AGENT_SRC := $(wildcard src/agent/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

@@ -74,7 +74,7 @@ PLOT = os.path.join(ROOT, "docs", "bench-memory.png")
 RESULTS = os.path.join(ROOT, "bench", "results.jsonl")
 KEEP_MARKER = "<!-- Everything below this line is written by hand and kept by bench.py. -->"
 AGENT_PING_MS = 20000  # src/agent/agent.c AGENT_PING_QUIET_MS: a ping after 20 s of silence
-RELAY_PING_MS = 15000  # src/relay/device.h TT_DEVICE_PING_MS: a quiet device is pinged every 15 s
+RELAY_PING_MS = 15000  # src/relay/device/device.h TT_DEVICE_PING_MS: a quiet device is pinged every 15 s
 PUBLIC_PORT_BASE = 22000  # wstunnel/ssh -R device ports: below the ephemeral range
 
 

@@ -2,7 +2,7 @@
  * Makefile compiles this file alone with -DTT_BUILD_COMMIT (git rev-parse; "" outside a git
  * tree) and keeps it out of the unit tests' archive, so that a new commit rebuilds one object
  * and relinks tetherd only; admin.c refers to it weakly (NULL where it is not linked). */
-#include "procmetrics.h"
+#include "relay/admin/procmetrics.h"
 
 #ifndef TT_BUILD_COMMIT
 #define TT_BUILD_COMMIT ""

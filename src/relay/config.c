@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <uv.h>
-#include "config.h"
+#include "relay/config.h"
 #include "common/configfile.h"
 #include "common/log.h"
 

@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include "common/util.h"
 #include "core/frame.h"
-#include "cidr.h"
-#include "pattern.h"
-#include "webhookbody.h"
+#include "relay/lib/cidr.h"
+#include "relay/lib/pattern.h"
+#include "relay/admin/webhookbody.h"
 
 #define TT_CONFIG_MAX_LISTEN 8
 #define TT_CONFIG_PATHLEN 1024

@@ -7,7 +7,7 @@
 #include <sys/resource.h>
 #include "tether_err.h"
 #include "common/log.h"
-#include "limits.h"
+#include "relay/limits.h"
 
 /* ---- counts in a string map -------------------------------------------------------------- */
 

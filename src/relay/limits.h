@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
-#include "addrkey.h"
-#include "strmap.h"
+#include "relay/lib/addrkey.h"
+#include "relay/lib/strmap.h"
 #include "core/frame.h"
 
 /* Descriptors kept out of reach of unauthenticated connections: max(this, limit / 20). */

@@ -12,12 +12,12 @@
 #include <unistd.h>
 #include "common/log.h"
 #include "common/pool.h"
-#include "admincli.h"
-#include "config.h"
-#include "relay.h"
-#include "sdnotify.h"
-#include "tokencli.h"
-#include "users.h"
+#include "relay/admin/admincli.h"
+#include "relay/config.h"
+#include "relay/relay.h"
+#include "relay/sdnotify.h"
+#include "relay/admin/tokencli.h"
+#include "relay/access/users.h"
 
 #define STOP_DEADLINE_MS 2000
 

@@ -11,16 +11,16 @@
 #include <unistd.h>
 #include "tether_err.h"
 #include "common/log.h"
-#include "admin.h"
-#include "cluster.h"
-#include "device.h"
-#include "forward.h"
-#include "relay.h"
-#include "respond.h"
-#include "server.h"
-#include "signin.h"
-#include "visitor.h"
-#include "webhook.h"
+#include "relay/admin/admin.h"
+#include "relay/cluster/cluster.h"
+#include "relay/device/device.h"
+#include "relay/device/forward.h"
+#include "relay/relay.h"
+#include "relay/http/respond.h"
+#include "relay/http/server.h"
+#include "relay/access/signin.h"
+#include "relay/device/visitor.h"
+#include "relay/admin/webhook.h"
 
 /* mkdir -p: creates dir and its missing parents (mode 0700). Returns 0 or -1 with err. */
 static int make_dirs(const char *dir, char err[TT_ERRLEN])

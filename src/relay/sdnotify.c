@@ -1,7 +1,7 @@
 /* sdnotify.c - systemd readiness, reload, stop and watchdog messages (sdnotify.h). */
 #include <stdio.h>
 #include "common/log.h"
-#include "sdnotify.h"
+#include "relay/sdnotify.h"
 
 #ifdef TT_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>

@@ -1,5 +1,5 @@
 /* fuzz_adminhost.c - libFuzzer target for the admin listener's Host and Origin checks
- * (src/relay/adminhost.c) and for the escaping of peer-chosen text in log lines
+ * (src/relay/admin/adminhost.c) and for the escaping of peer-chosen text in log lines
  * (src/common/log.c). Input: a split byte, then the bytes of a Host value and of an Origin value
  * (cut at the split), as a browser or an attacker would send them. The checks must not read past
  * the input; the escaped text must be NUL-terminated, within its buffer and printable ASCII. */
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "relay/adminhost.h"
+#include "relay/admin/adminhost.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

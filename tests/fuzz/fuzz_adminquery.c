@@ -1,6 +1,6 @@
 /* fuzz_adminquery.c - libFuzzer target for the admin listener's query string
- * (src/relay/adminquery.c: GET /api/devices?limit=&after=&online=&q= and the dashboard's) and
- * for the dashboard's session cookie lookup (src/relay/adminsession.c). Input: the bytes of a
+ * (src/relay/admin/adminquery.c: GET /api/devices?limit=&after=&online=&q= and the dashboard's) and
+ * for the dashboard's session cookie lookup (src/relay/admin/adminsession.c). Input: the bytes of a
  * query string, as an attacker sends them after '?', also read as a Cookie header value. A
  * query that parses must keep its bounds (limit 1..1000, q lower case and short), match without
  * reading past its strings, and survive the round trip through tt_adminquery_format: what the
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay/adminquery.h"
-#include "relay/adminsession.h"
+#include "relay/admin/adminquery.h"
+#include "relay/admin/adminsession.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

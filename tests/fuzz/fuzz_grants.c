@@ -1,4 +1,4 @@
-/* fuzz_grants.c - libFuzzer target for what the grant store parses (src/relay/grants.c): the
+/* fuzz_grants.c - libFuzzer target for what the grant store parses (src/relay/access/grants.c): the
  * admin API's POST /api/grants body (tt_grants_parse_request) and the grant records the nodes of
  * a cluster read from Redis (tt_grants_record_parse). Input: a selector byte (even: a request,
  * odd: a record under a fixed id), then the bytes. A request that parses has a user and patterns
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "relay/grants.h"
+#include "relay/access/grants.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

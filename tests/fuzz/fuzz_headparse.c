@@ -1,9 +1,9 @@
-/* fuzz_headparse.c - libFuzzer target for the relay's first request head (src/relay/headparse.c
- * as headconn.c drives it, then what server.c does with the head). The first input byte seeds
- * how the rest is cut into reads; the rest is what a client sends. Bytes are copied into a
- * TT_HEAD_MAX buffer read by read, as the listener does. On a complete head: every recorded
- * offset must lie inside the head; Host normalization and routing, the WebSocket handshake check
- * and the 101 answer run on it; and the head rewritten for the device (by the request filter)
+/* fuzz_headparse.c - libFuzzer target for the relay's first request head
+ * (src/relay/http/headparse.c as headconn.c drives it, then what server.c does with the head). The
+ * first input byte seeds how the rest is cut into reads; the rest is what a client sends. Bytes are
+ * copied into a TT_HEAD_MAX buffer read by read, as the listener does. On a complete head: every
+ * recorded offset must lie inside the head; Host normalization and routing, the WebSocket handshake
+ * check and the 101 answer run on it; and the head rewritten for the device (by the request filter)
  * must parse again, strictly, as one complete head with the same method, target and body
  * framing. Every refusal must say why. */
 #include <stdint.h>
@@ -11,10 +11,10 @@
 #include <string.h>
 
 #include "common/wshs.h"
-#include "relay/headparse.h"
-#include "relay/httpproxy.h"
-#include "relay/route.h"
-#include "relay/server.h"
+#include "relay/http/headparse.h"
+#include "relay/http/httpproxy.h"
+#include "relay/http/route.h"
+#include "relay/http/server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* fuzz_httpproxy.c - libFuzzer target for the relay's request filter (src/relay/httpproxy.c
+/* fuzz_httpproxy.c - libFuzzer target for the relay's request filter (src/relay/http/httpproxy.c
  * over headparse.c): a keep-alive browser connection's bytes, fed to the filter once whole and
  * once cut into pieces chosen by the first input byte, as the pipe feeds it: what the filter
  * does not take is offered again after the device has answered (every request it has, or the
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay/httpproxy.h"
+#include "relay/http/httpproxy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

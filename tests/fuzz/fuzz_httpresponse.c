@@ -1,5 +1,5 @@
 /* fuzz_httpresponse.c - libFuzzer target for the relay's response tracker
- * (tt_httpproxy_response in src/relay/httpproxy.c). Input: a split byte, a count byte and one
+ * (tt_httpproxy_response in src/relay/http/httpproxy.c). Input: a split byte, a count byte and one
  * kind byte per request (GET, HEAD, Upgrade, CONNECT, POST with a body; a last kind may make a
  * refused request follow them); the rest is what the device sends back, any bytes. The
  * requests are fed to a fresh filter twice; the device's bytes are then fed once whole and
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay/httpproxy.h"
+#include "relay/http/httpproxy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

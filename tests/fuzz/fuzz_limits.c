@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay/addrkey.h"
+#include "relay/lib/addrkey.h"
 #include "relay/config.h"
 #include "relay/limits.h"
 

@@ -1,4 +1,4 @@
-/* fuzz_procmetrics.c - libFuzzer target for the /proc parsers of src/relay/procmetrics.c (the
+/* fuzz_procmetrics.c - libFuzzer target for the /proc parsers of src/relay/admin/procmetrics.c (the
  * text of /proc/PID/stat, /proc/PID/limits and /proc/stat) and the Prometheus text made from
  * what they read. The input is one NUL-free string, given to each parser; the text written must
  * be NUL-terminated, whole lines only, within its buffer. */
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay/procmetrics.h"
+#include "relay/admin/procmetrics.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,9 +1,9 @@
 /* fuzz_signin.c - libFuzzer target for the parsers of browser sign-in (issue 10): urlencoded
- * form fields (src/relay/form.c), Cookie headers and the stripping of the relay's cookie, the
- * scan of a device's Set-Cookie (src/relay/cookie.c), and the pages' escaping and redirects
- * (src/relay/signinpage.c). Input: a split byte, then the bytes (used as a form body, a Cookie
- * value, a Set-Cookie value, a name for a page, a Host and a path). Invariants: no read past the
- * input (exact-size copies for ASan); a decoded field fits, is NUL-terminated and holds no
+ * form fields (src/relay/lib/form.c), Cookie headers and the stripping of the relay's cookie, the
+ * scan of a device's Set-Cookie (src/relay/lib/cookie.c), and the pages' escaping and redirects
+ * (src/relay/access/signinpage.c). Input: a split byte, then the bytes (used as a form body, a
+ * Cookie value, a Set-Cookie value, a name for a page, a Host and a path). Invariants: no read past
+ * the input (exact-size copies for ASan); a decoded field fits, is NUL-terminated and holds no
  * control byte; a stripped Cookie value is never longer, holds no pair of the relay's cookie,
  * is the input itself when nothing was removed, and stripping it again changes nothing; the
  * Set-Cookie scan gives the same verdict whatever the cut; an escaped name holds no markup
@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay/cookie.h"
-#include "relay/form.h"
-#include "relay/signinpage.h"
+#include "relay/lib/cookie.h"
+#include "relay/lib/form.h"
+#include "relay/access/signinpage.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

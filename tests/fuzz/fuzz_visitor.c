@@ -1,5 +1,5 @@
 /* fuzz_visitor.c - libFuzzer target for what a tether connect upgrade asks of the relay
- * (src/relay/visitor.c, docs/PROTOCOL.md 14.1) and for what the visitor reads of the relay's
+ * (src/relay/device/visitor.c, docs/PROTOCOL.md 14.1) and for what the visitor reads of the relay's
  * answer (src/common/wshs.c with the visitor's subprotocol required). The input is read as a
  * request head (headparse.c, as the listener reads it); on a complete head, tt_visitor_parse must
  * give names of 1 to 64 printable bytes, a Basic user without ':' and a secret within its limit,
@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "common/wshs.h"
-#include "relay/headparse.h"
-#include "relay/visitor.h"
+#include "relay/http/headparse.h"
+#include "relay/device/visitor.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* fuzz_webhook.c - libFuzzer target for the parsers of src/relay/webhookbody.c: a receiver's
+/* fuzz_webhook.c - libFuzzer target for the parsers of src/relay/admin/webhookbody.c: a receiver's
  * answer (tt_webhook_resp_feed, over http-parser) and a --webhook URL (tt_webhook_parse_url).
  * Input: a split byte, then the receiver's bytes. They are fed once whole and once cut at the
  * split (and byte by byte after it); both runs must agree on the status, which is 0, -1 or
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "relay/webhookbody.h"
+#include "relay/admin/webhookbody.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "common/wshs.h"
-#include "relay/headparse.h"
-#include "relay/server.h"
+#include "relay/http/headparse.h"
+#include "relay/http/server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* test_access.c - unit tests for src/relay/access.c: decisions (public, users, grants),
+/* test_access.c - unit tests for src/relay/access/access.c: decisions (public, users, grants),
  * revocation of tracked connections (a grant deleted, a grant expired through the tick, a user
  * removed or a grant withdrawn by a users-file reload, a revoke callback that closes another
  * connection), secret checks on a real loop (answers from a later turn), the per-address
@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "tether_err.h"
-#include "relay/access.h"
+#include "relay/access/access.h"
 
 #define T0 1700000000000LL
 

@@ -1,4 +1,4 @@
-/* test_addrkey.c - unit tests for src/relay/addrkey.c: IPv4 as it is, IPv6 cut to its /64,
+/* test_addrkey.c - unit tests for src/relay/lib/addrkey.c: IPv4 as it is, IPv6 cut to its /64,
  * IPv4-mapped IPv6 as IPv4, text and sockaddr forms agreeing, and non-addresses refused. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +10,7 @@
 #include <uv.h>
 
 #include "tether_err.h"
-#include "relay/addrkey.h"
+#include "relay/lib/addrkey.h"
 
 static void expect_ip(const char *ip, const char *want)
 {

@@ -1,6 +1,6 @@
-/* test_admincli.c - unit tests for src/relay/admincli.c's printing: the devices table (columns
- * sized to their content, the node column in cluster mode only, TCP services, a device name
- * with control characters made harmless), one device's lines, answers that are not the API's,
+/* test_admincli.c - unit tests for src/relay/admin/admincli.c's printing: the devices table
+ * (columns sized to their content, the node column in cluster mode only, TCP services, a device
+ * name with control characters made harmless), one device's lines, answers that are not the API's,
  * and the usage and exit statuses of arguments refused before any request. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "relay/admincli.h"
+#include "relay/admin/admincli.h"
 
 static char *out;
 static size_t outlen;

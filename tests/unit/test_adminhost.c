@@ -1,4 +1,4 @@
-/* test_adminhost.c - unit tests for src/relay/adminhost.c: which Host values name the admin
+/* test_adminhost.c - unit tests for src/relay/admin/adminhost.c: which Host values name the admin
  * listener (DNS rebinding: 421 otherwise) and which Origin values are its own (a state-changing
  * request from any other is refused). */
 #include <setjmp.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "relay/adminhost.h"
+#include "relay/admin/adminhost.h"
 
 static bool host_ok(const char *listen, const char *local, const char *v)
 {

@@ -1,9 +1,9 @@
 /* test_adminquery.c - unit tests for the admin listener's pure parts: the device list's query
- * (src/relay/adminquery.c: limit bounds, after, online, q decoded and lower-cased, bad values
+ * (src/relay/admin/adminquery.c: limit bounds, after, online, q decoded and lower-cased, bad values
  * refused, duplicates refused, empty values as absent), the filter (state, substring of name or
  * label, ASCII case ignored), the cursor, the query written back for links; the dashboard's
- * sign-in sessions (src/relay/adminsession.c: made, found by cookie, hashed, expired, ended,
- * the cap); and the dashboard's HTML (src/relay/adminpage.c: escaping, links, the sign-in
+ * sign-in sessions (src/relay/admin/adminsession.c: made, found by cookie, hashed, expired, ended,
+ * the cap); and the dashboard's HTML (src/relay/admin/adminpage.c: escaping, links, the sign-in
  * form). Query strings sit against a guard page. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,9 +17,9 @@
 #include <cmocka.h>
 
 #include "tether_err.h"
-#include "relay/adminpage.h"
-#include "relay/adminquery.h"
-#include "relay/adminsession.h"
+#include "relay/admin/adminpage.h"
+#include "relay/admin/adminquery.h"
+#include "relay/admin/adminsession.h"
 
 static const char *guarded(const char *s, size_t n)
 {

@@ -1,5 +1,5 @@
-/* test_cidr.c - unit tests for src/relay/cidr.c: the networks of --tcp-allow (parsing, host bits
- * refused) and whether a client's address lies in one (IPv4, IPv6, IPv4-mapped IPv6, /0 and
+/* test_cidr.c - unit tests for src/relay/lib/cidr.c: the networks of --tcp-allow (parsing, host
+ * bits refused) and whether a client's address lies in one (IPv4, IPv6, IPv4-mapped IPv6, /0 and
  * odd prefix lengths). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 #include <netinet/in.h>
 #include <cmocka.h>
 
-#include "relay/cidr.h"
+#include "relay/lib/cidr.h"
 
 static struct sockaddr_storage addr(const char *ip)
 {

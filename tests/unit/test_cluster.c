@@ -1,13 +1,13 @@
-/* test_cluster.c - the redirect decision of cluster mode (src/relay/cluster.c): who is least
- * loaded, when a node keeps a device, the Location it gives and the marker that stops a second
- * redirect. Pure: no Redis, no loop. */
+/* test_cluster.c - the redirect decision of cluster mode (src/relay/cluster/cluster.c): who is
+ * least loaded, when a node keeps a device, the Location it gives and the marker that stops a
+ * second redirect. Pure: no Redis, no loop. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
-#include "relay/cluster.h"
+#include "relay/cluster/cluster.h"
 
 static struct tt_cluster_node nodes[3];
 static struct tt_cluster c;

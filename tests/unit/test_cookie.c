@@ -1,4 +1,4 @@
-/* test_cookie.c - unit tests for src/relay/cookie.c: Cookie headers split into pairs, the
+/* test_cookie.c - unit tests for src/relay/lib/cookie.c: Cookie headers split into pairs, the
  * relay's cookie recognized under every spelling a device might read, stripped from a header
  * whatever its shape (never longer, other pairs byte for byte), and a device's Set-Cookie of
  * it spotted whichever way the value is cut into pieces. Inputs sit against a guard page. */
@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "relay/cookie.h"
+#include "relay/lib/cookie.h"
 
 /* A copy of s ending right before an unreadable page. */
 static const uint8_t *guarded(const char *s, size_t n)

@@ -1,4 +1,4 @@
-/* test_devauth.c - unit tests for src/relay/devauth.c over an in-memory SQLite registry: the
+/* test_devauth.c - unit tests for src/relay/device/devauth.c over an in-memory SQLite registry: the
  * rules at HELLO (own token, device key, fleet token and protocol 2, key issue and adoption),
  * the fleet token's caps (names, ports, new names per second, names from before device keys),
  * the per-address throttle (burst, refill, other addresses, idle expiry, the table's cap) and
@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "tether_err.h"
-#include "relay/devauth.h"
+#include "relay/device/devauth.h"
 
 #define FLEET "fleet-token"
 #define PEER "192.0.2.7:40000"

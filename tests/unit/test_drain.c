@@ -1,4 +1,4 @@
-/* test_drain.c - admission control and the drain flag (src/relay/drain.c): the cap on
+/* test_drain.c - admission control and the drain flag (src/relay/cluster/drain.c): the cap on
  * registrations in progress, the Retry-After a busy node suggests (growing with the refusals of
  * the current second, over the node's registration rate, at most 60 s), the draining refusal,
  * the counters, and drain start/stop being idempotent. A zeroed relay on a real loop; no I/O. */
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include <uv.h>
-#include "relay/drain.h"
+#include "relay/cluster/drain.h"
 #include "relay/relay.h"
 
 static uv_loop_t loop;

@@ -1,4 +1,4 @@
-/* test_form.c - unit tests for src/relay/form.c: urlencoded fields decoded ('+', %XX, encoded
+/* test_form.c - unit tests for src/relay/lib/form.c: urlencoded fields decoded ('+', %XX, encoded
  * names), malformed values refused (bad escapes, control bytes), a field given twice refused,
  * values that do not fit, the lenient count, and the Content-Type check. Inputs sit against a
  * guard page. */
@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "tether_err.h"
-#include "relay/form.h"
+#include "relay/lib/form.h"
 
 static const uint8_t *guarded(const char *s, size_t n)
 {

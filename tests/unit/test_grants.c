@@ -1,4 +1,4 @@
-/* test_grants.c - unit tests for src/relay/grants.c (in memory): a grant made and its token
+/* test_grants.c - unit tests for src/relay/access/grants.c (in memory): a grant made and its token
  * (form, shown once, only its hash kept), what it allows and until when, every refusal of a
  * create, revocation, expiry by the tick, the listing (sorted, expired left out), the cap on live
  * grants and the counters. The Redis side is covered end to end (tests/e2e/test_private_grants.py,
@@ -14,7 +14,7 @@
 #include <openssl/sha.h>
 
 #include "tether_err.h"
-#include "relay/grants.h"
+#include "relay/access/grants.h"
 
 #define T0 1700000000000LL /* unix ms, a whole second */
 

@@ -1,4 +1,4 @@
-/* test_httpproxy.c - unit tests for src/relay/httpproxy.c and headparse.c: request heads
+/* test_httpproxy.c - unit tests for src/relay/http/httpproxy.c and headparse.c: request heads
  * rewritten (X-Forwarded-*, Forwarded, X-Real-IP; client identity headers dropped), bodies
  * re-framed (Content-Length and chunked), strict heads and framing, the response tracker
  * (HEAD, interim and body-less responses, upgrades accepted and declined, CONNECT, tracking
@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "tether_err.h"
-#include "relay/httpproxy.h"
+#include "relay/http/httpproxy.h"
 
 struct sink {
     uint8_t buf[65536];

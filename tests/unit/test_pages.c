@@ -1,4 +1,4 @@
-/* test_pages.c - unit tests for src/relay/pages.c: status lines, headers, Content-Length
+/* test_pages.c - unit tests for src/relay/http/pages.c: status lines, headers, Content-Length
  * matching the body, the offline page's time and "minutes ago", and small buffers. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "relay/pages.h"
+#include "relay/http/pages.h"
 
 /* Checks the response's framing and returns its body. */
 static const char *check_response(const char *out, int n, const char *status_line)

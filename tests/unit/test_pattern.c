@@ -1,4 +1,5 @@
-/* test_pattern.c - unit tests for src/relay/pattern.c and src/relay/cidr.c: DEVICE/SERVICE globs
+/* test_pattern.c - unit tests for src/relay/lib/pattern.c and src/relay/lib/cidr.c: DEVICE/SERVICE
+ * globs
  * ('*' never crossing the '/', '?', no blow-up on long names), pattern checks, CIDR parsing
  * (host bits refused) and membership (IPv4-mapped IPv6 as IPv4). */
 #include <setjmp.h>
@@ -10,8 +11,8 @@
 #include <cmocka.h>
 #include <uv.h>
 
-#include "relay/cidr.h"
-#include "relay/pattern.h"
+#include "relay/lib/cidr.h"
+#include "relay/lib/pattern.h"
 
 static void test_pattern_match(void **state)
 {

@@ -1,6 +1,6 @@
-/* test_procmetrics.c - unit tests for src/relay/procmetrics.c: /proc/PID/stat with a command name
- * holding spaces and parentheses and negative fields, the limits and btime lines, a fake procfs
- * directory read whole, this process's own /proc, and the Prometheus text (label escaping, a
+/* test_procmetrics.c - unit tests for src/relay/admin/procmetrics.c: /proc/PID/stat with a command
+ * name holding spaces and parentheses and negative fields, the limits and btime lines, a fake
+ * procfs directory read whole, this process's own /proc, and the Prometheus text (label escaping, a
  * series left out when its figure is missing, whole lines only when out is short). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "tether_err.h"
-#include "relay/procmetrics.h"
+#include "relay/admin/procmetrics.h"
 
 /* utime 250, stime 150, starttime 1000 (ticks), rss 300 pages; priority and nice negative */
 static const char stat_text[] = "4242 (tet) her (d)) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 "

@@ -1,9 +1,9 @@
-/* test_registry_sqlite.c - unit tests for src/relay/registry_sqlite.c: put/get/find_label/del,
- * label and port ownership (UNIQUE in the schema), updates that change the label or the ports,
- * foreach, mark_offline, the heartbeat and credentials, in memory and in a file; persistence
- * across a close and across a kill -9 of the writer; device key hashes (stored with a put,
- * outliving the record, counted with their ports); the upgrade of a version-1 file; refusal of
- * a newer schema and of a file that is not a database. */
+/* test_registry_sqlite.c - unit tests for src/relay/store/registry_sqlite.c:
+ * put/get/find_label/del, label and port ownership (UNIQUE in the schema), updates that change the
+ * label or the ports, foreach, mark_offline, the heartbeat and credentials, in memory and in a
+ * file; persistence across a close and across a kill -9 of the writer; device key hashes (stored
+ * with a put, outliving the record, counted with their ports); the upgrade of a version-1 file;
+ * refusal of a newer schema and of a file that is not a database. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +18,7 @@
 #include <sqlite3.h>
 
 #include "tether_err.h"
-#include "relay/registry.h"
+#include "relay/store/registry.h"
 
 static char dir[64];
 static char path[128];

@@ -1,4 +1,4 @@
-/* test_route.c - unit tests for src/relay/route.c: Host normalization, device-address
+/* test_route.c - unit tests for src/relay/http/route.c: Host normalization, device-address
  * classification (LABEL.DOMAIN, SERVICE--LABEL.DOMAIN, everything else), service DNS names and
  * absolute-form request targets checked against Host. */
 #include <setjmp.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "relay/route.h"
+#include "relay/http/route.h"
 
 static int norm(const char *in, char out[TT_HOSTLEN])
 {

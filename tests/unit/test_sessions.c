@@ -1,6 +1,6 @@
-/* test_sessions.c - unit tests for src/relay/sessions.c (one node, no Redis): a session's cookie
- * value (64 hex digits, random) and its key (the SHA-256 of the id, never the id), bound to its
- * host and principal, expiry (when met and by the sweep), sign-out, the caps per principal and
+/* test_sessions.c - unit tests for src/relay/access/sessions.c (one node, no Redis): a session's
+ * cookie value (64 hex digits, random) and its key (the SHA-256 of the id, never the id), bound to
+ * its host and principal, expiry (when met and by the sweep), sign-out, the caps per principal and
  * in all (the oldest evicted), and cookie values of every wrong shape. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +12,7 @@
 #include <openssl/sha.h>
 
 #include "tether_err.h"
-#include "relay/sessions.h"
+#include "relay/access/sessions.h"
 
 #define T0 1700000000000LL
 

@@ -1,4 +1,4 @@
-/* test_signinpage.c - unit tests for src/relay/signinpage.c: every page is a whole response
+/* test_signinpage.c - unit tests for src/relay/access/signinpage.c: every page is a whole response
  * (status, Content-Length that matches, no-store, no framing, a CSP whose style hash matches the
  * page's one style), the sign-in form (method post, no action, fields user and secret), names
  * chosen by a device escaped, HEAD answers without a body, Set-Cookie placed as given, and the
@@ -14,7 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
-#include "relay/signinpage.h"
+#include "relay/access/signinpage.h"
 
 static char out[TT_SIGNINPAGE_MAX + 9000];
 

@@ -1,4 +1,4 @@
-/* test_strmap.c - unit tests for src/relay/strmap.c: growth, replacement, deleting the
+/* test_strmap.c - unit tests for src/relay/lib/strmap.c: growth, replacement, deleting the
  * current entry from foreach, the walk a slice at a time, and the keyed hash (two tables put
  * the same keys in different buckets; a reset table draws a new key). */
 #include <setjmp.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "relay/strmap.h"
+#include "relay/lib/strmap.h"
 
 static int del_cb(const char *key, void *val, void *ud)
 {

@@ -1,4 +1,4 @@
-/* test_throttle.c - unit tests for src/relay/throttle.c: the token bucket (fill, refill, cap,
+/* test_throttle.c - unit tests for src/relay/lib/throttle.c: the token bucket (fill, refill, cap,
  * a clock that goes back, give back), the address keys of "IP", "IP:PORT" and "[IPv6]:PORT",
  * the burst then one failure a second, the LRU table (eviction at the cap, idle expiry) and the
  * log policy (one line per address per interval). */
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "relay/throttle.h"
+#include "relay/lib/throttle.h"
 
 static void test_bucket(void **state)
 {

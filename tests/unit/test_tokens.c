@@ -1,4 +1,4 @@
-/* test_tokens.c - unit tests for src/relay/tokens.c: tokens-file parsing (comments, blanks,
+/* test_tokens.c - unit tests for src/relay/device/tokens.c: tokens-file parsing (comments, blanks,
  * errors with line numbers), per-name and fleet checks, and the generated fleet token (kept
  * hashed in the registry; a legacy DATA_DIR/token imported). */
 #include <setjmp.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "relay/tokens.h"
+#include "relay/device/tokens.h"
 
 static bool check(const struct tt_tokens *t, const char *name, const char *tok)
 {

@@ -1,6 +1,6 @@
-/* test_users.c - unit tests for src/relay/users.c: the users file (secrets plain or argon2id,
- * grants, comments, every refusal with its line), lookups, plain and hashed secret checks, and
- * that --hash-secret's hashes verify. */
+/* test_users.c - unit tests for src/relay/access/users.c: the users file (secrets plain or
+ * argon2id, grants, comments, every refusal with its line), lookups, plain and hashed secret
+ * checks, and that --hash-secret's hashes verify. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "relay/users.h"
+#include "relay/access/users.h"
 
 static int parse(struct tt_users *u, const char *text, char err[TT_ERRLEN])
 {

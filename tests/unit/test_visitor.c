@@ -1,6 +1,6 @@
-/* test_visitor.c - unit tests for the pure part of src/relay/visitor.c: what a tether connect
- * upgrade asks for (tt_visitor_parse, docs/PROTOCOL.md 14.1): the target's two headers, Basic
- * and Bearer credentials, and every malformed form. Heads are parsed by headparse.c as the
+/* test_visitor.c - unit tests for the pure part of src/relay/device/visitor.c: what a tether
+ * connect upgrade asks for (tt_visitor_parse, docs/PROTOCOL.md 14.1): the target's two headers,
+ * Basic and Bearer credentials, and every malformed form. Heads are parsed by headparse.c as the
  * listener parses them; the input sits at the end of a buffer, before a guard page. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,8 +10,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "relay/headparse.h"
-#include "relay/visitor.h"
+#include "relay/http/headparse.h"
+#include "relay/device/visitor.h"
 
 static uint8_t buf[TT_HEAD_MAX];
 static struct tt_headparse hp;

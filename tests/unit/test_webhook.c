@@ -1,9 +1,9 @@
-/* test_webhook.c - unit tests for src/relay/webhookbody.c and src/relay/webhook.c: the event's
- * JSON body byte for byte (keys in SPEC's order, null node, escaping), the signature against
- * RFC 4231's HMAC-SHA256 vectors, the request head, the answer's status read with http-parser
- * (split anywhere, garbage, oversized heads, EOF), the retry schedule's bounds, the --webhook
- * URL check, and, on a real loop, the queue's cap (what does not fit is dropped and counted)
- * and a delivery to a receiver on loopback. */
+/* test_webhook.c - unit tests for src/relay/admin/webhookbody.c and src/relay/admin/webhook.c: the
+ * event's JSON body byte for byte (keys in SPEC's order, null node, escaping), the signature
+ * against RFC 4231's HMAC-SHA256 vectors, the request head, the answer's status read with
+ * http-parser (split anywhere, garbage, oversized heads, EOF), the retry schedule's bounds, the
+ * --webhook URL check, and, on a real loop, the queue's cap (what does not fit is dropped and
+ * counted) and a delivery to a receiver on loopback. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +15,8 @@
 #include <uv.h>
 
 #include "relay/config.h"
-#include "relay/webhook.h"
-#include "relay/webhookbody.h"
+#include "relay/admin/webhook.h"
+#include "relay/admin/webhookbody.h"
 
 static void test_body(void **state)
 {

@@ -1,0 +1,415 @@
+/* cluster_admin.c - the admin API's view of a cluster (cluster.h): one device of the shared
+ * registry, or a page of them (a walk over the registry in short steps, then the page's
+ * records), with the live fields and services each holder published on its beat, and which
+ * nodes are alive. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tether_err.h"
+#include "relay/admin/adminquery.h"
+#include "relay/cluster/cluster.h"
+#include "relay/relay.h"
+
+#define P TT_REDIS_PREFIX
+
+/* ARGV: prefix[, name]. Returns {name, HGETALL of its record, 1 if its holder's node record
+ * is alive else 0, ...} for every device, or for name alone. */
+static const char devs_lua[] =
+    "local P=ARGV[1]\n"
+    "local names\n"
+    "if ARGV[2] then names={ARGV[2]} else names=redis.call('SMEMBERS',P..'devices') end\n"
+    "local out,alive={},{}\n"
+    "for _,n in ipairs(names) do\n"
+    "  local h=redis.call('HGETALL',P..'dev:'..n)\n"
+    "  if #h>0 then\n"
+    "    local node=redis.call('HGET',P..'dev:'..n,'node') or ''\n"
+    "    if node~='' and alive[node]==nil then\n"
+    "      alive[node]=redis.call('EXISTS',P..'node:'..node)\n"
+    "    end\n"
+    "    out[#out+1]=n out[#out+1]=h out[#out+1]=alive[node] or 0\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+void tt_cluster_live_format(int64_t since, uint64_t in, uint64_t out, uint64_t streams,
+                            const char *addr, char *buf, size_t len)
+{
+    snprintf(buf, len, "%" PRId64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %s", since, in, out,
+             streams, addr && addr[0] ? addr : "-");
+}
+
+static void parse_live(struct tt_cluster_dev *d, const char *s)
+{
+    long long since;
+    unsigned long long in, out, streams;
+    char addr[64];
+    if (sscanf(s, "%lld %llu %llu %llu %63s", &since, &in, &out, &streams, addr) != 5)
+        return;
+    d->has_live = true;
+    d->connected_since = since;
+    d->in = in;
+    d->out = out;
+    d->streams = streams;
+    snprintf(d->remote, sizeof(d->remote), "%s", strcmp(addr, "-") ? addr : "");
+}
+
+/* Fills d from an HGETALL reply. Returns false when the record has no label (half written). */
+static bool parse(struct tt_cluster_dev *d, const char *name, const redisReply *h)
+{
+    memset(d, 0, sizeof(*d));
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    for (size_t i = 0; h->type == REDIS_REPLY_ARRAY && i + 1 < h->elements; i += 2) {
+        const redisReply *f = h->element[i], *v = h->element[i + 1];
+        if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(f->str, "label") == 0)
+            snprintf(d->label, sizeof(d->label), "%s", v->str);
+        else if (strcmp(f->str, "off") == 0)
+            d->offline_since = strtoll(v->str, NULL, 10);
+        else if (strcmp(f->str, "seen") == 0)
+            d->last_seen = strtoll(v->str, NULL, 10);
+        else if (strcmp(f->str, "node") == 0)
+            snprintf(d->node, sizeof(d->node), "%s", v->str);
+        else if (strcmp(f->str, "live") == 0)
+            parse_live(d, v->str);
+        else if (strcmp(f->str, "svc") == 0 && !d->svc && v->len <= 64 * 1024)
+            d->svc = strdup(v->str);
+        else if (strncmp(f->str, "p:", 2) == 0 && d->nports < TT_MAX_SERVICES) {
+            long port = strtol(v->str, NULL, 10);
+            if (port < 1 || port > 65535)
+                continue;
+            snprintf(d->ports[d->nports].service, sizeof(d->ports[0].service), "%s", f->str + 2);
+            d->ports[d->nports++].port = (uint16_t)port;
+        }
+    }
+    if (!d->label[0]) {
+        free(d->svc);
+        d->svc = NULL;
+        return false;
+    }
+    return true;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct tt_cluster_dev *)a)->name,
+                  ((const struct tt_cluster_dev *)b)->name);
+}
+
+int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_dev **out, size_t *n)
+{
+    const char *argv[5] = {"EVAL", devs_lua, "0", P, name};
+    size_t lens[5];
+    int argc = name ? 5 : 4;
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    *out = NULL;
+    *n = 0;
+    redisReply *rep = tt_redisconn_argv(&c->rc, argc, argv, lens);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        if (rep)
+            freeReplyObject(rep);
+        return TETHER_ERR_IO;
+    }
+    size_t cap = rep->elements / 3;
+    struct tt_cluster_dev *v = cap ? calloc(cap, sizeof(*v)) : NULL;
+    if (cap && !v) {
+        freeReplyObject(rep);
+        return TETHER_ERR_NOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i + 2 < rep->elements; i += 3) {
+        const redisReply *nm = rep->element[i], *alive = rep->element[i + 2];
+        if (nm->type != REDIS_REPLY_STRING || nm->len > TT_MAX_NAME)
+            continue;
+        if (!parse(&v[k], nm->str, rep->element[i + 1]))
+            continue;
+        v[k].node_alive = alive->type == REDIS_REPLY_INTEGER && alive->integer == 1;
+        k++;
+    }
+    freeReplyObject(rep);
+    if (k > 1)
+        qsort(v, k, sizeof(*v), by_name);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i].svc);
+    free(v);
+}
+
+/* One step of a page's walk. ARGV: prefix, SSCAN cursor, COUNT, now_ms, grace_ms, limit, after,
+ * state (a, 1, 0), q (lower case). Reads the devices of one SSCAN step (their label, holder and
+ * offline time) and returns {cursor, total, online, offline, {node, count, ...}, fwd, back}:
+ * the counts of that step, and of its matches the limit + 1 first names after "after" (fwd)
+ * and the limit + 1 last ones up to it (back), each kept in a heap. */
+static const char walk_lua[] =
+    "local "
+    "P,cur,count,now,grace,lim,after,st,q=ARGV[1],ARGV[2],ARGV[3],tonumber(ARGV[4]),tonumber(ARGV["
+    "5]),tonumber(ARGV[6]),ARGV[7],ARGV[8],ARGV[9]\n"
+    "local L=lim+1\n"
+    "local function gt(a,b) return a>b end\n"
+    "local function lt(a,b) return a<b end\n"
+    "local function push(h,x,worse)\n"
+    "  local hn=#h\n"
+    "  if hn<L then\n"
+    "    h[hn+1]=x local i=hn+1\n"
+    "    while i>1 do local p=math.floor(i/2)\n"
+    "      if worse(h[i],h[p]) then h[p],h[i]=h[i],h[p] i=p else break end end\n"
+    "  elseif worse(h[1],x) then\n"
+    "    h[1]=x local i=1\n"
+    "    while true do local l,r,m=2*i,2*i+1,i\n"
+    "      if l<=hn and worse(h[l],h[m]) then m=l end\n"
+    "      if r<=hn and worse(h[r],h[m]) then m=r end\n"
+    "      if m==i then break end\n"
+    "      h[m],h[i]=h[i],h[m] i=m end\n"
+    "  end\n"
+    "end\n"
+    "local fwd,back,alive,pernode={},{},{},{}\n"
+    "local total,online,offline=0,0,0\n"
+    "local sc=redis.call('SSCAN',P..'devices',cur,'COUNT',count)\n"
+    "for _,n in ipairs(sc[2]) do\n"
+    "  local f=redis.call('HMGET',P..'dev:'..n,'label','node','off')\n"
+    "  local label,node,off=f[1],f[2] or '',tonumber(f[3] or '0') or 0\n"
+    "  if label and (node~='' or off<=0 or now-off<grace) then\n"
+    "    local on=false\n"
+    "    if node~='' then\n"
+    "      if alive[node]==nil then alive[node]=redis.call('EXISTS',P..'node:'..node) end\n"
+    "      on=alive[node]==1\n"
+    "    end\n"
+    "    if on then online=online+1 pernode[node]=(pernode[node] or 0)+1 else offline=offline+1 "
+    "end\n"
+    "    if (st=='a' or (st=='1')==on) and (q=='' or string.find(string.lower(n),q,1,true) or "
+    "string.find(string.lower(label),q,1,true)) then\n"
+    "      total=total+1\n"
+    "      if after=='' or n>after then push(fwd,n,gt) else push(back,n,lt) end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local nodes={}\n"
+    "for k,v in pairs(pernode) do nodes[#nodes+1]=k nodes[#nodes+1]=v end\n"
+    "return {sc[1],total,online,offline,nodes,fwd,back}\n";
+
+/* ARGV: prefix, names... Returns {name, HGETALL, 1 if its holder's node record is alive else 0,
+ * ...} for the names that still have a record. */
+static const char recs_lua[] =
+    "local P=ARGV[1]\n"
+    "local out,alive={},{}\n"
+    "for i=2,#ARGV do\n"
+    "  local n=ARGV[i]\n"
+    "  local h=redis.call('HGETALL',P..'dev:'..n)\n"
+    "  if #h>0 then\n"
+    "    local node=redis.call('HGET',P..'dev:'..n,'node') or ''\n"
+    "    if node~='' and alive[node]==nil then alive[node]=redis.call('EXISTS',P..'node:'..node) "
+    "end\n"
+    "    out[#out+1]=n out[#out+1]=h out[#out+1]=(node~='' and alive[node]) or 0\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* Devices read per step of the walk: one step runs in Redis for a few milliseconds, so that
+ * neither Redis nor this node's command timeout (TT_REDIS_TIMEOUT_MS) waits on a large fleet. */
+#define WALK_COUNT "4000"
+/* Steps of one walk at most (SSCAN ends well before: about devices / 4000). */
+#define WALK_STEPS_MAX 100000
+
+static size_t int_of(const redisReply *e)
+{
+    return e->type == REDIS_REPLY_INTEGER && e->integer > 0 ? (size_t)e->integer : 0;
+}
+
+/* Names kept by the walk (fwd: the first ones after the cursor; back: the last ones up to it). */
+struct names {
+    char (*v)[TT_MAX_NAME + 1];
+    size_t n, cap;
+};
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* Adds the names of reply arr to l; when l holds more than 4 * keep, sorts it, drops
+ * duplicates (SSCAN may return a name twice) and keeps the keep first (first) or last ones.
+ * Returns false when out of memory. */
+static bool names_add(struct names *l, const redisReply *arr, size_t keep, bool first)
+{
+    for (size_t i = 0; arr->type == REDIS_REPLY_ARRAY && i < arr->elements; i++) {
+        const redisReply *e = arr->element[i];
+        if (e->type != REDIS_REPLY_STRING || e->len > TT_MAX_NAME || memchr(e->str, 0, e->len))
+            continue;
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? 2 * l->cap : 64;
+            void *v = realloc(l->v, cap * sizeof(*l->v));
+            if (!v)
+                return false;
+            l->v = v;
+            l->cap = cap;
+        }
+        memcpy(l->v[l->n], e->str, e->len);
+        l->v[l->n++][e->len] = '\0';
+    }
+    if (l->n <= 4 * keep)
+        return true;
+    qsort(l->v, l->n, sizeof(*l->v), cmp_name);
+    size_t k = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (k == 0 || strcmp(l->v[k - 1], l->v[i]) != 0)
+            memmove(l->v[k++], l->v[i], sizeof(*l->v));
+    l->n = k;
+    if (l->n > keep) {
+        if (!first)
+            memmove(l->v, l->v + (l->n - keep), keep * sizeof(*l->v));
+        l->n = keep;
+    }
+    return true;
+}
+
+/* Sorts l and drops duplicates. */
+static void names_done(struct names *l)
+{
+    if (l->n > 1)
+        qsort(l->v, l->n, sizeof(*l->v), cmp_name);
+    size_t k = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (k == 0 || strcmp(l->v[k - 1], l->v[i]) != 0)
+            memmove(l->v[k++], l->v[i], sizeof(*l->v));
+    l->n = k;
+}
+
+static void count_nodes(struct tt_cluster_page *out, const redisReply *nodes)
+{
+    for (size_t i = 0; nodes->type == REDIS_REPLY_ARRAY && i + 1 < nodes->elements; i += 2) {
+        const redisReply *id = nodes->element[i];
+        size_t n = int_of(nodes->element[i + 1]);
+        if (id->type != REDIS_REPLY_STRING || id->len > TT_NODE_ID_MAX)
+            continue;
+        size_t k = 0;
+        while (k < out->nnodes && strcmp(out->nodes[k].node, id->str) != 0)
+            k++;
+        if (k == out->nnodes) {
+            if (k == TT_CLUSTER_PAGE_NODES) {
+                out->other_nodes += n;
+                continue;
+            }
+            snprintf(out->nodes[k].node, sizeof(out->nodes[0].node), "%s", id->str);
+            out->nnodes++;
+        }
+        out->nodes[k].online += n;
+    }
+}
+
+/* The walk over every device: counts into out, candidates into fwd and back. */
+static int walk(struct tt_cluster *c, const struct tt_adminquery *q, int64_t now, uint64_t grace_ms,
+                struct tt_cluster_page *out, struct names *fwd, struct names *back)
+{
+    char cursor[32] = "0", snow[24], sgrace[24], slim[24];
+    snprintf(snow, sizeof(snow), "%lld", (long long)now);
+    snprintf(sgrace, sizeof(sgrace), "%llu", (unsigned long long)grace_ms);
+    snprintf(slim, sizeof(slim), "%zu", q->limit);
+    const char *st = q->state == TT_ADMINQUERY_ONLINE    ? "1"
+                     : q->state == TT_ADMINQUERY_OFFLINE ? "0"
+                                                         : "a";
+    for (int step = 0; step < WALK_STEPS_MAX; step++) {
+        const char *argv[12] = {"EVAL", walk_lua, "0",  P,        cursor, WALK_COUNT,
+                                snow,   sgrace,   slim, q->after, st,     q->q};
+        size_t lens[12];
+        for (int i = 0; i < 12; i++)
+            lens[i] = strlen(argv[i]);
+        redisReply *rep = tt_redisconn_argv(&c->rc, 12, argv, lens);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 7 ||
+            rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= sizeof(cursor)) {
+            if (rep)
+                freeReplyObject(rep);
+            return TETHER_ERR_IO;
+        }
+        out->total += int_of(rep->element[1]);
+        out->online += int_of(rep->element[2]);
+        out->offline += int_of(rep->element[3]);
+        count_nodes(out, rep->element[4]);
+        bool ok = names_add(fwd, rep->element[5], q->limit + 1, true) &&
+                  names_add(back, rep->element[6], q->limit + 1, false);
+        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+        freeReplyObject(rep);
+        if (!ok)
+            return TETHER_ERR_NOMEM;
+        if (strcmp(cursor, "0") == 0)
+            return 0;
+    }
+    return TETHER_ERR_IO;
+}
+
+/* The records of names[0..n) (the page), into out->v. */
+static int records(struct tt_cluster *c, const struct names *fwd, size_t n,
+                   struct tt_cluster_page *out)
+{
+    const char **argv = calloc(n + 4, sizeof(*argv));
+    size_t *lens = calloc(n + 4, sizeof(*lens));
+    out->v = n ? calloc(n, sizeof(*out->v)) : NULL;
+    if (!argv || !lens || (n && !out->v)) {
+        free(argv);
+        free(lens);
+        return TETHER_ERR_NOMEM;
+    }
+    argv[0] = "EVAL";
+    argv[1] = recs_lua;
+    argv[2] = "0";
+    argv[3] = P;
+    for (size_t i = 0; i < n; i++)
+        argv[4 + i] = fwd->v[i];
+    for (size_t i = 0; i < n + 4; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *rep = tt_redisconn_argv(&c->rc, (int)(n + 4), argv, lens);
+    free(argv);
+    free(lens);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        if (rep)
+            freeReplyObject(rep);
+        return TETHER_ERR_IO;
+    }
+    for (size_t i = 0; i + 2 < rep->elements && out->n < n; i += 3) {
+        const redisReply *nm = rep->element[i], *alive = rep->element[i + 2];
+        if (nm->type != REDIS_REPLY_STRING || nm->len > TT_MAX_NAME)
+            continue;
+        if (!parse(&out->v[out->n], nm->str, rep->element[i + 1]))
+            continue;
+        out->v[out->n].node_alive = alive->type == REDIS_REPLY_INTEGER && alive->integer == 1;
+        out->n++;
+    }
+    freeReplyObject(rep);
+    return 0;
+}
+
+int tt_cluster_devs_page(struct tt_cluster *c, const struct tt_adminquery *q, int64_t now,
+                         uint64_t grace_ms, struct tt_cluster_page *out)
+{
+    struct names fwd = {0}, back = {0};
+    memset(out, 0, sizeof(*out));
+    int rc = walk(c, q, now, grace_ms, out, &fwd, &back);
+    if (rc == 0) {
+        names_done(&fwd);
+        names_done(&back);
+        size_t n = fwd.n < q->limit ? fwd.n : q->limit;
+        out->more = fwd.n > q->limit;
+        if (back.n > q->limit)
+            snprintf(out->prev, sizeof(out->prev), "%s", back.v[back.n - q->limit - 1]);
+        rc = records(c, &fwd, n, out);
+    }
+    free(fwd.v);
+    free(back.v);
+    if (rc)
+        tt_cluster_page_free(out);
+    return rc;
+}
+
+void tt_cluster_page_free(struct tt_cluster_page *pg)
+{
+    tt_cluster_devs_free(pg->v, pg->n);
+    pg->v = NULL;
+    pg->n = 0;
+}
