@@ -49,6 +49,8 @@
 #define LG_SHUTDOWN_RETRY 1000u
 #define LG_STABLE_MS 10000u
 #define LG_ALT_MAX 15 /* --alt-url: other nodes of a cluster */
+#define LG_DIAL_TIMEOUT_MS                                                                         \
+    15000u /* connect + handshake + WELCOME (the agent's TT_DIAL_TIMEOUT_MS) */
 
 enum mode { MODE_TETHER, MODE_WSTUNNEL };
 
@@ -102,6 +104,7 @@ static struct {
     uint16_t alt_port[LG_ALT_MAX]; /* --alt-url: other nodes (same host and path as --url) */
     uint32_t nalt;
     uint64_t storms;
+    uint64_t dial_timeouts;
     struct dev *devs;
     uv_timer_t tick, stop;
     uv_signal_t sigterm, sigint, sigusr1;
@@ -176,10 +179,10 @@ static void status_line(const char *event)
          "\"connected\":%u,\"ready\":%u,\"regs\":%" PRIu64 ",\"same\":%" PRIu64
          ",\"changed\":%" PRIu64 ",\"conn_fail\":%" PRIu64 ",\"refused\":%" PRIu64
          ",\"lost\":%" PRIu64 ",\"pings_in\":%" PRIu64 ",\"pongs_in\":%" PRIu64
-         ",\"errors\":%" PRIu64 ",\"busy\":%" PRIu64 ",\"round\":%u}",
+         ",\"errors\":%" PRIu64 ",\"busy\":%" PRIu64 ",\"round\":%u,\"dial_timeouts\":%" PRIu64 "}",
          event, since_start(), g.n, g.next_start, g.pending, g.connected, g.ready, g.regs, g.same,
          g.changed, g.conn_fail, g.refused, g.lost, g.pings_in, g.pongs_in, g.errors, g.busy,
-         g.round);
+         g.round, g.dial_timeouts);
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -323,6 +326,23 @@ static void on_storm(uv_signal_t *s, int signum)
          dropped, g.storms);
 }
 
+/* A connection not registered within LG_DIAL_TIMEOUT_MS is given up as the agent gives up a
+ * dial (a lost SYN or an answer that never comes would otherwise hold the device forever). */
+static void dial_timer_start(struct dev *d)
+{
+    uv_timer_start(&d->timer, dev_timer, LG_DIAL_TIMEOUT_MS, 0);
+}
+
+/* dev_timer's part for the dial timeout: true when it dropped d. */
+static bool dial_timed_out(struct dev *d)
+{
+    if (d->state != ST_CONNECTING && d->state != ST_HANDSHAKE && d->state != ST_HELLO)
+        return false;
+    g.dial_timeouts++;
+    drop(d, true);
+    return true;
+}
+
 /* ---- connection life cycle -------------------------------------------------------------- */
 
 static void start_connect(struct dev *d);
@@ -396,6 +416,7 @@ static void became_ready(struct dev *d, const char *label, size_t len)
     g.regs++;
     d->state = ST_READY;
     d->reg_at = uv_now(g.loop);
+    uv_timer_stop(&d->timer); /* the dial timeout */
     if (label != NULL) {
         if (d->label[0] == '\0') {
             if (len > TT_MAX_LABEL)
@@ -715,6 +736,7 @@ static void start_connect(struct dev *d)
     uv_ip4_addr(g.host, dev_target(d), &dst);
     d->state = ST_CONNECTING;
     g.pending++;
+    dial_timer_start(d);
     d->creq.data = d;
     if (uv_tcp_connect(&d->creq, &d->tcp, (struct sockaddr *)&dst, on_connect) != 0)
         drop(d, true);
@@ -729,6 +751,8 @@ static void dev_timer(uv_timer_t *t)
         start_connect(d);
         return;
     }
+    if (dial_timed_out(d))
+        return;
     if (d->state == ST_READY && g.ping_ms > 0) {
         uint64_t now = uv_now(g.loop);
         uint8_t p[8];
