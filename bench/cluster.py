@@ -96,7 +96,7 @@ class Procs:
     def start(self, name, argv, logpath, stdout=None):
         lf = open(logpath, "wb")
         p = subprocess.Popen(argv, stdout=stdout if stdout else lf, stderr=lf,
-                             stdin=subprocess.DEVNULL, preexec_fn=lambda: os.nice(5))
+                             stdin=subprocess.DEVNULL)
         p.name = name
         self.procs.append(p)
         return p
@@ -202,7 +202,7 @@ def registry(port, names):
 class Sentinel:
     """Master, replica and three sentinels on loopback."""
 
-    def __init__(self, procs, tmp):
+    def __init__(self, procs, tmp, down_after):
         self.procs, self.tmp = procs, tmp
         self.master = self.redis("master")
         self.replica = self.redis("replica", ["--replicaof", "127.0.0.1", str(self.master[1])])
@@ -217,9 +217,9 @@ class Sentinel:
             with open(conf, "w") as f:
                 f.write("port %d\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\nlogfile \"\"\n"
                         "dir %s\nsentinel monitor %s 127.0.0.1 %d 2\n"
-                        "sentinel down-after-milliseconds %s 1000\n"
-                        "sentinel failover-timeout %s 3000\nsentinel parallel-syncs %s 1\n" %
-                        (port, d, MASTER, self.master[1], MASTER, MASTER, MASTER))
+                        "sentinel down-after-milliseconds %s %d\n"
+                        "sentinel failover-timeout %s 10000\nsentinel parallel-syncs %s 1\n" %
+                        (port, d, MASTER, self.master[1], MASTER, down_after, MASTER, MASTER))
             exe = shutil.which("redis-sentinel")
             argv = [exe, conf] if exe else [shutil.which("redis-server"), conf, "--sentinel"]
             p = procs.start("sentinel%d" % i, argv, os.path.join(tmp, "sentinel%d.log" % i))
@@ -504,6 +504,7 @@ def phase_register(ctx, prefix, tls=None):
     res = {"phase": "register", "scheme": nodes[0].scheme, "devices": a.devices,
            "nodes": len(nodes), "seconds": round(took, 2), "per_second": round(a.devices / took),
            "busy_503": sum(lg.status().get("busy", 0) for lg in lgs),
+           "tls": tls_counts(lgs),
            "refused_metric": sum(n.metric("tether_registrations_refused_total") or 0
                                  for n in nodes),
            "load": uptime()}
@@ -556,6 +557,11 @@ def shed_counts(nodes):
     return {m: sum(n.metric(m) or 0 for n in nodes) for m in SHED}
 
 
+def tls_counts(lgs):
+    return {k: sum(lg.status().get(k, 0) or 0 for lg in lgs) for k in ("tls_full", "tls_resumed",
+                                                                      "tls_fail")}
+
+
 def phase_storm(ctx):
     a, nodes, lgs = ctx["args"], ctx["nodes"], ctx["lgs"]
     want = snapshot_labels(ctx)
@@ -565,6 +571,7 @@ def phase_storm(ctx):
     refused0 = sum(n.metric("tether_registrations_refused_total") or 0 for n in nodes)
     busy0 = sum(lg.status().get("busy", 0) for lg in lgs)
     shed0 = shed_counts(nodes)
+    tls0 = tls_counts(lgs)
     same0 = sum(lg.status().get("same", 0) for lg in lgs)
     load0 = uptime()
     probe = Probe(nodes + [ctx["control"]])
@@ -596,6 +603,7 @@ def phase_storm(ctx):
             "same_label": sum(lg.status().get("same", 0) for lg in lgs) - same0,
             "changed_label_total": sum(lg.status().get("changed", 0) for lg in lgs),
             "shed": {k: v - shed0[k] for k, v in shed_counts(nodes).items()},
+            "tls": {k: v - tls0[k] for k, v in tls_counts(lgs).items()},
             "devices_per_node": {n.name: n.metric("tether_devices_online") for n in nodes},
             "registry_all_online_same_label": ok, "registry_mismatches": bad,
             "worst_stall_ms": worst["max_ms"],
@@ -691,7 +699,7 @@ def run(args, scheme):
     try:
         ctx = {"args": args, "procs": procs, "tmp": tmp}
         log("%s: Redis master, replica and three sentinels" % scheme)
-        ctx["sentinel"] = Sentinel(procs, tmp)
+        ctx["sentinel"] = Sentinel(procs, tmp, args.down_after_ms)
         tls = make_cert(tmp) if scheme == "wss" else None
         ctx["nodes"] = [Node(procs, tmp, k, ctx["sentinel"].url(), args, tls)
                         for k in range(args.nodes)]
@@ -727,7 +735,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devices", type=int, default=100000)
     ap.add_argument("--nodes", type=int, default=6)
-    ap.add_argument("--phases", default="register,idle,storm,kill,failover")
+    ap.add_argument("--phases", default="register,idle,kill,failover,storm")
+    ap.add_argument("--down-after-ms", type=int, default=5000,
+                    help="Sentinel's down-after-milliseconds (its default is 30000)")
     ap.add_argument("--wss", action="store_true", help="also the run over wss://")
     ap.add_argument("--only-wss", action="store_true")
     ap.add_argument("--max-registering", type=int, default=1024)

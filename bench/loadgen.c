@@ -20,9 +20,31 @@
  * (GET /?dst=127.0.0.1:PORT, subprotocol tunnel-protocol), one public port per device, for the
  * same memory figure on that relay.
  *
+ * wss: --url wss://127.0.0.1:PORT[/PATH] (or --wss with a ws:// URL) runs TLS under the
+ * WebSocket, one OpenSSL SSL per device, non-blocking, over a BIO of ours (ciphertext goes
+ * straight from the read buffer shared by all devices to OpenSSL and from OpenSSL to the
+ * socket: no per-device BIO buffers; SSL_MODE_RELEASE_BUFFERS, so an idle device holds no
+ * record buffers either). --sni NAME sends NAME as SNI and in the Host header (the relay's
+ * certificate is for its domain; default: none, an IP literal is never sent as SNI).
+ * --ca-file FILE verifies the relay's certificate against FILE's CAs (and its name against
+ * --sni's, or the IP); without it nothing is verified (a benchmark on loopback). Like the
+ * agent, each device keeps the TLS session (ticket) it got, in memory, and offers it when it
+ * reconnects; --no-resume makes every handshake a full one. Status lines count handshakes:
+ * "tls_full", "tls_resumed" (the relay accepted the session offered) and "tls_fail".
+ * --cycle-ms MS closes each registered device's connection MS (jittered +-20 %) after it
+ * registered, and it reconnects at once: a steady reconnect storm, for handshakes per second.
+ *
+ * Command line (stable; bench/ scripts rely on it):
+ *   loadgen --url ws[s]://127.x.y.z:PORT[/PATH] -n N [--token TOKEN] [--mode tether|wstunnel]
+ *           [--src 127.1.0.1] [--per-src 1000] [--max-pending 512] [--rate PER_S]
+ *           [--ping-ms 20000] [--prefix lg] [--duration-s 120] [--status-ms 1000]
+ *           [--wst-port-base 40000] [--wss] [--ca-file FILE] [--sni NAME] [--no-resume]
+ *           [--cycle-ms MS]
+ *
  * Bounded: it exits by itself after --duration-s seconds (default 120), or on SIGTERM/SIGINT,
  * and only ever connects to the loopback address given in --url. Single thread, one libuv loop;
- * one uv_tcp_t and one uv_timer_t per device. */
+ * one uv_tcp_t and one uv_timer_t per device (and with TLS one SSL and, once it has one, one
+ * SSL_SESSION). */
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -36,6 +58,10 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "core/frame.h"
 #include "common/util.h"
@@ -57,6 +83,7 @@ enum mode { MODE_TETHER, MODE_WSTUNNEL };
 enum dev_state {
     ST_IDLE,       /* waiting for its timer (first start or reconnect) */
     ST_CONNECTING, /* TCP connect under way */
+    ST_TLS,        /* TLS handshake under way (wss) */
     ST_HANDSHAKE,  /* request sent, reading the 101 */
     ST_HELLO,      /* HELLO sent, waiting for WELCOME */
     ST_READY,      /* registered (tether) / control connection up (wstunnel) */
@@ -67,11 +94,14 @@ struct dev {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_connect_t creq;
+    SSL *ssl;          /* wss: this connection's session (NULL otherwise) */
+    SSL_SESSION *sess; /* wss: the last session the relay gave (offered on reconnect) */
     uint32_t idx;
     uint8_t state;
     bool goaway_shutdown; /* GOAWAY(SHUTDOWN) seen on this connection */
     uint32_t retry_ms;    /* a 503's Retry-After, jittered as the agent does (0: none) */
     bool counted_conn;    /* counted in g.connected */
+    bool cycled;          /* closed by --cycle-ms: reconnect at once */
     uint8_t attempt;      /* back-off step */
     uint8_t url_try;      /* --alt-url: which of the relay's URLs this device dials (dev_target) */
     bool storm;           /* SIGUSR1: reconnect at once after this close */
@@ -105,6 +135,14 @@ static struct {
     uint32_t nalt;
     uint64_t storms;
     uint64_t dial_timeouts;
+    bool tls;          /* wss */
+    bool resume;       /* offer the kept session on reconnect */
+    uint32_t cycle_ms; /* close a registered device after this long (0: never) */
+    char sni[256];     /* SNI and Host (empty: none, Host is the address) */
+    SSL_CTX *ssl_ctx;
+    BIO_METHOD *bio_method;
+    const uint8_t *in; /* ciphertext being fed to OpenSSL (inside on_read only) */
+    size_t inlen;
     struct dev *devs;
     uv_timer_t tick, stop;
     uv_signal_t sigterm, sigint, sigusr1;
@@ -116,6 +154,7 @@ static struct {
     uint32_t ready;     /* registered now */
     uint64_t regs, same, changed, conn_fail, refused, lost, pings_in, pongs_in, errors;
     uint64_t busy; /* handshakes answered 503 with Retry-After (waited out) */
+    uint64_t tls_full, tls_resumed, tls_fail, cycled;
     uint32_t round;
     bool all_before;      /* ready == n at some point since the last round started */
     uint64_t round_start; /* loop ms of the first loss after all were ready */
@@ -125,6 +164,7 @@ static struct {
 } g;
 
 static uint8_t rbuf[1 << 16];
+static uint8_t pbuf[1 << 16]; /* plaintext (wss) */
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -179,10 +219,12 @@ static void status_line(const char *event)
          "\"connected\":%u,\"ready\":%u,\"regs\":%" PRIu64 ",\"same\":%" PRIu64
          ",\"changed\":%" PRIu64 ",\"conn_fail\":%" PRIu64 ",\"refused\":%" PRIu64
          ",\"lost\":%" PRIu64 ",\"pings_in\":%" PRIu64 ",\"pongs_in\":%" PRIu64
-         ",\"errors\":%" PRIu64 ",\"busy\":%" PRIu64 ",\"round\":%u,\"dial_timeouts\":%" PRIu64 "}",
+         ",\"errors\":%" PRIu64 ",\"busy\":%" PRIu64 ",\"round\":%u,\"tls_full\":%" PRIu64
+         ",\"tls_resumed\":%" PRIu64 ",\"tls_fail\":%" PRIu64 ",\"cycled\":%" PRIu64
+         ",\"dial_timeouts\":%" PRIu64 "}",
          event, since_start(), g.n, g.next_start, g.pending, g.connected, g.ready, g.regs, g.same,
          g.changed, g.conn_fail, g.refused, g.lost, g.pings_in, g.pongs_in, g.errors, g.busy,
-         g.round, g.dial_timeouts);
+         g.round, g.tls_full, g.tls_resumed, g.tls_fail, g.cycled, g.dial_timeouts);
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -198,8 +240,8 @@ static void on_written(uv_write_t *req, int status)
     free(req);
 }
 
-/* Writes data (copied when it cannot go out at once). Returns 0 or -1. */
-static int send_bytes(struct dev *d, const uint8_t *data, size_t len)
+/* Writes data to the socket (copied when it cannot go out at once). Returns 0 or -1. */
+static int send_raw(struct dev *d, const uint8_t *data, size_t len)
 {
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     int r = uv_try_write((uv_stream_t *)&d->tcp, &b, 1);
@@ -219,6 +261,148 @@ static int send_bytes(struct dev *d, const uint8_t *data, size_t len)
         return -1;
     }
     return 0;
+}
+
+/* Writes plaintext: through the device's TLS session (wss) or straight. Returns 0 or -1. */
+static int send_bytes(struct dev *d, const uint8_t *data, size_t len)
+{
+    if (d->ssl == NULL)
+        return send_raw(d, data, len);
+    ERR_clear_error();
+    /* The BIO never refuses a write: SSL_write takes it all at once, or fails. */
+    int r = SSL_write(d->ssl, data, (int)len);
+    ERR_clear_error();
+    return r == (int)len ? 0 : -1;
+}
+
+/* ---- TLS (wss) -------------------------------------------------------------------------- */
+
+/* The BIO: reads from g.in (the bytes on_read got, for the device being read), writes to the
+ * socket. */
+static int lg_bio_write(BIO *b, const char *data, int len)
+{
+    struct dev *d = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    return send_raw(d, (const uint8_t *)data, (size_t)len) == 0 ? len : -1;
+}
+
+static int lg_bio_read(BIO *b, char *out, int len)
+{
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (g.inlen == 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t n = g.inlen < (size_t)len ? g.inlen : (size_t)len;
+    memcpy(out, g.in, n);
+    g.in += n;
+    g.inlen -= n;
+    return (int)n;
+}
+
+static long lg_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int lg_bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+/* A session (ticket) from the relay: the device keeps the newest. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct dev *d = SSL_get_app_data(ssl);
+    if (d == NULL || !g.resume)
+        return 0;
+    SSL_SESSION_free(d->sess);
+    d->sess = sess;
+    return 1; /* we keep the reference */
+}
+
+static int tls_setup(const char *ca_file)
+{
+    static const unsigned char alpn[] = "\x08http/1.1";
+    g.ssl_ctx = SSL_CTX_new(TLS_client_method());
+    g.bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "loadgen");
+    if (g.ssl_ctx == NULL || g.bio_method == NULL)
+        return -1;
+    BIO_meth_set_write(g.bio_method, lg_bio_write);
+    BIO_meth_set_read(g.bio_method, lg_bio_read);
+    BIO_meth_set_ctrl(g.bio_method, lg_bio_ctrl);
+    BIO_meth_set_create(g.bio_method, lg_bio_create);
+    SSL_CTX_set_min_proto_version(g.ssl_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(g.ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(g.ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_alpn_protos(g.ssl_ctx, alpn, sizeof(alpn) - 1);
+    SSL_CTX_set_session_cache_mode(g.ssl_ctx,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(g.ssl_ctx, on_new_session);
+    if (ca_file != NULL) {
+        if (SSL_CTX_load_verify_locations(g.ssl_ctx, ca_file, NULL) != 1) {
+            fprintf(stderr, "loadgen: cannot load --ca-file %s\n", ca_file);
+            return -1;
+        }
+        SSL_CTX_set_verify(g.ssl_ctx, SSL_VERIFY_PEER, NULL);
+    } else {
+        SSL_CTX_set_verify(g.ssl_ctx, SSL_VERIFY_NONE, NULL);
+    }
+    return 0;
+}
+
+/* Ends d's TLS session. One that completed its handshake stays resumable: OpenSSL marks the
+ * session of an SSL freed without a close_notify as not resumable (the relay closing first, or
+ * --cycle-ms, is not a broken session). */
+static void tls_free(struct dev *d)
+{
+    if (d->ssl == NULL)
+        return;
+    if (SSL_is_init_finished(d->ssl))
+        SSL_set_shutdown(d->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(d->ssl);
+    d->ssl = NULL;
+}
+
+/* A new session for d's connection; sends the ClientHello. Returns 0 or -1. */
+static int tls_start(struct dev *d)
+{
+    BIO *b;
+    d->ssl = SSL_new(g.ssl_ctx);
+    b = d->ssl != NULL ? BIO_new(g.bio_method) : NULL;
+    if (b == NULL)
+        goto fail;
+    BIO_set_data(b, d);
+    SSL_set_bio(d->ssl, b, b);
+    SSL_set_app_data(d->ssl, d);
+    SSL_set_connect_state(d->ssl);
+    if (g.sni[0] != '\0') {
+        if (SSL_set_tlsext_host_name(d->ssl, g.sni) != 1 || SSL_set1_host(d->ssl, g.sni) != 1)
+            goto fail;
+    } else if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(d->ssl), g.host) != 1) {
+        goto fail;
+    }
+    if (g.resume && d->sess != NULL)
+        (void)SSL_set_session(d->ssl, d->sess);
+    ERR_clear_error();
+    int r = SSL_do_handshake(d->ssl);
+    if (r != 1 && SSL_get_error(d->ssl, r) != SSL_ERROR_WANT_READ)
+        goto fail;
+    ERR_clear_error();
+    return 0;
+fail:
+    ERR_clear_error();
+    SSL_free(d->ssl);
+    d->ssl = NULL;
+    return -1;
 }
 
 /* One masked client frame. */
@@ -276,14 +460,19 @@ static void dev_next_url(struct dev *d)
         d->url_try = (uint8_t)((d->url_try + 1u) % (g.nalt + 1u));
 }
 
-/* --alt-url ws://HOST:PORT: another node; HOST and the path must be --url's. */
+/* --alt-url ws[s]://HOST:PORT: another node; HOST, the scheme and the path are --url's. */
 static int parse_alt_url(const char *url)
 {
     char host[64];
     const char *p = url;
-    if (g.nalt == LG_ALT_MAX || strncmp(p, "ws://", 5) != 0)
+    if (g.nalt == LG_ALT_MAX)
         return -1;
-    p += 5;
+    if (strncmp(p, "wss://", 6) == 0)
+        p += 6; /* the scheme is --url's (or --wss) for every node */
+    else if (strncmp(p, "ws://", 5) == 0)
+        p += 5;
+    else
+        return -1;
     const char *colon = strchr(p, ':');
     if (colon == NULL || (size_t)(colon - p) >= sizeof(host))
         return -1;
@@ -336,7 +525,8 @@ static void dial_timer_start(struct dev *d)
 /* dev_timer's part for the dial timeout: true when it dropped d. */
 static bool dial_timed_out(struct dev *d)
 {
-    if (d->state != ST_CONNECTING && d->state != ST_HANDSHAKE && d->state != ST_HELLO)
+    if (d->state != ST_CONNECTING && d->state != ST_TLS && d->state != ST_HANDSHAKE &&
+        d->state != ST_HELLO)
         return false;
     g.dial_timeouts++;
     drop(d, true);
@@ -360,10 +550,12 @@ static void on_closed(uv_handle_t *h)
     struct dev *d = h->data;
     uint32_t delay;
     d->state = ST_IDLE;
+    tls_free(d);
     if (g.stopping)
         return;
-    if (d->storm) {
+    if (d->storm || d->cycled) {
         d->storm = false;
+        d->cycled = false;
         d->retry_ms = 0;
         d->attempt = 0;
         delay = 0;
@@ -431,7 +623,9 @@ static void became_ready(struct dev *d, const char *label, size_t len)
     }
     /* the agent's rule: a ping once nothing has been heard for ping_ms; the first one at a
      * random point of that interval, as for devices started at different times */
-    if (g.ping_ms > 0) {
+    if (g.cycle_ms > 0) {
+        uv_timer_start(&d->timer, dev_timer, jitter(g.cycle_ms), 0);
+    } else if (g.ping_ms > 0) {
         uint64_t ago = rnd() % g.ping_ms;
         d->last_rx = uv_now(g.loop) - ago;
         uv_timer_start(&d->timer, dev_timer, g.ping_ms - ago, 0);
@@ -630,28 +824,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)rbuf, sizeof(rbuf));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Plaintext bytes from the relay. Returns 0, or -1 when d was dropped. */
+static int on_plain(struct dev *d, const uint8_t *in, size_t len)
 {
-    struct dev *d = s->data;
-    (void)buf;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        drop(d, false);
-        return;
-    }
-    d->last_rx = uv_now(g.loop);
-    const uint8_t *data = rbuf;
-    size_t len = (size_t)nread;
+    const uint8_t *data = in;
     uint8_t *joined = NULL;
     if (d->pendlen > 0) {
         joined = malloc(d->pendlen + len);
         if (joined == NULL) {
             drop(d, false);
-            return;
+            return -1;
         }
         memcpy(joined, d->pend, d->pendlen);
-        memcpy(joined + d->pendlen, rbuf, len);
+        memcpy(joined + d->pendlen, in, len);
         len += d->pendlen;
         data = joined;
         pend_clear(d);
@@ -662,14 +847,108 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (d->state != ST_READY)
             g.errors++;
         drop(d, false);
+        return -1;
     }
+    return 0;
+}
+
+static int send_ws_request(struct dev *d);
+
+/* Ciphertext from the relay: the handshake, then records decrypted into pbuf. */
+static void on_tls_input(struct dev *d, const uint8_t *data, size_t len)
+{
+    g.in = data;
+    g.inlen = len;
+    if (d->state == ST_TLS) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(d->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(d->ssl, r);
+            ERR_clear_error();
+            if (e != SSL_ERROR_WANT_READ) {
+                g.tls_fail++;
+                if (g.tls_fail <= 5)
+                    emit("{\"event\":\"tls_failed\",\"device\":%u,\"verify\":\"%s\"}", d->idx,
+                         X509_verify_cert_error_string(SSL_get_verify_result(d->ssl)));
+                drop(d, false);
+            }
+            goto out;
+        }
+        if (SSL_session_reused(d->ssl))
+            g.tls_resumed++;
+        else
+            g.tls_full++;
+        d->state = ST_HANDSHAKE;
+        if (send_ws_request(d) != 0) {
+            drop(d, false);
+            goto out;
+        }
+    }
+    while (d->state != ST_CLOSING) {
+        ERR_clear_error();
+        int r = SSL_read(d->ssl, pbuf, (int)sizeof(pbuf));
+        if (r > 0) {
+            if (on_plain(d, pbuf, (size_t)r) != 0)
+                break;
+            continue;
+        }
+        int e = SSL_get_error(d->ssl, r);
+        ERR_clear_error();
+        if (e != SSL_ERROR_WANT_READ)
+            drop(d, false); /* close_notify or a bad record */
+        break;
+    }
+out:
+    g.in = NULL;
+    g.inlen = 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct dev *d = s->data;
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (d->state == ST_TLS)
+            g.tls_fail++;
+        drop(d, false);
+        return;
+    }
+    d->last_rx = uv_now(g.loop);
+    if (d->ssl != NULL)
+        on_tls_input(d, rbuf, (size_t)nread);
+    else
+        (void)on_plain(d, rbuf, (size_t)nread);
+}
+
+/* The WebSocket upgrade request. Returns 0 or -1. */
+static int send_ws_request(struct dev *d)
+{
+    char reqbuf[1024];
+    const char *host = g.sni[0] != '\0' ? g.sni : g.host;
+    int n;
+    if (g.mode == MODE_TETHER) {
+        if (tt_wshs_make_key(d->key) != 0)
+            return -1;
+        n = tt_wshs_client_request(reqbuf, sizeof(reqbuf), host, dev_target(d),
+                                   dev_target(d) == (g.tls ? 443 : 80), g.path, d->key);
+    } else {
+        snprintf(d->key, sizeof(d->key), "dGhlIHNhbXBsZSBub25jZQ==");
+        n = snprintf(reqbuf, sizeof(reqbuf),
+                     "GET /?dst=127.0.0.1:%u HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tunnel-protocol\r\n\r\n",
+                     (unsigned)(g.wst_port_base + d->idx), host, (unsigned)g.port, d->key);
+    }
+    if (n <= 0 || (size_t)n >= sizeof(reqbuf))
+        return -1;
+    return send_bytes(d, (const uint8_t *)reqbuf, (size_t)n);
 }
 
 static void on_connect(uv_connect_t *req, int status)
 {
     struct dev *d = req->data;
-    char reqbuf[1024];
-    int n;
     if (d->state != ST_CONNECTING)
         return;
     if (status < 0) {
@@ -678,24 +957,21 @@ static void on_connect(uv_connect_t *req, int status)
     }
     g.connected++;
     d->counted_conn = true;
-    d->state = ST_HANDSHAKE;
-    if (g.mode == MODE_TETHER) {
-        if (tt_wshs_make_key(d->key) != 0) {
+    if (g.tls) {
+        d->state = ST_TLS;
+        if (tls_start(d) != 0) {
+            g.tls_fail++;
             drop(d, false);
             return;
         }
-        n = tt_wshs_client_request(reqbuf, sizeof(reqbuf), g.host, dev_target(d), false, g.path,
-                                   d->key);
     } else {
-        snprintf(d->key, sizeof(d->key), "dGhlIHNhbXBsZSBub25jZQ==");
-        n = snprintf(reqbuf, sizeof(reqbuf),
-                     "GET /?dst=127.0.0.1:%u HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: tunnel-protocol\r\n\r\n",
-                     (unsigned)(g.wst_port_base + d->idx), g.host, (unsigned)g.port, d->key);
+        d->state = ST_HANDSHAKE;
+        if (send_ws_request(d) != 0) {
+            drop(d, false);
+            return;
+        }
     }
-    if (n <= 0 || send_bytes(d, (const uint8_t *)reqbuf, (size_t)n) != 0 ||
-        uv_read_start((uv_stream_t *)&d->tcp, on_alloc, on_read) != 0)
+    if (uv_read_start((uv_stream_t *)&d->tcp, on_alloc, on_read) != 0)
         drop(d, false);
 }
 
@@ -753,6 +1029,12 @@ static void dev_timer(uv_timer_t *t)
     }
     if (dial_timed_out(d))
         return;
+    if (d->state == ST_READY && g.cycle_ms > 0) {
+        g.cycled++;
+        d->cycled = true;
+        drop(d, false);
+        return;
+    }
     if (d->state == ST_READY && g.ping_ms > 0) {
         uint64_t now = uv_now(g.loop);
         uint8_t p[8];
@@ -825,20 +1107,27 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: loadgen --url ws://127.0.0.1:PORT[/PATH] -n N [--token TOKEN]\n"
-                    "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 1000]\n"
-                    "       [--max-pending 512] [--rate PER_S] [--ping-ms 20000] [--prefix lg]\n"
-                    "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n"
-                    "       [--alt-url ws://127.0.0.1:PORT]...   (SIGUSR1: reconnect all now)\n");
+    fprintf(stderr,
+            "usage: loadgen --url ws[s]://127.0.0.1:PORT[/PATH] -n N [--token TOKEN]\n"
+            "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 1000]\n"
+            "       [--max-pending 512] [--rate PER_S] [--ping-ms 20000] [--prefix lg]\n"
+            "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n"
+            "       [--wss] [--ca-file FILE] [--sni NAME] [--no-resume] [--cycle-ms MS]\n"
+            "       [--alt-url ws[s]://127.0.0.1:PORT]...   (SIGUSR1: reconnect all now)\n");
     exit(2);
 }
 
 static int parse_url(const char *url)
 {
     const char *p = url;
-    if (strncmp(p, "ws://", 5) != 0)
+    if (strncmp(p, "wss://", 6) == 0) {
+        g.tls = true;
+        p += 6;
+    } else if (strncmp(p, "ws://", 5) == 0) {
+        p += 5;
+    } else {
         return -1;
-    p += 5;
+    }
     const char *colon = strchr(p, ':');
     if (colon == NULL || (size_t)(colon - p) >= sizeof(g.host))
         return -1;
@@ -868,7 +1157,9 @@ static void raise_nofile(void)
 int main(int argc, char **argv)
 {
     const char *src = "127.1.0.1";
+    const char *ca_file = NULL;
     g.mode = MODE_TETHER;
+    g.resume = true;
     g.per_src = 1000;
     g.max_pending = 512;
     g.ping_ms = 20000; /* src/agent/agent.c AGENT_PING_QUIET_MS */
@@ -879,12 +1170,20 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--wss") == 0) {
+            g.tls = true;
+            continue;
+        }
+        if (strcmp(a, "--no-resume") == 0) {
+            g.resume = false;
+            continue;
+        }
         if (v == NULL)
             usage();
         i++;
         if (strcmp(a, "--url") == 0) {
             if (parse_url(v) != 0) {
-                fprintf(stderr, "loadgen: --url must be ws://127.x.y.z:PORT[/PATH]\n");
+                fprintf(stderr, "loadgen: --url must be ws[s]://127.x.y.z:PORT[/PATH]\n");
                 return 2;
             }
         } else if (strcmp(a, "-n") == 0) {
@@ -916,12 +1215,20 @@ int main(int argc, char **argv)
             g.status_ms = (uint32_t)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--alt-url") == 0) {
             if (parse_alt_url(v) != 0) {
-                fprintf(stderr, "loadgen: --alt-url must be ws://HOST:PORT, HOST as in --url "
+                fprintf(stderr, "loadgen: --alt-url must be ws[s]://HOST:PORT, HOST as in --url "
                                 "(which comes first), at most 15\n");
                 return 2;
             }
         } else if (strcmp(a, "--wst-port-base") == 0) {
             g.wst_port_base = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--ca-file") == 0) {
+            ca_file = v;
+        } else if (strcmp(a, "--sni") == 0) {
+            if (strlen(v) >= sizeof(g.sni))
+                usage();
+            snprintf(g.sni, sizeof(g.sni), "%s", v);
+        } else if (strcmp(a, "--cycle-ms") == 0) {
+            g.cycle_ms = (uint32_t)strtoul(v, NULL, 10);
         } else {
             usage();
         }
@@ -941,6 +1248,10 @@ int main(int argc, char **argv)
     }
     if (g.status_ms == 0)
         g.status_ms = 1000;
+    if (g.tls && tls_setup(ca_file) != 0) {
+        fprintf(stderr, "loadgen: cannot set up TLS\n");
+        return 2;
+    }
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     if (tt_random_bytes(&g.rng, sizeof(g.rng)) != 0 || g.rng == 0)
@@ -968,13 +1279,18 @@ int main(int argc, char **argv)
     uv_signal_start(&g.sigint, on_signal, SIGINT);
     uv_signal_init(g.loop, &g.sigusr1);
     uv_signal_start(&g.sigusr1, on_storm, SIGUSR1);
-    emit("{\"event\":\"start\",\"n\":%u,\"mode\":\"%s\",\"url\":\"ws://%s:%u%s\",\"pid\":%d}", g.n,
-         g.mode == MODE_TETHER ? "tether" : "wstunnel", g.host, (unsigned)g.port, g.path,
-         (int)getpid());
+    emit("{\"event\":\"start\",\"n\":%u,\"mode\":\"%s\",\"url\":\"%s://%s:%u%s\",\"pid\":%d}", g.n,
+         g.mode == MODE_TETHER ? "tether" : "wstunnel", g.tls ? "wss" : "ws", g.host,
+         (unsigned)g.port, g.path, (int)getpid());
     uv_run(g.loop, UV_RUN_DEFAULT);
-    for (uint32_t i = 0; i < g.n; i++)
+    for (uint32_t i = 0; i < g.n; i++) {
         free(g.devs[i].pend);
+        tls_free(&g.devs[i]);
+        SSL_SESSION_free(g.devs[i].sess);
+    }
     free(g.devs);
+    SSL_CTX_free(g.ssl_ctx);
+    BIO_meth_free(g.bio_method);
     uv_loop_close(g.loop);
     return 0;
 }

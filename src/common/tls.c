@@ -5,7 +5,10 @@
  * and OpenSSL has taken everything read so far, so a reader that stops holds back the peer
  * through TCP, as on a plain conn. Owner callbacks are never called from inside the owner's
  * own calls: what is due then (data left over at a read start, a failed write) is delivered
- * from a uv_idle handle. */
+ * from a uv_idle handle.
+ *
+ * Session tickets: the server side's ticket key callback (ticket_cb) takes keys from the
+ * process's ring (tls.h); the client side keeps the newest session of each client context. */
 #include "common/tls.h"
 
 #include <errno.h>
@@ -28,7 +31,11 @@
 #endif
 
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -46,8 +53,12 @@
 #define TLS_READ_SIZE 65536
 
 struct tt_tls_ctx {
-    SSL_CTX *ssl;
+    SSL_CTX *ssl; /* its app data points back here until tt_tls_ctx_free */
     bool server;
+    /* client: the newest session a server gave, and the host it was for (offered to that host
+     * only); memory only */
+    SSL_SESSION *session;
+    char *session_host;
 };
 
 struct pending_write {
@@ -90,8 +101,12 @@ struct tt_tls {
     uv_shutdown_t sreq;
     int nhandles;
 
-    char err[TT_ERRLEN];
+    char *err;  /* why the session failed (malloc'd when it fails; NULL: none) */
+    char *host; /* client: the host dialed (its session is kept for it) */
 };
+
+static struct tt_tls_ticket_ring ticket_ring = {.period_s = TT_TLS_TICKET_DEFAULT_PERIOD_S};
+static struct tt_tls_stats stats;
 
 static void pump(struct tt_tls *t);
 static void flush_out(struct tt_tls *t);
@@ -164,6 +179,208 @@ static void make_bio_method(void)
     BIO_meth_set_ctrl(m, bio_ctrl);
     BIO_meth_set_create(m, bio_create);
     bio_method = m;
+}
+
+/* ---- session tickets -------------------------------------------------------------------- */
+
+int64_t tt_tls_ticket_epoch(uint64_t period_s, int64_t now_s)
+{
+    int64_t p = (int64_t)period_s;
+    int64_t q = now_s / p;
+    return (now_s % p != 0 && now_s < 0) ? q - 1 : q;
+}
+
+static const struct tt_tls_ticket_key *slot_for(const struct tt_tls_ticket_ring *ring,
+                                                int64_t epoch)
+{
+    int64_t i = epoch % TT_TLS_TICKET_SLOTS;
+    const struct tt_tls_ticket_key *k = &ring->slot[i < 0 ? i + TT_TLS_TICKET_SLOTS : i];
+    return k->set && k->epoch == epoch ? k : NULL;
+}
+
+size_t tt_tls_ticket_missing(const struct tt_tls_ticket_ring *ring, int64_t now_s, bool want_old,
+                             int64_t out[TT_TLS_TICKET_SLOTS])
+{
+    size_t n = 0;
+    if (ring->period_s == 0)
+        return 0;
+    int64_t e = tt_tls_ticket_epoch(ring->period_s, now_s);
+    for (int64_t d = want_old ? -1 : 0; d <= 1; d++)
+        if (slot_for(ring, e + d) == NULL)
+            out[n++] = e + d;
+    return n;
+}
+
+int tt_tls_ticket_put(struct tt_tls_ticket_ring *ring, int64_t epoch,
+                      const uint8_t material[TT_TLS_TICKET_KEYLEN], int64_t now_s)
+{
+    if (ring->period_s == 0)
+        return -1;
+    int64_t e = tt_tls_ticket_epoch(ring->period_s, now_s);
+    if (epoch < e - 1 || epoch > e + 1)
+        return -1;
+    int64_t i = epoch % TT_TLS_TICKET_SLOTS;
+    struct tt_tls_ticket_key *k = &ring->slot[i < 0 ? i + TT_TLS_TICKET_SLOTS : i];
+    OPENSSL_cleanse(k->material, sizeof(k->material));
+    k->set = true;
+    k->epoch = epoch;
+    memcpy(k->material, material, TT_TLS_TICKET_KEYLEN);
+    return 0;
+}
+
+const struct tt_tls_ticket_key *tt_tls_ticket_for_issue(const struct tt_tls_ticket_ring *ring,
+                                                        int64_t now_s)
+{
+    if (ring->period_s == 0)
+        return NULL;
+    int64_t e = tt_tls_ticket_epoch(ring->period_s, now_s);
+    const struct tt_tls_ticket_key *k = slot_for(ring, e);
+    if (k == NULL)
+        k = slot_for(ring, e - 1);
+    if (k == NULL)
+        k = slot_for(ring, e + 1);
+    return k;
+}
+
+int tt_tls_ticket_find(const struct tt_tls_ticket_ring *ring,
+                       const uint8_t name[TT_TLS_TICKET_NAMELEN], int64_t now_s,
+                       const struct tt_tls_ticket_key **out)
+{
+    const struct tt_tls_ticket_key *found = NULL;
+    if (ring->period_s == 0)
+        return 0;
+    int64_t e = tt_tls_ticket_epoch(ring->period_s, now_s);
+    for (int64_t d = -1; d <= 1; d++) {
+        const struct tt_tls_ticket_key *k = slot_for(ring, e + d);
+        if (k != NULL && CRYPTO_memcmp(k->material, name, TT_TLS_TICKET_NAMELEN) == 0)
+            found = k;
+    }
+    if (found == NULL)
+        return 0;
+    *out = found;
+    return found == tt_tls_ticket_for_issue(ring, now_s) ? 1 : 2;
+}
+
+struct tt_tls_ticket_ring *tt_tls_tickets(void)
+{
+    return &ticket_ring;
+}
+
+void tt_tls_tickets_configure(uint64_t period_s, bool external)
+{
+    OPENSSL_cleanse(&ticket_ring, sizeof(ticket_ring));
+    memset(&ticket_ring, 0, sizeof(ticket_ring));
+    ticket_ring.period_s = period_s;
+    ticket_ring.external = external;
+}
+
+void tt_tls_stats_get(struct tt_tls_stats *out)
+{
+    *out = stats;
+}
+
+void tt_tls_tickets_note(unsigned keys_taken, bool failed)
+{
+    stats.keys_shared += keys_taken;
+    stats.share_failures += failed ? 1 : 0;
+}
+
+size_t tt_tls_metrics(char *out, size_t outlen)
+{
+    int n = snprintf(
+        out, outlen,
+        "# HELP tether_tls_handshakes_total TLS handshakes completed on --tls-listen ports: "
+        "full, or resumed from a session ticket (no certificate, no signature).\n"
+        "# TYPE tether_tls_handshakes_total counter\n"
+        "tether_tls_handshakes_total{kind=\"full\"} %llu\n"
+        "tether_tls_handshakes_total{kind=\"resumed\"} %llu\n"
+        "# HELP tether_tls_ticket_unknown_total Session tickets offered under a key that is "
+        "unknown or rotated out (--tls-ticket-rotate): a full handshake followed.\n"
+        "# TYPE tether_tls_ticket_unknown_total counter\n"
+        "tether_tls_ticket_unknown_total %llu\n"
+        "# HELP tether_tls_ticket_keys_total Ticket keys made here from the CSPRNG, or taken "
+        "from the cluster's Redis.\n"
+        "# TYPE tether_tls_ticket_keys_total counter\n"
+        "tether_tls_ticket_keys_total{source=\"made\"} %llu\n"
+        "tether_tls_ticket_keys_total{source=\"shared\"} %llu\n"
+        "# HELP tether_tls_ticket_key_failures_total Look-ups of the cluster's ticket keys in "
+        "Redis that failed (the keys held are used meanwhile).\n"
+        "# TYPE tether_tls_ticket_key_failures_total counter\n"
+        "tether_tls_ticket_key_failures_total %llu\n",
+        (unsigned long long)stats.full, (unsigned long long)stats.resumed,
+        (unsigned long long)stats.ticket_unknown, (unsigned long long)stats.keys_made,
+        (unsigned long long)stats.keys_shared, (unsigned long long)stats.share_failures);
+    if (n < 0 || outlen == 0)
+        return 0;
+    if ((size_t)n < outlen)
+        return (size_t)n;
+    /* cut at the last whole line */
+    size_t len = outlen - 1;
+    while (len > 0 && out[len - 1] != '\n')
+        len--;
+    out[len] = '\0';
+    return len;
+}
+
+/* A lone relay makes the keys it lacks for E and E+1 (so that E+1's is there at the turn). */
+static void make_missing_keys(int64_t now_s)
+{
+    int64_t want[TT_TLS_TICKET_SLOTS];
+    if (ticket_ring.external)
+        return;
+    size_t n = tt_tls_ticket_missing(&ticket_ring, now_s, false, want);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t m[TT_TLS_TICKET_KEYLEN];
+        if (RAND_bytes(m, sizeof(m)) != 1) {
+            ERR_clear_error();
+            return;
+        }
+        if (tt_tls_ticket_put(&ticket_ring, want[i], m, now_s) == 0)
+            stats.keys_made++;
+        OPENSSL_cleanse(m, sizeof(m));
+    }
+}
+
+/* OpenSSL's ticket key callback: enc 1 sets up a new ticket's name, IV, cipher and MAC; enc 0
+ * finds the key of a ticket offered (0: unknown, a full handshake follows). */
+static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char iv[16], EVP_CIPHER_CTX *cctx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+    const struct tt_tls_ticket_key *k = NULL;
+    int64_t now = (int64_t)time(NULL);
+    int rc;
+
+    if (enc) {
+        make_missing_keys(now);
+        k = tt_tls_ticket_for_issue(&ticket_ring, now);
+        if (k == NULL)
+            return 0; /* no key (the cluster's are not known yet): no ticket */
+        if (RAND_bytes(iv, EVP_MAX_IV_LENGTH < 16 ? EVP_MAX_IV_LENGTH : 16) != 1)
+            return -1;
+        memcpy(name, k->material, TT_TLS_TICKET_NAMELEN);
+        rc = 1;
+    } else {
+        rc = tt_tls_ticket_find(&ticket_ring, name, now, &k);
+        if (rc == 0) {
+            stats.ticket_unknown++;
+            return 0;
+        }
+    }
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_octet_string(
+        OSSL_MAC_PARAM_KEY, (void *)(k->material + TT_TLS_TICKET_NAMELEN + 32), 32);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_CTX_set_params(hctx, params) != 1)
+        return -1;
+    const unsigned char *key = k->material + TT_TLS_TICKET_NAMELEN;
+    int ok = enc ? EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key, iv)
+                 : EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key, iv);
+    if (ok != 1)
+        return -1;
+    /* TLS 1.3 clients use a ticket once (OpenSSL's drop it after a resumption): a resumed
+     * session gets a new ticket, or the next reconnection would be a full handshake again. */
+    return !enc && SSL_version(ssl) >= TLS1_3_VERSION ? 2 : rc;
 }
 
 /* ---- contexts --------------------------------------------------------------------------- */
@@ -278,6 +495,19 @@ int tt_tls_ctx_server(struct tt_tls_ctx **out, const char *cert_file, const char
         goto fail;
     }
     SSL_CTX_set_alpn_select_cb(ctx->ssl, alpn_select, NULL);
+    /* No session cache: a session lives in the ticket the client holds, so an idle connection
+     * (or a TLS 1.2 one that ended) leaves nothing behind here. One ticket per full handshake,
+     * under the ring's keys, valid as long as its key is accepted (two periods at most). */
+    SSL_CTX_set_session_cache_mode(ctx->ssl, SSL_SESS_CACHE_OFF);
+    if (ticket_ring.period_s > 0) {
+        SSL_CTX_set_num_tickets(ctx->ssl, 1);
+        /* the lifetime hint: two periods, plus one for a node whose clock is ahead */
+        SSL_CTX_set_timeout(ctx->ssl, (long)(3 * ticket_ring.period_s));
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx->ssl, ticket_cb);
+    } else {
+        SSL_CTX_set_num_tickets(ctx->ssl, 0);
+        SSL_CTX_set_options(ctx->ssl, SSL_OP_NO_TICKET);
+    }
     *out = ctx;
     return 0;
 fail:
@@ -430,6 +660,26 @@ static void add_store(SSL_CTX *ssl)
 }
 #endif
 
+/* A client session got a session (ticket): its context keeps it for its host. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct tt_tls_ctx *ctx = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    struct tt_tls *t = SSL_get_app_data(ssl);
+    if (ctx == NULL || t == NULL || t->host == NULL)
+        return 0;
+    char *host = ctx->session_host != NULL && strcmp(ctx->session_host, t->host) == 0
+                     ? ctx->session_host
+                     : strdup(t->host);
+    if (host == NULL)
+        return 0;
+    if (host != ctx->session_host)
+        free(ctx->session_host);
+    SSL_SESSION_free(ctx->session);
+    ctx->session = sess;
+    ctx->session_host = host;
+    return 1; /* the reference is ours */
+}
+
 int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecure,
                       char err[TT_ERRLEN])
 {
@@ -465,6 +715,11 @@ int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecur
         }
     }
     SSL_CTX_set_alpn_protos(ctx->ssl, alpn, sizeof(alpn) - 1);
+    /* The newest session (ticket) is kept in ctx, offered on the next connection. */
+    SSL_CTX_set_app_data(ctx->ssl, ctx);
+    SSL_CTX_set_session_cache_mode(ctx->ssl,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx->ssl, on_new_session);
     *out = ctx;
     return 0;
 }
@@ -473,7 +728,10 @@ void tt_tls_ctx_free(struct tt_tls_ctx *ctx)
 {
     if (ctx == NULL)
         return;
+    SSL_CTX_set_app_data(ctx->ssl, NULL); /* sessions still open keep the SSL_CTX, not ctx */
     SSL_CTX_free(ctx->ssl);
+    SSL_SESSION_free(ctx->session);
+    free(ctx->session_host);
     free(ctx);
 }
 
@@ -575,6 +833,24 @@ static void release_input(struct tt_tls *t)
  * error queue, in words that follow "TLS handshake failed: " well: "certificate verify failed:
  * unable to get local issuer certificate", "wrong version number", "connection closed during
  * the handshake". */
+static void set_err(struct tt_tls *t, const char *fmt, ...) TT_PRINTF(2, 3);
+
+/* Records why the session failed (the buffer is only allocated then). */
+static void set_err(struct tt_tls *t, const char *fmt, ...)
+{
+    va_list ap;
+    if (t->err == NULL && (t->err = malloc(TT_ERRLEN)) == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(t->err, TT_ERRLEN, fmt, ap);
+    va_end(ap);
+}
+
+static const char *err_of(const struct tt_tls *t)
+{
+    return t->err != NULL ? t->err : "";
+}
+
 static void describe_failure(struct tt_tls *t, const char *during)
 {
     /* Without SSL_VERIFY_PEER (insecure) a verification result is only advice. */
@@ -582,14 +858,14 @@ static void describe_failure(struct tt_tls *t, const char *during)
     long vr = verifies ? SSL_get_verify_result(t->ssl) : X509_V_OK;
     if (vr != X509_V_OK) {
         ERR_clear_error();
-        errf(t->err, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
+        set_err(t, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
     } else if (t->tcp_err != 0) {
         ERR_clear_error();
-        errf(t->err, "connection failed during %s: %s", during, uv_strerror(t->tcp_err));
+        set_err(t, "connection failed during %s: %s", during, uv_strerror(t->tcp_err));
     } else if (t->tcp_eof && ERR_peek_error() == 0) {
-        errf(t->err, "connection closed during %s", during);
+        set_err(t, "connection closed during %s", during);
     } else {
-        errf(t->err, "%s", ssl_reason("unknown TLS error"));
+        set_err(t, "%s", ssl_reason("unknown TLS error"));
     }
 }
 
@@ -698,8 +974,13 @@ static void handshake(struct tt_tls *t)
     t->handshaking = false;
     if (r == 1) {
         char d[96];
+        bool resumed = SSL_session_reused(t->ssl) == 1;
+        if (t->server && resumed)
+            stats.resumed++;
+        else if (t->server)
+            stats.full++;
         tt_tls_describe(t->conn, d, sizeof(d));
-        TT_LOG(TT_LOG_DEBUG, "tls: handshake done %s", d);
+        TT_LOG(TT_LOG_DEBUG, "tls: handshake done %s%s", d, resumed ? " resumed" : "");
     } else {
         describe_failure(t, "the handshake");
         t->failed = true;
@@ -708,7 +989,7 @@ static void handshake(struct tt_tls *t)
     if (t->hs_cb != NULL) {
         tt_tls_handshake_cb cb = t->hs_cb;
         t->hs_cb = NULL;
-        cb(t->conn, r == 1 ? 0 : TETHER_ERR_TLS, r == 1 ? "" : t->err, t->hs_ud);
+        cb(t->conn, r == 1 ? 0 : TETHER_ERR_TLS, r == 1 ? "" : err_of(t), t->hs_ud);
     }
 }
 
@@ -756,7 +1037,7 @@ static void deliver(struct tt_tls *t)
                 t->end = UV_EOF; /* close_notify, or the socket's EOF */
             } else {
                 describe_failure(t, "a read");
-                TT_LOG(TT_LOG_DEBUG, "tls: record failed: %s", t->err);
+                TT_LOG(TT_LOG_DEBUG, "tls: record failed: %s", err_of(t));
                 t->failed = true;
                 t->end = UV_EPROTO;
             }
@@ -864,19 +1145,32 @@ static struct tt_tls *tls_new(struct tt_conn *c, struct tt_tls_ctx *ctx)
     }
     BIO_set_data(b, t);
     SSL_set_bio(t->ssl, b, b);
+    SSL_set_app_data(t->ssl, t);
     uv_idle_init(c->tcp.loop, &t->idle);
     t->idle.data = t;
     return t;
 }
 
+/* Frees t and its SSL. A session whose handshake completed and that did not fail stays
+ * resumable: OpenSSL marks the session of an SSL freed without close_notify as not resumable,
+ * yet a connection that merely ended (the peer closed, the network went) broke nothing. */
+static void tls_free(struct tt_tls *t)
+{
+    tt_chunk_put(t->in);
+    tt_chunkq_clear(&t->out);
+    if (!t->handshaking && !t->failed && SSL_is_init_finished(t->ssl))
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_set_app_data(t->ssl, NULL);
+    SSL_free(t->ssl);
+    free(t->err);
+    free(t->host);
+    free(t);
+}
+
 /* Frees a session whose handle was never used (set-up failed before any I/O). */
 static void on_early_idle_closed(uv_handle_t *h)
 {
-    struct tt_tls *t = h->data;
-    tt_chunk_put(t->in);
-    tt_chunkq_clear(&t->out);
-    SSL_free(t->ssl);
-    free(t);
+    tls_free(h->data);
 }
 
 int tt_tls_accept(struct tt_conn *c, struct tt_tls_ctx *ctx)
@@ -934,8 +1228,13 @@ int tt_tls_connect(struct tt_conn *c, struct tt_tls_ctx *ctx, const char *host, 
     } else {
         ok = SSL_set_tlsext_host_name(t->ssl, host) == 1 && SSL_set1_host(t->ssl, host) == 1;
     }
-    if (ok != 1)
+    if (ok != 1 || (t->host = strdup(host)) == NULL)
         goto fail;
+    /* The session this context kept for host, if any: a resumption (no certificate sent, no
+     * signature made) when the server still accepts its ticket, else a full handshake. */
+    if (ctx->session != NULL && ctx->session_host != NULL && strcmp(ctx->session_host, host) == 0 &&
+        SSL_SESSION_is_resumable(ctx->session))
+        (void)SSL_set_session(t->ssl, ctx->session);
     if (prelen > 0) {
         t->in = tt_chunk_get();
         if (t->in == NULL)
@@ -966,7 +1265,7 @@ fail:
 
 const char *tt_tls_error(const struct tt_conn *c)
 {
-    return c->tls != NULL ? c->tls->err : "";
+    return c->tls != NULL ? err_of(c->tls) : "";
 }
 
 void tt_tls_describe(const struct tt_conn *c, char *out, size_t outlen)
@@ -1087,10 +1386,7 @@ static void on_closed(uv_handle_t *h)
     }
     if (c->close_cb != NULL)
         c->close_cb((uv_handle_t *)&c->tcp);
-    tt_chunk_put(t->in);
-    tt_chunkq_clear(&t->out);
-    SSL_free(t->ssl);
-    free(t);
+    tls_free(t);
     free(c);
 }
 

@@ -9,6 +9,18 @@
  * holds one pooled chunk of ciphertext at most. TLS 1.2 is the minimum on both sides;
  * renegotiation is off.
  *
+ * Memory per idle session: OpenSSL's SSL (about 7.5 KiB in OpenSSL 3.0, most of it the record
+ * layer's fixed arrays), its two record ciphers (about 1 KiB each) and the session (about
+ * 2.5 KiB with the peer's cipher list and handshake leftovers), plus struct tt_tls (about
+ * 0.8 KiB); record buffers are given back once idle (SSL_MODE_RELEASE_BUFFERS), no input chunk
+ * is held between reads, and the server keeps no session cache (tickets only: the session
+ * lives in the ticket the client holds). docs/DESIGN.md, "TLS".
+ *
+ * Resumption: a server context issues one session ticket per full handshake (TLS 1.3 and 1.2)
+ * encrypted with the process's ticket key ring (below: keys by epoch of a rotation period,
+ * made here from the CSPRNG or put in by the cluster from Redis); a client context keeps the
+ * newest session it got (memory only) and offers it on the next connection to the same host.
+ *
  * No OpenSSL type appears here: relay and agent code hold a struct tt_tls_ctx. */
 #ifndef TT_TLS_H
 #define TT_TLS_H
@@ -110,6 +122,82 @@ typedef void (*tt_tls_handshake_cb)(struct tt_conn *c, int err, const char *msg,
  * TETHER_ERR_TLS, TETHER_ERR_STATE or TETHER_ERR_INVAL (prelen over one chunk). */
 int tt_tls_connect(struct tt_conn *c, struct tt_tls_ctx *ctx, const char *host, const uint8_t *pre,
                    size_t prelen, tt_tls_handshake_cb cb, void *ud);
+
+/* ---- session tickets (server side) ----------------------------------------------------- */
+
+/* A ticket key: name (16 bytes, sent in the clear in the ticket), AES-256-CBC key (32) and
+ * HMAC-SHA256 key (32), all from the CSPRNG. OpenSSL's ticket format encrypts and MACs with
+ * them (SSL_CTX_set_tlsext_ticket_key_evp_cb). */
+#define TT_TLS_TICKET_NAMELEN 16
+#define TT_TLS_TICKET_KEYLEN 80
+/* Keys live by epoch: epoch E = floor(unix time / period). New tickets use epoch E's key;
+ * tickets under E-1, E or E+1 are accepted (E+1: a node whose clock is ahead), those under E-1
+ * or E+1 renewed; anything older gives a full handshake. So a ticket lives at most two periods. */
+#define TT_TLS_TICKET_SLOTS 3
+#define TT_TLS_TICKET_DEFAULT_PERIOD_S (12 * 3600)
+
+struct tt_tls_ticket_key {
+    bool set;
+    int64_t epoch;
+    uint8_t material[TT_TLS_TICKET_KEYLEN];
+};
+
+/* Fixed size: three slots, epoch e in slot e mod 3 (a newer epoch replaces an older one). */
+struct tt_tls_ticket_ring {
+    uint64_t period_s; /* 0: no tickets (no resumption) */
+    bool external;     /* keys are put in from outside (cluster: Redis), never made here */
+    struct tt_tls_ticket_key slot[TT_TLS_TICKET_SLOTS];
+};
+
+/* floor(now_s / period_s) (period_s > 0). Pure. */
+int64_t tt_tls_ticket_epoch(uint64_t period_s, int64_t now_s);
+
+/* The epochs of E-1, E, E+1 (E at now_s) that the ring lacks, into out (at most 3), oldest
+ * first; want_old false leaves E-1 out (a lone relay never needs a key it did not issue with).
+ * Returns how many. Pure. */
+size_t tt_tls_ticket_missing(const struct tt_tls_ticket_ring *ring, int64_t now_s, bool want_old,
+                             int64_t out[TT_TLS_TICKET_SLOTS]);
+
+/* Puts material as epoch's key. Returns 0, or -1 (ring off, or epoch outside E-1..E+1 at
+ * now_s: nothing changed). Pure. */
+int tt_tls_ticket_put(struct tt_tls_ticket_ring *ring, int64_t epoch,
+                      const uint8_t material[TT_TLS_TICKET_KEYLEN], int64_t now_s);
+
+/* The key new tickets use at now_s: E's, else E-1's, else E+1's; NULL when none. Pure. */
+const struct tt_tls_ticket_key *tt_tls_ticket_for_issue(const struct tt_tls_ticket_ring *ring,
+                                                        int64_t now_s);
+
+/* The key named name that may still open tickets at now_s (epoch E-1..E+1): returns 1 (it is
+ * the issuing key) or 2 (valid, the ticket is to be renewed) with *out, or 0 (unknown or
+ * rotated out: a full handshake). Compares names in constant time. Pure. */
+int tt_tls_ticket_find(const struct tt_tls_ticket_ring *ring,
+                       const uint8_t name[TT_TLS_TICKET_NAMELEN], int64_t now_s,
+                       const struct tt_tls_ticket_key **out);
+
+/* The process's ring, which every server context uses (cert reloads keep it). Set it up before
+ * the first server context: period_s (0: no tickets), external (cluster: keys only come from
+ * tt_tls_ticket_put on it; otherwise missing keys are made from the CSPRNG when needed). */
+struct tt_tls_ticket_ring *tt_tls_tickets(void);
+void tt_tls_tickets_configure(uint64_t period_s, bool external);
+
+/* Process-wide TLS counters (server sessions), for /metrics. */
+struct tt_tls_stats {
+    uint64_t full;           /* server handshakes done without resumption */
+    uint64_t resumed;        /* server handshakes that resumed a session (ticket) */
+    uint64_t ticket_unknown; /* tickets offered under an unknown or rotated-out key */
+    uint64_t keys_made;      /* ticket keys made here (lone relay) */
+    uint64_t keys_shared;    /* ticket keys taken from the cluster (Redis) */
+    uint64_t share_failures; /* cluster key look-ups that failed (Redis unreachable...) */
+};
+void tt_tls_stats_get(struct tt_tls_stats *out);
+/* Counts a cluster look-up of ticket keys: keys taken (0 or more), or failed. */
+void tt_tls_tickets_note(unsigned keys_taken, bool failed);
+
+/* The counters as Prometheus text (tether_tls_handshakes_total{kind="full|resumed"},
+ * tether_tls_ticket_unknown_total, tether_tls_ticket_keys_total{source="made|shared"},
+ * tether_tls_ticket_key_failures_total) into out. Returns the length (out is cut, but ends in
+ * a whole line, if outlen is too small). */
+size_t tt_tls_metrics(char *out, size_t outlen);
 
 /* Why c's TLS session failed ("" if it did not, or c is plain). Valid until c is closed. */
 const char *tt_tls_error(const struct tt_conn *c);

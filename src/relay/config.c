@@ -19,6 +19,7 @@ void tt_config_usage(FILE *f)
         "               [--data-dir DIR]\n"
         "               [--token TOKEN | --token-file FILE | --tokens-file FILE]\n"
         "               [--tls-listen ADDR:PORT --tls-cert FILE --tls-key FILE]\n"
+        "               [--tls-ticket-rotate DURATION|off]\n"
         "               [--admin-listen ADDR:PORT [--admin-token TOKEN | --admin-token-file "
         "FILE]]\n"
         "               [--log-level LEVEL] [--log-format text|json]\n"
@@ -53,6 +54,9 @@ void tt_config_usage(FILE *f)
         "                         plain HTTP there is answered 400, use https)\n"
         "  --tls-cert FILE        PEM certificate for *.DOMAIN and its chain (SIGHUP re-reads)\n"
         "  --tls-key FILE         its PEM private key (SIGHUP re-reads it)\n"
+        "  --tls-ticket-rotate DURATION  TLS session tickets (resumption): the ticket key\n"
+        "                         changes this often, a ticket is accepted for two periods\n"
+        "                         at most (1s to 7d, default 12h; off: no resumption)\n"
         "  --tcp-ports LOW-HIGH   public ports for raw TCP services (default 20000-20999)\n"
         "  --tcp-bind ADDR        address the TCP ports bind (default: the first --listen's)\n"
         "  --grace DURATION       how long an offline device keeps its label and ports\n"
@@ -660,6 +664,19 @@ static int apply(struct tt_config *c, const char *flag, const char *v, struct gi
         *dst = n;
         return 0;
     }
+    if (strcmp(flag, "--tls-ticket-rotate") == 0) {
+        uint64_t ms = 0;
+        if (strcmp(v, "off") != 0 && tt_parse_duration(v, &ms, e) != 0) {
+            snprintf(err, TT_ERRLEN, "%s: %.180s", flag, e);
+            return -1;
+        }
+        if (strcmp(v, "off") != 0 && (ms < 1000 || ms > 7ull * 86400000 || ms % 1000 != 0)) {
+            snprintf(err, TT_ERRLEN, "--tls-ticket-rotate: must be whole seconds from 1s to 7d");
+            return -1;
+        }
+        c->tls_ticket_rotate_ms = ms;
+        return 0;
+    }
     if (strcmp(flag, "--head-timeout") == 0 || strcmp(flag, "--idle-timeout") == 0) {
         bool head = flag[2] == 'h';
         uint64_t ms;
@@ -830,19 +847,33 @@ static int check_cluster(struct tt_config *c, char err[TT_ERRLEN])
 static bool takes_value(const char *flag)
 {
     static const char *const with_value[] = {
-        "--listen",       "--domain",
-        "--public-url",   "--tcp-ports",
-        "--tcp-bind",     "--grace",
-        "--data-dir",     "--token",
-        "--tokens-file",  "--admin-listen",
-        "--log-level",    "--log-format",
-        "--tls-listen",   "--tls-cert",
-        "--tls-key",      "--redis",
-        "--node-id",      "--advertise",
-        "--admin-token",  "--config",
-        "--max-streams",  "--head-timeout",
-        "--idle-timeout", "--cluster-addr",
-        "--token-file",   "--admin-token-file",
+        "--listen",
+        "--domain",
+        "--public-url",
+        "--tcp-ports",
+        "--tcp-bind",
+        "--grace",
+        "--data-dir",
+        "--token",
+        "--tokens-file",
+        "--admin-listen",
+        "--log-level",
+        "--log-format",
+        "--tls-listen",
+        "--tls-cert",
+        "--tls-key",
+        "--redis",
+        "--tls-ticket-rotate",
+        "--node-id",
+        "--advertise",
+        "--admin-token",
+        "--config",
+        "--max-streams",
+        "--head-timeout",
+        "--idle-timeout",
+        "--cluster-addr",
+        "--token-file",
+        "--admin-token-file",
     };
     /* the fleet token's caps (devauth.h) */
     static const char *const caps[] = {"--max-names-per-token",
@@ -886,6 +917,7 @@ static void set_defaults(struct tt_config *c)
     c->log_level = TT_LOG_INFO;
     c->max_streams = TT_CONFIG_MAX_STREAMS;
     c->head_timeout_ms = TT_CONFIG_HEAD_TIMEOUT_MS;
+    c->tls_ticket_rotate_ms = TT_CONFIG_TLS_TICKET_ROTATE_MS;
     c->idle_timeout_ms = TT_CONFIG_IDLE_TIMEOUT_MS;
     c->max_pending_per_addr = TT_CONFIG_MAX_PENDING_PER_ADDR;
     c->body_timeout_ms = TT_CONFIG_BODY_TIMEOUT_MS;

@@ -23,6 +23,9 @@
 /* Defaults of the limits above. */
 #define TT_CONFIG_MAX_STREAMS 1024
 #define TT_CONFIG_HEAD_TIMEOUT_MS 30000
+/* TLS session ticket key period (--tls-ticket-rotate): 12 h (tls.h TT_TLS_TICKET_DEFAULT_PERIOD_S).
+ */
+#define TT_CONFIG_TLS_TICKET_ROTATE_MS (12ull * 3600 * 1000)
 #define TT_CONFIG_IDLE_TIMEOUT_MS 60000
 /* Defaults of the abuse limits (limits.h; docs/operators-guide.md, "Limits and abuse"). */
 #define TT_CONFIG_MAX_PENDING_PER_ADDR 128
@@ -92,7 +95,8 @@ struct tt_config {
     size_t ntls_listen;
     char tls_cert[TT_CONFIG_PATHLEN];
     char tls_key[TT_CONFIG_PATHLEN];
-    char domain[TT_HOSTLEN]; /* lowercase */
+    uint64_t tls_ticket_rotate_ms; /* ticket key period (tls.h); 0: no tickets */
+    char domain[TT_HOSTLEN];       /* lowercase */
     /* Device URLs are URL_SCHEME://LABEL.URL_HOST[:URL_PORT] (port omitted when 0). Built from
      * --public-url, else from --domain and the first --listen port (http, even when there is a
      * TLS listener: an https base needs --public-url https://...). */

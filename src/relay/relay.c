@@ -200,6 +200,8 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     /* cluster nodes on one address all listen on every port of the cluster */
     r->ports.reuseport = cfg->cluster;
     r->ports.limits = &r->limits;
+    /* ticket keys: made here, or (cluster) shared through Redis by cluster/tickets.c */
+    tt_tls_tickets_configure(cfg->tls_ticket_rotate_ms / 1000, cfg->cluster);
     if (cfg->ntls_listen > 0 && tt_tls_ctx_server(&r->tls, cfg->tls_cert, cfg->tls_key, err) != 0)
         return -1;
     if (tt_headconn_set_init(&r->web, loop, tt_server_on_head, r) != 0 ||

@@ -715,6 +715,95 @@ static void test_wsconn_over_tls(void **state)
     ut_finish_loop(&loop, &guard);
 }
 
+/* ---- ticket key ring (pure) --------------------------------------------------------------- */
+
+static void key_of(uint8_t m[TT_TLS_TICKET_KEYLEN], uint8_t v)
+{
+    memset(m, v, TT_TLS_TICKET_KEYLEN);
+}
+
+static void test_ticket_epochs(void **state)
+{
+    (void)state;
+    assert_int_equal(tt_tls_ticket_epoch(10, 0), 0);
+    assert_int_equal(tt_tls_ticket_epoch(10, 9), 0);
+    assert_int_equal(tt_tls_ticket_epoch(10, 10), 1);
+    assert_int_equal(tt_tls_ticket_epoch(10, -1), -1);
+    assert_int_equal(tt_tls_ticket_epoch(43200, 1765000000), 1765000000 / 43200);
+}
+
+static void test_ticket_ring_rotation(void **state)
+{
+    struct tt_tls_ticket_ring ring;
+    uint8_t m[TT_TLS_TICKET_KEYLEN];
+    int64_t want[TT_TLS_TICKET_SLOTS];
+    const struct tt_tls_ticket_key *k = NULL;
+    (void)state;
+
+    memset(&ring, 0, sizeof(ring));
+    ring.period_s = 100;
+    /* at t=1050 (epoch 10) an empty ring lacks 9, 10, 11; a lone relay wants 10 and 11 only */
+    assert_int_equal(tt_tls_ticket_missing(&ring, 1050, true, want), 3);
+    assert_int_equal(want[0], 9);
+    assert_int_equal(want[2], 11);
+    assert_int_equal(tt_tls_ticket_missing(&ring, 1050, false, want), 2);
+    assert_int_equal(want[0], 10);
+    assert_null(tt_tls_ticket_for_issue(&ring, 1050));
+    /* outside E-1..E+1: refused */
+    key_of(m, 8);
+    assert_int_equal(tt_tls_ticket_put(&ring, 8, m, 1050), -1);
+    assert_int_equal(tt_tls_ticket_put(&ring, 12, m, 1050), -1);
+    key_of(m, 10);
+    assert_int_equal(tt_tls_ticket_put(&ring, 10, m, 1050), 0);
+    key_of(m, 11);
+    assert_int_equal(tt_tls_ticket_put(&ring, 11, m, 1050), 0);
+    assert_int_equal(tt_tls_ticket_missing(&ring, 1050, false, want), 0);
+    /* epoch 10 issues; its key opens (1), 11's opens and renews (2), an unknown name is 0 */
+    k = tt_tls_ticket_for_issue(&ring, 1050);
+    assert_non_null(k);
+    assert_int_equal(k->epoch, 10);
+    uint8_t name[TT_TLS_TICKET_NAMELEN];
+    memset(name, 10, sizeof(name));
+    assert_int_equal(tt_tls_ticket_find(&ring, name, 1050, &k), 1);
+    assert_int_equal(k->epoch, 10);
+    memset(name, 11, sizeof(name));
+    assert_int_equal(tt_tls_ticket_find(&ring, name, 1050, &k), 2);
+    memset(name, 99, sizeof(name));
+    assert_int_equal(tt_tls_ticket_find(&ring, name, 1050, &k), 0);
+    /* at epoch 11: 11 issues, 10 still opens (renewed), 12 is wanted */
+    assert_int_equal(tt_tls_ticket_for_issue(&ring, 1150)->epoch, 11);
+    memset(name, 10, sizeof(name));
+    assert_int_equal(tt_tls_ticket_find(&ring, name, 1150, &k), 2);
+    assert_int_equal(tt_tls_ticket_missing(&ring, 1150, false, want), 1);
+    assert_int_equal(want[0], 12);
+    /* at epoch 12 without 12's key: 11 issues (the newest held), 10 is rotated out */
+    assert_int_equal(tt_tls_ticket_for_issue(&ring, 1250)->epoch, 11);
+    assert_int_equal(tt_tls_ticket_find(&ring, name, 1250, &k), 0);
+    /* 13's key replaces 10's slot; 10's tickets stay refused */
+    key_of(m, 13);
+    assert_int_equal(tt_tls_ticket_put(&ring, 13, m, 1250), 0);
+    assert_int_equal(tt_tls_ticket_find(&ring, name, 1250, &k), 0);
+    memset(name, 13, sizeof(name));
+    assert_int_equal(tt_tls_ticket_find(&ring, name, 1250, &k), 2);
+    /* tickets off: nothing wanted, nothing issued */
+    ring.period_s = 0;
+    assert_int_equal(tt_tls_ticket_missing(&ring, 1250, true, want), 0);
+    assert_null(tt_tls_ticket_for_issue(&ring, 1250));
+    assert_int_equal(tt_tls_ticket_put(&ring, 12, m, 1250), -1);
+}
+
+static void test_ticket_metrics_text(void **state)
+{
+    char buf[4096], small[200];
+    (void)state;
+    size_t n = tt_tls_metrics(buf, sizeof(buf));
+    assert_true(n > 0 && n == strlen(buf));
+    assert_non_null(strstr(buf, "tether_tls_handshakes_total{kind=\"resumed\"} "));
+    n = tt_tls_metrics(small, sizeof(small));
+    assert_true(n < sizeof(small) && n == strlen(small));
+    assert_true(n == 0 || small[n - 1] == '\n');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -727,6 +816,9 @@ int main(void)
         cmocka_unit_test(test_context_errors),
         cmocka_unit_test(test_pick_store),
         cmocka_unit_test(test_wsconn_over_tls),
+        cmocka_unit_test(test_ticket_epochs),
+        cmocka_unit_test(test_ticket_ring_rotation),
+        cmocka_unit_test(test_ticket_metrics_text),
     };
     int rc = cmocka_run_group_tests(tests, setup_certs, teardown_certs);
     tt_chunk_pool_drain();

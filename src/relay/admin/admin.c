@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 #include "tether_err.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/wsconn.h"
 #include "relay/admin/admin.h"
 #include "relay/admin/adminbuf.h"
@@ -1314,6 +1315,11 @@ static void metrics(struct tt_headconn *hc, struct tt_relay *r)
         "tether_tls_refused_total{reason=\"plain_http\"} %llu\n"
         "tether_tls_refused_total{reason=\"handshake\"} %llu\n",
         (unsigned long long)r->web_tls.plain_http, (unsigned long long)r->web_tls.tls_failed);
+    { /* handshakes full and resumed, ticket keys (tls.h) */
+        char tlstext[2048];
+        size_t n = tt_tls_metrics(tlstext, sizeof(tlstext));
+        tt_adminbuf_fmt(&b, "%.*s", (int)n, tlstext);
+    }
     { /* build info, the process (/proc/self), the TLS certificate's expiry: procmetrics.h */
         struct tt_procmetrics pm;
         char pmtext[8192];

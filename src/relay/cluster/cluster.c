@@ -15,6 +15,7 @@
 #include "relay/admin/admin.h"
 #include "relay/device/forward.h"
 #include "relay/cluster/peerlink.h"
+#include "relay/cluster/tickets.h"
 #include "relay/relay.h"
 #include "relay/http/respond.h"
 
@@ -915,6 +916,10 @@ int tt_cluster_start(struct tt_relay *r, char err[TT_ERRLEN])
     c->timer_on = true;
     uv_timer_start(&c->timer, on_timer, TT_CLUSTER_BEAT_MS, TT_CLUSTER_BEAT_MS);
     uv_unref((uv_handle_t *)&c->timer);
+    if (r->cfg.ntls_listen > 0 && (rc = tt_cluster_tickets_start(r->loop, &c->rc)) != 0) {
+        snprintf(err, TT_ERRLEN, "cannot start timers: %s", uv_strerror(rc));
+        return -1;
+    }
     TT_LOG(TT_LOG_INFO, "cluster node=%s advertise=%s redis=%s:%u nodes=%zu", r->cfg.node_id,
            r->cfg.advertise, c->rc.url.host, (unsigned)c->rc.url.port, c->nnodes + 1);
     return 0;
@@ -942,6 +947,7 @@ void tt_cluster_stop(struct tt_relay *r)
     if (c->timer_on)
         uv_close((uv_handle_t *)&c->timer, NULL);
     c->timer_on = false;
+    tt_cluster_tickets_stop();
     size_t n = (size_t)(r->cfg.tcp_high - r->cfg.tcp_low) + 1;
     for (size_t i = 0; i < n; i++)
         c->ports[i].l = NULL; /* closed with the pool (tt_tcpports_reset) */
