@@ -4,32 +4,36 @@ part of make test or CI). A real Redis found through Redis Sentinel (one master,
 three sentinels; Debian's redis-sentinel), NODES tetherd nodes (release build) sharing it, and
 DEVICES idle devices held by bench/loadgen (one loadgen per node, each device given the node's
 URL first and the others after it: a device whose node is gone dials the next one, each device
-starting at a different one). Measured, in this order:
+starting at a different one). Sentinel's down-after-milliseconds is 5000 (--down-after-ms; 1000,
+as in the e2e tests, made a storm-loaded master flap between the two). Measured, in this order:
 
   register  time until every device is registered, and the rate
   idle      relay RSS per device and the nodes' CPU while idle (summed, % of one core); Redis
             used_memory per device
-  storm     every device dropped at once and dialling again at once (loadgen SIGUSR1), with the
-            nodes' admission control (--max-registering, 503 + Retry-After, which loadgen
-            honours); a probe asks each node's admin /healthz every 10 ms (new connection; the
-            admin listener runs on the node's one loop, so its latency bounds the loop's stall)
-            and the worst and 99th-percentile answers are reported, with the same probe on the
-            idle cluster before the storm for comparison
   kill      one node killed with kill -9: time until every device it held is online on another
             node with the label it had (read from the registry in Redis, all of them, polled), and
             until the admin API of a surviving node lists none offline; then every device's label
             checked through the admin API (paged)
   failover  the Redis master killed with kill -9: time until Sentinel names the replica and until
-            every node has followed it (tether_redis_master_changes_total); every device's label
-            and state checked in the new master and through the admin API; devices dropped
+            every node has followed it (tether_redis_master_changes_total, and the nodes' log
+            line); every device's label and state checked in the new master and through the admin
+            API; devices dropped
+  storm     (last: it may leave the cluster unusable) every device dropped at once and dialling
+            again at once (loadgen SIGUSR1), with the nodes' admission control
+            (--max-registering, 503 + Retry-After, which loadgen honours); a probe asks each
+            node's admin /healthz every 10 ms (new connection; the admin listener runs on the
+            node's one loop, so its latency bounds the loop's stall) and the worst and
+            99th-percentile answers are reported, with the same probe on the idle cluster before
+            the storm, and on a control tetherd outside the cluster, for comparison
   wss       (with --wss) the same fleet over wss:// (an ECDSA P-256 certificate made here with
             openssl): registration, memory per device, CPU while idle, storm
 
 One JSON object per phase on stdout, a summary at the end. Loopback only (127.0.0.0/8); every
 process started here is stopped by its PID; every wait is bounded.
 
-Usage: python3 bench/cluster.py [--devices 100000] [--nodes 6] [--phases register,idle,storm,
-       kill,failover] [--wss] [--max-registering 1024]
+Usage: python3 bench/cluster.py [--devices 100000] [--nodes 6] [--phases register,idle,kill,
+       failover,storm] [--wss | --only-wss] [--max-registering 1024] [--storm-timeout 240]
+Each run also appends its figures to bench/cluster_results.jsonl.
 The hard open-file limit (20,000 here) caps the devices one process holds: the bench adds nodes
 when the survivors of a kill would hold more than that (and says so)."""
 
@@ -423,7 +427,8 @@ class Probe:
             else:
                 nxt = time.monotonic()
 
-    def finish(self):
+    def finish(self, t0=None):
+        """Per node: probes, worst, percentiles; with t0, when the worst came (s after t0)."""
         self.stop.set()
         for t in self.threads:
             t.join(15)
@@ -436,6 +441,9 @@ class Probe:
                          "p99_ms": round(ls[int(len(ls) * 0.99)] * 1e3, 1),
                          "p50_ms": round(ls[len(ls) // 2] * 1e3, 2),
                          "over_100ms": sum(1 for x in ls if x > 0.1)}
+            if t0 is not None:
+                worst = max(v, key=lambda x: x[1])
+                res[name]["worst_sent_at_s"] = round(worst[0] - t0, 2)
         return res
 
 
@@ -599,7 +607,7 @@ def phase_storm(ctx):
         log(str(e))
         took = None
     time.sleep(2.0)
-    during = probe.finish()
+    during = probe.finish(t0)
     time.sleep(1.5)  # the last status lines
     ok, bad = check_registry(ctx["sentinel"].master_port(), want)
     worst = max((v for k, v in during.items() if k != "control"), key=lambda v: v["max_ms"])
