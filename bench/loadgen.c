@@ -577,7 +577,8 @@ static void on_closed(uv_handle_t *h)
 /* Ends the current connection (any state but idle/closing) and schedules the next one. */
 static void drop(struct dev *d, bool failed_connect)
 {
-    if (d->state == ST_IDLE || d->state == ST_CLOSING)
+    /* stopping: every handle is being closed already (a connect cancelled by that calls back) */
+    if (d->state == ST_IDLE || d->state == ST_CLOSING || g.stopping)
         return;
     if (d->state == ST_READY) {
         g.ready--;

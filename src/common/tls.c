@@ -268,8 +268,7 @@ struct tt_tls_ticket_ring *tt_tls_tickets(void)
 
 void tt_tls_tickets_configure(uint64_t period_s, bool external)
 {
-    OPENSSL_cleanse(&ticket_ring, sizeof(ticket_ring));
-    memset(&ticket_ring, 0, sizeof(ticket_ring));
+    OPENSSL_cleanse(&ticket_ring, sizeof(ticket_ring)); /* zeroes it, keys included */
     ticket_ring.period_s = period_s;
     ticket_ring.external = external;
 }
@@ -354,8 +353,8 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char iv[16], EVP
         make_missing_keys(now);
         k = tt_tls_ticket_for_issue(&ticket_ring, now);
         if (k == NULL)
-            return 0; /* no key (the cluster's are not known yet): no ticket */
-        if (RAND_bytes(iv, EVP_MAX_IV_LENGTH < 16 ? EVP_MAX_IV_LENGTH : 16) != 1)
+            return 0;                /* no key (the cluster's are not known yet): no ticket */
+        if (RAND_bytes(iv, 16) != 1) /* AES-CBC: a 16-byte IV, fresh per ticket */
             return -1;
         memcpy(name, k->material, TT_TLS_TICKET_NAMELEN);
         rc = 1;

@@ -38,6 +38,7 @@ TETHERD_BAD = {
     "--tls-listen": ["nonsense", "127.0.0.1:99999", ""],
     "--tls-cert": [""],
     "--tls-key": [""],
+    "--tls-ticket-rotate": ["0", "500ms", "8d", "1.5s", "soon", ""],
     "--redis": ["", "nope"],
     "--node-id": [""],
     "--advertise": ["", "not a url"],
