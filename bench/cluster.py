@@ -457,15 +457,20 @@ def nodes_cpu(nodes, secs):
     return 100.0 * (c1 - c0) / (t1 - t0)
 
 
-def check_registry(port, want, dead=None):
+def check_registry(port, want, dead=None, kinds=None):
     """(ok, bad): every device of want ({name: label}) online in Redis with its label, held by
-    a node that is not dead."""
+    a node that is not dead. kinds (a dict), when given, counts the mismatches by kind."""
     got = registry(port, list(want))
     bad = 0
     for name, label in want.items():
         r = got.get(name)
-        if r is None or r[0] != label or r[2] not in ("0", "") or not r[1] or r[1] == dead:
+        kind = "missing" if r is None else "label" if r[0] != label else \
+            "offline" if r[2] not in ("0", "") else "no_holder" if not r[1] else \
+            "dead_holder" if r[1] == dead else None
+        if kind:
             bad += 1
+            if kinds is not None:
+                kinds[kind] = kinds.get(kind, 0) + 1
     return bad == 0, bad
 
 
@@ -539,7 +544,6 @@ def phase_idle(ctx):
     time.sleep(a.settle)
     load0 = uptime()
     cpus = [round(nodes_cpu(nodes, a.cpu_secs), 2) for _ in range(a.cpu_reps)]
-    lg_cpu = 0.0
     rss = {n.name: rss_kib(n.proc.pid) for n in nodes}
     held = {n.name: n.metric("tether_devices_online") for n in nodes}
     mport = ctx["sentinel"].master_port()
@@ -557,7 +561,7 @@ def phase_idle(ctx):
             "redis_bytes_per_device": round((used - ctx["redis_base"]) / a.devices),
             "redis_rss_mib": round(redis_rss / 1024, 1) if redis_rss else None,
             "ready": sum(lg.status().get("ready", 0) for lg in lgs),
-            "loadgen_cpu_note": lg_cpu, "load": load0 + " -> " + uptime()}
+            "load": load0 + " -> " + uptime()}
 
 
 def snapshot_labels(ctx):
@@ -623,6 +627,7 @@ def phase_storm(ctx):
                                   for n in nodes) - refused0,
             "same_label": sum(lg.status().get("same", 0) for lg in lgs) - same0,
             "changed_label_total": sum(lg.status().get("changed", 0) for lg in lgs),
+            "nodes_exited": {n.name: n.proc.poll() for n in nodes if n.proc.poll() is not None},
             "shed": {k: v - shed0[k] for k, v in shed_counts(nodes).items()},
             "tls": {k: v - tls0[k] for k, v in tls_counts(lgs).items()},
             "devices_per_node": {n.name: n.metric("tether_devices_online") for n in nodes},
@@ -709,7 +714,8 @@ def phase_failover(ctx):
             pass
     new = s.master_port()
     time.sleep(3)  # a few beats on the new master
-    ok, bad = check_registry(new, want)
+    kinds = {}
+    ok, bad = check_registry(new, want, kinds=kinds)
     t_ok = None
     if not ok:  # the nodes repair what the new master lacks: how long that takes
         t_ok = wait_for(lambda: check_registry(new, want)[0] and time.monotonic(), 120,
@@ -720,6 +726,7 @@ def phase_failover(ctx):
             "all_nodes_followed_s": max(follow.values()) if len(follow) == len(nodes) else None,
             "nodes_logged_new_master_s": follow_log,
             "registry_ok_3s_after": ok, "registry_mismatches_3s_after": bad,
+            "registry_mismatch_kinds_3s_after": kinds,
             "registry_ok_s": round(t_ok - t0, 2) if t_ok else None,
             "devices_dropped": sum(lg.status().get("lost", 0) for lg in lgs) - lost0,
             "admin_check": {"seconds": adm[0], "listed": adm[1], "mismatches": adm[2],
