@@ -28,6 +28,10 @@
 #   make bench-bin  build bench/loadgen (many idle devices) into $(B)/bin
 #   make bench-redis  a slowed and a stopped Redis: request latency and registrations per
 #                   second of one cluster node, main's binary against this tree's
+#   make bench-cluster  a cluster at fleet scale (bench/cluster.py: Redis with Sentinel, six
+#                   nodes, 100,000 loadgen devices, a node killed, the Redis master killed, a
+#                   reconnect storm; never part of make test or CI); BENCH_CLUSTER_ARGS=
+#                   "--devices 10000 --wss" and the like
 #   make format / format-check
 #   make cross ARCH=arm64|armhf|mipsel|win64|android-arm64
 #                   cross-build the agent (tether, libtether.a/.so; not the relay) with Debian's
@@ -129,7 +133,7 @@ SO_VERSION := $(SO_MAJOR).0.0
 INTERNAL_A := $(B)/lib/libtt_internal.a
 
 .PHONY: FORCE core-check-cortex-m all build agent cross cross-test cross-deps deps test unit unit-bin e2e sanitize demo install install-files uninstall deb deb-test clean core-check fuzz fuzz-deps fuzz-replay-bin \
-	bench bench-bin bench-redis format format-check
+	bench bench-bin bench-redis bench-cluster format format-check
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -483,6 +487,10 @@ bench: all
 bench-redis:
 	@$(MAKE) --no-print-directory MODE=release build
 	@python3 bench/async_registry.py $(BENCH_ARGS)
+
+bench-cluster: all
+	@$(MAKE) --no-print-directory MODE=release bench-bin
+	@nice python3 bench/cluster.py $(BENCH_CLUSTER_ARGS)
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' | grep -v '^third_party/')
 format:

@@ -11,6 +11,10 @@
  * a status line every --status-ms, and an "all_registered" event each time every device is
  * registered again (with how many kept the label they had first).
  *
+ * A cluster (bench/cluster.py): --alt-url names the other nodes; a device whose connect fails
+ * dials the next one (each device starting at a different one). SIGUSR1 is a reconnect storm:
+ * every device drops its connection and dials again at once (a "storm" event).
+ *
  * Mode "tether" speaks the Tether protocol with the project's own core (frame.c) and framing
  * (wsframe.c, wshs.c). Mode "wstunnel" holds node-reverse-wstunnel control connections
  * (GET /?dst=127.0.0.1:PORT, subprotocol tunnel-protocol), one public port per device, for the
@@ -70,6 +74,9 @@
 #define LG_BACKOFF_CAP 60000u
 #define LG_SHUTDOWN_RETRY 1000u
 #define LG_STABLE_MS 10000u
+#define LG_ALT_MAX 15 /* --alt-url: other nodes of a cluster */
+#define LG_DIAL_TIMEOUT_MS                                                                         \
+    15000u /* connect + handshake + WELCOME (the agent's TT_DIAL_TIMEOUT_MS) */
 
 enum mode { MODE_TETHER, MODE_WSTUNNEL };
 
@@ -96,6 +103,8 @@ struct dev {
     bool counted_conn;    /* counted in g.connected */
     bool cycled;          /* closed by --cycle-ms: reconnect at once */
     uint8_t attempt;      /* back-off step */
+    uint8_t url_try;      /* --alt-url: which of the relay's URLs this device dials (dev_target) */
+    bool storm;           /* SIGUSR1: reconnect at once after this close */
     uint8_t *pend;        /* bytes kept between reads (head or partial frame) */
     uint32_t pendlen;
     uint64_t reg_at;  /* loop ms of the last registration */
@@ -122,6 +131,10 @@ static struct {
     uint32_t duration_s;
     uint32_t status_ms;
     uint32_t wst_port_base;
+    uint16_t alt_port[LG_ALT_MAX]; /* --alt-url: other nodes (same host and path as --url) */
+    uint32_t nalt;
+    uint64_t storms;
+    uint64_t dial_timeouts;
     bool tls;          /* wss */
     bool resume;       /* offer the kept session on reconnect */
     uint32_t cycle_ms; /* close a registered device after this long (0: never) */
@@ -132,7 +145,7 @@ static struct {
     size_t inlen;
     struct dev *devs;
     uv_timer_t tick, stop;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sigusr1;
     uint64_t t0;
     uint32_t next_start; /* devices started so far (first connection) */
     /* counters */
@@ -207,10 +220,11 @@ static void status_line(const char *event)
          ",\"changed\":%" PRIu64 ",\"conn_fail\":%" PRIu64 ",\"refused\":%" PRIu64
          ",\"lost\":%" PRIu64 ",\"pings_in\":%" PRIu64 ",\"pongs_in\":%" PRIu64
          ",\"errors\":%" PRIu64 ",\"busy\":%" PRIu64 ",\"round\":%u,\"tls_full\":%" PRIu64
-         ",\"tls_resumed\":%" PRIu64 ",\"tls_fail\":%" PRIu64 ",\"cycled\":%" PRIu64 "}",
+         ",\"tls_resumed\":%" PRIu64 ",\"tls_fail\":%" PRIu64 ",\"cycled\":%" PRIu64
+         ",\"dial_timeouts\":%" PRIu64 "}",
          event, since_start(), g.n, g.next_start, g.pending, g.connected, g.ready, g.regs, g.same,
          g.changed, g.conn_fail, g.refused, g.lost, g.pings_in, g.pongs_in, g.errors, g.busy,
-         g.round, g.tls_full, g.tls_resumed, g.tls_fail, g.cycled);
+         g.round, g.tls_full, g.tls_resumed, g.tls_fail, g.cycled, g.dial_timeouts);
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -427,6 +441,98 @@ static int send_hello(struct dev *d)
     return send_ws(d, TT_WS_BINARY, out, (size_t)n);
 }
 
+/* ---- several nodes (--alt-url) and the storm (SIGUSR1) ----------------------------------- */
+
+/* The port this device dials: --url's until a connect fails, then the other nodes' in turn,
+ * each device starting at a different one (idx), as DNS round-robin would spread them, so that
+ * a dead node's devices spread over the others instead of all landing on the next one. */
+static uint16_t dev_target(const struct dev *d)
+{
+    if (g.nalt == 0 || d->url_try == 0)
+        return g.port;
+    return g.alt_port[(d->idx + d->url_try - 1u) % g.nalt];
+}
+
+/* A connect failed: the next URL (back to --url after every other one was tried). */
+static void dev_next_url(struct dev *d)
+{
+    if (g.nalt > 0)
+        d->url_try = (uint8_t)((d->url_try + 1u) % (g.nalt + 1u));
+}
+
+/* --alt-url ws[s]://HOST:PORT: another node; HOST, the scheme and the path are --url's. */
+static int parse_alt_url(const char *url)
+{
+    char host[64];
+    const char *p = url;
+    if (g.nalt == LG_ALT_MAX)
+        return -1;
+    if (strncmp(p, "wss://", 6) == 0)
+        p += 6; /* the scheme is --url's (or --wss) for every node */
+    else if (strncmp(p, "ws://", 5) == 0)
+        p += 5;
+    else
+        return -1;
+    const char *colon = strchr(p, ':');
+    if (colon == NULL || (size_t)(colon - p) >= sizeof(host))
+        return -1;
+    memcpy(host, p, (size_t)(colon - p));
+    host[colon - p] = '\0';
+    unsigned long port = strtoul(colon + 1, NULL, 10);
+    if (port == 0 || port > 65535 || strcmp(host, g.host) != 0)
+        return -1;
+    g.alt_port[g.nalt++] = (uint16_t)port;
+    return 0;
+}
+
+static void drop(struct dev *d, bool failed_connect);
+static void dev_timer(uv_timer_t *t);
+
+/* SIGUSR1: every device drops its connection and dials again at once (a reconnect storm, as
+ * after a network outage); devices waiting for their timer dial now too. */
+static void on_storm(uv_signal_t *s, int signum)
+{
+    uint32_t dropped = 0;
+    (void)s;
+    (void)signum;
+    if (g.stopping)
+        return;
+    g.storms++;
+    for (uint32_t i = 0; i < g.next_start; i++) {
+        struct dev *d = &g.devs[i];
+        if (d->state == ST_CLOSING) {
+            d->storm = true;
+        } else if (d->state == ST_IDLE) {
+            d->retry_ms = 0;
+            uv_timer_start(&d->timer, dev_timer, 0, 0);
+        } else {
+            d->storm = true;
+            drop(d, false);
+            dropped++;
+        }
+    }
+    emit("{\"event\":\"storm\",\"t\":%.3f,\"dropped\":%u,\"storms\":%" PRIu64 "}", since_start(),
+         dropped, g.storms);
+}
+
+/* A connection not registered within LG_DIAL_TIMEOUT_MS is given up as the agent gives up a
+ * dial (a lost SYN or an answer that never comes would otherwise hold the device forever). */
+static void dial_timer_start(struct dev *d)
+{
+    uv_timer_start(&d->timer, dev_timer, LG_DIAL_TIMEOUT_MS, 0);
+}
+
+/* dev_timer's part for the dial timeout: true when it dropped d. */
+static bool dial_timed_out(struct dev *d)
+{
+    if (d->state != ST_CONNECTING && d->state != ST_TLS && d->state != ST_HANDSHAKE &&
+        d->state != ST_HELLO)
+        return false;
+    g.dial_timeouts++;
+    drop(d, true);
+    return true;
+}
+
 /* ---- connection life cycle -------------------------------------------------------------- */
 
 static void start_connect(struct dev *d);
@@ -447,8 +553,10 @@ static void on_closed(uv_handle_t *h)
     tls_free(d);
     if (g.stopping)
         return;
-    if (d->cycled) {
+    if (d->storm || d->cycled) {
+        d->storm = false;
         d->cycled = false;
+        d->retry_ms = 0;
         d->attempt = 0;
         delay = 0;
     } else if (d->retry_ms) {
@@ -484,8 +592,10 @@ static void drop(struct dev *d, bool failed_connect)
         g.connected--;
         d->counted_conn = false;
     }
-    if (failed_connect)
+    if (failed_connect) {
         g.conn_fail++;
+        dev_next_url(d);
+    }
     pend_clear(d);
     d->state = ST_CLOSING;
     uv_timer_stop(&d->timer);
@@ -499,6 +609,7 @@ static void became_ready(struct dev *d, const char *label, size_t len)
     g.regs++;
     d->state = ST_READY;
     d->reg_at = uv_now(g.loop);
+    uv_timer_stop(&d->timer); /* the dial timeout */
     if (label != NULL) {
         if (d->label[0] == '\0') {
             if (len > TT_MAX_LABEL)
@@ -821,8 +932,8 @@ static int send_ws_request(struct dev *d)
     if (g.mode == MODE_TETHER) {
         if (tt_wshs_make_key(d->key) != 0)
             return -1;
-        n = tt_wshs_client_request(reqbuf, sizeof(reqbuf), host, g.port,
-                                   g.port == (g.tls ? 443 : 80), g.path, d->key);
+        n = tt_wshs_client_request(reqbuf, sizeof(reqbuf), host, dev_target(d),
+                                   dev_target(d) == (g.tls ? 443 : 80), g.path, d->key);
     } else {
         snprintf(d->key, sizeof(d->key), "dGhlIHNhbXBsZSBub25jZQ==");
         n = snprintf(reqbuf, sizeof(reqbuf),
@@ -899,9 +1010,10 @@ static void start_connect(struct dev *d)
         drop(d, true);
         return;
     }
-    uv_ip4_addr(g.host, g.port, &dst);
+    uv_ip4_addr(g.host, dev_target(d), &dst);
     d->state = ST_CONNECTING;
     g.pending++;
+    dial_timer_start(d);
     d->creq.data = d;
     if (uv_tcp_connect(&d->creq, &d->tcp, (struct sockaddr *)&dst, on_connect) != 0)
         drop(d, true);
@@ -916,6 +1028,8 @@ static void dev_timer(uv_timer_t *t)
         start_connect(d);
         return;
     }
+    if (dial_timed_out(d))
+        return;
     if (d->state == ST_READY && g.cycle_ms > 0) {
         g.cycled++;
         d->cycled = true;
@@ -994,11 +1108,13 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: loadgen --url ws[s]://127.0.0.1:PORT[/PATH] -n N [--token TOKEN]\n"
-                    "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 1000]\n"
-                    "       [--max-pending 512] [--rate PER_S] [--ping-ms 20000] [--prefix lg]\n"
-                    "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n"
-                    "       [--wss] [--ca-file FILE] [--sni NAME] [--no-resume] [--cycle-ms MS]\n");
+    fprintf(stderr,
+            "usage: loadgen --url ws[s]://127.0.0.1:PORT[/PATH] -n N [--token TOKEN]\n"
+            "       [--mode tether|wstunnel] [--src 127.1.0.1] [--per-src 1000]\n"
+            "       [--max-pending 512] [--rate PER_S] [--ping-ms 20000] [--prefix lg]\n"
+            "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n"
+            "       [--wss] [--ca-file FILE] [--sni NAME] [--no-resume] [--cycle-ms MS]\n"
+            "       [--alt-url ws[s]://127.0.0.1:PORT]...   (SIGUSR1: reconnect all now)\n");
     exit(2);
 }
 
@@ -1098,6 +1214,12 @@ int main(int argc, char **argv)
             g.duration_s = (uint32_t)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--status-ms") == 0) {
             g.status_ms = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--alt-url") == 0) {
+            if (parse_alt_url(v) != 0) {
+                fprintf(stderr, "loadgen: --alt-url must be ws[s]://HOST:PORT, HOST as in --url "
+                                "(which comes first), at most 15\n");
+                return 2;
+            }
         } else if (strcmp(a, "--wst-port-base") == 0) {
             g.wst_port_base = (uint32_t)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--ca-file") == 0) {
@@ -1156,6 +1278,8 @@ int main(int argc, char **argv)
     uv_signal_init(g.loop, &g.sigint);
     uv_signal_start(&g.sigterm, on_signal, SIGTERM);
     uv_signal_start(&g.sigint, on_signal, SIGINT);
+    uv_signal_init(g.loop, &g.sigusr1);
+    uv_signal_start(&g.sigusr1, on_storm, SIGUSR1);
     emit("{\"event\":\"start\",\"n\":%u,\"mode\":\"%s\",\"url\":\"%s://%s:%u%s\",\"pid\":%d}", g.n,
          g.mode == MODE_TETHER ? "tether" : "wstunnel", g.tls ? "wss" : "ws", g.host,
          (unsigned)g.port, g.path, (int)getpid());
