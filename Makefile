@@ -483,7 +483,8 @@ bench: all
 	@bench/run.sh $(BENCH_ARGS)
 
 # A slowed (bench/redis_slow.py) and a stopped Redis against one cluster node: main's release
-# binary (/work/baseline-s17, or BENCH_ARGS="LABEL=TETHERD ...") and this tree's.
+# binary (TETHER_BASELINE=DIR holding an older tetherd and tether, or BENCH_ARGS="LABEL=TETHERD
+# ...") and this tree's.
 bench-redis:
 	@$(MAKE) --no-print-directory MODE=release build
 	@python3 bench/async_registry.py $(BENCH_ARGS)

@@ -11,7 +11,7 @@ redis-server behind bench/redis_slow.py), for one or more relay builds (`make be
             registrations per second until the last is answered (WELCOME).
 
     python3 bench/async_registry.py [--delay-ms 5] [-n 300] [--json]
-            [LABEL=TETHERD[:TETHER] ...]   (default: main=/work/baseline-s17/tetherd and
+            [LABEL=TETHERD[:TETHER] ...]   (default: before=$TETHER_BASELINE/tetherd, if set, and
                                             this tree's build/release/bin/tetherd)
 Prints a Markdown table. Everything on loopback; every process started here is stopped by its
 PID. Python 3 standard library only."""
@@ -302,9 +302,12 @@ def main():
     ap.add_argument("--json", action="store_true")
     ap.add_argument("builds", nargs="*")
     a = ap.parse_args()
-    builds = a.builds or ["main=/work/baseline-s17/tetherd:/work/baseline-s17/tether",
-                          "this=%s/build/release/bin/tetherd:%s/build/release/bin/tether" %
-                          (ROOT, ROOT)]
+    # Without arguments: this tree's release build, after a baseline's when TETHER_BASELINE
+    # names a directory holding an older tetherd and tether (for a before-and-after table).
+    this = "this=%s/build/release/bin/tetherd:%s/build/release/bin/tether" % (ROOT, ROOT)
+    base = os.environ.get("TETHER_BASELINE", "")
+    builds = a.builds or ([("before=%s/tetherd:%s/tether" % (base, base)), this]
+                          if base and os.path.isfile(os.path.join(base, "tetherd")) else [this])
     rows = []
     tmp = tempfile.mkdtemp(prefix="bench-redis-")
     try:
