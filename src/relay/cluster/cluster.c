@@ -1038,6 +1038,8 @@ static int open_port(struct tt_cluster *c, struct tt_cluster_port *e, uint16_t p
 static void apply_ports(struct tt_cluster *c, const redisReply *rep, uint64_t seq)
 {
     struct tt_relay *r = c->r;
+    if (c->closing || r->stopping)
+        return; /* a reply that comes after tt_cluster_stop: the listeners are gone */
     if (!is_array(rep) || rep->elements % 3 != 0)
         return; /* keep what we have */
     size_t n = (size_t)(r->cfg.tcp_high - r->cfg.tcp_low) + 1;

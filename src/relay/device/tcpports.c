@@ -144,6 +144,8 @@ static int adopt(struct tt_tcpports *pp, struct tt_tcpport *p, tt_tcpport_accept
 int tt_tcpports_open(struct tt_tcpports *pp, uint16_t want, tt_tcpport_accept_cb cb, void *ud,
                      struct tt_tcpport **out)
 {
+    if (!pp->used)
+        return TETHER_ERR_CAPACITY; /* the set is reset (the relay is stopping) */
     uint32_t n = (uint32_t)(pp->high - pp->low) + 1;
     struct tt_tcpport *p = NULL;
     if (want >= pp->low && want <= pp->high && !pp->used[want - pp->low])
@@ -165,7 +167,7 @@ int tt_tcpports_open_exact(struct tt_tcpports *pp, uint16_t port, tt_tcpport_acc
                            struct tt_tcpport **out)
 {
     struct tt_tcpport *p = NULL;
-    if (port >= pp->low && port <= pp->high && !pp->used[port - pp->low])
+    if (pp->used && port >= pp->low && port <= pp->high && !pp->used[port - pp->low])
         p = try_port(pp, port);
     if (!p)
         return TETHER_ERR_CAPACITY;
