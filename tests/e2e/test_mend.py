@@ -199,3 +199,53 @@ def test_connect_listen_waiting_cap_and_stop(t):
         eq(recv_all(c), b"", "a waiting client after SIGTERM (closed)")
         c.close()
     _no_sanitizer_report(p.stderr_text(), "tether connect")
+
+
+# ---------------------------------------------------------------- webhooks at shutdown
+# (tetherd --webhook: the devices still online when tetherd stops get their "offline", within a
+# bounded flush; a receiver that holds requests delays the exit by that bound at most)
+
+from test_webhooks import SECRET, Receiver, _secret_file, verify, wait_events  # noqa: E402
+
+
+def test_webhook_offline_for_online_devices_at_shutdown(t):
+    """Three devices online, SIGTERM: the receiver gets an "offline" for each (signed, the
+    label of its session), then tetherd exits 0."""
+    rx = Receiver(t)
+    relay = Relay(t, extra=["--webhook", rx.url, "--webhook-secret-file", _secret_file(t)])
+    echo = t.tcp_echo()
+    agents = [t.agent(relay, name="wh-stop-%d" % i, tcp={"echo": echo.port}) for i in range(3)]
+    wait_events(rx, lambda n: n == ["online"] * 3, 30, "three online events")
+    eq(relay.stop(), 0, "tetherd's exit status after SIGTERM")
+    for a in agents:  # they reconnect to nothing now: stop them
+        a.proc.stop()
+    evs = verify(rx, SECRET)
+    off = sorted((e["device"], e["label"]) for e in evs if e["event"] == "offline")
+    on = sorted((e["device"], e["label"]) for e in evs if e["event"] == "online")
+    eq([d for d, _ in on], sorted(a.name for a in agents), "the online events")
+    eq(off, on, "the offline events at shutdown (device and label of each online one)")
+    eq([e["event"] for e in evs], ["online"] * 3 + ["offline"] * 3, "the events in order")
+    check("webhook events dropped at shutdown" not in relay.proc.stderr_text(),
+          "tetherd dropped events at shutdown: %s" % relay.proc.stderr_tail(10))
+
+
+def test_webhook_shutdown_flush_is_bounded(t):
+    """A receiver that holds every request (60 s): at SIGTERM tetherd gives the queued events
+    its flush deadline (1.5 s) and no more, then drops them, logs how many and exits 0, long
+    before the receiver answers."""
+    rx = Receiver(t, hold=True)
+    relay = Relay(t, extra=["--webhook", rx.url, "--webhook-secret-file", _secret_file(t)])
+    echo = t.tcp_echo()
+    for i in range(3):
+        t.agent(relay, name="wh-held-%d" % i, tcp={"echo": echo.port})
+    wait_for(lambda: rx.arrived >= 1, 30, "the first request to reach the receiver")
+    start = time.monotonic()
+    eq(relay.stop(), 0, "tetherd's exit status after SIGTERM")
+    took = time.monotonic() - start
+    check(took < 10, "tetherd waited %.1f s for a receiver that holds its requests" % took)
+    log = relay.proc.stderr_text()
+    # 3 online (one in flight, held) and the 3 offline of the shutdown
+    check("webhook events dropped at shutdown count=6" in log,
+          "the shutdown's drop line: %s" % relay.proc.stderr_tail(10))
+    rx.release()
+    eq(rx.arrived, 1, "requests that reached the receiver (one at a time per URL)")
