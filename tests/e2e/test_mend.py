@@ -9,6 +9,11 @@ wait while another client is served at once, and says so in --json ({"event":"er
 "retry_ms":N}); a Retry-After beyond what one connection waits in all (60 s) is not waited
 (refused at once, the line says why); at most 64 connections wait at once (the 65th is refused
 at once); SIGTERM while connections wait ends tether connect at once (exit 0).
+
+Webhooks at shutdown, with a real receiver (test_webhooks.py's): tetherd stopped by SIGTERM
+sends an "offline" for each device online then (before: none), signed, after the events
+already queued; a receiver that holds every request delays the exit by the flush deadline
+(1.5 s) at most, and what was not delivered is dropped, counted and logged (count=N).
 """
 
 import json
