@@ -4,7 +4,7 @@
  * docs/PROTOCOL.md holds every vector file verbatim, and every frame of its examples is what the
  * encoders write. */
 #ifndef _DEFAULT_SOURCE
-#define _DEFAULT_SOURCE /* mmap's MAP_ANONYMOUS */
+#define _DEFAULT_SOURCE
 #endif
 #include <stdarg.h>
 #include <stddef.h>
