@@ -41,6 +41,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchnet import free_port  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BIN = os.path.abspath(os.environ.get("BIN", os.path.join(ROOT, "build/release/bin")))
 TOKEN = "churn-token-0123456789abcdef"
@@ -49,12 +52,6 @@ UNIT = bytes(range(251))
 
 def pattern(n):
     return (UNIT * (n // len(UNIT) + 1))[:n]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_status(pid):

@@ -2,8 +2,8 @@
 """redis_slow.py - a TCP proxy in front of Redis that slows it down: every chunk of replies from
 Redis is held DELAY milliseconds before it goes to the client, one after the other per
 connection (so a connection gets at most one reply chunk per DELAY: a Redis a few milliseconds
-away, or slow under a storm). Requests go to Redis at once. Python 3 standard library only; used
-by bench/async_registry.py and tests/e2e/test_async_registry.py.
+away, or slow under a storm). Requests go to Redis at once. Python 3 standard library only (on
+bench/tcprelay.py); used by bench/async_registry.py and tests/e2e/test_async_registry.py.
 
     python3 bench/redis_slow.py LISTEN_PORT REDIS_PORT [DELAY_MS]
 
@@ -11,77 +11,26 @@ As a module: SlowProxy(redis_port, delay_ms, port=0).port, .delay_ms (may be cha
 runs), .close().
 """
 
-import socket
+import os
 import sys
-import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tcprelay import TcpRelay  # noqa: E402
 
-class SlowProxy:
+
+class SlowProxy(TcpRelay):
     """Listens on 127.0.0.1:port (0: a free one) and proxies to 127.0.0.1:redis_port."""
 
     def __init__(self, redis_port, delay_ms=5.0, port=0):
         self.redis_port = redis_port
         self.delay_ms = float(delay_ms)
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", port))
-        self.lsock.listen(128)
-        self.port = self.lsock.getsockname()[1]
-        self.closed = False
-        self.socks = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(redis_port, port=port)
 
-    def _accept(self):
-        while not self.closed:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            try:
-                u = socket.create_connection(("127.0.0.1", self.redis_port), timeout=10)
-                u.settimeout(None)
-            except OSError:
-                c.close()
-                continue
-            for s in (c, u):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                self.socks += [c, u]
-            threading.Thread(target=self._pipe, args=(c, u, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, True), daemon=True).start()
-
-    def _pipe(self, src, dst, slow):
-        try:
-            while True:
-                b = src.recv(65536)
-                if not b:
-                    break
-                if slow and self.delay_ms > 0:
-                    time.sleep(self.delay_ms / 1000.0)
-                dst.sendall(b)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        self.closed = True
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        with self.lock:
-            for s in self.socks:
-                try:
-                    s.close()
-                except OSError:
-                    pass
-            self.socks = []
+    def forward(self, data, down):
+        if down and self.delay_ms > 0:
+            time.sleep(self.delay_ms / 1000.0)
+        return True
 
 
 def main():

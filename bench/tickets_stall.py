@@ -7,20 +7,11 @@ new key wanted every second). A client does TLS handshakes back to back to the n
 usage: python3 bench/tickets_stall.py PATH/TO/tetherd STOP_SECONDS   (release builds)"""
 import os, shutil, signal, socket, ssl, subprocess, sys, tempfile, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchnet import free_port, wait_port  # noqa: E402
+
 tetherd, stop_s = sys.argv[1], float(sys.argv[2])
 d = tempfile.mkdtemp(prefix="tickets-stall-")
-
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
-
-def wait_port(p, t=20):
-    end = time.time() + t
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", p), timeout=1).close(); return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("port %d not open" % p)
 
 subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                 "-nodes", "-keyout", d + "/k.pem", "-out", d + "/c.pem", "-days", "2",

@@ -308,6 +308,11 @@ struct tether_connect_event {
     int status; /* ERROR: the relay's HTTP status when it refused the upgrade (401, 403, 404,
                    429, 503...), 0 otherwise */
     uint64_t bytes_in, bytes_out; /* CLOSED: local side -> service, and back */
+    /* ERROR: 0 when the refusal is final; otherwise the relay answered 503 with Retry-After and
+     * this connection dials the same relay again in about this many ms (the Retry-After plus 0
+     * to 50 %; one connection waits at most 60 s in all, at most 64 connections wait at once,
+     * beyond which the refusal is final); the local side is held, not read, meanwhile */
+    uint32_t retry_ms;
 };
 
 struct tether_connect_callbacks {

@@ -3,8 +3,11 @@
  * every connection is dialed on its own (dial.c, with the visitor's subprotocol and headers,
  * each server in turn until one answers), then joined to stream 1 of a visitor-role wsconn by a
  * pipe (common/pipe.h); in descriptor mode one such connection joined to two descriptors
- * (fdjoin.h). Refusals, failures and broken connections become ERROR events. Everything runs on
- * the thread inside tether_connect_run(), but tether_connect_stop(), which flags and wakes. */
+ * (fdjoin.h). Refusals, failures and broken connections become ERROR events. A 503 with
+ * Retry-After (the relay is busy, come back later) is waited out, bounded, by that one
+ * connection alone (its own timer; the others and the listener go on): see wait_and_retry.
+ * Everything runs on the thread inside tether_connect_run(), but tether_connect_stop(), which
+ * flags and wakes. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -20,6 +23,7 @@
 
 #include "tether.h"
 #include "agent/agentconf.h"
+#include "agent/backoff.h"
 #include "agent/dial.h"
 #include "agent/fdjoin.h"
 #include "agent/proxy.h"
@@ -37,6 +41,13 @@
 #define CONNECT_PING_TIMEOUT_MS 30000u
 #define CONNECT_URL_MAX 2048
 #define CONNECT_BACKLOG 128
+/* A relay's 503 with Retry-After: one connection waits at most this long in all (its waits
+ * added up, each Retry-After plus the agent's 0-50 % jitter); a wait that would go past it is
+ * not made, and the refusal is final. */
+#define CONNECT_RETRY_WAIT_MAX_MS 60000u
+/* At most this many connections wait for a Retry-After at once (listen mode); another one the
+ * relay asks to wait is refused at once. */
+#define CONNECT_MAX_WAITING 64u
 
 enum { MODE_NONE = 0, MODE_LISTEN = 1, MODE_FDS = 2 };
 
@@ -48,7 +59,9 @@ struct lconn {
     struct lconn *prev, *next;
     struct tt_conn *sock; /* listen mode: the accepted socket, until a pipe takes it */
     struct tt_dial *dial;
-    size_t server; /* the server being dialed (index into cfg->servers) */
+    uv_timer_t *wait;   /* waiting out a Retry-After (its own allocation, freed when closed) */
+    uint32_t waited_ms; /* the waits so far, in all (at most CONNECT_RETRY_WAIT_MAX_MS) */
+    size_t server;      /* the server being dialed (index into cfg->servers) */
     size_t tried;
     struct tt_wsconn *ws;
     struct tt_pipe *pipe;   /* listen mode */
@@ -63,6 +76,7 @@ struct lconn {
     int close_err; /* the wsconn's on_close err */
     uint64_t up, down;
     char url[CONNECT_URL_MAX];
+    char wait_note[96]; /* why a Retry-After was not waited out (appended to the refusal) */
 };
 
 struct tether_connect {
@@ -89,6 +103,8 @@ struct tether_connect {
     bool listener_init;
     int in_fd, out_fd;
     struct lconn *conns;
+    struct tt_backoff backoff; /* the jitter of Retry-After waits (tt_backoff_after) */
+    unsigned nwaiting;         /* connections waiting out a Retry-After (<= CONNECT_MAX_WAITING) */
     atomic_int stop_requested;
     bool stopping;
     int result;
@@ -214,7 +230,7 @@ static const char *reset_text(int code)
 static void lconn_end(struct lconn *l)
 {
     struct tether_connect *tc = l->tc;
-    if (!l->local_done || l->ws != NULL || l->dial != NULL)
+    if (!l->local_done || l->ws != NULL || l->dial != NULL || l->wait != NULL)
         return;
     if (l->joined) {
         if (l->stream_broken && !tc->stopping) {
@@ -339,10 +355,14 @@ static void core_log(void *ud, const char *msg)
 static void dial_next(struct lconn *l);
 
 /* The message of a refused upgrade, from its status and the relay's one-line reason. */
-static void refused(struct lconn *l, const struct tt_dial_result *r)
+static void refused(struct lconn *l, const struct tt_dial_result *r, const char *note)
 {
     struct tether_connect *tc = l->tc;
-    if (r->status == 101)
+    if (note != NULL)
+        emit_error(tc, r->url, TETHER_ERR_HANDSHAKE, r->status,
+                   "%s/%s: refused by the relay (HTTP %d)%s%s%s", tc->device, tc->service,
+                   r->status, r->body && r->body[0] ? ": " : "", r->body ? r->body : "", note);
+    else if (r->status == 101)
         emit_error(tc, r->url, TETHER_ERR_PROTO, 0,
                    "%s/%s: %s does not support tether connect (its answer lacks the %s "
                    "subprotocol)",
@@ -355,6 +375,85 @@ static void refused(struct lconn *l, const struct tt_dial_result *r)
         emit_error(tc, r->url, TETHER_ERR_HANDSHAKE, r->status,
                    "%s/%s: refused by the relay (HTTP %d%s)", tc->device, tc->service, r->status,
                    r->status == 502 ? ": the node holding the device cannot be reached" : "");
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Ends l's wait for a Retry-After, if it waits (the timer is closed and freed). */
+static void end_wait(struct lconn *l)
+{
+    if (l->wait == NULL)
+        return;
+    uv_timer_stop(l->wait);
+    uv_close((uv_handle_t *)l->wait, free_handle);
+    l->wait = NULL;
+    l->tc->nwaiting--;
+}
+
+static void on_wait_over(uv_timer_t *t)
+{
+    struct lconn *l = t->data;
+    end_wait(l);
+    l->tried = 0;
+    TT_LOG(TT_LOG_DEBUG, "dialing again after the relay's Retry-After server=%s", TT_LOG_V(l->url));
+    dial_next(l); /* the same server: the one that asked to wait */
+}
+
+/* The relay answered 503 with Retry-After (busy, or draining: PROTOCOL.md 2.1): l waits that
+ * long, plus the agent's jitter (tt_backoff_after), on its own timer, then dials the same
+ * server again; the local side is held meanwhile (not read: a --listen client's bytes stay in
+ * the kernel's buffer, --stdio's standard input is not read), and the other connections and
+ * the listener go on. Says so with an ERROR event whose retry_ms is the wait (not a failure of
+ * the run). Returns false, with l->wait_note saying why, when l does not wait: its waits would
+ * pass CONNECT_RETRY_WAIT_MAX_MS in all, CONNECT_MAX_WAITING connections wait already, or no
+ * timer could be made; the refusal is then final. */
+static bool wait_and_retry(struct lconn *l, const struct tt_dial_result *r)
+{
+    struct tether_connect *tc = l->tc;
+    uint32_t delay = tt_backoff_after(&tc->backoff, r->retry_after);
+    if (l->waited_ms + (uint64_t)delay > CONNECT_RETRY_WAIT_MAX_MS) {
+        snprintf(l->wait_note, sizeof l->wait_note,
+                 " (asked to retry in %u s; not waiting past %u s in all)",
+                 (unsigned)r->retry_after, CONNECT_RETRY_WAIT_MAX_MS / 1000u);
+        return false;
+    }
+    if (tc->nwaiting >= CONNECT_MAX_WAITING) {
+        snprintf(l->wait_note, sizeof l->wait_note,
+                 " (asked to retry in %u s; %u connections wait already)", (unsigned)r->retry_after,
+                 CONNECT_MAX_WAITING);
+        return false;
+    }
+    l->wait = malloc(sizeof *l->wait);
+    if (l->wait == NULL || uv_timer_init(&tc->loop, l->wait) != 0) {
+        free(l->wait);
+        l->wait = NULL;
+        snprintf(l->wait_note, sizeof l->wait_note, " (asked to retry in %u s; out of memory)",
+                 (unsigned)r->retry_after);
+        return false;
+    }
+    l->wait->data = l;
+    uv_timer_start(l->wait, on_wait_over, delay, 0);
+    tc->nwaiting++;
+    l->waited_ms += delay;
+    TT_LOG(TT_LOG_INFO,
+           "relay asked to retry later server=%s status=%d retry_after=%us waiting=%.1fs",
+           TT_LOG_V(r->url), r->status, (unsigned)r->retry_after, delay / 1000.0);
+
+    char msg[TT_ERRLEN + TT_MAX_REASON + 256];
+    struct tether_connect_event ev = {0};
+    snprintf(msg, sizeof msg, "%s/%s: refused by the relay (HTTP %d)%s%s", tc->device, tc->service,
+             r->status, r->body && r->body[0] ? ": " : "", r->body ? r->body : "");
+    ev.kind = TETHER_CONNECT_ERROR;
+    ev.server = r->url;
+    ev.message = msg;
+    ev.err = TETHER_ERR_HANDSHAKE;
+    ev.status = r->status;
+    ev.retry_ms = delay;
+    emit(tc, &ev);
+    return true;
 }
 
 static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *ud)
@@ -376,17 +475,23 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
         return;
     }
     if (r->err != 0) {
-        /* an answer from a relay is final; a relay that could not be reached, the next one */
+        /* an answer from a relay is final (but a 503 with Retry-After: waited out, bounded); a
+         * relay that could not be reached, the next one */
         if (r->status == 0 && ++l->tried < tc->cfg->nservers) {
             TT_LOG(TT_LOG_INFO, "%s; trying the next server", TT_LOG_E(r->message));
             l->server = (l->server + 1) % tc->cfg->nservers;
             dial_next(l);
             return;
         }
-        if (r->status != 0)
-            refused(l, r);
-        else
+        if (r->status == 503 && r->retry_after > 0) {
+            if (wait_and_retry(l, r))
+                return;
+            refused(l, r, l->wait_note);
+        } else if (r->status != 0) {
+            refused(l, r, NULL);
+        } else {
             emit_error(tc, r->url, r->err, 0, "%s/%s: %s", tc->device, tc->service, r->message);
+        }
         l->local_done = true;
         close_local(l);
         lconn_end(l);
@@ -552,6 +657,11 @@ static void begin_stop(struct tether_connect *tc)
             l->local_done = true;
             close_local(l);
         }
+        if (l->wait) {
+            end_wait(l);
+            l->local_done = true;
+            close_local(l);
+        }
         if (l->join)
             tt_fdjoin_abort(l->join);
         if (l->ws)
@@ -691,6 +801,7 @@ int tether_connect_new(tether_config *cfg, const char *device, const char *servi
         tc->cb = *cb;
     tc->ud = user_data;
     atomic_init(&tc->stop_requested, 0);
+    tt_backoff_init(&tc->backoff, TT_BACKOFF_BASE_MS, TT_BACKOFF_CAP_MS, NULL, NULL);
     tt_pipe_session_callbacks(&pipe_cb);
     tc->scb = pipe_cb;
     tc->scb.on_reset = c_on_reset;

@@ -102,7 +102,13 @@ static void on_event(tether_connect *c, const struct tether_connect_event *ev, v
             json_t *o = json_object();
             json_object_set_new(o, "event", json_string("error"));
             json_object_set_new(o, "message", json_string(clean(ev->message, a, sizeof a)));
+            if (ev->retry_ms > 0) /* (only then: a final refusal's object stays as SPEC has it) */
+                json_object_set_new(o, "retry_ms", json_integer(ev->retry_ms));
             print_json(cli, o);
+        } else if (ev->retry_ms > 0) { /* as the agent says it (output.c) */
+            fprintf(stderr, "error: %s (retrying in %.1f s)\n", clean(ev->message, a, sizeof a),
+                    ev->retry_ms / 1000.0);
+            fflush(stderr);
         } else {
             fprintf(stderr, "error: %s\n", clean(ev->message, a, sizeof a));
             fflush(stderr);

@@ -33,6 +33,8 @@ const char *tt_connect_args_usage(void)
            "over the same WebSocket dial as the agent (TLS, HTTP proxies, redirects between\n"
            "the relay's nodes). A private service needs a user's secret or a grant token; a\n"
            "public one needs nothing. The relay checks everything before the connection is made.\n"
+           "A relay's 503 with Retry-After is waited out by that connection (at most 60 s in\n"
+           "all, 64 connections at once) and said on an error line \"(retrying in N s)\".\n"
            "\n"
            "  --server URL        relay URL, ws://HOST[:PORT][/PATH] or wss://... (TLS); repeat\n"
            "                      to give several, tried in turn until one answers\n"

@@ -13,7 +13,7 @@
 
 struct st {
     struct tt_httphead *h;
-    const char *base;
+    const uint8_t *base;
     uint8_t last; /* 0: none, 1: a name, 2: a value was the last callback */
     bool folded;  /* a value came in two pieces: an obs-fold */
     bool too_many;
@@ -23,18 +23,14 @@ struct st {
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     struct st *s = p->data;
-    if (s->h->url_len == 0)
-        s->h->url_off = (uint32_t)(at - s->base);
-    s->h->url_len = (uint32_t)(at + len - s->base) - s->h->url_off;
+    tt_httphead_span_add(s->base, &s->h->url_off, &s->h->url_len, at, len);
     return 0;
 }
 
 static int on_status(http_parser *p, const char *at, size_t len)
 {
     struct st *s = p->data;
-    if (s->h->reason_len == 0)
-        s->h->reason_off = (uint32_t)(at - s->base);
-    s->h->reason_len = (uint32_t)(at + len - s->base) - s->h->reason_off;
+    tt_httphead_span_add(s->base, &s->h->reason_off, &s->h->reason_len, at, len);
     return 0;
 }
 
@@ -43,16 +39,14 @@ static int on_field(http_parser *p, const char *at, size_t len)
     struct st *s = p->data;
     struct tt_httphead *h = s->h;
     if (s->last != 1) {
-        if (h->nhdr == TT_HTTPHEAD_MAX_HEADERS) {
+        if (tt_httphead_hdr_add(h->hdr, &h->nhdr, TT_HTTPHEAD_MAX_HEADERS, s->base, at, len) != 0) {
             s->too_many = true;
             return -1;
         }
-        h->hdr[h->nhdr].foff = (uint32_t)(at - s->base);
-        h->hdr[h->nhdr].voff = h->hdr[h->nhdr].foff;
-        h->nhdr++;
+    } else {
+        struct tt_head_hdr *x = &h->hdr[h->nhdr - 1];
+        tt_httphead_span_add(s->base, &x->foff, &x->flen, at, len);
     }
-    struct tt_httphead_hdr *x = &h->hdr[h->nhdr - 1];
-    x->flen = (uint32_t)(at + len - s->base) - x->foff;
     s->last = 1;
     return 0;
 }
@@ -60,13 +54,13 @@ static int on_field(http_parser *p, const char *at, size_t len)
 static int on_value(http_parser *p, const char *at, size_t len)
 {
     struct st *s = p->data;
-    struct tt_httphead_hdr *x = &s->h->hdr[s->h->nhdr - 1];
+    struct tt_head_hdr *x = &s->h->hdr[s->h->nhdr - 1];
     if (s->last == 2) {
         /* the same value again: the head is contiguous, so only a folded line does this */
         s->folded = true;
         return -1;
     }
-    x->voff = (uint32_t)(at - s->base);
+    x->voff = (uint32_t)((const uint8_t *)at - s->base);
     x->vlen = (uint32_t)len;
     s->last = 2;
     return 0;
@@ -109,7 +103,7 @@ int tt_httphead_parse(enum tt_httphead_kind kind, const uint8_t *in, size_t len,
 {
     size_t n = len < max ? len : max;
     size_t head = head_length(in, n);
-    struct st s = {.h = h, .base = (const char *)in};
+    struct st s = {.h = h, .base = in};
     http_parser p;
 
     memset(h, 0, offsetof(struct tt_httphead, hdr));
@@ -149,14 +143,33 @@ int tt_httphead_parse(enum tt_httphead_kind kind, const uint8_t *in, size_t len,
 unsigned tt_httphead_find(const struct tt_httphead *h, const uint8_t *in, const char *name,
                           const uint8_t **val, size_t *vlen)
 {
+    return tt_httphead_hdr_find(h->hdr, h->nhdr, in, name, val, vlen);
+}
+
+int tt_httphead_hdr_add(struct tt_head_hdr *hdr, uint32_t *nhdr, uint32_t max, const uint8_t *base,
+                        const char *at, size_t n)
+{
+    if (*nhdr >= max)
+        return TETHER_ERR_TOO_LARGE;
+    struct tt_head_hdr *x = &hdr[(*nhdr)++];
+    x->foff = (uint32_t)((const uint8_t *)at - base);
+    x->flen = (uint32_t)n;
+    x->voff = x->foff + x->flen;
+    x->vlen = 0;
+    return 0;
+}
+
+unsigned tt_httphead_hdr_find(const struct tt_head_hdr *hdr, uint32_t n, const uint8_t *base,
+                              const char *name, const uint8_t **val, size_t *vlen)
+{
     size_t nl = strlen(name);
     unsigned count = 0;
-    for (unsigned i = 0; i < h->nhdr; i++) {
-        const struct tt_httphead_hdr *x = &h->hdr[i];
-        if (x->flen != nl || strncasecmp((const char *)in + x->foff, name, nl) != 0)
+    for (uint32_t i = 0; i < n; i++) {
+        const struct tt_head_hdr *x = &hdr[i];
+        if (x->flen != nl || strncasecmp((const char *)base + x->foff, name, nl) != 0)
             continue;
         if (count++ == 0) {
-            *val = in + x->voff;
+            *val = base + x->voff;
             *vlen = x->vlen;
         }
     }

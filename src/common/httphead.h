@@ -4,7 +4,8 @@
  * storage (TT_HTTPHEAD_MAX_HEADERS). The agent's upgrade answer (common/wshs.c), a proxy's
  * answer to CONNECT (agent/proxy.c) and a webhook receiver's answer (relay/admin/webhookbody.c)
  * are read with it. The relay's listener and HTTP filter read a stream of requests with bodies
- * incrementally instead (relay/http/headparse.c).
+ * incrementally instead (relay/http/headparse.c), recording headers the same way with the
+ * building blocks at the end of this file (one header record, one way to add and find one).
  *
  * Return convention (as everywhere in common/): 0 or a negative tether_err; results through
  * out-parameters. No allocation, no I/O. */
@@ -23,8 +24,8 @@ enum tt_httphead_kind {
 };
 
 /* One header: the name is in[foff .. foff+flen), the value in[voff .. voff+vlen) (http-parser
- * drops the blanks around a value). */
-struct tt_httphead_hdr {
+ * drops the blanks around a value). The record of relay/http/headparse.h too. */
+struct tt_head_hdr {
     uint32_t foff, flen;
     uint32_t voff, vlen;
 };
@@ -42,8 +43,8 @@ struct tt_httphead {
     bool chunked;            /* Transfer-Encoding: chunked (as http-parser read it) */
     bool upgrade;            /* http-parser's upgrade flag (Upgrade with Connection: upgrade,
                                 CONNECT, or a 101) */
-    unsigned nhdr;
-    struct tt_httphead_hdr hdr[TT_HTTPHEAD_MAX_HEADERS];
+    uint32_t nhdr;
+    struct tt_head_hdr hdr[TT_HTTPHEAD_MAX_HEADERS];
 };
 
 /* Reads the head at the start of in[0..len), looking at no more than max bytes of it.
@@ -67,5 +68,31 @@ unsigned tt_httphead_find(const struct tt_httphead *h, const uint8_t *in, const 
 /* True when value[0..len) holds token as a comma-separated element (case-insensitive, blanks
  * around elements ignored), as in "Connection: keep-alive, Upgrade". Pure. */
 bool tt_httphead_has_token(const uint8_t *value, size_t len, const char *token);
+
+/* ---- Building blocks for an http-parser reader that records a head as offsets into one
+ * buffer base (this file's reader, and relay/http/headparse.c's incremental one). http-parser
+ * hands a target, a name or a value over in pieces when its input comes in pieces; the pieces
+ * of one are adjacent in base. */
+
+/* Extends the span base[*off .. *off + *len) with the piece at[0..n) (at points into base);
+ * the first piece (*len == 0) sets *off. Cannot fail. */
+static inline void tt_httphead_span_add(const uint8_t *base, uint32_t *off, uint32_t *len,
+                                        const char *at, size_t n)
+{
+    if (*len == 0)
+        *off = (uint32_t)((const uint8_t *)at - base);
+    *len = (uint32_t)((const uint8_t *)at + n - base) - *off;
+}
+
+/* Opens the header hdr[*nhdr] (of at most max) whose name begins with the piece at[0..n): its
+ * name is that piece, its value empty, just after the name. Returns 0, or TETHER_ERR_TOO_LARGE
+ * (nothing added) when the table is full. */
+int tt_httphead_hdr_add(struct tt_head_hdr *hdr, uint32_t *nhdr, uint32_t max, const uint8_t *base,
+                        const char *at, size_t n);
+
+/* The first of hdr[0..n) named name (case-insensitive), read from base: its value in *val,
+ * *vlen. Returns how many have that name (0: none, *val and *vlen untouched). Cannot fail. */
+unsigned tt_httphead_hdr_find(const struct tt_head_hdr *hdr, uint32_t n, const uint8_t *base,
+                              const char *name, const uint8_t **val, size_t *vlen);
 
 #endif

@@ -107,7 +107,7 @@ static bool equals(const uint8_t *v, size_t n, const char *s)
 static bool connection_upgrade(const struct tt_httphead *h, const uint8_t *in)
 {
     for (unsigned i = 0; i < h->nhdr; i++) {
-        const struct tt_httphead_hdr *x = &h->hdr[i];
+        const struct tt_head_hdr *x = &h->hdr[i];
         if (x->flen == 10 && strncasecmp((const char *)in + x->foff, "connection", 10) == 0 &&
             tt_httphead_has_token(in + x->voff, x->vlen, "upgrade"))
             return true;

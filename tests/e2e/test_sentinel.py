@@ -11,6 +11,7 @@ sentinel naming a replica (refused: ROLE is checked), and bad URLs (exit 2, one 
 import os
 import re
 import socket
+import sys
 import threading
 import time
 
@@ -18,6 +19,9 @@ from lib import (Proc, check, eq, free_port, port_open, resp_command, run_cli, w
                  TETHERD, TestFailure)
 from test_cluster import _admin, _devices, _echo_ok, _free_range_all
 from lib import Relay
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from tcprelay import TcpRelay  # noqa: E402
 
 MASTER = "mymaster"
 
@@ -80,63 +84,24 @@ def _master_of(sentinel):
     return int(rep[1]) if isinstance(rep, list) and len(rep) == 2 else None
 
 
-class _ReplicationLink:
+class _ReplicationLink(TcpRelay):
     """A TCP proxy between the replica and the master whose master-to-replica direction can be
     held: what the master acknowledges meanwhile does not reach the replica (as an asynchronous
     replica lagging behind when its master dies)."""
 
     def __init__(self, t, master_port):
-        self.master_port = master_port
         self.held = threading.Event()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
+        super().__init__(master_port, backlog=8, connect_timeout=5, nodelay=False)
         t.on_cleanup(self.close)
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                m = socket.create_connection(("127.0.0.1", self.master_port), timeout=5)
-                m.settimeout(None)
-            except OSError:
-                c.close()
-                continue
-            self.conns += [c, m]
-            threading.Thread(target=self._pump, args=(c, m, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(m, c, True), daemon=True).start()
+    def before_recv(self, down):
+        deadline = time.monotonic() + 120
+        while down and self.held.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
-    def _pump(self, src, dst, from_master):
-        try:
-            while True:
-                deadline = time.monotonic() + 120
-                while from_master and self.held.is_set() and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                b = src.recv(65536)
-                if not b:
-                    break
-                if from_master and self.held.is_set():
-                    break  # held while this recv waited: drop it, as a dying master would
-                dst.sendall(b)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        self.sock.close()
-        for c in self.conns:
-            c.close()
+    def forward(self, data, down):
+        # held while this recv waited: drop it, as a dying master would
+        return not (down and self.held.is_set())
 
 
 def _setup(t, link=False, failover_timeout=3000):

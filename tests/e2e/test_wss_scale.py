@@ -15,14 +15,15 @@ resumption with session tickets.
   refreshes are counted, and after SIGCONT both nodes take new keys from Redis again (a session
   made at node a then resumes at node b).
 
-The agent dials wss://localhost:PORT of a small forwarder of this file (Cutter), so that the
-test can cut the link without touching either program. Tests assert behaviour, never speed."""
+The agent dials wss://localhost:PORT of a small forwarder (Cutter, on bench/tcprelay.py), so
+that the test can cut the link without touching either program. Tests assert behaviour, never speed."""
 
+import os
 import re
 import signal
 import ssl
 import socket
-import threading
+import sys
 import time
 import urllib.request
 
@@ -30,57 +31,17 @@ from lib import (RedisServer, check, eq, free_port, resp_command, wait_for, Test
 from test_tls import Pki
 from test_cluster import _free_range_all, _node
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from tcprelay import TcpRelay  # noqa: E402
 
-class Cutter:
-    """A TCP forwarder on 127.0.0.1:port to 127.0.0.1:target; cut() closes every link it
-    carries (both sides), retarget() changes where new links go."""
+
+class Cutter(TcpRelay):
+    """A TCP forwarder on 127.0.0.1:port to 127.0.0.1:target (bench/tcprelay.py); cut() closes
+    every link it carries (both sides)."""
 
     def __init__(self, t, target):
-        self.target = target
-        self.lock = threading.Lock()
-        self.socks = []
-        self.links = 0
-        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(16)
-        self.port = self.srv.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target, backlog=16, nodelay=False)
         t.on_cleanup(self.close)
-
-    def _accept(self):
-        while not self.closed:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            try:
-                u = socket.create_connection(("127.0.0.1", self.target), timeout=10)
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.socks += [c, u]
-                self.links += 1
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def cut(self):
         with self.lock:
@@ -91,11 +52,6 @@ class Cutter:
             except OSError:
                 pass
             s.close()
-
-    def close(self):
-        self.closed = True
-        self.srv.close()
-        self.cut()
 
 
 def _tls_relay(t, pki, extra=(), data_dir=None, port=None, admin_port=None, tls_port=None):

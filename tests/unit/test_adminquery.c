@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -20,26 +19,12 @@
 #include "relay/admin/adminpage.h"
 #include "relay/admin/adminquery.h"
 #include "relay/admin/adminsession.h"
-
-static const char *guarded(const char *s, size_t n)
-{
-    static char *base;
-    static size_t page;
-    if (!base) {
-        page = (size_t)sysconf(_SC_PAGESIZE);
-        base = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        assert_true(base != MAP_FAILED);
-        assert_int_equal(mprotect(base + page, page, PROT_NONE), 0);
-    }
-    assert_true(n <= page);
-    memcpy(base + page - n, s, n);
-    return base + page - n;
-}
+#include "support_guard.h"
 
 static int parse(const char *s, struct tt_adminquery *q)
 {
     char err[TT_ERRLEN];
-    int rc = tt_adminquery_parse(guarded(s, strlen(s)), strlen(s), q, err);
+    int rc = tt_adminquery_parse((const char *)ut_guarded(s, strlen(s)), strlen(s), q, err);
     if (rc != 0)
         assert_true(err[0] != '\0');
     return rc;

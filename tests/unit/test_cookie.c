@@ -8,33 +8,17 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "relay/lib/cookie.h"
-
-/* A copy of s ending right before an unreadable page. */
-static const uint8_t *guarded(const char *s, size_t n)
-{
-    static uint8_t *base;
-    static size_t page;
-    if (!base) {
-        page = (size_t)sysconf(_SC_PAGESIZE);
-        base = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        assert_true(base != MAP_FAILED);
-        assert_int_equal(mprotect(base + page, page, PROT_NONE), 0);
-    }
-    assert_true(n <= page);
-    memcpy(base + page - n, s, n);
-    return base + page - n;
-}
+#include "support_guard.h"
 
 static void test_pairs(void **state)
 {
     (void)state;
     static const char v[] = " a=1;b = 2 ;;c; =d;e=\"q;";
-    const uint8_t *g = guarded(v, sizeof(v) - 1);
+    const uint8_t *g = ut_guarded(v, sizeof(v) - 1);
     static const char *const want[][2] = {{"a", "1"}, {"b", "2"}, {"", ""},
                                           {"", "c"},  {"", "d"},  {"e", "\"q"}};
     size_t pos = 0, i = 0;
@@ -72,7 +56,7 @@ static void strip_is(const char *in, const char *want, bool removed)
     uint8_t out[512];
     bool r;
     size_t n = strlen(in);
-    const uint8_t *g = guarded(in, n);
+    const uint8_t *g = ut_guarded(in, n);
     size_t got = tt_cookie_strip(g, n, out, &r);
     if (got != strlen(want) || memcmp(out, want, got) != 0 || r != removed) {
         fprintf(stderr, "strip [%s]: got [%.*s] removed=%d\n", in, (int)got, (char *)out, r);
@@ -115,12 +99,12 @@ static bool scan_split(const char *v, size_t sp, size_t step)
     tt_cookie_scan_init(&s);
     size_t n = strlen(v), off = 0;
     if (sp > 0 && sp < n) {
-        tt_cookie_scan_feed(&s, guarded(v, sp), sp);
+        tt_cookie_scan_feed(&s, ut_guarded(v, sp), sp);
         off = sp;
     }
     while (off < n) {
         size_t k = n - off < step ? n - off : step;
-        tt_cookie_scan_feed(&s, guarded(v + off, k), k);
+        tt_cookie_scan_feed(&s, ut_guarded(v + off, k), k);
         off += k;
     }
     return tt_cookie_scan_end(&s);

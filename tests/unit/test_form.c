@@ -8,31 +8,16 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "tether_err.h"
 #include "relay/lib/form.h"
-
-static const uint8_t *guarded(const char *s, size_t n)
-{
-    static uint8_t *base;
-    static size_t page;
-    if (!base) {
-        page = (size_t)sysconf(_SC_PAGESIZE);
-        base = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        assert_true(base != MAP_FAILED);
-        assert_int_equal(mprotect(base + page, page, PROT_NONE), 0);
-    }
-    assert_true(n <= page);
-    memcpy(base + page - n, s, n);
-    return base + page - n;
-}
+#include "support_guard.h"
 
 static int get(const char *body, const char *name, char *out, size_t cap, size_t *len)
 {
-    return tt_form_get(guarded(body, strlen(body)), strlen(body), name, out, cap, len);
+    return tt_form_get(ut_guarded(body, strlen(body)), strlen(body), name, out, cap, len);
 }
 
 static void is(const char *body, const char *name, const char *want)
@@ -98,13 +83,13 @@ static void test_count(void **state)
 {
     (void)state;
     const char *b = "user=1&secret=2&user=%zz&%75ser";
-    assert_int_equal(tt_form_count(guarded(b, strlen(b)), strlen(b), "user"), 3);
-    assert_int_equal(tt_form_count(guarded(b, strlen(b)), strlen(b), "secret"), 1);
-    assert_int_equal(tt_form_count(guarded(b, strlen(b)), strlen(b), "x"), 0);
+    assert_int_equal(tt_form_count(ut_guarded(b, strlen(b)), strlen(b), "user"), 3);
+    assert_int_equal(tt_form_count(ut_guarded(b, strlen(b)), strlen(b), "secret"), 1);
+    assert_int_equal(tt_form_count(ut_guarded(b, strlen(b)), strlen(b), "x"), 0);
     const char *bad = "%u%73er=1&%";
     /* lenient: "%u" stays as it is, "%73" is 's' */
-    assert_int_equal(tt_form_count(guarded(bad, strlen(bad)), strlen(bad), "%user"), 1);
-    assert_int_equal(tt_form_count(guarded(bad, strlen(bad)), strlen(bad), "%"), 1);
+    assert_int_equal(tt_form_count(ut_guarded(bad, strlen(bad)), strlen(bad), "%user"), 1);
+    assert_int_equal(tt_form_count(ut_guarded(bad, strlen(bad)), strlen(bad), "%"), 1);
 }
 
 static void test_content_type(void **state)
@@ -118,9 +103,9 @@ static void test_content_type(void **state)
         "application/x-www-form-urlencodedx",  "multipart/form-data",   "text/plain", "",
         "application/x-www-form-urlencoded x", "application/x-www-form"};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
-        assert_true(tt_form_content_type(guarded(yes[i], strlen(yes[i])), strlen(yes[i])));
+        assert_true(tt_form_content_type(ut_guarded(yes[i], strlen(yes[i])), strlen(yes[i])));
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
-        assert_false(tt_form_content_type(guarded(no[i], strlen(no[i])), strlen(no[i])));
+        assert_false(tt_form_content_type(ut_guarded(no[i], strlen(no[i])), strlen(no[i])));
 }
 
 int main(void)

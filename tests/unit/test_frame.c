@@ -4,7 +4,7 @@
  * docs/PROTOCOL.md holds every vector file verbatim, and every frame of its examples is what the
  * encoders write. */
 #ifndef _DEFAULT_SOURCE
-#define _DEFAULT_SOURCE /* mmap's MAP_ANONYMOUS */
+#define _DEFAULT_SOURCE
 #endif
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 
 #include "core/frame.h"
 #include "tt_vectors.h"
+#include "support_guard.h"
 
 static struct tv_set *vectors;
 
@@ -32,29 +33,6 @@ static int teardown(void **state)
     (void)state;
     free(vectors);
     return 0;
-}
-
-/* ---- guard page: payload copies end right before a PROT_NONE page ---- */
-
-static uint8_t *guard_base;
-static size_t guard_page;
-
-static const uint8_t *guarded(const uint8_t *p, size_t len)
-{
-    uint8_t *dst;
-
-    if (guard_base == NULL) {
-        guard_page = (size_t)sysconf(_SC_PAGESIZE);
-        guard_base =
-            mmap(NULL, 3 * guard_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        assert_true(guard_base != MAP_FAILED);
-        assert_int_equal(mprotect(guard_base + 2 * guard_page, guard_page, PROT_NONE), 0);
-    }
-    assert_true(len <= 2 * guard_page);
-    dst = guard_base + 2 * guard_page - len;
-    if (len > 0)
-        memcpy(dst, p, len);
-    return dst;
 }
 
 /* ---- field helpers ---- */
@@ -187,7 +165,7 @@ static void vec_hello(const struct tv_vector *v, const uint8_t *pl, size_t plen,
     struct enc_arg a;
     unsigned i;
 
-    assert_int_equal(tt_frame_decode_hello(&m, guarded(pl, plen), plen), want);
+    assert_int_equal(tt_frame_decode_hello(&m, ut_guarded(pl, plen), plen), want);
     if (want != 0)
         return;
     assert_int_equal(m.version, tv_num(v, "version", 999));
@@ -226,7 +204,7 @@ static void vec_welcome(const struct tv_vector *v, const uint8_t *pl, size_t ple
     struct enc_arg a;
     unsigned i;
 
-    assert_int_equal(tt_frame_decode_welcome(&m, guarded(pl, plen), plen), want);
+    assert_int_equal(tt_frame_decode_welcome(&m, ut_guarded(pl, plen), plen), want);
     if (want != 0)
         return;
     assert_int_equal(m.version, tv_num(v, "version", 999));
@@ -266,7 +244,7 @@ static void vec_coded(const struct tv_vector *v, uint8_t type, uint32_t stream, 
     struct tt_coded m, e;
     struct enc_arg a;
 
-    assert_int_equal(tt_frame_decode_coded(&m, guarded(pl, plen), plen), want);
+    assert_int_equal(tt_frame_decode_coded(&m, ut_guarded(pl, plen), plen), want);
     if (want != 0)
         return;
     assert_int_equal(m.code, tv_num(v, "code", 999999));
@@ -290,7 +268,7 @@ static void vec_open(const struct tv_vector *v, uint32_t stream, const uint8_t *
     struct tt_open m, e;
     struct enc_arg a;
 
-    assert_int_equal(tt_frame_decode_open(&m, guarded(pl, plen), plen), want);
+    assert_int_equal(tt_frame_decode_open(&m, ut_guarded(pl, plen), plen), want);
     if (want != 0)
         return;
     assert_int_equal(m.service, tv_num(v, "service", 999));
@@ -310,7 +288,7 @@ static void vec_window(const struct tv_vector *v, uint32_t stream, const uint8_t
     struct enc_arg a;
     uint32_t inc = 99;
 
-    assert_int_equal(tt_frame_decode_window(&inc, guarded(pl, plen), plen), want);
+    assert_int_equal(tt_frame_decode_window(&inc, ut_guarded(pl, plen), plen), want);
     if (want != 0) {
         assert_int_equal(inc, 0);
         return;
@@ -449,7 +427,7 @@ static void test_prefixes(void **state)
             continue;
         tt_frame_header_decode(&h, v->bytes);
         for (k = 0; k + TT_FRAME_HEADER_LEN < v->len; k++) {
-            const uint8_t *p = guarded(v->bytes + TT_FRAME_HEADER_LEN, k);
+            const uint8_t *p = ut_guarded(v->bytes + TT_FRAME_HEADER_LEN, k);
             bool full_ok = strcmp(v->decode, "ok") == 0;
             switch (h.type) {
             case TT_FRAME_HELLO:

@@ -16,21 +16,13 @@
 
 #include "common/httphead.h"
 #include "tether_err.h"
+#include "support_guard.h"
 
 /* Parses s[0..len) copied right before a PROT_NONE page. */
 static int parse_guarded(enum tt_httphead_kind kind, const char *s, size_t len, size_t max,
                          struct tt_httphead *h)
 {
-    long pg = sysconf(_SC_PAGESIZE);
-    size_t span = ((len + (size_t)pg - 1) / (size_t)pg + 1) * (size_t)pg;
-    uint8_t *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(m != MAP_FAILED);
-    uint8_t *guard = m + span - (size_t)pg;
-    assert_int_equal(mprotect(guard, (size_t)pg, PROT_NONE), 0);
-    memcpy(guard - len, s, len);
-    int rc = tt_httphead_parse(kind, guard - len, len, max, h);
-    munmap(m, span);
-    return rc;
+    return tt_httphead_parse(kind, ut_guarded(s, len), len, max, h);
 }
 
 static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\n"

@@ -17,6 +17,7 @@
 
 #include "tether_err.h"
 #include "relay/http/httpproxy.h"
+#include "support_guard.h"
 
 struct sink {
     uint8_t buf[65536];
@@ -449,13 +450,7 @@ static void test_guard_page(void **state)
     (void)state;
     static const char req[] =
         "GET / HTTP/1.1\r\nHost: abc.localhost\r\nContent-Length: 2\r\n\r\nok";
-    long pg = sysconf(_SC_PAGESIZE);
-    uint8_t *mem =
-        mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(mem != MAP_FAILED);
-    assert_int_equal(mprotect(mem + pg, (size_t)pg, PROT_NONE), 0);
-    uint8_t *in = mem + pg - (sizeof(req) - 1);
-    memcpy(in, req, sizeof(req) - 1);
+    const uint8_t *in = ut_guarded(req, sizeof(req) - 1);
     static struct tt_httpproxy x;
     static struct sink s;
     for (size_t i = 0; i < sizeof(req) - 1; i++) {
@@ -470,8 +465,7 @@ static void test_guard_page(void **state)
     }
     /* and the response parser: a response ending on the guard page */
     static const char rsp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-    in = mem + pg - (sizeof(rsp) - 1);
-    memcpy(in, rsp, sizeof(rsp) - 1);
+    in = ut_guarded(rsp, sizeof(rsp) - 1);
     for (size_t i = 0; i < sizeof(rsp) - 1; i++) {
         tt_httpproxy_init(&x, "abc.localhost", "10.0.0.1");
         s.len = 0;
@@ -484,7 +478,6 @@ static void test_guard_page(void **state)
         assert_int_equal(x.track, TT_HTTPPROXY_TRACKING);
         tt_httpproxy_reset(&x);
     }
-    munmap(mem, (size_t)pg * 2);
 }
 
 static void test_rewrite_small_buffer(void **state)

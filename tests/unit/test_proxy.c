@@ -23,6 +23,7 @@
 #include "common/wshs.h"
 
 #include "support_loop.h"
+#include "support_guard.h"
 
 /* ---- proxy URLs ---------------------------------------------------------------------------- */
 
@@ -325,20 +326,7 @@ static void test_connect_request(void **state)
 /* Parses in[0..len) placed right before a PROT_NONE page, so that any over-read crashes. */
 static int parse_guarded(const char *in, size_t len, struct tt_proxy_response *r)
 {
-    static uint8_t *region;
-    static size_t page;
-    int rc;
-
-    if (region == NULL) {
-        page = (size_t)sysconf(_SC_PAGESIZE);
-        region = mmap(NULL, page * 6, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        assert_true(region != MAP_FAILED);
-        assert_int_equal(mprotect(region + page * 5, page, PROT_NONE), 0);
-    }
-    assert_true(len <= page * 5);
-    memcpy(region + page * 5 - len, in, len);
-    rc = tt_proxy_parse_response(region + page * 5 - len, len, r);
-    return rc;
+    return tt_proxy_parse_response(ut_guarded(in, len), len, r);
 }
 
 static void test_parse_response(void **state)

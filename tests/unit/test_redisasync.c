@@ -20,84 +20,7 @@
 #include "tether_err.h"
 #include "relay/store/redisasync.h"
 #include "support_loop.h"
-
-static pid_t redis_pid;
-static int redis_port;
-
-static int free_port(void)
-{
-    uv_loop_t loop;
-    uv_tcp_t t;
-    struct sockaddr_in a;
-    struct sockaddr_storage got;
-    int len = sizeof(got);
-    uv_loop_init(&loop);
-    uv_tcp_init(&loop, &t);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_bind(&t, (const struct sockaddr *)&a, 0);
-    uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len);
-    int port = ntohs(((struct sockaddr_in *)&got)->sin_port);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    return port;
-}
-
-static void redis_start(void)
-{
-    char port[16];
-    snprintf(port, sizeof(port), "%d", redis_port);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
-        _exit(127);
-    }
-    /* up when it answers PING (bounded: 5 s) */
-    for (int i = 0; i < 100; i++) {
-        redisContext *c = redisConnect("127.0.0.1", redis_port);
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            bool ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                return;
-        } else if (c) {
-            redisFree(c);
-        }
-        usleep(50000);
-    }
-    fail_msg("redis-server did not start");
-}
-
-static void redis_stop(void)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGCONT);
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-    }
-    redis_pid = 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    if (system("command -v redis-server >/dev/null 2>&1") != 0)
-        return 0;
-    redis_port = free_port();
-    redis_start();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    redis_stop();
-    return 0;
-}
+#include "support_redis.h"
 
 struct ctx {
     uv_loop_t loop;
@@ -115,7 +38,7 @@ static void open_ctx(struct ctx *c, size_t max_pending)
     memset(c, 0, sizeof(*c));
     memset(&u, 0, sizeof(u));
     snprintf(u.host, sizeof(u.host), "127.0.0.1");
-    u.port = (uint16_t)redis_port;
+    u.port = (uint16_t)ut_redis.port;
     assert_int_equal(uv_loop_init(&c->loop), 0);
     ut_start_guard(&c->loop, &c->guard);
     assert_int_equal(tt_redisasync_new(&c->ra, &c->loop, &u, max_pending, err), 0);
@@ -168,7 +91,7 @@ static void on_incr(redisReply *rep, void *ud)
 static void pipelined(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct ctx c;
     open_ctx(&c, 0);
@@ -203,7 +126,7 @@ static void pipelined(void **state)
 static void stopped_then_continued(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct ctx c;
     open_ctx(&c, 0);
@@ -213,14 +136,14 @@ static void stopped_then_continued(void **state)
     tt_redisasync_cmd(c.ra, on_incr, &c, "DEL %s", "ut:s");
     RUN_UNTIL(&c, c.answered == 1, 2000);
     c.answered = c.order_bad = 0;
-    assert_int_equal(kill(redis_pid, SIGSTOP), 0);
+    assert_int_equal(kill(ut_redis.pid, SIGSTOP), 0);
     for (int i = 0; i < 100; i++)
         assert_int_equal(tt_redisasync_cmd(c.ra, on_incr, &c, "INCR %s", "ut:s"), 0);
     /* the loop runs on while Redis sleeps: a timer of ours fires, nothing is answered */
     run_for(&c, 1500);
     assert_int_equal(c.answered, 0);
     assert_int_equal(c.nulls, 0);
-    assert_int_equal(kill(redis_pid, SIGCONT), 0);
+    assert_int_equal(kill(ut_redis.pid, SIGCONT), 0);
     RUN_UNTIL(&c, c.answered + c.nulls == 100, 3000);
     assert_int_equal(c.answered, 100);
     assert_int_equal(c.order_bad, 0);
@@ -230,12 +153,12 @@ static void stopped_then_continued(void **state)
 static void cap_and_free(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct ctx c;
     open_ctx(&c, 16);
     RUN_UNTIL(&c, tt_redisasync_up(c.ra), 2000);
-    assert_int_equal(kill(redis_pid, SIGSTOP), 0);
+    assert_int_equal(kill(ut_redis.pid, SIGSTOP), 0);
     c.last = 0;
     for (int i = 0; i < 16; i++)
         assert_int_equal(tt_redisasync_cmd(c.ra, on_incr, &c, "INCR %s", "ut:c"), 0);
@@ -248,28 +171,28 @@ static void cap_and_free(void **state)
     tt_redisasync_free(c.ra);
     c.ra = NULL;
     assert_int_equal(c.nulls, 16);
-    assert_int_equal(kill(redis_pid, SIGCONT), 0);
+    assert_int_equal(kill(ut_redis.pid, SIGCONT), 0);
     close_ctx(&c);
 }
 
 static void killed_and_back(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct ctx c;
     open_ctx(&c, 0);
     RUN_UNTIL(&c, tt_redisasync_up(c.ra), 2000);
-    assert_int_equal(kill(redis_pid, SIGSTOP), 0);
+    assert_int_equal(kill(ut_redis.pid, SIGSTOP), 0);
     for (int i = 0; i < 10; i++)
         assert_int_equal(tt_redisasync_cmd(c.ra, on_incr, &c, "INCR %s", "ut:k"), 0);
-    redis_stop(); /* the connection resets: the 10 complete with NULL */
+    ut_redis_stop(); /* the connection resets: the 10 complete with NULL */
     RUN_UNTIL(&c, c.nulls == 10, 3000);
     assert_int_equal(c.nulls, 10);
     assert_false(tt_redisasync_up(c.ra));
     RUN_UNTIL(&c, false, 50);
     assert_int_equal(tt_redisasync_cmd(c.ra, on_incr, &c, "PING"), TETHER_ERR_IO);
-    redis_start();
+    ut_redis_start();
     RUN_UNTIL(&c, tt_redisasync_up(c.ra), 8000); /* the back-off: 0.5 s, 1 s, ... */
     assert_true(tt_redisasync_up(c.ra));
     struct tt_redisasync_stats st;
@@ -283,19 +206,19 @@ static void killed_and_back(void **state)
 static void command_timeout(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct ctx c;
     open_ctx(&c, 0);
     RUN_UNTIL(&c, tt_redisasync_up(c.ra), 2000);
-    assert_int_equal(kill(redis_pid, SIGSTOP), 0);
+    assert_int_equal(kill(ut_redis.pid, SIGSTOP), 0);
     assert_int_equal(tt_redisasync_cmd(c.ra, on_incr, &c, "PING"), 0);
     RUN_UNTIL(&c, c.nulls == 1, TT_REDISASYNC_TIMEOUT_MS + 2000);
     assert_int_equal(c.nulls, 1);
     struct tt_redisasync_stats st;
     tt_redisasync_stats(c.ra, &st);
     assert_int_equal(st.timeouts, 1);
-    assert_int_equal(kill(redis_pid, SIGCONT), 0);
+    assert_int_equal(kill(ut_redis.pid, SIGCONT), 0);
     RUN_UNTIL(&c, tt_redisasync_up(c.ra), 8000);
     assert_true(tt_redisasync_up(c.ra));
     close_ctx(&c);
@@ -309,5 +232,5 @@ int main(void)
         cmocka_unit_test(cap_and_free),    cmocka_unit_test(killed_and_back),
         cmocka_unit_test(command_timeout),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ut_redis_setup, ut_redis_teardown);
 }

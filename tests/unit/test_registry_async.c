@@ -23,6 +23,7 @@
 #include "relay/store/redisconn.h"
 #include "relay/store/registry.h"
 #include "support_loop.h"
+#include "support_redis.h"
 
 static struct tt_reg_device rec(const char *name, const char *label, bool key, uint8_t kb)
 {
@@ -140,78 +141,6 @@ static void sqlite_completes_at_once(void **state)
 
 /* ---- Redis: pipelined, through the loop */
 
-static pid_t redis_pid;
-static int redis_port;
-
-static void redis_start(void)
-{
-    char port[16];
-    snprintf(port, sizeof(port), "%d", redis_port);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 100; i++) {
-        redisContext *c = redisConnect("127.0.0.1", redis_port);
-        bool ok = false;
-        if (c && !c->err) {
-            redisReply *rp = redisCommand(c, "PING");
-            ok = rp && rp->type == REDIS_REPLY_STATUS;
-            if (rp)
-                freeReplyObject(rp);
-        }
-        if (c)
-            redisFree(c);
-        if (ok)
-            return;
-        usleep(50000);
-    }
-    fail_msg("redis-server did not start");
-}
-
-/* A port free on 127.0.0.1 now (bound to port 0, then released). */
-static int free_port(void)
-{
-    uv_loop_t loop;
-    uv_tcp_t t;
-    struct sockaddr_in a;
-    struct sockaddr_storage got;
-    int len = sizeof(got);
-    uv_loop_init(&loop);
-    uv_tcp_init(&loop, &t);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_bind(&t, (const struct sockaddr *)&a, 0);
-    uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len);
-    int port = ntohs(((struct sockaddr_in *)&got)->sin_port);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    return port;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    if (system("command -v redis-server >/dev/null 2>&1") != 0)
-        return 0;
-    redis_port = free_port();
-    redis_start();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGCONT);
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-    }
-    return 0;
-}
-
 struct rctx {
     uv_loop_t loop;
     uv_timer_t guard;
@@ -225,7 +154,7 @@ static void ropen(struct rctx *c)
     struct tt_redis_url u;
     memset(&u, 0, sizeof(u));
     snprintf(u.host, sizeof(u.host), "127.0.0.1");
-    u.port = (uint16_t)redis_port;
+    u.port = (uint16_t)ut_redis.port;
     assert_int_equal(uv_loop_init(&c->loop), 0);
     ut_start_guard(&c->loop, &c->guard);
     assert_int_equal(tt_redisconn_open(&c->rc, &u, err), 0);
@@ -252,7 +181,7 @@ static void run_until(struct rctx *c, const int *calls, int want)
 static void redis_pipelined(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct rctx c;
     ropen(&c);
@@ -311,7 +240,7 @@ static void redis_pipelined(void **state)
 static void redis_freed_in_flight(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct rctx c;
     ropen(&c);
@@ -320,7 +249,7 @@ static void redis_freed_in_flight(void **state)
     lookup_of(&q0, "x", "");
     assert_int_equal(tt_registry_lookup(c.reg, &q0, looked, &r0), 0);
     run_until(&c, &r0.calls, 1); /* up */
-    assert_int_equal(kill(redis_pid, SIGSTOP), 0);
+    assert_int_equal(kill(ut_redis.pid, SIGSTOP), 0);
     struct res rp = {0}, rl = {0};
     struct tt_reg_device a = rec("uc", "lc", false, 0);
     struct tt_reg_lookup q;
@@ -338,7 +267,7 @@ static void redis_freed_in_flight(void **state)
     assert_int_equal(q.get_rc, TETHER_ERR_IO);
     assert_int_equal(q.label_rc, TETHER_ERR_IO);
     assert_null(tt_registry_redis_conn(c.reg));
-    assert_int_equal(kill(redis_pid, SIGCONT), 0);
+    assert_int_equal(kill(ut_redis.pid, SIGCONT), 0);
     rclose(&c);
 }
 
@@ -350,5 +279,5 @@ int main(void)
         cmocka_unit_test(redis_pipelined),
         cmocka_unit_test(redis_freed_in_flight),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ut_redis_setup, ut_redis_teardown);
 }

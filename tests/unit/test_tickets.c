@@ -23,85 +23,9 @@
 #include "common/tls.h"
 #include "relay/cluster/tickets.h"
 #include "support_loop.h"
+#include "support_redis.h"
 
 #define PERIOD 3600u
-
-static pid_t redis_pid;
-static int redis_port;
-
-static int free_port(void)
-{
-    uv_loop_t loop;
-    uv_tcp_t t;
-    struct sockaddr_in a;
-    struct sockaddr_storage got;
-    int len = sizeof(got);
-    uv_loop_init(&loop);
-    uv_tcp_init(&loop, &t);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    uv_tcp_bind(&t, (const struct sockaddr *)&a, 0);
-    uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len);
-    int port = ntohs(((struct sockaddr_in *)&got)->sin_port);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    return port;
-}
-
-static void redis_start(void)
-{
-    char port[16];
-    snprintf(port, sizeof(port), "%d", redis_port);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 100; i++) { /* up when it answers PING (bounded: 5 s) */
-        redisContext *c = redisConnect("127.0.0.1", redis_port);
-        if (c && !c->err) {
-            redisReply *r = redisCommand(c, "PING");
-            bool ok = r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                return;
-        } else if (c) {
-            redisFree(c);
-        }
-        usleep(50000);
-    }
-    fail_msg("redis-server did not start");
-}
-
-static void redis_stop(void)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGCONT);
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-    }
-    redis_pid = 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    if (system("command -v redis-server >/dev/null 2>&1") != 0)
-        return 0;
-    redis_port = free_port();
-    redis_start();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    redis_stop();
-    return 0;
-}
 
 struct ctx {
     uv_loop_t loop;
@@ -117,7 +41,7 @@ static void open_ctx(struct ctx *c)
     char err[TT_ERRLEN];
     memset(c, 0, sizeof(*c));
     snprintf(c->u.host, sizeof(c->u.host), "127.0.0.1");
-    c->u.port = (uint16_t)redis_port;
+    c->u.port = (uint16_t)ut_redis.port;
     assert_int_equal(uv_loop_init(&c->loop), 0);
     ut_start_guard(&c->loop, &c->guard);
     assert_int_equal(tt_redisconn_open(&c->rc, &c->u, err), 0);
@@ -187,7 +111,7 @@ static struct tt_tls_stats stats_now(void)
 static void sync_start_then_async_turn(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct ctx c;
     open_ctx(&c);
@@ -233,7 +157,7 @@ static void sync_start_then_async_turn(void **state)
 static void stopped_then_continued(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct ctx c;
     open_ctx(&c);
@@ -247,7 +171,7 @@ static void stopped_then_continued(void **state)
     struct tt_tls_stats st0 = stats_now();
 
     /* Redis sleeps across the turn to E+1: the refresh (E+2's key) waits, the loop runs */
-    kill(redis_pid, SIGSTOP);
+    kill(ut_redis.pid, SIGSTOP);
     int64_t later = now + PERIOD;
     assert_int_equal(tt_cluster_tickets_refresh_async(c.ra, later), 0);
     run_for(&c, 500);
@@ -258,7 +182,7 @@ static void stopped_then_continued(void **state)
     /* the next one due: skipped (not queued), counted */
     assert_int_equal(tt_cluster_tickets_refresh_async(c.ra, later), 1);
     assert_int_equal(stats_now().share_failures, st0.share_failures + 1);
-    kill(redis_pid, SIGCONT);
+    kill(ut_redis.pid, SIGCONT);
     RUN_UNTIL(&c, !tt_cluster_tickets_inflight(), 8000);
     assert_false(tt_cluster_tickets_inflight());
     assert_non_null(held(e + 2));
@@ -269,7 +193,7 @@ static void stopped_then_continued(void **state)
 static void redis_gone_keys_kept(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct ctx c;
     open_ctx(&c);
@@ -283,7 +207,7 @@ static void redis_gone_keys_kept(void **state)
     assert_int_equal(stats_now().share_failures, st0.share_failures + 1);
 
     /* Redis killed: the commands get no answer (or are refused at once): counted, keys kept */
-    redis_stop();
+    ut_redis_stop();
     tt_cluster_tickets_refresh_async(c.ra, now + PERIOD);
     RUN_UNTIL(&c, !tt_cluster_tickets_inflight(), 8000);
     assert_false(tt_cluster_tickets_inflight());
@@ -296,13 +220,13 @@ static void redis_gone_keys_kept(void **state)
     assert_false(tt_cluster_tickets_inflight());
     assert_int_equal(stats_now().share_failures, st0.share_failures + 3);
     close_ctx(&c);
-    redis_start(); /* for any test after this one */
+    ut_redis_start(); /* for any test after this one */
 }
 
 static void freed_with_refresh_in_flight(void **state)
 {
     (void)state;
-    if (!redis_pid)
+    if (!ut_redis.pid)
         skip();
     struct ctx c;
     open_ctx(&c);
@@ -313,7 +237,7 @@ static void freed_with_refresh_in_flight(void **state)
 
     /* Redis stopped, a refresh due, then the connection freed (shutdown): its replies come
      * with NULL, the refresh ends failed, nothing leaks, the keys held stay */
-    kill(redis_pid, SIGSTOP);
+    kill(ut_redis.pid, SIGSTOP);
     assert_int_equal(tt_cluster_tickets_refresh_async(c.ra, now + PERIOD), 0);
     run_for(&c, 100);
     assert_true(tt_cluster_tickets_inflight());
@@ -322,7 +246,7 @@ static void freed_with_refresh_in_flight(void **state)
     assert_false(tt_cluster_tickets_inflight());
     assert_int_equal(stats_now().share_failures, st0.share_failures + 1);
     assert_non_null(held(e + 1));
-    kill(redis_pid, SIGCONT);
+    kill(ut_redis.pid, SIGCONT);
     close_ctx(&c);
 }
 
@@ -335,5 +259,5 @@ int main(void)
         cmocka_unit_test(freed_with_refresh_in_flight),
         cmocka_unit_test(redis_gone_keys_kept),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ut_redis_setup, ut_redis_teardown);
 }

@@ -12,19 +12,12 @@
 
 #include "common/wsframe.h"
 #include "tether_err.h"
+#include "support_guard.h"
 
 /* Decodes in[0..len) placed right before a PROT_NONE page. */
 static int decode_guarded(struct tt_wsframe_hdr *h, const uint8_t *in, size_t len)
 {
-    long pg = sysconf(_SC_PAGESIZE);
-    uint8_t *m =
-        mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(m != MAP_FAILED);
-    assert_int_equal(mprotect(m + pg, (size_t)pg, PROT_NONE), 0);
-    memcpy(m + pg - len, in, len);
-    int r = tt_wsframe_decode(h, m + pg - len, len);
-    munmap(m, (size_t)pg * 2);
-    return r;
+    return tt_wsframe_decode(h, ut_guarded(in, len), len);
 }
 
 static void test_rfc_examples(void **state)

@@ -14,6 +14,7 @@
 #include "common/wshs.h"
 #include "core/frame.h"
 #include "tether_err.h"
+#include "support_guard.h"
 
 static void test_accept_rfc(void **state)
 {
@@ -71,16 +72,7 @@ static const char ok_resp[] = "HTTP/1.1 101 Switching Protocols\r\n"
 /* Copies s right before a PROT_NONE page and parses it there: any over-read crashes. */
 static int parse_guarded(const char *s, size_t len, struct tt_wshs_response *r)
 {
-    long pg = sysconf(_SC_PAGESIZE);
-    size_t span = ((len + (size_t)pg - 1) / (size_t)pg + 1) * (size_t)pg;
-    uint8_t *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(m != MAP_FAILED);
-    uint8_t *guard = m + span - (size_t)pg;
-    assert_int_equal(mprotect(guard, (size_t)pg, PROT_NONE), 0);
-    memcpy(guard - len, s, len);
-    int rc = tt_wshs_read_response(guard - len, len, KEY, r);
-    munmap(m, span);
-    return rc;
+    return tt_wshs_read_response(ut_guarded(s, len), len, KEY, r);
 }
 
 static void test_parse_ok(void **state)

@@ -1,5 +1,6 @@
 /* webhook.c - delivery of device events to the --webhook receivers (webhook.h): one FIFO per
- * receiver, one request at a time each, retried with back-off. */
+ * receiver, one request at a time each, retried with back-off; at shutdown, what is queued is
+ * delivered for at most TT_WEBHOOK_FLUSH_MS, each event tried once, then dropped. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,11 @@ struct tt_webhooks {
     size_t queued, queue_max;
     uint64_t max_age_ms;
     struct tt_tls_ctx *tls; /* for https:// receivers (made at start) */
-    bool stopping;
+    bool stopping;          /* tt_webhooks_stop: no new events; the queues are being flushed */
+    bool closed;            /* the flush is over: no request, no timer */
+    uv_timer_t flush;       /* the flush's deadline (TT_WEBHOOK_FLUSH_MS) */
+    bool flush_init;
+    uint64_t shutdown_dropped; /* events the flush did not deliver */
     struct tt_webhook_stats st;
 };
 
@@ -60,6 +65,7 @@ struct call {
 };
 
 static void kick(struct target *t);
+static void flush_check(struct tt_webhooks *w);
 
 static void call_free_closed(uv_handle_t *h)
 {
@@ -108,9 +114,21 @@ static void finish(struct target *t, int status, const char *why)
                t->head->event, status);
         pop(t);
         kick(t);
+        flush_check(w);
         return;
     }
     w->st.failed++;
+    if (w->stopping) {
+        /* shutting down: no retry (the flush has a deadline), the event is dropped */
+        TT_LOG(TT_LOG_DEBUG, "webhook failed at shutdown url=%zu event=%s status=%d err=\"%s\"",
+               t->index, t->head->event, status, why);
+        w->st.dropped++;
+        w->shutdown_dropped++;
+        pop(t);
+        kick(t);
+        flush_check(w);
+        return;
+    }
     t->attempt++;
     uint32_t rnd = 0;
     tt_random_bytes(&rnd, sizeof(rnd));
@@ -228,7 +246,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 static void kick(struct target *t)
 {
     struct tt_webhooks *w = t->w;
-    if (w->stopping || t->call || t->waiting)
+    if (w->closed || t->call || t->waiting)
         return;
     uint64_t now = uv_now(w->loop);
     while (t->head && now - t->head->at >= w->max_age_ms) {
@@ -387,19 +405,70 @@ void tt_webhook_stats(const struct tt_webhooks *w, struct tt_webhook_stats *s)
     s->queue_max = w->queue_max;
 }
 
-void tt_webhooks_stop(struct tt_webhooks *w)
+/* The flush is over (every queue empty, or the deadline): calls end, what is left is dropped
+ * and counted, the timers close. Safe twice. */
+static void flush_end(struct tt_webhooks *w)
 {
-    if (!w || w->stopping)
+    if (w->closed)
         return;
-    w->stopping = true;
+    w->closed = true;
     for (size_t i = 0; i < w->nt; i++) {
         struct target *t = &w->t[i];
         if (t->call) {
             call_end(t->call);
             t->call = NULL;
         }
+        while (t->head) {
+            w->st.dropped++;
+            w->shutdown_dropped++;
+            pop(t);
+        }
         uv_close((uv_handle_t *)&t->timer, NULL);
     }
+    if (w->flush_init)
+        uv_close((uv_handle_t *)&w->flush, NULL);
+    if (w->shutdown_dropped)
+        TT_LOG(TT_LOG_WARN, "webhook events dropped at shutdown count=%llu",
+               (unsigned long long)w->shutdown_dropped);
+}
+
+/* During the flush: ends it once every queue is empty. */
+static void flush_check(struct tt_webhooks *w)
+{
+    if (w->stopping && !w->closed && w->queued == 0)
+        flush_end(w);
+}
+
+static void on_flush_deadline(uv_timer_t *h)
+{
+    flush_end(h->data);
+}
+
+void tt_webhooks_stop(struct tt_webhooks *w)
+{
+    if (!w || w->stopping)
+        return;
+    w->stopping = true;
+    if (w->queued == 0) {
+        flush_end(w);
+        return;
+    }
+    TT_LOG(TT_LOG_INFO, "webhook events to deliver before exit queued=%zu deadline_ms=%d",
+           w->queued, TT_WEBHOOK_FLUSH_MS);
+    /* referenced: the loop runs until the flush is over (flush_end closes it) */
+    uv_timer_init(w->loop, &w->flush);
+    w->flush.data = w;
+    w->flush_init = true;
+    uv_timer_start(&w->flush, on_flush_deadline, TT_WEBHOOK_FLUSH_MS, 0);
+    for (size_t i = 0; i < w->nt; i++) {
+        struct target *t = &w->t[i];
+        if (t->waiting) { /* a retry's back-off: tried now, once */
+            uv_timer_stop(&t->timer);
+            t->waiting = false;
+        }
+        kick(t);
+    }
+    flush_check(w); /* (kick may have given up the last events as too old) */
 }
 
 void tt_webhooks_free(struct tt_webhooks *w)

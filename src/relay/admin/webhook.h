@@ -13,7 +13,13 @@
  * hold at most TT_WEBHOOK_QUEUE_MAX events: an event that finds them full is dropped for that
  * receiver. Everything is counted (tt_webhook_stats, /metrics). Host names are resolved with
  * uv_getaddrinfo (libuv's thread pool) at each attempt; the relay connects to nothing but the
- * configured URLs. Events still queued when the relay stops are lost.
+ * configured URLs.
+ *
+ * Shutdown (tt_webhooks_stop): new events are refused; what is queued (the "offline" of every
+ * device online at that moment among them, which the relay queues first) is delivered for at
+ * most TT_WEBHOOK_FLUSH_MS, each event tried once (a failure drops it), then whatever is left
+ * is dropped, counted (dropped) and logged. The queue lives in memory only: a crash or a
+ * SIGKILL loses it.
  *
  * Owns: its receivers, their queues, timers and connections. */
 #ifndef TT_WEBHOOK_H
@@ -27,6 +33,8 @@
 #define TT_WEBHOOK_QUEUE_MAX 10000
 #define TT_WEBHOOK_TIMEOUT_MS 10000
 #define TT_WEBHOOK_MAX_AGE_MS 3600000
+/* How long a stopping relay keeps delivering queued events (within main.c's 2 s deadline). */
+#define TT_WEBHOOK_FLUSH_MS 1500
 
 struct tt_webhooks;
 
@@ -52,7 +60,10 @@ void tt_webhook_emit(struct tt_webhooks *w, const char *event, const char *name,
 
 void tt_webhook_stats(const struct tt_webhooks *w, struct tt_webhook_stats *s);
 
-/* Relay shutdown: timers and connections close; queued events are dropped. Safe twice. */
+/* Relay shutdown: no new event is taken; the queued ones are delivered for at most
+ * TT_WEBHOOK_FLUSH_MS (a referenced timer keeps the loop running that long at most), each tried
+ * once, then the rest is dropped and counted, and every timer and connection closes. Returns at
+ * once. Safe twice. */
 void tt_webhooks_stop(struct tt_webhooks *w);
 
 /* Frees w (after the loop ended). NULL is ignored. */

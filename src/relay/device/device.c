@@ -1530,6 +1530,11 @@ void tt_device_shutdown(struct tt_relay *r)
     else
         sync_request(r);
     r->heartbeat_at = now;
+    /* an "offline" for every session that had its "online", queued before the webhooks stop
+     * (tt_relay_stop), which deliver them within their flush deadline (webhook.h) */
+    for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
+        if (dc->dev && dc->dev->conn == dc && dc->welcomed)
+            tt_webhook_emit(r->webhooks, "offline", dc->dev->name, dc->dev->label, now);
     r->mode->stop(r);
     for (struct tt_devconn *dc = r->conns; dc; dc = dc->next)
         if (dc->ws)

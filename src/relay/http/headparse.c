@@ -15,8 +15,6 @@ static int on_url(http_parser *p, const char *at, size_t len)
     struct tt_headparse *h = p->data;
     if (!h->collecting)
         return 0;
-    if (h->url_len == 0)
-        h->url_off = (uint32_t)((const uint8_t *)at - h->base);
     if (len > TT_URI_MAX - h->url_len) {
         /* Checked piece by piece, so a long target is refused before the head is whole. */
         h->err = TETHER_ERR_TOO_LARGE;
@@ -24,7 +22,7 @@ static int on_url(http_parser *p, const char *at, size_t len)
         h->uri_too_long = true;
         return -1;
     }
-    h->url_len += (uint32_t)len;
+    tt_httphead_span_add(h->base, &h->url_off, &h->url_len, at, len);
     return 0;
 }
 
@@ -40,18 +38,14 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         return -1;
     }
     if (h->last != LAST_FIELD) {
-        if (h->nhdr == TT_HEAD_MAX_HEADERS) {
+        if (tt_httphead_hdr_add(h->hdr, &h->nhdr, TT_HEAD_MAX_HEADERS, h->base, at, len) != 0) {
             h->err = TETHER_ERR_TOO_LARGE;
             h->reason = TT_REFUSAL_TOO_LARGE;
             return -1;
         }
-        struct tt_head_hdr *x = &h->hdr[h->nhdr++];
-        x->foff = (uint32_t)((const uint8_t *)at - h->base);
-        x->flen = (uint32_t)len;
-        x->voff = x->foff + x->flen;
-        x->vlen = 0;
     } else {
-        h->hdr[h->nhdr - 1].flen += (uint32_t)len;
+        struct tt_head_hdr *x = &h->hdr[h->nhdr - 1];
+        tt_httphead_span_add(h->base, &x->foff, &x->flen, at, len);
     }
     h->last = LAST_FIELD;
     return 0;
@@ -63,13 +57,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     if (!h->collecting || h->nhdr == 0)
         return 0;
     struct tt_head_hdr *x = &h->hdr[h->nhdr - 1];
-    if (h->last != LAST_VALUE) {
-        x->voff = (uint32_t)((const uint8_t *)at - h->base);
-        x->vlen = (uint32_t)len;
-    } else {
-        /* the pieces of one value are adjacent in base (an obs-fold keeps its CRLF) */
-        x->vlen = (uint32_t)((const uint8_t *)at - h->base) + (uint32_t)len - x->voff;
-    }
+    if (h->last != LAST_VALUE)
+        x->vlen = 0; /* a new value: its first piece sets voff */
+    /* the pieces of one value are adjacent in base (an obs-fold keeps its CRLF) */
+    tt_httphead_span_add(h->base, &x->voff, &x->vlen, at, len);
     h->last = LAST_VALUE;
     return 0;
 }
@@ -413,18 +404,7 @@ bool tt_headparse_upgrade(const struct tt_headparse *h)
 unsigned tt_headparse_find(const struct tt_headparse *h, const char *name, const uint8_t **val,
                            size_t *vlen)
 {
-    size_t nlen = strlen(name);
-    unsigned count = 0;
-    for (uint32_t i = 0; i < h->nhdr; i++) {
-        const struct tt_head_hdr *x = &h->hdr[i];
-        if (x->flen != nlen || strncasecmp((const char *)h->base + x->foff, name, nlen) != 0)
-            continue;
-        if (count++ == 0) {
-            *val = h->base + x->voff;
-            *vlen = x->vlen;
-        }
-    }
-    return count;
+    return tt_httphead_hdr_find(h->hdr, h->nhdr, h->base, name, val, vlen);
 }
 
 const char *tt_headparse_refusal_name(enum tt_http_refusal r)
@@ -441,19 +421,5 @@ const char *tt_headparse_refusal_name(enum tt_http_refusal r)
 
 bool tt_headparse_has_token(const uint8_t *value, size_t len, const char *token)
 {
-    size_t tlen = strlen(token);
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < len && value[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (value[end - 1] == ' ' || value[end - 1] == '\t'))
-            end--;
-        if (end - start == tlen && strncasecmp((const char *)value + start, token, tlen) == 0)
-            return true;
-    }
-    return false;
+    return tt_httphead_has_token(value, len, token);
 }

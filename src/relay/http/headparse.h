@@ -15,14 +15,14 @@
 #include <stdint.h>
 #include <http_parser.h>
 
+#include "common/httphead.h"
+
 #define TT_HEAD_MAX (16u * 1024) /* largest request head accepted (431 beyond) */
 #define TT_HEAD_MAX_HEADERS 128  /* more header lines than this: 431 */
 #define TT_URI_MAX (8u * 1024)   /* longest request target accepted (414 beyond) */
 
-struct tt_head_hdr {
-    uint32_t foff, flen; /* name: base[foff .. foff+flen) */
-    uint32_t voff, vlen; /* value */
-};
+/* A header is a struct tt_head_hdr (common/httphead.h): name base[foff .. foff+flen), value
+ * base[voff .. voff+vlen). */
 
 /* Why a request was refused: h->reason after TT_HEADPARSE_ERROR, and the reasons the listener
  * and the filter add (Host). The answer's status is in brackets. Names for /metrics:

@@ -411,9 +411,11 @@ static int rr_heartbeat(struct tt_registry *r, int64_t now_ms, int64_t *prev_ms)
     return rc;
 }
 
-static int rr_cred_get(struct tt_registry *r, const char *name, uint8_t hash[32])
+/* The 32-byte hash that one command read (a credential's GET, a device key's HGET) into hash:
+ * 0, TETHER_ERR_NOT_FOUND when there is none (or it is not 32 bytes), or bad()'s error. Frees
+ * rep. */
+static int hash_reply(redisReply *rep, uint8_t hash[32])
 {
-    redisReply *rep = tt_redisconn_cmd(to_rr(r)->rc, "GET " P "cred:%s", name);
     int rc = bad(rep);
     if (!rc && (rep->type != REDIS_REPLY_STRING || rep->len != 32))
         rc = TETHER_ERR_NOT_FOUND;
@@ -422,6 +424,11 @@ static int rr_cred_get(struct tt_registry *r, const char *name, uint8_t hash[32]
     if (rep)
         freeReplyObject(rep);
     return rc;
+}
+
+static int rr_cred_get(struct tt_registry *r, const char *name, uint8_t hash[32])
+{
+    return hash_reply(tt_redisconn_cmd(to_rr(r)->rc, "GET " P "cred:%s", name), hash);
 }
 
 static int rr_cred_put(struct tt_registry *r, const char *name, const uint8_t hash[32])
@@ -436,15 +443,7 @@ static int rr_cred_put(struct tt_registry *r, const char *name, const uint8_t ha
 
 static int rr_key_get(struct tt_registry *r, const char *name, uint8_t hash[32])
 {
-    redisReply *rep = tt_redisconn_cmd(to_rr(r)->rc, "HGET " P "keys %s", name);
-    int rc = bad(rep);
-    if (!rc && (rep->type != REDIS_REPLY_STRING || rep->len != 32))
-        rc = TETHER_ERR_NOT_FOUND;
-    if (!rc)
-        memcpy(hash, rep->str, 32);
-    if (rep)
-        freeReplyObject(rep);
-    return rc;
+    return hash_reply(tt_redisconn_cmd(to_rr(r)->rc, "HGET " P "keys %s", name), hash);
 }
 
 static int rr_key_del(struct tt_registry *r, const char *name)

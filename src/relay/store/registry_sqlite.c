@@ -366,10 +366,13 @@ static int sq_heartbeat(struct tt_registry *r, int64_t now_ms, int64_t *prev_ms)
     return commit(q);
 }
 
-static int sq_cred_get(struct tt_registry *r, const char *name, uint8_t hash[32])
+/* The 32-byte hash that statement which (S_CRED_GET, S_KEY_GET) reads for name into hash: 0,
+ * TETHER_ERR_NOT_FOUND when there is none (or it is not 32 bytes), or fail()'s error naming
+ * what. */
+static int hash_get(struct registry_sqlite *q, enum stmt_id which, const char *name,
+                    uint8_t hash[32], const char *what)
 {
-    struct registry_sqlite *q = to_sq(r);
-    sqlite3_stmt *s = use(q, S_CRED_GET);
+    sqlite3_stmt *s = use(q, which);
     bind_text(s, 1, name);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW && sqlite3_column_bytes(s, 0) == 32) {
@@ -378,7 +381,12 @@ static int sq_cred_get(struct tt_registry *r, const char *name, uint8_t hash[32]
         return 0;
     }
     sqlite3_reset(s);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? TETHER_ERR_NOT_FOUND : fail(q, rc, "cred get");
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? TETHER_ERR_NOT_FOUND : fail(q, rc, what);
+}
+
+static int sq_cred_get(struct tt_registry *r, const char *name, uint8_t hash[32])
+{
+    return hash_get(to_sq(r), S_CRED_GET, name, hash, "cred get");
 }
 
 static int sq_cred_put(struct tt_registry *r, const char *name, const uint8_t hash[32])
@@ -392,17 +400,7 @@ static int sq_cred_put(struct tt_registry *r, const char *name, const uint8_t ha
 
 static int sq_key_get(struct tt_registry *r, const char *name, uint8_t hash[32])
 {
-    struct registry_sqlite *q = to_sq(r);
-    sqlite3_stmt *s = use(q, S_KEY_GET);
-    bind_text(s, 1, name);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW && sqlite3_column_bytes(s, 0) == 32) {
-        memcpy(hash, sqlite3_column_blob(s, 0), 32);
-        sqlite3_reset(s);
-        return 0;
-    }
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? TETHER_ERR_NOT_FOUND : fail(q, rc, "key get");
+    return hash_get(to_sq(r), S_KEY_GET, name, hash, "key get");
 }
 
 static int sq_key_del(struct tt_registry *r, const char *name)
