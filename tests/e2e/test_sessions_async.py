@@ -207,6 +207,10 @@ def test_sessions_async_held_while_redis_stopped(t):
     eq(_request(b, "GET", "/whoami", label, [("Cookie", cookie3)])[0], 401, "signed out")
     eq(_request(a, "GET", "/whoami", pub.label)[0], 200, "the public device through node a")
     check(a.proc.alive() and b.proc.alive(), "a node died")
+    # the cookies' values are in no log (Redis and the tables keep their SHA-256 only)
+    for n in (a, b):
+        for c in (cookie, cookie2, cookie3):
+            check(c.split("=", 1)[1] not in n.proc.stderr_text(), "a cookie in %s's log" % n.name)
 
 
 def test_sessions_async_cap_close_and_timeout(t):
