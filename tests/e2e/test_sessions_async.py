@@ -205,11 +205,31 @@ def test_sessions_async_held_while_redis_stopped(t):
                               [("Cookie", cookie3), ("Origin", "http://" + b.host(label))])[0] ==
              200, 15, "the sign-out again, Redis back")
     eq(_request(b, "GET", "/whoami", label, [("Cookie", cookie3)])[0], 401, "signed out")
+    # a sign-out on a keep-alive connection (the HTTP filter, which cannot wait): ended on the
+    # node at once, sent again on a new connection (307), where it waits for Redis
+    cookie4 = _signed_in(b, label, "carol", "carol-secret-3")
+    c = Conn(b.port, b.host(label))
+    try:
+        eq(c.request("GET", "/whoami", [("Cookie", cookie4)])[::2], (200, b"private-dev"),
+           "keep-alive at node b")
+        st, hdrs, _ = c.request("POST", "/.tether/signout",
+                                [("Cookie", cookie4), ("Origin", "http://" + b.host(label))])
+        eq(st, 307, "a sign-out on a keep-alive connection")
+        check(any(k == "location" and v.endswith("/.tether/signout") for k, v in hdrs),
+              "the 307's Location: %r" % hdrs)
+        check(c.closed(), "the connection stayed open after the 307")
+    finally:
+        c.close()
+    eq(_request(b, "GET", "/whoami", label, [("Cookie", cookie4)])[0], 401,
+       "signed out on the node at once")
+    st, _, _ = _request(b, "POST", "/.tether/signout", label,
+                        [("Cookie", cookie4), ("Origin", "http://" + b.host(label))])
+    eq(st, 200, "the sign-out sent again on a new connection")
     eq(_request(a, "GET", "/whoami", pub.label)[0], 200, "the public device through node a")
     check(a.proc.alive() and b.proc.alive(), "a node died")
     # the cookies' values are in no log (Redis and the tables keep their SHA-256 only)
     for n in (a, b):
-        for c in (cookie, cookie2, cookie3):
+        for c in (cookie, cookie2, cookie3, cookie4):
             check(c.split("=", 1)[1] not in n.proc.stderr_text(), "a cookie in %s's log" % n.name)
 
 
