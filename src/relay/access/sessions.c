@@ -733,6 +733,27 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void on_forgotten(redisReply *rep, void *ud)
+{
+    (void)rep;
+    (void)ud;
+}
+
+/* A session Redis made after its holder stopped waiting (no cookie was handed out): deleted
+ * again, not waited for, so that it does not hold a place under the caps until it expires. */
+static void forget_late(struct tt_sessions *s, const char *key)
+{
+    char grant[8];
+    snprintf(grant, sizeof(grant), "%d", (int)TT_PRINCIPAL_GRANT);
+    const char *argv[] = {"EVAL", delete_many_lua, "0", P, grant, key};
+    size_t lens[sizeof(argv) / sizeof(argv[0])];
+    for (size_t i = 0; i < sizeof(argv) / sizeof(argv[0]); i++)
+        lens[i] = strlen(argv[i]);
+    if (tt_redisasync_argv(s->ra, (int)(sizeof(argv) / sizeof(argv[0])), argv, lens, on_forgotten,
+                           NULL) != 0)
+        s->redis_errors++; /* it expires with its lifetime */
+}
+
 /* Redis answered job ud (rep NULL: no answer). What the answer says is applied to the table
  * whether or not anyone still waits; then the holder, if any, hears of it. */
 static void on_job_reply(redisReply *rep, void *ud)
@@ -770,6 +791,9 @@ static void on_job_reply(redisReply *rep, void *ud)
                 s->created++;
             else
                 rc = TETHER_ERR_NOMEM;
+        }
+        if ((!j->cb || rc != 0) && s->ra) {
+            forget_late(s, j->keys[0]);
         }
     }
     job_finish(s, j, rc);
