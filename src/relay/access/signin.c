@@ -2,7 +2,9 @@
  * sign-in attempt (body read at the listener, the socket held while the secret is checked in the
  * thread pool), sign-out, and the answers. Sign-in attempts waiting for their check are on a
  * list (at most TT_ACCESS_MAX_WAITING + TT_ACCESS_MAX_RUNNING of them: access.c refuses more),
- * closed at shutdown. */
+ * and so are, in cluster mode, those waiting for Redis to acknowledge their session; requests
+ * held at the listener for a session job (signin.h) are on another list (at most
+ * TT_SESSIONS_WAIT_MAX: sessions.c refuses more); both are closed at shutdown. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
