@@ -165,6 +165,22 @@ def test_sessions_async_held_while_redis_stopped(t):
           "the held read was not counted")
     eq(_metric(b, "tether_access_session_held"), 0, "requests still held")
 
+    # a sign-in form posted with a cookie node b never saw (its head first, the body later): held
+    # for the read, then the form is read and the sign-in made
+    s = socket.create_connection(("127.0.0.1", b.port), timeout=20)
+    try:
+        body = b"user=alice&secret=alice-secret-1"
+        s.sendall(("POST /whoami HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nContent-Type: "
+                   "application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n" %
+                   (b.host(label), _random_cookie(), len(body))).encode())
+        time.sleep(0.3)
+        s.sendall(body)
+        st, head = _read_status(s)
+    finally:
+        s.close()
+    eq(st, 303, "a sign-in posted with an unknown cookie, its body after the read")
+    check(b"Set-Cookie: tether_session=" in head, "no cookie with the 303: %r" % head)
+
     # a sign-out on node A ends the sessions on node B: the device back to A, out, then to B
     priv = _move(t, priv, a, priv_svc.port, label)
     for c in (cookie, cookie2):

@@ -652,7 +652,7 @@ static void on_body(struct tt_headconn *hc, void *ud)
 
 /* A sign-in attempt at the listener: q's body is read (hc consumed). */
 static void attempt_start(struct tt_relay *r, struct tt_headconn *hc, const struct tt_signin_req *q,
-                          const char *client_ip, uint16_t client_port)
+                          const char *client_ip, uint16_t client_port, bool read_again)
 {
     char out[TT_SIGNINPAGE_MAX];
     int n;
@@ -696,6 +696,10 @@ static void attempt_start(struct tt_relay *r, struct tt_headconn *hc, const stru
         attempt_body(hc, a);
     } else if (rc == 0) {
         hc->owner_data = a; /* freed with hc if it never comes */
+        /* held for Redis first (reading stopped): the body is read now; on_body may come from
+         * inside the call */
+        if (read_again && tt_headconn_read_again(hc) != 0)
+            tt_headconn_free(hc);
     } else {
         free(a);
         tt_signin_stats.needed++;
@@ -902,7 +906,7 @@ static void gate_run(struct tt_relay *r, struct tt_headconn *hc, struct tt_devic
         return;
     }
     if (v == TT_SIGNIN_ATTEMPT) {
-        attempt_start(r, hc, &q, client_ip, client_port);
+        attempt_start(r, hc, &q, client_ip, client_port, !may_hold);
         return;
     }
     char out[TT_SIGNINPAGE_MAX];
