@@ -949,8 +949,10 @@ int tt_signin_check(struct tt_relay *r, const struct tt_signin_req *q,
     else if (v == TT_SIGNIN_HOLD || (v == TT_SIGNIN_SIGNOUT && tt_sessions_async(&r->sessions))) {
         /* cluster mode, something to wait for: the listener holds it on a new connection (a
          * sign-out ends the sessions here first) */
-        if (v == TT_SIGNIN_SIGNOUT)
+        if (v == TT_SIGNIN_SIGNOUT) {
             sign_out(r, q, now, self);
+            tt_signin_stats.signouts--; /* counted once, where it is answered */
+        }
         tt_signin_stats.redirected++;
         n = redirect_for(q, 307, NULL, out, cap);
     } else
