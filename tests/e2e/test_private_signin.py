@@ -918,8 +918,9 @@ def test_private_signin_session_ttl_flag_and_metrics(t):
 
 
 def test_private_signin_redis_outage(t):
-    # Redis gone: a signed-in user goes on (the node keeps the sessions it knows) and a new
-    # sign-in works on the node that made it; Redis back (empty): both still work there
+    # Redis gone: a signed-in user goes on (the node keeps the sessions it knows); a new sign-in
+    # is answered 503 with Retry-After and no cookie (a session Redis does not have would work on
+    # this node only: never handed out); Redis back (empty): a sign-in works again
     from test_cluster import _free_range_all, _node
     redis = RedisServer(t)
     low, high = _free_range_all(t)
@@ -935,14 +936,17 @@ def test_private_signin_redis_outage(t):
         eq(_request(a, "GET", "/whoami", label, [("Cookie", pair)])[0], 200,
            "the session while Redis is down (%d)" % i)
         time.sleep(0.6)
-    pair2 = _signed_in(a, label, "carol", "carol-secret-3")
-    eq(_request(a, "GET", "/whoami", label, [("Cookie", pair2)])[0], 200,
-       "a session made while Redis is down")
+    st, hdrs, _ = _signin(a, label, "carol", "carol-secret-3")
+    eq(st, 503, "a sign-in while Redis is down")
+    eq(_h(hdrs, "set-cookie"), [], "a cookie with the 503")
+    eq(_h(hdrs, "retry-after"), ["1"], "the 503's Retry-After")
     check(_metric(a, "tether_access_session_redis_errors_total") > 0, "no Redis error counted")
     redis2 = RedisServer(t, port=redis.port)
-    time.sleep(1.5)
+    wait_for(lambda: _signin(a, label, "carol", "carol-secret-3")[0] == 303, 15,
+             "a sign-in once Redis is back")
+    pair2 = _signed_in(a, label, "carol", "carol-secret-3")
     eq(_request(a, "GET", "/whoami", label, [("Cookie", pair2)])[0], 200,
-       "the session made while Redis was down, after it came back")
+       "a session made after Redis came back")
     eq(_request(a, "GET", "/whoami", label)[0], 401, "no session, after Redis came back")
     check(a.proc.alive(), "the node died")
     del redis2

@@ -160,12 +160,63 @@ static void test_caps(void **state)
     tt_sessions_free(&s);
 }
 
+/* Without the asynchronous connection (one node; a cluster before its loop runs) the jobs'
+ * calls complete at once: no job, no callback, the same result as the synchronous calls. */
+static void never_called(void *ud, int rc)
+{
+    (void)ud;
+    (void)rc;
+    fail_msg("a job's callback was called without a job");
+}
+
+static void test_jobs_without_redis(void **state)
+{
+    (void)state;
+    struct tt_sessions s;
+    tt_sessions_init(&s, NULL, 60000, NULL);
+    assert_false(tt_sessions_async(&s));
+    struct tt_principal alice = user("alice"), who;
+    char c1[TT_SESSION_COOKIE_LEN + 1], k1[TT_SESSION_KEY_LEN + 1], key[TT_SESSION_KEY_LEN + 1];
+    struct tt_sessions_job *job = (struct tt_sessions_job *)&s; /* set to NULL by every call */
+    assert_int_equal(
+        tt_sessions_create_async(&s, "abc.localhost", &alice, T0, c1, k1, never_called, NULL, &job),
+        0);
+    assert_null(job);
+    assert_int_equal(strlen(c1), 64);
+    /* an unknown cookie is no session here (nothing to read) */
+    assert_int_equal(tt_sessions_find_or_unknown(&s, (const uint8_t *)c1, 64, "abc.localhost",
+                                                 T0 + 1, &who, key),
+                     0);
+    assert_string_equal(key, k1);
+    char other[65];
+    memset(other, 'a', 64);
+    other[64] = '\0';
+    assert_int_equal(tt_sessions_find_or_unknown(&s, (const uint8_t *)other, 64, "abc.localhost",
+                                                 T0 + 1, &who, key),
+                     TETHER_ERR_NOT_FOUND);
+    char keys[1][TT_SESSION_KEY_LEN + 1];
+    memcpy(keys[0], k1, sizeof(keys[0]));
+    assert_int_equal(tt_sessions_fetch(&s, (const char(*)[TT_SESSION_KEY_LEN + 1]) keys, 1,
+                                       never_called, NULL, &job),
+                     TETHER_ERR_IO);
+    assert_null(job);
+    assert_int_equal(tt_sessions_delete_async(&s, (const char(*)[TT_SESSION_KEY_LEN + 1]) keys, 1,
+                                              never_called, NULL, &job),
+                     0);
+    assert_null(job);
+    assert_int_equal(find(&s, c1, "abc.localhost", T0 + 2, &who), TETHER_ERR_NOT_FOUND);
+    assert_int_equal(tt_sessions_count(&s), 0);
+    tt_sessions_job_cancel(NULL);
+    tt_sessions_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_find),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_jobs_without_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,6 +95,11 @@ void tt_sessions_init(struct tt_sessions *s, uv_loop_t *loop, uint64_t ttl_ms,
     s->max = TT_SESSIONS_MAX;
     s->per_principal = TT_SESSIONS_PER_PRINCIPAL;
     s->redis = redis;
+    s->loop = loop;
+    if (loop && uv_timer_init(loop, &s->wait_timer) == 0) {
+        s->wait_timer.data = s;
+        s->wait_timer_init = true;
+    }
     if (loop && uv_timer_init(loop, &s->timer) == 0) {
         s->timer.data = s;
         uv_timer_start(&s->timer, on_timer, SWEEP_EVERY_MS, SWEEP_EVERY_MS);
@@ -103,8 +108,16 @@ void tt_sessions_init(struct tt_sessions *s, uv_loop_t *loop, uint64_t ttl_ms,
     }
 }
 
+static void wait_fail_all(struct tt_sessions *s, int rc);
+
 void tt_sessions_close(struct tt_sessions *s)
 {
+    wait_fail_all(s, TETHER_ERR_IO); /* the holders are told before the timer goes */
+    if (s->wait_timer_init) {
+        s->wait_timer_init = false;
+        s->wait_timer_on = false;
+        uv_close((uv_handle_t *)&s->wait_timer, NULL);
+    }
     if (!s->timer_on)
         return;
     s->timer_on = false;
@@ -336,6 +349,25 @@ static int redis_read(struct tt_sessions *s, const char *key, char host[TT_HOSTL
     return rc;
 }
 
+/* The sessions create_lua evicted (its reply): dropped here too, and counted. */
+static void apply_evictions(struct tt_sessions *s, const redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < rep->elements; i++) {
+        const redisReply *g = rep->element[i];
+        if (g->type != REDIS_REPLY_STRING || g->len != TT_SESSION_KEY_LEN + 1)
+            continue;
+        struct tt_session *e = tt_strmap_get(&s->by_key, g->str + 1);
+        if (e)
+            drop(s, e);
+        if (g->str[0] == 'p')
+            s->evicted_principal++;
+        else
+            s->evicted_total++;
+    }
+}
+
 /* ---- the interface ---------------------------------------------------------------------- */
 
 int tt_sessions_create(struct tt_sessions *s, const char *host, const struct tt_principal *who,
@@ -375,20 +407,7 @@ int tt_sessions_create(struct tt_sessions *s, const char *host, const struct tt_
             e->local_only = true;
         return 0;
     }
-    if (rep->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < rep->elements; i++) {
-            const redisReply *g = rep->element[i];
-            if (g->type != REDIS_REPLY_STRING || g->len != TT_SESSION_KEY_LEN + 1)
-                continue;
-            struct tt_session *e = tt_strmap_get(&s->by_key, g->str + 1);
-            if (e)
-                drop(s, e);
-            if (g->str[0] == 'p')
-                s->evicted_principal++;
-            else
-                s->evicted_total++;
-        }
-    }
+    apply_evictions(s, rep);
     freeReplyObject(rep);
     return 0;
 }
@@ -478,6 +497,8 @@ static struct tt_session *lookup(struct tt_sessions *s, const char *key, int64_t
         recheck_async(s, e);
         stale = false;
     }
+    if (stale && !e && s->ra)
+        return NULL; /* unknown here: only a caller that holds its request reads it (fetch) */
     if (stale) {
         char host[TT_HOSTLEN];
         struct tt_principal who;
@@ -507,6 +528,20 @@ static struct tt_session *lookup(struct tt_sessions *s, const char *key, int64_t
         return NULL;
     }
     return e;
+}
+
+int tt_sessions_find_or_unknown(struct tt_sessions *s, const uint8_t *v, size_t len,
+                                const char *host, int64_t now, struct tt_principal *who,
+                                char key[TT_SESSION_KEY_LEN + 1])
+{
+    char k[TT_SESSION_KEY_LEN + 1];
+    if (tt_sessions_key_of(v, len, k) != 0)
+        return TETHER_ERR_NOT_FOUND;
+    if (tt_sessions_async(s) && !tt_strmap_get(&s->by_key, k)) {
+        memcpy(key, k, sizeof(k));
+        return TT_SESSIONS_UNKNOWN;
+    }
+    return tt_sessions_find(s, v, len, host, now, who, key);
 }
 
 int tt_sessions_find(struct tt_sessions *s, const uint8_t *v, size_t len, const char *host,
@@ -545,6 +580,362 @@ void tt_sessions_delete(struct tt_sessions *s, const char *key)
         freeReplyObject(rep);
     else
         TT_LOG(TT_LOG_INFO, "session ended on this node only: Redis unreachable");
+}
+
+/* ---- jobs that hold a request (async mode) ---------------------------------------------- */
+
+/* Ends sessions in Redis, whatever node made them: ARGV prefix, the principal kind of a grant,
+ * then the keys. Each session's owner (for its per-principal set) is read from its record. */
+static const char delete_many_lua[] =
+    "local p, grant = ARGV[1], ARGV[2]\n"
+    "for i = 3, #ARGV do\n"
+    "  local key = ARGV[i]\n"
+    "  local sk = p .. 'session:' .. key\n"
+    "  local v = redis.call('GET', sk)\n"
+    "  if v then\n"
+    "    local ok, o = pcall(cjson.decode, v)\n"
+    "    if ok and type(o) == 'table' then\n"
+    "      local owner = 'u:' .. tostring(o.u)\n"
+    "      if tostring(o.k) == grant then owner = 'g:' .. tostring(o.g) end\n"
+    "      redis.call('ZREM', p .. 'sessions-of:' .. owner, key)\n"
+    "    end\n"
+    "    redis.call('DEL', sk)\n"
+    "  end\n"
+    "  redis.call('ZREM', p .. 'sessions', key)\n"
+    "end\n"
+    "return 1\n";
+
+enum job_kind { JOB_READ = 0, JOB_CREATE = 1, JOB_DELETE = 2 };
+
+/* One job. It lives until Redis answers (redisasync.h calls back exactly once, with NULL at the
+ * latest when the connection is freed); its holder hears of it through cb while it waits on the
+ * list (a timeout or a cancel takes it off and clears cb first). */
+struct tt_sessions_job {
+    struct tt_sessions_job *prev, *next; /* the waiting list, while linked */
+    struct tt_sessions *s;
+    enum job_kind kind;
+    bool linked;
+    uint64_t start; /* uv_now */
+    tt_sessions_cb cb;
+    void *ud;
+    size_t nkeys;
+    char keys[TT_SESSIONS_JOB_KEYS][TT_SESSION_KEY_LEN + 1];
+    /* JOB_CREATE: what goes into the table once Redis has it */
+    int64_t expires;
+    struct tt_principal who;
+    char host[TT_HOSTLEN];
+};
+
+bool tt_sessions_async(const struct tt_sessions *s)
+{
+    return s->redis && s->ra;
+}
+
+static void job_unlink(struct tt_sessions *s, struct tt_sessions_job *j)
+{
+    if (!j->linked)
+        return;
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        s->wait_head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        s->wait_tail = j->prev;
+    j->prev = j->next = NULL;
+    j->linked = false;
+    s->waiting--;
+    if (!s->wait_head && s->wait_timer_on) {
+        s->wait_timer_on = false;
+        uv_timer_stop(&s->wait_timer);
+    }
+}
+
+/* Tells j's holder rc (once) and takes j off the list; j itself stays for Redis' answer. */
+static void job_finish(struct tt_sessions *s, struct tt_sessions_job *j, int rc)
+{
+    tt_sessions_cb cb = j->cb;
+    void *ud = j->ud;
+    job_unlink(s, j);
+    j->cb = NULL;
+    if (cb)
+        cb(ud, rc);
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    struct tt_sessions *s = t->data;
+    uint64_t now = uv_now(t->loop);
+    /* oldest first: every job waits as long, so the first one not late ends the walk */
+    while (s->wait_head && now - s->wait_head->start >= TT_SESSIONS_WAIT_MS) {
+        s->wait_timeouts++;
+        job_finish(s, s->wait_head, TETHER_ERR_TIMEOUT);
+    }
+}
+
+static void wait_fail_all(struct tt_sessions *s, int rc)
+{
+    while (s->wait_head)
+        job_finish(s, s->wait_head, rc);
+}
+
+/* A new job of kind, on the list (not sent yet), or NULL: at the cap (counted) or out of
+ * memory. */
+static struct tt_sessions_job *job_new(struct tt_sessions *s, enum job_kind kind, tt_sessions_cb cb,
+                                       void *ud, int *err)
+{
+    if (s->waiting >= TT_SESSIONS_WAIT_MAX) {
+        s->wait_full++;
+        *err = TETHER_ERR_CAPACITY;
+        return NULL;
+    }
+    struct tt_sessions_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        *err = TETHER_ERR_NOMEM;
+        return NULL;
+    }
+    j->s = s;
+    j->kind = kind;
+    j->cb = cb;
+    j->ud = ud;
+    j->start = s->loop ? uv_now(s->loop) : 0;
+    j->prev = s->wait_tail;
+    if (s->wait_tail)
+        s->wait_tail->next = j;
+    else
+        s->wait_head = j;
+    s->wait_tail = j;
+    j->linked = true;
+    s->waiting++;
+    if (s->wait_timer_init && !s->wait_timer_on) {
+        s->wait_timer_on = true;
+        uv_timer_start(&s->wait_timer, on_wait_timer, TT_SESSIONS_WAIT_TICK_MS,
+                       TT_SESSIONS_WAIT_TICK_MS);
+    }
+    return j;
+}
+
+/* j could not be sent (Redis unreachable, its connection at its cap): gone, never called. */
+static int job_refused(struct tt_sessions *s, struct tt_sessions_job *j, int rc)
+{
+    s->redis_errors++;
+    s->wait_unreachable++;
+    job_unlink(s, j);
+    free(j);
+    return rc == TETHER_ERR_NOMEM ? rc : TETHER_ERR_IO;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_forgotten(redisReply *rep, void *ud)
+{
+    (void)rep;
+    (void)ud;
+}
+
+/* A session Redis made after its holder stopped waiting (no cookie was handed out): deleted
+ * again, not waited for, so that it does not hold a place under the caps until it expires. */
+static void forget_late(struct tt_sessions *s, const char *key)
+{
+    char grant[8];
+    snprintf(grant, sizeof(grant), "%d", (int)TT_PRINCIPAL_GRANT);
+    const char *argv[] = {"EVAL", delete_many_lua, "0", P, grant, key};
+    size_t lens[sizeof(argv) / sizeof(argv[0])];
+    for (size_t i = 0; i < sizeof(argv) / sizeof(argv[0]); i++)
+        lens[i] = strlen(argv[i]);
+    if (tt_redisasync_argv(s->ra, (int)(sizeof(argv) / sizeof(argv[0])), argv, lens, on_forgotten,
+                           NULL) != 0)
+        s->redis_errors++; /* it expires with its lifetime */
+}
+
+/* Redis answered job ud (rep NULL: no answer). What the answer says is applied to the table
+ * whether or not anyone still waits; then the holder, if any, hears of it. */
+static void on_job_reply(redisReply *rep, void *ud)
+{
+    struct tt_sessions_job *j = ud;
+    struct tt_sessions *s = j->s;
+    int rc = 0;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        s->redis_errors++;
+        if (j->cb)
+            s->wait_unreachable++;
+        rc = TETHER_ERR_IO;
+    } else if (j->kind == JOB_READ && rep->type == REDIS_REPLY_ARRAY) {
+        int64_t now = wall_ms();
+        for (size_t i = 0; i < j->nkeys && i < rep->elements; i++) {
+            const redisReply *v = rep->element[i];
+            char host[TT_HOSTLEN];
+            struct tt_principal who;
+            int64_t expires = 0;
+            if (v->type != REDIS_REPLY_STRING ||
+                decode(v->str, v->len, host, &who, &expires) != 0 || expires <= now)
+                continue; /* gone (or never made): not in the table, refused */
+            struct tt_session *e = tt_strmap_get(&s->by_key, j->keys[i]);
+            if (e) {
+                e->checked = now;
+                e->expires = expires;
+            } else if (!insert(s, j->keys[i], host, &who, expires, now) && j->cb) {
+                rc = TETHER_ERR_NOMEM;
+            }
+        }
+    } else if (j->kind == JOB_CREATE) {
+        apply_evictions(s, rep);
+        if (j->cb) { /* the holder still waits: the session may be given out now */
+            if (insert(s, j->keys[0], j->host, &j->who, j->expires, wall_ms()))
+                s->created++;
+            else
+                rc = TETHER_ERR_NOMEM;
+        }
+        if ((!j->cb || rc != 0) && s->ra) {
+            forget_late(s, j->keys[0]);
+        }
+    }
+    job_finish(s, j, rc);
+    tt_secret_wipe(j->keys, sizeof(j->keys));
+    free(j);
+}
+
+int tt_sessions_fetch(struct tt_sessions *s, const char (*keys)[TT_SESSION_KEY_LEN + 1], size_t n,
+                      tt_sessions_cb cb, void *ud, struct tt_sessions_job **job)
+{
+    *job = NULL;
+    if (!tt_sessions_async(s) || n == 0 || n > TT_SESSIONS_JOB_KEYS)
+        return TETHER_ERR_IO;
+    int err = 0;
+    struct tt_sessions_job *j = job_new(s, JOB_READ, cb, ud, &err);
+    if (!j)
+        return err;
+    char names[TT_SESSIONS_JOB_KEYS][sizeof(P) + 8 + TT_SESSION_KEY_LEN];
+    const char *argv[1 + TT_SESSIONS_JOB_KEYS];
+    size_t lens[1 + TT_SESSIONS_JOB_KEYS];
+    argv[0] = "MGET";
+    lens[0] = 4;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(j->keys[i], keys[i], TT_SESSION_KEY_LEN + 1);
+        int l = snprintf(names[i], sizeof(names[i]), "%ssession:%s", P, keys[i]);
+        argv[1 + i] = names[i];
+        lens[1 + i] = (size_t)l;
+    }
+    j->nkeys = n;
+    int rc = tt_redisasync_argv(s->ra, (int)(1 + n), argv, lens, on_job_reply, j);
+    if (rc != 0)
+        return job_refused(s, j, rc);
+    s->waits[JOB_READ]++;
+    *job = j;
+    return 0;
+}
+
+int tt_sessions_create_async(struct tt_sessions *s, const char *host,
+                             const struct tt_principal *who, int64_t now,
+                             char cookie[TT_SESSION_COOKIE_LEN + 1],
+                             char key[TT_SESSION_KEY_LEN + 1], tt_sessions_cb cb, void *ud,
+                             struct tt_sessions_job **job)
+{
+    *job = NULL;
+    if (!tt_sessions_async(s))
+        return tt_sessions_create(s, host, who, now, cookie, key);
+    uint8_t id[TT_SESSION_ID_BYTES];
+    cookie[0] = key[0] = '\0';
+    if (strlen(host) >= TT_HOSTLEN)
+        return TETHER_ERR_INVAL;
+    if (tt_random_bytes(id, sizeof(id)) != 0)
+        return TETHER_ERR_IO;
+    int err = 0;
+    struct tt_sessions_job *j = job_new(s, JOB_CREATE, cb, ud, &err);
+    if (!j) {
+        tt_secret_wipe(id, sizeof(id));
+        return err;
+    }
+    to_hex(id, sizeof(id), cookie);
+    tt_secret_wipe(id, sizeof(id));
+    tt_sessions_key_of((const uint8_t *)cookie, TT_SESSION_COOKIE_LEN, key);
+    memcpy(j->keys[0], key, TT_SESSION_KEY_LEN + 1);
+    j->nkeys = 1;
+    j->expires = now + (int64_t)s->ttl_ms;
+    j->who = *who;
+    snprintf(j->host, sizeof(j->host), "%s", host);
+    char *val = encode(host, who, j->expires);
+    char ok[OWNER_KEY_MAX], exp_s[24], now_s[24], cap_s[24], all_s[24];
+    owner_key(who, ok);
+    snprintf(exp_s, sizeof(exp_s), "%lld", (long long)j->expires);
+    snprintf(now_s, sizeof(now_s), "%lld", (long long)now);
+    snprintf(cap_s, sizeof(cap_s), "%zu", s->per_principal);
+    snprintf(all_s, sizeof(all_s), "%zu", s->max);
+    const char *argv[] = {"EVAL", create_lua, "0", P,     key,  val ? val : "",
+                          exp_s,  now_s,      ok,  cap_s, all_s};
+    size_t lens[sizeof(argv) / sizeof(argv[0])];
+    for (size_t i = 0; i < sizeof(argv) / sizeof(argv[0]); i++)
+        lens[i] = strlen(argv[i]);
+    int rc = val ? tt_redisasync_argv(s->ra, (int)(sizeof(argv) / sizeof(argv[0])), argv, lens,
+                                      on_job_reply, j)
+                 : TETHER_ERR_NOMEM;
+    free(val);
+    if (rc != 0) {
+        tt_secret_wipe(cookie, TT_SESSION_COOKIE_LEN);
+        cookie[0] = key[0] = '\0';
+        return job_refused(s, j, rc);
+    }
+    s->waits[JOB_CREATE]++;
+    *job = j;
+    return 0;
+}
+
+int tt_sessions_delete_async(struct tt_sessions *s, const char (*keys)[TT_SESSION_KEY_LEN + 1],
+                             size_t n, tt_sessions_cb cb, void *ud, struct tt_sessions_job **job)
+{
+    *job = NULL;
+    if (n > TT_SESSIONS_JOB_KEYS)
+        n = TT_SESSIONS_JOB_KEYS;
+    if (!tt_sessions_async(s)) {
+        for (size_t i = 0; i < n; i++)
+            tt_sessions_delete(s, keys[i]);
+        return 0;
+    }
+    /* here at once: the cookies stop working on this node whatever Redis does */
+    for (size_t i = 0; i < n; i++) {
+        struct tt_session *e = tt_strmap_get(&s->by_key, keys[i]);
+        if (e) {
+            drop(s, e);
+            s->signed_out++;
+        }
+    }
+    if (n == 0)
+        return 0;
+    int err = 0;
+    struct tt_sessions_job *j = job_new(s, JOB_DELETE, cb, ud, &err);
+    if (!j)
+        return err;
+    char grant[8];
+    snprintf(grant, sizeof(grant), "%d", (int)TT_PRINCIPAL_GRANT);
+    const char *argv[5 + TT_SESSIONS_JOB_KEYS] = {"EVAL", delete_many_lua, "0", P, grant};
+    size_t lens[5 + TT_SESSIONS_JOB_KEYS];
+    for (size_t i = 0; i < n; i++) {
+        memcpy(j->keys[i], keys[i], TT_SESSION_KEY_LEN + 1);
+        argv[5 + i] = j->keys[i];
+    }
+    j->nkeys = n;
+    for (size_t i = 0; i < 5 + n; i++)
+        lens[i] = strlen(argv[i]);
+    int rc = tt_redisasync_argv(s->ra, (int)(5 + n), argv, lens, on_job_reply, j);
+    if (rc != 0)
+        return job_refused(s, j, rc);
+    s->waits[JOB_DELETE]++;
+    *job = j;
+    return 0;
+}
+
+void tt_sessions_job_cancel(struct tt_sessions_job *job)
+{
+    if (!job)
+        return;
+    job_unlink(job->s, job);
+    job->cb = NULL;
 }
 
 struct slice {

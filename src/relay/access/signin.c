@@ -2,7 +2,9 @@
  * sign-in attempt (body read at the listener, the socket held while the secret is checked in the
  * thread pool), sign-out, and the answers. Sign-in attempts waiting for their check are on a
  * list (at most TT_ACCESS_MAX_WAITING + TT_ACCESS_MAX_RUNNING of them: access.c refuses more),
- * closed at shutdown. */
+ * and so are, in cluster mode, those waiting for Redis to acknowledge their session; requests
+ * held at the listener for a session job (signin.h) are on another list (at most
+ * TT_SESSIONS_WAIT_MAX: sessions.c refuses more); both are closed at shutdown. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,34 +212,55 @@ static bool each_session_cookie(const struct tt_signin_req *q,
     return false;
 }
 
+/* Keys of cookies this node has never seen (cluster mode), to read before deciding. */
+struct unknown_keys {
+    char k[TT_SESSIONS_JOB_KEYS][TT_SESSION_KEY_LEN + 1];
+    size_t n;
+};
+
 struct find_ctx {
     struct tt_relay *r;
     const struct tt_signin_req *q;
     int64_t now;
     struct tt_principal *who;
     char *key;
+    struct unknown_keys *unknown; /* NULL: an unknown cookie is no session (never wait) */
 };
 
 static bool find_one(const uint8_t *v, size_t n, void *ud)
 {
     struct find_ctx *c = ud;
-    return tt_sessions_find(&c->r->sessions, v, n, c->q->host, c->now, c->who, c->key) == 0 &&
-           tt_access_allows(&c->r->access, c->who, c->q->device, c->q->service, c->now);
+    int rc =
+        c->unknown
+            ? tt_sessions_find_or_unknown(&c->r->sessions, v, n, c->q->host, c->now, c->who, c->key)
+            : tt_sessions_find(&c->r->sessions, v, n, c->q->host, c->now, c->who, c->key);
+    if (rc == TT_SESSIONS_UNKNOWN) {
+        if (c->unknown->n < TT_SESSIONS_JOB_KEYS)
+            memcpy(c->unknown->k[c->unknown->n++], c->key, TT_SESSION_KEY_LEN + 1);
+        c->key[0] = '\0';
+        return false;
+    }
+    return rc == 0 && tt_access_allows(&c->r->access, c->who, c->q->device, c->q->service, c->now);
 }
 
-enum tt_signin_verdict tt_signin_classify(struct tt_relay *r, const struct tt_signin_req *q,
-                                          int64_t now, struct tt_principal *who,
-                                          char key[TT_SESSION_KEY_LEN + 1])
+/* tt_signin_classify; with unknown, cookies this node never saw make TT_SIGNIN_HOLD (when no
+ * other one passes), their keys in *unknown. */
+static enum tt_signin_verdict classify(struct tt_relay *r, const struct tt_signin_req *q,
+                                       int64_t now, struct tt_principal *who,
+                                       char key[TT_SESSION_KEY_LEN + 1],
+                                       struct unknown_keys *unknown)
 {
     bool post = q->hp->p.method == HTTP_POST;
     memset(who, 0, sizeof(*who));
     key[0] = '\0';
+    if (unknown)
+        unknown->n = 0;
     if (is_signout(q)) {
         if (!post)
             return TT_SIGNIN_SIGNOUT_FORM;
         return from_elsewhere(q) ? TT_SIGNIN_CROSS_SITE : TT_SIGNIN_SIGNOUT;
     }
-    struct find_ctx c = {r, q, now, who, key};
+    struct find_ctx c = {r, q, now, who, key, unknown};
     if (each_session_cookie(q, find_one, &c)) {
         if (from_elsewhere(q))
             return TT_SIGNIN_CROSS_SITE;
@@ -247,9 +270,18 @@ enum tt_signin_verdict tt_signin_classify(struct tt_relay *r, const struct tt_si
     }
     memset(who, 0, sizeof(*who));
     key[0] = '\0';
+    if (unknown && unknown->n > 0)
+        return TT_SIGNIN_HOLD;
     if (post && is_form(q))
         return TT_SIGNIN_ATTEMPT;
     return TT_SIGNIN_NEEDED;
+}
+
+enum tt_signin_verdict tt_signin_classify(struct tt_relay *r, const struct tt_signin_req *q,
+                                          int64_t now, struct tt_principal *who,
+                                          char key[TT_SESSION_KEY_LEN + 1])
+{
+    return classify(r, q, now, who, key, NULL);
 }
 
 /* ---- answers ---------------------------------------------------------------------------- */
@@ -287,7 +319,7 @@ struct signout_ctx {
     const struct tt_signin_req *q;
     int64_t now;
     const void *except;
-    unsigned n;
+    struct unknown_keys keys; /* the sessions to end */
 };
 
 static bool signout_one(const uint8_t *v, size_t n, void *ud)
@@ -295,23 +327,51 @@ static bool signout_one(const uint8_t *v, size_t n, void *ud)
     struct signout_ctx *c = ud;
     struct tt_principal who;
     char key[TT_SESSION_KEY_LEN + 1];
-    if (tt_sessions_find(&c->r->sessions, v, n, c->q->host, c->now, &who, key) != 0)
+    int rc = tt_sessions_find_or_unknown(&c->r->sessions, v, n, c->q->host, c->now, &who, key);
+    if (rc == 0) {
+        TT_LOG(TT_LOG_INFO, "signed out user=%s device=%s", TT_LOG_V(who.user),
+               TT_LOG_V(c->q->device));
+        tt_forward_close_session(key, c->except);
+    } else if (rc == TT_SESSIONS_UNKNOWN) {
+        /* made on another node and never seen here: whoever holds the cookie may end it */
+        TT_LOG(TT_LOG_INFO, "signed out device=%s (a session of another node)",
+               TT_LOG_V(c->q->device));
+    } else {
         return false;
-    TT_LOG(TT_LOG_INFO, "signed out user=%s device=%s", TT_LOG_V(who.user), TT_LOG_V(c->q->device));
-    tt_forward_close_session(key, c->except);
-    tt_sessions_delete(&c->r->sessions, key);
-    c->n++;
+    }
+    if (c->keys.n < TT_SESSIONS_JOB_KEYS)
+        memcpy(c->keys.k[c->keys.n++], key, sizeof(key));
     return false;
 }
 
-/* Ends every session q carries for its host and closes the connections made under them (but
- * except, the connection q came on, which closes after its answer). */
+/* Finds every session q carries for its host and closes the connections made under them (but
+ * except, the connection q came on, which closes after its answer): their keys into *keys,
+ * for tt_sessions_delete_async. */
+static void sign_out_keys(struct tt_relay *r, const struct tt_signin_req *q, int64_t now,
+                          const void *except, struct unknown_keys *keys)
+{
+    struct signout_ctx c = {r, q, now, except, {.n = 0}};
+    each_session_cookie(q, signout_one, &c);
+    *keys = c.keys;
+    tt_signin_stats.signouts++;
+}
+
+/* Ends the sessions keys without waiting for Redis to say it did (the node's table at once;
+ * Redis' answer is not waited for). */
+static void forget_sessions(struct tt_relay *r, const struct unknown_keys *keys)
+{
+    struct tt_sessions_job *job = NULL;
+    tt_sessions_delete_async(&r->sessions, keys->k, keys->n, NULL, NULL, &job);
+    tt_sessions_job_cancel(job);
+}
+
+/* Ends every session q carries for its host, here and (not waiting) in Redis. */
 static void sign_out(struct tt_relay *r, const struct tt_signin_req *q, int64_t now,
                      const void *except)
 {
-    struct signout_ctx c = {r, q, now, except, 0};
-    each_session_cookie(q, signout_one, &c);
-    tt_signin_stats.signouts++;
+    struct unknown_keys keys;
+    sign_out_keys(r, q, now, except, &keys);
+    forget_sessions(r, &keys);
 }
 
 /* Renders the relay's answer to a request classified v (not PASS) into out[0..cap). */
@@ -342,6 +402,9 @@ struct attempt {
     struct tt_relay *r;
     struct tt_conn *conn; /* once the body is read */
     struct tt_access_verify *verify;
+    struct tt_sessions_job *job; /* cluster mode: the session's write, until Redis has it */
+    struct tt_principal who;     /* signed in as (while job runs) */
+    char cookie[TT_SESSION_COOKIE_LEN + 1], key[TT_SESSION_KEY_LEN + 1]; /* (wiped) */
     bool https, head_only;
     char host[TT_HOSTLEN];    /* normalized */
     char hostval[TT_HOSTLEN]; /* the Host header as sent (for Location) */
@@ -379,7 +442,59 @@ static void attempt_respond(struct attempt *a, const char *out, int n)
 {
     tt_respond_close(a->conn, out, n > 0 ? (size_t)n : 0);
     a->conn = NULL;
+    tt_secret_wipe(a->cookie, sizeof(a->cookie));
     free(a);
+}
+
+/* a's session is made (who, a->cookie, a->key): the 303 with the cookie, and a goes. */
+static void attempt_signed_in(struct attempt *a, const struct tt_principal *who)
+{
+    struct tt_relay *r = a->r;
+    int64_t now = tt_relay_now_ms();
+    char out[TT_SIGNINPAGE_MAX + TT_URI_MAX + TT_HOSTLEN];
+    char sc[200];
+    make_cookie(sc, sizeof(sc), a->https, a->cookie, r->cfg.session_ttl_ms / 1000);
+    int n = tt_signinpage_redirect(out, sizeof(out), 303, a->https, (const uint8_t *)a->hostval,
+                                   strlen(a->hostval), (const uint8_t *)a->path, a->pathlen, sc);
+    tt_secret_wipe(a->cookie, sizeof(a->cookie));
+    tt_secret_wipe(sc, sizeof(sc));
+    bool ok = n > 0;
+    if (ok) {
+        tt_signin_stats.ok++;
+        TT_LOG(TT_LOG_INFO, "signed in user=%s device=%s service=%s peer=%s", TT_LOG_V(who->user),
+               TT_LOG_V(a->device), TT_LOG_V(a->service), a->client);
+    } else {
+        /* a Host the redirect cannot name (cannot happen: it was routed): no session */
+        struct unknown_keys k = {.n = 1};
+        memcpy(k.k[0], a->key, sizeof(a->key));
+        forget_sessions(r, &k);
+        n = attempt_page(a, TT_SIGNINPAGE_BAD_FORM, NULL, out, sizeof(out));
+    }
+    tt_audit_signin(&r->audit, who->user, a->client, ok, now);
+    attempt_respond(a, out, n);
+    if (ok)
+        tt_secret_wipe(out, (size_t)n); /* the cookie's value: only the socket's copy remains */
+}
+
+static void pending_link(struct attempt *a);
+
+/* Cluster mode: Redis acknowledged a's session (rc 0), or did not answer: 503, no cookie. */
+static void on_session_written(void *ud, int rc)
+{
+    struct attempt *a = ud;
+    a->job = NULL;
+    pending_unlink(a);
+    if (rc == 0) {
+        attempt_signed_in(a, &a->who);
+        return;
+    }
+    char out[TT_SIGNINPAGE_MAX];
+    tt_signin_stats.unavailable++;
+    TT_LOG(TT_LOG_INFO, "sign-in not completed: the session store did not answer user=%s peer=%s",
+           TT_LOG_V(a->who.user), a->client);
+    int n = attempt_page(a, TT_SIGNINPAGE_UNAVAILABLE, NULL, out, sizeof(out));
+    tt_audit_signin(&a->r->audit, a->who.user, a->client, false, tt_relay_now_ms());
+    attempt_respond(a, out, n);
 }
 
 /* The check of a's secret answered rc (who on 0). */
@@ -389,7 +504,6 @@ static void attempt_done(struct attempt *a, int rc, const struct tt_principal *w
     int64_t now = tt_relay_now_ms();
     char out[TT_SIGNINPAGE_MAX + TT_URI_MAX + TT_HOSTLEN];
     int n = -1;
-    bool ok = false;
     const char *audit_user = a->user;
     if (rc == 0 && !tt_access_allows(&r->access, who, a->device, a->service, now)) {
         tt_signin_stats.forbidden++;
@@ -398,28 +512,25 @@ static void attempt_done(struct attempt *a, int rc, const struct tt_principal *w
         TT_LOG(TT_LOG_INFO, "sign-in without a grant user=%s device=%s service=%s peer=%s",
                TT_LOG_V(who->user), TT_LOG_V(a->device), TT_LOG_V(a->service), a->client);
     } else if (rc == 0) {
-        char cookie[TT_SESSION_COOKIE_LEN + 1], key[TT_SESSION_KEY_LEN + 1], sc[200];
         audit_user = who->user;
-        if (tt_sessions_create(&r->sessions, a->host, who, now, cookie, key) != 0) {
+        int crc = tt_sessions_create_async(&r->sessions, a->host, who, now, a->cookie, a->key,
+                                           on_session_written, a, &a->job);
+        if (crc == 0 && a->job) {
+            /* cluster mode: the 303 and its cookie once Redis has the session */
+            a->who = *who;
+            pending_link(a);
+            return;
+        }
+        if (crc == 0) {
+            attempt_signed_in(a, who);
+            return;
+        }
+        if (crc == TETHER_ERR_NOMEM) {
             tt_signin_stats.busy++;
             n = attempt_page(a, TT_SIGNINPAGE_BUSY, NULL, out, sizeof(out));
-        } else {
-            make_cookie(sc, sizeof(sc), a->https, cookie, r->cfg.session_ttl_ms / 1000);
-            n = tt_signinpage_redirect(out, sizeof(out), 303, a->https, (const uint8_t *)a->hostval,
-                                       strlen(a->hostval), (const uint8_t *)a->path, a->pathlen,
-                                       sc);
-            tt_secret_wipe(cookie, sizeof(cookie));
-            tt_secret_wipe(sc, sizeof(sc));
-            ok = n > 0;
-            if (ok) {
-                tt_signin_stats.ok++;
-                TT_LOG(TT_LOG_INFO, "signed in user=%s device=%s service=%s peer=%s",
-                       TT_LOG_V(who->user), TT_LOG_V(a->device), TT_LOG_V(a->service), a->client);
-            } else {
-                /* a Host the redirect cannot name (cannot happen: it was routed): no session */
-                tt_sessions_delete(&r->sessions, key);
-                n = attempt_page(a, TT_SIGNINPAGE_BAD_FORM, NULL, out, sizeof(out));
-            }
+        } else { /* Redis unreachable, or too many requests wait for it */
+            tt_signin_stats.unavailable++;
+            n = attempt_page(a, TT_SIGNINPAGE_UNAVAILABLE, NULL, out, sizeof(out));
         }
     } else if (rc == TETHER_ERR_THROTTLED) {
         tt_signin_stats.throttled++;
@@ -430,10 +541,8 @@ static void attempt_done(struct attempt *a, int rc, const struct tt_principal *w
         TT_LOG(TT_LOG_INFO, "sign-in refused user=%s device=%s peer=%s", TT_LOG_V(a->user),
                TT_LOG_V(a->device), a->client);
     }
-    tt_audit_signin(&r->audit, audit_user, a->client, ok, now);
+    tt_audit_signin(&r->audit, audit_user, a->client, false, now);
     attempt_respond(a, out, n);
-    if (ok)
-        tt_secret_wipe(out, (size_t)n); /* the cookie's value: only the socket's copy remains */
 }
 
 static void on_verified(void *ud, int rc, const struct tt_principal *who)
@@ -543,7 +652,7 @@ static void on_body(struct tt_headconn *hc, void *ud)
 
 /* A sign-in attempt at the listener: q's body is read (hc consumed). */
 static void attempt_start(struct tt_relay *r, struct tt_headconn *hc, const struct tt_signin_req *q,
-                          const char *client_ip, uint16_t client_port)
+                          const char *client_ip, uint16_t client_port, bool read_again)
 {
     char out[TT_SIGNINPAGE_MAX];
     int n;
@@ -587,6 +696,10 @@ static void attempt_start(struct tt_relay *r, struct tt_headconn *hc, const stru
         attempt_body(hc, a);
     } else if (rc == 0) {
         hc->owner_data = a; /* freed with hc if it never comes */
+        /* held for Redis first (reading stopped): the body is read now; on_body may come from
+         * inside the call */
+        if (read_again && tt_headconn_read_again(hc) != 0)
+            tt_headconn_free(hc);
     } else {
         free(a);
         tt_signin_stats.needed++;
@@ -595,16 +708,196 @@ static void attempt_start(struct tt_relay *r, struct tt_headconn *hc, const stru
     }
 }
 
+/* ---- requests held while Redis answers (cluster mode) ----------------------------------- */
+
+/* A first request held at the listener (its headconn unread) while the cluster's sessions are
+ * read (an unknown cookie) or a sign-out is written. hc's owner_data: freed with hc should hc
+ * go first (on_held_drop cancels the job then). */
+struct held {
+    struct held *prev, *next; /* held_list */
+    struct tt_relay *r;
+    struct tt_headconn *hc;
+    struct tt_sessions_job *job;
+    bool signout; /* else a read */
+    bool https;
+    uint16_t client_port;
+    char host[TT_HOSTLEN];
+    char device[TT_MAX_NAME + 1], service[TT_MAX_NAME + 1];
+    char client_ip[64];
+};
+
+static struct held *held_list;
+
+static void held_unlink(struct held *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else if (held_list == h)
+        held_list = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    h->prev = h->next = NULL;
+    tt_signin_stats.held--;
+}
+
+/* The headconn went while its job ran (its head deadline, a shed, the listener closing). */
+static void on_held_drop(struct tt_headconn *hc, void *ud)
+{
+    struct held *h = ud;
+    (void)hc;
+    tt_sessions_job_cancel(h->job);
+    h->job = NULL;
+    held_unlink(h); /* h itself is hc's owner_data: freed with it */
+}
+
+static void gate_run(struct tt_relay *r, struct tt_headconn *hc, struct tt_device *d, int svc,
+                     const char *host, const char *client_ip, uint16_t client_port, bool https,
+                     bool may_hold);
+
+/* hc answered with a sign-in page of kind for its request (device and service named). */
+static void held_page(struct tt_headconn *hc, const struct held *h, enum tt_signinpage_kind kind,
+                      const char *set_cookie)
+{
+    char out[TT_SIGNINPAGE_MAX];
+    struct tt_signinpage p = {kind, h->device, h->service, set_cookie,
+                              hc->hp.p.method == HTTP_HEAD};
+    int n = tt_signinpage_render(out, sizeof(out), &p);
+    tt_headconn_respond(hc, out, n > 0 ? (size_t)n : 0);
+}
+
+/* The job of held request ud answered rc. */
+static void on_held(void *ud, int rc)
+{
+    struct held *h = ud;
+    struct tt_headconn *hc = h->hc;
+    struct tt_relay *r = h->r;
+    h->job = NULL;
+    held_unlink(h);
+    hc->on_drop = NULL;
+    hc->owner_data = NULL; /* h is ours again */
+    if (r->stopping) {
+        free(h);
+        tt_headconn_free(hc);
+        return;
+    }
+    if (rc != 0) {
+        tt_signin_stats.unavailable++;
+        TT_LOG(TT_LOG_DEBUG, "answered peer=%s:%u status=503 device=%s session store %s",
+               h->client_ip, (unsigned)h->client_port, TT_LOG_V(h->device),
+               rc == TETHER_ERR_TIMEOUT ? "timed out" : "unreachable");
+        held_page(hc, h, TT_SIGNINPAGE_UNAVAILABLE, NULL);
+        free(h);
+        return;
+    }
+    if (h->signout) {
+        char cookie[128];
+        make_cookie(cookie, sizeof(cookie), h->https, "", 0);
+        held_page(hc, h, TT_SIGNINPAGE_SIGNED_OUT, cookie);
+        free(h);
+        return;
+    }
+    /* the sessions Redis has are in the table now: decide again, never holding twice */
+    struct tt_device *d = tt_strmap_get(&r->by_name, h->device);
+    int svc = -1;
+    for (uint8_t i = 0; d && i < d->nsvc; i++)
+        if (d->svc[i].kind == TT_SERVICE_HTTP && strcmp(d->svc[i].name, h->service) == 0)
+            svc = i;
+    if (!d || !d->conn || !tt_device_online(d) || svc < 0) {
+        /* the device went meanwhile */
+        char out[TT_PAGE_MAX];
+        int n = tt_pages_render(out, sizeof(out), TT_PAGE_UNAVAILABLE);
+        tt_headconn_respond(hc, out, n > 0 ? (size_t)n : 0);
+        free(h);
+        return;
+    }
+    char host[TT_HOSTLEN], ip[64];
+    memcpy(host, h->host, sizeof(host));
+    memcpy(ip, h->client_ip, sizeof(ip));
+    uint16_t port = h->client_port;
+    bool https = h->https;
+    free(h);
+    gate_run(r, hc, d, svc, host, ip, port, https, false);
+}
+
+/* Holds hc (the request q) while keys are read (signout false) or deleted (true) in Redis;
+ * answers 503 at once when that cannot start. */
+static void hold(struct tt_relay *r, struct tt_headconn *hc, const struct tt_signin_req *q,
+                 const char *client_ip, uint16_t client_port, bool signout,
+                 const struct unknown_keys *keys)
+{
+    struct held *h = calloc(1, sizeof(*h));
+    struct held tmp = {0};
+    struct held *names = h ? h : &tmp;
+    snprintf(names->device, sizeof(names->device), "%s", q->device);
+    snprintf(names->service, sizeof(names->service), "%s", q->service);
+    int rc = TETHER_ERR_NOMEM;
+    if (h) {
+        h->r = r;
+        h->hc = hc;
+        h->signout = signout;
+        h->https = q->https;
+        h->client_port = client_port;
+        snprintf(h->host, sizeof(h->host), "%s", q->host);
+        snprintf(h->client_ip, sizeof(h->client_ip), "%s", client_ip);
+        rc = signout ? tt_sessions_delete_async(&r->sessions, keys->k, keys->n, on_held, h, &h->job)
+                     : tt_sessions_fetch(&r->sessions, keys->k, keys->n, on_held, h, &h->job);
+    }
+    if (rc != 0) {
+        /* too many requests held, Redis unreachable, out of memory */
+        tt_signin_stats.unavailable++;
+        held_page(hc, names, TT_SIGNINPAGE_UNAVAILABLE, NULL);
+        free(h);
+        return;
+    }
+    if (!h->job) { /* nothing to wait for (a sign-out without a session) */
+        char cookie[128];
+        make_cookie(cookie, sizeof(cookie), q->https, "", 0);
+        held_page(hc, h, TT_SIGNINPAGE_SIGNED_OUT, cookie);
+        free(h);
+        return;
+    }
+    h->next = held_list;
+    if (held_list)
+        held_list->prev = h;
+    held_list = h;
+    tt_signin_stats.held++;
+    tt_signin_stats.held_total++;
+    hc->owner_data = h;
+    hc->on_drop = on_held_drop;
+    hc->drop_ud = h;
+    /* the connection waits unread (its head deadline running) for the answer */
+    tt_conn_read_stop(hc->conn);
+}
+
 /* ---- the two entry points ---------------------------------------------------------------- */
 
 void tt_signin_gate(struct tt_relay *r, struct tt_headconn *hc, struct tt_device *d, int svc,
                     const char *host, const char *client_ip, uint16_t client_port, bool https)
 {
+    gate_run(r, hc, d, svc, host, client_ip, client_port, https, true);
+}
+
+static void gate_run(struct tt_relay *r, struct tt_headconn *hc, struct tt_device *d, int svc,
+                     const char *host, const char *client_ip, uint16_t client_port, bool https,
+                     bool may_hold)
+{
     struct tt_signin_req q = {hc->data, &hc->hp, host, https, d->name, d->svc[svc].name};
     int64_t now = tt_relay_now_ms();
     struct tt_principal who;
     char key[TT_SESSION_KEY_LEN + 1];
-    enum tt_signin_verdict v = tt_signin_classify(r, &q, now, &who, key);
+    struct unknown_keys unknown;
+    enum tt_signin_verdict v = classify(r, &q, now, &who, key, may_hold ? &unknown : NULL);
+    if (v == TT_SIGNIN_HOLD) {
+        hold(r, hc, &q, client_ip, client_port, false, &unknown);
+        return;
+    }
+    if (v == TT_SIGNIN_SIGNOUT && tt_sessions_async(&r->sessions)) {
+        /* ended here at once; answered once Redis has ended them too */
+        struct unknown_keys keys;
+        sign_out_keys(r, &q, now, NULL, &keys);
+        hold(r, hc, &q, client_ip, client_port, true, &keys);
+        return;
+    }
     if (v == TT_SIGNIN_PASS || v == TT_SIGNIN_PASS_FORM) {
         struct tt_conn *conn = tt_headconn_take(hc);
         tt_forward_http_as(d, svc, conn, hc->data, hc->len, host, client_ip, client_port, https,
@@ -613,7 +906,7 @@ void tt_signin_gate(struct tt_relay *r, struct tt_headconn *hc, struct tt_device
         return;
     }
     if (v == TT_SIGNIN_ATTEMPT) {
-        attempt_start(r, hc, &q, client_ip, client_port);
+        attempt_start(r, hc, &q, client_ip, client_port, !may_hold);
         return;
     }
     char out[TT_SIGNINPAGE_MAX];
@@ -634,9 +927,10 @@ int tt_signin_check(struct tt_relay *r, const struct tt_signin_req *q,
 {
     int64_t now = tt_relay_now_ms();
     struct tt_principal who;
+    struct unknown_keys unknown;
     *answer_out = NULL;
     *answerlen = 0;
-    enum tt_signin_verdict v = tt_signin_classify(r, q, now, &who, key);
+    enum tt_signin_verdict v = classify(r, q, now, &who, key, &unknown);
     if ((v == TT_SIGNIN_PASS || v == TT_SIGNIN_PASS_FORM) && !same_principal(&who, conn_who))
         v = TT_SIGNIN_NEEDED; /* this connection is another principal's: start afresh */
     if (v == TT_SIGNIN_PASS)
@@ -652,7 +946,16 @@ int tt_signin_check(struct tt_relay *r, const struct tt_signin_req *q,
         n = redirect_for(q, 303, NULL, out, cap);
     else if (v == TT_SIGNIN_ATTEMPT) /* a new connection reads the form: send it again there */
         n = redirect_for(q, 307, NULL, out, cap);
-    else
+    else if (v == TT_SIGNIN_HOLD || (v == TT_SIGNIN_SIGNOUT && tt_sessions_async(&r->sessions))) {
+        /* cluster mode, something to wait for: the listener holds it on a new connection (a
+         * sign-out ends the sessions here first) */
+        if (v == TT_SIGNIN_SIGNOUT) {
+            sign_out(r, q, now, self);
+            tt_signin_stats.signouts--; /* counted once, where it is answered */
+        }
+        tt_signin_stats.redirected++;
+        n = redirect_for(q, 307, NULL, out, cap);
+    } else
         n = answer(r, q, v, now, self, out, cap);
     if (n <= 0) {
         free(out);
@@ -670,8 +973,17 @@ void tt_signin_stop(struct tt_relay *r)
         struct attempt *a = pending_list;
         pending_unlink(a);
         tt_access_verify_cancel(a->verify);
+        tt_sessions_job_cancel(a->job);
         tt_respond_drop(a->conn);
+        tt_secret_wipe(a->cookie, sizeof(a->cookie));
         free(a);
+    }
+    while (held_list) {
+        struct held *h = held_list;
+        struct tt_headconn *hc = h->hc;
+        on_held_drop(hc, h);
+        hc->on_drop = NULL;
+        tt_headconn_free(hc); /* h with it */
     }
 }
 
@@ -756,6 +1068,47 @@ void tt_signin_metrics(const struct tt_relay *r, char *out, size_t cap, size_t *
         "tether_access_session_rechecks_due %zu\n",
         TT_SESSIONS_RECHECKS, (unsigned long long)ss->rechecks,
         (unsigned long long)ss->rechecks_full, ss->rechecks_due);
+    if (n > 0)
+        *len = (size_t)n < cap - *len ? *len + (size_t)n : cap - 1;
+    if (*len >= cap - 1)
+        return;
+    n = snprintf(
+        out + *len, cap - *len,
+        "# HELP tether_access_session_waits_total Cluster mode: requests held while Redis "
+        "answered a session job: the read of a cookie this node never saw (read), a sign-in's "
+        "write (create), a sign-out (delete).\n"
+        "# TYPE tether_access_session_waits_total counter\n"
+        "tether_access_session_waits_total{op=\"read\"} %llu\n"
+        "tether_access_session_waits_total{op=\"create\"} %llu\n"
+        "tether_access_session_waits_total{op=\"delete\"} %llu\n"
+        "# HELP tether_access_session_waiting Session jobs holding a request now (at most %d).\n"
+        "# TYPE tether_access_session_waiting gauge\n"
+        "tether_access_session_waiting %zu\n"
+        "# HELP tether_access_session_wait_refused_total Session jobs that ended without Redis' "
+        "answer, the request answered 503 with Retry-After: %d were waiting (full), none in "
+        "%d ms (timeout), Redis unreachable or an error (unreachable).\n"
+        "# TYPE tether_access_session_wait_refused_total counter\n"
+        "tether_access_session_wait_refused_total{reason=\"full\"} %llu\n"
+        "tether_access_session_wait_refused_total{reason=\"timeout\"} %llu\n"
+        "tether_access_session_wait_refused_total{reason=\"unreachable\"} %llu\n"
+        "# HELP tether_access_session_held Browser requests held at the listener for a session "
+        "job now.\n"
+        "# TYPE tether_access_session_held gauge\n"
+        "tether_access_session_held %llu\n"
+        "# HELP tether_access_session_unavailable_total Browser requests answered 503 because "
+        "the cluster's sessions did not answer.\n"
+        "# TYPE tether_access_session_unavailable_total counter\n"
+        "tether_access_session_unavailable_total %llu\n"
+        "# HELP tether_access_session_redirected_total Requests of a keep-alive connection sent "
+        "again on a new one (307) to wait there for the cluster's sessions.\n"
+        "# TYPE tether_access_session_redirected_total counter\n"
+        "tether_access_session_redirected_total %llu\n",
+        (unsigned long long)ss->waits[0], (unsigned long long)ss->waits[1],
+        (unsigned long long)ss->waits[2], TT_SESSIONS_WAIT_MAX, ss->waiting, TT_SESSIONS_WAIT_MAX,
+        TT_SESSIONS_WAIT_MS, (unsigned long long)ss->wait_full,
+        (unsigned long long)ss->wait_timeouts, (unsigned long long)ss->wait_unreachable,
+        (unsigned long long)s->held, (unsigned long long)s->unavailable,
+        (unsigned long long)s->redirected);
     if (n > 0)
         *len = (size_t)n < cap - *len ? *len + (size_t)n : cap - 1;
 }

@@ -19,6 +19,19 @@
  *  - /.tether/signout on the device's host: GET shows a form to confirm, POST (from the host's
  *    own pages only) ends every session the request carries for the host, clears the cookie
  *    and closes the connections made under those sessions.
+ * Cluster mode (sessions.h's async mode), where nothing here waits on the loop for Redis:
+ *  - a first request (tt_signin_gate) whose cookies this node has never seen is held, unread,
+ *    while Redis is read (tt_sessions_fetch), then classified again from the table; Redis not
+ *    answering within TT_SESSIONS_WAIT_MS, unreachable, or TT_SESSIONS_WAIT_MAX requests held
+ *    already: 503 with Retry-After (TT_SIGNINPAGE_UNAVAILABLE); a session Redis does not have:
+ *    the sign-in page as without one. The held connection owns its job: it going (its head
+ *    deadline, a shed, shutdown) cancels it;
+ *  - a sign-in answers its 303 and cookie only once Redis acknowledged the session, else 503;
+ *  - a sign-out ends the sessions on this node at once, then (at the listener) answers once
+ *    Redis deleted them, or 503 (the cookie is then kept: signing out again finishes it);
+ *  - a later request of a keep-alive connection (tt_signin_check) that would need to wait, for
+ *    an unknown cookie or a sign-out, is answered 307 to its own URL (the connection closes):
+ *    the browser sends it again on a new connection, held at the listener.
  * Runs on the loop thread. */
 #ifndef TT_SIGNIN_H
 #define TT_SIGNIN_H
@@ -49,6 +62,9 @@ enum tt_signin_verdict {
     TT_SIGNIN_CROSS_SITE,   /* another site's request: 403 */
     TT_SIGNIN_SIGNOUT_FORM, /* GET (or other) /.tether/signout: 200, a form to confirm */
     TT_SIGNIN_SIGNOUT,      /* POST /.tether/signout from the host's own page: sign out */
+    TT_SIGNIN_HOLD,         /* cluster mode: no live session this node knows, but a cookie it
+                               has never seen: the request is held while Redis is read (never
+                               returned by tt_signin_classify, which does not wait) */
 };
 
 /* One request head for a private service. */
@@ -96,6 +112,9 @@ struct tt_signin_stats {
     uint64_t needed, cross_site;       /* requests answered 401 / refused 403 */
     uint64_t signouts, signin_repeats; /* sign-outs; sign-in forms sent while signed in */
     uint64_t pending, pending_max;     /* attempts waiting for their check now, and most */
+    uint64_t held, held_total;         /* requests held for Redis (cluster mode) now, in all */
+    uint64_t unavailable;              /* answered 503: the cluster's sessions did not answer */
+    uint64_t redirected;               /* keep-alive requests sent to a new connection (307) */
 };
 extern struct tt_signin_stats tt_signin_stats;
 

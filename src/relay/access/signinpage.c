@@ -81,6 +81,10 @@ static const struct text texts[TT_SIGNINPAGE_COUNT] = {
                                   NULL, 3},
     [TT_SIGNINPAGE_BAD_FORM] = {400, "Bad Request", "Sign in", NULL,
                                 "The sign-in form could not be read. Try again.", 1},
+    [TT_SIGNINPAGE_UNAVAILABLE] = {503, "Service Unavailable", "Try again", NULL,
+                                   "The relay could not reach its sign-in sessions just now. "
+                                   "Try again in a moment.",
+                                   0},
 };
 
 size_t tt_signinpage_escape(const char *s, size_t inlen, char *out, size_t outlen)
@@ -201,10 +205,11 @@ int tt_signinpage_render(char *out, size_t outlen, const struct tt_signinpage *p
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: text/html; charset=utf-8\r\n"
                      "Content-Length: %d\r\n"
-                     "%s%s%s%s%s"
+                     "%s%s%s%s%s%s"
                      "\r\n%s",
                      t->status, t->reason, blen,
-                     t->status == 401 ? "WWW-Authenticate: Tether-Sign-In\r\n" : "", common,
+                     t->status == 401 ? "WWW-Authenticate: Tether-Sign-In\r\n" : "",
+                     kind == TT_SIGNINPAGE_UNAVAILABLE ? "Retry-After: 1\r\n" : "", common,
                      p->set_cookie ? "Set-Cookie: " : "", p->set_cookie ? p->set_cookie : "",
                      p->set_cookie ? "\r\n" : "", p->head_only ? "" : body);
     return n < 0 || (size_t)n >= outlen ? -1 : n;

@@ -19,15 +19,17 @@
 #define TT_SIGNINPAGE_MAX 8192
 
 enum tt_signinpage_kind {
-    TT_SIGNINPAGE_FORM = 0,   /* 401: the sign-in form */
-    TT_SIGNINPAGE_WRONG,      /* 401: the form again: "the user or the secret is not right" */
-    TT_SIGNINPAGE_FORBIDDEN,  /* 403: signed in, but no grant covers this service */
-    TT_SIGNINPAGE_CROSS_SITE, /* 403: a request made by another site's page, refused */
-    TT_SIGNINPAGE_THROTTLED,  /* 429: too many failed attempts from this address */
-    TT_SIGNINPAGE_BUSY,       /* 503: too many sign-ins being checked */
-    TT_SIGNINPAGE_SIGNOUT,    /* 200: a form to confirm signing out */
-    TT_SIGNINPAGE_SIGNED_OUT, /* 200: signed out */
-    TT_SIGNINPAGE_BAD_FORM,   /* 400: a sign-in form the relay cannot read */
+    TT_SIGNINPAGE_FORM = 0,    /* 401: the sign-in form */
+    TT_SIGNINPAGE_WRONG,       /* 401: the form again: "the user or the secret is not right" */
+    TT_SIGNINPAGE_FORBIDDEN,   /* 403: signed in, but no grant covers this service */
+    TT_SIGNINPAGE_CROSS_SITE,  /* 403: a request made by another site's page, refused */
+    TT_SIGNINPAGE_THROTTLED,   /* 429: too many failed attempts from this address */
+    TT_SIGNINPAGE_BUSY,        /* 503: too many sign-ins being checked */
+    TT_SIGNINPAGE_SIGNOUT,     /* 200: a form to confirm signing out */
+    TT_SIGNINPAGE_SIGNED_OUT,  /* 200: signed out */
+    TT_SIGNINPAGE_BAD_FORM,    /* 400: a sign-in form the relay cannot read */
+    TT_SIGNINPAGE_UNAVAILABLE, /* 503 with Retry-After: the cluster's session store did not
+                                  answer (or too many requests wait for it) */
     TT_SIGNINPAGE_COUNT
 };
 

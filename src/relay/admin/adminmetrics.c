@@ -373,7 +373,7 @@ void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
     acc[0] = '\0';
     (void)tt_access_metrics(&r->access, acc, sizeof(acc), &aclen); /* access.h */
     tt_adminbuf_str(&b, acc);
-    char signin[4096];
+    char signin[8192]; /* signin.h: sessions and sign-in (about 6 KB) */
     size_t slen = 0;
     signin[0] = '\0';
     tt_signin_metrics(r, signin, sizeof(signin), &slen);

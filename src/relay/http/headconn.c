@@ -297,6 +297,11 @@ int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server)
     return 0;
 }
 
+int tt_headconn_read_again(struct tt_headconn *hc)
+{
+    return tt_conn_read_start(hc->conn, on_alloc, on_read) == 0 ? 0 : TETHER_ERR_IO;
+}
+
 size_t tt_headconn_body_len(const struct tt_headconn *hc)
 {
     return (hc->hp.p.flags & F_CONTENTLENGTH) ? (size_t)hc->hp.p.content_length : 0;

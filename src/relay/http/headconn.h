@@ -111,6 +111,13 @@ void tt_headconn_free(struct tt_headconn *hc);
  * afterwards: bytes past the body are ignored. */
 int tt_headconn_read_body(struct tt_headconn *hc, size_t max, tt_headconn_cb on_body);
 
+/* For an owner that stopped reading hc after on_head (tt_conn_read_stop, while something
+ * asynchronous ran) and then asked for the body (tt_headconn_read_body returned 0): reading
+ * starts again, so that on_body comes (possibly from inside this call: set what on_body needs
+ * first, and touch hc no more after it). Returns 0, or TETHER_ERR_IO (the caller still owns hc
+ * then). */
+int tt_headconn_read_again(struct tt_headconn *hc);
+
 /* The length of the body tt_headconn_read_body gathered (0 without a Content-Length). */
 size_t tt_headconn_body_len(const struct tt_headconn *hc);
 
