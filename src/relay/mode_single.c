@@ -7,7 +7,7 @@
 #include "relay/device/device.h"
 #include "relay/mode.h"
 #include "relay/store/registry.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/admin/webhook.h"
 
 static int single_init(struct tt_relay *r, char err[TT_ERRLEN])

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "relay/admin/admin.h"
 #include "relay/cluster/cluster.h"
+#include "relay/cluster/drain.h"
 #include "relay/device/device.h"
 #include "relay/device/forward.h"
 #include "relay/relay.h"

@@ -11,7 +11,7 @@
 #include "common/log.h"
 #include "common/pipe.h"
 #include "common/util.h"
-#include "relay/cluster/cluster.h"
+#include "relay/device/admission.h"
 #include "relay/device/device.h"
 #include "relay/device/forward.h"
 #include "relay/http/respond.h"
@@ -1027,7 +1027,7 @@ static void welcome(struct tt_devconn *dc)
     TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u",
            TT_LOG_V(d->name), d->label, peer(dc), (unsigned)d->nsvc);
     dc->welcomed = true;
-    tt_drain_registered(dc->relay);
+    tt_admission_registered(&dc->relay->drain, uv_now(dc->relay->loop));
     tt_webhook_emit(dc->relay->webhooks, "online", d->name, d->label, now);
 }
 

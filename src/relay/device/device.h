@@ -12,7 +12,7 @@
 #include "common/wsconn.h"
 #include "core/frame.h"
 #include "relay/limits.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/http/route.h"
 #include "relay/device/tcpports.h"
 

@@ -18,7 +18,7 @@
 #include "relay/http/httpstats.h"
 #include "relay/http/pages.h"
 #include "relay/device/forward.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/http/respond.h"
 #include "relay/access/signin.h"
 
