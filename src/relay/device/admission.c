@@ -39,4 +39,3 @@ enum tt_drain_refusal tt_admission_check(struct tt_drain *d, uint64_t now, uint6
                d->registering, (unsigned long long)max, store_busy ? 1 : 0, *retry_after);
     return TT_DRAIN_BUSY;
 }
-

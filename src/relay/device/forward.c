@@ -151,6 +151,29 @@ char *tt_forward_client_addr(char *out, size_t len, const char *ip, uint16_t por
     return out;
 }
 
+void tt_forward_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
+{
+    struct tt_device *d = ud;
+    for (uint8_t i = 0; i < d->nsvc; i++) {
+        if (d->svc[i].port != p)
+            continue;
+        if (!tt_forward_tcp_admit(d->relay, client, d->name, d->svc[i].name))
+            return; /* --tcp-allow: closed, counted and audited */
+        if (tt_device_online(d)) {
+            tt_forward_tcp(d, i, client);
+            return;
+        }
+        if (tt_audit_on(&d->relay->audit)) {
+            char peer[TT_MAX_ADDR];
+            tt_conn_peer(client, peer, sizeof(peer));
+            tt_forward_audit_refused(d->relay, d->name, d->svc[i].name, "tcp", NULL, peer,
+                                     "offline");
+        }
+        break;
+    }
+    tt_respond_drop(client); /* offline: closed at once */
+}
+
 bool tt_forward_tcp_admit(struct tt_relay *r, struct tt_conn *client, const char *device,
                           const char *service)
 {

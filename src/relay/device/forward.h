@@ -49,6 +49,11 @@ void tt_forward_close_session(const char *key, const void *except);
  * closed when no stream can be opened. */
 void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client);
 
+/* The accept callback of a TCP listener that device ud owns (the single relay's ports: passed to
+ * tcpports.h by mode_single.c): the client is checked against --tcp-allow, then joined to the
+ * service's stream when the device is online; else (offline) audited and closed at once. */
+void tt_forward_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud);
+
 /* The same, with pre[0..prelen) (copied) already read from the client, for a tunnel from
  * another cluster node: client_addr is the TCP client's "IP:PORT" that node vouches for (its
  * stream counts under it, and the audit line names it; NULL or "": the socket's peer). */
