@@ -20,7 +20,7 @@
 #include "relay/device/forward.h"
 #include "relay/core.h"
 #include "relay/http/respond.h"
-#include "relay/access/signin.h"
+#include "relay/access/sessions.h"
 
 /* What a connection's audit line needs, gathered only when there is an audit log. */
 struct audit_rec {
@@ -265,17 +265,29 @@ static void take_events(struct http_client *hc, struct tt_pipe *p)
         tt_pipe_refeed(p);
 }
 
-/* The filter's check of each request head of a private service (signin.h). */
+/* What the sign-in module does for this one (tt_forward_set_signin; NULL until relay.c sets it:
+ * every request of a private service is then refused). */
+static const struct tt_forward_signin *signin;
+
+void tt_forward_set_signin(const struct tt_forward_signin *s)
+{
+    signin = s;
+}
+
+/* The filter's check of each request head of a private service (signin.h, through signin). */
 static int http_check(void *ud, const struct tt_httpproxy *x, const uint8_t *head, size_t headlen)
 {
     struct http_client *hc = ud;
     (void)headlen;
-    struct tt_signin_req q = {head, &x->hp, x->host, x->https, hc->ac.device, hc->ac.service};
     char key[TT_SESSION_KEY_LEN + 1];
     free(hc->answer);
     hc->answer = NULL;
     hc->answerlen = 0;
-    hc->verdict = tt_signin_check(hc->r, &q, &hc->ac.who, hc, key, &hc->answer, &hc->answerlen);
+    if (!signin) {
+        hc->verdict = TT_HTTPPROXY_ANSWER;
+        return hc->verdict;
+    }
+    hc->verdict = signin->check(hc->r, head, x, &hc->ac, hc, key, &hc->answer, &hc->answerlen);
     if (hc->verdict != TT_HTTPPROXY_ANSWER && key[0])
         memcpy(hc->session, key, sizeof(hc->session));
     return hc->verdict;
@@ -300,7 +312,7 @@ static tt_ssize http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bo
     if (rc < 0 && hc->hx.local) {
         /* the relay's own answer (sign-in page, sign-out...), after the responses owed */
         if (hc->verdict == TT_HTTPPROXY_HOLD)
-            tt_signin_stats.signin_repeats++;
+            signin->repeat();
         TT_LOG(TT_LOG_DEBUG, "request answered by the relay peer=%s stream=%u", hc->origin,
                (unsigned)tt_pipe_stream_id(p));
         if (hc->answer)
