@@ -1,6 +1,6 @@
-/* drain.h - taking a node out of service (POST /api/drain) and admission control of device
- * registrations (docs/operators-guide.md, "Draining a node and rolling upgrades" and "Limits
- * and abuse"):
+/* drain.h - taking a node out of service (POST /api/drain), and the refusal of device
+ * handshakes in front of admission control (docs/operators-guide.md, "Draining a node and rolling
+ * upgrades" and "Limits and abuse"):
  *   - draining: /healthz answers 503 "draining"; a new device handshake is redirected to
  *     another node that takes devices (cluster mode) or answered 503 with Retry-After; the
  *     node's devices are sent GOAWAY SHUTDOWN at most --drain-rate a second (so that they come
@@ -8,10 +8,8 @@
  *     another live node takes devices: on a single relay (or the last node of a cluster) the
  *     devices it holds stay until it is stopped. DELETE /api/drain ends the drain; a restart
  *     ends it too (it lives in memory; the node record in Redis carries it to the other nodes);
- *   - admission: at most --max-registering device connections in registration (the WebSocket
- *     accepted, the HELLO not answered yet, the registry write and sync included; one silent
- *     for TT_DRAIN_SILENT_MS after its 101 no longer counts); beyond, the handshake is answered
- *     503 with a Retry-After that grows with the refusals of the current second.
+ *   - admission (tt_drain_admit): a draining node's refusal first, then admission control of
+ *     registrations (device/admission.h: --max-registering, the registry's business).
  * One per relay (struct tt_relay.drain: its state is in drainstate.h), on the loop's thread. */
 #ifndef TT_DRAIN_H
 #define TT_DRAIN_H

@@ -56,7 +56,7 @@ struct tt_devconn {
     int64_t started;              /* unix ms */
     bool registered;              /* WELCOME sent or on its way (or refused: closing anyway) */
     bool welcomed;                /* WELCOME sent (the "online" webhook went out) */
-    bool admitting;               /* counted in relay->drain.registering (drain.h) */
+    bool admitting;               /* counted in relay->drain.registering (admission.h) */
     bool drained;                 /* sent away by a drain (drain.h) */
     struct tt_limits_conn lim;    /* on relay->limits until registered (unauthenticated) */
     bool sync_waiting;            /* on relay->sync_q: WELCOME once the registry synced */
