@@ -1,6 +1,6 @@
 /* core.h - struct tt_relay: the state of one tetherd process that its parts share
  * (configuration, credentials, registry, the runtime device tables, the TCP port pool, the
- * listeners' connection sets, counters), and the relay's wall clock. It owns no behaviour:
+ * listeners' connection sets, counters), and the relay's wall clock (core.c). It has no other code:
  * relay.c (relay.h, the composition root) fills it and starts the parts; every part includes
  * this header, never relay.h. It includes only leaf headers (modules that do not include it);
  * what a part owns and keeps to itself is forward-declared and reached through a pointer.
@@ -87,7 +87,7 @@ struct tt_relay {
     bool stopping;
 };
 
-/* Wall-clock time in milliseconds since the epoch (defined in device.c). */
+/* Wall-clock time in milliseconds since the epoch (core.c). */
 int64_t tt_relay_now_ms(void);
 
 #endif

@@ -58,8 +58,7 @@ static void f_close(struct tt_conn *c)
     uv_close((uv_handle_t *)&c->tcp, f_on_tcp_closed);
 }
 
-static const struct tt_conn_filter fake = {f_read_start, f_read_stop, f_write, f_shutdown,
-                                           f_close};
+static const struct tt_conn_filter fake = {f_read_start, f_read_stop, f_write, f_shutdown, f_close};
 
 static void on_owner_closed(uv_handle_t *h)
 {

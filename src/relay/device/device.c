@@ -16,13 +16,6 @@
 #include "relay/http/respond.h"
 #include "relay/admin/webhook.h"
 
-int64_t tt_relay_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool tt_device_online(const struct tt_device *d)
 {
     return d->conn && d->conn->ws &&
