@@ -1,11 +1,11 @@
 /* conn.c - the transport of one connection (conn.h): plain TCP goes straight to libuv's calls;
- * a conn with a TLS session goes to tls.c. Nothing here copies or buffers bytes. */
+ * a conn with a filter on it (a TLS session: tls.c fills c->filter) goes to the filter's calls.
+ * Nothing here copies or buffers bytes. */
 #include "common/conn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "common/tls.h"
 #include "tether_err.h"
 
 int tt_conn_new(struct tt_conn **out, uv_loop_t *loop)
@@ -17,6 +17,7 @@ int tt_conn_new(struct tt_conn **out, uv_loop_t *loop)
     uv_tcp_init(loop, &c->tcp);
     c->tcp.data = NULL;
     c->tls = NULL;
+    c->filter = NULL;
     c->close_cb = NULL;
     *out = c;
     return 0;
@@ -54,30 +55,30 @@ struct tt_conn *tt_conn_of(uv_handle_t *h)
 
 int tt_conn_read_start(struct tt_conn *c, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
 {
-    if (c->tls != NULL)
-        return tt_tls_read_start(c, alloc_cb, read_cb);
+    if (c->filter != NULL)
+        return c->filter->read_start(c, alloc_cb, read_cb);
     return uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
 int tt_conn_read_stop(struct tt_conn *c)
 {
-    if (c->tls != NULL)
-        return tt_tls_read_stop(c);
+    if (c->filter != NULL)
+        return c->filter->read_stop(c);
     return uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 int tt_conn_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsigned nbufs,
                   uv_write_cb cb)
 {
-    if (c->tls != NULL)
-        return tt_tls_write(c, req, bufs, nbufs, cb);
+    if (c->filter != NULL)
+        return c->filter->write(c, req, bufs, nbufs, cb);
     return uv_write(req, (uv_stream_t *)&c->tcp, bufs, nbufs, cb);
 }
 
 int tt_conn_try_write(struct tt_conn *c, const uv_buf_t bufs[], unsigned nbufs)
 {
     int r;
-    if (c->tls != NULL)
+    if (c->filter != NULL)
         return UV_EAGAIN;
     r = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
     return r == 0 ? UV_EAGAIN : r;
@@ -85,17 +86,21 @@ int tt_conn_try_write(struct tt_conn *c, const uv_buf_t bufs[], unsigned nbufs)
 
 int tt_conn_shutdown(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb)
 {
-    if (c->tls != NULL)
-        return tt_tls_shutdown(c, req, cb);
+    if (c->filter != NULL)
+        return c->filter->shutdown(c, req, cb);
     return uv_shutdown(req, (uv_stream_t *)&c->tcp, cb);
+}
+
+void tt_conn_closed(struct tt_conn *c)
+{
+    if (c->close_cb != NULL)
+        c->close_cb((uv_handle_t *)&c->tcp);
+    free(c);
 }
 
 static void on_closed(uv_handle_t *h)
 {
-    struct tt_conn *c = tt_conn_of(h);
-    if (c->close_cb != NULL)
-        c->close_cb(h);
-    free(c);
+    tt_conn_closed(tt_conn_of(h));
 }
 
 void tt_conn_close(struct tt_conn *c, uv_close_cb cb)
@@ -103,8 +108,8 @@ void tt_conn_close(struct tt_conn *c, uv_close_cb cb)
     if (uv_is_closing((uv_handle_t *)&c->tcp))
         return;
     c->close_cb = cb;
-    if (c->tls != NULL) {
-        tt_tls_close(c); /* calls on_closed's work itself once its handles are closed */
+    if (c->filter != NULL) {
+        c->filter->close(c); /* calls tt_conn_closed once its handles are closed */
         return;
     }
     uv_close((uv_handle_t *)&c->tcp, on_closed);

@@ -22,6 +22,11 @@
  * it happens and passed up as a tether_err through tt_conn_err, as STYLE.md asks); everything
  * else follows common/'s convention (util.h): 0 or a negative tether_err.
  *
+ * A filter (TLS: tls.c, the only one) puts itself on a conn by setting c->filter to its table of
+ * calls (struct tt_conn_filter below) and c->tls to its session: conn.c then hands every stream
+ * call to it (one call through a pointer per read start, write or shutdown; nothing per byte),
+ * and knows nothing else of TLS, so that this module does not depend on tls.c.
+ *
  * Owns: its uv_tcp_t (embedded) and its TLS session. Freed only by tt_conn_close(). */
 #ifndef TT_CONN_H
 #define TT_CONN_H
@@ -31,11 +36,25 @@
 #include <uv.h>
 
 struct tt_tls;
+struct tt_conn;
+
+/* The calls of a filter on a conn (TLS: tls.c), which take the place of libuv's stream calls
+ * and keep the rules of the tt_conn_* calls below. close closes the socket and the filter's own
+ * handles, then calls tt_conn_closed(c) once. The table is static: a conn points to it. */
+struct tt_conn_filter {
+    int (*read_start)(struct tt_conn *c, uv_alloc_cb alloc_cb, uv_read_cb read_cb);
+    int (*read_stop)(struct tt_conn *c);
+    int (*write)(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsigned nbufs,
+                 uv_write_cb cb);
+    int (*shutdown)(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb);
+    void (*close)(struct tt_conn *c);
+};
 
 struct tt_conn {
-    uv_tcp_t tcp;         /* the socket; tcp.data belongs to the owner */
-    struct tt_tls *tls;   /* the TLS session on it (tls.h), or NULL: plain TCP. Owned */
-    uv_close_cb close_cb; /* private: tt_conn_close's callback */
+    uv_tcp_t tcp;       /* the socket; tcp.data belongs to the owner */
+    struct tt_tls *tls; /* the TLS session on it (tls.h), or NULL: plain TCP. Owned */
+    const struct tt_conn_filter *filter; /* the calls of that session (set with tls), or NULL */
+    uv_close_cb close_cb;                /* private: tt_conn_close's callback */
 };
 
 /* Allocates a conn into *out whose socket is initialized on loop, not connected (uv_tcp_connect,
@@ -76,6 +95,10 @@ int tt_conn_shutdown(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb);
 /* Closes c: requests under way get UV_ECANCELED, then cb (may be NULL) is called with
  * (uv_handle_t *)&c->tcp, whose data is still the owner's, and c is freed. Call it once. */
 void tt_conn_close(struct tt_conn *c, uv_close_cb cb);
+
+/* For a filter's close (struct tt_conn_filter), once the socket and its own handles are closed:
+ * does tt_conn_close's ending (its callback, with the owner's data, then c freed). */
+void tt_conn_closed(struct tt_conn *c);
 
 /* True once tt_conn_close() has been called. */
 bool tt_conn_is_closing(const struct tt_conn *c);

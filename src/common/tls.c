@@ -66,6 +66,9 @@ struct pending_write {
     uint64_t mark;   /* done once this many ciphertext bytes are written */
 };
 
+/* conn.h's calls on a conn with a TLS session (c->filter), at the end of this file. */
+static const struct tt_conn_filter tls_filter;
+
 struct tt_tls {
     struct tt_conn *conn;
     SSL *ssl;       /* owns the BIO */
@@ -1198,6 +1201,7 @@ int tt_tls_accept_pre(struct tt_conn *c, struct tt_tls_ctx *ctx, const uint8_t *
     SSL_set_accept_state(t->ssl);
     t->handshaking = true;
     c->tls = t;
+    c->filter = &tls_filter;
     return 0;
 }
 
@@ -1245,11 +1249,13 @@ int tt_tls_connect(struct tt_conn *c, struct tt_tls_ctx *ctx, const char *host, 
     t->hs_cb = cb;
     t->hs_ud = ud;
     c->tls = t;
+    c->filter = &tls_filter;
     /* The ClientHello goes out now; the callback only ever comes from a later read. */
     ERR_clear_error();
     int r = SSL_do_handshake(t->ssl);
     if (r != 1 && SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {
         c->tls = NULL;
+        c->filter = NULL;
         goto fail;
     }
     flush_out(t);
@@ -1278,7 +1284,7 @@ void tt_tls_describe(const struct tt_conn *c, char *out, size_t outlen)
              SSL_CIPHER_get_name(SSL_get_current_cipher(c->tls->ssl)));
 }
 
-int tt_tls_read_start(struct tt_conn *c, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
+static int tls_read_start(struct tt_conn *c, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
 {
     struct tt_tls *t = c->tls;
     if (t->closing)
@@ -1296,7 +1302,7 @@ int tt_tls_read_start(struct tt_conn *c, uv_alloc_cb alloc_cb, uv_read_cb read_c
     return 0;
 }
 
-int tt_tls_read_stop(struct tt_conn *c)
+static int tls_read_stop(struct tt_conn *c)
 {
     struct tt_tls *t = c->tls;
     t->reading = false;
@@ -1305,8 +1311,8 @@ int tt_tls_read_stop(struct tt_conn *c)
     return 0;
 }
 
-int tt_tls_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsigned nbufs,
-                 uv_write_cb cb)
+static int tls_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsigned nbufs,
+                     uv_write_cb cb)
 {
     struct tt_tls *t = c->tls;
 
@@ -1350,7 +1356,7 @@ int tt_tls_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsi
     return 0;
 }
 
-int tt_tls_shutdown(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb)
+static int tls_shutdown(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb)
 {
     struct tt_tls *t = c->tls;
 
@@ -1383,13 +1389,11 @@ static void on_closed(uv_handle_t *h)
         t->shut_req = NULL;
         own->cb(own, UV_ECANCELED);
     }
-    if (c->close_cb != NULL)
-        c->close_cb((uv_handle_t *)&c->tcp);
     tls_free(t);
-    free(c);
+    tt_conn_closed(c); /* the owner's close callback, then c freed */
 }
 
-void tt_tls_close(struct tt_conn *c)
+static void tls_close(struct tt_conn *c)
 {
     struct tt_tls *t = c->tls;
     t->closing = true;
@@ -1398,3 +1402,12 @@ void tt_tls_close(struct tt_conn *c)
     uv_close((uv_handle_t *)&c->tcp, on_closed);
     uv_close((uv_handle_t *)&t->idle, on_closed);
 }
+
+/* conn.h's calls on a conn with a TLS session (c->filter). */
+static const struct tt_conn_filter tls_filter = {
+    .read_start = tls_read_start,
+    .read_stop = tls_read_stop,
+    .write = tls_write,
+    .shutdown = tls_shutdown,
+    .close = tls_close,
+};

@@ -205,14 +205,4 @@ const char *tt_tls_error(const struct tt_conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for an established session, "" otherwise. */
 void tt_tls_describe(const struct tt_conn *c, char *out, size_t outlen);
 
-/* The TLS side of conn.h's calls, for conn.c only (c->tls is not NULL). tt_tls_close closes
- * the socket and the session's own handle, then does tt_conn_close's ending (c->close_cb,
- * free). */
-int tt_tls_read_start(struct tt_conn *c, uv_alloc_cb alloc_cb, uv_read_cb read_cb);
-int tt_tls_read_stop(struct tt_conn *c);
-int tt_tls_write(struct tt_conn *c, uv_write_t *req, const uv_buf_t bufs[], unsigned nbufs,
-                 uv_write_cb cb);
-int tt_tls_shutdown(struct tt_conn *c, uv_shutdown_t *req, uv_shutdown_cb cb);
-void tt_tls_close(struct tt_conn *c);
-
 #endif

@@ -5,9 +5,10 @@
 #include <string.h>
 #include "tether_err.h"
 #include "relay/device/device.h"
+#include "relay/device/forward.h"
 #include "relay/mode.h"
 #include "relay/store/registry.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/admin/webhook.h"
 
 static int single_init(struct tt_relay *r, char err[TT_ERRLEN])
@@ -20,7 +21,7 @@ static int single_init(struct tt_relay *r, char err[TT_ERRLEN])
 
 static int single_start(struct tt_relay *r, char err[TT_ERRLEN])
 {
-    return tt_device_load_registry(r, err);
+    return tt_device_load_registry(r, tt_forward_port_accept, err);
 }
 
 static void single_nothing(struct tt_relay *r)
@@ -54,7 +55,7 @@ static int single_claim_ports(struct tt_device *d, struct tt_device_svc *ns, int
     for (int i = 0; i < n; i++) {
         if (ns[i].kind != TT_SERVICE_TCP || ns[i].is_private || carried[i] >= 0)
             continue;
-        int rc = tt_tcpports_open(&r->ports, ns[i].portno, tt_device_port_accept, d, &ns[i].port);
+        int rc = tt_tcpports_open(&r->ports, ns[i].portno, tt_forward_port_accept, d, &ns[i].port);
         if (rc) {
             for (int j = 0; j < i; j++)
                 if (ns[j].port && carried[j] < 0) {

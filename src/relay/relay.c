@@ -13,14 +13,36 @@
 #include "common/log.h"
 #include "relay/admin/admin.h"
 #include "relay/cluster/cluster.h"
+#include "relay/cluster/drain.h"
 #include "relay/device/device.h"
 #include "relay/device/forward.h"
 #include "relay/relay.h"
+#include "relay/http/httpproxy.h"
 #include "relay/http/respond.h"
 #include "relay/http/server.h"
 #include "relay/access/signin.h"
 #include "relay/device/visitor.h"
 #include "relay/admin/webhook.h"
+
+/* The sign-in module's part in forward.c's HTTP filter (forward.h struct tt_forward_signin):
+ * the composition root joins the two, which depend on each other's work but not on each
+ * other's headers. */
+static int forward_signin_check(struct tt_relay *r, const uint8_t *head,
+                                const struct tt_httpproxy *x, const struct tt_access_conn *ac,
+                                const void *self, char key[TT_SESSION_KEY_LEN + 1], char **answer,
+                                size_t *answerlen)
+{
+    struct tt_signin_req q = {head, &x->hp, x->host, x->https, ac->device, ac->service};
+    return tt_signin_check(r, &q, &ac->who, self, key, answer, answerlen);
+}
+
+static void forward_signin_repeat(void)
+{
+    tt_signin_stats.signin_repeats++;
+}
+
+static const struct tt_forward_signin forward_signin = {forward_signin_check,
+                                                        forward_signin_repeat};
 
 /* mkdir -p: creates dir and its missing parents (mode 0700). Returns 0 or -1 with err. */
 static int make_dirs(const char *dir, char err[TT_ERRLEN])
@@ -208,6 +230,7 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     r->web_tls.timeout_ms = cfg->head_timeout_ms;
     r->web_tls.tls = r->tls;
     r->web.limits = r->web_tls.limits = r->admin.limits = &r->limits;
+    tt_forward_set_signin(&forward_signin);
     if (tt_forward_start(loop, cfg, &r->limits) != 0) {
         snprintf(err, TT_ERRLEN, "cannot start timers");
         return -1;

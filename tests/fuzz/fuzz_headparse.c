@@ -14,7 +14,7 @@
 #include "relay/http/headparse.h"
 #include "relay/http/httpproxy.h"
 #include "relay/http/route.h"
-#include "relay/http/server.h"
+#include "relay/http/wsrequest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,7 +45,7 @@ static void serve(const struct tt_headparse *hp)
             abort();
     }
     struct tt_wshs_request rq;
-    tt_server_ws_request(hp, &rq);
+    tt_wsrequest_fill(hp, &rq);
     int verdict = -1;
     int vrc = tt_wshs_check_request(&rq, &verdict);
     if ((vrc == 0) != (verdict == 0) || (verdict != 0 && verdict != 400 && verdict != 426))

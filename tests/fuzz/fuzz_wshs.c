@@ -4,7 +4,7 @@
  *     past its input; a complete head lies inside the input; an accepted answer is a 101; a
  *     Retry-After is kept for a 503 or 429 only, and bounded;
  *   - the server side: the input read as an upgrade request (headparse.c, as the relay's
- *     listener reads it) goes through the relay's checks (tt_server_ws_request,
+ *     listener reads it) goes through the relay's checks (tt_wsrequest_fill,
  *     tt_wshs_check_request): 0, 400 or 426 and nothing else; when it passes, the 101 the relay
  *     writes for its key is accepted by the client side;
  *   - the head reader both use (common/httphead.c, tt_httphead_parse) as a request and as an
@@ -16,7 +16,7 @@
 #include "common/wshs.h"
 #include "common/httphead.h"
 #include "relay/http/headparse.h"
-#include "relay/http/server.h"
+#include "relay/http/wsrequest.h"
 #include "tether_err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -54,7 +54,7 @@ static void server_side(const uint8_t *data, size_t size)
     if (ev != TT_HEADPARSE_HEAD)
         return;
     struct tt_wshs_request rq;
-    tt_server_ws_request(&hp, &rq);
+    tt_wsrequest_fill(&hp, &rq);
     if ((rq.nkeys > 0) != (rq.key != NULL) || (rq.nversions > 0) != (rq.version != NULL))
         abort();
     int verdict = -1;

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 #include <uv.h>
 #include "relay/cluster/drain.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 
 static uv_loop_t loop;
 static struct tt_relay r;

@@ -17,7 +17,7 @@
 #include "relay/device/forward.h"
 #include "relay/http/httpproxy.h"
 #include "relay/http/pages.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/http/respond.h"
 #include "relay/http/route.h"
 #include "relay/access/signin.h"

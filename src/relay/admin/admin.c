@@ -7,7 +7,8 @@
 #include "common/log.h"
 #include "relay/admin/admin.h"
 #include "relay/admin/adminint.h"
-#include "relay/relay.h"
+#include "relay/cluster/drain.h"
+#include "relay/core.h"
 #include "relay/admin/adminhost.h"
 
 /* ---- routing ---- */

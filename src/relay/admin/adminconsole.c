@@ -7,7 +7,7 @@
 #include "tether_err.h"
 #include "common/log.h"
 #include "relay/admin/adminint.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/lib/form.h"
 
 /* ---- the console's pages and forms (adminpage.h): a device, its deletion, grants ---- */

@@ -5,7 +5,8 @@
 #include <string.h>
 
 #include "relay/admin/adminint.h"
-#include "relay/relay.h"
+#include "relay/cluster/drain.h"
+#include "relay/core.h"
 #include "relay/device/device.h"
 #include "relay/lib/form.h"
 #include "relay/admin/procmetrics.h"

@@ -9,7 +9,7 @@
 
 #include "tether_err.h"
 #include "relay/admin/adminint.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/device/device.h"
 
 /* ---- device views ---- */

@@ -2,7 +2,8 @@
 #include <jansson.h>
 
 #include "relay/admin/adminint.h"
-#include "relay/relay.h"
+#include "relay/cluster/drain.h"
+#include "relay/core.h"
 #include "relay/device/device.h"
 
 /* POST /api/drain (202, idempotent), DELETE /api/drain (200: devices are taken again), GET

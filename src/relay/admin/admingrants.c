@@ -7,7 +7,7 @@
 #include "tether_err.h"
 #include "common/log.h"
 #include "relay/admin/adminint.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 
 /* ---- grants (grants.h) ---- */
 

@@ -6,7 +6,7 @@
 
 #include "common/tls.h"
 #include "relay/admin/adminint.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/device/device.h"
 #include "relay/http/httpproxy.h"
 #include "relay/http/httpstats.h"

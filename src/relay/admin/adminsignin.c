@@ -7,7 +7,7 @@
 #include <openssl/crypto.h>
 #include "common/log.h"
 #include "relay/admin/adminint.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/admin/adminsession.h"
 #include "relay/lib/form.h"
 #include "relay/access/signin.h"

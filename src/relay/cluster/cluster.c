@@ -15,7 +15,7 @@
 #include "relay/device/forward.h"
 #include "relay/cluster/peerlink.h"
 #include "relay/cluster/tickets.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/http/respond.h"
 #include "relay/store/redisasync.h"
 #include "relay/access/grants.h"

@@ -21,7 +21,6 @@
 #include "common/conn.h"
 #include "core/frame.h"
 #include "relay/http/headconn.h"
-#include "relay/cluster/peerlink.h"
 #include "relay/store/redisconn.h"
 #include "relay/lib/strmap.h"
 #include "relay/device/tcpports.h"
@@ -70,6 +69,7 @@ struct tt_cluster_port {
 };
 
 struct tt_redisasync;
+struct tt_peerlink_audit;
 struct cl_wait;
 
 struct tt_cluster {

@@ -12,7 +12,7 @@
 #include "relay/admin/adminquery.h"
 #include "relay/cluster/cluster.h"
 #include "relay/device/device.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/store/redisasync.h"
 #include "relay/store/redisconn.h"
 

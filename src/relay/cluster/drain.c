@@ -1,11 +1,12 @@
-/* drain.c - draining a node and admission control of device registrations (drain.h). */
+/* drain.c - draining a node (drain.h), and the draining refusal of device handshakes in front
+ * of admission control (device/admission.c). */
 #include <string.h>
 #include "common/log.h"
 #include "common/wsconn.h"
-#include "relay/cluster/cluster.h"
+#include "relay/device/admission.h"
 #include "relay/device/device.h"
 #include "relay/cluster/drain.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 
 bool tt_drain_on(const struct tt_relay *r)
 {
@@ -106,49 +107,18 @@ void tt_drain_refuse_draining(struct tt_relay *r)
     r->drain.refused[TT_DRAIN_DRAINING]++;
 }
 
-/* Starts a new one-second window when the current one is over. */
-static void roll_window(struct tt_drain *d, uint64_t now)
-{
-    if (now - d->window_ms < 1000)
-        return;
-    d->last_done = now - d->window_ms < 2000 ? d->window_done : 0;
-    d->window_ms = now;
-    d->window_refusals = d->window_done = 0;
-}
-
-void tt_drain_registered(struct tt_relay *r)
-{
-    roll_window(&r->drain, uv_now(r->loop));
-    r->drain.window_done++;
-}
-
 enum tt_drain_refusal tt_drain_admit(struct tt_relay *r, unsigned *retry_after)
 {
-    struct tt_drain *d = &r->drain;
     *retry_after = 0;
-    if (d->on) {
+    if (r->drain.on) {
         tt_drain_refuse_draining(r);
         *retry_after = TT_DRAIN_RETRY_AFTER_S;
         return TT_DRAIN_DRAINING;
     }
-    uint64_t max = r->cfg.max_registering;
     /* the registry's connection past its admission share (store/redisasync.h): busy too */
     bool store_busy = tt_registry_busy(r->reg, TT_DRAIN_STORE_COMMANDS);
-    if (!store_busy && (max == 0 || d->registering < max))
-        return TT_DRAIN_ADMIT;
-    roll_window(d, uv_now(r->loop));
-    d->window_refusals++;
-    d->refused[TT_DRAIN_BUSY]++;
-    uint64_t floor = TT_DRAIN_RATE_FLOOR * (max ? max : 1);
-    uint64_t rate = d->last_done > floor ? d->last_done : floor;
-    uint64_t s = 1 + d->window_refusals / rate;
-    *retry_after = (unsigned)(s > TT_DRAIN_BUSY_RETRY_MAX_S ? TT_DRAIN_BUSY_RETRY_MAX_S : s);
-    if (d->window_refusals == 1) /* one line a second at most; /metrics counts them all */
-        TT_LOG(TT_LOG_INFO,
-               "device handshakes refused: too many registrations under way registering=%zu "
-               "max_registering=%llu registry_busy=%d retry_after=%u",
-               d->registering, (unsigned long long)max, store_busy ? 1 : 0, *retry_after);
-    return TT_DRAIN_BUSY;
+    return tt_admission_check(&r->drain, uv_now(r->loop), r->cfg.max_registering, store_busy,
+                              retry_after);
 }
 
 void tt_drain_shutdown(struct tt_relay *r)

@@ -8,11 +8,10 @@
 #include "common/pool.h"
 #include "common/tls.h"
 #include "relay/access/access.h"
-#include "relay/cluster/cluster.h"
 #include "relay/device/forward.h"
 #include "relay/http/pages.h"
 #include "relay/cluster/peerlink.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/http/respond.h"
 
 /* Stop reading a side while the other has this much queued; resume below the low mark. So a side

@@ -11,18 +11,10 @@
 #include "common/log.h"
 #include "common/pipe.h"
 #include "common/util.h"
-#include "relay/cluster/cluster.h"
+#include "relay/device/admission.h"
 #include "relay/device/device.h"
-#include "relay/device/forward.h"
 #include "relay/http/respond.h"
 #include "relay/admin/webhook.h"
-
-int64_t tt_relay_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 bool tt_device_online(const struct tt_device *d)
 {
@@ -260,29 +252,6 @@ int tt_device_http_service(const struct tt_device *d, const char *svc)
         if (d->svc[i].kind == TT_SERVICE_HTTP && strcmp(d->svc[i].dnsname, svc) == 0)
             return i;
     return -1;
-}
-
-void tt_device_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
-{
-    struct tt_device *d = ud;
-    for (uint8_t i = 0; i < d->nsvc; i++) {
-        if (d->svc[i].port != p)
-            continue;
-        if (!tt_forward_tcp_admit(d->relay, client, d->name, d->svc[i].name))
-            return; /* --tcp-allow: closed, counted and audited */
-        if (tt_device_online(d)) {
-            tt_forward_tcp(d, i, client);
-            return;
-        }
-        if (tt_audit_on(&d->relay->audit)) {
-            char peer[TT_MAX_ADDR];
-            tt_conn_peer(client, peer, sizeof(peer));
-            tt_forward_audit_refused(d->relay, d->name, d->svc[i].name, "tcp", NULL, peer,
-                                     "offline");
-        }
-        break;
-    }
-    tt_respond_drop(client); /* offline: closed at once */
 }
 
 static bool label_free(struct tt_relay *r, struct tt_registry *reg, const char *label)
@@ -1027,7 +996,7 @@ static void welcome(struct tt_devconn *dc)
     TT_LOG(TT_LOG_INFO, "device connected device=%s label=%s peer=%s services=%u",
            TT_LOG_V(d->name), d->label, peer(dc), (unsigned)d->nsvc);
     dc->welcomed = true;
-    tt_drain_registered(dc->relay);
+    tt_admission_registered(&dc->relay->drain, uv_now(dc->relay->loop));
     tt_webhook_emit(dc->relay->webhooks, "online", d->name, d->label, now);
 }
 
@@ -1369,6 +1338,7 @@ struct load_ctx {
     int64_t now;
     unsigned loaded;
     int err;
+    tt_tcpport_accept_cb accept; /* of the devices' TCP listeners */
 };
 
 /* Makes the runtime device of one remembered record: offline, its label routed to the 503
@@ -1408,8 +1378,7 @@ static int load_one(const struct tt_reg_device *rd, void *ud)
             memset(sv, 0, sizeof(*sv));
             continue;
         }
-        if (live &&
-            tt_tcpports_open_exact(&r->ports, sv->portno, tt_device_port_accept, d, &sv->port)) {
+        if (live && tt_tcpports_open_exact(&r->ports, sv->portno, lc->accept, d, &sv->port)) {
             TT_LOG(TT_LOG_WARN,
                    "remembered tcp port unavailable, the device will get another device=%s "
                    "service=%s port=%u",
@@ -1444,9 +1413,9 @@ static int resave_one(const char *key, void *val, void *ud)
 }
 
 /* Restores the devices the registry remembers (see tt_device_start). */
-int tt_device_load_registry(struct tt_relay *r, char err[TT_ERRLEN])
+int tt_device_load_registry(struct tt_relay *r, tt_tcpport_accept_cb accept, char err[TT_ERRLEN])
 {
-    struct load_ctx lc = {r, tt_relay_now_ms(), 0, 0};
+    struct load_ctx lc = {r, tt_relay_now_ms(), 0, 0, accept};
     int64_t prev = 0;
     int rc = tt_registry_heartbeat(r->reg, lc.now, &prev);
     if (!rc)

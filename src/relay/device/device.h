@@ -12,7 +12,7 @@
 #include "common/wsconn.h"
 #include "core/frame.h"
 #include "relay/limits.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/http/route.h"
 #include "relay/device/tcpports.h"
 
@@ -56,7 +56,7 @@ struct tt_devconn {
     int64_t started;              /* unix ms */
     bool registered;              /* WELCOME sent or on its way (or refused: closing anyway) */
     bool welcomed;                /* WELCOME sent (the "online" webhook went out) */
-    bool admitting;               /* counted in relay->drain.registering (drain.h) */
+    bool admitting;               /* counted in relay->drain.registering (admission.h) */
     bool drained;                 /* sent away by a drain (drain.h) */
     struct tt_limits_conn lim;    /* on relay->limits until registered (unauthenticated) */
     bool sync_waiting;            /* on relay->sync_q: WELCOME once the registry synced */
@@ -142,8 +142,9 @@ int tt_device_start(struct tt_relay *r, char err[TT_ERRLEN]);
 /* For the modes (mode.h) --------------------------------------------------------------- */
 
 /* The single relay's start (mode_single.c): restores the registry's devices as described for
- * tt_device_start. Returns 0 or -1 with err. */
-int tt_device_load_registry(struct tt_relay *r, char err[TT_ERRLEN]);
+ * tt_device_start; their TCP listeners get accept (forward.h tt_forward_port_accept, given by
+ * the mode so that this module does not depend on forward.c). Returns 0 or -1 with err. */
+int tt_device_load_registry(struct tt_relay *r, tt_tcpport_accept_cb accept, char err[TT_ERRLEN]);
 
 /* d leaves this node's tables (its listeners closed, its counters added to the relay's, d
  * freed); its registry record is left alone (the cluster's session_ended). */
@@ -152,9 +153,6 @@ void tt_device_drop_local(struct tt_device *d);
 /* Writes the relay's heartbeat to the registry (every TT_DEVICE_HEARTBEAT_MS on a single
  * relay: its mode's heartbeat) and asks for a sync. */
 void tt_device_heartbeat(struct tt_relay *r, int64_t now);
-
-/* The accept callback of a TCP listener that device ud owns (the single relay's ports). */
-void tt_device_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud);
 
 /* Relay shutdown: records every online device as offline since now (one registry write) and
  * the heartbeat, tells every device to go away (GOAWAY shutdown), closes every device

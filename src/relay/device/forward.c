@@ -18,9 +18,9 @@
 #include "relay/http/httpstats.h"
 #include "relay/http/pages.h"
 #include "relay/device/forward.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/http/respond.h"
-#include "relay/access/signin.h"
+#include "relay/access/sessions.h"
 
 /* What a connection's audit line needs, gathered only when there is an audit log. */
 struct audit_rec {
@@ -151,6 +151,29 @@ char *tt_forward_client_addr(char *out, size_t len, const char *ip, uint16_t por
     return out;
 }
 
+void tt_forward_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud)
+{
+    struct tt_device *d = ud;
+    for (uint8_t i = 0; i < d->nsvc; i++) {
+        if (d->svc[i].port != p)
+            continue;
+        if (!tt_forward_tcp_admit(d->relay, client, d->name, d->svc[i].name))
+            return; /* --tcp-allow: closed, counted and audited */
+        if (tt_device_online(d)) {
+            tt_forward_tcp(d, i, client);
+            return;
+        }
+        if (tt_audit_on(&d->relay->audit)) {
+            char peer[TT_MAX_ADDR];
+            tt_conn_peer(client, peer, sizeof(peer));
+            tt_forward_audit_refused(d->relay, d->name, d->svc[i].name, "tcp", NULL, peer,
+                                     "offline");
+        }
+        break;
+    }
+    tt_respond_drop(client); /* offline: closed at once */
+}
+
 bool tt_forward_tcp_admit(struct tt_relay *r, struct tt_conn *client, const char *device,
                           const char *service)
 {
@@ -242,17 +265,29 @@ static void take_events(struct http_client *hc, struct tt_pipe *p)
         tt_pipe_refeed(p);
 }
 
-/* The filter's check of each request head of a private service (signin.h). */
+/* What the sign-in module does for this one (tt_forward_set_signin; NULL until relay.c sets it:
+ * every request of a private service is then refused). */
+static const struct tt_forward_signin *signin;
+
+void tt_forward_set_signin(const struct tt_forward_signin *s)
+{
+    signin = s;
+}
+
+/* The filter's check of each request head of a private service (signin.h, through signin). */
 static int http_check(void *ud, const struct tt_httpproxy *x, const uint8_t *head, size_t headlen)
 {
     struct http_client *hc = ud;
     (void)headlen;
-    struct tt_signin_req q = {head, &x->hp, x->host, x->https, hc->ac.device, hc->ac.service};
     char key[TT_SESSION_KEY_LEN + 1];
     free(hc->answer);
     hc->answer = NULL;
     hc->answerlen = 0;
-    hc->verdict = tt_signin_check(hc->r, &q, &hc->ac.who, hc, key, &hc->answer, &hc->answerlen);
+    if (!signin) {
+        hc->verdict = TT_HTTPPROXY_ANSWER;
+        return hc->verdict;
+    }
+    hc->verdict = signin->check(hc->r, head, x, &hc->ac, hc, key, &hc->answer, &hc->answerlen);
     if (hc->verdict != TT_HTTPPROXY_ANSWER && key[0])
         memcpy(hc->session, key, sizeof(hc->session));
     return hc->verdict;
@@ -277,7 +312,7 @@ static tt_ssize http_filter(struct tt_pipe *p, const uint8_t *in, size_t len, bo
     if (rc < 0 && hc->hx.local) {
         /* the relay's own answer (sign-in page, sign-out...), after the responses owed */
         if (hc->verdict == TT_HTTPPROXY_HOLD)
-            tt_signin_stats.signin_repeats++;
+            signin->repeat();
         TT_LOG(TT_LOG_DEBUG, "request answered by the relay peer=%s stream=%u", hc->origin,
                (unsigned)tt_pipe_stream_id(p));
         if (hc->answer)

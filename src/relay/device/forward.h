@@ -15,11 +15,13 @@
 #include <uv.h>
 #include "common/conn.h"
 #include "relay/access/access.h"
+#include "relay/access/sessions.h"
 #include "relay/config.h"
 #include "relay/device/device.h"
 #include "relay/limits.h"
 
 struct tt_principal;
+struct tt_httpproxy;
 
 /* Proxies the browser connection client (reading stopped; taken over) to HTTP service svc of
  * the online device d. pre[0..prelen) holds what was read so far (the first request head and
@@ -48,6 +50,11 @@ void tt_forward_close_session(const char *key, const void *except);
 /* Joins the TCP client (taken over) to TCP service svc of the online device d; the client is
  * closed when no stream can be opened. */
 void tt_forward_tcp(struct tt_device *d, int svc, struct tt_conn *client);
+
+/* The accept callback of a TCP listener that device ud owns (the single relay's ports: passed to
+ * tcpports.h by mode_single.c): the client is checked against --tcp-allow, then joined to the
+ * service's stream when the device is online; else (offline) audited and closed at once. */
+void tt_forward_port_accept(struct tt_tcpport *p, struct tt_conn *client, void *ud);
 
 /* The same, with pre[0..prelen) (copied) already read from the client, for a tunnel from
  * another cluster node: client_addr is the TCP client's "IP:PORT" that node vouches for (its
@@ -82,6 +89,27 @@ void tt_forward_audit_refused(struct tt_relay *r, const char *device, const char
 
 /* Writes "IP:PORT" ("[IP]:PORT" for IPv6) into out[len]. Returns out. */
 char *tt_forward_client_addr(char *out, size_t len, const char *ip, uint16_t port);
+
+/* What this module asks of the sign-in module (signin.h), which forwards through it
+ * (tt_forward_http_as, tt_forward_close_session): relay.c gives it at start, so that forward.c
+ * does not depend on signin.c. Until it is given, every later request of a private service's
+ * connection is refused (the connection closes). */
+struct tt_forward_signin {
+    /* signin.h tt_signin_check of a later request head of a private service's connection: head
+     * as the browser sent it, parsed in x (Host, https); ac the connection's principal, device
+     * and service; self the connection (a sign-out closes the others made under the session).
+     * Fills key, *answer (malloc'd) and *answerlen as tt_signin_check does. Returns an enum
+     * tt_httpproxy_verdict. */
+    int (*check)(struct tt_relay *r, const uint8_t *head, const struct tt_httpproxy *x,
+                 const struct tt_access_conn *ac, const void *self,
+                 char key[TT_SESSION_KEY_LEN + 1], char **answer, size_t *answerlen);
+    /* Counts the sign-in page sent again to a connection whose request had passed (a held
+     * body that was the sign-in form: tt_signin_stats.signin_repeats). */
+    void (*repeat)(void);
+};
+
+/* Sets what the sign-in module does for this one (s is kept: a static table). */
+void tt_forward_set_signin(const struct tt_forward_signin *s);
 
 /* Starts the timer behind the clients' timeouts on loop, from cfg: --idle-timeout without a
  * byte either way closes an HTTP client (0: never), and so does a later request head still

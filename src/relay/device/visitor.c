@@ -23,7 +23,7 @@
 #include "relay/device/device.h"
 #include "relay/cluster/peerlink.h"
 #include "relay/http/respond.h"
-#include "relay/http/server.h"
+#include "relay/http/wsrequest.h"
 #include "relay/device/visitor.h"
 
 enum { V_VISITOR = 0, V_DEVICE = 1 };
@@ -1187,7 +1187,7 @@ static void on_where(const struct tt_where *a, bool timed_out, void *ud)
 void tt_visitor_endpoint(struct tt_relay *r, struct tt_headconn *hc, bool trusted)
 {
     struct tt_wshs_request ws;
-    tt_server_ws_request(&hc->hp, &ws);
+    tt_wsrequest_fill(&hc->hp, &ws);
     int verdict;
     if (tt_wshs_check_request(&ws, &verdict) != 0) {
         refuse_hc(r, hc, verdict,

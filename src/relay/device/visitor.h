@@ -27,7 +27,7 @@
 #include "core/frame.h"
 #include "relay/http/headconn.h"
 #include "relay/http/headparse.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/access/users.h"
 
 /* The relay's heartbeat on visitor connections (as on device connections, device.h). */

@@ -15,12 +15,13 @@
 #include "relay/http/pages.h"
 #include "relay/device/forward.h"
 #include "relay/http/httpstats.h"
-#include "relay/relay.h"
+#include "relay/core.h"
 #include "relay/http/respond.h"
 #include "relay/http/route.h"
 #include "relay/http/server.h"
 #include "relay/access/signin.h"
 #include "relay/device/visitor.h"
+#include "relay/http/wsrequest.h"
 #include "relay/cluster/peerlink.h"
 
 struct hs_write {
@@ -66,17 +67,6 @@ static unsigned find_trimmed(const struct tt_headparse *hp, const char *name, co
     return count;
 }
 
-void tt_server_ws_request(const struct tt_headparse *hp, struct tt_wshs_request *rq)
-{
-    memset(rq, 0, sizeof(*rq));
-    rq->get = hp->p.method == HTTP_GET;
-    rq->http11 = hp->p.http_major > 1 || (hp->p.http_major == 1 && hp->p.http_minor >= 1);
-    /* http-parser's upgrade flag: an Upgrade header and "upgrade" in some Connection header */
-    rq->connection_upgrade = tt_headparse_upgrade(hp);
-    rq->nkeys = find_trimmed(hp, "sec-websocket-key", &rq->key, &rq->keylen);
-    rq->nversions = find_trimmed(hp, "sec-websocket-version", &rq->version, &rq->versionlen);
-}
-
 /* A WebSocket upgrade that is not for a device address: the device endpoint. The request is
  * checked as RFC 6455 asks (400, or 426 for another version) before anything is allocated. */
 static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
@@ -84,7 +74,7 @@ static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
     const uint8_t *key, *proto;
     size_t keylen, protolen;
     struct tt_wshs_request rq;
-    tt_server_ws_request(&hc->hp, &rq);
+    tt_wsrequest_fill(&hc->hp, &rq);
     int verdict;
     if (tt_wshs_check_request(&rq, &verdict) != 0) {
         respond_page(hc, verdict == 426 ? TT_PAGE_UPGRADE_REQUIRED : TT_PAGE_BAD_REQUEST);
