@@ -407,6 +407,17 @@ unsigned tt_headparse_find(const struct tt_headparse *h, const char *name, const
     return tt_httphead_hdr_find(h->hdr, h->nhdr, h->base, name, val, vlen);
 }
 
+unsigned tt_headparse_find_trimmed(const struct tt_headparse *h, const char *name,
+                                   const uint8_t **val, size_t *vlen)
+{
+    *val = NULL;
+    *vlen = 0;
+    unsigned count = tt_headparse_find(h, name, val, vlen);
+    while (*vlen > 0 && ((*val)[*vlen - 1] == ' ' || (*val)[*vlen - 1] == '\t'))
+        (*vlen)--;
+    return count;
+}
+
 const char *tt_headparse_refusal_name(enum tt_http_refusal r)
 {
     static const char *const names[TT_REFUSAL_COUNT] = {

@@ -133,6 +133,10 @@ bool tt_headparse_upgrade(const struct tt_headparse *h);
  * how many headers have that name (0: none, *val untouched). */
 unsigned tt_headparse_find(const struct tt_headparse *h, const char *name, const uint8_t **val,
                            size_t *vlen);
+/* The same, with the value's trailing blanks cut (http-parser keeps them); *val NULL and *vlen
+ * 0 when there is no such header. */
+unsigned tt_headparse_find_trimmed(const struct tt_headparse *h, const char *name,
+                                   const uint8_t **val, size_t *vlen);
 
 /* The metrics name of a refusal reason ("syntax", "target"...; "none" for TT_REFUSAL_NONE). */
 const char *tt_headparse_refusal_name(enum tt_http_refusal r);

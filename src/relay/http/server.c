@@ -54,19 +54,6 @@ static void on_hs_written(uv_write_t *req, int status)
     free(req->data);
 }
 
-/* The first value of header name, without trailing blanks (http-parser keeps them). Returns
- * how many such headers there are. */
-static unsigned find_trimmed(const struct tt_headparse *hp, const char *name, const uint8_t **v,
-                             size_t *n)
-{
-    *v = NULL;
-    *n = 0;
-    unsigned count = tt_headparse_find(hp, name, v, n);
-    while (*n > 0 && ((*v)[*n - 1] == ' ' || (*v)[*n - 1] == '\t'))
-        (*n)--;
-    return count;
-}
-
 /* A WebSocket upgrade that is not for a device address: the device endpoint. The request is
  * checked as RFC 6455 asks (400, or 426 for another version) before anything is allocated. */
 static void device_endpoint(struct tt_relay *r, struct tt_headconn *hc)
@@ -167,13 +154,14 @@ static void find_origin(struct tt_headconn *hc, bool trusted, struct origin *o)
     size_t n;
     if (!trusted) /* only another node is trusted (mode.h) */
         return;
-    if (find_trimmed(&hc->hp, TT_CLUSTER_HDR_CLIENT, &v, &n) == 1 && n > 0 && n < sizeof(o->ip)) {
+    if (tt_headparse_find_trimmed(&hc->hp, TT_CLUSTER_HDR_CLIENT, &v, &n) == 1 && n > 0 &&
+        n < sizeof(o->ip)) {
         memcpy(o->ip, v, n);
         o->ip[n] = '\0';
         o->port = 0;
         /* the browser's port, for the audit log (a node of an older version sends none) */
         char pb[8];
-        if (find_trimmed(&hc->hp, TT_CLUSTER_HDR_CLIENT_PORT, &v, &n) == 1 && n > 0 &&
+        if (tt_headparse_find_trimmed(&hc->hp, TT_CLUSTER_HDR_CLIENT_PORT, &v, &n) == 1 && n > 0 &&
             n < sizeof(pb)) {
             memcpy(pb, v, n);
             pb[n] = '\0';
@@ -183,7 +171,7 @@ static void find_origin(struct tt_headconn *hc, bool trusted, struct origin *o)
                 o->port = (uint16_t)p;
         }
     }
-    if (find_trimmed(&hc->hp, TT_CLUSTER_HDR_PROTO, &v, &n) == 1)
+    if (tt_headparse_find_trimmed(&hc->hp, TT_CLUSTER_HDR_PROTO, &v, &n) == 1)
         o->https = n == 5 && memcmp(v, "https", 5) == 0;
 }
 
