@@ -35,27 +35,22 @@ static void done_page(struct tt_headconn *hc, const char *status, const char *ti
     answer_page(hc, status, &b);
 }
 
-/* GET /device?name=NAME */
-static void device_page(struct tt_headconn *hc, struct tt_relay *r)
+static void device_page_answer(struct tt_headconn *hc, struct tt_relay *r, struct rows *rs,
+                               enum tt_admin_got got)
 {
-    char name[TT_MAX_NAME + 1];
-    size_t nlen;
-    struct rows rs;
-    if (!tt_admin_query_param(hc, "name", name, sizeof(name), &nlen)) {
-        done_page(hc, "404 Not Found", "tetherd: no such device", "No such device.", "/", true);
+    if (got == TT_ADMIN_GOT_BUSY) {
+        tt_admin_answer_busy(hc, r, false);
         return;
     }
-    if (!tt_admin_rows_get(r, name, &rs)) {
-        tt_admin_rows_free(&rs);
+    if (got != TT_ADMIN_GOT_OK) {
         tt_admin_answer_oom(hc);
         return;
     }
-    if (rs.n == 0 || !rs.v[0].svcs) {
-        tt_admin_rows_free(&rs);
+    if (rs->n == 0 || !rs->v[0].svcs) {
         done_page(hc, "404 Not Found", "tetherd: no such device", "No such device.", "/", true);
         return;
     }
-    const struct row *w = &rs.v[0];
+    const struct row *w = &rs->v[0];
     struct tt_adminpage_row pr = {w->name,   w->label, w->node,  w->v.online, w->v.since, w->v.seen,
                                   w->remote, w->v.in,  w->v.out, w->streams,  w->svcs};
     struct tt_adminpage_ctx ctx;
@@ -63,8 +58,19 @@ static void device_page(struct tt_headconn *hc, struct tt_relay *r)
     tt_admin_page_ctx(r, hc, &ctx, server);
     struct tt_adminbuf b = {.ok = true};
     tt_adminpage_device(&b, &ctx, &pr);
-    tt_admin_rows_free(&rs);
     answer_page(hc, "200 OK", &b);
+}
+
+/* GET /device?name=NAME */
+static void device_page(struct tt_headconn *hc, struct tt_relay *r)
+{
+    char name[TT_MAX_NAME + 1];
+    size_t nlen;
+    if (!tt_admin_query_param(hc, "name", name, sizeof(name), &nlen)) {
+        done_page(hc, "404 Not Found", "tetherd: no such device", "No such device.", "/", true);
+        return;
+    }
+    tt_admin_rows_start(hc, r, name, device_page_answer);
 }
 
 /* GET /device/delete?name=NAME: the confirmation page. */
