@@ -183,9 +183,9 @@ void tt_admin_api_delete(struct tt_headconn *hc, struct tt_relay *r, const char 
 
 /* ---- the grants API (admingrants.c) ---- */
 
-/* Revokes grant id, closing this node's connections under it. Returns 0, TETHER_ERR_IO (the
- * store cannot be reached) or another error (no such grant). */
-int tt_admin_grant_revoke(struct tt_relay *r, const char *id);
+/* Grant id was revoked: this node's connections under it close now (the other nodes' at their
+ * next read of the grants). */
+void tt_admin_grant_revoked(struct tt_relay *r, const char *id);
 /* Routes /api/grants and /api/grants/ID (path[0..plen) starts with "/api/grants"). Returns false
  * when the path is another one. */
 bool tt_admin_route_grants(struct tt_headconn *hc, struct tt_relay *r, const char *path,

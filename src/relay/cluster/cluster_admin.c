@@ -689,36 +689,39 @@ void tt_cluster_metrics(struct tt_adminbuf *bp, const struct tt_cluster *c)
         "tether_cluster_full_checks_total %llu\n",
         (unsigned long long)c->closed_pushed, (unsigned long long)c->closed_scan,
         (unsigned long long)c->full_checks);
-    tt_adminbuf_fmt(
-        bp,
-        "# HELP tether_admin_walks Walks over the registry (a page of GET /api/devices or of the "
-        "dashboard; the read of one device) in flight on this node, cancelled ones whose step "
-        "is still due included.\n"
-        "# TYPE tether_admin_walks gauge\n"
-        "tether_admin_walks %zu\n"
-        "# HELP tether_admin_walks_max The cap on them (beyond: 503 with Retry-After).\n"
-        "# TYPE tether_admin_walks_max gauge\n"
-        "tether_admin_walks_max %d\n"
-        "# HELP tether_admin_walks_peak The most in flight at once since start.\n"
-        "# TYPE tether_admin_walks_peak gauge\n"
-        "tether_admin_walks_peak %zu\n"
-        "# HELP tether_admin_walks_total Walks by how they ended: answered (ok), Redis did not "
-        "answer (failed: this node's devices shown), past the walk's time limit (timeout: 503), "
-        "the admin client gone (cancelled), refused at the cap (refused: 503).\n"
-        "# TYPE tether_admin_walks_total counter\n"
-        "tether_admin_walks_total{result=\"ok\"} %llu\n"
-        "tether_admin_walks_total{result=\"failed\"} %llu\n"
-        "tether_admin_walks_total{result=\"timeout\"} %llu\n"
-        "tether_admin_walks_total{result=\"cancelled\"} %llu\n"
-        "tether_admin_walks_total{result=\"refused\"} %llu\n"
-        "# HELP tether_admin_walk_steps_total Steps of the walks answered by Redis (4,000 "
-        "devices each).\n"
-        "# TYPE tether_admin_walk_steps_total counter\n"
-        "tether_admin_walk_steps_total %llu\n",
-        c->walks, TT_CLUSTER_WALKS_MAX, c->walks_peak, (unsigned long long)c->walks_ok,
-        (unsigned long long)c->walks_failed, (unsigned long long)c->walks_timeout,
-        (unsigned long long)c->walks_cancelled, (unsigned long long)c->walks_refused,
-        (unsigned long long)c->walk_steps);
+    /* the admin API's walks (tt_adminbuf_fmt writes at most 1 KiB a call) */
+    tt_adminbuf_fmt(bp,
+                    "# HELP tether_admin_walks Walks over the registry (a page of GET "
+                    "/api/devices or of the dashboard; the read of one device) in flight on this "
+                    "node, cancelled ones whose step is still due included.\n"
+                    "# TYPE tether_admin_walks gauge\n"
+                    "tether_admin_walks %zu\n"
+                    "# HELP tether_admin_walks_max The cap on them (beyond: 503 with "
+                    "Retry-After).\n"
+                    "# TYPE tether_admin_walks_max gauge\n"
+                    "tether_admin_walks_max %d\n"
+                    "# HELP tether_admin_walks_peak The most in flight at once since start.\n"
+                    "# TYPE tether_admin_walks_peak gauge\n"
+                    "tether_admin_walks_peak %zu\n",
+                    c->walks, TT_CLUSTER_WALKS_MAX, c->walks_peak);
+    tt_adminbuf_fmt(bp,
+                    "# HELP tether_admin_walks_total Walks by how they ended: answered (ok), "
+                    "Redis did not answer (failed: this node's devices shown), past the time "
+                    "limit (timeout: 503), the admin client gone (cancelled), refused at the cap "
+                    "(refused: 503).\n"
+                    "# TYPE tether_admin_walks_total counter\n"
+                    "tether_admin_walks_total{result=\"ok\"} %llu\n"
+                    "tether_admin_walks_total{result=\"failed\"} %llu\n"
+                    "tether_admin_walks_total{result=\"timeout\"} %llu\n"
+                    "tether_admin_walks_total{result=\"cancelled\"} %llu\n"
+                    "tether_admin_walks_total{result=\"refused\"} %llu\n"
+                    "# HELP tether_admin_walk_steps_total Steps of the walks answered by Redis "
+                    "(4,000 devices each).\n"
+                    "# TYPE tether_admin_walk_steps_total counter\n"
+                    "tether_admin_walk_steps_total %llu\n",
+                    (unsigned long long)c->walks_ok, (unsigned long long)c->walks_failed,
+                    (unsigned long long)c->walks_timeout, (unsigned long long)c->walks_cancelled,
+                    (unsigned long long)c->walks_refused, (unsigned long long)c->walk_steps);
 }
 
 char *tt_cluster_services_dump(const struct tt_device *d)
