@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include "tether_err.h"
 #include "relay/admin/adminbuf.h"
+#include "relay/access/grants.h"
 #include "relay/admin/adminquery.h"
 #include "relay/cluster/cluster.h"
 #include "relay/device/device.h"
@@ -722,6 +723,27 @@ void tt_cluster_metrics(struct tt_adminbuf *bp, const struct tt_cluster *c)
                     (unsigned long long)c->walks_ok, (unsigned long long)c->walks_failed,
                     (unsigned long long)c->walks_timeout, (unsigned long long)c->walks_cancelled,
                     (unsigned long long)c->walks_refused, (unsigned long long)c->walk_steps);
+    /* the admin API's reads of the cluster's grants (grants.h, tt_grants_refresh_async) */
+    struct tt_grants_stats gs;
+    memset(&gs, 0, sizeof(gs));
+    if (c->r->access.grants)
+        tt_grants_get_stats(c->r->access.grants, &gs);
+    tt_adminbuf_fmt(bp,
+                    "# HELP tether_admin_grant_reads Reads of the cluster's grants for GET "
+                    "/api/grants[/ID] or the dashboard's grants page waiting for Redis.\n"
+                    "# TYPE tether_admin_grant_reads gauge\n"
+                    "tether_admin_grant_reads %zu\n"
+                    "# HELP tether_admin_grant_reads_max The cap on them (beyond: answered at "
+                    "once with the grants this node knows).\n"
+                    "# TYPE tether_admin_grant_reads_max gauge\n"
+                    "tether_admin_grant_reads_max %d\n"
+                    "# HELP tether_admin_grant_reads_total Reads of the cluster's grants for the "
+                    "admin API: sent, and not sent because of the cap (full).\n"
+                    "# TYPE tether_admin_grant_reads_total counter\n"
+                    "tether_admin_grant_reads_total{result=\"sent\"} %llu\n"
+                    "tether_admin_grant_reads_total{result=\"full\"} %llu\n",
+                    gs.reads_waiting, TT_GRANTS_READ_WAIT_MAX, (unsigned long long)gs.reads,
+                    (unsigned long long)gs.reads_full);
 }
 
 char *tt_cluster_services_dump(const struct tt_device *d)
