@@ -164,8 +164,9 @@ void tt_grants_job_cancel(struct tt_grants_job *j);
  * tick (here, or in reads made meanwhile): when not 0, the caller runs tt_access_recheck. */
 size_t tt_grants_tick(struct tt_grants *g, int64_t now);
 
-/* Cluster mode: reads Redis's changes now (GET /api/grants shows the cluster's grants). Returns 0,
- * or TETHER_ERR_IO (the grants known so far stay). 0 without Redis. */
+/* Cluster mode: reads Redis's changes now, waiting for them on the synchronous connection (the
+ * admin API uses tt_grants_refresh_async below). Returns 0, or TETHER_ERR_IO (the grants known so
+ * far stay). 0 without Redis. */
 int tt_grants_refresh(struct tt_grants *g, int64_t now);
 
 /* Cluster mode, without waiting on the loop: GET /api/grants[/ID] and the dashboard's grants page

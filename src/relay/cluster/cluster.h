@@ -252,7 +252,7 @@ int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_de
 void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n);
 
 /* A page of the shared registry's devices (GET /api/devices, the dashboard): what
- * tt_cluster_devs_page found. */
+ * tt_cluster_page_async found. */
 #define TT_CLUSTER_PAGE_NODES 64 /* nodes counted one by one; beyond, in other_nodes */
 struct tt_cluster_page {
     struct tt_cluster_dev *v; /* the page, sorted by name (free with tt_cluster_page_free) */
