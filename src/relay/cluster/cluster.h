@@ -127,6 +127,7 @@ struct tt_cluster {
     struct tt_cluster_walk *walk_list;
     size_t walks, walks_peak; /* in flight (cancelled ones until their step's reply); the most */
     uint64_t walks_ok, walks_failed, walks_timeout, walks_cancelled, walks_refused, walk_steps;
+    uint64_t walk_restarts; /* walks started again: the connection moved to another server */
 };
 /* Devices walked per beat by the repair after a master change (two Redis calls per
  * CHECK_BATCH of them). */

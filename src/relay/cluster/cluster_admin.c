@@ -715,14 +715,20 @@ void tt_cluster_metrics(struct tt_adminbuf *bp, const struct tt_cluster *c)
                     "tether_admin_walks_total{result=\"failed\"} %llu\n"
                     "tether_admin_walks_total{result=\"timeout\"} %llu\n"
                     "tether_admin_walks_total{result=\"cancelled\"} %llu\n"
-                    "tether_admin_walks_total{result=\"refused\"} %llu\n"
+                    "tether_admin_walks_total{result=\"refused\"} %llu\n",
+                    (unsigned long long)c->walks_ok, (unsigned long long)c->walks_failed,
+                    (unsigned long long)c->walks_timeout, (unsigned long long)c->walks_cancelled,
+                    (unsigned long long)c->walks_refused);
+    tt_adminbuf_fmt(bp,
                     "# HELP tether_admin_walk_steps_total Steps of the walks answered by Redis "
                     "(4,000 devices each).\n"
                     "# TYPE tether_admin_walk_steps_total counter\n"
-                    "tether_admin_walk_steps_total %llu\n",
-                    (unsigned long long)c->walks_ok, (unsigned long long)c->walks_failed,
-                    (unsigned long long)c->walks_timeout, (unsigned long long)c->walks_cancelled,
-                    (unsigned long long)c->walks_refused, (unsigned long long)c->walk_steps);
+                    "tether_admin_walk_steps_total %llu\n"
+                    "# HELP tether_admin_walk_restarts_total Walks started again because the "
+                    "Redis connection moved to another server during them (a failover).\n"
+                    "# TYPE tether_admin_walk_restarts_total counter\n"
+                    "tether_admin_walk_restarts_total %llu\n",
+                    (unsigned long long)c->walk_steps, (unsigned long long)c->walk_restarts);
     /* the admin API's reads of the cluster's grants (grants.h, tt_grants_refresh_async) */
     struct tt_grants_stats gs;
     memset(&gs, 0, sizeof(gs));
