@@ -11,7 +11,8 @@
  * are due; a client whose device must be looked up in Redis waits, bounded (TT_CLUSTER_WAIT_MS,
  * TT_CLUSTER_WAIT_MAX), for the answer; the grants' periodic read uses the same connection.
  * Synchronous calls (redisconn.h) remain at start-up (the secret, the node id check, the first
- * beat and port read) and at shutdown. */
+ * beat and port read), in DELETE /api/devices/NAME (tt_cluster_devs) and at shutdown. The admin
+ * API's reads of the registry are walks on the asynchronous connection (cluster_admin.c). */
 #ifndef TT_CLUSTER_H
 #define TT_CLUSTER_H
 
