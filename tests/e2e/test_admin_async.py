@@ -3,7 +3,8 @@ two tetherd nodes sharing a real redis-server, which is stopped (SIGSTOP, by the
 started) for a few seconds.
 
 - While it is stopped, GET /api/devices (the walk over the registry), GET /api/devices/NAME,
-  GET /api/grants and the dashboard (GET /) on node A are held, and node A keeps answering
+  GET /api/grants, the dashboard (GET /), its device page, its grants page and its grant form
+  (POST /grants) on node A are held, and node A keeps answering
   requests to the device it holds meanwhile; after SIGCONT the held requests complete from
   Redis' replies (the other node's device listed). The code as it was answered them during the
   stop from what the node knew after a synchronous call that stalled its loop (the device listed
@@ -47,8 +48,8 @@ def _walks(node, result):
 class _Held:
     """One admin request on its own thread: status, headers, body, and when it was answered."""
 
-    def __init__(self, node, path):
-        self.path, self.node = path, node
+    def __init__(self, node, path, form=None):
+        self.path, self.node, self.form = path, node, form
         self.status = self.headers = self.body = self.error = None
         self.done_at = None
         self.th = threading.Thread(target=self._run, daemon=True)
@@ -57,7 +58,11 @@ class _Held:
     def _run(self):
         c = http.client.HTTPConnection("127.0.0.1", self.node.admin_port, timeout=30)
         try:
-            c.request("GET", self.path)
+            if self.form is None:
+                c.request("GET", self.path)
+            else:
+                c.request("POST", self.path, body=self.form.encode(),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
             r = c.getresponse()
             self.status, self.headers, self.body = r.status, dict(r.getheaders()), r.read()
         except OSError as e:
@@ -125,7 +130,9 @@ def test_admin_reads_wait_for_redis_not_the_loop(t):
     lat = []
     try:
         held = [_Held(a, p) for p in ("/api/devices", "/api/devices/" + dev_b.name,
-                                      "/api/grants", "/?live=0")]
+                                      "/api/grants", "/?live=0", "/device?name=" + dev_b.name,
+                                      "/grants")]
+        held.append(_Held(a, "/grants", form="user=late&patterns=dev-*/http&ttl=5m"))
         while time.monotonic() - stopped < 2.2:
             t0 = time.monotonic()
             st, _, body = _get(a, dev_a.label, timeout=10)
@@ -145,7 +152,8 @@ def test_admin_reads_wait_for_redis_not_the_loop(t):
         check(len(lat) >= 10, "only %d requests to the device answered during the stop" % len(lat))
         for h in held:
             h.join()
-            eq(h.status, 200, "%s after SIGCONT (%r)" % (h.path, (h.body or b"")[:200]))
+            eq(h.status, 201 if h.form else 200,
+           "%s after SIGCONT (%r)" % (h.path, (h.body or b"")[:200]))
             check(h.done_at >= resumed - 0.05, "%s answered before Redis resumed" % h.path)
     finally:
         stats = os.environ.get("TT_E2E_STATS")  # a file to append the figures to (reports)
@@ -157,15 +165,22 @@ def test_admin_reads_wait_for_redis_not_the_loop(t):
                          sum(lat) / len(lat),
                          ["%.2f" % (h.done_at - stopped) if h.done_at else "-" for h in held],
                          resumed - stopped))
-    devices, one, grants, page = held
+    devices, one, grants, page, devpage, grantspage, made = held
     eq(_names(devices.body), sorted([dev_a.name, dev_b.name]), "GET /api/devices on node a")
     d = json.loads(one.body)
     eq((d["name"], d["online"], d["node"]), (dev_b.name, True, "node-b"),
        "GET /api/devices/NAME of node b's device on node a")
-    eq(json.loads(grants.body), {"grants": []}, "GET /api/grants")
+    # the grant made through the form at the same time may be listed already, or not yet
+    check({g["user"] for g in json.loads(grants.body)["grants"]} <= {"late"},
+          "GET /api/grants: %r" % grants.body[:300])
     check(dev_b.name.encode() in page.body and b"node-b" in page.body,
           "node b's device not on node a's dashboard")
-    check(_walks(a, "ok") >= ok_before + 3, "the walks were not counted")
+    check(dev_b.name.encode() in devpage.body and b"node-b" in devpage.body,
+          "node b's device not on node a's device page")
+    check(b"<form" in grantspage.body, "the grants page has no form")
+    check(b"ttg_" in made.body and b"late" in made.body,
+          "the grant made through the form while Redis was stopped: its token, once")
+    check(_walks(a, "ok") >= ok_before + 4, "the walks were not counted")
     eq(_metric(a, "tether_admin_walks"), 0, "walks in flight after the answers")
     check(_metric(a, 'tether_admin_grant_reads_total{result="sent"}') >= 1,
           "the grants read was not counted")
