@@ -19,6 +19,7 @@ median 0.3 ms, max 4.4 ms)."""
 
 import argparse
 import http.client
+import json
 import os
 import signal
 import socket
@@ -127,7 +128,6 @@ def run(name, tetherd, n, seconds):
             st, body = get(aport, "/api/devices?limit=100")
             pages.append(time.monotonic() - t0)
             if st == 200 and total is None:
-                import json
                 total = json.loads(body)["total"]
         stop.set()
         th.join()
