@@ -224,6 +224,9 @@ static const char recs_lua[] =
 /* Steps of one walk at most (SSCAN ends well before: about devices / 4000; TT_CLUSTER_WALK_MS
  * ends it before too). */
 #define WALK_STEPS_MAX 100000
+/* Times a walk starts again because the connection moved to another server meanwhile; beyond,
+ * it ends as with no answer (this node's devices). */
+#define WALK_RESTARTS_MAX 2
 
 static size_t int_of(const redisReply *e)
 {
@@ -327,8 +330,10 @@ struct tt_cluster_walk {
     struct names fwd, back;
     struct tt_cluster_page out;
     unsigned steps;
-    bool sent;       /* a command's reply is due: its callback will come */
-    bool timer_open; /* the timer is not closed yet */
+    uint64_t conn_epoch; /* the connection's reconnects and master changes when it started */
+    unsigned restarts;   /* times started again because the connection moved meanwhile */
+    bool sent;           /* a command's reply is due: its callback will come */
+    bool timer_open;     /* the timer is not closed yet */
     uv_timer_t timer;
     tt_cluster_walk_cb cb; /* NULL: answered, cancelled or timed out */
     void *ud;
@@ -479,6 +484,34 @@ static int walk_send_records(struct tt_cluster_walk *w)
     return rc;
 }
 
+/* How many times the connection came up again or moved to a new master: an SSCAN cursor is a
+ * position in one server's table, meaningless on another (a failover, a Redis restarted). */
+static uint64_t conn_epoch(const struct tt_cluster *c)
+{
+    struct tt_redisasync_stats st;
+    if (!c->ra)
+        return 0;
+    tt_redisasync_stats(c->ra, &st);
+    return st.reconnects + st.master_changes;
+}
+
+/* The walk from its first step again, its counts and names dropped: the connection moved to
+ * another server during it (a step queued while it reconnected went there with the old
+ * cursor). Returns 0 or an error (WALK_RESTARTS_MAX reached, or the step not sent). */
+static int walk_restart(struct tt_cluster_walk *w)
+{
+    struct tt_cluster_page *out = &w->out;
+    if (++w->restarts > WALK_RESTARTS_MAX)
+        return TETHER_ERR_IO;
+    w->c->walk_restarts++;
+    out->total = out->online = out->offline = out->nnodes = out->other_nodes = 0;
+    w->fwd.n = w->back.n = 0;
+    w->steps = 0;
+    w->conn_epoch = conn_epoch(w->c);
+    snprintf(w->cursor, sizeof(w->cursor), "0");
+    return walk_send_step(w);
+}
+
 /* One step's reply: its counts and names kept, then the next step (or the records). */
 static void walk_on_step(redisReply *rep, void *ud)
 {
@@ -486,6 +519,12 @@ static void walk_on_step(redisReply *rep, void *ud)
     w->sent = false;
     if (!w->cb) {
         walk_release(w);
+        return;
+    }
+    if (rep && conn_epoch(w->c) != w->conn_epoch) {
+        int rc = walk_restart(w);
+        if (rc)
+            walk_finish(w, rc);
         return;
     }
     w->c->walk_steps++;
@@ -577,6 +616,7 @@ int tt_cluster_page_async(struct tt_cluster *c, const struct tt_adminquery *q, i
     snprintf(w->snow, sizeof(w->snow), "%lld", (long long)now);
     snprintf(w->sgrace, sizeof(w->sgrace), "%llu", (unsigned long long)grace_ms);
     snprintf(w->slim, sizeof(w->slim), "%zu", q->limit);
+    w->conn_epoch = conn_epoch(c);
     w->st = q->state == TT_ADMINQUERY_ONLINE ? "1" : q->state == TT_ADMINQUERY_OFFLINE ? "0" : "a";
     if ((rc = walk_send_step(w)) != 0)
         return walk_refused(w, rc);
