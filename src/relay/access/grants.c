@@ -896,10 +896,13 @@ struct tt_grants_job {
     char token[TT_GRANT_TOKEN_LEN + 1]; /* create: shown once, then wiped */
     tt_grants_job_cb cb;                /* NULL: cancelled */
     void *ud;
+    bool read; /* a read for the admin API (tt_grants_refresh_async), counted in reads_waiting */
 };
 
 static void job_end(struct tt_grants_job *j, int rc, int64_t expires, const char *err)
 {
+    if (j->read)
+        j->g->st.reads_waiting--;
     if (j->cb)
         j->cb(j->ud, rc, j->id, j->token, expires, err);
     tt_secret_wipe(j->token, sizeof(j->token));
@@ -964,6 +967,54 @@ int tt_grants_create_async(struct tt_grants *g, const char *user, const char *co
     j->ttl_ms = ttl_ms;
     j->cb = cb;
     j->ud = ud;
+    *handle = j;
+    return TT_GRANTS_PENDING;
+}
+
+/* The admin API's read of Redis's changes, answered. */
+static void on_refreshed(redisReply *rep, void *ud)
+{
+    struct tt_grants_job *j = ud;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        rep = NULL;
+    if (!rep)
+        j->g->st.failures++;
+    int64_t now = unix_now();
+    j->g->last_sync = now;
+    job_end(j, sync_apply(j->g, rep, now), 0, "");
+}
+
+int tt_grants_refresh_async(struct tt_grants *g, int64_t now, tt_grants_job_cb cb, void *ud,
+                            struct tt_grants_job **handle)
+{
+    *handle = NULL;
+    if (!g->rc)
+        return 0;
+    if (!g->ra)
+        return sync_now(g, now);
+    if (g->st.reads_waiting >= TT_GRANTS_READ_WAIT_MAX) {
+        g->st.reads_full++;
+        return TETHER_ERR_CAPACITY;
+    }
+    struct tt_grants_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return TETHER_ERR_NOMEM;
+    char gen[24];
+    snprintf(gen, sizeof(gen), "%lld", g->gen);
+    const char *extra[2] = {g->epoch, gen};
+    struct grants_cmd c;
+    build(g, sync_lua, now, 2, extra, &c);
+    if (tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, on_refreshed, j) != 0) {
+        g->st.failures++;
+        free(j);
+        return TETHER_ERR_IO;
+    }
+    j->g = g;
+    j->cb = cb;
+    j->ud = ud;
+    j->read = true;
+    g->st.reads++;
+    g->st.reads_waiting++;
     *handle = j;
     return TT_GRANTS_PENDING;
 }

@@ -85,6 +85,9 @@ struct tt_grants_stats {
     size_t token_waiting;         /* of them, waiting now (at most TT_GRANTS_WAIT_MAX) */
     uint64_t token_wait_full;     /* refused unread: TT_GRANTS_WAIT_MAX were waiting */
     uint64_t token_wait_timeouts; /* refused: the read was not answered in TT_GRANTS_WAIT_MS */
+    uint64_t reads;               /* reads for the admin API sent (tt_grants_refresh_async) */
+    size_t reads_waiting;         /* of them, not answered yet (at most TT_GRANTS_READ_WAIT_MAX) */
+    uint64_t reads_full;          /* not sent: TT_GRANTS_READ_WAIT_MAX were waiting */
     bool cluster;                 /* the store is Redis's (tt_grants_use_redis) */
 };
 
@@ -161,9 +164,23 @@ void tt_grants_job_cancel(struct tt_grants_job *j);
  * tick (here, or in reads made meanwhile): when not 0, the caller runs tt_access_recheck. */
 size_t tt_grants_tick(struct tt_grants *g, int64_t now);
 
-/* Cluster mode: reads Redis's changes now (GET /api/grants shows the cluster's grants). Returns 0,
- * or TETHER_ERR_IO (the grants known so far stay). 0 without Redis. */
+/* Cluster mode: reads Redis's changes now, waiting for them on the synchronous connection (the
+ * admin API uses tt_grants_refresh_async below). Returns 0, or TETHER_ERR_IO (the grants known so
+ * far stay). 0 without Redis. */
 int tt_grants_refresh(struct tt_grants *g, int64_t now);
+
+/* Cluster mode, without waiting on the loop: GET /api/grants[/ID] and the dashboard's grants page
+ * read Redis's changes on the asynchronous connection and answer once they are applied.
+ * Returns TT_GRANTS_PENDING with *handle (cb is called exactly once, later, with rc 0 or
+ * TETHER_ERR_IO: Redis did not answer within the connection's command timeout,
+ * TT_REDISASYNC_TIMEOUT_MS; id, token are "" then), unless cancelled; or at once, cb never
+ * called: 0 (not clustered: nothing to read; or before the loop runs: read now, waiting),
+ * TETHER_ERR_IO (Redis cannot be asked now), TETHER_ERR_CAPACITY (TT_GRANTS_READ_WAIT_MAX reads
+ * waiting already) or TETHER_ERR_NOMEM. Whatever the answer, the caller shows the grants the
+ * store holds then (the last ones read when Redis did not answer). */
+#define TT_GRANTS_READ_WAIT_MAX 64
+int tt_grants_refresh_async(struct tt_grants *g, int64_t now, tt_grants_job_cb cb, void *ud,
+                            struct tt_grants_job **handle);
 
 /* Live grants held (expired ones not yet swept included). */
 size_t tt_grants_count(const struct tt_grants *g);

@@ -122,3 +122,66 @@ void tt_admin_answer_error(struct tt_headconn *hc, const char *status, const cha
 {
     tt_admin_answer_json(hc, status, extra, json_pack("{s:s}", "error", msg));
 }
+
+/* ---- held requests ---- */
+
+/* While held, what the client sends is read into the free end of hc's chunk (past its head and
+ * body, which stay) and dropped: reading goes on only to see the client go. */
+static void held_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    struct tt_headconn *hc = h->data;
+    (void)size;
+    *buf = uv_buf_init((char *)hc->buf->data + hc->len, (unsigned)(TT_CHUNK_SIZE - hc->len));
+}
+
+static void held_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (nread < 0)
+        tt_headconn_free(s->data); /* the client went (or reset): on_drop cancels the job */
+}
+
+void tt_admin_hold(struct tt_headconn *hc, void (*on_drop)(struct tt_headconn *hc, void *ud),
+                   void *ud)
+{
+    hc->on_drop = on_drop;
+    hc->drop_ud = ud;
+    tt_conn_read_stop(hc->conn);
+    /* on failure reading stays stopped: a client that went is seen when it is answered */
+    (void)tt_conn_read_start(hc->conn, held_alloc, held_read);
+}
+
+void tt_admin_unhold(struct tt_headconn *hc)
+{
+    hc->on_drop = NULL;
+    hc->drop_ud = NULL;
+    tt_conn_read_stop(hc->conn);
+}
+
+void tt_admin_answer_busy(struct tt_headconn *hc, struct tt_relay *r, bool json)
+{
+    char extra[48];
+    snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", TT_CLUSTER_WALK_RETRY_S);
+    static const char why[] = "the registry is busy (walks over it at their cap, or one took "
+                              "too long): retry later";
+    if (json) {
+        tt_admin_answer_error(hc, "503 Service Unavailable", extra, why);
+        return;
+    }
+    char headers[sizeof(TT_ADMINPAGE_HEADERS) + sizeof(extra)];
+    snprintf(headers, sizeof(headers), "%s%s", TT_ADMINPAGE_HEADERS, extra);
+    struct tt_adminbuf b = {.ok = true};
+    struct tt_adminpage_ctx ctx;
+    char server[TT_MAX_ADDR + 16];
+    tt_admin_page_ctx(r, hc, &ctx, server);
+    tt_adminpage_done(&b, &ctx, "tetherd: busy",
+                      "The registry is busy (too many lists being read, or one took too long). "
+                      "Try again in a moment.",
+                      "/", true);
+    if (b.ok)
+        tt_admin_answer(hc, "503 Service Unavailable", "text/html; charset=utf-8", headers, b.p,
+                        b.len);
+    else
+        tt_admin_answer_oom(hc);
+    free(b.p);
+}

@@ -35,27 +35,22 @@ static void done_page(struct tt_headconn *hc, const char *status, const char *ti
     answer_page(hc, status, &b);
 }
 
-/* GET /device?name=NAME */
-static void device_page(struct tt_headconn *hc, struct tt_relay *r)
+static void device_page_answer(struct tt_headconn *hc, struct tt_relay *r, struct rows *rs,
+                               enum tt_admin_got got)
 {
-    char name[TT_MAX_NAME + 1];
-    size_t nlen;
-    struct rows rs;
-    if (!tt_admin_query_param(hc, "name", name, sizeof(name), &nlen)) {
-        done_page(hc, "404 Not Found", "tetherd: no such device", "No such device.", "/", true);
+    if (got == TT_ADMIN_GOT_BUSY) {
+        tt_admin_answer_busy(hc, r, false);
         return;
     }
-    if (!tt_admin_rows_get(r, name, &rs)) {
-        tt_admin_rows_free(&rs);
+    if (got != TT_ADMIN_GOT_OK) {
         tt_admin_answer_oom(hc);
         return;
     }
-    if (rs.n == 0 || !rs.v[0].svcs) {
-        tt_admin_rows_free(&rs);
+    if (rs->n == 0 || !rs->v[0].svcs) {
         done_page(hc, "404 Not Found", "tetherd: no such device", "No such device.", "/", true);
         return;
     }
-    const struct row *w = &rs.v[0];
+    const struct row *w = &rs->v[0];
     struct tt_adminpage_row pr = {w->name,   w->label, w->node,  w->v.online, w->v.since, w->v.seen,
                                   w->remote, w->v.in,  w->v.out, w->streams,  w->svcs};
     struct tt_adminpage_ctx ctx;
@@ -63,8 +58,19 @@ static void device_page(struct tt_headconn *hc, struct tt_relay *r)
     tt_admin_page_ctx(r, hc, &ctx, server);
     struct tt_adminbuf b = {.ok = true};
     tt_adminpage_device(&b, &ctx, &pr);
-    tt_admin_rows_free(&rs);
     answer_page(hc, "200 OK", &b);
+}
+
+/* GET /device?name=NAME */
+static void device_page(struct tt_headconn *hc, struct tt_relay *r)
+{
+    char name[TT_MAX_NAME + 1];
+    size_t nlen;
+    if (!tt_admin_query_param(hc, "name", name, sizeof(name), &nlen)) {
+        done_page(hc, "404 Not Found", "tetherd: no such device", "No such device.", "/", true);
+        return;
+    }
+    tt_admin_rows_start(hc, r, name, device_page_answer);
 }
 
 /* GET /device/delete?name=NAME: the confirmation page. */
@@ -124,14 +130,14 @@ static void read_form(struct tt_headconn *hc, struct tt_relay *r, size_t max, fo
         done_page(hc, status, "tetherd", why, "/", true);
 }
 
-/* The grants page; token..: a grant just made (its token shown once), err: the form's error. */
-static void grants_page(struct tt_headconn *hc, struct tt_relay *r, const char *status,
-                        const char *token, const char *id, int64_t expires, const char *err)
+/* The grants page with the grants the store holds now; token..: a grant just made (its token
+ * shown once), err: the form's error. */
+static void grants_render(struct tt_headconn *hc, struct tt_relay *r, const char *status,
+                          const char *token, const char *id, int64_t expires, const char *err)
 {
     int64_t now = tt_relay_now_ms();
     const struct tt_grant **v;
     size_t n;
-    (void)tt_grants_refresh(r->access.grants, now);
     if (tt_grants_list(r->access.grants, now, &v, &n) != 0) {
         tt_admin_answer_oom(hc);
         return;
@@ -163,8 +169,115 @@ static void grants_page(struct tt_headconn *hc, struct tt_relay *r, const char *
     free(b.p);
 }
 
+/* A console form held while Redis answers: the read of the grants for the grants page, a
+ * create or a revoke. The connection's (freed by form_drop when it goes first); the token of a
+ * grant just made is wiped when it goes. */
+struct formjob {
+    struct tt_headconn *hc;
+    struct tt_relay *r;
+    struct tt_grants_job *job;
+    const char *status; /* the page's status line (a literal) */
+    bool has_token, has_err;
+    char token[TT_GRANT_TOKEN_LEN + 1];
+    char id[TT_GRANT_ID_LEN + 1];
+    int64_t expires;
+    char err[TT_ERRLEN];
+};
+
+static void formjob_free(struct formjob *f)
+{
+    tt_secret_wipe(f->token, sizeof(f->token));
+    free(f);
+}
+
+static void form_drop(struct tt_headconn *hc, void *ud)
+{
+    struct formjob *f = ud;
+    (void)hc;
+    tt_grants_job_cancel(f->job);
+    formjob_free(f);
+}
+
+static void form_hold(struct formjob *f, struct tt_grants_job *job)
+{
+    f->job = job;
+    tt_admin_hold(f->hc, form_drop, f);
+}
+
+/* The grants were read (or Redis did not answer: the grants known are shown). */
+static void on_grants_read(void *ud, int rc, const char *id, const char *token, int64_t expires,
+                           const char *err)
+{
+    struct formjob *f = ud;
+    (void)rc;
+    (void)id;
+    (void)token;
+    (void)expires;
+    (void)err;
+    tt_admin_unhold(f->hc);
+    grants_render(f->hc, f->r, f->status, f->has_token ? f->token : NULL,
+                  f->has_token ? f->id : NULL, f->expires, f->has_err ? f->err : NULL);
+    formjob_free(f);
+}
+
+/* The grants page (as grants_render), after a read of the cluster's grants on the asynchronous
+ * connection (cluster mode; at once otherwise, or when Redis cannot be asked now). */
+static void grants_page(struct tt_headconn *hc, struct tt_relay *r, const char *status,
+                        const char *token, const char *id, int64_t expires, const char *err)
+{
+    struct formjob *f = calloc(1, sizeof(*f));
+    struct tt_grants_job *job = NULL;
+    if (f) {
+        *f = (struct formjob){.hc = hc, .r = r, .status = status, .expires = expires};
+        if (token && id) {
+            f->has_token = true;
+            snprintf(f->token, sizeof(f->token), "%s", token);
+            snprintf(f->id, sizeof(f->id), "%s", id);
+        }
+        if (err) {
+            f->has_err = true;
+            snprintf(f->err, sizeof(f->err), "%s", err);
+        }
+        if (tt_grants_refresh_async(r->access.grants, tt_relay_now_ms(), on_grants_read, f, &job) ==
+            TT_GRANTS_PENDING) {
+            form_hold(f, job); /* answered by on_grants_read */
+            return;
+        }
+        formjob_free(f);
+    }
+    grants_render(hc, r, status, token, id, expires, err);
+}
+
+/* The answer to the grant form for rc (tt_grants_create's). */
+static void grant_form_answer(struct tt_headconn *hc, struct tt_relay *r, int rc, const char *id,
+                              const char *token, int64_t expires, const char *err)
+{
+    if (rc != 0) {
+        grants_page(hc, r,
+                    rc == TETHER_ERR_INVAL   ? "400 Bad Request"
+                    : rc == TETHER_ERR_NOMEM ? "500 Internal Server Error"
+                                             : "503 Service Unavailable",
+                    NULL, NULL, 0, err);
+        return;
+    }
+    TT_LOG(TT_LOG_INFO, "grant made from the dashboard id=%s peer=%s", id, hc->peer_ip);
+    grants_page(hc, r, "201 Created", token, id, expires, NULL);
+}
+
+static void on_form_created(void *ud, int rc, const char *id, const char *token, int64_t expires,
+                            const char *err)
+{
+    struct formjob *f = ud;
+    struct tt_headconn *hc = f->hc;
+    struct tt_relay *r = f->r;
+    tt_admin_unhold(hc);
+    formjob_free(f);
+    grant_form_answer(hc, r, rc, id, token, expires, err);
+}
+
 /* The body of POST /grants (user, patterns separated by blanks or commas, ttl) is here: the
- * grant is made as POST /api/grants makes it (the same checks), its token shown once. */
+ * grant is made as POST /api/grants makes it (the same checks; in cluster mode answered once
+ * Redis has it), its token shown once. */
 static void grant_form_body(struct tt_headconn *hc, void *ud)
 {
     struct tt_relay *r = ud;
@@ -204,20 +317,53 @@ static void grant_form_body(struct tt_headconn *hc, void *ud)
     }
     char id[TT_GRANT_ID_LEN + 1], token[TT_GRANT_TOKEN_LEN + 1];
     int64_t expires;
-    int rc = tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                              tt_relay_now_ms(), id, token, &expires, err);
+    struct formjob *f = calloc(1, sizeof(*f));
+    struct tt_grants_job *job = NULL;
+    int rc = f ? tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                                        tt_relay_now_ms(), id, token, &expires, err,
+                                        on_form_created, f, &job)
+               : tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                                  tt_relay_now_ms(), id, token, &expires, err);
     free(rq);
-    if (rc != 0) {
-        grants_page(hc, r,
-                    rc == TETHER_ERR_INVAL   ? "400 Bad Request"
-                    : rc == TETHER_ERR_NOMEM ? "500 Internal Server Error"
-                                             : "503 Service Unavailable",
-                    NULL, NULL, 0, err);
+    if (rc == TT_GRANTS_PENDING) {
+        f->hc = hc;
+        f->r = r;
+        form_hold(f, job); /* answered by on_form_created */
         return;
     }
-    TT_LOG(TT_LOG_INFO, "grant made from the dashboard id=%s peer=%s", id, hc->peer_ip);
-    grants_page(hc, r, "201 Created", token, id, expires, NULL);
+    free(f);
+    grant_form_answer(hc, r, rc, id, token, expires, err);
     tt_secret_wipe(token, sizeof(token));
+}
+
+/* The answer to the revoke form for rc (tt_grants_delete's). */
+static void revoke_form_answer(struct tt_headconn *hc, struct tt_relay *r, int rc)
+{
+    if (rc == 0)
+        tt_admin_answer(hc, "303 See Other", "text/plain; charset=utf-8", "Location: /grants\r\n",
+                        "", 0);
+    else
+        grants_page(hc, r, rc == TETHER_ERR_IO ? "503 Service Unavailable" : "404 Not Found", NULL,
+                    NULL, 0,
+                    rc == TETHER_ERR_IO ? "the grant store (redis) cannot be reached: the grant "
+                                          "is not revoked"
+                                        : "no such grant (revoked or expired already?)");
+}
+
+static void on_form_revoked(void *ud, int rc, const char *id, const char *token, int64_t expires,
+                            const char *err)
+{
+    struct formjob *f = ud;
+    struct tt_headconn *hc = f->hc;
+    struct tt_relay *r = f->r;
+    (void)token;
+    (void)expires;
+    (void)err;
+    tt_admin_unhold(hc);
+    formjob_free(f);
+    if (rc == 0)
+        tt_admin_grant_revoked(r, id);
+    revoke_form_answer(hc, r, rc);
 }
 
 /* The body of POST /grants/revoke (id=ID) is here. */
@@ -232,16 +378,21 @@ static void revoke_form_body(struct tt_headconn *hc, void *ud)
         grants_page(hc, r, "400 Bad Request", NULL, NULL, 0, "the form has no grant id");
         return;
     }
-    int rc = tt_admin_grant_revoke(r, id);
+    struct formjob *f = calloc(1, sizeof(*f));
+    struct tt_grants_job *job = NULL;
+    int rc = f ? tt_grants_delete_async(r->access.grants, id, tt_relay_now_ms(), on_form_revoked, f,
+                                        &job)
+               : tt_grants_delete(r->access.grants, id, tt_relay_now_ms());
+    if (rc == TT_GRANTS_PENDING) {
+        f->hc = hc;
+        f->r = r;
+        form_hold(f, job); /* answered by on_form_revoked */
+        return;
+    }
+    free(f);
     if (rc == 0)
-        tt_admin_answer(hc, "303 See Other", "text/plain; charset=utf-8", "Location: /grants\r\n",
-                        "", 0);
-    else
-        grants_page(hc, r, rc == TETHER_ERR_IO ? "503 Service Unavailable" : "404 Not Found", NULL,
-                    NULL, 0,
-                    rc == TETHER_ERR_IO ? "the grant store (redis) cannot be reached: the grant "
-                                          "is not revoked"
-                                        : "no such grant (revoked or expired already?)");
+        tt_admin_grant_revoked(r, id);
+    revoke_form_answer(hc, r, rc);
 }
 
 /* Routes the console's pages: /device, /device/delete, /grants, /grants/revoke. Returns false

@@ -142,18 +142,19 @@ static void access_summary(struct tt_adminbuf *b, const struct tt_relay *r)
     tt_adminbuf_str(b, "</p>\n");
 }
 
-/* GET /: one page of the fleet (TT_ADMINPAGE_LIMIT devices unless the query says), never the
- * whole of it. signout: the request came with a session (a sign-out button is shown). */
-void tt_admin_dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout)
+/* The dashboard with its page pg read (tt_admin_page_start). */
+static void dashboard_answer(struct tt_headconn *hc, struct tt_relay *r,
+                             const struct tt_adminquery *qp, struct page *pgp,
+                             enum tt_admin_got got, bool signout)
 {
-    struct tt_adminquery q;
-    struct page pg;
-    struct tt_adminbuf b = {.ok = true}, acc = {.ok = true};
-    if (!tt_admin_query_of(hc, &q, false))
+    if (got == TT_ADMIN_GOT_BUSY) {
+        tt_admin_answer_busy(hc, r, false);
         return;
-    if (!q.limit_given)
-        q.limit = TT_ADMINPAGE_LIMIT;
-    bool ok = tt_admin_page_get(r, &q, &pg);
+    }
+    struct tt_adminquery q = *qp;
+    struct page pg = *pgp;
+    struct tt_adminbuf b = {.ok = true}, acc = {.ok = true};
+    bool ok = got == TT_ADMIN_GOT_OK;
     struct tt_adminpage_row *rows = pg.rs.n ? calloc(pg.rs.n, sizeof(*rows)) : NULL;
     struct tt_adminpage_node nodes[TT_CLUSTER_PAGE_NODES];
     ok = ok && (rows || !pg.rs.n);
@@ -225,10 +226,21 @@ void tt_admin_dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout
     free(snodes);
     free(acc.p);
     free(lis.p);
-    tt_admin_page_free(&pg);
     if (ok && b.ok)
         tt_admin_answer(hc, "200 OK", "text/html; charset=utf-8", TT_ADMINPAGE_HEADERS, b.p, b.len);
     else
         tt_admin_answer_oom(hc);
     free(b.p);
+}
+
+/* GET /: one page of the fleet (TT_ADMINPAGE_LIMIT devices unless the query says), never the
+ * whole of it. signout: the request came with a session (a sign-out button is shown). */
+void tt_admin_dashboard(struct tt_headconn *hc, struct tt_relay *r, bool signout)
+{
+    struct tt_adminquery q;
+    if (!tt_admin_query_of(hc, &q, false))
+        return;
+    if (!q.limit_given)
+        q.limit = TT_ADMINPAGE_LIMIT;
+    tt_admin_page_start(hc, r, &q, signout, dashboard_answer);
 }

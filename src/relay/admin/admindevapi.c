@@ -11,39 +11,53 @@
 #include "relay/device/device.h"
 #include "relay/admin/webhook.h"
 
-void tt_admin_api_devices(struct tt_headconn *hc, struct tt_relay *r)
+static void devices_answer(struct tt_headconn *hc, struct tt_relay *r,
+                           const struct tt_adminquery *q, struct page *pg, enum tt_admin_got got,
+                           bool flag)
 {
-    struct tt_adminquery q;
-    struct page pg;
-    if (!tt_admin_query_of(hc, &q, true))
+    (void)q;
+    (void)flag;
+    if (got == TT_ADMIN_GOT_BUSY) {
+        tt_admin_answer_busy(hc, r, true);
         return;
-    json_t *arr = tt_admin_page_get(r, &q, &pg) ? json_array() : NULL;
-    for (size_t i = 0; arr && i < pg.rs.n; i++) {
-        if (json_array_append_new(arr, tt_admin_row_json(r, &pg.rs.v[i])) != 0) {
+    }
+    json_t *arr = got == TT_ADMIN_GOT_OK ? json_array() : NULL;
+    for (size_t i = 0; arr && i < pg->rs.n; i++) {
+        if (json_array_append_new(arr, tt_admin_row_json(r, &pg->rs.v[i])) != 0) {
             json_decref(arr);
             arr = NULL;
         }
     }
-    json_t *j = arr ? json_pack("{s:o, s:I, s:o}", "devices", arr, "total", (json_int_t)pg.total,
-                                "next", pg.has_next ? json_string(pg.next) : json_null())
+    json_t *j = arr ? json_pack("{s:o, s:I, s:o}", "devices", arr, "total", (json_int_t)pg->total,
+                                "next", pg->has_next ? json_string(pg->next) : json_null())
                     : NULL;
-    tt_admin_page_free(&pg);
     tt_admin_answer_json(hc, "200 OK", NULL, j);
+}
+
+void tt_admin_api_devices(struct tt_headconn *hc, struct tt_relay *r)
+{
+    struct tt_adminquery q;
+    if (!tt_admin_query_of(hc, &q, true))
+        return;
+    tt_admin_page_start(hc, r, &q, false, devices_answer);
+}
+
+static void device_answer(struct tt_headconn *hc, struct tt_relay *r, struct rows *rs,
+                          enum tt_admin_got got)
+{
+    if (got == TT_ADMIN_GOT_BUSY)
+        tt_admin_answer_busy(hc, r, true);
+    else if (got != TT_ADMIN_GOT_OK)
+        tt_admin_answer_error(hc, "500 Internal Server Error", NULL, "out of memory");
+    else if (rs->n == 0)
+        tt_admin_answer_error(hc, "404 Not Found", NULL, "no such device");
+    else
+        tt_admin_answer_json(hc, "200 OK", NULL, tt_admin_row_json(r, &rs->v[0]));
 }
 
 void tt_admin_api_device(struct tt_headconn *hc, struct tt_relay *r, const char *name)
 {
-    struct rows rs;
-    if (!tt_admin_rows_get(r, name, &rs)) {
-        tt_admin_rows_free(&rs);
-        tt_admin_answer_error(hc, "500 Internal Server Error", NULL, "out of memory");
-        return;
-    }
-    if (rs.n == 0)
-        tt_admin_answer_error(hc, "404 Not Found", NULL, "no such device");
-    else
-        tt_admin_answer_json(hc, "200 OK", NULL, tt_admin_row_json(r, &rs.v[0]));
-    tt_admin_rows_free(&rs);
+    tt_admin_rows_start(hc, r, name, device_answer);
 }
 
 /* The device named name, unless unknown or past its grace period. */

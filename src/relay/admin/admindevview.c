@@ -300,24 +300,17 @@ bool tt_admin_record_known(const struct tt_relay *r, const struct tt_cluster_dev
     return cd->offline_since <= 0 || now - cd->offline_since < (int64_t)r->cfg.grace_ms;
 }
 
-static bool rows_cluster(struct tt_relay *r, const char *name, struct rows *rs, bool *done)
+/* The rows of the records cds[0..n) read from Redis (the page's, or one device's). Returns false
+ * when out of memory. */
+static bool rows_of_records(struct tt_relay *r, const struct tt_cluster_dev *cds, size_t n,
+                            struct rows *rs, bool known_only)
 {
-    struct tt_cluster_dev *cds;
-    size_t n;
-    *done = false;
-    int rc = tt_cluster_devs(r->cluster, name, &cds, &n);
-    if (rc == TETHER_ERR_IO)
-        return true; /* Redis unreachable: this node's devices only */
-    if (rc)
-        return false;
     rs->v = n ? calloc(n, sizeof(*rs->v)) : NULL;
-    if (n && !rs->v) {
-        tt_cluster_devs_free(cds, n);
+    if (n && !rs->v)
         return false;
-    }
     for (size_t i = 0; i < n; i++) {
         const struct tt_cluster_dev *cd = &cds[i];
-        if (!tt_admin_record_known(r, cd, rs->now))
+        if (known_only && !tt_admin_record_known(r, cd, rs->now))
             continue;
         struct tt_device *d = tt_strmap_get(&r->by_name, cd->name);
         if (d && !tt_admin_gone(d, rs->now))
@@ -326,23 +319,13 @@ static bool rows_cluster(struct tt_relay *r, const char *name, struct rows *rs, 
             row_remote(r, cd, rs->now, &rs->v[rs->n]);
         rs->n++;
     }
-    tt_cluster_devs_free(cds, n);
-    *done = true;
     return true;
 }
 
-/* The device called name, if known (rs->n 0 or 1). Returns false when out of memory. */
-bool tt_admin_rows_get(struct tt_relay *r, const char *name, struct rows *rs)
+/* The device called name from this node's memory (rs->n 0 or 1). Returns false when out of
+ * memory. */
+static bool rows_local(struct tt_relay *r, const char *name, struct rows *rs)
 {
-    memset(rs, 0, sizeof(*rs));
-    rs->now = tt_relay_now_ms();
-    if (r->cluster) {
-        bool done;
-        if (!rows_cluster(r, name, rs, &done))
-            return false;
-        if (done)
-            return true;
-    }
     struct tt_device *d = tt_strmap_get(&r->by_name, name);
     if (!d || tt_admin_gone(d, rs->now))
         return true;
@@ -351,6 +334,83 @@ bool tt_admin_rows_get(struct tt_relay *r, const char *name, struct rows *rs)
     row_local(d, rs->now, &rs->v[0]);
     rs->n = 1;
     return true;
+}
+
+/* A read of the devices from Redis for a held admin connection (the connection's: freed by
+ * held_drop when it goes first). */
+struct readjob {
+    struct tt_headconn *hc;
+    struct tt_relay *r;
+    struct tt_cluster_walk *walk;
+    int64_t now;
+    char name[TT_MAX_NAME + 1];
+    struct tt_adminquery q;
+    bool flag;
+    tt_admin_rows_cb rows_cb;
+    tt_admin_page_cb page_cb;
+};
+
+static void held_drop(struct tt_headconn *hc, void *ud)
+{
+    struct readjob *j = ud;
+    (void)hc;
+    tt_cluster_walk_cancel(j->walk);
+    free(j);
+}
+
+static void rows_answer(struct tt_headconn *hc, struct tt_relay *r, struct rows *rs, bool ok,
+                        tt_admin_rows_cb cb)
+{
+    cb(hc, r, rs, ok ? TT_ADMIN_GOT_OK : TT_ADMIN_GOT_NOMEM);
+    tt_admin_rows_free(rs);
+}
+
+static void on_dev_read(void *ud, int rc, struct tt_cluster_page *cp)
+{
+    struct readjob *j = ud;
+    struct tt_headconn *hc = j->hc;
+    struct rows rs = {.now = j->now};
+    tt_admin_unhold(hc);
+    if (rc == TETHER_ERR_TIMEOUT)
+        j->rows_cb(hc, j->r, &rs, TT_ADMIN_GOT_BUSY);
+    else if (rc == TETHER_ERR_IO) /* Redis did not answer: this node's devices only */
+        rows_answer(hc, j->r, &rs, rows_local(j->r, j->name, &rs), j->rows_cb);
+    else
+        rows_answer(hc, j->r, &rs, rc == 0 && rows_of_records(j->r, cp->v, cp->n, &rs, true),
+                    j->rows_cb);
+    tt_cluster_page_free(cp);
+    free(j);
+}
+
+void tt_admin_rows_start(struct tt_headconn *hc, struct tt_relay *r, const char *name,
+                         tt_admin_rows_cb cb)
+{
+    struct rows rs = {.now = tt_relay_now_ms()};
+    struct readjob *j = r->cluster ? calloc(1, sizeof(*j)) : NULL;
+    if (r->cluster && !j) {
+        cb(hc, r, &rs, TT_ADMIN_GOT_NOMEM);
+        return;
+    }
+    if (j) {
+        *j = (struct readjob){.hc = hc, .r = r, .now = rs.now, .rows_cb = cb};
+        snprintf(j->name, sizeof(j->name), "%s", name);
+        int rc = tt_cluster_dev_async(r->cluster, name, on_dev_read, j, &j->walk);
+        if (rc == TT_CLUSTER_PENDING) {
+            tt_admin_hold(hc, held_drop, j);
+            return;
+        }
+        free(j);
+        if (rc == TETHER_ERR_CAPACITY) {
+            cb(hc, r, &rs, TT_ADMIN_GOT_BUSY);
+            return;
+        }
+        if (rc == TETHER_ERR_NOMEM) {
+            cb(hc, r, &rs, TT_ADMIN_GOT_NOMEM);
+            return;
+        }
+        /* Redis cannot be reached (or the name is too long for any record): this node's */
+    }
+    rows_answer(hc, r, &rs, rows_local(r, name, &rs), cb);
 }
 
 /* ---- pages of the device list (adminquery.h) ---- */
@@ -412,55 +472,86 @@ static bool page_local(struct tt_relay *r, const struct tt_adminquery *q, struct
     return true;
 }
 
-/* Cluster mode: the page from Redis (tt_cluster_devs_page); *done false when Redis cannot be
- * reached (this node's devices are shown then). */
-static bool page_cluster(struct tt_relay *r, const struct tt_adminquery *q, struct page *pg,
-                         bool *done)
+/* Cluster mode: the page from the walk's page cp (taken). Returns false when out of memory. */
+static bool page_cluster(struct tt_relay *r, struct page *pg, struct tt_cluster_page *cp)
 {
-    *done = false;
-    int rc = tt_cluster_devs_page(r->cluster, q, pg->rs.now, r->cfg.grace_ms, &pg->cp);
-    if (rc == TETHER_ERR_IO)
-        return true;
-    if (rc)
-        return false;
+    pg->cp = *cp;
+    memset(cp, 0, sizeof(*cp));
     pg->cluster = true;
     pg->total = pg->cp.total;
     pg->online = pg->cp.online;
     pg->offline = pg->cp.offline;
-    pg->rs.v = pg->cp.n ? calloc(pg->cp.n, sizeof(*pg->rs.v)) : NULL;
-    if (pg->cp.n && !pg->rs.v)
+    if (!rows_of_records(r, pg->cp.v, pg->cp.n, &pg->rs, false))
         return false;
-    for (size_t i = 0; i < pg->cp.n; i++) {
-        const struct tt_cluster_dev *cd = &pg->cp.v[i];
-        struct tt_device *d = tt_strmap_get(&r->by_name, cd->name);
-        if (d && !tt_admin_gone(d, pg->rs.now))
-            row_local(d, pg->rs.now, &pg->rs.v[pg->rs.n]);
-        else
-            row_remote(r, cd, pg->rs.now, &pg->rs.v[pg->rs.n]);
-        pg->rs.n++;
-    }
     snprintf(pg->prev, sizeof(pg->prev), "%s", pg->cp.prev);
     if (pg->cp.more && pg->cp.n) {
         pg->has_next = true;
         snprintf(pg->next, sizeof(pg->next), "%s", pg->cp.v[pg->cp.n - 1].name);
     }
-    *done = true;
     return true;
 }
 
-/* The page q asks for. Returns false when out of memory. Free with page_free. */
-bool tt_admin_page_get(struct tt_relay *r, const struct tt_adminquery *q, struct page *pg)
+static void page_answer(struct tt_headconn *hc, struct tt_relay *r, const struct tt_adminquery *q,
+                        struct page *pg, enum tt_admin_got got, bool flag, tt_admin_page_cb cb)
 {
-    memset(pg, 0, sizeof(*pg));
-    pg->rs.now = tt_relay_now_ms();
-    if (r->cluster) {
-        bool done;
-        if (!page_cluster(r, q, pg, &done))
-            return false;
-        if (done)
-            return true;
+    cb(hc, r, q, pg, got, flag);
+    tt_admin_page_free(pg);
+}
+
+static void on_page_read(void *ud, int rc, struct tt_cluster_page *cp)
+{
+    struct readjob *j = ud;
+    struct tt_headconn *hc = j->hc;
+    struct page pg;
+    memset(&pg, 0, sizeof(pg));
+    pg.rs.now = j->now;
+    tt_admin_unhold(hc);
+    bool ok;
+    if (rc == TETHER_ERR_TIMEOUT) {
+        page_answer(hc, j->r, &j->q, &pg, TT_ADMIN_GOT_BUSY, j->flag, j->page_cb);
+    } else {
+        if (rc == TETHER_ERR_IO) /* Redis did not answer: this node's devices only */
+            ok = page_local(j->r, &j->q, &pg);
+        else
+            ok = rc == 0 && page_cluster(j->r, &pg, cp);
+        page_answer(hc, j->r, &j->q, &pg, ok ? TT_ADMIN_GOT_OK : TT_ADMIN_GOT_NOMEM, j->flag,
+                    j->page_cb);
     }
-    return page_local(r, q, pg);
+    tt_cluster_page_free(cp);
+    free(j);
+}
+
+void tt_admin_page_start(struct tt_headconn *hc, struct tt_relay *r, const struct tt_adminquery *q,
+                         bool flag, tt_admin_page_cb cb)
+{
+    struct page pg;
+    memset(&pg, 0, sizeof(pg));
+    pg.rs.now = tt_relay_now_ms();
+    struct readjob *j = r->cluster ? calloc(1, sizeof(*j)) : NULL;
+    if (r->cluster && !j) {
+        page_answer(hc, r, q, &pg, TT_ADMIN_GOT_NOMEM, flag, cb);
+        return;
+    }
+    if (j) {
+        *j = (struct readjob){
+            .hc = hc, .r = r, .now = pg.rs.now, .q = *q, .flag = flag, .page_cb = cb};
+        int rc = tt_cluster_page_async(r->cluster, q, pg.rs.now, r->cfg.grace_ms, on_page_read, j,
+                                       &j->walk);
+        if (rc == TT_CLUSTER_PENDING) {
+            tt_admin_hold(hc, held_drop, j);
+            return;
+        }
+        free(j);
+        if (rc == TETHER_ERR_CAPACITY || rc == TETHER_ERR_NOMEM) {
+            page_answer(hc, r, q, &pg,
+                        rc == TETHER_ERR_CAPACITY ? TT_ADMIN_GOT_BUSY : TT_ADMIN_GOT_NOMEM, flag,
+                        cb);
+            return;
+        }
+        /* Redis cannot be reached now: this node's devices only */
+    }
+    bool ok = page_local(r, q, &pg);
+    page_answer(hc, r, q, &pg, ok ? TT_ADMIN_GOT_OK : TT_ADMIN_GOT_NOMEM, flag, cb);
 }
 
 /* The query of the request hc (what follows '?' in its target), parsed into q; false after

@@ -33,13 +33,46 @@ static json_t *grant_json(const struct tt_grant *gr)
                      "created", created, "expires", expires);
 }
 
-static void api_grants(struct tt_headconn *hc, struct tt_relay *r)
+/* An admin connection held while Redis answers a read, a create or a delete. */
+struct held {
+    struct tt_headconn *hc;
+    struct tt_relay *r;
+    struct tt_grants_job *job;
+    char id[TT_GRANT_ID_LEN + 1]; /* GET /api/grants/ID: the grant asked for ("": the list) */
+};
+
+/* The admin connection went (the client, its deadline, the relay closing) before the answer. */
+static void held_drop(struct tt_headconn *hc, void *ud)
+{
+    struct held *h = ud;
+    (void)hc;
+    tt_grants_job_cancel(h->job);
+    free(h);
+}
+
+/* Holds hc for a job; NULL when out of memory (the caller answers without waiting). */
+static struct held *hold(struct tt_headconn *hc, struct tt_relay *r)
+{
+    struct held *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->hc = hc;
+    h->r = r;
+    return h;
+}
+
+static void held_start(struct held *h, struct tt_grants_job *job)
+{
+    h->job = job;
+    tt_admin_hold(h->hc, held_drop, h);
+}
+
+/* GET /api/grants: the grants the store holds now. */
+static void grants_answer(struct tt_headconn *hc, struct tt_relay *r)
 {
     int64_t now = tt_relay_now_ms();
     const struct tt_grant **v;
     size_t n;
-    /* cluster mode: the cluster's grants as Redis has them now (else the last ones read) */
-    (void)tt_grants_refresh(r->access.grants, now);
     if (tt_grants_list(r->access.grants, now, &v, &n) != 0) {
         tt_admin_answer_error(hc, "500 Internal Server Error", NULL, "out of memory");
         return;
@@ -55,54 +88,71 @@ static void api_grants(struct tt_headconn *hc, struct tt_relay *r)
     tt_admin_answer_json(hc, "200 OK", NULL, arr ? json_pack("{s:o}", "grants", arr) : NULL);
 }
 
-static void api_grant(struct tt_headconn *hc, struct tt_relay *r, const char *id)
+/* GET /api/grants/ID: the grant id, or 404. */
+static void grant_answer(struct tt_headconn *hc, struct tt_relay *r, const char *id)
 {
-    int64_t now = tt_relay_now_ms();
-    const struct tt_grant *gr = tt_grants_find(r->access.grants, id, now);
-    if (!gr && tt_grants_refresh(r->access.grants, now) == 0)
-        gr = tt_grants_find(r->access.grants, id, now);
+    const struct tt_grant *gr = tt_grants_find(r->access.grants, id, tt_relay_now_ms());
     if (!gr)
         tt_admin_answer_error(hc, "404 Not Found", NULL, "no such grant");
     else
         tt_admin_answer_json(hc, "200 OK", NULL, grant_json(gr));
 }
 
-/* An admin connection held while Redis answers a create or a delete. */
-struct held {
-    struct tt_headconn *hc;
-    struct tt_relay *r;
-    struct tt_grants_job *job;
-};
-
-/* The admin connection went (its deadline, the relay closing) before the answer. */
-static void held_drop(struct tt_headconn *hc, void *ud)
+/* The read of the cluster's grants is answered (applied, or not: the grants known stay). */
+static void on_read(void *ud, int rc, const char *id, const char *token, int64_t expires,
+                    const char *err)
 {
     struct held *h = ud;
-    (void)hc;
-    tt_grants_job_cancel(h->job);
+    (void)rc;
+    (void)id;
+    (void)token;
+    (void)expires;
+    (void)err;
+    tt_admin_unhold(h->hc);
+    if (h->id[0])
+        grant_answer(h->hc, h->r, h->id);
+    else
+        grants_answer(h->hc, h->r);
     free(h);
 }
 
-/* Holds hc (unread) for job; NULL when out of memory (the job then answers no one). */
-static struct held *hold(struct tt_headconn *hc, struct tt_relay *r)
+/* Cluster mode: reads the cluster's grants from Redis, then answers (on_read); without Redis,
+ * or when it cannot be asked now, answers at once from the grants known. id: GET /api/grants/ID,
+ * NULL for the list. */
+static void grants_read(struct tt_headconn *hc, struct tt_relay *r, const char *id)
 {
-    struct held *h = calloc(1, sizeof(*h));
-    if (!h)
-        return NULL;
-    h->hc = hc;
-    h->r = r;
-    return h;
+    struct held *h = hold(hc, r);
+    struct tt_grants_job *job = NULL;
+    if (h) {
+        snprintf(h->id, sizeof(h->id), "%s", id ? id : "");
+        if (tt_grants_refresh_async(r->access.grants, tt_relay_now_ms(), on_read, h, &job) ==
+            TT_GRANTS_PENDING) {
+            held_start(h, job); /* answered by on_read */
+            return;
+        }
+        free(h);
+    }
+    if (id)
+        grant_answer(hc, r, id);
+    else
+        grants_answer(hc, r);
 }
 
-static void held_start(struct held *h, struct tt_grants_job *job)
+static void api_grants(struct tt_headconn *hc, struct tt_relay *r)
 {
-    h->job = job;
-    tt_conn_read_stop(h->hc->conn);
-    h->hc->on_drop = held_drop;
-    h->hc->drop_ud = h;
+    /* cluster mode: the cluster's grants as Redis has them now (else the last ones read) */
+    grants_read(hc, r, NULL);
 }
 
-/* The answer to DELETE /api/grants/ID for rc (tt_admin_grant_revoke's). */
+static void api_grant(struct tt_headconn *hc, struct tt_relay *r, const char *id)
+{
+    if (tt_grants_find(r->access.grants, id, tt_relay_now_ms()))
+        grant_answer(hc, r, id);
+    else
+        grants_read(hc, r, id); /* made on another node a moment ago? */
+}
+
+/* The answer to DELETE /api/grants/ID for rc (tt_grants_delete's). */
 static void delete_answer(struct tt_headconn *hc, int rc, const char *id)
 {
     if (rc == TETHER_ERR_IO) {
@@ -120,21 +170,11 @@ static void delete_answer(struct tt_headconn *hc, int rc, const char *id)
 
 /* This node's connections under the revoked grant id close now; the other nodes' at their next
  * read. */
-static void revoked(struct tt_relay *r, const char *id)
+void tt_admin_grant_revoked(struct tt_relay *r, const char *id)
 {
     size_t closed = tt_access_recheck(&r->access, tt_relay_now_ms());
     if (closed)
         TT_LOG(TT_LOG_INFO, "grant revoked id=%s connections_closed=%zu", id, closed);
-}
-
-/* Revokes grant id, closing this node's connections under it. Returns 0, TETHER_ERR_IO (the
- * store cannot be reached) or another error (no such grant). */
-int tt_admin_grant_revoke(struct tt_relay *r, const char *id)
-{
-    int rc = tt_grants_delete(r->access.grants, id, tt_relay_now_ms());
-    if (rc == 0)
-        revoked(r, id);
-    return rc;
 }
 
 static void on_deleted(void *ud, int rc, const char *id, const char *token, int64_t expires,
@@ -144,9 +184,9 @@ static void on_deleted(void *ud, int rc, const char *id, const char *token, int6
     (void)token;
     (void)expires;
     (void)err;
-    h->hc->on_drop = NULL;
+    tt_admin_unhold(h->hc);
     if (rc == 0)
-        revoked(h->r, id);
+        tt_admin_grant_revoked(h->r, id);
     delete_answer(h->hc, rc, id);
     free(h);
 }
@@ -164,7 +204,7 @@ static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const c
     }
     free(h);
     if (rc == 0)
-        revoked(r, id);
+        tt_admin_grant_revoked(r, id);
     delete_answer(hc, rc, id);
 }
 
@@ -199,7 +239,7 @@ static void on_created(void *ud, int rc, const char *id, const char *token, int6
                        const char *err)
 {
     struct held *h = ud;
-    h->hc->on_drop = NULL;
+    tt_admin_unhold(h->hc);
     create_answer(h->hc, rc, id, token, expires, err);
     free(h);
 }

@@ -52,7 +52,7 @@ struct row {
     json_t *svcs; /* owned; NULL when out of memory */
 };
 
-/* Devices as shown, by name: a page (tt_admin_page_get) or one device (tt_admin_rows_get). In
+/* Devices as shown, by name: a page (tt_admin_page_start) or one device (tt_admin_rows_start). In
  * cluster mode a device of this node is shown from memory, the others' as their holders published
  * them (this node's alone when Redis cannot be reached). Free with tt_admin_rows_free. */
 struct rows {
@@ -95,6 +95,19 @@ void tt_admin_answer_json(struct tt_headconn *hc, const char *status, const char
 /* Sends status with {"error": msg}. */
 void tt_admin_answer_error(struct tt_headconn *hc, const char *status, const char *extra,
                            const char *msg);
+/* Holds hc after on_head while a job on the asynchronous Redis connection answers it later (a
+ * walk over the registry, a read or write of the grants): the job is the connection's. Reading
+ * goes on (what comes is dropped) so that the client going frees hc at once; hc going first
+ * (the client, its deadline, the relay stopping) calls on_drop(hc, ud) (headconn.h), which
+ * cancels the job and frees its state. */
+void tt_admin_hold(struct tt_headconn *hc, void (*on_drop)(struct tt_headconn *hc, void *ud),
+                   void *ud);
+/* The job answers hc now: on_drop is no longer called. */
+void tt_admin_unhold(struct tt_headconn *hc);
+/* 503 with Retry-After (TT_CLUSTER_WALK_RETRY_S): the walks over the registry are at their cap
+ * (TT_CLUSTER_WALKS_MAX) or one took longer than TT_CLUSTER_WALK_MS. json: the API's error,
+ * else an HTML page. */
+void tt_admin_answer_busy(struct tt_headconn *hc, struct tt_relay *r, bool json);
 /* Reads hc's request body of at most max bytes, then calls on_body(hc, r): at once when it is
  * all here, else from the headconn once it is (tt_headconn_read_body). Returns true then; false
  * when the body cannot be read, with the answer to give in *status ("411 Length Required": no
@@ -118,14 +131,36 @@ void tt_admin_iso_time(int64_t ms, char out[32]);
 void tt_admin_view_of(const struct tt_device *d, int64_t now, struct view *v);
 /* The API's JSON object of row w (a new reference; takes w->svcs), or NULL when out of memory. */
 json_t *tt_admin_row_json(const struct tt_relay *r, struct row *w);
-/* Frees what tt_admin_rows_get or tt_admin_page_get put in rs. */
+/* Frees what a page or a device read put in rs. */
 void tt_admin_rows_free(struct rows *rs);
-/* The device called name, if known (rs->n 0 or 1). Returns false when out of memory. */
-bool tt_admin_rows_get(struct tt_relay *r, const char *name, struct rows *rs);
-/* Frees what tt_admin_page_get put in pg. */
+/* What a read of the devices came to. BUSY: the walks' cap or time limit (answer 503 with
+ * tt_admin_answer_busy). */
+enum tt_admin_got {
+    TT_ADMIN_GOT_OK,
+    TT_ADMIN_GOT_NOMEM,
+    TT_ADMIN_GOT_BUSY,
+};
+/* The answer to tt_admin_rows_start: must answer hc. rs (the device called name, if known: rs->n
+ * 0 or 1; empty unless OK) is freed by the caller after the call. */
+typedef void (*tt_admin_rows_cb)(struct tt_headconn *hc, struct tt_relay *r, struct rows *rs,
+                                 enum tt_admin_got got);
+/* Reads the device called name and calls cb: now, or (cluster mode) once Redis answered, hc held
+ * meanwhile (tt_admin_hold; cb is not called if hc goes first). */
+void tt_admin_rows_start(struct tt_headconn *hc, struct tt_relay *r, const char *name,
+                         tt_admin_rows_cb cb);
+/* Frees what a page read put in pg. */
 void tt_admin_page_free(struct page *pg);
-/* The page q asks for. Returns false when out of memory. Free with page_free. */
-bool tt_admin_page_get(struct tt_relay *r, const struct tt_adminquery *q, struct page *pg);
+/* The answer to tt_admin_page_start: must answer hc. pg (empty unless OK) is freed by the caller
+ * after the call; q is the query read, flag the caller's. */
+typedef void (*tt_admin_page_cb)(struct tt_headconn *hc, struct tt_relay *r,
+                                 const struct tt_adminquery *q, struct page *pg,
+                                 enum tt_admin_got got, bool flag);
+/* Reads the page q asks for and calls cb: now, or (cluster mode) once the walk over the registry
+ * ended (tt_cluster_page_async), hc held meanwhile (cb is not called if hc goes first). Without
+ * Redis (it cannot be reached, or did not answer a step in time) the page shows this node's
+ * devices only, as before. */
+void tt_admin_page_start(struct tt_headconn *hc, struct tt_relay *r, const struct tt_adminquery *q,
+                         bool flag, tt_admin_page_cb cb);
 /* Cluster mode: whether cd is shown (known: online, or offline within the grace period). */
 bool tt_admin_record_known(const struct tt_relay *r, const struct tt_cluster_dev *cd, int64_t now);
 /* The query of the request hc (what follows '?' in its target), parsed into q; false after
@@ -148,9 +183,9 @@ void tt_admin_api_delete(struct tt_headconn *hc, struct tt_relay *r, const char 
 
 /* ---- the grants API (admingrants.c) ---- */
 
-/* Revokes grant id, closing this node's connections under it. Returns 0, TETHER_ERR_IO (the
- * store cannot be reached) or another error (no such grant). */
-int tt_admin_grant_revoke(struct tt_relay *r, const char *id);
+/* Grant id was revoked: this node's connections under it close now (the other nodes' at their
+ * next read of the grants). */
+void tt_admin_grant_revoked(struct tt_relay *r, const char *id);
 /* Routes /api/grants and /api/grants/ID (path[0..plen) starts with "/api/grants"). Returns false
  * when the path is another one. */
 bool tt_admin_route_grants(struct tt_headconn *hc, struct tt_relay *r, const char *path,

@@ -11,7 +11,8 @@
  * are due; a client whose device must be looked up in Redis waits, bounded (TT_CLUSTER_WAIT_MS,
  * TT_CLUSTER_WAIT_MAX), for the answer; the grants' periodic read uses the same connection.
  * Synchronous calls (redisconn.h) remain at start-up (the secret, the node id check, the first
- * beat and port read) and at shutdown. */
+ * beat and port read), in DELETE /api/devices/NAME (tt_cluster_devs) and at shutdown. The admin
+ * API's reads of the registry are walks on the asynchronous connection (cluster_admin.c). */
 #ifndef TT_CLUSTER_H
 #define TT_CLUSTER_H
 
@@ -123,6 +124,11 @@ struct tt_cluster {
     uv_timer_t close_timer; /* shutdown: closes ra (cluster.c) */
     bool closing;
     uint64_t ra_master_changes; /* ra's master changes, kept once ra is closed */
+    /* the admin API's walks over the registry (cluster_admin.c), oldest first */
+    struct tt_cluster_walk *walk_list;
+    size_t walks, walks_peak; /* in flight (cancelled ones until their step's reply); the most */
+    uint64_t walks_ok, walks_failed, walks_timeout, walks_cancelled, walks_refused, walk_steps;
+    uint64_t walk_restarts; /* walks started again: the connection moved to another server */
 };
 /* Devices walked per beat by the repair after a master change (two Redis calls per
  * CHECK_BATCH of them). */
@@ -239,7 +245,8 @@ struct tt_cluster_dev {
 };
 
 /* Reads the device named name of the shared registry in one Redis call (name NULL reads every
- * device in that one call, unbounded: the admin API's lists use tt_cluster_devs_page). Sets
+ * device in that one call, unbounded: the admin API's lists use tt_cluster_page_async). Waits
+ * on the loop (the synchronous connection): DELETE /api/devices/NAME only. Sets
  * *out (sorted by name; free with tt_cluster_devs_free) and *n. Returns 0, TETHER_ERR_IO (Redis
  * unreachable) or TETHER_ERR_NOMEM. */
 int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_dev **out, size_t *n);
@@ -247,7 +254,7 @@ int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_de
 void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n);
 
 /* A page of the shared registry's devices (GET /api/devices, the dashboard): what
- * tt_cluster_devs_page found. */
+ * tt_cluster_page_async found. */
 #define TT_CLUSTER_PAGE_NODES 64 /* nodes counted one by one; beyond, in other_nodes */
 struct tt_cluster_page {
     struct tt_cluster_dev *v; /* the page, sorted by name (free with tt_cluster_page_free) */
@@ -263,19 +270,51 @@ struct tt_cluster_page {
     size_t nnodes, other_nodes;
 };
 
-/* Reads one page of the devices of the shared registry that q (adminquery.h) asks for, with
- * the counts. A walk over every device in steps (SSCAN, 4,000 devices a step: one short Lua
- * script each, reading their name, label, holder and offline time), each step returning its
- * counts and of its matches the q->limit + 1 first names after q->after and the q->limit + 1
- * last ones up to it (for prev); then one call for the page's records. Every reply is bounded
- * by the step or the page; the walk's time grows with the fleet. A device is known as
- * record_known has it (admin.c): held, or offline within grace_ms at now; online when its
- * holder's node record is alive. Names are ordered in byte order; a name SSCAN returns twice
- * (the set resized during the walk) is shown once but may count twice in the totals. Returns
- * 0, TETHER_ERR_IO (Redis unreachable) or TETHER_ERR_NOMEM. */
+/* Reads, without waiting on the loop, one page of the devices of the shared registry that q
+ * (adminquery.h) asks for, with the counts: a walk over every device in steps on the cluster's
+ * asynchronous connection (store/redisasync.h), one at a time, each step's reply sending the
+ * next (SSCAN, 4,000 devices a step: one short Lua script each, reading their name, label,
+ * holder and offline time), each step returning its counts and of its matches the q->limit + 1
+ * first names after q->after and the q->limit + 1 last ones up to it (for prev); then one call
+ * for the page's records. Every reply is bounded by the step or the page; the walk's time grows
+ * with the fleet, the loop's time with the page. A device is known as record_known has it
+ * (admin.c): held, or offline within grace_ms at now; online when its holder's node record is
+ * alive. Names are ordered in byte order; a name SSCAN returns twice (the set resized during the
+ * walk) is shown once but may count twice in the totals.
+ * Returns TT_CLUSTER_PENDING with *handle: cb is called exactly once, later, never from inside
+ * this call, unless the walk is cancelled first; or at once, cb never called:
+ * TETHER_ERR_CAPACITY (TT_CLUSTER_WALKS_MAX walks in flight: the admin API answers 503 with
+ * Retry-After), TETHER_ERR_IO (Redis cannot be reached now) or TETHER_ERR_NOMEM.
+ * cb's rc: 0 (*pg is the page, the callee's: free it with tt_cluster_page_free), TETHER_ERR_IO
+ * (a step got no answer or a bad one: Redis unreachable, the connection's command timeout),
+ * TETHER_ERR_TIMEOUT (the walk took more than TT_CLUSTER_WALK_MS) or TETHER_ERR_NOMEM; *pg is
+ * empty then. */
+#define TT_CLUSTER_PENDING 1
+/* Walks (and reads of one device) in flight at once per node; how long one may take (a walk is
+ * 0.32 s at 100,000 devices on the test machine; the limit is below the connection's command
+ * timeout, TT_REDISASYNC_TIMEOUT_MS, so that a Redis that stalls gets the admin client a 503
+ * rather than a list of this node's devices only). A walk cancelled or timed out while its step
+ * is due still counts until the step's reply (or that command timeout) ends it. */
+#define TT_CLUSTER_WALKS_MAX 8
+#define TT_CLUSTER_WALK_MS 4000
+/* The answer's Retry-After (seconds) at the cap or after a timeout. */
+#define TT_CLUSTER_WALK_RETRY_S 2
 struct tt_adminquery;
-int tt_cluster_devs_page(struct tt_cluster *c, const struct tt_adminquery *q, int64_t now,
-                         uint64_t grace_ms, struct tt_cluster_page *out);
+struct tt_cluster_walk;
+typedef void (*tt_cluster_walk_cb)(void *ud, int rc, struct tt_cluster_page *pg);
+int tt_cluster_page_async(struct tt_cluster *c, const struct tt_adminquery *q, int64_t now,
+                          uint64_t grace_ms, tt_cluster_walk_cb cb, void *ud,
+                          struct tt_cluster_walk **handle);
+
+/* The device named name of the shared registry (pg->n 0 or 1), read in one call on the
+ * asynchronous connection; counted and capped with the walks. Returns and answers as
+ * tt_cluster_page_async. */
+int tt_cluster_dev_async(struct tt_cluster *c, const char *name, tt_cluster_walk_cb cb, void *ud,
+                         struct tt_cluster_walk **handle);
+
+/* The walk's callback will not be called (the admin connection went); it ends at its step's
+ * reply. NULL is fine. */
+void tt_cluster_walk_cancel(struct tt_cluster_walk *w);
 
 void tt_cluster_page_free(struct tt_cluster_page *pg);
 

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include "tether_err.h"
 #include "relay/admin/adminbuf.h"
+#include "relay/access/grants.h"
 #include "relay/admin/adminquery.h"
 #include "relay/cluster/cluster.h"
 #include "relay/device/device.h"
@@ -220,8 +221,12 @@ static const char recs_lua[] =
 /* Devices read per step of the walk: one step runs in Redis for a few milliseconds, so that
  * neither Redis nor this node's command timeout (TT_REDIS_TIMEOUT_MS) waits on a large fleet. */
 #define WALK_COUNT "4000"
-/* Steps of one walk at most (SSCAN ends well before: about devices / 4000). */
+/* Steps of one walk at most (SSCAN ends well before: about devices / 4000; TT_CLUSTER_WALK_MS
+ * ends it before too). */
 #define WALK_STEPS_MAX 100000
+/* Times a walk starts again because the connection moved to another server meanwhile; beyond,
+ * it ends as with no answer (this node's devices). */
+#define WALK_RESTARTS_MAX 2
 
 static size_t int_of(const redisReply *e)
 {
@@ -309,74 +314,109 @@ static void count_nodes(struct tt_cluster_page *out, const redisReply *nodes)
     }
 }
 
-/* The walk over every device: counts into out, candidates into fwd and back. */
-static int walk(struct tt_cluster *c, const struct tt_adminquery *q, int64_t now, uint64_t grace_ms,
-                struct tt_cluster_page *out, struct names *fwd, struct names *back)
+/* ---- the walk, on the asynchronous connection ---- */
+
+/* A walk in flight (or the read of one device): its admin connection owns it through cb/ud
+ * (tt_cluster_walk_cancel). Freed once nothing refers to it: no step due (sent), its timer
+ * closed. */
+struct tt_cluster_walk {
+    struct tt_cluster *c;
+    struct tt_cluster_walk *prev, *next; /* c->walk_list */
+    bool one;                            /* the read of one device (name) */
+    char name[TT_MAX_NAME + 1];
+    struct tt_adminquery q;
+    char cursor[32], snow[24], sgrace[24], slim[24];
+    const char *st;
+    struct names fwd, back;
+    struct tt_cluster_page out;
+    unsigned steps;
+    uint64_t conn_epoch; /* the connection's reconnects and master changes when it started */
+    unsigned restarts;   /* times started again because the connection moved meanwhile */
+    bool sent;           /* a command's reply is due: its callback will come */
+    bool timer_open;     /* the timer is not closed yet */
+    uv_timer_t timer;
+    tt_cluster_walk_cb cb; /* NULL: answered, cancelled or timed out */
+    void *ud;
+};
+
+static void walk_free(struct tt_cluster_walk *w)
 {
-    char cursor[32] = "0", snow[24], sgrace[24], slim[24];
-    snprintf(snow, sizeof(snow), "%lld", (long long)now);
-    snprintf(sgrace, sizeof(sgrace), "%llu", (unsigned long long)grace_ms);
-    snprintf(slim, sizeof(slim), "%zu", q->limit);
-    const char *st = q->state == TT_ADMINQUERY_ONLINE    ? "1"
-                     : q->state == TT_ADMINQUERY_OFFLINE ? "0"
-                                                         : "a";
-    for (int step = 0; step < WALK_STEPS_MAX; step++) {
-        const char *argv[12] = {"EVAL", walk_lua, "0",  P,        cursor, WALK_COUNT,
-                                snow,   sgrace,   slim, q->after, st,     q->q};
-        size_t lens[12];
-        for (int i = 0; i < 12; i++)
-            lens[i] = strlen(argv[i]);
-        redisReply *rep = tt_redisconn_argv(&c->rc, 12, argv, lens);
-        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 7 ||
-            rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= sizeof(cursor)) {
-            if (rep)
-                freeReplyObject(rep);
-            return TETHER_ERR_IO;
-        }
-        out->total += int_of(rep->element[1]);
-        out->online += int_of(rep->element[2]);
-        out->offline += int_of(rep->element[3]);
-        count_nodes(out, rep->element[4]);
-        bool ok = names_add(fwd, rep->element[5], q->limit + 1, true) &&
-                  names_add(back, rep->element[6], q->limit + 1, false);
-        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
-        freeReplyObject(rep);
-        if (!ok)
-            return TETHER_ERR_NOMEM;
-        if (strcmp(cursor, "0") == 0)
-            return 0;
-    }
-    return TETHER_ERR_IO;
+    struct tt_cluster *c = w->c;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        c->walk_list = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    c->walks--;
+    free(w->fwd.v);
+    free(w->back.v);
+    tt_cluster_page_free(&w->out);
+    free(w);
 }
 
-/* The records of names[0..n) (the page), into out->v. */
-static int records(struct tt_cluster *c, const struct names *fwd, size_t n,
-                   struct tt_cluster_page *out)
+static void walk_timer_closed(uv_handle_t *h)
 {
-    const char **argv = calloc(n + 4, sizeof(*argv));
-    size_t *lens = calloc(n + 4, sizeof(*lens));
-    out->v = n ? calloc(n, sizeof(*out->v)) : NULL;
-    if (!argv || !lens || (n && !out->v)) {
-        free(argv);
-        free(lens);
-        return TETHER_ERR_NOMEM;
+    struct tt_cluster_walk *w = h->data;
+    w->timer_open = false;
+    if (!w->sent)
+        walk_free(w);
+}
+
+/* The walk has answered (or will never): its timer goes, and the walk once no step is due. */
+static void walk_release(struct tt_cluster_walk *w)
+{
+    w->cb = NULL;
+    if (w->timer_open) {
+        if (!uv_is_closing((uv_handle_t *)&w->timer))
+            uv_close((uv_handle_t *)&w->timer, walk_timer_closed);
+        return;
     }
-    argv[0] = "EVAL";
-    argv[1] = recs_lua;
-    argv[2] = "0";
-    argv[3] = P;
-    for (size_t i = 0; i < n; i++)
-        argv[4 + i] = fwd->v[i];
-    for (size_t i = 0; i < n + 4; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *rep = tt_redisconn_argv(&c->rc, (int)(n + 4), argv, lens);
-    free(argv);
-    free(lens);
-    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        if (rep)
-            freeReplyObject(rep);
+    if (!w->sent)
+        walk_free(w);
+}
+
+/* Answers the walk's owner with rc (0: w->out is handed over) and releases the walk. */
+static void walk_finish(struct tt_cluster_walk *w, int rc)
+{
+    struct tt_cluster *c = w->c;
+    tt_cluster_walk_cb cb = w->cb;
+    void *ud = w->ud;
+    struct tt_cluster_page pg;
+    if (rc != 0)
+        tt_cluster_page_free(&w->out);
+    pg = w->out;
+    memset(&w->out, 0, sizeof(w->out));
+    *(rc == 0                    ? &c->walks_ok
+      : rc == TETHER_ERR_TIMEOUT ? &c->walks_timeout
+                                 : &c->walks_failed) += 1;
+    walk_release(w);
+    if (cb)
+        cb(ud, rc, &pg);
+    else
+        tt_cluster_page_free(&pg);
+}
+
+static void walk_on_timeout(uv_timer_t *t)
+{
+    struct tt_cluster_walk *w = t->data;
+    if (w->cb)
+        walk_finish(w, TETHER_ERR_TIMEOUT);
+}
+
+static int walk_send_step(struct tt_cluster_walk *w);
+
+/* Fills w->out from a records reply (recs_lua's or devs_lua's). Returns 0 or an error. */
+static int walk_records(struct tt_cluster_walk *w, const redisReply *rep, size_t n)
+{
+    struct tt_cluster_page *out = &w->out;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY)
         return TETHER_ERR_IO;
-    }
+    if (n > rep->elements / 3)
+        n = rep->elements / 3;
+    out->v = n ? calloc(n, sizeof(*out->v)) : NULL;
+    if (n && !out->v)
+        return TETHER_ERR_NOMEM;
     for (size_t i = 0; i + 2 < rep->elements && out->n < n; i += 3) {
         const redisReply *nm = rep->element[i], *alive = rep->element[i + 2];
         if (nm->type != REDIS_REPLY_STRING || nm->len > TT_MAX_NAME)
@@ -386,30 +426,232 @@ static int records(struct tt_cluster *c, const struct names *fwd, size_t n,
         out->v[out->n].node_alive = alive->type == REDIS_REPLY_INTEGER && alive->integer == 1;
         out->n++;
     }
-    freeReplyObject(rep);
     return 0;
 }
 
-int tt_cluster_devs_page(struct tt_cluster *c, const struct tt_adminquery *q, int64_t now,
-                         uint64_t grace_ms, struct tt_cluster_page *out)
+/* The reply to the page's records (or to the read of one device). */
+static void walk_on_records(redisReply *rep, void *ud)
 {
-    struct names fwd = {0}, back = {0};
-    memset(out, 0, sizeof(*out));
-    int rc = walk(c, q, now, grace_ms, out, &fwd, &back);
-    if (rc == 0) {
-        names_done(&fwd);
-        names_done(&back);
-        size_t n = fwd.n < q->limit ? fwd.n : q->limit;
-        out->more = fwd.n > q->limit;
-        if (back.n > q->limit)
-            snprintf(out->prev, sizeof(out->prev), "%s", back.v[back.n - q->limit - 1]);
-        rc = records(c, &fwd, n, out);
+    struct tt_cluster_walk *w = ud;
+    w->sent = false;
+    if (!w->cb) {
+        walk_release(w);
+        return;
     }
-    free(fwd.v);
-    free(back.v);
-    if (rc)
-        tt_cluster_page_free(out);
+    size_t n = w->one ? 1 : (w->fwd.n < w->q.limit ? w->fwd.n : w->q.limit);
+    walk_finish(w, walk_records(w, rep, n));
+}
+
+/* Sends the command argv[0..argc) for w, with on_reply. Returns 0 or an error (not sent). */
+static int walk_send(struct tt_cluster_walk *w, int argc, const char **argv, const size_t *lens,
+                     tt_redisasync_cb on_reply)
+{
+    if (!w->c->ra)
+        return TETHER_ERR_IO; /* shutting down */
+    int rc = tt_redisasync_argv(w->c->ra, argc, argv, lens, on_reply, w);
+    if (rc == 0)
+        w->sent = true;
+    return rc == TETHER_ERR_NOMEM ? rc : rc ? TETHER_ERR_IO : 0;
+}
+
+/* The walk is over: the records of its page's names (the first limit of fwd). */
+static int walk_send_records(struct tt_cluster_walk *w)
+{
+    names_done(&w->fwd);
+    names_done(&w->back);
+    size_t n = w->fwd.n < w->q.limit ? w->fwd.n : w->q.limit;
+    w->out.more = w->fwd.n > w->q.limit;
+    if (w->back.n > w->q.limit)
+        snprintf(w->out.prev, sizeof(w->out.prev), "%s", w->back.v[w->back.n - w->q.limit - 1]);
+    const char **argv = calloc(n + 4, sizeof(*argv));
+    size_t *lens = calloc(n + 4, sizeof(*lens));
+    if (!argv || !lens) {
+        free(argv);
+        free(lens);
+        return TETHER_ERR_NOMEM;
+    }
+    argv[0] = "EVAL";
+    argv[1] = recs_lua;
+    argv[2] = "0";
+    argv[3] = P;
+    for (size_t i = 0; i < n; i++)
+        argv[4 + i] = w->fwd.v[i];
+    for (size_t i = 0; i < n + 4; i++)
+        lens[i] = strlen(argv[i]);
+    int rc = walk_send(w, (int)(n + 4), argv, lens, walk_on_records);
+    free(argv);
+    free(lens);
     return rc;
+}
+
+/* How many times the connection came up again or moved to a new master: an SSCAN cursor is a
+ * position in one server's table, meaningless on another (a failover, a Redis restarted). */
+static uint64_t conn_epoch(const struct tt_cluster *c)
+{
+    struct tt_redisasync_stats st;
+    if (!c->ra)
+        return 0;
+    tt_redisasync_stats(c->ra, &st);
+    return st.reconnects + st.master_changes;
+}
+
+/* The walk from its first step again, its counts and names dropped: the connection moved to
+ * another server during it (a step queued while it reconnected went there with the old
+ * cursor). Returns 0 or an error (WALK_RESTARTS_MAX reached, or the step not sent). */
+static int walk_restart(struct tt_cluster_walk *w)
+{
+    struct tt_cluster_page *out = &w->out;
+    if (++w->restarts > WALK_RESTARTS_MAX)
+        return TETHER_ERR_IO;
+    w->c->walk_restarts++;
+    out->total = out->online = out->offline = out->nnodes = out->other_nodes = 0;
+    w->fwd.n = w->back.n = 0;
+    w->steps = 0;
+    w->conn_epoch = conn_epoch(w->c);
+    snprintf(w->cursor, sizeof(w->cursor), "0");
+    return walk_send_step(w);
+}
+
+/* One step's reply: its counts and names kept, then the next step (or the records). */
+static void walk_on_step(redisReply *rep, void *ud)
+{
+    struct tt_cluster_walk *w = ud;
+    w->sent = false;
+    if (!w->cb) {
+        walk_release(w);
+        return;
+    }
+    if (rep && conn_epoch(w->c) != w->conn_epoch) {
+        int rc = walk_restart(w);
+        if (rc)
+            walk_finish(w, rc);
+        return;
+    }
+    w->c->walk_steps++;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 7 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[0]->len >= sizeof(w->cursor)) {
+        walk_finish(w, TETHER_ERR_IO);
+        return;
+    }
+    struct tt_cluster_page *out = &w->out;
+    out->total += int_of(rep->element[1]);
+    out->online += int_of(rep->element[2]);
+    out->offline += int_of(rep->element[3]);
+    count_nodes(out, rep->element[4]);
+    bool ok = names_add(&w->fwd, rep->element[5], w->q.limit + 1, true) &&
+              names_add(&w->back, rep->element[6], w->q.limit + 1, false);
+    snprintf(w->cursor, sizeof(w->cursor), "%s", rep->element[0]->str);
+    int rc = !ok                            ? TETHER_ERR_NOMEM
+             : strcmp(w->cursor, "0") == 0  ? walk_send_records(w)
+             : ++w->steps >= WALK_STEPS_MAX ? TETHER_ERR_IO
+                                            : walk_send_step(w);
+    if (rc)
+        walk_finish(w, rc);
+}
+
+/* Sends the walk's next step (from w->cursor). */
+static int walk_send_step(struct tt_cluster_walk *w)
+{
+    const char *argv[12] = {"EVAL",  walk_lua,  "0",     P,          w->cursor, WALK_COUNT,
+                            w->snow, w->sgrace, w->slim, w->q.after, w->st,     w->q.q};
+    size_t lens[12];
+    for (int i = 0; i < 12; i++)
+        lens[i] = strlen(argv[i]);
+    return walk_send(w, 12, argv, lens, walk_on_step);
+}
+
+/* A new walk of c for cb/ud (its timer started), or NULL with *rc (the cap, out of memory). */
+static struct tt_cluster_walk *walk_new(struct tt_cluster *c, tt_cluster_walk_cb cb, void *ud,
+                                        int *rc)
+{
+    if (!c->ra) {
+        *rc = TETHER_ERR_IO;
+        return NULL;
+    }
+    if (c->walks >= TT_CLUSTER_WALKS_MAX) {
+        c->walks_refused++;
+        *rc = TETHER_ERR_CAPACITY;
+        return NULL;
+    }
+    struct tt_cluster_walk *w = calloc(1, sizeof(*w));
+    if (!w || uv_timer_init(c->r->loop, &w->timer) != 0) {
+        free(w);
+        *rc = TETHER_ERR_NOMEM;
+        return NULL;
+    }
+    w->c = c;
+    w->cb = cb;
+    w->ud = ud;
+    w->timer.data = w;
+    w->timer_open = true;
+    w->next = c->walk_list;
+    if (w->next)
+        w->next->prev = w;
+    c->walk_list = w;
+    if (++c->walks > c->walks_peak)
+        c->walks_peak = c->walks;
+    uv_timer_start(&w->timer, walk_on_timeout, TT_CLUSTER_WALK_MS, 0);
+    return w;
+}
+
+/* The first command of w could not be sent (rc): w goes, its owner is answered now. */
+static int walk_refused(struct tt_cluster_walk *w, int rc)
+{
+    w->c->walks_failed++;
+    walk_release(w);
+    return rc;
+}
+
+int tt_cluster_page_async(struct tt_cluster *c, const struct tt_adminquery *q, int64_t now,
+                          uint64_t grace_ms, tt_cluster_walk_cb cb, void *ud,
+                          struct tt_cluster_walk **handle)
+{
+    int rc;
+    *handle = NULL;
+    struct tt_cluster_walk *w = walk_new(c, cb, ud, &rc);
+    if (!w)
+        return rc;
+    w->q = *q;
+    snprintf(w->cursor, sizeof(w->cursor), "0");
+    snprintf(w->snow, sizeof(w->snow), "%lld", (long long)now);
+    snprintf(w->sgrace, sizeof(w->sgrace), "%llu", (unsigned long long)grace_ms);
+    snprintf(w->slim, sizeof(w->slim), "%zu", q->limit);
+    w->conn_epoch = conn_epoch(c);
+    w->st = q->state == TT_ADMINQUERY_ONLINE ? "1" : q->state == TT_ADMINQUERY_OFFLINE ? "0" : "a";
+    if ((rc = walk_send_step(w)) != 0)
+        return walk_refused(w, rc);
+    *handle = w;
+    return TT_CLUSTER_PENDING;
+}
+
+int tt_cluster_dev_async(struct tt_cluster *c, const char *name, tt_cluster_walk_cb cb, void *ud,
+                         struct tt_cluster_walk **handle)
+{
+    int rc;
+    *handle = NULL;
+    if (strlen(name) > TT_MAX_NAME)
+        return TETHER_ERR_INVAL;
+    struct tt_cluster_walk *w = walk_new(c, cb, ud, &rc);
+    if (!w)
+        return rc;
+    w->one = true;
+    snprintf(w->name, sizeof(w->name), "%s", name);
+    const char *argv[5] = {"EVAL", devs_lua, "0", P, w->name};
+    size_t lens[5];
+    for (int i = 0; i < 5; i++)
+        lens[i] = strlen(argv[i]);
+    if ((rc = walk_send(w, 5, argv, lens, walk_on_records)) != 0)
+        return walk_refused(w, rc);
+    *handle = w;
+    return TT_CLUSTER_PENDING;
+}
+
+void tt_cluster_walk_cancel(struct tt_cluster_walk *w)
+{
+    if (!w || !w->cb)
+        return;
+    w->c->walks_cancelled++;
+    walk_release(w);
 }
 
 void tt_cluster_page_free(struct tt_cluster_page *pg)
@@ -488,6 +730,66 @@ void tt_cluster_metrics(struct tt_adminbuf *bp, const struct tt_cluster *c)
         "tether_cluster_full_checks_total %llu\n",
         (unsigned long long)c->closed_pushed, (unsigned long long)c->closed_scan,
         (unsigned long long)c->full_checks);
+    /* the admin API's walks (tt_adminbuf_fmt writes at most 1 KiB a call) */
+    tt_adminbuf_fmt(bp,
+                    "# HELP tether_admin_walks Walks over the registry (a page of GET "
+                    "/api/devices or of the dashboard; the read of one device) in flight on this "
+                    "node, cancelled ones whose step is still due included.\n"
+                    "# TYPE tether_admin_walks gauge\n"
+                    "tether_admin_walks %zu\n"
+                    "# HELP tether_admin_walks_max The cap on them (beyond: 503 with "
+                    "Retry-After).\n"
+                    "# TYPE tether_admin_walks_max gauge\n"
+                    "tether_admin_walks_max %d\n"
+                    "# HELP tether_admin_walks_peak The most in flight at once since start.\n"
+                    "# TYPE tether_admin_walks_peak gauge\n"
+                    "tether_admin_walks_peak %zu\n",
+                    c->walks, TT_CLUSTER_WALKS_MAX, c->walks_peak);
+    tt_adminbuf_fmt(bp,
+                    "# HELP tether_admin_walks_total Walks by how they ended: answered (ok), "
+                    "Redis did not answer (failed: this node's devices shown), past the time "
+                    "limit (timeout: 503), the admin client gone (cancelled), refused at the cap "
+                    "(refused: 503).\n"
+                    "# TYPE tether_admin_walks_total counter\n"
+                    "tether_admin_walks_total{result=\"ok\"} %llu\n"
+                    "tether_admin_walks_total{result=\"failed\"} %llu\n"
+                    "tether_admin_walks_total{result=\"timeout\"} %llu\n"
+                    "tether_admin_walks_total{result=\"cancelled\"} %llu\n"
+                    "tether_admin_walks_total{result=\"refused\"} %llu\n",
+                    (unsigned long long)c->walks_ok, (unsigned long long)c->walks_failed,
+                    (unsigned long long)c->walks_timeout, (unsigned long long)c->walks_cancelled,
+                    (unsigned long long)c->walks_refused);
+    tt_adminbuf_fmt(bp,
+                    "# HELP tether_admin_walk_steps_total Steps of the walks answered by Redis "
+                    "(4,000 devices each).\n"
+                    "# TYPE tether_admin_walk_steps_total counter\n"
+                    "tether_admin_walk_steps_total %llu\n"
+                    "# HELP tether_admin_walk_restarts_total Walks started again because the "
+                    "Redis connection moved to another server during them (a failover).\n"
+                    "# TYPE tether_admin_walk_restarts_total counter\n"
+                    "tether_admin_walk_restarts_total %llu\n",
+                    (unsigned long long)c->walk_steps, (unsigned long long)c->walk_restarts);
+    /* the admin API's reads of the cluster's grants (grants.h, tt_grants_refresh_async) */
+    struct tt_grants_stats gs;
+    memset(&gs, 0, sizeof(gs));
+    if (c->r->access.grants)
+        tt_grants_get_stats(c->r->access.grants, &gs);
+    tt_adminbuf_fmt(bp,
+                    "# HELP tether_admin_grant_reads Reads of the cluster's grants for GET "
+                    "/api/grants[/ID] or the dashboard's grants page waiting for Redis.\n"
+                    "# TYPE tether_admin_grant_reads gauge\n"
+                    "tether_admin_grant_reads %zu\n"
+                    "# HELP tether_admin_grant_reads_max The cap on them (beyond: answered at "
+                    "once with the grants this node knows).\n"
+                    "# TYPE tether_admin_grant_reads_max gauge\n"
+                    "tether_admin_grant_reads_max %d\n"
+                    "# HELP tether_admin_grant_reads_total Reads of the cluster's grants for the "
+                    "admin API: sent, and not sent because of the cap (full).\n"
+                    "# TYPE tether_admin_grant_reads_total counter\n"
+                    "tether_admin_grant_reads_total{result=\"sent\"} %llu\n"
+                    "tether_admin_grant_reads_total{result=\"full\"} %llu\n",
+                    gs.reads_waiting, TT_GRANTS_READ_WAIT_MAX, (unsigned long long)gs.reads,
+                    (unsigned long long)gs.reads_full);
 }
 
 char *tt_cluster_services_dump(const struct tt_device *d)
