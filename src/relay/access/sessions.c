@@ -611,10 +611,11 @@ enum job_kind { JOB_READ = 0, JOB_CREATE = 1, JOB_DELETE = 2 };
  * latest when the connection is freed); its holder hears of it through cb while it waits on the
  * list (a timeout or a cancel takes it off and clears cb first). */
 struct tt_sessions_job {
-    struct tt_sessions_job *prev, *next; /* the waiting list, while linked */
+    struct tt_sessions_job *prev, *next;   /* the waiting list, while linked */
+    struct tt_sessions_job *dprev, *dnext; /* JOB_DELETE: s->deleting, until Redis answers */
     struct tt_sessions *s;
     enum job_kind kind;
-    bool linked;
+    bool linked, deleting;
     uint64_t start; /* uv_now */
     tt_sessions_cb cb;
     void *ud;
@@ -754,6 +755,42 @@ static void forget_late(struct tt_sessions *s, const char *key)
         s->redis_errors++; /* it expires with its lifetime */
 }
 
+static void deleting_link(struct tt_sessions *s, struct tt_sessions_job *j)
+{
+    j->dprev = NULL;
+    j->dnext = s->deleting;
+    if (s->deleting)
+        s->deleting->dprev = j;
+    s->deleting = j;
+    j->deleting = true;
+}
+
+static void deleting_unlink(struct tt_sessions *s, struct tt_sessions_job *j)
+{
+    if (!j->deleting)
+        return;
+    if (j->dprev)
+        j->dprev->dnext = j->dnext;
+    else
+        s->deleting = j->dnext;
+    if (j->dnext)
+        j->dnext->dprev = j->dprev;
+    j->dprev = j->dnext = NULL;
+    j->deleting = false;
+}
+
+/* Whether key is being deleted in Redis by a sign-out of this node not answered yet. A read
+ * sent before that delete (the connection keeps the order) may still find the session: it must
+ * not come back into the table, where it would pass until its re-check. */
+static bool being_deleted(const struct tt_sessions *s, const char *key)
+{
+    for (const struct tt_sessions_job *d = s->deleting; d; d = d->dnext)
+        for (size_t i = 0; i < d->nkeys; i++)
+            if (memcmp(d->keys[i], key, TT_SESSION_KEY_LEN) == 0)
+                return true;
+    return false;
+}
+
 /* Redis answered job ud (rep NULL: no answer). What the answer says is applied to the table
  * whether or not anyone still waits; then the holder, if any, hears of it. */
 static void on_job_reply(redisReply *rep, void *ud)
@@ -761,6 +798,7 @@ static void on_job_reply(redisReply *rep, void *ud)
     struct tt_sessions_job *j = ud;
     struct tt_sessions *s = j->s;
     int rc = 0;
+    deleting_unlink(s, j);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         s->redis_errors++;
         if (j->cb)
@@ -776,6 +814,10 @@ static void on_job_reply(redisReply *rep, void *ud)
             if (v->type != REDIS_REPLY_STRING ||
                 decode(v->str, v->len, host, &who, &expires) != 0 || expires <= now)
                 continue; /* gone (or never made): not in the table, refused */
+            if (being_deleted(s, j->keys[i])) {
+                s->reads_superseded++; /* signed out here meanwhile: refused */
+                continue;
+            }
             struct tt_session *e = tt_strmap_get(&s->by_key, j->keys[i]);
             if (e) {
                 e->checked = now;
@@ -925,6 +967,7 @@ int tt_sessions_delete_async(struct tt_sessions *s, const char (*keys)[TT_SESSIO
     int rc = tt_redisasync_argv(s->ra, (int)(5 + n), argv, lens, on_job_reply, j);
     if (rc != 0)
         return job_refused(s, j, rc);
+    deleting_link(s, j);
     s->waits[JOB_DELETE]++;
     *job = j;
     return 0;

@@ -1,0 +1,61 @@
+"""test_review_s18.py - attacks on what session 18 changed (browser sessions held while Redis is
+read, tether connect's Retry-After waits, webhooks at shutdown), against real tetherd nodes and
+a real redis-server (stopped with SIGSTOP by the PID this test started), loopback only.
+
+- A sign-out on a node while a read of the same cookie is in flight on that node (Redis slow):
+  the read, sent first, finds the session; it must not come back into the node's table once the
+  sign-out answered "signed out" (before the fix it did, and the stolen cookie kept working
+  there until its re-check).
+"""
+
+import os
+import signal
+import socket
+import time
+
+from lib import check, eq
+from test_private_signin import _request, _signed_in
+from test_sessions_async import (_agent_on, _cluster, _metric, _move, _raw_get, _read_status)
+
+
+def _raw_signout(node, label, cookie):
+    """A socket with a sign-out (POST, same origin) for label sent with cookie (not read)."""
+    s = socket.create_connection(("127.0.0.1", node.port), timeout=20)
+    host = node.host(label)
+    s.sendall(("POST /.tether/signout HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nOrigin: http://%s\r\n"
+               "Content-Length: 0\r\n\r\n" % (host, cookie, host)).encode())
+    return s
+
+
+def test_review_s18_signout_while_read_in_flight(t):
+    redis, (a, b) = _cluster(t)
+    svc = t.http_service(big_size=1024, ident="private-dev")
+    priv = _agent_on(t, a, svc.port, "priv-" + os.urandom(3).hex())
+    label = priv.label
+    cookie = _signed_in(a, label)  # made on node a: node b never saw it
+    priv = _move(t, priv, b, svc.port, label)
+
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        # the read of the cookie goes out first (held), then the sign-out's delete (held)
+        g = _raw_get(b, label, cookie)
+        time.sleep(0.3)
+        so = _raw_signout(b, label, cookie)
+        time.sleep(0.3)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    try:
+        st_so, head_so = _read_status(so)
+        st_g, _ = _read_status(g)
+    finally:
+        so.close()
+        g.close()
+    eq(st_so, 200, "the sign-out held while Redis was stopped, once Redis answered")
+    check(b"Max-Age=0" in head_so, "the sign-out did not clear the cookie: %r" % head_so)
+    print("the request sent before the sign-out was answered %s" % st_g)
+    # at once after "signed out": the cookie must not work on this node any more
+    answers = [_request(b, "GET", "/whoami", label, [("Cookie", cookie)])[0] for _ in range(3)]
+    eq(answers, [401, 401, 401], "the signed-out cookie at the node that signed it out")
+    check(_metric(b, "tether_access_session_reads_superseded_total") >= 1,
+          "the read the sign-out superseded was not counted")
+    eq(_metric(b, "tether_access_session_held"), 0, "requests still held")
