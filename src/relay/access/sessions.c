@@ -91,6 +91,7 @@ void tt_sessions_init(struct tt_sessions *s, uv_loop_t *loop, uint64_t ttl_ms,
     memset(s, 0, sizeof(*s));
     tt_strmap_init(&s->by_key);
     tt_strmap_init(&s->owners);
+    tt_strmap_init(&s->deleting);
     s->ttl_ms = ttl_ms;
     s->max = TT_SESSIONS_MAX;
     s->per_principal = TT_SESSIONS_PER_PRINCIPAL;
@@ -159,6 +160,7 @@ void tt_sessions_free(struct tt_sessions *s)
         drop(s, s->oldest);
     tt_strmap_reset(&s->by_key);
     tt_strmap_reset(&s->owners);
+    tt_strmap_reset(&s->deleting);
 }
 
 /* Puts a session into the table (evicting at the caps). Returns it, or NULL (out of memory). */
@@ -611,8 +613,7 @@ enum job_kind { JOB_READ = 0, JOB_CREATE = 1, JOB_DELETE = 2 };
  * latest when the connection is freed); its holder hears of it through cb while it waits on the
  * list (a timeout or a cancel takes it off and clears cb first). */
 struct tt_sessions_job {
-    struct tt_sessions_job *prev, *next;   /* the waiting list, while linked */
-    struct tt_sessions_job *dprev, *dnext; /* JOB_DELETE: s->deleting, until Redis answers */
+    struct tt_sessions_job *prev, *next; /* the waiting list, while linked */
     struct tt_sessions *s;
     enum job_kind kind;
     bool linked, deleting;
@@ -755,28 +756,36 @@ static void forget_late(struct tt_sessions *s, const char *key)
         s->redis_errors++; /* it expires with its lifetime */
 }
 
-static void deleting_link(struct tt_sessions *s, struct tt_sessions_job *j)
-{
-    j->dprev = NULL;
-    j->dnext = s->deleting;
-    if (s->deleting)
-        s->deleting->dprev = j;
-    s->deleting = j;
-    j->deleting = true;
-}
-
-static void deleting_unlink(struct tt_sessions *s, struct tt_sessions_job *j)
+/* j's keys out of s->deleting (once). */
+static void deleting_end(struct tt_sessions *s, struct tt_sessions_job *j)
 {
     if (!j->deleting)
         return;
-    if (j->dprev)
-        j->dprev->dnext = j->dnext;
-    else
-        s->deleting = j->dnext;
-    if (j->dnext)
-        j->dnext->dprev = j->dprev;
-    j->dprev = j->dnext = NULL;
     j->deleting = false;
+    for (size_t i = 0; i < j->nkeys; i++) {
+        uintptr_t n = (uintptr_t)tt_strmap_get(&s->deleting, j->keys[i]);
+        if (n > 1)
+            tt_strmap_put(&s->deleting, j->keys[i], (void *)(n - 1)); /* (replaces: no alloc) */
+        else if (n == 1)
+            tt_strmap_del(&s->deleting, j->keys[i]);
+    }
+}
+
+/* j's keys (a delete about to be sent) into s->deleting. Returns 0 or TETHER_ERR_NOMEM (then
+ * none is). */
+static int deleting_add(struct tt_sessions *s, struct tt_sessions_job *j)
+{
+    for (size_t i = 0; i < j->nkeys; i++) {
+        uintptr_t n = (uintptr_t)tt_strmap_get(&s->deleting, j->keys[i]);
+        if (tt_strmap_put(&s->deleting, j->keys[i], (void *)(n + 1)) != 0) {
+            j->nkeys = i;
+            j->deleting = true;
+            deleting_end(s, j);
+            return TETHER_ERR_NOMEM;
+        }
+    }
+    j->deleting = true;
+    return 0;
 }
 
 /* Whether key is being deleted in Redis by a sign-out of this node not answered yet. A read
@@ -784,11 +793,7 @@ static void deleting_unlink(struct tt_sessions *s, struct tt_sessions_job *j)
  * not come back into the table, where it would pass until its re-check. */
 static bool being_deleted(const struct tt_sessions *s, const char *key)
 {
-    for (const struct tt_sessions_job *d = s->deleting; d; d = d->dnext)
-        for (size_t i = 0; i < d->nkeys; i++)
-            if (memcmp(d->keys[i], key, TT_SESSION_KEY_LEN) == 0)
-                return true;
-    return false;
+    return tt_strmap_get(&s->deleting, key) != NULL;
 }
 
 /* Redis answered job ud (rep NULL: no answer). What the answer says is applied to the table
@@ -798,7 +803,7 @@ static void on_job_reply(redisReply *rep, void *ud)
     struct tt_sessions_job *j = ud;
     struct tt_sessions *s = j->s;
     int rc = 0;
-    deleting_unlink(s, j);
+    deleting_end(s, j);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         s->redis_errors++;
         if (j->cb)
@@ -964,10 +969,13 @@ int tt_sessions_delete_async(struct tt_sessions *s, const char (*keys)[TT_SESSIO
     j->nkeys = n;
     for (size_t i = 0; i < 5 + n; i++)
         lens[i] = strlen(argv[i]);
-    int rc = tt_redisasync_argv(s->ra, (int)(5 + n), argv, lens, on_job_reply, j);
-    if (rc != 0)
+    int rc = deleting_add(s, j);
+    if (rc == 0)
+        rc = tt_redisasync_argv(s->ra, (int)(5 + n), argv, lens, on_job_reply, j);
+    if (rc != 0) {
+        deleting_end(s, j);
         return job_refused(s, j, rc);
-    deleting_link(s, j);
+    }
     s->waits[JOB_DELETE]++;
     *job = j;
     return 0;
