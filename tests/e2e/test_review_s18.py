@@ -112,3 +112,55 @@ def test_review_s18_shutdown_with_requests_held(t):
     log = b.proc.stderr_text()
     check("shutdown deadline reached" not in log, "node b hit its shutdown deadline:\n%s"
           % b.proc.stderr_tail(20))
+
+
+def _read_all(s, timeout=10):
+    """Everything s sends until it closes (or timeout)."""
+    s.settimeout(timeout)
+    data = b""
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return data
+
+
+def test_review_s18_pipelined_behind_a_held_request(t):
+    """A request held for the read of alice's cookie (new to node b) with two more pipelined
+    behind it, one with carol's cookie (also new to b) and one with none: alice's is answered
+    by the device; the others never reach it as alice's (carol's is sent again on a new
+    connection, 307; the one with no cookie gets nothing from the device), and nothing stays
+    held."""
+    redis, (a, b) = _cluster(t)
+    svc = t.http_service(big_size=1024, ident="private-dev")
+    priv = _agent_on(t, a, svc.port, "priv-" + os.urandom(3).hex())
+    label = priv.label
+    alice = _signed_in(a, label)
+    carol = _signed_in(a, label, "carol", "carol-secret-3")
+    priv = _move(t, priv, b, svc.port, label)
+    host = b.host(label)
+    req = "GET /whoami HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        s = socket.create_connection(("127.0.0.1", b.port), timeout=20)
+        s.sendall((req % (host, "Cookie: %s\r\n" % alice) + req % (host, "Cookie: %s\r\n" % carol)
+                   + req % (host, "")).encode())
+        time.sleep(0.5)
+        held = _metric(b, "tether_access_session_held")
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    data = _read_all(s)
+    s.close()
+    statuses = [int(m) for m in __import__("re").findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    print("held: %d; answers on the connection: %r" % (held, statuses))
+    eq(held, 1, "requests held while Redis was stopped")
+    check(statuses and statuses[0] == 200, "alice's request: %r" % data[:300])
+    eq(data.count(b"private-dev"), 1, "answers from the device on the connection (alice's only)")
+    check(len(statuses) == 2 and statuses[1] in (307, 401),
+          "the request with carol's cookie behind alice's: %r" % statuses)
+    eq(_metric(b, "tether_access_session_held"), 0, "requests still held")
