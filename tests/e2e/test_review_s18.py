@@ -2,6 +2,8 @@
 read, tether connect's Retry-After waits, webhooks at shutdown), against real tetherd nodes and
 a real redis-server (stopped with SIGSTOP by the PID this test started), loopback only.
 
+- Webhooks at shutdown: a receiver that trickles its answer a byte at a time and never ends it,
+  with several devices online: tetherd still exits 0 within its flush bound.
 - A sign-out on a node while a read of the same cookie is in flight on that node (Redis slow):
   the read, sent first, finds the session; it must not come back into the node's table once the
   sign-out answered "signed out" (before the fix it did, and the stolen cookie kept working
@@ -11,9 +13,10 @@ a real redis-server (stopped with SIGSTOP by the PID this test started), loopbac
 import os
 import signal
 import socket
+import threading
 import time
 
-from lib import check, eq
+from lib import Relay, check, eq, wait_for
 from test_private_signin import _request, _signed_in
 from test_sessions_async import (_agent_on, _cluster, _metric, _move, _raw_get, _read_status)
 
@@ -164,3 +167,68 @@ def test_review_s18_pipelined_behind_a_held_request(t):
     check(len(statuses) == 2 and statuses[1] in (307, 401),
           "the request with carol's cookie behind alice's: %r" % statuses)
     eq(_metric(b, "tether_access_session_held"), 0, "requests still held")
+
+
+class _Trickler:
+    """A webhook receiver on 127.0.0.1 that reads each request, then sends an answer's head one
+    byte every 0.2 s and never ends it (at most 60 s per connection)."""
+
+    def __init__(self, t):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.port = self.srv.getsockname()[1]
+        self.url = "http://127.0.0.1:%d/hook" % self.port
+        self.arrived = 0
+        self.done = threading.Event()
+        t.on_cleanup(self.close)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.done.is_set():
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.arrived += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            c.settimeout(5)
+            c.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\n" + b"X-Slow: 1\r\n" * 1000
+            for i in range(min(len(head), 300)):
+                if self.done.wait(0.2):
+                    break
+                c.sendall(head[i:i + 1])
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.done.set()
+        self.srv.close()
+
+
+def test_review_s18_webhook_trickling_receiver_at_shutdown(t):
+    rx = _Trickler(t)
+    relay = Relay(t, extra=["--webhook", rx.url])
+    svc = t.http_service(big_size=1024, ident="dev")
+    agents = [t.agent(relay, name="wh-slow-%d" % i, http=svc.port) for i in range(6)]
+    wait_for(lambda: rx.arrived >= 1, 30, "the first request at the receiver")
+    time.sleep(0.5)
+    start = time.monotonic()
+    st = relay.stop()
+    took = time.monotonic() - start
+    for a in agents:
+        a.proc.stop()
+    print("tetherd stopped in %.2f s" % took)
+    eq(st, 0, "tetherd's exit status after SIGTERM")
+    check(took < 5, "tetherd took %.1f s to stop with a trickling receiver" % took)
+    log = relay.proc.stderr_text()
+    check("shutdown deadline reached" not in log, "the shutdown deadline was reached:\n%s"
+          % relay.proc.stderr_tail(20))
+    check("webhook events dropped at shutdown count=" in log,
+          "no drop line at shutdown:\n%s" % relay.proc.stderr_tail(20))
