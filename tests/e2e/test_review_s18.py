@@ -232,3 +232,68 @@ def test_review_s18_webhook_trickling_receiver_at_shutdown(t):
           % relay.proc.stderr_tail(20))
     check("webhook events dropped at shutdown count=" in log,
           "no drop line at shutdown:\n%s" % relay.proc.stderr_tail(20))
+
+
+def test_review_s18_held_over_tls(t):
+    """Held requests on the TLS listener of a cluster node (reading stopped and started again
+    through the TLS filter): a sign-in form with a cookie the node never saw, its body sent only
+    after the read, gets its 303 and cookie; GETs held while Redis is stopped whose clients
+    close (half of them after a partial TLS record) cancel cleanly; the others get the sign-in
+    page once Redis answers."""
+    from lib import free_port
+    from test_private_signin import _tls_up
+    from test_tls import DOMAIN, Pki, _client_ctx
+    pki = Pki(t)
+    crt, key, _ = pki.server()
+    tls_port = free_port()
+    redis, (n,) = _cluster(t, 1, extra=["--domain", DOMAIN, "--tls-listen",
+                                        "127.0.0.1:%d" % tls_port, "--tls-cert", crt,
+                                        "--tls-key", key])
+    wait_for(lambda: _tls_up(tls_port), 30, "the TLS listener")
+    svc = t.http_service(big_size=1024, ident="private-dev")
+    agent = _agent_on(t, n, svc.port, "priv-" + os.urandom(3).hex())
+    name = "%s.%s" % (agent.label, DOMAIN)
+    host = "%s:%d" % (name, tls_port)
+
+    def tls_sock():
+        raw = socket.create_connection(("127.0.0.1", tls_port), timeout=20)
+        return _client_ctx(pki).wrap_socket(raw, server_hostname=name)
+
+    def rnd():
+        return "__Host-tether_session=" + os.urandom(32).hex()
+
+    body = b"user=alice&secret=alice-secret-1"
+    s = tls_sock()
+    gets = []
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        s.sendall(("POST /whoami HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nContent-Type: "
+                   "application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n" %
+                   (host, rnd(), len(body))).encode())
+        for i in range(12):
+            g = tls_sock()
+            g.sendall(("GET /whoami HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\n\r\n" %
+                       (host, rnd())).encode())
+            gets.append(g)
+        time.sleep(0.5)
+        held = _metric(n, "tether_access_session_held")
+        for i, g in enumerate(gets[:6]):  # gone while held
+            if i % 2:
+                g.close()
+            else:  # a partial TLS record, then gone
+                fd = g.detach()
+                os.write(fd, b"\x17\x03\x03\x00\x40partial")
+                os.close(fd)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    time.sleep(0.3)
+    s.sendall(body)
+    st, head = _read_status(s)
+    s.close()
+    eq(held, 13, "requests held on the TLS listener while Redis was stopped")
+    eq(st, 303, "the sign-in form over TLS, its body after the read")
+    check(b"Set-Cookie: __Host-tether_session=" in head, "no cookie with the 303: %r" % head)
+    for g in gets[6:]:
+        eq(_read_status(g)[0], 401, "a random cookie over TLS, once Redis answered")
+        g.close()
+    eq(_metric(n, "tether_access_session_held"), 0, "requests still held")
