@@ -1,13 +1,19 @@
 """test_review_s18.py - attacks on what session 18 changed (browser sessions held while Redis is
-read, tether connect's Retry-After waits, webhooks at shutdown), against real tetherd nodes and
-a real redis-server (stopped with SIGSTOP by the PID this test started), loopback only.
+read, webhooks at shutdown), against real tetherd nodes and a real redis-server (stopped with
+SIGSTOP by the PID this test started), loopback only.
 
-- Webhooks at shutdown: a receiver that trickles its answer a byte at a time and never ends it,
-  with several devices online: tetherd still exits 0 within its flush bound.
 - A sign-out on a node while a read of the same cookie is in flight on that node (Redis slow):
   the read, sent first, finds the session; it must not come back into the node's table once the
   sign-out answered "signed out" (before the fix it did, and the stolen cookie kept working
-  there until its re-check).
+  there until its re-check). The one test here that fails on the code before this branch.
+- SIGTERM while a node holds cookie reads, a sign-in's write and a sign-out for a stopped Redis:
+  exit 0 within the deadline, no cookie handed out, sanitizers clean.
+- Requests pipelined behind one held for a read (another user's cookie, none): never answered
+  by the device as the first one's.
+- Requests held on a cluster node's TLS listener (reading stopped and started again through
+  the TLS filter; a form's body after the read; clients gone mid-record).
+- Webhooks at shutdown: a receiver that trickles its answer a byte at a time and never ends it,
+  with several devices online: tetherd still exits 0 within its flush bound.
 """
 
 import os
