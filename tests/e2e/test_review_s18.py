@@ -1,5 +1,5 @@
 """test_review_s18.py - attacks on what session 18 changed (browser sessions held while Redis is
-read, webhooks at shutdown), against real tetherd nodes and a real redis-server (stopped with
+read, tether connect's Retry-After, webhooks at shutdown), against real tetherd nodes and a real redis-server (stopped with
 SIGSTOP by the PID this test started), loopback only.
 
 - A sign-out on a node while a read of the same cookie is in flight on that node (Redis slow):
@@ -12,6 +12,8 @@ SIGSTOP by the PID this test started), loopback only.
   by the device as the first one's.
 - Requests held on a cluster node's TLS listener (reading stopped and started again through
   the TLS filter; a form's body after the read; clients gone mid-record).
+- tether connect behind a front answering 503 with hostile Retry-After values (negative, huge,
+  repeated, junk): each refusal final at once, no wait.
 - Webhooks at shutdown: a receiver that trickles its answer a byte at a time and never ends it,
   with several devices online: tetherd still exits 0 within its flush bound.
 """
@@ -303,3 +305,25 @@ def test_review_s18_held_over_tls(t):
         eq(_read_status(g)[0], 401, "a random cookie over TLS, once Redis answered")
         g.close()
     eq(_metric(n, "tether_access_session_held"), 0, "requests still held")
+
+
+def test_review_s18_connect_hostile_retry_after(t):
+    """tether connect --stdio behind a front that answers every upgrade 503 with a hostile
+    Retry-After (negative, zero, huge, 20 digits, two headers, a fraction, junk): each refusal is
+    final at once (one upgrade, exit 1, one error line, no wait), with no sanitizer report."""
+    from test_mend import _argv, _no_sanitizer_report, _stdio, _world
+    relay, agent, front = _world(t, busy=1000, retry_after="-1")
+    for value in ("-1", "0", "999999999", "99999999999999999999", "1\r\nRetry-After: 1",
+                  "1.5", "1 2", "+1", "0x10", " " * 200 + "1x"):
+        front.retry_after = value
+        seen = front.seen
+        start = time.monotonic()
+        r = _stdio(_argv(front, agent.name + "/echo", ["--stdio"]), b"x", timeout=30)
+        took = time.monotonic() - start
+        err = r.stderr.decode("utf-8", "replace")
+        _no_sanitizer_report(err, "tether connect")
+        eq(r.returncode, 1, "exit status with Retry-After %r (stderr %r)" % (value, err))
+        eq(front.seen - seen, 1, "upgrades sent with Retry-After %r" % value)
+        eq(len(err.strip().splitlines()), 1, "error lines with Retry-After %r: %r" % (value, err))
+        check("retrying in" not in err, "waited for Retry-After %r: %r" % (value, err))
+        check(took < 20, "tether connect took %.1f s with Retry-After %r" % (took, value))
