@@ -1,6 +1,6 @@
 """test_review_s18.py - attacks on what session 18 changed (browser sessions held while Redis is
-read, tether connect's Retry-After, webhooks at shutdown), against real tetherd nodes and a real redis-server (stopped with
-SIGSTOP by the PID this test started), loopback only.
+read, tether connect's Retry-After, webhooks at shutdown), against real tetherd nodes and a real
+redis-server (stopped with SIGSTOP by the PID this test started), loopback only.
 
 - A sign-out on a node while a read of the same cookie is in flight on that node (Redis slow):
   the read, sent first, finds the session; it must not come back into the node's table once the
