@@ -12,6 +12,8 @@ redis-server (stopped with SIGSTOP by the PID this test started), loopback only.
   by the device as the first one's.
 - Requests held on a cluster node's TLS listener (reading stopped and started again through
   the TLS filter; a form's body after the read; clients gone mid-record).
+- Redis killed while reads are held, then a new empty one on the same port: every held request
+  answered 503, none left held; afterwards sign-in works and the lost cookie is refused.
 - tether connect behind a front answering 503 with hostile Retry-After values (negative, huge,
   repeated, junk): each refusal final at once, no wait.
 - Webhooks at shutdown: a receiver that trickles its answer a byte at a time and never ends it,
@@ -327,3 +329,37 @@ def test_review_s18_connect_hostile_retry_after(t):
         eq(len(err.strip().splitlines()), 1, "error lines with Retry-After %r: %r" % (value, err))
         check("retrying in" not in err, "waited for Retry-After %r: %r" % (value, err))
         check(took < 20, "tether connect took %.1f s with Retry-After %r" % (took, value))
+
+
+def test_review_s18_redis_gone_mid_read(t):
+    """Requests held for reads when the Redis connection dies (redis-server killed while
+    stopped, then a new, empty one on the same port): every held request is answered 503 (none
+    passes, none stays held), the node lives on, and once Redis is back a sign-in works and the
+    cookie Redis lost is refused."""
+    from lib import RedisServer
+    from test_private_signin import _signin
+    redis, (a, b) = _cluster(t)
+    svc = t.http_service(big_size=1024, ident="private-dev")
+    priv = _agent_on(t, a, svc.port, "priv-" + os.urandom(3).hex())
+    label = priv.label
+    cookie = _signed_in(a, label)
+    priv = _move(t, priv, b, svc.port, label)
+    port = redis.port
+    redis.proc.send_signal(signal.SIGSTOP)
+    socks = [_raw_get(b, label, cookie)]
+    socks += [_raw_get(b, label, "tether_session=" + os.urandom(32).hex()) for _ in range(15)]
+    time.sleep(0.5)
+    held = _metric(b, "tether_access_session_held")
+    redis.proc.stop(signal.SIGKILL)
+    answers = [_read_status(s, 10)[0] for s in socks]
+    for s in socks:
+        s.close()
+    print("held %d; answers once Redis was gone: %r" % (held, answers))
+    eq(held, 16, "requests held while Redis was stopped")
+    eq(answers, [503] * 16, "the held requests once Redis' connection died")
+    eq(_metric(b, "tether_access_session_held"), 0, "requests still held")
+    RedisServer(t, port=port)
+    wait_for(lambda: _signin(b, label, "alice", "alice-secret-1")[0] == 303, 30,
+             "a sign-in at node b once Redis is back")
+    eq(_request(b, "GET", "/whoami", label, [("Cookie", cookie)])[0], 401,
+       "the cookie Redis lost, at node b")
