@@ -91,6 +91,7 @@ void tt_sessions_init(struct tt_sessions *s, uv_loop_t *loop, uint64_t ttl_ms,
     memset(s, 0, sizeof(*s));
     tt_strmap_init(&s->by_key);
     tt_strmap_init(&s->owners);
+    tt_strmap_init(&s->deleting);
     s->ttl_ms = ttl_ms;
     s->max = TT_SESSIONS_MAX;
     s->per_principal = TT_SESSIONS_PER_PRINCIPAL;
@@ -159,6 +160,7 @@ void tt_sessions_free(struct tt_sessions *s)
         drop(s, s->oldest);
     tt_strmap_reset(&s->by_key);
     tt_strmap_reset(&s->owners);
+    tt_strmap_reset(&s->deleting);
 }
 
 /* Puts a session into the table (evicting at the caps). Returns it, or NULL (out of memory). */
@@ -614,7 +616,7 @@ struct tt_sessions_job {
     struct tt_sessions_job *prev, *next; /* the waiting list, while linked */
     struct tt_sessions *s;
     enum job_kind kind;
-    bool linked;
+    bool linked, deleting;
     uint64_t start; /* uv_now */
     tt_sessions_cb cb;
     void *ud;
@@ -754,6 +756,46 @@ static void forget_late(struct tt_sessions *s, const char *key)
         s->redis_errors++; /* it expires with its lifetime */
 }
 
+/* j's keys out of s->deleting (once). */
+static void deleting_end(struct tt_sessions *s, struct tt_sessions_job *j)
+{
+    if (!j->deleting)
+        return;
+    j->deleting = false;
+    for (size_t i = 0; i < j->nkeys; i++) {
+        uintptr_t n = (uintptr_t)tt_strmap_get(&s->deleting, j->keys[i]);
+        if (n > 1)
+            tt_strmap_put(&s->deleting, j->keys[i], (void *)(n - 1)); /* (replaces: no alloc) */
+        else if (n == 1)
+            tt_strmap_del(&s->deleting, j->keys[i]);
+    }
+}
+
+/* j's keys (a delete about to be sent) into s->deleting. Returns 0 or TETHER_ERR_NOMEM (then
+ * none is). */
+static int deleting_add(struct tt_sessions *s, struct tt_sessions_job *j)
+{
+    for (size_t i = 0; i < j->nkeys; i++) {
+        uintptr_t n = (uintptr_t)tt_strmap_get(&s->deleting, j->keys[i]);
+        if (tt_strmap_put(&s->deleting, j->keys[i], (void *)(n + 1)) != 0) {
+            j->nkeys = i;
+            j->deleting = true;
+            deleting_end(s, j);
+            return TETHER_ERR_NOMEM;
+        }
+    }
+    j->deleting = true;
+    return 0;
+}
+
+/* Whether key is being deleted in Redis by a sign-out of this node not answered yet. A read
+ * sent before that delete (the connection keeps the order) may still find the session: it must
+ * not come back into the table, where it would pass until its re-check. */
+static bool being_deleted(const struct tt_sessions *s, const char *key)
+{
+    return tt_strmap_get(&s->deleting, key) != NULL;
+}
+
 /* Redis answered job ud (rep NULL: no answer). What the answer says is applied to the table
  * whether or not anyone still waits; then the holder, if any, hears of it. */
 static void on_job_reply(redisReply *rep, void *ud)
@@ -761,6 +803,7 @@ static void on_job_reply(redisReply *rep, void *ud)
     struct tt_sessions_job *j = ud;
     struct tt_sessions *s = j->s;
     int rc = 0;
+    deleting_end(s, j);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         s->redis_errors++;
         if (j->cb)
@@ -776,6 +819,10 @@ static void on_job_reply(redisReply *rep, void *ud)
             if (v->type != REDIS_REPLY_STRING ||
                 decode(v->str, v->len, host, &who, &expires) != 0 || expires <= now)
                 continue; /* gone (or never made): not in the table, refused */
+            if (being_deleted(s, j->keys[i])) {
+                s->reads_superseded++; /* signed out here meanwhile: refused */
+                continue;
+            }
             struct tt_session *e = tt_strmap_get(&s->by_key, j->keys[i]);
             if (e) {
                 e->checked = now;
@@ -922,9 +969,13 @@ int tt_sessions_delete_async(struct tt_sessions *s, const char (*keys)[TT_SESSIO
     j->nkeys = n;
     for (size_t i = 0; i < 5 + n; i++)
         lens[i] = strlen(argv[i]);
-    int rc = tt_redisasync_argv(s->ra, (int)(5 + n), argv, lens, on_job_reply, j);
-    if (rc != 0)
+    int rc = deleting_add(s, j);
+    if (rc == 0)
+        rc = tt_redisasync_argv(s->ra, (int)(5 + n), argv, lens, on_job_reply, j);
+    if (rc != 0) {
+        deleting_end(s, j);
         return job_refused(s, j, rc);
+    }
     s->waits[JOB_DELETE]++;
     *job = j;
     return 0;

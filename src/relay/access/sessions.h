@@ -97,6 +97,11 @@ struct tt_sessions {
     bool wait_timer_init, wait_timer_on;
     uint64_t waits[3];                                   /* jobs started: read, create, delete */
     uint64_t wait_full, wait_timeouts, wait_unreachable; /* refused: cap, timeout, no answer */
+    /* the keys of deletes sent and not answered yet (waited for or not), each with the number
+     * of such deletes: a read Redis answered before such a delete ran does not put its keys
+     * back into the table (at most 4 per command in flight: --redis-max-pending) */
+    struct tt_strmap deleting;
+    uint64_t reads_superseded; /* sessions a read found that a sign-out here was deleting */
 };
 
 /* Prepares s for sessions of ttl_ms, shared through redis (NULL: none). With a loop, a timer

@@ -1111,4 +1111,14 @@ void tt_signin_metrics(const struct tt_relay *r, char *out, size_t cap, size_t *
         (unsigned long long)s->redirected);
     if (n > 0)
         *len = (size_t)n < cap - *len ? *len + (size_t)n : cap - 1;
+    if (*len >= cap - 1)
+        return;
+    n = snprintf(out + *len, cap - *len,
+                 "# HELP tether_access_session_reads_superseded_total Sessions a read from Redis "
+                 "found while a sign-out on this node was deleting them: refused, not put back.\n"
+                 "# TYPE tether_access_session_reads_superseded_total counter\n"
+                 "tether_access_session_reads_superseded_total %llu\n",
+                 (unsigned long long)ss->reads_superseded);
+    if (n > 0)
+        *len = (size_t)n < cap - *len ? *len + (size_t)n : cap - 1;
 }
