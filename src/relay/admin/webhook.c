@@ -125,7 +125,12 @@ static void finish(struct target *t, int status, const char *why)
         w->st.dropped++;
         w->shutdown_dropped++;
         pop(t);
-        kick(t);
+        /* the next event on the next loop turn, not from here: a call that fails at once (a
+         * host that does not resolve) would otherwise recurse once per queued event */
+        if (t->head) {
+            t->waiting = true;
+            uv_timer_start(&t->timer, on_timer, 0, 0);
+        }
         flush_check(w);
         return;
     }
