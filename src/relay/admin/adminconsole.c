@@ -327,11 +327,16 @@ static void grant_form_body(struct tt_headconn *hc, void *ud)
     int64_t expires;
     struct formjob *f = calloc(1, sizeof(*f));
     struct tt_grants_job *job = NULL;
-    int rc = f ? tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                                        tt_relay_now_ms(), id, token, &expires, err,
-                                        on_form_created, f, &job)
-               : tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                                  tt_relay_now_ms(), id, token, &expires, err);
+    int rc = TETHER_ERR_NOMEM;
+    if (f)
+        rc = tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                                    tt_relay_now_ms(), id, token, &expires, err, on_form_created, f,
+                                    &job);
+    else if (r->cluster) /* never the synchronous call on the loop */
+        snprintf(err, TT_ERRLEN, "out of memory");
+    else
+        rc = tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                              tt_relay_now_ms(), id, token, &expires, err);
     free(rq);
     if (rc == TT_GRANTS_PENDING) {
         f->hc = hc;
@@ -388,6 +393,10 @@ static void revoke_form_body(struct tt_headconn *hc, void *ud)
     }
     struct formjob *f = calloc(1, sizeof(*f));
     struct tt_grants_job *job = NULL;
+    if (!f && r->cluster) { /* never the synchronous call on the loop */
+        tt_admin_answer_oom(hc);
+        return;
+    }
     int rc = f ? tt_grants_delete_async(r->access.grants, id, tt_relay_now_ms(), on_form_revoked, f,
                                         &job)
                : tt_grants_delete(r->access.grants, id, tt_relay_now_ms());
