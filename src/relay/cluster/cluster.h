@@ -253,6 +253,7 @@ struct tt_cluster_dev {
     } ports[TT_MAX_SERVICES];
 };
 
+/* Frees n records read from the registry (their services, then v). */
 void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n);
 
 /* A page of the shared registry's devices (GET /api/devices, the dashboard): what
