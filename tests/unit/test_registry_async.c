@@ -139,6 +139,97 @@ static void sqlite_completes_at_once(void **state)
     tt_registry_free(reg);
 }
 
+/* ---- the operator's delete (tt_registry_erase_async) */
+
+struct eres {
+    int calls;
+    struct tt_reg_erased e;
+};
+
+static void erased(const struct tt_reg_erased *e, void *ud)
+{
+    struct eres *r = ud;
+    r->calls++;
+    r->e = *e;
+}
+
+/* The same checks on either backend: run(ctx, calls, want) runs until *calls is want (SQLite:
+ * nothing to run, every callback was called before its call returned). */
+static void erase_checks(struct tt_registry *reg,
+                         void (*run)(void *ctx, const int *calls, int want), void *ctx)
+{
+    struct tt_reg_device held = rec("eh", "elh", true, 4), old = rec("eo", "elo", false, 0),
+                         fresh = rec("ef", "elf", true, 5);
+    held.nports = 1;
+    snprintf(held.ports[0].service, sizeof(held.ports[0].service), "ssh");
+    held.ports[0].port = 20011;
+    old.offline_since = 1000; /* past the cutoff below */
+    fresh.offline_since = 5000;
+    struct res r = {0};
+    assert_int_equal(tt_registry_put_async(reg, &held, done, &r), 0);
+    assert_int_equal(tt_registry_put_async(reg, &old, done, &r), 0);
+    assert_int_equal(tt_registry_put_async(reg, &fresh, done, &r), 0);
+    run(ctx, &r.calls, 3);
+    assert_int_equal(r.calls, 3);
+    struct eres e1 = {0}, e2 = {0}, e3 = {0}, e4 = {0}, e5 = {0};
+    /* a shown record with a key: both go, label and port free */
+    assert_int_equal(tt_registry_erase_async(reg, "eh", 2000, false, erased, &e1), 0);
+    /* offline since the cutoff or earlier: not shown, left to the expiry (unless forced) */
+    assert_int_equal(tt_registry_erase_async(reg, "eo", 2000, false, erased, &e2), 0);
+    /* offline after the cutoff: shown */
+    assert_int_equal(tt_registry_erase_async(reg, "ef", 2000, false, erased, &e3), 0);
+    /* unknown */
+    assert_int_equal(tt_registry_erase_async(reg, "nobody", 2000, false, erased, &e4), 0);
+    run(ctx, &e4.calls, 1); /* the last sent: answered last */
+    assert_int_equal(e1.e.rc, 0);
+    assert_true(e1.e.key && e1.e.record);
+    assert_string_equal(e1.e.label, "elh");
+    assert_int_equal(e2.e.rc, 0);
+    assert_false(e2.e.key || e2.e.record);
+    assert_int_equal(e3.e.rc, 0);
+    assert_true(e3.e.key && e3.e.record);
+    assert_int_equal(e4.e.rc, 0);
+    assert_false(e4.e.key || e4.e.record);
+    assert_int_equal(tt_registry_erase_async(reg, "eo", 2000, true, erased, &e5), 0);
+    run(ctx, &e5.calls, 1);
+    assert_true(!e5.e.key && e5.e.record);
+    assert_string_equal(e5.e.label, "elo");
+    /* what is left: no record, label, port or key of theirs */
+    struct tt_reg_device out;
+    uint8_t h[32];
+    uint64_t names = 9, ports = 9;
+    assert_int_equal(tt_registry_get(reg, "eh", &out), TETHER_ERR_NOT_FOUND);
+    assert_int_equal(tt_registry_get(reg, "eo", &out), TETHER_ERR_NOT_FOUND);
+    assert_int_equal(tt_registry_find_label(reg, "elh", &out), TETHER_ERR_NOT_FOUND);
+    assert_int_equal(tt_registry_key_get(reg, "eh", h), TETHER_ERR_NOT_FOUND);
+    assert_int_equal(tt_registry_key_get(reg, "ef", h), TETHER_ERR_NOT_FOUND);
+    assert_int_equal(tt_registry_key_counts(reg, &names, &ports), 0);
+    assert_int_equal(names, 0);
+    assert_int_equal(ports, 0);
+    /* the port is free for another name */
+    struct tt_reg_device other = rec("ex", "elx", false, 0);
+    other.nports = 1;
+    snprintf(other.ports[0].service, sizeof(other.ports[0].service), "ssh");
+    other.ports[0].port = 20011;
+    assert_int_equal(tt_registry_put(reg, &other), 0);
+}
+
+static void run_none(void *ctx, const int *calls, int want)
+{
+    (void)ctx;
+    assert_int_equal(*calls, want);
+}
+
+static void sqlite_erase(void **state)
+{
+    (void)state;
+    char err[TT_ERRLEN];
+    struct tt_registry *reg = tt_registry_sqlite_open(":memory:", err);
+    assert_non_null(reg);
+    erase_checks(reg, run_none, NULL);
+    tt_registry_free(reg);
+}
+
 /* ---- Redis: pipelined, through the loop */
 
 struct rctx {
@@ -237,6 +328,22 @@ static void redis_pipelined(void **state)
     rclose(&c);
 }
 
+static void run_redis(void *ctx, const int *calls, int want)
+{
+    run_until(ctx, calls, want);
+}
+
+static void redis_erase(void **state)
+{
+    (void)state;
+    if (!ut_redis.pid)
+        skip();
+    struct rctx c;
+    ropen(&c);
+    erase_checks(c.reg, run_redis, &c);
+    rclose(&c);
+}
+
 static void redis_freed_in_flight(void **state)
 {
     (void)state;
@@ -278,6 +385,8 @@ int main(void)
         cmocka_unit_test(sqlite_completes_at_once),
         cmocka_unit_test(redis_pipelined),
         cmocka_unit_test(redis_freed_in_flight),
+        cmocka_unit_test(sqlite_erase),
+        cmocka_unit_test(redis_erase),
     };
     return cmocka_run_group_tests(tests, ut_redis_setup, ut_redis_teardown);
 }

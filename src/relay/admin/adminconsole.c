@@ -90,24 +90,17 @@ static void delete_confirm(struct tt_headconn *hc, struct tt_relay *r)
     answer_page(hc, "200 OK", &b);
 }
 
-/* The body of POST /device/delete (name=NAME) is here. */
-static void delete_form_body(struct tt_headconn *hc, void *ud)
+/* The answer to the delete form (tt_admin_delete_start). */
+static void form_deleted(struct tt_headconn *hc, struct tt_relay *r, const char *name, int rc)
 {
-    struct tt_relay *r = ud;
-    char name[TT_MAX_NAME + 1], text[TT_MAX_NAME + 64];
-    size_t nlen;
-    if (tt_form_get(hc->data + hc->headlen, tt_headconn_body_len(hc), "name", name, sizeof(name),
-                    &nlen) != 0) {
-        done_page(hc, "400 Bad Request", "tetherd: delete", "The form has no device name.", "/",
-                  true);
-        return;
-    }
-    int rc = tt_admin_delete_device(r, name);
+    char text[TT_MAX_NAME + 64];
     if (rc == 0) {
         TT_LOG(TT_LOG_INFO, "device deleted from the dashboard device=%s peer=%s", TT_LOG_V(name),
                hc->peer_ip);
         snprintf(text, sizeof(text), "Device %s deleted.", name);
         done_page(hc, "200 OK", "tetherd: device deleted", text, "/", false);
+    } else if (rc == TETHER_ERR_CAPACITY) {
+        tt_admin_answer_busy(hc, r, false);
     } else if (rc == TETHER_ERR_IO) {
         done_page(hc, "503 Service Unavailable", "tetherd: delete",
                   "The registry cannot be reached: nothing was deleted.", "/", true);
@@ -117,6 +110,21 @@ static void delete_form_body(struct tt_headconn *hc, void *ud)
         snprintf(text, sizeof(text), "No device %s (deleted already?).", name);
         done_page(hc, "404 Not Found", "tetherd: delete", text, "/", true);
     }
+}
+
+/* The body of POST /device/delete (name=NAME) is here. */
+static void delete_form_body(struct tt_headconn *hc, void *ud)
+{
+    struct tt_relay *r = ud;
+    char name[TT_MAX_NAME + 1];
+    size_t nlen;
+    if (tt_form_get(hc->data + hc->headlen, tt_headconn_body_len(hc), "name", name, sizeof(name),
+                    &nlen) != 0) {
+        done_page(hc, "400 Bad Request", "tetherd: delete", "The form has no device name.", "/",
+                  true);
+        return;
+    }
+    tt_admin_delete_start(hc, r, name, form_deleted);
 }
 
 typedef void (*form_cb)(struct tt_headconn *hc, void *ud);
@@ -319,11 +327,16 @@ static void grant_form_body(struct tt_headconn *hc, void *ud)
     int64_t expires;
     struct formjob *f = calloc(1, sizeof(*f));
     struct tt_grants_job *job = NULL;
-    int rc = f ? tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                                        tt_relay_now_ms(), id, token, &expires, err,
-                                        on_form_created, f, &job)
-               : tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                                  tt_relay_now_ms(), id, token, &expires, err);
+    int rc = TETHER_ERR_NOMEM;
+    if (f)
+        rc = tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                                    tt_relay_now_ms(), id, token, &expires, err, on_form_created, f,
+                                    &job);
+    else if (r->cluster) /* never the synchronous call on the loop */
+        snprintf(err, TT_ERRLEN, "out of memory");
+    else
+        rc = tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                              tt_relay_now_ms(), id, token, &expires, err);
     free(rq);
     if (rc == TT_GRANTS_PENDING) {
         f->hc = hc;
@@ -380,6 +393,10 @@ static void revoke_form_body(struct tt_headconn *hc, void *ud)
     }
     struct formjob *f = calloc(1, sizeof(*f));
     struct tt_grants_job *job = NULL;
+    if (!f && r->cluster) { /* never the synchronous call on the loop */
+        tt_admin_answer_oom(hc);
+        return;
+    }
     int rc = f ? tt_grants_delete_async(r->access.grants, id, tt_relay_now_ms(), on_form_revoked, f,
                                         &job)
                : tt_grants_delete(r->access.grants, id, tt_relay_now_ms());

@@ -67,42 +67,19 @@ static struct tt_device *find_device(struct tt_relay *r, const char *name)
     return d && !tt_admin_gone(d, tt_relay_now_ms()) ? d : NULL;
 }
 
-/* Deletes name: here when this node has it, else (cluster mode) in the shared registry, where
- * its label and ports are released at once and its holder, if any, closes its session at its
- * next beat. Returns 0 or TETHER_ERR_NOT_FOUND (or the registry's error). */
+/* Deletes name when this node has it (single relay; a cluster deletes through
+ * tt_admin_delete_start). Returns 0 or TETHER_ERR_NOT_FOUND. */
 static int delete_record(struct tt_relay *r, const char *name)
 {
-    /* the "deleted" webhook goes from the node that answers the DELETE, once (the holder, told
-     * at its next beat, closes the session without one) */
     struct tt_device *d = find_device(r, name);
-    if (d) {
-        char label[TT_MAX_LABEL + 1];
-        snprintf(label, sizeof(label), "%s", d->label);
-        int drc = tt_device_delete(r, name);
-        if (drc == 0)
-            tt_webhook_emit(r->webhooks, "deleted", name, label, tt_relay_now_ms());
-        return drc;
-    }
-    if (!r->cluster)
+    if (!d)
         return TETHER_ERR_NOT_FOUND;
-    struct tt_cluster_dev *cd;
-    size_t n;
-    char label[TT_MAX_LABEL + 1] = "";
-    int rc = tt_cluster_devs(r->cluster, name, &cd, &n);
-    bool known = rc == 0 && n == 1 && tt_admin_record_known(r, &cd[0], tt_relay_now_ms());
-    if (known)
-        snprintf(label, sizeof(label), "%s", cd[0].label);
-    tt_cluster_devs_free(cd, n);
-    if (rc)
-        return rc;
-    if (!known)
-        return TETHER_ERR_NOT_FOUND;
-    rc = tt_registry_del(r->reg, name);
-    if (rc == 0) {
-        TT_LOG(TT_LOG_INFO, "device deleted device=%s (held elsewhere or offline)", TT_LOG_V(name));
+    char label[TT_MAX_LABEL + 1];
+    snprintf(label, sizeof(label), "%s", d->label);
+    int drc = tt_device_delete(r, name);
+    if (drc == 0)
         tt_webhook_emit(r->webhooks, "deleted", name, label, tt_relay_now_ms());
-    }
-    return rc;
+    return drc;
 }
 
 /* Deletes name's device key first (the name is then free for a new device, even when its record
@@ -111,6 +88,8 @@ static int delete_record(struct tt_relay *r, const char *name)
  * deletion failed). */
 int tt_admin_delete_device(struct tt_relay *r, const char *name)
 {
+    if (r->cluster)
+        return TETHER_ERR_IO; /* the asynchronous connection is closed (shutdown) */
     int krc = tt_registry_key_del(r->reg, name);
     if (krc != 0 && krc != TETHER_ERR_NOT_FOUND)
         return krc;
@@ -120,9 +99,118 @@ int tt_admin_delete_device(struct tt_relay *r, const char *name)
     return rc == TETHER_ERR_NOT_FOUND && krc == 0 ? 0 : rc;
 }
 
-void tt_admin_api_delete(struct tt_headconn *hc, struct tt_relay *r, const char *name)
+/* ---- the operator's delete in a cluster, answered from Redis' reply */
+
+/* A delete waiting for Redis: the held admin connection's job (tt_admin_hold), freed by the
+ * reply (the asynchronous connection always calls back: a reply, or none within its timeout, or
+ * its closing at shutdown). */
+struct deljob {
+    struct tt_headconn *hc; /* NULL: the client went; the reply still acts, then frees the job */
+    struct tt_relay *r;
+    tt_admin_deleted_cb cb;
+    bool local; /* this node held the device when the delete was sent */
+    char name[TT_MAX_NAME + 1];
+};
+
+static void deljob_drop(struct tt_headconn *hc, void *ud)
 {
-    int rc = tt_admin_delete_device(r, name);
+    struct deljob *j = ud;
+    (void)hc;
+    j->hc = NULL;
+    if (j->r->cluster)
+        j->r->cluster->deletes_cancelled++;
+}
+
+/* Redis answered (or did not): the device this node held is closed (as a local delete), the
+ * "deleted" webhook goes, then the client (if still there) is answered. */
+static void on_erased(const struct tt_reg_erased *e, void *ud)
+{
+    struct deljob *j = ud;
+    struct tt_relay *r = j->r;
+    struct tt_cluster *c = r->cluster;
+    if (c && c->deletes > 0)
+        c->deletes--;
+    int rc = e->rc;
+    if (rc == 0) {
+        if (e->key)
+            TT_LOG(TT_LOG_INFO, "device key deleted, the name is free device=%s",
+                   TT_LOG_V(j->name));
+        bool deleted = e->record;
+        char label[TT_MAX_LABEL + 1];
+        snprintf(label, sizeof(label), "%s", e->label);
+        struct tt_device *d = j->local ? find_device(r, j->name) : NULL;
+        if (d) {
+            snprintf(label, sizeof(label), "%s", d->label);
+            deleted = tt_device_delete(r, j->name) == 0 || deleted;
+        } else if (e->record) {
+            TT_LOG(TT_LOG_INFO, "device deleted device=%s (held elsewhere or offline)",
+                   TT_LOG_V(j->name));
+        }
+        if (deleted)
+            tt_webhook_emit(r->webhooks, "deleted", j->name, label, tt_relay_now_ms());
+        rc = deleted || e->key ? 0 : TETHER_ERR_NOT_FOUND;
+        if (c)
+            c->deletes_done++;
+    } else if (c) {
+        c->deletes_failed++;
+    }
+    if (j->hc) {
+        tt_admin_unhold(j->hc);
+        j->cb(j->hc, r, j->name, rc);
+    }
+    free(j);
+}
+
+void tt_admin_delete_start(struct tt_headconn *hc, struct tt_relay *r, const char *name,
+                           tt_admin_deleted_cb cb)
+{
+    struct tt_cluster *c = r->cluster;
+    if (!c || !r->reg->aops) { /* single relay; or a cluster shutting down (IO) */
+        cb(hc, r, name, tt_admin_delete_device(r, name));
+        return;
+    }
+    if (c->deletes >= TT_ADMIN_DELETES_MAX) {
+        c->deletes_refused++;
+        cb(hc, r, name, TETHER_ERR_CAPACITY);
+        return;
+    }
+    struct deljob *j = calloc(1, sizeof(*j));
+    if (!j) {
+        cb(hc, r, name, TETHER_ERR_NOMEM);
+        return;
+    }
+    j->hc = hc;
+    j->r = r;
+    j->cb = cb;
+    j->local = find_device(r, name) != NULL;
+    snprintf(j->name, sizeof(j->name), "%s", name);
+    /* a record offline since cutoff or earlier (and not held) is past its grace period: not
+     * shown, not deleted (the expiry's) */
+    int64_t cutoff = tt_relay_now_ms() - (int64_t)r->cfg.grace_ms;
+    c->deletes++;
+    if (c->deletes > c->deletes_peak)
+        c->deletes_peak = c->deletes;
+    tt_admin_hold(hc, deljob_drop, j);
+    int rc = tt_registry_erase_async(r->reg, name, cutoff, j->local, on_erased, j);
+    if (rc != 0) {
+        c->deletes--;
+        c->deletes_failed++;
+        tt_admin_unhold(hc);
+        free(j);
+        cb(hc, r, name, rc == TETHER_ERR_NOMEM ? rc : TETHER_ERR_IO);
+    }
+}
+
+static void api_deleted(struct tt_headconn *hc, struct tt_relay *r, const char *name, int rc)
+{
+    (void)r;
+    if (rc == TETHER_ERR_CAPACITY) {
+        char extra[48];
+        snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", TT_CLUSTER_WALK_RETRY_S);
+        tt_admin_answer_error(hc, "503 Service Unavailable", extra,
+                              "too many deletes waiting for the registry: retry later");
+        return;
+    }
     if (rc == TETHER_ERR_IO) {
         tt_admin_answer_error(hc, "503 Service Unavailable", NULL,
                               "the registry cannot be reached");
@@ -137,4 +225,9 @@ void tt_admin_api_delete(struct tt_headconn *hc, struct tt_relay *r, const char 
         return;
     }
     tt_admin_answer_json(hc, "200 OK", NULL, json_pack("{s:s}", "deleted", name));
+}
+
+void tt_admin_api_delete(struct tt_headconn *hc, struct tt_relay *r, const char *name)
+{
+    tt_admin_delete_start(hc, r, name, api_deleted);
 }

@@ -195,6 +195,10 @@ static void api_grant_delete(struct tt_headconn *hc, struct tt_relay *r, const c
 {
     struct held *h = hold(hc, r);
     struct tt_grants_job *job = NULL;
+    if (!h && r->cluster) { /* never the synchronous call on the loop */
+        tt_admin_answer_error(hc, "500 Internal Server Error", NULL, "out of memory");
+        return;
+    }
     int rc =
         h ? tt_grants_delete_async(r->access.grants, id, tt_relay_now_ms(), on_deleted, h, &job)
           : tt_grants_delete(r->access.grants, id, tt_relay_now_ms());
@@ -264,11 +268,16 @@ static void grants_post_body(struct tt_headconn *hc, void *ud)
     }
     struct held *h = hold(hc, r);
     struct tt_grants_job *job = NULL;
-    int rc =
-        h ? tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                                   tt_relay_now_ms(), id, token, &expires, err, on_created, h, &job)
-          : tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                             tt_relay_now_ms(), id, token, &expires, err);
+    int rc = TETHER_ERR_NOMEM;
+    if (h)
+        rc = tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                                    tt_relay_now_ms(), id, token, &expires, err, on_created, h,
+                                    &job);
+    else if (r->cluster) /* never the synchronous call on the loop */
+        snprintf(err, TT_ERRLEN, "out of memory");
+    else
+        rc = tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                              tt_relay_now_ms(), id, token, &expires, err);
     free(rq);
     if (rc == TT_GRANTS_PENDING) {
         held_start(h, job); /* answered by on_created */

@@ -173,11 +173,23 @@ bool tt_admin_query_of(struct tt_headconn *hc, struct tt_adminquery *q, bool jso
 void tt_admin_api_devices(struct tt_headconn *hc, struct tt_relay *r);
 /* GET /api/devices/NAME: one device, or 404. */
 void tt_admin_api_device(struct tt_headconn *hc, struct tt_relay *r, const char *name);
-/* Deletes name's device key first (the name is then free for a new device, even when its record
- * expired long ago), then its record (delete_record). Returns 0 when either was there,
- * TETHER_ERR_NOT_FOUND when neither, or the registry's error (nothing deleted when the key's
- * deletion failed). */
+/* A single relay's delete (synchronous, SQLite): name's device key first (the name is then free
+ * for a new device, even when its record expired long ago), then the device this node has.
+ * Returns 0 when either was there, TETHER_ERR_NOT_FOUND when neither, or the registry's error
+ * (nothing deleted when the key's deletion failed). In a cluster: TETHER_ERR_IO (its deletes go
+ * through tt_admin_delete_start; this is reached only once the asynchronous connection closed). */
 int tt_admin_delete_device(struct tt_relay *r, const char *name);
+/* The answer to a delete started by tt_admin_delete_start: rc as tt_admin_delete_device's, or
+ * TETHER_ERR_CAPACITY (TT_ADMIN_DELETES_MAX deletes waiting: nothing done). name is the job's
+ * (valid during the call). */
+typedef void (*tt_admin_deleted_cb)(struct tt_headconn *hc, struct tt_relay *r, const char *name,
+                                    int rc);
+/* Deletes name as tt_admin_delete_device does, then calls cb: at once without a cluster
+ * (synchronous, SQLite), else from the reply of one script on the asynchronous Redis connection
+ * (tt_registry_erase_async), hc held meanwhile (tt_admin_hold: cb is not called if hc goes
+ * first; the delete still completes). A device this node holds is closed at the reply. */
+void tt_admin_delete_start(struct tt_headconn *hc, struct tt_relay *r, const char *name,
+                           tt_admin_deleted_cb cb);
 /* DELETE /api/devices/NAME: 200 {"deleted"}, or 404. */
 void tt_admin_api_delete(struct tt_headconn *hc, struct tt_relay *r, const char *name);
 

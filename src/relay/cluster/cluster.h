@@ -11,8 +11,9 @@
  * are due; a client whose device must be looked up in Redis waits, bounded (TT_CLUSTER_WAIT_MS,
  * TT_CLUSTER_WAIT_MAX), for the answer; the grants' periodic read uses the same connection.
  * Synchronous calls (redisconn.h) remain at start-up (the secret, the node id check, the first
- * beat and port read), in DELETE /api/devices/NAME (tt_cluster_devs) and at shutdown. The admin
- * API's reads of the registry are walks on the asynchronous connection (cluster_admin.c). */
+ * beat and port read) and at shutdown. The admin API's reads of the registry are walks on the
+ * asynchronous connection (cluster_admin.c); its deletes one script on the registry's
+ * (tt_registry_erase_async). */
 #ifndef TT_CLUSTER_H
 #define TT_CLUSTER_H
 
@@ -129,7 +130,15 @@ struct tt_cluster {
     size_t walks, walks_peak; /* in flight (cancelled ones until their step's reply); the most */
     uint64_t walks_ok, walks_failed, walks_timeout, walks_cancelled, walks_refused, walk_steps;
     uint64_t walk_restarts; /* walks started again: the connection moved to another server */
+    /* the operator's deletes waiting for Redis (admindevapi.c, tt_admin_delete_start): held
+     * ones, and ones whose client went, until their reply */
+    size_t deletes, deletes_peak;
+    uint64_t deletes_done, deletes_failed, deletes_cancelled, deletes_refused;
 };
+/* Deletes (DELETE /api/devices/NAME, the dashboard's delete form) waiting for Redis at once per
+ * node; beyond, 503 with Retry-After (TT_CLUSTER_WALK_RETRY_S). Each waits at most the
+ * asynchronous connection's command timeout (TT_REDISASYNC_TIMEOUT_MS, then 503). */
+#define TT_ADMIN_DELETES_MAX 16
 /* Devices walked per beat by the repair after a master change (two Redis calls per
  * CHECK_BATCH of them). */
 #define TT_CLUSTER_REPAIR_SLICE 2048
@@ -244,13 +253,7 @@ struct tt_cluster_dev {
     } ports[TT_MAX_SERVICES];
 };
 
-/* Reads the device named name of the shared registry in one Redis call (name NULL reads every
- * device in that one call, unbounded: the admin API's lists use tt_cluster_page_async). Waits
- * on the loop (the synchronous connection): DELETE /api/devices/NAME only. Sets
- * *out (sorted by name; free with tt_cluster_devs_free) and *n. Returns 0, TETHER_ERR_IO (Redis
- * unreachable) or TETHER_ERR_NOMEM. */
-int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_dev **out, size_t *n);
-
+/* Frees n records read from the registry (their services, then v). */
 void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n);
 
 /* A page of the shared registry's devices (GET /api/devices, the dashboard): what

@@ -97,51 +97,6 @@ static bool parse(struct tt_cluster_dev *d, const char *name, const redisReply *
     return true;
 }
 
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(((const struct tt_cluster_dev *)a)->name,
-                  ((const struct tt_cluster_dev *)b)->name);
-}
-
-int tt_cluster_devs(struct tt_cluster *c, const char *name, struct tt_cluster_dev **out, size_t *n)
-{
-    const char *argv[5] = {"EVAL", devs_lua, "0", P, name};
-    size_t lens[5];
-    int argc = name ? 5 : 4;
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    *out = NULL;
-    *n = 0;
-    redisReply *rep = tt_redisconn_argv(&c->rc, argc, argv, lens);
-    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        if (rep)
-            freeReplyObject(rep);
-        return TETHER_ERR_IO;
-    }
-    size_t cap = rep->elements / 3;
-    struct tt_cluster_dev *v = cap ? calloc(cap, sizeof(*v)) : NULL;
-    if (cap && !v) {
-        freeReplyObject(rep);
-        return TETHER_ERR_NOMEM;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i + 2 < rep->elements; i += 3) {
-        const redisReply *nm = rep->element[i], *alive = rep->element[i + 2];
-        if (nm->type != REDIS_REPLY_STRING || nm->len > TT_MAX_NAME)
-            continue;
-        if (!parse(&v[k], nm->str, rep->element[i + 1]))
-            continue;
-        v[k].node_alive = alive->type == REDIS_REPLY_INTEGER && alive->integer == 1;
-        k++;
-    }
-    freeReplyObject(rep);
-    if (k > 1)
-        qsort(v, k, sizeof(*v), by_name);
-    *out = v;
-    *n = k;
-    return 0;
-}
-
 void tt_cluster_devs_free(struct tt_cluster_dev *v, size_t n)
 {
     for (size_t i = 0; v && i < n; i++)
@@ -769,6 +724,34 @@ void tt_cluster_metrics(struct tt_adminbuf *bp, const struct tt_cluster *c)
                     "# TYPE tether_admin_walk_restarts_total counter\n"
                     "tether_admin_walk_restarts_total %llu\n",
                     (unsigned long long)c->walk_steps, (unsigned long long)c->walk_restarts);
+    /* the operator's deletes waiting for Redis (admindevapi.c) */
+    tt_adminbuf_fmt(bp,
+                    "# HELP tether_admin_deletes Deletes of a device (the admin API's or the "
+                    "dashboard's) waiting for Redis on this node, those whose client went "
+                    "included.\n"
+                    "# TYPE tether_admin_deletes gauge\n"
+                    "tether_admin_deletes %zu\n"
+                    "# HELP tether_admin_deletes_max The cap on them (beyond: 503 with "
+                    "Retry-After).\n"
+                    "# TYPE tether_admin_deletes_max gauge\n"
+                    "tether_admin_deletes_max %d\n"
+                    "# HELP tether_admin_deletes_peak The most waiting at once since start.\n"
+                    "# TYPE tether_admin_deletes_peak gauge\n"
+                    "tether_admin_deletes_peak %zu\n",
+                    c->deletes, TT_ADMIN_DELETES_MAX, c->deletes_peak);
+    tt_adminbuf_fmt(bp,
+                    "# HELP tether_admin_deletes_total Deletes of a device sent to Redis by how "
+                    "they ended: answered (done), no answer (failed: 503), refused at the cap "
+                    "(refused: 503); cancelled counts those whose client went (they still "
+                    "complete).\n"
+                    "# TYPE tether_admin_deletes_total counter\n"
+                    "tether_admin_deletes_total{result=\"done\"} %llu\n"
+                    "tether_admin_deletes_total{result=\"failed\"} %llu\n"
+                    "tether_admin_deletes_total{result=\"refused\"} %llu\n"
+                    "tether_admin_deletes_total{result=\"cancelled\"} %llu\n",
+                    (unsigned long long)c->deletes_done, (unsigned long long)c->deletes_failed,
+                    (unsigned long long)c->deletes_refused,
+                    (unsigned long long)c->deletes_cancelled);
     /* the admin API's reads of the cluster's grants (grants.h, tt_grants_refresh_async) */
     struct tt_grants_stats gs;
     memset(&gs, 0, sizeof(gs));

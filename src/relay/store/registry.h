@@ -129,6 +129,15 @@ struct tt_reg_lookup {
 typedef void (*tt_registry_lookup_cb)(struct tt_reg_lookup *q, void *ud);
 typedef void (*tt_registry_done_cb)(int rc, void *ud);
 
+/* What the operator's delete of a name did (tt_registry_erase_async). */
+struct tt_reg_erased {
+    int rc;                       /* 0, or an error: then nothing below is known */
+    bool key;                     /* the name's device key was deleted (the name is free) */
+    bool record;                  /* its record was deleted (label and ports free) */
+    char label[TT_MAX_LABEL + 1]; /* the deleted record's label ("" if none) */
+};
+typedef void (*tt_registry_erased_cb)(const struct tt_reg_erased *e, void *ud);
+
 /* The asynchronous operations of a backend that has them (NULL: the synchronous ones are used,
  * completing at once). Each returns 0 (cb will be called once, from the loop, with what the
  * synchronous operation would return) or an error (cb is not called): TETHER_ERR_CAPACITY when
@@ -147,6 +156,9 @@ struct tt_registry_async_ops {
     /* forgets name's device key hash only while it is hash (atomically) */
     int (*key_del_if)(struct tt_registry *r, const char *name, const uint8_t hash[32],
                       tt_registry_done_cb cb, void *ud);
+    /* the operator's delete of name (tt_registry_erase_async) */
+    int (*erase)(struct tt_registry *r, const char *name, int64_t cutoff, bool force,
+                 tt_registry_erased_cb cb, void *ud);
     /* true when n more commands would pass the admission share of the cap (redisasync.h) */
     bool (*busy)(struct tt_registry *r, size_t n);
     /* appends the connection's metrics (Prometheus text); -1 when they do not fit */
@@ -197,6 +209,15 @@ int tt_registry_key_del_if_async(struct tt_registry *r, const char *name, const 
                                  tt_registry_done_cb cb, void *ud);
 int tt_registry_heartbeat_async(struct tt_registry *r, int64_t now_ms, tt_registry_done_cb cb,
                                 void *ud);
+/* The operator's delete of name (DELETE /api/devices/NAME in a cluster), in one atomic step
+ * (one Lua script with Redis): forgets name's device key (key_del), then its record (del: its
+ * label and ports become free, its holder is told), unless force is false and the record is
+ * not shown to the operator: no label (half written), or offline since cutoff or earlier with no
+ * holder (past its grace period, the expiry's to forget). cb gets what was deleted; e->rc is
+ * TETHER_ERR_IO when the store failed or did not answer (with Redis a command with no answer
+ * within its timeout may still have run: the operator's retry then finds nothing). */
+int tt_registry_erase_async(struct tt_registry *r, const char *name, int64_t cutoff, bool force,
+                            tt_registry_erased_cb cb, void *ud);
 /* key_counts() for /metrics, never waiting: a synchronous backend counts now; an asynchronous
  * one gives the counts its last lookup read (a registration's, or the one this call sends for
  * the next call) or TETHER_ERR_AGAIN when it has none yet. */

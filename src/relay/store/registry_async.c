@@ -1,6 +1,7 @@
 /* registry_async.c - the asynchronous forms of the registry (registry.h): the backend's own when
  * it has them (Redis), else the synchronous operation with the callback called at once
  * (SQLite); and the read-only view over a lookup that devauth.c decides a registration with. */
+#include <stdio.h>
 #include <string.h>
 #include "tether_err.h"
 #include "relay/store/registry.h"
@@ -64,6 +65,35 @@ int tt_registry_heartbeat_async(struct tt_registry *r, int64_t now_ms, tt_regist
         return r->aops->heartbeat(r, now_ms, cb, ud);
     int64_t prev;
     cb(tt_registry_heartbeat(r, now_ms, &prev), ud);
+    return 0;
+}
+
+int tt_registry_erase_async(struct tt_registry *r, const char *name, int64_t cutoff, bool force,
+                            tt_registry_erased_cb cb, void *ud)
+{
+    if (r->aops && r->aops->erase)
+        return r->aops->erase(r, name, cutoff, force, cb, ud);
+    struct tt_reg_erased e;
+    memset(&e, 0, sizeof(e));
+    int rc = tt_registry_key_del(r, name);
+    if (rc != 0 && rc != TETHER_ERR_NOT_FOUND) {
+        e.rc = rc; /* nothing deleted */
+        cb(&e, ud);
+        return 0;
+    }
+    e.key = rc == 0;
+    struct tt_reg_device rd;
+    rc = tt_registry_get(r, name, &rd);
+    bool shown = rc == 0 && rd.label[0] &&
+                 (rd.node[0] || rd.offline_since <= 0 || rd.offline_since > cutoff);
+    if (rc == 0 && (force || shown)) {
+        rc = tt_registry_del(r, name);
+        e.record = rc == 0;
+        if (rc == 0)
+            snprintf(e.label, sizeof(e.label), "%s", rd.label);
+    }
+    e.rc = rc == TETHER_ERR_NOT_FOUND ? 0 : rc;
+    cb(&e, ud);
     return 0;
 }
 

@@ -114,31 +114,33 @@ static const char put_lua[] =
     "end\n"
     "return 'ok'\n";
 
-/* ARGV: prefix, name. Returns 1 (deleted) or 0 (unknown). */
-static const char del_lua[] =
-    "local P,name=ARGV[1],ARGV[2]\n"
-    "local dk=P..'dev:'..name\n"
-    "local old=redis.call('HGETALL',dk)\n"
-    "if #old==0 then return 0 end\n"
-    "local keyed=redis.call('HEXISTS',P..'keys',name)==1\n"
-    "for i=1,#old,2 do\n"
-    "  local f,v=old[i],old[i+1]\n"
-    "  if f=='label' and redis.call('HGET',P..'labels',v)==name then\n"
-    "    redis.call('HDEL',P..'labels',v) end\n"
-    "  if string.sub(f,1,2)=='p:' and redis.call('HGET',P..'ports',v)==name then\n"
-    "    redis.call('HDEL',P..'ports',v) end\n"
-    "  if string.sub(f,1,2)=='p:' and keyed then redis.call('DECRBY',P..'keyports',1) end\n"
-    "  if f=='node' and v~='' then\n"
-    "    redis.call('SREM',P..'nodedevs:'..v,name)\n"
-    "    redis.call('SET',P..'deleted:'..name,v,'PX',60000)\n"
-    "    redis.call('RPUSH',P..'kick:'..v,name)\n"
-    "    redis.call('PEXPIRE',P..'kick:'..v,60000)\n"
-    "  end\n"
-    "end\n"
-    "redis.call('DEL',dk)\n"
-    "redis.call('SREM',P..'devices',name)\n"
+/* The part of del_lua and erase_lua that deletes the record dk of name, old its HGETALL (not
+ * empty): frees its label and ports, tells its holder (kick list). */
+#define DEL_RECORD_LUA                                                                             \
+    "local keyed=redis.call('HEXISTS',P..'keys',name)==1\n"                                        \
+    "for i=1,#old,2 do\n"                                                                          \
+    "  local f,v=old[i],old[i+1]\n"                                                                \
+    "  if f=='label' and redis.call('HGET',P..'labels',v)==name then\n"                            \
+    "    redis.call('HDEL',P..'labels',v) end\n"                                                   \
+    "  if string.sub(f,1,2)=='p:' and redis.call('HGET',P..'ports',v)==name then\n"                \
+    "    redis.call('HDEL',P..'ports',v) end\n"                                                    \
+    "  if string.sub(f,1,2)=='p:' and keyed then redis.call('DECRBY',P..'keyports',1) end\n"       \
+    "  if f=='node' and v~='' then\n"                                                              \
+    "    redis.call('SREM',P..'nodedevs:'..v,name)\n"                                              \
+    "    redis.call('SET',P..'deleted:'..name,v,'PX',60000)\n"                                     \
+    "    redis.call('RPUSH',P..'kick:'..v,name)\n"                                                 \
+    "    redis.call('PEXPIRE',P..'kick:'..v,60000)\n"                                              \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "redis.call('DEL',dk)\n"                                                                       \
+    "redis.call('SREM',P..'devices',name)\n"                                                       \
     "redis.call('ZREM',P..'offline',name)\n"
-    "return 1\n";
+
+/* ARGV: prefix, name. Returns 1 (deleted) or 0 (unknown). */
+static const char del_lua[] = "local P,name=ARGV[1],ARGV[2]\n"
+                              "local dk=P..'dev:'..name\n"
+                              "local old=redis.call('HGETALL',dk)\n"
+                              "if #old==0 then return 0 end\n" DEL_RECORD_LUA "return 1\n";
 
 /* ARGV: prefix, name. Forgets name's device key (and its ports leave keyports). Returns 1 or 0
  * (it had none). */
@@ -155,6 +157,31 @@ static const char key_del_lua[] = KEY_DEL_LUA;
 /* ARGV: prefix, name, hash. The same, only while name's key hash is hash. */
 static const char key_del_if_lua[] =
     "if redis.call('HGET',ARGV[1]..'keys',ARGV[2])~=ARGV[3] then return 0 end\n" KEY_DEL_LUA;
+
+/* ARGV: prefix, name, cutoff, force ("1" or "0"). The operator's delete (registry.h,
+ * tt_registry_erase_async): name's device key, then its record unless force is "0" and the
+ * record is not shown (no label; or no holder and offline since cutoff or earlier). Returns
+ * {1 if the key was deleted else 0, 1 if the record was else 0, its label or ''}. */
+static const char erase_lua[] =
+    "local P,name,cutoff,force=ARGV[1],ARGV[2],tonumber(ARGV[3]),ARGV[4]=='1'\n"
+    "local dk=P..'dev:'..name\n"
+    "local freed=0\n"
+    "if redis.call('HDEL',P..'keys',name)==1 then\n"
+    "  freed=1\n"
+    "  local n=0\n"
+    "  for _,f in ipairs(redis.call('HKEYS',dk)) do\n"
+    "    if string.sub(f,1,2)=='p:' then n=n+1 end\n"
+    "  end\n"
+    "  if n>0 then redis.call('DECRBY',P..'keyports',n) end\n"
+    "end\n"
+    "local old=redis.call('HGETALL',dk)\n"
+    "if #old==0 then return {freed,0,''} end\n"
+    "local label=redis.call('HGET',dk,'label') or ''\n"
+    "if not force then\n"
+    "  local node=redis.call('HGET',dk,'node') or ''\n"
+    "  local off=tonumber(redis.call('HGET',dk,'off') or '0') or 0\n"
+    "  if label=='' or (node=='' and off>0 and off<=cutoff) then return {freed,0,''} end\n"
+    "end\n" DEL_RECORD_LUA "return {freed,1,label}\n";
 
 /* ARGV: prefix, node, since. This node's online devices become offline since max(since, their
  * last seen, 1). Returns how many. */
@@ -503,6 +530,7 @@ struct rr_op {
     struct registry_redis *rr;
     tt_registry_done_cb done;
     tt_registry_lookup_cb looked;
+    tt_registry_erased_cb erased;
     struct tt_reg_lookup *q;
     void *ud;
     int kind; /* OP_* */
@@ -656,6 +684,41 @@ static int ra_heartbeat(struct tt_registry *r, int64_t now_ms, tt_registry_done_
     return rc;
 }
 
+static void on_erased(redisReply *rep, void *ud)
+{
+    struct rr_op *op = ud;
+    struct tt_reg_erased e;
+    memset(&e, 0, sizeof(e));
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_INTEGER ||
+        rep->element[2]->type != REDIS_REPLY_STRING) {
+        e.rc = TETHER_ERR_IO;
+    } else {
+        e.key = rep->element[0]->integer == 1;
+        e.record = rep->element[1]->integer == 1;
+        if (rep->element[2]->len <= TT_MAX_LABEL)
+            snprintf(e.label, sizeof(e.label), "%s", rep->element[2]->str);
+    }
+    tt_registry_erased_cb cb = op->erased;
+    void *cud = op->ud;
+    free(op);
+    cb(&e, cud);
+}
+
+static int ra_erase(struct tt_registry *r, const char *name, int64_t cutoff, bool force,
+                    tt_registry_erased_cb cb, void *ud)
+{
+    struct rr_op *op = op_new(OP_DEL, name, NULL, ud);
+    if (!op)
+        return TETHER_ERR_NOMEM;
+    op->erased = cb;
+    char cut[24];
+    snprintf(cut, sizeof(cut), "%lld", (long long)cutoff);
+    const char *argv[4] = {P, name, cut, force ? "1" : "0"};
+    return aeval(to_rr(r), op, erase_lua, 4, argv, NULL, on_erased);
+}
+
 static void refreshed(struct tt_reg_lookup *q, void *ud)
 {
     (void)q;
@@ -701,6 +764,7 @@ static const struct tt_registry_async_ops redis_async_ops = {
     .put = ra_put,
     .del = ra_del,
     .key_del_if = ra_key_del_if,
+    .erase = ra_erase,
     .heartbeat = ra_heartbeat,
     .counts_nowait = ra_counts_nowait,
     .busy = ra_busy,
