@@ -162,8 +162,8 @@ void tt_admin_answer_busy(struct tt_headconn *hc, struct tt_relay *r, bool json)
 {
     char extra[48];
     snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", TT_CLUSTER_WALK_RETRY_S);
-    static const char why[] = "the registry is busy (walks over it at their cap, or one took "
-                              "too long): retry later";
+    static const char why[] = "the registry is busy (too many requests waiting for it, or one "
+                              "took too long): retry later";
     if (json) {
         tt_admin_answer_error(hc, "503 Service Unavailable", extra, why);
         return;
@@ -174,10 +174,11 @@ void tt_admin_answer_busy(struct tt_headconn *hc, struct tt_relay *r, bool json)
     struct tt_adminpage_ctx ctx;
     char server[TT_MAX_ADDR + 16];
     tt_admin_page_ctx(r, hc, &ctx, server);
-    tt_adminpage_done(&b, &ctx, "tetherd: busy",
-                      "The registry is busy (too many lists being read, or one took too long). "
-                      "Try again in a moment.",
-                      "/", true);
+    tt_adminpage_done(
+        &b, &ctx, "tetherd: busy",
+        "The registry is busy (too many requests waiting for it, or one took too long). "
+        "Try again in a moment.",
+        "/", true);
     if (b.ok)
         tt_admin_answer(hc, "503 Service Unavailable", "text/html; charset=utf-8", headers, b.p,
                         b.len);
