@@ -11,6 +11,7 @@
 #include "tether.h"
 #include "cli/connect.h"
 #include "cli/connect_args.h"
+#include "cli/flags.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -180,16 +181,12 @@ static int build_config(const struct tt_connect_args *a, tether_config **out)
     }
     tt_secret_wipe(secret, sizeof secret); /* cfg has its own copy */
     tt_secret_wipe(grant, sizeof grant);
-    if (rc == 0 && a->proxy && (rc = tether_config_set_proxy(cfg, a->proxy)) != 0)
-        fprintf(stderr, "tether connect: --proxy: %s\n", tether_config_error(cfg));
-    if (rc == 0 && a->noproxy && (rc = tether_config_set_no_proxy(cfg, a->noproxy)) != 0)
-        fprintf(stderr, "tether connect: --noproxy: %s\n", tether_config_error(cfg));
-    if (rc == 0 && a->ca_file && (rc = tether_config_set_ca_file(cfg, a->ca_file)) != 0)
-        fprintf(stderr, "tether connect: --ca-file: %s\n", tether_config_error(cfg));
-    if (rc == 0 && a->dns && (rc = tether_config_set_dns(cfg, a->dns)) != 0)
-        fprintf(stderr, "tether connect: --dns: %s\n", tether_config_error(cfg));
-    if (rc == 0 && a->insecure)
-        rc = tether_config_set_insecure(cfg, true);
+    if (rc == 0) {
+        char err[TT_ERRLEN] = "";
+        rc = tt_flags_config_dial(cfg, a->proxy, a->noproxy, a->ca_file, a->dns, a->insecure, err);
+        if (rc != 0 && err[0] != '\0')
+            fprintf(stderr, "tether connect: %s\n", err);
+    }
     if (rc != 0) {
         tether_config_free(cfg);
         return status ? status : 2;
