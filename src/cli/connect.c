@@ -2,7 +2,6 @@
  * run until a signal (--listen) or the connection's end (--stdio), each event printed: the
  * "listening" line or --json objects on stdout (on stderr with --stdio, whose stdout is the
  * connection), errors on stderr. Built on tether.h and src/common only. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "cli/connect.h"
 #include "cli/connect_args.h"
 #include "cli/flags.h"
+#include "cli/signals.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -24,26 +24,6 @@ static void on_signal(int sig)
     (void)sig;
     if (g_connect) /* async-signal-safe */
         tether_connect_stop(g_connect);
-}
-
-static void install_signals(void)
-{
-#if defined(_WIN32)
-    signal(SIGINT, on_signal);
-    signal(SIGBREAK, on_signal);
-    signal(SIGTERM, on_signal);
-#else
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL); /* ssh hangs up its ProxyCommand when it is done */
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-#endif
 }
 
 struct cli {
@@ -237,7 +217,7 @@ int tt_connect_main(int argc, char **argv)
         return 2;
     }
     g_connect = c;
-    install_signals();
+    tt_signals_install(on_signal, true); /* ssh hangs up its ProxyCommand when it is done */
     rc = tether_connect_run(c);
     g_connect = NULL;
     tether_connect_free(c);
