@@ -11,6 +11,7 @@
 #include "cli/connect.h"
 #include "cli/connect_args.h"
 #include "cli/flags.h"
+#include "cli/output.h"
 #include "cli/signals.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -31,18 +32,10 @@ struct cli {
     FILE *events; /* stdout, or stderr with --stdio */
 };
 
-/* s as one line: each control or non-ASCII byte as '?'. */
+/* s as one line: each control or non-ASCII byte as '?' (as the agent's lines have it). */
 static const char *clean(const char *s, char *buf, size_t len)
 {
-    size_t i;
-    if (s == NULL)
-        s = "";
-    for (i = 0; s[i] && i < len - 1; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-    }
-    buf[i] = '\0';
-    return buf;
+    return tt_output_field(s, false, buf, len);
 }
 
 static void print_json(struct cli *cli, json_t *o)
