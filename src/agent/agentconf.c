@@ -22,17 +22,6 @@ static int fail(tether_config *cfg, int code, const char *fmt, ...)
     return code;
 }
 
-/* Like snprintf into err, but through va_list so that a long message is cut, not warned about. */
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void errf(char err[TT_ERRLEN], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
-    va_end(ap);
-}
-
 static void ok(tether_config *cfg)
 {
     cfg->err[0] = '\0';
@@ -93,11 +82,11 @@ int tt_agentconf_parse_server(const char *url, struct tt_url *u, char err[TT_ERR
     char perr[TT_ERRLEN];
 
     if (tt_parse_url(url, schemes, u, perr) != 0) {
-        errf(err, "bad server URL '%s': %s (expected ws://HOST[:PORT][/PATH])", url, perr);
+        tt_errf(err, "bad server URL '%s': %s (expected ws://HOST[:PORT][/PATH])", url, perr);
         return TETHER_ERR_CONFIG;
     }
     if (u->user[0] != '\0') {
-        errf(err, "server URL '%s': credentials in the URL are not supported", url);
+        tt_errf(err, "server URL '%s': credentials in the URL are not supported", url);
         return TETHER_ERR_CONFIG;
     }
     return 0;

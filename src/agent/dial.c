@@ -102,16 +102,6 @@ static void set_msg(struct tt_dial *d, const char *fmt, ...)
     va_end(ap);
 }
 
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void errf(char err[TT_ERRLEN], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
-    va_end(ap);
-}
-
 static void maybe_free(struct tt_dial *d)
 {
     if (d->done && d->pending == 0) {
@@ -749,12 +739,12 @@ int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
     char perr[TT_ERRLEN];
 
     if (strlen(url) >= URL_MAX || tt_parse_url(url, schemes, &u, perr) != 0) {
-        errf(err, "bad server URL %s (expected ws:// or wss://)", url);
+        tt_errf(err, "bad server URL %s (expected ws:// or wss://)", url);
         return TETHER_ERR_CONFIG;
     }
     d = calloc(1, sizeof *d);
     if (d == NULL) {
-        errf(err, "out of memory");
+        tt_errf(err, "out of memory");
         return TETHER_ERR_NOMEM;
     }
     d->loop = loop;
@@ -801,7 +791,7 @@ int tt_dial_redirect_url(const char *base, const char *location, char *out, size
 
     if (location[0] == '/' && location[1] != '/') {
         if (tt_parse_url(base, any, &u, perr) != 0) {
-            errf(err, "bad base URL %s", base);
+            tt_errf(err, "bad base URL %s", base);
             return -1;
         }
         if (strchr(u.host, ':'))
@@ -818,24 +808,24 @@ int tt_dial_redirect_url(const char *base, const char *location, char *out, size
     } else if (has_prefix_ci(location, "wss://")) {
         n = snprintf(out, outlen, "wss://%s", location + 6);
     } else {
-        errf(err, "unsupported Location '%s' (need an absolute ws:// or http:// URL)", location);
+        tt_errf(err, "unsupported Location '%s' (need an absolute ws:// or http:// URL)", location);
         return -1;
     }
     if (n < 0 || (size_t)n >= outlen) {
-        errf(err, "Location is too long");
+        tt_errf(err, "Location is too long");
         return -1;
     }
     if (tt_parse_url(out, any, &u, perr) != 0) {
-        errf(err, "bad Location '%s': %s", location, perr);
+        tt_errf(err, "bad Location '%s': %s", location, perr);
         return -1;
     }
     /* no way down from TLS: the next hop would get the device's name and token in clear */
     if ((has_prefix_ci(base, "wss://") || has_prefix_ci(base, "https://")) &&
         strcmp(u.scheme, "ws") == 0) {
-        errf(err,
-             "refused: %s would leave TLS for cleartext ws:// (a redirect never downgrades "
-             "wss://, so the device's token is not sent unencrypted)",
-             out);
+        tt_errf(err,
+                "refused: %s would leave TLS for cleartext ws:// (a redirect never downgrades "
+                "wss://, so the device's token is not sent unencrypted)",
+                out);
         return -1;
     }
     return 0;

@@ -84,16 +84,6 @@ static void set_msg(struct tt_resolve *r, const char *fmt, ...)
     va_end(ap);
 }
 
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void errf(char err[TT_ERRLEN], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
-    va_end(ap);
-}
-
 static bool have_resolv_conf(void)
 {
 #if defined(_WIN32)
@@ -251,7 +241,7 @@ static int start_system(struct tt_resolve *r, char err[TT_ERRLEN])
     r->gai.data = r;
     rc = uv_getaddrinfo(r->loop, &r->gai, on_gai, r->host, NULL, &hints);
     if (rc < 0) {
-        errf(err, "cannot resolve %s: %s", r->host, uv_strerror(rc));
+        tt_errf(err, "cannot resolve %s: %s", r->host, uv_strerror(rc));
         return rc == UV_ENOMEM ? TETHER_ERR_NOMEM : TETHER_ERR_IO;
     }
     r->gai_busy = true;
@@ -263,7 +253,7 @@ static int start_system(struct tt_resolve *r, char err[TT_ERRLEN])
  * program holds no getaddrinfo of ours. */
 static int start_system(struct tt_resolve *r, char err[TT_ERRLEN])
 {
-    errf(err, "cannot resolve %s: no system resolver in this build", r->host);
+    tt_errf(err, "cannot resolve %s: no system resolver in this build", r->host);
     return TETHER_ERR_IO;
 }
 #endif
@@ -438,7 +428,7 @@ static int start_ares(struct tt_resolve *r, char err[TT_ERRLEN])
 
     uv_once(&ares_once, init_ares);
     if (ares_init_status != ARES_SUCCESS) {
-        errf(err, "cannot resolve %s: c-ares: %s", r->host, ares_strerror(ares_init_status));
+        tt_errf(err, "cannot resolve %s: c-ares: %s", r->host, ares_strerror(ares_init_status));
         return TETHER_ERR_IO;
     }
     memset(&o, 0, sizeof o);
@@ -460,7 +450,7 @@ static int start_ares(struct tt_resolve *r, char err[TT_ERRLEN])
     }
     rc = ares_init_options(&r->channel, &o, mask);
     if (rc != ARES_SUCCESS) {
-        errf(err, "cannot resolve %s: c-ares: %s", r->host, ares_strerror(rc));
+        tt_errf(err, "cannot resolve %s: c-ares: %s", r->host, ares_strerror(rc));
         return rc == ARES_ENOMEM ? TETHER_ERR_NOMEM : TETHER_ERR_IO;
     }
     r->channel_up = true;
@@ -477,7 +467,7 @@ static int start_ares(struct tt_resolve *r, char err[TT_ERRLEN])
         node.tcp_port = r->dns.port;
         rc = ares_set_servers_ports(r->channel, &node);
         if (rc != ARES_SUCCESS) {
-            errf(err, "cannot use DNS server %s: c-ares: %s", r->dns.display, ares_strerror(rc));
+            tt_errf(err, "cannot use DNS server %s: c-ares: %s", r->dns.display, ares_strerror(rc));
             ares_destroy(r->channel);
             r->channel_up = false;
             return rc == ARES_ENOMEM ? TETHER_ERR_NOMEM : TETHER_ERR_IO;
@@ -514,12 +504,12 @@ int tt_resolve_start(struct tt_resolve **out, uv_loop_t *loop, const struct tt_r
     int rc;
 
     if (hlen == 0 || hlen >= TT_HOSTLEN) {
-        errf(err, "cannot resolve '%.64s': %s", host, hlen ? "name too long" : "empty name");
+        tt_errf(err, "cannot resolve '%.64s': %s", host, hlen ? "name too long" : "empty name");
         return TETHER_ERR_INVAL;
     }
     r = calloc(1, sizeof *r);
     if (r == NULL) {
-        errf(err, "out of memory");
+        tt_errf(err, "out of memory");
         return TETHER_ERR_NOMEM;
     }
     r->loop = loop;
@@ -537,8 +527,8 @@ int tt_resolve_start(struct tt_resolve **out, uv_loop_t *loop, const struct tt_r
     if (!r->fixed) {
         if (atomic_fetch_add(&inflight, 1) >= TT_RESOLVE_MAX_INFLIGHT) {
             atomic_fetch_sub(&inflight, 1);
-            errf(err, "cannot resolve %s: too many name lookups at once (%d)", host,
-                 TT_RESOLVE_MAX_INFLIGHT);
+            tt_errf(err, "cannot resolve %s: too many name lookups at once (%d)", host,
+                    TT_RESOLVE_MAX_INFLIGHT);
             r->cancelled = true;
             cleanup(r);
             return TETHER_ERR_CAPACITY;
