@@ -74,16 +74,6 @@ static void init_ares(void)
     ares_init_status = ares_library_init(ARES_LIB_INIT_ALL);
 }
 
-static void set_msg(struct tt_resolve *r, const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void set_msg(struct tt_resolve *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->msg, sizeof r->msg, fmt, ap);
-    va_end(ap);
-}
-
 static bool have_resolv_conf(void)
 {
 #if defined(_WIN32)
@@ -212,13 +202,13 @@ static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (!r->done) {
         if (status < 0) {
             r->err = status == UV_EAI_MEMORY ? TETHER_ERR_NOMEM : TETHER_ERR_NOT_FOUND;
-            set_msg(r, "cannot resolve %s: %s", r->host, uv_strerror(status));
+            tt_errf(r->msg, "cannot resolve %s: %s", r->host, uv_strerror(status));
         } else {
             for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
                 keep_addr(r, ai->ai_addr, (size_t)ai->ai_addrlen);
             if (r->naddrs == 0) {
                 r->err = TETHER_ERR_NOT_FOUND;
-                set_msg(r, "cannot resolve %s: no IPv4 or IPv6 address", r->host);
+                tt_errf(r->msg, "cannot resolve %s: no IPv4 or IPv6 address", r->host);
             }
         }
     }
@@ -398,20 +388,20 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
     switch (r->mode) {
     case TT_RESOLVE_DNS:
         r->err = status == ARES_ETIMEOUT ? TETHER_ERR_TIMEOUT : TETHER_ERR_NOT_FOUND;
-        set_msg(r, "cannot resolve %s with DNS server %s (--dns): %s", r->host, r->dns.display,
+        tt_errf(r->msg, "cannot resolve %s with DNS server %s (--dns): %s", r->host, r->dns.display,
                 ares_reason(status));
         break;
     case TT_RESOLVE_HOSTS:
         r->err = TETHER_ERR_NOT_FOUND;
-        set_msg(r,
+        tt_errf(r->msg,
                 "cannot resolve %s: not in /etc/hosts, and no DNS server is known (there is no "
                 "%s): give one with --dns ADDR[:PORT]",
                 r->host, TT_RESOLV_CONF);
         break;
     default:
         r->err = status == ARES_ETIMEOUT ? TETHER_ERR_TIMEOUT : TETHER_ERR_NOT_FOUND;
-        set_msg(r, "cannot resolve %s (hosts file and %s's servers): %s", r->host, TT_RESOLV_CONF,
-                ares_reason(status));
+        tt_errf(r->msg, "cannot resolve %s (hosts file and %s's servers): %s", r->host,
+                TT_RESOLV_CONF, ares_reason(status));
         break;
     }
     if (status == ARES_ENOMEM)
