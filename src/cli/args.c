@@ -273,11 +273,6 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
 
 #define NOPTS (sizeof opts / sizeof opts[0])
 
-static size_t find_opt(const char *name, size_t namelen)
-{
-    return tt_flags_find(opts, NOPTS, name, namelen);
-}
-
 /* A boolean setting's value in the file: 1 (empty, true, yes, on, 1), 0 (false, no, off, 0), or
  * -1. */
 static int file_bool(const char *v)
@@ -297,21 +292,13 @@ static int file_bool(const char *v)
 static int find_config(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
 {
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *v;
-        if (strncmp(arg, "--", 2) != 0)
+        const char *v;
+        char e[TT_ERRLEN];
+        if (strncmp(argv[i], "--", 2) != 0 || argv[i][2] == '\0')
             continue; /* tt_args_parse reports it */
-        const char *eq = strchr(arg, '=');
-        size_t k = find_opt(arg + 2, eq ? (size_t)(eq - arg - 2) : strlen(arg + 2));
-        if (k == NOPTS || !opts[k].has_value)
-            continue;
-        if (eq)
-            v = eq + 1;
-        else if (i + 1 < argc)
-            v = argv[++i];
-        else
-            continue; /* "needs a value", from tt_args_parse */
-        if (opts[k].id != OPT_CONFIG)
-            continue;
+        int k = tt_flags_next(opts, NOPTS, argc, argv, &i, &v, "--help", e);
+        if (k < 0 || opts[k].id != OPT_CONFIG)
+            continue; /* another flag (its value skipped), or an error tt_args_parse reports */
         if (a->config)
             return tt_flags_errf(err, "--config given twice");
         if (v[0] == '\0')
@@ -338,7 +325,7 @@ static int read_config(struct tt_args *a, char err[TT_ERRLEN])
     }
     for (size_t i = 0; i < a->file->n; i++) {
         const struct tt_configfile_item *it = &a->file->items[i];
-        size_t k = find_opt(it->flag + 2, strlen(it->flag + 2));
+        size_t k = tt_flags_find(opts, NOPTS, it->flag + 2, strlen(it->flag + 2));
         if (k == NOPTS || opts[k].id == OPT_CONFIG || opts[k].id == OPT_HELP ||
             opts[k].id == OPT_VERSION)
             return tt_flags_errf(err, "%.200s:%u: unknown setting '%.40s'", path, it->line,
