@@ -21,6 +21,7 @@
 #include "agent/resolve.h"
 #include "agent/services.h"
 #include "agent/state.h"
+#include "common/conn.h"
 #include "common/log.h"
 #include "common/pipe.h"
 #include "common/pool.h"
@@ -847,13 +848,6 @@ void tether_agent_stop(tether_agent *a)
     uv_async_send(&a->async);
 }
 
-static void walk_close(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 void tether_agent_free(tether_agent *a)
 {
     if (a == NULL)
@@ -865,13 +859,7 @@ void tether_agent_free(tether_agent *a)
         uv_close((uv_handle_t *)&a->async, NULL);
         uv_run(&a->loop, UV_RUN_DEFAULT);
     }
-    if (uv_loop_close(&a->loop) != 0) {
-        /* Should not happen; close whatever is left rather than leak the loop. */
-        TT_LOG(TT_LOG_WARN, "event loop still had handles at free");
-        uv_walk(&a->loop, walk_close, NULL);
-        uv_run(&a->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&a->loop);
-    }
+    tt_conn_loop_close(&a->loop);
     tt_proxy_env_free(&a->proxy_env);
     tt_tls_ctx_free(a->tls);
     tether_config_free(a->cfg);

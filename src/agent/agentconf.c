@@ -22,17 +22,6 @@ static int fail(tether_config *cfg, int code, const char *fmt, ...)
     return code;
 }
 
-/* Like snprintf into err, but through va_list so that a long message is cut, not warned about. */
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void errf(char err[TT_ERRLEN], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
-    va_end(ap);
-}
-
 static void ok(tether_config *cfg)
 {
     cfg->err[0] = '\0';
@@ -46,6 +35,23 @@ static void wipe_free(char *s)
     for (volatile char *p = s; *p; p++)
         *p = '\0';
     free(s);
+}
+
+/* Sets *slot to a copy of value (NULL: none), freeing the old one (wiped first when secret), and
+ * clears cfg's message. Returns 0, or TETHER_ERR_NOMEM with the message and *slot unchanged. */
+static int replace(tether_config *cfg, char **slot, const char *value, bool secret)
+{
+    char *copy = NULL;
+
+    if (value != NULL && (copy = strdup(value)) == NULL)
+        return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
+    if (secret)
+        wipe_free(*slot);
+    else
+        free(*slot);
+    *slot = copy;
+    ok(cfg);
+    return 0;
 }
 
 int tether_config_new(tether_config **out)
@@ -93,11 +99,11 @@ int tt_agentconf_parse_server(const char *url, struct tt_url *u, char err[TT_ERR
     char perr[TT_ERRLEN];
 
     if (tt_parse_url(url, schemes, u, perr) != 0) {
-        errf(err, "bad server URL '%s': %s (expected ws://HOST[:PORT][/PATH])", url, perr);
+        tt_errf(err, "bad server URL '%s': %s (expected ws://HOST[:PORT][/PATH])", url, perr);
         return TETHER_ERR_CONFIG;
     }
     if (u->user[0] != '\0') {
-        errf(err, "server URL '%s': credentials in the URL are not supported", url);
+        tt_errf(err, "server URL '%s': credentials in the URL are not supported", url);
         return TETHER_ERR_CONFIG;
     }
     return 0;
@@ -136,7 +142,6 @@ static bool printable_word(const char *s)
 static int set_word(tether_config *cfg, char **slot, const char *value, const char *what,
                     size_t max)
 {
-    char *copy;
     size_t len;
 
     if (cfg == NULL || value == NULL)
@@ -150,13 +155,7 @@ static int set_word(tether_config *cfg, char **slot, const char *value, const ch
     if (!printable_word(value))
         return fail(cfg, TETHER_ERR_CONFIG, "%s contains a space or a non-printable character",
                     what);
-    copy = strdup(value);
-    if (copy == NULL)
-        return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
-    free(*slot);
-    *slot = copy;
-    ok(cfg);
-    return 0;
+    return replace(cfg, slot, value, false);
 }
 
 int tether_config_set_name(tether_config *cfg, const char *name)
@@ -292,7 +291,6 @@ int tether_config_add_tcp(tether_config *cfg, const char *name, const char *targ
 int tether_config_set_proxy(tether_config *cfg, const char *url)
 {
     struct tt_proxy p;
-    char *copy;
     int rc;
 
     if (cfg == NULL || url == NULL)
@@ -303,85 +301,45 @@ int tether_config_set_proxy(tether_config *cfg, const char *url)
         if (rc != 0)
             return rc;
     }
-    copy = strdup(url);
-    if (copy == NULL)
-        return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
-    wipe_free(cfg->proxy);
-    cfg->proxy = copy;
-    ok(cfg);
-    return 0;
+    return replace(cfg, &cfg->proxy, url, true);
 }
 
 int tether_config_set_no_proxy(tether_config *cfg, const char *list)
 {
-    char *copy;
-
     if (cfg == NULL || list == NULL)
         return TETHER_ERR_INVAL;
-    copy = strdup(list);
-    if (copy == NULL)
-        return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
-    free(cfg->no_proxy);
-    cfg->no_proxy = copy;
-    ok(cfg);
-    return 0;
+    return replace(cfg, &cfg->no_proxy, list, false);
 }
 
 int tether_config_set_dns(tether_config *cfg, const char *server)
 {
     struct tt_dns_server dns;
-    char *copy = NULL;
 
     if (cfg == NULL)
         return TETHER_ERR_INVAL;
-    if (server != NULL) {
-        if (tt_hostaddr_parse_dns(server, &dns, cfg->err) != 0)
-            return TETHER_ERR_CONFIG;
-        copy = strdup(server);
-        if (copy == NULL)
-            return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
-    }
-    free(cfg->dns);
-    cfg->dns = copy;
-    ok(cfg);
-    return 0;
+    if (server != NULL && tt_hostaddr_parse_dns(server, &dns, cfg->err) != 0)
+        return TETHER_ERR_CONFIG;
+    return replace(cfg, &cfg->dns, server, false);
 }
 
 int tether_config_set_ca_file(tether_config *cfg, const char *path)
 {
-    char *copy;
-
     if (cfg == NULL || path == NULL)
         return TETHER_ERR_INVAL;
     if (path[0] == '\0')
         return fail(cfg, TETHER_ERR_CONFIG, "CA file name is empty");
-    copy = strdup(path);
-    if (copy == NULL)
-        return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
-    free(cfg->ca_file);
-    cfg->ca_file = copy;
-    ok(cfg);
-    return 0;
+    return replace(cfg, &cfg->ca_file, path, false);
 }
 
 int tether_config_set_state_dir(tether_config *cfg, const char *dir)
 {
-    char *copy = NULL;
-
     if (cfg == NULL)
         return TETHER_ERR_INVAL;
-    if (dir != NULL && (copy = strdup(dir)) == NULL)
-        return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
-    free(cfg->state_dir);
-    cfg->state_dir = copy;
-    ok(cfg);
-    return 0;
+    return replace(cfg, &cfg->state_dir, dir, false);
 }
 
 int tether_config_set_device_key(tether_config *cfg, const char *key)
 {
-    char *copy = NULL;
-
     if (cfg == NULL)
         return TETHER_ERR_INVAL;
     if (key != NULL) {
@@ -392,13 +350,8 @@ int tether_config_set_device_key(tether_config *cfg, const char *key)
         if (!hex) /* the message never shows the key */
             return fail(cfg, TETHER_ERR_CONFIG, "device key is not %d lowercase hex digits",
                         TETHER_DEVICE_KEY_LEN);
-        if ((copy = strdup(key)) == NULL)
-            return fail(cfg, TETHER_ERR_NOMEM, "out of memory");
     }
-    wipe_free(cfg->device_key);
-    cfg->device_key = copy;
-    ok(cfg);
-    return 0;
+    return replace(cfg, &cfg->device_key, key, true);
 }
 
 int tether_config_set_insecure(tether_config *cfg, bool insecure)

@@ -29,6 +29,7 @@
 #include "agent/proxy.h"
 #include "agent/relaytext.h"
 #include "agent/resolve.h"
+#include "common/conn.h"
 #include "common/log.h"
 #include "common/pipe.h"
 #include "common/pool.h"
@@ -888,13 +889,6 @@ void tether_connect_stop(tether_connect *tc)
     uv_async_send(&tc->async);
 }
 
-static void walk_close(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 void tether_connect_free(tether_connect *tc)
 {
     if (tc == NULL)
@@ -903,11 +897,6 @@ void tether_connect_free(tether_connect *tc)
         close_handles(tc);
         uv_run(&tc->loop, UV_RUN_DEFAULT);
     }
-    if (uv_loop_close(&tc->loop) != 0) {
-        TT_LOG(TT_LOG_WARN, "event loop still had handles at free");
-        uv_walk(&tc->loop, walk_close, NULL);
-        uv_run(&tc->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&tc->loop);
-    }
+    tt_conn_loop_close(&tc->loop);
     free_parts(tc);
 }

@@ -92,26 +92,6 @@ static void start_hop(struct tt_dial *d);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void set_msg(struct tt_dial *d, const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void set_msg(struct tt_dial *d, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(d->msg, sizeof d->msg, fmt, ap);
-    va_end(ap);
-}
-
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void errf(char err[TT_ERRLEN], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
-    va_end(ap);
-}
-
 static void maybe_free(struct tt_dial *d)
 {
     if (d->done && d->pending == 0) {
@@ -242,7 +222,7 @@ static int dial_write(struct tt_dial *d, const void *data, size_t len)
     int rc;
 
     if (w == NULL) {
-        set_msg(d, "out of memory");
+        tt_errf(d->msg, "out of memory");
         return TETHER_ERR_NOMEM;
     }
     w->d = d;
@@ -253,7 +233,7 @@ static int dial_write(struct tt_dial *d, const void *data, size_t len)
     if (rc < 0) {
         OPENSSL_cleanse(w->buf, w->len);
         free(w);
-        set_msg(d, "cannot send to %s: %s", d->url, uv_strerror(rc));
+        tt_errf(d->msg, "cannot send to %s: %s", d->url, uv_strerror(rc));
         return map_uv_err(rc);
     }
     d->pending++;
@@ -270,7 +250,7 @@ static int ws_start(struct tt_dial *d)
     int n;
 
     if (tt_wshs_make_key(d->key) != 0) {
-        set_msg(d, "cannot make a WebSocket key (no randomness)");
+        tt_errf(d->msg, "cannot make a WebSocket key (no randomness)");
         return TETHER_ERR_IO;
     }
     if (strchr(d->u.host, ':'))
@@ -280,7 +260,7 @@ static int ws_start(struct tt_dial *d)
     n = tt_wshs_client_request_ex(req, sizeof req, host, d->u.port, default_port, d->u.path, d->key,
                                   d->opt.subprotocol, d->opt.headers);
     if (n < 0) {
-        set_msg(d, "WebSocket request for %s is too long", d->url);
+        tt_errf(d->msg, "WebSocket request for %s is too long", d->url);
         return TETHER_ERR_TOO_LARGE;
     }
     int rc = dial_write(d, req, (size_t)n);
@@ -310,9 +290,9 @@ static int refusal(struct tt_dial *d)
 {
     keep_body(d);
     if (d->status == 101)
-        set_msg(d, "WebSocket handshake with %s failed: bad upgrade answer", d->url);
+        tt_errf(d->msg, "WebSocket handshake with %s failed: bad upgrade answer", d->url);
     else
-        set_msg(d, "WebSocket handshake with %s failed: HTTP %d", d->url, d->status);
+        tt_errf(d->msg, "WebSocket handshake with %s failed: HTTP %d", d->url, d->status);
     return TETHER_ERR_HANDSHAKE;
 }
 
@@ -327,7 +307,7 @@ static int ws_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t *us
     if (rc == TETHER_ERR_AGAIN)
         return 0;
     if (rc != 0) {
-        set_msg(d, "bad HTTP answer from %s during the WebSocket handshake", d->url);
+        tt_errf(d->msg, "bad HTTP answer from %s during the WebSocket handshake", d->url);
         return TETHER_ERR_HTTP;
     }
     d->status = r.status;
@@ -361,7 +341,7 @@ static int proxy_start(struct tt_dial *d)
     int rc;
 
     if (n < 0) {
-        set_msg(d, "CONNECT request to proxy %s is too long", d->proxy.display);
+        tt_errf(d->msg, "CONNECT request to proxy %s is too long", d->proxy.display);
         return TETHER_ERR_TOO_LARGE;
     }
     TT_LOG(TT_LOG_DEBUG, "proxy CONNECT proxy=%s from=%s target=%s:%u auth=%s", d->proxy.display,
@@ -380,7 +360,7 @@ static int proxy_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t 
     if (rc == 0)
         return 0;
     if (rc < 0) {
-        set_msg(d, "bad answer from proxy %s to CONNECT %s:%u%s", d->proxy.display, d->u.host,
+        tt_errf(d->msg, "bad answer from proxy %s to CONNECT %s:%u%s", d->proxy.display, d->u.host,
                 (unsigned)d->u.port, len >= TT_PROXY_MAX_HEAD ? " (head too large)" : "");
         return len >= TT_PROXY_MAX_HEAD ? TETHER_ERR_TOO_LARGE : TETHER_ERR_HTTP;
     }
@@ -392,14 +372,14 @@ static int proxy_input(struct tt_dial *d, const uint8_t *in, size_t len, size_t 
     if (r.status == 407 || r.status == 401) {
         /* The words matter: with credentials they were wrong, without they are missing. 407 is
          * the standard answer; some proxies (tinyproxy 1.11, for wrong credentials) say 401. */
-        set_msg(d, "%s (proxy %s from %s answered %d %s to CONNECT %s:%u)",
+        tt_errf(d->msg, "%s (proxy %s from %s answered %d %s to CONNECT %s:%u)",
                 d->proxy.auth ? "proxy authentication failed" : "proxy requires authentication",
                 d->proxy.display, d->proxy.source, r.status, r.reason, d->u.host,
                 (unsigned)d->u.port);
         return TETHER_ERR_AUTH;
     }
-    set_msg(d, "proxy refused CONNECT: %d %s (proxy %s from %s, target %s:%u)", r.status, r.reason,
-            d->proxy.display, d->proxy.source, d->u.host, (unsigned)d->u.port);
+    tt_errf(d->msg, "proxy refused CONNECT: %d %s (proxy %s from %s, target %s:%u)", r.status,
+            r.reason, d->proxy.display, d->proxy.source, d->u.host, (unsigned)d->u.port);
     return TETHER_ERR_REFUSED;
 }
 
@@ -444,13 +424,13 @@ static int tls_start(struct tt_dial *d)
     rc = tt_tls_connect(d->conn, ctx, d->u.host, d->rbuf, d->rlen, on_tls_handshake, d);
     d->rlen = 0;
     if (rc != 0) {
-        set_msg(d, "cannot start TLS with %s: %s", d->url, tether_strerror(rc));
+        tt_errf(d->msg, "cannot start TLS with %s: %s", d->url, tether_strerror(rc));
         return rc;
     }
     /* From here on the socket's reads come as plaintext. */
     rc = tt_conn_read_start(d->conn, on_alloc, on_read);
     if (rc < 0) {
-        set_msg(d, "cannot read from %s: %s", d->url, uv_strerror(rc));
+        tt_errf(d->msg, "cannot read from %s: %s", d->url, uv_strerror(rc));
         return map_uv_err(rc);
     }
     return 0;
@@ -749,12 +729,12 @@ int tt_dial_start(struct tt_dial **out, uv_loop_t *loop, const char *url,
     char perr[TT_ERRLEN];
 
     if (strlen(url) >= URL_MAX || tt_parse_url(url, schemes, &u, perr) != 0) {
-        errf(err, "bad server URL %s (expected ws:// or wss://)", url);
+        tt_errf(err, "bad server URL %s (expected ws:// or wss://)", url);
         return TETHER_ERR_CONFIG;
     }
     d = calloc(1, sizeof *d);
     if (d == NULL) {
-        errf(err, "out of memory");
+        tt_errf(err, "out of memory");
         return TETHER_ERR_NOMEM;
     }
     d->loop = loop;
@@ -801,7 +781,7 @@ int tt_dial_redirect_url(const char *base, const char *location, char *out, size
 
     if (location[0] == '/' && location[1] != '/') {
         if (tt_parse_url(base, any, &u, perr) != 0) {
-            errf(err, "bad base URL %s", base);
+            tt_errf(err, "bad base URL %s", base);
             return -1;
         }
         if (strchr(u.host, ':'))
@@ -818,24 +798,24 @@ int tt_dial_redirect_url(const char *base, const char *location, char *out, size
     } else if (has_prefix_ci(location, "wss://")) {
         n = snprintf(out, outlen, "wss://%s", location + 6);
     } else {
-        errf(err, "unsupported Location '%s' (need an absolute ws:// or http:// URL)", location);
+        tt_errf(err, "unsupported Location '%s' (need an absolute ws:// or http:// URL)", location);
         return -1;
     }
     if (n < 0 || (size_t)n >= outlen) {
-        errf(err, "Location is too long");
+        tt_errf(err, "Location is too long");
         return -1;
     }
     if (tt_parse_url(out, any, &u, perr) != 0) {
-        errf(err, "bad Location '%s': %s", location, perr);
+        tt_errf(err, "bad Location '%s': %s", location, perr);
         return -1;
     }
     /* no way down from TLS: the next hop would get the device's name and token in clear */
     if ((has_prefix_ci(base, "wss://") || has_prefix_ci(base, "https://")) &&
         strcmp(u.scheme, "ws") == 0) {
-        errf(err,
-             "refused: %s would leave TLS for cleartext ws:// (a redirect never downgrades "
-             "wss://, so the device's token is not sent unencrypted)",
-             out);
+        tt_errf(err,
+                "refused: %s would leave TLS for cleartext ws:// (a redirect never downgrades "
+                "wss://, so the device's token is not sent unencrypted)",
+                out);
         return -1;
     }
     return 0;

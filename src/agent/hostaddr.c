@@ -16,7 +16,7 @@ static int errf(char err[TT_ERRLEN], const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
+    tt_verrf(err, fmt, ap);
     va_end(ap);
     return -1;
 }

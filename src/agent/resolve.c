@@ -74,26 +74,6 @@ static void init_ares(void)
     ares_init_status = ares_library_init(ARES_LIB_INIT_ALL);
 }
 
-static void set_msg(struct tt_resolve *r, const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void set_msg(struct tt_resolve *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->msg, sizeof r->msg, fmt, ap);
-    va_end(ap);
-}
-
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void errf(char err[TT_ERRLEN], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
-    va_end(ap);
-}
-
 static bool have_resolv_conf(void)
 {
 #if defined(_WIN32)
@@ -222,13 +202,13 @@ static void on_gai(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (!r->done) {
         if (status < 0) {
             r->err = status == UV_EAI_MEMORY ? TETHER_ERR_NOMEM : TETHER_ERR_NOT_FOUND;
-            set_msg(r, "cannot resolve %s: %s", r->host, uv_strerror(status));
+            tt_errf(r->msg, "cannot resolve %s: %s", r->host, uv_strerror(status));
         } else {
             for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
                 keep_addr(r, ai->ai_addr, (size_t)ai->ai_addrlen);
             if (r->naddrs == 0) {
                 r->err = TETHER_ERR_NOT_FOUND;
-                set_msg(r, "cannot resolve %s: no IPv4 or IPv6 address", r->host);
+                tt_errf(r->msg, "cannot resolve %s: no IPv4 or IPv6 address", r->host);
             }
         }
     }
@@ -251,7 +231,7 @@ static int start_system(struct tt_resolve *r, char err[TT_ERRLEN])
     r->gai.data = r;
     rc = uv_getaddrinfo(r->loop, &r->gai, on_gai, r->host, NULL, &hints);
     if (rc < 0) {
-        errf(err, "cannot resolve %s: %s", r->host, uv_strerror(rc));
+        tt_errf(err, "cannot resolve %s: %s", r->host, uv_strerror(rc));
         return rc == UV_ENOMEM ? TETHER_ERR_NOMEM : TETHER_ERR_IO;
     }
     r->gai_busy = true;
@@ -263,7 +243,7 @@ static int start_system(struct tt_resolve *r, char err[TT_ERRLEN])
  * program holds no getaddrinfo of ours. */
 static int start_system(struct tt_resolve *r, char err[TT_ERRLEN])
 {
-    errf(err, "cannot resolve %s: no system resolver in this build", r->host);
+    tt_errf(err, "cannot resolve %s: no system resolver in this build", r->host);
     return TETHER_ERR_IO;
 }
 #endif
@@ -408,20 +388,20 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
     switch (r->mode) {
     case TT_RESOLVE_DNS:
         r->err = status == ARES_ETIMEOUT ? TETHER_ERR_TIMEOUT : TETHER_ERR_NOT_FOUND;
-        set_msg(r, "cannot resolve %s with DNS server %s (--dns): %s", r->host, r->dns.display,
+        tt_errf(r->msg, "cannot resolve %s with DNS server %s (--dns): %s", r->host, r->dns.display,
                 ares_reason(status));
         break;
     case TT_RESOLVE_HOSTS:
         r->err = TETHER_ERR_NOT_FOUND;
-        set_msg(r,
+        tt_errf(r->msg,
                 "cannot resolve %s: not in /etc/hosts, and no DNS server is known (there is no "
                 "%s): give one with --dns ADDR[:PORT]",
                 r->host, TT_RESOLV_CONF);
         break;
     default:
         r->err = status == ARES_ETIMEOUT ? TETHER_ERR_TIMEOUT : TETHER_ERR_NOT_FOUND;
-        set_msg(r, "cannot resolve %s (hosts file and %s's servers): %s", r->host, TT_RESOLV_CONF,
-                ares_reason(status));
+        tt_errf(r->msg, "cannot resolve %s (hosts file and %s's servers): %s", r->host,
+                TT_RESOLV_CONF, ares_reason(status));
         break;
     }
     if (status == ARES_ENOMEM)
@@ -438,7 +418,7 @@ static int start_ares(struct tt_resolve *r, char err[TT_ERRLEN])
 
     uv_once(&ares_once, init_ares);
     if (ares_init_status != ARES_SUCCESS) {
-        errf(err, "cannot resolve %s: c-ares: %s", r->host, ares_strerror(ares_init_status));
+        tt_errf(err, "cannot resolve %s: c-ares: %s", r->host, ares_strerror(ares_init_status));
         return TETHER_ERR_IO;
     }
     memset(&o, 0, sizeof o);
@@ -460,7 +440,7 @@ static int start_ares(struct tt_resolve *r, char err[TT_ERRLEN])
     }
     rc = ares_init_options(&r->channel, &o, mask);
     if (rc != ARES_SUCCESS) {
-        errf(err, "cannot resolve %s: c-ares: %s", r->host, ares_strerror(rc));
+        tt_errf(err, "cannot resolve %s: c-ares: %s", r->host, ares_strerror(rc));
         return rc == ARES_ENOMEM ? TETHER_ERR_NOMEM : TETHER_ERR_IO;
     }
     r->channel_up = true;
@@ -477,7 +457,7 @@ static int start_ares(struct tt_resolve *r, char err[TT_ERRLEN])
         node.tcp_port = r->dns.port;
         rc = ares_set_servers_ports(r->channel, &node);
         if (rc != ARES_SUCCESS) {
-            errf(err, "cannot use DNS server %s: c-ares: %s", r->dns.display, ares_strerror(rc));
+            tt_errf(err, "cannot use DNS server %s: c-ares: %s", r->dns.display, ares_strerror(rc));
             ares_destroy(r->channel);
             r->channel_up = false;
             return rc == ARES_ENOMEM ? TETHER_ERR_NOMEM : TETHER_ERR_IO;
@@ -514,12 +494,12 @@ int tt_resolve_start(struct tt_resolve **out, uv_loop_t *loop, const struct tt_r
     int rc;
 
     if (hlen == 0 || hlen >= TT_HOSTLEN) {
-        errf(err, "cannot resolve '%.64s': %s", host, hlen ? "name too long" : "empty name");
+        tt_errf(err, "cannot resolve '%.64s': %s", host, hlen ? "name too long" : "empty name");
         return TETHER_ERR_INVAL;
     }
     r = calloc(1, sizeof *r);
     if (r == NULL) {
-        errf(err, "out of memory");
+        tt_errf(err, "out of memory");
         return TETHER_ERR_NOMEM;
     }
     r->loop = loop;
@@ -537,8 +517,8 @@ int tt_resolve_start(struct tt_resolve **out, uv_loop_t *loop, const struct tt_r
     if (!r->fixed) {
         if (atomic_fetch_add(&inflight, 1) >= TT_RESOLVE_MAX_INFLIGHT) {
             atomic_fetch_sub(&inflight, 1);
-            errf(err, "cannot resolve %s: too many name lookups at once (%d)", host,
-                 TT_RESOLVE_MAX_INFLIGHT);
+            tt_errf(err, "cannot resolve %s: too many name lookups at once (%d)", host,
+                    TT_RESOLVE_MAX_INFLIGHT);
             r->cancelled = true;
             cleanup(r);
             return TETHER_ERR_CAPACITY;

@@ -17,16 +17,6 @@
 #define SEP '/'
 #endif
 
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void errf(char err[TT_ERRLEN], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
-    va_end(ap);
-}
-
 /* The result of a synchronous request, which is cleaned up. */
 static int done(uv_fs_t *req)
 {
@@ -63,8 +53,8 @@ int tt_state_default_dir(char out[TT_STATE_PATHLEN], char err[TT_ERRLEN])
     } else {
         len = sizeof(base);
         if (uv_os_homedir(base, &len) != 0) {
-            errf(err, "no state directory: LOCALAPPDATA and the home directory are unknown "
-                      "(give --state-dir DIR)");
+            tt_errf(err, "no state directory: LOCALAPPDATA and the home directory are unknown "
+                         "(give --state-dir DIR)");
             return TETHER_ERR_CONFIG;
         }
         tail = "\\.tether";
@@ -85,7 +75,8 @@ int tt_state_default_dir(char out[TT_STATE_PATHLEN], char err[TT_ERRLEN])
     } else {
         len = sizeof(base);
         if (uv_os_homedir(base, &len) != 0 || base[0] == '\0') {
-            errf(err, "no state directory: the home directory is unknown (give --state-dir DIR)");
+            tt_errf(err,
+                    "no state directory: the home directory is unknown (give --state-dir DIR)");
             return TETHER_ERR_CONFIG;
         }
         tail = "/.local/state/tether";
@@ -93,7 +84,7 @@ int tt_state_default_dir(char out[TT_STATE_PATHLEN], char err[TT_ERRLEN])
 #endif
     n = snprintf(out, TT_STATE_PATHLEN, "%s%s", base, tail);
     if (n < 0 || n >= TT_STATE_PATHLEN) {
-        errf(err, "no state directory: the path is too long (give --state-dir DIR)");
+        tt_errf(err, "no state directory: the path is too long (give --state-dir DIR)");
         return TETHER_ERR_CONFIG;
     }
     return 0;
@@ -140,7 +131,7 @@ int tt_state_read_key(uv_loop_t *loop, const char *dir, const char *name,
 
     key[0] = '\0';
     if (tt_state_key_path(dir, name, path, sizeof(path)) != 0) {
-        errf(err, "the key file name for device %s in %s is too long", name, dir);
+        tt_errf(err, "the key file name for device %s in %s is too long", name, dir);
         return TETHER_ERR_CONFIG;
     }
     fd = uv_fs_open(loop, &req, path, UV_FS_O_RDONLY, 0, NULL);
@@ -148,7 +139,7 @@ int tt_state_read_key(uv_loop_t *loop, const char *dir, const char *name,
     if (fd == UV_ENOENT)
         return TETHER_ERR_NOT_FOUND;
     if (fd < 0) {
-        errf(err, "cannot read the device key in %s: %s", path, uv_strerror(fd));
+        tt_errf(err, "cannot read the device key in %s: %s", path, uv_strerror(fd));
         return TETHER_ERR_IO;
     }
     for (;;) {
@@ -168,7 +159,7 @@ int tt_state_read_key(uv_loop_t *loop, const char *dir, const char *name,
     uv_fs_req_cleanup(&req);
     if (n >= sizeof(buf) - 1) { /* a key file is about 65 bytes: this one is something else */
         OPENSSL_cleanse(buf, sizeof(buf));
-        errf(err, "cannot read the device key in %s: too large or unreadable", path);
+        tt_errf(err, "cannot read the device key in %s: too large or unreadable", path);
         return TETHER_ERR_IO;
     }
     while (n > 0 &&
@@ -178,8 +169,8 @@ int tt_state_read_key(uv_loop_t *loop, const char *dir, const char *name,
         start++;
     if (!key_ok(buf + start, n - start)) {
         OPENSSL_cleanse(buf, sizeof(buf));
-        errf(err, "%s does not hold a device key (%d lowercase hex digits)", path,
-             TETHER_DEVICE_KEY_LEN);
+        tt_errf(err, "%s does not hold a device key (%d lowercase hex digits)", path,
+                TETHER_DEVICE_KEY_LEN);
         return TETHER_ERR_CONFIG;
     }
     memcpy(key, buf + start, TETHER_DEVICE_KEY_LEN);
@@ -233,17 +224,17 @@ int tt_state_write_key(uv_loop_t *loop, const char *dir, const char *name, const
     int fd, r;
 
     if (!key_ok(key, strlen(key))) {
-        errf(err, "the relay's device key is not %d lowercase hex digits: not saved",
-             TETHER_DEVICE_KEY_LEN);
+        tt_errf(err, "the relay's device key is not %d lowercase hex digits: not saved",
+                TETHER_DEVICE_KEY_LEN);
         return TETHER_ERR_IO;
     }
     if (tt_state_key_path(dir, name, path, sizeof(path)) != 0) {
-        errf(err, "the key file name for device %s in %s is too long", name, dir);
+        tt_errf(err, "the key file name for device %s in %s is too long", name, dir);
         return TETHER_ERR_IO;
     }
     r = make_dirs(loop, dir);
     if (r != 0) {
-        errf(err, "cannot create the state directory %s: %s", dir, uv_strerror(r));
+        tt_errf(err, "cannot create the state directory %s: %s", dir, uv_strerror(r));
         return TETHER_ERR_IO;
     }
     snprintf(tmpl, sizeof(tmpl), "%s.tmp-XXXXXX", path);
@@ -252,7 +243,7 @@ int tt_state_write_key(uv_loop_t *loop, const char *dir, const char *name, const
         snprintf(tmp, sizeof(tmp), "%s", req.path);
     uv_fs_req_cleanup(&req);
     if (fd < 0) {
-        errf(err, "cannot write the device key in %s: %s", dir, uv_strerror(fd));
+        tt_errf(err, "cannot write the device key in %s: %s", dir, uv_strerror(fd));
         return TETHER_ERR_IO;
     }
     memcpy(line, key, TETHER_DEVICE_KEY_LEN);
@@ -279,7 +270,7 @@ int tt_state_write_key(uv_loop_t *loop, const char *dir, const char *name, const
     if (r < 0) {
         uv_fs_unlink(loop, &req, tmp, NULL);
         uv_fs_req_cleanup(&req);
-        errf(err, "cannot write the device key in %s: %s", path, uv_strerror(r));
+        tt_errf(err, "cannot write the device key in %s: %s", path, uv_strerror(r));
         return TETHER_ERR_IO;
     }
 #if !defined(_WIN32)

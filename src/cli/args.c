@@ -2,26 +2,14 @@
  * tether_config through the public API only. No output, no exit; the only outside input is the
  * --config file (read by src/common/configfile.c) and the TETHER_TOKEN variable (main.c reads
  * --token-file). main.c prints the one-line message and exits 2 (1 for an unreadable file). */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cli/args.h"
+#include "cli/flags.h"
 #include "common/configfile.h"
-#include "common/log.h"
-
-static int errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
-
-static int errf(char err[TT_ERRLEN], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 const char *tt_args_usage(void)
 {
@@ -121,11 +109,7 @@ enum opt_id {
     OPT_LOG_FORMAT,
 };
 
-static const struct {
-    const char *name;
-    enum opt_id id;
-    bool has_value;
-} opts[] = {
+static const struct tt_flags_opt opts[] = {
     {"server", OPT_SERVER, true},
     {"name", OPT_NAME, true},
     {"token", OPT_TOKEN, true},
@@ -167,7 +151,7 @@ static int add_service(struct tt_args *a, enum tether_service_kind kind, const c
     struct tt_args_service *s;
 
     if (a->nservices == TETHER_MAX_SERVICES)
-        return errf(err, "too many services (at most %d)", TETHER_MAX_SERVICES);
+        return tt_flags_errf(err, "too many services (at most %d)", TETHER_MAX_SERVICES);
     s = &a->services[a->nservices];
     memset(s, 0, sizeof *s);
     s->kind = kind;
@@ -175,26 +159,27 @@ static int add_service(struct tt_args *a, enum tether_service_kind kind, const c
     if (eq) {
         size_t n = (size_t)(eq - value);
         if (!valid_name(value, n))
-            return errf(err, "%s %s: bad service name '%.*s' (use 1 to %d of a-z, 0-9 and '-')",
-                        flag, value, (int)(n > 64 ? 64 : n), value, TETHER_MAX_SERVICE_NAME);
+            return tt_flags_errf(
+                err, "%s %s: bad service name '%.*s' (use 1 to %d of a-z, 0-9 and '-')", flag,
+                value, (int)(n > 64 ? 64 : n), value, TETHER_MAX_SERVICE_NAME);
         memcpy(s->name, value, n);
         s->name[n] = '\0';
         s->named = true;
         target = eq + 1;
     } else if (kind == TETHER_SERVICE_TCP) {
-        return errf(err, "--tcp %s: expected NAME=HOST:PORT", value);
+        return tt_flags_errf(err, "--tcp %s: expected NAME=HOST:PORT", value);
     } else {
         target = value;
     }
     if (target[0] == '\0')
-        return errf(err, "%s %s: expected %sHOST:PORT", flag, value,
-                    kind == TETHER_SERVICE_HTTP ? "[NAME=]" : "NAME=");
+        return tt_flags_errf(err, "%s %s: expected %sHOST:PORT", flag, value,
+                             kind == TETHER_SERVICE_HTTP ? "[NAME=]" : "NAME=");
     size_t digits = strspn(target, "0123456789");
     int n = digits > 0 && digits <= 5 && target[digits] == '\0' /* a bare PORT */
                 ? snprintf(s->target, sizeof s->target, "127.0.0.1:%s", target)
                 : snprintf(s->target, sizeof s->target, "%s", target);
     if (n < 0 || (size_t)n >= sizeof s->target)
-        return errf(err, "%s %.64s...: target is too long", flag, value);
+        return tt_flags_errf(err, "%s %.64s...: target is too long", flag, value);
     a->nservices++;
     return 0;
 }
@@ -228,60 +213,28 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
 {
     switch (id) {
     case OPT_SERVER:
-        if (a->nservers == TETHER_MAX_SERVERS)
-            return errf(err, "too many --server (at most %d)", TETHER_MAX_SERVERS);
-        if (v[0] == '\0')
-            return errf(err, "--server: empty URL");
-        a->servers[a->nservers++] = v;
-        return 0;
+        return tt_flags_add_server(a->servers, &a->nservers, v, err);
     case OPT_NAME:
-        if (a->name)
-            return errf(err, "--name given twice");
-        a->name = v;
-        return 0;
+        return tt_flags_once(&a->name, v, "--name", NULL, err);
     case OPT_TOKEN:
-        if (a->token)
-            return errf(err, "--token given twice");
-        a->token = v;
-        return 0;
+        return tt_flags_once(&a->token, v, "--token", NULL, err);
     case OPT_TOKEN_FILE:
-        if (a->token_file)
-            return errf(err, "--token-file given twice");
-        if (v[0] == '\0')
-            return errf(err, "--token-file: empty file name");
-        a->token_file = v;
-        return 0;
+        return tt_flags_once(&a->token_file, v, "--token-file", "empty file name", err);
     case OPT_HTTP:
         return add_service(a, TETHER_SERVICE_HTTP, v, err);
     case OPT_TCP:
         return add_service(a, TETHER_SERVICE_TCP, v, err);
     case OPT_PROXY:
-        if (a->proxy)
-            return errf(err, "--proxy given twice");
-        a->proxy = v;
-        return 0;
+        return tt_flags_once(&a->proxy, v, "--proxy", NULL, err);
     case OPT_NOPROXY:
-        if (a->noproxy)
-            return errf(err, "--noproxy given twice");
-        a->noproxy = v;
-        return 0;
+        return tt_flags_once(&a->noproxy, v, "--noproxy", NULL, err);
     case OPT_CA_FILE:
         a->ca_file = v;
         return 0;
     case OPT_STATE_DIR:
-        if (a->state_dir)
-            return errf(err, "--state-dir given twice");
-        if (v[0] == '\0')
-            return errf(err, "--state-dir: empty directory name");
-        a->state_dir = v;
-        return 0;
+        return tt_flags_once(&a->state_dir, v, "--state-dir", "empty directory name", err);
     case OPT_DNS:
-        if (a->dns)
-            return errf(err, "--dns given twice");
-        if (v[0] == '\0')
-            return errf(err, "--dns: empty value (expected ADDR[:PORT])");
-        a->dns = v;
-        return 0;
+        return tt_flags_once(&a->dns, v, "--dns", "empty value (expected ADDR[:PORT])", err);
     case OPT_INSECURE:
         a->insecure = true;
         return 0;
@@ -289,9 +242,7 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
         a->json = true;
         return 0;
     case OPT_LOG_LEVEL:
-        if (tt_log_parse_level(v, &a->log_level) != 0)
-            return errf(err, "bad --log-level '%s' (error, warn, info or debug)", v);
-        return 0;
+        return tt_flags_log_level(v, &a->log_level, err);
     case OPT_HELP:
         a->help = true;
         return 0;
@@ -306,10 +257,10 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
         else if (strcmp(v, "json") == 0)
             a->log_json = true;
         else
-            return errf(err, "bad --log-format '%s' (text or json)", v);
+            return tt_flags_errf(err, "bad --log-format '%s' (text or json)", v);
         return 0;
     }
-    return errf(err, "unknown option '%s'", flag);
+    return tt_flags_errf(err, "unknown option '%s'", flag);
 }
 
 /* Windows' permission bits say nothing of who may read a file (its ACL does): there a token line
@@ -320,14 +271,7 @@ static int apply(struct tt_args *a, enum opt_id id, const char *flag, const char
 #define TT_ARGS_WINDOWS 0
 #endif
 
-static size_t find_opt(const char *name, size_t namelen)
-{
-    size_t k, nopts = sizeof opts / sizeof opts[0];
-    for (k = 0; k < nopts; k++)
-        if (strlen(opts[k].name) == namelen && strncmp(opts[k].name, name, namelen) == 0)
-            break;
-    return k;
-}
+#define NOPTS (sizeof opts / sizeof opts[0])
 
 /* A boolean setting's value in the file: 1 (empty, true, yes, on, 1), 0 (false, no, off, 0), or
  * -1. */
@@ -348,25 +292,17 @@ static int file_bool(const char *v)
 static int find_config(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
 {
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *v;
-        if (strncmp(arg, "--", 2) != 0)
+        const char *v;
+        char e[TT_ERRLEN];
+        if (strncmp(argv[i], "--", 2) != 0 || argv[i][2] == '\0')
             continue; /* tt_args_parse reports it */
-        const char *eq = strchr(arg, '=');
-        size_t k = find_opt(arg + 2, eq ? (size_t)(eq - arg - 2) : strlen(arg + 2));
-        if (k == sizeof opts / sizeof opts[0] || !opts[k].has_value)
-            continue;
-        if (eq)
-            v = eq + 1;
-        else if (i + 1 < argc)
-            v = argv[++i];
-        else
-            continue; /* "needs a value", from tt_args_parse */
-        if (opts[k].id != OPT_CONFIG)
-            continue;
+        int k = tt_flags_next(opts, NOPTS, argc, argv, &i, &v, "--help", e);
+        if (k < 0 || opts[k].id != OPT_CONFIG)
+            continue; /* another flag (its value skipped), or an error tt_args_parse reports */
         if (a->config)
-            return errf(err, "--config given twice");
+            return tt_flags_errf(err, "--config given twice");
         if (v[0] == '\0')
-            return errf(err, "--config: empty file name");
+            return tt_flags_errf(err, "--config: empty file name");
         a->config = v;
     }
     return 0;
@@ -380,7 +316,7 @@ static int read_config(struct tt_args *a, char err[TT_ERRLEN])
 
     a->file = calloc(1, sizeof *a->file);
     if (a->file == NULL)
-        return errf(err, "--config %.200s: out of memory", path);
+        return tt_flags_errf(err, "--config %.200s: out of memory", path);
     int rc = tt_configfile_read(path, a->file, err);
     if (rc != 0) {
         free(a->file);
@@ -389,25 +325,27 @@ static int read_config(struct tt_args *a, char err[TT_ERRLEN])
     }
     for (size_t i = 0; i < a->file->n; i++) {
         const struct tt_configfile_item *it = &a->file->items[i];
-        size_t k = find_opt(it->flag + 2, strlen(it->flag + 2));
-        if (k == sizeof opts / sizeof opts[0] || opts[k].id == OPT_CONFIG ||
-            opts[k].id == OPT_HELP || opts[k].id == OPT_VERSION)
-            return errf(err, "%.200s:%u: unknown setting '%.40s'", path, it->line, it->flag + 2);
+        size_t k = tt_flags_find(opts, NOPTS, it->flag + 2, strlen(it->flag + 2));
+        if (k == NOPTS || opts[k].id == OPT_CONFIG || opts[k].id == OPT_HELP ||
+            opts[k].id == OPT_VERSION)
+            return tt_flags_errf(err, "%.200s:%u: unknown setting '%.40s'", path, it->line,
+                                 it->flag + 2);
         if (opts[k].id == OPT_TOKEN && !TT_ARGS_WINDOWS && (a->file->mode & 0004u))
-            return errf(err,
-                        "%.200s:%u: a token in a file that every user can read: use token-file "
-                        "FILE, or chmod o-r the file",
-                        path, it->line);
+            return tt_flags_errf(
+                err,
+                "%.200s:%u: a token in a file that every user can read: use token-file "
+                "FILE, or chmod o-r the file",
+                path, it->line);
         if (!opts[k].has_value) {
             int on = file_bool(it->value);
             if (on < 0)
-                return errf(err, "%.200s:%u: %s: expected true or false, not '%.40s'", path,
-                            it->line, it->flag, it->value);
+                return tt_flags_errf(err, "%.200s:%u: %s: expected true or false, not '%.40s'",
+                                     path, it->line, it->flag, it->value);
             if (!on)
                 continue;
         }
         if (apply(a, opts[k].id, it->flag, it->value, e) != 0)
-            return errf(err, "%.200s:%u: %s", path, it->line, e);
+            return tt_flags_errf(err, "%.200s:%u: %s", path, it->line, e);
         a->from_file |= 1u << opts[k].id;
         if (opts[k].id == OPT_HTTP || opts[k].id == OPT_TCP)
             a->services[a->nservices - 1].from_file = true;
@@ -472,52 +410,40 @@ static int parse(struct tt_args *a, int argc, char **argv, char err[TT_ERRLEN])
         return rc;
     /* the token from the other source must not look like a clash: one of them is dropped */
     if ((a->from_file & (1u << OPT_TOKEN)) && (a->from_file & (1u << OPT_TOKEN_FILE)))
-        return errf(err, "%.200s: token and token-file cannot be used together", a->config);
+        return tt_flags_errf(err, "%.200s: token and token-file cannot be used together",
+                             a->config);
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        const char *eq, *value = NULL;
-        size_t namelen, k;
+        const char *arg = argv[i], *value;
 
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
-            return errf(err, "unexpected argument '%s' (see --help)", arg);
-        eq = strchr(arg, '=');
-        namelen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        k = find_opt(arg + 2, namelen);
-        if (k == sizeof opts / sizeof opts[0])
-            return errf(err, "unknown option '%.*s' (see --help)", (int)(namelen + 2), arg);
-        if (opts[k].has_value) {
-            if (eq)
-                value = eq + 1;
-            else if (i + 1 < argc)
-                value = argv[++i];
-            else
-                return errf(err, "--%s needs a value", opts[k].name);
-        } else if (eq) {
-            return errf(err, "--%s takes no value", opts[k].name);
-        }
-        forget_file_value(a, opts[k].id);
-        if (apply(a, opts[k].id, arg, value, err) != 0)
+            return tt_flags_errf(err, "unexpected argument '%s' (see --help)", arg);
+        int k = tt_flags_next(opts, NOPTS, argc, argv, &i, &value, "--help", err);
+        if (k < 0)
+            return -1;
+        forget_file_value(a, (enum opt_id)opts[k].id);
+        if (apply(a, (enum opt_id)opts[k].id, arg, value, err) != 0)
             return -1;
     }
     if (a->help || a->version)
         return 0;
     if (a->nservers == 0)
-        return errf(err, "missing --server URL (the relay, ws://HOST:PORT)");
+        return tt_flags_errf(err, "missing --server URL (the relay, ws://HOST:PORT)");
     if (a->name == NULL)
-        return errf(err, "missing --name NAME");
+        return tt_flags_errf(err, "missing --name NAME");
     if (a->token && a->token_file)
-        return errf(err, "--token and --token-file cannot be used together");
+        return tt_flags_errf(err, "--token and --token-file cannot be used together");
     if (a->token == NULL && a->token_file == NULL) {
         const char *env = getenv("TETHER_TOKEN");
         if (env == NULL || env[0] == '\0')
-            return errf(err, "missing --token TOKEN (or --token-file FILE, or TETHER_TOKEN in the "
-                             "environment)");
+            return tt_flags_errf(
+                err, "missing --token TOKEN (or --token-file FILE, or TETHER_TOKEN in the "
+                     "environment)");
         a->token = env;
         a->token_from_env = true;
     }
     if (a->nservices == 0)
-        return errf(err, "no service to expose: give --http [NAME=]HOST:PORT or --tcp "
-                         "NAME=HOST:PORT");
+        return tt_flags_errf(err, "no service to expose: give --http [NAME=]HOST:PORT or --tcp "
+                                  "NAME=HOST:PORT");
     name_unnamed(a);
     return 0;
 }
@@ -551,20 +477,20 @@ int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_
     int rc = 0;
 
     if (tether_config_new(&cfg) != 0)
-        return errf(err, "out of memory");
+        return tt_flags_errf(err, "out of memory");
     for (size_t i = 0; i < a->nservers && rc == 0; i++) {
         rc = tether_config_add_server(cfg, a->servers[i]);
         if (rc != 0)
-            errf(err, "--server: %s", tether_config_error(cfg));
+            tt_flags_errf(err, "--server: %s", tether_config_error(cfg));
     }
     if (rc == 0 && (rc = tether_config_set_name(cfg, a->name)) != 0)
-        errf(err, "--name: %s", tether_config_error(cfg));
+        tt_flags_errf(err, "--name: %s", tether_config_error(cfg));
     if (rc == 0 && (rc = tether_config_set_token(cfg, a->token)) != 0)
-        errf(err, "%s: %s",
-             a->token_file       ? "--token-file"
-             : a->token_from_env ? "TETHER_TOKEN"
-                                 : "--token",
-             tether_config_error(cfg));
+        tt_flags_errf(err, "%s: %s",
+                      a->token_file       ? "--token-file"
+                      : a->token_from_env ? "TETHER_TOKEN"
+                                          : "--token",
+                      tether_config_error(cfg));
     for (size_t i = 0; i < a->nservices && rc == 0; i++) {
         const struct tt_args_service *s = &a->services[i];
         bool http = s->kind == TETHER_SERVICE_HTTP;
@@ -572,22 +498,15 @@ int tt_args_to_config(const struct tt_args *a, tether_config **out, char err[TT_
         rc = http ? tether_config_add_http(cfg, s->name, s->target)
                   : tether_config_add_tcp(cfg, s->name, s->target);
         if (rc != 0)
-            errf(err, "%s %s: %s", http ? "--http" : "--tcp", s->value, tether_config_error(cfg));
+            tt_flags_errf(err, "%s %s: %s", http ? "--http" : "--tcp", s->value,
+                          tether_config_error(cfg));
     }
-    if (rc == 0 && a->proxy && (rc = tether_config_set_proxy(cfg, a->proxy)) != 0)
-        errf(err, "--proxy: %s", tether_config_error(cfg));
-    if (rc == 0 && a->noproxy && (rc = tether_config_set_no_proxy(cfg, a->noproxy)) != 0)
-        errf(err, "--noproxy: %s", tether_config_error(cfg));
-    if (rc == 0 && a->ca_file && (rc = tether_config_set_ca_file(cfg, a->ca_file)) != 0)
-        errf(err, "--ca-file: %s", tether_config_error(cfg));
-    if (rc == 0 && a->dns && (rc = tether_config_set_dns(cfg, a->dns)) != 0)
-        errf(err, "--dns: %s", tether_config_error(cfg));
-    if (rc == 0 && a->insecure)
-        rc = tether_config_set_insecure(cfg, true);
+    if (rc == 0)
+        rc = tt_flags_config_dial(cfg, a->proxy, a->noproxy, a->ca_file, a->dns, a->insecure, err);
     if (rc == 0 && a->state_dir && (rc = tether_config_set_state_dir(cfg, a->state_dir)) != 0)
-        errf(err, "--state-dir: %s", tether_config_error(cfg));
+        tt_flags_errf(err, "--state-dir: %s", tether_config_error(cfg));
     if (rc == 0 && (rc = tether_config_check(cfg)) != 0)
-        errf(err, "%s", tether_config_error(cfg));
+        tt_flags_errf(err, "%s", tether_config_error(cfg));
     if (rc != 0) {
         tether_config_free(cfg);
         return -1;

@@ -2,7 +2,6 @@
  * run until a signal (--listen) or the connection's end (--stdio), each event printed: the
  * "listening" line or --json objects on stdout (on stderr with --stdio, whose stdout is the
  * connection), errors on stderr. Built on tether.h and src/common only. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,9 @@
 #include "tether.h"
 #include "cli/connect.h"
 #include "cli/connect_args.h"
+#include "cli/flags.h"
+#include "cli/output.h"
+#include "cli/signals.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -25,43 +27,15 @@ static void on_signal(int sig)
         tether_connect_stop(g_connect);
 }
 
-static void install_signals(void)
-{
-#if defined(_WIN32)
-    signal(SIGINT, on_signal);
-    signal(SIGBREAK, on_signal);
-    signal(SIGTERM, on_signal);
-#else
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL); /* ssh hangs up its ProxyCommand when it is done */
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-#endif
-}
-
 struct cli {
     bool json;
     FILE *events; /* stdout, or stderr with --stdio */
 };
 
-/* s as one line: each control or non-ASCII byte as '?'. */
+/* s as one line: each control or non-ASCII byte as '?' (as the agent's lines have it). */
 static const char *clean(const char *s, char *buf, size_t len)
 {
-    size_t i;
-    if (s == NULL)
-        s = "";
-    for (i = 0; s[i] && i < len - 1; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
-    }
-    buf[i] = '\0';
-    return buf;
+    return tt_output_field(s, false, buf, len);
 }
 
 static void print_json(struct cli *cli, json_t *o)
@@ -180,16 +154,12 @@ static int build_config(const struct tt_connect_args *a, tether_config **out)
     }
     tt_secret_wipe(secret, sizeof secret); /* cfg has its own copy */
     tt_secret_wipe(grant, sizeof grant);
-    if (rc == 0 && a->proxy && (rc = tether_config_set_proxy(cfg, a->proxy)) != 0)
-        fprintf(stderr, "tether connect: --proxy: %s\n", tether_config_error(cfg));
-    if (rc == 0 && a->noproxy && (rc = tether_config_set_no_proxy(cfg, a->noproxy)) != 0)
-        fprintf(stderr, "tether connect: --noproxy: %s\n", tether_config_error(cfg));
-    if (rc == 0 && a->ca_file && (rc = tether_config_set_ca_file(cfg, a->ca_file)) != 0)
-        fprintf(stderr, "tether connect: --ca-file: %s\n", tether_config_error(cfg));
-    if (rc == 0 && a->dns && (rc = tether_config_set_dns(cfg, a->dns)) != 0)
-        fprintf(stderr, "tether connect: --dns: %s\n", tether_config_error(cfg));
-    if (rc == 0 && a->insecure)
-        rc = tether_config_set_insecure(cfg, true);
+    if (rc == 0) {
+        char err[TT_ERRLEN] = "";
+        rc = tt_flags_config_dial(cfg, a->proxy, a->noproxy, a->ca_file, a->dns, a->insecure, err);
+        if (rc != 0 && err[0] != '\0')
+            fprintf(stderr, "tether connect: %s\n", err);
+    }
     if (rc != 0) {
         tether_config_free(cfg);
         return status ? status : 2;
@@ -240,7 +210,7 @@ int tt_connect_main(int argc, char **argv)
         return 2;
     }
     g_connect = c;
-    install_signals();
+    tt_signals_install(on_signal, true); /* ssh hangs up its ProxyCommand when it is done */
     rc = tether_connect_run(c);
     g_connect = NULL;
     tether_connect_free(c);

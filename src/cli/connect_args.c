@@ -1,23 +1,10 @@
 /* connect_args.c - parses `tether connect`'s flags (connect_args.h). Pure: no output, no exit,
  * no file read (main reads --secret-file and --grant-file). */
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/connect_args.h"
-#include "common/log.h"
-
-static int errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
-
-static int errf(char err[TT_ERRLEN], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "cli/flags.h"
 
 const char *tt_connect_args_usage(void)
 {
@@ -95,11 +82,7 @@ enum opt_id {
     OPT_HELP,
 };
 
-static const struct {
-    const char *name;
-    enum opt_id id;
-    bool has_value;
-} opts[] = {
+static const struct tt_flags_opt opts[] = {
     {"server", OPT_SERVER, true},   {"user", OPT_USER, true},
     {"secret", OPT_SECRET, true},   {"secret-file", OPT_SECRET_FILE, true},
     {"grant", OPT_GRANT, true},     {"grant-file", OPT_GRANT_FILE, true},
@@ -110,27 +93,17 @@ static const struct {
     {"help", OPT_HELP, false},      {"dns", OPT_DNS, true},
 };
 
-/* Sets a flag that may be given once. */
+/* Sets a flag that may be given once, not empty. */
 static int once(const char **slot, const char *v, const char *flag, char err[TT_ERRLEN])
 {
-    if (*slot)
-        return errf(err, "%s given twice", flag);
-    if (v[0] == '\0')
-        return errf(err, "%s: empty value", flag);
-    *slot = v;
-    return 0;
+    return tt_flags_once(slot, v, flag, "empty value", err);
 }
 
 static int apply(struct tt_connect_args *a, enum opt_id id, const char *v, char err[TT_ERRLEN])
 {
     switch (id) {
     case OPT_SERVER:
-        if (a->nservers == TETHER_MAX_SERVERS)
-            return errf(err, "too many --server (at most %d)", TETHER_MAX_SERVERS);
-        if (v[0] == '\0')
-            return errf(err, "--server: empty URL");
-        a->servers[a->nservers++] = v;
-        return 0;
+        return tt_flags_add_server(a->servers, &a->nservers, v, err);
     case OPT_USER:
         return once(&a->user, v, "--user", err);
     case OPT_SECRET:
@@ -147,15 +120,9 @@ static int apply(struct tt_connect_args *a, enum opt_id id, const char *v, char 
         a->stdio = true;
         return 0;
     case OPT_PROXY:
-        if (a->proxy)
-            return errf(err, "--proxy given twice");
-        a->proxy = v;
-        return 0;
+        return tt_flags_once(&a->proxy, v, "--proxy", NULL, err);
     case OPT_NOPROXY:
-        if (a->noproxy)
-            return errf(err, "--noproxy given twice");
-        a->noproxy = v;
-        return 0;
+        return tt_flags_once(&a->noproxy, v, "--noproxy", NULL, err);
     case OPT_CA_FILE:
         return once(&a->ca_file, v, "--ca-file", err);
     case OPT_DNS:
@@ -167,14 +134,12 @@ static int apply(struct tt_connect_args *a, enum opt_id id, const char *v, char 
         a->json = true;
         return 0;
     case OPT_LOG_LEVEL:
-        if (tt_log_parse_level(v, &a->log_level) != 0)
-            return errf(err, "bad --log-level '%s' (error, warn, info or debug)", v);
-        return 0;
+        return tt_flags_log_level(v, &a->log_level, err);
     case OPT_HELP:
         a->help = true;
         return 0;
     }
-    return errf(err, "unknown option");
+    return tt_flags_errf(err, "unknown option");
 }
 
 /* DEVICE/SERVICE, split at the last '/' (service names have none). */
@@ -183,15 +148,15 @@ static int set_target(struct tt_connect_args *a, const char *t, char err[TT_ERRL
     const char *slash = strrchr(t, '/');
     size_t dn = slash ? (size_t)(slash - t) : 0, sn = slash ? strlen(slash + 1) : 0;
     if (a->target)
-        return errf(err, "unexpected argument '%s' (one DEVICE/SERVICE only)", t);
+        return tt_flags_errf(err, "unexpected argument '%s' (one DEVICE/SERVICE only)", t);
     if (!slash || dn == 0 || sn == 0)
-        return errf(err, "bad target '%s': expected DEVICE/SERVICE", t);
+        return tt_flags_errf(err, "bad target '%s': expected DEVICE/SERVICE", t);
     if (dn > TETHER_MAX_DEVICE_NAME || sn > TETHER_MAX_DEVICE_NAME)
-        return errf(err, "bad target '%s': names are at most %d characters", t,
-                    TETHER_MAX_DEVICE_NAME);
+        return tt_flags_errf(err, "bad target '%s': names are at most %d characters", t,
+                             TETHER_MAX_DEVICE_NAME);
     for (const char *p = t; *p; p++)
         if ((unsigned char)*p <= ' ' || (unsigned char)*p > '~')
-            return errf(err, "bad target '%s': a space or a non-printable character", t);
+            return tt_flags_errf(err, "bad target '%s': a space or a non-printable character", t);
     memcpy(a->device, t, dn);
     a->device[dn] = '\0';
     memcpy(a->service, slash + 1, sn);
@@ -206,60 +171,46 @@ int tt_connect_args_parse(struct tt_connect_args *a, int argc, char **argv, char
     a->log_level = -1;
     err[0] = '\0';
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        const char *eq, *value = NULL;
-        size_t namelen, k, nopts = sizeof opts / sizeof opts[0];
+        const char *arg = argv[i], *value;
 
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
             if (arg[0] == '-' && arg[1] != '\0')
-                return errf(err, "unknown option '%s' (see tether connect --help)", arg);
+                return tt_flags_errf(err, "unknown option '%s' (see tether connect --help)", arg);
             if (set_target(a, arg, err) != 0)
                 return -1;
             continue;
         }
-        eq = strchr(arg, '=');
-        namelen = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        for (k = 0; k < nopts; k++)
-            if (strlen(opts[k].name) == namelen && strncmp(opts[k].name, arg + 2, namelen) == 0)
-                break;
-        if (k == nopts)
-            return errf(err, "unknown option '%.*s' (see tether connect --help)",
-                        (int)(namelen + 2), arg);
-        if (opts[k].has_value) {
-            if (eq)
-                value = eq + 1;
-            else if (i + 1 < argc)
-                value = argv[++i];
-            else
-                return errf(err, "--%s needs a value", opts[k].name);
-        } else if (eq) {
-            return errf(err, "--%s takes no value", opts[k].name);
-        }
-        if (apply(a, opts[k].id, value, err) != 0)
+        int k = tt_flags_next(opts, sizeof opts / sizeof opts[0], argc, argv, &i, &value,
+                              "tether connect --help", err);
+        if (k < 0)
+            return -1;
+        if (apply(a, (enum opt_id)opts[k].id, value, err) != 0)
             return -1;
     }
     if (a->help)
         return 0;
     if (a->nservers == 0)
-        return errf(err, "missing --server URL (the relay, ws://HOST:PORT)");
+        return tt_flags_errf(err, "missing --server URL (the relay, ws://HOST:PORT)");
     if (a->target == NULL)
-        return errf(err, "missing DEVICE/SERVICE (the device's name and the service's name)");
+        return tt_flags_errf(err,
+                             "missing DEVICE/SERVICE (the device's name and the service's name)");
     if ((a->listen != NULL) == a->stdio)
-        return errf(err, a->stdio ? "--listen and --stdio cannot be used together"
-                                  : "missing --listen [ADDR:]PORT or --stdio");
+        return tt_flags_errf(err, a->stdio ? "--listen and --stdio cannot be used together"
+                                           : "missing --listen [ADDR:]PORT or --stdio");
     if (a->secret && a->secret_file)
-        return errf(err, "--secret and --secret-file cannot be used together");
+        return tt_flags_errf(err, "--secret and --secret-file cannot be used together");
     if (a->grant && a->grant_file)
-        return errf(err, "--grant and --grant-file cannot be used together");
+        return tt_flags_errf(err, "--grant and --grant-file cannot be used together");
     if (a->user == NULL && (a->secret || a->secret_file))
-        return errf(err, "--secret needs --user USER");
+        return tt_flags_errf(err, "--secret needs --user USER");
     if (a->user && (a->grant || a->grant_file))
-        return errf(err, "--user and --grant cannot be used together");
+        return tt_flags_errf(err, "--user and --grant cannot be used together");
     if (a->user && !a->secret && !a->secret_file) {
         const char *env = getenv("TETHER_SECRET");
         if (env == NULL || env[0] == '\0')
-            return errf(err, "--user needs a secret: --secret SECRET, --secret-file FILE or "
-                             "TETHER_SECRET in the environment");
+            return tt_flags_errf(err,
+                                 "--user needs a secret: --secret SECRET, --secret-file FILE or "
+                                 "TETHER_SECRET in the environment");
         a->secret = env;
         a->secret_from_env = true;
     }

@@ -3,7 +3,6 @@
  * line by line; errors and logs on stderr. Built on tether.h and src/common only, never on
  * libtether's internals. Exit status: 0 after a signal, 2 for a usage error, 1 at runtime.
  * `tether connect ...` is the visitor's command (connect.c). */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "cli/args.h"
 #include "cli/connect.h"
 #include "cli/output.h"
+#include "cli/signals.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -23,27 +23,6 @@ static void on_signal(int sig)
     /* tether_agent_stop() is async-signal-safe. */
     if (g_agent)
         tether_agent_stop(g_agent);
-}
-
-static void install_signals(void)
-{
-#if defined(_WIN32)
-    /* The C runtime calls these from its console-control thread (Ctrl-C, Ctrl-Break); Windows
-     * has no SIGPIPE (a write to a closed socket fails with an error instead). */
-    signal(SIGINT, on_signal);
-    signal(SIGBREAK, on_signal);
-    signal(SIGTERM, on_signal);
-#else
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-#endif
 }
 
 struct cli {
@@ -152,7 +131,7 @@ int main(int argc, char **argv)
     }
     tether_config_free(cfg);
     g_agent = agent;
-    install_signals();
+    tt_signals_install(on_signal, false);
     rc = tether_agent_run(agent);
     g_agent = NULL;
     tether_agent_free(agent);

@@ -9,9 +9,7 @@
 
 #include "cli/output.h"
 
-/* s as one field of a line: each byte that is not printable ASCII (or is a space, when
- * word) written as '?', into buf[len] (cut to fit). Returns buf. */
-static const char *field(const char *s, bool word, char *buf, size_t len)
+const char *tt_output_field(const char *s, bool word, char *buf, size_t len)
 {
     size_t i;
     if (s == NULL)
@@ -43,14 +41,15 @@ int tt_output_ready_text(const struct tether_event *ev, char *out, size_t outlen
 
         if (s->kind == TETHER_SERVICE_HTTP)
             n = snprintf(out + len, outlen - len, "ready http %s -> %s\n",
-                         field(s->url, true, a, sizeof a), field(s->target, true, b, sizeof b));
+                         tt_output_field(s->url, true, a, sizeof a),
+                         tt_output_field(s->target, true, b, sizeof b));
         else if (s->is_private) /* no public port: reached with tether connect */
             n = snprintf(out + len, outlen - len, "ready tcp %s private -> %s\n",
-                         field(s->name, true, b, sizeof b), s->target);
+                         tt_output_field(s->name, true, b, sizeof b), s->target);
         else
             n = snprintf(out + len, outlen - len, "ready tcp %s %s%s%s:%u -> %s\n",
-                         field(s->name, true, b, sizeof b), v6 ? "[" : "",
-                         field(host, true, a, sizeof a), v6 ? "]" : "", (unsigned)s->port,
+                         tt_output_field(s->name, true, b, sizeof b), v6 ? "[" : "",
+                         tt_output_field(host, true, a, sizeof a), v6 ? "]" : "", (unsigned)s->port,
                          s->target);
         if (n < 0 || (size_t)n >= outlen - len)
             return -1;
@@ -65,10 +64,10 @@ int tt_output_event_text(const struct tether_event *ev, char *out, size_t outlen
     int n;
     if (ev->kind == TETHER_EVENT_DISCONNECTED)
         n = snprintf(out, outlen, "disconnected: %s (reconnecting in %.1f s)\n",
-                     field(ev->reason, false, text, sizeof text), ev->retry_ms / 1000.0);
+                     tt_output_field(ev->reason, false, text, sizeof text), ev->retry_ms / 1000.0);
     else if (ev->kind == TETHER_EVENT_ERROR)
         n = snprintf(out, outlen, "error: %s (retrying in %.1f s)\n",
-                     field(ev->message, false, text, sizeof text), ev->retry_ms / 1000.0);
+                     tt_output_field(ev->message, false, text, sizeof text), ev->retry_ms / 1000.0);
     else
         n = snprintf(out, outlen, "%s", "");
     return n < 0 || (size_t)n >= outlen ? -1 : n;

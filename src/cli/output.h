@@ -3,6 +3,7 @@
 #ifndef TT_CLI_OUTPUT_H
 #define TT_CLI_OUTPUT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include "tether.h"
 
@@ -19,6 +20,10 @@ int tt_output_ready_text(const struct tether_event *ev, char *out, size_t outlen
  * with every control or non-ASCII byte of REASON/MESSAGE as '?' (0 bytes for a READY event).
  * Returns the length, or -1 if out is too small. */
 int tt_output_event_text(const struct tether_event *ev, char *out, size_t outlen);
+
+/* s (NULL: "") as one field of a line: each byte that is not printable ASCII (or is a space,
+ * when word) written as '?', into buf[len] (len > 0; cut to fit). Returns buf. */
+const char *tt_output_field(const char *s, bool word, char *buf, size_t len);
 
 /* Returns ev as one compact JSON object without a newline:
  *   {"event":"ready","services":[{"name","kind","url","target"} or

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/log.h"
 #include "tether_err.h"
 
 int tt_conn_new(struct tt_conn **out, uv_loop_t *loop)
@@ -140,4 +141,21 @@ void tt_conn_peer(const struct tt_conn *c, char *out, size_t outlen)
         if (uv_ip6_name(a, ip, sizeof(ip)) == 0)
             snprintf(out, outlen, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
     }
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void tt_conn_loop_close(uv_loop_t *loop)
+{
+    if (uv_loop_close(loop) == 0)
+        return;
+    TT_LOG(TT_LOG_WARN, "event loop still had handles at free");
+    uv_walk(loop, walk_close, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
 }

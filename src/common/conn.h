@@ -103,6 +103,11 @@ void tt_conn_closed(struct tt_conn *c);
 /* True once tt_conn_close() has been called. */
 bool tt_conn_is_closing(const struct tt_conn *c);
 
+/* Closes loop (uv_loop_close) for the owner's free, once its handles have been closed and the
+ * loop run until their callbacks. Should a handle still be open (a bug), logs a warning, closes
+ * every handle left, runs the loop to their close callbacks and closes it then: nothing leaks. */
+void tt_conn_loop_close(uv_loop_t *loop);
+
 /* Writes the peer's address as "IP:PORT" ("[IP]:PORT" for IPv6) into out; "" when unknown. */
 void tt_conn_peer(const struct tt_conn *c, char *out, size_t outlen);
 

@@ -365,25 +365,17 @@ static void update_read(struct tt_pipe *p)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    struct tt_chunk *ch = tt_chunk_get();
     (void)h;
     (void)suggested;
-    if (ch == NULL) {
-        *buf = uv_buf_init(NULL, 0);
-        return;
-    }
     /* Headroom for the frame headers that tt_wsconn_send_chunk writes in front. */
-    *buf = uv_buf_init((char *)ch->data + TT_CHUNK_HEADROOM, TT_CHUNK_SIZE - TT_CHUNK_HEADROOM);
+    tt_chunk_read_buf(TT_CHUNK_HEADROOM, buf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tt_pipe *p = s->data;
-    struct tt_chunk *ch = NULL;
+    struct tt_chunk *ch = tt_chunk_of_read_buf(buf, TT_CHUNK_HEADROOM);
 
-    if (buf != NULL && buf->base != NULL)
-        ch = (struct tt_chunk *)(void *)(buf->base - TT_CHUNK_HEADROOM -
-                                         offsetof(struct tt_chunk, data));
     if (nread > 0)
         p->last_io = uv_now(p->loop);
     if (nread > 0 && p->c != NULL && !p->closing && !p->ending) {

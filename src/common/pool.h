@@ -34,6 +34,26 @@ void tt_chunk_pool_drain(void);
 /* Chunks on this thread's free list now (for tests and stats). */
 size_t tt_chunk_pool_free_count(void);
 
+/* For a libuv alloc callback: *buf is a fresh chunk's data from byte headroom on (headroom <=
+ * TT_CHUNK_HEADROOM), or uv_buf_init(NULL, 0) when out of memory (libuv then reads UV_ENOBUFS).
+ * The read callback gets the chunk back with tt_chunk_of_read_buf and owns it. Inline: it runs
+ * once per socket read on the data path. */
+static inline void tt_chunk_read_buf(size_t headroom, uv_buf_t *buf)
+{
+    struct tt_chunk *ch = tt_chunk_get();
+    *buf = ch ? uv_buf_init((char *)ch->data + headroom, (unsigned)(TT_CHUNK_SIZE - headroom))
+              : uv_buf_init(NULL, 0);
+}
+
+/* The chunk of a buffer that tt_chunk_read_buf(headroom, ...) made (NULL for a NULL buf or
+ * base: libuv's read callback after an alloc that failed, or with no buffer). */
+static inline struct tt_chunk *tt_chunk_of_read_buf(const uv_buf_t *buf, size_t headroom)
+{
+    if (buf == NULL || buf->base == NULL)
+        return NULL;
+    return (struct tt_chunk *)(void *)(buf->base - headroom - offsetof(struct tt_chunk, data));
+}
+
 /* A FIFO of bytes in pooled chunks, with a cap on the bytes it holds, set at init (as curl's
  * Curl_bufq_init(q, chunk_size, max_chunks)): an append or push that would pass it takes
  * nothing and answers TETHER_ERR_AGAIN, which the caller must handle (stop reading its source,

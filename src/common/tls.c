@@ -397,23 +397,13 @@ static const char *ssl_reason(const char *fallback)
     return r ? r : fallback;
 }
 
-static void errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
-
-static void errf(char err[TT_ERRLEN], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, TT_ERRLEN, fmt, ap);
-    va_end(ap);
-}
-
 /* Checks that path can be opened for reading (OpenSSL's own message for a missing file is
  * "system lib"). */
 static int readable(const char *path, const char *what, char err[TT_ERRLEN])
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        errf(err, "cannot read %s %.200s: %s", what, path, strerror(errno));
+        tt_errf(err, "cannot read %s %.200s: %s", what, path, strerror(errno));
         return -1;
     }
     fclose(f);
@@ -471,29 +461,29 @@ int tt_tls_ctx_server(struct tt_tls_ctx **out, const char *cert_file, const char
     ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL || (ctx->ssl = new_ssl_ctx(true)) == NULL) {
         free(ctx);
-        errf(err, "cannot set up TLS: %s", ssl_reason("out of memory"));
+        tt_errf(err, "cannot set up TLS: %s", ssl_reason("out of memory"));
         return TETHER_ERR_NOMEM;
     }
     ctx->server = true;
     ERR_clear_error();
     if (SSL_CTX_use_certificate_chain_file(ctx->ssl, cert_file) != 1) {
-        errf(err, "cannot load TLS certificate %.200s: not a PEM certificate chain (%s)", cert_file,
-             ssl_reason("unknown error"));
+        tt_errf(err, "cannot load TLS certificate %.200s: not a PEM certificate chain (%s)",
+                cert_file, ssl_reason("unknown error"));
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx->ssl, key_file, SSL_FILETYPE_PEM) != 1) {
         if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
             ERR_clear_error();
-            errf(err, "TLS key %.200s does not match certificate %.200s", key_file, cert_file);
+            tt_errf(err, "TLS key %.200s does not match certificate %.200s", key_file, cert_file);
         } else {
-            errf(err, "cannot load TLS key %.200s: not a PEM private key (%s)", key_file,
-                 ssl_reason("unknown error"));
+            tt_errf(err, "cannot load TLS key %.200s: not a PEM private key (%s)", key_file,
+                    ssl_reason("unknown error"));
         }
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx->ssl) != 1) {
         ERR_clear_error();
-        errf(err, "TLS key %.200s does not match certificate %.200s", key_file, cert_file);
+        tt_errf(err, "TLS key %.200s does not match certificate %.200s", key_file, cert_file);
         goto fail;
     }
     SSL_CTX_set_alpn_select_cb(ctx->ssl, alpn_select, NULL);
@@ -693,7 +683,7 @@ int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecur
     ctx = calloc(1, sizeof(*ctx));
     if (ctx == NULL || (ctx->ssl = new_ssl_ctx(false)) == NULL) {
         free(ctx);
-        errf(err, "cannot set up TLS: %s", ssl_reason("out of memory"));
+        tt_errf(err, "cannot set up TLS: %s", ssl_reason("out of memory"));
         return TETHER_ERR_NOMEM;
     }
     ERR_clear_error();
@@ -710,8 +700,8 @@ int tt_tls_ctx_client(struct tt_tls_ctx **out, const char *ca_file, bool insecur
         add_store(ctx->ssl);
 #endif
         if (ca_file != NULL && SSL_CTX_load_verify_locations(ctx->ssl, ca_file, NULL) != 1) {
-            errf(err, "cannot load CA file %.200s: no PEM certificate in it (%s)", ca_file,
-                 ssl_reason("unknown error"));
+            tt_errf(err, "cannot load CA file %.200s: no PEM certificate in it (%s)", ca_file,
+                    ssl_reason("unknown error"));
             tt_tls_ctx_free(ctx);
             return TETHER_ERR_CONFIG;
         }

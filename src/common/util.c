@@ -18,6 +18,19 @@
 #include "common/compat.h"
 #include "tether_err.h"
 
+void tt_verrf(char err[TT_ERRLEN], const char *fmt, va_list ap)
+{
+    vsnprintf(err, TT_ERRLEN, fmt, ap);
+}
+
+void tt_errf(char err[TT_ERRLEN], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    tt_verrf(err, fmt, ap);
+    va_end(ap);
+}
+
 static int fail(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
 
 static int fail(char err[TT_ERRLEN], const char *fmt, ...)
@@ -25,7 +38,7 @@ static int fail(char err[TT_ERRLEN], const char *fmt, ...)
     if (err != NULL) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err, TT_ERRLEN, fmt, ap);
+        tt_verrf(err, fmt, ap);
         va_end(ap);
     }
     return TETHER_ERR_INVAL;

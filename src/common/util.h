@@ -11,14 +11,22 @@
 #ifndef TT_UTIL_H
 #define TT_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/compat.h"
 #include "tether_err.h"
 
 #define TT_ERRLEN 256
 #define TT_HOSTLEN 256
+
+/* Writes a one-line message into err[TT_ERRLEN], cut to fit (through a va_list: a long message
+ * is cut, not warned about at compile time). tt_verrf
+ * takes the arguments as a va_list, for a function that formats and then returns a code. */
+void tt_errf(char err[TT_ERRLEN], const char *fmt, ...) TT_PRINTF(2, 3);
+void tt_verrf(char err[TT_ERRLEN], const char *fmt, va_list ap) TT_PRINTF(2, 0);
 
 /* "30s", "5m", "2h", "7d", "1500ms", or a bare number of seconds. Returns 0 and *ms, or
  * TETHER_ERR_INVAL. */

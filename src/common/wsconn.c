@@ -1125,23 +1125,16 @@ static void feed(struct tt_wsconn *c, uint8_t *data, size_t len)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    struct tt_chunk *ch = tt_chunk_get();
     (void)h;
     (void)suggested;
-    if (ch == NULL) {
-        *buf = uv_buf_init(NULL, 0);
-        return;
-    }
-    *buf = uv_buf_init((char *)ch->data, TT_CHUNK_SIZE);
+    tt_chunk_read_buf(0, buf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tt_wsconn *c = s->data;
-    struct tt_chunk *ch = NULL;
+    struct tt_chunk *ch = tt_chunk_of_read_buf(buf, 0);
 
-    if (buf != NULL && buf->base != NULL)
-        ch = (struct tt_chunk *)(void *)(buf->base - offsetof(struct tt_chunk, data));
     if (nread > 0) {
         c->last_rx = uv_now(c->loop);
         if (!c->closing) {

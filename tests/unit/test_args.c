@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "cli/args.c"
+#include "cli/flags.c"
 
 #define ARGV(...) ((char *[]){"tether", __VA_ARGS__, NULL})
 #define ARGC(...) ((int)(sizeof((char *[]){"tether", __VA_ARGS__}) / sizeof(char *)))

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "cli/connect_args.c"
+#include "cli/flags.c"
 
 #define MAXARGS 32
 
