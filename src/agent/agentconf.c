@@ -69,13 +69,7 @@ void tether_config_free(tether_config *cfg)
     for (size_t i = 0; i < cfg->nservers; i++)
         free(cfg->servers[i]);
     free(cfg->name);
-    if (cfg->token) {
-        /* The token is a secret: do not leave it in freed memory. */
-        volatile char *p = cfg->token;
-        while (*p)
-            *p++ = '\0';
-        free(cfg->token);
-    }
+    wipe_free(cfg->token); /* a secret: not left in freed memory */
     wipe_free(cfg->proxy); /* it may hold the proxy's password */
     free(cfg->no_proxy);
     free(cfg->ca_file);
@@ -140,7 +134,7 @@ static bool printable_word(const char *s)
 }
 
 static int set_word(tether_config *cfg, char **slot, const char *value, const char *what,
-                    size_t max)
+                    size_t max, bool secret)
 {
     size_t len;
 
@@ -155,17 +149,18 @@ static int set_word(tether_config *cfg, char **slot, const char *value, const ch
     if (!printable_word(value))
         return fail(cfg, TETHER_ERR_CONFIG, "%s contains a space or a non-printable character",
                     what);
-    return replace(cfg, slot, value, false);
+    return replace(cfg, slot, value, secret);
 }
 
 int tether_config_set_name(tether_config *cfg, const char *name)
 {
-    return set_word(cfg, cfg ? &cfg->name : NULL, name, "device name", TETHER_MAX_DEVICE_NAME);
+    return set_word(cfg, cfg ? &cfg->name : NULL, name, "device name", TETHER_MAX_DEVICE_NAME,
+                    false);
 }
 
 int tether_config_set_token(tether_config *cfg, const char *token)
 {
-    return set_word(cfg, cfg ? &cfg->token : NULL, token, "token", TETHER_MAX_TOKEN);
+    return set_word(cfg, cfg ? &cfg->token : NULL, token, "token", TETHER_MAX_TOKEN, true);
 }
 
 int tether_config_set_user(tether_config *cfg, const char *user, const char *secret)
@@ -175,11 +170,11 @@ int tether_config_set_user(tether_config *cfg, const char *user, const char *sec
 
     if (cfg == NULL || user == NULL || secret == NULL)
         return TETHER_ERR_INVAL;
-    rc = set_word(cfg, &u, user, "user", TETHER_MAX_DEVICE_NAME);
+    rc = set_word(cfg, &u, user, "user", TETHER_MAX_DEVICE_NAME, false);
     if (rc == 0 && strchr(user, ':') != NULL)
         rc = fail(cfg, TETHER_ERR_CONFIG, "user contains ':'");
     if (rc == 0)
-        rc = set_word(cfg, &sec, secret, "secret", TT_VISITOR_SECRET_MAX);
+        rc = set_word(cfg, &sec, secret, "secret", TT_VISITOR_SECRET_MAX, true);
     if (rc != 0) {
         wipe_free(u);
         wipe_free(sec);
@@ -201,7 +196,7 @@ int tether_config_set_grant(tether_config *cfg, const char *token)
 
     if (cfg == NULL || token == NULL)
         return TETHER_ERR_INVAL;
-    rc = set_word(cfg, &t, token, "grant token", TT_VISITOR_SECRET_MAX);
+    rc = set_word(cfg, &t, token, "grant token", TT_VISITOR_SECRET_MAX, true);
     if (rc != 0)
         return rc;
     wipe_free(cfg->visitor_user);
