@@ -17,6 +17,7 @@
 #include "relay/device/forward.h"
 #include "relay/relay.h"
 #include "relay/http/respond.h"
+#include "relay/looplag.h"
 #include "relay/http/server.h"
 #include "relay/access/signin.h"
 #include "relay/device/visitor.h"
@@ -380,6 +381,10 @@ int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
                                 "forge events (set --webhook-secret-file or "
                                 "TETHER_WEBHOOK_SECRET)");
     }
+    /* the loop's own stall measure (/metrics): nothing is lost without it but the figure */
+    int lrc = tt_looplag_start(r->loop);
+    if (lrc != 0)
+        TT_LOG(TT_LOG_WARN, "loop lag not measured err=%s", uv_err_name(lrc));
     const struct tt_limits *l = &r->limits;
     TT_LOG(TT_LOG_INFO,
            "limits open_files=%llu fd_reserve=%llu max_pending=%zu max_pending_per_addr=%zu "
@@ -426,6 +431,7 @@ void tt_relay_stop(struct tt_relay *r)
     if (r->stopping)
         return;
     r->stopping = true;
+    tt_looplag_stop();
     for (size_t i = 0; i < r->nlisteners; i++)
         uv_close((uv_handle_t *)r->listeners[i], on_listener_close);
     r->nlisteners = 0;

@@ -10,6 +10,7 @@
 #include "relay/device/device.h"
 #include "relay/http/httpproxy.h"
 #include "relay/http/httpstats.h"
+#include "relay/looplag.h"
 #include "relay/admin/procmetrics.h"
 #include "relay/access/signin.h"
 #include "relay/device/visitor.h"
@@ -246,6 +247,57 @@ static void webhook_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
         (unsigned long long)(r->webhooks ? s.queue_max : r->cfg.webhook_queue));
 }
 
+/* The loop's own stall measure (looplag.h). */
+static void looplag_metrics(struct tt_adminbuf *b)
+{
+    static const double bounds[TT_LOOPLAG_NBOUNDS] = TT_LOOPLAG_BOUNDS;
+    struct tt_looplag_stats s;
+    tt_looplag_read(&s);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_loop_lag_seconds How late the event loop ran a timer due "
+                    "every %d ms: how long anything arriving then waited for the loop.\n"
+                    "# TYPE tether_loop_lag_seconds histogram\n",
+                    TT_LOOPLAG_PERIOD_MS);
+    uint64_t cum = 0;
+    for (int i = 0; i < TT_LOOPLAG_NBOUNDS; i++) {
+        cum += s.bucket[i];
+        tt_adminbuf_fmt(b, "tether_loop_lag_seconds_bucket{le=\"%g\"} %llu\n", bounds[i],
+                        (unsigned long long)cum);
+    }
+    tt_adminbuf_fmt(b,
+                    "tether_loop_lag_seconds_bucket{le=\"+Inf\"} %llu\n"
+                    "tether_loop_lag_seconds_sum %.6f\n"
+                    "tether_loop_lag_seconds_count %llu\n"
+                    "# HELP tether_loop_lag_max_seconds The largest tether_loop_lag_seconds "
+                    "since start.\n"
+                    "# TYPE tether_loop_lag_max_seconds gauge\n"
+                    "tether_loop_lag_max_seconds %.6f\n",
+                    (unsigned long long)s.count, (double)s.sum_ns / 1e9,
+                    (unsigned long long)s.count, (double)s.lag_max_ns / 1e9);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_loop_turn_max_seconds The longest event loop turn since "
+                    "start: its work between two waits for I/O, during which nothing else on "
+                    "the node was served.\n"
+                    "# TYPE tether_loop_turn_max_seconds gauge\n"
+                    "tether_loop_turn_max_seconds %.6f\n"
+                    "# HELP tether_loop_turn_cpu_max_seconds The most CPU time one event loop "
+                    "turn used since start (a longer turn waited for a core).\n"
+                    "# TYPE tether_loop_turn_cpu_max_seconds gauge\n"
+                    "tether_loop_turn_cpu_max_seconds %.6f\n",
+                    (double)s.turn_max_ns / 1e9, (double)s.turn_cpu_max_ns / 1e9);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_loop_long_turns_total Event loop turns that worked longer "
+                    "than %d ms.\n"
+                    "# TYPE tether_loop_long_turns_total counter\n"
+                    "tether_loop_long_turns_total %llu\n"
+                    "# HELP tether_loop_busy_seconds_total Time the event loop worked (not "
+                    "waiting for I/O).\n"
+                    "# TYPE tether_loop_busy_seconds_total counter\n"
+                    "tether_loop_busy_seconds_total %.6f\n",
+                    TT_LOOPLAG_LONG_TURN_MS, (unsigned long long)s.long_turns,
+                    (double)s.busy_ns / 1e9);
+}
+
 void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
 {
     struct devlist l;
@@ -329,6 +381,7 @@ void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
         (unsigned long long)r->admin_refused_host, (unsigned long long)r->admin_refused_origin);
     tt_admin_session_metrics(&b, r);
     limits_metrics(&b, &r->limits);
+    looplag_metrics(&b);
     drain_metrics(&b, r);
     metrics_wsconn(&b);
     http_metrics(&b);
