@@ -277,7 +277,7 @@ class Node:
         argv = [os.path.join(BIN, "tetherd"), "--listen", "127.0.0.1:%d" % self.port,
                 "--admin-listen", "127.0.0.1:%d" % self.admin, "--token", TOKEN,
                 "--redis", redis_url, "--node-id", self.name,
-                "--data-dir", os.path.join(tmp, "data-" + self.name), "--log-level", "warn",
+                "--data-dir", os.path.join(tmp, "data-" + self.name), "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warn"),
                 "--max-pending-per-addr", "0", "--max-names-per-token", str(4 * args.devices),
                 "--new-names-per-second", "1000000", "--tcp-bind", "127.0.3.%d" % (k + 1),
                 "--tcp-ports", "31000-31009", "--max-registering", str(args.max_registering)]
@@ -660,8 +660,13 @@ def perf_start(ctx, node):
         return None
     os.makedirs(d, exist_ok=True)
     out = os.path.join(os.path.abspath(d), "perf-%s.data" % node.name)
-    return subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(node.proc.pid),
-                             "-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # BENCH_PERF_EVENTS=sched:sched_switch: where the loop left the CPU, and in which state
+    # (R: preempted, waiting for a core; S/D: it blocked)
+    ev = os.environ.get("BENCH_PERF_EVENTS")
+    cg = os.environ.get("BENCH_PERF_CALLGRAPH", "fp")  # dwarf: stacks without frame pointers
+    argv = ["perf", "record", "--call-graph", cg, "-p", str(node.proc.pid), "-o", out] + \
+        (["-e", ev] if ev else ["-F", "499"])
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def perf_stop(p):

@@ -8,8 +8,8 @@
  *     TT_LOOPLAG_LONG_TURN_MS, and the loop's busy time in all.
  *     The CPU time of the costliest turn is kept too: a turn longer than its CPU time waited
  *     for a core (the machine's load), not for the relay's own work.
- * Cost: three clock reads per loop turn (one a system call) and ten a second; nothing per byte. One per process (the
- * relay runs one loop on one thread); nothing here is locked. */
+ * Cost: three clock reads per loop turn (one a system call) and ten a second; nothing per byte. One
+ * per process (the relay runs one loop on one thread); nothing here is locked. */
 #ifndef TT_LOOPLAG_H
 #define TT_LOOPLAG_H
 
@@ -21,7 +21,10 @@
 /* A turn longer than this is counted in long_turns. */
 #define TT_LOOPLAG_LONG_TURN_MS 100
 /* The histogram's upper bounds in seconds (+Inf follows). */
-#define TT_LOOPLAG_BOUNDS {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+#define TT_LOOPLAG_BOUNDS                                                                          \
+    {                                                                                              \
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10                             \
+    }
 #define TT_LOOPLAG_NBOUNDS 12
 
 struct tt_looplag_stats {

@@ -11,6 +11,7 @@
 #include "relay/http/httpproxy.h"
 #include "relay/http/httpstats.h"
 #include "relay/looplag.h"
+#include "relay/acceptcap.h"
 #include "relay/admin/procmetrics.h"
 #include "relay/access/signin.h"
 #include "relay/device/visitor.h"
@@ -126,6 +127,13 @@ static void metrics_wsconn(struct tt_adminbuf *b)
         "tether_ws_pings_coalesced_total %llu\n",
         (unsigned long long)w.read_paused, (unsigned long long)w.pings_answered,
         (unsigned long long)w.pings_coalesced);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_ws_run_capped_total Event loop turns in which %d "
+                    "WebSocket connections were run (started, flushed or closed): the rest "
+                    "waited for the next turn.\n"
+                    "# TYPE tether_ws_run_capped_total counter\n"
+                    "tether_ws_run_capped_total %llu\n",
+                    TT_WSCONN_RUN_PER_TURN, (unsigned long long)w.run_capped);
 }
 
 /* Drain and admission control (drain.h). */
@@ -296,6 +304,15 @@ static void looplag_metrics(struct tt_adminbuf *b)
                     "tether_loop_busy_seconds_total %.6f\n",
                     TT_LOOPLAG_LONG_TURN_MS, (unsigned long long)s.long_turns,
                     (double)s.busy_ns / 1e9);
+    struct tt_acceptcap_stats a;
+    tt_acceptcap_read(&a);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_accept_paused_total Times a device and browser listener "
+                    "accepted %d connections in one event loop turn: the next waited in the "
+                    "kernel's accept queue for the next turn.\n"
+                    "# TYPE tether_accept_paused_total counter\n"
+                    "tether_accept_paused_total %llu\n",
+                    TT_ACCEPTCAP_PER_TURN, (unsigned long long)a.paused);
 }
 
 void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
