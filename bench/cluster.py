@@ -24,7 +24,13 @@ as in the e2e tests, made a storm-loaded master flap between the two). Measured,
             node's admin /healthz every 10 ms (new connection; the admin listener runs on the
             node's one loop, so its latency bounds the loop's stall) and the worst and
             99th-percentile answers are reported, with the same probe on the idle cluster before
-            the storm, and on a control tetherd outside the cluster, for comparison
+            the storm, and on a control tetherd outside the cluster, for comparison; a probe
+            that fails (refused, reset) is counted apart from one that waited 10 s (timeout).
+            Each node's own measure of its loop (/metrics, looplag.h) is read before and after:
+            the largest timer lateness and loop turn (wall-clock and CPU), the lag samples over
+            0.1, 1 and 5 s, the turns capped (tether_accept_paused_total,
+            tether_ws_run_capped_total). --perf DIR records the first node with perf during the
+            storm (BENCH_PERF_EVENTS=sched:sched_switch, BENCH_PERF_CALLGRAPH=dwarf)
   wss       (with --wss) the same fleet over wss:// (an ECDSA P-256 certificate made here with
             openssl): registration, memory per device, CPU while idle, storm
 
@@ -609,7 +615,8 @@ def snapshot_labels(ctx):
 LOOP = ["tether_loop_lag_max_seconds", "tether_loop_turn_max_seconds",
         "tether_loop_turn_cpu_max_seconds",
         "tether_loop_long_turns_total", "tether_loop_busy_seconds_total",
-        "tether_loop_lag_seconds_count"]
+        "tether_loop_lag_seconds_count", "tether_accept_paused_total",
+        "tether_ws_run_capped_total"]
 
 
 def loop_figures(node):
@@ -642,7 +649,8 @@ def loop_during(before, after):
         a, b = after.get(m), before.get(m, 0)
         res[key] = round(a, 3) if a is not None else None
         res[key + "_grew"] = a is not None and a > b
-    for key, m in (("long_turns", LOOP[3]), ("busy_s", LOOP[4]), ("lag_samples", LOOP[5])):
+    for key, m in (("long_turns", LOOP[3]), ("busy_s", LOOP[4]), ("lag_samples", LOOP[5]),
+                   ("accept_paused", LOOP[6]), ("ws_run_capped", LOOP[7])):
         if m in after:
             res[key] = round(after[m] - before.get(m, 0), 3)
     for bound in ("0.1", "1", "5"):

@@ -32,9 +32,9 @@ struct tt_acceptcap_listener {
     void *ud;               /* the owner's */
     bool capped;            /* false: never held (the admin listener) */
     /* this module's */
-    uint64_t turn;   /* the turn count was last counted in */
-    unsigned count;  /* connections accepted in that turn */
-    bool held;       /* one connection left unaccepted until the check */
+    uint64_t turn;  /* the turn count was last counted in */
+    unsigned count; /* connections accepted in that turn */
+    bool held;      /* one connection left unaccepted until the check */
     struct tt_acceptcap_listener *next_held;
 };
 
