@@ -29,7 +29,7 @@ as in the e2e tests, made a storm-loaded master flap between the two). Measured,
             Each node's own measure of its loop (/metrics, looplag.h) is read before and after:
             the largest timer lateness and loop turn (wall-clock and CPU), the lag samples over
             0.1, 1 and 5 s, the turns capped (tether_accept_paused_total,
-            tether_ws_run_capped_total). --perf DIR records the first node with perf during the
+            tether_ws_run_capped_total, tether_heads_deferred_total). --perf DIR records the first node with perf during the
             storm (BENCH_PERF_EVENTS=sched:sched_switch, BENCH_PERF_CALLGRAPH=dwarf)
   wss       (with --wss) the same fleet over wss:// (an ECDSA P-256 certificate made here with
             openssl): registration, memory per device, CPU while idle, storm
@@ -616,7 +616,7 @@ LOOP = ["tether_loop_lag_max_seconds", "tether_loop_turn_max_seconds",
         "tether_loop_turn_cpu_max_seconds",
         "tether_loop_long_turns_total", "tether_loop_busy_seconds_total",
         "tether_loop_lag_seconds_count", "tether_accept_paused_total",
-        "tether_ws_run_capped_total"]
+        "tether_ws_run_capped_total", "tether_heads_deferred_total"]
 
 
 def loop_figures(node):
@@ -650,7 +650,8 @@ def loop_during(before, after):
         res[key] = round(a, 3) if a is not None else None
         res[key + "_grew"] = a is not None and a > b
     for key, m in (("long_turns", LOOP[3]), ("busy_s", LOOP[4]), ("lag_samples", LOOP[5]),
-                   ("accept_paused", LOOP[6]), ("ws_run_capped", LOOP[7])):
+                   ("accept_paused", LOOP[6]), ("ws_run_capped", LOOP[7]),
+                   ("heads_deferred", LOOP[8])):
         if m in after:
             res[key] = round(after[m] - before.get(m, 0), 3)
     for bound in ("0.1", "1", "5"):

@@ -94,6 +94,11 @@ void tt_acceptcap_stop(void)
     uv_close((uv_handle_t *)&cap.check, on_closed);
 }
 
+uint64_t tt_acceptcap_turn(void)
+{
+    return cap.open ? cap.turn : 0;
+}
+
 void tt_acceptcap_read(struct tt_acceptcap_stats *out)
 {
     *out = cap.s;

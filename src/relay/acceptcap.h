@@ -59,4 +59,8 @@ void tt_acceptcap_forget(struct tt_acceptcap_listener *l);
 
 void tt_acceptcap_read(struct tt_acceptcap_stats *out);
 
+/* The loop turns counted so far (by the check after each poll; 0 before the first one and
+ * when stopped: no turn to count against). */
+uint64_t tt_acceptcap_turn(void);
+
 #endif

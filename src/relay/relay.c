@@ -208,6 +208,8 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     }
     r->web.timeout_ms = r->admin.timeout_ms = cfg->head_timeout_ms;
     r->web_tls.timeout_ms = cfg->head_timeout_ms;
+    /* a storm's heads are run over several loop turns; the admin listener's at once */
+    r->web.heads_per_turn = r->web_tls.heads_per_turn = TT_HEADCONN_PER_TURN;
     r->web_tls.tls = r->tls;
     r->web.limits = r->web_tls.limits = r->admin.limits = &r->limits;
     if (tt_forward_start(loop, cfg, &r->limits) != 0) {

@@ -9,7 +9,8 @@ loop turns instead of one, and its admin listener answers throughout (docs/opera
   hundreds of new ones queue in the kernel, then released, under a 1,024-descriptor limit: every
   /healthz asked of the admin listener meanwhile is answered 200, the listener pauses at its
   per-turn cap (tether_accept_paused_total moves), the closes are run over several turns
-  (tether_ws_run_capped_total moves), and afterwards a device registers and the relay is alive.
+  (tether_ws_run_capped_total moves), so are the handshakes' heads
+  (tether_heads_deferred_total moves), and afterwards a device registers and the relay is alive.
 
 Tests assert behaviour, never speed: every wait is bounded but generous. Loopback only; every
 process is stopped by its PID (lib.py)."""
@@ -53,7 +54,7 @@ LOOP_METRICS = ["tether_loop_lag_seconds_count", "tether_loop_lag_seconds_sum",
                 "tether_loop_lag_max_seconds", "tether_loop_turn_max_seconds",
                 "tether_loop_turn_cpu_max_seconds", "tether_loop_long_turns_total",
                 "tether_loop_busy_seconds_total", "tether_accept_paused_total",
-                "tether_ws_run_capped_total"]
+                "tether_ws_run_capped_total", "tether_heads_deferred_total"]
 
 
 def test_loop_lag_metrics_exist_and_move(t):
@@ -171,6 +172,9 @@ def test_storm_under_a_small_descriptor_limit_keeps_the_admin_listener_answering
         wait_for(lambda: metrics(relay)["tether_ws_run_capped_total"] >
                  m0["tether_ws_run_capped_total"], 30,
                  "the closing connections to be run over several turns")
+        wait_for(lambda: metrics(relay)["tether_heads_deferred_total"] >
+                 m0["tether_heads_deferred_total"], 30,
+                 "the queued handshakes' heads to be handled over several turns")
         time.sleep(0.5)
     finally:
         answers = probe.finish()

@@ -315,6 +315,19 @@ static void looplag_metrics(struct tt_adminbuf *b)
                     TT_ACCEPTCAP_PER_TURN, (unsigned long long)a.paused);
 }
 
+/* Request heads run in a later loop turn (headconn.h), both device-and-browser listeners. */
+static void heads_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
+{
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_heads_deferred_total Request heads on the device and "
+                    "browser listeners whose handling waited for a later event loop turn: %d "
+                    "were handled in a turn already.\n"
+                    "# TYPE tether_heads_deferred_total counter\n"
+                    "tether_heads_deferred_total %llu\n",
+                    TT_HEADCONN_PER_TURN,
+                    (unsigned long long)(r->web.heads_deferred + r->web_tls.heads_deferred));
+}
+
 void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
 {
     struct devlist l;
@@ -399,6 +412,7 @@ void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
     tt_admin_session_metrics(&b, r);
     limits_metrics(&b, &r->limits);
     looplag_metrics(&b);
+    heads_metrics(&b, r);
     drain_metrics(&b, r);
     metrics_wsconn(&b);
     http_metrics(&b);
