@@ -29,8 +29,9 @@ as in the e2e tests, made a storm-loaded master flap between the two). Measured,
             Each node's own measure of its loop (/metrics, looplag.h) is read before and after:
             the largest timer lateness and loop turn (wall-clock and CPU), the lag samples over
             0.1, 1 and 5 s, the turns capped (tether_accept_paused_total,
-            tether_ws_run_capped_total, tether_heads_deferred_total). --perf DIR records the first node with perf during the
-            storm (BENCH_PERF_EVENTS=sched:sched_switch, BENCH_PERF_CALLGRAPH=dwarf)
+            tether_ws_run_capped_total, tether_heads_deferred_total). --perf DIR records
+            the first node with perf during the storm (BENCH_PERF_EVENTS=sched:sched_switch,
+            BENCH_PERF_CALLGRAPH=dwarf)
   wss       (with --wss) the same fleet over wss:// (an ECDSA P-256 certificate made here with
             openssl): registration, memory per device, CPU while idle, storm
 
