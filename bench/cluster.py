@@ -24,7 +24,14 @@ as in the e2e tests, made a storm-loaded master flap between the two). Measured,
             node's admin /healthz every 10 ms (new connection; the admin listener runs on the
             node's one loop, so its latency bounds the loop's stall) and the worst and
             99th-percentile answers are reported, with the same probe on the idle cluster before
-            the storm, and on a control tetherd outside the cluster, for comparison
+            the storm, and on a control tetherd outside the cluster, for comparison; a probe
+            that fails (refused, reset) is counted apart from one that waited 10 s (timeout).
+            Each node's own measure of its loop (/metrics, looplag.h) is read before and after:
+            the largest timer lateness and loop turn (wall-clock and CPU), the lag samples over
+            0.1, 1 and 5 s, the turns capped (tether_accept_paused_total,
+            tether_ws_run_capped_total, tether_heads_deferred_total). --perf DIR records
+            the first node with perf during the storm (BENCH_PERF_EVENTS=sched:sched_switch,
+            BENCH_PERF_CALLGRAPH=dwarf)
   wss       (with --wss) the same fleet over wss:// (an ECDSA P-256 certificate made here with
             openssl): registration, memory per device, CPU while idle, storm
 
@@ -277,7 +284,7 @@ class Node:
         argv = [os.path.join(BIN, "tetherd"), "--listen", "127.0.0.1:%d" % self.port,
                 "--admin-listen", "127.0.0.1:%d" % self.admin, "--token", TOKEN,
                 "--redis", redis_url, "--node-id", self.name,
-                "--data-dir", os.path.join(tmp, "data-" + self.name), "--log-level", "warn",
+                "--data-dir", os.path.join(tmp, "data-" + self.name), "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warn"),
                 "--max-pending-per-addr", "0", "--max-names-per-token", str(4 * args.devices),
                 "--new-names-per-second", "1000000", "--tcp-bind", "127.0.3.%d" % (k + 1),
                 "--tcp-ports", "31000-31009", "--max-registering", str(args.max_registering)]
@@ -411,15 +418,31 @@ class Probe:
         req = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         while not self.stop.is_set():
             t0 = time.monotonic()
+            # what went wrong, if anything: a probe that fails is not necessarily a slow loop
+            # (a refused or reset connection comes back at once; only "timeout" waited 10 s)
+            kind, got = "ok", b""
             try:
                 s = socket.create_connection(("127.0.0.1", node.admin), timeout=10)
-                s.sendall(req)
-                while s.recv(4096):
-                    pass
-                s.close()
-                out.append((t0, time.monotonic() - t0))
-            except OSError:
-                out.append((t0, 10.0))
+                try:
+                    s.sendall(req)
+                    while True:
+                        b = s.recv(4096)
+                        if not b:
+                            break
+                        got += b
+                finally:
+                    s.close()
+                if not got.startswith(b"HTTP/1.1 "):
+                    kind = "empty"
+            except socket.timeout:
+                kind = "timeout"
+            except ConnectionRefusedError:
+                kind = "refused"
+            except ConnectionResetError:
+                kind = "reset"
+            except OSError as e:
+                kind = "error:%s" % (e.strerror or type(e).__name__)
+            out.append((t0, time.monotonic() - t0, kind))
             nxt += self.period
             d = nxt - time.monotonic()
             if d > 0:
@@ -428,22 +451,38 @@ class Probe:
                 nxt = time.monotonic()
 
     def finish(self, t0=None):
-        """Per node: probes, worst, percentiles; with t0, when the worst came (s after t0)."""
+        """Per node: probes, worst, percentiles of the answers that came (ok), and the probes
+        that failed by kind (timeout: no answer within 10 s; refused, reset, empty: the
+        connection failed at once, which says nothing of the loop's stall); with t0, when the
+        worst came (s after t0)."""
         self.stop.set()
         for t in self.threads:
             t.join(15)
         res = {}
         for name, v in self.lat.items():
-            ls = sorted(x[1] for x in v)
-            if not ls:
+            if not v:
                 continue
-            res[name] = {"probes": len(ls), "max_ms": round(ls[-1] * 1e3, 1),
+            okv = [x for x in v if x[2] == "ok"]
+            ls = sorted(x[1] for x in okv) or [0.0]
+            fails = {}
+            for x in v:
+                if x[2] != "ok":
+                    fails[x[2]] = fails.get(x[2], 0) + 1
+            # a probe that timed out waited 10 s at least: it counts as a 10 s answer
+            worst_all = max(v, key=lambda x: x[1] if x[2] in ("ok", "timeout") else 0)
+            res[name] = {"probes": len(v), "answered": len(okv),
+                         "max_ms": round(max(ls[-1], 10.0 if "timeout" in fails else 0) * 1e3,
+                                         1),
+                         "max_answered_ms": round(ls[-1] * 1e3, 1),
                          "p99_ms": round(ls[int(len(ls) * 0.99)] * 1e3, 1),
                          "p50_ms": round(ls[len(ls) // 2] * 1e3, 2),
-                         "over_100ms": sum(1 for x in ls if x > 0.1)}
+                         "over_100ms": sum(1 for x in ls if x > 0.1),
+                         "failed": fails}
             if t0 is not None:
-                worst = max(v, key=lambda x: x[1])
-                res[name]["worst_sent_at_s"] = round(worst[0] - t0, 2)
+                res[name]["worst_sent_at_s"] = round(worst_all[0] - t0, 2)
+                if fails:
+                    res[name]["first_fail_at_s"] = round(
+                        min(x[0] for x in v if x[2] != "ok") - t0, 2)
         return res
 
 
@@ -574,6 +613,83 @@ def snapshot_labels(ctx):
     return want
 
 
+LOOP = ["tether_loop_lag_max_seconds", "tether_loop_turn_max_seconds",
+        "tether_loop_turn_cpu_max_seconds",
+        "tether_loop_long_turns_total", "tether_loop_busy_seconds_total",
+        "tether_loop_lag_seconds_count", "tether_accept_paused_total",
+        "tether_ws_run_capped_total", "tether_heads_deferred_total"]
+
+
+def loop_figures(node):
+    """The node's own loop-stall figures (/metrics, looplag.h): {metric: value}, and the lag
+    histogram's buckets as "lag_le_BOUND". {} when the node does not have them (an older
+    build) or does not answer."""
+    try:
+        text = node.get("/metrics", 30)[1].decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.split("\n"):
+        name = line.split(" ")[0]
+        if name in LOOP:
+            out[name] = float(line.split()[1])
+        elif name.startswith('tether_loop_lag_seconds_bucket{le="'):
+            out["lag_le_" + name.split('"')[1]] = float(line.split()[1])
+    return out
+
+
+def loop_during(before, after):
+    """What the node's loop measured between two loop_figures: the largest lag and turn since
+    start (the storm's own when they grew during it; else at most what they were before), the
+    long turns, the busy seconds, and the lag samples over 0.1, 1 and 5 s."""
+    if not after:
+        return None
+    res = {}
+    for key, m in (("lag_max_s", LOOP[0]), ("turn_max_s", LOOP[1]),
+                   ("turn_cpu_max_s", LOOP[2])):
+        a, b = after.get(m), before.get(m, 0)
+        res[key] = round(a, 3) if a is not None else None
+        res[key + "_grew"] = a is not None and a > b
+    for key, m in (("long_turns", LOOP[3]), ("busy_s", LOOP[4]), ("lag_samples", LOOP[5]),
+                   ("accept_paused", LOOP[6]), ("ws_run_capped", LOOP[7]),
+                   ("heads_deferred", LOOP[8])):
+        if m in after:
+            res[key] = round(after[m] - before.get(m, 0), 3)
+    for bound in ("0.1", "1", "5"):
+        k = "lag_le_" + bound
+        if k in after and "lag_le_+Inf" in after:
+            tot = after["lag_le_+Inf"] - before.get("lag_le_+Inf", 0)
+            res["lag_over_" + bound + "s"] = int(tot - (after[k] - before.get(k, 0)))
+    return res
+
+
+def perf_start(ctx, node):
+    """perf record -g on node for the storm (--perf DIR): DIR/perf-NODE.data."""
+    d = ctx["args"].perf
+    if not d or not shutil.which("perf"):
+        return None
+    os.makedirs(d, exist_ok=True)
+    out = os.path.join(os.path.abspath(d), "perf-%s.data" % node.name)
+    # BENCH_PERF_EVENTS=sched:sched_switch: where the loop left the CPU, and in which state
+    # (R: preempted, waiting for a core; S/D: it blocked)
+    ev = os.environ.get("BENCH_PERF_EVENTS")
+    cg = os.environ.get("BENCH_PERF_CALLGRAPH", "fp")  # dwarf: stacks without frame pointers
+    argv = ["perf", "record", "--call-graph", cg, "-p", str(node.proc.pid), "-o", out] + \
+        (["-e", ev] if ev else ["-F", "499"])
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def perf_stop(p):
+    if p is None:
+        return
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 SHED = ["tether_accept_errors_total", 'tether_connections_shed_total{reason="fds"}',
         'tether_connections_shed_total{reason="total"}']
 
@@ -599,6 +715,8 @@ def phase_storm(ctx):
     tls0 = tls_counts(lgs)
     same0 = sum(lg.status().get("same", 0) for lg in lgs)
     load0 = uptime()
+    loop0 = {n.name: loop_figures(n) for n in nodes}
+    perfs = [perf_start(ctx, n) for n in nodes[:1]]
     probe = Probe(nodes + [ctx["control"]])
     time.sleep(1.0)
     t0 = time.monotonic()
@@ -612,6 +730,9 @@ def phase_storm(ctx):
         took = None
     time.sleep(2.0)
     during = probe.finish(t0)
+    for p in perfs:
+        perf_stop(p)
+    loops = {n.name: loop_during(loop0[n.name], loop_figures(n)) for n in nodes}
     time.sleep(1.5)  # the last status lines
     ok, bad = check_registry(ctx["sentinel"].master_port(), want)
     worst = max((v for k, v in during.items() if k != "control"), key=lambda v: v["max_ms"])
@@ -633,6 +754,11 @@ def phase_storm(ctx):
             "devices_per_node": {n.name: n.metric("tether_devices_online") for n in nodes},
             "registry_all_online_same_label": ok, "registry_mismatches": bad,
             "worst_stall_ms": worst["max_ms"],
+            "loop": loops,
+            "worst_loop_lag_s": max((v["lag_max_s"] for v in loops.values()
+                                     if v and v.get("lag_max_s") is not None), default=None),
+            "worst_loop_turn_s": max((v["turn_max_s"] for v in loops.values()
+                                      if v and v.get("turn_max_s") is not None), default=None),
             "control_max_ms": during.get("control", {}).get("max_ms"), "probe_storm": during, "probe_idle": idle,
             "load": load0 + " -> " + uptime()}
 
@@ -800,6 +926,8 @@ def main():
     ap.add_argument("--cpu-secs", type=float, default=15)
     ap.add_argument("--cpu-reps", type=int, default=3)
     ap.add_argument("--idle-probe-secs", type=float, default=5)
+    ap.add_argument("--perf", metavar="DIR",
+                    help="perf record -g the first node during the storm into DIR")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

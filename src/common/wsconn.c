@@ -92,7 +92,7 @@ static _Thread_local struct wsloop *wsloops;
 
 /* tt_wsconn_get_stats's counters: process-wide, as /metrics reports them. */
 static _Atomic uint64_t stat_overflow_cap, stat_overflow_stall, stat_read_paused,
-    stat_pings_answered, stat_pings_coalesced;
+    stat_pings_answered, stat_pings_coalesced, stat_run_capped;
 
 static void count(_Atomic uint64_t *n)
 {
@@ -215,12 +215,16 @@ static struct tt_wsconn *of_tlink(struct wslink *l)
     return (struct tt_wsconn *)(void *)((char *)l - offsetof(struct tt_wsconn, tlink));
 }
 
-/* One idle turn: runs the connections scheduled before it; those scheduled meanwhile wait for
- * the next turn (as libuv runs idle handles started from an idle callback). */
+/* One idle turn: runs the connections scheduled before it, at most TT_WSCONN_RUN_PER_TURN of
+ * them; those scheduled meanwhile wait for the next turn (as libuv runs idle handles started
+ * from an idle callback). Past the cap the rest go first in the next idle turn, after the loop
+ * has polled once (without waiting: the idle handle stays active), so that a burst (every
+ * device of a node closing at once) does not hold the loop for one long turn. */
 static void on_loop_idle(uv_idle_t *h)
 {
     struct wsloop *L = h->data;
     struct wslink turn;
+    unsigned done = 0;
 
     if (!link_linked(&L->run)) {
         uv_idle_stop(h);
@@ -232,9 +236,19 @@ static void on_loop_idle(uv_idle_t *h)
     turn.prev->next = &turn;
     link_init(&L->run);
     while (link_linked(&turn)) {
+        if (done == TT_WSCONN_RUN_PER_TURN) { /* the rest, before any scheduled meanwhile */
+            struct wslink *first = turn.next, *last = turn.prev;
+            first->prev = &L->run;
+            last->next = L->run.next;
+            L->run.next->prev = last;
+            L->run.next = first;
+            count(&stat_run_capped);
+            return;
+        }
         struct tt_wsconn *c = of_runlink(turn.next);
         link_remove(&c->runlink);
         run(c);
+        done++;
     }
     if (!link_linked(&L->run))
         uv_idle_stop(h);
@@ -1630,6 +1644,7 @@ void tt_wsconn_get_stats(struct tt_wsconn_stats *out)
     out->overflow_cap = atomic_load_explicit(&stat_overflow_cap, memory_order_relaxed);
     out->overflow_stall = atomic_load_explicit(&stat_overflow_stall, memory_order_relaxed);
     out->read_paused = atomic_load_explicit(&stat_read_paused, memory_order_relaxed);
+    out->run_capped = atomic_load_explicit(&stat_run_capped, memory_order_relaxed);
     out->pings_answered = atomic_load_explicit(&stat_pings_answered, memory_order_relaxed);
     out->pings_coalesced = atomic_load_explicit(&stat_pings_coalesced, memory_order_relaxed);
 }

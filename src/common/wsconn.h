@@ -76,7 +76,12 @@ struct tt_wsconn_stats {
     uint64_t read_paused;     /* times reading stopped because the queue passed its stop mark */
     uint64_t pings_answered;  /* pongs sent (or queued) */
     uint64_t pings_coalesced; /* pings left unanswered because a later one came first */
+    uint64_t run_capped;      /* idle turns that reached TT_WSCONN_RUN_PER_TURN connections */
 };
+
+/* Connections (start, flush, close) one loop's idle turn runs at most; the rest wait for the
+ * next turn, after one poll (wsconn.c, on_loop_idle). */
+#define TT_WSCONN_RUN_PER_TURN 256
 
 /* Copies the process's counters into *out. Cannot fail; any thread. */
 void tt_wsconn_get_stats(struct tt_wsconn_stats *out);

@@ -19,6 +19,8 @@
 #include "relay/relay.h"
 #include "relay/http/httpproxy.h"
 #include "relay/http/respond.h"
+#include "relay/looplag.h"
+#include "relay/acceptcap.h"
 #include "relay/http/server.h"
 #include "relay/access/signin.h"
 #include "relay/device/visitor.h"
@@ -228,6 +230,8 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     }
     r->web.timeout_ms = r->admin.timeout_ms = cfg->head_timeout_ms;
     r->web_tls.timeout_ms = cfg->head_timeout_ms;
+    /* a storm's heads are run over several loop turns; the admin listener's at once */
+    r->web.heads_per_turn = r->web_tls.heads_per_turn = TT_HEADCONN_PER_TURN;
     r->web_tls.tls = r->tls;
     r->web.limits = r->web_tls.limits = r->admin.limits = &r->limits;
     tt_forward_set_signin(&forward_signin);
@@ -244,6 +248,12 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     return wrc;
 }
 
+/* The connection a listener held at its cap this turn (acceptcap.h), after the poll. */
+static void accept_held(struct tt_acceptcap_listener *l)
+{
+    tt_headconn_accept(l->ud, (uv_stream_t *)&l->tcp);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct tt_headconn_set *set = server->data;
@@ -255,9 +265,13 @@ static void on_connection(uv_stream_t *server, int status)
             tt_limits_accept_failed(set->limits, status);
         return;
     }
+    /* at the per-turn cap the connection stays in the kernel's queue (acceptcap.h) */
+    if (!tt_acceptcap_take((struct tt_acceptcap_listener *)(void *)server))
+        return;
     tt_headconn_accept(set, server);
 }
 
+/* h is the tcp of a struct tt_acceptcap_listener (its first member): the whole goes. */
 static void on_listener_close(uv_handle_t *h)
 {
     free(h);
@@ -276,13 +290,18 @@ static int listen_on(struct tt_relay *r, const struct tt_config_addr *a,
                  (unsigned)a->port);
         return -1;
     }
-    uv_tcp_t *h = malloc(sizeof(*h));
-    if (!h) {
+    struct tt_acceptcap_listener *l = calloc(1, sizeof(*l));
+    if (!l) {
         snprintf(err, TT_ERRLEN, "out of memory");
         return -1;
     }
+    uv_tcp_t *h = &l->tcp;
     uv_tcp_init(r->loop, h);
     h->data = set;
+    l->ud = set;
+    l->accept = accept_held;
+    /* the admin listener takes every connection at once: it must answer during a storm */
+    l->capped = set != &r->admin;
     r->listeners[r->nlisteners++] = h;
     int rc = uv_tcp_bind(h, (struct sockaddr *)&ss, 0);
     if (rc == 0)
@@ -403,6 +422,13 @@ int tt_relay_listen(struct tt_relay *r, char err[TT_ERRLEN])
                                 "forge events (set --webhook-secret-file or "
                                 "TETHER_WEBHOOK_SECRET)");
     }
+    int arc = tt_acceptcap_start(r->loop);
+    if (arc != 0)
+        TT_LOG(TT_LOG_WARN, "accepts per loop turn not capped err=%s", uv_err_name(arc));
+    /* the loop's own stall measure (/metrics): nothing is lost without it but the figure */
+    int lrc = tt_looplag_start(r->loop);
+    if (lrc != 0)
+        TT_LOG(TT_LOG_WARN, "loop lag not measured err=%s", uv_err_name(lrc));
     const struct tt_limits *l = &r->limits;
     TT_LOG(TT_LOG_INFO,
            "limits open_files=%llu fd_reserve=%llu max_pending=%zu max_pending_per_addr=%zu "
@@ -449,6 +475,8 @@ void tt_relay_stop(struct tt_relay *r)
     if (r->stopping)
         return;
     r->stopping = true;
+    tt_looplag_stop();
+    tt_acceptcap_stop(); /* before the listeners close: none is held any more */
     for (size_t i = 0; i < r->nlisteners; i++)
         uv_close((uv_handle_t *)r->listeners[i], on_listener_close);
     r->nlisteners = 0;

@@ -1452,10 +1452,59 @@ static void test_interop_wslay(void **state)
     free(k.buf);
 }
 
+/* A burst of closes (every device of a node dropping at once): one idle turn runs at most
+ * TT_WSCONN_RUN_PER_TURN connections, the rest the turns after, every one closed in the end. */
+static void test_close_burst_over_turns(void **state)
+{
+    enum { N = TT_WSCONN_RUN_PER_TURN + 44 };
+    uv_loop_t loop;
+    uv_timer_t guard;
+    static struct tt_conn *peer[N];
+    static struct tt_wsconn *ws[N];
+    struct raw r;
+    struct tt_session_callbacks scb;
+    struct tt_wsconn_config cfg = {0};
+    static const struct tt_wsconn_callbacks cb = {raw_on_close};
+    struct tt_wsconn_stats st0, st1;
+    (void)state;
+
+    memset(&r, 0, sizeof(r));
+    memset(&scb, 0, sizeof(scb));
+    tt_pipe_session_callbacks(&scb);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    ut_start_guard(&loop, &guard);
+    cfg.session.role = TT_ROLE_RELAY;
+    cfg.session.window = 65536;
+    cfg.session.max_streams = 4;
+    cfg.session_cb = &scb;
+    for (int i = 0; i < N; i++) {
+        struct tt_conn *b;
+        ut_make_pair(&loop, &peer[i], &b);
+        assert_int_equal(tt_wsconn_new(&ws[i], &loop, b, NULL, 0, &cfg, &cb, &r), 0);
+    }
+    for (int i = 0; i < 8; i++) /* every one started (at most the cap a turn) */
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(r.closed, 0);
+    tt_wsconn_get_stats(&st0);
+    for (int i = 0; i < N; i++)
+        tt_wsconn_close(ws[i], TT_GOAWAY_NORMAL, 1000, 0, "burst");
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(r.closed, TT_WSCONN_RUN_PER_TURN); /* one turn: the cap */
+    tt_wsconn_get_stats(&st1);
+    assert_true(st1.run_capped > st0.run_capped);
+    for (int i = 0; i < 100 && r.closed < N; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(r.closed, N); /* the rest in the next turn */
+    for (int i = 0; i < N; i++)
+        tt_conn_close(peer[i], NULL);
+    ut_finish_loop(&loop, &guard);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_small),
+        cmocka_unit_test(test_close_burst_over_turns),
         cmocka_unit_test(test_echo_flow_control),
         cmocka_unit_test(test_echo_many_streams),
         cmocka_unit_test(test_empty_stream),

@@ -10,6 +10,8 @@
 #include "relay/device/device.h"
 #include "relay/http/httpproxy.h"
 #include "relay/http/httpstats.h"
+#include "relay/looplag.h"
+#include "relay/acceptcap.h"
 #include "relay/admin/procmetrics.h"
 #include "relay/access/signin.h"
 #include "relay/device/visitor.h"
@@ -125,6 +127,13 @@ static void metrics_wsconn(struct tt_adminbuf *b)
         "tether_ws_pings_coalesced_total %llu\n",
         (unsigned long long)w.read_paused, (unsigned long long)w.pings_answered,
         (unsigned long long)w.pings_coalesced);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_ws_run_capped_total Event loop turns in which %d "
+                    "WebSocket connections were run (started, flushed or closed): the rest "
+                    "waited for the next turn.\n"
+                    "# TYPE tether_ws_run_capped_total counter\n"
+                    "tether_ws_run_capped_total %llu\n",
+                    TT_WSCONN_RUN_PER_TURN, (unsigned long long)w.run_capped);
 }
 
 /* Drain and admission control (drain.h). */
@@ -246,6 +255,79 @@ static void webhook_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
         (unsigned long long)(r->webhooks ? s.queue_max : r->cfg.webhook_queue));
 }
 
+/* The loop's own stall measure (looplag.h). */
+static void looplag_metrics(struct tt_adminbuf *b)
+{
+    static const double bounds[TT_LOOPLAG_NBOUNDS] = TT_LOOPLAG_BOUNDS;
+    struct tt_looplag_stats s;
+    tt_looplag_read(&s);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_loop_lag_seconds How late the event loop ran a timer due "
+                    "every %d ms: how long anything arriving then waited for the loop.\n"
+                    "# TYPE tether_loop_lag_seconds histogram\n",
+                    TT_LOOPLAG_PERIOD_MS);
+    uint64_t cum = 0;
+    for (int i = 0; i < TT_LOOPLAG_NBOUNDS; i++) {
+        cum += s.bucket[i];
+        tt_adminbuf_fmt(b, "tether_loop_lag_seconds_bucket{le=\"%g\"} %llu\n", bounds[i],
+                        (unsigned long long)cum);
+    }
+    tt_adminbuf_fmt(b,
+                    "tether_loop_lag_seconds_bucket{le=\"+Inf\"} %llu\n"
+                    "tether_loop_lag_seconds_sum %.6f\n"
+                    "tether_loop_lag_seconds_count %llu\n"
+                    "# HELP tether_loop_lag_max_seconds The largest tether_loop_lag_seconds "
+                    "since start.\n"
+                    "# TYPE tether_loop_lag_max_seconds gauge\n"
+                    "tether_loop_lag_max_seconds %.6f\n",
+                    (unsigned long long)s.count, (double)s.sum_ns / 1e9,
+                    (unsigned long long)s.count, (double)s.lag_max_ns / 1e9);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_loop_turn_max_seconds The longest event loop turn since "
+                    "start: its work between two waits for I/O, during which nothing else on "
+                    "the node was served.\n"
+                    "# TYPE tether_loop_turn_max_seconds gauge\n"
+                    "tether_loop_turn_max_seconds %.6f\n"
+                    "# HELP tether_loop_turn_cpu_max_seconds The most CPU time one event loop "
+                    "turn used since start (a longer turn waited for a core).\n"
+                    "# TYPE tether_loop_turn_cpu_max_seconds gauge\n"
+                    "tether_loop_turn_cpu_max_seconds %.6f\n",
+                    (double)s.turn_max_ns / 1e9, (double)s.turn_cpu_max_ns / 1e9);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_loop_long_turns_total Event loop turns that worked longer "
+                    "than %d ms.\n"
+                    "# TYPE tether_loop_long_turns_total counter\n"
+                    "tether_loop_long_turns_total %llu\n"
+                    "# HELP tether_loop_busy_seconds_total Time the event loop worked (not "
+                    "waiting for I/O).\n"
+                    "# TYPE tether_loop_busy_seconds_total counter\n"
+                    "tether_loop_busy_seconds_total %.6f\n",
+                    TT_LOOPLAG_LONG_TURN_MS, (unsigned long long)s.long_turns,
+                    (double)s.busy_ns / 1e9);
+    struct tt_acceptcap_stats a;
+    tt_acceptcap_read(&a);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_accept_paused_total Times a device and browser listener "
+                    "accepted %d connections in one event loop turn: the next waited in the "
+                    "kernel's accept queue for the next turn.\n"
+                    "# TYPE tether_accept_paused_total counter\n"
+                    "tether_accept_paused_total %llu\n",
+                    TT_ACCEPTCAP_PER_TURN, (unsigned long long)a.paused);
+}
+
+/* Request heads run in a later loop turn (headconn.h), both device-and-browser listeners. */
+static void heads_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
+{
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_heads_deferred_total Request heads on the device and "
+                    "browser listeners whose handling waited for a later event loop turn: %d "
+                    "were handled in a turn already.\n"
+                    "# TYPE tether_heads_deferred_total counter\n"
+                    "tether_heads_deferred_total %llu\n",
+                    TT_HEADCONN_PER_TURN,
+                    (unsigned long long)(r->web.heads_deferred + r->web_tls.heads_deferred));
+}
+
 void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
 {
     struct devlist l;
@@ -329,6 +411,8 @@ void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
         (unsigned long long)r->admin_refused_host, (unsigned long long)r->admin_refused_origin);
     tt_admin_session_metrics(&b, r);
     limits_metrics(&b, &r->limits);
+    looplag_metrics(&b);
+    heads_metrics(&b, r);
     drain_metrics(&b, r);
     metrics_wsconn(&b);
     http_metrics(&b);

@@ -8,6 +8,64 @@
 #include "relay/http/httpstats.h"
 #include "relay/http/pages.h"
 #include "relay/http/respond.h"
+#include "relay/acceptcap.h"
+
+/* hc leaves the set's queue of waiting heads (nothing if it is not on it). */
+static void unqueue(struct tt_headconn *hc)
+{
+    struct tt_headconn_set *set = hc->set;
+    if (!hc->queued)
+        return;
+    if (hc->rprev)
+        hc->rprev->rnext = hc->rnext;
+    else
+        set->ready_head = hc->rnext;
+    if (hc->rnext)
+        hc->rnext->rprev = hc->rprev;
+    else
+        set->ready_tail = hc->rprev;
+    hc->rprev = hc->rnext = NULL;
+    hc->queued = false;
+}
+
+/* Counts one head against this turn's cap; false when the cap is reached (0: no cap). */
+static bool head_budget(struct tt_headconn_set *set)
+{
+    if (set->heads_per_turn == 0)
+        return true;
+    uint64_t turn = tt_acceptcap_turn();
+    if (turn == 0) /* no turns counted (not started): no cap */
+        return true;
+    if (turn != set->turn) {
+        set->turn = turn;
+        set->turn_heads = 0;
+    }
+    if (set->turn_heads >= set->heads_per_turn)
+        return false;
+    set->turn_heads++;
+    return true;
+}
+
+static void on_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Before the loop polls: the waiting heads, oldest first, as many as this turn's cap allows;
+ * each is read again (as it was when its head completed) and handed to the owner. */
+static void on_idle(uv_idle_t *h)
+{
+    struct tt_headconn_set *set = h->data;
+    while (set->ready_head && head_budget(set)) {
+        struct tt_headconn *hc = set->ready_head;
+        unqueue(hc);
+        if (tt_conn_read_start(hc->conn, on_alloc, on_read) != 0) {
+            tt_headconn_free(hc);
+            continue;
+        }
+        set->on_head(hc, set->ud);
+    }
+    if (!set->ready_head)
+        uv_idle_stop(h);
+}
 
 static void unlink_hc(struct tt_headconn *hc)
 {
@@ -29,6 +87,7 @@ void tt_headconn_free(struct tt_headconn *hc)
         cb(hc, hc->drop_ud);
     }
     unlink_hc(hc);
+    unqueue(hc);
     if (hc->set->limits)
         tt_limits_leave(hc->set->limits, &hc->lim);
     if (hc->conn)
@@ -170,9 +229,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     enum tt_headparse_event ev;
     size_t r = tt_headparse_execute(&hc->hp, hc->buf->data + hc->len, (size_t)nread, &ev);
     if (ev == TT_HEADPARSE_HEAD) {
+        struct tt_headconn_set *set = hc->set;
         hc->headlen = hc->len + r;
         hc->len += (size_t)nread;
-        hc->set->on_head(hc, hc->set->ud);
+        if (!set->ready_head && head_budget(set)) {
+            set->on_head(hc, set->ud);
+            return;
+        }
+        /* the cap is reached this turn (or heads wait already): this one waits its turn */
+        tt_conn_read_stop(hc->conn);
+        hc->queued = true;
+        hc->rnext = NULL;
+        hc->rprev = set->ready_tail;
+        if (set->ready_tail)
+            set->ready_tail->rnext = hc;
+        else
+            set->ready_head = hc;
+        set->ready_tail = hc;
+        set->heads_deferred++;
+        if (!uv_is_active((uv_handle_t *)&set->idle))
+            uv_idle_start(&set->idle, on_idle);
         return;
     }
     hc->len += (size_t)nread;
@@ -210,6 +286,8 @@ int tt_headconn_set_init(struct tt_headconn_set *set, uv_loop_t *loop, tt_headco
     set->on_head = on_head;
     set->ud = ud;
     set->timeout_ms = TT_HEADCONN_TIMEOUT_MS;
+    uv_idle_init(loop, &set->idle);
+    set->idle.data = set;
     int rc = uv_timer_init(loop, &set->timer);
     if (rc)
         return rc;
@@ -227,6 +305,7 @@ void tt_headconn_set_close(struct tt_headconn_set *set)
     while (set->list)
         tt_headconn_free(set->list);
     uv_close((uv_handle_t *)&set->timer, NULL);
+    uv_close((uv_handle_t *)&set->idle, NULL);
 }
 
 static void peer_name(uv_tcp_t *tcp, char ip[64], uint16_t *port)

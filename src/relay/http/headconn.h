@@ -27,6 +27,12 @@
 #include "relay/limits.h"
 
 #define TT_HEADCONN_TIMEOUT_MS 30000
+/* Complete request heads whose owner's on_head a capped set runs per loop turn (the relay's
+ * device-and-browser listeners; docs/operators-guide.md, "The loop's stall"): past it a
+ * connection whose head is complete stops being read and waits, in order, for the next turns
+ * (an idle handle keeps the loop from waiting for I/O meanwhile); its head deadline still
+ * runs. */
+#define TT_HEADCONN_PER_TURN 128
 #define TT_HEADCONN_LOG_BURST 10
 
 struct tt_headconn;
@@ -54,6 +60,13 @@ struct tt_headconn_set {
     uint64_t plain_http, tls_failed;
     uint64_t log_window_at, log_skipped;
     unsigned log_in_window;
+    /* The cap on heads run per loop turn (0, after init: none; the owner sets it): */
+    unsigned heads_per_turn;
+    uint64_t turn;       /* the loop turn (tt_acceptcap_turn) heads were last counted in */
+    unsigned turn_heads; /* heads run in it */
+    uv_idle_t idle;      /* runs the waiting heads while there are any */
+    struct tt_headconn *ready_head, *ready_tail; /* complete heads waiting, oldest first */
+    uint64_t heads_deferred;                     /* heads that waited for a later turn */
 };
 
 struct tt_headconn {
@@ -77,7 +90,9 @@ struct tt_headconn {
      * closing). The owner clears it before it answers or takes hc itself. */
     void (*on_drop)(struct tt_headconn *hc, void *ud);
     void *drop_ud;
-    bool sniff; /* a TLS listener's connection whose first bytes are not read yet */
+    bool sniff;  /* a TLS listener's connection whose first bytes are not read yet */
+    bool queued; /* its head is complete and waits on set->ready (read stopped) */
+    struct tt_headconn *rprev, *rnext;
     struct tt_headparse hp;
 };
 
