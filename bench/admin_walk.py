@@ -18,11 +18,9 @@ walk on the asynchronous connection) a page 28 ms, /healthz median 0.4 ms, max 1
 median 0.3 ms, max 4.4 ms)."""
 
 import argparse
-import http.client
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,32 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 LOADGEN = os.path.join(HERE, "..", "build", "release", "bin", "loadgen")
 TOKEN = "bench-token-0123456789abcdef"
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=30):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("port %d not open" % port)
-
-
-def get(port, path, timeout=30):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
+sys.path.insert(0, HERE)
+from benchnet import free_port, get, wait_port  # noqa: E402
 
 
 def probe(port, stop, out):

@@ -1,6 +1,8 @@
-"""benchnet.py - loopback port helpers shared by the benchmark scripts (admission.py,
-async_registry.py, memory_churn.py, tickets_stall.py). Python 3 standard library only."""
+"""benchnet.py - loopback port and HTTP helpers shared by the benchmark scripts (admin_walk.py,
+admission.py, async_registry.py, cluster.py, memory_churn.py, tickets_stall.py). Python 3
+standard library only."""
 
+import http.client
 import socket
 import time
 
@@ -22,3 +24,14 @@ def wait_port(port, timeout=20):
         except OSError:
             time.sleep(0.05)
     raise SystemExit("port %d never opened" % port)
+
+
+def get(port, path, timeout=30):
+    """GET path from 127.0.0.1:port on a connection of its own: (status, body)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()

@@ -46,7 +46,6 @@ when the survivors of a kill would hold more than that (and says so)."""
 
 import argparse
 import calendar
-import http.client
 import json
 import os
 import resource
@@ -59,6 +58,10 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchnet  # noqa: E402
+from benchnet import free_port  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("BENCH_BIN", os.path.join(ROOT, "build", "release", "bin"))
 TOKEN = "bench-cluster-token"
@@ -68,12 +71,6 @@ PATH = "/?tether-redirected=1"  # the nodes do not redirect these devices: loadg
 
 def log(msg):
     print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port):
@@ -301,13 +298,7 @@ class Node:
         wait_for(lambda: port_open(self.admin), 30, "node %s" % self.name)
 
     def get(self, path, timeout=120):
-        c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=timeout)
-        try:
-            c.request("GET", path)
-            r = c.getresponse()
-            return r.status, r.read()
-        finally:
-            c.close()
+        return benchnet.get(self.admin, path, timeout)
 
     def metric(self, name):
         try:

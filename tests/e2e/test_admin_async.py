@@ -115,6 +115,53 @@ def _two_devices(t):
     return redis, a, b, dev_a, dev_b
 
 
+def _held_through_redis_stop(redis, node, dev, send, what, status, limit, during=None):
+    """Stops redis (SIGSTOP) for 2.2 s: send() sends the admin requests to hold (a list of
+    _Held), node's own device dev (its service answers "held-by-a") is asked every 50 ms
+    meanwhile and must answer, during() (if given) runs last; then SIGCONT. No held request may
+    be answered before it, each must get status(h) after it. Returns the held requests; the
+    figures go to the file TT_E2E_STATS names, when set (reports)."""
+    redis.proc.send_signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    lat = []
+    try:
+        held = send()
+        while time.monotonic() - stopped < 2.2:
+            t0 = time.monotonic()
+            st, _, body = _get(node, dev.label, timeout=10)
+            lat.append(time.monotonic() - t0)
+            eq((st, body), (200, b"held-by-a"), "the node's own device while Redis is stopped")
+            time.sleep(0.05)
+        answered = ["%s (%d after %.2f s)" % (h.path, h.status or 0, h.done_at - stopped)
+                    for h in held if h.done_at is not None]
+        still = time.monotonic() - stopped
+        check(still < limit, "the checks took %.1f s: Redis resumed too late to tell" % still)
+        if during:
+            during()
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    resumed = time.monotonic()
+    try:
+        eq(answered, [], "%s answered while Redis was stopped (without its reply; "
+           "%d device requests, slowest %.3f s)" % (what, len(lat), max(lat)))
+        check(len(lat) >= 10, "only %d requests to the device answered during the stop" % len(lat))
+        for h in held:
+            h.join()
+            eq(h.status, status(h), "%s after SIGCONT (%r)" % (h.path, (h.body or b"")[:200]))
+            check(h.done_at >= resumed - 0.05, "%s answered before Redis resumed" % h.path)
+    finally:
+        stats = os.environ.get("TT_E2E_STATS")
+        if stats:
+            with open(stats, "a") as f:
+                f.write("%s: device requests during the stop: %d, slowest %.3f s, mean %.4f s; "
+                        "%s answered at %s s after SIGSTOP (SIGCONT at %.2f s)\n" %
+                        (os.environ.get("TETHERD", "this tree"), len(lat), max(lat),
+                         sum(lat) / len(lat), what,
+                         ["%.2f" % (h.done_at - stopped) if h.done_at else "-" for h in held],
+                         resumed - stopped))
+    return held
+
+
 def _names(body):
     return sorted(d["name"] for d in json.loads(body)["devices"])
 
@@ -125,46 +172,15 @@ def test_admin_reads_wait_for_redis_not_the_loop(t):
              10, "node a to list both devices")
     ok_before = _metric(a, 'tether_admin_walks_total{result="ok"}', missing=0)
 
-    redis.proc.send_signal(signal.SIGSTOP)
-    stopped = time.monotonic()
-    lat = []
-    try:
+    def send():
         held = [_Held(a, p) for p in ("/api/devices", "/api/devices/" + dev_b.name,
                                       "/api/grants", "/?live=0", "/device?name=" + dev_b.name,
                                       "/grants")]
         held.append(_Held(a, "/grants", form="user=late&patterns=dev-*/http&ttl=5m"))
-        while time.monotonic() - stopped < 2.2:
-            t0 = time.monotonic()
-            st, _, body = _get(a, dev_a.label, timeout=10)
-            lat.append(time.monotonic() - t0)
-            eq((st, body), (200, b"held-by-a"), "node a's own device while Redis is stopped")
-            time.sleep(0.05)
-        answered = ["%s (%d after %.2f s)" % (h.path, h.status or 0, h.done_at - stopped)
-                    for h in held if h.done_at is not None]
-        still = time.monotonic() - stopped
-        check(still < WALK_S - 0.5, "the checks took %.1f s: Redis resumed too late to tell" % still)
-    finally:
-        redis.proc.send_signal(signal.SIGCONT)
-    resumed = time.monotonic()
-    try:
-        eq(answered, [], "admin requests answered while Redis was stopped (without its reply; "
-           "%d device requests, slowest %.3f s)" % (len(lat), max(lat)))
-        check(len(lat) >= 10, "only %d requests to the device answered during the stop" % len(lat))
-        for h in held:
-            h.join()
-            eq(h.status, 201 if h.form else 200,
-           "%s after SIGCONT (%r)" % (h.path, (h.body or b"")[:200]))
-            check(h.done_at >= resumed - 0.05, "%s answered before Redis resumed" % h.path)
-    finally:
-        stats = os.environ.get("TT_E2E_STATS")  # a file to append the figures to (reports)
-        if stats:
-            with open(stats, "a") as f:
-                f.write("%s: device requests during the stop: %d, slowest %.3f s, mean %.4f s; "
-                        "admin answers at %s s after SIGSTOP (SIGCONT at %.2f s)\n" %
-                        (os.environ.get("TETHERD", "this tree"), len(lat), max(lat),
-                         sum(lat) / len(lat),
-                         ["%.2f" % (h.done_at - stopped) if h.done_at else "-" for h in held],
-                         resumed - stopped))
+        return held
+
+    held = _held_through_redis_stop(redis, a, dev_a, send, "admin requests",
+                                    lambda h: 201 if h.form else 200, WALK_S - 0.5)
     devices, one, grants, page, devpage, grantspage, made = held
     eq(_names(devices.body), sorted([dev_a.name, dev_b.name]), "GET /api/devices on node a")
     d = json.loads(one.body)

@@ -17,13 +17,13 @@ test started) for a few seconds.
 
 import http.client
 import json
-import os
 import signal
 import socket
 import time
 
 from lib import check, eq, resp_command, wait_for
-from test_admin_async import _Held, _metric, _raw_answer, _two_devices
+from test_admin_async import (_Held, _held_through_redis_stop, _metric, _raw_answer,
+                              _two_devices)
 from test_cluster import _get, _holds
 
 DELETES_MAX = 16
@@ -73,45 +73,15 @@ def test_delete_waits_for_redis_not_the_loop(t):
         eq(_redis(redis, "EXISTS", "tether:dev:" + d.name), 1, "%s's record" % d.name)
         check(_redis(redis, "HGET", "tether:keys", d.name), "%s's device key" % d.name)
 
-    redis.proc.send_signal(signal.SIGSTOP)
-    stopped = time.monotonic()
-    lat = []
-    try:
-        held = [_HeldDelete(a, "/api/devices/" + dev_b.name),
+    def send():
+        return [_HeldDelete(a, "/api/devices/" + dev_b.name),
                 _Held(a, "/device/delete", form="name=" + dev_c.name)]
-        while time.monotonic() - stopped < 2.2:
-            t0 = time.monotonic()
-            st, _, body = _get(a, dev_a.label, timeout=10)
-            lat.append(time.monotonic() - t0)
-            eq((st, body), (200, b"held-by-a"), "node a's own device while Redis is stopped")
-            time.sleep(0.05)
-        answered = ["%s (%d after %.2f s)" % (h.path, h.status or 0, h.done_at - stopped)
-                    for h in held if h.done_at is not None]
-        still = time.monotonic() - stopped
-        check(still < 4.5, "the checks took %.1f s: Redis resumed too late to tell" % still)
-        # the device node a holds is still served while its delete waits
+
+    def during():  # the device node a holds is still served while its delete waits
         eq(_get(a, label_c)[::2], (200, b"also-on-a"), "device c while its delete waits")
-    finally:
-        redis.proc.send_signal(signal.SIGCONT)
-    resumed = time.monotonic()
-    try:
-        eq(answered, [], "deletes answered while Redis was stopped (without its reply; "
-           "%d device requests, slowest %.3f s)" % (len(lat), max(lat)))
-        check(len(lat) >= 10, "only %d requests to the device answered during the stop" % len(lat))
-        for h in held:
-            h.join()
-            eq(h.status, 200, "%s after SIGCONT (%r)" % (h.path, (h.body or b"")[:200]))
-            check(h.done_at >= resumed - 0.05, "%s answered before Redis resumed" % h.path)
-    finally:
-        stats = os.environ.get("TT_E2E_STATS")  # a file to append the figures to (reports)
-        if stats:
-            with open(stats, "a") as f:
-                f.write("%s: device requests during the stop: %d, slowest %.3f s, mean %.4f s; "
-                        "delete answers at %s s after SIGSTOP (SIGCONT at %.2f s)\n" %
-                        (os.environ.get("TETHERD", "this tree"), len(lat), max(lat),
-                         sum(lat) / len(lat),
-                         ["%.2f" % (h.done_at - stopped) if h.done_at else "-" for h in held],
-                         resumed - stopped))
+
+    held = _held_through_redis_stop(redis, a, dev_a, send, "deletes", lambda h: 200, 4.5,
+                                    during)
     api, form = held
     eq(json.loads(api.body), {"deleted": dev_b.name}, "DELETE /api/devices/NAME's answer")
     check(b"deleted" in form.body and dev_c.name.encode() in form.body,
