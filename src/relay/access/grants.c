@@ -524,6 +524,25 @@ static redisReply *run(struct tt_grants *g, const char *script, int64_t now, int
     return rep;
 }
 
+/* run's asynchronous form: the script sent on the asynchronous connection, cb(reply, ud)
+ * later. Returns 0, or TETHER_ERR_IO when it could not be sent (Redis down, at the cap). */
+static int run_async(struct tt_grants *g, const char *script, int64_t now, int nextra,
+                     const char **extra, tt_redisasync_cb cb, void *ud)
+{
+    struct grants_cmd c;
+    build(g, script, now, nextra, extra, &c);
+    return tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, cb, ud) == 0 ? 0 : TETHER_ERR_IO;
+}
+
+/* The read of Redis's changes since the node's generation, sent asynchronously (run_async). */
+static int sync_async(struct tt_grants *g, int64_t now, tt_redisasync_cb cb, void *ud)
+{
+    char gen[24];
+    snprintf(gen, sizeof(gen), "%lld", g->gen);
+    const char *extra[2] = {g->epoch, gen};
+    return run_async(g, sync_lua, now, 2, extra, cb, ud);
+}
+
 static bool reply_str(const redisReply *e)
 {
     return e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS;
@@ -660,12 +679,7 @@ static void sync_tick(struct tt_grants *g, int64_t now)
     if (g->tick_inflight)
         return;
     g->last_sync = now;
-    char gen[24];
-    snprintf(gen, sizeof(gen), "%lld", g->gen);
-    const char *extra[2] = {g->epoch, gen};
-    struct grants_cmd c;
-    build(g, sync_lua, now, 2, extra, &c);
-    if (tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, on_tick_sync, g) == 0)
+    if (sync_async(g, now, on_tick_sync, g) == 0)
         g->tick_inflight = true;
     else
         on_tick_sync(NULL, g); /* Redis down or busy: counted, logged once */
@@ -999,12 +1013,7 @@ int tt_grants_refresh_async(struct tt_grants *g, int64_t now, tt_grants_job_cb c
     struct tt_grants_job *j = calloc(1, sizeof(*j));
     if (!j)
         return TETHER_ERR_NOMEM;
-    char gen[24];
-    snprintf(gen, sizeof(gen), "%lld", g->gen);
-    const char *extra[2] = {g->epoch, gen};
-    struct grants_cmd c;
-    build(g, sync_lua, now, 2, extra, &c);
-    if (tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, on_refreshed, j) != 0) {
+    if (sync_async(g, now, on_refreshed, j) != 0) {
         g->st.failures++;
         free(j);
         return TETHER_ERR_IO;
@@ -1082,9 +1091,7 @@ int tt_grants_delete_async(struct tt_grants *g, const char *id, int64_t now, tt_
         return tt_grants_delete(g, id, now);
     memcpy(j->id, id, TT_GRANT_ID_LEN + 1);
     const char *extra[1] = {j->id};
-    struct grants_cmd c;
-    build(g, delete_lua, now, 1, extra, &c);
-    if (tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, on_deleted, j) != 0) {
+    if (run_async(g, delete_lua, now, 1, extra, on_deleted, j) != 0) {
         g->st.failures++;
         free(j);
         return TETHER_ERR_IO;
@@ -1208,14 +1215,9 @@ static void on_miss_sync(redisReply *rep, void *ud)
  * counted as answered (nothing), so that they are refused. */
 static void miss_send(struct tt_grants *g, int64_t now)
 {
-    char gen[24];
-    snprintf(gen, sizeof(gen), "%lld", g->gen);
-    const char *extra[2] = {g->epoch, gen};
-    struct grants_cmd c;
-    build(g, sync_lua, now, 2, extra, &c);
     g->miss_sent++;
     g->miss_again = false;
-    if (tt_redisasync_argv(g->ra, c.argc, c.argv, c.lens, on_miss_sync, g) == 0) {
+    if (sync_async(g, now, on_miss_sync, g) == 0) {
         g->miss_inflight = true;
     } else {
         g->st.failures++;
