@@ -608,7 +608,9 @@ LOOP = ["tether_loop_lag_max_seconds", "tether_loop_turn_max_seconds",
         "tether_loop_turn_cpu_max_seconds",
         "tether_loop_long_turns_total", "tether_loop_busy_seconds_total",
         "tether_loop_lag_seconds_count", "tether_accept_paused_total",
-        "tether_ws_run_capped_total", "tether_heads_deferred_total"]
+        "tether_ws_run_capped_total", "tether_heads_deferred_total",
+        "tether_tls_handshakes_deferred_total", "tether_tls_handshakes_abandoned_total",
+        "tether_tls_handshakes_gated_total"]
 
 
 def loop_figures(node):
@@ -643,7 +645,8 @@ def loop_during(before, after):
         res[key + "_grew"] = a is not None and a > b
     for key, m in (("long_turns", LOOP[3]), ("busy_s", LOOP[4]), ("lag_samples", LOOP[5]),
                    ("accept_paused", LOOP[6]), ("ws_run_capped", LOOP[7]),
-                   ("heads_deferred", LOOP[8])):
+                   ("heads_deferred", LOOP[8]), ("handshakes_deferred", LOOP[9]),
+                   ("handshakes_abandoned", LOOP[10]), ("handshakes_gated", LOOP[11])):
         if m in after:
             res[key] = round(after[m] - before.get(m, 0), 3)
     for bound in ("0.1", "1", "5"):

@@ -21,6 +21,7 @@
 #include "relay/http/respond.h"
 #include "relay/looplag.h"
 #include "relay/acceptcap.h"
+#include "relay/device/admission.h"
 #include "relay/http/server.h"
 #include "relay/access/signin.h"
 #include "relay/device/visitor.h"
@@ -115,6 +116,19 @@ static void tighten_data_dir(struct tt_relay *r)
 }
 
 /* Opens the registry in the data dir and makes the relay's devices from it. */
+/* The TLS listener's gate (headconn.h): a handshake starts while the node may register one
+ * more device (admission.h), the handshakes under way counted as registrations to come, so that
+ * in a storm a device's handshake is not paid for only to refuse it busy. At least
+ * TT_RELAY_HANDSHAKES_FLOOR run whatever the registrations: browsers, and the devices' own
+ * turn, are never stopped by it (registrations held by a stopped Redis included). */
+#define TT_RELAY_HANDSHAKES_FLOOR 16
+static bool handshake_room(struct tt_headconn_set *set, void *ud)
+{
+    struct tt_relay *r = ud;
+    return set->handshakes_active < TT_RELAY_HANDSHAKES_FLOOR || r->drain.on ||
+           tt_admission_room(&r->drain, r->cfg.max_registering, set->handshakes_active);
+}
+
 static int setup_registry(struct tt_relay *r, char err[TT_ERRLEN])
 {
     /* the one place that knows which mode runs (mode.h) */
@@ -232,6 +246,8 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     r->web_tls.timeout_ms = cfg->head_timeout_ms;
     /* a storm's heads are run over several loop turns; the admin listener's at once */
     r->web.heads_per_turn = r->web_tls.heads_per_turn = TT_HEADCONN_PER_TURN;
+    r->web_tls.handshakes_per_turn = TT_HEADCONN_HANDSHAKES_PER_TURN;
+    r->web_tls.may_start = handshake_room;
     r->web_tls.tls = r->tls;
     r->web.limits = r->web_tls.limits = r->admin.limits = &r->limits;
     tt_forward_set_signin(&forward_signin);

@@ -326,6 +326,33 @@ static void heads_metrics(struct tt_adminbuf *b, const struct tt_relay *r)
                     "tether_heads_deferred_total %llu\n",
                     TT_HEADCONN_PER_TURN,
                     (unsigned long long)(r->web.heads_deferred + r->web_tls.heads_deferred));
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_tls_handshakes_deferred_total Connections to a --tls-listen "
+                    "port that waited, unread, for a later event loop turn before their "
+                    "handshake: %d handshakes were started in a turn already.\n"
+                    "# TYPE tether_tls_handshakes_deferred_total counter\n"
+                    "tether_tls_handshakes_deferred_total %llu\n"
+                    "# HELP tether_tls_handshakes_waiting Connections to a --tls-listen port "
+                    "waiting now for their handshake's turn.\n"
+                    "# TYPE tether_tls_handshakes_waiting gauge\n"
+                    "tether_tls_handshakes_waiting %zu\n",
+                    TT_HEADCONN_HANDSHAKES_PER_TURN,
+                    (unsigned long long)r->web_tls.handshakes_deferred,
+                    r->web_tls.handshakes_waiting);
+    tt_adminbuf_fmt(
+        b,
+        "# HELP tether_tls_handshakes_abandoned_total Connections to a --tls-listen "
+        "port dropped with no handshake: their client had closed or reset them "
+        "while they waited (in the kernel's accept queue or for their turn).\n"
+        "# TYPE tether_tls_handshakes_abandoned_total counter\n"
+        "tether_tls_handshakes_abandoned_total %llu\n"
+        "# HELP tether_tls_handshakes_gated_total Times waiting --tls-listen connections were "
+        "held back because the node registers as many devices as --max-registering allows "
+        "(counting the handshakes under way).\n"
+        "# TYPE tether_tls_handshakes_gated_total counter\n"
+        "tether_tls_handshakes_gated_total %llu\n",
+        (unsigned long long)r->web_tls.handshakes_abandoned,
+        (unsigned long long)r->web_tls.handshakes_gated);
 }
 
 void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)

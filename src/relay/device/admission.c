@@ -19,6 +19,11 @@ void tt_admission_registered(struct tt_drain *d, uint64_t now)
     d->window_done++;
 }
 
+bool tt_admission_room(const struct tt_drain *d, uint64_t max, uint64_t more)
+{
+    return max == 0 || d->registering + more < max;
+}
+
 enum tt_drain_refusal tt_admission_check(struct tt_drain *d, uint64_t now, uint64_t max,
                                          bool store_busy, unsigned *retry_after)
 {

@@ -26,6 +26,10 @@
 enum tt_drain_refusal tt_admission_check(struct tt_drain *d, uint64_t now, uint64_t max,
                                          bool store_busy, unsigned *retry_after);
 
+/* Whether the node may take `more` registrations on top of those under way (max:
+ * --max-registering, 0: no cap). Counts nothing. */
+bool tt_admission_room(const struct tt_drain *d, uint64_t max, uint64_t more);
+
 /* Counts a registration answered WELCOME (the node's registration rate, for Retry-After). */
 void tt_admission_registered(struct tt_drain *d, uint64_t now);
 

@@ -1,4 +1,5 @@
 /* headconn.c - reading request heads on accepted connections (headconn.h). */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,47 +11,153 @@
 #include "relay/http/respond.h"
 #include "relay/acceptcap.h"
 
-/* hc leaves the set's queue of waiting heads (nothing if it is not on it). */
+/* hc leaves the set's queue of waiting heads or of waiting handshakes (nothing if it is on
+ * neither). */
 static void unqueue(struct tt_headconn *hc)
 {
     struct tt_headconn_set *set = hc->set;
-    if (!hc->queued)
+    struct tt_headconn **head, **tail;
+    if (hc->queued) {
+        head = &set->ready_head;
+        tail = &set->ready_tail;
+    } else if (hc->hs_queued) {
+        head = &set->hs_head;
+        tail = &set->hs_tail;
+        set->handshakes_waiting--;
+    } else {
         return;
+    }
     if (hc->rprev)
         hc->rprev->rnext = hc->rnext;
     else
-        set->ready_head = hc->rnext;
+        *head = hc->rnext;
     if (hc->rnext)
         hc->rnext->rprev = hc->rprev;
     else
-        set->ready_tail = hc->rprev;
+        *tail = hc->rprev;
     hc->rprev = hc->rnext = NULL;
-    hc->queued = false;
+    hc->queued = hc->hs_queued = false;
 }
 
-/* Counts one head against this turn's cap; false when the cap is reached (0: no cap). */
+static void on_idle(uv_idle_t *h);
+static void on_gate_timer(uv_timer_t *t);
+
+/* hc joins the end of a queue (its links free); the idle handle runs the queues. */
+static void enqueue(struct tt_headconn *hc, struct tt_headconn **head, struct tt_headconn **tail)
+{
+    hc->rnext = NULL;
+    hc->rprev = *tail;
+    if (*tail)
+        (*tail)->rnext = hc;
+    else
+        *head = hc;
+    *tail = hc;
+    if (!uv_is_active((uv_handle_t *)&hc->set->idle))
+        uv_idle_start(&hc->set->idle, on_idle);
+}
+
+/* Counts one against a per-turn cap (*turn: the turn last counted in, *used: how many in it);
+ * false when cap is reached this turn (0: no cap; no turns counted yet: no cap either). */
+static bool turn_budget(uint64_t *turn, unsigned *used, unsigned cap)
+{
+    if (cap == 0)
+        return true;
+    uint64_t now = tt_acceptcap_turn();
+    if (now == 0)
+        return true;
+    if (now != *turn) {
+        *turn = now;
+        *used = 0;
+    }
+    if (*used >= cap)
+        return false;
+    (*used)++;
+    return true;
+}
+
 static bool head_budget(struct tt_headconn_set *set)
 {
-    if (set->heads_per_turn == 0)
-        return true;
-    uint64_t turn = tt_acceptcap_turn();
-    if (turn == 0) /* no turns counted (not started): no cap */
-        return true;
-    if (turn != set->turn) {
-        set->turn = turn;
-        set->turn_heads = 0;
-    }
-    if (set->turn_heads >= set->heads_per_turn)
-        return false;
-    set->turn_heads++;
-    return true;
+    return turn_budget(&set->turn, &set->turn_heads, set->heads_per_turn);
+}
+
+static bool handshake_budget(struct tt_headconn_set *set)
+{
+    return turn_budget(&set->hs_turn, &set->turn_handshakes, set->handshakes_per_turn);
 }
 
 static void on_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
+/* True when the client of conn closed or reset it already (its FIN or RST arrived: whatever it
+ * sent before is still to be read, but nobody waits for the answer). One poll, no waiting. */
+static bool peer_gone(struct tt_conn *conn)
+{
+#ifdef POLLRDHUP
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&conn->tcp, &fd) != 0)
+        return false;
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+#else
+    (void)conn;
+    return false;
+#endif
+}
+
+/* hc's handshake is over (its head is complete, or it goes). */
+static void handshake_over(struct tt_headconn *hc)
+{
+    if (hc->hs_active) {
+        hc->hs_active = false;
+        hc->set->handshakes_active--;
+    }
+}
+
+/* Starts reading hc's first bytes (on a TLS set: its handshake follows), unless its client has
+ * gone (then hc is dropped, counted). Returns false when hc was freed. */
+static bool start_reading(struct tt_headconn *hc)
+{
+    if (hc->set->tls && peer_gone(hc->conn)) {
+        hc->set->handshakes_abandoned++;
+        tt_headconn_free(hc);
+        return false;
+    }
+    if (tt_conn_read_start(hc->conn, on_alloc, on_read) != 0) {
+        tt_headconn_free(hc);
+        return false;
+    }
+    if (hc->set->tls) {
+        hc->hs_active = true;
+        hc->set->handshakes_active++;
+    }
+    return true;
+}
+
+/* Whether the owner's gate lets a handshake start now; when not, the idle handle stops and a
+ * timer looks again shortly (a gate closed for long must not spin the loop). */
+static bool gate_open(struct tt_headconn_set *set)
+{
+    if (!set->may_start || set->may_start(set, set->ud))
+        return true;
+    set->handshakes_gated++;
+    if (!uv_is_active((uv_handle_t *)&set->gate_timer))
+        uv_timer_start(&set->gate_timer, on_gate_timer, TT_HEADCONN_GATE_RETRY_MS, 0);
+    return false;
+}
+
+/* The next connection to get its handshake: the oldest, unless it waited past
+ * TT_HEADCONN_LIFO_AFTER_MS (then the newest). */
+static struct tt_headconn *next_handshake(struct tt_headconn_set *set)
+{
+    struct tt_headconn *hc = set->hs_head;
+    if (uv_now(set->idle.loop) - hc->started >= TT_HEADCONN_LIFO_AFTER_MS)
+        hc = set->hs_tail;
+    return hc;
+}
+
 /* Before the loop polls: the waiting heads, oldest first, as many as this turn's cap allows;
- * each is read again (as it was when its head completed) and handed to the owner. */
+ * each is read again (as it was when its head completed) and handed to the owner. Then the
+ * connections waiting for their handshake, oldest first, as many as that cap allows. */
 static void on_idle(uv_idle_t *h)
 {
     struct tt_headconn_set *set = h->data;
@@ -63,8 +170,22 @@ static void on_idle(uv_idle_t *h)
         }
         set->on_head(hc, set->ud);
     }
-    if (!set->ready_head)
+    bool gated = false;
+    while (set->hs_head && !(gated = !gate_open(set)) && handshake_budget(set)) {
+        struct tt_headconn *hc = next_handshake(set);
+        unqueue(hc);
+        start_reading(hc);
+    }
+    /* nothing to run now: the gate's timer (or a new connection) starts the idle again */
+    if (!set->ready_head && (!set->hs_head || gated))
         uv_idle_stop(h);
+}
+
+static void on_gate_timer(uv_timer_t *t)
+{
+    struct tt_headconn_set *set = t->data;
+    if (set->hs_head && !uv_is_active((uv_handle_t *)&set->idle))
+        uv_idle_start(&set->idle, on_idle);
 }
 
 static void unlink_hc(struct tt_headconn *hc)
@@ -88,6 +209,7 @@ void tt_headconn_free(struct tt_headconn *hc)
     }
     unlink_hc(hc);
     unqueue(hc);
+    handshake_over(hc);
     if (hc->set->limits)
         tt_limits_leave(hc->set->limits, &hc->lim);
     if (hc->conn)
@@ -230,6 +352,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     size_t r = tt_headparse_execute(&hc->hp, hc->buf->data + hc->len, (size_t)nread, &ev);
     if (ev == TT_HEADPARSE_HEAD) {
         struct tt_headconn_set *set = hc->set;
+        handshake_over(hc);
         hc->headlen = hc->len + r;
         hc->len += (size_t)nread;
         if (!set->ready_head && head_budget(set)) {
@@ -239,16 +362,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         /* the cap is reached this turn (or heads wait already): this one waits its turn */
         tt_conn_read_stop(hc->conn);
         hc->queued = true;
-        hc->rnext = NULL;
-        hc->rprev = set->ready_tail;
-        if (set->ready_tail)
-            set->ready_tail->rnext = hc;
-        else
-            set->ready_head = hc;
-        set->ready_tail = hc;
+        enqueue(hc, &set->ready_head, &set->ready_tail);
         set->heads_deferred++;
-        if (!uv_is_active((uv_handle_t *)&set->idle))
-            uv_idle_start(&set->idle, on_idle);
         return;
     }
     hc->len += (size_t)nread;
@@ -288,6 +403,8 @@ int tt_headconn_set_init(struct tt_headconn_set *set, uv_loop_t *loop, tt_headco
     set->timeout_ms = TT_HEADCONN_TIMEOUT_MS;
     uv_idle_init(loop, &set->idle);
     set->idle.data = set;
+    uv_timer_init(loop, &set->gate_timer);
+    set->gate_timer.data = set;
     int rc = uv_timer_init(loop, &set->timer);
     if (rc)
         return rc;
@@ -306,6 +423,7 @@ void tt_headconn_set_close(struct tt_headconn_set *set)
         tt_headconn_free(set->list);
     uv_close((uv_handle_t *)&set->timer, NULL);
     uv_close((uv_handle_t *)&set->idle, NULL);
+    uv_close((uv_handle_t *)&set->gate_timer, NULL);
 }
 
 static void peer_name(uv_tcp_t *tcp, char ip[64], uint16_t *port)
@@ -369,11 +487,15 @@ int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server)
     if (set->list)
         set->list->prev = hc;
     set->list = hc;
-    if (tt_conn_read_start(conn, on_alloc, on_read) != 0) {
-        tt_headconn_free(hc);
-        return TETHER_ERR_IO;
+    /* a TLS connection past this turn's handshakes (or behind others that wait) waits, unread */
+    if (hc->sniff && (set->hs_head || !gate_open(set) || !handshake_budget(set))) {
+        hc->hs_queued = true;
+        set->handshakes_waiting++;
+        set->handshakes_deferred++;
+        enqueue(hc, &set->hs_head, &set->hs_tail);
+        return 0;
     }
-    return 0;
+    return start_reading(hc) ? 0 : TETHER_ERR_IO;
 }
 
 int tt_headconn_read_again(struct tt_headconn *hc)

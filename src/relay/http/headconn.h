@@ -33,6 +33,23 @@
  * (an idle handle keeps the loop from waiting for I/O meanwhile); its head deadline still
  * runs. */
 #define TT_HEADCONN_PER_TURN 128
+/* TLS connections whose first bytes (the ClientHello: the handshake's costly part follows at
+ * once) a capped TLS set starts reading per loop turn (docs/operators-guide.md, "The loop's
+ * stall"). Past it a newly accepted connection is not read: it waits, in order, holding no
+ * buffer, for a later turn, its head deadline running. Whenever a connection is about to be
+ * read for its handshake, one whose client already went (it closed or reset the connection
+ * while it waited in the kernel's accept queue or here) is dropped with no handshake: in a
+ * reconnect storm the agents that gave up and dialled again would otherwise have every
+ * abandoned attempt's handshake paid for. */
+#define TT_HEADCONN_HANDSHAKES_PER_TURN 64
+/* Once the oldest connection waiting for its handshake has waited this long, the newest are
+ * served first (until the wait is short again): under a storm the oldest ones' clients are
+ * about to give up (the agent's dial timeout), and a handshake paid for a client that leaves
+ * before its registration is done is lost; the newest have their whole timeout ahead. The
+ * oldest are dropped by the head deadline, or before their handshake once their client has
+ * gone. */
+#define TT_HEADCONN_LIFO_AFTER_MS 1000
+#define TT_HEADCONN_GATE_RETRY_MS 20
 #define TT_HEADCONN_LOG_BURST 10
 
 struct tt_headconn;
@@ -64,9 +81,27 @@ struct tt_headconn_set {
     unsigned heads_per_turn;
     uint64_t turn;       /* the loop turn (tt_acceptcap_turn) heads were last counted in */
     unsigned turn_heads; /* heads run in it */
-    uv_idle_t idle;      /* runs the waiting heads while there are any */
+    uv_idle_t idle;      /* runs the waiting heads and handshakes while there are any */
     struct tt_headconn *ready_head, *ready_tail; /* complete heads waiting, oldest first */
     uint64_t heads_deferred;                     /* heads that waited for a later turn */
+    /* TLS sets: the cap on handshakes started per loop turn (0, after init: none; the owner
+     * sets it), the connections not read yet that wait for one, oldest first, and counters:
+     * connections that waited, connections dropped before their handshake because their
+     * client had gone, and how many wait now. */
+    unsigned handshakes_per_turn;
+    uint64_t hs_turn;
+    unsigned turn_handshakes;
+    struct tt_headconn *hs_head, *hs_tail;
+    uint64_t handshakes_deferred, handshakes_abandoned;
+    size_t handshakes_waiting;
+    /* Connections read for their handshake whose head is not complete yet (TLS sets). */
+    size_t handshakes_active;
+    /* NULL, or the owner's gate (TLS sets): false while no handshake may start now (the node
+     * registers as many devices as it may: each would be refused busy once its handshake is
+     * paid for); the waiting ones wait, checked again every TT_HEADCONN_GATE_RETRY_MS. */
+    bool (*may_start)(struct tt_headconn_set *set, void *ud);
+    uv_timer_t gate_timer;
+    uint64_t handshakes_gated; /* times a handshake waited at the gate */
 };
 
 struct tt_headconn {
@@ -90,8 +125,10 @@ struct tt_headconn {
      * closing). The owner clears it before it answers or takes hc itself. */
     void (*on_drop)(struct tt_headconn *hc, void *ud);
     void *drop_ud;
-    bool sniff;  /* a TLS listener's connection whose first bytes are not read yet */
-    bool queued; /* its head is complete and waits on set->ready (read stopped) */
+    bool sniff;     /* a TLS listener's connection whose first bytes are not read yet */
+    bool queued;    /* its head is complete and waits on set->ready (read stopped) */
+    bool hs_queued; /* not read yet: waits on set->hs_head for its handshake (rprev, rnext) */
+    bool hs_active; /* counted in set->handshakes_active */
     struct tt_headconn *rprev, *rnext;
     struct tt_headparse hp;
 };
@@ -103,9 +140,11 @@ int tt_headconn_set_init(struct tt_headconn_set *set, uv_loop_t *loop, tt_headco
  * has run once more (the timer's close). */
 void tt_headconn_set_close(struct tt_headconn_set *set);
 
-/* Accepts one connection from server into set and starts reading its head. On failure the
+/* Accepts one connection from server into set and starts reading its head (on a TLS set past
+ * this turn's TT_HEADCONN_HANDSHAKES_PER_TURN, it waits for a later turn first). On failure the
  * pending connection is accepted and dropped. Returns 0 or a negative tether_err
- * (TETHER_ERR_CAPACITY: refused by set->limits, tt_limits_admit). */
+ * (TETHER_ERR_CAPACITY: refused by set->limits, tt_limits_admit; TETHER_ERR_IO: it cannot be
+ * read, or on a TLS set its client has gone already). */
 int tt_headconn_accept(struct tt_headconn_set *set, uv_stream_t *server);
 
 /* Takes the socket out of hc (reading stopped; conn->tcp.data is the caller's); the connection
