@@ -118,14 +118,12 @@ static void tighten_data_dir(struct tt_relay *r)
 /* Opens the registry in the data dir and makes the relay's devices from it. */
 /* The TLS listener's gate (headconn.h): a handshake starts while the node may register one
  * more device (admission.h), the handshakes under way counted as registrations to come, so that
- * in a storm a device's handshake is not paid for only to refuse it busy. At least
- * TT_RELAY_HANDSHAKES_FLOOR run whatever the registrations: browsers, and the devices' own
- * turn, are never stopped by it (registrations held by a stopped Redis included). */
-#define TT_RELAY_HANDSHAKES_FLOOR 16
+ * in a storm a device's handshake is not paid for only to refuse it busy. headconn.c's floor
+ * keeps handshakes (browsers' too) starting while it is shut. */
 static bool handshake_room(struct tt_headconn_set *set, void *ud)
 {
     struct tt_relay *r = ud;
-    return set->handshakes_active < TT_RELAY_HANDSHAKES_FLOOR || r->drain.on ||
+    return r->drain.on ||
            tt_admission_room(&r->drain, r->cfg.max_registering, set->handshakes_active);
 }
 

@@ -128,6 +128,7 @@ static bool start_reading(struct tt_headconn *hc)
     }
     if (hc->set->tls) {
         hc->hs_active = true;
+        hc->read_at = uv_now(hc->conn->tcp.loop);
         hc->set->handshakes_active++;
     }
     return true;
@@ -139,6 +140,15 @@ static bool gate_open(struct tt_headconn_set *set)
 {
     if (!set->may_start || set->may_start(set, set->ud))
         return true;
+    uint64_t window = uv_now(set->idle.loop) / TT_HEADCONN_GATE_WINDOW_MS;
+    if (window != set->floor_window) {
+        set->floor_window = window;
+        set->floor_used = 0;
+    }
+    if (set->floor_used < TT_HEADCONN_GATE_FLOOR) {
+        set->floor_used++;
+        return true;
+    }
     set->handshakes_gated++;
     if (!uv_is_active((uv_handle_t *)&set->gate_timer))
         uv_timer_start(&set->gate_timer, on_gate_timer, TT_HEADCONN_GATE_RETRY_MS, 0);
@@ -384,6 +394,8 @@ static void on_timer(uv_timer_t *t)
     struct tt_headconn *hc = set->list;
     while (hc) {
         struct tt_headconn *next = hc->next;
+        if (hc->hs_active && now - hc->read_at >= TT_HEADCONN_ACTIVE_MAX_MS)
+            handshake_over(hc);
         if (now - hc->started >= set->timeout_ms) {
             TT_LOG(TT_LOG_DEBUG, "request head timeout peer=%s:%u", hc->peer_ip, hc->peer_port);
             if (set->limits)

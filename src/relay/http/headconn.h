@@ -50,6 +50,17 @@
  * gone. */
 #define TT_HEADCONN_LIFO_AFTER_MS 1000
 #define TT_HEADCONN_GATE_RETRY_MS 20
+/* A connection counts in handshakes_active (the handshakes under way the owner's gate weighs)
+ * from the moment its first bytes are read until its head is complete, and at most this long:
+ * a live client's handshake takes a round trip, and a client that holds its connection open
+ * without a head (a browser's preconnection, a stranger) must not keep the gate shut. */
+#define TT_HEADCONN_ACTIVE_MAX_MS 2000
+/* While the owner's gate is shut, handshakes still start, at most this many per
+ * TT_HEADCONN_GATE_WINDOW_MS (oldest-first rules as always): whatever fills the node's
+ * registrations (a storm, a stopped Redis, silent WebSocket clients), browsers and devices keep
+ * getting handshakes, slowly. */
+#define TT_HEADCONN_GATE_FLOOR 8
+#define TT_HEADCONN_GATE_WINDOW_MS 100
 #define TT_HEADCONN_LOG_BURST 10
 
 struct tt_headconn;
@@ -96,12 +107,15 @@ struct tt_headconn_set {
     size_t handshakes_waiting;
     /* Connections read for their handshake whose head is not complete yet (TLS sets). */
     size_t handshakes_active;
-    /* NULL, or the owner's gate (TLS sets): false while no handshake may start now (the node
-     * registers as many devices as it may: each would be refused busy once its handshake is
-     * paid for); the waiting ones wait, checked again every TT_HEADCONN_GATE_RETRY_MS. */
+    /* NULL, or the owner's gate (TLS sets): false while no handshake should start now (the
+     * node registers as many devices as it may: each would be refused busy once its handshake
+     * is paid for); the waiting ones wait (but TT_HEADCONN_GATE_FLOOR), checked again every
+     * TT_HEADCONN_GATE_RETRY_MS. */
     bool (*may_start)(struct tt_headconn_set *set, void *ud);
     uv_timer_t gate_timer;
     uint64_t handshakes_gated; /* times a handshake waited at the gate */
+    uint64_t floor_window;     /* the TT_HEADCONN_GATE_WINDOW_MS window of floor_used */
+    unsigned floor_used;       /* handshakes started through the shut gate in it */
 };
 
 struct tt_headconn {
@@ -128,7 +142,8 @@ struct tt_headconn {
     bool sniff;     /* a TLS listener's connection whose first bytes are not read yet */
     bool queued;    /* its head is complete and waits on set->ready (read stopped) */
     bool hs_queued; /* not read yet: waits on set->hs_head for its handshake (rprev, rnext) */
-    bool hs_active; /* counted in set->handshakes_active */
+    bool hs_active; /* counted in set->handshakes_active (since read_at) */
+    uint64_t read_at;
     struct tt_headconn *rprev, *rnext;
     struct tt_headparse hp;
 };
