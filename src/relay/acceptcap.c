@@ -11,8 +11,21 @@ static struct {
     struct tt_acceptcap_stats s;
 } cap;
 
+static bool is_full(struct tt_acceptcap_listener *l)
+{
+    return l->full != NULL && l->full(l->ud);
+}
+
+static void hold(struct tt_acceptcap_listener *l)
+{
+    l->held = true;
+    l->next_held = cap.held;
+    cap.held = l;
+}
+
 /* After the poll: a new turn's count begins, and each held listener takes its waiting
- * connection (uv_accept watches the listener again). */
+ * connection (uv_accept watches the listener again), unless its owner's queue is still full
+ * (then it stays held for the next check). */
 static void on_check(uv_check_t *c)
 {
     (void)c;
@@ -23,9 +36,13 @@ static void on_check(uv_check_t *c)
         struct tt_acceptcap_listener *next = l->next_held;
         l->next_held = NULL;
         l->held = false;
-        l->turn = cap.turn;
-        l->count = 1;
-        l->accept(l);
+        if (is_full(l)) {
+            hold(l);
+        } else {
+            l->turn = cap.turn;
+            l->count = 1;
+            l->accept(l);
+        }
         l = next;
     }
 }
@@ -40,13 +57,16 @@ bool tt_acceptcap_take(struct tt_acceptcap_listener *l)
     }
     if (l->held)
         return false;
+    if (is_full(l)) {
+        hold(l);
+        cap.s.full_paused++;
+        return false;
+    }
     if (l->count < TT_ACCEPTCAP_PER_TURN) {
         l->count++;
         return true;
     }
-    l->held = true;
-    l->next_held = cap.held;
-    cap.held = l;
+    hold(l);
     cap.s.paused++;
     return false;
 }

@@ -31,6 +31,11 @@ struct tt_acceptcap_listener {
     tt_acceptcap_cb accept; /* set by the owner */
     void *ud;               /* the owner's */
     bool capped;            /* false: never held (the admin listener) */
+    /* NULL, or the owner's say that its connections' queue is full: then the listener is held
+     * (its next connection left where it is, the rest in the kernel's queue) until a check
+     * after a later poll finds it is not (the owner's queue must keep the loop turning while
+     * it drains: an idle handle or a timer) */
+    bool (*full)(void *ud);
     /* this module's */
     uint64_t turn;  /* the turn count was last counted in */
     unsigned count; /* connections accepted in that turn */
@@ -39,7 +44,8 @@ struct tt_acceptcap_listener {
 };
 
 struct tt_acceptcap_stats {
-    uint64_t paused; /* times a listener reached the cap in a turn */
+    uint64_t paused;      /* times a listener reached the cap in a turn */
+    uint64_t full_paused; /* times a listener was held because its owner's queue was full */
 };
 
 /* Starts the check handle on loop (unreferenced: it keeps no loop alive). Returns 0 or a libuv
@@ -50,8 +56,9 @@ int tt_acceptcap_start(uv_loop_t *loop);
 void tt_acceptcap_stop(void);
 
 /* From l's connection callback (status 0): true when the connection may be accepted now
- * (counted); false when l reached its cap this turn: the caller leaves it (l->accept takes it
- * after this turn's poll). */
+ * (counted); false when l reached its cap this turn, or its owner's queue is full: the caller
+ * leaves it (l->accept takes it after this turn's poll, or after a later one once the queue
+ * is not full). */
 bool tt_acceptcap_take(struct tt_acceptcap_listener *l);
 
 /* l is closing: it leaves the held list. */

@@ -262,6 +262,14 @@ int tt_relay_init(struct tt_relay *r, uv_loop_t *loop, const struct tt_config *c
     return wrc;
 }
 
+/* A TLS listener's set has as many connections waiting for their handshake as it takes
+ * (headconn.h): the listener stops accepting (acceptcap.h). */
+static bool waiting_full(void *ud)
+{
+    const struct tt_headconn_set *set = ud;
+    return set->tls != NULL && set->handshakes_waiting >= TT_HEADCONN_WAITING_MAX;
+}
+
 /* The connection a listener held at its cap this turn (acceptcap.h), after the poll. */
 static void accept_held(struct tt_acceptcap_listener *l)
 {
@@ -316,6 +324,7 @@ static int listen_on(struct tt_relay *r, const struct tt_config_addr *a,
     l->accept = accept_held;
     /* the admin listener takes every connection at once: it must answer during a storm */
     l->capped = set != &r->admin;
+    l->full = set == &r->web_tls ? waiting_full : NULL;
     r->listeners[r->nlisteners++] = h;
     int rc = uv_tcp_bind(h, (struct sockaddr *)&ss, 0);
     if (rc == 0)

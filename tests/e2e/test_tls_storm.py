@@ -13,7 +13,12 @@ for it and the node can take what follows.
 - with as many device registrations under way as --max-registering allows (silent WebSocket
   devices on the plain listener hold the slots), new TLS clients wait unread
   (tether_tls_handshakes_gated_total, _waiting move) but for a floor of 8 handshakes per 100 ms
-  that still run, and all get their handshake (a silent device gives its slot back after 5 s).
+  that still run, and all get their handshake (a silent device gives its slot back after 5 s);
+- a flood of 1,500 live connections queued in the kernel while the relay was held: the relay
+  stops accepting at 1,024 waiting for their handshake (tether_tls_accept_paused_total moves,
+  tether_tls_handshakes_waiting never above 1,024), the rest wait in the kernel's queue, all are
+  taken in the end, the admin listener answers throughout, and a client gets its handshake
+  afterwards.
 
 Tests assert behaviour, never speed: every wait is bounded but generous. Loopback only; every
 process is stopped by its PID (lib.py)."""
@@ -26,7 +31,7 @@ import time
 import urllib.request
 
 import rawdev
-from lib import check, eq, wait_for
+from lib import check, eq, raise_own_nofile, wait_for
 from test_tls import Pki
 from test_wss_scale import _metrics, _tls_relay
 
@@ -36,6 +41,8 @@ WAITING = "tether_tls_handshakes_waiting"
 GATED = "tether_tls_handshakes_gated_total"
 FULL = 'tether_tls_handshakes_total{kind="full"}'
 FAILED = 'tether_tls_refused_total{reason="handshake"}'
+PAUSED = "tether_tls_accept_paused_total"
+WAITING_MAX = 1024  # TT_HEADCONN_WAITING_MAX
 
 
 def _client_ctx():
@@ -180,3 +187,42 @@ def test_handshakes_wait_while_registrations_are_full(t):
     wait_for(lambda: hs.finished() == n, 60, "every waiting handshake to run")
     eq((hs.done, hs.errors[:3]), (n, []), "handshakes done, first errors")
     eq(_metrics(relay)[WAITING], 0, "connections still waiting")
+
+
+def test_a_connection_flood_waits_in_the_kernel_not_in_the_relay(t):
+    raise_own_nofile(4000)
+    pki = Pki(t)
+    relay = _tls_relay(t, pki, extra=["--max-pending-per-addr", "5000"])
+    hello = _client_hello()
+    n = 1500
+    socks = []
+    t.on_cleanup(lambda: [s.close() for s in socks])
+    before = _metrics(relay)
+    with _held(relay):
+        # live clients (they stay), all queued in the kernel while the relay is held
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", relay.tls_port), timeout=10)
+            s.sendall(hello)
+            socks.append(s)
+    peak, statuses = 0, []
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        m = _metrics(relay)
+        peak = max(peak, m[WAITING])
+        statuses.append(_healthz(relay))
+        if m[PAUSED] > before.get(PAUSED, 0) and m[WAITING] == 0:
+            break
+        time.sleep(0.05)
+    m = _metrics(relay)
+    check(m[PAUSED] > before.get(PAUSED, 0),
+          "the listener stopped accepting at %d waiting (%s)" % (WAITING_MAX, PAUSED))
+    check(peak <= WAITING_MAX, "connections waiting for their handshake: at most %d, seen %d" %
+          (WAITING_MAX, peak))
+    eq(m[WAITING], 0, "connections still waiting in the end")
+    check(all(s == 200 for s in statuses), "the admin listener answered throughout")
+    for s in socks:
+        s.close()
+    socks.clear()
+    hs = _Handshakers(t, relay.tls_port, 1)
+    wait_for(lambda: hs.finished() == 1, 60, "a handshake after the flood")
+    eq((hs.done, hs.errors), (1, []), "handshakes done, errors")

@@ -313,6 +313,13 @@ static void looplag_metrics(struct tt_adminbuf *b)
                     "# TYPE tether_accept_paused_total counter\n"
                     "tether_accept_paused_total %llu\n",
                     TT_ACCEPTCAP_PER_TURN, (unsigned long long)a.paused);
+    tt_adminbuf_fmt(b,
+                    "# HELP tether_tls_accept_paused_total Times a --tls-listen listener stopped "
+                    "accepting because %d connections waited for their handshake: the next "
+                    "waited in the kernel's accept queue.\n"
+                    "# TYPE tether_tls_accept_paused_total counter\n"
+                    "tether_tls_accept_paused_total %llu\n",
+                    TT_HEADCONN_WAITING_MAX, (unsigned long long)a.full_paused);
 }
 
 /* Request heads run in a later loop turn (headconn.h), both device-and-browser listeners. */

@@ -50,6 +50,12 @@
  * gone. */
 #define TT_HEADCONN_LIFO_AFTER_MS 1000
 #define TT_HEADCONN_GATE_RETRY_MS 20
+/* Connections waiting for their handshake past which the relay's TLS listeners stop accepting
+ * (acceptcap.h: the next ones wait in the kernel's accept queue, costing nothing; past the
+ * listen backlog the kernel drops new SYNs and clients retry them): accepting more would only
+ * make a longer queue of clients that give up before their turn, each accepted, and shed by
+ * --max-pending, for nothing. About four seconds of handshakes at the rates measured. */
+#define TT_HEADCONN_WAITING_MAX 1024
 /* A connection counts in handshakes_active (the handshakes under way the owner's gate weighs)
  * from the moment its first bytes are read until its head is complete, and at most this long:
  * a live client's handshake takes a round trip, and a client that holds its connection open
