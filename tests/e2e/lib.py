@@ -1182,3 +1182,28 @@ class DnsServer:
         self.stopping = True
         self.thread.join(timeout=5)
         self.sock.close()
+
+
+def metrics_text(relay, src="127.0.0.2", timeout=30):
+    """The relay's /metrics (admin listener) as text, asked from src (by default another
+    loopback address than the one a test floods from); fails unless 200."""
+    c = http.client.HTTPConnection("127.0.0.1", relay.admin_port, timeout=timeout,
+                                   source_address=(src, 0))
+    try:
+        c.request("GET", "/metrics", headers={"Host": "127.0.0.1:%d" % relay.admin_port})
+        r = c.getresponse()
+        text = r.read().decode()
+    finally:
+        c.close()
+    eq(r.status, 200, "status of /metrics")
+    return text
+
+
+def metrics_from(relay, src="127.0.0.2", timeout=30):
+    """The relay's /metrics as {'name{labels}': value} (metrics_text)."""
+    out = {}
+    for line in metrics_text(relay, src, timeout).splitlines():
+        m = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out

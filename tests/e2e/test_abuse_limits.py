@@ -19,14 +19,13 @@ Every socket is on loopback; every loop is bounded in count and time.
 import base64
 import http.client
 import os
-import re
 import socket
 import threading
 import time
 
 import rawdev
-from lib import (TETHERD, TestFailure, check, eq, raise_own_nofile, relay_with_nofile, run_cli,
-                 tcp_connect, wait_for)
+from lib import (TETHERD, TestFailure, check, eq, metrics_from, raise_own_nofile, relay_with_nofile,
+                 run_cli, tcp_connect, wait_for)
 
 OTHER = "127.0.0.2"  # the address that must still be served
 FLOOD_HEAD = b"GET / HTTP/1.1\r\nHost: flood.localhost\r\nX-Slow: "
@@ -80,25 +79,6 @@ def get_from(relay, label, path="/small?i=1", src=OTHER, timeout=20):
         return r.status, r.read()
     finally:
         c.close()
-
-
-def metrics_from(relay, src=OTHER):
-    """The relay's /metrics as {'name{labels}': value}, asked from src."""
-    c = http.client.HTTPConnection("127.0.0.1", relay.admin_port, timeout=20,
-                                   source_address=(src, 0))
-    try:
-        c.request("GET", "/metrics", headers={"Host": "127.0.0.1:%d" % relay.admin_port})
-        r = c.getresponse()
-        text = r.read().decode()
-    finally:
-        c.close()
-    eq(r.status, 200, "status of /metrics")
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
 
 
 def settle(relay, pred, timeout=20):

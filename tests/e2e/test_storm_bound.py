@@ -18,35 +18,16 @@ process is stopped by its PID (lib.py)."""
 import base64
 import http.client
 import os
-import re
 import signal
 import socket
 import threading
 import time
 
 import rawdev
-from lib import TOKEN, TestFailure, check, eq, raise_own_nofile, relay_with_nofile, wait_for
+from lib import (TOKEN, TestFailure, check, eq, metrics_from, raise_own_nofile, relay_with_nofile,
+                 wait_for)
 
 OTHER = "127.0.0.2"
-
-
-def metrics(relay):
-    """The relay's /metrics as {'name{labels}': value}."""
-    c = http.client.HTTPConnection("127.0.0.1", relay.admin_port, timeout=30,
-                                   source_address=(OTHER, 0))
-    try:
-        c.request("GET", "/metrics", headers={"Host": "127.0.0.1:%d" % relay.admin_port})
-        r = c.getresponse()
-        text = r.read().decode()
-    finally:
-        c.close()
-    eq(r.status, 200, "status of /metrics")
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
 
 
 LOOP_METRICS = ["tether_loop_lag_seconds_count", "tether_loop_lag_seconds_sum",
@@ -59,11 +40,11 @@ LOOP_METRICS = ["tether_loop_lag_seconds_count", "tether_loop_lag_seconds_sum",
 
 def test_loop_lag_metrics_exist_and_move(t):
     relay = t.relay()
-    m = metrics(relay)
+    m = metrics_from(relay)
     missing = [k for k in LOOP_METRICS if k not in m]
     check(not missing, "metrics missing from /metrics: %s" % missing)
     # the timer runs ten times a second: samples come
-    wait_for(lambda: metrics(relay)["tether_loop_lag_seconds_count"] >
+    wait_for(lambda: metrics_from(relay)["tether_loop_lag_seconds_count"] >
              m["tether_loop_lag_seconds_count"], 20, "loop lag samples to be counted")
     # held for 0.6 s, the loop runs its timer at least 0.5 s late (0.6 s less one period)
     relay.proc.send_signal(signal.SIGSTOP)
@@ -71,9 +52,9 @@ def test_loop_lag_metrics_exist_and_move(t):
         time.sleep(0.6)
     finally:
         relay.proc.send_signal(signal.SIGCONT)
-    wait_for(lambda: metrics(relay)["tether_loop_lag_max_seconds"] >= 0.5, 20,
+    wait_for(lambda: metrics_from(relay)["tether_loop_lag_max_seconds"] >= 0.5, 20,
              "tether_loop_lag_max_seconds to show the 0.6 s stop")
-    after = metrics(relay)
+    after = metrics_from(relay)
     check(after['tether_loop_lag_seconds_bucket{le="0.25"}'] <
           after['tether_loop_lag_seconds_bucket{le="+Inf"}'],
           "the histogram counts a sample above 0.25 s: %r" %
@@ -145,7 +126,7 @@ def test_storm_under_a_small_descriptor_limit_keeps_the_admin_listener_answering
                                               "--head-timeout", "60s"))
     old = upgraded(relay.port, 400, 60)
     eq(len(old), 400, "device connections open before the storm")
-    m0 = metrics(relay)
+    m0 = metrics_from(relay)
     probe = Prober(relay)
     new = []
     try:
@@ -166,13 +147,13 @@ def test_storm_under_a_small_descriptor_limit_keeps_the_admin_listener_answering
         finally:
             relay.proc.send_signal(signal.SIGCONT)
         check(len(new) >= 300, "new connections queued during the stop: %d" % len(new))
-        wait_for(lambda: metrics(relay)["tether_accept_paused_total"] >
+        wait_for(lambda: metrics_from(relay)["tether_accept_paused_total"] >
                  m0["tether_accept_paused_total"], 30,
                  "the device listener to pause at its per-turn cap")
-        wait_for(lambda: metrics(relay)["tether_ws_run_capped_total"] >
+        wait_for(lambda: metrics_from(relay)["tether_ws_run_capped_total"] >
                  m0["tether_ws_run_capped_total"], 30,
                  "the closing connections to be run over several turns")
-        wait_for(lambda: metrics(relay)["tether_heads_deferred_total"] >
+        wait_for(lambda: metrics_from(relay)["tether_heads_deferred_total"] >
                  m0["tether_heads_deferred_total"], 30,
                  "the queued handshakes' heads to be handled over several turns")
         time.sleep(0.5)
@@ -192,6 +173,6 @@ def test_storm_under_a_small_descriptor_limit_keeps_the_admin_listener_answering
         eq(typ, rawdev.WELCOME, "a device's HELLO after the storm")
     finally:
         dev.close()
-    m = metrics(relay)
+    m = metrics_from(relay)
     check(m["tether_loop_turn_max_seconds"] > 0, "the longest loop turn is measured")
     check(m["tether_loop_busy_seconds_total"] > 0, "the loop's busy time is measured")

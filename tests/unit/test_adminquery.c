@@ -4,7 +4,8 @@
  * label, ASCII case ignored), the cursor, the query written back for links; the dashboard's
  * sign-in sessions (src/relay/admin/adminsession.c: made, found by cookie, hashed, expired, ended,
  * the cap); and the dashboard's HTML (src/relay/admin/adminpage.c: escaping, links, the sign-in
- * form). Query strings sit against a guard page. */
+ * form); what of a cut /metrics part is kept (adminbuf.c). Query strings sit against a guard
+ * page. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -295,6 +296,20 @@ static void test_page(void **state)
 
 /* The console's pages: relative times, a device's page and the confirmation (escaping, the
  * tether connect line), the grants page (the token shown, escaping), the summary. */
+/* What of a cut text is kept (/metrics' parts, adminmetrics.c): its whole lines only. */
+static void test_whole_lines(void **state)
+{
+    (void)state;
+    const char *t = "a 1\nbb 2\ncc";
+    assert_int_equal(tt_adminbuf_whole_lines(t, strlen(t)), 9);
+    assert_int_equal(tt_adminbuf_whole_lines(t, 9), 9);
+    assert_int_equal(tt_adminbuf_whole_lines(t, 8), 4);
+    assert_int_equal(tt_adminbuf_whole_lines(t, 4), 4);
+    assert_int_equal(tt_adminbuf_whole_lines(t, 3), 0);
+    assert_int_equal(tt_adminbuf_whole_lines(t, 0), 0);
+    assert_int_equal(tt_adminbuf_whole_lines("\n", 1), 1);
+}
+
 static void test_console(void **state)
 {
     (void)state;
@@ -406,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_page),
         cmocka_unit_test(test_console),
+        cmocka_unit_test(test_whole_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

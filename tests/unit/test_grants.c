@@ -269,6 +269,41 @@ static void test_cap(void **state)
     assert_int_equal(tt_grants_count(g), TT_GRANTS_MAX);
 }
 
+/* tt_grants_create_async with no callback (its caller could not keep its request): without
+ * Redis the grant is made now; in cluster mode it is refused (out of memory), nothing made and
+ * Redis never asked (the stand-in connection below is never used). */
+static void test_create_async_without_callback(void **state)
+{
+    (void)state;
+    const char *p[] = {"cam-?/http"};
+    char id[TT_GRANT_ID_LEN + 1], tok[TT_GRANT_TOKEN_LEN + 1], err[TT_ERRLEN];
+    int64_t exp = -1;
+    struct tt_grants_job *job = (struct tt_grants_job *)&exp;
+    assert_int_equal(tt_grants_create_async(g, "tech-jane", p, 1, 60000, T0, id, tok, &exp, err,
+                                            NULL, NULL, &job),
+                     0);
+    assert_null(job);
+    assert_int_equal(strlen(id), TT_GRANT_ID_LEN);
+    assert_int_equal(strlen(tok), TT_GRANT_TOKEN_LEN);
+    assert_int_equal(exp, T0 + 60000);
+    assert_int_equal(tt_grants_count(g), 1);
+
+    char standin; /* cluster mode's connection: refused before it would be used */
+    tt_grants_use_redis(g, (struct tt_redisconn *)(void *)&standin);
+    exp = -1;
+    job = (struct tt_grants_job *)&exp;
+    assert_int_equal(tt_grants_create_async(g, "tech-jane", p, 1, 60000, T0, id, tok, &exp, err,
+                                            NULL, NULL, &job),
+                     TETHER_ERR_NOMEM);
+    assert_null(job);
+    assert_string_equal(err, "out of memory");
+    assert_string_equal(id, "");
+    assert_string_equal(tok, "");
+    assert_int_equal(exp, 0);
+    tt_grants_use_redis(g, NULL);
+    assert_int_equal(tt_grants_count(g), 1);
+}
+
 static void test_checks(void **state)
 {
     (void)state;
@@ -385,6 +420,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_and_tick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_async_without_callback, setup, teardown),
         cmocka_unit_test(test_checks),
         cmocka_unit_test(test_parse_request),
         cmocka_unit_test_setup_teardown(test_record_round_trip, setup, teardown),

@@ -205,8 +205,17 @@ static void test_queue_cap(void **state)
     assert_int_equal(s.dropped, 3);
     assert_int_equal(s.queue_max, 3);
     assert_int_equal(s.delivered, 0);
+    /* the shutdown's "offline" of many devices into full queues: each dropped for both
+     * receivers (checked before its body is built and signed), counted, nothing queued */
+    for (int i = 0; i < 1500; i++)
+        tt_webhook_emit(w, "offline", "d", "l", 4 + i);
+    tt_webhook_stats(w, &s);
+    assert_int_equal(s.queued, 3);
+    assert_int_equal(s.dropped, 3 + 2 * 1500);
     tt_webhooks_stop(w);
     tt_webhook_emit(w, "online", "d", "l", 4); /* stopped: nothing */
+    tt_webhook_stats(w, &s);
+    assert_int_equal(s.dropped, 3 + 2 * 1500);
     close_all(&loop);
     tt_webhooks_free(w);
     assert_int_equal(uv_loop_close(&loop), 0);

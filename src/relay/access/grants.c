@@ -948,7 +948,13 @@ int tt_grants_create_async(struct tt_grants *g, const char *user, const char *co
                            struct tt_grants_job **handle)
 {
     *handle = NULL;
-    if (!g->ra || !g->rc)
+    if (!cb && g->rc) { /* the caller cannot wait: in cluster mode never the synchronous call */
+        *expires = 0;
+        id[0] = token[0] = '\0';
+        snprintf(err, TT_ERRLEN, "out of memory");
+        return TETHER_ERR_NOMEM;
+    }
+    if (!cb || !g->ra || !g->rc)
         return tt_grants_create(g, user, p, n, ttl_ms, now, id, token, expires, err);
     *expires = 0;
     struct tt_grants_job *j = calloc(1, sizeof(*j));

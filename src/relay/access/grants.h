@@ -148,7 +148,10 @@ struct tt_grants_job;
  * connection (not clustered, or before the loop runs), or for a request refused before Redis is
  * asked, the answer is returned now (cb is not called); else TT_GRANTS_PENDING with *handle, and
  * cb is called exactly once, later, never from inside the call. A cancelled job (the caller went
- * away) still completes in the store. */
+ * away) still completes in the store. tt_grants_create_async with cb NULL (the caller could not
+ * keep what its callback needs, e.g. out of memory): answered now by tt_grants_create without
+ * Redis, refused with TETHER_ERR_NOMEM ("out of memory", nothing made) in cluster mode, where the
+ * loop never waits on Redis for it. */
 int tt_grants_create_async(struct tt_grants *g, const char *user, const char *const *p, size_t n,
                            uint64_t ttl_ms, int64_t now, char id[TT_GRANT_ID_LEN + 1],
                            char token[TT_GRANT_TOKEN_LEN + 1], int64_t *expires,

@@ -71,3 +71,10 @@ void tt_adminbuf_html(struct tt_adminbuf *b, const char *s)
         s++;
     }
 }
+
+size_t tt_adminbuf_whole_lines(const char *s, size_t len)
+{
+    while (len > 0 && s[len - 1] != '\n')
+        len--;
+    return len;
+}

@@ -23,5 +23,8 @@ __attribute__((format(printf, 2, 3))) void tt_adminbuf_fmt(struct tt_adminbuf *b
                                                            ...);
 /* s as HTML text or attribute value: & < > " ' escaped. */
 void tt_adminbuf_html(struct tt_adminbuf *b, const char *s);
+/* The length of s[0..len) up to the end of its last whole line ('\n'), 0 when it has none: what
+ * of a text cut at a byte count can be kept without half a line (/metrics, adminmetrics.c). */
+size_t tt_adminbuf_whole_lines(const char *s, size_t len);
 
 #endif

@@ -327,16 +327,10 @@ static void grant_form_body(struct tt_headconn *hc, void *ud)
     int64_t expires;
     struct formjob *f = calloc(1, sizeof(*f));
     struct tt_grants_job *job = NULL;
-    int rc = TETHER_ERR_NOMEM;
-    if (f)
-        rc = tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                                    tt_relay_now_ms(), id, token, &expires, err, on_form_created, f,
-                                    &job);
-    else if (r->cluster) /* never the synchronous call on the loop */
-        snprintf(err, TT_ERRLEN, "out of memory");
-    else
-        rc = tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                              tt_relay_now_ms(), id, token, &expires, err);
+    /* no f: answered now, or refused in cluster mode (tt_grants_create_async) */
+    int rc = tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                                    tt_relay_now_ms(), id, token, &expires, err,
+                                    f ? on_form_created : NULL, f, &job);
     free(rq);
     if (rc == TT_GRANTS_PENDING) {
         f->hc = hc;

@@ -268,16 +268,10 @@ static void grants_post_body(struct tt_headconn *hc, void *ud)
     }
     struct held *h = hold(hc, r);
     struct tt_grants_job *job = NULL;
-    int rc = TETHER_ERR_NOMEM;
-    if (h)
-        rc = tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                                    tt_relay_now_ms(), id, token, &expires, err, on_created, h,
-                                    &job);
-    else if (r->cluster) /* never the synchronous call on the loop */
-        snprintf(err, TT_ERRLEN, "out of memory");
-    else
-        rc = tt_grants_create(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
-                              tt_relay_now_ms(), id, token, &expires, err);
+    /* no h: answered now, or refused in cluster mode (tt_grants_create_async) */
+    int rc = tt_grants_create_async(r->access.grants, rq->user, rq->p, rq->n, rq->ttl_ms,
+                                    tt_relay_now_ms(), id, token, &expires, err,
+                                    h ? on_created : NULL, h, &job);
     free(rq);
     if (rc == TT_GRANTS_PENDING) {
         held_start(h, job); /* answered by on_created */

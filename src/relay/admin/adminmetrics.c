@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/tls.h"
 #include "relay/admin/adminint.h"
 #include "relay/core.h"
@@ -18,6 +19,29 @@
 #include "relay/admin/webhook.h"
 
 /* ---- metrics ---- */
+
+/* Longer than any line of a part cut at a whole line (tls.h: its longest is 155 bytes, its numbers
+ * included at most 175). */
+#define METRICS_LINE_MAX 512
+
+/* Parts of /metrics that did not fit their buffer (tether_metrics_truncated_total). */
+static uint64_t metrics_truncated;
+
+/* Appends part (text[0..len), written by another module into a buffer of cap bytes); cut: it did
+ * not fit, and only its whole lines are kept, counted and logged at the first cut. */
+static void add_part(struct tt_adminbuf *b, const char *part, const char *text, size_t len,
+                     bool cut, size_t cap)
+{
+    if (cut) {
+        len = tt_adminbuf_whole_lines(text, len);
+        if (metrics_truncated++ == 0)
+            TT_LOG(TT_LOG_WARN,
+                   "metrics part cut: it does not fit its buffer part=%s buffer=%zu "
+                   "(counted in tether_metrics_truncated_total)",
+                   part, cap);
+    }
+    tt_adminbuf_add(b, text, len);
+}
 
 /* Writes s as a Prometheus label value (backslash, double quote and newline escaped). */
 static void prom_label(struct tt_adminbuf *b, const char *s)
@@ -460,45 +484,64 @@ void tt_admin_metrics(struct tt_headconn *hc, struct tt_relay *r)
         "tether_tls_refused_total{reason=\"plain_http\"} %llu\n"
         "tether_tls_refused_total{reason=\"handshake\"} %llu\n",
         (unsigned long long)r->web_tls.plain_http, (unsigned long long)r->web_tls.tls_failed);
-    { /* handshakes full and resumed, ticket keys (tls.h) */
+    /* The parts other modules write into fixed buffers here. Each buffer holds its part with
+     * room to spare (sizes as of this writing: a part's text, plus at most 20 digits a number);
+     * should one grow past its buffer, the part is cut at its last whole line, counted in
+     * tether_metrics_truncated_total and logged once (add_part): never cut silently. */
+    { /* handshakes full and resumed, ticket keys (tls.h): 1,019 bytes of text and 6 numbers,
+       * at most 1,139 */
         char tlstext[2048];
         size_t n = tt_tls_metrics(tlstext, sizeof(tlstext));
-        tt_adminbuf_fmt(&b, "%.*s", (int)n, tlstext);
+        /* tls.h cuts at a whole line, so a cut one ends within a line of the buffer's end:
+         * flagged when it does (no line of it is near METRICS_LINE_MAX bytes) */
+        add_part(&b, "tls", tlstext, n, n + METRICS_LINE_MAX >= sizeof(tlstext), sizeof(tlstext));
     }
-    { /* build info, the process (/proc/self), the TLS certificate's expiry: procmetrics.h */
+    { /* build info, the process (/proc/self), the TLS certificate's expiry: procmetrics.h;
+       * 1,109 bytes of text, two labels of at most 1,023 bytes and one of 300, 6 numbers */
         struct tt_procmetrics pm;
         char pmtext[8192];
         tt_procmetrics_read("/proc", &pm);
         size_t n = tt_procmetrics_format(
             &pm, TT_RELAY_VERSION, &tt_buildinfo_commit ? tt_buildinfo_commit : NULL,
             r->tls ? r->cfg.tls_cert : NULL, tt_tls_ctx_not_after(r->tls), pmtext, sizeof(pmtext));
-        tt_adminbuf_add(&b, pmtext, n < sizeof(pmtext) ? n : strlen(pmtext));
+        bool cut = n >= sizeof(pmtext); /* outlen: too small, whole lines kept */
+        add_part(&b, "process", pmtext, cut ? strlen(pmtext) : n, cut, sizeof(pmtext));
     }
     if (r->cluster)
         tt_cluster_metrics(&b, r->cluster); /* cluster_admin.c */
-    char store[4096]; /* the registry's asynchronous Redis connection (store/redisasync.h) */
+    /* the registry's asynchronous Redis connection (store/redisasync.h): about 2,100 bytes of
+     * text (ten buckets) and 24 numbers */
+    char store[4096];
     size_t storelen = 0;
     store[0] = '\0';
-    (void)tt_registry_async_metrics(r->reg, store, sizeof(store), &storelen);
-    tt_adminbuf_str(&b, store);
-    char auth[4096];
+    int rc = tt_registry_async_metrics(r->reg, store, sizeof(store), &storelen);
+    add_part(&b, "redis", store, storelen, rc != 0, sizeof(store));
+    char auth[4096]; /* devauth.h: 1,729 bytes of text and 14 numbers */
     size_t alen = 0;
     auth[0] = '\0';
-    (void)tt_devauth_metrics(&r->auth, r->reg, auth, sizeof(auth), &alen);
-    tt_adminbuf_str(&b, auth);
-    char acc[8192];
+    rc = tt_devauth_metrics(&r->auth, r->reg, auth, sizeof(auth), &alen);
+    add_part(&b, "auth", auth, alen, rc != 0, sizeof(auth));
+    char acc[8192]; /* access.h: 3,137 bytes of text and 23 numbers */
     size_t aclen = 0;
     acc[0] = '\0';
-    (void)tt_access_metrics(&r->access, acc, sizeof(acc), &aclen); /* access.h */
-    tt_adminbuf_str(&b, acc);
-    char signin[8192]; /* signin.h: sessions and sign-in (about 6 KB) */
+    rc = tt_access_metrics(&r->access, acc, sizeof(acc), &aclen);
+    add_part(&b, "access", acc, aclen, rc != 0, sizeof(acc));
+    char signin[8192]; /* signin.h: 5,181 bytes of text and 39 numbers */
     size_t slen = 0;
     signin[0] = '\0';
     tt_signin_metrics(r, signin, sizeof(signin), &slen);
-    tt_adminbuf_str(&b, signin);
-    char vis[4096];
-    (void)tt_visitor_metrics(r, vis, sizeof(vis));
-    tt_adminbuf_str(&b, vis);
+    /* signin.h stops at a part that did not fit, *len then at the buffer's last byte */
+    add_part(&b, "signin", signin, slen, slen + 1 >= sizeof(signin), sizeof(signin));
+    char vis[4096]; /* visitor.h: 1,526 bytes of text and 13 numbers */
+    size_t vlen = tt_visitor_metrics(r, vis, sizeof(vis));
+    add_part(&b, "connect", vis, vlen, vlen + 1 >= sizeof(vis), sizeof(vis));
+    tt_adminbuf_fmt(&b,
+                    "# HELP tether_metrics_truncated_total Parts of /metrics that did not fit "
+                    "the buffer they are written into, and were cut at their last whole line "
+                    "(logged once at warning).\n"
+                    "# TYPE tether_metrics_truncated_total counter\n"
+                    "tether_metrics_truncated_total %llu\n",
+                    (unsigned long long)metrics_truncated);
     free(vs);
     free(l.v);
     tt_admin_answer_built(hc, true, "text/plain; version=0.0.4", &b);

@@ -352,11 +352,29 @@ int tt_webhooks_new(struct tt_webhooks **out, uv_loop_t *loop,
     return 0;
 }
 
+/* An event that finds the queues full is dropped for receiver t: counted, and logged at the first
+ * drop and every 1000th (a dead receiver floods no log). */
+static void drop_full(struct tt_webhooks *w, const struct target *t, const char *event,
+                      const char *name)
+{
+    if (w->st.dropped++ % 1000 == 0)
+        TT_LOG(TT_LOG_WARN,
+               "webhook queue full, events dropped url=%zu event=%s device=%s dropped_total=%llu",
+               t->index, event, TT_LOG_V(name), (unsigned long long)w->st.dropped);
+}
+
 void tt_webhook_emit(struct tt_webhooks *w, const char *event, const char *name, const char *label,
                      int64_t now_ms)
 {
     if (!w || w->stopping)
         return;
+    if (w->queued >= w->queue_max) {
+        /* full (e.g. the "offline" of every device at shutdown behind a dead receiver): dropped
+         * for every receiver, counted as below, before any body is built or signed */
+        for (size_t i = 0; i < w->nt; i++)
+            drop_full(w, &w->t[i], event, name);
+        return;
+    }
     char body[TT_WEBHOOK_BODY_MAX], sig[TT_WEBHOOK_SIG_LEN + 1];
     int blen = tt_webhook_body(event, name, label, w->node[0] ? w->node : NULL, now_ms, body);
     if (blen < 0 ||
@@ -366,13 +384,8 @@ void tt_webhook_emit(struct tt_webhooks *w, const char *event, const char *name,
     }
     for (size_t i = 0; i < w->nt; i++) {
         struct target *t = &w->t[i];
-        if (w->queued >= w->queue_max) {
-            /* logged at the first drop and every 1000th: a dead receiver floods no log */
-            if (w->st.dropped++ % 1000 == 0)
-                TT_LOG(TT_LOG_WARN,
-                       "webhook queue full, events dropped url=%zu event=%s device=%s "
-                       "dropped_total=%llu",
-                       t->index, event, TT_LOG_V(name), (unsigned long long)w->st.dropped);
+        if (w->queued >= w->queue_max) { /* filled by this event's earlier receivers */
+            drop_full(w, t, event, name);
             continue;
         }
         char head[TT_WEBHOOK_HEAD_MAX];
