@@ -377,6 +377,16 @@ class Loadgen:
             return dict(self.last)
 
 
+def dial_timeouts_by_ms(lgs):
+    """How many dials timed out at each timeout, summed over the load generators (the timeout
+    grows after dials that stalled: loadgen's --dial-timeout-ms, --dial-timeout-max-ms)."""
+    out = {}
+    for lg in lgs:
+        for ms, n in (lg.status().get("dial_timeouts_by_ms") or {}).items():
+            out[ms] = out.get(ms, 0) + n
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
 def wait_all_registered(lgs, t0, timeout, what):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -737,6 +747,9 @@ def phase_storm(ctx):
             "ready_at_end": sum(lg.status().get("ready", 0) for lg in lgs),
             "conn_fail": sum(lg.status().get("conn_fail", 0) for lg in lgs),
             "dial_timeouts": sum(lg.status().get("dial_timeouts", 0) for lg in lgs),
+            "dial_timeouts_by_ms": dial_timeouts_by_ms(lgs),
+            "dial_timeout_max_used_ms": max((lg.status().get("dial_timeout_max_used_ms", 0)
+                                             for lg in lgs), default=0),
             "busy_503_seen_by_loadgen": sum(lg.status().get("busy", 0) for lg in lgs) - busy0,
             "refused_metric": sum(n.metric("tether_registrations_refused_total") or 0
                                   for n in nodes) - refused0,

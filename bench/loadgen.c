@@ -34,12 +34,21 @@
  * --cycle-ms MS closes each registered device's connection MS (jittered +-20 %) after it
  * registered, and it reconnects at once: a steady reconnect storm, for handshakes per second.
  *
+ * Dial timeout: a connection not registered (WELCOME) in time is given up, with the agent's rule
+ * (src/agent/backoff.h, tt_backoff_dial_timeout, called here): --dial-timeout-ms (15000, the
+ * agent's TT_DIAL_TIMEOUT_MS) at first and after each registration, doubled after each dial
+ * that timed out once its TCP connection was up (a "stall"), at most --dial-timeout-max-ms
+ * (60000, TT_DIAL_TIMEOUT_MAX_MS; the same as --dial-timeout-ms: a fixed timeout, as before);
+ * other failures keep it. Status lines count "dial_timeouts" (all), "dial_timeouts_unconnected"
+ * (no TCP connection: no growth), "dial_timeouts_by_ms" (how many timed out at each timeout
+ * used) and "dial_timeout_max_used_ms" (the longest timeout any dial had).
+ *
  * Command line (stable; bench/ scripts rely on it):
  *   loadgen --url ws[s]://127.x.y.z:PORT[/PATH] -n N [--token TOKEN] [--mode tether|wstunnel]
  *           [--src 127.1.0.1] [--per-src 1000] [--max-pending 512] [--rate PER_S]
  *           [--ping-ms 20000] [--prefix lg] [--duration-s 120] [--status-ms 1000]
  *           [--wst-port-base 40000] [--wss] [--ca-file FILE] [--sni NAME] [--no-resume]
- *           [--cycle-ms MS]
+ *           [--cycle-ms MS] [--dial-timeout-ms 15000] [--dial-timeout-max-ms 60000]
  *
  * Bounded: it exits by itself after --duration-s seconds (default 120), or on SIGTERM/SIGINT,
  * and only ever connects to the loopback address given in --url. Single thread, one libuv loop;
@@ -63,6 +72,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "agent/backoff.h"
 #include "core/frame.h"
 #include "common/util.h"
 #include "common/wsframe.h"
@@ -75,8 +85,11 @@
 #define LG_SHUTDOWN_RETRY 1000u
 #define LG_STABLE_MS 10000u
 #define LG_ALT_MAX 15 /* --alt-url: other nodes of a cluster */
-#define LG_DIAL_TIMEOUT_MS                                                                         \
-    15000u /* connect + handshake + WELCOME (the agent's TT_DIAL_TIMEOUT_MS) */
+/* connect + handshake + WELCOME: the agent's TT_DIAL_TIMEOUT_MS and TT_DIAL_TIMEOUT_MAX_MS
+ * (src/agent/dial.h), the defaults of --dial-timeout-ms and --dial-timeout-max-ms */
+#define LG_DIAL_TIMEOUT_MS 15000u
+#define LG_DIAL_TIMEOUT_MAX_MS 60000u
+#define LG_DIAL_TIMEOUT_KINDS 8 /* distinct timeouts counted in "dial_timeouts_by_ms" */
 
 enum mode { MODE_TETHER, MODE_WSTUNNEL };
 
@@ -105,6 +118,7 @@ struct dev {
     uint8_t attempt;      /* back-off step */
     uint8_t url_try;      /* --alt-url: which of the relay's URLs this device dials (dev_target) */
     bool storm;           /* SIGUSR1: reconnect at once after this close */
+    uint32_t dial_to_ms;  /* this dial's timeout (tt_backoff_dial_timeout; 0: none yet) */
     uint8_t *pend;        /* bytes kept between reads (head or partial frame) */
     uint32_t pendlen;
     uint64_t reg_at;  /* loop ms of the last registration */
@@ -135,6 +149,13 @@ static struct {
     uint32_t nalt;
     uint64_t storms;
     uint64_t dial_timeouts;
+    uint64_t dial_timeouts_unconnected;            /* timed out before TCP was up (no growth) */
+    uint32_t dial_timeout_ms, dial_timeout_max_ms; /* --dial-timeout-ms, --dial-timeout-max-ms */
+    uint32_t dial_timeout_max_used_ms;             /* the longest timeout a dial had */
+    /* how many dials timed out at each timeout (the first LG_DIAL_TIMEOUT_KINDS distinct ones;
+     * with the defaults there are three: 15000, 30000, 60000) */
+    uint32_t to_ms[LG_DIAL_TIMEOUT_KINDS];
+    uint64_t to_count[LG_DIAL_TIMEOUT_KINDS];
     bool tls;          /* wss */
     bool resume;       /* offer the kept session on reconnect */
     uint32_t cycle_ms; /* close a registered device after this long (0: never) */
@@ -215,16 +236,25 @@ static void emit(const char *fmt, ...)
 
 static void status_line(const char *event)
 {
+    char by_ms[LG_DIAL_TIMEOUT_KINDS * 40 + 4];
+    size_t off = 0;
+    by_ms[off++] = '{';
+    for (int i = 0; i < LG_DIAL_TIMEOUT_KINDS && g.to_ms[i] != 0; i++)
+        off += (size_t)snprintf(by_ms + off, sizeof by_ms - off, "%s\"%u\":%" PRIu64, i ? "," : "",
+                                (unsigned)g.to_ms[i], g.to_count[i]);
+    snprintf(by_ms + off, sizeof by_ms - off, "}");
     emit("{\"event\":\"%s\",\"t\":%.3f,\"n\":%u,\"started\":%u,\"pending\":%u,"
          "\"connected\":%u,\"ready\":%u,\"regs\":%" PRIu64 ",\"same\":%" PRIu64
          ",\"changed\":%" PRIu64 ",\"conn_fail\":%" PRIu64 ",\"refused\":%" PRIu64
          ",\"lost\":%" PRIu64 ",\"pings_in\":%" PRIu64 ",\"pongs_in\":%" PRIu64
          ",\"errors\":%" PRIu64 ",\"busy\":%" PRIu64 ",\"round\":%u,\"tls_full\":%" PRIu64
          ",\"tls_resumed\":%" PRIu64 ",\"tls_fail\":%" PRIu64 ",\"cycled\":%" PRIu64
-         ",\"dial_timeouts\":%" PRIu64 "}",
+         ",\"dial_timeouts\":%" PRIu64 ",\"dial_timeouts_unconnected\":%" PRIu64
+         ",\"dial_timeouts_by_ms\":%s,\"dial_timeout_max_used_ms\":%u}",
          event, since_start(), g.n, g.next_start, g.pending, g.connected, g.ready, g.regs, g.same,
          g.changed, g.conn_fail, g.refused, g.lost, g.pings_in, g.pongs_in, g.errors, g.busy,
-         g.round, g.tls_full, g.tls_resumed, g.tls_fail, g.cycled, g.dial_timeouts);
+         g.round, g.tls_full, g.tls_resumed, g.tls_fail, g.cycled, g.dial_timeouts,
+         g.dial_timeouts_unconnected, by_ms, (unsigned)g.dial_timeout_max_used_ms);
 }
 
 /* ---- sending ---------------------------------------------------------------------------- */
@@ -515,20 +545,49 @@ static void on_storm(uv_signal_t *s, int signum)
          dropped, g.storms);
 }
 
-/* A connection not registered within LG_DIAL_TIMEOUT_MS is given up as the agent gives up a
- * dial (a lost SYN or an answer that never comes would otherwise hold the device forever). */
-static void dial_timer_start(struct dev *d)
+/* The agent's rule for the next dial's timeout (tt_backoff_dial_timeout), with our flags. */
+static void dial_timeout_next(struct dev *d, enum tt_dial_end end)
 {
-    uv_timer_start(&d->timer, dev_timer, LG_DIAL_TIMEOUT_MS, 0);
+    d->dial_to_ms =
+        tt_backoff_dial_timeout(d->dial_to_ms, end, g.dial_timeout_ms, g.dial_timeout_max_ms);
 }
 
-/* dev_timer's part for the dial timeout: true when it dropped d. */
+/* A connection not registered within its dial timeout is given up as the agent gives up a dial
+ * (a lost SYN or an answer that never comes would otherwise hold the device forever). */
+static void dial_timer_start(struct dev *d)
+{
+    if (d->dial_to_ms == 0)
+        dial_timeout_next(d, TT_DIAL_END_FAILED); /* the first: --dial-timeout-ms */
+    if (d->dial_to_ms > g.dial_timeout_max_used_ms)
+        g.dial_timeout_max_used_ms = d->dial_to_ms;
+    uv_timer_start(&d->timer, dev_timer, d->dial_to_ms, 0);
+}
+
+/* Counts a dial that timed out after timeout_ms. */
+static void count_timeout(uint32_t timeout_ms)
+{
+    for (int i = 0; i < LG_DIAL_TIMEOUT_KINDS; i++) {
+        if (g.to_ms[i] == 0)
+            g.to_ms[i] = timeout_ms;
+        if (g.to_ms[i] == timeout_ms) {
+            g.to_count[i]++;
+            return;
+        }
+    }
+}
+
+/* dev_timer's part for the dial timeout: true when it dropped d. Past ST_CONNECTING the TCP
+ * connection was up and the relay was working on it: a stall, and the next dial waits longer. */
 static bool dial_timed_out(struct dev *d)
 {
     if (d->state != ST_CONNECTING && d->state != ST_TLS && d->state != ST_HANDSHAKE &&
         d->state != ST_HELLO)
         return false;
     g.dial_timeouts++;
+    count_timeout(d->dial_to_ms);
+    if (d->state == ST_CONNECTING)
+        g.dial_timeouts_unconnected++;
+    dial_timeout_next(d, d->state == ST_CONNECTING ? TT_DIAL_END_FAILED : TT_DIAL_END_STALLED);
     drop(d, true);
     return true;
 }
@@ -610,6 +669,7 @@ static void became_ready(struct dev *d, const char *label, size_t len)
     d->state = ST_READY;
     d->reg_at = uv_now(g.loop);
     uv_timer_stop(&d->timer); /* the dial timeout */
+    dial_timeout_next(d, TT_DIAL_END_REGISTERED);
     if (label != NULL) {
         if (d->label[0] == '\0') {
             if (len > TT_MAX_LABEL)
@@ -1114,6 +1174,7 @@ static void usage(void)
             "       [--max-pending 512] [--rate PER_S] [--ping-ms 20000] [--prefix lg]\n"
             "       [--duration-s 120] [--status-ms 1000] [--wst-port-base 40000]\n"
             "       [--wss] [--ca-file FILE] [--sni NAME] [--no-resume] [--cycle-ms MS]\n"
+            "       [--dial-timeout-ms 15000] [--dial-timeout-max-ms 60000]\n"
             "       [--alt-url ws[s]://127.0.0.1:PORT]...   (SIGUSR1: reconnect all now)\n");
     exit(2);
 }
@@ -1167,6 +1228,8 @@ int main(int argc, char **argv)
     g.duration_s = 120;
     g.status_ms = 1000;
     g.wst_port_base = 40000;
+    g.dial_timeout_ms = LG_DIAL_TIMEOUT_MS;
+    g.dial_timeout_max_ms = LG_DIAL_TIMEOUT_MAX_MS;
     snprintf(g.prefix, sizeof(g.prefix), "lg");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -1230,6 +1293,10 @@ int main(int argc, char **argv)
             snprintf(g.sni, sizeof(g.sni), "%s", v);
         } else if (strcmp(a, "--cycle-ms") == 0) {
             g.cycle_ms = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--dial-timeout-ms") == 0) {
+            g.dial_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
+        } else if (strcmp(a, "--dial-timeout-max-ms") == 0) {
+            g.dial_timeout_max_ms = (uint32_t)strtoul(v, NULL, 10);
         } else {
             usage();
         }
@@ -1249,6 +1316,11 @@ int main(int argc, char **argv)
     }
     if (g.status_ms == 0)
         g.status_ms = 1000;
+    if (g.dial_timeout_ms == 0 || g.dial_timeout_max_ms < g.dial_timeout_ms) {
+        fprintf(stderr, "loadgen: --dial-timeout-ms must be > 0 and at most "
+                        "--dial-timeout-max-ms\n");
+        return 2;
+    }
     if (g.tls && tls_setup(ca_file) != 0) {
         fprintf(stderr, "loadgen: cannot set up TLS\n");
         return 2;

@@ -1,8 +1,10 @@
 /* agent.c - libtether's agent (tether.h): owns the event loop, rotates through the relay URLs,
  * dials (dial.c), runs one WebSocket connection at a time (common/wsconn.h), registers with HELLO,
  * turns WELCOME / REFUSE / GOAWAY and connection loss into events, and reconnects forever with
- * back-off (backoff.c). Streams opened by the relay go to services.c. Everything here runs on
- * the thread inside tether_agent_run(), except tether_agent_stop(), which only flags and wakes. */
+ * back-off (backoff.c), each dial allowed longer after dials that stalled (up to 60 s, until a
+ * registration: tt_backoff_dial_timeout). Streams opened by the relay go to services.c. Everything
+ * here runs on the thread inside tether_agent_run(), except tether_agent_stop(), which only flags
+ * and wakes. */
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -65,6 +67,11 @@ struct tether_agent {
     bool try_v1;
     struct tt_session_callbacks scb;
     struct tt_backoff backoff;
+    /* The next dial's timeout: TT_DIAL_TIMEOUT_MS, doubled after each dial that stalled (the
+     * relay took the connection but did not finish in time), at most TT_DIAL_TIMEOUT_MAX_MS,
+     * back to TT_DIAL_TIMEOUT_MS at each WELCOME (tt_backoff_dial_timeout). One for all the
+     * servers: in a storm they are all loaded alike. */
+    uint32_t dial_timeout_ms;
     size_t next_server;
     struct tt_dial *dial;   /* the attempt under way, or NULL */
     struct tt_wsconn *conn; /* the connection, or NULL */
@@ -332,6 +339,8 @@ static int on_welcome(struct tt_session *s, const struct tt_welcome *m, void *ud
     }
     a->registered = true;
     a->registered_at = uv_now(&a->loop);
+    a->dial_timeout_ms = tt_backoff_dial_timeout(a->dial_timeout_ms, TT_DIAL_END_REGISTERED,
+                                                 TT_DIAL_TIMEOUT_MS, TT_DIAL_TIMEOUT_MAX_MS);
     copy_view(a->label, sizeof a->label, m->label);
     if (m->nservices != cfg->nservices)
         TT_LOG(TT_LOG_WARN, "relay answered with services=%u, we offered %u",
@@ -577,6 +586,20 @@ static int send_hello(struct tether_agent *a)
     return tt_wsconn_send_frame(a->conn, buf, (size_t)n);
 }
 
+/* A failed dial: the next one's timeout (longer after a stall, else the same), logged when it
+ * changes. */
+static void note_dial_end(struct tether_agent *a, const struct tt_dial_result *r)
+{
+    uint32_t prev = a->dial_timeout_ms;
+
+    a->dial_timeout_ms =
+        tt_backoff_dial_timeout(prev, r->stalled ? TT_DIAL_END_STALLED : TT_DIAL_END_FAILED,
+                                TT_DIAL_TIMEOUT_MS, TT_DIAL_TIMEOUT_MAX_MS);
+    if (a->dial_timeout_ms != prev)
+        TT_LOG(TT_LOG_INFO, "dial stalled server=%s timeout=%us next_timeout=%us", TT_LOG_V(r->url),
+               (unsigned)(r->timeout_ms / 1000), (unsigned)(a->dial_timeout_ms / 1000));
+}
+
 static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *ud)
 {
     struct tether_agent *a = ud;
@@ -592,6 +615,8 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
         return;
     }
     snprintf(a->url, sizeof a->url, "%s", r->url);
+    if (r->err != 0)
+        note_dial_end(a, r);
     if (r->err != 0 && r->retry_after > 0) {
         /* the relay is busy (or draining) and said when to come back: that, jittered, instead
          * of the back-off (PROTOCOL.md 2.1) */
@@ -605,8 +630,15 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
         return;
     }
     if (r->err != 0) {
+        char msg[TT_ERRLEN + 64];
+        const char *m = r->message;
         delay = tt_backoff_next(&a->backoff);
-        emit_error(a, r->url, r->err, r->message, delay);
+        if (r->stalled && a->dial_timeout_ms > r->timeout_ms) { /* the free text says so */
+            fmt(msg, sizeof msg, "%s; the next attempt will wait up to %u s", r->message,
+                (unsigned)(a->dial_timeout_ms / 1000));
+            m = msg;
+        }
+        emit_error(a, r->url, r->err, m, delay);
         schedule(a, delay);
         return;
     }
@@ -651,7 +683,8 @@ static void connect_next(struct tether_agent *a)
         return;
     url = a->cfg->servers[a->next_server];
     a->next_server = (a->next_server + 1) % a->cfg->nservers;
-    TT_LOG(TT_LOG_DEBUG, "connecting server=%s", url);
+    a->dial_opt.timeout_ms = a->dial_timeout_ms;
+    TT_LOG(TT_LOG_DEBUG, "connecting server=%s timeout=%ums", url, (unsigned)a->dial_timeout_ms);
     rc = tt_dial_start(&a->dial, &a->loop, url, &a->dial_opt, on_dialed, a, err);
     if (rc != 0) {
         a->dial = NULL;
@@ -809,6 +842,7 @@ int tether_agent_new(tether_config *cfg, const struct tether_callbacks *cb, void
     a->scb.on_goaway = on_goaway;
     a->scb.log = core_log;
     tt_backoff_init(&a->backoff, TT_BACKOFF_BASE_MS, TT_BACKOFF_CAP_MS, NULL, NULL);
+    a->dial_timeout_ms = TT_DIAL_TIMEOUT_MS;
     snprintf(a->url, sizeof a->url, "%s", a->cfg->servers[0]);
     *out = a;
     return 0;

@@ -63,6 +63,7 @@ struct tt_dial {
     /* HTTP proxy of the current hop (tt_proxy_select); the TCP connect goes to it */
     bool via_proxy;
     bool tcp_up;                /* the current socket is connected: the filters are running */
+    bool stalled;               /* the hop's timer struck while tcp_up (tt_dial_result.stalled) */
     struct tt_tls_ctx *own_tls; /* made on demand when opt.tls is NULL (a redirect to wss://) */
     struct tt_proxy proxy;
     /* WebSocket filter state */
@@ -165,6 +166,8 @@ static void fail(struct tt_dial *d, int err, const char *fmt, ...)
     r.status = d->refused ? d->status : 0;
     r.body = d->refused ? d->body : "";
     r.retry_after = d->refused ? d->retry_after : 0;
+    r.stalled = d->stalled;
+    r.timeout_ms = d->opt.timeout_ms;
     TT_LOG(TT_LOG_DEBUG, "dial failed url=%s err=%s: %s", TT_LOG_V(d->url), tether_err_name(err),
            TT_LOG_E(msg));
     if (!d->cancelled)
@@ -667,16 +670,27 @@ static void on_resolved(struct tt_resolve *r, const struct tt_resolve_result *re
 static void on_timeout(uv_timer_t *t)
 {
     struct tt_dial *d = t->data;
+    char secs[32];
 
-    if (d->refused) /* the refusal's body never came whole: what came is what we have */
+    if (d->refused) { /* the refusal's body never came whole: what came is what we have */
         fail(d, refusal(d), "%s", d->msg);
-    else if (d->via_proxy && d->tcp_up && d->stack[d->cur] == &proxy_filter)
-        fail(d, TETHER_ERR_TIMEOUT, "timed out waiting for proxy %s to answer CONNECT %s:%u",
-             d->proxy.display, d->u.host, (unsigned)d->u.port);
+        return;
+    }
+    /* the timeout used, in the message: it grows after stalled dials (tt_backoff_dial_timeout) */
+    if (d->opt.timeout_ms % 1000 == 0)
+        snprintf(secs, sizeof secs, "%u s", (unsigned)(d->opt.timeout_ms / 1000));
+    else
+        snprintf(secs, sizeof secs, "%.1f s", d->opt.timeout_ms / 1000.0);
+    d->stalled = d->tcp_up;
+    if (d->via_proxy && d->tcp_up && d->stack[d->cur] == &proxy_filter)
+        fail(d, TETHER_ERR_TIMEOUT,
+             "timed out waiting for proxy %s to answer CONNECT %s:%u (no answer in %s)",
+             d->proxy.display, d->u.host, (unsigned)d->u.port, secs);
     else {
         char peer[TT_ERRLEN];
         describe_peer(d, peer, sizeof peer);
-        fail(d, TETHER_ERR_TIMEOUT, "timed out connecting to %s", peer);
+        fail(d, TETHER_ERR_TIMEOUT, "timed out connecting to %s (%s in %s)", peer,
+             d->tcp_up ? "connected, but no answer" : "no connection", secs);
     }
 }
 

@@ -17,7 +17,9 @@
 #include "common/util.h"
 
 #define TT_DIAL_TIMEOUT_MS 15000u /* per hop: resolve + connect + handshake */
-#define TT_DIAL_MAX_REDIRECTS 5u  /* in a row, within one attempt */
+/* The agent's dial timeout grows after dials that stalled (tt_backoff_dial_timeout), up to: */
+#define TT_DIAL_TIMEOUT_MAX_MS 60000u
+#define TT_DIAL_MAX_REDIRECTS 5u /* in a row, within one attempt */
 
 struct tt_dial;
 
@@ -38,6 +40,12 @@ struct tt_dial_result {
     const char *body;
     /* ... and its Retry-After in seconds (a 503 or 429 only: tt_wshs_retry_after); 0: none. */
     uint32_t retry_after;
+    /* Failure only: true when the hop's timeout struck after its TCP connection (to the relay,
+     * or to the proxy) was up, i.e. the far side took the connection but did not finish the
+     * handshake in time (err TETHER_ERR_TIMEOUT); false for every other failure, a timeout
+     * before any TCP connection included. */
+    bool stalled;
+    uint32_t timeout_ms; /* the per-hop timeout this dial had */
 };
 
 /* Called exactly once per tt_dial_start() that returned 0, unless tt_dial_cancel() came first.

@@ -11,6 +11,10 @@
 #include <string.h>
 #include <cmocka.h>
 #include <uv.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "agent/dial.h"
 #include "common/wshs.h"
@@ -190,6 +194,8 @@ struct outcome {
     char message[TT_ERRLEN];
     char url[256];
     char pre[16];
+    bool stalled;
+    uint32_t timeout_ms;
     struct srv *stop[2];
 };
 
@@ -202,6 +208,8 @@ static void on_dialed(struct tt_dial *d, const struct tt_dial_result *r, void *u
     o->err = r->err;
     snprintf(o->message, sizeof o->message, "%s", r->message);
     snprintf(o->url, sizeof o->url, "%s", r->url);
+    o->stalled = r->stalled;
+    o->timeout_ms = r->timeout_ms;
     if (r->err == 0) {
         assert_non_null(r->conn);
         assert_true(r->prelen < sizeof o->pre);
@@ -301,6 +309,8 @@ static void test_refused(void **state)
     uv_run(&loop, UV_RUN_DEFAULT);
     dial_port(&loop, a.port, NULL, &o, TETHER_ERR_REFUSED);
     assert_non_null(strstr(o.message, "connection refused"));
+    assert_false(o.stalled); /* a quick failure is no stall */
+    assert_int_equal(o.timeout_ms, TT_DIAL_TIMEOUT_MS);
 }
 
 static void test_timeout_and_cancel(void **state)
@@ -317,6 +327,12 @@ static void test_timeout_and_cancel(void **state)
     srv_start(&loop, &a, SRV_SILENT);
     o.stop[0] = &a;
     dial_port(&loop, a.port, &opt, &o, TETHER_ERR_TIMEOUT);
+    /* the server took the connection and never answered: stalled, and the message says how
+     * long the dial waited */
+    assert_true(o.stalled);
+    assert_int_equal(o.timeout_ms, 100);
+    assert_non_null(strstr(o.message, "timed out connecting to ws://127.0.0.1:"));
+    assert_non_null(strstr(o.message, "(connected, but no answer in 0.1 s)"));
 
     /* Cancelled at once: no callback, nothing left open. */
     uv_loop_init(&loop);
@@ -330,12 +346,49 @@ static void test_timeout_and_cancel(void **state)
                      TETHER_ERR_CONFIG);
 }
 
+/* A listener whose accept queue is full (backlog 0, one connection queued, never accepted):
+ * the kernel drops further SYNs, so the dial never gets a TCP connection. Its timeout is no
+ * stall (the relay spent nothing on it: the next dial's timeout does not grow). */
+static void test_timeout_without_connection(void **state)
+{
+    uv_loop_t loop;
+    struct outcome o = {0};
+    struct tt_dial_options opt = {.timeout_ms = 300};
+    struct sockaddr_in sin;
+    socklen_t slen = sizeof sin;
+    int lfd, cfd;
+    (void)state;
+
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &slen), 0);
+    cfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(cfd >= 0);
+    assert_int_equal(connect(cfd, (struct sockaddr *)&sin, sizeof sin), 0); /* fills the queue */
+
+    uv_loop_init(&loop);
+    dial_port(&loop, ntohs(sin.sin_port), &opt, &o, TETHER_ERR_TIMEOUT);
+    assert_false(o.stalled);
+    assert_non_null(strstr(o.message, "(no connection in 0.3 s)"));
+    close(cfd);
+    close(lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_redirect_url), cmocka_unit_test(test_redirect_then_accept),
-        cmocka_unit_test(test_http_error),   cmocka_unit_test(test_redirect_loop_is_cut),
-        cmocka_unit_test(test_refused),      cmocka_unit_test(test_timeout_and_cancel),
+        cmocka_unit_test(test_redirect_url),
+        cmocka_unit_test(test_redirect_then_accept),
+        cmocka_unit_test(test_http_error),
+        cmocka_unit_test(test_redirect_loop_is_cut),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_timeout_and_cancel),
+        cmocka_unit_test(test_timeout_without_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
