@@ -12,78 +12,42 @@ connections it forwards, so the registered agent loses its relay and dials the s
 again."""
 
 import json
+import os
 import socket
-import threading
+import sys
 import time
 
 from lib import (TETHER, TOKEN, Proc, Relay, agent_state_dir, check, eq, free_port,
                  tether_has_state_dir)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from tcprelay import TcpRelay  # noqa: E402
+
 FIRST_MS = 15000  # src/agent/dial.h TT_DIAL_TIMEOUT_MS
 
 
-class Front:
-    """A TCP listener on 127.0.0.1:port, silent or forwarding to 127.0.0.1:target. Every socket
-    it opens is closed at the test's cleanup; its threads end with the listener."""
+class Front(TcpRelay):
+    """A TCP listener on 127.0.0.1 (bench/tcprelay.py) that holds each new connection silent
+    (accepted, never read nor answered), or once forward(port) was called relays it to
+    127.0.0.1:port. accepted counts the connections taken."""
 
     def __init__(self, env):
-        self.port = free_port()
+        super().__init__(0, backlog=16, nodelay=False)
         self.target = None  # None: silent
         self.accepted = 0
-        self.lock = threading.Lock()
-        self.socks = []
-        self.ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", self.port))
-        self.ls.listen(16)
-        self.ls.settimeout(0.2)
-        self.closed = False
         env.on_cleanup(self.close)
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self):
-        while not self.closed:
-            try:
-                c, _ = self.ls.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.accepted += 1
-                self.socks.append(c)
-                target = self.target
-            if target is None:
-                continue  # held, never read, never answered
-            try:
-                up = socket.create_connection(("127.0.0.1", target), timeout=5)
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.socks.append(up)
-            for a, b in ((c, up), (up, c)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src, dst):
-        try:
-            src.settimeout(None)
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+    def admit(self, client):
+        with self.lock:
+            self.accepted += 1
+            if self.target is None:
+                self.socks.append(client)  # held, never read, never answered
+                return False
+            self.upstream_port = self.target
+        return True
 
     def silent(self):
-        """From now on new connections are held unanswered; the ones forwarded so far are cut."""
+        """From now on new connections are held unanswered; the ones relayed so far are cut."""
         with self.lock:
             self.target = None
             socks, self.socks = self.socks, []
@@ -94,14 +58,9 @@ class Front:
                 pass
             s.close()
 
-    def forward(self, port):
+    def forward_to(self, port):
         with self.lock:
             self.target = port
-
-    def close(self):
-        self.closed = True
-        self.silent()
-        self.ls.close()
 
 
 def start_tether(t, url, name):
@@ -175,7 +134,7 @@ def test_dial_timeout_resets_after_registration(t):
     agent = start_tether(t, "ws://127.0.0.1:%d" % front.port, "dial-reset")
     seen, ev, _ = first_timeout(agent, t0)
     check_first_message(ev)
-    front.forward(relay.port)
+    front.forward_to(relay.port)
     seen, _, _ = next_event(agent, seen, 30, "a ready event after the relay answers",
                             lambda ev: ev.get("event") == "ready")
     front.silent()
