@@ -82,6 +82,17 @@ class TcpRelay:
             except OSError:
                 pass
 
+    def cut(self):
+        """Cuts every connection relayed (or held) so far, both sides; the listener stays."""
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
     def close(self):
         self.closed = True
         try:

@@ -13,7 +13,6 @@ again."""
 
 import json
 import os
-import socket
 import sys
 import time
 
@@ -50,13 +49,7 @@ class Front(TcpRelay):
         """From now on new connections are held unanswered; the ones relayed so far are cut."""
         with self.lock:
             self.target = None
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+        self.cut()
 
     def forward_to(self, port):
         with self.lock:

@@ -43,16 +43,6 @@ class Cutter(TcpRelay):
         super().__init__(target, backlog=16, nodelay=False)
         t.on_cleanup(self.close)
 
-    def cut(self):
-        with self.lock:
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
 
 def _tls_relay(t, pki, extra=(), data_dir=None, port=None, admin_port=None, tls_port=None):
     crt, key, _ = pki.server()
