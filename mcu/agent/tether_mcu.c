@@ -26,6 +26,9 @@
 #define STABLE_MS 10000u
 /* After GOAWAY SHUTDOWN the relay goes away on purpose: come back (elsewhere) soon. */
 #define SHUTDOWN_RETRY_MS 1000u
+/* The connect timeout (config.connect_timeout_ms, 15 s by default) doubles after each attempt
+ * that stalled, up to this many times itself (60 s by default). */
+#define DIAL_TIMEOUT_FACTOR 4u
 /* Room kept in lwIP's send buffer for control frames (WINDOW, RESET, FIN, pong): DATA leaves it. */
 #define CTRL_RESERVE 160u
 /* Room for one control message: WebSocket header and a few Tether frames. */
@@ -89,6 +92,62 @@ static uint32_t backoff_next(struct tether_mcu *a)
     if (a->backoff_attempt < 32)
         a->backoff_attempt++;
     return out;
+}
+
+/* How an attempt ended, as far as the next attempt's timeout is concerned (dial_timeout_next). */
+enum {
+    DIAL_STALLED = 0, /* timed out after the TCP connection was up (upgrade or HELLO unanswered) */
+    DIAL_FAILED = 1,  /* any other failure, a timeout before the TCP connection included */
+    DIAL_REGISTERED = 2 /* WELCOME */
+};
+
+/* The timeout of the next attempt, given the last one's (cur_ms; 0: none yet) and how it ended:
+ * base_ms at first and after a registration; twice cur_ms after a stalled attempt, at most
+ * max_ms; cur_ms again after any other failure. Always within [base_ms, max_ms]. The same rule
+ * as the Linux agent's: it follows tt_backoff_dial_timeout in src/agent/backoff.c (mcu/ builds
+ * nothing of src/agent; keep the two in step). Why: in a reconnect storm a loaded relay may need
+ * longer than base_ms to answer the upgrade and the HELLO; a device that gives up and dials
+ * again makes it pay the whole handshake again, and the herd never converges. */
+static uint32_t dial_timeout_next(uint32_t cur_ms, int end, uint32_t base_ms, uint32_t max_ms)
+{
+    uint64_t next;
+
+    if (base_ms == 0)
+        base_ms = 1;
+    if (max_ms < base_ms)
+        max_ms = base_ms;
+    switch (end) {
+    case DIAL_STALLED:
+        next = cur_ms ? (uint64_t)cur_ms * 2 : (uint64_t)base_ms * 2;
+        break;
+    case DIAL_FAILED:
+        next = cur_ms ? cur_ms : base_ms;
+        break;
+    default: /* DIAL_REGISTERED */
+        next = base_ms;
+        break;
+    }
+    if (next < base_ms)
+        next = base_ms;
+    return (uint32_t)(next > max_ms ? max_ms : next);
+}
+
+static uint32_t dial_base(const struct tether_mcu *a)
+{
+    return cfg_or(a->cfg->connect_timeout_ms, 15000);
+}
+
+static uint32_t dial_max(const struct tether_mcu *a)
+{
+    uint64_t m = (uint64_t)dial_base(a) * DIAL_TIMEOUT_FACTOR;
+
+    return m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
+}
+
+/* This attempt's timeout (resolve, connect, upgrade, WELCOME). */
+static uint32_t dial_timeout(const struct tether_mcu *a)
+{
+    return dial_timeout_next(a->dial_timeout_ms, DIAL_FAILED, dial_base(a), dial_max(a));
 }
 
 /* Decides when the next attempt is, once per connection, from how this one ended. */
@@ -453,6 +512,8 @@ static int s_on_welcome(struct tt_session *s, const struct tt_welcome *m, void *
     }
     a->state = TETHER_MCU_ONLINE;
     a->registered = 1;
+    a->dial_timeout_ms =
+        dial_timeout_next(a->dial_timeout_ms, DIAL_REGISTERED, dial_base(a), dial_max(a));
     a->registered_at = now_ms();
     a->last_ping = a->registered_at;
     emit(a, TETHER_MCU_EV_READY, "", 0, (struct tt_str){NULL, 0}, m);
@@ -924,7 +985,7 @@ static void attempt(struct tether_mcu *a)
 static void tick(void *arg)
 {
     struct tether_mcu *a = arg;
-    uint32_t now = now_ms(), ping_after, dead_after, silence;
+    uint32_t now = now_ms(), ping_after, dead_after, silence, limit;
 
     if (a->state == TETHER_MCU_IDLE) {
         a->ticking = 0;
@@ -953,9 +1014,16 @@ static void tick(void *arg)
         a->dirty = 1; /* offer buffered bytes again */
         break;
     default: /* resolving, connecting, upgrading, waiting for WELCOME */
-        if (elapsed(now, a->attempt_at, cfg_or(a->cfg->connect_timeout_ms, 15000)))
+        limit = dial_timeout(a);
+        if (elapsed(now, a->attempt_at, limit)) {
+            /* Past CONNECTING the relay took the connection but did not finish in time: the
+             * next attempt waits longer (dial_timeout_next). */
+            a->dial_timeout_ms = dial_timeout_next(
+                limit, a->state > TETHER_MCU_CONNECTING ? DIAL_STALLED : DIAL_FAILED, dial_base(a),
+                dial_max(a));
             fail(a, DROP_ABORT,
                  a->state == TETHER_MCU_HELLO ? "no answer to the HELLO" : "timed out connecting");
+        }
         break;
     }
     leave(a);

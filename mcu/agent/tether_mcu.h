@@ -89,7 +89,7 @@ struct tether_mcu_config {
     uint32_t dead_after_ms;      /* drop the link after this much silence (30000) */
     uint32_t backoff_base_ms;    /* first reconnect delay (1000) */
     uint32_t backoff_cap_ms;     /* longest reconnect delay (60000) */
-    uint32_t connect_timeout_ms; /* TCP connect + upgrade + WELCOME (15000) */
+    uint32_t connect_timeout_ms; /* TCP connect + upgrade + WELCOME (15000); grows after stalls */
 };
 
 /* How a stream ended (callbacks.close). */
@@ -182,6 +182,9 @@ struct tether_mcu {
     struct tcp_pcb *aborted; /* compared only: the pcb tcp_abort freed in this entry point */
     uint32_t attempt_at, retry_at, registered_at, last_rx, last_ping;
     uint32_t backoff_attempt, retry_after_s, retry_delay;
+    /* The timeout of the attempts: connect_timeout_ms, doubled after each one that stalled, at
+     * most 4 times connect_timeout_ms; back to it at each WELCOME (0: none yet). */
+    uint32_t dial_timeout_ms;
     uint8_t key[TETHER_MCU_KEY_LEN];
     uint8_t keylen;
     char accept[TT_MCUWS_ACCEPT_LEN + 1];

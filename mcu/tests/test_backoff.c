@@ -2,7 +2,10 @@
  * tether_mcu.c, whose static functions this file includes): the back-off doubles from its base
  * to its cap, each delay jittered to [0.8 d, 1.2 d) by the random callback; a registration that
  * lasted STABLE_MS starts it over, a shorter one or a TAKEOVER does not; GOAWAY SHUTDOWN means
- * about a second; a 503's Retry-After is honoured. The clock is the test's (sys_now). cmocka;
+ * about a second; a 503's Retry-After is honoured. The connect timeout of an attempt doubles
+ * after one that timed out with its TCP connection up, up to 4 times its base, and goes back to
+ * the base at WELCOME (dial_timeout_next, driven through the agent's timer). The clock is the
+ * test's (sys_now); lwIP is initialised for the timer's sys_timeout. cmocka;
  * built and run by make mcu-test (build/mcu/host/tests/test_backoff). */
 /* First: cmocka defines a macro fail(), the agent a function of that name. */
 #include "../agent/tether_mcu.c"
@@ -12,6 +15,8 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+
+#include "lwip/init.h"
 
 static uint32_t fake_now;
 static uint32_t next_random; /* what the random callback returns, big-endian (rand32) */
@@ -81,6 +86,7 @@ static int setup(void **state)
     (void)state;
     fake_now = 1000000;
     next_random = 0;
+    cfg.connect_timeout_ms = 0;
     assert_int_equal(tether_mcu_init(&agent, &cfg, &cbs, NULL), 0);
     return 0;
 }
@@ -169,6 +175,119 @@ static void test_planned_once_per_connection(void **state)
     assert_int_equal(plan_retry(&agent), 800); /* the same decision, not a second step */
 }
 
+/* The rule itself, as tt_backoff_dial_timeout's unit test checks it in src/agent. */
+static void test_dial_timeout_rule(void **state)
+{
+    (void)state;
+
+    assert_int_equal(dial_timeout_next(0, DIAL_FAILED, 15000, 60000), 15000);
+    assert_int_equal(dial_timeout_next(0, DIAL_STALLED, 15000, 60000), 30000);
+    assert_int_equal(dial_timeout_next(15000, DIAL_STALLED, 15000, 60000), 30000);
+    assert_int_equal(dial_timeout_next(30000, DIAL_STALLED, 15000, 60000), 60000);
+    assert_int_equal(dial_timeout_next(60000, DIAL_STALLED, 15000, 60000), 60000);
+    assert_int_equal(dial_timeout_next(45000, DIAL_STALLED, 15000, 60000), 60000);
+    assert_int_equal(dial_timeout_next(30000, DIAL_FAILED, 15000, 60000), 30000);
+    assert_int_equal(dial_timeout_next(60000, DIAL_REGISTERED, 15000, 60000), 15000);
+    /* Always within [base, max]; a max below the base is the base; a zero base is 1 ms. */
+    assert_int_equal(dial_timeout_next(1000, DIAL_FAILED, 15000, 60000), 15000);
+    assert_int_equal(dial_timeout_next(90000, DIAL_FAILED, 15000, 60000), 60000);
+    assert_int_equal(dial_timeout_next(0, DIAL_STALLED, 15000, 5000), 15000);
+    assert_int_equal(dial_timeout_next(0, DIAL_FAILED, 0, 0), 1);
+    assert_int_equal(dial_timeout_next(0xF0000000u, DIAL_STALLED, 1, 0xFFFFFFFFu), 0xFFFFFFFFu);
+}
+
+/* One tick of the agent's timer at the fake clock (the tick it re-arms is taken back: the test
+ * drives the timer itself). */
+static void tick_at(uint32_t t)
+{
+    fake_now = t;
+    tick(&agent);
+    sys_untimeout(tick, &agent);
+}
+
+/* An attempt that reaches state (no real connection: pcb stays NULL) and that nothing answers:
+ * returns how long after it began the agent gave it up, ticking every 250 ms up to 5 minutes. */
+static uint32_t attempt_times_out(enum tether_mcu_state st)
+{
+    uint32_t start = fake_now + 1000, t;
+
+    agent.state = (uint8_t)st;
+    agent.attempt_at = start;
+    agent.retry_planned = 0;
+    for (t = start; t - start <= 300000; t += TICK_MS) {
+        tick_at(t);
+        if (agent.state != st)
+            break;
+    }
+    assert_int_equal(agent.state, TETHER_MCU_WAITING);
+    return t - start;
+}
+
+static void test_stalled_attempts_grow_the_timeout(void **state)
+{
+    (void)state;
+
+    /* The first attempt waits the base (connect_timeout_ms 0: 15 s). */
+    assert_int_equal(dial_timeout(&agent), 15000);
+    /* Connected, the upgrade unanswered: the next one waits 30 s. */
+    assert_int_equal(attempt_times_out(TETHER_MCU_UPGRADING), 15000);
+    assert_int_equal(dial_timeout(&agent), 30000);
+    /* HELLO sent, no WELCOME: 60 s, the cap (4 times the base). */
+    assert_int_equal(attempt_times_out(TETHER_MCU_HELLO), 30000);
+    assert_int_equal(attempt_times_out(TETHER_MCU_HELLO), 60000);
+    assert_int_equal(attempt_times_out(TETHER_MCU_UPGRADING), 60000);
+    assert_int_equal(dial_timeout(&agent), 60000);
+}
+
+static void test_timeout_without_connection_keeps_it(void **state)
+{
+    (void)state;
+
+    assert_int_equal(attempt_times_out(TETHER_MCU_UPGRADING), 15000);
+    /* No SYN-ACK (the host is down, a packet filter), or no name: it stays at 30 s. */
+    assert_int_equal(attempt_times_out(TETHER_MCU_CONNECTING), 30000);
+    assert_int_equal(attempt_times_out(TETHER_MCU_RESOLVING), 30000);
+    assert_int_equal(dial_timeout(&agent), 30000);
+    /* A quick failure (refused, a wrong answer) leaves it too. */
+    agent.state = TETHER_MCU_UPGRADING;
+    agent.retry_planned = 0;
+    enter(&agent);
+    (fail)(&agent, DROP_ABORT, "could not connect to the relay"); /* the agent's, not cmocka's */
+    leave(&agent);
+    assert_int_equal(agent.state, TETHER_MCU_WAITING);
+    assert_int_equal(dial_timeout(&agent), 30000);
+}
+
+static void test_welcome_resets_the_timeout(void **state)
+{
+    struct tt_welcome w;
+    (void)state;
+
+    assert_int_equal(attempt_times_out(TETHER_MCU_HELLO), 15000);
+    assert_int_equal(attempt_times_out(TETHER_MCU_HELLO), 30000);
+    assert_int_equal(dial_timeout(&agent), 60000);
+    memset(&w, 0, sizeof w);
+    agent.state = TETHER_MCU_HELLO;
+    assert_int_equal(s_on_welcome(&agent.session, &w, &agent), 0);
+    assert_int_equal(agent.state, TETHER_MCU_ONLINE);
+    assert_int_equal(dial_timeout(&agent), 15000);
+    agent.state = TETHER_MCU_WAITING;
+    assert_int_equal(attempt_times_out(TETHER_MCU_UPGRADING), 15000);
+}
+
+/* connect_timeout_ms is the base; the cap is 4 times it. */
+static void test_configured_base(void **state)
+{
+    (void)state;
+
+    cfg.connect_timeout_ms = 2000;
+    assert_int_equal(attempt_times_out(TETHER_MCU_UPGRADING), 2000);
+    assert_int_equal(attempt_times_out(TETHER_MCU_HELLO), 4000);
+    assert_int_equal(attempt_times_out(TETHER_MCU_HELLO), 8000);
+    assert_int_equal(attempt_times_out(TETHER_MCU_HELLO), 8000);
+    cfg.connect_timeout_ms = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -178,6 +297,12 @@ int main(void)
         cmocka_unit_test_setup(test_takeover_does_not_reset, setup),
         cmocka_unit_test_setup(test_shutdown_and_retry_after, setup),
         cmocka_unit_test_setup(test_planned_once_per_connection, setup),
+        cmocka_unit_test_setup(test_dial_timeout_rule, setup),
+        cmocka_unit_test_setup(test_stalled_attempts_grow_the_timeout, setup),
+        cmocka_unit_test_setup(test_timeout_without_connection_keeps_it, setup),
+        cmocka_unit_test_setup(test_welcome_resets_the_timeout, setup),
+        cmocka_unit_test_setup(test_configured_base, setup),
     };
+    lwip_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,7 +37,7 @@ QEMU_KEY_SIZE = 68
 STACK_PEAK = [0]
 # Flags of tether-mcu-host and the configuration sector's keys for the same settings.
 QEMU_KEYS = {"--ping-after": "ping_after", "--dead-after": "dead_after", "--backoff": "backoff",
-             "--backoff-cap": "backoff_cap"}
+             "--backoff-cap": "backoff_cap", "--connect-timeout": "connect_timeout"}
 PATTERN = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 lib = None  # imported in main(), once TETHERD is set
@@ -446,6 +446,94 @@ def test_hostile_relay(env):
     _, url, _ = d.wait_ready(timeout=60)
     status, _ = curl(url + "/")
     lib.eq(status, 200, "status of / after the hostile relay")
+
+
+class SilentFront:
+    """A "relay" that takes TCP connections on LINUX_ADDR:port and never answers (a relay too
+    loaded to finish a handshake): records, per connection, how long the agent held it before
+    it gave up (its RST or FIN)."""
+
+    def __init__(self, port):
+        self.holds = []
+        self.lock = threading.Lock()
+        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind((LINUX_ADDR, port))
+        self.srv.listen(8)
+        self.srv.settimeout(0.5)
+        self.done = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.done:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._hold, args=(c, time.monotonic()), daemon=True).start()
+
+    def _hold(self, c, t0):
+        c.settimeout(120)
+        try:
+            while c.recv(4096):
+                pass
+        except OSError:
+            pass
+        c.close()
+        with self.lock:
+            self.holds.append(time.monotonic() - t0)
+
+    def wait(self, n, timeout):
+        lib.wait_for(lambda: len(self.holds) >= n, timeout, "%d connections given up" % n)
+        with self.lock:
+            return list(self.holds[:n])
+
+    def close(self):
+        self.done = True
+        self.thread.join(5)
+        self.srv.close()
+
+
+def test_connect_timeout_grows_after_stalls(env):
+    """A relay that takes the connection and never answers (a loaded relay in a reconnect
+    storm): with --connect-timeout 1000 the agent gives the first attempt 1 s, then 2 s, then
+    4 s (the cap, 4 times the base), and again 4 s; once it registered, the first stalled attempt
+    is given 1 s again. (With a fixed timeout every attempt got 1 s, and the relay paid for each
+    abandoned handshake again.)"""
+    port = lib.free_port()
+    front = SilentFront(port)
+
+    class FrontAddr:
+        dev_port = port
+        token = lib.TOKEN
+
+    try:
+        d = Device(env, FrontAddr(), extra=["--backoff", "100", "--backoff-cap", "200",
+                                            "--connect-timeout", "1000"])
+        holds = front.wait(4, 60)
+    finally:
+        front.close()
+    lib.check(holds[0] >= 0.8 and holds[0] < 1.9, "first attempt held %.2fs, not about 1 s: %r"
+              % (holds[0], holds))
+    lib.check(holds[1] >= 1.8, "second attempt held %.2fs, not doubled: %r" % (holds[1], holds))
+    lib.check(holds[2] >= 3.6, "third attempt held %.2fs, not doubled: %r" % (holds[2], holds))
+    lib.check(holds[3] >= 3.6 and holds[3] < 7.5,
+              "fourth attempt held %.2fs, not capped at 4 s: %r" % (holds[3], holds))
+    lib.check(d.proc.alive(), "the agent exited: %r" % d.proc.lines[-5:])
+    # A registration brings the timeout back to its base.
+    r = lib.Relay(env, extra=["--listen", "%s:%d" % (LINUX_ADDR, port)])
+    r.dev_port = port
+    nxt, _, _ = d.wait_ready(timeout=60)
+    r.stop(sig=signal.SIGKILL)
+    front = SilentFront(port)
+    try:
+        d.proc.wait_line(lambda l: l.startswith("disconnected:"), 30, nxt, "a disconnected line")
+        holds = front.wait(1, 30)
+    finally:
+        front.close()
+    lib.check(holds[0] >= 0.8 and holds[0] < 1.9,
+              "first stalled attempt after WELCOME held %.2fs, not about 1 s" % holds[0])
 
 
 TESTS = [(n[5:], f) for n, f in list(globals().items()) if n.startswith("test_") and callable(f)]

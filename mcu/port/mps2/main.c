@@ -7,9 +7,9 @@
  * The board's network and relay settings come from its configuration sector (mps2.ld): text
  * lines "key=value" after a first line "tether-mcu-config 1", ended by a NUL or the sector's
  * end; keys ip (A.B.C.D/PREFIX), gw, relay (A.B.C.D), port, name, token, seed (hex, mixed into
- * the random generator), ping_after, dead_after, backoff, backoff_cap (ms). Without a valid
- * sector the firmware prints that and stops. The QEMU test writes the sector with
- * -device loader; a product writes it at provisioning. */
+ * the random generator), ping_after, dead_after, backoff, backoff_cap, connect_timeout (ms).
+ * Without a valid sector the firmware prints that and stops. The QEMU test writes the sector
+ * with -device loader; a product writes it at provisioning. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -288,6 +288,8 @@ static bool config_load(void)
                 cfg.backoff_base_ms = parse_u32(v, vl, 10);
             else if (KEY("backoff_cap"))
                 cfg.backoff_cap_ms = parse_u32(v, vl, 10);
+            else if (KEY("connect_timeout"))
+                cfg.connect_timeout_ms = parse_u32(v, vl, 10);
 #undef KEY
         }
         p = nl ? nl + 1 : end;

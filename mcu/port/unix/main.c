@@ -8,6 +8,7 @@
  * Usage: tether-mcu-host --tap IFNAME --ip A.B.C.D/PREFIX --gw A.B.C.D --host RELAY-IP
  *        --port PORT --name NAME --token TOKEN [--key-file FILE] [--path PATH]
  *        [--ping-after MS] [--dead-after MS] [--backoff MS] [--backoff-cap MS]
+ *        [--connect-timeout MS]
  * SIGTERM or SIGINT: says GOAWAY, closes, exits 0. */
 #include <errno.h>
 #include <fcntl.h>
@@ -214,7 +215,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: tether-mcu-host --tap IFNAME --ip A.B.C.D/PREFIX --gw A.B.C.D --host "
             "RELAY-IP --port PORT --name NAME --token TOKEN [--key-file FILE] [--path PATH] "
-            "[--ping-after MS] [--dead-after MS] [--backoff MS] [--backoff-cap MS]\n");
+            "[--ping-after MS] [--dead-after MS] [--backoff MS] [--backoff-cap MS] "
+            "[--connect-timeout MS]\n");
     exit(2);
 }
 
@@ -276,6 +278,8 @@ int main(int argc, char **argv)
             cfg.backoff_base_ms = num(v);
         else if (strcmp(o, "--backoff-cap") == 0)
             cfg.backoff_cap_ms = num(v);
+        else if (strcmp(o, "--connect-timeout") == 0)
+            cfg.connect_timeout_ms = num(v);
         else
             usage();
     }
