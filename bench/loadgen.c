@@ -35,7 +35,7 @@
  * registered, and it reconnects at once: a steady reconnect storm, for handshakes per second.
  *
  * Dial timeout: a connection not registered (WELCOME) in time is given up, with the agent's rule
- * (src/agent/backoff.h, tt_backoff_dial_timeout, called here): --dial-timeout-ms (15000, the
+ * (src/agent/backoff.h, tt_dialtimeout_next, called here): --dial-timeout-ms (15000, the
  * agent's TT_DIAL_TIMEOUT_MS) at first and after each registration, doubled after each dial
  * that timed out once its TCP connection was up (a "stall"), at most --dial-timeout-max-ms
  * (60000, TT_DIAL_TIMEOUT_MAX_MS; the same as --dial-timeout-ms: a fixed timeout, as before);
@@ -118,7 +118,7 @@ struct dev {
     uint8_t attempt;      /* back-off step */
     uint8_t url_try;      /* --alt-url: which of the relay's URLs this device dials (dev_target) */
     bool storm;           /* SIGUSR1: reconnect at once after this close */
-    uint32_t dial_to_ms;  /* this dial's timeout (tt_backoff_dial_timeout; 0: none yet) */
+    uint32_t dial_to_ms;  /* this dial's timeout (tt_dialtimeout_next; 0: none yet) */
     uint8_t *pend;        /* bytes kept between reads (head or partial frame) */
     uint32_t pendlen;
     uint64_t reg_at;  /* loop ms of the last registration */
@@ -545,11 +545,11 @@ static void on_storm(uv_signal_t *s, int signum)
          dropped, g.storms);
 }
 
-/* The agent's rule for the next dial's timeout (tt_backoff_dial_timeout), with our flags. */
+/* The agent's rule for the next dial's timeout (tt_dialtimeout_next), with our flags. */
 static void dial_timeout_next(struct dev *d, enum tt_dial_end end)
 {
     d->dial_to_ms =
-        tt_backoff_dial_timeout(d->dial_to_ms, end, g.dial_timeout_ms, g.dial_timeout_max_ms);
+        tt_dialtimeout_next(d->dial_to_ms, end, g.dial_timeout_ms, g.dial_timeout_max_ms);
 }
 
 /* A connection not registered within its dial timeout is given up as the agent gives up a dial

@@ -20,7 +20,7 @@ MCU_MBED := $(MCU_DEPS)/mbedtls
 MCU_PICO := $(MCU_DEPS)/picohttpparser
 
 MCU_AGENT_SRC := mcu/agent/tether_mcu.c mcu/agent/mcuws.c
-MCU_CORE_SRC := src/core/frame.c src/core/session.c src/core/err.c
+MCU_CORE_SRC := src/core/frame.c src/core/session.c src/core/err.c src/core/dialtimeout.c
 MCU_LIB_SRC := $(MCU_MBED)/library/sha1.c $(MCU_MBED)/library/base64.c \
 	$(MCU_MBED)/library/platform_util.c $(MCU_MBED)/library/constant_time.c \
 	$(MCU_PICO)/picohttpparser.c

@@ -13,6 +13,7 @@
 
 #include <string.h>
 
+#include "core/dialtimeout.h"
 #include "lwip/tcp.h"
 #include "lwip/sys.h"
 #include "lwip/timeouts.h"
@@ -94,43 +95,8 @@ static uint32_t backoff_next(struct tether_mcu *a)
     return out;
 }
 
-/* How an attempt ended, as far as the next attempt's timeout is concerned (dial_timeout_next). */
-enum {
-    DIAL_STALLED = 0, /* timed out after the TCP connection was up (upgrade or HELLO unanswered) */
-    DIAL_FAILED = 1,  /* any other failure, a timeout before the TCP connection included */
-    DIAL_REGISTERED = 2 /* WELCOME */
-};
-
-/* The timeout of the next attempt, given the last one's (cur_ms; 0: none yet) and how it ended:
- * base_ms at first and after a registration; twice cur_ms after a stalled attempt, at most
- * max_ms; cur_ms again after any other failure. Always within [base_ms, max_ms]. The same rule
- * as the Linux agent's: it follows tt_backoff_dial_timeout in src/agent/backoff.c (mcu/ builds
- * nothing of src/agent; keep the two in step). Why: in a reconnect storm a loaded relay may need
- * longer than base_ms to answer the upgrade and the HELLO; a device that gives up and dials
- * again makes it pay the whole handshake again, and the herd never converges. */
-static uint32_t dial_timeout_next(uint32_t cur_ms, int end, uint32_t base_ms, uint32_t max_ms)
-{
-    uint64_t next;
-
-    if (base_ms == 0)
-        base_ms = 1;
-    if (max_ms < base_ms)
-        max_ms = base_ms;
-    switch (end) {
-    case DIAL_STALLED:
-        next = cur_ms ? (uint64_t)cur_ms * 2 : (uint64_t)base_ms * 2;
-        break;
-    case DIAL_FAILED:
-        next = cur_ms ? cur_ms : base_ms;
-        break;
-    default: /* DIAL_REGISTERED */
-        next = base_ms;
-        break;
-    }
-    if (next < base_ms)
-        next = base_ms;
-    return (uint32_t)(next > max_ms ? max_ms : next);
-}
+/* The next attempt's timeout grows after attempts that stalled: tt_dialtimeout_next
+ * (core/dialtimeout.h), the rule the reference agent follows too. */
 
 static uint32_t dial_base(const struct tether_mcu *a)
 {
@@ -147,7 +113,7 @@ static uint32_t dial_max(const struct tether_mcu *a)
 /* This attempt's timeout (resolve, connect, upgrade, WELCOME). */
 static uint32_t dial_timeout(const struct tether_mcu *a)
 {
-    return dial_timeout_next(a->dial_timeout_ms, DIAL_FAILED, dial_base(a), dial_max(a));
+    return tt_dialtimeout_next(a->dial_timeout_ms, TT_DIAL_END_FAILED, dial_base(a), dial_max(a));
 }
 
 /* Decides when the next attempt is, once per connection, from how this one ended. */
@@ -513,7 +479,7 @@ static int s_on_welcome(struct tt_session *s, const struct tt_welcome *m, void *
     a->state = TETHER_MCU_ONLINE;
     a->registered = 1;
     a->dial_timeout_ms =
-        dial_timeout_next(a->dial_timeout_ms, DIAL_REGISTERED, dial_base(a), dial_max(a));
+        tt_dialtimeout_next(a->dial_timeout_ms, TT_DIAL_END_REGISTERED, dial_base(a), dial_max(a));
     a->registered_at = now_ms();
     a->last_ping = a->registered_at;
     emit(a, TETHER_MCU_EV_READY, "", 0, (struct tt_str){NULL, 0}, m);
@@ -1017,10 +983,10 @@ static void tick(void *arg)
         limit = dial_timeout(a);
         if (elapsed(now, a->attempt_at, limit)) {
             /* Past CONNECTING the relay took the connection but did not finish in time: the
-             * next attempt waits longer (dial_timeout_next). */
-            a->dial_timeout_ms = dial_timeout_next(
-                limit, a->state > TETHER_MCU_CONNECTING ? DIAL_STALLED : DIAL_FAILED, dial_base(a),
-                dial_max(a));
+             * next attempt waits longer (tt_dialtimeout_next). */
+            a->dial_timeout_ms = tt_dialtimeout_next(
+                limit, a->state > TETHER_MCU_CONNECTING ? TT_DIAL_END_STALLED : TT_DIAL_END_FAILED,
+                dial_base(a), dial_max(a));
             fail(a, DROP_ABORT,
                  a->state == TETHER_MCU_HELLO ? "no answer to the HELLO" : "timed out connecting");
         }

@@ -4,7 +4,7 @@
  * lasted STABLE_MS starts it over, a shorter one or a TAKEOVER does not; GOAWAY SHUTDOWN means
  * about a second; a 503's Retry-After is honoured. The connect timeout of an attempt doubles
  * after one that timed out with its TCP connection up, up to 4 times its base, and goes back to
- * the base at WELCOME (dial_timeout_next, driven through the agent's timer). The clock is the
+ * the base at WELCOME (tt_dialtimeout_next, driven through the agent's timer). The clock is the
  * test's (sys_now); lwIP is initialised for the timer's sys_timeout. cmocka;
  * built and run by make mcu-test (build/mcu/host/tests/test_backoff). */
 /* First: cmocka defines a macro fail(), the agent a function of that name. */
@@ -180,20 +180,21 @@ static void test_dial_timeout_rule(void **state)
 {
     (void)state;
 
-    assert_int_equal(dial_timeout_next(0, DIAL_FAILED, 15000, 60000), 15000);
-    assert_int_equal(dial_timeout_next(0, DIAL_STALLED, 15000, 60000), 30000);
-    assert_int_equal(dial_timeout_next(15000, DIAL_STALLED, 15000, 60000), 30000);
-    assert_int_equal(dial_timeout_next(30000, DIAL_STALLED, 15000, 60000), 60000);
-    assert_int_equal(dial_timeout_next(60000, DIAL_STALLED, 15000, 60000), 60000);
-    assert_int_equal(dial_timeout_next(45000, DIAL_STALLED, 15000, 60000), 60000);
-    assert_int_equal(dial_timeout_next(30000, DIAL_FAILED, 15000, 60000), 30000);
-    assert_int_equal(dial_timeout_next(60000, DIAL_REGISTERED, 15000, 60000), 15000);
+    assert_int_equal(tt_dialtimeout_next(0, TT_DIAL_END_FAILED, 15000, 60000), 15000);
+    assert_int_equal(tt_dialtimeout_next(0, TT_DIAL_END_STALLED, 15000, 60000), 30000);
+    assert_int_equal(tt_dialtimeout_next(15000, TT_DIAL_END_STALLED, 15000, 60000), 30000);
+    assert_int_equal(tt_dialtimeout_next(30000, TT_DIAL_END_STALLED, 15000, 60000), 60000);
+    assert_int_equal(tt_dialtimeout_next(60000, TT_DIAL_END_STALLED, 15000, 60000), 60000);
+    assert_int_equal(tt_dialtimeout_next(45000, TT_DIAL_END_STALLED, 15000, 60000), 60000);
+    assert_int_equal(tt_dialtimeout_next(30000, TT_DIAL_END_FAILED, 15000, 60000), 30000);
+    assert_int_equal(tt_dialtimeout_next(60000, TT_DIAL_END_REGISTERED, 15000, 60000), 15000);
     /* Always within [base, max]; a max below the base is the base; a zero base is 1 ms. */
-    assert_int_equal(dial_timeout_next(1000, DIAL_FAILED, 15000, 60000), 15000);
-    assert_int_equal(dial_timeout_next(90000, DIAL_FAILED, 15000, 60000), 60000);
-    assert_int_equal(dial_timeout_next(0, DIAL_STALLED, 15000, 5000), 15000);
-    assert_int_equal(dial_timeout_next(0, DIAL_FAILED, 0, 0), 1);
-    assert_int_equal(dial_timeout_next(0xF0000000u, DIAL_STALLED, 1, 0xFFFFFFFFu), 0xFFFFFFFFu);
+    assert_int_equal(tt_dialtimeout_next(1000, TT_DIAL_END_FAILED, 15000, 60000), 15000);
+    assert_int_equal(tt_dialtimeout_next(90000, TT_DIAL_END_FAILED, 15000, 60000), 60000);
+    assert_int_equal(tt_dialtimeout_next(0, TT_DIAL_END_STALLED, 15000, 5000), 15000);
+    assert_int_equal(tt_dialtimeout_next(0, TT_DIAL_END_FAILED, 0, 0), 1);
+    assert_int_equal(tt_dialtimeout_next(0xF0000000u, TT_DIAL_END_STALLED, 1, 0xFFFFFFFFu),
+                     0xFFFFFFFFu);
 }
 
 /* One tick of the agent's timer at the fake clock (the tick it re-arms is taken back: the test

@@ -2,7 +2,7 @@
  * dials (dial.c), runs one WebSocket connection at a time (common/wsconn.h), registers with HELLO,
  * turns WELCOME / REFUSE / GOAWAY and connection loss into events, and reconnects forever with
  * back-off (backoff.c), each dial allowed longer after dials that stalled (up to 60 s, until a
- * registration: tt_backoff_dial_timeout). Streams opened by the relay go to services.c. Everything
+ * registration: tt_dialtimeout_next). Streams opened by the relay go to services.c. Everything
  * here runs on the thread inside tether_agent_run(), except tether_agent_stop(), which only flags
  * and wakes. */
 #include <signal.h>
@@ -69,7 +69,7 @@ struct tether_agent {
     struct tt_backoff backoff;
     /* The next dial's timeout: TT_DIAL_TIMEOUT_MS, doubled after each dial that stalled (the
      * relay took the connection but did not finish in time), at most TT_DIAL_TIMEOUT_MAX_MS,
-     * back to TT_DIAL_TIMEOUT_MS at each WELCOME (tt_backoff_dial_timeout). One for all the
+     * back to TT_DIAL_TIMEOUT_MS at each WELCOME (tt_dialtimeout_next). One for all the
      * servers: in a storm they are all loaded alike. */
     uint32_t dial_timeout_ms;
     size_t next_server;
@@ -339,8 +339,8 @@ static int on_welcome(struct tt_session *s, const struct tt_welcome *m, void *ud
     }
     a->registered = true;
     a->registered_at = uv_now(&a->loop);
-    a->dial_timeout_ms = tt_backoff_dial_timeout(a->dial_timeout_ms, TT_DIAL_END_REGISTERED,
-                                                 TT_DIAL_TIMEOUT_MS, TT_DIAL_TIMEOUT_MAX_MS);
+    a->dial_timeout_ms = tt_dialtimeout_next(a->dial_timeout_ms, TT_DIAL_END_REGISTERED,
+                                             TT_DIAL_TIMEOUT_MS, TT_DIAL_TIMEOUT_MAX_MS);
     copy_view(a->label, sizeof a->label, m->label);
     if (m->nservices != cfg->nservices)
         TT_LOG(TT_LOG_WARN, "relay answered with services=%u, we offered %u",
@@ -593,8 +593,8 @@ static void note_dial_end(struct tether_agent *a, const struct tt_dial_result *r
     uint32_t prev = a->dial_timeout_ms;
 
     a->dial_timeout_ms =
-        tt_backoff_dial_timeout(prev, r->stalled ? TT_DIAL_END_STALLED : TT_DIAL_END_FAILED,
-                                TT_DIAL_TIMEOUT_MS, TT_DIAL_TIMEOUT_MAX_MS);
+        tt_dialtimeout_next(prev, r->stalled ? TT_DIAL_END_STALLED : TT_DIAL_END_FAILED,
+                            TT_DIAL_TIMEOUT_MS, TT_DIAL_TIMEOUT_MAX_MS);
     if (a->dial_timeout_ms != prev)
         TT_LOG(TT_LOG_INFO, "dial stalled server=%s timeout=%us next_timeout=%us", TT_LOG_V(r->url),
                (unsigned)(r->timeout_ms / 1000), (unsigned)(a->dial_timeout_ms / 1000));

@@ -1,11 +1,13 @@
 /* backoff.h - the agent's reconnection schedule: exponential back-off with jitter (about 1 s at
  * first, doubling, capped at about 60 s), reset after a registration that lasted; and how long
- * the next dial may take (tt_backoff_dial_timeout: longer after dials that timed out). Pure: the
+ * the next dial may take (tt_dialtimeout_next: longer after dials that timed out). Pure: the
  * random source is a function given at init, so tests can pin it. No clock, no I/O. */
 #ifndef TT_AGENT_BACKOFF_H
 #define TT_AGENT_BACKOFF_H
 
 #include <stdint.h>
+
+#include "core/dialtimeout.h"
 
 #define TT_BACKOFF_BASE_MS 1000u
 #define TT_BACKOFF_CAP_MS 60000u
@@ -45,31 +47,7 @@ uint32_t tt_backoff_after(struct tt_backoff *b, uint32_t seconds);
 /* Forgets past failures: the next delay is about base_ms again. Cannot fail. */
 void tt_backoff_reset(struct tt_backoff *b);
 
-/* How a dial (connect, TLS, WebSocket handshake, then registration) ended, as far as the next
- * dial's timeout is concerned (tt_backoff_dial_timeout). */
-enum tt_dial_end {
-    /* It timed out after the TCP connection (to the relay, or to the proxy) was up: the far side
-     * was there and working on it (a TLS handshake, a registration) but did not finish in time. */
-    TT_DIAL_END_STALLED,
-    /* Any other failure: refused, reset, a TLS error, an HTTP answer (a 503 with Retry-After
-     * included), a failed lookup, a timeout before any TCP connection (no SYN-ACK: a host that
-     * is down or a packet filter; the relay spent nothing on it), a connection lost before
-     * WELCOME. */
-    TT_DIAL_END_FAILED,
-    /* The relay registered the device (WELCOME). */
-    TT_DIAL_END_REGISTERED,
-};
-
-/* The timeout of the next dial, given the timeout the last one had (cur_ms; 0: there was none
- * yet) and how it ended. The rule: base_ms at first and after a registration; twice cur_ms after
- * a stalled dial, at most max_ms; cur_ms again after any other failure (a quick failure says
- * nothing about how long a handshake takes now, and a longer timeout costs nothing when the
- * relay answers sooner). The result is always within [base_ms, max_ms] (max_ms < base_ms is
- * taken as base_ms; base_ms 0 as 1). Why: in a reconnect storm a loaded relay may need longer
- * than base_ms for a handshake; a device that gives up then dials again and pays the whole
- * handshake again, while the relay's work on the abandoned one is lost, and the herd never
- * converges. Waiting longer each time lets each device finish once. Cannot fail. */
-uint32_t tt_backoff_dial_timeout(uint32_t cur_ms, enum tt_dial_end end, uint32_t base_ms,
-                                 uint32_t max_ms);
+/* The next dial's timeout: tt_dialtimeout_next (core/dialtimeout.h, shared with the
+ * microcontroller agent). */
 
 #endif

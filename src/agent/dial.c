@@ -676,7 +676,7 @@ static void on_timeout(uv_timer_t *t)
         fail(d, refusal(d), "%s", d->msg);
         return;
     }
-    /* the timeout used, in the message: it grows after stalled dials (tt_backoff_dial_timeout) */
+    /* the timeout used, in the message: it grows after stalled dials (tt_dialtimeout_next) */
     if (d->opt.timeout_ms % 1000 == 0)
         snprintf(secs, sizeof secs, "%u s", (unsigned)(d->opt.timeout_ms / 1000));
     else

@@ -17,7 +17,7 @@
 #include "common/util.h"
 
 #define TT_DIAL_TIMEOUT_MS 15000u /* per hop: resolve + connect + handshake */
-/* The agent's dial timeout grows after dials that stalled (tt_backoff_dial_timeout), up to: */
+/* The agent's dial timeout grows after dials that stalled (tt_dialtimeout_next), up to: */
 #define TT_DIAL_TIMEOUT_MAX_MS 60000u
 #define TT_DIAL_MAX_REDIRECTS 5u /* in a row, within one attempt */
 

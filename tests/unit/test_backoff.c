@@ -147,42 +147,42 @@ static void test_after_retry_after(void **state)
  * failure keeps what was reached; a registration starts over. */
 static void test_dial_timeout_grows_after_stalls(void **state)
 {
-    uint32_t t = tt_backoff_dial_timeout(0, TT_DIAL_END_FAILED, 15000, 60000);
+    uint32_t t = tt_dialtimeout_next(0, TT_DIAL_END_FAILED, 15000, 60000);
     (void)state;
 
     assert_int_equal(t, 15000); /* the first dial */
-    t = tt_backoff_dial_timeout(t, TT_DIAL_END_FAILED, 15000, 60000);
+    t = tt_dialtimeout_next(t, TT_DIAL_END_FAILED, 15000, 60000);
     assert_int_equal(t, 15000); /* refused, a TLS error, a 503: no growth */
-    t = tt_backoff_dial_timeout(t, TT_DIAL_END_STALLED, 15000, 60000);
+    t = tt_dialtimeout_next(t, TT_DIAL_END_STALLED, 15000, 60000);
     assert_int_equal(t, 30000);
-    t = tt_backoff_dial_timeout(t, TT_DIAL_END_FAILED, 15000, 60000);
+    t = tt_dialtimeout_next(t, TT_DIAL_END_FAILED, 15000, 60000);
     assert_int_equal(t, 30000); /* kept: a 503 says nothing about how long a handshake takes */
-    t = tt_backoff_dial_timeout(t, TT_DIAL_END_STALLED, 15000, 60000);
+    t = tt_dialtimeout_next(t, TT_DIAL_END_STALLED, 15000, 60000);
     assert_int_equal(t, 60000);
-    t = tt_backoff_dial_timeout(t, TT_DIAL_END_STALLED, 15000, 60000);
+    t = tt_dialtimeout_next(t, TT_DIAL_END_STALLED, 15000, 60000);
     assert_int_equal(t, 60000); /* capped */
-    t = tt_backoff_dial_timeout(t, TT_DIAL_END_REGISTERED, 15000, 60000);
+    t = tt_dialtimeout_next(t, TT_DIAL_END_REGISTERED, 15000, 60000);
     assert_int_equal(t, 15000); /* a WELCOME starts over */
-    assert_int_equal(tt_backoff_dial_timeout(0, TT_DIAL_END_REGISTERED, 15000, 60000), 15000);
+    assert_int_equal(tt_dialtimeout_next(0, TT_DIAL_END_REGISTERED, 15000, 60000), 15000);
 }
 
 static void test_dial_timeout_bounds(void **state)
 {
     (void)state;
     /* not a power-of-two multiple of the base: capped, not overshot */
-    assert_int_equal(tt_backoff_dial_timeout(40000, TT_DIAL_END_STALLED, 15000, 60000), 60000);
+    assert_int_equal(tt_dialtimeout_next(40000, TT_DIAL_END_STALLED, 15000, 60000), 60000);
     /* a current value out of range is brought back into [base, max] */
-    assert_int_equal(tt_backoff_dial_timeout(1000, TT_DIAL_END_FAILED, 15000, 60000), 15000);
-    assert_int_equal(tt_backoff_dial_timeout(90000, TT_DIAL_END_FAILED, 15000, 60000), 60000);
+    assert_int_equal(tt_dialtimeout_next(1000, TT_DIAL_END_FAILED, 15000, 60000), 15000);
+    assert_int_equal(tt_dialtimeout_next(90000, TT_DIAL_END_FAILED, 15000, 60000), 60000);
     /* no overflow at the top of the range */
-    assert_int_equal(tt_backoff_dial_timeout(UINT32_MAX, TT_DIAL_END_STALLED, 15000, UINT32_MAX),
+    assert_int_equal(tt_dialtimeout_next(UINT32_MAX, TT_DIAL_END_STALLED, 15000, UINT32_MAX),
                      UINT32_MAX);
     /* degenerate parameters: max below base is base; base 0 is 1 */
-    assert_int_equal(tt_backoff_dial_timeout(15000, TT_DIAL_END_STALLED, 15000, 1000), 15000);
-    assert_int_equal(tt_backoff_dial_timeout(0, TT_DIAL_END_REGISTERED, 0, 0), 1);
-    assert_int_equal(tt_backoff_dial_timeout(1, TT_DIAL_END_STALLED, 0, 10), 2);
+    assert_int_equal(tt_dialtimeout_next(15000, TT_DIAL_END_STALLED, 15000, 1000), 15000);
+    assert_int_equal(tt_dialtimeout_next(0, TT_DIAL_END_REGISTERED, 0, 0), 1);
+    assert_int_equal(tt_dialtimeout_next(1, TT_DIAL_END_STALLED, 0, 10), 2);
     /* an unknown end is taken as a registration: never longer than asked */
-    assert_int_equal(tt_backoff_dial_timeout(60000, (enum tt_dial_end)42, 15000, 60000), 15000);
+    assert_int_equal(tt_dialtimeout_next(60000, (enum tt_dial_end)42, 15000, 60000), 15000);
 }
 
 int main(void)
