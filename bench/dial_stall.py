@@ -6,7 +6,7 @@ DUTY of every second (SIGSTOP/SIGCONT: a loaded relay, as at 100,000 devices on 
 until every device is back or LIMIT s pass. One line of JSON per rule: loadgen's dial timeouts
 (by the timeout used), the handshakes it made, the relay's CPU time and how long until every
 device was back. Each argument is a --dial-timeout-max-ms: 15000 is the old fixed timeout,
-60000 the growing one (the agent's rule, src/agent/backoff.c tt_backoff_dial_timeout).
+60000 the growing one (the agent's rule, src/core/dialtimeout.c tt_dialtimeout_next).
 
   N=1000 HOLD=5 DUTY=0.05 LIMIT=180 EXTRA=--no-resume python3 bench/dial_stall.py 15000 60000
 

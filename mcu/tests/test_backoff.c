@@ -175,7 +175,8 @@ static void test_planned_once_per_connection(void **state)
     assert_int_equal(plan_retry(&agent), 800); /* the same decision, not a second step */
 }
 
-/* The rule itself, as tt_backoff_dial_timeout's unit test checks it in src/agent. */
+/* The rule the agent runs (src/core/dialtimeout.c), as tests/unit/test_backoff.c checks it for the
+ * reference agent: the firmware build links the same function. */
 static void test_dial_timeout_rule(void **state)
 {
     (void)state;
